@@ -1,0 +1,72 @@
+import { Command, CommanderError, Option } from 'commander';
+import { gc } from '../ts/cleanup.js';
+import { AppshotError, EXIT } from '../ts/errors.js';
+import { resolveHome } from '../ts/home.js';
+import { checkAid } from '../ts/registry.js';
+import { openTables } from '../ts/tables.js';
+import { TYPE_FILTERS, renderTable, translationRows } from '../tables/inspect.js';
+import { describeCleanup } from './report.js';
+import { run } from './run.js';
+
+const program = new Command('appshot')
+  .description('Run unmodified Linux programs under virtual resource IDs')
+  .enablePositionalOptions()
+  .exitOverride()
+  .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+let exitCode: number = EXIT.ok;
+
+program
+  .command('run')
+  .description('run CMD as an application whose IPC IDs and keys are virtual')
+  .usage('[--aid NAME] [--keep] -- CMD [ARGS...]')
+  .option('--aid <name>', 'application ID (default: a new one, app-N)')
+  .option('--keep', 'leave kernel objects and tables when the application ends, for a later snapshot', false)
+  .addOption(new Option('--no-identity', 'never let a virtual ID equal its system ID (to test what a restored application sees)'))
+  .argument('<cmd...>', 'the command to run and its arguments')
+  .passThroughOptions()
+  .action(async (cmd: string[], o: { aid?: string; keep: boolean; identity: boolean }) => {
+    exitCode = await run(cmd, { aid: o.aid, keep: o.keep, noIdentity: !o.identity, home: resolveHome() });
+  });
+
+program
+  .command('gc')
+  .description('clean up after applications whose harness died: kernel objects and table rows')
+  .option('--kept', 'also end applications left with --keep', false)
+  .option('--json', 'print the report as JSON', false)
+  .action((o: { kept: boolean; json: boolean }) => {
+    const t = openTables(resolveHome());
+    const reports = gc(t, { kept: o.kept });
+    if (o.json) process.stdout.write(JSON.stringify(reports, null, 2) + '\n');
+    else if (!reports.length) process.stdout.write('nothing to clean up\n');
+    else for (const r of reports) for (const line of describeCleanup(r, 'ended')) process.stdout.write(line + '\n');
+  });
+
+program
+  .command('tables')
+  .description('show the translation tables')
+  .option('--aid <name>', 'only this application')
+  .addOption(new Option('--type <type>', 'only this resource type').choices([...TYPE_FILTERS]))
+  .option('--json', 'print JSON for scripts', false)
+  .action((o: { aid?: string; type?: string; json: boolean }) => {
+    if (o.aid !== undefined) checkAid(o.aid);
+    const t = openTables(resolveHome());
+    const rows = [...translationRows(t, { aid: o.aid, type: o.type })];
+    process.stdout.write(o.json ? JSON.stringify(rows, null, 2) + '\n' : renderTable(rows) + '\n');
+  });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    exitCode = err.code === 'commander.helpDisplayed' || err.code === 'commander.version' ? EXIT.ok : EXIT.usage;
+    if (err.code === 'commander.help') exitCode = EXIT.usage;
+  } else if (err instanceof AppshotError) {
+    process.stderr.write(`appshot: ${err.message}\n`);
+    exitCode = err.exitCode;
+  } else {
+    process.stderr.write(`appshot: internal error: ${(err as Error).stack ?? err}\n`);
+    exitCode = EXIT.failure;
+  }
+}
+process.exit(exitCode);

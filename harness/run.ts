@@ -1,0 +1,67 @@
+import { spawn } from 'node:child_process';
+import { constants } from 'node:os';
+import { endApp } from '../ts/cleanup.js';
+import { EXIT } from '../ts/errors.js';
+import { ensureHome } from '../ts/home.js';
+import { inTerminalForeground } from '../ts/libc.js';
+import { SHIM_PATH, SUPERVISOR_PATH } from '../ts/paths.js';
+import { registerApp } from '../ts/registry.js';
+import { openTables } from '../ts/tables.js';
+import { describeCleanup } from './report.js';
+
+export interface RunOptions {
+  aid?: string;
+  keep: boolean;
+  noIdentity: boolean;
+  home: string;
+}
+
+const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
+/**
+ * `appshot run`: register the application, start CMD under the supervisor
+ * with the shim preloaded, forward signals, and when the application's last
+ * process is gone clean up and exit with CMD's status.
+ */
+export async function run(command: string[], opts: RunOptions): Promise<number> {
+  ensureHome(opts.home);
+  const t = openTables(opts.home, { create: true });
+  const reg = registerApp(t, { aid: opts.aid, command, noIdentity: opts.noIdentity });
+  if (reg.reclaimed) for (const line of describeCleanup(reg.reclaimed, 'reclaimed stale application')) process.stderr.write(`appshot: ${line}\n`);
+  let code: number;
+  try {
+    code = await supervise(command, reg.aid, opts.home);
+  } finally {
+    const report = endApp(t, reg.aid, { keep: opts.keep });
+    for (const note of report.notes) process.stderr.write(`appshot: ${note}\n`);
+    t.env.close();
+  }
+  return code;
+}
+
+function supervise(command: string[], aid: string, home: string): Promise<number> {
+  const child = spawn(SUPERVISOR_PATH, [SHIM_PATH, ...command], {
+    stdio: 'inherit',
+    env: { ...process.env, APPSHOT_AID: aid, APPSHOT_HOME: home },
+  });
+  const handlers = FORWARDED.map((sig) => {
+    const h = () => {
+      // The terminal sends SIGINT and SIGHUP to the whole foreground group,
+      // the application included; forwarding them again would deliver twice.
+      if (sig !== 'SIGTERM' && process.stdin.isTTY && inTerminalForeground()) return;
+      child.kill(sig);
+    };
+    process.on(sig, h);
+    return [sig, h] as const;
+  });
+  return new Promise((resolve) => {
+    child.on('error', (err) => {
+      process.stderr.write(`appshot: cannot start ${SUPERVISOR_PATH}: ${err.message}; run 'npm install' to build it\n`);
+      resolve(EXIT.shimSetup);
+    });
+    child.on('exit', (code, signal) => {
+      for (const [sig, h] of handlers) process.off(sig, h);
+      resolve(code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0));
+    });
+  });
+}

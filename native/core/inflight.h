@@ -1,0 +1,40 @@
+/*
+ * The inflight record: every kernel object is created while its creator
+ * holds the LMDB write lock, and the creator fills this record (a small
+ * shared file beside the tables) before the kernel call and clears it after
+ * the commit. Whoever next holds the write lock and finds the record of a
+ * creator that is gone removes the object that creator may have left
+ * unmapped, so a SIGKILL between the kernel call and the commit leaks
+ * nothing.
+ */
+#ifndef APPSHOT_INFLIGHT_H
+#define APPSHOT_INFLIGHT_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+/* The kernel calls the core may make: the shim passes the real libc
+ * functions (its own symbols would translate again), tools pass libc's. */
+struct kernel_ops {
+	int (*semget)(key_t key, int nsems, int flags);
+	int (*semctl)(int semid, int semnum, int cmd, ...);
+};
+
+typedef int (*is_mapped_fn)(void *ctx, uint8_t type, uint32_t srid);
+
+struct inflight_file {
+	struct inflight_rec *rec;
+	uint64_t token;
+};
+
+int inflight_open(struct inflight_file *f, const char *home);
+void inflight_close(struct inflight_file *f);
+void inflight_begin(struct inflight_file *f, const char *aid, uint8_t type, uint32_t skey);
+void inflight_created(struct inflight_file *f, uint32_t srid);
+void inflight_clear(struct inflight_file *f);
+/* Call with the write lock held. Returns the number of objects removed,
+ * writing a line about each into report. */
+int inflight_recover(struct inflight_file *f, const struct kernel_ops *k, is_mapped_fn mapped,
+		     void *ctx, char *report, size_t reportlen);
+
+#endif

@@ -1,0 +1,301 @@
+#include "tables.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static int fail(char *err, size_t errlen, int rc, const char *fmt, const char *a, const char *b)
+{
+	snprintf(err, errlen, fmt, a, b);
+	return rc;
+}
+
+static const char *mdb_cause(int rc)
+{
+	return rc > 0 ? strerror(rc) : mdb_strerror(rc);
+}
+
+static int open_dbi(MDB_txn *txn, const char *name, MDB_dbi *dbi)
+{
+	return mdb_dbi_open(txn, name, 0, dbi);
+}
+
+static int read_meta_u32(const struct tables *t, MDB_txn *txn, const char *name, uint32_t *out)
+{
+	MDB_val k = { strlen(name), (void *)name }, v;
+	int rc = mdb_get(txn, t->meta, &k, &v);
+	if (rc) return rc;
+	if (v.mv_size != 4) return MDB_CORRUPTED;
+	*out = get_u32be(v.mv_data);
+	return 0;
+}
+
+int tables_open(struct tables *t, const char *home, const char *aid, char *err, size_t errlen)
+{
+	int rc;
+	MDB_txn *txn = NULL;
+	memset(t, 0, sizeof *t);
+	t->aidlen = strlen(aid);
+	if (!aid_valid(aid, t->aidlen))
+		return fail(err, errlen, EINVAL, "APPSHOT_AID '%s' is not a valid application ID%s", aid, "");
+	memcpy(t->aid, aid, t->aidlen + 1);
+	if (snprintf(t->path, sizeof t->path, "%s/%s", home, APPSHOT_TABLES_FILE) >= (int)sizeof t->path)
+		return fail(err, errlen, ENAMETOOLONG, "tables path under '%s' is too long%s", home, "");
+	/* The harness creates the tables; a process of an application only
+	 * joins them, so a missing file is an error, not something to make. */
+	if (access(t->path, R_OK | W_OK) != 0)
+		return fail(err, errlen, errno, "cannot open tables at %s: %s", t->path, strerror(errno));
+	if ((rc = mdb_env_create(&t->env)))
+		return fail(err, errlen, rc, "cannot open tables at %s: %s", t->path, mdb_cause(rc));
+	mdb_env_set_maxdbs(t->env, APPSHOT_MAX_DBS);
+	mdb_env_set_maxreaders(t->env, APPSHOT_MAX_READERS);
+	mdb_env_set_mapsize(t->env, APPSHOT_MAP_SIZE);
+	rc = mdb_env_open(t->env, t->path, MDB_NOSUBDIR | MDB_NOSYNC | MDB_NOTLS, 0600);
+	if (rc) goto env_fail;
+	int dead;
+	mdb_reader_check(t->env, &dead);
+	if ((rc = mdb_txn_begin(t->env, NULL, MDB_RDONLY, &txn))) goto env_fail;
+	if ((rc = open_dbi(txn, DB_META, &t->meta)) || (rc = open_dbi(txn, DB_APPS, &t->apps)) ||
+	    (rc = open_dbi(txn, DB_FWD, &t->fwd)) || (rc = open_dbi(txn, DB_REV, &t->rev)) ||
+	    (rc = open_dbi(txn, DB_ALLOC, &t->alloc)) || (rc = open_dbi(txn, DB_PROCS, &t->procs)))
+		goto txn_fail;
+	uint32_t version;
+	if ((rc = read_meta_u32(t, txn, "version", &version)) ||
+	    (rc = read_meta_u32(t, txn, "node", &t->node)))
+		goto txn_fail;
+	if (version != APPSHOT_SCHEMA_VERSION) {
+		char v[32];
+		snprintf(v, sizeof v, "%u (this shim reads %u)", version, APPSHOT_SCHEMA_VERSION);
+		rc = fail(err, errlen, EPROTO, "tables at %s have schema version %s", t->path, v);
+		goto cleanup;
+	}
+	MDB_val k = { t->aidlen, t->aid }, v;
+	rc = mdb_get(txn, t->apps, &k, &v);
+	struct app_val app;
+	if (rc == 0 && v.mv_size >= APP_VAL_FIXED) {
+		app_val_get(&app, v.mv_data);
+		if (app.state != APP_RUNNING) rc = MDB_NOTFOUND;
+		t->app_flags = app.flags;
+	} else if (rc == 0) {
+		rc = MDB_CORRUPTED;
+	}
+	if (rc == MDB_NOTFOUND) {
+		rc = fail(err, errlen, ENOENT,
+			  "application '%s' is not running in the tables at %s (start programs with 'appshot run')",
+			  t->aid, t->path);
+		goto cleanup;
+	}
+	if (rc) goto txn_fail;
+	/* Committing (not aborting) keeps the DBI handles opened in it. */
+	if ((rc = mdb_txn_commit(txn))) {
+		txn = NULL;
+		goto txn_fail;
+	}
+	return 0;
+txn_fail:
+	fail(err, errlen, rc, "cannot read tables at %s: %s", t->path, mdb_cause(rc));
+cleanup:
+	mdb_txn_abort(txn);
+	mdb_env_close(t->env);
+	t->env = NULL;
+	return rc;
+env_fail:
+	fail(err, errlen, rc, "cannot open tables at %s: %s", t->path, mdb_cause(rc));
+	mdb_env_close(t->env);
+	t->env = NULL;
+	return rc;
+}
+
+uint64_t tables_txnid(const struct tables *t)
+{
+	MDB_envinfo info;
+	mdb_env_info(t->env, &info);
+	return info.me_last_txnid;
+}
+
+int tables_fwd(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid, struct fwd_val *out)
+{
+	uint8_t kb[FWD_KEY_MAX];
+	MDB_val k = { fwd_key(kb, t->aid, t->aidlen, type, vrid), kb }, v;
+	int rc = mdb_get(txn, t->fwd, &k, &v);
+	if (rc) return rc;
+	if (v.mv_size != FWD_VAL_LEN) return MDB_CORRUPTED;
+	fwd_val_get(out, v.mv_data);
+	return 0;
+}
+
+int tables_rev(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t srid, uint32_t *vrid)
+{
+	uint8_t kb[REV_KEY_LEN];
+	rev_key(kb, t->node, type, srid);
+	MDB_val k = { REV_KEY_LEN, kb }, v;
+	int rc = mdb_get(txn, t->rev, &k, &v);
+	if (rc == MDB_NOTFOUND) return REV_NONE;
+	if (rc) return rc;
+	if (v.mv_size < 4) return MDB_CORRUPTED;
+	if (v.mv_size - 4 != t->aidlen || memcmp((uint8_t *)v.mv_data + 4, t->aid, t->aidlen))
+		return REV_FOREIGN;
+	*vrid = get_u32be(v.mv_data);
+	return REV_MINE;
+}
+
+/* Drops the forward row that a stale reverse row points at, if it still
+ * points back at this srid. */
+static int drop_stale_owner(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t srid,
+			    const MDB_val *revval)
+{
+	if (revval->mv_size < 4 || revval->mv_size - 4 > APPSHOT_AID_MAX) return MDB_CORRUPTED;
+	uint8_t kb[FWD_KEY_MAX];
+	MDB_val k = { fwd_key(kb, (const char *)revval->mv_data + 4, revval->mv_size - 4, type,
+			      get_u32be(revval->mv_data)), kb }, v;
+	int rc = mdb_get(txn, t->fwd, &k, &v);
+	if (rc == MDB_NOTFOUND) return 0;
+	if (rc) return rc;
+	if (v.mv_size == FWD_VAL_LEN && get_u32be(v.mv_data) == srid)
+		return mdb_del(txn, t->fwd, &k, NULL);
+	return 0;
+}
+
+int tables_map(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid, const struct fwd_val *fv)
+{
+	uint8_t rk[REV_KEY_LEN], rv[REV_VAL_MAX], fk[FWD_KEY_MAX], fvb[FWD_VAL_LEN];
+	rev_key(rk, t->node, type, fv->srid);
+	MDB_val k = { REV_KEY_LEN, rk }, v;
+	int rc = mdb_get(txn, t->rev, &k, &v);
+	if (rc == 0) rc = drop_stale_owner(t, txn, type, fv->srid, &v);
+	else if (rc == MDB_NOTFOUND) rc = 0;
+	if (rc) return rc;
+	v.mv_size = rev_val(rv, vrid, t->aid, t->aidlen);
+	v.mv_data = rv;
+	if ((rc = mdb_put(txn, t->rev, &k, &v, 0))) return rc;
+	fwd_val_put(fvb, fv);
+	MDB_val fkv = { fwd_key(fk, t->aid, t->aidlen, type, vrid), fk }, fvv = { FWD_VAL_LEN, fvb };
+	return mdb_put(txn, t->fwd, &fkv, &fvv, 0);
+}
+
+int tables_unmap(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid)
+{
+	struct fwd_val fv;
+	int rc = tables_fwd(t, txn, type, vrid, &fv);
+	if (rc) return rc;
+	uint8_t fk[FWD_KEY_MAX], rk[REV_KEY_LEN];
+	MDB_val k = { fwd_key(fk, t->aid, t->aidlen, type, vrid), fk };
+	if ((rc = mdb_del(txn, t->fwd, &k, NULL))) return rc;
+	uint32_t owner_vrid;
+	if (tables_rev(t, txn, type, fv.srid, &owner_vrid) == REV_MINE && owner_vrid == vrid) {
+		rev_key(rk, t->node, type, fv.srid);
+		MDB_val r = { REV_KEY_LEN, rk };
+		rc = mdb_del(txn, t->rev, &r, NULL);
+	}
+	return rc;
+}
+
+static int fwd_exists(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid)
+{
+	struct fwd_val fv;
+	return tables_fwd(t, txn, type, vrid, &fv) == 0;
+}
+
+static int counter_next(const struct tables *t, MDB_txn *txn, const char *aid, size_t aidlen,
+			uint8_t type, uint32_t base, uint32_t *out)
+{
+	uint8_t kb[APPSHOT_AID_MAX + 2], vb[4];
+	MDB_val k = { alloc_key(kb, aid, aidlen, type), kb }, v;
+	int rc = mdb_get(txn, t->alloc, &k, &v);
+	uint32_t next = base;
+	if (rc == 0 && v.mv_size == 4) next = get_u32be(v.mv_data);
+	else if (rc && rc != MDB_NOTFOUND) return rc;
+	*out = next;
+	next = next + 1 >= 0x7fffffffu ? base : next + 1;
+	put_u32be(vb, next);
+	v.mv_size = 4;
+	v.mv_data = vb;
+	return mdb_put(txn, t->alloc, &k, &v, 0);
+}
+
+int tables_pick_vrid(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t srid, uint32_t *vrid)
+{
+	if (!(t->app_flags & APP_FLAG_NO_IDENTITY) && !fwd_exists(t, txn, type, srid)) {
+		*vrid = srid;
+		return 0;
+	}
+	for (;;) {
+		int rc = counter_next(t, txn, t->aid, t->aidlen, type, VRID_REMAP_BASE, vrid);
+		if (rc) return rc;
+		if (!fwd_exists(t, txn, type, *vrid)) return 0;
+	}
+}
+
+int tables_next_skey(const struct tables *t, MDB_txn *txn, uint8_t keytype, uint32_t *skey)
+{
+	uint32_t unused;
+	for (;;) {
+		int rc = counter_next(t, txn, "", 0, keytype, SKEY_REMAP_BASE, skey);
+		if (rc) return rc;
+		rc = tables_rev(t, txn, keytype, *skey, &unused);
+		if (rc == REV_NONE) return 0;
+		if (rc != REV_MINE && rc != REV_FOREIGN) return rc;
+	}
+}
+
+static int type_prefix(const struct tables *t, uint8_t type, uint8_t *kb)
+{
+	memcpy(kb, t->aid, t->aidlen);
+	kb[t->aidlen] = 0;
+	kb[t->aidlen + 1] = type;
+	return (int)t->aidlen + 2;
+}
+
+int tables_nth(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t index,
+	       uint32_t *vrid, struct fwd_val *out)
+{
+	uint8_t kb[FWD_KEY_MAX];
+	int plen = type_prefix(t, type, kb);
+	MDB_cursor *cur;
+	int rc = mdb_cursor_open(txn, t->fwd, &cur);
+	if (rc) return rc;
+	MDB_val k = { (size_t)plen, kb }, v;
+	uint32_t i = 0;
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (k.mv_size != (size_t)plen + 4 || memcmp(k.mv_data, kb, plen)) {
+			rc = MDB_NOTFOUND;
+			break;
+		}
+		if (i++ == index) {
+			*vrid = get_u32be((uint8_t *)k.mv_data + plen);
+			if (v.mv_size != FWD_VAL_LEN) rc = MDB_CORRUPTED;
+			else fwd_val_get(out, v.mv_data);
+			break;
+		}
+	}
+	mdb_cursor_close(cur);
+	return rc;
+}
+
+int tables_count(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t *count)
+{
+	uint8_t kb[FWD_KEY_MAX];
+	int plen = type_prefix(t, type, kb);
+	MDB_cursor *cur;
+	int rc = mdb_cursor_open(txn, t->fwd, &cur);
+	if (rc) return rc;
+	MDB_val k = { (size_t)plen, kb }, v;
+	*count = 0;
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (k.mv_size != (size_t)plen + 4 || memcmp(k.mv_data, kb, plen)) break;
+		(*count)++;
+	}
+	mdb_cursor_close(cur);
+	return rc == MDB_NOTFOUND || rc == 0 ? 0 : rc;
+}

@@ -1,0 +1,58 @@
+/* Table access shared by the shim and the native tools: the LMDB
+ * environment, forward and reverse translations, allocation counters. */
+#ifndef APPSHOT_TABLES_H
+#define APPSHOT_TABLES_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include "lmdb.h"
+#include "../../tables/schema.h"
+
+/* tables_rev() answers: the srid is mapped to this AID, to another, or not at all. */
+enum { REV_MINE = 0, REV_NONE = 1, REV_FOREIGN = 2 };
+
+struct tables {
+	MDB_env *env;
+	MDB_dbi meta, apps, fwd, rev, alloc, procs;
+	uint32_t node;
+	uint16_t app_flags;
+	char aid[APPSHOT_AID_MAX + 1];
+	size_t aidlen;
+	char path[4096];
+};
+
+/* Opens APPSHOT_HOME/tables.mdb and checks that aid is registered and
+ * running. On failure returns an errno-like code and writes a sentence
+ * naming the path and the cause into err. */
+int tables_open(struct tables *t, const char *home, const char *aid,
+		char *err, size_t errlen);
+
+/* The id of the last committed write transaction: a 2 ns check that tells a
+ * cache whether anything changed since it was filled. */
+uint64_t tables_txnid(const struct tables *t);
+
+int tables_fwd(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid,
+	       struct fwd_val *out);
+int tables_rev(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t srid,
+	       uint32_t *vrid);
+/* Records vrid <-> v->srid in both directions. A reverse row already held
+ * for that srid is stale (the kernel only hands out a free ID), so its
+ * owner's forward row is dropped first. */
+int tables_map(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid,
+	       const struct fwd_val *v);
+int tables_unmap(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid);
+/* Identity first: vrid = srid when that vrid is free in this application. */
+int tables_pick_vrid(const struct tables *t, MDB_txn *txn, uint8_t type,
+		     uint32_t srid, uint32_t *vrid);
+/* A host-wide system key candidate not held by any application. */
+int tables_next_skey(const struct tables *t, MDB_txn *txn, uint8_t keytype,
+		     uint32_t *skey);
+/* The index-th row of this AID and type in vrid order (for *_STAT), and the
+ * number of such rows. */
+int tables_nth(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t index,
+	       uint32_t *vrid, struct fwd_val *out);
+int tables_count(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t *count);
+
+uint64_t now_ms(void);
+
+#endif

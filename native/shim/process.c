@@ -1,0 +1,87 @@
+/* The process's link to its application: set up before main from the
+ * environment the harness gave it, and again in a child after fork. */
+#define _GNU_SOURCE
+#include "shim.h"
+#include "real.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int shim_active;
+
+static struct {
+	struct tables tables;
+	struct inflight_file inflight;
+	const char *home;
+} P;
+
+struct kernel_ops shim_kernel;
+
+struct tables *shim_tables(void) { return &P.tables; }
+struct inflight_file *shim_inflight(void) { return &P.inflight; }
+
+static void vwrite_line(const char *fmt, va_list ap)
+{
+	char buf[1024];
+	int n = snprintf(buf, sizeof buf, "appshot: ");
+	n += vsnprintf(buf + n, sizeof buf - n, fmt, ap);
+	if (n >= (int)sizeof buf - 1) n = sizeof buf - 2;
+	buf[n++] = '\n';
+	ssize_t w = write(2, buf, n);
+	(void)w;
+}
+
+void shim_fatal(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vwrite_line(fmt, ap);
+	va_end(ap);
+	_exit(125);
+}
+
+void shim_warn(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vwrite_line(fmt, ap);
+	va_end(ap);
+}
+
+/* Declared in translate.c: forget the parent's read transaction and
+ * environment handle in a fork child. */
+void translate_after_fork_child(void);
+void translate_before_fork(void);
+void translate_after_fork_parent(void);
+
+void shim_open_tables(void)
+{
+	char err[512];
+	const char *aid = getenv("APPSHOT_AID");
+	int rc = tables_open(&P.tables, P.home, aid, err, sizeof err);
+	if (rc) shim_fatal("%s; the program cannot run untranslated, so it stops", err);
+	if (!P.inflight.rec && (rc = inflight_open(&P.inflight, P.home)))
+		shim_fatal("cannot open %s/%s: %s; the program cannot run untranslated, so it stops",
+			   P.home, APPSHOT_INFLIGHT_FILE, strerror(rc));
+}
+
+__attribute__((constructor)) static void shim_init(void)
+{
+	real_resolve();
+	shim_kernel = (struct kernel_ops){ real_semget, real_semctl };
+	const char *aid = getenv("APPSHOT_AID");
+	if (!aid || !*aid) return;
+	P.home = getenv("APPSHOT_HOME");
+	if (!P.home || P.home[0] != '/')
+		shim_fatal("APPSHOT_AID is set but APPSHOT_HOME is %s; start programs with 'appshot run'",
+			   P.home ? "not an absolute path" : "not set");
+	P.home = strdup(P.home);
+	shim_open_tables();
+	pthread_atfork(translate_before_fork, translate_after_fork_parent, translate_after_fork_child);
+	shim_active = 1;
+}

@@ -1,0 +1,264 @@
+/* SysV semaphores: every semaphore set ID and IPC key the program passes or
+ * receives is virtual; the kernel sees only system IDs and keys. */
+#define _GNU_SOURCE
+#include "shim.h"
+#include "real.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <unistd.h>
+
+union semun {
+	int val;
+	struct semid_ds *buf;
+	unsigned short *array;
+	struct seminfo *__buf;
+};
+
+#define CREATE_FLAGS (IPC_CREAT | IPC_EXCL)
+
+static int fail(int err)
+{
+	errno = err;
+	return -1;
+}
+
+/* FIG. 11 and the allocating branch of FIG. 15: the kernel creates the set
+ * under a system key (identity first), and the translation is recorded in
+ * the same write transaction, with the inflight record covering the gap. */
+static int sem_create(key_t vkey, int nsems, int flags)
+{
+	struct tables *t = shim_tables();
+	MDB_txn *txn = write_begin();
+	struct fwd_val kv;
+	uint32_t skey = IPC_PRIVATE, vrid;
+	int have_key_row = 0, semid, err, rc;
+
+	if (vkey != IPC_PRIVATE) {
+		if (tables_fwd(t, txn, RT_SEMKEY, (uint32_t)vkey, &kv) == 0) {
+			skey = kv.srid;
+			have_key_row = 1;
+			semid = REAL(semget)((key_t)skey, 0, 0);
+			if (semid >= 0 && tables_rev(t, txn, RT_SEM, (uint32_t)semid, &vrid) == REV_MINE) {
+				/* Another process of the application created it first. */
+				write_abort(txn);
+				if ((flags & CREATE_FLAGS) == CREATE_FLAGS) return fail(EEXIST);
+				return REAL(semget)((key_t)skey, nsems, flags & ~CREATE_FLAGS) < 0 ? -1 : (int)vrid;
+			}
+			if (semid >= 0) {
+				/* Something outside the application holds our system
+				 * key: the application's key moves to a fresh one. */
+				tables_unmap(t, txn, RT_SEMKEY, (uint32_t)vkey);
+				have_key_row = 0;
+			}
+		}
+		if (!(flags & IPC_CREAT)) {
+			write_abort(txn);
+			return fail(ENOENT);
+		}
+		if (!have_key_row) {
+			uint32_t owner;
+			if ((t->app_flags & APP_FLAG_NO_IDENTITY) ||
+			    tables_rev(t, txn, RT_SEMKEY, (uint32_t)vkey, &owner) != REV_NONE)
+				tables_next_skey(t, txn, RT_SEMKEY, &skey);
+			else
+				skey = (uint32_t)vkey;
+		}
+	}
+	for (;;) {
+		inflight_begin(shim_inflight(), t->aid, RT_SEM, skey);
+		semid = REAL(semget)((key_t)skey, nsems, (flags & 0777) | CREATE_FLAGS);
+		if (semid >= 0) break;
+		err = errno;
+		inflight_clear(shim_inflight());
+		if (err == EEXIST && vkey != IPC_PRIVATE) {
+			/* The system key is taken outside appshot: remap. */
+			tables_next_skey(t, txn, RT_SEMKEY, &skey);
+			have_key_row = 0;
+			continue;
+		}
+		write_abort(txn);
+		return fail(err);
+	}
+	inflight_created(shim_inflight(), (uint32_t)semid);
+	rc = 0;
+	if (vkey != IPC_PRIVATE && !have_key_row) {
+		struct fwd_val krow = { .srid = skey, .created_ms = now_ms() };
+		rc = tables_map(t, txn, RT_SEMKEY, (uint32_t)vkey, &krow);
+	}
+	if (!rc) rc = tables_pick_vrid(t, txn, RT_SEM, (uint32_t)semid, &vrid);
+	if (!rc) {
+		struct fwd_val row = { .srid = (uint32_t)semid, .vkey = (uint32_t)vkey,
+				       .creator = (uint32_t)getpid(), .created_ms = now_ms() };
+		rc = tables_map(t, txn, RT_SEM, vrid, &row);
+	}
+	if (rc) {
+		write_abort(txn);
+	} else {
+		rc = write_commit(txn);
+	}
+	if (rc) {
+		REAL(semctl)(semid, 0, IPC_RMID);
+		inflight_clear(shim_inflight());
+		shim_warn("cannot record semaphore set in %s: %s", t->path, mdb_strerror(rc));
+		return fail(ENOSPC);
+	}
+	inflight_clear(shim_inflight());
+	return (int)vrid;
+}
+
+SHIM_EXPORT int semget(key_t key, int nsems, int semflg)
+{
+	if (!shim_active) return REAL(semget)(key, nsems, semflg);
+	if (key == IPC_PRIVATE) return sem_create(key, nsems, semflg);
+	uint32_t skey, vrid;
+	if (vr_to_sr(RT_SEMKEY, (uint32_t)key, &skey) == 0) {
+		int exclusive = (semflg & CREATE_FLAGS) == CREATE_FLAGS;
+		/* With IPC_EXCL an existing set is EEXIST before any other
+		 * check, so only look it up; otherwise let the kernel check
+		 * permissions and nsems as it would natively. */
+		int semid = REAL(semget)((key_t)skey, exclusive ? 0 : nsems,
+					 exclusive ? 0 : semflg & ~CREATE_FLAGS);
+		if (semid >= 0 && sr_to_vr(RT_SEM, (uint32_t)semid, &vrid) == 0)
+			return exclusive ? fail(EEXIST) : (int)vrid;
+		if (semid < 0 && errno != ENOENT) return -1;
+	}
+	if (!(semflg & IPC_CREAT)) return fail(ENOENT);
+	return sem_create(key, nsems, semflg);
+}
+
+SHIM_EXPORT int semop(int semid, struct sembuf *sops, size_t nsops)
+{
+	uint32_t srid;
+	if (!shim_active) return REAL(semop)(semid, sops, nsops);
+	if (vr_to_sr(RT_SEM, (uint32_t)semid, &srid)) return fail(EINVAL);
+	return REAL(semop)((int)srid, sops, nsops);
+}
+
+SHIM_EXPORT int semtimedop(int semid, struct sembuf *sops, size_t nsops, const struct timespec *timeout)
+{
+	uint32_t srid;
+	if (!shim_active) return REAL(semtimedop)(semid, sops, nsops, timeout);
+	if (vr_to_sr(RT_SEM, (uint32_t)semid, &srid)) return fail(EINVAL);
+	return REAL(semtimedop)((int)srid, sops, nsops, timeout);
+}
+
+/* IPC_RMID: the set goes from the kernel and its rows (and its key's row)
+ * from the tables in one write transaction. */
+static int sem_remove(int vrid)
+{
+	struct tables *t = shim_tables();
+	MDB_txn *txn = write_begin();
+	struct fwd_val row;
+	if (tables_fwd(t, txn, RT_SEM, (uint32_t)vrid, &row)) {
+		write_abort(txn);
+		return fail(EINVAL);
+	}
+	if (REAL(semctl)((int)row.srid, 0, IPC_RMID) != 0) {
+		int err = errno;
+		write_abort(txn);
+		return fail(err);
+	}
+	int rc = tables_unmap(t, txn, RT_SEM, (uint32_t)vrid);
+	if (!rc && row.vkey != IPC_PRIVATE) {
+		rc = tables_unmap(t, txn, RT_SEMKEY, row.vkey);
+		if (rc == MDB_NOTFOUND) rc = 0;
+	}
+	if (rc) write_abort(txn);
+	else write_commit(txn);
+	return 0;
+}
+
+/* The system key in an IPC_STAT result becomes the application's key. */
+static void virtual_key(struct semid_ds *ds)
+{
+	uint32_t vkey;
+	if (ds->sem_perm.__key != IPC_PRIVATE &&
+	    sr_to_vr(RT_SEMKEY, (uint32_t)ds->sem_perm.__key, &vkey) == 0)
+		ds->sem_perm.__key = (key_t)vkey;
+}
+
+struct app_sems {
+	uint32_t count, nsems, index, vrid;
+	struct fwd_val row;
+};
+
+static int count_sems(MDB_txn *txn, void *arg)
+{
+	struct app_sems *a = arg;
+	struct tables *t = shim_tables();
+	int rc = tables_count(t, txn, RT_SEM, &a->count);
+	for (uint32_t i = 0; !rc && i < a->count; i++) {
+		uint32_t vrid;
+		struct fwd_val row;
+		struct semid_ds ds;
+		if (tables_nth(t, txn, RT_SEM, i, &vrid, &row) == 0 &&
+		    REAL(semctl)((int)row.srid, 0, IPC_STAT, &ds) == 0)
+			a->nsems += (uint32_t)ds.sem_nsems;
+	}
+	return rc;
+}
+
+/* IPC_INFO and SEM_INFO: system-wide limits stay, but what is in use is
+ * counted over this application's sets only, and the highest index is
+ * the highest index of SEM_STAT's view, which holds only them. */
+static int sem_info(int cmd, union semun arg)
+{
+	if (REAL(semctl)(0, 0, cmd, arg) < 0) return -1;
+	struct app_sems a = { 0 };
+	with_read_txn(count_sems, &a);
+	if (cmd == SEM_INFO) {
+		arg.__buf->semusz = (int)a.count;
+		arg.__buf->semaem = (int)a.nsems;
+	}
+	return a.count ? (int)a.count - 1 : 0;
+}
+
+static int nth_sem(MDB_txn *txn, void *arg)
+{
+	struct app_sems *a = arg;
+	return tables_nth(shim_tables(), txn, RT_SEM, a->index, &a->vrid, &a->row);
+}
+
+/* SEM_STAT and SEM_STAT_ANY index the application's own sets in vrid
+ * order, so enumeration never reaches another application's. */
+static int sem_stat(int index, union semun arg)
+{
+	struct app_sems a = { .index = (uint32_t)index };
+	if (index < 0 || with_read_txn(nth_sem, &a)) return fail(EINVAL);
+	if (REAL(semctl)((int)a.row.srid, 0, IPC_STAT, arg) < 0) return -1;
+	virtual_key(arg.buf);
+	return (int)a.vrid;
+}
+
+static int takes_arg(int cmd)
+{
+	switch (cmd) {
+	case SETVAL: case GETALL: case SETALL: case IPC_STAT: case IPC_SET:
+	case IPC_INFO: case SEM_INFO: case SEM_STAT: case SEM_STAT_ANY:
+		return 1;
+	}
+	return 0;
+}
+
+SHIM_EXPORT int semctl(int semid, int semnum, int cmd, ...)
+{
+	union semun arg = { 0 };
+	if (takes_arg(cmd)) {
+		va_list ap;
+		va_start(ap, cmd);
+		arg = va_arg(ap, union semun);
+		va_end(ap);
+	}
+	if (!shim_active) return REAL(semctl)(semid, semnum, cmd, arg);
+	switch (cmd) {
+	case IPC_INFO: case SEM_INFO: return sem_info(cmd, arg);
+	case SEM_STAT: case SEM_STAT_ANY: return sem_stat(semid, arg);
+	case IPC_RMID: return sem_remove(semid);
+	}
+	uint32_t srid;
+	if (vr_to_sr(RT_SEM, (uint32_t)semid, &srid)) return fail(EINVAL);
+	int r = REAL(semctl)((int)srid, semnum, cmd, arg);
+	if (r == 0 && cmd == IPC_STAT) virtual_key(arg.buf);
+	return r;
+}

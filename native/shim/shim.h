@@ -1,0 +1,44 @@
+/* What every resource family of the shim shares: the process's link to its
+ * application (process.c) and translation through the tables (translate.c). */
+#ifndef APPSHOT_SHIM_H
+#define APPSHOT_SHIM_H
+
+#include <stdint.h>
+#include "../core/tables.h"
+#include "../core/inflight.h"
+
+/* The wrappers are the only symbols the shim exports; LMDB and the core stay
+ * hidden so they never interpose on a program's own copy. */
+#define SHIM_EXPORT __attribute__((visibility("default")))
+
+/* Nonzero when this process belongs to an application (APPSHOT_AID set). */
+extern int shim_active;
+
+/* The tables this process uses; after fork the child opens its own. */
+struct tables *shim_tables(void);
+struct inflight_file *shim_inflight(void);
+extern struct kernel_ops shim_kernel;
+
+/* Opens (or, in a fork child, reopens) this process's tables; fatal on failure. */
+void shim_open_tables(void);
+
+/* Prints "appshot: <message>" on stderr and ends the process: a program of
+ * an application must not go on running untranslated. */
+__attribute__((noreturn, format(printf, 1, 2))) void shim_fatal(const char *fmt, ...);
+__attribute__((format(printf, 1, 2))) void shim_warn(const char *fmt, ...);
+
+/* Virtual to system (FIG. 12) and system to virtual (FIG. 13) for this
+ * application. Return 0 when a mapping exists, -1 when none does. */
+int vr_to_sr(uint8_t type, uint32_t vrid, uint32_t *srid);
+int sr_to_vr(uint8_t type, uint32_t srid, uint32_t *vrid);
+
+/* Runs fn inside one read transaction of this process's tables. */
+int with_read_txn(int (*fn)(MDB_txn *txn, void *arg), void *arg);
+
+/* Allocation (FIG. 11) happens inside a write transaction, which also
+ * serializes every creator on the host and recovers what a dead one left. */
+MDB_txn *write_begin(void);
+int write_commit(MDB_txn *txn);
+void write_abort(MDB_txn *txn);
+
+#endif

@@ -1,0 +1,151 @@
+/* Table access for the shim: a per-thread cache in front of LMDB, checked
+ * against the last committed transaction id, so the common translation is
+ * a hash probe and never leaves the process; and the write transactions
+ * that allocation runs in. */
+#define _GNU_SOURCE
+#include "shim.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+
+#define CACHE_SLOTS 256 /* direct-mapped; a collision only costs a refill */
+#define CACHE_USED (1ull << 63)
+
+struct slot {
+	uint64_t key;
+	uint32_t val;
+};
+
+/* initial-exec: the shim is loaded at startup, so its TLS is static and a
+ * probe costs no __tls_get_addr call. */
+static __thread struct {
+	uint64_t txnid;
+	struct slot s[CACHE_SLOTS];
+} cache __attribute__((tls_model("initial-exec")));
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static MDB_txn *rtxn;      /* this process's read transaction, kept reset */
+static int env_inherited;  /* in a fork child: the handle is the parent's */
+
+void translate_before_fork(void) { pthread_mutex_lock(&lock); }
+void translate_after_fork_parent(void) { pthread_mutex_unlock(&lock); }
+void translate_after_fork_child(void)
+{
+	/* The parent's environment handle and read transaction must not be
+	 * used here (LMDB's rule after fork); they are dropped, not closed,
+	 * since closing would release the parent's reader slot and locks.
+	 * Until this child first misses its cache it keeps translating with
+	 * the parent's cache, checked against the shared map's txn id. */
+	pthread_mutex_init(&lock, NULL);
+	rtxn = NULL;
+	env_inherited = 1;
+}
+
+static void own_env_locked(void)
+{
+	if (env_inherited) {
+		shim_open_tables();
+		env_inherited = 0;
+	}
+}
+
+static void read_begin_locked(void)
+{
+	struct tables *t = shim_tables();
+	own_env_locked();
+	int rc = rtxn ? mdb_txn_renew(rtxn) : mdb_txn_begin(t->env, NULL, MDB_RDONLY, &rtxn);
+	if (rc == MDB_MAP_RESIZED) {
+		mdb_env_set_mapsize(t->env, 0);
+		rc = rtxn ? mdb_txn_renew(rtxn) : mdb_txn_begin(t->env, NULL, MDB_RDONLY, &rtxn);
+	}
+	if (rc)
+		shim_fatal("cannot read tables at %s: %s", t->path, mdb_strerror(rc));
+}
+
+int with_read_txn(int (*fn)(MDB_txn *txn, void *arg), void *arg)
+{
+	pthread_mutex_lock(&lock);
+	read_begin_locked();
+	int rc = fn(rtxn, arg);
+	mdb_txn_reset(rtxn);
+	pthread_mutex_unlock(&lock);
+	return rc;
+}
+
+struct lookup {
+	int reverse;
+	uint8_t type;
+	uint32_t id, out;
+};
+
+static int lookup_in(MDB_txn *txn, void *arg)
+{
+	struct lookup *l = arg;
+	const struct tables *t = shim_tables();
+	if (l->reverse) return tables_rev(t, txn, l->type, l->id, &l->out) == REV_MINE ? 0 : -1;
+	struct fwd_val fv;
+	int rc = tables_fwd(t, txn, l->type, l->id, &fv);
+	if (rc == 0) l->out = fv.srid;
+	else if (rc != MDB_NOTFOUND) shim_fatal("cannot read tables at %s: %s", t->path, mdb_strerror(rc));
+	return rc ? -1 : 0;
+}
+
+static inline int translate(int reverse, uint8_t type, uint32_t id, uint32_t *out)
+{
+	uint64_t now = tables_txnid(shim_tables());
+	if (__builtin_expect(cache.txnid != now, 0)) {
+		memset(cache.s, 0, sizeof cache.s);
+		cache.txnid = now;
+	}
+	uint64_t key = CACHE_USED | ((uint64_t)reverse << 40) | ((uint64_t)type << 32) | id;
+	struct slot *s = &cache.s[(key * 0x9E3779B97F4A7C15ull) >> 56];
+	if (__builtin_expect(s->key == key, 1)) {
+		*out = s->val;
+		return 0;
+	}
+	struct lookup l = { reverse, type, id, 0 };
+	if (with_read_txn(lookup_in, &l)) return -1;
+	/* Only cache what was read at or after the checked txn id. */
+	if (cache.txnid == now) {
+		s->key = key;
+		s->val = l.out;
+	}
+	*out = l.out;
+	return 0;
+}
+
+int vr_to_sr(uint8_t type, uint32_t vrid, uint32_t *srid) { return translate(0, type, vrid, srid); }
+int sr_to_vr(uint8_t type, uint32_t srid, uint32_t *vrid) { return translate(1, type, srid, vrid); }
+
+static int mapped_in(void *ctx, uint8_t type, uint32_t srid)
+{
+	uint32_t vrid;
+	return tables_rev(shim_tables(), ctx, type, srid, &vrid) != REV_NONE;
+}
+
+MDB_txn *write_begin(void)
+{
+	struct tables *t = shim_tables();
+	pthread_mutex_lock(&lock);
+	own_env_locked();
+	pthread_mutex_unlock(&lock);
+	MDB_txn *txn;
+	int rc = mdb_txn_begin(t->env, NULL, 0, &txn);
+	if (rc == MDB_MAP_RESIZED) {
+		mdb_env_set_mapsize(t->env, 0);
+		rc = mdb_txn_begin(t->env, NULL, 0, &txn);
+	}
+	if (rc) shim_fatal("cannot write tables at %s: %s", t->path, mdb_strerror(rc));
+	inflight_recover(shim_inflight(), &shim_kernel, mapped_in, txn, NULL, 0);
+	return txn;
+}
+
+int write_commit(MDB_txn *txn)
+{
+	int rc = mdb_txn_commit(txn);
+	if (rc) shim_warn("cannot commit to tables at %s: %s", shim_tables()->path, mdb_strerror(rc));
+	return rc;
+}
+
+void write_abort(MDB_txn *txn) { mdb_txn_abort(txn); }

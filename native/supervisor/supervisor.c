@@ -1,0 +1,106 @@
+/*
+ * appshot-supervisor: started by `appshot run`, it starts the application's
+ * command and stays until the application's last process is gone. As a
+ * child subreaper it inherits every orphaned descendant, so "all processes
+ * have exited" is a plain blocking wait() that returns ECHILD, with no
+ * polling. It forwards SIGINT, SIGTERM and SIGHUP that a process sent it
+ * (the terminal already delivers its own to the whole foreground group),
+ * and exits with the command's status, 128+N if it died of signal N.
+ *
+ * Usage: appshot-supervisor PRELOAD CMD [ARGS...]
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void die(const char *what)
+{
+	fprintf(stderr, "appshot: supervisor: %s: %s\n", what, strerror(errno));
+	exit(125);
+}
+
+/* In the child: exec CMD with the shim preloaded; on failure send errno up
+ * the close-on-exec pipe, which the parent reads as "exec did not happen". */
+static void exec_command(char **argv, const char *preload, int report_fd, const sigset_t *old)
+{
+	sigprocmask(SIG_SETMASK, old, NULL);
+	if (setenv("LD_PRELOAD", preload, 1) != 0) die("setenv");
+	execvp(argv[0], argv);
+	int err = errno;
+	ssize_t w = write(report_fd, &err, sizeof err);
+	(void)w;
+	_exit(127);
+}
+
+static int exit_code(int status)
+{
+	if (WIFEXITED(status)) return WEXITSTATUS(status);
+	if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+	return 125;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 3) {
+		fprintf(stderr, "appshot: supervisor: usage: appshot-supervisor PRELOAD CMD [ARGS...]\n");
+		return 2;
+	}
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) die("prctl(PR_SET_CHILD_SUBREAPER)");
+	sigset_t waited, old;
+	sigemptyset(&waited);
+	sigaddset(&waited, SIGCHLD);
+	sigaddset(&waited, SIGINT);
+	sigaddset(&waited, SIGTERM);
+	sigaddset(&waited, SIGHUP);
+	sigprocmask(SIG_BLOCK, &waited, &old);
+
+	int pipefd[2];
+	if (pipe2(pipefd, O_CLOEXEC) != 0) die("pipe");
+	pid_t child = fork();
+	if (child < 0) die("fork");
+	if (child == 0) {
+		close(pipefd[0]);
+		exec_command(argv + 2, argv[1], pipefd[1], &old);
+	}
+	close(pipefd[1]);
+	int err = 0;
+	ssize_t n;
+	while ((n = read(pipefd[0], &err, sizeof err)) < 0 && errno == EINTR)
+		;
+	close(pipefd[0]);
+	int status = 0, have_status = 0;
+	if (n == sizeof err) {
+		waitpid(child, NULL, 0);
+		if (err == ENOENT) fprintf(stderr, "appshot: %s: not found\n", argv[2]);
+		else fprintf(stderr, "appshot: %s: %s\n", argv[2], strerror(err));
+		status = (err == ENOENT ? 127 : 126) << 8;
+		have_status = 1;
+		child = -1;
+	}
+	for (;;) {
+		siginfo_t si;
+		/* Reap whatever has ended; ECHILD means the application is gone. */
+		for (;;) {
+			int st;
+			pid_t p = waitpid(-1, &st, WNOHANG);
+			if (p == child) {
+				status = st;
+				have_status = 1;
+				child = -1;
+			}
+			if (p > 0) continue;
+			if (p < 0 && errno == ECHILD) return have_status ? exit_code(status) : 125;
+			break;
+		}
+		if (sigwaitinfo(&waited, &si) < 0) continue;
+		if (si.si_signo != SIGCHLD && child > 0 && si.si_code <= 0)
+			kill(child, si.si_signo);
+	}
+}

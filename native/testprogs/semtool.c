@@ -1,0 +1,145 @@
+/*
+ * semtool: runs a list of semaphore operations and prints one line per
+ * result, so tests can assert what a program sees. Each argument is one
+ * command; the "current" set is the last one got or chosen with use.
+ *
+ *   get KEY NSEMS FLAGS   semget; FLAGS is a mix of c (IPC_CREAT), x (IPC_EXCL), - (none)
+ *   private NSEMS         semget(IPC_PRIVATE)
+ *   use ID                choose the current set
+ *   setval N V | getval N | op N DELTA | timedop N DELTA MS | getpid N
+ *   stat | rmid | info | seminfo | statidx I | statall
+ *   fork                  the rest runs in a child; the parent waits and exits with its status
+ *   exec PROG ARGS...     exec the rest of the arguments with the current ID in $SEMID
+ *   sleep MS | pid
+ * Output: "id N", "val N", "ok", "err ENAME", ...
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ipc.h>
+#include <sys/sem.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+union semun {
+	int val;
+	struct semid_ds *buf;
+	unsigned short *array;
+	struct seminfo *__buf;
+};
+
+static int cur = -1;
+
+static int result(int r, const char *what)
+{
+	if (r < 0) printf("err %s\n", strerrorname_np(errno));
+	else printf("%s %d\n", what, r);
+	fflush(stdout);
+	return r;
+}
+
+static int flags_of(const char *s)
+{
+	int f = 0600;
+	for (; *s; s++) {
+		if (*s == 'c') f |= IPC_CREAT;
+		if (*s == 'x') f |= IPC_EXCL;
+	}
+	return f;
+}
+
+static long num(const char *s) { return strtol(s, NULL, 0); }
+
+int main(int argc, char **argv)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	for (int i = 1; i < argc; i++) {
+		const char *c = argv[i];
+		if (!strcmp(c, "get")) {
+			int r = semget((key_t)num(argv[i + 1]), (int)num(argv[i + 2]), flags_of(argv[i + 3]));
+			if (r >= 0) cur = r;
+			result(r, "id");
+			i += 3;
+		} else if (!strcmp(c, "private")) {
+			int r = semget(IPC_PRIVATE, (int)num(argv[++i]), 0600);
+			if (r >= 0) cur = r;
+			result(r, "id");
+		} else if (!strcmp(c, "use")) {
+			cur = (int)num(argv[++i]);
+		} else if (!strcmp(c, "setval")) {
+			union semun a = { .val = (int)num(argv[i + 2]) };
+			result(semctl(cur, (int)num(argv[i + 1]), SETVAL, a), "ok");
+			i += 2;
+		} else if (!strcmp(c, "getval")) {
+			result(semctl(cur, (int)num(argv[++i]), GETVAL), "val");
+		} else if (!strcmp(c, "getpid")) {
+			result(semctl(cur, (int)num(argv[++i]), GETPID), "pid");
+		} else if (!strcmp(c, "op")) {
+			struct sembuf b = { (unsigned short)num(argv[i + 1]), (short)num(argv[i + 2]), 0 };
+			result(semop(cur, &b, 1), "ok");
+			i += 2;
+		} else if (!strcmp(c, "timedop")) {
+			struct sembuf b = { (unsigned short)num(argv[i + 1]), (short)num(argv[i + 2]), 0 };
+			long ms = num(argv[i + 3]);
+			struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
+			result(semtimedop(cur, &b, 1, &ts), "ok");
+			i += 3;
+		} else if (!strcmp(c, "stat")) {
+			struct semid_ds ds;
+			union semun a = { .buf = &ds };
+			if (result(semctl(cur, 0, IPC_STAT, a), "ok") == 0)
+				printf("key 0x%08x nsems %lu mode %o\n", (unsigned)ds.sem_perm.__key,
+				       (unsigned long)ds.sem_nsems, ds.sem_perm.mode & 0777);
+		} else if (!strcmp(c, "rmid")) {
+			result(semctl(cur, 0, IPC_RMID), "ok");
+		} else if (!strcmp(c, "info") || !strcmp(c, "seminfo")) {
+			struct seminfo si;
+			union semun a = { .__buf = &si };
+			int r = semctl(0, 0, !strcmp(c, "info") ? IPC_INFO : SEM_INFO, a);
+			if (result(r, "maxidx") >= 0) printf("semusz %d semaem %d\n", si.semusz, si.semaem);
+		} else if (!strcmp(c, "statidx")) {
+			struct semid_ds ds;
+			union semun a = { .buf = &ds };
+			int r = semctl((int)num(argv[++i]), 0, SEM_STAT, a);
+			if (result(r, "id") >= 0) printf("key 0x%08x\n", (unsigned)ds.sem_perm.__key);
+		} else if (!strcmp(c, "statall")) {
+			/* What ipcs does: SEM_INFO for the highest index, then SEM_STAT each. */
+			struct seminfo si;
+			union semun a = { .__buf = &si };
+			int max = semctl(0, 0, SEM_INFO, a);
+			for (int k = 0; k <= max; k++) {
+				struct semid_ds ds;
+				union semun b = { .buf = &ds };
+				int id = semctl(k, 0, SEM_STAT, b);
+				if (id >= 0) printf("set %d key 0x%08x\n", id, (unsigned)ds.sem_perm.__key);
+			}
+			printf("end\n");
+		} else if (!strcmp(c, "fork")) {
+			pid_t p = fork();
+			if (p < 0) return result(-1, "fork"), 1;
+			if (p > 0) {
+				int st;
+				waitpid(p, &st, 0);
+				return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+			}
+		} else if (!strcmp(c, "exec")) {
+			char id[32];
+			snprintf(id, sizeof id, "%d", cur);
+			setenv("SEMID", id, 1);
+			execvp(argv[i + 1], argv + i + 1);
+			result(-1, "exec");
+			return 127;
+		} else if (!strcmp(c, "sleep")) {
+			usleep((useconds_t)num(argv[++i]) * 1000);
+		} else if (!strcmp(c, "pid")) {
+			printf("pid %d\n", getpid());
+		} else {
+			fprintf(stderr, "semtool: unknown command %s\n", c);
+			return 2;
+		}
+	}
+	return 0;
+}

@@ -1,0 +1,20 @@
+#!/bin/sh
+# Installs the system tools the native build and the tests need, if missing:
+# a C/C++ toolchain, cmake, and util-linux's ipcs (the tests read the kernel's
+# IPC state with it). Runs as the first step of `npm install`.
+set -e
+missing=""
+command -v cc >/dev/null 2>&1 || missing="$missing gcc"
+command -v c++ >/dev/null 2>&1 || missing="$missing g++"
+command -v cmake >/dev/null 2>&1 || missing="$missing cmake"
+command -v make >/dev/null 2>&1 || missing="$missing make"
+command -v ipcs >/dev/null 2>&1 || missing="$missing util-linux"
+command -v python3 >/dev/null 2>&1 || missing="$missing python3"
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "appshot: missing system packages:$missing; install them (Debian: apt-get install$missing) and run npm install again" >&2
+  exit 1
+fi
+echo "appshot: installing system packages:$missing" >&2
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing

@@ -1,0 +1,210 @@
+/**
+ * appshot table schema, TypeScript side. The C side is tables/schema.h; both
+ * are held to the byte vectors in tables/golden.json by test/schema.test.ts.
+ * Integers are big-endian so LMDB's key order is numeric order.
+ */
+
+export const SCHEMA_VERSION = 1;
+export const TABLES_FILE = 'tables.mdb';
+export const INFLIGHT_FILE = 'inflight';
+export const MAP_SIZE = 4 * 1024 ** 3;
+export const MAX_READERS = 4096;
+export const MAX_DBS = 16;
+export const AID_MAX = 63;
+
+export const DB = {
+  meta: 'meta',
+  apps: 'apps',
+  fwd: 'fwd',
+  rev: 'rev',
+  alloc: 'alloc',
+  procs: 'procs',
+} as const;
+
+export const RT = {
+  sem: 1,
+  shm: 2,
+  msg: 3,
+  semkey: 4,
+  shmkey: 5,
+  msgkey: 6,
+  pid: 7,
+  port: 8,
+} as const;
+export type ResourceType = keyof typeof RT;
+export const RT_NAME: Record<number, ResourceType> = Object.fromEntries(
+  Object.entries(RT).map(([name, code]) => [code, name as ResourceType]),
+);
+export const KEY_TYPES: ResourceType[] = ['semkey', 'shmkey', 'msgkey'];
+
+export const APP_STATE = { running: 1, ended: 2, kept: 3 } as const;
+export type AppState = keyof typeof APP_STATE;
+export const APP_STATE_NAME: Record<number, AppState> = { 1: 'running', 2: 'ended', 3: 'kept' };
+export const APP_FLAG_NO_IDENTITY = 0x0001;
+
+const AID_RE = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,62}$/;
+export function aidValid(aid: string): boolean {
+  return AID_RE.test(aid);
+}
+
+function aidBytes(aid: string): Buffer {
+  const b = Buffer.from(aid, 'latin1');
+  if (b.length > AID_MAX) throw new RangeError(`AID '${aid}' is longer than ${AID_MAX} bytes`);
+  return b;
+}
+
+/** fwd key: aid bytes, 0x00, type u8, vrid u32. */
+export function fwdKey(aid: string, type: number, vrid: number): Buffer {
+  const a = aidBytes(aid);
+  const b = Buffer.alloc(a.length + 6);
+  a.copy(b);
+  b[a.length + 1] = type;
+  b.writeUInt32BE(vrid >>> 0, a.length + 2);
+  return b;
+}
+
+/** The key prefix of every fwd row of one AID, or of one AID and type. */
+export function fwdPrefix(aid: string, type?: number): Buffer {
+  const a = aidBytes(aid);
+  const b = Buffer.alloc(a.length + (type === undefined ? 1 : 2));
+  a.copy(b);
+  if (type !== undefined) b[a.length + 1] = type;
+  return b;
+}
+
+export interface FwdKey {
+  aid: string;
+  type: number;
+  vrid: number;
+}
+export function decodeFwdKey(b: Uint8Array): FwdKey {
+  const buf = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  const n = buf.length - 6;
+  return { aid: buf.toString('latin1', 0, n), type: buf[n + 1], vrid: buf.readUInt32BE(n + 2) };
+}
+
+export interface FwdVal {
+  srid: number;
+  vkey: number;
+  creator: number;
+  flags: number;
+  createdMs: number;
+}
+export const FWD_VAL_LEN = 24;
+export function fwdVal(v: FwdVal): Buffer {
+  const b = Buffer.alloc(FWD_VAL_LEN);
+  b.writeUInt32BE(v.srid >>> 0, 0);
+  b.writeUInt32BE(v.vkey >>> 0, 4);
+  b.writeUInt32BE(v.creator >>> 0, 8);
+  b.writeUInt32BE(v.flags >>> 0, 12);
+  b.writeBigUInt64BE(BigInt(v.createdMs), 16);
+  return b;
+}
+export function decodeFwdVal(b: Uint8Array): FwdVal {
+  const buf = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  return {
+    srid: buf.readUInt32BE(0),
+    vkey: buf.readUInt32BE(4),
+    creator: buf.readUInt32BE(8),
+    flags: buf.readUInt32BE(12),
+    createdMs: Number(buf.readBigUInt64BE(16)),
+  };
+}
+
+/** rev key: node u32, type u8, srid u32. */
+export function revKey(node: number, type: number, srid: number): Buffer {
+  const b = Buffer.alloc(9);
+  b.writeUInt32BE(node >>> 0, 0);
+  b[4] = type;
+  b.writeUInt32BE(srid >>> 0, 5);
+  return b;
+}
+/** rev value: vrid u32, aid bytes. */
+export function revVal(vrid: number, aid: string): Buffer {
+  const a = aidBytes(aid);
+  const b = Buffer.alloc(4 + a.length);
+  b.writeUInt32BE(vrid >>> 0, 0);
+  a.copy(b, 4);
+  return b;
+}
+export function decodeRevVal(b: Uint8Array): { vrid: number; aid: string } {
+  const buf = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  return { vrid: buf.readUInt32BE(0), aid: buf.toString('latin1', 4) };
+}
+
+/** alloc key: aid bytes ('' for host-wide counters), 0x00, type u8. */
+export function allocKey(aid: string, type: number): Buffer {
+  const a = aidBytes(aid);
+  const b = Buffer.alloc(a.length + 2);
+  a.copy(b);
+  b[a.length + 1] = type;
+  return b;
+}
+
+/** procs key: spid u32. procs value: start ticks u64, aid bytes. */
+export function procKey(spid: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(spid >>> 0, 0);
+  return b;
+}
+export function procVal(startTicks: number, aid: string): Buffer {
+  const a = aidBytes(aid);
+  const b = Buffer.alloc(8 + a.length);
+  b.writeBigUInt64BE(BigInt(startTicks), 0);
+  a.copy(b, 8);
+  return b;
+}
+export function decodeProcVal(b: Uint8Array): { startTicks: number; aid: string } {
+  const buf = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  return { startTicks: Number(buf.readBigUInt64BE(0)), aid: buf.toString('latin1', 8) };
+}
+
+export interface AppVal {
+  schema: number;
+  state: number;
+  flags: number;
+  harnessSpid: number;
+  harnessStart: number;
+  createdMs: number;
+  endedMs: number;
+  command: string[];
+}
+export const APP_VAL_FIXED = 32;
+/** apps value: schema u8, state u8, flags u16, harness spid u32, harness
+ * start ticks u64, created_ms u64, ended_ms u64, command (NUL-joined UTF-8). */
+export function appVal(v: AppVal): Buffer {
+  const cmd = Buffer.from(v.command.join('\0'), 'utf8');
+  const b = Buffer.alloc(APP_VAL_FIXED + cmd.length);
+  b[0] = v.schema;
+  b[1] = v.state;
+  b.writeUInt16BE(v.flags, 2);
+  b.writeUInt32BE(v.harnessSpid >>> 0, 4);
+  b.writeBigUInt64BE(BigInt(v.harnessStart), 8);
+  b.writeBigUInt64BE(BigInt(v.createdMs), 16);
+  b.writeBigUInt64BE(BigInt(v.endedMs), 24);
+  cmd.copy(b, APP_VAL_FIXED);
+  return b;
+}
+export function decodeAppVal(b: Uint8Array): AppVal {
+  const buf = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  const cmd = buf.toString('utf8', APP_VAL_FIXED);
+  return {
+    schema: buf[0],
+    state: buf[1],
+    flags: buf.readUInt16BE(2),
+    harnessSpid: buf.readUInt32BE(4),
+    harnessStart: Number(buf.readBigUInt64BE(8)),
+    createdMs: Number(buf.readBigUInt64BE(16)),
+    endedMs: Number(buf.readBigUInt64BE(24)),
+    command: cmd ? cmd.split('\0') : [],
+  };
+}
+
+export function u32(v: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(v >>> 0, 0);
+  return b;
+}
+export function readU32(b: Uint8Array): number {
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).readUInt32BE(0);
+}

@@ -1,0 +1,36 @@
+import { accessSync, constants, mkdirSync, statSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { isAbsolute, join, resolve } from 'node:path';
+import { AppshotError, EXIT, errnoText } from './errors.js';
+
+/**
+ * Where the tables live: $APPSHOT_HOME, else $XDG_STATE_HOME/appshot, else
+ * ~/.local/state/appshot. Kept per user; the directory is owner-only.
+ */
+export function resolveHome(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.APPSHOT_HOME) return resolve(env.APPSHOT_HOME);
+  const state = env.XDG_STATE_HOME && isAbsolute(env.XDG_STATE_HOME) ? env.XDG_STATE_HOME : join(homedir(), '.local', 'state');
+  return join(state, 'appshot');
+}
+
+/** Makes sure home exists and is a writable directory, creating it 0700. */
+export function ensureHome(home: string): void {
+  try {
+    mkdirSync(home, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    throw new AppshotError(
+      `cannot create APPSHOT_HOME ${home}: ${errnoText(err)}; set APPSHOT_HOME to a directory you can write`,
+      EXIT.home,
+    );
+  }
+  if (!statSync(home).isDirectory())
+    throw new AppshotError(`APPSHOT_HOME ${home} is not a directory; set APPSHOT_HOME to a directory you can write`, EXIT.home);
+  try {
+    accessSync(home, constants.W_OK | constants.X_OK);
+  } catch (err) {
+    throw new AppshotError(
+      `APPSHOT_HOME ${home} is not writable: ${errnoText(err)}; set APPSHOT_HOME to a directory you can write`,
+      EXIT.home,
+    );
+  }
+}

@@ -1,0 +1,28 @@
+import koffi from 'koffi';
+
+/** The few libc calls the harness makes itself; the addon is not worth it
+ * for single system calls. */
+const libc = koffi.load('libc.so.6');
+
+const semget_ = libc.func('int semget(int key, int nsems, int semflg)');
+const semctl_ = libc.func('int semctl(int semid, int semnum, int cmd, ...)');
+const tcgetpgrp_ = libc.func('int tcgetpgrp(int fd)');
+const getpgrp_ = libc.func('int getpgrp()');
+
+export const IPC_RMID = 0;
+
+/** Removes a semaphore set; returns 0 or the errno. */
+export function semRemove(semid: number): number {
+  return semctl_(semid, 0, IPC_RMID) === 0 ? 0 : koffi.errno();
+}
+
+export function semExists(key: number): number {
+  return semget_(key | 0, 0, 0);
+}
+
+/** True when this process is in the foreground process group of the
+ * terminal on stdin: then the terminal's SIGINT reached everyone already. */
+export function inTerminalForeground(): boolean {
+  const fg = tcgetpgrp_(0);
+  return fg >= 0 && fg === getpgrp_();
+}

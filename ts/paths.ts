@@ -1,0 +1,25 @@
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The project root: the folder holding package.json, from src or dist. */
+function findRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error('appshot: cannot find the package root');
+    dir = up;
+  }
+  return dir;
+}
+
+export const ROOT = findRoot();
+export const BUILD_DIR = resolve(ROOT, 'build', 'Release');
+export const SHIM_PATH = join(BUILD_DIR, 'libappshot.so');
+export const SUPERVISOR_PATH = join(BUILD_DIR, 'appshot-supervisor');
+export const ADDON_PATH = join(BUILD_DIR, 'appshot.node');
+export const CLI_PATH = join(ROOT, 'bin', 'appshot.js');
+
+export function builtProgram(name: string): string {
+  return join(BUILD_DIR, name);
+}

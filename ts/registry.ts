@@ -1,0 +1,68 @@
+import { appLive, endAppInTxn, type CleanupReport } from './cleanup.js';
+import { AppshotError, EXIT } from './errors.js';
+import { startTicks } from './procinfo.js';
+import { type Tables, getApp, nextCounter, putApp } from './tables.js';
+import * as S from '../tables/schema.js';
+
+export interface Registration {
+  aid: string;
+  /** A kept application's state taken up again. */
+  adopted: boolean;
+  /** What was left of a stale application of the same name. */
+  reclaimed?: CleanupReport;
+}
+
+export function checkAid(aid: string): void {
+  if (!S.aidValid(aid))
+    throw new AppshotError(
+      `'${aid}' is not a valid application ID: use 1 to 63 letters, digits, '.', '_' or '-', not starting with '.' or '-'`,
+      EXIT.usage,
+    );
+}
+
+/**
+ * FIGs. 10 and 14: registers the AID (the given name, or a generated one),
+ * creates its translation table space and links this harness to it, all in
+ * one write transaction, so two harnesses racing for one name cannot both
+ * win.
+ */
+export function registerApp(
+  t: Tables,
+  opts: { aid?: string; command: string[]; noIdentity?: boolean },
+): Registration {
+  if (opts.aid !== undefined) checkAid(opts.aid);
+  return t.env.transactionSync(() => {
+    let aid = opts.aid;
+    let adopted = false;
+    let reclaimed: CleanupReport | undefined;
+    if (aid === undefined) {
+      do aid = `app-${nextCounter(t, 'next_aid')}`;
+      while (getApp(t, aid));
+    } else {
+      const existing = getApp(t, aid);
+      if (existing?.state === S.APP_STATE.running) {
+        if (appLive(t, aid, existing))
+          throw new AppshotError(
+            `application '${aid}' is already running (harness pid ${existing.harnessSpid}, started ${new Date(existing.createdMs).toISOString()}, command: ${existing.command.join(' ')}); choose another --aid or end that application first`,
+            EXIT.conflict,
+          );
+        reclaimed = endAppInTxn(t, aid, { keep: false });
+      } else if (existing?.state === S.APP_STATE.kept) {
+        adopted = true;
+      }
+    }
+    const now = Date.now();
+    putApp(t, aid, {
+      schema: S.SCHEMA_VERSION,
+      state: S.APP_STATE.running,
+      flags: opts.noIdentity ? S.APP_FLAG_NO_IDENTITY : 0,
+      harnessSpid: process.pid,
+      harnessStart: startTicks(process.pid) ?? 0,
+      createdMs: now,
+      endedMs: 0,
+      command: opts.command,
+    });
+    t.procs.putSync(S.procKey(process.pid), S.procVal(startTicks(process.pid) ?? 0, aid));
+    return { aid, adopted, reclaimed };
+  });
+}

@@ -1,0 +1,117 @@
+import { randomInt } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { open, type Database, type RootDatabase } from 'lmdb';
+import { AppshotError, EXIT, errnoText } from './errors.js';
+import * as S from '../tables/schema.js';
+
+type Bin = Database<Buffer, Buffer>;
+
+/** The LMDB environment under APPSHOT_HOME, opened from Node with the same
+ * layout, map size and reader limit the shim uses. */
+export interface Tables {
+  home: string;
+  path: string;
+  node: number;
+  env: RootDatabase<Buffer, Buffer>;
+  meta: Bin;
+  apps: Bin;
+  fwd: Bin;
+  rev: Bin;
+  alloc: Bin;
+  procs: Bin;
+}
+
+const binary = { keyEncoding: 'binary', encoding: 'binary' } as const;
+
+export function openTables(home: string, opts: { create?: boolean } = {}): Tables {
+  const path = join(home, S.TABLES_FILE);
+  if (!opts.create && !existsSync(path))
+    throw new AppshotError(`no tables at ${path}; nothing has run under this APPSHOT_HOME yet`, EXIT.home);
+  let env: RootDatabase<Buffer, Buffer>;
+  try {
+    env = open<Buffer, Buffer>({
+      path,
+      ...binary,
+      noSync: true,
+      maxDbs: S.MAX_DBS,
+      maxReaders: S.MAX_READERS,
+      mapSize: S.MAP_SIZE,
+    });
+  } catch (err) {
+    throw new AppshotError(`cannot open tables at ${path}: ${errnoText(err)}; check that APPSHOT_HOME is writable`, EXIT.home);
+  }
+  const db = (name: string) => env.openDB<Buffer, Buffer>({ name, ...binary });
+  const t: Tables = {
+    home,
+    path,
+    node: 0,
+    env,
+    meta: db(S.DB.meta),
+    apps: db(S.DB.apps),
+    fwd: db(S.DB.fwd),
+    rev: db(S.DB.rev),
+    alloc: db(S.DB.alloc),
+    procs: db(S.DB.procs),
+  };
+  t.node = env.transactionSync(() => initMeta(t));
+  return t;
+}
+
+const metaKey = (name: string) => Buffer.from(name, 'latin1');
+
+function initMeta(t: Tables): number {
+  const version = t.meta.get(metaKey('version'));
+  if (version === undefined) {
+    t.meta.putSync(metaKey('version'), S.u32(S.SCHEMA_VERSION));
+    const node = randomInt(1, 0xffffffff);
+    t.meta.putSync(metaKey('node'), S.u32(node));
+    return node;
+  }
+  const v = S.readU32(version);
+  if (v !== S.SCHEMA_VERSION)
+    throw new AppshotError(
+      `tables at ${t.path} have schema version ${v}, and this appshot reads version ${S.SCHEMA_VERSION}; use the appshot that wrote them`,
+      EXIT.inconsistent,
+    );
+  return S.readU32(t.meta.get(metaKey('node'))!);
+}
+
+/** Next value of a meta counter, inside the caller's write transaction. */
+export function nextCounter(t: Tables, name: string): number {
+  const cur = t.meta.get(metaKey(name));
+  const n = cur ? S.readU32(cur) : 1;
+  t.meta.putSync(metaKey(name), S.u32(n + 1));
+  return n;
+}
+
+export interface FwdRow extends S.FwdKey, S.FwdVal {}
+
+/** Every fwd row, or those of one AID, or of one AID and type, in key order. */
+export function* fwdRows(t: Tables, aid?: string, type?: number): Generator<FwdRow> {
+  const range = aid === undefined ? {} : prefixRange(S.fwdPrefix(aid, type));
+  for (const { key, value } of t.fwd.getRange(range)) {
+    const k = S.decodeFwdKey(key);
+    if (aid !== undefined && k.aid !== aid) continue;
+    yield { ...k, ...S.decodeFwdVal(value) };
+  }
+}
+
+export function prefixRange(prefix: Buffer): { start: Buffer; end: Buffer } {
+  const end = Buffer.from(prefix);
+  end[end.length - 1]++;
+  return { start: prefix, end };
+}
+
+export function getApp(t: Tables, aid: string): S.AppVal | undefined {
+  const v = t.apps.get(Buffer.from(aid, 'latin1'));
+  return v ? S.decodeAppVal(v) : undefined;
+}
+
+export function putApp(t: Tables, aid: string, app: S.AppVal): void {
+  t.apps.putSync(Buffer.from(aid, 'latin1'), S.appVal(app));
+}
+
+export function* appRows(t: Tables): Generator<{ aid: string; app: S.AppVal }> {
+  for (const { key, value } of t.apps.getRange({})) yield { aid: key.toString('latin1'), app: S.decodeAppVal(value) };
+}
