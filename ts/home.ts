@@ -1,6 +1,6 @@
-import { accessSync, constants, mkdirSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { isAbsolute, join, resolve } from 'node:path';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { AppshotError, EXIT, errnoText } from './errors.js';
 
 /**
@@ -13,10 +13,19 @@ export function resolveHome(env: NodeJS.ProcessEnv = process.env): string {
   return join(state, 'appshot');
 }
 
+/** mkdir -p, one level at a time: Node's recursive mkdirSync spins forever
+ * on some paths under /proc. */
+function makeDirs(dir: string): void {
+  if (existsSync(dir)) return;
+  const parent = dirname(dir);
+  if (parent !== dir) makeDirs(parent);
+  mkdirSync(dir, { mode: 0o700 });
+}
+
 /** Makes sure home exists and is a writable directory, creating it 0700. */
 export function ensureHome(home: string): void {
   try {
-    mkdirSync(home, { recursive: true, mode: 0o700 });
+    makeDirs(home);
   } catch (err) {
     throw new AppshotError(
       `cannot create APPSHOT_HOME ${home}: ${errnoText(err)}; set APPSHOT_HOME to a directory you can write`,

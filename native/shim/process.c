@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 int shim_active;
+enum shim_fault shim_fault;
 
 static struct {
 	struct tables tables;
@@ -70,6 +72,17 @@ void shim_open_tables(void)
 			   P.home, APPSHOT_INFLIGHT_FILE, strerror(rc));
 }
 
+void shim_fault_point(enum shim_fault where)
+{
+	if (__builtin_expect(shim_fault == where, 0)) raise(SIGKILL);
+}
+
+static void read_fault(void)
+{
+	const char *f = getenv("APPSHOT_FAULT");
+	if (f && !strcmp(f, "after-create")) shim_fault = FAULT_AFTER_CREATE;
+}
+
 __attribute__((constructor)) static void shim_init(void)
 {
 	real_resolve();
@@ -82,6 +95,7 @@ __attribute__((constructor)) static void shim_init(void)
 			   P.home ? "not an absolute path" : "not set");
 	P.home = strdup(P.home);
 	shim_open_tables();
+	read_fault();
 	pthread_atfork(translate_before_fork, translate_after_fork_parent, translate_after_fork_child);
 	shim_active = 1;
 }

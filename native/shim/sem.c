@@ -81,6 +81,7 @@ static int sem_create(key_t vkey, int nsems, int flags)
 		return fail(err);
 	}
 	inflight_created(shim_inflight(), (uint32_t)semid);
+	shim_fault_point(FAULT_AFTER_CREATE);
 	rc = 0;
 	if (vkey != IPC_PRIVATE && !have_key_row) {
 		struct fwd_val krow = { .srid = skey, .created_ms = now_ms() };

@@ -27,6 +27,13 @@ void shim_open_tables(void);
 __attribute__((noreturn, format(printf, 1, 2))) void shim_fatal(const char *fmt, ...);
 __attribute__((format(printf, 1, 2))) void shim_warn(const char *fmt, ...);
 
+/* Fault injection for the crash tests: APPSHOT_FAULT=after-create kills the
+ * process right after the kernel created an object and before the tables
+ * recorded it, the window the inflight record exists for. */
+enum shim_fault { FAULT_NONE, FAULT_AFTER_CREATE };
+extern enum shim_fault shim_fault;
+void shim_fault_point(enum shim_fault where);
+
 /* Virtual to system (FIG. 12) and system to virtual (FIG. 13) for this
  * application. Return 0 when a mapping exists, -1 when none does. */
 int vr_to_sr(uint8_t type, uint32_t vrid, uint32_t *srid);

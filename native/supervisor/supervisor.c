@@ -90,7 +90,7 @@ int main(int argc, char **argv)
 		for (;;) {
 			int st;
 			pid_t p = waitpid(-1, &st, WNOHANG);
-			if (p == child) {
+			if (p > 0 && p == child) {
 				status = st;
 				have_status = 1;
 				child = -1;

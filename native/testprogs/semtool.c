@@ -10,6 +10,9 @@
  *   stat | rmid | info | seminfo | statidx I | statall
  *   fork                  the rest runs in a child; the parent waits and exits with its status
  *   exec PROG ARGS...     exec the rest of the arguments with the current ID in $SEMID
+ *   system CMD            system(CMD) with the current ID in $SEMID; prints "status N"
+ *   vfork PROG ARGS...    vfork + exec of the rest, wait; prints "status N" and stops
+ *   spawn PROG ARGS...    posix_spawnp of the rest, wait; prints "status N" and stops
  *   sleep MS | pid
  * Output: "id N", "val N", "ok", "err ENAME", ...
  */
@@ -18,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <spawn.h>
 #include <sys/ipc.h>
 #include <sys/sem.h>
 #include <sys/wait.h>
@@ -32,6 +36,16 @@ union semun {
 };
 
 static int cur = -1;
+extern char **environ;
+
+static void export_id(void)
+{
+	char id[32];
+	snprintf(id, sizeof id, "%d", cur);
+	setenv("SEMID", id, 1);
+}
+
+static int status_of(int st) { return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st); }
 
 static int result(int r, const char *what)
 {
@@ -123,12 +137,36 @@ int main(int argc, char **argv)
 			if (p > 0) {
 				int st;
 				waitpid(p, &st, 0);
-				return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+				return status_of(st);
 			}
+		} else if (!strcmp(c, "system")) {
+			export_id();
+			int st = system(argv[++i]);
+			printf("status %d\n", status_of(st));
+		} else if (!strcmp(c, "vfork")) {
+			export_id();
+			int st;
+			pid_t p = vfork();
+			if (p == 0) {
+				execvp(argv[i + 1], argv + i + 1);
+				_exit(127);
+			}
+			waitpid(p, &st, 0);
+			printf("status %d\n", status_of(st));
+			return 0;
+		} else if (!strcmp(c, "spawn")) {
+			export_id();
+			pid_t p;
+			int st, r = posix_spawnp(&p, argv[i + 1], NULL, NULL, argv + i + 1, environ);
+			if (r) {
+				errno = r;
+				return result(-1, "spawn"), 1;
+			}
+			waitpid(p, &st, 0);
+			printf("status %d\n", status_of(st));
+			return 0;
 		} else if (!strcmp(c, "exec")) {
-			char id[32];
-			snprintf(id, sizeof id, "%d", cur);
-			setenv("SEMID", id, 1);
+			export_id();
 			execvp(argv[i + 1], argv + i + 1);
 			result(-1, "exec");
 			return 127;

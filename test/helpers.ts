@@ -1,0 +1,112 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CLI_PATH, builtProgram } from '../ts/paths.js';
+
+export const TEST_ROOT = '/tmp/appshot-tests';
+export const SEMTOOL = builtProgram('semtool');
+export const SEMLOOP = builtProgram('semloop');
+
+/** A fresh APPSHOT_HOME for one test; global teardown cleans them all. */
+export function makeHome(): string {
+  mkdirSync(TEST_ROOT, { recursive: true });
+  return mkdtempSync(join(TEST_ROOT, 'home-'));
+}
+
+export interface Result {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+function cleanEnv(home: string, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const env = { ...process.env, APPSHOT_HOME: home, ...extra };
+  delete env.APPSHOT_AID;
+  delete env.LD_PRELOAD;
+  return env;
+}
+
+/** Runs the appshot command to completion. */
+export function appshot(home: string, args: string[], extraEnv?: NodeJS.ProcessEnv): Result {
+  const r = spawnSync(process.execPath, [CLI_PATH, ...args], { env: cleanEnv(home, extraEnv), encoding: 'utf8', timeout: 50_000 });
+  return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Starts the appshot command and collects its output. */
+export function appshotAsync(home: string, args: string[], extraEnv?: NodeJS.ProcessEnv) {
+  const child = spawn(process.execPath, [CLI_PATH, ...args], { env: cleanEnv(home, extraEnv), stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d) => (stdout += d));
+  child.stderr!.on('data', (d) => (stderr += d));
+  const done = new Promise<Result>((resolve) =>
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })),
+  );
+  return { child, done, out: () => stdout, err: () => stderr };
+}
+
+/** Resolves once the output so far matches re. */
+export async function waitFor(read: () => string, re: RegExp, ms = 20_000): Promise<RegExpMatchArray> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const m = read().match(re);
+    if (m) return m;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${re} in:\n${read()}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+export function runNative(args: string[]): Result {
+  const r = spawnSync(SEMTOOL, args, { encoding: 'utf8', env: cleanEnv('/nonexistent') });
+  return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
+}
+
+export interface KernelSem {
+  key: number;
+  semid: number;
+  nsems: number;
+  cuid: number;
+  otime: number;
+  ctime: number;
+}
+
+/** The kernel's semaphore sets, from /proc/sysvipc/sem. */
+export function kernelSems(): KernelSem[] {
+  return readFileSync('/proc/sysvipc/sem', 'latin1')
+    .split('\n')
+    .slice(1)
+    .filter((l) => l.trim())
+    .map((l) => {
+      const f = l.trim().split(/\s+/).map(Number);
+      return { key: f[0] >>> 0, semid: f[1], nsems: f[3], cuid: f[6], otime: f[8], ctime: f[9] };
+    });
+}
+
+export interface Row {
+  aid: string;
+  type: string;
+  virtual: number;
+  system: number;
+  key: number | null;
+  creator: number | null;
+}
+
+export function tablesJson(home: string, args: string[] = []): Row[] {
+  const r = appshot(home, ['tables', '--json', ...args]);
+  if (r.code !== 0) throw new Error(`appshot tables failed: ${r.stderr}`);
+  return JSON.parse(r.stdout);
+}
+
+/** Lines of "word value" output as [word, value] pairs. */
+export function lines(out: string): string[] {
+  return out.trim().split('\n');
+}
+
+export function killTree(child: ChildProcess, sig: NodeJS.Signals = 'SIGKILL'): void {
+  try {
+    child.kill(sig);
+  } catch {
+    /* gone already */
+  }
+}
