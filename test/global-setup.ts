@@ -1,21 +1,47 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI_PATH, SHIM_PATH } from '../ts/paths.js';
 import { TEST_ROOT } from './helpers.js';
 
-export function setup(): void {
-  if (!existsSync(SHIM_PATH)) throw new Error(`${SHIM_PATH} is missing: run 'npm install' to build the native code`);
-  rmSync(TEST_ROOT, { recursive: true, force: true });
+/** Processes started under a test home that are still running. */
+function testProcesses(): number[] {
+  const pids: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    try {
+      if (readFileSync(`/proc/${name}/environ`, 'latin1').includes(`APPSHOT_HOME=${TEST_ROOT}/`)) pids.push(Number(name));
+    } catch {
+      /* gone, or not ours */
+    }
+  }
+  return pids;
 }
 
-/** Whatever a failed test left in the kernel goes, through appshot gc. */
-export function teardown(): void {
+/** Ends whatever tests left running and lets appshot gc remove what they
+ * held, so the kernel holds nothing the suite made. */
+function sweep(): void {
   if (!existsSync(TEST_ROOT)) return;
+  for (const pid of testProcesses()) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
   for (const name of readdirSync(TEST_ROOT)) {
     const home = join(TEST_ROOT, name);
     if (existsSync(join(home, 'tables.mdb')))
       spawnSync(process.execPath, [CLI_PATH, 'gc', '--kept'], { env: { ...process.env, APPSHOT_HOME: home }, stdio: 'ignore' });
   }
   rmSync(TEST_ROOT, { recursive: true, force: true });
+}
+
+export function setup(): void {
+  if (!existsSync(SHIM_PATH)) throw new Error(`${SHIM_PATH} is missing: run 'npm install' to build the native code`);
+  sweep();
+}
+
+export function teardown(): void {
+  sweep();
 }

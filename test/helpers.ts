@@ -33,16 +33,32 @@ export function appshot(home: string, args: string[], extraEnv?: NodeJS.ProcessE
   return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
 }
 
+const running = new Set<Promise<Result>>();
+const runningChildren = new Set<ChildProcess>();
+
+/** Ends every harness a test started and left running (SIGTERM reaches
+ * its application), and waits for their cleanup. */
+export async function stopAll(): Promise<void> {
+  for (const child of runningChildren) child.kill('SIGTERM');
+  await Promise.all([...running]);
+}
+
 /** Starts the appshot command and collects its output. */
 export function appshotAsync(home: string, args: string[], extraEnv?: NodeJS.ProcessEnv) {
   const child = spawn(process.execPath, [CLI_PATH, ...args], { env: cleanEnv(home, extraEnv), stdio: ['ignore', 'pipe', 'pipe'] });
+  runningChildren.add(child);
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (d) => (stdout += d));
   child.stderr!.on('data', (d) => (stderr += d));
   const done = new Promise<Result>((resolve) =>
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })),
+    child.on('close', (code, signal) => {
+      runningChildren.delete(child);
+      running.delete(done);
+      resolve({ code, signal, stdout, stderr });
+    }),
   );
+  running.add(done);
   return { child, done, out: () => stdout, err: () => stderr };
 }
 

@@ -1,0 +1,4 @@
+import { afterEach } from 'vitest';
+import { stopAll } from './helpers.js';
+
+afterEach(stopAll);
