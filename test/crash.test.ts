@@ -1,0 +1,130 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { open } from 'lmdb';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { SHIM_PATH } from '../ts/paths.js';
+import * as S from '../tables/schema.js';
+import { SEMLOOP, SEMTOOL, appshot, appshotAsync, kernelSems, makeHome, tablesJson, waitFor } from './helpers.js';
+
+/** Every forward row has its reverse row and the other way round. */
+function tablesWhole(home: string): string[] {
+  const env = open<Buffer, Buffer>({ path: join(home, S.TABLES_FILE), keyEncoding: 'binary', encoding: 'binary', noSync: true, maxDbs: S.MAX_DBS, maxReaders: S.MAX_READERS, mapSize: S.MAP_SIZE });
+  const db = (name: string) => env.openDB<Buffer, Buffer>({ name, keyEncoding: 'binary', encoding: 'binary' });
+  const [meta, fwd, rev] = [db('meta'), db('fwd'), db('rev')];
+  const node = S.readU32(meta.get(Buffer.from('node'))!);
+  const problems: string[] = [];
+  for (const { key, value } of fwd.getRange({})) {
+    const k = S.decodeFwdKey(key);
+    const v = S.decodeFwdVal(value);
+    const r = rev.get(S.revKey(node, k.type, v.srid));
+    if (!r) problems.push(`fwd ${k.aid}:${k.type}:${k.vrid} has no rev row`);
+    else if (S.decodeRevVal(r).aid !== k.aid || S.decodeRevVal(r).vrid !== k.vrid) problems.push(`fwd ${k.aid}:${k.type}:${k.vrid} disagrees with rev`);
+  }
+  for (const { key, value } of rev.getRange({})) {
+    const type = key[4];
+    const { aid, vrid } = S.decodeRevVal(value);
+    if (!fwd.get(S.fwdKey(aid, type, vrid))) problems.push(`rev ${type}:${key.readUInt32BE(5)} has no fwd row`);
+  }
+  env.close();
+  return problems;
+}
+
+function appPids(home: string, aid: string): number[] {
+  return readdirSync('/proc')
+    .filter((n) => /^\d+$/.test(n))
+    .filter((n) => {
+      try {
+        const env = readFileSync(`/proc/${n}/environ`, 'latin1').split('\0');
+        return env.includes(`APPSHOT_AID=${aid}`) && env.includes(`APPSHOT_HOME=${home}`) && env.some((e) => e.startsWith('LD_PRELOAD='));
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
+
+const semIds = () => new Set(kernelSems().map((s) => s.semid));
+
+describe('crashes leave no kernel object and whole table rows', () => {
+  it.each([30, 120, 400])('SIGKILL of the application %i ms into a create/remove loop in two processes', async (ms) => {
+    const home = makeHome();
+    const before = semIds();
+    const app = appshotAsync(home, ['run', '--aid', 'loop', '--', SEMLOOP, '0x5e2001', '2']);
+    await waitFor(app.out, /ready/);
+    await new Promise((r) => setTimeout(r, ms));
+    const pids = appPids(home, 'loop');
+    expect(pids.length).toBe(2);
+    for (const pid of pids) process.kill(pid, 'SIGKILL');
+    const r = await app.done;
+    expect(r.code).toBe(128 + 9);
+    const leaked = kernelSems().filter((s) => !before.has(s.semid));
+    expect(leaked).toEqual([]);
+    expect(tablesWhole(home)).toEqual([]);
+    expect(tablesJson(home, ['--aid', 'loop'])).toEqual([]);
+  });
+
+  it.each([
+    ['a keyed set', ['get', '0x5e2010', '1', 'c']],
+    ['a private set', ['private', '1']],
+  ])('a process killed between creating %s and recording it: the harness removes the set', async (_what, args) => {
+    const home = makeHome();
+    const before = semIds();
+    const r = appshot(home, ['run', '--aid', 'fault', '--', SEMTOOL, ...args], { APPSHOT_FAULT: 'after-create' });
+    expect(r.code).toBe(128 + 9);
+    expect(kernelSems().filter((s) => !before.has(s.semid))).toEqual([]);
+    expect(tablesWhole(home)).toEqual([]);
+  });
+
+  it('a set left by a killed creator is removed by the next creator of any application', async () => {
+    const home = makeHome();
+    const before = semIds();
+    const holder = appshotAsync(home, ['run', '--aid', 'holder', '--', SEMTOOL, 'pid', 'sleep', '100000']);
+    await waitFor(holder.out, /pid/);
+    // Joins the running application, creates, and dies before recording.
+    const env = { ...process.env, APPSHOT_HOME: home, APPSHOT_AID: 'holder', LD_PRELOAD: SHIM_PATH, APPSHOT_FAULT: 'after-create' };
+    expect(() => execFileSync(SEMTOOL, ['get', '0x5e2011', '1', 'c'], { env })).toThrow();
+    const orphan = kernelSems().filter((s) => !before.has(s.semid));
+    expect(orphan.map((s) => s.key)).toEqual([0x5e2011]);
+    const next = appshot(home, ['run', '--', SEMTOOL, 'private', '1']);
+    expect(next.code).toBe(0);
+    expect(kernelSems().filter((s) => !before.has(s.semid))).toEqual([]);
+    expect(tablesWhole(home)).toEqual([]);
+  });
+});
+
+describe('the shim refuses to run a program untranslated', () => {
+  it('when the application is not registered, it says so with the path and stops the program', () => {
+    const home = makeHome();
+    appshot(home, ['run', '--', 'true']); // creates the tables
+    let out = '';
+    let status = 0;
+    try {
+      execFileSync(SEMTOOL, ['pid'], { env: { ...process.env, APPSHOT_HOME: home, APPSHOT_AID: 'nobody', LD_PRELOAD: SHIM_PATH }, stdio: 'pipe' });
+    } catch (err) {
+      const e = err as { status: number; stderr: Buffer; stdout: Buffer };
+      status = e.status;
+      out = e.stderr.toString() + e.stdout.toString();
+    }
+    expect(status).toBe(125);
+    expect(out).toContain(`appshot: application 'nobody' is not running in the tables at ${home}/tables.mdb`);
+    expect(out).not.toContain('pid ');
+  });
+
+  it('when the tables cannot be opened, it names the path and the reason', () => {
+    const home = makeHome();
+    let out = '';
+    let status = 0;
+    try {
+      execFileSync(SEMTOOL, ['pid'], { env: { ...process.env, APPSHOT_HOME: home, APPSHOT_AID: 'x', LD_PRELOAD: SHIM_PATH }, stdio: 'pipe' });
+    } catch (err) {
+      const e = err as { status: number; stderr: Buffer };
+      status = e.status;
+      out = e.stderr.toString();
+    }
+    expect(status).toBe(125);
+    expect(out).toContain(`appshot: cannot open tables at ${home}/tables.mdb: No such file or directory`);
+    expect(out).toContain('cannot run untranslated');
+    expect(existsSync(join(home, 'tables.mdb'))).toBe(false);
+  });
+});
