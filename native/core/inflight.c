@@ -17,7 +17,7 @@ enum { CREATING = 1, CREATED = 2 };
 
 struct inflight_rec {
 	_Atomic uint64_t token; /* 0 when free; the owner's token while in flight */
-	uint32_t spid, uid;
+	uint32_t spid;
 	uint8_t type, state;
 	uint32_t skey, srid;
 	uint64_t started_s;
@@ -52,17 +52,16 @@ void inflight_close(struct inflight_file *f)
 	f->rec = NULL;
 }
 
-static uint64_t next_token(void)
+static uint64_t next_token(pid_t spid)
 {
 	static _Atomic uint32_t counter;
-	return ((uint64_t)getpid() << 32) | (atomic_fetch_add(&counter, 1) + 1u);
+	return ((uint64_t)spid << 32) | (atomic_fetch_add(&counter, 1) + 1u);
 }
 
-void inflight_begin(struct inflight_file *f, const char *aid, uint8_t type, uint32_t skey)
+void inflight_begin(struct inflight_file *f, pid_t spid, const char *aid, uint8_t type, uint32_t skey)
 {
 	struct inflight_rec *r = f->rec;
-	r->spid = (uint32_t)getpid();
-	r->uid = (uint32_t)geteuid();
+	r->spid = (uint32_t)spid;
 	r->type = type;
 	r->state = CREATING;
 	r->skey = skey;
@@ -70,7 +69,7 @@ void inflight_begin(struct inflight_file *f, const char *aid, uint8_t type, uint
 	r->started_s = (uint64_t)time(NULL);
 	strncpy(r->aid, aid, APPSHOT_AID_MAX);
 	r->aid[APPSHOT_AID_MAX] = 0;
-	f->token = next_token();
+	f->token = next_token(spid);
 	atomic_store(&r->token, f->token);
 }
 
@@ -89,7 +88,9 @@ void inflight_clear(struct inflight_file *f)
 }
 
 /* A private (IPC_PRIVATE) semaphore set has no key to find it by: look for
- * the one unmapped, never-used set of this uid created since the record. */
+ * the one unmapped, never-used set created since the record. Two such sets
+ * (a program outside appshot made one in the same seconds) and neither is
+ * touched: better a leak than removing someone else's set. */
 static int find_private_sem(const struct inflight_rec *r, is_mapped_fn mapped, void *ctx, int *semid)
 {
 	FILE *fp = fopen("/proc/sysvipc/sem", "re");
@@ -102,7 +103,7 @@ static int find_private_sem(const struct inflight_rec *r, is_mapped_fn mapped, v
 		if (sscanf(line, "%lld %lld %llo %lld %lld %lld %lld %lld %lld %lld", &key, &id, &perms,
 			   &nsems, &uid, &gid, &cuid, &cgid, &otime, &ctime) != 10)
 			continue;
-		if (key != 0 || cuid != r->uid || otime != 0) continue;
+		if (key != 0 || otime != 0) continue;
 		if (ctime < (long long)r->started_s || ctime > (long long)r->started_s + 5) continue;
 		if (mapped(ctx, RT_SEM, (uint32_t)id)) continue;
 		*semid = (int)id;
@@ -113,13 +114,13 @@ static int find_private_sem(const struct inflight_rec *r, is_mapped_fn mapped, v
 }
 
 /* The keyed set the record names, if it looks like the one being created:
- * same creator uid, created since the record, never operated on. */
+ * created since the record and never operated on. */
 static int fresh_keyed_sem(const struct inflight_rec *r, const struct kernel_ops *k)
 {
 	int semid = k->semget((key_t)r->skey, 0, 0);
 	struct semid_ds ds;
 	if (semid < 0 || k->semctl(semid, 0, IPC_STAT, &ds) != 0) return -1;
-	if (ds.sem_perm.cuid != r->uid || ds.sem_otime != 0 || ds.sem_ctime < (time_t)r->started_s)
+	if (ds.sem_otime != 0 || ds.sem_ctime < (time_t)r->started_s)
 		return -1;
 	return semid;
 }

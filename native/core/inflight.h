@@ -29,7 +29,7 @@ struct inflight_file {
 
 int inflight_open(struct inflight_file *f, const char *home);
 void inflight_close(struct inflight_file *f);
-void inflight_begin(struct inflight_file *f, const char *aid, uint8_t type, uint32_t skey);
+void inflight_begin(struct inflight_file *f, pid_t spid, const char *aid, uint8_t type, uint32_t skey);
 void inflight_created(struct inflight_file *f, uint32_t srid);
 void inflight_clear(struct inflight_file *f);
 /* Call with the write lock held. Returns the number of objects removed,

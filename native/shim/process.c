@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 int shim_active;
+pid_t shim_pid;
 enum shim_fault shim_fault;
 
 static struct {
@@ -94,6 +95,7 @@ __attribute__((constructor)) static void shim_init(void)
 		shim_fatal("APPSHOT_AID is set but APPSHOT_HOME is %s; start programs with 'appshot run'",
 			   P.home ? "not an absolute path" : "not set");
 	P.home = strdup(P.home);
+	shim_pid = getpid();
 	shim_open_tables();
 	read_fault();
 	pthread_atfork(translate_before_fork, translate_after_fork_parent, translate_after_fork_child);

@@ -66,7 +66,7 @@ static int sem_create(key_t vkey, int nsems, int flags)
 		}
 	}
 	for (;;) {
-		inflight_begin(shim_inflight(), t->aid, RT_SEM, skey);
+		inflight_begin(shim_inflight(), shim_pid, t->aid, RT_SEM, skey);
 		semid = REAL(semget)((key_t)skey, nsems, (flags & 0777) | CREATE_FLAGS);
 		if (semid >= 0) break;
 		err = errno;
@@ -90,7 +90,7 @@ static int sem_create(key_t vkey, int nsems, int flags)
 	if (!rc) rc = tables_pick_vrid(t, txn, RT_SEM, (uint32_t)semid, &vrid);
 	if (!rc) {
 		struct fwd_val row = { .srid = (uint32_t)semid, .vkey = (uint32_t)vkey,
-				       .creator = (uint32_t)getpid(), .created_ms = now_ms() };
+				       .creator = (uint32_t)shim_pid, .created_ms = now_ms() };
 		rc = tables_map(t, txn, RT_SEM, vrid, &row);
 	}
 	if (rc) {

@@ -14,6 +14,10 @@
 /* Nonzero when this process belongs to an application (APPSHOT_AID set). */
 extern int shim_active;
 
+/* getpid() is a system call glibc does not cache; this is kept current
+ * across fork by the atfork handler. */
+extern pid_t shim_pid;
+
 /* The tables this process uses; after fork the child opens its own. */
 struct tables *shim_tables(void);
 struct inflight_file *shim_inflight(void);

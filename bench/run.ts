@@ -1,0 +1,87 @@
+/**
+ * `npm run bench`: the per-call cost of the translated semaphore calls,
+ * natively and under the shim in the same run, reported as ratios against
+ * the targets, with absolute times beside them. Results go to
+ * bench/results/<date>.json.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Table from 'cli-table3';
+import { CLI_PATH, ROOT, builtProgram } from '../ts/paths.js';
+
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
+const SEMBENCH = builtProgram('sembench');
+
+type Sample = Record<string, number | { p50: number; p99: number }>;
+
+/** Calls compared against native, with the ratio each must stay under. */
+const PAIRED: { metric: string; label: string; target: number }[] = [
+  { metric: 'semop', label: 'semop (uncontended)', target: 1.15 },
+  { metric: 'semctl_getval', label: 'semctl(GETVAL)', target: 1.15 },
+  { metric: 'semget_existing', label: 'semget, existing key', target: Infinity },
+  { metric: 'create_remove', label: 'create + remove (IPC_PRIVATE)', target: 2.5 },
+  { metric: 'create_remove_keyed', label: 'create + remove (keyed)', target: 2.5 },
+];
+const LOOKUPS = [
+  { metric: 'lookup', label: 'translation lookup (cache hit)', p50Target: 30 },
+  { metric: 'lookup_after_commit', label: 'translation lookup after a commit (LMDB read)', p50Target: Infinity },
+];
+
+function runOnce(home: string, shim: boolean, key: number): Sample {
+  const args = [`0x${key.toString(16)}`];
+  const r = shim
+    ? spawnSync(process.execPath, [CLI_PATH, 'run', '--', SEMBENCH, ...args], { env: { ...process.env, APPSHOT_HOME: home }, encoding: 'utf8' })
+    : spawnSync(SEMBENCH, args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`sembench ${shim ? 'under the shim' : 'natively'} failed (${r.status}): ${r.stderr}`);
+  return JSON.parse(r.stdout);
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+function main(): void {
+  const home = mkdtempSync(join(tmpdir(), 'appshot-bench-'));
+  const native: Sample[] = [];
+  const shim: Sample[] = [];
+  try {
+    for (let i = 0; i < ROUNDS; i++) {
+      process.stderr.write(`\rround ${i + 1}/${ROUNDS}`);
+      // Alternate so that drift in the machine hits both sides alike.
+      native.push(runOnce(home, false, 0x5eb000 + i * 4));
+      shim.push(runOnce(home, true, 0x5eb100 + i * 4));
+    }
+    process.stderr.write('\n');
+  } finally {
+    spawnSync(process.execPath, [CLI_PATH, 'gc', '--kept'], { env: { ...process.env, APPSHOT_HOME: home }, stdio: 'ignore' });
+    rmSync(home, { recursive: true, force: true });
+  }
+
+  const calls = PAIRED.map(({ metric, label, target }) => {
+    const n = median(native.map((s) => s[metric] as number));
+    const s = median(shim.map((x) => x[metric] as number));
+    const ratio = s / n;
+    return { metric, label, nativeNs: n, shimNs: s, ratio, target: Number.isFinite(target) ? target : null, met: ratio <= target };
+  });
+  const lookups = LOOKUPS.map(({ metric, label, p50Target }) => {
+    const p50 = median(shim.map((s) => (s[metric] as { p50: number }).p50));
+    const p99 = median(shim.map((s) => (s[metric] as { p99: number }).p99));
+    return { metric, label, p50Ns: p50, p99Ns: p99, p50Target: Number.isFinite(p50Target) ? p50Target : null, met: p50 <= p50Target };
+  });
+
+  const table = new Table({ head: ['call', 'shim / native', 'target', 'native ns', 'shim ns', ''], style: { head: [], border: [] } });
+  for (const c of calls)
+    table.push([c.label, c.ratio.toFixed(2) + 'x', c.target ? `≤ ${c.target}x` : '', c.nativeNs.toFixed(0), c.shimNs.toFixed(0), c.target ? (c.met ? 'met' : 'MISSED') : '']);
+  for (const l of lookups)
+    table.push([l.label, `p50 ${l.p50Ns.toFixed(0)} ns, p99 ${l.p99Ns.toFixed(0)} ns`, l.p50Target ? `p50 ≤ ${l.p50Target} ns` : '', '', '', l.p50Target ? (l.met ? 'met' : 'MISSED') : '']);
+  process.stdout.write(table.toString() + '\n');
+
+  const date = new Date().toISOString();
+  const dir = join(ROOT, 'bench', 'results');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `${date.slice(0, 10)}.json`);
+  writeFileSync(file, JSON.stringify({ date, rounds: ROUNDS, calls, lookups, raw: { native, shim } }, null, 2) + '\n');
+  process.stdout.write(`results written to ${file}\n`);
+}
+
+main();
