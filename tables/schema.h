@@ -25,7 +25,7 @@
 /* Named databases. */
 #define DB_META "meta"     /* "version" -> u32, "node" -> u32, "next_aid" -> u32 */
 #define DB_APPS "apps"     /* aid -> app record */
-#define DB_FWD "fwd"       /* aid 0 type vrid -> srid vkey creator flags created_ms */
+#define DB_FWD "fwd"       /* aid 0 type vrid -> srid vkey skey creator created_ms */
 #define DB_REV "rev"       /* node type srid -> vrid aid */
 #define DB_ALLOC "alloc"   /* aid 0 type -> next vrid; "" 0 type -> next host-wide srid */
 #define DB_PROCS "procs"   /* spid -> start_ticks aid */
@@ -87,22 +87,23 @@ static inline size_t fwd_key(uint8_t *out, const char *aid, size_t aidlen,
 }
 
 /* fwd value: srid u32, vkey u32 (the object's virtual IPC key, 0 if none),
- * creator spid u32, flags u32, created_ms u64. */
+ * system key u32 (the key the kernel object carries, 0 if none), creator
+ * spid u32, created_ms u64. */
 #define FWD_VAL_LEN 24
 struct fwd_val {
-	uint32_t srid, vkey, creator, flags;
+	uint32_t srid, vkey, skey, creator;
 	uint64_t created_ms;
 };
 static inline void fwd_val_put(uint8_t *out, const struct fwd_val *v)
 {
 	put_u32be(out, v->srid); put_u32be(out + 4, v->vkey);
-	put_u32be(out + 8, v->creator); put_u32be(out + 12, v->flags);
+	put_u32be(out + 8, v->skey); put_u32be(out + 12, v->creator);
 	put_u64be(out + 16, v->created_ms);
 }
 static inline void fwd_val_get(struct fwd_val *v, const uint8_t *in)
 {
 	v->srid = get_u32be(in); v->vkey = get_u32be(in + 4);
-	v->creator = get_u32be(in + 8); v->flags = get_u32be(in + 12);
+	v->skey = get_u32be(in + 8); v->creator = get_u32be(in + 12);
 	v->created_ms = get_u64be(in + 16);
 }
 

@@ -85,9 +85,11 @@ export function decodeFwdKey(b: Uint8Array): FwdKey {
 
 export interface FwdVal {
   srid: number;
+  /** The object's virtual IPC key (0 if private or not an IPC object). */
   vkey: number;
+  /** The key the kernel object carries (0 if none). */
+  skey: number;
   creator: number;
-  flags: number;
   createdMs: number;
 }
 export const FWD_VAL_LEN = 24;
@@ -95,8 +97,8 @@ export function fwdVal(v: FwdVal): Buffer {
   const b = Buffer.alloc(FWD_VAL_LEN);
   b.writeUInt32BE(v.srid >>> 0, 0);
   b.writeUInt32BE(v.vkey >>> 0, 4);
-  b.writeUInt32BE(v.creator >>> 0, 8);
-  b.writeUInt32BE(v.flags >>> 0, 12);
+  b.writeUInt32BE(v.skey >>> 0, 8);
+  b.writeUInt32BE(v.creator >>> 0, 12);
   b.writeBigUInt64BE(BigInt(v.createdMs), 16);
   return b;
 }
@@ -105,8 +107,8 @@ export function decodeFwdVal(b: Uint8Array): FwdVal {
   return {
     srid: buf.readUInt32BE(0),
     vkey: buf.readUInt32BE(4),
-    creator: buf.readUInt32BE(8),
-    flags: buf.readUInt32BE(12),
+    skey: buf.readUInt32BE(8),
+    creator: buf.readUInt32BE(12),
     createdMs: Number(buf.readBigUInt64BE(16)),
   };
 }

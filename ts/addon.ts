@@ -4,7 +4,7 @@ import { ADDON_PATH } from './paths.js';
 /** The translation core's Node face (native/addon/addon.cc). */
 export interface Addon {
   fwdKey(aid: string, type: number, vrid: number): Buffer;
-  fwdVal(v: { srid: number; vkey: number; creator: number; flags: number; createdMs: number }): Buffer;
+  fwdVal(v: { srid: number; vkey: number; skey: number; creator: number; createdMs: number }): Buffer;
   revKey(node: number, type: number, srid: number): Buffer;
   revVal(vrid: number, aid: string): Buffer;
   allocKey(aid: string, type: number): Buffer;

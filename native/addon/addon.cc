@@ -39,8 +39,8 @@ Napi::Value FwdKey(const Napi::CallbackInfo &info)
 Napi::Value FwdVal(const Napi::CallbackInfo &info)
 {
 	Napi::Object o = info[0].As<Napi::Object>();
-	struct fwd_val v = { u32(o.Get("srid")), u32(o.Get("vkey")), u32(o.Get("creator")),
-			     u32(o.Get("flags")), u64(o.Get("createdMs")) };
+	struct fwd_val v = { u32(o.Get("srid")), u32(o.Get("vkey")), u32(o.Get("skey")),
+			     u32(o.Get("creator")), u64(o.Get("createdMs")) };
 	uint8_t b[FWD_VAL_LEN];
 	fwd_val_put(b, &v);
 	return bytes(info.Env(), b, sizeof b);

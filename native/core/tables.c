@@ -165,44 +165,102 @@ static int drop_stale_owner(const struct tables *t, MDB_txn *txn, uint8_t type, 
 	return 0;
 }
 
-int tables_map(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid, const struct fwd_val *fv)
+static int counter_next(const struct tables *t, MDB_txn *txn, const char *aid, size_t aidlen,
+			uint8_t type, uint32_t base, uint32_t *out);
+
+/* Puts the reverse row; a reverse row already held for that srid is stale
+ * (the kernel only hands out a free ID), so its owner's forward row goes. */
+static int put_rev(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid, uint32_t srid)
 {
-	uint8_t rk[REV_KEY_LEN], rv[REV_VAL_MAX], fk[FWD_KEY_MAX], fvb[FWD_VAL_LEN];
-	rev_key(rk, t->node, type, fv->srid);
-	MDB_val k = { REV_KEY_LEN, rk }, v;
-	int rc = mdb_get(txn, t->rev, &k, &v);
-	if (rc == 0) rc = drop_stale_owner(t, txn, type, fv->srid, &v);
-	else if (rc == MDB_NOTFOUND) rc = 0;
-	if (rc) return rc;
+	uint8_t rk[REV_KEY_LEN], rv[REV_VAL_MAX];
+	rev_key(rk, t->node, type, srid);
+	MDB_val k = { REV_KEY_LEN, rk }, v = { rev_val(rv, vrid, t->aid, t->aidlen), rv };
+	int rc = mdb_put(txn, t->rev, &k, &v, MDB_NOOVERWRITE);
+	if (rc != MDB_KEYEXIST) return rc;
+	/* On MDB_KEYEXIST, v holds the existing row. */
+	if ((rc = drop_stale_owner(t, txn, type, srid, &v))) return rc;
 	v.mv_size = rev_val(rv, vrid, t->aid, t->aidlen);
 	v.mv_data = rv;
-	if ((rc = mdb_put(txn, t->rev, &k, &v, 0))) return rc;
+	return mdb_put(txn, t->rev, &k, &v, 0);
+}
+
+static int put_fwd(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid,
+		   const struct fwd_val *fv, unsigned flags)
+{
+	uint8_t fk[FWD_KEY_MAX], fvb[FWD_VAL_LEN];
 	fwd_val_put(fvb, fv);
-	MDB_val fkv = { fwd_key(fk, t->aid, t->aidlen, type, vrid), fk }, fvv = { FWD_VAL_LEN, fvb };
-	return mdb_put(txn, t->fwd, &fkv, &fvv, 0);
+	MDB_val k = { fwd_key(fk, t->aid, t->aidlen, type, vrid), fk }, v = { FWD_VAL_LEN, fvb };
+	return mdb_put(txn, t->fwd, &k, &v, flags);
+}
+
+int tables_map(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid, const struct fwd_val *fv)
+{
+	int rc = put_rev(t, txn, type, vrid, fv->srid);
+	return rc ? rc : put_fwd(t, txn, type, vrid, fv, 0);
+}
+
+int tables_map_new(const struct tables *t, MDB_txn *txn, uint8_t type, const struct fwd_val *fv,
+		   uint32_t *vrid)
+{
+	int rc = MDB_KEYEXIST;
+	/* Identity first: the insert itself tells whether vrid = srid is free. */
+	if (!(t->app_flags & APP_FLAG_NO_IDENTITY)) {
+		*vrid = fv->srid;
+		rc = put_fwd(t, txn, type, *vrid, fv, MDB_NOOVERWRITE);
+	}
+	while (rc == MDB_KEYEXIST) {
+		if ((rc = counter_next(t, txn, t->aid, t->aidlen, type, VRID_REMAP_BASE, vrid))) return rc;
+		rc = put_fwd(t, txn, type, *vrid, fv, MDB_NOOVERWRITE);
+	}
+	return rc ? rc : put_rev(t, txn, type, *vrid, fv->srid);
+}
+
+int tables_take(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid, struct fwd_val *out)
+{
+	uint8_t fk[FWD_KEY_MAX];
+	MDB_val k = { fwd_key(fk, t->aid, t->aidlen, type, vrid), fk }, v;
+	MDB_cursor *cur;
+	int rc = mdb_cursor_open(txn, t->fwd, &cur);
+	if (rc) return rc;
+	/* One descent finds and deletes the row. */
+	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
+	if (rc == 0 && v.mv_size != FWD_VAL_LEN) rc = MDB_CORRUPTED;
+	if (rc == 0) {
+		fwd_val_get(out, v.mv_data);
+		rc = mdb_cursor_del(cur, 0);
+	}
+	mdb_cursor_close(cur);
+	if (rc) return rc;
+	uint8_t rk[REV_KEY_LEN];
+	rev_key(rk, t->node, type, out->srid);
+	MDB_val r = { REV_KEY_LEN, rk };
+	rc = mdb_del(txn, t->rev, &r, NULL);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int tables_unmap_row(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid, uint32_t srid)
+{
+	uint8_t fk[FWD_KEY_MAX], rk[REV_KEY_LEN];
+	MDB_val k = { fwd_key(fk, t->aid, t->aidlen, type, vrid), fk };
+	int rc = mdb_del(txn, t->fwd, &k, NULL);
+	if (rc) return rc;
+	rev_key(rk, t->node, type, srid);
+	MDB_val r = { REV_KEY_LEN, rk };
+	rc = mdb_del(txn, t->rev, &r, NULL);
+	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
 int tables_unmap(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid)
 {
 	struct fwd_val fv;
+	uint32_t owner_vrid;
 	int rc = tables_fwd(t, txn, type, vrid, &fv);
 	if (rc) return rc;
-	uint8_t fk[FWD_KEY_MAX], rk[REV_KEY_LEN];
+	if (tables_rev(t, txn, type, fv.srid, &owner_vrid) == REV_MINE && owner_vrid == vrid)
+		return tables_unmap_row(t, txn, type, vrid, fv.srid);
+	uint8_t fk[FWD_KEY_MAX];
 	MDB_val k = { fwd_key(fk, t->aid, t->aidlen, type, vrid), fk };
-	if ((rc = mdb_del(txn, t->fwd, &k, NULL))) return rc;
-	uint32_t owner_vrid;
-	if (tables_rev(t, txn, type, fv.srid, &owner_vrid) == REV_MINE && owner_vrid == vrid) {
-		rev_key(rk, t->node, type, fv.srid);
-		MDB_val r = { REV_KEY_LEN, rk };
-		rc = mdb_del(txn, t->rev, &r, NULL);
-	}
-	return rc;
-}
-
-static int fwd_exists(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid)
-{
-	struct fwd_val fv;
-	return tables_fwd(t, txn, type, vrid, &fv) == 0;
+	return mdb_del(txn, t->fwd, &k, NULL);
 }
 
 static int counter_next(const struct tables *t, MDB_txn *txn, const char *aid, size_t aidlen,
@@ -222,29 +280,40 @@ static int counter_next(const struct tables *t, MDB_txn *txn, const char *aid, s
 	return mdb_put(txn, t->alloc, &k, &v, 0);
 }
 
-int tables_pick_vrid(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t srid, uint32_t *vrid)
+static int claim_rev(const struct tables *t, MDB_txn *txn, uint8_t keytype, uint32_t vkey, uint32_t skey)
 {
-	if (!(t->app_flags & APP_FLAG_NO_IDENTITY) && !fwd_exists(t, txn, type, srid)) {
-		*vrid = srid;
-		return 0;
-	}
-	for (;;) {
-		int rc = counter_next(t, txn, t->aid, t->aidlen, type, VRID_REMAP_BASE, vrid);
-		if (rc) return rc;
-		if (!fwd_exists(t, txn, type, *vrid)) return 0;
-	}
+	uint8_t rk[REV_KEY_LEN], rv[REV_VAL_MAX];
+	rev_key(rk, t->node, keytype, skey);
+	MDB_val k = { REV_KEY_LEN, rk }, v = { rev_val(rv, vkey, t->aid, t->aidlen), rv };
+	return mdb_put(txn, t->rev, &k, &v, MDB_NOOVERWRITE);
 }
 
-int tables_next_skey(const struct tables *t, MDB_txn *txn, uint8_t keytype, uint32_t *skey)
+int tables_claim_skey(const struct tables *t, MDB_txn *txn, uint8_t keytype, uint32_t vkey,
+		      int identity, uint32_t *skey)
 {
-	uint32_t unused;
-	for (;;) {
-		int rc = counter_next(t, txn, "", 0, keytype, SKEY_REMAP_BASE, skey);
-		if (rc) return rc;
-		rc = tables_rev(t, txn, keytype, *skey, &unused);
-		if (rc == REV_NONE) return 0;
-		if (rc != REV_MINE && rc != REV_FOREIGN) return rc;
+	int rc = MDB_KEYEXIST;
+	if (identity && !(t->app_flags & APP_FLAG_NO_IDENTITY)) {
+		*skey = vkey;
+		rc = claim_rev(t, txn, keytype, vkey, *skey);
 	}
+	while (rc == MDB_KEYEXIST) {
+		if ((rc = counter_next(t, txn, "", 0, keytype, SKEY_REMAP_BASE, skey))) return rc;
+		rc = claim_rev(t, txn, keytype, vkey, *skey);
+	}
+	return rc;
+}
+
+int tables_release_skey(const struct tables *t, MDB_txn *txn, uint8_t keytype, uint32_t skey)
+{
+	uint8_t rk[REV_KEY_LEN];
+	rev_key(rk, t->node, keytype, skey);
+	MDB_val k = { REV_KEY_LEN, rk };
+	return mdb_del(txn, t->rev, &k, NULL);
+}
+
+int tables_put_fwd(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid, const struct fwd_val *fv)
+{
+	return put_fwd(t, txn, type, vrid, fv, 0);
 }
 
 static int type_prefix(const struct tables *t, uint8_t type, uint8_t *kb)

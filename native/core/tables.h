@@ -40,13 +40,25 @@ int tables_rev(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t srid
  * owner's forward row is dropped first. */
 int tables_map(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid,
 	       const struct fwd_val *v);
+/* Maps a new object, choosing its vrid: identity first (vrid = srid when
+ * that vrid is free in this application), else the next remapped one. */
+int tables_map_new(const struct tables *t, MDB_txn *txn, uint8_t type, const struct fwd_val *v,
+		   uint32_t *vrid);
+/* Reads and drops the mapping of an object that is known to be ours (its
+ * reverse row too), returning the row as it was. */
+int tables_take(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid, struct fwd_val *out);
+/* Drops a mapping whose system object is known to be ours. */
+int tables_unmap_row(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid, uint32_t srid);
+/* Drops a mapping, and its reverse row if that still points back. */
 int tables_unmap(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid);
-/* Identity first: vrid = srid when that vrid is free in this application. */
-int tables_pick_vrid(const struct tables *t, MDB_txn *txn, uint8_t type,
-		     uint32_t srid, uint32_t *vrid);
-/* A host-wide system key candidate not held by any application. */
-int tables_next_skey(const struct tables *t, MDB_txn *txn, uint8_t keytype,
-		     uint32_t *skey);
+/* Reserves a system key for the application's virtual key vkey, host-wide,
+ * by writing its reverse row: vkey itself when identity is asked and no one
+ * holds it, else the next free remapped key. */
+int tables_claim_skey(const struct tables *t, MDB_txn *txn, uint8_t keytype, uint32_t vkey,
+		      int identity, uint32_t *skey);
+int tables_release_skey(const struct tables *t, MDB_txn *txn, uint8_t keytype, uint32_t skey);
+int tables_put_fwd(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid,
+		   const struct fwd_val *fv);
 /* The index-th row of this AID and type in vrid order (for *_STAT), and the
  * number of such rows. */
 int tables_nth(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t index,

@@ -23,6 +23,15 @@ static int fail(int err)
 	return -1;
 }
 
+/* A table error during allocation: nothing was created; the call fails as
+ * the kernel fails when it is out of room. */
+static int abort_with(MDB_txn *txn, int rc)
+{
+	write_abort(txn);
+	shim_warn("cannot record semaphore set in %s: %s", shim_tables()->path, mdb_strerror(rc));
+	return fail(ENOSPC);
+}
+
 /* FIG. 11 and the allocating branch of FIG. 15: the kernel creates the set
  * under a system key (identity first), and the translation is recorded in
  * the same write transaction, with the inflight record covering the gap. */
@@ -32,7 +41,7 @@ static int sem_create(key_t vkey, int nsems, int flags)
 	MDB_txn *txn = write_begin();
 	struct fwd_val kv;
 	uint32_t skey = IPC_PRIVATE, vrid;
-	int have_key_row = 0, semid, err, rc;
+	int have_key_row = 0, semid, err, rc = 0;
 
 	if (vkey != IPC_PRIVATE) {
 		if (tables_fwd(t, txn, RT_SEMKEY, (uint32_t)vkey, &kv) == 0) {
@@ -56,14 +65,8 @@ static int sem_create(key_t vkey, int nsems, int flags)
 			write_abort(txn);
 			return fail(ENOENT);
 		}
-		if (!have_key_row) {
-			uint32_t owner;
-			if ((t->app_flags & APP_FLAG_NO_IDENTITY) ||
-			    tables_rev(t, txn, RT_SEMKEY, (uint32_t)vkey, &owner) != REV_NONE)
-				tables_next_skey(t, txn, RT_SEMKEY, &skey);
-			else
-				skey = (uint32_t)vkey;
-		}
+		if (!have_key_row && (rc = tables_claim_skey(t, txn, RT_SEMKEY, (uint32_t)vkey, 1, &skey)))
+			return abort_with(txn, rc);
 	}
 	for (;;) {
 		inflight_begin(shim_inflight(), shim_pid, t->aid, RT_SEM, skey);
@@ -73,8 +76,11 @@ static int sem_create(key_t vkey, int nsems, int flags)
 		inflight_clear(shim_inflight());
 		if (err == EEXIST && vkey != IPC_PRIVATE) {
 			/* The system key is taken outside appshot: remap. */
-			tables_next_skey(t, txn, RT_SEMKEY, &skey);
+			if (have_key_row) tables_unmap(t, txn, RT_SEMKEY, (uint32_t)vkey);
+			else tables_release_skey(t, txn, RT_SEMKEY, skey);
 			have_key_row = 0;
+			if ((rc = tables_claim_skey(t, txn, RT_SEMKEY, (uint32_t)vkey, 0, &skey)))
+				return abort_with(txn, rc);
 			continue;
 		}
 		write_abort(txn);
@@ -85,13 +91,12 @@ static int sem_create(key_t vkey, int nsems, int flags)
 	rc = 0;
 	if (vkey != IPC_PRIVATE && !have_key_row) {
 		struct fwd_val krow = { .srid = skey, .created_ms = now_ms() };
-		rc = tables_map(t, txn, RT_SEMKEY, (uint32_t)vkey, &krow);
+		rc = tables_put_fwd(t, txn, RT_SEMKEY, (uint32_t)vkey, &krow);
 	}
-	if (!rc) rc = tables_pick_vrid(t, txn, RT_SEM, (uint32_t)semid, &vrid);
 	if (!rc) {
-		struct fwd_val row = { .srid = (uint32_t)semid, .vkey = (uint32_t)vkey,
+		struct fwd_val row = { .srid = (uint32_t)semid, .vkey = (uint32_t)vkey, .skey = skey,
 				       .creator = (uint32_t)shim_pid, .created_ms = now_ms() };
-		rc = tables_map(t, txn, RT_SEM, vrid, &row);
+		rc = tables_map_new(t, txn, RT_SEM, &row, &vrid);
 	}
 	if (rc) {
 		write_abort(txn);
@@ -113,7 +118,11 @@ SHIM_EXPORT int semget(key_t key, int nsems, int semflg)
 	if (!shim_active) return REAL(semget)(key, nsems, semflg);
 	if (key == IPC_PRIVATE) return sem_create(key, nsems, semflg);
 	uint32_t skey, vrid;
-	if (vr_to_sr(RT_SEMKEY, (uint32_t)key, &skey) == 0) {
+	/* A creating call that misses the cache goes straight to the write
+	 * transaction, which looks the key up itself: one transaction, not two. */
+	int known = (semflg & IPC_CREAT) ? vr_to_sr_cached(RT_SEMKEY, (uint32_t)key, &skey)
+					  : vr_to_sr(RT_SEMKEY, (uint32_t)key, &skey);
+	if (known == 0) {
 		int exclusive = (semflg & CREATE_FLAGS) == CREATE_FLAGS;
 		/* With IPC_EXCL an existing set is EEXIST before any other
 		 * check, so only look it up; otherwise let the kernel check
@@ -145,26 +154,26 @@ SHIM_EXPORT int semtimedop(int semid, struct sembuf *sops, size_t nsops, const s
 }
 
 /* IPC_RMID: the set goes from the kernel and its rows (and its key's row)
- * from the tables in one write transaction. */
+ * from the tables in one write transaction. The rows go first, inside the
+ * transaction, so a failed removal just aborts it. */
 static int sem_remove(int vrid)
 {
 	struct tables *t = shim_tables();
 	MDB_txn *txn = write_begin();
 	struct fwd_val row;
-	if (tables_fwd(t, txn, RT_SEM, (uint32_t)vrid, &row)) {
+	int rc = tables_take(t, txn, RT_SEM, (uint32_t)vrid, &row);
+	if (rc) {
 		write_abort(txn);
 		return fail(EINVAL);
 	}
 	if (REAL(semctl)((int)row.srid, 0, IPC_RMID) != 0) {
 		int err = errno;
-		write_abort(txn);
+		/* Gone already (removed from outside the shim): its rows go. */
+		if (err == EINVAL || err == EIDRM) write_commit(txn);
+		else write_abort(txn);
 		return fail(err);
 	}
-	int rc = tables_unmap(t, txn, RT_SEM, (uint32_t)vrid);
-	if (!rc && row.vkey != IPC_PRIVATE) {
-		rc = tables_unmap(t, txn, RT_SEMKEY, row.vkey);
-		if (rc == MDB_NOTFOUND) rc = 0;
-	}
+	if (row.vkey != IPC_PRIVATE) rc = tables_unmap_row(t, txn, RT_SEMKEY, row.vkey, row.skey);
 	if (rc) write_abort(txn);
 	else write_commit(txn);
 	return 0;

@@ -42,6 +42,8 @@ void shim_fault_point(enum shim_fault where);
  * application. Return 0 when a mapping exists, -1 when none does. */
 int vr_to_sr(uint8_t type, uint32_t vrid, uint32_t *srid);
 int sr_to_vr(uint8_t type, uint32_t srid, uint32_t *vrid);
+/* vr_to_sr from the cache alone: -1 on a miss, without reading LMDB. */
+int vr_to_sr_cached(uint8_t type, uint32_t vrid, uint32_t *srid);
 
 /* Runs fn inside one read transaction of this process's tables. */
 int with_read_txn(int (*fn)(MDB_txn *txn, void *arg), void *arg);

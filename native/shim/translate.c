@@ -93,15 +93,28 @@ static int lookup_in(MDB_txn *txn, void *arg)
 	return rc ? -1 : 0;
 }
 
-static inline int translate(int reverse, uint8_t type, uint32_t id, uint32_t *out)
+/* The cache slot for a lookup, emptied first if anything was committed
+ * since the cache was filled. */
+static inline struct slot *probe(uint64_t key, uint64_t *txnid)
 {
 	uint64_t now = tables_txnid(shim_tables());
 	if (__builtin_expect(cache.txnid != now, 0)) {
 		memset(cache.s, 0, sizeof cache.s);
 		cache.txnid = now;
 	}
-	uint64_t key = CACHE_USED | ((uint64_t)reverse << 40) | ((uint64_t)type << 32) | id;
-	struct slot *s = &cache.s[(key * 0x9E3779B97F4A7C15ull) >> 56];
+	*txnid = now;
+	return &cache.s[(key * 0x9E3779B97F4A7C15ull) >> 56];
+}
+
+static inline uint64_t cache_key(int reverse, uint8_t type, uint32_t id)
+{
+	return CACHE_USED | ((uint64_t)reverse << 40) | ((uint64_t)type << 32) | id;
+}
+
+static inline int translate(int reverse, uint8_t type, uint32_t id, uint32_t *out)
+{
+	uint64_t key = cache_key(reverse, type, id), now;
+	struct slot *s = probe(key, &now);
 	if (__builtin_expect(s->key == key, 1)) {
 		*out = s->val;
 		return 0;
@@ -118,6 +131,15 @@ static inline int translate(int reverse, uint8_t type, uint32_t id, uint32_t *ou
 }
 
 int vr_to_sr(uint8_t type, uint32_t vrid, uint32_t *srid) { return translate(0, type, vrid, srid); }
+
+int vr_to_sr_cached(uint8_t type, uint32_t vrid, uint32_t *srid)
+{
+	uint64_t key = cache_key(0, type, vrid), now;
+	struct slot *s = probe(key, &now);
+	if (s->key != key) return -1;
+	*srid = s->val;
+	return 0;
+}
 
 /* The same lookup under a stable name, so the benchmark can time a
  * translation on its own. */
