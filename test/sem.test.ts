@@ -200,6 +200,26 @@ describe('semaphores under the shim', () => {
     expect(out.slice(2)).toEqual(expected(out[0]));
   });
 
+  it('threads of one process translate concurrently', () => {
+    const r = run(makeHome(), ['private', '1', 'threads', '8', '2000'], ['--no-identity']);
+    expect(lines(r.stdout)).toEqual([expect.stringMatching(/^id \d+$/), 'val 16000']);
+  });
+
+  it('a program that execs with an environment of its own still runs under the shim', () => {
+    const home = makeHome();
+    const py = `
+import subprocess, os
+print(subprocess.run(['${SEMTOOL}', 'get', '0x5e100b', '1', '-', 'getval', '0'], env={'PATH': '/usr/bin:/bin'}, capture_output=True, text=True).stdout, end='')
+os.execle('${SEMTOOL}', 'semtool', 'get', '0x5e100b', '1', '-', 'getval', '0', {'ONLY': 'this'})
+`;
+    const envI = run(home, ['get', '0x5e100b', '1', 'c', 'setval', '0', '6', 'exec', 'env', '-i', SEMTOOL, 'get', '0x5e100b', '1', '-', 'getval', '0'], ['--no-identity']);
+    const a = lines(envI.stdout);
+    expect(a.slice(1)).toEqual(['ok 0', a[0], 'val 6']);
+    const python = run(home, ['get', '0x5e100b', '1', 'c', 'setval', '0', '7', 'exec', 'python3', '-c', py], ['--no-identity']);
+    const b = lines(python.stdout);
+    expect(b.slice(1)).toEqual(['ok 0', b[0], 'val 7', b[0], 'val 7']);
+  });
+
   it('python3 subprocess children (fork+exec and vfork paths) use the same translations', () => {
     const home = makeHome();
     const py = `

@@ -62,6 +62,8 @@ void translate_after_fork_child(void);
 void translate_before_fork(void);
 void translate_after_fork_parent(void);
 
+void exec_env_init(const char *aid, const char *home);
+
 void shim_open_tables(void)
 {
 	char err[512];
@@ -97,6 +99,7 @@ __attribute__((constructor)) static void shim_init(void)
 	P.home = strdup(P.home);
 	shim_pid = getpid();
 	shim_open_tables();
+	exec_env_init(aid, P.home);
 	read_fault();
 	pthread_atfork(translate_before_fork, translate_after_fork_parent, translate_after_fork_child);
 	shim_active = 1;

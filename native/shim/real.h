@@ -6,6 +6,7 @@
 #include <sys/types.h>
 #include <sys/ipc.h>
 #include <sys/sem.h>
+#include <spawn.h>
 #include <time.h>
 
 #define WRAP(ret, name, params) extern ret (*real_##name) params;

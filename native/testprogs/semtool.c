@@ -13,6 +13,7 @@
  *   system CMD            system(CMD) with the current ID in $SEMID; prints "status N"
  *   vfork PROG ARGS...    vfork + exec of the rest, wait; prints "status N" and stops
  *   spawn PROG ARGS...    posix_spawnp of the rest, wait; prints "status N" and stops
+ *   threads N ITERS       N threads each add 1 ITERS times (semop with SEM_UNDO off); prints "val" after
  *   sleep MS | pid
  * Output: "id N", "val N", "ok", "err ENAME", ...
  */
@@ -21,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <spawn.h>
 #include <sys/ipc.h>
 #include <sys/sem.h>
@@ -43,6 +45,17 @@ static void export_id(void)
 	char id[32];
 	snprintf(id, sizeof id, "%d", cur);
 	setenv("SEMID", id, 1);
+}
+
+static long thread_iters;
+
+static void *adder(void *arg)
+{
+	struct sembuf b = { 0, 1, 0 };
+	(void)arg;
+	for (long k = 0; k < thread_iters; k++)
+		if (semop(cur, &b, 1) != 0) return (void *)1;
+	return NULL;
 }
 
 static int status_of(int st) { return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st); }
@@ -170,6 +183,20 @@ int main(int argc, char **argv)
 			execvp(argv[i + 1], argv + i + 1);
 			result(-1, "exec");
 			return 127;
+		} else if (!strcmp(c, "threads")) {
+			int n = (int)num(argv[i + 1]);
+			thread_iters = num(argv[i + 2]);
+			pthread_t th[64];
+			int failed = 0;
+			for (int k = 0; k < n && k < 64; k++) pthread_create(&th[k], NULL, adder, NULL);
+			for (int k = 0; k < n && k < 64; k++) {
+				void *r;
+				pthread_join(th[k], &r);
+				failed |= r != NULL;
+			}
+			if (failed) printf("thread failed\n");
+			result(semctl(cur, 0, GETVAL), "val");
+			i += 2;
 		} else if (!strcmp(c, "sleep")) {
 			usleep((useconds_t)num(argv[++i]) * 1000);
 		} else if (!strcmp(c, "pid")) {

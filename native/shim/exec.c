@@ -1,0 +1,162 @@
+/* A new program of the application must load the shim too. Most inherit
+ * LD_PRELOAD, APPSHOT_AID and APPSHOT_HOME from the environment, but a
+ * program may exec with an environment of its own (Python's subprocess with
+ * env=..., env -i, a daemon cleaning up): these wrappers put back whatever
+ * of the three is missing, and leave present values alone (a nested
+ * `appshot run` names its own application). They run in vfork children
+ * too, so they never allocate: the patched environment lives on the stack. */
+#define _GNU_SOURCE
+#include "shim.h"
+#include "real.h"
+
+#include <dlfcn.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+extern char **environ;
+
+static char env_aid[16 + APPSHOT_AID_MAX], env_home[16 + PATH_MAX], shim_path[PATH_MAX];
+
+void exec_env_init(const char *aid, const char *home)
+{
+	Dl_info info;
+	snprintf(env_aid, sizeof env_aid, "APPSHOT_AID=%s", aid);
+	snprintf(env_home, sizeof env_home, "APPSHOT_HOME=%s", home);
+	if (dladdr((void *)exec_env_init, &info) && info.dli_fname)
+		snprintf(shim_path, sizeof shim_path, "%s", info.dli_fname);
+}
+
+static int has_prefix(const char *s, const char *prefix) { return strncmp(s, prefix, strlen(prefix)) == 0; }
+
+static size_t env_count(char *const envp[])
+{
+	size_t n = 0;
+	while (envp && envp[n]) n++;
+	return n;
+}
+
+/* LD_PRELOAD that already names the shim, or NULL. */
+static int preload_has_shim(const char *entry)
+{
+	return strstr(entry, shim_path) != NULL;
+}
+
+/* Fills out (n + 4 slots) with envp plus what is missing; preload is room
+ * for a merged LD_PRELOAD entry. Returns envp itself when nothing is. */
+static char *const *patch_env(char *const envp[], size_t n, char **out, char *preload, size_t preload_len)
+{
+	int aid = 0, home = 0, pre = -1;
+	for (size_t i = 0; i < n; i++) {
+		if (has_prefix(envp[i], "APPSHOT_AID=")) aid = 1;
+		else if (has_prefix(envp[i], "APPSHOT_HOME=")) home = 1;
+		else if (has_prefix(envp[i], "LD_PRELOAD=")) pre = (int)i;
+	}
+	int preload_ok = pre >= 0 && preload_has_shim(envp[pre]);
+	if (!shim_active || !shim_path[0] || (aid && home && preload_ok)) return envp;
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) out[k++] = envp[i];
+	if (!aid) out[k++] = env_aid;
+	if (!home) out[k++] = env_home;
+	if (!preload_ok) {
+		const char *rest = pre >= 0 ? envp[pre] + strlen("LD_PRELOAD=") : "";
+		snprintf(preload, preload_len, "LD_PRELOAD=%s%s%s", shim_path, *rest ? ":" : "", rest);
+		if (pre >= 0) out[pre] = preload;
+		else out[k++] = preload;
+	}
+	out[k] = NULL;
+	return out;
+}
+
+/* Declares the room patch_env needs, on the caller's stack. */
+#define PATCHED_ENV(name, envp)                                                        \
+	size_t name##_n = env_count(envp);                                             \
+	char *name##_slots[name##_n + 4];                                              \
+	char name##_preload[strlen(shim_path) + 16 + preload_room(envp, name##_n)];    \
+	char *const *name = patch_env(envp, name##_n, name##_slots, name##_preload, sizeof name##_preload)
+
+static size_t preload_room(char *const envp[], size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (has_prefix(envp[i], "LD_PRELOAD=")) return strlen(envp[i]);
+	return 0;
+}
+
+SHIM_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
+{
+	PATCHED_ENV(env, envp);
+	return REAL(execve)(path, argv, env);
+}
+
+SHIM_EXPORT int execv(const char *path, char *const argv[])
+{
+	PATCHED_ENV(env, environ);
+	return REAL(execve)(path, argv, env);
+}
+
+SHIM_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+	PATCHED_ENV(env, envp);
+	return REAL(execvpe)(file, argv, env);
+}
+
+SHIM_EXPORT int execvp(const char *file, char *const argv[])
+{
+	PATCHED_ENV(env, environ);
+	return REAL(execvpe)(file, argv, env);
+}
+
+SHIM_EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
+{
+	PATCHED_ENV(env, envp);
+	return REAL(fexecve)(fd, argv, env);
+}
+
+SHIM_EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *actions,
+			    const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+{
+	PATCHED_ENV(env, envp);
+	return REAL(posix_spawn)(pid, path, actions, attr, argv, env);
+}
+
+SHIM_EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *actions,
+			     const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+{
+	PATCHED_ENV(env, envp);
+	return REAL(posix_spawnp)(pid, file, actions, attr, argv, env);
+}
+
+/* execl, execlp and execle build an argv from their arguments. */
+#define COLLECT_ARGS(first, argv_name, after)                        \
+	va_list ap;                                                  \
+	size_t argc = 1;                                             \
+	va_start(ap, first);                                         \
+	while (va_arg(ap, char *)) argc++;                           \
+	va_end(ap);                                                  \
+	char *argv_name[argc + 1];                                   \
+	argv_name[0] = (char *)(first);                              \
+	va_start(ap, first);                                         \
+	for (size_t i = 1; i <= argc; i++) argv_name[i] = va_arg(ap, char *); \
+	after;                                                       \
+	va_end(ap)
+
+SHIM_EXPORT int execl(const char *path, const char *arg, ...)
+{
+	COLLECT_ARGS(arg, argv, (void)0);
+	return execv(path, argv);
+}
+
+SHIM_EXPORT int execlp(const char *file, const char *arg, ...)
+{
+	COLLECT_ARGS(arg, argv, (void)0);
+	return execvp(file, argv);
+}
+
+SHIM_EXPORT int execle(const char *path, const char *arg, ...)
+{
+	char *const *envp;
+	COLLECT_ARGS(arg, argv, envp = va_arg(ap, char *const *));
+	return execve(path, argv, envp);
+}
