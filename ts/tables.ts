@@ -34,7 +34,6 @@ export function openTables(home: string, opts: { create?: boolean } = {}): Table
       path,
       ...binary,
       noSync: true,
-      useWritemap: true,
       maxDbs: S.MAX_DBS,
       maxReaders: S.MAX_READERS,
       mapSize: S.MAP_SIZE,

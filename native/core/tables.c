@@ -59,7 +59,7 @@ int tables_open(struct tables *t, const char *home, const char *aid, char *err, 
 	mdb_env_set_maxdbs(t->env, APPSHOT_MAX_DBS);
 	mdb_env_set_maxreaders(t->env, APPSHOT_MAX_READERS);
 	mdb_env_set_mapsize(t->env, APPSHOT_MAP_SIZE);
-	rc = mdb_env_open(t->env, t->path, MDB_NOSUBDIR | MDB_NOSYNC | MDB_NOTLS | MDB_WRITEMAP, 0600);
+	rc = mdb_env_open(t->env, t->path, MDB_NOSUBDIR | MDB_NOSYNC | MDB_NOTLS, 0600);
 	if (rc) goto env_fail;
 	int dead;
 	mdb_reader_check(t->env, &dead);
