@@ -97,6 +97,8 @@ describe('semaphores under the shim', () => {
       'private', '2', 'setval', '0', '3', 'op', '0', '-1', 'getval', '0', 'setval', '9', '1', 'getval', '5',
       'timedop', '0', '-5', '10', 'setval', '0', '-1', 'setval', '0', '40000', 'getpid', '0', 'rmid', 'getval', '0', 'rmid',
       'use', '123456789', 'getval', '0', 'op', '0', '1', 'rmid', 'stat', 'use', '-1', 'getval', '0',
+      'private', '3', 'setall', '1', '2', '3', 'getall', 'ncnt', '1', 'zcnt', '0', 'setmode', '0400', 'stat', 'setmode', '0600',
+      'setall', '70000', 'getall', 'ncnt', '7', 'rmid', 'getall', 'setmode', '0600',
     ];
     const native = runNative(script);
     const shim = run(makeHome(), script);
@@ -198,6 +200,14 @@ describe('semaphores under the shim', () => {
     const out = lines(r.stdout);
     expect(r.code).toBe(0);
     expect(out.slice(2)).toEqual(expected(out[0]));
+  });
+
+  it('processes racing to create one key all get the same set', () => {
+    const r = run(makeHome(), ['race', '0x5e100c', '6', 'get', '0x5e100c', '1', '-'], ['--no-identity']);
+    const ids = lines(r.stdout);
+    expect(ids).toHaveLength(7);
+    const want = ids[6].replace('id', 'raced');
+    expect(ids.slice(0, 6)).toEqual(Array(6).fill(want));
   });
 
   it('threads of one process translate concurrently', () => {

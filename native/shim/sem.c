@@ -132,6 +132,9 @@ SHIM_EXPORT int semget(key_t key, int nsems, int semflg)
 		if (semid >= 0 && sr_to_vr(RT_SEM, (uint32_t)semid, &vrid) == 0)
 			return exclusive ? fail(EEXIST) : (int)vrid;
 		if (semid < 0 && errno != ENOENT) return -1;
+		/* A set under our key with no row yet is another process's
+		 * creation in flight: the write lock waits for its commit. */
+		if (semid >= 0) return sem_create(key, nsems, semflg);
 	}
 	if (!(semflg & IPC_CREAT)) return fail(ENOENT);
 	return sem_create(key, nsems, semflg);

@@ -14,6 +14,8 @@
  *   vfork PROG ARGS...    vfork + exec of the rest, wait; prints "status N" and stops
  *   spawn PROG ARGS...    posix_spawnp of the rest, wait; prints "status N" and stops
  *   threads N ITERS       N threads each add 1 ITERS times (semop with SEM_UNDO off); prints "val" after
+ *   getall | setall V... (one value per semaphore) | ncnt N | zcnt N | setmode MODE (IPC_SET)
+ *   race KEY N            N processes semget(KEY, IPC_CREAT) at once; prints each ID
  *   sleep MS | pid
  * Output: "id N", "val N", "ok", "err ENAME", ...
  */
@@ -197,6 +199,51 @@ int main(int argc, char **argv)
 			if (failed) printf("thread failed\n");
 			result(semctl(cur, 0, GETVAL), "val");
 			i += 2;
+		} else if (!strcmp(c, "getall")) {
+			unsigned short v[64];
+			union semun a = { .array = v };
+			struct semid_ds ds;
+			union semun sa = { .buf = &ds };
+			if (semctl(cur, 0, IPC_STAT, sa) < 0 || result(semctl(cur, 0, GETALL, a), "ok") < 0) continue;
+			printf("all");
+			for (unsigned long k = 0; k < ds.sem_nsems && k < 64; k++) printf(" %u", v[k]);
+			printf("\n");
+		} else if (!strcmp(c, "setall")) {
+			unsigned short v[64] = { 0 };
+			int n = 0;
+			while (i + 1 < argc && n < 64 && argv[i + 1][0] >= '0' && argv[i + 1][0] <= '9') v[n++] = (unsigned short)num(argv[++i]);
+			union semun a = { .array = v };
+			result(semctl(cur, 0, SETALL, a), "ok");
+		} else if (!strcmp(c, "ncnt") || !strcmp(c, "zcnt")) {
+			result(semctl(cur, (int)num(argv[++i]), !strcmp(c, "ncnt") ? GETNCNT : GETZCNT), "cnt");
+		} else if (!strcmp(c, "setmode")) {
+			struct semid_ds ds;
+			union semun a = { .buf = &ds };
+			if (semctl(cur, 0, IPC_STAT, a) < 0) {
+				result(-1, "ok");
+				i++;
+				continue;
+			}
+			ds.sem_perm.mode = (unsigned short)num(argv[++i]);
+			result(semctl(cur, 0, IPC_SET, a), "ok");
+		} else if (!strcmp(c, "race")) {
+			key_t k = (key_t)num(argv[i + 1]);
+			int n = (int)num(argv[i + 2]);
+			i += 2;
+			for (int w = 0; w < n; w++) {
+				if (fork() == 0) {
+					int id = semget(k, 1, IPC_CREAT | 0600);
+					printf("raced %d\n", id);
+					_exit(id < 0);
+				}
+			}
+			int failed = 0;
+			for (int w = 0; w < n; w++) {
+				int st;
+				wait(&st);
+				failed |= !WIFEXITED(st) || WEXITSTATUS(st) != 0;
+			}
+			if (failed) printf("race failed\n");
 		} else if (!strcmp(c, "sleep")) {
 			usleep((useconds_t)num(argv[++i]) * 1000);
 		} else if (!strcmp(c, "pid")) {
