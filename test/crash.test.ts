@@ -4,12 +4,13 @@ import { open } from 'lmdb';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SHIM_PATH } from '../ts/paths.js';
+import { envOptions } from '../ts/tables.js';
 import * as S from '../tables/schema.js';
 import { SEMLOOP, SEMTOOL, appshot, appshotAsync, kernelSems, makeHome, tablesJson, waitFor } from './helpers.js';
 
 /** Every forward row has its reverse row and the other way round. */
 function tablesWhole(home: string): string[] {
-  const env = open<Buffer, Buffer>({ path: join(home, S.TABLES_FILE), keyEncoding: 'binary', encoding: 'binary', noSync: true, maxDbs: S.MAX_DBS, maxReaders: S.MAX_READERS, mapSize: S.MAP_SIZE });
+  const env = open<Buffer, Buffer>(envOptions(join(home, S.TABLES_FILE)));
   const db = (name: string) => env.openDB<Buffer, Buffer>({ name, keyEncoding: 'binary', encoding: 'binary' });
   const [meta, fwd, rev] = [db('meta'), db('fwd'), db('rev')];
   const node = S.readU32(meta.get(Buffer.from('node'))!);

@@ -1,7 +1,7 @@
 import { randomInt } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { open, type Database, type RootDatabase } from 'lmdb';
+import { open, type Database, type RootDatabase, type RootDatabaseOptionsWithPath } from 'lmdb';
 import { AppshotError, EXIT, errnoText } from './errors.js';
 import * as S from '../tables/schema.js';
 
@@ -24,20 +24,29 @@ export interface Tables {
 
 const binary = { keyEncoding: 'binary', encoding: 'binary' } as const;
 
+/** The environment as the shim opens it (native/core/tables.c). */
+export function envOptions(path: string): RootDatabaseOptionsWithPath {
+  const options = {
+    path,
+    ...binary,
+    noSync: true,
+    maxDbs: S.MAX_DBS,
+    maxReaders: S.MAX_READERS,
+    mapSize: S.MAP_SIZE,
+    // Owner-only, as the directory is. lmdb passes it to mdb_env_open;
+    // its typings do not list it.
+    permissionsMode: 0o600,
+  };
+  return options as RootDatabaseOptionsWithPath;
+}
+
 export function openTables(home: string, opts: { create?: boolean } = {}): Tables {
   const path = join(home, S.TABLES_FILE);
   if (!opts.create && !existsSync(path))
     throw new AppshotError(`no tables at ${path}; nothing has run under this APPSHOT_HOME yet`, EXIT.home);
   let env: RootDatabase<Buffer, Buffer>;
   try {
-    env = open<Buffer, Buffer>({
-      path,
-      ...binary,
-      noSync: true,
-      maxDbs: S.MAX_DBS,
-      maxReaders: S.MAX_READERS,
-      mapSize: S.MAP_SIZE,
-    });
+    env = open<Buffer, Buffer>(envOptions(path));
   } catch (err) {
     throw new AppshotError(`cannot open tables at ${path}: ${errnoText(err)}; check that APPSHOT_HOME is writable`, EXIT.home);
   }
