@@ -55,14 +55,15 @@ describe('crashes leave no kernel object and whole table rows', () => {
     await waitFor(app.out, /ready/);
     await new Promise((r) => setTimeout(r, ms));
     const pids = appPids(home, 'loop');
-    expect(pids.length).toBe(2);
+    expect(pids.length, `processes of the application: ${pids}`).toBe(2);
     for (const pid of pids) process.kill(pid, 'SIGKILL');
     const r = await app.done;
-    expect(r.code).toBe(128 + 9);
+    const context = `harness stderr: ${r.stderr}`;
+    expect(r.code, context).toBe(128 + 9);
     const leaked = kernelSems().filter((s) => !before.has(s.semid));
-    expect(leaked).toEqual([]);
-    expect(tablesWhole(home)).toEqual([]);
-    expect(tablesJson(home, ['--aid', 'loop'])).toEqual([]);
+    expect(leaked, context).toEqual([]);
+    expect(tablesWhole(home), context).toEqual([]);
+    expect(tablesJson(home, ['--aid', 'loop']), context).toEqual([]);
   });
 
   it.each([

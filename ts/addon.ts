@@ -1,22 +1,16 @@
 import { createRequire } from 'node:module';
 import { ADDON_PATH } from './paths.js';
+import type * as S from '../tables/schema.js';
 
 /** The translation core's Node face (native/addon/addon.cc). */
 export interface Addon {
   fwdKey(aid: string, type: number, vrid: number): Buffer;
-  fwdVal(v: { srid: number; vkey: number; skey: number; creator: number; createdMs: number }): Buffer;
+  fwdVal(v: S.FwdVal): Buffer;
   revKey(node: number, type: number, srid: number): Buffer;
   revVal(vrid: number, aid: string): Buffer;
   allocKey(aid: string, type: number): Buffer;
-  appVal(v: {
-    schema: number;
-    state: number;
-    flags: number;
-    harnessSpid: number;
-    harnessStart: number;
-    createdMs: number;
-    endedMs: number;
-  }): Buffer;
+  /** The fixed part of an app value (the command is TypeScript's to add). */
+  appVal(v: Omit<S.AppVal, 'command'>): Buffer;
   aidValid(aid: string): boolean;
   /** Call inside a write transaction; returns what it removed, or null. */
   recoverInflight(home: string, isMapped: (type: number, srid: number) => boolean): string | null;

@@ -324,8 +324,10 @@ static int type_prefix(const struct tables *t, uint8_t type, uint8_t *kb)
 	return (int)t->aidlen + 2;
 }
 
-int tables_nth(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t index,
-	       uint32_t *vrid, struct fwd_val *out)
+/* Walks this AID's rows of one type in vrid order, stopping at the
+ * index-th (filling vrid and out) or at the end (counting them). */
+static int walk_type(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t index,
+		     uint32_t *count, uint32_t *vrid, struct fwd_val *out)
 {
 	uint8_t kb[FWD_KEY_MAX];
 	int plen = type_prefix(t, type, kb);
@@ -335,12 +337,12 @@ int tables_nth(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t inde
 	MDB_val k = { (size_t)plen, kb }, v;
 	uint32_t i = 0;
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
-	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT), i++) {
 		if (k.mv_size != (size_t)plen + 4 || memcmp(k.mv_data, kb, plen)) {
 			rc = MDB_NOTFOUND;
 			break;
 		}
-		if (i++ == index) {
+		if (i == index) {
 			*vrid = get_u32be((uint8_t *)k.mv_data + plen);
 			if (v.mv_size != FWD_VAL_LEN) rc = MDB_CORRUPTED;
 			else fwd_val_get(out, v.mv_data);
@@ -348,23 +350,20 @@ int tables_nth(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t inde
 		}
 	}
 	mdb_cursor_close(cur);
+	if (count) *count = i;
 	return rc;
+}
+
+int tables_nth(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t index,
+	       uint32_t *vrid, struct fwd_val *out)
+{
+	return walk_type(t, txn, type, index, NULL, vrid, out);
 }
 
 int tables_count(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t *count)
 {
-	uint8_t kb[FWD_KEY_MAX];
-	int plen = type_prefix(t, type, kb);
-	MDB_cursor *cur;
-	int rc = mdb_cursor_open(txn, t->fwd, &cur);
-	if (rc) return rc;
-	MDB_val k = { (size_t)plen, kb }, v;
-	*count = 0;
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
-	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		if (k.mv_size != (size_t)plen + 4 || memcmp(k.mv_data, kb, plen)) break;
-		(*count)++;
-	}
-	mdb_cursor_close(cur);
-	return rc == MDB_NOTFOUND || rc == 0 ? 0 : rc;
+	uint32_t vrid;
+	struct fwd_val row;
+	int rc = walk_type(t, txn, type, UINT32_MAX, count, &vrid, &row);
+	return rc == MDB_NOTFOUND ? 0 : rc;
 }
