@@ -32,81 +32,121 @@ static int abort_with(MDB_txn *txn, int rc)
 	return fail(ENOSPC);
 }
 
-/* FIG. 11 and the allocating branch of FIG. 15: the kernel creates the set
- * under a system key (identity first), and the translation is recorded in
- * the same write transaction, with the inflight record covering the gap. */
-static int sem_create(key_t vkey, int nsems, int flags)
+/* What a creating semget found for its key under the write lock. */
+enum key_lookup { KEY_EXISTING, KEY_TO_CREATE, KEY_FAILED };
+
+/* Under the write lock, for a keyed semget: the application's own set if
+ * it has one (*vrid), else the system key to create under (*skey, already
+ * claimed host-wide in the tables unless *have_row says the key row was
+ * there). On KEY_FAILED the transaction is over and errno says why. */
+static enum key_lookup lookup_key(MDB_txn *txn, key_t vkey, int nsems, int flags,
+				  uint32_t *skey, int *have_row, uint32_t *vrid)
 {
 	struct tables *t = shim_tables();
-	MDB_txn *txn = write_begin();
 	struct fwd_val kv;
-	uint32_t skey = IPC_PRIVATE, vrid;
-	int have_key_row = 0, semid, err, rc = 0;
-
-	if (vkey != IPC_PRIVATE) {
-		if (tables_fwd(t, txn, RT_SEMKEY, (uint32_t)vkey, &kv) == 0) {
-			skey = kv.srid;
-			have_key_row = 1;
-			semid = REAL(semget)((key_t)skey, 0, 0);
-			if (semid >= 0 && tables_rev(t, txn, RT_SEM, (uint32_t)semid, &vrid) == REV_MINE) {
-				/* Another process of the application created it first. */
-				write_abort(txn);
-				if ((flags & CREATE_FLAGS) == CREATE_FLAGS) return fail(EEXIST);
-				return REAL(semget)((key_t)skey, nsems, flags & ~CREATE_FLAGS) < 0 ? -1 : (int)vrid;
-			}
-			if (semid >= 0) {
-				/* Something outside the application holds our system
-				 * key: the application's key moves to a fresh one. */
-				tables_unmap(t, txn, RT_SEMKEY, (uint32_t)vkey);
-				have_key_row = 0;
-			}
-		}
-		if (!(flags & IPC_CREAT)) {
+	int rc;
+	*have_row = 0;
+	if (tables_fwd(t, txn, RT_SEMKEY, (uint32_t)vkey, &kv) == 0) {
+		*skey = kv.srid;
+		*have_row = 1;
+		int semid = REAL(semget)((key_t)*skey, 0, 0);
+		if (semid >= 0 && tables_rev(t, txn, RT_SEM, (uint32_t)semid, vrid) == REV_MINE) {
 			write_abort(txn);
-			return fail(ENOENT);
+			if ((flags & CREATE_FLAGS) == CREATE_FLAGS) return fail(EEXIST), KEY_FAILED;
+			/* Let the kernel check permissions and nsems. */
+			if (REAL(semget)((key_t)*skey, nsems, flags & ~CREATE_FLAGS) < 0) return KEY_FAILED;
+			return KEY_EXISTING;
 		}
-		if (!have_key_row && (rc = tables_claim_skey(t, txn, RT_SEMKEY, (uint32_t)vkey, 1, &skey)))
+		if (semid >= 0) {
+			/* Something outside the application holds our system key:
+			 * the application's key moves to a fresh one. */
+			tables_unmap(t, txn, RT_SEMKEY, (uint32_t)vkey);
+			*have_row = 0;
+		}
+	}
+	if (!(flags & IPC_CREAT)) {
+		write_abort(txn);
+		return fail(ENOENT), KEY_FAILED;
+	}
+	if (!*have_row && (rc = tables_claim_skey(t, txn, RT_SEMKEY, (uint32_t)vkey, 1, skey)))
+		return abort_with(txn, rc), KEY_FAILED;
+	return KEY_TO_CREATE;
+}
+
+/* Creates the kernel set under skey (IPC_PRIVATE for a private one),
+ * moving a keyed set to a fresh system key while the kernel says the key
+ * is taken outside appshot. Returns the system ID, or -1 with the
+ * transaction over. The inflight record is left filled on success. */
+static int create_in_kernel(MDB_txn *txn, key_t vkey, int nsems, int flags, uint32_t *skey, int *have_row)
+{
+	struct tables *t = shim_tables();
+	for (;;) {
+		inflight_begin(shim_inflight(), shim_pid, t->aid, RT_SEM, *skey);
+		int semid = REAL(semget)((key_t)*skey, nsems, (flags & 0777) | CREATE_FLAGS);
+		if (semid >= 0) {
+			inflight_created(shim_inflight(), (uint32_t)semid);
+			return semid;
+		}
+		int err = errno, rc;
+		inflight_clear(shim_inflight());
+		if (err != EEXIST || vkey == IPC_PRIVATE) {
+			write_abort(txn);
+			return fail(err);
+		}
+		if (*have_row) tables_unmap(t, txn, RT_SEMKEY, (uint32_t)vkey);
+		else tables_release_skey(t, txn, RT_SEMKEY, *skey);
+		*have_row = 0;
+		if ((rc = tables_claim_skey(t, txn, RT_SEMKEY, (uint32_t)vkey, 0, skey)))
 			return abort_with(txn, rc);
 	}
-	for (;;) {
-		inflight_begin(shim_inflight(), shim_pid, t->aid, RT_SEM, skey);
-		semid = REAL(semget)((key_t)skey, nsems, (flags & 0777) | CREATE_FLAGS);
-		if (semid >= 0) break;
-		err = errno;
-		inflight_clear(shim_inflight());
-		if (err == EEXIST && vkey != IPC_PRIVATE) {
-			/* The system key is taken outside appshot: remap. */
-			if (have_key_row) tables_unmap(t, txn, RT_SEMKEY, (uint32_t)vkey);
-			else tables_release_skey(t, txn, RT_SEMKEY, skey);
-			have_key_row = 0;
-			if ((rc = tables_claim_skey(t, txn, RT_SEMKEY, (uint32_t)vkey, 0, &skey)))
-				return abort_with(txn, rc);
-			continue;
-		}
-		write_abort(txn);
-		return fail(err);
-	}
-	inflight_created(shim_inflight(), (uint32_t)semid);
-	shim_fault_point(FAULT_AFTER_CREATE);
-	rc = 0;
-	if (vkey != IPC_PRIVATE && !have_key_row) {
-		struct fwd_val krow = { .srid = skey, .created_ms = now_ms() };
+}
+
+/* Records the new set (and its key, if new) and commits. */
+static int record_set(MDB_txn *txn, key_t vkey, uint32_t skey, int have_row, int semid, uint32_t *vrid)
+{
+	struct tables *t = shim_tables();
+	uint64_t now = now_ms();
+	int rc = 0;
+	if (vkey != IPC_PRIVATE && !have_row) {
+		struct fwd_val krow = { .srid = skey, .created_ms = now };
 		rc = tables_put_fwd(t, txn, RT_SEMKEY, (uint32_t)vkey, &krow);
 	}
 	if (!rc) {
 		struct fwd_val row = { .srid = (uint32_t)semid, .vkey = (uint32_t)vkey, .skey = skey,
-				       .creator = (uint32_t)shim_pid, .created_ms = now_ms() };
-		rc = tables_map_new(t, txn, RT_SEM, &row, &vrid);
+				       .creator = (uint32_t)shim_pid, .created_ms = now };
+		rc = tables_map_new(t, txn, RT_SEM, &row, vrid);
 	}
 	if (rc) {
 		write_abort(txn);
-	} else {
-		rc = write_commit(txn);
+		return rc;
 	}
+	return write_commit(txn);
+}
+
+/* FIG. 11 and the allocating branch of FIG. 15: the kernel creates the set
+ * under a system key (identity first), and the translation is recorded in
+ * the same write transaction, with the inflight record covering the gap
+ * between the kernel call and the commit. */
+static int sem_create(key_t vkey, int nsems, int flags)
+{
+	MDB_txn *txn = write_begin();
+	uint32_t skey = IPC_PRIVATE, vrid;
+	int have_row = 0;
+	if (vkey != IPC_PRIVATE) {
+		switch (lookup_key(txn, vkey, nsems, flags, &skey, &have_row, &vrid)) {
+		case KEY_EXISTING: return (int)vrid;
+		case KEY_FAILED: return -1;
+		case KEY_TO_CREATE: break;
+		}
+	}
+	int semid = create_in_kernel(txn, vkey, nsems, flags, &skey, &have_row);
+	if (semid < 0) return -1;
+	shim_fault_point(FAULT_AFTER_CREATE);
+	int rc = record_set(txn, vkey, skey, have_row, semid, &vrid);
 	if (rc) {
 		REAL(semctl)(semid, 0, IPC_RMID);
 		inflight_clear(shim_inflight());
-		shim_warn("cannot record semaphore set in %s: %s", t->path, mdb_strerror(rc));
+		shim_warn("cannot record semaphore set in %s: %s", shim_tables()->path, mdb_strerror(rc));
 		return fail(ENOSPC);
 	}
 	inflight_clear(shim_inflight());
