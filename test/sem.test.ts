@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { SHIM_PATH } from '../ts/paths.js';
 import { describe, expect, it } from 'vitest';
 import {
@@ -208,6 +208,16 @@ describe('semaphores under the shim', () => {
     expect(ids).toHaveLength(7);
     const want = ids[6].replace('id', 'raced');
     expect(ids.slice(0, 6)).toEqual(Array(6).fill(want));
+  });
+
+  it('a program that closes every descriptor keeps translating, and LMDB never writes into its files', () => {
+    const home = makeHome();
+    const victim = `${home}/victim`;
+    const r = run(home, ['closefds', 'openfile', victim, 'openfile', `${victim}2`, 'private', '1', 'setval', '0', '3', 'getval', '0',
+      'rmid', 'get', '0x5e100d', '1', 'c', 'rmid'], ['--no-identity']);
+    expect(lines(r.stdout)).toEqual(['fd 3', 'fd 4', expect.stringMatching(/^id \d+$/), 'ok 0', 'val 3', 'ok 0', expect.stringMatching(/^id \d+$/), 'ok 0']);
+    expect(statSync(victim).size).toBe(0);
+    expect(statSync(`${victim}2`).size).toBe(0);
   });
 
   it('threads of one process translate concurrently', () => {

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -63,6 +64,12 @@ int tables_open(struct tables *t, const char *home, const char *aid, char *err, 
 	if (rc) goto env_fail;
 	int dead;
 	mdb_reader_check(t->env, &dead);
+	mdb_filehandle_t fd;
+	struct stat st;
+	if (mdb_env_get_fd(t->env, &fd) == 0 && fstat(fd, &st) == 0) {
+		t->data_dev = st.st_dev;
+		t->data_ino = st.st_ino;
+	}
 	if ((rc = mdb_txn_begin(t->env, NULL, MDB_RDONLY, &txn))) goto env_fail;
 	if ((rc = open_dbi(txn, DB_META, &t->meta)) || (rc = open_dbi(txn, DB_APPS, &t->apps)) ||
 	    (rc = open_dbi(txn, DB_FWD, &t->fwd)) || (rc = open_dbi(txn, DB_REV, &t->rev)) ||
@@ -113,6 +120,14 @@ env_fail:
 	mdb_env_close(t->env);
 	t->env = NULL;
 	return rc;
+}
+
+int tables_fd_ok(const struct tables *t)
+{
+	mdb_filehandle_t fd;
+	struct stat st;
+	return mdb_env_get_fd(t->env, &fd) == 0 && fstat(fd, &st) == 0 && st.st_dev == t->data_dev &&
+	       st.st_ino == t->data_ino;
 }
 
 uint64_t tables_txnid(const struct tables *t)

@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 #include <stddef.h>
+#include <sys/types.h>
 #include "lmdb.h"
 #include "../../tables/schema.h"
 
@@ -19,6 +20,8 @@ struct tables {
 	char aid[APPSHOT_AID_MAX + 1];
 	size_t aidlen;
 	char path[4096];
+	dev_t data_dev; /* what the data file descriptor must still be */
+	ino_t data_ino;
 };
 
 /* Opens APPSHOT_HOME/tables.mdb and checks that aid is registered and
@@ -30,6 +33,11 @@ int tables_open(struct tables *t, const char *home, const char *aid,
 /* The id of the last committed write transaction: a 2 ns check that tells a
  * cache whether anything changed since it was filled. */
 uint64_t tables_txnid(const struct tables *t);
+
+/* Whether LMDB's file descriptor is still the tables file. A daemon that
+ * closes every descriptor takes it away, and the number may since name a
+ * file of the program's: LMDB must never write through it then. */
+int tables_fd_ok(const struct tables *t);
 
 int tables_fwd(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid,
 	       struct fwd_val *out);

@@ -18,14 +18,16 @@ pid_t shim_pid;
 enum shim_fault shim_fault;
 
 static struct {
-	struct tables tables;
+	/* Replaced whole (never rewritten in place) when the process reopens
+	 * its tables, since other threads may be probing through it. */
+	struct tables *tables;
 	struct inflight_file inflight;
 	const char *home;
 } P;
 
 struct kernel_ops shim_kernel;
 
-struct tables *shim_tables(void) { return &P.tables; }
+struct tables *shim_tables(void) { return __atomic_load_n(&P.tables, __ATOMIC_ACQUIRE); }
 struct inflight_file *shim_inflight(void) { return &P.inflight; }
 
 static void vwrite_line(const char *fmt, va_list ap)
@@ -68,8 +70,13 @@ void shim_open_tables(void)
 {
 	char err[512];
 	const char *aid = getenv("APPSHOT_AID");
-	int rc = tables_open(&P.tables, P.home, aid, err, sizeof err);
+	struct tables *t = malloc(sizeof *t);
+	if (!t) shim_fatal("out of memory opening the tables; the program cannot run untranslated, so it stops");
+	int rc = tables_open(t, P.home, aid, err, sizeof err);
 	if (rc) shim_fatal("%s; the program cannot run untranslated, so it stops", err);
+	/* The previous handle, if any, is left open: it may be the fork
+	 * parent's, or its descriptors may now be the program's. */
+	__atomic_store_n(&P.tables, t, __ATOMIC_RELEASE);
 	if (!P.inflight.rec && (rc = inflight_open(&P.inflight, P.home)))
 		shim_fatal("cannot open %s/%s: %s; the program cannot run untranslated, so it stops",
 			   P.home, APPSHOT_INFLIGHT_FILE, strerror(rc));

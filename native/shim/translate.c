@@ -44,18 +44,22 @@ void translate_after_fork_child(void)
 	env_inherited = 1;
 }
 
-static void own_env_locked(void)
+/* Makes sure this process's LMDB handle is its own (not the fork parent's)
+ * and its file descriptor still the tables file, before LMDB touches a
+ * descriptor: writes, and the first read, which registers a reader. */
+static void own_env_locked(int check_fd)
 {
-	if (env_inherited) {
+	if (env_inherited || (check_fd && !tables_fd_ok(shim_tables()))) {
 		shim_open_tables();
 		env_inherited = 0;
+		rtxn = NULL;
 	}
 }
 
 static void read_begin_locked(void)
 {
+	own_env_locked(rtxn == NULL);
 	struct tables *t = shim_tables();
-	own_env_locked();
 	int rc = rtxn ? mdb_txn_renew(rtxn) : mdb_txn_begin(t->env, NULL, MDB_RDONLY, &rtxn);
 	if (rc == MDB_MAP_RESIZED) {
 		mdb_env_set_mapsize(t->env, 0);
@@ -157,10 +161,10 @@ static int mapped_in(void *ctx, uint8_t type, uint32_t srid)
 
 MDB_txn *write_begin(void)
 {
-	struct tables *t = shim_tables();
 	pthread_mutex_lock(&lock);
-	own_env_locked();
+	own_env_locked(1);
 	pthread_mutex_unlock(&lock);
+	struct tables *t = shim_tables();
 	MDB_txn *txn;
 	int rc = mdb_txn_begin(t->env, NULL, 0, &txn);
 	if (rc == MDB_MAP_RESIZED) {

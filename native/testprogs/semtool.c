@@ -16,11 +16,14 @@
  *   threads N ITERS       N threads each add 1 ITERS times (semop with SEM_UNDO off); prints "val" after
  *   getall | setall V... (one value per semaphore) | ncnt N | zcnt N | setmode MODE (IPC_SET)
  *   race KEY N            N processes semget(KEY, IPC_CREAT) at once; prints each ID
+ *   closefds              close every descriptor above 2, as daemons do
+ *   openfile PATH         open PATH read-write (it takes the lowest free descriptor)
  *   sleep MS | pid
  * Output: "id N", "val N", "ok", "err ENAME", ...
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -244,6 +247,10 @@ int main(int argc, char **argv)
 				failed |= !WIFEXITED(st) || WEXITSTATUS(st) != 0;
 			}
 			if (failed) printf("race failed\n");
+		} else if (!strcmp(c, "closefds")) {
+			for (int fd = 3; fd < 1024; fd++) close(fd);
+		} else if (!strcmp(c, "openfile")) {
+			result(open(argv[++i], O_RDWR | O_CREAT, 0600), "fd");
 		} else if (!strcmp(c, "sleep")) {
 			usleep((useconds_t)num(argv[++i]) * 1000);
 		} else if (!strcmp(c, "pid")) {
