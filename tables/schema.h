@@ -17,6 +17,7 @@
 #define APPSHOT_SCHEMA_VERSION 1u
 #define APPSHOT_TABLES_FILE "tables.mdb"
 #define APPSHOT_INFLIGHT_FILE "inflight"
+#define APPSHOT_OPEN_LOCK_FILE "open.lock"
 #define APPSHOT_MAP_SIZE (4ull << 30)
 #define APPSHOT_MAX_READERS 4096u
 #define APPSHOT_MAX_DBS 16u

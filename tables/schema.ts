@@ -7,6 +7,7 @@
 export const SCHEMA_VERSION = 1;
 export const TABLES_FILE = 'tables.mdb';
 export const INFLIGHT_FILE = 'inflight';
+export const OPEN_LOCK_FILE = 'open.lock';
 export const MAP_SIZE = 4 * 1024 ** 3;
 export const MAX_READERS = 4096;
 export const MAX_DBS = 16;

@@ -1,7 +1,7 @@
 import { addon } from './addon.js';
 import { semRemove } from './libc.js';
 import { processAlive, processesOf } from './procinfo.js';
-import { type Tables, appRows, fwdRows, getApp, prefixRange, putApp } from './tables.js';
+import { type Tables, appRows, fwdRows, getApp, prefixRange, putApp, writeTxn } from './tables.js';
 import * as S from '../tables/schema.js';
 
 export interface CleanupReport {
@@ -65,7 +65,7 @@ function removeAll(t: Tables, aid: string, report: CleanupReport): void {
  * for a later snapshot and the application marked kept.
  */
 export function endApp(t: Tables, aid: string, opts: { keep: boolean }): CleanupReport {
-  return t.env.transactionSync(() => endAppInTxn(t, aid, opts));
+  return writeTxn(t, () => endAppInTxn(t, aid, opts));
 }
 
 export function endAppInTxn(t: Tables, aid: string, opts: { keep: boolean }): CleanupReport {
@@ -87,7 +87,7 @@ export function appLive(t: Tables, aid: string, app: S.AppVal): boolean {
 /** What a crashed harness left behind: applications marked running whose
  * processes are all gone are ended; with kept, kept ones are ended too. */
 export function gc(t: Tables, opts: { kept: boolean }): CleanupReport[] {
-  return t.env.transactionSync(() => {
+  return writeTxn(t, () => {
     const reports: CleanupReport[] = [];
     const recovered = recoverInflight(t);
     if (recovered) reports.push({ aid: '', removed: { sem: 1 }, rows: 0, notes: [recovered] });

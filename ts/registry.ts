@@ -1,7 +1,7 @@
 import { appLive, endAppInTxn, type CleanupReport } from './cleanup.js';
 import { AppshotError, EXIT } from './errors.js';
 import { startTicks } from './procinfo.js';
-import { type Tables, getApp, nextCounter, putApp } from './tables.js';
+import { type Tables, getApp, nextCounter, putApp, writeTxn } from './tables.js';
 import * as S from '../tables/schema.js';
 
 export interface Registration {
@@ -31,7 +31,7 @@ export function registerApp(
   opts: { aid?: string; command: string[]; noIdentity?: boolean },
 ): Registration {
   if (opts.aid !== undefined) checkAid(opts.aid);
-  return t.env.transactionSync(() => {
+  return writeTxn(t, () => {
     let aid = opts.aid;
     let adopted = false;
     let reclaimed: CleanupReport | undefined;

@@ -1,8 +1,9 @@
 import { randomInt } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { closeSync, constants, existsSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase, type RootDatabaseOptionsWithPath } from 'lmdb';
 import { AppshotError, EXIT, errnoText } from './errors.js';
+import { LOCK_EX, LOCK_SH, flock } from './libc.js';
 import * as S from '../tables/schema.js';
 
 type Bin = Database<Buffer, Buffer>;
@@ -40,31 +41,56 @@ export function envOptions(path: string): RootDatabaseOptionsWithPath {
   return options as RootDatabaseOptionsWithPath;
 }
 
+/**
+ * The open lock (see native/core/tables.h): the lmdb package's LMDB writes
+ * the transaction id it read while opening into shared state without the
+ * write lock, so opening must never overlap a commit. Openers hold the lock
+ * file exclusively, every write transaction holds it shared.
+ */
+function withOpenLock<T>(home: string, operation: number, fn: () => T): T {
+  const fd = openSync(join(home, S.OPEN_LOCK_FILE), constants.O_RDWR | constants.O_CREAT, 0o600);
+  try {
+    flock(fd, operation);
+    return fn();
+  } finally {
+    closeSync(fd); // releases the lock
+  }
+}
+
+/** A synchronous write transaction, under the open lock held shared. */
+export function writeTxn<T>(t: Tables, fn: () => T): T {
+  return withOpenLock(t.home, LOCK_SH, () => t.env.transactionSync(fn));
+}
+
 export function openTables(home: string, opts: { create?: boolean } = {}): Tables {
   const path = join(home, S.TABLES_FILE);
   if (!opts.create && !existsSync(path))
     throw new AppshotError(`no tables at ${path}; nothing has run under this APPSHOT_HOME yet`, EXIT.home);
-  let env: RootDatabase<Buffer, Buffer>;
   try {
-    env = open<Buffer, Buffer>(envOptions(path));
+    // Opening the named databases and the first meta rows write too: all
+    // of it under the exclusive lock.
+    return withOpenLock(home, LOCK_EX, () => {
+      const env = open<Buffer, Buffer>(envOptions(path));
+      const db = (name: string) => env.openDB<Buffer, Buffer>({ name, ...binary });
+      const t: Tables = {
+        home,
+        path,
+        node: 0,
+        env,
+        meta: db(S.DB.meta),
+        apps: db(S.DB.apps),
+        fwd: db(S.DB.fwd),
+        rev: db(S.DB.rev),
+        alloc: db(S.DB.alloc),
+        procs: db(S.DB.procs),
+      };
+      t.node = env.transactionSync(() => initMeta(t));
+      return t;
+    });
   } catch (err) {
+    if (err instanceof AppshotError) throw err;
     throw new AppshotError(`cannot open tables at ${path}: ${errnoText(err)}; check that APPSHOT_HOME is writable`, EXIT.home);
   }
-  const db = (name: string) => env.openDB<Buffer, Buffer>({ name, ...binary });
-  const t: Tables = {
-    home,
-    path,
-    node: 0,
-    env,
-    meta: db(S.DB.meta),
-    apps: db(S.DB.apps),
-    fwd: db(S.DB.fwd),
-    rev: db(S.DB.rev),
-    alloc: db(S.DB.alloc),
-    procs: db(S.DB.procs),
-  };
-  t.node = env.transactionSync(() => initMeta(t));
-  return t;
 }
 
 const metaKey = (name: string) => Buffer.from(name, 'latin1');

@@ -1,6 +1,8 @@
 #include "tables.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -40,11 +42,61 @@ static int read_meta_u32(const struct tables *t, MDB_txn *txn, const char *name,
 	return 0;
 }
 
+static int open_lock_fd(struct tables *t, const char *home)
+{
+	char path[4096];
+	struct stat st;
+	if (snprintf(path, sizeof path, "%s/%s", home, APPSHOT_OPEN_LOCK_FILE) >= (int)sizeof path)
+		return ENAMETOOLONG;
+	t->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (t->lock_fd < 0 || fstat(t->lock_fd, &st) != 0) return errno;
+	t->lock_dev = st.st_dev;
+	t->lock_ino = st.st_ino;
+	return 0;
+}
+
+static int flock_retry(int fd, int op)
+{
+	int rc;
+	while ((rc = flock(fd, op)) != 0 && errno == EINTR)
+		;
+	return rc == 0 ? 0 : errno;
+}
+
+int tables_write_lock(struct tables *t)
+{
+	struct stat st;
+	/* A program that closed every descriptor took ours; the number may
+	 * now be one of its files. */
+	if (t->lock_fd < 0 || fstat(t->lock_fd, &st) != 0 || st.st_dev != t->lock_dev ||
+	    st.st_ino != t->lock_ino) {
+		char home[4096];
+		size_t n = strlen(t->path) - strlen(APPSHOT_TABLES_FILE) - 1;
+		memcpy(home, t->path, n);
+		home[n] = 0;
+		int rc = open_lock_fd(t, home);
+		if (rc) return rc;
+	}
+	return flock_retry(t->lock_fd, LOCK_SH);
+}
+
+void tables_write_unlock(struct tables *t)
+{
+	flock_retry(t->lock_fd, LOCK_UN);
+}
+
+void tables_forget_lock(struct tables *t)
+{
+	if (t->lock_fd >= 0) close(t->lock_fd);
+	t->lock_fd = -1;
+}
+
 int tables_open(struct tables *t, const char *home, const char *aid, char *err, size_t errlen)
 {
 	int rc;
 	MDB_txn *txn = NULL;
 	memset(t, 0, sizeof *t);
+	t->lock_fd = -1;
 	t->aidlen = strlen(aid);
 	if (!aid_valid(aid, t->aidlen))
 		return fail(err, errlen, EINVAL, "APPSHOT_AID '%s' is not a valid application ID%s", aid, "");
@@ -60,7 +112,14 @@ int tables_open(struct tables *t, const char *home, const char *aid, char *err, 
 	mdb_env_set_maxdbs(t->env, APPSHOT_MAX_DBS);
 	mdb_env_set_maxreaders(t->env, APPSHOT_MAX_READERS);
 	mdb_env_set_mapsize(t->env, APPSHOT_MAP_SIZE);
+	if ((rc = open_lock_fd(t, home)) || (rc = flock_retry(t->lock_fd, LOCK_EX))) {
+		fail(err, errlen, rc, "cannot lock %s/" APPSHOT_OPEN_LOCK_FILE ": %s", home, strerror(rc));
+		mdb_env_close(t->env);
+		t->env = NULL;
+		return rc;
+	}
 	rc = mdb_env_open(t->env, t->path, MDB_NOSUBDIR | MDB_NOSYNC | MDB_NOTLS, 0600);
+	flock_retry(t->lock_fd, LOCK_UN);
 	if (rc) goto env_fail;
 	int dead;
 	mdb_reader_check(t->env, &dead);
@@ -114,11 +173,13 @@ cleanup:
 	mdb_txn_abort(txn);
 	mdb_env_close(t->env);
 	t->env = NULL;
+	tables_forget_lock(t);
 	return rc;
 env_fail:
 	fail(err, errlen, rc, "cannot open tables at %s: %s", t->path, mdb_cause(rc));
 	mdb_env_close(t->env);
 	t->env = NULL;
+	tables_forget_lock(t);
 	return rc;
 }
 

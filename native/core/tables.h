@@ -22,6 +22,9 @@ struct tables {
 	char path[4096];
 	dev_t data_dev; /* what the data file descriptor must still be */
 	ino_t data_ino;
+	int lock_fd;    /* APPSHOT_OPEN_LOCK_FILE, this process's own */
+	dev_t lock_dev;
+	ino_t lock_ino;
 };
 
 /* Opens APPSHOT_HOME/tables.mdb and checks that aid is registered and
@@ -33,6 +36,22 @@ int tables_open(struct tables *t, const char *home, const char *aid,
 /* The id of the last committed write transaction: a 2 ns check that tells a
  * cache whether anything changed since it was filled. */
 uint64_t tables_txnid(const struct tables *t);
+
+/*
+ * The open lock. The lmdb package's LMDB stores the transaction id it read
+ * while opening an environment into the shared lock region without taking
+ * the write lock, so an open that overlaps another process's commit moves
+ * that id backwards and the next writer reuses a committed id (LMDB then
+ * fails every write with MDB_PROBLEM, or worse). Every opener, C or Node,
+ * holds APPSHOT_OPEN_LOCK_FILE exclusively (flock) across the open, and
+ * every write transaction holds it shared, so the two never overlap.
+ * tables_open takes it itself; writers call these around their txn.
+ */
+int tables_write_lock(struct tables *t);
+void tables_write_unlock(struct tables *t);
+/* In a fork child: forget the parent's descriptor (closing the child's copy
+ * leaves the parent's lock alone). */
+void tables_forget_lock(struct tables *t);
 
 /* Whether LMDB's file descriptor is still the tables file. A daemon that
  * closes every descriptor takes it away, and the number may since name a

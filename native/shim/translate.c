@@ -40,6 +40,7 @@ void translate_after_fork_child(void)
 	 * the parent's cache, checked against the shared map's txn id. */
 	pthread_mutex_init(&lock, NULL);
 	shim_pid = getpid();
+	tables_forget_lock(shim_tables());
 	rtxn = NULL;
 	env_inherited = 1;
 }
@@ -166,7 +167,9 @@ MDB_txn *write_begin(void)
 	pthread_mutex_unlock(&lock);
 	struct tables *t = shim_tables();
 	MDB_txn *txn;
-	int rc = mdb_txn_begin(t->env, NULL, 0, &txn);
+	int rc = tables_write_lock(t);
+	if (rc) shim_fatal("cannot lock the tables at %s for writing: %s", t->path, strerror(rc));
+	rc = mdb_txn_begin(t->env, NULL, 0, &txn);
 	if (rc == MDB_MAP_RESIZED) {
 		mdb_env_set_mapsize(t->env, 0);
 		rc = mdb_txn_begin(t->env, NULL, 0, &txn);
@@ -179,8 +182,14 @@ MDB_txn *write_begin(void)
 int write_commit(MDB_txn *txn)
 {
 	int rc = mdb_txn_commit(txn);
+	tables_write_unlock(shim_tables());
+	if (rc == MDB_EMPTY_TXN) rc = 0; /* this LMDB's word for a commit that changed nothing */
 	if (rc) shim_warn("cannot commit to tables at %s: %s", shim_tables()->path, mdb_strerror(rc));
 	return rc;
 }
 
-void write_abort(MDB_txn *txn) { mdb_txn_abort(txn); }
+void write_abort(MDB_txn *txn)
+{
+	mdb_txn_abort(txn);
+	tables_write_unlock(shim_tables());
+}
