@@ -65,18 +65,6 @@ static int flock_retry(int fd, int op)
 
 int tables_write_lock(struct tables *t)
 {
-	struct stat st;
-	/* A program that closed every descriptor took ours; the number may
-	 * now be one of its files. */
-	if (t->lock_fd < 0 || fstat(t->lock_fd, &st) != 0 || st.st_dev != t->lock_dev ||
-	    st.st_ino != t->lock_ino) {
-		char home[4096];
-		size_t n = strlen(t->path) - strlen(APPSHOT_TABLES_FILE) - 1;
-		memcpy(home, t->path, n);
-		home[n] = 0;
-		int rc = open_lock_fd(t, home);
-		if (rc) return rc;
-	}
 	return flock_retry(t->lock_fd, LOCK_SH);
 }
 
@@ -85,11 +73,7 @@ void tables_write_unlock(struct tables *t)
 	flock_retry(t->lock_fd, LOCK_UN);
 }
 
-void tables_forget_lock(struct tables *t)
-{
-	if (t->lock_fd >= 0) close(t->lock_fd);
-	t->lock_fd = -1;
-}
+
 
 int tables_open(struct tables *t, const char *home, const char *aid, char *err, size_t errlen)
 {
@@ -183,12 +167,25 @@ env_fail:
 	return rc;
 }
 
-int tables_fd_ok(const struct tables *t)
+static int fd_is(int fd, dev_t dev, ino_t ino)
+{
+	struct stat st;
+	return fd >= 0 && fstat(fd, &st) == 0 && st.st_dev == dev && st.st_ino == ino;
+}
+
+void tables_forget_lock(struct tables *t)
+{
+	/* Only if the number is still ours: the program may have closed it
+	 * and reused it for a file of its own. */
+	if (fd_is(t->lock_fd, t->lock_dev, t->lock_ino)) close(t->lock_fd);
+	t->lock_fd = -1;
+}
+
+int tables_fds_ok(const struct tables *t)
 {
 	mdb_filehandle_t fd;
-	struct stat st;
-	return mdb_env_get_fd(t->env, &fd) == 0 && fstat(fd, &st) == 0 && st.st_dev == t->data_dev &&
-	       st.st_ino == t->data_ino;
+	return mdb_env_get_fd(t->env, &fd) == 0 && fd_is(fd, t->data_dev, t->data_ino) &&
+	       fd_is(t->lock_fd, t->lock_dev, t->lock_ino);
 }
 
 uint64_t tables_txnid(const struct tables *t)

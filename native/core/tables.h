@@ -47,16 +47,17 @@ uint64_t tables_txnid(const struct tables *t);
  * every write transaction holds it shared, so the two never overlap.
  * tables_open takes it itself; writers call these around their txn.
  */
-int tables_write_lock(struct tables *t);
+int tables_write_lock(struct tables *t); /* call tables_fds_ok first */
 void tables_write_unlock(struct tables *t);
 /* In a fork child: forget the parent's descriptor (closing the child's copy
  * leaves the parent's lock alone). */
 void tables_forget_lock(struct tables *t);
 
-/* Whether LMDB's file descriptor is still the tables file. A daemon that
- * closes every descriptor takes it away, and the number may since name a
- * file of the program's: LMDB must never write through it then. */
-int tables_fd_ok(const struct tables *t);
+/* Whether LMDB's data descriptor and the open lock's are still the files
+ * they were. A daemon that closes every descriptor takes them away, and the
+ * numbers may since name files of the program's: LMDB must never write
+ * through them then. */
+int tables_fds_ok(const struct tables *t);
 
 int tables_fwd(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid,
 	       struct fwd_val *out);

@@ -38,6 +38,9 @@ enum shim_fault { FAULT_NONE, FAULT_AFTER_CREATE };
 extern enum shim_fault shim_fault;
 void shim_fault_point(enum shim_fault where);
 
+/* Bumped by every call that may close a descriptor (fd.c). */
+extern _Atomic uint64_t shim_fd_epoch;
+
 /* Virtual to system (FIG. 12) and system to virtual (FIG. 13) for this
  * application. Return 0 when a mapping exists, -1 when none does. */
 int vr_to_sr(uint8_t type, uint32_t vrid, uint32_t *srid);

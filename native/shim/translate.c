@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -50,7 +51,13 @@ void translate_after_fork_child(void)
  * descriptor: writes, and the first read, which registers a reader. */
 static void own_env_locked(int check_fd)
 {
-	if (env_inherited || (check_fd && !tables_fd_ok(shim_tables()))) {
+	static uint64_t checked_epoch = UINT64_MAX;
+	uint64_t epoch = atomic_load_explicit(&shim_fd_epoch, memory_order_relaxed);
+	if (check_fd && epoch != checked_epoch) {
+		if (!env_inherited && !tables_fds_ok(shim_tables())) env_inherited = 1;
+		checked_epoch = epoch;
+	}
+	if (env_inherited) {
 		shim_open_tables();
 		env_inherited = 0;
 		rtxn = NULL;
