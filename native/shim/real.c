@@ -10,14 +10,15 @@
 #include "wrapped.def"
 #undef WRAP
 
-static void *resolve(const char *name)
+void *real_require(const char *name)
 {
 	void *p = dlsym(RTLD_NEXT, name);
 	if (!p) {
-		static const char msg[] = "appshot: cannot find the real libc function ";
-		write(2, msg, sizeof msg - 1);
-		write(2, name, strlen(name));
-		write(2, "\n", 1);
+		static const char msg[] = "appshot: the C library has no function ";
+		ssize_t w = write(2, msg, sizeof msg - 1);
+		w = write(2, name, strlen(name));
+		w = write(2, "\n", 1);
+		(void)w;
 		_exit(125);
 	}
 	return p;
@@ -25,7 +26,7 @@ static void *resolve(const char *name)
 
 void real_resolve(void)
 {
-#define WRAP(ret, name, params) real_##name = (ret(*) params)resolve(#name);
+#define WRAP(ret, name, params) real_##name = (ret(*) params)dlsym(RTLD_NEXT, #name);
 #include "wrapped.def"
 #undef WRAP
 }

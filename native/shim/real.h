@@ -13,9 +13,14 @@
 #include "wrapped.def"
 #undef WRAP
 
-/* Resolves every pointer; safe to call more than once. */
+/* Resolves every pointer the C library has; safe to call more than once. */
 void real_resolve(void);
+/* The real function, or the end of the process with a message if the C
+ * library lacks it (an older glibc without closefrom, say): only a program
+ * that calls it stops, not every program. */
+void *real_require(const char *name);
 
-#define REAL(name) (real_##name ? real_##name : (real_resolve(), real_##name))
+#define REAL(name) \
+	(real_##name ? real_##name : (real_##name = (__typeof__(real_##name))real_require(#name)))
 
 #endif
