@@ -9,18 +9,26 @@
 #include <spawn.h>
 #include <time.h>
 
-#define WRAP(ret, name, params) extern ret (*real_##name) params;
+void *real_require(const char *name);
+
+/* For each wrapped function: the pointer, and real_fn_NAME() returning it,
+ * resolved on first use if the constructor has not run yet. */
+#define WRAP(ret, name, params)                                                \
+	extern ret (*real_##name) params;                                      \
+	static inline ret (*real_fn_##name(void)) params                       \
+	{                                                                      \
+		if (__builtin_expect(!real_##name, 0))                         \
+			real_##name = (ret(*) params)real_require(#name);      \
+		return real_##name;                                            \
+	}
 #include "wrapped.def"
 #undef WRAP
 
 /* Resolves every pointer the C library has; safe to call more than once. */
 void real_resolve(void);
-/* The real function, or the end of the process with a message if the C
- * library lacks it (an older glibc without closefrom, say): only a program
- * that calls it stops, not every program. */
-void *real_require(const char *name);
-
-#define REAL(name) \
-	(real_##name ? real_##name : (real_##name = (__typeof__(real_##name))real_require(#name)))
+/* real_require gives the real function, or ends the process with a
+ * message if the C library lacks it (an older glibc without closefrom, say):
+ * only a program that calls it stops, not every program. */
+#define REAL(name) (real_fn_##name())
 
 #endif
