@@ -1,7 +1,8 @@
 import { addon } from './addon.js';
 import { semRemove } from './libc.js';
 import { processAlive, processesOf } from './procinfo.js';
-import { type Tables, appRows, fwdRows, getApp, prefixRange, putApp, writeTxn } from './tables.js';
+import { semKeysById } from './sysvipc.js';
+import { type FwdRow, type Tables, appRows, fwdRows, getApp, prefixRange, putApp, writeTxn } from './tables.js';
 import * as S from '../tables/schema.js';
 
 export interface CleanupReport {
@@ -15,13 +16,19 @@ export interface CleanupReport {
 const EINVAL = 22;
 const EIDRM = 43;
 
-/** Removes a kernel object the application holds; returns a note when it
- * could not. */
-function removeKernelObject(type: number, srid: number, vrid: number): string | undefined {
-  if (type !== S.RT.sem) return undefined;
-  const err = semRemove(srid);
-  if (err === 0 || err === EINVAL || err === EIDRM) return undefined;
-  return `could not remove semaphore set ${srid} (virtual ${vrid}): errno ${err}; remove it as its owner with 'ipcrm -s ${srid}'`;
+/**
+ * Removes the kernel set a row names, if it is still that set: present,
+ * and carrying the key the row says it was created with. A row can be
+ * stale (its set removed behind the shim's back) and its ID reused since by
+ * a program outside appshot, whose set must not go. Returns whether it
+ * removed it, or a note when it could not.
+ */
+function removeSet(row: FwdRow, sets: Map<number, number>): boolean | string {
+  if (sets.get(row.srid) !== row.skey) return false;
+  const err = semRemove(row.srid);
+  if (err === 0) return true;
+  if (err === EINVAL || err === EIDRM) return false;
+  return `could not remove semaphore set ${row.srid} (virtual ${row.vrid}): errno ${err}; remove it as its owner with 'ipcrm -s ${row.srid}'`;
 }
 
 /** Inside a write transaction: a creator that died between its kernel call
@@ -33,14 +40,15 @@ export function recoverInflight(t: Tables): string | null {
 /** Inside a write transaction: removes every kernel object of the
  * application and every row that names it, except its apps row. */
 function removeAll(t: Tables, aid: string, report: CleanupReport): void {
+  const sets = semKeysById();
   for (const row of [...fwdRows(t, aid)]) {
     const revKey = S.revKey(t.node, row.type, row.srid);
     const rev = t.rev.get(revKey);
     const ours = rev !== undefined && S.decodeRevVal(rev).aid === aid && S.decodeRevVal(rev).vrid === row.vrid;
     if (ours) {
-      const note = removeKernelObject(row.type, row.srid, row.vrid);
-      if (note) report.notes.push(note);
-      else if (row.type === S.RT.sem) report.removed.sem = (report.removed.sem ?? 0) + 1;
+      const removed = row.type === S.RT.sem ? removeSet(row, sets) : false;
+      if (typeof removed === 'string') report.notes.push(removed);
+      else if (removed) report.removed.sem = (report.removed.sem ?? 0) + 1;
       t.rev.removeSync(revKey);
       report.rows++;
     }

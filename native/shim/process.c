@@ -22,7 +22,8 @@ static struct {
 	 * its tables, since other threads may be probing through it. */
 	struct tables *tables;
 	struct inflight_file inflight;
-	const char *home;
+	/* Copied at start: the program may change its environment later. */
+	const char *aid, *home;
 } P;
 
 struct kernel_ops shim_kernel;
@@ -69,10 +70,9 @@ void exec_env_init(const char *aid, const char *home);
 void shim_open_tables(void)
 {
 	char err[512];
-	const char *aid = getenv("APPSHOT_AID");
 	struct tables *t = malloc(sizeof *t);
 	if (!t) shim_fatal("out of memory opening the tables; the program cannot run untranslated, so it stops");
-	int rc = tables_open(t, P.home, aid, err, sizeof err);
+	int rc = tables_open(t, P.home, P.aid, err, sizeof err);
 	if (rc) shim_fatal("%s; the program cannot run untranslated, so it stops", err);
 	/* The previous handle, if any, is left open: it may be the fork
 	 * parent's, or its descriptors may now be the program's. */
@@ -104,6 +104,7 @@ __attribute__((constructor)) static void shim_init(void)
 		shim_fatal("APPSHOT_AID is set but APPSHOT_HOME is %s; start programs with 'appshot run'",
 			   P.home ? "not an absolute path" : "not set");
 	P.home = strdup(P.home);
+	P.aid = strdup(aid);
 	shim_pid = getpid();
 	shim_open_tables();
 	exec_env_init(aid, P.home);
