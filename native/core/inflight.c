@@ -117,9 +117,9 @@ static int find_private_sem(const struct inflight_rec *r, is_mapped_fn mapped, v
  * created since the record and never operated on. */
 static int fresh_keyed_sem(const struct inflight_rec *r, const struct kernel_ops *k)
 {
-	int semid = k->semget((key_t)r->skey, 0, 0);
+	int semid = k->get_set((key_t)r->skey, 0, 0);
 	struct semid_ds ds;
-	if (semid < 0 || k->semctl(semid, 0, IPC_STAT, &ds) != 0) return -1;
+	if (semid < 0 || k->control_set(semid, 0, IPC_STAT, &ds) != 0) return -1;
 	if (ds.sem_otime != 0 || ds.sem_ctime < (time_t)r->started_s)
 		return -1;
 	return semid;
@@ -140,7 +140,7 @@ int inflight_recover(struct inflight_file *f, const struct kernel_ops *k, is_map
 	else if (r->skey != IPC_PRIVATE) semid = fresh_keyed_sem(r, k);
 	else if (find_private_sem(r, mapped, ctx, &semid) != 1) semid = -1;
 	if (semid >= 0 && !mapped(ctx, RT_SEM, (uint32_t)semid) &&
-	    k->semctl(semid, 0, IPC_RMID) == 0) {
+	    k->control_set(semid, 0, IPC_RMID) == 0) {
 		removed = 1;
 		if (report)
 			snprintf(report, reportlen,
