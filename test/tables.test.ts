@@ -1,4 +1,9 @@
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { SHIM_PATH } from '../ts/paths.js';
+import { openTables, writeTxn } from '../ts/tables.js';
+import * as S from '../tables/schema.js';
 import { SEMTOOL, appshot, appshotAsync, makeHome, tablesJson, waitFor } from './helpers.js';
 
 describe('appshot tables', () => {
@@ -33,5 +38,28 @@ describe('appshot tables', () => {
     const r = appshot(home, ['tables']);
     expect(r.code).toBe(4);
     expect(r.stderr).toContain(`no tables at ${home}/tables.mdb`);
+  });
+});
+
+describe('tables written by another version', () => {
+  it('are refused by appshot and by the shim, naming both versions, and nothing is written', () => {
+    const home = makeHome();
+    appshot(home, ['run', '--', 'true']);
+    const t = openTables(home);
+    writeTxn(t, () => t.meta.putSync(Buffer.from('version'), S.u32(99)));
+    t.env.close();
+    const data = `${home}/${S.TABLES_FILE}`;
+    const before = readFileSync(data);
+    const r = appshot(home, ['run', '--aid', 'newer', '--', 'true']);
+    expect(r.code).toBe(5);
+    expect(r.stderr).toContain(`have schema version 99, and this appshot reads version ${S.SCHEMA_VERSION}`);
+    let shimErr = '';
+    try {
+      execFileSync(SEMTOOL, ['pid'], { env: { ...process.env, APPSHOT_HOME: home, APPSHOT_AID: 'newer', LD_PRELOAD: SHIM_PATH }, stdio: 'pipe' });
+    } catch (err) {
+      shimErr = (err as { stderr: Buffer }).stderr.toString();
+    }
+    expect(shimErr).toContain(`have schema version 99 (this shim reads ${S.SCHEMA_VERSION})`);
+    expect(readFileSync(data).equals(before)).toBe(true);
   });
 });
