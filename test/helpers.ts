@@ -114,15 +114,7 @@ export function tablesJson(home: string, args: string[] = []): Row[] {
   return JSON.parse(r.stdout);
 }
 
-/** Lines of "word value" output as [word, value] pairs. */
+/** The lines of a program's output. */
 export function lines(out: string): string[] {
   return out.trim().split('\n');
-}
-
-export function killTree(child: ChildProcess, sig: NodeJS.Signals = 'SIGKILL'): void {
-  try {
-    child.kill(sig);
-  } catch {
-    /* gone already */
-  }
 }

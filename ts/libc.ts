@@ -4,7 +4,6 @@ import koffi from 'koffi';
  * for single system calls. */
 const libc = koffi.load('libc.so.6');
 
-const semget_ = libc.func('int semget(int key, int nsems, int semflg)');
 const semctl_ = libc.func('int semctl(int semid, int semnum, int cmd, ...)');
 const tcgetpgrp_ = libc.func('int tcgetpgrp(int fd)');
 const getpgrp_ = libc.func('int getpgrp()');
@@ -28,10 +27,6 @@ export const IPC_RMID = 0;
 /** Removes a semaphore set; returns 0 or the errno. */
 export function semRemove(semid: number): number {
   return semctl_(semid, 0, IPC_RMID) === 0 ? 0 : koffi.errno();
-}
-
-export function semExists(key: number): number {
-  return semget_(key | 0, 0, 0);
 }
 
 /** True when this process is in the foreground process group of the

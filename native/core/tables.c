@@ -266,12 +266,6 @@ static int put_fwd(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t 
 	return mdb_put(txn, t->fwd, &k, &v, flags);
 }
 
-int tables_map(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid, const struct fwd_val *fv)
-{
-	int rc = put_rev(t, txn, type, vrid, fv->srid);
-	return rc ? rc : put_fwd(t, txn, type, vrid, fv, 0);
-}
-
 int tables_map_new(const struct tables *t, MDB_txn *txn, uint8_t type, const struct fwd_val *fv,
 		   uint32_t *vrid)
 {

@@ -63,13 +63,10 @@ int tables_fwd(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid
 	       struct fwd_val *out);
 int tables_rev(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t srid,
 	       uint32_t *vrid);
-/* Records vrid <-> v->srid in both directions. A reverse row already held
- * for that srid is stale (the kernel only hands out a free ID), so its
- * owner's forward row is dropped first. */
-int tables_map(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid,
-	       const struct fwd_val *v);
-/* Maps a new object, choosing its vrid: identity first (vrid = srid when
- * that vrid is free in this application), else the next remapped one. */
+/* Maps a new object in both directions, choosing its vrid: identity first
+ * (vrid = srid when that vrid is free in this application), else the next
+ * remapped one. A reverse row already held for that srid is stale (the
+ * kernel only hands out a free ID), so its owner's forward row goes first. */
 int tables_map_new(const struct tables *t, MDB_txn *txn, uint8_t type, const struct fwd_val *v,
 		   uint32_t *vrid);
 /* Reads and drops the mapping of an object that is known to be ours (its
