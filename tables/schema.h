@@ -56,6 +56,11 @@ enum appshot_app_state {
 #define VRID_REMAP_BASE 0x10000000u
 #define SKEY_REMAP_BASE 0x61700001u
 
+/* The skey of a shared memory segment removed (IPC_RMID) while still
+ * attached: the kernel keeps it, keyless, until the last detach, and its
+ * row stays (with vkey 0) until then. */
+#define SKEY_REMOVED 0xFFFFFFFFu
+
 static inline void put_u32be(uint8_t *p, uint32_t v)
 {
 	p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16);
@@ -106,6 +111,10 @@ static inline void fwd_val_get(struct fwd_val *v, const uint8_t *in)
 	v->srid = get_u32be(in); v->vkey = get_u32be(in + 4);
 	v->skey = get_u32be(in + 8); v->creator = get_u32be(in + 12);
 	v->created_ms = get_u64be(in + 16);
+}
+static inline int fwd_val_removed(const struct fwd_val *v)
+{
+	return v->vkey == 0 && v->skey == SKEY_REMOVED;
 }
 
 /* rev key: node u32, type u8, srid u32. */

@@ -4,6 +4,8 @@
 #include <napi.h>
 #include <sys/ipc.h>
 #include <sys/sem.h>
+#include <sys/shm.h>
+#include <sys/msg.h>
 
 extern "C" {
 #include "../../tables/schema.h"
@@ -106,7 +108,7 @@ Napi::Value RecoverInflight(const Napi::CallbackInfo &info)
 	int rc = inflight_open(&f, home.c_str());
 	if (rc) throw Napi::Error::New(env, std::string("cannot open ") + home + "/" + APPSHOT_INFLIGHT_FILE + ": " + strerror(rc));
 	MappedCtx ctx{ env, info[1].As<Napi::Function>() };
-	static const struct kernel_ops libc_ops = { semget, semctl };
+	static const struct kernel_ops libc_ops = { semget, semctl, shmget, shmctl, msgget, msgctl };
 	char report[512];
 	int removed = inflight_recover(&f, &libc_ops, mapped_by_js, &ctx, report, sizeof report);
 	inflight_close(&f);

@@ -8,7 +8,6 @@
 #include <string.h>
 #include <sys/ipc.h>
 #include <sys/mman.h>
-#include <sys/sem.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -87,42 +86,43 @@ void inflight_clear(struct inflight_file *f)
 	f->token = 0;
 }
 
-/* A private (IPC_PRIVATE) semaphore set has no key to find it by: look for
- * the one unmapped, never-used set created since the record. Two such sets
- * (a program outside appshot made one in the same seconds) and neither is
- * touched: better a leak than removing someone else's set. */
-static int find_private_sem(const struct inflight_rec *r, is_mapped_fn mapped, void *ctx, int *semid)
+/* Created since the record and never used: what a creator that died
+ * before its commit leaves. */
+static int fresh_since(const struct kernel_ops *k, const struct inflight_rec *r, int id)
 {
-	FILE *fp = fopen("/proc/sysvipc/sem", "re");
+	struct sysv_stat st;
+	return sysv_stat(k, r->type, id, &st) == 0 && !st.used && st.ctime >= (time_t)r->started_s &&
+	       st.ctime <= (time_t)r->started_s + 5;
+}
+
+/* A private (IPC_PRIVATE) object has no key to find it by: look for the
+ * one unmapped, fresh object of its family. Two such (a program outside
+ * appshot made one in the same seconds) and neither is touched: better a
+ * leak than removing someone else's object. */
+static int find_private(const struct inflight_rec *r, const struct kernel_ops *k, is_mapped_fn mapped,
+			void *ctx, int *found_id)
+{
+	FILE *fp = sysv_open_listing(r->type);
 	if (!fp) return 0;
 	char line[512];
 	int found = 0;
 	if (!fgets(line, sizeof line, fp)) { fclose(fp); return 0; }
 	while (fgets(line, sizeof line, fp)) {
-		long long key, id, perms, nsems, uid, gid, cuid, cgid, otime, ctime;
-		if (sscanf(line, "%lld %lld %llo %lld %lld %lld %lld %lld %lld %lld", &key, &id, &perms,
-			   &nsems, &uid, &gid, &cuid, &cgid, &otime, &ctime) != 10)
-			continue;
-		if (key != 0 || otime != 0) continue;
-		if (ctime < (long long)r->started_s || ctime > (long long)r->started_s + 5) continue;
-		if (mapped(ctx, RT_SEM, (uint32_t)id)) continue;
-		*semid = (int)id;
+		long long key, id;
+		if (sscanf(line, "%lld %lld", &key, &id) != 2 || key != 0) continue;
+		if (mapped(ctx, r->type, (uint32_t)id) || !fresh_since(k, r, (int)id)) continue;
+		*found_id = (int)id;
 		found++;
 	}
 	fclose(fp);
 	return found;
 }
 
-/* The keyed set the record names, if it looks like the one being created:
- * created since the record and never operated on. */
-static int fresh_keyed_sem(const struct inflight_rec *r, const struct kernel_ops *k)
+/* The keyed object the record names, if it looks like the one being created. */
+static int fresh_keyed(const struct inflight_rec *r, const struct kernel_ops *k)
 {
-	int semid = k->get_set((key_t)r->skey, 0, 0);
-	struct semid_ds ds;
-	if (semid < 0 || k->control_set(semid, 0, IPC_STAT, &ds) != 0) return -1;
-	if (ds.sem_otime != 0 || ds.sem_ctime < (time_t)r->started_s)
-		return -1;
-	return semid;
+	int id = sysv_get(k, r->type, (key_t)r->skey, 0, 0);
+	return id >= 0 && fresh_since(k, r, id) ? id : -1;
 }
 
 int inflight_recover(struct inflight_file *f, const struct kernel_ops *k, is_mapped_fn mapped,
@@ -131,21 +131,20 @@ int inflight_recover(struct inflight_file *f, const struct kernel_ops *k, is_map
 	struct inflight_rec *r = f->rec;
 	uint64_t token = atomic_load(&r->token);
 	if (report && reportlen) report[0] = 0;
-	if (token == 0 || r->type != RT_SEM) {
+	if (token == 0 || !sysv_is_ipc(r->type)) {
 		if (token) atomic_compare_exchange_strong(&r->token, &token, 0);
 		return 0;
 	}
-	int semid = -1, removed = 0;
-	if (r->state == CREATED) semid = (int)r->srid;
-	else if (r->skey != IPC_PRIVATE) semid = fresh_keyed_sem(r, k);
-	else if (find_private_sem(r, mapped, ctx, &semid) != 1) semid = -1;
-	if (semid >= 0 && !mapped(ctx, RT_SEM, (uint32_t)semid) &&
-	    k->control_set(semid, 0, IPC_RMID) == 0) {
+	int id = -1, removed = 0;
+	if (r->state == CREATED) id = (int)r->srid;
+	else if (r->skey != IPC_PRIVATE) id = fresh_keyed(r, k);
+	else if (find_private(r, k, mapped, ctx, &id) != 1) id = -1;
+	if (id >= 0 && !mapped(ctx, r->type, (uint32_t)id) && sysv_rmid(k, r->type, id) == 0) {
 		removed = 1;
 		if (report)
 			snprintf(report, reportlen,
-				 "removed semaphore set %d that process %u of application '%s' created and did not record before it died",
-				 semid, r->spid, r->aid);
+				 "removed %s %d that process %u of application '%s' created and did not record before it died",
+				 sysv_noun(r->type), id, r->spid, r->aid);
 	}
 	atomic_compare_exchange_strong(&r->token, &token, 0);
 	return removed;

@@ -12,13 +12,7 @@
 
 #include <stdint.h>
 #include <sys/types.h>
-
-/* The kernel calls the core may make: the shim passes the real libc
- * functions (its own symbols would translate again), tools pass libc's. */
-struct kernel_ops {
-	int (*get_set)(key_t key, int nsems, int flags);   /* semget */
-	int (*control_set)(int semid, int semnum, int cmd, ...); /* semctl */
-};
+#include "sysv.h"
 
 typedef int (*is_mapped_fn)(void *ctx, uint8_t type, uint32_t srid);
 

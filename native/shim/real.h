@@ -3,9 +3,12 @@
 #define APPSHOT_REAL_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <sys/types.h>
 #include <sys/ipc.h>
 #include <sys/sem.h>
+#include <sys/shm.h>
+#include <sys/msg.h>
 #include <spawn.h>
 #include <time.h>
 

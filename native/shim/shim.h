@@ -3,6 +3,7 @@
 #ifndef APPSHOT_SHIM_H
 #define APPSHOT_SHIM_H
 
+#include <errno.h>
 #include <stdint.h>
 #include "../core/tables.h"
 #include "../core/inflight.h"
@@ -41,12 +42,22 @@ void shim_fault_point(enum shim_fault where);
 /* Bumped by every call that may close a descriptor (fd.c). */
 extern _Atomic uint64_t shim_fd_epoch;
 
+/* Fails a wrapped call with err, as the kernel would. */
+static inline int shim_fail(int err)
+{
+	errno = err;
+	return -1;
+}
+
 /* Virtual to system (FIG. 12) and system to virtual (FIG. 13) for this
  * application. Return 0 when a mapping exists, -1 when none does. */
 int vr_to_sr(uint8_t type, uint32_t vrid, uint32_t *srid);
 int sr_to_vr(uint8_t type, uint32_t srid, uint32_t *vrid);
 /* vr_to_sr from the cache alone: -1 on a miss, without reading LMDB. */
 int vr_to_sr_cached(uint8_t type, uint32_t vrid, uint32_t *srid);
+/* The system key recorded with an object (its fwd row's skey), cached like
+ * the translations: shmdt asks it on every detach. */
+int vr_to_skey(uint8_t type, uint32_t vrid, uint32_t *skey);
 
 /* Runs fn inside one read transaction of this process's tables. */
 int with_read_txn(int (*fn)(MDB_txn *txn, void *arg), void *arg);

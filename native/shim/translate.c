@@ -87,8 +87,12 @@ int with_read_txn(int (*fn)(MDB_txn *txn, void *arg), void *arg)
 	return rc;
 }
 
+/* What a lookup answers: the srid or the skey of a fwd row, or the vrid
+ * of a rev row of this application. */
+enum answer { SRID, SKEY, VRID };
+
 struct lookup {
-	int reverse;
+	enum answer answer;
 	uint8_t type;
 	uint32_t id, out;
 };
@@ -97,10 +101,10 @@ static int lookup_in(MDB_txn *txn, void *arg)
 {
 	struct lookup *l = arg;
 	const struct tables *t = shim_tables();
-	if (l->reverse) return tables_rev(t, txn, l->type, l->id, &l->out) == REV_MINE ? 0 : -1;
+	if (l->answer == VRID) return tables_rev(t, txn, l->type, l->id, &l->out) == REV_MINE ? 0 : -1;
 	struct fwd_val fv;
 	int rc = tables_fwd(t, txn, l->type, l->id, &fv);
-	if (rc == 0) l->out = fv.srid;
+	if (rc == 0) l->out = l->answer == SKEY ? fv.skey : fv.srid;
 	else if (rc != MDB_NOTFOUND) shim_fatal("cannot read tables at %s: %s", t->path, mdb_strerror(rc));
 	return rc ? -1 : 0;
 }
@@ -118,20 +122,20 @@ static inline struct slot *probe(uint64_t key, uint64_t *txnid)
 	return &cache.s[(key * 0x9E3779B97F4A7C15ull) >> 56];
 }
 
-static inline uint64_t cache_key(int reverse, uint8_t type, uint32_t id)
+static inline uint64_t cache_key(enum answer answer, uint8_t type, uint32_t id)
 {
-	return CACHE_USED | ((uint64_t)reverse << 40) | ((uint64_t)type << 32) | id;
+	return CACHE_USED | ((uint64_t)answer << 40) | ((uint64_t)type << 32) | id;
 }
 
-static inline int translate(int reverse, uint8_t type, uint32_t id, uint32_t *out)
+static inline int translate(enum answer answer, uint8_t type, uint32_t id, uint32_t *out)
 {
-	uint64_t key = cache_key(reverse, type, id), now;
+	uint64_t key = cache_key(answer, type, id), now;
 	struct slot *s = probe(key, &now);
 	if (__builtin_expect(s->key == key, 1)) {
 		*out = s->val;
 		return 0;
 	}
-	struct lookup l = { reverse, type, id, 0 };
+	struct lookup l = { answer, type, id, 0 };
 	if (with_read_txn(lookup_in, &l)) return -1;
 	/* Only cache what was read at or after the checked txn id. */
 	if (cache.txnid == now) {
@@ -142,11 +146,12 @@ static inline int translate(int reverse, uint8_t type, uint32_t id, uint32_t *ou
 	return 0;
 }
 
-int vr_to_sr(uint8_t type, uint32_t vrid, uint32_t *srid) { return translate(0, type, vrid, srid); }
+int vr_to_sr(uint8_t type, uint32_t vrid, uint32_t *srid) { return translate(SRID, type, vrid, srid); }
+int vr_to_skey(uint8_t type, uint32_t vrid, uint32_t *skey) { return translate(SKEY, type, vrid, skey); }
 
 int vr_to_sr_cached(uint8_t type, uint32_t vrid, uint32_t *srid)
 {
-	uint64_t key = cache_key(0, type, vrid), now;
+	uint64_t key = cache_key(SRID, type, vrid), now;
 	struct slot *s = probe(key, &now);
 	if (s->key != key) return -1;
 	*srid = s->val;
@@ -157,9 +162,9 @@ int vr_to_sr_cached(uint8_t type, uint32_t vrid, uint32_t *srid)
  * translation on its own. */
 SHIM_EXPORT int appshot_vr_to_sr(uint8_t type, uint32_t vrid, uint32_t *srid)
 {
-	return translate(0, type, vrid, srid);
+	return translate(SRID, type, vrid, srid);
 }
-int sr_to_vr(uint8_t type, uint32_t srid, uint32_t *vrid) { return translate(1, type, srid, vrid); }
+int sr_to_vr(uint8_t type, uint32_t srid, uint32_t *vrid) { return translate(VRID, type, srid, vrid); }
 
 static int mapped_in(void *ctx, uint8_t type, uint32_t srid)
 {

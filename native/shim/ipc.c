@@ -1,0 +1,316 @@
+/* The translation the three SysV IPC families share (see ipc.h): every ID
+ * and key the program passes or receives is virtual; the kernel sees only
+ * system IDs and keys. Each family keeps its own key space, as in the
+ * kernel. */
+#define _GNU_SOURCE
+#include "ipc.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CREATE_FLAGS (IPC_CREAT | IPC_EXCL)
+
+static int kernel_get(uint8_t type, key_t key, size_t size, int flags)
+{
+	return sysv_get(&shim_kernel, type, key, size, flags);
+}
+
+/* A table error during allocation: nothing was created; the call fails as
+ * the kernel fails when it is out of room. */
+static int abort_with(uint8_t type, MDB_txn *txn, int rc)
+{
+	write_abort(txn);
+	shim_warn("cannot record %s in %s: %s", sysv_noun(type), shim_tables()->path, mdb_strerror(rc));
+	return shim_fail(ENOSPC);
+}
+
+/* What a creating get found for its key under the write lock. */
+enum key_lookup { KEY_EXISTING, KEY_TO_CREATE, KEY_FAILED };
+
+/* Under the write lock, for a keyed get: the application's own object if
+ * it has one (*vrid), else the system key to create under (*skey, already
+ * claimed host-wide in the tables unless *have_row says the key row was
+ * there). On KEY_FAILED the transaction is over and errno says why. */
+static enum key_lookup lookup_key(uint8_t type, MDB_txn *txn, key_t vkey, size_t size, int flags,
+				  uint32_t *skey, int *have_row, uint32_t *vrid)
+{
+	struct tables *t = shim_tables();
+	uint8_t keytype = sysv_key_type(type);
+	struct fwd_val kv;
+	int rc;
+	*have_row = 0;
+	if (tables_fwd(t, txn, keytype, (uint32_t)vkey, &kv) == 0) {
+		*skey = kv.srid;
+		*have_row = 1;
+		int id = kernel_get(type, (key_t)*skey, 0, 0);
+		if (id >= 0 && tables_rev(t, txn, type, (uint32_t)id, vrid) == REV_MINE) {
+			write_abort(txn);
+			if ((flags & CREATE_FLAGS) == CREATE_FLAGS) return shim_fail(EEXIST), KEY_FAILED;
+			/* Let the kernel check permissions and size. */
+			if (kernel_get(type, (key_t)*skey, size, flags & ~CREATE_FLAGS) < 0) return KEY_FAILED;
+			return KEY_EXISTING;
+		}
+		if (id >= 0) {
+			/* Something outside the application holds our system key:
+			 * the application's key moves to a fresh one. */
+			tables_unmap(t, txn, keytype, (uint32_t)vkey);
+			*have_row = 0;
+		}
+	}
+	if (!(flags & IPC_CREAT)) {
+		write_abort(txn);
+		return shim_fail(ENOENT), KEY_FAILED;
+	}
+	if (!*have_row && (rc = tables_claim_skey(t, txn, keytype, (uint32_t)vkey, 1, skey)))
+		return abort_with(type, txn, rc), KEY_FAILED;
+	return KEY_TO_CREATE;
+}
+
+/* Creates the kernel object under skey (IPC_PRIVATE for a private one),
+ * moving a keyed object to a fresh system key while the kernel says the
+ * key is taken outside appshot. Returns the system ID, or -1 with the
+ * transaction over. The inflight record is left filled on success. */
+static int create_in_kernel(uint8_t type, MDB_txn *txn, key_t vkey, size_t size, int flags,
+			    uint32_t *skey, int *have_row)
+{
+	struct tables *t = shim_tables();
+	uint8_t keytype = sysv_key_type(type);
+	for (;;) {
+		inflight_begin(shim_inflight(), shim_pid, t->aid, type, *skey);
+		int id = kernel_get(type, (key_t)*skey, size, (flags & ~CREATE_FLAGS) | CREATE_FLAGS);
+		if (id >= 0) {
+			inflight_created(shim_inflight(), (uint32_t)id);
+			return id;
+		}
+		int err = errno, rc;
+		inflight_clear(shim_inflight());
+		if (err != EEXIST || vkey == IPC_PRIVATE) {
+			write_abort(txn);
+			return shim_fail(err);
+		}
+		if (*have_row) tables_unmap(t, txn, keytype, (uint32_t)vkey);
+		else tables_release_skey(t, txn, keytype, *skey);
+		*have_row = 0;
+		if ((rc = tables_claim_skey(t, txn, keytype, (uint32_t)vkey, 0, skey)))
+			return abort_with(type, txn, rc);
+	}
+}
+
+/* Records the new object (and its key, if new) and commits. */
+static int record_object(uint8_t type, MDB_txn *txn, key_t vkey, uint32_t skey, int have_row, int id,
+			 uint32_t *vrid)
+{
+	struct tables *t = shim_tables();
+	uint64_t now = now_ms();
+	int rc = 0;
+	if (vkey != IPC_PRIVATE && !have_row) {
+		struct fwd_val krow = { .srid = skey, .created_ms = now };
+		rc = tables_put_fwd(t, txn, sysv_key_type(type), (uint32_t)vkey, &krow);
+	}
+	if (!rc) {
+		struct fwd_val row = { .srid = (uint32_t)id, .vkey = (uint32_t)vkey, .skey = skey,
+				       .creator = (uint32_t)shim_pid, .created_ms = now };
+		rc = tables_map_new(t, txn, type, &row, vrid);
+	}
+	if (rc) {
+		write_abort(txn);
+		return rc;
+	}
+	return write_commit(txn);
+}
+
+/* FIG. 11 and the allocating branch of FIG. 15: the kernel creates the
+ * object under a system key (identity first), and the translation is
+ * recorded in the same write transaction, with the inflight record
+ * covering the gap between the kernel call and the commit. */
+static int ipc_create(uint8_t type, key_t vkey, size_t size, int flags)
+{
+	MDB_txn *txn = write_begin();
+	uint32_t skey = IPC_PRIVATE, vrid;
+	int have_row = 0;
+	if (vkey != IPC_PRIVATE) {
+		switch (lookup_key(type, txn, vkey, size, flags, &skey, &have_row, &vrid)) {
+		case KEY_EXISTING: return (int)vrid;
+		case KEY_FAILED: return -1;
+		case KEY_TO_CREATE: break;
+		}
+	}
+	int id = create_in_kernel(type, txn, vkey, size, flags, &skey, &have_row);
+	if (id < 0) return -1;
+	shim_fault_point(FAULT_AFTER_CREATE);
+	int rc = record_object(type, txn, vkey, skey, have_row, id, &vrid);
+	if (rc) {
+		sysv_rmid(&shim_kernel, type, id);
+		inflight_clear(shim_inflight());
+		shim_warn("cannot record %s in %s: %s", sysv_noun(type), shim_tables()->path, mdb_strerror(rc));
+		return shim_fail(ENOSPC);
+	}
+	inflight_clear(shim_inflight());
+	return (int)vrid;
+}
+
+int ipc_get(uint8_t type, key_t key, size_t size, int flags)
+{
+	if (key == IPC_PRIVATE) return ipc_create(type, key, size, flags);
+	uint32_t skey, vrid;
+	uint8_t keytype = sysv_key_type(type);
+	/* A creating call that misses the cache goes straight to the write
+	 * transaction, which looks the key up itself: one transaction, not two. */
+	int known = (flags & IPC_CREAT) ? vr_to_sr_cached(keytype, (uint32_t)key, &skey)
+					: vr_to_sr(keytype, (uint32_t)key, &skey);
+	if (known == 0) {
+		int exclusive = (flags & CREATE_FLAGS) == CREATE_FLAGS;
+		/* With IPC_EXCL an existing object is EEXIST before any other
+		 * check, so only look it up; otherwise let the kernel check
+		 * permissions and size as it would natively. */
+		int id = kernel_get(type, (key_t)skey, exclusive ? 0 : size, exclusive ? 0 : flags & ~CREATE_FLAGS);
+		if (id >= 0 && sr_to_vr(type, (uint32_t)id, &vrid) == 0)
+			return exclusive ? shim_fail(EEXIST) : (int)vrid;
+		if (id < 0 && errno != ENOENT) return -1;
+		/* An object under our key with no row yet is another process's
+		 * creation in flight: the write lock waits for its commit. */
+		if (id >= 0) return ipc_create(type, key, size, flags);
+	}
+	if (!(flags & IPC_CREAT)) return shim_fail(ENOENT);
+	return ipc_create(type, key, size, flags);
+}
+
+int ipc_srid(uint8_t type, int vrid, uint32_t *srid)
+{
+	return vr_to_sr(type, (uint32_t)vrid, srid) ? shim_fail(EINVAL) : 0;
+}
+
+static int gone(int err) { return err == EINVAL || err == EIDRM; }
+
+/* After IPC_RMID, a shared memory segment still attached lives on,
+ * keyless, until its last detach; its row stays until then, marked. */
+static int mark_removed(MDB_txn *txn, uint8_t type, uint32_t vrid, struct fwd_val row)
+{
+	row.vkey = IPC_PRIVATE;
+	row.skey = SKEY_REMOVED;
+	return tables_put_fwd(shim_tables(), txn, type, vrid, &row);
+}
+
+/* IPC_RMID: the object goes from the kernel and its rows (and its key's
+ * row) from the tables in one write transaction. */
+int ipc_remove(uint8_t type, int vrid)
+{
+	struct tables *t = shim_tables();
+	MDB_txn *txn = write_begin();
+	struct fwd_val row;
+	if (tables_fwd(t, txn, type, (uint32_t)vrid, &row) != 0) {
+		write_abort(txn);
+		return shim_fail(EINVAL);
+	}
+	if (sysv_rmid(&shim_kernel, type, (int)row.srid) != 0) {
+		int err = errno;
+		/* Gone already (removed from outside the shim): its rows go. */
+		if (gone(err) && tables_unmap_row(t, txn, type, (uint32_t)vrid, row.srid) == 0) write_commit(txn);
+		else write_abort(txn);
+		return shim_fail(err);
+	}
+	struct sysv_stat st;
+	int lives_on = type == RT_SHM && sysv_stat(&shim_kernel, type, (int)row.srid, &st) == 0;
+	int rc = lives_on ? mark_removed(txn, type, (uint32_t)vrid, row)
+			  : tables_unmap_row(t, txn, type, (uint32_t)vrid, row.srid);
+	if (!rc && row.vkey != IPC_PRIVATE)
+		rc = tables_unmap_row(t, txn, sysv_key_type(type), row.vkey, row.skey);
+	if (rc) write_abort(txn);
+	else write_commit(txn);
+	return 0;
+}
+
+void ipc_forget_if_gone(uint8_t type, uint32_t vrid)
+{
+	struct tables *t = shim_tables();
+	struct fwd_val row;
+	struct sysv_stat st;
+	MDB_txn *txn = write_begin();
+	if (tables_fwd(t, txn, type, vrid, &row) == 0 && fwd_val_removed(&row) &&
+	    sysv_stat(&shim_kernel, type, (int)row.srid, &st) != 0 && gone(errno) &&
+	    tables_unmap_row(t, txn, type, vrid, row.srid) == 0)
+		write_commit(txn);
+	else
+		write_abort(txn);
+}
+
+key_t ipc_virtual_key(uint8_t type, key_t skey)
+{
+	uint32_t vkey;
+	if (skey != IPC_PRIVATE && sr_to_vr(sysv_key_type(type), (uint32_t)skey, &vkey) == 0) return (key_t)vkey;
+	return skey;
+}
+
+struct nth {
+	uint8_t type;
+	uint32_t index, vrid;
+	struct fwd_val row;
+};
+
+static int nth_in(MDB_txn *txn, void *arg)
+{
+	struct nth *n = arg;
+	return tables_nth(shim_tables(), txn, n->type, n->index, &n->vrid, &n->row);
+}
+
+/* The kernel's *_STAT commands take an index into its ID table, which is
+ * the low bits of the ID: 15 of them, or 24 when the kernel was booted
+ * with ipcmni_extend. The call answers with the full ID, which tells. */
+static int stat_by_index(uint8_t type, uint32_t srid, int cmd, void *buf)
+{
+	static const unsigned shifts[] = { 15, 24 };
+	for (unsigned i = 0; i < sizeof shifts / sizeof *shifts; i++) {
+		int idx = (int)(srid & ((1u << shifts[i]) - 1));
+		int r = sysv_ctl(&shim_kernel, type, idx, cmd, buf);
+		if (r == (int)srid) return 0;
+		if (r < 0 && !gone(errno)) return -1;
+	}
+	return shim_fail(EINVAL);
+}
+
+int ipc_stat_nth(uint8_t type, int index, int cmd, void *buf)
+{
+	struct nth n = { .type = type, .index = (uint32_t)index };
+	if (index < 0 || with_read_txn(nth_in, &n)) return shim_fail(EINVAL);
+	if (stat_by_index(type, n.row.srid, cmd, buf) != 0) return -1;
+	/* ipc_perm leads each family's stat structure. */
+	struct ipc_perm *perm = buf;
+	perm->__key = ipc_virtual_key(type, perm->__key);
+	return (int)n.vrid;
+}
+
+struct each {
+	uint8_t type;
+	uint32_t count, cap;
+	uint32_t *srids;
+};
+
+static int collect_in(MDB_txn *txn, void *arg)
+{
+	struct each *e = arg;
+	struct tables *t = shim_tables();
+	int rc = tables_count(t, txn, e->type, &e->count);
+	if (rc || !e->count) return rc;
+	e->srids = malloc(e->count * sizeof *e->srids);
+	if (!e->srids) return ENOMEM;
+	for (uint32_t i = 0; i < e->count; i++) {
+		uint32_t vrid;
+		struct fwd_val row;
+		if ((rc = tables_nth(t, txn, e->type, i, &vrid, &row))) return rc;
+		e->srids[i] = row.srid;
+	}
+	return 0;
+}
+
+uint32_t ipc_each(uint8_t type, void (*fn)(uint32_t srid, void *arg), void *arg)
+{
+	/* The kernel is asked outside the read transaction, which holds the
+	 * process's translation lock. */
+	struct each e = { .type = type };
+	with_read_txn(collect_in, &e);
+	for (uint32_t i = 0; fn && e.srids && i < e.count; i++) fn(e.srids[i], arg);
+	free(e.srids);
+	return e.count;
+}

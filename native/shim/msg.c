@@ -1,0 +1,74 @@
+/* SysV message queues: what is their own beyond the translation all three
+ * IPC families share (ipc.c): sending, receiving, and msgctl's commands.
+ * msgsnd and msgrcv stay the kernel's blocking calls on the system ID. */
+#define _GNU_SOURCE
+#include "ipc.h"
+#include "real.h"
+
+#include <sys/msg.h>
+
+SHIM_EXPORT int msgget(key_t key, int msgflg)
+{
+	if (!shim_active) return REAL(msgget)(key, msgflg);
+	return ipc_get(RT_MSG, key, 0, msgflg);
+}
+
+SHIM_EXPORT int msgsnd(int msqid, const void *msgp, size_t msgsz, int msgflg)
+{
+	uint32_t srid;
+	if (!shim_active) return REAL(msgsnd)(msqid, msgp, msgsz, msgflg);
+	if (ipc_srid(RT_MSG, msqid, &srid)) return -1;
+	return REAL(msgsnd)((int)srid, msgp, msgsz, msgflg);
+}
+
+SHIM_EXPORT ssize_t msgrcv(int msqid, void *msgp, size_t msgsz, long msgtyp, int msgflg)
+{
+	uint32_t srid;
+	if (!shim_active) return REAL(msgrcv)(msqid, msgp, msgsz, msgtyp, msgflg);
+	if (ipc_srid(RT_MSG, msqid, &srid)) return -1;
+	return REAL(msgrcv)((int)srid, msgp, msgsz, msgtyp, msgflg);
+}
+
+struct msg_usage {
+	unsigned long messages, bytes;
+};
+
+static void add_usage(uint32_t srid, void *arg)
+{
+	struct msqid_ds ds;
+	struct msg_usage *u = arg;
+	if (REAL(msgctl)((int)srid, IPC_STAT, &ds) != 0) return;
+	u->messages += ds.msg_qnum;
+	u->bytes += ds.__msg_cbytes;
+}
+
+/* IPC_INFO and MSG_INFO: system-wide limits stay; for MSG_INFO the queues,
+ * messages and bytes in use are counted over this application's queues. */
+static int msg_info(int cmd, struct msqid_ds *buf)
+{
+	if (REAL(msgctl)(0, cmd, buf) < 0) return -1;
+	struct msg_usage u = { 0 };
+	uint32_t count = ipc_each(RT_MSG, cmd == MSG_INFO ? add_usage : NULL, &u);
+	if (cmd == MSG_INFO) {
+		struct msginfo *info = (struct msginfo *)buf;
+		info->msgpool = (int)count;
+		info->msgmap = (int)u.messages;
+		info->msgtql = (int)u.bytes;
+	}
+	return count ? (int)count - 1 : 0;
+}
+
+SHIM_EXPORT int msgctl(int msqid, int cmd, struct msqid_ds *buf)
+{
+	if (!shim_active) return REAL(msgctl)(msqid, cmd, buf);
+	switch (cmd) {
+	case IPC_INFO: case MSG_INFO: return msg_info(cmd, buf);
+	case MSG_STAT: case MSG_STAT_ANY: return ipc_stat_nth(RT_MSG, msqid, cmd, buf);
+	case IPC_RMID: return ipc_remove(RT_MSG, msqid);
+	}
+	uint32_t srid;
+	if (ipc_srid(RT_MSG, msqid, &srid)) return -1;
+	int r = REAL(msgctl)((int)srid, cmd, buf);
+	if (r == 0 && cmd == IPC_STAT) buf->msg_perm.__key = ipc_virtual_key(RT_MSG, buf->msg_perm.__key);
+	return r;
+}

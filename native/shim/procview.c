@@ -1,0 +1,193 @@
+/* The application's own view of /proc/sysvipc: a program of the
+ * application that opens /proc/sysvipc/sem, shm or msg reads the kernel's
+ * listing, in the kernel's format, cut down to the application's own
+ * objects with their virtual keys and IDs. So ipcs under appshot lists what
+ * the application has, as the application names it. */
+#define _GNU_SOURCE
+#include "ipc.h"
+#include "procview.h"
+#include "real.h"
+
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define SYSVIPC_DIR "/proc/sysvipc/"
+
+/* RT_SEM, RT_SHM or RT_MSG for one of the three listings, else 0. Every
+ * open of the program passes here, so a mismatch costs one comparison. */
+static uint8_t listing_type(const char *path)
+{
+	if (!path || path[0] != '/' || path[1] != 'p' || strncmp(path, SYSVIPC_DIR, sizeof SYSVIPC_DIR - 1))
+		return 0;
+	const char *name = path + sizeof SYSVIPC_DIR - 1;
+	return !strcmp(name, "sem") ? RT_SEM : !strcmp(name, "shm") ? RT_SHM : !strcmp(name, "msg") ? RT_MSG : 0;
+}
+
+/* One line of a listing: its key and ID, and where the rest begins. */
+static int parse_row(const char *line, long *key, long *id, const char **rest)
+{
+	char *end;
+	*key = strtol(line, &end, 10);
+	if (end == line) return -1;
+	const char *p = end;
+	*id = strtol(p, &end, 10);
+	if (end == p) return -1;
+	*rest = end;
+	return 0;
+}
+
+/* Writes the kernel's listing of this family, cut down to the
+ * application's objects, into out. Returns 0, or an errno. */
+static int write_view(uint8_t type, FILE *out)
+{
+	FILE *in = sysv_open_listing(type);
+	if (!in) return errno;
+	char *line = NULL;
+	size_t cap = 0;
+	if (getline(&line, &cap, in) > 0) fputs(line, out); /* the header, as is */
+	while (getline(&line, &cap, in) > 0) {
+		long key, id;
+		const char *rest;
+		uint32_t vrid;
+		if (parse_row(line, &key, &id, &rest) || sr_to_vr(type, (uint32_t)id, &vrid)) continue;
+		/* The kernel prints both as %10d. */
+		fprintf(out, "%10d %10d%s", (int)ipc_virtual_key(type, (key_t)key), (int)vrid, rest);
+	}
+	free(line);
+	fclose(in);
+	return 0;
+}
+
+/* A descriptor reading the application's view: an anonymous memory file
+ * holding it, positioned at its start. */
+static int view_fd(uint8_t type, int flags)
+{
+	int fd = memfd_create("appshot-sysvipc", (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);
+	if (fd < 0) return -1;
+	int dupfd = dup(fd);
+	FILE *out = dupfd >= 0 ? fdopen(dupfd, "w") : NULL;
+	int err = out ? write_view(type, out) : errno;
+	if (out && fclose(out) != 0 && !err) err = errno;
+	else if (!out && dupfd >= 0) REAL(close)(dupfd);
+	if (err || lseek(fd, 0, SEEK_SET) != 0) {
+		REAL(close)(fd);
+		return shim_fail(err ? err : errno);
+	}
+	return fd;
+}
+
+/* Only a read-only open gets the view; any other fails as it would. */
+static int wants_view(const char *path, int flags)
+{
+	return shim_active && (flags & O_ACCMODE) == O_RDONLY && listing_type(path);
+}
+
+static mode_t mode_arg(int flags, va_list ap)
+{
+	return (flags & (O_CREAT | O_TMPFILE)) ? (mode_t)va_arg(ap, int) : 0;
+}
+
+#define OPEN_WRAPPER(name)                                                     \
+	SHIM_EXPORT int name(const char *path, int flags, ...)                 \
+	{                                                                      \
+		va_list ap;                                                    \
+		va_start(ap, flags);                                           \
+		mode_t mode = mode_arg(flags, ap);                             \
+		va_end(ap);                                                    \
+		if (wants_view(path, flags)) return view_fd(listing_type(path), flags); \
+		return REAL(name)(path, flags, mode);                          \
+	}
+OPEN_WRAPPER(open)
+OPEN_WRAPPER(open64)
+
+#define OPENAT_WRAPPER(name)                                                   \
+	SHIM_EXPORT int name(int dirfd, const char *path, int flags, ...)      \
+	{                                                                      \
+		va_list ap;                                                    \
+		va_start(ap, flags);                                           \
+		mode_t mode = mode_arg(flags, ap);                             \
+		va_end(ap);                                                    \
+		if (wants_view(path, flags)) return view_fd(listing_type(path), flags); \
+		return REAL(name)(dirfd, path, flags, mode);                   \
+	}
+OPENAT_WRAPPER(openat)
+OPENAT_WRAPPER(openat64)
+
+/* The fortified entry points _FORTIFY_SOURCE builds call instead. */
+SHIM_EXPORT int __open_2(const char *path, int flags)
+{
+	if (wants_view(path, flags)) return view_fd(listing_type(path), flags);
+	return REAL(__open_2)(path, flags);
+}
+SHIM_EXPORT int __open64_2(const char *path, int flags)
+{
+	if (wants_view(path, flags)) return view_fd(listing_type(path), flags);
+	return REAL(__open64_2)(path, flags);
+}
+SHIM_EXPORT int __openat_2(int dirfd, const char *path, int flags)
+{
+	if (wants_view(path, flags)) return view_fd(listing_type(path), flags);
+	return REAL(__openat_2)(dirfd, path, flags);
+}
+SHIM_EXPORT int __openat64_2(int dirfd, const char *path, int flags)
+{
+	if (wants_view(path, flags)) return view_fd(listing_type(path), flags);
+	return REAL(__openat64_2)(dirfd, path, flags);
+}
+
+static FILE *fopen_view(const char *path, const char *mode)
+{
+	int fd = view_fd(listing_type(path), strchr(mode, 'e') ? O_CLOEXEC : 0);
+	if (fd < 0) return NULL;
+	FILE *f = fdopen(fd, "r");
+	if (!f) REAL(close)(fd);
+	return f;
+}
+
+static int fopen_wants_view(const char *path, const char *mode)
+{
+	return shim_active && mode && mode[0] == 'r' && !strchr(mode, '+') && listing_type(path);
+}
+
+SHIM_EXPORT FILE *fopen(const char *path, const char *mode)
+{
+	if (fopen_wants_view(path, mode)) return fopen_view(path, mode);
+	return REAL(fopen)(path, mode);
+}
+SHIM_EXPORT FILE *fopen64(const char *path, const char *mode)
+{
+	if (fopen_wants_view(path, mode)) return fopen_view(path, mode);
+	return REAL(fopen64)(path, mode);
+}
+
+void sysvipc_shm_usage(struct sysvipc_shm_usage *u)
+{
+	FILE *in = sysv_open_listing(RT_SHM);
+	if (!in) return;
+	unsigned long page = (unsigned long)sysconf(_SC_PAGESIZE);
+	char *line = NULL;
+	size_t cap = 0;
+	if (getline(&line, &cap, in) < 0) goto out;
+	while (getline(&line, &cap, in) > 0) {
+		long key, id;
+		const char *rest;
+		uint32_t vrid;
+		unsigned long size, rss, swap;
+		if (parse_row(line, &key, &id, &rest) || sr_to_vr(RT_SHM, (uint32_t)id, &vrid)) continue;
+		/* perms size cpid lpid nattch uid gid cuid cgid atime dtime ctime rss swap */
+		if (sscanf(rest, "%*o %lu %*d %*d %*u %*u %*u %*u %*u %*u %*u %*u %lu %lu", &size, &rss, &swap) != 3)
+			continue;
+		u->ids++;
+		u->pages += (size + page - 1) / page;
+		u->rss += rss / page;
+		u->swap += swap / page;
+	}
+out:
+	free(line);
+	fclose(in);
+}

@@ -1,0 +1,135 @@
+/* SysV shared memory: what is its own beyond the translation all three IPC
+ * families share (ipc.c): attaching and detaching, and shmctl's commands.
+ * A segment removed while attached keeps its row until its last detach,
+ * so each process remembers which segment each of its attachments is. */
+#define _GNU_SOURCE
+#include "ipc.h"
+#include "real.h"
+#include "procview.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/shm.h>
+#include <unistd.h>
+
+/* This process's attachments: address -> virtual ID. Inherited by fork
+ * children with the memory, as the attachments themselves are, and gone
+ * at exec, as they are. */
+static struct attachment {
+	const void *addr;
+	uint32_t vrid;
+} *attached;
+static size_t n_attached, cap_attached;
+static pthread_mutex_t attach_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void lock_attachments(void) { pthread_mutex_lock(&attach_lock); }
+static void unlock_attachments(void) { pthread_mutex_unlock(&attach_lock); }
+static void register_atfork(void) { pthread_atfork(lock_attachments, unlock_attachments, unlock_attachments); }
+
+static void remember(const void *addr, uint32_t vrid)
+{
+	pthread_once(&atfork_once, register_atfork);
+	lock_attachments();
+	for (size_t i = 0; i < n_attached; i++) {
+		/* SHM_REMAP replaced a mapping at this address. */
+		if (attached[i].addr == addr) {
+			attached[i].vrid = vrid;
+			unlock_attachments();
+			return;
+		}
+	}
+	if (n_attached == cap_attached) {
+		size_t cap = cap_attached ? cap_attached * 2 : 16;
+		struct attachment *a = realloc(attached, cap * sizeof *a);
+		if (!a) {
+			/* Only the early row drop after IPC_RMID is lost. */
+			unlock_attachments();
+			return;
+		}
+		attached = a;
+		cap_attached = cap;
+	}
+	attached[n_attached++] = (struct attachment){ addr, vrid };
+	unlock_attachments();
+}
+
+/* Forgets the attachment at addr; returns its vrid, or -1 if unknown. */
+static int64_t forget(const void *addr)
+{
+	int64_t vrid = -1;
+	lock_attachments();
+	for (size_t i = 0; i < n_attached; i++) {
+		if (attached[i].addr == addr) {
+			vrid = attached[i].vrid;
+			attached[i] = attached[--n_attached];
+			break;
+		}
+	}
+	unlock_attachments();
+	return vrid;
+}
+
+SHIM_EXPORT int shmget(key_t key, size_t size, int shmflg)
+{
+	if (!shim_active) return REAL(shmget)(key, size, shmflg);
+	return ipc_get(RT_SHM, key, size, shmflg);
+}
+
+SHIM_EXPORT void *shmat(int shmid, const void *shmaddr, int shmflg)
+{
+	uint32_t srid;
+	if (!shim_active) return REAL(shmat)(shmid, shmaddr, shmflg);
+	if (ipc_srid(RT_SHM, shmid, &srid)) return (void *)-1;
+	void *addr = REAL(shmat)((int)srid, shmaddr, shmflg);
+	if (addr != (void *)-1) remember(addr, (uint32_t)shmid);
+	return addr;
+}
+
+SHIM_EXPORT int shmdt(const void *shmaddr)
+{
+	if (!shim_active) return REAL(shmdt)(shmaddr);
+	int64_t vrid = forget(shmaddr);
+	int r = REAL(shmdt)(shmaddr);
+	if (r != 0) {
+		if (vrid >= 0) remember(shmaddr, (uint32_t)vrid);
+		return r;
+	}
+	uint32_t skey;
+	if (vrid >= 0 && vr_to_skey(RT_SHM, (uint32_t)vrid, &skey) == 0 && skey == SKEY_REMOVED)
+		ipc_forget_if_gone(RT_SHM, (uint32_t)vrid);
+	return 0;
+}
+
+/* IPC_INFO and SHM_INFO: system-wide limits stay, but what is in use is
+ * counted over this application's segments only. */
+static int shm_info(int cmd, struct shmid_ds *buf)
+{
+	if (REAL(shmctl)(0, cmd, buf) < 0) return -1;
+	uint32_t count = ipc_each(RT_SHM, NULL, NULL);
+	if (cmd == SHM_INFO) {
+		struct shm_info *info = (struct shm_info *)buf;
+		struct sysvipc_shm_usage u = { 0 };
+		sysvipc_shm_usage(&u);
+		info->used_ids = u.ids;
+		info->shm_tot = u.pages;
+		info->shm_rss = u.rss;
+		info->shm_swp = u.swap;
+	}
+	return count ? (int)count - 1 : 0;
+}
+
+SHIM_EXPORT int shmctl(int shmid, int cmd, struct shmid_ds *buf)
+{
+	if (!shim_active) return REAL(shmctl)(shmid, cmd, buf);
+	switch (cmd) {
+	case IPC_INFO: case SHM_INFO: return shm_info(cmd, buf);
+	case SHM_STAT: case SHM_STAT_ANY: return ipc_stat_nth(RT_SHM, shmid, cmd, buf);
+	case IPC_RMID: return ipc_remove(RT_SHM, shmid);
+	}
+	uint32_t srid;
+	if (ipc_srid(RT_SHM, shmid, &srid)) return -1;
+	int r = REAL(shmctl)((int)srid, cmd, buf);
+	if (r == 0 && cmd == IPC_STAT) buf->shm_perm.__key = ipc_virtual_key(RT_SHM, buf->shm_perm.__key);
+	return r;
+}
