@@ -102,6 +102,17 @@ export function fwdVal(v: FwdVal): Buffer {
   b.writeBigUInt64BE(BigInt(v.createdMs), 16);
   return b;
 }
+/** The skey of a shared memory segment removed (IPC_RMID) while still
+ * attached: the kernel keeps it, keyless, until the last detach, and its
+ * row stays (with vkey 0) until then. */
+export const SKEY_REMOVED = 0xffffffff;
+export function fwdValRemoved(v: FwdVal): boolean {
+  return v.vkey === 0 && v.skey === SKEY_REMOVED;
+}
+
+/** The key type of each IPC family (semkey for sem, ...). */
+export const KEY_TYPE_OF: Partial<Record<ResourceType, ResourceType>> = { sem: 'semkey', shm: 'shmkey', msg: 'msgkey' };
+
 export function decodeFwdVal(b: Uint8Array): FwdVal {
   const buf = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
   return {

@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI_PATH, SHIM_PATH } from '../ts/paths.js';
+import { IPCRM_OPTION, IPC_TYPES, type IpcType, kernelObjects } from '../ts/sysvipc.js';
 import { TEST_ROOT } from './helpers.js';
 
 /** Processes started under a test home that are still running. */
@@ -37,31 +38,31 @@ function sweep(): void {
   rmSync(TEST_ROOT, { recursive: true, force: true });
 }
 
-function semIds(): Set<number> {
-  return new Set(
-    readFileSync('/proc/sysvipc/sem', 'latin1')
-      .split('\n')
-      .slice(1)
-      .filter((l) => l.trim())
-      .map((l) => Number(l.trim().split(/\s+/)[1])),
-  );
+/** Every SysV IPC object on the host, as "sem 5", "shm 7", ... */
+function ipcObjects(): Set<string> {
+  const all = new Set<string>();
+  for (const type of IPC_TYPES) for (const id of kernelObjects(type).keys()) all.add(`${type} ${id}`);
+  return all;
 }
 
-let before = new Set<number>();
+let before = new Set<string>();
 
 export function setup(): void {
   if (!existsSync(SHIM_PATH)) throw new Error(`${SHIM_PATH} is missing: run 'npm install' to build the native code`);
   sweep();
-  before = semIds();
+  before = ipcObjects();
 }
 
-/** After the sweep, a set the suite made and no table knows of is a leak
- * the tests did not catch: it is removed, and the run fails. */
+/** After the sweep, an object the suite made and no table knows of is a
+ * leak the tests did not catch: it is removed, and the run fails. */
 export function teardown(): void {
   sweep();
-  const leaked = [...semIds()].filter((id) => !before.has(id));
+  const leaked = [...ipcObjects()].filter((o) => !before.has(o));
   if (leaked.length) {
-    for (const id of leaked) spawnSync('ipcrm', ['-s', String(id)]);
-    throw new Error(`the test suite leaked semaphore sets ${leaked.join(', ')} (removed now)`);
+    for (const o of leaked) {
+      const [type, id] = o.split(' ');
+      spawnSync('ipcrm', [IPCRM_OPTION[type as IpcType], id]);
+    }
+    throw new Error(`the test suite leaked SysV IPC objects: ${leaked.join(', ')} (removed now)`);
   }
 }

@@ -6,6 +6,9 @@ import { CLI_PATH, builtProgram } from '../ts/paths.js';
 export const TEST_ROOT = '/tmp/appshot-tests';
 export const SEMTOOL = builtProgram('semtool');
 export const SEMLOOP = builtProgram('semloop');
+export const SHMTOOL = builtProgram('shmtool');
+export const MSGTOOL = builtProgram('msgtool');
+export const PRODCONS = builtProgram('prodcons');
 
 /** A fresh APPSHOT_HOME for one test; global teardown cleans them all. */
 export function makeHome(): string {

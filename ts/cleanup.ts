@@ -1,7 +1,7 @@
 import { addon } from './addon.js';
-import { semRemove } from './libc.js';
+import { ipcRemove } from './libc.js';
 import { processAlive, processesOf } from './procinfo.js';
-import { semKeysById } from './sysvipc.js';
+import { IPCRM_OPTION, IPC_NOUN, type IpcType, type KernelObject, isIpcType, kernelObjects, shmAttachers } from './sysvipc.js';
 import { type FwdRow, type Tables, appRows, fwdRows, getApp, prefixRange, putApp, writeTxn } from './tables.js';
 import * as S from '../tables/schema.js';
 
@@ -16,19 +16,50 @@ export interface CleanupReport {
 const EINVAL = 22;
 const EIDRM = 43;
 
+/** What became of the kernel object a row names. */
+type Outcome = 'removed' | 'gone' | 'attached' | { failed: string };
+
+const hex = (n: number) => '0x' + n.toString(16).padStart(8, '0');
+
+/** The kernel objects of each family, read once per cleanup. */
+class Listings {
+  private cache = new Map<IpcType, Map<number, KernelObject>>();
+  of(type: IpcType): Map<number, KernelObject> {
+    let l = this.cache.get(type);
+    if (!l) this.cache.set(type, (l = kernelObjects(type)));
+    return l;
+  }
+}
+
 /**
- * Removes the kernel set a row names, if it is still that set: present,
- * and carrying the key the row says it was created with. A row can be
- * stale (its set removed behind the shim's back) and its ID reused since by
- * a program outside appshot, whose set must not go. Returns whether it
- * removed it, or a note when it could not.
+ * Removes the kernel object a row names, if it is still that object:
+ * present, and carrying the key the row says it has. A row can be stale
+ * (its object removed behind the shim's back) and its ID reused since by a
+ * program outside appshot, whose object must not go. A segment still
+ * attached (the application's processes are gone, so by a process outside
+ * it) is left alone.
  */
-function removeSet(row: FwdRow, sets: Map<number, number>): boolean | string {
-  if (sets.get(row.srid) !== row.skey) return false;
-  const err = semRemove(row.srid);
-  if (err === 0) return true;
-  if (err === EINVAL || err === EIDRM) return false;
-  return `could not remove semaphore set ${row.srid} (virtual ${row.vrid}): errno ${err}; remove it as its owner with 'ipcrm -s ${row.srid}'`;
+function removeObject(type: IpcType, row: FwdRow, listings: Listings): Outcome {
+  const obj = listings.of(type).get(row.srid);
+  const key = S.fwdValRemoved(row) ? 0 : row.skey;
+  if (!obj || obj.key !== key) return 'gone';
+  if (obj.nattch > 0) return 'attached';
+  const err = ipcRemove(type, row.srid);
+  if (err === 0) return 'removed';
+  if (err === EINVAL || err === EIDRM) return 'gone';
+  return {
+    failed: `could not remove ${IPC_NOUN[type]} ${row.srid} (virtual ${row.vrid}): errno ${err}; remove it as its owner with 'ipcrm ${IPCRM_OPTION[type]} ${row.srid}'`,
+  };
+}
+
+function attachedNote(row: FwdRow): string {
+  const pids = shmAttachers(row.srid);
+  const who = pids.length ? ` (process${pids.length === 1 ? '' : 'es'} ${pids.join(', ')})` : '';
+  const key = row.vkey ? `, key ${hex(row.vkey)}` : '';
+  return (
+    `shared memory segment ${row.srid} (virtual ${row.vrid}${key}) is still attached by a process outside the application${who}: ` +
+    `left alone with its table rows; 'appshot gc' removes it once they detach`
+  );
 }
 
 /** Inside a write transaction: a creator that died between its kernel call
@@ -37,22 +68,41 @@ export function recoverInflight(t: Tables): string | null {
   return addon().recoverInflight(t.home, (type, srid) => t.rev.get(S.revKey(t.node, type, srid)) !== undefined);
 }
 
+function rowIsOurs(t: Tables, row: FwdRow): boolean {
+  const rev = t.rev.get(S.revKey(t.node, row.type, row.srid));
+  if (rev === undefined) return false;
+  const r = S.decodeRevVal(rev);
+  return r.aid === row.aid && r.vrid === row.vrid;
+}
+
 /** Inside a write transaction: removes every kernel object of the
- * application and every row that names it, except its apps row. */
-function removeAll(t: Tables, aid: string, report: CleanupReport): void {
-  const sets = semKeysById();
-  for (const row of [...fwdRows(t, aid)]) {
-    const revKey = S.revKey(t.node, row.type, row.srid);
-    const rev = t.rev.get(revKey);
-    const ours = rev !== undefined && S.decodeRevVal(rev).aid === aid && S.decodeRevVal(rev).vrid === row.vrid;
-    if (ours) {
-      const removed = row.type === S.RT.sem ? removeSet(row, sets) : false;
-      if (typeof removed === 'string') report.notes.push(removed);
-      else if (removed) report.removed.sem = (report.removed.sem ?? 0) + 1;
-      t.rev.removeSync(revKey);
+ * application and every row that names it, except its apps row and the
+ * rows of segments left alone because a process outside still has them
+ * attached. Returns how many were left alone. */
+function removeAll(t: Tables, aid: string, report: CleanupReport): number {
+  const listings = new Listings();
+  const rows = [...fwdRows(t, aid)];
+  const keep = new Set<string>();
+  for (const row of rows) {
+    const type = S.RT_NAME[row.type];
+    if (!isIpcType(type) || !rowIsOurs(t, row)) continue;
+    const outcome = removeObject(type, row, listings);
+    if (outcome === 'removed') report.removed[type] = (report.removed[type] ?? 0) + 1;
+    else if (typeof outcome === 'object') report.notes.push(outcome.failed);
+    else if (outcome === 'attached') {
+      report.notes.push(attachedNote(row));
+      keep.add(S.fwdKey(aid, row.type, row.vrid).toString('hex'));
+      if (row.vkey) keep.add(S.fwdKey(aid, S.RT[S.KEY_TYPE_OF[type]!], row.vkey).toString('hex'));
+    }
+  }
+  for (const row of rows) {
+    const fwdKey = S.fwdKey(aid, row.type, row.vrid);
+    if (keep.has(fwdKey.toString('hex'))) continue;
+    if (rowIsOurs(t, row)) {
+      t.rev.removeSync(S.revKey(t.node, row.type, row.srid));
       report.rows++;
     }
-    t.fwd.removeSync(S.fwdKey(aid, row.type, row.vrid));
+    t.fwd.removeSync(fwdKey);
     report.rows++;
   }
   for (const { key } of [...t.alloc.getRange(prefixRange(S.fwdPrefix(aid)))]) {
@@ -65,6 +115,7 @@ function removeAll(t: Tables, aid: string, report: CleanupReport): void {
       report.rows++;
     }
   }
+  return keep.size;
 }
 
 /**
@@ -82,7 +133,7 @@ export function endAppInTxn(t: Tables, aid: string, opts: { keep: boolean }): Cl
   if (recovered) report.notes.push(recovered);
   if (!opts.keep) removeAll(t, aid, report);
   const app = getApp(t, aid);
-  if (app) putApp(t, aid, { ...app, state: opts.keep ? S.APP_STATE.kept : S.APP_STATE.ended, endedMs: Date.now() });
+  if (app) putApp(t, aid, { ...app, state: opts.keep ? S.APP_STATE.kept : S.APP_STATE.ended, endedMs: app.endedMs || Date.now() });
   return report;
 }
 
@@ -92,17 +143,46 @@ export function appLive(t: Tables, aid: string, app: S.AppVal): boolean {
   return processAlive(app.harnessSpid, app.harnessStart) || processesOf(aid, t.home).length > 0;
 }
 
+function hasRows(t: Tables, aid: string): boolean {
+  return !fwdRows(t, aid).next().done;
+}
+
+/** A live application's segments removed while attached whose last detach
+ * came at a process's exit (no shmdt for the shim to see): their rows go. */
+function dropGoneSegments(t: Tables, aid: string, listings: Listings): CleanupReport | null {
+  // No AID on the report: the application is not ended, only tidied.
+  const report: CleanupReport = { aid: '', removed: {}, rows: 0, notes: [] };
+  for (const row of [...fwdRows(t, aid, S.RT.shm)]) {
+    if (!S.fwdValRemoved(row) || listings.of('shm').has(row.srid) || !rowIsOurs(t, row)) continue;
+    t.rev.removeSync(S.revKey(t.node, row.type, row.srid));
+    t.fwd.removeSync(S.fwdKey(aid, row.type, row.vrid));
+    report.rows += 2;
+  }
+  if (!report.rows) return null;
+  report.notes.push(`dropped the rows of ${report.rows / 2} removed shared memory segment(s) of running application '${aid}' that the kernel no longer has`);
+  return report;
+}
+
 /** What a crashed harness left behind: applications marked running whose
- * processes are all gone are ended; with kept, kept ones are ended too. */
+ * processes are all gone are ended; ended ones whose segments were left
+ * attached are retried; with kept, kept ones are ended too. */
 export function gc(t: Tables, opts: { kept: boolean }): CleanupReport[] {
   return writeTxn(t, () => {
     const reports: CleanupReport[] = [];
+    const listings = new Listings();
     const recovered = recoverInflight(t);
-    if (recovered) reports.push({ aid: '', removed: { sem: 1 }, rows: 0, notes: [recovered] });
+    if (recovered) reports.push({ aid: '', removed: {}, rows: 0, notes: [recovered] });
     for (const { aid, app } of [...appRows(t)]) {
-      const stale = app.state === S.APP_STATE.running && !appLive(t, aid, app);
+      const running = app.state === S.APP_STATE.running;
+      const live = running && appLive(t, aid, app);
+      const stale = running && !live;
       const dropKept = opts.kept && app.state === S.APP_STATE.kept;
-      if (stale || dropKept) reports.push(endAppInTxn(t, aid, { keep: false }));
+      const leftovers = app.state === S.APP_STATE.ended && hasRows(t, aid);
+      if (stale || dropKept || leftovers) reports.push(endAppInTxn(t, aid, { keep: false }));
+      else if (live) {
+        const dropped = dropGoneSegments(t, aid, listings);
+        if (dropped) reports.push(dropped);
+      }
     }
     return reports;
   });

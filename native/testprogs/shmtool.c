@@ -1,0 +1,198 @@
+/*
+ * shmtool: runs a list of shared memory operations and prints one line per
+ * result, so tests can assert what a program sees. Each argument is one
+ * command; the "current" segment is the last one got or chosen with use,
+ * the "current" address the last one attached.
+ *
+ *   get KEY SIZE FLAGS    shmget; FLAGS is a mix of c (IPC_CREAT), x (IPC_EXCL), - (none)
+ *   private SIZE          shmget(IPC_PRIVATE)
+ *   use ID
+ *   attach FLAGS          shmat(cur, NULL, ...); FLAGS: r (SHM_RDONLY), - (none)
+ *   attachat ADDR FLAGS   shmat at ADDR ("last" for the last address, "last+N"
+ *                         for N bytes past it); FLAGS adds n (SHM_RND), m (SHM_REMAP)
+ *   detach | detachat ADDR
+ *   write TEXT | read     at the current address
+ *   stat                  IPC_STAT: key, size, nattch, mode, removed, cpid, lpid
+ *   rmid | lock | unlock | setmode MODE
+ *   info | shminfo | statidx I | statany I | statall
+ *   fork                  the rest runs in a child; the parent waits and exits with its status
+ *   loop N                attach, write, read and detach N times (forever if 0)
+ *   sleep MS | pid
+ * Output: "id N", "ok", "data TEXT", "err ENAME", ...
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ipc.h>
+#include <sys/shm.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int cur = -1;
+static char *addr;
+
+static int result(long r, const char *what)
+{
+	if (r < 0) printf("err %s\n", strerrorname_np(errno));
+	else printf("%s %ld\n", what, r);
+	return (int)r;
+}
+
+static int flags_of(const char *s)
+{
+	int f = 0600;
+	for (; *s; s++) {
+		if (*s == 'c') f |= IPC_CREAT;
+		if (*s == 'x') f |= IPC_EXCL;
+	}
+	return f;
+}
+
+static int attach_flags(const char *s)
+{
+	int f = 0;
+	for (; *s; s++) {
+		if (*s == 'r') f |= SHM_RDONLY;
+		if (*s == 'n') f |= SHM_RND;
+		if (*s == 'm') f |= SHM_REMAP;
+	}
+	return f;
+}
+
+static long num(const char *s) { return strtol(s, NULL, 0); }
+
+static void *address_of(const char *s)
+{
+	if (!strncmp(s, "last", 4)) return addr + (s[4] == '+' ? num(s + 5) : 0);
+	return (void *)(uintptr_t)strtoull(s, NULL, 0);
+}
+
+static void attach(void *at, int flags)
+{
+	void *p = shmat(cur, at, flags);
+	if (p == (void *)-1) {
+		result(-1, "ok");
+		return;
+	}
+	printf("attached %s\n", at && p != at ? "elsewhere" : "ok");
+	addr = p;
+}
+
+static void print_stat(void)
+{
+	struct shmid_ds ds;
+	if (result(shmctl(cur, IPC_STAT, &ds), "ok") < 0) return;
+	printf("key 0x%08x size %zu nattch %lu mode %o removed %d cpid %d lpid %d\n", (unsigned)ds.shm_perm.__key,
+	       ds.shm_segsz, (unsigned long)ds.shm_nattch, ds.shm_perm.mode & 0777, !!(ds.shm_perm.mode & SHM_DEST),
+	       ds.shm_cpid, ds.shm_lpid);
+}
+
+static void stat_index(int index, int cmd)
+{
+	struct shmid_ds ds;
+	if (result(shmctl(index, cmd, &ds), "id") >= 0) printf("key 0x%08x size %zu\n", (unsigned)ds.shm_perm.__key, ds.shm_segsz);
+}
+
+/* What ipcs does without /proc: SHM_INFO for the highest index, then SHM_STAT each. */
+static void stat_all(void)
+{
+	struct shm_info si;
+	int max = shmctl(0, SHM_INFO, (struct shmid_ds *)&si);
+	for (int k = 0; k <= max; k++) {
+		struct shmid_ds ds;
+		int id = shmctl(k, SHM_STAT, &ds);
+		if (id >= 0) printf("segment %d key 0x%08x\n", id, (unsigned)ds.shm_perm.__key);
+	}
+	printf("end\n");
+}
+
+static int loop(long n)
+{
+	for (long k = 0; n == 0 || k < n; k++) {
+		char *p = shmat(cur, NULL, 0);
+		if (p == (void *)-1) return result(-1, "ok"), 1;
+		snprintf(p, 32, "round %ld", k);
+		if (strtol(p + 6, NULL, 10) != k) return printf("bad data\n"), 1;
+		if (shmdt(p) != 0) return result(-1, "ok"), 1;
+	}
+	printf("looped %ld\n", n);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	for (int i = 1; i < argc; i++) {
+		const char *c = argv[i];
+		if (!strcmp(c, "get")) {
+			int r = shmget((key_t)num(argv[i + 1]), (size_t)num(argv[i + 2]), flags_of(argv[i + 3]));
+			if (r >= 0) cur = r;
+			result(r, "id");
+			i += 3;
+		} else if (!strcmp(c, "private")) {
+			int r = shmget(IPC_PRIVATE, (size_t)num(argv[++i]), 0600);
+			if (r >= 0) cur = r;
+			result(r, "id");
+		} else if (!strcmp(c, "use")) {
+			cur = (int)num(argv[++i]);
+		} else if (!strcmp(c, "attach")) {
+			attach(NULL, attach_flags(argv[++i]));
+		} else if (!strcmp(c, "attachat")) {
+			attach(address_of(argv[i + 1]), attach_flags(argv[i + 2]));
+			i += 2;
+		} else if (!strcmp(c, "detach")) {
+			result(shmdt(addr), "ok");
+		} else if (!strcmp(c, "detachat")) {
+			result(shmdt(address_of(argv[++i])), "ok");
+		} else if (!strcmp(c, "write")) {
+			strcpy(addr, argv[++i]);
+			printf("ok 0\n");
+		} else if (!strcmp(c, "read")) {
+			printf("data %s\n", addr);
+		} else if (!strcmp(c, "stat")) {
+			print_stat();
+		} else if (!strcmp(c, "rmid")) {
+			result(shmctl(cur, IPC_RMID, NULL), "ok");
+		} else if (!strcmp(c, "lock") || !strcmp(c, "unlock")) {
+			result(shmctl(cur, !strcmp(c, "lock") ? SHM_LOCK : SHM_UNLOCK, NULL), "ok");
+		} else if (!strcmp(c, "setmode")) {
+			struct shmid_ds ds;
+			if (shmctl(cur, IPC_STAT, &ds) == 0) ds.shm_perm.mode = (unsigned short)num(argv[i + 1]);
+			result(shmctl(cur, IPC_SET, &ds), "ok");
+			i++;
+		} else if (!strcmp(c, "info")) {
+			struct shminfo si;
+			if (result(shmctl(0, IPC_INFO, (struct shmid_ds *)&si), "maxidx") >= 0)
+				printf("shmmni %lu\n", si.shmmni);
+		} else if (!strcmp(c, "shminfo")) {
+			struct shm_info si;
+			if (result(shmctl(0, SHM_INFO, (struct shmid_ds *)&si), "maxidx") >= 0)
+				printf("used_ids %d shm_tot %lu shm_rss %lu\n", si.used_ids, si.shm_tot, si.shm_rss);
+		} else if (!strcmp(c, "statidx") || !strcmp(c, "statany")) {
+			stat_index((int)num(argv[++i]), !strcmp(c, "statidx") ? SHM_STAT : SHM_STAT_ANY);
+		} else if (!strcmp(c, "statall")) {
+			stat_all();
+		} else if (!strcmp(c, "fork")) {
+			pid_t p = fork();
+			if (p < 0) return result(-1, "fork"), 1;
+			if (p > 0) {
+				int st;
+				waitpid(p, &st, 0);
+				return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+			}
+		} else if (!strcmp(c, "loop")) {
+			if (loop(num(argv[++i]))) return 1;
+		} else if (!strcmp(c, "sleep")) {
+			usleep((useconds_t)num(argv[++i]) * 1000);
+		} else if (!strcmp(c, "pid")) {
+			printf("pid %d\n", getpid());
+		} else {
+			fprintf(stderr, "shmtool: unknown command %s\n", c);
+			return 2;
+		}
+	}
+	return 0;
+}
