@@ -29,7 +29,7 @@ describe('appshot tables', () => {
     appshot(home, ['run', '--', 'true']);
     const r = appshot(home, ['tables', '--type', 'bogus']);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/argument 'bogus' is invalid. Allowed choices are sem, key/);
+    expect(r.stderr).toMatch(/argument 'bogus' is invalid. Allowed choices are sem, shm, msg, key/);
     expect(appshot(home, ['tables', '--aid', '../x']).code).toBe(2);
   });
 
