@@ -76,8 +76,8 @@ export async function waitFor(read: () => string, re: RegExp, ms = 20_000): Prom
   }
 }
 
-export function runNative(args: string[]): Result {
-  const r = spawnSync(SEMTOOL, args, { encoding: 'utf8', env: cleanEnv('/nonexistent') });
+export function runNative(args: string[], program = SEMTOOL): Result {
+  const r = spawnSync(program, args, { encoding: 'utf8', env: cleanEnv('/nonexistent') });
   return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
 }
 

@@ -13,8 +13,8 @@
  *   stat                  IPC_STAT: key, qnum, cbytes, qbytes, mode
  *   setqbytes N | rmid
  *   info | msginfo | statidx I | statany I | statall
- *   pingpong SHMID N      two processes exchange N messages (forever if 0),
- *                         attaching and detaching segment SHMID each time
+ *   pingpong N            two processes exchange N messages (forever if 0),
+ *                         attaching and detaching a private segment each time
  *   sleep MS | pid
  * Output: "id N", "ok", "msg TYPE TEXT", "err ENAME", ...
  */
@@ -117,8 +117,10 @@ static int exchange(int shmid, long n, long in, long out, int first)
 	return 0;
 }
 
-static int pingpong(int shmid, long n)
+static int pingpong(long n)
 {
+	int shmid = shmget(IPC_PRIVATE, 4096, 0600);
+	if (shmid < 0) return result(-1, "shm"), 1;
 	pid_t child = fork();
 	if (child == 0) _exit(exchange(shmid, n, 1, 2, 0));
 	printf("ready\n");
@@ -127,6 +129,7 @@ static int pingpong(int shmid, long n)
 	int st;
 	waitpid(child, &st, 0);
 	failed |= !WIFEXITED(st) || WEXITSTATUS(st);
+	shmctl(shmid, IPC_RMID, NULL);
 	printf(failed ? "pingpong failed\n" : "pingpong %ld\n", n);
 	return failed;
 }
@@ -195,8 +198,7 @@ int main(int argc, char **argv)
 		} else if (!strcmp(c, "statall")) {
 			stat_all();
 		} else if (!strcmp(c, "pingpong")) {
-			if (pingpong((int)num(argv[i + 1]), num(argv[i + 2]))) return 1;
-			i += 2;
+			if (pingpong(num(argv[++i]))) return 1;
 		} else if (!strcmp(c, "sleep")) {
 			usleep((useconds_t)num(argv[++i]) * 1000);
 		} else if (!strcmp(c, "pid")) {

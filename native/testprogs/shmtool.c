@@ -9,7 +9,8 @@
  *   use ID
  *   attach FLAGS          shmat(cur, NULL, ...); FLAGS: r (SHM_RDONLY), - (none)
  *   attachat ADDR FLAGS   shmat at ADDR ("last" for the last address, "last+N"
- *                         for N bytes past it); FLAGS adds n (SHM_RND), m (SHM_REMAP)
+ *                         for N bytes past it); FLAGS adds n (SHM_RND), m (SHM_REMAP);
+ *                         prints where it attached, relative to the last address
  *   detach | detachat ADDR
  *   write TEXT | read     at the current address
  *   stat                  IPC_STAT: key, size, nattch, mode, removed, cpid, lpid
@@ -17,6 +18,7 @@
  *   info | shminfo | statidx I | statany I | statall
  *   fork                  the rest runs in a child; the parent waits and exits with its status
  *   loop N                attach, write, read and detach N times (forever if 0)
+ *   waitfile PATH         waits until PATH exists
  *   sleep MS | pid
  * Output: "id N", "ok", "data TEXT", "err ENAME", ...
  */
@@ -72,12 +74,13 @@ static void *address_of(const char *s)
 
 static void attach(void *at, int flags)
 {
-	void *p = shmat(cur, at, flags);
+	char *p = shmat(cur, at, flags);
 	if (p == (void *)-1) {
 		result(-1, "ok");
 		return;
 	}
-	printf("attached %s\n", at && p != at ? "elsewhere" : "ok");
+	if (at) printf("attached at last%+ld\n", (long)(p - addr));
+	else printf("attached ok\n");
 	addr = p;
 }
 
@@ -185,6 +188,9 @@ int main(int argc, char **argv)
 			}
 		} else if (!strcmp(c, "loop")) {
 			if (loop(num(argv[++i]))) return 1;
+		} else if (!strcmp(c, "waitfile")) {
+			while (access(argv[i + 1], F_OK) != 0) usleep(10000);
+			i++;
 		} else if (!strcmp(c, "sleep")) {
 			usleep((useconds_t)num(argv[++i]) * 1000);
 		} else if (!strcmp(c, "pid")) {
