@@ -9,6 +9,7 @@
  *   sendsize TYPE BYTES FLAGS
  *   recv TYPE SIZE FLAGS  msgrcv; FLAGS: n (IPC_NOWAIT), e (MSG_EXCEPT), t (MSG_NOERROR), - (none)
  *   bgrecv TYPE           a child blocks in msgrcv and prints what it got and after how long
+ *   bgsend TYPE BYTES     a child blocks in msgsnd and prints how it ended
  *   waitall               waits for every child
  *   stat                  IPC_STAT: key, qnum, cbytes, qbytes, mode
  *   setqbytes N | rmid
@@ -172,6 +173,15 @@ int main(int argc, char **argv)
 				ssize_t n = msgrcv(cur, &m, sizeof m.text, type, 0);
 				if (n < 0) result(-1, "msg");
 				else printf("waited %.0f ms for msg %ld %.*s\n", now_ms() - t0, m.type, (int)n, m.text);
+				_exit(0);
+			}
+		} else if (!strcmp(c, "bgsend")) {
+			m.type = num(argv[i + 1]);
+			size_t len = (size_t)num(argv[i + 2]);
+			i += 2;
+			if (fork() == 0) {
+				memset(m.text, 'x', len < sizeof m.text ? len : sizeof m.text);
+				result(msgsnd(cur, &m, len, 0), "sent");
 				_exit(0);
 			}
 		} else if (!strcmp(c, "waitall")) {
