@@ -1,18 +1,23 @@
 /**
- * `npm run bench`: the per-call cost of the translated semaphore calls,
- * natively and under the shim in the same run, reported as ratios against
- * the targets, with absolute times beside them. Results go to
- * bench/results/<date>.json.
+ * `npm run bench`: the per-call cost of the translated SysV IPC calls
+ * (semaphores, shared memory, message queues), natively and under the shim
+ * in the same run, reported as ratios against the targets, with absolute
+ * times beside them. Results go to bench/results/<date>.json.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import Table from 'cli-table3';
 import { CLI_PATH, ROOT, builtProgram } from '../ts/paths.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
-const SEMBENCH = builtProgram('sembench');
+/** The drivers, each with its own keys natively and under the shim, so
+ * that neither side ever finds the other's objects. */
+const DRIVERS = [
+  { program: builtProgram('sembench'), nativeKey: 0x5eb000, shimKey: 0x5eb100 },
+  { program: builtProgram('ipcbench'), nativeKey: 0x5eb200, shimKey: 0x5eb300 },
+];
 
 type Sample = Record<string, number | { p50: number; p99: number }>;
 
@@ -23,6 +28,9 @@ const PAIRED: { metric: string; label: string; target: number }[] = [
   { metric: 'semget_existing', label: 'semget, existing key', target: Infinity },
   { metric: 'create_remove', label: 'create + remove (IPC_PRIVATE)', target: 2.5 },
   { metric: 'create_remove_keyed', label: 'create + remove (keyed)', target: 2.5 },
+  { metric: 'shmat_shmdt', label: 'shmat + shmdt (one pair)', target: 1.1 },
+  { metric: 'shmget_existing', label: 'shmget, existing key (no IPC_CREAT)', target: 1.1 },
+  { metric: 'msg_round_trip', label: 'msgsnd + msgrcv ping-pong, 64 B, per round trip (2 sends + 2 receives)', target: 1.1 },
 ];
 /** Shim-only figures: absolute time, with a bound where the issue sets one. */
 const ABSOLUTE: { metric: string; label: string; targetNs: number }[] = [
@@ -33,12 +41,12 @@ const LOOKUPS = [
   { metric: 'lookup_after_commit', label: 'translation lookup after a commit (LMDB read)', p50Target: Infinity },
 ];
 
-function runOnce(home: string, shim: boolean, key: number): Sample {
+function runOnce(home: string, program: string, shim: boolean, key: number): Sample {
   const args = [`0x${key.toString(16)}`];
   const r = shim
-    ? spawnSync(process.execPath, [CLI_PATH, 'run', '--', SEMBENCH, ...args], { env: { ...process.env, APPSHOT_HOME: home }, encoding: 'utf8' })
-    : spawnSync(SEMBENCH, args, { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`sembench ${shim ? 'under the shim' : 'natively'} failed (${r.status}): ${r.stderr}`);
+    ? spawnSync(process.execPath, [CLI_PATH, 'run', '--', program, ...args], { env: { ...process.env, APPSHOT_HOME: home }, encoding: 'utf8' })
+    : spawnSync(program, args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${basename(program)} ${shim ? 'under the shim' : 'natively'} failed (${r.status}): ${r.stderr}`);
   return JSON.parse(r.stdout);
 }
 
@@ -51,9 +59,16 @@ function main(): void {
   try {
     for (let i = 0; i < ROUNDS; i++) {
       process.stderr.write(`\rround ${i + 1}/${ROUNDS}`);
-      // Alternate so that drift in the machine hits both sides alike.
-      native.push(runOnce(home, false, 0x5eb000 + i * 4));
-      shim.push(runOnce(home, true, 0x5eb100 + i * 4));
+      // One sample per side per round, all drivers' metrics in it.
+      const n: Sample = {};
+      const s: Sample = {};
+      for (const { program, nativeKey, shimKey } of DRIVERS) {
+        // Alternate so that drift in the machine hits both sides alike.
+        Object.assign(n, runOnce(home, program, false, nativeKey + i * 4));
+        Object.assign(s, runOnce(home, program, true, shimKey + i * 4));
+      }
+      native.push(n);
+      shim.push(s);
     }
     process.stderr.write('\n');
   } finally {

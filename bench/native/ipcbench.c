@@ -20,6 +20,8 @@
 #include <sys/shm.h>
 #include <sys/wait.h>
 #include <time.h>
+
+#include "bench.h"
 #include <unistd.h>
 
 #define SEGMENT_SIZE 4096
@@ -35,26 +37,6 @@ struct message {
 static int shmid = -1, msqid = -1;
 static pid_t owner, echo_pid = -1;
 static int under_shim;
-
-static double now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e9 + ts.tv_nsec;
-}
-
-#define PER_CALL(label, iters, body)                                  \
-	do {                                                          \
-		double best = 1e18;                                   \
-		for (int round = 0; round < 5; round++) {             \
-			double t0 = now_ns();                         \
-			for (long i = 0; i < (iters); i++) { body; }  \
-			double ns = (now_ns() - t0) / (iters);        \
-			if (ns < best) best = ns;                     \
-		}                                                     \
-		printf("%s\"%s\": %.1f", first ? "" : ", ", label, best); \
-		first = 0;                                            \
-	} while (0)
 
 /* Runs at every exit() of the creating process, so error paths clean up
  * too. Removing the queue is also what ends the echo child (EIDRM). */
@@ -165,7 +147,7 @@ int main(int argc, char **argv)
 	if ((msqid = msgget(IPC_PRIVATE, 0600)) < 0) fail("ipcbench: msgget");
 
 	printf("{");
-	PER_CALL("shmat_shmdt", 100000, attach_detach());
+	PER_CALL("shmat_shmdt", 50000, attach_detach());
 	PER_CALL("shmget_existing", 1000000, get_existing(key));
 	/* Last: it pins this process to one CPU. */
 	start_echo();

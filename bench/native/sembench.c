@@ -13,27 +13,9 @@
 #include <sys/ipc.h>
 #include <sys/sem.h>
 #include <time.h>
+
+#include "bench.h"
 #include <x86intrin.h>
-
-static double now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e9 + ts.tv_nsec;
-}
-
-#define PER_CALL(label, iters, body)                                  \
-	do {                                                          \
-		double best = 1e18;                                   \
-		for (int round = 0; round < 5; round++) {             \
-			double t0 = now_ns();                         \
-			for (long i = 0; i < (iters); i++) { body; }  \
-			double ns = (now_ns() - t0) / (iters);        \
-			if (ns < best) best = ns;                     \
-		}                                                     \
-		printf("%s\"%s\": %.1f", first ? "" : ", ", label, best); \
-		first = 0;                                            \
-	} while (0)
 
 static int cmp_u64(const void *a, const void *b)
 {
