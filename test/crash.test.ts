@@ -5,7 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { SHIM_PATH } from '../ts/paths.js';
 import { openTables } from '../ts/tables.js';
 import * as S from '../tables/schema.js';
-import { SEMLOOP, SEMTOOL, appshot, appshotAsync, kernelSems, makeHome, tablesJson, waitFor } from './helpers.js';
+import { IPC_TYPES, kernelObjects } from '../ts/sysvipc.js';
+import { MSGTOOL, SEMLOOP, SEMTOOL, SHMTOOL, appshot, appshotAsync, kernelSems, makeHome, tablesJson, waitFor } from './helpers.js';
 
 /** Every forward row has its reverse row and the other way round. */
 function tablesWhole(home: string): string[] {
@@ -87,6 +88,48 @@ describe('crashes leave no kernel object and whole table rows', () => {
     const next = appshot(home, ['run', '--', SEMTOOL, 'private', '1']);
     expect(next.code).toBe(0);
     expect(kernelSems().filter((s) => !before.has(s.semid))).toEqual([]);
+    expect(tablesWhole(home)).toEqual([]);
+  });
+});
+
+/** Every SysV IPC object on the host, as "shm 7", ... */
+function ipcObjects(): Set<string> {
+  const all = new Set<string>();
+  for (const type of IPC_TYPES) for (const id of kernelObjects(type).keys()) all.add(`${type} ${id}`);
+  return all;
+}
+const newObjects = (before: Set<string>) => [...ipcObjects()].filter((o) => !before.has(o));
+
+describe('crashes with shared memory and message queues', () => {
+  it.each([30, 120, 400])('SIGKILL %i ms into two processes exchanging messages and attaching segments: nothing left, rows whole', async (ms) => {
+    const home = makeHome();
+    const before = ipcObjects();
+    const app = appshotAsync(home, ['run', '--aid', 'pingpong', '--', MSGTOOL, 'get', '0x5e2030', 'c', 'pingpong', '0']);
+    await waitFor(app.out, /ready/);
+    await new Promise((r) => setTimeout(r, ms));
+    const pids = appPids(home, 'pingpong');
+    expect(pids.length, `processes of the application: ${pids}`).toBe(2);
+    for (const pid of pids) process.kill(pid, 'SIGKILL');
+    const r = await app.done;
+    const context = `harness stderr: ${r.stderr}`;
+    expect(r.code, context).toBe(128 + 9);
+    expect(newObjects(before), context).toEqual([]);
+    expect(tablesWhole(home), context).toEqual([]);
+    expect(tablesJson(home, ['--aid', 'pingpong']), context).toEqual([]);
+  });
+
+  it.each([
+    ['a keyed segment', SHMTOOL, ['get', '0x5e2031', '4096', 'c']],
+    ['a private segment', SHMTOOL, ['private', '4096']],
+    ['a keyed queue', MSGTOOL, ['get', '0x5e2032', 'c']],
+    ['a private queue', MSGTOOL, ['private']],
+  ])('a process killed between creating %s and recording it: the harness removes it', (_what, program, args) => {
+    const home = makeHome();
+    const before = ipcObjects();
+    const r = appshot(home, ['run', '--aid', 'fault', '--', program, ...args], { APPSHOT_FAULT: 'after-create' });
+    expect(r.code).toBe(128 + 9);
+    expect(r.stderr).toMatch(/removed (shared memory segment|message queue) \d+ that process \d+ of application 'fault' created and did not record before it died/);
+    expect(newObjects(before)).toEqual([]);
     expect(tablesWhole(home)).toEqual([]);
   });
 });

@@ -1,8 +1,8 @@
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { kernelObjects } from '../ts/sysvipc.js';
-import { SHMTOOL, appshot, appshotAsync, lines, makeHome, runNative, tablesJson, waitFor } from './helpers.js';
+import { PRODCONS, SHMTOOL, appshot, appshotAsync, lines, makeHome, runNative, tablesJson, waitFor } from './helpers.js';
 
 const run = (home: string, args: string[], opts: string[] = []) => appshot(home, ['run', ...opts, '--', SHMTOOL, ...args]);
 
@@ -130,5 +130,32 @@ describe('shared memory under the shim', () => {
       runNative(['use', String(holderId), 'rmid'], SHMTOOL);
       appshot(home, ['gc', '--kept']);
     }
+  });
+});
+
+describe('two copies of a program built for one, side by side', () => {
+  it('producer and consumer pairs meeting at fixed key 0x5eed, as two applications at once, each see only their own data', async () => {
+    const home = makeHome();
+    const hold = join(home, 'hold');
+    writeFileSync(hold, '');
+    const a = appshotAsync(home, ['run', '--aid', 'pair-a', '--', PRODCONS, 'from-a', hold]);
+    await waitFor(a.out, /consumer read/);
+    const b = appshotAsync(home, ['run', '--aid', 'pair-b', '--no-identity', '--', PRODCONS, 'from-b', hold]);
+    await waitFor(b.out, /consumer read/);
+    expect(a.out()).toBe('consumer read from-a\n');
+    expect(b.out()).toBe('consumer read from-b\n');
+    // Both hold their own segment and queue under 0x5eed; the first has the real key.
+    const keys = (aid: string) => tablesJson(home, ['--aid', aid, '--type', 'key']).map((r) => `${r.type} ${r.virtual} ${r.system}`);
+    expect(keys('pair-a')).toEqual([`shmkey ${0x5eed} ${0x5eed}`, `msgkey ${0x5eed} ${0x5eed}`]);
+    const bKeys = keys('pair-b');
+    expect(bKeys.map((k) => k.split(' ').slice(0, 2).join(' '))).toEqual([`shmkey ${0x5eed}`, `msgkey ${0x5eed}`]);
+    for (const k of bKeys) expect(Number(k.split(' ')[2])).not.toBe(0x5eed);
+    const segments = ['pair-a', 'pair-b'].map((aid) => shmRows(home, aid)[0]);
+    expect(segments[0].system).not.toBe(segments[1].system);
+    expect(segments[1].virtual).not.toBe(segments[1].system);
+    rmSync(hold);
+    const [ra, rb] = await Promise.all([a.done, b.done]);
+    expect([ra.code, rb.code]).toEqual([0, 0]);
+    for (const s of segments) expect(kernelObjects('shm').has(s.system)).toBe(false);
   });
 });
