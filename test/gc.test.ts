@@ -1,6 +1,8 @@
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { SEMTOOL, appshot, appshotAsync, kernelSems, makeHome, tablesJson, waitFor } from './helpers.js';
+import { kernelObjects } from '../ts/sysvipc.js';
+import { MSGTOOL, SEMTOOL, SHMTOOL, appshot, appshotAsync, kernelSems, makeHome, tablesJson, waitFor } from './helpers.js';
 
 describe('cleanup and appshot gc', () => {
   it('when the last process exits, the harness removes the sets the application still holds', () => {
@@ -50,5 +52,56 @@ describe('cleanup and appshot gc', () => {
     expect(JSON.parse(gc.stdout)).toEqual([expect.objectContaining({ aid: 'orphan', removed: { sem: 1 } })]);
     expect(kernelSems().some((s) => s.key === 0x5e3005)).toBe(false);
     expect(tablesJson(home, ['--aid', 'orphan'])).toEqual([]);
+  });
+
+  it('the harness removes segments and queues too, but leaves a segment attached outside the application, and gc reports it until it is free', async () => {
+    const home = makeHome();
+    const app = appshotAsync(home, ['run', '--aid', 'shared', '--', 'sh', '-c',
+      `${MSGTOOL} get 0x5e3006 c send 1 left - >/dev/null && ${SHMTOOL} private 4096 >/dev/null && exec ${SHMTOOL} get 0x5e3007 4096 c attach - write shared pid sleep 100000`]);
+    await waitFor(app.out, /^pid/m);
+    const segment = tablesJson(home, ['--aid', 'shared', '--type', 'shm']).find((r) => r.key === 0x5e3007)!;
+    const queue = tablesJson(home, ['--aid', 'shared', '--type', 'msg'])[0];
+    const privateSegment = tablesJson(home, ['--aid', 'shared', '--type', 'shm']).find((r) => r.key === 0)!;
+    // A program outside appshot attaches the segment by its system ID.
+    const outsider = spawn(SHMTOOL, ['use', String(segment.system), 'attach', '-', 'read', 'pid', 'sleep', '100000'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let outsiderOut = '';
+    outsider.stdout!.on('data', (d) => (outsiderOut += d));
+    try {
+      const outsiderPid = (await waitFor(() => outsiderOut, /^pid (\d+)/m))[1];
+      expect(outsiderOut).toContain('data shared');
+      app.child.kill('SIGTERM');
+      const r = await app.done;
+      expect(r.stderr).toContain(`shared memory segment ${segment.system} (virtual ${segment.virtual}, key 0x005e3007) is still attached by a process outside the application (process ${outsiderPid}): left alone`);
+      expect(kernelObjects('msg').has(queue.system)).toBe(false);
+      expect(kernelObjects('shm').has(privateSegment.system)).toBe(false);
+      expect(kernelObjects('shm').get(segment.system)).toMatchObject({ nattch: 1 });
+      expect(tablesJson(home, ['--aid', 'shared']).map((row) => row.type).sort()).toEqual(['shm', 'shmkey']);
+      const gc1 = appshot(home, ['gc']);
+      expect(gc1.stdout).toContain(`shared memory segment ${segment.system} (virtual ${segment.virtual}, key 0x005e3007) is still attached`);
+      expect(kernelObjects('shm').has(segment.system)).toBe(true);
+      outsider.kill('SIGTERM');
+      await new Promise((res) => outsider.once('exit', res));
+      const gc2 = appshot(home, ['gc']);
+      expect(gc2.stdout).toMatch(/ended 'shared': removed 1 shared memory segment and 4 table rows/);
+      expect(kernelObjects('shm').has(segment.system)).toBe(false);
+      expect(tablesJson(home, ['--aid', 'shared'])).toEqual([]);
+      expect(appshot(home, ['gc']).stdout).toBe('nothing to clean up\n');
+    } finally {
+      outsider.kill('SIGKILL');
+    }
+  });
+
+  it('gc drops the rows of a running application\'s removed segment whose last detach came at a process exit', async () => {
+    const home = makeHome();
+    const app = appshotAsync(home, ['run', '--aid', 'exiting', '--', 'sh', '-c',
+      `${SHMTOOL} private 4096 attach - rmid >/dev/null && echo gone && exec sleep 100000`]);
+    await waitFor(app.out, /gone/);
+    const [row] = tablesJson(home, ['--aid', 'exiting', '--type', 'shm']);
+    expect(kernelObjects('shm').has(row.system)).toBe(false);
+    const gc = appshot(home, ['gc']);
+    expect(gc.stdout).toBe("dropped the rows of 1 removed shared memory segment(s) of running application 'exiting' that the kernel no longer has\n");
+    expect(tablesJson(home, ['--aid', 'exiting'])).toEqual([]);
+    app.child.kill('SIGTERM');
+    await app.done;
   });
 });
