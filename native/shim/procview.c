@@ -81,10 +81,12 @@ static int view_fd(uint8_t type, int flags)
 	return fd;
 }
 
-/* Only a read-only open gets the view; any other fails as it would. */
+/* Only an open for reading gets the view; any other (for writing, or
+ * O_PATH, or O_DIRECTORY) gets what the kernel gives it. */
 static int wants_view(const char *path, int flags)
 {
-	return shim_active && (flags & O_ACCMODE) == O_RDONLY && listing_type(path);
+	return shim_active && (flags & O_ACCMODE) == O_RDONLY && !(flags & (O_PATH | O_DIRECTORY)) &&
+	       listing_type(path);
 }
 
 static mode_t mode_arg(int flags, va_list ap)
