@@ -1,6 +1,7 @@
 import Table from 'cli-table3';
 import { type Tables, fwdRows } from '../ts/tables.js';
 import * as S from './schema.js';
+import { isIpcType } from '../ts/sysvipc.js';
 
 export interface TranslationRow {
   aid: string;
@@ -10,6 +11,8 @@ export interface TranslationRow {
   key: number | null;
   creator: number | null;
   created: string;
+  /** A shared memory segment removed while still attached (IPC objects only). */
+  removed?: boolean;
 }
 
 export interface Filter {
@@ -41,6 +44,7 @@ export function* translationRows(t: Tables, f: Filter): Generator<TranslationRow
       key: isKey ? null : r.vkey,
       creator: isKey ? null : r.creator,
       created: new Date(r.createdMs).toISOString(),
+      ...(isIpcType(type) ? { removed: S.fwdValRemoved(r) } : {}),
     };
   }
 }
@@ -60,7 +64,7 @@ export function renderTable(rows: TranslationRow[]): string {
       r.type,
       isKey ? hex(r.virtual) : String(r.virtual),
       isKey ? hex(r.system) : String(r.system),
-      r.key === null ? '' : r.key === 0 ? 'private' : hex(r.key),
+      r.removed ? 'removed' : r.key === null ? '' : r.key === 0 ? 'private' : hex(r.key),
       r.creator === null ? '' : String(r.creator),
       r.created,
     ]);

@@ -109,6 +109,7 @@ export interface Row {
   system: number;
   key: number | null;
   creator: number | null;
+  removed?: boolean;
 }
 
 export function tablesJson(home: string, args: string[] = []): Row[] {

@@ -24,6 +24,13 @@ describe('table layouts: C and TypeScript produce the golden bytes', () => {
       expect(S.decodeFwdVal(Buffer.from(want, 'hex'))).toEqual(v);
     }
   });
+  it('a segment removed while attached is told apart from a private one and from key -1', () => {
+    for (const g of golden.fwdRemoved) {
+      const b = Buffer.from(g.hex, 'hex');
+      expect(S.fwdValRemoved(S.decodeFwdVal(b)), g.comment).toBe(g.removed);
+      expect(c.fwdValRemoved(b), g.comment).toBe(g.removed);
+    }
+  });
   it('rev keys and values', () => {
     for (const g of golden.revKey) {
       expect(hex(S.revKey(g.node, g.type, g.srid))).toBe(g.hex);

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { SHIM_PATH } from '../ts/paths.js';
 import { openTables, writeTxn } from '../ts/tables.js';
 import * as S from '../tables/schema.js';
-import { SEMTOOL, appshot, appshotAsync, makeHome, tablesJson, waitFor } from './helpers.js';
+import { MSGTOOL, SEMTOOL, SHMTOOL, appshot, appshotAsync, makeHome, tablesJson, waitFor } from './helpers.js';
 
 describe('appshot tables', () => {
   it('shows AID, type, virtual, system, key and creator, for people and as JSON', async () => {
@@ -22,6 +22,26 @@ describe('appshot tables', () => {
     expect(human).toMatch(/AID\s*│ type\s*│ virtual\s*│ system\s*│ key\s*│ creator/);
     expect(human).toContain('0x005e4001');
     expect(human).toContain('private');
+  });
+
+  it('--type shm and --type msg show segments and queues as for semaphores; a segment removed while attached says so', async () => {
+    const home = makeHome();
+    const script = `${MSGTOOL} get 0x5e4002 c >/dev/null && exec ${SHMTOOL} get 0x5e4002 4096 c private 100 attach - rmid pid sleep 100000`;
+    const app = appshotAsync(home, ['run', '--aid', 'both', '--', 'sh', '-c', script]);
+    await waitFor(app.out, /^pid/m);
+    const shm = tablesJson(home, ['--type', 'shm']);
+    const msg = tablesJson(home, ['--type', 'msg']);
+    expect(shm.map((r) => r.key).sort()).toEqual([0, 0x5e4002]);
+    expect(shm.find((r) => r.key === 0)!.removed).toBe(true);
+    expect(shm.find((r) => r.key === 0x5e4002)!.removed).toBe(false);
+    expect(msg).toEqual([expect.objectContaining({ aid: 'both', type: 'msg', key: 0x5e4002 })]);
+    expect(tablesJson(home, ['--type', 'shmkey'])).toEqual([expect.objectContaining({ virtual: 0x5e4002, system: 0x5e4002 })]);
+    expect(tablesJson(home, ['--type', 'key']).map((r) => r.type).sort()).toEqual(['msgkey', 'shmkey']);
+    const human = appshot(home, ['tables', '--type', 'shm']).stdout;
+    expect(human).toContain('removed');
+    expect(human).toContain('0x005e4002');
+    app.child.kill('SIGTERM');
+    await app.done;
   });
 
   it('refuses an unknown type and an invalid AID with exit 2', () => {

@@ -6,6 +6,7 @@ import type * as S from '../tables/schema.js';
 export interface Addon {
   fwdKey(aid: string, type: number, vrid: number): Buffer;
   fwdVal(v: S.FwdVal): Buffer;
+  fwdValRemoved(b: Buffer): boolean;
   revKey(node: number, type: number, srid: number): Buffer;
   revVal(vrid: number, aid: string): Buffer;
   allocKey(aid: string, type: number): Buffer;

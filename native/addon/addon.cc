@@ -48,6 +48,15 @@ Napi::Value FwdVal(const Napi::CallbackInfo &info)
 	return bytes(info.Env(), b, sizeof b);
 }
 
+Napi::Value FwdValRemoved(const Napi::CallbackInfo &info)
+{
+	Napi::Buffer<uint8_t> b = info[0].As<Napi::Buffer<uint8_t>>();
+	if (b.Length() != FWD_VAL_LEN) throw Napi::RangeError::New(info.Env(), "a fwd value is 24 bytes");
+	struct fwd_val v;
+	fwd_val_get(&v, b.Data());
+	return Napi::Boolean::New(info.Env(), fwd_val_removed(&v));
+}
+
 Napi::Value RevKey(const Napi::CallbackInfo &info)
 {
 	uint8_t b[REV_KEY_LEN];
@@ -119,6 +128,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports)
 {
 	exports.Set("fwdKey", Napi::Function::New(env, FwdKey));
 	exports.Set("fwdVal", Napi::Function::New(env, FwdVal));
+	exports.Set("fwdValRemoved", Napi::Function::New(env, FwdValRemoved));
 	exports.Set("revKey", Napi::Function::New(env, RevKey));
 	exports.Set("revVal", Napi::Function::New(env, RevVal));
 	exports.Set("allocKey", Napi::Function::New(env, AllocKey));
