@@ -44,34 +44,53 @@ function appPids(home: string, aid: string): number[] {
 
 const semIds = () => new Set(kernelSems().map((s) => s.semid));
 
+/** Every SysV IPC object on the host, as "shm 7", ... */
+function ipcObjects(): Set<string> {
+  const all = new Set<string>();
+  for (const type of IPC_TYPES) for (const id of kernelObjects(type).keys()) all.add(`${type} ${id}`);
+  return all;
+}
+const newObjects = (before: Set<string>) => [...ipcObjects()].filter((o) => !before.has(o));
+
 describe('crashes leave no kernel object and whole table rows', () => {
-  it.each([30, 120, 400])('SIGKILL of the application %i ms into a create/remove loop in two processes', async (ms) => {
-    const home = makeHome();
-    const before = semIds();
-    const app = appshotAsync(home, ['run', '--aid', 'loop', '--', SEMLOOP, '0x5e2001', '2']);
-    await waitFor(app.out, /ready/);
-    await new Promise((r) => setTimeout(r, ms));
-    const pids = appPids(home, 'loop');
-    expect(pids.length, `processes of the application: ${pids}`).toBe(2);
-    for (const pid of pids) process.kill(pid, 'SIGKILL');
-    const r = await app.done;
-    const context = `harness stderr: ${r.stderr}`;
-    expect(r.code, context).toBe(128 + 9);
-    const leaked = kernelSems().filter((s) => !before.has(s.semid));
-    expect(leaked, context).toEqual([]);
-    expect(tablesWhole(home), context).toEqual([]);
-    expect(tablesJson(home, ['--aid', 'loop']), context).toEqual([]);
-  });
+  const loops = {
+    'creating and removing semaphore sets': [SEMLOOP, '0x5e2001', '2'],
+    'exchanging messages and attaching segments': [MSGTOOL, 'get', '0x5e2030', 'c', 'pingpong', '0'],
+  };
+  it.each(Object.keys(loops).flatMap((what) => [30, 120, 400].map((ms) => [what, ms] as const)))(
+    'SIGKILL of two processes %s, %i ms in: nothing left in the kernel, rows whole',
+    async (what, ms) => {
+      const home = makeHome();
+      const before = ipcObjects();
+      const app = appshotAsync(home, ['run', '--aid', 'loop', '--', ...loops[what as keyof typeof loops]]);
+      await waitFor(app.out, /ready/);
+      await new Promise((r) => setTimeout(r, ms));
+      const pids = appPids(home, 'loop');
+      expect(pids.length, `processes of the application: ${pids}`).toBe(2);
+      for (const pid of pids) process.kill(pid, 'SIGKILL');
+      const r = await app.done;
+      const context = `harness stderr: ${r.stderr}`;
+      expect(r.code, context).toBe(128 + 9);
+      expect(newObjects(before), context).toEqual([]);
+      expect(tablesWhole(home), context).toEqual([]);
+      expect(tablesJson(home, ['--aid', 'loop']), context).toEqual([]);
+    },
+  );
 
   it.each([
-    ['a keyed set', ['get', '0x5e2010', '1', 'c']],
-    ['a private set', ['private', '1']],
-  ])('a process killed between creating %s and recording it: the harness removes the set', async (_what, args) => {
+    ['a keyed set', SEMTOOL, ['get', '0x5e2010', '1', 'c']],
+    ['a private set', SEMTOOL, ['private', '1']],
+    ['a keyed segment', SHMTOOL, ['get', '0x5e2031', '4096', 'c']],
+    ['a private segment', SHMTOOL, ['private', '4096']],
+    ['a keyed queue', MSGTOOL, ['get', '0x5e2032', 'c']],
+    ['a private queue', MSGTOOL, ['private']],
+  ])('a process killed between creating %s and recording it: the harness removes it', (_what, program, args) => {
     const home = makeHome();
-    const before = semIds();
-    const r = appshot(home, ['run', '--aid', 'fault', '--', SEMTOOL, ...args], { APPSHOT_FAULT: 'after-create' });
+    const before = ipcObjects();
+    const r = appshot(home, ['run', '--aid', 'fault', '--', program, ...args], { APPSHOT_FAULT: 'after-create' });
     expect(r.code).toBe(128 + 9);
-    expect(kernelSems().filter((s) => !before.has(s.semid))).toEqual([]);
+    expect(r.stderr).toMatch(/removed (semaphore set|shared memory segment|message queue) \d+ that process \d+ of application 'fault' created and did not record before it died/);
+    expect(newObjects(before)).toEqual([]);
     expect(tablesWhole(home)).toEqual([]);
   });
 
@@ -88,48 +107,6 @@ describe('crashes leave no kernel object and whole table rows', () => {
     const next = appshot(home, ['run', '--', SEMTOOL, 'private', '1']);
     expect(next.code).toBe(0);
     expect(kernelSems().filter((s) => !before.has(s.semid))).toEqual([]);
-    expect(tablesWhole(home)).toEqual([]);
-  });
-});
-
-/** Every SysV IPC object on the host, as "shm 7", ... */
-function ipcObjects(): Set<string> {
-  const all = new Set<string>();
-  for (const type of IPC_TYPES) for (const id of kernelObjects(type).keys()) all.add(`${type} ${id}`);
-  return all;
-}
-const newObjects = (before: Set<string>) => [...ipcObjects()].filter((o) => !before.has(o));
-
-describe('crashes with shared memory and message queues', () => {
-  it.each([30, 120, 400])('SIGKILL %i ms into two processes exchanging messages and attaching segments: nothing left, rows whole', async (ms) => {
-    const home = makeHome();
-    const before = ipcObjects();
-    const app = appshotAsync(home, ['run', '--aid', 'pingpong', '--', MSGTOOL, 'get', '0x5e2030', 'c', 'pingpong', '0']);
-    await waitFor(app.out, /ready/);
-    await new Promise((r) => setTimeout(r, ms));
-    const pids = appPids(home, 'pingpong');
-    expect(pids.length, `processes of the application: ${pids}`).toBe(2);
-    for (const pid of pids) process.kill(pid, 'SIGKILL');
-    const r = await app.done;
-    const context = `harness stderr: ${r.stderr}`;
-    expect(r.code, context).toBe(128 + 9);
-    expect(newObjects(before), context).toEqual([]);
-    expect(tablesWhole(home), context).toEqual([]);
-    expect(tablesJson(home, ['--aid', 'pingpong']), context).toEqual([]);
-  });
-
-  it.each([
-    ['a keyed segment', SHMTOOL, ['get', '0x5e2031', '4096', 'c']],
-    ['a private segment', SHMTOOL, ['private', '4096']],
-    ['a keyed queue', MSGTOOL, ['get', '0x5e2032', 'c']],
-    ['a private queue', MSGTOOL, ['private']],
-  ])('a process killed between creating %s and recording it: the harness removes it', (_what, program, args) => {
-    const home = makeHome();
-    const before = ipcObjects();
-    const r = appshot(home, ['run', '--aid', 'fault', '--', program, ...args], { APPSHOT_FAULT: 'after-create' });
-    expect(r.code).toBe(128 + 9);
-    expect(r.stderr).toMatch(/removed (shared memory segment|message queue) \d+ that process \d+ of application 'fault' created and did not record before it died/);
-    expect(newObjects(before)).toEqual([]);
     expect(tablesWhole(home)).toEqual([]);
   });
 });

@@ -121,26 +121,23 @@ OPENAT_WRAPPER(openat)
 OPENAT_WRAPPER(openat64)
 
 /* The fortified entry points _FORTIFY_SOURCE builds call instead. */
-SHIM_EXPORT int __open_2(const char *path, int flags)
-{
-	if (wants_view(path, flags)) return view_fd(listing_type(path), flags);
-	return REAL(__open_2)(path, flags);
-}
-SHIM_EXPORT int __open64_2(const char *path, int flags)
-{
-	if (wants_view(path, flags)) return view_fd(listing_type(path), flags);
-	return REAL(__open64_2)(path, flags);
-}
-SHIM_EXPORT int __openat_2(int dirfd, const char *path, int flags)
-{
-	if (wants_view(path, flags)) return view_fd(listing_type(path), flags);
-	return REAL(__openat_2)(dirfd, path, flags);
-}
-SHIM_EXPORT int __openat64_2(int dirfd, const char *path, int flags)
-{
-	if (wants_view(path, flags)) return view_fd(listing_type(path), flags);
-	return REAL(__openat64_2)(dirfd, path, flags);
-}
+#define OPEN2_WRAPPER(name)                                                    \
+	SHIM_EXPORT int name(const char *path, int flags)                      \
+	{                                                                      \
+		if (wants_view(path, flags)) return view_fd(listing_type(path), flags); \
+		return REAL(name)(path, flags);                                \
+	}
+OPEN2_WRAPPER(__open_2)
+OPEN2_WRAPPER(__open64_2)
+
+#define OPENAT2_WRAPPER(name)                                                  \
+	SHIM_EXPORT int name(int dirfd, const char *path, int flags)           \
+	{                                                                      \
+		if (wants_view(path, flags)) return view_fd(listing_type(path), flags); \
+		return REAL(name)(dirfd, path, flags);                         \
+	}
+OPENAT2_WRAPPER(__openat_2)
+OPENAT2_WRAPPER(__openat64_2)
 
 static FILE *fopen_view(const char *path, const char *mode)
 {

@@ -20,6 +20,7 @@
  * Output: "id N", "ok", "msg TYPE TEXT", "err ENAME", ...
  */
 #define _GNU_SOURCE
+#include "tool.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,28 +39,6 @@ struct message {
 	char text[65536];
 };
 static struct message m;
-
-static long result(long r, const char *what)
-{
-	if (r < 0) printf("err %s\n", strerrorname_np(errno));
-	else printf("%s %ld\n", what, r);
-	return r;
-}
-
-static int flags_of(const char *s)
-{
-	int f = 0600;
-	for (; *s; s++) {
-		if (*s == 'c') f |= IPC_CREAT;
-		if (*s == 'x') f |= IPC_EXCL;
-		if (*s == 'n') f |= IPC_NOWAIT;
-		if (*s == 'e') f |= MSG_EXCEPT;
-		if (*s == 't') f |= MSG_NOERROR;
-	}
-	return f;
-}
-
-static long num(const char *s) { return strtol(s, NULL, 0); }
 
 static double now_ms(void)
 {

@@ -22,6 +22,7 @@
  * Output: "id N", "val N", "ok", "err ENAME", ...
  */
 #define _GNU_SOURCE
+#include "tool.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -62,28 +63,6 @@ static void *adder(void *arg)
 		if (semop(cur, &b, 1) != 0) return (void *)1;
 	return NULL;
 }
-
-static int status_of(int st) { return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st); }
-
-static int result(int r, const char *what)
-{
-	if (r < 0) printf("err %s\n", strerrorname_np(errno));
-	else printf("%s %d\n", what, r);
-	fflush(stdout);
-	return r;
-}
-
-static int flags_of(const char *s)
-{
-	int f = 0600;
-	for (; *s; s++) {
-		if (*s == 'c') f |= IPC_CREAT;
-		if (*s == 'x') f |= IPC_EXCL;
-	}
-	return f;
-}
-
-static long num(const char *s) { return strtol(s, NULL, 0); }
 
 int main(int argc, char **argv)
 {
@@ -150,13 +129,7 @@ int main(int argc, char **argv)
 			}
 			printf("end\n");
 		} else if (!strcmp(c, "fork")) {
-			pid_t p = fork();
-			if (p < 0) return result(-1, "fork"), 1;
-			if (p > 0) {
-				int st;
-				waitpid(p, &st, 0);
-				return status_of(st);
-			}
+			fork_rest();
 		} else if (!strcmp(c, "system")) {
 			export_id();
 			int st = system(argv[++i]);

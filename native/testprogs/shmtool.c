@@ -23,6 +23,7 @@
  * Output: "id N", "ok", "data TEXT", "err ENAME", ...
  */
 #define _GNU_SOURCE
+#include "tool.h"
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -36,23 +37,6 @@
 static int cur = -1;
 static char *addr;
 
-static int result(long r, const char *what)
-{
-	if (r < 0) printf("err %s\n", strerrorname_np(errno));
-	else printf("%s %ld\n", what, r);
-	return (int)r;
-}
-
-static int flags_of(const char *s)
-{
-	int f = 0600;
-	for (; *s; s++) {
-		if (*s == 'c') f |= IPC_CREAT;
-		if (*s == 'x') f |= IPC_EXCL;
-	}
-	return f;
-}
-
 static int attach_flags(const char *s)
 {
 	int f = 0;
@@ -63,8 +47,6 @@ static int attach_flags(const char *s)
 	}
 	return f;
 }
-
-static long num(const char *s) { return strtol(s, NULL, 0); }
 
 static void *address_of(const char *s)
 {
@@ -179,13 +161,7 @@ int main(int argc, char **argv)
 		} else if (!strcmp(c, "statall")) {
 			stat_all();
 		} else if (!strcmp(c, "fork")) {
-			pid_t p = fork();
-			if (p < 0) return result(-1, "fork"), 1;
-			if (p > 0) {
-				int st;
-				waitpid(p, &st, 0);
-				return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-			}
+			fork_rest();
 		} else if (!strcmp(c, "loop")) {
 			if (loop(num(argv[++i]))) return 1;
 		} else if (!strcmp(c, "waitfile")) {
