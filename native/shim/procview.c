@@ -94,50 +94,34 @@ static mode_t mode_arg(int flags, va_list ap)
 	return (flags & (O_CREAT | O_TMPFILE)) ? (mode_t)va_arg(ap, int) : 0;
 }
 
-#define OPEN_WRAPPER(name)                                                     \
-	SHIM_EXPORT int name(const char *path, int flags, ...)                 \
+/* open, openat and their 64-bit names; the mode is read only when the
+ * flags say there is one, as libc does. */
+#define OPEN_WRAPPER(name, params, args)                                       \
+	SHIM_EXPORT int name params                                            \
 	{                                                                      \
 		va_list ap;                                                    \
 		va_start(ap, flags);                                           \
 		mode_t mode = mode_arg(flags, ap);                             \
 		va_end(ap);                                                    \
 		if (wants_view(path, flags)) return view_fd(listing_type(path), flags); \
-		return REAL(name)(path, flags, mode);                          \
+		return REAL(name) args;                                        \
 	}
-OPEN_WRAPPER(open)
-OPEN_WRAPPER(open64)
-
-#define OPENAT_WRAPPER(name)                                                   \
-	SHIM_EXPORT int name(int dirfd, const char *path, int flags, ...)      \
-	{                                                                      \
-		va_list ap;                                                    \
-		va_start(ap, flags);                                           \
-		mode_t mode = mode_arg(flags, ap);                             \
-		va_end(ap);                                                    \
-		if (wants_view(path, flags)) return view_fd(listing_type(path), flags); \
-		return REAL(name)(dirfd, path, flags, mode);                   \
-	}
-OPENAT_WRAPPER(openat)
-OPENAT_WRAPPER(openat64)
+OPEN_WRAPPER(open, (const char *path, int flags, ...), (path, flags, mode))
+OPEN_WRAPPER(open64, (const char *path, int flags, ...), (path, flags, mode))
+OPEN_WRAPPER(openat, (int dirfd, const char *path, int flags, ...), (dirfd, path, flags, mode))
+OPEN_WRAPPER(openat64, (int dirfd, const char *path, int flags, ...), (dirfd, path, flags, mode))
 
 /* The fortified entry points _FORTIFY_SOURCE builds call instead. */
-#define OPEN2_WRAPPER(name)                                                    \
-	SHIM_EXPORT int name(const char *path, int flags)                      \
+#define OPEN2_WRAPPER(name, params, args)                                      \
+	SHIM_EXPORT int name params                                            \
 	{                                                                      \
 		if (wants_view(path, flags)) return view_fd(listing_type(path), flags); \
-		return REAL(name)(path, flags);                                \
+		return REAL(name) args;                                        \
 	}
-OPEN2_WRAPPER(__open_2)
-OPEN2_WRAPPER(__open64_2)
-
-#define OPENAT2_WRAPPER(name)                                                  \
-	SHIM_EXPORT int name(int dirfd, const char *path, int flags)           \
-	{                                                                      \
-		if (wants_view(path, flags)) return view_fd(listing_type(path), flags); \
-		return REAL(name)(dirfd, path, flags);                         \
-	}
-OPENAT2_WRAPPER(__openat_2)
-OPENAT2_WRAPPER(__openat64_2)
+OPEN2_WRAPPER(__open_2, (const char *path, int flags), (path, flags))
+OPEN2_WRAPPER(__open64_2, (const char *path, int flags), (path, flags))
+OPEN2_WRAPPER(__openat_2, (int dirfd, const char *path, int flags), (dirfd, path, flags))
+OPEN2_WRAPPER(__openat64_2, (int dirfd, const char *path, int flags), (dirfd, path, flags))
 
 static FILE *fopen_view(const char *path, const char *mode)
 {
