@@ -36,9 +36,9 @@ FILE *sysv_open_listing(uint8_t type)
 int sysv_get(const struct kernel_ops *k, uint8_t type, key_t key, size_t size, int flags)
 {
 	switch (type) {
-	case RT_SEM: return k->semget(key, (int)size, flags);
-	case RT_SHM: return k->shmget(key, size, flags);
-	case RT_MSG: return k->msgget(key, flags);
+	case RT_SEM: return k->get_sem(key, (int)size, flags);
+	case RT_SHM: return k->get_shm(key, size, flags);
+	case RT_MSG: return k->get_msg(key, flags);
 	}
 	errno = EINVAL;
 	return -1;
@@ -47,9 +47,9 @@ int sysv_get(const struct kernel_ops *k, uint8_t type, key_t key, size_t size, i
 int sysv_ctl(const struct kernel_ops *k, uint8_t type, int id, int cmd, void *buf)
 {
 	switch (type) {
-	case RT_SEM: return k->semctl(id, 0, cmd, buf);
-	case RT_SHM: return k->shmctl(id, cmd, buf);
-	case RT_MSG: return k->msgctl(id, cmd, buf);
+	case RT_SEM: return k->control_sem(id, 0, cmd, buf);
+	case RT_SHM: return k->control_shm(id, cmd, buf);
+	case RT_MSG: return k->control_msg(id, cmd, buf);
 	}
 	errno = EINVAL;
 	return -1;

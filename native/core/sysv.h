@@ -17,14 +17,15 @@
 #include <time.h>
 
 /* The kernel calls the core may make: the shim passes the real libc
- * functions (its own symbols would translate again), tools pass libc's. */
+ * functions (its own symbols would translate again), tools pass libc's.
+ * Named for what they do, so they are never taken for the wrappers. */
 struct kernel_ops {
-	int (*semget)(key_t key, int nsems, int flags);
-	int (*semctl)(int semid, int semnum, int cmd, ...);
-	int (*shmget)(key_t key, size_t size, int flags);
-	int (*shmctl)(int shmid, int cmd, struct shmid_ds *buf);
-	int (*msgget)(key_t key, int flags);
-	int (*msgctl)(int msqid, int cmd, struct msqid_ds *buf);
+	int (*get_sem)(key_t key, int nsems, int flags);            /* semget */
+	int (*control_sem)(int semid, int semnum, int cmd, ...);    /* semctl */
+	int (*get_shm)(key_t key, size_t size, int flags);          /* shmget */
+	int (*control_shm)(int shmid, int cmd, struct shmid_ds *buf); /* shmctl */
+	int (*get_msg)(key_t key, int flags);                       /* msgget */
+	int (*control_msg)(int msqid, int cmd, struct msqid_ds *buf); /* msgctl */
 };
 
 /* What the core needs of one object's IPC_STAT. */
