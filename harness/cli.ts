@@ -5,6 +5,7 @@ import { resolveHome } from '../ts/home.js';
 import { checkAid } from '../ts/registry.js';
 import { openTables } from '../ts/tables.js';
 import { TYPE_FILTERS, renderTable, translationRows } from '../tables/inspect.js';
+import { processRows, renderProcesses } from '../tables/processes.js';
 import { describeCleanup } from './report.js';
 import { run } from './run.js';
 
@@ -53,6 +54,19 @@ program
     const t = openTables(resolveHome());
     const rows = [...translationRows(t, { aid: o.aid, type: o.type })];
     process.stdout.write(o.json ? JSON.stringify(rows, null, 2) + '\n' : renderTable(rows) + '\n');
+  });
+
+program
+  .command('ps')
+  .description("show each application's processes: virtual and system PID, parent, state, command")
+  .option('--aid <name>', 'only this application')
+  .option('--json', 'print JSON for scripts', false)
+  .action((o: { aid?: string; json: boolean }) => {
+    if (o.aid !== undefined) checkAid(o.aid);
+    const t = openTables(resolveHome());
+    // A row of a process that is gone is stale, not a process: not shown.
+    const rows = [...processRows(t, { aid: o.aid })].filter((r) => r.state !== 'gone');
+    process.stdout.write(o.json ? JSON.stringify(rows, null, 2) + '\n' : renderProcesses(rows) + '\n');
   });
 
 try {

@@ -21,7 +21,7 @@ export interface Filter {
   type?: string;
 }
 
-export const TYPE_FILTERS = ['sem', 'shm', 'msg', 'key', ...S.KEY_TYPES] as const;
+export const TYPE_FILTERS = ['sem', 'shm', 'msg', 'pid', 'key', ...S.KEY_TYPES] as const;
 
 function typeMatches(type: S.ResourceType, filter?: string): boolean {
   if (!filter) return true;

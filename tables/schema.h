@@ -131,6 +131,18 @@ static inline size_t rev_val(uint8_t *out, uint32_t vrid, const char *aid, size_
 	return 4 + aidlen;
 }
 
+/* procs key: spid u32. procs value: start ticks u64 (field 22 of
+ * /proc/<spid>/stat, which tells a process from a later one with its
+ * number), then the aid bytes. */
+#define PROC_KEY_LEN 4
+#define PROC_VAL_MAX (8 + APPSHOT_AID_MAX)
+static inline void proc_key(uint8_t *out, uint32_t spid) { put_u32be(out, spid); }
+static inline size_t proc_val(uint8_t *out, uint64_t start_ticks, const char *aid, size_t aidlen)
+{
+	put_u64be(out, start_ticks); memcpy(out + 8, aid, aidlen);
+	return 8 + aidlen;
+}
+
 /* alloc key: aid bytes (empty for host-wide counters), 0x00, type u8.
  * alloc value: next candidate u32. */
 static inline size_t alloc_key(uint8_t *out, const char *aid, size_t aidlen, uint8_t type)

@@ -100,7 +100,7 @@ describe('cleanup and appshot gc', () => {
     expect(kernelObjects('shm').has(row.system)).toBe(false);
     const gc = appshot(home, ['gc']);
     expect(gc.stdout).toBe("dropped the rows of 1 removed shared memory segment(s) of running application 'exiting' that the kernel no longer has\n");
-    expect(tablesJson(home, ['--aid', 'exiting'])).toEqual([]);
+    expect(tablesJson(home, ['--aid', 'exiting', '--type', 'shm'])).toEqual([]);
     app.child.kill('SIGTERM');
     await app.done;
   });

@@ -48,6 +48,17 @@ describe('table layouts: C and TypeScript produce the golden bytes', () => {
       expect(hex(c.allocKey(g.aid, g.type))).toBe(g.hex);
     }
   });
+  it('procs keys and values', () => {
+    for (const g of golden.procKey) {
+      expect(hex(S.procKey(g.spid))).toBe(g.hex);
+      expect(hex(c.procKey(g.spid))).toBe(g.hex);
+    }
+    for (const g of golden.procVal) {
+      expect(hex(S.procVal(g.startTicks, g.aid))).toBe(g.hex);
+      expect(hex(c.procVal(g.startTicks, g.aid))).toBe(g.hex);
+      expect(S.decodeProcVal(Buffer.from(g.hex, 'hex'))).toEqual({ startTicks: g.startTicks, aid: g.aid });
+    }
+  });
   it('app values', () => {
     for (const g of golden.appVal) {
       const { hex: want, ...v } = g;

@@ -7,6 +7,8 @@ export interface Addon {
   fwdKey(aid: string, type: number, vrid: number): Buffer;
   fwdVal(v: S.FwdVal): Buffer;
   fwdValRemoved(b: Buffer): boolean;
+  procKey(spid: number): Buffer;
+  procVal(startTicks: number, aid: string): Buffer;
   revKey(node: number, type: number, srid: number): Buffer;
   revVal(vrid: number, aid: string): Buffer;
   allocKey(aid: string, type: number): Buffer;

@@ -109,13 +109,28 @@ function removeAll(t: Tables, aid: string, report: CleanupReport): number {
     t.alloc.removeSync(key);
     report.rows++;
   }
+  dropProcsRows(t, aid, report);
+  return keep.size;
+}
+
+function dropProcsRows(t: Tables, aid: string, report: CleanupReport): void {
   for (const { key, value } of [...t.procs.getRange({})]) {
     if (S.decodeProcVal(value).aid === aid) {
       t.procs.removeSync(key);
       report.rows++;
     }
   }
-  return keep.size;
+}
+
+/** Inside a write transaction: the rows of the application's processes,
+ * which are all gone when it ends, kept or not. */
+function forgetProcesses(t: Tables, aid: string, report: CleanupReport): void {
+  for (const row of [...fwdRows(t, aid, S.RT.pid)]) {
+    if (rowIsOurs(t, row)) t.rev.removeSync(S.revKey(t.node, row.type, row.srid));
+    t.fwd.removeSync(S.fwdKey(aid, row.type, row.vrid));
+    report.rows++;
+  }
+  dropProcsRows(t, aid, report);
 }
 
 /**
@@ -132,6 +147,7 @@ export function endAppInTxn(t: Tables, aid: string, opts: { keep: boolean }): Cl
   const recovered = recoverInflight(t);
   if (recovered) report.notes.push(recovered);
   if (!opts.keep) removeAll(t, aid, report);
+  else forgetProcesses(t, aid, report);
   const app = getApp(t, aid);
   if (app) putApp(t, aid, { ...app, state: opts.keep ? S.APP_STATE.kept : S.APP_STATE.ended, endedMs: app.endedMs || Date.now() });
   return report;

@@ -1,15 +1,38 @@
 import { readdirSync, readFileSync } from 'node:fs';
 
-/** The start time of a process in clock ticks since boot (field 22 of
- * /proc/PID/stat), which tells a live process from a reused PID. */
-export function startTicks(pid: number): number | undefined {
+export interface ProcStat {
+  /** R, S, D, Z, ... as ps shows it. */
+  state: string;
+  ppid: number;
+  /** Clock ticks since boot: a live process told from a reused PID. */
+  startTicks: number;
+}
+
+/** Fields 3, 4 and 22 of /proc/PID/stat. The command name before them may
+ * hold spaces and parentheses, so fields count from its last ')'. */
+export function procStat(pid: number): ProcStat | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (fields[0] === 'Z' || fields[0] === 'X') return undefined;
-    return Number(fields[19]);
+    return { state: fields[0], ppid: Number(fields[1]), startTicks: Number(fields[19]) };
   } catch {
     return undefined;
+  }
+}
+
+/** The start time of a process that is alive (not a zombie). */
+export function startTicks(pid: number): number | undefined {
+  const stat = procStat(pid);
+  return stat && stat.state !== 'Z' && stat.state !== 'X' ? stat.startTicks : undefined;
+}
+
+/** The arguments of a process joined with spaces, as ps shows them; '' if
+ * unreadable (gone) or empty (a zombie). */
+export function commandLine(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0$/, '').replaceAll('\0', ' ');
+  } catch {
+    return '';
   }
 }
 

@@ -48,6 +48,20 @@ Napi::Value FwdVal(const Napi::CallbackInfo &info)
 	return bytes(info.Env(), b, sizeof b);
 }
 
+Napi::Value ProcKey(const Napi::CallbackInfo &info)
+{
+	uint8_t b[PROC_KEY_LEN];
+	proc_key(b, u32(info[0]));
+	return bytes(info.Env(), b, sizeof b);
+}
+
+Napi::Value ProcVal(const Napi::CallbackInfo &info)
+{
+	std::string aid = aid_arg(info, 1);
+	uint8_t b[PROC_VAL_MAX];
+	return bytes(info.Env(), b, proc_val(b, u64(info[0]), aid.data(), aid.size()));
+}
+
 Napi::Value FwdValRemoved(const Napi::CallbackInfo &info)
 {
 	Napi::Buffer<uint8_t> b = info[0].As<Napi::Buffer<uint8_t>>();
@@ -128,6 +142,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports)
 {
 	exports.Set("fwdKey", Napi::Function::New(env, FwdKey));
 	exports.Set("fwdVal", Napi::Function::New(env, FwdVal));
+	exports.Set("procKey", Napi::Function::New(env, ProcKey));
+	exports.Set("procVal", Napi::Function::New(env, ProcVal));
 	exports.Set("fwdValRemoved", Napi::Function::New(env, FwdValRemoved));
 	exports.Set("revKey", Napi::Function::New(env, RevKey));
 	exports.Set("revVal", Napi::Function::New(env, RevVal));

@@ -434,3 +434,60 @@ int tables_count(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t *c
 	int rc = walk_type(t, txn, type, UINT32_MAX, count, &vrid, &row);
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
+
+/* A process's row is its own, not a dead one's that had its number, while
+ * the procs row's start time is the process's. */
+static int proc_row_is(const struct tables *t, MDB_txn *txn, uint32_t spid, uint64_t start_ticks)
+{
+	uint8_t kb[PROC_KEY_LEN];
+	proc_key(kb, spid);
+	MDB_val k = { PROC_KEY_LEN, kb }, v;
+	return mdb_get(txn, t->procs, &k, &v) == 0 && v.mv_size >= 8 && get_u64be(v.mv_data) == start_ticks;
+}
+
+static int put_proc(const struct tables *t, MDB_txn *txn, uint32_t spid, uint64_t start_ticks)
+{
+	uint8_t kb[PROC_KEY_LEN], vb[PROC_VAL_MAX];
+	proc_key(kb, spid);
+	MDB_val k = { PROC_KEY_LEN, kb }, v = { proc_val(vb, start_ticks, t->aid, t->aidlen), vb };
+	return mdb_put(txn, t->procs, &k, &v, 0);
+}
+
+int tables_pid_record(const struct tables *t, MDB_txn *txn, uint32_t spid, uint64_t start_ticks,
+		      uint32_t want_vpid, uint32_t creator, uint32_t *vpid)
+{
+	int rc;
+	if (tables_rev(t, txn, RT_PID, spid, vpid) == REV_MINE) {
+		if (proc_row_is(t, txn, spid, start_ticks)) return 0;
+		/* A dead process of ours had this number: its rows go. */
+		if ((rc = tables_unmap_row(t, txn, RT_PID, *vpid, spid))) return rc;
+	}
+	struct fwd_val fv = { .srid = spid, .creator = creator, .created_ms = now_ms() };
+	rc = MDB_KEYEXIST;
+	if (want_vpid) {
+		*vpid = want_vpid;
+		rc = put_fwd(t, txn, RT_PID, want_vpid, &fv, MDB_NOOVERWRITE);
+		if (rc == 0) rc = put_rev(t, txn, RT_PID, want_vpid, spid);
+	}
+	/* Without a wish, or when the wished vpid is held (by a process that
+	 * outlived the one that reserved it for us): identity first. */
+	if (rc == MDB_KEYEXIST) rc = tables_map_new(t, txn, RT_PID, &fv, vpid);
+	return rc ? rc : put_proc(t, txn, spid, start_ticks);
+}
+
+int tables_pid_reserve(const struct tables *t, MDB_txn *txn, uint32_t *vpid)
+{
+	return counter_next(t, txn, t->aid, t->aidlen, RT_PID, VRID_REMAP_BASE, vpid);
+}
+
+int tables_pid_forget(const struct tables *t, MDB_txn *txn, uint32_t spid)
+{
+	uint32_t vpid;
+	if (tables_rev(t, txn, RT_PID, spid, &vpid) != REV_MINE) return 0;
+	int rc = tables_unmap_row(t, txn, RT_PID, vpid, spid);
+	uint8_t kb[PROC_KEY_LEN];
+	proc_key(kb, spid);
+	MDB_val k = { PROC_KEY_LEN, kb };
+	if (!rc) rc = mdb_del(txn, t->procs, &k, NULL);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}

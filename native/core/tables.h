@@ -90,6 +90,17 @@ int tables_nth(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t inde
 	       uint32_t *vrid, struct fwd_val *out);
 int tables_count(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t *count);
 
+/* Processes (RT_PID rows, and a procs row with the start time that tells
+ * a process from a later one with its number). tables_pid_record maps
+ * spid unless it is mapped already, to want_vpid if given and free, else
+ * identity first, and gives its vpid. */
+int tables_pid_record(const struct tables *t, MDB_txn *txn, uint32_t spid, uint64_t start_ticks,
+		      uint32_t want_vpid, uint32_t creator, uint32_t *vpid);
+/* The next remapped vpid, for a fork child to know before it exists. */
+int tables_pid_reserve(const struct tables *t, MDB_txn *txn, uint32_t *vpid);
+/* Forgets a reaped process. */
+int tables_pid_forget(const struct tables *t, MDB_txn *txn, uint32_t spid);
+
 uint64_t now_ms(void);
 
 #endif

@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include "shim.h"
 #include "real.h"
+#include "pid.h"
 
 #include <dlfcn.h>
 #include <limits.h>
@@ -86,30 +87,35 @@ static size_t preload_room(char *const envp[], size_t n)
 
 SHIM_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
 {
+	pid_before_exec();
 	PATCHED_ENV(env, envp);
 	return REAL(execve)(path, argv, env);
 }
 
 SHIM_EXPORT int execv(const char *path, char *const argv[])
 {
+	pid_before_exec();
 	PATCHED_ENV(env, environ);
 	return REAL(execve)(path, argv, env);
 }
 
 SHIM_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
 {
+	pid_before_exec();
 	PATCHED_ENV(env, envp);
 	return REAL(execvpe)(file, argv, env);
 }
 
 SHIM_EXPORT int execvp(const char *file, char *const argv[])
 {
+	pid_before_exec();
 	PATCHED_ENV(env, environ);
 	return REAL(execvpe)(file, argv, env);
 }
 
 SHIM_EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
 {
+	pid_before_exec();
 	PATCHED_ENV(env, envp);
 	return REAL(fexecve)(fd, argv, env);
 }
@@ -118,14 +124,18 @@ SHIM_EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file
 			    const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
 {
 	PATCHED_ENV(env, envp);
-	return REAL(posix_spawn)(pid, path, actions, attr, argv, env);
+	int r = REAL(posix_spawn)(pid, path, actions, attr, argv, env);
+	if (r == 0 && pid) *pid = pid_record_child(*pid);
+	return r;
 }
 
 SHIM_EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *actions,
 			     const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
 {
 	PATCHED_ENV(env, envp);
-	return REAL(posix_spawnp)(pid, file, actions, attr, argv, env);
+	int r = REAL(posix_spawnp)(pid, file, actions, attr, argv, env);
+	if (r == 0 && pid) *pid = pid_record_child(*pid);
+	return r;
 }
 
 /* execl, execlp and execle build an argv from their arguments. */

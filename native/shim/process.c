@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include "shim.h"
 #include "real.h"
+#include "pid.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 int shim_active;
@@ -67,6 +69,12 @@ void translate_after_fork_parent(void);
 
 void exec_env_init(const char *aid, const char *home);
 
+static void after_fork_child(void)
+{
+	pid_after_fork_child();
+	translate_after_fork_child();
+}
+
 void shim_open_tables(void)
 {
 	char err[512];
@@ -105,10 +113,11 @@ __attribute__((constructor)) static void shim_init(void)
 			   P.home ? "not an absolute path" : "not set");
 	P.home = strdup(P.home);
 	P.aid = strdup(aid);
-	shim_pid = getpid();
+	shim_pid = (pid_t)syscall(SYS_getpid);
 	shim_open_tables();
 	exec_env_init(aid, P.home);
 	read_fault();
-	pthread_atfork(translate_before_fork, translate_after_fork_parent, translate_after_fork_child);
+	pid_init();
+	pthread_atfork(translate_before_fork, translate_after_fork_parent, after_fork_child);
 	shim_active = 1;
 }

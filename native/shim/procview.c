@@ -7,8 +7,10 @@
 #include "ipc.h"
 #include "procview.h"
 #include "real.h"
+#include "pid.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,6 +106,8 @@ static mode_t mode_arg(int flags, va_list ap)
 		mode_t mode = mode_arg(flags, ap);                             \
 		va_end(ap);                                                    \
 		if (wants_view(path, flags)) return view_fd(listing_type(path), flags); \
+		char proc_buf[PATH_MAX];                                             \
+		path = pid_proc_path(path, proc_buf, sizeof proc_buf);         \
 		return REAL(name) args;                                        \
 	}
 OPEN_WRAPPER(open, (const char *path, int flags, ...), (path, flags, mode))
@@ -116,6 +120,8 @@ OPEN_WRAPPER(openat64, (int dirfd, const char *path, int flags, ...), (dirfd, pa
 	SHIM_EXPORT int name params                                            \
 	{                                                                      \
 		if (wants_view(path, flags)) return view_fd(listing_type(path), flags); \
+		char proc_buf[PATH_MAX];                                             \
+		path = pid_proc_path(path, proc_buf, sizeof proc_buf);         \
 		return REAL(name) args;                                        \
 	}
 OPEN2_WRAPPER(__open_2, (const char *path, int flags), (path, flags))
@@ -140,12 +146,14 @@ static int fopen_wants_view(const char *path, const char *mode)
 SHIM_EXPORT FILE *fopen(const char *path, const char *mode)
 {
 	if (fopen_wants_view(path, mode)) return fopen_view(path, mode);
-	return REAL(fopen)(path, mode);
+	char proc_buf[PATH_MAX];
+	return REAL(fopen)(pid_proc_path(path, proc_buf, sizeof proc_buf), mode);
 }
 SHIM_EXPORT FILE *fopen64(const char *path, const char *mode)
 {
 	if (fopen_wants_view(path, mode)) return fopen_view(path, mode);
-	return REAL(fopen64)(path, mode);
+	char proc_buf[PATH_MAX];
+	return REAL(fopen64)(pid_proc_path(path, proc_buf, sizeof proc_buf), mode);
 }
 
 void sysvipc_shm_usage(struct sysvipc_shm_usage *u)

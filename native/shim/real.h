@@ -11,6 +11,11 @@
 #include <sys/msg.h>
 #include <spawn.h>
 #include <time.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 
 void *real_require(const char *name);
 

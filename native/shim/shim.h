@@ -15,8 +15,8 @@
 /* Nonzero when this process belongs to an application (APPSHOT_AID set). */
 extern int shim_active;
 
-/* getpid() is a system call glibc does not cache; this is kept current
- * across fork by the atfork handler. */
+/* This process's kernel PID (getpid gives the vpid), kept current across
+ * fork by the atfork handler. */
 extern pid_t shim_pid;
 
 /* The tables this process uses; after fork the child opens its own. */
@@ -55,6 +55,8 @@ int vr_to_sr(uint8_t type, uint32_t vrid, uint32_t *srid);
 int sr_to_vr(uint8_t type, uint32_t srid, uint32_t *vrid);
 /* vr_to_sr from the cache alone: -1 on a miss, without reading LMDB. */
 int vr_to_sr_cached(uint8_t type, uint32_t vrid, uint32_t *srid);
+/* sr_to_vr from the cache alone: what a signal handler may use. */
+int sr_to_vr_cached(uint8_t type, uint32_t srid, uint32_t *vrid);
 /* The system key recorded with an object (its fwd row's skey), cached like
  * the translations: shmdt asks it on every detach. */
 int vr_to_skey(uint8_t type, uint32_t vrid, uint32_t *skey);

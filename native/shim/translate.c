@@ -40,7 +40,6 @@ void translate_after_fork_child(void)
 	 * Until this child first misses its cache it keeps translating with
 	 * the parent's cache, checked against the shared map's txn id. */
 	pthread_mutex_init(&lock, NULL);
-	shim_pid = getpid();
 	tables_forget_lock(shim_tables());
 	rtxn = NULL;
 	env_inherited = 1;
@@ -165,6 +164,15 @@ SHIM_EXPORT int appshot_vr_to_sr(uint8_t type, uint32_t vrid, uint32_t *srid)
 	return translate(SRID, type, vrid, srid);
 }
 int sr_to_vr(uint8_t type, uint32_t srid, uint32_t *vrid) { return translate(VRID, type, srid, vrid); }
+
+int sr_to_vr_cached(uint8_t type, uint32_t srid, uint32_t *vrid)
+{
+	uint64_t key = cache_key(VRID, type, srid), now;
+	struct slot *s = probe(key, &now);
+	if (s->key != key) return -1;
+	*vrid = s->val;
+	return 0;
+}
 
 static int mapped_in(void *ctx, uint8_t type, uint32_t srid)
 {

@@ -1,0 +1,471 @@
+/* Process IDs: every PID the program sees is virtual (a vpid), and every
+ * PID it passes is translated to the kernel's (spid). A fresh
+ * application's processes get vpid == spid (identity first); a remapped
+ * one (--no-identity, or a restored application) gets vpids from the
+ * remapped range, which no kernel PID reaches. A PID that is not one of the
+ * application's names a process outside it by its real number: the
+ * harness, PID 1, a daemon of the host, all reached as natively.
+ *
+ * A process's own vpid lives in memory, so getpid costs less than the
+ * system call. The parent records a fork child's row right after fork
+ * (one write transaction, no round trip to another process); a remapped
+ * child knows its vpid before it runs, from a vpid its parent reserved. */
+#define _GNU_SOURCE
+#include "pid.h"
+#include "real.h"
+#include "../core/procinfo.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static uint32_t self_vpid;
+/* A remapped fork child whose parent may not have committed its row yet:
+ * it records the row itself before an exec, so the new program finds it. */
+static int self_unconfirmed;
+/* Reserved for the next fork child, set before fork so that the child's
+ * atfork handler finds it in its copy of memory. */
+static uint32_t next_child_vpid;
+static __thread uint32_t self_vtid;
+static pthread_key_t thread_row_key;
+
+static pid_t sys_getpid(void) { return (pid_t)syscall(SYS_getpid); }
+static pid_t sys_gettid(void) { return (pid_t)syscall(SYS_gettid); }
+
+static int remapped(void) { return (shim_tables()->app_flags & APP_FLAG_NO_IDENTITY) != 0; }
+
+/* Records process spid (want: its vpid if known) and gives its vpid. A
+ * table error leaves the process untranslated (vpid = spid) rather than
+ * stopping it: the program runs on, and says so. */
+static uint32_t record(pid_t spid, uint32_t want)
+{
+	uint64_t ticks = 0;
+	uint32_t vpid = (uint32_t)spid;
+	if (proc_start_ticks(spid, &ticks) != 0) return want ? want : vpid; /* gone already */
+	MDB_txn *txn = write_begin();
+	int rc = tables_pid_record(shim_tables(), txn, (uint32_t)spid, ticks, want, (uint32_t)shim_pid, &vpid);
+	if (rc) {
+		write_abort(txn);
+		shim_warn("cannot record process %d in %s: %s", (int)spid, shim_tables()->path, mdb_strerror(rc));
+		return want ? want : (uint32_t)spid;
+	}
+	write_commit(txn);
+	return vpid;
+}
+
+static void forget(pid_t spid)
+{
+	MDB_txn *txn = write_begin();
+	if (tables_pid_forget(shim_tables(), txn, (uint32_t)spid)) write_abort(txn);
+	else write_commit(txn);
+}
+
+static uint32_t reserve(void)
+{
+	uint32_t vpid = 0;
+	MDB_txn *txn = write_begin();
+	if (tables_pid_reserve(shim_tables(), txn, &vpid)) {
+		write_abort(txn);
+		return 0;
+	}
+	write_commit(txn);
+	return vpid;
+}
+
+pid_t pid_to_virtual(pid_t spid)
+{
+	uint32_t vpid;
+	if (spid <= 0) return spid;
+	if (spid == shim_pid) return (pid_t)self_vpid;
+	return sr_to_vr(RT_PID, (uint32_t)spid, &vpid) == 0 ? (pid_t)vpid : spid;
+}
+
+/* The kernel's PID for a PID the program passed, or -1 with ESRCH for a
+ * remapped vpid the application does not have (no kernel PID is that
+ * large, so it names no process at all). */
+static int to_system(pid_t vpid, pid_t *spid)
+{
+	uint32_t s;
+	if ((uint32_t)vpid == self_vpid) *spid = shim_pid;
+	else if (vr_to_sr(RT_PID, (uint32_t)vpid, &s) == 0) *spid = (pid_t)s;
+	else if ((uint32_t)vpid >= VRID_REMAP_BASE) return shim_fail(ESRCH);
+	else *spid = vpid;
+	return 0;
+}
+
+/* A kill-style PID argument: >0 a process, <-1 a process group, 0 and -1
+ * as they are. */
+static int target_to_system(pid_t pid, pid_t *out)
+{
+	if (pid == 0 || pid == -1) return *out = pid, 0;
+	pid_t s;
+	if (to_system(pid > 0 ? pid : -pid, &s)) return -1;
+	*out = pid > 0 ? s : -s;
+	return 0;
+}
+
+static void forget_thread(void *arg)
+{
+	forget((pid_t)(uintptr_t)arg);
+}
+
+void pid_init(void)
+{
+	pthread_key_create(&thread_row_key, forget_thread);
+	shim_pid = sys_getpid();
+	self_vpid = record(shim_pid, 0);
+}
+
+void pid_after_fork_child(void)
+{
+	shim_pid = sys_getpid();
+	self_vtid = 0;
+	if (next_child_vpid) {
+		self_vpid = next_child_vpid;
+		self_unconfirmed = 1;
+	} else {
+		self_vpid = (uint32_t)shim_pid;
+		/* A fork our wrapper did not make (inside libc): in a
+		 * remapped application the row is made on first need. */
+		self_unconfirmed = remapped();
+	}
+	next_child_vpid = 0;
+}
+
+void pid_before_exec(void)
+{
+	if (!self_unconfirmed) return;
+	self_vpid = record(shim_pid, self_vpid == (uint32_t)shim_pid ? 0 : self_vpid);
+	self_unconfirmed = 0;
+}
+
+SHIM_EXPORT pid_t getpid(void)
+{
+	if (!shim_active) return sys_getpid();
+	if (__builtin_expect(self_unconfirmed && self_vpid == (uint32_t)shim_pid && remapped(), 0))
+		pid_before_exec();
+	return (pid_t)self_vpid;
+}
+
+SHIM_EXPORT pid_t getppid(void)
+{
+	/* Not cached: the parent may die and the process be adopted. */
+	pid_t p = REAL(getppid)();
+	return shim_active ? pid_to_virtual(p) : p;
+}
+
+
+SHIM_EXPORT pid_t gettid(void)
+{
+	if (!shim_active) return sys_gettid();
+	if (self_vtid) return (pid_t)self_vtid;
+	pid_t stid = sys_gettid();
+	if (stid == shim_pid) return (pid_t)(self_vtid = self_vpid);
+	self_vtid = record(stid, 0);
+	/* The row goes with the thread. */
+	pthread_setspecific(thread_row_key, (void *)(uintptr_t)stid);
+	return (pid_t)self_vtid;
+}
+
+SHIM_EXPORT pid_t fork(void)
+{
+	if (!shim_active) return REAL(fork)();
+	uint32_t want = remapped() ? reserve() : 0;
+	next_child_vpid = want;
+	pid_t spid = REAL(fork)();
+	next_child_vpid = 0;
+	if (spid <= 0) return spid; /* the child, or a failure */
+	return (pid_t)record(spid, want);
+}
+
+/* vfork is fork here: a vfork child shares the parent's memory and stack,
+ * and the bookkeeping above cannot run in it. POSIX lets vfork be fork. */
+SHIM_EXPORT pid_t vfork(void) { return fork(); }
+
+pid_t pid_record_child(pid_t spid)
+{
+	return shim_active && spid > 0 ? (pid_t)record(spid, 0) : spid;
+}
+
+/* A waited-for child: its vpid for the caller; if it was reaped, its row
+ * goes (the kernel may give its number to a new process now). */
+static pid_t reaped(pid_t spid, int still_there)
+{
+	if (spid <= 0) return spid;
+	pid_t vpid = pid_to_virtual(spid);
+	if (!still_there) forget(spid);
+	return vpid;
+}
+
+static int stopped_or_continued(int status) { return WIFSTOPPED(status) || WIFCONTINUED(status); }
+
+SHIM_EXPORT pid_t waitpid(pid_t pid, int *status, int options)
+{
+	if (!shim_active) return REAL(waitpid)(pid, status, options);
+	pid_t spid;
+	if (target_to_system(pid, &spid)) return shim_fail(ECHILD);
+	int st = 0;
+	pid_t r = REAL(waitpid)(spid, &st, options);
+	if (status) *status = st;
+	return reaped(r, r > 0 && stopped_or_continued(st));
+}
+
+SHIM_EXPORT pid_t wait(int *status) { return waitpid(-1, status, 0); }
+
+SHIM_EXPORT pid_t wait4(pid_t pid, int *status, int options, struct rusage *usage)
+{
+	if (!shim_active) return REAL(wait4)(pid, status, options, usage);
+	pid_t spid;
+	if (target_to_system(pid, &spid)) return shim_fail(ECHILD);
+	int st = 0;
+	pid_t r = REAL(wait4)(spid, &st, options, usage);
+	if (status) *status = st;
+	return reaped(r, r > 0 && stopped_or_continued(st));
+}
+
+SHIM_EXPORT pid_t wait3(int *status, int options, struct rusage *usage) { return wait4(-1, status, options, usage); }
+
+SHIM_EXPORT int waitid(idtype_t idtype, id_t id, siginfo_t *info, int options)
+{
+	if (!shim_active) return REAL(waitid)(idtype, id, info, options);
+	pid_t sid = (pid_t)id;
+	if ((idtype == P_PID || idtype == P_PGID) && to_system((pid_t)id, &sid)) return shim_fail(ECHILD);
+	int r = REAL(waitid)(idtype, (id_t)sid, info, options);
+	if (r == 0 && info && info->si_pid > 0) {
+		int gone = !(options & WNOWAIT) && (info->si_code == CLD_EXITED || info->si_code == CLD_KILLED ||
+						    info->si_code == CLD_DUMPED);
+		info->si_pid = reaped(info->si_pid, !gone);
+	}
+	return r;
+}
+
+SHIM_EXPORT int kill(pid_t pid, int sig)
+{
+	if (!shim_active) return REAL(kill)(pid, sig);
+	pid_t spid;
+	if (target_to_system(pid, &spid)) return -1;
+	return REAL(kill)(spid, sig);
+}
+
+SHIM_EXPORT int killpg(pid_t pgrp, int sig)
+{
+	if (!shim_active) return REAL(killpg)(pgrp, sig);
+	pid_t spgrp = pgrp;
+	if (pgrp > 0 && to_system(pgrp, &spgrp)) return -1;
+	return REAL(killpg)(spgrp, sig);
+}
+
+SHIM_EXPORT int sigqueue(pid_t pid, int sig, const union sigval value)
+{
+	if (!shim_active) return REAL(sigqueue)(pid, sig, value);
+	pid_t spid = pid;
+	if (pid > 0 && to_system(pid, &spid)) return -1;
+	return REAL(sigqueue)(spid, sig, value);
+}
+
+SHIM_EXPORT int tgkill(pid_t tgid, pid_t tid, int sig)
+{
+	if (!shim_active) return REAL(tgkill)(tgid, tid, sig);
+	pid_t stgid, stid;
+	if (to_system(tgid, &stgid) || to_system(tid, &stid)) return -1;
+	return REAL(tgkill)(stgid, stid, sig);
+}
+
+/* Process groups and sessions are named by their leader's PID. */
+SHIM_EXPORT pid_t getpgid(pid_t pid)
+{
+	if (!shim_active) return REAL(getpgid)(pid);
+	pid_t spid = pid;
+	if (pid > 0 && to_system(pid, &spid)) return -1;
+	return pid_to_virtual(REAL(getpgid)(spid));
+}
+
+SHIM_EXPORT pid_t getpgrp(void)
+{
+	pid_t r = REAL(getpgrp)();
+	return shim_active ? pid_to_virtual(r) : r;
+}
+
+SHIM_EXPORT pid_t getsid(pid_t pid)
+{
+	if (!shim_active) return REAL(getsid)(pid);
+	pid_t spid = pid;
+	if (pid > 0 && to_system(pid, &spid)) return -1;
+	return pid_to_virtual(REAL(getsid)(spid));
+}
+
+SHIM_EXPORT pid_t setsid(void)
+{
+	pid_t r = REAL(setsid)();
+	return shim_active ? pid_to_virtual(r) : r;
+}
+
+SHIM_EXPORT int setpgid(pid_t pid, pid_t pgid)
+{
+	if (!shim_active) return REAL(setpgid)(pid, pgid);
+	pid_t spid = pid, spgid = pgid;
+	if ((pid > 0 && to_system(pid, &spid)) || (pgid > 0 && to_system(pgid, &spgid))) return -1;
+	return REAL(setpgid)(spid, spgid);
+}
+
+SHIM_EXPORT pid_t tcgetpgrp(int fd)
+{
+	pid_t r = REAL(tcgetpgrp)(fd);
+	return shim_active ? pid_to_virtual(r) : r;
+}
+
+SHIM_EXPORT int tcsetpgrp(int fd, pid_t pgrp)
+{
+	if (!shim_active) return REAL(tcsetpgrp)(fd, pgrp);
+	pid_t spgrp = pgrp;
+	if (pgrp > 0 && to_system(pgrp, &spgrp)) return -1;
+	return REAL(tcsetpgrp)(fd, spgrp);
+}
+
+/* F_GETOWN and F_SETOWN: a positive owner is a process, a negative one a
+ * process group. The argument is read as the kernel reads it, a long. */
+static long fcntl_arg(va_list ap) { return va_arg(ap, long); }
+
+static int owner_fcntl(int (*real)(int, int, ...), int fd, int cmd, long arg)
+{
+	if (!shim_active) return real(fd, cmd, arg);
+	if (cmd == F_GETOWN) {
+		int r = real(fd, cmd);
+		return r > 0 ? pid_to_virtual(r) : r < -1 ? -pid_to_virtual(-r) : r;
+	}
+	if (cmd == F_SETOWN) {
+		pid_t s;
+		if (target_to_system((pid_t)arg, &s)) return -1;
+		return real(fd, cmd, (long)s);
+	}
+	if ((cmd == F_GETOWN_EX || cmd == F_SETOWN_EX) && arg) {
+		struct f_owner_ex *o = (struct f_owner_ex *)arg;
+		if (cmd == F_SETOWN_EX) {
+			struct f_owner_ex so = *o;
+			if (so.pid > 0 && to_system(so.pid, &so.pid)) return -1;
+			return real(fd, cmd, &so);
+		}
+		int r = real(fd, cmd, o);
+		if (r == 0 && o->pid > 0) o->pid = pid_to_virtual(o->pid);
+		return r;
+	}
+	return real(fd, cmd, arg);
+}
+
+SHIM_EXPORT int fcntl(int fd, int cmd, ...)
+{
+	va_list ap;
+	va_start(ap, cmd);
+	long arg = fcntl_arg(ap);
+	va_end(ap);
+	return owner_fcntl(REAL(fcntl), fd, cmd, arg);
+}
+
+SHIM_EXPORT int fcntl64(int fd, int cmd, ...)
+{
+	va_list ap;
+	va_start(ap, cmd);
+	long arg = fcntl_arg(ap);
+	va_end(ap);
+	return owner_fcntl(REAL(fcntl64), fd, cmd, arg);
+}
+
+/* SO_PEERCRED: the peer's PID as the application names it. */
+SHIM_EXPORT int getsockopt(int fd, int level, int name, void *value, socklen_t *len)
+{
+	int r = REAL(getsockopt)(fd, level, name, value, len);
+	if (shim_active && r == 0 && level == SOL_SOCKET && name == SO_PEERCRED && value && *len >= sizeof(struct ucred))
+		((struct ucred *)value)->pid = pid_to_virtual(((struct ucred *)value)->pid);
+	return r;
+}
+
+/* The calls that take a PID, 0 meaning the caller. */
+#define PID_ARG_WRAPPER(ret, name, params, args)                               \
+	SHIM_EXPORT ret name params                                            \
+	{                                                                      \
+		if (shim_active && pid != 0 && to_system(pid, &pid)) return -1; \
+		return REAL(name) args;                                        \
+	}
+PID_ARG_WRAPPER(int, sched_setaffinity, (pid_t pid, size_t size, const cpu_set_t *set), (pid, size, set))
+PID_ARG_WRAPPER(int, sched_getaffinity, (pid_t pid, size_t size, cpu_set_t *set), (pid, size, set))
+PID_ARG_WRAPPER(int, sched_setscheduler, (pid_t pid, int policy, const struct sched_param *param), (pid, policy, param))
+PID_ARG_WRAPPER(int, sched_getscheduler, (pid_t pid), (pid))
+PID_ARG_WRAPPER(int, sched_setparam, (pid_t pid, const struct sched_param *param), (pid, param))
+PID_ARG_WRAPPER(int, sched_getparam, (pid_t pid, struct sched_param *param), (pid, param))
+PID_ARG_WRAPPER(int, sched_rr_get_interval, (pid_t pid, struct timespec *tp), (pid, tp))
+PID_ARG_WRAPPER(int, prlimit, (pid_t pid, enum __rlimit_resource resource, const struct rlimit *new_limit, struct rlimit *old_limit), (pid, resource, new_limit, old_limit))
+PID_ARG_WRAPPER(int, prlimit64, (pid_t pid, enum __rlimit_resource resource, const struct rlimit64 *new_limit, struct rlimit64 *old_limit), (pid, resource, new_limit, old_limit))
+
+/* daemon() forks inside libc, past the fork wrapper: done here with it. */
+SHIM_EXPORT int daemon(int nochdir, int noclose)
+{
+	if (!shim_active) return REAL(daemon)(nochdir, noclose);
+	pid_t p = fork();
+	if (p < 0) return -1;
+	if (p > 0) _exit(0);
+	if (setsid() < 0) return -1;
+	if (!nochdir && chdir("/") != 0) return -1;
+	if (!noclose) {
+		int fd = open("/dev/null", O_RDWR);
+		if (fd < 0) return -1;
+		dup2(fd, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if (fd > 2) close(fd);
+	}
+	return 0;
+}
+
+/* Signal handlers that take a siginfo see the sender's vpid. The handler
+ * cannot read LMDB (not async-signal-safe), so it translates from the
+ * cache only; a sender it has never met keeps its kernel PID. */
+static void (*user_action[_NSIG])(int, siginfo_t *, void *);
+
+static void siginfo_trampoline(int sig, siginfo_t *si, void *ctx)
+{
+	if (si && si->si_pid > 0 && (si->si_code <= 0 || sig == SIGCHLD)) {
+		uint32_t vpid;
+		if (sr_to_vr_cached(RT_PID, (uint32_t)si->si_pid, &vpid) == 0) si->si_pid = (pid_t)vpid;
+	}
+	user_action[sig](sig, si, ctx);
+}
+
+SHIM_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+{
+	if (!shim_active || sig <= 0 || sig >= _NSIG) return REAL(sigaction)(sig, act, old);
+	struct sigaction mine;
+	void (*previous)(int, siginfo_t *, void *) = user_action[sig];
+	if (act && (act->sa_flags & SA_SIGINFO) && act->sa_sigaction) {
+		mine = *act;
+		mine.sa_sigaction = siginfo_trampoline;
+		user_action[sig] = act->sa_sigaction;
+		act = &mine;
+	}
+	int r = REAL(sigaction)(sig, act, old);
+	if (r == 0 && old && (old->sa_flags & SA_SIGINFO) && old->sa_sigaction == siginfo_trampoline)
+		old->sa_sigaction = previous;
+	return r;
+}
+
+/* /proc/<vpid>/... opened by the program reaches /proc/<spid>/... */
+const char *pid_proc_path(const char *path, char *buf, size_t len)
+{
+	if (!shim_active || strncmp(path, "/proc/", 6) || path[6] < '1' || path[6] > '9') return path;
+	char *end;
+	long v = strtol(path + 6, &end, 10);
+	if (*end != '/' && *end != 0) return path;
+	pid_t s;
+	if (to_system((pid_t)v, &s) || s == (pid_t)v) return path;
+	snprintf(buf, len, "/proc/%d%s", (int)s, end);
+	return buf;
+}

@@ -1,0 +1,25 @@
+/* Process IDs as the application sees them (pid.c), for the other
+ * families' files: the PIDs in IPC stat results, posix_spawn's child, exec,
+ * and /proc/<pid> paths. */
+#ifndef APPSHOT_SHIM_PID_H
+#define APPSHOT_SHIM_PID_H
+
+#include "shim.h"
+#include <stddef.h>
+#include <sys/types.h>
+
+/* At start: this process's vpid, its row made if need be. */
+void pid_init(void);
+void pid_after_fork_child(void);
+/* Before an exec: a fork child whose row its parent may not have
+ * committed yet records it, so the new program finds its vpid. */
+void pid_before_exec(void);
+/* A child started by posix_spawn: recorded, and its vpid given. */
+pid_t pid_record_child(pid_t spid);
+/* A kernel PID as the application names it: its vpid if it is one of the
+ * application's processes, else the PID itself. */
+pid_t pid_to_virtual(pid_t spid);
+/* path itself, or /proc/<spid>/... written into buf for /proc/<vpid>/... */
+const char *pid_proc_path(const char *path, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,59 @@
+import Table from 'cli-table3';
+import { type ProcStat, commandLine, procStat } from '../ts/procinfo.js';
+import { type Tables, fwdRows } from '../ts/tables.js';
+import * as S from './schema.js';
+
+export interface ProcessRow {
+  aid: string;
+  vpid: number;
+  spid: number;
+  /** The parent as the application sees it: its vpid when it is a process
+   * of the same application, else its spid (0 when the process is gone). */
+  ppid: number;
+  /** The state letter of /proc/PID/stat (R, S, D, Z, ...), or 'gone': no
+   * process has the spid any more, or a newer one has it. */
+  state: string;
+  command: string;
+}
+
+/** spid's stat while it is still the process the procs table recorded for
+ * aid: a PID can have been reused since. */
+function recordedStat(t: Tables, spid: number, aid: string): ProcStat | undefined {
+  const v = t.procs.get(S.procKey(spid));
+  if (!v) return undefined;
+  const recorded = S.decodeProcVal(v);
+  const stat = procStat(spid);
+  return recorded.aid === aid && stat?.startTicks === recorded.startTicks ? stat : undefined;
+}
+
+/** The vpid of spid if it is a live process of aid. */
+function vpidOf(t: Tables, aid: string, spid: number): number | undefined {
+  const v = t.rev.get(S.revKey(t.node, S.RT.pid, spid));
+  if (!v) return undefined;
+  const rev = S.decodeRevVal(v);
+  return rev.aid === aid && recordedStat(t, spid, aid) ? rev.vrid : undefined;
+}
+
+/** The processes of every application, or of one, in vpid order; those
+ * that are gone (stale rows) too, with state 'gone'. */
+export function* processRows(t: Tables, f: { aid?: string }): Generator<ProcessRow> {
+  for (const r of fwdRows(t, f.aid, f.aid !== undefined ? S.RT.pid : undefined)) {
+    if (r.type !== S.RT.pid) continue;
+    const stat = recordedStat(t, r.srid, r.aid);
+    yield {
+      aid: r.aid,
+      vpid: r.vrid,
+      spid: r.srid,
+      ppid: stat ? (vpidOf(t, r.aid, stat.ppid) ?? stat.ppid) : 0,
+      state: stat ? stat.state : 'gone',
+      command: stat ? commandLine(r.srid) : '',
+    };
+  }
+}
+
+/** PIDs print in decimal, as ps prints them. */
+export function renderProcesses(rows: ProcessRow[]): string {
+  const table = new Table({ head: ['AID', 'VPID', 'SPID', 'PPID', 'STAT', 'COMMAND'], style: { head: [], border: [] } });
+  for (const r of rows) table.push([r.aid, String(r.vpid), String(r.spid), String(r.ppid), r.state, r.command]);
+  return table.toString();
+}
