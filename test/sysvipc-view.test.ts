@@ -36,9 +36,10 @@ async function withThreeHolders(inside: string) {
     await waitFor(me.out, /held/);
     const kernel = Object.fromEntries(['sem', 'shm', 'msg'].map((f) => [f, readFileSync(`/proc/sysvipc/${f}`, 'latin1')]));
     const rows = tablesJson(home, ['--aid', 'me']);
+    const pids = tablesJson(home, ['--type', 'pid']);
     writeFileSync(go, '');
     const r = await me.done;
-    return { nativeId, kernel, rows, out: r.stdout.replace(/^held\n/, ''), code: r.code, stderr: r.stderr };
+    return { nativeId, kernel, rows, pids, out: r.stdout.replace(/^held\n/, ''), code: r.code, stderr: r.stderr };
   } finally {
     other.child.kill('SIGTERM');
     await other.done;
@@ -75,7 +76,17 @@ describe('the application\'s own view of /proc/sysvipc', () => {
       const row = r.rows.find((x) => x.type === family)!;
       const kernelLine = kernel.find((l) => l.match(/^\s*-?\d+\s+(\d+)/)?.[1] === String(row.system))!;
       expect(view[1].slice(0, 21)).toBe(`${String(0x5eed21).padStart(10)} ${String(row.virtual).padStart(10)}`);
-      expect(view[1].slice(21)).toBe(kernelLine.slice(21));
+      // The PID columns name processes as the application does (shm: cpid
+      // lpid, msg: lspid lrpid); the rest is the kernel's, byte for byte.
+      const pidColumns = { sem: [], shm: [4, 5], msg: [5, 6] }[family as 'sem' | 'shm' | 'msg'];
+      const fields = (l: string) => l.trim().split(/\s+/);
+      const [v, k] = [fields(view[1]), fields(kernelLine)];
+      for (const c of pidColumns) {
+        const creator = r.pids.find((p) => p.system === Number(k[c]));
+        expect(Number(v[c])).toBe(creator ? creator.virtual : Number(k[c]));
+      }
+      if (!pidColumns.length) expect(view[1].slice(21)).toBe(kernelLine.slice(21));
+      else expect(v.filter((_, i) => !pidColumns.includes(i)).slice(2)).toEqual(k.filter((_, i) => !pidColumns.includes(i)).slice(2));
     });
   });
 

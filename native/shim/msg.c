@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "ipc.h"
 #include "real.h"
+#include "pid.h"
 
 #include <sys/msg.h>
 
@@ -58,17 +59,30 @@ static int msg_info(int cmd, struct msqid_ds *buf)
 	return count ? (int)count - 1 : 0;
 }
 
+/* The last sender and receiver, as the application names them. */
+static void virtual_pids(struct msqid_ds *ds)
+{
+	ds->msg_lspid = pid_to_virtual(ds->msg_lspid);
+	ds->msg_lrpid = pid_to_virtual(ds->msg_lrpid);
+}
+
 SHIM_EXPORT int msgctl(int msqid, int cmd, struct msqid_ds *buf)
 {
 	if (!shim_active) return REAL(msgctl)(msqid, cmd, buf);
+	int r;
 	switch (cmd) {
 	case IPC_INFO: case MSG_INFO: return msg_info(cmd, buf);
-	case MSG_STAT: case MSG_STAT_ANY: return ipc_stat_nth(RT_MSG, msqid, cmd, buf);
+	case MSG_STAT: case MSG_STAT_ANY:
+		if ((r = ipc_stat_nth(RT_MSG, msqid, cmd, buf)) >= 0) virtual_pids(buf);
+		return r;
 	case IPC_RMID: return ipc_remove(RT_MSG, msqid);
 	}
 	uint32_t srid;
 	if (ipc_srid(RT_MSG, msqid, &srid)) return -1;
-	int r = REAL(msgctl)((int)srid, cmd, buf);
-	if (r == 0 && cmd == IPC_STAT) buf->msg_perm.__key = ipc_virtual_key(RT_MSG, buf->msg_perm.__key);
+	r = REAL(msgctl)((int)srid, cmd, buf);
+	if (r == 0 && cmd == IPC_STAT) {
+		buf->msg_perm.__key = ipc_virtual_key(RT_MSG, buf->msg_perm.__key);
+		virtual_pids(buf);
+	}
 	return r;
 }

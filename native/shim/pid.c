@@ -20,6 +20,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,36 @@ static int self_unconfirmed;
 static uint32_t next_child_vpid;
 static __thread uint32_t self_vtid;
 static pthread_key_t thread_row_key;
+
+/* The processes this one recorded lately (its children) and itself, for
+ * signal handlers: a handler may not read LMDB, and a child's row is
+ * newer than any translation cache. Lock-free: a writer clears spid first
+ * and sets it last, a reader checks it again after reading vpid. */
+#define KNOWN_PIDS 64
+static struct {
+	_Atomic uint32_t spid, vpid;
+} known[KNOWN_PIDS];
+static _Atomic unsigned known_next;
+
+static void remember(pid_t spid, uint32_t vpid)
+{
+	unsigned i = atomic_fetch_add(&known_next, 1) % KNOWN_PIDS;
+	atomic_store(&known[i].spid, 0);
+	atomic_store(&known[i].vpid, vpid);
+	atomic_store(&known[i].spid, (uint32_t)spid);
+}
+
+static int known_vpid(pid_t spid, uint32_t *vpid)
+{
+	for (unsigned i = 0; i < KNOWN_PIDS; i++) {
+		if (atomic_load(&known[i].spid) != (uint32_t)spid) continue;
+		uint32_t v = atomic_load(&known[i].vpid);
+		if (atomic_load(&known[i].spid) != (uint32_t)spid) continue;
+		*vpid = v;
+		return 0;
+	}
+	return -1;
+}
 
 static pid_t sys_getpid(void) { return (pid_t)syscall(SYS_getpid); }
 static pid_t sys_gettid(void) { return (pid_t)syscall(SYS_gettid); }
@@ -60,6 +91,7 @@ static uint32_t record(pid_t spid, uint32_t want)
 		return want ? want : (uint32_t)spid;
 	}
 	write_commit(txn);
+	remember(spid, vpid);
 	return vpid;
 }
 
@@ -128,6 +160,7 @@ void pid_init(void)
 
 void pid_after_fork_child(void)
 {
+	remember(shim_pid, self_vpid); /* the parent, as it was */
 	shim_pid = sys_getpid();
 	self_vtid = 0;
 	if (next_child_vpid) {
@@ -427,15 +460,19 @@ SHIM_EXPORT int daemon(int nochdir, int noclose)
 }
 
 /* Signal handlers that take a siginfo see the sender's vpid. The handler
- * cannot read LMDB (not async-signal-safe), so it translates from the
- * cache only; a sender it has never met keeps its kernel PID. */
+ * cannot read LMDB (not async-signal-safe), so it translates from what
+ * the process knows without it: itself, the processes it recorded lately
+ * (its children, its parent as it was at fork), and the cache. A sender it
+ * has never met keeps its kernel PID. */
 static void (*user_action[_NSIG])(int, siginfo_t *, void *);
 
 static void siginfo_trampoline(int sig, siginfo_t *si, void *ctx)
 {
 	if (si && si->si_pid > 0 && (si->si_code <= 0 || sig == SIGCHLD)) {
 		uint32_t vpid;
-		if (sr_to_vr_cached(RT_PID, (uint32_t)si->si_pid, &vpid) == 0) si->si_pid = (pid_t)vpid;
+		if (si->si_pid == shim_pid) si->si_pid = (pid_t)self_vpid;
+		else if (known_vpid(si->si_pid, &vpid) == 0 || sr_to_vr_cached(RT_PID, (uint32_t)si->si_pid, &vpid) == 0)
+			si->si_pid = (pid_t)vpid;
 	}
 	user_action[sig](sig, si, ctx);
 }

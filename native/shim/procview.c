@@ -43,6 +43,25 @@ static int parse_row(const char *line, long *key, long *id, const char **rest)
 	return 0;
 }
 
+/* The rest of a shm or msg line (after key and ID) with its PID columns
+ * as the application names the processes, in the kernel's own format:
+ * shm "  %4o %21lu %5u %5u..." (cpid, lpid), msg "  %4o  %10lu %10lu %5u
+ * %5u..." (lspid, lrpid). */
+static void write_rest(uint8_t type, const char *rest, FILE *out)
+{
+	unsigned perms;
+	unsigned long a, b;
+	int p1, p2, n = 0;
+	if (type == RT_SHM && sscanf(rest, " %o %lu %d %d%n", &perms, &a, &p1, &p2, &n) == 4 && n)
+		fprintf(out, "  %4o %21lu %5u %5u%s", perms, a, (unsigned)pid_to_virtual(p1), (unsigned)pid_to_virtual(p2),
+			rest + n);
+	else if (type == RT_MSG && sscanf(rest, " %o %lu %lu %d %d%n", &perms, &a, &b, &p1, &p2, &n) == 5 && n)
+		fprintf(out, "  %4o  %10lu %10lu %5u %5u%s", perms, a, b, (unsigned)pid_to_virtual(p1),
+			(unsigned)pid_to_virtual(p2), rest + n);
+	else
+		fputs(rest, out);
+}
+
 /* Writes the kernel's listing of this family, cut down to the
  * application's objects, into out. Returns 0, or an errno. */
 static int write_view(uint8_t type, FILE *out)
@@ -58,7 +77,8 @@ static int write_view(uint8_t type, FILE *out)
 		uint32_t vrid;
 		if (parse_row(line, &key, &id, &rest) || sr_to_vr(type, (uint32_t)id, &vrid)) continue;
 		/* The kernel prints both as %10d. */
-		fprintf(out, "%10d %10d%s", (int)ipc_virtual_key(type, (key_t)key), (int)vrid, rest);
+		fprintf(out, "%10d %10d", (int)ipc_virtual_key(type, (key_t)key), (int)vrid);
+		write_rest(type, rest, out);
 	}
 	free(line);
 	fclose(in);

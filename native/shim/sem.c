@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include "ipc.h"
 #include "real.h"
+#include "pid.h"
 
 #include <stdarg.h>
 #include <sys/sem.h>
@@ -85,5 +86,6 @@ SHIM_EXPORT int semctl(int semid, int semnum, int cmd, ...)
 	if (ipc_srid(RT_SEM, semid, &srid)) return -1;
 	int r = REAL(semctl)((int)srid, semnum, cmd, arg);
 	if (r == 0 && cmd == IPC_STAT) arg.buf->sem_perm.__key = ipc_virtual_key(RT_SEM, arg.buf->sem_perm.__key);
+	if (r > 0 && cmd == GETPID) r = pid_to_virtual(r);
 	return r;
 }

@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include "ipc.h"
 #include "real.h"
+#include "pid.h"
 #include "procview.h"
 
 #include <pthread.h>
@@ -119,17 +120,30 @@ static int shm_info(int cmd, struct shmid_ds *buf)
 	return count ? (int)count - 1 : 0;
 }
 
+/* The creator and the last to attach or detach, as the application names them. */
+static void virtual_pids(struct shmid_ds *ds)
+{
+	ds->shm_cpid = pid_to_virtual(ds->shm_cpid);
+	ds->shm_lpid = pid_to_virtual(ds->shm_lpid);
+}
+
 SHIM_EXPORT int shmctl(int shmid, int cmd, struct shmid_ds *buf)
 {
 	if (!shim_active) return REAL(shmctl)(shmid, cmd, buf);
+	int r;
 	switch (cmd) {
 	case IPC_INFO: case SHM_INFO: return shm_info(cmd, buf);
-	case SHM_STAT: case SHM_STAT_ANY: return ipc_stat_nth(RT_SHM, shmid, cmd, buf);
+	case SHM_STAT: case SHM_STAT_ANY:
+		if ((r = ipc_stat_nth(RT_SHM, shmid, cmd, buf)) >= 0) virtual_pids(buf);
+		return r;
 	case IPC_RMID: return ipc_remove(RT_SHM, shmid);
 	}
 	uint32_t srid;
 	if (ipc_srid(RT_SHM, shmid, &srid)) return -1;
-	int r = REAL(shmctl)((int)srid, cmd, buf);
-	if (r == 0 && cmd == IPC_STAT) buf->shm_perm.__key = ipc_virtual_key(RT_SHM, buf->shm_perm.__key);
+	r = REAL(shmctl)((int)srid, cmd, buf);
+	if (r == 0 && cmd == IPC_STAT) {
+		buf->shm_perm.__key = ipc_virtual_key(RT_SHM, buf->shm_perm.__key);
+		virtual_pids(buf);
+	}
 	return r;
 }

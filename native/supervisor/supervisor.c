@@ -20,6 +20,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../core/tables.h"
+
 static void die(const char *what)
 {
 	fprintf(stderr, "appshot: supervisor: %s: %s\n", what, strerror(errno));
@@ -37,6 +39,29 @@ static void exec_command(char **argv, const char *preload, int report_fd, const 
 	ssize_t w = write(report_fd, &err, sizeof err);
 	(void)w;
 	_exit(127);
+}
+
+/* The application's processes the supervisor reaps (orphans, and the
+ * command) have no parent under the shim to forget them: their rows go
+ * here, so no row outlives its process. Best effort: if the tables cannot
+ * be opened, the harness's cleanup at the end removes the rows. */
+static void forget_reaped(const pid_t *pids, int n)
+{
+	static struct tables t;
+	static int state; /* 0 not opened yet, 1 open, -1 unusable */
+	const char *home = getenv("APPSHOT_HOME"), *aid = getenv("APPSHOT_AID");
+	char err[512];
+	if (!n || state < 0) return;
+	if (state == 0) state = home && aid && tables_open(&t, home, aid, err, sizeof err) == 0 ? 1 : -1;
+	if (state < 0 || !tables_fds_ok(&t) || tables_write_lock(&t)) return;
+	MDB_txn *txn;
+	if (mdb_txn_begin(t.env, NULL, 0, &txn) == 0) {
+		int rc = 0;
+		for (int i = 0; i < n && !rc; i++) rc = tables_pid_forget(&t, txn, (uint32_t)pids[i]);
+		if (rc) mdb_txn_abort(txn);
+		else mdb_txn_commit(txn);
+	}
+	tables_write_unlock(&t);
 }
 
 static int exit_code(int status)
@@ -87,16 +112,25 @@ int main(int argc, char **argv)
 	for (;;) {
 		siginfo_t si;
 		/* Reap whatever has ended; ECHILD means the application is gone. */
+		pid_t reaped[64];
+		int n_reaped = 0;
 		for (;;) {
 			int st;
 			pid_t p = waitpid(-1, &st, WNOHANG);
+			int wait_errno = errno;
 			if (p > 0 && p == child) {
 				status = st;
 				have_status = 1;
 				child = -1;
 			}
+			if (p > 0) {
+				reaped[n_reaped++] = p;
+				if (n_reaped < 64) continue;
+			}
+			forget_reaped(reaped, n_reaped);
+			n_reaped = 0;
 			if (p > 0) continue;
-			if (p < 0 && errno == ECHILD) return have_status ? exit_code(status) : 125;
+			if (p < 0 && wait_errno == ECHILD) return have_status ? exit_code(status) : 125;
 			break;
 		}
 		if (sigwaitinfo(&waited, &si) < 0) continue;
