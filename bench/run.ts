@@ -1,8 +1,9 @@
 /**
  * `npm run bench`: the per-call cost of the translated SysV IPC calls
- * (semaphores, shared memory, message queues), natively and under the shim
- * in the same run, reported as ratios against the targets, with absolute
- * times beside them. Results go to bench/results/<date>.json.
+ * (semaphores, shared memory, message queues) and process-ID calls (getpid,
+ * kill, fork, posix_spawn), natively and under the shim in the same run,
+ * reported as ratios against the targets, with absolute times beside them.
+ * Results go to bench/results/<date>.json.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -17,6 +18,8 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const DRIVERS = [
   { program: builtProgram('sembench'), nativeKey: 0x5eb000, shimKey: 0x5eb100 },
   { program: builtProgram('ipcbench'), nativeKey: 0x5eb200, shimKey: 0x5eb300 },
+  // Creates no IPC objects: takes a key like the others and ignores it.
+  { program: builtProgram('pidbench'), nativeKey: 0x5eb400, shimKey: 0x5eb500 },
 ];
 
 type Sample = Record<string, number | { p50: number; p99: number }>;
@@ -31,6 +34,10 @@ const PAIRED: { metric: string; label: string; target: number }[] = [
   { metric: 'shmat_shmdt', label: 'shmat + shmdt (one pair)', target: 1.1 },
   { metric: 'shmget_existing', label: 'shmget, existing key (no IPC_CREAT)', target: 1.1 },
   { metric: 'msg_round_trip', label: 'msgsnd + msgrcv ping-pong, 64 B, per round trip (2 sends + 2 receives)', target: 1.1 },
+  { metric: 'getpid', label: 'getpid (shim: cached vpid, no system call)', target: 1.0 },
+  { metric: 'kill_self_0', label: 'kill(getpid(), 0)', target: 1.15 },
+  { metric: 'fork_waitpid', label: 'fork + waitpid, child _exit(0)s at once', target: 1.3 },
+  { metric: 'spawn_waitpid', label: 'posix_spawn /bin/true + waitpid', target: 1.3 },
 ];
 /** Shim-only figures: absolute time, with a bound where the issue sets one. */
 const ABSOLUTE: { metric: string; label: string; targetNs: number }[] = [

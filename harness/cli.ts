@@ -83,4 +83,5 @@ try {
     exitCode = EXIT.failure;
   }
 }
-process.exit(exitCode);
+// Exit once stdout has drained: a large --json to a pipe is written asynchronously.
+process.stdout.write('', () => process.exit(exitCode));

@@ -9,6 +9,7 @@ export const SEMLOOP = builtProgram('semloop');
 export const SHMTOOL = builtProgram('shmtool');
 export const MSGTOOL = builtProgram('msgtool');
 export const PRODCONS = builtProgram('prodcons');
+export const PIDTOOL = builtProgram('pidtool');
 
 /** A fresh APPSHOT_HOME for one test; global teardown cleans them all. */
 export function makeHome(): string {
