@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { PIDTOOL, appshot, appshotAsync, lines, makeHome, runNative, tablesJson, waitFor } from './helpers.js';
+import { PIDTOOL, SEMTOOL, appshot, appshotAsync, lines, makeHome, runNative, tablesJson, waitFor } from './helpers.js';
 
 const REMAP_BASE = 0x10000000;
 
@@ -159,6 +159,25 @@ describe.each([
     app.child.kill('SIGTERM');
     await app.done;
     expect(tablesJson(home, ['--type', 'pid'])).toEqual([]);
+  });
+
+  it('system() gives the shell\'s status as natively', () => {
+    const args = ['system', 'exit 5', 'system', 'kill -9 $$', 'spawn', 'true'];
+    const native = runNative(args);
+    expect(native.stdout).toBe('status 5\nstatus 137\nstatus 0\n');
+    expect(run(makeHome(), [SEMTOOL, ...args]).stdout).toBe(native.stdout);
+  });
+
+  it('while the application runs, every process row names a process the kernel still has', async () => {
+    const home = makeHome();
+    const app = appshotAsync(home, ['run', '--aid', 'rows', ...flags, '--', 'sh', '-c',
+      `${SEMTOOL} system 'exit 5' >/dev/null; python3 -c 'import os; os.system("true")'; ${PIDTOOL} child 0 spawn 0 >/dev/null; echo ready; exec sleep 100000`]);
+    await waitFor(app.out, /ready/);
+    const rows = tablesJson(home, ['--type', 'pid']);
+    expect(rows.filter((row) => !existsSync(`/proc/${row.system}`))).toEqual([]);
+    expect(rows).toHaveLength(1); // the shell, now sleep
+    app.child.kill('SIGTERM');
+    await app.done;
   });
 
   it(`appshot ps lists the processes (${mode})`, async () => {
