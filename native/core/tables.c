@@ -453,15 +453,19 @@ static int put_proc(const struct tables *t, MDB_txn *txn, uint32_t spid, uint64_
 	return mdb_put(txn, t->procs, &k, &v, 0);
 }
 
+int tables_pid_lookup(const struct tables *t, MDB_txn *txn, uint32_t spid, uint64_t start_ticks, uint32_t *vpid)
+{
+	return tables_rev(t, txn, RT_PID, spid, vpid) == REV_MINE && proc_row_is(t, txn, spid, start_ticks) ? 0 : -1;
+}
+
 int tables_pid_record(const struct tables *t, MDB_txn *txn, uint32_t spid, uint64_t start_ticks,
 		      uint32_t want_vpid, uint32_t creator, uint32_t *vpid)
 {
 	int rc;
-	if (tables_rev(t, txn, RT_PID, spid, vpid) == REV_MINE) {
-		if (proc_row_is(t, txn, spid, start_ticks)) return 0;
-		/* A dead process of ours had this number: its rows go. */
-		if ((rc = tables_unmap_row(t, txn, RT_PID, *vpid, spid))) return rc;
-	}
+	if (tables_pid_lookup(t, txn, spid, start_ticks, vpid) == 0) return 0;
+	if (tables_rev(t, txn, RT_PID, spid, vpid) == REV_MINE &&
+	    (rc = tables_unmap_row(t, txn, RT_PID, *vpid, spid))) /* a dead process of ours had this number */
+		return rc;
 	struct fwd_val fv = { .srid = spid, .creator = creator, .created_ms = now_ms() };
 	rc = MDB_KEYEXIST;
 	if (want_vpid) {

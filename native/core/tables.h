@@ -96,6 +96,8 @@ int tables_count(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t *c
  * identity first, and gives its vpid. */
 int tables_pid_record(const struct tables *t, MDB_txn *txn, uint32_t spid, uint64_t start_ticks,
 		      uint32_t want_vpid, uint32_t creator, uint32_t *vpid);
+/* 0 and the vpid when spid is recorded as this very process (same start). */
+int tables_pid_lookup(const struct tables *t, MDB_txn *txn, uint32_t spid, uint64_t start_ticks, uint32_t *vpid);
 /* The next remapped vpid, for a fork child to know before it exists. */
 int tables_pid_reserve(const struct tables *t, MDB_txn *txn, uint32_t *vpid);
 /* Forgets a reaped process. */

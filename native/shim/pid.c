@@ -79,11 +79,26 @@ static int remapped(void) { return (shim_tables()->app_flags & APP_FLAG_NO_IDENT
 /* Records process spid (want: its vpid if known) and gives its vpid. A
  * table error leaves the process untranslated (vpid = spid) rather than
  * stopping it: the program runs on, and says so. */
+struct lookup_pid {
+	uint32_t spid, vpid;
+	uint64_t ticks;
+};
+
+static int recorded_in(MDB_txn *txn, void *arg)
+{
+	struct lookup_pid *l = arg;
+	return tables_pid_lookup(shim_tables(), txn, l->spid, l->ticks, &l->vpid);
+}
+
 static uint32_t record(pid_t spid, uint32_t want)
 {
 	uint64_t ticks = 0;
 	uint32_t vpid = (uint32_t)spid;
 	if (proc_start_ticks(spid, &ticks) != 0) return want ? want : vpid; /* gone already */
+	/* Most often the row is there (a program after exec, a child its
+	 * parent recorded first): a read tells, without the write lock. */
+	struct lookup_pid l = { (uint32_t)spid, 0, ticks };
+	if (with_read_txn(recorded_in, &l) == 0) return l.vpid;
 	MDB_txn *txn = write_begin();
 	int rc = tables_pid_record(shim_tables(), txn, (uint32_t)spid, ticks, want, (uint32_t)shim_pid, &vpid);
 	if (rc) {
@@ -524,7 +539,7 @@ SHIM_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction
 	if (!shim_active || sig <= 0 || sig >= _NSIG) return REAL(sigaction)(sig, act, old);
 	struct sigaction mine;
 	void (*previous)(int, siginfo_t *, void *) = user_action[sig];
-	if (act && (act->sa_flags & SA_SIGINFO) && act->sa_sigaction) {
+	if (act && (act->sa_flags & SA_SIGINFO) && act->sa_handler != SIG_IGN && act->sa_handler != SIG_DFL) {
 		mine = *act;
 		mine.sa_sigaction = siginfo_trampoline;
 		user_action[sig] = act->sa_sigaction;

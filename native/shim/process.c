@@ -103,7 +103,6 @@ static void read_fault(void)
 
 __attribute__((constructor)) static void shim_init(void)
 {
-	real_resolve();
 	shim_kernel = (struct kernel_ops){ REAL(semget), REAL(semctl), REAL(shmget), REAL(shmctl), REAL(msgget), REAL(msgctl) };
 	const char *aid = getenv("APPSHOT_AID");
 	if (!aid || !*aid) return;

@@ -23,10 +23,3 @@ void *real_require(const char *name)
 	}
 	return p;
 }
-
-void real_resolve(void)
-{
-#define WRAP(ret, name, params) real_##name = (ret(*) params)dlsym(RTLD_NEXT, #name);
-#include "wrapped.def"
-#undef WRAP
-}

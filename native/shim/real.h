@@ -20,7 +20,9 @@
 void *real_require(const char *name);
 
 /* For each wrapped function: the pointer, and real_fn_NAME() returning it,
- * resolved on first use if the constructor has not run yet. */
+ * resolved on first use. Not all at start: each dlsym costs about a
+ * microsecond and a program calls few of the wrapped functions, while
+ * every program start (sh -c, make's recipes) would pay for all of them. */
 #define WRAP(ret, name, params)                                                \
 	extern ret (*real_##name) params;                                      \
 	static inline ret (*real_fn_##name(void)) params                       \
@@ -32,8 +34,6 @@ void *real_require(const char *name);
 #include "wrapped.def"
 #undef WRAP
 
-/* Resolves every pointer the C library has; safe to call more than once. */
-void real_resolve(void);
 /* real_require gives the real function, or ends the process with a
  * message if the C library lacks it (an older glibc without closefrom, say):
  * only a program that calls it stops, not every program. */
