@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { PIDTOOL, SEMTOOL, appshot, appshotAsync, lines, makeHome, runNative, tablesJson, waitFor } from './helpers.js';
+import { PIDTOOL, SEMTOOL, SHMTOOL, appshot, appshotAsync, lines, makeHome, runNative, tablesJson, waitFor } from './helpers.js';
 
 const REMAP_BASE = 0x10000000;
 
@@ -192,5 +192,21 @@ describe.each([
     for (const v of vpids) expect(human).toContain(String(v));
     for (const p of ps) process.kill(p.spid, 'SIGTERM'); // the background one too
     await app.done;
+  });
+});
+
+describe('two remapped applications at once', () => {
+  it('fork children with the same vpid in each both use the tables (LMDB keeps the kernel PID)', async () => {
+    const home = makeHome();
+    const script = ['private', '100', 'fork', 'private', '100', 'pid'];
+    const a = appshotAsync(home, ['run', '--aid', 'ra', '--no-identity', '--', SHMTOOL, ...script, 'sleep', '100000']);
+    await waitFor(a.out, /^pid/m);
+    const b = appshot(home, ['run', '--aid', 'rb', '--no-identity', '--', SHMTOOL, ...script]);
+    expect(b.stderr).toBe('');
+    expect(b.code).toBe(0);
+    // Both children have the same vpid, in their own applications.
+    expect(b.stdout.match(/^pid (\d+)/m)![1]).toBe(a.out().match(/^pid (\d+)/m)![1]);
+    for (const p of JSON.parse(appshot(home, ['ps', '--aid', 'ra', '--json']).stdout)) process.kill(p.spid, 'SIGTERM');
+    await a.done;
   });
 });
