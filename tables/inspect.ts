@@ -41,7 +41,7 @@ export function* translationRows(t: Tables, f: Filter): Generator<TranslationRow
       type,
       virtual: r.vrid,
       system: r.srid,
-      key: isKey ? null : r.vkey,
+      key: isIpcType(type) ? r.vkey : null,
       creator: isKey ? null : r.creator,
       created: new Date(r.createdMs).toISOString(),
       ...(isIpcType(type) ? { removed: S.fwdValRemoved(r) } : {}),
