@@ -1,4 +1,6 @@
-/* A new program of the application must load the shim too. Most inherit
+/* Starting programs: the exec family, posix_spawn and system.
+ *
+ * A new program of the application must load the shim too. Most inherit
  * LD_PRELOAD, APPSHOT_AID and APPSHOT_HOME from the environment, but a
  * program may exec with an environment of its own (Python's subprocess with
  * env=..., env -i, a daemon cleaning up): these wrappers put back whatever
@@ -12,7 +14,10 @@
 
 #include <dlfcn.h>
 #include <limits.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdarg.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -136,6 +141,46 @@ SHIM_EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_fil
 	int r = REAL(posix_spawnp)(pid, file, actions, attr, argv, env);
 	if (r == 0 && pid) *pid = pid_record_child(*pid);
 	return r;
+}
+
+/* system() spawns and reaps its shell inside libc, past the wrappers, so
+ * the shell's row would outlive it: done here through them, with
+ * system()'s own signal handling (SIGINT and SIGQUIT ignored and SIGCHLD
+ * blocked in the caller while it waits; the shell gets them as they were). */
+SHIM_EXPORT int system(const char *command)
+{
+	if (!shim_active) return REAL(system)(command);
+	if (!command) return 1; /* the shell exists: it runs every program of the application */
+	struct sigaction ignore = { .sa_handler = SIG_IGN }, old_int, old_quit;
+	sigset_t chld, old_mask, defaults;
+	sigemptyset(&ignore.sa_mask);
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	REAL(sigaction)(SIGINT, &ignore, &old_int);
+	REAL(sigaction)(SIGQUIT, &ignore, &old_quit);
+	sigprocmask(SIG_BLOCK, &chld, &old_mask);
+	sigemptyset(&defaults);
+	if (old_int.sa_handler != SIG_IGN) sigaddset(&defaults, SIGINT);
+	if (old_quit.sa_handler != SIG_IGN) sigaddset(&defaults, SIGQUIT);
+	posix_spawnattr_t attr;
+	posix_spawnattr_init(&attr);
+	posix_spawnattr_setsigmask(&attr, &old_mask);
+	posix_spawnattr_setsigdefault(&attr, &defaults);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	char *argv[] = { "sh", "-c", (char *)command, NULL };
+	pid_t child;
+	int status = -1, e = posix_spawn(&child, "/bin/sh", NULL, &attr, argv, environ);
+	posix_spawnattr_destroy(&attr);
+	if (e == 0) {
+		while (waitpid(child, &status, 0) < 0 && errno == EINTR)
+			;
+	} else {
+		status = 127 << 8; /* as system() reports a shell that could not run */
+	}
+	REAL(sigaction)(SIGINT, &old_int, NULL);
+	REAL(sigaction)(SIGQUIT, &old_quit, NULL);
+	sigprocmask(SIG_SETMASK, &old_mask, NULL);
+	return status;
 }
 
 /* execl, execlp and execle build an argv from their arguments. */

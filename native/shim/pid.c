@@ -19,7 +19,6 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -473,47 +472,6 @@ SHIM_EXPORT int daemon(int nochdir, int noclose)
 		if (fd > 2) close(fd);
 	}
 	return 0;
-}
-
-/* system() spawns and reaps its shell inside libc, past the wrappers, so
- * the shell's row would outlive it: done here through them, with
- * system()'s own signal handling (SIGINT and SIGQUIT ignored and SIGCHLD
- * blocked in the caller while it waits; the shell gets them as they were). */
-SHIM_EXPORT int system(const char *command)
-{
-	if (!shim_active) return REAL(system)(command);
-	if (!command) return 1; /* the shell exists: it runs every program of the application */
-	struct sigaction ignore = { .sa_handler = SIG_IGN }, old_int, old_quit;
-	sigset_t chld, old_mask, defaults;
-	sigemptyset(&ignore.sa_mask);
-	sigemptyset(&chld);
-	sigaddset(&chld, SIGCHLD);
-	REAL(sigaction)(SIGINT, &ignore, &old_int);
-	REAL(sigaction)(SIGQUIT, &ignore, &old_quit);
-	sigprocmask(SIG_BLOCK, &chld, &old_mask);
-	sigemptyset(&defaults);
-	if (old_int.sa_handler != SIG_IGN) sigaddset(&defaults, SIGINT);
-	if (old_quit.sa_handler != SIG_IGN) sigaddset(&defaults, SIGQUIT);
-	posix_spawnattr_t attr;
-	posix_spawnattr_init(&attr);
-	posix_spawnattr_setsigmask(&attr, &old_mask);
-	posix_spawnattr_setsigdefault(&attr, &defaults);
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-	char *argv[] = { "sh", "-c", (char *)command, NULL };
-	extern char **environ;
-	pid_t child;
-	int status = -1, e = posix_spawn(&child, "/bin/sh", NULL, &attr, argv, environ);
-	posix_spawnattr_destroy(&attr);
-	if (e == 0) {
-		while (waitpid(child, &status, 0) < 0 && errno == EINTR)
-			;
-	} else {
-		status = 127 << 8; /* as system() reports a shell that could not run */
-	}
-	REAL(sigaction)(SIGINT, &old_int, NULL);
-	REAL(sigaction)(SIGQUIT, &old_quit, NULL);
-	sigprocmask(SIG_SETMASK, &old_mask, NULL);
-	return status;
 }
 
 /* Signal handlers that take a siginfo see the sender's vpid. The handler
