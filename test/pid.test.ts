@@ -68,6 +68,14 @@ describe.each([
     expect(run(makeHome(), [PIDTOOL, ...args]).stdout).toBe(native.stdout);
   });
 
+  it('a child made by a raw fork system call, past libc\'s fork, gets a pid of its own', () => {
+    const out = lines(run(makeHome(), [PIDTOOL, 'rawfork']).stdout);
+    const m = out[0].match(/^rawchild getpid (\d+) kernel (\d+) differs from parent$/)!;
+    expect(m, out[0]).not.toBeNull();
+    expectVirtual(Number(m[1]));
+    if (!remapped) expect(m[1]).toBe(m[2]);
+  });
+
   it('an orphan\'s getppid is what the kernel reports: the process that adopted it', () => {
     const r = run(makeHome(), [PIDTOOL, 'orphan']);
     const m = r.stdout.match(/orphan ppid (\d+) kernel ppid (\d+)/)!;

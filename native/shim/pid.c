@@ -200,6 +200,7 @@ void pid_before_exec(void)
 SHIM_EXPORT pid_t getpid(void)
 {
 	if (!shim_active) return sys_getpid();
+	shim_check_fork();
 	if (__builtin_expect(self_unconfirmed && self_vpid == (uint32_t)shim_pid && remapped(), 0))
 		pid_before_exec();
 	return (pid_t)self_vpid;
@@ -216,6 +217,7 @@ SHIM_EXPORT pid_t getppid(void)
 SHIM_EXPORT pid_t gettid(void)
 {
 	if (!shim_active) return sys_gettid();
+	shim_check_fork();
 	if (self_vtid) return (pid_t)self_vtid;
 	pid_t stid = sys_gettid();
 	if (stid == shim_pid) return (pid_t)(self_vtid = self_vpid);

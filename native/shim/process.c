@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -69,10 +70,34 @@ void translate_after_fork_parent(void);
 
 void exec_env_init(const char *aid, const char *home);
 
+/* A word on a page the kernel wipes in the child of any fork: libc's
+ * fork runs the atfork handler below, but a child made by a raw system
+ * call (syscall(SYS_fork), clone without CLONE_VM) does not, and finds the
+ * word 0 instead; shim_check_fork then does what the handler would. */
+static volatile int *fork_canary;
+
 static void after_fork_child(void)
 {
 	pid_after_fork_child();
 	translate_after_fork_child();
+	if (fork_canary) *fork_canary = 1;
+}
+
+void shim_check_fork(void)
+{
+	if (__builtin_expect(fork_canary && *fork_canary == 0, 0)) after_fork_child();
+}
+
+static void set_fork_canary(void)
+{
+	void *page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (page == MAP_FAILED) return;
+	if (madvise(page, 4096, MADV_WIPEONFORK) != 0) {
+		munmap(page, 4096); /* an old kernel: raw forks go unnoticed */
+		return;
+	}
+	fork_canary = page;
+	*fork_canary = 1;
 }
 
 void shim_open_tables(void)
@@ -117,6 +142,7 @@ __attribute__((constructor)) static void shim_init(void)
 	exec_env_init(aid, P.home);
 	read_fault();
 	pid_init();
+	set_fork_canary();
 	pthread_atfork(translate_before_fork, translate_after_fork_parent, after_fork_child);
 	shim_active = 1;
 }

@@ -24,6 +24,10 @@ struct tables *shim_tables(void);
 struct inflight_file *shim_inflight(void);
 extern struct kernel_ops shim_kernel;
 
+/* In the child of a fork libc did not make (a raw system call), does what
+ * the atfork handler does; a load and a branch otherwise. */
+void shim_check_fork(void);
+
 /* Opens (or, in a fork child, reopens) this process's tables; fatal on failure. */
 void shim_open_tables(void);
 

@@ -78,6 +78,7 @@ static void read_begin_locked(void)
 
 int with_read_txn(int (*fn)(MDB_txn *txn, void *arg), void *arg)
 {
+	shim_check_fork();
 	pthread_mutex_lock(&lock);
 	read_begin_locked();
 	int rc = fn(rtxn, arg);
@@ -182,6 +183,7 @@ static int mapped_in(void *ctx, uint8_t type, uint32_t srid)
 
 MDB_txn *write_begin(void)
 {
+	shim_check_fork();
 	pthread_mutex_lock(&lock);
 	own_env_locked(1);
 	pthread_mutex_unlock(&lock);

@@ -18,6 +18,8 @@
  *   procpath              open /proc/<own pid>/cmdline and print it
  *   sched                 sched_getscheduler and prlimit on its own pid
  *   daemon FILE           daemon(), write getpid() to FILE, then run the rest
+ *   rawfork               a child made by syscall(SYS_fork), past libc's fork: its
+ *                         getpid, the kernel's, and whether it differs from the parent's
  *   sleep MS
  */
 #define _GNU_SOURCE
@@ -177,6 +179,19 @@ static void storm(int n)
 	printf("stormed %d\n", reaped);
 }
 
+static void rawfork(void)
+{
+	pid_t parent = getpid();
+	long p = syscall(SYS_fork);
+	if (p == 0) {
+		pid_t me = getpid();
+		printf("rawchild getpid %d kernel %ld %s parent\n", me, syscall(SYS_getpid), me == parent ? "same as" : "differs from");
+		fflush(stdout);
+		_exit(0);
+	}
+	waitpid((pid_t)p, NULL, 0);
+}
+
 static void owner(void)
 {
 	int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
@@ -250,6 +265,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(c, "siginfo")) siginfo();
 		else if (!strcmp(c, "storm")) storm((int)num(argv[++i]));
 		else if (!strcmp(c, "owner")) owner();
+		else if (!strcmp(c, "rawfork")) rawfork();
 		else if (!strcmp(c, "ipcpids")) ipcpids();
 		else if (!strcmp(c, "procpath")) procpath();
 		else if (!strcmp(c, "sched")) sched();
