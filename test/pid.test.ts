@@ -68,6 +68,13 @@ describe.each([
     expect(run(makeHome(), [PIDTOOL, ...args]).stdout).toBe(native.stdout);
   });
 
+  it('process groups: setpgid, getpgrp, getpgid, then sigqueue, tgkill and killpg on the group by its vpid', () => {
+    const args = ['group'];
+    const native = runNative(args, PIDTOOL);
+    expect(native.stdout).toBe('child pgrp == pid, pgid == pid\nparent sees pgid == child\nsigqueue 0\ntgkill 0\nkillpg 0\nreaped status 143\n');
+    expect(run(makeHome(), [PIDTOOL, ...args]).stdout).toBe(native.stdout);
+  });
+
   it('a child made by a raw fork system call, past libc\'s fork, gets a pid of its own', () => {
     const out = lines(run(makeHome(), [PIDTOOL, 'rawfork']).stdout);
     const m = out[0].match(/^rawchild getpid (\d+) kernel (\d+) differs from parent$/)!;

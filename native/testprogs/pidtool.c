@@ -18,6 +18,8 @@
  *   procpath              open /proc/<own pid>/cmdline and print it
  *   sched                 sched_getscheduler and prlimit on its own pid
  *   daemon FILE           daemon(), write getpid() to FILE, then run the rest
+ *   group                 a child in a process group of its own, led by itself: its
+ *                         getpgrp and getpgid, then killpg and sigqueue and tgkill on it
  *   rawfork               a child made by syscall(SYS_fork), past libc's fork: its
  *                         getpid, the kernel's, and whether it differs from the parent's
  *   sleep MS
@@ -179,6 +181,34 @@ static void storm(int n)
 	printf("stormed %d\n", reaped);
 }
 
+static void group(void)
+{
+	int ready[2];
+	if (pipe(ready) != 0) return;
+	pid_t p = fork();
+	if (p == 0) {
+		setpgid(0, 0);
+		printf("child pgrp %s pid, pgid %s pid\n", getpgrp() == getpid() ? "==" : "!=",
+		       getpgid(0) == getpid() ? "==" : "!=");
+		fflush(stdout);
+		char c = 1;
+		ssize_t w = write(ready[1], &c, 1);
+		(void)w;
+		for (;;) pause();
+	}
+	char c;
+	ssize_t r = read(ready[0], &c, 1);
+	(void)r;
+	printf("parent sees pgid %s child\n", getpgid(p) == p ? "==" : "!=");
+	union sigval v = { .sival_int = 0 };
+	result(sigqueue(p, 0, v), "sigqueue");
+	result(tgkill(p, p, 0), "tgkill");
+	result(killpg(p, SIGTERM), "killpg");
+	int st;
+	waitpid(p, &st, 0);
+	printf("reaped status %d\n", status_of(st));
+}
+
 static void rawfork(void)
 {
 	pid_t parent = getpid();
@@ -266,6 +296,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(c, "storm")) storm((int)num(argv[++i]));
 		else if (!strcmp(c, "owner")) owner();
 		else if (!strcmp(c, "rawfork")) rawfork();
+		else if (!strcmp(c, "group")) group();
 		else if (!strcmp(c, "ipcpids")) ipcpids();
 		else if (!strcmp(c, "procpath")) procpath();
 		else if (!strcmp(c, "sched")) sched();
