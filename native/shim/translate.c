@@ -149,14 +149,17 @@ static inline int translate(enum answer answer, uint8_t type, uint32_t id, uint3
 int vr_to_sr(uint8_t type, uint32_t vrid, uint32_t *srid) { return translate(SRID, type, vrid, srid); }
 int vr_to_skey(uint8_t type, uint32_t vrid, uint32_t *skey) { return translate(SKEY, type, vrid, skey); }
 
-int vr_to_sr_cached(uint8_t type, uint32_t vrid, uint32_t *srid)
+/* A translation from the cache alone: -1 on a miss, without reading LMDB. */
+static int cached(enum answer answer, uint8_t type, uint32_t id, uint32_t *out)
 {
-	uint64_t key = cache_key(SRID, type, vrid), now;
+	uint64_t key = cache_key(answer, type, id), now;
 	struct slot *s = probe(key, &now);
 	if (s->key != key) return -1;
-	*srid = s->val;
+	*out = s->val;
 	return 0;
 }
+
+int vr_to_sr_cached(uint8_t type, uint32_t vrid, uint32_t *srid) { return cached(SRID, type, vrid, srid); }
 
 /* The same lookup under a stable name, so the benchmark can time a
  * translation on its own. */
@@ -166,14 +169,7 @@ SHIM_EXPORT int appshot_vr_to_sr(uint8_t type, uint32_t vrid, uint32_t *srid)
 }
 int sr_to_vr(uint8_t type, uint32_t srid, uint32_t *vrid) { return translate(VRID, type, srid, vrid); }
 
-int sr_to_vr_cached(uint8_t type, uint32_t srid, uint32_t *vrid)
-{
-	uint64_t key = cache_key(VRID, type, srid), now;
-	struct slot *s = probe(key, &now);
-	if (s->key != key) return -1;
-	*vrid = s->val;
-	return 0;
-}
+int sr_to_vr_cached(uint8_t type, uint32_t srid, uint32_t *vrid) { return cached(VRID, type, srid, vrid); }
 
 static int mapped_in(void *ctx, uint8_t type, uint32_t srid)
 {
