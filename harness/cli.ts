@@ -2,6 +2,8 @@ import { Command, CommanderError, Option } from 'commander';
 import { gc } from '../ts/cleanup.js';
 import { AppshotError, EXIT } from '../ts/errors.js';
 import { resolveHome } from '../ts/home.js';
+import { type Balance, type Publication, parsePortRange, parsePublish } from '../ts/pool.js';
+import * as S from '../tables/schema.js';
 import { checkAid } from '../ts/registry.js';
 import { openTables } from '../ts/tables.js';
 import { TYPE_FILTERS, renderTable, translationRows } from '../tables/inspect.js';
@@ -17,17 +19,54 @@ const program = new Command('appshot')
 
 let exitCode: number = EXIT.ok;
 
+interface RunFlags {
+  aid?: string;
+  keep: boolean;
+  identity: boolean;
+  publish: string[];
+  balance: Balance;
+  portRange: string;
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+/** Each --publish, checked: one public port and one virtual port once each. */
+function publications(specs: string[]): Publication[] {
+  const list = specs.map(parsePublish);
+  for (const key of ['public', 'virtual'] as const) {
+    const seen = new Set<number>();
+    for (const p of list) {
+      if (seen.has(p[key])) throw new AppshotError(`--publish names ${key} port ${p[key]} twice; give each port once`, EXIT.usage);
+      seen.add(p[key]);
+    }
+  }
+  return list;
+}
+
 program
   .command('run')
   .description('run CMD as an application whose IPC IDs and keys are virtual')
-  .usage('[--aid NAME] [--keep] -- CMD [ARGS...]')
+  .usage('[--aid NAME] [--keep] [--publish PUBLIC:VIRTUAL]... -- CMD [ARGS...]')
   .option('--aid <name>', 'application ID (default: a new one, app-N)')
   .option('--keep', 'leave kernel objects and tables when the application ends, for a later snapshot', false)
   .addOption(new Option('--no-identity', 'never let a virtual ID equal its system ID (to test what a restored application sees)'))
+  .option('--publish <public:virtual>', "reach the application's TCP port VIRTUAL at system port PUBLIC; applications publishing one port share it as a pool (repeatable)", collect, [])
+  .addOption(new Option('--balance <policy>', 'how a pool picks the instance for each connection').choices(['rr', 'lc']).default('rr'))
+  .option('--port-range <lo-hi>', 'system ports for virtual ports whose own number is taken', `${S.PORT_RANGE_DEFAULT.lo}-${S.PORT_RANGE_DEFAULT.hi}`)
   .argument('<cmd...>', 'the command to run and its arguments')
   .passThroughOptions()
-  .action(async (cmd: string[], o: { aid?: string; keep: boolean; identity: boolean }) => {
-    exitCode = await run(cmd, { aid: o.aid, keep: o.keep, noIdentity: !o.identity, home: resolveHome() });
+  .action(async (cmd: string[], o: RunFlags) => {
+    exitCode = await run(cmd, {
+      aid: o.aid,
+      keep: o.keep,
+      noIdentity: !o.identity,
+      home: resolveHome(),
+      publish: publications(o.publish),
+      balance: o.balance,
+      portRange: parsePortRange(o.portRange),
+    });
   });
 
 program

@@ -6,7 +6,9 @@ import { ensureHome } from '../ts/home.js';
 import { inTerminalForeground } from '../ts/libc.js';
 import { SHIM_PATH, SUPERVISOR_PATH } from '../ts/paths.js';
 import { registerApp } from '../ts/registry.js';
-import { openTables } from '../ts/tables.js';
+import { type Balance, type Lifeline, type Publication, joinPool } from '../ts/pool.js';
+import { type Tables, openTables } from '../ts/tables.js';
+import * as S from '../tables/schema.js';
 import { describeCleanup } from './report.js';
 
 export interface RunOptions {
@@ -14,6 +16,9 @@ export interface RunOptions {
   keep: boolean;
   noIdentity: boolean;
   home: string;
+  publish: Publication[];
+  balance: Balance;
+  portRange: { lo: number; hi: number };
 }
 
 const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
@@ -26,12 +31,15 @@ const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 export async function run(command: string[], opts: RunOptions): Promise<number> {
   ensureHome(opts.home);
   const t = openTables(opts.home, { create: true });
-  const reg = registerApp(t, { aid: opts.aid, command, noIdentity: opts.noIdentity });
+  const reg = registerApp(t, { aid: opts.aid, command, noIdentity: opts.noIdentity, publish: opts.publish });
   if (reg.reclaimed) for (const line of describeCleanup(reg.reclaimed, 'reclaimed stale application')) process.stderr.write(`appshot: ${line}\n`);
+  const lifelines: Lifeline[] = [];
   let code: number;
   try {
-    code = await supervise(command, reg.aid, opts.home);
+    for (const p of opts.publish) lifelines.push(await joinPool(opts.home, p.public, reg.aid, opts.balance, portHolder(t, p.public)));
+    code = await supervise(command, reg.aid, opts);
   } finally {
+    for (const l of lifelines) l.close();
     const report = endApp(t, reg.aid, { keep: opts.keep });
     for (const note of report.notes) process.stderr.write(`appshot: ${note}\n`);
     t.env.close();
@@ -39,10 +47,21 @@ export async function run(command: string[], opts: RunOptions): Promise<number> 
   return code;
 }
 
-function supervise(command: string[], aid: string, home: string): Promise<number> {
+/** The application whose virtual port holds port as its system port, if any. */
+function portHolder(t: Tables, port: number): string | undefined {
+  const rev = t.rev.get(S.revKey(t.node, S.RT.port, S.portId(S.PORT_PROTO.tcp, port)));
+  return rev ? S.decodeRevVal(rev).aid : undefined;
+}
+
+function supervise(command: string[], aid: string, opts: RunOptions): Promise<number> {
   const child = spawn(SUPERVISOR_PATH, [SHIM_PATH, ...command], {
     stdio: 'inherit',
-    env: { ...process.env, APPSHOT_AID: aid, APPSHOT_HOME: home },
+    env: {
+      ...process.env,
+      APPSHOT_AID: aid,
+      APPSHOT_HOME: opts.home,
+      APPSHOT_PORT_RANGE: `${opts.portRange.lo}-${opts.portRange.hi}`,
+    },
   });
   const handlers = FORWARDED.map((sig) => {
     const h = () => {

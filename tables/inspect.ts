@@ -13,6 +13,8 @@ export interface TranslationRow {
   created: string;
   /** A shared memory segment removed while still attached (IPC objects only). */
   removed?: boolean;
+  /** Ports: tcp or udp (virtual and system are port numbers). */
+  proto?: string;
 }
 
 export interface Filter {
@@ -21,7 +23,7 @@ export interface Filter {
   type?: string;
 }
 
-export const TYPE_FILTERS = ['sem', 'shm', 'msg', 'pid', 'key', ...S.KEY_TYPES] as const;
+export const TYPE_FILTERS = ['sem', 'shm', 'msg', 'pid', 'port', 'publish', 'key', ...S.KEY_TYPES] as const;
 
 function typeMatches(type: S.ResourceType, filter?: string): boolean {
   if (!filter) return true;
@@ -36,17 +38,24 @@ export function* translationRows(t: Tables, f: Filter): Generator<TranslationRow
     const type = S.RT_NAME[r.type] ?? (`type${r.type}` as S.ResourceType);
     if (!typeMatches(type, f.type)) continue;
     const isKey = S.KEY_TYPES.includes(type);
+    const isPort = isPortType(type);
     yield {
       aid: r.aid,
       type,
-      virtual: r.vrid,
-      system: r.srid,
+      virtual: isPort ? S.decodePortId(r.vrid).port : r.vrid,
+      system: isPort ? S.decodePortId(r.srid).port : r.srid,
       key: isIpcType(type) ? r.vkey : null,
       creator: isKey ? null : r.creator,
       created: new Date(r.createdMs).toISOString(),
       ...(isIpcType(type) ? { removed: S.fwdValRemoved(r) } : {}),
+      ...(isPort ? { proto: S.decodePortId(r.vrid).proto } : {}),
     };
   }
+}
+
+/** Port rows (a port, or a published port and its public one). */
+export function isPortType(type: S.ResourceType): boolean {
+  return type === 'port' || type === 'publish';
 }
 
 const hex = (n: number) => '0x' + n.toString(16).padStart(8, '0');
@@ -59,11 +68,12 @@ export function renderTable(rows: TranslationRow[]): string {
   });
   for (const r of rows) {
     const isKey = S.KEY_TYPES.includes(r.type);
+    const show = (n: number) => (isKey ? hex(n) : r.proto ? `${n}/${r.proto}` : String(n));
     table.push([
       r.aid,
       r.type,
-      isKey ? hex(r.virtual) : String(r.virtual),
-      isKey ? hex(r.system) : String(r.system),
+      show(r.virtual),
+      show(r.system),
       r.removed ? 'removed' : r.key === null ? '' : r.key === 0 ? 'private' : hex(r.key),
       r.creator === null ? '' : String(r.creator),
       r.created,

@@ -41,6 +41,7 @@ enum appshot_rtype {
 	RT_MSGKEY = 6,
 	RT_PID = 7,
 	RT_PORT = 8,
+	RT_PUBLISH = 9, /* vrid: the virtual port published; srid: the public port */
 };
 
 enum appshot_app_state {
@@ -116,6 +117,15 @@ static inline int fwd_val_removed(const struct fwd_val *v)
 {
 	return v->vkey == 0 && v->skey == SKEY_REMOVED;
 }
+
+/* A port as a vrid or srid: the IANA protocol number (6 TCP, 17 UDP) in
+ * the high half, since TCP and UDP ports are two name spaces, as in the
+ * kernel; the port number in the low half. */
+#define PORT_PROTO_TCP 6u
+#define PORT_PROTO_UDP 17u
+static inline uint32_t port_id(uint32_t proto, uint16_t port) { return (proto << 16) | port; }
+static inline uint16_t port_of(uint32_t id) { return (uint16_t)id; }
+static inline uint32_t port_proto(uint32_t id) { return id >> 16; }
 
 /* rev key: node u32, type u8, srid u32. */
 #define REV_KEY_LEN 9

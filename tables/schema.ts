@@ -31,6 +31,8 @@ export const RT = {
   msgkey: 6,
   pid: 7,
   port: 8,
+  /** vrid: the virtual port published; srid: the public port. */
+  publish: 9,
 } as const;
 export type ResourceType = keyof typeof RT;
 export const RT_NAME: Record<number, ResourceType> = Object.fromEntries(
@@ -123,6 +125,24 @@ export function decodeFwdVal(b: Uint8Array): FwdVal {
     createdMs: Number(buf.readBigUInt64BE(16)),
   };
 }
+
+/** A port as a vrid or srid: the IANA protocol number (6 TCP, 17 UDP) in
+ * the high half, since TCP and UDP ports are two name spaces, as in the
+ * kernel; the port number in the low half. */
+export const PORT_PROTO = { tcp: 6, udp: 17 } as const;
+export type PortProto = keyof typeof PORT_PROTO;
+export function portId(proto: number, port: number): number {
+  return ((proto << 16) | (port & 0xffff)) >>> 0;
+}
+export function decodePortId(id: number): { proto: PortProto | `proto${number}`; port: number } {
+  const code = id >>> 16;
+  const proto = code === PORT_PROTO.tcp ? 'tcp' : code === PORT_PROTO.udp ? 'udp' : (`proto${code}` as const);
+  return { proto, port: id & 0xffff };
+}
+/** System ports given to remapped virtual ports, unless --port-range says
+ * otherwise: below the kernel's ephemeral range (32768-60999), so a port
+ * the kernel picks for a connect never looks like one of ours. */
+export const PORT_RANGE_DEFAULT = { lo: 20000, hi: 29999 } as const;
 
 /** rev key: node u32, type u8, srid u32. */
 export function revKey(node: number, type: number, srid: number): Buffer {

@@ -59,6 +59,13 @@ describe('table layouts: C and TypeScript produce the golden bytes', () => {
       expect(S.decodeProcVal(Buffer.from(g.hex, 'hex'))).toEqual({ startTicks: g.startTicks, aid: g.aid });
     }
   });
+  it('port IDs: protocol in the high half, port in the low', () => {
+    for (const g of golden.portId) {
+      expect(S.portId(g.proto, g.port), g.comment).toBe(g.id);
+      expect(c.portId(g.proto, g.port), g.comment).toBe(g.id);
+      expect(S.decodePortId(g.id).port).toBe(g.port);
+    }
+  });
   it('app values', () => {
     for (const g of golden.appVal) {
       const { hex: want, ...v } = g;

@@ -14,6 +14,7 @@ export interface Addon {
   allocKey(aid: string, type: number): Buffer;
   /** The fixed part of an app value (the command is TypeScript's to add). */
   appVal(v: Omit<S.AppVal, 'command'>): Buffer;
+  portId(proto: number, port: number): number;
   aidValid(aid: string): boolean;
   /** Call inside a write transaction; returns what it removed, or null. */
   recoverInflight(home: string, isMapped: (type: number, srid: number) => boolean): string | null;

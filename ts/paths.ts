@@ -17,6 +17,7 @@ export const ROOT = findRoot();
 export const BUILD_DIR = resolve(ROOT, 'build', 'Release');
 export const SHIM_PATH = join(BUILD_DIR, 'libappshot.so');
 export const SUPERVISOR_PATH = join(BUILD_DIR, 'appshot-supervisor');
+export const POOL_PATH = join(BUILD_DIR, 'appshot-pool');
 export const ADDON_PATH = join(BUILD_DIR, 'appshot.node');
 export const CLI_PATH = join(ROOT, 'bin', 'appshot.js');
 

@@ -1,6 +1,7 @@
 import { appLive, endAppInTxn, type CleanupReport } from './cleanup.js';
 import { AppshotError, EXIT } from './errors.js';
 import { startTicks } from './procinfo.js';
+import type { Publication } from './pool.js';
 import { type Tables, getApp, nextCounter, putApp, writeTxn } from './tables.js';
 import * as S from '../tables/schema.js';
 
@@ -28,7 +29,7 @@ export function checkAid(aid: string): void {
  */
 export function registerApp(
   t: Tables,
-  opts: { aid?: string; command: string[]; noIdentity?: boolean },
+  opts: { aid?: string; command: string[]; noIdentity?: boolean; publish?: Publication[] },
 ): Registration {
   if (opts.aid !== undefined) checkAid(opts.aid);
   return writeTxn(t, () => {
@@ -63,6 +64,11 @@ export function registerApp(
       command: opts.command,
     });
     t.procs.putSync(S.procKey(process.pid), S.procVal(startTicks(process.pid) ?? 0, aid));
+    for (const p of opts.publish ?? []) {
+      const vrid = S.portId(S.PORT_PROTO.tcp, p.virtual);
+      const row = { srid: S.portId(S.PORT_PROTO.tcp, p.public), vkey: 0, skey: 0, creator: process.pid, createdMs: now };
+      t.fwd.putSync(S.fwdKey(aid, S.RT.publish, vrid), S.fwdVal(row));
+    }
     return { aid, adopted, reclaimed };
   });
 }

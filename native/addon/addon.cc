@@ -103,6 +103,13 @@ Napi::Value AppVal(const Napi::CallbackInfo &info)
 	return bytes(info.Env(), b, sizeof b);
 }
 
+Napi::Value PortId(const Napi::CallbackInfo &info)
+{
+	uint32_t proto = info[0].As<Napi::Number>().Uint32Value();
+	uint32_t port = info[1].As<Napi::Number>().Uint32Value();
+	return Napi::Number::New(info.Env(), port_id(proto, (uint16_t)port));
+}
+
 Napi::Value AidValid(const Napi::CallbackInfo &info)
 {
 	std::string aid = info[0].As<Napi::String>().Utf8Value();
@@ -149,6 +156,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports)
 	exports.Set("revVal", Napi::Function::New(env, RevVal));
 	exports.Set("allocKey", Napi::Function::New(env, AllocKey));
 	exports.Set("appVal", Napi::Function::New(env, AppVal));
+	exports.Set("portId", Napi::Function::New(env, PortId));
 	exports.Set("aidValid", Napi::Function::New(env, AidValid));
 	exports.Set("recoverInflight", Napi::Function::New(env, RecoverInflight));
 	return exports;

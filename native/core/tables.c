@@ -347,11 +347,11 @@ static int counter_next(const struct tables *t, MDB_txn *txn, const char *aid, s
 	return mdb_put(txn, t->alloc, &k, &v, 0);
 }
 
-static int claim_rev(const struct tables *t, MDB_txn *txn, uint8_t keytype, uint32_t vkey, uint32_t skey)
+int tables_claim(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid, uint32_t srid)
 {
 	uint8_t rk[REV_KEY_LEN], rv[REV_VAL_MAX];
-	rev_key(rk, t->node, keytype, skey);
-	MDB_val k = { REV_KEY_LEN, rk }, v = { rev_val(rv, vkey, t->aid, t->aidlen), rv };
+	rev_key(rk, t->node, type, srid);
+	MDB_val k = { REV_KEY_LEN, rk }, v = { rev_val(rv, vrid, t->aid, t->aidlen), rv };
 	return mdb_put(txn, t->rev, &k, &v, MDB_NOOVERWRITE);
 }
 
@@ -361,19 +361,19 @@ int tables_claim_skey(const struct tables *t, MDB_txn *txn, uint8_t keytype, uin
 	int rc = MDB_KEYEXIST;
 	if (identity && !(t->app_flags & APP_FLAG_NO_IDENTITY)) {
 		*skey = vkey;
-		rc = claim_rev(t, txn, keytype, vkey, *skey);
+		rc = tables_claim(t, txn, keytype, vkey, *skey);
 	}
 	while (rc == MDB_KEYEXIST) {
 		if ((rc = counter_next(t, txn, "", 0, keytype, SKEY_REMAP_BASE, skey))) return rc;
-		rc = claim_rev(t, txn, keytype, vkey, *skey);
+		rc = tables_claim(t, txn, keytype, vkey, *skey);
 	}
 	return rc;
 }
 
-int tables_release_skey(const struct tables *t, MDB_txn *txn, uint8_t keytype, uint32_t skey)
+int tables_release(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t srid)
 {
 	uint8_t rk[REV_KEY_LEN];
-	rev_key(rk, t->node, keytype, skey);
+	rev_key(rk, t->node, type, srid);
 	MDB_val k = { REV_KEY_LEN, rk };
 	return mdb_del(txn, t->rev, &k, NULL);
 }

@@ -81,7 +81,11 @@ int tables_unmap(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vr
  * holds it, else the next free remapped key. */
 int tables_claim_skey(const struct tables *t, MDB_txn *txn, uint8_t keytype, uint32_t vkey,
 		      int identity, uint32_t *skey);
-int tables_release_skey(const struct tables *t, MDB_txn *txn, uint8_t keytype, uint32_t skey);
+/* Claims srid host-wide for this application's vrid by writing its reverse
+ * row: 0, or MDB_KEYEXIST when someone holds it. tables_release drops a
+ * reverse row. */
+int tables_claim(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid, uint32_t srid);
+int tables_release(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t srid);
 int tables_put_fwd(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid,
 		   const struct fwd_val *fv);
 /* The index-th row of this AID and type in vrid order (for *_STAT), and the

@@ -91,7 +91,7 @@ static int create_in_kernel(uint8_t type, MDB_txn *txn, key_t vkey, size_t size,
 			return shim_fail(err);
 		}
 		if (*have_row) tables_unmap(t, txn, keytype, (uint32_t)vkey);
-		else tables_release_skey(t, txn, keytype, *skey);
+		else tables_release(t, txn, keytype, *skey);
 		*have_row = 0;
 		if ((rc = tables_claim_skey(t, txn, keytype, (uint32_t)vkey, 0, skey)))
 			return abort_with(type, txn, rc);

@@ -430,15 +430,6 @@ SHIM_EXPORT int fcntl64(int fd, int cmd, ...)
 	return owner_fcntl(REAL(fcntl64), fd, cmd, arg);
 }
 
-/* SO_PEERCRED: the peer's PID as the application names it. */
-SHIM_EXPORT int getsockopt(int fd, int level, int name, void *value, socklen_t *len)
-{
-	int r = REAL(getsockopt)(fd, level, name, value, len);
-	if (shim_active && r == 0 && level == SOL_SOCKET && name == SO_PEERCRED && value && *len >= sizeof(struct ucred))
-		((struct ucred *)value)->pid = pid_to_virtual(((struct ucred *)value)->pid);
-	return r;
-}
-
 /* The calls that take a PID, 0 meaning the caller. */
 #define PID_ARG_WRAPPER(ret, name, params, args)                               \
 	SHIM_EXPORT ret name params                                            \

@@ -31,6 +31,7 @@ static struct {
 
 struct kernel_ops shim_kernel;
 
+const char *shim_home(void) { return P.home; }
 struct tables *shim_tables(void) { return __atomic_load_n(&P.tables, __ATOMIC_ACQUIRE); }
 struct inflight_file *shim_inflight(void) { return &P.inflight; }
 
@@ -69,6 +70,7 @@ void translate_before_fork(void);
 void translate_after_fork_parent(void);
 
 void exec_env_init(const char *aid, const char *home);
+void port_init(void);
 
 /* A word on a page the kernel wipes in the child of any fork: libc's
  * fork runs the atfork handler below, but a child made by a raw system
@@ -141,6 +143,7 @@ __attribute__((constructor)) static void shim_init(void)
 	shim_open_tables();
 	exec_env_init(aid, P.home);
 	read_fault();
+	port_init();
 	pid_init();
 	set_fork_canary();
 	pthread_atfork(translate_before_fork, translate_after_fork_parent, after_fork_child);

@@ -21,6 +21,8 @@ extern pid_t shim_pid;
 
 /* The tables this process uses; after fork the child opens its own. */
 struct tables *shim_tables(void);
+/* APPSHOT_HOME: the tables, and the pools' sockets (core/pool.h). */
+const char *shim_home(void);
 struct inflight_file *shim_inflight(void);
 extern struct kernel_ops shim_kernel;
 

@@ -14,9 +14,11 @@
 #define CACHE_SLOTS 256 /* direct-mapped; a collision only costs a refill */
 #define CACHE_USED (1ull << 63)
 
+/* A slot remembers absence too (found = 0): a connect to a port that is
+ * not the application's asks on every call, and must not read LMDB each time. */
 struct slot {
 	uint64_t key;
-	uint32_t val;
+	uint32_t val, found;
 };
 
 /* initial-exec: the shim is loaded at startup, so its TLS is static and a
@@ -133,17 +135,14 @@ static inline int translate(enum answer answer, uint8_t type, uint32_t id, uint3
 	struct slot *s = probe(key, &now);
 	if (__builtin_expect(s->key == key, 1)) {
 		*out = s->val;
-		return 0;
+		return s->found ? 0 : -1;
 	}
 	struct lookup l = { answer, type, id, 0 };
-	if (with_read_txn(lookup_in, &l)) return -1;
+	int found = with_read_txn(lookup_in, &l) == 0;
 	/* Only cache what was read at or after the checked txn id. */
-	if (cache.txnid == now) {
-		s->key = key;
-		s->val = l.out;
-	}
+	if (cache.txnid == now) *s = (struct slot){ key, l.out, found };
 	*out = l.out;
-	return 0;
+	return found ? 0 : -1;
 }
 
 int vr_to_sr(uint8_t type, uint32_t vrid, uint32_t *srid) { return translate(SRID, type, vrid, srid); }
@@ -154,7 +153,7 @@ static int cached(enum answer answer, uint8_t type, uint32_t id, uint32_t *out)
 {
 	uint64_t key = cache_key(answer, type, id), now;
 	struct slot *s = probe(key, &now);
-	if (s->key != key) return -1;
+	if (s->key != key || !s->found) return -1;
 	*out = s->val;
 	return 0;
 }

@@ -1,0 +1,534 @@
+/* Ports (the port resource type). Every TCP or UDP port a program binds is
+ * virtual per application: identity first, else a system port from the
+ * application's range, leased for the application's lifetime so a server
+ * that restarts finds its port again. Addresses the program passes
+ * (bind, connect, sendto, sendmsg) carry virtual ports to system ones when
+ * they name one of the application's own ports on this host; addresses the
+ * kernel gives back (getsockname, getpeername, accept, recvfrom, recvmsg)
+ * go the other way. Port 0 is the kernel's to choose.
+ *
+ * A listening socket on a published port joins its pool instead
+ * (core/pool.h): the socket goes to the pool daemon and the descriptor
+ * becomes a channel from which accept() receives connections. */
+#define _GNU_SOURCE
+#include "shim.h"
+#include "real.h"
+#include "pid.h"
+#include "../core/pool.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+static uint16_t range_lo = 20000, range_hi = 29999;
+
+/* APPSHOT_PORT_RANGE, "LO-HI", set by the harness from --port-range. */
+void port_init(void)
+{
+	const char *r = getenv("APPSHOT_PORT_RANGE");
+	unsigned lo, hi;
+	char end;
+	if (!r) return;
+	if (sscanf(r, "%u-%u%c", &lo, &hi, &end) != 2 || lo == 0 || lo > hi || hi > 65535)
+		shim_fatal("APPSHOT_PORT_RANGE is '%s', not LO-HI with 1 <= LO <= HI <= 65535; start programs with 'appshot run'", r);
+	range_lo = (uint16_t)lo;
+	range_hi = (uint16_t)hi;
+}
+
+/* --- addresses ---------------------------------------------------------- */
+
+/* sin_port and sin6_port: the port of an IPv4 or IPv6 address of len bytes. */
+static int inet_port(const struct sockaddr *sa, socklen_t len, uint16_t *port)
+{
+	if (!sa) return 0;
+	if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in))
+		*port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
+	else if (sa->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6))
+		*port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+	else
+		return 0;
+	return 1;
+}
+
+static void set_port(struct sockaddr *sa, uint16_t port)
+{
+	if (sa->sa_family == AF_INET) ((struct sockaddr_in *)sa)->sin_port = htons(port);
+	else ((struct sockaddr_in6 *)sa)->sin6_port = htons(port);
+}
+
+/* An IPv4 address as a v4-mapped IPv6 one, so one comparison serves both. */
+static struct in6_addr as_in6(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET6) return ((const struct sockaddr_in6 *)sa)->sin6_addr;
+	struct in6_addr a = { 0 };
+	a.s6_addr[10] = a.s6_addr[11] = 0xff;
+	memcpy(&a.s6_addr[12], &((const struct sockaddr_in *)sa)->sin_addr, 4);
+	return a;
+}
+
+/* This host's interface addresses, read again at most once a second and
+ * only when an address is neither loopback nor any: the case is rare and
+ * getifaddrs costs a netlink round trip. */
+static struct {
+	pthread_mutex_t lock;
+	time_t read_at;
+	int n;
+	struct in6_addr a[32];
+} ifs = { PTHREAD_MUTEX_INITIALIZER };
+
+static int host_has(const struct in6_addr *want)
+{
+	pthread_mutex_lock(&ifs.lock);
+	time_t now = time(NULL);
+	int found = 0;
+	for (int pass = 0; pass < 2 && !found; pass++) {
+		for (int i = 0; i < ifs.n && !found; i++) found = !memcmp(&ifs.a[i], want, sizeof *want);
+		if (found || now == ifs.read_at) break;
+		struct ifaddrs *list, *p;
+		ifs.read_at = now;
+		ifs.n = 0;
+		if (getifaddrs(&list)) break;
+		for (p = list; p && ifs.n < 32; p = p->ifa_next)
+			if (p->ifa_addr && (p->ifa_addr->sa_family == AF_INET || p->ifa_addr->sa_family == AF_INET6))
+				ifs.a[ifs.n++] = as_in6(p->ifa_addr);
+		freeifaddrs(list);
+	}
+	pthread_mutex_unlock(&ifs.lock);
+	return found;
+}
+
+/* Whether an address is this host: loopback, any, or an interface's. */
+static int is_local(const struct sockaddr *sa)
+{
+	struct in6_addr a = as_in6(sa);
+	if (IN6_IS_ADDR_LOOPBACK(&a) || IN6_IS_ADDR_UNSPECIFIED(&a)) return 1;
+	if (IN6_IS_ADDR_V4MAPPED(&a) && (a.s6_addr[12] == 127 || !memcmp(&a.s6_addr[12], "\0\0\0\0", 4))) return 1;
+	return host_has(&a);
+}
+
+/* The IANA protocol of a socket: TCP for a stream, UDP for a datagram
+ * socket, 0 for anything else (whose ports are not ours to translate). */
+static uint32_t socket_proto(int fd)
+{
+	int type = 0;
+	socklen_t len = sizeof type;
+	if (REAL(getsockopt)(fd, SOL_SOCKET, SO_TYPE, &type, &len)) return 0;
+	return type == SOCK_STREAM ? PORT_PROTO_TCP : type == SOCK_DGRAM ? PORT_PROTO_UDP : 0;
+}
+
+/* --- translation -------------------------------------------------------- */
+
+static int to_system_port(uint32_t proto, uint16_t vport, uint16_t *sport)
+{
+	uint32_t s;
+	if (vr_to_sr(RT_PORT, port_id(proto, vport), &s)) return -1;
+	*sport = port_of(s);
+	return 0;
+}
+
+static int to_virtual_port(uint32_t proto, uint16_t sport, uint16_t *vport)
+{
+	uint32_t v;
+	if (sr_to_vr(RT_PORT, port_id(proto, sport), &v)) return -1;
+	*vport = port_of(v);
+	return 0;
+}
+
+/* The protocol of fd when a port is the application's under TCP or UDP,
+ * else 0. Two cache probes answer the common case (not ours) without a
+ * system call. */
+static uint32_t proto_if_ours(int fd, uint16_t port, int (*lookup)(uint32_t, uint16_t, uint16_t *))
+{
+	uint16_t other;
+	if (lookup(PORT_PROTO_TCP, port, &other) && lookup(PORT_PROTO_UDP, port, &other)) return 0;
+	return socket_proto(fd);
+}
+
+/* The address a program passes, with its port made the system port when
+ * it names one of the application's own ports on this host; else addr. */
+static const struct sockaddr *to_system_addr(int fd, const struct sockaddr *addr, socklen_t len,
+					     struct sockaddr_storage *buf)
+{
+	uint16_t vport, sport;
+	uint32_t proto;
+	if (!shim_active || !inet_port(addr, len, &vport) || vport == 0 || len > sizeof *buf) return addr;
+	if (!(proto = proto_if_ours(fd, vport, to_system_port))) return addr;
+	if (to_system_port(proto, vport, &sport) || sport == vport || !is_local(addr)) return addr;
+	memcpy(buf, addr, len);
+	set_port((struct sockaddr *)buf, sport);
+	return (const struct sockaddr *)buf;
+}
+
+/* An address the kernel gave back (len bytes of it in the caller's
+ * buffer), its port made virtual when it is one of the application's. A
+ * socket's own address is local by definition (own = 1). */
+static void to_virtual_addr(int fd, uint32_t proto, struct sockaddr *addr, socklen_t len, int own)
+{
+	uint16_t sport, vport;
+	int saved = errno;
+	if (!inet_port(addr, len, &sport) || sport == 0) return;
+	if (!proto && !(proto = proto_if_ours(fd, sport, to_virtual_port))) goto out;
+	if (to_virtual_port(proto, sport, &vport) == 0 && vport != sport && (own || is_local(addr))) set_port(addr, vport);
+out:
+	errno = saved;
+}
+
+/* --- bind: allocation ----------------------------------------------------- */
+
+static int bind_at(int fd, const struct sockaddr *addr, socklen_t len, uint16_t sport)
+{
+	struct sockaddr_storage b;
+	memcpy(&b, addr, len);
+	set_port((struct sockaddr *)&b, sport);
+	return REAL(bind)(fd, (struct sockaddr *)&b, len);
+}
+
+/* Claims sport for vid in the tables and binds it: 0, or the errno that
+ * stopped it (EADDRINUSE: try another). */
+static int try_port(MDB_txn *txn, int fd, const struct sockaddr *addr, socklen_t len, uint32_t vid, uint16_t sport)
+{
+	struct tables *t = shim_tables();
+	uint32_t sid = port_id(port_proto(vid), sport);
+	int rc = tables_claim(t, txn, RT_PORT, vid, sid);
+	if (rc == MDB_KEYEXIST) return EADDRINUSE; /* another application's lease */
+	if (rc) return -rc;
+	if (bind_at(fd, addr, len, sport) == 0) return 0;
+	int err = errno;
+	tables_release(t, txn, RT_PORT, sid);
+	return err;
+}
+
+static const char *proto_name(uint32_t proto) { return proto == PORT_PROTO_TCP ? "tcp" : "udp"; }
+
+/* The first bind of a virtual port in the application (FIG. 11): the port
+ * itself if the system port is free, else the first free one of the
+ * range, recorded in the same write transaction that holds every other
+ * allocator on the host off. */
+static int bind_new(int fd, const struct sockaddr *addr, socklen_t len, uint32_t proto, uint16_t vport)
+{
+	MDB_txn *txn = write_begin();
+	struct tables *t = shim_tables();
+	uint32_t vid = port_id(proto, vport);
+	struct fwd_val row;
+	if (tables_fwd(t, txn, RT_PORT, vid, &row) == 0) {
+		write_abort(txn); /* another process of the application was first */
+		return bind_at(fd, addr, len, port_of(row.srid));
+	}
+	int err = EADDRINUSE;
+	uint32_t sport = 0;
+	if (!(t->app_flags & APP_FLAG_NO_IDENTITY) && (err = try_port(txn, fd, addr, len, vid, vport)) == 0) sport = vport;
+	/* A no-identity application never gets its own number, even from the range. */
+	for (uint32_t p = range_lo; err == EADDRINUSE && p <= range_hi; p++)
+		if (p != vport && (err = try_port(txn, fd, addr, len, vid, (uint16_t)p)) == 0) sport = p;
+	if (err == EADDRINUSE) {
+		write_abort(txn);
+		shim_warn("no free system port for virtual port %u/%s of application '%s': every port of the range %u-%u is taken; end applications that hold ports there, or give this one a wider --port-range",
+			  vport, proto_name(proto), t->aid, range_lo, range_hi);
+		return shim_fail(EADDRINUSE);
+	}
+	if (err) {
+		write_abort(txn);
+		if (err > 0) return shim_fail(err);
+		shim_warn("cannot record port %u/%s in %s: %s", vport, proto_name(proto), t->path, mdb_strerror(-err));
+		return shim_fail(ENOBUFS);
+	}
+	row = (struct fwd_val){ .srid = port_id(proto, (uint16_t)sport), .creator = (uint32_t)shim_pid, .created_ms = now_ms() };
+	int rc = tables_put_fwd(t, txn, RT_PORT, vid, &row);
+	if (rc) {
+		write_abort(txn);
+		shim_warn("cannot record port %u/%s in %s: %s", vport, proto_name(proto), t->path, mdb_strerror(rc));
+		return shim_fail(ENOBUFS);
+	}
+	write_commit(txn);
+	return 0;
+}
+
+SHIM_EXPORT int bind(int fd, const struct sockaddr *addr, socklen_t len)
+{
+	uint16_t vport, sport;
+	uint32_t proto;
+	if (!shim_active || !inet_port(addr, len, &vport) || vport == 0 || len > sizeof(struct sockaddr_storage) ||
+	    !(proto = socket_proto(fd)))
+		return REAL(bind)(fd, addr, len);
+	if (to_system_port(proto, vport, &sport) == 0) return bind_at(fd, addr, len, sport);
+	return bind_new(fd, addr, len, proto, vport);
+}
+
+/* --- the pool channel of a published listening socket -------------------- */
+
+/* Whether fd is a pool channel, and if so the listening address the
+ * program bound, read back from the channel's own abstract name. */
+static int channel_address(int fd, struct sockaddr_storage *out, socklen_t *outlen)
+{
+	struct sockaddr_un un;
+	socklen_t len = sizeof un;
+	int saved = errno, ok = 0;
+	const size_t plen = sizeof POOL_LISTENER_PREFIX - 1;
+	if (REAL(getsockname)(fd, (struct sockaddr *)&un, &len) || un.sun_family != AF_UNIX ||
+	    len <= offsetof(struct sockaddr_un, sun_path) + 1 + plen || un.sun_path[0] != 0 ||
+	    memcmp(un.sun_path + 1, POOL_LISTENER_PREFIX, plen))
+		goto out;
+	char name[sizeof un.sun_path], host[INET6_ADDRSTRLEN];
+	size_t n = len - offsetof(struct sockaddr_un, sun_path) - 1 - plen;
+	memcpy(name, un.sun_path + 1 + plen, n);
+	name[n] = 0;
+	unsigned fam, port;
+	if (sscanf(name, "%u/%45[^/]/%u/", &fam, host, &port) != 3) goto out;
+	memset(out, 0, sizeof *out);
+	if (fam == 4) {
+		struct sockaddr_in *a = (struct sockaddr_in *)out;
+		a->sin_family = AF_INET;
+		a->sin_port = htons((uint16_t)port);
+		ok = inet_pton(AF_INET, host, &a->sin_addr) == 1;
+		*outlen = sizeof *a;
+	} else {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)out;
+		a->sin6_family = AF_INET6;
+		a->sin6_port = htons((uint16_t)port);
+		ok = inet_pton(AF_INET6, host, &a->sin6_addr) == 1;
+		*outlen = sizeof *a;
+	}
+out:
+	errno = saved;
+	return ok;
+}
+
+static int is_channel(int fd)
+{
+	struct sockaddr_storage a;
+	socklen_t l;
+	return channel_address(fd, &a, &l);
+}
+
+/* The channel's own name: the listening address, virtual port included. */
+static socklen_t channel_name(struct sockaddr_un *un, const struct sockaddr *addr, uint16_t vport)
+{
+	static _Atomic unsigned counter;
+	char host[INET6_ADDRSTRLEN] = "";
+	const void *raw = addr->sa_family == AF_INET ? (const void *)&((const struct sockaddr_in *)addr)->sin_addr
+						     : (const void *)&((const struct sockaddr_in6 *)addr)->sin6_addr;
+	inet_ntop(addr->sa_family, raw, host, sizeof host);
+	memset(un, 0, sizeof *un);
+	un->sun_family = AF_UNIX;
+	int n = snprintf(un->sun_path + 1, sizeof un->sun_path - 1, POOL_LISTENER_PREFIX "%d/%s/%u/%d.%u",
+			 addr->sa_family == AF_INET ? 4 : 6, host, vport, (int)shim_pid, ++counter);
+	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
+}
+
+/* Hands the listening socket fd to the pool of public port pub and puts
+ * the channel in its place. A pool that cannot be reached leaves fd a plain
+ * listening socket, reachable from inside the application only. */
+static void pool_join(int fd, const struct sockaddr *addr, uint16_t vport, uint16_t sport, uint16_t pub)
+{
+	struct sockaddr_un self, daemon = { .sun_family = AF_UNIX };
+	const char *home = shim_home();
+	if (snprintf(daemon.sun_path, sizeof daemon.sun_path, "%s/" POOL_DIR "/%u.sock", home, pub) >= (int)sizeof daemon.sun_path) {
+		shim_warn("the pool socket path under %s is too long; port %u is not published", home, vport);
+		return;
+	}
+	int ch = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (ch < 0) return;
+	struct timeval tmo = { 5, 0 };
+	setsockopt(ch, SOL_SOCKET, SO_RCVTIMEO, &tmo, sizeof tmo);
+	struct pool_register reg = { POOL_MAGIC, vport, sport, (uint32_t)shim_pid, "" };
+	snprintf(reg.aid, sizeof reg.aid, "%s", shim_tables()->aid);
+	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
+	struct iovec iov = { &reg, sizeof reg };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof fd);
+	struct pool_reply reply = { -1 };
+	int fdflags = REAL(fcntl)(fd, F_GETFD), flflags = REAL(fcntl)(fd, F_GETFL);
+	if (REAL(bind)(ch, (struct sockaddr *)&self, channel_name(&self, addr, vport)) ||
+	    REAL(connect)(ch, (struct sockaddr *)&daemon, sizeof daemon) || REAL(sendmsg)(ch, &m, MSG_NOSIGNAL) < 0 ||
+	    REAL(recvfrom)(ch, &reply, sizeof reply, 0, NULL, NULL) != sizeof reply || reply.status != 0) {
+		shim_warn("cannot join the pool of published port %u at %s (%s); virtual port %u is reachable from inside the application only",
+			  pub, daemon.sun_path, reply.status > 0 ? strerror(reply.status) : strerror(errno), vport);
+		REAL(close)(ch);
+		return;
+	}
+	tmo.tv_sec = 0;
+	setsockopt(ch, SOL_SOCKET, SO_RCVTIMEO, &tmo, sizeof tmo);
+	REAL(dup3)(ch, fd, fdflags > 0 && (fdflags & FD_CLOEXEC) ? O_CLOEXEC : 0);
+	if (flflags >= 0 && (flflags & O_NONBLOCK)) REAL(fcntl)(fd, F_SETFL, O_NONBLOCK);
+	close(ch);
+}
+
+static void publish_if_asked(int fd)
+{
+	struct sockaddr_storage a;
+	socklen_t len = sizeof a;
+	uint16_t sport, vport;
+	uint32_t pub;
+	if (REAL(getsockname)(fd, (struct sockaddr *)&a, &len) || !inet_port((struct sockaddr *)&a, len, &sport) ||
+	    socket_proto(fd) != PORT_PROTO_TCP || to_virtual_port(PORT_PROTO_TCP, sport, &vport) ||
+	    vr_to_sr(RT_PUBLISH, port_id(PORT_PROTO_TCP, vport), &pub))
+		return;
+	pool_join(fd, (struct sockaddr *)&a, vport, sport, port_of(pub));
+}
+
+SHIM_EXPORT int listen(int fd, int backlog)
+{
+	int rc = REAL(listen)(fd, backlog);
+	if (rc == 0 && shim_active) {
+		int saved = errno;
+		publish_if_asked(fd);
+		errno = saved;
+	}
+	return rc;
+}
+
+static void ack(int ch, uint64_t seq, int taken)
+{
+	struct pool_ack a = { seq, (uint32_t)taken, 0 };
+	ssize_t w = send(ch, &a, sizeof a, MSG_DONTWAIT | MSG_NOSIGNAL);
+	(void)w;
+}
+
+/* accept() on a channel: the next connection the pool hands this instance,
+ * as the kernel's accept would give it. Blocking or not as the descriptor is. */
+static int pool_accept(int ch, struct sockaddr *addr, socklen_t *len, int flags)
+{
+	struct pool_handoff h;
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { &h, sizeof h };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf };
+	ssize_t n = REAL(recvmsg)(ch, &m, flags & SOCK_CLOEXEC ? MSG_CMSG_CLOEXEC : 0);
+	if (n < 0) return -1;
+	if (n != sizeof h) {
+		static int told;
+		if (!told++) shim_warn("the pool daemon of a published port is gone; its listening socket accepts no more connections");
+		return shim_fail(EINVAL);
+	}
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+	if (!c || c->cmsg_type != SCM_RIGHTS || (m.msg_flags & MSG_CTRUNC)) {
+		ack(ch, h.seq, 0); /* no room for the descriptor: the pool hands it to another */
+		return shim_fail(EMFILE);
+	}
+	int conn;
+	memcpy(&conn, CMSG_DATA(c), sizeof conn);
+	ack(ch, h.seq, 1);
+	if (flags & SOCK_NONBLOCK) REAL(fcntl)(conn, F_SETFL, REAL(fcntl)(conn, F_GETFL) | O_NONBLOCK);
+	if (addr && len) {
+		socklen_t cap = *len;
+		if (REAL(getpeername)(conn, addr, len) == 0) to_virtual_addr(conn, PORT_PROTO_TCP, addr, cap < *len ? cap : *len, 0);
+	}
+	return conn;
+}
+
+static int accept_as_kernel(int fd, struct sockaddr *addr, socklen_t *len, int flags)
+{
+	socklen_t cap = addr && len ? *len : 0;
+	int c = REAL(accept4)(fd, addr, len, flags);
+	if (!shim_active) return c;
+	if (c >= 0) {
+		if (cap) to_virtual_addr(c, PORT_PROTO_TCP, addr, cap < *len ? cap : *len, 0);
+		return c;
+	}
+	if (errno == EINVAL && is_channel(fd)) return pool_accept(fd, addr, len, flags);
+	return -1;
+}
+
+SHIM_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *len) { return accept_as_kernel(fd, addr, len, 0); }
+SHIM_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags) { return accept_as_kernel(fd, addr, len, flags); }
+
+/* --- the other calls that pass or return addresses ----------------------- */
+
+SHIM_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+	struct sockaddr_storage b;
+	return REAL(connect)(fd, to_system_addr(fd, addr, len, &b), len);
+}
+
+SHIM_EXPORT int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
+{
+	socklen_t cap = len ? *len : 0;
+	int rc = REAL(getsockname)(fd, addr, len);
+	if (rc || !shim_active) return rc;
+	struct sockaddr_storage listening;
+	socklen_t llen;
+	if (cap >= sizeof(sa_family_t) && addr->sa_family == AF_UNIX && channel_address(fd, &listening, &llen)) {
+		memcpy(addr, &listening, cap < llen ? cap : llen);
+		*len = llen;
+	} else {
+		to_virtual_addr(fd, 0, addr, cap < *len ? cap : *len, 1);
+	}
+	return 0;
+}
+
+SHIM_EXPORT int getpeername(int fd, struct sockaddr *addr, socklen_t *len)
+{
+	socklen_t cap = len ? *len : 0;
+	int rc = REAL(getpeername)(fd, addr, len);
+	if (rc || !shim_active) return rc;
+	if (cap >= sizeof(sa_family_t) && addr->sa_family == AF_UNIX && is_channel(fd))
+		return shim_fail(ENOTCONN); /* a listening socket has no peer */
+	to_virtual_addr(fd, 0, addr, cap < *len ? cap : *len, 0);
+	return 0;
+}
+
+SHIM_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *addr, socklen_t alen)
+{
+	struct sockaddr_storage b;
+	return REAL(sendto)(fd, buf, n, flags, addr ? to_system_addr(fd, addr, alen, &b) : addr, alen);
+}
+
+SHIM_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+	struct sockaddr_storage b;
+	if (!shim_active || !msg || !msg->msg_name) return REAL(sendmsg)(fd, msg, flags);
+	struct msghdr m = *msg;
+	m.msg_name = (void *)to_system_addr(fd, msg->msg_name, msg->msg_namelen, &b);
+	return REAL(sendmsg)(fd, &m, flags);
+}
+
+SHIM_EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr, socklen_t *alen)
+{
+	socklen_t cap = addr && alen ? *alen : 0;
+	ssize_t r = REAL(recvfrom)(fd, buf, n, flags, addr, alen);
+	if (r >= 0 && cap && shim_active) to_virtual_addr(fd, 0, addr, cap < *alen ? cap : *alen, 0);
+	return r;
+}
+
+SHIM_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
+{
+	socklen_t cap = msg && msg->msg_name ? msg->msg_namelen : 0;
+	ssize_t r = REAL(recvmsg)(fd, msg, flags);
+	if (r >= 0 && cap && shim_active)
+		to_virtual_addr(fd, 0, msg->msg_name, cap < msg->msg_namelen ? cap : msg->msg_namelen, 0);
+	return r;
+}
+
+/* SO_PEERCRED's pid is a vpid; a pool channel answers as the listening
+ * TCP socket it stands for. */
+SHIM_EXPORT int getsockopt(int fd, int level, int name, void *value, socklen_t *len)
+{
+	int r = REAL(getsockopt)(fd, level, name, value, len);
+	if (!shim_active || r != 0 || level != SOL_SOCKET || !value || !len) return r;
+	if (name == SO_PEERCRED && *len >= sizeof(struct ucred)) {
+		((struct ucred *)value)->pid = pid_to_virtual(((struct ucred *)value)->pid);
+		return r;
+	}
+	struct sockaddr_storage a;
+	socklen_t alen;
+	int *v = value;
+	if (*len < sizeof(int)) return r;
+	if ((name == SO_TYPE && *v == SOCK_SEQPACKET) || (name == SO_DOMAIN && *v == AF_UNIX) ||
+	    (name == SO_PROTOCOL && *v == 0) || (name == SO_ACCEPTCONN && *v == 0)) {
+		if (!channel_address(fd, &a, &alen)) return r;
+		*v = name == SO_TYPE ? SOCK_STREAM : name == SO_DOMAIN ? a.ss_family : name == SO_PROTOCOL ? IPPROTO_TCP : 1;
+	}
+	return r;
+}
