@@ -1,8 +1,10 @@
 /**
  * `npm run bench`: the per-call cost of the translated SysV IPC calls
  * (semaphores, shared memory, message queues) and process-ID calls (getpid,
- * kill, fork, posix_spawn), natively and under the shim in the same run,
- * reported as ratios against the targets, with absolute times beside them.
+ * kill, fork, posix_spawn) and port calls (bind, connect), natively and
+ * under the shim in the same run, reported as ratios against the targets,
+ * with absolute times beside them; and a published-port pool's throughput
+ * against the same instances reached directly (bench/pool.ts).
  * Results go to bench/results/<date>.json.
  */
 import { spawnSync } from 'node:child_process';
@@ -11,6 +13,9 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import Table from 'cli-table3';
 import { CLI_PATH, ROOT, builtProgram } from '../ts/paths.js';
+import { type PoolFigures, poolThroughput } from './pool.js';
+
+const POOL_TARGET = 0.95;
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 /** The drivers, each with its own keys natively and under the shim, so
@@ -20,6 +25,8 @@ const DRIVERS = [
   { program: builtProgram('ipcbench'), nativeKey: 0x5eb200, shimKey: 0x5eb300 },
   // Creates no IPC objects: takes a key like the others and ignores it.
   { program: builtProgram('pidbench'), nativeKey: 0x5eb400, shimKey: 0x5eb500 },
+  // Takes its ports from the key: 41000 + (key & 0x3ff) and the next.
+  { program: builtProgram('portbench'), nativeKey: 0x5eb600, shimKey: 0x5eb700 },
 ];
 
 type Sample = Record<string, number | { p50: number; p99: number }>;
@@ -38,6 +45,8 @@ const PAIRED: { metric: string; label: string; target: number }[] = [
   { metric: 'kill_self_0', label: 'kill(getpid(), 0)', target: 1.15 },
   { metric: 'fork_waitpid', label: 'fork + waitpid, child _exit(0)s at once', target: 1.3 },
   { metric: 'spawn_waitpid', label: 'posix_spawn /bin/true + waitpid', target: 1.3 },
+  { metric: 'bind_listen', label: 'socket + bind + listen + close', target: 1.1 },
+  { metric: 'connect_accept', label: 'loopback connect + accept + close both', target: 1.1 },
 ];
 /** Shim-only figures: absolute time, with a bound where the issue sets one. */
 const ABSOLUTE: { metric: string; label: string; targetNs: number }[] = [
@@ -59,10 +68,11 @@ function runOnce(home: string, program: string, shim: boolean, key: number): Sam
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-function main(): void {
+async function main(): Promise<void> {
   const home = mkdtempSync(join(tmpdir(), 'appshot-bench-'));
   const native: Sample[] = [];
   const shim: Sample[] = [];
+  let pool: PoolFigures[];
   try {
     for (let i = 0; i < ROUNDS; i++) {
       process.stderr.write(`\rround ${i + 1}/${ROUNDS}`);
@@ -77,7 +87,8 @@ function main(): void {
       native.push(n);
       shim.push(s);
     }
-    process.stderr.write('\n');
+    process.stderr.write('\npublished-port pool against direct\n');
+    pool = await poolThroughput(home, Math.min(ROUNDS, 3));
   } finally {
     spawnSync(process.execPath, [CLI_PATH, 'gc', '--kept'], { env: { ...process.env, APPSHOT_HOME: home }, stdio: 'ignore' });
     rmSync(home, { recursive: true, force: true });
@@ -108,12 +119,24 @@ function main(): void {
   for (const a of absolute) table.push([a.label, `${a.ns.toFixed(1)} ns`, `≤ ${a.targetNs} ns`, '', '', a.met ? 'met' : 'MISSED']);
   process.stdout.write(table.toString() + '\n');
 
+  const poolTable = new Table({ head: ['3 instances, 4 clients', 'pool / direct', 'target', 'direct req/s', 'pool req/s', ''], style: { head: [], border: [] } });
+  for (const p of pool)
+    poolTable.push([
+      p.requestsPerConnection === 1 ? 'a connection per request' : `${p.requestsPerConnection} requests per connection`,
+      p.ratio.toFixed(2) + 'x',
+      `≥ ${POOL_TARGET}x`,
+      p.directRps.toFixed(0),
+      p.poolRps.toFixed(0),
+      p.ratio >= POOL_TARGET ? 'met' : 'MISSED',
+    ]);
+  process.stdout.write(poolTable.toString() + '\n');
+
   const date = new Date().toISOString();
   const dir = join(ROOT, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
   const file = join(dir, `${date.slice(0, 10)}.json`);
-  writeFileSync(file, JSON.stringify({ date, rounds: ROUNDS, calls, lookups, absolute, raw: { native, shim } }, null, 2) + '\n');
+  writeFileSync(file, JSON.stringify({ date, rounds: ROUNDS, calls, lookups, absolute, pool, raw: { native, shim } }, null, 2) + '\n');
   process.stdout.write(`results written to ${file}\n`);
 }
 
-main();
+await main();

@@ -8,6 +8,7 @@ import { checkAid } from '../ts/registry.js';
 import { openTables } from '../ts/tables.js';
 import { TYPE_FILTERS, renderTable, translationRows } from '../tables/inspect.js';
 import { processRows, renderProcesses } from '../tables/processes.js';
+import { poolRows, portRows, renderPools, renderPorts } from '../tables/ports.js';
 import { describeCleanup } from './report.js';
 import { run } from './run.js';
 
@@ -84,28 +85,43 @@ program
 
 program
   .command('tables')
-  .description('show the translation tables')
+  .description('show the translation tables, and the pool behind each published port')
   .option('--aid <name>', 'only this application')
   .addOption(new Option('--type <type>', 'only this resource type').choices([...TYPE_FILTERS]))
   .option('--json', 'print JSON for scripts', false)
-  .action((o: { aid?: string; type?: string; json: boolean }) => {
+  .action(async (o: { aid?: string; type?: string; json: boolean }) => {
     if (o.aid !== undefined) checkAid(o.aid);
     const t = openTables(resolveHome());
     const rows = [...translationRows(t, { aid: o.aid, type: o.type })];
-    process.stdout.write(o.json ? JSON.stringify(rows, null, 2) + '\n' : renderTable(rows) + '\n');
+    const pools = rows.some((r) => r.type === 'publish') ? await poolRows(t, { aid: o.aid }) : [];
+    if (o.json) {
+      const withPool = rows.map((r) => (r.type === 'publish' ? { ...r, pool: pools.find((p) => p.public === r.system) ?? null } : r));
+      process.stdout.write(JSON.stringify(withPool, null, 2) + '\n');
+    } else {
+      process.stdout.write(renderTable(rows) + '\n');
+      if (pools.length) process.stdout.write('\nPools behind published ports:\n' + renderPools(pools) + '\n');
+    }
   });
 
 program
   .command('ps')
-  .description("show each application's processes: virtual and system PID, parent, state, command")
+  .description("show each application's processes (virtual and system PID, parent, state, command), its ports and the pools it publishes into")
   .option('--aid <name>', 'only this application')
-  .option('--json', 'print JSON for scripts', false)
-  .action((o: { aid?: string; json: boolean }) => {
+  .option('--json', 'print the processes as JSON for scripts', false)
+  .action(async (o: { aid?: string; json: boolean }) => {
     if (o.aid !== undefined) checkAid(o.aid);
     const t = openTables(resolveHome());
     // A row of a process that is gone is stale, not a process: not shown.
     const rows = [...processRows(t, { aid: o.aid })].filter((r) => r.state !== 'gone');
-    process.stdout.write(o.json ? JSON.stringify(rows, null, 2) + '\n' : renderProcesses(rows) + '\n');
+    if (o.json) {
+      process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
+      return;
+    }
+    process.stdout.write(renderProcesses(rows) + '\n');
+    const ports = portRows(t, { aid: o.aid });
+    if (ports.length) process.stdout.write('\nPorts:\n' + renderPorts(ports) + '\n');
+    const pools = await poolRows(t, { aid: o.aid });
+    if (pools.length) process.stdout.write('\nPools behind published ports:\n' + renderPools(pools) + '\n');
   });
 
 try {

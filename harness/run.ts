@@ -54,15 +54,16 @@ function portHolder(t: Tables, port: number): string | undefined {
 }
 
 function supervise(command: string[], aid: string, opts: RunOptions): Promise<number> {
-  const child = spawn(SUPERVISOR_PATH, [SHIM_PATH, ...command], {
-    stdio: 'inherit',
-    env: {
-      ...process.env,
-      APPSHOT_AID: aid,
-      APPSHOT_HOME: opts.home,
-      APPSHOT_PORT_RANGE: `${opts.portRange.lo}-${opts.portRange.hi}`,
-    },
-  });
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    APPSHOT_AID: aid,
+    APPSHOT_HOME: opts.home,
+    APPSHOT_PORT_RANGE: `${opts.portRange.lo}-${opts.portRange.hi}`,
+    // A hint that lets the shim's listen() skip looking up publications.
+    APPSHOT_PUBLISH: opts.publish.map((p) => `${p.public}:${p.virtual}`).join(','),
+  };
+  if (!opts.publish.length) delete env.APPSHOT_PUBLISH;
+  const child = spawn(SUPERVISOR_PATH, [SHIM_PATH, ...command], { stdio: 'inherit', env });
   const handlers = FORWARDED.map((sig) => {
     const h = () => {
       // The terminal sends SIGINT and SIGHUP to the whole foreground group,

@@ -30,6 +30,10 @@
 #include <unistd.h>
 
 static uint16_t range_lo = 20000, range_hi = 29999;
+/* Whether the application publishes any port (APPSHOT_PUBLISH, set by the
+ * harness): without one, listen() asks nothing. Only a hint that saves
+ * work; which port is published is the tables' to say. */
+static int publishes;
 
 /* APPSHOT_PORT_RANGE, "LO-HI", set by the harness from --port-range. */
 void port_init(void)
@@ -37,6 +41,7 @@ void port_init(void)
 	const char *r = getenv("APPSHOT_PORT_RANGE");
 	unsigned lo, hi;
 	char end;
+	publishes = getenv("APPSHOT_PUBLISH") != NULL;
 	if (!r) return;
 	if (sscanf(r, "%u-%u%c", &lo, &hi, &end) != 2 || lo == 0 || lo > hi || hi > 65535)
 		shim_fatal("APPSHOT_PORT_RANGE is '%s', not LO-HI with 1 <= LO <= HI <= 65535; start programs with 'appshot run'", r);
@@ -372,8 +377,9 @@ static void publish_if_asked(int fd)
 	socklen_t len = sizeof a;
 	uint16_t sport, vport;
 	uint32_t pub;
+	/* listen() succeeded on an inet socket: a TCP one. */
 	if (REAL(getsockname)(fd, (struct sockaddr *)&a, &len) || !inet_port((struct sockaddr *)&a, len, &sport) ||
-	    socket_proto(fd) != PORT_PROTO_TCP || to_virtual_port(PORT_PROTO_TCP, sport, &vport) ||
+	    to_virtual_port(PORT_PROTO_TCP, sport, &vport) ||
 	    vr_to_sr(RT_PUBLISH, port_id(PORT_PROTO_TCP, vport), &pub))
 		return;
 	pool_join(fd, (struct sockaddr *)&a, vport, sport, port_of(pub));
@@ -382,7 +388,7 @@ static void publish_if_asked(int fd)
 SHIM_EXPORT int listen(int fd, int backlog)
 {
 	int rc = REAL(listen)(fd, backlog);
-	if (rc == 0 && shim_active) {
+	if (rc == 0 && shim_active && publishes) {
 		int saved = errno;
 		publish_if_asked(fd);
 		errno = saved;

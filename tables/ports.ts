@@ -1,0 +1,91 @@
+import Table from 'cli-table3';
+import { BALANCE_NAMES, type PoolStatus, poolStatus } from '../ts/pool.js';
+import { type Tables, fwdRows } from '../ts/tables.js';
+import * as S from './schema.js';
+
+export interface PortRow {
+  aid: string;
+  proto: string;
+  virtual: number;
+  system: number;
+  /** The public port this virtual port is published at, if it is. */
+  published: number | null;
+}
+
+export interface PoolRow {
+  public: number;
+  balance: string;
+  /** Whether a pool daemon runs for the port. */
+  running: boolean;
+  /** Connections accepted and waiting for an instance. */
+  held: number;
+  /** Applications publishing the port. */
+  applications: string[];
+  instances: PoolStatus['instances'];
+}
+
+/** Each application's ports, with the public port each is published at. */
+export function portRows(t: Tables, f: { aid?: string }): PortRow[] {
+  const published = new Map<string, number>();
+  for (const r of fwdRows(t, f.aid)) if (r.type === S.RT.publish) published.set(`${r.aid} ${r.vrid}`, S.decodePortId(r.srid).port);
+  const rows: PortRow[] = [];
+  const bound = new Set<string>();
+  for (const r of fwdRows(t, f.aid)) {
+    if (r.type !== S.RT.port) continue;
+    const v = S.decodePortId(r.vrid);
+    bound.add(`${r.aid} ${r.vrid}`);
+    rows.push({ aid: r.aid, proto: v.proto, virtual: v.port, system: S.decodePortId(r.srid).port, published: published.get(`${r.aid} ${r.vrid}`) ?? null });
+  }
+  // A published port the application has not bound yet.
+  for (const [key, pub] of published) {
+    if (bound.has(key)) continue;
+    const [aid, vrid] = key.split(' ');
+    rows.push({ aid, proto: 'tcp', virtual: S.decodePortId(Number(vrid)).port, system: 0, published: pub });
+  }
+  return rows;
+}
+
+/** The pool behind each public port the tables name, as its daemon tells it. */
+export async function poolRows(t: Tables, f: { aid?: string }): Promise<PoolRow[]> {
+  const publishers = new Map<number, string[]>();
+  for (const r of fwdRows(t)) {
+    if (r.type !== S.RT.publish) continue;
+    const pub = S.decodePortId(r.srid).port;
+    publishers.set(pub, [...(publishers.get(pub) ?? []), r.aid]);
+  }
+  const rows: PoolRow[] = [];
+  for (const [pub, aids] of [...publishers].sort((a, b) => a[0] - b[0])) {
+    if (f.aid !== undefined && !aids.includes(f.aid)) continue;
+    const st = await poolStatus(t.home, pub);
+    rows.push({
+      public: pub,
+      balance: st ? st.policy : '',
+      running: st !== null,
+      held: st?.held ?? 0,
+      applications: aids,
+      instances: st?.instances ?? [],
+    });
+  }
+  return rows;
+}
+
+export function renderPorts(rows: PortRow[]): string {
+  const table = new Table({ head: ['AID', 'PROTO', 'VIRTUAL', 'SYSTEM', 'PUBLISHED'], style: { head: [], border: [] } });
+  for (const r of rows) table.push([r.aid, r.proto, String(r.virtual), r.system ? String(r.system) : 'not bound', r.published === null ? '' : String(r.published)]);
+  return table.toString();
+}
+
+/** One line per instance of each pool, one for a pool with none. */
+export function renderPools(rows: PoolRow[]): string {
+  const table = new Table({
+    head: ['PUBLIC', 'BALANCE', 'AID', 'VIRTUAL', 'SYSTEM', 'SPID', 'ACTIVE', 'HANDED', 'WAITING'],
+    style: { head: [], border: [] },
+  });
+  for (const p of rows) {
+    const balance = p.running ? BALANCE_NAMES[p.balance as keyof typeof BALANCE_NAMES] ?? p.balance : 'not running';
+    if (!p.instances.length) table.push([String(p.public), balance, p.applications.join(', '), '', '', '', '', '', String(p.held)]);
+    for (const i of p.instances)
+      table.push([String(p.public), balance, i.aid, String(i.vport), String(i.sport), String(i.spid), String(i.active), String(i.handed), String(i.unacked)]);
+  }
+  return table.toString();
+}
