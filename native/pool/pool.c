@@ -1,0 +1,845 @@
+/*
+ * appshot-pool: the daemon of one published TCP port (see core/pool.h).
+ * It holds the public listener, accepts each connection and passes the
+ * accepted socket to one instance over that instance's SEQPACKET channel.
+ * It keeps its own copy until the instance acks, so a connection that sat
+ * in the channel of an instance that died is handed to another one: no
+ * connection the daemon accepted is lost while an instance remains.
+ * Connections to an instance's own listening socket (handed over at
+ * registration) go to that instance only.
+ *
+ * Usage: appshot-pool HOME PUBLIC POLICY   (POLICY: rr or lc)
+ * Prints "ready" once its sockets are bound, then runs detached, logging to
+ * pools/<PUBLIC>.log. Exit status: 0 normal end, 1 start-up failure, 2 bad
+ * arguments, 3 the public port is in use.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../core/pool.h"
+
+#define TICK_MS 100
+#define STALE_MS 250     /* an unacked handoff this old: the instance is not accepting */
+#define MAX_UNACKED 64
+#define HELD_CAP 4096
+#define GRACE_MS 5000    /* how long to wait for a first lifeline */
+#define REGISTER_MS 1000 /* how long a new channel may take to register */
+#define LINE_MAX_LEN 256
+#define FD_RESERVE 16    /* descriptors kept for instances and the harness */
+
+enum kind { W_PUBLIC, W_CHANNELS, W_CTL, W_TIMER, W_SIGNAL, W_CHAN, W_LISTENER, W_CLIENT };
+
+/* What epoll reports on; owner is the instance or the client. */
+struct watch {
+	enum kind kind;
+	int fd;
+	bool paused;
+	void *owner;
+};
+
+struct conn {
+	struct conn *next;
+	int fd;
+	bool direct; /* from the instance's own listener, not the public one */
+	uint64_t seq, handed_ms;
+	unsigned long ino;
+};
+
+struct queue {
+	struct conn *head, *tail;
+	int n;
+};
+
+struct inodes {
+	unsigned long *v;
+	size_t n, cap;
+};
+
+struct instance {
+	struct watch chan, lis;
+	bool registered, dead, blocked;
+	uint64_t since_ms, handed; /* handed: handed and taken */
+	struct pool_register reg;
+	struct queue unacked, direct;
+	struct inodes open;        /* its pool connections still open, for lc */
+};
+
+struct client {
+	struct watch w;
+	char line[LINE_MAX_LEN + 2];
+	size_t len;
+	bool lifeline;
+	char aid[64];
+};
+
+static struct {
+	int public, ep, fd_limit;
+	bool lc, detached, ever_lifeline, starve_logged, overflow_logged;
+	const char *policy;
+	struct watch pub, chans, ctl, timer, sig;
+	char sock_path[PATH_MAX], ctl_path[PATH_MAX];
+	struct stat sock_st, ctl_st;
+	struct instance **inst; /* in registration order */
+	int ninst, rr;
+	struct client **clients;
+	int nclients, nlifelines;
+	struct queue held;
+	uint64_t seq, start_ms, refresh_ms;
+} g;
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void logmsg(const char *fmt, ...)
+{
+	char ts[32];
+	time_t t = time(NULL);
+	struct tm tm;
+	strftime(ts, sizeof ts, "%F %T", localtime_r(&t, &tm));
+	if (g.detached) fprintf(stderr, "%s appshot-pool %d: ", ts, g.public);
+	else fputs("appshot-pool: ", stderr);
+	va_list ap;
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+/* A later daemon may have replaced our files: unlink them only if ours. */
+static void unlink_ours(void)
+{
+	struct stat st;
+	if (g.sock_st.st_ino && !stat(g.sock_path, &st) && st.st_ino == g.sock_st.st_ino && st.st_dev == g.sock_st.st_dev)
+		unlink(g.sock_path);
+	if (g.ctl_st.st_ino && !stat(g.ctl_path, &st) && st.st_ino == g.ctl_st.st_ino && st.st_dev == g.ctl_st.st_dev)
+		unlink(g.ctl_path);
+}
+
+#define fail(code, ...) (logmsg(__VA_ARGS__), unlink_ours(), exit(code))
+
+static void *xrealloc(void *p, size_t n)
+{
+	if (!(p = realloc(p, n))) logmsg("out of memory"), abort();
+	return p;
+}
+
+static void *xcalloc(size_t n)
+{
+	return memset(xrealloc(NULL, n), 0, n);
+}
+
+static void push_inode(struct inodes *s, unsigned long ino)
+{
+	if (s->n == s->cap) s->v = xrealloc(s->v, (s->cap = s->cap ? 2 * s->cap : 64) * sizeof *s->v);
+	s->v[s->n++] = ino;
+}
+
+/* Held and unacked connections close with us. The public port goes first,
+ * so that a successor can bind it as soon as our files are gone. */
+static void clean_exit(const char *why)
+{
+	close(g.pub.fd);
+	unlink_ours();
+	logmsg("exiting: %s", why);
+	exit(0);
+}
+
+static void maybe_exit(void)
+{
+	if (!g.nlifelines && !g.ninst && (g.ever_lifeline || now_ms() - g.start_ms >= GRACE_MS))
+		clean_exit("no lifeline and no instance left");
+}
+
+/* ---- connections and their queues ---- */
+
+static void q_push(struct queue *q, struct conn *c, bool front)
+{
+	c->next = front ? q->head : NULL;
+	if (front) q->head = c;
+	else *(q->tail ? &q->tail->next : &q->head) = c;
+	if (!front || !q->tail) q->tail = c;
+	q->n++;
+}
+
+static struct conn *q_pop(struct queue *q)
+{
+	struct conn *c = q->head;
+	if (c && !(q->head = c->next)) q->tail = NULL;
+	if (c) q->n--;
+	return c;
+}
+
+static struct conn *q_take(struct queue *q, uint64_t seq)
+{
+	for (struct conn **p = &q->head, *prev = NULL; *p; prev = *p, p = &(*p)->next) {
+		struct conn *c = *p;
+		if (c->seq != seq) continue;
+		if (!(*p = c->next)) q->tail = prev;
+		q->n--;
+		return c;
+	}
+	return NULL;
+}
+
+static struct conn *new_conn(int fd, bool direct)
+{
+	struct conn *c = xcalloc(sizeof *c);
+	struct stat st;
+	c->fd = fd;
+	c->direct = direct;
+	c->ino = fstat(fd, &st) == 0 ? st.st_ino : 0;
+	return c;
+}
+
+static void drop_conn(struct conn *c)
+{
+	close(c->fd);
+	free(c);
+}
+
+/* ---- epoll and accepting ---- */
+
+static bool watch_add(struct watch *w, enum kind kind, int fd, void *owner)
+{
+	*w = (struct watch){ .kind = kind, .fd = fd, .owner = owner };
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = w };
+	if (epoll_ctl(g.ep, EPOLL_CTL_ADD, fd, &ev) == 0) return true;
+	logmsg("epoll_ctl: %s", strerror(errno));
+	return false;
+}
+
+/* A paused descriptor leaves the epoll set, so that not even a hang-up or
+ * an error on it can wake us in a loop. */
+static void set_paused(struct watch *w, bool paused)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = w };
+	if (w->fd >= 0 && w->paused != paused && !epoll_ctl(g.ep, paused ? EPOLL_CTL_DEL : EPOLL_CTL_ADD, w->fd, &ev))
+		w->paused = paused;
+}
+
+/* Delete before closing: the instance's processes may share the open
+ * file, which would keep it in the epoll set. */
+static void watch_close(struct watch *w)
+{
+	if (w->fd < 0) return;
+	if (!w->paused) epoll_ctl(g.ep, EPOLL_CTL_DEL, w->fd, NULL);
+	close(w->fd);
+	w->fd = -1;
+}
+
+/* TCP listeners stay paused while descriptors are short (see accept_one). */
+static void resume(struct watch *w)
+{
+	int lowest = w->paused ? fcntl(g.ep, F_DUPFD_CLOEXEC, 0) : -1;
+	if (lowest >= 0) close(lowest);
+	if (lowest >= 0 && ((w->kind != W_PUBLIC && w->kind != W_LISTENER) || lowest < g.fd_limit - FD_RESERVE))
+		set_paused(w, false);
+}
+
+static void starve(struct watch *w, const char *why)
+{
+	if (!g.starve_logged) logmsg("accept: %s; pausing until the next tick", why);
+	g.starve_logged = true;
+	set_paused(w, true);
+}
+
+/* One connection from a listener, or -1 when there is none to take now. */
+static int accept_one(struct watch *w, int flags)
+{
+	while (!w->paused) {
+		int fd = accept4(w->fd, NULL, NULL, flags | SOCK_CLOEXEC);
+		if (fd >= 0) {
+			/* Held connections must not take the last descriptors: an
+			 * instance needs some to register, and it is what frees them. */
+			if (!flags && fd >= g.fd_limit - FD_RESERVE) starve(w, "descriptors nearly all used");
+			else g.starve_logged = false;
+			return fd;
+		}
+		switch (errno) {
+		case EAGAIN: return -1;
+		case EINTR: case ECONNABORTED: case EPROTO: case ENETDOWN: case ENOPROTOOPT:
+		case EHOSTDOWN: case ENONET: case EHOSTUNREACH: case ENETUNREACH: case EPERM:
+			continue; /* that connection is gone; the next may be fine */
+		default: /* EMFILE, ENFILE, ENOBUFS, ENOMEM: do not spin on it */
+			starve(w, strerror(errno));
+		}
+	}
+	return -1;
+}
+
+/* ---- choosing an instance and handing off ---- */
+
+static int active(const struct instance *in)
+{
+	return in->open.n + in->unacked.n;
+}
+
+static bool eligible(const struct instance *in, uint64_t now)
+{
+	if (!in->registered || in->dead || in->blocked || in->unacked.n >= MAX_UNACKED) return false;
+	return !in->unacked.head || now - in->unacked.head->handed_ms <= STALE_MS;
+}
+
+/* Round robin from the cursor; lc takes the least active, the first in
+ * round-robin order among equals. */
+static struct instance *pick(uint64_t now)
+{
+	int best = -1;
+	for (int k = 0; k < g.ninst; k++) {
+		int i = (g.rr + k) % g.ninst;
+		if (!eligible(g.inst[i], now) || (best >= 0 && active(g.inst[i]) >= active(g.inst[best]))) continue;
+		best = i;
+		if (!g.lc) break;
+	}
+	if (best < 0) return NULL;
+	g.rr = (best + 1) % g.ninst;
+	return g.inst[best];
+}
+
+/* Pass C down IN's channel; false if it could not go (C is still ours). */
+static bool hand(struct instance *in, struct conn *c)
+{
+	struct pool_handoff h = { .seq = g.seq + 1 };
+	union { char buf[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } ctl = { 0 };
+	struct iovec iov = { &h, sizeof h };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf };
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+	*cm = (struct cmsghdr){ .cmsg_len = CMSG_LEN(sizeof(int)), .cmsg_level = SOL_SOCKET, .cmsg_type = SCM_RIGHTS };
+	memcpy(CMSG_DATA(cm), &c->fd, sizeof(int));
+	while (sendmsg(in->chan.fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+		if (errno == EINTR) continue;
+		if (errno == EAGAIN || errno == ENOBUFS || errno == ENOMEM || errno == ETOOMANYREFS)
+			in->blocked = true; /* until it acks, or the next tick */
+		else
+			in->dead = true;
+		return false;
+	}
+	c->seq = ++g.seq;
+	c->handed_ms = now_ms();
+	q_push(&in->unacked, c, false);
+	return true;
+}
+
+static void dispatch_held(void)
+{
+	uint64_t now = now_ms();
+	struct instance *in;
+	while (g.held.head && (in = pick(now))) {
+		struct conn *c = q_pop(&g.held);
+		if (!hand(in, c)) q_push(&g.held, c, true);
+	}
+	if (!g.held.n) g.overflow_logged = false;
+}
+
+/* While a direct connection waits here the instance's listener is paused,
+ * so that further ones wait in the kernel's backlog, as without us. */
+static void dispatch_direct(struct instance *in)
+{
+	uint64_t now = now_ms();
+	while (in->direct.head && eligible(in, now)) {
+		struct conn *c = q_pop(&in->direct);
+		if (!hand(in, c)) {
+			q_push(&in->direct, c, true);
+			break;
+		}
+	}
+	if (in->direct.n) set_paused(&in->lis, true);
+	else if (!in->dead) resume(&in->lis);
+}
+
+static void on_public(void)
+{
+	int fd;
+	while ((fd = accept_one(&g.pub, 0)) >= 0) {
+		if (g.held.n < HELD_CAP) {
+			q_push(&g.held, new_conn(fd, false), false);
+			dispatch_held();
+			continue;
+		}
+		if (!g.overflow_logged) logmsg("%d connections held, none taken: closing new ones", HELD_CAP);
+		g.overflow_logged = true;
+		close(fd);
+	}
+}
+
+static void on_listener(struct instance *in)
+{
+	int fd;
+	while (!in->dead && !in->direct.n && (fd = accept_one(&in->lis, 0)) >= 0) {
+		q_push(&in->direct, new_conn(fd, true), false);
+		dispatch_direct(in);
+	}
+}
+
+/* ---- instances ---- */
+
+static void on_channels(void)
+{
+	int fd;
+	while ((fd = accept_one(&g.chans, SOCK_NONBLOCK)) >= 0) {
+		struct instance *in = xcalloc(sizeof *in);
+		in->since_ms = now_ms();
+		in->lis.fd = -1;
+		in->dead = !watch_add(&in->chan, W_CHAN, fd, in);
+		g.inst = xrealloc(g.inst, (g.ninst + 1) * sizeof *g.inst);
+		g.inst[g.ninst++] = in;
+	}
+}
+
+/* The first message: pool_register with exactly one listening socket. */
+static void take_register(struct instance *in)
+{
+	struct pool_register reg;
+	union { char buf[CMSG_SPACE(4 * sizeof(int))]; struct cmsghdr align; } ctl;
+	struct iovec iov = { &reg, sizeof reg };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf };
+	ssize_t n = recvmsg(in->chan.fd, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+	int lfd = -1, nfd = 0;
+	for (struct cmsghdr *cm = n > 0 ? CMSG_FIRSTHDR(&m) : NULL; cm; cm = CMSG_NXTHDR(&m, cm)) {
+		bool rights = cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS;
+		for (size_t off = 0; rights && CMSG_LEN(off + sizeof(int)) <= cm->cmsg_len; off += sizeof(int), nfd++) {
+			int fd;
+			memcpy(&fd, CMSG_DATA(cm) + off, sizeof fd);
+			if (nfd) close(fd);
+			else lfd = fd;
+		}
+	}
+	struct pool_reply reply = { 0 };
+	if (n != sizeof reg || reg.magic != POOL_MAGIC || nfd != 1 || (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)))
+		reply.status = EPROTO;
+	else if (fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK) < 0 || !watch_add(&in->lis, W_LISTENER, lfd, in))
+		reply.status = errno ? errno : EINVAL;
+	if (reply.status && n > 0) {
+		if (lfd >= 0) close(lfd);
+		in->lis.fd = -1;
+		logmsg("registration refused: %s", strerror(reply.status));
+	}
+	bool sent = n > 0 && send(in->chan.fd, &reply, sizeof reply, MSG_NOSIGNAL | MSG_DONTWAIT) == sizeof reply;
+	if ((in->dead = !sent || reply.status)) return;
+	reg.aid[sizeof reg.aid - 1] = 0;
+	in->reg = reg;
+	in->registered = true;
+	logmsg("instance of %s registered: port %u on %u, pid %u", reg.aid, reg.vport, reg.sport, reg.spid);
+}
+
+static void take_acks(struct instance *in)
+{
+	struct pool_ack ack;
+	for (;;) {
+		ssize_t n = recv(in->chan.fd, &ack, sizeof ack, MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR) continue;
+		if (n < 0 && errno == EAGAIN) return;
+		if (n <= 0) { /* its end, or an error: the instance is gone */
+			in->dead = true;
+			return;
+		}
+		struct conn *c = n == sizeof ack ? q_take(&in->unacked, ack.seq) : NULL;
+		in->blocked = false;
+		if (c && ack.taken) {
+			in->handed++;
+			if (!c->direct && c->ino) push_inode(&in->open, c->ino);
+			drop_conn(c);
+		} else if (c) {
+			/* It could not install it: hand it again, but not to this
+			 * instance before the next tick, or the two might ping-pong. */
+			in->blocked = true;
+			q_push(c->direct ? &in->direct : &g.held, c, true);
+		}
+	}
+}
+
+/* Acks are read before a hang-up is believed, so that a connection taken
+ * just before the end is not handed out twice. */
+static void on_channel(struct instance *in, uint32_t events)
+{
+	if (!in->registered) take_register(in);
+	if (in->registered) take_acks(in);
+	if (events & (EPOLLHUP | EPOLLERR)) in->dead = true;
+	if (in->dead) return;
+	dispatch_direct(in);
+	dispatch_held();
+}
+
+/* Its pool connections not yet taken go back to the front of the held
+ * queue, in order, for another instance; its direct ones have nobody else. */
+static void remove_instance(int i)
+{
+	struct instance *in = g.inst[i];
+	struct queue back = { 0 };
+	struct conn *c;
+	while ((c = q_pop(&in->unacked))) {
+		if (c->direct) drop_conn(c);
+		else q_push(&back, c, false);
+	}
+	while ((c = q_pop(&in->direct))) drop_conn(c);
+	if (in->registered)
+		logmsg("instance of %s (pid %u, port %u) gone, %d connection(s) back to the pool",
+		       in->reg.aid, in->reg.spid, in->reg.sport, back.n);
+	while ((c = q_pop(&g.held))) q_push(&back, c, false);
+	g.held = back;
+	watch_close(&in->chan);
+	watch_close(&in->lis);
+	free(in->open.v);
+	free(in);
+	memmove(g.inst + i, g.inst + i + 1, (g.ninst - i - 1) * sizeof *g.inst);
+	g.ninst--;
+	if (g.rr > i) g.rr--;
+	if (g.rr >= g.ninst) g.rr = 0;
+}
+
+/* Instances are freed only here, after an epoll batch, since one batch may
+ * hold events for both of an instance's descriptors. */
+static void reap(void)
+{
+	for (bool removed = true; removed;) {
+		removed = false;
+		for (int i = g.ninst - 1; i >= 0; i--)
+			if (g.inst[i]->dead) remove_instance(i), removed = true;
+		if (removed) dispatch_held(), maybe_exit(); /* which may find another dead */
+	}
+}
+
+/* ---- least connections: which taken connections are still open ---- */
+
+static void scan_tcp(const char *path, struct inodes *live)
+{
+	FILE *f = fopen(path, "re");
+	char line[512];
+	unsigned port;
+	unsigned long ino;
+	while (f && fgets(line, sizeof line, f))
+		if (sscanf(line, "%*s %*[0-9A-Fa-f]:%x %*s %*s %*s %*s %*s %*s %*s %lu", &port, &ino) == 2 &&
+		    port == (unsigned)g.public && ino)
+			push_inode(live, ino);
+	if (f) fclose(f);
+}
+
+static int cmp_ulong(const void *a, const void *b)
+{
+	unsigned long x = *(const unsigned long *)a, y = *(const unsigned long *)b;
+	return x < y ? -1 : x > y;
+}
+
+static void refresh_active(void)
+{
+	struct inodes live = { 0 };
+	size_t total = 0;
+	for (int i = 0; i < g.ninst; i++) total += g.inst[i]->open.n;
+	if (!total) return;
+	scan_tcp("/proc/net/tcp", &live);
+	scan_tcp("/proc/net/tcp6", &live);
+	if (live.n) qsort(live.v, live.n, sizeof *live.v, cmp_ulong);
+	for (int i = 0; i < g.ninst; i++) {
+		struct inodes *s = &g.inst[i]->open;
+		size_t k = 0;
+		for (size_t j = 0; j < s->n; j++)
+			if (live.n && bsearch(&s->v[j], live.v, live.n, sizeof *live.v, cmp_ulong)) s->v[k++] = s->v[j];
+		s->n = k;
+	}
+	free(live.v);
+}
+
+static void on_tick(void)
+{
+	uint64_t expirations, now = now_ms();
+	if (read(g.timer.fd, &expirations, sizeof expirations) < 0 && errno != EAGAIN)
+		logmsg("timerfd: %s", strerror(errno));
+	resume(&g.pub);
+	resume(&g.chans);
+	resume(&g.ctl);
+	for (int i = 0; i < g.ninst; i++) {
+		struct instance *in = g.inst[i];
+		if (!in->registered && now - in->since_ms > REGISTER_MS) in->dead = true;
+		in->blocked = false;
+		dispatch_direct(in);
+	}
+	dispatch_held();
+	/* rr needs no counts, only status reports them: refresh less often. */
+	if (now - g.refresh_ms >= (g.lc ? TICK_MS : 10 * TICK_MS)) {
+		refresh_active();
+		g.refresh_ms = now;
+	}
+	maybe_exit();
+}
+
+/* ---- the control socket: lifelines and status ---- */
+
+static bool send_all(int fd, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+		struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+		if (w >= 0) p += w, n -= w;
+		else if (errno != EINTR && (errno != EAGAIN || poll(&pfd, 1, 1000) <= 0)) return false;
+	}
+	return true;
+}
+
+static void json_str(FILE *f, const char *sep, const char *s)
+{
+	fprintf(f, "%s\"", sep);
+	for (; *s; s++) {
+		unsigned char c = *s;
+		if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+		else if (c < 0x20) fprintf(f, "\\u%04x", c);
+		else fputc(c, f);
+	}
+	fputc('"', f);
+}
+
+static void send_status(int fd)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	if (!f) return;
+	fprintf(f, "{\"public\":%d,\"policy\":\"%s\",\"pid\":%d,\"held\":%d,\"lifelines\":[", g.public, g.policy,
+		(int)getpid(), g.held.n);
+	const char *sep = "";
+	for (int i = 0; i < g.nclients; i++)
+		if (g.clients[i]->lifeline) json_str(f, sep, g.clients[i]->aid), sep = ",";
+	fputs("],\"instances\":[", f);
+	sep = "{\"aid\":";
+	for (int i = 0; i < g.ninst; i++) {
+		struct instance *in = g.inst[i];
+		if (!in->registered || in->dead) continue;
+		json_str(f, sep, in->reg.aid);
+		fprintf(f, ",\"vport\":%u,\"sport\":%u,\"spid\":%u,\"unacked\":%d,\"active\":%d,\"handed\":%llu}",
+			in->reg.vport, in->reg.sport, in->reg.spid, in->unacked.n, active(in),
+			(unsigned long long)in->handed);
+		sep = ",{\"aid\":";
+	}
+	fputs("]}\n", f);
+	fclose(f);
+	send_all(fd, buf, len);
+	free(buf);
+}
+
+static void drop_client(struct client *cl)
+{
+	watch_close(&cl->w);
+	for (int i = 0; i < g.nclients; i++)
+		if (g.clients[i] == cl) g.clients[i] = g.clients[--g.nclients];
+	if (cl->lifeline) g.nlifelines--, logmsg("lifeline of %s ended", cl->aid);
+	free(cl);
+	maybe_exit();
+}
+
+static void on_ctl(void)
+{
+	int fd;
+	while ((fd = accept_one(&g.ctl, SOCK_NONBLOCK)) >= 0) {
+		struct client *cl = xcalloc(sizeof *cl);
+		g.clients = xrealloc(g.clients, (g.nclients + 1) * sizeof *g.clients);
+		g.clients[g.nclients++] = cl;
+		if (!watch_add(&cl->w, W_CLIENT, fd, cl)) drop_client(cl);
+	}
+}
+
+/* One request line; false when the connection is to be closed. */
+static bool client_line(struct client *cl)
+{
+	char *save, *verb = strtok_r(cl->line, " \t\r", &save);
+	char *aid = strtok_r(NULL, " \t\r", &save), *policy = strtok_r(NULL, " \t\r", &save);
+	char reply[16];
+	if (verb && !strcmp(verb, "status") && !aid) {
+		send_status(cl->w.fd);
+		return false;
+	}
+	if (!verb || strcmp(verb, "publish") || !policy || strtok_r(NULL, " \t\r", &save) ||
+	    strlen(aid) >= sizeof cl->aid) {
+		send_all(cl->w.fd, "error unknown request\n", 22);
+		return false;
+	}
+	snprintf(reply, sizeof reply, "ok %s\n", g.policy);
+	if (!send_all(cl->w.fd, reply, strlen(reply))) return false;
+	strcpy(cl->aid, aid);
+	cl->lifeline = g.ever_lifeline = true;
+	g.nlifelines++;
+	logmsg("lifeline of %s", cl->aid);
+	return true;
+}
+
+/* After publish the connection matters only by its end: input is dropped. */
+static void on_client(struct client *cl)
+{
+	for (;;) {
+		ssize_t n = read(cl->w.fd, cl->line + cl->len, sizeof cl->line - 1 - cl->len);
+		if (n < 0 && errno == EINTR) continue;
+		if (n < 0 && errno == EAGAIN) return;
+		if (n <= 0) break;
+		if (cl->lifeline) continue;
+		cl->len += n;
+		char *nl = memchr(cl->line, '\n', cl->len);
+		if (!nl && cl->len < sizeof cl->line - 1) continue;
+		if (!nl) break; /* overlong line */
+		*nl = 0;
+		if (!client_line(cl)) break;
+		cl->len = 0;
+	}
+	drop_client(cl);
+}
+
+/* ---- start-up ---- */
+
+static int bind_public(int port)
+{
+	int one = 1, zero = 0;
+	struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_port = htons(port), .sin6_addr = in6addr_any };
+	struct sockaddr_in a4 = { .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_ANY) };
+	struct sockaddr *a = (struct sockaddr *)&a6;
+	socklen_t len = sizeof a6;
+	int fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 && errno == EAFNOSUPPORT) {
+		fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		a = (struct sockaddr *)&a4;
+		len = sizeof a4;
+	} else if (fd >= 0 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero)) {
+		fail(1, "setsockopt IPV6_V6ONLY: %s", strerror(errno)); /* IPv4 clients must reach it too */
+	}
+	if (fd < 0) fail(1, "socket: %s", strerror(errno));
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one))
+		fail(1, "setsockopt SO_REUSEADDR: %s", strerror(errno));
+	if (bind(fd, a, len)) {
+		if (errno == EADDRINUSE) fail(3, "port %d is in use by another program", port);
+		fail(1, "bind: %s", strerror(errno));
+	}
+	if (listen(fd, 4096)) fail(1, "listen: %s", strerror(errno));
+	return fd;
+}
+
+static int bind_unix(const char *path, int type, struct stat *st)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof a.sun_path) fail(1, "%s: path too long for a unix socket", path);
+	strcpy(a.sun_path, path);
+	int fd = socket(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) fail(1, "socket: %s", strerror(errno));
+	if (unlink(path) && errno != ENOENT) fail(1, "unlink %s: %s", path, strerror(errno));
+	if (bind(fd, (struct sockaddr *)&a, sizeof a)) fail(1, "bind %s: %s", path, strerror(errno));
+	if (stat(path, st) || chmod(path, 0600) || listen(fd, SOMAXCONN)) fail(1, "%s: %s", path, strerror(errno));
+	return fd;
+}
+
+static void make_path(char *buf, const char *home, const char *suffix)
+{
+	if (snprintf(buf, PATH_MAX, "%s/" POOL_DIR "/%d%s", home, g.public, suffix) >= PATH_MAX)
+		fail(1, "%s: path too long", home);
+}
+
+/* Held connections cost a descriptor each: take all the kernel allows. */
+static void raise_nofile(void)
+{
+	struct rlimit r;
+	if (getrlimit(RLIMIT_NOFILE, &r)) r.rlim_cur = r.rlim_max = 1024;
+	struct rlimit want = { r.rlim_max, r.rlim_max };
+	if (r.rlim_cur < r.rlim_max && setrlimit(RLIMIT_NOFILE, &want) == 0) r = want;
+	g.fd_limit = r.rlim_cur > INT_MAX ? INT_MAX : (int)r.rlim_cur;
+}
+
+static void setup_events(void)
+{
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	struct itimerspec tick = { { 0, TICK_MS * 1000000L }, { 0, TICK_MS * 1000000L } };
+	int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if ((g.ep = epoll_create1(EPOLL_CLOEXEC)) < 0 || sfd < 0 || tfd < 0 || timerfd_settime(tfd, 0, &tick, NULL))
+		fail(1, "epoll/signalfd/timerfd: %s", strerror(errno));
+	if (!watch_add(&g.pub, W_PUBLIC, g.pub.fd, NULL) || !watch_add(&g.chans, W_CHANNELS, g.chans.fd, NULL) ||
+	    !watch_add(&g.ctl, W_CTL, g.ctl.fd, NULL) || !watch_add(&g.timer, W_TIMER, tfd, NULL) ||
+	    !watch_add(&g.sig, W_SIGNAL, sfd, NULL))
+		fail(1, "cannot watch descriptors");
+}
+
+static void detach(const char *log)
+{
+	if (write(STDOUT_FILENO, "ready\n", 6) != 6) fail(1, "write: %s", strerror(errno));
+	int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	int lfd = open(log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	if (null < 0 || lfd < 0) fail(1, "%s: %s", null < 0 ? "/dev/null" : log, strerror(errno));
+	dup2(null, STDOUT_FILENO);
+	dup2(lfd, STDERR_FILENO);
+	close(null);
+	close(lfd);
+	setsid();
+	g.detached = true;
+}
+
+int main(int argc, char **argv)
+{
+	struct stat st;
+	char *end, dir[PATH_MAX], log[PATH_MAX];
+	if (argc != 4) fail(2, "usage: appshot-pool HOME PUBLIC POLICY");
+	if (stat(argv[1], &st) || !S_ISDIR(st.st_mode)) fail(2, "%s: not a directory", argv[1]);
+	long port = strtol(argv[2], &end, 10);
+	if (!*argv[2] || *end || port < 1 || port > 65535) fail(2, "%s: not a TCP port", argv[2]);
+	if (strcmp(argv[3], "rr") && strcmp(argv[3], "lc")) fail(2, "%s: the policy is rr or lc", argv[3]);
+	g.public = (int)port;
+	g.policy = argv[3];
+	g.lc = !strcmp(argv[3], "lc");
+	g.start_ms = g.refresh_ms = now_ms();
+	umask(077);
+	raise_nofile();
+
+	g.pub.fd = bind_public(g.public);
+	make_path(g.sock_path, argv[1], ".sock");
+	make_path(g.ctl_path, argv[1], ".ctl");
+	make_path(log, argv[1], ".log");
+	snprintf(dir, sizeof dir, "%s/" POOL_DIR, argv[1]); /* fits: the paths above did */
+	if (mkdir(dir, 0700) && errno != EEXIST) fail(1, "mkdir %s: %s", dir, strerror(errno));
+	g.chans.fd = bind_unix(g.sock_path, SOCK_SEQPACKET, &g.sock_st);
+	g.ctl.fd = bind_unix(g.ctl_path, SOCK_STREAM, &g.ctl_st);
+	setup_events();
+	detach(log);
+	logmsg("started, policy %s", g.policy);
+
+	struct epoll_event evs[64];
+	for (;;) {
+		int n = epoll_wait(g.ep, evs, 64, -1);
+		if (n < 0 && errno != EINTR) logmsg("epoll_wait: %s", strerror(errno)), clean_exit("epoll failed");
+		for (int i = 0; i < n; i++) {
+			struct watch *w = evs[i].data.ptr;
+			switch (w->kind) {
+			case W_PUBLIC: on_public(); break;
+			case W_CHANNELS: on_channels(); break;
+			case W_CTL: on_ctl(); break;
+			case W_TIMER: on_tick(); break;
+			case W_SIGNAL: clean_exit("signal"); break;
+			case W_CHAN: on_channel(w->owner, evs[i].events); break;
+			case W_LISTENER: on_listener(w->owner); break;
+			case W_CLIENT: on_client(w->owner); break;
+			}
+		}
+		reap();
+	}
+}
