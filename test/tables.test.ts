@@ -49,7 +49,7 @@ describe('appshot tables', () => {
     appshot(home, ['run', '--', 'true']);
     const r = appshot(home, ['tables', '--type', 'bogus']);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/argument 'bogus' is invalid. Allowed choices are sem, shm, msg, pid, key/);
+    expect(r.stderr).toMatch(/argument 'bogus' is invalid. Allowed choices are sem, shm, msg, pid, port, publish, key/);
     expect(appshot(home, ['tables', '--aid', '../x']).code).toBe(2);
   });
 
