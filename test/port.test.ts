@@ -57,14 +57,18 @@ describe('virtual ports', () => {
     const home = makeHome();
     const r = appshot(home, ['run', '--aid', 'lease', '--keep', '--no-identity', '--port-range', '20100-20199', '--', ...nettool(['tcp', '127.0.0.1', String(VPORT)])]);
     expect(r.code).toBe(0);
+    // The server's port and the client's (it binds VPORT + 1).
     const rows = tablesJson(home, ['--type', 'port']);
-    expect(rows).toMatchObject([{ aid: 'lease', type: 'port', virtual: VPORT, proto: 'tcp' }]);
+    expect(rows).toMatchObject([
+      { aid: 'lease', type: 'port', virtual: VPORT, proto: 'tcp' },
+      { aid: 'lease', type: 'port', virtual: VPORT + 1, proto: 'tcp' },
+    ]);
     const system = rows[0].system;
     expect(system).toBeGreaterThanOrEqual(20100);
     expect(system).toBeLessThanOrEqual(20199);
     // The kept application runs again: its virtual port finds its lease.
     expect(appshot(home, ['run', '--aid', 'lease', '--keep', '--no-identity', '--port-range', '20100-20199', '--', ...nettool(['bind', '127.0.0.1', String(VPORT)])]).stdout).toBe(`bound ${VPORT}\n`);
-    expect(tablesJson(home, ['--type', 'port'])).toMatchObject([{ virtual: VPORT, system }]);
+    expect(tablesJson(home, ['--type', 'port'])[0]).toMatchObject({ virtual: VPORT, system });
     expect(appshot(home, ['gc', '--kept']).code).toBe(0);
     expect(tablesJson(home, ['--type', 'port'])).toEqual([]);
   });
@@ -113,10 +117,11 @@ describe('virtual ports', () => {
   });
 
   it('the port range exhausted: EADDRINUSE, and a line on stderr naming the range', () => {
-    const script = `python3 ${NETTOOL} tcp 127.0.0.1 ${VPORT} >/dev/null && python3 ${NETTOOL} bind 127.0.0.1 ${VPORT + 1}`;
-    const r = appshot(makeHome(), ['run', '--aid', 'narrow', '--no-identity', '--port-range', '20300-20300', '--', 'sh', '-c', script]);
+    // The tcp program takes two ports (its server's and its client's): the range's two.
+    const script = `python3 ${NETTOOL} tcp 127.0.0.1 ${VPORT} >/dev/null && python3 ${NETTOOL} bind 127.0.0.1 ${VPORT + 2}`;
+    const r = appshot(makeHome(), ['run', '--aid', 'narrow', '--no-identity', '--port-range', '20300-20301', '--', 'sh', '-c', script]);
     expect(r.stdout).toBe('bind failed EADDRINUSE\n');
-    expect(r.stderr).toContain(`appshot: no free system port for virtual port ${VPORT + 1}/tcp of application 'narrow': every port of the range 20300-20300 is taken`);
+    expect(r.stderr).toContain(`appshot: no free system port for virtual port ${VPORT + 2}/tcp of application 'narrow': every port of the range 20300-20301 is taken`);
     expect(r.stderr).toContain('--port-range');
   });
 

@@ -297,8 +297,13 @@ static int active(const struct instance *in)
 	return in->open.n + in->unacked.n;
 }
 
-static bool eligible(const struct instance *in, uint64_t now)
+static void take_acks(struct instance *in);
+
+static bool eligible(struct instance *in, uint64_t now)
 {
+	/* Acks are read here, when a choice needs them, not when they come:
+	 * waking for each one would cost a second switch per connection. */
+	if (in->registered && !in->dead && in->unacked.n) take_acks(in);
 	if (!in->registered || in->dead || in->blocked || in->unacked.n >= MAX_UNACKED) return false;
 	return !in->unacked.head || now - in->unacked.head->handed_ms <= STALE_MS;
 }
@@ -443,32 +448,53 @@ static void take_register(struct instance *in)
 	reg.aid[sizeof reg.aid - 1] = 0;
 	in->reg = reg;
 	in->registered = true;
+	/* From now on only its end wakes us; acks are read when needed. */
+	struct epoll_event ev = { .events = EPOLLRDHUP, .data.ptr = &in->chan };
+	epoll_ctl(g.ep, EPOLL_CTL_MOD, in->chan.fd, &ev);
 	logmsg("instance of %s registered: port %u on %u, pid %u", reg.aid, reg.vport, reg.sport, reg.spid);
+}
+
+static void take_ack(struct instance *in, const struct pool_ack *ack)
+{
+	struct conn *c = ack ? q_take(&in->unacked, ack->seq) : NULL;
+	in->blocked = false;
+	if (c && ack->taken) {
+		in->handed++;
+		if (!c->direct && c->ino) push_inode(&in->open, c->ino);
+		drop_conn(c);
+	} else if (c) {
+		/* It could not install it: hand it again, but not to this
+		 * instance before the next tick, or the two might ping-pong. */
+		in->blocked = true;
+		q_push(c->direct ? &in->direct : &g.held, c, true);
+	}
 }
 
 static void take_acks(struct instance *in)
 {
-	struct pool_ack ack;
+	struct pool_ack acks[16];
+	struct mmsghdr mm[16];
+	struct iovec iov[16];
 	for (;;) {
-		ssize_t n = recv(in->chan.fd, &ack, sizeof ack, MSG_DONTWAIT);
+		for (int i = 0; i < 16; i++) {
+			iov[i] = (struct iovec){ &acks[i], sizeof acks[i] };
+			mm[i] = (struct mmsghdr){ .msg_hdr = { .msg_iov = &iov[i], .msg_iovlen = 1 } };
+		}
+		int n = recvmmsg(in->chan.fd, mm, 16, MSG_DONTWAIT, NULL);
 		if (n < 0 && errno == EINTR) continue;
 		if (n < 0 && errno == EAGAIN) return;
 		if (n <= 0) { /* its end, or an error: the instance is gone */
 			in->dead = true;
 			return;
 		}
-		struct conn *c = n == sizeof ack ? q_take(&in->unacked, ack.seq) : NULL;
-		in->blocked = false;
-		if (c && ack.taken) {
-			in->handed++;
-			if (!c->direct && c->ino) push_inode(&in->open, c->ino);
-			drop_conn(c);
-		} else if (c) {
-			/* It could not install it: hand it again, but not to this
-			 * instance before the next tick, or the two might ping-pong. */
-			in->blocked = true;
-			q_push(c->direct ? &in->direct : &g.held, c, true);
+		for (int i = 0; i < n; i++) {
+			if (mm[i].msg_len == 0) { /* its end */
+				in->dead = true;
+				return;
+			}
+			take_ack(in, mm[i].msg_len == sizeof acks[i] ? &acks[i] : NULL);
 		}
+		if (n < 16) return;
 	}
 }
 
@@ -574,6 +600,7 @@ static void on_tick(void)
 	for (int i = 0; i < g.ninst; i++) {
 		struct instance *in = g.inst[i];
 		if (!in->registered && now - in->since_ms > REGISTER_MS) in->dead = true;
+		if (in->registered && !in->dead) take_acks(in);
 		in->blocked = false;
 		dispatch_direct(in);
 	}

@@ -307,11 +307,38 @@ out:
 	return ok;
 }
 
+/* The descriptors this process knows to be pool channels, so that accept()
+ * on one goes straight to the channel. Set by listen() and by an accept()
+ * that found one; cleared when the number is closed or reused (fd.c). After
+ * exec the set starts empty and accept() finds out again. */
+#define KNOWN_FDS 1024
+static _Atomic uint64_t known_channels[KNOWN_FDS / 64];
+
+static int known_channel(int fd)
+{
+	return fd >= 0 && fd < KNOWN_FDS && (known_channels[fd / 64] & (1ull << (fd % 64)));
+}
+
+static void mark_channel(int fd, int is)
+{
+	if (fd < 0 || fd >= KNOWN_FDS) return;
+	if (is) known_channels[fd / 64] |= 1ull << (fd % 64);
+	else known_channels[fd / 64] &= ~(1ull << (fd % 64));
+}
+
+void port_fds_closed(unsigned first, unsigned last)
+{
+	for (unsigned fd = first; fd <= last && fd < KNOWN_FDS; fd++)
+		if (known_channels[fd / 64]) mark_channel((int)fd, 0);
+}
+
 static int is_channel(int fd)
 {
 	struct sockaddr_storage a;
 	socklen_t l;
-	return channel_address(fd, &a, &l);
+	int is = channel_address(fd, &a, &l);
+	mark_channel(fd, is);
+	return is;
 }
 
 /* The channel's own name: the listening address, virtual port included. */
@@ -369,6 +396,7 @@ static void pool_join(int fd, const struct sockaddr *addr, uint16_t vport, uint1
 	REAL(dup3)(ch, fd, fdflags > 0 && (fdflags & FD_CLOEXEC) ? O_CLOEXEC : 0);
 	if (flflags >= 0 && (flflags & O_NONBLOCK)) REAL(fcntl)(fd, F_SETFL, O_NONBLOCK);
 	close(ch);
+	mark_channel(fd, 1);
 }
 
 static void publish_if_asked(int fd)
@@ -437,6 +465,13 @@ static int pool_accept(int ch, struct sockaddr *addr, socklen_t *len, int flags)
 static int accept_as_kernel(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 {
 	socklen_t cap = addr && len ? *len : 0;
+	if (shim_active && known_channel(fd)) {
+		int c = pool_accept(fd, addr, len, flags);
+		/* ENOTSOCK, ENOTCONN, EINVAL...: the number is something else now
+		 * (closed behind the shim's back, by fclose say): ask the kernel. */
+		if (c >= 0 || errno == EAGAIN || errno == EINTR || errno == EMFILE) return c;
+		mark_channel(fd, 0);
+	}
 	int c = REAL(accept4)(fd, addr, len, flags);
 	if (!shim_active) return c;
 	if (c >= 0) {
