@@ -215,6 +215,20 @@ describe('published ports: a pool of instances behind one public port', () => {
     }
   });
 
+  it('a listening socket handed across exec and shared by forked workers stays in the pool', async () => {
+    const home = makeHome();
+    const pub = PUBLIC + 7;
+    const h = appshotAsync(home, ['run', '--aid', 'handover', '--publish', `${pub}:8080`, '--', 'python3', '-u', NETTOOL, 'handover', '127.0.0.1', '8080']);
+    // After exec, socket.socket(fileno=) asks the descriptor what it is.
+    await waitFor(h.out, /inherited/);
+    expect(h.out()).toBe('inherited AF_INET SOCK_STREAM 8080\n');
+    const pids = [await who(pub), await who(pub)].map(Number);
+    expect(new Set(pids).size).toBe(2);
+    const r = await h.done;
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe('');
+  });
+
   it('--publish of a port a program outside appshot holds: an error naming the port, exit 3, nothing started', async () => {
     const home = makeHome();
     const pub = PUBLIC + 5;

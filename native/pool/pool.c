@@ -642,6 +642,7 @@ static void send_status(int fd)
 {
 	char *buf = NULL;
 	size_t len = 0;
+	refresh_active(); /* rr refreshes only each second; a status is read now */
 	FILE *f = open_memstream(&buf, &len);
 	if (!f) return;
 	fprintf(f, "{\"public\":%d,\"policy\":\"%s\",\"pid\":%d,\"held\":%d,\"lifelines\":[", g.public, g.policy,
