@@ -148,14 +148,15 @@ static int to_virtual_port(uint32_t proto, uint16_t sport, uint16_t *vport)
 	return 0;
 }
 
-/* The protocol of fd when a port is the application's under TCP or UDP,
- * else 0. Two cache probes answer the common case (not ours) without a
- * system call. */
-static uint32_t proto_if_ours(int fd, uint16_t port, int (*lookup)(uint32_t, uint16_t, uint16_t *))
+/* The protocol of fd when one of the application's rows would change port
+ * (under TCP or UDP), else 0: two cache probes answer the common cases (not
+ * ours, or ours under identity) without asking the socket its type. */
+static uint32_t proto_to_translate(int fd, uint16_t port, int (*lookup)(uint32_t, uint16_t, uint16_t *))
 {
-	uint16_t other;
-	if (lookup(PORT_PROTO_TCP, port, &other) && lookup(PORT_PROTO_UDP, port, &other)) return 0;
-	return socket_proto(fd);
+	uint16_t t, u;
+	int tcp = lookup(PORT_PROTO_TCP, port, &t) == 0 && t != port;
+	int udp = lookup(PORT_PROTO_UDP, port, &u) == 0 && u != port;
+	return tcp || udp ? socket_proto(fd) : 0;
 }
 
 /* The address a program passes, with its port made the system port when
@@ -166,7 +167,7 @@ static const struct sockaddr *to_system_addr(int fd, const struct sockaddr *addr
 	uint16_t vport, sport;
 	uint32_t proto;
 	if (!shim_active || !inet_port(addr, len, &vport) || vport == 0 || len > sizeof *buf) return addr;
-	if (!(proto = proto_if_ours(fd, vport, to_system_port))) return addr;
+	if (!(proto = proto_to_translate(fd, vport, to_system_port))) return addr;
 	if (to_system_port(proto, vport, &sport) || sport == vport || !is_local(addr)) return addr;
 	memcpy(buf, addr, len);
 	set_port((struct sockaddr *)buf, sport);
@@ -180,8 +181,10 @@ static void to_virtual_addr(int fd, uint32_t proto, struct sockaddr *addr, sockl
 {
 	uint16_t sport, vport;
 	int saved = errno;
-	if (!inet_port(addr, len, &sport) || sport == 0) return;
-	if (!proto && !(proto = proto_if_ours(fd, sport, to_virtual_port))) goto out;
+	/* Only a port of the range can be a remapped one: the peers' ephemeral
+	 * ports of every accept and recvfrom never reach the tables. */
+	if (!inet_port(addr, len, &sport) || sport < range_lo || sport > range_hi) return;
+	if (!proto && !(proto = proto_to_translate(fd, sport, to_virtual_port))) goto out;
 	if (to_virtual_port(proto, sport, &vport) == 0 && vport != sport && (own || is_local(addr))) set_port(addr, vport);
 out:
 	errno = saved;
