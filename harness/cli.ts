@@ -10,7 +10,12 @@ import { TYPE_FILTERS, renderTable, translationRows } from '../tables/inspect.js
 import { processRows, renderProcesses } from '../tables/processes.js';
 import { poolRows, portRows, renderPools, renderPorts } from '../tables/ports.js';
 import { describeCleanup } from './report.js';
-import { run } from './run.js';
+import { run, runRegistered } from './run.js';
+import { ensureHome } from '../ts/home.js';
+import { terminalProgress } from '../ts/progress.js';
+import { restore } from '../ts/restore.js';
+import { snapshot } from '../ts/snapshot.js';
+import { inspectSnapshot, renderSnapshot } from '../tables/snapshots.js';
 
 const program = new Command('appshot')
   .description('Run unmodified Linux programs under virtual resource IDs')
@@ -123,6 +128,57 @@ program
     const pools = await poolRows(t, { aid: o.aid });
     if (pools.length) process.stdout.write('\nPools behind published ports:\n' + renderPools(pools) + '\n');
   });
+
+const snapshotCommand = program
+  .command('snapshot')
+  .description("capture an application's state through its virtual IDs into FILE (FIG. 5): tables, semaphore values, segment contents, queued messages, ports, command line, environment")
+  .usage('AID -o FILE [--stop] | inspect FILE [--json]')
+  .argument('<aid>', 'the application')
+  .option('-o, --output <file>', 'where to write the snapshot (required)')
+  .option('--stop', 'then end the application: its processes and kernel objects', false)
+  .action(async (aid: string, o: { output?: string; stop: boolean }) => {
+    checkAid(aid);
+    if (!o.output) throw new AppshotError(`say where to write the snapshot: appshot snapshot ${aid} -o FILE`, EXIT.usage);
+    const t = openTables(resolveHome());
+    const s = await snapshot(t, aid, o.output, { stop: o.stop, progress: terminalProgress('capturing shared memory') });
+    const rate = s.shmBytes >= 2 ** 20 ? `, ${(s.shmBytes / 1e9 / s.seconds).toFixed(2)} GB/s` : '';
+    process.stdout.write(
+      `snapshot of '${aid}' written to ${o.output}: ${s.sems} semaphore set(s), ${s.segments} segment(s) (${mib(s.shmBytes)}), ${s.queues} queue(s) (${s.messages} message(s)), ${s.processes} process(es) ${o.stop ? 'ended' : 'resumed'}; ${s.seconds.toFixed(2)} s${rate}\n`,
+    );
+  });
+
+snapshotCommand
+  .command('inspect')
+  .description('list what a snapshot holds, checking every section, without restoring it')
+  .argument('<file>', 'the snapshot')
+  .option('--json', 'print JSON for scripts', false)
+  .action((file: string, o: { json: boolean }) => {
+    const report = inspectSnapshot(file);
+    process.stdout.write(o.json ? JSON.stringify(report, null, 2) + '\n' : renderSnapshot(report) + '\n');
+  });
+
+program
+  .command('restore')
+  .description("restore an application from a snapshot under new system IDs, then start its command (FIG. 6); all or nothing")
+  .usage('FILE [--aid NAME] [-- CMD [ARGS...]]')
+  .argument('<file>', 'the snapshot')
+  .argument('[cmd...]', 'the command to start instead of the saved one')
+  .option('--aid <name>', "the application ID (default: the snapshot's)")
+  .action(async (file: string, cmd: string[], o: { aid?: string }) => {
+    const home = resolveHome();
+    ensureHome(home);
+    const t = openTables(home, { create: true });
+    const given = cmd.length ? cmd : undefined;
+    const r = restore(t, file, { aid: o.aid, command: given, progress: terminalProgress('restoring shared memory') });
+    process.stderr.write(
+      `appshot: restored '${r.aid}' from ${file}: ${r.sems} semaphore set(s), ${r.segments} segment(s) (${mib(r.shmBytes)}), ${r.queues} queue(s) (${r.messages} message(s)) in ${r.seconds.toFixed(2)} s\n`,
+    );
+    const m = r.meta;
+    const opts = { home, keep: false, noIdentity: m.noIdentity, publish: m.publish, balance: 'rr' as const, portRange: S.PORT_RANGE_DEFAULT };
+    exitCode = await runRegistered(t, r.aid, given ?? m.command, opts, { firstVpid: m.firstVpid, ...(given ? {} : { env: m.env, cwd: m.cwd }) });
+  });
+
+const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 
 try {
   await program.parseAsync(process.argv);

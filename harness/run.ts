@@ -21,6 +21,14 @@ export interface RunOptions {
   portRange: { lo: number; hi: number };
 }
 
+/** How a restored application starts again: the saved environment and
+ * directory, and its first process's vpid. */
+export interface StartAs {
+  env?: Record<string, string> | null;
+  cwd?: string | null;
+  firstVpid?: number | null;
+}
+
 const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
 /**
@@ -33,14 +41,20 @@ export async function run(command: string[], opts: RunOptions): Promise<number> 
   const t = openTables(opts.home, { create: true });
   const reg = registerApp(t, { aid: opts.aid, command, noIdentity: opts.noIdentity, publish: opts.publish });
   if (reg.reclaimed) for (const line of describeCleanup(reg.reclaimed, 'reclaimed stale application')) process.stderr.write(`appshot: ${line}\n`);
+  return runRegistered(t, reg.aid, command, opts);
+}
+
+/** Runs CMD as registered application aid (whose tables t holds): joins its
+ * pools, supervises it, and cleans up after it. */
+export async function runRegistered(t: Tables, aid: string, command: string[], opts: RunOptions, as: StartAs = {}): Promise<number> {
   const lifelines: Lifeline[] = [];
   let code: number;
   try {
-    for (const p of opts.publish) lifelines.push(await joinPool(opts.home, p.public, reg.aid, opts.balance, portHolder(t, p.public)));
-    code = await supervise(command, reg.aid, opts);
+    for (const p of opts.publish) lifelines.push(await joinPool(opts.home, p.public, aid, opts.balance, portHolder(t, p.public)));
+    code = await supervise(command, aid, opts, as);
   } finally {
     for (const l of lifelines) l.close();
-    const report = endApp(t, reg.aid, { keep: opts.keep });
+    const report = endApp(t, aid, { keep: opts.keep });
     for (const note of report.notes) process.stderr.write(`appshot: ${note}\n`);
     t.env.close();
   }
@@ -53,9 +67,10 @@ function portHolder(t: Tables, port: number): string | undefined {
   return rev ? S.decodeRevVal(rev).aid : undefined;
 }
 
-function supervise(command: string[], aid: string, opts: RunOptions): Promise<number> {
+function supervise(command: string[], aid: string, opts: RunOptions, as: StartAs): Promise<number> {
   const env: NodeJS.ProcessEnv = {
-    ...process.env,
+    ...(as.env ?? process.env),
+    ...(as.firstVpid ? { APPSHOT_FIRST_VPID: String(as.firstVpid) } : {}),
     APPSHOT_AID: aid,
     APPSHOT_HOME: opts.home,
     APPSHOT_PORT_RANGE: `${opts.portRange.lo}-${opts.portRange.hi}`,
@@ -63,7 +78,7 @@ function supervise(command: string[], aid: string, opts: RunOptions): Promise<nu
     APPSHOT_PUBLISH: opts.publish.map((p) => `${p.public}:${p.virtual}`).join(','),
   };
   if (!opts.publish.length) delete env.APPSHOT_PUBLISH;
-  const child = spawn(SUPERVISOR_PATH, [SHIM_PATH, ...command], { stdio: 'inherit', env });
+  const child = spawn(SUPERVISOR_PATH, [SHIM_PATH, ...command], { stdio: 'inherit', env, ...(as.cwd ? { cwd: as.cwd } : {}) });
   const handlers = FORWARDED.map((sig) => {
     const h = () => {
       // The terminal sends SIGINT and SIGHUP to the whole foreground group,

@@ -44,6 +44,10 @@ export const APP_STATE = { running: 1, ended: 2, kept: 3 } as const;
 export type AppState = keyof typeof APP_STATE;
 export const APP_FLAG_NO_IDENTITY = 0x0001;
 
+/** Remapped IDs come from these ranges so they rarely meet identity IDs. */
+export const VRID_REMAP_BASE = 0x10000000;
+export const SKEY_REMAP_BASE = 0x61700001;
+
 const AID_RE = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,62}$/;
 export function aidValid(aid: string): boolean {
   return AID_RE.test(aid);

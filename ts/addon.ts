@@ -1,6 +1,44 @@
 import { createRequire } from 'node:module';
 import { ADDON_PATH } from './paths.js';
 import type * as S from '../tables/schema.js';
+import type { IpcType } from './sysvipc.js';
+
+/** A message of a SysV queue. */
+export interface QueueMessage {
+  type: number;
+  data: Buffer;
+}
+
+/** What ipcStat reports; fields of other families are 0. */
+export interface IpcStat {
+  /** Unsigned: 0 for IPC_PRIVATE. */
+  key: number;
+  uid: number;
+  gid: number;
+  cuid: number;
+  cgid: number;
+  /** Permission bits, plus SHM_DEST (0o1000) and SHM_LOCKED (0o2000) for a segment. */
+  mode: number;
+  /** shm: bytes. */
+  size: number;
+  /** shm: attachments. */
+  nattch: number;
+  /** msg: the queue's byte limit. */
+  qbytes: number;
+  /** msg: messages queued. */
+  qnum: number;
+  /** sem: semaphores in the set. */
+  nsems: number;
+}
+
+export interface IpcPerm {
+  uid: number;
+  gid: number;
+  /** Only mode & 0o777 is used. */
+  mode: number;
+  /** msg only: the queue's byte limit (raising it past msgmnb needs CAP_SYS_RESOURCE). */
+  qbytes?: number;
+}
 
 /** The translation core's Node face (native/addon/addon.cc). */
 export interface Addon {
@@ -18,6 +56,40 @@ export interface Addon {
   aidValid(aid: string): boolean;
   /** Call inside a write transaction; returns what it removed, or null. */
   recoverInflight(home: string, isMapped: (type: number, srid: number) => boolean): string | null;
+
+  /* Snapshot and restore. All IDs are the kernel's; a failed kernel call
+   * throws an Error naming the call and the object, with code ('EINVAL'...)
+   * and errno (positive). */
+
+  /** CRC-32C of buf, continuing crc (default 0). */
+  crc32c(buf: Uint8Array, crc?: number): number;
+  /** Writes bytes [offset, offset + len) of segment shmid at fd's position; returns crc continued over them. */
+  shmToFd(fd: number, shmid: number, offset: number, len: number, crc?: number): number;
+  /** Reads len bytes from fd's position into segment shmid at offset; returns crc continued over
+   * them. A file that ends first throws with code 'ENODATA'. */
+  fdToShm(fd: number, shmid: number, offset: number, len: number, crc?: number): number;
+  /** Every message in queue order, left in the queue. Where the kernel has no MSG_COPY the
+   * messages are received and sent back: nobody else may use the queue meanwhile. */
+  msgCopyAll(msqid: number): QueueMessage[];
+  /** Sends in order without waiting: a full queue throws with code 'EAGAIN'. */
+  msgSendAll(msqid: number, messages: QueueMessage[]): void;
+  semGetAll(semid: number): number[];
+  /** values.length must be the set's nsems. */
+  semSetAll(semid: number, values: number[]): void;
+  ipcStat(type: IpcType, id: number): IpcStat;
+  /** IPC_SET over the object's current IPC_STAT. */
+  ipcSetPerm(type: IpcType, id: number, perm: IpcPerm): void;
+  /** IPC_RMID. */
+  ipcRemove(type: IpcType, id: number): void;
+  /**
+   * Creates an object (IPC_CREAT | IPC_EXCL | mode & 0o777; key 0 is IPC_PRIVATE; size is nsems
+   * for sem, bytes for shm, ignored for msg) and returns its ID. Call inside the write
+   * transaction (after recoverInflight): the home's inflight record covers the object until
+   * inflightClear, called after the commit that maps it. One object at a time: a second
+   * ipcCreate before inflightClear throws. 'EEXIST' when the key is taken.
+   */
+  ipcCreate(home: string, aid: string, type: IpcType, key: number, size: number, mode: number): number;
+  inflightClear(home: string): void;
 }
 
 let loaded: Addon | undefined;

@@ -166,11 +166,24 @@ static void forget_thread(void *arg)
 	forget((pid_t)(uintptr_t)arg);
 }
 
+/* APPSHOT_FIRST_VPID: a restored application's first process takes the
+ * vpid its first process had (a pid file written before the snapshot
+ * names it again). Read once and removed, so its children do not ask. */
+static uint32_t first_vpid(void)
+{
+	const char *s = getenv("APPSHOT_FIRST_VPID");
+	if (!s) return 0;
+	char *end;
+	unsigned long v = strtoul(s, &end, 10);
+	unsetenv("APPSHOT_FIRST_VPID");
+	return *end == 0 && v > 0 && v < 0x7fffffff ? (uint32_t)v : 0;
+}
+
 void pid_init(void)
 {
 	pthread_key_create(&thread_row_key, forget_thread);
 	shim_pid = sys_getpid();
-	self_vpid = record(shim_pid, 0);
+	self_vpid = record(shim_pid, first_vpid());
 }
 
 void pid_after_fork_child(void)

@@ -1,0 +1,235 @@
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { builtProgram } from '../ts/paths.js';
+import { addon } from '../ts/addon.js';
+import { kernelObjects } from '../ts/sysvipc.js';
+import { appshot, appshotAsync, makeHome, tablesJson, waitFor } from './helpers.js';
+
+const STATETOOL = builtProgram('statetool');
+
+/** A program outside appshot taking keys 0x5eec (a set) and 0x5eed (a
+ * segment): prints their IDs. */
+const TAKE_KEYS = `import ctypes
+libc = ctypes.CDLL(None)
+print(libc.semget(0x5eec, 1, 0o1600), libc.shmget(0x5eed, 4096, 0o1600))`;
+
+/** Every SysV object the kernel holds, as "sem 5", ... */
+function ipcSet(): Set<string> {
+  const all = new Set<string>();
+  for (const type of ['sem', 'shm', 'msg'] as const) for (const id of kernelObjects(type).keys()) all.add(`${type} ${id}`);
+  return all;
+}
+
+/** An application of statetool, snapshotted with --stop. */
+async function snapshotted(home: string, flags: string[] = []): Promise<{ dir: string; file: string; ids: string }> {
+  const dir = join(home, 'state');
+  mkdirSync(dir);
+  const h = appshotAsync(home, ['run', '--aid', 'keeper', ...flags, '--', STATETOOL, 'run', dir]);
+  await waitFor(h.out, /ready/);
+  const file = join(home, 'keeper.snap');
+  const s = appshot(home, ['snapshot', 'keeper', '-o', file, '--stop']);
+  expect(s.stderr).toBe('');
+  expect(s.code).toBe(0);
+  expect(s.stdout).toMatch(/^snapshot of 'keeper' written to .*: 1 semaphore set\(s\), 1 segment\(s\) \(0\.1 MiB\), 1 queue\(s\) \(3 message\(s\)\), 1 process\(es\) ended/);
+  expect((await h.done).code).toBe(137);
+  return { dir, file, ids: readFileSync(join(dir, 'state'), 'utf8') };
+}
+
+const CHECKS = [
+  'ok pid file names this process',
+  'ok semaphore key 0x5eec gives the same ID',
+  'ok counter is 5',
+  'ok segment key 0x5eed gives the same ID',
+  'ok table holds the same bytes',
+  'ok segment mode 0640, 64 KiB',
+  'ok message 1 first',
+  'ok message 2 next',
+  'ok message 3 last',
+  'ok no other message',
+];
+
+describe('snapshot and restore', () => {
+  it.each([
+    ['identity first', []],
+    ['remapped', ['--no-identity']],
+  ])('%s: a restored program finds every virtual ID and key it wrote down, its data, its messages in order and its pid', async (_mode, flags) => {
+    const home = makeHome();
+    const before = ipcSet();
+    const { file, ids } = await snapshotted(home, flags);
+    // --stop removed the application's kernel objects and rows.
+    expect(ipcSet()).toEqual(before);
+    expect(tablesJson(home, ['--aid', 'keeper'])).toEqual([]);
+    // Programs outside appshot take the keys it had meanwhile.
+    const outside = spawnSync('python3', ['-c', TAKE_KEYS], { encoding: 'utf8' });
+    expect(outside.status).toBe(0);
+    const [semHeld, shmHeld] = outside.stdout.trim().split(' ').map(Number);
+    try {
+      const r = appshot(home, ['restore', file]);
+      expect(r.stdout.trim().split('\n')).toEqual(CHECKS);
+      expect(r.code).toBe(0);
+      expect(r.stderr).toMatch(/^appshot: restored 'keeper' from .*: 1 semaphore set\(s\), 1 segment\(s\) \(0\.1 MiB\), 1 queue\(s\) \(3 message\(s\)\)/);
+      // The IDs the program wrote down were the virtual ones all along.
+      expect(readFileSync(join(home, 'state', 'state'), 'utf8')).toBe(ids);
+    } finally {
+      spawnSync('ipcrm', ['-s', String(semHeld), '-m', String(shmHeld)]);
+    }
+    expect(ipcSet()).toEqual(before);
+  });
+
+  it('one snapshot restored twice at once gives two independent applications', async () => {
+    const home = makeHome();
+    const { file } = await snapshotted(home);
+    const go = join(home, 'go');
+    const copies = ['copy-1', 'copy-2'].map((aid) => appshotAsync(home, ['restore', file, '--aid', aid, '--', STATETOOL, 'run', join(home, 'state'), go]));
+    for (const c of copies) await waitFor(c.out, /checked/);
+    const rows = tablesJson(home, ['--type', 'sem']);
+    expect(rows.map((r) => r.aid).sort()).toEqual(['copy-1', 'copy-2']);
+    expect(rows[0].virtual).toBe(rows[1].virtual);
+    expect(rows[0].system).not.toBe(rows[1].system);
+    writeFileSync(go, '');
+    for (const c of copies) {
+      const r = await c.done;
+      // The pid file names the first copy's process in each: both restored to that vpid.
+      expect(r.stdout).toContain('ok counter is 6 after adding one');
+      expect(r.stdout).not.toContain('bad');
+      expect(r.code).toBe(0);
+    }
+  });
+
+  it('snapshot inspect lists what a snapshot holds without restoring it', async () => {
+    const home = makeHome();
+    const { file } = await snapshotted(home);
+    const before = ipcSet();
+    const r = appshot(home, ['snapshot', 'inspect', file, '--json']);
+    expect(r.code).toBe(0);
+    const rep = JSON.parse(r.stdout);
+    expect(rep.meta).toMatchObject({ aid: 'keeper', command: [STATETOOL, 'run', join(home, 'state')], noIdentity: false });
+    expect(rep.sems).toEqual([expect.objectContaining({ key: 0x5eec, nsems: 1, mode: '0600' })]);
+    expect(rep.segments).toEqual([expect.objectContaining({ key: 0x5eed, size: 65536, mode: '0640' })]);
+    expect(rep.queues).toEqual([expect.objectContaining({ key: 0, messages: 3, bytes: 48 })]);
+    expect(rep.sections.map((s: { kind: string }) => s.kind)).toEqual(['meta', 'rows', 'sem', 'shm', 'msg']);
+    const text = appshot(home, ['snapshot', 'inspect', file]);
+    expect(text.stdout).toContain("application 'keeper'");
+    expect(text.stdout).toContain('every checksum good');
+    expect(ipcSet()).toEqual(before);
+  });
+
+  describe('bad snapshot files: refused with a message naming the problem, nothing made', () => {
+    /** Restores a file expecting refusal; checks nothing was left. */
+    function refused(home: string, file: string, message: RegExp): void {
+      const before = ipcSet();
+      const r = appshot(home, ['restore', file, '--aid', 'victim', '--', 'true']);
+      expect(r.stderr).toMatch(message);
+      expect(r.code).toBe(5);
+      expect(ipcSet()).toEqual(before);
+      expect(tablesJson(home, ['--aid', 'victim'])).toEqual([]);
+      const ps = JSON.parse(appshot(home, ['ps', '--json']).stdout);
+      expect(ps).toEqual([]);
+    }
+
+    it('a truncated file, cut anywhere', async () => {
+      const home = makeHome();
+      const { file } = await snapshotted(home);
+      const size = statSync(file).size;
+      for (const cut of [8, 40, Math.floor(size / 3), Math.floor(size / 2), size - 30, size - 1]) {
+        const bad = join(home, `cut-${cut}.snap`);
+        copyFileSync(file, bad);
+        truncateSync(bad, cut);
+        refused(home, bad, /is not a usable snapshot: (it is truncated|it does not begin)/);
+      }
+    });
+
+    it('one flipped byte anywhere: in the header, a section header, a payload, the segment, the end', async () => {
+      const home = makeHome();
+      const { file } = await snapshotted(home);
+      const bytes = readFileSync(file);
+      const step = Math.floor(bytes.length / 23);
+      for (let at = 3; at < bytes.length; at += step) {
+        const bad = Buffer.from(bytes);
+        bad[at] ^= 0x10;
+        const path = join(home, `flip-${at}.snap`);
+        writeFileSync(path, bad);
+        refused(home, path, /is not a usable snapshot: .*(checksum|does not begin|unknown kind|truncated|follow its END)/);
+      }
+    });
+
+    it('a newer format version, and a file that is not a snapshot', async () => {
+      const home = makeHome();
+      const { file } = await snapshotted(home);
+      const bytes = readFileSync(file);
+      bytes.writeUInt32BE(2, 8);
+      bytes.writeUInt32BE(addon().crc32c(bytes.subarray(0, 12), 0) >>> 0, 12);
+      const newer = join(home, 'newer.snap');
+      writeFileSync(newer, bytes);
+      const r = appshot(home, ['restore', newer]);
+      expect(r.stderr).toContain('is a snapshot of format version 2, newer than this appshot reads (1)');
+      expect(r.code).toBe(5);
+      const text = join(home, 'notes.txt');
+      writeFileSync(text, 'hello, this is not a snapshot at all\n');
+      refused(home, text, /does not begin with an appshot snapshot header/);
+      expect(appshot(home, ['restore', join(home, 'missing.snap')]).stderr).toContain('no such file');
+    });
+  });
+
+  it('restore under an AID that is running: a clear error, nothing changed', async () => {
+    const home = makeHome();
+    const { file } = await snapshotted(home);
+    const other = appshotAsync(home, ['run', '--aid', 'busy', '--', 'sleep', '30']);
+    await waitFor(() => JSON.stringify(tablesJson(home, ['--aid', 'busy', '--type', 'pid'])), /busy/);
+    const before = ipcSet();
+    const r = appshot(home, ['restore', file, '--aid', 'busy']);
+    expect(r.stderr).toContain("application 'busy' is running; restore under another --aid");
+    expect(r.code).toBe(3);
+    expect(ipcSet()).toEqual(before);
+    other.child.kill('SIGTERM');
+    await other.done;
+  });
+
+  it('a kernel limit hit half way through restore: everything made so far is removed', async () => {
+    const home = makeHome();
+    const { file } = await snapshotted(home);
+    const shmmax = readFileSync('/proc/sys/kernel/shmmax', 'utf8');
+    const before = ipcSet();
+    writeFileSync('/proc/sys/kernel/shmmax', '4096'); // the 64 KiB segment no longer fits
+    try {
+      const r = appshot(home, ['restore', file, '--aid', 'limited']);
+      expect(r.stderr).toMatch(/restore failed at shared memory segment \d+ \(65536 bytes\): .*kernel limit.*everything it had made was removed/);
+      expect(r.code).toBe(1);
+    } finally {
+      writeFileSync('/proc/sys/kernel/shmmax', shmmax);
+    }
+    // The semaphore set made before the segment is gone again.
+    expect(ipcSet()).toEqual(before);
+    expect(tablesJson(home, ['--aid', 'limited'])).toEqual([]);
+  });
+
+  it('the application dying during the snapshot: it fails cleanly, no file at the target', async () => {
+    const home = makeHome();
+    const dir = join(home, 'state');
+    mkdirSync(dir);
+    const h = appshotAsync(home, ['run', '--aid', 'dying', '--', STATETOOL, 'run', dir]);
+    await waitFor(h.out, /ready/);
+    const file = join(home, 'dying.snap');
+    const snap = appshotAsync(home, ['snapshot', 'dying', '-o', file], { APPSHOT_SNAPSHOT_DELAY_MS: '1500' });
+    await new Promise((r) => setTimeout(r, 500));
+    const pid = Number(readFileSync(join(dir, 'pid'), 'utf8'));
+    process.kill(pid, 'SIGKILL');
+    const r = await snap.done;
+    expect(r.stderr).toMatch(/application 'dying' (ended|lost a process) during the snapshot/);
+    expect(r.code).toBe(1);
+    expect(existsSync(file)).toBe(false);
+    expect(readdirSync(home).filter((n) => n.includes('.snap'))).toEqual([]);
+    await h.done;
+  });
+
+  it('snapshot of an unknown application: a clear error', () => {
+    const home = makeHome();
+    appshot(home, ['run', '--', 'true']);
+    const r = appshot(home, ['snapshot', 'nobody', '-o', join(home, 'x.snap')]);
+    expect(r.stderr).toContain("there is no application 'nobody'");
+    expect(r.code).toBe(1);
+    expect(existsSync(join(home, 'x.snap'))).toBe(false);
+  });
+});

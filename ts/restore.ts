@@ -1,0 +1,195 @@
+import { existsSync } from 'node:fs';
+import { addon } from './addon.js';
+import { appLive, endApp, recoverInflight } from './cleanup.js';
+import { AppshotError, EXIT } from './errors.js';
+import { ipcRemove } from './libc.js';
+import type { Progress } from './progress.js';
+import { checkAid, registerApp } from './registry.js';
+import type { MsgRecord, SemRecord, ShmRecord, SnapMeta } from './snapshot.js';
+import { SnapReader } from './snapfile.js';
+import { type Tables, getApp, writeTxn } from './tables.js';
+import * as S from '../tables/schema.js';
+
+/**
+ * FIG. 6: the application's global and shared state made again from a
+ * snapshot, under whatever system IDs and keys the kernel gives now, each
+ * bound to its saved virtual ID and key; then the caller starts the
+ * command. All or nothing: on any failure everything made so far goes,
+ * rows and application record included.
+ */
+
+export interface RestoreSummary {
+  aid: string;
+  meta: SnapMeta;
+  sems: number;
+  segments: number;
+  shmBytes: number;
+  queues: number;
+  messages: number;
+  seconds: number;
+}
+
+type IpcType = 'sem' | 'shm' | 'msg';
+const KEY_TYPE: Record<IpcType, number> = { sem: S.RT.semkey, shm: S.RT.shmkey, msg: S.RT.msgkey };
+
+/** Claims a system key for vkey host-wide (its reverse row): vkey itself
+ * when identity is allowed and no one holds it, else the next free
+ * remapped key, as tables_claim_skey does for the shim. */
+function claimKey(t: Tables, aid: string, keytype: number, vkey: number, identity: boolean): number {
+  const free = (skey: number) => t.rev.get(S.revKey(t.node, keytype, skey)) === undefined;
+  let skey = vkey >>> 0;
+  if (!identity || !free(skey)) {
+    const counter = S.allocKey('', keytype);
+    do {
+      const cur = t.alloc.get(counter);
+      skey = cur ? S.readU32(cur) : S.SKEY_REMAP_BASE;
+      t.alloc.putSync(counter, S.u32(skey + 1 >= 0x7fffffff ? S.SKEY_REMAP_BASE : skey + 1));
+    } while (!free(skey));
+  }
+  t.rev.putSync(S.revKey(t.node, keytype, skey), S.revVal(vkey, aid));
+  return skey;
+}
+
+/** Maps vrid to srid in both directions; a reverse row someone still holds
+ * for srid is stale (the kernel just handed it out), and its owner's
+ * forward row goes with it. */
+function mapObject(t: Tables, aid: string, type: number, vrid: number, row: S.FwdVal): void {
+  const rk = S.revKey(t.node, type, row.srid);
+  const stale = t.rev.get(rk);
+  if (stale) {
+    const owner = S.decodeRevVal(stale);
+    t.fwd.removeSync(S.fwdKey(owner.aid, type, owner.vrid));
+  }
+  t.fwd.putSync(S.fwdKey(aid, type, vrid), S.fwdVal(row));
+  t.rev.putSync(rk, S.revVal(vrid, aid));
+}
+
+/** Creates one kernel object for a saved one and records it, in one write
+ * transaction under the inflight record: a crash leaves no object unmapped. */
+function createObject(t: Tables, aid: string, identity: boolean, type: IpcType, rec: { vrid: number; vkey: number }, size: number): number {
+  const code = S.RT[type];
+  let srid = -1;
+  try {
+    writeTxn(t, () => {
+      srid = -1;
+      recoverInflight(t); // a record a dead creator left must not be overwritten
+      let skey = 0;
+      if (rec.vkey) skey = claimKey(t, aid, KEY_TYPE[type], rec.vkey, identity);
+      for (;;) {
+        try {
+          srid = addon().ipcCreate(t.home, aid, type, skey, size, 0o600);
+          break;
+        } catch (err) {
+          // A program outside appshot holds that key: take another.
+          if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || !rec.vkey) throw err;
+          t.rev.removeSync(S.revKey(t.node, KEY_TYPE[type], skey));
+          skey = claimKey(t, aid, KEY_TYPE[type], rec.vkey, false);
+        }
+      }
+      const now = Date.now();
+      if (rec.vkey) t.fwd.putSync(S.fwdKey(aid, KEY_TYPE[type], rec.vkey), S.fwdVal({ srid: skey, vkey: 0, skey: 0, creator: process.pid, createdMs: now }));
+      mapObject(t, aid, code, rec.vrid, { srid, vkey: rec.vkey, skey, creator: process.pid, createdMs: now });
+    });
+  } catch (err) {
+    if (srid >= 0) ipcRemove(type, srid); // made, never recorded
+    throw err;
+  } finally {
+    addon().inflightClear(t.home);
+  }
+  return srid;
+}
+
+function setPerm(type: IpcType, srid: number, rec: { uid: number; gid: number; mode: number }, qbytes?: number): void {
+  addon().ipcSetPerm(type, srid, { uid: rec.uid, gid: rec.gid, mode: rec.mode, ...(qbytes ? { qbytes } : {}) });
+}
+
+/** What made the restore fail, said with the object it was at. */
+function failedAt(what: string, err: unknown): AppshotError {
+  if (err instanceof AppshotError) return err;
+  const e = err as NodeJS.ErrnoException;
+  const hint = e.code === 'ENOSPC' || e.code === 'ENOMEM' || e.code === 'EINVAL' ? ' (a kernel limit: see ipcs -l)' : '';
+  return new AppshotError(`restore failed at ${what}: ${e.message}${hint}; everything it had made was removed`, EXIT.failure);
+}
+
+/** Refuses an AID that is running or holds kept state: nothing is touched. */
+function checkFree(t: Tables, aid: string): void {
+  const app = getApp(t, aid);
+  if (app?.state === S.APP_STATE.running && appLive(t, aid, app))
+    throw new AppshotError(`application '${aid}' is running; restore under another --aid, or end it first`, EXIT.conflict);
+  if (app?.state === S.APP_STATE.kept)
+    throw new AppshotError(`application '${aid}' holds kept state; restore under another --aid, or drop it with 'appshot gc --kept'`, EXIT.conflict);
+}
+
+export function restore(t: Tables, file: string, opts: { aid?: string; command?: string[]; progress?: Progress }): RestoreSummary {
+  const started = performance.now();
+  const r = new SnapReader(file);
+  try {
+    const first = r.next();
+    if (first?.kind !== 'meta') throw new AppshotError(`${file} is not a usable snapshot: it does not begin with its META section`, EXIT.inconsistent);
+    const meta = r.json<SnapMeta>(first);
+    const aid = opts.aid ?? meta.aid;
+    checkAid(aid);
+    checkFree(t, aid);
+    if (!opts.command && meta.cwd && !existsSync(meta.cwd))
+      throw new AppshotError(`the snapshot's working directory ${meta.cwd} does not exist here; create it, or give the command to run after --`, EXIT.failure);
+    registerApp(t, { aid, command: opts.command ?? meta.command, noIdentity: meta.noIdentity, publish: meta.publish });
+    const sum: RestoreSummary = { aid, meta, sems: 0, segments: 0, shmBytes: 0, queues: 0, messages: 0, seconds: 0 };
+    try {
+      opts.progress?.start(meta.shmBytes);
+      restoreSections(t, r, aid, !meta.noIdentity, sum, opts.progress);
+      opts.progress?.stop();
+    } catch (err) {
+      endApp(t, aid, { keep: false });
+      writeTxn(t, () => t.apps.removeSync(Buffer.from(aid, 'latin1')));
+      throw err;
+    }
+    sum.seconds = (performance.now() - started) / 1000;
+    return sum;
+  } finally {
+    r.close();
+  }
+}
+
+function restoreSections(t: Tables, r: SnapReader, aid: string, identity: boolean, sum: RestoreSummary, progress?: Progress): void {
+  for (let s = r.next(); s; s = r.next()) {
+    if (s.kind === 'rows' || s.kind === 'meta') {
+      r.json(s); // checked; the objects' own sections say what to make
+    } else if (s.kind === 'sem') {
+      for (const rec of r.json<SemRecord[]>(s)) {
+        const what = `semaphore set ${rec.vrid}`;
+        try {
+          const srid = createObject(t, aid, identity, 'sem', rec, rec.values.length);
+          addon().semSetAll(srid, rec.values);
+          setPerm('sem', srid, rec);
+        } catch (err) {
+          throw failedAt(what, err);
+        }
+        sum.sems++;
+      }
+    } else if (s.kind === 'shm') {
+      const { header: rec, bytes, sum: crc } = r.shmHeader<ShmRecord>(s);
+      if (bytes !== rec.size) throw r.badChecksum(s);
+      let srid: number;
+      try {
+        srid = createObject(t, aid, identity, 'shm', rec, rec.size);
+      } catch (err) {
+        throw failedAt(`shared memory segment ${rec.vrid} (${rec.size} bytes)`, err);
+      }
+      r.shmInto(s, srid, bytes, crc, progress?.advance);
+      setPerm('shm', srid, rec);
+      sum.segments++;
+      sum.shmBytes += rec.size;
+    } else if (s.kind === 'msg') {
+      const rec = r.json<MsgRecord>(s);
+      try {
+        const srid = createObject(t, aid, identity, 'msg', rec, 0);
+        setPerm('msg', srid, rec, rec.qbytes);
+        addon().msgSendAll(srid, rec.messages.map((m) => ({ type: m.type, data: Buffer.from(m.data, 'base64') })));
+      } catch (err) {
+        throw failedAt(`message queue ${rec.vrid}`, err);
+      }
+      sum.queues++;
+      sum.messages += rec.messages.length;
+    }
+  }
+}

@@ -1,0 +1,239 @@
+import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { addon } from './addon.js';
+import { AppshotError, EXIT } from './errors.js';
+
+/**
+ * The snapshot file: a header, then sections, each checksummed on its own,
+ * ending with an END section, so a truncated file, a flipped byte or a
+ * foreign file is refused before anything is believed.
+ *
+ *   header   magic "APPSNAP\n" (8), format version u32, crc32c of those 12 bytes u32
+ *   section  kind u32, 0 u32, payload length u64, payload crc32c u32,
+ *            crc32c of the previous 20 bytes u32, then the payload
+ *
+ * Integers are big-endian. Shared memory sections are streamed between the
+ * segment and the file (never whole in memory): their payload is a u32
+ * length, a JSON header of that length, then the segment's bytes.
+ */
+
+export const SNAP_MAGIC = Buffer.from('APPSNAP\n');
+export const SNAP_VERSION = 1;
+const HEADER_LEN = 16;
+const SECTION_HEADER_LEN = 24;
+
+export const SECTION = { meta: 1, rows: 2, sem: 3, shm: 4, msg: 5, end: 0xffff } as const;
+export type SectionKind = keyof typeof SECTION;
+const SECTION_NAME: Record<number, SectionKind> = Object.fromEntries(Object.entries(SECTION).map(([k, v]) => [v, k as SectionKind]));
+
+const crc = (b: Buffer, from = 0) => addon().crc32c(b, from) >>> 0;
+
+function damaged(file: string, what: string): AppshotError {
+  return new AppshotError(`${file} is not a usable snapshot: ${what}; nothing was restored`, EXIT.inconsistent);
+}
+
+/** Writes a snapshot to a temporary file beside the target, renamed into
+ * place only once it is whole and on disk. */
+export class SnapWriter {
+  readonly tmp: string;
+  private fd: number;
+  private sections = 0;
+  /** The file offset: every write is sequential, the shm streaming too. */
+  private pos = 0;
+
+  constructor(readonly target: string) {
+    this.tmp = join(dirname(target), `.${basename(target)}.tmp-${process.pid}`);
+    this.fd = openSync(this.tmp, 'wx', 0o600);
+    const h = Buffer.alloc(HEADER_LEN);
+    SNAP_MAGIC.copy(h);
+    h.writeUInt32BE(SNAP_VERSION, 8);
+    h.writeUInt32BE(crc(h.subarray(0, 12)), 12);
+    this.write(h);
+  }
+
+  private write(b: Buffer): void {
+    writeSync(this.fd, b);
+    this.pos += b.length;
+  }
+
+  private sectionHeader(kind: number, length: number, payloadCrc: number): Buffer {
+    const h = Buffer.alloc(SECTION_HEADER_LEN);
+    h.writeUInt32BE(kind, 0);
+    h.writeBigUInt64BE(BigInt(length), 8);
+    h.writeUInt32BE(payloadCrc >>> 0, 16);
+    h.writeUInt32BE(crc(h.subarray(0, 20)), 20);
+    return h;
+  }
+
+  /** A section whose payload is a JSON value. */
+  json(kind: SectionKind, value: unknown): void {
+    const payload = Buffer.from(JSON.stringify(value));
+    this.write(this.sectionHeader(SECTION[kind], payload.length, crc(payload)));
+    this.write(payload);
+    this.sections++;
+  }
+
+  /** A shared memory section: header, then the segment's bytes streamed
+   * from the kernel object in chunks (progress gets the bytes done). */
+  shm(header: object, shmid: number, size: number, progress?: (bytes: number) => void): void {
+    const json = Buffer.from(JSON.stringify(header));
+    const lead = Buffer.alloc(4);
+    lead.writeUInt32BE(json.length);
+    const headerAt = this.pos;
+    this.write(Buffer.alloc(SECTION_HEADER_LEN)); // filled in once the crc is known
+    this.write(lead);
+    this.write(json);
+    let sum = crc(json, crc(lead));
+    for (let off = 0; off < size; off += CHUNK) {
+      const len = Math.min(CHUNK, size - off);
+      sum = addon().shmToFd(this.fd, shmid, off, len, sum);
+      this.pos += len;
+      progress?.(len);
+    }
+    writeSync(this.fd, this.sectionHeader(SECTION.shm, 4 + json.length + size, sum), 0, SECTION_HEADER_LEN, headerAt);
+    this.sections++;
+  }
+
+  /** The END section, fsync, and the rename that makes the file appear. */
+  finish(): void {
+    this.json('end', { sections: this.sections });
+    fsyncSync(this.fd);
+    closeSync(this.fd);
+    this.fd = -1;
+    renameSync(this.tmp, this.target);
+    const dir = openSync(dirname(this.target), 'r');
+    try {
+      fsyncSync(dir);
+    } finally {
+      closeSync(dir);
+    }
+  }
+
+  /** Leaves nothing behind: the temporary file goes. */
+  abort(): void {
+    if (this.fd >= 0) closeSync(this.fd);
+    this.fd = -1;
+    try {
+      unlinkSync(this.tmp);
+    } catch {
+      /* never made */
+    }
+  }
+}
+
+const CHUNK = 64 * 1024 * 1024;
+
+export interface Section {
+  kind: SectionKind;
+  index: number;
+  /** Where its payload begins in the file. */
+  offset: number;
+  length: number;
+  crc: number;
+}
+
+/** Reads a snapshot section by section, checking each checksum. */
+export class SnapReader {
+  private fd: number;
+  private pos = 0;
+  private index = 0;
+  readonly size: number;
+
+  constructor(readonly file: string) {
+    try {
+      this.fd = openSync(file, 'r');
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      throw new AppshotError(`cannot read snapshot ${file}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`, EXIT.failure);
+    }
+    this.size = fstatSync(this.fd).size;
+    const h = this.read(HEADER_LEN, 'the file header');
+    if (!h.subarray(0, 8).equals(SNAP_MAGIC)) throw damaged(file, 'it does not begin with an appshot snapshot header (APPSNAP)');
+    if (crc(h.subarray(0, 12)) !== h.readUInt32BE(12)) throw damaged(file, 'its file header fails its checksum (the file is damaged)');
+    const version = h.readUInt32BE(8);
+    if (version > SNAP_VERSION)
+      throw new AppshotError(`${file} is a snapshot of format version ${version}, newer than this appshot reads (${SNAP_VERSION}); restore it with a newer appshot`, EXIT.inconsistent);
+  }
+
+  close(): void {
+    closeSync(this.fd);
+  }
+
+  private read(n: number, what: string): Buffer {
+    if (this.pos + n > this.size) throw damaged(this.file, `it is truncated: ${what} at byte ${this.pos} needs ${n} bytes, the file ends at ${this.size}`);
+    // Sequential reads: the shm streaming reads from the same file offset.
+    const b = Buffer.alloc(n);
+    let got = 0;
+    while (got < n) got += readSync(this.fd, b, got, n - got, null);
+    this.pos += n;
+    return b;
+  }
+
+  /** The next section's header, checked; null after END. */
+  next(): Section | null {
+    const at = this.pos;
+    const h = this.read(SECTION_HEADER_LEN, `the header of section ${this.index + 1}`);
+    if (crc(h.subarray(0, 20)) !== h.readUInt32BE(20)) throw damaged(this.file, `the header of section ${this.index + 1} at byte ${at} fails its checksum (the file is damaged)`);
+    const kind = SECTION_NAME[h.readUInt32BE(0)];
+    const length = Number(h.readBigUInt64BE(8));
+    if (!kind) throw damaged(this.file, `section ${this.index + 1} at byte ${at} is of unknown kind ${h.readUInt32BE(0)}`);
+    if (this.pos + length > this.size)
+      throw damaged(this.file, `it is truncated: section ${this.index + 1} (${kind}) at byte ${at} needs ${length} bytes, the file ends at ${this.size}`);
+    const s = { kind, index: ++this.index, offset: this.pos, length, crc: h.readUInt32BE(16) };
+    return kind === 'end' ? (this.skipEnd(s), null) : s;
+  }
+
+  private skipEnd(s: Section): void {
+    this.json(s);
+    if (this.pos !== this.size) throw damaged(this.file, `${this.size - this.pos} bytes follow its END section`);
+  }
+
+  /** A JSON section's value, checked. */
+  json<T>(s: Section): T {
+    const payload = this.read(s.length, `section ${s.index} (${s.kind})`);
+    if (crc(payload) !== s.crc) throw this.badChecksum(s);
+    return JSON.parse(payload.toString()) as T;
+  }
+
+  badChecksum(s: Section, what: string = s.kind): AppshotError {
+    return damaged(this.file, `section ${s.index} (${what}) at byte ${s.offset} fails its checksum (the file is damaged)`);
+  }
+
+  /** A shared memory section's header; then shmInto or shmSkip for its bytes. */
+  shmHeader<T>(s: Section): { header: T; bytes: number; sum: number } {
+    const lead = this.read(4, `section ${s.index} (shm)`);
+    const len = lead.readUInt32BE(0);
+    if (4 + len > s.length) throw this.badChecksum(s);
+    const json = this.read(len, `section ${s.index} (shm)`);
+    let header: T;
+    try {
+      header = JSON.parse(json.toString()) as T;
+    } catch {
+      throw this.badChecksum(s);
+    }
+    return { header, bytes: s.length - 4 - len, sum: crc(json, crc(lead)) };
+  }
+
+  /** Streams a segment's bytes from the file into kernel segment shmid. */
+  shmInto(s: Section, shmid: number, bytes: number, sum: number, progress?: (n: number) => void): void {
+    for (let off = 0; off < bytes; off += CHUNK) {
+      const len = Math.min(CHUNK, bytes - off);
+      sum = addon().fdToShm(this.fd, shmid, off, len, sum);
+      this.pos += len;
+      progress?.(len);
+    }
+    if (sum >>> 0 !== s.crc) throw this.badChecksum(s, 'shared memory contents');
+  }
+
+  /** Reads past a segment's bytes, checking them. */
+  shmSkip(s: Section, bytes: number, sum: number, progress?: (n: number) => void): void {
+    const buf = Buffer.alloc(Math.min(CHUNK, Math.max(bytes, 1)));
+    for (let off = 0; off < bytes; off += buf.length) {
+      const len = Math.min(buf.length, bytes - off);
+      const chunk = this.read(len, `section ${s.index} (shm)`);
+      sum = crc(chunk, sum);
+      progress?.(len);
+    }
+    if (sum >>> 0 !== s.crc) throw this.badChecksum(s, 'shared memory contents');
+  }
+}
