@@ -14,8 +14,10 @@ import { basename, join } from 'node:path';
 import Table from 'cli-table3';
 import { CLI_PATH, ROOT, builtProgram } from '../ts/paths.js';
 import { type PoolFigures, poolThroughput } from './pool.js';
+import { type SnapFigures, snapshotThroughput } from './snapshot.js';
 
 const POOL_TARGET = 0.95;
+const SNAPSHOT_TARGET_GBPS = 1.5;
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 /** The drivers, each with its own keys natively and under the shim, so
@@ -73,6 +75,7 @@ async function main(): Promise<void> {
   const native: Sample[] = [];
   const shim: Sample[] = [];
   let pool: PoolFigures[];
+  let snap: SnapFigures[];
   try {
     for (let i = 0; i < ROUNDS; i++) {
       process.stderr.write(`\rround ${i + 1}/${ROUNDS}`);
@@ -89,6 +92,8 @@ async function main(): Promise<void> {
     }
     process.stderr.write('\npublished-port pool against direct\n');
     pool = await poolThroughput(home, Math.min(ROUNDS, 3));
+    process.stderr.write('snapshot and restore of 1 GiB of shared memory and 10,000 semaphore sets\n');
+    snap = await snapshotThroughput(home, Math.min(ROUNDS, 3));
   } finally {
     spawnSync(process.execPath, [CLI_PATH, 'gc', '--kept'], { env: { ...process.env, APPSHOT_HOME: home }, stdio: 'ignore' });
     rmSync(home, { recursive: true, force: true });
@@ -131,11 +136,18 @@ async function main(): Promise<void> {
     ]);
   process.stdout.write(poolTable.toString() + '\n');
 
+  const snapTable = new Table({ head: ['1 GiB shm + 10,000 sets, file on', 'snapshot', 'restore', 'target', ''], style: { head: [], border: [] } });
+  for (const f of snap) {
+    const met = f.snapshotGBps >= SNAPSHOT_TARGET_GBPS && f.restoreGBps >= SNAPSHOT_TARGET_GBPS;
+    snapTable.push([f.where, `${f.snapshotSeconds.toFixed(2)} s, ${f.snapshotGBps.toFixed(2)} GB/s`, `${f.restoreSeconds.toFixed(2)} s, ${f.restoreGBps.toFixed(2)} GB/s`, `≥ ${SNAPSHOT_TARGET_GBPS} GB/s each way`, met ? 'met' : 'MISSED']);
+  }
+  process.stdout.write(snapTable.toString() + '\n');
+
   const date = new Date().toISOString();
   const dir = join(ROOT, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
   const file = join(dir, `${date.slice(0, 10)}.json`);
-  writeFileSync(file, JSON.stringify({ date, rounds: ROUNDS, calls, lookups, absolute, pool, raw: { native, shim } }, null, 2) + '\n');
+  writeFileSync(file, JSON.stringify({ date, rounds: ROUNDS, calls, lookups, absolute, pool, snapshot: snap, raw: { native, shim } }, null, 2) + '\n');
   process.stdout.write(`results written to ${file}\n`);
 }
 

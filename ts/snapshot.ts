@@ -61,6 +61,7 @@ export interface SnapshotSummary {
   queues: number;
   messages: number;
   processes: number;
+  /** From the SIGSTOPs to the file in place. */
   seconds: number;
 }
 
@@ -232,6 +233,7 @@ export async function snapshot(t: Tables, aid: string, file: string, opts: { sto
     if (pids.some((p) => isStopped(p) === undefined)) throw new AppshotError(`application '${aid}' lost a process during the snapshot; no snapshot was written`);
     w.finish();
     written = true;
+    sum.seconds = (performance.now() - started) / 1000; // the capture, not the --stop after it
   } finally {
     if (!written) w.abort();
     if (!opts.stop || !written) resume(pids);
@@ -240,6 +242,5 @@ export async function snapshot(t: Tables, aid: string, file: string, opts: { sto
     await endProcesses(pids);
     endApp(t, aid, { keep: false });
   }
-  sum.seconds = (performance.now() - started) / 1000;
   return sum;
 }

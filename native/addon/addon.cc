@@ -142,19 +142,34 @@ int mapped_by_js(void *ctx, uint8_t type, uint32_t srid)
 	return r.ToBoolean().Value() ? 1 : 0;
 }
 
+Napi::Error sys_error(Napi::Env env, const std::string &what, int err);
+
+// One inflight record per home, opened once; the harness may run worker
+// threads, which share this module's statics.
+std::mutex inflight_mutex;
+std::map<std::string, inflight_file> inflight_files;
+
+inflight_file &inflight_for(Napi::Env env, const std::string &home)
+{
+	auto it = inflight_files.find(home);
+	if (it != inflight_files.end()) return it->second;
+	inflight_file f = {};
+	int rc = inflight_open(&f, home.c_str());
+	if (rc) throw sys_error(env, "cannot open " + home + "/" + APPSHOT_INFLIGHT_FILE, rc);
+	return inflight_files.emplace(home, f).first->second;
+}
+
 // recoverInflight(home, isMapped(type, srid) => boolean): string | null.
 // The caller holds the write lock (runs this inside a write transaction).
 Napi::Value RecoverInflight(const Napi::CallbackInfo &info)
 {
 	Napi::Env env = info.Env();
 	std::string home = info[0].As<Napi::String>().Utf8Value();
-	struct inflight_file f = {};
-	int rc = inflight_open(&f, home.c_str());
-	if (rc) throw Napi::Error::New(env, std::string("cannot open ") + home + "/" + APPSHOT_INFLIGHT_FILE + ": " + strerror(rc));
+	std::lock_guard<std::mutex> hold(inflight_mutex);
+	inflight_file &f = inflight_for(env, home);
 	MappedCtx ctx{ env, info[1].As<Napi::Function>() };
 	char report[512];
 	int removed = inflight_recover(&f, &libc_ops, mapped_by_js, &ctx, report, sizeof report);
-	inflight_close(&f);
 	return removed ? Napi::Value(Napi::String::New(env, report)) : env.Null();
 }
 
@@ -442,21 +457,6 @@ Napi::Value IpcRemove(const Napi::CallbackInfo &info)
 	int id = id_arg(info, 1);
 	if (sysv_rmid(&libc_ops, type, id) != 0) throw sys_error(info.Env(), on("ipcRemove", type, id), errno);
 	return info.Env().Undefined();
-}
-
-// One inflight record per home, opened once; the harness may run worker
-// threads, which share this module's statics.
-std::mutex inflight_mutex;
-std::map<std::string, inflight_file> inflight_files;
-
-inflight_file &inflight_for(Napi::Env env, const std::string &home)
-{
-	auto it = inflight_files.find(home);
-	if (it != inflight_files.end()) return it->second;
-	inflight_file f = {};
-	int rc = inflight_open(&f, home.c_str());
-	if (rc) throw sys_error(env, "cannot open " + home + "/" + APPSHOT_INFLIGHT_FILE, rc);
-	return inflight_files.emplace(home, f).first->second;
 }
 
 std::string key_text(uint32_t key)
