@@ -5,6 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { builtProgram } from '../ts/paths.js';
 import { addon } from '../ts/addon.js';
 import { kernelObjects } from '../ts/sysvipc.js';
+import { fwdRows, openTables } from '../ts/tables.js';
+import * as S from '../tables/schema.js';
 import { appshot, appshotAsync, makeHome, tablesJson, waitFor } from './helpers.js';
 
 const STATETOOL = builtProgram('statetool');
@@ -222,6 +224,75 @@ describe('snapshot and restore', () => {
     expect(existsSync(file)).toBe(false);
     expect(readdirSync(home).filter((n) => n.includes('.snap'))).toEqual([]);
     await h.done;
+  });
+
+  it('ports: a published server snapshotted and restored is published again and serves its own virtual port', async () => {
+    const home = makeHome();
+    const dir = join(home, 'www');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'who.txt'), 'restored');
+    const server = ['python3', '-u', '-m', 'http.server', '8080', '--bind', '127.0.0.1', '--directory', dir];
+    const h = appshotAsync(home, ['run', '--aid', 'web', '--publish', '18099:8080', '--', ...server]);
+    await waitFor(h.out, /Serving HTTP/);
+    const file = join(home, 'web.snap');
+    expect(appshot(home, ['snapshot', 'web', '-o', file, '--stop']).code).toBe(0);
+    await h.done;
+    const rep = JSON.parse(appshot(home, ['snapshot', 'inspect', file, '--json']).stdout);
+    expect(rep.meta.publish).toEqual([{ public: 18099, virtual: 8080 }]);
+    expect(rep.ports).toEqual([expect.objectContaining({ proto: 'tcp', virtual: 8080 })]);
+    const r = appshotAsync(home, ['restore', file, '--aid', 'web-again']);
+    await waitFor(r.out, /Serving HTTP/);
+    const got = spawnSync('python3', [join(import.meta.dirname, 'fixtures', 'nettool.py'), 'get', '127.0.0.1', '18099', '/who.txt'], { encoding: 'utf8' });
+    expect(got.stdout).toBe('restored\n');
+    r.child.kill('SIGTERM');
+    await r.done;
+  });
+
+  it('a progress bar on a terminal only', async () => {
+    const home = makeHome();
+    const dir = join(home, 'state');
+    mkdirSync(dir);
+    const h = appshotAsync(home, ['run', '--aid', 'big', '--', builtProgram('snapbench'), '1', '80']);
+    await waitFor(h.out, /ready/);
+    const file = join(home, 'big.snap');
+    // script(1) gives the command a terminal; a pipe gets no bar.
+    const cmd = `${process.execPath} ${join(import.meta.dirname, '..', 'bin', 'appshot.js')} snapshot big -o ${file}`;
+    const tty = spawnSync('script', ['-qec', cmd, '/dev/null'], { encoding: 'utf8', env: { ...process.env, APPSHOT_HOME: home } });
+    expect(tty.status).toBe(0);
+    expect(tty.stdout).toMatch(/capturing shared memory \[.*\] 100% 80\/80 MiB/);
+    const piped = appshot(home, ['snapshot', 'big', '-o', join(home, 'big2.snap')]);
+    expect(piped.stderr).toBe('');
+    h.child.kill('SIGTERM');
+    await h.done;
+  });
+
+  it('restore killed with SIGKILL part way: appshot gc leaves nothing of it', async () => {
+    const home = makeHome();
+    const h = appshotAsync(home, ['run', '--aid', 'many', '--', builtProgram('snapbench'), '4000', '256']);
+    await waitFor(h.out, /ready/);
+    const file = join(home, 'many.snap');
+    expect(appshot(home, ['snapshot', 'many', '-o', file, '--stop']).code).toBe(0);
+    await h.done;
+    const before = ipcSet();
+    const t = openTables(home);
+    try {
+      for (const made of [1, 2000]) {
+        const aid = `half-${made}`;
+        const r = appshotAsync(home, ['restore', file, '--aid', aid, '--', 'true']);
+        // Killed once it has made that many sets, before the segment.
+        while ([...fwdRows(t, aid, S.RT.sem)].length < made) await new Promise((res) => setTimeout(res, 1));
+        r.child.kill('SIGKILL');
+        await r.done;
+        expect(tablesJson(home, ['--aid', aid, '--type', 'shm'])).toEqual([]);
+        const gc = appshot(home, ['gc']);
+        expect(gc.code).toBe(0);
+        // Whatever it had made is gone; its rows too.
+        expect(ipcSet()).toEqual(before);
+        expect(tablesJson(home, ['--aid', aid])).toEqual([]);
+      }
+    } finally {
+      t.env.close();
+    }
   });
 
   it('snapshot of an unknown application: a clear error', () => {
