@@ -1,7 +1,7 @@
 import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { addon } from './addon.js';
-import { AppshotError, EXIT } from './errors.js';
+import { AppshotError, EXIT, errnoText } from './errors.js';
 
 /**
  * The snapshot file: a header, then sections, each checksummed on its own,
@@ -43,7 +43,11 @@ export class SnapWriter {
 
   constructor(readonly target: string) {
     this.tmp = join(dirname(target), `.${basename(target)}.tmp-${process.pid}`);
-    this.fd = openSync(this.tmp, 'wx', 0o600);
+    try {
+      this.fd = openSync(this.tmp, 'wx', 0o600);
+    } catch (err) {
+      throw new AppshotError(`cannot write a snapshot beside ${target}: ${errnoText(err)}; choose a writable directory`, EXIT.failure);
+    }
     const h = Buffer.alloc(HEADER_LEN);
     SNAP_MAGIC.copy(h);
     h.writeUInt32BE(SNAP_VERSION, 8);

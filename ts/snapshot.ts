@@ -90,13 +90,13 @@ function sleep(ms: number): Promise<void> {
 /**
  * SIGSTOPs every process of the application and waits until each is really
  * stopped, looking again for processes forked meanwhile until none is new.
- * Returns the stopped processes.
+ * Each stopped process goes into stopped, for the caller to resume even
+ * when this fails part way.
  */
-async function suspend(t: Tables, aid: string): Promise<number[]> {
-  const stopped = new Set<number>();
+async function suspend(t: Tables, aid: string, stopped: Set<number>): Promise<void> {
   for (;;) {
     const fresh = applicationProcesses(t, aid).filter((p) => !stopped.has(p));
-    if (!fresh.length) return [...stopped];
+    if (!fresh.length) return;
     for (const p of fresh) {
       try {
         process.kill(p, 'SIGSTOP');
@@ -204,14 +204,17 @@ export async function snapshot(t: Tables, aid: string, file: string, opts: { sto
   const app = getApp(t, aid);
   if (!app) throw new AppshotError(`there is no application '${aid}' in ${t.home}; 'appshot ps' lists the running ones`, EXIT.failure);
   if (app.state === S.APP_STATE.ended) throw new AppshotError(`application '${aid}' has ended: there is nothing left to snapshot`, EXIT.failure);
-  const pids = await suspend(t, aid);
-  // For the tests: a window in which the application can die under us.
-  const delay = Number(process.env.APPSHOT_SNAPSHOT_DELAY_MS ?? 0);
-  if (delay > 0) await sleep(delay);
-  const w = new SnapWriter(file);
-  const sum: SnapshotSummary = { file, sems: 0, segments: 0, shmBytes: 0, queues: 0, messages: 0, processes: pids.length, seconds: 0 };
+  const w = new SnapWriter(file); // fails before anything is stopped
+  const stopped = new Set<number>();
+  const sum: SnapshotSummary = { file, sems: 0, segments: 0, shmBytes: 0, queues: 0, messages: 0, processes: 0, seconds: 0 };
   let written = false;
   try {
+    await suspend(t, aid, stopped);
+    const pids = [...stopped];
+    sum.processes = pids.length;
+    // For the tests: a window in which the application can die under us.
+    const delay = Number(process.env.APPSHOT_SNAPSHOT_DELAY_MS ?? 0);
+    if (delay > 0) await sleep(delay);
     const rows = [...fwdRows(t, aid)];
     const first = firstProcess(rows, pids);
     const meta: SnapMeta = {
@@ -236,10 +239,10 @@ export async function snapshot(t: Tables, aid: string, file: string, opts: { sto
     sum.seconds = (performance.now() - started) / 1000; // the capture, not the --stop after it
   } finally {
     if (!written) w.abort();
-    if (!opts.stop || !written) resume(pids);
+    if (!opts.stop || !written) resume([...stopped]);
   }
   if (opts.stop) {
-    await endProcesses(pids);
+    await endProcesses([...stopped]);
     endApp(t, aid, { keep: false });
   }
   return sum;
