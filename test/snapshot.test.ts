@@ -12,10 +12,15 @@ import { appshot, appshotAsync, makeHome, tablesJson, waitFor } from './helpers.
 const STATETOOL = builtProgram('statetool');
 
 /** A program outside appshot taking keys 0x5eec (a set) and 0x5eed (a
- * segment): prints their IDs. */
-const TAKE_KEYS = `import ctypes
+ * segment), and the exact system IDs (argv: set, segment, queue) the
+ * application had, through the kernel's *_next_id: prints what it got. */
+const TAKE_KEYS_AND_IDS = `import ctypes, sys
 libc = ctypes.CDLL(None)
-print(libc.semget(0x5eec, 1, 0o1600), libc.shmget(0x5eed, 4096, 0o1600))`;
+got = [libc.semget(0x5eec, 1, 0o1600), libc.shmget(0x5eed, 4096, 0o1600)]
+for family, id in zip(['sem', 'shm', 'msg'], sys.argv[1:]):
+    open(f'/proc/sys/kernel/{family}_next_id', 'w').write(id)
+    got.append({'sem': lambda: libc.semget(0, 1, 0o1600), 'shm': lambda: libc.shmget(0, 4096, 0o1600), 'msg': lambda: libc.msgget(0, 0o1600)}[family]())
+print(*got)`;
 
 /** Every SysV object the kernel holds, as "sem 5", ... */
 function ipcSet(): Set<string> {
@@ -25,18 +30,20 @@ function ipcSet(): Set<string> {
 }
 
 /** An application of statetool, snapshotted with --stop. */
-async function snapshotted(home: string, flags: string[] = []): Promise<{ dir: string; file: string; ids: string }> {
+async function snapshotted(home: string, flags: string[] = []): Promise<{ dir: string; file: string; ids: string; system: number[] }> {
   const dir = join(home, 'state');
   mkdirSync(dir);
   const h = appshotAsync(home, ['run', '--aid', 'keeper', ...flags, '--', STATETOOL, 'run', dir]);
   await waitFor(h.out, /ready/);
+  const rows = tablesJson(home, ['--aid', 'keeper']);
+  const system = ['sem', 'shm', 'msg'].map((type) => rows.find((r) => r.type === type)!.system);
   const file = join(home, 'keeper.snap');
   const s = appshot(home, ['snapshot', 'keeper', '-o', file, '--stop']);
   expect(s.stderr).toBe('');
   expect(s.code).toBe(0);
   expect(s.stdout).toMatch(/^snapshot of 'keeper' written to .*: 1 semaphore set\(s\), 1 segment\(s\) \(0\.1 MiB\), 1 queue\(s\) \(3 message\(s\)\), 1 process\(es\) ended/);
   expect((await h.done).code).toBe(137);
-  return { dir, file, ids: readFileSync(join(dir, 'state'), 'utf8') };
+  return { dir, file, ids: readFileSync(join(dir, 'state'), 'utf8'), system };
 }
 
 const CHECKS = [
@@ -59,14 +66,15 @@ describe('snapshot and restore', () => {
   ])('%s: a restored program finds every virtual ID and key it wrote down, its data, its messages in order and its pid', async (_mode, flags) => {
     const home = makeHome();
     const before = ipcSet();
-    const { file, ids } = await snapshotted(home, flags);
+    const { file, ids, system } = await snapshotted(home, flags);
     // --stop removed the application's kernel objects and rows.
     expect(ipcSet()).toEqual(before);
     expect(tablesJson(home, ['--aid', 'keeper'])).toEqual([]);
-    // Programs outside appshot take the keys it had meanwhile.
-    const outside = spawnSync('python3', ['-c', TAKE_KEYS], { encoding: 'utf8' });
+    // Programs outside appshot take the keys and the system IDs it had meanwhile.
+    const outside = spawnSync('python3', ['-c', TAKE_KEYS_AND_IDS, ...system.map(String)], { encoding: 'utf8' });
     expect(outside.status).toBe(0);
-    const [semHeld, shmHeld] = outside.stdout.trim().split(' ').map(Number);
+    const held = outside.stdout.trim().split(' ').map(Number);
+    expect(held.slice(2)).toEqual(system);
     try {
       const r = appshot(home, ['restore', file]);
       expect(r.stdout.trim().split('\n')).toEqual(CHECKS);
@@ -74,8 +82,11 @@ describe('snapshot and restore', () => {
       expect(r.stderr).toMatch(/^appshot: restored 'keeper' from .*: 1 semaphore set\(s\), 1 segment\(s\) \(0\.1 MiB\), 1 queue\(s\) \(3 message\(s\)\)/);
       // The IDs the program wrote down were the virtual ones all along.
       expect(readFileSync(join(home, 'state', 'state'), 'utf8')).toBe(ids);
+      // The old system IDs are the outside program's: every object is
+      // under a new one, and the program's virtual IDs still reach them.
     } finally {
-      spawnSync('ipcrm', ['-s', String(semHeld), '-m', String(shmHeld)]);
+      const [s1, m1, s2, m2, q] = held;
+      spawnSync('ipcrm', ['-s', String(s1), '-m', String(m1), '-s', String(s2), '-m', String(m2), '-q', String(q)]);
     }
     expect(ipcSet()).toEqual(before);
   });
