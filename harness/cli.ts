@@ -6,7 +6,8 @@ import { type Balance, type Publication, parsePortRange, parsePublish } from '..
 import * as S from '../tables/schema.js';
 import { checkAid } from '../ts/registry.js';
 import { openTables } from '../ts/tables.js';
-import { TYPE_FILTERS, renderTable, translationRows } from '../tables/inspect.js';
+import { SORT_FIELDS, STATE_FILTERS, TYPE_FILTERS } from '../tables/inspect.js';
+import { type TablesFlags, tablesCommand } from './tables.js';
 import { processRows, renderProcesses } from '../tables/processes.js';
 import { poolRows, portRows, renderPools, renderPorts } from '../tables/ports.js';
 import { describeCleanup } from './report.js';
@@ -90,22 +91,24 @@ program
 
 program
   .command('tables')
-  .description('show the translation tables, and the pool behind each published port')
+  .description('the tables for an administrator: translations (or --apps, the applications), filtered, sorted, paged; --verify checks them against the kernel')
+  .option('--apps', 'show the applications: AID, state, processes, created, template', false)
   .option('--aid <name>', 'only this application')
   .addOption(new Option('--type <type>', 'only this resource type').choices([...TYPE_FILTERS]))
-  .option('--json', 'print JSON for scripts', false)
-  .action(async (o: { aid?: string; type?: string; json: boolean }) => {
-    if (o.aid !== undefined) checkAid(o.aid);
-    const t = openTables(resolveHome());
-    const rows = [...translationRows(t, { aid: o.aid, type: o.type })];
-    const pools = rows.some((r) => r.type === 'publish') ? await poolRows(t, { aid: o.aid }) : [];
-    if (o.json) {
-      const withPool = rows.map((r) => (r.type === 'publish' ? { ...r, pool: pools.find((p) => p.public === r.system) ?? null } : r));
-      process.stdout.write(JSON.stringify(withPool, null, 2) + '\n');
-    } else {
-      process.stdout.write(renderTable(rows) + '\n');
-      if (pools.length) process.stdout.write('\nPools behind published ports:\n' + renderPools(pools) + '\n');
-    }
+  .addOption(new Option('--state <state>', "only applications in this state").choices([...STATE_FILTERS]))
+  .option('--vrid <n>', 'only this virtual ID')
+  .option('--srid <n>', 'the owner of this system ID (the reverse table): which application and virtual ID')
+  .addOption(new Option('--sort <field>', 'sort by this column (default: AID, type, virtual)').choices([...SORT_FIELDS]))
+  .option('--desc', 'sort in descending order', false)
+  .option('--limit <n>', 'rows per page (default: 100 on a table, all with --json or --csv)')
+  .option('--page <k>', 'which page (from 1)')
+  .option('--json', 'print JSON for scripts (streamed)', false)
+  .option('--csv', 'print CSV for scripts (streamed)', false)
+  .option('--watch [seconds]', 'redraw the first page in place every so often (default 1 s), like top')
+  .option('--verify', 'check the tables against themselves and the kernel; exit 0 only when consistent', false)
+  .option('--repair', 'with the check, fix what can be fixed safely and say what was done', false)
+  .action(async (o: TablesFlags) => {
+    exitCode = await tablesCommand(o);
   });
 
 program

@@ -1,7 +1,15 @@
 import Table from 'cli-table3';
-import { type Tables, fwdRows } from '../ts/tables.js';
-import * as S from './schema.js';
+import type { Transaction } from 'lmdb';
+import { type Tables, prefixRange } from '../ts/tables.js';
 import { isIpcType } from '../ts/sysvipc.js';
+import * as S from './schema.js';
+
+/**
+ * The administrator's view of the tables: applications, and translations
+ * filtered, sorted and paged. Every read of one view happens in one LMDB
+ * read transaction, so it never shows a half-committed state, and a read
+ * never blocks a shim (LMDB readers take no lock writers wait for).
+ */
 
 export interface TranslationRow {
   aid: string;
@@ -17,40 +25,36 @@ export interface TranslationRow {
   proto?: string;
 }
 
+export interface AppRow {
+  aid: string;
+  state: S.AppState;
+  /** Processes recorded for it (pid rows). */
+  processes: number;
+  created: string;
+  /** The template it was cloned from, when it was. */
+  template: string | null;
+  command: string;
+}
+
+export const TYPE_FILTERS = ['sem', 'shm', 'msg', 'pid', 'port', 'publish', 'key', ...S.KEY_TYPES] as const;
+export const STATE_FILTERS = Object.keys(S.APP_STATE) as S.AppState[];
+export const SORT_FIELDS = ['aid', 'type', 'virtual', 'system', 'created'] as const;
+export type SortField = (typeof SORT_FIELDS)[number];
+
 export interface Filter {
   aid?: string;
   /** A resource type name, or 'key' for the IPC keys of every family. */
   type?: string;
+  state?: S.AppState;
+  vrid?: number;
+  srid?: number;
 }
 
-export const TYPE_FILTERS = ['sem', 'shm', 'msg', 'pid', 'port', 'publish', 'key', ...S.KEY_TYPES] as const;
-
-function typeMatches(type: S.ResourceType, filter?: string): boolean {
-  if (!filter) return true;
-  if (filter === 'key') return S.KEY_TYPES.includes(type);
-  return type === filter;
-}
-
-/** The translation tables as rows a person or a script reads. */
-export function* translationRows(t: Tables, f: Filter): Generator<TranslationRow> {
-  const code = f.type && f.type !== 'key' ? S.RT[f.type as S.ResourceType] : undefined;
-  for (const r of fwdRows(t, f.aid, f.aid !== undefined ? code : undefined)) {
-    const type = S.RT_NAME[r.type] ?? (`type${r.type}` as S.ResourceType);
-    if (!typeMatches(type, f.type)) continue;
-    const isKey = S.KEY_TYPES.includes(type);
-    const isPort = isPortType(type);
-    yield {
-      aid: r.aid,
-      type,
-      virtual: isPort ? S.decodePortId(r.vrid).port : r.vrid,
-      system: isPort ? S.decodePortId(r.srid).port : r.srid,
-      key: isIpcType(type) ? r.vkey : null,
-      creator: isKey ? null : r.creator,
-      created: new Date(r.createdMs).toISOString(),
-      ...(isIpcType(type) ? { removed: S.fwdValRemoved(r) } : {}),
-      ...(isPort ? { proto: S.decodePortId(r.vrid).proto } : {}),
-    };
-  }
+/** The type codes a type filter names. */
+function typeCodes(type?: string): number[] | undefined {
+  if (!type) return undefined;
+  if (type === 'key') return S.KEY_TYPES.map((k) => S.RT[k]);
+  return [S.RT[type as S.ResourceType]];
 }
 
 /** Port rows (a port, or a published port and its public one). */
@@ -58,26 +62,182 @@ export function isPortType(type: S.ResourceType): boolean {
   return type === 'port' || type === 'publish';
 }
 
-const hex = (n: number) => '0x' + n.toString(16).padStart(8, '0');
+function toRow(aid: string, type: number, vrid: number, v: S.FwdVal): TranslationRow {
+  const name = S.RT_NAME[type] ?? (`type${type}` as S.ResourceType);
+  const isKey = S.KEY_TYPES.includes(name);
+  const isPort = isPortType(name);
+  return {
+    aid,
+    type: name,
+    virtual: isPort ? S.decodePortId(vrid).port : vrid,
+    system: isPort ? S.decodePortId(v.srid).port : v.srid,
+    key: isIpcType(name) ? v.vkey : null,
+    creator: isKey ? null : v.creator,
+    created: new Date(v.createdMs).toISOString(),
+    ...(isIpcType(name) ? { removed: S.fwdValRemoved(v) } : {}),
+    ...(isPort ? { proto: S.decodePortId(vrid).proto } : {}),
+  };
+}
+
+/** One consistent read of the tables: close it when done. */
+export class View {
+  readonly txn: Transaction;
+  constructor(readonly t: Tables) {
+    this.txn = t.env.useReadTransaction();
+  }
+  close(): void {
+    this.txn.done();
+  }
+
+  app(aid: string): S.AppVal | undefined {
+    const v = this.t.apps.get(Buffer.from(aid, 'latin1'), { transaction: this.txn });
+    return v ? S.decodeAppVal(v) : undefined;
+  }
+
+  *apps(state?: S.AppState): Generator<{ aid: string; app: S.AppVal }> {
+    for (const { key, value } of this.t.apps.getRange({ transaction: this.txn })) {
+      const app = S.decodeAppVal(value);
+      if (!state || app.state === S.APP_STATE[state]) yield { aid: key.toString('latin1'), app };
+    }
+  }
+
+  /** The fwd rows under one key prefix, in key order. */
+  private *range(prefix: Buffer): Generator<TranslationRow & { vrid: number }> {
+    const range = prefix.length ? prefixRange(prefix) : {};
+    for (const { key, value } of this.t.fwd.getRange({ ...range, transaction: this.txn })) {
+      const k = S.decodeFwdKey(key);
+      yield { ...toRow(k.aid, k.type, k.vrid, S.decodeFwdVal(value)), vrid: k.vrid };
+    }
+  }
+
+  /** The row owning a system ID (the reverse table, FIG. 13); a port's
+   * under TCP and UDP both. */
+  private *bySrid(srid: number, codes: number[]): Generator<TranslationRow & { vrid: number }> {
+    for (const type of codes) {
+      const ids = type === S.RT.port ? [S.portId(S.PORT_PROTO.tcp, srid), S.portId(S.PORT_PROTO.udp, srid)] : [srid];
+      for (const id of ids) {
+        const rev = this.t.rev.get(S.revKey(this.t.node, type, id), { transaction: this.txn });
+        if (!rev) continue;
+        const { vrid, aid } = S.decodeRevVal(rev);
+        const fwd = this.t.fwd.get(S.fwdKey(aid, type, vrid), { transaction: this.txn });
+        if (fwd) yield { ...toRow(aid, type, vrid, S.decodeFwdVal(fwd)), vrid };
+      }
+    }
+  }
+
+  /**
+   * The translations a filter selects, in key order (AID, type, virtual),
+   * read lazily: a first page costs the rows on it, not the whole table.
+   * An AID or type narrows the cursor ranges; a system ID is a reverse
+   * lookup.
+   */
+  *translations(f: Filter): Generator<TranslationRow> {
+    const codes = typeCodes(f.type);
+    if (f.srid !== undefined) {
+      const all = Object.values(S.RT).filter((c) => c !== S.RT.publish); // a public port is shared: no reverse row
+      for (const row of this.bySrid(f.srid, codes ?? all)) if (keep(row, f)) yield strip(row);
+      return;
+    }
+    const aids = f.aid !== undefined ? [f.aid] : f.state || codes ? [...this.apps(f.state)].map((a) => a.aid) : undefined;
+    if (f.aid !== undefined && f.state && this.app(f.aid)?.state !== S.APP_STATE[f.state]) return;
+    if (!aids) {
+      for (const row of this.range(Buffer.alloc(0))) if (keep(row, f)) yield strip(row);
+      return;
+    }
+    for (const aid of aids)
+      for (const prefix of codes ? codes.map((c) => S.fwdPrefix(aid, c)) : [S.fwdPrefix(aid)])
+        for (const row of this.range(prefix)) if (keep(row, f)) yield strip(row);
+  }
+
+  /** Applications with their recorded process count. */
+  *applications(f: { aid?: string; state?: S.AppState }): Generator<AppRow> {
+    for (const { aid, app } of this.apps(f.state)) {
+      if (f.aid !== undefined && aid !== f.aid) continue;
+      let processes = 0;
+      for (const _ of this.t.fwd.getKeys({ ...prefixRange(S.fwdPrefix(aid, S.RT.pid)), transaction: this.txn })) processes++;
+      yield {
+        aid,
+        state: S.APP_STATE_NAME[app.state],
+        processes,
+        created: new Date(app.createdMs).toISOString(),
+        template: null,
+        command: app.command.join(' '),
+      };
+    }
+  }
+
+  /** How many translations there are in all: a page's "of N", without counting. */
+  total(): number {
+    return (this.t.fwd.getStats() as { entryCount: number }).entryCount;
+  }
+}
+
+/** A --vrid filter matches the virtual ID as stored or as shown (a port's number). */
+function keep(row: TranslationRow & { vrid: number }, f: Filter): boolean {
+  return f.vrid === undefined || row.vrid === f.vrid || row.virtual === f.vrid;
+}
+
+/** The row as shown, without the stored vrid the cursor carried. */
+function strip(row: TranslationRow & { vrid: number }): TranslationRow {
+  const { vrid: _vrid, ...shown } = row;
+  return shown;
+}
+
+export function sortRows(rows: TranslationRow[], field: SortField, desc: boolean): TranslationRow[] {
+  const dir = desc ? -1 : 1;
+  const cmp = (a: TranslationRow, b: TranslationRow) => {
+    const x = a[field];
+    const y = b[field];
+    return (x < y ? -1 : x > y ? 1 : 0) * dir;
+  };
+  return rows.sort(cmp);
+}
+
+const hex = (n: number) => '0x' + (n >>> 0).toString(16).padStart(8, '0');
+
+function cells(r: TranslationRow): string[] {
+  const isKey = S.KEY_TYPES.includes(r.type);
+  const show = (n: number) => (isKey ? hex(n) : r.proto ? `${n}/${r.proto}` : String(n));
+  return [
+    r.aid,
+    r.type,
+    show(r.virtual),
+    show(r.system),
+    r.removed ? 'removed' : r.key === null ? '' : r.key === 0 ? 'private' : hex(r.key),
+    r.creator === null ? '' : String(r.creator),
+    r.created,
+  ];
+}
+
+export const TRANSLATION_COLUMNS = ['AID', 'type', 'virtual', 'system', 'key', 'creator', 'created'];
+export const APP_COLUMNS = ['AID', 'state', 'processes', 'created', 'template', 'command'];
 
 /** IDs print in decimal, keys in hex as ipcs prints them. */
 export function renderTable(rows: TranslationRow[]): string {
-  const table = new Table({
-    head: ['AID', 'type', 'virtual', 'system', 'key', 'creator', 'created'],
-    style: { head: [], border: [] },
-  });
-  for (const r of rows) {
-    const isKey = S.KEY_TYPES.includes(r.type);
-    const show = (n: number) => (isKey ? hex(n) : r.proto ? `${n}/${r.proto}` : String(n));
-    table.push([
-      r.aid,
-      r.type,
-      show(r.virtual),
-      show(r.system),
-      r.removed ? 'removed' : r.key === null ? '' : r.key === 0 ? 'private' : hex(r.key),
-      r.creator === null ? '' : String(r.creator),
-      r.created,
-    ]);
-  }
+  const table = new Table({ head: TRANSLATION_COLUMNS, style: { head: [], border: [] } });
+  for (const r of rows) table.push(cells(r));
   return table.toString();
+}
+
+export function renderApps(rows: AppRow[]): string {
+  const table = new Table({ head: APP_COLUMNS, style: { head: [], border: [] } });
+  for (const r of rows) table.push([r.aid, r.state, String(r.processes), r.created, r.template ?? '', r.command]);
+  return table.toString();
+}
+
+function csvField(s: string): string {
+  return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+/** A CSV line of a translation (keys in hex, as in the table). */
+export function csvTranslation(r: TranslationRow): string {
+  return cells(r).map(csvField).join(',');
+}
+
+export function csvApp(r: AppRow): string {
+  return [r.aid, r.state, String(r.processes), r.created, r.template ?? '', r.command].map(csvField).join(',');
+}
+
+export function csvHeader(columns: string[]): string {
+  return columns.map((c) => csvField(c.toLowerCase())).join(',');
 }

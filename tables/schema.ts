@@ -42,6 +42,7 @@ export const KEY_TYPES: ResourceType[] = ['semkey', 'shmkey', 'msgkey'];
 
 export const APP_STATE = { running: 1, ended: 2, kept: 3 } as const;
 export type AppState = keyof typeof APP_STATE;
+export const APP_STATE_NAME: Record<number, AppState> = { 1: 'running', 2: 'ended', 3: 'kept' };
 export const APP_FLAG_NO_IDENTITY = 0x0001;
 
 /** Remapped IDs come from these ranges so they rarely meet identity IDs. */

@@ -33,7 +33,7 @@ function cleanEnv(home: string, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEn
 
 /** Runs the appshot command to completion. */
 export function appshot(home: string, args: string[], extraEnv?: NodeJS.ProcessEnv): Result {
-  const r = spawnSync(process.execPath, [CLI_PATH, ...args], { env: cleanEnv(home, extraEnv), encoding: 'utf8', timeout: 50_000 });
+  const r = spawnSync(process.execPath, [CLI_PATH, ...args], { env: cleanEnv(home, extraEnv), encoding: 'utf8', timeout: 50_000, maxBuffer: 1 << 28 });
   return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
 }
 

@@ -1,5 +1,5 @@
 import { randomInt } from 'node:crypto';
-import { closeSync, constants, existsSync, openSync } from 'node:fs';
+import { closeSync, constants, existsSync, fstatSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase, type RootDatabaseOptionsWithPath } from 'lmdb';
 import { AppshotError, EXIT, errnoText } from './errors.js';
@@ -70,6 +70,7 @@ export function openTables(home: string, opts: { create?: boolean } = {}): Table
     // Opening the named databases and the first meta rows write too: all
     // of it under the exclusive lock.
     return withOpenLock(home, LOCK_EX, () => {
+      if (existsSync(path)) checkDataFile(path);
       const env = open<Buffer, Buffer>(envOptions(path));
       const db = (name: string) => env.openDB<Buffer, Buffer>({ name, ...binary });
       const t: Tables = {
@@ -90,6 +91,43 @@ export function openTables(home: string, opts: { create?: boolean } = {}): Table
   } catch (err) {
     if (err instanceof AppshotError) throw err;
     throw new AppshotError(`cannot open tables at ${path}: ${errnoText(err)}; check that APPSHOT_HOME is writable`, EXIT.home);
+  }
+}
+
+const LMDB_MAGIC = 0xbeefc0de;
+const LMDB_DATA_VERSION = 2;
+
+/**
+ * LMDB maps the data file and trusts it: a file cut short faults the
+ * process (SIGBUS) when a page past its end is read, and a damaged header
+ * makes the open fail obscurely. Its two meta pages (in the lmdb package's
+ * LMDB: a 24-byte page header, then magic u32, version u32, address 8, map
+ * size 8, two 48-byte database records of which the first starts with the
+ * page size, the last page number 8, the transaction id 8) say what the
+ * file must hold; checked
+ * here, under the open lock, so no commit is torn under the read.
+ */
+function checkDataFile(path: string): void {
+  const damaged = (why: string) =>
+    new AppshotError(`the tables at ${path} are damaged: ${why}; nothing was changed. Move the file aside (appshot starts new tables) or restore it from a backup`, EXIT.home);
+  const fd = openSync(path, constants.O_RDONLY);
+  try {
+    const size = fstatSync(fd).size;
+    const head = Buffer.alloc(8192);
+    const got = readSync(fd, head, 0, head.length, 0);
+    const meta = (at: number) => {
+      if (at + 160 > got || head.readUInt32LE(at + 24) !== LMDB_MAGIC) return undefined;
+      return { version: head.readUInt32LE(at + 28), psize: head.readUInt32LE(at + 48), lastPg: Number(head.readBigUInt64LE(at + 144)), txnid: head.readBigUInt64LE(at + 152) };
+    };
+    const first = meta(0);
+    if (!first) throw damaged('it is not an LMDB file (no valid header)');
+    const second = first.psize >= 512 && first.psize <= 4096 ? meta(first.psize) : undefined;
+    const newest = second && second.txnid > first.txnid ? second : first;
+    if (newest.version !== LMDB_DATA_VERSION) throw damaged(`its data format is ${newest.version}, not LMDB's ${LMDB_DATA_VERSION}`);
+    const needed = (newest.lastPg + 1) * newest.psize;
+    if (size < needed) throw damaged(`it is truncated: ${size} bytes, where its pages need ${needed}`);
+  } finally {
+    closeSync(fd);
   }
 }
 
