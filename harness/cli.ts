@@ -183,6 +183,12 @@ program
 
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 
+// A reader that stops early (| head) is no error of ours.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(exitCode);
+  throw err;
+});
+
 try {
   await program.parseAsync(process.argv);
 } catch (err) {

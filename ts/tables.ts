@@ -102,9 +102,11 @@ const LMDB_DATA_VERSION = 2;
  * process (SIGBUS) when a page past its end is read, and a damaged header
  * makes the open fail obscurely. Its two meta pages (in the lmdb package's
  * LMDB: a 24-byte page header, then magic u32, version u32, address 8, map
- * size 8, two 48-byte database records of which the first starts with the
- * page size, the last page number 8, the transaction id 8) say what the
- * file must hold; checked
+ * size 8, two 48-byte database records (the first starts with the page
+ * size; each ends with its root page number), the last page number 8, the
+ * transaction id 8) say what the file must hold: the root pages at least
+ * (the last page number may lie past the end: pages a transaction took and
+ * freed are never written). Checked
  * here, under the open lock, so no commit is torn under the read.
  */
 function checkDataFile(path: string): void {
@@ -117,14 +119,15 @@ function checkDataFile(path: string): void {
     const got = readSync(fd, head, 0, head.length, 0);
     const meta = (at: number) => {
       if (at + 160 > got || head.readUInt32LE(at + 24) !== LMDB_MAGIC) return undefined;
-      return { version: head.readUInt32LE(at + 28), psize: head.readUInt32LE(at + 48), lastPg: Number(head.readBigUInt64LE(at + 144)), txnid: head.readBigUInt64LE(at + 152) };
+      const roots = [head.readBigUInt64LE(at + 88), head.readBigUInt64LE(at + 136)].filter((r) => r !== 0xffffffffffffffffn);
+      return { version: head.readUInt32LE(at + 28), psize: head.readUInt32LE(at + 48), lastRoot: Math.max(1, ...roots.map(Number)), txnid: head.readBigUInt64LE(at + 152) };
     };
     const first = meta(0);
     if (!first) throw damaged('it is not an LMDB file (no valid header)');
     const second = first.psize >= 512 && first.psize <= 4096 ? meta(first.psize) : undefined;
     const newest = second && second.txnid > first.txnid ? second : first;
     if (newest.version !== LMDB_DATA_VERSION) throw damaged(`its data format is ${newest.version}, not LMDB's ${LMDB_DATA_VERSION}`);
-    const needed = (newest.lastPg + 1) * newest.psize;
+    const needed = (newest.lastRoot + 1) * newest.psize;
     if (size < needed) throw damaged(`it is truncated: ${size} bytes, where its pages need ${needed}`);
   } finally {
     closeSync(fd);

@@ -1,10 +1,14 @@
-/* What the benchmark drivers share: a monotonic clock and the per-call
- * timing loop (best mean of five rounds, printed as one JSON field). */
+/* What the benchmark drivers share: a monotonic clock, the per-call
+ * timing loop (best mean of five rounds, printed as one JSON field), and
+ * single-call timing with the TSC. */
 #ifndef APPSHOT_BENCH_H
 #define APPSHOT_BENCH_H
 
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
+#include <x86intrin.h>
 
 static inline double now_ns(void)
 {
@@ -25,5 +29,45 @@ static inline double now_ns(void)
 		printf("%s\"%s\": %.1f", first ? "" : ", ", label, best); \
 		first = 0;                                            \
 	} while (0)
+
+static inline int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Cycles per nanosecond, for turning rdtsc deltas into time (the TSC is
+ * constant-rate on every machine this runs on: constant_tsc). */
+static inline double tsc_per_ns(void)
+{
+	double t0 = now_ns();
+	uint64_t c0 = __rdtsc();
+	while (now_ns() - t0 < 50e6)
+		;
+	return (double)(__rdtsc() - c0) / (now_ns() - t0);
+}
+
+/* A timestamp that waits for everything before it to finish (rdtscp) and
+ * lets nothing after it start early (lfence), so a pair brackets exactly
+ * the code between them. */
+static inline uint64_t tsc_fenced(void)
+{
+	unsigned aux;
+	uint64_t t = __rdtscp(&aux);
+	_mm_lfence();
+	return t;
+}
+
+/* The cost of an empty timing: the least of many, so that subtracting it
+ * never makes a call look cheaper than it is. */
+static inline uint64_t tsc_overhead(void)
+{
+	uint64_t least = UINT64_MAX;
+	for (int i = 0; i < 10000; i++) {
+		uint64_t a = tsc_fenced(), b = tsc_fenced();
+		if (b - a < least) least = b - a;
+	}
+	return least;
+}
 
 #endif

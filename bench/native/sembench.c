@@ -15,23 +15,6 @@
 #include <time.h>
 
 #include "bench.h"
-#include <x86intrin.h>
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-/* Cycles per nanosecond, for turning rdtsc deltas into time. */
-static double tsc_per_ns(void)
-{
-	double t0 = now_ns();
-	uint64_t c0 = __rdtsc();
-	while (now_ns() - t0 < 50e6)
-		;
-	return (double)(__rdtsc() - c0) / (now_ns() - t0);
-}
 
 typedef int (*lookup_fn)(uint8_t, uint32_t, uint32_t *);
 

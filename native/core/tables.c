@@ -75,16 +75,15 @@ void tables_write_unlock(struct tables *t)
 
 
 
-int tables_open(struct tables *t, const char *home, const char *aid, char *err, size_t errlen)
+/* Opens the environment as every opener must (same flags, map size and
+ * limits, under the open lock held exclusively) and its named databases,
+ * and checks the schema version. */
+int tables_open_env(struct tables *t, const char *home, char *err, size_t errlen)
 {
 	int rc;
 	MDB_txn *txn = NULL;
 	memset(t, 0, sizeof *t);
 	t->lock_fd = -1;
-	t->aidlen = strlen(aid);
-	if (!aid_valid(aid, t->aidlen))
-		return fail(err, errlen, EINVAL, "APPSHOT_AID '%s' is not a valid application ID%s", aid, "");
-	memcpy(t->aid, aid, t->aidlen + 1);
 	if (snprintf(t->path, sizeof t->path, "%s/%s", home, APPSHOT_TABLES_FILE) >= (int)sizeof t->path)
 		return fail(err, errlen, ENAMETOOLONG, "tables path under '%s' is too long%s", home, "");
 	/* The harness creates the tables; a process of an application only
@@ -98,13 +97,16 @@ int tables_open(struct tables *t, const char *home, const char *aid, char *err, 
 	mdb_env_set_mapsize(t->env, APPSHOT_MAP_SIZE);
 	if ((rc = open_lock_fd(t, home)) || (rc = flock_retry(t->lock_fd, LOCK_EX))) {
 		fail(err, errlen, rc, "cannot lock %s/" APPSHOT_OPEN_LOCK_FILE ": %s", home, strerror(rc));
-		mdb_env_close(t->env);
-		t->env = NULL;
+		tables_close(t);
 		return rc;
 	}
 	rc = mdb_env_open(t->env, t->path, MDB_NOSUBDIR | MDB_NOSYNC | MDB_NOTLS, 0600);
 	flock_retry(t->lock_fd, LOCK_UN);
-	if (rc) goto env_fail;
+	if (rc) {
+		fail(err, errlen, rc, "cannot open tables at %s: %s", t->path, mdb_cause(rc));
+		tables_close(t);
+		return rc;
+	}
 	int dead;
 	mdb_reader_check(t->env, &dead);
 	mdb_filehandle_t fd;
@@ -113,7 +115,11 @@ int tables_open(struct tables *t, const char *home, const char *aid, char *err, 
 		t->data_dev = st.st_dev;
 		t->data_ino = st.st_ino;
 	}
-	if ((rc = mdb_txn_begin(t->env, NULL, MDB_RDONLY, &txn))) goto env_fail;
+	if ((rc = mdb_txn_begin(t->env, NULL, MDB_RDONLY, &txn))) {
+		fail(err, errlen, rc, "cannot open tables at %s: %s", t->path, mdb_cause(rc));
+		tables_close(t);
+		return rc;
+	}
 	if ((rc = open_dbi(txn, DB_META, &t->meta)) || (rc = open_dbi(txn, DB_APPS, &t->apps)) ||
 	    (rc = open_dbi(txn, DB_FWD, &t->fwd)) || (rc = open_dbi(txn, DB_REV, &t->rev)) ||
 	    (rc = open_dbi(txn, DB_ALLOC, &t->alloc)) || (rc = open_dbi(txn, DB_PROCS, &t->procs)))
@@ -128,23 +134,6 @@ int tables_open(struct tables *t, const char *home, const char *aid, char *err, 
 		rc = fail(err, errlen, EPROTO, "tables at %s have schema version %s", t->path, v);
 		goto cleanup;
 	}
-	MDB_val k = { t->aidlen, t->aid }, v;
-	rc = mdb_get(txn, t->apps, &k, &v);
-	struct app_val app;
-	if (rc == 0 && v.mv_size >= APP_VAL_FIXED) {
-		app_val_get(&app, v.mv_data);
-		if (app.state != APP_RUNNING) rc = MDB_NOTFOUND;
-		t->app_flags = app.flags;
-	} else if (rc == 0) {
-		rc = MDB_CORRUPTED;
-	}
-	if (rc == MDB_NOTFOUND) {
-		rc = fail(err, errlen, ENOENT,
-			  "application '%s' is not running in the tables at %s (start programs with 'appshot run')",
-			  t->aid, t->path);
-		goto cleanup;
-	}
-	if (rc) goto txn_fail;
 	/* Committing (not aborting) keeps the DBI handles opened in it. */
 	if ((rc = mdb_txn_commit(txn))) {
 		txn = NULL;
@@ -155,15 +144,55 @@ txn_fail:
 	fail(err, errlen, rc, "cannot read tables at %s: %s", t->path, mdb_cause(rc));
 cleanup:
 	mdb_txn_abort(txn);
-	mdb_env_close(t->env);
-	t->env = NULL;
-	tables_forget_lock(t);
+	tables_close(t);
 	return rc;
-env_fail:
-	fail(err, errlen, rc, "cannot open tables at %s: %s", t->path, mdb_cause(rc));
-	mdb_env_close(t->env);
+}
+
+void tables_close(struct tables *t)
+{
+	if (t->env) mdb_env_close(t->env);
 	t->env = NULL;
 	tables_forget_lock(t);
+}
+
+/* Whether the application is registered and running (0), with its flags. */
+static int check_app(struct tables *t, char *err, size_t errlen)
+{
+	MDB_txn *txn;
+	int rc = mdb_txn_begin(t->env, NULL, MDB_RDONLY, &txn);
+	if (rc) return fail(err, errlen, rc, "cannot read tables at %s: %s", t->path, mdb_cause(rc));
+	MDB_val k = { t->aidlen, t->aid }, v;
+	rc = mdb_get(txn, t->apps, &k, &v);
+	struct app_val app;
+	if (rc == 0 && v.mv_size >= APP_VAL_FIXED) {
+		app_val_get(&app, v.mv_data);
+		if (app.state != APP_RUNNING) rc = MDB_NOTFOUND;
+		t->app_flags = app.flags;
+	} else if (rc == 0) {
+		rc = MDB_CORRUPTED;
+	}
+	mdb_txn_abort(txn);
+	if (rc == MDB_NOTFOUND)
+		return fail(err, errlen, ENOENT,
+			    "application '%s' is not running in the tables at %s (start programs with 'appshot run')",
+			    t->aid, t->path);
+	if (rc) return fail(err, errlen, rc, "cannot read tables at %s: %s", t->path, mdb_cause(rc));
+	return 0;
+}
+
+int tables_open(struct tables *t, const char *home, const char *aid, char *err, size_t errlen)
+{
+	size_t aidlen = strlen(aid);
+	if (!aid_valid(aid, aidlen)) {
+		memset(t, 0, sizeof *t);
+		t->lock_fd = -1;
+		return fail(err, errlen, EINVAL, "APPSHOT_AID '%s' is not a valid application ID%s", aid, "");
+	}
+	int rc = tables_open_env(t, home, err, errlen);
+	if (rc) return rc;
+	t->aidlen = aidlen;
+	memcpy(t->aid, aid, aidlen + 1);
+	if ((rc = check_app(t, err, errlen))) tables_close(t);
 	return rc;
 }
 

@@ -32,6 +32,13 @@ struct tables {
  * naming the path and the cause into err. */
 int tables_open(struct tables *t, const char *home, const char *aid,
 		char *err, size_t errlen);
+/* What tables_open does before it looks at an application: opens the
+ * environment exactly as every opener must (flags, map size, limits, under
+ * the open lock) with its named databases, and checks the schema version.
+ * t->aid is left empty; tools that write other applications' rows set it. */
+int tables_open_env(struct tables *t, const char *home, char *err, size_t errlen);
+/* Closes the environment and this process's open-lock descriptor. */
+void tables_close(struct tables *t);
 
 /* The id of the last committed write transaction: a 2 ns check that tells a
  * cache whether anything changed since it was filled. */

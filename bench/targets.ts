@@ -1,0 +1,38 @@
+/** What `npm run bench` holds each figure to, in one place. */
+
+/** Calls compared against native, with the ratio each must stay under. */
+export const PAIRED: { metric: string; label: string; target: number }[] = [
+  { metric: 'semop', label: 'semop (uncontended)', target: 1.15 },
+  { metric: 'semctl_getval', label: 'semctl(GETVAL)', target: 1.15 },
+  { metric: 'semget_existing', label: 'semget, existing key', target: Infinity },
+  { metric: 'create_remove', label: 'create + remove (IPC_PRIVATE)', target: 2.5 },
+  { metric: 'create_remove_keyed', label: 'create + remove (keyed)', target: 2.5 },
+  { metric: 'shmat_shmdt', label: 'shmat + shmdt (one pair)', target: 1.1 },
+  { metric: 'shmget_existing', label: 'shmget, existing key (no IPC_CREAT)', target: 1.1 },
+  { metric: 'msg_round_trip', label: 'msgsnd + msgrcv ping-pong, 64 B, per round trip (2 sends + 2 receives)', target: 1.1 },
+  { metric: 'getpid', label: 'getpid (shim: cached vpid, no system call)', target: 1.0 },
+  { metric: 'kill_self_0', label: 'kill(getpid(), 0)', target: 1.15 },
+  { metric: 'fork_waitpid', label: 'fork + waitpid, child _exit(0)s at once', target: 1.3 },
+  { metric: 'spawn_waitpid', label: 'posix_spawn /bin/true + waitpid', target: 1.3 },
+  { metric: 'bind_listen', label: 'socket + bind + listen + close', target: 1.1 },
+  { metric: 'connect_accept', label: 'loopback connect + accept + close both', target: 1.1 },
+];
+
+/** Shim-only figures: absolute time, with a bound where the issue sets one. */
+export const ABSOLUTE: { metric: string; label: string; targetNs: number }[] = [
+  { metric: 'lookup_avg', label: 'translation lookup, mean of 5M (cache hit)', targetNs: 30 },
+];
+export const LOOKUPS = [
+  { metric: 'lookup', label: 'translation lookup (cache hit)', p50Target: 30 },
+  { metric: 'lookup_after_commit', label: 'translation lookup after a commit (LMDB read)', p50Target: Infinity },
+];
+
+/** The translation lookup at scale, bounded at this many mappings. */
+export const LOOKUP_AT_SCALE = { mappings: 1_000_000, p50Ns: 30, p99Ns: 200 };
+/** Allocations per second in total, at least, with this many processes allocating at once. */
+export const ALLOCATION = { procs: 64, perSecond: 100_000 };
+
+/** A published-port pool against its instances reached directly, at least. */
+export const POOL_TARGET = 0.95;
+/** Snapshot and restore of shared memory, each way, at least. */
+export const SNAPSHOT_TARGET_GBPS = 1.5;
