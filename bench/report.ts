@@ -6,10 +6,11 @@ import { cpus, release } from 'node:os';
 import Table from 'cli-table3';
 import type { AllocFigures } from './alloc.js';
 import { type Bar, type Panel, barChart } from './chart.js';
+import type { InspectFigures } from './inspect.js';
 import type { LookupFigures } from './lookup.js';
 import type { PoolFigures } from './pool.js';
 import type { SnapFigures } from './snapshot.js';
-import { LOOKUP_AT_SCALE, POOL_TARGET, SNAPSHOT_TARGET_GBPS } from './targets.js';
+import { INSPECTOR, LOOKUP_AT_SCALE, POOL_TARGET, SNAPSHOT_TARGET_GBPS } from './targets.js';
 
 export interface CallFigure {
   metric: string;
@@ -55,7 +56,27 @@ export interface Results {
   scale: { lookups: ScaleLookup[]; allocation: ScaleAlloc[] };
   pool: PoolFigures[];
   snapshot: SnapFigures[];
+  inspector: InspectFigures;
   raw: unknown;
+}
+
+/** The inspector's two bounds: the first page's time, and memory flat. */
+export function inspectorMet(f: InspectFigures): { firstPage: boolean; flat: boolean } {
+  const [small, large] = f.json;
+  return { firstPage: f.firstPageMs <= INSPECTOR.firstPageMs, flat: large.peakRssMiB <= small.peakRssMiB * INSPECTOR.jsonMemoryGrowth };
+}
+
+function inspectorRows(f: InspectFigures): string[][] {
+  const met = inspectorMet(f);
+  return [
+    ['first page of appshot tables, 1M mappings (wall time, Node start included)', `${f.firstPageMs.toFixed(0)} ms`, `≤ ${INSPECTOR.firstPageMs} ms`, verdict(met.firstPage)],
+    ...f.json.map((j, i) => [
+      `--json of ${j.rows.toLocaleString('en-US')} rows: time, peak memory`,
+      `${j.seconds.toFixed(2)} s, ${j.peakRssMiB.toFixed(0)} MiB`,
+      i === f.json.length - 1 ? `≤ ${INSPECTOR.jsonMemoryGrowth}x the memory of ${f.json[0].rows.toLocaleString('en-US')} rows` : '',
+      i === f.json.length - 1 ? verdict(met.flat) : '',
+    ]),
+  ];
 }
 
 const verdict = (met: boolean | null) => (met === null ? '' : met ? 'met' : 'MISSED');
@@ -93,7 +114,9 @@ export function printTables(r: Results): string {
   const snap = new Table({ head: ['1 GiB shm + 10,000 sets, file on', 'snapshot', 'restore', 'target', ''], style });
   for (const f of r.snapshot)
     snap.push([f.where, `${f.snapshotSeconds.toFixed(2)} s, ${f.snapshotGBps.toFixed(2)} GB/s`, `${f.restoreSeconds.toFixed(2)} s, ${f.restoreGBps.toFixed(2)} GB/s`, `≥ ${SNAPSHOT_TARGET_GBPS} GB/s each way`, verdict(snapMet(f))]);
-  return [calls, scale, pool, snap].map((t) => t.toString()).join('\n') + '\n';
+  const inspector = new Table({ head: ['the table inspector', 'measured', 'target', ''], style });
+  for (const row of inspectorRows(r.inspector)) inspector.push(row);
+  return [calls, scale, pool, snap, inspector].map((t) => t.toString()).join('\n') + '\n';
 }
 
 /** A markdown table from a header and rows. */
@@ -177,6 +200,10 @@ export function markdown(r: Results, chartFile: string): string {
     '',
     mdTable(['file on', 'snapshot', 'restore', 'target', ''], snap),
     '',
+    '## The table inspector (1,000 applications x 1,000 mappings)',
+    '',
+    mdTable(['', 'measured', 'target', ''], inspectorRows(r.inspector)),
+    '',
   ].join('\n');
 }
 
@@ -204,6 +231,8 @@ function targetBars(r: Results): Bar[] {
   for (const a of r.scale.allocation)
     if (a.targetPerSecond) bars.push(bar(`${a.procs} processes allocating at once, total rate`, a.targetPerSecond / a.shimPerSecond, !!a.met, `${perSecond(a.shimPerSecond)} (≥ ${perSecond(a.targetPerSecond)})`));
   for (const p of r.pool) bars.push(bar(`published-port pool, ${poolLabel(p)}`, POOL_TARGET / p.ratio, p.ratio >= POOL_TARGET, `${p.ratio.toFixed(2)}x direct (≥ ${POOL_TARGET}x)`));
+  const im = inspectorMet(r.inspector);
+  bars.push(bar('appshot tables, first page over 1M mappings', r.inspector.firstPageMs / INSPECTOR.firstPageMs, im.firstPage, `${r.inspector.firstPageMs.toFixed(0)} ms (≤ ${INSPECTOR.firstPageMs} ms)`));
   for (const f of r.snapshot) {
     const slower = Math.min(f.snapshotGBps, f.restoreGBps);
     bars.push(bar(`snapshot and restore, file on ${f.where}, slower way`, SNAPSHOT_TARGET_GBPS / slower, snapMet(f), `${slower.toFixed(2)} GB/s (≥ ${SNAPSHOT_TARGET_GBPS} GB/s)`));

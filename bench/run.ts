@@ -8,7 +8,8 @@
  * (bench/pool.ts); snapshot and restore (bench/snapshot.ts); and at scale,
  * the translation lookup with up to 1M mappings in the tables
  * (bench/lookup.ts) and the allocation rate of 1, 8 and 64 processes at
- * once (bench/alloc.ts). Results go to bench/results/<date>.json, with a
+ * once (bench/alloc.ts); and `appshot tables` over 1M mappings
+ * (bench/inspect.ts). Results go to bench/results/<date>.json, with a
  * markdown summary and an SVG chart beside it (bench/report.ts).
  */
 import { spawnSync } from 'node:child_process';
@@ -18,6 +19,7 @@ import { basename, join } from 'node:path';
 import { CLI_PATH, ROOT, builtProgram } from '../ts/paths.js';
 import { type IpcType, kernelObjects } from '../ts/sysvipc.js';
 import { type AllocFigures, allocationRate } from './alloc.js';
+import { inspectorAtScale } from './inspect.js';
 import { type LookupFigures, lookupAtScale } from './lookup.js';
 import { type PoolFigures, poolThroughput } from './pool.js';
 import { type Results, chart, markdown, printTables } from './report.js';
@@ -101,6 +103,8 @@ async function main(): Promise<void> {
   const lookupsAtScale = await lookupAtScale(rounds);
   process.stderr.write('allocation rate of 1, 8 and 64 processes at once\n');
   const alloc = await allocationRate(rounds);
+  process.stderr.write('the table inspector over 1,000 applications x 1,000 mappings\n');
+  const inspector = await inspectorScenario(rounds);
   const { native, shim } = samples;
 
   const calls = PAIRED.map(({ metric, label, target }) => {
@@ -130,6 +134,7 @@ async function main(): Promise<void> {
     scale: { lookups: lookupsAtScale.map(boundLookup), allocation: alloc.map(boundAllocation) },
     pool,
     snapshot: snap,
+    inspector,
     raw: { native, shim },
   };
   process.stdout.write(printTables(results));
@@ -144,6 +149,16 @@ async function main(): Promise<void> {
   const left = leftovers(before);
   if (left.length)
     throw new Error(`the bench left kernel objects behind (or something else on the host made them meanwhile): ${left.join(', ')}`);
+}
+
+/** In tables of its own, removed after. */
+async function inspectorScenario(rounds: number) {
+  const home = mkdtempSync(join(tmpdir(), 'appshot-bench-inspect-'));
+  try {
+    return await inspectorAtScale(home, rounds);
+  } finally {
+    rmSync(home, { recursive: true, force: true });
+  }
 }
 
 /** The issue bounds the lookup at one size. */

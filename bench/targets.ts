@@ -36,3 +36,7 @@ export const ALLOCATION = { procs: 64, perSecond: 100_000 };
 export const POOL_TARGET = 0.95;
 /** Snapshot and restore of shared memory, each way, at least. */
 export const SNAPSHOT_TARGET_GBPS = 1.5;
+
+/** `appshot tables` over 1M mappings: the first page, at most (ms); and
+ * --json of every row in memory at most this times that of 100,000 rows. */
+export const INSPECTOR = { firstPageMs: 200, jsonMemoryGrowth: 1.5 };

@@ -1,22 +1,15 @@
 import { Command, CommanderError, Option } from 'commander';
-import { gc } from '../ts/cleanup.js';
+import { checkAid } from '../ts/aid.js';
 import { AppshotError, EXIT } from '../ts/errors.js';
-import { resolveHome } from '../ts/home.js';
-import { type Balance, type Publication, parsePortRange, parsePublish } from '../ts/pool.js';
+import { ensureHome, resolveHome } from '../ts/home.js';
+import type { Balance, Publication } from '../ts/pool.js';
 import * as S from '../tables/schema.js';
-import { checkAid } from '../ts/registry.js';
-import { openTables } from '../ts/tables.js';
-import { SORT_FIELDS, STATE_FILTERS, TYPE_FILTERS } from '../tables/inspect.js';
-import { type TablesFlags, tablesCommand } from './tables.js';
-import { processRows, renderProcesses } from '../tables/processes.js';
-import { poolRows, portRows, renderPools, renderPorts } from '../tables/ports.js';
-import { describeCleanup } from './report.js';
-import { run, runRegistered } from './run.js';
-import { ensureHome } from '../ts/home.js';
-import { terminalProgress } from '../ts/progress.js';
-import { restore } from '../ts/restore.js';
-import { snapshot } from '../ts/snapshot.js';
-import { inspectSnapshot, renderSnapshot } from '../tables/snapshots.js';
+import type { TablesFlags } from './tables.js';
+
+import { SORT_FIELDS, STATE_FILTERS, TYPE_FILTERS } from '../tables/filters.js';
+
+// Each command loads what it needs when it runs: `appshot tables` over a
+// million rows answers within 200 ms only if it does not load the rest.
 
 const program = new Command('appshot')
   .description('Run unmodified Linux programs under virtual resource IDs')
@@ -40,7 +33,8 @@ function collect(value: string, previous: string[]): string[] {
 }
 
 /** Each --publish, checked: one public port and one virtual port once each. */
-function publications(specs: string[]): Publication[] {
+async function publications(specs: string[]): Promise<Publication[]> {
+  const { parsePublish } = await import('../ts/pool.js');
   const list = specs.map(parsePublish);
   for (const key of ['public', 'virtual'] as const) {
     const seen = new Set<number>();
@@ -65,15 +59,11 @@ program
   .argument('<cmd...>', 'the command to run and its arguments')
   .passThroughOptions()
   .action(async (cmd: string[], o: RunFlags) => {
-    exitCode = await run(cmd, {
-      aid: o.aid,
-      keep: o.keep,
-      noIdentity: !o.identity,
-      home: resolveHome(),
-      publish: publications(o.publish),
-      balance: o.balance,
-      portRange: parsePortRange(o.portRange),
-    });
+    const { parsePortRange } = await import('../ts/pool.js');
+    const publish = await publications(o.publish);
+    const portRange = parsePortRange(o.portRange);
+    const { run } = await import('./run.js');
+    exitCode = await run(cmd, { aid: o.aid, keep: o.keep, noIdentity: !o.identity, home: resolveHome(), publish, balance: o.balance, portRange });
   });
 
 program
@@ -81,7 +71,8 @@ program
   .description('clean up after applications whose harness died: kernel objects and table rows')
   .option('--kept', 'also end applications left with --keep', false)
   .option('--json', 'print the report as JSON', false)
-  .action((o: { kept: boolean; json: boolean }) => {
+  .action(async (o: { kept: boolean; json: boolean }) => {
+    const [{ gc }, { describeCleanup }, { openTables }] = await Promise.all([import('../ts/cleanup.js'), import('./report.js'), import('../ts/tables.js')]);
     const t = openTables(resolveHome());
     const reports = gc(t, { kept: o.kept });
     if (o.json) process.stdout.write(JSON.stringify(reports, null, 2) + '\n');
@@ -108,6 +99,7 @@ program
   .option('--verify', 'check the tables against themselves and the kernel; exit 0 only when consistent', false)
   .option('--repair', 'with the check, fix what can be fixed safely and say what was done', false)
   .action(async (o: TablesFlags) => {
+    const { tablesCommand } = await import('./tables.js');
     exitCode = await tablesCommand(o);
   });
 
@@ -118,6 +110,11 @@ program
   .option('--json', 'print the processes as JSON for scripts', false)
   .action(async (o: { aid?: string; json: boolean }) => {
     if (o.aid !== undefined) checkAid(o.aid);
+    const [{ openTables }, { processRows, renderProcesses }, { poolRows, portRows, renderPools, renderPorts }] = await Promise.all([
+      import('../ts/tables.js'),
+      import('../tables/processes.js'),
+      import('../tables/ports.js'),
+    ]);
     const t = openTables(resolveHome());
     // A row of a process that is gone is stale, not a process: not shown.
     const rows = [...processRows(t, { aid: o.aid })].filter((r) => r.state !== 'gone');
@@ -142,6 +139,7 @@ const snapshotCommand = program
   .action(async (aid: string, o: { output?: string; stop: boolean }) => {
     checkAid(aid);
     if (!o.output) throw new AppshotError(`say where to write the snapshot: appshot snapshot ${aid} -o FILE`, EXIT.usage);
+    const [{ openTables }, { snapshot }, { terminalProgress }] = await Promise.all([import('../ts/tables.js'), import('../ts/snapshot.js'), import('../ts/progress.js')]);
     const t = openTables(resolveHome());
     const s = await snapshot(t, aid, o.output, { stop: o.stop, progress: terminalProgress('capturing shared memory') });
     const rate = s.shmBytes >= 2 ** 20 ? `, ${(s.shmBytes / 1e9 / s.seconds).toFixed(2)} GB/s` : '';
@@ -155,7 +153,8 @@ snapshotCommand
   .description('list what a snapshot holds, checking every section, without restoring it')
   .argument('<file>', 'the snapshot')
   .option('--json', 'print JSON for scripts', false)
-  .action((file: string, o: { json: boolean }) => {
+  .action(async (file: string, o: { json: boolean }) => {
+    const { inspectSnapshot, renderSnapshot } = await import('../tables/snapshots.js');
     const report = inspectSnapshot(file);
     process.stdout.write(o.json ? JSON.stringify(report, null, 2) + '\n' : renderSnapshot(report) + '\n');
   });
@@ -170,6 +169,12 @@ program
   .action(async (file: string, cmd: string[], o: { aid?: string }) => {
     const home = resolveHome();
     ensureHome(home);
+    const [{ openTables }, { restore }, { terminalProgress }, { runRegistered }] = await Promise.all([
+      import('../ts/tables.js'),
+      import('../ts/restore.js'),
+      import('../ts/progress.js'),
+      import('./run.js'),
+    ]);
     const t = openTables(home, { create: true });
     const given = cmd.length ? cmd : undefined;
     const r = restore(t, file, { aid: o.aid, command: given, progress: terminalProgress('restoring shared memory') });

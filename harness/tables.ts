@@ -1,13 +1,12 @@
 import { once } from 'node:events';
 import { AppshotError, EXIT } from '../ts/errors.js';
 import { resolveHome } from '../ts/home.js';
-import { checkAid } from '../ts/registry.js';
+import { checkAid } from '../ts/aid.js';
 import { type Tables, openTables } from '../ts/tables.js';
 import {
   APP_COLUMNS,
   type AppRow,
   type Filter,
-  type SortField,
   TRANSLATION_COLUMNS,
   type TranslationRow,
   View,
@@ -18,8 +17,7 @@ import {
   renderTable,
   sortRows,
 } from '../tables/inspect.js';
-import { poolRows, renderPools } from '../tables/ports.js';
-import { describeFindings, verify } from '../tables/verify.js';
+import type { SortField } from '../tables/filters.js';
 import type * as S from '../tables/schema.js';
 
 export interface TablesFlags {
@@ -99,6 +97,7 @@ async function showTranslations(t: Tables, f: Filter, flags: TablesFlags, page: 
   try {
     if (!text) {
       // A published port's row carries the pool behind it.
+      const { poolRows } = await import('../tables/ports.js');
       const pools = flags.json && (!f.type || f.type === 'publish') ? await poolRows(t, { aid: f.aid }) : [];
       const withPool = (r: TranslationRow) => (r.type === 'publish' ? { ...r, pool: pools.find((p) => p.public === r.system) ?? null } : r);
       await stream(map(translations(view, f, flags, page), withPool), flags.json, csvHeader(TRANSLATION_COLUMNS), csvTranslation);
@@ -116,6 +115,7 @@ async function showTranslations(t: Tables, f: Filter, flags: TablesFlags, page: 
       process.stdout.write(`rows ${page.offset + 1}-${page.offset + rows.length}${of}${next}\n`);
     }
     if (rows.some((r) => r.type === 'publish')) {
+      const { poolRows, renderPools } = await import('../tables/ports.js');
       const pools = await poolRows(t, { aid: f.aid });
       if (pools.length) process.stdout.write('\nPools behind published ports:\n' + renderPools(pools) + '\n');
     }
@@ -169,6 +169,7 @@ export async function tablesCommand(flags: TablesFlags): Promise<number> {
   };
   const t = openTables(resolveHome());
   if (flags.verify || flags.repair) {
+    const { describeFindings, verify } = await import('../tables/verify.js');
     const findings = verify(t, { repair: flags.repair });
     for (const line of describeFindings(findings)) process.stdout.write(line + '\n');
     return findings.every((x) => x.repaired) ? EXIT.ok : EXIT.inconsistent;

@@ -2,6 +2,7 @@ import Table from 'cli-table3';
 import type { Transaction } from 'lmdb';
 import { type Tables, prefixRange } from '../ts/tables.js';
 import { isIpcType } from '../ts/sysvipc.js';
+import type { SortField } from './filters.js';
 import * as S from './schema.js';
 
 /**
@@ -36,10 +37,6 @@ export interface AppRow {
   command: string;
 }
 
-export const TYPE_FILTERS = ['sem', 'shm', 'msg', 'pid', 'port', 'publish', 'key', ...S.KEY_TYPES] as const;
-export const STATE_FILTERS = Object.keys(S.APP_STATE) as S.AppState[];
-export const SORT_FIELDS = ['aid', 'type', 'virtual', 'system', 'created'] as const;
-export type SortField = (typeof SORT_FIELDS)[number];
 
 export interface Filter {
   aid?: string;

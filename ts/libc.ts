@@ -9,20 +9,6 @@ const shmctl_ = libc.func('int shmctl(int shmid, int cmd, void *buf)');
 const msgctl_ = libc.func('int msgctl(int msqid, int cmd, void *buf)');
 const tcgetpgrp_ = libc.func('int tcgetpgrp(int fd)');
 const getpgrp_ = libc.func('int getpgrp()');
-const flock_ = libc.func('int flock(int fd, int operation)');
-
-export const LOCK_SH = 1;
-export const LOCK_EX = 2;
-export const LOCK_UN = 8;
-const EINTR = 4;
-
-/** flock(2); throws with the errno when it fails. */
-export function flock(fd: number, operation: number): void {
-  while (flock_(fd, operation) !== 0) {
-    const err = koffi.errno();
-    if (err !== EINTR) throw Object.assign(new Error(`flock: errno ${err}`), { errno: err });
-  }
-}
 
 export const IPC_RMID = 0;
 

@@ -3,7 +3,9 @@ import { closeSync, constants, mkdirSync, openSync } from 'node:fs';
 import { type Socket, createConnection } from 'node:net';
 import { join } from 'node:path';
 import { AppshotError, EXIT } from './errors.js';
-import { LOCK_EX, flock } from './libc.js';
+import { addon } from './addon.js';
+
+const LOCK_EX = 2;
 import { POOL_PATH } from './paths.js';
 
 /**
@@ -120,7 +122,7 @@ export async function joinPool(home: string, pub: number, aid: string, balance: 
   const lockFd = openSync(poolFile(home, pub, 'lock'), constants.O_RDWR | constants.O_CREAT, 0o600);
   let s: Socket | null;
   try {
-    flock(lockFd, LOCK_EX); // one harness finds or starts the daemon at a time
+    addon().flock(lockFd, LOCK_EX); // one harness finds or starts the daemon at a time
     s = await connectCtl(home, pub);
     if (!s) {
       await startDaemon(home, pub, balance, holder);

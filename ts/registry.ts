@@ -1,4 +1,5 @@
 import { appLive, endAppInTxn, type CleanupReport } from './cleanup.js';
+import { checkAid } from './aid.js';
 import { AppshotError, EXIT } from './errors.js';
 import { startTicks } from './procinfo.js';
 import type { Publication } from './pool.js';
@@ -11,14 +12,6 @@ export interface Registration {
   adopted: boolean;
   /** What was left of a stale application of the same name. */
   reclaimed?: CleanupReport;
-}
-
-export function checkAid(aid: string): void {
-  if (!S.aidValid(aid))
-    throw new AppshotError(
-      `'${aid}' is not a valid application ID: use 1 to 63 letters, digits, '.', '_' or '-', not starting with '.' or '-'`,
-      EXIT.usage,
-    );
 }
 
 /**

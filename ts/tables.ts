@@ -3,7 +3,10 @@ import { closeSync, constants, existsSync, fstatSync, openSync, readSync } from 
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase, type RootDatabaseOptionsWithPath } from 'lmdb';
 import { AppshotError, EXIT, errnoText } from './errors.js';
-import { LOCK_EX, LOCK_SH, flock } from './libc.js';
+import { addon } from './addon.js';
+
+const LOCK_SH = 1;
+const LOCK_EX = 2;
 import * as S from '../tables/schema.js';
 
 type Bin = Database<Buffer, Buffer>;
@@ -50,7 +53,7 @@ export function envOptions(path: string): RootDatabaseOptionsWithPath {
 function withOpenLock<T>(home: string, operation: number, fn: () => T): T {
   const fd = openSync(join(home, S.OPEN_LOCK_FILE), constants.O_RDWR | constants.O_CREAT, 0o600);
   try {
-    flock(fd, operation);
+    addon().flock(fd, operation);
     return fn();
   } finally {
     closeSync(fd); // releases the lock

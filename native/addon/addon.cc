@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 #include <unistd.h>
+#include <sys/file.h>
 #include <sys/ipc.h>
 #include <sys/sem.h>
 #include <sys/shm.h>
@@ -24,6 +25,9 @@ extern "C" {
 }
 
 namespace {
+
+// A thrown Error with the errno's name as code (defined below).
+Napi::Error sys_error(Napi::Env env, const std::string &what, int err);
 
 // The harness runs outside the shim: libc's calls are the kernel's.
 const struct kernel_ops libc_ops = { semget, semctl, shmget, shmctl, msgget, msgctl };
@@ -117,6 +121,17 @@ Napi::Value AppVal(const Napi::CallbackInfo &info)
 	return bytes(info.Env(), b, sizeof b);
 }
 
+// flock(fd, operation): the open lock's flock, retried on EINTR; throws
+// with the errno. Here rather than through koffi: opening the tables is on
+// every command's path, and loading koffi costs more than the call.
+Napi::Value Flock(const Napi::CallbackInfo &info)
+{
+	int fd = info[0].As<Napi::Number>().Int32Value(), op = info[1].As<Napi::Number>().Int32Value();
+	while (flock(fd, op) != 0)
+		if (errno != EINTR) throw sys_error(info.Env(), "flock", errno);
+	return info.Env().Undefined();
+}
+
 Napi::Value PortId(const Napi::CallbackInfo &info)
 {
 	uint32_t proto = info[0].As<Napi::Number>().Uint32Value();
@@ -141,8 +156,6 @@ int mapped_by_js(void *ctx, uint8_t type, uint32_t srid)
 	Napi::Value r = c->fn.Call({ Napi::Number::New(c->env, type), Napi::Number::New(c->env, srid) });
 	return r.ToBoolean().Value() ? 1 : 0;
 }
-
-Napi::Error sys_error(Napi::Env env, const std::string &what, int err);
 
 // One inflight record per home, opened once; the harness may run worker
 // threads, which share this module's statics.
@@ -519,6 +532,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports)
 	exports.Set("allocKey", Napi::Function::New(env, AllocKey));
 	exports.Set("appVal", Napi::Function::New(env, AppVal));
 	exports.Set("portId", Napi::Function::New(env, PortId));
+	exports.Set("flock", Napi::Function::New(env, Flock));
 	exports.Set("aidValid", Napi::Function::New(env, AidValid));
 	exports.Set("recoverInflight", Napi::Function::New(env, RecoverInflight));
 	exports.Set("crc32c", Napi::Function::New(env, Crc32c));

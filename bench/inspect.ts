@@ -1,0 +1,53 @@
+/**
+ * The table inspector at a million mappings: tables holding 1,000
+ * applications x 1,000 mappings (tablefill); the wall time of
+ * `appshot tables` to its first page, Node's start included; and
+ * `--json` of every row streamed to /dev/null, its time and the process's
+ * peak resident memory, beside the same for 100,000 rows: memory flat
+ * means the million costs about what the hundred thousand does.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { CLI_PATH, builtProgram } from '../ts/paths.js';
+
+export interface InspectFigures {
+  mappings: number;
+  firstPageMs: number;
+  json: { rows: number; seconds: number; peakRssMiB: number }[];
+}
+
+const env = (home: string) => ({ ...process.env, APPSHOT_HOME: home });
+
+/** Runs appshot with args, output discarded, sampling its resident memory. */
+function measured(home: string, args: string[]): Promise<{ seconds: number; peakRssMiB: number }> {
+  return new Promise((resolve, reject) => {
+    const start = performance.now();
+    const child = spawn(process.execPath, [CLI_PATH, ...args], { env: env(home), stdio: ['ignore', 'ignore', 'inherit'] });
+    let peak = 0;
+    const sample = setInterval(() => {
+      try {
+        const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'latin1'));
+        if (m) peak = Math.max(peak, Number(m[1]));
+      } catch {
+        /* ended */
+      }
+    }, 5);
+    child.on('close', (code) => {
+      clearInterval(sample);
+      if (code !== 0) reject(new Error(`appshot ${args.join(' ')} failed (${code})`));
+      else resolve({ seconds: (performance.now() - start) / 1000, peakRssMiB: peak / 1024 });
+    });
+  });
+}
+
+export async function inspectorAtScale(home: string, rounds: number): Promise<InspectFigures> {
+  spawnSync(process.execPath, [CLI_PATH, 'run', '--', 'true'], { env: env(home) });
+  const fill = spawnSync(builtProgram('tablefill'), [home, '1000', '1000', 'inspect'], { encoding: 'utf8' });
+  if (fill.status !== 0) throw new Error(`tablefill failed: ${fill.stderr}`);
+  const pages: number[] = [];
+  for (let i = 0; i < Math.max(rounds, 3); i++) pages.push((await measured(home, ['tables'])).seconds * 1000);
+  pages.sort((a, b) => a - b);
+  const json = [];
+  for (const rows of [100_000, 1_000_000]) json.push({ rows, ...(await measured(home, ['tables', '--json', '--limit', String(rows)])) });
+  return { mappings: 1_000_000, firstPageMs: pages[Math.floor(pages.length / 2)], json };
+}
