@@ -120,14 +120,48 @@ static int is_local(const struct sockaddr *sa)
 	return host_has(&a);
 }
 
+#define KNOWN_FDS 1024
+
+/* The protocol of each socket this process made with socket() or got from
+ * accept(), so bind and connect need not ask the kernel (a system call is
+ * a tenth of a bind here): 0 unknown. Cleared when the number is closed or
+ * reused (fd.c); after exec it starts empty and the kernel is asked. */
+static _Atomic uint8_t fd_proto[KNOWN_FDS];
+#define PROTO_NONE 0xff /* known: not TCP or UDP over IP */
+
+static uint8_t proto_of(int domain, int type, int protocol)
+{
+	if (domain != AF_INET && domain != AF_INET6) return PROTO_NONE;
+	type &= 0xf; /* without SOCK_NONBLOCK and SOCK_CLOEXEC */
+	if (type == SOCK_STREAM && (protocol == 0 || protocol == IPPROTO_TCP)) return PORT_PROTO_TCP;
+	if (type == SOCK_DGRAM && (protocol == 0 || protocol == IPPROTO_UDP)) return PORT_PROTO_UDP;
+	return PROTO_NONE;
+}
+
+static void remember_proto(int fd, uint8_t proto)
+{
+	if (fd >= 0 && fd < KNOWN_FDS) fd_proto[fd] = proto;
+}
+
 /* The IANA protocol of a socket: TCP for a stream, UDP for a datagram
  * socket, 0 for anything else (whose ports are not ours to translate). */
 static uint32_t socket_proto(int fd)
 {
+	uint8_t known = fd >= 0 && fd < KNOWN_FDS ? fd_proto[fd] : 0;
+	if (known) return known == PROTO_NONE ? 0 : known;
 	int type = 0;
 	socklen_t len = sizeof type;
 	if (REAL(getsockopt)(fd, SOL_SOCKET, SO_TYPE, &type, &len)) return 0;
-	return type == SOCK_STREAM ? PORT_PROTO_TCP : type == SOCK_DGRAM ? PORT_PROTO_UDP : 0;
+	uint8_t p = proto_of(AF_INET, type, 0); /* asked only of inet addresses */
+	remember_proto(fd, p);
+	return p == PROTO_NONE ? 0 : p;
+}
+
+SHIM_EXPORT int socket(int domain, int type, int protocol)
+{
+	int fd = REAL(socket)(domain, type, protocol);
+	if (fd >= 0) remember_proto(fd, proto_of(domain, type, protocol));
+	return fd;
 }
 
 /* --- translation -------------------------------------------------------- */
@@ -314,7 +348,6 @@ out:
  * on one goes straight to the channel. Set by listen() and by an accept()
  * that found one; cleared when the number is closed or reused (fd.c). After
  * exec the set starts empty and accept() finds out again. */
-#define KNOWN_FDS 1024
 static _Atomic uint64_t known_channels[KNOWN_FDS / 64];
 
 static int known_channel(int fd)
@@ -331,8 +364,10 @@ static void mark_channel(int fd, int is)
 
 void port_fds_closed(unsigned first, unsigned last)
 {
-	for (unsigned fd = first; fd <= last && fd < KNOWN_FDS; fd++)
+	for (unsigned fd = first; fd <= last && fd < KNOWN_FDS; fd++) {
+		fd_proto[fd] = 0;
 		if (known_channels[fd / 64]) mark_channel((int)fd, 0);
+	}
 }
 
 static int is_channel(int fd)
@@ -457,6 +492,7 @@ static int pool_accept(int ch, struct sockaddr *addr, socklen_t *len, int flags)
 	int conn;
 	memcpy(&conn, CMSG_DATA(c), sizeof conn);
 	ack(ch, h.seq, 1);
+	remember_proto(conn, PORT_PROTO_TCP);
 	if (flags & SOCK_NONBLOCK) REAL(fcntl)(conn, F_SETFL, REAL(fcntl)(conn, F_GETFL) | O_NONBLOCK);
 	if (addr && len) {
 		socklen_t cap = *len;
@@ -478,6 +514,7 @@ static int accept_as_kernel(int fd, struct sockaddr *addr, socklen_t *len, int f
 	int c = REAL(accept4)(fd, addr, len, flags);
 	if (!shim_active) return c;
 	if (c >= 0) {
+		remember_proto(c, fd < KNOWN_FDS && fd_proto[fd] ? fd_proto[fd] : 0);
 		if (cap) to_virtual_addr(c, PORT_PROTO_TCP, addr, cap < *len ? cap : *len, 0);
 		return c;
 	}
