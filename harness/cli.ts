@@ -91,7 +91,7 @@ program
   .option('--srid <n>', 'the owner of this system ID (the reverse table): which application and virtual ID')
   .addOption(new Option('--sort <field>', 'sort by this column (default: AID, type, virtual)').choices([...SORT_FIELDS]))
   .option('--desc', 'sort in descending order', false)
-  .option('--limit <n>', 'rows per page (default: 100 on a table, all with --json or --csv)')
+  .option('--limit <n>', 'rows per page (default: 50 on a table, all with --json or --csv)')
   .option('--page <k>', 'which page (from 1)')
   .option('--json', 'print JSON for scripts (streamed)', false)
   .option('--csv', 'print CSV for scripts (streamed)', false)

@@ -39,7 +39,7 @@ export interface TablesFlags {
 }
 
 /** Rows a text page shows unless --limit says otherwise. */
-const TEXT_PAGE = 100;
+const TEXT_PAGE = 50;
 
 function whole(flag: string, text: string | undefined, min: number): number | undefined {
   if (text === undefined) return undefined;
