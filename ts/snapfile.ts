@@ -125,7 +125,7 @@ export class SnapWriter {
   }
 }
 
-const CHUNK = 64 * 1024 * 1024;
+const CHUNK = 256 * 1024 * 1024;
 
 export interface Section {
   kind: SectionKind;
