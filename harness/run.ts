@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { constants } from 'node:os';
 import { endApp } from '../ts/cleanup.js';
 import { EXIT } from '../ts/errors.js';
@@ -47,18 +47,26 @@ export async function run(command: string[], opts: RunOptions): Promise<number> 
 /** Runs CMD as registered application aid (whose tables t holds): joins its
  * pools, supervises it, and cleans up after it. */
 export async function runRegistered(t: Tables, aid: string, command: string[], opts: RunOptions, as: StartAs = {}): Promise<number> {
+  try {
+    return await superviseApp(t, aid, command, opts, as);
+  } finally {
+    t.env.close();
+  }
+}
+
+/** One application of possibly several this harness runs (a template's
+ * clones): its pools joined, CMD supervised, its cleanup when CMD ends.
+ * onStarted is called once its first process exists. */
+export async function superviseApp(t: Tables, aid: string, command: string[], opts: RunOptions, as: StartAs = {}, onStarted?: () => void): Promise<number> {
   const lifelines: Lifeline[] = [];
-  let code: number;
   try {
     for (const p of opts.publish) lifelines.push(await joinPool(opts.home, p.public, aid, opts.balance, portHolder(t, p.public)));
-    code = await supervise(command, aid, opts, as);
+    return await supervise(command, aid, opts, as, onStarted);
   } finally {
     for (const l of lifelines) l.close();
     const report = endApp(t, aid, { keep: opts.keep });
     for (const note of report.notes) process.stderr.write(`appshot: ${note}\n`);
-    t.env.close();
   }
-  return code;
 }
 
 /** The application whose virtual port holds port as its system port, if any. */
@@ -67,7 +75,28 @@ function portHolder(t: Tables, port: number): string | undefined {
   return rev ? S.decodeRevVal(rev).aid : undefined;
 }
 
-function supervise(command: string[], aid: string, opts: RunOptions, as: StartAs): Promise<number> {
+/** Every supervisor this harness started and that still runs: the signals
+ * the harness gets go to each of them. */
+const supervised = new Set<ChildProcess>();
+
+function forward(sig: (typeof FORWARDED)[number]): void {
+  // The terminal sends SIGINT and SIGHUP to the whole foreground group,
+  // the application included; forwarding them again would deliver twice.
+  if (sig !== 'SIGTERM' && process.stdin.isTTY && inTerminalForeground()) return;
+  for (const child of supervised) child.kill(sig);
+}
+const handlers = FORWARDED.map((sig) => [sig, () => forward(sig)] as const);
+
+function track(child: ChildProcess): void {
+  if (!supervised.size) for (const [sig, h] of handlers) process.on(sig, h);
+  supervised.add(child);
+}
+function untrack(child: ChildProcess): void {
+  supervised.delete(child);
+  if (!supervised.size) for (const [sig, h] of handlers) process.off(sig, h);
+}
+
+function supervise(command: string[], aid: string, opts: RunOptions, as: StartAs, onStarted?: () => void): Promise<number> {
   const env: NodeJS.ProcessEnv = {
     ...(as.env ?? process.env),
     ...(as.firstVpid ? { APPSHOT_FIRST_VPID: String(as.firstVpid) } : {}),
@@ -79,23 +108,16 @@ function supervise(command: string[], aid: string, opts: RunOptions, as: StartAs
   };
   if (!opts.publish.length) delete env.APPSHOT_PUBLISH;
   const child = spawn(SUPERVISOR_PATH, [SHIM_PATH, ...command], { stdio: 'inherit', env, ...(as.cwd ? { cwd: as.cwd } : {}) });
-  const handlers = FORWARDED.map((sig) => {
-    const h = () => {
-      // The terminal sends SIGINT and SIGHUP to the whole foreground group,
-      // the application included; forwarding them again would deliver twice.
-      if (sig !== 'SIGTERM' && process.stdin.isTTY && inTerminalForeground()) return;
-      child.kill(sig);
-    };
-    process.on(sig, h);
-    return [sig, h] as const;
-  });
+  track(child);
+  if (onStarted) child.once('spawn', onStarted);
   return new Promise((resolve) => {
     child.on('error', (err) => {
+      untrack(child);
       process.stderr.write(`appshot: cannot start ${SUPERVISOR_PATH}: ${err.message}; run 'npm install' to build it\n`);
       resolve(EXIT.shimSetup);
     });
     child.on('exit', (code, signal) => {
-      for (const [sig, h] of handlers) process.off(sig, h);
+      untrack(child);
       resolve(code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0));
     });
   });

@@ -48,6 +48,7 @@ enum appshot_app_state {
 	APP_RUNNING = 1,
 	APP_ENDED = 2,
 	APP_KEPT = 3,
+	APP_TEMPLATE = 4, /* a snapshot template: owns its shared segments, runs nothing */
 };
 
 /* App record flags. */
@@ -113,6 +114,11 @@ static inline void fwd_val_get(struct fwd_val *v, const uint8_t *in)
 	v->skey = get_u32be(in + 8); v->creator = get_u32be(in + 12);
 	v->created_ms = get_u64be(in + 16);
 }
+/* The creator of a row that maps a template's shared segment (the reverse
+ * row is the template's): the application attaches it read-only and never
+ * removes it from the kernel. No process has spid 0. */
+#define CREATOR_TEMPLATE 0u
+
 static inline int fwd_val_removed(const struct fwd_val *v)
 {
 	return v->vkey == 0 && v->skey == SKEY_REMOVED;

@@ -40,9 +40,10 @@ export const RT_NAME: Record<number, ResourceType> = Object.fromEntries(
 );
 export const KEY_TYPES: ResourceType[] = ['semkey', 'shmkey', 'msgkey'];
 
-export const APP_STATE = { running: 1, ended: 2, kept: 3 } as const;
+/** template: a snapshot template, owning its shared segments, running nothing. */
+export const APP_STATE = { running: 1, ended: 2, kept: 3, template: 4 } as const;
 export type AppState = keyof typeof APP_STATE;
-export const APP_STATE_NAME: Record<number, AppState> = { 1: 'running', 2: 'ended', 3: 'kept' };
+export const APP_STATE_NAME: Record<number, AppState> = { 1: 'running', 2: 'ended', 3: 'kept', 4: 'template' };
 export const APP_FLAG_NO_IDENTITY = 0x0001;
 
 /** Remapped IDs come from these ranges so they rarely meet identity IDs. */
@@ -113,6 +114,10 @@ export function fwdVal(v: FwdVal): Buffer {
  * attached: the kernel keeps it, keyless, until the last detach, and its
  * row stays (with vkey 0) until then. */
 export const SKEY_REMOVED = 0xffffffff;
+/** The creator of a row that maps a template's shared segment (the reverse
+ * row is the template's): attached read-only, never removed by the clone. */
+export const CREATOR_TEMPLATE = 0;
+
 export function fwdValRemoved(v: FwdVal): boolean {
   return v.vkey === 0 && v.skey === SKEY_REMOVED;
 }

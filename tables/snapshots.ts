@@ -11,7 +11,7 @@ export interface SnapshotReport {
   /** Every section, in file order; each one's checksum held. */
   sections: { index: number; kind: string; offset: number; length: number }[];
   sems: { vrid: number; key: number; nsems: number; mode: string }[];
-  segments: { vrid: number; key: number; size: number; mode: string }[];
+  segments: { vrid: number; key: number; size: number; mode: string; attached?: { rw: number; ro: number } }[];
   queues: { vrid: number; key: number; messages: number; bytes: number; mode: string }[];
   ports: { proto: string; virtual: number; system: number }[];
 }
@@ -34,7 +34,7 @@ export function inspectSnapshot(file: string): SnapshotReport {
       } else if (s.kind === 'shm') {
         const { header, bytes, sum } = r.shmHeader<ShmRecord>(s);
         r.shmSkip(s, bytes, sum);
-        report.segments.push({ vrid: header.vrid, key: header.vkey, size: header.size, mode: octal(header.mode) });
+        report.segments.push({ vrid: header.vrid, key: header.vkey, size: header.size, mode: octal(header.mode), ...(header.attached ? { attached: header.attached } : {}) });
       } else if (s.kind === 'msg') {
         const q = r.json<MsgRecord>(s);
         const bytes = q.messages.reduce((n, m) => n + Buffer.from(m.data, 'base64').length, 0);

@@ -92,6 +92,10 @@ export interface Addon {
    */
   ipcCreate(home: string, aid: string, type: IpcType, key: number, size: number, mode: number): number;
   inflightClear(home: string): void;
+  /** lseek(fd, offset, SEEK_SET). */
+  seek(fd: number, offset: number): void;
+  /** Whether a socket of protocol proto (6 TCP, 17 UDP) can bind port on every address now. */
+  portFree(proto: number, port: number): boolean;
 }
 
 let loaded: Addon | undefined;

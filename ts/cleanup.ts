@@ -1,4 +1,5 @@
 import { addon } from './addon.js';
+import { templateFileExists } from './home.js';
 import { ipcRemove } from './libc.js';
 import { processAlive, processesOf } from './procinfo.js';
 import { IPCRM_OPTION, IPC_NOUN, type IpcType, type KernelObject, isIpcType, kernelObjects, shmAttachers } from './sysvipc.js';
@@ -194,7 +195,11 @@ export function gc(t: Tables, opts: { kept: boolean }): CleanupReport[] {
       const stale = running && !live;
       const dropKept = opts.kept && app.state === S.APP_STATE.kept;
       const leftovers = app.state === S.APP_STATE.ended && hasRows(t, aid);
-      if (stale || dropKept || leftovers) reports.push(endAppInTxn(t, aid, { keep: false }));
+      const halfMadeTemplate = app.state === S.APP_STATE.template && !processAlive(app.harnessSpid, app.harnessStart) && !templateFileExists(t.home, aid);
+      if (halfMadeTemplate) {
+        reports.push(endAppInTxn(t, aid, { keep: false }));
+        t.apps.removeSync(Buffer.from(aid, 'latin1'));
+      } else if (stale || dropKept || leftovers) reports.push(endAppInTxn(t, aid, { keep: false }));
       else if (live) {
         const dropped = dropGoneSegments(t, aid, listings);
         if (dropped) reports.push(dropped);

@@ -43,3 +43,21 @@ export function ensureHome(home: string): void {
     );
   }
 }
+
+/** Templates live in HOME/templates/NAME.json; each one's entry in the
+ * tables (the owner of its shared segments) is template.NAME. */
+export const TEMPLATE_AID_PREFIX = 'template.';
+
+export function templatesDir(home: string): string {
+  return join(home, 'templates');
+}
+
+export function templateFile(home: string, name: string): string {
+  return join(templatesDir(home), `${name}.json`);
+}
+
+/** Whether a template entry of the tables still has its file: one without
+ * was left by a template create that died part way. */
+export function templateFileExists(home: string, aid: string): boolean {
+  return aid.startsWith(TEMPLATE_AID_PREFIX) && existsSync(templateFile(home, aid.slice(TEMPLATE_AID_PREFIX.length)));
+}

@@ -25,12 +25,14 @@ export interface RestoreSummary {
   sems: number;
   segments: number;
   shmBytes: number;
+  /** A template's segments mapped, not made (clones only). */
+  shared: number;
   queues: number;
   messages: number;
   seconds: number;
 }
 
-type IpcType = 'sem' | 'shm' | 'msg';
+export type IpcType = 'sem' | 'shm' | 'msg';
 const KEY_TYPE: Record<IpcType, number> = { sem: S.RT.semkey, shm: S.RT.shmkey, msg: S.RT.msgkey };
 
 /** Claims a system key for vkey host-wide (its reverse row): vkey itself
@@ -67,7 +69,7 @@ function mapObject(t: Tables, aid: string, type: number, vrid: number, row: S.Fw
 
 /** Creates one kernel object for a saved one and records it, in one write
  * transaction under the inflight record: a crash leaves no object unmapped. */
-function createObject(t: Tables, aid: string, identity: boolean, type: IpcType, rec: { vrid: number; vkey: number }, size: number): number {
+export function createObject(t: Tables, aid: string, identity: boolean, type: IpcType, rec: { vrid: number; vkey: number }, size: number): number {
   const code = S.RT[type];
   let srid = -1;
   try {
@@ -100,12 +102,12 @@ function createObject(t: Tables, aid: string, identity: boolean, type: IpcType, 
   return srid;
 }
 
-function setPerm(type: IpcType, srid: number, rec: { uid: number; gid: number; mode: number }, qbytes?: number): void {
+export function setPerm(type: IpcType, srid: number, rec: { uid: number; gid: number; mode: number }, qbytes?: number): void {
   addon().ipcSetPerm(type, srid, { uid: rec.uid, gid: rec.gid, mode: rec.mode, ...(qbytes ? { qbytes } : {}) });
 }
 
 /** What made the restore fail, said with the object it was at. */
-function failedAt(what: string, err: unknown): AppshotError {
+export function failedAt(what: string, err: unknown): AppshotError {
   if (err instanceof AppshotError) return err;
   const e = err as NodeJS.ErrnoException;
   const hint = e.code === 'ENOSPC' || e.code === 'ENOMEM' || e.code === 'EINVAL' ? ' (a kernel limit: see ipcs -l)' : '';
@@ -134,7 +136,7 @@ export function restore(t: Tables, file: string, opts: { aid?: string; command?:
     if (!opts.command && meta.cwd && !existsSync(meta.cwd))
       throw new AppshotError(`the snapshot's working directory ${meta.cwd} does not exist here; create it, or give the command to run after --`, EXIT.failure);
     registerApp(t, { aid, command: opts.command ?? meta.command, noIdentity: meta.noIdentity, publish: meta.publish });
-    const sum: RestoreSummary = { aid, meta, sems: 0, segments: 0, shmBytes: 0, queues: 0, messages: 0, seconds: 0 };
+    const sum: RestoreSummary = { aid, meta, sems: 0, segments: 0, shmBytes: 0, shared: 0, queues: 0, messages: 0, seconds: 0 };
     try {
       opts.progress?.start(meta.shmBytes);
       restoreSections(t, r, aid, !meta.noIdentity, sum, opts.progress);
@@ -151,7 +153,33 @@ export function restore(t: Tables, file: string, opts: { aid?: string; command?:
   }
 }
 
-function restoreSections(t: Tables, r: SnapReader, aid: string, identity: boolean, sum: RestoreSummary, progress?: Progress): void {
+/** A template's shared segment: mapped into a clone, not made again. */
+export interface SharedSegment {
+  vrid: number;
+  vkey: number;
+  srid: number;
+  skey: number;
+}
+
+/** Rows that map a template's shared segment, and its key, into a clone:
+ * no reverse rows (they are the template's), creator CREATOR_TEMPLATE. */
+function mapShared(t: Tables, aid: string, seg: SharedSegment): void {
+  const row = { vkey: seg.vkey, skey: seg.skey, creator: S.CREATOR_TEMPLATE, createdMs: Date.now() };
+  writeTxn(t, () => {
+    if (seg.vkey) t.fwd.putSync(S.fwdKey(aid, S.RT.shmkey, seg.vkey), S.fwdVal({ ...row, srid: seg.skey, vkey: 0, skey: 0 }));
+    t.fwd.putSync(S.fwdKey(aid, S.RT.shm, seg.vrid), S.fwdVal({ ...row, srid: seg.srid }));
+  });
+}
+
+export function restoreSections(
+  t: Tables,
+  r: SnapReader,
+  aid: string,
+  identity: boolean,
+  sum: RestoreSummary,
+  progress?: Progress,
+  shared: Map<number, SharedSegment> = new Map(),
+): void {
   for (let s = r.next(); s; s = r.next()) {
     if (s.kind === 'rows' || s.kind === 'meta') {
       r.json(s); // checked; the objects' own sections say what to make
@@ -170,6 +198,13 @@ function restoreSections(t: Tables, r: SnapReader, aid: string, identity: boolea
     } else if (s.kind === 'shm') {
       const { header: rec, bytes, sum: crc } = r.shmHeader<ShmRecord>(s);
       if (bytes !== rec.size) throw r.badChecksum(s);
+      const seg = shared.get(rec.vrid);
+      if (seg) {
+        r.skip(s);
+        mapShared(t, aid, seg);
+        sum.shared++;
+        continue;
+      }
       let srid: number;
       try {
         srid = createObject(t, aid, identity, 'shm', rec, rec.size);

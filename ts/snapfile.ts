@@ -229,6 +229,13 @@ export class SnapReader {
     if (sum >>> 0 !== s.crc) throw this.badChecksum(s, 'shared memory contents');
   }
 
+  /** Moves past a section's payload without reading it: for a template's
+   * shared segment, whose bytes were checked when the template was made. */
+  skip(s: Section): void {
+    this.pos = s.offset + s.length;
+    addon().seek(this.fd, this.pos);
+  }
+
   /** Reads past a segment's bytes, checking them. */
   shmSkip(s: Section, bytes: number, sum: number, progress?: (n: number) => void): void {
     const buf = Buffer.alloc(Math.min(CHUNK, Math.max(bytes, 1)));

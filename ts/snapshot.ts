@@ -8,6 +8,7 @@ import type { Publication } from './pool.js';
 import { processesOf, procStat } from './procinfo.js';
 import type { Progress } from './progress.js';
 import { SnapWriter } from './snapfile.js';
+import { shmAttachModes } from './sysvipc.js';
 import { type FwdRow, type Tables, fwdRows, getApp } from './tables.js';
 import * as S from '../tables/schema.js';
 
@@ -47,6 +48,10 @@ export interface SemRecord extends Perm {
 }
 export interface ShmRecord extends Perm {
   size: number;
+  /** How the application's processes had it attached at the snapshot
+   * (absent in snapshots made before templates): a template shares a
+   * segment nobody had writable. */
+  attached?: { rw: number; ro: number };
 }
 export interface MsgRecord extends Perm {
   qbytes: number;
@@ -175,15 +180,16 @@ function stat(type: 'sem' | 'shm' | 'msg', row: FwdRow, aid: string) {
 
 const perm = (row: FwdRow, st: { uid: number; gid: number; mode: number }): Perm => ({ vrid: row.vrid, vkey: row.vkey, uid: st.uid, gid: st.gid, mode: st.mode & 0o777 });
 
-function writeState(w: SnapWriter, aid: string, rows: FwdRow[], sum: SnapshotSummary, progress?: Progress): void {
+function writeState(w: SnapWriter, aid: string, rows: FwdRow[], pids: number[], sum: SnapshotSummary, progress?: Progress): void {
   const live = (type: number) => rows.filter((r) => r.type === type && !S.fwdValRemoved(r));
   const sems: SemRecord[] = live(S.RT.sem).map((row) => ({ ...perm(row, stat('sem', row, aid)), values: addon().semGetAll(row.srid) }));
   w.json('sem', sems);
   sum.sems = sems.length;
   const segments = live(S.RT.shm).map((row) => ({ row, st: stat('shm', row, aid) }));
   progress?.start(segments.reduce((n, s) => n + s.st.size, 0));
+  const modes = shmAttachModes(pids);
   for (const { row, st } of segments) {
-    const rec: ShmRecord = { ...perm(row, st), size: st.size };
+    const rec: ShmRecord = { ...perm(row, st), size: st.size, attached: modes.get(row.srid) ?? { rw: 0, ro: 0 } };
     w.shm(rec, row.srid, st.size, progress?.advance);
     sum.segments++;
     sum.shmBytes += st.size;
@@ -231,7 +237,7 @@ export async function snapshot(t: Tables, aid: string, file: string, opts: { sto
     };
     w.json('meta', meta);
     w.json('rows', rows);
-    writeState(w, aid, rows, sum, opts.progress);
+    writeState(w, aid, rows, pids, sum, opts.progress);
     // Still the application's own processes: none ended while we wrote.
     if (pids.some((p) => isStopped(p) === undefined)) throw new AppshotError(`application '${aid}' lost a process during the snapshot; no snapshot was written`);
     w.finish();

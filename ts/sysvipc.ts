@@ -60,3 +60,27 @@ export function shmAttachers(shmid: number): number[] {
   }
   return pids;
 }
+
+/** How the given processes have SysV segments attached, by segment ID:
+ * the maps line of an attachment says rw-s or r--s. */
+export function shmAttachModes(pids: number[]): Map<number, { rw: number; ro: number }> {
+  const modes = new Map<number, { rw: number; ro: number }>();
+  for (const pid of pids) {
+    let maps: string;
+    try {
+      maps = readFileSync(`/proc/${pid}/maps`, 'latin1');
+    } catch {
+      continue;
+    }
+    for (const l of maps.split('\n')) {
+      const f = l.split(/\s+/);
+      if (f.length < 6 || !f[5].startsWith('/SYSV')) continue;
+      const id = Number(f[4]);
+      const m = modes.get(id) ?? { rw: 0, ro: 0 };
+      if (f[1][1] === 'w') m.rw++;
+      else m.ro++;
+      modes.set(id, m);
+    }
+  }
+  return modes;
+}

@@ -13,6 +13,8 @@
 #include <vector>
 #include <unistd.h>
 #include <sys/file.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
 #include <sys/ipc.h>
 #include <sys/sem.h>
 #include <sys/shm.h>
@@ -520,6 +522,44 @@ Napi::Value InflightClear(const Napi::CallbackInfo &info)
 	return info.Env().Undefined();
 }
 
+// seek(fd, offset): lseek(SEEK_SET), for reading past a section Node would
+// otherwise have to read.
+Napi::Value Seek(const Napi::CallbackInfo &info)
+{
+	int fd = id_arg(info, 0, "fd");
+	double off = info[1].As<Napi::Number>().DoubleValue();
+	if (lseek(fd, (off_t)off, SEEK_SET) < 0) throw sys_error(info.Env(), "lseek", errno);
+	return info.Env().Undefined();
+}
+
+// portFree(proto, port): whether the kernel lets a socket of that protocol
+// bind the port on every address (dual stack) right now.
+Napi::Value PortFree(const Napi::CallbackInfo &info)
+{
+	uint32_t proto = info[0].As<Napi::Number>().Uint32Value();
+	int port = int_arg(info, 1, "port", 1, 65535);
+	int type = proto == PORT_PROTO_UDP ? SOCK_DGRAM : SOCK_STREAM;
+	int fd = socket(AF_INET6, type | SOCK_CLOEXEC, 0), rc;
+	if (fd >= 0) {
+		int off = 0;
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
+		struct sockaddr_in6 a = {};
+		a.sin6_family = AF_INET6;
+		a.sin6_port = htons((uint16_t)port);
+		rc = bind(fd, (struct sockaddr *)&a, sizeof a);
+	} else {
+		// No IPv6 here: the IPv4 wildcard says the same.
+		fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
+		if (fd < 0) throw sys_error(info.Env(), "socket", errno);
+		struct sockaddr_in a = {};
+		a.sin_family = AF_INET;
+		a.sin_port = htons((uint16_t)port);
+		rc = bind(fd, (struct sockaddr *)&a, sizeof a);
+	}
+	close(fd);
+	return Napi::Boolean::New(info.Env(), rc == 0);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports)
 {
 	exports.Set("fwdKey", Napi::Function::New(env, FwdKey));
@@ -547,6 +587,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports)
 	exports.Set("ipcRemove", Napi::Function::New(env, IpcRemove));
 	exports.Set("ipcCreate", Napi::Function::New(env, IpcCreate));
 	exports.Set("inflightClear", Napi::Function::New(env, InflightClear));
+	exports.Set("seek", Napi::Function::New(env, Seek));
+	exports.Set("portFree", Napi::Function::New(env, PortFree));
 	return exports;
 }
 

@@ -250,6 +250,21 @@ int tables_rev(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t srid
 	return REV_MINE;
 }
 
+int tables_rev_seen(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t srid, uint32_t *vrid)
+{
+	int who = tables_rev(t, txn, type, srid, vrid);
+	if (who != REV_FOREIGN) return who;
+	uint8_t kb[REV_KEY_LEN];
+	rev_key(kb, t->node, type, srid);
+	MDB_val k = { REV_KEY_LEN, kb }, v;
+	struct fwd_val fv;
+	if (mdb_get(txn, t->rev, &k, &v) || v.mv_size < 4) return REV_FOREIGN;
+	uint32_t at = get_u32be(v.mv_data);
+	if (tables_fwd(t, txn, type, at, &fv) || fv.creator != CREATOR_TEMPLATE || fv.srid != srid) return REV_FOREIGN;
+	*vrid = at;
+	return REV_MINE;
+}
+
 /* Drops the forward row that a stale reverse row points at, if it still
  * points back at this srid. */
 static int drop_stale_owner(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t srid,

@@ -70,6 +70,11 @@ int tables_fwd(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid
 	       struct fwd_val *out);
 int tables_rev(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t srid,
 	       uint32_t *vrid);
+/* tables_rev as the application sees it: also REV_MINE for a template's
+ * shared segment it maps (the reverse row is the template's, under the
+ * vrid every clone maps it at, and the application's own row for that
+ * vrid has creator CREATOR_TEMPLATE). */
+int tables_rev_seen(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t srid, uint32_t *vrid);
 /* Maps a new object in both directions, choosing its vrid: identity first
  * (vrid = srid when that vrid is free in this application), else the next
  * remapped one. A reverse row already held for that srid is stale (the

@@ -45,7 +45,7 @@ static enum key_lookup lookup_key(uint8_t type, MDB_txn *txn, key_t vkey, size_t
 		*skey = kv.srid;
 		*have_row = 1;
 		int id = kernel_get(type, (key_t)*skey, 0, 0);
-		if (id >= 0 && tables_rev(t, txn, type, (uint32_t)id, vrid) == REV_MINE) {
+		if (id >= 0 && tables_rev_seen(t, txn, type, (uint32_t)id, vrid) == REV_MINE) {
 			write_abort(txn);
 			if ((flags & CREATE_FLAGS) == CREATE_FLAGS) return shim_fail(EEXIST), KEY_FAILED;
 			/* Let the kernel check permissions and size. */
@@ -203,6 +203,15 @@ int ipc_remove(uint8_t type, int vrid)
 	if (tables_fwd(t, txn, type, (uint32_t)vrid, &row) != 0) {
 		write_abort(txn);
 		return shim_fail(EINVAL);
+	}
+	if (row.creator == CREATOR_TEMPLATE) {
+		/* A template's shared segment: the clone lets go of it (its rows go)
+		 * and the other clones keep it. */
+		int rc = tables_unmap(t, txn, type, (uint32_t)vrid);
+		if (!rc && row.vkey != IPC_PRIVATE) rc = tables_unmap(t, txn, sysv_key_type(type), row.vkey);
+		if (rc) write_abort(txn);
+		else write_commit(txn);
+		return 0;
 	}
 	if (sysv_rmid(&shim_kernel, type, (int)row.srid) != 0) {
 		int err = errno;

@@ -66,6 +66,9 @@ int sr_to_vr_cached(uint8_t type, uint32_t srid, uint32_t *vrid);
 /* The system key recorded with an object (its fwd row's skey), cached like
  * the translations: shmdt asks it on every detach. */
 int vr_to_skey(uint8_t type, uint32_t vrid, uint32_t *skey);
+/* Whether vrid maps a template's shared segment (a clone's row with
+ * creator CREATOR_TEMPLATE), cached like the translations. */
+int vr_is_template(uint8_t type, uint32_t vrid);
 
 /* Runs fn inside one read transaction of this process's tables. */
 int with_read_txn(int (*fn)(MDB_txn *txn, void *arg), void *arg);

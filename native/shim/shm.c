@@ -82,6 +82,9 @@ SHIM_EXPORT void *shmat(int shmid, const void *shmaddr, int shmflg)
 	uint32_t srid;
 	if (!shim_active) return REAL(shmat)(shmid, shmaddr, shmflg);
 	if (ipc_srid(RT_SHM, shmid, &srid)) return (void *)-1;
+	/* A template's shared segment is every clone's: attached read-only, so
+	 * no clone writes what the others read. */
+	if (!(shmflg & SHM_RDONLY) && vr_is_template(RT_SHM, (uint32_t)shmid)) shmflg |= SHM_RDONLY;
 	void *addr = REAL(shmat)((int)srid, shmaddr, shmflg);
 	if (addr != (void *)-1) remember(addr, (uint32_t)shmid);
 	return addr;
@@ -137,6 +140,10 @@ SHIM_EXPORT int shmctl(int shmid, int cmd, struct shmid_ds *buf)
 		if ((r = ipc_stat_nth(RT_SHM, shmid, cmd, buf)) >= 0) virtual_pids(buf);
 		return r;
 	case IPC_RMID: return ipc_remove(RT_SHM, shmid);
+	case IPC_SET:
+		/* A clone may not change the owner or mode of its siblings' segment. */
+		if (vr_is_template(RT_SHM, (uint32_t)shmid)) return shim_fail(EPERM);
+		break;
 	}
 	uint32_t srid;
 	if (ipc_srid(RT_SHM, shmid, &srid)) return -1;

@@ -89,9 +89,9 @@ int with_read_txn(int (*fn)(MDB_txn *txn, void *arg), void *arg)
 	return rc;
 }
 
-/* What a lookup answers: the srid or the skey of a fwd row, or the vrid
- * of a rev row of this application. */
-enum answer { SRID, SKEY, VRID };
+/* What a lookup answers: the srid, skey or creator of a fwd row, or the
+ * vrid of a rev row of this application. */
+enum answer { SRID, SKEY, CREATOR, VRID };
 
 struct lookup {
 	enum answer answer;
@@ -103,10 +103,10 @@ static int lookup_in(MDB_txn *txn, void *arg)
 {
 	struct lookup *l = arg;
 	const struct tables *t = shim_tables();
-	if (l->answer == VRID) return tables_rev(t, txn, l->type, l->id, &l->out) == REV_MINE ? 0 : -1;
+	if (l->answer == VRID) return tables_rev_seen(t, txn, l->type, l->id, &l->out) == REV_MINE ? 0 : -1;
 	struct fwd_val fv;
 	int rc = tables_fwd(t, txn, l->type, l->id, &fv);
-	if (rc == 0) l->out = l->answer == SKEY ? fv.skey : fv.srid;
+	if (rc == 0) l->out = l->answer == SKEY ? fv.skey : l->answer == CREATOR ? fv.creator : fv.srid;
 	else if (rc != MDB_NOTFOUND) shim_fatal("cannot read tables at %s: %s", t->path, mdb_strerror(rc));
 	return rc ? -1 : 0;
 }
@@ -147,6 +147,12 @@ static inline int translate(enum answer answer, uint8_t type, uint32_t id, uint3
 
 int vr_to_sr(uint8_t type, uint32_t vrid, uint32_t *srid) { return translate(SRID, type, vrid, srid); }
 int vr_to_skey(uint8_t type, uint32_t vrid, uint32_t *skey) { return translate(SKEY, type, vrid, skey); }
+
+int vr_is_template(uint8_t type, uint32_t vrid)
+{
+	uint32_t creator;
+	return translate(CREATOR, type, vrid, &creator) == 0 && creator == CREATOR_TEMPLATE;
+}
 
 /* A translation from the cache alone: -1 on a miss, without reading LMDB. */
 static int cached(enum answer answer, uint8_t type, uint32_t id, uint32_t *out)

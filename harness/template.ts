@@ -1,0 +1,100 @@
+import { makeClone, type Clone } from '../ts/clone.js';
+import { AppshotError, EXIT } from '../ts/errors.js';
+import type { Balance } from '../ts/pool.js';
+import type { Tables } from '../ts/tables.js';
+import { createTemplate, liveClones, loadTemplate, removeTemplate, templateNames } from '../ts/template.js';
+import { type TemplateListRow, renderTemplate, renderTemplateList } from '../tables/templates.js';
+import { superviseApp } from './run.js';
+
+/** `appshot template ...`: each subcommand over one open Tables. */
+
+export function create(t: Tables, name: string, snapshot: string, rulesFile?: string): void {
+  const tpl = createTemplate(t, { name, snapshot, rulesFile });
+  const count = (c: string) => tpl.resources.filter((r) => r.class === c).length;
+  process.stdout.write(
+    `template '${name}' made from ${snapshot}: ${tpl.resources.length} resources (${count('shared')} shared, ${count('duplicate')} duplicate, ${count('virtualize')} virtualize, ${count('multiplex')} multiplex, ${count('network-unique')} network-unique); 'appshot template inspect ${name}' says why\n`,
+  );
+}
+
+export function list(t: Tables, json: boolean): void {
+  const rows: TemplateListRow[] = templateNames(t.home).map((name) => {
+    const tpl = loadTemplate(t.home, name);
+    const classes: Record<string, number> = {};
+    for (const r of tpl.resources) classes[r.class] = (classes[r.class] ?? 0) + 1;
+    const sharedBytes = tpl.resources.filter((r) => r.kind === 'shm' && r.class === 'shared').reduce((n, r) => n + (r.size ?? 0), 0);
+    return { name, snapshot: tpl.snapshot.file, classes, sharedBytes, clones: liveClones(t, tpl) };
+  });
+  process.stdout.write((json ? JSON.stringify(rows, null, 2) : renderTemplateList(rows)) + '\n');
+}
+
+export function inspect(t: Tables, name: string, json: boolean): void {
+  const tpl = loadTemplate(t.home, name);
+  const clones = liveClones(t, tpl);
+  process.stdout.write((json ? JSON.stringify({ ...tpl, clones }, null, 2) : renderTemplate(tpl, clones)) + '\n');
+}
+
+export function rm(t: Tables, name: string, force: boolean): void {
+  for (const note of removeTemplate(t, name, { force })) process.stderr.write(`appshot: ${note}\n`);
+  process.stdout.write(`template '${name}' removed\n`);
+}
+
+const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+
+function describe(c: Clone): string {
+  const r = c.restored;
+  const parts = [`${r.shared} shared segment(s) mapped`, `${r.segments} segment(s) copied (${mib(r.shmBytes)})`, `${r.sems} semaphore set(s)`, `${r.queues} queue(s)`];
+  if (c.leases.length) parts.push(`ports ${c.leases.join(', ')}`);
+  if (c.publish.length) parts.push(`in the pool of ${c.publish.map((p) => `public port ${p.public}`).join(', ')}`);
+  if (c.redirects.length) parts.push(`${c.redirects.length} path(s) redirected`);
+  return parts.join(', ');
+}
+
+/**
+ * `appshot template clone NAME -n N [-- CMD]`: makes and starts the clones
+ * one by one, each all or nothing, and supervises them all until each has
+ * ended. A clone that cannot be made stops the cloning; those made run on.
+ */
+export async function clone(
+  t: Tables,
+  name: string,
+  opts: { count: number; command?: string[]; home: string; balance: Balance; portRange: { lo: number; hi: number } },
+): Promise<number> {
+  const tpl = loadTemplate(t.home, name);
+  const runs: Promise<number>[] = [];
+  const made: string[] = [];
+  let failure: AppshotError | undefined;
+  let next = 1;
+  for (let i = 0; i < opts.count; i++) {
+    let c: Clone;
+    try {
+      c = makeClone(t, tpl, { from: next, command: opts.command, portRange: opts.portRange });
+    } catch (err) {
+      failure = err instanceof AppshotError ? err : new AppshotError(String(err), EXIT.failure);
+      break;
+    }
+    next = c.number + 1;
+    made.push(c.aid);
+    const runOpts = { home: opts.home, keep: false, noIdentity: c.noIdentity, publish: c.publish, balance: opts.balance, portRange: opts.portRange };
+    const started = new Promise<void>((resolve) =>
+      runs.push(
+        superviseApp(t, c.aid, c.command, runOpts, { env: c.env, cwd: c.cwd, firstVpid: c.firstVpid }, resolve)
+          .catch((err: Error) => {
+            process.stderr.write(`appshot: clone '${c.aid}': ${err.message}\n`);
+            return err instanceof AppshotError ? err.exitCode : EXIT.failure;
+          })
+          .finally(resolve),
+      ),
+    );
+    await started;
+    process.stderr.write(`appshot: clone '${c.aid}' of template '${name}' ready in ${c.ms.toFixed(1)} ms: ${describe(c)}\n`);
+  }
+  if (failure) {
+    const rest = opts.count - made.length;
+    process.stderr.write(
+      `appshot: made ${made.length} of ${opts.count} clones of template '${name}'${made.length ? ` (${made.join(', ')}, running)` : ''}; the other ${rest} were not made: ${failure.message}\n`,
+    );
+  } else process.stderr.write(`appshot: all ${opts.count} clones of template '${name}' are running\n`);
+  const codes = await Promise.all(runs);
+  t.env.close();
+  return failure ? failure.exitCode : (codes.find((c) => c !== 0) ?? 0);
+}

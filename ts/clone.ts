@@ -1,0 +1,138 @@
+import { cpSync, existsSync, mkdirSync, rmSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { addon } from './addon.js';
+import { endApp } from './cleanup.js';
+import { AppshotError, EXIT, errnoText } from './errors.js';
+import type { Publication } from './pool.js';
+import { type Redirect, normalizePath, putRedirects } from './redirect.js';
+import { registerApp } from './registry.js';
+import { type RestoreSummary, type SharedSegment, restoreSections } from './restore.js';
+import { expand, variableValues } from './rules.js';
+import { SnapReader } from './snapfile.js';
+import { type Tables, getApp, writeTxn } from './tables.js';
+import { type Template, checkSnapshotUnchanged } from './template.js';
+import * as S from '../tables/schema.js';
+
+/**
+ * FIG. 9: one clone of a template. A new AID; the template's virtual IDs,
+ * keys and first vpid bound to fresh system objects (duplicates filled
+ * from the snapshot), its shared segments mapped, its virtualized ports
+ * leased, its multiplexed ports published, its paths redirected and its
+ * environment set by the rules. All or nothing: a clone that cannot be
+ * made entirely leaves nothing behind.
+ */
+
+export interface Clone {
+  aid: string;
+  number: number;
+  command: string[];
+  env: Record<string, string> | null;
+  cwd: string | null;
+  firstVpid: number | null;
+  noIdentity: boolean;
+  publish: Publication[];
+  redirects: Redirect[];
+  /** Ports leased at clone time, virtual -> system, as "9090/tcp -> 20001". */
+  leases: string[];
+  restored: RestoreSummary;
+  ms: number;
+}
+
+/** The next clone number whose AID no live or kept application holds (an
+ * ended one's name is free again). */
+function nextNumber(t: Tables, name: string, from: number): number {
+  let n = from;
+  for (let app = getApp(t, `${name}-${n}`); app && app.state !== S.APP_STATE.ended; app = getApp(t, `${name}-${n}`)) n++;
+  return n;
+}
+
+/** Leases a system port for each virtualized port now, as the shim would on
+ * the first bind (its own number first, then the range), so a clone the
+ * port range cannot hold is refused before it starts. */
+function leasePorts(t: Tables, aid: string, vids: number[], range: { lo: number; hi: number }, identity: boolean): string[] {
+  const leases: string[] = [];
+  writeTxn(t, () => {
+    for (const vid of vids) {
+      const { proto, port } = S.decodePortId(vid);
+      const code = S.PORT_PROTO[proto as 'tcp' | 'udp'];
+      const free = (p: number) => t.rev.get(S.revKey(t.node, S.RT.port, S.portId(code, p))) === undefined && addon().portFree(code, p);
+      let sport = identity && free(port) ? port : 0;
+      for (let p = range.lo; !sport && p <= range.hi; p++) if (p !== port && free(p)) sport = p;
+      if (!sport)
+        throw new AppshotError(
+          `no free system port for virtual port ${port}/${proto} of application '${aid}': every port of the range ${range.lo}-${range.hi} is taken; end applications that hold ports there, or give the clones a wider --port-range`,
+          EXIT.failure,
+        );
+      const sid = S.portId(code, sport);
+      t.fwd.putSync(S.fwdKey(aid, S.RT.port, vid), S.fwdVal({ srid: sid, vkey: 0, skey: 0, creator: process.pid, createdMs: Date.now() }));
+      t.rev.putSync(S.revKey(t.node, S.RT.port, sid), S.revVal(vid, aid));
+      leases.push(`${port}/${proto} -> ${sport}`);
+    }
+  });
+  return leases;
+}
+
+/** Gives each redirected path's target a start: its parent directories, and
+ * a copy of what the template's own path holds, unless the target exists
+ * (an operator may have put the clone's own file there). Returns what it
+ * made, for the rollback. */
+function seedTargets(redirects: Redirect[]): string[] {
+  const made: string[] = [];
+  for (const r of redirects) {
+    if (existsSync(r.to)) continue;
+    let top = dirname(r.to);
+    while (!existsSync(dirname(top))) top = dirname(top);
+    if (!existsSync(top)) made.push(top);
+    mkdirSync(dirname(r.to), { recursive: true });
+    if (existsSync(r.from)) {
+      cpSync(r.from, r.to, { recursive: true, preserveTimestamps: true });
+      made.push(r.to);
+    }
+  }
+  return made;
+}
+
+/** Drops everything a clone that failed had made: objects, rows, its entry, seeded paths. */
+function unmake(t: Tables, aid: string, seeded: string[]): void {
+  endApp(t, aid, { keep: false });
+  writeTxn(t, () => t.apps.removeSync(Buffer.from(aid, 'latin1')));
+  for (const p of seeded.reverse()) rmSync(p, { recursive: true, force: true });
+}
+
+export function makeClone(t: Tables, tpl: Template, opts: { from: number; command?: string[]; portRange: { lo: number; hi: number } }): Clone {
+  const started = performance.now();
+  checkSnapshotUnchanged(tpl);
+  const number = nextNumber(t, tpl.name, opts.from);
+  const aid = `${tpl.name}-${number}`;
+  const m = tpl.meta;
+  const values = variableValues(tpl.rules, { aid, number, template: tpl.name });
+  const redirects = tpl.rules.redirects.map((r) => ({ from: normalizePath(r.from.text), to: normalizePath(expand(r.to, values)) }));
+  const env = m.env || tpl.rules.env.length ? { ...(m.env ?? {}), ...Object.fromEntries(tpl.rules.env.map((e) => [e.name, expand(e.value, values)])) } : null;
+  const publish = tpl.resources.filter((x) => x.kind === 'port' && x.class === 'multiplex').map((x) => ({ public: x.publicPort!, virtual: S.decodePortId(x.vrid).port }));
+  const command = opts.command ?? m.command;
+  registerApp(t, { aid, command, noIdentity: m.noIdentity, publish });
+  const seeded: string[] = [];
+  try {
+    const restored: RestoreSummary = { aid, meta: m, sems: 0, segments: 0, shmBytes: 0, shared: 0, queues: 0, messages: 0, seconds: 0 };
+    const r = new SnapReader(tpl.snapshot.file);
+    try {
+      r.skip(r.next()!); // META: the template holds what it says
+      restoreSections(t, r, aid, !m.noIdentity, restored, undefined, new Map(tpl.shared.map((s: SharedSegment) => [s.vrid, s])));
+    } finally {
+      r.close();
+    }
+    const ports = tpl.resources.filter((x) => x.kind === 'port' && x.class === 'virtualize').map((x) => x.vrid);
+    const leases = leasePorts(t, aid, ports, opts.portRange, !m.noIdentity);
+    writeTxn(t, () => putRedirects(t, aid, redirects));
+    try {
+      seeded.push(...seedTargets(redirects));
+    } catch (err) {
+      throw new AppshotError(`cannot prepare the redirected paths of clone '${aid}': ${errnoText(err)}`, EXIT.failure);
+    }
+    const ms = performance.now() - started;
+    return { aid, number, command, env, cwd: opts.command ? null : m.cwd, firstVpid: m.firstVpid, noIdentity: m.noIdentity, publish, redirects, leases, restored, ms };
+  } catch (err) {
+    unmake(t, aid, seeded);
+    throw err;
+  }
+}

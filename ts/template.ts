@@ -1,0 +1,383 @@
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { appLive, endApp } from './cleanup.js';
+import { TEMPLATE_AID_PREFIX, templateFile, templatesDir } from './home.js';
+import { AppshotError, EXIT, errnoText } from './errors.js';
+import { createObject, failedAt, setPerm, type SharedSegment } from './restore.js';
+import { type At, type Override, type ResourceClass, type Rules, NO_RULES, expand, parseRules, variableValues } from './rules.js';
+import type { ShmRecord, SnapMeta } from './snapshot.js';
+import { SnapReader } from './snapfile.js';
+import { type Tables, getApp, putApp, writeTxn } from './tables.js';
+import { startTicks } from './procinfo.js';
+import { type SnapshotReport, inspectSnapshot } from '../tables/snapshots.js';
+import * as S from '../tables/schema.js';
+
+/**
+ * Snapshot virtual templates (FIGs. 7 and 8): a snapshot, every resource in
+ * it classified (shared, duplicate, virtualize, multiplex, network-unique)
+ * by a rule or by appshot's own criteria, the rules that personalize each
+ * clone, and the template's shared segments, made once in the kernel and
+ * owned by the template's own entry in the tables (state 'template').
+ */
+
+export type ResourceKind = 'sem' | 'shm' | 'msg' | 'key' | 'pid' | 'port' | 'property';
+
+/** One resource of the template and what a clone does with it (FIG. 7's
+ * resource descriptor; the bytes stay in the snapshot). */
+export interface Resource {
+  kind: ResourceKind;
+  /** As a person names it: "shm 3", "key 0x5eed (shm)", "port 8080/tcp". */
+  name: string;
+  vrid: number;
+  class: ResourceClass;
+  /** Why it got that class: the criterion met, or the rule's place. */
+  why: string;
+  rule?: At;
+  /** Segments: their size, for the listing and the clone's copy. */
+  size?: number;
+  /** Multiplexed ports: the public port the clones' pool listens on. */
+  publicPort?: number;
+}
+
+/** The snapshot file as it was when the template was made: any write to it
+ * since changes its ctime. */
+export interface FileIdentity {
+  file: string;
+  size: number;
+  mtimeMs: number;
+  ctimeMs: number;
+  ino: number;
+}
+
+export interface Template {
+  name: string;
+  /** Its entry in the tables: the owner of its shared segments. */
+  aid: string;
+  createdAt: string;
+  snapshot: FileIdentity;
+  rulesFile: string | null;
+  rules: Rules;
+  meta: SnapMeta;
+  resources: Resource[];
+  shared: SharedSegment[];
+}
+
+const NAME_MAX = 40;
+
+export function checkTemplateName(name: string): void {
+  if (!/^[A-Za-z0-9_][A-Za-z0-9._-]*$/.test(name) || name.length > NAME_MAX)
+    throw new AppshotError(`'${name}' is not a valid template name: use 1 to ${NAME_MAX} letters, digits, '.', '_' or '-', not starting with '.' or '-'`, EXIT.usage);
+}
+
+const hex = (n: number) => '0x' + (n >>> 0).toString(16);
+
+/* --- classification (FIG. 8) ---------------------------------------------- */
+
+function ruleFor(rules: Rules, type: Override['type'], match: (o: Override) => boolean): Override | undefined {
+  // The last rule naming a resource wins, as a later line overrides an earlier one.
+  return rules.overrides.filter((o) => o.type === type && match(o)).pop();
+}
+const byRule = (o: Override) => `rule at line ${o.line}`;
+const ipcMatch = (vrid: number, vkey: number) => (o: Override) => (o.by === 'id' ? o.value === vrid : vkey !== 0 && o.value === vkey);
+
+/** A segment is shared when no one could or did write it at the snapshot;
+ * anything that may be modified is copied, so clones never see each other's writes. */
+function classifySegment(seg: SnapshotReport['segments'][number]): { class: ResourceClass; why: string } {
+  const mode = parseInt(seg.mode, 8);
+  if ((mode & 0o222) === 0) return { class: 'shared', why: `its mode ${seg.mode} lets no one write it: one read-only segment for all clones` };
+  const a = seg.attached;
+  if (a && a.rw === 0 && a.ro > 0)
+    return { class: 'shared', why: `every attachment at the snapshot was read-only (${a.ro}): one read-only segment for all clones` };
+  if (a && a.rw > 0) return { class: 'duplicate', why: `attached writable at the snapshot (${a.rw} attachment${a.rw > 1 ? 's' : ''}): each clone gets its own copy` };
+  return { class: 'duplicate', why: 'not attached at the snapshot, so it may be written: each clone gets its own copy' };
+}
+
+export function classify(rep: SnapshotReport, rules: Rules, rulesFile: string): Resource[] {
+  const out: Resource[] = [];
+  const used = new Set<Override>();
+  const apply = (o: Override | undefined, auto: { class: ResourceClass; why: string }) => {
+    if (!o) return auto;
+    used.add(o);
+    return { class: o.class, why: byRule(o), rule: { line: o.line, col: o.col } };
+  };
+  const keyOf = (type: string, vkey: number, cls: ResourceClass) => {
+    if (!vkey) return;
+    const shared = cls === 'shared';
+    out.push({
+      kind: 'key',
+      name: `key ${hex(vkey)} (${type})`,
+      vrid: vkey,
+      class: shared ? 'shared' : 'virtualize',
+      why: shared ? 'the key of a shared segment names the one segment in every clone' : `a fixed key: each clone's ${hex(vkey)} names its own ${type}, under a system key of its own`,
+    });
+  };
+  for (const x of rep.sems) {
+    const c = apply(ruleFor(rules, 'sem', ipcMatch(x.vrid, x.key)), { class: 'duplicate', why: 'its values change: each clone gets its own copy, under the same virtual ID' });
+    out.push({ kind: 'sem', name: `sem ${x.vrid}`, vrid: x.vrid, ...c });
+    keyOf('sem', x.key, c.class);
+  }
+  for (const x of rep.segments) {
+    const c = apply(ruleFor(rules, 'shm', ipcMatch(x.vrid, x.key)), classifySegment(x));
+    out.push({ kind: 'shm', name: `shm ${x.vrid}`, vrid: x.vrid, size: x.size, ...c });
+    keyOf('shm', x.key, c.class);
+  }
+  for (const x of rep.queues) {
+    const c = apply(ruleFor(rules, 'msg', ipcMatch(x.vrid, x.key)), { class: 'duplicate', why: 'its messages are consumed: each clone gets its own copy of them' });
+    out.push({ kind: 'msg', name: `msg ${x.vrid}`, vrid: x.vrid, ...c });
+    keyOf('msg', x.key, c.class);
+  }
+  if (rep.meta.firstVpid)
+    out.push({ kind: 'pid', name: `pid ${rep.meta.firstVpid}`, vrid: rep.meta.firstVpid, class: 'virtualize', why: 'the first process: in every clone it has this vpid, over a system pid of its own' });
+  classifyPorts(rep, rules, out, apply);
+  out.push({ kind: 'property', name: 'application-id', vrid: 0, class: 'network-unique', why: 'unique across the farm: each clone is a new application, named <template>-<n>' });
+  const unused = rules.overrides.find((o) => !used.has(o));
+  if (unused) {
+    const what = unused.type === 'port' ? `port ${unused.value}` : `${unused.type} with ${unused.by === 'key' ? `key ${hex(unused.value)}` : `virtual ID ${unused.value}`}`;
+    throw new AppshotError(`${rulesFile}:${unused.line}:${unused.col}: unknown resource: the snapshot holds no ${what}; nothing was made`, EXIT.usage);
+  }
+  return out;
+}
+
+/** Ports (FIG. 8 steps 378-382): one that clients outside reach (published)
+ * is multiplexed, one the application only uses itself is virtualized. */
+function classifyPorts(
+  rep: SnapshotReport,
+  rules: Rules,
+  out: Resource[],
+  apply: (o: Override | undefined, auto: { class: ResourceClass; why: string }) => { class: ResourceClass; why: string; rule?: At },
+): void {
+  const ports = new Map<number, { published?: number }>();
+  for (const p of rep.ports) if (p.proto === 'tcp' || p.proto === 'udp') ports.set(S.portId(S.PORT_PROTO[p.proto as 'tcp' | 'udp'], p.virtual), {});
+  for (const p of rep.meta.publish) ports.set(S.portId(S.PORT_PROTO.tcp, p.virtual), { published: p.public });
+  for (const o of rules.overrides) if (o.type === 'port' && !ports.has(S.portId(S.PORT_PROTO.tcp, o.value)) && o.class === 'multiplex') ports.set(S.portId(S.PORT_PROTO.tcp, o.value), {});
+  for (const [vid, p] of ports) {
+    const { proto, port } = S.decodePortId(vid);
+    const auto =
+      p.published !== undefined
+        ? { class: 'multiplex' as const, why: `published at public port ${p.published}: clients outside reach it, so the clones form its pool` }
+        : { class: 'virtualize' as const, why: 'bound by the application, not published: each clone leases a system port of its own' };
+    const o = proto === 'tcp' ? ruleFor(rules, 'port', (r) => r.value === port) : undefined;
+    const c = apply(o, auto);
+    const publicPort = c.class === 'multiplex' ? (o?.publicPort ?? p.published ?? port) : undefined;
+    out.push({ kind: 'port', name: `port ${port}/${proto}`, vrid: vid, ...c, ...(publicPort ? { publicPort } : {}) });
+  }
+}
+
+/* --- rules checked against the host ---------------------------------------- */
+
+/** The nearest directory of path that exists. */
+function existingAncestor(path: string): string {
+  let dir = path;
+  while (!existsSync(dir)) dir = dirname(dir);
+  return dir;
+}
+
+/** Why this user cannot make directories in dir, or null when they can:
+ * a real probe (a directory made and removed), since access() answers yes
+ * to root even where the file system says no (procfs, read-only mounts). */
+function unwritable(dir: string): string | null {
+  if (!statSync(dir).isDirectory()) return `${dir} is a file, not a directory`;
+  try {
+    rmdirSync(mkdtempSync(join(dir, '.appshot-probe-')));
+    return null;
+  } catch (err) {
+    return `${dir} cannot be written: ${errnoText(err)}`;
+  }
+}
+
+/** A REDIR target must lie where this user can make it: checked for the
+ * first clone's values before anything is made. */
+export function checkRedirectTargets(rules: Rules, rulesFile: string, sample: { aid: string; number: number; template: string }): void {
+  const values = variableValues(rules, sample);
+  for (const r of rules.redirects) {
+    const target = expand(r.to, values);
+    const why = unwritable(existingAncestor(dirname(target)));
+    if (why)
+      throw new AppshotError(
+        `${rulesFile}:${r.to.line}:${r.to.col}: the REDIR target ${target} is outside any directory you can write (${why}); choose a target under a directory you own; nothing was made`,
+        EXIT.usage,
+      );
+  }
+}
+
+/* --- the template's store -------------------------------------------------- */
+
+export function fileIdentity(file: string): FileIdentity {
+  const st = statSync(file);
+  return { file, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino };
+}
+
+/** Refuses a template whose snapshot changed since the template was made:
+ * its shared segments hold the bytes it had then. */
+export function checkSnapshotUnchanged(tpl: Template): void {
+  let now: FileIdentity;
+  try {
+    now = fileIdentity(tpl.snapshot.file);
+  } catch (err) {
+    throw new AppshotError(`template '${tpl.name}': its snapshot ${tpl.snapshot.file} cannot be read (${errnoText(err)}); remove the template with 'appshot template rm ${tpl.name}'`, EXIT.inconsistent);
+  }
+  const was = tpl.snapshot;
+  if (now.size !== was.size || now.mtimeMs !== was.mtimeMs || now.ctimeMs !== was.ctimeMs || now.ino !== was.ino)
+    throw new AppshotError(
+      `template '${tpl.name}': its snapshot ${was.file} was altered after the template was made (size ${was.size} -> ${now.size}, changed ${new Date(was.ctimeMs).toISOString()} -> ${new Date(now.ctimeMs).toISOString()}); nothing was cloned. Make the template again from a good snapshot`,
+      EXIT.inconsistent,
+    );
+}
+
+function writeTemplate(home: string, tpl: Template): void {
+  mkdirSync(templatesDir(home), { recursive: true, mode: 0o700 });
+  const file = templateFile(home, tpl.name);
+  const tmp = `${file}.tmp-${process.pid}`;
+  writeFileSync(tmp, JSON.stringify(tpl, null, 2) + '\n', { mode: 0o600 });
+  renameSync(tmp, file);
+}
+
+export function loadTemplate(home: string, name: string): Template {
+  checkTemplateName(name);
+  const file = templateFile(home, name);
+  if (!existsSync(file)) throw new AppshotError(`there is no template '${name}' in ${home}; 'appshot template list' lists them`, EXIT.failure);
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as Template;
+  } catch (err) {
+    throw new AppshotError(`template '${name}' at ${file} cannot be read (${errnoText(err)}); remove it with 'appshot template rm ${name}'`, EXIT.inconsistent);
+  }
+}
+
+export function templateNames(home: string): string[] {
+  const dir = templatesDir(home);
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.json'))
+    .map((f) => f.slice(0, -5))
+    .sort();
+}
+
+/* --- create ----------------------------------------------------------------- */
+
+function registerTemplate(t: Tables, name: string, aid: string, command: string[]): void {
+  writeTxn(t, () => {
+    if (getApp(t, aid)) throw new AppshotError(`template '${name}' already exists; remove it first with 'appshot template rm ${name}'`, EXIT.conflict);
+    putApp(t, aid, {
+      schema: S.SCHEMA_VERSION,
+      state: S.APP_STATE.template,
+      flags: 0,
+      harnessSpid: process.pid,
+      harnessStart: startTicks(process.pid) ?? 0,
+      createdMs: Date.now(),
+      endedMs: 0,
+      command,
+    });
+  });
+}
+
+/** Removes a template's entry and every object it owns. */
+function dropTemplateEntry(t: Tables, aid: string): string[] {
+  const report = endApp(t, aid, { keep: false });
+  writeTxn(t, () => t.apps.removeSync(Buffer.from(aid, 'latin1')));
+  return report.notes;
+}
+
+/** Makes the shared segments once, read-only (no write bits), filled from the snapshot. */
+function makeSharedSegments(t: Tables, aid: string, file: string, sharedVrids: Set<number>): SharedSegment[] {
+  const made: SharedSegment[] = [];
+  const r = new SnapReader(file);
+  try {
+    for (let s = r.next(); s; s = r.next()) {
+      if (s.kind !== 'shm') {
+        r.skip(s);
+        continue;
+      }
+      const { header: rec, bytes, sum } = r.shmHeader<ShmRecord>(s);
+      if (!sharedVrids.has(rec.vrid)) {
+        r.skip(s);
+        continue;
+      }
+      let srid: number;
+      try {
+        srid = createObject(t, aid, true, 'shm', rec, rec.size);
+      } catch (err) {
+        throw failedAt(`shared memory segment ${rec.vrid} (${rec.size} bytes)`, err);
+      }
+      r.shmInto(s, srid, bytes, sum);
+      setPerm('shm', srid, { ...rec, mode: rec.mode & ~0o222 });
+      const row = S.decodeFwdVal(t.fwd.get(S.fwdKey(aid, S.RT.shm, rec.vrid))!);
+      made.push({ vrid: rec.vrid, vkey: rec.vkey, srid, skey: row.skey });
+    }
+  } finally {
+    r.close();
+  }
+  return made;
+}
+
+export function createTemplate(t: Tables, opts: { name: string; snapshot: string; rulesFile?: string }): Template {
+  checkTemplateName(opts.name);
+  const aid = TEMPLATE_AID_PREFIX + opts.name;
+  if (existsSync(templateFile(t.home, opts.name)) || getApp(t, aid))
+    throw new AppshotError(`template '${opts.name}' already exists; remove it first with 'appshot template rm ${opts.name}'`, EXIT.conflict);
+  let rules = NO_RULES;
+  if (opts.rulesFile) {
+    let text: string;
+    try {
+      text = readFileSync(opts.rulesFile, 'utf8');
+    } catch (err) {
+      throw new AppshotError(`cannot read the rules file ${opts.rulesFile}: ${errnoText(err)}`, EXIT.usage);
+    }
+    rules = parseRules(text, opts.rulesFile);
+  }
+  const identity = fileIdentity(opts.snapshot);
+  const rep = inspectSnapshot(opts.snapshot); // every checksum, before anything is made
+  const resources = classify(rep, rules, opts.rulesFile ?? '');
+  checkRedirectTargets(rules, opts.rulesFile ?? '', { aid: `${opts.name}-1`, number: 1, template: opts.name });
+  registerTemplate(t, opts.name, aid, rep.meta.command);
+  try {
+    const sharedVrids = new Set(resources.filter((x) => x.kind === 'shm' && x.class === 'shared').map((x) => x.vrid));
+    const shared = makeSharedSegments(t, aid, opts.snapshot, sharedVrids);
+    const tpl: Template = {
+      name: opts.name,
+      aid,
+      createdAt: new Date().toISOString(),
+      snapshot: identity,
+      rulesFile: opts.rulesFile ?? null,
+      rules,
+      meta: rep.meta,
+      resources,
+      shared,
+    };
+    checkSnapshotUnchanged(tpl); // not rewritten while we read it
+    writeTemplate(t.home, tpl);
+    return tpl;
+  } catch (err) {
+    dropTemplateEntry(t, aid);
+    throw err;
+  }
+}
+
+/* --- clones of a template, and rm ---------------------------------------- */
+
+/** The applications cloned from a template: those that map its shared
+ * segments, or are named after it, and are running. */
+export function liveClones(t: Tables, tpl: Template): string[] {
+  const live: string[] = [];
+  for (const { key, value } of t.apps.getRange({})) {
+    const aid = key.toString('latin1');
+    const app = S.decodeAppVal(value);
+    if (app.state !== S.APP_STATE.running || !aid.startsWith(`${tpl.name}-`) || !/^\d+$/.test(aid.slice(tpl.name.length + 1))) continue;
+    if (appLive(t, aid, app)) live.push(aid);
+  }
+  return live;
+}
+
+export function removeTemplate(t: Tables, name: string, opts: { force: boolean }): string[] {
+  checkTemplateName(name);
+  const aid = TEMPLATE_AID_PREFIX + name;
+  const file = templateFile(t.home, name);
+  if (!existsSync(file) && !getApp(t, aid)) throw new AppshotError(`there is no template '${name}' in ${t.home}; 'appshot template list' lists them`, EXIT.failure);
+  if (existsSync(file) && !opts.force) {
+    const clones = liveClones(t, loadTemplate(t.home, name));
+    if (clones.length)
+      throw new AppshotError(`template '${name}' has ${clones.length} running clone(s) (${clones.join(', ')}) attached to its shared segments; end them first, or remove it anyway with --force`, EXIT.conflict);
+  }
+  const notes = getApp(t, aid) ? dropTemplateEntry(t, aid) : [];
+  rmSync(file, { force: true });
+  return notes;
+}
