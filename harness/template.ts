@@ -91,7 +91,7 @@ export async function clone(
   if (failure) {
     const rest = opts.count - made.length;
     process.stderr.write(
-      `appshot: made ${made.length} of ${opts.count} clones of template '${name}'${made.length ? ` (${made.join(', ')}, running)` : ''}; the other ${rest} were not made: ${failure.message}\n`,
+      `appshot: made ${made.length} of ${opts.count} clones of template '${name}'${made.length ? ` (${made.join(', ')}, running)` : ''}; the remaining ${rest} ${rest === 1 ? 'was' : 'were'} not made: ${failure.message}\n`,
     );
   } else process.stderr.write(`appshot: all ${opts.count} clones of template '${name}' are running\n`);
   const codes = await Promise.all(runs);

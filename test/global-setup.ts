@@ -32,8 +32,12 @@ function sweep(): void {
   }
   for (const name of readdirSync(TEST_ROOT)) {
     const home = join(TEST_ROOT, name);
-    if (existsSync(join(home, 'tables.mdb')))
-      spawnSync(process.execPath, [CLI_PATH, 'gc', '--kept'], { env: { ...process.env, APPSHOT_HOME: home }, stdio: 'ignore' });
+    const env = { ...process.env, APPSHOT_HOME: home };
+    // Templates are kept until removed: a failed test may leave one.
+    if (existsSync(join(home, 'templates')))
+      for (const f of readdirSync(join(home, 'templates')).filter((f) => f.endsWith('.json')))
+        spawnSync(process.execPath, [CLI_PATH, 'template', 'rm', '--force', f.slice(0, -5)], { env, stdio: 'ignore' });
+    if (existsSync(join(home, 'tables.mdb'))) spawnSync(process.execPath, [CLI_PATH, 'gc', '--kept'], { env, stdio: 'ignore' });
   }
   rmSync(TEST_ROOT, { recursive: true, force: true });
 }

@@ -39,8 +39,8 @@ type Action = keyof typeof ACTIONS;
 /** Which classes a rule may give each resource type: only a segment can be
  * shared read-only, only a port multiplexed. */
 const ALLOWED: Record<string, ResourceClass[]> = {
-  shm: ['shared', 'duplicate'],
   sem: ['duplicate'],
+  shm: ['shared', 'duplicate'],
   msg: ['duplicate'],
   port: ['virtualize', 'multiplex'],
 };

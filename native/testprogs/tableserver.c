@@ -6,7 +6,7 @@
  *   tableserver PORT CONFIG TABLE_KEY COUNTER_KEY TABLE_BYTES
  *
  * Prints "loaded table" or "attached table", then "ready" (stdout, flushed).
- * Each answer: "name=$APP_NAME config=<first line> counter=<n> table=<sum> pid=<getpid>". */
+ * Each answer: "name=$APP_NAME counter=<n> table=<sum> pid=<getpid> config=<its first line>". */
 #include "tool.h"
 #include <netinet/in.h>
 #include <signal.h>
@@ -90,8 +90,8 @@ int main(int argc, char **argv)
 		uint32_t sum = 0;
 		for (size_t i = 0; i < bytes / 4; i++) sum += t[i];
 		char out[512];
-		int len = snprintf(out, sizeof out, "name=%s config=%s counter=%d table=%08x pid=%d\n", name ? name : "-", config,
-				   count_one(counter), sum, (int)getpid());
+		int len = snprintf(out, sizeof out, "name=%s counter=%d table=%08x pid=%d config=%s\n", name ? name : "-",
+				   count_one(counter), sum, (int)getpid(), config);
 		if (write(c, out, (size_t)len) < 0) perror("write");
 		close(c);
 	}
