@@ -5,7 +5,8 @@
  * under the shim in the same run, reported as ratios against the targets
  * (bench/targets.ts), with absolute times beside them; a published-port
  * pool's throughput against the same instances reached directly
- * (bench/pool.ts); snapshot and restore (bench/snapshot.ts); and at scale,
+ * (bench/pool.ts); snapshot and restore (bench/snapshot.ts); cloning a
+ * template (bench/clone.ts); and at scale,
  * the translation lookup with up to 1M mappings in the tables
  * (bench/lookup.ts) and the allocation rate of 1, 8 and 64 processes at
  * once (bench/alloc.ts); and `appshot tables` over 1M mappings
@@ -19,6 +20,7 @@ import { basename, join } from 'node:path';
 import { CLI_PATH, ROOT, builtProgram } from '../ts/paths.js';
 import { type IpcType, kernelObjects } from '../ts/sysvipc.js';
 import { type AllocFigures, allocationRate } from './alloc.js';
+import { type CloneFigures, cloneTimes } from './clone.js';
 import { inspectorAtScale } from './inspect.js';
 import { type LookupFigures, lookupAtScale } from './lookup.js';
 import { type PoolFigures, poolThroughput } from './pool.js';
@@ -88,12 +90,15 @@ async function main(): Promise<void> {
   let samples: { native: Sample[]; shim: Sample[] };
   let pool: PoolFigures[];
   let snap: SnapFigures[];
+  let clone: CloneFigures[];
   try {
     samples = perCall(home);
     process.stderr.write('published-port pool against direct\n');
     pool = await poolThroughput(home, rounds);
     process.stderr.write('snapshot and restore of 1 GiB of shared memory and 10,000 semaphore sets\n');
     snap = await snapshotThroughput(home, rounds);
+    process.stderr.write('cloning a template of 256 MiB shared and 16 MiB duplicate, 1, 10 and 50 clones\n');
+    clone = await cloneTimes(home, rounds);
   } finally {
     spawnSync(process.execPath, [CLI_PATH, 'gc', '--kept'], { env: { ...process.env, APPSHOT_HOME: home }, stdio: 'ignore' });
     rmSync(home, { recursive: true, force: true });
@@ -134,6 +139,7 @@ async function main(): Promise<void> {
     scale: { lookups: lookupsAtScale.map(boundLookup), allocation: alloc.map(boundAllocation) },
     pool,
     snapshot: snap,
+    clone,
     inspector,
     raw: { native, shim },
   };

@@ -64,8 +64,10 @@ export async function clone(
   const made: string[] = [];
   let failure: AppshotError | undefined;
   let next = 1;
+  const began = performance.now();
   for (let i = 0; i < opts.count; i++) {
     let c: Clone;
+    const started = performance.now();
     try {
       c = makeClone(t, tpl, { from: next, command: opts.command, portRange: opts.portRange });
     } catch (err) {
@@ -75,7 +77,7 @@ export async function clone(
     next = c.number + 1;
     made.push(c.aid);
     const runOpts = { home: opts.home, keep: false, noIdentity: c.noIdentity, publish: c.publish, balance: opts.balance, portRange: opts.portRange };
-    const started = new Promise<void>((resolve) =>
+    const spawned = new Promise<void>((resolve) =>
       runs.push(
         superviseApp(t, c.aid, c.command, runOpts, { env: c.env, cwd: c.cwd, firstVpid: c.firstVpid }, resolve)
           .catch((err: Error) => {
@@ -85,15 +87,18 @@ export async function clone(
           .finally(resolve),
       ),
     );
-    await started;
-    process.stderr.write(`appshot: clone '${c.aid}' of template '${name}' ready in ${c.ms.toFixed(1)} ms: ${describe(c)}\n`);
+    await spawned;
+    // Ready: every object made and filled, its first process started.
+    const ms = performance.now() - started;
+    const copy = c.restored.copySeconds * 1000;
+    process.stderr.write(`appshot: clone '${c.aid}' of template '${name}' ready in ${ms.toFixed(1)} ms (copying ${copy.toFixed(1)} ms of it): ${describe(c)}\n`);
   }
   if (failure) {
     const rest = opts.count - made.length;
     process.stderr.write(
       `appshot: made ${made.length} of ${opts.count} clones of template '${name}'${made.length ? ` (${made.join(', ')}, running)` : ''}; the remaining ${rest} ${rest === 1 ? 'was' : 'were'} not made: ${failure.message}\n`,
     );
-  } else process.stderr.write(`appshot: all ${opts.count} clones of template '${name}' are running\n`);
+  } else process.stderr.write(`appshot: all ${opts.count} clones of template '${name}' are running, made in ${((performance.now() - began) / 1000).toFixed(2)} s\n`);
   const codes = await Promise.all(runs);
   t.env.close();
   return failure ? failure.exitCode : (codes.find((c) => c !== 0) ?? 0);

@@ -35,7 +35,6 @@ export interface Clone {
   /** Ports leased at clone time, virtual -> system, as "9090/tcp -> 20001". */
   leases: string[];
   restored: RestoreSummary;
-  ms: number;
 }
 
 /** The next clone number whose AID no live or kept application holds (an
@@ -100,7 +99,6 @@ function unmake(t: Tables, aid: string, seeded: string[]): void {
 }
 
 export function makeClone(t: Tables, tpl: Template, opts: { from: number; command?: string[]; portRange: { lo: number; hi: number } }): Clone {
-  const started = performance.now();
   checkSnapshotUnchanged(tpl);
   const number = nextNumber(t, tpl.name, opts.from);
   const aid = `${tpl.name}-${number}`;
@@ -113,7 +111,7 @@ export function makeClone(t: Tables, tpl: Template, opts: { from: number; comman
   registerApp(t, { aid, command, noIdentity: m.noIdentity, publish });
   const seeded: string[] = [];
   try {
-    const restored: RestoreSummary = { aid, meta: m, sems: 0, segments: 0, shmBytes: 0, shared: 0, queues: 0, messages: 0, seconds: 0 };
+    const restored: RestoreSummary = { aid, meta: m, sems: 0, segments: 0, shmBytes: 0, shared: 0, copySeconds: 0, queues: 0, messages: 0, seconds: 0 };
     const r = new SnapReader(tpl.snapshot.file);
     try {
       r.skip(r.next()!); // META: the template holds what it says
@@ -129,8 +127,7 @@ export function makeClone(t: Tables, tpl: Template, opts: { from: number; comman
     } catch (err) {
       throw new AppshotError(`cannot prepare the redirected paths of clone '${aid}': ${errnoText(err)}`, EXIT.failure);
     }
-    const ms = performance.now() - started;
-    return { aid, number, command, env, cwd: opts.command ? null : m.cwd, firstVpid: m.firstVpid, noIdentity: m.noIdentity, publish, redirects, leases, restored, ms };
+    return { aid, number, command, env, cwd: opts.command ? null : m.cwd, firstVpid: m.firstVpid, noIdentity: m.noIdentity, publish, redirects, leases, restored };
   } catch (err) {
     unmake(t, aid, seeded);
     throw err;

@@ -27,6 +27,8 @@ export interface RestoreSummary {
   shmBytes: number;
   /** A template's segments mapped, not made (clones only). */
   shared: number;
+  /** Of the time, what filling shared memory from the file took. */
+  copySeconds: number;
   queues: number;
   messages: number;
   seconds: number;
@@ -136,7 +138,7 @@ export function restore(t: Tables, file: string, opts: { aid?: string; command?:
     if (!opts.command && meta.cwd && !existsSync(meta.cwd))
       throw new AppshotError(`the snapshot's working directory ${meta.cwd} does not exist here; create it, or give the command to run after --`, EXIT.failure);
     registerApp(t, { aid, command: opts.command ?? meta.command, noIdentity: meta.noIdentity, publish: meta.publish });
-    const sum: RestoreSummary = { aid, meta, sems: 0, segments: 0, shmBytes: 0, shared: 0, queues: 0, messages: 0, seconds: 0 };
+    const sum: RestoreSummary = { aid, meta, sems: 0, segments: 0, shmBytes: 0, shared: 0, copySeconds: 0, queues: 0, messages: 0, seconds: 0 };
     try {
       opts.progress?.start(meta.shmBytes);
       restoreSections(t, r, aid, !meta.noIdentity, sum, opts.progress);
@@ -211,7 +213,9 @@ export function restoreSections(
       } catch (err) {
         throw failedAt(`shared memory segment ${rec.vrid} (${rec.size} bytes)`, err);
       }
+      const copyStart = performance.now();
       r.shmInto(s, srid, bytes, crc, progress?.advance);
+      sum.copySeconds += (performance.now() - copyStart) / 1000;
       setPerm('shm', srid, rec);
       sum.segments++;
       sum.shmBytes += rec.size;
