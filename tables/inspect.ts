@@ -201,7 +201,7 @@ function cells(r: TranslationRow): string[] {
     show(r.virtual),
     show(r.system),
     r.removed ? 'removed' : r.key === null ? '' : r.key === 0 ? 'private' : hex(r.key),
-    r.creator === null ? '' : String(r.creator),
+    r.creator === null ? '' : r.creator === S.CREATOR_TEMPLATE ? 'template' : String(r.creator),
     r.created,
   ];
 }

@@ -114,10 +114,10 @@ static inline void fwd_val_get(struct fwd_val *v, const uint8_t *in)
 	v->skey = get_u32be(in + 8); v->creator = get_u32be(in + 12);
 	v->created_ms = get_u64be(in + 16);
 }
-/* The creator of a row that maps a template's shared segment (the reverse
- * row is the template's): the application attaches it read-only and never
- * removes it from the kernel. No process has spid 0. */
-#define CREATOR_TEMPLATE 0u
+/* The creator of a row that maps a template's shared segment, or its key
+ * (the reverse rows are the template's): the application attaches it
+ * read-only and never removes it from the kernel. No spid is this large. */
+#define CREATOR_TEMPLATE 0xFFFFFFFFu
 
 static inline int fwd_val_removed(const struct fwd_val *v)
 {

@@ -114,9 +114,10 @@ export function fwdVal(v: FwdVal): Buffer {
  * attached: the kernel keeps it, keyless, until the last detach, and its
  * row stays (with vkey 0) until then. */
 export const SKEY_REMOVED = 0xffffffff;
-/** The creator of a row that maps a template's shared segment (the reverse
- * row is the template's): attached read-only, never removed by the clone. */
-export const CREATOR_TEMPLATE = 0;
+/** The creator of a row that maps a template's shared segment, or its key
+ * (the reverse rows are the template's): attached read-only, never removed
+ * by the clone. No spid is this large. */
+export const CREATOR_TEMPLATE = 0xffffffff;
 
 export function fwdValRemoved(v: FwdVal): boolean {
   return v.vkey === 0 && v.skey === SKEY_REMOVED;

@@ -71,6 +71,10 @@ function checkPairs(t: Tables, rows: Row[], out: Pending[]): void {
   const bySrid = new Map<string, Row[]>();
   for (const r of rows) {
     if (r.type === S.RT.publish) continue; // a public port is shared by its pool
+    if (r.creator === S.CREATOR_TEMPLATE) {
+      checkTemplateRow(t, r, byKey, out);
+      continue;
+    }
     const k = `${r.type}\0${r.srid}`;
     bySrid.set(k, [...(bySrid.get(k) ?? []), r]);
   }
@@ -117,6 +121,17 @@ function checkPairs(t: Tables, rows: Row[], out: Pending[]): void {
       },
     });
   }
+}
+
+/** A clone's row of a template's shared segment (or its key) must name
+ * what the template itself maps, under the template's reverse row. */
+function checkTemplateRow(t: Tables, r: Row, byKey: Map<string, Row>, out: Pending[]): void {
+  const rev = t.rev.get(S.revKey(t.node, r.type, r.srid));
+  const owner = rev ? S.decodeRevVal(rev) : undefined;
+  const app = owner ? t.apps.get(Buffer.from(owner.aid, 'latin1')) : undefined;
+  const theirs = owner ? byKey.get(`${owner.aid}\0${r.type}\0${owner.vrid}`) : undefined;
+  if (owner && app && S.decodeAppVal(app).state === S.APP_STATE.template && theirs?.srid === r.srid) return;
+  out.push({ problem: `${shown(r)} maps a template's shared ${noun(r)} that no template holds`, fix: dropRow(t, r) });
 }
 
 /** Every mapped IPC object must exist in the kernel, under its recorded key. */

@@ -90,7 +90,7 @@ describe('template create and clone (the issue scenario)', () => {
     const h = appshotAsync(home, ['template', 'clone', 'web', '-n', '3']);
     await waitFor(h.err, /all 3 clones of template 'web' are running/);
     await waitFor(h.out, /(ready[\s\S]*){3}/);
-    expect(h.err()).toMatch(/clone 'web-1' of template 'web' ready in [\d.]+ ms: 1 shared segment\(s\) mapped/);
+    expect(h.err()).toMatch(/clone 'web-1' of template 'web' ready in [\d.]+ ms \(copying [\d.]+ ms of it\): 1 shared segment\(s\) mapped/);
     expect(h.out()).not.toContain('loaded table');
     expect(h.out().match(/attached table/g)).toHaveLength(3);
 
@@ -114,6 +114,9 @@ describe('template create and clone (the issue scenario)', () => {
     expect(new Set(JSON.parse(ps.stdout).map((p: { aid: string }) => p.aid))).toEqual(new Set(['web-1', 'web-2', 'web-3']));
     const list = appshot(home, ['template', 'list', '--json']);
     expect(JSON.parse(list.stdout)[0]).toMatchObject({ name: 'web', clones: ['web-1', 'web-2', 'web-3'] });
+    const verify = appshot(home, ['tables', '--verify']);
+    expect(verify.stdout + verify.stderr).not.toMatch(/problem|no template holds|two mappings/);
+    expect(verify.code).toBe(0);
     const busy = appshot(home, ['template', 'rm', 'web']);
     expect(busy.code).toBe(3);
     expect(busy.stderr).toMatch(/template 'web' has 3 running clone\(s\) \(web-1, web-2, web-3\)/);
