@@ -100,12 +100,15 @@ function unmake(t: Tables, aid: string, seeded: string[]): void {
 
 export function makeClone(t: Tables, tpl: Template, opts: { from: number; command?: string[]; portRange: { lo: number; hi: number } }): Clone {
   checkSnapshotUnchanged(tpl);
+  if (!opts.command && tpl.meta.cwd && !existsSync(tpl.meta.cwd))
+    throw new AppshotError(`the template's working directory ${tpl.meta.cwd} does not exist here; create it, or give the command to run after --`, EXIT.failure);
   const number = nextNumber(t, tpl.name, opts.from);
   const aid = `${tpl.name}-${number}`;
   const m = tpl.meta;
   const values = variableValues(tpl.rules, { aid, number, template: tpl.name });
   const redirects = tpl.rules.redirects.map((r) => ({ from: normalizePath(r.from.text), to: normalizePath(expand(r.to, values)) }));
-  const env = m.env || tpl.rules.env.length ? { ...(m.env ?? {}), ...Object.fromEntries(tpl.rules.env.map((e) => [e.name, expand(e.value, values)])) } : null;
+  // The snapshot's first process's environment, else the harness's, as restore and run start with.
+  const env = tpl.rules.env.length ? { ...(m.env ?? (process.env as Record<string, string>)), ...Object.fromEntries(tpl.rules.env.map((e) => [e.name, expand(e.value, values)])) } : m.env;
   const publish = tpl.resources.filter((x) => x.kind === 'port' && x.class === 'multiplex').map((x) => ({ public: x.publicPort!, virtual: S.decodePortId(x.vrid).port }));
   const command = opts.command ?? m.command;
   registerApp(t, { aid, command, noIdentity: m.noIdentity, publish });
