@@ -157,7 +157,7 @@ export class View {
         state: S.APP_STATE_NAME[app.state],
         processes,
         created: new Date(app.createdMs).toISOString(),
-        template: null,
+        template: S.cloneTemplate(aid, app.flags),
         command: app.command.join(' '),
       };
     }

@@ -53,6 +53,7 @@ enum appshot_app_state {
 
 /* App record flags. */
 #define APP_FLAG_NO_IDENTITY 0x0001u /* always remap: vrid != srid on purpose */
+#define APP_FLAG_CLONE 0x0002u       /* a template's clone, named <template>-<n> */
 
 /* Remapped IDs come from these ranges so they rarely meet identity IDs. */
 #define VRID_REMAP_BASE 0x10000000u

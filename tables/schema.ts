@@ -45,6 +45,13 @@ export const APP_STATE = { running: 1, ended: 2, kept: 3, template: 4 } as const
 export type AppState = keyof typeof APP_STATE;
 export const APP_STATE_NAME: Record<number, AppState> = { 1: 'running', 2: 'ended', 3: 'kept', 4: 'template' };
 export const APP_FLAG_NO_IDENTITY = 0x0001;
+/** A template's clone, named <template>-<n>. */
+export const APP_FLAG_CLONE = 0x0002;
+
+/** The template a clone was made from, or null for any other application. */
+export function cloneTemplate(aid: string, flags: number): string | null {
+  return flags & APP_FLAG_CLONE ? aid.replace(/-\d+$/, '') : null;
+}
 
 /** Remapped IDs come from these ranges so they rarely meet identity IDs. */
 export const VRID_REMAP_BASE = 0x10000000;

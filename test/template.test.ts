@@ -114,6 +114,14 @@ describe('template create and clone (the issue scenario)', () => {
     expect(new Set(JSON.parse(ps.stdout).map((p: { aid: string }) => p.aid))).toEqual(new Set(['web-1', 'web-2', 'web-3']));
     const list = appshot(home, ['template', 'list', '--json']);
     expect(JSON.parse(list.stdout)[0]).toMatchObject({ name: 'web', clones: ['web-1', 'web-2', 'web-3'] });
+    const apps = JSON.parse(appshot(home, ['tables', '--apps', '--json']).stdout);
+    expect(apps.map((a: { aid: string; state: string; template: string | null }) => [a.aid, a.state, a.template])).toEqual([
+      ['template.web', 'template', null],
+      ['warm', 'ended', null],
+      ['web-1', 'running', 'web'],
+      ['web-2', 'running', 'web'],
+      ['web-3', 'running', 'web'],
+    ]);
     const verify = appshot(home, ['tables', '--verify']);
     expect(verify.stdout + verify.stderr).not.toMatch(/problem|no template holds|two mappings/);
     expect(verify.code).toBe(0);

@@ -111,7 +111,7 @@ export function makeClone(t: Tables, tpl: Template, opts: { from: number; comman
   const env = tpl.rules.env.length ? { ...(m.env ?? (process.env as Record<string, string>)), ...Object.fromEntries(tpl.rules.env.map((e) => [e.name, expand(e.value, values)])) } : m.env;
   const publish = tpl.resources.filter((x) => x.kind === 'port' && x.class === 'multiplex').map((x) => ({ public: x.publicPort!, virtual: S.decodePortId(x.vrid).port }));
   const command = opts.command ?? m.command;
-  registerApp(t, { aid, command, noIdentity: m.noIdentity, publish });
+  registerApp(t, { aid, command, noIdentity: m.noIdentity, clone: true, publish });
   const seeded: string[] = [];
   try {
     const restored: RestoreSummary = { aid, meta: m, sems: 0, segments: 0, shmBytes: 0, shared: 0, copySeconds: 0, queues: 0, messages: 0, seconds: 0 };

@@ -22,7 +22,7 @@ export interface Registration {
  */
 export function registerApp(
   t: Tables,
-  opts: { aid?: string; command: string[]; noIdentity?: boolean; publish?: Publication[] },
+  opts: { aid?: string; command: string[]; noIdentity?: boolean; clone?: boolean; publish?: Publication[] },
 ): Registration {
   if (opts.aid !== undefined) checkAid(opts.aid);
   return writeTxn(t, () => {
@@ -49,7 +49,7 @@ export function registerApp(
     putApp(t, aid, {
       schema: S.SCHEMA_VERSION,
       state: S.APP_STATE.running,
-      flags: opts.noIdentity ? S.APP_FLAG_NO_IDENTITY : 0,
+      flags: (opts.noIdentity ? S.APP_FLAG_NO_IDENTITY : 0) | (opts.clone ? S.APP_FLAG_CLONE : 0),
       harnessSpid: process.pid,
       harnessStart: startTicks(process.pid) ?? 0,
       createdMs: now,

@@ -354,14 +354,13 @@ export function createTemplate(t: Tables, opts: { name: string; snapshot: string
 
 /* --- clones of a template, and rm ---------------------------------------- */
 
-/** The applications cloned from a template: those that map its shared
- * segments, or are named after it, and are running. */
+/** The running applications cloned from a template. */
 export function liveClones(t: Tables, tpl: Template): string[] {
   const live: string[] = [];
   for (const { key, value } of t.apps.getRange({})) {
     const aid = key.toString('latin1');
     const app = S.decodeAppVal(value);
-    if (app.state !== S.APP_STATE.running || !aid.startsWith(`${tpl.name}-`) || !/^\d+$/.test(aid.slice(tpl.name.length + 1))) continue;
+    if (app.state !== S.APP_STATE.running || S.cloneTemplate(aid, app.flags) !== tpl.name) continue;
     if (appLive(t, aid, app)) live.push(aid);
   }
   return live;
