@@ -21,6 +21,8 @@
 #include "path.h"
 
 #include <dirent.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,31 +45,27 @@ static const struct redirect *redirects;
 
 /* --- matching ------------------------------------------------------------ */
 
-/* The next component of p, past the '/' and '.' components that name
- * nothing new; its length in *len. */
-static const char *component(const char *p, size_t *len)
+/* p moved past the '/' and '.' components that name nothing new. */
+static const char *skip_redundant(const char *p)
 {
 	for (;;) {
 		while (*p == '/') p++;
-		if (p[0] != '.' || (p[1] != '/' && p[1] != 0)) break;
+		if (p[0] != '.' || (p[1] != '/' && p[1] != 0)) return p;
 		p++;
 	}
-	*len = strcspn(p, "/");
-	return p;
 }
 
 /* Where the rest of path p begins when p names dir or something under it,
- * else NULL. dir is normalized; the rest is "" or begins with '/'. */
+ * else NULL. dir is normalized; the rest is "" or begins with '/'. One
+ * pass over both, with no calls: every path of the program comes here. */
 static const char *covered(const char *p, const char *dir, size_t dir_len)
 {
-	const char *d = dir + 1, *end = dir + dir_len;
-	while (d < end) {
-		const char *slash = memchr(d, '/', (size_t)(end - d));
-		size_t dn = slash ? (size_t)(slash - d) : (size_t)(end - d), pn;
-		p = component(p, &pn);
-		if (pn != dn || memcmp(p, d, dn)) return NULL;
-		p += pn;
-		d += dn + 1;
+	const char *d = dir, *end = dir + dir_len;
+	while (d < end) { /* d is at the '/' before one of dir's components */
+		p = skip_redundant(p);
+		for (d++; d < end && *d != '/'; d++, p++)
+			if (*p != *d) return NULL;
+		if (*p && *p != '/') return NULL; /* p's component is longer */
 	}
 	return p;
 }
@@ -131,16 +129,17 @@ static struct {
  * relative paths may need redirecting; 0 when they do not. */
 static int cwd_join(const char *rel, char *out)
 {
-	size_t rel_len = strlen(rel);
 	for (;;) {
 		unsigned seq = atomic_load_explicit(&cwd.seq, memory_order_acquire);
 		if (seq & 1) continue;
-		size_t len = cwd.len;
-		int ok = cwd.reaches && len + 1 + rel_len < PATH_MAX;
+		int ok = cwd.reaches;
 		if (ok) {
-			memcpy(out, cwd.path, len);
-			out[len] = '/';
-			memcpy(out + len + 1, rel, rel_len + 1);
+			size_t len = cwd.len, rel_len = strlen(rel);
+			if ((ok = len + 1 + rel_len < PATH_MAX)) {
+				memcpy(out, cwd.path, len);
+				out[len] = '/';
+				memcpy(out + len + 1, rel, rel_len + 1);
+			}
 		}
 		atomic_thread_fence(memory_order_acquire);
 		if (atomic_load_explicit(&cwd.seq, memory_order_relaxed) == seq) return ok;
@@ -170,6 +169,11 @@ static void cwd_changed(void)
 	const char *v = REAL(getcwd)(real, sizeof real) ? redirect_back(real, virt) : NULL;
 	size_t len = v ? strlen(v) : 0;
 	int reaches = v && relative_needs_redirect(v, len, v == real);
+	/* No signal handler of this thread may find the record half written
+	 * (it would wait for it forever). */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
 	unsigned seq;
 	do seq = atomic_load_explicit(&cwd.seq, memory_order_relaxed) & ~1u;
 	while (!atomic_compare_exchange_weak_explicit(&cwd.seq, &seq, seq + 1, memory_order_acquire, memory_order_relaxed));
@@ -177,6 +181,7 @@ static void cwd_changed(void)
 	cwd.len = len;
 	if (v) memcpy(cwd.path, v, len + 1);
 	atomic_store_explicit(&cwd.seq, seq + 2, memory_order_release);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	errno = saved;
 }
 
@@ -274,7 +279,8 @@ void path_init(void)
 	if (rc)
 		shim_fatal("cannot read the path redirections of application '%s' from the tables at %s: %s; "
 			   "end the application and run it again with valid --redir FROM=TO options",
-			   t->aid, t->path, l.bad ? l.bad : rc > 0 ? strerror(rc) : mdb_strerror(rc));
+			   t->aid, t->path,
+			   l.bad ? l.bad : rc == MDB_CORRUPTED ? "a row is not FROM, a NUL byte and TO" : rc > 0 ? strerror(rc) : mdb_strerror(rc));
 	redirects = l.list;
 	redirect_count = l.count;
 	cwd_changed();
@@ -499,13 +505,18 @@ static char *give_path(const char *s, char *buf, size_t size)
 	return memcpy(buf, s, n);
 }
 
-SHIM_EXPORT char *getcwd(char *buf, size_t size)
+static char *virtual_getcwd(char *buf, size_t size)
 {
-	if (__builtin_expect(redirect_count == 0, 1)) return REAL(getcwd)(buf, size);
 	char real[PATH_MAX], virt[PATH_MAX];
 	/* Longer than PATH_MAX, or gone: as the real call says. */
 	if (!REAL(getcwd)(real, sizeof real)) return REAL(getcwd)(buf, size);
 	return give_path(redirect_back(real, virt), buf, size);
+}
+
+SHIM_EXPORT char *getcwd(char *buf, size_t size)
+{
+	if (__builtin_expect(redirect_count == 0, 1)) return REAL(getcwd)(buf, size);
+	return virtual_getcwd(buf, size);
 }
 
 SHIM_EXPORT char *get_current_dir_name(void)
@@ -518,9 +529,8 @@ SHIM_EXPORT char *get_current_dir_name(void)
 	return strdup(v);
 }
 
-SHIM_EXPORT char *realpath(const char *path, char *resolved)
+static char *virtual_realpath(const char *path, char *resolved)
 {
-	if (__builtin_expect(redirect_count == 0, 1)) return REAL(realpath)(path, resolved);
 	REDIRECT(path, NULL);
 	char real[PATH_MAX] = "", virt[PATH_MAX];
 	char *r = REAL(realpath)(path, real);
@@ -532,4 +542,43 @@ SHIM_EXPORT char *realpath(const char *path, char *resolved)
 	return r ? resolved : NULL;
 }
 
-SHIM_EXPORT char *canonicalize_file_name(const char *path) { return realpath(path, NULL); }
+SHIM_EXPORT char *realpath(const char *path, char *resolved)
+{
+	if (__builtin_expect(redirect_count == 0, 1)) return REAL(realpath)(path, resolved);
+	return virtual_realpath(path, resolved);
+}
+
+SHIM_EXPORT char *canonicalize_file_name(const char *path)
+{
+	if (__builtin_expect(redirect_count == 0, 1)) return REAL(realpath)(path, NULL);
+	return virtual_realpath(path, NULL);
+}
+
+/* --- the entry points _FORTIFY_SOURCE builds call instead ----------------- */
+
+/* (make, less and cmake here among them.) A buffer too small for what the
+ * caller says it holds is the real call's to report: it ends the process. */
+SHIM_EXPORT ssize_t __readlink_chk(const char *path, char *buf, size_t len, size_t buflen)
+{
+	REDIRECT(path, -1);
+	return REAL(__readlink_chk)(path, buf, len, buflen);
+}
+
+SHIM_EXPORT ssize_t __readlinkat_chk(int dirfd, const char *path, char *buf, size_t len, size_t buflen)
+{
+	REDIRECT_AT(dirfd, path, -1);
+	return REAL(__readlinkat_chk)(dirfd, path, buf, len, buflen);
+}
+
+SHIM_EXPORT char *__getcwd_chk(char *buf, size_t size, size_t buflen)
+{
+	if (__builtin_expect(redirect_count == 0, 1) || size > buflen) return REAL(__getcwd_chk)(buf, size, buflen);
+	return virtual_getcwd(buf, size);
+}
+
+SHIM_EXPORT char *__realpath_chk(const char *path, char *resolved, size_t resolvedlen)
+{
+	if (__builtin_expect(redirect_count == 0, 1) || resolvedlen < PATH_MAX)
+		return REAL(__realpath_chk)(path, resolved, resolvedlen);
+	return virtual_realpath(path, resolved);
+}

@@ -40,6 +40,10 @@ int __open_2(const char *path, int flags);
 int __open64_2(const char *path, int flags);
 int __openat_2(int dirfd, const char *path, int flags);
 int __openat64_2(int dirfd, const char *path, int flags);
+ssize_t __readlink_chk(const char *path, char *buf, size_t len, size_t buflen);
+ssize_t __readlinkat_chk(int dirfd, const char *path, char *buf, size_t len, size_t buflen);
+char *__getcwd_chk(char *buf, size_t size, size_t buflen);
+char *__realpath_chk(const char *path, char *resolved, size_t resolvedlen);
 #define STAT_VER 1 /* _STAT_VER_LINUX on x86-64 */
 
 extern char **environ;
@@ -212,6 +216,16 @@ static void stats(void)
 	rc("euidaccess", euidaccess(at("sub/f"), R_OK));
 	rc("eaccess", eaccess(at("sub/f"), W_OK));
 	rc("access(missing)", access(at("sub/missing"), F_OK));
+	/* DIR written with '//' and '/./' between its components names it too;
+	 * a name that merely begins with DIR's does not. */
+	char odd[PATH_MAX * 2] = "", *o = odd;
+	for (const char *c = dir; *c; c++) o += *c == '/' ? sprintf(o, "//./") : sprintf(o, "%c", *c);
+	strcat(odd, "//sub/./f");
+	st("stat(with // and /./)", stat(odd, &s), &s);
+	snprintf(odd, sizeof odd, "%s/.", dir);
+	st("stat(DIR/.)", stat(odd, &s), &s);
+	snprintf(odd, sizeof odd, "%sx/sub/f", dir);
+	st("stat(DIRx)", stat(odd, &s), &s);
 }
 
 static void names(void)
@@ -231,6 +245,10 @@ static void names(void)
 	n = readlinkat(AT_FDCWD, at("sub/soft2"), buf, sizeof buf - 1);
 	if (n >= 0) buf[n] = 0;
 	line("readlinkat", n >= 0, "'%s'", n >= 0 ? shown(buf) : "");
+	n = __readlink_chk(at("sub/soft1"), buf, sizeof buf - 1, sizeof buf);
+	line("__readlink_chk", n >= 0, "'%.*s'", (int)(n < 0 ? 0 : n), buf);
+	n = __readlinkat_chk(AT_FDCWD, at("sub/soft1"), buf, sizeof buf - 1, sizeof buf);
+	line("__readlinkat_chk", n >= 0, "'%.*s'", (int)(n < 0 ? 0 : n), buf);
 	struct stat s;
 	st("stat(through soft1)", stat(at("sub/soft1"), &s), &s);
 	rc("unlink", unlink(at("sub/hard1")));
@@ -285,6 +303,8 @@ static void cwd(void)
 	line("getcwd(exact size)", getcwd(buf, len + 1) != NULL, NULL);
 	line("getcwd(one byte short)", getcwd(buf, len) != NULL, NULL);
 	line("getcwd(size 0)", getcwd(buf, 0) != NULL, NULL);
+	g = __getcwd_chk(buf, sizeof buf, sizeof buf);
+	line("__getcwd_chk", g != NULL, "%s", g ? shown(g) : "");
 	g = getcwd(NULL, 0);
 	line("getcwd(NULL, 0)", g != NULL, "%s", g ? shown(g) : "");
 	free(g);
@@ -297,6 +317,8 @@ static void cwd(void)
 	fd("open(relative)", open("f", O_RDONLY));
 	g = realpath(at("sub/../sub/./soft1"), buf);
 	line("realpath", g != NULL, "%s", g ? shown(g) : "");
+	g = __realpath_chk(at("sub/soft1"), buf, sizeof buf);
+	line("__realpath_chk", g != NULL, "%s", g ? shown(g) : "");
 	g = realpath("f", NULL);
 	line("realpath(relative, NULL)", g != NULL, "%s", g ? shown(g) : "");
 	free(g);
