@@ -204,6 +204,19 @@ print('bound and connected', flush=True)
     expect(existsSync(p.virt)).toBe(false);
   });
 
+  it('a snapshot carries the redirections, and the restored application has them', () => {
+    const p = place();
+    writeFileSync(join(p.real, 'f'), 'kept data');
+    const home = makeHome();
+    const file = join(p.base, 'snap');
+    expect(appshot(home, ['run', '--aid', 'orig', '--keep', '--redir', `${p.virt}=${p.real}`, '--', 'true']).code).toBe(0);
+    expect(appshot(home, ['snapshot', 'orig', '-o', file, '--stop']).code).toBe(0);
+    expect(appshot(home, ['snapshot', 'inspect', file]).stdout).toContain(`redirected paths: ${p.virt} -> ${p.real}`);
+    const r = appshot(home, ['restore', file, '--aid', 'copy', '--', 'cat', join(p.virt, 'f')]);
+    expect(r.stdout).toBe('kept data');
+    expect(r.code).toBe(0);
+  });
+
   describe('--redir refuses bad input with exit 2, before anything runs', () => {
     it.each([
       ['no =', ['/srv/app'], "--redir '/srv/app' is not FROM=TO"],
