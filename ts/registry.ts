@@ -17,8 +17,8 @@ export interface Registration {
 
 /**
  * FIGs. 10 and 14: registers the AID (the given name, or a generated one),
- * creates its translation table space and links this harness to it, all in
- * one write transaction, so two harnesses racing for one name cannot both
+ * creates its translation table space, writes its path redirections and
+ * links this harness to it, all in one write transaction, so two harnesses racing for one name cannot both
  * win.
  */
 export function registerApp(
