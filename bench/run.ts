@@ -3,7 +3,8 @@
  * (semaphores, shared memory, message queues) and process-ID calls (getpid,
  * kill, fork, posix_spawn) and port calls (bind, connect), natively and
  * under the shim in the same run, reported as ratios against the targets
- * (bench/targets.ts), with absolute times beside them; a published-port
+ * (bench/targets.ts), with absolute times beside them; the path calls on
+ * a redirected path and without redirections; a published-port
  * pool's throughput against the same instances reached directly
  * (bench/pool.ts); snapshot and restore (bench/snapshot.ts); cloning a
  * template (bench/clone.ts); and at scale,
@@ -42,13 +43,36 @@ const DRIVERS = [
 
 type Sample = Record<string, number | { p50: number; p99: number }>;
 
-function runOnce(home: string, program: string, shim: boolean, key: number): Sample {
-  const args = [`0x${key.toString(16)}`];
-  const r = shim
-    ? spawnSync(process.execPath, [CLI_PATH, 'run', '--', program, ...args], { env: { ...process.env, APPSHOT_HOME: home }, encoding: 'utf8' })
+/** One run of a driver: natively, or under the shim with runFlags given
+ * to `appshot run`. */
+function runDriver(home: string, program: string, args: string[], runFlags: string[] | null): Sample {
+  const r = runFlags
+    ? spawnSync(process.execPath, [CLI_PATH, 'run', ...runFlags, '--', program, ...args], { env: { ...process.env, APPSHOT_HOME: home }, encoding: 'utf8' })
     : spawnSync(program, args, { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`${basename(program)} ${shim ? 'under the shim' : 'natively'} failed (${r.status}): ${r.stderr}`);
+  if (r.status !== 0) throw new Error(`${basename(program)} ${runFlags ? 'under the shim' : 'natively'} failed (${r.status}): ${r.stderr}`);
   return JSON.parse(r.stdout);
+}
+
+function runOnce(home: string, program: string, shim: boolean, key: number): Sample {
+  return runDriver(home, program, [`0x${key.toString(16)}`], shim ? [] : null);
+}
+
+/**
+ * Path redirection (bench/native/pathbench.c): open + close and stat on a
+ * redirected path under the shim against the same calls natively on the
+ * real path it leads to, the covering redirection second of two; and
+ * open + close under the shim of an application without redirections.
+ */
+function pathRound(home: string): { native: Sample; shim: Sample } {
+  const program = builtProgram('pathbench');
+  const virt = join(home, 'app', 'config');
+  const real = join(home, 'instances', 'web-1', 'config');
+  mkdirSync(real, { recursive: true });
+  const redirs = ['--redir', `${join(home, 'app', 'cache')}=${join(home, 'instances', 'web-1', 'cache')}`, '--redir', `${virt}=${real}`];
+  return {
+    native: { ...runDriver(home, program, [real, 'redirected'], null), ...runDriver(home, program, [real, 'no_redirect'], null) },
+    shim: { ...runDriver(home, program, [virt, 'redirected'], redirs), ...runDriver(home, program, [real, 'no_redirect'], []) },
+  };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -66,6 +90,9 @@ function perCall(home: string): { native: Sample[]; shim: Sample[] } {
       Object.assign(n, runOnce(home, program, false, nativeKey + i * 4));
       Object.assign(s, runOnce(home, program, true, shimKey + i * 4));
     }
+    const paths = pathRound(home);
+    Object.assign(n, paths.native);
+    Object.assign(s, paths.shim);
     native.push(n);
     shim.push(s);
   }

@@ -16,6 +16,9 @@ export const PAIRED: { metric: string; label: string; target: number }[] = [
   { metric: 'spawn_waitpid', label: 'posix_spawn /bin/true + waitpid', target: 1.3 },
   { metric: 'bind_listen', label: 'socket + bind + listen + close', target: 1.1 },
   { metric: 'connect_accept', label: 'loopback connect + accept + close both', target: 1.1 },
+  { metric: 'open_close_redirected', label: 'open(O_RDONLY) + close, redirected path (native: the real path)', target: 1.2 },
+  { metric: 'stat_redirected', label: 'stat, redirected path (native: the real path)', target: 1.2 },
+  { metric: 'open_close_no_redirect', label: 'open(O_RDONLY) + close, application without redirections', target: 1.05 },
 ];
 
 /** Shim-only figures: absolute time, with a bound where the issue sets one. */

@@ -26,10 +26,17 @@ interface RunFlags {
   publish: string[];
   balance: Balance;
   portRange: string;
+  redir: string[];
 }
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
+}
+
+/** Each --redir, checked alone and then as a list, before anything runs. */
+async function redirections(specs: string[], home: string) {
+  const { checkRedirects, parseRedirect } = await import('../ts/redirect.js');
+  return checkRedirects(specs.map(parseRedirect), home);
 }
 
 /** Each --publish, checked: one public port and one virtual port once each. */
@@ -49,21 +56,24 @@ async function publications(specs: string[]): Promise<Publication[]> {
 program
   .command('run')
   .description('run CMD as an application whose IPC IDs and keys are virtual')
-  .usage('[--aid NAME] [--keep] [--publish PUBLIC:VIRTUAL]... -- CMD [ARGS...]')
+  .usage('[--aid NAME] [--keep] [--publish PUBLIC:VIRTUAL]... [--redir FROM=TO]... -- CMD [ARGS...]')
   .option('--aid <name>', 'application ID (default: a new one, app-N)')
   .option('--keep', 'leave kernel objects and tables when the application ends, for a later snapshot', false)
   .addOption(new Option('--no-identity', 'never let a virtual ID equal its system ID (to test what a restored application sees)'))
   .option('--publish <public:virtual>', "reach the application's TCP port VIRTUAL at system port PUBLIC; applications publishing one port share it as a pool (repeatable)", collect, [])
   .addOption(new Option('--balance <policy>', 'how a pool picks the instance for each connection').choices(['rr', 'lc']).default('rr'))
   .option('--port-range <lo-hi>', 'system ports for virtual ports whose own number is taken', `${S.PORT_RANGE_DEFAULT.lo}-${S.PORT_RANGE_DEFAULT.hi}`)
+  .option('--redir <from=to>', 'in every process of the application, paths at or under FROM lead to the same place under TO (absolute paths; repeatable, the first that covers a path applies)', collect, [])
   .argument('<cmd...>', 'the command to run and its arguments')
   .passThroughOptions()
   .action(async (cmd: string[], o: RunFlags) => {
     const { parsePortRange } = await import('../ts/pool.js');
     const publish = await publications(o.publish);
     const portRange = parsePortRange(o.portRange);
+    const home = resolveHome();
+    const redirects = await redirections(o.redir, home);
     const { run } = await import('./run.js');
-    exitCode = await run(cmd, { aid: o.aid, keep: o.keep, noIdentity: !o.identity, home: resolveHome(), publish, balance: o.balance, portRange });
+    exitCode = await run(cmd, { aid: o.aid, keep: o.keep, noIdentity: !o.identity, home, publish, balance: o.balance, portRange, redirects });
   });
 
 program
@@ -182,7 +192,7 @@ program
       `appshot: restored '${r.aid}' from ${file}: ${r.sems} semaphore set(s), ${r.segments} segment(s) (${mib(r.shmBytes)}), ${r.queues} queue(s) (${r.messages} message(s)) in ${r.seconds.toFixed(2)} s\n`,
     );
     const m = r.meta;
-    const opts = { home, keep: false, noIdentity: m.noIdentity, publish: m.publish, balance: 'rr' as const, portRange: S.PORT_RANGE_DEFAULT };
+    const opts = { home, keep: false, noIdentity: m.noIdentity, publish: m.publish, balance: 'rr' as const, portRange: S.PORT_RANGE_DEFAULT, redirects: m.redirects ?? [] };
     exitCode = await runRegistered(t, r.aid, given ?? m.command, opts, { firstVpid: m.firstVpid, ...(given ? {} : { env: m.env, cwd: m.cwd }) });
   });
 

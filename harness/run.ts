@@ -5,6 +5,7 @@ import { EXIT } from '../ts/errors.js';
 import { ensureHome } from '../ts/home.js';
 import { inTerminalForeground } from '../ts/libc.js';
 import { SHIM_PATH, SUPERVISOR_PATH } from '../ts/paths.js';
+import { type Redirect, redirectPath } from '../ts/redirect.js';
 import { registerApp } from '../ts/registry.js';
 import { type Balance, type Lifeline, type Publication, joinPool } from '../ts/pool.js';
 import { type Tables, openTables } from '../ts/tables.js';
@@ -19,6 +20,8 @@ export interface RunOptions {
   publish: Publication[];
   balance: Balance;
   portRange: { lo: number; hi: number };
+  /** Path redirections, checked (ts/redirect.ts checkRedirects). */
+  redirects: Redirect[];
 }
 
 /** How a restored application starts again: the saved environment and
@@ -39,7 +42,7 @@ const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 export async function run(command: string[], opts: RunOptions): Promise<number> {
   ensureHome(opts.home);
   const t = openTables(opts.home, { create: true });
-  const reg = registerApp(t, { aid: opts.aid, command, noIdentity: opts.noIdentity, publish: opts.publish });
+  const reg = registerApp(t, { aid: opts.aid, command, noIdentity: opts.noIdentity, publish: opts.publish, redirects: opts.redirects });
   if (reg.reclaimed) for (const line of describeCleanup(reg.reclaimed, 'reclaimed stale application')) process.stderr.write(`appshot: ${line}\n`);
   return runRegistered(t, reg.aid, command, opts);
 }
@@ -107,7 +110,11 @@ function supervise(command: string[], aid: string, opts: RunOptions, as: StartAs
     APPSHOT_PUBLISH: opts.publish.map((p) => `${p.public}:${p.virtual}`).join(','),
   };
   if (!opts.publish.length) delete env.APPSHOT_PUBLISH;
-  const child = spawn(SUPERVISOR_PATH, [SHIM_PATH, ...command], { stdio: 'inherit', env, ...(as.cwd ? { cwd: as.cwd } : {}) });
+  // The supervisor runs outside the shim: a command named by a redirected
+  // path is found where the shim would look, under its own argv[0].
+  const file = redirectPath(opts.redirects, command[0]);
+  const exec = file !== command[0] ? ['--exec', file] : [];
+  const child = spawn(SUPERVISOR_PATH, [...exec, SHIM_PATH, ...command], { stdio: 'inherit', env, ...(as.cwd ? { cwd: as.cwd } : {}) });
   track(child);
   if (onStarted) child.once('spawn', onStarted);
   return new Promise((resolve) => {

@@ -76,7 +76,7 @@ export async function clone(
     }
     next = c.number + 1;
     made.push(c.aid);
-    const runOpts = { home: opts.home, keep: false, noIdentity: c.noIdentity, publish: c.publish, balance: opts.balance, portRange: opts.portRange };
+    const runOpts = { home: opts.home, keep: false, noIdentity: c.noIdentity, publish: c.publish, redirects: c.redirects, balance: opts.balance, portRange: opts.portRange };
     const spawned = new Promise<void>((resolve) =>
       runs.push(
         superviseApp(t, c.aid, c.command, runOpts, { env: c.env, cwd: c.cwd, firstVpid: c.firstVpid }, resolve)

@@ -14,9 +14,11 @@ import * as S from './schema.js';
 
 export interface TranslationRow {
   aid: string;
-  type: S.ResourceType;
-  virtual: number;
-  system: number;
+  type: S.ResourceType | 'path';
+  /** A path redirection's FROM, for type path. */
+  virtual: number | string;
+  /** A path redirection's TO, for type path. */
+  system: number | string;
   key: number | null;
   creator: number | null;
   created: string;
@@ -47,9 +49,10 @@ export interface Filter {
   srid?: number;
 }
 
-/** The type codes a type filter names. */
+/** The type codes a type filter names ([] for path: no fwd rows). */
 function typeCodes(type?: string): number[] | undefined {
   if (!type) return undefined;
+  if (type === 'path') return [];
   if (type === 'key') return S.KEY_TYPES.map((k) => S.RT[k]);
   return [S.RT[type as S.ResourceType]];
 }
@@ -107,6 +110,19 @@ export class View {
     }
   }
 
+  /** Path redirections (the paths table), of one AID or of all, in key
+   * order; created is the application's, which set them when it started. */
+  private *redirections(aid?: string): Generator<TranslationRow> {
+    const range = aid === undefined ? {} : prefixRange(S.fwdPrefix(aid));
+    const created = new Map<string, string>();
+    for (const { key, value } of this.t.paths.getRange({ ...range, transaction: this.txn })) {
+      const k = S.decodePathKey(key);
+      if (!created.has(k.aid)) created.set(k.aid, new Date(this.app(k.aid)?.createdMs ?? 0).toISOString());
+      const { from, to } = S.decodePathVal(value);
+      yield { aid: k.aid, type: 'path', virtual: from, system: to, key: null, creator: null, created: created.get(k.aid)! };
+    }
+  }
+
   /** The row owning a system ID (the reverse table, FIG. 13); a port's
    * under TCP and UDP both. */
   private *bySrid(srid: number, codes: number[]): Generator<TranslationRow & { vrid: number }> {
@@ -135,15 +151,21 @@ export class View {
       for (const row of this.bySrid(f.srid, codes ?? all)) if (keep(row, f)) yield strip(row);
       return;
     }
+    // Path redirections follow an application's translations; they have
+    // no numeric virtual ID for --vrid to match.
+    const paths = (!f.type || f.type === 'path') && f.vrid === undefined;
     const aids = f.aid !== undefined ? [f.aid] : f.state || codes ? [...this.apps(f.state)].map((a) => a.aid) : undefined;
     if (f.aid !== undefined && f.state && this.app(f.aid)?.state !== S.APP_STATE[f.state]) return;
     if (!aids) {
       for (const row of this.range(Buffer.alloc(0))) if (keep(row, f)) yield strip(row);
+      if (paths) yield* this.redirections();
       return;
     }
-    for (const aid of aids)
+    for (const aid of aids) {
       for (const prefix of codes ? codes.map((c) => S.fwdPrefix(aid, c)) : [S.fwdPrefix(aid)])
         for (const row of this.range(prefix)) if (keep(row, f)) yield strip(row);
+      if (paths) yield* this.redirections(aid);
+    }
   }
 
   /** Applications with their recorded process count. */
@@ -163,9 +185,10 @@ export class View {
     }
   }
 
-  /** How many translations there are in all: a page's "of N", without counting. */
+  /** How many rows there are in all: a page's "of N", without counting. */
   total(): number {
-    return (this.t.fwd.getStats() as { entryCount: number }).entryCount;
+    const entries = (db: Tables['fwd']) => (db.getStats() as { entryCount: number }).entryCount;
+    return entries(this.t.fwd) + entries(this.t.paths);
   }
 }
 
@@ -185,6 +208,8 @@ export function sortRows(rows: TranslationRow[], field: SortField, desc: boolean
   const cmp = (a: TranslationRow, b: TranslationRow) => {
     const x = a[field];
     const y = b[field];
+    // Numbers in numeric order, before the paths of path rows.
+    if (typeof x !== typeof y) return (typeof x === 'number' ? -1 : 1) * dir;
     return (x < y ? -1 : x > y ? 1 : 0) * dir;
   };
   return rows.sort(cmp);
@@ -193,8 +218,8 @@ export function sortRows(rows: TranslationRow[], field: SortField, desc: boolean
 const hex = (n: number) => '0x' + (n >>> 0).toString(16).padStart(8, '0');
 
 function cells(r: TranslationRow): string[] {
-  const isKey = S.KEY_TYPES.includes(r.type);
-  const show = (n: number) => (isKey ? hex(n) : r.proto ? `${n}/${r.proto}` : String(n));
+  const isKey = S.KEY_TYPES.includes(r.type as S.ResourceType);
+  const show = (n: number | string) => (typeof n === 'string' ? n : isKey ? hex(n) : r.proto ? `${n}/${r.proto}` : String(n));
   return [
     r.aid,
     r.type,

@@ -30,6 +30,7 @@
 #define DB_REV "rev"       /* node type srid -> vrid aid */
 #define DB_ALLOC "alloc"   /* aid 0 type -> next vrid; "" 0 type -> next host-wide srid */
 #define DB_PROCS "procs"   /* spid -> start_ticks aid */
+#define DB_PATHS "paths"   /* aid 0 index -> from 0 to: path redirections */
 
 /* Resource types. Each IPC family has its own key space, as in the kernel. */
 enum appshot_rtype {
@@ -166,6 +167,38 @@ static inline size_t alloc_key(uint8_t *out, const char *aid, size_t aidlen, uin
 {
 	memcpy(out, aid, aidlen); out[aidlen] = 0; out[aidlen + 1] = type;
 	return aidlen + 2;
+}
+
+/* paths key: aid bytes, 0x00, index u16: an application's path
+ * redirections in the order they apply (the first that covers a path wins).
+ * paths value: FROM bytes, 0x00, TO bytes (no trailing NUL); both absolute
+ * and normalized, each shorter than APPSHOT_PATH_MAX. */
+#define APPSHOT_PATH_MAX 4096u /* PATH_MAX: the kernel's limit, NUL included */
+#define PATH_KEY_MAX (APPSHOT_AID_MAX + 3)
+#define PATH_VAL_MAX (2 * APPSHOT_PATH_MAX)
+static inline size_t path_key(uint8_t *out, const char *aid, size_t aidlen, uint16_t index)
+{
+	memcpy(out, aid, aidlen);
+	out[aidlen] = 0;
+	out[aidlen + 1] = (uint8_t)(index >> 8);
+	out[aidlen + 2] = (uint8_t)index;
+	return aidlen + 3;
+}
+static inline size_t path_val(uint8_t *out, const char *from, size_t fromlen, const char *to, size_t tolen)
+{
+	memcpy(out, from, fromlen);
+	out[fromlen] = 0;
+	memcpy(out + fromlen + 1, to, tolen);
+	return fromlen + 1 + tolen;
+}
+/* Splits a paths value: FROM is in[0..*fromlen), TO in[*fromlen+1..len).
+ * -1 when there is no separating NUL. */
+static inline int path_val_split(const uint8_t *in, size_t len, size_t *fromlen)
+{
+	const uint8_t *nul = (const uint8_t *)memchr(in, 0, len);
+	if (!nul) return -1;
+	*fromlen = (size_t)(nul - in);
+	return 0;
 }
 
 /* apps value: schema u8, state u8, flags u16, harness spid u32,

@@ -20,6 +20,8 @@ export const DB = {
   rev: 'rev',
   alloc: 'alloc',
   procs: 'procs',
+  /** aid 0 index -> from 0 to: path redirections. */
+  paths: 'paths',
 } as const;
 
 export const RT = {
@@ -208,6 +210,36 @@ export function procVal(startTicks: number, aid: string): Buffer {
 export function decodeProcVal(b: Uint8Array): { startTicks: number; aid: string } {
   const buf = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
   return { startTicks: Number(buf.readBigUInt64BE(0)), aid: buf.toString('latin1', 8) };
+}
+
+/** The kernel's PATH_MAX, NUL included: a redirection's FROM and TO are
+ * shorter. */
+export const PATH_MAX = 4096;
+
+/** paths key: aid bytes, 0x00, index u16: an application's path
+ * redirections in the order they apply (the first that covers a path wins). */
+export function pathKey(aid: string, index: number): Buffer {
+  const a = aidBytes(aid);
+  const b = Buffer.alloc(a.length + 3);
+  a.copy(b);
+  b.writeUInt16BE(index, a.length + 1);
+  return b;
+}
+export function decodePathKey(b: Uint8Array): { aid: string; index: number } {
+  const buf = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  const n = buf.length - 3;
+  return { aid: buf.toString('latin1', 0, n), index: buf.readUInt16BE(n + 1) };
+}
+
+/** paths value: FROM bytes, 0x00, TO bytes (UTF-8, no trailing NUL). */
+export function pathVal(from: string, to: string): Buffer {
+  return Buffer.concat([Buffer.from(from, 'utf8'), Buffer.alloc(1), Buffer.from(to, 'utf8')]);
+}
+export function decodePathVal(b: Uint8Array): { from: string; to: string } {
+  const buf = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  const nul = buf.indexOf(0);
+  if (nul < 0) throw new RangeError('a paths value holds FROM, a NUL byte and TO: this one has no NUL');
+  return { from: buf.toString('utf8', 0, nul), to: buf.toString('utf8', nul + 1) };
 }
 
 export interface AppVal {

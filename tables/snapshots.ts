@@ -58,6 +58,7 @@ export function renderSnapshot(rep: SnapshotReport): string {
     `working directory: ${m.cwd ?? '(no process ran)'}; first process vpid: ${m.firstVpid ?? '-'}`,
   ];
   if (m.publish.length) lines.push(`published: ${m.publish.map((p) => `${p.public}:${p.virtual}`).join(', ')}`);
+  if (m.redirects?.length) lines.push(`redirected paths: ${m.redirects.map((r) => `${r.from} -> ${r.to}`).join(', ')}`);
   const table = new Table({ head: ['type', 'virtual', 'key', 'size', 'mode'], style: { head: [], border: [] } });
   for (const x of rep.sems) table.push(['sem', String(x.vrid), hex(x.key), `${x.nsems} semaphores`, x.mode]);
   for (const x of rep.segments) table.push(['shm', String(x.vrid), hex(x.key), `${x.size} bytes`, x.mode]);

@@ -66,6 +66,18 @@ describe('table layouts: C and TypeScript produce the golden bytes', () => {
       expect(S.decodePortId(g.id).port).toBe(g.port);
     }
   });
+  it('paths keys and values (path redirections)', () => {
+    for (const g of golden.pathKey) {
+      expect(hex(S.pathKey(g.aid, g.index))).toBe(g.hex);
+      expect(hex(c.pathKey(g.aid, g.index))).toBe(g.hex);
+      expect(S.decodePathKey(Buffer.from(g.hex, 'hex'))).toEqual({ aid: g.aid, index: g.index });
+    }
+    for (const g of golden.pathVal) {
+      expect(hex(S.pathVal(g.from, g.to)), g.comment).toBe(g.hex);
+      expect(hex(c.pathVal(g.from, g.to)), g.comment).toBe(g.hex);
+      expect(S.decodePathVal(Buffer.from(g.hex, 'hex'))).toEqual({ from: g.from, to: g.to });
+    }
+  });
   it('app values', () => {
     for (const g of golden.appVal) {
       const { hex: want, ...v } = g;

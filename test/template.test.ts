@@ -180,6 +180,7 @@ describe('template bad input and limits', () => {
       'DEFINE <APPL-ID> AS PROPERTY application-id\nREDIR PATH "/srv/app/config" TO "/proc/<APPL-ID>/config"\n',
       /rules:2:33: the REDIR target \/proc\/bad-1\/config is outside any directory you can write \(\/proc cannot be written/,
     );
+    await refused('REDIR PATH "/" TO "/tmp/x"\n', /rules:1:12: redirection \/ -> \/tmp\/x: FROM is '\/', which would redirect every path/);
     await refused('REDIR PATH "/srv/app/config" TO "/etc/hostname/config"\n', /rules:1:33: the REDIR target \/etc\/hostname\/config is outside .*\/etc\/hostname is a file, not a directory/);
   });
 

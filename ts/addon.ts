@@ -53,6 +53,8 @@ export interface Addon {
   /** The fixed part of an app value (the command is TypeScript's to add). */
   appVal(v: Omit<S.AppVal, 'command'>): Buffer;
   portId(proto: number, port: number): number;
+  pathKey(aid: string, index: number): Buffer;
+  pathVal(from: string, to: string): Buffer;
   /** flock(2), retried on EINTR; throws with the errno. */
   flock(fd: number, operation: number): void;
   aidValid(aid: string): boolean;

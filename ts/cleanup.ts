@@ -106,9 +106,11 @@ function removeAll(t: Tables, aid: string, report: CleanupReport): number {
     t.fwd.removeSync(fwdKey);
     report.rows++;
   }
-  for (const { key } of [...t.alloc.getRange(prefixRange(S.fwdPrefix(aid)))]) {
-    t.alloc.removeSync(key);
-    report.rows++;
+  for (const db of [t.alloc, t.paths]) {
+    for (const key of [...db.getKeys(prefixRange(S.fwdPrefix(aid)))]) {
+      db.removeSync(key);
+      report.rows++;
+    }
   }
   dropProcsRows(t, aid, report);
   return keep.size;

@@ -4,7 +4,7 @@ import { addon } from './addon.js';
 import { endApp } from './cleanup.js';
 import { AppshotError, EXIT, errnoText } from './errors.js';
 import type { Publication } from './pool.js';
-import { type Redirect, normalizePath, putRedirects } from './redirect.js';
+import { type Redirect, normalizePath } from './redirect.js';
 import { registerApp } from './registry.js';
 import { type RestoreSummary, type SharedSegment, restoreSections } from './restore.js';
 import { expand, variableValues } from './rules.js';
@@ -106,12 +106,13 @@ export function makeClone(t: Tables, tpl: Template, opts: { from: number; comman
   const aid = `${tpl.name}-${number}`;
   const m = tpl.meta;
   const values = variableValues(tpl.rules, { aid, number, template: tpl.name });
-  const redirects = tpl.rules.redirects.map((r) => ({ from: normalizePath(r.from.text), to: normalizePath(expand(r.to, values)) }));
+  // The rules' first: the first redirection covering a path wins, over any the snapshot carried.
+  const redirects = [...tpl.rules.redirects.map((r) => ({ from: normalizePath(r.from.text), to: normalizePath(expand(r.to, values)) })), ...(m.redirects ?? [])];
   // The snapshot's first process's environment, else the harness's, as restore and run start with.
   const env = tpl.rules.env.length ? { ...(m.env ?? (process.env as Record<string, string>)), ...Object.fromEntries(tpl.rules.env.map((e) => [e.name, expand(e.value, values)])) } : m.env;
   const publish = tpl.resources.filter((x) => x.kind === 'port' && x.class === 'multiplex').map((x) => ({ public: x.publicPort!, virtual: S.decodePortId(x.vrid).port }));
   const command = opts.command ?? m.command;
-  registerApp(t, { aid, command, noIdentity: m.noIdentity, clone: true, publish });
+  registerApp(t, { aid, command, noIdentity: m.noIdentity, clone: true, publish, redirects });
   const seeded: string[] = [];
   try {
     const restored: RestoreSummary = { aid, meta: m, sems: 0, segments: 0, shmBytes: 0, shared: 0, copySeconds: 0, queues: 0, messages: 0, seconds: 0 };
@@ -124,7 +125,6 @@ export function makeClone(t: Tables, tpl: Template, opts: { from: number; comman
     }
     const ports = tpl.resources.filter((x) => x.kind === 'port' && x.class === 'virtualize').map((x) => x.vrid);
     const leases = leasePorts(t, aid, ports, opts.portRange, !m.noIdentity);
-    writeTxn(t, () => putRedirects(t, aid, redirects));
     try {
       seeded.push(...seedTargets(redirects));
     } catch (err) {

@@ -3,6 +3,7 @@ import { checkAid } from './aid.js';
 import { AppshotError, EXIT } from './errors.js';
 import { startTicks } from './procinfo.js';
 import type { Publication } from './pool.js';
+import { type Redirect, putRedirects } from './redirect.js';
 import { type Tables, getApp, nextCounter, putApp, writeTxn } from './tables.js';
 import * as S from '../tables/schema.js';
 
@@ -16,13 +17,13 @@ export interface Registration {
 
 /**
  * FIGs. 10 and 14: registers the AID (the given name, or a generated one),
- * creates its translation table space and links this harness to it, all in
- * one write transaction, so two harnesses racing for one name cannot both
+ * creates its translation table space, writes its path redirections and
+ * links this harness to it, all in one write transaction, so two harnesses racing for one name cannot both
  * win.
  */
 export function registerApp(
   t: Tables,
-  opts: { aid?: string; command: string[]; noIdentity?: boolean; clone?: boolean; publish?: Publication[] },
+  opts: { aid?: string; command: string[]; noIdentity?: boolean; clone?: boolean; publish?: Publication[]; redirects?: Redirect[] },
 ): Registration {
   if (opts.aid !== undefined) checkAid(opts.aid);
   return writeTxn(t, () => {
@@ -62,6 +63,7 @@ export function registerApp(
       const row = { srid: S.portId(S.PORT_PROTO.tcp, p.public), vkey: 0, skey: 0, creator: process.pid, createdMs: now };
       t.fwd.putSync(S.fwdKey(aid, S.RT.publish, vrid), S.fwdVal(row));
     }
+    putRedirects(t, aid, opts.redirects ?? []);
     return { aid, adopted, reclaimed };
   });
 }

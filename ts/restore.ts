@@ -137,7 +137,7 @@ export function restore(t: Tables, file: string, opts: { aid?: string; command?:
     checkFree(t, aid);
     if (!opts.command && meta.cwd && !existsSync(meta.cwd))
       throw new AppshotError(`the snapshot's working directory ${meta.cwd} does not exist here; create it, or give the command to run after --`, EXIT.failure);
-    registerApp(t, { aid, command: opts.command ?? meta.command, noIdentity: meta.noIdentity, publish: meta.publish });
+    registerApp(t, { aid, command: opts.command ?? meta.command, noIdentity: meta.noIdentity, publish: meta.publish, redirects: meta.redirects });
     const sum: RestoreSummary = { aid, meta, sems: 0, segments: 0, shmBytes: 0, shared: 0, copySeconds: 0, queues: 0, messages: 0, seconds: 0 };
     try {
       opts.progress?.start(meta.shmBytes);

@@ -7,6 +7,7 @@ import { SUPERVISOR_PATH } from './paths.js';
 import type { Publication } from './pool.js';
 import { processesOf, procStat } from './procinfo.js';
 import type { Progress } from './progress.js';
+import { type Redirect, redirectsOf } from './redirect.js';
 import { SnapWriter } from './snapfile.js';
 import { shmAttachModes } from './sysvipc.js';
 import { type FwdRow, type Tables, fwdRows, getApp } from './tables.js';
@@ -32,6 +33,8 @@ export interface SnapMeta {
   /** The vpid of the application's first process, given again on restore. */
   firstVpid: number | null;
   publish: Publication[];
+  /** Path redirections (absent in snapshots made before they existed). */
+  redirects?: Redirect[];
   /** The bytes of shared memory the snapshot holds, for a progress bar. */
   shmBytes: number;
 }
@@ -233,6 +236,7 @@ export async function snapshot(t: Tables, aid: string, file: string, opts: { sto
       noIdentity: (app.flags & S.APP_FLAG_NO_IDENTITY) !== 0,
       firstVpid: first?.vrid ?? null,
       publish: rows.filter((r) => r.type === S.RT.publish).map((r) => ({ public: S.decodePortId(r.srid).port, virtual: S.decodePortId(r.vrid).port })),
+      redirects: redirectsOf(t, aid),
       shmBytes: rows.filter((r) => r.type === S.RT.shm && !S.fwdValRemoved(r)).reduce((n, r) => n + stat('shm', r, aid).size, 0),
     };
     w.json('meta', meta);

@@ -24,6 +24,8 @@ export interface Tables {
   rev: Bin;
   alloc: Bin;
   procs: Bin;
+  /** Path redirections (ts/redirect.ts). */
+  paths: Bin;
 }
 
 const binary = { keyEncoding: 'binary', encoding: 'binary' } as const;
@@ -87,6 +89,7 @@ export function openTables(home: string, opts: { create?: boolean } = {}): Table
         rev: db(S.DB.rev),
         alloc: db(S.DB.alloc),
         procs: db(S.DB.procs),
+        paths: db(S.DB.paths),
       };
       t.node = env.transactionSync(() => initMeta(t));
       return t;

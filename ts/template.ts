@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { appLive, endApp } from './cleanup.js';
+import { type Redirect, checkRedirects } from './redirect.js';
 import { TEMPLATE_AID_PREFIX, templateFile, templatesDir } from './home.js';
 import { AppshotError, EXIT, errnoText } from './errors.js';
 import { createObject, failedAt, setPerm, type SharedSegment } from './restore.js';
@@ -187,10 +188,17 @@ function unwritable(dir: string): string | null {
 
 /** A REDIR target must lie where this user can make it: checked for the
  * first clone's values before anything is made. */
-export function checkRedirectTargets(rules: Rules, rulesFile: string, sample: { aid: string; number: number; template: string }): void {
+export function checkRedirectTargets(rules: Rules, rulesFile: string, home: string, sample: { aid: string; number: number; template: string }): void {
   const values = variableValues(rules, sample);
+  const checked: Redirect[] = [];
   for (const r of rules.redirects) {
     const target = expand(r.to, values);
+    try {
+      checked.push({ from: r.from.text, to: target });
+      checkRedirects(checked, home);
+    } catch (err) {
+      throw new AppshotError(`${rulesFile}:${r.from.line}:${r.from.col}: ${(err as Error).message}; nothing was made`, EXIT.usage);
+    }
     const why = unwritable(existingAncestor(dirname(target)));
     if (why)
       throw new AppshotError(
@@ -327,7 +335,7 @@ export function createTemplate(t: Tables, opts: { name: string; snapshot: string
   const identity = fileIdentity(opts.snapshot);
   const rep = inspectSnapshot(opts.snapshot); // every checksum, before anything is made
   const resources = classify(rep, rules, opts.rulesFile ?? '');
-  checkRedirectTargets(rules, opts.rulesFile ?? '', { aid: `${opts.name}-1`, number: 1, template: opts.name });
+  checkRedirectTargets(rules, opts.rulesFile ?? '', t.home, { aid: `${opts.name}-1`, number: 1, template: opts.name });
   registerTemplate(t, opts.name, aid, rep.meta.command);
   try {
     const sharedVrids = new Set(resources.filter((x) => x.kind === 'shm' && x.class === 'shared').map((x) => x.vrid));

@@ -112,6 +112,22 @@ Napi::Value AllocKey(const Napi::CallbackInfo &info)
 	return bytes(info.Env(), b, alloc_key(b, aid.data(), aid.size(), (uint8_t)u32(info[1])));
 }
 
+Napi::Value PathKey(const Napi::CallbackInfo &info)
+{
+	std::string aid = aid_arg(info, 0);
+	uint8_t b[PATH_KEY_MAX];
+	return bytes(info.Env(), b, path_key(b, aid.data(), aid.size(), (uint16_t)u32(info[1])));
+}
+
+Napi::Value PathVal(const Napi::CallbackInfo &info)
+{
+	std::string from = info[0].As<Napi::String>().Utf8Value(), to = info[1].As<Napi::String>().Utf8Value();
+	if (from.size() >= APPSHOT_PATH_MAX || to.size() >= APPSHOT_PATH_MAX)
+		throw Napi::RangeError::New(info.Env(), "a redirected path is shorter than PATH_MAX");
+	std::vector<uint8_t> b(PATH_VAL_MAX);
+	return bytes(info.Env(), b.data(), path_val(b.data(), from.data(), from.size(), to.data(), to.size()));
+}
+
 Napi::Value AppVal(const Napi::CallbackInfo &info)
 {
 	Napi::Object o = info[0].As<Napi::Object>();
@@ -571,6 +587,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports)
 	exports.Set("revVal", Napi::Function::New(env, RevVal));
 	exports.Set("allocKey", Napi::Function::New(env, AllocKey));
 	exports.Set("appVal", Napi::Function::New(env, AppVal));
+	exports.Set("pathKey", Napi::Function::New(env, PathKey));
+	exports.Set("pathVal", Napi::Function::New(env, PathVal));
 	exports.Set("portId", Napi::Function::New(env, PortId));
 	exports.Set("flock", Napi::Function::New(env, Flock));
 	exports.Set("aidValid", Napi::Function::New(env, AidValid));

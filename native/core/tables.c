@@ -124,6 +124,11 @@ int tables_open_env(struct tables *t, const char *home, char *err, size_t errlen
 	    (rc = open_dbi(txn, DB_FWD, &t->fwd)) || (rc = open_dbi(txn, DB_REV, &t->rev)) ||
 	    (rc = open_dbi(txn, DB_ALLOC, &t->alloc)) || (rc = open_dbi(txn, DB_PROCS, &t->procs)))
 		goto txn_fail;
+	/* Tables written before path redirections existed have no paths
+	 * database: their applications have no redirections. */
+	rc = open_dbi(txn, DB_PATHS, &t->paths);
+	if (rc && rc != MDB_NOTFOUND) goto txn_fail;
+	t->has_paths = rc == 0;
 	uint32_t version;
 	if ((rc = read_meta_u32(t, txn, "version", &version)) ||
 	    (rc = read_meta_u32(t, txn, "node", &t->node)))
@@ -215,6 +220,29 @@ int tables_fds_ok(const struct tables *t)
 	mdb_filehandle_t fd;
 	return mdb_env_get_fd(t->env, &fd) == 0 && fd_is(fd, t->data_dev, t->data_ino) &&
 	       fd_is(t->lock_fd, t->lock_dev, t->lock_ino);
+}
+
+int tables_redirects(const struct tables *t, MDB_txn *txn, tables_redirect_fn *fn, void *arg)
+{
+	if (!t->has_paths) return 0;
+	MDB_cursor *c;
+	int rc = mdb_cursor_open(txn, t->paths, &c);
+	if (rc) return rc;
+	uint8_t kb[PATH_KEY_MAX];
+	size_t plen = path_key(kb, t->aid, t->aidlen, 0) - 2; /* aid and its NUL */
+	MDB_val k = { plen, kb }, v;
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		if (k.mv_size != plen + 2 || memcmp(k.mv_data, kb, plen)) break;
+		size_t fromlen;
+		if (path_val_split(v.mv_data, v.mv_size, &fromlen)) {
+			rc = MDB_CORRUPTED;
+			break;
+		}
+		const char *val = v.mv_data;
+		if ((rc = fn(arg, val, fromlen, val + fromlen + 1, v.mv_size - fromlen - 1))) break;
+	}
+	mdb_cursor_close(c);
+	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
 uint64_t tables_txnid(const struct tables *t)

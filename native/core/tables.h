@@ -14,7 +14,8 @@ enum { REV_MINE = 0, REV_NONE = 1, REV_FOREIGN = 2 };
 
 struct tables {
 	MDB_env *env;
-	MDB_dbi meta, apps, fwd, rev, alloc, procs;
+	MDB_dbi meta, apps, fwd, rev, alloc, procs, paths;
+	int has_paths; /* 0 in tables written before the paths database */
 	uint32_t node;
 	uint16_t app_flags;
 	char aid[APPSHOT_AID_MAX + 1];
@@ -118,6 +119,13 @@ int tables_pid_lookup(const struct tables *t, MDB_txn *txn, uint32_t spid, uint6
 int tables_pid_reserve(const struct tables *t, MDB_txn *txn, uint32_t *vpid);
 /* Forgets a reaped process. */
 int tables_pid_forget(const struct tables *t, MDB_txn *txn, uint32_t spid);
+
+/* The application's path redirections, FROM and TO (not NUL-terminated,
+ * valid inside txn), in the order they apply: fn is called with each until
+ * it returns nonzero, which is then returned; MDB_CORRUPTED for a value
+ * that is not FROM 0x00 TO. */
+typedef int tables_redirect_fn(void *arg, const char *from, size_t fromlen, const char *to, size_t tolen);
+int tables_redirects(const struct tables *t, MDB_txn *txn, tables_redirect_fn *fn, void *arg);
 
 uint64_t now_ms(void);
 

@@ -6,11 +6,16 @@
  * env=..., env -i, a daemon cleaning up): these wrappers put back whatever
  * of the three is missing, and leave present values alone (a nested
  * `appshot run` names its own application). They run in vfork children
- * too, so they never allocate: the patched environment lives on the stack. */
+ * too, so they never allocate: the patched environment lives on the stack.
+ *
+ * The program's path is redirected (path.c) like any other; a bare name
+ * that execvp, execvpe and posix_spawnp search for in PATH is left to the
+ * search, which looks in the directories as they are on disk. */
 #define _GNU_SOURCE
 #include "shim.h"
 #include "real.h"
 #include "pid.h"
+#include "path.h"
 
 #include <dlfcn.h>
 #include <limits.h>
@@ -90,8 +95,14 @@ static size_t preload_room(char *const envp[], size_t n)
 	return 0;
 }
 
+/* For the calls that search PATH for a bare name. */
+#define REDIRECT_FILE(file, fail)                                               \
+	char file##_redirected[PATH_MAX];                                      \
+	if (redirect_count && strchr(file, '/') && redirect_path_slow(&(file), file##_redirected)) return (fail)
+
 SHIM_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
 {
+	REDIRECT(path, -1);
 	pid_before_exec();
 	PATCHED_ENV(env, envp);
 	return REAL(execve)(path, argv, env);
@@ -99,6 +110,7 @@ SHIM_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
 
 SHIM_EXPORT int execv(const char *path, char *const argv[])
 {
+	REDIRECT(path, -1);
 	pid_before_exec();
 	PATCHED_ENV(env, environ);
 	return REAL(execve)(path, argv, env);
@@ -106,6 +118,7 @@ SHIM_EXPORT int execv(const char *path, char *const argv[])
 
 SHIM_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
 {
+	REDIRECT_FILE(file, -1);
 	pid_before_exec();
 	PATCHED_ENV(env, envp);
 	return REAL(execvpe)(file, argv, env);
@@ -113,6 +126,7 @@ SHIM_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[]
 
 SHIM_EXPORT int execvp(const char *file, char *const argv[])
 {
+	REDIRECT_FILE(file, -1);
 	pid_before_exec();
 	PATCHED_ENV(env, environ);
 	return REAL(execvpe)(file, argv, env);
@@ -128,6 +142,7 @@ SHIM_EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
 SHIM_EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *actions,
 			    const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
 {
+	REDIRECT(path, errno); /* posix_spawn returns its error */
 	PATCHED_ENV(env, envp);
 	int r = REAL(posix_spawn)(pid, path, actions, attr, argv, env);
 	if (r == 0 && pid) *pid = pid_record_child(*pid);
@@ -137,6 +152,7 @@ SHIM_EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file
 SHIM_EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *actions,
 			     const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
 {
+	REDIRECT_FILE(file, errno);
 	PATCHED_ENV(env, envp);
 	int r = REAL(posix_spawnp)(pid, file, actions, attr, argv, env);
 	if (r == 0 && pid) *pid = pid_record_child(*pid);

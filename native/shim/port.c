@@ -14,6 +14,7 @@
 #include "shim.h"
 #include "real.h"
 #include "pid.h"
+#include "path.h"
 #include "../core/pool.h"
 
 #include <arpa/inet.h>
@@ -294,8 +295,44 @@ static int bind_new(int fd, const struct sockaddr *addr, socklen_t len, uint32_t
 	return 0;
 }
 
+/* --- AF_UNIX sockets at redirected paths ---------------------------------- */
+
+static int unix_redirect_slow(const struct sockaddr **addr, socklen_t *len, struct sockaddr_un *b)
+{
+	const size_t off = offsetof(struct sockaddr_un, sun_path);
+	const struct sockaddr_un *un = (const struct sockaddr_un *)*addr;
+	/* Unnamed and abstract sockets have no path. */
+	if (*len <= off || *len > sizeof *b || un->sun_path[0] == 0) return 0;
+	char name[sizeof un->sun_path + 1], buf[PATH_MAX];
+	size_t n = strnlen(un->sun_path, *len - off);
+	memcpy(name, un->sun_path, n);
+	name[n] = 0;
+	const char *path = name;
+	if (redirect_path(&path, buf)) return -1;
+	if (path == name) return 0;
+	n = strlen(path);
+	if (n > sizeof b->sun_path) return shim_fail(ENAMETOOLONG);
+	b->sun_family = AF_UNIX;
+	memcpy(b->sun_path, path, n);
+	if (n < sizeof b->sun_path) b->sun_path[n++] = 0;
+	*addr = (const struct sockaddr *)b;
+	*len = (socklen_t)(off + n);
+	return 0;
+}
+
+/* A pathname AF_UNIX address under a redirection is rewritten into b (and
+ * *len with it), so each instance of a program gets its own socket file.
+ * -1 with errno set when the rewritten path does not fit in sun_path. */
+static inline int unix_redirect(const struct sockaddr **addr, socklen_t *len, struct sockaddr_un *b)
+{
+	if (__builtin_expect(redirect_count == 0, 1) || !*addr || (*addr)->sa_family != AF_UNIX) return 0;
+	return unix_redirect_slow(addr, len, b);
+}
+
 SHIM_EXPORT int bind(int fd, const struct sockaddr *addr, socklen_t len)
 {
+	struct sockaddr_un un;
+	if (unix_redirect(&addr, &len, &un)) return -1;
 	uint16_t vport, sport;
 	uint32_t proto;
 	if (!shim_active || !inet_port(addr, len, &vport) || vport == 0 || len > sizeof(struct sockaddr_storage) ||
@@ -529,6 +566,8 @@ SHIM_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags
 
 SHIM_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
+	struct sockaddr_un un;
+	if (unix_redirect(&addr, &len, &un)) return -1;
 	struct sockaddr_storage b;
 	return REAL(connect)(fd, to_system_addr(fd, addr, len, &b), len);
 }

@@ -4,6 +4,7 @@
 #include "shim.h"
 #include "real.h"
 #include "pid.h"
+#include "path.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -145,6 +146,7 @@ __attribute__((constructor)) static void shim_init(void)
 	read_fault();
 	port_init();
 	pid_init();
+	path_init();
 	set_fork_canary();
 	pthread_atfork(translate_before_fork, translate_after_fork_parent, after_fork_child);
 	shim_active = 1;

@@ -8,6 +8,7 @@
 #include "procview.h"
 #include "real.h"
 #include "pid.h"
+#include "path.h"
 
 #include <fcntl.h>
 #include <limits.h>
@@ -117,37 +118,41 @@ static mode_t mode_arg(int flags, va_list ap)
 }
 
 /* open, openat and their 64-bit names; the mode is read only when the
- * flags say there is one, as libc does. */
-#define OPEN_WRAPPER(name, params, args)                                       \
+ * flags say there is one, as libc does. The path is redirected first
+ * (path.c); at is the directory it is relative to (AT_FDCWD for the
+ * calls without one). */
+#define OPEN_WRAPPER(name, at, params, args)                                   \
 	SHIM_EXPORT int name params                                            \
 	{                                                                      \
 		va_list ap;                                                    \
 		va_start(ap, flags);                                           \
 		mode_t mode = mode_arg(flags, ap);                             \
 		va_end(ap);                                                    \
+		REDIRECT_AT(at, path, -1);                                     \
 		if (wants_view(path, flags)) return view_fd(listing_type(path), flags); \
 		char proc_buf[PATH_MAX];                                             \
 		path = pid_proc_path(path, proc_buf, sizeof proc_buf);         \
 		return REAL(name) args;                                        \
 	}
-OPEN_WRAPPER(open, (const char *path, int flags, ...), (path, flags, mode))
-OPEN_WRAPPER(open64, (const char *path, int flags, ...), (path, flags, mode))
-OPEN_WRAPPER(openat, (int dirfd, const char *path, int flags, ...), (dirfd, path, flags, mode))
-OPEN_WRAPPER(openat64, (int dirfd, const char *path, int flags, ...), (dirfd, path, flags, mode))
+OPEN_WRAPPER(open, AT_FDCWD, (const char *path, int flags, ...), (path, flags, mode))
+OPEN_WRAPPER(open64, AT_FDCWD, (const char *path, int flags, ...), (path, flags, mode))
+OPEN_WRAPPER(openat, dirfd, (int dirfd, const char *path, int flags, ...), (dirfd, path, flags, mode))
+OPEN_WRAPPER(openat64, dirfd, (int dirfd, const char *path, int flags, ...), (dirfd, path, flags, mode))
 
 /* The fortified entry points _FORTIFY_SOURCE builds call instead. */
-#define OPEN2_WRAPPER(name, params, args)                                      \
+#define OPEN2_WRAPPER(name, at, params, args)                                   \
 	SHIM_EXPORT int name params                                            \
 	{                                                                      \
+		REDIRECT_AT(at, path, -1);                                     \
 		if (wants_view(path, flags)) return view_fd(listing_type(path), flags); \
 		char proc_buf[PATH_MAX];                                             \
 		path = pid_proc_path(path, proc_buf, sizeof proc_buf);         \
 		return REAL(name) args;                                        \
 	}
-OPEN2_WRAPPER(__open_2, (const char *path, int flags), (path, flags))
-OPEN2_WRAPPER(__open64_2, (const char *path, int flags), (path, flags))
-OPEN2_WRAPPER(__openat_2, (int dirfd, const char *path, int flags), (dirfd, path, flags))
-OPEN2_WRAPPER(__openat64_2, (int dirfd, const char *path, int flags), (dirfd, path, flags))
+OPEN2_WRAPPER(__open_2, AT_FDCWD, (const char *path, int flags), (path, flags))
+OPEN2_WRAPPER(__open64_2, AT_FDCWD, (const char *path, int flags), (path, flags))
+OPEN2_WRAPPER(__openat_2, dirfd, (int dirfd, const char *path, int flags), (dirfd, path, flags))
+OPEN2_WRAPPER(__openat64_2, dirfd, (int dirfd, const char *path, int flags), (dirfd, path, flags))
 
 static FILE *fopen_view(const char *path, const char *mode)
 {
@@ -165,12 +170,14 @@ static int fopen_wants_view(const char *path, const char *mode)
 
 SHIM_EXPORT FILE *fopen(const char *path, const char *mode)
 {
+	REDIRECT(path, NULL);
 	if (fopen_wants_view(path, mode)) return fopen_view(path, mode);
 	char proc_buf[PATH_MAX];
 	return REAL(fopen)(pid_proc_path(path, proc_buf, sizeof proc_buf), mode);
 }
 SHIM_EXPORT FILE *fopen64(const char *path, const char *mode)
 {
+	REDIRECT(path, NULL);
 	if (fopen_wants_view(path, mode)) return fopen_view(path, mode);
 	char proc_buf[PATH_MAX];
 	return REAL(fopen64)(pid_proc_path(path, proc_buf, sizeof proc_buf), mode);

@@ -7,7 +7,10 @@
  * (the terminal already delivers its own to the whole foreground group),
  * and exits with the command's status, 128+N if it died of signal N.
  *
- * Usage: appshot-supervisor PRELOAD CMD [ARGS...]
+ * Usage: appshot-supervisor [--exec FILE] PRELOAD CMD [ARGS...]
+ * With --exec, FILE is run under CMD's name: the harness gives the path a
+ * redirection makes of CMD, since the supervisor itself runs without the
+ * shim.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -30,11 +33,11 @@ static void die(const char *what)
 
 /* In the child: exec CMD with the shim preloaded; on failure send errno up
  * the close-on-exec pipe, which the parent reads as "exec did not happen". */
-static void exec_command(char **argv, const char *preload, int report_fd, const sigset_t *old)
+static void exec_command(const char *file, char **argv, const char *preload, int report_fd, const sigset_t *old)
 {
 	sigprocmask(SIG_SETMASK, old, NULL);
 	if (setenv("LD_PRELOAD", preload, 1) != 0) die("setenv");
-	execvp(argv[0], argv);
+	execvp(file, argv);
 	int err = errno;
 	ssize_t w = write(report_fd, &err, sizeof err);
 	(void)w;
@@ -73,10 +76,17 @@ static int exit_code(int status)
 
 int main(int argc, char **argv)
 {
+	const char *file = NULL;
+	if (argc > 2 && !strcmp(argv[1], "--exec")) {
+		file = argv[2];
+		argc -= 2;
+		argv += 2;
+	}
 	if (argc < 3) {
-		fprintf(stderr, "appshot: supervisor: usage: appshot-supervisor PRELOAD CMD [ARGS...]\n");
+		fprintf(stderr, "appshot: supervisor: usage: appshot-supervisor [--exec FILE] PRELOAD CMD [ARGS...]\n");
 		return 2;
 	}
+	if (!file) file = argv[2];
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) die("prctl(PR_SET_CHILD_SUBREAPER)");
 	sigset_t waited, old;
 	sigemptyset(&waited);
@@ -92,7 +102,7 @@ int main(int argc, char **argv)
 	if (child < 0) die("fork");
 	if (child == 0) {
 		close(pipefd[0]);
-		exec_command(argv + 2, argv[1], pipefd[1], &old);
+		exec_command(file, argv + 2, argv[1], pipefd[1], &old);
 	}
 	close(pipefd[1]);
 	int err = 0;

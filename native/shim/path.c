@@ -1,0 +1,584 @@
+/* Path redirection ("dynamic symbolic links"): an application may carry
+ * redirections FROM -> TO (the paths table). In every process of it, a
+ * path that FROM covers (FROM itself, or under it) reaches the kernel with
+ * that prefix replaced by TO, so clones of one program built around fixed
+ * paths each get their own files. What the kernel hands back as a path
+ * (getcwd, realpath) goes the other way: the program sees its own paths.
+ *
+ * The redirections are read once at start into an array that is never
+ * changed afterwards (an exec reads them again; a fork child inherits
+ * them), so the wrappers take no lock and allocate nothing: they are safe
+ * in threads, signal handlers and vfork children. Without redirections a
+ * wrapper costs one predictable branch before the real call.
+ *
+ * Matching is lexical and makes no system call: the path's '//' and '/./'
+ * are skipped as the kernel would, '..' is not resolved (it depends on
+ * symbolic links), and the content of a symbolic link is the kernel's to
+ * follow, not redirected. */
+#define _GNU_SOURCE
+#include "shim.h"
+#include "real.h"
+#include "path.h"
+
+#include <dirent.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+#include <utime.h>
+
+struct redirect {
+	const char *from, *to; /* normalized: absolute, no '//', '.', '..' or trailing '/' */
+	size_t from_len, to_len;
+};
+
+size_t redirect_count;
+static const struct redirect *redirects;
+
+/* --- matching ------------------------------------------------------------ */
+
+/* p moved past the '/' and '.' components that name nothing new. */
+static const char *skip_redundant(const char *p)
+{
+	for (;;) {
+		while (*p == '/') p++;
+		if (p[0] != '.' || (p[1] != '/' && p[1] != 0)) return p;
+		p++;
+	}
+}
+
+/* Where the rest of path p begins when p names dir or something under it,
+ * else NULL. dir is normalized; the rest is "" or begins with '/'. One
+ * pass over both, with no calls: every path of the program comes here. */
+static const char *covered(const char *p, const char *dir, size_t dir_len)
+{
+	const char *d = dir, *end = dir + dir_len;
+	while (d < end) { /* d is at the '/' before one of dir's components */
+		p = skip_redundant(p);
+		for (d++; d < end && *d != '/'; d++, p++)
+			if (*p != *d) return NULL;
+		if (*p && *p != '/') return NULL; /* p's component is longer */
+	}
+	return p;
+}
+
+/* prefix followed by rest, into buf (PATH_MAX bytes). */
+static int join(char *buf, const char *prefix, size_t prefix_len, const char *rest)
+{
+	size_t rest_len = strlen(rest);
+	if (prefix_len + rest_len >= PATH_MAX) return shim_fail(ENAMETOOLONG);
+	memcpy(buf, prefix, prefix_len);
+	memcpy(buf + prefix_len, rest, rest_len + 1);
+	return 0;
+}
+
+/* An absolute path: the first redirection covering it applies. */
+static int redirect_absolute(const char **path, char *buf)
+{
+	for (size_t i = 0; i < redirect_count; i++) {
+		const struct redirect *r = &redirects[i];
+		const char *rest = covered(*path, r->from, r->from_len);
+		if (!rest) continue;
+		if (join(buf, r->to, r->to_len, rest)) return -1;
+		*path = buf;
+		return 0;
+	}
+	return 0;
+}
+
+/* A system path as the program names it: under its FROM when it lies
+ * under a TO, written into buf; else path itself (also when the virtual
+ * one would not fit). */
+static const char *redirect_back(const char *path, char *buf)
+{
+	for (size_t i = 0; i < redirect_count; i++) {
+		const struct redirect *r = &redirects[i];
+		const char *rest = covered(path, r->to, r->to_len);
+		if (rest) return join(buf, r->from, r->from_len, rest) ? path : buf;
+	}
+	return path;
+}
+
+/* --- the working directory ----------------------------------------------- */
+
+/* A relative path is the kernel's to resolve against the working
+ * directory, which a redirected chdir already made the system one. But
+ * when a FROM lies below the working directory, a relative path can walk
+ * into it (coreutils' mkdir -p goes down from '/' by relative names), and
+ * when the working directory is inside a FROM that exists on disk, every
+ * relative path lies under FROM: in those two cases only, a relative path
+ * is joined to the working directory as the program names it and
+ * redirected if that is covered. chdir and fchdir keep this record; a
+ * sequence count lets every thread read it without a lock. */
+static struct {
+	_Atomic unsigned seq; /* odd while written */
+	int reaches;          /* one of the two cases above */
+	size_t len;
+	char path[PATH_MAX]; /* the working directory as the program names it */
+} cwd;
+
+/* The working directory joined with rel into out, when the record says
+ * relative paths may need redirecting; 0 when they do not. */
+static int cwd_join(const char *rel, char *out)
+{
+	for (;;) {
+		unsigned seq = atomic_load_explicit(&cwd.seq, memory_order_acquire);
+		if (seq & 1) continue;
+		int ok = cwd.reaches;
+		if (ok) {
+			size_t len = cwd.len, rel_len = strlen(rel);
+			if ((ok = len + 1 + rel_len < PATH_MAX)) {
+				memcpy(out, cwd.path, len);
+				out[len] = '/';
+				memcpy(out + len + 1, rel, rel_len + 1);
+			}
+		}
+		atomic_thread_fence(memory_order_acquire);
+		if (atomic_load_explicit(&cwd.seq, memory_order_relaxed) == seq) return ok;
+	}
+}
+
+static int relative_needs_redirect(const char *vcwd, size_t len, int on_disk)
+{
+	for (size_t i = 0; i < redirect_count; i++) {
+		const struct redirect *r = &redirects[i];
+		const char *rest = covered(r->from, vcwd, len);
+		if ((rest && *rest) || (on_disk && covered(vcwd, r->from, r->from_len))) return 1;
+	}
+	return 0;
+}
+
+/* After a chdir or fchdir (and at start): the record made again. */
+static void cwd_changed(void)
+{
+	if (!redirect_count) return;
+	shim_check_fork();
+	/* A vfork child shares its parent's memory: its chdir must not move
+	 * the parent's record (it is about to exec, and reads it again then). */
+	if ((pid_t)syscall(SYS_getpid) != shim_pid) return;
+	int saved = errno;
+	char real[PATH_MAX], virt[PATH_MAX];
+	const char *v = REAL(getcwd)(real, sizeof real) ? redirect_back(real, virt) : NULL;
+	size_t len = v ? strlen(v) : 0;
+	int reaches = v && relative_needs_redirect(v, len, v == real);
+	/* No signal handler of this thread may find the record half written
+	 * (it would wait for it forever). */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	unsigned seq;
+	do seq = atomic_load_explicit(&cwd.seq, memory_order_relaxed) & ~1u;
+	while (!atomic_compare_exchange_weak_explicit(&cwd.seq, &seq, seq + 1, memory_order_acquire, memory_order_relaxed));
+	cwd.reaches = reaches;
+	cwd.len = len;
+	if (v) memcpy(cwd.path, v, len + 1);
+	atomic_store_explicit(&cwd.seq, seq + 2, memory_order_release);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	errno = saved;
+}
+
+static int redirect_relative(const char **path, char *buf)
+{
+	char joined[PATH_MAX];
+	const char *p = joined;
+	if (!cwd_join(*path, joined)) return 0;
+	if (redirect_absolute(&p, buf)) return -1;
+	if (p == buf) *path = buf; /* else the relative path, as given */
+	return 0;
+}
+
+int redirect_path_slow(const char **path, char *buf)
+{
+	const char *p = *path;
+	if (!p || !*p) return 0;
+	return p[0] == '/' ? redirect_absolute(path, buf) : redirect_relative(path, buf);
+}
+
+int redirect_path_at_slow(int dirfd, const char **path, char *buf)
+{
+	/* A path relative to a directory descriptor is left alone: the
+	 * descriptor was opened through a redirected path already. */
+	if (dirfd != AT_FDCWD && *path && **path != '/') return 0;
+	return redirect_path_slow(path, buf);
+}
+
+/* --- loading ------------------------------------------------------------- */
+
+struct load {
+	size_t count, bytes;
+	struct redirect *list;
+	char *strings;
+	const char *bad; /* why a row is unusable */
+};
+
+static int count_row(void *arg, const char *from, size_t from_len, const char *to, size_t to_len)
+{
+	struct load *l = arg;
+	(void)from, (void)to;
+	l->count++;
+	l->bytes += from_len + to_len + 2;
+	return 0;
+}
+
+static const char *row_problem(const char *from, size_t from_len, const char *to, size_t to_len)
+{
+	if (from_len < 2 || from[0] != '/' || to_len < 1 || to[0] != '/') return "FROM and TO must be absolute and FROM not '/'";
+	if (from_len >= PATH_MAX || to_len >= PATH_MAX) return "a path is longer than PATH_MAX";
+	if (memchr(to, 0, to_len)) return "TO holds a NUL byte";
+	return NULL;
+}
+
+static char *copy(struct load *l, const char *s, size_t len)
+{
+	char *out = l->strings;
+	memcpy(out, s, len);
+	out[len] = 0;
+	l->strings += len + 1;
+	return out;
+}
+
+static int copy_row(void *arg, const char *from, size_t from_len, const char *to, size_t to_len)
+{
+	struct load *l = arg;
+	if ((l->bad = row_problem(from, from_len, to, to_len))) return EINVAL;
+	struct redirect *r = &l->list[l->count++];
+	r->from = copy(l, from, from_len);
+	r->to = copy(l, to, to_len);
+	r->from_len = from_len;
+	r->to_len = to_len;
+	return 0;
+}
+
+static int load_in(MDB_txn *txn, void *arg)
+{
+	struct load *l = arg;
+	const struct tables *t = shim_tables();
+	int rc = tables_redirects(t, txn, count_row, l);
+	if (rc || !l->count) return rc;
+	if (!(l->list = malloc(l->count * sizeof *l->list + l->bytes))) return ENOMEM;
+	l->strings = (char *)(l->list + l->count);
+	l->count = 0;
+	return tables_redirects(t, txn, copy_row, l);
+}
+
+void path_init(void)
+{
+	struct load l = { 0 };
+	const struct tables *t = shim_tables();
+	int rc = with_read_txn(load_in, &l);
+	/* Running on with a redirection missing would put files where the
+	 * application's other instances keep theirs. */
+	if (rc)
+		shim_fatal("cannot read the path redirections of application '%s' from the tables at %s: %s; "
+			   "end the application and run it again with valid --redir FROM=TO options",
+			   t->aid, t->path,
+			   l.bad ? l.bad : rc == MDB_CORRUPTED ? "a row is not FROM, a NUL byte and TO" : rc > 0 ? strerror(rc) : mdb_strerror(rc));
+	redirects = l.list;
+	redirect_count = l.count;
+	cwd_changed();
+}
+
+/* --- the wrappers: one path ---------------------------------------------- */
+
+SHIM_EXPORT int creat(const char *path, mode_t mode) { REDIRECT(path, -1); return REAL(creat)(path, mode); }
+SHIM_EXPORT int creat64(const char *path, mode_t mode) { REDIRECT(path, -1); return REAL(creat64)(path, mode); }
+SHIM_EXPORT int stat(const char *path, struct stat *buf) { REDIRECT(path, -1); return REAL(stat)(path, buf); }
+SHIM_EXPORT int stat64(const char *path, struct stat64 *buf) { REDIRECT(path, -1); return REAL(stat64)(path, buf); }
+SHIM_EXPORT int lstat(const char *path, struct stat *buf) { REDIRECT(path, -1); return REAL(lstat)(path, buf); }
+SHIM_EXPORT int lstat64(const char *path, struct stat64 *buf) { REDIRECT(path, -1); return REAL(lstat64)(path, buf); }
+SHIM_EXPORT int __xstat(int ver, const char *path, struct stat *buf) { REDIRECT(path, -1); return REAL(__xstat)(ver, path, buf); }
+SHIM_EXPORT int __xstat64(int ver, const char *path, struct stat64 *buf) { REDIRECT(path, -1); return REAL(__xstat64)(ver, path, buf); }
+SHIM_EXPORT int __lxstat(int ver, const char *path, struct stat *buf) { REDIRECT(path, -1); return REAL(__lxstat)(ver, path, buf); }
+SHIM_EXPORT int __lxstat64(int ver, const char *path, struct stat64 *buf) { REDIRECT(path, -1); return REAL(__lxstat64)(ver, path, buf); }
+SHIM_EXPORT int statfs(const char *path, struct statfs *buf) { REDIRECT(path, -1); return REAL(statfs)(path, buf); }
+SHIM_EXPORT int statfs64(const char *path, struct statfs64 *buf) { REDIRECT(path, -1); return REAL(statfs64)(path, buf); }
+SHIM_EXPORT int statvfs(const char *path, struct statvfs *buf) { REDIRECT(path, -1); return REAL(statvfs)(path, buf); }
+SHIM_EXPORT int statvfs64(const char *path, struct statvfs64 *buf) { REDIRECT(path, -1); return REAL(statvfs64)(path, buf); }
+SHIM_EXPORT int access(const char *path, int mode) { REDIRECT(path, -1); return REAL(access)(path, mode); }
+SHIM_EXPORT int euidaccess(const char *path, int mode) { REDIRECT(path, -1); return REAL(euidaccess)(path, mode); }
+SHIM_EXPORT int eaccess(const char *path, int mode) { REDIRECT(path, -1); return REAL(eaccess)(path, mode); }
+SHIM_EXPORT int mkdir(const char *path, mode_t mode) { REDIRECT(path, -1); return REAL(mkdir)(path, mode); }
+SHIM_EXPORT int rmdir(const char *path) { REDIRECT(path, -1); return REAL(rmdir)(path); }
+SHIM_EXPORT int unlink(const char *path) { REDIRECT(path, -1); return REAL(unlink)(path); }
+SHIM_EXPORT ssize_t readlink(const char *path, char *buf, size_t len) { REDIRECT(path, -1); return REAL(readlink)(path, buf, len); }
+SHIM_EXPORT DIR *opendir(const char *path) { REDIRECT(path, NULL); return REAL(opendir)(path); }
+SHIM_EXPORT int chmod(const char *path, mode_t mode) { REDIRECT(path, -1); return REAL(chmod)(path, mode); }
+SHIM_EXPORT int chown(const char *path, uid_t uid, gid_t gid) { REDIRECT(path, -1); return REAL(chown)(path, uid, gid); }
+SHIM_EXPORT int lchown(const char *path, uid_t uid, gid_t gid) { REDIRECT(path, -1); return REAL(lchown)(path, uid, gid); }
+SHIM_EXPORT int truncate(const char *path, off_t len) { REDIRECT(path, -1); return REAL(truncate)(path, len); }
+SHIM_EXPORT int truncate64(const char *path, off64_t len) { REDIRECT(path, -1); return REAL(truncate64)(path, len); }
+SHIM_EXPORT int utime(const char *path, const struct utimbuf *times) { REDIRECT(path, -1); return REAL(utime)(path, times); }
+SHIM_EXPORT int utimes(const char *path, const struct timeval tv[2]) { REDIRECT(path, -1); return REAL(utimes)(path, tv); }
+SHIM_EXPORT int lutimes(const char *path, const struct timeval tv[2]) { REDIRECT(path, -1); return REAL(lutimes)(path, tv); }
+SHIM_EXPORT int mknod(const char *path, mode_t mode, dev_t dev) { REDIRECT(path, -1); return REAL(mknod)(path, mode, dev); }
+SHIM_EXPORT int mkfifo(const char *path, mode_t mode) { REDIRECT(path, -1); return REAL(mkfifo)(path, mode); }
+SHIM_EXPORT ssize_t getxattr(const char *path, const char *name, void *value, size_t size) { REDIRECT(path, -1); return REAL(getxattr)(path, name, value, size); }
+SHIM_EXPORT ssize_t lgetxattr(const char *path, const char *name, void *value, size_t size) { REDIRECT(path, -1); return REAL(lgetxattr)(path, name, value, size); }
+SHIM_EXPORT int setxattr(const char *path, const char *name, const void *value, size_t size, int flags) { REDIRECT(path, -1); return REAL(setxattr)(path, name, value, size, flags); }
+SHIM_EXPORT int lsetxattr(const char *path, const char *name, const void *value, size_t size, int flags) { REDIRECT(path, -1); return REAL(lsetxattr)(path, name, value, size, flags); }
+SHIM_EXPORT ssize_t listxattr(const char *path, char *list, size_t size) { REDIRECT(path, -1); return REAL(listxattr)(path, list, size); }
+SHIM_EXPORT ssize_t llistxattr(const char *path, char *list, size_t size) { REDIRECT(path, -1); return REAL(llistxattr)(path, list, size); }
+SHIM_EXPORT int removexattr(const char *path, const char *name) { REDIRECT(path, -1); return REAL(removexattr)(path, name); }
+SHIM_EXPORT int lremovexattr(const char *path, const char *name) { REDIRECT(path, -1); return REAL(lremovexattr)(path, name); }
+/* freopen's path may be NULL (a new mode for the same file): left so. */
+SHIM_EXPORT FILE *freopen(const char *path, const char *mode, FILE *f) { REDIRECT(path, NULL); return REAL(freopen)(path, mode, f); }
+SHIM_EXPORT FILE *freopen64(const char *path, const char *mode, FILE *f) { REDIRECT(path, NULL); return REAL(freopen64)(path, mode, f); }
+
+SHIM_EXPORT int scandir(const char *path, struct dirent ***list, int (*filter)(const struct dirent *),
+			int (*compar)(const struct dirent **, const struct dirent **))
+{
+	REDIRECT(path, -1);
+	return REAL(scandir)(path, list, filter, compar);
+}
+
+SHIM_EXPORT int scandir64(const char *path, struct dirent64 ***list, int (*filter)(const struct dirent64 *),
+			  int (*compar)(const struct dirent64 **, const struct dirent64 **))
+{
+	REDIRECT(path, -1);
+	return REAL(scandir64)(path, list, filter, compar);
+}
+
+SHIM_EXPORT int chdir(const char *path)
+{
+	REDIRECT(path, -1);
+	int rc = REAL(chdir)(path);
+	if (rc == 0) cwd_changed();
+	return rc;
+}
+
+SHIM_EXPORT int fchdir(int fd)
+{
+	int rc = REAL(fchdir)(fd);
+	if (rc == 0) cwd_changed();
+	return rc;
+}
+
+/* --- relative to a directory descriptor ---------------------------------- */
+
+SHIM_EXPORT int fstatat(int dirfd, const char *path, struct stat *buf, int flags) { REDIRECT_AT(dirfd, path, -1); return REAL(fstatat)(dirfd, path, buf, flags); }
+SHIM_EXPORT int fstatat64(int dirfd, const char *path, struct stat64 *buf, int flags) { REDIRECT_AT(dirfd, path, -1); return REAL(fstatat64)(dirfd, path, buf, flags); }
+SHIM_EXPORT int __fxstatat(int ver, int dirfd, const char *path, struct stat *buf, int flags) { REDIRECT_AT(dirfd, path, -1); return REAL(__fxstatat)(ver, dirfd, path, buf, flags); }
+SHIM_EXPORT int __fxstatat64(int ver, int dirfd, const char *path, struct stat64 *buf, int flags) { REDIRECT_AT(dirfd, path, -1); return REAL(__fxstatat64)(ver, dirfd, path, buf, flags); }
+SHIM_EXPORT int statx(int dirfd, const char *path, int flags, unsigned mask, struct statx *buf) { REDIRECT_AT(dirfd, path, -1); return REAL(statx)(dirfd, path, flags, mask, buf); }
+SHIM_EXPORT int faccessat(int dirfd, const char *path, int mode, int flags) { REDIRECT_AT(dirfd, path, -1); return REAL(faccessat)(dirfd, path, mode, flags); }
+SHIM_EXPORT int mkdirat(int dirfd, const char *path, mode_t mode) { REDIRECT_AT(dirfd, path, -1); return REAL(mkdirat)(dirfd, path, mode); }
+SHIM_EXPORT int unlinkat(int dirfd, const char *path, int flags) { REDIRECT_AT(dirfd, path, -1); return REAL(unlinkat)(dirfd, path, flags); }
+SHIM_EXPORT ssize_t readlinkat(int dirfd, const char *path, char *buf, size_t len) { REDIRECT_AT(dirfd, path, -1); return REAL(readlinkat)(dirfd, path, buf, len); }
+SHIM_EXPORT int fchmodat(int dirfd, const char *path, mode_t mode, int flags) { REDIRECT_AT(dirfd, path, -1); return REAL(fchmodat)(dirfd, path, mode, flags); }
+SHIM_EXPORT int fchownat(int dirfd, const char *path, uid_t uid, gid_t gid, int flags) { REDIRECT_AT(dirfd, path, -1); return REAL(fchownat)(dirfd, path, uid, gid, flags); }
+/* utimensat's path may be NULL (futimens on dirfd): left so. */
+SHIM_EXPORT int utimensat(int dirfd, const char *path, const struct timespec times[2], int flags) { REDIRECT_AT(dirfd, path, -1); return REAL(utimensat)(dirfd, path, times, flags); }
+SHIM_EXPORT int futimesat(int dirfd, const char *path, const struct timeval tv[2]) { REDIRECT_AT(dirfd, path, -1); return REAL(futimesat)(dirfd, path, tv); }
+SHIM_EXPORT int mknodat(int dirfd, const char *path, mode_t mode, dev_t dev) { REDIRECT_AT(dirfd, path, -1); return REAL(mknodat)(dirfd, path, mode, dev); }
+SHIM_EXPORT int mkfifoat(int dirfd, const char *path, mode_t mode) { REDIRECT_AT(dirfd, path, -1); return REAL(mkfifoat)(dirfd, path, mode); }
+
+/* --- two paths ----------------------------------------------------------- */
+
+SHIM_EXPORT int rename(const char *from, const char *to) { REDIRECT(from, -1); REDIRECT(to, -1); return REAL(rename)(from, to); }
+SHIM_EXPORT int link(const char *from, const char *to) { REDIRECT(from, -1); REDIRECT(to, -1); return REAL(link)(from, to); }
+
+SHIM_EXPORT int renameat(int fromfd, const char *from, int tofd, const char *to)
+{
+	REDIRECT_AT(fromfd, from, -1);
+	REDIRECT_AT(tofd, to, -1);
+	return REAL(renameat)(fromfd, from, tofd, to);
+}
+
+SHIM_EXPORT int renameat2(int fromfd, const char *from, int tofd, const char *to, unsigned flags)
+{
+	REDIRECT_AT(fromfd, from, -1);
+	REDIRECT_AT(tofd, to, -1);
+	return REAL(renameat2)(fromfd, from, tofd, to, flags);
+}
+
+SHIM_EXPORT int linkat(int fromfd, const char *from, int tofd, const char *to, int flags)
+{
+	REDIRECT_AT(fromfd, from, -1);
+	REDIRECT_AT(tofd, to, -1);
+	return REAL(linkat)(fromfd, from, tofd, to, flags);
+}
+
+/* A symbolic link's content is text the kernel follows later, not a path
+ * the call opens: only where the link is made is redirected. */
+SHIM_EXPORT int symlink(const char *target, const char *path) { REDIRECT(path, -1); return REAL(symlink)(target, path); }
+SHIM_EXPORT int symlinkat(const char *target, int dirfd, const char *path) { REDIRECT_AT(dirfd, path, -1); return REAL(symlinkat)(target, dirfd, path); }
+
+/* --- temporary files ----------------------------------------------------- */
+
+/* The real call fills in the redirected copy of the template; the
+ * characters it chose (the last `tail` of both) go back into the
+ * caller's template, as the real call would have written them there. */
+static void copy_tail(char *template, const char *redirected, size_t tail)
+{
+	size_t n = strlen(template), m = strlen(redirected);
+	if (n >= tail && m >= tail) memcpy(template + n - tail, redirected + m - tail, tail);
+}
+
+/* The template redirected into buf: path is buf then, else the template. */
+#define REDIRECT_TEMPLATE(fail)                                            \
+	const char *path = template;                                       \
+	char buf[PATH_MAX];                                                \
+	if (redirect_path(&path, buf)) return (fail)
+
+SHIM_EXPORT int mkstemp(char *template)
+{
+	REDIRECT_TEMPLATE(-1);
+	if (path == template) return REAL(mkstemp)(template);
+	int fd = REAL(mkstemp)(buf);
+	if (fd >= 0) copy_tail(template, buf, 6);
+	return fd;
+}
+
+SHIM_EXPORT int mkstemp64(char *template)
+{
+	REDIRECT_TEMPLATE(-1);
+	if (path == template) return REAL(mkstemp64)(template);
+	int fd = REAL(mkstemp64)(buf);
+	if (fd >= 0) copy_tail(template, buf, 6);
+	return fd;
+}
+
+SHIM_EXPORT int mkostemp(char *template, int flags)
+{
+	REDIRECT_TEMPLATE(-1);
+	if (path == template) return REAL(mkostemp)(template, flags);
+	int fd = REAL(mkostemp)(buf, flags);
+	if (fd >= 0) copy_tail(template, buf, 6);
+	return fd;
+}
+
+SHIM_EXPORT int mkostemp64(char *template, int flags)
+{
+	REDIRECT_TEMPLATE(-1);
+	if (path == template) return REAL(mkostemp64)(template, flags);
+	int fd = REAL(mkostemp64)(buf, flags);
+	if (fd >= 0) copy_tail(template, buf, 6);
+	return fd;
+}
+
+SHIM_EXPORT int mkstemps(char *template, int suffix_len)
+{
+	REDIRECT_TEMPLATE(-1);
+	if (path == template) return REAL(mkstemps)(template, suffix_len);
+	int fd = REAL(mkstemps)(buf, suffix_len);
+	if (fd >= 0) copy_tail(template, buf, 6 + (size_t)suffix_len);
+	return fd;
+}
+
+SHIM_EXPORT int mkostemps(char *template, int suffix_len, int flags)
+{
+	REDIRECT_TEMPLATE(-1);
+	if (path == template) return REAL(mkostemps)(template, suffix_len, flags);
+	int fd = REAL(mkostemps)(buf, suffix_len, flags);
+	if (fd >= 0) copy_tail(template, buf, 6 + (size_t)suffix_len);
+	return fd;
+}
+
+SHIM_EXPORT char *mkdtemp(char *template)
+{
+	REDIRECT_TEMPLATE(NULL);
+	if (path == template) return REAL(mkdtemp)(template);
+	if (!REAL(mkdtemp)(buf)) return NULL;
+	copy_tail(template, buf, 6);
+	return template;
+}
+
+/* --- paths the kernel gives back ----------------------------------------- */
+
+/* What getcwd does with its result: into buf if the caller gave one (EINVAL
+ * for size 0, ERANGE if too small), else into memory of size bytes, or of
+ * the length needed when size is 0. */
+static char *give_path(const char *s, char *buf, size_t size)
+{
+	size_t n = strlen(s) + 1;
+	if (buf && size == 0) return shim_fail(EINVAL), NULL;
+	if (size && size < n) return shim_fail(ERANGE), NULL;
+	if (!buf && !(buf = malloc(size ? size : n))) return NULL;
+	return memcpy(buf, s, n);
+}
+
+static char *virtual_getcwd(char *buf, size_t size)
+{
+	char real[PATH_MAX], virt[PATH_MAX];
+	/* Longer than PATH_MAX, or gone: as the real call says. */
+	if (!REAL(getcwd)(real, sizeof real)) return REAL(getcwd)(buf, size);
+	return give_path(redirect_back(real, virt), buf, size);
+}
+
+SHIM_EXPORT char *getcwd(char *buf, size_t size)
+{
+	if (__builtin_expect(redirect_count == 0, 1)) return REAL(getcwd)(buf, size);
+	return virtual_getcwd(buf, size);
+}
+
+SHIM_EXPORT char *get_current_dir_name(void)
+{
+	char *s = REAL(get_current_dir_name)(), virt[PATH_MAX];
+	if (!s || redirect_count == 0) return s;
+	const char *v = redirect_back(s, virt);
+	if (v == s) return s;
+	free(s);
+	return strdup(v);
+}
+
+static char *virtual_realpath(const char *path, char *resolved)
+{
+	REDIRECT(path, NULL);
+	char real[PATH_MAX] = "", virt[PATH_MAX];
+	char *r = REAL(realpath)(path, real);
+	/* On failure glibc leaves in resolved the part it got through. */
+	if (!r && (!resolved || !real[0])) return NULL;
+	const char *v = redirect_back(real, virt);
+	if (!resolved) return strdup(v);
+	strcpy(resolved, v);
+	return r ? resolved : NULL;
+}
+
+SHIM_EXPORT char *realpath(const char *path, char *resolved)
+{
+	if (__builtin_expect(redirect_count == 0, 1)) return REAL(realpath)(path, resolved);
+	return virtual_realpath(path, resolved);
+}
+
+SHIM_EXPORT char *canonicalize_file_name(const char *path)
+{
+	if (__builtin_expect(redirect_count == 0, 1)) return REAL(realpath)(path, NULL);
+	return virtual_realpath(path, NULL);
+}
+
+/* --- the entry points _FORTIFY_SOURCE builds call instead ----------------- */
+
+/* (make, less and cmake here among them.) A buffer too small for what the
+ * caller says it holds is the real call's to report: it ends the process. */
+SHIM_EXPORT ssize_t __readlink_chk(const char *path, char *buf, size_t len, size_t buflen)
+{
+	REDIRECT(path, -1);
+	return REAL(__readlink_chk)(path, buf, len, buflen);
+}
+
+SHIM_EXPORT ssize_t __readlinkat_chk(int dirfd, const char *path, char *buf, size_t len, size_t buflen)
+{
+	REDIRECT_AT(dirfd, path, -1);
+	return REAL(__readlinkat_chk)(dirfd, path, buf, len, buflen);
+}
+
+SHIM_EXPORT char *__getcwd_chk(char *buf, size_t size, size_t buflen)
+{
+	if (__builtin_expect(redirect_count == 0, 1) || size > buflen) return REAL(__getcwd_chk)(buf, size, buflen);
+	return virtual_getcwd(buf, size);
+}
+
+SHIM_EXPORT char *__realpath_chk(const char *path, char *resolved, size_t resolvedlen)
+{
+	if (__builtin_expect(redirect_count == 0, 1) || resolvedlen < PATH_MAX)
+		return REAL(__realpath_chk)(path, resolved, resolvedlen);
+	return virtual_realpath(path, resolved);
+}

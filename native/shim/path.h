@@ -1,0 +1,47 @@
+/* Path redirection (path.c), for the files whose wrappers take paths too:
+ * the open family (procview.c), the exec family (exec.c) and AF_UNIX
+ * socket addresses (port.c). */
+#ifndef APPSHOT_SHIM_PATH_H
+#define APPSHOT_SHIM_PATH_H
+
+#include <fcntl.h>
+#include <limits.h>
+#include <stddef.h>
+
+/* How many redirections this process's application has. Set once at
+ * start, before main, and never changed: 0 (no redirections, or no
+ * application) makes every path wrapper one predictable branch. */
+extern size_t redirect_count;
+
+int redirect_path_slow(const char **path, char *buf);
+int redirect_path_at_slow(int dirfd, const char **path, char *buf);
+
+/* Points *path at the path the kernel must get: itself, or the redirected
+ * path written into buf (PATH_MAX bytes). -1 with errno ENAMETOOLONG when
+ * the redirected path would not fit, as the kernel would say of it. */
+static inline int redirect_path(const char **path, char *buf)
+{
+	if (__builtin_expect(redirect_count == 0, 1)) return 0;
+	return redirect_path_slow(path, buf);
+}
+
+/* The same for a path relative to a directory descriptor (the *at calls). */
+static inline int redirect_path_at(int dirfd, const char **path, char *buf)
+{
+	if (__builtin_expect(redirect_count == 0, 1)) return 0;
+	return redirect_path_at_slow(dirfd, path, buf);
+}
+
+/* In a wrapper: redirects its parameter p in place (through a buffer on
+ * the wrapper's stack), or returns fail from the wrapper. */
+#define REDIRECT(p, fail)                                                  \
+	char p##_redirected[PATH_MAX];                                     \
+	if (redirect_path(&(p), p##_redirected)) return (fail)
+#define REDIRECT_AT(dirfd, p, fail)                                        \
+	char p##_redirected[PATH_MAX];                                     \
+	if (redirect_path_at((dirfd), &(p), p##_redirected)) return (fail)
+
+/* At start: the application's redirections, read once from the tables. */
+void path_init(void);
+
+#endif
