@@ -9,6 +9,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI_PATH, builtProgram } from '../ts/paths.js';
+import { appshot, startApp } from './app.js';
 
 const SHARED_MIB = 256;
 const DUP_MIB = 16;
@@ -26,12 +27,6 @@ export interface CloneFigures {
   overheadMs: { p50: number; max: number };
 }
 
-function appshot(home: string, args: string[]) {
-  const r = spawnSync(process.execPath, [CLI_PATH, ...args], { env: { ...process.env, APPSHOT_HOME: home }, encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`appshot ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
-  return r;
-}
-
 const spread = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return { p50: s[Math.floor(s.length / 2)], max: s[s.length - 1] };
@@ -39,15 +34,7 @@ const spread = (xs: number[]) => {
 
 /** The warmed-up application, snapshotted with --stop into file. */
 async function warm(home: string, file: string): Promise<void> {
-  const app = spawn(process.execPath, [CLI_PATH, 'run', '--aid', 'template-bench', '--', builtProgram('templatebench'), String(SHARED_MIB), String(DUP_MIB)], {
-    env: { ...process.env, APPSHOT_HOME: home },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const ended = new Promise((r) => app.on('close', r));
-  await new Promise<void>((resolve, reject) => {
-    app.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
-    app.on('close', (code) => reject(new Error(`templatebench ended early (${code})`)));
-  });
+  const { ended } = await startApp(home, 'template-bench', builtProgram('templatebench'), [String(SHARED_MIB), String(DUP_MIB)]);
   appshot(home, ['snapshot', 'template-bench', '-o', file, '--stop']);
   await ended;
 }

@@ -5,11 +5,11 @@
  * Node's start-up). The file goes to tmpfs (what the tool itself sustains)
  * and to the disk (where fsync waits for the device).
  */
-import { spawn, spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CLI_PATH, builtProgram } from '../ts/paths.js';
+import { builtProgram } from '../ts/paths.js';
+import { appshot, startApp } from './app.js';
 
 const SETS = 10_000;
 const MIB = 1024;
@@ -23,23 +23,9 @@ export interface SnapFigures {
   restoreGBps: number;
 }
 
-function appshot(home: string, args: string[]) {
-  const r = spawnSync(process.execPath, [CLI_PATH, ...args], { env: { ...process.env, APPSHOT_HOME: home }, encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`appshot ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
-  return r;
-}
-
 async function once(home: string, dir: string, round: number): Promise<SnapFigures> {
   const aid = `snap-bench-${round}`;
-  const app = spawn(process.execPath, [CLI_PATH, 'run', '--aid', aid, '--', builtProgram('snapbench'), String(SETS), String(MIB)], {
-    env: { ...process.env, APPSHOT_HOME: home },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const ended = new Promise((r) => app.on('close', r));
-  await new Promise<void>((resolve, reject) => {
-    app.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
-    app.on('close', (code) => reject(new Error(`snapbench ended early (${code})`)));
-  });
+  const { ended } = await startApp(home, aid, builtProgram('snapbench'), [String(SETS), String(MIB)]);
   const file = join(dir, `appshot-bench-${process.pid}.snap`);
   try {
     const snap = appshot(home, ['snapshot', aid, '-o', file, '--stop']).stdout;
