@@ -164,7 +164,7 @@ snapshotCommand
   .argument('<file>', 'the snapshot')
   .option('--json', 'print JSON for scripts', false)
   .action(async (file: string, o: { json: boolean }) => {
-    const { inspectSnapshot, renderSnapshot } = await import('../tables/snapshots.js');
+    const [{ inspectSnapshot }, { renderSnapshot }] = await Promise.all([import('../ts/snapcontents.js'), import('../tables/snapshots.js')]);
     const report = inspectSnapshot(file);
     process.stdout.write(o.json ? JSON.stringify(report, null, 2) + '\n' : renderSnapshot(report) + '\n');
   });

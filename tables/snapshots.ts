@@ -1,51 +1,5 @@
 import Table from 'cli-table3';
-import type { MsgRecord, SemRecord, ShmRecord, SnapMeta } from '../ts/snapshot.js';
-import { SNAP_VERSION, SnapReader } from '../ts/snapfile.js';
-import type { FwdRow } from '../ts/tables.js';
-import * as S from './schema.js';
-
-export interface SnapshotReport {
-  file: string;
-  version: number;
-  meta: SnapMeta;
-  /** Every section, in file order; each one's checksum held. */
-  sections: { index: number; kind: string; offset: number; length: number }[];
-  sems: { vrid: number; key: number; nsems: number; mode: string }[];
-  segments: { vrid: number; key: number; size: number; mode: string; attached?: { rw: number; ro: number } }[];
-  queues: { vrid: number; key: number; messages: number; bytes: number; mode: string }[];
-  ports: { proto: string; virtual: number; system: number }[];
-}
-
-const octal = (mode: number) => '0' + mode.toString(8);
-
-/** What a snapshot holds, every checksum checked, nothing restored. */
-export function inspectSnapshot(file: string): SnapshotReport {
-  const r = new SnapReader(file);
-  try {
-    const report: SnapshotReport = { file, version: SNAP_VERSION, meta: undefined as unknown as SnapMeta, sections: [], sems: [], segments: [], queues: [], ports: [] };
-    for (let s = r.next(); s; s = r.next()) {
-      report.sections.push({ index: s.index, kind: s.kind, offset: s.offset, length: s.length });
-      if (s.kind === 'meta') report.meta = r.json<SnapMeta>(s);
-      else if (s.kind === 'rows') {
-        for (const row of r.json<FwdRow[]>(s))
-          if (row.type === S.RT.port) report.ports.push({ proto: S.decodePortId(row.vrid).proto, virtual: S.decodePortId(row.vrid).port, system: S.decodePortId(row.srid).port });
-      } else if (s.kind === 'sem') {
-        for (const x of r.json<SemRecord[]>(s)) report.sems.push({ vrid: x.vrid, key: x.vkey, nsems: x.values.length, mode: octal(x.mode) });
-      } else if (s.kind === 'shm') {
-        const { header, bytes, sum } = r.shmHeader<ShmRecord>(s);
-        r.shmSkip(s, bytes, sum);
-        report.segments.push({ vrid: header.vrid, key: header.vkey, size: header.size, mode: octal(header.mode), ...(header.attached ? { attached: header.attached } : {}) });
-      } else if (s.kind === 'msg') {
-        const q = r.json<MsgRecord>(s);
-        const bytes = q.messages.reduce((n, m) => n + Buffer.from(m.data, 'base64').length, 0);
-        report.queues.push({ vrid: q.vrid, key: q.vkey, messages: q.messages.length, bytes, mode: octal(q.mode) });
-      }
-    }
-    return report;
-  } finally {
-    r.close();
-  }
-}
+import type { SnapshotReport } from '../ts/snapcontents.js';
 
 const hex = (n: number) => (n ? '0x' + (n >>> 0).toString(16).padStart(8, '0') : 'private');
 

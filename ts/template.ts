@@ -10,7 +10,7 @@ import type { ShmRecord, SnapMeta } from './snapshot.js';
 import { SnapReader } from './snapfile.js';
 import { type Tables, getApp, putApp, writeTxn } from './tables.js';
 import { startTicks } from './procinfo.js';
-import { type SnapshotReport, inspectSnapshot } from '../tables/snapshots.js';
+import { type SnapshotReport, inspectSnapshot } from './snapcontents.js';
 import * as S from '../tables/schema.js';
 
 /**
