@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { builtProgram, CLI_PATH } from '../ts/paths.js';
 import { kernelObjects } from '../ts/sysvipc.js';
-import { appshot, appshotAsync, makeHome, waitFor } from './helpers.js';
+import { appshot, appshotAsync, makeHome, tablesJson, waitFor } from './helpers.js';
 
 const TABLESERVER = builtProgram('tableserver');
 const TABLE_KEY = 0x7ab1e;
@@ -247,6 +247,45 @@ describe('template bad input and limits', () => {
     );
     const apps = JSON.parse(appshot(home, ['tables', '--apps', '--json']).stdout).map((a: { aid: string }) => a.aid);
     expect(apps.sort()).toEqual(['lim-1', 'lim-2']);
+  });
+});
+
+describe('template rules that override appshot', () => {
+  it('duplicates a segment appshot would share, multiplexes at another public port, seeds each clone its own config', async () => {
+    const home = makeHome();
+    const { dir, snap } = await warmSnapshot(home);
+    const rules = join(home, 'rules');
+    writeFileSync(rules, RULES(dir) + 'DUPLICATE shm KEY 0x7ab1e\nMULTIPLEX port 8080 PUBLIC 18191\n');
+    expect(appshot(home, ['template', 'create', 'dup', '--from', snap, '--rules', rules]).code).toBe(0);
+    const inspect = JSON.parse(appshot(home, ['template', 'inspect', 'dup', '--json']).stdout);
+    const shm = inspect.resources.find((r: { kind: string }) => r.kind === 'shm');
+    expect([shm.class, shm.why]).toEqual(['duplicate', 'rule at line 5']);
+    expect(inspect.resources.find((r: { kind: string }) => r.kind === 'port')).toMatchObject({ class: 'multiplex', publicPort: 18191, why: 'rule at line 6' });
+    expect(inspect.shared).toEqual([]);
+    expect(tableSegments()).toBe(0);
+
+    const h = appshotAsync(home, ['template', 'clone', 'dup', '-n', '2']);
+    await waitFor(h.err, /all 2 clones of template 'dup' are running/);
+    await waitFor(h.out, /(ready[\s\S]*){2}/);
+    expect(h.err()).toMatch(/clone 'dup-1' of template 'dup' ready .*: 0 shared segment\(s\) mapped, 1 segment\(s\) copied \(1\.0 MiB\)/);
+    expect(h.out()).not.toContain('loaded table');
+    const answers = [await ask(18191), await ask(18191)];
+    expect(answers.map((a) => [a.name, a.config, a.counter]).sort()).toEqual([
+      ['dup-1', 'the template config', '3'],
+      ['dup-2', 'the template config', '3'],
+    ]);
+    expect(answers[0].table).toBe(answers[1].table);
+    // Each its own copy: two kernel segments, each attached once, under the same virtual ID.
+    const rows = tablesJson(home, ['--type', 'shm']).filter((r) => r.aid.startsWith('dup-'));
+    expect(rows.map((r) => r.aid).sort()).toEqual(['dup-1', 'dup-2']);
+    expect(rows[0].virtual).toBe(rows[1].virtual);
+    expect(rows[0].system).not.toBe(rows[1].system);
+    for (const r of rows) expect(kernelObjects('shm').get(r.system)?.nattch).toBe(1);
+    expect(tableSegments()).toBe(1); // dup-1 took the saved key itself, dup-2 a remapped one
+    for (const n of [1, 2]) expect(readFileSync(join(dir, `dup-${n}`, 'config'), 'utf8')).toBe('the template config\n');
+    h.child.kill('SIGTERM');
+    await h.done;
+    expect(appshot(home, ['template', 'rm', 'dup']).code).toBe(0);
   });
 });
 
