@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type Server } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -318,6 +318,11 @@ print('after', libc.shmget(0x7ab1e, 0, 0), ctypes.get_errno())
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout.trim().split('\n')).toEqual(['get True', 'stat 0', 'set -1 1', 'read True', 'write SIGSEGV', 'rmid 0', 'after -1 2']);
     expect(kernelObjects('shm').has(srid)).toBe(true); // the other clones' segment stays
+    // Removed from outside appshot: the template refuses to clone, and says what to do.
+    spawnSync('ipcrm', ['-m', String(srid)]);
+    const gone = appshot(home, ['template', 'clone', 'ro', '--', 'true']);
+    expect(gone.code).toBe(5);
+    expect(gone.stderr).toMatch(new RegExp(`template 'ro': its shared segment ${srid} \\(virtual \\d+\\) is gone from the kernel .* make it again`));
     expect(appshot(home, ['template', 'rm', 'ro']).code).toBe(0);
     expect(kernelObjects('shm').has(srid)).toBe(false);
   });

@@ -10,7 +10,7 @@ import { type RestoreSummary, type SharedSegment, restoreSections } from './rest
 import { expand, variableValues } from './rules.js';
 import { SnapReader } from './snapfile.js';
 import { type Tables, getApp, writeTxn } from './tables.js';
-import { type Template, checkSnapshotUnchanged } from './template.js';
+import { type Template, checkSharedSegments, checkSnapshotUnchanged } from './template.js';
 import * as S from '../tables/schema.js';
 
 /**
@@ -100,6 +100,7 @@ function unmake(t: Tables, aid: string, seeded: string[]): void {
 
 export function makeClone(t: Tables, tpl: Template, opts: { from: number; command?: string[]; portRange: { lo: number; hi: number } }): Clone {
   checkSnapshotUnchanged(tpl);
+  checkSharedSegments(tpl);
   if (!opts.command && tpl.meta.cwd && !existsSync(tpl.meta.cwd))
     throw new AppshotError(`the template's working directory ${tpl.meta.cwd} does not exist here; create it, or give the command to run after --`, EXIT.failure);
   const number = nextNumber(t, tpl.name, opts.from);

@@ -8,6 +8,7 @@ import { createObject, failedAt, setPerm, type SharedSegment } from './restore.j
 import { type At, type Override, type ResourceClass, type Rules, NO_RULES, expand, parseRules, variableValues } from './rules.js';
 import type { ShmRecord, SnapMeta } from './snapshot.js';
 import { SnapReader } from './snapfile.js';
+import { kernelObjects } from './sysvipc.js';
 import { type Tables, getApp, putApp, writeTxn } from './tables.js';
 import { startTicks } from './procinfo.js';
 import { type SnapshotReport, inspectSnapshot } from './snapcontents.js';
@@ -230,6 +231,18 @@ export function checkSnapshotUnchanged(tpl: Template): void {
       `template '${tpl.name}': its snapshot ${was.file} was altered after the template was made (size ${was.size} -> ${now.size}, changed ${new Date(was.ctimeMs).toISOString()} -> ${new Date(now.ctimeMs).toISOString()}); nothing was cloned. Make the template again from a good snapshot`,
       EXIT.inconsistent,
     );
+}
+
+/** Refuses a template whose shared segments the kernel no longer holds as
+ * made (removed from outside appshot, or a reboot since). */
+export function checkSharedSegments(tpl: Template): void {
+  const kernel = kernelObjects('shm');
+  for (const s of tpl.shared)
+    if (kernel.get(s.srid)?.key !== s.skey >>> 0)
+      throw new AppshotError(
+        `template '${tpl.name}': its shared segment ${s.srid} (virtual ${s.vrid}) is gone from the kernel (removed outside appshot, or the host restarted); nothing was cloned. Remove the template with 'appshot template rm ${tpl.name}' and make it again`,
+        EXIT.inconsistent,
+      );
 }
 
 function writeTemplate(home: string, tpl: Template): void {
