@@ -7,7 +7,7 @@ import type { Progress } from './progress.js';
 import { checkAid } from './aid.js';
 import { registerApp } from './registry.js';
 import type { MsgRecord, SemRecord, ShmRecord, SnapMeta } from './snapshot.js';
-import { SnapReader } from './snapfile.js';
+import { type Section, SnapReader } from './snapfile.js';
 import { type Tables, getApp, writeTxn } from './tables.js';
 import * as S from '../tables/schema.js';
 
@@ -155,6 +155,29 @@ export function restore(t: Tables, file: string, opts: { aid?: string; command?:
   }
 }
 
+/** One saved segment made (under the inflight record) and filled from its
+ * section; the caller gives it its owner and mode. */
+export function makeSegment(
+  t: Tables,
+  r: SnapReader,
+  s: Section,
+  aid: string,
+  identity: boolean,
+  rec: ShmRecord,
+  crc: number,
+  progress?: Progress,
+): { srid: number; copySeconds: number } {
+  let srid: number;
+  try {
+    srid = createObject(t, aid, identity, 'shm', rec, rec.size);
+  } catch (err) {
+    throw failedAt(`shared memory segment ${rec.vrid} (${rec.size} bytes)`, err);
+  }
+  const copyStart = performance.now();
+  r.shmInto(s, srid, rec.size, crc, progress?.advance);
+  return { srid, copySeconds: (performance.now() - copyStart) / 1000 };
+}
+
 /** A template's shared segment: mapped into a clone, not made again. */
 export interface SharedSegment {
   vrid: number;
@@ -207,16 +230,9 @@ export function restoreSections(
         sum.shared++;
         continue;
       }
-      let srid: number;
-      try {
-        srid = createObject(t, aid, identity, 'shm', rec, rec.size);
-      } catch (err) {
-        throw failedAt(`shared memory segment ${rec.vrid} (${rec.size} bytes)`, err);
-      }
-      const copyStart = performance.now();
-      r.shmInto(s, srid, bytes, crc, progress?.advance);
-      sum.copySeconds += (performance.now() - copyStart) / 1000;
-      setPerm('shm', srid, rec);
+      const made = makeSegment(t, r, s, aid, identity, rec, crc, progress);
+      sum.copySeconds += made.copySeconds;
+      setPerm('shm', made.srid, rec);
       sum.segments++;
       sum.shmBytes += rec.size;
     } else if (s.kind === 'msg') {

@@ -4,7 +4,7 @@ import { appLive, endApp } from './cleanup.js';
 import { type Redirect, checkRedirects } from './redirect.js';
 import { TEMPLATE_AID_PREFIX, templateFile, templatesDir } from './home.js';
 import { AppshotError, EXIT, errnoText } from './errors.js';
-import { createObject, failedAt, setPerm, type SharedSegment } from './restore.js';
+import { makeSegment, setPerm, type SharedSegment } from './restore.js';
 import { type At, type Override, type ResourceClass, type Rules, NO_RULES, expand, parseRules, variableValues } from './rules.js';
 import type { ShmRecord, SnapMeta } from './snapshot.js';
 import { SnapReader } from './snapfile.js';
@@ -309,17 +309,12 @@ function makeSharedSegments(t: Tables, aid: string, file: string, sharedVrids: S
         continue;
       }
       const { header: rec, bytes, sum } = r.shmHeader<ShmRecord>(s);
+      if (bytes !== rec.size) throw r.badChecksum(s);
       if (!sharedVrids.has(rec.vrid)) {
         r.skip(s);
         continue;
       }
-      let srid: number;
-      try {
-        srid = createObject(t, aid, true, 'shm', rec, rec.size);
-      } catch (err) {
-        throw failedAt(`shared memory segment ${rec.vrid} (${rec.size} bytes)`, err);
-      }
-      r.shmInto(s, srid, bytes, sum);
+      const { srid } = makeSegment(t, r, s, aid, true, rec, sum);
       setPerm('shm', srid, { ...rec, mode: rec.mode & ~0o222 });
       const row = S.decodeFwdVal(t.fwd.get(S.fwdKey(aid, S.RT.shm, rec.vrid))!);
       made.push({ vrid: rec.vrid, vkey: rec.vkey, srid, skey: row.skey });
