@@ -42,13 +42,26 @@ extern char **environ;
 
 static void child(int code)
 {
+	/* The child speaks only after the parent's "forked" line, so the
+	 * output has one order to check. */
+	int go[2];
+	if (pipe(go) != 0) {
+		result(-1, "pipe");
+		return;
+	}
 	pid_t p = fork();
 	if (p == 0) {
+		char c;
+		close(go[1]);
+		while (read(go[0], &c, 1) < 0 && errno == EINTR) {}
 		printf("child pid %d ppid %d\n", getpid(), getppid());
 		fflush(stdout);
 		_exit(code);
 	}
+	close(go[0]);
 	printf("forked %d\n", p);
+	fflush(stdout);
+	close(go[1]);
 	int st;
 	pid_t r = waitpid(p, &st, 0);
 	printf("reaped %d status %d\n", r, status_of(st));
