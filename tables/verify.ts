@@ -138,7 +138,9 @@ function checkTemplateRow(t: Tables, r: Row, byKey: Map<string, Row>, out: Pendi
 function checkKernel(t: Tables, rows: Row[], out: Pending[]): void {
   const listings = new Map<IpcType, ReturnType<typeof kernelObjects>>();
   for (const r of rows) {
-    if (!isIpcType(r.name)) continue;
+    // A clone's row of a template's segment is tied to the template's row
+    // (checkTemplateRow), and that row is checked here.
+    if (!isIpcType(r.name) || r.creator === S.CREATOR_TEMPLATE) continue;
     let l = listings.get(r.name);
     if (!l) listings.set(r.name, (l = kernelObjects(r.name)));
     const obj = l.get(r.srid);

@@ -99,7 +99,7 @@ describe('cleanup and appshot gc', () => {
     const [row] = tablesJson(home, ['--aid', 'exiting', '--type', 'shm']);
     expect(kernelObjects('shm').has(row.system)).toBe(false);
     const gc = appshot(home, ['gc']);
-    expect(gc.stdout).toBe("dropped the rows of 1 removed shared memory segment(s) of running application 'exiting' that the kernel no longer has\n");
+    expect(gc.stdout).toBe("dropped the rows of 1 removed shared memory segment(s) of running application 'exiting' whose last detach has come\n");
     expect(tablesJson(home, ['--aid', 'exiting', '--type', 'shm'])).toEqual([]);
     app.child.kill('SIGTERM');
     await app.done;

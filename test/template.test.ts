@@ -1,11 +1,12 @@
-import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type Server } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { builtProgram, CLI_PATH } from '../ts/paths.js';
 import { kernelObjects } from '../ts/sysvipc.js';
-import { appshot, appshotAsync, makeHome, tablesJson, waitFor } from './helpers.js';
+import { CREATOR_TEMPLATE } from '../tables/schema.js';
+import { SHMTOOL, appshot, appshotAsync, makeHome, runNative, tablesJson, waitFor } from './helpers.js';
 
 const TABLESERVER = builtProgram('tableserver');
 const TABLE_KEY = 0x7ab1e;
@@ -324,6 +325,68 @@ print('after', libc.shmget(0x7ab1e, 0, 0), ctypes.get_errno())
     expect(gone.code).toBe(5);
     expect(gone.stderr).toMatch(new RegExp(`template 'ro': its shared segment ${srid} \\(virtual \\d+\\) is gone from the kernel .* make it again`));
     expect(appshot(home, ['template', 'rm', 'ro']).code).toBe(0);
+    expect(kernelObjects('shm').has(srid)).toBe(false);
+  });
+
+  it('IPC_RMID in a clone: the key goes at once, the ID lives on until the clone\'s last detach, as natively; the kernel keeps it for the others', async () => {
+    const home = makeHome();
+    const { snap } = await warmSnapshot(home);
+    const go = join(home, 'go');
+    const probe = ['get', '0x7ab1e', '0', '-', 'stat', 'listed', 'attach', 'r', 'stat', 'listed', 'rmid', 'stat', 'listed',
+      'get', '0x7ab1e', '0', '-', 'waitfile', go, 'detach', 'stat', 'listed'];
+    // IDs and PIDs differ between the runs; every other field must not.
+    const comparable = (out: string) => out.replace(/^id \d+$/m, 'id').replace(/ cpid \d+ lpid \d+/g, '');
+    // Natively: a segment like the template's (its key, size and mode) that the probe alone attaches.
+    expect(runNative(['get', '0x7ab1e', String(TABLE_BYTES), 'c', 'setmode', '0444'], SHMTOOL).stdout).toMatch(/^id \d+\nok 0\n$/);
+    writeFileSync(go, '');
+    const native = comparable(runNative(probe, SHMTOOL).stdout);
+    expect(native).toBe(['id', 'ok 0', 'key 0x0007ab1e size 1048576 nattch 0 mode 444 removed 0', 'listed key 0x0007ab1e perms 444 nattch 0',
+      'attached ok', 'ok 0', 'key 0x0007ab1e size 1048576 nattch 1 mode 444 removed 0', 'listed key 0x0007ab1e perms 444 nattch 1',
+      'ok 0', 'ok 0', 'key 0x00000000 size 1048576 nattch 1 mode 444 removed 1', 'listed key 0x00000000 perms 1444 nattch 1',
+      'err ENOENT', 'ok 0', 'err EINVAL', 'not listed', ''].join('\n'));
+    rmSync(go);
+
+    expect(appshot(home, ['template', 'create', 'rm', '--from', snap]).code).toBe(0);
+    const srid: number = JSON.parse(appshot(home, ['template', 'inspect', 'rm', '--json']).stdout).shared[0].srid;
+    // A process outside the clone holds the segment too, as the other clones would.
+    const holder = spawn(SHMTOOL, ['use', String(srid), 'attach', 'r', 'waitfile', go], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const holderGone = new Promise((resolve) => holder.on('exit', resolve));
+    let held = '';
+    holder.stdout!.on('data', (d) => (held += d));
+    try {
+      await waitFor(() => held, /attached ok/);
+      const clone = appshotAsync(home, ['template', 'clone', 'rm', '--', SHMTOOL, ...probe]);
+      await waitFor(clone.out, /err ENOENT/);
+      // The clone still has the removed segment attached: its row stays, marked
+      // removed; the tables are consistent, and gc leaves it.
+      expect(tablesJson(home, ['--aid', 'rm-1', '--type', 'shm'])).toEqual([
+        expect.objectContaining({ system: srid, creator: CREATOR_TEMPLATE, key: 0 }),
+      ]);
+      const verify = appshot(home, ['tables', '--verify']);
+      expect(verify.code, verify.stdout + verify.stderr).toBe(0);
+      expect(appshot(home, ['gc']).stdout).toBe('nothing to clean up\n');
+      expect(tablesJson(home, ['--aid', 'rm-1', '--type', 'shm'])).toHaveLength(1);
+      writeFileSync(go, '');
+      expect((await clone.done).code).toBe(0);
+      expect(comparable(clone.out())).toBe(native);
+      // A process of a clone that exits with the removed segment attached
+      // detaches without a shmdt for the shim to see: gc drops the row once
+      // no process of the clone has it attached.
+      const exiting = appshotAsync(home, ['template', 'clone', 'rm', '--', 'sh', '-c',
+        `${SHMTOOL} get 0x7ab1e 0 - attach r rmid >/dev/null && echo gone && exec sleep 100000`]);
+      await waitFor(exiting.out, /gone/);
+      expect(tablesJson(home, ['--aid', 'rm-1', '--type', 'shm'])).toHaveLength(1);
+      expect(appshot(home, ['gc']).stdout).toBe("dropped the rows of 1 removed shared memory segment(s) of running application 'rm-1' whose last detach has come\n");
+      expect(tablesJson(home, ['--aid', 'rm-1', '--type', 'shm'])).toEqual([]);
+      exiting.child.kill('SIGTERM');
+      await exiting.done;
+    } finally {
+      writeFileSync(go, '');
+      holder.kill();
+    }
+    await holderGone;
+    expect(kernelObjects('shm').has(srid)).toBe(true); // the template's, for the next clones
+    expect(appshot(home, ['template', 'rm', 'rm']).code).toBe(0);
     expect(kernelObjects('shm').has(srid)).toBe(false);
   });
 });

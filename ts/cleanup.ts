@@ -166,19 +166,33 @@ function hasRows(t: Tables, aid: string): boolean {
   return !fwdRows(t, aid).next().done;
 }
 
+/** Whether a removed segment's last detach by the application has come:
+ * its own segment is gone from the kernel; a template's segment, which the
+ * kernel keeps for the other clones, is attached by none of its processes. */
+function removedSegmentGone(t: Tables, aid: string, row: FwdRow, listings: Listings): boolean {
+  if (row.creator !== S.CREATOR_TEMPLATE) return !listings.of('shm').has(row.srid) && rowIsOurs(t, row);
+  const attachers = new Set(shmAttachers(row.srid));
+  return !processesOf(aid, t.home).some((pid) => attachers.has(pid));
+}
+
 /** A live application's segments removed while attached whose last detach
  * came at a process's exit (no shmdt for the shim to see): their rows go. */
 function dropGoneSegments(t: Tables, aid: string, listings: Listings): CleanupReport | null {
   // No AID on the report: the application is not ended, only tidied.
   const report: CleanupReport = { aid: '', removed: {}, rows: 0, notes: [] };
+  let segments = 0;
   for (const row of [...fwdRows(t, aid, S.RT.shm)]) {
-    if (!S.fwdValRemoved(row) || listings.of('shm').has(row.srid) || !rowIsOurs(t, row)) continue;
-    t.rev.removeSync(S.revKey(t.node, row.type, row.srid));
+    if (!S.fwdValRemoved(row) || !removedSegmentGone(t, aid, row, listings)) continue;
+    segments++;
+    if (rowIsOurs(t, row)) {
+      t.rev.removeSync(S.revKey(t.node, row.type, row.srid));
+      report.rows++;
+    }
     t.fwd.removeSync(S.fwdKey(aid, row.type, row.vrid));
-    report.rows += 2;
+    report.rows++;
   }
   if (!report.rows) return null;
-  report.notes.push(`dropped the rows of ${report.rows / 2} removed shared memory segment(s) of running application '${aid}' that the kernel no longer has`);
+  report.notes.push(`dropped the rows of ${segments} removed shared memory segment(s) of running application '${aid}' whose last detach has come`);
   return report;
 }
 

@@ -30,3 +30,30 @@ int proc_start_ticks(pid_t spid, uint64_t *ticks)
 	*ticks = strtoull(p, NULL, 10);
 	return 0;
 }
+
+unsigned proc_shm_attachments(pid_t spid, uint32_t shmid)
+{
+	char path[32];
+	snprintf(path, sizeof path, "/proc/%d/maps", (int)spid);
+	int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) return 0;
+	FILE *maps = fdopen(fd, "r");
+	if (!maps) {
+		syscall(SYS_close, fd);
+		return 0;
+	}
+	unsigned count = 0;
+	char *line = NULL;
+	size_t cap = 0;
+	while (getline(&line, &cap, maps) > 0) {
+		unsigned long long offset, inode;
+		int name = 0;
+		/* start-end perms offset dev inode name */
+		if (sscanf(line, "%*s %*s %llx %*s %llu %n", &offset, &inode, &name) == 2 && name &&
+		    offset == 0 && inode == shmid && !strncmp(line + name, "/SYSV", 5))
+			count++;
+	}
+	free(line);
+	fclose(maps);
+	return count;
+}

@@ -12,4 +12,10 @@
  * is gone. */
 int proc_start_ticks(pid_t spid, uint64_t *ticks);
 
+/* How many attachments of SysV segment shmid the process holds: the
+ * kernel names such a mapping in /proc/<spid>/maps by the segment's ID, in
+ * the inode column. A mapping that mprotect split shows more than once,
+ * so only the part at offset 0 counts. 0 if the process is gone. */
+unsigned proc_shm_attachments(pid_t spid, uint32_t shmid);
+
 #endif

@@ -4,6 +4,7 @@
  * kernel. */
 #define _GNU_SOURCE
 #include "ipc.h"
+#include "../core/procinfo.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -193,11 +194,29 @@ static int mark_removed(MDB_txn *txn, uint8_t type, uint32_t vrid, struct fwd_va
 	return tables_put_fwd(shim_tables(), txn, type, vrid, &row);
 }
 
+/* A clone lets go of its template's shared segment; the kernel's segment
+ * stays, the template's and the other clones'. The key row goes at once.
+ * The ID row goes too, unless a process of the clone still has the segment
+ * attached: then it stays, marked removed, until the last of them detaches,
+ * as a removed segment lives on natively. */
+static int let_go(MDB_txn *txn, uint8_t type, uint32_t vrid, struct fwd_val row, unsigned attached)
+{
+	struct tables *t = shim_tables();
+	int rc = row.vkey != IPC_PRIVATE ? tables_unmap(t, txn, sysv_key_type(type), row.vkey) : 0;
+	if (!rc) rc = attached ? mark_removed(txn, type, vrid, row) : tables_unmap(t, txn, type, vrid);
+	return rc;
+}
+
 /* IPC_RMID: the object goes from the kernel and its rows (and its key's
  * row) from the tables in one write transaction. */
 int ipc_remove(uint8_t type, int vrid)
 {
 	struct tables *t = shim_tables();
+	/* Counted before the write transaction begins: it reads /proc. */
+	uint32_t srid;
+	unsigned attached = type == RT_SHM && vr_is_template(type, (uint32_t)vrid) && ipc_srid(type, vrid, &srid) == 0
+				    ? ipc_shm_attachments(srid)
+				    : 0;
 	MDB_txn *txn = write_begin();
 	struct fwd_val row;
 	if (tables_fwd(t, txn, type, (uint32_t)vrid, &row) != 0) {
@@ -205,11 +224,7 @@ int ipc_remove(uint8_t type, int vrid)
 		return shim_fail(EINVAL);
 	}
 	if (row.creator == CREATOR_TEMPLATE) {
-		/* A template's shared segment: the clone lets go of it (its rows go)
-		 * and the other clones keep it. */
-		int rc = tables_unmap(t, txn, type, (uint32_t)vrid);
-		if (!rc && row.vkey != IPC_PRIVATE) rc = tables_unmap(t, txn, sysv_key_type(type), row.vkey);
-		if (rc) write_abort(txn);
+		if (let_go(txn, type, (uint32_t)vrid, row, attached)) write_abort(txn);
 		else write_commit(txn);
 		return 0;
 	}
@@ -231,18 +246,49 @@ int ipc_remove(uint8_t type, int vrid)
 	return 0;
 }
 
+/* A removed segment is gone for the application when the kernel has no
+ * such segment, or, for a template's segment (which the kernel keeps for
+ * the other clones), when no process of the application has it attached. */
 void ipc_forget_if_gone(uint8_t type, uint32_t vrid)
 {
 	struct tables *t = shim_tables();
+	uint32_t srid;
+	int template = vr_is_template(type, vrid);
+	if (template && (ipc_srid(type, (int)vrid, &srid) || ipc_shm_attachments(srid))) return;
 	struct fwd_val row;
 	struct sysv_stat st;
 	MDB_txn *txn = write_begin();
-	if (tables_fwd(t, txn, type, vrid, &row) == 0 && fwd_val_removed(&row) &&
-	    sysv_stat(&shim_kernel, type, (int)row.srid, &st) != 0 && gone(errno) &&
-	    tables_unmap_row(t, txn, type, vrid, row.srid) == 0)
-		write_commit(txn);
-	else
-		write_abort(txn);
+	int drop = tables_fwd(t, txn, type, vrid, &row) == 0 && fwd_val_removed(&row);
+	if (drop && template)
+		drop = row.creator == CREATOR_TEMPLATE && tables_unmap(t, txn, type, vrid) == 0;
+	else if (drop)
+		drop = sysv_stat(&shim_kernel, type, (int)row.srid, &st) != 0 && gone(errno) &&
+		       tables_unmap_row(t, txn, type, vrid, row.srid) == 0;
+	if (drop) write_commit(txn);
+	else write_abort(txn);
+}
+
+static void add_attachments(uint32_t spid, void *arg)
+{
+	struct { uint32_t srid; unsigned count; } *a = arg;
+	a->count += proc_shm_attachments((pid_t)spid, a->srid);
+}
+
+unsigned ipc_shm_attachments(uint32_t srid)
+{
+	struct { uint32_t srid; unsigned count; } a = { srid, 0 };
+	ipc_each(RT_PID, add_attachments, &a);
+	return a.count;
+}
+
+void ipc_virtual_perm(uint8_t type, int removed, struct ipc_perm *perm)
+{
+	if (!removed) {
+		perm->__key = ipc_virtual_key(type, perm->__key);
+		return;
+	}
+	perm->__key = IPC_PRIVATE;
+	if (type == RT_SHM) perm->mode |= SHM_DEST;
 }
 
 key_t ipc_virtual_key(uint8_t type, key_t skey)
@@ -285,8 +331,7 @@ int ipc_stat_nth(uint8_t type, int index, int cmd, void *buf)
 	if (index < 0 || with_read_txn(nth_in, &n)) return shim_fail(EINVAL);
 	if (stat_by_index(type, n.row.srid, cmd, buf) != 0) return -1;
 	/* ipc_perm leads each family's stat structure. */
-	struct ipc_perm *perm = buf;
-	perm->__key = ipc_virtual_key(type, perm->__key);
+	ipc_virtual_perm(type, fwd_val_removed(&n.row), buf);
 	return (int)n.vrid;
 }
 

@@ -28,8 +28,16 @@ int ipc_stat_nth(uint8_t type, int index, int cmd, void *buf);
  * family; returns how many there are. For IPC_INFO and *_INFO, which count only them. */
 uint32_t ipc_each(uint8_t type, void (*fn)(uint32_t srid, void *arg), void *arg);
 
-/* A row whose kernel object is gone (a segment's last detach after its
- * IPC_RMID) is dropped. */
+/* A removed segment's row is dropped once the segment is gone for the
+ * application: after its last detach. */
 void ipc_forget_if_gone(uint8_t type, uint32_t vrid);
+
+/* How many attachments of segment srid the application's processes hold. */
+unsigned ipc_shm_attachments(uint32_t srid);
+
+/* A stat result's key and mode as the application sees them: its virtual
+ * key, or, for an object it removed that lives on, no key and (for a
+ * segment) SHM_DEST, as the kernel shows a removed segment. */
+void ipc_virtual_perm(uint8_t type, int removed, struct ipc_perm *perm);
 
 #endif

@@ -44,19 +44,30 @@ static int parse_row(const char *line, long *key, long *id, const char **rest)
 	return 0;
 }
 
+/* What the application sees of one of its objects beyond its key and ID:
+ * a segment it removed that lives on is marked for destruction; a
+ * template's segment, which every clone attaches, shows only the
+ * application's own attachments. */
+struct seen {
+	int removed, template;
+	uint32_t srid;
+};
+
 /* The rest of a shm or msg line (after key and ID) with its PID columns
  * as the application names the processes, in the kernel's own format:
- * shm "  %4o %21lu %5u %5u..." (cpid, lpid), msg "  %4o  %10lu %10lu %5u
- * %5u..." (lspid, lrpid). */
-static void write_rest(uint8_t type, const char *rest, FILE *out)
+ * shm "  %4o %21lu %5u %5u  %5lu..." (cpid, lpid, nattch), msg "  %4o
+ * %10lu %10lu %5u %5u..." (lspid, lrpid). */
+static void write_rest(uint8_t type, const char *rest, const struct seen *seen, FILE *out)
 {
 	unsigned perms;
 	unsigned long a, b;
 	int p1, p2, n = 0;
-	if (type == RT_SHM && sscanf(rest, " %o %lu %d %d%n", &perms, &a, &p1, &p2, &n) == 4 && n)
-		fprintf(out, "  %4o %21lu %5u %5u%s", perms, a, (unsigned)pid_to_virtual(p1), (unsigned)pid_to_virtual(p2),
-			rest + n);
-	else if (type == RT_MSG && sscanf(rest, " %o %lu %lu %d %d%n", &perms, &a, &b, &p1, &p2, &n) == 5 && n)
+	if (type == RT_SHM && sscanf(rest, " %o %lu %d %d %lu%n", &perms, &a, &p1, &p2, &b, &n) == 5 && n) {
+		if (seen->removed) perms |= SHM_DEST;
+		if (seen->template) b = ipc_shm_attachments(seen->srid);
+		fprintf(out, "  %4o %21lu %5u %5u  %5lu%s", perms, a, (unsigned)pid_to_virtual(p1),
+			(unsigned)pid_to_virtual(p2), b, rest + n);
+	} else if (type == RT_MSG && sscanf(rest, " %o %lu %lu %d %d%n", &perms, &a, &b, &p1, &p2, &n) == 5 && n)
 		fprintf(out, "  %4o  %10lu %10lu %5u %5u%s", perms, a, b, (unsigned)pid_to_virtual(p1),
 			(unsigned)pid_to_virtual(p2), rest + n);
 	else
@@ -75,11 +86,14 @@ static int write_view(uint8_t type, FILE *out)
 	while (getline(&line, &cap, in) > 0) {
 		long key, id;
 		const char *rest;
-		uint32_t vrid;
+		uint32_t vrid, skey;
 		if (parse_row(line, &key, &id, &rest) || sr_to_vr(type, (uint32_t)id, &vrid)) continue;
+		struct seen seen = { .removed = vr_to_skey(type, vrid, &skey) == 0 && skey == SKEY_REMOVED,
+				     .template = type == RT_SHM && vr_is_template(type, vrid),
+				     .srid = (uint32_t)id };
 		/* The kernel prints both as %10d. */
-		fprintf(out, "%10d %10d", (int)ipc_virtual_key(type, (key_t)key), (int)vrid);
-		write_rest(type, rest, out);
+		fprintf(out, "%10d %10d", seen.removed ? IPC_PRIVATE : (int)ipc_virtual_key(type, (key_t)key), (int)vrid);
+		write_rest(type, rest, &seen, out);
 	}
 	free(line);
 	fclose(in);

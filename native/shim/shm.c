@@ -123,11 +123,16 @@ static int shm_info(int cmd, struct shmid_ds *buf)
 	return count ? (int)count - 1 : 0;
 }
 
-/* The creator and the last to attach or detach, as the application names them. */
-static void virtual_pids(struct shmid_ds *ds)
+/* The creator and the last to attach or detach, as the application names
+ * them; and of a template's segment, which every clone attaches, only the
+ * application's own attachments. */
+static void as_seen(int shmid, struct shmid_ds *ds)
 {
+	uint32_t srid;
 	ds->shm_cpid = pid_to_virtual(ds->shm_cpid);
 	ds->shm_lpid = pid_to_virtual(ds->shm_lpid);
+	if (vr_is_template(RT_SHM, (uint32_t)shmid) && ipc_srid(RT_SHM, shmid, &srid) == 0)
+		ds->shm_nattch = ipc_shm_attachments(srid);
 }
 
 SHIM_EXPORT int shmctl(int shmid, int cmd, struct shmid_ds *buf)
@@ -137,7 +142,7 @@ SHIM_EXPORT int shmctl(int shmid, int cmd, struct shmid_ds *buf)
 	switch (cmd) {
 	case IPC_INFO: case SHM_INFO: return shm_info(cmd, buf);
 	case SHM_STAT: case SHM_STAT_ANY:
-		if ((r = ipc_stat_nth(RT_SHM, shmid, cmd, buf)) >= 0) virtual_pids(buf);
+		if ((r = ipc_stat_nth(RT_SHM, shmid, cmd, buf)) >= 0) as_seen(r, buf);
 		return r;
 	case IPC_RMID: return ipc_remove(RT_SHM, shmid);
 	case IPC_SET:
@@ -149,8 +154,10 @@ SHIM_EXPORT int shmctl(int shmid, int cmd, struct shmid_ds *buf)
 	if (ipc_srid(RT_SHM, shmid, &srid)) return -1;
 	r = REAL(shmctl)((int)srid, cmd, buf);
 	if (r == 0 && cmd == IPC_STAT) {
-		buf->shm_perm.__key = ipc_virtual_key(RT_SHM, buf->shm_perm.__key);
-		virtual_pids(buf);
+		uint32_t skey;
+		ipc_virtual_perm(RT_SHM, vr_to_skey(RT_SHM, (uint32_t)shmid, &skey) == 0 && skey == SKEY_REMOVED,
+				 &buf->shm_perm);
+		as_seen(shmid, buf);
 	}
 	return r;
 }

@@ -14,6 +14,7 @@
  *   detach | detachat ADDR
  *   write TEXT | read     at the current address
  *   stat                  IPC_STAT: key, size, nattch, mode, removed, cpid, lpid
+ *   listed                the current segment's line of /proc/sysvipc/shm: key, perms, nattch
  *   rmid | lock | unlock | setmode MODE
  *   info | shminfo | statidx I | statany I | statall
  *   fork                  the rest runs in a child; the parent waits and exits with its status
@@ -73,6 +74,30 @@ static void print_stat(void)
 	printf("key 0x%08x size %zu nattch %lu mode %o removed %d cpid %d lpid %d\n", (unsigned)ds.shm_perm.__key,
 	       ds.shm_segsz, (unsigned long)ds.shm_nattch, ds.shm_perm.mode & 0777, !!(ds.shm_perm.mode & SHM_DEST),
 	       ds.shm_cpid, ds.shm_lpid);
+}
+
+/* What ipcs reads: the kernel's listing, a line per segment. */
+static void print_listed(void)
+{
+	FILE *f = fopen("/proc/sysvipc/shm", "r");
+	if (!f) {
+		result(-1, "listed");
+		return;
+	}
+	char line[512];
+	int found = 0;
+	while (!found && fgets(line, sizeof line, f)) {
+		int key, id;
+		unsigned perms;
+		unsigned long size, nattch;
+		int cpid, lpid;
+		if (sscanf(line, "%d %d %o %lu %d %d %lu", &key, &id, &perms, &size, &cpid, &lpid, &nattch) == 7 && id == cur) {
+			printf("listed key 0x%08x perms %o nattch %lu\n", (unsigned)key, perms, nattch);
+			found = 1;
+		}
+	}
+	fclose(f);
+	if (!found) printf("not listed\n");
 }
 
 static void stat_index(int index, int cmd)
@@ -139,6 +164,8 @@ int main(int argc, char **argv)
 			printf("data %s\n", addr);
 		} else if (!strcmp(c, "stat")) {
 			print_stat();
+		} else if (!strcmp(c, "listed")) {
+			print_listed();
 		} else if (!strcmp(c, "rmid")) {
 			result(shmctl(cur, IPC_RMID, NULL), "ok");
 		} else if (!strcmp(c, "lock") || !strcmp(c, "unlock")) {
