@@ -50,7 +50,7 @@ async function cloneOnce(home: string, n: number): Promise<CloneFigures> {
   const total = await new Promise<number>((resolve, reject) => {
     h.stderr!.on('data', (d: Buffer) => {
       err += d;
-      const m = /are running, made in ([\d.]+) s/.exec(err);
+      const m = / running, made in ([\d.]+) s/.exec(err);
       if (m) resolve(Number(m[1]));
     });
     h.on('close', (code) => reject(new Error(`template clone ended early (${code}): ${err}`)));

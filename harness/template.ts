@@ -98,7 +98,10 @@ export async function clone(
     process.stderr.write(
       `appshot: made ${made.length} of ${opts.count} clones of template '${name}'${made.length ? ` (${made.join(', ')}, running)` : ''}; the remaining ${rest} ${rest === 1 ? 'was' : 'were'} not made: ${failure.message}\n`,
     );
-  } else process.stderr.write(`appshot: all ${opts.count} clones of template '${name}' are running, made in ${((performance.now() - began) / 1000).toFixed(2)} s\n`);
+  } else {
+    const which = made.length === 1 ? `clone '${made[0]}' of template '${name}' is` : `all ${made.length} clones of template '${name}' are`;
+    process.stderr.write(`appshot: ${which} running, made in ${((performance.now() - began) / 1000).toFixed(2)} s\n`);
+  }
   const codes = await Promise.all(runs);
   t.env.close();
   return failure ? failure.exitCode : (codes.find((c) => c !== 0) ?? 0);

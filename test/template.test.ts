@@ -130,7 +130,20 @@ describe('template create and clone (the issue scenario)', () => {
     expect(busy.code).toBe(3);
     expect(busy.stderr).toMatch(/template 'web' has 3 running clone\(s\) \(web-1, web-2, web-3\)/);
 
+    // Scaling up while they run: another command's clone joins the same pool.
+    const more = appshotAsync(home, ['template', 'clone', 'web']);
+    await waitFor(more.err, /clone 'web-4' of template 'web' is running/);
+    await waitFor(more.out, /ready/);
+    const served = new Map<string, number>();
+    for (let i = 0; i < 8; i++) {
+      const a = await ask(PUBLIC_PORT);
+      served.set(a.name, (served.get(a.name) ?? 0) + 1);
+    }
+    expect([...served.keys()].sort()).toEqual(['web-1', 'web-2', 'web-3', 'web-4']);
+    expect(tableSegments()).toBe(1);
+    more.child.kill('SIGTERM');
     h.child.kill('SIGTERM');
+    expect((await more.done).code).not.toBeNull();
     expect((await h.done).code).not.toBeNull();
     const rm = appshot(home, ['template', 'rm', 'web']);
     expect(rm.stderr).toBe('');

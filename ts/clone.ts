@@ -1,4 +1,4 @@
-import { cpSync, existsSync, mkdirSync, rmSync } from 'node:fs';
+import { constants, cpSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { addon } from './addon.js';
 import { endApp } from './cleanup.js';
@@ -73,7 +73,9 @@ function leasePorts(t: Tables, aid: string, vids: number[], range: { lo: number;
 
 /** Gives each redirected path's target a start: its parent directories, and
  * a copy of what the template's own path holds, unless the target exists
- * (an operator may have put the clone's own file there). Returns what it
+ * (an operator may have put the clone's own file there). The copy is a
+ * reflink, copy-on-write, where the filesystem can make one (btrfs, XFS),
+ * and a full copy elsewhere. Returns what it
  * made, for the rollback. */
 function seedTargets(redirects: Redirect[]): string[] {
   const made: string[] = [];
@@ -84,7 +86,7 @@ function seedTargets(redirects: Redirect[]): string[] {
     if (!existsSync(top)) made.push(top);
     mkdirSync(dirname(r.to), { recursive: true });
     if (existsSync(r.from)) {
-      cpSync(r.from, r.to, { recursive: true, preserveTimestamps: true });
+      cpSync(r.from, r.to, { recursive: true, preserveTimestamps: true, mode: constants.COPYFILE_FICLONE });
       made.push(r.to);
     }
   }
