@@ -268,15 +268,20 @@ void ipc_forget_if_gone(uint8_t type, uint32_t vrid)
 	else write_abort(txn);
 }
 
+struct attachments {
+	uint32_t srid;
+	unsigned count;
+};
+
 static void add_attachments(uint32_t spid, void *arg)
 {
-	struct { uint32_t srid; unsigned count; } *a = arg;
+	struct attachments *a = arg;
 	a->count += proc_shm_attachments((pid_t)spid, a->srid);
 }
 
 unsigned ipc_shm_attachments(uint32_t srid)
 {
-	struct { uint32_t srid; unsigned count; } a = { srid, 0 };
+	struct attachments a = { srid, 0 };
 	ipc_each(RT_PID, add_attachments, &a);
 	return a.count;
 }
