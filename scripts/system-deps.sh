@@ -1,15 +1,18 @@
 #!/bin/sh
 # Installs the system tools the native build and the tests need, if missing:
-# a C/C++ toolchain, cmake, and util-linux's ipcs (the tests read the kernel's
-# IPC state with it). Runs as the first step of `npm install`.
+# a C/C++ toolchain, cmake, util-linux's ipcs and unshare (the tests read the
+# kernel's IPC state, in namespaces of their own) and iproute2's ip (to bring
+# up the loopback of the tests' network namespace). Runs as the first step
+# of `npm install`.
 set -e
 missing=""
 command -v cc >/dev/null 2>&1 || missing="$missing gcc"
 command -v c++ >/dev/null 2>&1 || missing="$missing g++"
 command -v cmake >/dev/null 2>&1 || missing="$missing cmake"
 command -v make >/dev/null 2>&1 || missing="$missing make"
-command -v ipcs >/dev/null 2>&1 || missing="$missing util-linux"
+{ command -v ipcs && command -v unshare; } >/dev/null 2>&1 || missing="$missing util-linux"
 command -v python3 >/dev/null 2>&1 || missing="$missing python3"
+command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "appshot: missing system packages:$missing; install them (Debian: apt-get install$missing) and run npm install again" >&2

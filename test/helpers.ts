@@ -1,9 +1,15 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI_PATH, builtProgram } from '../ts/paths.js';
 
-export const TEST_ROOT = '/tmp/appshot-tests';
+/** This run's own folder of test homes, made by global setup: one per run,
+ * so two runs at once never end each other's processes. */
+export function testRoot(): string {
+  const root = process.env.APPSHOT_TEST_ROOT;
+  if (!root) throw new Error('APPSHOT_TEST_ROOT is not set: run the tests with npm test');
+  return root;
+}
 export const SEMTOOL = builtProgram('semtool');
 export const SEMLOOP = builtProgram('semloop');
 export const SHMTOOL = builtProgram('shmtool');
@@ -13,8 +19,7 @@ export const PIDTOOL = builtProgram('pidtool');
 
 /** A fresh APPSHOT_HOME for one test; global teardown cleans them all. */
 export function makeHome(): string {
-  mkdirSync(TEST_ROOT, { recursive: true });
-  return mkdtempSync(join(TEST_ROOT, 'home-'));
+  return mkdtempSync(join(testRoot(), 'home-'));
 }
 
 export interface Result {

@@ -8,7 +8,7 @@ import { normalizePath, putRedirects, redirectPath, redirectsOf } from '../ts/re
 import { registerApp } from '../ts/registry.js';
 import { endApp } from '../ts/cleanup.js';
 import { openTables, writeTxn } from '../ts/tables.js';
-import { TEST_ROOT, appshot, lines, makeHome, runNative, tablesJson } from './helpers.js';
+import { appshot, lines, makeHome, runNative, tablesJson, testRoot } from './helpers.js';
 
 const PATHTOOL = builtProgram('pathtool');
 const PATH_MAX = 4096;
@@ -18,8 +18,7 @@ const PATH_MAX = 4096;
  * where the files must end up. VIRT is shorter than REAL, so a path that
  * fits under VIRT can be too long once redirected. */
 function place() {
-  mkdirSync(TEST_ROOT, { recursive: true });
-  const base = mkdtempSync(join(TEST_ROOT, 'path-'));
+  const base = mkdtempSync(join(testRoot(), 'path-'));
   const p = { base, virt: join(base, 'v'), real: join(base, 'real-shimmd'), native: join(base, 'real-native') };
   mkdirSync(p.real);
   mkdirSync(p.native);
@@ -241,7 +240,7 @@ print('bound and connected', flush=True)
 
     it('FROM covering APPSHOT_HOME', () => {
       const home = makeHome();
-      const r = run(home, [`${TEST_ROOT}=/elsewhere`], ['true']);
+      const r = run(home, [`${testRoot()}=/elsewhere`], ['true']);
       expect(r.code).toBe(2);
       expect(r.stderr).toContain(`FROM covers APPSHOT_HOME (${home})`);
     });
