@@ -177,8 +177,7 @@ program
   .argument('[cmd...]', 'the command to start instead of the saved one')
   .option('--aid <name>', "the application ID (default: the snapshot's)")
   .action(async (file: string, cmd: string[], o: { aid?: string }) => {
-    const home = resolveHome();
-    ensureHome(home);
+    const home = ensureHome(resolveHome());
     const [{ openTables }, { restore }, { terminalProgress }, { runRegistered }] = await Promise.all([
       import('../ts/tables.js'),
       import('../ts/restore.js'),
@@ -202,8 +201,7 @@ const templateCommand = program
   .usage('create NAME --from SNAPSHOT [--rules FILE] | clone NAME [-n N] [-- CMD] | list | inspect NAME | rm NAME');
 
 async function templateTables(create = false) {
-  const home = resolveHome();
-  if (create) ensureHome(home);
+  const home = create ? ensureHome(resolveHome()) : resolveHome();
   const [{ openTables }, cmd] = await Promise.all([import('../ts/tables.js'), import('./template.js')]);
   return { home, t: openTables(home, { create }), cmd };
 }

@@ -39,8 +39,8 @@ const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
  * with the shim preloaded, forward signals, and when the application's last
  * process is gone clean up and exit with CMD's status.
  */
-export async function run(command: string[], opts: RunOptions): Promise<number> {
-  ensureHome(opts.home);
+export async function run(command: string[], given: RunOptions): Promise<number> {
+  const opts = { ...given, home: ensureHome(given.home) };
   const t = openTables(opts.home, { create: true });
   const reg = registerApp(t, { aid: opts.aid, command, noIdentity: opts.noIdentity, publish: opts.publish, redirects: opts.redirects });
   if (reg.reclaimed) for (const line of describeCleanup(reg.reclaimed, 'reclaimed stale application')) process.stderr.write(`appshot: ${line}\n`);

@@ -1,9 +1,10 @@
 import { spawn } from 'node:child_process';
-import { closeSync, constants, mkdirSync, openSync } from 'node:fs';
+import { closeSync, constants } from 'node:fs';
 import { type Socket, createConnection } from 'node:net';
 import { join } from 'node:path';
 import { AppshotError, EXIT } from './errors.js';
 import { addon } from './addon.js';
+import { checkHomeFile, homeSubdir, openHomeFile } from './home.js';
 
 const LOCK_EX = 2;
 import { POOL_PATH } from './paths.js';
@@ -118,8 +119,9 @@ export interface Lifeline {
  * public port as its system port, if one does, for the error message.
  */
 export async function joinPool(home: string, pub: number, aid: string, balance: Balance, holder?: string): Promise<Lifeline> {
-  mkdirSync(join(home, 'pools'), { recursive: true, mode: 0o700 });
-  const lockFd = openSync(poolFile(home, pub, 'lock'), constants.O_RDWR | constants.O_CREAT, 0o600);
+  homeSubdir(home, 'pools');
+  checkHomeFile(poolFile(home, pub, 'log')); // the daemon opens it, refusing a link, after it said ready
+  const lockFd = openHomeFile(poolFile(home, pub, 'lock'), constants.O_RDWR | constants.O_CREAT);
   let s: Socket | null;
   try {
     addon().flock(lockFd, LOCK_EX); // one harness finds or starts the daemon at a time

@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 
 export interface ProcStat {
   /** R, S, D, Z, ... as ps shows it. */
@@ -40,11 +40,24 @@ export function processAlive(pid: number, ticks: number): boolean {
   return pid > 0 && startTicks(pid) === ticks;
 }
 
+/** A directory's identity, "dev:ino": one home however its path is spelled. */
+function dirIdentity(path: string): string | undefined {
+  try {
+    const st = statSync(path, { bigint: true });
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Processes whose environment names this application under this home:
- * what is left of an application whose harness is gone. */
+ * what is left of an application whose harness is gone. Their
+ * APPSHOT_HOME is compared with home by the directory it names, not by its
+ * spelling (a link, a trailing slash, '..'). */
 export function processesOf(aid: string, home: string): number[] {
   const wantAid = `APPSHOT_AID=${aid}`;
-  const wantHome = `APPSHOT_HOME=${home}`;
+  const want = dirIdentity(home);
+  const identities = new Map<string, string | undefined>();
   const found: number[] = [];
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
@@ -54,7 +67,11 @@ export function processesOf(aid: string, home: string): number[] {
     } catch {
       continue;
     }
-    if (vars.includes(wantAid) && vars.includes(wantHome) && startTicks(Number(name)) !== undefined) found.push(Number(name));
+    if (!vars.includes(wantAid)) continue;
+    const given = vars.find((v) => v.startsWith('APPSHOT_HOME='))?.slice('APPSHOT_HOME='.length);
+    if (given === undefined) continue;
+    if (!identities.has(given)) identities.set(given, given === home ? want : dirIdentity(given));
+    if (identities.get(given) === want && want !== undefined && startTicks(Number(name)) !== undefined) found.push(Number(name));
   }
   return found;
 }

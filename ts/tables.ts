@@ -1,9 +1,10 @@
 import { randomInt } from 'node:crypto';
-import { closeSync, constants, existsSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, existsSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase, type RootDatabaseOptionsWithPath } from 'lmdb';
 import { AppshotError, EXIT, errnoText } from './errors.js';
 import { addon } from './addon.js';
+import { checkHomeFiles, openHomeFile } from './home.js';
 
 const LOCK_SH = 1;
 const LOCK_EX = 2;
@@ -53,7 +54,7 @@ export function envOptions(path: string): RootDatabaseOptionsWithPath {
  * file exclusively, every write transaction holds it shared.
  */
 function withOpenLock<T>(home: string, operation: number, fn: () => T): T {
-  const fd = openSync(join(home, S.OPEN_LOCK_FILE), constants.O_RDWR | constants.O_CREAT, 0o600);
+  const fd = openHomeFile(join(home, S.OPEN_LOCK_FILE), constants.O_RDWR | constants.O_CREAT);
   try {
     addon().flock(fd, operation);
     return fn();
@@ -69,8 +70,9 @@ export function writeTxn<T>(t: Tables, fn: () => T): T {
 
 export function openTables(home: string, opts: { create?: boolean } = {}): Tables {
   const path = join(home, S.TABLES_FILE);
-  if (!opts.create && !existsSync(path))
+  if (!opts.create && !tablesExist(path))
     throw new AppshotError(`no tables at ${path}; nothing has run under this APPSHOT_HOME yet`, EXIT.home);
+  checkHomeFiles(home);
   try {
     // Opening the named databases and the first meta rows write too: all
     // of it under the exclusive lock.
@@ -97,6 +99,22 @@ export function openTables(home: string, opts: { create?: boolean } = {}): Table
   } catch (err) {
     if (err instanceof AppshotError) throw err;
     throw new AppshotError(`cannot open tables at ${path}: ${errnoText(err)}; check that APPSHOT_HOME is writable`, EXIT.home);
+  }
+}
+
+/** Whether the tables file is there; one the caller may not look at is
+ * not "nothing has run". */
+function tablesExist(path: string): boolean {
+  try {
+    statSync(path);
+    return true;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return false;
+    throw new AppshotError(
+      `cannot open tables at ${path}: ${code === 'EACCES' ? 'permission denied' : errnoText(err)}; run appshot as the user whose APPSHOT_HOME this is, or set APPSHOT_HOME to a directory of your own`,
+      EXIT.home,
+    );
   }
 }
 

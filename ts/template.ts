@@ -1,8 +1,8 @@
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, existsSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { appLive, endApp } from './cleanup.js';
 import { type Redirect, checkRedirects } from './redirect.js';
-import { TEMPLATE_AID_PREFIX, templateFile, templatesDir } from './home.js';
+import { TEMPLATE_AID_PREFIX, homeSubdir, openHomeFile, templateFile, templatesDir } from './home.js';
 import { AppshotError, EXIT, errnoText } from './errors.js';
 import { makeSegment, setPerm, type SharedSegment } from './restore.js';
 import { type At, type Override, type ResourceClass, type Rules, NO_RULES, expand, parseRules, variableValues } from './rules.js';
@@ -246,10 +246,15 @@ export function checkSharedSegments(tpl: Template): void {
 }
 
 function writeTemplate(home: string, tpl: Template): void {
-  mkdirSync(templatesDir(home), { recursive: true, mode: 0o700 });
+  homeSubdir(home, 'templates');
   const file = templateFile(home, tpl.name);
   const tmp = `${file}.tmp-${process.pid}`;
-  writeFileSync(tmp, JSON.stringify(tpl, null, 2) + '\n', { mode: 0o600 });
+  const fd = openHomeFile(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC);
+  try {
+    writeFileSync(fd, JSON.stringify(tpl, null, 2) + '\n');
+  } finally {
+    closeSync(fd);
+  }
   renameSync(tmp, file);
 }
 
@@ -257,10 +262,13 @@ export function loadTemplate(home: string, name: string): Template {
   checkTemplateName(name);
   const file = templateFile(home, name);
   if (!existsSync(file)) throw new AppshotError(`there is no template '${name}' in ${home}; 'appshot template list' lists them`, EXIT.failure);
+  const fd = openHomeFile(file, constants.O_RDONLY);
   try {
-    return JSON.parse(readFileSync(file, 'utf8')) as Template;
+    return JSON.parse(readFileSync(fd, 'utf8')) as Template;
   } catch (err) {
     throw new AppshotError(`template '${name}' at ${file} cannot be read (${errnoText(err)}); remove it with 'appshot template rm ${name}'`, EXIT.inconsistent);
+  } finally {
+    closeSync(fd);
   }
 }
 

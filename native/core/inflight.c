@@ -28,7 +28,8 @@ int inflight_open(struct inflight_file *f, const char *home)
 	char path[4096];
 	if (snprintf(path, sizeof path, "%s/%s", home, APPSHOT_INFLIGHT_FILE) >= (int)sizeof path)
 		return ENAMETOOLONG;
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	/* Never through a link: the record is mapped and written. */
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) return errno;
 	struct stat st;
 	if (fstat(fd, &st) == 0 && st.st_size < (off_t)sizeof(struct inflight_rec) &&

@@ -1,4 +1,5 @@
 #include "tables.h"
+#include "home.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -48,7 +49,7 @@ static int open_lock_fd(struct tables *t, const char *home)
 	struct stat st;
 	if (snprintf(path, sizeof path, "%s/%s", home, APPSHOT_OPEN_LOCK_FILE) >= (int)sizeof path)
 		return ENAMETOOLONG;
-	t->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	t->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (t->lock_fd < 0 || fstat(t->lock_fd, &st) != 0) return errno;
 	t->lock_dev = st.st_dev;
 	t->lock_ino = st.st_ino;
@@ -86,6 +87,7 @@ int tables_open_env(struct tables *t, const char *home, char *err, size_t errlen
 	t->lock_fd = -1;
 	if (snprintf(t->path, sizeof t->path, "%s/%s", home, APPSHOT_TABLES_FILE) >= (int)sizeof t->path)
 		return fail(err, errlen, ENAMETOOLONG, "tables path under '%s' is too long%s", home, "");
+	if ((rc = home_check(home, err, errlen))) return rc;
 	/* The harness creates the tables; a process of an application only
 	 * joins them, so a missing file is an error, not something to make. */
 	if (access(t->path, R_OK | W_OK) != 0)

@@ -813,7 +813,7 @@ static void detach(const char *log)
 {
 	if (write(STDOUT_FILENO, "ready\n", 6) != 6) fail(1, "write: %s", strerror(errno));
 	int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
-	int lfd = open(log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	int lfd = open(log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (null < 0 || lfd < 0) fail(1, "%s: %s", null < 0 ? "/dev/null" : log, strerror(errno));
 	dup2(null, STDOUT_FILENO);
 	dup2(lfd, STDERR_FILENO);
