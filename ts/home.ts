@@ -181,7 +181,7 @@ function checkOwned(path: string, st: Stats, what: string): void {
     }
     throw new AppshotError(
       denied
-        ? `${what} ${path}: permission denied: it belongs to ${owner} (mode ${modeText(st)}), not to you, ${me}; run appshot as ${userName(st.uid) ?? owner}, or set APPSHOT_HOME to a directory of your own`
+        ? `${what} ${path}: permission denied: it belongs to ${owner}, mode ${modeText(st)}, not to you, ${me}; run appshot as ${userName(st.uid) ?? owner}, or set APPSHOT_HOME to a directory of your own`
         : `${what} ${path} belongs to ${owner}, not to you, ${me}: its owner could plant links there that make appshot write where they choose; set APPSHOT_HOME to a directory of your own (or, if it should be yours, check what it holds and run 'chown -R ${userName(uid()) ?? uid()} ${path}')`,
       EXIT.home,
     );
