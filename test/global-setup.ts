@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CLI_PATH, SHIM_PATH } from '../ts/paths.js';
@@ -61,7 +61,8 @@ let root = '';
 export function setup(): void {
   if (!existsSync(SHIM_PATH)) throw new Error(`${SHIM_PATH} is missing: run 'npm install' to build the native code`);
   // Set before the test workers start, which inherit it.
-  root = process.env.APPSHOT_TEST_ROOT = mkdtempSync(join(tmpdir(), 'appshot-tests-'));
+  // Its real path: the one applications' processes carry in APPSHOT_HOME.
+  root = process.env.APPSHOT_TEST_ROOT = realpathSync(mkdtempSync(join(tmpdir(), 'appshot-tests-')));
   before = ipcObjects();
 }
 
