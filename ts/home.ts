@@ -98,7 +98,9 @@ function checkHome(given: string): string {
 function unreachable(home: string, err: unknown): AppshotError {
   const denied = (err as NodeJS.ErrnoException).code === 'EACCES';
   return new AppshotError(
-    `cannot reach APPSHOT_HOME ${home}: ${denied ? 'permission denied' : errnoText(err)}; ${denied ? 'it is another user\'s: run appshot as that user, or ' : ''}set APPSHOT_HOME to a directory of your own`,
+    denied
+      ? `cannot reach APPSHOT_HOME ${home}: permission denied (a directory on its path is closed to you); run appshot as the user it belongs to, or set APPSHOT_HOME to a directory of your own`
+      : `cannot reach APPSHOT_HOME ${home}: ${errnoText(err)}; set APPSHOT_HOME to a directory of your own`,
     EXIT.home,
   );
 }
