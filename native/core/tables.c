@@ -338,6 +338,12 @@ static int put_fwd(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t 
 	return mdb_put(txn, t->fwd, &k, &v, flags);
 }
 
+int tables_map_at(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid, const struct fwd_val *fv)
+{
+	int rc = put_fwd(t, txn, type, vrid, fv, MDB_NOOVERWRITE);
+	return rc ? rc : put_rev(t, txn, type, vrid, fv->srid);
+}
+
 int tables_map_new(const struct tables *t, MDB_txn *txn, uint8_t type, const struct fwd_val *fv,
 		   uint32_t *vrid)
 {
@@ -542,8 +548,7 @@ int tables_pid_record(const struct tables *t, MDB_txn *txn, uint32_t spid, uint6
 	rc = MDB_KEYEXIST;
 	if (want_vpid) {
 		*vpid = want_vpid;
-		rc = put_fwd(t, txn, RT_PID, want_vpid, &fv, MDB_NOOVERWRITE);
-		if (rc == 0) rc = put_rev(t, txn, RT_PID, want_vpid, spid);
+		rc = tables_map_at(t, txn, RT_PID, want_vpid, &fv);
 	}
 	/* Without a wish, or when the wished vpid is held (by a process that
 	 * outlived the one that reserved it for us): identity first. */

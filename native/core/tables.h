@@ -82,6 +82,11 @@ int tables_rev_seen(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t
  * kernel only hands out a free ID), so its owner's forward row goes first. */
 int tables_map_new(const struct tables *t, MDB_txn *txn, uint8_t type, const struct fwd_val *v,
 		   uint32_t *vrid);
+/* Maps an object in both directions at the vrid the caller gives (a
+ * restored object's saved one, a fork child's reserved vpid): MDB_KEYEXIST,
+ * and nothing written, when the application maps that vrid already. The
+ * reverse row is taken over as tables_map_new does. */
+int tables_map_at(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid, const struct fwd_val *fv);
 /* Reads and drops the mapping of an object that is known to be ours (its
  * reverse row too), returning the row as it was. */
 int tables_take(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid, struct fwd_val *out);
