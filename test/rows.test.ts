@@ -1,12 +1,12 @@
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ROOT, builtProgram } from '../ts/paths.js';
 import * as rows from '../ts/rows.js';
 import { type Tables, openTables, writeTxn } from '../ts/tables.js';
 import * as S from '../tables/schema.js';
-import { SHMTOOL, appshot, appshotAsync, makeHome, tablesJson, waitFor } from './helpers.js';
+import { SHMTOOL, appshot, appshotAsync, makeHome, tablesJson, testRoot, waitFor } from './helpers.js';
 
 const ROWOPS = builtProgram('rowops');
 
@@ -208,4 +208,17 @@ describe('restore maps its objects through the shared row operations', () => {
       expect(end.code).toBe(0);
     },
   );
+});
+
+describe('the shim in a fork child', () => {
+  it('a child forked while another thread records its chdir resolves relative paths (the working-directory record starts again)', () => {
+    const base = mkdtempSync(join(testRoot(), 'chdirfork-'));
+    mkdirSync(join(base, 'real'));
+    // Thousands of forks: before the fix one in a few hundred children
+    // found the record half written and waited for it forever.
+    const r = appshot(makeHome(), ['run', '--redir', `${join(base, 'v')}=${join(base, 'real')}`, '--', builtProgram('chdirfork'), join(base, 'v'), '3000']);
+    expect(r.stdout).toBe('forked 3000\n');
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+  });
 });
