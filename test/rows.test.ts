@@ -1,12 +1,13 @@
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ROOT, builtProgram } from '../ts/paths.js';
+import { ROOT, SHIM_PATH, builtProgram } from '../ts/paths.js';
+import { registerApp } from '../ts/registry.js';
 import * as rows from '../ts/rows.js';
 import { type Tables, openTables, writeTxn } from '../ts/tables.js';
 import * as S from '../tables/schema.js';
-import { SHMTOOL, appshot, appshotAsync, makeHome, tablesJson, testRoot, waitFor } from './helpers.js';
+import { SEMTOOL, SHMTOOL, appshot, appshotAsync, makeHome, tablesJson, testRoot, waitFor } from './helpers.js';
 
 const ROWOPS = builtProgram('rowops');
 
@@ -220,5 +221,44 @@ describe('the shim in a fork child', () => {
     expect(r.stdout).toBe('forked 3000\n');
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
+  });
+});
+
+/** Writes bytes into the tables file at offset. */
+function patch(file: string, offset: number, bytes: Buffer): void {
+  const fd = openSync(file, 'r+');
+  writeSync(fd, bytes, 0, bytes.length, offset);
+  closeSync(fd);
+}
+
+describe('the shim checks the tables file header before LMDB maps it', () => {
+  const u32le = (v: number) => {
+    const b = Buffer.alloc(4);
+    b.writeUInt32LE(v);
+    return b;
+  };
+  const psize = 4096;
+  it.each([
+    ['cut short after its meta pages', (f: string) => truncateSync(f, 2 * psize), /it is truncated: 8192 bytes, where its pages need \d+/],
+    ['without the LMDB magic in either meta page', (f: string) => [0, psize].forEach((at) => patch(f, at + 24, u32le(0x12345678))), /it is not an LMDB file \(no valid header\)/],
+    ['of another data format in both meta pages', (f: string) => [0, psize].forEach((at) => patch(f, at + 28, u32le(7))), /its data format is 7, not LMDB's 2/],
+  ])('tables %s: a program under the shim refuses to start (exit 125, "damaged")', (_what, damage, why) => {
+    const home = makeHome();
+    const t = openTables(home, { create: true });
+    registerApp(t, { aid: 'x', command: ['semtool'] });
+    // Rows enough that the root pages lie past the two meta pages.
+    writeTxn(t, () => {
+      for (let v = 1; v <= 200; v++) t.procs.putSync(S.procKey(v), S.procVal(v, 'x'));
+    });
+    t.env.close();
+    damage(join(home, S.TABLES_FILE));
+    const r = spawnSync(SEMTOOL, ['private', '1'], {
+      encoding: 'utf8',
+      env: { ...process.env, LD_PRELOAD: SHIM_PATH, APPSHOT_AID: 'x', APPSHOT_HOME: home },
+    });
+    expect(r.signal).toBe(null);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(new RegExp(`^appshot: the tables at ${join(home, S.TABLES_FILE)} are damaged: ${why.source}; nothing was changed`));
+    expect(r.status).toBe(125);
   });
 });
