@@ -7,7 +7,7 @@ import { registerApp } from '../ts/registry.js';
 import * as rows from '../ts/rows.js';
 import { type Tables, openTables, writeTxn } from '../ts/tables.js';
 import * as S from '../tables/schema.js';
-import { SEMTOOL, SHMTOOL, appshot, appshotAsync, makeHome, tablesJson, testRoot, waitFor } from './helpers.js';
+import { PIDTOOL, SEMTOOL, SHMTOOL, appshot, appshotAsync, makeHome, tablesJson, testRoot, waitFor } from './helpers.js';
 
 const ROWOPS = builtProgram('rowops');
 
@@ -260,5 +260,20 @@ describe('the shim checks the tables file header before LMDB maps it', () => {
     expect(r.stdout).toBe('');
     expect(r.stderr).toMatch(new RegExp(`^appshot: the tables at ${join(home, S.TABLES_FILE)} are damaged: ${why.source}; nothing was changed`));
     expect(r.status).toBe(125);
+  });
+});
+
+describe('process rows whose commit fails', () => {
+  it('a remapped fork child whose row and reserved vpid could not be committed is known by its kernel PID, which its parent can wait for', () => {
+    // RLIMIT_FSIZE 0 in the program makes every commit of its shim fail
+    // (EFBIG), after the first process's row was written.
+    const r = appshot(makeHome(), ['run', '--no-identity', '--', PIDTOOL, 'nowrite', 'child', '0']);
+    expect(r.stderr).toMatch(/appshot: cannot commit to tables at .*: File too large/);
+    const out = r.stdout.trim().split('\n');
+    expect(out[0]).toBe('ok 0');
+    const child = Number(/^forked (\d+)$/.exec(out[1])?.[1]);
+    expect(child).toBeLessThan(S.VRID_REMAP_BASE); // not a vpid no row names
+    expect(out.slice(2)).toEqual([expect.stringMatching(new RegExp(`^child pid ${child} ppid \\d+$`)), `reaped ${child} status 0`]);
+    expect(r.code).toBe(0);
   });
 });
