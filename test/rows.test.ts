@@ -277,3 +277,21 @@ describe('process rows whose commit fails', () => {
     expect(r.code).toBe(0);
   });
 });
+
+describe('attachments of a shared memory segment', () => {
+  it('an attachment that mprotect split into three mappings counts once in a snapshot, as the shim counts it', async () => {
+    const home = makeHome();
+    const go = join(home, 'go');
+    const h = appshotAsync(home, ['run', '--aid', 'split', '--', SHMTOOL, 'private', '65536', 'attach', '-', 'protect', '4096', '4096', 'r', 'waitfile', go]);
+    await waitFor(h.out, /attached ok\nok 0\n/);
+    const file = join(home, 'split.snap');
+    const snap = appshot(home, ['snapshot', 'split', '-o', file]);
+    expect(snap.stderr).toBe('');
+    expect(snap.code).toBe(0);
+    writeFileSync(go, '');
+    expect((await h.done).code).toBe(0);
+    const inspect = appshot(home, ['snapshot', 'inspect', file, '--json']);
+    expect(inspect.code).toBe(0);
+    expect(JSON.parse(inspect.stdout).segments.map((s: { attached: unknown }) => s.attached)).toEqual([{ rw: 1, ro: 0 }]);
+  });
+});
