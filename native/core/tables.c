@@ -107,14 +107,9 @@ static int meta_at(const uint8_t *head, size_t got, size_t at, struct meta_head 
 	return 0;
 }
 
-/* LMDB maps the data file and trusts it: a file cut short faults the
- * process (SIGBUS) on the first read past its end, and a damaged header
- * fails the open obscurely. Checks, before LMDB sees the file, that it
- * begins with a meta page of this data format whose root pages the file
- * holds; else writes "the tables at PATH are damaged: WHY..." into err
- * and returns MDB_CORRUPTED. Call it under the open lock, held
- * exclusively, so no commit is torn under the read. */
-static int tables_check_header(const char *path, char *err, size_t errlen)
+/* Checks, before LMDB sees the file, that it begins with a meta page of
+ * this data format whose root pages the file holds (see tables.h). */
+int tables_check_header(const char *path, char *err, size_t errlen)
 {
 	static const char fmt[] = "the tables at %s are damaged: %s; nothing was changed. Move the file aside "
 				  "(appshot starts new tables) or restore it from a backup";
