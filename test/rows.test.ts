@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ROOT, SHIM_PATH, builtProgram } from '../ts/paths.js';
@@ -163,6 +163,24 @@ describe('row operations: C and TypeScript satisfy the same scenario vectors (ta
       expect(after).toEqual(want);
     });
   }
+});
+
+describe('one owner of fwd and rev row writes', () => {
+  it('no TypeScript module but ts/rows.ts writes a forward or reverse row', () => {
+    const writers: string[] = [];
+    const read: string[] = [];
+    for (const dir of ['ts', 'tables', 'harness']) {
+      for (const name of readdirSync(join(ROOT, dir)).filter((n) => n.endsWith('.ts'))) {
+        const file = `${dir}/${name}`;
+        if (file === 'ts/rows.ts') continue;
+        const text = readFileSync(join(ROOT, file), 'utf8');
+        read.push(file);
+        for (const m of text.matchAll(/\.(fwd|rev)\.(put|putSync|remove|removeSync|ifNoExists|clearSync|clearAsync|drop|dropSync)\(/g)) writers.push(`${file}: ${m[0]}`);
+      }
+    }
+    expect(read).toEqual(expect.arrayContaining(['ts/restore.ts', 'ts/cleanup.ts', 'tables/verify.ts', 'harness/cli.ts']));
+    expect(writers).toEqual([]);
+  });
 });
 
 describe('restore maps its objects through the shared row operations', () => {
