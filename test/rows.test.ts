@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -227,6 +227,43 @@ describe('restore maps its objects through the shared row operations', () => {
       expect(end.code).toBe(0);
     },
   );
+});
+
+describe('restore over rows an earlier run left', () => {
+  it('restore under an ended AID whose rows are left (a segment attached outside) refuses, touching nothing, instead of overwriting them', async () => {
+    const home = makeHome();
+    const go = join(home, 'go');
+    const h = appshotAsync(home, ['run', '--aid', 'left', '--', SHMTOOL, 'private', '4096', 'attach', '-', 'write', 'x', 'waitfile', go]);
+    await waitFor(h.out, /attached ok\nok 0\n/);
+    const file = join(home, 'left.snap');
+    expect(appshot(home, ['snapshot', 'left', '-o', file]).code).toBe(0);
+    const [seg] = tablesJson(home, ['--aid', 'left', '--type', 'shm']);
+    // A process outside the application keeps the segment attached, so
+    // the application's end leaves its rows.
+    const outsideGo = join(home, 'outside-go');
+    const outside = spawn(SHMTOOL, ['use', String(seg.system), 'attach', '-', 'waitfile', outsideGo], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    outside.stdout!.on('data', (d) => (out += d));
+    const outsideDone = new Promise((resolve) => outside.on('close', resolve));
+    try {
+      await waitFor(() => out, /attached ok/);
+      writeFileSync(go, '');
+      expect((await h.done).code).toBe(0);
+      expect(tablesJson(home, ['--aid', 'left', '--type', 'shm'])).toEqual([seg]);
+
+      const r = appshot(home, ['restore', file, '--aid', 'left', '--', 'true']);
+      expect(r.stderr).toBe(
+        "appshot: application 'left' has ended but rows of its objects are left (a shared memory segment still attached outside it: 'appshot gc' says which); restore under another --aid, or run 'appshot gc' once they are detached\n",
+      );
+      expect(r.code).toBe(3);
+      expect(tablesJson(home, ['--aid', 'left', '--type', 'shm'])).toEqual([seg]);
+    } finally {
+      writeFileSync(outsideGo, '');
+      await outsideDone;
+    }
+    expect(appshot(home, ['gc']).code).toBe(0);
+    expect(tablesJson(home, ['--aid', 'left'])).toEqual([]);
+  });
 });
 
 describe('the shim in a fork child', () => {

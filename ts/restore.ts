@@ -9,7 +9,8 @@ import { registerApp } from './registry.js';
 import * as rows from './rows.js';
 import type { MsgRecord, SemRecord, ShmRecord, SnapMeta } from './snapshot.js';
 import { type Section, SnapReader } from './snapfile.js';
-import { type Tables, getApp, writeTxn } from './tables.js';
+import { IPC_NOUN } from './sysvipc.js';
+import { type Tables, fwdRows, getApp, writeTxn } from './tables.js';
 import * as S from '../tables/schema.js';
 
 /**
@@ -41,15 +42,17 @@ const KEY_TYPE: Record<IpcType, number> = { sem: S.RT.semkey, shm: S.RT.shmkey, 
 /** Maps a saved object at its saved vrid. The AID is fresh or ended, so
  * a row already there is one cleanup left behind (a segment still
  * attached outside): say so rather than overwrite it. */
-function mapObject(t: Tables, aid: string, type: number, vrid: number, row: S.FwdVal): void {
-  if (!rows.mapAt(t, aid, type, vrid, row))
-    throw new AppshotError(`application '${aid}' still maps virtual ${S.RT_NAME[type]} ${vrid} (left from an earlier run); run 'appshot gc', or restore under another --aid`, EXIT.conflict);
+function mapObject(t: Tables, aid: string, type: IpcType, vrid: number, row: S.FwdVal): void {
+  if (!rows.mapAt(t, aid, S.RT[type], vrid, row))
+    throw new AppshotError(
+      `application '${aid}' still maps virtual ${IPC_NOUN[type]} ${vrid} from an earlier run; run 'appshot gc', or restore under another --aid`,
+      EXIT.conflict,
+    );
 }
 
 /** Creates one kernel object for a saved one and records it, in one write
  * transaction under the inflight record: a crash leaves no object unmapped. */
 export function createObject(t: Tables, aid: string, identity: boolean, type: IpcType, rec: { vrid: number; vkey: number }, size: number): number {
-  const code = S.RT[type];
   let srid = -1;
   try {
     writeTxn(t, () => {
@@ -70,7 +73,7 @@ export function createObject(t: Tables, aid: string, identity: boolean, type: Ip
       }
       const now = Date.now();
       if (rec.vkey) rows.putFwd(t, aid, KEY_TYPE[type], rec.vkey, { srid: skey, vkey: 0, skey: 0, creator: process.pid, createdMs: now });
-      mapObject(t, aid, code, rec.vrid, { srid, vkey: rec.vkey, skey, creator: process.pid, createdMs: now });
+      mapObject(t, aid, type, rec.vrid, { srid, vkey: rec.vkey, skey, creator: process.pid, createdMs: now });
     });
   } catch (err) {
     if (srid >= 0) ipcRemove(type, srid); // made, never recorded
@@ -100,6 +103,13 @@ function checkFree(t: Tables, aid: string): void {
     throw new AppshotError(`application '${aid}' is running; restore under another --aid, or end it first`, EXIT.conflict);
   if (app?.state === S.APP_STATE.kept)
     throw new AppshotError(`application '${aid}' holds kept state; restore under another --aid, or drop it with 'appshot gc --kept'`, EXIT.conflict);
+  // Rows an ended run left (a segment a process outside still has
+  // attached) hold virtual IDs the snapshot's objects may need.
+  if (app?.state === S.APP_STATE.ended && !fwdRows(t, aid).next().done)
+    throw new AppshotError(
+      `application '${aid}' has ended but rows of its objects are left (a shared memory segment still attached outside it: 'appshot gc' says which); restore under another --aid, or run 'appshot gc' once they are detached`,
+      EXIT.conflict,
+    );
 }
 
 export function restore(t: Tables, file: string, opts: { aid?: string; command?: string[]; progress?: Progress }): RestoreSummary {
