@@ -2,6 +2,7 @@ import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { POOL_PATH } from '../ts/paths.js';
 import { startTicks } from '../ts/procinfo.js';
 import { IPC_NOUN, type IpcType, isIpcType, kernelObjects } from '../ts/sysvipc.js';
+import { claim, release, unmap } from '../ts/rows.js';
 import { type Tables, writeTxn } from '../ts/tables.js';
 import * as S from './schema.js';
 
@@ -53,10 +54,7 @@ function dropRow(t: Tables, r: Row): () => string | null {
   return () => {
     const v = t.fwd.get(S.fwdKey(r.aid, r.type, r.vrid));
     if (!v || S.decodeFwdVal(v).srid !== r.srid) return null;
-    t.fwd.removeSync(S.fwdKey(r.aid, r.type, r.vrid));
-    const rk = S.revKey(t.node, r.type, r.srid);
-    const rev = t.rev.get(rk);
-    if (rev && S.decodeRevVal(rev).aid === r.aid && S.decodeRevVal(rev).vrid === r.vrid) t.rev.removeSync(rk);
+    unmap(t, r.aid, r.type, r.vrid);
     if (r.type === S.RT.pid) {
       const p = t.procs.get(S.procKey(r.srid));
       if (p && S.decodeProcVal(p).aid === r.aid) t.procs.removeSync(S.procKey(r.srid));
@@ -93,9 +91,7 @@ function checkPairs(t: Tables, rows: Row[], out: Pending[]): void {
       out.push({
         problem: `${shown(r)} has no reverse row`,
         fix: () => {
-          const rk = S.revKey(t.node, r.type, r.srid);
-          if (t.rev.get(rk)) return null;
-          t.rev.putSync(rk, S.revVal(r.vrid, r.aid));
+          if (!claim(t, r.aid, r.type, r.vrid, r.srid)) return null;
           return `wrote the reverse row of ${shown(r)}`;
         },
       });
@@ -113,10 +109,9 @@ function checkPairs(t: Tables, rows: Row[], out: Pending[]): void {
     out.push({
       problem: `the reverse row of ${name} ${srid} names ${aid} ${vrid}, which ${fwd ? `maps to ${fwd.srid}` : 'has no forward row'}`,
       fix: () => {
-        const rk = S.revKey(t.node, type, srid);
-        const now = t.rev.get(rk);
+        const now = t.rev.get(S.revKey(t.node, type, srid));
         if (!now || !Buffer.from(now).equals(Buffer.from(value))) return null;
-        t.rev.removeSync(rk);
+        release(t, type, srid);
         return `dropped the stale reverse row of ${name} ${srid}`;
       },
     });

@@ -58,6 +58,10 @@ export interface Addon {
   /** flock(2), retried on EINTR; throws with the errno. */
   flock(fd: number, operation: number): void;
   aidValid(aid: string): boolean;
+  /** The SysV segments process pid has attached, one entry per attachment (a
+   * mapping split by mprotect counts once), as the shim counts them; null if
+   * the process is gone or its maps are not readable. */
+  shmAttachments(pid: number): { shmid: number; writable: boolean }[] | null;
   /** Call inside a write transaction; returns what it removed, or null. */
   recoverInflight(home: string, isMapped: (type: number, srid: number) => boolean): string | null;
 

@@ -2,6 +2,7 @@ import { addon } from './addon.js';
 import { templateFileExists } from './home.js';
 import { ipcRemove } from './libc.js';
 import { processAlive, processesOf } from './procinfo.js';
+import { unmap } from './rows.js';
 import { IPCRM_OPTION, IPC_NOUN, type IpcType, type KernelObject, isIpcType, kernelObjects, shmAttachers } from './sysvipc.js';
 import { type FwdRow, type Tables, appRows, fwdRows, getApp, prefixRange, putApp, writeTxn } from './tables.js';
 import * as S from '../tables/schema.js';
@@ -99,12 +100,7 @@ function removeAll(t: Tables, aid: string, report: CleanupReport): number {
   for (const row of rows) {
     const fwdKey = S.fwdKey(aid, row.type, row.vrid);
     if (keep.has(fwdKey.toString('hex'))) continue;
-    if (rowIsOurs(t, row)) {
-      t.rev.removeSync(S.revKey(t.node, row.type, row.srid));
-      report.rows++;
-    }
-    t.fwd.removeSync(fwdKey);
-    report.rows++;
+    report.rows += unmap(t, aid, row.type, row.vrid);
   }
   for (const db of [t.alloc, t.paths]) {
     for (const key of [...db.getKeys(prefixRange(S.fwdPrefix(aid)))]) {
@@ -129,8 +125,7 @@ function dropProcsRows(t: Tables, aid: string, report: CleanupReport): void {
  * which are all gone when it ends, kept or not. */
 function forgetProcesses(t: Tables, aid: string, report: CleanupReport): void {
   for (const row of [...fwdRows(t, aid, S.RT.pid)]) {
-    if (rowIsOurs(t, row)) t.rev.removeSync(S.revKey(t.node, row.type, row.srid));
-    t.fwd.removeSync(S.fwdKey(aid, row.type, row.vrid));
+    unmap(t, aid, row.type, row.vrid);
     report.rows++;
   }
   dropProcsRows(t, aid, report);
@@ -184,12 +179,7 @@ function dropGoneSegments(t: Tables, aid: string, listings: Listings): CleanupRe
   for (const row of [...fwdRows(t, aid, S.RT.shm)]) {
     if (!S.fwdValRemoved(row) || !removedSegmentGone(t, aid, row, listings)) continue;
     segments++;
-    if (rowIsOurs(t, row)) {
-      t.rev.removeSync(S.revKey(t.node, row.type, row.srid));
-      report.rows++;
-    }
-    t.fwd.removeSync(S.fwdKey(aid, row.type, row.vrid));
-    report.rows++;
+    report.rows += unmap(t, aid, row.type, row.vrid);
   }
   if (!report.rows) return null;
   report.notes.push(`dropped the rows of ${segments} removed shared memory segment(s) of running application '${aid}' whose last detach has come`);

@@ -6,6 +6,7 @@ import { AppshotError, EXIT, errnoText } from './errors.js';
 import type { Publication } from './pool.js';
 import { type Redirect, normalizePath } from './redirect.js';
 import { registerApp } from './registry.js';
+import { claim, putFwd } from './rows.js';
 import { type RestoreSummary, type SharedSegment, restoreSections } from './restore.js';
 import { expand, variableValues } from './rules.js';
 import { SnapReader } from './snapfile.js';
@@ -63,8 +64,9 @@ function leasePorts(t: Tables, aid: string, vids: number[], range: { lo: number;
           EXIT.failure,
         );
       const sid = S.portId(code, sport);
-      t.fwd.putSync(S.fwdKey(aid, S.RT.port, vid), S.fwdVal({ srid: sid, vkey: 0, skey: 0, creator: process.pid, createdMs: Date.now() }));
-      t.rev.putSync(S.revKey(t.node, S.RT.port, sid), S.revVal(vid, aid));
+      // Claimed first, as the shim's bind does (free() said no one holds it).
+      claim(t, aid, S.RT.port, vid, sid);
+      putFwd(t, aid, S.RT.port, vid, { srid: sid, vkey: 0, skey: 0, creator: process.pid, createdMs: Date.now() });
       leases.push(`${port}/${proto} -> ${sport}`);
     }
   });

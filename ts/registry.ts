@@ -4,6 +4,7 @@ import { AppshotError, EXIT } from './errors.js';
 import { startTicks } from './procinfo.js';
 import type { Publication } from './pool.js';
 import { type Redirect, putRedirects } from './redirect.js';
+import { putFwd } from './rows.js';
 import { type Tables, getApp, nextCounter, putApp, writeTxn } from './tables.js';
 import * as S from '../tables/schema.js';
 
@@ -61,7 +62,7 @@ export function registerApp(
     for (const p of opts.publish ?? []) {
       const vrid = S.portId(S.PORT_PROTO.tcp, p.virtual);
       const row = { srid: S.portId(S.PORT_PROTO.tcp, p.public), vkey: 0, skey: 0, creator: process.pid, createdMs: now };
-      t.fwd.putSync(S.fwdKey(aid, S.RT.publish, vrid), S.fwdVal(row));
+      putFwd(t, aid, S.RT.publish, vrid, row);
     }
     putRedirects(t, aid, opts.redirects ?? []);
     return { aid, adopted, reclaimed };

@@ -6,9 +6,11 @@ import { ipcRemove } from './libc.js';
 import type { Progress } from './progress.js';
 import { checkAid } from './aid.js';
 import { registerApp } from './registry.js';
+import * as rows from './rows.js';
 import type { MsgRecord, SemRecord, ShmRecord, SnapMeta } from './snapshot.js';
 import { type Section, SnapReader } from './snapfile.js';
-import { type Tables, getApp, writeTxn } from './tables.js';
+import { IPC_NOUN } from './sysvipc.js';
+import { type Tables, fwdRows, getApp, writeTxn } from './tables.js';
 import * as S from '../tables/schema.js';
 
 /**
@@ -37,49 +39,27 @@ export interface RestoreSummary {
 export type IpcType = 'sem' | 'shm' | 'msg';
 const KEY_TYPE: Record<IpcType, number> = { sem: S.RT.semkey, shm: S.RT.shmkey, msg: S.RT.msgkey };
 
-/** Claims a system key for vkey host-wide (its reverse row): vkey itself
- * when identity is allowed and no one holds it, else the next free
- * remapped key, as tables_claim_skey does for the shim. */
-function claimKey(t: Tables, aid: string, keytype: number, vkey: number, identity: boolean): number {
-  const free = (skey: number) => t.rev.get(S.revKey(t.node, keytype, skey)) === undefined;
-  let skey = vkey >>> 0;
-  if (!identity || !free(skey)) {
-    const counter = S.allocKey('', keytype);
-    do {
-      const cur = t.alloc.get(counter);
-      skey = cur ? S.readU32(cur) : S.SKEY_REMAP_BASE;
-      t.alloc.putSync(counter, S.u32(skey + 1 >= 0x7fffffff ? S.SKEY_REMAP_BASE : skey + 1));
-    } while (!free(skey));
-  }
-  t.rev.putSync(S.revKey(t.node, keytype, skey), S.revVal(vkey, aid));
-  return skey;
-}
-
-/** Maps vrid to srid in both directions; a reverse row someone still holds
- * for srid is stale (the kernel just handed it out), and its owner's
- * forward row goes with it. */
-function mapObject(t: Tables, aid: string, type: number, vrid: number, row: S.FwdVal): void {
-  const rk = S.revKey(t.node, type, row.srid);
-  const stale = t.rev.get(rk);
-  if (stale) {
-    const owner = S.decodeRevVal(stale);
-    t.fwd.removeSync(S.fwdKey(owner.aid, type, owner.vrid));
-  }
-  t.fwd.putSync(S.fwdKey(aid, type, vrid), S.fwdVal(row));
-  t.rev.putSync(rk, S.revVal(vrid, aid));
+/** Maps a saved object at its saved vrid. The AID is fresh or ended, so
+ * a row already there is one cleanup left behind (a segment still
+ * attached outside): say so rather than overwrite it. */
+function mapObject(t: Tables, aid: string, type: IpcType, vrid: number, row: S.FwdVal): void {
+  if (!rows.mapAt(t, aid, S.RT[type], vrid, row))
+    throw new AppshotError(
+      `application '${aid}' still maps virtual ${IPC_NOUN[type]} ${vrid} from an earlier run; run 'appshot gc', or restore under another --aid`,
+      EXIT.conflict,
+    );
 }
 
 /** Creates one kernel object for a saved one and records it, in one write
  * transaction under the inflight record: a crash leaves no object unmapped. */
 export function createObject(t: Tables, aid: string, identity: boolean, type: IpcType, rec: { vrid: number; vkey: number }, size: number): number {
-  const code = S.RT[type];
   let srid = -1;
   try {
     writeTxn(t, () => {
       srid = -1;
       recoverInflight(t); // a record a dead creator left must not be overwritten
       let skey = 0;
-      if (rec.vkey) skey = claimKey(t, aid, KEY_TYPE[type], rec.vkey, identity);
+      if (rec.vkey) skey = rows.claimSkey(t, aid, KEY_TYPE[type], rec.vkey, identity);
       for (;;) {
         try {
           srid = addon().ipcCreate(t.home, aid, type, skey, size, 0o600);
@@ -87,13 +67,13 @@ export function createObject(t: Tables, aid: string, identity: boolean, type: Ip
         } catch (err) {
           // A program outside appshot holds that key: take another.
           if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || !rec.vkey) throw err;
-          t.rev.removeSync(S.revKey(t.node, KEY_TYPE[type], skey));
-          skey = claimKey(t, aid, KEY_TYPE[type], rec.vkey, false);
+          rows.release(t, KEY_TYPE[type], skey);
+          skey = rows.claimSkey(t, aid, KEY_TYPE[type], rec.vkey, false);
         }
       }
       const now = Date.now();
-      if (rec.vkey) t.fwd.putSync(S.fwdKey(aid, KEY_TYPE[type], rec.vkey), S.fwdVal({ srid: skey, vkey: 0, skey: 0, creator: process.pid, createdMs: now }));
-      mapObject(t, aid, code, rec.vrid, { srid, vkey: rec.vkey, skey, creator: process.pid, createdMs: now });
+      if (rec.vkey) rows.putFwd(t, aid, KEY_TYPE[type], rec.vkey, { srid: skey, vkey: 0, skey: 0, creator: process.pid, createdMs: now });
+      mapObject(t, aid, type, rec.vrid, { srid, vkey: rec.vkey, skey, creator: process.pid, createdMs: now });
     });
   } catch (err) {
     if (srid >= 0) ipcRemove(type, srid); // made, never recorded
@@ -123,6 +103,13 @@ function checkFree(t: Tables, aid: string): void {
     throw new AppshotError(`application '${aid}' is running; restore under another --aid, or end it first`, EXIT.conflict);
   if (app?.state === S.APP_STATE.kept)
     throw new AppshotError(`application '${aid}' holds kept state; restore under another --aid, or drop it with 'appshot gc --kept'`, EXIT.conflict);
+  // Rows an ended run left (a segment a process outside still has
+  // attached) hold virtual IDs the snapshot's objects may need.
+  if (app?.state === S.APP_STATE.ended && !fwdRows(t, aid).next().done)
+    throw new AppshotError(
+      `application '${aid}' has ended but rows of its objects are left (a shared memory segment still attached outside it: 'appshot gc' says which); restore under another --aid, or run 'appshot gc' once they are detached`,
+      EXIT.conflict,
+    );
 }
 
 export function restore(t: Tables, file: string, opts: { aid?: string; command?: string[]; progress?: Progress }): RestoreSummary {
@@ -191,8 +178,8 @@ export interface SharedSegment {
 function mapShared(t: Tables, aid: string, seg: SharedSegment): void {
   const row = { vkey: seg.vkey, skey: seg.skey, creator: S.CREATOR_TEMPLATE, createdMs: Date.now() };
   writeTxn(t, () => {
-    if (seg.vkey) t.fwd.putSync(S.fwdKey(aid, S.RT.shmkey, seg.vkey), S.fwdVal({ ...row, srid: seg.skey, vkey: 0, skey: 0 }));
-    t.fwd.putSync(S.fwdKey(aid, S.RT.shm, seg.vrid), S.fwdVal({ ...row, srid: seg.srid }));
+    if (seg.vkey) rows.putFwd(t, aid, S.RT.shmkey, seg.vkey, { ...row, srid: seg.skey, vkey: 0, skey: 0 });
+    rows.putFwd(t, aid, S.RT.shm, seg.vrid, { ...row, srid: seg.srid });
   });
 }
 

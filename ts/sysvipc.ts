@@ -1,4 +1,5 @@
 import { readFileSync, readdirSync } from 'node:fs';
+import { addon } from './addon.js';
 import * as S from '../tables/schema.js';
 
 /** The three SysV IPC families, as resource types. */
@@ -40,46 +41,24 @@ export function kernelObjects(type: IpcType): Map<number, KernelObject> {
   return objects;
 }
 
-/** The processes that have shared memory segment shmid attached: in their
- * maps a SysV segment's inode is its ID. */
+/** The processes that have shared memory segment shmid attached. */
 export function shmAttachers(shmid: number): number[] {
-  const pids: number[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    let maps: string;
-    try {
-      maps = readFileSync(`/proc/${name}/maps`, 'latin1');
-    } catch {
-      continue; // gone, or not ours to read
-    }
-    const attached = maps.split('\n').some((l) => {
-      const f = l.split(/\s+/);
-      return f.length >= 6 && f[5].startsWith('/SYSV') && Number(f[4]) === shmid;
-    });
-    if (attached) pids.push(Number(name));
-  }
-  return pids;
+  return readdirSync('/proc')
+    .filter((name) => /^\d+$/.test(name))
+    .map(Number)
+    .filter((pid) => addon().shmAttachments(pid)?.some((a) => a.shmid === shmid));
 }
 
 /** How the given processes have SysV segments attached, by segment ID:
- * the maps line of an attachment says rw-s or r--s. */
+ * writable or read-only attachments (the shim's count, proc_shm_each). */
 export function shmAttachModes(pids: number[]): Map<number, { rw: number; ro: number }> {
   const modes = new Map<number, { rw: number; ro: number }>();
   for (const pid of pids) {
-    let maps: string;
-    try {
-      maps = readFileSync(`/proc/${pid}/maps`, 'latin1');
-    } catch {
-      continue;
-    }
-    for (const l of maps.split('\n')) {
-      const f = l.split(/\s+/);
-      if (f.length < 6 || !f[5].startsWith('/SYSV')) continue;
-      const id = Number(f[4]);
-      const m = modes.get(id) ?? { rw: 0, ro: 0 };
-      if (f[1][1] === 'w') m.rw++;
+    for (const a of addon().shmAttachments(pid) ?? []) {
+      const m = modes.get(a.shmid) ?? { rw: 0, ro: 0 };
+      if (a.writable) m.rw++;
       else m.ro++;
-      modes.set(id, m);
+      modes.set(a.shmid, m);
     }
   }
   return modes;

@@ -23,6 +23,7 @@
 extern "C" {
 #include "../../tables/schema.h"
 #include "../core/inflight.h"
+#include "../core/procinfo.h"
 #include "../core/snapshot.h"
 }
 
@@ -576,6 +577,29 @@ Napi::Value PortFree(const Napi::CallbackInfo &info)
 	return Napi::Boolean::New(info.Env(), rc == 0);
 }
 
+void collect_attachment(void *arg, uint32_t shmid, int writable)
+{
+	static_cast<std::vector<std::pair<uint32_t, bool>> *>(arg)->emplace_back(shmid, writable != 0);
+}
+
+// shmAttachments(pid): the SysV segments the process has attached, one
+// entry per attachment, as the shim counts them (proc_shm_each); null if
+// the process is gone or its maps are not ours to read.
+Napi::Value ShmAttachments(const Napi::CallbackInfo &info)
+{
+	Napi::Env env = info.Env();
+	std::vector<std::pair<uint32_t, bool>> found;
+	if (proc_shm_each((pid_t)int_arg(info, 0, "pid", 1, INT_MAX), collect_attachment, &found) != 0) return env.Null();
+	Napi::Array out = Napi::Array::New(env, found.size());
+	for (size_t i = 0; i < found.size(); i++) {
+		Napi::Object a = Napi::Object::New(env);
+		a.Set("shmid", Napi::Number::New(env, found[i].first));
+		a.Set("writable", Napi::Boolean::New(env, found[i].second));
+		out.Set(i, a);
+	}
+	return out;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports)
 {
 	exports.Set("fwdKey", Napi::Function::New(env, FwdKey));
@@ -607,6 +631,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports)
 	exports.Set("inflightClear", Napi::Function::New(env, InflightClear));
 	exports.Set("seek", Napi::Function::New(env, Seek));
 	exports.Set("portFree", Napi::Function::New(env, PortFree));
+	exports.Set("shmAttachments", Napi::Function::New(env, ShmAttachments));
 	return exports;
 }
 

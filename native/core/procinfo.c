@@ -31,29 +31,48 @@ int proc_start_ticks(pid_t spid, uint64_t *ticks)
 	return 0;
 }
 
-unsigned proc_shm_attachments(pid_t spid, uint32_t shmid)
+int proc_shm_each(pid_t spid, proc_shm_fn *fn, void *arg)
 {
 	char path[32];
 	snprintf(path, sizeof path, "/proc/%d/maps", (int)spid);
 	int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) return 0;
+	if (fd < 0) return -1;
 	FILE *maps = fdopen(fd, "r");
 	if (!maps) {
 		syscall(SYS_close, fd);
-		return 0;
+		return -1;
 	}
-	unsigned count = 0;
 	char *line = NULL;
 	size_t cap = 0;
 	while (getline(&line, &cap, maps) > 0) {
 		unsigned long long offset, inode;
+		char perms[8];
 		int name = 0;
 		/* start-end perms offset dev inode name */
-		if (sscanf(line, "%*s %*s %llx %*s %llu %n", &offset, &inode, &name) == 2 && name &&
-		    offset == 0 && inode == shmid && !strncmp(line + name, "/SYSV", 5))
-			count++;
+		if (sscanf(line, "%*s %7s %llx %*s %llu %n", perms, &offset, &inode, &name) == 3 && name &&
+		    offset == 0 && !strncmp(line + name, "/SYSV", 5))
+			fn(arg, (uint32_t)inode, perms[1] == 'w');
 	}
 	free(line);
 	fclose(maps);
-	return count;
+	return 0;
+}
+
+struct count_of {
+	uint32_t shmid;
+	unsigned count;
+};
+
+static void count_one(void *arg, uint32_t shmid, int writable)
+{
+	struct count_of *c = arg;
+	(void)writable;
+	if (shmid == c->shmid) c->count++;
+}
+
+unsigned proc_shm_attachments(pid_t spid, uint32_t shmid)
+{
+	struct count_of c = { shmid, 0 };
+	proc_shm_each(spid, count_one, &c);
+	return c.count;
 }

@@ -12,10 +12,15 @@
  * is gone. */
 int proc_start_ticks(pid_t spid, uint64_t *ticks);
 
-/* How many attachments of SysV segment shmid the process holds: the
- * kernel names such a mapping in /proc/<spid>/maps by the segment's ID, in
- * the inode column. A mapping that mprotect split shows more than once,
- * so only the part at offset 0 counts. 0 if the process is gone. */
+/* Calls fn once for each attachment of a SysV segment the process holds,
+ * with the segment's ID and whether its first part is writable: the kernel
+ * names such a mapping in /proc/<spid>/maps by the segment's ID, in the
+ * inode column. A mapping that mprotect split shows more than once, so
+ * only the part at offset 0 counts. The one reading of maps for attachments,
+ * C's and (through the addon) Node's. -1 if the process is gone. */
+typedef void proc_shm_fn(void *arg, uint32_t shmid, int writable);
+int proc_shm_each(pid_t spid, proc_shm_fn *fn, void *arg);
+/* How many attachments of segment shmid the process holds (0 if it is gone). */
 unsigned proc_shm_attachments(pid_t spid, uint32_t shmid);
 
 #endif

@@ -76,6 +76,71 @@ void tables_write_unlock(struct tables *t)
 
 
 
+/* The two meta pages at the head of the data file, as the lmdb package's
+ * LMDB writes them (ts/tables.ts checkDataFile reads the same fields): a
+ * 24-byte page header, then magic u32, version u32, address 8, map size
+ * 8, two 48-byte database records (the first starts with the page size,
+ * each ends with its root page number), the last page number 8, the
+ * transaction id 8. */
+#define META_MAGIC 0xBEEFC0DEu
+#define META_DATA_VERSION 2u
+#define META_LEN 160
+struct meta_head {
+	uint32_t version, psize;
+	uint64_t last_root, txnid;
+};
+
+static uint32_t le32_at(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+static uint64_t le64_at(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+
+/* Reads the meta page at offset at of head (got bytes): 0 if it is one. */
+static int meta_at(const uint8_t *head, size_t got, size_t at, struct meta_head *m)
+{
+	if (at + META_LEN > got || le32_at(head + at + 24) != META_MAGIC) return -1;
+	m->version = le32_at(head + at + 28);
+	m->psize = le32_at(head + at + 48);
+	m->last_root = 1;
+	for (size_t off = 88; off <= 136; off += 48) {
+		uint64_t root = le64_at(head + at + off);
+		if (root != UINT64_MAX && root > m->last_root) m->last_root = root;
+	}
+	m->txnid = le64_at(head + at + 152);
+	return 0;
+}
+
+/* Checks, before LMDB sees the file, that it begins with a meta page of
+ * this data format whose root pages the file holds (see tables.h). */
+int tables_check_header(const char *path, char *err, size_t errlen)
+{
+	static const char fmt[] = "the tables at %s are damaged: %s; nothing was changed. Move the file aside "
+				  "(appshot starts new tables) or restore it from a backup";
+	uint8_t head[8192];
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) return fail(err, errlen, errno, "cannot open tables at %s: %s", path, strerror(errno));
+	ssize_t got = fstat(fd, &st) == 0 ? pread(fd, head, sizeof head, 0) : -1;
+	close(fd);
+	if (got < 0) return fail(err, errlen, errno, "cannot read tables at %s: %s", path, strerror(errno));
+	struct meta_head first, second, *newest = &first;
+	if (meta_at(head, (size_t)got, 0, &first))
+		return fail(err, errlen, MDB_CORRUPTED, fmt, path, "it is not an LMDB file (no valid header)");
+	if (first.psize >= 512 && first.psize <= 4096 && meta_at(head, (size_t)got, first.psize, &second) == 0 &&
+	    second.txnid > first.txnid)
+		newest = &second;
+	char why[128];
+	if (newest->version != META_DATA_VERSION) {
+		snprintf(why, sizeof why, "its data format is %u, not LMDB's %u", newest->version, META_DATA_VERSION);
+		return fail(err, errlen, MDB_CORRUPTED, fmt, path, why);
+	}
+	uint64_t needed = (newest->last_root + 1) * newest->psize;
+	if ((uint64_t)st.st_size < needed) {
+		snprintf(why, sizeof why, "it is truncated: %lld bytes, where its pages need %llu", (long long)st.st_size,
+			 (unsigned long long)needed);
+		return fail(err, errlen, MDB_CORRUPTED, fmt, path, why);
+	}
+	return 0;
+}
+
 /* Opens the environment as every opener must (same flags, map size and
  * limits, under the open lock held exclusively) and its named databases,
  * and checks the schema version. */
@@ -99,6 +164,11 @@ int tables_open_env(struct tables *t, const char *home, char *err, size_t errlen
 	mdb_env_set_mapsize(t->env, APPSHOT_MAP_SIZE);
 	if ((rc = open_lock_fd(t, home)) || (rc = flock_retry(t->lock_fd, LOCK_EX))) {
 		fail(err, errlen, rc, "cannot lock %s/" APPSHOT_OPEN_LOCK_FILE ": %s", home, strerror(rc));
+		tables_close(t);
+		return rc;
+	}
+	if ((rc = tables_check_header(t->path, err, errlen))) {
+		flock_retry(t->lock_fd, LOCK_UN);
 		tables_close(t);
 		return rc;
 	}
@@ -340,6 +410,12 @@ static int put_fwd(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t 
 	return mdb_put(txn, t->fwd, &k, &v, flags);
 }
 
+int tables_map_at(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid, const struct fwd_val *fv)
+{
+	int rc = put_fwd(t, txn, type, vrid, fv, MDB_NOOVERWRITE);
+	return rc ? rc : put_rev(t, txn, type, vrid, fv->srid);
+}
+
 int tables_map_new(const struct tables *t, MDB_txn *txn, uint8_t type, const struct fwd_val *fv,
 		   uint32_t *vrid)
 {
@@ -544,8 +620,7 @@ int tables_pid_record(const struct tables *t, MDB_txn *txn, uint32_t spid, uint6
 	rc = MDB_KEYEXIST;
 	if (want_vpid) {
 		*vpid = want_vpid;
-		rc = put_fwd(t, txn, RT_PID, want_vpid, &fv, MDB_NOOVERWRITE);
-		if (rc == 0) rc = put_rev(t, txn, RT_PID, want_vpid, spid);
+		rc = tables_map_at(t, txn, RT_PID, want_vpid, &fv);
 	}
 	/* Without a wish, or when the wished vpid is held (by a process that
 	 * outlived the one that reserved it for us): identity first. */

@@ -38,6 +38,12 @@ int tables_open(struct tables *t, const char *home, const char *aid,
  * the open lock) with its named databases, and checks the schema version.
  * t->aid is left empty; tools that write other applications' rows set it. */
 int tables_open_env(struct tables *t, const char *home, char *err, size_t errlen);
+/* The data file's two meta pages, read before LMDB maps the file (which
+ * trusts them: a file cut short faults the reader with SIGBUS): 0, or
+ * MDB_CORRUPTED with "the tables at PATH are damaged: WHY..." in err. The
+ * same check as checkDataFile in ts/tables.ts. tables_open_env makes it,
+ * under the open lock. */
+int tables_check_header(const char *path, char *err, size_t errlen);
 /* Closes the environment and this process's open-lock descriptor. */
 void tables_close(struct tables *t);
 
@@ -82,6 +88,11 @@ int tables_rev_seen(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t
  * kernel only hands out a free ID), so its owner's forward row goes first. */
 int tables_map_new(const struct tables *t, MDB_txn *txn, uint8_t type, const struct fwd_val *v,
 		   uint32_t *vrid);
+/* Maps an object in both directions at the vrid the caller gives (a
+ * restored object's saved one, a fork child's reserved vpid): MDB_KEYEXIST,
+ * and nothing written, when the application maps that vrid already. The
+ * reverse row is taken over as tables_map_new does. */
+int tables_map_at(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid, const struct fwd_val *fv);
 /* Reads and drops the mapping of an object that is known to be ours (its
  * reverse row too), returning the row as it was. */
 int tables_take(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid, struct fwd_val *out);

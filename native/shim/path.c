@@ -156,14 +156,9 @@ static int relative_needs_redirect(const char *vcwd, size_t len, int on_disk)
 	return 0;
 }
 
-/* After a chdir or fchdir (and at start): the record made again. */
-static void cwd_changed(void)
+/* Writes the record from the working directory the kernel has. */
+static void cwd_record(void)
 {
-	if (!redirect_count) return;
-	shim_check_fork();
-	/* A vfork child shares its parent's memory: its chdir must not move
-	 * the parent's record (it is about to exec, and reads it again then). */
-	if ((pid_t)syscall(SYS_getpid) != shim_pid) return;
 	int saved = errno;
 	char real[PATH_MAX], virt[PATH_MAX];
 	const char *v = REAL(getcwd)(real, sizeof real) ? redirect_back(real, virt) : NULL;
@@ -183,6 +178,28 @@ static void cwd_changed(void)
 	atomic_store_explicit(&cwd.seq, seq + 2, memory_order_release);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	errno = saved;
+}
+
+/* After a chdir or fchdir (and at start): the record made again. */
+static void cwd_changed(void)
+{
+	if (!redirect_count) return;
+	shim_check_fork();
+	/* A vfork child shares its parent's memory: its chdir must not move
+	 * the parent's record (it is about to exec, and reads it again then). */
+	if ((pid_t)syscall(SYS_getpid) != shim_pid) return;
+	cwd_record();
+}
+
+void path_after_fork_child(void)
+{
+	if (!redirect_count) return;
+	/* Another thread of the parent may have been writing the record when
+	 * it forked: the child has no such thread to finish it, and the
+	 * count would stay odd, so its first relative path would wait
+	 * forever. The child's record starts again, from its own directory. */
+	atomic_store_explicit(&cwd.seq, 0, memory_order_relaxed);
+	cwd_record();
 }
 
 static int redirect_relative(const char **path, char *buf)

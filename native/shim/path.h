@@ -43,5 +43,8 @@ static inline int redirect_path_at(int dirfd, const char **path, char *buf)
 
 /* At start: the application's redirections, read once from the tables. */
 void path_init(void);
+/* In a fork child, from the atfork handler: the working-directory record,
+ * which a thread of the parent may have been writing, made again. */
+void path_after_fork_child(void);
 
 #endif

@@ -105,7 +105,9 @@ static uint32_t record(pid_t spid, uint32_t want)
 		shim_warn("cannot record process %d in %s: %s", (int)spid, shim_tables()->path, mdb_strerror(rc));
 		return want ? want : (uint32_t)spid;
 	}
-	write_commit(txn);
+	/* A vpid whose row did not commit is nobody's: not remembered, and the
+	 * process is left as a failed record leaves it (write_commit warned). */
+	if (write_commit(txn)) return want ? want : (uint32_t)spid;
 	remember(spid, vpid);
 	return vpid;
 }
@@ -125,8 +127,9 @@ static uint32_t reserve(void)
 		write_abort(txn);
 		return 0;
 	}
-	write_commit(txn);
-	return vpid;
+	/* Uncommitted, the counter did not move: another fork would be
+	 * given the same vpid. */
+	return write_commit(txn) ? 0 : vpid;
 }
 
 pid_t pid_to_virtual(pid_t spid)

@@ -83,6 +83,7 @@ static void after_fork_child(void)
 {
 	pid_after_fork_child();
 	translate_after_fork_child();
+	path_after_fork_child();
 	if (fork_canary) *fork_canary = 1;
 }
 

@@ -22,6 +22,8 @@
  *                         getpgrp and getpgid, then killpg and sigqueue and tgkill on it
  *   rawfork               a child made by syscall(SYS_fork), past libc's fork: its
  *                         getpid, the kernel's, and whether it differs from the parent's
+ *   nowrite               RLIMIT_FSIZE 0 with SIGXFSZ ignored: every write to a file
+ *                         fails (EFBIG), so every commit to the tables fails too
  *   sleep MS
  */
 #define _GNU_SOURCE
@@ -319,6 +321,10 @@ int main(int argc, char **argv)
 			if (!f) return 1;
 			fprintf(f, "%d\n", getpid());
 			fclose(f);
+		} else if (!strcmp(c, "nowrite")) {
+			struct rlimit none = { 0, 0 };
+			signal(SIGXFSZ, SIG_IGN);
+			result(setrlimit(RLIMIT_FSIZE, &none), "ok");
 		} else if (!strcmp(c, "sleep")) usleep((useconds_t)num(argv[++i]) * 1000);
 		else {
 			fprintf(stderr, "pidtool: unknown command %s\n", c);

@@ -11,6 +11,8 @@
  *   attachat ADDR FLAGS   shmat at ADDR ("last" for the last address, "last+N"
  *                         for N bytes past it); FLAGS adds n (SHM_RND), m (SHM_REMAP);
  *                         prints where it attached, relative to the last address
+ *   protect OFFSET LEN PROT  mprotect LEN bytes at OFFSET past the current address;
+ *                         PROT: r (read), rw (read and write), - (none)
  *   detach | detachat ADDR
  *   write TEXT | read     at the current address
  *   stat                  IPC_STAT: key, size, nattch, mode, removed, cpid, lpid
@@ -31,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ipc.h>
+#include <sys/mman.h>
 #include <sys/shm.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -153,6 +156,11 @@ int main(int argc, char **argv)
 		} else if (!strcmp(c, "attachat")) {
 			attach(address_of(argv[i + 1]), attach_flags(argv[i + 2]));
 			i += 2;
+		} else if (!strcmp(c, "protect")) {
+			const char *p = argv[i + 3];
+			int prot = (strchr(p, 'r') ? PROT_READ : 0) | (strchr(p, 'w') ? PROT_WRITE : 0);
+			result(mprotect(addr + num(argv[i + 1]), (size_t)num(argv[i + 2]), prot), "ok");
+			i += 3;
 		} else if (!strcmp(c, "detach")) {
 			result(shmdt(addr), "ok");
 		} else if (!strcmp(c, "detachat")) {
