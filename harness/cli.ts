@@ -1,5 +1,5 @@
 import { Command, CommanderError, Option } from 'commander';
-import { checkAid } from '../ts/aid.js';
+import { checkAid, checkAppAid } from '../ts/aid.js';
 import { AppshotError, EXIT } from '../ts/errors.js';
 import { ensureHome, resolveHome } from '../ts/home.js';
 import type { Balance, Publication } from '../ts/pool.js';
@@ -67,6 +67,7 @@ program
   .argument('<cmd...>', 'the command to run and its arguments')
   .passThroughOptions()
   .action(async (cmd: string[], o: RunFlags) => {
+    if (o.aid !== undefined) checkAppAid(o.aid);
     const { parsePortRange } = await import('../ts/pool.js');
     const publish = await publications(o.publish);
     const portRange = parsePortRange(o.portRange);
@@ -177,6 +178,7 @@ program
   .argument('[cmd...]', 'the command to start instead of the saved one')
   .option('--aid <name>', "the application ID (default: the snapshot's)")
   .action(async (file: string, cmd: string[], o: { aid?: string }) => {
+    if (o.aid !== undefined) checkAppAid(o.aid);
     const home = resolveHome();
     ensureHome(home);
     const [{ openTables }, { restore }, { terminalProgress }, { runRegistered }] = await Promise.all([

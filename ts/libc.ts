@@ -24,3 +24,46 @@ export function inTerminalForeground(): boolean {
   const fg = tcgetpgrp_(0);
   return fg >= 0 && fg === getpgrp_();
 }
+
+const pidfdOpen_ = libc.func('int pidfd_open(int pid, unsigned int flags)');
+const close_ = libc.func('int close(int fd)');
+const poll_ = libc.func('int poll(void *fds, unsigned long nfds, int timeout)');
+const POLLIN = 0x0001;
+const POLLFD_SIZE = 8; // struct pollfd: int fd; short events; short revents
+const ESRCH = 3;
+const MAX_WATCHED = 256;
+
+/**
+ * Resolves once any of pids has exited (at once if one is gone already).
+ * A pidfd becomes readable when its process exits, whoever its parent is:
+ * the harness can wait for processes that are not its children. The
+ * poll(2) runs on one of koffi's worker threads, so the event loop (signal
+ * forwarding, pool lifelines) runs on meanwhile.
+ */
+export function waitAnyExit(pids: number[]): Promise<void> {
+  const fds: number[] = [];
+  // Watching some is enough: the caller looks again when one has exited.
+  for (const pid of pids.slice(0, MAX_WATCHED)) {
+    const fd = pidfdOpen_(pid, 0);
+    if (fd >= 0) {
+      fds.push(fd);
+      continue;
+    }
+    const err = koffi.errno();
+    for (const f of fds) close_(f);
+    if (err === ESRCH) return Promise.resolve(); // gone already
+    // No descriptor to spare (EMFILE): look again in a while instead.
+    return new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+  const set = Buffer.alloc(POLLFD_SIZE * fds.length);
+  fds.forEach((fd, i) => {
+    set.writeInt32LE(fd, i * POLLFD_SIZE);
+    set.writeInt16LE(POLLIN, i * POLLFD_SIZE + 4);
+  });
+  return new Promise((resolve) => {
+    poll_.async(set, fds.length, -1, () => {
+      for (const f of fds) close_(f);
+      resolve();
+    });
+  });
+}

@@ -3,12 +3,13 @@ import { hostname } from 'node:os';
 import { addon } from './addon.js';
 import { endApp } from './cleanup.js';
 import { AppshotError, EXIT } from './errors.js';
-import { SUPERVISOR_PATH } from './paths.js';
+import { TEMPLATE_AID_PREFIX } from './home.js';
 import type { Publication } from './pool.js';
 import { processesOf, procStat } from './procinfo.js';
 import type { Progress } from './progress.js';
 import { type Redirect, redirectsOf } from './redirect.js';
 import { SnapWriter } from './snapfile.js';
+import { isSupervisor } from './supervision.js';
 import { shmAttachModes } from './sysvipc.js';
 import { type FwdRow, type Tables, fwdRows, getApp } from './tables.js';
 import * as S from '../tables/schema.js';
@@ -77,13 +78,7 @@ const SIGNAL_WAIT_MS = 5000;
 
 /** The application's processes (the supervisor is appshot's, not the application's). */
 function applicationProcesses(t: Tables, aid: string): number[] {
-  return processesOf(aid, t.home).filter((pid) => {
-    try {
-      return readlinkSync(`/proc/${pid}/exe`) !== SUPERVISOR_PATH;
-    } catch {
-      return false;
-    }
-  });
+  return processesOf(aid, t.home).filter((pid) => !isSupervisor(pid));
 }
 
 function isStopped(pid: number): boolean | undefined {
@@ -212,6 +207,8 @@ export async function snapshot(t: Tables, aid: string, file: string, opts: { sto
   const started = performance.now();
   const app = getApp(t, aid);
   if (!app) throw new AppshotError(`there is no application '${aid}' in ${t.home}; 'appshot ps' lists the running ones`, EXIT.failure);
+  if (app.state === S.APP_STATE.template)
+    throw new AppshotError(`'${aid}' is the entry of template '${aid.slice(TEMPLATE_AID_PREFIX.length)}', not an application: there is nothing to snapshot; 'appshot template inspect' shows what it holds`, EXIT.usage);
   if (app.state === S.APP_STATE.ended) throw new AppshotError(`application '${aid}' has ended: there is nothing left to snapshot`, EXIT.failure);
   const w = new SnapWriter(file); // fails before anything is stopped
   const stopped = new Set<number>();

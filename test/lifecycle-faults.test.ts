@@ -1,0 +1,144 @@
+import { readFileSync, readlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { SUPERVISOR_PATH } from '../ts/paths.js';
+import { procStat } from '../ts/procinfo.js';
+import { kernelObjects } from '../ts/sysvipc.js';
+import { SEMTOOL, SHMTOOL, appshot, appshotAsync, makeHome, runNative, tablesJson, waitFor } from './helpers.js';
+
+interface AppRow {
+  aid: string;
+  state: string;
+}
+const apps = (home: string): AppRow[] => JSON.parse(appshot(home, ['tables', '--apps', '--json']).stdout);
+const stateOf = (home: string, aid: string) => apps(home).find((a) => a.aid === aid)?.state;
+const psJson = (home: string) => JSON.parse(appshot(home, ['ps', '--json']).stdout) as { aid: string; spid: number; unsupervised?: string }[];
+
+/** A program holding a semaphore set of key KEY, blocked in a semop until
+ * the test raises the set's value; then it uses the set again. */
+const HOLDER = (key: string) => [SEMTOOL, 'get', key, '1', 'c', 'pid', 'op', '0', '-1', 'getval', '0', 'get', key, '1', 'cx', 'op', '0', '1', 'getval', '0'];
+
+/** Its set's system ID, from the tables. */
+function semOf(home: string, aid: string): number {
+  const rows = tablesJson(home, ['--aid', aid, '--type', 'sem']);
+  expect(rows).toHaveLength(1);
+  return rows[0].system;
+}
+
+/** The children of pid, as /proc lists them (zombies not yet reaped too). */
+function onlyChildOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'latin1').trim();
+  } catch {
+    return '';
+  }
+}
+
+/** Wakes the holder: +1 on its set, by system ID, outside appshot. */
+function release(srid: number): void {
+  expect(runNative(['use', String(srid), 'op', '0', '1']).stdout).toContain('ok');
+}
+
+describe('a dead supervisor or harness does not end a live application', () => {
+  it('kill -9 of the supervisor: the program keeps its set; the harness waits for it and cleans up after it', async () => {
+    const home = makeHome();
+    const h = appshotAsync(home, ['run', '--aid', 'orphan', '--', ...HOLDER('0x5e1f01')]);
+    const pid = Number((await waitFor(h.out, /pid (\d+)/))[1]);
+    const supervisor = procStat(pid)!.ppid;
+    expect(readlinkSync(`/proc/${supervisor}/exe`)).toBe(SUPERVISOR_PATH);
+    const srid = semOf(home, 'orphan');
+
+    process.kill(supervisor, 'SIGKILL');
+    await waitFor(h.err, /still has 1 process\(es\) running without its supervisor \(\d+\); waiting for them/);
+    expect(h.err()).toMatch(/the supervisor of application 'orphan' \(pid \d+\) was killed by SIGKILL; its command's status cannot be known \(appshot exits 1\)/);
+    // Nothing of it was cleaned up: the set, its rows, its state.
+    expect(kernelObjects('sem').has(srid)).toBe(true);
+    expect(stateOf(home, 'orphan')).toBe('running');
+    expect(semOf(home, 'orphan')).toBe(srid);
+    expect(psJson(home)).toEqual([expect.objectContaining({ aid: 'orphan', spid: pid, unsupervised: 'no supervisor' })]);
+    expect(appshot(home, ['ps']).stdout).toMatch(/'orphan' runs unsupervised \(no supervisor\): its supervisor is gone; its harness waits/);
+    expect(appshot(home, ['gc']).stdout).toMatch(/nothing to clean up/);
+    expect(kernelObjects('sem').has(srid)).toBe(true);
+
+    release(srid);
+    const r = await h.done;
+    // Its own set all along: the wait ended, the key was still its own (EEXIST), the set still usable.
+    expect(r.stdout).toMatch(/pid \d+\nok 0\nval 0\nerr EEXIST\nok 0\nval 1\n/);
+    expect(r.code).toBe(1);
+    // Its last process gone, the harness cleaned up.
+    expect(kernelObjects('sem').has(srid)).toBe(false);
+    expect(stateOf(home, 'orphan')).toBe('ended');
+    expect(tablesJson(home, ['--aid', 'orphan'])).toEqual([]);
+  });
+
+  it("a command that had ended before its supervisor was killed gives its status; the daemon it left is waited for", async () => {
+    const home = makeHome();
+    // The command forks a child that holds the set and exits 7 at once; the supervisor reaps it.
+    const h = appshotAsync(home, ['run', '--aid', 'daemonic', '--', 'sh', '-c', `${HOLDER('0x5e1f02').join(' ')} & exit 7`]);
+    const pid = Number((await waitFor(h.out, /pid (\d+)/))[1]);
+    // Once the supervisor has reaped sh, the holder is its only child.
+    const supervisor = Number((await waitFor(() => onlyChildOf(procStat(pid)!.ppid), new RegExp(`^${pid}$`)))[0] && procStat(pid)!.ppid);
+    expect(readlinkSync(`/proc/${supervisor}/exe`)).toBe(SUPERVISOR_PATH);
+    const srid = semOf(home, 'daemonic');
+    process.kill(supervisor, 'SIGKILL');
+    await waitFor(h.err, /was killed by SIGKILL; its command had exited with status 7/);
+    expect(kernelObjects('sem').has(srid)).toBe(true);
+    release(srid);
+    const r = await h.done;
+    expect(r.stdout).toMatch(/ok 0\nval 0\nerr EEXIST\nok 0\nval 1\n/);
+    expect(r.code).toBe(7);
+    expect(kernelObjects('sem').has(srid)).toBe(false);
+  });
+
+  it('kill -9 of the harness: the application runs on, ps says so, gc leaves it until its last process exits', async () => {
+    const home = makeHome();
+    const h = appshotAsync(home, ['run', '--aid', 'headless', '--', ...HOLDER('0x5e1f03')]);
+    const pid = Number((await waitFor(h.out, /pid (\d+)/))[1]);
+    const srid = semOf(home, 'headless');
+    h.child.kill('SIGKILL');
+    await waitFor(() => appshot(home, ['ps']).stdout, /'headless' runs unsupervised \(no harness\): its harness is gone; nothing cleans up after its last process but `appshot gc`/);
+    expect(psJson(home)).toEqual([expect.objectContaining({ aid: 'headless', spid: pid, unsupervised: 'no harness' })]);
+    expect(appshot(home, ['gc']).stdout).toMatch(/nothing to clean up/);
+    expect(kernelObjects('sem').has(srid)).toBe(true);
+    expect(stateOf(home, 'headless')).toBe('running');
+
+    release(srid);
+    const r = await h.done;
+    expect(r.stdout).toMatch(/ok 0\nval 0\nerr EEXIST\nok 0\nval 1\n/);
+    expect(appshot(home, ['gc']).stdout).toMatch(/ended 'headless': removed 1 semaphore set/);
+    expect(kernelObjects('sem').has(srid)).toBe(false);
+  });
+});
+
+describe("the 'template.' AIDs are appshot's", () => {
+  it('refuses run, restore, template create and snapshot under them (exit 2); the template keeps its shared segment', async () => {
+    const home = makeHome();
+    // A segment no one can write: a template shares it.
+    const h = appshotAsync(home, ['run', '--aid', 'ro', '--', SHMTOOL, 'get', '0x5e1f10', '4096', 'c', 'setmode', '0400', 'pid', 'sleep', '100000']);
+    await waitFor(h.out, /pid \d+/);
+    const snap = join(home, 'ro.snap');
+    expect(appshot(home, ['snapshot', 'ro', '-o', snap, '--stop']).code).toBe(0);
+    await h.done;
+    const made = appshot(home, ['template', 'create', 'tp', '--from', snap]);
+    expect(made.code, made.stderr).toBe(0);
+    const [segment] = tablesJson(home, ['--aid', 'template.tp', '--type', 'shm']);
+    expect(kernelObjects('shm').has(segment.system)).toBe(true);
+
+    const refused = (args: string[], message: RegExp) => {
+      const r = appshot(home, args);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toMatch(message);
+      expect(r.stderr).not.toMatch(/internal error|\n\s+at /);
+    };
+    const reserved = /^appshot: 'template\.tp' cannot name an application: AIDs starting with 'template\.' are appshot's entries for templates \(that one would be template 'tp', whose shared segments it would take over\); choose an AID that does not start with 'template\.'/;
+    refused(['run', '--aid', 'template.tp', '--', 'true'], reserved);
+    refused(['restore', snap, '--aid', 'template.tp'], reserved);
+    refused(['template', 'create', 'template.x', '--from', snap], /'template\.x' cannot name a template: its clones would be named template\.x-N/);
+    refused(['snapshot', 'template.tp', '-o', join(home, 'tp.snap'), '--stop'], /'template\.tp' is the entry of template 'tp', not an application: there is nothing to snapshot/);
+
+    expect(kernelObjects('shm').has(segment.system)).toBe(true);
+    expect(stateOf(home, 'template.tp')).toBe('template');
+    expect(appshot(home, ['template', 'rm', 'tp']).code).toBe(0);
+    expect(kernelObjects('shm').has(segment.system)).toBe(false);
+  });
+});
