@@ -1,5 +1,5 @@
-import { readFileSync, readlinkSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SUPERVISOR_PATH } from '../ts/paths.js';
 import { procStat } from '../ts/procinfo.js';
@@ -49,7 +49,7 @@ describe('a dead supervisor or harness does not end a live application', () => {
     const srid = semOf(home, 'orphan');
 
     process.kill(supervisor, 'SIGKILL');
-    await waitFor(h.err, /still has 1 process\(es\) running without its supervisor \(\d+\); waiting for them/);
+    await waitFor(h.err, /still has 1 process\(es\) that no supervisor waits for \(\d+\); waiting for them/);
     expect(h.err()).toMatch(/the supervisor of application 'orphan' \(pid \d+\) was killed by SIGKILL; its command's status cannot be known \(appshot exits 1\)/);
     // Nothing of it was cleaned up: the set, its rows, its state.
     expect(kernelObjects('sem').has(srid)).toBe(true);
@@ -140,5 +140,120 @@ describe("the 'template.' AIDs are appshot's", () => {
     expect(stateOf(home, 'template.tp')).toBe('template');
     expect(appshot(home, ['template', 'rm', 'tp']).code).toBe(0);
     expect(kernelObjects('shm').has(segment.system)).toBe(false);
+  });
+});
+
+/** A process's state letter (T: stopped), or 'gone'. */
+const stateLetter = (pid: number) => procStat(pid)?.state ?? 'gone';
+
+/** The processes whose command line contains text. */
+function processesWith(text: string): number[] {
+  const found: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      if (readFileSync(`/proc/${name}/cmdline`, 'latin1').includes(text)) found.push(Number(name));
+    } catch {
+      /* gone */
+    }
+  }
+  return found;
+}
+
+describe('a snapshot killed while it holds the application stopped', () => {
+  /** An application holding a 512 MiB segment (so writing its snapshot
+   * takes a while), and a snapshot of it started: resolves once the
+   * snapshot has stopped the application. */
+  async function snapshotUnderWay(aid: string) {
+    const home = makeHome();
+    const app = appshotAsync(home, ['run', '--aid', aid, '--', SHMTOOL, 'private', String(512 << 20), 'attach', '-', 'write', 'hello', 'pid', 'sleep', '100000']);
+    const pid = Number((await waitFor(app.out, /pid (\d+)/))[1]);
+    const target = join(home, 'out', `${aid}.snap`);
+    mkdirSync(dirname(target));
+    const snap = appshotAsync(home, ['snapshot', aid, '-o', target]);
+    await waitFor(() => stateLetter(pid), /^T$/);
+    const tmp = join(dirname(target), `.${aid}.snap.tmp-${snap.child.pid}`);
+    expect(existsSync(tmp)).toBe(true);
+    return { home, app, pid, snap, target, tmp, record: join(home, 'stops', `${snap.child.pid}.json`) };
+  }
+
+  it('SIGKILL: the application runs again at once and the temporary file is gone', async () => {
+    const { home, app, pid, snap, target, tmp, record } = await snapshotUnderWay('frozen');
+    const killed = Date.now();
+    snap.child.kill('SIGKILL');
+    await waitFor(() => stateLetter(pid), /^[RS]$/);
+    const resumedMs = Date.now() - killed;
+    console.log(`resumed ${resumedMs} ms after the snapshot's SIGKILL`);
+    const r = await snap.done;
+    expect(r.signal).toBe('SIGKILL');
+    expect(existsSync(tmp)).toBe(false);
+    expect(existsSync(target)).toBe(false);
+    expect(existsSync(record)).toBe(false);
+    expect(appshot(home, ['gc']).stdout).toMatch(/nothing to clean up/);
+    expect(stateLetter(pid)).toMatch(/^[RS]$/);
+    process.kill(pid, 'SIGTERM');
+    await app.done;
+  });
+
+  it('SIGKILL of the snapshot and of its guard: gc resumes the application and removes the temporary file', async () => {
+    const { home, app, pid, snap, tmp, record } = await snapshotUnderWay('frozen2');
+    const [guard] = await waitFor(() => processesWith(record).join(' '), /^\d+$/);
+    process.kill(Number(guard), 'SIGKILL');
+    snap.child.kill('SIGKILL');
+    await snap.done;
+    expect(stateLetter(pid)).toBe('T'); // nothing left to resume it but gc
+    expect(existsSync(tmp)).toBe(true);
+    const gc = appshot(home, ['gc']);
+    expect(gc.code).toBe(0);
+    expect(gc.stdout).toContain(
+      `the snapshot of application 'frozen2' by process ${snap.child.pid} ended before it was done: resumed 1 process(es) it had stopped, removed its temporary file ${tmp}`,
+    );
+    expect(stateLetter(pid)).toMatch(/^[RS]$/);
+    expect(existsSync(tmp)).toBe(false);
+    expect(existsSync(record)).toBe(false);
+    process.kill(pid, 'SIGTERM');
+    await app.done;
+  });
+});
+
+describe('a template clone killed while it is being made', () => {
+  it("leaves seeded folders that gc removes; a clone that started keeps its own", async () => {
+    const home = makeHome();
+    // The template's data: enough files that seeding a clone's copy takes a while.
+    const data = join(home, 'app', 'data');
+    mkdirSync(data, { recursive: true });
+    for (let i = 0; i < 5000; i++) writeFileSync(join(data, `f${i}`), `file ${i}\n`);
+    mkdirSync(join(home, 'srv'));
+    const h = appshotAsync(home, ['run', '--aid', 'seedy', '--', SEMTOOL, 'get', '0x5e1f20', '1', 'c', 'pid', 'sleep', '100000']);
+    await waitFor(h.out, /pid \d+/);
+    const snap = join(home, 'seedy.snap');
+    expect(appshot(home, ['snapshot', 'seedy', '-o', snap, '--stop']).code).toBe(0);
+    await h.done;
+    const rules = join(home, 'rules');
+    writeFileSync(rules, `DEFINE <APPL-ID> AS PROPERTY application-id\nREDIR PATH "${data}" TO "${home}/srv/<APPL-ID>/data"\n`);
+    const made = appshot(home, ['template', 'create', 'web', '--from', snap, '--rules', rules]);
+    expect(made.code, made.stderr).toBe(0);
+
+    const seeded = join(home, 'srv', 'web-1');
+    const c = appshotAsync(home, ['template', 'clone', 'web', '--', 'true']);
+    await waitFor(() => String(existsSync(seeded)), /true/);
+    c.child.kill('SIGKILL');
+    await c.done;
+    expect(existsSync(seeded)).toBe(true);
+    // The clone never started: gc ends it and removes what was seeded for it.
+    const gc = appshot(home, ['gc']);
+    expect(gc.code, gc.stderr).toBe(0);
+    expect(gc.stdout).toMatch(/ended 'web-1'/);
+    expect(gc.stdout).toContain(`removed what was seeded for clone 'web-1', which never started: ${seeded}`);
+    expect(existsSync(seeded)).toBe(false);
+    expect(existsSync(data)).toBe(true);
+
+    // A clone that ran keeps its folder: its data, whatever became of it.
+    const ran = appshot(home, ['template', 'clone', 'web', '--', 'true']);
+    expect(ran.code, ran.stderr).toBe(0);
+    expect(appshot(home, ['gc']).stdout).toMatch(/nothing to clean up/);
+    expect(readdirSync(join(home, 'srv'))).toEqual(['web-1']);
+    expect(readFileSync(join(home, 'srv', 'web-1', 'data', 'f42'), 'utf8')).toBe('file 42\n');
+    expect(appshot(home, ['template', 'rm', 'web']).code).toBe(0);
   });
 });

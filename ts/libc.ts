@@ -67,3 +67,13 @@ export function waitAnyExit(pids: number[]): Promise<void> {
     });
   });
 }
+
+const pipe2_ = libc.func('int pipe2(_Out_ int *fds, int flags)');
+const O_CLOEXEC = 0o2000000;
+
+/** A pipe whose two ends close on exec: [read end, write end]. */
+export function closeOnExecPipe(): [number, number] {
+  const fds = [0, 0];
+  if (pipe2_(fds, O_CLOEXEC) !== 0) throw new Error(`pipe2: errno ${koffi.errno()}`);
+  return [fds[0], fds[1]];
+}
