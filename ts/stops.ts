@@ -76,7 +76,10 @@ export class StopGuard {
     try {
       // Its own session: the terminal's Ctrl-C that ends the snapshot
       // must not end its guard.
-      const guard = spawn(process.execPath, [SNAPGUARD_PATH, this.file], { stdio: [readEnd, 'ignore', 'inherit'], detached: true });
+      // Nor is it a process of any application, whatever this one's environment says.
+      const env = { ...process.env };
+      for (const name of ['APPSHOT_AID', 'LD_PRELOAD']) delete env[name];
+      const guard = spawn(process.execPath, [SNAPGUARD_PATH, this.file], { stdio: [readEnd, 'ignore', 'inherit'], detached: true, env });
       guard.on('error', () => {}); // no guard: `appshot gc` is the fallback
       guard.unref();
     } finally {
