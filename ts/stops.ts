@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, readFileSync, readdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
+import { AppshotError, EXIT, errnoText } from './errors.js';
 import { closeOnExecPipe } from './libc.js';
 import { SNAPGUARD_PATH } from './paths.js';
 import { processAlive, startTicks } from './procinfo.js';
@@ -67,10 +68,17 @@ export class StopGuard {
   private lifeline = -1;
 
   constructor(home: string, aid: string, tmp: string) {
-    mkdirSync(stopsDir(home), { recursive: true, mode: 0o700 });
     this.file = join(stopsDir(home), `${process.pid}.json`);
     this.rec = { aid, snapshotter: { pid: process.pid, startTicks: startTicks(process.pid) ?? 0 }, tmp, stopped: [] };
-    writeRecord(this.file, this.rec);
+    try {
+      mkdirSync(stopsDir(home), { recursive: true, mode: 0o700 });
+      writeRecord(this.file, this.rec);
+    } catch (err) {
+      throw new AppshotError(
+        `cannot record the snapshot's stop at ${this.file}: ${errnoText(err)}; nothing was stopped. Check that APPSHOT_HOME is writable`,
+        EXIT.home,
+      );
+    }
     const [readEnd, writeEnd] = closeOnExecPipe();
     this.lifeline = writeEnd;
     try {
@@ -116,7 +124,8 @@ export function resumeAbandoned(file: string): string | null {
       /* gone meanwhile */
     }
   }
-  const removed = unlinkIfThere(rec.tmp);
+  // Only what the snapshotter itself would have named its file goes.
+  const removed = basename(rec.tmp).endsWith(`.tmp-${rec.snapshotter.pid}`) && unlinkIfThere(rec.tmp);
   if (!unlinkIfThere(file)) return null; // another cleaner was first and says so
   return (
     `the snapshot of application '${rec.aid}' by process ${rec.snapshotter.pid} ended before it was done: resumed ${resumed} process(es) it had stopped` +
