@@ -209,8 +209,10 @@ export async function snapshot(t: Tables, aid: string, file: string, opts: { sto
   const started = performance.now();
   const app = getApp(t, aid);
   if (!app) throw new AppshotError(`there is no application '${aid}' in ${t.home}; 'appshot ps' lists the running ones`, EXIT.failure);
-  if (app.state === S.APP_STATE.template)
-    throw new AppshotError(`'${aid}' is the entry of template '${aid.slice(TEMPLATE_AID_PREFIX.length)}', not an application: there is nothing to snapshot; 'appshot template inspect' shows what it holds`, EXIT.usage);
+  if (app.state === S.APP_STATE.template) {
+    const name = aid.slice(TEMPLATE_AID_PREFIX.length);
+    throw new AppshotError(`'${aid}' is the entry of template '${name}', not an application: there is nothing to snapshot; 'appshot template inspect ${name}' shows what it holds`, EXIT.usage);
+  }
   if (app.state === S.APP_STATE.ended) throw new AppshotError(`application '${aid}' has ended: there is nothing left to snapshot`, EXIT.failure);
   // Before anything is stopped: what resumes the application if this
   // process dies while it holds it stopped.
