@@ -177,15 +177,14 @@ describe('a snapshot killed while it holds the application stopped', () => {
     return { home, app, pid, snap, target, tmp, record: join(home, 'stops', `${snap.child.pid}.json`) };
   }
 
-  it('SIGKILL: the application runs again at once and the temporary file is gone', async () => {
-    const { home, app, pid, snap, target, tmp, record } = await snapshotUnderWay('frozen');
+  it.each(['SIGKILL', 'SIGTERM'] as const)('%s: the application runs again at once and the temporary file is gone', async (sig) => {
+    const { home, app, pid, snap, target, tmp, record } = await snapshotUnderWay(`frozen-${sig}`);
     const killed = Date.now();
-    snap.child.kill('SIGKILL');
+    snap.child.kill(sig);
     await waitFor(() => stateLetter(pid), /^[RS]$/);
-    const resumedMs = Date.now() - killed;
-    console.log(`resumed ${resumedMs} ms after the snapshot's SIGKILL`);
+    console.log(`resumed ${Date.now() - killed} ms after the snapshot's ${sig}`);
     const r = await snap.done;
-    expect(r.signal).toBe('SIGKILL');
+    expect(r.signal).toBe(sig);
     expect(existsSync(tmp)).toBe(false);
     expect(existsSync(target)).toBe(false);
     expect(existsSync(record)).toBe(false);
