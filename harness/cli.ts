@@ -1,5 +1,5 @@
 import { Command, CommanderError, Option } from 'commander';
-import { checkAid } from '../ts/aid.js';
+import { checkAid, checkAppAid } from '../ts/aid.js';
 import { AppshotError, EXIT } from '../ts/errors.js';
 import { ensureHome, resolveHome } from '../ts/home.js';
 import type { Balance, Publication } from '../ts/pool.js';
@@ -67,6 +67,7 @@ program
   .argument('<cmd...>', 'the command to run and its arguments')
   .passThroughOptions()
   .action(async (cmd: string[], o: RunFlags) => {
+    if (o.aid !== undefined) checkAppAid(o.aid);
     const { parsePortRange } = await import('../ts/pool.js');
     const publish = await publications(o.publish);
     const portRange = parsePortRange(o.portRange);
@@ -82,9 +83,21 @@ program
   .option('--kept', 'also end applications left with --keep', false)
   .option('--json', 'print the report as JSON', false)
   .action(async (o: { kept: boolean; json: boolean }) => {
-    const [{ gc }, { describeCleanup }, { openTables }] = await Promise.all([import('../ts/cleanup.js'), import('./report.js'), import('../ts/tables.js')]);
-    const t = openTables(resolveHome());
-    const reports = gc(t, { kept: o.kept });
+    const [{ gc }, { describeCleanup }, { openTables }, { sweepStops }, { sweepSeeds }] = await Promise.all([
+      import('../ts/cleanup.js'),
+      import('./report.js'),
+      import('../ts/tables.js'),
+      import('../ts/stops.js'),
+      import('../ts/seeds.js'),
+    ]);
+    const home = resolveHome();
+    const t = openTables(home);
+    // Snapshots that died holding an application stopped first: its
+    // processes run again before gc judges whether it is live.
+    const resumed = sweepStops(home).map((note) => ({ aid: '', removed: {}, rows: 0, notes: [note] }));
+    const reports = [...resumed, ...gc(t, { kept: o.kept })];
+    // After gc has ended the clones whose harness died while making them.
+    for (const note of sweepSeeds(t)) reports.push({ aid: '', removed: {}, rows: 0, notes: [note] });
     if (o.json) process.stdout.write(JSON.stringify(reports, null, 2) + '\n');
     else if (!reports.length) process.stdout.write('nothing to clean up\n');
     else for (const r of reports) for (const line of describeCleanup(r, 'ended')) process.stdout.write(line + '\n');
@@ -177,6 +190,7 @@ program
   .argument('[cmd...]', 'the command to start instead of the saved one')
   .option('--aid <name>', "the application ID (default: the snapshot's)")
   .action(async (file: string, cmd: string[], o: { aid?: string }) => {
+    if (o.aid !== undefined) checkAppAid(o.aid);
     const home = ensureHome(resolveHome());
     const [{ openTables }, { restore }, { terminalProgress }, { runRegistered }] = await Promise.all([
       import('../ts/tables.js'),

@@ -1,12 +1,12 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { constants } from 'node:os';
+import { spawn } from 'node:child_process';
 import { endApp } from '../ts/cleanup.js';
 import { EXIT } from '../ts/errors.js';
 import { ensureHome } from '../ts/home.js';
-import { inTerminalForeground } from '../ts/libc.js';
+import { inTerminalForeground, waitAnyExit } from '../ts/libc.js';
 import { SHIM_PATH, SUPERVISOR_PATH } from '../ts/paths.js';
 import { type Redirect, redirectPath } from '../ts/redirect.js';
 import { registerApp } from '../ts/registry.js';
+import { processesLeft } from '../ts/supervision.js';
 import { type Balance, type Lifeline, type Publication, joinPool } from '../ts/pool.js';
 import { type Tables, openTables } from '../ts/tables.js';
 import * as S from '../tables/schema.js';
@@ -64,7 +64,9 @@ export async function superviseApp(t: Tables, aid: string, command: string[], op
   const lifelines: Lifeline[] = [];
   try {
     for (const p of opts.publish) lifelines.push(await joinPool(opts.home, p.public, aid, opts.balance, portHolder(t, p.public)));
-    return await supervise(command, aid, opts, as, onStarted);
+    const status = await supervise(command, aid, opts, as, onStarted);
+    await outlive(t, aid);
+    return status;
   } finally {
     for (const l of lifelines) l.close();
     const report = endApp(t, aid, { keep: opts.keep });
@@ -78,9 +80,13 @@ function portHolder(t: Tables, port: number): string | undefined {
   return rev ? S.decodeRevVal(rev).aid : undefined;
 }
 
-/** Every supervisor this harness started and that still runs: the signals
- * the harness gets go to each of them. */
-const supervised = new Set<ChildProcess>();
+/** What the signals the harness gets go to: every supervisor it started
+ * that still runs, and the processes of an application it waits for
+ * without one. */
+interface Signallable {
+  kill(sig: NodeJS.Signals): unknown;
+}
+const supervised = new Set<Signallable>();
 
 function forward(sig: (typeof FORWARDED)[number]): void {
   // The terminal sends SIGINT and SIGHUP to the whole foreground group,
@@ -90,11 +96,11 @@ function forward(sig: (typeof FORWARDED)[number]): void {
 }
 const handlers = FORWARDED.map((sig) => [sig, () => forward(sig)] as const);
 
-function track(child: ChildProcess): void {
+function track(child: Signallable): void {
   if (!supervised.size) for (const [sig, h] of handlers) process.on(sig, h);
   supervised.add(child);
 }
-function untrack(child: ChildProcess): void {
+function untrack(child: Signallable): void {
   supervised.delete(child);
   if (!supervised.size) for (const [sig, h] of handlers) process.off(sig, h);
 }
@@ -114,18 +120,72 @@ function supervise(command: string[], aid: string, opts: RunOptions, as: StartAs
   // path is found where the shim would look, under its own argv[0].
   const file = redirectPath(opts.redirects, command[0]);
   const exec = file !== command[0] ? ['--exec', file] : [];
-  const child = spawn(SUPERVISOR_PATH, [...exec, SHIM_PATH, ...command], { stdio: 'inherit', env, ...(as.cwd ? { cwd: as.cwd } : {}) });
+  const child = spawn(SUPERVISOR_PATH, ['--report-fd', String(REPORT_FD), ...exec, SHIM_PATH, ...command], {
+    stdio: ['inherit', 'inherit', 'inherit', 'pipe'],
+    env,
+    ...(as.cwd ? { cwd: as.cwd } : {}),
+  });
   track(child);
   if (onStarted) child.once('spawn', onStarted);
+  // The command's status, as soon as the supervisor has reaped it.
+  let reported: number | undefined;
+  let report = '';
+  child.stdio[REPORT_FD]?.on('data', (d: Buffer) => {
+    report += d.toString('latin1');
+    const m = /status (\d+)\n/.exec(report);
+    if (m) reported = Number(m[1]);
+  });
   return new Promise((resolve) => {
     child.on('error', (err) => {
       untrack(child);
       process.stderr.write(`appshot: cannot start ${SUPERVISOR_PATH}: ${err.message}; run 'npm install' to build it\n`);
       resolve(EXIT.shimSetup);
     });
-    child.on('exit', (code, signal) => {
+    // 'close', not 'exit': the report channel has been read to its end.
+    child.on('close', (code, signal) => {
       untrack(child);
-      resolve(code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0));
+      if (code !== null) return resolve(code);
+      // The supervisor forwards the signals it can catch: one that ended
+      // it came from outside (kill -9). The application may run on.
+      const known = reported !== undefined ? `its command had exited with status ${reported}` : `its command's status cannot be known (appshot exits ${EXIT.failure})`;
+      process.stderr.write(`appshot: the supervisor of application '${aid}' (pid ${child.pid}) was killed by ${signal}; ${known}\n`);
+      resolve(reported ?? EXIT.failure);
     });
   });
+}
+
+/** Where the supervisor reports the command's status (--report-fd). */
+const REPORT_FD = 3;
+
+/**
+ * Waits until no process of the application is left, before anything of it
+ * is cleaned up. The supervisor's end means that normally: as a subreaper it
+ * waits for every descendant. But a supervisor that was killed leaves its
+ * orphans to init, and a process can join an application from outside
+ * (APPSHOT_AID in its environment): their objects must not go under them.
+ */
+async function outlive(t: Tables, aid: string): Promise<void> {
+  let left = processesLeft(t, aid);
+  if (!left.length) return;
+  process.stderr.write(
+    `appshot: application '${aid}' still has ${left.length} process(es) that no supervisor waits for (${left.join(', ')}); waiting for them to exit before cleaning up\n`,
+  );
+  const orphans: Signallable = { kill: (sig) => left.forEach((pid) => signal(pid, sig)) };
+  track(orphans);
+  try {
+    while (left.length) {
+      await waitAnyExit(left);
+      left = processesLeft(t, aid);
+    }
+  } finally {
+    untrack(orphans);
+  }
+}
+
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    /* gone meanwhile */
+  }
 }

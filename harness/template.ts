@@ -1,5 +1,6 @@
 import { makeClone, type Clone } from '../ts/clone.js';
 import { AppshotError, EXIT } from '../ts/errors.js';
+import { forgetSeeds } from '../ts/seeds.js';
 import type { Balance } from '../ts/pool.js';
 import type { Tables } from '../ts/tables.js';
 import { createTemplate, liveClones, loadTemplate, removeTemplate, templateNames } from '../ts/template.js';
@@ -88,6 +89,7 @@ export async function clone(
       ),
     );
     await spawned;
+    forgetSeeds(t, c.aid); // its seeded paths are its data now
     // Ready: every object made and filled, its first process started.
     const ms = performance.now() - started;
     const copy = c.restored.copySeconds * 1000;

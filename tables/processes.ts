@@ -1,6 +1,7 @@
 import Table from 'cli-table3';
 import { type ProcStat, commandLine, procStat } from '../ts/procinfo.js';
-import { type Tables, fwdRows } from '../ts/tables.js';
+import { unsupervised } from '../ts/supervision.js';
+import { type Tables, fwdRows, getApp } from '../ts/tables.js';
 import * as S from './schema.js';
 
 export interface ProcessRow {
@@ -14,6 +15,10 @@ export interface ProcessRow {
    * process has the spid any more, or a newer one has it. */
   state: string;
   command: string;
+  /** Set when the application runs without its harness or its supervisor
+   * (ts/supervision.ts unsupervised): 'no supervisor', 'no harness', or
+   * both. */
+  unsupervised?: string;
 }
 
 /** spid's stat while it is still the process the procs table recorded for
@@ -37,10 +42,19 @@ function vpidOf(t: Tables, aid: string, spid: number): number | undefined {
 /** The processes of every application, or of one, in vpid order; those
  * that are gone (stale rows) too, with state 'gone'. */
 export function* processRows(t: Tables, f: { aid?: string }): Generator<ProcessRow> {
+  const supervision = new Map<string, string | null>();
+  const missing = (aid: string) => {
+    if (!supervision.has(aid)) {
+      const app = getApp(t, aid);
+      supervision.set(aid, app?.state === S.APP_STATE.running ? unsupervised(t, aid, app) : null);
+    }
+    return supervision.get(aid) ?? undefined;
+  };
   for (const r of fwdRows(t, f.aid, f.aid !== undefined ? S.RT.pid : undefined)) {
     if (r.type !== S.RT.pid) continue;
     const stat = recordedStat(t, r.srid, r.aid);
     yield {
+      ...(stat ? { unsupervised: missing(r.aid) } : {}),
       aid: r.aid,
       vpid: r.vrid,
       spid: r.srid,
@@ -51,9 +65,20 @@ export function* processRows(t: Tables, f: { aid?: string }): Generator<ProcessR
   }
 }
 
-/** PIDs print in decimal, as ps prints them. */
+const UNSUPERVISED_MEANS: Record<string, string> = {
+  'no supervisor': 'its supervisor is gone; its harness waits for these processes and cleans up after the last',
+  'no harness': 'its harness is gone; nothing cleans up after its last process but `appshot gc`',
+  'no harness, no supervisor': 'its harness and supervisor are gone; nothing cleans up after its last process but `appshot gc`',
+};
+
+/** PIDs print in decimal, as ps prints them. An application running
+ * unsupervised is said so under the table. */
 export function renderProcesses(rows: ProcessRow[]): string {
   const table = new Table({ head: ['AID', 'VPID', 'SPID', 'PPID', 'STAT', 'COMMAND'], style: { head: [], border: [] } });
-  for (const r of rows) table.push([r.aid, String(r.vpid), String(r.spid), String(r.ppid), r.state, r.command]);
-  return table.toString();
+  const notes = new Map<string, string>();
+  for (const r of rows) {
+    table.push([r.aid, String(r.vpid), String(r.spid), String(r.ppid), r.state, r.command]);
+    if (r.unsupervised) notes.set(r.aid, `'${r.aid}' runs unsupervised (${r.unsupervised}): ${UNSUPERVISED_MEANS[r.unsupervised]}`);
+  }
+  return [table.toString(), ...notes.values()].join('\n');
 }

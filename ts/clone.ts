@@ -9,6 +9,7 @@ import { registerApp } from './registry.js';
 import { claim, putFwd } from './rows.js';
 import { type RestoreSummary, type SharedSegment, restoreSections } from './restore.js';
 import { expand, variableValues } from './rules.js';
+import { forgetSeeds, recordSeeds } from './seeds.js';
 import { SnapReader } from './snapfile.js';
 import { type Tables, getApp, writeTxn } from './tables.js';
 import { type Template, checkSharedSegments, checkSnapshotUnchanged } from './template.js';
@@ -100,6 +101,7 @@ function unmake(t: Tables, aid: string, seeded: string[]): void {
   endApp(t, aid, { keep: false });
   writeTxn(t, () => t.apps.removeSync(Buffer.from(aid, 'latin1')));
   for (const p of seeded.reverse()) rmSync(p, { recursive: true, force: true });
+  forgetSeeds(t, aid);
 }
 
 export function makeClone(t: Tables, tpl: Template, opts: { from: number; command?: string[]; portRange: { lo: number; hi: number } }): Clone {
@@ -131,6 +133,7 @@ export function makeClone(t: Tables, tpl: Template, opts: { from: number; comman
     const ports = tpl.resources.filter((x) => x.kind === 'port' && x.class === 'virtualize').map((x) => x.vrid);
     const leases = leasePorts(t, aid, ports, opts.portRange, !m.noIdentity);
     try {
+      recordSeeds(t, aid, redirects); // for gc, should this harness die before the clone starts
       seeded.push(...seedTargets(redirects));
     } catch (err) {
       throw new AppshotError(`cannot prepare the redirected paths of clone '${aid}': ${errnoText(err)}`, EXIT.failure);

@@ -1,3 +1,4 @@
+import { readSync, writeSync } from 'node:fs';
 import koffi from 'koffi';
 
 /** The few libc calls the harness makes itself; the addon is not worth it
@@ -23,4 +24,92 @@ export function ipcRemove(type: 'sem' | 'shm' | 'msg', id: number): number {
 export function inTerminalForeground(): boolean {
   const fg = tcgetpgrp_(0);
   return fg >= 0 && fg === getpgrp_();
+}
+
+const pidfdOpen_ = libc.func('int pidfd_open(int pid, unsigned int flags)');
+const close_ = libc.func('int close(int fd)');
+const poll_ = libc.func('int poll(void *fds, unsigned long nfds, int timeout)');
+const eventfd_ = libc.func('int eventfd(unsigned int initval, int flags)');
+const POLLIN = 0x0001;
+const POLLFD_SIZE = 8; // struct pollfd: int fd; short events; short revents
+const ESRCH = 3;
+const MAX_WATCHED = 256;
+const EFD_CLOEXEC_NONBLOCK = 0o2004000;
+
+/**
+ * One poll(2) over every pidfd the harness waits on, on one of koffi's
+ * worker threads (few: one blocked call each must not starve the others),
+ * so the event loop (signal forwarding, pool lifelines) runs on meanwhile.
+ * An eventfd wakes it when the set changes.
+ */
+const exitWaiters = new Map<number, () => void>();
+let wakeFd = -1;
+let polling = false;
+
+function pollExits(): void {
+  if (polling || !exitWaiters.size) return;
+  polling = true;
+  const fds = [wakeFd, ...exitWaiters.keys()];
+  const set = Buffer.alloc(POLLFD_SIZE * fds.length);
+  fds.forEach((fd, i) => {
+    set.writeInt32LE(fd, i * POLLFD_SIZE);
+    set.writeInt16LE(POLLIN, i * POLLFD_SIZE + 4);
+  });
+  poll_.async(set, fds.length, -1, () => {
+    polling = false;
+    try {
+      readSync(wakeFd, Buffer.alloc(8)); // clears the wake-up, if there was one
+    } catch {
+      /* EAGAIN: there was none */
+    }
+    fds.forEach((fd, i) => {
+      if (i > 0 && set.readInt16LE(i * POLLFD_SIZE + 6) !== 0) exitWaiters.get(fd)?.();
+    });
+    pollExits();
+  });
+}
+
+/**
+ * Resolves once any of pids has exited (at once if one is gone already).
+ * A pidfd becomes readable when its process exits, whoever its parent is:
+ * the harness can wait for processes that are not its children.
+ */
+export function waitAnyExit(pids: number[]): Promise<void> {
+  if (wakeFd < 0) wakeFd = eventfd_(0, EFD_CLOEXEC_NONBLOCK);
+  return new Promise((resolve) => {
+    const fds: number[] = [];
+    const done = () => {
+      for (const f of fds) {
+        exitWaiters.delete(f);
+        close_(f);
+      }
+      resolve();
+    };
+    // Watching some is enough: the caller looks again when one has exited.
+    for (const pid of pids.slice(0, MAX_WATCHED)) {
+      const fd = pidfdOpen_(pid, 0);
+      if (fd >= 0) {
+        fds.push(fd);
+        continue;
+      }
+      const err = koffi.errno();
+      for (const f of fds) close_(f);
+      if (err === ESRCH) resolve(); // gone already
+      else setTimeout(resolve, 1000); // no descriptor to spare (EMFILE): look again in a while
+      return;
+    }
+    for (const f of fds) exitWaiters.set(f, done);
+    if (polling) writeSync(wakeFd, Buffer.from([1, 0, 0, 0, 0, 0, 0, 0]));
+    else pollExits();
+  });
+}
+
+const pipe2_ = libc.func('int pipe2(_Out_ int *fds, int flags)');
+const O_CLOEXEC = 0o2000000;
+
+/** A pipe whose two ends close on exec: [read end, write end]. */
+export function closeOnExecPipe(): [number, number] {
+  const fds = [0, 0];
+  if (pipe2_(fds, O_CLOEXEC) !== 0) throw new Error(`pipe2: errno ${koffi.errno()}`);
+  return [fds[0], fds[1]];
 }

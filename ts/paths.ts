@@ -20,6 +20,8 @@ export const SUPERVISOR_PATH = join(BUILD_DIR, 'appshot-supervisor');
 export const POOL_PATH = join(BUILD_DIR, 'appshot-pool');
 export const ADDON_PATH = join(BUILD_DIR, 'appshot.node');
 export const CLI_PATH = join(ROOT, 'bin', 'appshot.js');
+/** The watchdog of a snapshot in progress (ts/snapguard.ts, built). */
+export const SNAPGUARD_PATH = join(ROOT, 'dist', 'ts', 'snapguard.js');
 
 export function builtProgram(name: string): string {
   return join(BUILD_DIR, name);

@@ -1,5 +1,5 @@
 import { appLive, endAppInTxn, type CleanupReport } from './cleanup.js';
-import { checkAid } from './aid.js';
+import { checkAppAid } from './aid.js';
 import { AppshotError, EXIT } from './errors.js';
 import { startTicks } from './procinfo.js';
 import type { Publication } from './pool.js';
@@ -26,7 +26,7 @@ export function registerApp(
   t: Tables,
   opts: { aid?: string; command: string[]; noIdentity?: boolean; clone?: boolean; publish?: Publication[]; redirects?: Redirect[] },
 ): Registration {
-  if (opts.aid !== undefined) checkAid(opts.aid);
+  if (opts.aid !== undefined) checkAppAid(opts.aid);
   return writeTxn(t, () => {
     let aid = opts.aid;
     let adopted = false;

@@ -4,7 +4,7 @@ import { appLive, endApp, recoverInflight } from './cleanup.js';
 import { AppshotError, EXIT } from './errors.js';
 import { ipcRemove } from './libc.js';
 import type { Progress } from './progress.js';
-import { checkAid } from './aid.js';
+import { checkAppAid } from './aid.js';
 import { registerApp } from './registry.js';
 import * as rows from './rows.js';
 import type { MsgRecord, SemRecord, ShmRecord, SnapMeta } from './snapshot.js';
@@ -120,7 +120,7 @@ export function restore(t: Tables, file: string, opts: { aid?: string; command?:
     if (first?.kind !== 'meta') throw new AppshotError(`${file} is not a usable snapshot: it does not begin with its META section`, EXIT.inconsistent);
     const meta = r.json<SnapMeta>(first);
     const aid = opts.aid ?? meta.aid;
-    checkAid(aid);
+    checkAppAid(aid);
     checkFree(t, aid);
     if (!opts.command && meta.cwd && !existsSync(meta.cwd))
       throw new AppshotError(`the snapshot's working directory ${meta.cwd} does not exist here; create it, or give the command to run after --`, EXIT.failure);

@@ -1,5 +1,5 @@
 import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
 import { addon } from './addon.js';
 import { AppshotError, EXIT, errnoText } from './errors.js';
 
@@ -41,8 +41,13 @@ export class SnapWriter {
   /** The file offset: every write is sequential, the shm streaming too. */
   private pos = 0;
 
+  /** Where this process writes a snapshot of target until it is whole. */
+  static tempPath(target: string): string {
+    return resolve(dirname(target), `.${basename(target)}.tmp-${process.pid}`);
+  }
+
   constructor(readonly target: string) {
-    this.tmp = join(dirname(target), `.${basename(target)}.tmp-${process.pid}`);
+    this.tmp = SnapWriter.tempPath(target);
     try {
       this.fd = openSync(this.tmp, 'wx', 0o600);
     } catch (err) {

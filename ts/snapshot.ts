@@ -3,12 +3,14 @@ import { hostname } from 'node:os';
 import { addon } from './addon.js';
 import { endApp } from './cleanup.js';
 import { AppshotError, EXIT } from './errors.js';
-import { SUPERVISOR_PATH } from './paths.js';
+import { TEMPLATE_AID_PREFIX } from './home.js';
 import type { Publication } from './pool.js';
 import { processesOf, procStat } from './procinfo.js';
 import type { Progress } from './progress.js';
 import { type Redirect, redirectsOf } from './redirect.js';
 import { SnapWriter } from './snapfile.js';
+import { StopGuard } from './stops.js';
+import { isSupervisor } from './supervision.js';
 import { shmAttachModes } from './sysvipc.js';
 import { type FwdRow, type Tables, fwdRows, getApp } from './tables.js';
 import * as S from '../tables/schema.js';
@@ -77,13 +79,7 @@ const SIGNAL_WAIT_MS = 5000;
 
 /** The application's processes (the supervisor is appshot's, not the application's). */
 function applicationProcesses(t: Tables, aid: string): number[] {
-  return processesOf(aid, t.home).filter((pid) => {
-    try {
-      return readlinkSync(`/proc/${pid}/exe`) !== SUPERVISOR_PATH;
-    } catch {
-      return false;
-    }
-  });
+  return processesOf(aid, t.home).filter((pid) => !isSupervisor(pid));
 }
 
 function isStopped(pid: number): boolean | undefined {
@@ -101,10 +97,11 @@ function sleep(ms: number): Promise<void> {
  * Each stopped process goes into stopped, for the caller to resume even
  * when this fails part way.
  */
-async function suspend(t: Tables, aid: string, stopped: Set<number>): Promise<void> {
+async function suspend(t: Tables, aid: string, stopped: Set<number>, guard: StopGuard): Promise<void> {
   for (;;) {
     const fresh = applicationProcesses(t, aid).filter((p) => !stopped.has(p));
     if (!fresh.length) return;
+    guard.stopping(fresh);
     for (const p of fresh) {
       try {
         process.kill(p, 'SIGSTOP');
@@ -212,13 +209,26 @@ export async function snapshot(t: Tables, aid: string, file: string, opts: { sto
   const started = performance.now();
   const app = getApp(t, aid);
   if (!app) throw new AppshotError(`there is no application '${aid}' in ${t.home}; 'appshot ps' lists the running ones`, EXIT.failure);
+  if (app.state === S.APP_STATE.template) {
+    const name = aid.slice(TEMPLATE_AID_PREFIX.length);
+    throw new AppshotError(`'${aid}' is the entry of template '${name}', not an application: there is nothing to snapshot; 'appshot template inspect ${name}' shows what it holds`, EXIT.usage);
+  }
   if (app.state === S.APP_STATE.ended) throw new AppshotError(`application '${aid}' has ended: there is nothing left to snapshot`, EXIT.failure);
-  const w = new SnapWriter(file); // fails before anything is stopped
+  // Before anything is stopped: what resumes the application if this
+  // process dies while it holds it stopped.
+  const guard = new StopGuard(t.home, aid, SnapWriter.tempPath(file));
+  let w: SnapWriter;
+  try {
+    w = new SnapWriter(file);
+  } catch (err) {
+    guard.release();
+    throw err;
+  }
   const stopped = new Set<number>();
   const sum: SnapshotSummary = { file, sems: 0, segments: 0, shmBytes: 0, queues: 0, messages: 0, processes: 0, seconds: 0 };
   let written = false;
   try {
-    await suspend(t, aid, stopped);
+    await suspend(t, aid, stopped, guard);
     const pids = [...stopped];
     sum.processes = pids.length;
     // For the tests: a window in which the application can die under us.
@@ -249,10 +259,14 @@ export async function snapshot(t: Tables, aid: string, file: string, opts: { sto
     sum.seconds = (performance.now() - started) / 1000; // the capture, not the --stop after it
   } finally {
     if (!written) w.abort();
-    if (!opts.stop || !written) resume([...stopped]);
+    if (!opts.stop || !written) {
+      resume([...stopped]);
+      guard.release();
+    }
   }
   if (opts.stop) {
     await endProcesses([...stopped]);
+    guard.release();
     endApp(t, aid, { keep: false });
   }
   return sum;

@@ -335,6 +335,11 @@ function makeSharedSegments(t: Tables, aid: string, file: string, sharedVrids: S
 
 export function createTemplate(t: Tables, opts: { name: string; snapshot: string; rulesFile?: string }): Template {
   checkTemplateName(opts.name);
+  if (opts.name.startsWith(TEMPLATE_AID_PREFIX))
+    throw new AppshotError(
+      `'${opts.name}' cannot name a template: its clones would be named ${opts.name}-N, and AIDs starting with '${TEMPLATE_AID_PREFIX}' are appshot's entries for templates; choose a name that does not start with '${TEMPLATE_AID_PREFIX}'`,
+      EXIT.usage,
+    );
   const aid = TEMPLATE_AID_PREFIX + opts.name;
   if (existsSync(templateFile(t.home, opts.name)) || getApp(t, aid))
     throw new AppshotError(`template '${opts.name}' already exists; remove it first with 'appshot template rm ${opts.name}'`, EXIT.conflict);

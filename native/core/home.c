@@ -46,6 +46,7 @@ int home_check(const char *home, char *err, size_t errlen)
 	static const struct { const char *name; enum kind kind; } inside[] = {
 		{ "pools", FOLDER },
 		{ "templates", FOLDER },
+		{ "stops", FOLDER },
 		{ APPSHOT_TABLES_FILE, FILE_ },
 		{ APPSHOT_TABLES_FILE "-lock", FILE_ },
 		{ APPSHOT_INFLIGHT_FILE, FILE_ },

@@ -7,10 +7,13 @@
  * (the terminal already delivers its own to the whole foreground group),
  * and exits with the command's status, 128+N if it died of signal N.
  *
- * Usage: appshot-supervisor [--exec FILE] PRELOAD CMD [ARGS...]
+ * Usage: appshot-supervisor [--report-fd FD] [--exec FILE] PRELOAD CMD [ARGS...]
  * With --exec, FILE is run under CMD's name: the harness gives the path a
  * redirection makes of CMD, since the supervisor itself runs without the
- * shim.
+ * shim. With --report-fd, the supervisor writes "status N\n" to FD as soon
+ * as it has reaped the command (N as its own exit status would be): the
+ * harness then knows the command's status even if the supervisor is killed
+ * while daemons the command left run on.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -20,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -74,16 +78,35 @@ static int exit_code(int status)
 	return 125;
 }
 
+/* Tells the harness the command's status. The harness may be gone: no
+ * SIGPIPE (the report channel is a socket, as Node makes its pipes). */
+static void report_status(int fd, int code)
+{
+	if (fd < 0) return;
+	char line[32];
+	int len = snprintf(line, sizeof line, "status %d\n", code);
+	ssize_t w = send(fd, line, (size_t)len, MSG_NOSIGNAL);
+	(void)w;
+}
+
 int main(int argc, char **argv)
 {
 	const char *file = NULL;
+	int report_fd = -1;
+	if (argc > 2 && !strcmp(argv[1], "--report-fd")) {
+		report_fd = atoi(argv[2]);
+		/* The harness's end of the channel, not the application's. */
+		if (fcntl(report_fd, F_SETFD, FD_CLOEXEC) != 0) report_fd = -1;
+		argc -= 2;
+		argv += 2;
+	}
 	if (argc > 2 && !strcmp(argv[1], "--exec")) {
 		file = argv[2];
 		argc -= 2;
 		argv += 2;
 	}
 	if (argc < 3) {
-		fprintf(stderr, "appshot: supervisor: usage: appshot-supervisor [--exec FILE] PRELOAD CMD [ARGS...]\n");
+		fprintf(stderr, "appshot: supervisor: usage: appshot-supervisor [--report-fd FD] [--exec FILE] PRELOAD CMD [ARGS...]\n");
 		return 2;
 	}
 	if (!file) file = argv[2];
@@ -118,6 +141,7 @@ int main(int argc, char **argv)
 		status = (err == ENOENT ? 127 : 126) << 8;
 		have_status = 1;
 		child = -1;
+		report_status(report_fd, exit_code(status));
 	}
 	for (;;) {
 		siginfo_t si;
@@ -132,6 +156,7 @@ int main(int argc, char **argv)
 				status = st;
 				have_status = 1;
 				child = -1;
+				report_status(report_fd, exit_code(status));
 			}
 			if (p > 0) {
 				reaped[n_reaped++] = p;

@@ -1,0 +1,17 @@
+/**
+ * The guard of one snapshot in progress (ts/stops.ts): started by the
+ * snapshotting process with the read end of a pipe only it writes to as
+ * stdin, and the stop record as its argument. End of file on stdin means
+ * the snapshotter has ended, however it ended; if its record is still
+ * there, it died holding the application stopped: resume it.
+ */
+import { resumeAbandoned } from './stops.js';
+
+const record = process.argv[2];
+process.stdin.on('data', () => {}); // nothing is written: only the end matters
+process.stdin.on('error', () => {}); // a read error also means the end
+process.stdin.on('close', () => {
+  const note = record ? resumeAbandoned(record) : null;
+  if (note) process.stderr.write(`appshot: ${note}\n`);
+  process.exit(0);
+});
