@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { procStat } from '../ts/procinfo.js';
 import { builtProgram } from '../ts/paths.js';
 import { addon } from '../ts/addon.js';
 import { kernelObjects } from '../ts/sysvipc.js';
@@ -226,8 +227,9 @@ describe('snapshot and restore', () => {
     await waitFor(h.out, /ready/);
     const file = join(home, 'dying.snap');
     const snap = appshotAsync(home, ['snapshot', 'dying', '-o', file], { APPSHOT_SNAPSHOT_DELAY_MS: '1500' });
-    await new Promise((r) => setTimeout(r, 500));
     const pid = Number(readFileSync(join(dir, 'pid'), 'utf8'));
+    // Killed while the snapshot holds it stopped, however slow the machine.
+    await waitFor(() => procStat(pid)?.state ?? '', /^T$/);
     process.kill(pid, 'SIGKILL');
     const r = await snap.done;
     expect(r.stderr).toMatch(/application 'dying' (ended|lost a process) during the snapshot/);
