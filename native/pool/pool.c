@@ -938,15 +938,18 @@ static void setup_events(void)
 
 /* ---- taking over from a daemon that died ---- */
 
-/* The inode of the socket bound to an abstract name, from /proc/net/unix,
- * or 0 when none is. */
+/* The inode of the datagram socket bound to an abstract name, from
+ * /proc/net/unix, or 0 when none is. (Sockets of other types may hold the
+ * same name: the kernel keeps one namespace per type.) */
 static unsigned long bound_inode(const char *name)
 {
 	FILE *f = fopen("/proc/net/unix", "re");
 	char line[512], path[256];
+	unsigned type;
 	unsigned long ino, found = 0;
 	while (f && !found && fgets(line, sizeof line, f))
-		if (sscanf(line, "%*s %*s %*s %*s %*s %*s %lu %255s", &ino, path) == 2 && path[0] == '@' && !strcmp(path + 1, name))
+		if (sscanf(line, "%*s %*s %*s %*s %x %*s %lu %255s", &type, &ino, path) == 3 && type == SOCK_DGRAM && path[0] == '@' &&
+		    !strcmp(path + 1, name))
 			found = ino;
 	if (f) fclose(f);
 	return found;
