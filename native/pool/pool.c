@@ -360,6 +360,15 @@ static struct instance *pick(uint64_t now)
 	return g.inst[best];
 }
 
+/* A registered instance's acks wake us only while it is blocked: its
+ * queue holds few datagrams (net.unix.max_dgram_qlen), and an ack is what
+ * makes room for the connections we hold. */
+static void wake_on_acks(struct instance *in, bool on)
+{
+	struct epoll_event ev = { .events = on ? EPOLLIN : 0, .data.ptr = &in->chan };
+	epoll_ctl(g.ep, EPOLL_CTL_MOD, in->chan.fd, &ev);
+}
+
 /* Pass C down IN's channel; false if it could not go (C is still ours). */
 static bool hand(struct instance *in, struct conn *c)
 {
@@ -373,7 +382,7 @@ static bool hand(struct instance *in, struct conn *c)
 	while (sendmsg(in->chan.fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
 		if (errno == EINTR) continue;
 		if (errno == EAGAIN || errno == ENOBUFS || errno == ENOMEM || errno == ETOOMANYREFS)
-			in->blocked = true; /* until it acks, or the next tick */
+			in->blocked = true, wake_on_acks(in, true); /* until it acks, or the next tick */
 		else
 			in->dead = true; /* ECONNREFUSED: its socket is closed */
 		return false;
@@ -453,8 +462,10 @@ static void write_state(void)
 {
 	char tmp[PATH_MAX + 8];
 	snprintf(tmp, sizeof tmp, "%s.tmp", g.state_path);
-	FILE *f = fopen(tmp, "we");
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
 	if (!f) {
+		if (fd >= 0) close(fd);
 		logmsg("%s: %s", tmp, strerror(errno));
 		return;
 	}
@@ -496,9 +507,9 @@ static int connect_instance(const char *name)
 	return -1;
 }
 
-/* A registered instance wakes us only by an error on our socket to it:
- * acks are read when a choice needs them, its end found when a send fails
- * or a tick's probe says so. */
+/* A registered instance wakes us only by an error on our socket to it (or
+ * an ack while it is blocked, see wake_on_acks): acks are read when a choice
+ * needs them, its end found when a send fails or a tick's probe says so. */
 static bool watch_instance(struct instance *in, int fd)
 {
 	if (!watch_add(&in->chan, W_CHAN, fd, in)) return close(fd), false;
@@ -609,7 +620,7 @@ static bool instance_alive(const struct instance *in)
 }
 
 /* Before registering, events are the registration connection's; after,
- * only an error on our socket to the instance wakes us. Acks are read
+ * an error on our socket to the instance, or an ack while it is blocked. Acks are read
  * before its end is believed, so that a connection taken just before the
  * end is not handed out twice. */
 static void on_channel(struct instance *in, uint32_t events)
@@ -618,11 +629,14 @@ static void on_channel(struct instance *in, uint32_t events)
 		take_register(in);
 		if (!in->registered && (events & (EPOLLHUP | EPOLLERR))) in->dead = true;
 	} else {
-		int err;
-		socklen_t len = sizeof err;
 		take_acks(in);
-		getsockopt(in->chan.fd, SOL_SOCKET, SO_ERROR, &err, &len);
-		if (!instance_alive(in)) in->dead = true;
+		if (events & EPOLLERR) {
+			int err;
+			socklen_t len = sizeof err;
+			getsockopt(in->chan.fd, SOL_SOCKET, SO_ERROR, &err, &len); /* cleared, or it would wake us again */
+			if (!instance_alive(in)) in->dead = true;
+		}
+		if (!in->blocked) wake_on_acks(in, false);
 	}
 	if (in->dead) return;
 	dispatch_direct(in);
@@ -1022,9 +1036,13 @@ static void recover_instance(char *line)
 
 static void recover(void)
 {
-	FILE *f = fopen(g.state_path, "re");
+	int fd = open(g.state_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
 	char line[512];
-	if (!f) return;
+	if (!f) {
+		if (fd >= 0) close(fd);
+		return;
+	}
 	logmsg("taking over the instances of %s", g.state_path);
 	while (fgets(line, sizeof line, f)) recover_instance(line);
 	fclose(f);
