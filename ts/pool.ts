@@ -56,11 +56,14 @@ export function poolFile(home: string, pub: number, ext: 'sock' | 'ctl' | 'lock'
 
 /** How long a daemon has to answer: it answers in microseconds when it
  * runs, so one that takes this long is stopped or stuck. */
-export const POOL_ANSWER_MS = 5000;
+const POOL_ANSWER_MS = 5000;
 
+/** A daemon past its deadline: its pid (when known), its log, what to do. */
 function notAnswering(home: string, pub: number, pid: number | undefined, what: string): AppshotError {
   const who = pid ? `the pool daemon of port ${pub} (pid ${pid})` : `the pool daemon of port ${pub}`;
-  const act = pid ? `if it is stopped (state T in ps), 'kill -CONT ${pid}'; if it hangs, 'kill ${pid}' and the harnesses of the applications publishing the port start a new one` : 'see the log';
+  const act = pid
+    ? `if it is stopped (state T in ps), 'kill -CONT ${pid}'; if it hangs, 'kill ${pid}': the harnesses of the applications publishing the port start a new one`
+    : 'it is stopped or stuck';
   return new AppshotError(`${who} ${what} within ${POOL_ANSWER_MS / 1000} s; see its log ${poolFile(home, pub, 'log')}; ${act}`);
 }
 
@@ -84,7 +87,7 @@ function checkPeer(home: string, pub: number, s: Socket): number {
   if (!cred || cred.uid !== me) {
     s.destroy();
     throw new AppshotError(
-      `${poolFile(home, pub, 'ctl')} is served by ${cred ? `pid ${cred.pid} of uid ${cred.uid}` : 'a process appshot cannot identify'}, not by a pool daemon of yours (uid ${me}): another user can write ${join(home, 'pools')}; make the home and its folders yours alone (chmod 700)`,
+      `${poolFile(home, pub, 'ctl')} is served by ${cred ? `pid ${cred.pid} of uid ${cred.uid}` : 'a process appshot cannot identify'}, not by a pool daemon of yours (uid ${me}): another user can put sockets in ${join(home, 'pools')}; make the home and its folders yours alone (chmod 700)`,
       EXIT.home,
     );
   }

@@ -620,9 +620,9 @@ static bool instance_alive(const struct instance *in)
 }
 
 /* Before registering, events are the registration connection's; after,
- * an error on our socket to the instance, or an ack while it is blocked. Acks are read
- * before its end is believed, so that a connection taken just before the
- * end is not handed out twice. */
+ * an error on our socket to the instance, or an ack while it is blocked.
+ * Acks are read before its end is believed, so that a connection taken
+ * just before the end is not handed out twice. */
 static void on_channel(struct instance *in, uint32_t events)
 {
 	if (!in->registered) {

@@ -462,8 +462,8 @@ static int channel_socket(const struct sockaddr *addr, uint16_t vport, struct po
 
 #define POOL_ANSWER_S 5
 
-/* Registers reg, with the listening socket fd, with the daemon at path:
- * NULL, or why not in why. The daemon must be of our own user: anyone who
+/* Registers reg, with the listening socket fd, with the daemon listening
+ * at daemon: NULL, or why not (in why). The daemon must be of our own user: anyone who
  * could put a socket there would get our listening socket and our clients. */
 static const char *pool_register(const struct sockaddr_un *daemon, const char *home, uint16_t pub,
 				 struct pool_register *reg, int fd, char *why, size_t cap)
@@ -485,7 +485,7 @@ static const char *pool_register(const struct sockaddr_un *daemon, const char *h
 	if (REAL(connect)(r, (const struct sockaddr *)daemon, sizeof *daemon))
 		snprintf(why, cap, "%s", strerror(errno));
 	else if (REAL(getsockopt)(r, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) || cr.uid != geteuid())
-		snprintf(why, cap, "it is served by pid %d of uid %u, not by a daemon of uid %u; someone else can write %s/" POOL_DIR ": make it yours alone",
+		snprintf(why, cap, "it is served by pid %d of uid %u, not by a daemon of uid %u: another user can put sockets in %s/" POOL_DIR "; make the home and its folders yours alone (chmod 700)",
 			 (int)cr.pid, (unsigned)cr.uid, (unsigned)geteuid(), home);
 	else if (REAL(sendmsg)(r, &m, MSG_NOSIGNAL) < 0 || (errno = ECONNRESET, REAL(recvfrom)(r, &reply, sizeof reply, 0, NULL, NULL)) != sizeof reply) {
 		if (errno == EAGAIN)
