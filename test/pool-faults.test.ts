@@ -94,10 +94,10 @@ function cpuTicks(pid: number): number {
   return Number(f[11]) + Number(f[12]);
 }
 
-/** The system PID of an application's python3 server. */
-function serverSpid(home: string, aid: string): number {
+/** The system PID of an application's server process. */
+function serverSpid(home: string, aid: string, command = 'http.server'): number {
   const ps = JSON.parse(appshot(home, ['ps', '--aid', aid, '--json']).stdout) as { spid: number; command: string }[];
-  const row = ps.find((p) => p.command.includes('http.server'));
+  const row = ps.find((p) => p.command.includes(command));
   if (!row) throw new Error(`no http.server process in ${aid}: ${JSON.stringify(ps)}`);
   return row.spid;
 }
@@ -168,6 +168,31 @@ describe('a pool daemon that dies or stops answering', () => {
       for (const h of list) expect(h.err()).not.toMatch(/pool daemon .* gone/);
     } finally {
       await stop(list);
+    }
+  });
+
+  it('kill -9 of the daemon under an epoll server (node, non-blocking accept): its event loop stays quiet and it serves again, same process', async () => {
+    const home = makeHome();
+    const pub = PUBLIC + 6;
+    const server = `require('http').createServer((q, r) => r.end(String(process.pid))).listen(8080, '127.0.0.1', () => console.log('listening'))`;
+    const h = appshotAsync(home, ['run', '--aid', 'node', '--publish', `${pub}:8080`, '--', process.execPath, '-e', server]);
+    try {
+      await waitFor(h.out, /listening/);
+      const pid = await who(pub);
+      const spid = serverSpid(home, 'node', 'createServer');
+      const ticks0 = cpuTicks(spid);
+      const killedAt = performance.now();
+      process.kill(daemonPid(home, pub), 'SIGKILL');
+      let answer = '';
+      for (const end = Date.now() + 10_000; !answer && Date.now() < end; ) answer = await who(pub, 1000).catch(() => '');
+      expect(answer).toBe(pid);
+      await sleep(Math.max(0, 2000 - (performance.now() - killedAt)));
+      const used = cpuTicks(spid) - ticks0;
+      console.log(`node's CPU over the 2 s after the kill: ${used} ticks`);
+      expect(used).toBeLessThan(40);
+    } finally {
+      h.child.kill('SIGTERM');
+      await h.done;
     }
   });
 
