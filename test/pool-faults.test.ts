@@ -345,6 +345,46 @@ c.sendall(b'ok rr\\n')
     }
   });
 
+  it("a daemon taking over sends nothing to a socket another user bound to an ended instance's name", async () => {
+    const home = makeHome();
+    const pub = PUBLIC + 7;
+    const name = `appshot-listener/4/127.0.0.1/8080/${'5a'.repeat(16)}`;
+    // Another user's datagram socket under the name an instance had.
+    const squatter = await asNobody(
+      `import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind('\\0' + sys.argv[1])
+s.settimeout(3)
+print('ready', flush=True)
+try:
+    msg, anc, _, _ = s.recvmsg(64, 64)
+    print('got', len(msg), 'bytes', flush=True)
+except socket.timeout:
+    print('nothing', flush=True)
+`,
+      [name],
+    );
+    // The state the daemon before had left: that instance, with its inode.
+    mkdirSync(join(home, 'pools'), { mode: 0o700 });
+    writeFileSync(join(home, 'pools', `${pub}.state`), `${name}\tgone\t8080\t20000\t1\t1\n`);
+    const daemon = spawn(POOL_PATH, [home, String(pub), 'rr'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      let out = '';
+      daemon.stdout.on('data', (d) => (out += d));
+      await waitFor(() => out, /ready/);
+      const client = createConnection(pub, '127.0.0.1');
+      client.on('error', () => {});
+      await waitFor(squatter.out, /got|nothing/, 10_000);
+      client.destroy();
+      expect(squatter.out()).toContain('nothing');
+      const log = readFileSync(join(home, 'pools', `${pub}.log`), 'utf8');
+      expect(log).toContain('instance of gone (pid 1): its name is held by another socket now; not sending to it');
+    } finally {
+      daemon.kill('SIGTERM');
+      await squatter.kill();
+    }
+  });
+
   it('the old predictable name of the channel, bound first by another user, does not keep the port from being published', async () => {
     const home = makeHome();
     const pub = PUBLIC + 5;
