@@ -564,9 +564,10 @@ static void ack(int ch, const struct sockaddr_un *to, socklen_t tolen, uint64_t 
 	(void)w;
 }
 
-/* One datagram on a channel: the connection it carries in *conn (-1 if
- * none fit), or 0 for a datagram not from a daemon of our own user (anyone
- * may send to an abstract name), which is dropped with what it carried. */
+/* One datagram on a channel: 1 and the connection it carries in *conn (-1
+ * if none fit); 0 for a datagram not from a daemon of our own user (anyone
+ * may send to an abstract name), dropped with what it carried; -1 for no
+ * datagram at all (the program shut the socket down). */
 static int take_handoff(struct msghdr *m, ssize_t n, int *conn)
 {
 	struct ucred cr;
@@ -583,6 +584,7 @@ static int take_handoff(struct msghdr *m, ssize_t n, int *conn)
 		}
 	}
 	if (creds && cr.uid == geteuid() && n == sizeof(struct pool_handoff) && nfd <= 1 && !(m->msg_flags & MSG_TRUNC)) return 1;
+	if (!creds && !nfd && n == 0) return -1; /* every datagram carries its sender's credentials */
 	static int told;
 	if (!told++)
 		shim_warn("dropped a message to the pool socket of a published port from pid %d, uid %u: not the pool daemon",
@@ -601,12 +603,13 @@ static int pool_accept(int ch, struct sockaddr *addr, socklen_t *len, int flags)
 	struct iovec iov = { &h, sizeof h };
 	struct msghdr m;
 	ssize_t n;
-	int conn;
+	int conn, took;
 	do {
 		m = (struct msghdr){ .msg_name = &from, .msg_namelen = sizeof from, .msg_iov = &iov, .msg_iovlen = 1,
 				     .msg_control = cbuf.buf, .msg_controllen = sizeof cbuf.buf };
 		if ((n = REAL(recvmsg)(ch, &m, flags & SOCK_CLOEXEC ? MSG_CMSG_CLOEXEC : 0)) < 0) return -1;
-	} while (!take_handoff(&m, n, &conn));
+	} while (!(took = take_handoff(&m, n, &conn)));
+	if (took < 0) return shim_fail(EINVAL); /* as accept on a listener shut down */
 	if (conn < 0) {
 		ack(ch, &from, m.msg_namelen, h.seq, 0); /* no room for the descriptor: the pool hands it to another */
 		return shim_fail(EMFILE);
