@@ -17,6 +17,8 @@ export interface PoolRow {
   balance: string;
   /** Whether a pool daemon runs for the port. */
   running: boolean;
+  /** Its pid, when it runs. */
+  pid: number | null;
   /** Connections accepted and waiting for an instance. */
   held: number;
   /** Applications publishing the port. */
@@ -54,20 +56,13 @@ export async function poolRows(t: Tables, f: { aid?: string }): Promise<PoolRow[
       const pub = S.decodePortId(r.srid).port;
       publishers.set(pub, [...(publishers.get(pub) ?? []), r.aid]);
     }
-  const rows: PoolRow[] = [];
-  for (const [pub, aids] of [...publishers].sort((a, b) => a[0] - b[0])) {
-    if (f.aid !== undefined && !aids.includes(f.aid)) continue;
-    const st = await poolStatus(t.home, pub);
-    rows.push({
-      public: pub,
-      balance: st ? st.policy : '',
-      running: st !== null,
-      held: st?.held ?? 0,
-      applications: aids,
-      instances: st?.instances ?? [],
-    });
-  }
-  return rows;
+  // Asked all at once: a daemon that does not answer costs one deadline.
+  const pools = [...publishers].sort((a, b) => a[0] - b[0]).filter(([, aids]) => f.aid === undefined || aids.includes(f.aid));
+  const status = await Promise.all(pools.map(([pub]) => poolStatus(t.home, pub)));
+  return pools.map(([pub, aids], i) => {
+    const st = status[i];
+    return { public: pub, balance: st ? st.policy : '', running: st !== null, pid: st?.pid ?? null, held: st?.held ?? 0, applications: aids, instances: st?.instances ?? [] };
+  });
 }
 
 export function renderPorts(rows: PortRow[]): string {

@@ -57,6 +57,8 @@ export interface Addon {
   pathVal(from: string, to: string): Buffer;
   /** flock(2), retried on EINTR; throws with the errno. */
   flock(fd: number, operation: number): void;
+  /** SO_PEERCRED of a connected Unix socket: the process at the other end. */
+  peerCred(fd: number): { pid: number; uid: number; gid: number };
   aidValid(aid: string): boolean;
   /** The SysV segments process pid has attached, one entry per attachment (a
    * mapping split by mprotect counts once), as the shim counts them; null if

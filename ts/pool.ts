@@ -5,9 +5,10 @@ import { join } from 'node:path';
 import { AppshotError, EXIT } from './errors.js';
 import { addon } from './addon.js';
 import { checkHomeFile, homeSubdir, openHomeFile } from './home.js';
+import { POOL_PATH } from './paths.js';
 
 const LOCK_EX = 2;
-import { POOL_PATH } from './paths.js';
+const LOCK_NB = 4;
 
 /**
  * Published ports (native/core/pool.h): one daemon per public port holds
@@ -53,32 +54,91 @@ export function poolFile(home: string, pub: number, ext: 'sock' | 'ctl' | 'lock'
   return join(home, 'pools', `${pub}.${ext}`);
 }
 
-function connectCtl(home: string, pub: number): Promise<Socket | null> {
+/** How long a daemon has to answer: it answers in microseconds when it
+ * runs, so one that takes this long is stopped or stuck. */
+const POOL_ANSWER_MS = 5000;
+
+/** A daemon past its deadline: its pid (when known), its log, what to do. */
+function notAnswering(home: string, pub: number, pid: number | undefined, what: string): AppshotError {
+  const who = pid ? `the pool daemon of port ${pub} (pid ${pid})` : `the pool daemon of port ${pub}`;
+  const act = pid
+    ? `if it is stopped (state T in ps), 'kill -CONT ${pid}'; if it hangs, 'kill ${pid}': the harnesses of the applications publishing the port start a new one`
+    : 'it is stopped or stuck';
+  return new AppshotError(`${who} ${what} within ${POOL_ANSWER_MS / 1000} s; see its log ${poolFile(home, pub, 'log')}; ${act}`);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
+/** A daemon's connection: the socket and the daemon's pid. */
+interface Ctl {
+  s: Socket;
+  pid: number;
+}
+
+/** The daemon's control socket must be served by our own user: anyone who
+ * can put a socket there would learn our applications and answer for the
+ * daemon. */
+function checkPeer(home: string, pub: number, s: Socket): number {
+  const fd = (s as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  const cred = typeof fd === 'number' && fd >= 0 ? addon().peerCred(fd) : null;
+  const me = process.geteuid!();
+  if (!cred || cred.uid !== me) {
+    s.destroy();
+    throw new AppshotError(
+      `${poolFile(home, pub, 'ctl')} is served by ${cred ? `pid ${cred.pid} of uid ${cred.uid}` : 'a process appshot cannot identify'}, not by a pool daemon of yours (uid ${me}): another user can put sockets in ${join(home, 'pools')}; make the home and its folders yours alone (chmod 700)`,
+      EXIT.home,
+    );
+  }
+  return cred.pid;
+}
+
+function connectCtl(home: string, pub: number): Promise<Ctl | null> {
   return new Promise((resolve, reject) => {
     const s = createConnection(poolFile(home, pub, 'ctl'));
-    s.once('connect', () => resolve(s));
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(notAnswering(home, pub, undefined, `does not take a connection at ${poolFile(home, pub, 'ctl')}`));
+    }, POOL_ANSWER_MS);
+    s.once('connect', () => {
+      clearTimeout(timer);
+      try {
+        resolve({ s, pid: checkPeer(home, pub, s) });
+      } catch (err) {
+        reject(err);
+      }
+    });
     s.once('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
       if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') resolve(null);
       else reject(err);
     });
   });
 }
 
-function readLine(s: Socket): Promise<string> {
+/** One line from the daemon, within POOL_ANSWER_MS. */
+function readLine(home: string, pub: number, c: Ctl): Promise<string> {
   return new Promise((resolve, reject) => {
     let buf = '';
+    const done = (err: Error | null, line = '') => {
+      clearTimeout(timer);
+      c.s.off('data', onData);
+      c.s.off('end', onEnd);
+      c.s.off('error', onEnd);
+      if (err) reject(err);
+      else resolve(line);
+    };
     const onData = (d: Buffer) => {
       buf += d.toString();
       const i = buf.indexOf('\n');
-      if (i < 0) return;
-      s.off('data', onData);
-      s.off('end', onEnd);
-      resolve(buf.slice(0, i));
+      if (i >= 0) done(null, buf.slice(0, i));
     };
-    const onEnd = () => reject(new Error('the pool daemon closed the connection'));
-    s.on('data', onData);
-    s.once('end', onEnd);
-    s.once('error', reject);
+    const onEnd = () => done(new AppshotError(`the pool daemon of port ${pub} (pid ${c.pid}) closed the connection without answering; see its log ${poolFile(home, pub, 'log')}`));
+    const timer = setTimeout(() => done(notAnswering(home, pub, c.pid, 'does not answer')), POOL_ANSWER_MS);
+    c.s.on('data', onData);
+    c.s.once('end', onEnd);
+    c.s.once('error', onEnd);
   });
 }
 
@@ -88,9 +148,14 @@ function startDaemon(home: string, pub: number, balance: Balance, holder: string
     const child = spawn(POOL_PATH, [home, String(pub), balance], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(notAnswering(home, pub, child.pid, 'did not start'));
+    }, POOL_ANSWER_MS);
     child.stdout.on('data', (d: Buffer) => {
       out += d.toString();
       if (out.includes('ready\n')) {
+        clearTimeout(timer);
         child.stdout.destroy();
         child.stderr.destroy();
         child.unref();
@@ -98,8 +163,12 @@ function startDaemon(home: string, pub: number, balance: Balance, holder: string
       }
     });
     child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    child.on('error', (e) => reject(new AppshotError(`cannot start ${POOL_PATH}: ${e.message}; run 'npm install' to build it`, EXIT.shimSetup)));
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(new AppshotError(`cannot start ${POOL_PATH}: ${e.message}; run 'npm install' to build it`, EXIT.shimSetup));
+    });
     child.on('exit', (code) => {
+      clearTimeout(timer);
       if (out.includes('ready\n')) return;
       if (code === 3) {
         const who = holder ? `application '${holder}'` : 'a program outside appshot';
@@ -107,6 +176,67 @@ function startDaemon(home: string, pub: number, balance: Balance, holder: string
       } else reject(new AppshotError(`the pool daemon for port ${pub} failed: ${err.trim() || `exit ${code}`}`, EXIT.failure));
     });
   });
+}
+
+/** The pool's lock, waited for at most POOL_ANSWER_MS: its holder is a
+ * harness finding or starting the daemon, itself bounded by that deadline. */
+async function lockPool(home: string, pub: number): Promise<number> {
+  const path = poolFile(home, pub, 'lock');
+  const fd = openHomeFile(path, constants.O_RDWR | constants.O_CREAT);
+  for (const end = Date.now() + 2 * POOL_ANSWER_MS; ; ) {
+    try {
+      addon().flock(fd, LOCK_EX | LOCK_NB);
+      return fd;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EWOULDBLOCK' && (err as NodeJS.ErrnoException).code !== 'EAGAIN') {
+        closeSync(fd);
+        throw err;
+      }
+      if (Date.now() > end) {
+        closeSync(fd);
+        throw new AppshotError(`${path} stays locked: another appshot command is stuck starting the pool daemon of port ${pub}; see ${poolFile(home, pub, 'log')}`);
+      }
+      await sleep(20);
+    }
+  }
+}
+
+/** Connects to the daemon of pub (starting it if none runs) and asks it to
+ * count aid among its lifelines: the connection, kept open, is one. */
+async function publish(home: string, pub: number, aid: string, balance: Balance, holder?: string): Promise<Ctl> {
+  homeSubdir(home, 'pools');
+  checkHomeFile(poolFile(home, pub, 'log')); // the daemon opens it, refusing a link, after it said ready
+  const lockFd = await lockPool(home, pub); // one harness finds or starts the daemon at a time
+  let c: Ctl | null;
+  try {
+    c = await connectCtl(home, pub);
+    if (!c) {
+      await startDaemon(home, pub, balance, holder);
+      c = await connectCtl(home, pub);
+      if (!c) throw new AppshotError(`the pool daemon for port ${pub} started but does not answer at ${poolFile(home, pub, 'ctl')}`);
+    }
+  } finally {
+    closeSync(lockFd);
+  }
+  c.s.write(`publish ${aid} ${balance}\n`);
+  const answer = await readLine(home, pub, c).catch((err) => {
+    c!.s.destroy();
+    throw err;
+  });
+  const [verdict, policy] = answer.split(' ');
+  if (verdict !== 'ok') {
+    c.s.destroy();
+    throw new AppshotError(`the pool daemon for port ${pub} refused application '${aid}': ${answer}`);
+  }
+  if (policy !== balance) {
+    c.s.destroy();
+    throw new AppshotError(
+      `port ${pub} is already published with ${BALANCE_NAMES[policy as Balance] ?? policy} balancing, not ${BALANCE_NAMES[balance]}; use --balance ${policy} to join that pool`,
+      EXIT.conflict,
+    );
+  }
+  c.s.unref();
+  return c;
 }
 
 export interface Lifeline {
@@ -117,38 +247,39 @@ export interface Lifeline {
  * Joins the pool of a public port for application aid, starting its daemon
  * if none runs. holder names the application whose virtual port holds the
  * public port as its system port, if one does, for the error message.
+ *
+ * Should the daemon die, the lifeline ends: the harness then starts a new
+ * daemon (or joins the one another harness started), which takes over the
+ * instances the old one served (core/pool.h).
  */
 export async function joinPool(home: string, pub: number, aid: string, balance: Balance, holder?: string): Promise<Lifeline> {
-  homeSubdir(home, 'pools');
-  checkHomeFile(poolFile(home, pub, 'log')); // the daemon opens it, refusing a link, after it said ready
-  const lockFd = openHomeFile(poolFile(home, pub, 'lock'), constants.O_RDWR | constants.O_CREAT);
-  let s: Socket | null;
-  try {
-    addon().flock(lockFd, LOCK_EX); // one harness finds or starts the daemon at a time
-    s = await connectCtl(home, pub);
-    if (!s) {
-      await startDaemon(home, pub, balance, holder);
-      s = await connectCtl(home, pub);
-      if (!s) throw new AppshotError(`the pool daemon for port ${pub} started but does not answer at ${poolFile(home, pub, 'ctl')}`);
+  let current = (await publish(home, pub, aid, balance, holder)).s;
+  let closed = false;
+  const rejoin = async () => {
+    for (let attempt = 0; !closed; attempt++) {
+      try {
+        const next = (await publish(home, pub, aid, balance)).s;
+        if (closed) next.destroy();
+        else watch((current = next));
+        return;
+      } catch (err) {
+        if (attempt === 0) process.stderr.write(`appshot: the pool daemon of port ${pub} ended and no new one answers yet: ${(err as Error).message}; trying again each second\n`);
+        await sleep(1000);
+      }
     }
-  } finally {
-    closeSync(lockFd);
-  }
-  s.write(`publish ${aid} ${balance}\n`);
-  const answer = (await readLine(s)).split(' ');
-  if (answer[0] !== 'ok') {
-    s.destroy();
-    throw new AppshotError(`the pool daemon for port ${pub} refused application '${aid}': ${answer.join(' ')}`);
-  }
-  if (answer[1] !== balance) {
-    s.destroy();
-    throw new AppshotError(
-      `port ${pub} is already published with ${BALANCE_NAMES[answer[1] as Balance] ?? answer[1]} balancing, not ${BALANCE_NAMES[balance]}; use --balance ${answer[1]} to join that pool`,
-      EXIT.conflict,
-    );
-  }
-  s.unref();
-  return { close: () => s.destroy() };
+  };
+  const watch = (s: Socket) => {
+    s.on('error', () => {}); // 'close' follows
+    s.resume(); // nothing comes but the end, which must be read to be seen
+    s.once('close', () => void (closed || rejoin()));
+  };
+  watch(current);
+  return {
+    close: () => {
+      closed = true;
+      current.destroy();
+    },
+  };
 }
 
 export interface PoolInstance {
@@ -170,16 +301,23 @@ export interface PoolStatus {
 }
 
 /** What the daemon of a public port says about its pool, or null when no
- * daemon runs for it. */
+ * daemon runs for it; an error naming its pid and log when it does not
+ * answer within POOL_ANSWER_MS. */
 export async function poolStatus(home: string, pub: number): Promise<PoolStatus | null> {
-  const s = await connectCtl(home, pub).catch(() => null);
-  if (!s) return null;
+  const c = await connectCtl(home, pub).catch((err) => {
+    if (err instanceof AppshotError) throw err;
+    return null; // no daemon this user can reach
+  });
+  if (!c) return null;
   try {
-    s.write('status\n');
-    return JSON.parse(await readLine(s)) as PoolStatus;
-  } catch {
-    return null;
+    c.s.write('status\n');
+    const line = await readLine(home, pub, c);
+    try {
+      return JSON.parse(line) as PoolStatus;
+    } catch {
+      throw new AppshotError(`the pool daemon of port ${pub} (pid ${c.pid}) answered '${line.slice(0, 80)}', not its status; see its log ${poolFile(home, pub, 'log')}`);
+    }
   } finally {
-    s.destroy();
+    c.s.destroy();
   }
 }

@@ -151,6 +151,21 @@ Napi::Value Flock(const Napi::CallbackInfo &info)
 	return info.Env().Undefined();
 }
 
+// peerCred(fd): SO_PEERCRED of a connected Unix socket, { pid, uid, gid }
+// of the process that listened (or connected) at the other end.
+Napi::Value PeerCred(const Napi::CallbackInfo &info)
+{
+	int fd = info[0].As<Napi::Number>().Int32Value();
+	struct ucred cr = {};
+	socklen_t len = sizeof cr;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0) throw sys_error(info.Env(), "getsockopt SO_PEERCRED", errno);
+	Napi::Object o = Napi::Object::New(info.Env());
+	o.Set("pid", (double)cr.pid);
+	o.Set("uid", (double)cr.uid);
+	o.Set("gid", (double)cr.gid);
+	return o;
+}
+
 Napi::Value PortId(const Napi::CallbackInfo &info)
 {
 	uint32_t proto = info[0].As<Napi::Number>().Uint32Value();
@@ -615,6 +630,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports)
 	exports.Set("pathVal", Napi::Function::New(env, PathVal));
 	exports.Set("portId", Napi::Function::New(env, PortId));
 	exports.Set("flock", Napi::Function::New(env, Flock));
+	exports.Set("peerCred", Napi::Function::New(env, PeerCred));
 	exports.Set("aidValid", Napi::Function::New(env, AidValid));
 	exports.Set("recoverInflight", Napi::Function::New(env, RecoverInflight));
 	exports.Set("crc32c", Napi::Function::New(env, Crc32c));

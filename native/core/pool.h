@@ -4,18 +4,32 @@
  *
  * One daemon per published (public) TCP port holds the system listener on
  * that port. Each instance (a listening socket of an application that
- * publishes the port) hands its own listening socket to the daemon and
- * keeps, in its place under the same descriptor number, one end of a
- * SOCK_SEQPACKET channel to the daemon. The daemon accepts a connection,
- * picks an instance and passes the accepted socket itself down that
- * channel (SCM_RIGHTS); the instance's accept() receives it there. Bytes
+ * publishes the port) registers with the daemon over a short SEQPACKET
+ * connection to pools/<public>.sock, handing it its own listening socket,
+ * and keeps in its place, under the same descriptor number, a datagram
+ * socket bound to an abstract name no one can guess. The daemon accepts a
+ * connection, picks an instance and sends the accepted socket itself to
+ * that name (SCM_RIGHTS); the instance's accept() receives it there. Bytes
  * never pass through the daemon.
  *
+ * The instance's socket is connected to no one, so the daemon's death
+ * leaves it as it was: a blocked accept() stays blocked, poll and epoll
+ * stay quiet, handoffs already queued are still received. A new daemon
+ * (started by a harness whose lifeline ended) reads pools/<public>.state,
+ * which each daemon keeps, and sends to the same names again.
+ *
+ * Every pool socket checks its peer: the daemon talks only to processes of
+ * its own user (SO_PEERCRED), the shim and the harness only to a daemon of
+ * their own user (SO_PEERCRED on the registration and control connections,
+ * SCM_CREDENTIALS on each handoff, since anyone may send to an abstract
+ * name).
+ *
  * Files, under APPSHOT_HOME:
- *   pools/<public>.sock  SOCK_SEQPACKET: instances' channels
- *   pools/<public>.ctl   SOCK_STREAM: harness lifelines and status queries
- *   pools/<public>.lock  flock'ed by a harness while it finds or starts the daemon
- *   pools/<public>.log   the daemon's stderr once it is running
+ *   pools/<public>.sock   SOCK_SEQPACKET: instances register here
+ *   pools/<public>.ctl    SOCK_STREAM: harness lifelines and status queries
+ *   pools/<public>.state  the registered instances, for a successor daemon
+ *   pools/<public>.lock   flock'ed by a harness while it finds or starts the daemon
+ *   pools/<public>.log    the daemon's stderr once it is running
  */
 #ifndef APPSHOT_POOL_H
 #define APPSHOT_POOL_H
@@ -25,21 +39,25 @@
 #define POOL_DIR "pools"
 #define POOL_MAGIC 0x61707031u /* "app1" */
 
-/* A channel's instance end is bound to an abstract name beginning with
- * this prefix and carrying the listening address the program bound,
- * "<prefix><family>/<address>/<virtual port>/<spid>.<n>", so that
- * getsockname and getsockopt on the descriptor answer what the program
- * expects, in any process that inherits it, across exec too. */
+/* An instance's socket is bound to an abstract name beginning with this
+ * prefix and carrying the listening address the program bound,
+ * "<prefix><family>/<address>/<virtual port>/<32 random hex digits>", so
+ * that getsockname and getsockopt on the descriptor answer what the program
+ * expects, in any process that inherits it, across exec too. The random
+ * part makes the name impossible to take first. */
 #define POOL_LISTENER_PREFIX "appshot-listener/"
+#define POOL_NAME_MAX 107 /* sun_path less the leading NUL of an abstract name */
 
-/* Instance -> daemon, the first message on a channel, with the instance's
- * listening socket attached (SCM_RIGHTS). */
+/* Instance -> daemon, the one message of a registration, with the
+ * instance's listening socket attached (SCM_RIGHTS). */
 struct pool_register {
 	uint32_t magic;
 	uint32_t vport;   /* the virtual port the program listens on */
 	uint32_t sport;   /* the system port its socket is bound to */
 	uint32_t spid;    /* the registering process */
 	char aid[64];     /* NUL-terminated */
+	char name[POOL_NAME_MAX + 1]; /* the instance socket's abstract name, NUL-terminated */
+	uint64_t ino;     /* and its inode, which a successor checks before sending */
 };
 
 /* Daemon -> instance, the answer to pool_register: 0, or an errno. */
@@ -47,15 +65,17 @@ struct pool_reply {
 	int32_t status;
 };
 
-/* Daemon -> instance: one accepted connection, attached (SCM_RIGHTS). */
+/* Daemon -> instance: one accepted connection, attached (SCM_RIGHTS), a
+ * datagram to the instance's name from a socket of the daemon's own. */
 struct pool_handoff {
 	uint64_t seq;
 };
 
-/* Instance -> daemon, once accept() has the connection (taken = 1) or
- * could not install it (taken = 0: the daemon hands it to someone else).
- * Until taken, the daemon keeps its own copy, so a connection sitting in
- * the channel of an instance that dies is handed to another one. */
+/* Instance -> daemon, sent back to the address the handoff came from, once
+ * accept() has the connection (taken = 1) or could not install it
+ * (taken = 0: the daemon hands it to someone else). Until taken, the daemon
+ * keeps its own copy, so a connection queued at an instance that dies is
+ * handed to another one. */
 struct pool_ack {
 	uint64_t seq;
 	uint32_t taken;

@@ -8,6 +8,12 @@
  * Connections to an instance's own listening socket (handed over at
  * registration) go to that instance only.
  *
+ * Only processes of the daemon's own user may register or talk on the
+ * control socket (SO_PEERCRED); others are refused and logged. The
+ * instances it knows are written to pools/<PUBLIC>.state, so that a daemon
+ * started after this one died (by a harness whose lifeline ended) serves
+ * the same instances at once: their sockets do not depend on our life.
+ *
  * Usage: appshot-pool HOME PUBLIC POLICY   (POLICY: rr or lc)
  * Prints "ready" once its sockets are bound, then runs detached, logging to
  * pools/<PUBLIC>.log. Exit status: 0 normal end, 1 start-up failure, 2 bad
@@ -17,11 +23,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +53,7 @@
 #define REGISTER_MS 1000 /* how long a new channel may take to register */
 #define LINE_MAX_LEN 256
 #define FD_RESERVE 16    /* descriptors kept for instances and the harness */
+#define PROBE_MS 1000    /* how often an idle instance is checked for life */
 
 enum kind { W_PUBLIC, W_CHANNELS, W_CTL, W_TIMER, W_SIGNAL, W_CHAN, W_LISTENER, W_CLIENT };
 
@@ -74,6 +83,10 @@ struct inodes {
 	size_t n, cap;
 };
 
+/* chan is the registration connection until the instance registers, then
+ * our datagram socket connected to the instance's name: connected, so that
+ * a successor of the instance's name (a socket bound to it after the
+ * instance is gone) is never sent to, and only the instance can ack. */
 struct instance {
 	struct watch chan, lis;
 	bool registered, dead, blocked;
@@ -96,7 +109,9 @@ static struct {
 	bool lc, detached, ever_lifeline, starve_logged, overflow_logged;
 	const char *policy;
 	struct watch pub, chans, ctl, timer, sig;
-	char sock_path[PATH_MAX], ctl_path[PATH_MAX];
+	char sock_path[PATH_MAX], ctl_path[PATH_MAX], state_path[PATH_MAX];
+	uid_t uid;
+	uint64_t refused, refused_ms, probe_ms;
 	struct stat sock_st, ctl_st;
 	struct instance **inst; /* in registration order */
 	int ninst, rr;
@@ -158,11 +173,13 @@ static void push_inode(struct inodes *s, unsigned long ino)
 }
 
 /* Held and unacked connections close with us. The public port goes first,
- * so that a successor can bind it as soon as our files are gone. */
+ * so that a successor can bind it as soon as our files are gone. The state
+ * file stays while instances live, for the daemon a harness starts next. */
 static void clean_exit(const char *why)
 {
 	close(g.pub.fd);
 	unlink_ours();
+	if (!g.ninst) unlink(g.state_path);
 	logmsg("exiting: %s", why);
 	exit(0);
 }
@@ -290,6 +307,25 @@ static int accept_one(struct watch *w, int flags)
 	return -1;
 }
 
+/* Whether the peer of a connection to one of our sockets is of our own
+ * user; if not, the connection is closed and the refusal logged (at most
+ * once a second, with the count since). */
+static bool peer_ours(int fd, const char *path)
+{
+	struct ucred cr = { 0 };
+	socklen_t len = sizeof cr;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) == 0 && cr.uid == g.uid) return true;
+	g.refused++;
+	uint64_t now = now_ms();
+	if (now - g.refused_ms >= 1000) {
+		logmsg("refused a connection to %s from pid %d, uid %u: only uid %u may use this pool (%llu refused so far)",
+		       path, (int)cr.pid, (unsigned)cr.uid, (unsigned)g.uid, (unsigned long long)g.refused);
+		g.refused_ms = now;
+	}
+	close(fd);
+	return false;
+}
+
 /* ---- choosing an instance and handing off ---- */
 
 static int active(const struct instance *in)
@@ -324,6 +360,15 @@ static struct instance *pick(uint64_t now)
 	return g.inst[best];
 }
 
+/* A registered instance's acks wake us only while it is blocked: its
+ * queue holds few datagrams (net.unix.max_dgram_qlen), and an ack is what
+ * makes room for the connections we hold. */
+static void wake_on_acks(struct instance *in, bool on)
+{
+	struct epoll_event ev = { .events = on ? EPOLLIN : 0, .data.ptr = &in->chan };
+	epoll_ctl(g.ep, EPOLL_CTL_MOD, in->chan.fd, &ev);
+}
+
 /* Pass C down IN's channel; false if it could not go (C is still ours). */
 static bool hand(struct instance *in, struct conn *c)
 {
@@ -337,9 +382,9 @@ static bool hand(struct instance *in, struct conn *c)
 	while (sendmsg(in->chan.fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
 		if (errno == EINTR) continue;
 		if (errno == EAGAIN || errno == ENOBUFS || errno == ENOMEM || errno == ETOOMANYREFS)
-			in->blocked = true; /* until it acks, or the next tick */
+			in->blocked = true, wake_on_acks(in, true); /* until it acks, or the next tick */
 		else
-			in->dead = true;
+			in->dead = true; /* ECONNREFUSED: its socket is closed */
 		return false;
 	}
 	c->seq = ++g.seq;
@@ -401,20 +446,88 @@ static void on_listener(struct instance *in)
 
 /* ---- instances ---- */
 
+static struct instance *new_instance(void)
+{
+	struct instance *in = xcalloc(sizeof *in);
+	in->since_ms = now_ms();
+	in->lis.fd = -1;
+	g.inst = xrealloc(g.inst, (g.ninst + 1) * sizeof *g.inst);
+	g.inst[g.ninst++] = in;
+	return in;
+}
+
+/* The registered instances, one line each, for a successor: replaced
+ * whole, so that a daemon killed while writing leaves the last one. */
+static void write_state(void)
+{
+	char tmp[PATH_MAX + 8];
+	snprintf(tmp, sizeof tmp, "%s.tmp", g.state_path);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+	if (!f) {
+		if (fd >= 0) close(fd);
+		logmsg("%s: %s", tmp, strerror(errno));
+		return;
+	}
+	for (int i = 0; i < g.ninst; i++) {
+		struct instance *in = g.inst[i];
+		if (in->registered && !in->dead)
+			fprintf(f, "%s\t%s\t%u\t%u\t%u\t%llu\n", in->reg.name, in->reg.aid, in->reg.vport, in->reg.sport,
+				in->reg.spid, (unsigned long long)in->reg.ino);
+	}
+	if (fclose(f) || rename(tmp, g.state_path)) logmsg("%s: %s", g.state_path, strerror(errno)), unlink(tmp);
+}
+
 static void on_channels(void)
 {
 	int fd;
 	while ((fd = accept_one(&g.chans, SOCK_NONBLOCK)) >= 0) {
-		struct instance *in = xcalloc(sizeof *in);
-		in->since_ms = now_ms();
-		in->lis.fd = -1;
+		if (!peer_ours(fd, g.sock_path)) continue;
+		struct instance *in = new_instance();
 		in->dead = !watch_add(&in->chan, W_CHAN, fd, in);
-		g.inst = xrealloc(g.inst, (g.ninst + 1) * sizeof *g.inst);
-		g.inst[g.ninst++] = in;
 	}
 }
 
-/* The first message: pool_register with exactly one listening socket. */
+/* Our datagram socket to an instance's abstract name: -1 with errno when
+ * no socket is bound to the name (the instance is gone). Bound to an
+ * address of its own (autobind), which the instance acks to. */
+static int connect_instance(const char *name)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	size_t n = strlen(name);
+	memcpy(a.sun_path + 1, name, n);
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) return -1;
+	if (bind(fd, (struct sockaddr *)&a, sizeof(sa_family_t)) == 0 &&
+	    connect(fd, (struct sockaddr *)&a, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n)) == 0)
+		return fd;
+	int err = errno;
+	close(fd);
+	errno = err;
+	return -1;
+}
+
+/* A registered instance wakes us only by an error on our socket to it (or
+ * an ack while it is blocked, see wake_on_acks): acks are read when a choice
+ * needs them, its end found when a send fails or a tick's probe says so. */
+static bool watch_instance(struct instance *in, int fd)
+{
+	if (!watch_add(&in->chan, W_CHAN, fd, in)) return close(fd), false;
+	struct epoll_event ev = { .events = 0, .data.ptr = &in->chan };
+	epoll_ctl(g.ep, EPOLL_CTL_MOD, fd, &ev);
+	in->registered = true;
+	return true;
+}
+
+static bool name_valid(struct pool_register *reg)
+{
+	reg->aid[sizeof reg->aid - 1] = 0;
+	return memchr(reg->name, 0, sizeof reg->name) &&
+	       !strncmp(reg->name, POOL_LISTENER_PREFIX, sizeof POOL_LISTENER_PREFIX - 1);
+}
+
+/* The one message of a registration: pool_register with exactly one
+ * listening socket. The registration connection closes after the reply. */
 static void take_register(struct instance *in)
 {
 	struct pool_register reg;
@@ -423,7 +536,7 @@ static void take_register(struct instance *in)
 	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf };
 	ssize_t n = recvmsg(in->chan.fd, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-	int lfd = -1, nfd = 0;
+	int lfd = -1, nfd = 0, ifd = -1;
 	for (struct cmsghdr *cm = n > 0 ? CMSG_FIRSTHDR(&m) : NULL; cm; cm = CMSG_NXTHDR(&m, cm)) {
 		bool rights = cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS;
 		for (size_t off = 0; rights && CMSG_LEN(off + sizeof(int)) <= cm->cmsg_len; off += sizeof(int), nfd++) {
@@ -434,23 +547,26 @@ static void take_register(struct instance *in)
 		}
 	}
 	struct pool_reply reply = { 0 };
-	if (n != sizeof reg || reg.magic != POOL_MAGIC || nfd != 1 || (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)))
+	errno = 0;
+	if (n != sizeof reg || reg.magic != POOL_MAGIC || nfd != 1 || (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || !name_valid(&reg))
 		reply.status = EPROTO;
-	else if (fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK) < 0 || !watch_add(&in->lis, W_LISTENER, lfd, in))
+	else if ((ifd = connect_instance(reg.name)) < 0 || fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK) < 0 ||
+		 !watch_add(&in->lis, W_LISTENER, lfd, in))
 		reply.status = errno ? errno : EINVAL;
 	if (reply.status && n > 0) {
-		if (lfd >= 0) close(lfd);
-		in->lis.fd = -1;
+		if (ifd >= 0) close(ifd);
+		if (lfd >= 0 && in->lis.fd != lfd) close(lfd);
+		watch_close(&in->lis);
 		logmsg("registration refused: %s", strerror(reply.status));
 	}
 	bool sent = n > 0 && send(in->chan.fd, &reply, sizeof reply, MSG_NOSIGNAL | MSG_DONTWAIT) == sizeof reply;
-	if ((in->dead = !sent || reply.status)) return;
-	reg.aid[sizeof reg.aid - 1] = 0;
+	watch_close(&in->chan);
+	if ((in->dead = !sent || reply.status || !watch_instance(in, ifd))) {
+		if (!sent && !reply.status && ifd >= 0) close(ifd);
+		return;
+	}
 	in->reg = reg;
-	in->registered = true;
-	/* From now on only its end wakes us; acks are read when needed. */
-	struct epoll_event ev = { .events = EPOLLRDHUP, .data.ptr = &in->chan };
-	epoll_ctl(g.ep, EPOLL_CTL_MOD, in->chan.fd, &ev);
+	write_state();
 	logmsg("instance of %s registered: port %u on %u, pid %u", reg.aid, reg.vport, reg.sport, reg.spid);
 }
 
@@ -482,29 +598,46 @@ static void take_acks(struct instance *in)
 		}
 		int n = recvmmsg(in->chan.fd, mm, 16, MSG_DONTWAIT, NULL);
 		if (n < 0 && errno == EINTR) continue;
-		if (n < 0 && errno == EAGAIN) return;
-		if (n <= 0) { /* its end, or an error: the instance is gone */
-			in->dead = true;
-			return;
-		}
-		for (int i = 0; i < n; i++) {
-			if (mm[i].msg_len == 0) { /* its end */
-				in->dead = true;
-				return;
-			}
-			take_ack(in, mm[i].msg_len == sizeof acks[i] ? &acks[i] : NULL);
-		}
+		if (n <= 0) return; /* none, or a pending error: its end is found by sending or probing */
+		for (int i = 0; i < n; i++) take_ack(in, mm[i].msg_len == sizeof acks[i] ? &acks[i] : NULL);
 		if (n < 16) return;
 	}
 }
 
-/* Acks are read before a hang-up is believed, so that a connection taken
+/* Whether an instance's socket still holds its name: binding the name
+ * ourselves succeeds only once it is free. A datagram socket has no
+ * hang-up to tell us. */
+static bool instance_alive(const struct instance *in)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	size_t n = strlen(in->reg.name);
+	memcpy(a.sun_path + 1, in->reg.name, n);
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) return true;
+	bool free_name = bind(fd, (struct sockaddr *)&a, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n)) == 0;
+	close(fd);
+	return !free_name;
+}
+
+/* Before registering, events are the registration connection's; after,
+ * an error on our socket to the instance, or an ack while it is blocked.
+ * Acks are read before its end is believed, so that a connection taken
  * just before the end is not handed out twice. */
 static void on_channel(struct instance *in, uint32_t events)
 {
-	if (!in->registered) take_register(in);
-	if (in->registered) take_acks(in);
-	if (events & (EPOLLHUP | EPOLLERR)) in->dead = true;
+	if (!in->registered) {
+		take_register(in);
+		if (!in->registered && (events & (EPOLLHUP | EPOLLERR))) in->dead = true;
+	} else {
+		take_acks(in);
+		if (events & EPOLLERR) {
+			int err;
+			socklen_t len = sizeof err;
+			getsockopt(in->chan.fd, SOL_SOCKET, SO_ERROR, &err, &len); /* cleared, or it would wake us again */
+			if (!instance_alive(in)) in->dead = true;
+		}
+		if (!in->blocked) wake_on_acks(in, false);
+	}
 	if (in->dead) return;
 	dispatch_direct(in);
 	dispatch_held();
@@ -541,12 +674,14 @@ static void remove_instance(int i)
  * hold events for both of an instance's descriptors. */
 static void reap(void)
 {
+	bool any = false;
 	for (bool removed = true; removed;) {
 		removed = false;
 		for (int i = g.ninst - 1; i >= 0; i--)
-			if (g.inst[i]->dead) remove_instance(i), removed = true;
+			if (g.inst[i]->dead) any |= g.inst[i]->registered, remove_instance(i), removed = true;
 		if (removed) dispatch_held(), maybe_exit(); /* which may find another dead */
 	}
+	if (any) write_state();
 }
 
 /* ---- least connections: which taken connections are still open ---- */
@@ -597,10 +732,15 @@ static void on_tick(void)
 	resume(&g.pub);
 	resume(&g.chans);
 	resume(&g.ctl);
+	bool probe = now - g.probe_ms >= PROBE_MS;
+	if (probe) g.probe_ms = now;
 	for (int i = 0; i < g.ninst; i++) {
 		struct instance *in = g.inst[i];
 		if (!in->registered && now - in->since_ms > REGISTER_MS) in->dead = true;
 		if (in->registered && !in->dead) take_acks(in);
+		/* One that holds connections is looked at each tick, so that they
+		 * go to another soon after its end. */
+		if (in->registered && !in->dead && (probe || in->unacked.n) && !instance_alive(in)) in->dead = true;
 		in->blocked = false;
 		dispatch_direct(in);
 	}
@@ -681,6 +821,7 @@ static void on_ctl(void)
 {
 	int fd;
 	while ((fd = accept_one(&g.ctl, SOCK_NONBLOCK)) >= 0) {
+		if (!peer_ours(fd, g.ctl_path)) continue;
 		struct client *cl = xcalloc(sizeof *cl);
 		g.clients = xrealloc(g.clients, (g.nclients + 1) * sizeof *g.clients);
 		g.clients[g.nclients++] = cl;
@@ -809,6 +950,106 @@ static void setup_events(void)
 		fail(1, "cannot watch descriptors");
 }
 
+/* ---- taking over from a daemon that died ---- */
+
+/* The inode of the datagram socket bound to an abstract name, from
+ * /proc/net/unix, or 0 when none is. (Sockets of other types may hold the
+ * same name: the kernel keeps one namespace per type.) */
+static unsigned long bound_inode(const char *name)
+{
+	FILE *f = fopen("/proc/net/unix", "re");
+	char line[512], path[256];
+	unsigned type;
+	unsigned long ino, found = 0;
+	while (f && !found && fgets(line, sizeof line, f))
+		if (sscanf(line, "%*s %*s %*s %*s %x %*s %lu %255s", &type, &ino, path) == 3 && type == SOCK_DGRAM && path[0] == '@' &&
+		    !strcmp(path + 1, name))
+			found = ino;
+	if (f) fclose(f);
+	return found;
+}
+
+/* The instance's own listening socket went with the daemon that held it:
+ * a new one on the same address and system port (the application's lease),
+ * so that its programs reach it again. */
+static int relisten(const struct pool_register *reg)
+{
+	unsigned fam, vport;
+	char host[INET6_ADDRSTRLEN];
+	struct sockaddr_storage ss = { 0 };
+	socklen_t len;
+	if (sscanf(reg->name + sizeof POOL_LISTENER_PREFIX - 1, "%u/%45[^/]/%u/", &fam, host, &vport) != 3) return -1;
+	if (fam == 4) {
+		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+		*a = (struct sockaddr_in){ .sin_family = AF_INET, .sin_port = htons((uint16_t)reg->sport) };
+		if (inet_pton(AF_INET, host, &a->sin_addr) != 1) return -1;
+		len = sizeof *a;
+	} else {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+		*a = (struct sockaddr_in6){ .sin6_family = AF_INET6, .sin6_port = htons((uint16_t)reg->sport) };
+		if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1) return -1;
+		len = sizeof *a;
+	}
+	int one = 1, fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd >= 0 && !setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) && !bind(fd, (struct sockaddr *)&ss, len) &&
+	    !listen(fd, SOMAXCONN))
+		return fd;
+	logmsg("instance of %s (pid %u): cannot listen on %s port %u again: %s; its own programs cannot reach it there",
+	       reg->aid, reg->spid, host, reg->sport, strerror(errno));
+	if (fd >= 0) close(fd);
+	return -1;
+}
+
+/* One line of the state file: the instance is served again if its socket
+ * still holds its name. Connected first, then checked by inode, so that a
+ * socket someone bound to the name after the instance ended gets nothing. */
+static void recover_instance(char *line)
+{
+	struct pool_register reg = { .magic = POOL_MAGIC };
+	unsigned long long ino;
+	char name[POOL_NAME_MAX + 1], aid[sizeof reg.aid];
+	if (sscanf(line, "%107s %63s %u %u %u %llu", name, aid, &reg.vport, &reg.sport, &reg.spid, &ino) != 6) return;
+	strcpy(reg.name, name);
+	strcpy(reg.aid, aid);
+	reg.ino = ino;
+	if (!name_valid(&reg)) return;
+	int fd = connect_instance(reg.name);
+	if (fd >= 0 && bound_inode(reg.name) != reg.ino) {
+		logmsg("instance of %s (pid %u): its name is held by another socket now; not sending to it", reg.aid, reg.spid);
+		close(fd);
+		return;
+	}
+	if (fd < 0) {
+		logmsg("instance of %s (pid %u) ended while no daemon ran", reg.aid, reg.spid);
+		return;
+	}
+	struct instance *in = new_instance();
+	in->reg = reg;
+	if (!watch_instance(in, fd)) {
+		in->dead = true;
+		return;
+	}
+	int lfd = relisten(&reg);
+	if (lfd >= 0 && !watch_add(&in->lis, W_LISTENER, lfd, in)) watch_close(&in->lis);
+	logmsg("instance of %s taken over: port %u on %u, pid %u", reg.aid, reg.vport, reg.sport, reg.spid);
+}
+
+static void recover(void)
+{
+	int fd = open(g.state_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
+	char line[512];
+	if (!f) {
+		if (fd >= 0) close(fd);
+		return;
+	}
+	logmsg("taking over the instances of %s", g.state_path);
+	while (fgets(line, sizeof line, f)) recover_instance(line);
+	fclose(f);
+	reap();
+	write_state();
+}
+
 static void detach(const char *log)
 {
 	if (write(STDOUT_FILENO, "ready\n", 6) != 6) fail(1, "write: %s", strerror(errno));
@@ -839,9 +1080,11 @@ int main(int argc, char **argv)
 	umask(077);
 	raise_nofile();
 
+	g.uid = geteuid();
 	g.pub.fd = bind_public(g.public);
 	make_path(g.sock_path, argv[1], ".sock");
 	make_path(g.ctl_path, argv[1], ".ctl");
+	make_path(g.state_path, argv[1], ".state");
 	make_path(log, argv[1], ".log");
 	snprintf(dir, sizeof dir, "%s/" POOL_DIR, argv[1]); /* fits: the paths above did */
 	if (mkdir(dir, 0700) && errno != EEXIST) fail(1, "mkdir %s: %s", dir, strerror(errno));
@@ -849,7 +1092,8 @@ int main(int argc, char **argv)
 	g.ctl.fd = bind_unix(g.ctl_path, SOCK_STREAM, &g.ctl_st);
 	setup_events();
 	detach(log);
-	logmsg("started, policy %s", g.policy);
+	recover(); /* logged; clients that come meanwhile wait in the backlogs */
+	logmsg("started, policy %s, %d instance(s) taken over", g.policy, g.ninst);
 
 	struct epoll_event evs[64];
 	for (;;) {

@@ -9,7 +9,8 @@
  *
  * A listening socket on a published port joins its pool instead
  * (core/pool.h): the socket goes to the pool daemon and the descriptor
- * becomes a channel from which accept() receives connections. */
+ * becomes a datagram socket (the channel) from which accept() receives
+ * connections, one the daemon's death leaves untouched. */
 #define _GNU_SOURCE
 #include "shim.h"
 #include "real.h"
@@ -25,7 +26,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -416,19 +419,86 @@ static int is_channel(int fd)
 	return is;
 }
 
-/* The channel's own name: the listening address, virtual port included. */
+/* The channel's own name: the listening address, virtual port included,
+ * then 128 random bits, so that no one can bind it before us. */
 static socklen_t channel_name(struct sockaddr_un *un, const struct sockaddr *addr, uint16_t vport)
 {
-	static _Atomic unsigned counter;
 	char host[INET6_ADDRSTRLEN] = "";
+	unsigned char r[16];
 	const void *raw = addr->sa_family == AF_INET ? (const void *)&((const struct sockaddr_in *)addr)->sin_addr
 						     : (const void *)&((const struct sockaddr_in6 *)addr)->sin6_addr;
 	inet_ntop(addr->sa_family, raw, host, sizeof host);
+	if (getrandom(r, sizeof r, 0) != sizeof r) return 0;
 	memset(un, 0, sizeof *un);
 	un->sun_family = AF_UNIX;
-	int n = snprintf(un->sun_path + 1, sizeof un->sun_path - 1, POOL_LISTENER_PREFIX "%d/%s/%u/%d.%u",
-			 addr->sa_family == AF_INET ? 4 : 6, host, vport, (int)shim_pid, ++counter);
+	int n = snprintf(un->sun_path + 1, POOL_NAME_MAX + 1, POOL_LISTENER_PREFIX "%d/%s/%u/", addr->sa_family == AF_INET ? 4 : 6,
+			 host, vport);
+	for (size_t i = 0; i < sizeof r; i++) n += snprintf(un->sun_path + 1 + n, POOL_NAME_MAX + 1 - n, "%02x", r[i]);
 	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
+}
+
+/* The channel: a datagram socket bound to a fresh name, told the sender's
+ * credentials with each datagram; its name and inode go into reg. */
+static int channel_socket(const struct sockaddr *addr, uint16_t vport, struct pool_register *reg)
+{
+	struct sockaddr_un self;
+	struct stat st;
+	int one = 1, ch = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (ch < 0) return -1;
+	socklen_t len = 0;
+	for (int tries = 0; tries < 4; tries++)
+		if ((len = channel_name(&self, addr, vport)) && REAL(bind)(ch, (struct sockaddr *)&self, len) == 0) break;
+		else len = 0;
+	if (!len || setsockopt(ch, SOL_SOCKET, SO_PASSCRED, &one, sizeof one) || fstat(ch, &st)) {
+		int err = errno;
+		close(ch);
+		errno = err;
+		return -1;
+	}
+	memcpy(reg->name, self.sun_path + 1, len - offsetof(struct sockaddr_un, sun_path) - 1);
+	reg->ino = st.st_ino;
+	return ch;
+}
+
+#define POOL_ANSWER_S 5
+
+/* Registers reg, with the listening socket fd, with the daemon listening
+ * at daemon: NULL, or why not (in why). The daemon must be of our own user: anyone who
+ * could put a socket there would get our listening socket and our clients. */
+static const char *pool_register(const struct sockaddr_un *daemon, const char *home, uint16_t pub,
+				 struct pool_register *reg, int fd, char *why, size_t cap)
+{
+	struct ucred cr = { 0 };
+	socklen_t crlen = sizeof cr;
+	struct timeval tmo = { POOL_ANSWER_S, 0 };
+	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
+	struct iovec iov = { reg, sizeof *reg };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+	struct pool_reply reply = { -1 };
+	*c = (struct cmsghdr){ .cmsg_len = CMSG_LEN(sizeof(int)), .cmsg_level = SOL_SOCKET, .cmsg_type = SCM_RIGHTS };
+	memcpy(CMSG_DATA(c), &fd, sizeof fd);
+	int r = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (r < 0) return snprintf(why, cap, "socket: %s", strerror(errno)), why;
+	setsockopt(r, SOL_SOCKET, SO_RCVTIMEO, &tmo, sizeof tmo);
+	setsockopt(r, SOL_SOCKET, SO_SNDTIMEO, &tmo, sizeof tmo);
+	if (REAL(connect)(r, (const struct sockaddr *)daemon, sizeof *daemon))
+		snprintf(why, cap, "%s", strerror(errno));
+	else if (REAL(getsockopt)(r, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) || cr.uid != geteuid())
+		snprintf(why, cap, "it is served by pid %d of uid %u, not by a daemon of uid %u: another user can put sockets in %s/" POOL_DIR "; make the home and its folders yours alone (chmod 700)",
+			 (int)cr.pid, (unsigned)cr.uid, (unsigned)geteuid(), home);
+	else if (REAL(sendmsg)(r, &m, MSG_NOSIGNAL) < 0 || (errno = ECONNRESET, REAL(recvfrom)(r, &reply, sizeof reply, 0, NULL, NULL)) != sizeof reply) {
+		if (errno == EAGAIN)
+			snprintf(why, cap, "its daemon, pid %d, does not answer within %d s; see %s/" POOL_DIR "/%u.log", (int)cr.pid,
+				 POOL_ANSWER_S, home, pub);
+		else
+			snprintf(why, cap, "%s", strerror(errno));
+	} else if (reply.status)
+		snprintf(why, cap, "%s", strerror(reply.status));
+	else
+		why = NULL;
+	close(r);
+	return why;
 }
 
 /* Hands the listening socket fd to the pool of public port pub and puts
@@ -436,38 +506,25 @@ static socklen_t channel_name(struct sockaddr_un *un, const struct sockaddr *add
  * listening socket, reachable from inside the application only. */
 static void pool_join(int fd, const struct sockaddr *addr, uint16_t vport, uint16_t sport, uint16_t pub)
 {
-	struct sockaddr_un self, daemon = { .sun_family = AF_UNIX };
-	const char *home = shim_home();
+	struct sockaddr_un daemon = { .sun_family = AF_UNIX };
+	const char *home = shim_home(), *why;
+	char buf[PATH_MAX + 256];
 	if (snprintf(daemon.sun_path, sizeof daemon.sun_path, "%s/" POOL_DIR "/%u.sock", home, pub) >= (int)sizeof daemon.sun_path) {
 		shim_warn("the pool socket path under %s is too long; port %u is not published", home, vport);
 		return;
 	}
-	int ch = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (ch < 0) return;
-	struct timeval tmo = { 5, 0 };
-	setsockopt(ch, SOL_SOCKET, SO_RCVTIMEO, &tmo, sizeof tmo);
-	struct pool_register reg = { POOL_MAGIC, vport, sport, (uint32_t)shim_pid, "" };
+	struct pool_register reg = { POOL_MAGIC, vport, sport, (uint32_t)shim_pid, "", "", 0 };
 	snprintf(reg.aid, sizeof reg.aid, "%s", shim_tables()->aid);
-	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
-	struct iovec iov = { &reg, sizeof reg };
-	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf };
-	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &fd, sizeof fd);
-	struct pool_reply reply = { -1 };
 	int fdflags = REAL(fcntl)(fd, F_GETFD), flflags = REAL(fcntl)(fd, F_GETFL);
-	if (REAL(bind)(ch, (struct sockaddr *)&self, channel_name(&self, addr, vport)) ||
-	    REAL(connect)(ch, (struct sockaddr *)&daemon, sizeof daemon) || REAL(sendmsg)(ch, &m, MSG_NOSIGNAL) < 0 ||
-	    REAL(recvfrom)(ch, &reply, sizeof reply, 0, NULL, NULL) != sizeof reply || reply.status != 0) {
+	int ch = channel_socket(addr, vport, &reg);
+	if (ch < 0) snprintf(buf, sizeof buf, "its socket: %s", strerror(errno)), why = buf;
+	else why = pool_register(&daemon, home, pub, &reg, fd, buf, sizeof buf);
+	if (why) {
 		shim_warn("cannot join the pool of published port %u at %s (%s); virtual port %u is reachable from inside the application only",
-			  pub, daemon.sun_path, reply.status > 0 ? strerror(reply.status) : strerror(errno), vport);
-		REAL(close)(ch);
+			  pub, daemon.sun_path, why, vport);
+		if (ch >= 0) close(ch);
 		return;
 	}
-	tmo.tv_sec = 0;
-	setsockopt(ch, SOL_SOCKET, SO_RCVTIMEO, &tmo, sizeof tmo);
 	REAL(dup3)(ch, fd, fdflags > 0 && (fdflags & FD_CLOEXEC) ? O_CLOEXEC : 0);
 	if (flflags >= 0 && (flflags & O_NONBLOCK)) REAL(fcntl)(fd, F_SETFL, O_NONBLOCK);
 	close(ch);
@@ -499,11 +556,41 @@ SHIM_EXPORT int listen(int fd, int backlog)
 	return rc;
 }
 
-static void ack(int ch, uint64_t seq, int taken)
+/* To the daemon's socket the handoff came from (a new daemon has another). */
+static void ack(int ch, const struct sockaddr_un *to, socklen_t tolen, uint64_t seq, int taken)
 {
 	struct pool_ack a = { seq, (uint32_t)taken, 0 };
-	ssize_t w = send(ch, &a, sizeof a, MSG_DONTWAIT | MSG_NOSIGNAL);
+	ssize_t w = REAL(sendto)(ch, &a, sizeof a, MSG_DONTWAIT | MSG_NOSIGNAL, (const struct sockaddr *)to, tolen);
 	(void)w;
+}
+
+/* One datagram on a channel: 1 and the connection it carries in *conn (-1
+ * if none fit); 0 for a datagram not from a daemon of our own user (anyone
+ * may send to an abstract name), dropped with what it carried; -1 for no
+ * datagram at all (the program shut the socket down). */
+static int take_handoff(struct msghdr *m, ssize_t n, int *conn)
+{
+	struct ucred cr;
+	int creds = 0, nfd = 0;
+	*conn = -1;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c)) {
+		if (c->cmsg_level != SOL_SOCKET) continue;
+		if (c->cmsg_type == SCM_CREDENTIALS && c->cmsg_len >= CMSG_LEN(sizeof cr)) memcpy(&cr, CMSG_DATA(c), sizeof cr), creds = 1;
+		for (size_t off = 0; c->cmsg_type == SCM_RIGHTS && CMSG_LEN(off + sizeof(int)) <= c->cmsg_len; off += sizeof(int), nfd++) {
+			int fd;
+			memcpy(&fd, CMSG_DATA(c) + off, sizeof fd);
+			if (nfd) close(fd);
+			else *conn = fd;
+		}
+	}
+	if (creds && cr.uid == geteuid() && n == sizeof(struct pool_handoff) && nfd <= 1 && !(m->msg_flags & MSG_TRUNC)) return 1;
+	if (!creds && !nfd && n == 0) return -1; /* every datagram carries its sender's credentials */
+	static int told;
+	if (!told++)
+		shim_warn("dropped a message to the pool socket of a published port from pid %d, uid %u: not the pool daemon",
+			  creds ? (int)cr.pid : 0, creds ? (unsigned)cr.uid : 0);
+	if (*conn >= 0) close(*conn);
+	return 0;
 }
 
 /* accept() on a channel: the next connection the pool hands this instance,
@@ -511,24 +598,23 @@ static void ack(int ch, uint64_t seq, int taken)
 static int pool_accept(int ch, struct sockaddr *addr, socklen_t *len, int flags)
 {
 	struct pool_handoff h;
-	char cbuf[CMSG_SPACE(sizeof(int))];
+	struct sockaddr_un from;
+	union { char buf[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(4 * sizeof(int))]; struct cmsghdr align; } cbuf;
 	struct iovec iov = { &h, sizeof h };
-	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf };
-	ssize_t n = REAL(recvmsg)(ch, &m, flags & SOCK_CLOEXEC ? MSG_CMSG_CLOEXEC : 0);
-	if (n < 0) return -1;
-	if (n != sizeof h) {
-		static int told;
-		if (!told++) shim_warn("the pool daemon of a published port is gone; its listening socket accepts no more connections");
-		return shim_fail(EINVAL);
-	}
-	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-	if (!c || c->cmsg_type != SCM_RIGHTS || (m.msg_flags & MSG_CTRUNC)) {
-		ack(ch, h.seq, 0); /* no room for the descriptor: the pool hands it to another */
+	struct msghdr m;
+	ssize_t n;
+	int conn, took;
+	do {
+		m = (struct msghdr){ .msg_name = &from, .msg_namelen = sizeof from, .msg_iov = &iov, .msg_iovlen = 1,
+				     .msg_control = cbuf.buf, .msg_controllen = sizeof cbuf.buf };
+		if ((n = REAL(recvmsg)(ch, &m, flags & SOCK_CLOEXEC ? MSG_CMSG_CLOEXEC : 0)) < 0) return -1;
+	} while (!(took = take_handoff(&m, n, &conn)));
+	if (took < 0) return shim_fail(EINVAL); /* as accept on a listener shut down */
+	if (conn < 0) {
+		ack(ch, &from, m.msg_namelen, h.seq, 0); /* no room for the descriptor: the pool hands it to another */
 		return shim_fail(EMFILE);
 	}
-	int conn;
-	memcpy(&conn, CMSG_DATA(c), sizeof conn);
-	ack(ch, h.seq, 1);
+	ack(ch, &from, m.msg_namelen, h.seq, 1);
 	remember_proto(conn, PORT_PROTO_TCP);
 	if (flags & SOCK_NONBLOCK) REAL(fcntl)(conn, F_SETFL, REAL(fcntl)(conn, F_GETFL) | O_NONBLOCK);
 	if (addr && len) {
@@ -555,7 +641,7 @@ static int accept_as_kernel(int fd, struct sockaddr *addr, socklen_t *len, int f
 		if (cap) to_virtual_addr(c, PORT_PROTO_TCP, addr, cap < *len ? cap : *len, 0);
 		return c;
 	}
-	if (errno == EINVAL && is_channel(fd)) return pool_accept(fd, addr, len, flags);
+	if ((errno == EOPNOTSUPP || errno == EINVAL) && is_channel(fd)) return pool_accept(fd, addr, len, flags);
 	return -1;
 }
 
@@ -645,7 +731,7 @@ SHIM_EXPORT int getsockopt(int fd, int level, int name, void *value, socklen_t *
 	socklen_t alen;
 	int *v = value;
 	if (*len < sizeof(int)) return r;
-	if ((name == SO_TYPE && *v == SOCK_SEQPACKET) || (name == SO_DOMAIN && *v == AF_UNIX) ||
+	if ((name == SO_TYPE && *v == SOCK_DGRAM) || (name == SO_DOMAIN && *v == AF_UNIX) ||
 	    (name == SO_PROTOCOL && *v == 0) || (name == SO_ACCEPTCONN && *v == 0)) {
 		if (!channel_address(fd, &a, &alen)) return r;
 		*v = name == SO_TYPE ? SOCK_STREAM : name == SO_DOMAIN ? a.ss_family : name == SO_PROTOCOL ? IPPROTO_TCP : 1;
