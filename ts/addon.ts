@@ -58,6 +58,10 @@ export interface Addon {
   /** flock(2), retried on EINTR; throws with the errno. */
   flock(fd: number, operation: number): void;
   aidValid(aid: string): boolean;
+  /** What is damaged in the tables file at path (native/core/tablecheck.h), or null when it
+   * is sound: whole walks every page, else the header and root pages only. Throws with the
+   * errno when the file cannot be read. */
+  checkTables(path: string, whole: boolean): string | null;
   /** Call inside a write transaction; returns what it removed, or null. */
   recoverInflight(home: string, isMapped: (type: number, srid: number) => boolean): string | null;
 

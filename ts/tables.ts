@@ -1,5 +1,5 @@
 import { randomInt } from 'node:crypto';
-import { closeSync, constants, existsSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, existsSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase, type RootDatabaseOptionsWithPath } from 'lmdb';
 import { AppshotError, EXIT, errnoText } from './errors.js';
@@ -100,44 +100,20 @@ export function openTables(home: string, opts: { create?: boolean } = {}): Table
   }
 }
 
-const LMDB_MAGIC = 0xbeefc0de;
-const LMDB_DATA_VERSION = 2;
-
 /**
- * LMDB maps the data file and trusts it: a file cut short faults the
- * process (SIGBUS) when a page past its end is read, and a damaged header
- * makes the open fail obscurely. Its two meta pages (in the lmdb package's
- * LMDB: a 24-byte page header, then magic u32, version u32, address 8, map
- * size 8, two 48-byte database records (the first starts with the page
- * size; each ends with its root page number), the last page number 8, the
- * transaction id 8) say what the file must hold: the root pages at least
- * (the last page number may lie past the end: pages a transaction took and
- * freed are never written). Checked
- * here, under the open lock, so no commit is torn under the read.
+ * LMDB has no page checksums and follows every page number and offset it
+ * reads: a damaged page makes Node's lmdb read outside its map (SIGSEGV,
+ * SIGBUS) or abort. Every page reachable from the file's header is checked
+ * once here (native/core/tablecheck.c), under the open lock, so no commit
+ * is torn under the walk, before lmdb reads any of them.
  */
 function checkDataFile(path: string): void {
-  const damaged = (why: string) =>
-    new AppshotError(`the tables at ${path} are damaged: ${why}; nothing was changed. Move the file aside (appshot starts new tables) or restore it from a backup`, EXIT.home);
-  const fd = openSync(path, constants.O_RDONLY);
-  try {
-    const size = fstatSync(fd).size;
-    const head = Buffer.alloc(8192);
-    const got = readSync(fd, head, 0, head.length, 0);
-    const meta = (at: number) => {
-      if (at + 160 > got || head.readUInt32LE(at + 24) !== LMDB_MAGIC) return undefined;
-      const roots = [head.readBigUInt64LE(at + 88), head.readBigUInt64LE(at + 136)].filter((r) => r !== 0xffffffffffffffffn);
-      return { version: head.readUInt32LE(at + 28), psize: head.readUInt32LE(at + 48), lastRoot: Math.max(1, ...roots.map(Number)), txnid: head.readBigUInt64LE(at + 152) };
-    };
-    const first = meta(0);
-    if (!first) throw damaged('it is not an LMDB file (no valid header)');
-    const second = first.psize >= 512 && first.psize <= 4096 ? meta(first.psize) : undefined;
-    const newest = second && second.txnid > first.txnid ? second : first;
-    if (newest.version !== LMDB_DATA_VERSION) throw damaged(`its data format is ${newest.version}, not LMDB's ${LMDB_DATA_VERSION}`);
-    const needed = (newest.lastRoot + 1) * newest.psize;
-    if (size < needed) throw damaged(`it is truncated: ${size} bytes, where its pages need ${needed}`);
-  } finally {
-    closeSync(fd);
-  }
+  const why = addon().checkTables(path, true);
+  if (why !== null) throw damagedTables(path, why);
+}
+
+export function damagedTables(path: string, why: string): AppshotError {
+  return new AppshotError(`the tables at ${path} are damaged: ${why}; nothing was changed. Move the file aside (appshot starts new tables) or restore it from a backup`, EXIT.home);
 }
 
 const metaKey = (name: string) => Buffer.from(name, 'latin1');

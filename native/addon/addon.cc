@@ -23,6 +23,7 @@
 extern "C" {
 #include "../../tables/schema.h"
 #include "../core/inflight.h"
+#include "../core/tablecheck.h"
 #include "../core/snapshot.h"
 }
 
@@ -148,6 +149,19 @@ Napi::Value Flock(const Napi::CallbackInfo &info)
 	while (flock(fd, op) != 0)
 		if (errno != EINTR) throw sys_error(info.Env(), "flock", errno);
 	return info.Env().Undefined();
+}
+
+// checkTables(path, whole): null when the tables file is sound, else what
+// is damaged in it; throws with the errno when it cannot be read. Node's
+// lmdb follows every page number in the file, so this runs before it opens.
+Napi::Value CheckTables(const Napi::CallbackInfo &info)
+{
+	std::string path = info[0].As<Napi::String>().Utf8Value();
+	char why[256] = "";
+	int rc = tablecheck_file(path.c_str(), info[1].ToBoolean() ? TABLECHECK_ALL : TABLECHECK_TOP, why, sizeof why);
+	if (rc == TABLECHECK_DAMAGED) return Napi::String::New(info.Env(), why);
+	if (rc) throw sys_error(info.Env(), "cannot read " + path, rc);
+	return info.Env().Null();
 }
 
 Napi::Value PortId(const Napi::CallbackInfo &info)
@@ -591,6 +605,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports)
 	exports.Set("pathVal", Napi::Function::New(env, PathVal));
 	exports.Set("portId", Napi::Function::New(env, PortId));
 	exports.Set("flock", Napi::Function::New(env, Flock));
+	exports.Set("checkTables", Napi::Function::New(env, CheckTables));
 	exports.Set("aidValid", Napi::Function::New(env, AidValid));
 	exports.Set("recoverInflight", Napi::Function::New(env, RecoverInflight));
 	exports.Set("crc32c", Napi::Function::New(env, Crc32c));

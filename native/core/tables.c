@@ -1,4 +1,5 @@
 #include "tables.h"
+#include "tablecheck.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -101,9 +102,12 @@ int tables_open_env(struct tables *t, const char *home, char *err, size_t errlen
 		return rc;
 	}
 	rc = mdb_env_open(t->env, t->path, MDB_NOSUBDIR | MDB_NOSYNC | MDB_NOTLS, 0600);
+	char why[256];
+	int check = rc ? 0 : tablecheck_env(t->env, TABLECHECK_TOP, why, sizeof why);
 	flock_retry(t->lock_fd, LOCK_UN);
-	if (rc) {
-		fail(err, errlen, rc, "cannot open tables at %s: %s", t->path, mdb_cause(rc));
+	if (rc || check) {
+		if (check) fail(err, errlen, rc = EBADMSG, "the tables at %s are damaged: %s; move the file aside or restore it from a backup", t->path, why);
+		else fail(err, errlen, rc, "cannot open tables at %s: %s", t->path, mdb_cause(rc));
 		tables_close(t);
 		return rc;
 	}
