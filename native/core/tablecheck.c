@@ -100,6 +100,7 @@ struct walk {
 	const uint8_t *map;
 	unsigned psize;
 	uint64_t last; /* the last page that may be read: in the file and <= the meta's last page */
+	uint64_t meta_last; /* the meta's last page: free pages may lie past the file's end */
 	enum tablecheck_scope scope;
 	uint8_t *seen; /* a bit per page, TABLECHECK_ALL only: no page is reached twice */
 	char *err;
@@ -150,14 +151,22 @@ static int claim(struct walk *w, const struct tree *t, uint64_t pgno, const char
 	return 0;
 }
 
-/* A free-page list record: a count, then that many page numbers. */
+/* A free-page list record of the lmdb package's LMDB: a count, then that
+ * many entries, each a page number, 0 (a slot kept free for growth), or
+ * -N followed by the last page number of a block of N pages. */
 static int check_idl(struct walk *w, const struct tree *t, uint64_t pgno, const uint8_t *d, size_t size)
 {
 	if (size < 8 || size % 8 || (u64(d) + 1) > size / 8)
 		return damaged(w, t, pgno, "holds a free-page record whose count does not fit its size");
 	for (uint64_t i = 1, n = u64(d); i <= n; i++) {
-		uint64_t free_pg = u64(d + i * 8);
-		if (free_pg < NUM_METAS || free_pg > w->last + 1 + (w->last >> 1) + 1024)
+		int64_t entry = (int64_t)u64(d + i * 8), block = 1;
+		if (entry == 0) continue;
+		if (entry < 0) {
+			block = -entry;
+			if (++i > n) return damaged(w, t, pgno, "holds a free-page block with no page number");
+			entry = (int64_t)u64(d + i * 8);
+		}
+		if (entry < (int64_t)NUM_METAS || (uint64_t)entry > w->meta_last || entry - block + 1 < (int64_t)NUM_METAS)
 			return damaged(w, t, pgno, "lists a free page that is not a page of the file");
 	}
 	return 0;
@@ -312,7 +321,7 @@ int tablecheck_map(const void *map, size_t size, enum tablecheck_scope scope, ch
 {
 	const uint8_t *meta = pick_meta(map, size, err, errlen);
 	if (!meta) return TABLECHECK_DAMAGED;
-	struct walk w = { map, u32(meta + 48), u64(meta + 144), scope, NULL, err, errlen };
+	struct walk w = { map, u32(meta + 48), u64(meta + 144), u64(meta + 144), scope, NULL, err, errlen };
 	uint64_t in_file = size / w.psize;
 	if (in_file < NUM_METAS + 1 && u64(meta + 136) != P_INVALID) {
 		snprintf(err, errlen, "it is truncated: %zu bytes", size);

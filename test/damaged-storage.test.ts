@@ -1,0 +1,132 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { copyFileSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { addon } from '../ts/addon.js';
+import { CLI_PATH, builtProgram } from '../ts/paths.js';
+import * as S from '../tables/schema.js';
+import { SEMTOOL, appshot, appshotAsync, makeHome, waitFor } from './helpers.js';
+
+const PAGE = 4096;
+
+/** A stack trace, or an error Node threw that no one caught. */
+const TRACE = /\n\s+at |RangeError|TypeError|internal error/;
+
+/** Runs the appshot command without blocking the event loop, so the
+ * commands of one case run side by side. */
+function appshotLater(home: string, args: string[]): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {
+  const env = { ...process.env, APPSHOT_HOME: home };
+  delete env.APPSHOT_AID;
+  delete env.LD_PRELOAD;
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI_PATH, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+}
+
+/** A deterministic generator: the same damage on every run. */
+function lcg(seed: number): () => number {
+  return () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
+}
+
+describe('a damaged tables file', () => {
+  it('bytes flipped in data pages: every command works or refuses with exit 4 "damaged"; none dies of a signal or prints a stack trace', async () => {
+    const base = makeHome();
+    expect(appshot(base, ['run', '--', 'true']).code).toBe(0);
+    // 1,000 rows over five kept applications: a tree of several levels.
+    expect(spawnSync(builtProgram('tablefill'), [base, '5', '200']).status).toBe(0);
+    const good = readFileSync(join(base, S.TABLES_FILE));
+    const rows = JSON.parse(appshot(base, ['tables', '--json']).stdout).length;
+    expect(rows).toBeGreaterThanOrEqual(1000);
+    const pages = good.length / PAGE;
+    const rnd = lcg(14);
+    let refused = 0;
+    for (let i = 0; i < 40; i++) {
+      // Pages 0 and 1 are the header pages (checked since before).
+      const page = 2 + Math.floor(rnd() * (pages - 2));
+      const bad = Buffer.from(good);
+      const flips = 1 + Math.floor(rnd() * 8);
+      for (let j = 0; j < flips; j++) bad[page * PAGE + Math.floor(rnd() * PAGE)] ^= 1 + Math.floor(rnd() * 255);
+      const commands = [['tables', '--json'], ['tables', '--verify'], ['gc'], ['run', '--', 'true']];
+      // Each command on its own copy: what one writes cannot hide the damage from another.
+      const results = await Promise.all(
+        commands.map((args) => {
+          const home = makeHome();
+          writeFileSync(join(home, S.TABLES_FILE), bad, { mode: 0o600 });
+          return appshotLater(home, args);
+        }),
+      );
+      results.forEach((r, k) => {
+        const what = `case ${i} (page ${page}): appshot ${commands[k].join(' ')}: ${r.stderr}`;
+        expect(r.signal, what).toBeNull();
+        expect(r.stderr, what).not.toMatch(TRACE);
+        if (r.code === 4) expect(r.stderr, what).toMatch(/appshot: the tables at .*tables\.mdb are damaged: page \d+ .*; .*(Move the file aside|move the file aside)/);
+        // --verify: 5 for the made-up system IDs tablefill writes, which no kernel object has.
+        else expect(r.code, what).toBe(k === 1 ? 5 : 0);
+        if (k === 0 && r.code === 0) expect(JSON.parse(r.stdout).length, what).toBe(rows);
+      });
+      // The check is all or nothing: every command saw the same file.
+      expect(new Set(results.map((r) => r.code === 4)).size).toBe(1);
+      if (results[0].code === 4) refused++;
+    }
+    // Damage LMDB would have followed (without the check: SIGSEGV, SIGBUS, abort) was found.
+    expect(refused).toBeGreaterThan(10);
+  }, 300_000);
+
+  it('the shim refuses a damaged file it opens (exit 125, "damaged"), and a program already running is not touched', async () => {
+    const home = makeHome();
+    const app = appshotAsync(home, ['run', '--aid', 'victim', '--', SEMTOOL, 'get', '0x5e7001', '1', 'c', 'pid', 'sleep', '100000']);
+    await waitFor(app.out, /pid/);
+    // The root page of the list of databases: its page number is in the header.
+    const file = join(home, S.TABLES_FILE);
+    const before = readFileSync(file);
+    const meta = (at: number) => ({ txnid: before.readBigUInt64LE(at + 152), mainRoot: Number(before.readBigUInt64LE(at + 136)) });
+    const newest = meta(0).txnid > meta(PAGE).txnid ? meta(0) : meta(PAGE);
+    const damaged = Buffer.from(before);
+    damaged.writeUInt16LE(0xfff0, newest.mainRoot * PAGE + 20); // its lower bound past its upper
+    writeFileSync(file, damaged);
+    const joined = spawnSync(SEMTOOL, ['pid'], {
+      env: { ...process.env, APPSHOT_AID: 'victim', APPSHOT_HOME: home, LD_PRELOAD: builtProgram('libappshot.so') },
+      encoding: 'utf8',
+    });
+    expect(joined.signal).toBeNull();
+    expect(joined.status).toBe(125);
+    expect(joined.stderr).toMatch(/appshot: the tables at .*tables\.mdb are damaged: page \d+ \(the list of databases\)/);
+    writeFileSync(file, before);
+    app.child.kill('SIGTERM');
+    const r = await app.done;
+    expect(r.signal).toBeNull();
+    expect(r.stderr).not.toMatch(TRACE);
+  });
+});
+
+describe('a snapshot with oversized lengths', () => {
+  it('a JSON section declared longer than 4 GiB in a sparse file is "damaged", exit 5, not a failed allocation', () => {
+    const home = makeHome();
+    expect(appshot(home, ['run', '--aid', 'small', '--keep', '--', SEMTOOL, 'get', '0x5e7002', '1', 'c']).code).toBe(0);
+    const file = join(home, 'small.snap');
+    expect(appshot(home, ['snapshot', 'small', '-o', file, '--stop']).code).toBe(0);
+    // The first section (meta) starts after the 16-byte file header: its
+    // length is a u64 at 8, the header's own crc32c at 20 covers bytes 0-19.
+    const bad = join(home, 'oversized.snap');
+    copyFileSync(file, bad);
+    const b = readFileSync(bad);
+    const at = 16;
+    b.writeBigUInt64BE(5n * 2n ** 30n, at + 8);
+    b.writeUInt32BE(addon().crc32c(b.subarray(at, at + 20)) >>> 0, at + 20);
+    writeFileSync(bad, b);
+    truncateSync(bad, 6 * 2 ** 30); // sparse: the declared bytes "are there"
+    expect(statSync(bad).blocks * 512).toBeLessThan(2 ** 20);
+    for (const args of [['snapshot', 'inspect', bad], ['restore', bad, '--aid', 'big']]) {
+      const r = appshot(home, args);
+      expect(r.signal, args[0]).toBeNull();
+      expect(r.stderr, args[0]).not.toMatch(TRACE);
+      expect(r.stderr, args[0]).toMatch(/appshot: .*oversized\.snap is not a usable snapshot: section 1 \(meta\) at byte 16 declares 5368709120 bytes/);
+      expect(r.code, args[0]).toBe(5);
+    }
+  });
+});
