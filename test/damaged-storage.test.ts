@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { addon } from '../ts/addon.js';
@@ -101,6 +101,41 @@ describe('a damaged tables file', () => {
     const r = await app.done;
     expect(r.signal).toBeNull();
     expect(r.stderr).not.toMatch(TRACE);
+  });
+});
+
+/** Whether this run may mount a filesystem in a mount namespace of its own. */
+function canMount(): boolean {
+  return spawnSync('unshare', ['--mount', 'sh', '-c', 'mount -t tmpfs -o size=64k tmpfs /mnt'], { stdio: 'ignore' }).status === 0;
+}
+
+describe('a new home on a full disk', () => {
+  it.skipIf(!canMount())('run says "no space", exit 4, and leaves nothing half-made; with room again the same home works', () => {
+    const dir = makeHome();
+    mkdirSync(join(dir, 'full'));
+    // A 64 KiB filesystem, mounted in a mount namespace of this script's own.
+    const script = `set -e
+mount -t tmpfs -o size=64k tmpfs "$1/full"
+export APPSHOT_HOME="$1/full/home"
+step() { name=$1; shift; set +e; "$@" >"$D/$name.out" 2>"$D/$name.err"; echo $? >"$D/$name.code"; set -e; }
+D=$1
+step run node "$2" run -- true
+ls -A "$APPSHOT_HOME" >"$D/left"
+step tables node "$2" tables
+mount -o remount,size=4m "$1/full"
+step again node "$2" run -- true
+`;
+    const r = spawnSync('unshare', ['--mount', 'sh', '-c', script, 'sh', dir, CLI_PATH], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    const read = (name: string) => readFileSync(join(dir, name), 'utf8');
+    // Before: SIGSEGV or SIGBUS (exit 139/135) with no message, or a shim error and exit 0.
+    expect(read('run.code').trim(), read('run.err')).toBe('4');
+    expect(read('run.err')).toMatch(/^appshot: cannot make new tables in .*full\/home: No space left on device .*nothing was made\. Free some space there/);
+    expect(read('run.err')).not.toMatch(TRACE);
+    expect(read('left').split('\n').filter(Boolean)).toEqual(['open.lock']); // an empty lock file, nothing else
+    expect(read('tables.code').trim()).toBe('4');
+    expect(read('tables.err')).toMatch(/no tables at .*nothing has run under this APPSHOT_HOME yet/);
+    expect(read('again.code').trim(), read('again.err')).toBe('0');
   });
 });
 

@@ -62,6 +62,11 @@ export interface Addon {
    * is sound: whole walks every page, else the header and root pages only. Throws with the
    * errno when the file cannot be read. */
   checkTables(path: string, whole: boolean): string | null;
+  /** Makes the files of new tables under home with their first blocks allocated
+   * (native/core/tablespace.h); throws (code 'ENOSPC' on a full disk) having removed what it made. */
+  reserveTables(home: string): void;
+  /** Removes what reserveTables made. */
+  unreserveTables(home: string): void;
   /** Call inside a write transaction; returns what it removed, or null. */
   recoverInflight(home: string, isMapped: (type: number, srid: number) => boolean): string | null;
 

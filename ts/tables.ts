@@ -1,5 +1,5 @@
 import { randomInt } from 'node:crypto';
-import { closeSync, constants, existsSync, openSync } from 'node:fs';
+import { closeSync, constants, openSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase, type RootDatabaseOptionsWithPath } from 'lmdb';
 import { AppshotError, EXIT, errnoText } from './errors.js';
@@ -64,39 +64,94 @@ function withOpenLock<T>(home: string, operation: number, fn: () => T): T {
 
 /** A synchronous write transaction, under the open lock held shared. */
 export function writeTxn<T>(t: Tables, fn: () => T): T {
-  return withOpenLock(t.home, LOCK_SH, () => t.env.transactionSync(fn));
+  try {
+    return withOpenLock(t.home, LOCK_SH, () => t.env.transactionSync(fn));
+  } catch (err) {
+    if (noSpace(err)) throw new AppshotError(`cannot write the tables at ${t.path}: no space left on its filesystem; nothing was written. ${FREE_SPACE}`, EXIT.home);
+    throw err;
+  }
+}
+
+const FREE_SPACE = 'Free some space there, or set APPSHOT_HOME to a directory on another filesystem';
+
+function noSpace(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException)?.code === 'ENOSPC' || /No space left on device/.test(String((err as Error)?.message ?? err));
+}
+
+/** Whether the tables at path are yet to be made: no file, or the empty
+ * one a reservation left (LMDB sets an empty file up as new tables). */
+function unmade(path: string): boolean {
+  try {
+    return statSync(path).size === 0;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return true;
+    throw err;
+  }
 }
 
 export function openTables(home: string, opts: { create?: boolean } = {}): Tables {
   const path = join(home, S.TABLES_FILE);
-  if (!opts.create && !existsSync(path))
-    throw new AppshotError(`no tables at ${path}; nothing has run under this APPSHOT_HOME yet`, EXIT.home);
+  const none = () => new AppshotError(`no tables at ${path}; nothing has run under this APPSHOT_HOME yet`, EXIT.home);
+  if (!opts.create && unmade(path)) throw none();
   try {
     // Opening the named databases and the first meta rows write too: all
     // of it under the exclusive lock.
     return withOpenLock(home, LOCK_EX, () => {
-      if (existsSync(path)) checkDataFile(path);
-      const env = open<Buffer, Buffer>(envOptions(path));
-      const db = (name: string) => env.openDB<Buffer, Buffer>({ name, ...binary });
-      const t: Tables = {
-        home,
-        path,
-        node: 0,
-        env,
-        meta: db(S.DB.meta),
-        apps: db(S.DB.apps),
-        fwd: db(S.DB.fwd),
-        rev: db(S.DB.rev),
-        alloc: db(S.DB.alloc),
-        procs: db(S.DB.procs),
-        paths: db(S.DB.paths),
-      };
-      t.node = env.transactionSync(() => initMeta(t));
-      return t;
+      const fresh = unmade(path);
+      if (fresh && !opts.create) throw none();
+      if (!fresh) return openEnv(home, path);
+      reserveTables(home);
+      try {
+        return openEnv(home, path);
+      } catch (err) {
+        addon().unreserveTables(home); // nothing half-made is left
+        throw err;
+      }
     });
   } catch (err) {
     if (err instanceof AppshotError) throw err;
+    if (noSpace(err)) throw new AppshotError(`cannot make the tables at ${path}: no space left on its filesystem; nothing was made. ${FREE_SPACE}`, EXIT.home);
     throw new AppshotError(`cannot open tables at ${path}: ${errnoText(err)}; check that APPSHOT_HOME is writable`, EXIT.home);
+  }
+}
+
+/** The first blocks of new tables, taken before LMDB maps anything
+ * (native/core/tablespace.h): on a full disk, a message and nothing made
+ * rather than SIGBUS. */
+function reserveTables(home: string): void {
+  try {
+    addon().reserveTables(home);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new AppshotError(`${e.message}; nothing was made. ${e.code === 'ENOSPC' ? FREE_SPACE : 'Check that APPSHOT_HOME is writable'}`, EXIT.home);
+  }
+}
+
+/** Opens the environment at path (checked first unless it is new) with
+ * its named databases and meta rows; closes it again if any of that fails. */
+function openEnv(home: string, path: string): Tables {
+  if (statSync(path).size > 0) checkDataFile(path);
+  const env = open<Buffer, Buffer>(envOptions(path));
+  try {
+    const db = (name: string) => env.openDB<Buffer, Buffer>({ name, ...binary });
+    const t: Tables = {
+      home,
+      path,
+      node: 0,
+      env,
+      meta: db(S.DB.meta),
+      apps: db(S.DB.apps),
+      fwd: db(S.DB.fwd),
+      rev: db(S.DB.rev),
+      alloc: db(S.DB.alloc),
+      procs: db(S.DB.procs),
+      paths: db(S.DB.paths),
+    };
+    t.node = env.transactionSync(() => initMeta(t));
+    return t;
+  } catch (err) {
+    env.close();
+    throw err;
   }
 }
 

@@ -24,6 +24,7 @@ extern "C" {
 #include "../../tables/schema.h"
 #include "../core/inflight.h"
 #include "../core/tablecheck.h"
+#include "../core/tablespace.h"
 #include "../core/snapshot.h"
 }
 
@@ -162,6 +163,28 @@ Napi::Value CheckTables(const Napi::CallbackInfo &info)
 	if (rc == TABLECHECK_DAMAGED) return Napi::String::New(info.Env(), why);
 	if (rc) throw sys_error(info.Env(), "cannot read " + path, rc);
 	return info.Env().Null();
+}
+
+// reserveTables(home): the files of new tables, their first blocks
+// allocated (native/core/tablespace.h); throws with the errno (ENOSPC on a
+// full disk) having removed what it made. unreserveTables(home) removes them.
+Napi::Value ReserveTables(const Napi::CallbackInfo &info)
+{
+	std::string home = info[0].As<Napi::String>().Utf8Value();
+	char why[512] = "";
+	int rc = tables_reserve(home.c_str(), why, sizeof why);
+	if (rc) {
+		Napi::Error e = Napi::Error::New(info.Env(), why);
+		if (const char *name = strerrorname_np(rc)) e.Set("code", name);
+		throw e;
+	}
+	return info.Env().Undefined();
+}
+
+Napi::Value UnreserveTables(const Napi::CallbackInfo &info)
+{
+	tables_unreserve(info[0].As<Napi::String>().Utf8Value().c_str());
+	return info.Env().Undefined();
 }
 
 Napi::Value PortId(const Napi::CallbackInfo &info)
@@ -606,6 +629,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports)
 	exports.Set("portId", Napi::Function::New(env, PortId));
 	exports.Set("flock", Napi::Function::New(env, Flock));
 	exports.Set("checkTables", Napi::Function::New(env, CheckTables));
+	exports.Set("reserveTables", Napi::Function::New(env, ReserveTables));
+	exports.Set("unreserveTables", Napi::Function::New(env, UnreserveTables));
 	exports.Set("aidValid", Napi::Function::New(env, AidValid));
 	exports.Set("recoverInflight", Napi::Function::New(env, RecoverInflight));
 	exports.Set("crc32c", Napi::Function::New(env, Crc32c));
