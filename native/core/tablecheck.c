@@ -246,11 +246,13 @@ static int walk_page(struct walk *w, const struct tree *t, uint64_t pgno, unsign
 		/* A branch's first key is never compared: it stands for everything below the second. */
 		if (!leaf && i == 0) continue;
 		if (t->intkey && k.size != 8) return damaged(w, t, pgno, "has a key that is not a transaction id");
-		if ((prev.data && key_cmp(t, prev, k) >= 0) || (lo.data && key_cmp(t, k, lo) < 0) ||
-		    (hi.data && key_cmp(t, k, hi) >= 0))
+		/* In order after the previous key, and, the first, not below the
+		 * parent's bound (the page's keys in order then stay above it). */
+		if (prev.data ? key_cmp(t, prev, k) >= 0 : lo.data && key_cmp(t, k, lo) < 0)
 			return damaged(w, t, pgno, "has keys out of order");
 		prev = k;
 	}
+	if (prev.data && hi.data && key_cmp(t, prev, hi) >= 0) return damaged(w, t, pgno, "has keys out of order");
 	if (leaf || w->scope != TABLECHECK_ALL) return 0;
 	for (unsigned i = 0; i < n; i++) {
 		const uint8_t *node = p + PAGEHDRSZ + u16(p + PAGEHDRSZ + 2 * i);
