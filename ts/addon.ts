@@ -65,6 +65,10 @@ export interface Addon {
   /** Makes the files of new tables under home with their first blocks allocated
    * (native/core/tablespace.h); throws (code 'ENOSPC' on a full disk) having removed what it made. */
   reserveTables(home: string): void;
+  /** LMDB's lock file at path checked (native/core/lockcheck.h), garbage reader slots cleared:
+   * null when sound (or, without fd, unused: LMDB rebuilds it at open). Without fd only before
+   * this process opens the environment; with fd, through lmdb's own descriptor of it. */
+  checkLock(path: string, fd?: number): { repaired: string } | { damaged: string } | null;
   /** Removes what reserveTables made. */
   unreserveTables(home: string): void;
   /** Call inside a write transaction; returns what it removed, or null. */

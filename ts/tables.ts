@@ -1,5 +1,5 @@
 import { randomInt } from 'node:crypto';
-import { closeSync, constants, openSync, statSync } from 'node:fs';
+import { closeSync, constants, openSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase, type RootDatabaseOptionsWithPath } from 'lmdb';
 import { AppshotError, EXIT, errnoText } from './errors.js';
@@ -131,6 +131,7 @@ function reserveTables(home: string): void {
  * its named databases and meta rows; closes it again if any of that fails. */
 function openEnv(home: string, path: string): Tables {
   if (statSync(path).size > 0) checkDataFile(path);
+  checkLockFile(`${path}-lock`, home);
   const env = open<Buffer, Buffer>(envOptions(path));
   try {
     const db = (name: string) => env.openDB<Buffer, Buffer>({ name, ...binary });
@@ -165,6 +166,49 @@ function openEnv(home: string, path: string): Tables {
 function checkDataFile(path: string): void {
   const why = addon().checkTables(path, true);
   if (why !== null) throw damagedTables(path, why);
+}
+
+/** LMDB's lock file, before lmdb maps it: garbage reader slots (a
+ * program's stray write) are cleared; a garbage header while other
+ * processes use it is refused, where lmdb would abort on its lock. */
+function checkLockFile(lockPath: string, home: string): void {
+  const r = addon().checkLock(lockPath);
+  if (r && 'damaged' in r) throw new AppshotError(`${r.damaged}; nothing was changed. End the applications using ${home}, then run again (LMDB rebuilds the file when no one uses it)`, EXIT.home);
+  if (r) process.stderr.write(`appshot: ${r.repaired}\n`);
+}
+
+/**
+ * For a harness whose application has ended, before it cleans up: a program
+ * of the application may have written into LMDB's lock file (its mapping is
+ * in every process), and lmdb aborts the process on a garbage write lock.
+ * Checked through lmdb's own descriptor (closing another would drop lmdb's
+ * locks); with its header damaged, this process lets go of the tables and
+ * opens them again, and LMDB, then the only opener, rebuilds the file.
+ */
+export function healLock(t: Tables): void {
+  const lockPath = `${t.path}-lock`;
+  const fd = descriptorOf(lockPath);
+  const r = fd === undefined ? null : addon().checkLock(lockPath, fd);
+  if (!r) return;
+  if ('repaired' in r) {
+    process.stderr.write(`appshot: ${r.repaired}\n`);
+    return;
+  }
+  process.stderr.write(`appshot: ${r.damaged}; opening the tables again\n`);
+  t.env.close();
+  Object.assign(t, openTables(t.home));
+}
+
+/** This process's descriptor of path, found without opening it. */
+function descriptorOf(path: string): number | undefined {
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${fd}`) === path) return Number(fd);
+    } catch {
+      /* closed meanwhile */
+    }
+  }
+  return undefined;
 }
 
 export function damagedTables(path: string, why: string): AppshotError {

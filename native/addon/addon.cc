@@ -25,6 +25,7 @@ extern "C" {
 #include "../core/inflight.h"
 #include "../core/tablecheck.h"
 #include "../core/tablespace.h"
+#include "../core/lockcheck.h"
 #include "../core/snapshot.h"
 }
 
@@ -185,6 +186,26 @@ Napi::Value UnreserveTables(const Napi::CallbackInfo &info)
 {
 	tables_unreserve(info[0].As<Napi::String>().Utf8Value().c_str());
 	return info.Env().Undefined();
+}
+
+// checkLock(path[, fd]): null when LMDB's lock file at path is sound (or,
+// without fd, unused and so rebuilt by LMDB at open), { repaired: what }
+// when garbage reader slots were cleared, { damaged: what } when its header
+// is garbage; throws with the errno. Without fd, only before this process
+// opens the environment (closing a descriptor would drop its LMDB locks).
+Napi::Value CheckLock(const Napi::CallbackInfo &info)
+{
+	Napi::Env env = info.Env();
+	std::string path = info[0].As<Napi::String>().Utf8Value();
+	char what[512] = "";
+	int rc = info.Length() > 1 && info[1].IsNumber()
+			 ? lockcheck_fd(info[1].As<Napi::Number>().Int32Value(), path.c_str(), what, sizeof what)
+			 : lockcheck_file(path.c_str(), what, sizeof what);
+	if (rc == LOCKCHECK_OK) return env.Null();
+	if (rc > LOCKCHECK_REPAIRED) throw sys_error(env, "cannot check " + path, rc);
+	Napi::Object r = Napi::Object::New(env);
+	r.Set(rc == LOCKCHECK_REPAIRED ? "repaired" : "damaged", what);
+	return r;
 }
 
 Napi::Value PortId(const Napi::CallbackInfo &info)
@@ -630,6 +651,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports)
 	exports.Set("flock", Napi::Function::New(env, Flock));
 	exports.Set("checkTables", Napi::Function::New(env, CheckTables));
 	exports.Set("reserveTables", Napi::Function::New(env, ReserveTables));
+	exports.Set("checkLock", Napi::Function::New(env, CheckLock));
 	exports.Set("unreserveTables", Napi::Function::New(env, UnreserveTables));
 	exports.Set("aidValid", Napi::Function::New(env, AidValid));
 	exports.Set("recoverInflight", Napi::Function::New(env, RecoverInflight));

@@ -1,4 +1,5 @@
 #include "inflight.h"
+#include "guardmap.h"
 #include "../../tables/schema.h"
 
 #include <errno.h>
@@ -38,7 +39,7 @@ int inflight_open(struct inflight_file *f, const char *home)
 		close(fd);
 		return e;
 	}
-	void *p = mmap(NULL, sizeof(struct inflight_rec), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	void *p = appshot_guarded_mmap(NULL, sizeof(struct inflight_rec), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	e = errno;
 	close(fd);
 	if (p == MAP_FAILED) return e;
@@ -48,7 +49,7 @@ int inflight_open(struct inflight_file *f, const char *home)
 
 void inflight_close(struct inflight_file *f)
 {
-	if (f->rec) munmap(f->rec, sizeof(struct inflight_rec));
+	if (f->rec) appshot_guarded_munmap(f->rec, sizeof(struct inflight_rec));
 	f->rec = NULL;
 }
 

@@ -1,5 +1,6 @@
 #include "tables.h"
 #include "tablecheck.h"
+#include "lockcheck.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -101,8 +102,15 @@ int tables_open_env(struct tables *t, const char *home, char *err, size_t errlen
 		tables_close(t);
 		return rc;
 	}
+	char why[512], lockpath[sizeof t->path + 8];
+	snprintf(lockpath, sizeof lockpath, "%s-lock", t->path);
+	if (lockcheck_file(lockpath, why, sizeof why) == LOCKCHECK_DAMAGED) {
+		flock_retry(t->lock_fd, LOCK_UN);
+		fail(err, errlen, rc = EBADMSG, "%s; end the applications using %s, then run again", why, home);
+		tables_close(t);
+		return rc;
+	}
 	rc = mdb_env_open(t->env, t->path, MDB_NOSUBDIR | MDB_NOSYNC | MDB_NOTLS, 0600);
-	char why[256];
 	int check = rc ? 0 : tablecheck_env(t->env, TABLECHECK_TOP, why, sizeof why);
 	flock_retry(t->lock_fd, LOCK_UN);
 	if (rc || check) {
