@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { addon } from '../ts/addon.js';
 import { CLI_PATH, builtProgram } from '../ts/paths.js';
 import * as S from '../tables/schema.js';
-import { SEMTOOL, appshot, appshotAsync, makeHome, waitFor } from './helpers.js';
+import { SEMTOOL, SHMTOOL, appshot, appshotAsync, makeHome, waitFor } from './helpers.js';
 
 const PAGE = 4096;
 
@@ -101,6 +101,99 @@ describe('a damaged tables file', () => {
     const r = await app.done;
     expect(r.signal).toBeNull();
     expect(r.stderr).not.toMatch(TRACE);
+  });
+});
+
+/** Writes bytes over part of a file in place, as a stray write through its mapping would. */
+function scribble(file: string, at: number, length: number): void {
+  const b = readFileSync(file);
+  b.fill(0x41, at, at + length); // 'A', as in the reader pid 1094795585 of the report
+  writeFileSync(file, b);
+}
+
+/** The reader slots LMDB's lock file counts in use (native/core/lockcheck.c has the layout). */
+function readerPids(home: string): number[] {
+  const b = readFileSync(join(home, `${S.TABLES_FILE}-lock`));
+  return Array.from({ length: b.readUInt32LE(16) }, (_, i) => b.readUInt32LE(208 + i * 64 + 8));
+}
+
+describe("a program's stray write", () => {
+  it("a segment overrun by 1 MiB next to appshot's mapping of LMDB's lock file hurts only the program: the harness ends cleanly with its status", () => {
+    const home = makeHome();
+    // Placed where top-down allocation would put it, right below the
+    // mapping, if that place is free; then 1 MiB of 'A' past its end.
+    const r = appshot(home, ['run', '--aid', 'overrun', '--', SHMTOOL, 'private', '65536', 'overrun', `${S.TABLES_FILE}-lock`, String(2 ** 20)]);
+    // Before: "attached below", the lock file overwritten, the harness aborted
+    // (tpp.c assertion, exit 134) leaving the application "running".
+    expect(r.stdout).toMatch(/attached elsewhere/);
+    expect(r.signal).toBeNull();
+    expect(r.stderr).not.toMatch(/Assertion|Aborted|MDB_BAD_RSLOT|internal error/);
+    // The program's own fault: a SIGSEGV in a guard, or its own memory overwritten.
+    expect([0, 128 + 11], r.stderr).toContain(r.code);
+    if (r.code === 0) expect(r.stdout).toMatch(/overran 1048576/);
+    const after = appshot(home, ['tables', '--apps', '--json']);
+    expect(after.stderr).toBe('');
+    expect(JSON.parse(after.stdout)).toEqual([expect.objectContaining({ aid: 'overrun', state: 'ended', processes: 0 })]);
+    expect(readerPids(home).filter((pid) => pid === 0x41414141)).toEqual([]);
+    expect(appshot(home, ['run', '--', 'true'])).toMatchObject({ code: 0, stderr: '' });
+  });
+
+  it("in a program's address space, appshot's writable shared mappings (LMDB's lock file, the inflight record) lie between guard regions of 16 MiB", () => {
+    const home = makeHome();
+    const r = appshot(home, ['run', '--', 'cat', '/proc/self/maps']);
+    expect(r.code).toBe(0);
+    const maps = r.stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => {
+        const [range, perms, , , , path = ''] = line.trim().split(/\s+/);
+        const [start, end] = range.split('-').map((x) => BigInt(`0x${x}`));
+        return { start, end, perms, path };
+      });
+    for (const file of [`${S.TABLES_FILE}-lock`, S.INFLIGHT_FILE]) {
+      const i = maps.findIndex((m) => m.path.endsWith(`/${file}`) && m.perms.startsWith('rw'));
+      expect(i, file).toBeGreaterThan(0);
+      for (const guard of [maps[i - 1], maps[i + 1]]) {
+        expect(guard.perms, file).toBe('---p');
+        expect(guard.path, file).toBe('');
+        expect(guard.end - guard.start, file).toBeGreaterThanOrEqual(16n << 20n);
+      }
+      expect(maps[i - 1].end, file).toBe(maps[i].start);
+      expect(maps[i + 1].start, file).toBe(maps[i].end);
+    }
+  });
+
+  it('garbage reader slots in the lock file are cleared by the next command; a garbage header is refused while in use and rebuilt once the application ends', async () => {
+    const home = makeHome();
+    const lock = join(home, `${S.TABLES_FILE}-lock`);
+    const app = appshotAsync(home, ['run', '--aid', 'scribbled', '--', SEMTOOL, 'get', '0x5e7003', '1', 'c', 'pid', 'sleep', '100000']);
+    await waitFor(app.out, /pid/);
+    scribble(lock, 208, 64 * 8); // the first reader slots
+    const slots = appshot(home, ['tables', '--apps', '--json']);
+    expect(slots.code).toBe(0);
+    expect(slots.stderr).toMatch(/appshot: cleared [1-8] damaged reader slot\(s\) in LMDB's lock file .*tables\.mdb-lock/);
+    expect(readerPids(home).filter((pid) => pid === 0x41414141)).toEqual([]);
+
+    scribble(lock, 0, 208); // the header: its locks too
+    const header = appshot(home, ['tables']);
+    expect(header.signal).toBeNull();
+    expect(header.code).toBe(4);
+    expect(header.stderr).toMatch(/appshot: LMDB's lock file .*tables\.mdb-lock is damaged \(its header is overwritten.*\) while other processes use the tables; .*End the applications using/);
+    const joined = spawnSync(SEMTOOL, ['pid'], { env: { ...process.env, APPSHOT_AID: 'scribbled', APPSHOT_HOME: home, LD_PRELOAD: builtProgram('libappshot.so') }, encoding: 'utf8' });
+    expect(joined.status).toBe(125);
+    expect(joined.stderr).toMatch(/appshot: LMDB's lock file .* is damaged/);
+
+    // The harness, before cleaning up, lets go and opens again: LMDB rebuilds the file.
+    app.child.kill('SIGTERM');
+    const r = await app.done;
+    expect(r.signal).toBeNull();
+    expect(r.code).toBe(128 + 15); // the program's own status: SIGTERM
+    expect(r.stderr).toMatch(/appshot: LMDB's lock file .* is damaged .*; opening the tables again/);
+    expect(r.stderr).not.toMatch(/Assertion|Aborted|internal error/);
+    const after = appshot(home, ['tables', '--apps', '--json']);
+    expect(after.stderr).toBe('');
+    expect(JSON.parse(after.stdout)).toEqual([expect.objectContaining({ aid: 'scribbled', state: 'ended' })]);
+    expect(appshot(home, ['run', '--', 'true'])).toMatchObject({ code: 0, stderr: '' });
   });
 });
 
