@@ -64,10 +64,17 @@ function withOpenLock<T>(home: string, operation: number, fn: () => T): T {
 
 /** A synchronous write transaction, under the open lock held shared. */
 export function writeTxn<T>(t: Tables, fn: () => T): T {
+  let committing = false; // fn's own errors (a kernel's ENOSPC, say) are fn's to tell
   try {
-    return withOpenLock(t.home, LOCK_SH, () => t.env.transactionSync(fn));
+    return withOpenLock(t.home, LOCK_SH, () =>
+      t.env.transactionSync(() => {
+        const r = fn();
+        committing = true;
+        return r;
+      }),
+    );
   } catch (err) {
-    if (noSpace(err)) throw new AppshotError(`cannot write the tables at ${t.path}: no space left on its filesystem; nothing was written. ${FREE_SPACE}`, EXIT.home);
+    if (committing && noSpace(err)) throw new AppshotError(`cannot write the tables at ${t.path}: no space left on its filesystem; nothing was written. ${FREE_SPACE}`, EXIT.home);
     throw err;
   }
 }

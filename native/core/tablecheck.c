@@ -153,7 +153,8 @@ static int claim(struct walk *w, const struct tree *t, uint64_t pgno, const char
 
 /* A free-page list record of the lmdb package's LMDB: a count, then that
  * many entries, each a page number, 0 (a slot kept free for growth), or
- * -N followed by the last page number of a block of N pages. */
+ * -N followed by the first page number of a block of N pages (as its
+ * mdb_midl_print reads them). */
 static int check_idl(struct walk *w, const struct tree *t, uint64_t pgno, const uint8_t *d, size_t size)
 {
 	if (size < 8 || size % 8 || (u64(d) + 1) > size / 8)
@@ -162,11 +163,12 @@ static int check_idl(struct walk *w, const struct tree *t, uint64_t pgno, const 
 		int64_t entry = (int64_t)u64(d + i * 8), block = 1;
 		if (entry == 0) continue;
 		if (entry < 0) {
+			if (entry < -(int64_t)w->meta_last) return damaged(w, t, pgno, "lists a free-page block longer than the file");
 			block = -entry;
 			if (++i > n) return damaged(w, t, pgno, "holds a free-page block with no page number");
 			entry = (int64_t)u64(d + i * 8);
 		}
-		if (entry < (int64_t)NUM_METAS || (uint64_t)entry > w->meta_last || entry - block + 1 < (int64_t)NUM_METAS)
+		if (entry < (int64_t)NUM_METAS || (uint64_t)(entry + block - 1) > w->meta_last)
 			return damaged(w, t, pgno, "lists a free page that is not a page of the file");
 	}
 	return 0;
