@@ -218,7 +218,7 @@ function descriptorOf(path: string): number | undefined {
   return undefined;
 }
 
-export function damagedTables(path: string, why: string): AppshotError {
+function damagedTables(path: string, why: string): AppshotError {
   return new AppshotError(`the tables at ${path} are damaged: ${why}; nothing was changed. Move the file aside (appshot starts new tables) or restore it from a backup`, EXIT.home);
 }
 

@@ -59,24 +59,28 @@ static const char *header_damage(const uint8_t *h, uint64_t slots)
 }
 
 /* Clears the reader slots that no reader could have written: a pid past
- * pid_max, or a transaction id past the last committed one. */
+ * pid_max, or a transaction id past the last committed one. Read a page of
+ * slots at a time. */
 static int clear_garbage_slots(int fd, const uint8_t *h, unsigned *cleared)
 {
+	enum { PER_READ = 64 };
+	uint8_t slots[PER_READ * SLOT_BYTES];
 	uint32_t n = u32(h + 16), maxpid = pid_max();
 	uint64_t last = u64(h + 8);
 	*cleared = 0;
-	for (uint32_t i = 0; i < n; i++) {
-		uint8_t slot[24];
-		off_t at = HEADER_BYTES + (off_t)i * SLOT_BYTES;
-		if (pread(fd, slot, sizeof slot, at) != (ssize_t)sizeof slot) return errno ? errno : EIO;
-		uint64_t txnid = u64(slot);
-		uint32_t pid = u32(slot + 8);
-		if (pid <= maxpid && (txnid == UINT64_MAX || txnid <= last)) continue;
-		uint8_t idle[24];
-		memset(idle, 0, sizeof idle);
-		memset(idle, 0xff, 8);
-		if (pwrite(fd, idle, sizeof idle, at) != (ssize_t)sizeof idle) return errno ? errno : EIO;
-		(*cleared)++;
+	for (uint32_t first = 0; first < n; first += PER_READ) {
+		uint32_t count = n - first < PER_READ ? n - first : PER_READ;
+		off_t at = HEADER_BYTES + (off_t)first * SLOT_BYTES;
+		if (pread(fd, slots, count * SLOT_BYTES, at) != (ssize_t)(count * SLOT_BYTES)) return errno ? errno : EIO;
+		for (uint32_t i = 0; i < count; i++) {
+			const uint8_t *slot = slots + i * SLOT_BYTES;
+			uint64_t txnid = u64(slot);
+			if (u32(slot + 8) <= maxpid && (txnid == UINT64_MAX || txnid <= last)) continue;
+			uint8_t idle[24] = { 0 };
+			memset(idle, 0xff, 8); /* txnid all ones: no snapshot held */
+			if (pwrite(fd, idle, sizeof idle, at + (off_t)i * SLOT_BYTES) != (ssize_t)sizeof idle) return errno ? errno : EIO;
+			(*cleared)++;
+		}
 	}
 	return 0;
 }
