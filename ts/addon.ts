@@ -68,7 +68,7 @@ export interface Addon {
   /** LMDB's lock file at path checked (native/core/lockcheck.h), garbage reader slots cleared:
    * null when sound (or, without fd, unused: LMDB rebuilds it at open). Without fd only before
    * this process opens the environment; with fd, through lmdb's own descriptor of it. */
-  checkLock(path: string, fd?: number): { repaired: string } | { damaged: string } | null;
+  checkLock(path: string, fd?: number): { repaired: string } | { damaged: string; inUse: boolean } | null;
   /** Removes what reserveTables made. */
   unreserveTables(home: string): void;
   /** Call inside a write transaction; returns what it removed, or null. */

@@ -201,6 +201,7 @@ export function healLock(t: Tables): void {
     process.stderr.write(`appshot: ${r.repaired}\n`);
     return;
   }
+  if (r.inUse) throw new AppshotError(`${r.damaged}; the tables were left as they are. Once those processes end, run appshot gc (LMDB rebuilds the file when no one uses it)`, EXIT.home);
   process.stderr.write(`appshot: ${r.damaged}; opening the tables again\n`);
   t.env.close();
   Object.assign(t, openTables(t.home));

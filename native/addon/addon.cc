@@ -190,8 +190,8 @@ Napi::Value UnreserveTables(const Napi::CallbackInfo &info)
 
 // checkLock(path[, fd]): null when LMDB's lock file at path is sound (or,
 // without fd, unused and so rebuilt by LMDB at open), { repaired: what }
-// when garbage reader slots were cleared, { damaged: what } when its header
-// is garbage; throws with the errno. Without fd, only before this process
+// when garbage reader slots were cleared, { damaged: what, inUse } when its
+// header is garbage (inUse: other processes use the tables); throws with the errno. Without fd, only before this process
 // opens the environment (closing a descriptor would drop its LMDB locks).
 Napi::Value CheckLock(const Napi::CallbackInfo &info)
 {
@@ -205,6 +205,7 @@ Napi::Value CheckLock(const Napi::CallbackInfo &info)
 	if (rc > LOCKCHECK_REPAIRED) throw sys_error(env, "cannot check " + path, rc);
 	Napi::Object r = Napi::Object::New(env);
 	r.Set(rc == LOCKCHECK_REPAIRED ? "repaired" : "damaged", what);
+	if (rc < 0) r.Set("inUse", rc == LOCKCHECK_DAMAGED_IN_USE);
 	return r;
 }
 

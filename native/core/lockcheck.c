@@ -95,9 +95,10 @@ int lockcheck_fd(int fd, const char *path, char *msg, size_t msglen)
 	uint64_t slots = ((uint64_t)st.st_size - HEADER_BYTES) / SLOT_BYTES;
 	const char *why = header_damage(h, slots);
 	if (why) {
+		int in_use = used_by_others(fd);
 		snprintf(msg, msglen, "LMDB's lock file %s is damaged (%s, as by a program's stray write)%s", path, why,
-			 used_by_others(fd) ? " while other processes use the tables" : "");
-		return LOCKCHECK_DAMAGED;
+			 in_use ? " while other processes use the tables" : "");
+		return in_use ? LOCKCHECK_DAMAGED_IN_USE : LOCKCHECK_DAMAGED;
 	}
 	unsigned cleared;
 	int rc = clear_garbage_slots(fd, h, &cleared);
@@ -112,7 +113,8 @@ int lockcheck_file(const char *path, char *msg, size_t msglen)
 	if (fd < 0) return errno == ENOENT ? LOCKCHECK_OK : errno;
 	int rc = lockcheck_fd(fd, path, msg, msglen);
 	/* Damaged but unused: LMDB, the only opener, rebuilds it at open. */
-	if (rc == LOCKCHECK_DAMAGED && !used_by_others(fd)) rc = LOCKCHECK_OK;
+	if (rc == LOCKCHECK_DAMAGED) rc = LOCKCHECK_OK;
+	else if (rc == LOCKCHECK_DAMAGED_IN_USE) rc = LOCKCHECK_DAMAGED;
 	close(fd);
 	return rc;
 }

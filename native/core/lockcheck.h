@@ -13,7 +13,7 @@
 
 #include <stddef.h>
 
-enum { LOCKCHECK_OK = 0, LOCKCHECK_REPAIRED = 1, LOCKCHECK_DAMAGED = -1 };
+enum { LOCKCHECK_OK = 0, LOCKCHECK_REPAIRED = 1, LOCKCHECK_DAMAGED = -1, LOCKCHECK_DAMAGED_IN_USE = -2 };
 
 /* Checks the lock file at path, clearing garbage reader slots. OK (also
  * when the file is missing, or damaged but used by no other process: LMDB
@@ -25,9 +25,9 @@ enum { LOCKCHECK_OK = 0, LOCKCHECK_REPAIRED = 1, LOCKCHECK_DAMAGED = -1 };
 int lockcheck_file(const char *path, char *msg, size_t msglen);
 
 /* The same through a descriptor of the lock file this process already has
- * (LMDB's own: reading through it drops no lock), path for messages:
- * DAMAGED whenever the header is garbage, msg saying whether other
- * processes use the tables. */
+ * (LMDB's own: reading through it drops no lock), path for messages: a
+ * garbage header is DAMAGED, or DAMAGED_IN_USE while other processes use
+ * the tables. */
 int lockcheck_fd(int fd, const char *path, char *msg, size_t msglen);
 
 #endif
