@@ -8,7 +8,7 @@ import { type Redirect, redirectPath } from '../ts/redirect.js';
 import { registerApp } from '../ts/registry.js';
 import { processesLeft } from '../ts/supervision.js';
 import { type Balance, type Lifeline, type Publication, joinPool } from '../ts/pool.js';
-import { type Tables, openTables } from '../ts/tables.js';
+import { type Tables, healLock, openTables } from '../ts/tables.js';
 import * as S from '../tables/schema.js';
 import { describeCleanup } from './report.js';
 
@@ -69,6 +69,7 @@ export async function superviseApp(t: Tables, aid: string, command: string[], op
     return status;
   } finally {
     for (const l of lifelines) l.close();
+    healLock(t);
     const report = endApp(t, aid, { keep: opts.keep });
     for (const note of report.notes) process.stderr.write(`appshot: ${note}\n`);
   }

@@ -62,6 +62,13 @@ export function isPortType(type: S.ResourceType): boolean {
   return type === 'port' || type === 'publish';
 }
 
+/** A row's time as ISO 8601; a time no Date can hold (a damaged row: LMDB
+ * has no checksums) is shown as the number it is, not a crash. */
+function isoTime(ms: number): string {
+  const d = new Date(ms);
+  return Number.isNaN(d.getTime()) ? `(not a time: ${ms})` : d.toISOString();
+}
+
 function toRow(aid: string, type: number, vrid: number, v: S.FwdVal): TranslationRow {
   const name = S.RT_NAME[type] ?? (`type${type}` as S.ResourceType);
   const isKey = S.KEY_TYPES.includes(name);
@@ -73,7 +80,7 @@ function toRow(aid: string, type: number, vrid: number, v: S.FwdVal): Translatio
     system: isPort ? S.decodePortId(v.srid).port : v.srid,
     key: isIpcType(name) ? v.vkey : null,
     creator: isKey ? null : v.creator,
-    created: new Date(v.createdMs).toISOString(),
+    created: isoTime(v.createdMs),
     ...(isIpcType(name) ? { removed: S.fwdValRemoved(v) } : {}),
     ...(isPort ? { proto: S.decodePortId(vrid).proto } : {}),
   };
@@ -117,7 +124,7 @@ export class View {
     const created = new Map<string, string>();
     for (const { key, value } of this.t.paths.getRange({ ...range, transaction: this.txn })) {
       const k = S.decodePathKey(key);
-      if (!created.has(k.aid)) created.set(k.aid, new Date(this.app(k.aid)?.createdMs ?? 0).toISOString());
+      if (!created.has(k.aid)) created.set(k.aid, isoTime(this.app(k.aid)?.createdMs ?? 0));
       const { from, to } = S.decodePathVal(value);
       yield { aid: k.aid, type: 'path', virtual: from, system: to, key: null, creator: null, created: created.get(k.aid)! };
     }
@@ -178,7 +185,7 @@ export class View {
         aid,
         state: S.APP_STATE_NAME[app.state],
         processes,
-        created: new Date(app.createdMs).toISOString(),
+        created: isoTime(app.createdMs),
         template: S.cloneTemplate(aid, app.flags),
         command: app.command.join(' '),
       };

@@ -64,6 +64,19 @@ export interface Addon {
    * mapping split by mprotect counts once), as the shim counts them; null if
    * the process is gone or its maps are not readable. */
   shmAttachments(pid: number): { shmid: number; writable: boolean }[] | null;
+  /** What is damaged in the tables file at path (native/core/tablecheck.h), or null when it
+   * is sound: whole walks every page, else the header and root pages only. Throws with the
+   * errno when the file cannot be read. */
+  checkTables(path: string, whole: boolean): string | null;
+  /** Makes the files of new tables under home with their first blocks allocated
+   * (native/core/tablespace.h); throws (code 'ENOSPC' on a full disk) having removed what it made. */
+  reserveTables(home: string): void;
+  /** LMDB's lock file at path checked (native/core/lockcheck.h), garbage reader slots cleared:
+   * null when sound (or, without fd, unused: LMDB rebuilds it at open). Without fd only before
+   * this process opens the environment; with fd, through lmdb's own descriptor of it. */
+  checkLock(path: string, fd?: number): { repaired: string } | { damaged: string; inUse: boolean } | null;
+  /** Removes what reserveTables made. */
+  unreserveTables(home: string): void;
   /** Call inside a write transaction; returns what it removed, or null. */
   recoverInflight(home: string, isMapped: (type: number, srid: number) => boolean): string | null;
 

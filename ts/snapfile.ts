@@ -1,3 +1,4 @@
+import { constants as bufferConstants } from 'node:buffer';
 import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { addon } from './addon.js';
@@ -25,6 +26,12 @@ const SECTION_HEADER_LEN = 24;
 export const SECTION = { meta: 1, rows: 2, sem: 3, shm: 4, msg: 5, end: 0xffff } as const;
 export type SectionKind = keyof typeof SECTION;
 const SECTION_NAME: Record<number, SectionKind> = Object.fromEntries(Object.entries(SECTION).map(([k, v]) => [v, k as SectionKind]));
+
+/** The longest JSON this appshot can parse (V8's longest string), so the
+ * longest JSON section or shm header it writes or reads. A length read from
+ * the file is checked against it as well as against the file's size: a
+ * sparse file can be as long as its damaged lengths say. */
+const JSON_MAX = bufferConstants.MAX_STRING_LENGTH;
 
 const crc = (b: Buffer, from = 0) => addon().crc32c(b, from) >>> 0;
 
@@ -170,6 +177,7 @@ export class SnapReader {
 
   private read(n: number, what: string): Buffer {
     if (this.pos + n > this.size) throw damaged(this.file, `it is truncated: ${what} at byte ${this.pos} needs ${n} bytes, the file ends at ${this.size}`);
+    if (n > JSON_MAX) throw damaged(this.file, `${what} at byte ${this.pos} declares ${n} bytes, more than appshot ever writes there (${JSON_MAX})`);
     // Sequential reads: the shm streaming reads from the same file offset.
     const b = Buffer.alloc(n);
     let got = 0;
@@ -186,6 +194,8 @@ export class SnapReader {
     const kind = SECTION_NAME[h.readUInt32BE(0)];
     const length = Number(h.readBigUInt64BE(8));
     if (!kind) throw damaged(this.file, `section ${this.index + 1} at byte ${at} is of unknown kind ${h.readUInt32BE(0)}`);
+    if (kind !== 'shm' && length > JSON_MAX)
+      throw damaged(this.file, `section ${this.index + 1} (${kind}) at byte ${at} declares ${length} bytes, more than appshot ever writes in one (${JSON_MAX})`);
     if (this.pos + length > this.size)
       throw damaged(this.file, `it is truncated: section ${this.index + 1} (${kind}) at byte ${at} needs ${length} bytes, the file ends at ${this.size}`);
     const s = { kind, index: ++this.index, offset: this.pos, length, crc: h.readUInt32BE(16) };
@@ -201,7 +211,11 @@ export class SnapReader {
   json<T>(s: Section): T {
     const payload = this.read(s.length, `section ${s.index} (${s.kind})`);
     if (crc(payload) !== s.crc) throw this.badChecksum(s);
-    return JSON.parse(payload.toString()) as T;
+    try {
+      return JSON.parse(payload.toString()) as T;
+    } catch {
+      throw damaged(this.file, `section ${s.index} (${s.kind}) at byte ${s.offset} is not JSON though its checksum holds (the file was altered)`);
+    }
   }
 
   badChecksum(s: Section, what: string = s.kind): AppshotError {
@@ -212,7 +226,7 @@ export class SnapReader {
   shmHeader<T>(s: Section): { header: T; bytes: number; sum: number } {
     const lead = this.read(4, `section ${s.index} (shm)`);
     const len = lead.readUInt32BE(0);
-    if (4 + len > s.length) throw this.badChecksum(s);
+    if (4 + len > s.length || len > JSON_MAX) throw this.badChecksum(s);
     const json = this.read(len, `section ${s.index} (shm)`);
     let header: T;
     try {

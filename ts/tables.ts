@@ -1,5 +1,5 @@
 import { randomInt } from 'node:crypto';
-import { closeSync, constants, existsSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
+import { closeSync, constants, openSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase, type RootDatabaseOptionsWithPath } from 'lmdb';
 import { AppshotError, EXIT, errnoText } from './errors.js';
@@ -65,52 +65,36 @@ function withOpenLock<T>(home: string, operation: number, fn: () => T): T {
 
 /** A synchronous write transaction, under the open lock held shared. */
 export function writeTxn<T>(t: Tables, fn: () => T): T {
-  return withOpenLock(t.home, LOCK_SH, () => t.env.transactionSync(fn));
-}
-
-export function openTables(home: string, opts: { create?: boolean } = {}): Tables {
-  const path = join(home, S.TABLES_FILE);
-  if (!opts.create && !tablesExist(path))
-    throw new AppshotError(`no tables at ${path}; nothing has run under this APPSHOT_HOME yet`, EXIT.home);
-  checkHomeFiles(home);
+  let committing = false; // fn's own errors (a kernel's ENOSPC, say) are fn's to tell
   try {
-    // Opening the named databases and the first meta rows write too: all
-    // of it under the exclusive lock.
-    return withOpenLock(home, LOCK_EX, () => {
-      if (existsSync(path)) checkDataFile(path);
-      const env = open<Buffer, Buffer>(envOptions(path));
-      const db = (name: string) => env.openDB<Buffer, Buffer>({ name, ...binary });
-      const t: Tables = {
-        home,
-        path,
-        node: 0,
-        env,
-        meta: db(S.DB.meta),
-        apps: db(S.DB.apps),
-        fwd: db(S.DB.fwd),
-        rev: db(S.DB.rev),
-        alloc: db(S.DB.alloc),
-        procs: db(S.DB.procs),
-        paths: db(S.DB.paths),
-      };
-      t.node = env.transactionSync(() => initMeta(t));
-      return t;
-    });
+    return withOpenLock(t.home, LOCK_SH, () =>
+      t.env.transactionSync(() => {
+        const r = fn();
+        committing = true;
+        return r;
+      }),
+    );
   } catch (err) {
-    if (err instanceof AppshotError) throw err;
-    throw new AppshotError(`cannot open tables at ${path}: ${errnoText(err)}; check that APPSHOT_HOME is writable`, EXIT.home);
+    if (committing && noSpace(err)) throw new AppshotError(`cannot write the tables at ${t.path}: no space left on its filesystem; nothing was written. ${FREE_SPACE}`, EXIT.home);
+    throw err;
   }
 }
 
-/** Whether the tables file is there; one the caller may not look at is
- * not "nothing has run". */
-function tablesExist(path: string): boolean {
+const FREE_SPACE = 'Free some space there, or set APPSHOT_HOME to a directory on another filesystem';
+
+function noSpace(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException)?.code === 'ENOSPC' || /No space left on device/.test(String((err as Error)?.message ?? err));
+}
+
+/** Whether the tables at path are yet to be made: no file, or the empty
+ * one a reservation left (LMDB sets an empty file up as new tables). One
+ * the caller may not look at is not "nothing has run". */
+function unmade(path: string): boolean {
   try {
-    statSync(path);
-    return true;
+    return statSync(path).size === 0;
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return false;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return true;
     throw new AppshotError(
       `cannot open tables at ${path}: ${code === 'EACCES' ? 'permission denied' : errnoText(err)}; run appshot as the user whose APPSHOT_HOME this is, or set APPSHOT_HOME to a directory of your own`,
       EXIT.home,
@@ -118,44 +102,132 @@ function tablesExist(path: string): boolean {
   }
 }
 
-const LMDB_MAGIC = 0xbeefc0de;
-const LMDB_DATA_VERSION = 2;
+export function openTables(home: string, opts: { create?: boolean } = {}): Tables {
+  const path = join(home, S.TABLES_FILE);
+  const none = () => new AppshotError(`no tables at ${path}; nothing has run under this APPSHOT_HOME yet`, EXIT.home);
+  if (!opts.create && unmade(path)) throw none();
+  checkHomeFiles(home);
+  try {
+    // Opening the named databases and the first meta rows write too: all
+    // of it under the exclusive lock.
+    return withOpenLock(home, LOCK_EX, () => {
+      const fresh = unmade(path);
+      if (fresh && !opts.create) throw none();
+      if (!fresh) return openEnv(home, path);
+      reserveTables(home);
+      try {
+        return openEnv(home, path);
+      } catch (err) {
+        addon().unreserveTables(home); // nothing half-made is left
+        throw err;
+      }
+    });
+  } catch (err) {
+    if (err instanceof AppshotError) throw err;
+    if (noSpace(err)) throw new AppshotError(`cannot make the tables at ${path}: no space left on its filesystem; nothing was made. ${FREE_SPACE}`, EXIT.home);
+    throw new AppshotError(`cannot open tables at ${path}: ${errnoText(err)}; check that APPSHOT_HOME is writable`, EXIT.home);
+  }
+}
+
+/** The first blocks of new tables, taken before LMDB maps anything
+ * (native/core/tablespace.h): on a full disk, a message and nothing made
+ * rather than SIGBUS. */
+function reserveTables(home: string): void {
+  try {
+    addon().reserveTables(home);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new AppshotError(`${e.message}; nothing was made. ${e.code === 'ENOSPC' ? FREE_SPACE : 'Check that APPSHOT_HOME is writable'}`, EXIT.home);
+  }
+}
+
+/** Opens the environment at path (checked first unless it is new) with
+ * its named databases and meta rows; closes it again if any of that fails. */
+function openEnv(home: string, path: string): Tables {
+  if (statSync(path).size > 0) checkDataFile(path);
+  checkLockFile(`${path}-lock`, home);
+  const env = open<Buffer, Buffer>(envOptions(path));
+  try {
+    const db = (name: string) => env.openDB<Buffer, Buffer>({ name, ...binary });
+    const t: Tables = {
+      home,
+      path,
+      node: 0,
+      env,
+      meta: db(S.DB.meta),
+      apps: db(S.DB.apps),
+      fwd: db(S.DB.fwd),
+      rev: db(S.DB.rev),
+      alloc: db(S.DB.alloc),
+      procs: db(S.DB.procs),
+      paths: db(S.DB.paths),
+    };
+    t.node = env.transactionSync(() => initMeta(t));
+    return t;
+  } catch (err) {
+    env.close();
+    throw err;
+  }
+}
 
 /**
- * LMDB maps the data file and trusts it: a file cut short faults the
- * process (SIGBUS) when a page past its end is read, and a damaged header
- * makes the open fail obscurely. Its two meta pages (in the lmdb package's
- * LMDB: a 24-byte page header, then magic u32, version u32, address 8, map
- * size 8, two 48-byte database records (the first starts with the page
- * size; each ends with its root page number), the last page number 8, the
- * transaction id 8) say what the file must hold: the root pages at least
- * (the last page number may lie past the end: pages a transaction took and
- * freed are never written). Checked
- * here, under the open lock, so no commit is torn under the read.
+ * LMDB has no page checksums and follows every page number and offset it
+ * reads: a damaged page makes Node's lmdb read outside its map (SIGSEGV,
+ * SIGBUS) or abort. Every page reachable from the file's header is checked
+ * once here (native/core/tablecheck.c), under the open lock, so no commit
+ * is torn under the walk, before lmdb reads any of them.
  */
 function checkDataFile(path: string): void {
-  const damaged = (why: string) =>
-    new AppshotError(`the tables at ${path} are damaged: ${why}; nothing was changed. Move the file aside (appshot starts new tables) or restore it from a backup`, EXIT.home);
-  const fd = openSync(path, constants.O_RDONLY);
-  try {
-    const size = fstatSync(fd).size;
-    const head = Buffer.alloc(8192);
-    const got = readSync(fd, head, 0, head.length, 0);
-    const meta = (at: number) => {
-      if (at + 160 > got || head.readUInt32LE(at + 24) !== LMDB_MAGIC) return undefined;
-      const roots = [head.readBigUInt64LE(at + 88), head.readBigUInt64LE(at + 136)].filter((r) => r !== 0xffffffffffffffffn);
-      return { version: head.readUInt32LE(at + 28), psize: head.readUInt32LE(at + 48), lastRoot: Math.max(1, ...roots.map(Number)), txnid: head.readBigUInt64LE(at + 152) };
-    };
-    const first = meta(0);
-    if (!first) throw damaged('it is not an LMDB file (no valid header)');
-    const second = first.psize >= 512 && first.psize <= 4096 ? meta(first.psize) : undefined;
-    const newest = second && second.txnid > first.txnid ? second : first;
-    if (newest.version !== LMDB_DATA_VERSION) throw damaged(`its data format is ${newest.version}, not LMDB's ${LMDB_DATA_VERSION}`);
-    const needed = (newest.lastRoot + 1) * newest.psize;
-    if (size < needed) throw damaged(`it is truncated: ${size} bytes, where its pages need ${needed}`);
-  } finally {
-    closeSync(fd);
+  const why = addon().checkTables(path, true);
+  if (why !== null) throw damagedTables(path, why);
+}
+
+/** LMDB's lock file, before lmdb maps it: garbage reader slots (a
+ * program's stray write) are cleared; a garbage header while other
+ * processes use it is refused, where lmdb would abort on its lock. */
+function checkLockFile(lockPath: string, home: string): void {
+  const r = addon().checkLock(lockPath);
+  if (r && 'damaged' in r) throw new AppshotError(`${r.damaged}; nothing was changed. End the applications using ${home}, then run again (LMDB rebuilds the file when no one uses it)`, EXIT.home);
+  if (r) process.stderr.write(`appshot: ${r.repaired}\n`);
+}
+
+/**
+ * For a harness whose application has ended, before it cleans up: a program
+ * of the application may have written into LMDB's lock file (its mapping is
+ * in every process), and lmdb aborts the process on a garbage write lock.
+ * Checked through lmdb's own descriptor (closing another would drop lmdb's
+ * locks); with its header damaged, this process lets go of the tables and
+ * opens them again, and LMDB, then the only opener, rebuilds the file.
+ */
+export function healLock(t: Tables): void {
+  const lockPath = `${t.path}-lock`;
+  const fd = descriptorOf(lockPath);
+  const r = fd === undefined ? null : addon().checkLock(lockPath, fd);
+  if (!r) return;
+  if ('repaired' in r) {
+    process.stderr.write(`appshot: ${r.repaired}\n`);
+    return;
   }
+  if (r.inUse) throw new AppshotError(`${r.damaged}; the tables were left as they are. Once those processes end, run appshot gc (LMDB rebuilds the file when no one uses it)`, EXIT.home);
+  process.stderr.write(`appshot: ${r.damaged}; opening the tables again\n`);
+  t.env.close();
+  Object.assign(t, openTables(t.home));
+}
+
+/** This process's descriptor of path, found without opening it. */
+function descriptorOf(path: string): number | undefined {
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${fd}`) === path) return Number(fd);
+    } catch {
+      /* closed meanwhile */
+    }
+  }
+  return undefined;
+}
+
+function damagedTables(path: string, why: string): AppshotError {
+  return new AppshotError(`the tables at ${path} are damaged: ${why}; nothing was changed. Move the file aside (appshot starts new tables) or restore it from a backup`, EXIT.home);
 }
 
 const metaKey = (name: string) => Buffer.from(name, 'latin1');

@@ -1,4 +1,5 @@
 #include "inflight.h"
+#include "guardmap.h"
 #include "../../tables/schema.h"
 
 #include <errno.h>
@@ -32,14 +33,15 @@ int inflight_open(struct inflight_file *f, const char *home)
 	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) return errno;
 	struct stat st;
-	if (fstat(fd, &st) == 0 && st.st_size < (off_t)sizeof(struct inflight_rec) &&
-	    ftruncate(fd, sizeof(struct inflight_rec)) != 0) {
-		int e = errno;
+	/* Blocks, not a hole: a write to a mapped hole the full filesystem
+	 * cannot fill is SIGBUS, an error here is a message. */
+	int e = fstat(fd, &st) != 0 ? errno : posix_fallocate(fd, 0, sizeof(struct inflight_rec));
+	if (e) {
 		close(fd);
 		return e;
 	}
-	void *p = mmap(NULL, sizeof(struct inflight_rec), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	int e = errno;
+	void *p = appshot_guarded_mmap(NULL, sizeof(struct inflight_rec), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	e = errno;
 	close(fd);
 	if (p == MAP_FAILED) return e;
 	f->rec = p;
@@ -48,7 +50,7 @@ int inflight_open(struct inflight_file *f, const char *home)
 
 void inflight_close(struct inflight_file *f)
 {
-	if (f->rec) munmap(f->rec, sizeof(struct inflight_rec));
+	if (f->rec) appshot_guarded_munmap(f->rec, sizeof(struct inflight_rec));
 	f->rec = NULL;
 }
 

@@ -1,5 +1,7 @@
 #include "tables.h"
 #include "home.h"
+#include "lockcheck.h"
+#include "tablecheck.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -74,73 +76,6 @@ void tables_write_unlock(struct tables *t)
 	flock_retry(t->lock_fd, LOCK_UN);
 }
 
-
-
-/* The two meta pages at the head of the data file, as the lmdb package's
- * LMDB writes them (ts/tables.ts checkDataFile reads the same fields): a
- * 24-byte page header, then magic u32, version u32, address 8, map size
- * 8, two 48-byte database records (the first starts with the page size,
- * each ends with its root page number), the last page number 8, the
- * transaction id 8. */
-#define META_MAGIC 0xBEEFC0DEu
-#define META_DATA_VERSION 2u
-#define META_LEN 160
-struct meta_head {
-	uint32_t version, psize;
-	uint64_t last_root, txnid;
-};
-
-static uint32_t le32_at(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
-static uint64_t le64_at(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
-
-/* Reads the meta page at offset at of head (got bytes): 0 if it is one. */
-static int meta_at(const uint8_t *head, size_t got, size_t at, struct meta_head *m)
-{
-	if (at + META_LEN > got || le32_at(head + at + 24) != META_MAGIC) return -1;
-	m->version = le32_at(head + at + 28);
-	m->psize = le32_at(head + at + 48);
-	m->last_root = 1;
-	for (size_t off = 88; off <= 136; off += 48) {
-		uint64_t root = le64_at(head + at + off);
-		if (root != UINT64_MAX && root > m->last_root) m->last_root = root;
-	}
-	m->txnid = le64_at(head + at + 152);
-	return 0;
-}
-
-/* Checks, before LMDB sees the file, that it begins with a meta page of
- * this data format whose root pages the file holds (see tables.h). */
-int tables_check_header(const char *path, char *err, size_t errlen)
-{
-	static const char fmt[] = "the tables at %s are damaged: %s; nothing was changed. Move the file aside "
-				  "(appshot starts new tables) or restore it from a backup";
-	uint8_t head[8192];
-	struct stat st;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) return fail(err, errlen, errno, "cannot open tables at %s: %s", path, strerror(errno));
-	ssize_t got = fstat(fd, &st) == 0 ? pread(fd, head, sizeof head, 0) : -1;
-	close(fd);
-	if (got < 0) return fail(err, errlen, errno, "cannot read tables at %s: %s", path, strerror(errno));
-	struct meta_head first, second, *newest = &first;
-	if (meta_at(head, (size_t)got, 0, &first))
-		return fail(err, errlen, MDB_CORRUPTED, fmt, path, "it is not an LMDB file (no valid header)");
-	if (first.psize >= 512 && first.psize <= 4096 && meta_at(head, (size_t)got, first.psize, &second) == 0 &&
-	    second.txnid > first.txnid)
-		newest = &second;
-	char why[128];
-	if (newest->version != META_DATA_VERSION) {
-		snprintf(why, sizeof why, "its data format is %u, not LMDB's %u", newest->version, META_DATA_VERSION);
-		return fail(err, errlen, MDB_CORRUPTED, fmt, path, why);
-	}
-	uint64_t needed = (newest->last_root + 1) * newest->psize;
-	if ((uint64_t)st.st_size < needed) {
-		snprintf(why, sizeof why, "it is truncated: %lld bytes, where its pages need %llu", (long long)st.st_size,
-			 (unsigned long long)needed);
-		return fail(err, errlen, MDB_CORRUPTED, fmt, path, why);
-	}
-	return 0;
-}
-
 /* Opens the environment as every opener must (same flags, map size and
  * limits, under the open lock held exclusively) and its named databases,
  * and checks the schema version. */
@@ -167,15 +102,20 @@ int tables_open_env(struct tables *t, const char *home, char *err, size_t errlen
 		tables_close(t);
 		return rc;
 	}
-	if ((rc = tables_check_header(t->path, err, errlen))) {
+	char why[512], lockpath[sizeof t->path + 8];
+	snprintf(lockpath, sizeof lockpath, "%s-lock", t->path);
+	if (lockcheck_file(lockpath, why, sizeof why) == LOCKCHECK_DAMAGED) {
 		flock_retry(t->lock_fd, LOCK_UN);
+		fail(err, errlen, rc = EBADMSG, "%s; end the applications using %s, then run again", why, home);
 		tables_close(t);
 		return rc;
 	}
 	rc = mdb_env_open(t->env, t->path, MDB_NOSUBDIR | MDB_NOSYNC | MDB_NOTLS, 0600);
+	int check = rc ? 0 : tablecheck_env(t->env, TABLECHECK_TOP, why, sizeof why);
 	flock_retry(t->lock_fd, LOCK_UN);
-	if (rc) {
-		fail(err, errlen, rc, "cannot open tables at %s: %s", t->path, mdb_cause(rc));
+	if (rc || check) {
+		if (check) fail(err, errlen, rc = EBADMSG, "the tables at %s are damaged: %s; move the file aside or restore it from a backup", t->path, why);
+		else fail(err, errlen, rc, "cannot open tables at %s: %s", t->path, mdb_cause(rc));
 		tables_close(t);
 		return rc;
 	}

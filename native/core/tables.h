@@ -38,12 +38,6 @@ int tables_open(struct tables *t, const char *home, const char *aid,
  * the open lock) with its named databases, and checks the schema version.
  * t->aid is left empty; tools that write other applications' rows set it. */
 int tables_open_env(struct tables *t, const char *home, char *err, size_t errlen);
-/* The data file's two meta pages, read before LMDB maps the file (which
- * trusts them: a file cut short faults the reader with SIGBUS): 0, or
- * MDB_CORRUPTED with "the tables at PATH are damaged: WHY..." in err. The
- * same check as checkDataFile in ts/tables.ts. tables_open_env makes it,
- * under the open lock. */
-int tables_check_header(const char *path, char *err, size_t errlen);
 /* Closes the environment and this process's open-lock descriptor. */
 void tables_close(struct tables *t);
 

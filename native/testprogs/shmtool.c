@@ -22,6 +22,12 @@
  *   fork                  the rest runs in a child; the parent waits and exits with its status
  *   loop N                attach, write, read and detach N times (forever if 0)
  *   waitfile PATH         waits until PATH exists
+ *   overrun FILE N        a program's bug: attaches the current segment where a kernel placing
+ *                         mappings top-down would, right below the mapping of FILE (a path
+ *                         ending in FILE in /proc/self/maps) if that range is free, else where
+ *                         the kernel chooses; prints "attached below FILE" or "attached
+ *                         elsewhere", then writes N bytes of 'A' past the segment's end (PHP 8.2
+ *                         writes 1 MiB past a segment so)
  *   sleep MS | pid
  * Output: "id N", "ok", "data TEXT", "err ENAME", ...
  */
@@ -122,6 +128,38 @@ static void stat_all(void)
 	printf("end\n");
 }
 
+/* Where the first mapping of a file whose path ends in name begins, or NULL. */
+static char *mapping_of(const char *name)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[4096];
+	char *at = NULL;
+	size_t n = strlen(name);
+	while (f && !at && fgets(line, sizeof line, f)) {
+		line[strcspn(line, "\n")] = 0;
+		size_t len = strlen(line);
+		if (len > n && !strcmp(line + len - n, name)) at = (char *)(uintptr_t)strtoull(line, NULL, 16);
+	}
+	if (f) fclose(f);
+	return at;
+}
+
+static void overrun(const char *file, long n)
+{
+	struct shmid_ds ds;
+	if (result(shmctl(cur, IPC_STAT, &ds), "ok") < 0) return;
+	char *above = mapping_of(file), *p = (void *)-1;
+	if (above) p = shmat(cur, above - ds.shm_segsz, 0);
+	printf("attached %s%s\n", p != (void *)-1 ? "below " : "elsewhere", p != (void *)-1 ? file : "");
+	if (p == (void *)-1) p = shmat(cur, NULL, 0);
+	if (p == (void *)-1) {
+		result(-1, "ok");
+		return;
+	}
+	memset(p + ds.shm_segsz, 'A', (size_t)n);
+	printf("overran %ld\n", n);
+}
+
 static int loop(long n)
 {
 	for (long k = 0; n == 0 || k < n; k++) {
@@ -199,6 +237,9 @@ int main(int argc, char **argv)
 			fork_rest();
 		} else if (!strcmp(c, "loop")) {
 			if (loop(num(argv[++i]))) return 1;
+		} else if (!strcmp(c, "overrun")) {
+			overrun(argv[i + 1], num(argv[i + 2]));
+			i += 2;
 		} else if (!strcmp(c, "waitfile")) {
 			while (access(argv[i + 1], F_OK) != 0) usleep(10000);
 			i++;
