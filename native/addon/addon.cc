@@ -690,8 +690,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports)
 	exports.Set("portId", Napi::Function::New(env, PortId));
 	exports.Set("flock", Napi::Function::New(env, Flock));
 	exports.Set("peerCred", Napi::Function::New(env, PeerCred));
-}
-
 	exports.Set("checkTables", Napi::Function::New(env, CheckTables));
 	exports.Set("reserveTables", Napi::Function::New(env, ReserveTables));
 	exports.Set("checkLock", Napi::Function::New(env, CheckLock));
