@@ -65,11 +65,13 @@ export async function superviseApp(t: Tables, aid: string, command: string[], op
   try {
     for (const p of opts.publish) lifelines.push(await joinPool(opts.home, p.public, aid, opts.balance, portHolder(t, p.public)));
     const status = await supervise(command, aid, opts, as, onStarted);
+    // Before the tables are read again: a program of the application may
+    // have written into LMDB's lock file, on which lmdb would abort.
+    healLock(t);
     await outlive(t, aid);
     return status;
   } finally {
     for (const l of lifelines) l.close();
-    healLock(t);
     const report = endApp(t, aid, { keep: opts.keep });
     for (const note of report.notes) process.stderr.write(`appshot: ${note}\n`);
   }

@@ -22,9 +22,13 @@
 #define APPSHOT_MAX_READERS 4096u
 #define APPSHOT_MAX_DBS 16u
 #define APPSHOT_AID_MAX 63u
+/* The longest meta key ("seeded/" aid) and value (a seed record). */
+#define META_KEY_MAX (7 + APPSHOT_AID_MAX)
+#define META_VAL_MAX 65536u
 
 /* Named databases. */
-#define DB_META "meta"     /* "version" -> u32, "node" -> u32, "next_aid" -> u32 */
+#define DB_META "meta"     /* "version" -> u32, "node" -> u32, "next_aid" -> u32,
+			    * "seeded/" aid -> JSON of what a clone's seeding made (ts/seeds.ts) */
 #define DB_APPS "apps"     /* aid -> app record */
 #define DB_FWD "fwd"       /* aid 0 type vrid -> srid vkey skey creator created_ms */
 #define DB_REV "rev"       /* node type srid -> vrid aid */

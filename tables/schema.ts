@@ -12,8 +12,11 @@ export const MAP_SIZE = 4 * 1024 ** 3;
 export const MAX_READERS = 4096;
 export const MAX_DBS = 16;
 export const AID_MAX = 63;
+/** The longest meta value: a seed record ("seeded/" aid -> JSON, ts/seeds.ts). */
+export const META_VAL_MAX = 65536;
 
 export const DB = {
+  /** "version", "node", "next_aid" -> u32; "seeded/" aid -> JSON of what a clone's seeding made. */
   meta: 'meta',
   apps: 'apps',
   fwd: 'fwd',

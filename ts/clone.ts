@@ -11,7 +11,7 @@ import { type RestoreSummary, type SharedSegment, restoreSections } from './rest
 import { expand, variableValues } from './rules.js';
 import { forgetSeeds, recordSeeds } from './seeds.js';
 import { SnapReader } from './snapfile.js';
-import { type Tables, getApp, writeTxn } from './tables.js';
+import { type Tables, fwdRows, getApp, writeTxn } from './tables.js';
 import { type Template, checkSharedSegments, checkSnapshotUnchanged } from './template.js';
 import * as S from '../tables/schema.js';
 
@@ -39,11 +39,16 @@ export interface Clone {
   restored: RestoreSummary;
 }
 
-/** The next clone number whose AID no live or kept application holds (an
- * ended one's name is free again). */
+/** The next clone number whose AID no application holds: not a live or
+ * kept one, nor an ended one whose rows are left (a segment still attached
+ * outside it), whose rows a clone's rollback would orphan. */
 function nextNumber(t: Tables, name: string, from: number): number {
+  const held = (aid: string) => {
+    const app = getApp(t, aid);
+    return !!app && (app.state !== S.APP_STATE.ended || !fwdRows(t, aid).next().done);
+  };
   let n = from;
-  for (let app = getApp(t, `${name}-${n}`); app && app.state !== S.APP_STATE.ended; app = getApp(t, `${name}-${n}`)) n++;
+  while (held(`${name}-${n}`)) n++;
   return n;
 }
 

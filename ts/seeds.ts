@@ -1,5 +1,6 @@
 import { existsSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { AppshotError, EXIT } from './errors.js';
 import type { Redirect } from './redirect.js';
 import { type Tables, getApp, writeTxn } from './tables.js';
 import * as S from '../tables/schema.js';
@@ -40,7 +41,11 @@ export function recordSeeds(t: Tables, aid: string, redirects: Redirect[]): void
   if (!paths.length) return;
   writeTxn(t, () => {
     const app = getApp(t, aid);
-    if (app) t.meta.putSync(seedKey(aid), Buffer.from(JSON.stringify({ createdMs: app.createdMs, paths } satisfies SeedRecord)));
+    if (!app) return;
+    const rec = Buffer.from(JSON.stringify({ createdMs: app.createdMs, paths } satisfies SeedRecord));
+    if (rec.length > S.META_VAL_MAX)
+      throw new AppshotError(`clone '${aid}' would seed ${paths.length} folders, more than appshot can record (${S.META_VAL_MAX} bytes of paths); give the template fewer REDIR rules`, EXIT.usage);
+    t.meta.putSync(seedKey(aid), rec);
   });
 }
 

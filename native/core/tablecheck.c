@@ -16,7 +16,6 @@
  *     transaction id u64 */
 #include "tablecheck.h"
 #include "../../tables/schema.h"
-#include "lmdb.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -65,7 +64,7 @@ struct row_rule {
 	size_t vmin, vmax;
 };
 static const struct row_rule row_rules[] = {
-	{ DB_META, 1, 64, 4, 4 },
+	{ DB_META, 1, META_KEY_MAX, 4, META_VAL_MAX },
 	{ DB_APPS, 1, APPSHOT_AID_MAX, APP_VAL_FIXED, APP_VAL_FIXED + 2 * APPSHOT_PATH_MAX * 64 },
 	{ DB_FWD, 7, FWD_KEY_MAX, FWD_VAL_LEN, FWD_VAL_LEN },
 	{ DB_REV, REV_KEY_LEN, REV_KEY_LEN, 5, REV_VAL_MAX },
@@ -369,17 +368,4 @@ int tablecheck_file(const char *path, enum tablecheck_scope scope, char *err, si
 	int rc = tablecheck_map(map, (size_t)st.st_size, scope, err, errlen);
 	munmap(map, (size_t)st.st_size);
 	return rc;
-}
-
-int tablecheck_env(MDB_env *env, enum tablecheck_scope scope, char *err, size_t errlen)
-{
-	MDB_envinfo info;
-	mdb_filehandle_t fd;
-	struct stat st;
-	if (mdb_env_info(env, &info) || mdb_env_get_fd(env, &fd) || fstat(fd, &st) != 0) {
-		snprintf(err, errlen, "cannot look at the open environment: %s", strerror(errno));
-		return errno ? errno : EIO;
-	}
-	/* The map reaches past the file's end; only the file's bytes are read. */
-	return tablecheck_map(info.me_mapaddr, (size_t)st.st_size, scope, err, errlen);
 }

@@ -28,10 +28,4 @@ int tablecheck_map(const void *map, size_t size, enum tablecheck_scope scope, ch
  * when the file cannot be read (err says which call failed). */
 int tablecheck_file(const char *path, enum tablecheck_scope scope, char *err, size_t errlen);
 
-/* Checks the file of an environment LMDB has just opened (through its
- * own map: no read of the file), before anything reads a page of it. Call
- * it under the open lock, so no commit is half-written meanwhile. */
-struct MDB_env;
-int tablecheck_env(struct MDB_env *env, enum tablecheck_scope scope, char *err, size_t errlen);
-
 #endif

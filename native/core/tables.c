@@ -110,11 +110,15 @@ int tables_open_env(struct tables *t, const char *home, char *err, size_t errlen
 		tables_close(t);
 		return rc;
 	}
-	rc = mdb_env_open(t->env, t->path, MDB_NOSUBDIR | MDB_NOSYNC | MDB_NOTLS, 0600);
-	int check = rc ? 0 : tablecheck_env(t->env, TABLECHECK_TOP, why, sizeof why);
+	/* Before LMDB reads a byte of it: LMDB trusts the header pages and
+	 * the page numbers they give (a file cut short faults with SIGBUS). */
+	int check = tablecheck_file(t->path, TABLECHECK_TOP, why, sizeof why);
+	rc = check ? 0 : mdb_env_open(t->env, t->path, MDB_NOSUBDIR | MDB_NOSYNC | MDB_NOTLS, 0600);
 	flock_retry(t->lock_fd, LOCK_UN);
 	if (rc || check) {
-		if (check) fail(err, errlen, rc = EBADMSG, "the tables at %s are damaged: %s; move the file aside or restore it from a backup", t->path, why);
+		if (check == TABLECHECK_DAMAGED)
+			fail(err, errlen, rc = EBADMSG, "the tables at %s are damaged: %s; nothing was changed. Move the file aside (appshot starts new tables) or restore it from a backup", t->path, why);
+		else if (check) fail(err, errlen, rc = check, "%s%s", why, "");
 		else fail(err, errlen, rc, "cannot open tables at %s: %s", t->path, mdb_cause(rc));
 		tables_close(t);
 		return rc;
