@@ -432,3 +432,20 @@ time.sleep(120)
     }
   });
 });
+
+describe('a pool whose last application has ended', () => {
+  it('lets go of its public port at once: an application of another home publishes it right after', async () => {
+    const pub = PUBLIC + 8;
+    const first = makeHome();
+    const a = await instance(first, 'first', pub);
+    const daemon = daemonPid(first, pub);
+    expect(daemon).toBeGreaterThan(0);
+    await stop([a]);
+    // No wait: the daemon looks at its instances when the last lifeline
+    // ends, not at its next probe a second later.
+    const b = await instance(makeHome(), 'second', pub);
+    expect(b.err()).toBe('');
+    expect(await who(pub)).toBe('second');
+    await stop([b]);
+  });
+});

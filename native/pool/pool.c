@@ -814,6 +814,12 @@ static void drop_client(struct client *cl)
 		if (g.clients[i] == cl) g.clients[i] = g.clients[--g.nclients];
 	if (cl->lifeline) g.nlifelines--, logmsg("lifeline of %s ended", cl->aid);
 	free(cl);
+	/* A harness lets go of its lifeline once its application has ended: with
+	 * the last one gone, the instances are looked at now, not at the next
+	 * probe, so the public port is free for the next application at once. */
+	if (!g.nlifelines)
+		for (int i = 0; i < g.ninst; i++)
+			if (g.inst[i]->registered && !g.inst[i]->dead && !instance_alive(g.inst[i])) g.inst[i]->dead = true;
 	maybe_exit();
 }
 
