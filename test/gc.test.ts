@@ -54,6 +54,38 @@ describe('cleanup and appshot gc', () => {
     expect(tablesJson(home, ['--aid', 'orphan'])).toEqual([]);
   });
 
+  it("a process of another IPC namespace attaching its own segment of the same ID is not named as holding the application's", async () => {
+    const home = makeHome();
+    const app = appshotAsync(home, ['run', '--aid', 'ns', '--', SHMTOOL, 'get', '0x5e3008', '4096', 'c', 'attach', '-', 'pid', 'sleep', '100000']);
+    await waitFor(app.out, /^pid/m);
+    const segment = tablesJson(home, ['--aid', 'ns', '--type', 'shm'])[0];
+    const attach = (command: string, args: string[]) => {
+      const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      child.stdout!.on('data', (d) => (out += d));
+      const exited = new Promise((res) => child.once('exit', res));
+      return { child, out: () => out, exited };
+    };
+    // A program outside appshot holds the segment; and in a container, say
+    // (an IPC namespace of its own), the kernel gives another segment the
+    // same ID, attached by a process that stays.
+    const outsider = attach(SHMTOOL, ['use', String(segment.system), 'attach', '-', 'pid', 'sleep', '100000']);
+    const other = attach('unshare', ['--ipc', 'sh', '-c', `echo ${segment.system} > /proc/sys/kernel/shm_next_id && exec ${SHMTOOL} private 4096 attach - pid sleep 100000`]);
+    try {
+      const outsiderPid = (await waitFor(outsider.out, /^pid (\d+)/m))[1];
+      await waitFor(other.out, /^pid/m);
+      expect(other.out()).toContain(`id ${segment.system}`);
+      app.child.kill('SIGTERM');
+      const r = await app.done;
+      expect(r.stderr).toContain(`is still attached by a process outside the application (process ${outsiderPid}): left alone`);
+    } finally {
+      outsider.child.kill('SIGKILL');
+      other.child.kill('SIGKILL');
+      await Promise.all([outsider.exited, other.exited]);
+    }
+    expect(appshot(home, ['gc']).stdout).toMatch(/ended 'ns': removed 1 shared memory segment/);
+  });
+
   it('the harness removes segments and queues too, but leaves a segment attached outside the application, and gc reports it until it is free', async () => {
     const home = makeHome();
     const app = appshotAsync(home, ['run', '--aid', 'shared', '--', 'sh', '-c',

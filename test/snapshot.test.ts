@@ -226,7 +226,7 @@ describe('snapshot and restore', () => {
     const h = appshotAsync(home, ['run', '--aid', 'dying', '--', STATETOOL, 'run', dir]);
     await waitFor(h.out, /ready/);
     const file = join(home, 'dying.snap');
-    const snap = appshotAsync(home, ['snapshot', 'dying', '-o', file], { APPSHOT_SNAPSHOT_DELAY_MS: '1500' });
+    const snap = appshotAsync(home, ['snapshot', 'dying', '-o', file], { APPSHOT_SNAPSHOT_DELAY_MS: '5000' });
     const pid = Number(readFileSync(join(dir, 'pid'), 'utf8'));
     // Killed while the snapshot holds it stopped, however slow the machine.
     await waitFor(() => procStat(pid)?.state ?? '', /^T$/);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -31,9 +32,26 @@ int proc_start_ticks(pid_t spid, uint64_t *ticks)
 	return 0;
 }
 
+/* Whether spid lives in this process's IPC namespace. A segment's ID is
+ * the inode of its /SYSV mapping only within a namespace: another
+ * namespace's (a container's, another test run's) may carry the same. */
+static int same_ipc_namespace(pid_t spid)
+{
+	char path[40];
+	struct stat own, theirs;
+	snprintf(path, sizeof path, "/proc/%d/ns/ipc", (int)spid);
+	/* Raw calls, as in the rest of this file: in the shim, stat would be its own wrapper, which
+	 * reads /proc/PID paths as virtual PIDs. */
+	if (syscall(SYS_newfstatat, AT_FDCWD, "/proc/self/ns/ipc", &own, 0) != 0 ||
+	    syscall(SYS_newfstatat, AT_FDCWD, path, &theirs, 0) != 0)
+		return 0;
+	return own.st_dev == theirs.st_dev && own.st_ino == theirs.st_ino;
+}
+
 int proc_shm_each(pid_t spid, proc_shm_fn *fn, void *arg)
 {
 	char path[32];
+	if (!same_ipc_namespace(spid)) return -1;
 	snprintf(path, sizeof path, "/proc/%d/maps", (int)spid);
 	int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) return -1;
