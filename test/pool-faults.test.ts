@@ -1,12 +1,11 @@
 import { spawn } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { Socket, createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { POOL_PATH } from '../ts/paths.js';
-import { appshot, appshotAsync, makeHome, waitFor } from './helpers.js';
+import { appshot, appshotAsync, makeHome, waitFor, who } from './helpers.js';
 
 /** Public ports of the pools these tests publish (pool.test.ts has 18090-18099). */
 const PUBLIC = 18110;
@@ -36,21 +35,6 @@ async function instance(home: string, name: string, pub: number): Promise<Harnes
   const h = appshotAsync(home, ['run', '--aid', name, '--publish', `${pub}:8080`, '--', 'python3', '-u', '-m', 'http.server', '8080', '--bind', '127.0.0.1', '--directory', dir]);
   await waitFor(h.out, /Serving HTTP/);
   return h;
-}
-
-/** GET who.txt from a port, a new connection each time. */
-function who(port: number, timeoutMs = 10_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path: '/who.txt', agent: false, timeout: timeoutMs }, (res) => {
-      let body = '';
-      res.on('data', (d) => (body += d));
-      res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`status ${res.statusCode}`))));
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error('timed out')));
-    req.on('error', reject);
-    req.end();
-  });
 }
 
 /** A TCP connection opened now, its request sent later with ask(). */

@@ -1,10 +1,9 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { Socket, createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ROOT } from '../ts/paths.js';
-import { appshot, appshotAsync, makeHome, waitFor } from './helpers.js';
+import { appshot, appshotAsync, makeHome, waitFor, who } from './helpers.js';
 
 const NETTOOL = join(ROOT, 'test', 'fixtures', 'nettool.py');
 /** Public ports of the pools these tests publish. */
@@ -21,21 +20,6 @@ async function instance(home: string, name: string, pub: number, extra: string[]
   const h = appshotAsync(home, ['run', '--aid', name, '--publish', `${pub}:8080`, ...extra, '--', 'python3', '-u', '-m', 'http.server', '8080', '--bind', '127.0.0.1', '--directory', dir]);
   await waitFor(h.out, /Serving HTTP/);
   return h;
-}
-
-/** GET who.txt from the public port, a new connection each time. */
-function who(pub: number, timeoutMs = 10_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port: pub, path: '/who.txt', agent: false, timeout: timeoutMs }, (res) => {
-      let body = '';
-      res.on('data', (d) => (body += d));
-      res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`status ${res.statusCode}`))));
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error('timed out')));
-    req.on('error', reject);
-    req.end();
-  });
 }
 
 /** The system PID of an application's python3 server. */
