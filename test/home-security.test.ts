@@ -76,42 +76,38 @@ async function orphanedApp(runHome: string, programHome: string, aid: string, ke
 const semKept = (key: number) => kernelSems().some((s) => s.key === key);
 
 describe('a home is one directory, however it is spelled (issue 14, 2)', () => {
-  it('gc naming the home by its real path, with a trailing slash or through .. leaves alone an application started through a symbolic link', async () => {
+  /** An application started under home as `startedAs` spells it, its
+   * harness and supervisor killed: gc under every other spelling leaves it
+   * alone, and once its process ends gc cleans it up. */
+  async function gcLeavesAlone(startedAs: 'link' | 'real', aid: string, key: number): Promise<void> {
     const home = makeHome();
     const link = join(testRoot(), `link-${basename(home)}`);
     symlinkSync(home, link);
-    const pid = await orphanedApp(link, link, 'linked', '0x5e4001');
+    const start = startedAs === 'link' ? link : home;
+    const spellings =
+      startedAs === 'link'
+        ? [home, `${home}/`, `${home}/../${basename(home)}`, `${home}/.`]
+        : [link, `${link}/`, `${home}/../${basename(link)}`];
+    const pid = await orphanedApp(start, start, aid, '0x' + key.toString(16));
     try {
-      for (const spelling of [home, `${home}/`, `${home}/../${basename(home)}`, `${home}/.`]) {
+      for (const spelling of spellings) {
         const gc = appshot(spelling, ['gc']);
         expect({ spelling, code: gc.code, out: gc.stdout, err: gc.stderr }).toEqual({ spelling, code: 0, out: 'nothing to clean up\n', err: '' });
-        expect(semKept(0x5e4001)).toBe(true);
+        expect(semKept(key)).toBe(true);
       }
-      expect(tablesJson(home, ['--aid', 'linked', '--type', 'sem']).length).toBe(1);
+      expect(tablesJson(home, ['--aid', aid, '--type', 'sem']).length).toBe(1);
     } finally {
       await endProcess(pid);
     }
-    expect(appshot(home, ['gc']).stdout).toMatch(/ended 'linked': removed 1 semaphore set/);
-    expect(semKept(0x5e4001)).toBe(false);
-  });
+    expect(appshot(spellings[0], ['gc']).stdout).toMatch(new RegExp(`ended '${aid}': removed 1 semaphore set`));
+    expect(semKept(key)).toBe(false);
+  }
 
-  it('and the reverse: gc through a link, a trailing slash or .. leaves alone an application started under the real path', async () => {
-    const home = makeHome();
-    const link = join(testRoot(), `link-${basename(home)}`);
-    symlinkSync(home, link);
-    const pid = await orphanedApp(home, home, 'direct', '0x5e4002');
-    try {
-      for (const spelling of [link, `${link}/`, `${home}/../${basename(link)}`]) {
-        const gc = appshot(spelling, ['gc']);
-        expect({ spelling, code: gc.code, out: gc.stdout, err: gc.stderr }).toEqual({ spelling, code: 0, out: 'nothing to clean up\n', err: '' });
-        expect(semKept(0x5e4002)).toBe(true);
-      }
-    } finally {
-      await endProcess(pid);
-    }
-    expect(appshot(link, ['gc']).stdout).toMatch(/ended 'direct': removed 1 semaphore set/);
-    expect(semKept(0x5e4002)).toBe(false);
-  });
+  it('gc naming the home by its real path, with a trailing slash or through .. leaves alone an application started through a symbolic link', () =>
+    gcLeavesAlone('link', 'linked', 0x5e4001));
+
+  it('and the reverse: gc through a link, a trailing slash or .. leaves alone an application started under the real path', () =>
+    gcLeavesAlone('real', 'direct', 0x5e4002));
 
   it("the application's processes get the home's real path", async () => {
     const home = makeHome();
