@@ -4,9 +4,9 @@ import { AppshotError, EXIT } from '../ts/errors.js';
 import { ensureHome, resolveHome } from '../ts/home.js';
 import type { Balance, Publication } from '../ts/pool.js';
 import * as S from '../tables/schema.js';
-import type { TablesFlags } from './tables.js';
+import type { TablesFlags } from './inspector.js';
 
-import { SORT_FIELDS, STATE_FILTERS, TYPE_FILTERS } from '../tables/filters.js';
+import { SORT_FIELDS, STATE_FILTERS, TYPE_FILTERS } from './views/filters.js';
 
 // Each command loads what it needs when it runs: `appshot tables` over a
 // million rows answers within 200 ms only if it does not load the rest.
@@ -83,15 +83,15 @@ program
   .option('--kept', 'also end applications left with --keep', false)
   .option('--json', 'print the report as JSON', false)
   .action(async (o: { kept: boolean; json: boolean }) => {
-    const [{ gc }, { describeCleanup }, { openTables }, { sweepStops }, { sweepSeeds }] = await Promise.all([
+    const [{ gc }, { describeCleanup }, { openTableDb }, { sweepStops }, { sweepSeeds }] = await Promise.all([
       import('../ts/cleanup.js'),
       import('./report.js'),
-      import('../ts/tables.js'),
+      import('../ts/tabledb.js'),
       import('../ts/stops.js'),
       import('../ts/seeds.js'),
     ]);
     const home = resolveHome();
-    const t = openTables(home);
+    const t = openTableDb(home);
     // Snapshots that died holding an application stopped first: its
     // processes run again before gc judges whether it is live.
     const resumed = sweepStops(home).map((note) => ({ aid: '', removed: {}, rows: 0, notes: [note] }));
@@ -122,7 +122,7 @@ program
   .option('--verify', 'check the tables against themselves and the kernel; exit 0 only when consistent', false)
   .option('--repair', 'with the check, fix what can be fixed safely and say what was done', false)
   .action(async (o: TablesFlags) => {
-    const { tablesCommand } = await import('./tables.js');
+    const { tablesCommand } = await import('./inspector.js');
     exitCode = await tablesCommand(o);
   });
 
@@ -133,12 +133,12 @@ program
   .option('--json', 'print the processes as JSON for scripts', false)
   .action(async (o: { aid?: string; json: boolean }) => {
     if (o.aid !== undefined) checkAid(o.aid);
-    const [{ openTables }, { processRows, renderProcesses }, { poolRows, portRows, renderPools, renderPorts }] = await Promise.all([
-      import('../ts/tables.js'),
-      import('../tables/processes.js'),
-      import('../tables/ports.js'),
+    const [{ openTableDb }, { processRows, renderProcesses }, { poolRows, portRows, renderPools, renderPorts }] = await Promise.all([
+      import('../ts/tabledb.js'),
+      import('./views/processes.js'),
+      import('./views/ports.js'),
     ]);
-    const t = openTables(resolveHome());
+    const t = openTableDb(resolveHome());
     // A row of a process that is gone is stale, not a process: not shown.
     const rows = [...processRows(t, { aid: o.aid })].filter((r) => r.state !== 'gone');
     if (o.json) {
@@ -162,8 +162,8 @@ const snapshotCommand = program
   .action(async (aid: string, o: { output?: string; stop: boolean }) => {
     checkAid(aid);
     if (!o.output) throw new AppshotError(`say where to write the snapshot: appshot snapshot ${aid} -o FILE`, EXIT.usage);
-    const [{ openTables }, { snapshot }, { terminalProgress }] = await Promise.all([import('../ts/tables.js'), import('../ts/snapshot.js'), import('../ts/progress.js')]);
-    const t = openTables(resolveHome());
+    const [{ openTableDb }, { snapshot }, { terminalProgress }] = await Promise.all([import('../ts/tabledb.js'), import('../ts/snapshot.js'), import('../ts/progress.js')]);
+    const t = openTableDb(resolveHome());
     const s = await snapshot(t, aid, o.output, { stop: o.stop, progress: terminalProgress('capturing shared memory') });
     const rate = s.shmBytes >= 2 ** 20 ? `, ${(s.shmBytes / 1e9 / s.seconds).toFixed(2)} GB/s` : '';
     process.stdout.write(
@@ -177,7 +177,7 @@ snapshotCommand
   .argument('<file>', 'the snapshot')
   .option('--json', 'print JSON for scripts', false)
   .action(async (file: string, o: { json: boolean }) => {
-    const [{ inspectSnapshot }, { renderSnapshot }] = await Promise.all([import('../ts/snapcontents.js'), import('../tables/snapshots.js')]);
+    const [{ inspectSnapshot }, { renderSnapshot }] = await Promise.all([import('../ts/snapcontents.js'), import('./views/snapshots.js')]);
     const report = inspectSnapshot(file);
     process.stdout.write(o.json ? JSON.stringify(report, null, 2) + '\n' : renderSnapshot(report) + '\n');
   });
@@ -192,13 +192,13 @@ program
   .action(async (file: string, cmd: string[], o: { aid?: string }) => {
     if (o.aid !== undefined) checkAppAid(o.aid);
     const home = ensureHome(resolveHome());
-    const [{ openTables }, { restore }, { terminalProgress }, { runRegistered }] = await Promise.all([
-      import('../ts/tables.js'),
+    const [{ openTableDb }, { restore }, { terminalProgress }, { runRegistered }] = await Promise.all([
+      import('../ts/tabledb.js'),
       import('../ts/restore.js'),
       import('../ts/progress.js'),
       import('./run.js'),
     ]);
-    const t = openTables(home, { create: true });
+    const t = openTableDb(home, { create: true });
     const given = cmd.length ? cmd : undefined;
     const r = restore(t, file, { aid: o.aid, command: given, progress: terminalProgress('restoring shared memory') });
     process.stderr.write(
@@ -216,8 +216,8 @@ const templateCommand = program
 
 async function templateTables(create = false) {
   const home = create ? ensureHome(resolveHome()) : resolveHome();
-  const [{ openTables }, cmd] = await Promise.all([import('../ts/tables.js'), import('./template.js')]);
-  return { home, t: openTables(home, { create }), cmd };
+  const [{ openTableDb }, cmd] = await Promise.all([import('../ts/tabledb.js'), import('./template.js')]);
+  return { home, t: openTableDb(home, { create }), cmd };
 }
 
 templateCommand

@@ -8,7 +8,7 @@ import { type Redirect, redirectPath } from '../ts/redirect.js';
 import { registerApp } from '../ts/registry.js';
 import { processesLeft } from '../ts/supervision.js';
 import { type Balance, type Lifeline, type Publication, joinPool } from '../ts/pool.js';
-import { type Tables, healLock, openTables } from '../ts/tables.js';
+import { type TableDb, healLock, openTableDb } from '../ts/tabledb.js';
 import * as S from '../tables/schema.js';
 import { describeCleanup } from './report.js';
 
@@ -41,7 +41,7 @@ const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
  */
 export async function run(command: string[], given: RunOptions): Promise<number> {
   const opts = { ...given, home: ensureHome(given.home) };
-  const t = openTables(opts.home, { create: true });
+  const t = openTableDb(opts.home, { create: true });
   const reg = registerApp(t, { aid: opts.aid, command, noIdentity: opts.noIdentity, publish: opts.publish, redirects: opts.redirects });
   if (reg.reclaimed) for (const line of describeCleanup(reg.reclaimed, 'reclaimed stale application')) process.stderr.write(`appshot: ${line}\n`);
   return runRegistered(t, reg.aid, command, opts);
@@ -49,7 +49,7 @@ export async function run(command: string[], given: RunOptions): Promise<number>
 
 /** Runs CMD as registered application aid (whose tables t holds): joins its
  * pools, supervises it, and cleans up after it. */
-export async function runRegistered(t: Tables, aid: string, command: string[], opts: RunOptions, as: StartAs = {}): Promise<number> {
+export async function runRegistered(t: TableDb, aid: string, command: string[], opts: RunOptions, as: StartAs = {}): Promise<number> {
   try {
     return await superviseApp(t, aid, command, opts, as);
   } finally {
@@ -60,7 +60,7 @@ export async function runRegistered(t: Tables, aid: string, command: string[], o
 /** One application of possibly several this harness runs (a template's
  * clones): its pools joined, CMD supervised, its cleanup when CMD ends.
  * onStarted is called once its first process exists. */
-export async function superviseApp(t: Tables, aid: string, command: string[], opts: RunOptions, as: StartAs = {}, onStarted?: () => void): Promise<number> {
+export async function superviseApp(t: TableDb, aid: string, command: string[], opts: RunOptions, as: StartAs = {}, onStarted?: () => void): Promise<number> {
   const lifelines: Lifeline[] = [];
   try {
     for (const p of opts.publish) lifelines.push(await joinPool(opts.home, p.public, aid, opts.balance, portHolder(t, p.public)));
@@ -78,7 +78,7 @@ export async function superviseApp(t: Tables, aid: string, command: string[], op
 }
 
 /** The application whose virtual port holds port as its system port, if any. */
-function portHolder(t: Tables, port: number): string | undefined {
+function portHolder(t: TableDb, port: number): string | undefined {
   const rev = t.rev.get(S.revKey(t.node, S.RT.port, S.portId(S.PORT_PROTO.tcp, port)));
   return rev ? S.decodeRevVal(rev).aid : undefined;
 }
@@ -167,7 +167,7 @@ const REPORT_FD = 3;
  * orphans to init, and a process can join an application from outside
  * (APPSHOT_AID in its environment): their objects must not go under them.
  */
-async function outlive(t: Tables, aid: string): Promise<void> {
+async function outlive(t: TableDb, aid: string): Promise<void> {
   let left = processesLeft(t, aid);
   if (!left.length) return;
   process.stderr.write(

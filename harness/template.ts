@@ -2,14 +2,14 @@ import { makeClone, type Clone } from '../ts/clone.js';
 import { AppshotError, EXIT } from '../ts/errors.js';
 import { forgetSeeds } from '../ts/seeds.js';
 import type { Balance } from '../ts/pool.js';
-import type { Tables } from '../ts/tables.js';
+import type { TableDb } from '../ts/tabledb.js';
 import { createTemplate, liveClones, loadTemplate, removeTemplate, templateNames } from '../ts/template.js';
-import { type TemplateListRow, renderTemplate, renderTemplateList } from '../tables/templates.js';
+import { type TemplateListRow, renderTemplate, renderTemplateList } from './views/templates.js';
 import { superviseApp } from './run.js';
 
-/** `appshot template ...`: each subcommand over one open Tables. */
+/** `appshot template ...`: each subcommand over one open TableDb. */
 
-export function create(t: Tables, name: string, snapshot: string, rulesFile?: string): void {
+export function create(t: TableDb, name: string, snapshot: string, rulesFile?: string): void {
   const tpl = createTemplate(t, { name, snapshot, rulesFile });
   const count = (c: string) => tpl.resources.filter((r) => r.class === c).length;
   process.stdout.write(
@@ -17,7 +17,7 @@ export function create(t: Tables, name: string, snapshot: string, rulesFile?: st
   );
 }
 
-export function list(t: Tables, json: boolean): void {
+export function list(t: TableDb, json: boolean): void {
   const rows: TemplateListRow[] = templateNames(t.home).map((name) => {
     const tpl = loadTemplate(t.home, name);
     const classes: Record<string, number> = {};
@@ -28,13 +28,13 @@ export function list(t: Tables, json: boolean): void {
   process.stdout.write((json ? JSON.stringify(rows, null, 2) : renderTemplateList(rows)) + '\n');
 }
 
-export function inspect(t: Tables, name: string, json: boolean): void {
+export function inspect(t: TableDb, name: string, json: boolean): void {
   const tpl = loadTemplate(t.home, name);
   const clones = liveClones(t, tpl);
   process.stdout.write((json ? JSON.stringify({ ...tpl, clones }, null, 2) : renderTemplate(tpl, clones)) + '\n');
 }
 
-export function rm(t: Tables, name: string, force: boolean): void {
+export function rm(t: TableDb, name: string, force: boolean): void {
   for (const note of removeTemplate(t, name, { force })) process.stderr.write(`appshot: ${note}\n`);
   process.stdout.write(`template '${name}' removed\n`);
 }
@@ -56,7 +56,7 @@ function describe(c: Clone): string {
  * ended. A clone that cannot be made stops the cloning; those made run on.
  */
 export async function clone(
-  t: Tables,
+  t: TableDb,
   name: string,
   opts: { count: number; command?: string[]; home: string; balance: Balance; portRange: { lo: number; hi: number } },
 ): Promise<number> {

@@ -3,14 +3,14 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SHIM_PATH } from '../ts/paths.js';
-import { openTables } from '../ts/tables.js';
+import { openTableDb } from '../ts/tabledb.js';
 import * as S from '../tables/schema.js';
 import { IPC_TYPES, kernelObjects } from '../ts/sysvipc.js';
 import { MSGTOOL, SEMLOOP, SEMTOOL, SHMTOOL, appshot, appshotAsync, kernelSems, makeHome, tablesJson, waitFor } from './helpers.js';
 
 /** Every forward row has its reverse row and the other way round. */
 function tablesWhole(home: string): string[] {
-  const t = openTables(home);
+  const t = openTableDb(home);
   const problems: string[] = [];
   for (const { key, value } of t.fwd.getRange({})) {
     const k = S.decodeFwdKey(key);

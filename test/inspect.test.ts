@@ -3,7 +3,7 @@ import { readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CLI_PATH } from '../ts/paths.js';
-import { openTables, writeTxn } from '../ts/tables.js';
+import { openTableDb, writeTxn } from '../ts/tabledb.js';
 import * as S from '../tables/schema.js';
 import { SEMTOOL, appshot, appshotAsync, makeHome, tablesJson, waitFor } from './helpers.js';
 
@@ -11,7 +11,7 @@ import { SEMTOOL, appshot, appshotAsync, makeHome, tablesJson, waitFor } from '.
  * a busy host would have them (kept applications, made-up system IDs). */
 function fill(home: string, apps: { aid: string; state: S.AppState; rows: number }[]): void {
   appshot(home, ['run', '--', 'true']); // makes the tables
-  const t = openTables(home);
+  const t = openTableDb(home);
   writeTxn(t, () => {
     let srid = 1_000_000;
     for (const a of apps) {
@@ -119,7 +119,7 @@ describe('the table inspector', () => {
     expect(ok.stdout).toContain('the tables are consistent');
     expect(ok.code).toBe(0);
     const sems = tablesJson(home, ['--aid', 'real', '--type', 'sem']);
-    const t = openTables(home);
+    const t = openTableDb(home);
     writeTxn(t, () => {
       // A reverse row lost; a mapping of an object the kernel never had; a
       // process that is gone; a second application claiming the same set.
@@ -152,7 +152,7 @@ describe('the table inspector', () => {
   it('tables written by a newer appshot: a clear error naming both versions, nothing written', () => {
     const home = makeHome();
     appshot(home, ['run', '--', 'true']);
-    const t = openTables(home);
+    const t = openTableDb(home);
     writeTxn(t, () => t.meta.putSync(Buffer.from('version'), S.u32(S.SCHEMA_VERSION + 1)));
     t.env.close();
     const file = join(home, S.TABLES_FILE);

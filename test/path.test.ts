@@ -7,7 +7,7 @@ import { SHIM_PATH, builtProgram } from '../ts/paths.js';
 import { normalizePath, putRedirects, redirectPath, redirectsOf } from '../ts/redirect.js';
 import { registerApp } from '../ts/registry.js';
 import { endApp } from '../ts/cleanup.js';
-import { openTables, writeTxn } from '../ts/tables.js';
+import { openTableDb, writeTxn } from '../ts/tabledb.js';
 import { appshot, lines, makeHome, runNative, tablesJson, testRoot } from './helpers.js';
 
 const PATHTOOL = builtProgram('pathtool');
@@ -267,7 +267,7 @@ print('bound and connected', flush=True)
   it('tables written before the paths database existed: the shim runs the program with no redirections', () => {
     const home = makeHome();
     const p = place();
-    const t = openTables(home, { create: true });
+    const t = openTableDb(home, { create: true });
     registerApp(t, { aid: 'old-tables', command: ['pathtool'] });
     t.paths.dropSync();
     t.env.close();
@@ -279,7 +279,7 @@ print('bound and connected', flush=True)
       expect(r.stderr).toBe('');
       expect(r.stdout).toBe(runNative([p.native, String(PATH_MAX - p.native.length)], PATHTOOL).stdout);
     } finally {
-      const again = openTables(home); // makes the paths database again
+      const again = openTableDb(home); // makes the paths database again
       endApp(again, 'old-tables', { keep: false });
       again.env.close();
     }
@@ -315,7 +315,7 @@ print('bound and connected', flush=True)
     });
 
     it('putRedirects replaces an application\'s rows, in order; redirectsOf reads them back', () => {
-      const t = openTables(makeHome(), { create: true });
+      const t = openTableDb(makeHome(), { create: true });
       try {
         writeTxn(t, () => putRedirects(t, 'a', [{ from: '/x/', to: '/y' }, { from: '/p', to: '/q' }]));
         writeTxn(t, () => putRedirects(t, 'ab', [{ from: '/z', to: '/w' }]));

@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { procStat } from '../ts/procinfo.js';
-import { type Tables, fwdRows, openTables, writeTxn } from '../ts/tables.js';
+import { type TableDb, fwdRows, openTableDb, writeTxn } from '../ts/tabledb.js';
 import * as S from '../tables/schema.js';
 import { SEMTOOL, appshot, appshotAsync, makeHome, waitFor } from './helpers.js';
 
@@ -9,7 +9,7 @@ const VPID = 0x10000005;
 
 /** The rows the shim writes for a process of aid: until it does, the test
  * writes them for real processes by hand. */
-function recordProcess(t: Tables, aid: string, vpid: number, spid: number, startTicks: number): void {
+function recordProcess(t: TableDb, aid: string, vpid: number, spid: number, startTicks: number): void {
   t.fwd.putSync(S.fwdKey(aid, S.RT.pid, vpid), S.fwdVal({ srid: spid, vkey: 0, skey: 0, creator: spid, createdMs: Date.now() }));
   t.rev.putSync(S.revKey(t.node, S.RT.pid, spid), S.revVal(vpid, aid));
   t.procs.putSync(S.procKey(spid), S.procVal(startTicks, aid));
@@ -32,7 +32,7 @@ describe('appshot ps', () => {
     const supervisor = procStat(parent)!.ppid;
     const dead = spawnSync('true').pid!;
 
-    const t = openTables(home);
+    const t = openTableDb(home);
     writeTxn(t, () => {
       // Whatever rows the shim wrote for these processes give way to ours.
       for (const r of [...fwdRows(t, 'psx', S.RT.pid)]) t.fwd.removeSync(S.fwdKey('psx', S.RT.pid, r.vrid));

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { ROOT, SHIM_PATH, builtProgram } from '../ts/paths.js';
 import { registerApp } from '../ts/registry.js';
 import * as rows from '../ts/rows.js';
-import { type Tables, openTables, writeTxn } from '../ts/tables.js';
+import { type TableDb, openTableDb, writeTxn } from '../ts/tabledb.js';
 import * as S from '../tables/schema.js';
 import { PIDTOOL, SEMTOOL, SHMTOOL, appshot, appshotAsync, makeHome, tablesJson, testRoot, waitFor } from './helpers.js';
 
@@ -61,7 +61,7 @@ const vectors: { scenarios: Scenario[] } = JSON.parse(readFileSync(`${ROOT}/tabl
 const fullRow = (r: Partial<S.FwdVal> & { srid: number }): S.FwdVal => ({ vkey: 0, skey: 0, creator: 0, createdMs: 0, ...r });
 
 /** Writes the rows as they are, bypassing ts/rows.ts: the scenario's start. */
-function seed(t: Tables, set: RowSet = {}): void {
+function seed(t: TableDb, set: RowSet = {}): void {
   writeTxn(t, () => {
     for (const f of set.fwd ?? []) t.fwd.putSync(S.fwdKey(f.aid, S.RT[f.type], f.vrid), S.fwdVal(fullRow(f)));
     for (const r of set.rev ?? []) t.rev.putSync(S.revKey(t.node, S.RT[r.type], r.srid), S.revVal(r.vrid, r.aid));
@@ -70,7 +70,7 @@ function seed(t: Tables, set: RowSet = {}): void {
 }
 
 /** Every fwd, rev and alloc row, in key order, as the scenarios write them. */
-function dump(t: Tables): Required<RowSet> {
+function dump(t: TableDb): Required<RowSet> {
   return {
     fwd: [...t.fwd.getRange({})].map(({ key, value }) => {
       const k = S.decodeFwdKey(key);
@@ -85,7 +85,7 @@ function dump(t: Tables): Required<RowSet> {
 }
 
 /** The scenario's expected rows, filled out and in key order, as dump gives them. */
-function expected(t: Tables, set: RowSet): Required<RowSet> {
+function expected(t: TableDb, set: RowSet): Required<RowSet> {
   const byKey = <T>(key: (x: T) => Buffer) => (a: T, b: T) => Buffer.compare(key(a), key(b));
   return {
     fwd: (set.fwd ?? []).map((f) => ({ ...f, ...fullRow(f) })).sort(byKey((f) => S.fwdKey(f.aid, S.RT[f.type], f.vrid))),
@@ -95,7 +95,7 @@ function expected(t: Tables, set: RowSet): Required<RowSet> {
 }
 
 /** The operation through ts/rows.ts, in a write transaction of its own. */
-function applyTs(t: Tables, sc: Scenario): string {
+function applyTs(t: TableDb, sc: Scenario): string {
   const { op, type: name } = sc.op;
   const type = S.RT[name];
   const o = sc.op;
@@ -139,14 +139,14 @@ function applyC(home: string, sc: Scenario): string {
 /** Runs the scenario on fresh tables through one side; gives its result and the rows after. */
 function play(sc: Scenario, side: 'C' | 'TypeScript') {
   const home = makeHome();
-  let t = openTables(home, { create: true });
+  let t = openTableDb(home, { create: true });
   seed(t, sc.before);
   let result: string;
   if (side === 'TypeScript') result = applyTs(t, sc);
   else {
     t.env.close();
     result = applyC(home, sc);
-    t = openTables(home);
+    t = openTableDb(home);
   }
   try {
     return { result, rows: dump(t), want: expected(t, sc.after) };
@@ -178,7 +178,7 @@ describe('one owner of fwd and rev row writes', () => {
         for (const m of text.matchAll(/\.(fwd|rev)\.(put|putSync|remove|removeSync|ifNoExists|clearSync|clearAsync|drop|dropSync)\(/g)) writers.push(`${file}: ${m[0]}`);
       }
     }
-    expect(read).toEqual(expect.arrayContaining(['ts/restore.ts', 'ts/cleanup.ts', 'tables/verify.ts', 'harness/cli.ts']));
+    expect(read).toEqual(expect.arrayContaining(['ts/restore.ts', 'ts/cleanup.ts', 'ts/verify.ts', 'harness/cli.ts']));
     expect(writers).toEqual([]);
   });
 });
@@ -209,7 +209,7 @@ describe('restore maps its objects through the shared row operations', () => {
       // The reverse row of an earlier segment of 'a', removed behind the
       // shim, still names a's vrid; the kernel hands that ID out next.
       const stale = 5 * 32768 + 777;
-      const t = openTables(home);
+      const t = openTableDb(home);
       writeTxn(t, () => t.rev.putSync(S.revKey(t.node, S.RT.shm, stale), S.revVal(mine.virtual, 'a')));
       t.env.close();
       writeFileSync('/proc/sys/kernel/shm_next_id', String(stale));
@@ -299,7 +299,7 @@ describe('the shim checks the tables file header before LMDB maps it', () => {
     ['of another data format in both meta pages', (f: string) => [0, psize].forEach((at) => patch(f, at + 28, u32le(7))), /its data format is 7, not LMDB's 2/],
   ])('tables %s: a program under the shim refuses to start (exit 125, "damaged")', (_what, damage, why) => {
     const home = makeHome();
-    const t = openTables(home, { create: true });
+    const t = openTableDb(home, { create: true });
     registerApp(t, { aid: 'x', command: ['semtool'] });
     // Rows enough that the root pages lie past the two meta pages.
     writeTxn(t, () => {

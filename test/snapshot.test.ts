@@ -6,7 +6,7 @@ import { procStat } from '../ts/procinfo.js';
 import { builtProgram } from '../ts/paths.js';
 import { addon } from '../ts/addon.js';
 import { kernelObjects } from '../ts/sysvipc.js';
-import { fwdRows, openTables } from '../ts/tables.js';
+import { fwdRows, openTableDb } from '../ts/tabledb.js';
 import * as S from '../tables/schema.js';
 import { appshot, appshotAsync, makeHome, tablesJson, waitFor } from './helpers.js';
 
@@ -287,7 +287,7 @@ describe('snapshot and restore', () => {
     expect(appshot(home, ['snapshot', 'many', '-o', file, '--stop']).code).toBe(0);
     await h.done;
     const before = ipcSet();
-    const t = openTables(home);
+    const t = openTableDb(home);
     try {
       for (const made of [1, 2000]) {
         const aid = `half-${made}`;

@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { SHIM_PATH } from '../ts/paths.js';
-import { openTables, writeTxn } from '../ts/tables.js';
+import { openTableDb, writeTxn } from '../ts/tabledb.js';
 import * as S from '../tables/schema.js';
 import { MSGTOOL, SEMTOOL, SHMTOOL, appshot, appshotAsync, makeHome, tablesJson, waitFor } from './helpers.js';
 
@@ -65,7 +65,7 @@ describe('tables written by another version', () => {
   it('are refused by appshot and by the shim, naming both versions, and nothing is written', () => {
     const home = makeHome();
     appshot(home, ['run', '--', 'true']);
-    const t = openTables(home);
+    const t = openTableDb(home);
     writeTxn(t, () => t.meta.putSync(Buffer.from('version'), S.u32(99)));
     t.env.close();
     const data = `${home}/${S.TABLES_FILE}`;

@@ -4,7 +4,7 @@ import { ipcRemove } from './libc.js';
 import { processAlive, processesOf } from './procinfo.js';
 import { unmap } from './rows.js';
 import { IPCRM_OPTION, IPC_NOUN, type IpcType, type KernelObject, isIpcType, kernelObjects, shmAttachers } from './sysvipc.js';
-import { type FwdRow, type Tables, appRows, fwdRows, getApp, prefixRange, putApp, writeTxn } from './tables.js';
+import { type FwdRow, type TableDb, appRows, fwdRows, getApp, prefixRange, putApp, writeTxn } from './tabledb.js';
 import * as S from '../tables/schema.js';
 
 export interface CleanupReport {
@@ -66,11 +66,11 @@ function attachedNote(row: FwdRow): string {
 
 /** Inside a write transaction: a creator that died between its kernel call
  * and its commit may have left an unmapped object; remove it. */
-export function recoverInflight(t: Tables): string | null {
+export function recoverInflight(t: TableDb): string | null {
   return addon().recoverInflight(t.home, (type, srid) => t.rev.get(S.revKey(t.node, type, srid)) !== undefined);
 }
 
-function rowIsOurs(t: Tables, row: FwdRow): boolean {
+function rowIsOurs(t: TableDb, row: FwdRow): boolean {
   const rev = t.rev.get(S.revKey(t.node, row.type, row.srid));
   if (rev === undefined) return false;
   const r = S.decodeRevVal(rev);
@@ -81,7 +81,7 @@ function rowIsOurs(t: Tables, row: FwdRow): boolean {
  * application and every row that names it, except its apps row and the
  * rows of segments left alone because a process outside still has them
  * attached. Returns how many were left alone. */
-function removeAll(t: Tables, aid: string, report: CleanupReport): number {
+function removeAll(t: TableDb, aid: string, report: CleanupReport): number {
   const listings = new Listings();
   const rows = [...fwdRows(t, aid)];
   const keep = new Set<string>();
@@ -112,7 +112,7 @@ function removeAll(t: Tables, aid: string, report: CleanupReport): number {
   return keep.size;
 }
 
-function dropProcsRows(t: Tables, aid: string, report: CleanupReport): void {
+function dropProcsRows(t: TableDb, aid: string, report: CleanupReport): void {
   for (const { key, value } of [...t.procs.getRange({})]) {
     if (S.decodeProcVal(value).aid === aid) {
       t.procs.removeSync(key);
@@ -123,7 +123,7 @@ function dropProcsRows(t: Tables, aid: string, report: CleanupReport): void {
 
 /** Inside a write transaction: the rows of the application's processes,
  * which are all gone when it ends, kept or not. */
-function forgetProcesses(t: Tables, aid: string, report: CleanupReport): void {
+function forgetProcesses(t: TableDb, aid: string, report: CleanupReport): void {
   for (const row of [...fwdRows(t, aid, S.RT.pid)]) {
     unmap(t, aid, row.type, row.vrid);
     report.rows++;
@@ -136,11 +136,11 @@ function forgetProcesses(t: Tables, aid: string, report: CleanupReport): void {
  * kernel objects removed and tables marked ended, or with keep both left
  * for a later snapshot and the application marked kept.
  */
-export function endApp(t: Tables, aid: string, opts: { keep: boolean }): CleanupReport {
+export function endApp(t: TableDb, aid: string, opts: { keep: boolean }): CleanupReport {
   return writeTxn(t, () => endAppInTxn(t, aid, opts));
 }
 
-export function endAppInTxn(t: Tables, aid: string, opts: { keep: boolean }): CleanupReport {
+export function endAppInTxn(t: TableDb, aid: string, opts: { keep: boolean }): CleanupReport {
   const report: CleanupReport = { aid, removed: {}, rows: 0, notes: [] };
   const recovered = recoverInflight(t);
   if (recovered) report.notes.push(recovered);
@@ -153,18 +153,18 @@ export function endAppInTxn(t: Tables, aid: string, opts: { keep: boolean }): Cl
 
 /** A running application is live while its harness or any process started
  * under it is. */
-export function appLive(t: Tables, aid: string, app: S.AppVal): boolean {
+export function appLive(t: TableDb, aid: string, app: S.AppVal): boolean {
   return processAlive(app.harnessSpid, app.harnessStart) || processesOf(aid, t.home).length > 0;
 }
 
-function hasRows(t: Tables, aid: string): boolean {
+function hasRows(t: TableDb, aid: string): boolean {
   return !fwdRows(t, aid).next().done;
 }
 
 /** Whether a removed segment's last detach by the application has come:
  * its own segment is gone from the kernel; a template's segment, which the
  * kernel keeps for the other clones, is attached by none of its processes. */
-function removedSegmentGone(t: Tables, aid: string, row: FwdRow, listings: Listings): boolean {
+function removedSegmentGone(t: TableDb, aid: string, row: FwdRow, listings: Listings): boolean {
   if (row.creator !== S.CREATOR_TEMPLATE) return !listings.of('shm').has(row.srid) && rowIsOurs(t, row);
   const attachers = new Set(shmAttachers(row.srid));
   return !processesOf(aid, t.home).some((pid) => attachers.has(pid));
@@ -172,7 +172,7 @@ function removedSegmentGone(t: Tables, aid: string, row: FwdRow, listings: Listi
 
 /** A live application's segments removed while attached whose last detach
  * came at a process's exit (no shmdt for the shim to see): their rows go. */
-function dropGoneSegments(t: Tables, aid: string, listings: Listings): CleanupReport | null {
+function dropGoneSegments(t: TableDb, aid: string, listings: Listings): CleanupReport | null {
   // No AID on the report: the application is not ended, only tidied.
   const report: CleanupReport = { aid: '', removed: {}, rows: 0, notes: [] };
   let segments = 0;
@@ -189,7 +189,7 @@ function dropGoneSegments(t: Tables, aid: string, listings: Listings): CleanupRe
 /** What a crashed harness left behind: applications marked running whose
  * processes are all gone are ended; ended ones whose segments were left
  * attached are retried; with kept, kept ones are ended too. */
-export function gc(t: Tables, opts: { kept: boolean }): CleanupReport[] {
+export function gc(t: TableDb, opts: { kept: boolean }): CleanupReport[] {
   return writeTxn(t, () => {
     const reports: CleanupReport[] = [];
     const listings = new Listings();

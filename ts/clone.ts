@@ -11,7 +11,7 @@ import { type RestoreSummary, type SharedSegment, restoreSections } from './rest
 import { expand, variableValues } from './rules.js';
 import { forgetSeeds, recordSeeds } from './seeds.js';
 import { SnapReader } from './snapfile.js';
-import { type Tables, fwdRows, getApp, writeTxn } from './tables.js';
+import { type TableDb, fwdRows, getApp, writeTxn } from './tabledb.js';
 import { type Template, checkSharedSegments, checkSnapshotUnchanged } from './template.js';
 import * as S from '../tables/schema.js';
 
@@ -42,7 +42,7 @@ export interface Clone {
 /** The next clone number whose AID no application holds: not a live or
  * kept one, nor an ended one whose rows are left (a segment still attached
  * outside it), whose rows a clone's rollback would orphan. */
-function nextNumber(t: Tables, name: string, from: number): number {
+function nextNumber(t: TableDb, name: string, from: number): number {
   const held = (aid: string) => {
     const app = getApp(t, aid);
     return !!app && (app.state !== S.APP_STATE.ended || !fwdRows(t, aid).next().done);
@@ -55,7 +55,7 @@ function nextNumber(t: Tables, name: string, from: number): number {
 /** Leases a system port for each virtualized port now, as the shim would on
  * the first bind (its own number first, then the range), so a clone the
  * port range cannot hold is refused before it starts. */
-function leasePorts(t: Tables, aid: string, vids: number[], range: { lo: number; hi: number }, identity: boolean): string[] {
+function leasePorts(t: TableDb, aid: string, vids: number[], range: { lo: number; hi: number }, identity: boolean): string[] {
   const leases: string[] = [];
   writeTxn(t, () => {
     for (const vid of vids) {
@@ -102,14 +102,14 @@ function seedTargets(redirects: Redirect[]): string[] {
 }
 
 /** Drops everything a clone that failed had made: objects, rows, its entry, seeded paths. */
-function unmake(t: Tables, aid: string, seeded: string[]): void {
+function unmake(t: TableDb, aid: string, seeded: string[]): void {
   endApp(t, aid, { keep: false });
   writeTxn(t, () => t.apps.removeSync(Buffer.from(aid, 'latin1')));
   for (const p of seeded.reverse()) rmSync(p, { recursive: true, force: true });
   forgetSeeds(t, aid);
 }
 
-export function makeClone(t: Tables, tpl: Template, opts: { from: number; command?: string[]; portRange: { lo: number; hi: number } }): Clone {
+export function makeClone(t: TableDb, tpl: Template, opts: { from: number; command?: string[]; portRange: { lo: number; hi: number } }): Clone {
   checkSnapshotUnchanged(tpl);
   checkSharedSegments(tpl);
   if (!opts.command && tpl.meta.cwd && !existsSync(tpl.meta.cwd))

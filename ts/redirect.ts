@@ -1,5 +1,5 @@
 import { AppshotError, EXIT } from './errors.js';
-import { type Tables, prefixRange } from './tables.js';
+import { type TableDb, prefixRange } from './tabledb.js';
 import * as S from '../tables/schema.js';
 
 /**
@@ -113,13 +113,13 @@ export function parseRedirect(spec: string): Redirect {
 
 /** Inside writeTxn(t, ...): the application's redirections replaced by
  * list (checked here too), in its order. */
-export function putRedirects(t: Tables, aid: string, list: Redirect[]): void {
+export function putRedirects(t: TableDb, aid: string, list: Redirect[]): void {
   const checked = checkRedirects(list, t.home);
   for (const key of [...t.paths.getKeys(prefixRange(S.fwdPrefix(aid)))]) t.paths.removeSync(key);
   checked.forEach((r, i) => t.paths.putSync(S.pathKey(aid, i), S.pathVal(r.from, r.to)));
 }
 
 /** The application's redirections, in the order they apply. */
-export function redirectsOf(t: Tables, aid: string): Redirect[] {
+export function redirectsOf(t: TableDb, aid: string): Redirect[] {
   return [...t.paths.getRange(prefixRange(S.fwdPrefix(aid)))].map(({ value }) => S.decodePathVal(value));
 }

@@ -5,7 +5,7 @@ import { startTicks } from './procinfo.js';
 import type { Publication } from './pool.js';
 import { type Redirect, putRedirects } from './redirect.js';
 import { putFwd } from './rows.js';
-import { type Tables, getApp, nextCounter, putApp, writeTxn } from './tables.js';
+import { type TableDb, getApp, nextCounter, putApp, writeTxn } from './tabledb.js';
 import * as S from '../tables/schema.js';
 
 export interface Registration {
@@ -23,7 +23,7 @@ export interface Registration {
  * win.
  */
 export function registerApp(
-  t: Tables,
+  t: TableDb,
   opts: { aid?: string; command: string[]; noIdentity?: boolean; clone?: boolean; publish?: Publication[]; redirects?: Redirect[] },
 ): Registration {
   if (opts.aid !== undefined) checkAppAid(opts.aid);

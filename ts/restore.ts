@@ -10,7 +10,7 @@ import * as rows from './rows.js';
 import type { MsgRecord, SemRecord, ShmRecord, SnapMeta } from './snapshot.js';
 import { type Section, SnapReader } from './snapfile.js';
 import { IPC_NOUN } from './sysvipc.js';
-import { type Tables, fwdRows, getApp, writeTxn } from './tables.js';
+import { type TableDb, fwdRows, getApp, writeTxn } from './tabledb.js';
 import * as S from '../tables/schema.js';
 
 /**
@@ -42,7 +42,7 @@ const KEY_TYPE: Record<IpcType, number> = { sem: S.RT.semkey, shm: S.RT.shmkey, 
 /** Maps a saved object at its saved vrid. The AID is fresh or ended, so
  * a row already there is one cleanup left behind (a segment still
  * attached outside): say so rather than overwrite it. */
-function mapObject(t: Tables, aid: string, type: IpcType, vrid: number, row: S.FwdVal): void {
+function mapObject(t: TableDb, aid: string, type: IpcType, vrid: number, row: S.FwdVal): void {
   if (!rows.mapAt(t, aid, S.RT[type], vrid, row))
     throw new AppshotError(
       `application '${aid}' still maps virtual ${IPC_NOUN[type]} ${vrid} from an earlier run; run 'appshot gc', or restore under another --aid`,
@@ -52,7 +52,7 @@ function mapObject(t: Tables, aid: string, type: IpcType, vrid: number, row: S.F
 
 /** Creates one kernel object for a saved one and records it, in one write
  * transaction under the inflight record: a crash leaves no object unmapped. */
-export function createObject(t: Tables, aid: string, identity: boolean, type: IpcType, rec: { vrid: number; vkey: number }, size: number): number {
+export function createObject(t: TableDb, aid: string, identity: boolean, type: IpcType, rec: { vrid: number; vkey: number }, size: number): number {
   let srid = -1;
   try {
     writeTxn(t, () => {
@@ -97,7 +97,7 @@ export function failedAt(what: string, err: unknown): AppshotError {
 }
 
 /** Refuses an AID that is running or holds kept state: nothing is touched. */
-function checkFree(t: Tables, aid: string): void {
+function checkFree(t: TableDb, aid: string): void {
   const app = getApp(t, aid);
   if (app?.state === S.APP_STATE.running && appLive(t, aid, app))
     throw new AppshotError(`application '${aid}' is running; restore under another --aid, or end it first`, EXIT.conflict);
@@ -112,7 +112,7 @@ function checkFree(t: Tables, aid: string): void {
     );
 }
 
-export function restore(t: Tables, file: string, opts: { aid?: string; command?: string[]; progress?: Progress }): RestoreSummary {
+export function restore(t: TableDb, file: string, opts: { aid?: string; command?: string[]; progress?: Progress }): RestoreSummary {
   const started = performance.now();
   const r = new SnapReader(file);
   try {
@@ -145,7 +145,7 @@ export function restore(t: Tables, file: string, opts: { aid?: string; command?:
 /** One saved segment made (under the inflight record) and filled from its
  * section; the caller gives it its owner and mode. */
 export function makeSegment(
-  t: Tables,
+  t: TableDb,
   r: SnapReader,
   s: Section,
   aid: string,
@@ -175,7 +175,7 @@ export interface SharedSegment {
 
 /** Rows that map a template's shared segment, and its key, into a clone:
  * no reverse rows (they are the template's), creator CREATOR_TEMPLATE. */
-function mapShared(t: Tables, aid: string, seg: SharedSegment): void {
+function mapShared(t: TableDb, aid: string, seg: SharedSegment): void {
   const row = { vkey: seg.vkey, skey: seg.skey, creator: S.CREATOR_TEMPLATE, createdMs: Date.now() };
   writeTxn(t, () => {
     if (seg.vkey) rows.putFwd(t, aid, S.RT.shmkey, seg.vkey, { ...row, srid: seg.skey, vkey: 0, skey: 0 });
@@ -184,7 +184,7 @@ function mapShared(t: Tables, aid: string, seg: SharedSegment): void {
 }
 
 export function restoreSections(
-  t: Tables,
+  t: TableDb,
   r: SnapReader,
   aid: string,
   identity: boolean,

@@ -1,10 +1,10 @@
-import type { Tables } from './tables.js';
+import type { TableDb } from './tabledb.js';
 import * as S from '../tables/schema.js';
 
 /**
  * Every write of a forward (fwd) or reverse (rev) row from TypeScript goes
  * through this module. Each function is the TypeScript twin of the C
- * function of the same name in native/core/tables.c (tables_claim_skey ->
+ * function of the same name in native/core/tabledb.c (tabledb_claim_skey ->
  * claimSkey, ...), and the scenario vectors of tables/rows.json hold both to
  * the same rows (test/rows.test.ts). Change one, change the other. All of
  * them run inside the caller's write transaction (writeTxn).
@@ -12,7 +12,7 @@ import * as S from '../tables/schema.js';
 
 /** The next value of an allocation counter (aid '' for host-wide ones),
  * wrapping to base below 0x7fffffff: counter_next. */
-function counterNext(t: Tables, aid: string, type: number, base: number): number {
+function counterNext(t: TableDb, aid: string, type: number, base: number): number {
   const key = S.allocKey(aid, type);
   const cur = t.alloc.get(key);
   const next = cur && cur.length === 4 ? S.readU32(cur) : base;
@@ -22,7 +22,7 @@ function counterNext(t: Tables, aid: string, type: number, base: number): number
 
 /** Claims srid host-wide for the application's vrid by writing its reverse
  * row; false, and nothing written, when someone holds it: tables_claim. */
-export function claim(t: Tables, aid: string, type: number, vrid: number, srid: number): boolean {
+export function claim(t: TableDb, aid: string, type: number, vrid: number, srid: number): boolean {
   const rk = S.revKey(t.node, type, srid);
   if (t.rev.get(rk) !== undefined) return false;
   t.rev.putSync(rk, S.revVal(vrid, aid));
@@ -30,7 +30,7 @@ export function claim(t: Tables, aid: string, type: number, vrid: number, srid: 
 }
 
 /** Drops a reverse row; false when there was none: tables_release. */
-export function release(t: Tables, type: number, srid: number): boolean {
+export function release(t: TableDb, type: number, srid: number): boolean {
   return t.rev.removeSync(S.revKey(t.node, type, srid));
 }
 
@@ -38,7 +38,7 @@ export function release(t: Tables, type: number, srid: number): boolean {
  * host-wide: vkey itself when identity is asked and no one holds it, else
  * the next free remapped key: tables_claim_skey (identity is false for an
  * application registered with --no-identity). */
-export function claimSkey(t: Tables, aid: string, keytype: number, vkey: number, identity: boolean): number {
+export function claimSkey(t: TableDb, aid: string, keytype: number, vkey: number, identity: boolean): number {
   if (identity && claim(t, aid, keytype, vkey, vkey)) return vkey >>> 0;
   for (;;) {
     const skey = counterNext(t, '', keytype, S.SKEY_REMAP_BASE);
@@ -49,7 +49,7 @@ export function claimSkey(t: Tables, aid: string, keytype: number, vkey: number,
 /** Writes (or overwrites) a forward row alone: tables_put_fwd. For rows
  * whose reverse row is someone else's to hold (a key's, a template's
  * segment in a clone, a published port) or was claimed first. */
-export function putFwd(t: Tables, aid: string, type: number, vrid: number, row: S.FwdVal): void {
+export function putFwd(t: TableDb, aid: string, type: number, vrid: number, row: S.FwdVal): void {
   t.fwd.putSync(S.fwdKey(aid, type, vrid), S.fwdVal(row));
 }
 
@@ -57,7 +57,7 @@ export function putFwd(t: Tables, aid: string, type: number, vrid: number, row: 
  * srid out, so no live object has it): its owner's forward row goes, but
  * only while it still maps srid. A forward row that has since been mapped
  * to another object is that application's live mapping: drop_stale_owner. */
-function dropStaleOwner(t: Tables, type: number, srid: number, stale: Uint8Array): void {
+function dropStaleOwner(t: TableDb, type: number, srid: number, stale: Uint8Array): void {
   const owner = S.decodeRevVal(stale);
   const fk = S.fwdKey(owner.aid, type, owner.vrid);
   const fwd = t.fwd.get(fk);
@@ -65,7 +65,7 @@ function dropStaleOwner(t: Tables, type: number, srid: number, stale: Uint8Array
 }
 
 /** The reverse row of a new object, taking over a stale one: put_rev. */
-function putRev(t: Tables, aid: string, type: number, vrid: number, srid: number): void {
+function putRev(t: TableDb, aid: string, type: number, vrid: number, srid: number): void {
   const rk = S.revKey(t.node, type, srid);
   const stale = t.rev.get(rk);
   if (stale !== undefined) dropStaleOwner(t, type, srid, stale);
@@ -75,7 +75,7 @@ function putRev(t: Tables, aid: string, type: number, vrid: number, srid: number
 /** Maps an object in both directions at the vrid the caller gives (a
  * restored object's saved one); false, and nothing written, when the
  * application maps that vrid already: tables_map_at. */
-export function mapAt(t: Tables, aid: string, type: number, vrid: number, row: S.FwdVal): boolean {
+export function mapAt(t: TableDb, aid: string, type: number, vrid: number, row: S.FwdVal): boolean {
   const fk = S.fwdKey(aid, type, vrid);
   if (t.fwd.get(fk) !== undefined) return false;
   t.fwd.putSync(fk, S.fwdVal(row));
@@ -86,7 +86,7 @@ export function mapAt(t: Tables, aid: string, type: number, vrid: number, row: S
 /** Drops the application's mapping of vrid, and the reverse row too if it
  * still points back at it (else it is another mapping's, and stays).
  * Returns how many rows went (0: there was no mapping): tables_unmap. */
-export function unmap(t: Tables, aid: string, type: number, vrid: number): number {
+export function unmap(t: TableDb, aid: string, type: number, vrid: number): number {
   const fk = S.fwdKey(aid, type, vrid);
   const fwd = t.fwd.get(fk);
   if (fwd === undefined) return 0;

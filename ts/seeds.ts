@@ -2,7 +2,7 @@ import { existsSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { AppshotError, EXIT } from './errors.js';
 import type { Redirect } from './redirect.js';
-import { type Tables, getApp, writeTxn } from './tables.js';
+import { type TableDb, getApp, writeTxn } from './tabledb.js';
 import * as S from '../tables/schema.js';
 
 /**
@@ -36,7 +36,7 @@ function topMissing(path: string): string {
 
 /** What seeding the redirections' targets would make, recorded for aid
  * before it is made. */
-export function recordSeeds(t: Tables, aid: string, redirects: Redirect[]): void {
+export function recordSeeds(t: TableDb, aid: string, redirects: Redirect[]): void {
   const paths = [...new Set(redirects.filter((r) => !existsSync(r.to)).map((r) => topMissing(r.to)))];
   if (!paths.length) return;
   writeTxn(t, () => {
@@ -50,13 +50,13 @@ export function recordSeeds(t: Tables, aid: string, redirects: Redirect[]): void
 }
 
 /** The clone has started (or its seeds were removed): its record goes. */
-export function forgetSeeds(t: Tables, aid: string): void {
+export function forgetSeeds(t: TableDb, aid: string): void {
   writeTxn(t, () => t.meta.removeSync(seedKey(aid)));
 }
 
 /** For `appshot gc`: removes what was seeded for clones that ended without
  * ever starting, and drops records that no longer name their clone. */
-export function sweepSeeds(t: Tables): string[] {
+export function sweepSeeds(t: TableDb): string[] {
   const notes: string[] = [];
   const range = { start: Buffer.from(PREFIX, 'latin1'), end: Buffer.from(PREFIX.slice(0, -1) + '0', 'latin1') };
   for (const { key, value } of [...t.meta.getRange(range)]) {

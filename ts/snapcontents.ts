@@ -1,6 +1,6 @@
 import type { MsgRecord, SemRecord, ShmRecord, SnapMeta } from './snapshot.js';
 import { SNAP_VERSION, SnapReader } from './snapfile.js';
-import type { FwdRow } from './tables.js';
+import type { FwdRow } from './tabledb.js';
 import * as S from '../tables/schema.js';
 
 /** What a snapshot holds, read section by section with every checksum

@@ -12,7 +12,7 @@ import { SnapWriter } from './snapfile.js';
 import { StopGuard } from './stops.js';
 import { isSupervisor } from './supervision.js';
 import { shmAttachModes } from './sysvipc.js';
-import { type FwdRow, type Tables, fwdRows, getApp } from './tables.js';
+import { type FwdRow, type TableDb, fwdRows, getApp } from './tabledb.js';
 import * as S from '../tables/schema.js';
 
 /**
@@ -78,7 +78,7 @@ export interface SnapshotSummary {
 const SIGNAL_WAIT_MS = 5000;
 
 /** The application's processes (the supervisor is appshot's, not the application's). */
-function applicationProcesses(t: Tables, aid: string): number[] {
+function applicationProcesses(t: TableDb, aid: string): number[] {
   return processesOf(aid, t.home).filter((pid) => !isSupervisor(pid));
 }
 
@@ -97,7 +97,7 @@ function sleep(ms: number): Promise<void> {
  * Each stopped process goes into stopped, for the caller to resume even
  * when this fails part way.
  */
-async function suspend(t: Tables, aid: string, stopped: Set<number>, guard: StopGuard): Promise<void> {
+async function suspend(t: TableDb, aid: string, stopped: Set<number>, guard: StopGuard): Promise<void> {
   for (;;) {
     const fresh = applicationProcesses(t, aid).filter((p) => !stopped.has(p));
     if (!fresh.length) return;
@@ -205,7 +205,7 @@ function writeState(w: SnapWriter, aid: string, rows: FwdRow[], pids: number[], 
   }
 }
 
-export async function snapshot(t: Tables, aid: string, file: string, opts: { stop: boolean; progress?: Progress }): Promise<SnapshotSummary> {
+export async function snapshot(t: TableDb, aid: string, file: string, opts: { stop: boolean; progress?: Progress }): Promise<SnapshotSummary> {
   const started = performance.now();
   const app = getApp(t, aid);
   if (!app) throw new AppshotError(`there is no application '${aid}' in ${t.home}; 'appshot ps' lists the running ones`, EXIT.failure);

@@ -1,7 +1,7 @@
 import { readlinkSync } from 'node:fs';
 import { SUPERVISOR_PATH } from './paths.js';
 import { processAlive, processesOf } from './procinfo.js';
-import { type Tables, fwdRows } from './tables.js';
+import { type TableDb, fwdRows } from './tabledb.js';
 import * as S from '../tables/schema.js';
 
 /** Whether pid runs appshot-supervisor (appshot's, not the application's). */
@@ -16,7 +16,7 @@ export function isSupervisor(pid: number): boolean {
 /** The application's processes whose pid rows say they still run: the
  * shim records every child at fork, so these include those a /proc scan
  * made while they were being forked would miss. */
-function recordedProcesses(t: Tables, aid: string): number[] {
+function recordedProcesses(t: TableDb, aid: string): number[] {
   const alive: number[] = [];
   for (const r of fwdRows(t, aid, S.RT.pid)) {
     const v = t.procs.get(S.procKey(r.srid));
@@ -29,7 +29,7 @@ function recordedProcesses(t: Tables, aid: string): number[] {
 
 /** Every process of the application still running (stopped ones too),
  * whether or not the supervisor is their ancestor. */
-export function processesLeft(t: Tables, aid: string): number[] {
+export function processesLeft(t: TableDb, aid: string): number[] {
   const all = new Set([...processesOf(aid, t.home), ...recordedProcesses(t, aid)]);
   all.delete(process.pid);
   return [...all];
@@ -38,7 +38,7 @@ export function processesLeft(t: Tables, aid: string): number[] {
 /** What is missing of a running application's supervision: its harness
  * (which cleans up after it) or its supervisor (which reaps its orphans and
  * reports its command's status); null when both run. */
-export function unsupervised(t: Tables, aid: string, app: S.AppVal): string | null {
+export function unsupervised(t: TableDb, aid: string, app: S.AppVal): string | null {
   const harness = processAlive(app.harnessSpid, app.harnessStart);
   const supervisor = processesOf(aid, t.home).some(isSupervisor);
   if (harness && supervisor) return null;

@@ -9,7 +9,7 @@ import { type At, type Override, type ResourceClass, type Rules, NO_RULES, expan
 import type { ShmRecord, SnapMeta } from './snapshot.js';
 import { SnapReader } from './snapfile.js';
 import { kernelObjects } from './sysvipc.js';
-import { type Tables, getApp, putApp, writeTxn } from './tables.js';
+import { type TableDb, getApp, putApp, writeTxn } from './tabledb.js';
 import { startTicks } from './procinfo.js';
 import { type SnapshotReport, inspectSnapshot } from './snapcontents.js';
 import * as S from '../tables/schema.js';
@@ -283,7 +283,7 @@ export function templateNames(home: string): string[] {
 
 /* --- create ----------------------------------------------------------------- */
 
-function registerTemplate(t: Tables, name: string, aid: string, command: string[]): void {
+function registerTemplate(t: TableDb, name: string, aid: string, command: string[]): void {
   writeTxn(t, () => {
     if (getApp(t, aid)) throw new AppshotError(`template '${name}' already exists; remove it first with 'appshot template rm ${name}'`, EXIT.conflict);
     putApp(t, aid, {
@@ -300,14 +300,14 @@ function registerTemplate(t: Tables, name: string, aid: string, command: string[
 }
 
 /** Removes a template's entry and every object it owns. */
-function dropTemplateEntry(t: Tables, aid: string): string[] {
+function dropTemplateEntry(t: TableDb, aid: string): string[] {
   const report = endApp(t, aid, { keep: false });
   writeTxn(t, () => t.apps.removeSync(Buffer.from(aid, 'latin1')));
   return report.notes;
 }
 
 /** Makes the shared segments once, read-only (no write bits), filled from the snapshot. */
-function makeSharedSegments(t: Tables, aid: string, file: string, sharedVrids: Set<number>): SharedSegment[] {
+function makeSharedSegments(t: TableDb, aid: string, file: string, sharedVrids: Set<number>): SharedSegment[] {
   const made: SharedSegment[] = [];
   const r = new SnapReader(file);
   try {
@@ -333,7 +333,7 @@ function makeSharedSegments(t: Tables, aid: string, file: string, sharedVrids: S
   return made;
 }
 
-export function createTemplate(t: Tables, opts: { name: string; snapshot: string; rulesFile?: string }): Template {
+export function createTemplate(t: TableDb, opts: { name: string; snapshot: string; rulesFile?: string }): Template {
   checkTemplateName(opts.name);
   if (opts.name.startsWith(TEMPLATE_AID_PREFIX))
     throw new AppshotError(
@@ -384,7 +384,7 @@ export function createTemplate(t: Tables, opts: { name: string; snapshot: string
 /* --- clones of a template, and rm ---------------------------------------- */
 
 /** The running applications cloned from a template. */
-export function liveClones(t: Tables, tpl: Template): string[] {
+export function liveClones(t: TableDb, tpl: Template): string[] {
   const live: string[] = [];
   for (const { key, value } of t.apps.getRange({})) {
     const aid = key.toString('latin1');
@@ -395,7 +395,7 @@ export function liveClones(t: Tables, tpl: Template): string[] {
   return live;
 }
 
-export function removeTemplate(t: Tables, name: string, opts: { force: boolean }): string[] {
+export function removeTemplate(t: TableDb, name: string, opts: { force: boolean }): string[] {
   checkTemplateName(name);
   const aid = TEMPLATE_AID_PREFIX + name;
   const file = templateFile(t.home, name);

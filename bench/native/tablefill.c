@@ -21,14 +21,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../../native/core/tables.h"
+#include "../../native/core/tabledb.h"
 #include "bench.h"
 
 #define ROWS_PER_TXN 4096u /* each a forward and a reverse put */
 #define FAKE_SRID_BASE 0x80000000u
 
 struct fill {
-	struct tables t; /* t.aid is the application being filled */
+	struct tabledb t; /* t.aid is the application being filled */
 	MDB_txn *txn;
 	uint32_t in_txn, next_srid;
 	uint64_t now;
@@ -45,13 +45,13 @@ static int failf(struct fill *f, int rc, const char *fmt, ...)
 }
 
 /* Write transactions as every writer takes them: under the open lock held
- * shared (native/core/tables.h). */
+ * shared (native/core/tabledb.h). */
 static int begin(struct fill *f)
 {
-	int rc = tables_write_lock(&f->t);
+	int rc = tabledb_write_lock(&f->t);
 	if (rc) return failf(f, rc, "cannot lock the tables: %s", strerror(rc));
 	if ((rc = mdb_txn_begin(f->t.env, NULL, 0, &f->txn))) {
-		tables_write_unlock(&f->t);
+		tabledb_write_unlock(&f->t);
 		return failf(f, rc, "cannot write the tables: %s", mdb_strerror(rc));
 	}
 	f->in_txn = 0;
@@ -62,7 +62,7 @@ static int commit(struct fill *f)
 {
 	int rc = mdb_txn_commit(f->txn);
 	f->txn = NULL;
-	tables_write_unlock(&f->t);
+	tabledb_write_unlock(&f->t);
 	return rc ? failf(f, rc, "cannot commit to the tables: %s", mdb_strerror(rc)) : 0;
 }
 
@@ -173,10 +173,10 @@ int main(int argc, char **argv)
 	uint32_t rows = (uint32_t)count(argv[one ? 4 : 3], 0x7fffffff);
 	const char *prefix = one || argc < 5 ? "fill" : argv[4];
 	double t0 = now_ns();
-	/* Adding to one application goes through tables_open, which checks that
+	/* Adding to one application goes through tabledb_open, which checks that
 	 * it is registered and running, as the shim's own open does. */
-	int rc = one ? tables_open(&f.t, argv[1], argv[3], f.err, sizeof f.err)
-		     : tables_open_env(&f.t, argv[1], f.err, sizeof f.err);
+	int rc = one ? tabledb_open(&f.t, argv[1], argv[3], f.err, sizeof f.err)
+		     : tabledb_open_env(&f.t, argv[1], f.err, sizeof f.err);
 	if (rc) {
 		fprintf(stderr, "tablefill: %s\n", f.err);
 		return 1;
@@ -187,9 +187,9 @@ int main(int argc, char **argv)
 	if (!rc) rc = commit(&f);
 	else if (f.txn) {
 		mdb_txn_abort(f.txn);
-		tables_write_unlock(&f.t);
+		tabledb_write_unlock(&f.t);
 	}
-	tables_close(&f.t);
+	tabledb_close(&f.t);
 	if (rc) {
 		fprintf(stderr, "tablefill: %s (what was committed before stays)\n", f.err);
 		return 1;

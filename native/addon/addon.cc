@@ -189,7 +189,7 @@ Napi::Value ReserveTables(const Napi::CallbackInfo &info)
 {
 	std::string home = info[0].As<Napi::String>().Utf8Value();
 	char why[512] = "";
-	int rc = tables_reserve(home.c_str(), why, sizeof why);
+	int rc = tabledb_reserve(home.c_str(), why, sizeof why);
 	if (rc) {
 		Napi::Error e = Napi::Error::New(info.Env(), why);
 		if (const char *name = strerrorname_np(rc)) e.Set("code", name);
@@ -200,7 +200,7 @@ Napi::Value ReserveTables(const Napi::CallbackInfo &info)
 
 Napi::Value UnreserveTables(const Napi::CallbackInfo &info)
 {
-	tables_unreserve(info[0].As<Napi::String>().Utf8Value().c_str());
+	tabledb_unreserve(info[0].As<Napi::String>().Utf8Value().c_str());
 	return info.Env().Undefined();
 }
 

@@ -63,7 +63,7 @@ static void remove_made(const char *home, unsigned made)
 		if (made & (1u << i) && !file_path(path, sizeof path, home, reserved[i].name)) unlink(path);
 }
 
-int tables_reserve(const char *home, char *err, size_t errlen)
+int tabledb_reserve(const char *home, char *err, size_t errlen)
 {
 	char path[4096];
 	unsigned made = 0;
@@ -86,7 +86,7 @@ int tables_reserve(const char *home, char *err, size_t errlen)
 	return 0;
 }
 
-void tables_unreserve(const char *home)
+void tabledb_unreserve(const char *home)
 {
 	remove_made(home, (1u << NRESERVED) - 1);
 }

@@ -16,9 +16,9 @@
  * reserved past their end. 0, or an errno (ENOSPC on a full disk) with
  * every file it made removed and a sentence in err. Call under the open
  * lock, when the data file does not exist or is empty. */
-int tables_reserve(const char *home, char *err, size_t errlen);
+int tabledb_reserve(const char *home, char *err, size_t errlen);
 
-/* Removes the files tables_reserve made, when what followed failed. */
-void tables_unreserve(const char *home);
+/* Removes the files tabledb_reserve made, when what followed failed. */
+void tabledb_unreserve(const char *home);
 
 #endif

@@ -37,16 +37,16 @@ enum key_lookup { KEY_EXISTING, KEY_TO_CREATE, KEY_FAILED };
 static enum key_lookup lookup_key(uint8_t type, MDB_txn *txn, key_t vkey, size_t size, int flags,
 				  uint32_t *skey, int *have_row, uint32_t *vrid)
 {
-	struct tables *t = shim_tables();
+	struct tabledb *t = shim_tables();
 	uint8_t keytype = sysv_key_type(type);
 	struct fwd_val kv;
 	int rc;
 	*have_row = 0;
-	if (tables_fwd(t, txn, keytype, (uint32_t)vkey, &kv) == 0) {
+	if (tabledb_fwd(t, txn, keytype, (uint32_t)vkey, &kv) == 0) {
 		*skey = kv.srid;
 		*have_row = 1;
 		int id = kernel_get(type, (key_t)*skey, 0, 0);
-		if (id >= 0 && tables_rev_seen(t, txn, type, (uint32_t)id, vrid) == REV_MINE) {
+		if (id >= 0 && tabledb_rev_seen(t, txn, type, (uint32_t)id, vrid) == REV_MINE) {
 			write_abort(txn);
 			if ((flags & CREATE_FLAGS) == CREATE_FLAGS) return shim_fail(EEXIST), KEY_FAILED;
 			/* Let the kernel check permissions and size. */
@@ -56,7 +56,7 @@ static enum key_lookup lookup_key(uint8_t type, MDB_txn *txn, key_t vkey, size_t
 		if (id >= 0) {
 			/* Something outside the application holds our system key:
 			 * the application's key moves to a fresh one. */
-			tables_unmap(t, txn, keytype, (uint32_t)vkey);
+			tabledb_unmap(t, txn, keytype, (uint32_t)vkey);
 			*have_row = 0;
 		}
 	}
@@ -64,7 +64,7 @@ static enum key_lookup lookup_key(uint8_t type, MDB_txn *txn, key_t vkey, size_t
 		write_abort(txn);
 		return shim_fail(ENOENT), KEY_FAILED;
 	}
-	if (!*have_row && (rc = tables_claim_skey(t, txn, keytype, (uint32_t)vkey, 1, skey)))
+	if (!*have_row && (rc = tabledb_claim_skey(t, txn, keytype, (uint32_t)vkey, 1, skey)))
 		return abort_with(type, txn, rc), KEY_FAILED;
 	return KEY_TO_CREATE;
 }
@@ -76,7 +76,7 @@ static enum key_lookup lookup_key(uint8_t type, MDB_txn *txn, key_t vkey, size_t
 static int create_in_kernel(uint8_t type, MDB_txn *txn, key_t vkey, size_t size, int flags,
 			    uint32_t *skey, int *have_row)
 {
-	struct tables *t = shim_tables();
+	struct tabledb *t = shim_tables();
 	uint8_t keytype = sysv_key_type(type);
 	for (;;) {
 		inflight_begin(shim_inflight(), shim_pid, t->aid, type, *skey);
@@ -91,10 +91,10 @@ static int create_in_kernel(uint8_t type, MDB_txn *txn, key_t vkey, size_t size,
 			write_abort(txn);
 			return shim_fail(err);
 		}
-		if (*have_row) tables_unmap(t, txn, keytype, (uint32_t)vkey);
-		else tables_release(t, txn, keytype, *skey);
+		if (*have_row) tabledb_unmap(t, txn, keytype, (uint32_t)vkey);
+		else tabledb_release(t, txn, keytype, *skey);
 		*have_row = 0;
-		if ((rc = tables_claim_skey(t, txn, keytype, (uint32_t)vkey, 0, skey)))
+		if ((rc = tabledb_claim_skey(t, txn, keytype, (uint32_t)vkey, 0, skey)))
 			return abort_with(type, txn, rc);
 	}
 }
@@ -103,17 +103,17 @@ static int create_in_kernel(uint8_t type, MDB_txn *txn, key_t vkey, size_t size,
 static int record_object(uint8_t type, MDB_txn *txn, key_t vkey, uint32_t skey, int have_row, int id,
 			 uint32_t *vrid)
 {
-	struct tables *t = shim_tables();
+	struct tabledb *t = shim_tables();
 	uint64_t now = now_ms();
 	int rc = 0;
 	if (vkey != IPC_PRIVATE && !have_row) {
 		struct fwd_val krow = { .srid = skey, .created_ms = now };
-		rc = tables_put_fwd(t, txn, sysv_key_type(type), (uint32_t)vkey, &krow);
+		rc = tabledb_put_fwd(t, txn, sysv_key_type(type), (uint32_t)vkey, &krow);
 	}
 	if (!rc) {
 		struct fwd_val row = { .srid = (uint32_t)id, .vkey = (uint32_t)vkey, .skey = skey,
 				       .creator = (uint32_t)shim_pid, .created_ms = now };
-		rc = tables_map_new(t, txn, type, &row, vrid);
+		rc = tabledb_map_new(t, txn, type, &row, vrid);
 	}
 	if (rc) {
 		write_abort(txn);
@@ -191,7 +191,7 @@ static int mark_removed(MDB_txn *txn, uint8_t type, uint32_t vrid, struct fwd_va
 {
 	row.vkey = IPC_PRIVATE;
 	row.skey = SKEY_REMOVED;
-	return tables_put_fwd(shim_tables(), txn, type, vrid, &row);
+	return tabledb_put_fwd(shim_tables(), txn, type, vrid, &row);
 }
 
 /* A clone lets go of its template's shared segment; the kernel's segment
@@ -201,9 +201,9 @@ static int mark_removed(MDB_txn *txn, uint8_t type, uint32_t vrid, struct fwd_va
  * as a removed segment lives on natively. */
 static int let_go(MDB_txn *txn, uint8_t type, uint32_t vrid, struct fwd_val row, unsigned attached)
 {
-	struct tables *t = shim_tables();
-	int rc = row.vkey != IPC_PRIVATE ? tables_unmap(t, txn, sysv_key_type(type), row.vkey) : 0;
-	if (!rc) rc = attached ? mark_removed(txn, type, vrid, row) : tables_unmap(t, txn, type, vrid);
+	struct tabledb *t = shim_tables();
+	int rc = row.vkey != IPC_PRIVATE ? tabledb_unmap(t, txn, sysv_key_type(type), row.vkey) : 0;
+	if (!rc) rc = attached ? mark_removed(txn, type, vrid, row) : tabledb_unmap(t, txn, type, vrid);
 	return rc;
 }
 
@@ -211,7 +211,7 @@ static int let_go(MDB_txn *txn, uint8_t type, uint32_t vrid, struct fwd_val row,
  * row) from the tables in one write transaction. */
 int ipc_remove(uint8_t type, int vrid)
 {
-	struct tables *t = shim_tables();
+	struct tabledb *t = shim_tables();
 	/* Counted before the write transaction begins: it reads /proc. */
 	uint32_t srid;
 	unsigned attached = type == RT_SHM && vr_is_template(type, (uint32_t)vrid) && ipc_srid(type, vrid, &srid) == 0
@@ -219,7 +219,7 @@ int ipc_remove(uint8_t type, int vrid)
 				    : 0;
 	MDB_txn *txn = write_begin();
 	struct fwd_val row;
-	if (tables_fwd(t, txn, type, (uint32_t)vrid, &row) != 0) {
+	if (tabledb_fwd(t, txn, type, (uint32_t)vrid, &row) != 0) {
 		write_abort(txn);
 		return shim_fail(EINVAL);
 	}
@@ -231,16 +231,16 @@ int ipc_remove(uint8_t type, int vrid)
 	if (sysv_rmid(&shim_kernel, type, (int)row.srid) != 0) {
 		int err = errno;
 		/* Gone already (removed from outside the shim): its rows go. */
-		if (gone(err) && tables_unmap_row(t, txn, type, (uint32_t)vrid, row.srid) == 0) write_commit(txn);
+		if (gone(err) && tabledb_unmap_row(t, txn, type, (uint32_t)vrid, row.srid) == 0) write_commit(txn);
 		else write_abort(txn);
 		return shim_fail(err);
 	}
 	struct sysv_stat st;
 	int lives_on = type == RT_SHM && sysv_stat(&shim_kernel, type, (int)row.srid, &st) == 0;
 	int rc = lives_on ? mark_removed(txn, type, (uint32_t)vrid, row)
-			  : tables_unmap_row(t, txn, type, (uint32_t)vrid, row.srid);
+			  : tabledb_unmap_row(t, txn, type, (uint32_t)vrid, row.srid);
 	if (!rc && row.vkey != IPC_PRIVATE)
-		rc = tables_unmap_row(t, txn, sysv_key_type(type), row.vkey, row.skey);
+		rc = tabledb_unmap_row(t, txn, sysv_key_type(type), row.vkey, row.skey);
 	if (rc) write_abort(txn);
 	else write_commit(txn);
 	return 0;
@@ -251,19 +251,19 @@ int ipc_remove(uint8_t type, int vrid)
  * the other clones), when no process of the application has it attached. */
 void ipc_forget_if_gone(uint8_t type, uint32_t vrid)
 {
-	struct tables *t = shim_tables();
+	struct tabledb *t = shim_tables();
 	uint32_t srid;
 	int template = vr_is_template(type, vrid);
 	if (template && (ipc_srid(type, (int)vrid, &srid) || ipc_shm_attachments(srid))) return;
 	struct fwd_val row;
 	struct sysv_stat st;
 	MDB_txn *txn = write_begin();
-	int drop = tables_fwd(t, txn, type, vrid, &row) == 0 && fwd_val_removed(&row);
+	int drop = tabledb_fwd(t, txn, type, vrid, &row) == 0 && fwd_val_removed(&row);
 	if (drop && template)
-		drop = row.creator == CREATOR_TEMPLATE && tables_unmap(t, txn, type, vrid) == 0;
+		drop = row.creator == CREATOR_TEMPLATE && tabledb_unmap(t, txn, type, vrid) == 0;
 	else if (drop)
 		drop = sysv_stat(&shim_kernel, type, (int)row.srid, &st) != 0 && gone(errno) &&
-		       tables_unmap_row(t, txn, type, vrid, row.srid) == 0;
+		       tabledb_unmap_row(t, txn, type, vrid, row.srid) == 0;
 	if (drop) write_commit(txn);
 	else write_abort(txn);
 }
@@ -312,7 +312,7 @@ struct nth {
 static int nth_in(MDB_txn *txn, void *arg)
 {
 	struct nth *n = arg;
-	return tables_nth(shim_tables(), txn, n->type, n->index, &n->vrid, &n->row);
+	return tabledb_nth(shim_tables(), txn, n->type, n->index, &n->vrid, &n->row);
 }
 
 /* The kernel's *_STAT commands take an index into its ID table, which is
@@ -349,15 +349,15 @@ struct each {
 static int collect_in(MDB_txn *txn, void *arg)
 {
 	struct each *e = arg;
-	struct tables *t = shim_tables();
-	int rc = tables_count(t, txn, e->type, &e->count);
+	struct tabledb *t = shim_tables();
+	int rc = tabledb_count(t, txn, e->type, &e->count);
 	if (rc || !e->count) return rc;
 	e->srids = malloc(e->count * sizeof *e->srids);
 	if (!e->srids) return ENOMEM;
 	for (uint32_t i = 0; i < e->count; i++) {
 		uint32_t vrid;
 		struct fwd_val row;
-		if ((rc = tables_nth(t, txn, e->type, i, &vrid, &row))) return rc;
+		if ((rc = tabledb_nth(t, txn, e->type, i, &vrid, &row))) return rc;
 		e->srids[i] = row.srid;
 	}
 	return 0;

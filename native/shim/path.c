@@ -277,19 +277,19 @@ static int copy_row(void *arg, const char *from, size_t from_len, const char *to
 static int load_in(MDB_txn *txn, void *arg)
 {
 	struct load *l = arg;
-	const struct tables *t = shim_tables();
-	int rc = tables_redirects(t, txn, count_row, l);
+	const struct tabledb *t = shim_tables();
+	int rc = tabledb_redirects(t, txn, count_row, l);
 	if (rc || !l->count) return rc;
 	if (!(l->list = malloc(l->count * sizeof *l->list + l->bytes))) return ENOMEM;
 	l->strings = (char *)(l->list + l->count);
 	l->count = 0;
-	return tables_redirects(t, txn, copy_row, l);
+	return tabledb_redirects(t, txn, copy_row, l);
 }
 
 void path_init(void)
 {
 	struct load l = { 0 };
-	const struct tables *t = shim_tables();
+	const struct tabledb *t = shim_tables();
 	int rc = with_read_txn(load_in, &l);
 	/* Running on with a redirection missing would put files where the
 	 * application's other instances keep theirs. */

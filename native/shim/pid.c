@@ -86,7 +86,7 @@ struct lookup_pid {
 static int recorded_in(MDB_txn *txn, void *arg)
 {
 	struct lookup_pid *l = arg;
-	return tables_pid_lookup(shim_tables(), txn, l->spid, l->ticks, &l->vpid);
+	return tabledb_pid_lookup(shim_tables(), txn, l->spid, l->ticks, &l->vpid);
 }
 
 static uint32_t record(pid_t spid, uint32_t want)
@@ -99,7 +99,7 @@ static uint32_t record(pid_t spid, uint32_t want)
 	struct lookup_pid l = { (uint32_t)spid, 0, ticks };
 	if (with_read_txn(recorded_in, &l) == 0) return l.vpid;
 	MDB_txn *txn = write_begin();
-	int rc = tables_pid_record(shim_tables(), txn, (uint32_t)spid, ticks, want, (uint32_t)shim_pid, &vpid);
+	int rc = tabledb_pid_record(shim_tables(), txn, (uint32_t)spid, ticks, want, (uint32_t)shim_pid, &vpid);
 	if (rc) {
 		write_abort(txn);
 		shim_warn("cannot record process %d in %s: %s", (int)spid, shim_tables()->path, mdb_strerror(rc));
@@ -115,7 +115,7 @@ static uint32_t record(pid_t spid, uint32_t want)
 static void forget(pid_t spid)
 {
 	MDB_txn *txn = write_begin();
-	if (tables_pid_forget(shim_tables(), txn, (uint32_t)spid)) write_abort(txn);
+	if (tabledb_pid_forget(shim_tables(), txn, (uint32_t)spid)) write_abort(txn);
 	else write_commit(txn);
 }
 
@@ -123,7 +123,7 @@ static uint32_t reserve(void)
 {
 	uint32_t vpid = 0;
 	MDB_txn *txn = write_begin();
-	if (tables_pid_reserve(shim_tables(), txn, &vpid)) {
+	if (tabledb_pid_reserve(shim_tables(), txn, &vpid)) {
 		write_abort(txn);
 		return 0;
 	}

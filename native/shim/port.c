@@ -242,14 +242,14 @@ static int bind_at(int fd, const struct sockaddr *addr, socklen_t len, uint16_t 
  * stopped it (EADDRINUSE: try another). */
 static int try_port(MDB_txn *txn, int fd, const struct sockaddr *addr, socklen_t len, uint32_t vid, uint16_t sport)
 {
-	struct tables *t = shim_tables();
+	struct tabledb *t = shim_tables();
 	uint32_t sid = port_id(port_proto(vid), sport);
-	int rc = tables_claim(t, txn, RT_PORT, vid, sid);
+	int rc = tabledb_claim(t, txn, RT_PORT, vid, sid);
 	if (rc == MDB_KEYEXIST) return EADDRINUSE; /* another application's lease */
 	if (rc) return -rc;
 	if (bind_at(fd, addr, len, sport) == 0) return 0;
 	int err = errno;
-	tables_release(t, txn, RT_PORT, sid);
+	tabledb_release(t, txn, RT_PORT, sid);
 	return err;
 }
 
@@ -262,10 +262,10 @@ static const char *proto_name(uint32_t proto) { return proto == PORT_PROTO_TCP ?
 static int bind_new(int fd, const struct sockaddr *addr, socklen_t len, uint32_t proto, uint16_t vport)
 {
 	MDB_txn *txn = write_begin();
-	struct tables *t = shim_tables();
+	struct tabledb *t = shim_tables();
 	uint32_t vid = port_id(proto, vport);
 	struct fwd_val row;
-	if (tables_fwd(t, txn, RT_PORT, vid, &row) == 0) {
+	if (tabledb_fwd(t, txn, RT_PORT, vid, &row) == 0) {
 		write_abort(txn); /* another process of the application was first */
 		return bind_at(fd, addr, len, port_of(row.srid));
 	}
@@ -288,7 +288,7 @@ static int bind_new(int fd, const struct sockaddr *addr, socklen_t len, uint32_t
 		return shim_fail(ENOBUFS);
 	}
 	row = (struct fwd_val){ .srid = port_id(proto, (uint16_t)sport), .creator = (uint32_t)shim_pid, .created_ms = now_ms() };
-	int rc = tables_put_fwd(t, txn, RT_PORT, vid, &row);
+	int rc = tabledb_put_fwd(t, txn, RT_PORT, vid, &row);
 	if (rc) {
 		write_abort(txn);
 		shim_warn("cannot record port %u/%s in %s: %s", vport, proto_name(proto), t->path, mdb_strerror(rc));

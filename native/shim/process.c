@@ -24,7 +24,7 @@ enum shim_fault shim_fault;
 static struct {
 	/* Replaced whole (never rewritten in place) when the process reopens
 	 * its tables, since other threads may be probing through it. */
-	struct tables *tables;
+	struct tabledb *tables;
 	struct inflight_file inflight;
 	/* Copied at start: the program may change its environment later. */
 	const char *aid, *home;
@@ -33,7 +33,7 @@ static struct {
 struct kernel_ops shim_kernel;
 
 const char *shim_home(void) { return P.home; }
-struct tables *shim_tables(void) { return __atomic_load_n(&P.tables, __ATOMIC_ACQUIRE); }
+struct tabledb *shim_tables(void) { return __atomic_load_n(&P.tables, __ATOMIC_ACQUIRE); }
 struct inflight_file *shim_inflight(void) { return &P.inflight; }
 
 static void vwrite_line(const char *fmt, va_list ap)
@@ -107,9 +107,9 @@ static void set_fork_canary(void)
 void shim_open_tables(void)
 {
 	char err[512];
-	struct tables *t = malloc(sizeof *t);
+	struct tabledb *t = malloc(sizeof *t);
 	if (!t) shim_fatal("out of memory opening the tables; the program cannot run untranslated, so it stops");
-	int rc = tables_open(t, P.home, P.aid, err, sizeof err);
+	int rc = tabledb_open(t, P.home, P.aid, err, sizeof err);
 	if (rc) shim_fatal("%s; the program cannot run untranslated, so it stops", err);
 	/* The previous handle, if any, is left open: it may be the fork
 	 * parent's, or its descriptors may now be the program's. */

@@ -5,7 +5,7 @@
 
 #include <errno.h>
 #include <stdint.h>
-#include "../core/tables.h"
+#include "../core/tabledb.h"
 #include "../core/inflight.h"
 
 /* The wrappers are the only symbols the shim exports; LMDB and the core stay
@@ -20,7 +20,7 @@ extern int shim_active;
 extern pid_t shim_pid;
 
 /* The tables this process uses; after fork the child opens its own. */
-struct tables *shim_tables(void);
+struct tabledb *shim_tables(void);
 /* APPSHOT_HOME: the tables, and the pools' sockets (core/pool.h). */
 const char *shim_home(void);
 struct inflight_file *shim_inflight(void);

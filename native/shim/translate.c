@@ -42,7 +42,7 @@ void translate_after_fork_child(void)
 	 * Until this child first misses its cache it keeps translating with
 	 * the parent's cache, checked against the shared map's txn id. */
 	pthread_mutex_init(&lock, NULL);
-	tables_forget_lock(shim_tables());
+	tabledb_forget_lock(shim_tables());
 	rtxn = NULL;
 	env_inherited = 1;
 }
@@ -55,7 +55,7 @@ static void own_env_locked(int check_fd)
 	static uint64_t checked_epoch = UINT64_MAX;
 	uint64_t epoch = atomic_load_explicit(&shim_fd_epoch, memory_order_relaxed);
 	if (check_fd && epoch != checked_epoch) {
-		if (!env_inherited && !tables_fds_ok(shim_tables())) env_inherited = 1;
+		if (!env_inherited && !tabledb_fds_ok(shim_tables())) env_inherited = 1;
 		checked_epoch = epoch;
 	}
 	if (env_inherited) {
@@ -68,7 +68,7 @@ static void own_env_locked(int check_fd)
 static void read_begin_locked(void)
 {
 	own_env_locked(rtxn == NULL);
-	struct tables *t = shim_tables();
+	struct tabledb *t = shim_tables();
 	int rc = rtxn ? mdb_txn_renew(rtxn) : mdb_txn_begin(t->env, NULL, MDB_RDONLY, &rtxn);
 	if (rc == MDB_MAP_RESIZED) {
 		mdb_env_set_mapsize(t->env, 0);
@@ -102,10 +102,10 @@ struct lookup {
 static int lookup_in(MDB_txn *txn, void *arg)
 {
 	struct lookup *l = arg;
-	const struct tables *t = shim_tables();
-	if (l->answer == VRID) return tables_rev_seen(t, txn, l->type, l->id, &l->out) == REV_MINE ? 0 : -1;
+	const struct tabledb *t = shim_tables();
+	if (l->answer == VRID) return tabledb_rev_seen(t, txn, l->type, l->id, &l->out) == REV_MINE ? 0 : -1;
 	struct fwd_val fv;
-	int rc = tables_fwd(t, txn, l->type, l->id, &fv);
+	int rc = tabledb_fwd(t, txn, l->type, l->id, &fv);
 	if (rc == 0) l->out = l->answer == SKEY ? fv.skey : l->answer == CREATOR ? fv.creator : fv.srid;
 	else if (rc != MDB_NOTFOUND) shim_fatal("cannot read tables at %s: %s", t->path, mdb_strerror(rc));
 	return rc ? -1 : 0;
@@ -115,7 +115,7 @@ static int lookup_in(MDB_txn *txn, void *arg)
  * since the cache was filled. */
 static inline struct slot *probe(uint64_t key, uint64_t *txnid)
 {
-	uint64_t now = tables_txnid(shim_tables());
+	uint64_t now = tabledb_txnid(shim_tables());
 	if (__builtin_expect(cache.txnid != now, 0)) {
 		memset(cache.s, 0, sizeof cache.s);
 		cache.txnid = now;
@@ -179,7 +179,7 @@ int sr_to_vr_cached(uint8_t type, uint32_t srid, uint32_t *vrid) { return cached
 static int mapped_in(void *ctx, uint8_t type, uint32_t srid)
 {
 	uint32_t vrid;
-	return tables_rev(shim_tables(), ctx, type, srid, &vrid) != REV_NONE;
+	return tabledb_rev(shim_tables(), ctx, type, srid, &vrid) != REV_NONE;
 }
 
 MDB_txn *write_begin(void)
@@ -188,9 +188,9 @@ MDB_txn *write_begin(void)
 	pthread_mutex_lock(&lock);
 	own_env_locked(1);
 	pthread_mutex_unlock(&lock);
-	struct tables *t = shim_tables();
+	struct tabledb *t = shim_tables();
 	MDB_txn *txn;
-	int rc = tables_write_lock(t);
+	int rc = tabledb_write_lock(t);
 	if (rc) shim_fatal("cannot lock the tables at %s for writing: %s", t->path, strerror(rc));
 	rc = mdb_txn_begin(t->env, NULL, 0, &txn);
 	if (rc == MDB_MAP_RESIZED) {
@@ -205,7 +205,7 @@ MDB_txn *write_begin(void)
 int write_commit(MDB_txn *txn)
 {
 	int rc = mdb_txn_commit(txn);
-	tables_write_unlock(shim_tables());
+	tabledb_write_unlock(shim_tables());
 	if (rc == MDB_EMPTY_TXN) rc = 0; /* this LMDB's word for a commit that changed nothing */
 	if (rc) shim_warn("cannot commit to tables at %s: %s", shim_tables()->path, mdb_strerror(rc));
 	return rc;
@@ -214,5 +214,5 @@ int write_commit(MDB_txn *txn)
 void write_abort(MDB_txn *txn)
 {
 	mdb_txn_abort(txn);
-	tables_write_unlock(shim_tables());
+	tabledb_write_unlock(shim_tables());
 }

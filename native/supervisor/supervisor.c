@@ -27,7 +27,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../core/tables.h"
+#include "../core/tabledb.h"
 
 static void die(const char *what)
 {
@@ -54,21 +54,21 @@ static void exec_command(const char *file, char **argv, const char *preload, int
  * be opened, the harness's cleanup at the end removes the rows. */
 static void forget_reaped(const pid_t *pids, int n)
 {
-	static struct tables t;
+	static struct tabledb t;
 	static int state; /* 0 not opened yet, 1 open, -1 unusable */
 	const char *home = getenv("APPSHOT_HOME"), *aid = getenv("APPSHOT_AID");
 	char err[512];
 	if (!n || state < 0) return;
-	if (state == 0) state = home && aid && tables_open(&t, home, aid, err, sizeof err) == 0 ? 1 : -1;
-	if (state < 0 || !tables_fds_ok(&t) || tables_write_lock(&t)) return;
+	if (state == 0) state = home && aid && tabledb_open(&t, home, aid, err, sizeof err) == 0 ? 1 : -1;
+	if (state < 0 || !tabledb_fds_ok(&t) || tabledb_write_lock(&t)) return;
 	MDB_txn *txn;
 	if (mdb_txn_begin(t.env, NULL, 0, &txn) == 0) {
 		int rc = 0;
-		for (int i = 0; i < n && !rc; i++) rc = tables_pid_forget(&t, txn, (uint32_t)pids[i]);
+		for (int i = 0; i < n && !rc; i++) rc = tabledb_pid_forget(&t, txn, (uint32_t)pids[i]);
 		if (rc) mdb_txn_abort(txn);
 		else mdb_txn_commit(txn);
 	}
-	tables_write_unlock(&t);
+	tabledb_write_unlock(&t);
 }
 
 static int exit_code(int status)

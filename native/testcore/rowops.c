@@ -1,6 +1,6 @@
 /*
  * rowops HOME AID NOIDENTITY OP ARGS...: one row operation of the
- * translation core (core/tables.c), run in its own write transaction on
+ * translation core (core/tabledb.c), run in its own write transaction on
  * the tables under HOME as application AID (NOIDENTITY 1: the application
  * was registered with --no-identity). test/rows.test.ts runs the scenario
  * vectors of tables/rows.json through it and through ts/rows.ts, so both
@@ -16,7 +16,7 @@
  *
  * Any other outcome: "error ..." on stdout, exit 1.
  */
-#include "../core/tables.h"
+#include "../core/tabledb.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,23 +31,23 @@ static struct fwd_val row_args(char **argv, int i)
 }
 
 /* Runs the operation; prints its outcome unless it is an error (returned). */
-static int run(struct tables *t, MDB_txn *txn, int argc, char **argv)
+static int run(struct tabledb *t, MDB_txn *txn, int argc, char **argv)
 {
 	const char *op = argv[4];
 	int rc;
 	if (!strcmp(op, "claim-skey") && argc == 8) {
 		uint32_t skey;
-		if ((rc = tables_claim_skey(t, txn, (uint8_t)arg(argv, 5), arg(argv, 6), (int)arg(argv, 7), &skey))) return rc;
+		if ((rc = tabledb_claim_skey(t, txn, (uint8_t)arg(argv, 5), arg(argv, 6), (int)arg(argv, 7), &skey))) return rc;
 		printf("skey %u\n", skey);
 		return 0;
 	}
-	if (!strcmp(op, "claim") && argc == 8) rc = tables_claim(t, txn, (uint8_t)arg(argv, 5), arg(argv, 6), arg(argv, 7));
-	else if (!strcmp(op, "release") && argc == 7) rc = tables_release(t, txn, (uint8_t)arg(argv, 5), arg(argv, 6));
-	else if (!strcmp(op, "unmap") && argc == 7) rc = tables_unmap(t, txn, (uint8_t)arg(argv, 5), arg(argv, 6));
+	if (!strcmp(op, "claim") && argc == 8) rc = tabledb_claim(t, txn, (uint8_t)arg(argv, 5), arg(argv, 6), arg(argv, 7));
+	else if (!strcmp(op, "release") && argc == 7) rc = tabledb_release(t, txn, (uint8_t)arg(argv, 5), arg(argv, 6));
+	else if (!strcmp(op, "unmap") && argc == 7) rc = tabledb_unmap(t, txn, (uint8_t)arg(argv, 5), arg(argv, 6));
 	else if ((!strcmp(op, "put-fwd") || !strcmp(op, "map-at")) && argc == 12) {
 		struct fwd_val fv = row_args(argv, 7);
-		rc = op[0] == 'p' ? tables_put_fwd(t, txn, (uint8_t)arg(argv, 5), arg(argv, 6), &fv)
-				  : tables_map_at(t, txn, (uint8_t)arg(argv, 5), arg(argv, 6), &fv);
+		rc = op[0] == 'p' ? tabledb_put_fwd(t, txn, (uint8_t)arg(argv, 5), arg(argv, 6), &fv)
+				  : tabledb_map_at(t, txn, (uint8_t)arg(argv, 5), arg(argv, 6), &fv);
 	} else {
 		printf("error usage: rowops HOME AID NOIDENTITY OP ARGS... (see rowops.c)\n");
 		exit(2);
@@ -64,9 +64,9 @@ int main(int argc, char **argv)
 		printf("error usage: rowops HOME AID NOIDENTITY OP ARGS... (see rowops.c)\n");
 		return 2;
 	}
-	struct tables t;
+	struct tabledb t;
 	char err[512];
-	int rc = tables_open_env(&t, argv[1], err, sizeof err);
+	int rc = tabledb_open_env(&t, argv[1], err, sizeof err);
 	if (rc) {
 		printf("error %s\n", err);
 		return 1;
@@ -79,14 +79,14 @@ int main(int argc, char **argv)
 	memcpy(t.aid, argv[2], t.aidlen + 1);
 	t.app_flags = arg(argv, 3) ? APP_FLAG_NO_IDENTITY : 0;
 	MDB_txn *txn;
-	if ((rc = tables_write_lock(&t)) == 0 && (rc = mdb_txn_begin(t.env, NULL, 0, &txn)) == 0) {
+	if ((rc = tabledb_write_lock(&t)) == 0 && (rc = mdb_txn_begin(t.env, NULL, 0, &txn)) == 0) {
 		rc = run(&t, txn, argc, argv);
 		if (rc) mdb_txn_abort(txn);
 		else if ((rc = mdb_txn_commit(txn)) == MDB_EMPTY_TXN)
 			rc = 0; /* this LMDB's word for a commit that changed nothing */
 	}
 	if (rc) printf("error %s\n", mdb_strerror(rc));
-	tables_write_unlock(&t);
-	tables_close(&t);
+	tabledb_write_unlock(&t);
+	tabledb_close(&t);
 	return rc ? 1 : 0;
 }

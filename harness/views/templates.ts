@@ -1,5 +1,5 @@
 import Table from 'cli-table3';
-import type { Template } from '../ts/template.js';
+import type { Template } from '../../ts/template.js';
 
 /** What `appshot template inspect` shows: every resource with the class
  * FIG. 8 gave it and why, then what the rules personalize. */

@@ -1,8 +1,8 @@
 import Table from 'cli-table3';
-import { type ProcStat, commandLine, procStat } from '../ts/procinfo.js';
-import { unsupervised } from '../ts/supervision.js';
-import { type Tables, fwdRows, getApp } from '../ts/tables.js';
-import * as S from './schema.js';
+import { type ProcStat, commandLine, procStat } from '../../ts/procinfo.js';
+import { unsupervised } from '../../ts/supervision.js';
+import { type TableDb, fwdRows, getApp } from '../../ts/tabledb.js';
+import * as S from '../../tables/schema.js';
 
 export interface ProcessRow {
   aid: string;
@@ -23,7 +23,7 @@ export interface ProcessRow {
 
 /** spid's stat while it is still the process the procs table recorded for
  * aid: a PID can have been reused since. */
-function recordedStat(t: Tables, spid: number, aid: string): ProcStat | undefined {
+function recordedStat(t: TableDb, spid: number, aid: string): ProcStat | undefined {
   const v = t.procs.get(S.procKey(spid));
   if (!v) return undefined;
   const recorded = S.decodeProcVal(v);
@@ -32,7 +32,7 @@ function recordedStat(t: Tables, spid: number, aid: string): ProcStat | undefine
 }
 
 /** The vpid of spid if it is a live process of aid. */
-function vpidOf(t: Tables, aid: string, spid: number): number | undefined {
+function vpidOf(t: TableDb, aid: string, spid: number): number | undefined {
   const v = t.rev.get(S.revKey(t.node, S.RT.pid, spid));
   if (!v) return undefined;
   const rev = S.decodeRevVal(v);
@@ -41,7 +41,7 @@ function vpidOf(t: Tables, aid: string, spid: number): number | undefined {
 
 /** The processes of every application, or of one, in vpid order; those
  * that are gone (stale rows) too, with state 'gone'. */
-export function* processRows(t: Tables, f: { aid?: string }): Generator<ProcessRow> {
+export function* processRows(t: TableDb, f: { aid?: string }): Generator<ProcessRow> {
   const supervision = new Map<string, string | null>();
   const missing = (aid: string) => {
     if (!supervision.has(aid)) {

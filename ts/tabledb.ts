@@ -14,7 +14,7 @@ type Bin = Database<Buffer, Buffer>;
 
 /** The LMDB environment under APPSHOT_HOME, opened from Node with the same
  * layout, map size and reader limit the shim uses. */
-export interface Tables {
+export interface TableDb {
   home: string;
   path: string;
   node: number;
@@ -31,7 +31,7 @@ export interface Tables {
 
 const binary = { keyEncoding: 'binary', encoding: 'binary' } as const;
 
-/** The environment as the shim opens it (native/core/tables.c). */
+/** The environment as the shim opens it (native/core/tabledb.c). */
 export function envOptions(path: string): RootDatabaseOptionsWithPath {
   const options = {
     path,
@@ -48,7 +48,7 @@ export function envOptions(path: string): RootDatabaseOptionsWithPath {
 }
 
 /**
- * The open lock (see native/core/tables.h): the lmdb package's LMDB writes
+ * The open lock (see native/core/tabledb.h): the lmdb package's LMDB writes
  * the transaction id it read while opening into shared state without the
  * write lock, so opening must never overlap a commit. Openers hold the lock
  * file exclusively, every write transaction holds it shared.
@@ -64,7 +64,7 @@ function withOpenLock<T>(home: string, operation: number, fn: () => T): T {
 }
 
 /** A synchronous write transaction, under the open lock held shared. */
-export function writeTxn<T>(t: Tables, fn: () => T): T {
+export function writeTxn<T>(t: TableDb, fn: () => T): T {
   let committing = false; // fn's own errors (a kernel's ENOSPC, say) are fn's to tell
   try {
     return withOpenLock(t.home, LOCK_SH, () =>
@@ -102,7 +102,7 @@ function unmade(path: string): boolean {
   }
 }
 
-export function openTables(home: string, opts: { create?: boolean } = {}): Tables {
+export function openTableDb(home: string, opts: { create?: boolean } = {}): TableDb {
   const path = join(home, S.TABLES_FILE);
   const none = () => new AppshotError(`no tables at ${path}; nothing has run under this APPSHOT_HOME yet`, EXIT.home);
   if (!opts.create && unmade(path)) throw none();
@@ -143,13 +143,13 @@ function reserveTables(home: string): void {
 
 /** Opens the environment at path (checked first unless it is new) with
  * its named databases and meta rows; closes it again if any of that fails. */
-function openEnv(home: string, path: string): Tables {
+function openEnv(home: string, path: string): TableDb {
   if (statSync(path).size > 0) checkDataFile(path);
   checkLockFile(`${path}-lock`, home);
   const env = open<Buffer, Buffer>(envOptions(path));
   try {
     const db = (name: string) => env.openDB<Buffer, Buffer>({ name, ...binary });
-    const t: Tables = {
+    const t: TableDb = {
       home,
       path,
       node: 0,
@@ -199,7 +199,7 @@ function checkLockFile(lockPath: string, home: string): void {
  * locks); with its header damaged, this process lets go of the tables and
  * opens them again, and LMDB, then the only opener, rebuilds the file.
  */
-export function healLock(t: Tables): void {
+export function healLock(t: TableDb): void {
   const lockPath = `${t.path}-lock`;
   const fd = descriptorOf(lockPath);
   const r = fd === undefined ? null : addon().checkLock(lockPath, fd);
@@ -211,7 +211,7 @@ export function healLock(t: Tables): void {
   if (r.inUse) throw new AppshotError(`${r.damaged}; the tables were left as they are. Once those processes end, run appshot gc (LMDB rebuilds the file when no one uses it)`, EXIT.home);
   process.stderr.write(`appshot: ${r.damaged}; opening the tables again\n`);
   t.env.close();
-  Object.assign(t, openTables(t.home));
+  Object.assign(t, openTableDb(t.home));
 }
 
 /** This process's descriptor of path, found without opening it. */
@@ -232,7 +232,7 @@ function damagedTables(path: string, why: string): AppshotError {
 
 const metaKey = (name: string) => Buffer.from(name, 'latin1');
 
-function initMeta(t: Tables): number {
+function initMeta(t: TableDb): number {
   const version = t.meta.get(metaKey('version'));
   if (version === undefined) {
     t.meta.putSync(metaKey('version'), S.u32(S.SCHEMA_VERSION));
@@ -250,7 +250,7 @@ function initMeta(t: Tables): number {
 }
 
 /** Next value of a meta counter, inside the caller's write transaction. */
-export function nextCounter(t: Tables, name: string): number {
+export function nextCounter(t: TableDb, name: string): number {
   const cur = t.meta.get(metaKey(name));
   const n = cur ? S.readU32(cur) : 1;
   t.meta.putSync(metaKey(name), S.u32(n + 1));
@@ -260,7 +260,7 @@ export function nextCounter(t: Tables, name: string): number {
 export interface FwdRow extends S.FwdKey, S.FwdVal {}
 
 /** Every fwd row, or those of one AID, or of one AID and type, in key order. */
-export function* fwdRows(t: Tables, aid?: string, type?: number): Generator<FwdRow> {
+export function* fwdRows(t: TableDb, aid?: string, type?: number): Generator<FwdRow> {
   const range = aid === undefined ? {} : prefixRange(S.fwdPrefix(aid, type));
   for (const { key, value } of t.fwd.getRange(range)) {
     const k = S.decodeFwdKey(key);
@@ -275,15 +275,15 @@ export function prefixRange(prefix: Buffer): { start: Buffer; end: Buffer } {
   return { start: prefix, end };
 }
 
-export function getApp(t: Tables, aid: string): S.AppVal | undefined {
+export function getApp(t: TableDb, aid: string): S.AppVal | undefined {
   const v = t.apps.get(Buffer.from(aid, 'latin1'));
   return v ? S.decodeAppVal(v) : undefined;
 }
 
-export function putApp(t: Tables, aid: string, app: S.AppVal): void {
+export function putApp(t: TableDb, aid: string, app: S.AppVal): void {
   t.apps.putSync(Buffer.from(aid, 'latin1'), S.appVal(app));
 }
 
-export function* appRows(t: Tables): Generator<{ aid: string; app: S.AppVal }> {
+export function* appRows(t: TableDb): Generator<{ aid: string; app: S.AppVal }> {
   for (const { key, value } of t.apps.getRange({})) yield { aid: key.toString('latin1'), app: S.decodeAppVal(value) };
 }

@@ -1,7 +1,7 @@
 import Table from 'cli-table3';
-import { BALANCE_NAMES, type PoolStatus, poolStatus } from '../ts/pool.js';
-import { type Tables, appRows, fwdRows } from '../ts/tables.js';
-import * as S from './schema.js';
+import { BALANCE_NAMES, type PoolStatus, poolStatus } from '../../ts/pool.js';
+import { type TableDb, appRows, fwdRows } from '../../ts/tabledb.js';
+import * as S from '../../tables/schema.js';
 
 export interface PortRow {
   aid: string;
@@ -27,7 +27,7 @@ export interface PoolRow {
 }
 
 /** Each application's ports, with the public port each is published at. */
-export function portRows(t: Tables, f: { aid?: string }): PortRow[] {
+export function portRows(t: TableDb, f: { aid?: string }): PortRow[] {
   const published = new Map<string, number>();
   for (const r of fwdRows(t, f.aid)) if (r.type === S.RT.publish) published.set(`${r.aid} ${r.vrid}`, S.decodePortId(r.srid).port);
   const rows: PortRow[] = [];
@@ -48,7 +48,7 @@ export function portRows(t: Tables, f: { aid?: string }): PortRow[] {
 }
 
 /** The pool behind each public port the tables name, as its daemon tells it. */
-export async function poolRows(t: Tables, f: { aid?: string }): Promise<PoolRow[]> {
+export async function poolRows(t: TableDb, f: { aid?: string }): Promise<PoolRow[]> {
   const publishers = new Map<number, string[]>();
   // Per application, its publish rows alone: a million other rows are not read.
   for (const { aid } of [...appRows(t)])

@@ -1,4 +1,4 @@
-import * as S from './schema.js';
+import * as S from '../../tables/schema.js';
 
 /** What `appshot tables` filters and sorts by: here, apart from the
  * inspector, so the command line knows them without loading it. */

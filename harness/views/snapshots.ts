@@ -1,5 +1,5 @@
 import Table from 'cli-table3';
-import type { SnapshotReport } from '../ts/snapcontents.js';
+import type { SnapshotReport } from '../../ts/snapcontents.js';
 
 const hex = (n: number) => (n ? '0x' + (n >>> 0).toString(16).padStart(8, '0') : 'private');
 

@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { AppshotError, EXIT } from '../ts/errors.js';
 import { resolveHome } from '../ts/home.js';
 import { checkAid } from '../ts/aid.js';
-import { type Tables, openTables } from '../ts/tables.js';
+import { type TableDb, openTableDb } from '../ts/tabledb.js';
 import {
   APP_COLUMNS,
   type AppRow,
@@ -16,8 +16,8 @@ import {
   renderApps,
   renderTable,
   sortRows,
-} from '../tables/inspect.js';
-import type { SortField } from '../tables/filters.js';
+} from './views/inspect.js';
+import type { SortField } from './views/filters.js';
 import type * as S from '../tables/schema.js';
 
 export interface TablesFlags {
@@ -92,12 +92,12 @@ function translations(view: View, f: Filter, flags: TablesFlags, page: Page): It
   return sortRows([...rows], flags.sort, flags.desc).slice(page.offset, page.offset + page.limit);
 }
 
-async function showTranslations(t: Tables, f: Filter, flags: TablesFlags, page: Page, text: boolean): Promise<void> {
+async function showTranslations(t: TableDb, f: Filter, flags: TablesFlags, page: Page, text: boolean): Promise<void> {
   const view = new View(t);
   try {
     if (!text) {
       // A published port's row carries the pool behind it.
-      const { poolRows } = await import('../tables/ports.js');
+      const { poolRows } = await import('./views/ports.js');
       const pools = flags.json && (!f.type || f.type === 'publish') ? await poolRows(t, { aid: f.aid }) : [];
       const withPool = (r: TranslationRow) => (r.type === 'publish' ? { ...r, pool: pools.find((p) => p.public === r.system) ?? null } : r);
       await stream(map(translations(view, f, flags, page), withPool), flags.json, csvHeader(TRANSLATION_COLUMNS), csvTranslation);
@@ -115,7 +115,7 @@ async function showTranslations(t: Tables, f: Filter, flags: TablesFlags, page: 
       process.stdout.write(`rows ${page.offset + 1}-${page.offset + rows.length}${of}${next}\n`);
     }
     if (rows.some((r) => r.type === 'publish')) {
-      const { poolRows, renderPools } = await import('../tables/ports.js');
+      const { poolRows, renderPools } = await import('./views/ports.js');
       const pools = await poolRows(t, { aid: f.aid });
       if (pools.length) process.stdout.write('\nPools behind published ports:\n' + renderPools(pools) + '\n');
     }
@@ -124,7 +124,7 @@ async function showTranslations(t: Tables, f: Filter, flags: TablesFlags, page: 
   }
 }
 
-async function showApps(t: Tables, f: Filter, flags: TablesFlags, page: Page, text: boolean): Promise<void> {
+async function showApps(t: TableDb, f: Filter, flags: TablesFlags, page: Page, text: boolean): Promise<void> {
   const view = new View(t);
   try {
     const rows: Iterable<AppRow> = slice(view.applications({ aid: f.aid, state: f.state }), page.offset, page.limit);
@@ -137,7 +137,7 @@ async function showApps(t: Tables, f: Filter, flags: TablesFlags, page: Page, te
 
 /** --watch: the first page redrawn in place every interval, as top does,
  * until interrupted. */
-async function watch(t: Tables, f: Filter, flags: TablesFlags, page: Page, seconds: number): Promise<void> {
+async function watch(t: TableDb, f: Filter, flags: TablesFlags, page: Page, seconds: number): Promise<void> {
   const stop = new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
@@ -167,9 +167,9 @@ export async function tablesCommand(flags: TablesFlags): Promise<number> {
     vrid: whole('--vrid', flags.vrid, 0),
     srid: whole('--srid', flags.srid, 0),
   };
-  const t = openTables(resolveHome());
+  const t = openTableDb(resolveHome());
   if (flags.verify || flags.repair) {
-    const { describeFindings, verify } = await import('../tables/verify.js');
+    const { describeFindings, verify } = await import('../ts/verify.js');
     const findings = verify(t, { repair: flags.repair });
     for (const line of describeFindings(findings)) process.stdout.write(line + '\n');
     return findings.every((x) => x.repaired) ? EXIT.ok : EXIT.inconsistent;

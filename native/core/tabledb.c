@@ -1,4 +1,4 @@
-#include "tables.h"
+#include "tabledb.h"
 #include "home.h"
 #include "lockcheck.h"
 #include "tablecheck.h"
@@ -35,7 +35,7 @@ static int open_dbi(MDB_txn *txn, const char *name, MDB_dbi *dbi)
 	return mdb_dbi_open(txn, name, 0, dbi);
 }
 
-static int read_meta_u32(const struct tables *t, MDB_txn *txn, const char *name, uint32_t *out)
+static int read_meta_u32(const struct tabledb *t, MDB_txn *txn, const char *name, uint32_t *out)
 {
 	MDB_val k = { strlen(name), (void *)name }, v;
 	int rc = mdb_get(txn, t->meta, &k, &v);
@@ -45,7 +45,7 @@ static int read_meta_u32(const struct tables *t, MDB_txn *txn, const char *name,
 	return 0;
 }
 
-static int open_lock_fd(struct tables *t, const char *home)
+static int open_lock_fd(struct tabledb *t, const char *home)
 {
 	char path[4096];
 	struct stat st;
@@ -66,12 +66,12 @@ static int flock_retry(int fd, int op)
 	return rc == 0 ? 0 : errno;
 }
 
-int tables_write_lock(struct tables *t)
+int tabledb_write_lock(struct tabledb *t)
 {
 	return flock_retry(t->lock_fd, LOCK_SH);
 }
 
-void tables_write_unlock(struct tables *t)
+void tabledb_write_unlock(struct tabledb *t)
 {
 	flock_retry(t->lock_fd, LOCK_UN);
 }
@@ -79,7 +79,7 @@ void tables_write_unlock(struct tables *t)
 /* Opens the environment as every opener must (same flags, map size and
  * limits, under the open lock held exclusively) and its named databases,
  * and checks the schema version. */
-int tables_open_env(struct tables *t, const char *home, char *err, size_t errlen)
+int tabledb_open_env(struct tabledb *t, const char *home, char *err, size_t errlen)
 {
 	int rc;
 	MDB_txn *txn = NULL;
@@ -99,7 +99,7 @@ int tables_open_env(struct tables *t, const char *home, char *err, size_t errlen
 	mdb_env_set_mapsize(t->env, APPSHOT_MAP_SIZE);
 	if ((rc = open_lock_fd(t, home)) || (rc = flock_retry(t->lock_fd, LOCK_EX))) {
 		fail(err, errlen, rc, "cannot lock %s/" APPSHOT_OPEN_LOCK_FILE ": %s", home, strerror(rc));
-		tables_close(t);
+		tabledb_close(t);
 		return rc;
 	}
 	char why[512], lockpath[sizeof t->path + 8];
@@ -107,7 +107,7 @@ int tables_open_env(struct tables *t, const char *home, char *err, size_t errlen
 	if (lockcheck_file(lockpath, why, sizeof why) == LOCKCHECK_DAMAGED) {
 		flock_retry(t->lock_fd, LOCK_UN);
 		fail(err, errlen, rc = EBADMSG, "%s; end the applications using %s, then run again", why, home);
-		tables_close(t);
+		tabledb_close(t);
 		return rc;
 	}
 	/* Before LMDB reads a byte of it: LMDB trusts the header pages and
@@ -120,7 +120,7 @@ int tables_open_env(struct tables *t, const char *home, char *err, size_t errlen
 			fail(err, errlen, rc = EBADMSG, "the tables at %s are damaged: %s; nothing was changed. Move the file aside (appshot starts new tables) or restore it from a backup", t->path, why);
 		else if (check) fail(err, errlen, rc = check, "%s%s", why, "");
 		else fail(err, errlen, rc, "cannot open tables at %s: %s", t->path, mdb_cause(rc));
-		tables_close(t);
+		tabledb_close(t);
 		return rc;
 	}
 	int dead;
@@ -133,7 +133,7 @@ int tables_open_env(struct tables *t, const char *home, char *err, size_t errlen
 	}
 	if ((rc = mdb_txn_begin(t->env, NULL, MDB_RDONLY, &txn))) {
 		fail(err, errlen, rc, "cannot open tables at %s: %s", t->path, mdb_cause(rc));
-		tables_close(t);
+		tabledb_close(t);
 		return rc;
 	}
 	if ((rc = open_dbi(txn, DB_META, &t->meta)) || (rc = open_dbi(txn, DB_APPS, &t->apps)) ||
@@ -165,19 +165,19 @@ txn_fail:
 	fail(err, errlen, rc, "cannot read tables at %s: %s", t->path, mdb_cause(rc));
 cleanup:
 	mdb_txn_abort(txn);
-	tables_close(t);
+	tabledb_close(t);
 	return rc;
 }
 
-void tables_close(struct tables *t)
+void tabledb_close(struct tabledb *t)
 {
 	if (t->env) mdb_env_close(t->env);
 	t->env = NULL;
-	tables_forget_lock(t);
+	tabledb_forget_lock(t);
 }
 
 /* Whether the application is registered and running (0), with its flags. */
-static int check_app(struct tables *t, char *err, size_t errlen)
+static int check_app(struct tabledb *t, char *err, size_t errlen)
 {
 	MDB_txn *txn;
 	int rc = mdb_txn_begin(t->env, NULL, MDB_RDONLY, &txn);
@@ -201,7 +201,7 @@ static int check_app(struct tables *t, char *err, size_t errlen)
 	return 0;
 }
 
-int tables_open(struct tables *t, const char *home, const char *aid, char *err, size_t errlen)
+int tabledb_open(struct tabledb *t, const char *home, const char *aid, char *err, size_t errlen)
 {
 	size_t aidlen = strlen(aid);
 	if (!aid_valid(aid, aidlen)) {
@@ -209,11 +209,11 @@ int tables_open(struct tables *t, const char *home, const char *aid, char *err, 
 		t->lock_fd = -1;
 		return fail(err, errlen, EINVAL, "APPSHOT_AID '%s' is not a valid application ID%s", aid, "");
 	}
-	int rc = tables_open_env(t, home, err, errlen);
+	int rc = tabledb_open_env(t, home, err, errlen);
 	if (rc) return rc;
 	t->aidlen = aidlen;
 	memcpy(t->aid, aid, aidlen + 1);
-	if ((rc = check_app(t, err, errlen))) tables_close(t);
+	if ((rc = check_app(t, err, errlen))) tabledb_close(t);
 	return rc;
 }
 
@@ -223,7 +223,7 @@ static int fd_is(int fd, dev_t dev, ino_t ino)
 	return fd >= 0 && fstat(fd, &st) == 0 && st.st_dev == dev && st.st_ino == ino;
 }
 
-void tables_forget_lock(struct tables *t)
+void tabledb_forget_lock(struct tabledb *t)
 {
 	/* Only if the number is still ours: the program may have closed it
 	 * and reused it for a file of its own. */
@@ -231,14 +231,14 @@ void tables_forget_lock(struct tables *t)
 	t->lock_fd = -1;
 }
 
-int tables_fds_ok(const struct tables *t)
+int tabledb_fds_ok(const struct tabledb *t)
 {
 	mdb_filehandle_t fd;
 	return mdb_env_get_fd(t->env, &fd) == 0 && fd_is(fd, t->data_dev, t->data_ino) &&
 	       fd_is(t->lock_fd, t->lock_dev, t->lock_ino);
 }
 
-int tables_redirects(const struct tables *t, MDB_txn *txn, tables_redirect_fn *fn, void *arg)
+int tabledb_redirects(const struct tabledb *t, MDB_txn *txn, tabledb_redirect_fn *fn, void *arg)
 {
 	if (!t->has_paths) return 0;
 	MDB_cursor *c;
@@ -261,14 +261,14 @@ int tables_redirects(const struct tables *t, MDB_txn *txn, tables_redirect_fn *f
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-uint64_t tables_txnid(const struct tables *t)
+uint64_t tabledb_txnid(const struct tabledb *t)
 {
 	MDB_envinfo info;
 	mdb_env_info(t->env, &info);
 	return info.me_last_txnid;
 }
 
-int tables_fwd(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid, struct fwd_val *out)
+int tabledb_fwd(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t vrid, struct fwd_val *out)
 {
 	uint8_t kb[FWD_KEY_MAX];
 	MDB_val k = { fwd_key(kb, t->aid, t->aidlen, type, vrid), kb }, v;
@@ -279,7 +279,7 @@ int tables_fwd(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid
 	return 0;
 }
 
-int tables_rev(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t srid, uint32_t *vrid)
+int tabledb_rev(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t srid, uint32_t *vrid)
 {
 	uint8_t kb[REV_KEY_LEN];
 	rev_key(kb, t->node, type, srid);
@@ -294,9 +294,9 @@ int tables_rev(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t srid
 	return REV_MINE;
 }
 
-int tables_rev_seen(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t srid, uint32_t *vrid)
+int tabledb_rev_seen(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t srid, uint32_t *vrid)
 {
-	int who = tables_rev(t, txn, type, srid, vrid);
+	int who = tabledb_rev(t, txn, type, srid, vrid);
 	if (who != REV_FOREIGN) return who;
 	uint8_t kb[REV_KEY_LEN];
 	rev_key(kb, t->node, type, srid);
@@ -304,14 +304,14 @@ int tables_rev_seen(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t
 	struct fwd_val fv;
 	if (mdb_get(txn, t->rev, &k, &v) || v.mv_size < 4) return REV_FOREIGN;
 	uint32_t at = get_u32be(v.mv_data);
-	if (tables_fwd(t, txn, type, at, &fv) || fv.creator != CREATOR_TEMPLATE || fv.srid != srid) return REV_FOREIGN;
+	if (tabledb_fwd(t, txn, type, at, &fv) || fv.creator != CREATOR_TEMPLATE || fv.srid != srid) return REV_FOREIGN;
 	*vrid = at;
 	return REV_MINE;
 }
 
 /* Drops the forward row that a stale reverse row points at, if it still
  * points back at this srid. */
-static int drop_stale_owner(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t srid,
+static int drop_stale_owner(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t srid,
 			    const MDB_val *revval)
 {
 	if (revval->mv_size < 4 || revval->mv_size - 4 > APPSHOT_AID_MAX) return MDB_CORRUPTED;
@@ -326,12 +326,12 @@ static int drop_stale_owner(const struct tables *t, MDB_txn *txn, uint8_t type, 
 	return 0;
 }
 
-static int counter_next(const struct tables *t, MDB_txn *txn, const char *aid, size_t aidlen,
+static int counter_next(const struct tabledb *t, MDB_txn *txn, const char *aid, size_t aidlen,
 			uint8_t type, uint32_t base, uint32_t *out);
 
 /* Puts the reverse row; a reverse row already held for that srid is stale
  * (the kernel only hands out a free ID), so its owner's forward row goes. */
-static int put_rev(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid, uint32_t srid)
+static int put_rev(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t vrid, uint32_t srid)
 {
 	uint8_t rk[REV_KEY_LEN], rv[REV_VAL_MAX];
 	rev_key(rk, t->node, type, srid);
@@ -345,7 +345,7 @@ static int put_rev(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t 
 	return mdb_put(txn, t->rev, &k, &v, 0);
 }
 
-static int put_fwd(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid,
+static int put_fwd(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t vrid,
 		   const struct fwd_val *fv, unsigned flags)
 {
 	uint8_t fk[FWD_KEY_MAX], fvb[FWD_VAL_LEN];
@@ -354,13 +354,13 @@ static int put_fwd(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t 
 	return mdb_put(txn, t->fwd, &k, &v, flags);
 }
 
-int tables_map_at(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid, const struct fwd_val *fv)
+int tabledb_map_at(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t vrid, const struct fwd_val *fv)
 {
 	int rc = put_fwd(t, txn, type, vrid, fv, MDB_NOOVERWRITE);
 	return rc ? rc : put_rev(t, txn, type, vrid, fv->srid);
 }
 
-int tables_map_new(const struct tables *t, MDB_txn *txn, uint8_t type, const struct fwd_val *fv,
+int tabledb_map_new(const struct tabledb *t, MDB_txn *txn, uint8_t type, const struct fwd_val *fv,
 		   uint32_t *vrid)
 {
 	int rc = MDB_KEYEXIST;
@@ -376,7 +376,7 @@ int tables_map_new(const struct tables *t, MDB_txn *txn, uint8_t type, const str
 	return rc ? rc : put_rev(t, txn, type, *vrid, fv->srid);
 }
 
-int tables_take(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid, struct fwd_val *out)
+int tabledb_take(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t vrid, struct fwd_val *out)
 {
 	uint8_t fk[FWD_KEY_MAX];
 	MDB_val k = { fwd_key(fk, t->aid, t->aidlen, type, vrid), fk }, v;
@@ -399,7 +399,7 @@ int tables_take(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vri
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-int tables_unmap_row(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid, uint32_t srid)
+int tabledb_unmap_row(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t vrid, uint32_t srid)
 {
 	uint8_t fk[FWD_KEY_MAX], rk[REV_KEY_LEN];
 	MDB_val k = { fwd_key(fk, t->aid, t->aidlen, type, vrid), fk };
@@ -411,20 +411,20 @@ int tables_unmap_row(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-int tables_unmap(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid)
+int tabledb_unmap(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t vrid)
 {
 	struct fwd_val fv;
 	uint32_t owner_vrid;
-	int rc = tables_fwd(t, txn, type, vrid, &fv);
+	int rc = tabledb_fwd(t, txn, type, vrid, &fv);
 	if (rc) return rc;
-	if (tables_rev(t, txn, type, fv.srid, &owner_vrid) == REV_MINE && owner_vrid == vrid)
-		return tables_unmap_row(t, txn, type, vrid, fv.srid);
+	if (tabledb_rev(t, txn, type, fv.srid, &owner_vrid) == REV_MINE && owner_vrid == vrid)
+		return tabledb_unmap_row(t, txn, type, vrid, fv.srid);
 	uint8_t fk[FWD_KEY_MAX];
 	MDB_val k = { fwd_key(fk, t->aid, t->aidlen, type, vrid), fk };
 	return mdb_del(txn, t->fwd, &k, NULL);
 }
 
-static int counter_next(const struct tables *t, MDB_txn *txn, const char *aid, size_t aidlen,
+static int counter_next(const struct tabledb *t, MDB_txn *txn, const char *aid, size_t aidlen,
 			uint8_t type, uint32_t base, uint32_t *out)
 {
 	uint8_t kb[APPSHOT_AID_MAX + 2], vb[4];
@@ -441,7 +441,7 @@ static int counter_next(const struct tables *t, MDB_txn *txn, const char *aid, s
 	return mdb_put(txn, t->alloc, &k, &v, 0);
 }
 
-int tables_claim(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid, uint32_t srid)
+int tabledb_claim(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t vrid, uint32_t srid)
 {
 	uint8_t rk[REV_KEY_LEN], rv[REV_VAL_MAX];
 	rev_key(rk, t->node, type, srid);
@@ -449,22 +449,22 @@ int tables_claim(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vr
 	return mdb_put(txn, t->rev, &k, &v, MDB_NOOVERWRITE);
 }
 
-int tables_claim_skey(const struct tables *t, MDB_txn *txn, uint8_t keytype, uint32_t vkey,
+int tabledb_claim_skey(const struct tabledb *t, MDB_txn *txn, uint8_t keytype, uint32_t vkey,
 		      int identity, uint32_t *skey)
 {
 	int rc = MDB_KEYEXIST;
 	if (identity && !(t->app_flags & APP_FLAG_NO_IDENTITY)) {
 		*skey = vkey;
-		rc = tables_claim(t, txn, keytype, vkey, *skey);
+		rc = tabledb_claim(t, txn, keytype, vkey, *skey);
 	}
 	while (rc == MDB_KEYEXIST) {
 		if ((rc = counter_next(t, txn, "", 0, keytype, SKEY_REMAP_BASE, skey))) return rc;
-		rc = tables_claim(t, txn, keytype, vkey, *skey);
+		rc = tabledb_claim(t, txn, keytype, vkey, *skey);
 	}
 	return rc;
 }
 
-int tables_release(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t srid)
+int tabledb_release(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t srid)
 {
 	uint8_t rk[REV_KEY_LEN];
 	rev_key(rk, t->node, type, srid);
@@ -472,12 +472,12 @@ int tables_release(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t 
 	return mdb_del(txn, t->rev, &k, NULL);
 }
 
-int tables_put_fwd(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid, const struct fwd_val *fv)
+int tabledb_put_fwd(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t vrid, const struct fwd_val *fv)
 {
 	return put_fwd(t, txn, type, vrid, fv, 0);
 }
 
-static int type_prefix(const struct tables *t, uint8_t type, uint8_t *kb)
+static int type_prefix(const struct tabledb *t, uint8_t type, uint8_t *kb)
 {
 	memcpy(kb, t->aid, t->aidlen);
 	kb[t->aidlen] = 0;
@@ -487,7 +487,7 @@ static int type_prefix(const struct tables *t, uint8_t type, uint8_t *kb)
 
 /* Walks this AID's rows of one type in vrid order, stopping at the
  * index-th (filling vrid and out) or at the end (counting them). */
-static int walk_type(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t index,
+static int walk_type(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t index,
 		     uint32_t *count, uint32_t *vrid, struct fwd_val *out)
 {
 	uint8_t kb[FWD_KEY_MAX];
@@ -515,13 +515,13 @@ static int walk_type(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_
 	return rc;
 }
 
-int tables_nth(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t index,
+int tabledb_nth(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t index,
 	       uint32_t *vrid, struct fwd_val *out)
 {
 	return walk_type(t, txn, type, index, NULL, vrid, out);
 }
 
-int tables_count(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t *count)
+int tabledb_count(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t *count)
 {
 	uint32_t vrid;
 	struct fwd_val row;
@@ -531,7 +531,7 @@ int tables_count(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t *c
 
 /* A process's row is its own, not a dead one's that had its number, while
  * the procs row's start time is the process's. */
-static int proc_row_is(const struct tables *t, MDB_txn *txn, uint32_t spid, uint64_t start_ticks)
+static int proc_row_is(const struct tabledb *t, MDB_txn *txn, uint32_t spid, uint64_t start_ticks)
 {
 	uint8_t kb[PROC_KEY_LEN];
 	proc_key(kb, spid);
@@ -539,7 +539,7 @@ static int proc_row_is(const struct tables *t, MDB_txn *txn, uint32_t spid, uint
 	return mdb_get(txn, t->procs, &k, &v) == 0 && v.mv_size >= 8 && get_u64be(v.mv_data) == start_ticks;
 }
 
-static int put_proc(const struct tables *t, MDB_txn *txn, uint32_t spid, uint64_t start_ticks)
+static int put_proc(const struct tabledb *t, MDB_txn *txn, uint32_t spid, uint64_t start_ticks)
 {
 	uint8_t kb[PROC_KEY_LEN], vb[PROC_VAL_MAX];
 	proc_key(kb, spid);
@@ -547,41 +547,41 @@ static int put_proc(const struct tables *t, MDB_txn *txn, uint32_t spid, uint64_
 	return mdb_put(txn, t->procs, &k, &v, 0);
 }
 
-int tables_pid_lookup(const struct tables *t, MDB_txn *txn, uint32_t spid, uint64_t start_ticks, uint32_t *vpid)
+int tabledb_pid_lookup(const struct tabledb *t, MDB_txn *txn, uint32_t spid, uint64_t start_ticks, uint32_t *vpid)
 {
-	return tables_rev(t, txn, RT_PID, spid, vpid) == REV_MINE && proc_row_is(t, txn, spid, start_ticks) ? 0 : -1;
+	return tabledb_rev(t, txn, RT_PID, spid, vpid) == REV_MINE && proc_row_is(t, txn, spid, start_ticks) ? 0 : -1;
 }
 
-int tables_pid_record(const struct tables *t, MDB_txn *txn, uint32_t spid, uint64_t start_ticks,
+int tabledb_pid_record(const struct tabledb *t, MDB_txn *txn, uint32_t spid, uint64_t start_ticks,
 		      uint32_t want_vpid, uint32_t creator, uint32_t *vpid)
 {
 	int rc;
-	if (tables_pid_lookup(t, txn, spid, start_ticks, vpid) == 0) return 0;
-	if (tables_rev(t, txn, RT_PID, spid, vpid) == REV_MINE &&
-	    (rc = tables_unmap_row(t, txn, RT_PID, *vpid, spid))) /* a dead process of ours had this number */
+	if (tabledb_pid_lookup(t, txn, spid, start_ticks, vpid) == 0) return 0;
+	if (tabledb_rev(t, txn, RT_PID, spid, vpid) == REV_MINE &&
+	    (rc = tabledb_unmap_row(t, txn, RT_PID, *vpid, spid))) /* a dead process of ours had this number */
 		return rc;
 	struct fwd_val fv = { .srid = spid, .creator = creator, .created_ms = now_ms() };
 	rc = MDB_KEYEXIST;
 	if (want_vpid) {
 		*vpid = want_vpid;
-		rc = tables_map_at(t, txn, RT_PID, want_vpid, &fv);
+		rc = tabledb_map_at(t, txn, RT_PID, want_vpid, &fv);
 	}
 	/* Without a wish, or when the wished vpid is held (by a process that
 	 * outlived the one that reserved it for us): identity first. */
-	if (rc == MDB_KEYEXIST) rc = tables_map_new(t, txn, RT_PID, &fv, vpid);
+	if (rc == MDB_KEYEXIST) rc = tabledb_map_new(t, txn, RT_PID, &fv, vpid);
 	return rc ? rc : put_proc(t, txn, spid, start_ticks);
 }
 
-int tables_pid_reserve(const struct tables *t, MDB_txn *txn, uint32_t *vpid)
+int tabledb_pid_reserve(const struct tabledb *t, MDB_txn *txn, uint32_t *vpid)
 {
 	return counter_next(t, txn, t->aid, t->aidlen, RT_PID, VRID_REMAP_BASE, vpid);
 }
 
-int tables_pid_forget(const struct tables *t, MDB_txn *txn, uint32_t spid)
+int tabledb_pid_forget(const struct tabledb *t, MDB_txn *txn, uint32_t spid)
 {
 	uint32_t vpid;
-	if (tables_rev(t, txn, RT_PID, spid, &vpid) != REV_MINE) return 0;
-	int rc = tables_unmap_row(t, txn, RT_PID, vpid, spid);
+	if (tabledb_rev(t, txn, RT_PID, spid, &vpid) != REV_MINE) return 0;
+	int rc = tabledb_unmap_row(t, txn, RT_PID, vpid, spid);
 	uint8_t kb[PROC_KEY_LEN];
 	proc_key(kb, spid);
 	MDB_val k = { PROC_KEY_LEN, kb };

@@ -9,10 +9,10 @@
 #include "lmdb.h"
 #include "../../tables/schema.h"
 
-/* tables_rev() answers: the srid is mapped to this AID, to another, or not at all. */
+/* tabledb_rev() answers: the srid is mapped to this AID, to another, or not at all. */
 enum { REV_MINE = 0, REV_NONE = 1, REV_FOREIGN = 2 };
 
-struct tables {
+struct tabledb {
 	MDB_env *env;
 	MDB_dbi meta, apps, fwd, rev, alloc, procs, paths;
 	int has_paths; /* 0 in tables written before the paths database */
@@ -31,19 +31,19 @@ struct tables {
 /* Opens APPSHOT_HOME/tables.mdb and checks that aid is registered and
  * running. On failure returns an errno-like code and writes a sentence
  * naming the path and the cause into err. */
-int tables_open(struct tables *t, const char *home, const char *aid,
+int tabledb_open(struct tabledb *t, const char *home, const char *aid,
 		char *err, size_t errlen);
-/* What tables_open does before it looks at an application: opens the
+/* What tabledb_open does before it looks at an application: opens the
  * environment exactly as every opener must (flags, map size, limits, under
  * the open lock) with its named databases, and checks the schema version.
  * t->aid is left empty; tools that write other applications' rows set it. */
-int tables_open_env(struct tables *t, const char *home, char *err, size_t errlen);
+int tabledb_open_env(struct tabledb *t, const char *home, char *err, size_t errlen);
 /* Closes the environment and this process's open-lock descriptor. */
-void tables_close(struct tables *t);
+void tabledb_close(struct tabledb *t);
 
 /* The id of the last committed write transaction: a 2 ns check that tells a
  * cache whether anything changed since it was filled. */
-uint64_t tables_txnid(const struct tables *t);
+uint64_t tabledb_txnid(const struct tabledb *t);
 
 /*
  * The open lock. The lmdb package's LMDB stores the transaction id it read
@@ -53,84 +53,84 @@ uint64_t tables_txnid(const struct tables *t);
  * fails every write with MDB_PROBLEM, or worse). Every opener, C or Node,
  * holds APPSHOT_OPEN_LOCK_FILE exclusively (flock) across the open, and
  * every write transaction holds it shared, so the two never overlap.
- * tables_open takes it itself; writers call these around their txn.
+ * tabledb_open takes it itself; writers call these around their txn.
  */
-int tables_write_lock(struct tables *t); /* call tables_fds_ok first */
-void tables_write_unlock(struct tables *t);
+int tabledb_write_lock(struct tabledb *t); /* call tabledb_fds_ok first */
+void tabledb_write_unlock(struct tabledb *t);
 /* In a fork child: forget the parent's descriptor (closing the child's copy
  * leaves the parent's lock alone). */
-void tables_forget_lock(struct tables *t);
+void tabledb_forget_lock(struct tabledb *t);
 
 /* Whether LMDB's data descriptor and the open lock's are still the files
  * they were. A daemon that closes every descriptor takes them away, and the
  * numbers may since name files of the program's: LMDB must never write
  * through them then. */
-int tables_fds_ok(const struct tables *t);
+int tabledb_fds_ok(const struct tabledb *t);
 
-int tables_fwd(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid,
+int tabledb_fwd(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t vrid,
 	       struct fwd_val *out);
-int tables_rev(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t srid,
+int tabledb_rev(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t srid,
 	       uint32_t *vrid);
-/* tables_rev as the application sees it: also REV_MINE for a template's
+/* tabledb_rev as the application sees it: also REV_MINE for a template's
  * shared segment it maps (the reverse row is the template's, under the
  * vrid every clone maps it at, and the application's own row for that
  * vrid has creator CREATOR_TEMPLATE). */
-int tables_rev_seen(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t srid, uint32_t *vrid);
+int tabledb_rev_seen(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t srid, uint32_t *vrid);
 /* Maps a new object in both directions, choosing its vrid: identity first
  * (vrid = srid when that vrid is free in this application), else the next
  * remapped one. A reverse row already held for that srid is stale (the
  * kernel only hands out a free ID), so its owner's forward row goes first. */
-int tables_map_new(const struct tables *t, MDB_txn *txn, uint8_t type, const struct fwd_val *v,
+int tabledb_map_new(const struct tabledb *t, MDB_txn *txn, uint8_t type, const struct fwd_val *v,
 		   uint32_t *vrid);
 /* Maps an object in both directions at the vrid the caller gives (a
  * restored object's saved one, a fork child's reserved vpid): MDB_KEYEXIST,
  * and nothing written, when the application maps that vrid already. The
- * reverse row is taken over as tables_map_new does. */
-int tables_map_at(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid, const struct fwd_val *fv);
+ * reverse row is taken over as tabledb_map_new does. */
+int tabledb_map_at(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t vrid, const struct fwd_val *fv);
 /* Reads and drops the mapping of an object that is known to be ours (its
  * reverse row too), returning the row as it was. */
-int tables_take(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid, struct fwd_val *out);
+int tabledb_take(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t vrid, struct fwd_val *out);
 /* Drops a mapping whose system object is known to be ours. */
-int tables_unmap_row(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid, uint32_t srid);
+int tabledb_unmap_row(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t vrid, uint32_t srid);
 /* Drops a mapping, and its reverse row if that still points back. */
-int tables_unmap(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid);
+int tabledb_unmap(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t vrid);
 /* Reserves a system key for the application's virtual key vkey, host-wide,
  * by writing its reverse row: vkey itself when identity is asked and no one
  * holds it, else the next free remapped key. */
-int tables_claim_skey(const struct tables *t, MDB_txn *txn, uint8_t keytype, uint32_t vkey,
+int tabledb_claim_skey(const struct tabledb *t, MDB_txn *txn, uint8_t keytype, uint32_t vkey,
 		      int identity, uint32_t *skey);
 /* Claims srid host-wide for this application's vrid by writing its reverse
- * row: 0, or MDB_KEYEXIST when someone holds it. tables_release drops a
+ * row: 0, or MDB_KEYEXIST when someone holds it. tabledb_release drops a
  * reverse row. */
-int tables_claim(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid, uint32_t srid);
-int tables_release(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t srid);
-int tables_put_fwd(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t vrid,
+int tabledb_claim(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t vrid, uint32_t srid);
+int tabledb_release(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t srid);
+int tabledb_put_fwd(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t vrid,
 		   const struct fwd_val *fv);
 /* The index-th row of this AID and type in vrid order (for *_STAT), and the
  * number of such rows. */
-int tables_nth(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t index,
+int tabledb_nth(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t index,
 	       uint32_t *vrid, struct fwd_val *out);
-int tables_count(const struct tables *t, MDB_txn *txn, uint8_t type, uint32_t *count);
+int tabledb_count(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t *count);
 
 /* Processes (RT_PID rows, and a procs row with the start time that tells
- * a process from a later one with its number). tables_pid_record maps
+ * a process from a later one with its number). tabledb_pid_record maps
  * spid unless it is mapped already, to want_vpid if given and free, else
  * identity first, and gives its vpid. */
-int tables_pid_record(const struct tables *t, MDB_txn *txn, uint32_t spid, uint64_t start_ticks,
+int tabledb_pid_record(const struct tabledb *t, MDB_txn *txn, uint32_t spid, uint64_t start_ticks,
 		      uint32_t want_vpid, uint32_t creator, uint32_t *vpid);
 /* 0 and the vpid when spid is recorded as this very process (same start). */
-int tables_pid_lookup(const struct tables *t, MDB_txn *txn, uint32_t spid, uint64_t start_ticks, uint32_t *vpid);
+int tabledb_pid_lookup(const struct tabledb *t, MDB_txn *txn, uint32_t spid, uint64_t start_ticks, uint32_t *vpid);
 /* The next remapped vpid, for a fork child to know before it exists. */
-int tables_pid_reserve(const struct tables *t, MDB_txn *txn, uint32_t *vpid);
+int tabledb_pid_reserve(const struct tabledb *t, MDB_txn *txn, uint32_t *vpid);
 /* Forgets a reaped process. */
-int tables_pid_forget(const struct tables *t, MDB_txn *txn, uint32_t spid);
+int tabledb_pid_forget(const struct tabledb *t, MDB_txn *txn, uint32_t spid);
 
 /* The application's path redirections, FROM and TO (not NUL-terminated,
  * valid inside txn), in the order they apply: fn is called with each until
  * it returns nonzero, which is then returned; MDB_CORRUPTED for a value
  * that is not FROM 0x00 TO. */
-typedef int tables_redirect_fn(void *arg, const char *from, size_t fromlen, const char *to, size_t tolen);
-int tables_redirects(const struct tables *t, MDB_txn *txn, tables_redirect_fn *fn, void *arg);
+typedef int tabledb_redirect_fn(void *arg, const char *from, size_t fromlen, const char *to, size_t tolen);
+int tabledb_redirects(const struct tabledb *t, MDB_txn *txn, tabledb_redirect_fn *fn, void *arg);
 
 uint64_t now_ms(void);
 

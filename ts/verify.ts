@@ -1,10 +1,10 @@
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
-import { POOL_PATH } from '../ts/paths.js';
-import { startTicks } from '../ts/procinfo.js';
-import { IPC_NOUN, type IpcType, isIpcType, kernelObjects } from '../ts/sysvipc.js';
-import { claim, release, unmap } from '../ts/rows.js';
-import { type Tables, writeTxn } from '../ts/tables.js';
-import * as S from './schema.js';
+import { POOL_PATH } from './paths.js';
+import { startTicks } from './procinfo.js';
+import { IPC_NOUN, type IpcType, isIpcType, kernelObjects } from './sysvipc.js';
+import { claim, release, unmap } from './rows.js';
+import { type TableDb, writeTxn } from './tabledb.js';
+import * as S from '../tables/schema.js';
 
 /**
  * `appshot tables --verify`: the tables checked against themselves and the
@@ -42,7 +42,7 @@ function shown(r: Row): string {
   return `${r.aid} ${r.name} ${r.vrid} -> ${r.srid}`;
 }
 
-function rowsOf(t: Tables): Row[] {
+function rowsOf(t: TableDb): Row[] {
   return [...t.fwd.getRange({})].map(({ key, value }) => {
     const k = S.decodeFwdKey(key);
     return { ...k, ...S.decodeFwdVal(value), name: S.RT_NAME[k.type] };
@@ -50,7 +50,7 @@ function rowsOf(t: Tables): Row[] {
 }
 
 /** Drops a mapping and its reverse row, if both are still as found. */
-function dropRow(t: Tables, r: Row): () => string | null {
+function dropRow(t: TableDb, r: Row): () => string | null {
   return () => {
     const v = t.fwd.get(S.fwdKey(r.aid, r.type, r.vrid));
     if (!v || S.decodeFwdVal(v).srid !== r.srid) return null;
@@ -64,7 +64,7 @@ function dropRow(t: Tables, r: Row): () => string | null {
 }
 
 /** Forward rows against reverse rows: each must point back at the other. */
-function checkPairs(t: Tables, rows: Row[], out: Pending[]): void {
+function checkPairs(t: TableDb, rows: Row[], out: Pending[]): void {
   const byKey = new Map(rows.map((r) => [`${r.aid}\0${r.type}\0${r.vrid}`, r]));
   const bySrid = new Map<string, Row[]>();
   for (const r of rows) {
@@ -120,7 +120,7 @@ function checkPairs(t: Tables, rows: Row[], out: Pending[]): void {
 
 /** A clone's row of a template's shared segment (or its key) must name
  * what the template itself maps, under the template's reverse row. */
-function checkTemplateRow(t: Tables, r: Row, byKey: Map<string, Row>, out: Pending[]): void {
+function checkTemplateRow(t: TableDb, r: Row, byKey: Map<string, Row>, out: Pending[]): void {
   const rev = t.rev.get(S.revKey(t.node, r.type, r.srid));
   const owner = rev ? S.decodeRevVal(rev) : undefined;
   const app = owner ? t.apps.get(Buffer.from(owner.aid, 'latin1')) : undefined;
@@ -130,7 +130,7 @@ function checkTemplateRow(t: Tables, r: Row, byKey: Map<string, Row>, out: Pendi
 }
 
 /** Every mapped IPC object must exist in the kernel, under its recorded key. */
-function checkKernel(t: Tables, rows: Row[], out: Pending[]): void {
+function checkKernel(t: TableDb, rows: Row[], out: Pending[]): void {
   const listings = new Map<IpcType, ReturnType<typeof kernelObjects>>();
   for (const r of rows) {
     // A clone's row of a template's segment is tied to the template's row
@@ -147,7 +147,7 @@ function checkKernel(t: Tables, rows: Row[], out: Pending[]): void {
 }
 
 /** Every mapped process must be alive and be the one recorded (its start time). */
-function checkProcesses(t: Tables, rows: Row[], out: Pending[]): void {
+function checkProcesses(t: TableDb, rows: Row[], out: Pending[]): void {
   for (const r of rows) {
     if (r.type !== S.RT.pid) continue;
     const p = t.procs.get(S.procKey(r.srid));
@@ -204,7 +204,7 @@ function socketHolders(): Map<number, number> {
 
 /** A system port that is bound must be bound by the application leasing it
  * (or by the pool daemon holding its published listener). */
-function checkPorts(t: Tables, rows: Row[], out: Pending[]): void {
+function checkPorts(t: TableDb, rows: Row[], out: Pending[]): void {
   const ports = rows.filter((r) => r.type === S.RT.port);
   if (!ports.length) return;
   const bound = boundPorts();
@@ -229,7 +229,7 @@ function checkPorts(t: Tables, rows: Row[], out: Pending[]): void {
 }
 
 /** Process records of applications that no longer exist. */
-function checkProcs(t: Tables, out: Pending[]): void {
+function checkProcs(t: TableDb, out: Pending[]): void {
   for (const { key, value } of t.procs.getRange({})) {
     const { aid } = S.decodeProcVal(value);
     if (t.apps.get(Buffer.from(aid, 'latin1'))) continue;
@@ -241,7 +241,7 @@ function checkProcs(t: Tables, out: Pending[]): void {
   }
 }
 
-export function verify(t: Tables, opts: { repair: boolean }): Finding[] {
+export function verify(t: TableDb, opts: { repair: boolean }): Finding[] {
   const check = (): Pending[] => {
     const rows = rowsOf(t);
     const out: Pending[] = [];

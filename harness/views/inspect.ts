@@ -1,9 +1,9 @@
 import Table from 'cli-table3';
 import type { Transaction } from 'lmdb';
-import { type Tables, prefixRange } from '../ts/tables.js';
-import { isIpcType } from '../ts/sysvipc.js';
+import { type TableDb, prefixRange } from '../../ts/tabledb.js';
+import { isIpcType } from '../../ts/sysvipc.js';
 import type { SortField } from './filters.js';
-import * as S from './schema.js';
+import * as S from '../../tables/schema.js';
 
 /**
  * The administrator's view of the tables: applications, and translations
@@ -89,7 +89,7 @@ function toRow(aid: string, type: number, vrid: number, v: S.FwdVal): Translatio
 /** One consistent read of the tables: close it when done. */
 export class View {
   readonly txn: Transaction;
-  constructor(readonly t: Tables) {
+  constructor(readonly t: TableDb) {
     this.txn = t.env.useReadTransaction();
   }
   close(): void {
@@ -194,7 +194,7 @@ export class View {
 
   /** How many rows there are in all: a page's "of N", without counting. */
   total(): number {
-    const entries = (db: Tables['fwd']) => (db.getStats() as { entryCount: number }).entryCount;
+    const entries = (db: TableDb['fwd']) => (db.getStats() as { entryCount: number }).entryCount;
     return entries(this.t.fwd) + entries(this.t.paths);
   }
 }
