@@ -138,6 +138,12 @@ static inline int fwd_val_removed(const struct fwd_val *v)
 static inline uint32_t port_id(uint32_t proto, uint16_t port) { return (proto << 16) | port; }
 static inline uint16_t port_of(uint32_t id) { return (uint16_t)id; }
 static inline uint32_t port_proto(uint32_t id) { return id >> 16; }
+/* System ports given to remapped virtual ports unless --port-range (the
+ * harness's APPSHOT_PORT_RANGE) says otherwise: below the kernel's
+ * ephemeral range (32768-60999), so a port the kernel picks for a connect
+ * never looks like one of ours. */
+#define PORT_RANGE_DEFAULT_LO 20000u
+#define PORT_RANGE_DEFAULT_HI 29999u
 
 /* rev key: node u32, type u8, srid u32. */
 #define REV_KEY_LEN 9
