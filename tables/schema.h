@@ -1,7 +1,8 @@
 /*
  * appshot table schema, C side. The TypeScript mirror is tables/schema.ts;
- * both are checked against the byte vectors in tables/golden.json, so a
- * change here that is not made there fails the test suite.
+ * both are checked against the byte vectors and the constants in
+ * tables/golden.json (the constants through native/testcore/schemaconsts.c),
+ * so a change here that is not made there fails the test suite.
  *
  * Integers are big-endian so that LMDB's lexicographic key order equals
  * numeric order: every row of one AID, or of one AID and resource type, is a

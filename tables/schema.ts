@@ -1,6 +1,7 @@
 /**
  * appshot table schema, TypeScript side. The C side is tables/schema.h; both
- * are held to the byte vectors in tables/golden.json by test/schema.test.ts.
+ * are held to the byte vectors and the constants in tables/golden.json by
+ * test/schema.test.ts.
  * Integers are big-endian so LMDB's key order is numeric order.
  */
 
