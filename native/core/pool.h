@@ -1,5 +1,5 @@
 /*
- * The published-port pool: what the shim (shim/port.c), the pool daemon
+ * The published-port pool: what the shim (shim/poolclient.c), the pool daemon
  * (pool/pool.c) and the harness (ts/pool.ts) agree on.
  *
  * One daemon per published (public) TCP port holds the system listener on

@@ -599,3 +599,28 @@ SHIM_EXPORT char *__realpath_chk(const char *path, char *resolved, size_t resolv
 		return REAL(__realpath_chk)(path, resolved, resolvedlen);
 	return virtual_realpath(path, resolved);
 }
+
+/* --- AF_UNIX socket addresses (bind and connect, in port.c) --------------- */
+
+int unix_redirect_slow(const struct sockaddr **addr, socklen_t *len, struct sockaddr_un *b)
+{
+	const size_t off = offsetof(struct sockaddr_un, sun_path);
+	const struct sockaddr_un *un = (const struct sockaddr_un *)*addr;
+	/* Unnamed and abstract sockets have no path. */
+	if (*len <= off || *len > sizeof *b || un->sun_path[0] == 0) return 0;
+	char name[sizeof un->sun_path + 1], buf[PATH_MAX];
+	size_t n = strnlen(un->sun_path, *len - off);
+	memcpy(name, un->sun_path, n);
+	name[n] = 0;
+	const char *path = name;
+	if (redirect_path(&path, buf)) return -1;
+	if (path == name) return 0;
+	n = strlen(path);
+	if (n > sizeof b->sun_path) return shim_fail(ENAMETOOLONG);
+	b->sun_family = AF_UNIX;
+	memcpy(b->sun_path, path, n);
+	if (n < sizeof b->sun_path) b->sun_path[n++] = 0;
+	*addr = (const struct sockaddr *)b;
+	*len = (socklen_t)(off + n);
+	return 0;
+}

@@ -7,6 +7,8 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stddef.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 /* How many redirections this process's application has. Set once at
  * start, before main, and never changed: 0 (no redirections, or no
@@ -46,5 +48,18 @@ void path_init(void);
 /* In a fork child, from the atfork handler: the working-directory record,
  * which a thread of the parent may have been writing, made again. */
 void path_after_fork_child(void);
+
+/* --- AF_UNIX socket addresses (path.c, for port.c's bind and connect) --- */
+
+int unix_redirect_slow(const struct sockaddr **addr, socklen_t *len, struct sockaddr_un *b);
+
+/* A pathname AF_UNIX address under a redirection is rewritten into b (and
+ * *len with it), so each instance of a program gets its own socket file.
+ * -1 with errno set when the rewritten path does not fit in sun_path. */
+static inline int unix_redirect(const struct sockaddr **addr, socklen_t *len, struct sockaddr_un *b)
+{
+	if (__builtin_expect(redirect_count == 0, 1) || !*addr || (*addr)->sa_family != AF_UNIX) return 0;
+	return unix_redirect_slow(addr, len, b);
+}
 
 #endif

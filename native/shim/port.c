@@ -8,27 +8,24 @@
  * go the other way. Port 0 is the kernel's to choose.
  *
  * A listening socket on a published port joins its pool instead
- * (core/pool.h): the socket goes to the pool daemon and the descriptor
- * becomes a datagram socket (the channel) from which accept() receives
- * connections, one the daemon's death leaves untouched. */
+ * (core/pool.h, through poolclient.c): the socket goes to the pool daemon
+ * and the descriptor becomes a datagram socket (the channel) from which
+ * accept() receives connections, one the daemon's death leaves untouched. */
 #define _GNU_SOURCE
 #include "shim.h"
 #include "real.h"
 #include "pid.h"
 #include "path.h"
-#include "../core/pool.h"
+#include "poolclient.h"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <ifaddrs.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -124,8 +121,6 @@ static int is_local(const struct sockaddr *sa)
 	return host_has(&a);
 }
 
-#define KNOWN_FDS 1024
-
 /* The protocol of each socket this process made with socket() or got from
  * accept(), so bind and connect need not ask the kernel (a system call is
  * a tenth of a bind here): 0 unknown. Cleared when the number is closed or
@@ -166,6 +161,16 @@ SHIM_EXPORT int socket(int domain, int type, int protocol)
 	int fd = REAL(socket)(domain, type, protocol);
 	if (fd >= 0) remember_proto(fd, proto_of(domain, type, protocol));
 	return fd;
+}
+
+/* first..last closed or about to name something else (fd.c): what this
+ * process knew of those numbers, protocol and channel, is forgotten. */
+void port_fds_closed(unsigned first, unsigned last)
+{
+	for (unsigned fd = first; fd <= last && fd < KNOWN_FDS; fd++) {
+		fd_proto[fd] = 0;
+		if (known_channels[fd / 64]) mark_channel((int)fd, 0);
+	}
 }
 
 /* --- translation -------------------------------------------------------- */
@@ -298,40 +303,6 @@ static int bind_new(int fd, const struct sockaddr *addr, socklen_t len, uint32_t
 	return 0;
 }
 
-/* --- AF_UNIX sockets at redirected paths ---------------------------------- */
-
-static int unix_redirect_slow(const struct sockaddr **addr, socklen_t *len, struct sockaddr_un *b)
-{
-	const size_t off = offsetof(struct sockaddr_un, sun_path);
-	const struct sockaddr_un *un = (const struct sockaddr_un *)*addr;
-	/* Unnamed and abstract sockets have no path. */
-	if (*len <= off || *len > sizeof *b || un->sun_path[0] == 0) return 0;
-	char name[sizeof un->sun_path + 1], buf[PATH_MAX];
-	size_t n = strnlen(un->sun_path, *len - off);
-	memcpy(name, un->sun_path, n);
-	name[n] = 0;
-	const char *path = name;
-	if (redirect_path(&path, buf)) return -1;
-	if (path == name) return 0;
-	n = strlen(path);
-	if (n > sizeof b->sun_path) return shim_fail(ENAMETOOLONG);
-	b->sun_family = AF_UNIX;
-	memcpy(b->sun_path, path, n);
-	if (n < sizeof b->sun_path) b->sun_path[n++] = 0;
-	*addr = (const struct sockaddr *)b;
-	*len = (socklen_t)(off + n);
-	return 0;
-}
-
-/* A pathname AF_UNIX address under a redirection is rewritten into b (and
- * *len with it), so each instance of a program gets its own socket file.
- * -1 with errno set when the rewritten path does not fit in sun_path. */
-static inline int unix_redirect(const struct sockaddr **addr, socklen_t *len, struct sockaddr_un *b)
-{
-	if (__builtin_expect(redirect_count == 0, 1) || !*addr || (*addr)->sa_family != AF_UNIX) return 0;
-	return unix_redirect_slow(addr, len, b);
-}
-
 SHIM_EXPORT int bind(int fd, const struct sockaddr *addr, socklen_t len)
 {
 	struct sockaddr_un un;
@@ -345,191 +316,7 @@ SHIM_EXPORT int bind(int fd, const struct sockaddr *addr, socklen_t len)
 	return bind_new(fd, addr, len, proto, vport);
 }
 
-/* --- the pool channel of a published listening socket -------------------- */
-
-/* Whether fd is a pool channel, and if so the listening address the
- * program bound, read back from the channel's own abstract name. */
-static int channel_address(int fd, struct sockaddr_storage *out, socklen_t *outlen)
-{
-	struct sockaddr_un un;
-	socklen_t len = sizeof un;
-	int saved = errno, ok = 0;
-	const size_t plen = sizeof POOL_LISTENER_PREFIX - 1;
-	if (REAL(getsockname)(fd, (struct sockaddr *)&un, &len) || un.sun_family != AF_UNIX ||
-	    len <= offsetof(struct sockaddr_un, sun_path) + 1 + plen || un.sun_path[0] != 0 ||
-	    memcmp(un.sun_path + 1, POOL_LISTENER_PREFIX, plen))
-		goto out;
-	char name[sizeof un.sun_path], host[INET6_ADDRSTRLEN];
-	size_t n = len - offsetof(struct sockaddr_un, sun_path) - 1 - plen;
-	memcpy(name, un.sun_path + 1 + plen, n);
-	name[n] = 0;
-	unsigned fam, port;
-	if (sscanf(name, "%u/%45[^/]/%u/", &fam, host, &port) != 3) goto out;
-	memset(out, 0, sizeof *out);
-	if (fam == 4) {
-		struct sockaddr_in *a = (struct sockaddr_in *)out;
-		a->sin_family = AF_INET;
-		a->sin_port = htons((uint16_t)port);
-		ok = inet_pton(AF_INET, host, &a->sin_addr) == 1;
-		*outlen = sizeof *a;
-	} else {
-		struct sockaddr_in6 *a = (struct sockaddr_in6 *)out;
-		a->sin6_family = AF_INET6;
-		a->sin6_port = htons((uint16_t)port);
-		ok = inet_pton(AF_INET6, host, &a->sin6_addr) == 1;
-		*outlen = sizeof *a;
-	}
-out:
-	errno = saved;
-	return ok;
-}
-
-/* The descriptors this process knows to be pool channels, so that accept()
- * on one goes straight to the channel. Set by listen() and by an accept()
- * that found one; cleared when the number is closed or reused (fd.c). After
- * exec the set starts empty and accept() finds out again. */
-static _Atomic uint64_t known_channels[KNOWN_FDS / 64];
-
-static int known_channel(int fd)
-{
-	return fd >= 0 && fd < KNOWN_FDS && (known_channels[fd / 64] & (1ull << (fd % 64)));
-}
-
-static void mark_channel(int fd, int is)
-{
-	if (fd < 0 || fd >= KNOWN_FDS) return;
-	if (is) known_channels[fd / 64] |= 1ull << (fd % 64);
-	else known_channels[fd / 64] &= ~(1ull << (fd % 64));
-}
-
-void port_fds_closed(unsigned first, unsigned last)
-{
-	for (unsigned fd = first; fd <= last && fd < KNOWN_FDS; fd++) {
-		fd_proto[fd] = 0;
-		if (known_channels[fd / 64]) mark_channel((int)fd, 0);
-	}
-}
-
-static int is_channel(int fd)
-{
-	struct sockaddr_storage a;
-	socklen_t l;
-	int is = channel_address(fd, &a, &l);
-	mark_channel(fd, is);
-	return is;
-}
-
-/* The channel's own name: the listening address, virtual port included,
- * then 128 random bits, so that no one can bind it before us. */
-static socklen_t channel_name(struct sockaddr_un *un, const struct sockaddr *addr, uint16_t vport)
-{
-	char host[INET6_ADDRSTRLEN] = "";
-	unsigned char r[16];
-	const void *raw = addr->sa_family == AF_INET ? (const void *)&((const struct sockaddr_in *)addr)->sin_addr
-						     : (const void *)&((const struct sockaddr_in6 *)addr)->sin6_addr;
-	inet_ntop(addr->sa_family, raw, host, sizeof host);
-	if (getrandom(r, sizeof r, 0) != sizeof r) return 0;
-	memset(un, 0, sizeof *un);
-	un->sun_family = AF_UNIX;
-	int n = snprintf(un->sun_path + 1, POOL_NAME_MAX + 1, POOL_LISTENER_PREFIX "%d/%s/%u/", addr->sa_family == AF_INET ? 4 : 6,
-			 host, vport);
-	for (size_t i = 0; i < sizeof r; i++) n += snprintf(un->sun_path + 1 + n, POOL_NAME_MAX + 1 - n, "%02x", r[i]);
-	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
-}
-
-/* The channel: a datagram socket bound to a fresh name, told the sender's
- * credentials with each datagram; its name and inode go into reg. */
-static int channel_socket(const struct sockaddr *addr, uint16_t vport, struct pool_register *reg)
-{
-	struct sockaddr_un self;
-	struct stat st;
-	int one = 1, ch = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (ch < 0) return -1;
-	socklen_t len = 0;
-	for (int tries = 0; tries < 4; tries++)
-		if ((len = channel_name(&self, addr, vport)) && REAL(bind)(ch, (struct sockaddr *)&self, len) == 0) break;
-		else len = 0;
-	if (!len || setsockopt(ch, SOL_SOCKET, SO_PASSCRED, &one, sizeof one) || fstat(ch, &st)) {
-		int err = errno;
-		close(ch);
-		errno = err;
-		return -1;
-	}
-	memcpy(reg->name, self.sun_path + 1, len - offsetof(struct sockaddr_un, sun_path) - 1);
-	reg->ino = st.st_ino;
-	return ch;
-}
-
-#define POOL_ANSWER_S 5
-
-/* Registers reg, with the listening socket fd, with the daemon listening
- * at daemon: NULL, or why not (in why). The daemon must be of our own user: anyone who
- * could put a socket there would get our listening socket and our clients. */
-static const char *pool_register(const struct sockaddr_un *daemon, const char *home, uint16_t pub,
-				 struct pool_register *reg, int fd, char *why, size_t cap)
-{
-	struct ucred cr = { 0 };
-	socklen_t crlen = sizeof cr;
-	struct timeval tmo = { POOL_ANSWER_S, 0 };
-	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
-	struct iovec iov = { reg, sizeof *reg };
-	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf };
-	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-	struct pool_reply reply = { -1 };
-	*c = (struct cmsghdr){ .cmsg_len = CMSG_LEN(sizeof(int)), .cmsg_level = SOL_SOCKET, .cmsg_type = SCM_RIGHTS };
-	memcpy(CMSG_DATA(c), &fd, sizeof fd);
-	int r = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (r < 0) return snprintf(why, cap, "socket: %s", strerror(errno)), why;
-	setsockopt(r, SOL_SOCKET, SO_RCVTIMEO, &tmo, sizeof tmo);
-	setsockopt(r, SOL_SOCKET, SO_SNDTIMEO, &tmo, sizeof tmo);
-	if (REAL(connect)(r, (const struct sockaddr *)daemon, sizeof *daemon))
-		snprintf(why, cap, "%s", strerror(errno));
-	else if (REAL(getsockopt)(r, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) || cr.uid != geteuid())
-		snprintf(why, cap, "it is served by pid %d of uid %u, not by a daemon of uid %u: another user can put sockets in %s/" POOL_DIR "; make the home and its folders yours alone (chmod 700)",
-			 (int)cr.pid, (unsigned)cr.uid, (unsigned)geteuid(), home);
-	else if (REAL(sendmsg)(r, &m, MSG_NOSIGNAL) < 0 || (errno = ECONNRESET, REAL(recvfrom)(r, &reply, sizeof reply, 0, NULL, NULL)) != sizeof reply) {
-		if (errno == EAGAIN)
-			snprintf(why, cap, "its daemon, pid %d, does not answer within %d s; see %s/" POOL_DIR "/%u.log", (int)cr.pid,
-				 POOL_ANSWER_S, home, pub);
-		else
-			snprintf(why, cap, "%s", strerror(errno));
-	} else if (reply.status)
-		snprintf(why, cap, "%s", strerror(reply.status));
-	else
-		why = NULL;
-	close(r);
-	return why;
-}
-
-/* Hands the listening socket fd to the pool of public port pub and puts
- * the channel in its place. A pool that cannot be reached leaves fd a plain
- * listening socket, reachable from inside the application only. */
-static void pool_join(int fd, const struct sockaddr *addr, uint16_t vport, uint16_t sport, uint16_t pub)
-{
-	struct sockaddr_un daemon = { .sun_family = AF_UNIX };
-	const char *home = shim_home(), *why;
-	char buf[PATH_MAX + 256];
-	if (snprintf(daemon.sun_path, sizeof daemon.sun_path, "%s/" POOL_DIR "/%u.sock", home, pub) >= (int)sizeof daemon.sun_path) {
-		shim_warn("the pool socket path under %s is too long; port %u is not published", home, vport);
-		return;
-	}
-	struct pool_register reg = { POOL_MAGIC, vport, sport, (uint32_t)shim_pid, "", "", 0 };
-	snprintf(reg.aid, sizeof reg.aid, "%s", shim_tables()->aid);
-	int fdflags = REAL(fcntl)(fd, F_GETFD), flflags = REAL(fcntl)(fd, F_GETFL);
-	int ch = channel_socket(addr, vport, &reg);
-	if (ch < 0) snprintf(buf, sizeof buf, "its socket: %s", strerror(errno)), why = buf;
-	else why = pool_register(&daemon, home, pub, &reg, fd, buf, sizeof buf);
-	if (why) {
-		shim_warn("cannot join the pool of published port %u at %s (%s); virtual port %u is reachable from inside the application only",
-			  pub, daemon.sun_path, why, vport);
-		if (ch >= 0) close(ch);
-		return;
-	}
-	REAL(dup3)(ch, fd, fdflags > 0 && (fdflags & FD_CLOEXEC) ? O_CLOEXEC : 0);
-	if (flflags >= 0 && (flflags & O_NONBLOCK)) REAL(fcntl)(fd, F_SETFL, O_NONBLOCK);
-	close(ch);
-	mark_channel(fd, 1);
-}
+/* --- listen and accept: the pool of a published port -------------------- */
 
 static void publish_if_asked(int fd)
 {
@@ -556,67 +343,12 @@ SHIM_EXPORT int listen(int fd, int backlog)
 	return rc;
 }
 
-/* To the daemon's socket the handoff came from (a new daemon has another). */
-static void ack(int ch, const struct sockaddr_un *to, socklen_t tolen, uint64_t seq, int taken)
+/* A connection the pool handed over (pool_accept), or -1 as it failed:
+ * made to look as the kernel's accept would give it. */
+static inline int pool_accepted(int conn, struct sockaddr *addr, socklen_t *len)
 {
-	struct pool_ack a = { seq, (uint32_t)taken, 0 };
-	ssize_t w = REAL(sendto)(ch, &a, sizeof a, MSG_DONTWAIT | MSG_NOSIGNAL, (const struct sockaddr *)to, tolen);
-	(void)w;
-}
-
-/* One datagram on a channel: 1 and the connection it carries in *conn (-1
- * if none fit); 0 for a datagram not from a daemon of our own user (anyone
- * may send to an abstract name), dropped with what it carried; -1 for no
- * datagram at all (the program shut the socket down). */
-static int take_handoff(struct msghdr *m, ssize_t n, int *conn)
-{
-	struct ucred cr;
-	int creds = 0, nfd = 0;
-	*conn = -1;
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c)) {
-		if (c->cmsg_level != SOL_SOCKET) continue;
-		if (c->cmsg_type == SCM_CREDENTIALS && c->cmsg_len >= CMSG_LEN(sizeof cr)) memcpy(&cr, CMSG_DATA(c), sizeof cr), creds = 1;
-		for (size_t off = 0; c->cmsg_type == SCM_RIGHTS && CMSG_LEN(off + sizeof(int)) <= c->cmsg_len; off += sizeof(int), nfd++) {
-			int fd;
-			memcpy(&fd, CMSG_DATA(c) + off, sizeof fd);
-			if (nfd) close(fd);
-			else *conn = fd;
-		}
-	}
-	if (creds && cr.uid == geteuid() && n == sizeof(struct pool_handoff) && nfd <= 1 && !(m->msg_flags & MSG_TRUNC)) return 1;
-	if (!creds && !nfd && n == 0) return -1; /* every datagram carries its sender's credentials */
-	static int told;
-	if (!told++)
-		shim_warn("dropped a message to the pool socket of a published port from pid %d, uid %u: not the pool daemon",
-			  creds ? (int)cr.pid : 0, creds ? (unsigned)cr.uid : 0);
-	if (*conn >= 0) close(*conn);
-	return 0;
-}
-
-/* accept() on a channel: the next connection the pool hands this instance,
- * as the kernel's accept would give it. Blocking or not as the descriptor is. */
-static int pool_accept(int ch, struct sockaddr *addr, socklen_t *len, int flags)
-{
-	struct pool_handoff h;
-	struct sockaddr_un from;
-	union { char buf[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(4 * sizeof(int))]; struct cmsghdr align; } cbuf;
-	struct iovec iov = { &h, sizeof h };
-	struct msghdr m;
-	ssize_t n;
-	int conn, took;
-	do {
-		m = (struct msghdr){ .msg_name = &from, .msg_namelen = sizeof from, .msg_iov = &iov, .msg_iovlen = 1,
-				     .msg_control = cbuf.buf, .msg_controllen = sizeof cbuf.buf };
-		if ((n = REAL(recvmsg)(ch, &m, flags & SOCK_CLOEXEC ? MSG_CMSG_CLOEXEC : 0)) < 0) return -1;
-	} while (!(took = take_handoff(&m, n, &conn)));
-	if (took < 0) return shim_fail(EINVAL); /* as accept on a listener shut down */
-	if (conn < 0) {
-		ack(ch, &from, m.msg_namelen, h.seq, 0); /* no room for the descriptor: the pool hands it to another */
-		return shim_fail(EMFILE);
-	}
-	ack(ch, &from, m.msg_namelen, h.seq, 1);
+	if (conn < 0) return -1;
 	remember_proto(conn, PORT_PROTO_TCP);
-	if (flags & SOCK_NONBLOCK) REAL(fcntl)(conn, F_SETFL, REAL(fcntl)(conn, F_GETFL) | O_NONBLOCK);
 	if (addr && len) {
 		socklen_t cap = *len;
 		if (REAL(getpeername)(conn, addr, len) == 0) to_virtual_addr(conn, PORT_PROTO_TCP, addr, cap < *len ? cap : *len, 0);
@@ -628,7 +360,7 @@ static int accept_as_kernel(int fd, struct sockaddr *addr, socklen_t *len, int f
 {
 	socklen_t cap = addr && len ? *len : 0;
 	if (shim_active && known_channel(fd)) {
-		int c = pool_accept(fd, addr, len, flags);
+		int c = pool_accepted(pool_accept(fd, flags), addr, len);
 		/* ENOTSOCK, ENOTCONN, EINVAL...: the number is something else now
 		 * (closed behind the shim's back, by fclose say): ask the kernel. */
 		if (c >= 0 || errno == EAGAIN || errno == EINTR || errno == EMFILE) return c;
@@ -641,7 +373,7 @@ static int accept_as_kernel(int fd, struct sockaddr *addr, socklen_t *len, int f
 		if (cap) to_virtual_addr(c, PORT_PROTO_TCP, addr, cap < *len ? cap : *len, 0);
 		return c;
 	}
-	if ((errno == EOPNOTSUPP || errno == EINVAL) && is_channel(fd)) return pool_accept(fd, addr, len, flags);
+	if ((errno == EOPNOTSUPP || errno == EINVAL) && is_channel(fd)) return pool_accepted(pool_accept(fd, flags), addr, len);
 	return -1;
 }
 
