@@ -30,7 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static uint16_t range_lo = 20000, range_hi = 29999;
+static uint16_t range_lo = PORT_RANGE_DEFAULT_LO, range_hi = PORT_RANGE_DEFAULT_HI;
 /* Whether the application publishes any port (APPSHOT_PUBLISH, set by the
  * harness): without one, listen() asks nothing. Only a hint that saves
  * work; which port is published is the tables' to say. */
