@@ -15,7 +15,7 @@
 
 function trim(s) { sub(/^[ \t]+/, "", s); sub(/[ \t]+$/, "", s); return s }
 
-function fail(msg) { printf "wrapped.def:%d: %s\n", NR, msg > "/dev/stderr"; failed = 1; exit 1 }
+function fail(msg) { printf "%s:%d: %s\n", FILENAME, FNR, msg > "/dev/stderr"; failed = 1; exit 1 }
 
 # The parameter's name: the identifier in (*name) of a function pointer,
 # else the last one, past any [N].
