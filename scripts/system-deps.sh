@@ -1,15 +1,18 @@
 #!/bin/sh
 # Installs the system tools the native build and the tests need, if missing:
-# a C/C++ toolchain, cmake, util-linux's ipcs and unshare (the tests read the
-# kernel's IPC state, in namespaces of their own) and iproute2's ip (to bring
-# up the loopback of the tests' network namespace). Runs as the first step
-# of `npm install`.
+# a C/C++ toolchain, cmake, awk (the shim's wrappers are generated from their
+# list), binutils' nm (a test reads the shim's exported symbols), util-linux's
+# ipcs and unshare (the tests read the kernel's IPC state, in namespaces of
+# their own) and iproute2's ip (to bring up the loopback of the tests' network
+# namespace). Runs as the first step of `npm install`.
 set -e
 missing=""
 command -v cc >/dev/null 2>&1 || missing="$missing gcc"
 command -v c++ >/dev/null 2>&1 || missing="$missing g++"
 command -v cmake >/dev/null 2>&1 || missing="$missing cmake"
 command -v make >/dev/null 2>&1 || missing="$missing make"
+command -v awk >/dev/null 2>&1 || missing="$missing mawk"
+command -v nm >/dev/null 2>&1 || missing="$missing binutils"
 { command -v ipcs && command -v unshare; } >/dev/null 2>&1 || missing="$missing util-linux"
 command -v python3 >/dev/null 2>&1 || missing="$missing python3"
 command -v ip >/dev/null 2>&1 || missing="$missing iproute2"

@@ -100,7 +100,7 @@ static size_t preload_room(char *const envp[], size_t n)
 	char file##_redirected[PATH_MAX];                                      \
 	if (redirect_count && strchr(file, '/') && redirect_path_slow(&(file), file##_redirected)) return (fail)
 
-SHIM_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
+WRAPPER(execve)
 {
 	REDIRECT(path, -1);
 	pid_before_exec();
@@ -108,7 +108,7 @@ SHIM_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
 	return REAL(execve)(path, argv, env);
 }
 
-SHIM_EXPORT int execv(const char *path, char *const argv[])
+WRAPPER(execv)
 {
 	REDIRECT(path, -1);
 	pid_before_exec();
@@ -116,7 +116,7 @@ SHIM_EXPORT int execv(const char *path, char *const argv[])
 	return REAL(execve)(path, argv, env);
 }
 
-SHIM_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
+WRAPPER(execvpe)
 {
 	REDIRECT_FILE(file, -1);
 	pid_before_exec();
@@ -124,7 +124,7 @@ SHIM_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[]
 	return REAL(execvpe)(file, argv, env);
 }
 
-SHIM_EXPORT int execvp(const char *file, char *const argv[])
+WRAPPER(execvp)
 {
 	REDIRECT_FILE(file, -1);
 	pid_before_exec();
@@ -132,15 +132,14 @@ SHIM_EXPORT int execvp(const char *file, char *const argv[])
 	return REAL(execvpe)(file, argv, env);
 }
 
-SHIM_EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
+WRAPPER(fexecve)
 {
 	pid_before_exec();
 	PATCHED_ENV(env, envp);
 	return REAL(fexecve)(fd, argv, env);
 }
 
-SHIM_EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *actions,
-			    const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+WRAPPER(posix_spawn)
 {
 	REDIRECT(path, errno); /* posix_spawn returns its error */
 	PATCHED_ENV(env, envp);
@@ -149,8 +148,7 @@ SHIM_EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file
 	return r;
 }
 
-SHIM_EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *actions,
-			     const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+WRAPPER(posix_spawnp)
 {
 	REDIRECT_FILE(file, errno);
 	PATCHED_ENV(env, envp);
@@ -163,7 +161,7 @@ SHIM_EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_fil
  * the shell's row would outlive it: done here through them, with
  * system()'s own signal handling (SIGINT and SIGQUIT ignored and SIGCHLD
  * blocked in the caller while it waits; the shell gets them as they were). */
-SHIM_EXPORT int system(const char *command)
+WRAPPER(system)
 {
 	if (!shim_active) return REAL(system)(command);
 	if (!command) return 1; /* the shell exists: it runs every program of the application */
@@ -213,19 +211,19 @@ SHIM_EXPORT int system(const char *command)
 	after;                                                       \
 	va_end(ap)
 
-SHIM_EXPORT int execl(const char *path, const char *arg, ...)
+WRAPPER(execl)
 {
 	COLLECT_ARGS(arg, argv, (void)0);
 	return execv(path, argv);
 }
 
-SHIM_EXPORT int execlp(const char *file, const char *arg, ...)
+WRAPPER(execlp)
 {
 	COLLECT_ARGS(arg, argv, (void)0);
 	return execvp(file, argv);
 }
 
-SHIM_EXPORT int execle(const char *path, const char *arg, ...)
+WRAPPER(execle)
 {
 	char *const *envp;
 	COLLECT_ARGS(arg, argv, envp = va_arg(ap, char *const *));

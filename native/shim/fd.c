@@ -20,31 +20,31 @@ static void fds_may_have_changed(unsigned first, unsigned last)
 	port_fds_closed(first, last);
 }
 
-SHIM_EXPORT int close(int fd)
+WRAPPER(close)
 {
 	fds_may_have_changed((unsigned)fd, (unsigned)fd);
 	return REAL(close)(fd);
 }
 
-SHIM_EXPORT int close_range(unsigned int first, unsigned int last, int flags)
+WRAPPER(close_range)
 {
 	fds_may_have_changed(first, last);
 	return REAL(close_range)(first, last, flags);
 }
 
-SHIM_EXPORT void closefrom(int lowfd)
+WRAPPER(closefrom)
 {
 	fds_may_have_changed((unsigned)lowfd, ~0u);
 	REAL(closefrom)(lowfd);
 }
 
-SHIM_EXPORT int dup2(int oldfd, int newfd)
+WRAPPER(dup2)
 {
 	fds_may_have_changed((unsigned)newfd, (unsigned)newfd);
 	return REAL(dup2)(oldfd, newfd);
 }
 
-SHIM_EXPORT int dup3(int oldfd, int newfd, int flags)
+WRAPPER(dup3)
 {
 	fds_may_have_changed((unsigned)newfd, (unsigned)newfd);
 	return REAL(dup3)(oldfd, newfd, flags);

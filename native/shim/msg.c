@@ -8,13 +8,13 @@
 
 #include <sys/msg.h>
 
-SHIM_EXPORT int msgget(key_t key, int msgflg)
+WRAPPER(msgget)
 {
 	if (!shim_active) return REAL(msgget)(key, msgflg);
 	return ipc_get(RT_MSG, key, 0, msgflg);
 }
 
-SHIM_EXPORT int msgsnd(int msqid, const void *msgp, size_t msgsz, int msgflg)
+WRAPPER(msgsnd)
 {
 	uint32_t srid;
 	if (!shim_active) return REAL(msgsnd)(msqid, msgp, msgsz, msgflg);
@@ -22,7 +22,7 @@ SHIM_EXPORT int msgsnd(int msqid, const void *msgp, size_t msgsz, int msgflg)
 	return REAL(msgsnd)((int)srid, msgp, msgsz, msgflg);
 }
 
-SHIM_EXPORT ssize_t msgrcv(int msqid, void *msgp, size_t msgsz, long msgtyp, int msgflg)
+WRAPPER(msgrcv)
 {
 	uint32_t srid;
 	if (!shim_active) return REAL(msgrcv)(msqid, msgp, msgsz, msgtyp, msgflg);
@@ -66,7 +66,7 @@ static void virtual_pids(struct msqid_ds *ds)
 	ds->msg_lrpid = pid_to_virtual(ds->msg_lrpid);
 }
 
-SHIM_EXPORT int msgctl(int msqid, int cmd, struct msqid_ds *buf)
+WRAPPER(msgctl)
 {
 	if (!shim_active) return REAL(msgctl)(msqid, cmd, buf);
 	int r;

@@ -303,67 +303,29 @@ void path_init(void)
 	cwd_changed();
 }
 
-/* --- the wrappers: one path ---------------------------------------------- */
+/* --- the wrappers that redirect and call ---------------------------------- */
 
-SHIM_EXPORT int creat(const char *path, mode_t mode) { REDIRECT(path, -1); return REAL(creat)(path, mode); }
-SHIM_EXPORT int creat64(const char *path, mode_t mode) { REDIRECT(path, -1); return REAL(creat64)(path, mode); }
-SHIM_EXPORT int stat(const char *path, struct stat *buf) { REDIRECT(path, -1); return REAL(stat)(path, buf); }
-SHIM_EXPORT int stat64(const char *path, struct stat64 *buf) { REDIRECT(path, -1); return REAL(stat64)(path, buf); }
-SHIM_EXPORT int lstat(const char *path, struct stat *buf) { REDIRECT(path, -1); return REAL(lstat)(path, buf); }
-SHIM_EXPORT int lstat64(const char *path, struct stat64 *buf) { REDIRECT(path, -1); return REAL(lstat64)(path, buf); }
-SHIM_EXPORT int __xstat(int ver, const char *path, struct stat *buf) { REDIRECT(path, -1); return REAL(__xstat)(ver, path, buf); }
-SHIM_EXPORT int __xstat64(int ver, const char *path, struct stat64 *buf) { REDIRECT(path, -1); return REAL(__xstat64)(ver, path, buf); }
-SHIM_EXPORT int __lxstat(int ver, const char *path, struct stat *buf) { REDIRECT(path, -1); return REAL(__lxstat)(ver, path, buf); }
-SHIM_EXPORT int __lxstat64(int ver, const char *path, struct stat64 *buf) { REDIRECT(path, -1); return REAL(__lxstat64)(ver, path, buf); }
-SHIM_EXPORT int statfs(const char *path, struct statfs *buf) { REDIRECT(path, -1); return REAL(statfs)(path, buf); }
-SHIM_EXPORT int statfs64(const char *path, struct statfs64 *buf) { REDIRECT(path, -1); return REAL(statfs64)(path, buf); }
-SHIM_EXPORT int statvfs(const char *path, struct statvfs *buf) { REDIRECT(path, -1); return REAL(statvfs)(path, buf); }
-SHIM_EXPORT int statvfs64(const char *path, struct statvfs64 *buf) { REDIRECT(path, -1); return REAL(statvfs64)(path, buf); }
-SHIM_EXPORT int access(const char *path, int mode) { REDIRECT(path, -1); return REAL(access)(path, mode); }
-SHIM_EXPORT int euidaccess(const char *path, int mode) { REDIRECT(path, -1); return REAL(euidaccess)(path, mode); }
-SHIM_EXPORT int eaccess(const char *path, int mode) { REDIRECT(path, -1); return REAL(eaccess)(path, mode); }
-SHIM_EXPORT int mkdir(const char *path, mode_t mode) { REDIRECT(path, -1); return REAL(mkdir)(path, mode); }
-SHIM_EXPORT int rmdir(const char *path) { REDIRECT(path, -1); return REAL(rmdir)(path); }
-SHIM_EXPORT int unlink(const char *path) { REDIRECT(path, -1); return REAL(unlink)(path); }
-SHIM_EXPORT ssize_t readlink(const char *path, char *buf, size_t len) { REDIRECT(path, -1); return REAL(readlink)(path, buf, len); }
-SHIM_EXPORT DIR *opendir(const char *path) { REDIRECT(path, NULL); return REAL(opendir)(path); }
-SHIM_EXPORT int chmod(const char *path, mode_t mode) { REDIRECT(path, -1); return REAL(chmod)(path, mode); }
-SHIM_EXPORT int chown(const char *path, uid_t uid, gid_t gid) { REDIRECT(path, -1); return REAL(chown)(path, uid, gid); }
-SHIM_EXPORT int lchown(const char *path, uid_t uid, gid_t gid) { REDIRECT(path, -1); return REAL(lchown)(path, uid, gid); }
-SHIM_EXPORT int truncate(const char *path, off_t len) { REDIRECT(path, -1); return REAL(truncate)(path, len); }
-SHIM_EXPORT int truncate64(const char *path, off64_t len) { REDIRECT(path, -1); return REAL(truncate64)(path, len); }
-SHIM_EXPORT int utime(const char *path, const struct utimbuf *times) { REDIRECT(path, -1); return REAL(utime)(path, times); }
-SHIM_EXPORT int utimes(const char *path, const struct timeval tv[2]) { REDIRECT(path, -1); return REAL(utimes)(path, tv); }
-SHIM_EXPORT int lutimes(const char *path, const struct timeval tv[2]) { REDIRECT(path, -1); return REAL(lutimes)(path, tv); }
-SHIM_EXPORT int mknod(const char *path, mode_t mode, dev_t dev) { REDIRECT(path, -1); return REAL(mknod)(path, mode, dev); }
-SHIM_EXPORT int mkfifo(const char *path, mode_t mode) { REDIRECT(path, -1); return REAL(mkfifo)(path, mode); }
-SHIM_EXPORT ssize_t getxattr(const char *path, const char *name, void *value, size_t size) { REDIRECT(path, -1); return REAL(getxattr)(path, name, value, size); }
-SHIM_EXPORT ssize_t lgetxattr(const char *path, const char *name, void *value, size_t size) { REDIRECT(path, -1); return REAL(lgetxattr)(path, name, value, size); }
-SHIM_EXPORT int setxattr(const char *path, const char *name, const void *value, size_t size, int flags) { REDIRECT(path, -1); return REAL(setxattr)(path, name, value, size, flags); }
-SHIM_EXPORT int lsetxattr(const char *path, const char *name, const void *value, size_t size, int flags) { REDIRECT(path, -1); return REAL(lsetxattr)(path, name, value, size, flags); }
-SHIM_EXPORT ssize_t listxattr(const char *path, char *list, size_t size) { REDIRECT(path, -1); return REAL(listxattr)(path, list, size); }
-SHIM_EXPORT ssize_t llistxattr(const char *path, char *list, size_t size) { REDIRECT(path, -1); return REAL(llistxattr)(path, list, size); }
-SHIM_EXPORT int removexattr(const char *path, const char *name) { REDIRECT(path, -1); return REAL(removexattr)(path, name); }
-SHIM_EXPORT int lremovexattr(const char *path, const char *name) { REDIRECT(path, -1); return REAL(lremovexattr)(path, name); }
-/* freopen's path may be NULL (a new mode for the same file): left so. */
-SHIM_EXPORT FILE *freopen(const char *path, const char *mode, FILE *f) { REDIRECT(path, NULL); return REAL(freopen)(path, mode, f); }
-SHIM_EXPORT FILE *freopen64(const char *path, const char *mode, FILE *f) { REDIRECT(path, NULL); return REAL(freopen64)(path, mode, f); }
+/* One per line of these policies in wrapped.def: the path parameters it
+ * names redirected, then the real call. */
+#define PATH_ARG_WRAPPER(ret, name, args, fail, p)                             \
+	WRAPPER(name) { REDIRECT(p, fail); return REAL(name) args; }
+#define PATH_AT_WRAPPER(ret, name, args, fail, dirfd, p)                       \
+	WRAPPER(name) { REDIRECT_AT(dirfd, p, fail); return REAL(name) args; }
+#define TWO_PATHS_WRAPPER(ret, name, args, fail, a, b)                         \
+	WRAPPER(name) { REDIRECT(a, fail); REDIRECT(b, fail); return REAL(name) args; }
+#define TWO_PATHS_AT_WRAPPER(ret, name, args, fail, dirfd_a, a, dirfd_b, b)    \
+	WRAPPER(name)                                                          \
+	{                                                                      \
+		REDIRECT_AT(dirfd_a, a, fail);                                 \
+		REDIRECT_AT(dirfd_b, b, fail);                                 \
+		return REAL(name) args;                                        \
+	}
+WRAPPED_PATH_ARG(PATH_ARG_WRAPPER)
+WRAPPED_PATH_AT(PATH_AT_WRAPPER)
+WRAPPED_TWO_PATHS(TWO_PATHS_WRAPPER)
+WRAPPED_TWO_PATHS_AT(TWO_PATHS_AT_WRAPPER)
 
-SHIM_EXPORT int scandir(const char *path, struct dirent ***list, int (*filter)(const struct dirent *),
-			int (*compar)(const struct dirent **, const struct dirent **))
-{
-	REDIRECT(path, -1);
-	return REAL(scandir)(path, list, filter, compar);
-}
-
-SHIM_EXPORT int scandir64(const char *path, struct dirent64 ***list, int (*filter)(const struct dirent64 *),
-			  int (*compar)(const struct dirent64 **, const struct dirent64 **))
-{
-	REDIRECT(path, -1);
-	return REAL(scandir64)(path, list, filter, compar);
-}
-
-SHIM_EXPORT int chdir(const char *path)
+WRAPPER(chdir)
 {
 	REDIRECT(path, -1);
 	int rc = REAL(chdir)(path);
@@ -371,62 +333,12 @@ SHIM_EXPORT int chdir(const char *path)
 	return rc;
 }
 
-SHIM_EXPORT int fchdir(int fd)
+WRAPPER(fchdir)
 {
 	int rc = REAL(fchdir)(fd);
 	if (rc == 0) cwd_changed();
 	return rc;
 }
-
-/* --- relative to a directory descriptor ---------------------------------- */
-
-SHIM_EXPORT int fstatat(int dirfd, const char *path, struct stat *buf, int flags) { REDIRECT_AT(dirfd, path, -1); return REAL(fstatat)(dirfd, path, buf, flags); }
-SHIM_EXPORT int fstatat64(int dirfd, const char *path, struct stat64 *buf, int flags) { REDIRECT_AT(dirfd, path, -1); return REAL(fstatat64)(dirfd, path, buf, flags); }
-SHIM_EXPORT int __fxstatat(int ver, int dirfd, const char *path, struct stat *buf, int flags) { REDIRECT_AT(dirfd, path, -1); return REAL(__fxstatat)(ver, dirfd, path, buf, flags); }
-SHIM_EXPORT int __fxstatat64(int ver, int dirfd, const char *path, struct stat64 *buf, int flags) { REDIRECT_AT(dirfd, path, -1); return REAL(__fxstatat64)(ver, dirfd, path, buf, flags); }
-SHIM_EXPORT int statx(int dirfd, const char *path, int flags, unsigned mask, struct statx *buf) { REDIRECT_AT(dirfd, path, -1); return REAL(statx)(dirfd, path, flags, mask, buf); }
-SHIM_EXPORT int faccessat(int dirfd, const char *path, int mode, int flags) { REDIRECT_AT(dirfd, path, -1); return REAL(faccessat)(dirfd, path, mode, flags); }
-SHIM_EXPORT int mkdirat(int dirfd, const char *path, mode_t mode) { REDIRECT_AT(dirfd, path, -1); return REAL(mkdirat)(dirfd, path, mode); }
-SHIM_EXPORT int unlinkat(int dirfd, const char *path, int flags) { REDIRECT_AT(dirfd, path, -1); return REAL(unlinkat)(dirfd, path, flags); }
-SHIM_EXPORT ssize_t readlinkat(int dirfd, const char *path, char *buf, size_t len) { REDIRECT_AT(dirfd, path, -1); return REAL(readlinkat)(dirfd, path, buf, len); }
-SHIM_EXPORT int fchmodat(int dirfd, const char *path, mode_t mode, int flags) { REDIRECT_AT(dirfd, path, -1); return REAL(fchmodat)(dirfd, path, mode, flags); }
-SHIM_EXPORT int fchownat(int dirfd, const char *path, uid_t uid, gid_t gid, int flags) { REDIRECT_AT(dirfd, path, -1); return REAL(fchownat)(dirfd, path, uid, gid, flags); }
-/* utimensat's path may be NULL (futimens on dirfd): left so. */
-SHIM_EXPORT int utimensat(int dirfd, const char *path, const struct timespec times[2], int flags) { REDIRECT_AT(dirfd, path, -1); return REAL(utimensat)(dirfd, path, times, flags); }
-SHIM_EXPORT int futimesat(int dirfd, const char *path, const struct timeval tv[2]) { REDIRECT_AT(dirfd, path, -1); return REAL(futimesat)(dirfd, path, tv); }
-SHIM_EXPORT int mknodat(int dirfd, const char *path, mode_t mode, dev_t dev) { REDIRECT_AT(dirfd, path, -1); return REAL(mknodat)(dirfd, path, mode, dev); }
-SHIM_EXPORT int mkfifoat(int dirfd, const char *path, mode_t mode) { REDIRECT_AT(dirfd, path, -1); return REAL(mkfifoat)(dirfd, path, mode); }
-
-/* --- two paths ----------------------------------------------------------- */
-
-SHIM_EXPORT int rename(const char *from, const char *to) { REDIRECT(from, -1); REDIRECT(to, -1); return REAL(rename)(from, to); }
-SHIM_EXPORT int link(const char *from, const char *to) { REDIRECT(from, -1); REDIRECT(to, -1); return REAL(link)(from, to); }
-
-SHIM_EXPORT int renameat(int fromfd, const char *from, int tofd, const char *to)
-{
-	REDIRECT_AT(fromfd, from, -1);
-	REDIRECT_AT(tofd, to, -1);
-	return REAL(renameat)(fromfd, from, tofd, to);
-}
-
-SHIM_EXPORT int renameat2(int fromfd, const char *from, int tofd, const char *to, unsigned flags)
-{
-	REDIRECT_AT(fromfd, from, -1);
-	REDIRECT_AT(tofd, to, -1);
-	return REAL(renameat2)(fromfd, from, tofd, to, flags);
-}
-
-SHIM_EXPORT int linkat(int fromfd, const char *from, int tofd, const char *to, int flags)
-{
-	REDIRECT_AT(fromfd, from, -1);
-	REDIRECT_AT(tofd, to, -1);
-	return REAL(linkat)(fromfd, from, tofd, to, flags);
-}
-
-/* A symbolic link's content is text the kernel follows later, not a path
- * the call opens: only where the link is made is redirected. */
-SHIM_EXPORT int symlink(const char *target, const char *path) { REDIRECT(path, -1); return REAL(symlink)(target, path); }
-SHIM_EXPORT int symlinkat(const char *target, int dirfd, const char *path) { REDIRECT_AT(dirfd, path, -1); return REAL(symlinkat)(target, dirfd, path); }
 
 /* --- temporary files ----------------------------------------------------- */
 
@@ -445,61 +357,22 @@ static void copy_tail(char *template, const char *redirected, size_t tail)
 	char buf[PATH_MAX];                                                \
 	if (redirect_path(&path, buf)) return (fail)
 
-SHIM_EXPORT int mkstemp(char *template)
-{
-	REDIRECT_TEMPLATE(-1);
-	if (path == template) return REAL(mkstemp)(template);
-	int fd = REAL(mkstemp)(buf);
-	if (fd >= 0) copy_tail(template, buf, 6);
-	return fd;
-}
+/* Policy TEMPLATE: the call's arguments name the template, so it is
+ * pointed at the redirected copy for the call. */
+#define TEMPLATE_WRAPPER(ret, name, args, fail, tail)                          \
+	WRAPPER(name)                                                          \
+	{                                                                      \
+		REDIRECT_TEMPLATE(fail);                                       \
+		if (path == template) return REAL(name) args;                  \
+		char *caller = template;                                       \
+		template = buf;                                                \
+		int fd = REAL(name) args;                                      \
+		if (fd >= 0) copy_tail(caller, buf, tail);                     \
+		return fd;                                                     \
+	}
+WRAPPED_TEMPLATE(TEMPLATE_WRAPPER)
 
-SHIM_EXPORT int mkstemp64(char *template)
-{
-	REDIRECT_TEMPLATE(-1);
-	if (path == template) return REAL(mkstemp64)(template);
-	int fd = REAL(mkstemp64)(buf);
-	if (fd >= 0) copy_tail(template, buf, 6);
-	return fd;
-}
-
-SHIM_EXPORT int mkostemp(char *template, int flags)
-{
-	REDIRECT_TEMPLATE(-1);
-	if (path == template) return REAL(mkostemp)(template, flags);
-	int fd = REAL(mkostemp)(buf, flags);
-	if (fd >= 0) copy_tail(template, buf, 6);
-	return fd;
-}
-
-SHIM_EXPORT int mkostemp64(char *template, int flags)
-{
-	REDIRECT_TEMPLATE(-1);
-	if (path == template) return REAL(mkostemp64)(template, flags);
-	int fd = REAL(mkostemp64)(buf, flags);
-	if (fd >= 0) copy_tail(template, buf, 6);
-	return fd;
-}
-
-SHIM_EXPORT int mkstemps(char *template, int suffix_len)
-{
-	REDIRECT_TEMPLATE(-1);
-	if (path == template) return REAL(mkstemps)(template, suffix_len);
-	int fd = REAL(mkstemps)(buf, suffix_len);
-	if (fd >= 0) copy_tail(template, buf, 6 + (size_t)suffix_len);
-	return fd;
-}
-
-SHIM_EXPORT int mkostemps(char *template, int suffix_len, int flags)
-{
-	REDIRECT_TEMPLATE(-1);
-	if (path == template) return REAL(mkostemps)(template, suffix_len, flags);
-	int fd = REAL(mkostemps)(buf, suffix_len, flags);
-	if (fd >= 0) copy_tail(template, buf, 6 + (size_t)suffix_len);
-	return fd;
-}
-
-SHIM_EXPORT char *mkdtemp(char *template)
+WRAPPER(mkdtemp)
 {
 	REDIRECT_TEMPLATE(NULL);
 	if (path == template) return REAL(mkdtemp)(template);
@@ -530,13 +403,13 @@ static char *virtual_getcwd(char *buf, size_t size)
 	return give_path(redirect_back(real, virt), buf, size);
 }
 
-SHIM_EXPORT char *getcwd(char *buf, size_t size)
+WRAPPER(getcwd)
 {
 	if (__builtin_expect(redirect_count == 0, 1)) return REAL(getcwd)(buf, size);
 	return virtual_getcwd(buf, size);
 }
 
-SHIM_EXPORT char *get_current_dir_name(void)
+WRAPPER(get_current_dir_name)
 {
 	char *s = REAL(get_current_dir_name)(), virt[PATH_MAX];
 	if (!s || redirect_count == 0) return s;
@@ -559,13 +432,13 @@ static char *virtual_realpath(const char *path, char *resolved)
 	return r ? resolved : NULL;
 }
 
-SHIM_EXPORT char *realpath(const char *path, char *resolved)
+WRAPPER(realpath)
 {
 	if (__builtin_expect(redirect_count == 0, 1)) return REAL(realpath)(path, resolved);
 	return virtual_realpath(path, resolved);
 }
 
-SHIM_EXPORT char *canonicalize_file_name(const char *path)
+WRAPPER(canonicalize_file_name)
 {
 	if (__builtin_expect(redirect_count == 0, 1)) return REAL(realpath)(path, NULL);
 	return virtual_realpath(path, NULL);
@@ -573,27 +446,17 @@ SHIM_EXPORT char *canonicalize_file_name(const char *path)
 
 /* --- the entry points _FORTIFY_SOURCE builds call instead ----------------- */
 
-/* (make, less and cmake here among them.) A buffer too small for what the
- * caller says it holds is the real call's to report: it ends the process. */
-SHIM_EXPORT ssize_t __readlink_chk(const char *path, char *buf, size_t len, size_t buflen)
-{
-	REDIRECT(path, -1);
-	return REAL(__readlink_chk)(path, buf, len, buflen);
-}
-
-SHIM_EXPORT ssize_t __readlinkat_chk(int dirfd, const char *path, char *buf, size_t len, size_t buflen)
-{
-	REDIRECT_AT(dirfd, path, -1);
-	return REAL(__readlinkat_chk)(dirfd, path, buf, len, buflen);
-}
-
-SHIM_EXPORT char *__getcwd_chk(char *buf, size_t size, size_t buflen)
+/* (make, less and cmake here among them; __readlink_chk and
+ * __readlinkat_chk redirect and call, above.) A buffer too small for what
+ * the caller says it holds is the real call's to report: it ends the
+ * process. */
+WRAPPER(__getcwd_chk)
 {
 	if (__builtin_expect(redirect_count == 0, 1) || size > buflen) return REAL(__getcwd_chk)(buf, size, buflen);
 	return virtual_getcwd(buf, size);
 }
 
-SHIM_EXPORT char *__realpath_chk(const char *path, char *resolved, size_t resolvedlen)
+WRAPPER(__realpath_chk)
 {
 	if (__builtin_expect(redirect_count == 0, 1) || resolvedlen < PATH_MAX)
 		return REAL(__realpath_chk)(path, resolved, resolvedlen);

@@ -213,7 +213,7 @@ void pid_before_exec(void)
 	self_unconfirmed = 0;
 }
 
-SHIM_EXPORT pid_t getpid(void)
+WRAPPER(getpid)
 {
 	if (!shim_active) return sys_getpid();
 	shim_check_fork();
@@ -222,15 +222,7 @@ SHIM_EXPORT pid_t getpid(void)
 	return (pid_t)self_vpid;
 }
 
-SHIM_EXPORT pid_t getppid(void)
-{
-	/* Not cached: the parent may die and the process be adopted. */
-	pid_t p = REAL(getppid)();
-	return shim_active ? pid_to_virtual(p) : p;
-}
-
-
-SHIM_EXPORT pid_t gettid(void)
+WRAPPER(gettid)
 {
 	if (!shim_active) return sys_gettid();
 	shim_check_fork();
@@ -243,7 +235,7 @@ SHIM_EXPORT pid_t gettid(void)
 	return (pid_t)self_vtid;
 }
 
-SHIM_EXPORT pid_t fork(void)
+WRAPPER(fork)
 {
 	if (!shim_active) return REAL(fork)();
 	uint32_t want = remapped() ? reserve() : 0;
@@ -256,7 +248,7 @@ SHIM_EXPORT pid_t fork(void)
 
 /* vfork is fork here: a vfork child shares the parent's memory and stack,
  * and the bookkeeping above cannot run in it. POSIX lets vfork be fork. */
-SHIM_EXPORT pid_t vfork(void) { return fork(); }
+WRAPPER(vfork) { return fork(); }
 
 pid_t pid_record_child(pid_t spid)
 {
@@ -275,7 +267,7 @@ static pid_t reaped(pid_t spid, int still_there)
 
 static int stopped_or_continued(int status) { return WIFSTOPPED(status) || WIFCONTINUED(status); }
 
-SHIM_EXPORT pid_t waitpid(pid_t pid, int *status, int options)
+WRAPPER(waitpid)
 {
 	if (!shim_active) return REAL(waitpid)(pid, status, options);
 	pid_t spid;
@@ -286,9 +278,9 @@ SHIM_EXPORT pid_t waitpid(pid_t pid, int *status, int options)
 	return reaped(r, r > 0 && stopped_or_continued(st));
 }
 
-SHIM_EXPORT pid_t wait(int *status) { return waitpid(-1, status, 0); }
+WRAPPER(wait) { return waitpid(-1, status, 0); }
 
-SHIM_EXPORT pid_t wait4(pid_t pid, int *status, int options, struct rusage *usage)
+WRAPPER(wait4)
 {
 	if (!shim_active) return REAL(wait4)(pid, status, options, usage);
 	pid_t spid;
@@ -299,9 +291,9 @@ SHIM_EXPORT pid_t wait4(pid_t pid, int *status, int options, struct rusage *usag
 	return reaped(r, r > 0 && stopped_or_continued(st));
 }
 
-SHIM_EXPORT pid_t wait3(int *status, int options, struct rusage *usage) { return wait4(-1, status, options, usage); }
+WRAPPER(wait3) { return wait4(-1, status, options, usage); }
 
-SHIM_EXPORT int waitid(idtype_t idtype, id_t id, siginfo_t *info, int options)
+WRAPPER(waitid)
 {
 	if (!shim_active) return REAL(waitid)(idtype, id, info, options);
 	pid_t sid = (pid_t)id;
@@ -315,7 +307,7 @@ SHIM_EXPORT int waitid(idtype_t idtype, id_t id, siginfo_t *info, int options)
 	return r;
 }
 
-SHIM_EXPORT int kill(pid_t pid, int sig)
+WRAPPER(kill)
 {
 	if (!shim_active) return REAL(kill)(pid, sig);
 	pid_t spid;
@@ -323,7 +315,7 @@ SHIM_EXPORT int kill(pid_t pid, int sig)
 	return REAL(kill)(spid, sig);
 }
 
-SHIM_EXPORT int killpg(pid_t pgrp, int sig)
+WRAPPER(killpg)
 {
 	if (!shim_active) return REAL(killpg)(pgrp, sig);
 	pid_t spgrp = pgrp;
@@ -331,7 +323,7 @@ SHIM_EXPORT int killpg(pid_t pgrp, int sig)
 	return REAL(killpg)(spgrp, sig);
 }
 
-SHIM_EXPORT int sigqueue(pid_t pid, int sig, const union sigval value)
+WRAPPER(sigqueue)
 {
 	if (!shim_active) return REAL(sigqueue)(pid, sig, value);
 	pid_t spid = pid;
@@ -339,7 +331,7 @@ SHIM_EXPORT int sigqueue(pid_t pid, int sig, const union sigval value)
 	return REAL(sigqueue)(spid, sig, value);
 }
 
-SHIM_EXPORT int tgkill(pid_t tgid, pid_t tid, int sig)
+WRAPPER(tgkill)
 {
 	if (!shim_active) return REAL(tgkill)(tgid, tid, sig);
 	pid_t stgid, stid;
@@ -348,7 +340,7 @@ SHIM_EXPORT int tgkill(pid_t tgid, pid_t tid, int sig)
 }
 
 /* Process groups and sessions are named by their leader's PID. */
-SHIM_EXPORT pid_t getpgid(pid_t pid)
+WRAPPER(getpgid)
 {
 	if (!shim_active) return REAL(getpgid)(pid);
 	pid_t spid = pid;
@@ -356,13 +348,7 @@ SHIM_EXPORT pid_t getpgid(pid_t pid)
 	return pid_to_virtual(REAL(getpgid)(spid));
 }
 
-SHIM_EXPORT pid_t getpgrp(void)
-{
-	pid_t r = REAL(getpgrp)();
-	return shim_active ? pid_to_virtual(r) : r;
-}
-
-SHIM_EXPORT pid_t getsid(pid_t pid)
+WRAPPER(getsid)
 {
 	if (!shim_active) return REAL(getsid)(pid);
 	pid_t spid = pid;
@@ -370,13 +356,7 @@ SHIM_EXPORT pid_t getsid(pid_t pid)
 	return pid_to_virtual(REAL(getsid)(spid));
 }
 
-SHIM_EXPORT pid_t setsid(void)
-{
-	pid_t r = REAL(setsid)();
-	return shim_active ? pid_to_virtual(r) : r;
-}
-
-SHIM_EXPORT int setpgid(pid_t pid, pid_t pgid)
+WRAPPER(setpgid)
 {
 	if (!shim_active) return REAL(setpgid)(pid, pgid);
 	pid_t spid = pid, spgid = pgid;
@@ -384,13 +364,7 @@ SHIM_EXPORT int setpgid(pid_t pid, pid_t pgid)
 	return REAL(setpgid)(spid, spgid);
 }
 
-SHIM_EXPORT pid_t tcgetpgrp(int fd)
-{
-	pid_t r = REAL(tcgetpgrp)(fd);
-	return shim_active ? pid_to_virtual(r) : r;
-}
-
-SHIM_EXPORT int tcsetpgrp(int fd, pid_t pgrp)
+WRAPPER(tcsetpgrp)
 {
 	if (!shim_active) return REAL(tcsetpgrp)(fd, pgrp);
 	pid_t spgrp = pgrp;
@@ -428,7 +402,7 @@ static int owner_fcntl(int (*real)(int, int, ...), int fd, int cmd, long arg)
 	return real(fd, cmd, arg);
 }
 
-SHIM_EXPORT int fcntl(int fd, int cmd, ...)
+WRAPPER(fcntl)
 {
 	va_list ap;
 	va_start(ap, cmd);
@@ -437,7 +411,7 @@ SHIM_EXPORT int fcntl(int fd, int cmd, ...)
 	return owner_fcntl(REAL(fcntl), fd, cmd, arg);
 }
 
-SHIM_EXPORT int fcntl64(int fd, int cmd, ...)
+WRAPPER(fcntl64)
 {
 	va_list ap;
 	va_start(ap, cmd);
@@ -446,25 +420,28 @@ SHIM_EXPORT int fcntl64(int fd, int cmd, ...)
 	return owner_fcntl(REAL(fcntl64), fd, cmd, arg);
 }
 
-/* The calls that take a PID, 0 meaning the caller. */
-#define PID_ARG_WRAPPER(ret, name, params, args)                               \
-	SHIM_EXPORT ret name params                                            \
+/* Policy PID_ARG (wrapped.def): the calls that take a PID, 0 meaning the
+ * caller. */
+#define PID_ARG_WRAPPER(ret, name, args, fail, pid)                            \
+	WRAPPER(name)                                                          \
 	{                                                                      \
-		if (shim_active && pid != 0 && to_system(pid, &pid)) return -1; \
+		if (shim_active && pid != 0 && to_system(pid, &pid)) return -1;   \
 		return REAL(name) args;                                        \
 	}
-PID_ARG_WRAPPER(int, sched_setaffinity, (pid_t pid, size_t size, const cpu_set_t *set), (pid, size, set))
-PID_ARG_WRAPPER(int, sched_getaffinity, (pid_t pid, size_t size, cpu_set_t *set), (pid, size, set))
-PID_ARG_WRAPPER(int, sched_setscheduler, (pid_t pid, int policy, const struct sched_param *param), (pid, policy, param))
-PID_ARG_WRAPPER(int, sched_getscheduler, (pid_t pid), (pid))
-PID_ARG_WRAPPER(int, sched_setparam, (pid_t pid, const struct sched_param *param), (pid, param))
-PID_ARG_WRAPPER(int, sched_getparam, (pid_t pid, struct sched_param *param), (pid, param))
-PID_ARG_WRAPPER(int, sched_rr_get_interval, (pid_t pid, struct timespec *tp), (pid, tp))
-PID_ARG_WRAPPER(int, prlimit, (pid_t pid, enum __rlimit_resource resource, const struct rlimit *new_limit, struct rlimit *old_limit), (pid, resource, new_limit, old_limit))
-PID_ARG_WRAPPER(int, prlimit64, (pid_t pid, enum __rlimit_resource resource, const struct rlimit64 *new_limit, struct rlimit64 *old_limit), (pid, resource, new_limit, old_limit))
+WRAPPED_PID_ARG(PID_ARG_WRAPPER)
+
+/* Policy PID_RESULT: the calls that return a PID (getppid's is not cached:
+ * the parent may die and the process be adopted). */
+#define PID_RESULT_WRAPPER(ret, name, args, fail)                              \
+	WRAPPER(name)                                                          \
+	{                                                                      \
+		ret r = REAL(name) args;                                       \
+		return shim_active ? pid_to_virtual(r) : r;                    \
+	}
+WRAPPED_PID_RESULT(PID_RESULT_WRAPPER)
 
 /* daemon() forks inside libc, past the fork wrapper: done here with it. */
-SHIM_EXPORT int daemon(int nochdir, int noclose)
+WRAPPER(daemon)
 {
 	if (!shim_active) return REAL(daemon)(nochdir, noclose);
 	pid_t p = fork();
@@ -501,7 +478,7 @@ static void siginfo_trampoline(int sig, siginfo_t *si, void *ctx)
 	user_action[sig](sig, si, ctx);
 }
 
-SHIM_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+WRAPPER(sigaction)
 {
 	if (!shim_active || sig <= 0 || sig >= _NSIG) return REAL(sigaction)(sig, act, old);
 	struct sigaction mine;

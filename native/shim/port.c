@@ -156,7 +156,7 @@ static uint32_t socket_proto(int fd)
 	return p == PROTO_NONE ? 0 : p;
 }
 
-SHIM_EXPORT int socket(int domain, int type, int protocol)
+WRAPPER(socket)
 {
 	int fd = REAL(socket)(domain, type, protocol);
 	if (fd >= 0) remember_proto(fd, proto_of(domain, type, protocol));
@@ -303,7 +303,7 @@ static int bind_new(int fd, const struct sockaddr *addr, socklen_t len, uint32_t
 	return 0;
 }
 
-SHIM_EXPORT int bind(int fd, const struct sockaddr *addr, socklen_t len)
+WRAPPER(bind)
 {
 	struct sockaddr_un un;
 	if (unix_redirect(&addr, &len, &un)) return -1;
@@ -332,7 +332,7 @@ static void publish_if_asked(int fd)
 	pool_join(fd, (struct sockaddr *)&a, vport, sport, port_of(pub));
 }
 
-SHIM_EXPORT int listen(int fd, int backlog)
+WRAPPER(listen)
 {
 	int rc = REAL(listen)(fd, backlog);
 	if (rc == 0 && shim_active && publishes) {
@@ -377,12 +377,12 @@ static int accept_as_kernel(int fd, struct sockaddr *addr, socklen_t *len, int f
 	return -1;
 }
 
-SHIM_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *len) { return accept_as_kernel(fd, addr, len, 0); }
-SHIM_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags) { return accept_as_kernel(fd, addr, len, flags); }
+WRAPPER(accept) { return accept_as_kernel(fd, addr, len, 0); }
+WRAPPER(accept4) { return accept_as_kernel(fd, addr, len, flags); }
 
 /* --- the other calls that pass or return addresses ----------------------- */
 
-SHIM_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
+WRAPPER(connect)
 {
 	struct sockaddr_un un;
 	if (unix_redirect(&addr, &len, &un)) return -1;
@@ -390,7 +390,7 @@ SHIM_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 	return REAL(connect)(fd, to_system_addr(fd, addr, len, &b), len);
 }
 
-SHIM_EXPORT int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
+WRAPPER(getsockname)
 {
 	socklen_t cap = len ? *len : 0;
 	int rc = REAL(getsockname)(fd, addr, len);
@@ -406,7 +406,7 @@ SHIM_EXPORT int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
 	return 0;
 }
 
-SHIM_EXPORT int getpeername(int fd, struct sockaddr *addr, socklen_t *len)
+WRAPPER(getpeername)
 {
 	socklen_t cap = len ? *len : 0;
 	int rc = REAL(getpeername)(fd, addr, len);
@@ -417,13 +417,13 @@ SHIM_EXPORT int getpeername(int fd, struct sockaddr *addr, socklen_t *len)
 	return 0;
 }
 
-SHIM_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *addr, socklen_t alen)
+WRAPPER(sendto)
 {
 	struct sockaddr_storage b;
 	return REAL(sendto)(fd, buf, n, flags, addr ? to_system_addr(fd, addr, alen, &b) : addr, alen);
 }
 
-SHIM_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+WRAPPER(sendmsg)
 {
 	struct sockaddr_storage b;
 	if (!shim_active || !msg || !msg->msg_name) return REAL(sendmsg)(fd, msg, flags);
@@ -432,7 +432,7 @@ SHIM_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 	return REAL(sendmsg)(fd, &m, flags);
 }
 
-SHIM_EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr, socklen_t *alen)
+WRAPPER(recvfrom)
 {
 	socklen_t cap = addr && alen ? *alen : 0;
 	ssize_t r = REAL(recvfrom)(fd, buf, n, flags, addr, alen);
@@ -440,7 +440,7 @@ SHIM_EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sock
 	return r;
 }
 
-SHIM_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
+WRAPPER(recvmsg)
 {
 	socklen_t cap = msg && msg->msg_name ? msg->msg_namelen : 0;
 	ssize_t r = REAL(recvmsg)(fd, msg, flags);
@@ -451,7 +451,7 @@ SHIM_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 
 /* SO_PEERCRED's pid is a vpid; a pool channel answers as the listening
  * TCP socket it stands for. */
-SHIM_EXPORT int getsockopt(int fd, int level, int name, void *value, socklen_t *len)
+WRAPPER(getsockopt)
 {
 	int r = REAL(getsockopt)(fd, level, name, value, len);
 	if (!shim_active || r != 0 || level != SOL_SOCKET || !value || !len) return r;

@@ -131,43 +131,6 @@ static mode_t mode_arg(int flags, va_list ap)
 	return (flags & (O_CREAT | O_TMPFILE)) ? (mode_t)va_arg(ap, int) : 0;
 }
 
-/* open, openat and their 64-bit names; the mode is read only when the
- * flags say there is one, as libc does. The path is redirected first
- * (path.c); at is the directory it is relative to (AT_FDCWD for the
- * calls without one). */
-#define OPEN_WRAPPER(name, at, params, args)                                   \
-	SHIM_EXPORT int name params                                            \
-	{                                                                      \
-		va_list ap;                                                    \
-		va_start(ap, flags);                                           \
-		mode_t mode = mode_arg(flags, ap);                             \
-		va_end(ap);                                                    \
-		REDIRECT_AT(at, path, -1);                                     \
-		if (wants_view(path, flags)) return view_fd(listing_type(path), flags); \
-		char proc_buf[PATH_MAX];                                             \
-		path = pid_proc_path(path, proc_buf, sizeof proc_buf);         \
-		return REAL(name) args;                                        \
-	}
-OPEN_WRAPPER(open, AT_FDCWD, (const char *path, int flags, ...), (path, flags, mode))
-OPEN_WRAPPER(open64, AT_FDCWD, (const char *path, int flags, ...), (path, flags, mode))
-OPEN_WRAPPER(openat, dirfd, (int dirfd, const char *path, int flags, ...), (dirfd, path, flags, mode))
-OPEN_WRAPPER(openat64, dirfd, (int dirfd, const char *path, int flags, ...), (dirfd, path, flags, mode))
-
-/* The fortified entry points _FORTIFY_SOURCE builds call instead. */
-#define OPEN2_WRAPPER(name, at, params, args)                                   \
-	SHIM_EXPORT int name params                                            \
-	{                                                                      \
-		REDIRECT_AT(at, path, -1);                                     \
-		if (wants_view(path, flags)) return view_fd(listing_type(path), flags); \
-		char proc_buf[PATH_MAX];                                             \
-		path = pid_proc_path(path, proc_buf, sizeof proc_buf);         \
-		return REAL(name) args;                                        \
-	}
-OPEN2_WRAPPER(__open_2, AT_FDCWD, (const char *path, int flags), (path, flags))
-OPEN2_WRAPPER(__open64_2, AT_FDCWD, (const char *path, int flags), (path, flags))
-OPEN2_WRAPPER(__openat_2, dirfd, (int dirfd, const char *path, int flags), (dirfd, path, flags))
-OPEN2_WRAPPER(__openat64_2, dirfd, (int dirfd, const char *path, int flags), (dirfd, path, flags))
-
 static FILE *fopen_view(const char *path, const char *mode)
 {
 	int fd = view_fd(listing_type(path), strchr(mode, 'e') ? O_CLOEXEC : 0);
@@ -182,20 +145,52 @@ static int fopen_wants_view(const char *path, const char *mode)
 	return shim_active && mode && mode[0] == 'r' && !strchr(mode, '+') && listing_type(path);
 }
 
-SHIM_EXPORT FILE *fopen(const char *path, const char *mode)
-{
-	REDIRECT(path, NULL);
-	if (fopen_wants_view(path, mode)) return fopen_view(path, mode);
-	char proc_buf[PATH_MAX];
-	return REAL(fopen)(pid_proc_path(path, proc_buf, sizeof proc_buf), mode);
-}
-SHIM_EXPORT FILE *fopen64(const char *path, const char *mode)
-{
-	REDIRECT(path, NULL);
-	if (fopen_wants_view(path, mode)) return fopen_view(path, mode);
-	char proc_buf[PATH_MAX];
-	return REAL(fopen64)(pid_proc_path(path, proc_buf, sizeof proc_buf), mode);
-}
+/* In an open wrapper: its path redirected first (path.c), relative to
+ * directory at (AT_FDCWD for the calls without one); then the view for a
+ * listing, else /proc/<vpid>/... as /proc/<spid>/... */
+#define OPEN_PATH(at)                                                          \
+	REDIRECT_AT(at, path, -1);                                             \
+	if (wants_view(path, flags)) return view_fd(listing_type(path), flags); \
+	char proc_buf[PATH_MAX];                                               \
+	path = pid_proc_path(path, proc_buf, sizeof proc_buf)
+
+/* Policy PROCFS_OPEN (wrapped.def): open, openat and their 64-bit names;
+ * the mode is read only when the flags say there is one, as libc does, and
+ * passed on after the other arguments. */
+#define WITH_MODE(...) (__VA_ARGS__, mode)
+#define PROCFS_OPEN_WRAPPER(ret, name, args, fail, at)                         \
+	WRAPPER(name)                                                          \
+	{                                                                      \
+		va_list ap;                                                    \
+		va_start(ap, flags);                                           \
+		mode_t mode = mode_arg(flags, ap);                             \
+		va_end(ap);                                                    \
+		OPEN_PATH(at);                                                 \
+		return REAL(name) WITH_MODE args;                              \
+	}
+WRAPPED_PROCFS_OPEN(PROCFS_OPEN_WRAPPER)
+
+/* Policy PROCFS_OPEN_FORTIFIED: the entry points _FORTIFY_SOURCE builds
+ * call instead, which take no mode. */
+#define PROCFS_OPEN_FORTIFIED_WRAPPER(ret, name, args, fail, at)               \
+	WRAPPER(name)                                                          \
+	{                                                                      \
+		OPEN_PATH(at);                                                 \
+		return REAL(name) args;                                        \
+	}
+WRAPPED_PROCFS_OPEN_FORTIFIED(PROCFS_OPEN_FORTIFIED_WRAPPER)
+
+/* Policy PROCFS_FOPEN: fopen and fopen64. */
+#define PROCFS_FOPEN_WRAPPER(ret, name, args, fail)                            \
+	WRAPPER(name)                                                          \
+	{                                                                      \
+		REDIRECT(path, NULL);                                          \
+		if (fopen_wants_view(path, mode)) return fopen_view(path, mode); \
+		char proc_buf[PATH_MAX];                                       \
+		path = pid_proc_path(path, proc_buf, sizeof proc_buf);         \
+		return REAL(name) args;                                        \
+	}
+WRAPPED_PROCFS_FOPEN(PROCFS_FOPEN_WRAPPER)
 
 void sysvipc_shm_usage(struct sysvipc_shm_usage *u)
 {

@@ -6,9 +6,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#define WRAP(ret, name, params) ret (*real_##name) params;
-#include "wrapped.def"
-#undef WRAP
+#define REAL_POINTER(ret, name, params) ret (*real_##name) params;
+WRAPPED_REAL(REAL_POINTER)
+#undef REAL_POINTER
 
 void *real_require(const char *name)
 {

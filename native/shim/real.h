@@ -1,4 +1,5 @@
-/* Pointers to the real libc functions behind every wrapper. */
+/* Pointers to the real libc functions behind the wrappers, and WRAPPER(name),
+ * every wrapper's first line (wrapped.h, generated from wrapped.def). */
 #ifndef APPSHOT_REAL_H
 #define APPSHOT_REAL_H
 
@@ -23,13 +24,17 @@
 #include <sys/time.h>
 #include <utime.h>
 
+#include "shim.h"
+#include "wrapped.h"
+
 void *real_require(const char *name);
 
-/* For each wrapped function: the pointer, and real_fn_NAME() returning it,
- * resolved on first use. Not all at start: each dlsym costs about a
- * microsecond and a program calls few of the wrapped functions, while
- * every program start (sh -c, make's recipes) would pay for all of them. */
-#define WRAP(ret, name, params)                                                \
+/* For each wrapped function with a real one behind it (wrapped.def): the
+ * pointer, and real_fn_NAME() returning it, resolved on first use. Not all
+ * at start: each dlsym costs about a microsecond and a program calls few of
+ * the wrapped functions, while every program start (sh -c, make's recipes)
+ * would pay for all of them. */
+#define REAL_POINTER(ret, name, params)                                        \
 	extern ret (*real_##name) params;                                      \
 	static inline ret (*real_fn_##name(void)) params                       \
 	{                                                                      \
@@ -37,8 +42,8 @@ void *real_require(const char *name);
 			real_##name = (ret(*) params)real_require(#name);      \
 		return real_##name;                                            \
 	}
-#include "wrapped.def"
-#undef WRAP
+WRAPPED_REAL(REAL_POINTER)
+#undef REAL_POINTER
 
 /* real_require gives the real function, or ends the process with a
  * message if the C library lacks it (an older glibc without closefrom, say):

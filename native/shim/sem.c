@@ -15,13 +15,13 @@ union semun {
 	struct seminfo *__buf;
 };
 
-SHIM_EXPORT int semget(key_t key, int nsems, int semflg)
+WRAPPER(semget)
 {
 	if (!shim_active) return REAL(semget)(key, nsems, semflg);
 	return ipc_get(RT_SEM, key, (size_t)nsems, semflg);
 }
 
-SHIM_EXPORT int semop(int semid, struct sembuf *sops, size_t nsops)
+WRAPPER(semop)
 {
 	uint32_t srid;
 	if (!shim_active) return REAL(semop)(semid, sops, nsops);
@@ -29,7 +29,7 @@ SHIM_EXPORT int semop(int semid, struct sembuf *sops, size_t nsops)
 	return REAL(semop)((int)srid, sops, nsops);
 }
 
-SHIM_EXPORT int semtimedop(int semid, struct sembuf *sops, size_t nsops, const struct timespec *timeout)
+WRAPPER(semtimedop)
 {
 	uint32_t srid;
 	if (!shim_active) return REAL(semtimedop)(semid, sops, nsops, timeout);
@@ -67,7 +67,7 @@ static int takes_arg(int cmd)
 	return 0;
 }
 
-SHIM_EXPORT int semctl(int semid, int semnum, int cmd, ...)
+WRAPPER(semctl)
 {
 	union semun arg = { 0 };
 	if (takes_arg(cmd)) {

@@ -71,13 +71,13 @@ static int64_t forget(const void *addr)
 	return vrid;
 }
 
-SHIM_EXPORT int shmget(key_t key, size_t size, int shmflg)
+WRAPPER(shmget)
 {
 	if (!shim_active) return REAL(shmget)(key, size, shmflg);
 	return ipc_get(RT_SHM, key, size, shmflg);
 }
 
-SHIM_EXPORT void *shmat(int shmid, const void *shmaddr, int shmflg)
+WRAPPER(shmat)
 {
 	uint32_t srid;
 	if (!shim_active) return REAL(shmat)(shmid, shmaddr, shmflg);
@@ -90,7 +90,7 @@ SHIM_EXPORT void *shmat(int shmid, const void *shmaddr, int shmflg)
 	return addr;
 }
 
-SHIM_EXPORT int shmdt(const void *shmaddr)
+WRAPPER(shmdt)
 {
 	if (!shim_active) return REAL(shmdt)(shmaddr);
 	int64_t vrid = forget(shmaddr);
@@ -135,7 +135,7 @@ static void as_seen(int shmid, struct shmid_ds *ds)
 		ds->shm_nattch = ipc_shm_attachments(srid);
 }
 
-SHIM_EXPORT int shmctl(int shmid, int cmd, struct shmid_ds *buf)
+WRAPPER(shmctl)
 {
 	if (!shim_active) return REAL(shmctl)(shmid, cmd, buf);
 	int r;
