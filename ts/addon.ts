@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import { ADDON_PATH } from './paths.js';
 import type * as S from '../tables/schema.js';
-import type { IpcType } from './sysvipc.js';
+import type { IpcType } from './sysv/ipctype.js';
 
 /** A message of a SysV queue. */
 export interface QueueMessage {
