@@ -1,5 +1,5 @@
 import type { CleanupReport } from '../ts/cleanup.js';
-import { IPC_NOUN, type IpcType } from '../ts/sysvipc.js';
+import { IPC_NOUN, type IpcType } from '../ts/sysv/ipctype.js';
 
 /** One line per application cleaned up, then its notes. */
 export function describeCleanup(r: CleanupReport, what: string): string[] {

@@ -5,7 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { SHIM_PATH } from '../ts/paths.js';
 import { openTableDb } from '../ts/tabledb.js';
 import * as S from '../tables/schema.js';
-import { IPC_TYPES, kernelObjects } from '../ts/sysvipc.js';
+import { IPC_TYPES } from '../ts/sysv/ipctype.js';
+import { kernelObjects } from '../ts/sysv/kernel.js';
 import { MSGTOOL, SEMLOOP, SEMTOOL, SHMTOOL, appshot, appshotAsync, kernelSems, makeHome, tablesJson, waitFor } from './helpers.js';
 
 /** Every forward row has its reverse row and the other way round. */

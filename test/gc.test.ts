@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { kernelObjects } from '../ts/sysvipc.js';
+import { kernelObjects } from '../ts/sysv/kernel.js';
 import { MSGTOOL, SEMTOOL, SHMTOOL, appshot, appshotAsync, kernelSems, makeHome, tablesJson, waitFor } from './helpers.js';
 
 describe('cleanup and appshot gc', () => {

@@ -3,7 +3,8 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CLI_PATH, SHIM_PATH } from '../ts/paths.js';
-import { IPCRM_OPTION, IPC_TYPES, type IpcType, kernelObjects } from '../ts/sysvipc.js';
+import { IPCRM_OPTION, IPC_TYPES, type IpcType } from '../ts/sysv/ipctype.js';
+import { kernelObjects } from '../ts/sysv/kernel.js';
 
 /** Whether this run has IPC and network namespaces of its own
  * (scripts/test.sh): then every object in the kernel is the suite's. */

@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SUPERVISOR_PATH } from '../ts/paths.js';
 import { procStat } from '../ts/procinfo.js';
-import { kernelObjects } from '../ts/sysvipc.js';
+import { kernelObjects } from '../ts/sysv/kernel.js';
 import { SEMTOOL, SHMTOOL, appshot, appshotAsync, makeHome, runNative, tablesJson, waitFor } from './helpers.js';
 
 interface AppRow {

@@ -1,7 +1,7 @@
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { kernelObjects } from '../ts/sysvipc.js';
+import { kernelObjects } from '../ts/sysv/kernel.js';
 import { PRODCONS, SHMTOOL, appshot, appshotAsync, lines, makeHome, runNative, tablesJson, waitFor } from './helpers.js';
 
 const run = (home: string, args: string[], opts: string[] = []) => appshot(home, ['run', ...opts, '--', SHMTOOL, ...args]);

@@ -3,7 +3,8 @@ import { closeSync, openSync, readFileSync, readSync, rmSync, writeFileSync } fr
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { addon } from '../ts/addon.js';
-import { type IpcType, kernelObjects } from '../ts/sysvipc.js';
+import type { IpcType } from '../ts/sysv/ipctype.js';
+import { kernelObjects } from '../ts/sysv/kernel.js';
 import { makeHome } from './helpers.js';
 
 const c = addon();

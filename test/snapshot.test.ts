@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { procStat } from '../ts/procinfo.js';
 import { builtProgram } from '../ts/paths.js';
 import { addon } from '../ts/addon.js';
-import { kernelObjects } from '../ts/sysvipc.js';
+import { kernelObjects } from '../ts/sysv/kernel.js';
 import { fwdRows, openTableDb } from '../ts/tabledb.js';
 import * as S from '../tables/schema.js';
 import { appshot, appshotAsync, makeHome, tablesJson, waitFor } from './helpers.js';

@@ -4,7 +4,7 @@ import { createServer, connect, type Server } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { builtProgram, CLI_PATH } from '../ts/paths.js';
-import { kernelObjects } from '../ts/sysvipc.js';
+import { kernelObjects } from '../ts/sysv/kernel.js';
 import { CREATOR_TEMPLATE } from '../tables/schema.js';
 import { SHMTOOL, appshot, appshotAsync, makeHome, runNative, tablesJson, waitFor } from './helpers.js';
 

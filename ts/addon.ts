@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import { ADDON_PATH } from './paths.js';
 import type * as S from '../tables/schema.js';
-import type { IpcType } from './sysvipc.js';
+import type { IpcType } from './sysv/ipctype.js';
 
 /** A message of a SysV queue. */
 export interface QueueMessage {
@@ -82,7 +82,8 @@ export interface Addon {
 
   /* Snapshot and restore. All IDs are the kernel's; a failed kernel call
    * throws an Error naming the call and the object, with code ('EINVAL'...)
-   * and errno (positive). */
+   * and errno (positive). The calls on SysV objects (and shmAttachments,
+   * recoverInflight) are the library's through ts/sysv/kernel.ts only. */
 
   /** CRC-32C of buf, continuing crc (default 0). */
   crc32c(buf: Uint8Array, crc?: number): number;

@@ -1,10 +1,12 @@
-import { addon } from './addon.js';
 import { templateFileExists } from './home.js';
-import { ipcRemove } from './libc.js';
 import { processAlive, processesOf } from './procinfo.js';
 import { unmap } from './rows.js';
-import { IPCRM_OPTION, IPC_NOUN, type IpcType, type KernelObject, isIpcType, kernelObjects, shmAttachers } from './sysvipc.js';
-import { type FwdRow, type TableDb, appRows, fwdRows, getApp, prefixRange, putApp, writeTxn } from './tabledb.js';
+import { isIpcType } from './sysv/ipctype.js';
+import { Listings } from './sysv/kernel.js';
+import { KINDS } from './sysv/kinds.js';
+import { recoverInflight, rowIsOurs } from './sysv/object.js';
+import { lastDetachCame } from './sysv/shm.js';
+import { type TableDb, appRows, fwdRows, getApp, prefixRange, putApp, writeTxn } from './tabledb.js';
 import * as S from '../tables/schema.js';
 
 export interface CleanupReport {
@@ -13,68 +15,6 @@ export interface CleanupReport {
   removed: Partial<Record<S.ResourceType, number>>;
   rows: number;
   notes: string[];
-}
-
-const EINVAL = 22;
-const EIDRM = 43;
-
-/** What became of the kernel object a row names. */
-type Outcome = 'removed' | 'gone' | 'attached' | { failed: string };
-
-const hex = (n: number) => '0x' + n.toString(16).padStart(8, '0');
-
-/** The kernel objects of each family, read once per cleanup. */
-class Listings {
-  private cache = new Map<IpcType, Map<number, KernelObject>>();
-  of(type: IpcType): Map<number, KernelObject> {
-    let l = this.cache.get(type);
-    if (!l) this.cache.set(type, (l = kernelObjects(type)));
-    return l;
-  }
-}
-
-/**
- * Removes the kernel object a row names, if it is still that object:
- * present, and carrying the key the row says it has. A row can be stale
- * (its object removed behind the shim's back) and its ID reused since by a
- * program outside appshot, whose object must not go. A segment still
- * attached (the application's processes are gone, so by a process outside
- * it) is left alone.
- */
-function removeObject(type: IpcType, row: FwdRow, listings: Listings): Outcome {
-  const obj = listings.of(type).get(row.srid);
-  const key = S.fwdValRemoved(row) ? 0 : row.skey;
-  if (!obj || obj.key !== key) return 'gone';
-  if (obj.nattch > 0) return 'attached';
-  const err = ipcRemove(type, row.srid);
-  if (err === 0) return 'removed';
-  if (err === EINVAL || err === EIDRM) return 'gone';
-  return {
-    failed: `could not remove ${IPC_NOUN[type]} ${row.srid} (virtual ${row.vrid}): errno ${err}; remove it as its owner with 'ipcrm ${IPCRM_OPTION[type]} ${row.srid}'`,
-  };
-}
-
-function attachedNote(row: FwdRow): string {
-  const pids = shmAttachers(row.srid);
-  const who = pids.length ? ` (process${pids.length === 1 ? '' : 'es'} ${pids.join(', ')})` : '';
-  const key = row.vkey ? `, key ${hex(row.vkey)}` : '';
-  return (
-    `shared memory segment ${row.srid} (virtual ${row.vrid}${key}) is still attached by a process outside the application${who}: ` +
-    `left alone with its table rows; 'appshot gc' removes it once they detach`
-  );
-}
-
-/** Inside a write transaction: a creator that died between its kernel call
- * and its commit may have left an unmapped object; remove it. */
-export function recoverInflight(t: TableDb): string | null {
-  return addon().recoverInflight(t.home, (type, srid) => t.rev.get(S.revKey(t.node, type, srid)) !== undefined);
-}
-
-function rowIsOurs(t: TableDb, row: FwdRow): boolean {
-  const rev = t.rev.get(S.revKey(t.node, row.type, row.srid));
-  if (rev === undefined) return false;
-  const r = S.decodeRevVal(rev);
-  return r.aid === row.aid && r.vrid === row.vrid;
 }
 
 /** Inside a write transaction: removes every kernel object of the
@@ -88,11 +28,12 @@ function removeAll(t: TableDb, aid: string, report: CleanupReport): number {
   for (const row of rows) {
     const type = S.RT_NAME[row.type];
     if (!isIpcType(type) || !rowIsOurs(t, row)) continue;
-    const outcome = removeObject(type, row, listings);
+    const outcome = KINDS[type].remove(row, listings);
     if (outcome === 'removed') report.removed[type] = (report.removed[type] ?? 0) + 1;
-    else if (typeof outcome === 'object') report.notes.push(outcome.failed);
-    else if (outcome === 'attached') {
-      report.notes.push(attachedNote(row));
+    else if (outcome === 'gone') continue;
+    else if ('failed' in outcome) report.notes.push(outcome.failed);
+    else {
+      report.notes.push(outcome.attached);
       keep.add(S.fwdKey(aid, row.type, row.vrid).toString('hex'));
       if (row.vkey) keep.add(S.fwdKey(aid, S.RT[S.KEY_TYPE_OF[type]!], row.vkey).toString('hex'));
     }
@@ -161,15 +102,6 @@ function hasRows(t: TableDb, aid: string): boolean {
   return !fwdRows(t, aid).next().done;
 }
 
-/** Whether a removed segment's last detach by the application has come:
- * its own segment is gone from the kernel; a template's segment, which the
- * kernel keeps for the other clones, is attached by none of its processes. */
-function removedSegmentGone(t: TableDb, aid: string, row: FwdRow, listings: Listings): boolean {
-  if (row.creator !== S.CREATOR_TEMPLATE) return !listings.of('shm').has(row.srid) && rowIsOurs(t, row);
-  const attachers = new Set(shmAttachers(row.srid));
-  return !processesOf(aid, t.home).some((pid) => attachers.has(pid));
-}
-
 /** A live application's segments removed while attached whose last detach
  * came at a process's exit (no shmdt for the shim to see): their rows go. */
 function dropGoneSegments(t: TableDb, aid: string, listings: Listings): CleanupReport | null {
@@ -177,7 +109,7 @@ function dropGoneSegments(t: TableDb, aid: string, listings: Listings): CleanupR
   const report: CleanupReport = { aid: '', removed: {}, rows: 0, notes: [] };
   let segments = 0;
   for (const row of [...fwdRows(t, aid, S.RT.shm)]) {
-    if (!S.fwdValRemoved(row) || !removedSegmentGone(t, aid, row, listings)) continue;
+    if (!S.fwdValRemoved(row) || !lastDetachCame(t, aid, row, listings)) continue;
     segments++;
     report.rows += unmap(t, aid, row.type, row.vrid);
   }

@@ -1,4 +1,18 @@
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+
+/**
+ * The one reader of /proc for processes and their sockets: what appshot
+ * learns about a process (its state, command line, environment, program,
+ * directory, descriptors) and which sockets are bound, read and parsed here
+ * only. SysV objects are ts/sysv/kernel.ts's (it reads /proc/sysvipc).
+ */
+
+/** The PIDs /proc lists now. */
+export function processIds(): number[] {
+  return readdirSync('/proc')
+    .filter((name) => /^\d+$/.test(name))
+    .map(Number);
+}
 
 export interface ProcStat {
   /** R, S, D, Z, ... as ps shows it. */
@@ -40,6 +54,85 @@ export function processAlive(pid: number, ticks: number): boolean {
   return pid > 0 && startTicks(pid) === ticks;
 }
 
+/** A process's environment as it started, its NAME=value strings in order;
+ * undefined if unreadable (gone, or another user's). */
+export function environ(pid: number): string[] | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0');
+  } catch {
+    return undefined;
+  }
+}
+
+/** The program a process runs; undefined if unreadable (gone, or another user's). */
+export function exePath(pid: number): string | undefined {
+  try {
+    return readlinkSync(`/proc/${pid}/exe`);
+  } catch {
+    return undefined;
+  }
+}
+
+/** A process's working directory; throws (with the errno) if unreadable. */
+export function workingDirectory(pid: number): string {
+  return readlinkSync(`/proc/${pid}/cwd`);
+}
+
+/** What a process's open descriptors name ('socket:[inode]', a path, ...),
+ * read one by one as the caller walks; none if the process is gone or not ours. */
+export function* fdLinks(pid: number | 'self'): Generator<[fd: number, target: string]> {
+  let fds: string[];
+  try {
+    fds = readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return;
+  }
+  for (const fd of fds) {
+    let target: string;
+    try {
+      target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+    } catch {
+      continue; // closed meanwhile
+    }
+    yield [Number(fd), target];
+  }
+}
+
+/** Which process holds each socket inode. */
+export function socketHolders(): Map<number, number> {
+  const holders = new Map<number, number>();
+  for (const pid of processIds()) {
+    for (const [, target] of fdLinks(pid)) {
+      const m = /^socket:\[(\d+)\]$/.exec(target);
+      if (m) holders.set(Number(m[1]), pid);
+    }
+  }
+  return holders;
+}
+
+/** Bound sockets by port, from /proc/net: inode, and whether TCP or UDP
+ * (a TCP socket counts once it listens). */
+export function boundPorts(): Map<number, { ino: number; proto: string }[]> {
+  const bound = new Map<number, { ino: number; proto: string }[]>();
+  for (const [file, proto] of [['tcp', 'tcp'], ['tcp6', 'tcp'], ['udp', 'udp'], ['udp6', 'udp']]) {
+    let text = '';
+    try {
+      text = readFileSync(`/proc/net/${file}`, 'latin1');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 10) continue;
+      const port = parseInt(f[1].split(':')[1], 16);
+      const listening = proto === 'udp' || f[3] === '0A';
+      const ino = Number(f[9]);
+      if (listening && ino) bound.set(port, [...(bound.get(port) ?? []), { ino, proto }]);
+    }
+  }
+  return bound;
+}
+
 /** A directory's identity, "dev:ino": one home however its path is spelled. */
 function dirIdentity(path: string): string | undefined {
   try {
@@ -59,19 +152,13 @@ export function processesOf(aid: string, home: string): number[] {
   const want = dirIdentity(home);
   const identities = new Map<string, string | undefined>();
   const found: number[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    let vars: string[];
-    try {
-      vars = readFileSync(`/proc/${name}/environ`, 'latin1').split('\0');
-    } catch {
-      continue;
-    }
-    if (!vars.includes(wantAid)) continue;
+  for (const pid of processIds()) {
+    const vars = environ(pid);
+    if (!vars?.includes(wantAid)) continue;
     const given = vars.find((v) => v.startsWith('APPSHOT_HOME='))?.slice('APPSHOT_HOME='.length);
     if (given === undefined) continue;
     if (!identities.has(given)) identities.set(given, given === home ? want : dirIdentity(given));
-    if (identities.get(given) === want && want !== undefined && startTicks(Number(name)) !== undefined) found.push(Number(name));
+    if (identities.get(given) === want && want !== undefined && startTicks(pid) !== undefined) found.push(pid);
   }
   return found;
 }

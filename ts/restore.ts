@@ -1,15 +1,14 @@
 import { existsSync } from 'node:fs';
-import { addon } from './addon.js';
-import { appLive, endApp, recoverInflight } from './cleanup.js';
+import { appLive, endApp } from './cleanup.js';
 import { AppshotError, EXIT } from './errors.js';
-import { ipcRemove } from './libc.js';
 import type { Progress } from './progress.js';
 import { checkAppAid } from './aid.js';
 import { registerApp } from './registry.js';
-import * as rows from './rows.js';
-import type { MsgRecord, SemRecord, ShmRecord, SnapMeta } from './snapshot.js';
-import { type Section, SnapReader } from './snapfile.js';
-import { IPC_NOUN } from './sysvipc.js';
+import type { SnapMeta } from './snapshot.js';
+import { SnapReader } from './snapfile.js';
+import { isIpcType } from './sysv/ipctype.js';
+import { KINDS } from './sysv/kinds.js';
+import type { RecreateContext, RestoreCounts, SharedSegment } from './sysv/object.js';
 import { type TableDb, fwdRows, getApp, writeTxn } from './tabledb.js';
 import * as S from '../tables/schema.js';
 
@@ -21,79 +20,10 @@ import * as S from '../tables/schema.js';
  * rows and application record included.
  */
 
-export interface RestoreSummary {
+export interface RestoreSummary extends RestoreCounts {
   aid: string;
   meta: SnapMeta;
-  sems: number;
-  segments: number;
-  shmBytes: number;
-  /** A template's segments mapped, not made (clones only). */
-  shared: number;
-  /** Of the time, what filling shared memory from the file took. */
-  copySeconds: number;
-  queues: number;
-  messages: number;
   seconds: number;
-}
-
-export type IpcType = 'sem' | 'shm' | 'msg';
-const KEY_TYPE: Record<IpcType, number> = { sem: S.RT.semkey, shm: S.RT.shmkey, msg: S.RT.msgkey };
-
-/** Maps a saved object at its saved vrid. The AID is fresh or ended, so
- * a row already there is one cleanup left behind (a segment still
- * attached outside): say so rather than overwrite it. */
-function mapObject(t: TableDb, aid: string, type: IpcType, vrid: number, row: S.FwdVal): void {
-  if (!rows.mapAt(t, aid, S.RT[type], vrid, row))
-    throw new AppshotError(
-      `application '${aid}' still maps virtual ${IPC_NOUN[type]} ${vrid} from an earlier run; run 'appshot gc', or restore under another --aid`,
-      EXIT.conflict,
-    );
-}
-
-/** Creates one kernel object for a saved one and records it, in one write
- * transaction under the inflight record: a crash leaves no object unmapped. */
-export function createObject(t: TableDb, aid: string, identity: boolean, type: IpcType, rec: { vrid: number; vkey: number }, size: number): number {
-  let srid = -1;
-  try {
-    writeTxn(t, () => {
-      srid = -1;
-      recoverInflight(t); // a record a dead creator left must not be overwritten
-      let skey = 0;
-      if (rec.vkey) skey = rows.claimSkey(t, aid, KEY_TYPE[type], rec.vkey, identity);
-      for (;;) {
-        try {
-          srid = addon().ipcCreate(t.home, aid, type, skey, size, 0o600);
-          break;
-        } catch (err) {
-          // A program outside appshot holds that key: take another.
-          if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || !rec.vkey) throw err;
-          rows.release(t, KEY_TYPE[type], skey);
-          skey = rows.claimSkey(t, aid, KEY_TYPE[type], rec.vkey, false);
-        }
-      }
-      const now = Date.now();
-      if (rec.vkey) rows.putFwd(t, aid, KEY_TYPE[type], rec.vkey, { srid: skey, vkey: 0, skey: 0, creator: process.pid, createdMs: now });
-      mapObject(t, aid, type, rec.vrid, { srid, vkey: rec.vkey, skey, creator: process.pid, createdMs: now });
-    });
-  } catch (err) {
-    if (srid >= 0) ipcRemove(type, srid); // made, never recorded
-    throw err;
-  } finally {
-    addon().inflightClear(t.home);
-  }
-  return srid;
-}
-
-export function setPerm(type: IpcType, srid: number, rec: { uid: number; gid: number; mode: number }, qbytes?: number): void {
-  addon().ipcSetPerm(type, srid, { uid: rec.uid, gid: rec.gid, mode: rec.mode, ...(qbytes ? { qbytes } : {}) });
-}
-
-/** What made the restore fail, said with the object it was at. */
-export function failedAt(what: string, err: unknown): AppshotError {
-  if (err instanceof AppshotError) return err;
-  const e = err as NodeJS.ErrnoException;
-  const hint = e.code === 'ENOSPC' || e.code === 'ENOMEM' || e.code === 'EINVAL' ? ' (a kernel limit: see ipcs -l)' : '';
-  return new AppshotError(`restore failed at ${what}: ${e.message}${hint}; everything it had made was removed`, EXIT.failure);
 }
 
 /** Refuses an AID that is running or holds kept state: nothing is touched. */
@@ -142,47 +72,6 @@ export function restore(t: TableDb, file: string, opts: { aid?: string; command?
   }
 }
 
-/** One saved segment made (under the inflight record) and filled from its
- * section; the caller gives it its owner and mode. */
-export function makeSegment(
-  t: TableDb,
-  r: SnapReader,
-  s: Section,
-  aid: string,
-  identity: boolean,
-  rec: ShmRecord,
-  crc: number,
-  progress?: Progress,
-): { srid: number; copySeconds: number } {
-  let srid: number;
-  try {
-    srid = createObject(t, aid, identity, 'shm', rec, rec.size);
-  } catch (err) {
-    throw failedAt(`shared memory segment ${rec.vrid} (${rec.size} bytes)`, err);
-  }
-  const copyStart = performance.now();
-  r.shmInto(s, srid, rec.size, crc, progress?.advance);
-  return { srid, copySeconds: (performance.now() - copyStart) / 1000 };
-}
-
-/** A template's shared segment: mapped into a clone, not made again. */
-export interface SharedSegment {
-  vrid: number;
-  vkey: number;
-  srid: number;
-  skey: number;
-}
-
-/** Rows that map a template's shared segment, and its key, into a clone:
- * no reverse rows (they are the template's), creator CREATOR_TEMPLATE. */
-function mapShared(t: TableDb, aid: string, seg: SharedSegment): void {
-  const row = { vkey: seg.vkey, skey: seg.skey, creator: S.CREATOR_TEMPLATE, createdMs: Date.now() };
-  writeTxn(t, () => {
-    if (seg.vkey) rows.putFwd(t, aid, S.RT.shmkey, seg.vkey, { ...row, srid: seg.skey, vkey: 0, skey: 0 });
-    rows.putFwd(t, aid, S.RT.shm, seg.vrid, { ...row, srid: seg.srid });
-  });
-}
-
 export function restoreSections(
   t: TableDb,
   r: SnapReader,
@@ -192,47 +81,9 @@ export function restoreSections(
   progress?: Progress,
   shared: Map<number, SharedSegment> = new Map(),
 ): void {
+  const c: RecreateContext = { t, aid, identity, sum, progress, shared };
   for (let s = r.next(); s; s = r.next()) {
-    if (s.kind === 'rows' || s.kind === 'meta') {
-      r.json(s); // checked; the objects' own sections say what to make
-    } else if (s.kind === 'sem') {
-      for (const rec of r.json<SemRecord[]>(s)) {
-        const what = `semaphore set ${rec.vrid}`;
-        try {
-          const srid = createObject(t, aid, identity, 'sem', rec, rec.values.length);
-          addon().semSetAll(srid, rec.values);
-          setPerm('sem', srid, rec);
-        } catch (err) {
-          throw failedAt(what, err);
-        }
-        sum.sems++;
-      }
-    } else if (s.kind === 'shm') {
-      const { header: rec, bytes, sum: crc } = r.shmHeader<ShmRecord>(s);
-      if (bytes !== rec.size) throw r.badChecksum(s);
-      const seg = shared.get(rec.vrid);
-      if (seg) {
-        r.skip(s);
-        mapShared(t, aid, seg);
-        sum.shared++;
-        continue;
-      }
-      const made = makeSegment(t, r, s, aid, identity, rec, crc, progress);
-      sum.copySeconds += made.copySeconds;
-      setPerm('shm', made.srid, rec);
-      sum.segments++;
-      sum.shmBytes += rec.size;
-    } else if (s.kind === 'msg') {
-      const rec = r.json<MsgRecord>(s);
-      try {
-        const srid = createObject(t, aid, identity, 'msg', rec, 0);
-        setPerm('msg', srid, rec, rec.qbytes);
-        addon().msgSendAll(srid, rec.messages.map((m) => ({ type: m.type, data: Buffer.from(m.data, 'base64') })));
-      } catch (err) {
-        throw failedAt(`message queue ${rec.vrid}`, err);
-      }
-      sum.queues++;
-      sum.messages += rec.messages.length;
-    }
+    if (s.kind === 'rows' || s.kind === 'meta') r.json(s); // checked; the objects' own sections say what to make
+    else if (isIpcType(s.kind)) KINDS[s.kind].recreate(r, s, c);
   }
 }

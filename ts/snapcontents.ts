@@ -1,5 +1,8 @@
-import type { MsgRecord, SemRecord, ShmRecord, SnapMeta } from './snapshot.js';
+import type { SnapMeta } from './snapshot.js';
 import { SNAP_VERSION, SnapReader } from './snapfile.js';
+import type { MsgRecord } from './sysv/msg.js';
+import type { SemRecord } from './sysv/sem.js';
+import type { ShmRecord } from './sysv/shm.js';
 import type { FwdRow } from './tabledb.js';
 import * as S from '../tables/schema.js';
 

@@ -3,6 +3,7 @@ import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, unlink
 import { basename, dirname, resolve } from 'node:path';
 import { addon } from './addon.js';
 import { AppshotError, EXIT, errnoText } from './errors.js';
+import { fdToShm, shmToFd } from './sysv/kernel.js';
 
 /**
  * The snapshot file: a header, then sections, each checksummed on its own,
@@ -102,7 +103,7 @@ export class SnapWriter {
     let sum = crc(json, crc(lead));
     for (let off = 0; off < size; off += CHUNK) {
       const len = Math.min(CHUNK, size - off);
-      sum = addon().shmToFd(this.fd, shmid, off, len, sum);
+      sum = shmToFd(this.fd, shmid, off, len, sum);
       this.pos += len;
       progress?.(len);
     }
@@ -241,7 +242,7 @@ export class SnapReader {
   shmInto(s: Section, shmid: number, bytes: number, sum: number, progress?: (n: number) => void): void {
     for (let off = 0; off < bytes; off += CHUNK) {
       const len = Math.min(CHUNK, bytes - off);
-      sum = addon().fdToShm(this.fd, shmid, off, len, sum);
+      sum = fdToShm(this.fd, shmid, off, len, sum);
       this.pos += len;
       progress?.(len);
     }

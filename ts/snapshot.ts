@@ -1,17 +1,18 @@
-import { readFileSync, readlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { addon } from './addon.js';
 import { endApp } from './cleanup.js';
 import { AppshotError, EXIT } from './errors.js';
 import { TEMPLATE_AID_PREFIX } from './home.js';
 import type { Publication } from './pool.js';
-import { processesOf, procStat } from './procinfo.js';
+import { environ, processesOf, procStat, workingDirectory } from './procinfo.js';
 import type { Progress } from './progress.js';
 import { type Redirect, redirectsOf } from './redirect.js';
 import { SnapWriter } from './snapfile.js';
 import { StopGuard } from './stops.js';
 import { isSupervisor } from './supervision.js';
-import { shmAttachModes } from './sysvipc.js';
+import { IPC_TYPES } from './sysv/ipctype.js';
+import { KINDS } from './sysv/kinds.js';
+import type { CaptureContext, CaptureCounts } from './sysv/object.js';
+import { capturedBytes } from './sysv/shm.js';
 import { type FwdRow, type TableDb, fwdRows, getApp } from './tabledb.js';
 import * as S from '../tables/schema.js';
 
@@ -41,35 +42,8 @@ export interface SnapMeta {
   shmBytes: number;
 }
 
-interface Perm {
-  vrid: number;
-  vkey: number;
-  uid: number;
-  gid: number;
-  mode: number;
-}
-export interface SemRecord extends Perm {
-  values: number[];
-}
-export interface ShmRecord extends Perm {
-  size: number;
-  /** How the application's processes had it attached at the snapshot
-   * (absent in snapshots made before templates): a template shares a
-   * segment nobody had writable. */
-  attached?: { rw: number; ro: number };
-}
-export interface MsgRecord extends Perm {
-  qbytes: number;
-  messages: { type: number; data: string }[];
-}
-
-export interface SnapshotSummary {
+export interface SnapshotSummary extends CaptureCounts {
   file: string;
-  sems: number;
-  segments: number;
-  shmBytes: number;
-  queues: number;
-  messages: number;
   processes: number;
   /** From the SIGSTOPs to the file in place. */
   seconds: number;
@@ -145,19 +119,17 @@ async function endProcesses(pids: number[]): Promise<void> {
 
 /** The environment a process started with, without appshot's own variables. */
 function environmentOf(spid: number): Record<string, string> | null {
-  try {
-    const env: Record<string, string> = {};
-    for (const kv of readFileSync(`/proc/${spid}/environ`, 'latin1').split('\0')) {
-      const i = kv.indexOf('=');
-      if (i <= 0) continue;
-      const name = kv.slice(0, i);
-      if (name.startsWith('APPSHOT_') || name === 'LD_PRELOAD') continue;
-      env[name] = kv.slice(i + 1);
-    }
-    return env;
-  } catch {
-    return null;
+  const vars = environ(spid);
+  if (!vars) return null;
+  const env: Record<string, string> = {};
+  for (const kv of vars) {
+    const i = kv.indexOf('=');
+    if (i <= 0) continue;
+    const name = kv.slice(0, i);
+    if (name.startsWith('APPSHOT_') || name === 'LD_PRELOAD') continue;
+    env[name] = kv.slice(i + 1);
   }
+  return env;
 }
 
 /** The application's first process still running: its pid row made first. */
@@ -167,42 +139,10 @@ function firstProcess(rows: FwdRow[], alive: number[]): FwdRow | undefined {
     .sort((a, b) => a.createdMs - b.createdMs || a.vrid - b.vrid)[0];
 }
 
-/** A row's kernel object as it must still be: gone means the application ended under us. */
-function stat(type: 'sem' | 'shm' | 'msg', row: FwdRow, aid: string) {
-  try {
-    const st = addon().ipcStat(type, row.srid);
-    if (st.key >>> 0 !== row.skey >>> 0) throw new Error('its key changed');
-    return st;
-  } catch (err) {
-    throw new AppshotError(`application '${aid}' ended during the snapshot (${type} ${row.srid}, virtual ${row.vrid}: ${(err as Error).message}); no snapshot was written`);
-  }
-}
-
-const perm = (row: FwdRow, st: { uid: number; gid: number; mode: number }): Perm => ({ vrid: row.vrid, vkey: row.vkey, uid: st.uid, gid: st.gid, mode: st.mode & 0o777 });
-
+/** The application's SysV objects, kind by kind in IPC_TYPES order (the file's section order). */
 function writeState(w: SnapWriter, aid: string, rows: FwdRow[], pids: number[], sum: SnapshotSummary, progress?: Progress): void {
-  const live = (type: number) => rows.filter((r) => r.type === type && !S.fwdValRemoved(r));
-  const sems: SemRecord[] = live(S.RT.sem).map((row) => ({ ...perm(row, stat('sem', row, aid)), values: addon().semGetAll(row.srid) }));
-  w.json('sem', sems);
-  sum.sems = sems.length;
-  const segments = live(S.RT.shm).map((row) => ({ row, st: stat('shm', row, aid) }));
-  progress?.start(segments.reduce((n, s) => n + s.st.size, 0));
-  const modes = shmAttachModes(pids);
-  for (const { row, st } of segments) {
-    const rec: ShmRecord = { ...perm(row, st), size: st.size, attached: modes.get(row.srid) ?? { rw: 0, ro: 0 } };
-    w.shm(rec, row.srid, st.size, progress?.advance);
-    sum.segments++;
-    sum.shmBytes += st.size;
-  }
-  progress?.stop();
-  for (const row of live(S.RT.msg)) {
-    const st = stat('msg', row, aid);
-    const messages = addon().msgCopyAll(row.srid).map((m) => ({ type: m.type, data: m.data.toString('base64') }));
-    const rec: MsgRecord = { ...perm(row, st), qbytes: st.qbytes, messages };
-    w.json('msg', rec);
-    sum.queues++;
-    sum.messages += messages.length;
-  }
+  const c: CaptureContext = { aid, pids, sum, progress };
+  for (const type of IPC_TYPES) KINDS[type].capture(w, rows, c);
 }
 
 export async function snapshot(t: TableDb, aid: string, file: string, opts: { stop: boolean; progress?: Progress }): Promise<SnapshotSummary> {
@@ -242,12 +182,12 @@ export async function snapshot(t: TableDb, aid: string, file: string, opts: { st
       host: hostname(),
       command: app.command,
       env: first ? environmentOf(first.srid) : null,
-      cwd: first ? readlinkSync(`/proc/${first.srid}/cwd`) : null,
+      cwd: first ? workingDirectory(first.srid) : null,
       noIdentity: (app.flags & S.APP_FLAG_NO_IDENTITY) !== 0,
       firstVpid: first?.vrid ?? null,
       publish: rows.filter((r) => r.type === S.RT.publish).map((r) => ({ public: S.decodePortId(r.srid).port, virtual: S.decodePortId(r.vrid).port })),
       redirects: redirectsOf(t, aid),
-      shmBytes: rows.filter((r) => r.type === S.RT.shm && !S.fwdValRemoved(r)).reduce((n, r) => n + stat('shm', r, aid).size, 0),
+      shmBytes: capturedBytes(rows, aid),
     };
     w.json('meta', meta);
     w.json('rows', rows);

@@ -1,16 +1,11 @@
-import { readlinkSync } from 'node:fs';
 import { SUPERVISOR_PATH } from './paths.js';
-import { processAlive, processesOf } from './procinfo.js';
+import { exePath, processAlive, processesOf } from './procinfo.js';
 import { type TableDb, fwdRows } from './tabledb.js';
 import * as S from '../tables/schema.js';
 
 /** Whether pid runs appshot-supervisor (appshot's, not the application's). */
 export function isSupervisor(pid: number): boolean {
-  try {
-    return readlinkSync(`/proc/${pid}/exe`) === SUPERVISOR_PATH;
-  } catch {
-    return false;
-  }
+  return exePath(pid) === SUPERVISOR_PATH;
 }
 
 /** The application's processes whose pid rows say they still run: the

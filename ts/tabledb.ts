@@ -1,10 +1,11 @@
 import { randomInt } from 'node:crypto';
-import { closeSync, constants, openSync, readdirSync, readlinkSync, statSync } from 'node:fs';
+import { closeSync, constants, openSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase, type RootDatabaseOptionsWithPath } from 'lmdb';
 import { AppshotError, EXIT, errnoText } from './errors.js';
 import { addon } from './addon.js';
 import { checkHomeFiles, openHomeFile } from './home.js';
+import { fdLinks } from './procinfo.js';
 
 const LOCK_SH = 1;
 const LOCK_EX = 2;
@@ -216,13 +217,7 @@ export function healLock(t: TableDb): void {
 
 /** This process's descriptor of path, found without opening it. */
 function descriptorOf(path: string): number | undefined {
-  for (const fd of readdirSync('/proc/self/fd')) {
-    try {
-      if (readlinkSync(`/proc/self/fd/${fd}`) === path) return Number(fd);
-    } catch {
-      /* closed meanwhile */
-    }
-  }
+  for (const [fd, target] of fdLinks('self')) if (target === path) return fd;
   return undefined;
 }
 

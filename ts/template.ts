@@ -4,11 +4,12 @@ import { appLive, endApp } from './cleanup.js';
 import { type Redirect, checkRedirects } from './redirect.js';
 import { TEMPLATE_AID_PREFIX, homeSubdir, openHomeFile, templateFile, templatesDir } from './home.js';
 import { AppshotError, EXIT, errnoText } from './errors.js';
-import { makeSegment, setPerm, type SharedSegment } from './restore.js';
 import { type At, type Override, type ResourceClass, type Rules, NO_RULES, expand, parseRules, variableValues } from './rules.js';
-import type { ShmRecord, SnapMeta } from './snapshot.js';
+import type { SnapMeta } from './snapshot.js';
 import { SnapReader } from './snapfile.js';
-import { kernelObjects } from './sysvipc.js';
+import { Listings } from './sysv/kernel.js';
+import { type SharedSegment, setPerm } from './sysv/object.js';
+import { SHM, type ShmRecord, makeSegment } from './sysv/shm.js';
 import { type TableDb, getApp, putApp, writeTxn } from './tabledb.js';
 import { startTicks } from './procinfo.js';
 import { type SnapshotReport, inspectSnapshot } from './snapcontents.js';
@@ -236,9 +237,9 @@ export function checkSnapshotUnchanged(tpl: Template): void {
 /** Refuses a template whose shared segments the kernel no longer holds as
  * made (removed from outside appshot, or a reboot since). */
 export function checkSharedSegments(tpl: Template): void {
-  const kernel = kernelObjects('shm');
+  const listings = new Listings();
   for (const s of tpl.shared)
-    if (kernel.get(s.srid)?.key !== s.skey >>> 0)
+    if (SHM.check(listings, s.srid, s.skey))
       throw new AppshotError(
         `template '${tpl.name}': its shared segment ${s.srid} (virtual ${s.vrid}) is gone from the kernel (removed outside appshot, or the host restarted); nothing was cloned. Remove the template with 'appshot template rm ${tpl.name}' and make it again`,
         EXIT.inconsistent,

@@ -1,7 +1,9 @@
-import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { POOL_PATH } from './paths.js';
-import { startTicks } from './procinfo.js';
-import { IPC_NOUN, type IpcType, isIpcType, kernelObjects } from './sysvipc.js';
+import { boundPorts, exePath, socketHolders, startTicks } from './procinfo.js';
+import { IPC_NOUN, isIpcType, keyText } from './sysv/ipctype.js';
+import { Listings } from './sysv/kernel.js';
+import { KINDS } from './sysv/kinds.js';
+import { recordedKey } from './sysv/object.js';
 import { claim, release, unmap } from './rows.js';
 import { type TableDb, writeTxn } from './tabledb.js';
 import * as S from '../tables/schema.js';
@@ -34,11 +36,10 @@ interface Row extends S.FwdKey, S.FwdVal {
 }
 
 const noun = (r: Row) => (isIpcType(r.name) ? IPC_NOUN[r.name] : r.name);
-const hex = (n: number) => '0x' + (n >>> 0).toString(16).padStart(8, '0');
 
 function shown(r: Row): string {
   if (r.type === S.RT.port) return `${r.aid} port ${S.decodePortId(r.vrid).port}/${S.decodePortId(r.vrid).proto} -> ${S.decodePortId(r.srid).port}`;
-  if (S.KEY_TYPES.includes(r.name)) return `${r.aid} ${r.name} ${hex(r.vrid)} -> ${hex(r.srid)}`;
+  if (S.KEY_TYPES.includes(r.name)) return `${r.aid} ${r.name} ${keyText(r.vrid)} -> ${keyText(r.srid)}`;
   return `${r.aid} ${r.name} ${r.vrid} -> ${r.srid}`;
 }
 
@@ -131,17 +132,13 @@ function checkTemplateRow(t: TableDb, r: Row, byKey: Map<string, Row>, out: Pend
 
 /** Every mapped IPC object must exist in the kernel, under its recorded key. */
 function checkKernel(t: TableDb, rows: Row[], out: Pending[]): void {
-  const listings = new Map<IpcType, ReturnType<typeof kernelObjects>>();
+  const listings = new Listings();
   for (const r of rows) {
     // A clone's row of a template's segment is tied to the template's row
     // (checkTemplateRow), and that row is checked here.
     if (!isIpcType(r.name) || r.creator === S.CREATOR_TEMPLATE) continue;
-    let l = listings.get(r.name);
-    if (!l) listings.set(r.name, (l = kernelObjects(r.name)));
-    const obj = l.get(r.srid);
-    const key = S.fwdValRemoved(r) ? 0 : r.skey;
-    if (obj && obj.key >>> 0 === key >>> 0) continue;
-    const why = obj ? `the kernel's ${noun(r)} ${r.srid} has key ${hex(obj.key)}, not ${hex(key)}` : `the kernel has no ${noun(r)} ${r.srid}`;
+    const why = KINDS[r.name].check(listings, r.srid, recordedKey(r));
+    if (!why) continue;
     out.push({ problem: `${shown(r)}: ${why}`, fix: dropRow(t, r) });
   }
 }
@@ -158,50 +155,6 @@ function checkProcesses(t: TableDb, rows: Row[], out: Pending[]): void {
   }
 }
 
-/** Bound sockets by port: inode, and whether TCP or UDP. */
-function boundPorts(): Map<number, { ino: number; proto: string }[]> {
-  const bound = new Map<number, { ino: number; proto: string }[]>();
-  for (const [file, proto] of [['tcp', 'tcp'], ['tcp6', 'tcp'], ['udp', 'udp'], ['udp6', 'udp']]) {
-    let text = '';
-    try {
-      text = readFileSync(`/proc/net/${file}`, 'latin1');
-    } catch {
-      continue;
-    }
-    for (const line of text.split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/);
-      if (f.length < 10) continue;
-      const port = parseInt(f[1].split(':')[1], 16);
-      const listening = proto === 'udp' || f[3] === '0A';
-      const ino = Number(f[9]);
-      if (listening && ino) bound.set(port, [...(bound.get(port) ?? []), { ino, proto }]);
-    }
-  }
-  return bound;
-}
-
-/** Which process holds each socket inode. */
-function socketHolders(): Map<number, number> {
-  const holders = new Map<number, number>();
-  for (const pid of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
-    let fds: string[];
-    try {
-      fds = readdirSync(`/proc/${pid}/fd`);
-    } catch {
-      continue;
-    }
-    for (const fd of fds) {
-      try {
-        const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
-        if (m) holders.set(Number(m[1]), Number(pid));
-      } catch {
-        /* closed meanwhile */
-      }
-    }
-  }
-  return holders;
-}
-
 /** A system port that is bound must be bound by the application leasing it
  * (or by the pool daemon holding its published listener). */
 function checkPorts(t: TableDb, rows: Row[], out: Pending[]): void {
@@ -216,13 +169,7 @@ function checkPorts(t: TableDb, rows: Row[], out: Pending[]): void {
       if (pid === undefined) continue;
       const p = t.procs.get(S.procKey(pid));
       const aid = p ? S.decodeProcVal(p).aid : undefined;
-      let exe = '';
-      try {
-        exe = readlinkSync(`/proc/${pid}/exe`);
-      } catch {
-        /* gone */
-      }
-      if (aid === r.aid || exe === POOL_PATH) continue;
+      if (aid === r.aid || exePath(pid) === POOL_PATH) continue;
       out.push({ problem: `${shown(r)}: system port ${port}/${proto} is bound by process ${pid}${aid ? ` of application ${aid}` : ', outside appshot'}` });
     }
   }

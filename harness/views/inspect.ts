@@ -1,7 +1,7 @@
 import Table from 'cli-table3';
 import type { Transaction } from 'lmdb';
 import { type TableDb, prefixRange } from '../../ts/tabledb.js';
-import { isIpcType } from '../../ts/sysvipc.js';
+import { isIpcType } from '../../ts/sysv/ipctype.js';
 import type { SortField } from './filters.js';
 import * as S from '../../tables/schema.js';
 
