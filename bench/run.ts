@@ -19,7 +19,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { CLI_PATH, ROOT, builtProgram } from '../ts/paths.js';
-import type { IpcType } from '../ts/sysv/ipctype.js';
+import { IPC_TYPES, type IpcType } from '../ts/sysv/ipctype.js';
 import { kernelObjects } from '../ts/sysv/kernel.js';
 import { type AllocFigures, allocationRate } from './alloc.js';
 import { type CloneFigures, cloneTimes } from './clone.js';
@@ -101,7 +101,6 @@ function perCall(home: string): { native: Sample[]; shim: Sample[] } {
   return { native, shim };
 }
 
-const IPC_TYPES: IpcType[] = ['sem', 'shm', 'msg'];
 const ipcIds = () => new Map(IPC_TYPES.map((t) => [t, new Set(kernelObjects(t).keys())]));
 
 /** Kernel objects there now that were not before the bench: `ipcs -a`
