@@ -119,9 +119,11 @@ namespace addon {
 
 void RegisterInflight(Napi::Env env, Napi::Object exports)
 {
-	exports.Set("recoverInflight", Napi::Function::New(env, RecoverInflight));
-	exports.Set("ipcCreate", Napi::Function::New(env, IpcCreate));
-	exports.Set("inflightClear", Napi::Function::New(env, InflightClear));
+	export_all(env, exports, {
+		{ "recoverInflight", RecoverInflight },
+		{ "ipcCreate", IpcCreate },
+		{ "inflightClear", InflightClear },
+	});
 }
 
 } // namespace addon

@@ -6,6 +6,7 @@
 #define APPSHOT_ADDON_NAPI_UTIL_H
 
 #include <napi.h>
+#include <initializer_list>
 #include <climits>
 #include <cmath>
 #include <cstring>
@@ -32,7 +33,7 @@ inline Napi::Error sys_error(Napi::Env env, const std::string &what, int err)
 // The harness runs outside the shim: libc's calls are the kernel's.
 inline const struct kernel_ops libc_ops = { semget, semctl, shmget, shmctl, msgget, msgctl };
 
-inline Napi::Buffer<uint8_t> bytes(Napi::Env env, const uint8_t *p, size_t n)
+inline Napi::Buffer<uint8_t> js_bytes(Napi::Env env, const uint8_t *p, size_t n)
 {
 	return Napi::Buffer<uint8_t>::Copy(env, p, n);
 }
@@ -80,9 +81,20 @@ inline uint8_t ipc_type_arg(const Napi::CallbackInfo &info, size_t i)
 }
 
 // "shmToFd on shared memory segment 5", for messages.
-inline std::string on(const char *call, uint8_t type, int id)
+inline std::string call_on(const char *call, uint8_t type, int id)
 {
 	return std::string(call) + " on " + sysv_noun(type) + " " + std::to_string(id);
+}
+
+// One part's exports, as a table of JavaScript name and function.
+struct Export {
+	const char *name;
+	Napi::Value (*fn)(const Napi::CallbackInfo &);
+};
+
+inline void export_all(Napi::Env env, Napi::Object exports, std::initializer_list<Export> list)
+{
+	for (const Export &e : list) exports.Set(e.name, Napi::Function::New(env, e.fn));
 }
 
 } // namespace addon

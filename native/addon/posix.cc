@@ -75,9 +75,11 @@ namespace addon {
 
 void RegisterPosix(Napi::Env env, Napi::Object exports)
 {
-	exports.Set("flock", Napi::Function::New(env, Flock));
-	exports.Set("peerCred", Napi::Function::New(env, PeerCred));
-	exports.Set("portFree", Napi::Function::New(env, PortFree));
+	export_all(env, exports, {
+		{ "flock", Flock },
+		{ "peerCred", PeerCred },
+		{ "portFree", PortFree },
+	});
 }
 
 } // namespace addon

@@ -9,7 +9,7 @@
 namespace {
 
 using addon::aid_arg;
-using addon::bytes;
+using addon::js_bytes;
 
 uint32_t u32(const Napi::Value &v) { return v.As<Napi::Number>().Uint32Value(); }
 uint64_t u64(const Napi::Value &v) { return (uint64_t)v.As<Napi::Number>().DoubleValue(); }
@@ -19,7 +19,7 @@ Napi::Value FwdKey(const Napi::CallbackInfo &info)
 	std::string aid = aid_arg(info, 0);
 	uint8_t b[FWD_KEY_MAX];
 	size_t n = fwd_key(b, aid.data(), aid.size(), (uint8_t)u32(info[1]), u32(info[2]));
-	return bytes(info.Env(), b, n);
+	return js_bytes(info.Env(), b, n);
 }
 
 Napi::Value FwdVal(const Napi::CallbackInfo &info)
@@ -29,21 +29,21 @@ Napi::Value FwdVal(const Napi::CallbackInfo &info)
 			     u32(o.Get("creator")), u64(o.Get("createdMs")) };
 	uint8_t b[FWD_VAL_LEN];
 	fwd_val_put(b, &v);
-	return bytes(info.Env(), b, sizeof b);
+	return js_bytes(info.Env(), b, sizeof b);
 }
 
 Napi::Value ProcKey(const Napi::CallbackInfo &info)
 {
 	uint8_t b[PROC_KEY_LEN];
 	proc_key(b, u32(info[0]));
-	return bytes(info.Env(), b, sizeof b);
+	return js_bytes(info.Env(), b, sizeof b);
 }
 
 Napi::Value ProcVal(const Napi::CallbackInfo &info)
 {
 	std::string aid = aid_arg(info, 1);
 	uint8_t b[PROC_VAL_MAX];
-	return bytes(info.Env(), b, proc_val(b, u64(info[0]), aid.data(), aid.size()));
+	return js_bytes(info.Env(), b, proc_val(b, u64(info[0]), aid.data(), aid.size()));
 }
 
 Napi::Value FwdValRemoved(const Napi::CallbackInfo &info)
@@ -59,28 +59,28 @@ Napi::Value RevKey(const Napi::CallbackInfo &info)
 {
 	uint8_t b[REV_KEY_LEN];
 	rev_key(b, u32(info[0]), (uint8_t)u32(info[1]), u32(info[2]));
-	return bytes(info.Env(), b, sizeof b);
+	return js_bytes(info.Env(), b, sizeof b);
 }
 
 Napi::Value RevVal(const Napi::CallbackInfo &info)
 {
 	std::string aid = aid_arg(info, 1);
 	uint8_t b[REV_VAL_MAX];
-	return bytes(info.Env(), b, rev_val(b, u32(info[0]), aid.data(), aid.size()));
+	return js_bytes(info.Env(), b, rev_val(b, u32(info[0]), aid.data(), aid.size()));
 }
 
 Napi::Value AllocKey(const Napi::CallbackInfo &info)
 {
 	std::string aid = aid_arg(info, 0);
 	uint8_t b[APPSHOT_AID_MAX + 2];
-	return bytes(info.Env(), b, alloc_key(b, aid.data(), aid.size(), (uint8_t)u32(info[1])));
+	return js_bytes(info.Env(), b, alloc_key(b, aid.data(), aid.size(), (uint8_t)u32(info[1])));
 }
 
 Napi::Value PathKey(const Napi::CallbackInfo &info)
 {
 	std::string aid = aid_arg(info, 0);
 	uint8_t b[PATH_KEY_MAX];
-	return bytes(info.Env(), b, path_key(b, aid.data(), aid.size(), (uint16_t)u32(info[1])));
+	return js_bytes(info.Env(), b, path_key(b, aid.data(), aid.size(), (uint16_t)u32(info[1])));
 }
 
 Napi::Value PathVal(const Napi::CallbackInfo &info)
@@ -89,7 +89,7 @@ Napi::Value PathVal(const Napi::CallbackInfo &info)
 	if (from.size() >= APPSHOT_PATH_MAX || to.size() >= APPSHOT_PATH_MAX)
 		throw Napi::RangeError::New(info.Env(), "a redirected path is shorter than PATH_MAX");
 	std::vector<uint8_t> b(PATH_VAL_MAX);
-	return bytes(info.Env(), b.data(), path_val(b.data(), from.data(), from.size(), to.data(), to.size()));
+	return js_bytes(info.Env(), b.data(), path_val(b.data(), from.data(), from.size(), to.data(), to.size()));
 }
 
 Napi::Value AppVal(const Napi::CallbackInfo &info)
@@ -100,7 +100,7 @@ Napi::Value AppVal(const Napi::CallbackInfo &info)
 			     u64(o.Get("harnessStart")), u64(o.Get("createdMs")), u64(o.Get("endedMs")) };
 	uint8_t b[APP_VAL_FIXED];
 	app_val_put(b, &v);
-	return bytes(info.Env(), b, sizeof b);
+	return js_bytes(info.Env(), b, sizeof b);
 }
 
 Napi::Value PortId(const Napi::CallbackInfo &info)
@@ -122,19 +122,21 @@ namespace addon {
 
 void RegisterSchemaVectors(Napi::Env env, Napi::Object exports)
 {
-	exports.Set("fwdKey", Napi::Function::New(env, FwdKey));
-	exports.Set("fwdVal", Napi::Function::New(env, FwdVal));
-	exports.Set("procKey", Napi::Function::New(env, ProcKey));
-	exports.Set("procVal", Napi::Function::New(env, ProcVal));
-	exports.Set("fwdValRemoved", Napi::Function::New(env, FwdValRemoved));
-	exports.Set("revKey", Napi::Function::New(env, RevKey));
-	exports.Set("revVal", Napi::Function::New(env, RevVal));
-	exports.Set("allocKey", Napi::Function::New(env, AllocKey));
-	exports.Set("appVal", Napi::Function::New(env, AppVal));
-	exports.Set("pathKey", Napi::Function::New(env, PathKey));
-	exports.Set("pathVal", Napi::Function::New(env, PathVal));
-	exports.Set("portId", Napi::Function::New(env, PortId));
-	exports.Set("aidValid", Napi::Function::New(env, AidValid));
+	export_all(env, exports, {
+		{ "fwdKey", FwdKey },
+		{ "fwdVal", FwdVal },
+		{ "procKey", ProcKey },
+		{ "procVal", ProcVal },
+		{ "fwdValRemoved", FwdValRemoved },
+		{ "revKey", RevKey },
+		{ "revVal", RevVal },
+		{ "allocKey", AllocKey },
+		{ "appVal", AppVal },
+		{ "pathKey", PathKey },
+		{ "pathVal", PathVal },
+		{ "portId", PortId },
+		{ "aidValid", AidValid },
+	});
 }
 
 } // namespace addon

@@ -18,7 +18,7 @@ using addon::bytes_arg;
 using addon::id_arg;
 using addon::int_arg;
 using addon::MAX_SAFE;
-using addon::on;
+using addon::call_on;
 using addon::sys_error;
 
 uint32_t crc_arg(const Napi::CallbackInfo &info, size_t i)
@@ -44,7 +44,7 @@ Napi::Value ShmCopy(const Napi::CallbackInfo &info, const char *call, shm_copy_f
 	uint64_t len = (uint64_t)int_arg(info, 3, "len", 0, MAX_SAFE);
 	uint32_t crc = crc_arg(info, 4);
 	int rc = copy(fd, shmid, offset, len, &crc);
-	if (rc) throw sys_error(info.Env(), on(call, RT_SHM, shmid) + " (bytes " + std::to_string(offset) + " to " +
+	if (rc) throw sys_error(info.Env(), call_on(call, RT_SHM, shmid) + " (bytes " + std::to_string(offset) + " to " +
 						    std::to_string(offset + len) + ", fd " + std::to_string(fd) + ")", rc);
 	return Napi::Number::New(info.Env(), crc);
 }
@@ -68,10 +68,12 @@ namespace addon {
 
 void RegisterSnapshot(Napi::Env env, Napi::Object exports)
 {
-	exports.Set("crc32c", Napi::Function::New(env, Crc32c));
-	exports.Set("shmToFd", Napi::Function::New(env, ShmToFd));
-	exports.Set("fdToShm", Napi::Function::New(env, FdToShm));
-	exports.Set("seek", Napi::Function::New(env, Seek));
+	export_all(env, exports, {
+		{ "crc32c", Crc32c },
+		{ "shmToFd", ShmToFd },
+		{ "fdToShm", FdToShm },
+		{ "seek", Seek },
+	});
 }
 
 } // namespace addon

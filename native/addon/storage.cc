@@ -75,10 +75,12 @@ namespace addon {
 
 void RegisterStorage(Napi::Env env, Napi::Object exports)
 {
-	exports.Set("checkTables", Napi::Function::New(env, CheckTables));
-	exports.Set("reserveTables", Napi::Function::New(env, ReserveTables));
-	exports.Set("unreserveTables", Napi::Function::New(env, UnreserveTables));
-	exports.Set("checkLock", Napi::Function::New(env, CheckLock));
+	export_all(env, exports, {
+		{ "checkTables", CheckTables },
+		{ "reserveTables", ReserveTables },
+		{ "unreserveTables", UnreserveTables },
+		{ "checkLock", CheckLock },
+	});
 }
 
 } // namespace addon

@@ -16,14 +16,14 @@ extern "C" {
 
 namespace {
 
-using addon::bytes;
+using addon::js_bytes;
 using addon::bytes_arg;
 using addon::id_arg;
 using addon::int_arg;
 using addon::ipc_type_arg;
 using addon::libc_ops;
 using addon::MAX_SAFE;
-using addon::on;
+using addon::call_on;
 using addon::sys_error;
 
 struct Message {
@@ -49,12 +49,12 @@ Napi::Value MsgCopyAll(const Napi::CallbackInfo &info)
 	int msqid = id_arg(info, 0, "msqid");
 	std::vector<Message> msgs;
 	int rc = snap_msg_copy(msqid, collect_message, &msgs, nullptr);
-	if (rc) throw sys_error(env, on("msgCopyAll", RT_MSG, msqid), rc);
+	if (rc) throw sys_error(env, call_on("msgCopyAll", RT_MSG, msqid), rc);
 	Napi::Array out = Napi::Array::New(env, msgs.size());
 	for (size_t i = 0; i < msgs.size(); i++) {
 		Napi::Object m = Napi::Object::New(env);
 		m.Set("type", Napi::Number::New(env, (double)msgs[i].type));
-		m.Set("data", bytes(env, (const uint8_t *)msgs[i].data.data(), msgs[i].data.size()));
+		m.Set("data", js_bytes(env, (const uint8_t *)msgs[i].data.data(), msgs[i].data.size()));
 		out.Set((uint32_t)i, m);
 	}
 	return out;
@@ -82,10 +82,10 @@ Napi::Value MsgSendAll(const Napi::CallbackInfo &info)
 	for (size_t i = 0; i < msgs.size(); i++) {
 		int rc = snap_msg_send(msqid, msgs[i].first, msgs[i].second.Data(), msgs[i].second.ByteLength());
 		if (rc == EAGAIN)
-			throw sys_error(env, on("msgSendAll", RT_MSG, msqid) + ": the queue is full after " + std::to_string(i) +
+			throw sys_error(env, call_on("msgSendAll", RT_MSG, msqid) + ": the queue is full after " + std::to_string(i) +
 						     " of " + std::to_string(msgs.size()) + " messages", rc);
 		if (rc)
-			throw sys_error(env, on("msgSendAll", RT_MSG, msqid) + " (message " + std::to_string(i) + ", " +
+			throw sys_error(env, call_on("msgSendAll", RT_MSG, msqid) + " (message " + std::to_string(i) + ", " +
 						     std::to_string(msgs[i].second.ByteLength()) + " bytes)", rc);
 	}
 	return env.Undefined();
@@ -104,7 +104,7 @@ struct ipc_perm &perm_of(uint8_t type, ipc_ds &ds)
 
 void ipc_ctl(Napi::Env env, const char *call, uint8_t type, int id, int cmd, ipc_ds &ds)
 {
-	if (sysv_ctl(&libc_ops, type, id, cmd, &ds) != 0) throw sys_error(env, on(call, type, id), errno);
+	if (sysv_ctl(&libc_ops, type, id, cmd, &ds) != 0) throw sys_error(env, call_on(call, type, id), errno);
 }
 
 // semctl's fourth argument, which the caller must declare.
@@ -124,7 +124,7 @@ Napi::Value SemGetAll(const Napi::CallbackInfo &info)
 	std::vector<unsigned short> vals(ds.sem.sem_nsems);
 	semun_arg arg;
 	arg.array = vals.data();
-	if (semctl(semid, 0, GETALL, arg) != 0) throw sys_error(env, on("semGetAll", RT_SEM, semid), errno);
+	if (semctl(semid, 0, GETALL, arg) != 0) throw sys_error(env, call_on("semGetAll", RT_SEM, semid), errno);
 	Napi::Array out = Napi::Array::New(env, vals.size());
 	for (size_t i = 0; i < vals.size(); i++) out.Set((uint32_t)i, Napi::Number::New(env, vals[i]));
 	return out;
@@ -140,7 +140,7 @@ Napi::Value SemSetAll(const Napi::CallbackInfo &info)
 	ipc_ds ds;
 	ipc_ctl(env, "semSetAll", RT_SEM, semid, IPC_STAT, ds);
 	if (arr.Length() != ds.sem.sem_nsems)
-		throw sys_error(env, on("semSetAll", RT_SEM, semid) + ": " + std::to_string(arr.Length()) + " values for " +
+		throw sys_error(env, call_on("semSetAll", RT_SEM, semid) + ": " + std::to_string(arr.Length()) + " values for " +
 					     std::to_string(ds.sem.sem_nsems) + " semaphores", EINVAL);
 	std::vector<unsigned short> vals(arr.Length());
 	for (uint32_t i = 0; i < arr.Length(); i++) {
@@ -153,7 +153,7 @@ Napi::Value SemSetAll(const Napi::CallbackInfo &info)
 	}
 	semun_arg arg;
 	arg.array = vals.data();
-	if (semctl(semid, 0, SETALL, arg) != 0) throw sys_error(env, on("semSetAll", RT_SEM, semid), errno);
+	if (semctl(semid, 0, SETALL, arg) != 0) throw sys_error(env, call_on("semSetAll", RT_SEM, semid), errno);
 	return env.Undefined();
 }
 
@@ -225,7 +225,7 @@ Napi::Value IpcRemove(const Napi::CallbackInfo &info)
 {
 	uint8_t type = ipc_type_arg(info, 0);
 	int id = id_arg(info, 1);
-	if (sysv_rmid(&libc_ops, type, id) != 0) throw sys_error(info.Env(), on("ipcRemove", type, id), errno);
+	if (sysv_rmid(&libc_ops, type, id) != 0) throw sys_error(info.Env(), call_on("ipcRemove", type, id), errno);
 	return info.Env().Undefined();
 }
 
@@ -258,14 +258,16 @@ namespace addon {
 
 void RegisterSysv(Napi::Env env, Napi::Object exports)
 {
-	exports.Set("ipcStat", Napi::Function::New(env, IpcStat));
-	exports.Set("ipcSetPerm", Napi::Function::New(env, IpcSetPerm));
-	exports.Set("ipcRemove", Napi::Function::New(env, IpcRemove));
-	exports.Set("semGetAll", Napi::Function::New(env, SemGetAll));
-	exports.Set("semSetAll", Napi::Function::New(env, SemSetAll));
-	exports.Set("msgCopyAll", Napi::Function::New(env, MsgCopyAll));
-	exports.Set("msgSendAll", Napi::Function::New(env, MsgSendAll));
-	exports.Set("shmAttachments", Napi::Function::New(env, ShmAttachments));
+	export_all(env, exports, {
+		{ "ipcStat", IpcStat },
+		{ "ipcSetPerm", IpcSetPerm },
+		{ "ipcRemove", IpcRemove },
+		{ "semGetAll", SemGetAll },
+		{ "semSetAll", SemSetAll },
+		{ "msgCopyAll", MsgCopyAll },
+		{ "msgSendAll", MsgSendAll },
+		{ "shmAttachments", ShmAttachments },
+	});
 }
 
 } // namespace addon

@@ -121,7 +121,7 @@ static struct {
 	uint64_t seq, start_ms, refresh_ms;
 } g;
 
-static uint64_t now_ms(void)
+static uint64_t monotonic_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -186,7 +186,7 @@ static void clean_exit(const char *why)
 
 static void maybe_exit(void)
 {
-	if (!g.nlifelines && !g.ninst && (g.ever_lifeline || now_ms() - g.start_ms >= GRACE_MS))
+	if (!g.nlifelines && !g.ninst && (g.ever_lifeline || monotonic_ms() - g.start_ms >= GRACE_MS))
 		clean_exit("no lifeline and no instance left");
 }
 
@@ -316,7 +316,7 @@ static bool peer_ours(int fd, const char *path)
 	socklen_t len = sizeof cr;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) == 0 && cr.uid == g.uid) return true;
 	g.refused++;
-	uint64_t now = now_ms();
+	uint64_t now = monotonic_ms();
 	if (now - g.refused_ms >= 1000) {
 		logmsg("refused a connection to %s from pid %d, uid %u: only uid %u may use this pool (%llu refused so far)",
 		       path, (int)cr.pid, (unsigned)cr.uid, (unsigned)g.uid, (unsigned long long)g.refused);
@@ -388,14 +388,14 @@ static bool hand(struct instance *in, struct conn *c)
 		return false;
 	}
 	c->seq = ++g.seq;
-	c->handed_ms = now_ms();
+	c->handed_ms = monotonic_ms();
 	q_push(&in->unacked, c, false);
 	return true;
 }
 
 static void dispatch_held(void)
 {
-	uint64_t now = now_ms();
+	uint64_t now = monotonic_ms();
 	struct instance *in;
 	while (g.held.head && (in = pick(now))) {
 		struct conn *c = q_pop(&g.held);
@@ -408,7 +408,7 @@ static void dispatch_held(void)
  * so that further ones wait in the kernel's backlog, as without us. */
 static void dispatch_direct(struct instance *in)
 {
-	uint64_t now = now_ms();
+	uint64_t now = monotonic_ms();
 	while (in->direct.head && eligible(in, now)) {
 		struct conn *c = q_pop(&in->direct);
 		if (!hand(in, c)) {
@@ -449,7 +449,7 @@ static void on_listener(struct instance *in)
 static struct instance *new_instance(void)
 {
 	struct instance *in = xcalloc(sizeof *in);
-	in->since_ms = now_ms();
+	in->since_ms = monotonic_ms();
 	in->lis.fd = -1;
 	g.inst = xrealloc(g.inst, (g.ninst + 1) * sizeof *g.inst);
 	g.inst[g.ninst++] = in;
@@ -726,7 +726,7 @@ static void refresh_active(void)
 
 static void on_tick(void)
 {
-	uint64_t expirations, now = now_ms();
+	uint64_t expirations, now = monotonic_ms();
 	if (read(g.timer.fd, &expirations, sizeof expirations) < 0 && errno != EAGAIN)
 		logmsg("timerfd: %s", strerror(errno));
 	resume(&g.pub);
@@ -1056,7 +1056,7 @@ static void recover(void)
 	write_state();
 }
 
-static void detach(const char *log)
+static void daemonize(const char *log)
 {
 	if (write(STDOUT_FILENO, "ready\n", 6) != 6) fail(1, "write: %s", strerror(errno));
 	int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
@@ -1082,7 +1082,7 @@ int main(int argc, char **argv)
 	g.public = (int)port;
 	g.policy = argv[3];
 	g.lc = !strcmp(argv[3], "lc");
-	g.start_ms = g.refresh_ms = now_ms();
+	g.start_ms = g.refresh_ms = monotonic_ms();
 	umask(077);
 	raise_nofile();
 
@@ -1097,7 +1097,7 @@ int main(int argc, char **argv)
 	g.chans.fd = bind_unix(g.sock_path, SOCK_SEQPACKET, &g.sock_st);
 	g.ctl.fd = bind_unix(g.ctl_path, SOCK_STREAM, &g.ctl_st);
 	setup_events();
-	detach(log);
+	daemonize(log);
 	recover(); /* logged; clients that come meanwhile wait in the backlogs */
 	logmsg("started, policy %s, %d instance(s) taken over", g.policy, g.ninst);
 
