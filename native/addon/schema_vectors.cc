@@ -11,22 +11,22 @@ namespace {
 using addon::aid_arg;
 using addon::js_bytes;
 
-uint32_t u32(const Napi::Value &v) { return v.As<Napi::Number>().Uint32Value(); }
-uint64_t u64(const Napi::Value &v) { return (uint64_t)v.As<Napi::Number>().DoubleValue(); }
+uint32_t js_u32(const Napi::Value &v) { return v.As<Napi::Number>().Uint32Value(); }
+uint64_t js_u64(const Napi::Value &v) { return (uint64_t)v.As<Napi::Number>().DoubleValue(); }
 
 Napi::Value FwdKey(const Napi::CallbackInfo &info)
 {
 	std::string aid = aid_arg(info, 0);
 	uint8_t b[FWD_KEY_MAX];
-	size_t n = fwd_key(b, aid.data(), aid.size(), (uint8_t)u32(info[1]), u32(info[2]));
+	size_t n = fwd_key(b, aid.data(), aid.size(), (uint8_t)js_u32(info[1]), js_u32(info[2]));
 	return js_bytes(info.Env(), b, n);
 }
 
 Napi::Value FwdVal(const Napi::CallbackInfo &info)
 {
 	Napi::Object o = info[0].As<Napi::Object>();
-	struct fwd_val v = { u32(o.Get("srid")), u32(o.Get("vkey")), u32(o.Get("skey")),
-			     u32(o.Get("creator")), u64(o.Get("createdMs")) };
+	struct fwd_val v = { js_u32(o.Get("srid")), js_u32(o.Get("vkey")), js_u32(o.Get("skey")),
+			     js_u32(o.Get("creator")), js_u64(o.Get("createdMs")) };
 	uint8_t b[FWD_VAL_LEN];
 	fwd_val_put(b, &v);
 	return js_bytes(info.Env(), b, sizeof b);
@@ -35,7 +35,7 @@ Napi::Value FwdVal(const Napi::CallbackInfo &info)
 Napi::Value ProcKey(const Napi::CallbackInfo &info)
 {
 	uint8_t b[PROC_KEY_LEN];
-	proc_key(b, u32(info[0]));
+	proc_key(b, js_u32(info[0]));
 	return js_bytes(info.Env(), b, sizeof b);
 }
 
@@ -43,7 +43,7 @@ Napi::Value ProcVal(const Napi::CallbackInfo &info)
 {
 	std::string aid = aid_arg(info, 1);
 	uint8_t b[PROC_VAL_MAX];
-	return js_bytes(info.Env(), b, proc_val(b, u64(info[0]), aid.data(), aid.size()));
+	return js_bytes(info.Env(), b, proc_val(b, js_u64(info[0]), aid.data(), aid.size()));
 }
 
 Napi::Value FwdValRemoved(const Napi::CallbackInfo &info)
@@ -58,7 +58,7 @@ Napi::Value FwdValRemoved(const Napi::CallbackInfo &info)
 Napi::Value RevKey(const Napi::CallbackInfo &info)
 {
 	uint8_t b[REV_KEY_LEN];
-	rev_key(b, u32(info[0]), (uint8_t)u32(info[1]), u32(info[2]));
+	rev_key(b, js_u32(info[0]), (uint8_t)js_u32(info[1]), js_u32(info[2]));
 	return js_bytes(info.Env(), b, sizeof b);
 }
 
@@ -66,21 +66,21 @@ Napi::Value RevVal(const Napi::CallbackInfo &info)
 {
 	std::string aid = aid_arg(info, 1);
 	uint8_t b[REV_VAL_MAX];
-	return js_bytes(info.Env(), b, rev_val(b, u32(info[0]), aid.data(), aid.size()));
+	return js_bytes(info.Env(), b, rev_val(b, js_u32(info[0]), aid.data(), aid.size()));
 }
 
 Napi::Value AllocKey(const Napi::CallbackInfo &info)
 {
 	std::string aid = aid_arg(info, 0);
 	uint8_t b[APPSHOT_AID_MAX + 2];
-	return js_bytes(info.Env(), b, alloc_key(b, aid.data(), aid.size(), (uint8_t)u32(info[1])));
+	return js_bytes(info.Env(), b, alloc_key(b, aid.data(), aid.size(), (uint8_t)js_u32(info[1])));
 }
 
 Napi::Value PathKey(const Napi::CallbackInfo &info)
 {
 	std::string aid = aid_arg(info, 0);
 	uint8_t b[PATH_KEY_MAX];
-	return js_bytes(info.Env(), b, path_key(b, aid.data(), aid.size(), (uint16_t)u32(info[1])));
+	return js_bytes(info.Env(), b, path_key(b, aid.data(), aid.size(), (uint16_t)js_u32(info[1])));
 }
 
 Napi::Value PathVal(const Napi::CallbackInfo &info)
@@ -95,9 +95,9 @@ Napi::Value PathVal(const Napi::CallbackInfo &info)
 Napi::Value AppVal(const Napi::CallbackInfo &info)
 {
 	Napi::Object o = info[0].As<Napi::Object>();
-	struct app_val v = { (uint8_t)u32(o.Get("schema")), (uint8_t)u32(o.Get("state")),
-			     (uint16_t)u32(o.Get("flags")), u32(o.Get("harnessSpid")),
-			     u64(o.Get("harnessStart")), u64(o.Get("createdMs")), u64(o.Get("endedMs")) };
+	struct app_val v = { (uint8_t)js_u32(o.Get("schema")), (uint8_t)js_u32(o.Get("state")),
+			     (uint16_t)js_u32(o.Get("flags")), js_u32(o.Get("harnessSpid")),
+			     js_u64(o.Get("harnessStart")), js_u64(o.Get("createdMs")), js_u64(o.Get("endedMs")) };
 	uint8_t b[APP_VAL_FIXED];
 	app_val_put(b, &v);
 	return js_bytes(info.Env(), b, sizeof b);

@@ -26,7 +26,7 @@ using addon::MAX_SAFE;
 using addon::call_on;
 using addon::sys_error;
 
-struct Message {
+struct QueueMessage {
 	long type;
 	std::string data;
 };
@@ -35,7 +35,7 @@ struct Message {
 int collect_message(void *ctx, long mtype, const void *data, size_t len)
 {
 	try {
-		static_cast<std::vector<Message> *>(ctx)->push_back({ mtype, std::string((const char *)data, len) });
+		static_cast<std::vector<QueueMessage> *>(ctx)->push_back({ mtype, std::string((const char *)data, len) });
 		return 0;
 	} catch (const std::bad_alloc &) {
 		return ENOMEM;
@@ -47,7 +47,7 @@ Napi::Value MsgCopyAll(const Napi::CallbackInfo &info)
 {
 	Napi::Env env = info.Env();
 	int msqid = id_arg(info, 0, "msqid");
-	std::vector<Message> msgs;
+	std::vector<QueueMessage> msgs;
 	int rc = snap_msg_copy(msqid, collect_message, &msgs, nullptr);
 	if (rc) throw sys_error(env, call_on("msgCopyAll", RT_MSG, msqid), rc);
 	Napi::Array out = Napi::Array::New(env, msgs.size());

@@ -9,6 +9,7 @@
  *        pid u32, thread id u64 */
 #define _GNU_SOURCE
 #include "lockcheck.h"
+#include "native_bytes.h"
 #include "../../tables/schema.h"
 
 #include <errno.h>
@@ -26,8 +27,6 @@
 #define MUTEX_KIND_ROBUST_SHARED 0x90u /* PTHREAD_MUTEX_ROBUST_NORMAL_NP | PTHREAD_MUTEX_PSHARED_BIT */
 static const unsigned mutex_kind_at[] = { 24 + 16, 64 + 16, 104 + 16 };
 
-static uint32_t u32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
-static uint64_t u64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
 
 /* Whether another process holds LMDB's shared lock on byte 0: it has the
  * environment open. F_GETLK takes no lock (and this process's own locks
@@ -51,10 +50,10 @@ static uint32_t pid_max(void)
 
 static const char *header_damage(const uint8_t *h, uint64_t slots)
 {
-	if (u32(h) != LOCK_MAGIC) return "its header is overwritten";
-	if (u32(h + 16) > slots) return "its count of readers is past its reader table";
+	if (load_u32(h) != LOCK_MAGIC) return "its header is overwritten";
+	if (load_u32(h + 16) > slots) return "its count of readers is past its reader table";
 	for (size_t i = 0; i < sizeof mutex_kind_at / sizeof *mutex_kind_at; i++)
-		if (u32(h + mutex_kind_at[i]) != MUTEX_KIND_ROBUST_SHARED) return "a lock in its header is overwritten";
+		if (load_u32(h + mutex_kind_at[i]) != MUTEX_KIND_ROBUST_SHARED) return "a lock in its header is overwritten";
 	return NULL;
 }
 
@@ -65,8 +64,8 @@ static int clear_garbage_slots(int fd, const uint8_t *h, unsigned *cleared)
 {
 	enum { PER_READ = 64 };
 	uint8_t slots[PER_READ * SLOT_BYTES];
-	uint32_t n = u32(h + 16), maxpid = pid_max();
-	uint64_t last = u64(h + 8);
+	uint32_t n = load_u32(h + 16), maxpid = pid_max();
+	uint64_t last = load_u64(h + 8);
 	*cleared = 0;
 	for (uint32_t first = 0; first < n; first += PER_READ) {
 		uint32_t count = n - first < PER_READ ? n - first : PER_READ;
@@ -74,8 +73,8 @@ static int clear_garbage_slots(int fd, const uint8_t *h, unsigned *cleared)
 		if (pread(fd, slots, count * SLOT_BYTES, at) != (ssize_t)(count * SLOT_BYTES)) return errno ? errno : EIO;
 		for (uint32_t i = 0; i < count; i++) {
 			const uint8_t *slot = slots + i * SLOT_BYTES;
-			uint64_t txnid = u64(slot);
-			if (u32(slot + 8) <= maxpid && (txnid == UINT64_MAX || txnid <= last)) continue;
+			uint64_t txnid = load_u64(slot);
+			if (load_u32(slot + 8) <= maxpid && (txnid == UINT64_MAX || txnid <= last)) continue;
 			uint8_t idle[24] = { 0 };
 			memset(idle, 0xff, 8); /* txnid all ones: no snapshot held */
 			if (pwrite(fd, idle, sizeof idle, at + (off_t)i * SLOT_BYTES) != (ssize_t)sizeof idle) return errno ? errno : EIO;

@@ -15,6 +15,7 @@
  *     size u64, the free-page and main database records, last page u64,
  *     transaction id u64 */
 #include "tablecheck.h"
+#include "native_bytes.h"
 #include "../../tables/schema.h"
 
 #include <errno.h>
@@ -52,8 +53,6 @@
 #define DB_LAYOUT_FLAGS (0x02u | 0x04u | 0x08u | 0x10u | 0x20u | 0x40u)
 
 static uint16_t u16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
-static uint32_t u32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
-static uint64_t u64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
 
 /* The sizes a row of each of appshot's databases can have (tables/schema.h):
  * a damaged size field would make a reader take a neighbour's bytes, or
@@ -115,7 +114,7 @@ static int damaged(struct walk *w, const struct tree *t, uint64_t pgno, const ch
 static int key_cmp(const struct tree *t, struct key a, struct key b)
 {
 	if (t->intkey) {
-		uint64_t x = u64(a.data), y = u64(b.data);
+		uint64_t x = load_u64(a.data), y = load_u64(b.data);
 		return x < y ? -1 : x > y;
 	}
 	int c = memcmp(a.data, b.data, a.size < b.size ? a.size : b.size);
@@ -143,8 +142,8 @@ static int claim(struct walk *w, const struct tree *t, uint64_t pgno, const char
 	int rc = mark_seen(w, t, pgno);
 	if (rc) return rc;
 	const uint8_t *p = w->map + pgno * w->psize;
-	if (u64(p) != pgno) {
-		snprintf(what, sizeof what, "says it is page %llu", (unsigned long long)u64(p));
+	if (load_u64(p) != pgno) {
+		snprintf(what, sizeof what, "says it is page %llu", (unsigned long long)load_u64(p));
 		return damaged(w, t, pgno, what);
 	}
 	return 0;
@@ -156,16 +155,16 @@ static int claim(struct walk *w, const struct tree *t, uint64_t pgno, const char
  * mdb_midl_print reads them). */
 static int check_idl(struct walk *w, const struct tree *t, uint64_t pgno, const uint8_t *d, size_t size)
 {
-	if (size < 8 || size % 8 || (u64(d) + 1) > size / 8)
+	if (size < 8 || size % 8 || (load_u64(d) + 1) > size / 8)
 		return damaged(w, t, pgno, "holds a free-page record whose count does not fit its size");
-	for (uint64_t i = 1, n = u64(d); i <= n; i++) {
-		int64_t entry = (int64_t)u64(d + i * 8), block = 1;
+	for (uint64_t i = 1, n = load_u64(d); i <= n; i++) {
+		int64_t entry = (int64_t)load_u64(d + i * 8), block = 1;
 		if (entry == 0) continue;
 		if (entry < 0) {
 			if (entry < -(int64_t)w->meta_last) return damaged(w, t, pgno, "lists a free-page block longer than the file");
 			block = -entry;
 			if (++i > n) return damaged(w, t, pgno, "holds a free-page block with no page number");
-			entry = (int64_t)u64(d + i * 8);
+			entry = (int64_t)load_u64(d + i * 8);
 		}
 		if (entry < (int64_t)NUM_METAS || (uint64_t)(entry + block - 1) > w->meta_last)
 			return damaged(w, t, pgno, "lists a free page that is not a page of the file");
@@ -180,7 +179,7 @@ static int check_overflow(struct walk *w, const struct tree *t, uint64_t leaf, u
 	int rc = claim(w, t, opg, "a value");
 	if (rc) return rc;
 	const uint8_t *p = w->map + opg * w->psize;
-	uint32_t pages = u32(p + 20);
+	uint32_t pages = load_u32(p + 20);
 	if ((u16(p + 18) & P_TYPE) != P_OVERFLOW || pages == 0 || opg + pages - 1 > w->last ||
 	    dsize > (uint64_t)pages * w->psize - PAGEHDRSZ)
 		return damaged(w, t, leaf, "names overflow pages that do not hold its value");
@@ -213,7 +212,7 @@ static int check_leaf_node(struct walk *w, const struct tree *t, uint64_t pgno, 
 	}
 	if (w->scope != TABLECHECK_ALL) return 0;
 	if (flags & F_BIGDATA) {
-		int rc = check_overflow(w, t, pgno, u64(data), dsize, &data);
+		int rc = check_overflow(w, t, pgno, load_u64(data), dsize, &data);
 		if (rc) return rc;
 	}
 	return t->intkey ? check_idl(w, t, pgno, data, dsize) : 0;
@@ -279,7 +278,7 @@ static int walk_tree(struct walk *w, const struct tree *parent, const uint8_t *r
 		 parent ? "'" : "");
 	struct tree t = { label, !parent && !strcmp(name, "the free-page list"), !parent && !strcmp(name, "the list of databases"),
 			  parent ? db_rule(name, namelen) : NULL, u16(rec + 6) };
-	uint64_t root = u64(rec + 40);
+	uint64_t root = load_u64(rec + 40);
 	if (parent && !t.rule) {
 		char what[96];
 		snprintf(what, sizeof what, "names a database appshot does not have (%s)", label);
@@ -301,32 +300,32 @@ static const uint8_t *pick_meta(const uint8_t *map, size_t size, char *err, size
 	unsigned psize = 0;
 	for (unsigned i = 0; i < NUM_METAS; i++) {
 		size_t at = (size_t)i * psize;
-		if (size < at + PAGEHDRSZ + 136 || (u16(map + at + 18) & P_META) == 0 || u32(map + at + 24) != META_MAGIC) {
+		if (size < at + PAGEHDRSZ + 136 || (u16(map + at + 18) & P_META) == 0 || load_u32(map + at + 24) != META_MAGIC) {
 			snprintf(err, errlen, "header page %u is not LMDB's (it is %s)", i,
 				 size < at + PAGEHDRSZ + 136 ? "missing" : "overwritten");
 			return NULL;
 		}
-		if (u32(map + at + 28) != DATA_VERSION) {
-			snprintf(err, errlen, "its data format is %u, not LMDB's %u", u32(map + at + 28), DATA_VERSION);
+		if (load_u32(map + at + 28) != DATA_VERSION) {
+			snprintf(err, errlen, "its data format is %u, not LMDB's %u", load_u32(map + at + 28), DATA_VERSION);
 			return NULL;
 		}
-		if (i == 0) psize = u32(map + 48);
-		if (psize < 512 || psize > 65536 || (psize & (psize - 1)) || u32(map + at + 48) != psize) {
+		if (i == 0) psize = load_u32(map + 48);
+		if (psize < 512 || psize > 65536 || (psize & (psize - 1)) || load_u32(map + at + 48) != psize) {
 			snprintf(err, errlen, "header page %u gives an impossible page size", i);
 			return NULL;
 		}
 		m[i] = map + at;
 	}
-	return u64(m[1] + 152) > u64(m[0] + 152) ? m[1] : m[0];
+	return load_u64(m[1] + 152) > load_u64(m[0] + 152) ? m[1] : m[0];
 }
 
 int tablecheck_map(const void *map, size_t size, enum tablecheck_scope scope, char *err, size_t errlen)
 {
 	const uint8_t *meta = pick_meta(map, size, err, errlen);
 	if (!meta) return TABLECHECK_DAMAGED;
-	struct walk w = { map, u32(meta + 48), u64(meta + 144), u64(meta + 144), scope, NULL, err, errlen };
+	struct walk w = { map, load_u32(meta + 48), load_u64(meta + 144), load_u64(meta + 144), scope, NULL, err, errlen };
 	uint64_t in_file = size / w.psize;
-	if (in_file < NUM_METAS + 1 && u64(meta + 136) != P_INVALID) {
+	if (in_file < NUM_METAS + 1 && load_u64(meta + 136) != P_INVALID) {
 		snprintf(err, errlen, "it is truncated: %zu bytes", size);
 		return TABLECHECK_DAMAGED;
 	}
