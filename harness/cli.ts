@@ -296,7 +296,7 @@ try {
     process.stderr.write(`appshot: ${err.message}\n`);
     exitCode = err.exitCode;
   } else if (/^MDB_[A-Z_]+:/.test((err as Error).message ?? '')) {
-    // LMDB's own refusal, past the checks made before it opened (ts/tables.ts).
+    // LMDB's own refusal, past the checks made before it opened (ts/tabledb.ts).
     process.stderr.write(`appshot: the tables under ${resolveHome()} cannot be read: ${(err as Error).message}; they may be damaged. Move tables.mdb aside (appshot starts new tables) or restore it from a backup\n`);
     exitCode = EXIT.home;
   } else {

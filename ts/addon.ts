@@ -40,7 +40,7 @@ export interface IpcPerm {
   qbytes?: number;
 }
 
-/** The translation core's Node face (native/addon/addon.cc). */
+/** The translation core's Node face (native/addon/: addon.cc lists its parts, each registering its own exports). */
 export interface Addon {
   fwdKey(aid: string, type: number, vrid: number): Buffer;
   fwdVal(v: S.FwdVal): Buffer;
