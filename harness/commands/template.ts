@@ -1,0 +1,77 @@
+import { type Command, Option } from 'commander';
+import { AppshotError, EXIT } from '../../ts/errors.js';
+import { ensureHome, resolveHome } from '../../ts/home.js';
+import type { Balance } from '../../ts/pool.js';
+import * as S from '../../tables/schema.js';
+import { outcome } from './common.js';
+
+async function templateTables(create = false) {
+  const home = create ? ensureHome(resolveHome()) : resolveHome();
+  const [{ openTableDb }, cmd] = await Promise.all([import('../../ts/tabledb.js'), import('../template.js')]);
+  return { home, t: openTableDb(home, { create }), cmd };
+}
+
+export function register(program: Command): void {
+  const templateCommand = program
+    .command('template')
+    .description('snapshot virtual templates (FIGs. 7-9): make one from a snapshot and rules, clone many instances from it')
+    .usage('create NAME --from SNAPSHOT [--rules FILE] | clone NAME [-n N] [-- CMD] | list | inspect NAME | rm NAME');
+
+  templateCommand
+    .command('create')
+    .description('make template NAME from a snapshot: classify each resource (shared, duplicate, virtualize, multiplex, network-unique) by the rules or by appshot, and make its shared segments once')
+    .argument('<name>', 'the template name')
+    .requiredOption('--from <snapshot>', 'the snapshot of the warmed-up application')
+    .option('--rules <file>', 'the rules: DEFINE, REDIR PATH, SET ENV, SHARE, DUPLICATE, VIRTUALIZE, MULTIPLEX')
+    .action(async (name: string, o: { from: string; rules?: string }) => {
+      const { t, cmd } = await templateTables(true);
+      cmd.create(t, name, o.from, o.rules);
+    });
+
+  templateCommand
+    .command('clone')
+    .description('clone N instances of template NAME, each a new application started at once, and supervise them until each ends')
+    .usage('NAME [-n N] [--port-range LO-HI] [-- CMD [ARGS...]]')
+    .argument('<name>', 'the template')
+    .argument('[cmd...]', 'the command each clone starts instead of the saved one')
+    .option('-n, --count <n>', 'how many clones', '1')
+    .addOption(new Option('--balance <policy>', 'how the pool of a multiplexed port picks the clone for each connection').choices(['rr', 'lc']).default('rr'))
+    .option('--port-range <lo-hi>', 'system ports for the clones\' virtualized ports', `${S.PORT_RANGE_DEFAULT.lo}-${S.PORT_RANGE_DEFAULT.hi}`)
+    .action(async (name: string, cmd: string[], o: { count: string; balance: Balance; portRange: string }) => {
+      const count = Number(o.count);
+      if (!Number.isSafeInteger(count) || count < 1 || count > 10000) throw new AppshotError(`-n ${o.count}: give the number of clones, from 1 to 10000`, EXIT.usage);
+      const { parsePortRange } = await import('../../ts/pool.js');
+      const portRange = parsePortRange(o.portRange);
+      const { home, t, cmd: tc } = await templateTables();
+      outcome.exitCode = await tc.clone(t, name, { count, command: cmd.length ? cmd : undefined, home, balance: o.balance, portRange });
+    });
+
+  templateCommand
+    .command('list')
+    .description('the templates, their resources by class and their running clones')
+    .option('--json', 'print JSON for scripts', false)
+    .action(async (o: { json: boolean }) => {
+      const { t, cmd } = await templateTables(true);
+      cmd.list(t, o.json);
+    });
+
+  templateCommand
+    .command('inspect')
+    .description("every resource of a template with the class it got and why, its rules, its shared segments and running clones")
+    .argument('<name>', 'the template')
+    .option('--json', 'print JSON for scripts', false)
+    .action(async (name: string, o: { json: boolean }) => {
+      const { t, cmd } = await templateTables();
+      cmd.inspect(t, name, o.json);
+    });
+
+  templateCommand
+    .command('rm')
+    .description('remove a template and its shared segments (refused while clones of it run, unless --force)')
+    .argument('<name>', 'the template')
+    .option('--force', 'remove it even while clones run (their attachments keep the segments until they detach)', false)
+    .action(async (name: string, o: { force: boolean }) => {
+      const { t, cmd } = await templateTables();
+      cmd.rm(t, name, o.force);
+    });
+}
