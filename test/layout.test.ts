@@ -57,7 +57,7 @@ describe('the layout', () => {
   it('has the TypeScript and C files it is read from (the scan is not empty)', () => {
     expect(tsFiles).toEqual(expect.arrayContaining(['ts/tabledb.ts', 'harness/cli.ts', 'tables/schema.ts']));
     expect(cFiles).toEqual(expect.arrayContaining(['native/core/tabledb.c', 'native/shim/sem.c', 'tables/schema.h']));
-    expect(tsImports('harness/cli.ts')).toContain('ts/aid.ts');
+    expect(tsImports('harness/cli.ts')).toContain('ts/errors.ts');
     expect(cIncludes('native/shim/shim.h')).toContain('native/core/tabledb.h');
   });
 
