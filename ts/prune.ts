@@ -1,0 +1,85 @@
+import { type CleanupReport, endAppInTxn, hasRows } from './cleanup.js';
+import { Listings } from './sysv/kernel.js';
+import { recordedKey, rowIsOurs, whyNotHeld } from './sysv/object.js';
+import { type TableDb, appRows, fwdRows, getApp, removeApp, writeTxn } from './tabledb.js';
+import * as S from '../tables/schema.js';
+
+/** An application whose record prune removed (or, dry, would remove). */
+export interface Pruned extends CleanupReport {
+  /** Its state before: ended, or kept (ended first, as gc --kept does). */
+  state: 'ended' | 'kept';
+  /** Its translations (fwd rows) before: dry, the ones that would go. */
+  translations: number;
+}
+
+/** An application prune left, and why. */
+export interface Left {
+  aid: string;
+  state: 'ended' | 'kept';
+  reason: string;
+}
+
+export interface PruneReport {
+  dryRun: boolean;
+  pruned: Pruned[];
+  left: Left[];
+}
+
+/** Why an application's record must stay: a shared memory segment of its
+ * own that a live process (necessarily outside it: it has ended) still has
+ * attached, so its rows are still held. Null when nothing holds it. */
+function heldBy(t: TableDb, aid: string, listings: Listings): string | null {
+  const held: string[] = [];
+  for (const row of fwdRows(t, aid, S.RT.shm)) {
+    if (!rowIsOurs(t, row) || whyNotHeld('shm', listings, row.srid, recordedKey(row))) continue;
+    const nattch = listings.of('shm').get(row.srid)!.nattch;
+    if (nattch > 0) held.push(`shared memory segment ${row.srid} (virtual ${row.vrid}) is still attached by ${nattch} process${nattch === 1 ? '' : 'es'}`);
+  }
+  if (!held.length) return null;
+  return `${held.join('; ')}: its record stays until they detach ('appshot gc' then removes the segment, and prune the record)`;
+}
+
+/**
+ * Removes the records of applications that have ended: the apps row and
+ * whatever rows of theirs are left (ts/cleanup.ts removes them, and their
+ * kernel objects, as gc does). With kept, applications left with --keep
+ * too, ended first. Never a running application or a template, nor one
+ * whose segment is still attached. One write transaction; dryRun reads
+ * only and says what would go.
+ */
+export function prune(t: TableDb, opts: { kept: boolean; dryRun: boolean }): PruneReport {
+  const pass = (): PruneReport => {
+    const report: PruneReport = { dryRun: opts.dryRun, pruned: [], left: [] };
+    const listings = new Listings();
+    for (const { aid, app } of [...appRows(t)]) {
+      const state = S.APP_STATE_NAME[app.state];
+      if (state !== 'ended' && state !== 'kept') continue;
+      if (state === 'kept' && !opts.kept) {
+        report.left.push({ aid, state, reason: "kept for a snapshot (run with --keep): 'appshot prune --kept' ends it and removes it" });
+        continue;
+      }
+      const held = heldBy(t, aid, listings);
+      if (held) {
+        report.left.push({ aid, state, reason: held });
+        continue;
+      }
+      let translations = 0;
+      for (const _ of fwdRows(t, aid)) translations++;
+      if (opts.dryRun) {
+        report.pruned.push({ aid, state, translations, removed: {}, rows: 0, notes: [] });
+        continue;
+      }
+      const cleaned = endAppInTxn(t, aid, { keep: false });
+      if (hasRows(t, aid)) {
+        // Cleanup could not remove everything (its notes say why): the
+        // record stays for gc to retry.
+        report.left.push({ aid, state, reason: cleaned.notes.join('; ') || 'some of its table rows could not be removed' });
+        continue;
+      }
+      if (getApp(t, aid)) removeApp(t, aid);
+      report.pruned.push({ ...cleaned, rows: cleaned.rows + 1, state, translations });
+    }
+    return report;
+  };
+  return opts.dryRun ? pass() : writeTxn(t, pass);
+}
