@@ -36,7 +36,7 @@ function heldBy(t: TableDb, aid: string, listings: Listings): string | null {
     if (nattch > 0) held.push(`shared memory segment ${row.srid} (virtual ${row.vrid}) is still attached by ${nattch} process${nattch === 1 ? '' : 'es'}`);
   }
   if (!held.length) return null;
-  return `${held.join('; ')}: its record stays until they detach ('appshot gc' then removes the segment, and prune the record)`;
+  return `${held.join('; ')}: its record stays until they detach (then prune or 'appshot gc' removes the segment)`;
 }
 
 /**
