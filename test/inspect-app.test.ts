@@ -113,7 +113,7 @@ describe('appshot inspect', () => {
       expect(human.stdout).toMatch(new RegExp(`^application\\s+${aid}$`, 'm'));
       expect(human.stdout).toMatch(/^state\s+running$/m);
       expect(human.stdout).toMatch(new RegExp(`^harness\\s+pid ${app.child.pid} \\(running\\)$`, 'm'));
-      expect(human.stdout).toMatch(mode === 'identity' ? /^identity\s+a virtual ID is the system ID/m : /^identity\s+every virtual ID is remapped \(--no-identity\)$/m);
+      expect(human.stdout).toMatch(mode === 'identity' ? /^identity\s+a virtual ID is its system ID where that one is free$/m : /^identity\s+no virtual ID equals its system ID \(--no-identity\)$/m);
       for (const heading of ['Processes:', 'Objects:', 'Shared memory segments:', 'Ports:', 'Path redirections:']) expect(human.stdout).toContain(`\n${heading}\n`);
       expect(human.stdout.includes('\nPools behind published ports:\n')).toBe(publish !== null);
       expect(human.stdout).toContain(from);

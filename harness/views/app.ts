@@ -152,8 +152,8 @@ export async function appDetail(t: TableDb, aid: string): Promise<AppDetail | un
 }
 
 const IDENTITY_TEXT = {
-  true: 'a virtual ID is the system ID the program asks for where that one is free',
-  false: 'every virtual ID is remapped (--no-identity)',
+  true: 'a virtual ID is its system ID where that one is free',
+  false: 'no virtual ID equals its system ID (--no-identity)',
 };
 
 /** The head of the report: one 'field  value' line each, aligned. */
