@@ -158,8 +158,48 @@ describe('appshot prune', () => {
     expect(apps(home)).toEqual([template]);
     expect(pruneJson(home, ['--kept'])).toEqual({ dryRun: false, pruned: [], left: [] });
     expect(appshot(home, ['template', 'list', '--json']).stdout).toContain('"tpl"');
+    const rm = appshot(home, ['rm', template.aid]);
+    expect(rm.code).toBe(3);
+    expect(rm.stderr).toBe(`appshot: '${template.aid}' is a template's entry: nothing was removed; remove the template with 'appshot template rm tpl'\n`);
     expect(appshot(home, ['template', 'clone', 'tpl', '--', 'true']).code).toBe(0);
     expect(appshot(home, ['template', 'rm', 'tpl']).code).toBe(0);
+  });
+
+  it('rm removes the named ended and kept applications; refuses them all when one is running, a template or unknown', async () => {
+    const home = makeHome();
+    expect(appshot(home, ['run', '--aid', 'gone1', '--', 'true']).code).toBe(0);
+    expect(appshot(home, ['run', '--aid', 'keep1', '--keep', '--', SEMTOOL, 'get', '0x4a1806', '1', 'c']).code).toBe(0);
+    expect(appshot(home, ['run', '--aid', 'other', '--', 'true']).code).toBe(0);
+    const sem = kernelSems().find((s) => s.key === 0x4a1806)!;
+    expect(sem).toBeDefined();
+    const live = appshotAsync(home, ['run', '--aid', 'busy', '--', SEMTOOL, 'pid', 'sleep', '100000']);
+    try {
+      await waitFor(live.out, /^pid \d+/m);
+      const before = apps(home);
+
+      const unknown = appshot(home, ['rm', 'gone1', 'nobody']);
+      expect(unknown.code).toBe(1);
+      expect(unknown.stderr).toBe(`appshot: no application 'nobody' in ${home}: nothing was removed; 'appshot tables --apps' lists the applications there are\n`);
+      const running = appshot(home, ['rm', 'gone1', 'busy']);
+      expect(running.code).toBe(3);
+      expect(running.stderr).toMatch(/^appshot: application 'busy' is running \(harness pid \d+\): nothing was removed; end it first/);
+      expect(appshot(home, ['rm', '../x']).code).toBe(2);
+      expect(appshot(home, ['rm']).code).toBe(2);
+      expect(apps(home)).toEqual(before);
+
+      const dry = appshot(home, ['rm', 'gone1', 'keep1', '--dry-run']);
+      expect(dry.stdout).toBe("would remove application 'gone1' (0 translations)\nwould remove kept application 'keep1' (2 translations)\n");
+      expect(apps(home)).toEqual(before);
+
+      const r = appshot(home, ['rm', 'gone1', 'keep1']);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(/^removed application 'gone1': removed no kernel objects and 1 table row\nremoved kept application 'keep1': removed 1 semaphore set and \d+ table rows\n$/);
+      expect(kernelSems().some((s) => s.semid === sem.semid)).toBe(false);
+      expect(apps(home).map((a) => a.aid)).toEqual(['busy', 'other']);
+    } finally {
+      live.child.kill('SIGTERM');
+      await live.done;
+    }
   });
 
   it('a fresh home: nothing to prune, exit 0, and nothing made', () => {

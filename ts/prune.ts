@@ -1,4 +1,6 @@
 import { type CleanupReport, endAppInTxn, hasRows } from './cleanup.js';
+import { AppshotError, EXIT } from './errors.js';
+import { TEMPLATE_AID_PREFIX } from './home.js';
 import { Listings } from './sysv/kernel.js';
 import { recordedKey, rowIsOurs, whyNotHeld } from './sysv/object.js';
 import { type TableDb, appRows, fwdRows, getApp, removeApp, writeTxn } from './tabledb.js';
@@ -39,19 +41,37 @@ function heldBy(t: TableDb, aid: string, listings: Listings): string | null {
   return `${held.join('; ')}: its record stays until they detach (then prune or 'appshot gc' removes the segment)`;
 }
 
+/** The applications `appshot rm` names, all checked before anything is
+ * removed: each must have a record that is ended or kept. */
+function named(t: TableDb, aids: string[]): { aid: string; app: S.AppVal }[] {
+  const found: { aid: string; app: S.AppVal }[] = [];
+  for (const aid of new Set(aids)) {
+    const app = getApp(t, aid);
+    if (!app) throw new AppshotError(`no application '${aid}' in ${t.home}: nothing was removed; 'appshot tables --apps' lists the applications there are`, EXIT.failure);
+    if (app.state === S.APP_STATE.running)
+      throw new AppshotError(`application '${aid}' is running (harness pid ${app.harnessSpid}): nothing was removed; end it first, or if its harness died, 'appshot gc' ends it`, EXIT.conflict);
+    if (app.state === S.APP_STATE.template)
+      throw new AppshotError(`'${aid}' is a template's entry: nothing was removed; remove the template with 'appshot template rm ${aid.slice(TEMPLATE_AID_PREFIX.length)}'`, EXIT.conflict);
+    found.push({ aid, app });
+  }
+  return found;
+}
+
 /**
  * Removes the records of applications that have ended: the apps row and
  * whatever rows of theirs are left (ts/cleanup.ts removes them, and their
  * kernel objects, as gc does). With kept, applications left with --keep
  * too, ended first. Never a running application or a template, nor one
  * whose segment is still attached. One write transaction; dryRun reads
- * only and says what would go.
+ * only and says what would go. With aids (`appshot rm`), those alone,
+ * kept or ended; one running, a template or none at all refuses them all.
  */
-export function prune(t: TableDb, opts: { kept: boolean; dryRun: boolean }): PruneReport {
+export function prune(t: TableDb, opts: { kept: boolean; dryRun: boolean; aids?: string[] }): PruneReport {
   const pass = (): PruneReport => {
     const report: PruneReport = { dryRun: opts.dryRun, pruned: [], left: [] };
     const listings = new Listings();
-    for (const { aid, app } of [...appRows(t)]) {
+    const candidates = opts.aids ? named(t, opts.aids) : [...appRows(t)];
+    for (const { aid, app } of candidates) {
       const state = S.APP_STATE_NAME[app.state];
       if (state !== 'ended' && state !== 'kept') continue;
       if (state === 'kept' && !opts.kept) {

@@ -215,14 +215,14 @@ export function renderApp(d: AppDetail): string {
 
 /** One line per application pruned (or, dry, that would be), then one per
  * application left and why. */
-export function describePrune(r: PruneReport): string[] {
+export function describePrune(r: PruneReport, verb: 'prune' | 'remove' = 'prune'): string[] {
   const lines: string[] = [];
   for (const p of r.pruned) {
     const what = p.state === 'kept' ? 'kept application' : 'application';
-    if (r.dryRun) lines.push(`would prune ${what} '${p.aid}' (${p.translations} translation${p.translations === 1 ? '' : 's'})`);
-    else lines.push(...describeCleanup(p, `pruned ${what}`));
+    if (r.dryRun) lines.push(`would ${verb} ${what} '${p.aid}' (${p.translations} translation${p.translations === 1 ? '' : 's'})`);
+    else lines.push(...describeCleanup(p, `${verb}d ${what}`));
   }
   for (const l of r.left) lines.push(`left ${l.state} application '${l.aid}': ${l.reason}`);
-  if (!r.pruned.length) lines.unshift(r.dryRun ? 'nothing would be pruned' : 'nothing to prune');
+  if (!r.pruned.length) lines.unshift(r.dryRun ? `nothing would be ${verb}d` : `nothing to ${verb}`);
   return lines;
 }
