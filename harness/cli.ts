@@ -3,6 +3,8 @@ import { AppshotError, EXIT } from '../ts/errors.js';
 import { resolveHome } from '../ts/home.js';
 import { outcome } from './commands/common.js';
 import * as gc from './commands/gc.js';
+import * as inspect from './commands/inspect.js';
+import * as prune from './commands/prune.js';
 import * as ps from './commands/ps.js';
 import * as restore from './commands/restore.js';
 import * as run from './commands/run.js';
@@ -21,7 +23,18 @@ const program = new Command('appshot')
   .exitOverride()
   .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 
-for (const command of [run, gc, tables, ps, snapshot, restore, template]) command.register(program);
+for (const command of [
+  run,
+  gc,
+  tables,
+  ps,
+  inspect,
+  prune,
+  snapshot,
+  restore,
+  template,
+])
+  command.register(program);
 
 // A reader that stops early (| head) is no error of ours.
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {

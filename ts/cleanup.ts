@@ -98,7 +98,8 @@ export function appLive(t: TableDb, aid: string, app: S.AppVal): boolean {
   return processAlive(app.harnessSpid, app.harnessStart) || processesOf(aid, t.home).length > 0;
 }
 
-function hasRows(t: TableDb, aid: string): boolean {
+/** Whether any fwd row still names the application. */
+export function hasRows(t: TableDb, aid: string): boolean {
   return !fwdRows(t, aid).next().done;
 }
 

@@ -282,3 +282,9 @@ export function putApp(t: TableDb, aid: string, app: S.AppVal): void {
 export function* appRows(t: TableDb): Generator<{ aid: string; app: S.AppVal }> {
   for (const { key, value } of t.apps.getRange({})) yield { aid: key.toString('latin1'), app: S.decodeAppVal(value) };
 }
+
+/** Drops an application's apps row, inside the caller's write transaction
+ * (its other rows are cleanup's to remove first, ts/cleanup.ts). */
+export function removeApp(t: TableDb, aid: string): boolean {
+  return t.apps.removeSync(Buffer.from(aid, 'latin1'));
+}

@@ -1,0 +1,26 @@
+import type { Command } from 'commander';
+import { checkAid } from '../../ts/aid.js';
+import { AppshotError, EXIT } from '../../ts/errors.js';
+import { resolveHome } from '../../ts/home.js';
+
+export function register(program: Command): void {
+  program
+    .command('inspect')
+    .argument('<aid>', 'the application')
+    .description(
+      'show one application whole: state, harness and supervisor, processes, objects (shared memory with size and attachments), ports, pools, path redirections, template, identity mode, command, when it started and ended',
+    )
+    .option('--json', 'print it as one JSON object', false)
+    .action(async (aid: string, o: { json: boolean }) => {
+      checkAid(aid);
+      const [{ appDetail, renderApp, tablesMade }, { openTableDb }] = await Promise.all([import('../views/app.js'), import('../../ts/tabledb.js')]);
+      const home = resolveHome();
+      const none = () =>
+        new AppshotError(`no application '${aid}' in ${home}: nothing has run under that AID here; 'appshot tables --apps' lists the applications there are`, EXIT.failure);
+      // A fresh home has no application, and asking makes nothing there.
+      if (!tablesMade(home)) throw none();
+      const detail = await appDetail(openTableDb(home), aid);
+      if (!detail) throw none();
+      process.stdout.write((o.json ? JSON.stringify(detail, null, 2) : renderApp(detail)) + '\n');
+    });
+}
