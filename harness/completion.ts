@@ -105,7 +105,7 @@ function answerFor(program: Command, shell: Shell, typed: string[]): Answer {
   const given = new Set<string>();
   for (let i = 0; i < before.length; i++) {
     const w = before[i];
-    if (dashDash || (positional > 0 && restIsCommand(cmd, positional))) {
+    if (dashDash || (positional > 0 && passesThrough(cmd) && restIsCommand(cmd, positional))) {
       positional++;
       continue;
     }
@@ -144,7 +144,7 @@ function answerFor(program: Command, shell: Shell, typed: string[]): Answer {
     if (o?.required) return withPrefix(valuesOf(o), cur);
   }
 
-  if (dashDash || restIsCommand(cmd, positional)) return positionalOf(cmd, positional, cur);
+  if (dashDash || (positional > 0 && passesThrough(cmd) && restIsCommand(cmd, positional))) return positionalOf(cmd, positional, cur);
   if (cur.startsWith('-')) {
     const words = optionsOf(cmd)
       .filter((o) => !given.has(o.long ?? o.short ?? '') || repeatable(o))
@@ -173,6 +173,10 @@ function withPrefix(a: Answer, cur: string, prefix = ''): Answer {
 
 /** A repeatable option (--publish, --redir) is offered again. */
 const repeatable = (o: Option) => o.variadic || Array.isArray(o.defaultValue);
+
+/** Whether the options after the command's first argument are the
+ * command line's own (run's: `appshot run ls -l`). */
+const passesThrough = (cmd: Command) => (cmd as unknown as { _passThroughOptions: boolean })._passThroughOptions;
 
 /** Whether the command's positional argument at index is its trailing
  * command line (run's, restore's, clone's [cmd...]). */
