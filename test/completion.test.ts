@@ -74,6 +74,27 @@ async function zsh(...words: string[]): Promise<string[]> {
   expect(r.code).toBe(0);
   return r.stdout.split('\n').filter(Boolean);
 }
+/** What an interactive zsh, compinit loaded and the script sourced, shows
+ * after the typed line and a TAB (zsh/zpty gives it a terminal); waits
+ * until `until` is shown, or 15 s. */
+async function zshTab(typed: string, until: string): Promise<string> {
+  const script = String.raw`setopt extendedglob
+zmodload zsh/zpty
+zpty -b z 'zsh -f -i'
+zpty -w z 'PS1="> "; autoload -Uz compinit; compinit -u -D; source ${scripts.zsh}'
+zpty -w -n z "$1"$'\t'
+plain() { print -r -- "${'$'}{1//$'\e'\[[0-9;?]#[a-zA-Z]/}" }
+out=
+for i in {1..150}; do
+  while zpty -r -t z line; do out+=$line; done
+  [[ $(plain "$out") == *"$2"* ]] && break
+  sleep 0.1
+done
+zpty -d z
+plain "$out"`;
+  const r = await shell('zsh', script, [typed, until]);
+  return r.stdout;
+}
 const values = (lines: string[]) => lines.filter((l) => !l.startsWith('compdef ')).map((l) => l.replace(/(?<!\\):.*$/, ''));
 
 describe('appshot completion bash', () => {
@@ -150,6 +171,11 @@ describe('appshot completion bash', () => {
 });
 
 describe('appshot completion zsh', () => {
+  it('completes in an interactive zsh with compinit, as a user gets it', async () => {
+    expect(await zshTab('appshot tables --sta', 'appshot tables --state')).toContain('appshot tables --state');
+    expect(await zshTab('appshot snapshot we', 'appshot snapshot web-1')).toContain('appshot snapshot web-1');
+  });
+
   it('registers itself with compdef', async () => {
     expect(await zsh('')).toContain('compdef _appshot appshot');
   });

@@ -163,8 +163,9 @@ function home(): CheckItem {
     path = resolveHome();
   } catch (err) {
     if (!(err instanceof AppshotError)) throw err;
-    // Its message names the cause and the fix.
-    return item('missing', err.message.replace(/; (set|run|check) .*$/, ''), err.message.match(/; ((set|run|check) .*)$/)?.[1]);
+    // Its message names the cause, then after '; ' what to do.
+    const m = /^(.*?); ((?:set|run|check|remove) .*)$/.exec(err.message);
+    return m ? item('missing', m[1], m[2]) : item('missing', err.message, 'set APPSHOT_HOME to a directory of your own');
   }
   if (!existsSync(path)) return item('ok', `${path}: not there yet, made on first run`);
   try {
