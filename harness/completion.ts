@@ -88,11 +88,12 @@ function findOption(cmd: Command, flag: string): Option | undefined {
 const takesValue = (o: Option) => o.required || o.optional;
 
 function answerFor(program: Command, shell: Shell, typed: string[]): Answer {
-  // bash splits --type=sem into --type, =, sem: put them back together.
+  // bash splits words at = and : (--type=sem into --type, =, sem; --publish
+  // 80:8080 into 80, :, 8080): put them back together.
   const words: string[] = [];
   for (let i = 0; i < typed.length; i++) {
-    if (typed[i] === '=' && i > 0 && words.at(-1)!.startsWith('--')) {
-      words[words.length - 1] += '=' + (typed[i + 1] ?? '');
+    if (shell === 'bash' && (typed[i] === '=' || typed[i] === ':') && words.length) {
+      words[words.length - 1] += typed[i] + (typed[i + 1] ?? '');
       i++;
     } else words.push(typed[i]);
   }

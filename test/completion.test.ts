@@ -119,7 +119,9 @@ describe('appshot completion bash', () => {
     expect(await bash('ps', '--')).toEqual(['--aid', '--json', '--help']);
     expect(await bash('ps', '--json', '--')).toEqual(['--aid', '--help']);
     expect(await bash('template', 'clone', 'webtpl', '-')).toEqual(expect.arrayContaining(['-n', '--count', '--balance', '--port-range']));
-    expect(await bash('run', '--publish', '80:80', '--p')).toEqual(['--publish', '--port-range']);
+    // bash splits 80:8080 into 80, :, 8080, and /a=/b into /a, =, /b.
+    expect(await bash('run', '--publish', '80', ':', '8080', '--p')).toEqual(['--publish', '--port-range']);
+    expect(await bash('run', '--redir', '/a', '=', '/b', '--k')).toEqual(['--keep']);
     expect(await bash('--v')).toEqual(['--version']);
   });
 
