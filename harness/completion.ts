@@ -74,7 +74,12 @@ export function complete(program: Command, shell: Shell, typed: string[]): strin
 
 const oneLine = (s: string) => s.replace(/\s+/g, ' ').split(/[:;] /)[0].slice(0, 80);
 
-const visible = (cmd: Command) => cmd.commands.filter((c) => !(c as unknown as { _hidden: boolean })._hidden);
+/** The subcommands --help lists, less its own `help`. */
+const visible = (cmd: Command) =>
+  cmd
+    .createHelp()
+    .visibleCommands(cmd)
+    .filter((c) => c.name() !== 'help');
 
 function optionsOf(cmd: Command): Option[] {
   const help = cmd.createHelp();
@@ -176,7 +181,8 @@ function withPrefix(a: Answer, cur: string, prefix = ''): Answer {
 const repeatable = (o: Option) => o.variadic || Array.isArray(o.defaultValue);
 
 /** Whether the options after the command's first argument are the
- * command line's own (run's: `appshot run ls -l`). */
+ * command line's own (run's: `appshot run ls -l`); commander has no public
+ * reader of passThroughOptions(). */
 const passesThrough = (cmd: Command) => (cmd as unknown as { _passThroughOptions: boolean })._passThroughOptions;
 
 /** Whether the command's positional argument at index is its trailing

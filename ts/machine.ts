@@ -260,7 +260,7 @@ function prSetMmMap(): CheckItem {
     [CAP_SYS_ADMIN, 'CAP_SYS_ADMIN'],
   ].filter(([c]) => hasCap(caps, c as number)).map(([, n]) => n);
   if (!held.length)
-    return item('limited', `the kernel takes PR_SET_MM_MAP (${size}-byte map), but this process has neither CAP_SYS_RESOURCE nor CAP_CHECKPOINT_RESTORE`, 'run as root, or give the harness CAP_CHECKPOINT_RESTORE (setcap)');
+    return item('limited', `the kernel takes PR_SET_MM_MAP (${size}-byte map), but this process has neither CAP_SYS_RESOURCE nor CAP_CHECKPOINT_RESTORE`, 'run as root with its capabilities, or give the harness CAP_CHECKPOINT_RESTORE (setcap)');
   return item('ok', `the kernel takes PR_SET_MM_MAP (${size}-byte map); this process has ${held.join(', ')}`);
 }
 

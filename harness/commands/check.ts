@@ -6,6 +6,7 @@ export function register(program: Command): void {
   program
     .command('check')
     .description("what this kernel and machine allow appshot, each item with a verdict (ok, limited, missing) and why, like criu check; exit 1 when something today's commands need is missing")
+    .usage('[--json]')
     .option('--json', 'print the items as JSON for scripts', false)
     .action(async (o: { json: boolean }) => {
       const { machineCheck } = await import('../../ts/machine.js');

@@ -4,6 +4,7 @@ export function register(program: Command): void {
   program
     .command('completion')
     .description("print a script that completes appshot's commands, options, their values and AIDs in bash or zsh; load it with: source <(appshot completion bash)")
+    .usage('bash|zsh')
     .addArgument(new Argument('<shell>', 'the shell').choices(['bash', 'zsh']))
     .action(async (shell: 'bash' | 'zsh') => {
       const { completionScript } = await import('../completion.js');
