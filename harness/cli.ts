@@ -1,7 +1,12 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { AppshotError, EXIT } from '../ts/errors.js';
 import { resolveHome } from '../ts/home.js';
+import { ROOT } from '../ts/paths.js';
 import { outcome } from './commands/common.js';
+import * as check from './commands/check.js';
+import * as completion from './commands/completion.js';
 import * as gc from './commands/gc.js';
 import * as inspect from './commands/inspect.js';
 import * as prune from './commands/prune.js';
@@ -19,6 +24,7 @@ import * as template from './commands/template.js';
 
 const program = new Command('appshot')
   .description('Run unmodified Linux programs under virtual resource IDs')
+  .version(JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version, '-V, --version', 'print the version of appshot')
   .enablePositionalOptions()
   .exitOverride()
   .configureOutput({ writeErr: (s) => process.stderr.write(s) });
@@ -33,6 +39,8 @@ for (const command of [
   snapshot,
   restore,
   template,
+  check,
+  completion,
 ])
   command.register(program);
 

@@ -4,7 +4,8 @@
 # list), binutils' nm (a test reads the shim's exported symbols), util-linux's
 # ipcs and unshare (the tests read the kernel's IPC state, in namespaces of
 # their own) and iproute2's ip (to bring up the loopback of the tests' network
-# namespace). Runs as the first step of `npm install`.
+# namespace), and zsh (the completion tests run the zsh script in zsh). Runs
+# as the first step of `npm install`.
 set -e
 missing=""
 command -v cc >/dev/null 2>&1 || missing="$missing gcc"
@@ -16,6 +17,7 @@ command -v nm >/dev/null 2>&1 || missing="$missing binutils"
 { command -v ipcs && command -v unshare; } >/dev/null 2>&1 || missing="$missing util-linux"
 command -v python3 >/dev/null 2>&1 || missing="$missing python3"
 command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
+command -v zsh >/dev/null 2>&1 || missing="$missing zsh"
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "appshot: missing system packages:$missing; install them (Debian: apt-get install$missing) and run npm install again" >&2

@@ -102,3 +102,48 @@ export function closeOnExecPipe(): [number, number] {
   if (pipe2_(fds, O_CLOEXEC) !== 0) throw new Error(`pipe2: errno ${koffi.errno()}`);
   return [fds[0], fds[1]];
 }
+
+const syscall_ = libc.func('long syscall(long number, ...)');
+const prctl_ = libc.func('int prctl(int option, ...)');
+
+/** The number of seccomp(2) on this machine's architecture; undefined
+ * where appshot does not know it. */
+const SYS_SECCOMP: Partial<Record<string, number>> = { x64: 317, arm64: 277, riscv64: 277, ia32: 354, arm: 383 };
+const SECCOMP_GET_ACTION_AVAIL = 2;
+
+/**
+ * Whether the kernel knows the seccomp filter return action `action`
+ * (seccomp(SECCOMP_GET_ACTION_AVAIL)): 0 when it does, else the errno
+ * (EOPNOTSUPP: an action it does not know; EINVAL or ENOSYS: no seccomp
+ * filters at all).
+ */
+export function seccompActionAvailable(action: number): number {
+  const nr = SYS_SECCOMP[process.arch];
+  if (nr === undefined) return 38; // ENOSYS: not known here
+  const value = Buffer.alloc(4);
+  value.writeUInt32LE(action >>> 0);
+  return syscall_(nr, 'unsigned int', SECCOMP_GET_ACTION_AVAIL, 'unsigned int', 0, 'void *', value) === 0 ? 0 : koffi.errno();
+}
+
+const PR_SET_MM = 35;
+const PR_SET_MM_MAP_SIZE = 15;
+
+/**
+ * prctl(PR_SET_MM, PR_SET_MM_MAP_SIZE, &size): the size of struct
+ * prctl_mm_map the kernel takes in PR_SET_MM_MAP, or the errno as a
+ * negative number (EINVAL: a kernel built without checkpoint/restore).
+ * Only asks: nothing of this process changes.
+ */
+export function prctlMmMapSize(): number {
+  const size = Buffer.alloc(4);
+  const r = prctl_(PR_SET_MM, 'unsigned long', PR_SET_MM_MAP_SIZE, 'void *', size, 'unsigned long', 0, 'unsigned long', 0);
+  return r === 0 ? size.readUInt32LE(0) : -koffi.errno();
+}
+
+const sysconf_ = libc.func('long sysconf(int name)');
+const _SC_PAGESIZE = 30;
+
+/** The size of a memory page, in bytes. */
+export function pageSize(): number {
+  return Number(sysconf_(_SC_PAGESIZE));
+}

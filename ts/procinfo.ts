@@ -162,3 +162,20 @@ export function processesOf(aid: string, home: string): number[] {
   }
   return found;
 }
+
+/** The fields of /proc/PID/status (Name, CapEff, Seccomp, ...) as read;
+ * undefined if the process is gone or not ours. */
+export function statusFields(pid: number | 'self'): Map<string, string> | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/status`, 'latin1');
+  } catch {
+    return undefined;
+  }
+  const fields = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const colon = line.indexOf(':');
+    if (colon > 0) fields.set(line.slice(0, colon), line.slice(colon + 1).trim());
+  }
+  return fields;
+}
