@@ -2,11 +2,14 @@ import { Command, CommanderError } from 'commander';
 import { AppshotError, EXIT } from '../ts/errors.js';
 import { resolveHome } from '../ts/home.js';
 import { outcome } from './commands/common.js';
+import * as exec from './commands/exec.js';
 import * as gc from './commands/gc.js';
+import * as kill from './commands/kill.js';
 import * as ps from './commands/ps.js';
 import * as restore from './commands/restore.js';
 import * as run from './commands/run.js';
 import * as snapshot from './commands/snapshot.js';
+import * as stop from './commands/stop.js';
 import * as tables from './commands/tables.js';
 import * as template from './commands/template.js';
 
@@ -21,7 +24,12 @@ const program = new Command('appshot')
   .exitOverride()
   .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 
-for (const command of [run, gc, tables, ps, snapshot, restore, template]) command.register(program);
+for (const command of [
+  run,
+  exec,
+  stop,
+  kill,
+  gc, tables, ps, snapshot, restore, template]) command.register(program);
 
 // A reader that stops early (| head) is no error of ours.
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {

@@ -108,7 +108,7 @@ function untrack(child: Signallable): void {
   if (!supervised.size) for (const [sig, h] of handlers) process.off(sig, h);
 }
 
-function supervise(command: string[], aid: string, opts: RunOptions, as: StartAs, onStarted?: () => void): Promise<number> {
+export function supervise(command: string[], aid: string, opts: RunOptions, as: StartAs, onStarted?: () => void): Promise<number> {
   const env: NodeJS.ProcessEnv = {
     ...(as.env ?? process.env),
     ...(as.firstVpid ? { APPSHOT_FIRST_VPID: String(as.firstVpid) } : {}),
