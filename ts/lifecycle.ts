@@ -79,7 +79,6 @@ export function runningApp(t: TableDb, aid: string, opts: { allowStale?: boolean
   return app;
 }
 
-
 /** Whether the tables under home exist at all: when not, no application runs. */
 export function tablesExist(home: string): boolean {
   return existsSync(join(home, S.TABLES_FILE));
@@ -136,7 +135,8 @@ const SIGKILL = constants.signals.SIGKILL;
 /** How often the processes are looked at again while waiting: one forked
  * meanwhile wakes no pidfd. */
 const RESCAN_MS = 200;
-/** A supervisor left when every process of its application is gone ends by itself at once; one still there after this long is stuck. */
+/** A supervisor whose processes are all gone ends at once; one still
+ * there after this long is stuck (stopped, say) and has SIGKILL. */
 const SUPERVISOR_GRACE_MS = 2000;
 
 function sleep(ms: number): Promise<void> {
