@@ -7,13 +7,16 @@ import { ROOT } from '../ts/paths.js';
 import { outcome } from './commands/common.js';
 import * as check from './commands/check.js';
 import * as completion from './commands/completion.js';
+import * as exec from './commands/exec.js';
 import * as gc from './commands/gc.js';
 import * as inspect from './commands/inspect.js';
+import * as kill from './commands/kill.js';
 import * as prune from './commands/prune.js';
 import * as ps from './commands/ps.js';
 import * as restore from './commands/restore.js';
 import * as run from './commands/run.js';
 import * as snapshot from './commands/snapshot.js';
+import * as stop from './commands/stop.js';
 import * as tables from './commands/tables.js';
 import * as template from './commands/template.js';
 
@@ -31,6 +34,9 @@ const program = new Command('appshot')
 
 for (const command of [
   run,
+  exec,
+  stop,
+  kill,
   gc,
   tables,
   ps,

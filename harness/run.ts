@@ -108,7 +108,7 @@ function untrack(child: Signallable): void {
   if (!supervised.size) for (const [sig, h] of handlers) process.off(sig, h);
 }
 
-function supervise(command: string[], aid: string, opts: RunOptions, as: StartAs, onStarted?: () => void): Promise<number> {
+export function supervise(command: string[], aid: string, opts: RunOptions, as: StartAs, onStarted?: () => void): Promise<number> {
   const env: NodeJS.ProcessEnv = {
     ...(as.env ?? process.env),
     ...(as.firstVpid ? { APPSHOT_FIRST_VPID: String(as.firstVpid) } : {}),
@@ -123,12 +123,19 @@ function supervise(command: string[], aid: string, opts: RunOptions, as: StartAs
   // path is found where the shim would look, under its own argv[0].
   const file = redirectPath(opts.redirects, command[0]);
   const exec = file !== command[0] ? ['--exec', file] : [];
+  // The handlers are in place before the command can run: a signal that
+  // came before them would end the harness and leave the command running.
+  const early: NodeJS.Signals[] = [];
+  const starting: Signallable = { kill: (sig) => early.push(sig) };
+  track(starting);
   const child = spawn(SUPERVISOR_PATH, ['--report-fd', String(REPORT_FD), ...exec, SHIM_PATH, ...command], {
     stdio: ['inherit', 'inherit', 'inherit', 'pipe'],
     env,
     ...(as.cwd ? { cwd: as.cwd } : {}),
   });
   track(child);
+  untrack(starting);
+  for (const sig of early) child.kill(sig);
   if (onStarted) child.once('spawn', onStarted);
   // The command's status, as soon as the supervisor has reaped it.
   let reported: number | undefined;

@@ -147,3 +147,22 @@ const _SC_PAGESIZE = 30;
 export function pageSize(): number {
   return Number(sysconf_(_SC_PAGESIZE));
 }
+
+const pidfdSendSignal_ = libc.func('int pidfd_send_signal(int pidfd, int sig, void *info, unsigned int flags)');
+
+/**
+ * Sends sig to pid only while it is still the process whose start time is
+ * ticks (checkTicks reads it): a pidfd pins the process, so a PID the kernel
+ * gives to a new process after the check is never signalled. False when
+ * that process is gone.
+ */
+export function signalPinned(pid: number, sig: number, ticks: number, checkTicks: (pid: number) => number | undefined): boolean {
+  const fd = pidfdOpen_(pid, 0);
+  if (fd < 0) return false;
+  try {
+    if (checkTicks(pid) !== ticks) return false;
+    return pidfdSendSignal_(fd, sig, null, 0) === 0;
+  } finally {
+    close_(fd);
+  }
+}
