@@ -178,7 +178,7 @@ async function outlive(t: TableDb, aid: string): Promise<void> {
   let left = processesLeft(t, aid);
   if (!left.length) return;
   process.stderr.write(
-    `appshot: application '${aid}' still has ${left.length} process(es) that no supervisor waits for (${left.join(', ')}); waiting for them to exit before cleaning up\n`,
+    `appshot: application '${aid}' still has ${left.length} process(es) its command's supervisor does not wait for (${left.join(', ')}); waiting for them to exit before cleaning up\n`,
   );
   const orphans: Signallable = { kill: (sig) => left.forEach((pid) => signal(pid, sig)) };
   track(orphans);

@@ -54,7 +54,7 @@ describe('a dead supervisor or harness does not end a live application', () => {
     const srid = semOf(home, 'orphan');
 
     process.kill(supervisor, 'SIGKILL');
-    await waitFor(h.err, /still has 1 process\(es\) that no supervisor waits for \(\d+\); waiting for them/);
+    await waitFor(h.err, /still has 1 process\(es\) its command's supervisor does not wait for \(\d+\); waiting for them/);
     expect(h.err()).toMatch(/the supervisor of application 'orphan' \(pid \d+\) was killed by SIGKILL; its command's status cannot be known \(appshot exits 1\)/);
     // Nothing of it was cleaned up: the set, its rows, its state.
     expect(kernelObjects('sem').has(srid)).toBe(true);
