@@ -1,8 +1,8 @@
 import { constants as bufferConstants } from 'node:buffer';
-import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { addon } from './addon.js';
-import { AppshotError, EXIT, errnoText } from './errors.js';
+import { AppshotError, EXIT, notAFile, pathCause, unreadable } from './errors.js';
 import { fdToShm, shmToFd } from './sysv/kernel.js';
 
 /**
@@ -56,16 +56,41 @@ export class SnapWriter {
 
   constructor(readonly target: string) {
     this.tmp = SnapWriter.tempPath(target);
+    SnapWriter.checkTarget(target);
     try {
       this.fd = openSync(this.tmp, 'wx', 0o600);
     } catch (err) {
-      throw new AppshotError(`cannot write a snapshot beside ${target}: ${errnoText(err)}; choose a writable directory`, EXIT.failure);
+      throw cannotWrite(target, err, `(its temporary file ${this.tmp} could not be made)`);
     }
     const h = Buffer.alloc(HEADER_LEN);
     SNAP_MAGIC.copy(h);
     h.writeUInt32BE(SNAP_VERSION, 8);
     h.writeUInt32BE(crc(h.subarray(0, 12)), 12);
     this.write(h);
+  }
+
+  /** Refuses a target that is a directory or is in no directory before
+   * anything is stopped or written. An existing file is replaced. */
+  static checkTarget(target: string): void {
+    let st;
+    try {
+      st = statSync(target);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT') throw cannotWrite(target, err);
+      try {
+        if (!statSync(dirname(resolve(target))).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        throw new AppshotError(
+          `cannot write the snapshot to ${target}: its directory ${dirname(resolve(target))} ${e.code === 'ENOENT' ? 'does not exist; make it first, or' : `cannot be used (${pathCause(e)});`} give -o a file in a directory you can write`,
+          EXIT.failure,
+        );
+      }
+      return;
+    }
+    if (st.isDirectory()) throw cannotWrite(target, notAFile(true), `give -o a file name, ${resolve(target, 'NAME.snap')} say`);
+    if (!st.isFile()) throw cannotWrite(target, notAFile(false), 'give -o a regular file, or a new name');
   }
 
   private write(b: Buffer): void {
@@ -117,7 +142,11 @@ export class SnapWriter {
     fsyncSync(this.fd);
     closeSync(this.fd);
     this.fd = -1;
-    renameSync(this.tmp, this.target);
+    try {
+      renameSync(this.tmp, this.target);
+    } catch (err) {
+      throw cannotWrite(this.target, err);
+    }
     const dir = openSync(dirname(this.target), 'r');
     try {
       fsyncSync(dir);
@@ -140,6 +169,13 @@ export class SnapWriter {
 
 const CHUNK = 256 * 1024 * 1024;
 
+function cannotWrite(target: string, err: unknown, fix = 'give -o a file in a directory you can write'): AppshotError {
+  return new AppshotError(`cannot write the snapshot to ${target}: ${pathCause(err)}; ${fix}`, EXIT.failure);
+}
+
+/** The fix for a snapshot path that names nothing readable. */
+const SNAPSHOT_FIX = "give the path of a snapshot file that 'appshot snapshot AID -o FILE' wrote";
+
 export interface Section {
   kind: SectionKind;
   index: number;
@@ -160,10 +196,14 @@ export class SnapReader {
     try {
       this.fd = openSync(file, 'r');
     } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      throw new AppshotError(`cannot read snapshot ${file}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`, EXIT.failure);
+      throw unreadable('snapshot', file, err, SNAPSHOT_FIX);
     }
-    this.size = fstatSync(this.fd).size;
+    const st = fstatSync(this.fd);
+    if (!st.isFile()) {
+      closeSync(this.fd);
+      throw unreadable('snapshot', file, notAFile(st.isDirectory()), SNAPSHOT_FIX);
+    }
+    this.size = st.size;
     const h = this.read(HEADER_LEN, 'the file header');
     if (!h.subarray(0, 8).equals(SNAP_MAGIC)) throw damaged(file, 'it does not begin with an appshot snapshot header (APPSNAP)');
     if (crc(h.subarray(0, 12)) !== h.readUInt32BE(12)) throw damaged(file, 'its file header fails its checksum (the file is damaged)');

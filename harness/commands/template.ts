@@ -51,7 +51,7 @@ export function register(program: Command): void {
     .description('the templates, their resources by class and their running clones')
     .option('--json', 'print JSON for scripts', false)
     .action(async (o: { json: boolean }) => {
-      const { t, cmd } = await templateTables(true);
+      const { t, cmd } = await templateTables();
       cmd.list(t, o.json);
     });
 
