@@ -11,6 +11,11 @@ import { type Result, appshot, appshotAsync, makeHome, waitFor } from './helpers
 
 const TRACE = /internal error|\n\s+at /;
 
+/** Whether this run may mount a filesystem in a mount namespace of its own. */
+function canMount(): boolean {
+  return spawnSync('unshare', ['--mount', 'sh', '-c', 'mount -t tmpfs -o size=64k tmpfs /mnt'], { stdio: 'ignore' }).status === 0;
+}
+
 /** appshot from the directory cwd (relative paths resolve there). */
 function appshotIn(cwd: string, home: string, args: string[]): Result {
   const env = { ...process.env, APPSHOT_HOME: home };
@@ -144,6 +149,20 @@ describe('files that cannot be used: a line naming the path, the cause and the f
     expect(appshot(home, ['snapshot', 'live', '-o', join(dir, 'live.snap')]).code).toBe(0);
     h.child.kill('SIGTERM');
     await h.done;
+  });
+
+  it.skipIf(!canMount())('snapshot -o a full filesystem: no space, exit 1, nothing left there, the application as it was', () => {
+    const home = makeHome();
+    expect(appshot(home, ['run', '--keep', '--aid', 'big', '--', 'ipcmk', '-M', '1048576']).code).toBe(0);
+    const full = join(home, 'full');
+    mkdirSync(full);
+    // A 64 KiB filesystem in a mount namespace of this script's own.
+    const script = 'mount -t tmpfs -o size=64k tmpfs "$1" && "$2" "$3" snapshot big -o "$1/big.snap"; echo "code=$?"; ls -A "$1"';
+    const r = spawnSync('unshare', ['--mount', 'sh', '-c', script, 'sh', full, process.execPath, CLI_PATH], { encoding: 'utf8', env: { ...process.env, APPSHOT_HOME: home } });
+    expect(r.stdout).toBe('code=1\n'); // and nothing in the full filesystem
+    expect(r.stderr).toBe(`appshot: cannot write the snapshot to ${full}/big.snap: no space left on its filesystem; free some space there, or give -o a file on another filesystem; no snapshot was written\n`);
+    expect(JSON.parse(appshot(home, ['tables', '--apps', '--json']).stdout)).toMatchObject([{ aid: 'big', state: 'kept' }]);
+    expect(appshot(home, ['gc', '--kept']).code).toBe(0);
   });
 
   describe('a file this user may not read', () => {

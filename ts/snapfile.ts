@@ -94,8 +94,20 @@ export class SnapWriter {
   }
 
   private write(b: Buffer): void {
-    writeSync(this.fd, b);
+    this.writing(() => writeSync(this.fd, b));
     this.pos += b.length;
+  }
+
+  /** A write to the file: a full disk or an I/O error is the target's to
+   * name, not a stack trace (the caller removes the temporary file). */
+  private writing<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      if (typeof (err as NodeJS.ErrnoException)?.code === 'string' && /^E[A-Z]+$/.test((err as NodeJS.ErrnoException).code!))
+        throw cannotWrite(this.target, err, 'free some space there, or give -o a file on another filesystem; no snapshot was written');
+      throw err;
+    }
   }
 
   private sectionHeader(kind: number, length: number, payloadCrc: number): Buffer {
@@ -128,18 +140,18 @@ export class SnapWriter {
     let sum = crc(json, crc(lead));
     for (let off = 0; off < size; off += CHUNK) {
       const len = Math.min(CHUNK, size - off);
-      sum = shmToFd(this.fd, shmid, off, len, sum);
+      sum = this.writing(() => shmToFd(this.fd, shmid, off, len, sum));
       this.pos += len;
       progress?.(len);
     }
-    writeSync(this.fd, this.sectionHeader(SECTION.shm, 4 + json.length + size, sum), 0, SECTION_HEADER_LEN, headerAt);
+    this.writing(() => writeSync(this.fd, this.sectionHeader(SECTION.shm, 4 + json.length + size, sum), 0, SECTION_HEADER_LEN, headerAt));
     this.sections++;
   }
 
   /** The END section, fsync, and the rename that makes the file appear. */
   finish(): void {
     this.json('end', { sections: this.sections });
-    fsyncSync(this.fd);
+    this.writing(() => fsyncSync(this.fd));
     closeSync(this.fd);
     this.fd = -1;
     try {
