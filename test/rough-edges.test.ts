@@ -82,6 +82,18 @@ describe('a fresh home (nothing has run there)', () => {
     });
   }
 
+  it('restore and template create of a file that cannot be read make no home', () => {
+    const home = join(makeHome(), 'home');
+    const rules = join(home, '..', 'rules');
+    writeFileSync(rules, '# no rules\n');
+    for (const args of [['restore', '/nonexistent'], ['template', 'create', 'T', '--from', '/nonexistent'], ['template', 'create', 'T', '--from', rules, '--rules', rules], ['template', 'create', 'T', '--from', '/nonexistent', '--rules', rules]]) {
+      const r = appshot(home, args);
+      expect({ args, code: r.code }).toEqual({ args, code: args[0] === 'template' && args[4] === rules ? 5 : 1 });
+      expect(r.stderr).not.toMatch(TRACE);
+      expect(existsSync(home)).toBe(false);
+    }
+  });
+
   it('a home where something ran afterwards works as before: the empty view was not the tables', () => {
     const home = join(makeHome(), 'home');
     expect(appshot(home, ['tables', '--json']).stdout).toBe('[]\n');
@@ -174,18 +186,14 @@ describe('files that cannot be used: a line naming the path, the cause and the f
     const canBeNobody = () =>
       process.getuid!() === 0 && spawnSync(asNobody[0], [...asNobody.slice(1), process.execPath, CLI_PATH, '--help'], { encoding: 'utf8' }).status === 0;
 
-    it.skipIf(!canBeNobody())('snapshot inspect and template create say permission denied and what to do, exit 1', () => {
+    it.skipIf(!canBeNobody())('snapshot inspect, restore and template create say permission denied and what to do, exit 1', () => {
       chmodSync(parent, 0o711);
       const secret = join(parent, 'secret.snap');
       writeFileSync(secret, 'not for nobody', { mode: 0o600 });
       const nobodyHome = join(parent, 'nobody-home'); // never made: nobody cannot write parent
       for (const args of [['snapshot', 'inspect', secret], ['restore', secret], ['template', 'create', 'T', '--from', secret]]) {
         const r = spawnSync(asNobody[0], [...asNobody.slice(1), process.execPath, CLI_PATH, ...args], { encoding: 'utf8', env: { ...process.env, APPSHOT_HOME: nobodyHome } });
-        if (args[0] !== 'snapshot') {
-          // restore and template create need a home first; nobody's cannot be made here (exit 4), which is the home's message, not a trace.
-          expect(r.stderr).not.toMatch(TRACE);
-          continue;
-        }
+        // restore and template create check the file before the home (which nobody could not make here).
         expect({ args, code: r.status }).toEqual({ args, code: 1 });
         expect(r.stderr).toBe(`appshot: cannot read the snapshot ${secret}: permission denied; run appshot as a user who may read it, or make it readable\n`);
       }

@@ -228,6 +228,12 @@ export class SnapReader {
     closeSync(this.fd);
   }
 
+  /** Refuses a file that cannot be read as a snapshot at all (missing, a
+   * directory, not readable, not one), before anything else is made. */
+  static check(file: string): void {
+    new SnapReader(file).close();
+  }
+
   private read(n: number, what: string): Buffer {
     if (this.pos + n > this.size) throw damaged(this.file, `it is truncated: ${what} at byte ${this.pos} needs ${n} bytes, the file ends at ${this.size}`);
     if (n > JSON_MAX) throw damaged(this.file, `${what} at byte ${this.pos} declares ${n} bytes, more than appshot ever writes there (${JSON_MAX})`);

@@ -351,6 +351,34 @@ function makeSharedSegments(t: TableDb, aid: string, file: string, sharedVrids: 
   return made;
 }
 
+/** The snapshot and the rules file can be read: checked before anything
+ * (the home, the tables) is made. */
+export function checkInputs(name: string, snapshot: string, rulesFile?: string): void {
+  checkTemplateName(name);
+  snapshotIdentity(snapshot);
+  new SnapReader(resolve(snapshot)).close();
+  if (rulesFile) readRules(rulesFile);
+}
+
+function snapshotIdentity(given: string): FileIdentity {
+  const snapshot = resolve(given);
+  try {
+    const identity = fileIdentity(snapshot);
+    if (!statSync(snapshot).isFile()) throw notAFile(statSync(snapshot).isDirectory());
+    return identity;
+  } catch (err) {
+    throw unreadable('snapshot', given, err, "give --from the path of a snapshot file that 'appshot snapshot AID -o FILE' wrote; nothing was made");
+  }
+}
+
+function readRules(rulesFile: string): string {
+  try {
+    return readFileSync(rulesFile, 'utf8');
+  } catch (err) {
+    throw unreadable('rules file', rulesFile, err, 'give --rules the path of a file of rules (see the README, Templates); nothing was made');
+  }
+}
+
 export function createTemplate(t: TableDb, opts: { name: string; snapshot: string; rulesFile?: string }): Template {
   checkTemplateName(opts.name);
   if (opts.name.startsWith(TEMPLATE_AID_PREFIX))
@@ -363,23 +391,11 @@ export function createTemplate(t: TableDb, opts: { name: string; snapshot: strin
     throw new AppshotError(`template '${opts.name}' already exists; remove it first with 'appshot template rm ${opts.name}'`, EXIT.conflict);
   let rules = NO_RULES;
   if (opts.rulesFile) {
-    let text: string;
-    try {
-      text = readFileSync(opts.rulesFile, 'utf8');
-    } catch (err) {
-      throw unreadable('rules file', opts.rulesFile, err, 'give --rules the path of a file of rules (see the README, Templates); nothing was made');
-    }
-    rules = parseRules(text, opts.rulesFile);
+    rules = parseRules(readRules(opts.rulesFile), opts.rulesFile);
   }
   // Absolute, so a clone made from any directory finds it.
   const snapshot = resolve(opts.snapshot);
-  let identity: FileIdentity;
-  try {
-    identity = fileIdentity(snapshot);
-    if (!statSync(snapshot).isFile()) throw notAFile(statSync(snapshot).isDirectory());
-  } catch (err) {
-    throw unreadable('snapshot', opts.snapshot, err, "give --from the path of a snapshot file that 'appshot snapshot AID -o FILE' wrote; nothing was made");
-  }
+  const identity = snapshotIdentity(opts.snapshot);
   const rep = inspectSnapshot(snapshot); // every checksum, before anything is made
   const resources = classify(rep, rules, opts.rulesFile ?? '');
   checkRedirectTargets(rules, opts.rulesFile ?? '', t.home, { aid: `${opts.name}-1`, number: 1, template: opts.name });
