@@ -60,7 +60,7 @@ export class SnapWriter {
     try {
       this.fd = openSync(this.tmp, 'wx', 0o600);
     } catch (err) {
-      throw cannotWrite(target, err, `(its temporary file ${this.tmp} could not be made)`);
+      throw cannotWrite(target, err, `give -o a file in a directory you can write (the snapshot is written to ${this.tmp} first, and that could not be made)`);
     }
     const h = Buffer.alloc(HEADER_LEN);
     SNAP_MAGIC.copy(h);
