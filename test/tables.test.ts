@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { SHIM_PATH } from '../ts/paths.js';
 import { openTableDb, writeTxn } from '../ts/tabledb.js';
@@ -53,11 +53,11 @@ describe('appshot tables', () => {
     expect(appshot(home, ['tables', '--aid', '../x']).code).toBe(2);
   });
 
-  it('with no tables yet says where it looked', () => {
+  it('with no tables yet prints none, exit 0, and makes nothing (issue 17; more in rough-edges.test.ts)', () => {
     const home = makeHome();
-    const r = appshot(home, ['tables']);
-    expect(r.code).toBe(4);
-    expect(r.stderr).toContain(`no tables at ${home}/tables.mdb`);
+    const r = appshot(home, ['tables', '--json']);
+    expect(r).toMatchObject({ code: 0, stdout: '[]\n', stderr: '' });
+    expect(readdirSync(home)).toEqual([]);
   });
 });
 

@@ -1,8 +1,8 @@
 import { constants as bufferConstants } from 'node:buffer';
-import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { addon } from './addon.js';
-import { AppshotError, EXIT, errnoText } from './errors.js';
+import { AppshotError, EXIT, notAFile, pathCause, unreadable } from './errors.js';
 import { fdToShm, shmToFd } from './sysv/kernel.js';
 
 /**
@@ -56,10 +56,11 @@ export class SnapWriter {
 
   constructor(readonly target: string) {
     this.tmp = SnapWriter.tempPath(target);
+    SnapWriter.checkTarget(target);
     try {
       this.fd = openSync(this.tmp, 'wx', 0o600);
     } catch (err) {
-      throw new AppshotError(`cannot write a snapshot beside ${target}: ${errnoText(err)}; choose a writable directory`, EXIT.failure);
+      throw cannotWrite(target, err, `give -o a file in a directory you can write (the snapshot is written to ${this.tmp} first, and that could not be made)`);
     }
     const h = Buffer.alloc(HEADER_LEN);
     SNAP_MAGIC.copy(h);
@@ -68,9 +69,45 @@ export class SnapWriter {
     this.write(h);
   }
 
+  /** Refuses a target that is a directory or is in no directory before
+   * anything is stopped or written. An existing file is replaced. */
+  static checkTarget(target: string): void {
+    let st;
+    try {
+      st = statSync(target);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT') throw cannotWrite(target, err);
+      try {
+        if (!statSync(dirname(resolve(target))).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        throw new AppshotError(
+          `cannot write the snapshot to ${target}: its directory ${dirname(resolve(target))} ${e.code === 'ENOENT' ? 'does not exist; make it first, or' : `cannot be used (${pathCause(e)});`} give -o a file in a directory you can write`,
+          EXIT.failure,
+        );
+      }
+      return;
+    }
+    if (st.isDirectory()) throw cannotWrite(target, notAFile(true), `give -o a file name, ${resolve(target, 'NAME.snap')} say`);
+    if (!st.isFile()) throw cannotWrite(target, notAFile(false), 'give -o a regular file, or a new name');
+  }
+
   private write(b: Buffer): void {
-    writeSync(this.fd, b);
+    this.writing(() => writeSync(this.fd, b));
     this.pos += b.length;
+  }
+
+  /** A write to the file: a full disk or an I/O error is the target's to
+   * name, not a stack trace (the caller removes the temporary file). */
+  private writing<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      if (typeof (err as NodeJS.ErrnoException)?.code === 'string' && /^E[A-Z]+$/.test((err as NodeJS.ErrnoException).code!))
+        throw cannotWrite(this.target, err, 'free some space there, or give -o a file on another filesystem; no snapshot was written');
+      throw err;
+    }
   }
 
   private sectionHeader(kind: number, length: number, payloadCrc: number): Buffer {
@@ -103,21 +140,25 @@ export class SnapWriter {
     let sum = crc(json, crc(lead));
     for (let off = 0; off < size; off += CHUNK) {
       const len = Math.min(CHUNK, size - off);
-      sum = shmToFd(this.fd, shmid, off, len, sum);
+      sum = this.writing(() => shmToFd(this.fd, shmid, off, len, sum));
       this.pos += len;
       progress?.(len);
     }
-    writeSync(this.fd, this.sectionHeader(SECTION.shm, 4 + json.length + size, sum), 0, SECTION_HEADER_LEN, headerAt);
+    this.writing(() => writeSync(this.fd, this.sectionHeader(SECTION.shm, 4 + json.length + size, sum), 0, SECTION_HEADER_LEN, headerAt));
     this.sections++;
   }
 
   /** The END section, fsync, and the rename that makes the file appear. */
   finish(): void {
     this.json('end', { sections: this.sections });
-    fsyncSync(this.fd);
+    this.writing(() => fsyncSync(this.fd));
     closeSync(this.fd);
     this.fd = -1;
-    renameSync(this.tmp, this.target);
+    try {
+      renameSync(this.tmp, this.target);
+    } catch (err) {
+      throw cannotWrite(this.target, err);
+    }
     const dir = openSync(dirname(this.target), 'r');
     try {
       fsyncSync(dir);
@@ -140,6 +181,13 @@ export class SnapWriter {
 
 const CHUNK = 256 * 1024 * 1024;
 
+function cannotWrite(target: string, err: unknown, fix = 'give -o a file in a directory you can write'): AppshotError {
+  return new AppshotError(`cannot write the snapshot to ${target}: ${pathCause(err)}; ${fix}`, EXIT.failure);
+}
+
+/** The fix for a snapshot path that names nothing readable. */
+const SNAPSHOT_FIX = "give the path of a snapshot file that 'appshot snapshot AID -o FILE' wrote";
+
 export interface Section {
   kind: SectionKind;
   index: number;
@@ -160,10 +208,14 @@ export class SnapReader {
     try {
       this.fd = openSync(file, 'r');
     } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      throw new AppshotError(`cannot read snapshot ${file}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`, EXIT.failure);
+      throw unreadable('snapshot', file, err, SNAPSHOT_FIX);
     }
-    this.size = fstatSync(this.fd).size;
+    const st = fstatSync(this.fd);
+    if (!st.isFile()) {
+      closeSync(this.fd);
+      throw unreadable('snapshot', file, notAFile(st.isDirectory()), SNAPSHOT_FIX);
+    }
+    this.size = st.size;
     const h = this.read(HEADER_LEN, 'the file header');
     if (!h.subarray(0, 8).equals(SNAP_MAGIC)) throw damaged(file, 'it does not begin with an appshot snapshot header (APPSNAP)');
     if (crc(h.subarray(0, 12)) !== h.readUInt32BE(12)) throw damaged(file, 'its file header fails its checksum (the file is damaged)');
@@ -174,6 +226,12 @@ export class SnapReader {
 
   close(): void {
     closeSync(this.fd);
+  }
+
+  /** Refuses a file that cannot be read as a snapshot at all (missing, a
+   * directory, not readable, not one), before anything else is made. */
+  static check(file: string): void {
+    new SnapReader(file).close();
   }
 
   private read(n: number, what: string): Buffer {

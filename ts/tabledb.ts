@@ -1,5 +1,6 @@
 import { randomInt } from 'node:crypto';
-import { closeSync, constants, openSync, statSync } from 'node:fs';
+import { closeSync, constants, mkdtempSync, openSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase, type RootDatabaseOptionsWithPath } from 'lmdb';
 import { AppshotError, EXIT, errnoText } from './errors.js';
@@ -28,6 +29,9 @@ export interface TableDb {
   procs: Bin;
   /** Path redirections (ts/redirect.ts). */
   paths: Bin;
+  /** A home where nothing has run, read as empty tables (see emptyTables):
+   * nothing of it is in the home, and nothing written to it is kept. */
+  empty?: boolean;
 }
 
 const binary = { keyEncoding: 'binary', encoding: 'binary' } as const;
@@ -67,6 +71,7 @@ function withOpenLock<T>(home: string, operation: number, fn: () => T): T {
 /** A synchronous write transaction, under the open lock held shared. */
 export function writeTxn<T>(t: TableDb, fn: () => T): T {
   let committing = false; // fn's own errors (a kernel's ENOSPC, say) are fn's to tell
+  if (t.empty) return t.env.transactionSync(fn);
   try {
     return withOpenLock(t.home, LOCK_SH, () =>
       t.env.transactionSync(() => {
@@ -106,7 +111,7 @@ function unmade(path: string): boolean {
 export function openTableDb(home: string, opts: { create?: boolean } = {}): TableDb {
   const path = join(home, S.TABLES_FILE);
   const none = () => new AppshotError(`no tables at ${path}; nothing has run under this APPSHOT_HOME yet`, EXIT.home);
-  if (!opts.create && unmade(path)) throw none();
+  if (!opts.create && unmade(path)) return emptyTables(home, path, none);
   checkHomeFiles(home);
   try {
     // Opening the named databases and the first meta rows write too: all
@@ -142,11 +147,34 @@ function reserveTables(home: string): void {
   }
 }
 
+/**
+ * The tables of a home where nothing has run (no home, no tables file, or
+ * the empty one a reservation left): a command that only reads them
+ * (tables, ps, gc, ...) finds them empty rather than refusing, and makes
+ * nothing in the home. They are an empty environment in a private folder
+ * under the system's temporary directory, unlinked as soon as it is open
+ * (the map stays), so nothing is left behind either.
+ */
+function emptyTables(home: string, path: string, none: () => AppshotError): TableDb {
+  let dir: string | undefined;
+  try {
+    dir = mkdtempSync(join(tmpdir(), 'appshot-empty-'));
+    const t = openEnv(home, join(dir, S.TABLES_FILE), false);
+    return { ...t, path, empty: true };
+  } catch {
+    throw none(); // no temporary directory to be had: say what the home lacks
+  } finally {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 /** Opens the environment at path (checked first unless it is new) with
  * its named databases and meta rows; closes it again if any of that fails. */
-function openEnv(home: string, path: string): TableDb {
-  if (statSync(path).size > 0) checkDataFile(path);
-  checkLockFile(`${path}-lock`, home);
+function openEnv(home: string, path: string, check = true): TableDb {
+  if (check) {
+    if (statSync(path).size > 0) checkDataFile(path);
+    checkLockFile(`${path}-lock`, home);
+  }
   const env = open<Buffer, Buffer>(envOptions(path));
   try {
     const db = (name: string) => env.openDB<Buffer, Buffer>({ name, ...binary });

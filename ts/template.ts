@@ -1,9 +1,9 @@
 import { closeSync, constants, existsSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { appLive, endApp } from './cleanup.js';
 import { type Redirect, checkRedirects } from './redirect.js';
 import { TEMPLATE_AID_PREFIX, homeSubdir, openHomeFile, templateFile, templatesDir } from './home.js';
-import { AppshotError, EXIT, errnoText } from './errors.js';
+import { AppshotError, EXIT, errnoText, notAFile, unreadable } from './errors.js';
 import { type At, type Override, type ResourceClass, type Rules, NO_RULES, expand, parseRules, variableValues } from './rules.js';
 import type { SnapMeta } from './snapshot.js';
 import { SnapReader } from './snapfile.js';
@@ -152,7 +152,8 @@ function classifyPorts(
   const ports = new Map<number, { published?: number }>();
   for (const p of rep.ports) if (p.proto === 'tcp' || p.proto === 'udp') ports.set(S.portId(S.PORT_PROTO[p.proto as 'tcp' | 'udp'], p.virtual), {});
   for (const p of rep.meta.publish) ports.set(S.portId(S.PORT_PROTO.tcp, p.virtual), { published: p.public });
-  for (const o of rules.overrides) if (o.type === 'port' && !ports.has(S.portId(S.PORT_PROTO.tcp, o.value)) && o.class === 'multiplex') ports.set(S.portId(S.PORT_PROTO.tcp, o.value), {});
+  // A rule for a port the snapshot does not hold (MULTIPLEX as VIRTUALIZE)
+  // is left unused, and classify refuses it with its line and column.
   for (const [vid, p] of ports) {
     const { proto, port } = S.decodePortId(vid);
     const auto =
@@ -221,12 +222,28 @@ export function fileIdentity(file: string): FileIdentity {
  * its shared segments hold the bytes it had then. */
 export function checkSnapshotUnchanged(tpl: Template): void {
   let now: FileIdentity;
+  const was = tpl.snapshot;
+  if (!isAbsolute(was.file)) {
+    // Made before templates kept their snapshot's absolute path: the file
+    // is found only from the directory the template was made in.
+    let same = false;
+    try {
+      const here = fileIdentity(was.file);
+      same = here.ino === was.ino && here.size === was.size && here.mtimeMs === was.mtimeMs && here.ctimeMs === was.ctimeMs;
+    } catch {
+      /* not here */
+    }
+    if (!same)
+      throw new AppshotError(
+        `template '${tpl.name}' names its snapshot by the relative path ${was.file} (it was made by an earlier appshot), and from ${process.cwd()} that ${existsSync(was.file) ? 'is another file' : 'names no file'}; nothing was cloned. Clone from the directory the template was made in, or make it again: appshot template rm ${tpl.name}, then appshot template create ${tpl.name} --from /the/full/path/of/${basename(was.file)}${tpl.rulesFile ? ` --rules ${tpl.rulesFile}` : ''}`,
+        EXIT.failure,
+      );
+  }
   try {
-    now = fileIdentity(tpl.snapshot.file);
+    now = fileIdentity(was.file);
   } catch (err) {
     throw new AppshotError(`template '${tpl.name}': its snapshot ${tpl.snapshot.file} cannot be read (${errnoText(err)}); remove the template with 'appshot template rm ${tpl.name}'`, EXIT.inconsistent);
   }
-  const was = tpl.snapshot;
   if (now.size !== was.size || now.mtimeMs !== was.mtimeMs || now.ctimeMs !== was.ctimeMs || now.ino !== was.ino)
     throw new AppshotError(
       `template '${tpl.name}': its snapshot ${was.file} was altered after the template was made (size ${was.size} -> ${now.size}, changed ${new Date(was.ctimeMs).toISOString()} -> ${new Date(now.ctimeMs).toISOString()}); nothing was cloned. Make the template again from a good snapshot`,
@@ -334,6 +351,34 @@ function makeSharedSegments(t: TableDb, aid: string, file: string, sharedVrids: 
   return made;
 }
 
+/** The snapshot and the rules file can be read: checked before anything
+ * (the home, the tables) is made. */
+export function checkInputs(name: string, snapshot: string, rulesFile?: string): void {
+  checkTemplateName(name);
+  snapshotIdentity(snapshot);
+  new SnapReader(resolve(snapshot)).close();
+  if (rulesFile) readRules(rulesFile);
+}
+
+function snapshotIdentity(given: string): FileIdentity {
+  const snapshot = resolve(given);
+  try {
+    const identity = fileIdentity(snapshot);
+    if (!statSync(snapshot).isFile()) throw notAFile(statSync(snapshot).isDirectory());
+    return identity;
+  } catch (err) {
+    throw unreadable('snapshot', given, err, "give --from the path of a snapshot file that 'appshot snapshot AID -o FILE' wrote; nothing was made");
+  }
+}
+
+function readRules(rulesFile: string): string {
+  try {
+    return readFileSync(rulesFile, 'utf8');
+  } catch (err) {
+    throw unreadable('rules file', rulesFile, err, 'give --rules the path of a file of rules (see the README, Templates); nothing was made');
+  }
+}
+
 export function createTemplate(t: TableDb, opts: { name: string; snapshot: string; rulesFile?: string }): Template {
   checkTemplateName(opts.name);
   if (opts.name.startsWith(TEMPLATE_AID_PREFIX))
@@ -346,28 +391,24 @@ export function createTemplate(t: TableDb, opts: { name: string; snapshot: strin
     throw new AppshotError(`template '${opts.name}' already exists; remove it first with 'appshot template rm ${opts.name}'`, EXIT.conflict);
   let rules = NO_RULES;
   if (opts.rulesFile) {
-    let text: string;
-    try {
-      text = readFileSync(opts.rulesFile, 'utf8');
-    } catch (err) {
-      throw new AppshotError(`cannot read the rules file ${opts.rulesFile}: ${errnoText(err)}`, EXIT.usage);
-    }
-    rules = parseRules(text, opts.rulesFile);
+    rules = parseRules(readRules(opts.rulesFile), opts.rulesFile);
   }
-  const identity = fileIdentity(opts.snapshot);
-  const rep = inspectSnapshot(opts.snapshot); // every checksum, before anything is made
+  // Absolute, so a clone made from any directory finds it.
+  const snapshot = resolve(opts.snapshot);
+  const identity = snapshotIdentity(opts.snapshot);
+  const rep = inspectSnapshot(snapshot); // every checksum, before anything is made
   const resources = classify(rep, rules, opts.rulesFile ?? '');
   checkRedirectTargets(rules, opts.rulesFile ?? '', t.home, { aid: `${opts.name}-1`, number: 1, template: opts.name });
   registerTemplate(t, opts.name, aid, rep.meta.command);
   try {
     const sharedVrids = new Set(resources.filter((x) => x.kind === 'shm' && x.class === 'shared').map((x) => x.vrid));
-    const shared = makeSharedSegments(t, aid, opts.snapshot, sharedVrids);
+    const shared = makeSharedSegments(t, aid, snapshot, sharedVrids);
     const tpl: Template = {
       name: opts.name,
       aid,
       createdAt: new Date().toISOString(),
       snapshot: identity,
-      rulesFile: opts.rulesFile ?? null,
+      rulesFile: opts.rulesFile ? resolve(opts.rulesFile) : null,
       rules,
       meta: rep.meta,
       resources,

@@ -14,6 +14,7 @@ export function register(program: Command): void {
     .option('--aid <name>', "the application ID (default: the snapshot's)")
     .action(async (file: string, cmd: string[], o: { aid?: string }) => {
       if (o.aid !== undefined) checkAppAid(o.aid);
+      (await import('../../ts/snapfile.js')).SnapReader.check(file); // before the home is made
       const home = ensureHome(resolveHome());
       const [{ openTableDb }, { restore }, { terminalProgress }, { runRegistered }] = await Promise.all([
         import('../../ts/tabledb.js'),

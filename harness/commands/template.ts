@@ -24,6 +24,7 @@ export function register(program: Command): void {
     .requiredOption('--from <snapshot>', 'the snapshot of the warmed-up application')
     .option('--rules <file>', 'the rules: DEFINE, REDIR PATH, SET ENV, SHARE, DUPLICATE, VIRTUALIZE, MULTIPLEX')
     .action(async (name: string, o: { from: string; rules?: string }) => {
+      (await import('../../ts/template.js')).checkInputs(name, o.from, o.rules); // before the home is made
       const { t, cmd } = await templateTables(true);
       cmd.create(t, name, o.from, o.rules);
     });
@@ -51,7 +52,7 @@ export function register(program: Command): void {
     .description('the templates, their resources by class and their running clones')
     .option('--json', 'print JSON for scripts', false)
     .action(async (o: { json: boolean }) => {
-      const { t, cmd } = await templateTables(true);
+      const { t, cmd } = await templateTables();
       cmd.list(t, o.json);
     });
 

@@ -116,6 +116,7 @@ export const perm = (row: FwdRow, st: { uid: number; gid: number; mode: number }
 /** Inside a write transaction: a creator that died between its kernel call
  * and its commit may have left an unmapped object; remove it. */
 export function recoverInflight(t: TableDb): string | null {
+  if (t.empty) return null; // nothing has run: no record, and none is made
   return recoverInflightIn(t.home, (type, srid) => t.rev.get(S.revKey(t.node, type, srid)) !== undefined);
 }
 
