@@ -222,6 +222,7 @@ export async function tablesCommand(flags: TablesFlags): Promise<number> {
   const limit = whole('--limit', flags.limit, 1) ?? (text ? TEXT_PAGE : Infinity);
   const pageNo = whole('--page', flags.page, 1) ?? 1;
   const page = { offset: Number.isFinite(limit) ? (pageNo - 1) * limit : 0, limit, number: pageNo };
+  if (!Number.isFinite(limit) && pageNo > 1) throw pastEnd(page, 0);
   const seconds = flags.watch === true ? 1 : Number(flags.watch);
   if (watching && !(seconds > 0)) throw new AppshotError(`--watch '${flags.watch}' is not a number of seconds`, EXIT.usage);
   const t = openTableDb(resolveHome());
