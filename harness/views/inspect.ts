@@ -132,7 +132,7 @@ export class View {
     }
   }
 
-  /** The row owning a system ID (the reverse table, FIG. 13); a port's
+  /** The row owning a system ID (the reverse table); a port's
    * under TCP and UDP both. */
   private *bySrid(srid: number, codes: number[]): Generator<TranslationRow & { vrid: number }> {
     for (const type of codes) {
