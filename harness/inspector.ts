@@ -133,7 +133,7 @@ async function showTranslations(t: TableDb, f: Filter, flags: TablesFlags, page:
     if (format === 'json' || format === 'csv') {
       // A published port's row carries the pool behind it.
       const { poolRows } = await import('./views/ports.js');
-      const pools = flags.json && (!f.type || f.type === 'publish') ? await poolRows(t, { aid: f.aid }) : [];
+      const pools = format === 'json' && (!f.type || f.type === 'publish') ? await poolRows(t, { aid: f.aid }) : [];
       const withPool = (r: TranslationRow) => (r.type === 'publish' ? { ...r, pool: pools.find((p) => p.public === r.system) ?? null } : r);
       const rows = pageRows(translations(view, f, flags, page), page, all);
       await stream(map(rows, withPool), format === 'json', csvHeader(TRANSLATION_COLUMNS), csvTranslation);

@@ -100,6 +100,13 @@ describe('output into a pipe, and --format', () => {
       expect(JSON.parse(json.stdout), args.join(' ')).toEqual(JSON.parse(appshot(home, [...args, '--format', 'json']).stdout));
     }
     for (const args of [['tables'], ['tables', '--apps']]) expect(appshot(home, [...args, '--format', 'csv']).stdout).toBe(appshot(home, [...args, '--csv']).stdout);
+    // A published port's row carries its pool either way.
+    const pub = makeHome();
+    expect(appshot(pub, ['run', '--aid', 'p', '--keep', '--publish', '18377:8080', '--', 'true']).code).toBe(0);
+    const rows = JSON.parse(appshot(pub, ['tables', '--format', 'json', '--type', 'publish']).stdout);
+    expect(rows).toEqual([expect.objectContaining({ aid: 'p', type: 'publish', pool: expect.objectContaining({ public: 18377, running: false }) })]);
+    expect(rows).toEqual(JSON.parse(appshot(pub, ['tables', '--json', '--type', 'publish']).stdout));
+    appshot(pub, ['gc', '--kept']);
     expect(appshot(home, ['tables', '--apps', '--format', 'csv']).stdout).toMatch(/^aid,state,processes,created,template,command\n(.*\n)*k,kept,0,/);
     expect(appshot(home, ['ps', '--format', 'csv']).stdout).toMatch(/^aid,vpid,spid,ppid,stat,command\n/);
     expect(appshot(home, ['template', 'inspect', 't', '--format', 'csv']).stdout).toMatch(/^resource,class,size,why\nsem \d+,duplicate,/);
