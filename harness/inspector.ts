@@ -18,6 +18,8 @@ import {
   sortRows,
 } from './views/inspect.js';
 import type { SortField } from './views/filters.js';
+import { type Format, formatOf } from './views/format.js';
+import { requireApp } from './views/apps.js';
 import type * as S from '../tables/schema.js';
 
 export interface TablesFlags {
@@ -33,6 +35,7 @@ export interface TablesFlags {
   page?: string;
   json: boolean;
   csv: boolean;
+  format?: Format;
   watch?: string | boolean;
   verify: boolean;
   repair: boolean;
@@ -83,6 +86,36 @@ function* map<T, U>(rows: Iterable<T>, fn: (r: T) => U): Generator<U> {
 interface Page {
   offset: number;
   limit: number;
+  /** The page asked for (from 1). */
+  number: number;
+}
+
+/** A page that starts past the last row is a mistake in the command, not
+ * an empty answer: say where the last page is. */
+function pastEnd(page: Page, count: number): AppshotError {
+  if (!Number.isFinite(page.limit)) return new AppshotError(`--page ${page.number}: without --limit every row is on page 1; give --limit N to page`, EXIT.usage);
+  const last = Math.max(1, Math.ceil(count / page.limit));
+  const rows = count ? `${count} row(s) at ${page.limit} a page` : 'no rows';
+  return new AppshotError(`page ${page.number} is past the last page, ${last} (${rows})`, EXIT.usage);
+}
+
+function count(rows: Iterable<unknown>): number {
+  let n = 0;
+  for (const _ of rows) n++;
+  return n;
+}
+
+/** The rows of a page that is not past the end (else a usage error): the
+ * first row is read before anything is printed. */
+function pageRows<T>(rows: Iterable<T>, page: Page, all: () => number): Iterable<T> {
+  if (page.number === 1) return rows;
+  const it = rows[Symbol.iterator]();
+  const first = it.next();
+  if (first.done) throw pastEnd(page, all());
+  return (function* () {
+    yield first.value;
+    for (let r = it.next(); !r.done; r = it.next()) yield r.value;
+  })();
 }
 
 /** The translations of a view, filtered, sorted if asked, paged. */
@@ -92,23 +125,26 @@ function translations(view: View, f: Filter, flags: TablesFlags, page: Page): It
   return sortRows([...rows], flags.sort, flags.desc).slice(page.offset, page.offset + page.limit);
 }
 
-async function showTranslations(t: TableDb, f: Filter, flags: TablesFlags, page: Page, text: boolean): Promise<void> {
+async function showTranslations(t: TableDb, f: Filter, flags: TablesFlags, page: Page, format: Format): Promise<void> {
   const view = new View(t);
+  const filtered = Object.values(f).some((v) => v !== undefined);
+  const all = () => (filtered ? count(view.translations(f)) : view.total());
   try {
-    if (!text) {
+    if (format === 'json' || format === 'csv') {
       // A published port's row carries the pool behind it.
       const { poolRows } = await import('./views/ports.js');
-      const pools = flags.json && (!f.type || f.type === 'publish') ? await poolRows(t, { aid: f.aid }) : [];
+      const pools = format === 'json' && (!f.type || f.type === 'publish') ? await poolRows(t, { aid: f.aid }) : [];
       const withPool = (r: TranslationRow) => (r.type === 'publish' ? { ...r, pool: pools.find((p) => p.public === r.system) ?? null } : r);
-      await stream(map(translations(view, f, flags, page), withPool), flags.json, csvHeader(TRANSLATION_COLUMNS), csvTranslation);
+      const rows = pageRows(translations(view, f, flags, page), page, all);
+      await stream(map(rows, withPool), format === 'json', csvHeader(TRANSLATION_COLUMNS), csvTranslation);
       return;
     }
     // One row past the page tells whether another page follows.
     const rows = [...translations(view, f, flags, { ...page, limit: page.limit + 1 })];
     const more = rows.length > page.limit;
     if (more) rows.pop();
-    process.stdout.write(renderTable(rows) + '\n');
-    const filtered = Object.values(f).some((v) => v !== undefined);
+    if (!rows.length && page.number > 1) throw pastEnd(page, all());
+    process.stdout.write(renderTable(rows, format) + '\n');
     if (rows.length || page.offset) {
       const of = filtered ? '' : ` of ${view.total()}`;
       const next = more ? `; the next page: --page ${page.offset / page.limit + 2}` : '';
@@ -117,49 +153,64 @@ async function showTranslations(t: TableDb, f: Filter, flags: TablesFlags, page:
     if (rows.some((r) => r.type === 'publish')) {
       const { poolRows, renderPools } = await import('./views/ports.js');
       const pools = await poolRows(t, { aid: f.aid });
-      if (pools.length) process.stdout.write('\nPools behind published ports:\n' + renderPools(pools) + '\n');
+      if (pools.length) process.stdout.write('\nPools behind published ports:\n' + renderPools(pools, format) + '\n');
     }
   } finally {
     view.close();
   }
 }
 
-async function showApps(t: TableDb, f: Filter, flags: TablesFlags, page: Page, text: boolean): Promise<void> {
+async function showApps(t: TableDb, f: Filter, _flags: TablesFlags, page: Page, format: Format): Promise<void> {
   const view = new View(t);
   try {
-    const rows: Iterable<AppRow> = slice(view.applications({ aid: f.aid, state: f.state }), page.offset, page.limit);
-    if (text) process.stdout.write(renderApps([...rows]) + '\n');
-    else await stream(rows, flags.json, csvHeader(APP_COLUMNS), csvApp);
+    const which = { aid: f.aid, state: f.state };
+    const rows: Iterable<AppRow> = pageRows(slice(view.applications(which), page.offset, page.limit), page, () => count(view.applications(which)));
+    if (format === 'json' || format === 'csv') await stream(rows, format === 'json', csvHeader(APP_COLUMNS), csvApp);
+    else process.stdout.write(renderApps([...rows], format) + '\n');
   } finally {
     view.close();
   }
 }
 
-/** --watch: the first page redrawn in place every interval, as top does,
- * until interrupted. */
-async function watch(t: TableDb, f: Filter, flags: TablesFlags, page: Page, seconds: number): Promise<void> {
+/**
+ * --watch: the page redrawn every interval until interrupted. On a terminal
+ * it is redrawn in place, as top does. Into a pipe or a file the frames
+ * follow one another, each under its title line and apart by a blank line,
+ * with no terminal codes, as `top -b` writes them: a log of the tables over
+ * time that `tee`, `grep` and a reader of the file can use.
+ */
+async function watch(t: TableDb, f: Filter, flags: TablesFlags, page: Page, seconds: number, format: Format): Promise<void> {
   const stop = new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
   });
-  process.stdout.write('\x1b[?25l'); // hide the cursor
+  const terminal = process.stdout.isTTY === true;
+  if (terminal) process.stdout.write('\x1b[?25l'); // hide the cursor
   try {
-    for (;;) {
-      process.stdout.write('\x1b[H\x1b[2J'); // home, clear
+    for (let frame = 0; ; frame++) {
+      if (terminal) process.stdout.write('\x1b[H\x1b[2J'); // home, clear
+      else if (frame) process.stdout.write('\n');
       process.stdout.write(`appshot tables, every ${seconds} s (Ctrl-C ends) — ${new Date().toISOString()}\n`);
-      await (flags.apps ? showApps : showTranslations)(t, f, flags, page, true);
+      await (flags.apps ? showApps : showTranslations)(t, f, flags, page, format);
       const tick = new Promise<'tick'>((r) => setTimeout(() => r('tick'), seconds * 1000));
       if ((await Promise.race([tick, stop.then(() => 'stop' as const)])) === 'stop') return;
     }
   } finally {
-    process.stdout.write('\x1b[?25h\n');
+    if (terminal) process.stdout.write('\x1b[?25h\n');
   }
 }
 
 /** `appshot tables`: returns the exit status. */
 export async function tablesCommand(flags: TablesFlags): Promise<number> {
   if (flags.aid !== undefined) checkAid(flags.aid);
-  if (flags.json && flags.csv) throw new AppshotError('--json and --csv: choose one', EXIT.usage);
+  // Combinations commander's conflicts() cannot say (they hang on a value).
+  const format = formatOf(flags);
+  const checking = flags.verify || flags.repair;
+  if (flags.desc && !flags.sort) throw new AppshotError('--desc reverses the order of --sort: give --sort FIELD too', EXIT.usage);
+  if (checking && (format === 'table' || format === 'csv') && flags.format)
+    throw new AppshotError(`--${flags.verify ? 'verify' : 'repair'} prints its findings one a line, or as JSON: it does not go with --format ${flags.format}`, EXIT.usage);
+  const watching = flags.watch !== undefined && flags.watch !== false;
+  if (watching && (format === 'json' || format === 'csv')) throw new AppshotError(`--watch redraws a table: it does not go with --format ${format}`, EXIT.usage);
   const f: Filter = {
     aid: flags.aid,
     type: flags.type,
@@ -167,24 +218,26 @@ export async function tablesCommand(flags: TablesFlags): Promise<number> {
     vrid: whole('--vrid', flags.vrid, 0),
     srid: whole('--srid', flags.srid, 0),
   };
-  const t = openTableDb(resolveHome());
-  if (flags.verify || flags.repair) {
-    const { describeFindings, verify } = await import('../ts/verify.js');
-    const findings = verify(t, { repair: flags.repair });
-    for (const line of describeFindings(findings)) process.stdout.write(line + '\n');
-    return findings.every((x) => x.repaired) ? EXIT.ok : EXIT.inconsistent;
-  }
-  const text = !flags.json && !flags.csv;
+  const text = format === 'plain' || format === 'table';
   const limit = whole('--limit', flags.limit, 1) ?? (text ? TEXT_PAGE : Infinity);
   const pageNo = whole('--page', flags.page, 1) ?? 1;
-  const page = { offset: Number.isFinite(limit) ? (pageNo - 1) * limit : 0, limit };
-  if (flags.watch !== undefined && flags.watch !== false) {
-    const seconds = flags.watch === true ? 1 : Number(flags.watch);
-    if (!(seconds > 0)) throw new AppshotError(`--watch '${flags.watch}' is not a number of seconds`, EXIT.usage);
-    if (!text) throw new AppshotError('--watch shows a table: it does not go with --json or --csv', EXIT.usage);
-    await watch(t, f, flags, page, seconds);
+  const page = { offset: Number.isFinite(limit) ? (pageNo - 1) * limit : 0, limit, number: pageNo };
+  if (!Number.isFinite(limit) && pageNo > 1) throw pastEnd(page, 0);
+  const seconds = flags.watch === true ? 1 : Number(flags.watch);
+  if (watching && !(seconds > 0)) throw new AppshotError(`--watch '${flags.watch}' is not a number of seconds`, EXIT.usage);
+  const t = openTableDb(resolveHome());
+  if (checking) {
+    const { describeFindings, verify } = await import('../ts/verify.js');
+    const findings = verify(t, { repair: flags.repair });
+    if (format === 'json') process.stdout.write(JSON.stringify(findings, null, 2) + '\n');
+    else for (const line of describeFindings(findings)) process.stdout.write(line + '\n');
+    return findings.every((x) => x.repaired) ? EXIT.ok : EXIT.inconsistent;
+  }
+  if (f.aid !== undefined) requireApp(t, f.aid);
+  if (watching) {
+    await watch(t, f, flags, page, seconds, format);
     return EXIT.ok;
   }
-  await (flags.apps ? showApps : showTranslations)(t, f, flags, page, text);
+  await (flags.apps ? showApps : showTranslations)(t, f, flags, page, format);
   return EXIT.ok;
 }

@@ -6,18 +6,23 @@ import type { TableDb } from '../ts/tabledb.js';
 import { createTemplate, liveClones, loadTemplate, removeTemplate, templateNames } from '../ts/template.js';
 import { type TemplateListRow, renderTemplate, renderTemplateList } from './views/templates.js';
 import { superviseApp } from './run.js';
+import type { Format } from './views/format.js';
 
 /** `appshot template ...`: each subcommand over one open TableDb. */
 
-export function create(t: TableDb, name: string, snapshot: string, rulesFile?: string): void {
+export function create(t: TableDb, name: string, snapshot: string, rulesFile: string | undefined, json: boolean): void {
   const tpl = createTemplate(t, { name, snapshot, rulesFile });
+  if (json) {
+    process.stdout.write(JSON.stringify({ ...tpl, clones: [] }, null, 2) + '\n');
+    return;
+  }
   const count = (c: string) => tpl.resources.filter((r) => r.class === c).length;
   process.stdout.write(
     `template '${name}' made from ${snapshot}: ${tpl.resources.length} resources (${count('shared')} shared, ${count('duplicate')} duplicate, ${count('virtualize')} virtualize, ${count('multiplex')} multiplex, ${count('network-unique')} network-unique); 'appshot template inspect ${name}' says why\n`,
   );
 }
 
-export function list(t: TableDb, json: boolean): void {
+export function list(t: TableDb, format: Format): void {
   const rows: TemplateListRow[] = templateNames(t.home).map((name) => {
     const tpl = loadTemplate(t.home, name);
     const classes: Record<string, number> = {};
@@ -25,13 +30,13 @@ export function list(t: TableDb, json: boolean): void {
     const sharedBytes = tpl.resources.filter((r) => r.kind === 'shm' && r.class === 'shared').reduce((n, r) => n + (r.size ?? 0), 0);
     return { name, snapshot: tpl.snapshot.file, classes, sharedBytes, clones: liveClones(t, tpl) };
   });
-  process.stdout.write((json ? JSON.stringify(rows, null, 2) : renderTemplateList(rows)) + '\n');
+  process.stdout.write((format === 'json' ? JSON.stringify(rows, null, 2) : renderTemplateList(rows, format)) + '\n');
 }
 
-export function inspect(t: TableDb, name: string, json: boolean): void {
+export function inspect(t: TableDb, name: string, format: Format): void {
   const tpl = loadTemplate(t.home, name);
   const clones = liveClones(t, tpl);
-  process.stdout.write((json ? JSON.stringify({ ...tpl, clones }, null, 2) : renderTemplate(tpl, clones)) + '\n');
+  process.stdout.write((format === 'json' ? JSON.stringify({ ...tpl, clones }, null, 2) : renderTemplate(tpl, clones, format)) + '\n');
 }
 
 export function rm(t: TableDb, name: string, force: boolean): void {
@@ -50,6 +55,46 @@ function describe(c: Clone): string {
   return parts.join(', ');
 }
 
+/** A clone as `template clone --json` reports it. */
+export interface CloneSummary {
+  aid: string;
+  command: string[];
+  /** From starting to make it to its first process started. */
+  readyMs: number;
+  /** Of that, filling its own shared memory from the snapshot. */
+  copyMs: number;
+  /** The template's segments mapped into it. */
+  shared: number;
+  segments: number;
+  shmBytes: number;
+  sems: number;
+  queues: number;
+  messages: number;
+  /** Ports leased to it, as "9090/tcp -> 20001". */
+  ports: string[];
+  publish: { public: number; virtual: number }[];
+  redirects: { from: string; to: string }[];
+}
+
+function summary(c: Clone, ms: number): CloneSummary {
+  const r = c.restored;
+  return {
+    aid: c.aid,
+    command: c.command,
+    readyMs: Number(ms.toFixed(1)),
+    copyMs: Number((r.copySeconds * 1000).toFixed(1)),
+    shared: r.shared,
+    segments: r.segments,
+    shmBytes: r.shmBytes,
+    sems: r.sems,
+    queues: r.queues,
+    messages: r.messages,
+    ports: c.leases,
+    publish: c.publish.map((p) => ({ public: p.public, virtual: p.virtual })),
+    redirects: c.redirects.map((x) => ({ from: x.from, to: x.to })),
+  };
+}
+
 /**
  * `appshot template clone NAME -n N [-- CMD]`: makes and starts the clones
  * one by one, each all or nothing, and supervises them all until each has
@@ -58,11 +103,12 @@ function describe(c: Clone): string {
 export async function clone(
   t: TableDb,
   name: string,
-  opts: { count: number; command?: string[]; home: string; balance: Balance; portRange: { lo: number; hi: number } },
+  opts: { count: number; command?: string[]; home: string; balance: Balance; portRange: { lo: number; hi: number }; json?: boolean },
 ): Promise<number> {
   const tpl = loadTemplate(t.home, name);
   const runs: Promise<number>[] = [];
   const made: string[] = [];
+  const summaries: CloneSummary[] = [];
   let failure: AppshotError | undefined;
   let next = 1;
   const began = performance.now();
@@ -93,6 +139,7 @@ export async function clone(
     // Ready: every object made and filled, its first process started.
     const ms = performance.now() - started;
     const copy = c.restored.copySeconds * 1000;
+    summaries.push(summary(c, ms));
     process.stderr.write(`appshot: clone '${c.aid}' of template '${name}' ready in ${ms.toFixed(1)} ms (copying ${copy.toFixed(1)} ms of it): ${describe(c)}\n`);
   }
   if (failure) {
@@ -104,6 +151,8 @@ export async function clone(
     const which = made.length === 1 ? `clone '${made[0]}' of template '${name}' is` : `all ${made.length} clones of template '${name}' are`;
     process.stderr.write(`appshot: ${which} running, made in ${((performance.now() - began) / 1000).toFixed(2)} s\n`);
   }
+  // With --json, what was made, once, before the clones' own output goes on.
+  if (opts.json) process.stdout.write(JSON.stringify({ template: name, requested: opts.count, clones: summaries, error: failure?.message ?? null }) + '\n');
   const codes = await Promise.all(runs);
   t.env.close();
   return failure ? failure.exitCode : (codes.find((c) => c !== 0) ?? 0);

@@ -41,8 +41,11 @@ describe('the table inspector', () => {
     expect(tablesJson(home, ['--state', 'ended', '--type', 'sem', '--vrid', '7'])).toEqual([expect.objectContaining({ aid: 'beta', virtual: 7 })]);
     expect(tablesJson(home, ['--vrid', '25']).map((r) => r.aid)).toEqual(['alpha']);
     const none = appshot(home, ['tables', '--aid', 'nobody']);
-    expect(none.code).toBe(0);
-    expect(none.stdout).toMatch(/AID.*type.*virtual/);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toMatch(/no application 'nobody'/);
+    const empty = appshot(home, ['tables', '--aid', 'beta', '--type', 'msg']);
+    expect(empty.code).toBe(0);
+    expect(empty.stdout).toMatch(/AID.*type.*virtual/);
     expect(tablesJson(home, ['--state', 'running', '--type', 'sem'])).toEqual([]);
     expect(appshot(home, ['tables', '--type', 'msg', '--csv']).stdout).toBe('aid,type,virtual,system,key,creator,created\n');
   });
@@ -99,11 +102,11 @@ describe('the table inspector', () => {
     expect(csv[1]).toBe(`big,sem,1,1000000,private,1,${new Date(1_700_000_000_001).toISOString()}`);
   });
 
-  it('--watch redraws in place until interrupted', async () => {
+  it('--watch redraws until interrupted (into a pipe, frame after frame)', async () => {
     const home = makeHome();
     fill(home, FILLED);
     const w = appshotAsync(home, ['tables', '--watch', '0.2', '--limit', '5']);
-    await waitFor(w.out, /(\x1b\[H\x1b\[2J[^]*){3}/);
+    await waitFor(w.out, /(appshot tables, every 0\.2 s[^]*){3}/);
     w.child.kill('SIGINT');
     const r = await w.done;
     expect(r.code).toBe(0);

@@ -256,7 +256,7 @@ print('bound and connected', flush=True)
       { aid: 'web-1', type: 'path', virtual: '/srv/app/data', system: '/srv/data/web-1', key: null, creator: null },
     ]);
     expect(tablesJson(home).filter((x) => x.type === 'path')).toHaveLength(2);
-    expect(appshot(home, ['tables', '--type', 'path']).stdout).toMatch(/web-1 +│ path +│ \/srv\/app\/config +│ \/srv\/app\/web-1\/config/);
+    expect(appshot(home, ['tables', '--type', 'path']).stdout).toMatch(/web-1 +path +\/srv\/app\/config +\/srv\/app\/web-1\/config/);
     expect(appshot(home, ['gc', '--kept']).code).toBe(0);
     expect(tablesJson(home, ['--type', 'path'])).toEqual([]);
     // Not kept: gone at the end.

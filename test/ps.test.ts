@@ -51,11 +51,11 @@ describe('appshot ps', () => {
     ];
     expect(psJson(home)).toEqual(expected);
     expect(psJson(home, ['--aid', 'psx'])).toEqual(expected);
-    expect(psJson(home, ['--aid', 'other'])).toEqual([]);
+    expect(appshot(home, ['ps', '--aid', 'other', '--json']).code).toBe(1); // no application 'other'
 
     const human = appshot(home, ['ps']).stdout;
-    expect(human).toMatch(/AID\s*│ VPID\s*│ SPID\s*│ PPID\s*│ STAT\s*│ COMMAND/);
-    expect(human).toMatch(new RegExp(`│ psx\\s*│ ${VPID + 1}\\s*│ ${child}\\s*│ ${VPID}\\s*│ S\\s*│ ${command}`));
+    expect(human).toMatch(/^AID +VPID +SPID +PPID +STAT +COMMAND$/m);
+    expect(human).toMatch(new RegExp(`^psx +${VPID + 1} +${child} +${VPID} +S +${command}$`, 'm'));
     expect(human).not.toContain(String(dead));
     expect(human).not.toContain(String(VPID + 3));
 
@@ -67,13 +67,16 @@ describe('appshot ps', () => {
     expect(psJson(home)).toEqual([]);
   });
 
-  it('shows an empty table for an AID with no processes and refuses an invalid AID with exit 2', () => {
+  it('shows an empty table for an AID with no processes, refuses an AID of no application with exit 1 and an invalid AID with exit 2', () => {
     const home = makeHome();
-    appshot(home, ['run', '--', 'true']);
-    const r = appshot(home, ['ps', '--aid', 'nobody']);
+    appshot(home, ['run', '--aid', 'quiet', '--', 'true']);
+    const r = appshot(home, ['ps', '--aid', 'quiet']);
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/AID\s*│ VPID/);
-    expect(r.stdout).not.toMatch(/nobody/);
+    expect(r.stdout).toMatch(/^AID +VPID/);
+    expect(r.stdout).not.toMatch(/quiet/);
+    const nobody = appshot(home, ['ps', '--aid', 'nobody']);
+    expect(nobody.code).toBe(1);
+    expect(nobody.stderr).toMatch(/no application 'nobody'/);
     expect(appshot(home, ['ps', '--aid', '../x']).code).toBe(2);
   });
 });

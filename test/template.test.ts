@@ -239,7 +239,7 @@ describe('template bad input and limits', () => {
     }
     const apps = JSON.parse(appshot(home, ['tables', '--apps', '--json']).stdout).map((a: { aid: string }) => a.aid);
     expect(apps.sort()).toEqual(['pr-1', 'pr-2', 'template.pr']);
-    expect(appshot(home, ['tables', '--json', '--aid', 'pr-3']).stdout.trim()).toBe('[]');
+    expect(appshot(home, ['tables', '--json', '--aid', 'pr-3']).stderr).toMatch(/no application 'pr-3'/);
     expect(appshot(home, ['template', 'rm', 'pr']).code).toBe(0);
   });
 

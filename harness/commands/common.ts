@@ -1,4 +1,6 @@
+import { Option } from 'commander';
 import { EXIT } from '../../ts/errors.js';
+import { FORMATS, type Format } from '../views/format.js';
 
 /** The exit code the command line ends with: a command that has one to
  * give (the application's status, a check's verdict) sets it. */
@@ -10,3 +12,18 @@ export function collect(value: string, previous: string[]): string[] {
 }
 
 export const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+
+/** --format on a command that prints a table; --json (and --csv) are its
+ * old spellings, refused beside it. */
+export function formatOption(formats: readonly Format[] = FORMATS): Option {
+  const what: Record<Format, string> = {
+    plain: 'plain (aligned columns, the default when stdout is not a terminal)',
+    table: 'table (boxed, the default on a terminal)',
+    json: 'json (as --json)',
+    csv: 'csv (as --csv)',
+  };
+  return new Option('--format <format>', `how to print: ${formats.map((f) => what[f]).join(', ')}`).choices(formats).conflicts(['json', 'csv']);
+}
+
+/** --json on a command that reports a result: the result as JSON on stdout. */
+export const JSON_HELP = 'print the result as JSON on stdout, for scripts';

@@ -2,6 +2,8 @@ import type { Command } from 'commander';
 import { checkAid } from '../../ts/aid.js';
 import { AppshotError, EXIT } from '../../ts/errors.js';
 import { resolveHome } from '../../ts/home.js';
+import { type Format, formatOf } from '../views/format.js';
+import { formatOption } from './common.js';
 
 export function register(program: Command): void {
   program
@@ -10,8 +12,11 @@ export function register(program: Command): void {
     .description(
       'show one application whole: state, harness and supervisor, processes, objects (shared memory with size and attachments), ports, pools, path redirections, template, identity mode, command, when it started and ended',
     )
-    .option('--json', 'print it as one JSON object', false)
-    .action(async (aid: string, o: { json: boolean }) => {
+    .usage('AID [--format plain|table|json | --json]')
+    .addOption(formatOption(['plain', 'table', 'json']))
+    .option('--json', 'print it as one JSON object (--format json)', false)
+    .action(async (aid: string, o: { json: boolean; format?: Format }) => {
+      const format = formatOf(o);
       checkAid(aid);
       const [{ appDetail, renderApp, tablesMade }, { openTableDb }] = await Promise.all([import('../views/app.js'), import('../../ts/tabledb.js')]);
       const home = resolveHome();
@@ -21,6 +26,6 @@ export function register(program: Command): void {
       if (!tablesMade(home)) throw none();
       const detail = await appDetail(openTableDb(home), aid);
       if (!detail) throw none();
-      process.stdout.write((o.json ? JSON.stringify(detail, null, 2) : renderApp(detail)) + '\n');
+      process.stdout.write((format === 'json' ? JSON.stringify(detail, null, 2) : renderApp(detail, format === 'csv' ? 'plain' : format)) + '\n');
     });
 }

@@ -1,31 +1,43 @@
 import type { Command } from 'commander';
 import { checkAid } from '../../ts/aid.js';
 import { resolveHome } from '../../ts/home.js';
+import { type Format, formatOf } from '../views/format.js';
+import { formatOption } from './common.js';
 
 export function register(program: Command): void {
   program
     .command('ps')
     .description("show each application's processes (virtual and system PID, parent, state, command), its ports and the pools it publishes into")
+    .usage('[--aid NAME] [--format plain|table|json|csv | --json]')
     .option('--aid <name>', 'only this application')
-    .option('--json', 'print the processes as JSON for scripts', false)
-    .action(async (o: { aid?: string; json: boolean }) => {
+    .addOption(formatOption())
+    .option('--json', 'print the processes as JSON for scripts (--format json)', false)
+    .action(async (o: { aid?: string; json: boolean; format?: Format }) => {
       if (o.aid !== undefined) checkAid(o.aid);
-      const [{ openTableDb }, { processRows, renderProcesses }, { poolRows, portRows, renderPools, renderPorts }] = await Promise.all([
+      const format = formatOf(o);
+      const [{ openTableDb }, { processRows, renderProcesses, unsupervisedNotes }, { poolRows, portRows, renderPools, renderPorts }, { requireApp }] = await Promise.all([
         import('../../ts/tabledb.js'),
         import('../views/processes.js'),
         import('../views/ports.js'),
+        import('../views/apps.js'),
       ]);
       const t = openTableDb(resolveHome());
+      if (o.aid !== undefined) requireApp(t, o.aid);
       // A row of a process that is gone is stale, not a process: not shown.
       const rows = [...processRows(t, { aid: o.aid })].filter((r) => r.state !== 'gone');
-      if (o.json) {
+      if (format === 'json') {
         process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
         return;
       }
-      process.stdout.write(renderProcesses(rows) + '\n');
+      process.stdout.write(renderProcesses(rows, format) + '\n');
+      if (format === 'csv') {
+        // The processes alone, as --json; a note about them goes to stderr.
+        for (const note of unsupervisedNotes(rows)) process.stderr.write(`appshot: ${note}\n`);
+        return;
+      }
       const ports = portRows(t, { aid: o.aid });
-      if (ports.length) process.stdout.write('\nPorts:\n' + renderPorts(ports) + '\n');
+      if (ports.length) process.stdout.write('\nPorts:\n' + renderPorts(ports, format) + '\n');
       const pools = await poolRows(t, { aid: o.aid });
-      if (pools.length) process.stdout.write('\nPools behind published ports:\n' + renderPools(pools) + '\n');
+      if (pools.length) process.stdout.write('\nPools behind published ports:\n' + renderPools(pools, format) + '\n');
     });
 }

@@ -7,12 +7,13 @@ import { mib, outcome } from './common.js';
 export function register(program: Command): void {
   program
     .command('restore')
-    .description("restore an application from a snapshot under new system IDs, then start its command (FIG. 6); all or nothing")
-    .usage('FILE [--aid NAME] [-- CMD [ARGS...]]')
+    .description("restore an application from a snapshot under new system IDs, then start its command; all or nothing: a restore that fails leaves nothing behind")
+    .usage('FILE [--aid NAME] [--json] [-- CMD [ARGS...]]')
     .argument('<file>', 'the snapshot')
     .argument('[cmd...]', 'the command to start instead of the saved one')
     .option('--aid <name>', "the application ID (default: the snapshot's)")
-    .action(async (file: string, cmd: string[], o: { aid?: string }) => {
+    .option('--json', "print what was restored as one line of JSON on stdout before the command starts (the command's own output follows it)", false)
+    .action(async (file: string, cmd: string[], o: { aid?: string; json: boolean }) => {
       if (o.aid !== undefined) checkAppAid(o.aid);
       (await import('../../ts/snapfile.js')).SnapReader.check(file); // before the home is made
       const home = ensureHome(resolveHome());
@@ -25,10 +26,16 @@ export function register(program: Command): void {
       const t = openTableDb(home, { create: true });
       const given = cmd.length ? cmd : undefined;
       const r = restore(t, file, { aid: o.aid, command: given, progress: terminalProgress('restoring shared memory') });
-      process.stderr.write(
-        `appshot: restored '${r.aid}' from ${file}: ${r.sems} semaphore set(s), ${r.segments} segment(s) (${mib(r.shmBytes)}), ${r.queues} queue(s) (${r.messages} message(s)) in ${r.seconds.toFixed(2)} s\n`,
-      );
       const m = r.meta;
+      if (o.json) {
+        // One line, first: `| head -1` takes it apart from the application's output.
+        const { meta: _meta, ...counts } = r;
+        process.stdout.write(JSON.stringify({ ...counts, file, command: given ?? m.command }) + '\n');
+      } else {
+        process.stderr.write(
+          `appshot: restored '${r.aid}' from ${file}: ${r.sems} semaphore set(s), ${r.segments} segment(s) (${mib(r.shmBytes)}), ${r.queues} queue(s) (${r.messages} message(s)) in ${r.seconds.toFixed(2)} s\n`,
+        );
+      }
       const opts = { home, keep: false, noIdentity: m.noIdentity, publish: m.publish, balance: 'rr' as const, portRange: S.PORT_RANGE_DEFAULT, redirects: m.redirects ?? [] };
       outcome.exitCode = await runRegistered(t, r.aid, given ?? m.command, opts, { firstVpid: m.firstVpid, ...(given ? {} : { env: m.env, cwd: m.cwd }) });
     });

@@ -40,7 +40,7 @@ export function register(program: Command): void {
   program
     .command('run')
     .description('run CMD as an application whose IPC IDs and keys are virtual')
-    .usage('[--aid NAME] [--keep] [--publish PUBLIC:VIRTUAL]... [--redir FROM=TO]... -- CMD [ARGS...]')
+    .usage('[--aid NAME] [--keep] [--no-identity] [--publish PUBLIC:VIRTUAL]... [--balance rr|lc] [--port-range LO-HI] [--redir FROM=TO]... -- CMD [ARGS...]')
     .option('--aid <name>', 'application ID (default: a new one, app-N)')
     .option('--keep', 'leave kernel objects and tables when the application ends, for a later snapshot', false)
     .addOption(new Option('--no-identity', 'never let a virtual ID equal its system ID (to test what a restored application sees)'))

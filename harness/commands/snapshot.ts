@@ -1,23 +1,31 @@
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { checkAid } from '../../ts/aid.js';
 import { AppshotError, EXIT } from '../../ts/errors.js';
 import { resolveHome } from '../../ts/home.js';
-import { mib } from './common.js';
+import { type Format, formatOf } from '../views/format.js';
+import { JSON_HELP, formatOption, mib } from './common.js';
 
 export function register(program: Command): void {
   const snapshotCommand = program
     .command('snapshot')
-    .description("capture an application's state through its virtual IDs into FILE (FIG. 5): tables, semaphore values, segment contents, queued messages, ports, command line, environment")
-    .usage('AID -o FILE [--stop] | inspect FILE [--json]')
+    .description(
+      "capture an application's state through its virtual IDs into FILE, to restore or clone it later: tables, semaphore values, segment contents, queued messages, ports, command line, environment",
+    )
+    .usage('AID -o FILE [--stop] [--json]\n       appshot snapshot inspect FILE [--format plain|table|json|csv | --json]')
     .argument('<aid>', 'the application')
     .option('-o, --output <file>', 'where to write the snapshot (required)')
     .option('--stop', 'then end the application: its processes and kernel objects', false)
-    .action(async (aid: string, o: { output?: string; stop: boolean }) => {
+    .option('--json', JSON_HELP + ': what was captured, the file, the time', false)
+    .action(async (aid: string, o: { output?: string; stop: boolean; json: boolean }) => {
       checkAid(aid);
       if (!o.output) throw new AppshotError(`say where to write the snapshot: appshot snapshot ${aid} -o FILE`, EXIT.usage);
       const [{ openTableDb }, { snapshot }, { terminalProgress }] = await Promise.all([import('../../ts/tabledb.js'), import('../../ts/snapshot.js'), import('../../ts/progress.js')]);
       const t = openTableDb(resolveHome());
       const s = await snapshot(t, aid, o.output, { stop: o.stop, progress: terminalProgress('capturing shared memory') });
+      if (o.json) {
+        process.stdout.write(JSON.stringify({ aid, ...s, stopped: o.stop }, null, 2) + '\n');
+        return;
+      }
       const rate = s.shmBytes >= 2 ** 20 ? `, ${(s.shmBytes / 1e9 / s.seconds).toFixed(2)} GB/s` : '';
       process.stdout.write(
         `snapshot of '${aid}' written to ${o.output}: ${s.sems} semaphore set(s), ${s.segments} segment(s) (${mib(s.shmBytes)}), ${s.queues} queue(s) (${s.messages} message(s)), ${s.processes} process(es) ${o.stop ? 'ended' : 'resumed'}; ${s.seconds.toFixed(2)} s${rate}\n`,
@@ -27,11 +35,14 @@ export function register(program: Command): void {
   snapshotCommand
     .command('inspect')
     .description('list what a snapshot holds, checking every section, without restoring it')
+    .usage('FILE [--format plain|table|json|csv | --json]')
     .argument('<file>', 'the snapshot')
-    .option('--json', 'print JSON for scripts', false)
-    .action(async (file: string, o: { json: boolean }) => {
+    .addOption(formatOption())
+    .addOption(new Option('--json', 'print JSON for scripts (--format json)').default(false))
+    .action(async (file: string, o: { json: boolean; format?: Format }) => {
+      const format = formatOf(o);
       const [{ inspectSnapshot }, { renderSnapshot }] = await Promise.all([import('../../ts/snapcontents.js'), import('../views/snapshots.js')]);
       const report = inspectSnapshot(file);
-      process.stdout.write(o.json ? JSON.stringify(report, null, 2) + '\n' : renderSnapshot(report) + '\n');
+      process.stdout.write((format === 'json' ? JSON.stringify(report, null, 2) : renderSnapshot(report, format)) + '\n');
     });
 }

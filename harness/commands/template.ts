@@ -3,7 +3,8 @@ import { AppshotError, EXIT } from '../../ts/errors.js';
 import { ensureHome, resolveHome } from '../../ts/home.js';
 import type { Balance } from '../../ts/pool.js';
 import * as S from '../../tables/schema.js';
-import { outcome } from './common.js';
+import { type Format, formatOf } from '../views/format.js';
+import { JSON_HELP, formatOption, outcome } from './common.js';
 
 async function templateTables(create = false) {
   const home = create ? ensureHome(resolveHome()) : resolveHome();
@@ -14,8 +15,16 @@ async function templateTables(create = false) {
 export function register(program: Command): void {
   const templateCommand = program
     .command('template')
-    .description('snapshot virtual templates (FIGs. 7-9): make one from a snapshot and rules, clone many instances from it')
-    .usage('create NAME --from SNAPSHOT [--rules FILE] | clone NAME [-n N] [-- CMD] | list | inspect NAME | rm NAME');
+    .description(
+      'templates: make one from a snapshot and rules (which resources clones share, copy, renumber or pool), then start many clones of it, each a new application',
+    )
+    .usage(
+      'create NAME --from SNAPSHOT [--rules FILE] [--json]\n' +
+        '       appshot template clone NAME [-n N] [--balance rr|lc] [--port-range LO-HI] [--json] [-- CMD [ARGS...]]\n' +
+        '       appshot template list [--format plain|table|json|csv | --json]\n' +
+        '       appshot template inspect NAME [--format plain|table|json|csv | --json]\n' +
+        '       appshot template rm NAME [--force]',
+    );
 
   templateCommand
     .command('create')
@@ -23,47 +32,54 @@ export function register(program: Command): void {
     .argument('<name>', 'the template name')
     .requiredOption('--from <snapshot>', 'the snapshot of the warmed-up application')
     .option('--rules <file>', 'the rules: DEFINE, REDIR PATH, SET ENV, SHARE, DUPLICATE, VIRTUALIZE, MULTIPLEX')
-    .action(async (name: string, o: { from: string; rules?: string }) => {
+    .option('--json', JSON_HELP + ': the template as template inspect --json prints it', false)
+    .usage('NAME --from SNAPSHOT [--rules FILE] [--json]')
+    .action(async (name: string, o: { from: string; rules?: string; json: boolean }) => {
       (await import('../../ts/template.js')).checkInputs(name, o.from, o.rules); // before the home is made
       const { t, cmd } = await templateTables(true);
-      cmd.create(t, name, o.from, o.rules);
+      cmd.create(t, name, o.from, o.rules, o.json);
     });
 
   templateCommand
     .command('clone')
     .description('clone N instances of template NAME, each a new application started at once, and supervise them until each ends')
-    .usage('NAME [-n N] [--port-range LO-HI] [-- CMD [ARGS...]]')
+    .usage('NAME [-n N] [--balance rr|lc] [--port-range LO-HI] [--json] [-- CMD [ARGS...]]')
     .argument('<name>', 'the template')
     .argument('[cmd...]', 'the command each clone starts instead of the saved one')
     .option('-n, --count <n>', 'how many clones', '1')
     .addOption(new Option('--balance <policy>', 'how the pool of a multiplexed port picks the clone for each connection').choices(['rr', 'lc']).default('rr'))
     .option('--port-range <lo-hi>', 'system ports for the clones\' virtualized ports', `${S.PORT_RANGE_DEFAULT.lo}-${S.PORT_RANGE_DEFAULT.hi}`)
-    .action(async (name: string, cmd: string[], o: { count: string; balance: Balance; portRange: string }) => {
+    .option('--json', 'once the clones are made, print them as one line of JSON on stdout (their own output follows it)', false)
+    .action(async (name: string, cmd: string[], o: { count: string; balance: Balance; portRange: string; json: boolean }) => {
       const count = Number(o.count);
       if (!Number.isSafeInteger(count) || count < 1 || count > 10000) throw new AppshotError(`-n ${o.count}: give the number of clones, from 1 to 10000`, EXIT.usage);
       const { parsePortRange } = await import('../../ts/pool.js');
       const portRange = parsePortRange(o.portRange);
       const { home, t, cmd: tc } = await templateTables();
-      outcome.exitCode = await tc.clone(t, name, { count, command: cmd.length ? cmd : undefined, home, balance: o.balance, portRange });
+      outcome.exitCode = await tc.clone(t, name, { count, command: cmd.length ? cmd : undefined, home, balance: o.balance, portRange, json: o.json });
     });
 
   templateCommand
     .command('list')
     .description('the templates, their resources by class and their running clones')
-    .option('--json', 'print JSON for scripts', false)
-    .action(async (o: { json: boolean }) => {
+    .usage('[--format plain|table|json|csv | --json]')
+    .addOption(formatOption())
+    .option('--json', 'print JSON for scripts (--format json)', false)
+    .action(async (o: { json: boolean; format?: Format }) => {
       const { t, cmd } = await templateTables();
-      cmd.list(t, o.json);
+      cmd.list(t, formatOf(o));
     });
 
   templateCommand
     .command('inspect')
     .description("every resource of a template with the class it got and why, its rules, its shared segments and running clones")
+    .usage('NAME [--format plain|table|json|csv | --json]')
     .argument('<name>', 'the template')
-    .option('--json', 'print JSON for scripts', false)
-    .action(async (name: string, o: { json: boolean }) => {
+    .addOption(formatOption())
+    .option('--json', 'print JSON for scripts (--format json)', false)
+    .action(async (name: string, o: { json: boolean; format?: Format }) => {
       const { t, cmd } = await templateTables();
-      cmd.inspect(t, name, o.json);
+      cmd.inspect(t, name, formatOf(o));
     });
 
   templateCommand

@@ -1,6 +1,5 @@
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
-import Table from 'cli-table3';
 import { processAlive, processesOf } from '../../ts/procinfo.js';
 import type { PruneReport } from '../../ts/prune.js';
 import { isSupervisor, unsupervised } from '../../ts/supervision.js';
@@ -11,7 +10,9 @@ import { type TableDb, fwdRows } from '../../ts/tabledb.js';
 import { describeCleanup } from '../report.js';
 import { type PoolRow, type PortRow, poolRows, portRows, renderPools, renderPorts } from './ports.js';
 import { type ProcessRow, processRows, renderProcesses } from './processes.js';
+import type { CellFormat } from './format.js';
 import { type TranslationRow, View, renderTable } from './inspect.js';
+import { renderRows } from './table.js';
 import * as S from '../../tables/schema.js';
 
 /**
@@ -169,7 +170,7 @@ function section(heading: string, body: string | null): string {
 /** The application's sections: its summary, then processes, objects (and
  * shared memory sizes), ports, pools and redirections, each as `ps` and
  * `tables` draw them. */
-export function renderApp(d: AppDetail): string {
+export function renderApp(d: AppDetail, format: CellFormat): string {
   const state = d.unsupervised ? `${d.state}, unsupervised (${d.unsupervised})` : d.state;
   const head: [string, string][] = [
     ['application', d.aid],
@@ -185,7 +186,7 @@ export function renderApp(d: AppDetail): string {
   const out = [fields(head)];
 
   const processes = d.processes.map((p) => ({ aid: d.aid, ...p, ...(d.unsupervised ? { unsupervised: d.unsupervised } : {}) }));
-  out.push(section('Processes', processes.length ? renderProcesses(processes) : null));
+  out.push(section('Processes', processes.length ? renderProcesses(processes, format) : null));
 
   const objects: TranslationRow[] = d.objects.map((o) => ({
     aid: d.aid,
@@ -197,19 +198,17 @@ export function renderApp(d: AppDetail): string {
     created: o.created,
     removed: o.removed,
   }));
-  out.push(section('Objects', objects.length ? renderTable(objects) : null));
+  out.push(section('Objects', objects.length ? renderTable(objects, format) : null));
   const segments = d.objects.filter((o) => o.type === 'shm');
   if (segments.length) {
-    const table = new Table({ head: ['VIRTUAL', 'SYSTEM', 'SIZE', 'ATTACHED'], style: { head: [], border: [] } });
-    for (const s of segments)
-      table.push([String(s.vrid), String(s.srid), s.size == null ? 'gone' : String(s.size), s.attachments == null ? '' : String(s.attachments)]);
-    out.push(section('Shared memory segments', table.toString()));
+    const rows = segments.map((s) => [String(s.vrid), String(s.srid), s.size == null ? 'gone' : String(s.size), s.attachments == null ? '' : String(s.attachments)]);
+    out.push(section('Shared memory segments', renderRows(['VIRTUAL', 'SYSTEM', 'SIZE', 'ATTACHED'], rows, format)));
   }
 
-  out.push(section('Ports', d.ports.length ? renderPorts(d.ports.map((p) => ({ aid: d.aid, ...p }))) : null));
-  if (d.pools.length) out.push(section('Pools behind published ports', renderPools(d.pools)));
+  out.push(section('Ports', d.ports.length ? renderPorts(d.ports.map((p) => ({ aid: d.aid, ...p })), format) : null));
+  if (d.pools.length) out.push(section('Pools behind published ports', renderPools(d.pools, format)));
   const redirections: TranslationRow[] = d.redirections.map((r) => ({ aid: d.aid, type: 'path', virtual: r.from, system: r.to, key: null, creator: null, created: d.started }));
-  out.push(section('Path redirections', redirections.length ? renderTable(redirections) : null));
+  out.push(section('Path redirections', redirections.length ? renderTable(redirections, format) : null));
   return out.join('\n');
 }
 

@@ -1,9 +1,11 @@
-import Table from 'cli-table3';
 import type { Transaction } from 'lmdb';
 import { type TableDb, prefixRange } from '../../ts/tabledb.js';
 import { isIpcType } from '../../ts/sysv/ipctype.js';
 import type { SortField } from './filters.js';
 import * as S from '../../tables/schema.js';
+import { type CellFormat, csvLine, renderRows } from './table.js';
+
+export { csvHeader } from './table.js';
 
 /**
  * The administrator's view of the tables: applications, and translations
@@ -130,7 +132,7 @@ export class View {
     }
   }
 
-  /** The row owning a system ID (the reverse table, FIG. 13); a port's
+  /** The row owning a system ID (the reverse table); a port's
    * under TCP and UDP both. */
   private *bySrid(srid: number, codes: number[]): Generator<TranslationRow & { vrid: number }> {
     for (const type of codes) {
@@ -241,32 +243,22 @@ function cells(r: TranslationRow): string[] {
 export const TRANSLATION_COLUMNS = ['AID', 'type', 'virtual', 'system', 'key', 'creator', 'created'];
 export const APP_COLUMNS = ['AID', 'state', 'processes', 'created', 'template', 'command'];
 
+const appCells = (r: AppRow) => [r.aid, r.state, String(r.processes), r.created, r.template ?? '', r.command];
+
 /** IDs print in decimal, keys in hex as ipcs prints them. */
-export function renderTable(rows: TranslationRow[]): string {
-  const table = new Table({ head: TRANSLATION_COLUMNS, style: { head: [], border: [] } });
-  for (const r of rows) table.push(cells(r));
-  return table.toString();
+export function renderTable(rows: TranslationRow[], format: CellFormat): string {
+  return renderRows(TRANSLATION_COLUMNS, rows.map(cells), format);
 }
 
-export function renderApps(rows: AppRow[]): string {
-  const table = new Table({ head: APP_COLUMNS, style: { head: [], border: [] } });
-  for (const r of rows) table.push([r.aid, r.state, String(r.processes), r.created, r.template ?? '', r.command]);
-  return table.toString();
-}
-
-function csvField(s: string): string {
-  return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+export function renderApps(rows: AppRow[], format: CellFormat): string {
+  return renderRows(APP_COLUMNS, rows.map(appCells), format);
 }
 
 /** A CSV line of a translation (keys in hex, as in the table). */
 export function csvTranslation(r: TranslationRow): string {
-  return cells(r).map(csvField).join(',');
+  return csvLine(cells(r));
 }
 
 export function csvApp(r: AppRow): string {
-  return [r.aid, r.state, String(r.processes), r.created, r.template ?? '', r.command].map(csvField).join(',');
-}
-
-export function csvHeader(columns: string[]): string {
-  return columns.map((c) => csvField(c.toLowerCase())).join(',');
+  return csvLine(appCells(r));
 }

@@ -1,7 +1,7 @@
-import Table from 'cli-table3';
 import { BALANCE_NAMES, type PoolStatus, poolStatus } from '../../ts/pool.js';
 import { type TableDb, appRows, fwdRows } from '../../ts/tabledb.js';
 import * as S from '../../tables/schema.js';
+import { type CellFormat, renderRows } from './table.js';
 
 export interface PortRow {
   aid: string;
@@ -65,23 +65,19 @@ export async function poolRows(t: TableDb, f: { aid?: string }): Promise<PoolRow
   });
 }
 
-export function renderPorts(rows: PortRow[]): string {
-  const table = new Table({ head: ['AID', 'PROTO', 'VIRTUAL', 'SYSTEM', 'PUBLISHED'], style: { head: [], border: [] } });
-  for (const r of rows) table.push([r.aid, r.proto, String(r.virtual), r.system ? String(r.system) : 'not bound', r.published === null ? '' : String(r.published)]);
-  return table.toString();
+export function renderPorts(rows: PortRow[], format: CellFormat): string {
+  const cells = rows.map((r) => [r.aid, r.proto, String(r.virtual), r.system ? String(r.system) : 'not bound', r.published === null ? '' : String(r.published)]);
+  return renderRows(['AID', 'PROTO', 'VIRTUAL', 'SYSTEM', 'PUBLISHED'], cells, format);
 }
 
 /** One line per instance of each pool, one for a pool with none. */
-export function renderPools(rows: PoolRow[]): string {
-  const table = new Table({
-    head: ['PUBLIC', 'BALANCE', 'AID', 'VIRTUAL', 'SYSTEM', 'SPID', 'ACTIVE', 'HANDED', 'WAITING'],
-    style: { head: [], border: [] },
-  });
+export function renderPools(rows: PoolRow[], format: CellFormat): string {
+  const table: string[][] = [];
   for (const p of rows) {
     const balance = p.running ? BALANCE_NAMES[p.balance as keyof typeof BALANCE_NAMES] ?? p.balance : 'not running';
     if (!p.instances.length) table.push([String(p.public), balance, p.applications.join(', '), '', '', '', '', '', String(p.held)]);
     for (const i of p.instances)
       table.push([String(p.public), balance, i.aid, String(i.vport), String(i.sport), String(i.spid), String(i.active), String(i.handed), String(i.unacked)]);
   }
-  return table.toString();
+  return renderRows(['PUBLIC', 'BALANCE', 'AID', 'VIRTUAL', 'SYSTEM', 'SPID', 'ACTIVE', 'HANDED', 'WAITING'], table, format);
 }

@@ -1,8 +1,8 @@
-import Table from 'cli-table3';
 import { type ProcStat, commandLine, procStat } from '../../ts/procinfo.js';
 import { unsupervised } from '../../ts/supervision.js';
 import { type TableDb, fwdRows, getApp } from '../../ts/tabledb.js';
 import * as S from '../../tables/schema.js';
+import { type CellFormat, renderRows } from './table.js';
 
 export interface ProcessRow {
   aid: string;
@@ -72,13 +72,16 @@ const UNSUPERVISED_MEANS: Record<string, string> = {
 };
 
 /** PIDs print in decimal, as ps prints them. An application running
- * unsupervised is said so under the table. */
-export function renderProcesses(rows: ProcessRow[]): string {
-  const table = new Table({ head: ['AID', 'VPID', 'SPID', 'PPID', 'STAT', 'COMMAND'], style: { head: [], border: [] } });
+ * unsupervised is said so under the table (not in CSV: the command says it
+ * on stderr). */
+export function renderProcesses(rows: ProcessRow[], format: CellFormat): string {
+  const table = renderRows(['AID', 'VPID', 'SPID', 'PPID', 'STAT', 'COMMAND'], rows.map((r) => [r.aid, String(r.vpid), String(r.spid), String(r.ppid), r.state, r.command]), format);
+  return format === 'csv' ? table : [table, ...unsupervisedNotes(rows)].join('\n');
+}
+
+/** A line for each application running unsupervised. */
+export function unsupervisedNotes(rows: ProcessRow[]): string[] {
   const notes = new Map<string, string>();
-  for (const r of rows) {
-    table.push([r.aid, String(r.vpid), String(r.spid), String(r.ppid), r.state, r.command]);
-    if (r.unsupervised) notes.set(r.aid, `'${r.aid}' runs unsupervised (${r.unsupervised}): ${UNSUPERVISED_MEANS[r.unsupervised]}`);
-  }
-  return [table.toString(), ...notes.values()].join('\n');
+  for (const r of rows) if (r.unsupervised) notes.set(r.aid, `'${r.aid}' runs unsupervised (${r.unsupervised}): ${UNSUPERVISED_MEANS[r.unsupervised]}`);
+  return [...notes.values()];
 }
