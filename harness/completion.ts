@@ -152,8 +152,13 @@ function answerFor(program: Command, shell: Shell, typed: string[]): Answer {
 
   if (dashDash || (positional > 0 && passesThrough(cmd) && restIsCommand(cmd, positional))) return positionalOf(cmd, positional, cur);
   if (cur.startsWith('-')) {
+    const givenOptions = optionsOf(cmd).filter((o) => given.has(o.long ?? o.short ?? ''));
+    // commander refuses an option beside one it conflicts with: not offered either.
+    const conflictsOf = (o: Option) => (o as Option & { conflictsWith?: string[] }).conflictsWith ?? []; // set by .conflicts(), untyped
+    const conflicts = (o: Option) =>
+      givenOptions.some((g) => conflictsOf(g).includes(o.attributeName()) || conflictsOf(o).includes(g.attributeName()));
     const words = optionsOf(cmd)
-      .filter((o) => !given.has(o.long ?? o.short ?? '') || repeatable(o))
+      .filter((o) => (!given.has(o.long ?? o.short ?? '') || repeatable(o)) && !conflicts(o))
       .flatMap((o) => [o.long, cur.startsWith('--') ? undefined : o.short].filter((f): f is string => !!f).map((f) => ({ value: f, description: o.description })));
     return filter(words, cur);
   }

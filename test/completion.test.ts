@@ -114,9 +114,9 @@ describe('appshot completion bash', () => {
     expect(await bash('completion', '')).toEqual(['bash', 'zsh']);
   });
 
-  it("completes a command's options, leaving out those given", async () => {
+  it("completes a command's options, leaving out those given and those they conflict with", async () => {
     expect(await bash('tables', '--ty')).toEqual(['--type']);
-    expect(await bash('ps', '--')).toEqual(['--aid', '--json', '--help']);
+    expect(await bash('ps', '--')).toEqual(['--aid', '--format', '--json', '--help']);
     expect(await bash('ps', '--json', '--')).toEqual(['--aid', '--help']);
     expect(await bash('template', 'clone', 'webtpl', '-')).toEqual(expect.arrayContaining(['-n', '--count', '--balance', '--port-range']));
     // bash splits 80:8080 into 80, :, 8080, and /a=/b into /a, =, /b.
