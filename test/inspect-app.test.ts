@@ -2,26 +2,10 @@ import { mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { MSGTOOL, SEMTOOL, SHMTOOL, appshot, appshotAsync, makeHome, tablesJson, waitFor } from './helpers.js';
+import type { AppDetail } from '../harness/views/app.js';
 
-interface Detail {
-  aid: string;
-  state: string;
-  unsupervised: string | null;
-  identity: boolean;
-  template: string | null;
-  command: string[];
-  started: string;
-  ended: string | null;
-  harness: { pid: number; running: boolean };
-  supervisor: number | null;
-  processes: { vpid: number; spid: number; ppid: number; state: string; command: string }[];
-  objects: { type: string; vrid: number; srid: number; key: number; removed: boolean; size?: number | null; attachments?: number | null }[];
-  ports: { proto: string; virtual: number; system: number; published: number | null }[];
-  pools: { public: number; applications: string[] }[];
-  redirections: { from: string; to: string }[];
-}
-
-function inspectJson(home: string, aid: string): Detail {
+/** What `inspect --json` prints, read as the library declares it. */
+function inspectJson(home: string, aid: string): AppDetail {
   const r = appshot(home, ['inspect', aid, '--json']);
   if (r.code !== 0) throw new Error(`appshot inspect failed (${r.code}): ${r.stderr}`);
   return JSON.parse(r.stdout);
