@@ -228,8 +228,12 @@ describe('snapshot and restore', () => {
     const file = join(home, 'dying.snap');
     const snap = appshotAsync(home, ['snapshot', 'dying', '-o', file], { APPSHOT_SNAPSHOT_DELAY_MS: '5000' });
     const pid = Number(readFileSync(join(dir, 'pid'), 'utf8'));
-    // Killed while the snapshot holds it stopped, however slow the machine.
+    // Killed while the snapshot holds it stopped, however slow the machine:
+    // stopped, then a second for the snapshot to see it so (a process that
+    // ends before it is seen stopped ended before the snapshot began, and is
+    // rightly not in it), well inside the 5 s the snapshot holds it.
     await waitFor(() => procStat(pid)?.state ?? '', /^T$/);
+    await new Promise((r) => setTimeout(r, 1000));
     process.kill(pid, 'SIGKILL');
     const r = await snap.done;
     expect(r.stderr).toMatch(/application 'dying' (ended|lost a process) during the snapshot/);

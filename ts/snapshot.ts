@@ -61,6 +61,12 @@ function isStopped(pid: number): boolean | undefined {
   return st ? st.state === 'T' || st.state === 't' : undefined;
 }
 
+/** Gone, or killed and not yet reaped by its parent: no state to capture. */
+function isGone(pid: number): boolean {
+  const st = procStat(pid);
+  return !st || st.state === 'Z' || st.state === 'X';
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
@@ -193,7 +199,7 @@ export async function snapshot(t: TableDb, aid: string, file: string, opts: { st
     w.json('rows', rows);
     writeState(w, aid, rows, pids, sum, opts.progress);
     // Still the application's own processes: none ended while we wrote.
-    if (pids.some((p) => isStopped(p) === undefined)) throw new AppshotError(`application '${aid}' lost a process during the snapshot; no snapshot was written`);
+    if (pids.some(isGone)) throw new AppshotError(`application '${aid}' lost a process during the snapshot; no snapshot was written`);
     w.finish();
     written = true;
     sum.seconds = (performance.now() - started) / 1000; // the capture, not the --stop after it
