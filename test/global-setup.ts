@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,9 +26,27 @@ function testProcesses(root: string): number[] {
   return pids;
 }
 
+/** Runs appshot with args under home; resolves when it has ended. */
+function appshotIn(home: string, args: string[]): Promise<void> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI_PATH, ...args], { env: { ...process.env, APPSHOT_HOME: home }, stdio: 'ignore' });
+    child.on('close', () => resolve());
+    child.on('error', () => resolve());
+  });
+}
+
+/** What a failed test may have left in one home: its templates (kept
+ * until removed), then whatever gc removes. */
+async function sweepHome(home: string): Promise<void> {
+  if (existsSync(join(home, 'templates')))
+    for (const f of readdirSync(join(home, 'templates')).filter((f) => f.endsWith('.json'))) await appshotIn(home, ['template', 'rm', '--force', f.slice(0, -5)]);
+  if (existsSync(join(home, 'tables.mdb'))) await appshotIn(home, ['gc', '--kept']);
+}
+
 /** Ends whatever tests left running and lets appshot gc remove what they
- * held, so the kernel holds nothing the suite made. */
-function sweep(root: string): void {
+ * held, so the kernel holds nothing the suite made. The homes are swept a
+ * few at a time: one after another, hundreds of them took minutes. */
+async function sweep(root: string): Promise<void> {
   if (!existsSync(root)) return;
   for (const pid of testProcesses(root)) {
     try {
@@ -37,15 +55,11 @@ function sweep(root: string): void {
       /* gone */
     }
   }
-  for (const name of readdirSync(root)) {
-    const home = join(root, name);
-    const env = { ...process.env, APPSHOT_HOME: home };
-    // Templates are kept until removed: a failed test may leave one.
-    if (existsSync(join(home, 'templates')))
-      for (const f of readdirSync(join(home, 'templates')).filter((f) => f.endsWith('.json')))
-        spawnSync(process.execPath, [CLI_PATH, 'template', 'rm', '--force', f.slice(0, -5)], { env, stdio: 'ignore' });
-    if (existsSync(join(home, 'tables.mdb'))) spawnSync(process.execPath, [CLI_PATH, 'gc', '--kept'], { env, stdio: 'ignore' });
-  }
+  const homes = readdirSync(root).map((name) => join(root, name));
+  const worker = async () => {
+    for (let home = homes.pop(); home; home = homes.pop()) await sweepHome(home);
+  };
+  await Promise.all(Array.from({ length: 6 }, worker));
   rmSync(root, { recursive: true, force: true });
 }
 
@@ -73,8 +87,8 @@ export function setup(): void {
  * removed, and the run fails. On a shared host it may be another
  * program's, made while the suite ran: it is named, never touched.
  */
-export function teardown(): void {
-  sweep(root);
+export async function teardown(): Promise<void> {
+  await sweep(root);
   const appeared = [...ipcObjects()].filter((o) => !before.has(o));
   if (!appeared.length) return;
   if (!privateNamespaces()) {
