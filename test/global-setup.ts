@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CLI_PATH, SHIM_PATH } from '../ts/paths.js';
 import { IPCRM_OPTION, IPC_TYPES, type IpcType } from '../ts/sysv/ipctype.js';
+import { appRows, fwdRows, openTableDb, prefixRange } from '../ts/tabledb.js';
+import * as S from '../tables/schema.js';
 import { kernelObjects } from '../ts/sysv/kernel.js';
 
 /** Whether this run has IPC and network namespaces of its own
@@ -35,12 +37,36 @@ function appshotIn(home: string, args: string[]): Promise<void> {
   });
 }
 
+/** Whether gc has anything to do in home: an application not ended, a
+ * translation row left, a snapshot's stop record or a clone's seeded folder.
+ * Most homes of a finished suite hold none, and a gc each took most of the
+ * sweep's time. */
+function gcHasWork(home: string): boolean {
+  if (!existsSync(join(home, S.TABLES_FILE))) return false;
+  if (existsSync(join(home, 'stops')) && readdirSync(join(home, 'stops')).length) return true;
+  const t = openTableDb(home);
+  try {
+    for (const { app } of appRows(t)) if (app.state !== S.APP_STATE.ended) return true;
+    if (!fwdRows(t).next().done) return true;
+    return t.meta.getKeysCount(prefixRange(Buffer.from('seeded/', 'latin1'))) > 0;
+  } finally {
+    t.env.close();
+  }
+}
+
 /** What a failed test may have left in one home: its templates (kept
  * until removed), then whatever gc removes. */
 async function sweepHome(home: string): Promise<void> {
   if (existsSync(join(home, 'templates')))
     for (const f of readdirSync(join(home, 'templates')).filter((f) => f.endsWith('.json'))) await appshotIn(home, ['template', 'rm', '--force', f.slice(0, -5)]);
-  if (existsSync(join(home, 'tables.mdb'))) await appshotIn(home, ['gc', '--kept']);
+  let work = false;
+  try {
+    work = gcHasWork(home);
+  } catch {
+    // Tables a test damaged on purpose: gc cannot open them either. What
+    // such a home held in the kernel, the leak check after the sweep finds.
+  }
+  if (work) await appshotIn(home, ['gc', '--kept']);
 }
 
 /** Ends whatever tests left running and lets appshot gc remove what they
