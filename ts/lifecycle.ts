@@ -1,6 +1,4 @@
-import { existsSync } from 'node:fs';
 import { constants } from 'node:os';
-import { join } from 'node:path';
 import { appLive, type CleanupReport, endAppInTxn } from './cleanup.js';
 import { AppshotError, EXIT } from './errors.js';
 import { signalPinned, waitAnyExit } from './libc.js';
@@ -77,11 +75,6 @@ export function runningApp(t: TableDb, aid: string, opts: { allowStale?: boolean
   if (!opts.allowStale && !appLive(t, aid, app))
     throw new AppshotError(`application '${aid}' is not running: its harness and every process of it are gone; 'appshot gc' (or 'appshot stop ${aid}') cleans up after it`, EXIT.failure);
   return app;
-}
-
-/** Whether the tables under home exist at all: when not, no application runs. */
-export function tablesExist(home: string): boolean {
-  return existsSync(join(home, S.TABLES_FILE));
 }
 
 /** How a process that joins the application starts, as its first one

@@ -1,5 +1,5 @@
 import { randomInt } from 'node:crypto';
-import { closeSync, constants, mkdtempSync, openSync, rmSync, statSync } from 'node:fs';
+import { closeSync, constants, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase, type RootDatabaseOptionsWithPath } from 'lmdb';
@@ -106,6 +106,11 @@ function unmade(path: string): boolean {
       EXIT.home,
     );
   }
+}
+
+/** Whether anything has run under home: its tables are made. */
+export function tablesMade(home: string): boolean {
+  return !unmade(join(home, S.TABLES_FILE));
 }
 
 export function openTableDb(home: string, opts: { create?: boolean } = {}): TableDb {

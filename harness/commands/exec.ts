@@ -18,9 +18,9 @@ export function register(program: Command): void {
       // Options end at AID, so the '--' after it reaches here: not part of CMD.
       const cmd = given[0] === '--' ? given.slice(1) : given;
       if (!cmd.length) throw new AppshotError(`no command to run in application '${aid}': give it after '--', as in 'appshot exec ${aid} -- ipcs'`, EXIT.usage);
-      const [{ openTableDb }, lc, { supervise }] = await Promise.all([import('../../ts/tabledb.js'), import('../../ts/lifecycle.js'), import('../run.js')]);
+      const [{ openTableDb, tablesMade }, lc, { supervise }] = await Promise.all([import('../../ts/tabledb.js'), import('../../ts/lifecycle.js'), import('../run.js')]);
       const home = resolveHome();
-      if (!lc.tablesExist(home)) throw new AppshotError(`there is no application '${aid}' under ${home}: nothing has run there yet; start it with 'appshot run --aid ${aid} -- CMD'`, EXIT.failure);
+      if (!tablesMade(home)) throw new AppshotError(`there is no application '${aid}' under ${home}: nothing has run there yet; start it with 'appshot run --aid ${aid} -- CMD'`, EXIT.failure);
       const t = openTableDb(home);
       let app, settings;
       try {

@@ -18,7 +18,7 @@ export function register(program: Command): void {
     .action(async (aid: string, o: { json: boolean; format?: Format }) => {
       const format = formatOf(o);
       checkAid(aid);
-      const [{ appDetail, renderApp, tablesMade }, { openTableDb }] = await Promise.all([import('../views/app.js'), import('../../ts/tabledb.js')]);
+      const [{ appDetail, renderApp }, { openTableDb, tablesMade }] = await Promise.all([import('../views/app.js'), import('../../ts/tabledb.js')]);
       const home = resolveHome();
       const none = () =>
         new AppshotError(`no application '${aid}' in ${home}: nothing has run under that AID here; 'appshot tables --apps' lists the applications there are`, EXIT.failure);

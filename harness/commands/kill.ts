@@ -12,10 +12,10 @@ export function register(program: Command): void {
     .option('-s, --signal <signal>', 'the signal: a name (KILL, SIGTERM, usr1) or a number', 'KILL')
     .action(async (aid: string, o: { signal: string }) => {
       checkAppAid(aid);
-      const [{ openTableDb }, lc] = await Promise.all([import('../../ts/tabledb.js'), import('../../ts/lifecycle.js')]);
+      const [{ openTableDb, tablesMade }, lc] = await Promise.all([import('../../ts/tabledb.js'), import('../../ts/lifecycle.js')]);
       const sig = lc.parseSignal(o.signal);
       const home = resolveHome();
-      if (!lc.tablesExist(home)) throw new AppshotError(`there is no application '${aid}' under ${home}: nothing has run there yet`, EXIT.failure);
+      if (!tablesMade(home)) throw new AppshotError(`there is no application '${aid}' under ${home}: nothing has run there yet`, EXIT.failure);
       const t = openTableDb(home);
       try {
         lc.runningApp(t, aid);

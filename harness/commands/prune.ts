@@ -12,7 +12,7 @@ export function register(program: Command): void {
     .option('--dry-run', 'say what would be removed, and change nothing', false)
     .option('--json', 'print the report as JSON', false)
     .action(async (o: { kept: boolean; dryRun: boolean; json: boolean }) => {
-      const [{ prune }, { describePrune, tablesMade }, { openTableDb }] = await Promise.all([
+      const [{ prune }, { describePrune }, { openTableDb, tablesMade }] = await Promise.all([
         import('../../ts/prune.js'),
         import('../views/app.js'),
         import('../../ts/tabledb.js'),
@@ -34,7 +34,7 @@ export function register(program: Command): void {
     .option('--json', 'print the report as JSON', false)
     .action(async (aids: string[], o: { dryRun: boolean; json: boolean }) => {
       for (const aid of aids) checkAid(aid);
-      const [{ prune }, { describePrune, tablesMade }, { openTableDb }] = await Promise.all([
+      const [{ prune }, { describePrune }, { openTableDb, tablesMade }] = await Promise.all([
         import('../../ts/prune.js'),
         import('../views/app.js'),
         import('../../ts/tabledb.js'),

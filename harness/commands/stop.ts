@@ -21,9 +21,9 @@ export function register(program: Command): void {
     .action(async (aid: string, o: { time: string }) => {
       checkAppAid(aid);
       const grace = graceSeconds(o.time);
-      const [{ openTableDb }, lc, { describeCleanup }] = await Promise.all([import('../../ts/tabledb.js'), import('../../ts/lifecycle.js'), import('../report.js')]);
+      const [{ openTableDb, tablesMade }, lc, { describeCleanup }] = await Promise.all([import('../../ts/tabledb.js'), import('../../ts/lifecycle.js'), import('../report.js')]);
       const home = resolveHome();
-      if (!lc.tablesExist(home)) throw new AppshotError(`there is no application '${aid}' under ${home}: nothing has run there yet`, EXIT.failure);
+      if (!tablesMade(home)) throw new AppshotError(`there is no application '${aid}' under ${home}: nothing has run there yet`, EXIT.failure);
       const t = openTableDb(home);
       try {
         lc.runningApp(t, aid, { allowStale: true });

@@ -1,5 +1,3 @@
-import { statSync } from 'node:fs';
-import { join } from 'node:path';
 import { processAlive, processesOf } from '../../ts/procinfo.js';
 import type { PruneReport } from '../../ts/prune.js';
 import { isSupervisor, unsupervised } from '../../ts/supervision.js';
@@ -20,18 +18,6 @@ import * as S from '../../tables/schema.js';
  * readers `ps` and `tables` use (processes.ts, ports.ts, inspect.ts), and
  * `appshot prune`'s report.
  */
-
-/** Whether home has tables yet: a fresh home has no application, and
- * asking it about one makes nothing there. */
-export function tablesMade(home: string): boolean {
-  try {
-    return statSync(join(home, S.TABLES_FILE)).size > 0;
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    // Anything else (EACCES) is for openTableDb to say.
-    return !(code === 'ENOENT' || code === 'ENOTDIR');
-  }
-}
 
 export interface ObjectRow {
   type: IpcType;
