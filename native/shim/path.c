@@ -19,6 +19,7 @@
 #include "shim.h"
 #include "real.h"
 #include "path.h"
+#include "../core/rawcall.h"
 
 #include <dirent.h>
 #include <pthread.h>
@@ -187,7 +188,7 @@ static void cwd_changed(void)
 	shim_check_fork();
 	/* A vfork child shares its parent's memory: its chdir must not move
 	 * the parent's record (it is about to exec, and reads it again then). */
-	if ((pid_t)syscall(SYS_getpid) != shim_pid) return;
+	if ((pid_t)raw_call(SYS_getpid) != shim_pid) return;
 	cwd_record();
 }
 

@@ -12,6 +12,7 @@
  * child knows its vpid before it runs, from a vpid its parent reserved. */
 #define _GNU_SOURCE
 #include "pid.h"
+#include "../core/rawcall.h"
 #include "real.h"
 #include "../core/procinfo.h"
 
@@ -70,8 +71,8 @@ static int known_vpid(pid_t spid, uint32_t *vpid)
 	return -1;
 }
 
-static pid_t sys_getpid(void) { return (pid_t)syscall(SYS_getpid); }
-static pid_t sys_gettid(void) { return (pid_t)syscall(SYS_gettid); }
+static pid_t sys_getpid(void) { return (pid_t)raw_call(SYS_getpid); }
+static pid_t sys_gettid(void) { return (pid_t)raw_call(SYS_gettid); }
 
 static int remapped(void) { return (shim_tables()->app_flags & APP_FLAG_NO_IDENTITY) != 0; }
 

@@ -2,6 +2,7 @@
  * environment the harness gave it, and again in a child after fork. */
 #define _GNU_SOURCE
 #include "shim.h"
+#include "../core/rawcall.h"
 #include "real.h"
 #include "pid.h"
 #include "path.h"
@@ -141,7 +142,7 @@ __attribute__((constructor)) static void shim_init(void)
 			   P.home ? "not an absolute path" : "not set");
 	P.home = strdup(P.home);
 	P.aid = strdup(aid);
-	shim_pid = (pid_t)syscall(SYS_getpid);
+	shim_pid = (pid_t)raw_call(SYS_getpid);
 	shim_open_tables();
 	exec_env_init(aid, P.home);
 	read_fault();
