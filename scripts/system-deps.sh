@@ -4,8 +4,11 @@
 # list), binutils' nm (a test reads the shim's exported symbols), util-linux's
 # ipcs and unshare (the tests read the kernel's IPC state, in namespaces of
 # their own) and iproute2's ip (to bring up the loopback of the tests' network
-# namespace), and zsh (the completion tests run the zsh script in zsh). Runs
-# as the first step of `npm install`.
+# namespace), zsh (the completion tests run the zsh script in zsh), and the
+# third-party programs the transparency tests run under the shim: PHP's
+# command line with its sysvsem/sysvshm/sysvmsg extensions, Apache, PostgreSQL,
+# redis and stress-ng. Their packages start no service here (no init system
+# runs them). Runs as the first step of `npm install`.
 set -e
 missing=""
 command -v cc >/dev/null 2>&1 || missing="$missing gcc"
@@ -18,6 +21,11 @@ command -v nm >/dev/null 2>&1 || missing="$missing binutils"
 command -v python3 >/dev/null 2>&1 || missing="$missing python3"
 command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
 command -v zsh >/dev/null 2>&1 || missing="$missing zsh"
+command -v php >/dev/null 2>&1 || missing="$missing php-cli"
+command -v apache2 >/dev/null 2>&1 || [ -x /usr/sbin/apache2 ] || missing="$missing apache2"
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$missing postgresql"
+command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
+command -v stress-ng >/dev/null 2>&1 || missing="$missing stress-ng"
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "appshot: missing system packages:$missing; install them (Debian: apt-get install$missing) and run npm install again" >&2

@@ -144,7 +144,7 @@ pid_t pid_to_virtual(pid_t spid)
 /* The kernel's PID for a PID the program passed, or -1 with ESRCH for a
  * remapped vpid the application does not have (no kernel PID is that
  * large, so it names no process at all). */
-static int to_system(pid_t vpid, pid_t *spid)
+int pid_to_system(pid_t vpid, pid_t *spid)
 {
 	uint32_t s;
 	if ((uint32_t)vpid == self_vpid) *spid = shim_pid;
@@ -156,11 +156,11 @@ static int to_system(pid_t vpid, pid_t *spid)
 
 /* A kill-style PID argument: >0 a process, <-1 a process group, 0 and -1
  * as they are. */
-static int target_to_system(pid_t pid, pid_t *out)
+int pid_target_to_system(pid_t pid, pid_t *out)
 {
 	if (pid == 0 || pid == -1) return *out = pid, 0;
 	pid_t s;
-	if (to_system(pid > 0 ? pid : -pid, &s)) return -1;
+	if (pid_to_system(pid > 0 ? pid : -pid, &s)) return -1;
 	*out = pid > 0 ? s : -s;
 	return 0;
 }
@@ -272,7 +272,7 @@ WRAPPER(waitpid)
 {
 	if (!shim_active) return REAL(waitpid)(pid, status, options);
 	pid_t spid;
-	if (target_to_system(pid, &spid)) return shim_fail(ECHILD);
+	if (pid_target_to_system(pid, &spid)) return shim_fail(ECHILD);
 	int st = 0;
 	pid_t r = REAL(waitpid)(spid, &st, options);
 	if (status) *status = st;
@@ -285,7 +285,7 @@ WRAPPER(wait4)
 {
 	if (!shim_active) return REAL(wait4)(pid, status, options, usage);
 	pid_t spid;
-	if (target_to_system(pid, &spid)) return shim_fail(ECHILD);
+	if (pid_target_to_system(pid, &spid)) return shim_fail(ECHILD);
 	int st = 0;
 	pid_t r = REAL(wait4)(spid, &st, options, usage);
 	if (status) *status = st;
@@ -298,7 +298,7 @@ WRAPPER(waitid)
 {
 	if (!shim_active) return REAL(waitid)(idtype, id, info, options);
 	pid_t sid = (pid_t)id;
-	if ((idtype == P_PID || idtype == P_PGID) && to_system((pid_t)id, &sid)) return shim_fail(ECHILD);
+	if ((idtype == P_PID || idtype == P_PGID) && pid_to_system((pid_t)id, &sid)) return shim_fail(ECHILD);
 	int r = REAL(waitid)(idtype, (id_t)sid, info, options);
 	if (r == 0 && info && info->si_pid > 0) {
 		int gone = !(options & WNOWAIT) && (info->si_code == CLD_EXITED || info->si_code == CLD_KILLED ||
@@ -312,7 +312,7 @@ WRAPPER(kill)
 {
 	if (!shim_active) return REAL(kill)(pid, sig);
 	pid_t spid;
-	if (target_to_system(pid, &spid)) return -1;
+	if (pid_target_to_system(pid, &spid)) return -1;
 	return REAL(kill)(spid, sig);
 }
 
@@ -320,7 +320,7 @@ WRAPPER(killpg)
 {
 	if (!shim_active) return REAL(killpg)(pgrp, sig);
 	pid_t spgrp = pgrp;
-	if (pgrp > 0 && to_system(pgrp, &spgrp)) return -1;
+	if (pgrp > 0 && pid_to_system(pgrp, &spgrp)) return -1;
 	return REAL(killpg)(spgrp, sig);
 }
 
@@ -328,7 +328,7 @@ WRAPPER(sigqueue)
 {
 	if (!shim_active) return REAL(sigqueue)(pid, sig, value);
 	pid_t spid = pid;
-	if (pid > 0 && to_system(pid, &spid)) return -1;
+	if (pid > 0 && pid_to_system(pid, &spid)) return -1;
 	return REAL(sigqueue)(spid, sig, value);
 }
 
@@ -336,7 +336,7 @@ WRAPPER(tgkill)
 {
 	if (!shim_active) return REAL(tgkill)(tgid, tid, sig);
 	pid_t stgid, stid;
-	if (to_system(tgid, &stgid) || to_system(tid, &stid)) return -1;
+	if (pid_to_system(tgid, &stgid) || pid_to_system(tid, &stid)) return -1;
 	return REAL(tgkill)(stgid, stid, sig);
 }
 
@@ -345,7 +345,7 @@ WRAPPER(getpgid)
 {
 	if (!shim_active) return REAL(getpgid)(pid);
 	pid_t spid = pid;
-	if (pid > 0 && to_system(pid, &spid)) return -1;
+	if (pid > 0 && pid_to_system(pid, &spid)) return -1;
 	return pid_to_virtual(REAL(getpgid)(spid));
 }
 
@@ -353,7 +353,7 @@ WRAPPER(getsid)
 {
 	if (!shim_active) return REAL(getsid)(pid);
 	pid_t spid = pid;
-	if (pid > 0 && to_system(pid, &spid)) return -1;
+	if (pid > 0 && pid_to_system(pid, &spid)) return -1;
 	return pid_to_virtual(REAL(getsid)(spid));
 }
 
@@ -361,7 +361,7 @@ WRAPPER(setpgid)
 {
 	if (!shim_active) return REAL(setpgid)(pid, pgid);
 	pid_t spid = pid, spgid = pgid;
-	if ((pid > 0 && to_system(pid, &spid)) || (pgid > 0 && to_system(pgid, &spgid))) return -1;
+	if ((pid > 0 && pid_to_system(pid, &spid)) || (pgid > 0 && pid_to_system(pgid, &spgid))) return -1;
 	return REAL(setpgid)(spid, spgid);
 }
 
@@ -369,7 +369,7 @@ WRAPPER(tcsetpgrp)
 {
 	if (!shim_active) return REAL(tcsetpgrp)(fd, pgrp);
 	pid_t spgrp = pgrp;
-	if (pgrp > 0 && to_system(pgrp, &spgrp)) return -1;
+	if (pgrp > 0 && pid_to_system(pgrp, &spgrp)) return -1;
 	return REAL(tcsetpgrp)(fd, spgrp);
 }
 
@@ -386,14 +386,14 @@ static int owner_fcntl(int (*real)(int, int, ...), int fd, int cmd, long arg)
 	}
 	if (cmd == F_SETOWN) {
 		pid_t s;
-		if (target_to_system((pid_t)arg, &s)) return -1;
+		if (pid_target_to_system((pid_t)arg, &s)) return -1;
 		return real(fd, cmd, (long)s);
 	}
 	if ((cmd == F_GETOWN_EX || cmd == F_SETOWN_EX) && arg) {
 		struct f_owner_ex *o = (struct f_owner_ex *)arg;
 		if (cmd == F_SETOWN_EX) {
 			struct f_owner_ex so = *o;
-			if (so.pid > 0 && to_system(so.pid, &so.pid)) return -1;
+			if (so.pid > 0 && pid_to_system(so.pid, &so.pid)) return -1;
 			return real(fd, cmd, &so);
 		}
 		int r = real(fd, cmd, o);
@@ -426,7 +426,7 @@ WRAPPER(fcntl64)
 #define PID_ARG_WRAPPER(ret, name, args, fail, pid)                            \
 	WRAPPER(name)                                                          \
 	{                                                                      \
-		if (shim_active && pid != 0 && to_system(pid, &pid)) return -1;   \
+		if (shim_active && pid != 0 && pid_to_system(pid, &pid)) return -1;   \
 		return REAL(name) args;                                        \
 	}
 WRAPPED_PID_ARG(PID_ARG_WRAPPER)
@@ -504,7 +504,7 @@ const char *pid_proc_path(const char *path, char *buf, size_t len)
 	long v = strtol(path + 6, &end, 10);
 	if (*end != '/' && *end != 0) return path;
 	pid_t s;
-	if (to_system((pid_t)v, &s) || s == (pid_t)v) return path;
+	if (pid_to_system((pid_t)v, &s) || s == (pid_t)v) return path;
 	snprintf(buf, len, "/proc/%d%s", (int)s, end);
 	return buf;
 }

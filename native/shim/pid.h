@@ -19,6 +19,13 @@ pid_t pid_record_child(pid_t spid);
 /* A kernel PID as the application names it: its vpid if it is one of the
  * application's processes, else the PID itself. */
 pid_t pid_to_virtual(pid_t spid);
+/* The kernel's PID for a PID the program passed: 0 and -1 with *spid set,
+ * or -1 with ESRCH for a remapped vpid the application does not have (no
+ * kernel PID is that large, VRID_REMAP_BASE and up). */
+int pid_to_system(pid_t vpid, pid_t *spid);
+/* The same for a kill-style argument: >0 a process, <-1 a process group,
+ * 0 and -1 as they are. */
+int pid_target_to_system(pid_t pid, pid_t *out);
 /* path itself, or /proc/<spid>/... written into buf for /proc/<vpid>/... */
 const char *pid_proc_path(const char *path, char *buf, size_t len);
 
