@@ -19,6 +19,7 @@
 #include "shim.h"
 #include "real.h"
 #include "path.h"
+#include "pid.h"
 #include "../core/rawcall.h"
 
 #include <dirent.h>
@@ -217,7 +218,11 @@ int redirect_path_slow(const char **path, char *buf)
 {
 	const char *p = *path;
 	if (!p || !*p) return 0;
-	return p[0] == '/' ? redirect_absolute(path, buf) : redirect_relative(path, buf);
+	if (redirect_count && (p[0] == '/' ? redirect_absolute(path, buf) : redirect_relative(path, buf))) return -1;
+	/* A redirected path is the application's choice of a file, not a
+	 * process: /proc/<pid> is translated only as the program wrote it. */
+	if (*path == p && names_proc_pid(p)) *path = pid_proc_path(p, buf, PATH_MAX);
+	return 0;
 }
 
 int redirect_path_at_slow(int dirfd, const char **path, char *buf)

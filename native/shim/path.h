@@ -18,19 +18,30 @@ extern size_t redirect_count;
 int redirect_path_slow(const char **path, char *buf);
 int redirect_path_at_slow(int dirfd, const char **path, char *buf);
 
+/* A path that may name a process by its PID: /proc/ and a digit. A
+ * remapped application names its processes by vpid there, the kernel by
+ * spid (pid_proc_path, pid.c). One or two comparisons for most other paths. */
+static inline int names_proc_pid(const char *p)
+{
+	return p && p[0] == '/' && p[1] == 'p' && p[2] == 'r' && p[3] == 'o' && p[4] == 'c' && p[5] == '/' &&
+	       p[6] >= '1' && p[6] <= '9';
+}
+
 /* Points *path at the path the kernel must get: itself, or the redirected
- * path written into buf (PATH_MAX bytes). -1 with errno ENAMETOOLONG when
- * the redirected path would not fit, as the kernel would say of it. */
+ * path written into buf (PATH_MAX bytes), or /proc/<vpid>/... as
+ * /proc/<spid>/... (there too). -1 with errno ENAMETOOLONG when the
+ * redirected path would not fit, as the kernel would say of it. Every
+ * wrapper that takes a path comes here: the one place for both. */
 static inline int redirect_path(const char **path, char *buf)
 {
-	if (__builtin_expect(redirect_count == 0, 1)) return 0;
+	if (__builtin_expect(redirect_count == 0, 1) && !names_proc_pid(*path)) return 0;
 	return redirect_path_slow(path, buf);
 }
 
 /* The same for a path relative to a directory descriptor (the *at calls). */
 static inline int redirect_path_at(int dirfd, const char **path, char *buf)
 {
-	if (__builtin_expect(redirect_count == 0, 1)) return 0;
+	if (__builtin_expect(redirect_count == 0, 1) && !names_proc_pid(*path)) return 0;
 	return redirect_path_at_slow(dirfd, path, buf);
 }
 

@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -141,26 +142,29 @@ pid_t pid_to_virtual(pid_t spid)
 	return sr_to_vr(RT_PID, (uint32_t)spid, &vpid) == 0 ? (pid_t)vpid : spid;
 }
 
-/* The kernel's PID for a PID the program passed, or -1 with ESRCH for a
- * remapped vpid the application does not have (no kernel PID is that
- * large, so it names no process at all). */
+/* The kernel's PID for a PID the program passed. A remapped vpid the
+ * application does not have goes to the kernel as it is: no kernel PID is
+ * that large, so it names no process there, and the kernel answers as for
+ * any PID it does not know, after the checks it makes first (a bad
+ * pointer, a bad flag), with its own errno. So this never fails. */
 int pid_to_system(pid_t vpid, pid_t *spid)
 {
 	uint32_t s;
-	if ((uint32_t)vpid == self_vpid) *spid = shim_pid;
+	if (vpid <= 0) *spid = vpid;
+	else if ((uint32_t)vpid == self_vpid) *spid = shim_pid;
 	else if (vr_to_sr(RT_PID, (uint32_t)vpid, &s) == 0) *spid = (pid_t)s;
-	else if ((uint32_t)vpid >= VRID_REMAP_BASE) return shim_fail(ESRCH);
 	else *spid = vpid;
 	return 0;
 }
 
 /* A kill-style PID argument: >0 a process, <-1 a process group, 0 and -1
- * as they are. */
+ * as they are, and INT_MIN too (it has no positive group; the kernel
+ * refuses it with ESRCH). */
 int pid_target_to_system(pid_t pid, pid_t *out)
 {
-	if (pid == 0 || pid == -1) return *out = pid, 0;
+	if (pid == 0 || pid == -1 || pid == INT_MIN) return *out = pid, 0;
 	pid_t s;
-	if (pid_to_system(pid > 0 ? pid : -pid, &s)) return -1;
+	pid_to_system(pid > 0 ? pid : -pid, &s);
 	*out = pid > 0 ? s : -s;
 	return 0;
 }
@@ -268,15 +272,20 @@ static pid_t reaped(pid_t spid, int still_there)
 
 static int stopped_or_continued(int status) { return WIFSTOPPED(status) || WIFCONTINUED(status); }
 
+/* The wait calls hand the caller's status, rusage and siginfo pointers to
+ * the kernel, which writes them only when it has something to write (not
+ * on ECHILD, not for WNOHANG with nothing to report), and refuses a bad
+ * one with EFAULT; the status is read back only after the kernel wrote it.
+ * A PID the application does not have goes to the kernel as it is, which
+ * gives its own errno (ECHILD, or ESRCH for INT_MIN). */
 WRAPPER(waitpid)
 {
 	if (!shim_active) return REAL(waitpid)(pid, status, options);
 	pid_t spid;
-	if (pid_target_to_system(pid, &spid)) return shim_fail(ECHILD);
-	int st = 0;
-	pid_t r = REAL(waitpid)(spid, &st, options);
-	if (status) *status = st;
-	return reaped(r, r > 0 && stopped_or_continued(st));
+	pid_target_to_system(pid, &spid);
+	int st, *sp = status ? status : &st;
+	pid_t r = REAL(waitpid)(spid, sp, options);
+	return reaped(r, r > 0 && stopped_or_continued(*sp));
 }
 
 WRAPPER(wait) { return waitpid(-1, status, 0); }
@@ -285,11 +294,10 @@ WRAPPER(wait4)
 {
 	if (!shim_active) return REAL(wait4)(pid, status, options, usage);
 	pid_t spid;
-	if (pid_target_to_system(pid, &spid)) return shim_fail(ECHILD);
-	int st = 0;
-	pid_t r = REAL(wait4)(spid, &st, options, usage);
-	if (status) *status = st;
-	return reaped(r, r > 0 && stopped_or_continued(st));
+	pid_target_to_system(pid, &spid);
+	int st, *sp = status ? status : &st;
+	pid_t r = REAL(wait4)(spid, sp, options, usage);
+	return reaped(r, r > 0 && stopped_or_continued(*sp));
 }
 
 WRAPPER(wait3) { return wait4(-1, status, options, usage); }
@@ -298,7 +306,7 @@ WRAPPER(waitid)
 {
 	if (!shim_active) return REAL(waitid)(idtype, id, info, options);
 	pid_t sid = (pid_t)id;
-	if ((idtype == P_PID || idtype == P_PGID) && pid_to_system((pid_t)id, &sid)) return shim_fail(ECHILD);
+	if (idtype == P_PID || idtype == P_PGID) pid_to_system((pid_t)id, &sid);
 	int r = REAL(waitid)(idtype, (id_t)sid, info, options);
 	if (r == 0 && info && info->si_pid > 0) {
 		int gone = !(options & WNOWAIT) && (info->si_code == CLD_EXITED || info->si_code == CLD_KILLED ||
@@ -308,74 +316,101 @@ WRAPPER(waitid)
 	return r;
 }
 
+/* The kernel's number for a PID argument, as an expression: every PID
+ * wrapper below translates with pid_to_system, which never fails (an
+ * unknown PID goes to the kernel as it is, for the kernel's own errno). */
+static pid_t sys_of(pid_t pid)
+{
+	pid_t s;
+	pid_to_system(pid, &s);
+	return s;
+}
+
+static pid_t sys_target_of(pid_t pid)
+{
+	pid_t s;
+	pid_target_to_system(pid, &s);
+	return s;
+}
+
+/* Caller memory the shim must read before the kernel sees it (a PID inside
+ * a struct): copied by the kernel, so that a bad pointer is -1 here, not
+ * SIGSEGV, and the caller's pointer goes to the kernel untouched, which
+ * answers EFAULT as natively. Costs one system call: only the rare calls
+ * that carry a PID in memory use it. */
+static int copy_in(void *dst, const void *src, size_t n)
+{
+	struct iovec local = { dst, n }, remote = { (void *)src, n };
+	long r = raw_call(SYS_process_vm_readv, (pid_t)raw_call(SYS_getpid), &local, 1, &remote, 1, 0);
+	if (r == (long)n) return 0;
+	if (r < 0 && errno != EFAULT) { /* no process_vm_readv here (a seccomp profile): read it ourselves */
+		memcpy(dst, src, n);
+		return 0;
+	}
+	return -1;
+}
+
 WRAPPER(kill)
 {
 	if (!shim_active) return REAL(kill)(pid, sig);
-	pid_t spid;
-	if (pid_target_to_system(pid, &spid)) return -1;
-	return REAL(kill)(spid, sig);
+	return REAL(kill)(sys_target_of(pid), sig);
 }
 
 WRAPPER(killpg)
 {
 	if (!shim_active) return REAL(killpg)(pgrp, sig);
-	pid_t spgrp = pgrp;
-	if (pgrp > 0 && pid_to_system(pgrp, &spgrp)) return -1;
-	return REAL(killpg)(spgrp, sig);
+	return REAL(killpg)(sys_of(pgrp), sig);
 }
 
 WRAPPER(sigqueue)
 {
 	if (!shim_active) return REAL(sigqueue)(pid, sig, value);
-	pid_t spid = pid;
-	if (pid > 0 && pid_to_system(pid, &spid)) return -1;
-	return REAL(sigqueue)(spid, sig, value);
+	return REAL(sigqueue)(sys_of(pid), sig, value);
 }
 
 WRAPPER(tgkill)
 {
 	if (!shim_active) return REAL(tgkill)(tgid, tid, sig);
-	pid_t stgid, stid;
-	if (pid_to_system(tgid, &stgid) || pid_to_system(tid, &stid)) return -1;
-	return REAL(tgkill)(stgid, stid, sig);
+	return REAL(tgkill)(sys_of(tgid), sys_of(tid), sig);
 }
 
 /* Process groups and sessions are named by their leader's PID. */
 WRAPPER(getpgid)
 {
 	if (!shim_active) return REAL(getpgid)(pid);
-	pid_t spid = pid;
-	if (pid > 0 && pid_to_system(pid, &spid)) return -1;
-	return pid_to_virtual(REAL(getpgid)(spid));
+	return pid_to_virtual(REAL(getpgid)(sys_of(pid)));
 }
 
 WRAPPER(getsid)
 {
 	if (!shim_active) return REAL(getsid)(pid);
-	pid_t spid = pid;
-	if (pid > 0 && pid_to_system(pid, &spid)) return -1;
-	return pid_to_virtual(REAL(getsid)(spid));
+	return pid_to_virtual(REAL(getsid)(sys_of(pid)));
 }
 
 WRAPPER(setpgid)
 {
 	if (!shim_active) return REAL(setpgid)(pid, pgid);
-	pid_t spid = pid, spgid = pgid;
-	if ((pid > 0 && pid_to_system(pid, &spid)) || (pgid > 0 && pid_to_system(pgid, &spgid))) return -1;
-	return REAL(setpgid)(spid, spgid);
+	return REAL(setpgid)(sys_of(pid), sys_of(pgid));
 }
 
 WRAPPER(tcsetpgrp)
 {
 	if (!shim_active) return REAL(tcsetpgrp)(fd, pgrp);
-	pid_t spgrp = pgrp;
-	if (pgrp > 0 && pid_to_system(pgrp, &spgrp)) return -1;
-	return REAL(tcsetpgrp)(fd, spgrp);
+	return REAL(tcsetpgrp)(fd, sys_of(pgrp));
 }
 
 /* F_GETOWN and F_SETOWN: a positive owner is a process, a negative one a
- * process group. The argument is read as the kernel reads it, a long. */
+ * process group; F_GETLK names the process that holds a lock. The
+ * argument is read as the kernel reads it, a long. */
 static long fcntl_arg(va_list ap) { return va_arg(ap, long); }
+
+static int setown_ex(int (*real)(int, int, ...), int fd, int cmd, struct f_owner_ex *o)
+{
+	struct f_owner_ex so;
+	if (copy_in(&so, o, sizeof so)) return real(fd, cmd, o); /* the kernel's EFAULT */
+	so.pid = sys_of(so.pid);
+	return real(fd, cmd, &so);
+}
 
 static int owner_fcntl(int (*real)(int, int, ...), int fd, int cmd, long arg)
 {
@@ -384,23 +419,20 @@ static int owner_fcntl(int (*real)(int, int, ...), int fd, int cmd, long arg)
 		int r = real(fd, cmd);
 		return r > 0 ? pid_to_virtual(r) : r < -1 ? -pid_to_virtual(-r) : r;
 	}
-	if (cmd == F_SETOWN) {
-		pid_t s;
-		if (pid_target_to_system((pid_t)arg, &s)) return -1;
-		return real(fd, cmd, (long)s);
-	}
-	if ((cmd == F_GETOWN_EX || cmd == F_SETOWN_EX) && arg) {
+	if (cmd == F_SETOWN) return real(fd, cmd, (long)sys_target_of((pid_t)arg));
+	if (cmd == F_SETOWN_EX) return setown_ex(real, fd, cmd, (struct f_owner_ex *)arg);
+	int r = real(fd, cmd, arg);
+	/* What the kernel wrote, read back only when it wrote it. */
+	if (r == 0 && cmd == F_GETOWN_EX) {
 		struct f_owner_ex *o = (struct f_owner_ex *)arg;
-		if (cmd == F_SETOWN_EX) {
-			struct f_owner_ex so = *o;
-			if (so.pid > 0 && pid_to_system(so.pid, &so.pid)) return -1;
-			return real(fd, cmd, &so);
-		}
-		int r = real(fd, cmd, o);
-		if (r == 0 && o->pid > 0) o->pid = pid_to_virtual(o->pid);
-		return r;
+		if (o->pid > 0) o->pid = pid_to_virtual(o->pid);
+	} else if (r == 0 && cmd == F_GETLK) { /* F_GETLK64 is the same command on 64-bit */
+		struct flock *l = (struct flock *)arg;
+		/* LMDB asks F_GETLK of its own lock file while it opens the
+		 * tables: that answer is for LMDB, in kernel PIDs. */
+		if (l->l_type != F_UNLCK && l->l_pid > 0 && !shim_in_tables()) l->l_pid = pid_to_virtual(l->l_pid);
 	}
-	return real(fd, cmd, arg);
+	return r;
 }
 
 WRAPPER(fcntl)
@@ -426,10 +458,87 @@ WRAPPER(fcntl64)
 #define PID_ARG_WRAPPER(ret, name, args, fail, pid)                            \
 	WRAPPER(name)                                                          \
 	{                                                                      \
-		if (shim_active && pid != 0 && pid_to_system(pid, &pid)) return -1;   \
+		if (shim_active && pid != 0) pid = sys_of(pid);                \
 		return REAL(name) args;                                        \
 	}
 WRAPPED_PID_ARG(PID_ARG_WRAPPER)
+
+/* Policy PID_SYSCALL: the same for calls that are one system call in libc
+ * and whose number the seccomp filter traps: the kernel is called from
+ * the shim's own instruction (rawcall.h). */
+#define PID_SYSCALL_WRAPPER(ret, name, args, fail, pid)                        \
+	WRAPPER(name)                                                          \
+	{                                                                      \
+		if (shim_active && pid != 0) pid = sys_of(pid);                \
+		return (ret)raw_call(SYS_##name, UNPAREN args);                \
+	}
+#define UNPAREN(...) __VA_ARGS__
+WRAPPED_PID_SYSCALL(PID_SYSCALL_WRAPPER)
+
+/* getpriority and setpriority: PRIO_PROCESS names a process, PRIO_PGRP a
+ * process group by its leader's PID (0 for the caller's, both), PRIO_USER
+ * a user, left as it is. */
+static id_t priority_who(int which, id_t who)
+{
+	if (!shim_active || (which != PRIO_PROCESS && which != PRIO_PGRP)) return who;
+	return (id_t)sys_of((pid_t)who);
+}
+
+WRAPPER(getpriority)
+{
+	long r = raw_call(SYS_getpriority, which, priority_who(which, who));
+	/* The kernel gives 20 - nice, never negative; libc turns it back. */
+	return r >= 0 ? (int)(20 - r) : -1;
+}
+
+WRAPPER(setpriority) { return (int)raw_call(SYS_setpriority, which, priority_who(which, who), prio); }
+
+/* capget and capset name their process in the header: the kernel gets a
+ * copy holding its PID. It writes to the header only the version (when
+ * the caller's is not one it knows), so only that goes back; the caller's
+ * PID stays as the caller wrote it. */
+static int capability_call(long nr, cap_user_header_t hdr, void *data)
+{
+	struct __user_cap_header_struct h;
+	if (!shim_active || copy_in(&h, hdr, sizeof h)) return (int)raw_call(nr, hdr, data);
+	pid_t spid = sys_of(h.pid);
+	if (spid == h.pid) return (int)raw_call(nr, hdr, data);
+	uint32_t version = h.version;
+	h.pid = spid;
+	int r = (int)raw_call(nr, &h, data), e = errno;
+	if (h.version != version) hdr->version = h.version;
+	errno = e;
+	return r;
+}
+
+WRAPPER(capget) { return capability_call(SYS_capget, hdrp, datap); }
+WRAPPER(capset) { return capability_call(SYS_capset, hdrp, datap); }
+
+/* pidfd_send_signal's siginfo names its sender: the kernel gets a copy
+ * naming it by its kernel PID, as sigqueue's does, so that a receiver in
+ * the application sees the vpid (siginfo_trampoline) and one outside sees
+ * the PID it knows. */
+WRAPPER(pidfd_send_signal)
+{
+	siginfo_t si;
+	if (!shim_active || !info || copy_in(&si, info, sizeof si)) return (int)raw_call(SYS_pidfd_send_signal, pidfd, sig, info, flags);
+	si.si_pid = sys_of(si.si_pid);
+	return (int)raw_call(SYS_pidfd_send_signal, pidfd, sig, &si, flags);
+}
+
+/* ptrace: every request but PTRACE_TRACEME names the tracee. The event
+ * message of a fork event (PTRACE_GETEVENTMSG) is the new child's kernel
+ * PID, left so: the child records itself only when it runs. */
+WRAPPER(ptrace)
+{
+	va_list ap;
+	va_start(ap, request);
+	pid_t pid = va_arg(ap, pid_t);
+	void *addr = va_arg(ap, void *), *data = va_arg(ap, void *);
+	va_end(ap);
+	if (shim_active && request != PTRACE_TRACEME) pid = sys_of(pid);
+	return REAL(ptrace)(request, pid, addr, data);
+}
 
 /* Policy PID_RESULT: the calls that return a PID (getppid's is not cached:
  * the parent may die and the process be adopted). */
@@ -468,26 +577,44 @@ WRAPPER(daemon)
  * has never met keeps its kernel PID. */
 static void (*user_action[_NSIG])(int, siginfo_t *, void *);
 
-static void siginfo_trampoline(int sig, siginfo_t *si, void *ctx)
+/* A siginfo's sender as the application names it, for signals a process
+ * sent (si_code <= 0: kill, sigqueue, tgkill) and SIGCHLD (the child). */
+static void siginfo_sender_to_virtual(int sig, siginfo_t *si)
 {
-	if (si && si->si_pid > 0 && (si->si_code <= 0 || sig == SIGCHLD)) {
+	if (si->si_pid > 0 && (si->si_code <= 0 || sig == SIGCHLD)) {
 		uint32_t vpid;
 		if (si->si_pid == shim_pid) si->si_pid = (pid_t)self_vpid;
 		else if (known_vpid(si->si_pid, &vpid) == 0 || sr_to_vr_cached(RT_PID, (uint32_t)si->si_pid, &vpid) == 0)
 			si->si_pid = (pid_t)vpid;
 	}
+}
+
+static void siginfo_trampoline(int sig, siginfo_t *si, void *ctx)
+{
+	if (si) siginfo_sender_to_virtual(sig, si);
 	user_action[sig](sig, si, ctx);
 }
+
+/* sigwaitinfo and sigtimedwait give the same siginfo as a handler gets. */
+WRAPPER(sigtimedwait)
+{
+	int sig = REAL(sigtimedwait)(set, info, timeout);
+	if (shim_active && sig > 0 && info) siginfo_sender_to_virtual(sig, info);
+	return sig;
+}
+
+WRAPPER(sigwaitinfo) { return sigtimedwait(set, info, NULL); }
 
 WRAPPER(sigaction)
 {
 	if (!shim_active || sig <= 0 || sig >= _NSIG) return REAL(sigaction)(sig, act, old);
 	struct sigaction mine;
 	void (*previous)(int, siginfo_t *, void *) = user_action[sig];
-	if (act && (act->sa_flags & SA_SIGINFO) && act->sa_handler != SIG_IGN && act->sa_handler != SIG_DFL) {
-		mine = *act;
+	/* A bad act goes to the kernel as it is, for its EFAULT. */
+	if (act && copy_in(&mine, act, sizeof mine) == 0 && (mine.sa_flags & SA_SIGINFO) &&
+	    mine.sa_handler != SIG_IGN && mine.sa_handler != SIG_DFL) {
+		user_action[sig] = mine.sa_sigaction;
 		mine.sa_sigaction = siginfo_trampoline;
-		user_action[sig] = act->sa_sigaction;
 		act = &mine;
 	}
 	int r = REAL(sigaction)(sig, act, old);
@@ -496,15 +623,32 @@ WRAPPER(sigaction)
 	return r;
 }
 
-/* /proc/<vpid>/... opened by the program reaches /proc/<spid>/... */
+/* One PID component of a /proc path at s, up to '/' or the end: its
+ * kernel number in *spid and where it ends in *end; -1 if s is not one. */
+static int proc_component(const char *s, pid_t *spid, const char **end)
+{
+	if (*s < '1' || *s > '9') return -1;
+	char *e;
+	long v = strtol(s, &e, 10);
+	if ((*e != '/' && *e) || v > INT_MAX) return -1;
+	*end = e;
+	*spid = sys_of((pid_t)v);
+	return 0;
+}
+
+/* /proc/<vpid>/... reaches /proc/<spid>/..., and /proc/<vpid>/task/<vtid>
+ * the kernel's thread too: gettid gives vtids in a remapped application
+ * (a thread's row is made on its first gettid; a tid read from the task
+ * directory is the kernel's and passes as it is). The path family calls
+ * this for every path (path.c), so it is the one place. A path that would
+ * not fit in buf is left as it is. */
 const char *pid_proc_path(const char *path, char *buf, size_t len)
 {
-	if (!shim_active || strncmp(path, "/proc/", 6) || path[6] < '1' || path[6] > '9') return path;
-	char *end;
-	long v = strtol(path + 6, &end, 10);
-	if (*end != '/' && *end != 0) return path;
-	pid_t s;
-	if (pid_to_system((pid_t)v, &s) || s == (pid_t)v) return path;
-	snprintf(buf, len, "/proc/%d%s", (int)s, end);
-	return buf;
+	const char *rest, *tail = NULL;
+	pid_t spid, stid = 0;
+	if (!shim_active || strncmp(path, "/proc/", 6) || proc_component(path + 6, &spid, &rest)) return path;
+	if (!strncmp(rest, "/task/", 6) && proc_component(rest + 6, &stid, &tail)) tail = NULL;
+	int n = tail ? snprintf(buf, len, "/proc/%d/task/%d%s", (int)spid, (int)stid, tail)
+		     : snprintf(buf, len, "/proc/%d%s", (int)spid, rest);
+	return n > 0 && (size_t)n < len && strcmp(buf, path) ? buf : path;
 }

@@ -19,14 +19,18 @@ pid_t pid_record_child(pid_t spid);
 /* A kernel PID as the application names it: its vpid if it is one of the
  * application's processes, else the PID itself. */
 pid_t pid_to_virtual(pid_t spid);
-/* The kernel's PID for a PID the program passed: 0 and -1 with *spid set,
- * or -1 with ESRCH for a remapped vpid the application does not have (no
- * kernel PID is that large, VRID_REMAP_BASE and up). */
+/* The kernel's PID for a PID the program passed, into *spid: <= 0 as it
+ * is, an application's vpid its spid, any other number as it is (a
+ * remapped vpid the application does not have names no kernel process, so
+ * the kernel answers for it with its own errno, after its own checks).
+ * Returns 0: it never fails (the int stays for the callers that test it). */
 int pid_to_system(pid_t vpid, pid_t *spid);
 /* The same for a kill-style argument: >0 a process, <-1 a process group,
- * 0 and -1 as they are. */
+ * 0, -1 and INT_MIN as they are. */
 int pid_target_to_system(pid_t pid, pid_t *out);
-/* path itself, or /proc/<spid>/... written into buf for /proc/<vpid>/... */
+/* path itself, or /proc/<spid>/... written into buf for /proc/<vpid>/...
+ * (and /proc/<vpid>/task/<vtid>/...): path.c's redirect_path calls it for
+ * every path a wrapper takes. */
 const char *pid_proc_path(const char *path, char *buf, size_t len);
 
 #endif

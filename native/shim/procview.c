@@ -145,14 +145,12 @@ static int fopen_wants_view(const char *path, const char *mode)
 	return shim_active && mode && mode[0] == 'r' && !strchr(mode, '+') && listing_type(path);
 }
 
-/* In an open wrapper: its path redirected first (path.c), relative to
- * directory at (AT_FDCWD for the calls without one); then the view for a
- * listing, else /proc/<vpid>/... as /proc/<spid>/... */
+/* In an open wrapper: its path redirected first, relative to directory
+ * at (AT_FDCWD for the calls without one), /proc/<vpid>/... made
+ * /proc/<spid>/... with it (path.c); then the view for a listing. */
 #define OPEN_PATH(at)                                                          \
 	REDIRECT_AT(at, path, -1);                                             \
-	if (wants_view(path, flags)) return view_fd(listing_type(path), flags); \
-	char proc_buf[PATH_MAX];                                               \
-	path = pid_proc_path(path, proc_buf, sizeof proc_buf)
+	if (wants_view(path, flags)) return view_fd(listing_type(path), flags)
 
 /* Policy PROCFS_OPEN (wrapped.def): open, openat and their 64-bit names;
  * the mode is read only when the flags say there is one, as libc does, and
@@ -186,8 +184,6 @@ WRAPPED_PROCFS_OPEN_FORTIFIED(PROCFS_OPEN_FORTIFIED_WRAPPER)
 	{                                                                      \
 		REDIRECT(path, NULL);                                          \
 		if (fopen_wants_view(path, mode)) return fopen_view(path, mode); \
-		char proc_buf[PATH_MAX];                                       \
-		path = pid_proc_path(path, proc_buf, sizeof proc_buf);         \
 		return REAL(name) args;                                        \
 	}
 WRAPPED_PROCFS_FOPEN(PROCFS_FOPEN_WRAPPER)

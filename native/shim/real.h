@@ -23,6 +23,11 @@
 #include <sys/statvfs.h>
 #include <sys/time.h>
 #include <utime.h>
+#include <termios.h>
+#include <sys/uio.h>
+#include <sys/pidfd.h>
+#include <sys/ptrace.h>
+#include <linux/capability.h>
 
 #include "shim.h"
 #include "wrapped.h"

@@ -72,6 +72,9 @@ int vr_is_template(uint8_t type, uint32_t vrid);
 
 /* Runs fn inside one read transaction of this process's tables. */
 int with_read_txn(int (*fn)(MDB_txn *txn, void *arg), void *arg);
+/* Whether this thread is inside the table code now (a wrapper reached from
+ * LMDB's own libc calls): no translation may read the tables then. */
+int shim_in_tables(void);
 
 /* Allocation (FIG. 11) happens inside a write transaction, which also
  * serializes every creator on the host and recovers what a dead one left. */

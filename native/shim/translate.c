@@ -29,6 +29,12 @@ static __thread struct {
 } cache __attribute__((tls_model("initial-exec")));
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+/* Set while this thread holds lock: LMDB calls libc from inside (fcntl
+ * F_GETLK on its lock file while it opens the tables), which reaches the
+ * shim's own wrappers; they must not read the tables again then. */
+static __thread int holding __attribute__((tls_model("initial-exec")));
+
+int shim_in_tables(void) { return holding; }
 static MDB_txn *rtxn;      /* this process's read transaction, kept reset */
 static int env_inherited;  /* in a fork child: the handle is the parent's */
 
@@ -82,9 +88,11 @@ int with_read_txn(int (*fn)(MDB_txn *txn, void *arg), void *arg)
 {
 	shim_check_fork();
 	pthread_mutex_lock(&lock);
+	holding = 1;
 	read_begin_locked();
 	int rc = fn(rtxn, arg);
 	mdb_txn_reset(rtxn);
+	holding = 0;
 	pthread_mutex_unlock(&lock);
 	return rc;
 }
@@ -186,7 +194,9 @@ MDB_txn *write_begin(void)
 {
 	shim_check_fork();
 	pthread_mutex_lock(&lock);
+	holding = 1;
 	own_env_locked(1);
+	holding = 0;
 	pthread_mutex_unlock(&lock);
 	struct tabledb *t = shim_tables();
 	MDB_txn *txn;
