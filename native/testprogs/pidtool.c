@@ -24,6 +24,13 @@
  *                         getpid, the kernel's, and whether it differs from the parent's
  *   nowrite               RLIMIT_FSIZE 0 with SIGXFSZ ignored: every write to a file
  *                         fails (EFBIG), so every commit to the tables fails too
+ *   calls                 every call that takes a PID, on itself, a child, a child's
+ *                         thread, a vpid no process has, PID 1 (not a child) and -5:
+ *                         one line per call with its result or errno, nothing that
+ *                         differs between runs, so a native run and both modes compare
+ *   waits                 the wait family where nothing is to be reaped and with bad
+ *                         pointers: each result, and whether the caller's status,
+ *                         rusage and siginfo stayed as they were
  *   sleep MS
  */
 #define _GNU_SOURCE
@@ -39,6 +46,15 @@
 #include <sys/shm.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <dirent.h>
+#include <limits.h>
+#include <linux/capability.h>
+#include <sys/pidfd.h>
+#include <sys/ptrace.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <termios.h>
+#include <time.h>
 
 extern char **environ;
 
@@ -288,6 +304,262 @@ static void sched(void)
 	result(prlimit(getpid(), RLIMIT_NOFILE, NULL, &rl), "prlimit");
 }
 
+
+/* --- calls: one line per call ------------------------------------------- */
+
+#define GONE_VPID 0x100003e7 /* remapped range: no process has it */
+
+static void said(const char *call, const char *who, long r)
+{
+	if (r < 0) printf("%s %s err %s\n", call, who, strerrorname_np(errno));
+	else printf("%s %s %ld\n", call, who, r);
+}
+
+/* libc exports them; only libcap's header declares them. */
+int capget(cap_user_header_t hdrp, cap_user_data_t datap);
+int capset(cap_user_header_t hdrp, const cap_user_data_t datap);
+#define capget_raw capget
+
+static void path_calls(pid_t pid, const char *who)
+{
+	char p[96], exe[PATH_MAX], self_exe[PATH_MAX];
+	struct stat st, self;
+	stat("/proc/self", &self);
+	snprintf(p, sizeof p, "/proc/%d", pid);
+	int r = stat(p, &st);
+	printf("stat %s %s\n", who, r ? strerrorname_np(errno) : st.st_ino == self.st_ino ? "self" : "other");
+	r = lstat(p, &st);
+	printf("lstat %s %s\n", who, r ? strerrorname_np(errno) : st.st_ino == self.st_ino ? "self" : "other");
+	r = fstatat(AT_FDCWD, p, &st, 0);
+	printf("fstatat %s %s\n", who, r ? strerrorname_np(errno) : st.st_ino == self.st_ino ? "self" : "other");
+	struct statx sx;
+	said("statx", who, statx(AT_FDCWD, p, 0, STATX_INO, &sx));
+	snprintf(p, sizeof p, "/proc/%d/status", pid);
+	said("access", who, access(p, R_OK));
+	said("faccessat", who, faccessat(AT_FDCWD, p, R_OK, 0));
+	said("euidaccess", who, euidaccess(p, R_OK));
+	snprintf(p, sizeof p, "/proc/%d/exe", pid);
+	ssize_t n = readlink(p, exe, sizeof exe - 1), m = readlink("/proc/self/exe", self_exe, sizeof self_exe - 1);
+	if (n >= 0) exe[n] = 0;
+	if (m >= 0) self_exe[m] = 0;
+	printf("readlink %s %s\n", who, n < 0 ? strerrorname_np(errno) : strcmp(exe, self_exe) ? "other" : "same exe");
+	n = readlinkat(AT_FDCWD, p, exe, sizeof exe - 1);
+	printf("readlinkat %s %s\n", who, n < 0 ? strerrorname_np(errno) : "ok");
+	snprintf(p, sizeof p, "/proc/%d/task", pid);
+	DIR *d = opendir(p);
+	printf("opendir %s %s\n", who, d ? "ok" : strerrorname_np(errno));
+	if (d) closedir(d);
+	struct dirent **list;
+	int k = scandir(p, &list, NULL, alphasort);
+	printf("scandir %s %s\n", who, k < 0 ? strerrorname_np(errno) : k > 2 ? "entries" : "empty");
+	for (int i = 0; i < k; i++) free(list[i]);
+	if (k >= 0) free(list);
+	snprintf(p, sizeof p, "/proc/%d/cmdline", pid);
+	FILE *f = fopen(p, "r");
+	printf("fopen %s %s\n", who, f ? "ok" : strerrorname_np(errno));
+	if (f) fclose(f);
+}
+
+static volatile long marker = 0x5eed;
+
+static void pid_calls(pid_t pid, const char *who)
+{
+	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, pid };
+	struct __user_cap_data_struct data[2];
+	int r = capget_raw(&h, data);
+	said("capget", who, r);
+	printf("capget %s header pid %s\n", who, h.pid == pid ? "kept" : "changed");
+	if (r == 0) said("capset", who, capset(&h, data));
+	errno = 0;
+	int prio = getpriority(PRIO_PROCESS, (id_t)pid);
+	said("getpriority", who, errno ? -1 : prio + 100);
+	said("setpriority", who, setpriority(PRIO_PROCESS, (id_t)pid, errno ? 0 : prio));
+	errno = 0;
+	prio = getpriority(PRIO_PGRP, (id_t)getpgid(pid)); /* its process group, by the leader's PID */
+	said("getpriority-pgrp", who, errno ? -1 : prio + 100);
+	int fd = pidfd_open(pid, 0);
+	said("pidfd_open", who, fd < 0 ? -1 : 0);
+	if (fd >= 0) {
+		said("pidfd_send_signal", who, pidfd_send_signal(fd, 0, NULL, 0));
+		close(fd);
+	}
+	long got = 0;
+	struct iovec local = { &got, sizeof got }, remote = { (void *)&marker, sizeof marker };
+	ssize_t n = process_vm_readv(pid, &local, 1, &remote, 1, 0);
+	printf("process_vm_readv %s %s\n", who, n < 0 ? strerrorname_np(errno) : got == 0x5eed ? "read marker" : "wrong");
+	n = process_vm_writev(pid, &local, 1, &remote, 1, 0);
+	said("process_vm_writev", who, n);
+	clockid_t clk;
+	int e = clock_getcpuclockid(pid, &clk);
+	printf("clock_getcpuclockid %s %s\n", who, e ? strerrorname_np(e) : "ok");
+	cpu_set_t set;
+	said("sched_getaffinity", who, sched_getaffinity(pid, sizeof set, &set) < 0 ? -1 : 0);
+	said("sched_getscheduler", who, sched_getscheduler(pid));
+	struct rlimit rl;
+	said("prlimit", who, prlimit(pid, RLIMIT_NOFILE, NULL, &rl));
+	said("kill", who, kill(pid, 0));
+	union sigval v = { 0 };
+	said("sigqueue", who, sigqueue(pid, 0, v));
+	said("getpgid", who, getpgid(pid) < 0 ? -1 : 0);
+	said("getsid", who, getsid(pid) < 0 ? -1 : 0);
+}
+
+/* A thread of a child: its vtid in /proc/<vpid>/task/<vtid>, seen by
+ * the thread itself. */
+static void *task_path(void *arg)
+{
+	(void)arg;
+	char p[96];
+	struct stat st;
+	snprintf(p, sizeof p, "/proc/%d/task/%d/stat", getpid(), gettid());
+	printf("task thread %s\n", stat(p, &st) ? strerrorname_np(errno) : "ok");
+	said("tgkill", "thread", tgkill(getpid(), gettid(), 0));
+	return NULL;
+}
+
+static void lock_holder(pid_t child, int go)
+{
+	/* The child holds a lock; the parent asks who. */
+	char path[] = "/tmp/pidtool-lock-XXXXXX";
+	int fd = mkstemp(path);
+	unlink(path);
+	(void)go;
+	pid_t p = fork();
+	if (p == 0) {
+		struct flock l = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1 };
+		fcntl(fd, F_SETLK, &l);
+		pause();
+		_exit(0);
+	}
+	struct flock l;
+	for (int i = 0; i < 2000; i++) {
+		l = (struct flock){ .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1 };
+		if (fcntl(fd, F_GETLK, &l) == 0 && l.l_type != F_UNLCK) break;
+		usleep(1000);
+	}
+	printf("getlk holder %s\n", l.l_type == F_UNLCK ? "none" : l.l_pid == p ? "child" : "other");
+	kill(p, SIGKILL);
+	waitpid(p, NULL, 0);
+	close(fd);
+	(void)child;
+}
+
+static void calls(void)
+{
+	int go[2];
+	if (pipe(go) != 0) return;
+	pid_t child = fork();
+	if (child == 0) {
+		/* Waits until the parent is done with it, then shows its thread. */
+		char c;
+		close(go[1]);
+		while (read(go[0], &c, 1) < 0 && errno == EINTR) {}
+		pthread_t t;
+		pthread_create(&t, NULL, task_path, NULL);
+		pthread_join(t, NULL);
+		_exit(0);
+	}
+	close(go[0]);
+	struct { pid_t pid; const char *who; } targets[] = {
+		{ getpid(), "self" }, { child, "child" }, { GONE_VPID, "gone" }, { 1, "pid1" }, { -5, "minus5" },
+	};
+	for (size_t i = 0; i < sizeof targets / sizeof *targets; i++) {
+		if (targets[i].pid > 0) path_calls(targets[i].pid, targets[i].who);
+		pid_calls(targets[i].pid, targets[i].who);
+	}
+	/* An unknown version: the kernel writes its own into the header. */
+	struct __user_cap_header_struct h = { 0, getpid() };
+	said("capget-version", "self", capget_raw(&h, NULL));
+	printf("capget-version header %#x pid %s\n", h.version, h.pid == getpid() ? "kept" : "changed");
+	said("capget-bad", "self", capget_raw((void *)1, NULL));
+	said("pidfd_send_signal-bad", "self", pidfd_send_signal(pidfd_open(getpid(), 0), 0, (void *)1, 0));
+	said("setown_ex-bad", "self", fcntl(0, F_SETOWN_EX, (void *)1));
+	said("tcgetsid", "stdin", tcgetsid(0) < 0 ? -1 : 0);
+	said("ptrace-seize", "gone", ptrace(PTRACE_SEIZE, GONE_VPID, 0, 0));
+	said("ptrace-seize", "child", ptrace(PTRACE_SEIZE, child, 0, 0));
+	said("ptrace-interrupt", "child", ptrace(PTRACE_INTERRUPT, child, 0, 0));
+	int st;
+	pid_t w = waitpid(child, &st, 0);
+	printf("ptrace-stop %s %s\n", w == child ? "child" : "other", WIFSTOPPED(st) ? "stopped" : "not stopped");
+	said("ptrace-detach", "child", ptrace(PTRACE_DETACH, child, 0, 0));
+	lock_holder(child, go[1]);
+	/* sigwaitinfo names the sender. */
+	sigset_t usr1;
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &usr1, NULL);
+	pid_t parent = getpid(), sender = fork();
+	if (sender == 0) {
+		kill(parent, SIGUSR1);
+		_exit(0);
+	}
+	siginfo_t si;
+	int sig = sigwaitinfo(&usr1, &si);
+	printf("sigwaitinfo %d from %s\n", sig, si.si_pid == sender ? "sender" : "other");
+	waitpid(sender, NULL, 0);
+	close(go[1]);
+	w = waitpid(child, &st, 0);
+	printf("reaped %s status %d\n", w == child ? "child" : "other", status_of(st));
+}
+
+/* --- waits: nothing to reap, and bad pointers --------------------------- */
+
+static void kept(const char *call, const char *arg, long r, int st)
+{
+	said(call, arg, r);
+	printf("%s %s status %s\n", call, arg, st == 12345 ? "kept" : "written");
+}
+
+static void waits(void)
+{
+	int st = 12345;
+	kept("wait", "nochild", wait(&st), st);
+	struct { pid_t pid; const char *name; } args[] = {
+		{ -1, "-1" }, { 0, "0" }, { INT_MIN, "INT_MIN" }, { -99999, "-99999" }, { GONE_VPID, "gone" }, { 1, "pid1" },
+	};
+	for (size_t i = 0; i < sizeof args / sizeof *args; i++) {
+		st = 12345;
+		kept("waitpid", args[i].name, waitpid(args[i].pid, &st, WNOHANG), st);
+		st = 12345;
+		struct rusage ru = { .ru_maxrss = 12345 };
+		kept("wait4", args[i].name, wait4(args[i].pid, &st, 0, &ru), st);
+		printf("wait4 %s rusage %s\n", args[i].name, ru.ru_maxrss == 12345 ? "kept" : "written");
+		siginfo_t si = { .si_pid = 12345 };
+		said("waitid", args[i].name, waitid(P_PID, (id_t)args[i].pid, &si, WEXITED | WNOHANG));
+	}
+	st = 12345;
+	struct rusage ru = { .ru_maxrss = 12345 };
+	kept("wait3", "nochild", wait3(&st, WNOHANG, &ru), st);
+	/* A running child: WNOHANG has nothing to give. */
+	int go[2];
+	if (pipe(go) != 0) return;
+	pid_t c = fork();
+	if (c == 0) {
+		char b;
+		close(go[1]);
+		while (read(go[0], &b, 1) < 0 && errno == EINTR) {}
+		_exit(7);
+	}
+	close(go[0]);
+	st = 12345;
+	kept("waitpid", "running", waitpid(c, &st, WNOHANG), st);
+	st = 12345;
+	kept("wait4", "running", wait4(-1, &st, WNOHANG, &ru), st);
+	siginfo_t si;
+	memset(&si, 0x55, sizeof si);
+	said("waitid", "running", waitid(P_PID, (id_t)c, &si, WEXITED | WNOHANG));
+	printf("waitid running si_pid %d\n", si.si_pid);
+	said("waitid-badinfo", "running", waitid(P_ALL, 0, (void *)1, WEXITED | WNOHANG));
+	close(go[1]);
+	/* Let it exit, then wait with bad pointers. */
+	siginfo_t peek;
+	waitid(P_PID, (id_t)c, &peek, WEXITED | WNOWAIT);
+	said("waitid-badinfo", "exited", waitid(P_PID, (id_t)c, (void *)1, WEXITED | WNOWAIT));
+	pid_t r = waitpid(c, (void *)1, 0);
+	said("waitpid-badstatus", "exited", r == c ? 0 : r);
+	said("waitpid", "after", waitpid(c, NULL, WNOHANG));
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -315,6 +587,8 @@ int main(int argc, char **argv)
 		else if (!strcmp(c, "ipcpids")) ipcpids();
 		else if (!strcmp(c, "procpath")) procpath();
 		else if (!strcmp(c, "sched")) sched();
+		else if (!strcmp(c, "calls")) calls();
+		else if (!strcmp(c, "waits")) waits();
 		else if (!strcmp(c, "daemon")) {
 			if (daemon(1, 1) != 0) return result(-1, "daemon"), 1;
 			FILE *f = fopen(argv[++i], "w");
