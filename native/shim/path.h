@@ -18,13 +18,14 @@ extern size_t redirect_count;
 int redirect_path_slow(const char **path, char *buf);
 int redirect_path_at_slow(int dirfd, const char **path, char *buf);
 
-/* A path that may name a process by its PID: /proc/ and a digit. A
- * remapped application names its processes by vpid there, the kernel by
- * spid (pid_proc_path, pid.c). One or two comparisons for most other paths. */
+/* A path that may name a process or thread by its PID: /proc/ and a
+ * digit, or /proc/s (/proc/self/task/<tid>). A remapped application names
+ * them by vpid there, the kernel by spid (pid_proc_path, pid.c). One or
+ * two comparisons for most other paths. */
 static inline int names_proc_pid(const char *p)
 {
 	return p && p[0] == '/' && p[1] == 'p' && p[2] == 'r' && p[3] == 'o' && p[4] == 'c' && p[5] == '/' &&
-	       p[6] >= '1' && p[6] <= '9';
+	       ((p[6] >= '1' && p[6] <= '9') || p[6] == 's');
 }
 
 /* Points *path at the path the kernel must get: itself, or the redirected

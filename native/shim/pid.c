@@ -637,18 +637,25 @@ static int proc_component(const char *s, pid_t *spid, const char **end)
 }
 
 /* /proc/<vpid>/... reaches /proc/<spid>/..., and /proc/<vpid>/task/<vtid>
- * the kernel's thread too: gettid gives vtids in a remapped application
- * (a thread's row is made on its first gettid; a tid read from the task
- * directory is the kernel's and passes as it is). The path family calls
- * this for every path (path.c), so it is the one place. A path that would
- * not fit in buf is left as it is. */
+ * and /proc/self/task/<vtid> the kernel's thread too: gettid gives vtids
+ * in a remapped application (a thread's row is made on its first gettid;
+ * a tid read from the task directory is the kernel's and passes as it
+ * is). /proc/self and /proc/thread-self are the kernel's to resolve. The
+ * path family calls this for every path (path.c), so it is the one place.
+ * A path that would not fit in buf is left as it is. */
 const char *pid_proc_path(const char *path, char *buf, size_t len)
 {
 	const char *rest, *tail = NULL;
-	pid_t spid, stid = 0;
-	if (!shim_active || strncmp(path, "/proc/", 6) || proc_component(path + 6, &spid, &rest)) return path;
+	pid_t spid = 0, stid = 0;
+	if (!shim_active || strncmp(path, "/proc/", 6)) return path;
+	int self = !strncmp(path + 6, "self", 4) && (path[10] == '/' || !path[10]);
+	if (self) rest = path + 10;
+	else if (proc_component(path + 6, &spid, &rest)) return path;
 	if (!strncmp(rest, "/task/", 6) && proc_component(rest + 6, &stid, &tail)) tail = NULL;
-	int n = tail ? snprintf(buf, len, "/proc/%d/task/%d%s", (int)spid, (int)stid, tail)
-		     : snprintf(buf, len, "/proc/%d%s", (int)spid, rest);
+	if (self && !tail) return path;
+	char pid_part[16] = "self";
+	if (!self) snprintf(pid_part, sizeof pid_part, "%d", (int)spid);
+	int n = tail ? snprintf(buf, len, "/proc/%s/task/%d%s", pid_part, (int)stid, tail)
+		     : snprintf(buf, len, "/proc/%s%s", pid_part, rest);
 	return n > 0 && (size_t)n < len && strcmp(buf, path) ? buf : path;
 }

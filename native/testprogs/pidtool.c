@@ -47,6 +47,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <dirent.h>
+#include <dlfcn.h>
 #include <limits.h>
 #include <linux/capability.h>
 #include <sys/pidfd.h>
@@ -413,6 +414,12 @@ static void *task_path(void *arg)
 	struct stat st;
 	snprintf(p, sizeof p, "/proc/%d/task/%d/stat", getpid(), gettid());
 	printf("task thread %s\n", stat(p, &st) ? strerrorname_np(errno) : "ok");
+	snprintf(p, sizeof p, "/proc/self/task/%d/comm", gettid());
+	said("task self-thread", "access", access(p, R_OK));
+	/* Old binaries call __xstat (a compat symbol now): the same path. */
+	int (*xstat)(int, const char *, struct stat *) = (int (*)(int, const char *, struct stat *))dlsym(RTLD_DEFAULT, "__xstat");
+	snprintf(p, sizeof p, "/proc/%d/task/%d", getpid(), gettid());
+	if (xstat) said("__xstat", "thread", xstat(1, p, &st));
 	said("tgkill", "thread", tgkill(getpid(), gettid(), 0));
 	return NULL;
 }
