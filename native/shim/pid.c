@@ -610,9 +610,10 @@ WRAPPER(sigaction)
 	if (!shim_active || sig <= 0 || sig >= _NSIG) return REAL(sigaction)(sig, act, old);
 	struct sigaction mine;
 	void (*previous)(int, siginfo_t *, void *) = user_action[sig];
-	/* A bad act goes to the kernel as it is, for its EFAULT. */
-	if (act && copy_in(&mine, act, sizeof mine) == 0 && (mine.sa_flags & SA_SIGINFO) &&
-	    mine.sa_handler != SIG_IGN && mine.sa_handler != SIG_DFL) {
+	/* act is read here, not copied in by the kernel: libc's sigaction
+	 * reads it itself, so a bad act is SIGSEGV natively too. */
+	if (act && (act->sa_flags & SA_SIGINFO) && act->sa_handler != SIG_IGN && act->sa_handler != SIG_DFL) {
+		mine = *act;
 		user_action[sig] = mine.sa_sigaction;
 		mine.sa_sigaction = siginfo_trampoline;
 		act = &mine;
