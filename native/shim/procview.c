@@ -188,6 +188,33 @@ WRAPPED_PROCFS_OPEN_FORTIFIED(PROCFS_OPEN_FORTIFIED_WRAPPER)
 	}
 WRAPPED_PROCFS_FOPEN(PROCFS_FOPEN_WRAPPER)
 
+/* The links /proc/self and /proc/thread-self name the caller by its kernel
+ * PID ("1234", "1234/task/1235"): read as its vpid and vtid, so that they
+ * agree with getpid and gettid. Returns the new length, or r as it was
+ * when the path is neither. Written as readlink writes: no NUL, cut at
+ * len. */
+static ssize_t self_link(const char *path, char *buf, size_t len, ssize_t r)
+{
+	if (!shim_active || r <= 0 || strncmp(path, "/proc/", 6)) return r;
+	char v[48];
+	int n;
+	if (!strcmp(path + 6, "self")) n = snprintf(v, sizeof v, "%d", (int)getpid());
+	else if (!strcmp(path + 6, "thread-self")) n = snprintf(v, sizeof v, "%d/task/%d", (int)getpid(), (int)gettid());
+	else return r;
+	size_t k = (size_t)n < len ? (size_t)n : len;
+	memcpy(buf, v, k);
+	return (ssize_t)k;
+}
+
+/* Policy PROCFS_READLINK: the readlink family. */
+#define PROCFS_READLINK_WRAPPER(ret, name, args, fail, at)                     \
+	WRAPPER(name)                                                          \
+	{                                                                      \
+		REDIRECT_AT(at, path, -1);                                     \
+		return self_link(path, buf, len, REAL(name) args);             \
+	}
+WRAPPED_PROCFS_READLINK(PROCFS_READLINK_WRAPPER)
+
 void sysvipc_shm_usage(struct sysvipc_shm_usage *u)
 {
 	FILE *in = sysv_open_listing(RT_SHM);

@@ -414,6 +414,11 @@ static void *task_path(void *arg)
 	struct stat st;
 	snprintf(p, sizeof p, "/proc/%d/task/%d/stat", getpid(), gettid());
 	printf("task thread %s\n", stat(p, &st) ? strerrorname_np(errno) : "ok");
+	char link[64], want[64];
+	ssize_t n = readlink("/proc/thread-self", link, sizeof link - 1);
+	link[n > 0 ? n : 0] = 0;
+	snprintf(want, sizeof want, "%d/task/%d", getpid(), gettid());
+	printf("readlink thread-self %s\n", n < 0 ? strerrorname_np(errno) : strcmp(link, want) ? link : "pid/task/tid");
 	snprintf(p, sizeof p, "/proc/self/task/%d/comm", gettid());
 	said("task self-thread", "access", access(p, R_OK));
 	/* Old binaries call __xstat (a compat symbol now): the same path. */
@@ -474,6 +479,12 @@ static void calls(void)
 		if (targets[i].pid > 0) path_calls(targets[i].pid, targets[i].who);
 		pid_calls(targets[i].pid, targets[i].who);
 	}
+	char link[32], want[32];
+	ssize_t n = readlink("/proc/self", link, sizeof link - 1);
+	link[n > 0 ? n : 0] = 0;
+	snprintf(want, sizeof want, "%d", getpid());
+	printf("readlink self-link %s\n", n < 0 ? strerrorname_np(errno) : strcmp(link, want) ? link : "pid");
+	printf("readlink self-link short %zd\n", readlink("/proc/self", link, 1));
 	/* An unknown version: the kernel writes its own into the header. */
 	struct __user_cap_header_struct h = { 0, getpid() };
 	said("capget-version", "self", capget_raw(&h, NULL));
