@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { PIDTOOL, appshot, lines, makeHome, runNative } from './helpers.js';
+import { existsSync } from 'node:fs';
+import { PIDTOOL, appshot, appshotAsync, lines, makeHome, runNative, tablesJson, waitFor } from './helpers.js';
 
 const REMAP_BASE = 0x10000000;
 
@@ -40,7 +41,7 @@ describe.each([
       'getpriority child 100', 'setpriority gone err ESRCH', 'getpriority-pgrp self 100',
       'pidfd_open child 0', 'pidfd_send_signal child 0', 'pidfd_open minus5 err EINVAL', 'pidfd_send_signal-bad self err EFAULT',
       'process_vm_readv child read marker', 'process_vm_writev gone err ESRCH', 'clock_getcpuclockid child ok',
-      'setown_ex-bad self err EFAULT', 'ptrace-stop child stopped', 'getlk holder child', 'sigwaitinfo 10 from sender',
+      'setown_ex-bad self err EFAULT', 'ptrace-stop child stopped', 'getlk holder child', 'sigwaitinfo 10 from sender', 'sigtimedwait 10 from self code -1',
       'task thread ok', 'task self-thread access 0', 'readlink self-link pid', 'readlink thread-self pid/task/tid', '__xstat thread 0', 'reaped child status 0',
     ]));
     expectSameCalls(want, underAppshot(flags, ['calls']));
@@ -56,6 +57,17 @@ describe.each([
       'waitid-badinfo exited err EFAULT', 'waitpid-badstatus exited err EFAULT', 'waitpid after err ECHILD',
     ]));
     expectSameCalls(want, underAppshot(flags, ['waits']));
+  });
+
+  it('a child reaped by a wait that could not write its status (EFAULT) leaves no row behind', async () => {
+    const home = makeHome();
+    const app = appshotAsync(home, ['run', '--aid', 'waits', ...flags, '--', PIDTOOL, 'waits', 'sleep', '100000']);
+    await waitFor(app.out, /^waitpid after err ECHILD$/m);
+    const rows = tablesJson(home, ['--type', 'pid']);
+    expect(rows.filter((row) => !existsSync(`/proc/${row.system}`))).toEqual([]);
+    expect(rows).toHaveLength(1); // pidtool itself
+    app.child.kill('SIGTERM');
+    await app.done;
   });
 
   it('stress-ng --fork runs its stressors (capget on its own vpid)', () => {

@@ -272,6 +272,16 @@ static pid_t reaped(pid_t spid, int still_there)
 
 static int stopped_or_continued(int status) { return WIFSTOPPED(status) || WIFCONTINUED(status); }
 
+/* EFAULT from a wait for one child: the kernel reaps the child before it
+ * finds it cannot write the status, so the child may be gone, and its row
+ * must go with it. */
+static void reaped_unwritten(pid_t spid)
+{
+	int e = errno;
+	if (e == EFAULT && spid > 0 && raw_call(SYS_kill, spid, 0) < 0 && errno == ESRCH) forget(spid);
+	errno = e;
+}
+
 /* The wait calls hand the caller's status, rusage and siginfo pointers to
  * the kernel, which writes them only when it has something to write (not
  * on ECHILD, not for WNOHANG with nothing to report), and refuses a bad
@@ -285,6 +295,7 @@ WRAPPER(waitpid)
 	pid_target_to_system(pid, &spid);
 	int st, *sp = status ? status : &st;
 	pid_t r = REAL(waitpid)(spid, sp, options);
+	if (r < 0) reaped_unwritten(spid);
 	return reaped(r, r > 0 && stopped_or_continued(*sp));
 }
 
@@ -297,6 +308,7 @@ WRAPPER(wait4)
 	pid_target_to_system(pid, &spid);
 	int st, *sp = status ? status : &st;
 	pid_t r = REAL(wait4)(spid, sp, options, usage);
+	if (r < 0) reaped_unwritten(spid);
 	return reaped(r, r > 0 && stopped_or_continued(*sp));
 }
 
@@ -308,6 +320,7 @@ WRAPPER(waitid)
 	pid_t sid = (pid_t)id;
 	if (idtype == P_PID || idtype == P_PGID) pid_to_system((pid_t)id, &sid);
 	int r = REAL(waitid)(idtype, (id_t)sid, info, options);
+	if (r < 0 && idtype == P_PID && !(options & WNOWAIT)) reaped_unwritten(sid);
 	if (r == 0 && info && info->si_pid > 0) {
 		int gone = !(options & WNOWAIT) && (info->si_code == CLD_EXITED || info->si_code == CLD_KILLED ||
 						    info->si_code == CLD_DUMPED);

@@ -515,6 +515,13 @@ static void calls(void)
 	int sig = sigwaitinfo(&usr1, &si);
 	printf("sigwaitinfo %d from %s\n", sig, si.si_pid == sender ? "sender" : "other");
 	waitpid(sender, NULL, 0);
+	/* A siginfo of its own, naming itself, sent through a pidfd. */
+	siginfo_t mine = { .si_signo = SIGUSR1, .si_code = SI_QUEUE, .si_pid = getpid(), .si_uid = getuid() };
+	int self_fd = pidfd_open(getpid(), 0);
+	said("pidfd_send_signal-info", "self", pidfd_send_signal(self_fd, SIGUSR1, &mine, 0));
+	close(self_fd);
+	sig = sigtimedwait(&usr1, &si, NULL);
+	printf("sigtimedwait %d from %s code %d\n", sig, si.si_pid == getpid() ? "self" : "other", si.si_code);
 	close(go[1]);
 	w = waitpid(child, &st, 0);
 	printf("reaped %s status %d\n", w == child ? "child" : "other", status_of(st));
