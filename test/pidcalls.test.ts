@@ -42,7 +42,7 @@ describe.each([
       'pidfd_open child 0', 'pidfd_send_signal child 0', 'pidfd_open minus5 err EINVAL', 'pidfd_send_signal-bad self err EFAULT',
       'process_vm_readv child read marker', 'process_vm_writev gone err ESRCH', 'clock_getcpuclockid child ok',
       'setown_ex-bad self err EFAULT', 'ptrace-stop child stopped', 'getlk holder child', 'sigwaitinfo 10 from sender', 'sigtimedwait 10 from self code -1',
-      'task thread ok', 'task self-thread access 0', 'readlink self-link pid', 'readlink thread-self pid/task/tid', '__xstat thread 0', 'reaped child status 0',
+      'task thread ok', 'task self-thread access 0', 'readlink self-link pid', 'realpath self /proc/<pid>', 'canonicalize self /proc/<pid>', 'readlink thread-self pid/task/tid', '__xstat thread 0', 'reaped child status 0',
     ]));
     expectSameCalls(want, underAppshot(flags, ['calls']));
   });

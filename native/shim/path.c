@@ -433,6 +433,8 @@ static char *virtual_realpath(const char *path, char *resolved)
 	/* On failure glibc leaves in resolved the part it got through. */
 	if (!r && (!resolved || !real[0])) return NULL;
 	const char *v = redirect_back(real, virt);
+	/* /proc/self and /proc/<vpid> resolve to the kernel's /proc/<spid>. */
+	if (v == real) v = pid_proc_path_virtual(real, virt, sizeof virt);
 	if (!resolved) return strdup(v);
 	strcpy(resolved, v);
 	return r ? resolved : NULL;
@@ -440,13 +442,13 @@ static char *virtual_realpath(const char *path, char *resolved)
 
 WRAPPER(realpath)
 {
-	if (__builtin_expect(redirect_count == 0, 1)) return REAL(realpath)(path, resolved);
+	if (__builtin_expect(redirect_count == 0, 1) && !names_proc_pid(path)) return REAL(realpath)(path, resolved);
 	return virtual_realpath(path, resolved);
 }
 
 WRAPPER(canonicalize_file_name)
 {
-	if (__builtin_expect(redirect_count == 0, 1)) return REAL(realpath)(path, NULL);
+	if (__builtin_expect(redirect_count == 0, 1) && !names_proc_pid(path)) return REAL(realpath)(path, NULL);
 	return virtual_realpath(path, NULL);
 }
 
@@ -464,7 +466,7 @@ WRAPPER(__getcwd_chk)
 
 WRAPPER(__realpath_chk)
 {
-	if (__builtin_expect(redirect_count == 0, 1) || resolvedlen < PATH_MAX)
+	if ((__builtin_expect(redirect_count == 0, 1) && !names_proc_pid(path)) || resolvedlen < PATH_MAX)
 		return REAL(__realpath_chk)(path, resolved, resolvedlen);
 	return virtual_realpath(path, resolved);
 }

@@ -637,17 +637,38 @@ WRAPPER(sigaction)
 	return r;
 }
 
-/* One PID component of a /proc path at s, up to '/' or the end: its
- * kernel number in *spid and where it ends in *end; -1 if s is not one. */
-static int proc_component(const char *s, pid_t *spid, const char **end)
+/* One PID component of a /proc path at s, up to '/' or the end: the
+ * number map gives for it in *out and where it ends in *end; -1 if s is
+ * not one. */
+static int proc_component(const char *s, pid_t (*map)(pid_t), pid_t *out, const char **end)
 {
 	if (*s < '1' || *s > '9') return -1;
 	char *e;
 	long v = strtol(s, &e, 10);
 	if ((*e != '/' && *e) || v > INT_MAX) return -1;
 	*end = e;
-	*spid = sys_of((pid_t)v);
+	*out = map((pid_t)v);
 	return 0;
+}
+
+/* /proc/<pid>/... and /proc/<pid or self>/task/<tid>/... with each PID
+ * mapped, written into buf; path itself when nothing changed or the result
+ * would not fit. */
+static const char *proc_path_map(const char *path, char *buf, size_t len, pid_t (*map)(pid_t))
+{
+	const char *rest, *tail = NULL;
+	pid_t pid = 0, tid = 0;
+	if (!shim_active || strncmp(path, "/proc/", 6)) return path;
+	int self = !strncmp(path + 6, "self", 4) && (path[10] == '/' || !path[10]);
+	if (self) rest = path + 10;
+	else if (proc_component(path + 6, map, &pid, &rest)) return path;
+	if (!strncmp(rest, "/task/", 6) && proc_component(rest + 6, map, &tid, &tail)) tail = NULL;
+	if (self && !tail) return path;
+	char pid_part[16] = "self";
+	if (!self) snprintf(pid_part, sizeof pid_part, "%d", (int)pid);
+	int n = tail ? snprintf(buf, len, "/proc/%s/task/%d%s", pid_part, (int)tid, tail)
+		     : snprintf(buf, len, "/proc/%s%s", pid_part, rest);
+	return n > 0 && (size_t)n < len && strcmp(buf, path) ? buf : path;
 }
 
 /* /proc/<vpid>/... reaches /proc/<spid>/..., and /proc/<vpid>/task/<vtid>
@@ -655,21 +676,13 @@ static int proc_component(const char *s, pid_t *spid, const char **end)
  * in a remapped application (a thread's row is made on its first gettid;
  * a tid read from the task directory is the kernel's and passes as it
  * is). /proc/self and /proc/thread-self are the kernel's to resolve. The
- * path family calls this for every path (path.c), so it is the one place.
- * A path that would not fit in buf is left as it is. */
+ * path family calls this for every path (path.c), so it is the one place. */
 const char *pid_proc_path(const char *path, char *buf, size_t len)
 {
-	const char *rest, *tail = NULL;
-	pid_t spid = 0, stid = 0;
-	if (!shim_active || strncmp(path, "/proc/", 6)) return path;
-	int self = !strncmp(path + 6, "self", 4) && (path[10] == '/' || !path[10]);
-	if (self) rest = path + 10;
-	else if (proc_component(path + 6, &spid, &rest)) return path;
-	if (!strncmp(rest, "/task/", 6) && proc_component(rest + 6, &stid, &tail)) tail = NULL;
-	if (self && !tail) return path;
-	char pid_part[16] = "self";
-	if (!self) snprintf(pid_part, sizeof pid_part, "%d", (int)spid);
-	int n = tail ? snprintf(buf, len, "/proc/%s/task/%d%s", pid_part, (int)stid, tail)
-		     : snprintf(buf, len, "/proc/%s%s", pid_part, rest);
-	return n > 0 && (size_t)n < len && strcmp(buf, path) ? buf : path;
+	return proc_path_map(path, buf, len, sys_of);
+}
+
+const char *pid_proc_path_virtual(const char *path, char *buf, size_t len)
+{
+	return proc_path_map(path, buf, len, pid_to_virtual);
 }

@@ -32,5 +32,8 @@ int pid_target_to_system(pid_t pid, pid_t *out);
  * (and /proc/<vpid>/task/<vtid>/...): path.c's redirect_path calls it for
  * every path a wrapper takes. */
 const char *pid_proc_path(const char *path, char *buf, size_t len);
+/* The other way, for a path the kernel gave back (realpath): /proc/<spid>
+ * as /proc/<vpid>. */
+const char *pid_proc_path_virtual(const char *path, char *buf, size_t len);
 
 #endif

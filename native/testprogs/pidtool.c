@@ -485,6 +485,12 @@ static void calls(void)
 	snprintf(want, sizeof want, "%d", getpid());
 	printf("readlink self-link %s\n", n < 0 ? strerrorname_np(errno) : strcmp(link, want) ? link : "pid");
 	printf("readlink self-link short %zd\n", readlink("/proc/self", link, 1));
+	char real[PATH_MAX], wantp[64];
+	snprintf(wantp, sizeof wantp, "/proc/%d", getpid());
+	printf("realpath self %s\n", !realpath("/proc/self", real) ? strerrorname_np(errno) : strcmp(real, wantp) ? real : "/proc/<pid>");
+	char *canon = canonicalize_file_name("/proc/self/");
+	printf("canonicalize self %s\n", !canon ? strerrorname_np(errno) : strcmp(canon, wantp) ? canon : "/proc/<pid>");
+	free(canon);
 	/* An unknown version: the kernel writes its own into the header. */
 	struct __user_cap_header_struct h = { 0, getpid() };
 	said("capget-version", "self", capget_raw(&h, NULL));
