@@ -694,11 +694,50 @@ WRAPPER(recvmmsg)
 	return r;
 }
 
+/* The public port of the pool whose channel fd is: 0 for none. */
+static uint16_t channel_public(int fd)
+{
+	struct sockaddr_storage a;
+	socklen_t alen;
+	uint16_t vport;
+	uint32_t pub;
+	if (!channel_address(fd, &a, &alen) || !inet_port((struct sockaddr *)&a, alen, &vport) ||
+	    vr_to_sr(RT_PUBLISH, port_id(PORT_PROTO_TCP, vport), &pub))
+		return 0;
+	return port_of(pub);
+}
+
+/* A socket option on a channel is the listening socket's: the pool daemon
+ * holds it and sets it there and on the public listener (TCP_DEFER_ACCEPT,
+ * TCP_NODELAY, SO_RCVBUF... reach the connections as natively). The
+ * channel keeps SO_RCVTIMEO, which times accept() out. Elsewhere: as is. */
+WRAPPER(setsockopt)
+{
+	int r;
+	uint16_t pub;
+	socklen_t l = len;
+	if (!shim_active || !known_channel(fd)) {
+		r = REAL(setsockopt)(fd, level, name, value, len);
+		if (r == 0 || !shim_active || (errno != EOPNOTSUPP && errno != ENOPROTOOPT) || !is_channel(fd)) return r;
+	}
+	if (!(pub = channel_public(fd)) || (len && !user_readable(value, len)) || (r = pool_sockopt(fd, pub, 1, level, name, (void *)value, &l)) == -2)
+		return REAL(setsockopt)(fd, level, name, value, len);
+	if (r == 0 && level == SOL_SOCKET && name == SO_RCVTIMEO) REAL(setsockopt)(fd, level, name, value, len);
+	return r;
+}
+
 /* SO_PEERCRED's pid is a vpid; a pool channel answers as the listening
- * TCP socket it stands for. */
+ * TCP socket it stands for: the daemon asks that socket, or, without a
+ * daemon, the channel's own name says what it can. */
 WRAPPER(getsockopt)
 {
-	int r = REAL(getsockopt)(fd, level, name, value, len);
+	uint16_t pub;
+	int r;
+	if (shim_active && known_channel(fd) && value && len && user_readable(len, sizeof *len) && user_readable(value, *len) &&
+	    (pub = channel_public(fd)) &&
+	    (r = pool_sockopt(fd, pub, 0, level, name, value, len)) != -2)
+		return r;
+	r = REAL(getsockopt)(fd, level, name, value, len);
 	if (!shim_active || r != 0 || level != SOL_SOCKET || !value || !len) return r;
 	if (name == SO_PEERCRED && *len >= sizeof(struct ucred)) {
 		((struct ucred *)value)->pid = pid_to_virtual(((struct ucred *)value)->pid);
