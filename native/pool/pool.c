@@ -18,8 +18,8 @@
  * interface: a server bound to 127.0.0.1 stays reachable from this host
  * only), read from the first instance's registration, unless the harness
  * names one (--publish HOST:PUBLIC:VIRTUAL). Until the first instance
- * comes, a socket bound to the port with SO_REUSEADDR and not listening
- * holds it, so that a port in use is found at start.
+ * comes, a reserve listener on every address holds the port (see
+ * hold_public), so that a port in use is found at start.
  *
  * Usage: appshot-pool HOME PUBLIC POLICY [HOST]   (POLICY: rr or lc)
  * Prints "ready" once its sockets are bound, then runs detached, logging to
@@ -948,15 +948,16 @@ static socklen_t inet_address(const char *host, int port, struct sockaddr_storag
 	return 0;
 }
 
-/* A TCP socket bound to addr with SO_REUSEADDR (v6only as given, -1 for
- * the system's default), or -1 with errno. */
-static int bound_socket(const struct sockaddr_storage *addr, socklen_t len, int v6only)
+/* A TCP socket bound to addr with SO_REUSEADDR and SO_REUSEPORT (so that
+ * the public listener can be bound beside the reserve, both ours), v6only
+ * as given (-1 for the system's default), listening: or -1 with errno. */
+static int listening_socket(const struct sockaddr_storage *addr, socklen_t len, int v6only, int backlog)
 {
 	int one = 1, fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) return -1;
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) || setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) ||
 	    (addr->ss_family == AF_INET6 && v6only >= 0 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only)) ||
-	    bind(fd, (const struct sockaddr *)addr, len)) {
+	    bind(fd, (const struct sockaddr *)addr, len) || listen(fd, backlog)) {
 		int err = errno;
 		close(fd);
 		errno = err;
@@ -966,19 +967,18 @@ static int bound_socket(const struct sockaddr_storage *addr, socklen_t len, int 
 }
 
 /* The public listener on addr: 0, or an errno. Once it listens, the
- * reserve lets go of the port. */
+ * reserve lets go of the port (a client that came meanwhile is reset) and
+ * no one else may join the port (SO_REUSEPORT off: a later bind by another
+ * program conflicts, as with any listener). */
 static int listen_public(const struct sockaddr_storage *addr, socklen_t len, int v6only)
 {
-	int fd = bound_socket(addr, len, v6only);
-	if (fd < 0 || listen(fd, 4096)) {
-		int err = errno;
-		if (fd >= 0) close(fd);
-		return err;
-	}
+	int zero = 0, fd = listening_socket(addr, len, v6only, 4096);
+	if (fd < 0) return errno;
 	g.pub.fd = fd;
 	if (g.ep > 0 && !watch_add(&g.pub, W_PUBLIC, fd, NULL)) return close(fd), g.pub.fd = -1, EINVAL;
 	if (g.reserve >= 0) close(g.reserve);
 	g.reserve = -1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &zero, sizeof zero);
 	return 0;
 }
 
@@ -1005,9 +1005,12 @@ static int listen_as(const struct pool_register *reg, int lfd)
 }
 
 /* The port, held: by the public listener at once when --publish named its
- * address, else by the reserve, an IPv6 socket taking IPv4 too (or IPv4
- * alone where there is no IPv6) that is bound but does not listen, so that
- * the program's own address can be bound beside it later. */
+ * address, else by the reserve, a listener on every address (IPv6 taking
+ * IPv4 too, or IPv4 alone where there is no IPv6) that is never accepted
+ * from, until the first instance says which address to take. It listens
+ * so that no program can bind the port meanwhile (a bound socket that
+ * does not listen lets any SO_REUSEADDR bind in, the application's own
+ * server under identity among them). */
 static void hold_public(int port)
 {
 	struct sockaddr_storage ss;
@@ -1021,8 +1024,8 @@ static void hold_public(int port)
 		return;
 	}
 	len = inet_address("::", port, &ss);
-	g.reserve = bound_socket(&ss, len, 0);
-	if (g.reserve < 0 && errno == EAFNOSUPPORT) g.reserve = bound_socket(&ss, inet_address("0.0.0.0", port, &ss), -1);
+	g.reserve = listening_socket(&ss, len, 0, 1);
+	if (g.reserve < 0 && errno == EAFNOSUPPORT) g.reserve = listening_socket(&ss, inet_address("0.0.0.0", port, &ss), -1, 1);
 	if (g.reserve < 0 && errno == EADDRINUSE) fail(3, "port %d is in use by another program", port);
 	if (g.reserve < 0) fail(1, "bind port %d: %s", port, strerror(errno));
 }

@@ -531,12 +531,11 @@ static int accept_as_kernel(int fd, struct sockaddr *addr, socklen_t *len, int f
 	/* Without a readable length the kernel answers EFAULT (a connection
 	 * taken meanwhile is lost, as it would be). */
 	if (addr && !user_readable(len, sizeof *len)) {
-		if (known_channel(fd)) {
-			int c = pool_accept(fd, flags);
-			if (c < 0) return -1;
-			close(c);
-		}
-		return (int)raw_call(SYS_accept4, fd, addr, len, flags);
+		if (!known_channel(fd)) return (int)raw_call(SYS_accept4, fd, addr, len, flags);
+		int c = pool_accept(fd, flags);
+		if (c < 0) return -1;
+		close(c);
+		return shim_fail(EFAULT);
 	}
 	if (addr) cap = *len;
 	if (known_channel(fd)) {
