@@ -40,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/filter.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -1028,6 +1029,13 @@ static void hold_public(int port)
 	if (g.reserve < 0 && errno == EAFNOSUPPORT) g.reserve = listening_socket(&ss, inet_address("0.0.0.0", port, &ss), -1, 1);
 	if (g.reserve < 0 && errno == EADDRINUSE) fail(3, "port %d is in use by another program", port);
 	if (g.reserve < 0) fail(1, "bind port %d: %s", port, strerror(errno));
+	/* It drops every packet: no client completes a handshake with it (not
+	 * even from the network, for a server that will listen on loopback);
+	 * a client's SYN is sent again and finds the public listener. */
+	struct sock_filter drop = BPF_STMT(BPF_RET | BPF_K, 0);
+	struct sock_fprog prog = { 1, &drop };
+	if (setsockopt(g.reserve, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog))
+		logmsg("cannot make the reserve of port %d drop connections: %s", port, strerror(errno));
 }
 
 static int bind_unix(const char *path, int type, struct stat *st)
