@@ -1,4 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -106,6 +107,21 @@ describe('published ports keep what the program bound', () => {
     expect(any.out).toBe(want);
     expect(v6.where).toEqual([`[::1]:${pub6}`]);
     expect(v6.out).toBe(want6);
+  });
+
+  it('joining a pool published on another address: an error naming both, exit 3, nothing run', async () => {
+    const vport = await freePort();
+    const pub = await freePort();
+    const home = makeHome();
+    const first = appshotAsync(home, ['run', '--aid', 'first', '--publish', `127.0.0.1:${pub}:${vport}`, '--', 'python3', '-u', SOCKCALLS, 'serve', '4', '127.0.0.1', String(vport), '1']);
+    await waitFor(first.out, /listening/);
+    const r = appshotAsync(home, ['run', '--aid', 'second', '--publish', `0.0.0.0:${pub}:${vport}`, '--', 'touch', join(home, 'ran')]);
+    const second = await r.done;
+    expect(second.code).toBe(3);
+    expect(second.stderr).toMatch(`appshot: port ${pub} is already published on 127.0.0.1, not on 0.0.0.0; publish it as 127.0.0.1:${pub}:VIRTUAL to join that pool`);
+    expect(existsSync(join(home, 'ran'))).toBe(false);
+    expect(await hello('127.0.0.1', pub)).toBe('ok\n');
+    expect((await first.done).code).toBe(0);
   });
 
   it('a plain remapped bind: two applications each serve 127.0.0.1 on one port and each own client sees what it would natively', async () => {

@@ -254,7 +254,7 @@ async function publish(home: string, pub: number, aid: string, balance: Balance,
     c!.s.destroy();
     throw err;
   });
-  const [verdict, policy] = answer.split(' ');
+  const [verdict, policy, where] = answer.split(' ');
   if (verdict !== 'ok') {
     c.s.destroy();
     throw new AppshotError(`the pool daemon for port ${pub} refused application '${aid}': ${answer}`);
@@ -263,6 +263,14 @@ async function publish(home: string, pub: number, aid: string, balance: Balance,
     c.s.destroy();
     throw new AppshotError(
       `port ${pub} is already published with ${BALANCE_NAMES[policy as Balance] ?? policy} balancing, not ${BALANCE_NAMES[balance]}; use --balance ${policy} to join that pool`,
+      EXIT.conflict,
+    );
+  }
+  if (host !== undefined && where !== undefined && where !== host) {
+    c.s.destroy();
+    const on = where === '*' ? 'on the address its first program bound' : `on ${where}`;
+    throw new AppshotError(
+      `port ${pub} is already published ${on}, not on ${host}; publish it ${where === '*' ? 'without an address' : `as ${where}:${pub}:VIRTUAL`} to join that pool, or choose another public port`,
       EXIT.conflict,
     );
   }

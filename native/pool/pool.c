@@ -888,7 +888,7 @@ static bool client_line(struct client *cl)
 {
 	char *save, *verb = strtok_r(cl->line, " \t\r", &save);
 	char *aid = strtok_r(NULL, " \t\r", &save), *policy = strtok_r(NULL, " \t\r", &save);
-	char reply[16];
+	char reply[96];
 	if (verb && !strcmp(verb, "status") && !aid) {
 		send_status(cl->w.fd);
 		return false;
@@ -898,7 +898,9 @@ static bool client_line(struct client *cl)
 		send_all(cl->w.fd, "error unknown request\n", 22);
 		return false;
 	}
-	snprintf(reply, sizeof reply, "ok %s\n", g.policy);
+	/* The address the public port is on: the one --publish named, or "*",
+	 * the one the first instance's program binds. */
+	snprintf(reply, sizeof reply, "ok %s %s\n", g.policy, g.host ? g.host : "*");
 	if (!send_all(cl->w.fd, reply, strlen(reply))) return false;
 	strcpy(cl->aid, aid);
 	cl->lifeline = g.ever_lifeline = true;
