@@ -7,7 +7,7 @@ import { SHIM_PATH, SUPERVISOR_PATH } from '../ts/paths.js';
 import { type Redirect, redirectPath } from '../ts/redirect.js';
 import { registerApp } from '../ts/registry.js';
 import { processesLeft } from '../ts/supervision.js';
-import { type Balance, type Lifeline, type Publication, joinPool } from '../ts/pool.js';
+import { type Balance, type Lifeline, type Publication, joinPool, publishSpec } from '../ts/pool.js';
 import { type TableDb, healLock, openTableDb } from '../ts/tabledb.js';
 import * as S from '../tables/schema.js';
 import { describeCleanup } from './report.js';
@@ -63,7 +63,7 @@ export async function runRegistered(t: TableDb, aid: string, command: string[], 
 export async function superviseApp(t: TableDb, aid: string, command: string[], opts: RunOptions, as: StartAs = {}, onStarted?: () => void): Promise<number> {
   const lifelines: Lifeline[] = [];
   try {
-    for (const p of opts.publish) lifelines.push(await joinPool(opts.home, p.public, aid, opts.balance, portHolder(t, p.public)));
+    for (const p of opts.publish) lifelines.push(await joinPool(opts.home, p.public, aid, opts.balance, portHolder(t, p.public), p.host));
     const status = await supervise(command, aid, opts, as, onStarted);
     // Before the tables are read again: a program of the application may
     // have written into LMDB's lock file, on which lmdb would abort.
@@ -116,7 +116,7 @@ export function supervise(command: string[], aid: string, opts: RunOptions, as: 
     APPSHOT_HOME: opts.home,
     APPSHOT_PORT_RANGE: `${opts.portRange.lo}-${opts.portRange.hi}`,
     // A hint that lets the shim's listen() skip looking up publications.
-    APPSHOT_PUBLISH: opts.publish.map((p) => `${p.public}:${p.virtual}`).join(','),
+    APPSHOT_PUBLISH: opts.publish.map(publishSpec).join(','),
   };
   if (!opts.publish.length) delete env.APPSHOT_PUBLISH;
   // The supervisor runs outside the shim: a command named by a redirected

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { closeSync, constants } from 'node:fs';
-import { type Socket, createConnection } from 'node:net';
+import { type Socket, createConnection, isIPv4, isIPv6 } from 'node:net';
 import { join } from 'node:path';
 import { AppshotError, EXIT } from './errors.js';
 import { addon } from './addon.js';
@@ -25,6 +25,9 @@ export interface Publication {
   public: number;
   /** The application's own (virtual) port behind it. */
   virtual: number;
+  /** The address the public port is bound to, when --publish names one;
+   * else the address the program binds. */
+  host?: string;
 }
 
 function portNumber(text: string, what: string): number {
@@ -33,12 +36,40 @@ function portNumber(text: string, what: string): number {
   return n;
 }
 
-/** --publish PUBLIC:VIRTUAL, as docker -p reads it; PORT alone is PORT:PORT. */
+const PUBLISH_FORMS = 'PUBLIC:VIRTUAL, IP:PUBLIC:VIRTUAL or [IPv6]:PUBLIC:VIRTUAL (for example 8080:80 or 127.0.0.1:8080:80)';
+
+/**
+ * --publish as docker -p reads it: PUBLIC:VIRTUAL, IP:PUBLIC:VIRTUAL,
+ * [IPv6]:PUBLIC:VIRTUAL, each with /tcp after it or not; PORT alone is
+ * PORT:PORT. Not taken: /udp (only TCP ports are published), port ranges
+ * and an empty public port (docker's "pick one").
+ */
 export function parsePublish(spec: string): Publication {
-  const m = /^([^:]+)(?::([^:]+))?$/.exec(spec);
-  if (!m) throw new AppshotError(`--publish '${spec}' is not PUBLIC:VIRTUAL (for example 8080:80)`, EXIT.usage);
+  let rest = spec;
+  const slash = rest.lastIndexOf('/');
+  if (slash >= 0) {
+    const proto = rest.slice(slash + 1);
+    if (proto !== 'tcp') throw new AppshotError(`--publish '${spec}': only TCP ports are published, not '${proto}'`, EXIT.usage);
+    rest = rest.slice(0, slash);
+  }
+  let host: string | undefined;
+  const bracketed = /^\[([^\]]*)\]:(.*)$/.exec(rest);
+  const parts = rest.split(':');
+  if (bracketed) [host, rest] = [bracketed[1], bracketed[2]];
+  else if (parts.length === 3) [host, rest] = [parts[0], parts.slice(1).join(':')];
+  if (host !== undefined && (bracketed ? isIPv6(host) : isIPv4(host)) === false)
+    throw new AppshotError(`--publish '${spec}' is not ${PUBLISH_FORMS}: '${host}' is not an ${bracketed ? 'IPv6' : 'IPv4'} address`, EXIT.usage);
+  const m = /^([^:]+)(?::([^:]+))?$/.exec(rest);
+  if (!m) throw new AppshotError(`--publish '${spec}' is not ${PUBLISH_FORMS}`, EXIT.usage);
   const pub = portNumber(m[1], `--publish '${spec}': public port`);
-  return { public: pub, virtual: m[2] === undefined ? pub : portNumber(m[2], `--publish '${spec}': virtual port`) };
+  const virtual = m[2] === undefined ? pub : portNumber(m[2], `--publish '${spec}': virtual port`);
+  return host === undefined ? { public: pub, virtual } : { public: pub, virtual, host };
+}
+
+/** A publication as APPSHOT_PUBLISH and parsePublish write it. */
+export function publishSpec(p: Publication): string {
+  const host = p.host === undefined ? '' : isIPv6(p.host) ? `[${p.host}]:` : `${p.host}:`;
+  return `${host}${p.public}:${p.virtual}`;
 }
 
 /** --port-range LO-HI: the system ports remapped virtual ports get. */
@@ -143,9 +174,9 @@ function readLine(home: string, pub: number, c: Ctl): Promise<string> {
 }
 
 /** Starts the daemon for pub; the caller holds the pool's lock. */
-function startDaemon(home: string, pub: number, balance: Balance, holder: string | undefined): Promise<void> {
+function startDaemon(home: string, pub: number, balance: Balance, holder: string | undefined, host?: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(POOL_PATH, [home, String(pub), balance], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(POOL_PATH, [home, String(pub), balance, ...(host === undefined ? [] : [host])], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     const timer = setTimeout(() => {
@@ -203,7 +234,7 @@ async function lockPool(home: string, pub: number): Promise<number> {
 
 /** Connects to the daemon of pub (starting it if none runs) and asks it to
  * count aid among its lifelines: the connection, kept open, is one. */
-async function publish(home: string, pub: number, aid: string, balance: Balance, holder?: string): Promise<Ctl> {
+async function publish(home: string, pub: number, aid: string, balance: Balance, holder?: string, host?: string): Promise<Ctl> {
   homeSubdir(home, 'pools');
   checkHomeFile(poolFile(home, pub, 'log')); // the daemon opens it, refusing a link, after it said ready
   const lockFd = await lockPool(home, pub); // one harness finds or starts the daemon at a time
@@ -211,7 +242,7 @@ async function publish(home: string, pub: number, aid: string, balance: Balance,
   try {
     c = await connectCtl(home, pub);
     if (!c) {
-      await startDaemon(home, pub, balance, holder);
+      await startDaemon(home, pub, balance, holder, host);
       c = await connectCtl(home, pub);
       if (!c) throw new AppshotError(`the pool daemon for port ${pub} started but does not answer at ${poolFile(home, pub, 'ctl')}`);
     }
@@ -223,7 +254,7 @@ async function publish(home: string, pub: number, aid: string, balance: Balance,
     c!.s.destroy();
     throw err;
   });
-  const [verdict, policy] = answer.split(' ');
+  const [verdict, policy, where] = answer.split(' ');
   if (verdict !== 'ok') {
     c.s.destroy();
     throw new AppshotError(`the pool daemon for port ${pub} refused application '${aid}': ${answer}`);
@@ -232,6 +263,14 @@ async function publish(home: string, pub: number, aid: string, balance: Balance,
     c.s.destroy();
     throw new AppshotError(
       `port ${pub} is already published with ${BALANCE_NAMES[policy as Balance] ?? policy} balancing, not ${BALANCE_NAMES[balance]}; use --balance ${policy} to join that pool`,
+      EXIT.conflict,
+    );
+  }
+  if (host !== undefined && where !== undefined && where !== host) {
+    c.s.destroy();
+    const on = where === '*' ? 'on the address its first program bound' : `on ${where}`;
+    throw new AppshotError(
+      `port ${pub} is already published ${on}, not on ${host}; publish it ${where === '*' ? 'without an address' : `as ${where}:${pub}:VIRTUAL`} to join that pool, or choose another public port`,
       EXIT.conflict,
     );
   }
@@ -252,13 +291,13 @@ export interface Lifeline {
  * daemon (or joins the one another harness started), which takes over the
  * instances the old one served (core/pool.h).
  */
-export async function joinPool(home: string, pub: number, aid: string, balance: Balance, holder?: string): Promise<Lifeline> {
-  let current = (await publish(home, pub, aid, balance, holder)).s;
+export async function joinPool(home: string, pub: number, aid: string, balance: Balance, holder?: string, host?: string): Promise<Lifeline> {
+  let current = (await publish(home, pub, aid, balance, holder, host)).s;
   let closed = false;
   const rejoin = async () => {
     for (let attempt = 0; !closed; attempt++) {
       try {
-        const next = (await publish(home, pub, aid, balance)).s;
+        const next = (await publish(home, pub, aid, balance, undefined, host)).s;
         if (closed) next.destroy();
         else watch((current = next));
         return;

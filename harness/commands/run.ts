@@ -40,11 +40,11 @@ export function register(program: Command): void {
   program
     .command('run')
     .description('run CMD as an application whose IPC IDs and keys are virtual')
-    .usage('[--aid NAME] [--keep] [--no-identity] [--publish PUBLIC:VIRTUAL]... [--balance rr|lc] [--port-range LO-HI] [--redir FROM=TO]... -- CMD [ARGS...]')
+    .usage('[--aid NAME] [--keep] [--no-identity] [--publish [IP:]PUBLIC:VIRTUAL]... [--balance rr|lc] [--port-range LO-HI] [--redir FROM=TO]... -- CMD [ARGS...]')
     .option('--aid <name>', 'application ID (default: a new one, app-N)')
     .option('--keep', 'leave kernel objects and tables when the application ends, for a later snapshot', false)
     .addOption(new Option('--no-identity', 'never let a virtual ID equal its system ID (to test what a restored application sees)'))
-    .option('--publish <public:virtual>', "reach the application's TCP port VIRTUAL at system port PUBLIC; applications publishing one port share it as a pool (repeatable)", collect, [])
+    .option('--publish <[ip:]public:virtual>', "reach the application's TCP port VIRTUAL at system port PUBLIC, on address IP if given, else on the address the program binds; applications publishing one port share it as a pool (repeatable)", collect, [])
     .addOption(new Option('--balance <policy>', 'how a pool picks the instance for each connection').choices(['rr', 'lc']).default('rr'))
     .option('--port-range <lo-hi>', 'system ports for virtual ports whose own number is taken', `${S.PORT_RANGE_DEFAULT.lo}-${S.PORT_RANGE_DEFAULT.hi}`)
     .option('--redir <from=to>', 'in every process of the application, paths at or under FROM lead to the same place under TO (absolute paths; repeatable, the first that covers a path applies)', collect, [])

@@ -60,6 +60,29 @@ struct pool_register {
 	uint64_t ino;     /* and its inode, which a successor checks before sending */
 };
 
+/* Instance -> daemon, the one message of a connection of its own: a
+ * socket option the program sets on, or asks of, the listening socket its
+ * channel stands for (Apache's TCP_DEFER_ACCEPT, SO_RCVBUF...). The daemon
+ * sets it on the instance's own listener and on the public one, whose
+ * accepted connections inherit it, and answers with the instance's
+ * listener's answer (pool_optreply). */
+#define POOL_MAGIC_OPT 0x61706f31u /* "apo1" */
+#define POOL_OPT_MAX 128
+struct pool_sockopt {
+	uint32_t magic;
+	uint32_t set;     /* 1 setsockopt, 0 getsockopt */
+	int32_t level, optname;
+	uint32_t len;     /* of value: what is set, or the room asked for */
+	char name[POOL_NAME_MAX + 1]; /* the instance socket's abstract name */
+	unsigned char value[POOL_OPT_MAX];
+};
+
+struct pool_optreply {
+	int32_t status;   /* 0, or the errno of the instance's listener */
+	uint32_t len;
+	unsigned char value[POOL_OPT_MAX];
+};
+
 /* Daemon -> instance, the answer to pool_register: 0, or an errno. */
 struct pool_reply {
 	int32_t status;

@@ -14,7 +14,14 @@
  * started after this one died (by a harness whose lifeline ended) serves
  * the same instances at once: their sockets do not depend on our life.
  *
- * Usage: appshot-pool HOME PUBLIC POLICY   (POLICY: rr or lc)
+ * The public listener takes the address the program bound (its family, its
+ * interface: a server bound to 127.0.0.1 stays reachable from this host
+ * only), read from the first instance's registration, unless the harness
+ * names one (--publish HOST:PUBLIC:VIRTUAL). Until the first instance
+ * comes, a reserve listener on every address holds the port (see
+ * hold_public), so that a port in use is found at start.
+ *
+ * Usage: appshot-pool HOME PUBLIC POLICY [HOST]   (POLICY: rr or lc)
  * Prints "ready" once its sockets are bound, then runs detached, logging to
  * pools/<PUBLIC>.log. Exit status: 0 normal end, 1 start-up failure, 2 bad
  * arguments, 3 the public port is in use.
@@ -33,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/filter.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -106,6 +114,8 @@ struct client {
 
 static struct {
 	int public, ep, fd_limit;
+	int reserve;      /* holds the port until the public listener exists */
+	const char *host; /* the address named by --publish, or NULL */
 	bool lc, detached, ever_lifeline, starve_logged, overflow_logged;
 	const char *policy;
 	struct watch pub, chans, ctl, timer, sig;
@@ -177,7 +187,8 @@ static void push_inode(struct inodes *s, unsigned long ino)
  * file stays while instances live, for the daemon a harness starts next. */
 static void clean_exit(const char *why)
 {
-	close(g.pub.fd);
+	if (g.pub.fd >= 0) close(g.pub.fd);
+	if (g.reserve >= 0) close(g.reserve);
 	unlink_ours();
 	if (!g.ninst) unlink(g.state_path);
 	logmsg("exiting: %s", why);
@@ -519,6 +530,8 @@ static bool watch_instance(struct instance *in, int fd)
 	return true;
 }
 
+static int listen_as(const struct pool_register *reg, int lfd);
+
 static bool name_valid(struct pool_register *reg)
 {
 	reg->aid[sizeof reg->aid - 1] = 0;
@@ -526,13 +539,41 @@ static bool name_valid(struct pool_register *reg)
 	       !strncmp(reg->name, POOL_LISTENER_PREFIX, sizeof POOL_LISTENER_PREFIX - 1);
 }
 
+/* A socket option for the listener of the instance of that name (see
+ * pool_sockopt): set on its own listener and on the public one, answered
+ * from its own. The asking connection closes after the reply. */
+static void take_sockopt(struct instance *asker, struct pool_sockopt *o)
+{
+	struct pool_optreply r = { .status = ENOENT };
+	struct instance *in = NULL;
+	o->name[POOL_NAME_MAX] = 0;
+	for (int i = 0; i < g.ninst && !in; i++)
+		if (g.inst[i]->registered && !g.inst[i]->dead && !strcmp(g.inst[i]->reg.name, o->name)) in = g.inst[i];
+	if (o->len > POOL_OPT_MAX) r.status = EINVAL;
+	else if (in && in->lis.fd < 0) r.status = EBADF;
+	else if (in && o->set) {
+		r.status = setsockopt(in->lis.fd, o->level, o->optname, o->value, o->len) ? errno : 0;
+		if (!r.status && g.pub.fd >= 0 && setsockopt(g.pub.fd, o->level, o->optname, o->value, o->len))
+			logmsg("option %d/%d of instance of %s not set on the public listener: %s", o->level, o->optname, in->reg.aid, strerror(errno));
+	} else if (in) {
+		socklen_t len = o->len;
+		r.status = getsockopt(in->lis.fd, o->level, o->optname, r.value, &len) ? errno : 0;
+		r.len = len;
+	}
+	if (send(asker->chan.fd, &r, sizeof r, MSG_NOSIGNAL | MSG_DONTWAIT) != sizeof r) logmsg("option reply: %s", strerror(errno));
+	watch_close(&asker->chan);
+	asker->dead = true;
+}
+
 /* The one message of a registration: pool_register with exactly one
- * listening socket. The registration connection closes after the reply. */
+ * listening socket (or a socket option, take_sockopt). The registration
+ * connection closes after the reply. */
 static void take_register(struct instance *in)
 {
+	union { struct pool_register reg; struct pool_sockopt opt; } u;
 	struct pool_register reg;
 	union { char buf[CMSG_SPACE(4 * sizeof(int))]; struct cmsghdr align; } ctl;
-	struct iovec iov = { &reg, sizeof reg };
+	struct iovec iov = { &u, sizeof u };
 	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf };
 	ssize_t n = recvmsg(in->chan.fd, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
@@ -546,6 +587,11 @@ static void take_register(struct instance *in)
 			else lfd = fd;
 		}
 	}
+	if (n == sizeof u.opt && u.opt.magic == POOL_MAGIC_OPT && !nfd) {
+		take_sockopt(in, &u.opt);
+		return;
+	}
+	memcpy(&reg, &u, sizeof reg);
 	struct pool_reply reply = { 0 };
 	errno = 0;
 	if (n != sizeof reg || reg.magic != POOL_MAGIC || nfd != 1 || (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || !name_valid(&reg))
@@ -553,6 +599,8 @@ static void take_register(struct instance *in)
 	else if ((ifd = connect_instance(reg.name)) < 0 || fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK) < 0 ||
 		 !watch_add(&in->lis, W_LISTENER, lfd, in))
 		reply.status = errno ? errno : EINVAL;
+	else
+		reply.status = listen_as(&reg, lfd);
 	if (reply.status && n > 0) {
 		if (ifd >= 0) close(ifd);
 		if (lfd >= 0 && in->lis.fd != lfd) close(lfd);
@@ -840,7 +888,7 @@ static bool client_line(struct client *cl)
 {
 	char *save, *verb = strtok_r(cl->line, " \t\r", &save);
 	char *aid = strtok_r(NULL, " \t\r", &save), *policy = strtok_r(NULL, " \t\r", &save);
-	char reply[16];
+	char reply[96];
 	if (verb && !strcmp(verb, "status") && !aid) {
 		send_status(cl->w.fd);
 		return false;
@@ -850,7 +898,9 @@ static bool client_line(struct client *cl)
 		send_all(cl->w.fd, "error unknown request\n", 22);
 		return false;
 	}
-	snprintf(reply, sizeof reply, "ok %s\n", g.policy);
+	/* The address the public port is on: the one --publish named, or "*",
+	 * the one the first instance's program binds. */
+	snprintf(reply, sizeof reply, "ok %s %s\n", g.policy, g.host ? g.host : "*");
 	if (!send_all(cl->w.fd, reply, strlen(reply))) return false;
 	strcpy(cl->aid, aid);
 	cl->lifeline = g.ever_lifeline = true;
@@ -881,30 +931,113 @@ static void on_client(struct client *cl)
 
 /* ---- start-up ---- */
 
-static int bind_public(int port)
+/* An IPv4 or IPv6 address text and a port as a socket address: its
+ * length, or 0 when the text is neither. */
+static socklen_t inet_address(const char *host, int port, struct sockaddr_storage *ss)
 {
-	int one = 1, zero = 0;
-	struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_port = htons(port), .sin6_addr = in6addr_any };
-	struct sockaddr_in a4 = { .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_ANY) };
-	struct sockaddr *a = (struct sockaddr *)&a6;
-	socklen_t len = sizeof a6;
-	int fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0 && errno == EAFNOSUPPORT) {
-		fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		a = (struct sockaddr *)&a4;
-		len = sizeof a4;
-	} else if (fd >= 0 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero)) {
-		fail(1, "setsockopt IPV6_V6ONLY: %s", strerror(errno)); /* IPv4 clients must reach it too */
+	struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+	memset(ss, 0, sizeof *ss);
+	if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+		a4->sin_family = AF_INET;
+		a4->sin_port = htons(port);
+		return sizeof *a4;
 	}
-	if (fd < 0) fail(1, "socket: %s", strerror(errno));
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one))
-		fail(1, "setsockopt SO_REUSEADDR: %s", strerror(errno));
-	if (bind(fd, a, len)) {
-		if (errno == EADDRINUSE) fail(3, "port %d is in use by another program", port);
-		fail(1, "bind: %s", strerror(errno));
+	if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons(port);
+		return sizeof *a6;
 	}
-	if (listen(fd, 4096)) fail(1, "listen: %s", strerror(errno));
+	return 0;
+}
+
+/* A TCP socket bound to addr with SO_REUSEADDR and SO_REUSEPORT (so that
+ * the public listener can be bound beside the reserve, both ours), v6only
+ * as given (-1 for the system's default), listening: or -1 with errno. */
+static int listening_socket(const struct sockaddr_storage *addr, socklen_t len, int v6only, int backlog)
+{
+	int one = 1, fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) return -1;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) || setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) ||
+	    (addr->ss_family == AF_INET6 && v6only >= 0 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only)) ||
+	    bind(fd, (const struct sockaddr *)addr, len) || listen(fd, backlog)) {
+		int err = errno;
+		close(fd);
+		errno = err;
+		return -1;
+	}
 	return fd;
+}
+
+/* The public listener on addr: 0, or an errno. Once it listens, the
+ * reserve lets go of the port (a client that came meanwhile is reset) and
+ * no one else may join the port (SO_REUSEPORT off: a later bind by another
+ * program conflicts, as with any listener). */
+static int listen_public(const struct sockaddr_storage *addr, socklen_t len, int v6only)
+{
+	int zero = 0, fd = listening_socket(addr, len, v6only, 4096);
+	if (fd < 0) return errno;
+	g.pub.fd = fd;
+	if (g.ep > 0 && !watch_add(&g.pub, W_PUBLIC, fd, NULL)) return close(fd), g.pub.fd = -1, EINVAL;
+	if (g.reserve >= 0) close(g.reserve);
+	g.reserve = -1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &zero, sizeof zero);
+	return 0;
+}
+
+/* The first instance's listening socket lfd gives the public listener its
+ * address (and, for IPv6, whether it takes IPv4 clients too): 0, or why
+ * not as an errno. */
+static int listen_as(const struct pool_register *reg, int lfd)
+{
+	unsigned fam, vport;
+	char host[INET6_ADDRSTRLEN];
+	struct sockaddr_storage ss;
+	socklen_t len, olen = sizeof(int);
+	int v6only = -1, err;
+	if (g.pub.fd >= 0) return 0;
+	if (sscanf(reg->name + sizeof POOL_LISTENER_PREFIX - 1, "%u/%45[^/]/%u/", &fam, host, &vport) != 3 ||
+	    !(len = inet_address(host, g.public, &ss)))
+		return EINVAL;
+	if (ss.ss_family == AF_INET6 && lfd >= 0) getsockopt(lfd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &olen);
+	if ((err = listen_public(&ss, len, v6only)))
+		logmsg("cannot listen on %s port %d as instance of %s asks: %s", host, g.public, reg->aid, strerror(err));
+	else
+		logmsg("public listener on %s port %d, as instance of %s listens", host, g.public, reg->aid);
+	return err;
+}
+
+/* The port, held: by the public listener at once when --publish named its
+ * address, else by the reserve, a listener on every address (IPv6 taking
+ * IPv4 too, or IPv4 alone where there is no IPv6) that is never accepted
+ * from, until the first instance says which address to take. It listens
+ * so that no program can bind the port meanwhile (a bound socket that
+ * does not listen lets any SO_REUSEADDR bind in, the application's own
+ * server under identity among them). */
+static void hold_public(int port)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int err;
+	g.pub.fd = g.reserve = -1;
+	if (g.host) {
+		if (!(len = inet_address(g.host, port, &ss))) fail(2, "%s: not an IPv4 or IPv6 address", g.host);
+		if ((err = listen_public(&ss, len, -1)) == EADDRINUSE) fail(3, "port %d is in use by another program", port);
+		if (err) fail(1, "listen on %s port %d: %s", g.host, port, strerror(err));
+		return;
+	}
+	len = inet_address("::", port, &ss);
+	g.reserve = listening_socket(&ss, len, 0, 1);
+	if (g.reserve < 0 && errno == EAFNOSUPPORT) g.reserve = listening_socket(&ss, inet_address("0.0.0.0", port, &ss), -1, 1);
+	if (g.reserve < 0 && errno == EADDRINUSE) fail(3, "port %d is in use by another program", port);
+	if (g.reserve < 0) fail(1, "bind port %d: %s", port, strerror(errno));
+	/* It drops every packet: no client completes a handshake with it (not
+	 * even from the network, for a server that will listen on loopback);
+	 * a client's SYN is sent again and finds the public listener. */
+	struct sock_filter drop = BPF_STMT(BPF_RET | BPF_K, 0);
+	struct sock_fprog prog = { 1, &drop };
+	if (setsockopt(g.reserve, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog))
+		logmsg("cannot make the reserve of port %d drop connections: %s", port, strerror(errno));
 }
 
 static int bind_unix(const char *path, int type, struct stat *st)
@@ -950,7 +1083,7 @@ static void setup_events(void)
 	int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	if ((g.ep = epoll_create1(EPOLL_CLOEXEC)) < 0 || sfd < 0 || tfd < 0 || timerfd_settime(tfd, 0, &tick, NULL))
 		fail(1, "epoll/signalfd/timerfd: %s", strerror(errno));
-	if (!watch_add(&g.pub, W_PUBLIC, g.pub.fd, NULL) || !watch_add(&g.chans, W_CHANNELS, g.chans.fd, NULL) ||
+	if ((g.pub.fd >= 0 && !watch_add(&g.pub, W_PUBLIC, g.pub.fd, NULL)) || !watch_add(&g.chans, W_CHANNELS, g.chans.fd, NULL) ||
 	    !watch_add(&g.ctl, W_CTL, g.ctl.fd, NULL) || !watch_add(&g.timer, W_TIMER, tfd, NULL) ||
 	    !watch_add(&g.sig, W_SIGNAL, sfd, NULL))
 		fail(1, "cannot watch descriptors");
@@ -982,20 +1115,11 @@ static int relisten(const struct pool_register *reg)
 {
 	unsigned fam, vport;
 	char host[INET6_ADDRSTRLEN];
-	struct sockaddr_storage ss = { 0 };
+	struct sockaddr_storage ss;
 	socklen_t len;
-	if (sscanf(reg->name + sizeof POOL_LISTENER_PREFIX - 1, "%u/%45[^/]/%u/", &fam, host, &vport) != 3) return -1;
-	if (fam == 4) {
-		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-		*a = (struct sockaddr_in){ .sin_family = AF_INET, .sin_port = htons((uint16_t)reg->sport) };
-		if (inet_pton(AF_INET, host, &a->sin_addr) != 1) return -1;
-		len = sizeof *a;
-	} else {
-		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-		*a = (struct sockaddr_in6){ .sin6_family = AF_INET6, .sin6_port = htons((uint16_t)reg->sport) };
-		if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1) return -1;
-		len = sizeof *a;
-	}
+	if (sscanf(reg->name + sizeof POOL_LISTENER_PREFIX - 1, "%u/%45[^/]/%u/", &fam, host, &vport) != 3 ||
+	    !(len = inet_address(host, reg->sport, &ss)))
+		return -1;
 	int one = 1, fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd >= 0 && !setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) && !bind(fd, (struct sockaddr *)&ss, len) &&
 	    !listen(fd, SOMAXCONN))
@@ -1036,6 +1160,7 @@ static void recover_instance(char *line)
 		return;
 	}
 	int lfd = relisten(&reg);
+	listen_as(&reg, lfd);
 	if (lfd >= 0 && !watch_add(&in->lis, W_LISTENER, lfd, in)) watch_close(&in->lis);
 	logmsg("instance of %s taken over: port %u on %u, pid %u", reg.aid, reg.vport, reg.sport, reg.spid);
 }
@@ -1074,7 +1199,8 @@ int main(int argc, char **argv)
 {
 	struct stat st;
 	char *end, dir[PATH_MAX], log[PATH_MAX];
-	if (argc != 4) fail(2, "usage: appshot-pool HOME PUBLIC POLICY");
+	if (argc != 4 && argc != 5) fail(2, "usage: appshot-pool HOME PUBLIC POLICY [HOST]");
+	g.host = argc == 5 ? argv[4] : NULL;
 	if (stat(argv[1], &st) || !S_ISDIR(st.st_mode)) fail(2, "%s: not a directory", argv[1]);
 	long port = strtol(argv[2], &end, 10);
 	if (!*argv[2] || *end || port < 1 || port > 65535) fail(2, "%s: not a TCP port", argv[2]);
@@ -1087,7 +1213,7 @@ int main(int argc, char **argv)
 	raise_nofile();
 
 	g.uid = geteuid();
-	g.pub.fd = bind_public(g.public);
+	hold_public(g.public);
 	make_path(g.sock_path, argv[1], ".sock");
 	make_path(g.ctl_path, argv[1], ".ctl");
 	make_path(g.state_path, argv[1], ".state");

@@ -110,22 +110,24 @@ static int channel_socket(const struct sockaddr *addr, uint16_t vport, struct po
 
 #define POOL_ANSWER_S 5
 
-/* Registers reg, with the listening socket fd, with the daemon listening
- * at daemon: NULL, or why not (in why). The daemon must be of our own user: anyone who
- * could put a socket there would get our listening socket and our clients. */
-static const char *pool_register(const struct sockaddr_un *daemon, const char *home, uint16_t pub,
-				 struct pool_register *reg, int fd, char *why, size_t cap)
+/* One message to the daemon listening at daemon (msg, with the socket fd
+ * attached unless fd < 0) and its answer into reply: NULL, or why not (in
+ * why). The daemon must be of our own user: anyone who could put a socket
+ * there would get our listening socket and our clients. */
+static const char *daemon_call(const struct sockaddr_un *daemon, const char *home, uint16_t pub, const void *msg, size_t mlen,
+			       int fd, void *reply, size_t rlen, char *why, size_t cap)
 {
 	struct ucred cr = { 0 };
 	socklen_t crlen = sizeof cr;
 	struct timeval tmo = { POOL_ANSWER_S, 0 };
 	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
-	struct iovec iov = { reg, sizeof *reg };
-	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf };
-	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-	struct pool_reply reply = { -1 };
-	*c = (struct cmsghdr){ .cmsg_len = CMSG_LEN(sizeof(int)), .cmsg_level = SOL_SOCKET, .cmsg_type = SCM_RIGHTS };
-	memcpy(CMSG_DATA(c), &fd, sizeof fd);
+	struct iovec iov = { (void *)msg, mlen };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = fd >= 0 ? cbuf : NULL, .msg_controllen = fd >= 0 ? sizeof cbuf : 0 };
+	if (fd >= 0) {
+		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+		*c = (struct cmsghdr){ .cmsg_len = CMSG_LEN(sizeof(int)), .cmsg_level = SOL_SOCKET, .cmsg_type = SCM_RIGHTS };
+		memcpy(CMSG_DATA(c), &fd, sizeof fd);
+	}
 	int r = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (r < 0) return snprintf(why, cap, "socket: %s", strerror(errno)), why;
 	setsockopt(r, SOL_SOCKET, SO_RCVTIMEO, &tmo, sizeof tmo);
@@ -135,26 +137,68 @@ static const char *pool_register(const struct sockaddr_un *daemon, const char *h
 	else if (REAL(getsockopt)(r, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) || cr.uid != geteuid())
 		snprintf(why, cap, "it is served by pid %d of uid %u, not by a daemon of uid %u: another user can put sockets in %s/" POOL_DIR "; make the home and its folders yours alone (chmod 700)",
 			 (int)cr.pid, (unsigned)cr.uid, (unsigned)geteuid(), home);
-	else if (REAL(sendmsg)(r, &m, MSG_NOSIGNAL) < 0 || (errno = ECONNRESET, REAL(recvfrom)(r, &reply, sizeof reply, 0, NULL, NULL)) != sizeof reply) {
+	else if (REAL(sendmsg)(r, &m, MSG_NOSIGNAL) < 0 || (errno = ECONNRESET, REAL(recvfrom)(r, reply, rlen, 0, NULL, NULL)) != (ssize_t)rlen) {
 		if (errno == EAGAIN)
 			snprintf(why, cap, "its daemon, pid %d, does not answer within %d s; see %s/" POOL_DIR "/%u.log", (int)cr.pid,
 				 POOL_ANSWER_S, home, pub);
 		else
 			snprintf(why, cap, "%s", strerror(errno));
-	} else if (reply.status)
-		snprintf(why, cap, "%s", strerror(reply.status));
-	else
+	} else
 		why = NULL;
 	close(r);
 	return why;
 }
 
+/* The path of the daemon socket of public port pub: 0, or -1 when it does not fit. */
+static int daemon_path(struct sockaddr_un *daemon, const char *home, uint16_t pub)
+{
+	*daemon = (struct sockaddr_un){ .sun_family = AF_UNIX };
+	return snprintf(daemon->sun_path, sizeof daemon->sun_path, "%s/" POOL_DIR "/%u.sock", home, pub) < (int)sizeof daemon->sun_path ? 0 : -1;
+}
+
+/* Registers reg, with the listening socket fd: NULL, or why not. */
+static const char *pool_register(const struct sockaddr_un *daemon, const char *home, uint16_t pub,
+				 struct pool_register *reg, int fd, char *why, size_t cap)
+{
+	struct pool_reply reply = { -1 };
+	if (daemon_call(daemon, home, pub, reg, sizeof *reg, fd, &reply, sizeof reply, why, cap)) return why;
+	if (reply.status) return snprintf(why, cap, "%s", strerror(reply.status)), why;
+	return NULL;
+}
+
+int pool_sockopt(int ch, uint16_t pub, int set, int level, int name, void *value, socklen_t *len)
+{
+	struct sockaddr_un daemon, self;
+	socklen_t slen = sizeof self;
+	struct pool_sockopt o = { POOL_MAGIC_OPT, (uint32_t)set, level, name, *len, "", { 0 } };
+	struct pool_optreply r = { -1, 0, { 0 } };
+	char why[PATH_MAX + 256];
+	const size_t off = offsetof(struct sockaddr_un, sun_path) + 1;
+	if (*len > POOL_OPT_MAX || daemon_path(&daemon, shim_home(), pub) ||
+	    REAL(getsockname)(ch, (struct sockaddr *)&self, &slen) || slen <= off || slen - off > POOL_NAME_MAX)
+		return -2;
+	memcpy(o.name, self.sun_path + 1, slen - off);
+	if (set) memcpy(o.value, value, *len);
+	if (daemon_call(&daemon, shim_home(), pub, &o, sizeof o, -1, &r, sizeof r, why, sizeof why)) {
+		static int told;
+		if (!told++) shim_warn("cannot reach the pool daemon of published port %u for a socket option (%s); the option stays on the channel only", pub, why);
+		return -2;
+	}
+	if (r.status == ENOENT) return -2; /* a daemon that does not know the instance */
+	if (r.status) return shim_fail(r.status);
+	if (!set) {
+		memcpy(value, r.value, r.len < *len ? r.len : *len);
+		*len = r.len;
+	}
+	return 0;
+}
+
 void pool_join(int fd, const struct sockaddr *addr, uint16_t vport, uint16_t sport, uint16_t pub)
 {
-	struct sockaddr_un daemon = { .sun_family = AF_UNIX };
+	struct sockaddr_un daemon;
 	const char *home = shim_home(), *why;
 	char buf[PATH_MAX + 256];
-	if (snprintf(daemon.sun_path, sizeof daemon.sun_path, "%s/" POOL_DIR "/%u.sock", home, pub) >= (int)sizeof daemon.sun_path) {
+	if (daemon_path(&daemon, home, pub)) {
 		shim_warn("the pool socket path under %s is too long; port %u is not published", home, vport);
 		return;
 	}

@@ -52,4 +52,10 @@ void pool_join(int fd, const struct sockaddr *addr, uint16_t vport, uint16_t spo
  * addresses are port.c's to translate. */
 int pool_accept(int ch, int flags);
 
+/* A socket option set on (set = 1) or asked of the listening socket that
+ * the channel ch stands for, through the daemon of public port pub, which
+ * holds that socket: 0, -1 with the kernel's errno from that socket, or -2
+ * when the daemon cannot answer (the caller falls back on the channel). */
+int pool_sockopt(int ch, uint16_t pub, int set, int level, int name, void *value, socklen_t *len);
+
 #endif

@@ -17,11 +17,16 @@
 #include "pid.h"
 #include "path.h"
 #include "poolclient.h"
+#include "../core/rawcall.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <ifaddrs.h>
+#include <linux/capability.h>
+#include <linux/futex.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sys/syscall.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +41,35 @@ static uint16_t range_lo = PORT_RANGE_DEFAULT_LO, range_hi = PORT_RANGE_DEFAULT_
  * work; which port is published is the tables' to say. */
 static int publishes;
 
+/* The public ports the harness says this application publishes (from
+ * APPSHOT_PUBLISH, "[HOST:]PUBLIC:VIRTUAL,..."), so that a connection the
+ * pool handed over, whose local port is the public one, shows the virtual
+ * port. Each is checked against the tables before it is used. */
+#define MAX_PUBLISHED 32
+static struct { uint16_t pub, vport; } published[MAX_PUBLISHED];
+static int npublished;
+
+static void read_published(const char *list)
+{
+	char buf[96], *v, *pb;
+	while (list && *list && npublished < MAX_PUBLISHED) {
+		size_t n = strcspn(list, ",");
+		if (n < sizeof buf) {
+			memcpy(buf, list, n);
+			buf[n] = 0;
+			/* The last two fields: a host before them may hold colons. */
+			if ((v = strrchr(buf, ':'))) {
+				*v++ = 0;
+				pb = strrchr(buf, ':');
+				unsigned long pub = strtoul(pb ? pb + 1 : buf, NULL, 10), vport = strtoul(v, NULL, 10);
+				if (pub && pub < 65536 && vport && vport < 65536)
+					published[npublished].pub = (uint16_t)pub, published[npublished++].vport = (uint16_t)vport;
+			}
+		}
+		list += n + (list[n] == ',');
+	}
+}
+
 /* APPSHOT_PORT_RANGE, "LO-HI", set by the harness from --port-range. */
 void port_init(void)
 {
@@ -43,6 +77,7 @@ void port_init(void)
 	unsigned lo, hi;
 	char end;
 	publishes = getenv("APPSHOT_PUBLISH") != NULL;
+	read_published(getenv("APPSHOT_PUBLISH"));
 	if (!r) return;
 	if (sscanf(r, "%u-%u%c", &lo, &hi, &end) != 2 || lo == 0 || lo > hi || hi > 65535)
 		shim_fatal("APPSHOT_PORT_RANGE is '%s', not LO-HI with 1 <= LO <= HI <= 65535; start programs with 'appshot run'", r);
@@ -69,6 +104,37 @@ static void set_port(struct sockaddr *sa, uint16_t port)
 {
 	if (sa->sa_family == AF_INET) ((struct sockaddr_in *)sa)->sin_port = htons(port);
 	else ((struct sockaddr_in6 *)sa)->sin6_port = htons(port);
+}
+
+/* --- the caller's memory ---------------------------------------------- */
+
+/* Whether the kernel can read the caller's n bytes at p, asked without
+ * faulting, so that a bad pointer gets the kernel's EFAULT and not a
+ * SIGSEGV in the shim. The few kilobytes above our own stack pointer are
+ * the callers' frames, always mapped (most programs pass addresses from
+ * there): no system call. Elsewhere FUTEX_WAIT with a zero timeout reads
+ * one word of each page the bytes touch and never sleeps: EFAULT means the
+ * kernel cannot read it (about 0.9 us; process_vm_readv costs 4 us here). */
+static int user_readable(const void *p, size_t n)
+{
+	char here;
+	uintptr_t a = (uintptr_t)p, sp = (uintptr_t)&here;
+	if (!p || a + n < a) return 0;
+	if (a >= sp && a + n <= sp + 4096) return 1;
+	static const struct timespec zero = { 0, 0 };
+	for (uintptr_t page = a & ~(uintptr_t)4095; page < a + n; page += 4096) {
+		uintptr_t word = (page < a ? a : page) & ~(uintptr_t)3;
+		if (raw_call_kernel(SYS_futex, word, FUTEX_WAIT | FUTEX_PRIVATE_FLAG, 0x5a5a5a5a, &zero, 0, 0) == -EFAULT) return 0;
+	}
+	return 1;
+}
+
+/* An address the shim may read before the kernel: a length the kernel
+ * takes (it refuses 0 and more than a sockaddr_storage itself, with its
+ * own errno) over memory it can read. */
+static int addr_readable(const struct sockaddr *addr, socklen_t len)
+{
+	return len >= sizeof(sa_family_t) && len <= sizeof(struct sockaddr_storage) && user_readable(addr, len);
 }
 
 /* An IPv4 address as a v4-mapped IPv6 one, so one comparison serves both. */
@@ -217,6 +283,22 @@ static const struct sockaddr *to_system_addr(int fd, const struct sockaddr *addr
 	return (const struct sockaddr *)buf;
 }
 
+/* A connection the pool handed over has the public port as its own: the
+ * program sees the virtual port it published there, as if its own listener
+ * had accepted it. */
+static int published_vport(int fd, uint16_t sport, uint16_t *vport)
+{
+	uint32_t pub;
+	for (int i = 0; i < npublished; i++)
+		if (published[i].pub == sport && published[i].pub != published[i].vport &&
+		    vr_to_sr(RT_PUBLISH, port_id(PORT_PROTO_TCP, published[i].vport), &pub) == 0 && port_of(pub) == sport &&
+		    socket_proto(fd) == PORT_PROTO_TCP) {
+			*vport = published[i].vport;
+			return 1;
+		}
+	return 0;
+}
+
 /* An address the kernel gave back (len bytes of it in the caller's
  * buffer), its port made virtual when it is one of the application's. A
  * socket's own address is local by definition (own = 1). */
@@ -224,9 +306,14 @@ static void to_virtual_addr(int fd, uint32_t proto, struct sockaddr *addr, sockl
 {
 	uint16_t sport, vport;
 	int saved = errno;
+	if (!inet_port(addr, len, &sport)) return;
+	if (own && npublished && published_vport(fd, sport, &vport)) {
+		set_port(addr, vport);
+		goto out;
+	}
 	/* Only a port of the range can be a remapped one: the peers' ephemeral
 	 * ports of every accept and recvfrom never reach the tables. */
-	if (!inet_port(addr, len, &sport) || sport < range_lo || sport > range_hi) return;
+	if (sport < range_lo || sport > range_hi) return;
 	if (!proto && !(proto = proto_to_translate(fd, sport, to_virtual_port))) goto out;
 	if (to_virtual_port(proto, sport, &vport) == 0 && vport != sport && (own || is_local(addr))) set_port(addr, vport);
 out:
@@ -240,7 +327,7 @@ static int bind_at(int fd, const struct sockaddr *addr, socklen_t len, uint16_t 
 	struct sockaddr_storage b;
 	memcpy(&b, addr, len);
 	set_port((struct sockaddr *)&b, sport);
-	return REAL(bind)(fd, (struct sockaddr *)&b, len);
+	return raw_call(SYS_bind, fd, &b, len);
 }
 
 /* Claims sport for vid in the tables and binds it: 0, or the errno that
@@ -303,15 +390,42 @@ static int bind_new(int fd, const struct sockaddr *addr, socklen_t len, uint32_t
 	return 0;
 }
 
+/* The lowest port an unprivileged process may bind, as the kernel reads
+ * it (net.ipv4.ip_unprivileged_port_start, for IPv6 too): read once. */
+static int unprivileged_start(void)
+{
+	static int start = -1;
+	char buf[16] = "";
+	if (start >= 0) return start;
+	int fd = (int)raw_call(SYS_openat, AT_FDCWD, "/proc/sys/net/ipv4/ip_unprivileged_port_start", O_RDONLY | O_CLOEXEC);
+	long n = fd >= 0 ? raw_call(SYS_read, fd, buf, sizeof buf - 1) : -1;
+	if (fd >= 0) raw_call(SYS_close, fd);
+	return start = n > 0 ? atoi(buf) : 1024;
+}
+
+/* Whether the kernel would refuse this process a bind of vport: below
+ * the unprivileged start without CAP_NET_BIND_SERVICE in its effective
+ * set. A remapped virtual port has a system port the kernel does not
+ * refuse, so the shim answers as it would have. */
+static int bind_refused(uint16_t vport)
+{
+	if (vport >= unprivileged_start()) return 0;
+	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct d[2] = { 0 };
+	if (raw_call(SYS_capget, &h, d)) return 0;
+	return !(d[CAP_NET_BIND_SERVICE / 32].effective & (1u << (CAP_NET_BIND_SERVICE % 32)));
+}
+
 WRAPPER(bind)
 {
 	struct sockaddr_un un;
+	/* A bad address or length: the kernel's answer. */
+	if (!shim_active || !addr_readable(addr, len)) return raw_call(SYS_bind, fd, addr, len);
 	if (unix_redirect(&addr, &len, &un)) return -1;
 	uint16_t vport, sport;
 	uint32_t proto;
-	if (!shim_active || !inet_port(addr, len, &vport) || vport == 0 || len > sizeof(struct sockaddr_storage) ||
-	    !(proto = socket_proto(fd)))
-		return REAL(bind)(fd, addr, len);
+	if (!inet_port(addr, len, &vport) || vport == 0 || !(proto = socket_proto(fd))) return raw_call(SYS_bind, fd, addr, len);
+	if (bind_refused(vport)) return shim_fail(EACCES);
 	if (to_system_port(proto, vport, &sport) == 0) return bind_at(fd, addr, len, sport);
 	return bind_new(fd, addr, len, proto, vport);
 }
@@ -343,37 +457,101 @@ WRAPPER(listen)
 	return rc;
 }
 
-/* A connection the pool handed over (pool_accept), or -1 as it failed:
- * made to look as the kernel's accept would give it. */
-static inline int pool_accepted(int conn, struct sockaddr *addr, socklen_t *len)
+/* An address of len bytes in family fam, as a listener of that family
+ * receives it: a v4 peer of an AF_INET6 listener v4-mapped, a v4-mapped
+ * peer of an AF_INET listener plain IPv4 (a pool's public listener may be
+ * of the other family than the program's). The new length. */
+static socklen_t in_family(struct sockaddr_storage *ss, socklen_t len, int fam)
 {
+	struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+	if (fam == AF_INET6 && ss->ss_family == AF_INET && len >= sizeof *a4) {
+		struct sockaddr_in6 m = { .sin6_family = AF_INET6, .sin6_port = a4->sin_port, .sin6_addr = as_in6((struct sockaddr *)a4) };
+		*a6 = m;
+		return sizeof m;
+	}
+	if (fam == AF_INET && ss->ss_family == AF_INET6 && len >= sizeof *a6 && IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr)) {
+		struct sockaddr_in p = { .sin_family = AF_INET, .sin_port = a6->sin6_port };
+		memcpy(&p.sin_addr, &a6->sin6_addr.s6_addr[12], 4);
+		memset(ss, 0, sizeof *a6);
+		*a4 = p;
+		return sizeof p;
+	}
+	return len;
+}
+
+/* The address the kernel has just written to the caller's addr (cap bytes
+ * of room; *len the address's full length), made virtual: in place when it
+ * fit, else read again whole (nr: getsockname or getpeername), translated
+ * (and put in family fam, 0 for as it is) and truncated again as the kernel
+ * truncates. The kernel's write proved the caller's memory good. */
+static void give_virtual(int fd, struct sockaddr *addr, socklen_t cap, socklen_t *len, int own, int fam, long nr)
+{
+	struct sockaddr_storage full;
+	socklen_t flen = sizeof full;
+	int saved = errno;
+	if (cap >= *len && (!fam || addr->sa_family == fam)) {
+		to_virtual_addr(fd, 0, addr, *len, own);
+		return;
+	}
+	if (raw_call(nr, fd, &full, &flen) == 0) {
+		if (fam) flen = in_family(&full, flen, fam);
+		to_virtual_addr(fd, 0, (struct sockaddr *)&full, flen, own);
+		memcpy(addr, &full, cap < flen ? cap : flen);
+		*len = flen;
+	}
+	errno = saved;
+}
+
+/* A connection the pool handed over through channel ch (pool_accept), or
+ * -1 as it failed: made to look as the kernel's accept on the program's
+ * own listener would give it. The kernel writes the peer first
+ * (getpeername), so that a bad buffer gets its EFAULT and costs the
+ * connection, as natively. */
+static int pool_accepted(int ch, int conn, struct sockaddr *addr, socklen_t *len, socklen_t cap)
+{
+	struct sockaddr_storage lis;
+	socklen_t llen;
 	if (conn < 0) return -1;
 	remember_proto(conn, PORT_PROTO_TCP);
-	if (addr && len) {
-		socklen_t cap = *len;
-		if (REAL(getpeername)(conn, addr, len) == 0) to_virtual_addr(conn, PORT_PROTO_TCP, addr, cap < *len ? cap : *len, 0);
+	if (!addr) return conn;
+	if (raw_call(SYS_getpeername, conn, addr, len)) {
+		int err = errno;
+		close(conn);
+		return shim_fail(err == ENOTCONN ? ECONNABORTED : err);
 	}
+	give_virtual(conn, addr, cap, len, 0, channel_address(ch, &lis, &llen) ? lis.ss_family : 0, SYS_getpeername);
 	return conn;
 }
 
 static int accept_as_kernel(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 {
-	socklen_t cap = addr && len ? *len : 0;
-	if (shim_active && known_channel(fd)) {
-		int c = pool_accepted(pool_accept(fd, flags), addr, len);
+	socklen_t cap = 0;
+	if (!shim_active) return (int)raw_call(SYS_accept4, fd, addr, len, flags);
+	/* Without a readable length the kernel answers EFAULT (a connection
+	 * taken meanwhile is lost, as it would be). */
+	if (addr && !user_readable(len, sizeof *len)) {
+		if (!known_channel(fd)) return (int)raw_call(SYS_accept4, fd, addr, len, flags);
+		int c = pool_accept(fd, flags);
+		if (c < 0) return -1;
+		close(c);
+		return shim_fail(EFAULT);
+	}
+	if (addr) cap = *len;
+	if (known_channel(fd)) {
+		int c = pool_accepted(fd, pool_accept(fd, flags), addr, len, cap);
 		/* ENOTSOCK, ENOTCONN, EINVAL...: the number is something else now
 		 * (closed behind the shim's back, by fclose say): ask the kernel. */
-		if (c >= 0 || errno == EAGAIN || errno == EINTR || errno == EMFILE) return c;
+		if (c >= 0 || errno == EAGAIN || errno == EINTR || errno == EMFILE || errno == EFAULT || errno == ECONNABORTED) return c;
 		mark_channel(fd, 0);
 	}
-	int c = REAL(accept4)(fd, addr, len, flags);
-	if (!shim_active) return c;
+	int c = (int)raw_call(SYS_accept4, fd, addr, len, flags);
 	if (c >= 0) {
 		remember_proto(c, fd < KNOWN_FDS && fd_proto[fd] ? fd_proto[fd] : 0);
-		if (cap) to_virtual_addr(c, PORT_PROTO_TCP, addr, cap < *len ? cap : *len, 0);
+		if (addr) give_virtual(c, addr, cap, len, 0, 0, SYS_getpeername);
 		return c;
 	}
-	if ((errno == EOPNOTSUPP || errno == EINVAL) && is_channel(fd)) return pool_accepted(pool_accept(fd, flags), addr, len);
+	if ((errno == EOPNOTSUPP || errno == EINVAL) && is_channel(fd)) return pool_accepted(fd, pool_accept(fd, flags), addr, len, cap);
 	return -1;
 }
 
@@ -385,58 +563,71 @@ WRAPPER(accept4) { return accept_as_kernel(fd, addr, len, flags); }
 WRAPPER(connect)
 {
 	struct sockaddr_un un;
-	if (unix_redirect(&addr, &len, &un)) return -1;
 	struct sockaddr_storage b;
-	return REAL(connect)(fd, to_system_addr(fd, addr, len, &b), len);
+	/* A bad address or length: the kernel's answer. */
+	if (!shim_active || !addr_readable(addr, len)) return raw_call(SYS_connect, fd, addr, len);
+	if (unix_redirect(&addr, &len, &un)) return -1;
+	return raw_call(SYS_connect, fd, to_system_addr(fd, addr, len, &b), len);
 }
 
 WRAPPER(getsockname)
 {
-	socklen_t cap = len ? *len : 0;
-	int rc = REAL(getsockname)(fd, addr, len);
-	if (rc || !shim_active) return rc;
+	if (!shim_active || !user_readable(len, sizeof *len)) return raw_call(SYS_getsockname, fd, addr, len);
+	socklen_t cap = *len;
+	int rc = raw_call(SYS_getsockname, fd, addr, len);
+	if (rc) return rc;
 	struct sockaddr_storage listening;
 	socklen_t llen;
 	if (cap >= sizeof(sa_family_t) && addr->sa_family == AF_UNIX && channel_address(fd, &listening, &llen)) {
 		memcpy(addr, &listening, cap < llen ? cap : llen);
 		*len = llen;
 	} else {
-		to_virtual_addr(fd, 0, addr, cap < *len ? cap : *len, 1);
+		give_virtual(fd, addr, cap, len, 1, 0, SYS_getsockname);
 	}
 	return 0;
 }
 
 WRAPPER(getpeername)
 {
-	socklen_t cap = len ? *len : 0;
-	int rc = REAL(getpeername)(fd, addr, len);
-	if (rc || !shim_active) return rc;
-	if (cap >= sizeof(sa_family_t) && addr->sa_family == AF_UNIX && is_channel(fd))
-		return shim_fail(ENOTCONN); /* a listening socket has no peer */
-	to_virtual_addr(fd, 0, addr, cap < *len ? cap : *len, 0);
+	if (!shim_active || !user_readable(len, sizeof *len)) return raw_call(SYS_getpeername, fd, addr, len);
+	socklen_t cap = *len;
+	int rc = raw_call(SYS_getpeername, fd, addr, len);
+	if (rc) return rc;
+	give_virtual(fd, addr, cap, len, 0, 0, SYS_getpeername);
 	return 0;
 }
 
+/* sendto and recvfrom without an address are plain send and recv: as
+ * they are, untouched. */
 WRAPPER(sendto)
 {
 	struct sockaddr_storage b;
-	return REAL(sendto)(fd, buf, n, flags, addr ? to_system_addr(fd, addr, alen, &b) : addr, alen);
+	if (!addr || !shim_active) return REAL(sendto)(fd, buf, n, flags, addr, alen);
+	if (!addr_readable(addr, alen)) return raw_call(SYS_sendto, fd, buf, n, flags, addr, alen);
+	return raw_call(SYS_sendto, fd, buf, n, flags, to_system_addr(fd, addr, alen, &b), alen);
 }
 
+/* The message header itself is read unchecked, as before: probing it
+ * would cost every plain sendmsg a system call. Its address is checked. */
 WRAPPER(sendmsg)
 {
 	struct sockaddr_storage b;
-	if (!shim_active || !msg || !msg->msg_name) return REAL(sendmsg)(fd, msg, flags);
+	if (!shim_active || !msg || !msg->msg_name || !addr_readable(msg->msg_name, msg->msg_namelen))
+		return REAL(sendmsg)(fd, msg, flags);
 	struct msghdr m = *msg;
 	m.msg_name = (void *)to_system_addr(fd, msg->msg_name, msg->msg_namelen, &b);
 	return REAL(sendmsg)(fd, &m, flags);
 }
 
+/* A datagram's source that did not fit the caller's buffer is left as the
+ * kernel truncated it: the datagram is gone, it cannot be read again. */
 WRAPPER(recvfrom)
 {
-	socklen_t cap = addr && alen ? *alen : 0;
-	ssize_t r = REAL(recvfrom)(fd, buf, n, flags, addr, alen);
-	if (r >= 0 && cap && shim_active) to_virtual_addr(fd, 0, addr, cap < *alen ? cap : *alen, 0);
+	if (!addr || !shim_active) return REAL(recvfrom)(fd, buf, n, flags, addr, alen);
+	if (!user_readable(alen, sizeof *alen)) return raw_call(SYS_recvfrom, fd, buf, n, flags, addr, alen);
+	socklen_t cap = *alen;
+	ssize_t r = raw_call(SYS_recvfrom, fd, buf, n, flags, addr, alen);
+	if (r >= 0 && cap >= *alen) to_virtual_addr(fd, 0, addr, *alen, 0);
 	return r;
 }
 
@@ -449,11 +640,103 @@ WRAPPER(recvmsg)
 	return r;
 }
 
+/* sendmmsg and recvmmsg: each message's address as sendmsg's and
+ * recvmsg's, through a copy of the vector (the kernel writes each msg_len
+ * back, and the caller's are set from it). At most this many at once, as
+ * the kernel's own UIO_MAXIOV. */
+#define MMSG_MAX 1024
+
+WRAPPER(sendmmsg)
+{
+	if (!shim_active || !vec || vlen == 0 || !user_readable(vec, (size_t)(vlen > MMSG_MAX ? MMSG_MAX : vlen) * sizeof *vec))
+		return REAL(sendmmsg)(fd, vec, vlen, flags);
+	if (vlen > MMSG_MAX) vlen = MMSG_MAX;
+	unsigned named = 0;
+	for (unsigned i = 0; i < vlen; i++) named += vec[i].msg_hdr.msg_name != NULL;
+	if (!named) return REAL(sendmmsg)(fd, vec, vlen, flags);
+	struct mmsghdr *copy = malloc(vlen * sizeof *copy);
+	struct sockaddr_storage *names = malloc(vlen * sizeof *names);
+	if (!copy || !names) {
+		free(copy);
+		free(names);
+		return shim_fail(ENOMEM);
+	}
+	for (unsigned i = 0; i < vlen; i++) {
+		struct msghdr *h = &vec[i].msg_hdr;
+		copy[i] = vec[i];
+		if (h->msg_name && addr_readable(h->msg_name, h->msg_namelen))
+			copy[i].msg_hdr.msg_name = (void *)to_system_addr(fd, h->msg_name, h->msg_namelen, &names[i]);
+	}
+	int r = REAL(sendmmsg)(fd, copy, vlen, flags);
+	for (int i = 0; i < r; i++) vec[i].msg_len = copy[i].msg_len;
+	int err = errno;
+	free(copy);
+	free(names);
+	errno = err;
+	return r;
+}
+
+WRAPPER(recvmmsg)
+{
+	if (!shim_active || !vec || vlen == 0 || !user_readable(vec, (size_t)(vlen > MMSG_MAX ? MMSG_MAX : vlen) * sizeof *vec))
+		return REAL(recvmmsg)(fd, vec, vlen, flags, timeout);
+	if (vlen > MMSG_MAX) vlen = MMSG_MAX;
+	socklen_t *cap = malloc(vlen * sizeof *cap);
+	if (!cap) return shim_fail(ENOMEM);
+	for (unsigned i = 0; i < vlen; i++) cap[i] = vec[i].msg_hdr.msg_name ? vec[i].msg_hdr.msg_namelen : 0;
+	int r = REAL(recvmmsg)(fd, vec, vlen, flags, timeout);
+	for (int i = 0; i < r; i++)
+		if (cap[i] && cap[i] >= vec[i].msg_hdr.msg_namelen) to_virtual_addr(fd, 0, vec[i].msg_hdr.msg_name, vec[i].msg_hdr.msg_namelen, 0);
+	int err = errno;
+	free(cap);
+	errno = err;
+	return r;
+}
+
+/* The public port of the pool whose channel fd is: 0 for none. */
+static uint16_t channel_public(int fd)
+{
+	struct sockaddr_storage a;
+	socklen_t alen;
+	uint16_t vport;
+	uint32_t pub;
+	if (!channel_address(fd, &a, &alen) || !inet_port((struct sockaddr *)&a, alen, &vport) ||
+	    vr_to_sr(RT_PUBLISH, port_id(PORT_PROTO_TCP, vport), &pub))
+		return 0;
+	return port_of(pub);
+}
+
+/* A socket option on a channel is the listening socket's: the pool daemon
+ * holds it and sets it there and on the public listener (TCP_DEFER_ACCEPT,
+ * TCP_NODELAY, SO_RCVBUF... reach the connections as natively). The
+ * channel keeps SO_RCVTIMEO, which times accept() out. Elsewhere: as is. */
+WRAPPER(setsockopt)
+{
+	int r;
+	uint16_t pub;
+	socklen_t l = len;
+	if (!shim_active || !known_channel(fd)) {
+		r = REAL(setsockopt)(fd, level, name, value, len);
+		if (r == 0 || !shim_active || (errno != EOPNOTSUPP && errno != ENOPROTOOPT) || !is_channel(fd)) return r;
+	}
+	if (!(pub = channel_public(fd)) || (len && !user_readable(value, len)) || (r = pool_sockopt(fd, pub, 1, level, name, (void *)value, &l)) == -2)
+		return REAL(setsockopt)(fd, level, name, value, len);
+	if (r == 0 && level == SOL_SOCKET && name == SO_RCVTIMEO) REAL(setsockopt)(fd, level, name, value, len);
+	return r;
+}
+
 /* SO_PEERCRED's pid is a vpid; a pool channel answers as the listening
- * TCP socket it stands for. */
+ * TCP socket it stands for: the daemon asks that socket, or, without a
+ * daemon, the channel's own name says what it can. */
 WRAPPER(getsockopt)
 {
-	int r = REAL(getsockopt)(fd, level, name, value, len);
+	uint16_t pub;
+	int r;
+	if (shim_active && known_channel(fd) && value && len && user_readable(len, sizeof *len) && user_readable(value, *len) &&
+	    (pub = channel_public(fd)) &&
+	    (r = pool_sockopt(fd, pub, 0, level, name, value, len)) != -2)
+		return r;
+	r = REAL(getsockopt)(fd, level, name, value, len);
 	if (!shim_active || r != 0 || level != SOL_SOCKET || !value || !len) return r;
 	if (name == SO_PEERCRED && *len >= sizeof(struct ucred)) {
 		((struct ucred *)value)->pid = pid_to_virtual(((struct ucred *)value)->pid);
