@@ -9,9 +9,11 @@
  *     "privtool sem-use ID"; the parent reports the child's end, the value
  *     and removes the set.
  *   privtool sem-use ID        semctl(GETVAL) and semop(+1) on set ID.
- *   privtool fork-shm N        N fork children attach one segment and
+ *   privtool fork-shm N [GO]   N fork children attach one segment and
  *     pause; once every child sleeps the parent prints shm_nattch, then
- *     wakes them with SIGUSR1 and reaps them (an alarm ends a hang).
+ *     wakes them with SIGUSR1 and reaps them (an alarm ends a hang). With
+ *     GO, it prints "ready" after making the segment and forks once the
+ *     file GO exists.
  *   privtool fds               closefrom(3), then what a new semaphore set
  *     gets: the shim's descriptors survive a program closing everything.
  */
@@ -95,15 +97,21 @@ static char state_of(pid_t pid)
 	return paren && paren[1] == ' ' ? paren[2] : '?';
 }
 
-static int fork_shm(int n)
+static int fork_shm(int n, const char *go)
 {
 	int id = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
 	if (id < 0) return result(id, "id"), 1;
+	if (go) {
+		printf("ready\n");
+		fflush(stdout);
+		while (access(go, F_OK) != 0) usleep(2000);
+	}
 	struct sigaction sa = { .sa_handler = on_usr1 };
 	sigaction(SIGUSR1, &sa, NULL);
 	signal(SIGALRM, on_alarm);
-	alarm(20);
+	alarm(10);
 	pid_t kids[256];
+	if (n > 256) n = 256;
 	for (int i = 0; i < n; i++) {
 		kids[i] = fork();
 		if (kids[i] == 0) {
@@ -134,7 +142,7 @@ int main(int argc, char **argv)
 	if (argc >= 4 && !strcmp(argv[1], "sem-child"))
 		return sem_child((int)num(argv[2]), (uid_t)num(argv[3]), argc > 4 && !strcmp(argv[4], "exec"), argv[0]);
 	if (argc == 3 && !strcmp(argv[1], "sem-use")) return sem_use((int)num(argv[2])), 0;
-	if (argc == 3 && !strcmp(argv[1], "fork-shm")) return fork_shm((int)num(argv[2]));
+	if ((argc == 3 || argc == 4) && !strcmp(argv[1], "fork-shm")) return fork_shm((int)num(argv[2]), argc == 4 ? argv[3] : NULL);
 	if (argc == 2 && !strcmp(argv[1], "fds")) {
 		closefrom(3);
 		int id = semget(IPC_PRIVATE, 1, IPC_CREAT | 0600);
@@ -142,6 +150,6 @@ int main(int argc, char **argv)
 		result(semctl(id, 0, IPC_RMID), "rmid");
 		return 0;
 	}
-	fprintf(stderr, "usage: privtool sem-child MODE UID [exec] | sem-use ID | fork-shm N | fds\n");
+	fprintf(stderr, "usage: privtool sem-child MODE UID [exec] | sem-use ID | fork-shm N [GO] | fds\n");
 	return 2;
 }
