@@ -19,12 +19,16 @@ enum kind { DIRECTORY, FOLDER, FILE_ };
 
 /* One entry of the home: absent (allowed for all but the home itself), or
  * what it must be, the caller's, and (a directory) unwritable by others. */
-static int check_entry(const char *path, enum kind kind, char *err, size_t errlen)
+/* owner: whose the home must be; blind: a process that changed its user
+ * and may not look into the home (EACCES) passes, its descriptors were
+ * opened by one that could. */
+static int check_entry(const char *path, enum kind kind, uid_t owner, int blind, char *err, size_t errlen)
 {
 	struct stat st;
 	/* The home may be reached through a link; nothing inside it may. */
 	if ((kind == DIRECTORY ? stat(path, &st) : lstat(path, &st)) != 0) {
 		if (errno == ENOENT && kind != DIRECTORY) return 0;
+		if (errno == EACCES && blind) return 0;
 		int e = errno;
 		snprintf(err, errlen, "cannot check %s: %s; set APPSHOT_HOME to a directory of your own", path,
 			 e == EACCES ? "permission denied" : strerror(e));
@@ -36,9 +40,9 @@ static int check_entry(const char *path, enum kind kind, char *err, size_t errle
 			 what, path, S_ISLNK(st.st_mode) ? "a symbolic link" : kind == FILE_ ? "not a regular file" : "not a directory");
 		return EACCES;
 	}
-	if (st.st_uid != geteuid()) {
+	if (st.st_uid != owner) {
 		snprintf(err, errlen, "%s%s belongs to uid %u, not to this process's user (uid %u); set APPSHOT_HOME to a directory of your own",
-			 what, path, (unsigned)st.st_uid, (unsigned)geteuid());
+			 what, path, (unsigned)st.st_uid, (unsigned)owner);
 		return EACCES;
 	}
 	if (kind != FILE_ && (st.st_mode & (S_IWGRP | S_IWOTH))) {
@@ -49,7 +53,19 @@ static int check_entry(const char *path, enum kind kind, char *err, size_t errle
 	return 0;
 }
 
+static int check_home(const char *home, uid_t owner, int blind, char *err, size_t errlen);
+
 int home_check(const char *home, char *err, size_t errlen)
+{
+	return check_home(home, geteuid(), 0, err, errlen);
+}
+
+int home_check_for(const char *home, uid_t owner, char *err, size_t errlen)
+{
+	return check_home(home, owner, 1, err, errlen);
+}
+
+static int check_home(const char *home, uid_t owner, int blind, char *err, size_t errlen)
 {
 	static const struct { const char *name; enum kind kind; } inside[] = {
 		{ "pools", FOLDER },
@@ -61,13 +77,13 @@ int home_check(const char *home, char *err, size_t errlen)
 		{ APPSHOT_OPEN_LOCK_FILE, FILE_ },
 	};
 	char path[4096];
-	int rc = check_entry(home, DIRECTORY, err, errlen);
+	int rc = check_entry(home, DIRECTORY, owner, blind, err, errlen);
 	for (size_t i = 0; !rc && i < sizeof inside / sizeof *inside; i++) {
 		if (snprintf(path, sizeof path, "%s/%s", home, inside[i].name) >= (int)sizeof path) {
 			snprintf(err, errlen, "APPSHOT_HOME %s is too long a path", home);
 			return ENAMETOOLONG;
 		}
-		rc = check_entry(path, inside[i].kind, err, errlen);
+		rc = check_entry(path, inside[i].kind, owner, blind, err, errlen);
 	}
 	return rc;
 }
@@ -189,6 +205,7 @@ int home_fds_open(struct home_fds *h, const char *home, char *err, size_t errlen
 			return e ? e : EINVAL;
 		}
 		h->fd[i] = appshot_fd_high(fd, 0);
+		h->owner = st.st_uid;
 		h->dev[i] = st.st_dev;
 		h->ino[i] = st.st_ino;
 	}
@@ -240,6 +257,7 @@ int home_fds_adopt(struct home_fds *h, const char *home, const char *spec, char 
 		h->ino[i] = (ino_t)ino;
 	}
 	for (int i = 0; i < HOMEFD_COUNT; i++) appshot_fd_guard(h->fd[i]);
+	h->owner = owner;
 	return 0;
 malformed:
 	snprintf(err, errlen, "%s is not a list of descriptors ('%s')", HOME_FDS_ENV, spec);

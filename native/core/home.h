@@ -3,6 +3,7 @@
 #define APPSHOT_HOME_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 /* Whether APPSHOT_HOME may be used by this process: the directory and its
  * folders (pools/, templates/) belong to the process's user and no one else
@@ -13,6 +14,10 @@
  * Returns 0, or EACCES with a sentence naming the path, the owner and the
  * fix in err. A handful of stat calls: run once per open of the tables. */
 int home_check(const char *home, char *err, size_t errlen);
+/* home_check for a process that opens the tables through the application's
+ * descriptors (below): the home must be owner's, and what this process
+ * cannot look at (it changed its user) passes. */
+int home_check_for(const char *home, uid_t owner, char *err, size_t errlen);
 
 #endif
 
@@ -26,12 +31,11 @@ int home_check(const char *home, char *err, size_t errlen);
  * for the next program, which opens the tables through them after checking
  * that each still is the file it was (home_fds_adopt).
  */
-#include <sys/types.h>
-
 enum { HOMEFD_DATA, HOMEFD_LOCK, HOMEFD_INFLIGHT, HOMEFD_OPENLOCK, HOMEFD_COUNT };
 #define HOME_FDS_ENV "APPSHOT_HOME_FDS"
 
 struct home_fds {
+	uid_t owner; /* the files' */
 	int fd[HOMEFD_COUNT];
 	dev_t dev[HOMEFD_COUNT];
 	ino_t ino[HOMEFD_COUNT];

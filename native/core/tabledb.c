@@ -183,6 +183,10 @@ static int open_env(struct tabledb *t, const char *home, const struct home_fds *
 	mdb_env_set_maxreaders(t->env, APPSHOT_MAX_READERS);
 	mdb_env_set_mapsize(t->env, APPSHOT_MAP_SIZE);
 	int check = 0;
+	if (!checked && (rc = home_check_for(home, fds->owner, err, errlen))) {
+		tabledb_close(t);
+		return rc;
+	}
 	if (!checked) {
 		t->lock_fd = fds->fd[HOMEFD_OPENLOCK];
 		t->lock_dev = fds->dev[HOMEFD_OPENLOCK];
