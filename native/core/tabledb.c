@@ -56,8 +56,10 @@ static int open_lock_fd(struct tabledb *t, const char *home)
 	struct stat st;
 	if (snprintf(path, sizeof path, "%s/%s", home, APPSHOT_OPEN_LOCK_FILE) >= (int)sizeof path)
 		return ENAMETOOLONG;
-	t->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (t->lock_fd < 0 || fstat(t->lock_fd, &st) != 0) return errno;
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) return errno;
+	t->lock_fd = appshot_fd_high(fd, 1);
+	if (fstat(t->lock_fd, &st) != 0) return errno;
 	t->lock_dev = st.st_dev;
 	t->lock_ino = st.st_ino;
 	return 0;
@@ -188,10 +190,19 @@ static int open_env(struct tabledb *t, const char *home, const struct home_fds *
 		return rc;
 	}
 	if (!checked) {
-		t->lock_fd = fds->fd[HOMEFD_OPENLOCK];
-		t->lock_dev = fds->dev[HOMEFD_OPENLOCK];
-		t->lock_ino = fds->ino[HOMEFD_OPENLOCK];
-		t->lock_shared = 1;
+		/* Writers' flock on an open file of their own: one a process
+		 * killed while writing holds goes with it. Only a process that
+		 * may not open the file (it changed its user) takes the shared
+		 * one, whose flock outlives a writer killed meanwhile until the
+		 * next writer through it unlocks (README). */
+		if (open_lock_fd(t, home) != 0 || t->lock_ino != fds->ino[HOMEFD_OPENLOCK] ||
+		    t->lock_dev != fds->dev[HOMEFD_OPENLOCK]) {
+			tabledb_forget_lock(t);
+			t->lock_fd = fds->fd[HOMEFD_OPENLOCK];
+			t->lock_dev = fds->dev[HOMEFD_OPENLOCK];
+			t->lock_ino = fds->ino[HOMEFD_OPENLOCK];
+			t->lock_shared = 1;
+		}
 		rc = env_open(t, fds);
 	} else {
 		if ((rc = open_lock_fd(t, home)) || (rc = flock_retry(t->lock_fd, LOCK_EX))) {
@@ -338,7 +349,7 @@ void tabledb_forget_lock(struct tabledb *t)
 	/* Only if the number is still ours: the program may have closed it
 	 * and reused it for a file of its own. The application's shared one
 	 * stays: it is every process's. */
-	if (!t->lock_shared && fd_is(t->lock_fd, t->lock_dev, t->lock_ino)) close(t->lock_fd);
+	if (!t->lock_shared && fd_is(t->lock_fd, t->lock_dev, t->lock_ino)) route_close(t->lock_fd);
 	t->lock_fd = -1;
 }
 
