@@ -95,10 +95,16 @@ int appshot_fd_band;
 #define GUARD_MAX 32
 /* fd + 1, 0 when free: lock-free, since fd.c asks on every close. */
 static _Atomic int guarded[GUARD_MAX];
+/* No guarded descriptor is below it (it only goes down): most closes are
+ * told "not appshot's" by one compare. */
+static _Atomic int guarded_lo = 1 << 30;
 
 void appshot_fd_guard(int fd)
 {
 	if (fd < 0 || appshot_fd_guarded(fd)) return;
+	int lo = atomic_load(&guarded_lo);
+	while (fd < lo && !atomic_compare_exchange_weak(&guarded_lo, &lo, fd))
+		;
 	for (int i = 0; i < GUARD_MAX; i++) {
 		int free_slot = 0;
 		if (atomic_compare_exchange_strong(&guarded[i], &free_slot, fd + 1)) return;
@@ -115,7 +121,7 @@ void appshot_fd_unguard(int fd)
 
 int appshot_fd_guarded(int fd)
 {
-	if (fd < 0) return 0;
+	if (fd < atomic_load_explicit(&guarded_lo, memory_order_relaxed)) return 0;
 	for (int i = 0; i < GUARD_MAX; i++)
 		if (atomic_load_explicit(&guarded[i], memory_order_relaxed) == fd + 1) return 1;
 	return 0;
