@@ -113,6 +113,7 @@ void appshot_fd_guard(int fd)
 
 void appshot_fd_unguard(int fd)
 {
+	if (fd < 0) return;
 	for (int i = 0; i < GUARD_MAX; i++) {
 		int mine = fd + 1;
 		if (atomic_compare_exchange_strong(&guarded[i], &mine, 0)) return;
@@ -289,6 +290,18 @@ int home_fds_valid(const struct home_fds *h)
 	for (int i = 0; i < HOMEFD_COUNT; i++)
 		if (!fd_is_home_file(h->fd[i], h->dev[i], h->ino[i], &owner)) return 0;
 	return 1;
+}
+
+void home_fds_release(struct home_fds *h)
+{
+	for (int i = 0; i < HOMEFD_COUNT; i++) {
+		struct stat st;
+		if (h->fd[i] < 0) continue;
+		appshot_fd_unguard(h->fd[i]);
+		if (fstat(h->fd[i], &st) == 0 && st.st_dev == h->dev[i] && st.st_ino == h->ino[i])
+			raw_call(SYS_close, h->fd[i]);
+	}
+	home_fds_reset(h);
 }
 
 int home_fds_which(const struct home_fds *h, int fd)

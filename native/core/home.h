@@ -56,6 +56,9 @@ size_t home_fds_format(const struct home_fds *h, char *buf, size_t len);
 /* Whether each of h's descriptors still is its file (the program may have
  * closed one past the wrappers, with a raw system call). */
 int home_fds_valid(const struct home_fds *h);
+/* Gives h's descriptors up: closes those that still are their files and
+ * stops guarding every number (the others are the program's now). */
+void home_fds_release(struct home_fds *h);
 /* The index of fd among h's, or -1. */
 int home_fds_which(const struct home_fds *h, int fd);
 /* Moves h's descriptor fd to another high number (the program is about to

@@ -349,14 +349,19 @@ void tabledb_forget_lock(struct tabledb *t)
 	/* Only if the number is still ours: the program may have closed it
 	 * and reused it for a file of its own. The application's shared one
 	 * stays: it is every process's. */
-	if (!t->lock_shared && fd_is(t->lock_fd, t->lock_dev, t->lock_ino)) route_close(t->lock_fd);
+	if (!t->lock_shared) {
+		if (fd_is(t->lock_fd, t->lock_dev, t->lock_ino)) route_close(t->lock_fd);
+		else appshot_fd_unguard(t->lock_fd);
+	}
 	t->lock_fd = -1;
 }
 
 void tabledb_forget_fds(struct tabledb *t)
 {
+	/* A number that no longer is the file is the program's now: no longer guarded. */
 	for (int i = 0; i < t->env_fds; i++)
 		if (fd_is(t->env_fd[i], t->env_dev[i], t->env_ino[i])) route_close(t->env_fd[i]);
+		else appshot_fd_unguard(t->env_fd[i]);
 	t->env_fds = 0;
 }
 

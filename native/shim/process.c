@@ -133,7 +133,11 @@ void shim_open_tables(void)
 	 * end the parent's reader slot and locks; its descriptors that are
 	 * still its own go. */
 	if (old) tabledb_forget_fds(old);
-	int inherited = P.have_fds = P.have_fds && home_fds_valid(&P.fds);
+	if (P.have_fds && !home_fds_valid(&P.fds)) {
+		home_fds_release(&P.fds); /* the program took one (a raw close_range) */
+		P.have_fds = 0;
+	}
+	int inherited = P.have_fds;
 	if (!inherited) open_home_fds();
 	int rc = tabledb_open_fds(t, P.home, P.aid, shim_home_fds(), !inherited, err, sizeof err);
 	if (rc) shim_fatal("%s; the program cannot run untranslated, so it stops", err);

@@ -14,8 +14,10 @@
  *     wakes them with SIGUSR1 and reaps them (an alarm ends a hang). With
  *     GO, it prints "ready" after making the segment and forks once the
  *     file GO exists.
- *   privtool fds               closefrom(3), then what a new semaphore set
- *     gets: the shim's descriptors survive a program closing everything.
+ *   privtool fds [raw]         closefrom(3) (raw: the close_range system
+ *     call, past libc), closes a descriptor of its own, then makes and
+ *     removes a semaphore set: the shim's descriptors survive a program
+ *     closing everything, or are opened again.
  */
 #define _GNU_SOURCE
 #include "tool.h"
@@ -25,6 +27,7 @@
 #include <signal.h>
 #include <sys/sem.h>
 #include <sys/shm.h>
+#include <sys/syscall.h>
 
 static void sem_use(int id)
 {
@@ -143,13 +146,17 @@ int main(int argc, char **argv)
 		return sem_child((int)num(argv[2]), (uid_t)num(argv[3]), argc > 4 && !strcmp(argv[4], "exec"), argv[0]);
 	if (argc == 3 && !strcmp(argv[1], "sem-use")) return sem_use((int)num(argv[2])), 0;
 	if ((argc == 3 || argc == 4) && !strcmp(argv[1], "fork-shm")) return fork_shm((int)num(argv[2]), argc == 4 ? argv[3] : NULL);
-	if (argc == 2 && !strcmp(argv[1], "fds")) {
-		closefrom(3);
+	if ((argc == 2 || argc == 3) && !strcmp(argv[1], "fds")) {
+		/* raw: past libc, as a program's own system call would. */
+		if (argc == 3) syscall(SYS_close_range, 3u, ~0u, 0);
+		else closefrom(3);
+		int mine = fcntl(0, F_DUPFD, 100);
+		result(close(mine), "close");
 		int id = semget(IPC_PRIVATE, 1, IPC_CREAT | 0600);
 		result(id, "created");
 		result(semctl(id, 0, IPC_RMID), "rmid");
 		return 0;
 	}
-	fprintf(stderr, "usage: privtool sem-child MODE UID [exec] | sem-use ID | fork-shm N [GO] | fds\n");
+	fprintf(stderr, "usage: privtool sem-child MODE UID [exec] | sem-use ID | fork-shm N [GO] | fds [raw]\n");
 	return 2;
 }
