@@ -32,18 +32,20 @@ int inflight_open(struct inflight_file *f, const char *home)
 	/* Never through a link: the record is mapped and written. */
 	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) return errno;
+	int e = inflight_map_fd(f, fd);
+	close(fd);
+	return e;
+}
+
+int inflight_map_fd(struct inflight_file *f, int fd)
+{
 	struct stat st;
 	/* Blocks, not a hole: a write to a mapped hole the full filesystem
 	 * cannot fill is SIGBUS, an error here is a message. */
 	int e = fstat(fd, &st) != 0 ? errno : posix_fallocate(fd, 0, sizeof(struct inflight_rec));
-	if (e) {
-		close(fd);
-		return e;
-	}
+	if (e) return e;
 	void *p = appshot_guarded_mmap(NULL, sizeof(struct inflight_rec), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	e = errno;
-	close(fd);
-	if (p == MAP_FAILED) return e;
+	if (p == MAP_FAILED) return errno;
 	f->rec = p;
 	return 0;
 }

@@ -22,6 +22,8 @@ struct inflight_file {
 };
 
 int inflight_open(struct inflight_file *f, const char *home);
+/* The record from a descriptor of the file (core/home.h), which stays open. */
+int inflight_map_fd(struct inflight_file *f, int fd);
 void inflight_close(struct inflight_file *f);
 void inflight_begin(struct inflight_file *f, pid_t spid, const char *aid, uint8_t type, uint32_t skey);
 void inflight_created(struct inflight_file *f, uint32_t srid);

@@ -1,10 +1,15 @@
+#define _GNU_SOURCE
 #include "tabledb.h"
 #include "home.h"
+#include "lmdbfiles.h"
 #include "lockcheck.h"
+#include "rawcall.h"
 #include "tablecheck.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sys/syscall.h>
 #include <sys/file.h>
 #include <stdio.h>
 #include <string.h>
@@ -51,8 +56,10 @@ static int open_lock_fd(struct tabledb *t, const char *home)
 	struct stat st;
 	if (snprintf(path, sizeof path, "%s/%s", home, APPSHOT_OPEN_LOCK_FILE) >= (int)sizeof path)
 		return ENAMETOOLONG;
-	t->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (t->lock_fd < 0 || fstat(t->lock_fd, &st) != 0) return errno;
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) return errno;
+	t->lock_fd = appshot_fd_high(fd, 1);
+	if (fstat(t->lock_fd, &st) != 0) return errno;
 	t->lock_dev = st.st_dev;
 	t->lock_ino = st.st_ino;
 	return 0;
@@ -66,20 +73,98 @@ static int flock_retry(int fd, int op)
 	return rc == 0 ? 0 : errno;
 }
 
+/* Byte 0 of the open lock, as a record lock (which is the process's, not
+ * the open file's): how processes sharing one open file of it take turns. */
+static int record_lock(int fd, short type)
+{
+	struct flock fl = { .l_type = type, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1 };
+	int rc;
+	while ((rc = fcntl(fd, F_SETLKW, &fl)) != 0 && errno == EINTR)
+		;
+	return rc == 0 ? 0 : errno;
+}
+
+/* The threads of a process take turns too: a flock is the open file's, so
+ * one thread's unlock would end another's. LMDB lets one writer in at a
+ * time anyway. */
+static pthread_mutex_t write_turn = PTHREAD_MUTEX_INITIALIZER;
+
+void tabledb_after_fork_child(void) { pthread_mutex_init(&write_turn, NULL); }
+
 int tabledb_write_lock(struct tabledb *t)
 {
-	return flock_retry(t->lock_fd, LOCK_SH);
+	pthread_mutex_lock(&write_turn);
+	int rc = t->lock_shared ? record_lock(t->lock_fd, F_WRLCK) : 0;
+	if (!rc && (rc = flock_retry(t->lock_fd, LOCK_SH)) && t->lock_shared) record_lock(t->lock_fd, F_UNLCK);
+	if (rc) pthread_mutex_unlock(&write_turn);
+	return rc;
 }
 
 void tabledb_write_unlock(struct tabledb *t)
 {
 	flock_retry(t->lock_fd, LOCK_UN);
+	if (t->lock_shared) record_lock(t->lock_fd, F_UNLCK);
+	pthread_mutex_unlock(&write_turn);
+}
+
+/* LMDB's open() and close() (core/lmdbfiles.h): while an environment is
+ * opened through the application's descriptors, its data and lock files
+ * are duplicates of them; in the shim, every descriptor LMDB keeps sits
+ * high and guarded (core/home.h), close-on-exec (the application's
+ * descriptors are what crosses exec). */
+static __thread struct tabledb *opening;
+
+static int home_file_of(const struct tabledb *t, const char *path)
+{
+	size_t n = strlen(t->path);
+	if (strncmp(path, t->path, n)) return -1;
+	if (!path[n]) return HOMEFD_DATA;
+	return strcmp(path + n, "-lock") ? -1 : HOMEFD_LOCK;
+}
+
+static int route_open(const char *path, int flags, mode_t mode)
+{
+	struct tabledb *t = opening;
+	int which = t ? home_file_of(t, path) : -1, fd;
+	/* The meta pages' O_DSYNC descriptor gets a plain duplicate: with
+	 * MDB_NOSYNC LMDB writes meta pages through the data descriptor. */
+	if (which >= 0 && t->through) fd = fcntl(t->through->fd[which], F_DUPFD_CLOEXEC, 0);
+	else fd = open(path, flags, mode);
+	if (fd < 0 || which < 0) return fd;
+	fd = appshot_fd_high(fd, 1);
+	struct stat st;
+	if (t->env_fds < 4 && fstat(fd, &st) == 0) {
+		t->env_fd[t->env_fds] = fd;
+		t->env_dev[t->env_fds] = st.st_dev;
+		t->env_ino[t->env_fds++] = st.st_ino;
+	}
+	return fd;
+}
+
+static void route_close(int fd)
+{
+	appshot_fd_unguard(fd);
+	raw_call(SYS_close, fd);
+}
+
+static int env_open(struct tabledb *t, const struct home_fds *through)
+{
+	appshot_lmdb_open_route = route_open;
+	appshot_lmdb_close_route = route_close;
+	opening = t;
+	t->through = through;
+	int rc = mdb_env_open(t->env, t->path, MDB_NOSUBDIR | MDB_NOSYNC | MDB_NOTLS, 0600);
+	t->through = NULL;
+	opening = NULL;
+	return rc;
 }
 
 /* Opens the environment as every opener must (same flags, map size and
- * limits, under the open lock held exclusively) and its named databases,
- * and checks the schema version. */
-int tabledb_open_env(struct tabledb *t, const char *home, char *err, size_t errlen)
+ * limits; by path, under the open lock held exclusively and after checking
+ * the files, unless through an ancestor's checked descriptors) and its
+ * named databases, and checks the schema version. */
+static int open_env(struct tabledb *t, const char *home, const struct home_fds *fds, int checked,
+		    char *err, size_t errlen)
 {
 	int rc;
 	MDB_txn *txn = NULL;
@@ -87,38 +172,63 @@ int tabledb_open_env(struct tabledb *t, const char *home, char *err, size_t errl
 	t->lock_fd = -1;
 	if (snprintf(t->path, sizeof t->path, "%s/%s", home, APPSHOT_TABLES_FILE) >= (int)sizeof t->path)
 		return fail(err, errlen, ENAMETOOLONG, "tables path under '%s' is too long%s", home, "");
-	if ((rc = home_check(home, err, errlen))) return rc;
-	/* The harness creates the tables; a process of an application only
-	 * joins them, so a missing file is an error, not something to make. */
-	if (access(t->path, R_OK | W_OK) != 0)
-		return fail(err, errlen, errno, "cannot open tables at %s: %s", t->path, strerror(errno));
+	if (checked) {
+		if ((rc = home_check(home, err, errlen))) return rc;
+		/* The harness creates the tables; a process of an application only
+		 * joins them, so a missing file is an error, not something to make. */
+		if (access(t->path, R_OK | W_OK) != 0)
+			return fail(err, errlen, errno, "cannot open tables at %s: %s", t->path, strerror(errno));
+	}
 	if ((rc = mdb_env_create(&t->env)))
 		return fail(err, errlen, rc, "cannot open tables at %s: %s", t->path, mdb_cause(rc));
 	mdb_env_set_maxdbs(t->env, APPSHOT_MAX_DBS);
 	mdb_env_set_maxreaders(t->env, APPSHOT_MAX_READERS);
 	mdb_env_set_mapsize(t->env, APPSHOT_MAP_SIZE);
-	if ((rc = open_lock_fd(t, home)) || (rc = flock_retry(t->lock_fd, LOCK_EX))) {
-		fail(err, errlen, rc, "cannot lock %s/" APPSHOT_OPEN_LOCK_FILE ": %s", home, strerror(rc));
+	int check = 0;
+	if (!checked && (rc = home_check_for(home, fds->owner, err, errlen))) {
 		tabledb_close(t);
 		return rc;
 	}
-	char why[512], lockpath[sizeof t->path + 8];
-	snprintf(lockpath, sizeof lockpath, "%s-lock", t->path);
-	if (lockcheck_file(lockpath, why, sizeof why) == LOCKCHECK_DAMAGED) {
-		flock_retry(t->lock_fd, LOCK_UN);
-		fail(err, errlen, rc = EBADMSG, "%s; end the applications using %s, then run again", why, home);
-		tabledb_close(t);
-		return rc;
-	}
-	/* Before LMDB reads a byte of it: LMDB trusts the header pages and
-	 * the page numbers they give (a file cut short faults with SIGBUS). */
-	int check = tablecheck_file(t->path, TABLECHECK_TOP, why, sizeof why);
-	rc = check ? 0 : mdb_env_open(t->env, t->path, MDB_NOSUBDIR | MDB_NOSYNC | MDB_NOTLS, 0600);
-	flock_retry(t->lock_fd, LOCK_UN);
-	if (rc || check) {
+	if (!checked) {
+		/* Writers' flock on an open file of their own: one a process
+		 * killed while writing holds goes with it. Only a process that
+		 * may not open the file (it changed its user) takes the shared
+		 * one, whose flock outlives a writer killed meanwhile until the
+		 * next writer through it unlocks (README). */
+		if (open_lock_fd(t, home) != 0 || t->lock_ino != fds->ino[HOMEFD_OPENLOCK] ||
+		    t->lock_dev != fds->dev[HOMEFD_OPENLOCK]) {
+			tabledb_forget_lock(t);
+			t->lock_fd = fds->fd[HOMEFD_OPENLOCK];
+			t->lock_dev = fds->dev[HOMEFD_OPENLOCK];
+			t->lock_ino = fds->ino[HOMEFD_OPENLOCK];
+			t->lock_shared = 1;
+		}
+		rc = env_open(t, fds);
+	} else {
+		if ((rc = open_lock_fd(t, home)) || (rc = flock_retry(t->lock_fd, LOCK_EX))) {
+			fail(err, errlen, rc, "cannot lock %s/" APPSHOT_OPEN_LOCK_FILE ": %s", home, strerror(rc));
+			tabledb_close(t);
+			return rc;
+		}
+		char why[512], lockpath[sizeof t->path + 8];
+		snprintf(lockpath, sizeof lockpath, "%s-lock", t->path);
+		if (lockcheck_file(lockpath, why, sizeof why) == LOCKCHECK_DAMAGED) {
+			flock_retry(t->lock_fd, LOCK_UN);
+			fail(err, errlen, rc = EBADMSG, "%s; end the applications using %s, then run again", why, home);
+			tabledb_close(t);
+			return rc;
+		}
+		/* Before LMDB reads a byte of it: LMDB trusts the header pages and
+		 * the page numbers they give (a file cut short faults with SIGBUS). */
+		check = tablecheck_file(t->path, TABLECHECK_TOP, why, sizeof why);
 		if (check == TABLECHECK_DAMAGED)
-			fail(err, errlen, rc = EBADMSG, "the tables at %s are damaged: %s; nothing was changed. Move the file aside (appshot starts new tables) or restore it from a backup", t->path, why);
-		else if (check) fail(err, errlen, rc = check, "%s%s", why, "");
+			fail(err, errlen, EBADMSG, "the tables at %s are damaged: %s; nothing was changed. Move the file aside (appshot starts new tables) or restore it from a backup", t->path, why);
+		else if (check) fail(err, errlen, check, "%s%s", why, "");
+		rc = check ? 0 : env_open(t, fds);
+		flock_retry(t->lock_fd, LOCK_UN);
+	}
+	if (rc || check) {
+		if (check) rc = check == TABLECHECK_DAMAGED ? EBADMSG : check;
 		else fail(err, errlen, rc, "cannot open tables at %s: %s", t->path, mdb_cause(rc));
 		tabledb_close(t);
 		return rc;
@@ -169,6 +279,11 @@ cleanup:
 	return rc;
 }
 
+int tabledb_open_env(struct tabledb *t, const char *home, char *err, size_t errlen)
+{
+	return open_env(t, home, NULL, 1, err, errlen);
+}
+
 void tabledb_close(struct tabledb *t)
 {
 	if (t->env) mdb_env_close(t->env);
@@ -203,13 +318,19 @@ static int check_app(struct tabledb *t, char *err, size_t errlen)
 
 int tabledb_open(struct tabledb *t, const char *home, const char *aid, char *err, size_t errlen)
 {
+	return tabledb_open_fds(t, home, aid, NULL, 1, err, errlen);
+}
+
+int tabledb_open_fds(struct tabledb *t, const char *home, const char *aid, const struct home_fds *fds,
+		     int checked, char *err, size_t errlen)
+{
 	size_t aidlen = strlen(aid);
 	if (!aid_valid(aid, aidlen)) {
 		memset(t, 0, sizeof *t);
 		t->lock_fd = -1;
 		return fail(err, errlen, EINVAL, "APPSHOT_AID '%s' is not a valid application ID%s", aid, "");
 	}
-	int rc = tabledb_open_env(t, home, err, errlen);
+	int rc = open_env(t, home, fds, checked || !fds, err, errlen);
 	if (rc) return rc;
 	t->aidlen = aidlen;
 	memcpy(t->aid, aid, aidlen + 1);
@@ -226,16 +347,33 @@ static int fd_is(int fd, dev_t dev, ino_t ino)
 void tabledb_forget_lock(struct tabledb *t)
 {
 	/* Only if the number is still ours: the program may have closed it
-	 * and reused it for a file of its own. */
-	if (fd_is(t->lock_fd, t->lock_dev, t->lock_ino)) close(t->lock_fd);
+	 * and reused it for a file of its own. The application's shared one
+	 * stays: it is every process's. */
+	if (!t->lock_shared) {
+		if (fd_is(t->lock_fd, t->lock_dev, t->lock_ino)) route_close(t->lock_fd);
+		else appshot_fd_unguard(t->lock_fd);
+	}
 	t->lock_fd = -1;
+}
+
+void tabledb_forget_fds(struct tabledb *t)
+{
+	/* A number that no longer is the file is the program's now: no longer guarded. */
+	for (int i = 0; i < t->env_fds; i++)
+		if (fd_is(t->env_fd[i], t->env_dev[i], t->env_ino[i])) route_close(t->env_fd[i]);
+		else appshot_fd_unguard(t->env_fd[i]);
+	t->env_fds = 0;
 }
 
 int tabledb_fds_ok(const struct tabledb *t)
 {
 	mdb_filehandle_t fd;
-	return mdb_env_get_fd(t->env, &fd) == 0 && fd_is(fd, t->data_dev, t->data_ino) &&
-	       fd_is(t->lock_fd, t->lock_dev, t->lock_ino);
+	if (__atomic_load_n(&t->lost, __ATOMIC_RELAXED) || mdb_env_get_fd(t->env, &fd) != 0 || !fd_is(fd, t->data_dev, t->data_ino) ||
+	    !fd_is(t->lock_fd, t->lock_dev, t->lock_ino))
+		return 0;
+	for (int i = 0; i < t->env_fds; i++)
+		if (!fd_is(t->env_fd[i], t->env_dev[i], t->env_ino[i])) return 0;
+	return 1;
 }
 
 int tabledb_redirects(const struct tabledb *t, MDB_txn *txn, tabledb_redirect_fn *fn, void *arg)

@@ -23,9 +23,25 @@ struct tabledb {
 	char path[4096];
 	dev_t data_dev; /* what the data file descriptor must still be */
 	ino_t data_ino;
-	int lock_fd;    /* APPSHOT_OPEN_LOCK_FILE, this process's own */
+	int lock_fd;    /* APPSHOT_OPEN_LOCK_FILE: this process's own, or shared */
 	dev_t lock_dev;
 	ino_t lock_ino;
+	/* lock_fd is the application's descriptor of the open lock, one open
+	 * file that processes share (core/home.h): flock on it is the whole
+	 * file's, so its users take turns through a record lock first. */
+	int lock_shared;
+	/* Set while the environment is opened through the application's
+	 * descriptors: LMDB's open then takes a duplicate of them. */
+	const struct home_fds *through;
+	/* LMDB's descriptors of this environment, and what they must be. */
+	int env_fd[4];
+	dev_t env_dev[4];
+	ino_t env_ino[4];
+	int env_fds;
+	/* Set when the program took one of the application's descriptors
+	 * (dup2 onto its number): the process's record locks on the lock
+	 * file went with it, so the environment must be opened again. */
+	int lost;
 };
 
 /* Opens APPSHOT_HOME/tables.mdb and checks that aid is registered and
@@ -38,6 +54,23 @@ int tabledb_open(struct tabledb *t, const char *home, const char *aid,
  * the open lock) with its named databases, and checks the schema version.
  * t->aid is left empty; tools that write other applications' rows set it. */
 int tabledb_open_env(struct tabledb *t, const char *home, char *err, size_t errlen);
+/* tabledb_open through the application's descriptors of the home's files
+ * (core/home.h) rather than by path: what a process that changed its user,
+ * or a fork child, does. checked: also checks the files and takes the open
+ * lock as tabledb_open does (the process that opened fds by path). Without,
+ * nothing waits for anyone: the files are those an ancestor checked, and
+ * this LMDB's open never moves the shared transaction id backwards
+ * (native/CMakeLists.txt), so it needs no open lock. */
+struct home_fds;
+int tabledb_open_fds(struct tabledb *t, const char *home, const char *aid, const struct home_fds *fds,
+		     int checked, char *err, size_t errlen);
+/* Closes LMDB's descriptors of an environment this process will not use
+ * (its fork parent's, or one whose descriptors the program took), where
+ * they still are the files; the environment itself is left alone. */
+void tabledb_forget_fds(struct tabledb *t);
+/* In a fork child, before any write: the write lock's thread lock. */
+void tabledb_after_fork_child(void);
+
 /* Closes the environment and this process's open-lock descriptor. */
 void tabledb_close(struct tabledb *t);
 

@@ -13,6 +13,7 @@
  * search, which looks in the directories as they are on disk. */
 #define _GNU_SOURCE
 #include "shim.h"
+#include "../core/home.h"
 #include "real.h"
 #include "pid.h"
 #include "path.h"
@@ -55,22 +56,43 @@ static int preload_has_shim(const char *entry)
 	return strstr(entry, shim_path) != NULL;
 }
 
-/* Fills out (n + 4 slots) with envp plus what is missing; preload is room
- * for a merged LD_PRELOAD entry. Returns envp itself when nothing is. */
-static char *const *patch_env(char *const envp[], size_t n, char **out, char *preload, size_t preload_len)
+/* The application's descriptors (core/home.h) for the next program, as
+ * HOME_FDS_ENV=..., into buf (on the caller's stack); "" if it has none. */
+#define FDS_ENTRY_MAX (sizeof HOME_FDS_ENV + HOMEFD_COUNT * 64)
+static void fds_entry(char *buf)
 {
-	int aid = 0, home = 0, pre = -1;
+	const struct home_fds *fds = shim_active ? shim_home_fds() : NULL;
+	size_t n = strlen(HOME_FDS_ENV "=");
+	buf[0] = 0;
+	if (!fds) return;
+	memcpy(buf, HOME_FDS_ENV "=", n);
+	if (!home_fds_format(fds, buf + n, FDS_ENTRY_MAX - n)) buf[0] = 0;
+}
+
+/* Fills out (n + 5 slots) with envp plus what is missing; preload is room
+ * for a merged LD_PRELOAD entry, fds the descriptors' entry (fds_entry),
+ * which replaces any other unless envp names another home (a nested
+ * `appshot run`). Returns envp itself when nothing is missing. */
+static char *const *patch_env(char *const envp[], size_t n, char **out, char *preload, size_t preload_len, char *fds)
+{
+	int aid = 0, home = 0, pre = -1, fds_at = -1, other_home = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (has_prefix(envp[i], "APPSHOT_AID=")) aid = 1;
-		else if (has_prefix(envp[i], "APPSHOT_HOME=")) home = 1;
+		else if (has_prefix(envp[i], "APPSHOT_HOME=")) home = 1, other_home = strcmp(envp[i], env_home) != 0;
 		else if (has_prefix(envp[i], "LD_PRELOAD=")) pre = (int)i;
+		else if (has_prefix(envp[i], HOME_FDS_ENV "=")) fds_at = (int)i;
 	}
 	int preload_ok = pre >= 0 && preload_has_shim(envp[pre]);
-	if (!shim_active || !shim_path[0] || (aid && home && preload_ok)) return envp;
+	int fds_ok = other_home || !fds[0] || (fds_at >= 0 && !strcmp(envp[fds_at], fds));
+	if (!shim_active || !shim_path[0] || (aid && home && preload_ok && fds_ok)) return envp;
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++) out[k++] = envp[i];
 	if (!aid) out[k++] = env_aid;
 	if (!home) out[k++] = env_home;
+	if (!fds_ok) {
+		if (fds_at >= 0) out[fds_at] = fds;
+		else out[k++] = fds;
+	}
 	if (!preload_ok) {
 		const char *rest = pre >= 0 ? envp[pre] + strlen("LD_PRELOAD=") : "";
 		snprintf(preload, preload_len, "LD_PRELOAD=%s%s%s", shim_path, *rest ? ":" : "", rest);
@@ -84,9 +106,11 @@ static char *const *patch_env(char *const envp[], size_t n, char **out, char *pr
 /* Declares the room patch_env needs, on the caller's stack. */
 #define PATCHED_ENV(name, envp)                                                        \
 	size_t name##_n = env_count(envp);                                             \
-	char *name##_slots[name##_n + 4];                                              \
+	char *name##_slots[name##_n + 5];                                              \
 	char name##_preload[strlen(shim_path) + 16 + preload_room(envp, name##_n)];    \
-	char *const *name = patch_env(envp, name##_n, name##_slots, name##_preload, sizeof name##_preload)
+	char name##_fds[FDS_ENTRY_MAX];                                                \
+	fds_entry(name##_fds);                                                         \
+	char *const *name = patch_env(envp, name##_n, name##_slots, name##_preload, sizeof name##_preload, name##_fds)
 
 static size_t preload_room(char *const envp[], size_t n)
 {

@@ -2,6 +2,7 @@
  * environment the harness gave it, and again in a child after fork. */
 #define _GNU_SOURCE
 #include "shim.h"
+#include "../core/home.h"
 #include "../core/rawcall.h"
 #include "real.h"
 #include "pid.h"
@@ -29,6 +30,11 @@ static struct {
 	struct inflight_file inflight;
 	/* Copied at start: the program may change its environment later. */
 	const char *aid, *home;
+	/* The application's descriptors of the home's files (core/home.h):
+	 * inherited, or opened by this process when it first opened the
+	 * tables by path; have_fds when they are. */
+	struct home_fds fds;
+	int have_fds;
 } P;
 
 struct kernel_ops shim_kernel;
@@ -36,6 +42,7 @@ struct kernel_ops shim_kernel;
 const char *shim_home(void) { return P.home; }
 struct tabledb *shim_tables(void) { return __atomic_load_n(&P.tables, __ATOMIC_ACQUIRE); }
 struct inflight_file *shim_inflight(void) { return &P.inflight; }
+struct home_fds *shim_home_fds(void) { return P.have_fds ? &P.fds : NULL; }
 
 static void vwrite_line(const char *fmt, va_list ap)
 {
@@ -82,6 +89,7 @@ static volatile int *fork_canary;
 
 static void after_fork_child(void)
 {
+	tabledb_after_fork_child();
 	pid_after_fork_child();
 	translate_after_fork_child();
 	path_after_fork_child();
@@ -105,19 +113,50 @@ static void set_fork_canary(void)
 	*fork_canary = 1;
 }
 
+/* The first process of an application (no descriptors inherited) opens
+ * the home's files by path, after checking the home, and keeps them; what
+ * fails here is said again, better, by the checked open that follows. */
+static void open_home_fds(void)
+{
+	char err[512];
+	if (home_check(P.home, err, sizeof err) == 0 && home_fds_open(&P.fds, P.home, err, sizeof err) == 0)
+		P.have_fds = 1;
+}
+
 void shim_open_tables(void)
 {
 	char err[512];
-	struct tabledb *t = malloc(sizeof *t);
+	struct tabledb *t = malloc(sizeof *t), *old = shim_tables();
 	if (!t) shim_fatal("out of memory opening the tables; the program cannot run untranslated, so it stops");
-	int rc = tabledb_open(t, P.home, P.aid, err, sizeof err);
+	/* The previous environment (the fork parent's, or one whose
+	 * descriptors the program took) is left open, since closing it would
+	 * end the parent's reader slot and locks; its descriptors that are
+	 * still its own go. */
+	if (old) tabledb_forget_fds(old);
+	if (P.have_fds && !home_fds_valid(&P.fds)) {
+		home_fds_release(&P.fds); /* the program took one (a raw close_range) */
+		P.have_fds = 0;
+	}
+	int inherited = P.have_fds;
+	if (!inherited) open_home_fds();
+	int rc = tabledb_open_fds(t, P.home, P.aid, shim_home_fds(), !inherited, err, sizeof err);
 	if (rc) shim_fatal("%s; the program cannot run untranslated, so it stops", err);
-	/* The previous handle, if any, is left open: it may be the fork
-	 * parent's, or its descriptors may now be the program's. */
 	__atomic_store_n(&P.tables, t, __ATOMIC_RELEASE);
-	if (!P.inflight.rec && (rc = inflight_open(&P.inflight, P.home)))
+	if (!P.inflight.rec && (rc = P.have_fds ? inflight_map_fd(&P.inflight, P.fds.fd[HOMEFD_INFLIGHT])
+						: inflight_open(&P.inflight, P.home)))
 		shim_fatal("cannot open %s/%s: %s; the program cannot run untranslated, so it stops",
 			   P.home, APPSHOT_INFLIGHT_FILE, strerror(rc));
+}
+
+/* APPSHOT_HOME_FDS from the process that started this program: used when
+ * they still are the home's files, ignored (the tables are then opened by
+ * path) when not, for instance when the program was started with
+ * descriptors closed. */
+static void adopt_home_fds(void)
+{
+	char err[512];
+	const char *spec = getenv(HOME_FDS_ENV);
+	if (spec && home_fds_adopt(&P.fds, P.home, spec, err, sizeof err) == 0) P.have_fds = 1;
 }
 
 void shim_fault_point(enum shim_fault where)
@@ -143,6 +182,8 @@ __attribute__((constructor)) static void shim_init(void)
 	P.home = strdup(P.home);
 	P.aid = strdup(aid);
 	shim_pid = (pid_t)raw_call(SYS_getpid);
+	appshot_fd_band = 1;
+	adopt_home_fds();
 	shim_open_tables();
 	exec_env_init(aid, P.home);
 	read_fault();

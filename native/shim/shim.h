@@ -24,6 +24,8 @@ struct tabledb *shim_tables(void);
 /* APPSHOT_HOME: the tables, and the pools' sockets (core/pool.h). */
 const char *shim_home(void);
 struct inflight_file *shim_inflight(void);
+/* The application's descriptors of the home's files (core/home.h), or NULL. */
+struct home_fds *shim_home_fds(void);
 extern struct kernel_ops shim_kernel;
 
 /* In the child of a fork libc did not make (a raw system call), does what

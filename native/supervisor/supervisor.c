@@ -35,12 +35,31 @@ static void die(const char *what)
 	exit(125);
 }
 
+/* LD_PRELOAD for the command: the shim first (its wrappers must be the
+ * ones the program's calls reach), then whatever the user preloads, kept
+ * as it was; the shim once, if the user's list names it already. */
+static void set_preload(const char *shim)
+{
+	const char *user = getenv("LD_PRELOAD");
+	if (!user || !*user) {
+		if (setenv("LD_PRELOAD", shim, 1) != 0) die("setenv");
+		return;
+	}
+	if (strstr(user, shim)) return;
+	size_t len = strlen(shim) + 1 + strlen(user) + 1;
+	char *both = malloc(len);
+	if (!both) die("malloc");
+	snprintf(both, len, "%s:%s", shim, user);
+	if (setenv("LD_PRELOAD", both, 1) != 0) die("setenv");
+	free(both);
+}
+
 /* In the child: exec CMD with the shim preloaded; on failure send errno up
  * the close-on-exec pipe, which the parent reads as "exec did not happen". */
 static void exec_command(const char *file, char **argv, const char *preload, int report_fd, const sigset_t *old)
 {
 	sigprocmask(SIG_SETMASK, old, NULL);
-	if (setenv("LD_PRELOAD", preload, 1) != 0) die("setenv");
+	set_preload(preload);
 	execvp(file, argv);
 	int err = errno;
 	ssize_t w = write(report_fd, &err, sizeof err);
