@@ -169,6 +169,16 @@ describe('a home another user owns or can write is refused (issue 14, 5)', () =>
     expect(mode(join(home, 'templates'))).toBe(0o700);
   });
 
+  it("a program of the application inherits no descriptor of the home's files but the shim's own (the harness's LMDB leaked one)", () => {
+    const home = makeHome();
+    const r = appshot(home, ['run', '--', 'sh', '-c', 'ls -l /proc/$$/fd']);
+    expect(r.code).toBe(0);
+    const inHome = r.stdout.split('\n').filter((l) => l.includes(` -> ${home}/`));
+    // The shim keeps the home's files open high, for processes that change user (issue 16, 3).
+    expect(inHome.length).toBeGreaterThan(0);
+    for (const line of inHome) expect(Number(/ (\d+) -> /.exec(line)?.[1]), line).toBeGreaterThanOrEqual(900);
+  });
+
   it('a new home is made 0700', () => {
     const home = join(makeHome(), 'new', 'home');
     expect(appshot(home, ['run', '--', 'true']).code).toBe(0);

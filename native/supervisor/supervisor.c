@@ -25,6 +25,8 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <dirent.h>
+#include <limits.h>
 #include <unistd.h>
 
 #include "../core/tabledb.h"
@@ -52,6 +54,34 @@ static void set_preload(const char *shim)
 	snprintf(both, len, "%s:%s", shim, user);
 	if (setenv("LD_PRELOAD", both, 1) != 0) die("setenv");
 	free(both);
+}
+
+/* Closes the descriptors of files in the home that the harness's own LMDB
+ * left open without close-on-exec: a program of the application must reach
+ * the tables only through the shim, read-only, never through a writable
+ * descriptor it happened to inherit. Other inherited descriptors (a user's
+ * `5<file appshot run ...`) are the program's and stay. */
+static void close_home_descriptors(int keep)
+{
+	const char *home = getenv("APPSHOT_HOME");
+	DIR *d = opendir("/proc/self/fd");
+	if (!home || !*home || !d) {
+		if (d) closedir(d);
+		return;
+	}
+	size_t n = strlen(home);
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		int fd = atoi(e->d_name);
+		if (fd <= 2 || fd == keep || fd == dirfd(d)) continue;
+		char link[64], target[PATH_MAX];
+		snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+		ssize_t len = readlink(link, target, sizeof target - 1);
+		if (len <= 0) continue;
+		target[len] = 0;
+		if (!strncmp(target, home, n) && (target[n] == '/' || target[n] == 0)) close(fd);
+	}
+	closedir(d);
 }
 
 /* In the child: exec CMD with the shim preloaded; on failure send errno up
@@ -129,6 +159,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (!file) file = argv[2];
+	close_home_descriptors(report_fd);
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) die("prctl(PR_SET_CHILD_SUBREAPER)");
 	sigset_t waited, old;
 	sigemptyset(&waited);
