@@ -22,6 +22,8 @@
  *                         (the buffer), send recv (the message), bigsend (a bad message of
  *                         more than MSGMAX bytes), badtype (a message of type 0)
  *   setuid UID            drop privileges
+ *   system CMD            system(CMD) with the current ID in $ID; prints "status N"
+ *   rmmine                IPC_RMID of every ID this run got and did not remove; "removed N"
  *   sleep MS | pid
  * Output: "id N", "ok", "msg TYPE TEXT", "err ENAME", ...
  */
@@ -223,6 +225,18 @@ int main(int argc, char **argv)
 			else if (!strcmp(w, "recv")) r = msgrcv(cur, BAD_POINTER, 64, 0, IPC_NOWAIT);
 			else return fprintf(stderr, "msgtool: unknown bad call %s\n", w), 2;
 			result(r, w);
+		} else if (!strcmp(c, "system")) {
+			char id[32];
+			snprintf(id, sizeof id, "%d", cur);
+			setenv("ID", id, 1);
+			printf("status %d\n", status_of(system(argv[++i])));
+		} else if (!strcmp(c, "rmmine")) {
+			int n = 0;
+			while (tool_n_ids > 0) {
+				n += msgctl(tool_ids[0], IPC_RMID, NULL) == 0;
+				tool_drop(tool_ids[0]);
+			}
+			printf("removed %d\n", n);
 		} else if (!strcmp(c, "setuid")) {
 			result(setuid((uid_t)num(argv[++i])), "ok");
 		} else if (!strcmp(c, "statall")) {

@@ -27,6 +27,7 @@
  *                         statidx statany (the buffer), op (sops), bigop (100000 bad sops),
  *                         zeroop (no sops), timedop (the timeout)
  *   setuid UID            drop privileges
+ *   rmmine                IPC_RMID of every ID this run got and did not remove; "removed N"
  *   sleep MS | pid
  * Output: "id N", "val N", "ok", "err ENAME", ...
  */
@@ -169,6 +170,13 @@ int main(int argc, char **argv)
 			else if (!strcmp(w, "timedop")) r = semtimedop(cur, &b, 1, BAD_POINTER);
 			else return fprintf(stderr, "semtool: unknown bad call %s\n", w), 2;
 			result(r, w);
+		} else if (!strcmp(c, "rmmine")) {
+			int n = 0;
+			while (tool_n_ids > 0) {
+				n += semctl(tool_ids[0], 0, IPC_RMID) == 0;
+				tool_drop(tool_ids[0]);
+			}
+			printf("removed %d\n", n);
 		} else if (!strcmp(c, "setuid")) {
 			result(setuid((uid_t)num(argv[++i])), "ok");
 		} else if (!strcmp(c, "statall")) {
