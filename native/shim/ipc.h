@@ -23,6 +23,10 @@ int ipc_srid(uint8_t type, int vrid, uint32_t *srid);
  * in its own order (a bad pointer is EFAULT, too many operations E2BIG),
  * as natively. */
 int ipc_kernel_id(uint8_t type, int vrid);
+/* 0 when the caller's len bytes at buf (up to 256) can be read, else -1
+ * with EFAULT, without a SIGSEGV: for a call the shim refuses itself where
+ * the kernel would have read the buffer first. */
+int ipc_readable(const void *buf, size_t len);
 /* A system key read from the kernel, as the application knows it. */
 key_t ipc_virtual_key(uint8_t type, key_t skey);
 

@@ -145,8 +145,10 @@ WRAPPER(shmctl)
 		return r;
 	case IPC_RMID: return ipc_remove(RT_SHM, shmid);
 	case IPC_SET:
-		/* A clone may not change the owner or mode of its siblings' segment. */
-		if (vr_is_template(RT_SHM, (uint32_t)shmid)) return shim_fail(EPERM);
+		/* A clone may not change the owner or mode of its siblings' segment;
+		 * the kernel reads the buffer before it checks (EFAULT first). */
+		if (vr_is_template(RT_SHM, (uint32_t)shmid))
+			return ipc_readable(buf, sizeof *buf) ? -1 : shim_fail(EPERM);
 		break;
 	}
 	/* IPC_SET reads its buffer before it looks the ID up (EFAULT first). */
