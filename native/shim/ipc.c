@@ -211,7 +211,7 @@ int ipc_srid(uint8_t type, int vrid, uint32_t *srid)
 /* No object can have this ID: its index bits are the highest index, which
  * the kernel hands out only with 2^15 (2^24 under ipcmni_extend) objects
  * of the family in use, above every default and sysctl limit but
- * SEMMNI/MSGMNI set to their 32768 maximum, and then only to the
+ * family's SEMMNI, MSGMNI or SHMMNI set to its 32768 maximum, and then only to the
  * object of the last generation (sequence 65535 or 127). */
 #define NO_SUCH_ID INT_MAX
 
@@ -407,8 +407,16 @@ static void collect(struct each *e, uint8_t type)
 	if (with_read_txn(collect_in, e)) e->count = 0;
 }
 
-/* The application's object that id names for *_STAT: the object with that
- * virtual ID, else the one at its index. Returns its position in e, or -1. */
+/* A stat command's buffer: ipc_perm leads each family's structure. */
+union stat_buf {
+	struct semid_ds sem;
+	struct shmid_ds shm;
+	struct msqid_ds msg;
+};
+
+/* The application's object that id names for *_STAT, from every row:
+ * the object with that virtual ID, else the one at its index. Returns its
+ * position in e, or -1. */
 static int64_t at_index(const struct each *e, int id)
 {
 	uint32_t mask = index_mask();
@@ -420,32 +428,66 @@ static int64_t at_index(const struct each *e, int id)
 	return found;
 }
 
-/* A stat command's buffer: ipc_perm leads each family's structure. */
-union stat_buf {
-	struct semid_ds sem;
-	struct shmid_ds shm;
-	struct msqid_ds msg;
+struct last {
+	uint8_t type;
+	uint32_t vrid;
 };
+
+static int last_in(MDB_txn *txn, void *arg)
+{
+	struct last *l = arg;
+	struct fwd_val row;
+	uint32_t count;
+	int rc = tabledb_count(shim_tables(), txn, l->type, &count);
+	if (rc || !count) return rc ? rc : MDB_NOTFOUND;
+	return tabledb_nth(shim_tables(), txn, l->type, count - 1, &l->vrid, &row);
+}
+
+/* Whether the application has a remapped ID past the first 2^15 (or 2^24),
+ * one whose index a probe of VRID_REMAP_BASE + index misses. */
+static int has_high_remapped(uint8_t type)
+{
+	struct last l = { .type = type };
+	return with_read_txn(last_in, &l) == 0 && l.vrid > VRID_REMAP_BASE + index_mask();
+}
+
+static const int stat_any[] = { [RT_SEM] = SEM_STAT_ANY, [RT_SHM] = SHM_STAT_ANY, [RT_MSG] = MSG_STAT_ANY };
+
+/* The application's object that id names for *_STAT (see at_index), found
+ * by lookups where it can be: the virtual ID itself; an identity ID (vrid
+ * == srid), which has the kernel's index, by asking the kernel which object
+ * it has there; a remapped one, VRID_REMAP_BASE + index. Every row is read
+ * only when the application has remapped IDs beyond those. */
+static int find_at_index(uint8_t type, int id, uint32_t *vrid, uint32_t *srid)
+{
+	uint32_t mask = index_mask(), idx = (uint32_t)id & mask, v;
+	union stat_buf probe;
+	if (vr_to_sr(type, (uint32_t)id, srid) == 0) return *vrid = (uint32_t)id, 0;
+	int s = sysv_ctl(&shim_kernel, type, (int)idx, stat_any[type], &probe);
+	if (s >= 0 && sr_to_vr(type, (uint32_t)s, &v) == 0 && (v & mask) == idx) return *vrid = v, *srid = (uint32_t)s, 0;
+	if (vr_to_sr(type, VRID_REMAP_BASE + idx, srid) == 0) return *vrid = VRID_REMAP_BASE + idx, 0;
+	if (!has_high_remapped(type)) return -1;
+	struct each e;
+	collect(&e, type);
+	int64_t i = at_index(&e, id);
+	if (i >= 0) *vrid = e.vrids[i], *srid = e.srids[i];
+	free(e.vrids);
+	return i >= 0 ? 0 : -1;
+}
 
 int ipc_stat_any(uint8_t type, uint32_t srid, void *buf)
 {
-	static const int any[] = { [RT_SEM] = SEM_STAT_ANY, [RT_SHM] = SHM_STAT_ANY, [RT_MSG] = MSG_STAT_ANY };
 	/* Given the full ID, the kernel looks at its index only: the answer
 	 * is our object when it names it; else ours is gone from the kernel. */
-	int r = sysv_ctl(&shim_kernel, type, (int)srid, any[type], buf);
+	int r = sysv_ctl(&shim_kernel, type, (int)srid, stat_any[type], buf);
 	if (r >= 0 && r != (int)srid) return shim_fail(EINVAL);
 	return r < 0 ? -1 : 0;
 }
 
 int ipc_stat_index(uint8_t type, int id, int cmd, void *buf)
 {
-	struct each e;
-	if (id < 0) return shim_fail(EINVAL);
-	collect(&e, type);
-	int64_t i = at_index(&e, id);
-	uint32_t vrid = i >= 0 ? e.vrids[i] : 0, srid = i >= 0 ? e.srids[i] : 0;
-	free(e.vrids);
-	if (i < 0) return shim_fail(EINVAL);
+	uint32_t vrid, srid;
+	if (id < 0 || find_at_index(type, id, &vrid, &srid)) return shim_fail(EINVAL);
 	/* Read into our own buffer first: if the index now holds an object
 	 * that is not ours, the caller's buffer must not see it. Then the
 	 * kernel's own call with the caller's buffer, for its permission
