@@ -210,8 +210,8 @@ int ipc_srid(uint8_t type, int vrid, uint32_t *srid)
 
 /* No object can have this ID: its index bits are the highest index, which
  * the kernel hands out only with 2^15 (2^24 under ipcmni_extend) objects
- * of the family in use, above every default and sysctl limit but
- * family's SEMMNI, MSGMNI or SHMMNI set to its 32768 maximum, and then only to the
+ * of the family in use, above every default and above any limit but
+ * SEMMNI, MSGMNI or SHMMNI set to its 32768 maximum, and then only to the
  * object of the last generation (sequence 65535 or 127). */
 #define NO_SUCH_ID INT_MAX
 
