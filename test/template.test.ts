@@ -317,6 +317,7 @@ id = libc.shmget(0x7ab1e, 0, 0)
 print('get', id >= 0)
 print('stat', libc.shmctl(id, 2, buf))
 print('set', libc.shmctl(id, 1, buf), ctypes.get_errno())
+print('bad set', libc.shmctl(id, 1, ctypes.c_void_p(8)), ctypes.get_errno())
 pid = os.fork()
 if pid == 0:
     p = libc.shmat(id, None, 0)
@@ -330,7 +331,7 @@ print('after', libc.shmget(0x7ab1e, 0, 0), ctypes.get_errno())
 `;
     const r = appshot(home, ['template', 'clone', 'ro', '--', 'python3', '-c', script]);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout.trim().split('\n')).toEqual(['get True', 'stat 0', 'set -1 1', 'read True', 'write SIGSEGV', 'rmid 0', 'after -1 2']);
+    expect(r.stdout.trim().split('\n')).toEqual(['get True', 'stat 0', 'set -1 1', 'bad set -1 14', 'read True', 'write SIGSEGV', 'rmid 0', 'after -1 2']);
     expect(kernelObjects('shm').has(srid)).toBe(true); // the other clones' segment stays
     // Removed from outside appshot: the template refuses to clone, and says what to do.
     spawnSync('ipcrm', ['-m', String(srid)]);

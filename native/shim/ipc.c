@@ -5,10 +5,16 @@
 #define _GNU_SOURCE
 #include "ipc.h"
 #include "../core/procinfo.h"
+#include "../core/rawcall.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sem.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define CREATE_FLAGS (IPC_CREAT | IPC_EXCL)
@@ -25,6 +31,25 @@ static int abort_with(uint8_t type, MDB_txn *txn, int rc)
 	write_abort(txn);
 	shim_warn("cannot record %s in %s: %s", sysv_noun(type), shim_tables()->path, mdb_strerror(rc));
 	return shim_fail(ENOSPC);
+}
+
+/* What the kernel checks of a get's arguments before it looks the key up:
+ * semget's nsems, 0 to SEMMSL. Asked only where the shim answers without
+ * the kernel (EEXIST, ENOENT), so that the kernel's EINVAL comes first
+ * there too. */
+static int args_refused(uint8_t type, size_t size)
+{
+	struct seminfo si;
+	if (type != RT_SEM) return 0;
+	if ((int)size < 0) return 1;
+	return sysv_ctl(&shim_kernel, RT_SEM, 0, IPC_INFO, &si) >= 0 && (int)size > si.semmsl;
+}
+
+/* A get the shim answers itself fails with err, unless the kernel would
+ * have refused its arguments first. */
+static int fail_get(uint8_t type, size_t size, int err)
+{
+	return shim_fail(args_refused(type, size) ? EINVAL : err);
 }
 
 /* What a creating get found for its key under the write lock. */
@@ -48,7 +73,7 @@ static enum key_lookup lookup_key(uint8_t type, MDB_txn *txn, key_t vkey, size_t
 		int id = kernel_get(type, (key_t)*skey, 0, 0);
 		if (id >= 0 && tabledb_rev_seen(t, txn, type, (uint32_t)id, vrid) == REV_MINE) {
 			write_abort(txn);
-			if ((flags & CREATE_FLAGS) == CREATE_FLAGS) return shim_fail(EEXIST), KEY_FAILED;
+			if ((flags & CREATE_FLAGS) == CREATE_FLAGS) return fail_get(type, size, EEXIST), KEY_FAILED;
 			/* Let the kernel check permissions and size. */
 			if (kernel_get(type, (key_t)*skey, size, flags & ~CREATE_FLAGS) < 0) return KEY_FAILED;
 			return KEY_EXISTING;
@@ -62,7 +87,7 @@ static enum key_lookup lookup_key(uint8_t type, MDB_txn *txn, key_t vkey, size_t
 	}
 	if (!(flags & IPC_CREAT)) {
 		write_abort(txn);
-		return shim_fail(ENOENT), KEY_FAILED;
+		return fail_get(type, size, ENOENT), KEY_FAILED;
 	}
 	if (!*have_row && (rc = tabledb_claim_skey(t, txn, keytype, (uint32_t)vkey, 1, skey)))
 		return abort_with(type, txn, rc), KEY_FAILED;
@@ -168,19 +193,43 @@ int ipc_get(uint8_t type, key_t key, size_t size, int flags)
 		 * permissions and size as it would natively. */
 		int id = kernel_get(type, (key_t)skey, exclusive ? 0 : size, exclusive ? 0 : flags & ~CREATE_FLAGS);
 		if (id >= 0 && sr_to_vr(type, (uint32_t)id, &vrid) == 0)
-			return exclusive ? shim_fail(EEXIST) : (int)vrid;
+			return exclusive ? fail_get(type, size, EEXIST) : (int)vrid;
 		if (id < 0 && errno != ENOENT) return -1;
 		/* An object under our key with no row yet is another process's
 		 * creation in flight: the write lock waits for its commit. */
 		if (id >= 0) return ipc_create(type, key, size, flags);
 	}
-	if (!(flags & IPC_CREAT)) return shim_fail(ENOENT);
+	if (!(flags & IPC_CREAT)) return fail_get(type, size, ENOENT);
 	return ipc_create(type, key, size, flags);
 }
 
 int ipc_srid(uint8_t type, int vrid, uint32_t *srid)
 {
 	return vr_to_sr(type, (uint32_t)vrid, srid) ? shim_fail(EINVAL) : 0;
+}
+
+/* No object can have this ID: its index bits are the highest index, which
+ * the kernel hands out only with 2^15 (2^24 under ipcmni_extend) objects
+ * of the family in use, above every default and above any limit but
+ * SEMMNI, MSGMNI or SHMMNI set to its 32768 maximum, and then only to the
+ * object of the last generation (sequence 65535 or 127). */
+#define NO_SUCH_ID INT_MAX
+
+int ipc_kernel_id(uint8_t type, int vrid)
+{
+	uint32_t srid;
+	if (vrid < 0) return vrid;
+	return vr_to_sr(type, (uint32_t)vrid, &srid) ? NO_SUCH_ID : (int)srid;
+}
+
+int ipc_readable(const void *buf, size_t len)
+{
+	char copy[256];
+	if (len > sizeof copy) len = sizeof copy;
+	struct iovec local = { copy, len }, remote = { (void *)buf, len };
+	/* A copy of its own memory through the kernel, which says EFAULT where
+	 * a plain read would end the process with SIGSEGV. */
+	return raw_call(SYS_process_vm_readv, shim_pid, &local, 1, &remote, 1, 0) == (long)len ? 0 : shim_fail(EFAULT);
 }
 
 static int gone(int err) { return err == EINVAL || err == EIDRM; }
@@ -282,7 +331,7 @@ static void add_attachments(uint32_t spid, void *arg)
 unsigned ipc_shm_attachments(uint32_t srid)
 {
 	struct attachments a = { srid, 0 };
-	ipc_each(RT_PID, add_attachments, &a);
+	ipc_each(RT_PID, add_attachments, &a, NULL);
 	return a.count;
 }
 
@@ -303,47 +352,36 @@ key_t ipc_virtual_key(uint8_t type, key_t skey)
 	return skey;
 }
 
-struct nth {
-	uint8_t type;
-	uint32_t index, vrid;
-	struct fwd_val row;
-};
-
-static int nth_in(MDB_txn *txn, void *arg)
+/* The kernel's *_STAT commands take an index into its ID table, and of a
+ * full ID its index bits: the low 15 bits, or 24 when the kernel was
+ * booted with ipcmni_extend. The application's view has the same shape:
+ * an object's index is the index bits of its virtual ID. VRID_REMAP_BASE
+ * is a multiple of 2^24, so the remapped IDs base+0, base+1, ... have the
+ * indices 0, 1, ..., and an identity ID (vrid == srid) keeps the kernel's. */
+static uint32_t index_mask(void)
 {
-	struct nth *n = arg;
-	return tabledb_nth(shim_tables(), txn, n->type, n->index, &n->vrid, &n->row);
-}
-
-/* The kernel's *_STAT commands take an index into its ID table, which is
- * the low bits of the ID: 15 of them, or 24 when the kernel was booted
- * with ipcmni_extend. The call answers with the full ID, which tells. */
-static int stat_by_index(uint8_t type, uint32_t srid, int cmd, void *buf)
-{
-	static const unsigned shifts[] = { 15, 24 };
-	for (unsigned i = 0; i < sizeof shifts / sizeof *shifts; i++) {
-		int idx = (int)(srid & ((1u << shifts[i]) - 1));
-		int r = sysv_ctl(&shim_kernel, type, idx, cmd, buf);
-		if (r == (int)srid) return 0;
-		if (r < 0 && !gone(errno)) return -1;
+	static uint32_t mask;
+	if (!mask) {
+		char buf[4096] = "";
+		/* The raw call: under the shim, open gives the application's view. */
+		int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/cmdline", O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			long n = syscall(SYS_read, fd, buf, sizeof buf - 1);
+			buf[n > 0 ? n : 0] = 0;
+			syscall(SYS_close, fd);
+		}
+		mask = strstr(buf, "ipcmni_extend") ? (1u << 24) - 1 : (1u << 15) - 1;
 	}
-	return shim_fail(EINVAL);
+	return mask;
 }
 
-int ipc_stat_nth(uint8_t type, int index, int cmd, void *buf)
-{
-	struct nth n = { .type = type, .index = (uint32_t)index };
-	if (index < 0 || with_read_txn(nth_in, &n)) return shim_fail(EINVAL);
-	if (stat_by_index(type, n.row.srid, cmd, buf) != 0) return -1;
-	/* ipc_perm leads each family's stat structure. */
-	ipc_virtual_perm(type, fwd_val_removed(&n.row), buf);
-	return (int)n.vrid;
-}
-
+/* The application's objects of a family: virtual and system IDs, read in
+ * one read transaction (which holds the process's translation lock, so the
+ * kernel is asked after it). */
 struct each {
 	uint8_t type;
-	uint32_t count, cap;
-	uint32_t *srids;
+	uint32_t count;
+	uint32_t *vrids, *srids;
 };
 
 static int collect_in(MDB_txn *txn, void *arg)
@@ -352,24 +390,129 @@ static int collect_in(MDB_txn *txn, void *arg)
 	struct tabledb *t = shim_tables();
 	int rc = tabledb_count(t, txn, e->type, &e->count);
 	if (rc || !e->count) return rc;
-	e->srids = malloc(e->count * sizeof *e->srids);
-	if (!e->srids) return ENOMEM;
+	e->vrids = malloc(2 * e->count * sizeof *e->vrids);
+	if (!e->vrids) return ENOMEM;
+	e->srids = e->vrids + e->count;
 	for (uint32_t i = 0; i < e->count; i++) {
-		uint32_t vrid;
 		struct fwd_val row;
-		if ((rc = tabledb_nth(t, txn, e->type, i, &vrid, &row))) return rc;
+		if ((rc = tabledb_nth(t, txn, e->type, i, &e->vrids[i], &row))) return rc;
 		e->srids[i] = row.srid;
 	}
 	return 0;
 }
 
-uint32_t ipc_each(uint8_t type, void (*fn)(uint32_t srid, void *arg), void *arg)
+static void collect(struct each *e, uint8_t type)
 {
-	/* The kernel is asked outside the read transaction, which holds the
-	 * process's translation lock. */
-	struct each e = { .type = type };
-	with_read_txn(collect_in, &e);
-	for (uint32_t i = 0; fn && e.srids && i < e.count; i++) fn(e.srids[i], arg);
-	free(e.srids);
+	*e = (struct each){ .type = type };
+	if (with_read_txn(collect_in, e)) e->count = 0;
+}
+
+/* A stat command's buffer: ipc_perm leads each family's structure. */
+union stat_buf {
+	struct semid_ds sem;
+	struct shmid_ds shm;
+	struct msqid_ds msg;
+};
+
+/* The application's object that id names for *_STAT, from every row:
+ * the object with that virtual ID, else the one at its index. Returns its
+ * position in e, or -1. */
+static int64_t at_index(const struct each *e, int id)
+{
+	uint32_t mask = index_mask();
+	int64_t found = -1;
+	for (uint32_t i = 0; i < e->count; i++) {
+		if (e->vrids[i] == (uint32_t)id) return i;
+		if (found < 0 && (e->vrids[i] & mask) == ((uint32_t)id & mask)) found = i;
+	}
+	return found;
+}
+
+struct last {
+	uint8_t type;
+	uint32_t vrid;
+};
+
+static int last_in(MDB_txn *txn, void *arg)
+{
+	struct last *l = arg;
+	struct fwd_val row;
+	uint32_t count;
+	int rc = tabledb_count(shim_tables(), txn, l->type, &count);
+	if (rc || !count) return rc ? rc : MDB_NOTFOUND;
+	return tabledb_nth(shim_tables(), txn, l->type, count - 1, &l->vrid, &row);
+}
+
+/* Whether the application has a remapped ID past the first 2^15 (or 2^24),
+ * one whose index a probe of VRID_REMAP_BASE + index misses. */
+static int has_high_remapped(uint8_t type)
+{
+	struct last l = { .type = type };
+	return with_read_txn(last_in, &l) == 0 && l.vrid > VRID_REMAP_BASE + index_mask();
+}
+
+static const int stat_any[] = { [RT_SEM] = SEM_STAT_ANY, [RT_SHM] = SHM_STAT_ANY, [RT_MSG] = MSG_STAT_ANY };
+
+/* The application's object that id names for *_STAT (see at_index), found
+ * by lookups where it can be: the virtual ID itself; an identity ID (vrid
+ * == srid), which has the kernel's index, by asking the kernel which object
+ * it has there; a remapped one, VRID_REMAP_BASE + index. Every row is read
+ * only when the application has remapped IDs beyond those. */
+static int find_at_index(uint8_t type, int id, uint32_t *vrid, uint32_t *srid)
+{
+	uint32_t mask = index_mask(), idx = (uint32_t)id & mask, v;
+	union stat_buf probe;
+	if (vr_to_sr(type, (uint32_t)id, srid) == 0) return *vrid = (uint32_t)id, 0;
+	int s = sysv_ctl(&shim_kernel, type, (int)idx, stat_any[type], &probe);
+	if (s >= 0 && sr_to_vr(type, (uint32_t)s, &v) == 0 && (v & mask) == idx) return *vrid = v, *srid = (uint32_t)s, 0;
+	if (vr_to_sr(type, VRID_REMAP_BASE + idx, srid) == 0) return *vrid = VRID_REMAP_BASE + idx, 0;
+	if (!has_high_remapped(type)) return -1;
+	struct each e;
+	collect(&e, type);
+	int64_t i = at_index(&e, id);
+	if (i >= 0) *vrid = e.vrids[i], *srid = e.srids[i];
+	free(e.vrids);
+	return i >= 0 ? 0 : -1;
+}
+
+int ipc_stat_any(uint8_t type, uint32_t srid, void *buf)
+{
+	/* Given the full ID, the kernel looks at its index only: the answer
+	 * is our object when it names it; else ours is gone from the kernel. */
+	int r = sysv_ctl(&shim_kernel, type, (int)srid, stat_any[type], buf);
+	if (r >= 0 && r != (int)srid) return shim_fail(EINVAL);
+	return r < 0 ? -1 : 0;
+}
+
+int ipc_stat_index(uint8_t type, int id, int cmd, void *buf)
+{
+	uint32_t vrid, srid;
+	if (id < 0 || find_at_index(type, id, &vrid, &srid)) return shim_fail(EINVAL);
+	/* Read into our own buffer first: if the index now holds an object
+	 * that is not ours, the caller's buffer must not see it. Then the
+	 * kernel's own call with the caller's buffer, for its permission
+	 * check (SEM_STAT needs read access, SEM_STAT_ANY not) and EFAULT. */
+	union stat_buf probe;
+	if (ipc_stat_any(type, srid, &probe)) return -1;
+	int r = sysv_ctl(&shim_kernel, type, (int)srid, cmd, buf);
+	if (r < 0) return -1;
+	if (r != (int)srid) return shim_fail(EINVAL);
+	uint32_t skey;
+	ipc_virtual_perm(type, vr_to_skey(type, vrid, &skey) == 0 && skey == SKEY_REMOVED, buf);
+	return (int)vrid;
+}
+
+uint32_t ipc_each(uint8_t type, void (*fn)(uint32_t srid, void *arg), void *arg, int *max_index)
+{
+	struct each e;
+	collect(&e, type);
+	uint32_t mask = index_mask();
+	int max = 0;
+	for (uint32_t i = 0; i < e.count; i++) {
+		if (fn) fn(e.srids[i], arg);
+		if ((int)(e.vrids[i] & mask) > max) max = (int)(e.vrids[i] & mask);
+	}
+	if (max_index) *max_index = max;
+	free(e.vrids);
 	return e.count;
 }

@@ -16,17 +16,35 @@ int ipc_remove(uint8_t type, int vrid);
 /* The system ID behind a virtual one; -1 with EINVAL (as for a
  * nonexistent ID) when the application has none. */
 int ipc_srid(uint8_t type, int vrid, uint32_t *srid);
+/* The ID to give the kernel for the application's ID vrid: its system ID,
+ * or, for an ID the application has no object under, one the kernel
+ * refuses as it refuses a nonexistent ID: a negative ID as is, else an ID
+ * no object has. The kernel then checks the call's other arguments first,
+ * in its own order (a bad pointer is EFAULT, too many operations E2BIG),
+ * as natively. */
+int ipc_kernel_id(uint8_t type, int vrid);
+/* 0 when the caller's len bytes at buf (up to 256) can be read, else -1
+ * with EFAULT, without a SIGSEGV: for a call the shim refuses itself where
+ * the kernel would have read the buffer first. */
+int ipc_readable(const void *buf, size_t len);
 /* A system key read from the kernel, as the application knows it. */
 key_t ipc_virtual_key(uint8_t type, key_t skey);
 
-/* The *_STAT and *_STAT_ANY commands: the index-th object of the
- * application in vrid order, read with the kernel's cmd into buf. Returns
- * its virtual ID, with buf's key virtual. */
-int ipc_stat_nth(uint8_t type, int index, int cmd, void *buf);
+/* The *_STAT and *_STAT_ANY commands, on the application's own objects:
+ * id is an index, or a full virtual ID (the kernel takes its index bits);
+ * an object's index is the index bits of its virtual ID. Reads the object
+ * with the kernel's cmd into buf and returns its virtual ID, with buf's
+ * key virtual. */
+int ipc_stat_index(uint8_t type, int id, int cmd, void *buf);
+/* *_STAT_ANY of the application's object srid into buf (no permission
+ * needed): 0, or -1 with errno. For the *_INFO totals. */
+int ipc_stat_any(uint8_t type, uint32_t srid, void *buf);
 
 /* Calls fn (if not NULL) for each of the application's objects of this
- * family; returns how many there are. For IPC_INFO and *_INFO, which count only them. */
-uint32_t ipc_each(uint8_t type, void (*fn)(uint32_t srid, void *arg), void *arg);
+ * family; returns how many there are, and in *max_index (if not NULL) the
+ * highest index in the application's view (0 when none, as the kernel
+ * says). For IPC_INFO and *_INFO, which count only them. */
+uint32_t ipc_each(uint8_t type, void (*fn)(uint32_t srid, void *arg), void *arg, int *max_index);
 
 /* A removed segment's row is dropped once the segment is gone for the
  * application: after its last detach. */

@@ -14,20 +14,18 @@ WRAPPER(msgget)
 	return ipc_get(RT_MSG, key, 0, msgflg);
 }
 
+/* msgsnd reads the message (EFAULT, EINVAL for its type) before it looks
+ * the ID up, so an unknown ID goes to the kernel too. */
 WRAPPER(msgsnd)
 {
-	uint32_t srid;
 	if (!shim_active) return REAL(msgsnd)(msqid, msgp, msgsz, msgflg);
-	if (ipc_srid(RT_MSG, msqid, &srid)) return -1;
-	return REAL(msgsnd)((int)srid, msgp, msgsz, msgflg);
+	return REAL(msgsnd)(ipc_kernel_id(RT_MSG, msqid), msgp, msgsz, msgflg);
 }
 
 WRAPPER(msgrcv)
 {
-	uint32_t srid;
 	if (!shim_active) return REAL(msgrcv)(msqid, msgp, msgsz, msgtyp, msgflg);
-	if (ipc_srid(RT_MSG, msqid, &srid)) return -1;
-	return REAL(msgrcv)((int)srid, msgp, msgsz, msgtyp, msgflg);
+	return REAL(msgrcv)(ipc_kernel_id(RT_MSG, msqid), msgp, msgsz, msgtyp, msgflg);
 }
 
 struct msg_usage {
@@ -38,7 +36,8 @@ static void add_usage(uint32_t srid, void *arg)
 {
 	struct msqid_ds ds;
 	struct msg_usage *u = arg;
-	if (REAL(msgctl)((int)srid, IPC_STAT, &ds) != 0) return;
+	/* Counted whether or not the caller may read the queue, as the kernel counts. */
+	if (ipc_stat_any(RT_MSG, srid, &ds) != 0) return;
 	u->messages += ds.msg_qnum;
 	u->bytes += ds.__msg_cbytes;
 }
@@ -49,14 +48,15 @@ static int msg_info(int cmd, struct msqid_ds *buf)
 {
 	if (REAL(msgctl)(0, cmd, buf) < 0) return -1;
 	struct msg_usage u = { 0 };
-	uint32_t count = ipc_each(RT_MSG, cmd == MSG_INFO ? add_usage : NULL, &u);
+	int max_index;
+	uint32_t count = ipc_each(RT_MSG, cmd == MSG_INFO ? add_usage : NULL, &u, &max_index);
 	if (cmd == MSG_INFO) {
 		struct msginfo *info = (struct msginfo *)buf;
 		info->msgpool = (int)count;
 		info->msgmap = (int)u.messages;
 		info->msgtql = (int)u.bytes;
 	}
-	return count ? (int)count - 1 : 0;
+	return max_index;
 }
 
 /* The last sender and receiver, as the application names them. */
@@ -73,13 +73,12 @@ WRAPPER(msgctl)
 	switch (cmd) {
 	case IPC_INFO: case MSG_INFO: return msg_info(cmd, buf);
 	case MSG_STAT: case MSG_STAT_ANY:
-		if ((r = ipc_stat_nth(RT_MSG, msqid, cmd, buf)) >= 0) virtual_pids(buf);
+		if ((r = ipc_stat_index(RT_MSG, msqid, cmd, buf)) >= 0) virtual_pids(buf);
 		return r;
 	case IPC_RMID: return ipc_remove(RT_MSG, msqid);
 	}
-	uint32_t srid;
-	if (ipc_srid(RT_MSG, msqid, &srid)) return -1;
-	r = REAL(msgctl)((int)srid, cmd, buf);
+	/* IPC_SET reads its buffer before it looks the ID up (EFAULT first). */
+	r = REAL(msgctl)(ipc_kernel_id(RT_MSG, msqid), cmd, buf);
 	if (r == 0 && cmd == IPC_STAT) {
 		buf->msg_perm.__key = ipc_virtual_key(RT_MSG, buf->msg_perm.__key);
 		virtual_pids(buf);

@@ -21,26 +21,25 @@ WRAPPER(semget)
 	return ipc_get(RT_SEM, key, (size_t)nsems, semflg);
 }
 
+/* semop, semtimedop: the kernel checks the operations and the timeout
+ * (EFAULT, E2BIG, ...) before the ID, so an unknown ID goes to it too. */
 WRAPPER(semop)
 {
-	uint32_t srid;
 	if (!shim_active) return REAL(semop)(semid, sops, nsops);
-	if (ipc_srid(RT_SEM, semid, &srid)) return -1;
-	return REAL(semop)((int)srid, sops, nsops);
+	return REAL(semop)(ipc_kernel_id(RT_SEM, semid), sops, nsops);
 }
 
 WRAPPER(semtimedop)
 {
-	uint32_t srid;
 	if (!shim_active) return REAL(semtimedop)(semid, sops, nsops, timeout);
-	if (ipc_srid(RT_SEM, semid, &srid)) return -1;
-	return REAL(semtimedop)((int)srid, sops, nsops, timeout);
+	return REAL(semtimedop)(ipc_kernel_id(RT_SEM, semid), sops, nsops, timeout);
 }
 
+/* Counted whether or not the caller may read the set, as the kernel counts. */
 static void add_nsems(uint32_t srid, void *arg)
 {
 	struct semid_ds ds;
-	if (REAL(semctl)((int)srid, 0, IPC_STAT, &ds) == 0) *(uint32_t *)arg += (uint32_t)ds.sem_nsems;
+	if (ipc_stat_any(RT_SEM, srid, &ds) == 0) *(uint32_t *)arg += (uint32_t)ds.sem_nsems;
 }
 
 /* IPC_INFO and SEM_INFO: system-wide limits stay, but what is in use is
@@ -49,12 +48,13 @@ static void add_nsems(uint32_t srid, void *arg)
 static int sem_info(int cmd, union semun arg)
 {
 	if (REAL(semctl)(0, 0, cmd, arg) < 0) return -1;
-	uint32_t nsems = 0, count = ipc_each(RT_SEM, add_nsems, &nsems);
+	int max_index;
+	uint32_t nsems = 0, count = ipc_each(RT_SEM, cmd == SEM_INFO ? add_nsems : NULL, &nsems, &max_index);
 	if (cmd == SEM_INFO) {
 		arg.__buf->semusz = (int)count;
 		arg.__buf->semaem = (int)nsems;
 	}
-	return count ? (int)count - 1 : 0;
+	return max_index;
 }
 
 static int takes_arg(int cmd)
@@ -79,12 +79,11 @@ WRAPPER(semctl)
 	if (!shim_active) return REAL(semctl)(semid, semnum, cmd, arg);
 	switch (cmd) {
 	case IPC_INFO: case SEM_INFO: return sem_info(cmd, arg);
-	case SEM_STAT: case SEM_STAT_ANY: return ipc_stat_nth(RT_SEM, semid, cmd, arg.buf);
+	case SEM_STAT: case SEM_STAT_ANY: return ipc_stat_index(RT_SEM, semid, cmd, arg.buf);
 	case IPC_RMID: return ipc_remove(RT_SEM, semid);
 	}
-	uint32_t srid;
-	if (ipc_srid(RT_SEM, semid, &srid)) return -1;
-	int r = REAL(semctl)((int)srid, semnum, cmd, arg);
+	/* IPC_SET reads its buffer before it looks the ID up (EFAULT first). */
+	int r = REAL(semctl)(ipc_kernel_id(RT_SEM, semid), semnum, cmd, arg);
 	if (r == 0 && cmd == IPC_STAT) arg.buf->sem_perm.__key = ipc_virtual_key(RT_SEM, arg.buf->sem_perm.__key);
 	if (r > 0 && cmd == GETPID) r = pid_to_virtual(r);
 	return r;

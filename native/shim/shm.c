@@ -79,13 +79,11 @@ WRAPPER(shmget)
 
 WRAPPER(shmat)
 {
-	uint32_t srid;
 	if (!shim_active) return REAL(shmat)(shmid, shmaddr, shmflg);
-	if (ipc_srid(RT_SHM, shmid, &srid)) return (void *)-1;
 	/* A template's shared segment is every clone's: attached read-only, so
 	 * no clone writes what the others read. */
 	if (!(shmflg & SHM_RDONLY) && vr_is_template(RT_SHM, (uint32_t)shmid)) shmflg |= SHM_RDONLY;
-	void *addr = REAL(shmat)((int)srid, shmaddr, shmflg);
+	void *addr = REAL(shmat)(ipc_kernel_id(RT_SHM, shmid), shmaddr, shmflg);
 	if (addr != (void *)-1) remember(addr, (uint32_t)shmid);
 	return addr;
 }
@@ -110,7 +108,8 @@ WRAPPER(shmdt)
 static int shm_info(int cmd, struct shmid_ds *buf)
 {
 	if (REAL(shmctl)(0, cmd, buf) < 0) return -1;
-	uint32_t count = ipc_each(RT_SHM, NULL, NULL);
+	int max_index;
+	ipc_each(RT_SHM, NULL, NULL, &max_index);
 	if (cmd == SHM_INFO) {
 		struct shm_info *info = (struct shm_info *)buf;
 		struct sysvipc_shm_usage u = { 0 };
@@ -120,7 +119,7 @@ static int shm_info(int cmd, struct shmid_ds *buf)
 		info->shm_rss = u.rss;
 		info->shm_swp = u.swap;
 	}
-	return count ? (int)count - 1 : 0;
+	return max_index;
 }
 
 /* The creator and the last to attach or detach, as the application names
@@ -142,17 +141,18 @@ WRAPPER(shmctl)
 	switch (cmd) {
 	case IPC_INFO: case SHM_INFO: return shm_info(cmd, buf);
 	case SHM_STAT: case SHM_STAT_ANY:
-		if ((r = ipc_stat_nth(RT_SHM, shmid, cmd, buf)) >= 0) as_seen(r, buf);
+		if ((r = ipc_stat_index(RT_SHM, shmid, cmd, buf)) >= 0) as_seen(r, buf);
 		return r;
 	case IPC_RMID: return ipc_remove(RT_SHM, shmid);
 	case IPC_SET:
-		/* A clone may not change the owner or mode of its siblings' segment. */
-		if (vr_is_template(RT_SHM, (uint32_t)shmid)) return shim_fail(EPERM);
+		/* A clone may not change the owner or mode of its siblings' segment;
+		 * the kernel reads the buffer before it checks (EFAULT first). */
+		if (vr_is_template(RT_SHM, (uint32_t)shmid))
+			return ipc_readable(buf, sizeof *buf) ? -1 : shim_fail(EPERM);
 		break;
 	}
-	uint32_t srid;
-	if (ipc_srid(RT_SHM, shmid, &srid)) return -1;
-	r = REAL(shmctl)((int)srid, cmd, buf);
+	/* IPC_SET reads its buffer before it looks the ID up (EFAULT first). */
+	r = REAL(shmctl)(ipc_kernel_id(RT_SHM, shmid), cmd, buf);
 	if (r == 0 && cmd == IPC_STAT) {
 		uint32_t skey;
 		ipc_virtual_perm(RT_SHM, vr_to_skey(RT_SHM, (uint32_t)shmid, &skey) == 0 && skey == SKEY_REMOVED,

@@ -16,6 +16,14 @@
  *   info | msginfo | statidx I | statany I | statall
  *   pingpong N            two processes exchange N messages (forever if 0),
  *                         attaching and detaching a private segment each time
+ *   statcur               MSG_STAT and MSG_STAT_ANY given the current full ID and its index
+ *   mine                  MSG_STAT_ANY of every index up to MSG_INFO's: "found N of M"
+ *   bad WHAT              the call with a bad pointer: stat set info msginfo statidx statany
+ *                         (the buffer), send recv (the message), bigsend (a bad message of
+ *                         more than MSGMAX bytes), badtype (a message of type 0)
+ *   setuid UID            drop privileges
+ *   system CMD            system(CMD) with the current ID in $ID; prints "status N"
+ *   rmmine                IPC_RMID of every ID this run got and did not remove; "removed N"
  *   sleep MS | pid
  * Output: "id N", "ok", "msg TYPE TEXT", "err ENAME", ...
  */
@@ -122,11 +130,13 @@ int main(int argc, char **argv)
 		if (!strcmp(c, "get")) {
 			int r = msgget((key_t)num(argv[i + 1]), flags_of(argv[i + 2]));
 			if (r >= 0) cur = r;
+			if (r >= 0 && !tool_is_mine(r)) tool_got(r);
 			result(r, "id");
 			i += 2;
 		} else if (!strcmp(c, "private")) {
 			int r = msgget(IPC_PRIVATE, 0600);
 			if (r >= 0) cur = r;
+			tool_got(r);
 			result(r, "id");
 		} else if (!strcmp(c, "use")) {
 			cur = (int)num(argv[++i]);
@@ -173,7 +183,7 @@ int main(int argc, char **argv)
 			result(msgctl(cur, IPC_SET, &ds), "ok");
 			i++;
 		} else if (!strcmp(c, "rmid")) {
-			result(msgctl(cur, IPC_RMID, NULL), "ok");
+			if (result(msgctl(cur, IPC_RMID, NULL), "ok") == 0) tool_drop(cur);
 		} else if (!strcmp(c, "info")) {
 			struct msginfo mi;
 			if (result(msgctl(0, IPC_INFO, (struct msqid_ds *)&mi), "maxidx") >= 0)
@@ -184,6 +194,51 @@ int main(int argc, char **argv)
 				printf("queues %d messages %d bytes %d\n", mi.msgpool, mi.msgmap, mi.msgtql);
 		} else if (!strcmp(c, "statidx") || !strcmp(c, "statany")) {
 			stat_index((int)num(argv[++i]), !strcmp(c, "statidx") ? MSG_STAT : MSG_STAT_ANY);
+		} else if (!strcmp(c, "statcur")) {
+			struct msqid_ds ds;
+			stat_result("stat", msgctl(cur, MSG_STAT, &ds), cur);
+			stat_result("statany", msgctl(cur, MSG_STAT_ANY, &ds), cur);
+			stat_result("stat index", msgctl(index_of(cur), MSG_STAT, &ds), cur);
+			stat_result("statany index", msgctl(index_of(cur), MSG_STAT_ANY, &ds), cur);
+		} else if (!strcmp(c, "mine")) {
+			struct msginfo mi;
+			int max = msgctl(0, MSG_INFO, (struct msqid_ds *)&mi), found = 0, misplaced = 0;
+			for (int k = 0; k <= max; k++) {
+				struct msqid_ds ds;
+				int id = msgctl(k, MSG_STAT_ANY, &ds);
+				if (id >= 0 && tool_is_mine(id)) found++, misplaced |= index_of(id) != k;
+			}
+			found_result(found, misplaced);
+		} else if (!strcmp(c, "bad")) {
+			const char *w = argv[++i];
+			struct { long type; char text[8]; } zero = { 0, "x" };
+			long r;
+			if (!strcmp(w, "stat")) r = msgctl(cur, IPC_STAT, BAD_POINTER);
+			else if (!strcmp(w, "set")) r = msgctl(cur, IPC_SET, BAD_POINTER);
+			else if (!strcmp(w, "info")) r = msgctl(0, IPC_INFO, BAD_POINTER);
+			else if (!strcmp(w, "msginfo")) r = msgctl(0, MSG_INFO, BAD_POINTER);
+			else if (!strcmp(w, "statidx")) r = msgctl(index_of(cur), MSG_STAT, BAD_POINTER);
+			else if (!strcmp(w, "statany")) r = msgctl(index_of(cur), MSG_STAT_ANY, BAD_POINTER);
+			else if (!strcmp(w, "send")) r = msgsnd(cur, BAD_POINTER, 4, IPC_NOWAIT);
+			else if (!strcmp(w, "bigsend")) r = msgsnd(cur, BAD_POINTER, 1 << 30, IPC_NOWAIT);
+			else if (!strcmp(w, "badtype")) r = msgsnd(cur, &zero, 1, IPC_NOWAIT);
+			else if (!strcmp(w, "recv")) r = msgrcv(cur, BAD_POINTER, 64, 0, IPC_NOWAIT);
+			else return fprintf(stderr, "msgtool: unknown bad call %s\n", w), 2;
+			result(r, w);
+		} else if (!strcmp(c, "system")) {
+			char id[32];
+			snprintf(id, sizeof id, "%d", cur);
+			setenv("ID", id, 1);
+			printf("status %d\n", status_of(system(argv[++i])));
+		} else if (!strcmp(c, "rmmine")) {
+			int n = 0;
+			while (tool_n_ids > 0) {
+				n += msgctl(tool_ids[0], IPC_RMID, NULL) == 0;
+				tool_drop(tool_ids[0]);
+			}
+			printf("removed %d\n", n);
+		} else if (!strcmp(c, "setuid")) {
+			result(setuid((uid_t)num(argv[++i])), "ok");
 		} else if (!strcmp(c, "statall")) {
 			stat_all();
 		} else if (!strcmp(c, "pingpong")) {

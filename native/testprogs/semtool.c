@@ -18,6 +18,16 @@
  *   race KEY N            N processes semget(KEY, IPC_CREAT) at once; prints each ID
  *   closefds              close every descriptor above 2, as daemons do
  *   openfile PATH         open PATH read-write (it takes the lowest free descriptor)
+ *   statany I             SEM_STAT_ANY of index I
+ *   statcur               SEM_STAT and SEM_STAT_ANY given the current full ID and its index;
+ *                         prints "stat cur" when the answer is the current set
+ *   mine                  SEM_STAT_ANY of every index up to SEM_INFO's: "found N of M" of
+ *                         the sets this run got (M), each found at its own index
+ *   bad WHAT              the call with a bad pointer: stat set getall setall info seminfo
+ *                         statidx statany (the buffer), op (sops), bigop (100000 bad sops),
+ *                         zeroop (no sops), timedop (the timeout)
+ *   setuid UID            drop privileges
+ *   rmmine                IPC_RMID of every ID this run got and did not remove; "removed N"
  *   sleep MS | pid
  * Output: "id N", "val N", "ok", "err ENAME", ...
  */
@@ -72,11 +82,13 @@ int main(int argc, char **argv)
 		if (!strcmp(c, "get")) {
 			int r = semget((key_t)num(argv[i + 1]), (int)num(argv[i + 2]), flags_of(argv[i + 3]));
 			if (r >= 0) cur = r;
+			if (r >= 0 && !tool_is_mine(r)) tool_got(r);
 			result(r, "id");
 			i += 3;
 		} else if (!strcmp(c, "private")) {
 			int r = semget(IPC_PRIVATE, (int)num(argv[++i]), 0600);
 			if (r >= 0) cur = r;
+			tool_got(r);
 			result(r, "id");
 		} else if (!strcmp(c, "use")) {
 			cur = (int)num(argv[++i]);
@@ -105,7 +117,7 @@ int main(int argc, char **argv)
 				printf("key 0x%08x nsems %lu mode %o\n", (unsigned)ds.sem_perm.__key,
 				       (unsigned long)ds.sem_nsems, ds.sem_perm.mode & 0777);
 		} else if (!strcmp(c, "rmid")) {
-			result(semctl(cur, 0, IPC_RMID), "ok");
+			if (result(semctl(cur, 0, IPC_RMID), "ok") == 0) tool_drop(cur);
 		} else if (!strcmp(c, "info") || !strcmp(c, "seminfo")) {
 			struct seminfo si;
 			union semun a = { .__buf = &si };
@@ -116,6 +128,57 @@ int main(int argc, char **argv)
 			union semun a = { .buf = &ds };
 			int r = semctl((int)num(argv[++i]), 0, SEM_STAT, a);
 			if (result(r, "id") >= 0) printf("key 0x%08x\n", (unsigned)ds.sem_perm.__key);
+		} else if (!strcmp(c, "statany")) {
+			struct semid_ds ds;
+			union semun a = { .buf = &ds };
+			int r = semctl((int)num(argv[++i]), 0, SEM_STAT_ANY, a);
+			if (result(r, "id") >= 0) printf("key 0x%08x\n", (unsigned)ds.sem_perm.__key);
+		} else if (!strcmp(c, "statcur")) {
+			struct semid_ds ds;
+			union semun a = { .buf = &ds };
+			stat_result("stat", semctl(cur, 0, SEM_STAT, a), cur);
+			stat_result("statany", semctl(cur, 0, SEM_STAT_ANY, a), cur);
+			stat_result("stat index", semctl(index_of(cur), 0, SEM_STAT, a), cur);
+			stat_result("statany index", semctl(index_of(cur), 0, SEM_STAT_ANY, a), cur);
+		} else if (!strcmp(c, "mine")) {
+			struct seminfo si;
+			union semun a = { .__buf = &si };
+			int max = semctl(0, 0, SEM_INFO, a), found = 0, misplaced = 0;
+			for (int k = 0; k <= max; k++) {
+				struct semid_ds ds;
+				union semun b = { .buf = &ds };
+				int id = semctl(k, 0, SEM_STAT_ANY, b);
+				if (id >= 0 && tool_is_mine(id)) found++, misplaced |= index_of(id) != k;
+			}
+			found_result(found, misplaced);
+		} else if (!strcmp(c, "bad")) {
+			const char *w = argv[++i];
+			union semun a = { .buf = BAD_POINTER };
+			struct sembuf b = { 0, -1, IPC_NOWAIT };
+			long r;
+			if (!strcmp(w, "stat")) r = semctl(cur, 0, IPC_STAT, a);
+			else if (!strcmp(w, "set")) r = semctl(cur, 0, IPC_SET, a);
+			else if (!strcmp(w, "getall")) r = semctl(cur, 0, GETALL, a);
+			else if (!strcmp(w, "setall")) r = semctl(cur, 0, SETALL, a);
+			else if (!strcmp(w, "info")) r = semctl(0, 0, IPC_INFO, a);
+			else if (!strcmp(w, "seminfo")) r = semctl(0, 0, SEM_INFO, a);
+			else if (!strcmp(w, "statidx")) r = semctl(index_of(cur), 0, SEM_STAT, a);
+			else if (!strcmp(w, "statany")) r = semctl(index_of(cur), 0, SEM_STAT_ANY, a);
+			else if (!strcmp(w, "op")) r = semop(cur, BAD_POINTER, 1);
+			else if (!strcmp(w, "bigop")) r = semop(cur, BAD_POINTER, 100000);
+			else if (!strcmp(w, "zeroop")) r = semop(cur, BAD_POINTER, 0);
+			else if (!strcmp(w, "timedop")) r = semtimedop(cur, &b, 1, BAD_POINTER);
+			else return fprintf(stderr, "semtool: unknown bad call %s\n", w), 2;
+			result(r, w);
+		} else if (!strcmp(c, "rmmine")) {
+			int n = 0;
+			while (tool_n_ids > 0) {
+				n += semctl(tool_ids[0], 0, IPC_RMID) == 0;
+				tool_drop(tool_ids[0]);
+			}
+			printf("removed %d\n", n);
+		} else if (!strcmp(c, "setuid")) {
+			result(setuid((uid_t)num(argv[++i])), "ok");
 		} else if (!strcmp(c, "statall")) {
 			/* What ipcs does: SEM_INFO for the highest index, then SEM_STAT each. */
 			struct seminfo si;

@@ -28,6 +28,13 @@
  *                         the kernel chooses; prints "attached below FILE" or "attached
  *                         elsewhere", then writes N bytes of 'A' past the segment's end (PHP 8.2
  *                         writes 1 MiB past a segment so)
+ *   statcur               SHM_STAT and SHM_STAT_ANY given the current full ID and its index
+ *   mine                  SHM_STAT_ANY of every index up to SHM_INFO's: "found N of M"
+ *   bad WHAT              the call with a bad pointer: stat set info shminfo statidx statany
+ *                         (the buffer), detach (shmdt of an address nothing is attached at)
+ *   setuid UID            drop privileges
+ *   system CMD            system(CMD) with the current ID in $ID; prints "status N"
+ *   rmmine                IPC_RMID of every ID this run got and did not remove; "removed N"
  *   sleep MS | pid
  * Output: "id N", "ok", "data TEXT", "err ENAME", ...
  */
@@ -181,11 +188,13 @@ int main(int argc, char **argv)
 		if (!strcmp(c, "get")) {
 			int r = shmget((key_t)num(argv[i + 1]), (size_t)num(argv[i + 2]), flags_of(argv[i + 3]));
 			if (r >= 0) cur = r;
+			if (r >= 0 && !tool_is_mine(r)) tool_got(r);
 			result(r, "id");
 			i += 3;
 		} else if (!strcmp(c, "private")) {
 			int r = shmget(IPC_PRIVATE, (size_t)num(argv[++i]), 0600);
 			if (r >= 0) cur = r;
+			tool_got(r);
 			result(r, "id");
 		} else if (!strcmp(c, "use")) {
 			cur = (int)num(argv[++i]);
@@ -213,7 +222,7 @@ int main(int argc, char **argv)
 		} else if (!strcmp(c, "listed")) {
 			print_listed();
 		} else if (!strcmp(c, "rmid")) {
-			result(shmctl(cur, IPC_RMID, NULL), "ok");
+			if (result(shmctl(cur, IPC_RMID, NULL), "ok") == 0) tool_drop(cur);
 		} else if (!strcmp(c, "lock") || !strcmp(c, "unlock")) {
 			result(shmctl(cur, !strcmp(c, "lock") ? SHM_LOCK : SHM_UNLOCK, NULL), "ok");
 		} else if (!strcmp(c, "setmode")) {
@@ -231,6 +240,47 @@ int main(int argc, char **argv)
 				printf("used_ids %d shm_tot %lu shm_rss %lu\n", si.used_ids, si.shm_tot, si.shm_rss);
 		} else if (!strcmp(c, "statidx") || !strcmp(c, "statany")) {
 			stat_index((int)num(argv[++i]), !strcmp(c, "statidx") ? SHM_STAT : SHM_STAT_ANY);
+		} else if (!strcmp(c, "statcur")) {
+			struct shmid_ds ds;
+			stat_result("stat", shmctl(cur, SHM_STAT, &ds), cur);
+			stat_result("statany", shmctl(cur, SHM_STAT_ANY, &ds), cur);
+			stat_result("stat index", shmctl(index_of(cur), SHM_STAT, &ds), cur);
+			stat_result("statany index", shmctl(index_of(cur), SHM_STAT_ANY, &ds), cur);
+		} else if (!strcmp(c, "mine")) {
+			struct shm_info si;
+			int max = shmctl(0, SHM_INFO, (struct shmid_ds *)&si), found = 0, misplaced = 0;
+			for (int k = 0; k <= max; k++) {
+				struct shmid_ds ds;
+				int id = shmctl(k, SHM_STAT_ANY, &ds);
+				if (id >= 0 && tool_is_mine(id)) found++, misplaced |= index_of(id) != k;
+			}
+			found_result(found, misplaced);
+		} else if (!strcmp(c, "bad")) {
+			const char *w = argv[++i];
+			long r;
+			if (!strcmp(w, "stat")) r = shmctl(cur, IPC_STAT, BAD_POINTER);
+			else if (!strcmp(w, "set")) r = shmctl(cur, IPC_SET, BAD_POINTER);
+			else if (!strcmp(w, "info")) r = shmctl(0, IPC_INFO, BAD_POINTER);
+			else if (!strcmp(w, "shminfo")) r = shmctl(0, SHM_INFO, BAD_POINTER);
+			else if (!strcmp(w, "statidx")) r = shmctl(index_of(cur), SHM_STAT, BAD_POINTER);
+			else if (!strcmp(w, "statany")) r = shmctl(index_of(cur), SHM_STAT_ANY, BAD_POINTER);
+			else if (!strcmp(w, "detach")) r = shmdt(BAD_POINTER);
+			else return fprintf(stderr, "shmtool: unknown bad call %s\n", w), 2;
+			result(r, w);
+		} else if (!strcmp(c, "system")) {
+			char id[32];
+			snprintf(id, sizeof id, "%d", cur);
+			setenv("ID", id, 1);
+			printf("status %d\n", status_of(system(argv[++i])));
+		} else if (!strcmp(c, "rmmine")) {
+			int n = 0;
+			while (tool_n_ids > 0) {
+				n += shmctl(tool_ids[0], IPC_RMID, NULL) == 0;
+				tool_drop(tool_ids[0]);
+			}
+			printf("removed %d\n", n);
+		} else if (!strcmp(c, "setuid")) {
+			result(setuid((uid_t)num(argv[++i])), "ok");
 		} else if (!strcmp(c, "statall")) {
 			stat_all();
 		} else if (!strcmp(c, "fork")) {

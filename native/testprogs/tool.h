@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/ipc.h>
 #include <sys/msg.h>
+#include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -38,6 +39,50 @@ static inline long result(long r, const char *what)
 	else printf("%s %ld\n", what, r);
 	fflush(stdout);
 	return r;
+}
+
+/* A pointer no program may use: the "bad" commands pass it for a buffer. */
+#define BAD_POINTER ((void *)8)
+
+/* The IDs this run got, for "mine". */
+static int tool_ids[64];
+static int tool_n_ids;
+
+static inline void tool_got(int id)
+{
+	if (id >= 0 && tool_n_ids < 64) tool_ids[tool_n_ids++] = id;
+}
+
+static inline void tool_drop(int id)
+{
+	for (int i = 0; i < tool_n_ids; i++)
+		if (tool_ids[i] == id) tool_ids[i--] = tool_ids[--tool_n_ids];
+}
+
+static inline int tool_is_mine(int id)
+{
+	for (int i = 0; i < tool_n_ids; i++)
+		if (tool_ids[i] == id) return 1;
+	return 0;
+}
+
+/* A *_STAT result for the current object: "NAME cur" when it named it. */
+static inline void stat_result(const char *name, int r, int cur)
+{
+	if (r < 0) printf("%s err %s\n", name, strerrorname_np(errno));
+	else if (r == cur) printf("%s cur\n", name);
+	else printf("%s other\n", name);
+}
+
+/* The kernel's index of an ID (without ipcmni_extend): the *_STAT
+ * commands take it, or a full ID, whose index bits they use. */
+static inline int index_of(int id) { return id & 0x7fff; }
+
+/* "found N of M": how many of the IDs this run got a *_STAT loop over
+ * every index up to maxidx returned, each at its own index. */
+static inline void found_result(int found, int misplaced)
+{
+	printf("found %d of %d%s\n", found, tool_n_ids, misplaced ? " misplaced" : "");
 }
 
 /* A wait status as a shell reports it. */
