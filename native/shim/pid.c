@@ -14,6 +14,7 @@
 #include "pid.h"
 #include "../core/rawcall.h"
 #include "real.h"
+#include "trap.h"
 #include "../core/procinfo.h"
 
 #include <errno.h>
@@ -482,7 +483,9 @@ static void siginfo_trampoline(int sig, siginfo_t *si, void *ctx)
 WRAPPER(sigaction)
 {
 	if (!shim_active || sig <= 0 || sig >= _NSIG) return REAL(sigaction)(sig, act, old);
-	struct sigaction mine;
+	struct sigaction mine, fixed;
+	int answered;
+	if (trap_sigaction(sig, &act, old, &fixed, &answered)) return answered; /* SIGSYS is the trap's */
 	void (*previous)(int, siginfo_t *, void *) = user_action[sig];
 	if (act && (act->sa_flags & SA_SIGINFO) && act->sa_handler != SIG_IGN && act->sa_handler != SIG_DFL) {
 		mine = *act;
