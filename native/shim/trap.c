@@ -291,11 +291,51 @@ static unsigned executable_pieces(struct piece *pc, unsigned max)
 /* The program's SIGSYS action: the kernel's is the shim's while the trap is
  * on. A SIGSYS that is not the shim's trap goes to it. */
 static struct sigaction program_sigsys;
+
 /* Whether the program, in this thread, asked for SIGSYS blocked: it is
  * never blocked in the kernel, but the thread's mask shows it. */
 static __thread int view_sigsys __attribute__((tls_model("initial-exec")));
 
 #define SIGBIT(sig) (1ULL << ((sig) - 1))
+/* glibc's internal signals: thread cancellation, and set*id across threads. */
+#define SIGCANCEL __SIGRTMIN
+#define SIGSETXID (__SIGRTMIN + 1)
+
+/* sigprocmask and pthread_sigmask: the kernel's, with SIGSYS never blocked
+ * in the kernel while the trap is on, but shown blocked to a thread that
+ * asked for it; glibc's internal signals left alone, as glibc does.
+ * Returns 0 or an errno value. */
+static int change_mask(int how, const sigset_t *set, sigset_t *old)
+{
+	sigset_t want;
+	int view = view_sigsys;
+	if (set) {
+		want = *set;
+		sigdelset(&want, SIGCANCEL);
+		sigdelset(&want, SIGSETXID);
+		if (trap_on && sigismember(&want, SIGSYS)) {
+			if (how == SIG_BLOCK || how == SIG_SETMASK) view = 1;
+			else if (how == SIG_UNBLOCK) view = 0;
+			if (how != SIG_UNBLOCK) sigdelset(&want, SIGSYS);
+		} else if (how == SIG_SETMASK) {
+			view = 0;
+		}
+	}
+	long r = raw_call_kernel(SYS_rt_sigprocmask, how, set ? &want : NULL, old, 8);
+	if (r < 0) return (int)-r;
+	if (old && view_sigsys) sigaddset(old, SIGSYS);
+	view_sigsys = view;
+	return 0;
+}
+
+WRAPPER(sigprocmask)
+{
+	int e = change_mask(how, set, old);
+	if (e) errno = e;
+	return e ? -1 : 0;
+}
+
+WRAPPER(pthread_sigmask) { return change_mask(how, set, old); }
 
 int trap_sigaction(int sig, const struct sigaction **act, struct sigaction *old, struct sigaction *fixed, int *r)
 {
@@ -396,7 +436,13 @@ static long complete(long nr, long a[6], ucontext_t *uc)
 	long s0, s1;
 	siginfo_t copy;
 	switch (nr) {
-	case SYS_getpid: return getpid();
+	case SYS_getpid:
+		/* With SIGCANCEL or SIGSETXID blocked, which a program cannot
+		 * do, this is glibc inside its own handler for them, comparing
+		 * the sender's si_pid (the kernel's) with getpid, or inside
+		 * pthread_kill, passing it to tgkill: the kernel's PID. */
+		if (*(uint64_t *)&uc->uc_sigmask & (SIGBIT(SIGCANCEL) | SIGBIT(SIGSETXID))) return shim_pid;
+		return getpid();
 	case SYS_gettid: return gettid();
 	case SYS_getppid: return getppid();
 	case SYS_getpgrp: return getpgrp();

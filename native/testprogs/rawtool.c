@@ -213,7 +213,8 @@ static void cancel(void)
 	pthread_create(&t, NULL, blocked_in_pause, NULL);
 	usleep(10000);
 	line("cancel %d", pthread_cancel(t));
-	line("join %d %s", pthread_join(t, &r), r == PTHREAD_CANCELED ? "canceled" : "not canceled");
+	int j = pthread_join(t, &r);
+	line("join %d %s", j, r == PTHREAD_CANCELED ? "canceled" : "not canceled");
 }
 
 static void logging(void)
