@@ -337,6 +337,21 @@ WRAPPER(sigprocmask)
 
 WRAPPER(pthread_sigmask) { return change_mask(how, set, old); }
 
+/* As glibc's (BSD semantics): the signal blocked while its handler runs,
+ * interrupted calls restarted. Through the sigaction wrapper, so that
+ * SIGSYS stays the trap's and siginfo handlers see vpids. */
+WRAPPER(signal)
+{
+	struct sigaction act = { .sa_handler = handler, .sa_flags = SA_RESTART }, old;
+	if (handler == SIG_ERR || sig <= 0 || sig >= _NSIG) {
+		errno = EINVAL;
+		return SIG_ERR;
+	}
+	sigemptyset(&act.sa_mask);
+	sigaddset(&act.sa_mask, sig);
+	return sigaction(sig, &act, &old) < 0 ? SIG_ERR : old.sa_handler;
+}
+
 int trap_sigaction(int sig, const struct sigaction **act, struct sigaction *old, struct sigaction *fixed, int *r)
 {
 	if (!trap_on) return 0;
