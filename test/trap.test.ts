@@ -75,10 +75,13 @@ describe.each([
     expect(logLine).toBe(`rawtool[${pidLine.split(' ')[1]}]: hello`);
   });
 
-  it("the program's own SIGSYS handler and its view of SIGSYS in its mask are its own", () => {
-    const args = ['sigsys', 'mask'];
+  it("the program's own SIGSYS handler (set through libc or by a raw rt_sigaction, as Go's runtime does) and its view of SIGSYS in its mask are its own", () => {
+    const args = ['sigsys', 'mask', 'rawsigaction'];
     const native = runNative(args, RAWTOOL);
-    expect(native.stdout).toBe('shows own handler yes\ncaught 1\ngetpid same\nsigsys blocked 1\ngetpid same\nsigsys blocked 0\n');
+    expect(native.stdout).toBe(
+      'shows own handler yes\ncaught 1\ngetpid same\nsigsys blocked 1\ngetpid same\nsigsys blocked 0\n' +
+        'raw rt_sigaction 0\nshows it raw yes libc yes\ngetpid same\ncaught 1\n',
+    );
     expect(run(args).stdout).toBe(native.stdout);
   });
 });

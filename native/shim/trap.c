@@ -61,14 +61,14 @@ int trap_on;
 /* ---------------------------------------------------------------- the filter */
 
 /* The trapped numbers, the hottest first: the filter tests them in order. */
-enum cond { ALWAYS, ADDR_ARG4, PRIO_WHICH, MAY_BLOCK };
+enum cond { ALWAYS, ADDR_ARG4, PRIO_WHICH, MAY_BLOCK, ARG0_SIGSYS };
 static const struct {
 	int nr;
 	enum cond cond;
 } trapped[] = {
 	{ SYS_semop, ALWAYS }, { SYS_semtimedop, ALWAYS }, { SYS_kill, ALWAYS }, { SYS_tgkill, ALWAYS },
 	{ SYS_getpid, ALWAYS }, { SYS_gettid, ALWAYS }, { SYS_msgsnd, ALWAYS }, { SYS_msgrcv, ALWAYS },
-	{ SYS_rt_sigprocmask, MAY_BLOCK }, { SYS_sendto, ADDR_ARG4 }, { SYS_recvfrom, ADDR_ARG4 },
+	{ SYS_rt_sigprocmask, MAY_BLOCK }, { SYS_rt_sigaction, ARG0_SIGSYS }, { SYS_sendto, ADDR_ARG4 }, { SYS_recvfrom, ADDR_ARG4 },
 	{ SYS_wait4, ALWAYS }, { SYS_waitid, ALWAYS }, { SYS_getppid, ALWAYS }, { SYS_semctl, ALWAYS },
 	{ SYS_shmat, ALWAYS }, { SYS_shmdt, ALWAYS }, { SYS_semget, ALWAYS }, { SYS_shmget, ALWAYS },
 	{ SYS_shmctl, ALWAYS }, { SYS_msgget, ALWAYS }, { SYS_msgctl, ALWAYS }, { SYS_getpgid, ALWAYS },
@@ -167,7 +167,7 @@ static void emit_ip_test(struct program *p, struct piece *pc, unsigned n)
 
 /* Jumps to labels, resolved once the program is written: a label is an
  * instruction index known later. Conditional jumps reach 255 ahead. */
-enum label { NEXT, L_ALLOW, L_PASS, L_ADDR_ARG4, L_PRIO_WHICH, L_MAY_BLOCK, L_IP, N_LABELS };
+enum label { NEXT, L_ALLOW, L_PASS, L_ADDR_ARG4, L_PRIO_WHICH, L_MAY_BLOCK, L_ARG0_SIGSYS, L_IP, N_LABELS };
 static unsigned label_at[N_LABELS];
 static struct fixup {
 	unsigned insn;
@@ -196,7 +196,8 @@ static void resolve(struct program *p)
 }
 
 static const enum label cond_label[] = { [ALWAYS] = L_IP, [ADDR_ARG4] = L_ADDR_ARG4,
-					 [PRIO_WHICH] = L_PRIO_WHICH, [MAY_BLOCK] = L_MAY_BLOCK };
+					 [PRIO_WHICH] = L_PRIO_WHICH, [MAY_BLOCK] = L_MAY_BLOCK,
+					 [ARG0_SIGSYS] = L_ARG0_SIGSYS };
 
 /* Per trapped number, a jump to its test; numbers with a condition on an
  * argument test it first. Every other number is allowed on its number and
@@ -232,6 +233,11 @@ static void build_filter(struct program *p, struct piece *pc, unsigned n)
 	jump(p, BPF_JEQ, 0, NEXT, L_IP);
 	LD_ABS(p, ARG_HI(1));
 	jump(p, BPF_JEQ, 0, L_PASS, L_IP);
+	/* rt_sigaction of SIGSYS, which is the trap's: a runtime that sets its
+	 * handlers with its own system call (Go) would take it. */
+	place(p, L_ARG0_SIGSYS);
+	LD_ABS(p, ARG_LO(0));
+	jump(p, BPF_JEQ, SIGSYS, L_IP, L_PASS);
 	place(p, L_PASS); /* jumps go forward only: a second ALLOW */
 	RET(p, ALLOW);
 	place(p, L_IP);
@@ -391,6 +397,40 @@ static long sigprocmask_in(ucontext_t *uc, long how, const uint64_t *set, uint64
 	return 0;
 }
 
+/* The kernel's struct sigaction (rt_sigaction's). */
+struct kernel_sigaction {
+	void *handler;
+	unsigned long flags;
+	void *restorer;
+	uint64_t mask;
+};
+
+/* rt_sigaction(SIGSYS) trapped: the program's action kept and shown as the
+ * kernel would give it; the kernel's stays the shim's. */
+static long sigsys_action_in(const struct kernel_sigaction *act, struct kernel_sigaction *old, long size)
+{
+	if (size != 8) return -EINVAL;
+	struct kernel_sigaction k = { program_sigsys.sa_handler, (unsigned long)program_sigsys.sa_flags,
+				      (void *)program_sigsys.sa_restorer, *(uint64_t *)&program_sigsys.sa_mask };
+	if (act) {
+		struct sigaction a = { .sa_flags = (int)act->flags, .sa_restorer = (void (*)(void))act->restorer };
+		a.sa_handler = (__sighandler_t)act->handler;
+		sigemptyset(&a.sa_mask);
+		*(uint64_t *)&a.sa_mask = act->mask;
+		program_sigsys = a;
+	}
+	if (old) *old = k;
+	return 0;
+}
+
+/* SIGSYS back to the kernel's default, from the shim's own instruction
+ * (libc's sigaction of SIGSYS is trapped). */
+static void sigsys_default(void)
+{
+	struct kernel_sigaction dfl = { SIG_DFL, 0, NULL, 0 };
+	raw_call(SYS_rt_sigaction, SIGSYS, &dfl, NULL, 8);
+}
+
 /* A SIGSYS not from the shim's filter (a bad system call, the program's own
  * filter): what the program's action says. */
 static void program_sigsys_action(int sig, siginfo_t *si, void *ctx)
@@ -398,8 +438,7 @@ static void program_sigsys_action(int sig, siginfo_t *si, void *ctx)
 	struct sigaction a = program_sigsys;
 	if (a.sa_handler == SIG_IGN) return;
 	if (a.sa_handler == SIG_DFL) {
-		struct sigaction dfl = { .sa_handler = SIG_DFL };
-		REAL(sigaction)(SIGSYS, &dfl, NULL); /* dies of it on return, as natively */
+		sigsys_default(); /* dies of it on return, as natively */
 		raw_call(SYS_tgkill, shim_pid, raw_call(SYS_gettid), SIGSYS);
 		return;
 	}
@@ -518,6 +557,8 @@ static long complete(long nr, long a[6], ucontext_t *uc)
 		return kernel_answer(sendto((int)a[0], (const void *)a[1], (size_t)a[2], (int)a[3], (const struct sockaddr *)a[4], (socklen_t)a[5]));
 	case SYS_recvfrom:
 		return kernel_answer(recvfrom((int)a[0], (void *)a[1], (size_t)a[2], (int)a[3], (struct sockaddr *)a[4], (socklen_t *)a[5]));
+	case SYS_rt_sigaction:
+		return sigsys_action_in((const struct kernel_sigaction *)a[1], (struct kernel_sigaction *)a[2], a[3]);
 	case SYS_rt_sigprocmask:
 		return sigprocmask_in(uc, a[0], (const uint64_t *)a[1], (uint64_t *)a[2], a[3]);
 	case SYS_capget: case SYS_capset:

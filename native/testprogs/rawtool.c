@@ -24,6 +24,8 @@
  *   sigsys        the program's own SIGSYS handler gets a SIGSYS it raises,
  *                 and sigaction(SIGSYS) shows it back
  *   mask          sigprocmask blocking SIGSYS (and all): the mask shows it
+ *   rawsigaction  SIGSYS's handler set by a raw rt_sigaction (as Go's runtime
+ *                 does): raw calls still work, and the handler gets a SIGSYS
  */
 #define _GNU_SOURCE
 #include "tool.h"
@@ -273,6 +275,35 @@ static void sigsys(void)
 	signal(SIGSYS, SIG_DFL);
 }
 
+struct kernel_sigaction {
+	void *handler;
+	unsigned long flags;
+	void *restorer;
+	uint64_t mask;
+};
+
+static void rawsigaction(void)
+{
+	struct sigaction libc_set;
+	sigaction(SIGUSR2, NULL, &libc_set); /* any restorer will do: the handler returns through libc's */
+	sys_caught = 0;
+	struct kernel_sigaction k = { (void *)on_sys, SA_SIGINFO | 0x04000000 /* SA_RESTORER */, (void *)libc_set.sa_restorer, 0 }, old;
+	if (!libc_set.sa_restorer) {
+		struct sigaction tmp = { .sa_handler = SIG_IGN };
+		sigaction(SIGUSR2, &tmp, NULL);
+		sigaction(SIGUSR2, NULL, &libc_set);
+		k.restorer = (void *)libc_set.sa_restorer;
+	}
+	line("raw rt_sigaction %ld", syscall(SYS_rt_sigaction, SIGSYS, &k, NULL, 8));
+	syscall(SYS_rt_sigaction, SIGSYS, NULL, &old, 8);
+	struct sigaction seen;
+	sigaction(SIGSYS, NULL, &seen);
+	line("shows it raw %s libc %s", old.handler == (void *)on_sys ? "yes" : "no", seen.sa_sigaction == on_sys ? "yes" : "no");
+	line("getpid %s", getpid() == syscall(SYS_getpid) ? "same" : "differs");
+	syscall(SYS_tgkill, syscall(SYS_getpid), syscall(SYS_gettid), SIGSYS);
+	line("caught %d", (int)sys_caught);
+}
+
 static void mask(void)
 {
 	sigset_t s, cur;
@@ -308,6 +339,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(c, "blockall")) blockall();
 		else if (!strcmp(c, "sigsys")) sigsys();
 		else if (!strcmp(c, "mask")) mask();
+		else if (!strcmp(c, "rawsigaction")) rawsigaction();
 		else {
 			fprintf(stderr, "rawtool: unknown command %s\n", c);
 			return 2;
