@@ -84,4 +84,11 @@ describe.each([
     );
     expect(run(args).stdout).toBe(native.stdout);
   });
+
+  it('stress-ng --fork and --sem-sysv (capget on its own pid, raw calls through libc) complete', () => {
+    const home = makeHome();
+    const r = appshot(home, ['run', ...flags, '--', 'stress-ng', '--temp-path', home, '--fork', '1', '--sem-sysv', '1', '-t', '1']);
+    expect(r.stderr).not.toMatch(/fail|error/);
+    expect(r.code).toBe(0);
+  });
 });
