@@ -7,6 +7,7 @@ import { appshot, lines, makeHome, runNative } from './helpers.js';
 // shim's seccomp filter traps them and its SIGSYS handler translates them;
 // rawtool (native/testprogs/rawtool.c) makes them beside the libc path.
 const RAWTOOL = builtProgram('rawtool');
+const RAWTOOL_STATIC = builtProgram('rawtool-static');
 
 /** A key no other run uses at the same time. */
 const freshKey = () => 0x7a000000 + ((process.pid * 4099 + Math.floor(Math.random() * 0xfffff)) & 0xffffff);
@@ -90,5 +91,15 @@ describe.each([
     const r = appshot(home, ['run', ...flags, '--', 'stress-ng', '--temp-path', home, '--fork', '1', '--sem-sysv', '1', '-t', '1']);
     expect(r.stderr).not.toMatch(/fail|error/);
     expect(r.code).toBe(0);
+  });
+
+  it('a static program exec\'d inside the application (no shim, no SIGSYS handler) is not killed by the filter it inherits', () => {
+    const args = ['pids', 'kill'];
+    const native = runNative(args, RAWTOOL_STATIC);
+    const r = appshot(makeHome(), ['run', ...flags, '--', 'sh', '-c', `exec ${RAWTOOL_STATIC} ${args.join(' ')}`]);
+    expect(r.code).toBe(0);
+    // Untranslated (no shim in it), so its own PID is the kernel's.
+    expect(lines(r.stdout).slice(0, 4)).toEqual(lines(native.stdout).slice(0, 4));
+    expect(lines(r.stdout).slice(5)).toEqual(lines(native.stdout).slice(5));
   });
 });
