@@ -7,6 +7,7 @@
 #include "real.h"
 #include "../core/rawcall.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -14,6 +15,22 @@
 
 #define KERNEL_CALL(ret, name, params, ...)                                    \
 	ret kernel_##name params { return (ret)raw_call(__VA_ARGS__); }
+
+/* The POSIX cancellation points among them: as glibc 2.36 does around the
+ * system call, asynchronous cancellation while it blocks, so that
+ * pthread_cancel still ends a thread waiting in msgrcv, waitpid or accept
+ * (glibc's SIGCANCEL handler acts at once in that mode). */
+#define KERNEL_CANCELLABLE(ret, name, params, ...)                             \
+	ret kernel_##name params                                               \
+	{                                                                      \
+		int type;                                                      \
+		pthread_setcanceltype(PTHREAD_CANCEL_ASYNCHRONOUS, &type);     \
+		ret r = (ret)raw_call(__VA_ARGS__);                            \
+		int e = errno;                                                 \
+		pthread_setcanceltype(type, NULL);                             \
+		errno = e;                                                     \
+		return r;                                                      \
+	}
 
 /* SysV IPC: x86-64 has a system call per function. */
 KERNEL_CALL(int, semget, (key_t key, int nsems, int semflg), SYS_semget, key, nsems, semflg)
@@ -25,8 +42,8 @@ KERNEL_CALL(void *, shmat, (int shmid, const void *shmaddr, int shmflg), SYS_shm
 KERNEL_CALL(int, shmdt, (const void *shmaddr), SYS_shmdt, shmaddr)
 KERNEL_CALL(int, shmctl, (int shmid, int cmd, struct shmid_ds *buf), SYS_shmctl, shmid, cmd, buf)
 KERNEL_CALL(int, msgget, (key_t key, int msgflg), SYS_msgget, key, msgflg)
-KERNEL_CALL(int, msgsnd, (int msqid, const void *msgp, size_t msgsz, int msgflg), SYS_msgsnd, msqid, msgp, msgsz, msgflg)
-KERNEL_CALL(ssize_t, msgrcv, (int msqid, void *msgp, size_t msgsz, long msgtyp, int msgflg),
+KERNEL_CANCELLABLE(int, msgsnd, (int msqid, const void *msgp, size_t msgsz, int msgflg), SYS_msgsnd, msqid, msgp, msgsz, msgflg)
+KERNEL_CANCELLABLE(ssize_t, msgrcv, (int msqid, void *msgp, size_t msgsz, long msgtyp, int msgflg),
 	    SYS_msgrcv, msqid, msgp, msgsz, msgtyp, msgflg)
 KERNEL_CALL(int, msgctl, (int msqid, int cmd, struct msqid_ds *buf), SYS_msgctl, msqid, cmd, buf)
 
@@ -54,9 +71,9 @@ KERNEL_CALL(pid_t, getpgrp, (void), SYS_getpgrp)
 KERNEL_CALL(pid_t, getpgid, (pid_t pid), SYS_getpgid, pid)
 KERNEL_CALL(pid_t, getsid, (pid_t pid), SYS_getsid, pid)
 KERNEL_CALL(int, setpgid, (pid_t pid, pid_t pgid), SYS_setpgid, pid, pgid)
-KERNEL_CALL(pid_t, waitpid, (pid_t pid, int *status, int options), SYS_wait4, pid, status, options, NULL)
-KERNEL_CALL(pid_t, wait4, (pid_t pid, int *status, int options, struct rusage *usage), SYS_wait4, pid, status, options, usage)
-KERNEL_CALL(int, waitid, (idtype_t idtype, id_t id, siginfo_t *info, int options), SYS_waitid, idtype, id, info, options, NULL)
+KERNEL_CANCELLABLE(pid_t, waitpid, (pid_t pid, int *status, int options), SYS_wait4, pid, status, options, NULL)
+KERNEL_CANCELLABLE(pid_t, wait4, (pid_t pid, int *status, int options, struct rusage *usage), SYS_wait4, pid, status, options, usage)
+KERNEL_CANCELLABLE(int, waitid, (idtype_t idtype, id_t id, siginfo_t *info, int options), SYS_waitid, idtype, id, info, options, NULL)
 KERNEL_CALL(int, kill, (pid_t pid, int sig), SYS_kill, pid, sig)
 KERNEL_CALL(int, tgkill, (pid_t tgid, pid_t tid, int sig), SYS_tgkill, tgid, tid, sig)
 KERNEL_CALL(int, sched_setaffinity, (pid_t pid, size_t size, const cpu_set_t *set), SYS_sched_setaffinity, pid, size, set)
@@ -105,13 +122,13 @@ int kernel_sigqueue(pid_t pid, int sig, const union sigval value)
 
 /* Sockets: accept is accept4 with no flags in the shim. */
 KERNEL_CALL(int, bind, (int fd, const struct sockaddr *addr, socklen_t len), SYS_bind, fd, addr, len)
-KERNEL_CALL(int, connect, (int fd, const struct sockaddr *addr, socklen_t len), SYS_connect, fd, addr, len)
+KERNEL_CANCELLABLE(int, connect, (int fd, const struct sockaddr *addr, socklen_t len), SYS_connect, fd, addr, len)
 KERNEL_CALL(int, listen, (int fd, int backlog), SYS_listen, fd, backlog)
-KERNEL_CALL(int, accept4, (int fd, struct sockaddr *addr, socklen_t *len, int flags), SYS_accept4, fd, addr, len, flags)
+KERNEL_CANCELLABLE(int, accept4, (int fd, struct sockaddr *addr, socklen_t *len, int flags), SYS_accept4, fd, addr, len, flags)
 KERNEL_CALL(int, getsockname, (int fd, struct sockaddr *addr, socklen_t *len), SYS_getsockname, fd, addr, len)
 KERNEL_CALL(int, getpeername, (int fd, struct sockaddr *addr, socklen_t *len), SYS_getpeername, fd, addr, len)
-KERNEL_CALL(ssize_t, sendto, (int fd, const void *buf, size_t n, int flags, const struct sockaddr *addr, socklen_t alen),
+KERNEL_CANCELLABLE(ssize_t, sendto, (int fd, const void *buf, size_t n, int flags, const struct sockaddr *addr, socklen_t alen),
 	    SYS_sendto, fd, buf, n, flags, addr, alen)
-KERNEL_CALL(ssize_t, recvfrom, (int fd, void *buf, size_t n, int flags, struct sockaddr *addr, socklen_t *alen),
+KERNEL_CANCELLABLE(ssize_t, recvfrom, (int fd, void *buf, size_t n, int flags, struct sockaddr *addr, socklen_t *alen),
 	    SYS_recvfrom, fd, buf, n, flags, addr, alen)
 

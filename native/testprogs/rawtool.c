@@ -14,7 +14,8 @@
  *                 100 ms; the child's wake-up and result
  *   rawfork       syscall(SYS_fork): the child's getpid equals its raw getpid
  *   raise         raise(SIGUSR1) caught; then pthread_kill of another thread
- *   cancel        pthread_cancel of a thread blocked in pause()
+ *   cancel        pthread_cancel of a thread blocked in pause(), then of one
+ *                 blocked in msgrcv on a private queue
  *   abort         abort(): dies by SIGABRT
  *   assert        a failed assert(): dies by SIGABRT
  *   syslog        openlog(LOG_PID|LOG_PERROR): the pid in its stderr line equals getpid
@@ -208,6 +209,16 @@ static void *blocked_in_pause(void *arg)
 	return arg;
 }
 
+static void *blocked_in_msgrcv(void *arg)
+{
+	struct {
+		long type;
+		char text[8];
+	} m;
+	msgrcv(*(int *)arg, &m, sizeof m.text, 0, 0);
+	return NULL;
+}
+
 static void cancel(void)
 {
 	pthread_t t;
@@ -217,6 +228,13 @@ static void cancel(void)
 	line("cancel %d", pthread_cancel(t));
 	int j = pthread_join(t, &r);
 	line("join %d %s", j, r == PTHREAD_CANCELED ? "canceled" : "not canceled");
+	int q = msgget(IPC_PRIVATE, 0600);
+	pthread_create(&t, NULL, blocked_in_msgrcv, &q);
+	usleep(10000);
+	line("cancel in msgrcv %d", pthread_cancel(t));
+	j = pthread_join(t, &r);
+	line("join %d %s", j, r == PTHREAD_CANCELED ? "canceled" : "not canceled");
+	msgctl(q, IPC_RMID, NULL);
 }
 
 static void logging(void)
