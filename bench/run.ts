@@ -40,6 +40,8 @@ const DRIVERS = [
   { program: builtProgram('pidbench'), nativeKey: 0x5eb400, shimKey: 0x5eb500 },
   // Takes its ports from the key: 41000 + (key & 0x3ff) and the next.
   { program: builtProgram('portbench'), nativeKey: 0x5eb600, shimKey: 0x5eb700 },
+  // Raw system calls the shim's filter traps (bench/native/trapbench.c).
+  { program: builtProgram('trapbench'), nativeKey: 0x5eb800, shimKey: 0x5eb900 },
 ];
 
 type Sample = Record<string, number | { p50: number; p99: number }>;

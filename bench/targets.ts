@@ -18,6 +18,12 @@ export const PAIRED: { metric: string; label: string; target: number }[] = [
   { metric: 'connect_accept', label: 'loopback connect + accept + close both', target: 1.1 },
   { metric: 'open_close_redirected', label: 'open(O_RDONLY) + close, redirected path (native: the real path)', target: 1.2 },
   { metric: 'stat_redirected', label: 'stat, redirected path (native: the real path)', target: 1.2 },
+  // A raw system call the filter traps: a signal round trip, reported (bench/trap.ts
+  // compares it with --no-trap too); and one it does not trap, which pays only
+  // seccomp's entry check.
+  { metric: 'raw_getpid', label: 'syscall(SYS_getpid), trapped (native: the system call)', target: Infinity },
+  { metric: 'raw_semop', label: 'syscall(SYS_semop), trapped', target: Infinity },
+  { metric: 'untrapped_getuid', label: 'syscall(SYS_getuid), not trapped', target: Infinity },
   { metric: 'open_close_no_redirect', label: 'open(O_RDONLY) + close, application without redirections', target: 1.05 },
 ];
 

@@ -22,6 +22,8 @@ export interface RunOptions {
   portRange: { lo: number; hi: number };
   /** Path redirections, checked (ts/redirect.ts checkRedirects). */
   redirects: Redirect[];
+  /** false: the shim installs no system call filter (--no-trap). */
+  trap?: boolean;
 }
 
 /** How a restored application starts again: the saved environment and
@@ -119,6 +121,8 @@ export function supervise(command: string[], aid: string, opts: RunOptions, as: 
     APPSHOT_PUBLISH: opts.publish.map(publishSpec).join(','),
   };
   if (!opts.publish.length) delete env.APPSHOT_PUBLISH;
+  if (opts.trap === false) env.APPSHOT_TRAP = 'off';
+  else delete env.APPSHOT_TRAP;
   // The supervisor runs outside the shim: a command named by a redirected
   // path is found where the shim would look, under its own argv[0].
   const file = redirectPath(opts.redirects, command[0]);

@@ -14,6 +14,7 @@ interface RunFlags {
   balance: Balance;
   portRange: string;
   redir: string[];
+  trap: boolean;
 }
 
 /** Each --redir, checked alone and then as a list, before anything runs. */
@@ -40,7 +41,7 @@ export function register(program: Command): void {
   program
     .command('run')
     .description('run CMD as an application whose IPC IDs and keys are virtual')
-    .usage('[--aid NAME] [--keep] [--no-identity] [--publish [IP:]PUBLIC:VIRTUAL]... [--balance rr|lc] [--port-range LO-HI] [--redir FROM=TO]... -- CMD [ARGS...]')
+    .usage('[--aid NAME] [--keep] [--no-identity] [--publish [IP:]PUBLIC:VIRTUAL]... [--balance rr|lc] [--port-range LO-HI] [--redir FROM=TO]... [--no-trap] -- CMD [ARGS...]')
     .option('--aid <name>', 'application ID (default: a new one, app-N)')
     .option('--keep', 'leave kernel objects and tables when the application ends, for a later snapshot', false)
     .addOption(new Option('--no-identity', 'never let a virtual ID equal its system ID (to test what a restored application sees)'))
@@ -48,6 +49,7 @@ export function register(program: Command): void {
     .addOption(new Option('--balance <policy>', 'how a pool picks the instance for each connection').choices(['rr', 'lc']).default('rr'))
     .option('--port-range <lo-hi>', 'system ports for virtual ports whose own number is taken', `${S.PORT_RANGE_DEFAULT.lo}-${S.PORT_RANGE_DEFAULT.hi}`)
     .option('--redir <from=to>', 'in every process of the application, paths at or under FROM lead to the same place under TO (absolute paths; repeatable, the first that covers a path applies)', collect, [])
+    .addOption(new Option('--no-trap', "do not trap the application's raw system calls (needed for a set-user-ID program to gain its privilege when appshot runs as a user without CAP_SYS_ADMIN); raw calls then go untranslated"))
     .argument('<cmd...>', 'the command to run and its arguments')
     .passThroughOptions()
     .action(async (cmd: string[], o: RunFlags) => {
@@ -58,6 +60,6 @@ export function register(program: Command): void {
       const home = resolveHome();
       const redirects = await redirections(o.redir, home);
       const { run } = await import('../run.js');
-      outcome.exitCode = await run(cmd, { aid: o.aid, keep: o.keep, noIdentity: !o.identity, home, publish, balance: o.balance, portRange, redirects });
+      outcome.exitCode = await run(cmd, { aid: o.aid, keep: o.keep, noIdentity: !o.identity, home, publish, balance: o.balance, portRange, redirects, trap: o.trap });
     });
 }

@@ -14,6 +14,7 @@
 #include "pid.h"
 #include "../core/rawcall.h"
 #include "real.h"
+#include "trap.h"
 #include "../core/procinfo.h"
 
 #include <errno.h>
@@ -621,7 +622,9 @@ WRAPPER(sigwaitinfo) { return sigtimedwait(set, info, NULL); }
 WRAPPER(sigaction)
 {
 	if (!shim_active || sig <= 0 || sig >= _NSIG) return REAL(sigaction)(sig, act, old);
-	struct sigaction mine;
+	struct sigaction mine, fixed;
+	int answered;
+	if (trap_sigaction(sig, &act, old, &fixed, &answered)) return answered; /* SIGSYS is the trap's */
 	void (*previous)(int, siginfo_t *, void *) = user_action[sig];
 	/* act is read here, not copied in by the kernel: libc's sigaction
 	 * reads it itself, so a bad act is SIGSEGV natively too. */

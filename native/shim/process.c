@@ -7,6 +7,7 @@
 #include "real.h"
 #include "pid.h"
 #include "path.h"
+#include "trap.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -172,8 +173,9 @@ static void read_fault(void)
 
 __attribute__((constructor)) static void shim_init(void)
 {
-	shim_kernel = (struct kernel_ops){ REAL(semget), REAL(semctl), REAL(shmget), REAL(shmctl), REAL(msgget), REAL(msgctl) };
 	const char *aid = getenv("APPSHOT_AID");
+	if (aid && *aid) trap_init(); /* first: it decides what REAL gives */
+	shim_kernel = (struct kernel_ops){ REAL(semget), REAL(semctl), REAL(shmget), REAL(shmctl), REAL(msgget), REAL(msgctl) };
 	if (!aid || !*aid) return;
 	P.home = getenv("APPSHOT_HOME");
 	if (!P.home || P.home[0] != '/')

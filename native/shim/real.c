@@ -23,3 +23,23 @@ void *real_require(const char *name)
 	}
 	return p;
 }
+
+/* With the trap on (trap.c), a wrapper's REAL(x) of a trapped system call
+ * must not go through libc: libc's instruction is trapped, and the call,
+ * already translated, would be translated again. For each such function,
+ * kernel_NAME (kernelcall.c) makes the system call libc's NAME makes, from the
+ * shim's own instruction (rawcall.h), with libc's -1/errno convention;
+ * real_use_kernel points REAL(NAME) at it. A function of the list with no
+ * kernel_NAME here keeps libc's (a weak reference left undefined is NULL).
+ * What is lost: these calls are no longer pthread cancellation points. */
+#define KERNEL_DECLARE(ret, name, params) extern ret kernel_##name params __attribute__((weak));
+WRAPPED_REAL(KERNEL_DECLARE)
+#undef KERNEL_DECLARE
+
+void real_use_kernel(void)
+{
+#define USE_KERNEL(ret, name, params)                                          \
+	if (kernel_##name) real_##name = kernel_##name;
+	WRAPPED_REAL(USE_KERNEL)
+#undef USE_KERNEL
+}

@@ -55,4 +55,8 @@ WRAPPED_REAL(REAL_POINTER)
  * only a program that calls it stops, not every program. */
 #define REAL(name) (real_fn_##name())
 
+/* With the trap on: REAL(x) of a trapped system call made from the shim's
+ * own instruction instead of libc's (real.c). Called once at start. */
+void real_use_kernel(void);
+
 #endif

@@ -1,0 +1,26 @@
+/* Calls that do not pass through the wrappers (trap.c): raw system calls,
+ * glibc's internal calls, libraries bound straight to libc (RTLD_DEEPBIND).
+ * A seccomp filter traps the translated system calls when they come from the
+ * program's or a library's code, and the SIGSYS handler completes them with
+ * the wrappers' translation. */
+#ifndef APPSHOT_SHIM_TRAP_H
+#define APPSHOT_SHIM_TRAP_H
+
+#include <signal.h>
+
+/* At start, in a process of an application: the handler, the shim's kernel
+ * calls made from its own instruction (real.c), then the filter. Off when
+ * APPSHOT_TRAP=off (appshot run --no-trap). */
+void trap_init(void);
+
+/* Nonzero once the filter is installed in this process. */
+extern int trap_on;
+
+/* The sigaction wrapper's part (pid.c): SIGSYS is the shim's while the trap
+ * is on, so the program's SIGSYS action is kept here and shown back; and no
+ * handler may block SIGSYS while it runs. trap_sigaction returns 1 when it
+ * answered the call (in *r), else 0 with act possibly replaced by a copy in
+ * *fixed without SIGSYS in its mask. */
+int trap_sigaction(int sig, const struct sigaction **act, struct sigaction *old, struct sigaction *fixed, int *r);
+
+#endif
