@@ -80,7 +80,7 @@ describe.each([
     const args = ['sigsys', 'mask', 'rawsigaction'];
     const native = runNative(args, RAWTOOL);
     expect(native.stdout).toBe(
-      'shows own handler yes\ncaught 1\ngetpid same\nsigsys blocked 1\ngetpid same\nsigsys blocked 0\n' +
+      'shows own handler yes\ncaught 1\ngetpid same\nsigsys blocked 1\ngetpid same\nsigsys blocked 0\nerrno kept 1\n' +
         'raw rt_sigaction 0\nshows it raw yes libc yes\ngetpid same\ncaught 1\n',
     );
     expect(run(args).stdout).toBe(native.stdout);

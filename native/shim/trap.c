@@ -354,8 +354,10 @@ static int change_mask(int how, const sigset_t *set, sigset_t *old)
 	int view = view_sigsys;
 	if (set) {
 		want = *set;
-		sigdelset(&want, SIGCANCEL);
-		sigdelset(&want, SIGSETXID);
+		/* By hand: glibc's sigdelset refuses its internal signals with
+		 * EINVAL, and errno must stay as the program left it on success
+		 * (PostgreSQL reads select's EINTR after its sigprocmask). */
+		*(uint64_t *)&want &= ~(SIGBIT(SIGCANCEL) | SIGBIT(SIGSETXID));
 		if (trap_on && sigismember(&want, SIGSYS)) {
 			if (how == SIG_BLOCK || how == SIG_SETMASK) view = 1;
 			else if (how == SIG_UNBLOCK) view = 0;

@@ -334,6 +334,15 @@ static void mask(void)
 	sigprocmask(SIG_UNBLOCK, &s, NULL);
 	sigprocmask(SIG_BLOCK, NULL, &cur);
 	line("sigsys blocked %d", sigismember(&cur, SIGSYS));
+	/* A successful call leaves errno as it was (PostgreSQL reads select's
+	 * EINTR after its sigprocmask): with every signal, glibc's own too. */
+	sigset_t all;
+	sigfillset(&all);
+	errno = EINTR;
+	sigprocmask(SIG_SETMASK, &all, &cur);
+	int e1 = errno;
+	pthread_sigmask(SIG_SETMASK, &cur, NULL);
+	line("errno kept %d", e1 == EINTR && errno == EINTR);
 }
 
 int main(int argc, char **argv)
