@@ -15,8 +15,10 @@ export default defineConfig({
     fileParallelism: ownNamespaces,
     maxWorkers: ownNamespaces ? workers : 1,
     minWorkers: 1,
-    testTimeout: 60_000,
-    hookTimeout: 60_000,
+    // Headroom for two files side by side on a loaded machine; a command
+    // that hangs still fails at its own limit (helpers.ts: 50 s).
+    testTimeout: 120_000,
+    hookTimeout: 120_000,
     globalSetup: ['test/global-setup.ts'],
     setupFiles: ['test/setup-each.ts'],
   },

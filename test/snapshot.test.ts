@@ -167,7 +167,7 @@ describe('snapshot and restore', () => {
         writeFileSync(path, bad);
         refused(home, path, /is not a usable snapshot: .*(checksum|does not begin|unknown kind|truncated|follow its END)/);
       }
-    });
+    }, 300_000); // 70 commands one after another, 27 s alone; each command has its own 50 s limit (helpers.ts)
 
     it('a newer format version, and a file that is not a snapshot', async () => {
       const home = makeHome();
