@@ -18,9 +18,15 @@ export const MSGTOOL = builtProgram('msgtool');
 export const PRODCONS = builtProgram('prodcons');
 export const PIDTOOL = builtProgram('pidtool');
 
-/** A fresh APPSHOT_HOME for one test; global teardown cleans them all. */
+/** The homes this test file made, which it sweeps when it ends (setup-each.ts). */
+export const madeHomes: string[] = [];
+
+/** A fresh APPSHOT_HOME for one test; the file's end (and, for what is
+ * left after that, global teardown) cleans them all. */
 export function makeHome(): string {
-  return mkdtempSync(join(testRoot(), 'home-'));
+  const home = mkdtempSync(join(testRoot(), 'home-'));
+  madeHomes.push(home);
+  return home;
 }
 
 export interface Result {

@@ -94,10 +94,16 @@ describe('appshot exec', () => {
     it("the application's harness waits for an exec'd process before it cleans up", async () => {
       const home = makeHome();
       const key = freshKey();
-      const { run, id } = await semApp(home, 'x2', flags, key, 2500);
+      // The first process ends once the exec'd one has joined (not after a
+      // fixed time, which a loaded machine can outlast before exec joins).
+      const go = join(home, 'go');
+      const run = appshotAsync(home, ['run', '--aid', 'x2', ...flags, '--', 'sh', '-c', `${SEMTOOL} get ${key} 1 c pid && while [ ! -e ${go} ]; do sleep 0.05; done`]);
+      const id = Number((await waitFor(run.out, /id (\d+)\npid \d+\n/))[1]);
       const srid = tablesJson(home, ['--aid', 'x2', '--type', 'sem'])[0].system;
       // Outlives the first process, then uses the set.
       const ex = appshotAsync(home, ['exec', 'x2', '--', SEMTOOL, 'get', key, '1', '-', 'sleep', '5000', 'op', '0', '1', 'getval', '0']);
+      await waitFor(ex.out, /^id \d+\n/);
+      writeFileSync(go, '');
       const r = await ex.done;
       expect(r.stderr).toBe('');
       expect(r.stdout).toBe(`id ${id}\nok 0\nval 1\n`);

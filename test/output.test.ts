@@ -1,10 +1,11 @@
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CLI_PATH } from '../ts/paths.js';
 import { openTableDb, writeTxn } from '../ts/tabledb.js';
 import * as S from '../tables/schema.js';
-import { SEMTOOL, appshot, appshotAsync, makeHome, tablesJson, waitFor } from './helpers.js';
+import { SEMTOOL, appshot, appshotAsync, makeHome, tablesJson, testRoot, waitFor } from './helpers.js';
 
 // The tests' stdout is a pipe: what they read is what `appshot ... | grep`
 // reads. A terminal is made with script(1) where one is needed.
@@ -39,11 +40,38 @@ function tableCommands(): string[][] {
   return [['tables'], ['tables', '--apps'], ['ps'], ['template', 'list'], ['template', 'inspect', 't'], ['snapshot', 'inspect', snap]];
 }
 
-/** Runs appshot on a terminal (script(1) gives it a pty), returns what the terminal showed. */
-function onTerminal(home: string, args: string[], env: NodeJS.ProcessEnv = {}): string {
-  const line = ['timeout', '-s', 'INT', '1.5', process.execPath, CLI_PATH, ...args].map((a) => `'${a}'`).join(' ');
-  const r = spawnSync('script', ['-qec', line, '/dev/null'], { env: { ...process.env, APPSHOT_HOME: home, ...env }, encoding: 'utf8', timeout: 20_000 });
-  return r.stdout;
+/**
+ * Runs appshot on a terminal (script(1) gives it a pty), returns what the
+ * terminal showed. A command that runs until interrupted (--watch) gets
+ * SIGINT, as from the terminal's ^C, once the terminal shows `until`: no
+ * fixed wait, which a loaded machine can outlast.
+ */
+async function onTerminal(home: string, args: string[], env: NodeJS.ProcessEnv = {}, until?: RegExp): Promise<string> {
+  const pidFile = join(mkdtempSync(join(testRoot(), 'tty-')), 'pid');
+  const line = `echo $$ > '${pidFile}'; exec ` + [process.execPath, CLI_PATH, ...args].map((a) => `'${a}'`).join(' ');
+  const tty = spawn('script', ['-qec', line, '/dev/null'], { env: { ...process.env, APPSHOT_HOME: home, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+  tty.stdin!.end();
+  let out = '';
+  tty.stdout!.on('data', (d) => (out += d));
+  const ended = new Promise<void>((resolve) => tty.on('close', () => resolve()));
+  const appshotPid = () => Number(readFileSync(pidFile, 'latin1'));
+  try {
+    if (until) {
+      await waitFor(() => out, until);
+      process.kill(appshotPid(), 'SIGINT');
+    }
+    await Promise.race([ended, new Promise((_, reject) => setTimeout(() => reject(new Error(`appshot ${args.join(' ')} on a terminal did not end within 20 s:\n${out}`)), 20_000))]);
+  } finally {
+    if (tty.exitCode === null) {
+      tty.kill('SIGKILL');
+      try {
+        process.kill(appshotPid(), 'SIGKILL');
+      } catch {
+        /* ended, or never started */
+      }
+    }
+  }
+  return out;
 }
 
 describe('output into a pipe, and --format', () => {
@@ -84,12 +112,12 @@ describe('output into a pipe, and --format', () => {
     expect(boxed.filter((l) => l.startsWith('├')).length).toBe(1);
   });
 
-  it('on a terminal the default is the box; NO_COLOR leaves no escape code in it', () => {
+  it('on a terminal the default is the box; NO_COLOR leaves no escape code in it', async () => {
     const { home } = fixture();
-    const out = onTerminal(home, ['tables', '--aid', 'k'], { NO_COLOR: '1' });
+    const out = await onTerminal(home, ['tables', '--aid', 'k'], { NO_COLOR: '1' });
     expect(out).toMatch(/│ AID +│ type +│/);
     expect(out).not.toMatch(ESC);
-    expect(onTerminal(home, ['tables', '--aid', 'k', '--format', 'plain'])).toMatch(/AID +type +virtual/);
+    expect(await onTerminal(home, ['tables', '--aid', 'k', '--format', 'plain'])).toMatch(/AID +type +virtual/);
   });
 
   it('--format json is --json, --format csv is --csv', () => {
@@ -123,7 +151,7 @@ describe('output into a pipe, and --format', () => {
     expect(r.stdout).not.toMatch(ESC);
     expect(r.stdout).not.toMatch(BOX);
     expect(r.stdout).toMatch(/\n\nappshot tables, every 0\.2 s .*\nAID +type +virtual/);
-    const tty = onTerminal(home, ['tables', '--watch', '0.2', '--aid', 'k']);
+    const tty = await onTerminal(home, ['tables', '--watch', '0.2', '--aid', 'k'], {}, /(\x1b\[H\x1b\[2J[^]*){2}/);
     expect(tty).toMatch(/(\x1b\[H\x1b\[2J[^]*){2}/);
     expect(tty).toMatch(/│ AID +│ type/);
   });
@@ -273,20 +301,27 @@ describe('--json on every command that reports a result', () => {
 });
 
 describe('help', () => {
+  /** Each command path's --help, run once: the walk below and the checks read the same. */
+  const helps = new Map<string, ReturnType<typeof appshot>>();
+  function help(path: string[]): ReturnType<typeof appshot> {
+    const key = path.join(' ');
+    if (!helps.has(key)) helps.set(key, appshot(makeHome(), [...path, '--help']));
+    return helps.get(key)!;
+  }
+
   /** Every command path, found from the help itself: new commands are checked too. */
   function commands(path: string[] = []): string[][] {
-    const help = appshot(makeHome(), [...path, '--help']).stdout;
-    const section = help.split(/^Commands:\n/m)[1] ?? '';
+    const help_ = help(path).stdout;
+    const section = help_.split(/^Commands:\n/m)[1] ?? '';
     const names = [...section.matchAll(/^ {2}(\w[\w-]*)/gm)].map((m) => m[1]).filter((n) => n !== 'help');
     return names.flatMap((n) => [[...path, n], ...commands([...path, n])]);
   }
 
   it('cites no figure of a document users do not have; each usage line names each option, or says [options]', () => {
-    const home = makeHome();
     const all = commands();
     expect(all).toEqual(expect.arrayContaining([['tables'], ['ps'], ['snapshot', 'inspect'], ['template', 'clone'], ['restore'], ['gc'], ['run']]));
     for (const path of [[], ...all]) {
-      const r = appshot(home, [...path, '--help']);
+      const r = help(path);
       expect(r.code).toBe(0);
       expect(r.stdout, path.join(' ')).not.toMatch(/FIG/i);
       const usage = r.stdout.split(/\n\n/)[0];

@@ -143,6 +143,11 @@ describe('snapshot and restore', () => {
       expect(ps).toEqual([]);
     }
 
+    /** Lets the worker's event loop run between synchronous commands: a loop
+     * of them that blocks it past 60 s (a loaded machine) makes vitest's own
+     * messages to the worker time out ("Timeout calling onTaskUpdate"). */
+    const letVitestAnswer = () => new Promise((r) => setImmediate(r));
+
     it('a truncated file, cut anywhere', async () => {
       const home = makeHome();
       const { file } = await snapshotted(home);
@@ -152,6 +157,7 @@ describe('snapshot and restore', () => {
         copyFileSync(file, bad);
         truncateSync(bad, cut);
         refused(home, bad, /is not a usable snapshot: (it is truncated|it does not begin)/);
+        await letVitestAnswer();
       }
     });
 
@@ -166,8 +172,9 @@ describe('snapshot and restore', () => {
         const path = join(home, `flip-${at}.snap`);
         writeFileSync(path, bad);
         refused(home, path, /is not a usable snapshot: .*(checksum|does not begin|unknown kind|truncated|follow its END)/);
+        await letVitestAnswer();
       }
-    });
+    }, 300_000); // 70 commands one after another, 27 s alone; each command has its own 50 s limit (helpers.ts)
 
     it('a newer format version, and a file that is not a snapshot', async () => {
       const home = makeHome();
