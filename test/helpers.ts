@@ -1,6 +1,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { request } from 'node:http';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { CLI_PATH, builtProgram } from '../ts/paths.js';
 
@@ -152,4 +153,31 @@ export function who(port: number, timeoutMs = 10_000): Promise<string> {
     req.on('error', reject);
     req.end();
   });
+}
+
+/** The two modes every feature is tested in: identity first, and remapped
+ * (--no-identity), what restored, cloned and second instances run in. */
+export const MODES = [
+  ['identity', [] as string[]],
+  ['remapped', ['--no-identity']],
+] as const;
+
+/** Whether a TCP port is free on this host (a listener can take it now). */
+export function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, () => s.close(() => resolve(true)));
+  });
+}
+
+/** A port free on this host with the count - 1 after it, chosen at random so
+ * that two test runs at once do not meet. */
+export async function freePort(count = 1): Promise<number> {
+  for (;;) {
+    const p = 30000 + Math.floor(Math.random() * 10000);
+    let free = true;
+    for (let i = 0; i < count && free; i++) free = await portFree(p + i);
+    if (free) return p;
+  }
 }

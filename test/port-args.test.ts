@@ -1,43 +1,23 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ROOT } from '../ts/paths.js';
-import { appshot, appshotAsync, makeHome } from './helpers.js';
+import { appshot, appshotAsync, freePort, makeHome, MODES } from './helpers.js';
 
 /** The socket calls' arguments as a program passes them (test/fixtures/
  * sockcalls.py): bad pointers, vectors of messages, privileged ports, and
  * the --publish forms; natively and under appshot in both modes. */
 const SOCKCALLS = join(ROOT, 'test', 'fixtures', 'sockcalls.py');
-const MODES = [
-  ['identity', [] as string[]],
-  ['remapped', ['--no-identity']],
-] as const;
 
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.once('error', () => resolve(false));
-    s.listen(port, () => s.close(() => resolve(true)));
-  });
-}
 
-/** A port (and the next) free on this host, chosen at random so that two
- * test runs at once do not meet. */
-async function freePort(): Promise<number> {
-  for (;;) {
-    const p = 30000 + Math.floor(Math.random() * 10000);
-    if ((await portFree(p)) && (await portFree(p + 1))) return p;
-  }
-}
 
 describe('socket call arguments get the kernel\'s answers', () => {
   it.each([
     ['bad pointers to bind, connect, getsockname, getpeername, accept, sendto, sendmsg, recvfrom: EFAULT', 'badptr', /Bad address/g, 11],
     ['sendmmsg to a virtual port, recvmmsg giving the senders\' virtual ports, sendmmsg back to them', 'mmsg', /from 16 127.0.0.1/g, 2],
   ])('%s, as natively, in both modes', async (_what, cmd, mark, count) => {
-    const port = await freePort();
+    const port = await freePort(2);
     const want = spawnSync('python3', [SOCKCALLS, cmd, String(port)], { encoding: 'utf8' });
     expect(want.status).toBe(0);
     expect(want.stdout.match(mark)).toHaveLength(count);

@@ -4,7 +4,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ROOT } from '../ts/paths.js';
-import { appshot, appshotAsync, makeHome, tablesJson, waitFor } from './helpers.js';
+import { appshot, appshotAsync, makeHome, portFree, tablesJson, waitFor } from './helpers.js';
 
 const NETTOOL = join(ROOT, 'test', 'fixtures', 'nettool.py');
 
@@ -21,14 +21,6 @@ function native(args: string[]): { stdout: string; code: number | null } {
   return { stdout: r.stdout, code: r.status };
 }
 
-/** Whether a TCP port is free on the host (nothing bound to it). */
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.once('error', () => resolve(false));
-    s.listen(port, () => s.close(() => resolve(true)));
-  });
-}
 
 describe('virtual ports', () => {
   describe.each([

@@ -1,11 +1,10 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI_PATH } from '../ts/paths.js';
-import { waitFor } from './helpers.js';
+import { freePort, waitFor } from './helpers.js';
 
 /**
  * PostgreSQL 15 behind --publish, with initdb's default pg_hba.conf (trust
@@ -24,20 +23,7 @@ function userIds(name: string): { uid: number; gid: number } {
   return { uid, gid };
 }
 
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.once('error', () => resolve(false));
-    s.listen(port, () => s.close(() => resolve(true)));
-  });
-}
 
-async function freePort(): Promise<number> {
-  for (;;) {
-    const p = 30000 + Math.floor(Math.random() * 10000);
-    if (await portFree(p)) return p;
-  }
-}
 
 let dir: string;
 let pg: { uid: number; gid: number };

@@ -3,7 +3,7 @@ import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CLI_PATH, SHIM_PATH, builtProgram } from '../ts/paths.js';
-import { appshot, makeHome, tablesJson, testRoot } from './helpers.js';
+import { appshot, makeHome, MODES, tablesJson, testRoot } from './helpers.js';
 
 /** Processes that change their user (setuid, setpriv, Apache's children)
  * keep translating, in the same process, in fork children and across exec,
@@ -12,10 +12,6 @@ import { appshot, makeHome, tablesJson, testRoot } from './helpers.js';
 
 const PRIVTOOL = builtProgram('privtool');
 const NOBODY = 65534;
-const MODES = [
-  ['identity', [] as string[]],
-  ['remapped', ['--no-identity']],
-] as const;
 
 /** The environment of a program started outside appshot, plus extra. */
 function plainEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {

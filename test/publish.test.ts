@@ -1,35 +1,16 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { createConnection, createServer } from 'node:net';
+import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ROOT } from '../ts/paths.js';
-import { appshotAsync, makeHome, waitFor } from './helpers.js';
+import { appshotAsync, freePort, makeHome, MODES, waitFor } from './helpers.js';
 
 /** What a program sees of its socket calls (test/fixtures/sockcalls.py),
  * natively and under appshot, in both modes, through a published port. */
 const SOCKCALLS = join(ROOT, 'test', 'fixtures', 'sockcalls.py');
-const MODES = [
-  ['identity', [] as string[]],
-  ['remapped', ['--no-identity']],
-] as const;
 
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.once('error', () => resolve(false));
-    s.listen(port, () => s.close(() => resolve(true)));
-  });
-}
 
-/** A port free on this host, chosen at random so that two test runs at
- * once do not meet. */
-async function freePort(): Promise<number> {
-  for (;;) {
-    const p = 30000 + Math.floor(Math.random() * 10000);
-    if ((await portFree(p)) && (await portFree(p + 1))) return p;
-  }
-}
 
 /** One connection to host:port that sends a byte and reads the answer. */
 function hello(host: string, port: number): Promise<string> {
@@ -79,13 +60,13 @@ describe('published ports keep what the program bound', () => {
     ['an IPv6 server on :: (taking IPv4 too), an IPv4 client', '6', '::', '127.0.0.1', '*'],
     ['an IPv6 server on ::, an IPv6 client', '6', '::', '::1', '*'],
   ])('%s: accept (into 16 bytes), getsockname, getpeername, listener options as natively; public port on its address', async (_what, fam, host, client, where) => {
-    const vport = await freePort();
+    const vport = await freePort(2);
     const want = await serveNative([fam, host, String(vport)], client, vport);
     expect(want).toMatch(/defer 7 rcvbuf 131072/); // TCP_DEFER_ACCEPT set after listen, read back rounded
     // Both modes at once, each its own public port: identity's is the
     // virtual port itself (docker's -p 8080:8080), which its own server
     // cannot then hold.
-    const pubs = [vport, await freePort()];
+    const pubs = [vport, await freePort(2)];
     const got = await Promise.all(MODES.map(([, flags], i) => servePublished(flags, `${pubs[i]}:${vport}`, [fam, host, String(vport)], client, pubs[i])));
     got.forEach((g, i) => {
       expect(g.out).toBe(want);
@@ -94,11 +75,11 @@ describe('published ports keep what the program bound', () => {
   });
 
   it('--publish IP:PUBLIC:VIRTUAL and [IPv6]:PUBLIC:VIRTUAL bind the public port on that address', async () => {
-    const vport = await freePort();
-    const pub = await freePort();
+    const vport = await freePort(2);
+    const pub = await freePort(2);
     const want = await serveNative(['4', '127.0.0.1', String(vport)], '127.0.0.1', vport);
     const want6 = await serveNative(['6', '::1', String(vport + 1)], '::1', vport + 1);
-    const pub6 = await freePort();
+    const pub6 = await freePort(2);
     const [any, v6] = await Promise.all([
       servePublished(['--no-identity'], `0.0.0.0:${pub}:${vport}/tcp`, ['4', '127.0.0.1', String(vport)], '127.0.0.1', pub),
       servePublished(['--no-identity'], `[::1]:${pub6}:${vport + 1}`, ['6', '::1', String(vport + 1)], '::1', pub6),
@@ -110,8 +91,8 @@ describe('published ports keep what the program bound', () => {
   });
 
   it('joining a pool published on another address: an error naming both, exit 3, nothing run', async () => {
-    const vport = await freePort();
-    const pub = await freePort();
+    const vport = await freePort(2);
+    const pub = await freePort(2);
     const home = makeHome();
     const first = appshotAsync(home, ['run', '--aid', 'first', '--publish', `127.0.0.1:${pub}:${vport}`, '--', 'python3', '-u', SOCKCALLS, 'serve', '4', '127.0.0.1', String(vport), '1']);
     await waitFor(first.out, /listening/);
@@ -125,7 +106,7 @@ describe('published ports keep what the program bound', () => {
   });
 
   it('a plain remapped bind: two applications each serve 127.0.0.1 on one port and each own client sees what it would natively', async () => {
-    const vport = await freePort();
+    const vport = await freePort(2);
     const args = ['-u', SOCKCALLS, 'serve', '4', '127.0.0.1', String(vport), '2', '127.0.0.1'];
     const want = spawnSync('python3', args, { encoding: 'utf8' }).stdout;
     expect(want).toContain(`own ('127.0.0.1', ${vport})`);

@@ -1,7 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { createServer } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { appshotAsync, makeHome, waitFor } from './helpers.js';
+import { appshotAsync, freePort, makeHome, waitFor } from './helpers.js';
 
 /**
  * redis-server in protected mode (its default: without a password it
@@ -10,20 +9,7 @@ import { appshotAsync, makeHome, waitFor } from './helpers.js';
  * DENIED.
  */
 
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.once('error', () => resolve(false));
-    s.listen(port, () => s.close(() => resolve(true)));
-  });
-}
 
-async function freePort(): Promise<number> {
-  for (;;) {
-    const p = 30000 + Math.floor(Math.random() * 10000);
-    if (await portFree(p)) return p;
-  }
-}
 
 const server = (port: number, dir: string) => ['redis-server', '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir];
 
