@@ -59,6 +59,22 @@ async function startPostgres(port: number, flags: string[] | null): Promise<{ ch
   return { child, log: () => log, done };
 }
 
+/** Ends a postgres started under appshot: SIGTERM, as an operator would;
+ * if a process of it outlives that (a postmaster that died leaves its
+ * children), every process of the application is killed, so that a failing
+ * test leaves nothing running. */
+async function stopPostgres(app: { child: ChildProcess; done: Promise<void> }, flags: string[]): Promise<void> {
+  app.child.kill('SIGTERM');
+  const ended = await Promise.race([app.done.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 10_000))]);
+  if (ended) return;
+  const env = { ...process.env, APPSHOT_HOME: join(dir, 'home') };
+  spawnSync(process.execPath, [CLI_PATH, 'kill', aidOf(flags)], { uid: pg.uid, gid: pg.gid, env });
+  await app.done;
+}
+
+/** The AID each mode's application runs under. */
+const aidOf = (flags: string[]) => (flags.includes('--no-identity') ? 'pg-remapped' : 'pg-identity');
+
 function psql(port: number): { stdout: string; stderr: string } {
   const r = spawnSync('psql', ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-d', 'postgres', '-Atc', SQL], { encoding: 'utf8', timeout: 15_000 });
   return { stdout: r.stdout, stderr: r.stderr };
@@ -75,15 +91,14 @@ describe('PostgreSQL behind --publish with its default pg_hba.conf', () => {
     expect(want.stdout).toBe(`1\n${vport}|127.0.0.1|127.0.0.1\n`);
     for (const flags of [[], ['--no-identity']]) {
       const pub = await freePort();
-      const app = await startPostgres(vport, [...flags, '--publish', `${pub}:${vport}`]);
+      const app = await startPostgres(vport, ['--aid', aidOf(flags), ...flags, '--publish', `${pub}:${vport}`]);
       try {
         expect(app.log()).toContain('ready to accept connections');
         const got = psql(pub);
         expect(got.stderr).toBe('');
         expect(got.stdout).toBe(want.stdout);
       } finally {
-        app.child.kill('SIGTERM');
-        await app.done;
+        await stopPostgres(app, flags);
       }
       expect(app.log()).not.toMatch(/appshot:|no pg_hba.conf entry/);
     }
