@@ -1,0 +1,43 @@
+/*
+ * Descriptors in a whole-process snapshot: every open file description of
+ * the application once (the files section), each process's table of
+ * descriptor numbers pointing at them, and their making again on restore.
+ */
+#ifndef APPSHOT_CKPT_FDS_H
+#define APPSHOT_CKPT_FDS_H
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "ckpt.h"
+
+/* Dump: every process of the application is ptrace-stopped by the caller. */
+struct fds_capture;
+struct fds_capture *fds_capture_new(const struct ckpt_ctx *ctx);
+/* Describes every descriptor of process spid. 0, or -1 with err set to a
+ * refusal naming the process (vpid and command), the descriptor number and
+ * its kind; nothing about the process has been changed either way. */
+int fds_capture_process(struct fds_capture *c, pid_t spid, uint32_t vpid, const char *comm, char *err, size_t errlen);
+/* After every process: the files section's JSON, and spid's descriptor
+ * table ([{"fd":N,"ofd":ID,"cloexec":bool}]) for its proc section. */
+cJSON *fds_capture_files(struct fds_capture *c);
+cJSON *fds_capture_table(struct fds_capture *c, pid_t spid);
+void fds_capture_free(struct fds_capture *c);
+
+/* Restore, in the restorer before any stub is forked: makes every open file
+ * description of the files section at a descriptor >= base, which the
+ * restorer and the stubs it forks all inherit. */
+struct fds_restore;
+struct fds_restore *fds_restore_open(const cJSON *files, int base, const struct ckpt_ctx *ctx, char *err, size_t errlen);
+/* In a stub (a fork of the restorer) before its memory is replaced: puts
+ * table in place (each descriptor at its number, with its close-on-exec
+ * flag), registers its epoll interest lists, and closes every other
+ * descriptor below keep_from. 0, or -1 with err set. */
+int fds_install(struct fds_restore *r, const cJSON *table, int keep_from, char *err, size_t errlen);
+/* The highest descriptor number a table uses (-1 for none). */
+int fds_table_max(const cJSON *table);
+void fds_restore_free(struct fds_restore *r);
+
+#endif
