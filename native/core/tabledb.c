@@ -623,10 +623,7 @@ static int type_prefix(const struct tabledb *t, uint8_t type, uint8_t *kb)
 	return (int)t->aidlen + 2;
 }
 
-/* Walks this AID's rows of one type in vrid order, stopping at the
- * index-th (filling vrid and out) or at the end (counting them). */
-static int walk_type(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t index,
-		     uint32_t *count, uint32_t *vrid, struct fwd_val *out)
+int tabledb_each(const struct tabledb *t, MDB_txn *txn, uint8_t type, tabledb_row_fn *fn, void *arg)
 {
 	uint8_t kb[FWD_KEY_MAX];
 	int plen = type_prefix(t, type, kb);
@@ -634,37 +631,38 @@ static int walk_type(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32
 	int rc = mdb_cursor_open(txn, t->fwd, &cur);
 	if (rc) return rc;
 	MDB_val k = { (size_t)plen, kb }, v;
-	uint32_t i = 0;
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
-	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT), i++) {
-		if (k.mv_size != (size_t)plen + 4 || memcmp(k.mv_data, kb, plen)) {
-			rc = MDB_NOTFOUND;
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (k.mv_size != (size_t)plen + 4 || memcmp(k.mv_data, kb, plen)) break;
+		if (v.mv_size != FWD_VAL_LEN) {
+			rc = MDB_CORRUPTED;
 			break;
 		}
-		if (i == index) {
-			*vrid = get_u32be((uint8_t *)k.mv_data + plen);
-			if (v.mv_size != FWD_VAL_LEN) rc = MDB_CORRUPTED;
-			else fwd_val_get(out, v.mv_data);
-			break;
-		}
+		struct fwd_val row;
+		fwd_val_get(&row, v.mv_data);
+		if ((rc = fn(arg, get_u32be((uint8_t *)k.mv_data + plen), &row))) break;
 	}
 	mdb_cursor_close(cur);
-	if (count) *count = i;
-	return rc;
-}
-
-int tabledb_nth(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t index,
-	       uint32_t *vrid, struct fwd_val *out)
-{
-	return walk_type(t, txn, type, index, NULL, vrid, out);
-}
-
-int tabledb_count(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t *count)
-{
-	uint32_t vrid;
-	struct fwd_val row;
-	int rc = walk_type(t, txn, type, UINT32_MAX, count, &vrid, &row);
 	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int tabledb_last(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t *vrid)
+{
+	uint8_t kb[FWD_KEY_MAX];
+	/* The first key past this type's rows (the next type's prefix), and
+	 * one step back: two descents, however many rows the type has. */
+	int plen = type_prefix(t, type, kb);
+	kb[plen - 1] = (uint8_t)(type + 1);
+	MDB_cursor *cur;
+	int rc = mdb_cursor_open(txn, t->fwd, &cur);
+	if (rc) return rc;
+	MDB_val k = { (size_t)plen, kb }, v;
+	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	rc = mdb_cursor_get(cur, &k, &v, rc == MDB_NOTFOUND ? MDB_LAST : MDB_PREV);
+	kb[plen - 1] = type;
+	if (rc == 0 && (k.mv_size != (size_t)plen + 4 || memcmp(k.mv_data, kb, plen))) rc = MDB_NOTFOUND;
+	if (rc == 0) *vrid = get_u32be((uint8_t *)k.mv_data + plen);
+	mdb_cursor_close(cur);
+	return rc;
 }
 
 /* A process's row is its own, not a dead one's that had its number, while

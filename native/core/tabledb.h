@@ -139,11 +139,14 @@ int tabledb_claim(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t 
 int tabledb_release(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t srid);
 int tabledb_put_fwd(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t vrid,
 		   const struct fwd_val *fv);
-/* The index-th row of this AID and type in vrid order (for *_STAT), and the
- * number of such rows. */
-int tabledb_nth(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t index,
-	       uint32_t *vrid, struct fwd_val *out);
-int tabledb_count(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t *count);
+/* Calls fn with each row of this AID and type, in vrid order, in one
+ * cursor walk, until fn returns nonzero (which is then returned); 0 at the
+ * end of the rows. */
+typedef int tabledb_row_fn(void *arg, uint32_t vrid, const struct fwd_val *row);
+int tabledb_each(const struct tabledb *t, MDB_txn *txn, uint8_t type, tabledb_row_fn *fn, void *arg);
+/* The highest vrid of this AID and type: 0, or MDB_NOTFOUND when there is
+ * none. */
+int tabledb_last(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t *vrid);
 
 /* Processes (RT_PID rows, and a procs row with the start time that tells
  * a process from a later one with its number). tabledb_pid_record maps

@@ -331,7 +331,7 @@ static void add_attachments(uint32_t spid, void *arg)
 unsigned ipc_shm_attachments(uint32_t srid)
 {
 	struct attachments a = { srid, 0 };
-	ipc_each(RT_PID, add_attachments, &a, NULL);
+	ipc_each(RT_PID, add_attachments, &a);
 	return a.count;
 }
 
@@ -380,31 +380,46 @@ static uint32_t index_mask(void)
  * kernel is asked after it). */
 struct each {
 	uint8_t type;
-	uint32_t count;
-	uint32_t *vrids, *srids;
+	uint32_t count, cap;
+	uint32_t *ids; /* vrid, srid of each row in turn */
 };
+
+static uint32_t vrid_at(const struct each *e, uint32_t i) { return e->ids[2 * i]; }
+static uint32_t srid_at(const struct each *e, uint32_t i) { return e->ids[2 * i + 1]; }
+
+/* The rows come in one cursor walk: the array grows as they come. */
+static int collect_row(void *arg, uint32_t vrid, const struct fwd_val *row)
+{
+	struct each *e = arg;
+	if (e->count == e->cap) {
+		uint32_t cap = e->cap ? 2 * e->cap : 64;
+		uint32_t *grown = realloc(e->ids, 2 * (size_t)cap * sizeof *grown);
+		if (!grown) return ENOMEM;
+		e->ids = grown;
+		e->cap = cap;
+	}
+	e->ids[2 * e->count] = vrid;
+	e->ids[2 * e->count + 1] = row->srid;
+	e->count++;
+	return 0;
+}
 
 static int collect_in(MDB_txn *txn, void *arg)
 {
 	struct each *e = arg;
-	struct tabledb *t = shim_tables();
-	int rc = tabledb_count(t, txn, e->type, &e->count);
-	if (rc || !e->count) return rc;
-	e->vrids = malloc(2 * e->count * sizeof *e->vrids);
-	if (!e->vrids) return ENOMEM;
-	e->srids = e->vrids + e->count;
-	for (uint32_t i = 0; i < e->count; i++) {
-		struct fwd_val row;
-		if ((rc = tabledb_nth(t, txn, e->type, i, &e->vrids[i], &row))) return rc;
-		e->srids[i] = row.srid;
-	}
-	return 0;
+	return tabledb_each(shim_tables(), txn, e->type, collect_row, e);
 }
 
 static void collect(struct each *e, uint8_t type)
 {
 	*e = (struct each){ .type = type };
 	if (with_read_txn(collect_in, e)) e->count = 0;
+}
+
+static void collect_free(struct each *e)
+{
+	free(e->ids);
+	*e = (struct each){ 0 };
 }
 
 /* A stat command's buffer: ipc_perm leads each family's structure. */
@@ -422,8 +437,8 @@ static int64_t at_index(const struct each *e, int id)
 	uint32_t mask = index_mask();
 	int64_t found = -1;
 	for (uint32_t i = 0; i < e->count; i++) {
-		if (e->vrids[i] == (uint32_t)id) return i;
-		if (found < 0 && (e->vrids[i] & mask) == ((uint32_t)id & mask)) found = i;
+		if (vrid_at(e, i) == (uint32_t)id) return i;
+		if (found < 0 && (vrid_at(e, i) & mask) == ((uint32_t)id & mask)) found = i;
 	}
 	return found;
 }
@@ -436,11 +451,7 @@ struct last {
 static int last_in(MDB_txn *txn, void *arg)
 {
 	struct last *l = arg;
-	struct fwd_val row;
-	uint32_t count;
-	int rc = tabledb_count(shim_tables(), txn, l->type, &count);
-	if (rc || !count) return rc ? rc : MDB_NOTFOUND;
-	return tabledb_nth(shim_tables(), txn, l->type, count - 1, &l->vrid, &row);
+	return tabledb_last(shim_tables(), txn, l->type, &l->vrid);
 }
 
 /* Whether the application has a remapped ID past the first 2^15 (or 2^24),
@@ -470,8 +481,8 @@ static int find_at_index(uint8_t type, int id, uint32_t *vrid, uint32_t *srid)
 	struct each e;
 	collect(&e, type);
 	int64_t i = at_index(&e, id);
-	if (i >= 0) *vrid = e.vrids[i], *srid = e.srids[i];
-	free(e.vrids);
+	if (i >= 0) *vrid = vrid_at(&e, (uint32_t)i), *srid = srid_at(&e, (uint32_t)i);
+	collect_free(&e);
 	return i >= 0 ? 0 : -1;
 }
 
@@ -502,17 +513,59 @@ int ipc_stat_index(uint8_t type, int id, int cmd, void *buf)
 	return (int)vrid;
 }
 
-uint32_t ipc_each(uint8_t type, void (*fn)(uint32_t srid, void *arg), void *arg, int *max_index)
+uint32_t ipc_each(uint8_t type, void (*fn)(uint32_t srid, void *arg), void *arg)
 {
 	struct each e;
 	collect(&e, type);
-	uint32_t mask = index_mask();
-	int max = 0;
-	for (uint32_t i = 0; i < e.count; i++) {
-		if (fn) fn(e.srids[i], arg);
-		if ((int)(e.vrids[i] & mask) > max) max = (int)(e.vrids[i] & mask);
+	for (uint32_t i = 0; i < e.count; i++) fn(srid_at(&e, i), arg);
+	uint32_t count = e.count;
+	collect_free(&e);
+	return count;
+}
+
+/* What *_INFO needs of the rows, per thread and family, good while
+ * nothing was committed since it was read (the translation cache's
+ * check): a program that asks again and again pays a walk of the rows
+ * only after a change. */
+static __thread struct {
+	uint64_t txnid; /* 0: never read */
+	struct ipc_summary s;
+} summaries[RT_MSG + 1] __attribute__((tls_model("initial-exec")));
+
+struct summing {
+	uint8_t type;
+	uint32_t mask;
+	struct ipc_summary s;
+};
+
+static int add_row(void *arg, uint32_t vrid, const struct fwd_val *row)
+{
+	struct summing *sum = arg;
+	(void)row;
+	sum->s.count++;
+	if ((int)(vrid & sum->mask) > sum->s.max_index) sum->s.max_index = (int)(vrid & sum->mask);
+	return 0;
+}
+
+static int summary_in(MDB_txn *txn, void *arg)
+{
+	struct summing *sum = arg;
+	return tabledb_each(shim_tables(), txn, sum->type, add_row, sum);
+}
+
+void ipc_summary(uint8_t type, struct ipc_summary *out)
+{
+	uint64_t now = tabledb_txnid(shim_tables());
+	if (summaries[type].txnid != now || now == 0) {
+		/* The walk sees what was committed at now or later: if later,
+		 * the next call's check reads again. */
+		struct summing sum = { .type = type, .mask = index_mask() };
+		if (with_read_txn(summary_in, &sum)) {
+			*out = (struct ipc_summary){ 0 };
+			return;
+		}
+		summaries[type].s = sum.s;
+		summaries[type].txnid = now;
 	}
-	if (max_index) *max_index = max;
-	free(e.vrids);
-	return e.count;
+	*out = summaries[type].s;
 }

@@ -40,11 +40,29 @@ int ipc_stat_index(uint8_t type, int id, int cmd, void *buf);
  * needed): 0, or -1 with errno. For the *_INFO totals. */
 int ipc_stat_any(uint8_t type, uint32_t srid, void *buf);
 
-/* Calls fn (if not NULL) for each of the application's objects of this
- * family; returns how many there are, and in *max_index (if not NULL) the
- * highest index in the application's view (0 when none, as the kernel
- * says). For IPC_INFO and *_INFO, which count only them. */
-uint32_t ipc_each(uint8_t type, void (*fn)(uint32_t srid, void *arg), void *arg, int *max_index);
+/* Calls fn for each of the application's objects of this family (one
+ * walk of its rows); returns how many there are. */
+uint32_t ipc_each(uint8_t type, void (*fn)(uint32_t srid, void *arg), void *arg);
+
+/* What IPC_INFO and *_INFO tell of the application's objects of a family:
+ * how many rows it has, and the highest index in its view (the index bits
+ * of its virtual IDs; 0 when none, as the kernel says). Costs a probe of
+ * the last committed transaction id while nothing changed since this
+ * thread last asked, one walk of the rows after a change. */
+struct ipc_summary {
+	uint32_t count;
+	int max_index;
+};
+void ipc_summary(uint8_t type, struct ipc_summary *s);
+
+/* Whether the kernel's own *_INFO totals are the application's: when the
+ * kernel has exactly as many objects of the family as the application has
+ * rows, its objects are all the application's (every row names a live
+ * object of its own), so its totals count exactly them, at no cost. */
+static inline int ipc_alone(const struct ipc_summary *s, int kernel_in_use)
+{
+	return kernel_in_use >= 0 && (uint32_t)kernel_in_use == s->count;
+}
 
 /* A removed segment's row is dropped once the segment is gone for the
  * application: after its last detach. */

@@ -43,20 +43,24 @@ static void add_usage(uint32_t srid, void *arg)
 }
 
 /* IPC_INFO and MSG_INFO: system-wide limits stay; for MSG_INFO the queues,
- * messages and bytes in use are counted over this application's queues. */
+ * messages and bytes in use are counted over this application's queues:
+ * the kernel's own totals when it has no other queues, else each queue's. */
 static int msg_info(int cmd, struct msqid_ds *buf)
 {
 	if (REAL(msgctl)(0, cmd, buf) < 0) return -1;
-	struct msg_usage u = { 0 };
-	int max_index;
-	uint32_t count = ipc_each(RT_MSG, cmd == MSG_INFO ? add_usage : NULL, &u, &max_index);
+	struct ipc_summary s;
+	ipc_summary(RT_MSG, &s);
 	if (cmd == MSG_INFO) {
 		struct msginfo *info = (struct msginfo *)buf;
-		info->msgpool = (int)count;
-		info->msgmap = (int)u.messages;
-		info->msgtql = (int)u.bytes;
+		if (!ipc_alone(&s, info->msgpool)) {
+			struct msg_usage u = { 0 };
+			ipc_each(RT_MSG, add_usage, &u);
+			info->msgmap = (int)u.messages;
+			info->msgtql = (int)u.bytes;
+		}
+		info->msgpool = (int)s.count;
 	}
-	return max_index;
+	return s.max_index;
 }
 
 /* The last sender and receiver, as the application names them. */

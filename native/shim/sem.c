@@ -44,17 +44,23 @@ static void add_nsems(uint32_t srid, void *arg)
 
 /* IPC_INFO and SEM_INFO: system-wide limits stay, but what is in use is
  * counted over this application's sets only, and the highest index is
- * the highest index of SEM_STAT's view, which holds only them. */
+ * the highest index of SEM_STAT's view, which holds only them. The
+ * kernel's own count of semaphores is theirs when it has no other sets;
+ * else each set is read. */
 static int sem_info(int cmd, union semun arg)
 {
 	if (REAL(semctl)(0, 0, cmd, arg) < 0) return -1;
-	int max_index;
-	uint32_t nsems = 0, count = ipc_each(RT_SEM, cmd == SEM_INFO ? add_nsems : NULL, &nsems, &max_index);
+	struct ipc_summary s;
+	ipc_summary(RT_SEM, &s);
 	if (cmd == SEM_INFO) {
-		arg.__buf->semusz = (int)count;
-		arg.__buf->semaem = (int)nsems;
+		if (!ipc_alone(&s, arg.__buf->semusz)) {
+			uint32_t nsems = 0;
+			ipc_each(RT_SEM, add_nsems, &nsems);
+			arg.__buf->semaem = (int)nsems;
+		}
+		arg.__buf->semusz = (int)s.count;
 	}
-	return max_index;
+	return s.max_index;
 }
 
 static int takes_arg(int cmd)

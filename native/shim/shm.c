@@ -104,22 +104,26 @@ WRAPPER(shmdt)
 }
 
 /* IPC_INFO and SHM_INFO: system-wide limits stay, but what is in use is
- * counted over this application's segments only. */
+ * counted over this application's segments only: the kernel's own totals
+ * when it has no other segments, else the application's rows of the
+ * kernel's listing added up. */
 static int shm_info(int cmd, struct shmid_ds *buf)
 {
 	if (REAL(shmctl)(0, cmd, buf) < 0) return -1;
-	int max_index;
-	ipc_each(RT_SHM, NULL, NULL, &max_index);
+	struct ipc_summary s;
+	ipc_summary(RT_SHM, &s);
 	if (cmd == SHM_INFO) {
 		struct shm_info *info = (struct shm_info *)buf;
-		struct sysvipc_shm_usage u = { 0 };
-		sysvipc_shm_usage(&u);
-		info->used_ids = u.ids;
-		info->shm_tot = u.pages;
-		info->shm_rss = u.rss;
-		info->shm_swp = u.swap;
+		if (!ipc_alone(&s, info->used_ids)) {
+			struct sysvipc_shm_usage u = { 0 };
+			sysvipc_shm_usage(&u);
+			info->used_ids = u.ids;
+			info->shm_tot = u.pages;
+			info->shm_rss = u.rss;
+			info->shm_swp = u.swap;
+		}
 	}
-	return max_index;
+	return s.max_index;
 }
 
 /* The creator and the last to attach or detach, as the application names
