@@ -10,6 +10,10 @@
  * KEY is taken like the other drivers' and ignored: every object is
  * IPC_PRIVATE. OBJECTS (default 1000) of each family are made first: a
  * set of 2 semaphores, a segment of one page, a queue holding one message.
+ * Each call is timed twice: again and again with nothing changing between
+ * calls (the best mean of five rounds), and right after an object of its
+ * family was made and removed (the median of single calls), which under
+ * the shim is a commit to the tables that every process sees.
  * Every object it creates is removed before it exits, on error paths too.
  */
 #define _GNU_SOURCE
@@ -90,6 +94,40 @@ static void make_objects(void)
 		PER_CALL(label, iters, (call));                                  \
 	} while (0)
 
+/* The median of single calls of `call`, each right after `change`. */
+#define AFTER_CHANGE(label, change, call)                                          \
+	do {                                                                       \
+		enum { N = 101 };                                                  \
+		uint64_t d[N];                                                     \
+		for (int k = 0; k < N; k++) {                                      \
+			change;                                                    \
+			uint64_t a = tsc_fenced();                                 \
+			if ((call) < 0) fail("infobench: " label);                 \
+			uint64_t b = tsc_fenced();                                 \
+			d[k] = b - a > empty ? b - a - empty : 0;                  \
+		}                                                                  \
+		qsort(d, N, sizeof d[0], cmp_u64);                                 \
+		printf(", \"%s\": %.1f", label, d[N / 2] / per_ns);               \
+	} while (0)
+
+static void change_sem(void)
+{
+	int id = semget(IPC_PRIVATE, 1, 0600);
+	if (id < 0 || semctl(id, 0, IPC_RMID) != 0) fail("infobench: semget + IPC_RMID");
+}
+
+static void change_shm(void)
+{
+	int id = shmget(IPC_PRIVATE, 4096, 0600);
+	if (id < 0 || shmctl(id, IPC_RMID, NULL) != 0) fail("infobench: shmget + IPC_RMID");
+}
+
+static void change_msg(void)
+{
+	int id = msgget(IPC_PRIVATE, 0600);
+	if (id < 0 || msgctl(id, IPC_RMID, NULL) != 0) fail("infobench: msgget + IPC_RMID");
+}
+
 int main(int argc, char **argv)
 {
 	nobjects = argc > 2 ? atoi(argv[2]) : 1000;
@@ -114,6 +152,11 @@ int main(int argc, char **argv)
 	INFO_CALL("shm_ipc_info", shmctl(0, IPC_INFO, (struct shmid_ds *)&shl));
 	INFO_CALL("msg_info", msgctl(0, MSG_INFO, (struct msqid_ds *)&mi));
 	INFO_CALL("msg_ipc_info", msgctl(0, IPC_INFO, (struct msqid_ds *)&mi));
+	double per_ns = tsc_per_ns();
+	uint64_t empty = tsc_overhead();
+	AFTER_CHANGE("sem_info_after_change", change_sem(), semctl(0, 0, SEM_INFO, &si));
+	AFTER_CHANGE("shm_info_after_change", change_shm(), shmctl(0, SHM_INFO, (struct shmid_ds *)&shi));
+	AFTER_CHANGE("msg_info_after_change", change_msg(), msgctl(0, MSG_INFO, (struct msqid_ds *)&mi));
 	printf("}\n");
 	remove_objects();
 	return 0;
