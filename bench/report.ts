@@ -6,6 +6,7 @@ import { cpus, release } from 'node:os';
 import Table from 'cli-table3';
 import type { AllocFigures } from './alloc.js';
 import { type Bar, type Panel, barChart } from './chart.js';
+import type { InfoFigures } from './info.js';
 import type { InspectFigures } from './inspect.js';
 import type { LookupFigures } from './lookup.js';
 import type { PoolFigures } from './pool.js';
@@ -58,6 +59,7 @@ export interface Results {
   pool: PoolFigures[];
   snapshot: SnapFigures[];
   clone: CloneFigures[];
+  info: InfoFigures;
   inspector: InspectFigures;
   raw: unknown;
 }
@@ -90,6 +92,26 @@ function cloneRows(r: Results): string[][] {
   return r.clone.map((f) => [String(f.clones), `${f.totalSeconds.toFixed(2)} s`, ms(f.readyMs), ms(f.copyMs), ms(f.overheadMs), `≤ ${CLONE_TARGET_MS} ms + copy`, verdict(cloneMet(f))]);
 }
 const CLONE_HEAD = ['clones', 'all made', 'ready, each', 'of it copying', 'ready less copy', 'target', ''];
+/** *_INFO rows: the call, native, shim, ratio, target, verdict, and beside another application's objects. */
+function infoRows(r: Results): string[][] {
+  const rows = r.info.calls.map((c) => [
+    c.label,
+    time(c.nativeNs),
+    time(c.shimNs),
+    c.ratio.toFixed(2) + 'x',
+    c.target ? `≤ ${c.target}x` : '',
+    verdict(c.met),
+    `${time(c.besideNs)}, ${c.besideRatio.toFixed(1)}x`,
+  ]);
+  const s = r.info.stress;
+  if (s) {
+    const name = `stress-ng --${s.stressor} 1, pinned, ${s.seconds} s: bogo ops/s`;
+    rows.push([`${name} by CPU time`, perSecond(s.native.cpu), perSecond(s.shim.cpu), s.cpuRatio.toFixed(2) + 'x', `≥ ${s.target}x`, verdict(s.met), `--no-trap: ${perSecond(s.noTrap.cpu)}, ${s.noTrapCpuRatio.toFixed(2)}x`]);
+    rows.push([`${name} by real time`, perSecond(s.native.real), perSecond(s.shim.real), s.ratio.toFixed(2) + 'x', '', '', `--no-trap: ${perSecond(s.noTrap.real)}`]);
+  }
+  return rows;
+}
+const INFO_HEAD = ['call', 'native', 'shim', 'shim / native', 'target', '', 'shim beside another application (stress-ng: --no-trap)'];
 const snapMet = (f: SnapFigures) => f.snapshotGBps >= SNAPSHOT_TARGET_GBPS && f.restoreGBps >= SNAPSHOT_TARGET_GBPS;
 
 /** 8.2 ns, 399 ns, 5.3 µs, 135 µs, 1.2 ms. */
@@ -124,9 +146,11 @@ export function printTables(r: Results): string {
     snap.push([f.where, `${f.snapshotSeconds.toFixed(2)} s, ${f.snapshotGBps.toFixed(2)} GB/s`, `${f.restoreSeconds.toFixed(2)} s, ${f.restoreGBps.toFixed(2)} GB/s`, `≥ ${SNAPSHOT_TARGET_GBPS} GB/s each way`, verdict(snapMet(f))]);
   const clone = new Table({ head: CLONE_HEAD, style });
   for (const row of cloneRows(r)) clone.push(row);
+  const info = new Table({ head: INFO_HEAD, style });
+  for (const row of infoRows(r)) info.push(row);
   const inspector = new Table({ head: ['the table inspector', 'measured', 'target', ''], style });
   for (const row of inspectorRows(r.inspector)) inspector.push(row);
-  return [calls, scale, pool, snap, clone, inspector].map((t) => t.toString()).join('\n') + '\n';
+  return [calls, scale, pool, snap, clone, info, inspector].map((t) => t.toString()).join('\n') + '\n';
 }
 
 /** A markdown table from a header and rows. */
@@ -217,6 +241,19 @@ export function markdown(r: Results, chartFile: string): string {
     '',
     mdTable(CLONE_HEAD, cloneRows(r)),
     '',
+    `## IPC_INFO and *_INFO with ${r.info.objects.toLocaleString('en-US')} objects of each family, and stress-ng msg`,
+    '',
+    `Each run in ${r.info.namespace === 'own' ? 'an IPC namespace of its own (unshare --ipc): the application is alone there' : 'the host\'s IPC namespace (unshare was refused)'}. ` +
+      'The application holds that many semaphore sets, segments and queues (a message in each); each call is timed again and again with nothing ' +
+      'changing (best mean of five rounds), and right after an object of its family was made and removed (median of single calls; under the shim a ' +
+      "commit, after which the shim reads the application's rows again). Beside another application: one object of each family made in the namespace " +
+      "first, so the shim reads each of the application's objects for the totals. stress-ng's msg stressor asks IPC_STAT, MSG_STAT_ANY, " +
+      'IPC_INFO and MSG_INFO every 256 messages, with about 1,000 queues of its own; pinned to one CPU, its rate by real time counts whatever ' +
+      'else ran on that CPU, so the verdict is on its rate by CPU time (usr + sys), which on a quiet machine is the same. The last column ' +
+      "shows its rate under the shim with --no-trap: what of the difference is the trap's seccomp filter on every msgsnd and msgrcv.",
+    '',
+    mdTable(INFO_HEAD, infoRows(r)),
+    '',
     '## The table inspector (1,000 applications x 1,000 mappings)',
     '',
     mdTable(['', 'measured', 'target', ''], inspectorRows(r.inspector)),
@@ -229,6 +266,9 @@ function ratioBars(r: Results): Bar[] {
   return [
     ...r.calls.map((c) => ({ label: c.label, value: c.ratio, tick: c.target, met: c.target ? c.met : null, text: `${c.ratio.toFixed(2)}x${c.target ? ` (≤ ${c.target}x)` : ''}` })),
     ...r.scale.allocation.map((a) => ({ label: allocLabel(a.procs), value: a.ratio, tick: null, met: null, text: `${a.ratio.toFixed(2)}x` })),
+    ...r.info.calls
+      .filter((c) => c.target)
+      .map((c) => ({ label: `${c.label}, ${r.info.objects.toLocaleString('en-US')} objects`, value: c.ratio, tick: c.target, met: c.met, text: `${c.ratio.toFixed(2)}x (≤ ${c.target}x)` })),
   ];
 }
 
@@ -254,6 +294,8 @@ function targetBars(r: Results): Bar[] {
     const slower = Math.min(f.snapshotGBps, f.restoreGBps);
     bars.push(bar(`snapshot and restore, file on ${f.where}, slower way`, SNAPSHOT_TARGET_GBPS / slower, snapMet(f), `${slower.toFixed(2)} GB/s (≥ ${SNAPSHOT_TARGET_GBPS} GB/s)`));
   }
+  const s = r.info.stress;
+  if (s) bars.push(bar(`stress-ng ${s.stressor}, pinned: bogo ops/s by CPU time against native`, s.target / s.cpuRatio, s.met, `${s.cpuRatio.toFixed(2)}x native (≥ ${s.target}x)`));
   for (const f of r.clone)
     bars.push(bar(`${f.clones} clone${f.clones === 1 ? '' : 's'}: slowest ready less copy`, f.overheadMs.max / CLONE_TARGET_MS, cloneMet(f), `${f.overheadMs.max.toFixed(1)} ms (≤ ${CLONE_TARGET_MS} ms)`));
   return bars;

@@ -7,7 +7,8 @@
  * a redirected path and without redirections; a published-port
  * pool's throughput against the same instances reached directly
  * (bench/pool.ts); snapshot and restore (bench/snapshot.ts); cloning a
- * template (bench/clone.ts); and at scale,
+ * template (bench/clone.ts); IPC_INFO and *_INFO with 1,000 objects of
+ * each family, and the stress-ng msg stressor (bench/info.ts); and at scale,
  * the translation lookup with up to 1M mappings in the tables
  * (bench/lookup.ts) and the allocation rate of 1, 8 and 64 processes at
  * once (bench/alloc.ts); and `appshot tables` over 1M mappings
@@ -23,12 +24,13 @@ import { IPC_TYPES, type IpcType } from '../ts/sysv/ipctype.js';
 import { kernelObjects } from '../ts/sysv/kernel.js';
 import { type AllocFigures, allocationRate } from './alloc.js';
 import { type CloneFigures, cloneTimes } from './clone.js';
+import { type InfoFigures, infoScenario } from './info.js';
 import { inspectorAtScale } from './inspect.js';
 import { type LookupFigures, lookupAtScale } from './lookup.js';
 import { type PoolFigures, poolThroughput } from './pool.js';
 import { type Results, chart, markdown, printTables } from './report.js';
 import { type SnapFigures, snapshotThroughput } from './snapshot.js';
-import { ABSOLUTE, ALLOCATION, LOOKUPS, LOOKUP_AT_SCALE, PAIRED } from './targets.js';
+import { ABSOLUTE, ALLOCATION, INFO, LOOKUPS, LOOKUP_AT_SCALE, PAIRED, STRESS_MSG } from './targets.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 /** The drivers, each with its own keys natively and under the shim, so
@@ -120,6 +122,7 @@ async function main(): Promise<void> {
   let pool: PoolFigures[];
   let snap: SnapFigures[];
   let clone: CloneFigures[];
+  let info: InfoFigures;
   try {
     samples = perCall(home);
     process.stderr.write('published-port pool against direct\n');
@@ -128,6 +131,8 @@ async function main(): Promise<void> {
     snap = await snapshotThroughput(home, rounds);
     process.stderr.write('cloning a template of 256 MiB shared and 16 MiB duplicate, 1, 10 and 50 clones\n');
     clone = await cloneTimes(home, rounds);
+    process.stderr.write(`*_INFO with ${INFO.objects.toLocaleString('en-US')} objects of each family, and stress-ng ${STRESS_MSG.stressor} pinned to one CPU\n`);
+    info = infoScenario(home, rounds);
   } finally {
     spawnSync(process.execPath, [CLI_PATH, 'gc', '--kept'], { env: { ...process.env, APPSHOT_HOME: home }, stdio: 'ignore' });
     rmSync(home, { recursive: true, force: true });
@@ -169,6 +174,7 @@ async function main(): Promise<void> {
     pool,
     snapshot: snap,
     clone,
+    info,
     inspector,
     raw: { native, shim },
   };

@@ -53,3 +53,10 @@ export const INSPECTOR = { firstPageMs: 200, jsonMemoryGrowth: 1.5 };
 /** A clone ready (objects made and filled, first process started) within
  * this much more than copying its duplicate data takes. */
 export const CLONE_TARGET_MS = 50;
+
+/** IPC_INFO and *_INFO with this many objects of each family in the
+ * application: at most this times native (bench/info.ts). */
+export const INFO = { objects: 1000, ratio: 2 };
+/** The stress-ng stressor pinned to one CPU, for this many seconds a run:
+ * at least this share of native bogo ops. */
+export const STRESS_MSG = { stressor: 'msg', seconds: 3, ratio: 0.9 };
