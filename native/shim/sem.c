@@ -42,22 +42,42 @@ static void add_nsems(uint32_t srid, void *arg)
 	if (ipc_stat_any(RT_SEM, srid, &ds) == 0) *(uint32_t *)arg += (uint32_t)ds.sem_nsems;
 }
 
+/* The semaphores in the application's sets, beside other applications'
+ * sets: a set's size never changes, so the sum changes only when a set
+ * comes or goes. Kept per thread while nothing was committed and the
+ * kernel's own counts of sets and semaphores stand still (a set removed
+ * behind the shim's back, or another application's, moves them). */
+static __thread struct {
+	uint64_t txnid; /* 0: never counted */
+	int kernel_sets, kernel_sems;
+	uint32_t nsems;
+} own_sems __attribute__((tls_model("initial-exec")));
+
+static uint32_t application_nsems(const struct seminfo *kernel)
+{
+	uint64_t now = tabledb_txnid(shim_tables());
+	if (own_sems.txnid != now || own_sems.kernel_sets != kernel->semusz || own_sems.kernel_sems != kernel->semaem) {
+		uint32_t nsems = 0;
+		ipc_each(RT_SEM, add_nsems, &nsems);
+		own_sems.txnid = now;
+		own_sems.kernel_sets = kernel->semusz;
+		own_sems.kernel_sems = kernel->semaem;
+		own_sems.nsems = nsems;
+	}
+	return own_sems.nsems;
+}
+
 /* IPC_INFO and SEM_INFO: system-wide limits stay, but what is in use is
  * counted over this application's sets only, and the highest index is
  * the highest index of SEM_STAT's view, which holds only them. The
- * kernel's own count of semaphores is theirs when it has no other sets;
- * else each set is read. */
+ * kernel's own count of semaphores is theirs when it has no other sets. */
 static int sem_info(int cmd, union semun arg)
 {
 	if (REAL(semctl)(0, 0, cmd, arg) < 0) return -1;
 	struct ipc_summary s;
 	ipc_summary(RT_SEM, &s);
 	if (cmd == SEM_INFO) {
-		if (!ipc_alone(&s, arg.__buf->semusz)) {
-			uint32_t nsems = 0;
-			ipc_each(RT_SEM, add_nsems, &nsems);
-			arg.__buf->semaem = (int)nsems;
-		}
+		if (!ipc_alone(&s, arg.__buf->semusz)) arg.__buf->semaem = (int)application_nsems(arg.__buf);
 		arg.__buf->semusz = (int)s.count;
 	}
 	return s.max_index;
