@@ -57,8 +57,12 @@ void ipc_summary(uint8_t type, struct ipc_summary *s);
 
 /* Whether the kernel's own *_INFO totals are the application's: when the
  * kernel has exactly as many objects of the family as the application has
- * rows, its objects are all the application's (every row names a live
- * object of its own), so its totals count exactly them, at no cost. */
+ * rows, its objects are all the application's, since each row names a live
+ * object of the application's own; so its totals count exactly them, at no
+ * cost. Not so for an instant while another process removes one of the
+ * application's objects (gone from the kernel, its row not yet), or for a
+ * row whose object was removed behind the shim's back: should the kernel
+ * then hold as many objects of others, their totals are counted too. */
 static inline int ipc_alone(const struct ipc_summary *s, int kernel_in_use)
 {
 	return kernel_in_use >= 0 && (uint32_t)kernel_in_use == s->count;
