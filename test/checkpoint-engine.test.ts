@@ -1,4 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { builtProgram } from '../ts/paths.js';
@@ -11,6 +12,7 @@ import { makeHome } from './helpers.js';
 
 const CKPT = builtProgram('appshot-checkpoint');
 const COUNT = builtProgram('ckptcount');
+const THREADS = builtProgram('ckptthreads');
 
 const started: ChildProcess[] = [];
 const restoredPids: number[] = [];
@@ -95,5 +97,38 @@ describe('one process', () => {
     expect(first.counts).toEqual([n, n, n]);
     const later = tick(await restored.until((l) => isTick(l) && tick(l).counts[0] >= n + 5, 'five more ticks'));
     expect(later.pid).toBe(first.pid);
+  });
+});
+
+describe('threads', () => {
+  it('three counting threads go on; threads stopped in nanosleep and on a futex continue; pthread_kill finds the thread', async () => {
+    const dir = makeHome();
+    const image = join(dir, 'threads.img');
+    const wake = join(dir, 'wake');
+    const app = run(THREADS, ['10', wake]);
+    await app.until((l) => isTick(l) && tick(l).counts.slice(0, 3).every((c) => c >= 20), 'counting threads');
+    const d = dump([app.child.pid!], image, ['--kill']);
+    expect(d.stderr).toBe('');
+    expect(d.status).toBe(0);
+    await app.exited;
+    const last = tick(app.lines.filter(isTick).at(-1)!);
+    expect(app.lines).not.toContain('woke');
+
+    const restored = run(CKPT, ['restore', '--image', image, '--wait']);
+    const first = tick(await restored.until(isTick, 'a tick after the restore'));
+    restoredPids.push(first.pid);
+    expect(first.pid).not.toBe(app.child.pid);
+    // Each counter, and the sleeper's count, from where it stood, onwards.
+    const ahead = (t: Tick) => t.counts.every((c, i) => c >= last.counts[i]);
+    expect(ahead(first)).toBe(true);
+    const later = tick(
+      await restored.until((l) => isTick(l) && tick(l).counts.every((c, i) => c > last.counts[i] + (i < 3 ? 20 : 1)), 'every thread counting on'),
+    );
+    expect(ahead(later)).toBe(true);
+    writeFileSync(wake, '');
+    await restored.until((l) => l === 'woke', 'the futex waiter woken');
+    // pthread_kill signals by glibc's cached TID, which the restore rewrote.
+    expect(await restored.until((l) => l.startsWith('pthread_kill'), 'pthread_kill')).toBe('pthread_kill 0');
+    await restored.until((l) => l === 'signalled', 'the signal handled');
   });
 });
