@@ -293,6 +293,7 @@ static int describe(struct fds_capture *c, struct fds_proc *p, int fd, char *err
 	cJSON_AddNumberToObject(e, "ofd", o->id);
 	cJSON_AddBoolToObject(e, "cloexec", cloexec);
 	cJSON_AddItemToArray(p->table, e);
+	if (!o->entry) o->entry = e;
 	return 0;
 }
 
@@ -332,7 +333,11 @@ static int *fd_numbers(pid_t spid, int *count)
 /* Undoes a refused process's part: its ofds (the last ones) and table. */
 static void drop_process(struct fds_capture *c, int first_ofd, int first_pipe)
 {
-	while (c->n > first_ofd) cJSON_Delete(c->ofds[--c->n].json);
+	while (c->n > first_ofd) {
+		c->n--;
+		cJSON_Delete(c->ofds[c->n].json);
+		cJSON_Delete(c->ofds[c->n].pending);
+	}
 	fds_pipes_drop(c, first_pipe);
 	struct fds_proc *p = &c->procs[--c->nprocs];
 	cJSON_Delete(p->table);
@@ -367,6 +372,7 @@ int fds_capture_process(struct fds_capture *c, pid_t spid, uint32_t vpid, const 
 			return -1;
 		}
 	free(fds);
+	fds_epolls_resolve(c, 0);
 	return 0;
 }
 
@@ -374,7 +380,9 @@ cJSON *fds_capture_files(struct fds_capture *c)
 {
 	cJSON *files = cJSON_CreateObject(), *ofds = cJSON_AddArrayToObject(files, "ofds");
 	fds_pipes_finish(c);
-	for (int i = 0; i < c->n; i++) cJSON_AddItemReferenceToArray(ofds, c->ofds[i].json);
+	fds_socks_finish(c);
+	fds_epolls_resolve(c, 1);
+	for (int i = 0; i < c->n; i++) cJSON_AddItemToArray(ofds, cJSON_Duplicate(c->ofds[i].json, 1));
 	cJSON_AddItemToObject(files, "pipes", fds_pipes_json(c));
 	return files;
 }
@@ -389,12 +397,13 @@ cJSON *fds_capture_table(struct fds_capture *c, pid_t spid)
 void fds_capture_free(struct fds_capture *c)
 {
 	if (!c) return;
-	for (int i = 0; i < c->n; i++) cJSON_Delete(c->ofds[i].json);
+	for (int i = 0; i < c->n; i++) cJSON_Delete(c->ofds[i].json), cJSON_Delete(c->ofds[i].pending);
 	for (int i = 0; i < c->nprocs; i++) cJSON_Delete(c->procs[i].table);
 	fds_pipes_drop(c, 0);
 	free(c->ofds);
 	free(c->procs);
 	free(c->pipes);
+	free(c->socks);
 	free(c);
 }
 

@@ -25,6 +25,11 @@ struct ofd {
 	int mode; /* O_RDONLY, O_WRONLY, O_RDWR */
 	/* sockets: the peer's inode (Unix), or addresses (TCP) for pairing */
 	int sock;      /* index into fds_capture.socks, or -1 */
+	/* epoll: the interest list's entries not yet tied to an ofd
+	 * ([[tfd, events, "data"], ...]), and the table entry of the process
+	 * that registers them again (the first that has it) */
+	cJSON *pending;
+	cJSON *entry;
 };
 
 struct fds_proc {
@@ -92,11 +97,17 @@ void fds_pipes_close_spare(struct fds_restore *r);
 /* fds_sock.c */
 int fds_describe_socket(struct fds_capture *c, struct fds_proc *p, int fd, const struct stat *st, int flags,
 			const char *fdinfo, char *err, size_t errlen);
+/* Pairs the sockets once every process is described. */
+void fds_socks_finish(struct fds_capture *c);
+int fds_make_sock(struct fds_restore *r, int i, const char *kind, const cJSON *o, char *err, size_t errlen);
 /* fds_anon.c */
 int fds_describe_anon(struct fds_capture *c, struct fds_proc *p, int fd, const char *what, const struct stat *st, int flags,
 		      const char *fdinfo, char *err, size_t errlen);
 /* Sockets and anonymous kinds at restore: the descriptor, or -1 and err. */
 int fds_make_other(struct fds_restore *r, int i, const char *kind, const cJSON *o, char *err, size_t errlen);
+/* Ties pending epoll entries to the ofds of their targets (kcmp
+ * KCMP_EPOLL_TFD); final: the last call, which drops what is left. */
+void fds_epolls_resolve(struct fds_capture *c, int final);
 int fds_register_epolls(struct fds_restore *r, const cJSON *table, char *err, size_t errlen);
 
 #endif

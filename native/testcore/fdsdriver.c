@@ -5,7 +5,11 @@
  * releases them, then makes the descriptors again in one child per process
  * and execs a checker there, which reports what it sees.
  *
- *   fdsdriver [--home H --aid A] [--keep] [--json FILE] --pids P1,P2,... -- CHECKER ARGS...
+ *   fdsdriver [--home H --aid A [--restore-aid B]] [--keep] [--json FILE] --pids P1,P2,... -- CHECKER ARGS...
+ *
+ * --aid: the application the processes belong to (its tables give the
+ * virtual ports); --restore-aid: the application the descriptors are made
+ * again for (its tables get the ports' rows), A by default.
  *
  * Each child runs CHECKER ARGS... INDEX (its process's place in --pids).
  * Exit: 0 when every checker exited 0; 3 when the capture refused (the
@@ -69,14 +73,28 @@ static void comm_of(pid_t pid, char *buf, size_t len)
 	if (f) fclose(f);
 }
 
+static int open_tables(struct ckpt_ctx *ctx, struct tabledb *t, const char *home, const char *aid)
+{
+	char err[4096];
+	if (tabledb_open(t, home, aid, err, sizeof err)) {
+		fprintf(stderr, "appshot: %s\n", err);
+		return -1;
+	}
+	ctx->aid = aid;
+	ctx->tables = t;
+	ctx->identity = !(t->app_flags & APP_FLAG_NO_IDENTITY);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
-	const char *home = NULL, *aid = NULL, *json = NULL;
+	const char *home = NULL, *aid = NULL, *raid = NULL, *json = NULL;
 	pid_t pids[MAXP];
 	int npids = 0, keep = 0, i;
 	for (i = 1; i < argc && strcmp(argv[i], "--"); i++) {
 		if (!strcmp(argv[i], "--home") && i + 1 < argc) home = argv[++i];
 		else if (!strcmp(argv[i], "--aid") && i + 1 < argc) aid = argv[++i];
+		else if (!strcmp(argv[i], "--restore-aid") && i + 1 < argc) raid = argv[++i];
 		else if (!strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
 		else if (!strcmp(argv[i], "--keep")) keep = 1;
 		else if (!strcmp(argv[i], "--pids") && i + 1 < argc) {
@@ -91,17 +109,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: fdsdriver [--home H --aid A] [--keep] [--json FILE] --pids P,... -- CHECKER ARGS...\n");
 		return 2;
 	}
-	struct tabledb t;
+	struct tabledb t, rt;
 	char err[4096];
-	struct ckpt_ctx ctx = { .home = home, .aid = aid, .tables = NULL, .identity = 1 };
-	if (home && aid) {
-		if (tabledb_open(&t, home, aid, err, sizeof err)) {
-			fprintf(stderr, "appshot: %s\n", err);
-			return 1;
-		}
-		ctx.tables = &t;
-		ctx.identity = !(t.app_flags & APP_FLAG_NO_IDENTITY);
-	}
+	struct ckpt_ctx ctx = { .home = home, .aid = aid, .tables = NULL, .identity = 1 }, rctx = ctx;
+	if (home && aid && open_tables(&ctx, &t, home, aid)) return 1;
+	rctx = ctx;
+	if (home && raid && open_tables(&rctx, &rt, home, raid)) return 1;
 
 	for (i = 0; i < npids; i++)
 		if (freeze(pids[i])) {
@@ -149,7 +162,7 @@ int main(int argc, char **argv)
 		if (m > max) max = m;
 	}
 	int base = max + 64 > 256 ? max + 64 : 256;
-	struct fds_restore *r = fds_restore_open(files, base, &ctx, err, sizeof err);
+	struct fds_restore *r = fds_restore_open(files, base, &rctx, err, sizeof err);
 	if (!r) {
 		fprintf(stderr, "appshot: %s\n", err);
 		return 1;
@@ -179,6 +192,7 @@ int main(int argc, char **argv)
 		int st;
 		if (waitpid(kids[i], &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st)) failed = 1;
 	}
+	if (rctx.tables && rctx.tables != ctx.tables) tabledb_close(&rt);
 	if (ctx.tables) tabledb_close(&t);
 	return failed;
 }
