@@ -50,7 +50,7 @@ function run(cmd: string, args: string[]) {
   const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
   const until = (pred: (line: string) => boolean, what: string, ms = 10_000) =>
     new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms; stdout: ${lines.slice(-5).join(' | ')}; stderr: ${stderr}`)), ms);
+      const timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms; stdout: ${lines.slice(-5).join(' | ')}; stderr: ${stderr}; exit: ${child.exitCode} ${child.signalCode}`)), ms);
       const check = () => {
         const hit = lines.find(pred);
         if (hit) {

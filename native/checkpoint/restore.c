@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "restore.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -33,6 +34,17 @@ static const char *comm_of(const struct rproc *p)
 }
 
 /* ---- Reading and checking the image ---- */
+
+static int highest_fd(void)
+{
+	int max = 2;
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	while (d && (e = readdir(d)))
+		if (atoi(e->d_name) > max) max = atoi(e->d_name);
+	if (d) closedir(d);
+	return max;
+}
 
 static int load(struct restorer *R)
 {
@@ -72,8 +84,20 @@ static int load(struct restorer *R)
 		int m = fds_table_max(cJSON_GetObjectItem(R->procs[i].json, "fds"));
 		if (m > maxfd) maxfd = m;
 	}
-	R->keep_from = maxfd + 1;
-	R->fds = fds_restore_open(files, R->keep_from, &R->ctx, why, sizeof why);
+	/* Ours above everything, the image's and ours alike: the image fd and
+	 * the report pipe at keep_from.., the files' descriptors from there. */
+	int mine = highest_fd();
+	R->keep_from = (maxfd > mine ? maxfd : mine) + 1;
+	int pfd[2], image = fcntl(R->image_fd, F_DUPFD_CLOEXEC, R->keep_from);
+	if (image < 0 || pipe(pfd) != 0 || (R->report[0] = fcntl(pfd[0], F_DUPFD_CLOEXEC, R->keep_from)) < 0 ||
+	    (R->report[1] = fcntl(pfd[1], F_DUPFD_CLOEXEC, R->keep_from)) < 0) {
+		snprintf(err, sizeof err, "cannot set up the restore: %s", strerror(errno));
+		return -1;
+	}
+	close(R->image_fd), close(pfd[0]), close(pfd[1]);
+	R->image_fd = image;
+	int base = highest_fd() + 1;
+	R->fds = fds_restore_open(files, base, &R->ctx, why, sizeof why);
 	cJSON_Delete(files);
 	if (!R->fds) {
 		snprintf(err, sizeof err, "cannot restore from %s: %s; nothing was restored", R->image_path, why);
@@ -147,6 +171,10 @@ static int make_stubs(struct restorer *R)
 	R->report[1] = -1;
 	FILE *f = fdopen(R->report[0], "r");
 	char line[1400];
+	if (!f) {
+		snprintf(err, sizeof err, "cannot read the stubs' reports: %s", strerror(errno));
+		return -1;
+	}
 	int ready = 0;
 	while (ready < R->n && fgets(line, sizeof line, f)) {
 		int idx, pid, at = 0;
@@ -255,17 +283,6 @@ int restore_run(struct restorer *R, int report_fd, int wait)
 {
 	struct inj *ins = NULL;
 	if (load(R) != 0 || check(R) != 0 || choose_gadget(R) != 0) goto bad;
-	int fd = fcntl(R->image_fd, F_DUPFD, R->keep_from);
-	int pfd[2];
-	if (fd < 0 || pipe(pfd) != 0) {
-		snprintf(err, sizeof err, "cannot set up the restore: %s", strerror(errno));
-		goto bad;
-	}
-	close(R->image_fd);
-	R->image_fd = fd;
-	R->report[0] = fcntl(pfd[0], F_DUPFD_CLOEXEC, R->keep_from);
-	R->report[1] = fcntl(pfd[1], F_DUPFD_CLOEXEC, R->keep_from);
-	close(pfd[0]), close(pfd[1]);
 	if (make_stubs(R) != 0) goto bad_stubs;
 	ins = calloc((size_t)R->n, sizeof *ins);
 	for (int i = 0; i < R->n; i++) {
