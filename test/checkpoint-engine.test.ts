@@ -13,6 +13,7 @@ import { makeHome } from './helpers.js';
 const CKPT = builtProgram('appshot-checkpoint');
 const COUNT = builtProgram('ckptcount');
 const THREADS = builtProgram('ckptthreads');
+const TREE = builtProgram('ckpttree');
 
 const started: ChildProcess[] = [];
 const restoredPids: number[] = [];
@@ -130,5 +131,29 @@ describe('threads', () => {
     // pthread_kill signals by glibc's cached TID, which the restore rewrote.
     expect(await restored.until((l) => l.startsWith('pthread_kill'), 'pthread_kill')).toBe('pthread_kill 0');
     await restored.until((l) => l === 'signalled', 'the signal handled');
+  });
+});
+
+describe('process trees', () => {
+  it('a parent and its child talking over two pipes go on, the child its own group in the parent\'s session', async () => {
+    const image = join(makeHome(), 'tree.img');
+    const app = run(TREE, ['10']);
+    const before = (await app.until((l) => isTick(l) && tick(l).counts[1] >= 5, 'five answers')).split(' ').map(Number);
+    const [parent, child] = [before[1], before[2]];
+    const d = dump([parent, child], image, ['--kill']);
+    expect(d.stderr).toBe('');
+    expect(d.status).toBe(0);
+    await app.exited;
+    const last = app.lines.filter(isTick).at(-1)!.split(' ').map(Number);
+
+    const restored = run(CKPT, ['restore', '--image', image, '--wait']);
+    const first = (await restored.until(isTick, 'a tick after the restore')).split(' ').map(Number);
+    restoredPids.push(first[1], first[2]);
+    expect(first[1]).not.toBe(parent);
+    expect(first[2]).not.toBe(child);
+    // The next number down the pipe, answered by the child, which still
+    // leads its own process group inside its parent's session.
+    expect(first.slice(3)).toEqual([last[3] + 1, 2 * (last[3] + 1), 1]);
+    await restored.until((l) => isTick(l) && Number(l.split(' ')[3]) >= last[3] + 5, 'five more answers');
   });
 });

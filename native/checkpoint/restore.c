@@ -96,7 +96,9 @@ static int load(struct restorer *R)
 	}
 	close(R->image_fd), close(pfd[0]), close(pfd[1]);
 	R->image_fd = image;
-	int base = highest_fd() + 1;
+	/* fds.c makes each file's descriptor at the lowest free number (a pipe
+	 * two) before moving it to base + i: base lies past all of those. */
+	int base = highest_fd() + 1 + 4 * cJSON_GetArraySize(cJSON_GetObjectItem(files, "ofds")) + 16;
 	R->fds = fds_restore_open(files, base, &R->ctx, why, sizeof why);
 	cJSON_Delete(files);
 	if (!R->fds) {

@@ -3,7 +3,7 @@
  * starts a session, forks a child that leads its own process group, and
  * each tick sends the child a number down one pipe; the child answers up
  * another with twice the number, its pid, and whether it still leads its
- * group inside the parent's session. The parent prints
+ * group inside its parent's session. The parent prints
  * "tick PARENT CHILD N ANSWER GROUPOK".
  *   ckpttree [INTERVAL_MS]
  */
@@ -17,12 +17,12 @@ struct answer {
 	int pid, group_ok;
 };
 
-static void child(int down, int up, pid_t parent)
+static void child(int down, int up)
 {
 	setpgid(0, 0);
 	long n;
 	while (read(down, &n, sizeof n) == sizeof n) {
-		struct answer a = {2 * n, (int)getpid(), getpgid(0) == getpid() && getsid(0) == parent};
+		struct answer a = {2 * n, (int)getpid(), getpgid(0) == getpid() && getsid(0) == getppid()};
 		if (write(up, &a, sizeof a) != sizeof a) break;
 	}
 	_exit(0);
@@ -38,7 +38,7 @@ int main(int argc, char **argv)
 	if (pid < 0) return 1;
 	if (pid == 0) {
 		close(down[1]), close(up[0]);
-		child(down[0], up[1], getppid());
+		child(down[0], up[1]);
 	}
 	close(down[0]), close(up[1]);
 	for (long n = 1;; n++) {
