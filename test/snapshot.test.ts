@@ -280,7 +280,7 @@ describe('snapshot and restore', () => {
     await waitFor(h.out, /ready/);
     const file = join(home, 'big.snap');
     // script(1) gives the command a terminal; a pipe gets no bar.
-    const cmd = `${process.execPath} ${join(import.meta.dirname, '..', 'bin', 'appshot.js')} snapshot big -o ${file}`;
+    const cmd = `${process.execPath} ${join(import.meta.dirname, '..', 'bin', 'appshot.js')} snapshot big --ipc-only -o ${file}`;
     const tty = spawnSync('script', ['-qec', cmd, '/dev/null'], { encoding: 'utf8', env: { ...process.env, APPSHOT_HOME: home } });
     expect(tty.status).toBe(0);
     expect(tty.stdout).toMatch(/capturing shared memory \[.*\] 100% 80\/80 MiB/);

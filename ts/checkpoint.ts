@@ -11,7 +11,7 @@ import type { Section, SnapReader } from './snapfile.js';
  * The dumper's protocol (stdin/stdout lines, README "How it works"):
  *   dumper: `frozen N [pids P,...]`   every thread seized, all capturable
  *   harness: `dump OFFSET`             (the harness wrote meta, rows, IPC)
- *   dumper: `written NEWOFFSET`        FILES, SHARED*, PROC* written at OFFSET
+ *   dumper: `written NEWOFFSET [N]`    FILES, SHARED*, PROC* written at OFFSET
  *   harness: `detach` | `kill`         continue, or end every process (--stop)
  * A refusal (something it cannot capture) is exit 3 with an `appshot:` line
  * on stderr, every process detached. End of file on its stdin makes it
@@ -42,12 +42,10 @@ interface OpenFile {
   kind?: string;
 }
 
-/** The file descriptions of a FILES section by id, however its JSON holds
- * them (a list, or a list under a key). */
+/** The file descriptions of a FILES section ({"ofds": [...], ...}) by id. */
 export function filesById(files: unknown): Map<string, OpenFile> {
-  const list = Array.isArray(files)
-    ? files
-    : (Object.values((files as Record<string, unknown>) ?? {}).find(Array.isArray) as unknown[] | undefined) ?? [];
+  const ofds = (files as { ofds?: unknown } | null)?.ofds;
+  const list = Array.isArray(ofds) ? ofds : [];
   const byId = new Map<string, OpenFile>();
   for (const f of list as OpenFile[]) {
     const id = f?.id ?? f?.ofd;
@@ -194,7 +192,8 @@ export class Dumper {
   /** Has the dumper write its sections at offset; gives the offset past them. */
   async dump(offset: number): Promise<number> {
     this.child.stdin!.write(`dump ${offset}\n`);
-    const end = Number(await this.expect('written'));
+    // `written NEWOFFSET [SECTIONS]`: the sections are counted again from the file.
+    const end = Number((await this.expect('written')).split(' ')[0]);
     if (!Number.isSafeInteger(end) || end < offset)
       throw new AppshotError(`${CHECKPOINT_PATH} reported writing up to byte ${end}, before where it started (${offset}); no snapshot was written`, EXIT.failure);
     return end;

@@ -132,7 +132,7 @@ export function makeClone(t: TableDb, tpl: Template, opts: { from: number; comma
     const r = new SnapReader(tpl.snapshot.file);
     try {
       r.skip(r.next()!); // META: the template holds what it says
-      restoreSections(t, r, aid, !m.noIdentity, restored, undefined, new Map(tpl.shared.map((s: SharedSegment) => [s.vrid, s])));
+      restoreSections(t, r, aid, !m.noIdentity, restored, undefined, new Map(tpl.shared.map((s: SharedSegment) => [s.vrid, s])), false);
     } finally {
       r.close();
     }

@@ -84,6 +84,9 @@ export function restoreSections(
   sum: RestoreSummary,
   progress?: Progress,
   shared: Map<number, SharedSegment> = new Map(),
+  /** false for a template's clone: the template checked its file whole, and
+   * a clone starts the command, its processes are not made from the file. */
+  checkProcesses = true,
 ): void {
   const c: RecreateContext = { t, aid, identity, sum, progress, shared };
   for (let s = r.next(); s; s = r.next()) {
@@ -92,7 +95,8 @@ export function restoreSections(
     else if (PROCESS_SECTIONS.has(s.kind)) {
       // Checked whole before any process is made from them: a damaged
       // image is refused here, and everything made so far goes.
-      readProcessSection(r, s);
+      if (checkProcesses) readProcessSection(r, s);
+      else r.skip(s);
       if (s.kind === 'proc') sum.processes++;
     }
   }
