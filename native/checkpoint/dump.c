@@ -1,0 +1,290 @@
+/* The dump (see dump.h). */
+#define _GNU_SOURCE
+#include "dump.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fds.h"
+#include "image.h"
+#include "mem.h"
+#include "procstate.h"
+#include "threads.h"
+#include "trace.h"
+
+struct dthread {
+	pid_t tid;
+	int stopped;
+};
+
+struct dproc {
+	pid_t pid;
+	uint32_t vpid;
+	char comm[64];
+	struct dthread *threads;
+	int nthreads, cap;
+	pid_t links[3]; /* ppid, pgid, sid: spids */
+	cJSON *json;
+	struct mem_plan plan;
+};
+
+struct dumper {
+	struct ckpt_ctx ctx;
+	struct dproc *procs;
+	int n, cap;
+	struct fds_capture *fds;
+};
+
+static struct dproc *proc_of(struct dumper *d, pid_t pid)
+{
+	for (int i = 0; i < d->n; i++)
+		if (d->procs[i].pid == pid) return &d->procs[i];
+	return NULL;
+}
+
+static struct dproc *add_proc(struct dumper *d, pid_t pid)
+{
+	if (d->n == d->cap) d->procs = realloc(d->procs, (d->cap = d->cap ? d->cap * 2 : 8) * sizeof *d->procs);
+	struct dproc *p = &d->procs[d->n++];
+	memset(p, 0, sizeof *p);
+	p->pid = p->vpid = pid;
+	return p;
+}
+
+static int has_thread(const struct dproc *p, pid_t tid)
+{
+	for (int i = 0; i < p->nthreads; i++)
+		if (p->threads[i].tid == tid) return 1;
+	return 0;
+}
+
+static void add_thread(struct dproc *p, pid_t tid)
+{
+	if (has_thread(p, tid)) return;
+	if (p->nthreads == p->cap) p->threads = realloc(p->threads, (p->cap = p->cap ? p->cap * 2 : 8) * sizeof *p->threads);
+	p->threads[p->nthreads++] = (struct dthread){tid, 0};
+}
+
+/* A task made while we froze: a thread joins its process, a process
+ * (already attached by the kernel) joins the application. */
+static void born(void *ctx, pid_t parent, pid_t child, char kind)
+{
+	struct dumper *d = ctx;
+	for (int i = 0; i < d->n; i++)
+		if (has_thread(&d->procs[i], parent)) {
+			if (kind == 't') add_thread(&d->procs[i], child);
+			break;
+		}
+	if (kind == 'p' && !proc_of(d, child)) add_thread(add_proc(d, child), child);
+}
+
+static void read_comm(pid_t pid, char *out, size_t len)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/comm", pid);
+	FILE *f = fopen(path, "re");
+	snprintf(out, len, "?");
+	if (f) {
+		if (fgets(out, (int)len, f)) out[strcspn(out, "\n")] = 0;
+		fclose(f);
+	}
+}
+
+static int tracer_of(pid_t pid)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof path, "/proc/%d/status", pid);
+	FILE *f = fopen(path, "re");
+	int tracer = 0;
+	while (f && fgets(line, sizeof line, f))
+		if (!strncmp(line, "TracerPid:", 10)) tracer = atoi(line + 10);
+	if (f) fclose(f);
+	return tracer;
+}
+
+static int refuse(struct dproc *p, char *err, size_t errlen, const char *why)
+{
+	char copy[1024];
+	snprintf(copy, sizeof copy, "%s", why);
+	snprintf(err, errlen, "cannot snapshot process %u (%s): %s; nothing was changed, the application runs on", p->vpid, p->comm, copy);
+	return -1;
+}
+
+/* Seizes every thread of p until its task list holds no new one. */
+static int freeze_proc(struct dumper *d, int idx, char *err, size_t errlen)
+{
+	char path[64];
+	for (int changed = 1; changed;) {
+		changed = 0;
+		struct dproc *p = &d->procs[idx];
+		snprintf(path, sizeof path, "/proc/%d/task", p->pid);
+		DIR *dir = opendir(path);
+		if (!dir) return refuse(p, err, errlen, "it ended");
+		struct dirent *e;
+		while ((e = readdir(dir))) {
+			pid_t tid = atoi(e->d_name);
+			if (tid <= 0 || has_thread(p, tid)) continue;
+			int rc = trace_seize(tid, PTRACE_O_EXITKILL * 0);
+			if (rc == -ESRCH) continue;
+			if (rc) {
+				closedir(dir);
+				return refuse(p, err, errlen, rc == -EPERM ? "it cannot be traced (permission denied, or another tracer)" : strerror(-rc));
+			}
+			add_thread(p, tid);
+			changed = 1;
+		}
+		closedir(dir);
+		for (int i = 0; i < d->procs[idx].nthreads; i++) {
+			struct dthread *t = &d->procs[idx].threads[i];
+			if (t->stopped) continue;
+			int rc = trace_wait_stopped(t->tid, born, d);
+			t = &d->procs[idx].threads[i]; /* born() may have moved the array */
+			t->stopped = rc == 0 ? 1 : -1;
+			changed = 1;
+		}
+	}
+	return 0;
+}
+
+/* The main thread first, the dead ones out. */
+static void tidy_threads(struct dproc *p)
+{
+	int n = 0;
+	for (int i = 0; i < p->nthreads; i++)
+		if (p->threads[i].stopped == 1) p->threads[n++] = p->threads[i];
+	p->nthreads = n;
+	for (int i = 1; i < n; i++)
+		if (p->threads[i].tid == p->pid) {
+			struct dthread t = p->threads[0];
+			p->threads[0] = p->threads[i], p->threads[i] = t;
+		}
+}
+
+static int describe(struct dumper *d, struct dproc *p, char *err, size_t errlen)
+{
+	char why[1024];
+	uint64_t at = inj_find_syscall(p->pid);
+	if (!at) return refuse(p, err, errlen, "no system call instruction was found in its memory to ask it about its state");
+	proc_links(p->pid, &p->links[0], &p->links[1], &p->links[2]);
+	p->json = cJSON_CreateObject();
+	cJSON_AddNumberToObject(p->json, "vpid", p->vpid);
+	cJSON_AddNumberToObject(p->json, "spid", p->pid);
+	if (proc_capture_state(p->pid, at, p->json, why, sizeof why) != 0) return refuse(p, err, errlen, why);
+	cJSON *threads = cJSON_AddArrayToObject(p->json, "threads");
+	for (int i = 0; i < p->nthreads; i++) {
+		cJSON *t = thread_capture(p->pid, p->threads[i].tid, at, why, sizeof why);
+		if (!t) return refuse(p, err, errlen, why);
+		cJSON_AddItemToArray(threads, t);
+	}
+	cJSON_AddNumberToObject(p->json, "tcb_tid", (double)thread_tcb_tid_offset(p->pid, threads));
+	cJSON *maps = mem_capture(p->pid, &p->plan, &d->ctx, why, sizeof why);
+	if (!maps) return refuse(p, err, errlen, why);
+	cJSON_AddItemToObject(p->json, "mappings", maps);
+	json_add_addr(p->json, "bytes", p->plan.pages * CKPT_PAGE);
+	mem_note_vdso(p->pid, p->json);
+	if (fds_capture_process(d->fds, p->pid, p->vpid, p->comm, err, errlen) != 0) return -1;
+	return 0;
+}
+
+static uint32_t vpid_of(struct dumper *d, pid_t spid)
+{
+	struct dproc *p = spid ? proc_of(d, spid) : NULL;
+	return p ? p->vpid : 0;
+}
+
+struct dumper *dump_freeze(const struct ckpt_ctx *ctx, const pid_t *pids, int n, char *err, size_t errlen)
+{
+	struct dumper *d = calloc(1, sizeof *d);
+	d->ctx = *ctx;
+	for (int i = 0; i < n; i++) {
+		struct dproc *p = add_proc(d, pids[i]);
+		read_comm(pids[i], p->comm, sizeof p->comm);
+		int tracer = tracer_of(pids[i]);
+		if (kill(pids[i], 0) != 0) {
+			refuse(p, err, errlen, "there is no such process");
+			goto bad;
+		}
+		if (tracer) {
+			char why[128];
+			snprintf(why, sizeof why, "it is being traced by process %d (a debugger?); detach it first", tracer);
+			refuse(p, err, errlen, why);
+			goto bad;
+		}
+	}
+	for (int i = 0; i < d->n; i++) {
+		if (!d->procs[i].comm[0]) read_comm(d->procs[i].pid, d->procs[i].comm, sizeof d->procs[i].comm);
+		if (freeze_proc(d, i, err, errlen) != 0) goto bad;
+	}
+	d->fds = fds_capture_new(ctx);
+	for (int i = 0; i < d->n; i++) {
+		tidy_threads(&d->procs[i]);
+		if (describe(d, &d->procs[i], err, errlen) != 0) goto bad;
+	}
+	for (int i = 0; i < d->n; i++) {
+		struct dproc *p = &d->procs[i];
+		cJSON_AddNumberToObject(p->json, "ppid", vpid_of(d, p->links[0]));
+		cJSON_AddNumberToObject(p->json, "pgid", vpid_of(d, p->links[1]));
+		cJSON_AddNumberToObject(p->json, "sid", vpid_of(d, p->links[2]));
+	}
+	return d;
+bad:
+	dump_release(d, 0);
+	return NULL;
+}
+
+int dump_count(const struct dumper *d) { return d->n; }
+pid_t dump_pid(const struct dumper *d, int i) { return d->procs[i].pid; }
+
+static int write_proc(struct dumper *d, struct dproc *p, struct img_writer *w)
+{
+	struct img_data data;
+	cJSON_AddItemToObject(p->json, "fds", fds_capture_table(d->fds, p->pid));
+	int rc = img_data_begin(w, &data, CKPT_SECTION_PROC, p->json);
+	if (!rc) rc = mem_write_data(p->pid, &p->plan, w, &data);
+	if (!rc) rc = img_data_end(w, &data);
+	return rc;
+}
+
+/* Parents before children: each process after its parent's section. */
+static int write_tree(struct dumper *d, struct dproc *p, struct img_writer *w)
+{
+	int rc = write_proc(d, p, w);
+	for (int i = 0; i < d->n && !rc; i++)
+		if (d->procs[i].links[0] == p->pid && &d->procs[i] != p) rc = write_tree(d, &d->procs[i], w);
+	return rc;
+}
+
+int dump_write(struct dumper *d, int fd, uint64_t *offset, int *sections)
+{
+	struct img_writer w = {fd, *offset, 0};
+	cJSON *files = fds_capture_files(d->fds);
+	int rc = img_write_json(&w, CKPT_SECTION_FILES, files);
+	cJSON_Delete(files);
+	for (int i = 0; i < d->n && !rc; i++)
+		if (!proc_of(d, d->procs[i].links[0])) rc = write_tree(d, &d->procs[i], &w);
+	*offset = w.pos;
+	*sections = w.sections;
+	return rc;
+}
+
+void dump_release(struct dumper *d, int kill_them)
+{
+	for (int i = 0; i < d->n; i++) {
+		struct dproc *p = &d->procs[i];
+		if (kill_them) kill(p->pid, SIGKILL);
+		for (int j = 0; j < p->nthreads; j++) ptrace(PTRACE_DETACH, p->threads[j].tid, 0, 0);
+		cJSON_Delete(p->json);
+		mem_plan_free(&p->plan);
+		free(p->threads);
+	}
+	if (d->fds) fds_capture_free(d->fds);
+	free(d->procs);
+	free(d);
+}
