@@ -31,7 +31,8 @@ export interface ProcHeader {
   exe?: string;
   cwd?: string;
   threads: { stid?: number }[];
-  mappings: { start: string; end: string; prot: string; kind: string; path?: string; bytes?: number }[];
+  /** bytes: what the image stores of it, a hex string ("0x1000") as every number the engine writes that may pass 2^53. */
+  mappings: { start: string; end: string; prot: string; kind: string; path?: string; bytes?: string | number }[];
   fds: { fd: number; ofd: number | string; cloexec?: boolean }[];
 }
 

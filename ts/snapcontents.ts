@@ -41,7 +41,7 @@ function processReport(p: ProcHeader, files: Map<string, { kind?: string }>): Pr
     ppid: p.ppid ?? 0,
     command: p.cmdline?.length ? p.cmdline.join(' ') : p.comm,
     threads: p.threads?.length ?? 0,
-    mappings: { count: mappings.length, storedBytes: mappings.reduce((n, m) => n + (m.bytes ?? 0), 0) },
+    mappings: { count: mappings.length, storedBytes: mappings.reduce((n, m) => n + Number(m.bytes ?? 0), 0) },
     descriptors: (p.fds ?? []).map((f) => ({ fd: f.fd, kind: files.get(String(f.ofd))?.kind ?? 'unknown' })),
   };
 }
