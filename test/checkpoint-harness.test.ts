@@ -1,4 +1,4 @@
-import { copyFileSync, existsSync, readFileSync, readdirSync, truncateSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, copyFileSync, existsSync, readFileSync, readdirSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { procStat } from '../ts/procinfo.js';
@@ -138,6 +138,32 @@ describe('whole snapshot and restore', () => {
     const text = appshot(home, ['snapshot', 'inspect', file]).stdout;
     expect(text).toContain('processes: 1, captured whole (a restore continues them)');
     expect(text).toMatch(new RegExp(`^${vpid}\\s+-\\s+1\\s+\\d+\\s+\\d+(\\.\\d)? [KM]iB\\s+${COUNTLOOP}$`, 'm'));
+  });
+
+  it('a restore the restorer refuses (a program file changed since the snapshot) removes everything it made: its IPC objects, rows, application', async () => {
+    const home = makeHome();
+    const before = ipcSet();
+    // A program of its own, so the test can change it; and a semaphore set made first.
+    const prog = join(home, 'countloop');
+    copyFileSync(COUNTLOOP, prog);
+    chmodSync(prog, 0o755);
+    const h = appshotAsync(home, ['run', '--aid', 'orig', '--', 'sh', '-c', `ipcmk -S 2 >/dev/null && exec ${prog}`]);
+    await waitFor(h.out, /^count 5 /m);
+    const file = join(home, 'orig.snap');
+    expect(appshot(home, ['snapshot', 'orig', '-o', file, '--stop']).code).toBe(0);
+    await h.done;
+    expect(ipcSet()).toEqual(before);
+    appendFileSync(prog, 'changed');
+    const r = appshot(home, ['restore', file, '--aid', 'back']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("appshot: restored 'back' from"); // the IPC state, first
+    expect(r.stderr).toMatch(new RegExp(`^appshot: .*${prog}.*changed since the snapshot.*$`, 'm'));
+    expect(r.stderr).toMatch(/^appshot: the processes of 'back' could not be restored from .*; everything the restore made was removed$/m);
+    expect(r.stdout).not.toMatch(/^count /m);
+    expect(ipcSet()).toEqual(before);
+    expect(JSON.parse(appshot(home, ['tables', '--json']).stdout)).toEqual([]);
+    // The snapshotted application's record stays (ended); of 'back' nothing.
+    expect(JSON.parse(appshot(home, ['tables', '--apps', '--json']).stdout).map((a: { aid: string }) => a.aid)).toEqual(['orig']);
   });
 
   describe('a damaged whole image is refused whole: nothing restored, no process started', () => {
