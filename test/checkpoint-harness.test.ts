@@ -101,6 +101,27 @@ describe('whole snapshot refused by the dumper', () => {
   });
 });
 
+describe('whole snapshot killed part way', () => {
+  it('SIGKILL of snapshot while the dumper holds the processes frozen: they run on, no file, no temporary file', async () => {
+    const home = makeHome();
+    const h = await counting(home, 'held');
+    const file = join(home, 'held.snap');
+    // The delay comes after `frozen`: the window in which the harness holds them.
+    const snap = appshotAsync(home, ['snapshot', 'held', '-o', file], { APPSHOT_SNAPSHOT_DELAY_MS: '30000' });
+    const [, vpid] = lastCount(h.out());
+    const tmp = () => readdirSync(home).filter((f) => f.includes('.tmp-'));
+    await waitFor(() => (procStat(vpid)?.state === 't' && tmp().length ? 'frozen' : ''), /frozen/);
+    const [frozenAt] = lastCount(h.out());
+    snap.child.kill('SIGKILL');
+    await snap.done;
+    // The dumper read the end of its input and let them go; the guard removed the temporary file.
+    await waitFor(h.out, new RegExp(`^count ${frozenAt + 3} `, 'm'));
+    await waitFor(() => (tmp().length ? '' : 'gone'), /gone/);
+    expect(existsSync(file)).toBe(false);
+    await end(home, 'held', h);
+  });
+});
+
 describe('whole snapshot and restore', () => {
   it.each(MODES)('%s: snapshot --stop, restore under another AID: the counter continues from its saved value with its vpid, and ps shows it under the new AID', async (_mode, flags) => {
     const home = makeHome();
