@@ -16,6 +16,8 @@
 #include "image.h"
 #include "mem.h"
 #include "procstate.h"
+#include "rows.h"
+#include "../../tables/schema.h"
 #include "threads.h"
 #include "trace.h"
 
@@ -55,6 +57,10 @@ static struct dproc *add_proc(struct dumper *d, pid_t pid)
 	struct dproc *p = &d->procs[d->n++];
 	memset(p, 0, sizeof *p);
 	p->pid = p->vpid = pid;
+	/* The vpid the application knows it by: its pid row; a process of
+	 * no application (the engine's tests) is its own. */
+	uint32_t vpid;
+	if (d->ctx.tables && ckpt_rows_vrid(&d->ctx, RT_PID, (uint32_t)pid, &vpid) == 0) p->vpid = vpid;
 	return p;
 }
 
@@ -176,6 +182,7 @@ static int describe(struct dumper *d, struct dproc *p, char *err, size_t errlen)
 	p->json = cJSON_CreateObject();
 	cJSON_AddNumberToObject(p->json, "vpid", p->vpid);
 	cJSON_AddNumberToObject(p->json, "spid", p->pid);
+	if (d->ctx.home) cJSON_AddStringToObject(p->json, "home", d->ctx.home);
 	if (proc_capture_state(p->pid, at, p->json, why, sizeof why) != 0) return refuse(p, err, errlen, why);
 	cJSON *threads = cJSON_AddArrayToObject(p->json, "threads");
 	for (int i = 0; i < p->nthreads; i++) {

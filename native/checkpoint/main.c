@@ -21,6 +21,7 @@
 #include "dump.h"
 #include "image.h"
 #include "restore.h"
+#include "rows.h"
 
 static int usage(const char *why)
 {
@@ -30,6 +31,22 @@ static int usage(const char *why)
 		"       appshot-checkpoint restore --image FILE [--home H --aid A] [--report-fd FD] [--wait] [--copy-pages]\n",
 		why);
 	return CKPT_EXIT_USAGE;
+}
+
+/* The application's tables when it has them (--home and --aid). */
+static int open_tables(struct ckpt_ctx *ctx)
+{
+	char err[1024];
+	if (!ctx->home != !ctx->aid) {
+		fprintf(stderr, "appshot: --home and --aid go together (the application's tables)\n");
+		return -1;
+	}
+	if (!ctx->home) return 0;
+	if (ckpt_rows_open(ctx, err, sizeof err) != 0) {
+		fprintf(stderr, "appshot: %s\n", err);
+		return -1;
+	}
+	return 0;
 }
 
 static int parse_pids(const char *s, pid_t **out)
@@ -116,6 +133,7 @@ static int cmd_dump(int argc, char **argv)
 	if (n <= 0) return usage("dump needs --pids P,... (process IDs)");
 	if (!out == (image_fd < 0)) return usage("dump needs either --out FILE or --image-fd FD");
 	char err[1400];
+	if (open_tables(&ctx) != 0) return CKPT_EXIT_FAILURE;
 	struct dumper *d = dump_freeze(&ctx, pids, n, err, sizeof err);
 	if (!d) {
 		fprintf(stderr, "appshot: %s\n", err);
@@ -144,6 +162,7 @@ static int cmd_restore(int argc, char **argv)
 		else return usage("unknown option to restore");
 	}
 	if (!R.image_path) return usage("restore needs --image FILE");
+	if (open_tables(&R.ctx) != 0) return CKPT_EXIT_FAILURE;
 	R.image_fd = open(R.image_path, O_RDONLY | O_CLOEXEC);
 	if (R.image_fd < 0) {
 		fprintf(stderr, "appshot: cannot read the snapshot %s: %s; give the path of an image appshot wrote\n", R.image_path, strerror(errno));

@@ -11,12 +11,12 @@
 #include <unistd.h>
 
 #include "../core/snapshot.h"
+#include "canary.h"
 #include "trace.h"
 
 #define PM_PRESENT (1ULL << 63)
 #define PM_SWAPPED (1ULL << 62)
 #define PM_FILE (1ULL << 61) /* a file page or shared anonymous: not the process's own */
-#define CANARY_MAGIC 0x31544f4853505041ULL /* the shim's canary page, native/shim/process.c */
 
 /* One line of /proc/PID/smaps and its VmFlags. */
 struct vma {
@@ -101,7 +101,7 @@ static int is_image(const char *path)
 static int is_canary(pid_t pid, const struct vma *v)
 {
 	uint64_t magic = 0;
-	return v->end - v->start == CKPT_PAGE && mem_read(pid, v->start + 8, &magic, 8) == 0 && magic == CANARY_MAGIC;
+	return v->end - v->start == CKPT_PAGE && mem_read(pid, v->start + CANARY_OFF_MAGIC, &magic, 8) == 0 && magic == CANARY_MAGIC;
 }
 
 static const char *kind_of(pid_t pid, const struct vma *v, int *whole, struct stat *st, char *err, size_t errlen)
@@ -277,7 +277,7 @@ int mem_check_files(const cJSON *mappings, char *err, size_t errlen)
 	cJSON_ArrayForEach(m, mappings)
 	{
 		const char *path = json_str(m, "path");
-		if (!path) continue;
+		if (!path || cJSON_IsTrue(cJSON_GetObjectItem(m, "home"))) continue; /* the restored home's own */
 		struct stat st;
 		if (stat(path, &st) != 0) {
 			snprintf(err, errlen, "the file it maps, %s, is gone (%s); put it back or snapshot again", path, strerror(errno));

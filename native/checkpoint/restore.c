@@ -17,9 +17,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "canary.h"
 #include "image.h"
 #include "mem.h"
 #include "procstate.h"
+#include "rows.h"
 #include "threads.h"
 #include "trace.h"
 
@@ -44,6 +46,26 @@ static int highest_fd(void)
 		if (atoi(e->d_name) > max) max = atoi(e->d_name);
 	if (d) closedir(d);
 	return max;
+}
+
+/* The files of the saved application's home (the shim's LMDB files) are
+ * the restored one's: same names under the home restored into. */
+static void rehome(struct restorer *R, struct rproc *p)
+{
+	const char *old = json_str(p->json, "home");
+	if (!old || !R->ctx.home) return;
+	size_t n = strlen(old);
+	cJSON *m;
+	cJSON_ArrayForEach(m, cJSON_GetObjectItem(p->json, "mappings"))
+	{
+		const char *path = json_str(m, "path");
+		if (!path || strncmp(path, old, n) || path[n] != '/') continue;
+		char *moved;
+		if (asprintf(&moved, "%s%s", R->ctx.home, path + n) < 0) continue;
+		cJSON_ReplaceItemInObject(m, "path", cJSON_CreateString(moved));
+		cJSON_AddBoolToObject(m, "home", 1);
+		free(moved);
+	}
 }
 
 static int load(struct restorer *R)
@@ -74,6 +96,7 @@ static int load(struct restorer *R)
 		return -1;
 	}
 	for (int i = 0; i < R->n; i++) {
+		rehome(R, &R->procs[i]);
 		R->procs[i].parent = -1;
 		for (int j = 0; j < i; j++)
 			if (R->procs[j].vpid == (uint32_t)json_int(R->procs[i].json, "ppid")) R->procs[i].parent = j;
@@ -198,6 +221,29 @@ static int make_stubs(struct restorer *R)
 	return 0;
 }
 
+static int bound;
+
+/* Each restored process bound to its saved vpid in the tables. */
+static int bind_pids(struct restorer *R)
+{
+	char why[1024];
+	if (!R->ctx.tables) return 0;
+	for (bound = 0; bound < R->n; bound++) {
+		struct rproc *p = &R->procs[bound];
+		if (ckpt_rows_bind_pid(&R->ctx, p->spid, p->vpid, why, sizeof why) != 0) {
+			snprintf(err, sizeof err, "cannot restore process %u (%s): %s", p->vpid, comm_of(p), why);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void forget_pids(struct restorer *R)
+{
+	for (int i = 0; i < bound; i++) ckpt_rows_forget_pid(&R->ctx, R->procs[i].spid);
+	bound = 0;
+}
+
 static int failed(struct rproc *p, const char *what)
 {
 	char copy[1024];
@@ -265,6 +311,7 @@ static int restore_proc(struct restorer *R, struct rproc *p, struct inj *in)
 	    thread_restore_pending(in, p->spid, cJSON_GetObjectItem(p->json, "pending"), 1, why, sizeof why) != 0 ||
 	    proc_restore_itimers(in, p->json, why, sizeof why) != 0)
 		return failed(p, why);
+	if (canary_restore(p->spid, p->json, &R->ctx, R->gadget + 2, why, sizeof why) != 0) return failed(p, why);
 	/* The restorer's descriptors go; pdeathsig was the stub's, not the program's. */
 	inj_call(in, SYS_close_range, R->keep_from, ~0U, 0);
 	inj_call(in, SYS_prctl, PR_SET_PDEATHSIG, 0);
@@ -286,6 +333,7 @@ int restore_run(struct restorer *R, int report_fd, int wait)
 	struct inj *ins = NULL;
 	if (load(R) != 0 || check(R) != 0 || choose_gadget(R) != 0) goto bad;
 	if (make_stubs(R) != 0) goto bad_stubs;
+	if (bind_pids(R) != 0) goto bad_stubs;
 	ins = calloc((size_t)R->n, sizeof *ins);
 	for (int i = 0; i < R->n; i++) {
 		struct rproc *p = &R->procs[i];
@@ -307,6 +355,7 @@ int restore_run(struct restorer *R, int report_fd, int wait)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 bad_stubs:
 	kill_stubs(R);
+	forget_pids(R);
 bad:
 	free(ins);
 	fprintf(stderr, "appshot: %s\n", err);
