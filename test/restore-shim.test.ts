@@ -53,6 +53,7 @@ describe.each(MODES)('a restored process renews its shim, %s', (mode, flags) => 
     const got = results(ra.stdout);
     const want: Record<string, string> = {
       'canary-found': '1',
+      'in-tables': '0',
       'entry-is-exported': '1',
       // The filter installed again (a clone keeps its parent's: one more).
       'filters-added': '1',

@@ -26,7 +26,12 @@ struct shim_canary {
 	uint64_t entry;
 	/* 1: written by the restorer; 2 while the shim renews; 0 otherwise. */
 	volatile uint32_t restored;
-	uint32_t pad1;
+	/* Threads inside the shim's table code now (an LMDB transaction, the
+	 * write lock, opening the tables). A dumper that froze the process
+	 * with this nonzero lets it run a moment and freezes it again: a
+	 * thread stopped there would go on with its transaction in the
+	 * restored process, whose tables are another process's. */
+	volatile uint32_t in_tables;
 	char aid[SHIM_CANARY_AID_MAX];   /* NUL-terminated */
 	char home[SHIM_CANARY_HOME_MAX]; /* NUL-terminated, absolute */
 };
@@ -34,6 +39,7 @@ struct shim_canary {
 _Static_assert(offsetof(struct shim_canary, magic) == 8, "canary layout");
 _Static_assert(offsetof(struct shim_canary, entry) == 16, "canary layout");
 _Static_assert(offsetof(struct shim_canary, restored) == 24, "canary layout");
+_Static_assert(offsetof(struct shim_canary, in_tables) == 28, "canary layout");
 _Static_assert(offsetof(struct shim_canary, aid) == 32, "canary layout");
 _Static_assert(offsetof(struct shim_canary, home) == 288, "canary layout");
 _Static_assert(sizeof(struct shim_canary) == 4096, "one page");

@@ -156,6 +156,16 @@ static int restore_pending;
 /* The thread that renews: its own calls into the shim meanwhile go on. */
 static __thread int renewing __attribute__((tls_model("initial-exec")));
 
+void shim_tables_enter(void)
+{
+	if (page) __atomic_add_fetch(&page->in_tables, 1, __ATOMIC_RELAXED);
+}
+
+void shim_tables_leave(void)
+{
+	if (page) __atomic_sub_fetch(&page->in_tables, 1, __ATOMIC_RELAXED);
+}
+
 static void fill_canary(void)
 {
 	page->magic = SHIM_CANARY_MAGIC;
@@ -309,6 +319,7 @@ static void restore_renew(void)
 		return;
 	}
 	renewing = 1;
+	shim_tables_enter();
 	if (!P.aid[0])
 		shim_fatal("this process was restored without a valid application name and home on its canary page; "
 			   "the program cannot run untranslated, so it stops");
@@ -317,6 +328,7 @@ static void restore_renew(void)
 	path_restored();
 	renew_environ();
 	restore_pending = 0;
+	shim_tables_leave();
 	renewing = 0;
 	page->restored = 0;
 	__atomic_store_n(&page->canary, 1, __ATOMIC_RELEASE);

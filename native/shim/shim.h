@@ -42,6 +42,11 @@ void shim_thread_seen(void);
 void translate_forget_thread(uintptr_t tp, uintptr_t my_tp);
 void translate_restored(void (*reopen)(void));
 
+/* Around every use of the tables (translate.c): counted on the canary
+ * page (canary.h in_tables), where a dumper looks before it captures. */
+void shim_tables_enter(void);
+void shim_tables_leave(void);
+
 /* Opens (or, in a fork child, reopens) this process's tables; fatal on failure. */
 void shim_open_tables(void);
 

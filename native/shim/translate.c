@@ -117,6 +117,7 @@ static void read_begin_locked(void)
 
 int with_read_txn(int (*fn)(MDB_txn *txn, void *arg), void *arg)
 {
+	shim_tables_enter();
 	shim_check_fork();
 	pthread_mutex_lock(&lock);
 	holding = 1;
@@ -125,6 +126,7 @@ int with_read_txn(int (*fn)(MDB_txn *txn, void *arg), void *arg)
 	mdb_txn_reset(rtxn);
 	holding = 0;
 	pthread_mutex_unlock(&lock);
+	shim_tables_leave();
 	return rc;
 }
 
@@ -224,6 +226,7 @@ static int mapped_in(void *ctx, uint8_t type, uint32_t srid)
 
 MDB_txn *write_begin(void)
 {
+	shim_tables_enter(); /* until write_commit or write_abort */
 	shim_check_fork();
 	pthread_mutex_lock(&lock);
 	holding = 1;
@@ -250,6 +253,7 @@ int write_commit(MDB_txn *txn)
 	tabledb_write_unlock(shim_tables());
 	if (rc == MDB_EMPTY_TXN) rc = 0; /* this LMDB's word for a commit that changed nothing */
 	if (rc) shim_warn("cannot commit to tables at %s: %s", shim_tables()->path, mdb_strerror(rc));
+	shim_tables_leave();
 	return rc;
 }
 
@@ -257,4 +261,5 @@ void write_abort(MDB_txn *txn)
 {
 	mdb_txn_abort(txn);
 	tabledb_write_unlock(shim_tables());
+	shim_tables_leave();
 }
