@@ -96,7 +96,7 @@ void port_init(void);
 #define MAX_THREADS 4096
 static _Atomic uintptr_t threads[MAX_THREADS];
 static pthread_key_t thread_key;
-static int have_thread_key;
+static int have_thread_key, threads_overflowed;
 static __thread int thread_registered __attribute__((tls_model("initial-exec")));
 
 static uintptr_t thread_pointer(void) { return (uintptr_t)__builtin_thread_pointer(); }
@@ -107,8 +107,9 @@ static void thread_add(uintptr_t tp)
 		uintptr_t free_slot = 0;
 		if (__atomic_compare_exchange_n(&threads[i], &free_slot, tp, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED)) return;
 	}
-	/* More threads than slots: a restore then leaves this one's caches as
-	 * they were (said at restore, where it matters). */
+	/* More threads than slots: a restore cannot reach this one's caches,
+	 * and says so (shim_restored_entry). */
+	threads_overflowed = 1;
 }
 
 static void thread_gone(void *arg)
@@ -236,6 +237,8 @@ SHIM_EXPORT void shim_restored_entry(void)
 		translate_forget_thread(tp, me);
 		pid_forget_thread(tp, me);
 	}
+	if (threads_overflowed)
+		say_raw("appshot: more threads than the shim can follow ran in this restored process; a thread it could not reach may translate from its old caches until the tables change\n");
 	translate_forget_thread(me, me); /* registered or not */
 	pid_forget_thread(me, me);
 	pid_restored_entry();
