@@ -9,7 +9,8 @@
  * same host) or in another (a restore elsewhere: other files at the home's
  * descriptors, transaction ids that may meet the old caches').
  */
-import { existsSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { builtProgram } from '../ts/paths.js';
@@ -24,17 +25,32 @@ function results(out: string): Map<string, string> {
 
 describe.each(MODES)('a restored process renews its shim, %s', (mode, flags) => {
   it.each([
-    ['into the same home', false],
-    ['into another home', true],
-  ])('%s: new AID and tables, same vpid, the trap again, caches and kernel PID renewed', async (_where, otherHome) => {
+    ['into the same home', false, false],
+    ['into another home', true, false],
+    // Without CAP_SYS_ADMIN the filter goes back under no_new_privs; a
+    // process that changed its user keeps the home's descriptors, not the
+    // right to open another home.
+    ['unprivileged (setpriv to nobody), into the same home', false, true],
+  ])('%s: new AID and tables, same vpid, the trap again, caches and kernel PID renewed', async (_where, otherHome, nobody) => {
     const homeA = makeHome();
     const homeB = otherHome ? makeHome() : homeA;
-    const go = join(homeA, 'go');
+    // Where nobody can see it too.
+    const goDir = mkdtempSync(join(tmpdir(), 'appshot-restore-shim-'));
+    chmodSync(goDir, 0o755);
+    const go = join(goDir, 'go');
+    try {
+      await simulate(homeA, homeB, go, nobody ? ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups'] : []);
+    } finally {
+      rmSync(goDir, { recursive: true, force: true });
+    }
+  });
+
+  async function simulate(homeA: string, homeB: string, go: string, as: string[]) {
     const b = appshotAsync(homeB, ['run', ...flags, '--aid', 'bee', '--', 'sh', '-c', `echo ready; while [ ! -e ${go} ]; do sleep 0.05; done`]);
     await waitFor(b.out, /ready/);
     // Under sh, so that in remapped mode the vpid it keeps is not the one
     // B's own first process has (both applications' first is the same).
-    const a = appshotAsync(homeA, ['run', ...flags, '--aid', 'ay', '--', 'sh', '-c', `${RESTORESIM} bee ${homeB} ${go}; true`]);
+    const a = appshotAsync(homeA, ['run', ...flags, '--aid', 'ay', '--', 'sh', '-c', `${[...as, RESTORESIM].join(' ')} bee ${homeB} ${go}; true`]);
     const vpid = Number((await waitFor(a.out, /clone-vpid (\d+)/))[1]);
     if (mode === 'remapped') expect(vpid).toBeGreaterThanOrEqual(0x10000000);
 
@@ -81,6 +97,5 @@ describe.each(MODES)('a restored process renews its shim, %s', (mode, flags) => 
       'parent-aid': 'ay',
     };
     for (const [k, v] of Object.entries(want)) expect(`${k} ${got.get(k)}`).toBe(`${k} ${v}`);
-    expect(existsSync(go)).toBe(true);
-  });
+  }
 });
