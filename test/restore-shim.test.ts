@@ -73,6 +73,8 @@ describe.each(MODES)('a restored process renews its shim, %s', (mode, flags) => 
       'entry-is-exported': '1',
       // The filter installed again (a clone keeps its parent's: one more).
       'filters-added': '1',
+      // Four threads whose first calls into the shim race the renewal.
+      'racers-ok': '4',
       'vpid-kept': '1',
       'raw-getpid-kept': '1',
       'proc-vpid-is-self': '1',

@@ -24,6 +24,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <spawn.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -104,6 +105,41 @@ static void line_err(const char *name, long r)
 {
 	if (r < 0) printf("%s err %s\n", name, strerrorname_np(errno));
 	else printf("%s %ld\n", name, r);
+}
+
+/* Threads of the restored process that all make their first call into the
+ * shim at once, right after the entry: one renews, the others wait for it;
+ * each must then see B and its own thread ID consistently. */
+#define RACERS 4
+static pthread_barrier_t start_line;
+static pid_t racer_vpid;
+static _Atomic int racers_ok;
+
+static void *racer(void *arg)
+{
+	(void)arg;
+	pthread_barrier_wait(&start_line);
+	int ok = getpid() == racer_vpid && syscall(SYS_getpid) == racer_vpid && kill(getpid(), 0) == 0 &&
+		 semget(KEY_A, 1, 0600) < 0 && errno == ENOENT && semget(KEY_B, 1, IPC_CREAT | 0600) >= 0 &&
+		 gettid() == syscall(SYS_gettid);
+	if (ok) racers_ok++;
+	return NULL;
+}
+
+/* Started before the entry, with no call into the shim (pthread_create's
+ * own system calls are not the shim's business), as a restorer's threads. */
+static void start_racers(pthread_t *t, pid_t vpid)
+{
+	racer_vpid = vpid;
+	pthread_barrier_init(&start_line, NULL, RACERS + 1);
+	for (int i = 0; i < RACERS; i++) pthread_create(&t[i], NULL, racer, NULL);
+}
+
+static void race(pthread_t *t)
+{
+	pthread_barrier_wait(&start_line);
+	for (int i = 0; i < RACERS; i++) pthread_join(t[i], NULL);
+	printf("racers-ok %d\n", racers_ok);
 }
 
 /* What the simulated restore must give: run in the clone after the entry. */
@@ -205,7 +241,10 @@ int main(int argc, char **argv)
 		strncpy((char *)page + 288, home, 3807);
 		*(volatile uint32_t *)(page + 24) = 1;
 		*(volatile int32_t *)page = 0;
+		pthread_t racers[RACERS];
+		start_racers(racers, vpid);
 		entry();
+		race(racers);
 		printf("filters-added %d\n", seccomp_filters() - filters_before);
 		checks(vpid, stale_env);
 		struct stat st;
