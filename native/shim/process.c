@@ -310,17 +310,12 @@ static void reopen_restored_tables(void)
 }
 
 /* The first call into the shim after a restore, in whichever thread makes
- * it; the others wait for it. The process is a new kernel process with the
- * memory of the old: tables of the restored application from its home,
+ * it (it won `restored` 1 -> 2). The process is a new kernel process with
+ * the memory of the old: tables of the restored application from its home,
  * its own row (bound by the restorer; made here if it is not), the path
  * redirections of the restored application, the environment. */
 static void restore_renew(void)
 {
-	uint32_t one = 1;
-	if (!__atomic_compare_exchange_n(&page->restored, &one, 2, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
-		while (__atomic_load_n(&page->canary, __ATOMIC_ACQUIRE) == 0) raw_call(SYS_sched_yield);
-		return;
-	}
 	renewing = 1;
 	shim_tables_enter();
 	if (!P.aid[0])
@@ -348,12 +343,29 @@ static void renew(void)
 	 * its memory: the parent renews; the child is about to exec, with
 	 * exec's environment renewed already. */
 	if ((pid_t)raw_call(SYS_getpid) != shim_pid) return;
-	restore_renew();
+	/* One thread renews. The others go on meanwhile where they need no
+	 * tables (getpid, kill of a known PID: shim_restored_entry made those
+	 * right): a thread waiting here could hold, in code its signal handler
+	 * interrupted, a lock the renewal needs (malloc's). */
+	uint32_t one = 1;
+	if (__atomic_compare_exchange_n(&page->restored, &one, 2, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) restore_renew();
 }
 
 void shim_check_fork(void)
 {
 	if (__builtin_expect(page && page->canary == 0, 0)) renew();
+}
+
+void shim_check_tables(void)
+{
+	if (__builtin_expect(page && page->canary == 0, 0)) {
+		renew();
+		/* Another thread is renewing after a restore: the tables are not
+		 * this process's until it is done. */
+		while (!renewing && __atomic_load_n(&page->restored, __ATOMIC_ACQUIRE) == 2 &&
+		       __atomic_load_n(&page->canary, __ATOMIC_ACQUIRE) == 0)
+			raw_call(SYS_sched_yield);
+	}
 }
 
 /* The first process of an application (no descriptors inherited) opens

@@ -31,6 +31,9 @@ extern struct kernel_ops shim_kernel;
 /* In the child of a fork libc did not make (a raw system call), does what
  * the atfork handler does; a load and a branch otherwise. */
 void shim_check_fork(void);
+/* shim_check_fork before a use of the tables: after a restore, also waits
+ * while another thread renews them. */
+void shim_check_tables(void);
 
 /* Called by a restorer in a restored process (canary.h). */
 SHIM_EXPORT void shim_restored_entry(void);

@@ -42,7 +42,7 @@ static int env_inherited;  /* in a fork child: the handle is the parent's */
  * the child starts from the restored application's state. */
 void translate_before_fork(void)
 {
-	shim_check_fork();
+	shim_check_tables();
 	pthread_mutex_lock(&lock);
 }
 void translate_after_fork_parent(void) { pthread_mutex_unlock(&lock); }
@@ -118,7 +118,7 @@ static void read_begin_locked(void)
 int with_read_txn(int (*fn)(MDB_txn *txn, void *arg), void *arg)
 {
 	shim_tables_enter();
-	shim_check_fork();
+	shim_check_tables();
 	pthread_mutex_lock(&lock);
 	holding = 1;
 	read_begin_locked();
@@ -227,7 +227,7 @@ static int mapped_in(void *ctx, uint8_t type, uint32_t srid)
 MDB_txn *write_begin(void)
 {
 	shim_tables_enter(); /* until write_commit or write_abort */
-	shim_check_fork();
+	shim_check_tables();
 	pthread_mutex_lock(&lock);
 	holding = 1;
 	own_env_locked(1);
