@@ -10,7 +10,9 @@
  *     --json, and the command's wall time) and the rate it writes memory at,
  *     the image on /dev/shm;
  *   - restore to running: from starting `appshot restore` to the restored
- *     program's first wake-up (its first log line after the restore);
+ *     program's first wake-up (its first log line after the restore), which
+ *     includes Node's start-up of the command; and the command's own
+ *     figure from its --json line;
  *   - cold start: from starting the program to its "ready", natively and
  *     under `appshot run`, with the time it spent building the state.
  *
@@ -42,7 +44,9 @@ export interface CheckpointFigures {
   snapshotWallMs: number | null;
   imageBytes: number | null;
   writeGBps: number | null;
+  /** From starting `appshot restore` to the program's first wake-up; and the command's own figure. */
   restoreToRunningMs: number | null;
+  restoreMs: number | null;
 }
 
 export const ENGINE_PATH = builtProgram('appshot-checkpoint');
@@ -121,6 +125,7 @@ async function once(home: string, dir: string, mib: number, round: number): Prom
     imageBytes: null,
     writeGBps: null,
     restoreToRunningMs: null,
+    restoreMs: null,
   };
   if (!engineBuilt()) {
     appshot(home, ['stop', aid, '-t', '5']);
@@ -145,9 +150,16 @@ async function once(home: string, dir: string, mib: number, round: number): Prom
 
     const seen = gaps(log).length;
     const r0 = performance.now();
-    const restored = spawn(process.execPath, [CLI_PATH, 'restore', image, '--aid', `${aid}-r`], { env: env(home), stdio: 'ignore' });
+    const restored = spawn(process.execPath, [CLI_PATH, 'restore', image, '--aid', `${aid}-r`, '--json'], { env: env(home), stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    restored.stdout!.on('data', (d: Buffer) => (out += d));
     try {
       figures.restoreToRunningMs = await nextGap(log, seen, r0);
+      // The command's own figure, without Node's start: its JSON line.
+      for (let i = 0; i < 200 && !out.includes('\n'); i++) await new Promise((r) => setTimeout(r, 10));
+      const first = out.split('\n')[0];
+      const seconds = first.startsWith('{') ? Number(JSON.parse(first).seconds) : NaN;
+      figures.restoreMs = Number.isFinite(seconds) ? seconds * 1000 : null;
     } finally {
       spawnSync(process.execPath, [CLI_PATH, 'stop', `${aid}-r`, '-t', '5'], { env: env(home), stdio: 'ignore' });
       await ended(restored);
@@ -183,6 +195,7 @@ export async function checkpointTimes(home: string, rounds: number, full: boolea
         imageBytes: pick('imageBytes'),
         writeGBps: pick('writeGBps'),
         restoreToRunningMs: pick('restoreToRunningMs'),
+        restoreMs: pick('restoreMs'),
       });
     }
     return out;
@@ -194,16 +207,16 @@ export async function checkpointTimes(home: string, rounds: number, full: boolea
 const fmt = (x: number | null, digits = 1) => (x === null ? '-' : x.toFixed(digits));
 
 export function checkpointTable(figures: CheckpointFigures[]): string {
-  const head = ['MiB', 'cold native ms', 'cold shim ms', 'build ms', 'pause ms', 'snapshot ms', 'snapshot wall ms', 'image MiB', 'GB/s', 'restore->running ms'];
+  const head = ['MiB', 'cold native ms', 'cold shim ms', 'build ms', 'pause ms', 'snapshot ms', 'snapshot wall ms', 'image MiB', 'GB/s', 'restore->running ms', 'restore ms'];
   const rows = figures.map((f) => [
     String(f.mib), fmt(f.coldNativeMs), fmt(f.coldShimMs), fmt(f.buildMs), fmt(f.pauseMs), fmt(f.snapshotMs), fmt(f.snapshotWallMs),
-    f.imageBytes === null ? '-' : (f.imageBytes / MIB).toFixed(1), fmt(f.writeGBps, 2), fmt(f.restoreToRunningMs),
+    f.imageBytes === null ? '-' : (f.imageBytes / MIB).toFixed(1), fmt(f.writeGBps, 2), fmt(f.restoreToRunningMs), fmt(f.restoreMs),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padStart(widths[i])).join('  ');
   const at100 = figures.find((f) => f.mib === 100);
   const targets = at100 && at100.pauseMs !== null
-    ? `\ntargets at 100 MiB: pause ${fmt(at100.pauseMs)} ms (<= ${CHECKPOINT_TARGETS.pauseMs}), restore to running ${fmt(at100.restoreToRunningMs)} ms (<= ${CHECKPOINT_TARGETS.restoreMs}), ${fmt(at100.writeGBps, 2)} GB/s to /dev/shm (>= ${CHECKPOINT_TARGETS.writeGBps})\n`
+    ? `\ntargets at 100 MiB: pause ${fmt(at100.pauseMs)} ms (<= ${CHECKPOINT_TARGETS.pauseMs}), restore ${fmt(at100.restoreMs)} ms by its own figure, ${fmt(at100.restoreToRunningMs)} ms to running with Node's start (<= ${CHECKPOINT_TARGETS.restoreMs}), ${fmt(at100.writeGBps, 2)} GB/s to /dev/shm (>= ${CHECKPOINT_TARGETS.writeGBps})\n`
     : '\n';
   return [line(head), ...rows.map(line)].join('\n') + targets;
 }
