@@ -12,6 +12,7 @@
 
 #include "../core/snapshot.h"
 #include "canary.h"
+#include "datacopy.h"
 #include "trace.h"
 
 #define PM_PRESENT (1ULL << 63)
@@ -214,17 +215,10 @@ cJSON *mem_capture(pid_t pid, struct mem_plan *plan, const struct ckpt_ctx *ctx,
 
 int mem_write_data(pid_t pid, const struct mem_plan *plan, struct img_writer *w, struct img_data *d)
 {
-	const size_t chunk = 8 << 20;
-	static char *buf;
-	if (!buf && posix_memalign((void **)&buf, CKPT_PAGE, chunk) != 0) return -ENOMEM;
-	for (size_t i = 0; i < plan->n; i++)
-		for (uint64_t off = 0; off < plan->runs[i].len; off += chunk) {
-			size_t n = plan->runs[i].len - off < chunk ? plan->runs[i].len - off : chunk;
-			int rc = mem_read(pid, plan->runs[i].addr + off, buf, n);
-			if (!rc) rc = img_data_append(w, d, buf, n);
-			if (rc) return rc;
-		}
-	return 0;
+	uint32_t crc = 0;
+	int rc = data_copy(pid, plan, w->fd, w->pos, &crc);
+	if (!rc) img_data_appended(w, d, plan->pages * CKPT_PAGE, crc);
+	return rc;
 }
 
 /* The [vdso]'s bytes in process pid (self: 0). */
