@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, copyFileSync, openSync, closeSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { builtProgram } from '../ts/paths.js';
@@ -193,5 +193,44 @@ describe('memory mapped from the image', () => {
     const lc = await c.until(isTick, 'the second restore');
     restoredPids.push(tick(lc).pid);
     expect(state(lc)).toEqual([n2 + 1n, sum2 + 1n]);
+  });
+});
+
+describe('refusals', () => {
+  it('a process another tracer holds (here a dumper in the harness protocol) is refused by name and runs on once let go', async () => {
+    const dir = makeHome();
+    const app = run(COUNT, ['10']);
+    await app.until(isTick, 'a tick');
+    const pid = app.child.pid!;
+    const fd = openSync(join(dir, 'held.img'), 'w+');
+    const holder = spawn(CKPT, ['dump', '--pids', String(pid), '--image-fd', '3'], { stdio: ['pipe', 'pipe', 'pipe', fd] });
+    started.push(holder);
+    closeSync(fd);
+    const frozen = await new Promise<string>((resolve) => holder.stdout!.once('data', (d) => resolve(String(d))));
+    expect(frozen).toBe(`frozen 1 pids ${pid}\n`);
+    const d = dump([pid], join(dir, 'second.img'));
+    expect(d.status).toBe(3);
+    expect(d.stderr).toBe(`appshot: cannot snapshot process ${pid} (ckptcount): it is being traced by process ${holder.pid} (a debugger?); detach it first; nothing was changed, the application runs on\n`);
+    const ticks = app.lines.filter(isTick).length;
+    holder.stdin!.end('detach\n');
+    expect(await new Promise((resolve) => holder.on('close', resolve))).toBe(0);
+    await app.until((l) => isTick(l) && tick(l).counts[0] > ticks + 3, 'ticks after the detach');
+  });
+
+  it('a restore whose mapped program changed since the dump is refused by name, nothing started', async () => {
+    const dir = makeHome();
+    const prog = join(dir, 'ckptcount');
+    copyFileSync(COUNT, prog);
+    chmodSync(prog, 0o755);
+    const app = run(prog, ['10']);
+    await app.until(isTick, 'a tick');
+    const image = join(dir, 'count.img');
+    expect(dump([app.child.pid!], image, ['--kill']).status).toBe(0);
+    await app.exited;
+    appendFileSync(prog, 'changed');
+    const r = spawnSync(CKPT, ['restore', '--image', image, '--wait'], { encoding: 'utf8', timeout: 30_000 });
+    expect(r.status).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(new RegExp(`^appshot: cannot restore process \\d+ \\(ckptcount\\) from .*: the file it maps, ${prog}, changed since the snapshot`));
   });
 });

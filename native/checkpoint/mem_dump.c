@@ -221,6 +221,27 @@ int mem_write_data(pid_t pid, const struct mem_plan *plan, struct img_writer *w,
 	return rc;
 }
 
+uint64_t mem_find_canary(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/smaps", pid);
+	FILE *f = fopen(path, "re");
+	static struct vma v;
+	static char line[8192];
+	uint64_t found = 0;
+	while (f && !found && fgets(line, sizeof line, f)) {
+		unsigned long long s, e;
+		if (sscanf(line, "%llx-%llx", &s, &e) == 2 && strchr(line, ' ') > strchr(line, '-')) {
+			v.start = s, v.end = e;
+		} else if (!strncmp(line, "VmFlags:", 8)) {
+			snprintf(v.flags, sizeof v.flags, "%.200s", line + 9);
+			if (has_flag(&v, "wf") && is_canary(pid, &v)) found = v.start;
+		}
+	}
+	if (f) fclose(f);
+	return found;
+}
+
 /* The [vdso]'s bytes in process pid (self: 0). */
 static int vdso_sum(pid_t pid, uint64_t *size, uint32_t *sum)
 {
