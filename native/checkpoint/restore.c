@@ -76,7 +76,7 @@ static int load(struct restorer *R)
 	struct img_section *s;
 	int n;
 	char why[1024];
-	if (img_read_sections(R->image_fd, &s, &n, why, sizeof why) != 0) {
+	if (img_read_sections(R->image_fd, R->checked, &s, &n, why, sizeof why) != 0) {
 		snprintf(err, sizeof err, "%s is not a usable snapshot: %s; nothing was restored", R->image_path, why);
 		return -1;
 	}
