@@ -15,6 +15,7 @@ const COUNT = builtProgram('ckptcount');
 const THREADS = builtProgram('ckptthreads');
 const TREE = builtProgram('ckpttree');
 const MEM = builtProgram('ckptmem');
+const SHARED = builtProgram('ckptshared');
 
 const started: ChildProcess[] = [];
 const restoredPids: number[] = [];
@@ -156,6 +157,27 @@ describe('process trees', () => {
     // leads its own process group inside its parent's session.
     expect(first.slice(3)).toEqual([last[3] + 1, 2 * (last[3] + 1), 1]);
     await restored.until((l) => isTick(l) && Number(l.split(' ')[3]) >= last[3] + 5, 'five more answers');
+  });
+});
+
+describe('shared anonymous memory', () => {
+  it('a page a parent and its child share comes back once, shared again: the parent reads the restored child\'s writes', async () => {
+    const image = join(makeHome(), 'shared.img');
+    const app = run(SHARED, ['10']);
+    const line = (l: string) => l.split(' ').map(Number); // tick, parent, child (from the page), n, counter (from the page)
+    const before = line(await app.until((l) => isTick(l) && line(l)[4] >= 5, 'the child counting'));
+    expect(dump([before[1], before[2]], image, ['--kill']).status).toBe(0);
+    await app.exited;
+    const last = line(app.lines.filter(isTick).at(-1)!);
+
+    const restored = run(CKPT, ['restore', '--image', image, '--wait']);
+    const after = line(await restored.until((l) => isTick(l) && line(l)[2] !== last[2], 'the restored child\'s pid in the page'));
+    restoredPids.push(after[1], after[2]);
+    expect(after[1]).not.toBe(last[1]);
+    // The child writes its (new) pid and counts on into the page the parent reads.
+    expect(after[4]).toBeGreaterThanOrEqual(last[4]);
+    const later = line(await restored.until((l) => isTick(l) && line(l)[4] >= after[4] + 5, 'the counter going on'));
+    expect(later[2]).toBe(after[2]);
   });
 });
 

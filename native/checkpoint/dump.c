@@ -43,6 +43,7 @@ struct dumper {
 	struct dproc *procs;
 	int n, cap;
 	struct fds_capture *fds;
+	struct shared_set *shared;
 };
 
 static struct dproc *proc_of(struct dumper *d, pid_t pid)
@@ -212,7 +213,7 @@ static int describe(struct dumper *d, struct dproc *p, char *err, size_t errlen)
 		cJSON_AddItemToArray(threads, t);
 	}
 	cJSON_AddNumberToObject(p->json, "tcb_tid", (double)thread_tcb_tid_offset(p->pid, threads));
-	cJSON *maps = mem_capture(p->pid, &p->plan, &d->ctx, why, sizeof why);
+	cJSON *maps = mem_capture(p->pid, &p->plan, d->shared, &d->ctx, why, sizeof why);
 	if (!maps) return refuse(p, err, errlen, why);
 	cJSON_AddItemToObject(p->json, "mappings", maps);
 	json_add_addr(p->json, "bytes", p->plan.pages * CKPT_PAGE);
@@ -251,6 +252,7 @@ struct dumper *dump_freeze(const struct ckpt_ctx *ctx, const pid_t *pids, int n,
 		if (freeze_proc(d, i, err, errlen) != 0 || out_of_tables(d, i, err, errlen) != 0) goto bad;
 	}
 	d->fds = fds_capture_new(ctx);
+	d->shared = shared_new();
 	for (int i = 0; i < d->n; i++) {
 		tidy_threads(&d->procs[i]);
 		if (describe(d, &d->procs[i], err, errlen) != 0) goto bad;
@@ -295,6 +297,7 @@ int dump_write(struct dumper *d, int fd, uint64_t *offset, int *sections)
 	cJSON *files = fds_capture_files(d->fds);
 	int rc = img_write_json(&w, CKPT_SECTION_FILES, files);
 	cJSON_Delete(files);
+	if (!rc) rc = shared_write(d->shared, &w);
 	for (int i = 0; i < d->n && !rc; i++)
 		if (!proc_of(d, d->procs[i].links[0])) rc = write_tree(d, &d->procs[i], &w);
 	*offset = w.pos;
@@ -313,6 +316,7 @@ void dump_release(struct dumper *d, int kill_them)
 		free(p->threads);
 	}
 	if (d->fds) fds_capture_free(d->fds);
+	shared_free(d->shared);
 	free(d->procs);
 	free(d);
 }

@@ -22,6 +22,7 @@
 #include "mem.h"
 #include "procstate.h"
 #include "rows.h"
+#include "shared.h"
 #include "threads.h"
 #include "trace.h"
 
@@ -82,6 +83,7 @@ static int load(struct restorer *R)
 	}
 	cJSON *files = NULL;
 	R->procs = calloc((size_t)n, sizeof *R->procs);
+	R->shm_fds = cJSON_CreateObject();
 	for (int i = 0; i < n; i++) {
 		if (s[i].kind == CKPT_SECTION_FILES) {
 			cJSON_Delete(files);
@@ -93,7 +95,6 @@ static int load(struct restorer *R)
 			R->n++;
 		}
 	}
-	free(s);
 	if (!R->n) {
 		snprintf(err, sizeof err, "%s holds no process to restore (it was taken with --ipc-only?); nothing was restored", R->image_path);
 		return -1;
@@ -122,6 +123,12 @@ static int load(struct restorer *R)
 	}
 	close(R->image_fd), close(pfd[0]), close(pfd[1]);
 	R->image_fd = image;
+	for (int i = 0; i < n; i++)
+		if (s[i].kind == CKPT_SECTION_SHARED && shared_make(R->image_fd, &s[i], R->keep_from, R->shm_fds, why, sizeof why) != 0) {
+			snprintf(err, sizeof err, "cannot restore from %s: %s; nothing was restored", R->image_path, why);
+			return -1;
+		}
+	free(s);
 	/* fds.c makes each file's descriptor at the lowest free number (a pipe
 	 * two) before moving it to base + i: base lies past all of those. */
 	int base = highest_fd() + 1 + 4 * cJSON_GetArraySize(cJSON_GetObjectItem(files, "ofds")) + 16;
@@ -305,8 +312,8 @@ static int restore_proc(struct restorer *R, struct rproc *p, struct inj *in)
 	char why[1024];
 	const cJSON *threads = cJSON_GetObjectItem(p->json, "threads");
 	long tcb = json_int(p->json, "tcb_tid");
-	if (mem_restore(in, cJSON_GetObjectItem(p->json, "mappings"), R->gadget, GADGET_PAGES * 4096ULL, R->image_fd, R->image_fd, p->data_at, R->map_pages, why,
-			sizeof why) != 0 ||
+	if (mem_restore(in, cJSON_GetObjectItem(p->json, "mappings"), R->gadget, GADGET_PAGES * 4096ULL, R->image_fd, R->image_fd, p->data_at, R->map_pages, R->shm_fds,
+			why, sizeof why) != 0 ||
 	    proc_restore_mm(in, p->json, why, sizeof why) != 0 || proc_restore_sigactions(in, p->json, why, sizeof why) != 0)
 		return failed(p, why);
 	if (restore_threads(R, p, in, tcb) != 0) return -1;

@@ -40,6 +40,7 @@ struct restorer {
 	int map_pages;  /* private anonymous pages mapped from the image */
 	int checked;    /* the caller checked every section's checksum */
 	struct fds_restore *fds;
+	cJSON *shm_fds; /* shared memory objects' memfds by id */
 	struct rproc *procs;
 	int n;
 };
