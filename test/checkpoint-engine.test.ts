@@ -16,6 +16,7 @@ const THREADS = builtProgram('ckptthreads');
 const TREE = builtProgram('ckpttree');
 const MEM = builtProgram('ckptmem');
 const SHARED = builtProgram('ckptshared');
+const SYSV = builtProgram('ckptsysv');
 
 const started: ChildProcess[] = [];
 const restoredPids: number[] = [];
@@ -178,6 +179,29 @@ describe('shared anonymous memory', () => {
     expect(after[4]).toBeGreaterThanOrEqual(last[4]);
     const later = line(await restored.until((l) => isTick(l) && line(l)[4] >= after[4] + 5, 'the counter going on'));
     expect(later[2]).toBe(after[2]);
+  });
+});
+
+describe('SysV attachments', () => {
+  it('a segment attached is attached again at the same address: the counter in it goes on', async () => {
+    const image = join(makeHome(), 'sysv.img');
+    const app = run(SYSV, ['10']);
+    const first = (await app.until((l) => isTick(l) && Number(l.split(' ')[4]) >= 5, 'five ticks')).split(' ');
+    const shmid = first[2];
+    try {
+      expect(dump([app.child.pid!], image, ['--kill']).status).toBe(0);
+      await app.exited;
+      const last = app.lines.filter(isTick).at(-1)!.split(' ');
+      const restored = run(CKPT, ['restore', '--image', image, '--wait']);
+      const after = (await restored.until(isTick, 'a tick after the restore')).split(' ');
+      restoredPids.push(Number(after[1]));
+      expect(after[1]).not.toBe(last[1]);
+      // Same segment (this engine test has no tables: the segment lived on), same address, next count.
+      expect(after.slice(2)).toEqual([shmid, last[3], String(Number(last[4]) + 1)]);
+    } finally {
+      for (const pid of restoredPids.splice(0)) process.kill(pid, 'SIGKILL');
+      spawnSync('ipcrm', ['-m', shmid]);
+    }
   });
 });
 

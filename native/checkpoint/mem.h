@@ -9,6 +9,8 @@
  *   shared  a shared mapping of a file, by path and identity
  *   shm     shared memory with no name left (shared anonymous, memfd, a
  *           deleted file): its object in a SHARED section (shared.h)
+ *   sysv    a SysV segment attached (its bytes are the IPC sections'):
+ *           attached again at the same address to the restored segment
  *   vdso, vvar, vvar_vclock, vsyscall: the kernel's own
  * Stored pages are runs [first page, count, data page] into the data that
  * follows the process's JSON in its PROC section, page-aligned in the file.

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/shm.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -191,6 +192,15 @@ static int make_mapping(struct inj *in, const cJSON *m, int stub_fd, int image_f
 		inj_call(in, SYS_close, fd);
 		if (rc != (long)start) return failed(err, errlen, "mapping a file", start, rc);
 		if (has_runs && write_runs(in, m, image_fd, data_at, err, errlen) != 0) return -1;
+	} else if (!strcmp(kind, "sysv")) {
+		/* One attachment may show as several mappings (mprotect split
+		 * it): attached at its first, the others given their prot. */
+		uint64_t offset = json_addr(m, "offset");
+		if (offset == 0) {
+			rc = inj_call(in, SYS_shmat, json_int(m, "srid"), start, (prot & PROT_WRITE) ? 0 : SHM_RDONLY);
+			if (rc != (long)start) return failed(err, errlen, "attaching the SysV segment again", start, rc);
+		}
+		if ((rc = inj_call(in, SYS_mprotect, start, len, prot)) != 0) return failed(err, errlen, "mprotect of a SysV attachment", start, rc);
 	} else if (!strcmp(kind, "shm")) {
 		const cJSON *fd = cJSON_GetObjectItem(shm_fds, json_str(m, "shm") ? json_str(m, "shm") : "");
 		if (!cJSON_IsNumber(fd)) return snprintf(err, errlen, "the image has no shared memory object for 0x%llx", (unsigned long long)start), -1;

@@ -23,6 +23,7 @@
 #include "procstate.h"
 #include "rows.h"
 #include "shared.h"
+#include "../../tables/schema.h"
 #include "threads.h"
 #include "trace.h"
 
@@ -72,6 +73,26 @@ static void rehome(struct restorer *R, struct rproc *p)
 	}
 }
 
+/* Each SysV attachment's segment as restored: the vrid saved, the srid
+ * the tables give it now (without tables, the same segment). */
+static int resysv(struct restorer *R, struct rproc *p)
+{
+	cJSON *m;
+	cJSON_ArrayForEach(m, cJSON_GetObjectItem(p->json, "mappings"))
+	{
+		const char *kind = json_str(m, "kind");
+		if (!kind || strcmp(kind, "sysv")) continue;
+		uint32_t vrid = (uint32_t)json_int(m, "shmid"), srid = vrid;
+		if (R->ctx.tables && ckpt_rows_srid(&R->ctx, RT_SHM, vrid, &srid) != 0) {
+			snprintf(err, sizeof err, "cannot restore process %u (%s): its SysV segment %u (attached at %s) was not restored with it", p->vpid, comm_of(p), vrid,
+				 json_str(m, "start"));
+			return -1;
+		}
+		cJSON_AddNumberToObject(m, "srid", srid);
+	}
+	return 0;
+}
+
 static int load(struct restorer *R)
 {
 	struct img_section *s;
@@ -101,6 +122,7 @@ static int load(struct restorer *R)
 	}
 	for (int i = 0; i < R->n; i++) {
 		rehome(R, &R->procs[i]);
+		if (resysv(R, &R->procs[i]) != 0) return -1;
 		R->procs[i].parent = -1;
 		for (int j = 0; j < i; j++)
 			if (R->procs[j].vpid == (uint32_t)json_int(R->procs[i].json, "ppid")) R->procs[i].parent = j;
