@@ -17,6 +17,7 @@ const TREE = builtProgram('ckpttree');
 const MEM = builtProgram('ckptmem');
 const SHARED = builtProgram('ckptshared');
 const SYSV = builtProgram('ckptsysv');
+const SEMTOOL = builtProgram('semtool');
 
 const started: ChildProcess[] = [];
 const restoredPids: number[] = [];
@@ -134,6 +135,33 @@ describe('threads', () => {
     // pthread_kill signals by glibc's cached TID, which the restore rewrote.
     expect(await restored.until((l) => l.startsWith('pthread_kill'), 'pthread_kill')).toBe('pthread_kill 0');
     await restored.until((l) => l === 'signalled', 'the signal handled');
+  });
+});
+
+describe('a thread blocked in a system call', () => {
+  it('semop waiting when frozen does not see EINTR: it waits on after a dump that lets it go, and after a restore, until the semaphore is raised', async () => {
+    const dir = makeHome();
+    const waiting = () => run(SEMTOOL, ['private', '1', 'op', '0', '-1', 'getval', '0', 'rmmine']);
+    const app = waiting();
+    const id = (await app.until((l) => l.startsWith('id '), 'the set made')).split(' ')[1];
+    try {
+      // Dumped and let go: still waiting, then woken by a raise.
+      expect(dump([app.child.pid!], join(dir, 'live.img')).status).toBe(0);
+      expect(spawnSync(SEMTOOL, ['use', id, 'getval', '0', 'ncnt', '0'], { encoding: 'utf8' }).stdout).toBe('val 0\ncnt 1\n');
+      expect(app.lines).toEqual([`id ${id}`]);
+      // Dumped and killed, restored (no tables: the same set): waiting again, woken by a raise.
+      const image = join(dir, 'sem.img');
+      expect(dump([app.child.pid!], image, ['--kill']).status).toBe(0);
+      await app.exited;
+      expect(app.lines).toEqual([`id ${id}`]);
+      const restored = run(CKPT, ['restore', '--image', image, '--wait']);
+      for (let i = 0; i < 200 && !spawnSync(SEMTOOL, ['use', id, 'ncnt', '0'], { encoding: 'utf8' }).stdout.includes('cnt 1'); i++) await new Promise((r) => setTimeout(r, 20));
+      expect(spawnSync(SEMTOOL, ['use', id, 'op', '0', '1'], { encoding: 'utf8' }).stdout).toBe('ok 0\n');
+      await restored.until((l) => l === 'removed 1', 'the restored semop done');
+      expect(restored.lines).toEqual(['ok 0', 'val 0', 'removed 1']);
+    } finally {
+      spawnSync('ipcrm', ['-s', id]);
+    }
   });
 });
 

@@ -17,6 +17,7 @@
 #include "image.h"
 #include "mem.h"
 #include "procstate.h"
+#include "restart.h"
 #include "rows.h"
 #include "../../tables/schema.h"
 #include "threads.h"
@@ -205,13 +206,16 @@ static int describe(struct dumper *d, struct dproc *p, char *err, size_t errlen)
 	cJSON_AddNumberToObject(p->json, "vpid", p->vpid);
 	cJSON_AddNumberToObject(p->json, "spid", p->pid);
 	if (d->ctx.home) cJSON_AddStringToObject(p->json, "home", d->ctx.home);
-	if (proc_capture_state(p->pid, at, p->json, why, sizeof why) != 0) return refuse(p, err, errlen, why);
+	/* Threads first: their registers as the freeze left them, before
+	 * any call is made in them. */
 	cJSON *threads = cJSON_AddArrayToObject(p->json, "threads");
 	for (int i = 0; i < p->nthreads; i++) {
 		cJSON *t = thread_capture(p->pid, p->threads[i].tid, at, why, sizeof why);
 		if (!t) return refuse(p, err, errlen, why);
+		restart_note(&d->ctx, t);
 		cJSON_AddItemToArray(threads, t);
 	}
+	if (proc_capture_state(p->pid, at, p->json, why, sizeof why) != 0) return refuse(p, err, errlen, why);
 	cJSON_AddNumberToObject(p->json, "tcb_tid", (double)thread_tcb_tid_offset(p->pid, threads));
 	cJSON *maps = mem_capture(p->pid, &p->plan, d->shared, &d->ctx, why, sizeof why);
 	if (!maps) return refuse(p, err, errlen, why);

@@ -21,6 +21,7 @@
 #include "image.h"
 #include "mem.h"
 #include "procstate.h"
+#include "restart.h"
 #include "rows.h"
 #include "shared.h"
 #include "../../tables/schema.h"
@@ -323,7 +324,8 @@ static int restore_threads(struct restorer *R, struct rproc *p, struct inj *main
 		p->tids[k] = (pid_t)tid;
 		struct inj in;
 		if (trace_wait_stopped((pid_t)tid, NULL, NULL) != 0 || inj_begin(&in, (pid_t)tid, R->gadget, scratch(R)) != 0) return failed(p, "a new thread could not be stopped");
-		const cJSON *t = cJSON_GetArrayItem(threads, k);
+		cJSON *t = cJSON_GetArrayItem(threads, k);
+		if (restart_translate(&R->ctx, t, why, sizeof why) != 0) return failed(p, why);
 		if (thread_restore_state(&in, p->spid, t, tcb, why, sizeof why) != 0 || thread_restore_regs((pid_t)tid, t, why, sizeof why) != 0) return failed(p, why);
 	}
 	return 0;
@@ -350,7 +352,9 @@ static int restore_proc(struct restorer *R, struct rproc *p, struct inj *in)
 	proc_restore_rlimits(p->spid, p->json, why, sizeof why);
 	long rc = inj_call(in, SYS_munmap, R->gadget, GADGET_PAGES * 4096ULL);
 	if (rc != 0) return failed(p, "removing the gadget page failed");
-	if (thread_restore_regs(p->spid, cJSON_GetArrayItem(threads, 0), why, sizeof why) != 0) return failed(p, why);
+	if (restart_translate(&R->ctx, cJSON_GetArrayItem(threads, 0), why, sizeof why) != 0 ||
+	    thread_restore_regs(p->spid, cJSON_GetArrayItem(threads, 0), why, sizeof why) != 0)
+		return failed(p, why);
 	return 0;
 }
 
