@@ -196,9 +196,21 @@ static int out_of_tables(struct dumper *d, int idx, char *err, size_t errlen)
 	return 0;
 }
 
+/* POSIX timers (timer_create) are not captured: refused, not lost. */
+static int has_posix_timers(pid_t pid)
+{
+	char path[64], c;
+	snprintf(path, sizeof path, "/proc/%d/timers", pid);
+	FILE *f = fopen(path, "re");
+	int yes = f && fread(&c, 1, 1, f) == 1;
+	if (f) fclose(f);
+	return yes;
+}
+
 static int describe(struct dumper *d, struct dproc *p, char *err, size_t errlen)
 {
 	char why[1024];
+	if (has_posix_timers(p->pid)) return refuse(p, err, errlen, "it has POSIX timers (timer_create), which appshot does not capture yet");
 	uint64_t at = inj_find_syscall(p->pid);
 	if (!at) return refuse(p, err, errlen, "no system call instruction was found in its memory to ask it about its state");
 	proc_links(p->pid, &p->links[0], &p->links[1], &p->links[2]);
