@@ -1,5 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { appendFileSync, chmodSync, copyFileSync, openSync, closeSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, copyFileSync, mkdtempSync, openSync, closeSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { builtProgram } from '../ts/paths.js';
@@ -20,6 +21,7 @@ const SYSV = builtProgram('ckptsysv');
 const SEMTOOL = builtProgram('semtool');
 
 const started: ChildProcess[] = [];
+const madeDirs: string[] = [];
 const restoredPids: number[] = [];
 
 afterEach(() => {
@@ -31,15 +33,19 @@ afterEach(() => {
     }
   }
   for (const c of started.splice(0)) c.kill('SIGKILL');
+  for (const dir of madeDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
 /* Descriptors the test runner inherited from whoever started it would be
  * the programs' too: they start with 0-2 only. */
 const ONLY_STDIO = 'for fd in $(ls /proc/$$/fd); do [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done; exec "$@"';
 
+/* As root, the unprivileged tests run their programs as nobody. */
+const AS_NOBODY = process.getuid?.() === 0 ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'] : [];
+
 /** A program whose stdout lines are collected; until() waits for one. */
-function run(cmd: string, args: string[]) {
-  const child = spawn('bash', ['-c', ONLY_STDIO, 'bash', cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+function run(cmd: string, args: string[], prefix: string[] = []) {
+  const child = spawn('bash', ['-c', ONLY_STDIO, 'bash', ...prefix, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   started.push(child);
   const lines: string[] = [];
   let partial = '';
@@ -78,8 +84,9 @@ const tick = (line: string): Tick => {
 };
 const isTick = (l: string) => l.startsWith('tick ');
 
-function dump(pids: number[], image: string, extra: string[] = []) {
-  return spawnSync(CKPT, ['dump', '--pids', pids.join(','), '--out', image, ...extra], { encoding: 'utf8', timeout: 30_000 });
+function dump(pids: number[], image: string, extra: string[] = [], prefix: string[] = []) {
+  const [cmd, ...args] = [...prefix, CKPT, 'dump', '--pids', pids.join(','), '--out', image, ...extra];
+  return spawnSync(cmd, args, { encoding: 'utf8', timeout: 30_000 });
 }
 
 describe('one process', () => {
@@ -135,6 +142,29 @@ describe('threads', () => {
     // pthread_kill signals by glibc's cached TID, which the restore rewrote.
     expect(await restored.until((l) => l.startsWith('pthread_kill'), 'pthread_kill')).toBe('pthread_kill 0');
     await restored.until((l) => l === 'signalled', 'the signal handled');
+  });
+});
+
+describe('unprivileged', () => {
+  it('threads go on when an unprivileged user dumps and restores its own process; the exe link stays the restorer\'s (it needs CAP_CHECKPOINT_RESTORE)', async () => {
+    // A folder of its own that nobody can reach (the test root is private to root).
+    const dir = mkdtempSync(join(tmpdir(), 'appshot-ckpt-nobody-'));
+    chmodSync(dir, 0o777);
+    madeDirs.push(dir);
+    const image = join(dir, 'threads.img');
+    const app = run(THREADS, ['10', join(dir, 'wake')], AS_NOBODY);
+    await app.until((l) => isTick(l) && tick(l).counts[0] >= 20, 'counting threads');
+    const d = dump([app.child.pid!], image, ['--kill'], AS_NOBODY);
+    expect(d.stderr).toBe('');
+    expect(d.status).toBe(0);
+    await app.exited;
+    const last = tick(app.lines.filter(isTick).at(-1)!);
+    const restored = run(CKPT, ['restore', '--image', image, '--wait'], AS_NOBODY);
+    const first = tick(await restored.until(isTick, 'a tick after the restore'));
+    restoredPids.push(first.pid);
+    expect(first.counts.every((c, i) => c >= last.counts[i])).toBe(true);
+    await restored.until((l) => isTick(l) && tick(l).counts[0] > last.counts[0] + 20, 'counting on');
+    expect(readlinkSync(`/proc/${first.pid}/exe`)).toBe(AS_NOBODY.length ? CKPT : THREADS);
   });
 });
 
