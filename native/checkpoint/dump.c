@@ -118,6 +118,19 @@ static int tracer_of(pid_t pid)
 	return tracer;
 }
 
+/* The state letter of /proc/PID/stat ('Z': exited, not yet collected). */
+static char state_of(pid_t pid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof path, "/proc/%d/stat", pid);
+	FILE *f = fopen(path, "re");
+	size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+	if (f) fclose(f);
+	buf[n] = 0;
+	char *p = strrchr(buf, ')');
+	return p && p[1] == ' ' ? p[2] : '?';
+}
+
 static int refuse(struct dproc *p, char *err, size_t errlen, const char *why)
 {
 	char copy[1024];
@@ -254,6 +267,11 @@ struct dumper *dump_freeze(const struct ckpt_ctx *ctx, const pid_t *pids, int n,
 		int tracer = tracer_of(pids[i]);
 		if (kill(pids[i], 0) != 0) {
 			refuse(p, err, errlen, "there is no such process");
+			goto bad;
+		}
+		char st = state_of(pids[i]);
+		if (st == 'Z' || st == 'X') {
+			refuse(p, err, errlen, "it has exited and waits for its parent to collect its status (a zombie); snapshot again once its parent has");
 			goto bad;
 		}
 		if (tracer) {
