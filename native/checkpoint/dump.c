@@ -35,6 +35,7 @@ struct dproc {
 	struct dthread *threads;
 	int nthreads, cap;
 	pid_t links[3]; /* ppid, pgid, sid: spids */
+	int stopped;     /* job-control stopped (SIGSTOP) before the freeze */
 	cJSON *json;
 	struct mem_plan plan;
 };
@@ -230,6 +231,7 @@ static int describe(struct dumper *d, struct dproc *p, char *err, size_t errlen)
 	p->json = cJSON_CreateObject();
 	cJSON_AddNumberToObject(p->json, "vpid", p->vpid);
 	cJSON_AddNumberToObject(p->json, "spid", p->pid);
+	if (p->stopped) cJSON_AddBoolToObject(p->json, "stopped", 1);
 	if (d->ctx.home) cJSON_AddStringToObject(p->json, "home", d->ctx.home);
 	/* Threads first: their registers as the freeze left them, before
 	 * any call is made in them. */
@@ -270,6 +272,7 @@ struct dumper *dump_freeze(const struct ckpt_ctx *ctx, const pid_t *pids, int n,
 			goto bad;
 		}
 		char st = state_of(pids[i]);
+		p->stopped = st == 'T';
 		if (st == 'Z' || st == 'X') {
 			refuse(p, err, errlen, "it has exited and waits for its parent to collect its status (a zombie); snapshot again once its parent has");
 			goto bad;
@@ -344,6 +347,8 @@ void dump_release(struct dumper *d, int kill_them)
 	for (int i = 0; i < d->n; i++) {
 		struct dproc *p = &d->procs[i];
 		if (kill_them) kill(p->pid, SIGKILL);
+		/* The calls made in it ended its stop: it stops again once let go. */
+		else if (p->stopped) kill(p->pid, SIGSTOP);
 		for (int j = 0; j < p->nthreads; j++) ptrace(PTRACE_DETACH, p->threads[j].tid, 0, 0);
 		cJSON_Delete(p->json);
 		mem_plan_free(&p->plan);

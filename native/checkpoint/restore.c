@@ -360,6 +360,9 @@ static int restore_proc(struct restorer *R, struct rproc *p, struct inj *in)
 
 static void resume_all(struct restorer *R)
 {
+	/* A process stopped (SIGSTOP) when it was saved comes back stopped. */
+	for (int i = 0; i < R->n; i++)
+		if (cJSON_IsTrue(cJSON_GetObjectItem(R->procs[i].json, "stopped"))) kill(R->procs[i].spid, SIGSTOP);
 	for (int i = 0; i < R->n; i++)
 		for (int k = R->procs[i].ntids - 1; k >= 0; k--) ptrace(PTRACE_DETACH, R->procs[i].tids[k], 0, 0);
 }
