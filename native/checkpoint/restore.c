@@ -128,7 +128,23 @@ static int load(struct restorer *R)
 		for (int j = 0; j < i; j++)
 			if (R->procs[j].vpid == (uint32_t)json_int(R->procs[i].json, "ppid")) R->procs[i].parent = j;
 	}
-	if (!files) files = cJSON_CreateArray();
+	R->files = files ? files : cJSON_CreateArray();
+	R->sections = s, R->nsections = n;
+	return 0;
+bad:
+	snprintf(err, sizeof err, "%s is not a usable snapshot: %s; nothing was restored", R->image_path, why);
+	free(s);
+	return -1;
+}
+
+/* Once the image is known good: the restorer's own descriptors above
+ * everything, the shared memory objects, every open file description. */
+static int prepare(struct restorer *R)
+{
+	char why[1024];
+	cJSON *files = R->files;
+	struct img_section *s = R->sections;
+	int n = R->nsections;
 	int maxfd = 2;
 	for (int i = 0; i < R->n; i++) {
 		int m = fds_table_max(cJSON_GetObjectItem(R->procs[i].json, "fds"));
@@ -161,11 +177,8 @@ static int load(struct restorer *R)
 		snprintf(err, sizeof err, "cannot restore from %s: %s; nothing was restored", R->image_path, why);
 		return -1;
 	}
+	R->files = NULL;
 	return 0;
-bad:
-	snprintf(err, sizeof err, "%s is not a usable snapshot: %s; nothing was restored", R->image_path, why);
-	free(s);
-	return -1;
 }
 
 static int check(struct restorer *R)
@@ -370,7 +383,7 @@ static void resume_all(struct restorer *R)
 int restore_run(struct restorer *R, int report_fd, int wait)
 {
 	struct inj *ins = NULL;
-	if (load(R) != 0 || check(R) != 0 || choose_gadget(R) != 0) goto bad;
+	if (load(R) != 0 || check(R) != 0 || choose_gadget(R) != 0 || prepare(R) != 0) goto bad;
 	if (make_stubs(R) != 0) goto bad_stubs;
 	if (bind_pids(R) != 0) goto bad_stubs;
 	ins = calloc((size_t)R->n, sizeof *ins);
