@@ -154,7 +154,7 @@ static int freeze_proc(struct dumper *d, int idx, char *err, size_t errlen)
 		while ((e = readdir(dir))) {
 			pid_t tid = atoi(e->d_name);
 			if (tid <= 0 || has_thread(p, tid)) continue;
-			int rc = trace_seize(tid, PTRACE_O_EXITKILL * 0);
+			int rc = trace_seize(tid, 0) /* no EXITKILL: a dumper that dies lets the application go */;
 			if (rc == -ESRCH) continue;
 			if (rc) {
 				closedir(dir);
