@@ -154,7 +154,8 @@ static int freeze_proc(struct dumper *d, int idx, char *err, size_t errlen)
 		while ((e = readdir(dir))) {
 			pid_t tid = atoi(e->d_name);
 			if (tid <= 0 || has_thread(p, tid)) continue;
-			int rc = trace_seize(tid, 0) /* no EXITKILL: a dumper that dies lets the application go */;
+			/* No EXITKILL: a dumper that dies lets the application go. */
+			int rc = trace_seize(tid, 0);
 			if (rc == -ESRCH) continue;
 			if (rc) {
 				closedir(dir);
