@@ -25,6 +25,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -114,6 +115,14 @@ static const char *flags_of(int fd)
 	return buf;
 }
 
+/* A child of setup ends with its parent (the harness ends the root). */
+static pid_t fork_child(void)
+{
+	pid_t kid = fork();
+	if (kid == 0) prctl(PR_SET_PDEATHSIG, SIGKILL);
+	return kid;
+}
+
 static void wait_forever(void)
 {
 	for (;;) pause();
@@ -145,7 +154,7 @@ static void files_setup(const char *dir)
 	put(13, "self");
 	place(open(path, O_WRONLY | O_APPEND), 14, 0);
 	place(open("/dev/null", O_RDWR), 15, 0);
-	pid_t kid = fork();
+	pid_t kid = fork_child();
 	if (kid == 0) {
 		close(9), close(10), close(12), close(13), close(14);
 		put(11, "child-bytes");
@@ -224,7 +233,7 @@ static void anon_setup(void)
 	place(dup(13), 14, 0);
 	close(13);
 	usleep(20000); /* the short timer expires: one tick unread */
-	pid_t kid = fork();
+	pid_t kid = fork_child();
 	if (kid == 0) wait_forever(); /* shares the epoll: its list comes back once */
 	printf("ready %d %d\n", getpid(), kid);
 	fflush(stdout);
@@ -307,7 +316,7 @@ static void sockets_setup(int port)
 	struct sockaddr_in oa = loopback(0);
 	socklen_t olen = sizeof oa;
 	if (bind(ol, (struct sockaddr *)&oa, sizeof oa) || listen(ol, 4) || getsockname(ol, (struct sockaddr *)&oa, &olen)) die("outsider");
-	pid_t outsider = fork();
+	pid_t outsider = fork_child();
 	if (outsider == 0) {
 		int c = accept(ol, NULL, NULL);
 		put(c, "never-read");
@@ -331,7 +340,7 @@ static void sockets_setup(int port)
 	int o = socket(AF_INET, SOCK_STREAM, 0);
 	if (connect(o, (struct sockaddr *)&oa, sizeof oa)) die("connect outsider");
 	place(o, 9, 0);
-	pid_t kid = fork();
+	pid_t kid = fork_child();
 	if (kid == 0) {
 		close(5), close(7), close(8), close(9);
 		int c = socket(AF_INET, SOCK_STREAM, 0);
@@ -406,6 +415,33 @@ static void refuse_check(void)
 	say("fd3", "%s", link_of(3));
 }
 
+/* --- tty: a terminal the application uses (its master outside) ---------- */
+
+static void tty_setup(void)
+{
+	int m = posix_openpt(O_RDWR | O_NOCTTY);
+	if (m < 0 || grantpt(m) || unlockpt(m)) die("pty");
+	place(m, 20, 0);
+	m = 20;
+	place(open(ptsname(m), O_RDWR | O_NOCTTY), 3, 0);
+	pid_t outsider = fork_child();
+	if (outsider == 0) wait_forever(); /* holds the master */
+	close(m);
+	printf("ready %d outsider %d\n", getpid(), outsider);
+	fflush(stdout);
+	wait_forever();
+}
+
+static void tty_check(void)
+{
+	const char *t3 = isatty(3) ? ttyname(3) : NULL;
+	char mine[256] = "";
+	for (int i = 0; i < 3 && !mine[0]; i++)
+		if (isatty(i)) snprintf(mine, sizeof mine, "%s", ttyname(i));
+	say("fd3", "%s", t3 ? (mine[0] && !strcmp(t3, mine) ? "the restorer's terminal" : t3) : link_of(3));
+	say("flags3", "%s", flags_of(3));
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 4) {
@@ -419,6 +455,7 @@ int main(int argc, char **argv)
 	if (!strcmp(scen, "files")) check ? files_check(dir) : files_setup(dir);
 	else if (!strcmp(scen, "anon")) check ? anon_check() : anon_setup();
 	else if (!strcmp(scen, "sockets")) check ? sockets_check() : sockets_setup(port);
+	else if (!strcmp(scen, "tty")) check ? tty_check() : tty_setup();
 	else if (!strcmp(scen, "refuse")) check ? refuse_check() : refuse_setup();
 	else {
 		fprintf(stderr, "fdsprog: unknown scenario %s\n", scen);
