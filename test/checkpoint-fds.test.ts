@@ -98,6 +98,12 @@ describe('descriptors captured from stopped processes and made again', () => {
       '0 pipe12': 'self',
       '0 flags14': 'w+append',
       '0 fd15': '/dev/null',
+      '0 fd16': 'fifo', // a FIFO by its name, with its bytes
+      '0 fifo16': 'fifo-bytes',
+      '0 flags17': 'w',
+      '0 pipe18': 'from-outside', // its writer was outside the application:
+      '0 pipe18-again': 'EOF', // the bytes, then end of file
+      '0 fd19': '/dev/urandom',
       '1 pipe8': 'hello-from-parent', // written by the parent, buffered
       '1 fd9': 'EBADF',
       '1 fd11': 'w',
@@ -151,9 +157,13 @@ describe('descriptors captured from stopped processes and made again', () => {
       '0 tcp11': 'tcp-hello',
       '1 unix6': 'to-child',
       '1 tcp10': 'tcp-back',
+      '1 unix14': 'EAGAIN',
+      '0 accept12': 'ok', // the Unix listener at its path again
+      '0 mode12': '640',
+      '0 unix13': 'via-listener', // a connection it accepted, both ends inside
     });
     expect(r.kinds.sort()).toEqual(
-      expect.arrayContaining(['tcp-listen', 'udp', 'unix', 'tcp-reset', 'tcp-pair']),
+      expect.arrayContaining(['tcp-listen', 'udp', 'unix', 'unix-listen', 'tcp-reset', 'tcp-pair']),
     );
   });
 
@@ -187,6 +197,17 @@ describe('descriptors captured from stopped processes and made again', () => {
     expect(status).not.toMatch(/State:\s+[tTZ]/);
     expect(readlinkSync(`/proc/${pids[0]}/fd/3`)).toBe('anon_inode:inotify');
   });
+
+  it('refuses a file deleted while open, naming it', async () => {
+    const dir = dirFor();
+    const { pids } = await setup('deleted', dir);
+    const r = drive(pids, 'deleted', dir);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toBe(
+      `appshot: process ${pids[0]} (fdsprog): descriptor 3 is a file that no longer has a name (${dir}/gone (deleted)): a restore could not open it again; close it before the snapshot, or use --ipc-only\n`,
+    );
+    expect(readFileSync(`/proc/${pids[0]}/status`, 'utf8')).toMatch(/TracerPid:\s+0\n/);
+  });
 });
 
 describe.each(MODES)('listeners under the shim, %s', (mode, flags) => {
@@ -196,14 +217,14 @@ describe.each(MODES)('listeners under the shim, %s', (mode, flags) => {
     const port = await freePort();
     const src = `fds-src-${mode}`;
     const dst = `fds-dst-${mode}`;
-    const app = await setup('sockets', dir, port, [home, 'run', '--aid', src, ...flags]);
+    const app = await setup('netsockets', dir, port, [home, 'run', '--aid', src, ...flags]);
     const other = appshotAsync(home, ['run', '--aid', dst, ...flags, '--', 'sleep', '600']);
     await waitFor(() => JSON.stringify(tablesJson(home, ['--aid', dst, '--type', 'pid'])), /system/);
     // The pids printed are virtual: the kernel's from the pid rows.
     const pidRows = tablesJson(home, ['--aid', src, '--type', 'pid']);
     const spids = app.pids.map((v) => pidRows.find((row) => row.virtual === v)!.system);
     const srcPorts = tablesJson(home, ['--aid', src, '--type', 'port']);
-    const r = drive(spids, 'sockets', dir, port, ['--home', home, '--aid', src, '--restore-aid', dst, '--keep']);
+    const r = drive(spids, 'netsockets', dir, port, ['--home', home, '--aid', src, '--restore-aid', dst, '--keep']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const sport = Number(r.seen.get('0 port3'));

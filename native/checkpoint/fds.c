@@ -177,6 +177,14 @@ static int is_terminal(dev_t rdev)
 	return (ma >= 136 && ma <= 143) || ma == 4 || (ma == 5 && mi <= 1);
 }
 
+/* /dev/zero, /dev/full, /dev/random, /dev/urandom: no state of their own,
+ * opened again by path like /dev/null. */
+static int is_memdev(dev_t rdev)
+{
+	unsigned mi = minor(rdev);
+	return major(rdev) == 1 && (mi == 5 || mi == 7 || mi == 8 || mi == 9);
+}
+
 struct ofd *fds_new_ofd(struct fds_capture *c, struct fds_proc *p, int fd, const struct stat *st, const char *kind, int flags)
 {
 	if (c->n == c->cap) {
@@ -237,15 +245,16 @@ static int describe_path(struct fds_capture *c, struct fds_proc *p, int fd, cons
 static int describe_chr(struct fds_capture *c, struct fds_proc *p, int fd, const char *link, const struct stat *st,
 			int flags, char *err, size_t errlen)
 {
-	const char *kind = st->st_rdev == makedev(1, 3) ? "null" : is_terminal(st->st_rdev) ? "tty" : NULL;
+	const char *kind = st->st_rdev == makedev(1, 3) ? "null" : is_terminal(st->st_rdev) ? "tty" : is_memdev(st->st_rdev) ? "memdev" : NULL;
 	if (!kind) {
-		fds_err(err, errlen, "process %u (%s): descriptor %d is the device %s (%u:%u), which a snapshot cannot capture (only /dev/null and the terminal); close it before the snapshot, or use --ipc-only",
+		fds_err(err, errlen, "process %u (%s): descriptor %d is the device %s (%u:%u), which a snapshot cannot capture (only /dev/null, /dev/zero, /dev/full, /dev/random, /dev/urandom and the terminal); close it before the snapshot, or use --ipc-only",
 			p->vpid, p->comm, fd, link, major(st->st_rdev), minor(st->st_rdev));
 		return -1;
 	}
 	struct ofd *o = fds_new_ofd(c, p, fd, st, kind, flags);
 	if (!o) return fds_err(err, errlen, "out of memory"), -1;
-	if (!strcmp(kind, "tty")) cJSON_AddStringToObject(o->json, "path", link);
+	if (strcmp(kind, "null")) cJSON_AddStringToObject(o->json, "path", link);
+	if (!strcmp(kind, "memdev")) fds_put_hex(o->json, "rdev", st->st_rdev);
 	return 0;
 }
 
@@ -376,12 +385,21 @@ int fds_capture_process(struct fds_capture *c, pid_t spid, uint32_t vpid, const 
 	return 0;
 }
 
-cJSON *fds_capture_files(struct fds_capture *c)
+/* What needs every process seen (which pipe and socket ends have their
+ * other end outside, epoll targets), once, before the files or a table. */
+static void finish(struct fds_capture *c)
 {
-	cJSON *files = cJSON_CreateObject(), *ofds = cJSON_AddArrayToObject(files, "ofds");
+	if (c->finished) return;
+	c->finished = 1;
 	fds_pipes_finish(c);
 	fds_socks_finish(c);
 	fds_epolls_resolve(c, 1);
+}
+
+cJSON *fds_capture_files(struct fds_capture *c)
+{
+	cJSON *files = cJSON_CreateObject(), *ofds = cJSON_AddArrayToObject(files, "ofds");
+	finish(c);
 	for (int i = 0; i < c->n; i++) cJSON_AddItemToArray(ofds, cJSON_Duplicate(c->ofds[i].json, 1));
 	cJSON_AddItemToObject(files, "pipes", fds_pipes_json(c));
 	return files;
@@ -389,6 +407,7 @@ cJSON *fds_capture_files(struct fds_capture *c)
 
 cJSON *fds_capture_table(struct fds_capture *c, pid_t spid)
 {
+	finish(c);
 	for (int i = 0; i < c->nprocs; i++)
 		if (c->procs[i].spid == spid) return cJSON_Duplicate(c->procs[i].table, 1);
 	return cJSON_CreateArray();
@@ -448,6 +467,18 @@ static int open_path(struct fds_restore *r, const cJSON *o, const char *kind, in
 	return fd;
 }
 
+/* A memory device by its path, checked to be the same device. */
+static int open_memdev(const cJSON *o, int flags, char *err, size_t errlen)
+{
+	const char *path = fds_get_str(o, "path");
+	struct stat st;
+	int fd = path ? open(path, (flags & ~O_CREAT) | O_CLOEXEC) : -1;
+	if (fd >= 0 && !fstat(fd, &st) && S_ISCHR(st.st_mode) && st.st_rdev == (dev_t)fds_get_hex(o, "rdev")) return fd;
+	if (fd >= 0) close(fd);
+	fds_err(err, errlen, "cannot open the device %s again%s", path ? path : "?", fd >= 0 ? ": it is another device here" : "");
+	return -1;
+}
+
 /* The descriptor for ofd o (its kind's making), or -1 with err set. Pipes
  * are made beforehand (fds_pipes_open) and are found in r->fd. */
 static int make_ofd(struct fds_restore *r, int i, const cJSON *o, char *err, size_t errlen)
@@ -457,6 +488,7 @@ static int make_ofd(struct fds_restore *r, int i, const cJSON *o, char *err, siz
 	if (!kind) return fds_err(err, errlen, "descriptor %d of the image has no kind", i + 1), -1;
 	if (!strcmp(kind, "file") || !strcmp(kind, "dir") || !strcmp(kind, "home")) return open_path(r, o, kind, flags, err, errlen);
 	if (!strcmp(kind, "null")) return open("/dev/null", (flags & ~O_CREAT) | O_CLOEXEC);
+	if (!strcmp(kind, "memdev")) return open_memdev(o, flags, err, errlen);
 	if (!strcmp(kind, "tty")) return open_tty(flags);
 	if (!strcmp(kind, "inherit")) {
 		int from = (int)fds_get_num(o, "from", -1), fd = fcntl(from, F_DUPFD_CLOEXEC, 3);
@@ -549,7 +581,9 @@ int fds_install(struct fds_restore *r, const cJSON *table, int keep_from, char *
 		}
 		used[fd] = 1;
 	}
-	for (int fd = 0; fd < keep_from; fd++)
+	/* Never the restorer's own range: the stub may still fork children
+	 * that need it (fds_close_base gives it up). */
+	for (int fd = 0; fd < keep_from && fd < r->base; fd++)
 		if (!used[fd]) close(fd);
 	free(used);
 	return fds_register_epolls(r, table, err, errlen);
@@ -564,6 +598,12 @@ int fds_table_max(const cJSON *table)
 		if (fd > max) max = fd;
 	}
 	return max;
+}
+
+void fds_close_base(struct fds_restore *r)
+{
+	for (int i = 0; i < r->n; i++)
+		if (r->fd[i] >= 0) close(r->fd[i]);
 }
 
 void fds_restore_free(struct fds_restore *r)

@@ -60,6 +60,7 @@ struct fds_capture {
 	int npipes, cappipes;
 	struct fds_sock *socks;
 	int nsocks, capsocks;
+	int finished; /* every process seen: pairs and epoll targets settled */
 };
 
 struct fds_restore {

@@ -177,6 +177,7 @@ int main(int argc, char **argv)
 				dprintf(2, "appshot: %s\n", err);
 				_exit(1);
 			}
+			fds_close_base(r);
 			char **av = calloc((size_t)nargs + 2, sizeof *av), idx[16];
 			memcpy(av, checker, (size_t)nargs * sizeof *av);
 			snprintf(idx, sizeof idx, "%d", i);

@@ -35,6 +35,9 @@
 #include <unistd.h>
 
 static int idx;
+/* "sockets" has a Unix listener too; "netsockets" not (a copy restored
+ * beside its running original could not listen at the same path). */
+static int with_unix_listener;
 static char out[65536];
 static size_t outlen;
 
@@ -154,15 +157,30 @@ static void files_setup(const char *dir)
 	put(13, "self");
 	place(open(path, O_WRONLY | O_APPEND), 14, 0);
 	place(open("/dev/null", O_RDWR), 15, 0);
+	/* A FIFO, both ends here, bytes in it. */
+	snprintf(path, sizeof path, "%s/fifo", dir);
+	if (mkfifo(path, 0600)) die("mkfifo");
+	place(open(path, O_RDONLY | O_NONBLOCK), 16, 0);
+	place(open(path, O_WRONLY), 17, 0);
+	put(17, "fifo-bytes");
+	/* A pipe whose writer is outside the application. */
+	int e[2];
+	if (pipe(e)) die("pipe");
+	put(e[1], "from-outside");
+	pid_t outsider = fork_child();
+	if (outsider == 0) wait_forever();
+	close(e[1]);
+	place(e[0], 18, 0);
+	place(open("/dev/urandom", O_RDONLY), 19, 0);
 	pid_t kid = fork_child();
 	if (kid == 0) {
-		close(9), close(10), close(12), close(13), close(14);
+		close(9), close(10), close(12), close(13), close(14), close(16), close(17), close(18), close(19);
 		put(11, "child-bytes");
 		wait_forever();
 	}
 	close(8), close(11);
 	usleep(1000);
-	printf("ready %d %d\n", getpid(), kid);
+	printf("ready %d %d outsider %d\n", getpid(), kid, outsider);
 	fflush(stdout);
 	wait_forever();
 }
@@ -188,6 +206,13 @@ static void files_check(const char *dir)
 		snprintf(path, sizeof path, "%s/data", dir);
 		say("fd3", "%s", strcmp(link_of(3), path) ? link_of(3) : "data");
 		say("fd8", "%s", flags_of(8));
+		snprintf(path, sizeof path, "%s/fifo", dir);
+		say("fd16", "%s", strcmp(link_of(16), path) ? link_of(16) : "fifo");
+		say("fifo16", "%s", drain(16));
+		say("flags17", "%s", flags_of(17));
+		say("pipe18", "%s", drain(18));
+		say("pipe18-again", "%s", drain(18)); /* the writer is gone */
+		say("fd19", "%s", link_of(19));
 		put(9, "go"); /* the child looks at the shared offset now */
 	} else {
 		char buf[32] = "";
@@ -308,7 +333,7 @@ static int port_of_fd(int fd)
 	return getsockname(fd, (struct sockaddr *)&a, &l) ? -1 : ntohs(a.sin_port);
 }
 
-static void sockets_setup(int port)
+static void sockets_setup(const char *dir, int port)
 {
 	/* The outsider: a peer outside the application, which accepts one
 	 * connection and writes to it. */
@@ -340,18 +365,32 @@ static void sockets_setup(int port)
 	int o = socket(AF_INET, SOCK_STREAM, 0);
 	if (connect(o, (struct sockaddr *)&oa, sizeof oa)) die("connect outsider");
 	place(o, 9, 0);
+	struct sockaddr_un ua = { .sun_family = AF_UNIX };
+	snprintf(ua.sun_path, sizeof ua.sun_path, "%s/sock", dir);
+	if (with_unix_listener) {
+		int ul = socket(AF_UNIX, SOCK_STREAM, 0);
+		if (bind(ul, (struct sockaddr *)&ua, sizeof ua) || listen(ul, 4) || chmod(ua.sun_path, 0640)) die("unix listen");
+		place(ul, 12, 0);
+	}
 	pid_t kid = fork_child();
 	if (kid == 0) {
-		close(5), close(7), close(8), close(9);
+		close(5), close(7), close(8), close(9), close(12);
 		int c = socket(AF_INET, SOCK_STREAM, 0);
 		if (connect(c, (struct sockaddr *)&a, sizeof a)) die("connect");
 		place(c, 10, 0);
+		if (with_unix_listener) {
+			int uc = socket(AF_UNIX, SOCK_STREAM, 0);
+			if (connect(uc, (struct sockaddr *)&ua, sizeof ua)) die("unix connect");
+			place(uc, 14, 0);
+			put(14, "via-listener");
+		}
 		put(6, "to-parent");
 		put(10, "tcp-hello");
 		wait_forever();
 	}
 	close(6);
 	place(accept(3, NULL, NULL), 11, 0);
+	if (with_unix_listener) place(accept(12, NULL, NULL), 13, 0);
 	put(5, "to-child");
 	put(11, "tcp-back");
 	usleep(20000);
@@ -370,13 +409,30 @@ static const char *recv_one(int fd)
 	return buf;
 }
 
-static void sockets_check(void)
+static void unix_listener_check(const char *dir)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s/sock", dir);
+	int uc = socket(AF_UNIX, SOCK_STREAM, 0);
+	int uok = connect(uc, (struct sockaddr *)&sa, sizeof sa) == 0 && accept(12, NULL, NULL) >= 0;
+	say("accept12", "%s", uok ? "ok" : strerrorname_np(errno));
+	say("mode12", "%o", stat(sa.sun_path, &st) ? 0 : st.st_mode & 0777);
+	char buf[64] = "";
+	ssize_t n = read(13, buf, 12); /* "via-listener", buffered */
+	say("unix13", "%.*s", (int)(n > 0 ? n : 0), buf);
+}
+
+static void sockets_check(const char *dir)
 {
 	if (idx == 1) {
 		say("unix6", "%s", recv_one(6));
 		say("tcp10", "%s", recv_one(10));
+		if (with_unix_listener) say("unix14", "%s", recv_one(14)); /* nothing buffered toward the child */
 		return;
 	}
+	if (with_unix_listener) unix_listener_check(dir);
+
 	int port = port_of_fd(3);
 	say("port3", "%d", port);
 	struct sockaddr_in a = loopback(port);
@@ -405,6 +461,18 @@ static void sockets_check(void)
 static void refuse_setup(void)
 {
 	place(inotify_init1(0), 3, 0);
+	printf("ready %d\n", getpid());
+	fflush(stdout);
+	wait_forever();
+}
+
+/* A file deleted while open: nothing to open again. */
+static void deleted_setup(const char *dir)
+{
+	char path[4096];
+	snprintf(path, sizeof path, "%s/gone", dir);
+	place(open(path, O_RDWR | O_CREAT, 0600), 3, 0);
+	unlink(path);
 	printf("ready %d\n", getpid());
 	fflush(stdout);
 	wait_forever();
@@ -454,9 +522,13 @@ int main(int argc, char **argv)
 	int port = argc > (check ? 5 : 4) ? atoi(argv[4]) : 0;
 	if (!strcmp(scen, "files")) check ? files_check(dir) : files_setup(dir);
 	else if (!strcmp(scen, "anon")) check ? anon_check() : anon_setup();
-	else if (!strcmp(scen, "sockets")) check ? sockets_check() : sockets_setup(port);
+	else if (!strcmp(scen, "sockets") || !strcmp(scen, "netsockets")) {
+		with_unix_listener = !strcmp(scen, "sockets");
+		check ? sockets_check(dir) : sockets_setup(dir, port);
+	}
 	else if (!strcmp(scen, "tty")) check ? tty_check() : tty_setup();
 	else if (!strcmp(scen, "refuse")) check ? refuse_check() : refuse_setup();
+	else if (!strcmp(scen, "deleted")) check ? refuse_check() : deleted_setup(dir);
 	else {
 		fprintf(stderr, "fdsprog: unknown scenario %s\n", scen);
 		return 2;
