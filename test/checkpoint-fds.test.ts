@@ -128,6 +128,7 @@ describe('descriptors captured from stopped processes and made again', () => {
       '0 flags3': 'rw+nonblock',
       '0 semaphore4': '1,1,1,EAGAIN',
       '0 timer5': 'armed interval 7',
+      '0 timer15': 'armed flags 03', // a wall-clock date, cancelled if the clock is set
       '0 flags5': 'rw+nonblock',
       '0 ticks6': '1',
       '0 signalfd7': '10',

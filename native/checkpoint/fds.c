@@ -209,17 +209,58 @@ struct ofd *fds_new_ofd(struct fds_capture *c, struct fds_proc *p, int fd, const
 	return o;
 }
 
-/* The ofd spid's fd already is (an earlier descriptor of this or another
- * process shares its open file description), or NULL. */
-static struct ofd *same_ofd(struct fds_capture *c, pid_t spid, int fd, const struct stat *st)
+/* kcmp orders open file descriptions (by an obfuscated pointer: 0 same,
+ * 1 less, 2 greater), so the ofds are kept in that order (c->order) and a
+ * descriptor's is found in log n calls, not one call per ofd. */
+static long file_vs(const struct ofd *o, const void *key)
 {
-	for (int i = 0; i < c->n; i++) {
-		struct ofd *o = &c->ofds[i];
-		if (o->dev == st->st_dev && o->ino == st->st_ino &&
-		    syscall(SYS_kcmp, spid, o->spid, KCMP_FILE, fd, o->fd) == 0)
-			return o;
+	const int *k = key; /* {spid, fd} */
+	return syscall(SYS_kcmp, k[0], o->spid, KCMP_FILE, k[1], o->fd);
+}
+
+int fds_order_find(struct fds_capture *c, long (*vs)(const struct ofd *, const void *), const void *key, int *at)
+{
+	int lo = 0, hi = c->norder;
+	while (lo < hi) {
+		int mid = lo + (hi - lo) / 2;
+		long r = vs(&c->ofds[c->order[mid]], key);
+		if (r == 0) return *at = mid, 1;
+		if (r < 0) return -1;
+		if (r == 1) hi = mid;
+		else lo = mid + 1;
 	}
+	*at = lo;
+	return 0;
+}
+
+/* The ofd spid's fd already is (an earlier descriptor of this or another
+ * process shares its open file description), or NULL; *at: where a new
+ * one goes in c->order. */
+static struct ofd *same_ofd(struct fds_capture *c, pid_t spid, int fd, int *at)
+{
+	int key[2] = { spid, fd }, found = fds_order_find(c, file_vs, key, at);
+	if (found > 0) return &c->ofds[c->order[*at]];
+	if (found == 0) return NULL;
+	/* kcmp refused (a descriptor gone): one by one. */
+	*at = c->norder;
+	for (int i = 0; i < c->n; i++)
+		if (file_vs(&c->ofds[i], key) == 0) return &c->ofds[i];
 	return NULL;
+}
+
+/* The new last ofd into c->order at at. */
+static int order_insert(struct fds_capture *c, int at)
+{
+	if (c->norder == c->caporder) {
+		int cap = c->caporder ? 2 * c->caporder : 64, *m = realloc(c->order, (size_t)cap * sizeof *m);
+		if (!m) return -1;
+		c->order = m;
+		c->caporder = cap;
+	}
+	memmove(&c->order[at + 1], &c->order[at], (size_t)(c->norder - at) * sizeof *c->order);
+	c->order[at] = c->n - 1;
+	c->norder++;
+	return 0;
 }
 
 /* A regular file or directory by path; the application's home's files by
@@ -280,7 +321,8 @@ static int describe(struct fds_capture *c, struct fds_proc *p, int fd, char *err
 	int cloexec = !!(flags & O_CLOEXEC);
 	flags &= ~O_CLOEXEC;
 
-	struct ofd *o = same_ofd(c, p->spid, fd, &st);
+	int at;
+	struct ofd *o = same_ofd(c, p->spid, fd, &at);
 	if (!o) {
 		int rc;
 		if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) rc = describe_path(c, p, fd, link, &st, flags, fdinfo, err, errlen);
@@ -294,6 +336,7 @@ static int describe(struct fds_capture *c, struct fds_proc *p, int fd, char *err
 			rc = -1;
 		}
 		if (rc) return -1;
+		if (order_insert(c, at)) return fds_err(err, errlen, "out of memory"), -1;
 		o = &c->ofds[c->n - 1];
 	}
 	if (fd < o->minfd) o->minfd = fd;
@@ -343,10 +386,20 @@ static int *fd_numbers(pid_t spid, int *count)
 static void drop_process(struct fds_capture *c, int first_ofd, int first_pipe)
 {
 	while (c->n > first_ofd) {
-		c->n--;
-		cJSON_Delete(c->ofds[c->n].json);
-		cJSON_Delete(c->ofds[c->n].pending);
+		struct ofd *o = &c->ofds[--c->n];
+		const char *kind = fds_get_str(o->json, "kind");
+		if (kind && !strcmp(kind, "pipe") && o->pipe < first_pipe) {
+			if (o->mode != O_WRONLY) c->pipes[o->pipe].readers--;
+			if (o->mode != O_RDONLY) c->pipes[o->pipe].writers--;
+		}
+		cJSON_Delete(o->json);
+		cJSON_Delete(o->pending);
 	}
+	fds_socks_drop(c, first_ofd);
+	int k = 0;
+	for (int i = 0; i < c->norder; i++)
+		if (c->order[i] < first_ofd) c->order[k++] = c->order[i];
+	c->norder = k;
 	fds_pipes_drop(c, first_pipe);
 	struct fds_proc *p = &c->procs[--c->nprocs];
 	cJSON_Delete(p->table);
@@ -423,6 +476,7 @@ void fds_capture_free(struct fds_capture *c)
 	free(c->procs);
 	free(c->pipes);
 	free(c->socks);
+	free(c->order);
 	free(c);
 }
 
@@ -525,6 +579,11 @@ struct fds_restore *fds_restore_open(const cJSON *files, int base, const struct 
 	if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < (rlim_t)base + (rlim_t)r->n + 64 && rl.rlim_cur < rl.rlim_max) {
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur != RLIM_INFINITY && (rlim_t)base + (rlim_t)r->n > rl.rlim_cur) {
+		fds_err(err, errlen, "the restore needs descriptor numbers up to %d (one for each of the image's %d open files, above its highest number), more than its limit of open files (%llu); raise it (ulimit -n)",
+			base + r->n, r->n, (unsigned long long)rl.rlim_cur);
+		goto fail;
 	}
 	if (fds_pipes_open(r, err, errlen)) goto fail;
 	for (int i = 0; i < r->n; i++) {

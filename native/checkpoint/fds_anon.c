@@ -27,6 +27,7 @@
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <linux/kcmp.h>
@@ -57,11 +58,23 @@ static int describe_timerfd(struct ofd *o, const char *fdinfo)
 	if (!clk || !ticks || parse_pair(fds_field(fdinfo, "it_value:"), &vs, &vn) ||
 	    parse_pair(fds_field(fdinfo, "it_interval:"), &is, &in))
 		return -1;
-	cJSON_AddNumberToObject(o->json, "clock", atoi(clk));
+	const char *sf = fds_field(fdinfo, "settime flags:");
+	int clock = atoi(clk), tflags = sf ? (int)strtol(sf, NULL, 8) : 0;
+	cJSON_AddNumberToObject(o->json, "clock", clock);
 	fds_put_hex(o->json, "ticks", strtoull(ticks, NULL, 10));
 	/* it_value is the time left, whatever the timer was set with. */
-	cJSON_AddNumberToObject(o->json, "value_ns", (double)(vs * 1000000000LL + vn));
+	long long left = vs * 1000000000LL + vn;
+	cJSON_AddNumberToObject(o->json, "value_ns", (double)left);
 	cJSON_AddNumberToObject(o->json, "interval_ns", (double)(is * 1000000000LL + in));
+	/* A wall-clock timer set for a date stays set for that date (a
+	 * restore later fires it at once); other clocks start again at the
+	 * restore, whose monotonic clock is not the dump's. */
+	if ((clock == CLOCK_REALTIME || clock == CLOCK_REALTIME_ALARM) && (tflags & TFD_TIMER_ABSTIME) && left) {
+		struct timespec now;
+		clock_gettime(CLOCK_REALTIME, &now);
+		cJSON_AddNumberToObject(o->json, "at_ns", (double)(now.tv_sec * 1000000000LL + now.tv_nsec + left));
+		cJSON_AddBoolToObject(o->json, "cancel_on_set", !!(tflags & TFD_TIMER_CANCEL_ON_SET));
+	}
 	return 0;
 }
 
@@ -125,12 +138,29 @@ int fds_describe_anon(struct fds_capture *c, struct fds_proc *p, int fd, const c
 	return -1;
 }
 
+struct epoll_key {
+	pid_t spid; /* the epoll's process */
+	struct kcmp_epoll_slot slot;
+};
+
+/* kcmp of the target against ofd j's file, in fds_order_find's sense (the
+ * call itself compares j's file against the target). */
+static long target_vs(const struct ofd *j, const void *key)
+{
+	const struct epoll_key *k = key;
+	long r = syscall(SYS_kcmp, j->spid, k->spid, KCMP_EPOLL_TFD, j->fd, (unsigned long)&k->slot);
+	return r == 1 ? 2 : r == 2 ? 1 : r;
+}
+
 /* The ofd that the item (tfd) of o's epoll registers, or -1. */
 static int epoll_target(struct fds_capture *c, const struct ofd *o, int tfd)
 {
-	struct kcmp_epoll_slot slot = { .efd = (uint32_t)o->fd, .tfd = (uint32_t)tfd, .toff = 0 };
+	struct epoll_key key = { o->spid, { .efd = (uint32_t)o->fd, .tfd = (uint32_t)tfd, .toff = 0 } };
+	int at, found = fds_order_find(c, target_vs, &key, &at);
+	if (found > 0) return c->order[at];
+	if (found == 0) return -1;
 	for (int j = 0; j < c->n; j++)
-		if (syscall(SYS_kcmp, c->ofds[j].spid, o->spid, KCMP_EPOLL_TFD, c->ofds[j].fd, (unsigned long)&slot) == 0) return j;
+		if (target_vs(&c->ofds[j], &key) == 0) return j;
 	return -1;
 }
 
@@ -189,8 +219,13 @@ static int make_timerfd(const cJSON *o)
 	if (fd < 0) return -1;
 	struct itimerspec its = { .it_interval = ts_of(fds_get_num(o, "interval_ns", 0)), .it_value = ts_of(fds_get_num(o, "value_ns", 0)) };
 	uint64_t ticks = fds_get_hex(o, "ticks");
+	int how = 0;
+	if (cJSON_GetObjectItemCaseSensitive(o, "at_ns")) {
+		its.it_value = ts_of(fds_get_num(o, "at_ns", 0));
+		how = TFD_TIMER_ABSTIME | (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "cancel_on_set")) ? TFD_TIMER_CANCEL_ON_SET : 0);
+	}
 	/* Setting the time clears the expirations: they come after. */
-	if ((its.it_value.tv_sec || its.it_value.tv_nsec) && timerfd_settime(fd, 0, &its, NULL)) {
+	if ((its.it_value.tv_sec || its.it_value.tv_nsec) && timerfd_settime(fd, how, &its, NULL)) {
 		close(fd);
 		return -1;
 	}

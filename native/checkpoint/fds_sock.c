@@ -382,6 +382,11 @@ int fds_describe_socket(struct fds_capture *c, struct fds_proc *p, int fd, const
 }
 
 
+void fds_socks_drop(struct fds_capture *c, int first_ofd)
+{
+	while (c->nsocks && c->socks[c->nsocks - 1].ofd >= first_ofd) c->nsocks--;
+}
+
 /* Once every process is described: Unix ends whose peer is the
  * application's are paired ("pair": k, "side": 0/1); a TCP connection
  * whose other end is the application's becomes a pair too ("tcp-pair");

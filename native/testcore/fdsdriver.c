@@ -27,6 +27,7 @@
 #include <sys/ptrace.h>
 #include <sys/wait.h>
 #include <dirent.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAXP 16
@@ -73,6 +74,13 @@ static void comm_of(pid_t pid, char *buf, size_t len)
 	if (f) fclose(f);
 }
 
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
 static int open_tables(struct ckpt_ctx *ctx, struct tabledb *t, const char *home, const char *aid)
 {
 	char err[4096];
@@ -90,13 +98,14 @@ int main(int argc, char **argv)
 {
 	const char *home = NULL, *aid = NULL, *raid = NULL, *json = NULL;
 	pid_t pids[MAXP];
-	int npids = 0, keep = 0, i;
+	int npids = 0, keep = 0, timed = 0, i;
 	for (i = 1; i < argc && strcmp(argv[i], "--"); i++) {
 		if (!strcmp(argv[i], "--home") && i + 1 < argc) home = argv[++i];
 		else if (!strcmp(argv[i], "--aid") && i + 1 < argc) aid = argv[++i];
 		else if (!strcmp(argv[i], "--restore-aid") && i + 1 < argc) raid = argv[++i];
 		else if (!strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
 		else if (!strcmp(argv[i], "--keep")) keep = 1;
+		else if (!strcmp(argv[i], "--time")) timed = 1;
 		else if (!strcmp(argv[i], "--pids") && i + 1 < argc) {
 			for (char *s = argv[++i], *t; npids < MAXP && (t = strsep(&s, ","));) pids[npids++] = atoi(t);
 		} else {
@@ -122,6 +131,7 @@ int main(int argc, char **argv)
 			detach_all();
 			return 1;
 		}
+	double t0 = now_s();
 	struct fds_capture *c = fds_capture_new(&ctx);
 	for (i = 0; i < npids; i++) {
 		char comm[64];
@@ -141,6 +151,7 @@ int main(int argc, char **argv)
 	char *text = cJSON_PrintUnformatted(all);
 	cJSON_Delete(all);
 	fds_capture_free(c);
+	double t1 = now_s();
 	if (json) {
 		FILE *f = fopen(json, "w");
 		if (f) fputs(text, f), fclose(f);
@@ -152,6 +163,8 @@ int main(int argc, char **argv)
 		for (i = 0; i < ntids; i++) waitpid(tids[i], NULL, __WALL);
 	}
 
+	size_t text_len = strlen(text);
+	double capture_ms = (t1 - t0) * 1e3, r0 = now_s();
 	all = cJSON_Parse(text);
 	free(text);
 	files = cJSON_GetObjectItem(all, "files");
@@ -167,6 +180,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "appshot: %s\n", err);
 		return 1;
 	}
+	double t2 = now_s();
+	if (timed)
+		fprintf(stderr, "capture %.2f ms (JSON %zu bytes), restore %.2f ms\n", capture_ms, text_len, (t2 - r0) * 1e3);
 	int nargs = 0;
 	while (checker[nargs]) nargs++;
 	pid_t kids[MAXP];

@@ -32,6 +32,7 @@
 #include <sys/timerfd.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static int idx;
@@ -257,6 +258,12 @@ static void anon_setup(void)
 	/* The file registered as 13 lives on as 14 only: its entry keeps 13. */
 	place(dup(13), 14, 0);
 	close(13);
+	/* A wall-clock timer set for a date, cancelled if the clock is set. */
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	struct itimerspec at = { .it_value = { now.tv_sec + 200, 0 } };
+	place(timerfd_create(CLOCK_REALTIME, 0), 15, 0);
+	if (timerfd_settime(15, TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, &at, NULL)) die("timerfd abs");
 	usleep(20000); /* the short timer expires: one tick unread */
 	pid_t kid = fork_child();
 	if (kid == 0) wait_forever(); /* shares the epoll: its list comes back once */
@@ -301,6 +308,12 @@ static void anon_check(void)
 	timerfd_gettime(5, &its);
 	say("timer5", "%s interval %ld", its.it_value.tv_sec > 80 && its.it_value.tv_sec <= 100 ? "armed" : "wrong", (long)its.it_interval.tv_sec);
 	say("flags5", "%s", flags_of(5));
+	timerfd_gettime(15, &its);
+	char fdinfo[1024] = "";
+	int fi = open("/proc/self/fdinfo/15", O_RDONLY);
+	if (fi >= 0 && read(fi, fdinfo, sizeof fdinfo - 1) < 0) fdinfo[0] = 0;
+	char *sf = strstr(fdinfo, "settime flags:");
+	say("timer15", "%s flags %.*s", its.it_value.tv_sec > 180 && its.it_value.tv_sec <= 200 ? "armed" : "wrong", sf ? (int)strcspn(sf + 15, "\n") : 0, sf ? sf + 15 : "");
 	struct pollfd pf = { .fd = 6, .events = POLLIN };
 	say("ticks6", "%lld", poll(&pf, 1, 0) == 1 && read(6, &v, 8) == 8 ? (long long)v : -1LL);
 	sigset_t set;
@@ -456,6 +469,31 @@ static void sockets_check(const char *dir)
 	say("tcp11", "%s", recv_one(11));
 }
 
+/* --- many: N pipes with bytes, N eventfds, N files (for timing) -------- */
+
+static void many_setup(const char *dir, int n)
+{
+	char path[4096];
+	for (int i = 0; i < n; i++) {
+		int p[2];
+		if (pipe(p)) die("pipe");
+		put(p[1], "bytes");
+		if (eventfd((unsigned)i, 0) < 0) die("eventfd");
+		snprintf(path, sizeof path, "%s/f%d", dir, i % 16);
+		if (open(path, O_RDWR | O_CREAT, 0600) < 0) die("open");
+	}
+	printf("ready %d\n", getpid());
+	fflush(stdout);
+	wait_forever();
+}
+
+static void many_check(int n)
+{
+	int open_fds = 0;
+	for (int fd = 3; fd < 3 + 4 * n; fd++) open_fds += fcntl(fd, F_GETFD) >= 0;
+	say("open", "%d", open_fds);
+}
+
 /* --- refuse: a descriptor no snapshot captures ------------------------- */
 
 static void refuse_setup(void)
@@ -528,6 +566,7 @@ int main(int argc, char **argv)
 	}
 	else if (!strcmp(scen, "tty")) check ? tty_check() : tty_setup();
 	else if (!strcmp(scen, "refuse")) check ? refuse_check() : refuse_setup();
+	else if (!strcmp(scen, "many")) check ? many_check(port) : many_setup(dir, port);
 	else if (!strcmp(scen, "deleted")) check ? refuse_check() : deleted_setup(dir);
 	else {
 		fprintf(stderr, "fdsprog: unknown scenario %s\n", scen);
