@@ -1,7 +1,8 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, readlinkSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { builtProgram } from '../ts/paths.js';
 import { MODES, appshotAsync, freePort, makeHome, tablesJson, testRoot, waitFor } from './helpers.js';
 
@@ -28,8 +29,24 @@ afterEach(() => {
   }
 });
 
+/** Another user, as whom the capture must work too (a process may trace
+ * its own user's processes); as a user already, that user. */
+const asUser = process.getuid!() === 0 ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'] : [];
+
+/** A folder every user may write. */
+function sharedDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'appshot-fds-'));
+  chmodSync(dir, 0o777);
+  shared.push(dir);
+  return dir;
+}
+const shared: string[] = [];
+afterAll(() => {
+  for (const dir of shared) rmSync(dir, { recursive: true, force: true });
+});
+
 /** Starts `fdsprog setup` and waits for its "ready PID..." line. */
-async function setup(scenario: string, dir: string, port = 0, run?: string[]) {
+async function setup(scenario: string, dir: string, port = 0, run?: string[], as: string[] = []) {
   const args = ['setup', scenario, dir, String(port)];
   let out = '';
   let p: ChildProcess;
@@ -38,7 +55,8 @@ async function setup(scenario: string, dir: string, port = 0, run?: string[]) {
     harness = appshotAsync(run[0], [...run.slice(1), '--', FDSPROG, ...args]);
     p = harness.child;
   } else {
-    p = spawn(FDSPROG, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const cmd = [...as, FDSPROG, ...args];
+    p = spawn(cmd[0], cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
     p.stdout!.on('data', (d) => (out += d));
     started.push(p);
   }
@@ -51,12 +69,10 @@ async function setup(scenario: string, dir: string, port = 0, run?: string[]) {
 }
 
 /** fdsdriver over the processes; the checkers' lines as a map. */
-function drive(pids: number[], scenario: string, dir: string, port = 0, extra: string[] = []) {
+function drive(pids: number[], scenario: string, dir: string, port = 0, extra: string[] = [], as: string[] = []) {
   const json = join(dir, 'capture.json');
-  const r = spawnSync(DRIVER, [...extra, '--json', json, '--pids', pids.join(','), '--', FDSPROG, 'check', scenario, dir, String(port)], {
-    encoding: 'utf8',
-    timeout: 30_000,
-  });
+  const cmd = [...as, DRIVER, ...extra, '--json', json, '--pids', pids.join(','), '--', FDSPROG, 'check', scenario, dir, String(port)];
+  const r = spawnSync(cmd[0], cmd.slice(1), { encoding: 'utf8', timeout: 30_000 });
   const seen = new Map<string, string>();
   for (const line of r.stdout.split('\n')) {
     const m = line.match(/^(\d+) (\S+) ?(.*)$/);
@@ -208,6 +224,22 @@ describe('descriptors captured from stopped processes and made again', () => {
       `appshot: process ${pids[0]} (fdsprog): descriptor 3 is a file that no longer has a name (${dir}/gone (deleted)): a restore could not open it again; close it before the snapshot, or use --ipc-only\n`,
     );
     expect(readFileSync(`/proc/${pids[0]}/status`, 'utf8')).toMatch(/TracerPid:\s+0\n/);
+  });
+});
+
+describe(`as ${asUser.length ? 'another user (uid 65534)' : 'this user'}, without privileges`, () => {
+  it.each([
+    ['files', { '0 off3after': '6', '1 off3': '6 after go', '0 pipe10': 'child-bytes', '1 pipe8': 'hello-from-parent', '0 fifo16': 'fifo-bytes', '0 pipe18-again': 'EOF' }],
+    ['anon', { '0 epoll': '9,d,1122334455667788', '0 eventfd3': '5', '0 ticks6': '1', '0 signalfd7': '10', '0 del13': 'ok' }],
+    ['sockets', { '0 accept3': 'ok', '0 unix5': 'to-parent', '0 dgram7': 'm1,m2,EAGAIN', '0 tcp9': 'ECONNRESET', '0 tcp11': 'tcp-hello', '0 accept12': 'ok', '1 unix6': 'to-child' }],
+  ])('%s come back the same', async (scenario, want) => {
+    const dir = sharedDir();
+    const port = await freePort();
+    const { pids } = await setup(scenario, dir, port, undefined, asUser);
+    const r = drive(pids, scenario, dir, port, [], asUser);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(Object.fromEntries(r.seen)).toMatchObject(want);
   });
 });
 

@@ -447,6 +447,12 @@ static void finish(struct fds_capture *c)
 	fds_pipes_finish(c);
 	fds_socks_finish(c);
 	fds_epolls_resolve(c, 1);
+	/* A file at 0-2 (the launcher's redirection) the restorer may not be
+	 * allowed to open (a process that changed its user): it may stand in. */
+	for (int i = 0; i < c->n; i++) {
+		const char *kind = fds_get_str(c->ofds[i].json, "kind");
+		if (c->ofds[i].minfd <= 2 && kind && !strcmp(kind, "file")) cJSON_AddNumberToObject(c->ofds[i].json, "std", c->ofds[i].minfd);
+	}
 }
 
 cJSON *fds_capture_files(struct fds_capture *c)
@@ -510,6 +516,8 @@ static int open_path(struct fds_restore *r, const cJSON *o, const char *kind, in
 	}
 	if (!path) return fds_err(err, errlen, "descriptor %d of the image has no path", (int)fds_get_num(o, "id", 0)), -1;
 	int fd = open(path, (flags & ~(O_CREAT | O_TRUNC | O_EXCL)) | O_NOCTTY | O_CLOEXEC);
+	int std = (int)fds_get_num(o, "std", -1);
+	if (fd < 0 && errno == EACCES && std >= 0 && (fd = fcntl(std, F_DUPFD_CLOEXEC, 3)) >= 0) return fd; /* the restorer's own */
 	if (fd < 0) return fds_err(err, errlen, "cannot open %s again: %s; the snapshot's process had it open", path, strerror(errno)), -1;
 	off_t pos = (off_t)fds_get_num(o, "pos", 0);
 	/* A directory's offset is its file system's cookie: best effort. */

@@ -46,6 +46,7 @@ struct fds_pipe {
 	size_t len;
 	char *path; /* a FIFO's, when it still has one */
 	int readers, writers; /* ofds of the application on each end */
+	int captured; /* data read (at the first end that can read) */
 };
 
 struct fds_sock;
