@@ -137,8 +137,9 @@ describe('descriptors captured from stopped processes and made again', () => {
     expect(r.code).toBe(0);
     expect(Object.fromEntries(r.seen)).toEqual({
       // ready: the pipe with a byte (9, edge-triggered), the entry registered
-      // as 13 (its file lives on as 14), the eventfd (3); not the empty pipe (11)
-      '0 epoll': '9,d,1122334455667788',
+      // as 13 (its file lives on as 14), the two files registered as 16
+      // (a1, b2), the eventfd (3); not the empty pipe (11)
+      '0 epoll': '9,d,a1,b2,1122334455667788',
       '0 epoll-et-again': '0',
       '0 eventfd3': '5',
       '0 flags3': 'rw+nonblock',
@@ -230,7 +231,7 @@ describe('descriptors captured from stopped processes and made again', () => {
 describe(`as ${asUser.length ? 'another user (uid 65534)' : 'this user'}, without privileges`, () => {
   it.each([
     ['files', { '0 off3after': '6', '1 off3': '6 after go', '0 pipe10': 'child-bytes', '1 pipe8': 'hello-from-parent', '0 fifo16': 'fifo-bytes', '0 pipe18-again': 'EOF' }],
-    ['anon', { '0 epoll': '9,d,1122334455667788', '0 eventfd3': '5', '0 ticks6': '1', '0 signalfd7': '10', '0 del13': 'ok' }],
+    ['anon', { '0 epoll': '9,d,a1,b2,1122334455667788', '0 eventfd3': '5', '0 ticks6': '1', '0 signalfd7': '10', '0 del13': 'ok' }],
     ['sockets', { '0 accept3': 'ok', '0 unix5': 'to-parent', '0 dgram7': 'm1,m2,EAGAIN', '0 tcp9': 'ECONNRESET', '0 tcp11': 'tcp-hello', '0 accept12': 'ok', '1 unix6': 'to-child' }],
   ])('%s come back the same', async (scenario, want) => {
     const dir = sharedDir();

@@ -574,8 +574,8 @@ struct fds_restore *fds_restore_open(const cJSON *files, int base, const struct 
 	r->fd = malloc(((size_t)r->n + 1) * sizeof *r->fd);
 	r->ofd = malloc(((size_t)r->n + 1) * sizeof *r->ofd);
 	if (!r->fd || !r->ofd) goto oom;
+	for (int i = 0; i < r->n; i++) r->fd[i] = -1;
 	for (int i = 0; i < r->n; i++) {
-		r->fd[i] = -1;
 		r->ofd[i] = cJSON_GetArrayItem(ofds, i);
 		if ((int)fds_get_num(r->ofd[i], "id", 0) != i + 1) {
 			fds_err(err, errlen, "the image's files section is damaged: descriptor %d has id %d", i + 1, (int)fds_get_num(r->ofd[i], "id", 0));

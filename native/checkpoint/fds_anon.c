@@ -96,12 +96,18 @@ static int describe_epoll(struct ofd *o, const char *fdinfo)
 		unsigned events;
 		unsigned long long data;
 		if (sscanf(p, "tfd: %d events: %x data: %llx", &tfd, &events, &data) != 3) return -1;
-		cJSON *it = cJSON_CreateArray();
+		cJSON *it = cJSON_CreateArray(), *prev;
 		char hex[24];
 		snprintf(hex, sizeof hex, "0x%llx", data);
+		/* Two files registered under one number (the first's number
+		 * reused while it lived on elsewhere): the kernel tells them
+		 * apart by their place among that number's, in this order. */
+		int toff = 0;
+		cJSON_ArrayForEach(prev, o->pending) toff += cJSON_GetArrayItem(prev, 0)->valueint == tfd;
 		cJSON_AddItemToArray(it, cJSON_CreateNumber(tfd));
 		cJSON_AddItemToArray(it, cJSON_CreateNumber(events));
 		cJSON_AddItemToArray(it, cJSON_CreateString(hex));
+		cJSON_AddItemToArray(it, cJSON_CreateNumber(toff));
 		cJSON_AddItemToArray(o->pending, it);
 	}
 	return 0;
@@ -152,10 +158,10 @@ static long target_vs(const struct ofd *j, const void *key)
 	return r == 1 ? 2 : r == 2 ? 1 : r;
 }
 
-/* The ofd that the item (tfd) of o's epoll registers, or -1. */
-static int epoll_target(struct fds_capture *c, const struct ofd *o, int tfd)
+/* The ofd that the item (tfd, toff) of o's epoll registers, or -1. */
+static int epoll_target(struct fds_capture *c, const struct ofd *o, int tfd, int toff)
 {
-	struct epoll_key key = { o->spid, { .efd = (uint32_t)o->fd, .tfd = (uint32_t)tfd, .toff = 0 } };
+	struct epoll_key key = { o->spid, { .efd = (uint32_t)o->fd, .tfd = (uint32_t)tfd, .toff = (uint32_t)toff } };
 	int at, found = fds_order_find(c, target_vs, &key, &at);
 	if (found > 0) return c->order[at];
 	if (found == 0) return -1;
@@ -173,7 +179,7 @@ void fds_epolls_resolve(struct fds_capture *c, int final)
 		if (!list) list = cJSON_AddArrayToObject(o->entry, "epoll");
 		for (int k = 0; k < cJSON_GetArraySize(o->pending);) {
 			cJSON *it = cJSON_GetArrayItem(o->pending, k);
-			int tfd = cJSON_GetArrayItem(it, 0)->valueint, j = epoll_target(c, o, tfd);
+			int tfd = cJSON_GetArrayItem(it, 0)->valueint, j = epoll_target(c, o, tfd, cJSON_GetArrayItem(it, 3)->valueint);
 			if (j < 0 && !final) {
 				k++;
 				continue;

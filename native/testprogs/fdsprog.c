@@ -258,6 +258,13 @@ static void anon_setup(void)
 	/* The file registered as 13 lives on as 14 only: its entry keeps 13. */
 	place(dup(13), 14, 0);
 	close(13);
+	/* Two files registered under one number, 16. */
+	struct epoll_event ea = { .events = EPOLLIN, .data.u64 = 0xa1 }, eb = { .events = EPOLLIN, .data.u64 = 0xb2 };
+	place(eventfd(1, 0), 16, 0);
+	if (epoll_ctl(8, EPOLL_CTL_ADD, 16, &ea)) die("epoll_ctl 16");
+	place(dup(16), 17, 0);
+	place(eventfd(1, 0), 16, 0);
+	if (epoll_ctl(8, EPOLL_CTL_ADD, 16, &eb)) die("epoll_ctl 16 again");
 	/* A wall-clock timer set for a date, cancelled if the clock is set. */
 	struct timespec now;
 	clock_gettime(CLOCK_REALTIME, &now);
