@@ -173,9 +173,11 @@ describe('descriptors captured from stopped processes and made again', () => {
       '0 tcp9': 'ECONNRESET', // the peer outside the application
       '0 tcp9-again': 'EOF',
       '0 tcp11': 'tcp-hello',
+      '0 port11': "the listener's", // accepted again through the restored listener
       '1 unix6': 'to-child',
       '1 tcp10': 'tcp-back',
-      '1 unix14': 'EAGAIN',
+      '1 peer10': String(port),
+      '1 unix14': 'ping', // the other end of 13
       '0 accept12': 'ok', // the Unix listener at its path again
       '0 mode12': '640',
       '0 unix13': 'via-listener', // a connection it accepted, both ends inside
@@ -265,6 +267,8 @@ describe.each(MODES)('listeners under the shim, %s', (mode, flags) => {
     expect(r.seen.get('0 accept3')).toBe('ok');
     expect(r.seen.get('0 udp4')).toBe('dgram');
     expect(r.seen.get('0 tcp11')).toBe('tcp-hello');
+    expect(r.seen.get('0 port11')).toBe("the listener's");
+    expect(r.seen.get('1 peer10')).toBe(String(sport));
     expect(r.kinds).toContain('home'); // the shim's own files, by their name in the home
     const rows = tablesJson(home, ['--aid', dst, '--type', 'port']);
     expect(rows).toEqual(

@@ -387,6 +387,29 @@ void fds_socks_drop(struct fds_capture *c, int first_ofd)
 	while (c->nsocks && c->socks[c->nsocks - 1].ofd >= first_ofd) c->nsocks--;
 }
 
+/* A TCP end that one of the application's listeners accepted (its local
+ * address is the listener's): "via" the listener's ofd id, so that the
+ * restore makes it by a connection to that listener and the program finds
+ * the listener's port as its own again. */
+static void mark_accepted(struct fds_capture *c, const struct fds_sock *s, struct ofd *o)
+{
+	for (int j = 0; j < c->nsocks; j++) {
+		const struct fds_sock *l = &c->socks[j];
+		const char *kind = fds_get_str(c->ofds[l->ofd].json, "kind");
+		if (!kind || strcmp(kind, "tcp-listen") || l->family != s->family || port_in(&l->local) != port_in(&s->local)) continue;
+		struct sockaddr_storage any = l->local;
+		if (l->family == AF_INET) ((struct sockaddr_in *)&any)->sin_addr.s_addr = htonl(INADDR_ANY);
+		else ((struct sockaddr_in6 *)&any)->sin6_addr = in6addr_any;
+		struct sockaddr_storage mine = s->local;
+		set_port_in(&mine, port_in(&l->local));
+		/* The listener's address itself, or any address when it listens on all. */
+		if (same_addr(&l->local, l->llen, &mine, s->llen) || same_addr(&l->local, l->llen, &any, l->llen)) {
+			cJSON_AddNumberToObject(o->json, "via", c->ofds[l->ofd].id);
+			return;
+		}
+	}
+}
+
 /* Once every process is described: Unix ends whose peer is the
  * application's are paired ("pair": k, "side": 0/1); a TCP connection
  * whose other end is the application's becomes a pair too ("tcp-pair");
@@ -411,6 +434,8 @@ void fds_socks_finish(struct fds_capture *c)
 			if (s->family != AF_UNIX) {
 				cJSON_ReplaceItemInObjectCaseSensitive(o->json, "kind", cJSON_CreateString("tcp-pair"));
 				cJSON_ReplaceItemInObjectCaseSensitive(m->json, "kind", cJSON_CreateString("tcp-pair"));
+				mark_accepted(c, s, o);
+				mark_accepted(c, &c->socks[mate], m);
 			}
 			cJSON_AddNumberToObject(o->json, "pair", pairs);
 			cJSON_AddNumberToObject(o->json, "side", 0);
@@ -491,6 +516,50 @@ static int tcp_loopback_pair(int family, int sv[2])
 	}
 }
 
+static void set_nodelay(int fd, const cJSON *o)
+{
+	int one = 1;
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "nodelay"))) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+int fds_make_sock(struct fds_restore *r, int i, const char *kind, const cJSON *o, char *err, size_t errlen);
+
+/* An accepted connection made again through its restored listener (made
+ * now if it is not yet): sv[0] the accepted end (server), sv[1] the
+ * connecting one, a socket of the client's family. */
+static int tcp_via_listener(struct fds_restore *r, const cJSON *server, const cJSON *client, int sv[2], char *err, size_t errlen)
+{
+	int l = (int)fds_get_num(server, "via", 0) - 1;
+	if (l < 0 || l >= r->n) return fds_err(err, errlen, "the image's files section is damaged: a connection's listener %d", l + 1), -1;
+	if (r->fd[l] < 0 && (r->fd[l] = fds_make_sock(r, l, "tcp-listen", r->ofd[l], err, errlen)) < 0) return -1;
+	struct sockaddr_storage a;
+	socklen_t len = sizeof a;
+	int family = (int)fds_get_num(client, "family", AF_INET);
+	if (getsockname(r->fd[l], (struct sockaddr *)&a, &len)) return fds_err(err, errlen, "cannot read a restored listener's address: %s", strerror(errno)), -1;
+	uint16_t port = port_in(&a);
+	/* A listener on every address, or of the other family: its loopback. */
+	int any = a.ss_family == AF_INET ? ((struct sockaddr_in *)&a)->sin_addr.s_addr == htonl(INADDR_ANY)
+					 : IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&a)->sin6_addr);
+	if (any || a.ss_family != family) {
+		memset(&a, 0, sizeof a);
+		a.ss_family = (sa_family_t)family;
+		if (family == AF_INET) ((struct sockaddr_in *)&a)->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		else ((struct sockaddr_in6 *)&a)->sin6_addr = in6addr_loopback;
+		set_port_in(&a, port);
+		len = family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+	}
+	sv[0] = -1;
+	sv[1] = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (sv[1] >= 0 && connect(sv[1], (struct sockaddr *)&a, len) == 0) {
+		struct pollfd pf = { .fd = r->fd[l], .events = POLLIN };
+		if (poll(&pf, 1, 1000) == 1) sv[0] = accept4(r->fd[l], NULL, NULL, SOCK_CLOEXEC);
+	}
+	if (sv[0] >= 0) return 0;
+	fds_err(err, errlen, "cannot connect to the restored listener on port %u again: %s", port, strerror(errno));
+	if (sv[1] >= 0) close(sv[1]);
+	return -1;
+}
+
 /* A TCP socket whose peer reset the connection: the next read fails with
  * ECONNRESET. */
 static int make_reset(int family)
@@ -509,9 +578,22 @@ static int make_pair(struct fds_restore *r, int i, const cJSON *o, int tcp, char
 {
 	int k = (int)fds_get_num(o, "pair", -1), j = pair_mate(r, i, k), sv[2];
 	if (j < 0) return fds_err(err, errlen, "the image's files section is damaged: socket pair %d has one end", k), -1;
-	if (tcp ? tcp_loopback_pair((int)fds_get_num(o, "family", AF_INET), sv)
-		: socketpair(AF_UNIX, (int)fds_get_num(o, "type", SOCK_STREAM) | SOCK_CLOEXEC, 0, sv))
+	int rc;
+	if (tcp && (cJSON_GetObjectItemCaseSensitive(o, "via") || cJSON_GetObjectItemCaseSensitive(r->ofd[j], "via"))) {
+		int server_is_i = cJSON_GetObjectItemCaseSensitive(o, "via") != NULL;
+		rc = tcp_via_listener(r, server_is_i ? o : r->ofd[j], server_is_i ? r->ofd[j] : o, sv, err, errlen);
+		if (rc) return -1;
+		if (!server_is_i) { /* sv: {accepted, client}; i is the client */
+			int t = sv[0];
+			sv[0] = sv[1], sv[1] = t;
+		}
+	} else if (tcp ? tcp_loopback_pair((int)fds_get_num(o, "family", AF_INET), sv)
+		       : socketpair(AF_UNIX, (int)fds_get_num(o, "type", SOCK_STREAM) | SOCK_CLOEXEC, 0, sv))
 		return fds_err(err, errlen, "cannot make a socket pair again: %s", strerror(errno)), -1;
+	if (tcp) {
+		set_nodelay(sv[0], o);
+		set_nodelay(sv[1], r->ofd[j]);
+	}
 	if (refill(sv[1], o) || refill(sv[0], r->ofd[j])) {
 		fds_err(err, errlen, "cannot put a socket pair's unread bytes back: %s", strerror(errno));
 		close(sv[0]), close(sv[1]);

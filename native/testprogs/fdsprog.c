@@ -441,6 +441,7 @@ static void unix_listener_check(const char *dir)
 	char buf[64] = "";
 	ssize_t n = read(13, buf, 12); /* "via-listener", buffered */
 	say("unix13", "%.*s", (int)(n > 0 ? n : 0), buf);
+	put(13, "ping");
 }
 
 static void sockets_check(const char *dir)
@@ -448,7 +449,14 @@ static void sockets_check(const char *dir)
 	if (idx == 1) {
 		say("unix6", "%s", recv_one(6));
 		say("tcp10", "%s", recv_one(10));
-		if (with_unix_listener) say("unix14", "%s", recv_one(14)); /* nothing buffered toward the child */
+		struct sockaddr_in pa;
+		socklen_t pl = sizeof pa;
+		say("peer10", "%d", getpeername(10, (struct sockaddr *)&pa, &pl) ? -1 : ntohs(pa.sin_port));
+		if (with_unix_listener) { /* the parent's 13 writes to it */
+			struct pollfd pf = { .fd = 14, .events = POLLIN };
+			poll(&pf, 1, 5000);
+			say("unix14", "%s", recv_one(14));
+		}
 		return;
 	}
 	if (with_unix_listener) unix_listener_check(dir);
@@ -474,6 +482,7 @@ static void sockets_check(const char *dir)
 	say("tcp9", "%s", recv_one(9));
 	say("tcp9-again", "%s", recv_one(9));
 	say("tcp11", "%s", recv_one(11));
+	say("port11", "%s", port_of_fd(11) == port ? "the listener's" : "another");
 }
 
 /* --- many: N pipes with bytes, N eventfds, N files (for timing) -------- */
