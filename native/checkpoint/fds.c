@@ -575,8 +575,10 @@ struct fds_restore *fds_restore_open(const cJSON *files, int base, const struct 
 	r->ofd = malloc(((size_t)r->n + 1) * sizeof *r->ofd);
 	if (!r->fd || !r->ofd) goto oom;
 	for (int i = 0; i < r->n; i++) r->fd[i] = -1;
-	for (int i = 0; i < r->n; i++) {
-		r->ofd[i] = cJSON_GetArrayItem(ofds, i);
+	const cJSON *each;
+	int i = 0;
+	cJSON_ArrayForEach(each, ofds) r->ofd[i++] = each;
+	for (i = 0; i < r->n; i++) {
 		if ((int)fds_get_num(r->ofd[i], "id", 0) != i + 1) {
 			fds_err(err, errlen, "the image's files section is damaged: descriptor %d has id %d", i + 1, (int)fds_get_num(r->ofd[i], "id", 0));
 			goto fail;

@@ -74,12 +74,14 @@ static void comm_of(pid_t pid, char *buf, size_t len)
 	if (f) fclose(f);
 }
 
-static double now_s(void)
+static double clock_s(clockid_t clk)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(clk, &ts);
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
+static double now_s(void) { return clock_s(CLOCK_MONOTONIC); }
+static double cpu_s(void) { return clock_s(CLOCK_PROCESS_CPUTIME_ID); }
 
 static int open_tables(struct ckpt_ctx *ctx, struct tabledb *t, const char *home, const char *aid)
 {
@@ -131,7 +133,7 @@ int main(int argc, char **argv)
 			detach_all();
 			return 1;
 		}
-	double t0 = now_s();
+	double t0 = now_s(), c0 = cpu_s();
 	struct fds_capture *c = fds_capture_new(&ctx);
 	for (i = 0; i < npids; i++) {
 		char comm[64];
@@ -151,7 +153,7 @@ int main(int argc, char **argv)
 	char *text = cJSON_PrintUnformatted(all);
 	cJSON_Delete(all);
 	fds_capture_free(c);
-	double t1 = now_s();
+	double t1 = now_s(), c1 = cpu_s();
 	if (json) {
 		FILE *f = fopen(json, "w");
 		if (f) fputs(text, f), fclose(f);
@@ -164,7 +166,7 @@ int main(int argc, char **argv)
 	}
 
 	size_t text_len = strlen(text);
-	double capture_ms = (t1 - t0) * 1e3, r0 = now_s();
+	double capture_ms = (t1 - t0) * 1e3, capture_cpu = (c1 - c0) * 1e3, r0 = now_s(), rc0 = cpu_s();
 	all = cJSON_Parse(text);
 	free(text);
 	files = cJSON_GetObjectItem(all, "files");
@@ -180,9 +182,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "appshot: %s\n", err);
 		return 1;
 	}
-	double t2 = now_s();
+	double t2 = now_s(), c2 = cpu_s();
 	if (timed)
-		fprintf(stderr, "capture %.2f ms (JSON %zu bytes), restore %.2f ms\n", capture_ms, text_len, (t2 - r0) * 1e3);
+		fprintf(stderr, "capture %.2f ms (cpu %.2f; JSON %zu bytes), restore %.2f ms (cpu %.2f)\n", capture_ms, capture_cpu, text_len,
+			(t2 - r0) * 1e3, (c2 - rc0) * 1e3);
 	int nargs = 0;
 	while (checker[nargs]) nargs++;
 	pid_t kids[MAXP];
