@@ -595,6 +595,13 @@ struct fds_restore *fds_restore_open(const cJSON *files, int base, const struct 
 			base + r->n, r->n, (unsigned long long)rl.rlim_cur);
 		goto fail;
 	}
+	/* The range is ours alone: a descriptor of the caller's there would be
+	 * replaced without a word. */
+	for (i = 0; i < r->n; i++)
+		if (fcntl(base + i, F_GETFD) >= 0) {
+			fds_err(err, errlen, "descriptor %d, in the range the restore keeps its %d open files in (from %d), is already in use", base + i, r->n, base);
+			goto fail;
+		}
 	if (fds_pipes_open(r, err, errlen)) goto fail;
 	for (int i = 0; i < r->n; i++) {
 		int fd = make_ofd(r, i, r->ofd[i], err, errlen);
