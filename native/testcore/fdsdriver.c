@@ -162,7 +162,9 @@ int main(int argc, char **argv)
 	if (keep) detach_all();
 	else {
 		for (i = 0; i < npids; i++) kill(pids[i], SIGKILL);
-		for (i = 0; i < ntids; i++) waitpid(tids[i], NULL, __WALL);
+		/* Every tracee's end (a thread group's leader is reported last). */
+		while (waitpid(-1, NULL, __WALL) > 0 || errno == EINTR)
+			;
 	}
 
 	size_t text_len = strlen(text);
