@@ -120,6 +120,7 @@ describe('descriptors captured from stopped processes and made again', () => {
       '0 pipe18': 'from-outside', // its writer was outside the application:
       '0 pipe18-again': 'EOF', // the bytes, then end of file
       '0 fd19': '/dev/urandom',
+      '0 fd20': 'O_PATH', // an O_PATH descriptor of the FIFO: by path, opening nothing
       '1 pipe8': 'hello-from-parent', // written by the parent, buffered
       '1 fd9': 'EBADF',
       '1 fd11': 'w',

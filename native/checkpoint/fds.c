@@ -325,7 +325,10 @@ static int describe(struct fds_capture *c, struct fds_proc *p, int fd, char *err
 	struct ofd *o = same_ofd(c, p->spid, fd, &at);
 	if (!o) {
 		int rc;
-		if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) rc = describe_path(c, p, fd, link, &st, flags, fdinfo, err, errlen);
+		/* An O_PATH descriptor names a file without opening it, whatever
+		 * the file is (a FIFO, a socket, a device): by path again. */
+		if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode) || ((flags & O_PATH) && link[0] == '/'))
+			rc = describe_path(c, p, fd, link, &st, flags, fdinfo, err, errlen);
 		else if (S_ISCHR(st.st_mode)) rc = describe_chr(c, p, fd, link, &st, flags, err, errlen);
 		else if (S_ISFIFO(st.st_mode)) rc = fds_describe_pipe(c, p, fd, link, &st, flags, err, errlen);
 		else if (S_ISSOCK(st.st_mode)) rc = fds_describe_socket(c, p, fd, &st, flags, fdinfo, err, errlen);
