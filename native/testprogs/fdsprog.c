@@ -169,7 +169,10 @@ static void files_setup(const char *dir)
 	if (pipe(e)) die("pipe");
 	put(e[1], "from-outside");
 	pid_t outsider = fork_child();
-	if (outsider == 0) wait_forever();
+	if (outsider == 0) {
+		close(16), close(17); /* the FIFO is the application's alone */
+		wait_forever();
+	}
 	close(e[1]);
 	place(e[0], 18, 0);
 	place(open("/dev/urandom", O_RDONLY), 19, 0);
