@@ -29,6 +29,7 @@
 #include <sys/ptrace.h>
 #include <sys/wait.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -141,6 +142,17 @@ static char *capture(const struct ckpt_ctx *ctx, const pid_t *pids, int npids, i
 	return text;
 }
 
+static int highest_fd(void)
+{
+	int max = 2;
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	while (d && (e = readdir(d)))
+		if (atoi(e->d_name) > max) max = atoi(e->d_name);
+	if (d) closedir(d);
+	return max;
+}
+
 /* Makes the captured descriptors again, one child per process running
  * CHECKER ARGS... INDEX: 0 when every checker exited 0. */
 static int restore(const struct ckpt_ctx *rctx, const char *text, char **checker, int timed)
@@ -154,8 +166,17 @@ static int restore(const struct ckpt_ctx *rctx, const char *text, char **checker
 		if (m > max) max = m;
 		n++;
 	}
-	int base = max + 64 > 256 ? max + 64 : 256;
+	/* As tight as the engine may choose it: just above every descriptor
+	 * the image and this process use, so that the files' own making
+	 * (at the lowest free numbers) happens inside the range. */
+	int mine = highest_fd(), base = (max > mine ? max : mine) + 1;
+	/* Every free number below base taken, as in a restorer that holds
+	 * them all: whatever fds.c opens on its way lands inside its range. */
+	int filled[4096], nfilled = 0;
+	for (int fd = 3; fd < base && nfilled < 4096; fd++)
+		if (fcntl(fd, F_GETFD) < 0 && dup2(0, fd) == fd) filled[nfilled++] = fd;
 	struct fds_restore *r = fds_restore_open(files, base, rctx, err, sizeof err);
+	for (i = 0; i < nfilled; i++) close(filled[i]);
 	if (!r) {
 		fprintf(stderr, "appshot: %s\n", err);
 		cJSON_Delete(all);
