@@ -17,16 +17,14 @@ struct ofd {
 	pid_t spid;    /* a process and descriptor that has it, for kcmp */
 	int fd;
 	int minfd;     /* the lowest number it has in any process */
-	dev_t dev;     /* of the object, a first filter before kcmp */
+	dev_t dev;     /* of the object (a Unix socket's inode names its peer) */
 	ino_t ino;
 	cJSON *json;
 	/* pipes: which pipe (index into fds_capture.pipes) and end */
 	int pipe;
 	int mode; /* O_RDONLY, O_WRONLY, O_RDWR */
-	/* sockets: the peer's inode (Unix), or addresses (TCP) for pairing */
-	int sock;      /* index into fds_capture.socks, or -1 */
 	/* epoll: the interest list's entries not yet tied to an ofd
-	 * ([[tfd, events, "data"], ...]), and the table entry of the process
+	 * ([[tfd, events, "data", toff], ...]), and the table entry of the process
 	 * that registers them again (the first that has it) */
 	cJSON *pending;
 	cJSON *entry;
