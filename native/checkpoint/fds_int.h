@@ -62,6 +62,8 @@ struct fds_capture {
 	int *order;   /* ofd indices in kcmp's order of open files */
 	int norder, caporder;
 	int finished; /* every process seen: pairs and epoll targets settled */
+	char *text;   /* the fdinfo being read */
+	size_t textcap;
 };
 
 struct fds_restore {
@@ -89,6 +91,8 @@ int fds_pidfd_getfd(pid_t spid, int fd);
  * 0 same, 1 key less, 2 key greater, -1 error): 1 found at *at, 0 not
  * (*at where it would go), -1 kcmp failed. */
 int fds_order_find(struct fds_capture *c, long (*vs)(const struct ofd *, const void *), const void *key, int *at);
+/* vs for a descriptor: key is {spid, fd}. */
+long fds_file_vs(const struct ofd *o, const void *key);
 struct ofd *fds_new_ofd(struct fds_capture *c, struct fds_proc *p, int fd, const struct stat *st, const char *kind, int flags);
 
 /* fds_pipe.c */
