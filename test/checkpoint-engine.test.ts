@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, copyFileSync, openSync, closeSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { builtProgram } from '../ts/paths.js';
@@ -14,6 +14,7 @@ const CKPT = builtProgram('appshot-checkpoint');
 const COUNT = builtProgram('ckptcount');
 const THREADS = builtProgram('ckptthreads');
 const TREE = builtProgram('ckpttree');
+const MEM = builtProgram('ckptmem');
 
 const started: ChildProcess[] = [];
 const restoredPids: number[] = [];
@@ -155,5 +156,81 @@ describe('process trees', () => {
     // leads its own process group inside its parent's session.
     expect(first.slice(3)).toEqual([last[3] + 1, 2 * (last[3] + 1), 1]);
     await restored.until((l) => isTick(l) && Number(l.split(' ')[3]) >= last[3] + 5, 'five more answers');
+  });
+});
+
+describe('memory mapped from the image', () => {
+  /** [tick number, sum over every page] of a ckptmem line. */
+  const state = (l: string) => l.split(' ').slice(2).map(BigInt);
+
+  it('two restores of one image run side by side from the same state; a restored process snapshotted again comes back again', async () => {
+    const dir = makeHome();
+    const [first, second] = [join(dir, 'mem1.img'), join(dir, 'mem2.img')];
+    const app = run(MEM, ['32', '10']);
+    await app.until(isTick, 'the memory filled');
+    expect(dump([app.child.pid!], first, ['--kill']).status).toBe(0);
+    await app.exited;
+    const [n, sum] = state(app.lines.filter(isTick).at(-1)!);
+
+    // Each tick adds one to a word the sum covers: the next line is n+1, sum+1.
+    const a = run(CKPT, ['restore', '--image', first, '--wait']);
+    const b = run(CKPT, ['restore', '--image', first, '--wait']);
+    const [la, lb] = [await a.until(isTick, 'restore a'), await b.until(isTick, 'restore b')];
+    restoredPids.push(tick(la).pid, tick(lb).pid);
+    expect(tick(la).pid).not.toBe(tick(lb).pid);
+    expect(state(la)).toEqual([n + 1n, sum + 1n]);
+    expect(state(lb)).toEqual([n + 1n, sum + 1n]);
+
+    // The restored one (its pages partly the image's file) dumped and restored again.
+    const seen = state(await a.until((l) => isTick(l) && state(l)[0] >= n + 5n, 'restore a running on'));
+    expect(seen[1] - sum).toBe(seen[0] - n);
+    const again = dump([tick(la).pid], second, ['--kill']);
+    expect(again.stderr).toBe('');
+    expect(again.status).toBe(0);
+    await a.exited;
+    const [n2, sum2] = state(a.lines.filter(isTick).at(-1)!);
+    const c = run(CKPT, ['restore', '--image', second, '--wait']);
+    const lc = await c.until(isTick, 'the second restore');
+    restoredPids.push(tick(lc).pid);
+    expect(state(lc)).toEqual([n2 + 1n, sum2 + 1n]);
+  });
+});
+
+describe('refusals', () => {
+  it('a process another tracer holds (here a dumper in the harness protocol) is refused by name and runs on once let go', async () => {
+    const dir = makeHome();
+    const app = run(COUNT, ['10']);
+    await app.until(isTick, 'a tick');
+    const pid = app.child.pid!;
+    const fd = openSync(join(dir, 'held.img'), 'w+');
+    const holder = spawn(CKPT, ['dump', '--pids', String(pid), '--image-fd', '3'], { stdio: ['pipe', 'pipe', 'pipe', fd] });
+    started.push(holder);
+    closeSync(fd);
+    const frozen = await new Promise<string>((resolve) => holder.stdout!.once('data', (d) => resolve(String(d))));
+    expect(frozen).toBe(`frozen 1 pids ${pid}\n`);
+    const d = dump([pid], join(dir, 'second.img'));
+    expect(d.status).toBe(3);
+    expect(d.stderr).toBe(`appshot: cannot snapshot process ${pid} (ckptcount): it is being traced by process ${holder.pid} (a debugger?); detach it first; nothing was changed, the application runs on\n`);
+    const ticks = app.lines.filter(isTick).length;
+    holder.stdin!.end('detach\n');
+    expect(await new Promise((resolve) => holder.on('close', resolve))).toBe(0);
+    await app.until((l) => isTick(l) && tick(l).counts[0] > ticks + 3, 'ticks after the detach');
+  });
+
+  it('a restore whose mapped program changed since the dump is refused by name, nothing started', async () => {
+    const dir = makeHome();
+    const prog = join(dir, 'ckptcount');
+    copyFileSync(COUNT, prog);
+    chmodSync(prog, 0o755);
+    const app = run(prog, ['10']);
+    await app.until(isTick, 'a tick');
+    const image = join(dir, 'count.img');
+    expect(dump([app.child.pid!], image, ['--kill']).status).toBe(0);
+    await app.exited;
+    appendFileSync(prog, 'changed');
+    const r = spawnSync(CKPT, ['restore', '--image', image, '--wait'], { encoding: 'utf8', timeout: 30_000 });
+    expect(r.status).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(new RegExp(`^appshot: cannot restore process \\d+ \\(ckptcount\\) from .*: the file it maps, ${prog}, changed since the snapshot`));
   });
 });

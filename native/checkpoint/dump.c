@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "fds.h"
+#include "canary.h"
 #include "image.h"
 #include "mem.h"
 #include "procstate.h"
@@ -173,6 +174,26 @@ static void tidy_threads(struct dproc *p)
 		}
 }
 
+/* A thread frozen inside the shim's table code (an LMDB transaction, the
+ * write lock) would go on with it in the restored process, whose tables
+ * are another process's: such a process is let run a moment and frozen
+ * again, until none of its threads is in there. */
+static int out_of_tables(struct dumper *d, int idx, char *err, size_t errlen)
+{
+	uint64_t page = mem_find_canary(d->procs[idx].pid);
+	for (int tries = 0; page; tries++) {
+		uint32_t inside = 0;
+		if (mem_read(d->procs[idx].pid, page + CANARY_OFF_IN_TABLES, &inside, 4) != 0 || !inside) return 0;
+		if (tries == 200) return refuse(&d->procs[idx], err, errlen, "a thread of it stayed inside appshot's table code for a second; try again");
+		struct dproc *p = &d->procs[idx];
+		for (int i = 0; i < p->nthreads; i++) ptrace(PTRACE_DETACH, p->threads[i].tid, 0, 0);
+		p->nthreads = 0;
+		usleep(5000);
+		if (freeze_proc(d, idx, err, errlen) != 0) return -1;
+	}
+	return 0;
+}
+
 static int describe(struct dumper *d, struct dproc *p, char *err, size_t errlen)
 {
 	char why[1024];
@@ -227,7 +248,7 @@ struct dumper *dump_freeze(const struct ckpt_ctx *ctx, const pid_t *pids, int n,
 	}
 	for (int i = 0; i < d->n; i++) {
 		if (!d->procs[i].comm[0]) read_comm(d->procs[i].pid, d->procs[i].comm, sizeof d->procs[i].comm);
-		if (freeze_proc(d, i, err, errlen) != 0) goto bad;
+		if (freeze_proc(d, i, err, errlen) != 0 || out_of_tables(d, i, err, errlen) != 0) goto bad;
 	}
 	d->fds = fds_capture_new(ctx);
 	for (int i = 0; i < d->n; i++) {

@@ -110,6 +110,47 @@ int img_data_append(struct img_writer *w, struct img_data *d, const void *buf, s
 	return rc;
 }
 
+/* CRC combination over GF(2), as zlib's crc32_combine, with CRC-32C's
+ * polynomial: the checksum of B shifted past len2 zero bytes. */
+static uint32_t gf2_times(const uint32_t *mat, uint32_t vec)
+{
+	uint32_t sum = 0;
+	for (; vec; vec >>= 1, mat++)
+		if (vec & 1) sum ^= *mat;
+	return sum;
+}
+
+static void gf2_square(uint32_t *sq, const uint32_t *mat)
+{
+	for (int n = 0; n < 32; n++) sq[n] = gf2_times(mat, mat[n]);
+}
+
+uint32_t img_crc_combine(uint32_t crc1, uint32_t crc2, uint64_t len2)
+{
+	uint32_t even[32], odd[32], row = 1;
+	if (!len2) return crc1;
+	odd[0] = 0x82f63b78; /* one zero bit */
+	for (int n = 1; n < 32; n++) odd[n] = row, row <<= 1;
+	gf2_square(even, odd); /* two zero bits */
+	gf2_square(odd, even); /* four */
+	do {
+		gf2_square(even, odd);
+		if (len2 & 1) crc1 = gf2_times(even, crc1);
+		len2 >>= 1;
+		if (!len2) break;
+		gf2_square(odd, even);
+		if (len2 & 1) crc1 = gf2_times(odd, crc1);
+		len2 >>= 1;
+	} while (len2);
+	return crc1 ^ crc2;
+}
+
+void img_data_appended(struct img_writer *w, struct img_data *d, uint64_t len, uint32_t crc)
+{
+	d->crc = img_crc_combine(d->crc, crc, len);
+	w->pos += len;
+}
+
 int img_data_end(struct img_writer *w, struct img_data *d)
 {
 	uint8_t h[IMG_SECTION_HEADER_LEN];

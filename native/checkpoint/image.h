@@ -39,6 +39,13 @@ int img_data_begin(struct img_writer *w, struct img_data *d, uint32_t kind, cons
 int img_data_append(struct img_writer *w, struct img_data *d, const void *buf, size_t len);
 int img_data_end(struct img_writer *w, struct img_data *d);
 
+/* Appends data written elsewhere (by img_data_copy's workers) whose own
+ * checksum is crc: the section's checksum continued as if it had been
+ * computed over the bytes in order. */
+void img_data_appended(struct img_writer *w, struct img_data *d, uint64_t len, uint32_t crc);
+/* crc32c(crc1, A ++ B) from crc1 = crc32c(0, A)... and crc2 = crc32c(0, B). */
+uint32_t img_crc_combine(uint32_t crc1, uint32_t crc2, uint64_t len2);
+
 /* One section of a file being read. */
 struct img_section {
 	uint32_t kind;

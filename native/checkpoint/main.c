@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ckpt.h"
@@ -65,14 +66,18 @@ static int parse_pids(const char *s, pid_t **out)
 /* A whole image to a file: header, FILES, PROC..., END. */
 static int dump_to_file(struct dumper *d, const char *out)
 {
-	int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int fd = open(out, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600); /* read too: pages are copied in mapped */
 	if (fd < 0) {
 		fprintf(stderr, "appshot: cannot write the image to %s: %s\n", out, strerror(errno));
 		return -1;
 	}
 	struct img_writer w = {fd, 0, 0};
 	int sections = 0, rc = img_write_header(&w);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (!rc) rc = dump_write(d, fd, &w.pos, &sections);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (getenv("CKPT_TIMING")) fprintf(stderr, "write %.1f ms for %llu bytes\n", (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6, (unsigned long long)w.pos);
 	cJSON *end = cJSON_CreateObject();
 	cJSON_AddNumberToObject(end, "sections", sections);
 	if (!rc) rc = img_write_json(&w, CKPT_SECTION_END, end);

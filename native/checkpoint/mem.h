@@ -41,6 +41,9 @@ cJSON *mem_capture(pid_t pid, struct mem_plan *plan, const struct ckpt_ctx *ctx,
 int mem_write_data(pid_t pid, const struct mem_plan *plan, struct img_writer *w, struct img_data *d);
 void mem_plan_free(struct mem_plan *plan);
 
+/* The shim's canary page in process pid (0: none), see canary.h. */
+uint64_t mem_find_canary(pid_t pid);
+
 /* Restore: checks that every file a mapping names is still the one it was
  * (size, mtime; inode on the same device). 0, or -1 with err naming it. */
 int mem_check_files(const cJSON *mappings, char *err, size_t errlen);

@@ -12,6 +12,7 @@
 
 #include "../core/snapshot.h"
 #include "canary.h"
+#include "datacopy.h"
 #include "trace.h"
 
 #define PM_PRESENT (1ULL << 63)
@@ -214,17 +215,31 @@ cJSON *mem_capture(pid_t pid, struct mem_plan *plan, const struct ckpt_ctx *ctx,
 
 int mem_write_data(pid_t pid, const struct mem_plan *plan, struct img_writer *w, struct img_data *d)
 {
-	const size_t chunk = 8 << 20;
-	static char *buf;
-	if (!buf && posix_memalign((void **)&buf, CKPT_PAGE, chunk) != 0) return -ENOMEM;
-	for (size_t i = 0; i < plan->n; i++)
-		for (uint64_t off = 0; off < plan->runs[i].len; off += chunk) {
-			size_t n = plan->runs[i].len - off < chunk ? plan->runs[i].len - off : chunk;
-			int rc = mem_read(pid, plan->runs[i].addr + off, buf, n);
-			if (!rc) rc = img_data_append(w, d, buf, n);
-			if (rc) return rc;
+	uint32_t crc = 0;
+	int rc = data_copy(pid, plan, w->fd, w->pos, &crc);
+	if (!rc) img_data_appended(w, d, plan->pages * CKPT_PAGE, crc);
+	return rc;
+}
+
+uint64_t mem_find_canary(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/smaps", pid);
+	FILE *f = fopen(path, "re");
+	static struct vma v;
+	static char line[8192];
+	uint64_t found = 0;
+	while (f && !found && fgets(line, sizeof line, f)) {
+		unsigned long long s, e;
+		if (sscanf(line, "%llx-%llx", &s, &e) == 2 && strchr(line, ' ') > strchr(line, '-')) {
+			v.start = s, v.end = e;
+		} else if (!strncmp(line, "VmFlags:", 8)) {
+			snprintf(v.flags, sizeof v.flags, "%.200s", line + 9);
+			if (has_flag(&v, "wf") && is_canary(pid, &v)) found = v.start;
 		}
-	return 0;
+	}
+	if (f) fclose(f);
+	return found;
 }
 
 /* The [vdso]'s bytes in process pid (self: 0). */

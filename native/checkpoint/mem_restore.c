@@ -146,6 +146,13 @@ static int map_runs(struct inj *in, const cJSON *m, int prot, int stub_fd, uint6
 	return 0;
 }
 
+static int has_madv(const cJSON *m, const char *what)
+{
+	const cJSON *a;
+	cJSON_ArrayForEach(a, cJSON_GetObjectItem(m, "madv")) if (!strcmp(a->valuestring, what)) return 1;
+	return 0;
+}
+
 static long open_in_stub(struct inj *in, const char *path, int flags)
 {
 	return inj_call(in, SYS_openat, AT_FDCWD, inj_put(in, 0, path, strlen(path) + 1), flags | O_CLOEXEC);
@@ -164,8 +171,9 @@ static int make_mapping(struct inj *in, const cJSON *m, int stub_fd, int image_f
 		if (rc != (long)start) return failed(err, errlen, "making anonymous memory", start, rc);
 		if (has_runs) {
 			/* Executable pages are written: the image's file system
-			 * may forbid mapping code from it (noexec). */
-			if (map_pages && !grows && !(prot & PROT_EXEC)) {
+			 * may forbid mapping code from it (noexec); so are
+			 * wipe-on-fork ones, which must stay anonymous. */
+			if (map_pages && !grows && !(prot & PROT_EXEC) && !has_madv(m, "wf")) {
 				if (map_runs(in, m, prot, stub_fd, data_at, err, errlen) != 0) return -1;
 			} else if (write_runs(in, m, image_fd, data_at, err, errlen) != 0)
 				return -1;

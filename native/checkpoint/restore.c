@@ -48,8 +48,10 @@ static int highest_fd(void)
 	return max;
 }
 
-/* The files of the saved application's home (the shim's LMDB files) are
- * the restored one's: same names under the home restored into. */
+/* The files of the saved application's home that its shim maps shared
+ * (the LMDB data and lock files) are the restored one's: same names under
+ * the home restored into. Anything else there (a program copied into the
+ * home) is an ordinary file. */
 static void rehome(struct restorer *R, struct rproc *p)
 {
 	const char *old = json_str(p->json, "home");
@@ -59,7 +61,8 @@ static void rehome(struct restorer *R, struct rproc *p)
 	cJSON_ArrayForEach(m, cJSON_GetObjectItem(p->json, "mappings"))
 	{
 		const char *path = json_str(m, "path");
-		if (!path || strncmp(path, old, n) || path[n] != '/') continue;
+		const char *kind = json_str(m, "kind");
+		if (!path || !kind || strcmp(kind, "shared") || strncmp(path, old, n) || path[n] != '/') continue;
 		char *moved;
 		if (asprintf(&moved, "%s%s", R->ctx.home, path + n) < 0) continue;
 		cJSON_ReplaceItemInObject(m, "path", cJSON_CreateString(moved));
