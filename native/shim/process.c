@@ -297,12 +297,44 @@ static void renew_environ(void)
 	if (v && stale_home && !strcmp(v, stale_home)) setenv("APPSHOT_HOME", P.home, 1);
 }
 
+/* Whether fd is now one of the files of the home restored into: what a
+ * restorer that gives every descriptor of a home file back by name puts
+ * at the old tables' numbers. */
+static int restored_home_file(int fd)
+{
+	struct stat st, hs;
+	char path[PATH_MAX];
+	if (fd < 0 || fstat(fd, &st) != 0) return 0;
+	for (int i = 0; i < HOMEFD_COUNT; i++) {
+		snprintf(path, sizeof path, "%s/%s", P.home, home_fd_name(i));
+		if (stat(path, &hs) == 0 && hs.st_dev == st.st_dev && hs.st_ino == st.st_ino) return 1;
+	}
+	return 0;
+}
+
+/* The old tables' own descriptors (LMDB's, and its open-lock one unless
+ * it is the application's shared one): closed where they still are the old
+ * files or the restorer gave the new home's there; a number holding
+ * anything else is the program's now, no longer guarded. */
+static void drop_old_table_fds(struct tabledb *old)
+{
+	struct { int fd; dev_t dev; ino_t ino; } fds[5];
+	int n = 0;
+	for (int i = 0; i < old->env_fds && n < 4; i++) fds[n].fd = old->env_fd[i], fds[n].dev = old->env_dev[i], fds[n++].ino = old->env_ino[i];
+	if (!old->lock_shared) fds[n].fd = old->lock_fd, fds[n].dev = old->lock_dev, fds[n++].ino = old->lock_ino;
+	old->env_fds = 0; /* shim_open_tables' tabledb_forget_fds: nothing left */
+	for (int i = 0; i < n; i++) {
+		struct stat st;
+		if (fds[i].fd < 0) continue;
+		appshot_fd_unguard(fds[i].fd);
+		int old_file = fstat(fds[i].fd, &st) == 0 && st.st_dev == fds[i].dev && st.st_ino == fds[i].ino;
+		if (old_file || restored_home_file(fds[i].fd)) raw_call(SYS_close, fds[i].fd);
+	}
+}
+
 static void reopen_restored_tables(void)
 {
-	/* The old tables' own descriptor of the open lock, where it still is
-	 * that file (a restore into the same home); shim_open_tables drops
-	 * LMDB's the same way. */
-	if (shim_tables()) tabledb_forget_lock(shim_tables());
+	if (shim_tables()) drop_old_table_fds(shim_tables());
 	if (P.inflight.rec) inflight_close(&P.inflight); /* the old home's record */
 	P.inflight.rec = NULL;
 	adopt_restored_fds();
