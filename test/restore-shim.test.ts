@@ -84,6 +84,13 @@ describe.each(MODES)('a restored process renews its shim, %s', (mode, flags) => 
       // user: then it shares the application's): none left over from the
       // old tables, whatever the restorer put at their numbers.
       'fds-in-old-home': '0',
+      // A raw fork right after the entry, before any renewal: the child
+      // renews alone, into B.
+      'rawfork-semget-a': 'ENOENT',
+      'rawfork-semget-b': '1',
+      'rawfork-fds-in-old-home': '0',
+      'rawfork-aid': 'bee',
+      'rawfork-status': '0',
       'fds-in-new-home': as.length ? '7' : '8',
       'vpid-kept': '1',
       'raw-getpid-kept': '1',

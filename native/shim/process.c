@@ -248,6 +248,9 @@ SHIM_EXPORT void shim_restored_entry(void)
 	errno = saved_errno;
 }
 
+static void forget_old_home(void);
+static void renew_environ(void);
+
 static void after_fork_child(void)
 {
 	tabledb_after_fork_child();
@@ -256,12 +259,15 @@ static void after_fork_child(void)
 	path_after_fork_child();
 	threads_after_fork();
 	if (page) fill_canary();
-	/* A fork child of a restored process that had not renewed yet: its
-	 * tables open lazily under the restored AID (P.aid is that one); the
-	 * rest of the renewal is its own. */
+	/* A raw fork child of a restored process that had not renewed yet:
+	 * the old home's descriptors go, its tables open lazily under the
+	 * restored AID and home (P.aid is that one); the rest of the renewal is
+	 * its own. */
 	if (restore_pending) {
 		restore_pending = 0;
+		forget_old_home();
 		path_restored();
+		renew_environ();
 	}
 }
 
@@ -332,12 +338,20 @@ static void drop_old_table_fds(struct tabledb *old)
 	}
 }
 
-static void reopen_restored_tables(void)
+/* What this process held of the old home: the old tables' descriptors,
+ * the inflight record, the application's descriptors (adopted when they
+ * are the new home's). */
+static void forget_old_home(void)
 {
 	if (shim_tables()) drop_old_table_fds(shim_tables());
-	if (P.inflight.rec) inflight_close(&P.inflight); /* the old home's record */
+	if (P.inflight.rec) inflight_close(&P.inflight);
 	P.inflight.rec = NULL;
 	adopt_restored_fds();
+}
+
+static void reopen_restored_tables(void)
+{
+	forget_old_home();
 	shim_open_tables();
 }
 

@@ -298,6 +298,19 @@ int main(int argc, char **argv)
 		pthread_t racers[RACERS];
 		start_racers(racers, vpid);
 		entry();
+		/* A raw fork before anything renewed: its child renews alone. */
+		long g = syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+		if (g == 0) {
+			printf("rawfork-semget-a %s\n", semget(KEY_A, 1, 0600) < 0 ? strerrorname_np(errno) : "found");
+			printf("rawfork-semget-b %d\n", semget(KEY_B, 1, IPC_CREAT | 0600) >= 0);
+			printf("rawfork-fds-in-old-home %d\n", strcmp(old_home, home) ? fds_in_home(old_home) : 0);
+			printf("rawfork-aid %s\n", getenv("APPSHOT_AID"));
+			fflush(stdout);
+			_exit(0);
+		}
+		int gst = -1;
+		waitpid((pid_t)g, &gst, 0);
+		printf("rawfork-status %d\n", gst);
 		race(racers);
 		/* Renewed: nothing of the old home is held any more (unless it is
 		 * the same home). */
