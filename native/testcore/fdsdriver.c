@@ -1,0 +1,198 @@
+/*
+ * The descriptor part of the whole-process snapshot on its own
+ * (test/checkpoint-fds.test.ts), without the engine: stops the given live
+ * processes with ptrace, captures their descriptors (fds.h), ends or
+ * releases them, then makes the descriptors again in one child per process
+ * and execs a checker there, which reports what it sees.
+ *
+ *   fdsdriver [--home H --aid A [--restore-aid B]] [--keep] [--json FILE] --pids P1,P2,... -- CHECKER ARGS...
+ *
+ * --aid: the application the processes belong to (its tables give the
+ * virtual ports); --restore-aid: the application the descriptors are made
+ * again for (its tables get the ports' rows), A by default.
+ *
+ * Each child runs CHECKER ARGS... INDEX (its process's place in --pids).
+ * Exit: 0 when every checker exited 0; 3 when the capture refused (the
+ * message on stderr, the processes left running); 1 otherwise.
+ */
+#define _GNU_SOURCE
+#include "../checkpoint/fds.h"
+#include "../core/tabledb.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/wait.h>
+#include <dirent.h>
+#include <unistd.h>
+
+#define MAXP 16
+#define MAXT 256
+
+static pid_t tids[MAXT];
+static int ntids;
+
+/* Every thread of pid stopped (PTRACE_SEIZE, PTRACE_INTERRUPT). */
+static int freeze(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/task", pid);
+	DIR *d = opendir(path);
+	struct dirent *de;
+	if (!d) return -1;
+	while ((de = readdir(d)) && ntids < MAXT) {
+		if (de->d_name[0] == '.') continue;
+		pid_t tid = atoi(de->d_name);
+		if (ptrace(PTRACE_SEIZE, tid, 0, 0) || ptrace(PTRACE_INTERRUPT, tid, 0, 0)) {
+			closedir(d);
+			return -1;
+		}
+		int st;
+		waitpid(tid, &st, __WALL);
+		tids[ntids++] = tid;
+	}
+	closedir(d);
+	return 0;
+}
+
+static void detach_all(void)
+{
+	for (int i = 0; i < ntids; i++) ptrace(PTRACE_DETACH, tids[i], 0, 0);
+}
+
+static void comm_of(pid_t pid, char *buf, size_t len)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/comm", pid);
+	FILE *f = fopen(path, "r");
+	if (!f || !fgets(buf, (int)len, f)) snprintf(buf, len, "?");
+	else buf[strcspn(buf, "\n")] = 0;
+	if (f) fclose(f);
+}
+
+static int open_tables(struct ckpt_ctx *ctx, struct tabledb *t, const char *home, const char *aid)
+{
+	char err[4096];
+	if (tabledb_open(t, home, aid, err, sizeof err)) {
+		fprintf(stderr, "appshot: %s\n", err);
+		return -1;
+	}
+	ctx->aid = aid;
+	ctx->tables = t;
+	ctx->identity = !(t->app_flags & APP_FLAG_NO_IDENTITY);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *home = NULL, *aid = NULL, *raid = NULL, *json = NULL;
+	pid_t pids[MAXP];
+	int npids = 0, keep = 0, i;
+	for (i = 1; i < argc && strcmp(argv[i], "--"); i++) {
+		if (!strcmp(argv[i], "--home") && i + 1 < argc) home = argv[++i];
+		else if (!strcmp(argv[i], "--aid") && i + 1 < argc) aid = argv[++i];
+		else if (!strcmp(argv[i], "--restore-aid") && i + 1 < argc) raid = argv[++i];
+		else if (!strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
+		else if (!strcmp(argv[i], "--keep")) keep = 1;
+		else if (!strcmp(argv[i], "--pids") && i + 1 < argc) {
+			for (char *s = argv[++i], *t; npids < MAXP && (t = strsep(&s, ","));) pids[npids++] = atoi(t);
+		} else {
+			fprintf(stderr, "fdsdriver: unknown argument %s\n", argv[i]);
+			return 2;
+		}
+	}
+	char **checker = i < argc ? argv + i + 1 : NULL;
+	if (!npids || !checker || !*checker) {
+		fprintf(stderr, "usage: fdsdriver [--home H --aid A] [--keep] [--json FILE] --pids P,... -- CHECKER ARGS...\n");
+		return 2;
+	}
+	struct tabledb t, rt;
+	char err[4096];
+	struct ckpt_ctx ctx = { .home = home, .aid = aid, .tables = NULL, .identity = 1 }, rctx = ctx;
+	if (home && aid && open_tables(&ctx, &t, home, aid)) return 1;
+	rctx = ctx;
+	if (home && raid && open_tables(&rctx, &rt, home, raid)) return 1;
+
+	for (i = 0; i < npids; i++)
+		if (freeze(pids[i])) {
+			fprintf(stderr, "appshot: cannot stop process %d: %s\n", pids[i], strerror(errno));
+			detach_all();
+			return 1;
+		}
+	struct fds_capture *c = fds_capture_new(&ctx);
+	for (i = 0; i < npids; i++) {
+		char comm[64];
+		comm_of(pids[i], comm, sizeof comm);
+		if (fds_capture_process(c, pids[i], (uint32_t)pids[i], comm, err, sizeof err)) {
+			fprintf(stderr, "appshot: %s\n", err);
+			detach_all();
+			return 3;
+		}
+	}
+	/* As the image keeps them: JSON text, read back. */
+	cJSON *files = fds_capture_files(c), *tables = cJSON_CreateArray();
+	for (i = 0; i < npids; i++) cJSON_AddItemToArray(tables, fds_capture_table(c, pids[i]));
+	cJSON *all = cJSON_CreateObject();
+	cJSON_AddItemToObject(all, "files", files);
+	cJSON_AddItemToObject(all, "tables", tables);
+	char *text = cJSON_PrintUnformatted(all);
+	cJSON_Delete(all);
+	fds_capture_free(c);
+	if (json) {
+		FILE *f = fopen(json, "w");
+		if (f) fputs(text, f), fclose(f);
+	}
+
+	if (keep) detach_all();
+	else {
+		for (i = 0; i < npids; i++) kill(pids[i], SIGKILL);
+		for (i = 0; i < ntids; i++) waitpid(tids[i], NULL, __WALL);
+	}
+
+	all = cJSON_Parse(text);
+	free(text);
+	files = cJSON_GetObjectItem(all, "files");
+	tables = cJSON_GetObjectItem(all, "tables");
+	int max = 2;
+	for (i = 0; i < npids; i++) {
+		int m = fds_table_max(cJSON_GetArrayItem(tables, i));
+		if (m > max) max = m;
+	}
+	int base = max + 64 > 256 ? max + 64 : 256;
+	struct fds_restore *r = fds_restore_open(files, base, &rctx, err, sizeof err);
+	if (!r) {
+		fprintf(stderr, "appshot: %s\n", err);
+		return 1;
+	}
+	int nargs = 0;
+	while (checker[nargs]) nargs++;
+	pid_t kids[MAXP];
+	for (i = 0; i < npids; i++) {
+		fflush(NULL);
+		if ((kids[i] = fork()) == 0) {
+			if (fds_install(r, cJSON_GetArrayItem(tables, i), base, err, sizeof err)) {
+				dprintf(2, "appshot: %s\n", err);
+				_exit(1);
+			}
+			char **av = calloc((size_t)nargs + 2, sizeof *av), idx[16];
+			memcpy(av, checker, (size_t)nargs * sizeof *av);
+			snprintf(idx, sizeof idx, "%d", i);
+			av[nargs] = idx;
+			execv(av[0], av);
+			_exit(127);
+		}
+	}
+	fds_restore_free(r);
+	cJSON_Delete(all);
+	int failed = 0;
+	for (i = 0; i < npids; i++) {
+		int st;
+		if (waitpid(kids[i], &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st)) failed = 1;
+	}
+	if (rctx.tables && rctx.tables != ctx.tables) tabledb_close(&rt);
+	if (ctx.tables) tabledb_close(&t);
+	return failed;
+}
