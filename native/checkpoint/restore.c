@@ -385,6 +385,9 @@ int restore_run(struct restorer *R, int report_fd, int wait)
 	struct inj *ins = NULL;
 	if (load(R) != 0 || check(R) != 0 || choose_gadget(R) != 0 || prepare(R) != 0) goto bad;
 	if (make_stubs(R) != 0) goto bad_stubs;
+	/* The stubs hold what they need; our copies would keep pipes open. */
+	fds_restore_free(R->fds);
+	R->fds = NULL;
 	if (bind_pids(R) != 0) goto bad_stubs;
 	ins = calloc((size_t)R->n, sizeof *ins);
 	for (int i = 0; i < R->n; i++) {
