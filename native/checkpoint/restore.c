@@ -168,9 +168,8 @@ static int prepare(struct restorer *R)
 			return -1;
 		}
 	free(s);
-	/* fds.c makes each file's descriptor at the lowest free number (a pipe
-	 * two) before moving it to base + i: base lies past all of those. */
-	int base = highest_fd() + 1 + 4 * cJSON_GetArraySize(cJSON_GetObjectItem(files, "ofds")) + 16;
+	/* The files' descriptors at base + i, past everything we hold. */
+	int base = highest_fd() + 1;
 	R->fds = fds_restore_open(files, base, &R->ctx, why, sizeof why);
 	cJSON_Delete(files);
 	if (!R->fds) {
