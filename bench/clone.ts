@@ -35,7 +35,7 @@ const spread = (xs: number[]) => {
 /** The warmed-up application, snapshotted with --stop into file. */
 async function warm(home: string, file: string): Promise<void> {
   const { ended } = await startApp(home, 'template-bench', builtProgram('templatebench'), [String(SHARED_MIB), String(DUP_MIB)]);
-  appshot(home, ['snapshot', 'template-bench', '-o', file, '--stop']);
+  appshot(home, ['snapshot', 'template-bench', '--ipc-only', '-o', file, '--stop']);
   await ended;
 }
 

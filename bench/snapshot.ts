@@ -28,7 +28,7 @@ async function once(home: string, dir: string, round: number): Promise<SnapFigur
   const { ended } = await startApp(home, aid, builtProgram('snapbench'), [String(SETS), String(MIB)]);
   const file = join(dir, `appshot-bench-${process.pid}.snap`);
   try {
-    const snap = appshot(home, ['snapshot', aid, '-o', file, '--stop']).stdout;
+    const snap = appshot(home, ['snapshot', aid, '--ipc-only', '-o', file, '--stop']).stdout;
     await ended;
     const restored = appshot(home, ['restore', file, '--aid', `${aid}-restored`, '--', 'true']).stderr;
     const snapshotSeconds = Number(/; ([\d.]+) s/.exec(snap)![1]);

@@ -3,9 +3,9 @@ import { endApp } from '../ts/cleanup.js';
 import { EXIT } from '../ts/errors.js';
 import { ensureHome } from '../ts/home.js';
 import { inTerminalForeground, waitAnyExit } from '../ts/libc.js';
-import { SHIM_PATH, SUPERVISOR_PATH } from '../ts/paths.js';
+import { CHECKPOINT_PATH, SHIM_PATH, SUPERVISOR_PATH } from '../ts/paths.js';
 import { type Redirect, redirectPath } from '../ts/redirect.js';
-import { registerApp } from '../ts/registry.js';
+import { forgetApp, registerApp } from '../ts/registry.js';
 import { processesLeft } from '../ts/supervision.js';
 import { type Balance, type Lifeline, type Publication, joinPool, publishSpec } from '../ts/pool.js';
 import { type TableDb, healLock, openTableDb } from '../ts/tabledb.js';
@@ -32,6 +32,11 @@ export interface StartAs {
   env?: Record<string, string> | null;
   cwd?: string | null;
   firstVpid?: number | null;
+  /** A whole image (absolute path) whose processes the supervisor has
+   * appshot-checkpoint make again, instead of starting a command. */
+  image?: string;
+  /** Called once the image's processes run again (the supervisor's "root"). */
+  onRestored?: (root: number) => void;
 }
 
 const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
@@ -64,6 +69,9 @@ export async function runRegistered(t: TableDb, aid: string, command: string[], 
  * onStarted is called once its first process exists. */
 export async function superviseApp(t: TableDb, aid: string, command: string[], opts: RunOptions, as: StartAs = {}, onStarted?: () => void): Promise<number> {
   const lifelines: Lifeline[] = [];
+  // A whole image's restore: whether the restorer got the processes running.
+  let restored = false;
+  as = as.image ? { ...as, onRestored: () => (restored = true) } : as;
   try {
     for (const p of opts.publish) lifelines.push(await joinPool(opts.home, p.public, aid, opts.balance, portHolder(t, p.public), p.host));
     const status = await supervise(command, aid, opts, as, onStarted);
@@ -76,6 +84,11 @@ export async function superviseApp(t: TableDb, aid: string, command: string[], o
     for (const l of lifelines) l.close();
     const report = endApp(t, aid, { keep: opts.keep });
     for (const note of report.notes) process.stderr.write(`appshot: ${note}\n`);
+    // A restore that failed part way leaves nothing, its record neither.
+    if (as.image && !restored) {
+      forgetApp(t, aid);
+      process.stderr.write(`appshot: the processes of '${aid}' could not be restored from ${as.image}; everything the restore made was removed\n`);
+    }
   }
 }
 
@@ -123,16 +136,12 @@ export function supervise(command: string[], aid: string, opts: RunOptions, as: 
   if (!opts.publish.length) delete env.APPSHOT_PUBLISH;
   if (opts.trap === false) env.APPSHOT_TRAP = 'off';
   else delete env.APPSHOT_TRAP;
-  // The supervisor runs outside the shim: a command named by a redirected
-  // path is found where the shim would look, under its own argv[0].
-  const file = redirectPath(opts.redirects, command[0]);
-  const exec = file !== command[0] ? ['--exec', file] : [];
   // The handlers are in place before the command can run: a signal that
   // came before them would end the harness and leave the command running.
   const early: NodeJS.Signals[] = [];
   const starting: Signallable = { kill: (sig) => early.push(sig) };
   track(starting);
-  const child = spawn(SUPERVISOR_PATH, ['--report-fd', String(REPORT_FD), ...exec, SHIM_PATH, ...command], {
+  const child = spawn(SUPERVISOR_PATH, ['--report-fd', String(REPORT_FD), ...supervisorArgs(command, aid, opts, as)], {
     stdio: ['inherit', 'inherit', 'inherit', 'pipe'],
     env,
     ...(as.cwd ? { cwd: as.cwd } : {}),
@@ -148,6 +157,11 @@ export function supervise(command: string[], aid: string, opts: RunOptions, as: 
     report += d.toString('latin1');
     const m = /status (\d+)\n/.exec(report);
     if (m) reported = Number(m[1]);
+    const root = /root (\d+)\n/.exec(report);
+    if (root && as.onRestored) {
+      as.onRestored(Number(root[1]));
+      as = { ...as, onRestored: undefined };
+    }
   });
   return new Promise((resolve) => {
     child.on('error', (err) => {
@@ -166,6 +180,17 @@ export function supervise(command: string[], aid: string, opts: RunOptions, as: 
       resolve(reported ?? EXIT.failure);
     });
   });
+}
+
+/** What the supervisor runs: the command under the shim, or (a whole
+ * image) the restorer that makes the application's processes again. */
+function supervisorArgs(command: string[], aid: string, opts: RunOptions, as: StartAs): string[] {
+  if (as.image) return ['--restore', CHECKPOINT_PATH, 'restore', '--image', as.image, '--home', opts.home, '--aid', aid];
+  // The supervisor runs outside the shim: a command named by a redirected
+  // path is found where the shim would look, under its own argv[0].
+  const file = redirectPath(opts.redirects, command[0]);
+  const exec = file !== command[0] ? ['--exec', file] : [];
+  return [...exec, SHIM_PATH, ...command];
 }
 
 /** Where the supervisor reports the command's status (--report-fd). */

@@ -3,7 +3,7 @@
 # a C/C++ toolchain, cmake, awk (the shim's wrappers are generated from their
 # list), binutils' nm (a test reads the shim's exported symbols), util-linux's
 # ipcs and unshare (the tests read the kernel's IPC state, in namespaces of
-# their own) and iproute2's ip (to bring up the loopback of the tests' network
+# their own), libcjson-dev (appshot-checkpoint's image JSON) and iproute2's ip (to bring up the loopback of the tests' network
 # namespace), zsh (the completion tests run the zsh script in zsh), and the
 # third-party programs the transparency tests run under the shim: PHP's
 # command line with its sysvsem/sysvshm/sysvmsg extensions, Apache, PostgreSQL,
@@ -20,6 +20,7 @@ command -v nm >/dev/null 2>&1 || missing="$missing binutils"
 { command -v ipcs && command -v unshare; } >/dev/null 2>&1 || missing="$missing util-linux"
 command -v python3 >/dev/null 2>&1 || missing="$missing python3"
 command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
+[ -f /usr/include/cjson/cJSON.h ] || missing="$missing libcjson-dev"
 command -v zsh >/dev/null 2>&1 || missing="$missing zsh"
 command -v php >/dev/null 2>&1 || missing="$missing php-cli"
 command -v apache2 >/dev/null 2>&1 || [ -x /usr/sbin/apache2 ] || missing="$missing apache2"

@@ -122,7 +122,7 @@ describe("the 'template.' AIDs are appshot's", () => {
     const h = appshotAsync(home, ['run', '--aid', 'ro', '--', SHMTOOL, 'get', '0x5e1f10', '4096', 'c', 'setmode', '0400', 'pid', 'sleep', '100000']);
     await waitFor(h.out, /pid \d+/);
     const snap = join(home, 'ro.snap');
-    expect(appshot(home, ['snapshot', 'ro', '-o', snap, '--stop']).code).toBe(0);
+    expect(appshot(home, ['snapshot', 'ro', '--ipc-only', '-o', snap, '--stop']).code).toBe(0);
     await h.done;
     const made = appshot(home, ['template', 'create', 'tp', '--from', snap]);
     expect(made.code, made.stderr).toBe(0);
@@ -139,7 +139,7 @@ describe("the 'template.' AIDs are appshot's", () => {
     refused(['run', '--aid', 'template.tp', '--', 'true'], reserved);
     refused(['restore', snap, '--aid', 'template.tp'], reserved);
     refused(['template', 'create', 'template.x', '--from', snap], /'template\.x' cannot name a template: its clones would be named template\.x-N/);
-    refused(['snapshot', 'template.tp', '-o', join(home, 'tp.snap'), '--stop'], /'template\.tp' is the entry of template 'tp', not an application: there is nothing to snapshot/);
+    refused(['snapshot', 'template.tp', '--ipc-only', '-o', join(home, 'tp.snap'), '--stop'], /'template\.tp' is the entry of template 'tp', not an application: there is nothing to snapshot/);
 
     expect(kernelObjects('shm').has(segment.system)).toBe(true);
     expect(stateOf(home, 'template.tp')).toBe('template');
@@ -175,7 +175,7 @@ describe('a snapshot killed while it holds the application stopped', () => {
     const pid = Number((await waitFor(app.out, /pid (\d+)/))[1]);
     const target = join(home, 'out', `${aid}.snap`);
     mkdirSync(dirname(target));
-    const snap = appshotAsync(home, ['snapshot', aid, '-o', target]);
+    const snap = appshotAsync(home, ['snapshot', aid, '--ipc-only', '-o', target]);
     await waitFor(() => stateLetter(pid), /^T$/);
     const tmp = join(dirname(target), `.${aid}.snap.tmp-${snap.child.pid}`);
     expect(existsSync(tmp)).toBe(true);
@@ -231,7 +231,7 @@ describe('a template clone killed while it is being made', () => {
     const h = appshotAsync(home, ['run', '--aid', 'seedy', '--', SEMTOOL, 'get', '0x5e1f20', '1', 'c', 'pid', 'sleep', '100000']);
     await waitFor(h.out, /pid \d+/);
     const snap = join(home, 'seedy.snap');
-    expect(appshot(home, ['snapshot', 'seedy', '-o', snap, '--stop']).code).toBe(0);
+    expect(appshot(home, ['snapshot', 'seedy', '--ipc-only', '-o', snap, '--stop']).code).toBe(0);
     await h.done;
     const rules = join(home, 'rules');
     writeFileSync(rules, `DEFINE <APPL-ID> AS PROPERTY application-id\nREDIR PATH "${data}" TO "${home}/srv/<APPL-ID>/data"\n`);

@@ -22,7 +22,7 @@ function fixture(): { home: string; snap: string } {
   const run = appshot(home, ['run', '--aid', 'k', '--keep', '--', SEMTOOL, 'get', '0x5e7a01', '2', 'c']);
   expect(run.code, run.stderr).toBe(0);
   const snap = join(home, 'k.snap');
-  expect(appshot(home, ['snapshot', 'k', '-o', snap]).code).toBe(0);
+  expect(appshot(home, ['snapshot', 'k', '--ipc-only', '-o', snap]).code).toBe(0);
   expect(appshot(home, ['template', 'create', 't', '--from', snap]).code).toBe(0);
   made = { home, snap };
   return made;
@@ -245,7 +245,7 @@ describe('--json on every command that reports a result', () => {
     const home = makeHome();
     expect(appshot(home, ['run', '--aid', 'j', '--keep', '--', SEMTOOL, 'get', '0x5e7a03', '3', 'c']).code).toBe(0);
     const file = join(home, 'j.snap');
-    const s = appshot(home, ['snapshot', 'j', '-o', file, '--json']);
+    const s = appshot(home, ['snapshot', 'j', '--ipc-only', '-o', file, '--json']);
     expect(s.code, s.stderr).toBe(0);
     expect(JSON.parse(s.stdout)).toMatchObject({ aid: 'j', file, sems: 1, segments: 0, queues: 0, messages: 0, processes: 0, stopped: false, seconds: expect.any(Number) });
 

@@ -31,7 +31,7 @@ function semSnapshot(home: string, name = 'k.snap'): string {
   const r = appshot(home, ['run', '--keep', '--aid', 'k', '--', 'ipcmk', '-S', '2']);
   expect(r.code, r.stderr).toBe(0);
   const file = join(home, name);
-  const s = appshot(home, ['snapshot', 'k', '-o', file, '--stop']);
+  const s = appshot(home, ['snapshot', 'k', '--ipc-only', '-o', file, '--stop']);
   expect(s.code, s.stderr).toBe(0);
   return file;
 }
@@ -147,7 +147,7 @@ describe('files that cannot be used: a line naming the path, the cause and the f
       ['/dev/null', /^appshot: cannot write the snapshot to \/dev\/null: it is not a regular file; give -o a regular file, or a new name\n$/],
     ];
     for (const [out, re] of cases) {
-      const r = appshot(home, ['snapshot', 'live', '-o', out]);
+      const r = appshot(home, ['snapshot', 'live', '--ipc-only', '-o', out]);
       expect({ out, code: r.code }).toEqual({ out, code: 1 });
       expect(r.stderr).toMatch(re);
     }
@@ -158,7 +158,7 @@ describe('files that cannot be used: a line naming the path, the cause and the f
     expect(ps.length).toBeGreaterThan(0);
     for (const p of ps) expect(p.state).not.toMatch(/^T/);
     // And a good -o after all that works.
-    expect(appshot(home, ['snapshot', 'live', '-o', join(dir, 'live.snap')]).code).toBe(0);
+    expect(appshot(home, ['snapshot', 'live', '--ipc-only', '-o', join(dir, 'live.snap')]).code).toBe(0);
     h.child.kill('SIGTERM');
     await h.done;
   });

@@ -194,7 +194,7 @@ describe('restore maps its objects through the shared row operations', () => {
       const saved = appshotAsync(home, ['run', '--aid', 'saved', '--', SHMTOOL, 'private', '4096', 'attach', '-', 'write', 'kept', 'waitfile', join(home, 'never')]);
       await waitFor(saved.out, /ok\n/);
       const file = join(home, 'saved.snap');
-      const snap = appshot(home, ['snapshot', 'saved', '-o', file, '--stop']);
+      const snap = appshot(home, ['snapshot', 'saved', '--ipc-only', '-o', file, '--stop']);
       expect(snap.stderr).toBe('');
       expect(snap.code).toBe(0);
       await saved.done;
@@ -236,7 +236,7 @@ describe('restore over rows an earlier run left', () => {
     const h = appshotAsync(home, ['run', '--aid', 'left', '--', SHMTOOL, 'private', '4096', 'attach', '-', 'write', 'x', 'waitfile', go]);
     await waitFor(h.out, /attached ok\nok 0\n/);
     const file = join(home, 'left.snap');
-    expect(appshot(home, ['snapshot', 'left', '-o', file]).code).toBe(0);
+    expect(appshot(home, ['snapshot', 'left', '--ipc-only', '-o', file]).code).toBe(0);
     const [seg] = tablesJson(home, ['--aid', 'left', '--type', 'shm']);
     // A process outside the application keeps the segment attached, so
     // the application's end leaves its rows.
@@ -340,7 +340,7 @@ describe('attachments of a shared memory segment', () => {
     const h = appshotAsync(home, ['run', '--aid', 'split', '--', SHMTOOL, 'private', '65536', 'attach', '-', 'protect', '4096', '4096', 'r', 'waitfile', go]);
     await waitFor(h.out, /attached ok\nok 0\n/);
     const file = join(home, 'split.snap');
-    const snap = appshot(home, ['snapshot', 'split', '-o', file]);
+    const snap = appshot(home, ['snapshot', 'split', '--ipc-only', '-o', file]);
     expect(snap.stderr).toBe('');
     expect(snap.code).toBe(0);
     writeFileSync(go, '');

@@ -39,7 +39,7 @@ async function snapshotted(home: string, flags: string[] = []): Promise<{ dir: s
   const rows = tablesJson(home, ['--aid', 'keeper']);
   const system = ['sem', 'shm', 'msg'].map((type) => rows.find((r) => r.type === type)!.system);
   const file = join(home, 'keeper.snap');
-  const s = appshot(home, ['snapshot', 'keeper', '-o', file, '--stop']);
+  const s = appshot(home, ['snapshot', 'keeper', '--ipc-only', '-o', file, '--stop']);
   expect(s.stderr).toBe('');
   expect(s.code).toBe(0);
   expect(s.stdout).toMatch(/^snapshot of 'keeper' written to .*: 1 semaphore set\(s\), 1 segment\(s\) \(0\.1 MiB\), 1 queue\(s\) \(3 message\(s\)\), 1 process\(es\) ended/);
@@ -233,7 +233,7 @@ describe('snapshot and restore', () => {
     const h = appshotAsync(home, ['run', '--aid', 'dying', '--', STATETOOL, 'run', dir]);
     await waitFor(h.out, /ready/);
     const file = join(home, 'dying.snap');
-    const snap = appshotAsync(home, ['snapshot', 'dying', '-o', file], { APPSHOT_SNAPSHOT_DELAY_MS: '5000' });
+    const snap = appshotAsync(home, ['snapshot', 'dying', '--ipc-only', '-o', file], { APPSHOT_SNAPSHOT_DELAY_MS: '5000' });
     const pid = Number(readFileSync(join(dir, 'pid'), 'utf8'));
     // Killed while the snapshot holds it stopped, however slow the machine:
     // stopped, then a second for the snapshot to see it so (a process that
@@ -259,7 +259,7 @@ describe('snapshot and restore', () => {
     const h = appshotAsync(home, ['run', '--aid', 'web', '--publish', '18099:8080', '--', ...server]);
     await waitFor(h.out, /Serving HTTP/);
     const file = join(home, 'web.snap');
-    expect(appshot(home, ['snapshot', 'web', '-o', file, '--stop']).code).toBe(0);
+    expect(appshot(home, ['snapshot', 'web', '--ipc-only', '-o', file, '--stop']).code).toBe(0);
     await h.done;
     const rep = JSON.parse(appshot(home, ['snapshot', 'inspect', file, '--json']).stdout);
     expect(rep.meta.publish).toEqual([{ public: 18099, virtual: 8080 }]);
@@ -280,11 +280,11 @@ describe('snapshot and restore', () => {
     await waitFor(h.out, /ready/);
     const file = join(home, 'big.snap');
     // script(1) gives the command a terminal; a pipe gets no bar.
-    const cmd = `${process.execPath} ${join(import.meta.dirname, '..', 'bin', 'appshot.js')} snapshot big -o ${file}`;
+    const cmd = `${process.execPath} ${join(import.meta.dirname, '..', 'bin', 'appshot.js')} snapshot big --ipc-only -o ${file}`;
     const tty = spawnSync('script', ['-qec', cmd, '/dev/null'], { encoding: 'utf8', env: { ...process.env, APPSHOT_HOME: home } });
     expect(tty.status).toBe(0);
     expect(tty.stdout).toMatch(/capturing shared memory \[.*\] 100% 80\/80 MiB/);
-    const piped = appshot(home, ['snapshot', 'big', '-o', join(home, 'big2.snap')]);
+    const piped = appshot(home, ['snapshot', 'big', '--ipc-only', '-o', join(home, 'big2.snap')]);
     expect(piped.stderr).toBe('');
     h.child.kill('SIGTERM');
     await h.done;
@@ -295,7 +295,7 @@ describe('snapshot and restore', () => {
     const h = appshotAsync(home, ['run', '--aid', 'many', '--', builtProgram('snapbench'), '4000', '256']);
     await waitFor(h.out, /ready/);
     const file = join(home, 'many.snap');
-    expect(appshot(home, ['snapshot', 'many', '-o', file, '--stop']).code).toBe(0);
+    expect(appshot(home, ['snapshot', 'many', '--ipc-only', '-o', file, '--stop']).code).toBe(0);
     await h.done;
     const before = ipcSet();
     const t = openTableDb(home);
@@ -322,7 +322,7 @@ describe('snapshot and restore', () => {
   it('snapshot of an unknown application: a clear error', () => {
     const home = makeHome();
     appshot(home, ['run', '--', 'true']);
-    const r = appshot(home, ['snapshot', 'nobody', '-o', join(home, 'x.snap')]);
+    const r = appshot(home, ['snapshot', 'nobody', '--ipc-only', '-o', join(home, 'x.snap')]);
     expect(r.stderr).toContain("there is no application 'nobody'");
     expect(r.code).toBe(1);
     expect(existsSync(join(home, 'x.snap'))).toBe(false);

@@ -49,7 +49,7 @@ async function warmSnapshot(home: string): Promise<{ dir: string; config: string
   expect((await ask(PUBLIC_PORT)).counter).toBe('1');
   expect((await ask(PUBLIC_PORT)).counter).toBe('2');
   const snap = join(home, 'warm.snap');
-  const s = appshot(home, ['snapshot', 'warm', '-o', snap, '--stop']);
+  const s = appshot(home, ['snapshot', 'warm', '--ipc-only', '-o', snap, '--stop']);
   expect(s.code, s.stderr).toBe(0);
   await h.done;
   return { dir, config, snap };

@@ -95,7 +95,7 @@ export function endAppInTxn(t: TableDb, aid: string, opts: { keep: boolean }): C
 /** A running application is live while its harness or any process started
  * under it is. */
 export function appLive(t: TableDb, aid: string, app: S.AppVal): boolean {
-  return processAlive(app.harnessSpid, app.harnessStart) || processesOf(aid, t.home).length > 0;
+  return processAlive(app.harnessSpid, app.harnessStart) || processesOf(aid, t).length > 0;
 }
 
 /** Whether any fwd row still names the application. */

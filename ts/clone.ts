@@ -128,11 +128,11 @@ export function makeClone(t: TableDb, tpl: Template, opts: { from: number; comma
   registerApp(t, { aid, command, noIdentity: m.noIdentity, clone: true, publish, redirects });
   const seeded: string[] = [];
   try {
-    const restored: RestoreSummary = { aid, meta: m, sems: 0, segments: 0, shmBytes: 0, shared: 0, copySeconds: 0, queues: 0, messages: 0, seconds: 0 };
+    const restored: RestoreSummary = { aid, meta: m, processes: 0, sems: 0, segments: 0, shmBytes: 0, shared: 0, copySeconds: 0, queues: 0, messages: 0, seconds: 0 };
     const r = new SnapReader(tpl.snapshot.file);
     try {
       r.skip(r.next()!); // META: the template holds what it says
-      restoreSections(t, r, aid, !m.noIdentity, restored, undefined, new Map(tpl.shared.map((s: SharedSegment) => [s.vrid, s])));
+      restoreSections(t, r, aid, !m.noIdentity, restored, undefined, new Map(tpl.shared.map((s: SharedSegment) => [s.vrid, s])), false);
     } finally {
       r.close();
     }

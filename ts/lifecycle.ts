@@ -87,7 +87,7 @@ export interface JoinSettings {
 }
 
 export function joinSettings(t: TableDb, aid: string): JoinSettings {
-  const pids = processesOf(aid, t.home);
+  const pids = processesOf(aid, t);
   // The supervisor's environment is the harness's own making.
   const from = [...pids.filter(isSupervisor), ...pids].map(environ).find((vars) => vars?.some((v) => v.startsWith('APPSHOT_PORT_RANGE=')));
   const value = (name: string) => from?.find((v) => v.startsWith(`${name}=`))?.slice(name.length + 1);

@@ -18,6 +18,8 @@ export const BUILD_DIR = resolve(ROOT, 'build', 'Release');
 export const SHIM_PATH = join(BUILD_DIR, 'libappshot.so');
 export const SUPERVISOR_PATH = join(BUILD_DIR, 'appshot-supervisor');
 export const POOL_PATH = join(BUILD_DIR, 'appshot-pool');
+/** The whole-process dumper and restorer (native/checkpoint). */
+export const CHECKPOINT_PATH = join(BUILD_DIR, 'appshot-checkpoint');
 export const ADDON_PATH = join(BUILD_DIR, 'appshot.node');
 export const CLI_PATH = join(ROOT, 'bin', 'appshot.js');
 /** The watchdog of a snapshot in progress (ts/snapguard.ts, built). */

@@ -1,4 +1,6 @@
 import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import type { TableDb } from './tabledb.js';
+import * as S from '../tables/schema.js';
 
 /**
  * The one reader of /proc for processes and their sockets: what appshot
@@ -143,22 +145,53 @@ function dirIdentity(path: string): string | undefined {
   }
 }
 
-/** Processes whose environment names this application under this home:
- * what is left of an application whose harness is gone. Their
- * APPSHOT_HOME is compared with home by the directory it names, not by its
- * spelling (a link, a trailing slash, '..'). */
-export function processesOf(aid: string, home: string): number[] {
+/** The tables processesOf reads: the home they are in, and the record of
+ * each process the shim or a restore bound to a vpid. */
+type ProcessTables = Pick<TableDb, 'home' | 'procs'>;
+
+/** Which application the tables bind a live process to (its procs row,
+ * whose start time must be the process's: a row of a dead process whose
+ * number was reused says nothing); undefined if none. */
+function recordedAid(t: ProcessTables, pid: number, ticks: number): string | undefined {
+  const v = t.procs.get(S.procKey(pid));
+  if (!v) return undefined;
+  const rec = S.decodeProcVal(v);
+  return rec.startTicks === ticks ? rec.aid : undefined;
+}
+
+/**
+ * The application's processes: those whose environment names it under
+ * this home (what is left of an application whose harness is gone), and
+ * those the tables bind to it. A restored process's /proc environment
+ * still names the application it was snapshotted from: the tables' word
+ * wins, so a process restored under another AID is that one's, never the
+ * original's. APPSHOT_HOME is compared with the home by the directory it
+ * names, not by its spelling (a link, a trailing slash, '..').
+ */
+export function processesOf(aid: string, t: ProcessTables): number[] {
+  const home = t.home;
   const wantAid = `APPSHOT_AID=${aid}`;
   const want = dirIdentity(home);
   const identities = new Map<string, string | undefined>();
   const found: number[] = [];
   for (const pid of processIds()) {
     const vars = environ(pid);
-    if (!vars?.includes(wantAid)) continue;
+    if (!vars) continue;
+    const named = vars.includes(wantAid);
+    // Only processes of appshot's have a procs row: read for those alone.
+    if (!named && !vars.some((v) => v.startsWith('APPSHOT_AID='))) continue;
+    const ticks = startTicks(pid);
+    if (ticks === undefined) continue;
+    const recorded = recordedAid(t, pid, ticks);
+    if (recorded !== undefined) {
+      if (recorded === aid) found.push(pid);
+      continue;
+    }
+    if (!named) continue;
     const given = vars.find((v) => v.startsWith('APPSHOT_HOME='))?.slice('APPSHOT_HOME='.length);
     if (given === undefined) continue;
     if (!identities.has(given)) identities.set(given, given === home ? want : dirIdentity(given));
-    if (identities.get(given) === want && want !== undefined && startTicks(pid) !== undefined) found.push(pid);
+    if (identities.get(given) === want && want !== undefined) found.push(pid);
   }
   return found;
 }

@@ -68,3 +68,9 @@ export function registerApp(
     return { aid, adopted, reclaimed };
   });
 }
+
+/** Removes the record of an application a failed restore registered (its
+ * rows and objects gone already: endApp): as if it had never been. */
+export function forgetApp(t: TableDb, aid: string): void {
+  writeTxn(t, () => t.apps.removeSync(Buffer.from(aid, 'latin1')));
+}

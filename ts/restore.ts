@@ -3,13 +3,14 @@ import { appLive, endApp } from './cleanup.js';
 import { AppshotError, EXIT } from './errors.js';
 import type { Progress } from './progress.js';
 import { checkAppAid } from './aid.js';
-import { registerApp } from './registry.js';
+import { forgetApp, registerApp } from './registry.js';
 import type { SnapMeta } from './snapshot.js';
-import { SnapReader } from './snapfile.js';
+import { readProcessSection } from './checkpoint.js';
+import { PROCESS_SECTIONS, SnapReader } from './snapfile.js';
 import { isIpcType } from './sysv/ipctype.js';
 import { KINDS } from './sysv/kinds.js';
 import type { RecreateContext, RestoreCounts, SharedSegment } from './sysv/object.js';
-import { type TableDb, fwdRows, getApp, writeTxn } from './tabledb.js';
+import { type TableDb, fwdRows, getApp } from './tabledb.js';
 import * as S from '../tables/schema.js';
 
 /**
@@ -23,6 +24,9 @@ import * as S from '../tables/schema.js';
 export interface RestoreSummary extends RestoreCounts {
   aid: string;
   meta: SnapMeta;
+  /** The processes the image holds whole (PROC sections), checked here and
+   * made again by appshot-checkpoint under the supervisor (harness/run.ts). */
+  processes: number;
   seconds: number;
 }
 
@@ -55,14 +59,14 @@ export function restore(t: TableDb, file: string, opts: { aid?: string; command?
     if (!opts.command && meta.cwd && !existsSync(meta.cwd))
       throw new AppshotError(`the snapshot's working directory ${meta.cwd} does not exist here; create it, or give the command to run after --`, EXIT.failure);
     registerApp(t, { aid, command: opts.command ?? meta.command, noIdentity: meta.noIdentity, publish: meta.publish, redirects: meta.redirects });
-    const sum: RestoreSummary = { aid, meta, sems: 0, segments: 0, shmBytes: 0, shared: 0, copySeconds: 0, queues: 0, messages: 0, seconds: 0 };
+    const sum: RestoreSummary = { aid, meta, processes: 0, sems: 0, segments: 0, shmBytes: 0, shared: 0, copySeconds: 0, queues: 0, messages: 0, seconds: 0 };
     try {
       opts.progress?.start(meta.shmBytes);
       restoreSections(t, r, aid, !meta.noIdentity, sum, opts.progress);
       opts.progress?.stop();
     } catch (err) {
       endApp(t, aid, { keep: false });
-      writeTxn(t, () => t.apps.removeSync(Buffer.from(aid, 'latin1')));
+      forgetApp(t, aid);
       throw err;
     }
     sum.seconds = (performance.now() - started) / 1000;
@@ -80,10 +84,20 @@ export function restoreSections(
   sum: RestoreSummary,
   progress?: Progress,
   shared: Map<number, SharedSegment> = new Map(),
+  /** false for a template's clone: the template checked its file whole, and
+   * a clone starts the command, its processes are not made from the file. */
+  checkProcesses = true,
 ): void {
   const c: RecreateContext = { t, aid, identity, sum, progress, shared };
   for (let s = r.next(); s; s = r.next()) {
     if (s.kind === 'rows' || s.kind === 'meta') r.json(s); // checked; the objects' own sections say what to make
     else if (isIpcType(s.kind)) KINDS[s.kind].recreate(r, s, c);
+    else if (PROCESS_SECTIONS.has(s.kind)) {
+      // Checked whole before any process is made from them: a damaged
+      // image is refused here, and everything made so far goes.
+      if (checkProcesses) readProcessSection(r, s);
+      else r.skip(s);
+      if (s.kind === 'proc') sum.processes++;
+    }
   }
 }

@@ -16,7 +16,12 @@ import { fdToShm, shmToFd } from './sysv/kernel.js';
  *
  * Integers are big-endian. Shared memory sections are streamed between the
  * segment and the file (never whole in memory): their payload is a u32
- * length, a JSON header of that length, then the segment's bytes.
+ * length, a JSON header of that length, then the segment's bytes. A whole
+ * image (issue 18) adds, after the IPC sections, sections that
+ * appshot-checkpoint writes: FILES (JSON: every open file description),
+ * then SHARED (shared memory between processes) and PROC (one process)
+ * sections framed like shm ones, their bytes starting at a page boundary of
+ * the file so a restore can map them.
  */
 
 export const SNAP_MAGIC = Buffer.from('APPSNAP\n');
@@ -24,9 +29,14 @@ export const SNAP_VERSION = 1;
 const HEADER_LEN = 16;
 const SECTION_HEADER_LEN = 24;
 
-export const SECTION = { meta: 1, rows: 2, sem: 3, shm: 4, msg: 5, end: 0xffff } as const;
+export const SECTION = { meta: 1, rows: 2, sem: 3, shm: 4, msg: 5, files: 6, shared: 7, proc: 8, end: 0xffff } as const;
 export type SectionKind = keyof typeof SECTION;
 const SECTION_NAME: Record<number, SectionKind> = Object.fromEntries(Object.entries(SECTION).map(([k, v]) => [v, k as SectionKind]));
+/** Sections whose payload is a u32 length, a JSON header, then bytes (as
+ * long as the memory they hold, so not bounded by JSON_MAX). */
+const HEADED: ReadonlySet<SectionKind> = new Set(['shm', 'shared', 'proc']);
+/** Sections appshot-checkpoint writes into a whole image. */
+export const PROCESS_SECTIONS: ReadonlySet<SectionKind> = new Set(['files', 'shared', 'proc']);
 
 /** The longest JSON this appshot can parse (V8's longest string), so the
  * longest JSON section or shm header it writes or reads. A length read from
@@ -148,6 +158,44 @@ export class SnapWriter {
     this.sections++;
   }
 
+  /** The descriptor and offset where another writer (appshot-checkpoint,
+   * given the descriptor) writes the next sections. */
+  get descriptor(): number {
+    return this.fd;
+  }
+  get offset(): number {
+    return this.pos;
+  }
+
+  /**
+   * Takes as its own the sections another writer put between this
+   * writer's offset and end: each one's header is read back and checked
+   * (its checksum, a kind a whole image holds, its payload ending inside
+   * [offset, end)), and it counts for the END section; the file offset
+   * moves to end. Payloads are checked by whoever reads the file.
+   */
+  adopt(end: number, kinds: ReadonlySet<SectionKind>): number {
+    const rd = openSync(this.tmp, 'r');
+    let n = 0;
+    try {
+      const h = Buffer.alloc(SECTION_HEADER_LEN);
+      for (let at = this.pos; at < end; n++) {
+        const what = `the section appshot-checkpoint wrote at byte ${at}`;
+        if (at + SECTION_HEADER_LEN > end || readSync(rd, h, 0, SECTION_HEADER_LEN, at) !== SECTION_HEADER_LEN) throw new AppshotError(`${what} is cut short; no snapshot was written`, EXIT.failure);
+        const kind = SECTION_NAME[h.readUInt32BE(0)];
+        if (crc(h.subarray(0, 20)) !== h.readUInt32BE(20) || !kind || !kinds.has(kind)) throw new AppshotError(`${what} has a bad header; no snapshot was written`, EXIT.failure);
+        at += SECTION_HEADER_LEN + Number(h.readBigUInt64BE(8));
+        if (at > end) throw new AppshotError(`${what} runs past byte ${end}, where it said it stopped; no snapshot was written`, EXIT.failure);
+      }
+    } finally {
+      closeSync(rd);
+    }
+    this.pos = end;
+    addon().seek(this.fd, end);
+    this.sections += n;
+    return n;
+  }
+
   /** The END section, fsync, and the rename that makes the file appear. */
   finish(): void {
     this.json('end', { sections: this.sections });
@@ -238,7 +286,7 @@ export class SnapReader {
     if (this.pos + n > this.size) throw damaged(this.file, `it is truncated: ${what} at byte ${this.pos} needs ${n} bytes, the file ends at ${this.size}`);
     if (n > JSON_MAX) throw damaged(this.file, `${what} at byte ${this.pos} declares ${n} bytes, more than appshot ever writes there (${JSON_MAX})`);
     // Sequential reads: the shm streaming reads from the same file offset.
-    const b = Buffer.alloc(n);
+    const b = Buffer.allocUnsafe(n); // filled whole below
     let got = 0;
     while (got < n) got += readSync(this.fd, b, got, n - got, null);
     this.pos += n;
@@ -253,7 +301,7 @@ export class SnapReader {
     const kind = SECTION_NAME[h.readUInt32BE(0)];
     const length = Number(h.readBigUInt64BE(8));
     if (!kind) throw damaged(this.file, `section ${this.index + 1} at byte ${at} is of unknown kind ${h.readUInt32BE(0)}`);
-    if (kind !== 'shm' && length > JSON_MAX)
+    if (!HEADED.has(kind) && length > JSON_MAX)
       throw damaged(this.file, `section ${this.index + 1} (${kind}) at byte ${at} declares ${length} bytes, more than appshot ever writes in one (${JSON_MAX})`);
     if (this.pos + length > this.size)
       throw damaged(this.file, `it is truncated: section ${this.index + 1} (${kind}) at byte ${at} needs ${length} bytes, the file ends at ${this.size}`);
@@ -281,12 +329,13 @@ export class SnapReader {
     return damaged(this.file, `section ${s.index} (${what}) at byte ${s.offset} fails its checksum (the file is damaged)`);
   }
 
-  /** A shared memory section's header; then shmInto or shmSkip for its bytes. */
-  shmHeader<T>(s: Section): { header: T; bytes: number; sum: number } {
-    const lead = this.read(4, `section ${s.index} (shm)`);
+  /** The JSON header of a section framed like shm ones (shm, shared,
+   * proc); then shmInto, skipBytes or skip for its bytes. */
+  headerOf<T>(s: Section): { header: T; bytes: number; sum: number } {
+    const lead = this.read(4, `section ${s.index} (${s.kind})`);
     const len = lead.readUInt32BE(0);
     if (4 + len > s.length || len > JSON_MAX) throw this.badChecksum(s);
-    const json = this.read(len, `section ${s.index} (shm)`);
+    const json = this.read(len, `section ${s.index} (${s.kind})`);
     let header: T;
     try {
       header = JSON.parse(json.toString()) as T;
@@ -314,15 +363,18 @@ export class SnapReader {
     addon().seek(this.fd, this.pos);
   }
 
-  /** Reads past a segment's bytes, checking them. */
-  shmSkip(s: Section, bytes: number, sum: number, progress?: (n: number) => void): void {
-    const buf = Buffer.alloc(Math.min(CHUNK, Math.max(bytes, 1)));
+  /** Reads past the bytes after a section's header, checking them (in
+   * chunks: a process's memory is never whole in this one's). */
+  skipBytes(s: Section, bytes: number, sum: number, progress?: (n: number) => void): void {
+    const buf = Buffer.alloc(Math.min(SKIP_CHUNK, Math.max(bytes, 1)));
     for (let off = 0; off < bytes; off += buf.length) {
       const len = Math.min(buf.length, bytes - off);
-      const chunk = this.read(len, `section ${s.index} (shm)`);
+      const chunk = this.read(len, `section ${s.index} (${s.kind})`);
       sum = crc(chunk, sum);
       progress?.(len);
     }
-    if (sum >>> 0 !== s.crc) throw this.badChecksum(s, 'shared memory contents');
+    if (sum >>> 0 !== s.crc) throw this.badChecksum(s, s.kind === 'shm' ? 'shared memory contents' : `${s.kind} contents`);
   }
 }
+
+const SKIP_CHUNK = 8 * 1024 * 1024;

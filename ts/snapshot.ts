@@ -6,7 +6,8 @@ import type { Publication } from './pool.js';
 import { environ, processesOf, procStat, workingDirectory } from './procinfo.js';
 import type { Progress } from './progress.js';
 import { type Redirect, redirectsOf } from './redirect.js';
-import { SnapWriter } from './snapfile.js';
+import { Dumper } from './checkpoint.js';
+import { PROCESS_SECTIONS, SnapWriter } from './snapfile.js';
 import { StopGuard } from './stops.js';
 import { isSupervisor } from './supervision.js';
 import { IPC_TYPES } from './sysv/ipctype.js';
@@ -21,7 +22,10 @@ import * as S from '../tables/schema.js';
  * every process of it is stopped: the translation rows, each semaphore
  * set's values, each segment's contents, each queue's messages, its ports
  * and published ports, its command line, environment and directory.
- * Process memory is not captured: a restore starts the command again.
+ * With --ipc-only (or no process running) process memory is not
+ * captured: a restore starts the command again. Otherwise every process is
+ * captured whole too (appshot-checkpoint, ts/checkpoint.ts) and a restore
+ * continues it.
  */
 
 export interface SnapMeta {
@@ -40,10 +44,15 @@ export interface SnapMeta {
   redirects?: Redirect[];
   /** The bytes of shared memory the snapshot holds, for a progress bar. */
   shmBytes: number;
+  /** The processes are in the file (PROC sections): a restore continues
+   * them instead of starting the command again. */
+  whole?: boolean;
 }
 
 export interface SnapshotSummary extends CaptureCounts {
   file: string;
+  /** Every process captured whole (issue 18), not the IPC state alone. */
+  whole: boolean;
   processes: number;
   /** From the SIGSTOPs to the file in place. */
   seconds: number;
@@ -53,7 +62,7 @@ const SIGNAL_WAIT_MS = 5000;
 
 /** The application's processes (the supervisor is appshot's, not the application's). */
 function applicationProcesses(t: TableDb, aid: string): number[] {
-  return processesOf(aid, t.home).filter((pid) => !isSupervisor(pid));
+  return processesOf(aid, t).filter((pid) => !isSupervisor(pid));
 }
 
 function isStopped(pid: number): boolean | undefined {
@@ -119,6 +128,11 @@ async function endProcesses(pids: number[]): Promise<void> {
       /* gone */
     }
   }
+  await waitGone(pids);
+}
+
+/** Until every one of pids has exited (a zombie's state is not ours to wait for). */
+async function waitGone(pids: number[]): Promise<void> {
   const running = (p: number) => (procStat(p)?.state ?? 'Z') !== 'Z';
   for (const p of pids) while (running(p)) await sleep(2);
 }
@@ -151,8 +165,24 @@ function writeState(w: SnapWriter, aid: string, rows: FwdRow[], pids: number[], 
   for (const type of IPC_TYPES) KINDS[type].capture(w, rows, c);
 }
 
-export async function snapshot(t: TableDb, aid: string, file: string, opts: { stop: boolean; progress?: Progress }): Promise<SnapshotSummary> {
-  const started = performance.now();
+export interface SnapshotOptions {
+  stop: boolean;
+  /** Today's snapshot: IPC state only, the processes SIGSTOPped meanwhile;
+   * a restore starts the command again. */
+  ipcOnly?: boolean;
+  progress?: Progress;
+}
+
+export async function snapshot(t: TableDb, aid: string, file: string, opts: SnapshotOptions): Promise<SnapshotSummary> {
+  const app = snapshottable(t, aid);
+  // An application without processes (kept state) has nothing to capture
+  // but its IPC state.
+  const pids = opts.ipcOnly ? [] : applicationProcesses(t, aid);
+  return pids.length ? wholeSnapshot(t, aid, app, file, pids, opts) : ipcSnapshot(t, aid, app, file, opts);
+}
+
+/** The application, if it is one that can be snapshotted. */
+function snapshottable(t: TableDb, aid: string): S.AppVal {
   const app = getApp(t, aid);
   if (!app) throw new AppshotError(`there is no application '${aid}' in ${t.home}; 'appshot ps' lists the running ones`, EXIT.failure);
   if (app.state === S.APP_STATE.template) {
@@ -160,6 +190,93 @@ export async function snapshot(t: TableDb, aid: string, file: string, opts: { st
     throw new AppshotError(`'${aid}' is the entry of template '${name}', not an application: there is nothing to snapshot; 'appshot template inspect ${name}' shows what it holds`, EXIT.usage);
   }
   if (app.state === S.APP_STATE.ended) throw new AppshotError(`application '${aid}' has ended: there is nothing left to snapshot`, EXIT.failure);
+  return app;
+}
+
+/** For the tests: a window in which the application can die under us. */
+async function testDelay(): Promise<void> {
+  const delay = Number(process.env.APPSHOT_SNAPSHOT_DELAY_MS ?? 0);
+  if (delay > 0) await sleep(delay);
+}
+
+/** The sections every snapshot has, written while the processes are held:
+ * meta, rows, and the SysV objects. */
+function writeHead(w: SnapWriter, t: TableDb, aid: string, app: S.AppVal, pids: number[], whole: boolean, sum: SnapshotSummary, progress?: Progress): void {
+  const rows = [...fwdRows(t, aid)];
+  const first = firstProcess(rows, pids);
+  const meta: SnapMeta = {
+    aid,
+    createdAt: new Date().toISOString(),
+    host: hostname(),
+    command: app.command,
+    env: first ? environmentOf(first.srid) : null,
+    cwd: first ? workingDirectory(first.srid) : null,
+    noIdentity: (app.flags & S.APP_FLAG_NO_IDENTITY) !== 0,
+    firstVpid: first?.vrid ?? null,
+    publish: rows.filter((r) => r.type === S.RT.publish).map((r) => ({ public: S.decodePortId(r.srid).port, virtual: S.decodePortId(r.vrid).port })),
+    redirects: redirectsOf(t, aid),
+    shmBytes: capturedBytes(rows, aid),
+    ...(whole ? { whole: true } : {}),
+  };
+  w.json('meta', meta);
+  w.json('rows', rows);
+  writeState(w, aid, rows, pids, sum, progress);
+}
+
+function newSummary(file: string, whole: boolean): SnapshotSummary {
+  return { file, whole, sems: 0, segments: 0, shmBytes: 0, queues: 0, messages: 0, processes: 0, seconds: 0 };
+}
+
+/**
+ * Issue 18: every process whole. appshot-checkpoint freezes them with
+ * ptrace (ts/checkpoint.ts); while they are frozen this process writes the
+ * IPC sections, then the dumper its own, then END and the rename; then the
+ * processes go on (detach) or end (--stop). Until the rename nothing
+ * is changed: a refusal or a failure leaves the application running.
+ */
+async function wholeSnapshot(t: TableDb, aid: string, app: S.AppVal, file: string, given: number[], opts: SnapshotOptions): Promise<SnapshotSummary> {
+  const started = performance.now();
+  // What removes the temporary file if this process dies (a dead dumper's
+  // tracees are let go by the kernel).
+  const guard = new StopGuard(t.home, aid, SnapWriter.tempPath(file));
+  let w: SnapWriter;
+  try {
+    w = new SnapWriter(file);
+  } catch (err) {
+    guard.release();
+    throw err;
+  }
+  const sum = newSummary(file, true);
+  let dumper: Dumper | undefined;
+  let pids = given;
+  let written = false;
+  try {
+    ({ dumper, pids } = await Dumper.freeze(t.home, aid, w.descriptor, given));
+    sum.processes = pids.length;
+    await testDelay();
+    writeHead(w, t, aid, app, pids, true, sum, opts.progress);
+    w.adopt(await dumper.dump(w.offset), PROCESS_SECTIONS);
+    w.finish();
+    written = true;
+    sum.seconds = (performance.now() - started) / 1000;
+    await dumper.finish(opts.stop ? 'kill' : 'detach');
+  } catch (err) {
+    if (!written) w.abort();
+    await dumper?.abort();
+    guard.release();
+    throw err;
+  }
+  guard.release();
+  if (opts.stop) {
+    await waitGone(pids);
+    endApp(t, aid, { keep: false });
+  }
+  return sum;
+}
+
+/** Today's snapshot (--ipc-only): SIGSTOP, the IPC state, SIGCONT. */
+async function ipcSnapshot(t: TableDb, aid: string, app: S.AppVal, file: string, opts: SnapshotOptions): Promise<SnapshotSummary> {
+  const started = performance.now();
   // Before anything is stopped: what resumes the application if this
   // process dies while it holds it stopped.
   const guard = new StopGuard(t.home, aid, SnapWriter.tempPath(file));
@@ -171,33 +288,14 @@ export async function snapshot(t: TableDb, aid: string, file: string, opts: { st
     throw err;
   }
   const stopped = new Set<number>();
-  const sum: SnapshotSummary = { file, sems: 0, segments: 0, shmBytes: 0, queues: 0, messages: 0, processes: 0, seconds: 0 };
+  const sum = newSummary(file, false);
   let written = false;
   try {
     await suspend(t, aid, stopped, guard);
     const pids = [...stopped];
     sum.processes = pids.length;
-    // For the tests: a window in which the application can die under us.
-    const delay = Number(process.env.APPSHOT_SNAPSHOT_DELAY_MS ?? 0);
-    if (delay > 0) await sleep(delay);
-    const rows = [...fwdRows(t, aid)];
-    const first = firstProcess(rows, pids);
-    const meta: SnapMeta = {
-      aid,
-      createdAt: new Date().toISOString(),
-      host: hostname(),
-      command: app.command,
-      env: first ? environmentOf(first.srid) : null,
-      cwd: first ? workingDirectory(first.srid) : null,
-      noIdentity: (app.flags & S.APP_FLAG_NO_IDENTITY) !== 0,
-      firstVpid: first?.vrid ?? null,
-      publish: rows.filter((r) => r.type === S.RT.publish).map((r) => ({ public: S.decodePortId(r.srid).port, virtual: S.decodePortId(r.vrid).port })),
-      redirects: redirectsOf(t, aid),
-      shmBytes: capturedBytes(rows, aid),
-    };
-    w.json('meta', meta);
-    w.json('rows', rows);
-    writeState(w, aid, rows, pids, sum, opts.progress);
+    await testDelay();
+    writeHead(w, t, aid, app, pids, false, sum, opts.progress);
     // Still the application's own processes: none ended while we wrote.
     if (pids.some(isGone)) throw new AppshotError(`application '${aid}' lost a process during the snapshot; no snapshot was written`);
     w.finish();

@@ -25,7 +25,7 @@ function recordedProcesses(t: TableDb, aid: string): number[] {
 /** Every process of the application still running (stopped ones too),
  * whether or not the supervisor is their ancestor. */
 export function processesLeft(t: TableDb, aid: string): number[] {
-  const all = new Set([...processesOf(aid, t.home), ...recordedProcesses(t, aid)]);
+  const all = new Set([...processesOf(aid, t), ...recordedProcesses(t, aid)]);
   all.delete(process.pid);
   return [...all];
 }
@@ -35,7 +35,7 @@ export function processesLeft(t: TableDb, aid: string): number[] {
  * reports its command's status); null when both run. */
 export function unsupervised(t: TableDb, aid: string, app: S.AppVal): string | null {
   const harness = processAlive(app.harnessSpid, app.harnessStart);
-  const supervisor = processesOf(aid, t.home).some(isSupervisor);
+  const supervisor = processesOf(aid, t).some(isSupervisor);
   if (harness && supervisor) return null;
   if (!harness && !supervisor) return 'no harness, no supervisor';
   return harness ? 'no supervisor' : 'no harness';

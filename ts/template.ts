@@ -334,7 +334,7 @@ function makeSharedSegments(t: TableDb, aid: string, file: string, sharedVrids: 
         r.skip(s);
         continue;
       }
-      const { header: rec, bytes, sum } = r.shmHeader<ShmRecord>(s);
+      const { header: rec, bytes, sum } = r.headerOf<ShmRecord>(s);
       if (bytes !== rec.size) throw r.badChecksum(s);
       if (!sharedVrids.has(rec.vrid)) {
         r.skip(s);

@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { checkAppAid } from '../../ts/aid.js';
 import { ensureHome, resolveHome } from '../../ts/home.js';
@@ -7,10 +8,12 @@ import { mib, outcome } from './common.js';
 export function register(program: Command): void {
   program
     .command('restore')
-    .description("restore an application from a snapshot under new system IDs, then start its command; all or nothing: a restore that fails leaves nothing behind")
+    .description(
+      "restore an application from a snapshot under new system IDs: its IPC state, then its processes continuing where they were (a whole snapshot), or its command started again (an --ipc-only snapshot, or CMD given); all or nothing: a restore that fails leaves nothing behind",
+    )
     .usage('FILE [--aid NAME] [--json] [-- CMD [ARGS...]]')
     .argument('<file>', 'the snapshot')
-    .argument('[cmd...]', 'the command to start instead of the saved one')
+    .argument('[cmd...]', "the command to start instead of the saved one (the snapshot's processes are then not restored, its IPC state is)")
     .option('--aid <name>', "the application ID (default: the snapshot's)")
     .option('--json', "print what was restored as one line of JSON on stdout before the command starts (the command's own output follows it)", false)
     .action(async (file: string, cmd: string[], o: { aid?: string; json: boolean }) => {
@@ -27,16 +30,20 @@ export function register(program: Command): void {
       const given = cmd.length ? cmd : undefined;
       const r = restore(t, file, { aid: o.aid, command: given, progress: terminalProgress('restoring shared memory') });
       const m = r.meta;
+      // A whole image's processes continue; with a command given, it starts instead.
+      const image = m.whole && !given ? resolve(file) : undefined;
       if (o.json) {
         // One line, first: `| head -1` takes it apart from the application's output.
         const { meta: _meta, ...counts } = r;
-        process.stdout.write(JSON.stringify({ ...counts, file, command: given ?? m.command }) + '\n');
+        process.stdout.write(JSON.stringify({ ...counts, file, whole: !!image, command: given ?? m.command }) + '\n');
       } else {
+        const procs = image ? `; now its ${r.processes} process(es)` : '';
         process.stderr.write(
-          `appshot: restored '${r.aid}' from ${file}: ${r.sems} semaphore set(s), ${r.segments} segment(s) (${mib(r.shmBytes)}), ${r.queues} queue(s) (${r.messages} message(s)) in ${r.seconds.toFixed(2)} s\n`,
+          `appshot: restored '${r.aid}' from ${file}: ${r.sems} semaphore set(s), ${r.segments} segment(s) (${mib(r.shmBytes)}), ${r.queues} queue(s) (${r.messages} message(s)) in ${r.seconds.toFixed(2)} s${procs}\n`,
         );
       }
       const opts = { home, keep: false, noIdentity: m.noIdentity, publish: m.publish, balance: 'rr' as const, portRange: S.PORT_RANGE_DEFAULT, redirects: m.redirects ?? [] };
-      outcome.exitCode = await runRegistered(t, r.aid, given ?? m.command, opts, { firstVpid: m.firstVpid, ...(given ? {} : { env: m.env, cwd: m.cwd }) });
+      const as = image ? { image } : { firstVpid: m.firstVpid, ...(given ? {} : { env: m.env, cwd: m.cwd }) };
+      outcome.exitCode = await runRegistered(t, r.aid, given ?? m.command, opts, as);
     });
 }

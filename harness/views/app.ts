@@ -123,7 +123,7 @@ export async function appDetail(t: TableDb, aid: string): Promise<AppDetail | un
       started: summary.created,
       ended: app.endedMs ? isoTime(app.endedMs) : null,
       harness: { pid: app.harnessSpid, running: processAlive(app.harnessSpid, app.harnessStart) },
-      supervisor: running ? (processesOf(aid, t.home).find(isSupervisor) ?? null) : null,
+      supervisor: running ? (processesOf(aid, t).find(isSupervisor) ?? null) : null,
       objects,
       redirections,
     };

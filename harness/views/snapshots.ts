@@ -3,8 +3,9 @@ import { type CellFormat, renderRows } from './table.js';
 
 const hex = (n: number) => (n ? '0x' + (n >>> 0).toString(16).padStart(8, '0') : 'private');
 
-/** What a snapshot holds: a few lines about it, then its objects and ports
- * (in CSV the objects and ports alone). */
+/** What a snapshot holds: a few lines about it, then its objects and ports,
+ * then a whole image's processes and their descriptors (in CSV the objects
+ * and ports alone). */
 export function renderSnapshot(rep: SnapshotReport, format: CellFormat): string {
   const m = rep.meta;
   const rows: string[][] = [];
@@ -22,5 +23,27 @@ export function renderSnapshot(rep: SnapshotReport, format: CellFormat): string 
   ];
   if (m.publish.length) lines.push(`published: ${m.publish.map((p) => `${p.public}:${p.virtual}`).join(', ')}`);
   if (m.redirects?.length) lines.push(`redirected paths: ${m.redirects.map((r) => `${r.from} -> ${r.to}`).join(', ')}`);
-  return [...lines, table].join('\n');
+  lines.push(
+    m.whole
+      ? `processes: ${rep.processes.length}, captured whole (a restore continues them)`
+      : 'processes: not captured (IPC state only: a restore starts the command again)',
+  );
+  return [...lines, table, ...processTables(rep, format)].join('\n');
+}
+
+/** A whole image's processes, then every descriptor of each. */
+function processTables(rep: SnapshotReport, format: CellFormat): string[] {
+  if (!rep.processes.length) return [];
+  const procs = rep.processes.map((p) => [String(p.vpid), String(p.ppid || '-'), String(p.threads), String(p.mappings.count), mibText(p.mappings.storedBytes), p.command]);
+  const fds = rep.processes.flatMap((p) => p.descriptors.map((d) => [String(p.vpid), String(d.fd), d.kind]));
+  return [
+    '',
+    renderRows(['vpid', 'parent', 'threads', 'mappings', 'stored', 'command'], procs, format),
+    '',
+    renderRows(['vpid', 'fd', 'kind'], fds, format),
+  ];
+}
+
+function mibText(bytes: number): string {
+  return bytes >= 2 ** 20 ? `${(bytes / 2 ** 20).toFixed(1)} MiB` : `${Math.ceil(bytes / 1024)} KiB`;
 }

@@ -41,6 +41,36 @@ void exec_env_init(const char *aid, const char *home)
 		snprintf(shim_path, sizeof shim_path, "%s", info.dli_fname);
 }
 
+/* What env_aid and env_home were before a restore: an environment that
+ * still names them (copied by the program before it was snapshotted) is
+ * given the restored ones instead. */
+static char stale_env_aid[sizeof env_aid], stale_env_home[sizeof env_home];
+
+/* Concatenates a and b into dst of max bytes, cut short if need be. */
+static void join2(char *dst, size_t max, const char *a, const char *b)
+{
+	size_t n = 0;
+	for (; *a && n + 1 < max; a++) dst[n++] = *a;
+	for (; *b && n + 1 < max; b++) dst[n++] = *b;
+	dst[n] = 0;
+}
+
+/* From shim_restored_entry (no libc: other threads are stopped anywhere). */
+void exec_env_restored(const char *aid, const char *home)
+{
+	if (!stale_env_aid[0]) {
+		join2(stale_env_aid, sizeof stale_env_aid, env_aid, "");
+		join2(stale_env_home, sizeof stale_env_home, env_home, "");
+	}
+	join2(env_aid, sizeof env_aid, "APPSHOT_AID=", aid);
+	join2(env_home, sizeof env_home, "APPSHOT_HOME=", home);
+}
+
+static int is_stale(const char *entry, const char *stale)
+{
+	return stale[0] && strcmp(entry, stale) == 0;
+}
+
 static int has_prefix(const char *s, const char *prefix) { return strncmp(s, prefix, strlen(prefix)) == 0; }
 
 static size_t env_count(char *const envp[])
@@ -75,18 +105,23 @@ static void fds_entry(char *buf)
  * `appshot run`). Returns envp itself when nothing is missing. */
 static char *const *patch_env(char *const envp[], size_t n, char **out, char *preload, size_t preload_len, char *fds)
 {
-	int aid = 0, home = 0, pre = -1, fds_at = -1, other_home = 0;
+	int aid = 0, home = 0, pre = -1, fds_at = -1, other_home = 0, stale_at[2] = { -1, -1 };
 	for (size_t i = 0; i < n; i++) {
-		if (has_prefix(envp[i], "APPSHOT_AID=")) aid = 1;
+		if (is_stale(envp[i], stale_env_aid)) stale_at[0] = (int)i;
+		else if (is_stale(envp[i], stale_env_home)) stale_at[1] = (int)i;
+		else if (has_prefix(envp[i], "APPSHOT_AID=")) aid = 1;
 		else if (has_prefix(envp[i], "APPSHOT_HOME=")) home = 1, other_home = strcmp(envp[i], env_home) != 0;
 		else if (has_prefix(envp[i], "LD_PRELOAD=")) pre = (int)i;
 		else if (has_prefix(envp[i], HOME_FDS_ENV "=")) fds_at = (int)i;
 	}
 	int preload_ok = pre >= 0 && preload_has_shim(envp[pre]);
 	int fds_ok = other_home || !fds[0] || (fds_at >= 0 && !strcmp(envp[fds_at], fds));
-	if (!shim_active || !shim_path[0] || (aid && home && preload_ok && fds_ok)) return envp;
+	int stale = stale_at[0] >= 0 || stale_at[1] >= 0;
+	if (!shim_active || !shim_path[0] || (aid && home && preload_ok && fds_ok && !stale)) return envp;
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++) out[k++] = envp[i];
+	if (stale_at[0] >= 0) out[stale_at[0]] = env_aid, aid = 1;
+	if (stale_at[1] >= 0) out[stale_at[1]] = env_home, home = 1;
 	if (!aid) out[k++] = env_aid;
 	if (!home) out[k++] = env_home;
 	if (!fds_ok) {

@@ -292,7 +292,8 @@ static int load_in(MDB_txn *txn, void *arg)
 	return tabledb_redirects(t, txn, copy_row, l);
 }
 
-void path_init(void)
+/* The application's redirections from its tables, or the process stops. */
+static struct load load_redirects(void)
 {
 	struct load l = { 0 };
 	const struct tabledb *t = shim_tables();
@@ -304,8 +305,40 @@ void path_init(void)
 			   "end the application and run it again with valid --redir FROM=TO options",
 			   t->aid, t->path,
 			   l.bad ? l.bad : rc == MDB_CORRUPTED ? "a row is not FROM, a NUL byte and TO" : rc > 0 ? strerror(rc) : mdb_strerror(rc));
+	return l;
+}
+
+void path_init(void)
+{
+	struct load l = load_redirects();
 	redirects = l.list;
 	redirect_count = l.count;
+	cwd_changed();
+}
+
+static int same_redirects(const struct load *l)
+{
+	if (l->count != redirect_count) return 0;
+	for (size_t i = 0; i < l->count; i++)
+		if (strcmp(l->list[i].from, redirects[i].from) || strcmp(l->list[i].to, redirects[i].to)) return 0;
+	return 1;
+}
+
+/* After a restore: the restored application's redirections (a clone's
+ * rules may give it others). Most often they are the ones the process had,
+ * and the array stays; else the new one is published count first, so a
+ * thread reading meanwhile sees none rather than a count the array lacks
+ * (the old array is never freed: a reader may still hold it). */
+void path_restored(void)
+{
+	struct load l = load_redirects();
+	if (same_redirects(&l)) {
+		free(l.list);
+	} else {
+		__atomic_store_n(&redirect_count, 0, __ATOMIC_RELEASE);
+		__atomic_store_n(&redirects, l.list, __ATOMIC_RELEASE);
+		__atomic_store_n(&redirect_count, l.count, __ATOMIC_RELEASE);
+	}
 	cwd_changed();
 }
 

@@ -60,6 +60,8 @@ void path_init(void);
 /* In a fork child, from the atfork handler: the working-directory record,
  * which a thread of the parent may have been writing, made again. */
 void path_after_fork_child(void);
+/* After a restore (process.c): the restored application's redirections. */
+void path_restored(void);
 
 /* --- AF_UNIX socket addresses (path.c, for port.c's bind and connect) --- */
 

@@ -40,7 +40,7 @@ static int self_unconfirmed;
 /* Reserved for the next fork child, set before fork so that the child's
  * atfork handler finds it in its copy of memory. */
 static uint32_t next_child_vpid;
-static __thread uint32_t self_vtid;
+static __thread uint32_t self_vtid __attribute__((tls_model("initial-exec")));
 static pthread_key_t thread_row_key;
 
 /* The processes this one recorded lately (its children) and itself, for
@@ -170,9 +170,14 @@ int pid_target_to_system(pid_t pid, pid_t *out)
 	return 0;
 }
 
+/* A thread's row goes with it: named by its kernel TID now (this runs in
+ * the exiting thread), and only while it has one (a restore forgets the
+ * rows of the process it was). */
 static void forget_thread(void *arg)
 {
-	forget((pid_t)(uintptr_t)arg);
+	(void)arg;
+	pid_t stid = sys_gettid();
+	if (self_vtid && stid != shim_pid) forget(stid);
 }
 
 /* APPSHOT_FIRST_VPID: a restored application's first process takes the
@@ -219,6 +224,37 @@ void pid_before_exec(void)
 	self_unconfirmed = 0;
 }
 
+/* ---------------------------------------------------------- after restore */
+
+/* From shim_restored_entry (no lock, no libc): a thread's vtid (tp its
+ * thread pointer, my_tp the caller's) forgotten, since its row was the old
+ * application's and its kernel TID is new; it gets a row again on its next
+ * gettid. The processes remembered for signal handlers were the old ones. */
+void pid_forget_thread(uintptr_t tp, uintptr_t my_tp)
+{
+	uintptr_t at = tp + ((uintptr_t)&self_vtid - my_tp);
+	*(volatile uint32_t *)at = 0;
+}
+
+void pid_restored_entry(void)
+{
+	for (unsigned i = 0; i < KNOWN_PIDS; i++) atomic_store(&known[i].spid, 0);
+	next_child_vpid = 0;
+}
+
+/* The renewal: this process's vpid is the one it had (it is in memory, and
+ * the program may hold it); the restorer bound it to the new kernel PID in
+ * the restored application's tables. If it did not, the row is made here. */
+void pid_restored(void)
+{
+	self_unconfirmed = 0;
+	uint32_t vpid = record(shim_pid, self_vpid);
+	if (vpid != self_vpid)
+		shim_warn("restored process %d: its vpid %u is taken in application '%s', so it is %u now",
+			  (int)shim_pid, self_vpid, shim_tables()->aid, vpid);
+	self_vpid = vpid;
+}
+
 WRAPPER(getpid)
 {
 	if (!shim_active) return sys_getpid();
@@ -236,8 +272,9 @@ WRAPPER(gettid)
 	pid_t stid = sys_gettid();
 	if (stid == shim_pid) return (pid_t)(self_vtid = self_vpid);
 	self_vtid = record(stid, 0);
-	/* The row goes with the thread. */
-	pthread_setspecific(thread_row_key, (void *)(uintptr_t)stid);
+	/* The row goes with the thread; a restore forgets it (process.c). */
+	pthread_setspecific(thread_row_key, (void *)1);
+	shim_thread_seen();
 	return (pid_t)self_vtid;
 }
 

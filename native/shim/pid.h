@@ -6,11 +6,18 @@
 
 #include "shim.h"
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 /* At start: this process's vpid, its row made if need be. */
 void pid_init(void);
 void pid_after_fork_child(void);
+/* A restore (process.c): from shim_restored_entry, async-signal-safe, the
+ * memory of the old process forgotten; then, at the renewal, this process's
+ * row in the restored application's tables. */
+void pid_restored_entry(void);
+void pid_forget_thread(uintptr_t tp, uintptr_t my_tp);
+void pid_restored(void);
 /* Before an exec: a fork child whose row its parent may not have
  * committed yet records it, so the new program finds its vpid. */
 void pid_before_exec(void);

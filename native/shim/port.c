@@ -27,6 +27,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sys/syscall.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -392,9 +393,9 @@ static int bind_new(int fd, const struct sockaddr *addr, socklen_t len, uint32_t
 
 /* The lowest port an unprivileged process may bind, as the kernel reads
  * it (net.ipv4.ip_unprivileged_port_start, for IPv6 too): read once. */
+static int start = -1;
 static int unprivileged_start(void)
 {
-	static int start = -1;
 	char buf[16] = "";
 	if (start >= 0) return start;
 	int fd = (int)raw_call(SYS_openat, AT_FDCWD, "/proc/sys/net/ipv4/ip_unprivileged_port_start", O_RDONLY | O_CLOEXEC);
@@ -752,4 +753,18 @@ WRAPPER(getsockopt)
 		*v = name == SO_TYPE ? SOCK_STREAM : name == SO_DOMAIN ? a.ss_family : name == SO_PROTOCOL ? IPPROTO_TCP : 1;
 	}
 	return r;
+}
+
+/* After a restore (from shim_restored_entry: no lock, no libc; the other
+ * threads are stopped): what this process learned of the kernel it ran on
+ * is asked again. The host's addresses and its unprivileged port start
+ * may differ on the host restored on; the descriptors' protocols are the
+ * restorer's to have kept, but a number it could not restore (a connection
+ * to outside, closed) must not answer from memory. */
+void port_restored_entry(void)
+{
+	for (unsigned i = 0; i < KNOWN_FDS; i++) atomic_store_explicit(&fd_proto[i], 0, memory_order_relaxed);
+	ifs.n = 0;
+	ifs.read_at = 0;
+	start = -1;
 }

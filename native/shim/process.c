@@ -8,6 +8,7 @@
 #include "pid.h"
 #include "path.h"
 #include "trap.h"
+#include "canary.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -82,11 +84,172 @@ void translate_after_fork_parent(void);
 void exec_env_init(const char *aid, const char *home);
 void port_init(void);
 
-/* A word on a page the kernel wipes in the child of any fork: libc's
- * fork runs the atfork handler below, but a child made by a raw system
- * call (syscall(SYS_fork), clone without CLONE_VM) does not, and finds the
- * word 0 instead; shim_check_fork then does what the handler would. */
-static volatile int *fork_canary;
+/* ------------------------------------------------------------ the threads */
+
+/* Every thread that ever filled a translation cache or learned its vtid,
+ * by its thread pointer: a restore makes the per-thread state (TLS) of
+ * every thread stale, and shim_restored_entry, which runs while the other
+ * threads are stopped, reaches theirs through this list (a module's
+ * initial-exec TLS lies at the same offset from every thread's pointer).
+ * A thread registers on a slow path (a cache refill, its first gettid)
+ * and leaves at exit (thread_key's destructor), before its TLS is freed. */
+#define MAX_THREADS 4096
+static _Atomic uintptr_t threads[MAX_THREADS];
+static pthread_key_t thread_key;
+static int have_thread_key, threads_overflowed;
+static __thread int thread_registered __attribute__((tls_model("initial-exec")));
+
+static uintptr_t thread_pointer(void) { return (uintptr_t)__builtin_thread_pointer(); }
+
+static void thread_add(uintptr_t tp)
+{
+	for (unsigned i = 0; i < MAX_THREADS; i++) {
+		uintptr_t free_slot = 0;
+		if (__atomic_compare_exchange_n(&threads[i], &free_slot, tp, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED)) return;
+	}
+	/* More threads than slots: a restore cannot reach this one's caches,
+	 * and says so (shim_restored_entry). */
+	threads_overflowed = 1;
+}
+
+static void thread_gone(void *arg)
+{
+	uintptr_t tp = (uintptr_t)arg;
+	for (unsigned i = 0; i < MAX_THREADS; i++) {
+		uintptr_t was = tp;
+		if (__atomic_compare_exchange_n(&threads[i], &was, 0, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED)) return;
+	}
+}
+
+void shim_thread_seen(void)
+{
+	if (thread_registered || !have_thread_key) return;
+	thread_registered = 1;
+	thread_add(thread_pointer());
+	pthread_setspecific(thread_key, (void *)thread_pointer());
+}
+
+/* A fork child has the calling thread alone; the others' TLS is glibc's
+ * to reuse or unmap. */
+static void threads_after_fork(void)
+{
+	for (unsigned i = 0; i < MAX_THREADS; i++) __atomic_store_n(&threads[i], 0, __ATOMIC_RELAXED);
+	if (thread_registered) thread_add(thread_pointer());
+}
+
+/* ------------------------------------------------------- the canary page */
+
+/* A page the kernel wipes in the child of any fork (canary.h): libc's fork
+ * runs the atfork handler below, but a child made by a raw system call
+ * (syscall(SYS_fork), clone without CLONE_VM) does not, and finds the word
+ * 0 instead; shim_check_fork then does what the handler would. A restorer
+ * writes `restored` there too: the same check then renews as a restore. */
+static struct shim_canary *page;
+
+/* The restored application's AID and home, copied off the page (which a
+ * fork child of the restored process finds wiped); the ones from before,
+ * which the renewal replaces in the environment. */
+static char restored_aid[SHIM_CANARY_AID_MAX], restored_home[SHIM_CANARY_HOME_MAX];
+static const char *stale_aid, *stale_home;
+/* Set by shim_restored_entry until the renewal is done; in memory, so a
+ * fork child made before the renewal knows it too. */
+static int restore_pending;
+/* The thread that renews: its own calls into the shim meanwhile go on. */
+static __thread int renewing __attribute__((tls_model("initial-exec")));
+
+void shim_tables_enter(void)
+{
+	if (page) __atomic_add_fetch(&page->in_tables, 1, __ATOMIC_RELAXED);
+}
+
+void shim_tables_leave(void)
+{
+	if (page) __atomic_sub_fetch(&page->in_tables, 1, __ATOMIC_RELAXED);
+}
+
+static void fill_canary(void)
+{
+	page->magic = SHIM_CANARY_MAGIC;
+	page->entry = (uint64_t)(uintptr_t)shim_restored_entry;
+	page->restored = 0;
+	__atomic_store_n(&page->canary, 1, __ATOMIC_RELEASE);
+}
+
+static void set_fork_canary(void)
+{
+	void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED) return;
+	if (madvise(p, 4096, MADV_WIPEONFORK) != 0) {
+		munmap(p, 4096); /* an old kernel: raw forks go unnoticed */
+		return;
+	}
+	page = p;
+	fill_canary();
+}
+
+void port_restored_entry(void);
+void exec_env_restored(const char *aid, const char *home);
+
+/* Copies a NUL-terminated string of at most max - 1 bytes; 0 if it is
+ * longer or empty. No libc: the restorer may have stopped a thread in it. */
+static int copy_field(char *dst, const char *src, size_t max)
+{
+	size_t n = 0;
+	while (n < max && src[n]) n++;
+	if (n == 0 || n == max) return 0;
+	for (size_t i = 0; i <= n; i++) dst[i] = src[i];
+	return 1;
+}
+
+static void say_raw(const char *msg)
+{
+	size_t n = 0;
+	while (msg[n]) n++;
+	raw_call(SYS_write, 2, msg, n);
+}
+
+/* Called by the restorer in the main thread of a restored process, with its
+ * memory in place and every other thread stopped anywhere: so no malloc, no
+ * lock, no stdio. What must hold before the program's next instruction is
+ * done here (the trap, this process's kernel PID, every thread's caches
+ * emptied, exec's environment); what needs the tables is done by the first
+ * call into the shim afterwards (restore_renew). */
+SHIM_EXPORT void shim_restored_entry(void)
+{
+	struct shim_canary *c = page;
+	if (!c || c->magic != SHIM_CANARY_MAGIC || c->restored != 1) return;
+	int saved_errno = errno;
+	shim_pid = (pid_t)raw_call(SYS_getpid);
+	if (!copy_field(restored_aid, c->aid, sizeof restored_aid) ||
+	    !copy_field(restored_home, c->home, sizeof restored_home) || restored_home[0] != '/') {
+		/* The renewal stops the process with the reason. */
+		restored_aid[0] = restored_home[0] = 0;
+	}
+	if (!restore_pending) stale_aid = P.aid, stale_home = P.home;
+	P.aid = restored_aid;
+	P.home = restored_home;
+	restore_pending = 1;
+	exec_env_restored(P.aid, P.home);
+	uintptr_t me = thread_pointer();
+	for (unsigned i = 0; i < MAX_THREADS; i++) {
+		uintptr_t tp = __atomic_load_n(&threads[i], __ATOMIC_ACQUIRE);
+		if (!tp) continue;
+		translate_forget_thread(tp, me);
+		pid_forget_thread(tp, me);
+	}
+	if (threads_overflowed)
+		say_raw("appshot: more threads than the shim can follow ran in this restored process; a thread it could not reach may translate from its old caches until the tables change\n");
+	translate_forget_thread(me, me); /* registered or not */
+	pid_forget_thread(me, me);
+	pid_restored_entry();
+	port_restored_entry();
+	if (trap_reinstall() != 0)
+		say_raw("appshot: cannot install the system call filter again in a restored process; its raw system calls are not translated\n");
+	errno = saved_errno;
+}
+
+static void forget_old_home(void);
+static void renew_environ(void);
 
 static void after_fork_child(void)
 {
@@ -94,24 +257,161 @@ static void after_fork_child(void)
 	pid_after_fork_child();
 	translate_after_fork_child();
 	path_after_fork_child();
-	if (fork_canary) *fork_canary = 1;
+	threads_after_fork();
+	if (page) fill_canary();
+	/* A raw fork child of a restored process that had not renewed yet:
+	 * the old home's descriptors go, its tables open lazily under the
+	 * restored AID and home (P.aid is that one); the rest of the renewal is
+	 * its own. */
+	if (restore_pending) {
+		restore_pending = 0;
+		forget_old_home();
+		path_restored();
+		renew_environ();
+	}
+}
+
+/* The restored application's home's files, which the restorer opened again
+ * at this process's numbers of the home's files: taken when they are the
+ * home's; else given up, and the tables opened by path. */
+static void adopt_restored_fds(void)
+{
+	char spec[HOMEFD_COUNT * 64], err[512];
+	if (!P.have_fds) return;
+	struct home_fds now = P.fds;
+	for (int i = 0; i < HOMEFD_COUNT; i++) {
+		struct stat st;
+		if (fstat(now.fd[i], &st) != 0) now.dev[i] = 0, now.ino[i] = 0;
+		else now.dev[i] = st.st_dev, now.ino[i] = st.st_ino;
+	}
+	struct home_fds adopted;
+	if (home_fds_format(&now, spec, sizeof spec) && home_fds_adopt(&adopted, P.home, spec, err, sizeof err) == 0) {
+		P.fds = adopted;
+		return;
+	}
+	home_fds_release(&P.fds);
+	P.have_fds = 0;
+}
+
+/* The stale AID and home in this process's environment (which its exec'd
+ * programs and its own getenv read) replaced by the restored ones. */
+static void renew_environ(void)
+{
+	const char *v = getenv("APPSHOT_AID");
+	if (v && stale_aid && !strcmp(v, stale_aid)) setenv("APPSHOT_AID", P.aid, 1);
+	v = getenv("APPSHOT_HOME");
+	if (v && stale_home && !strcmp(v, stale_home)) setenv("APPSHOT_HOME", P.home, 1);
+}
+
+/* Whether fd is now one of the files of the home restored into: what a
+ * restorer that gives every descriptor of a home file back by name puts
+ * at the old tables' numbers. */
+static int restored_home_file(int fd)
+{
+	struct stat st, hs;
+	char path[PATH_MAX];
+	if (fd < 0 || fstat(fd, &st) != 0) return 0;
+	for (int i = 0; i < HOMEFD_COUNT; i++) {
+		snprintf(path, sizeof path, "%s/%s", P.home, home_fd_name(i));
+		if (stat(path, &hs) == 0 && hs.st_dev == st.st_dev && hs.st_ino == st.st_ino) return 1;
+	}
+	return 0;
+}
+
+/* The old tables' own descriptors (LMDB's, and its open-lock one unless
+ * it is the application's shared one): closed where they still are the old
+ * files or the restorer gave the new home's there; a number holding
+ * anything else is the program's now, no longer guarded. */
+static void drop_old_table_fds(struct tabledb *old)
+{
+	struct { int fd; dev_t dev; ino_t ino; } fds[5];
+	int n = 0;
+	for (int i = 0; i < old->env_fds && n < 4; i++) fds[n].fd = old->env_fd[i], fds[n].dev = old->env_dev[i], fds[n++].ino = old->env_ino[i];
+	if (!old->lock_shared) fds[n].fd = old->lock_fd, fds[n].dev = old->lock_dev, fds[n++].ino = old->lock_ino;
+	old->env_fds = 0; /* shim_open_tables' tabledb_forget_fds: nothing left */
+	for (int i = 0; i < n; i++) {
+		struct stat st;
+		if (fds[i].fd < 0) continue;
+		appshot_fd_unguard(fds[i].fd);
+		int old_file = fstat(fds[i].fd, &st) == 0 && st.st_dev == fds[i].dev && st.st_ino == fds[i].ino;
+		if (old_file || restored_home_file(fds[i].fd)) raw_call(SYS_close, fds[i].fd);
+	}
+}
+
+/* What this process held of the old home: the old tables' descriptors,
+ * the inflight record, the application's descriptors (adopted when they
+ * are the new home's). */
+static void forget_old_home(void)
+{
+	if (shim_tables()) drop_old_table_fds(shim_tables());
+	if (P.inflight.rec) inflight_close(&P.inflight);
+	P.inflight.rec = NULL;
+	adopt_restored_fds();
+}
+
+static void reopen_restored_tables(void)
+{
+	forget_old_home();
+	shim_open_tables();
+}
+
+/* The first call into the shim after a restore, in whichever thread makes
+ * it (it won `restored` 1 -> 2). The process is a new kernel process with
+ * the memory of the old: tables of the restored application from its home,
+ * its own row (bound by the restorer; made here if it is not), the path
+ * redirections of the restored application, the environment. */
+static void restore_renew(void)
+{
+	renewing = 1;
+	shim_tables_enter();
+	if (!P.aid[0])
+		shim_fatal("this process was restored without a valid application name and home on its canary page; "
+			   "the program cannot run untranslated, so it stops");
+	translate_restored(reopen_restored_tables);
+	pid_restored();
+	path_restored();
+	renew_environ();
+	restore_pending = 0;
+	shim_tables_leave();
+	renewing = 0;
+	page->restored = 0;
+	__atomic_store_n(&page->canary, 1, __ATOMIC_RELEASE);
+}
+
+static void renew(void)
+{
+	if (renewing) return;
+	if (page->restored == 0) {
+		after_fork_child(); /* a fork child: the kernel wiped the page */
+		return;
+	}
+	/* A vfork child of a restored process that did not renew yet shares
+	 * its memory: the parent renews; the child is about to exec, with
+	 * exec's environment renewed already. */
+	if ((pid_t)raw_call(SYS_getpid) != shim_pid) return;
+	/* One thread renews. The others go on meanwhile where they need no
+	 * tables (getpid, kill of a known PID: shim_restored_entry made those
+	 * right): a thread waiting here could hold, in code its signal handler
+	 * interrupted, a lock the renewal needs (malloc's). */
+	uint32_t one = 1;
+	if (__atomic_compare_exchange_n(&page->restored, &one, 2, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) restore_renew();
 }
 
 void shim_check_fork(void)
 {
-	if (__builtin_expect(fork_canary && *fork_canary == 0, 0)) after_fork_child();
+	if (__builtin_expect(page && page->canary == 0, 0)) renew();
 }
 
-static void set_fork_canary(void)
+void shim_check_tables(void)
 {
-	void *page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (page == MAP_FAILED) return;
-	if (madvise(page, 4096, MADV_WIPEONFORK) != 0) {
-		munmap(page, 4096); /* an old kernel: raw forks go unnoticed */
-		return;
+	if (__builtin_expect(page && page->canary == 0, 0)) {
+		renew();
+		/* Another thread is renewing after a restore: the tables are not
+		 * this process's until it is done. */
+		while (!renewing && __atomic_load_n(&page->restored, __ATOMIC_ACQUIRE) == 2 &&
+		       __atomic_load_n(&page->canary, __ATOMIC_ACQUIRE) == 0)
+			raw_call(SYS_sched_yield);
 	}
-	fork_canary = page;
-	*fork_canary = 1;
 }
 
 /* The first process of an application (no descriptors inherited) opens
@@ -192,6 +492,7 @@ __attribute__((constructor)) static void shim_init(void)
 	port_init();
 	pid_init();
 	path_init();
+	have_thread_key = pthread_key_create(&thread_key, thread_gone) == 0;
 	set_fork_canary();
 	pthread_atfork(translate_before_fork, translate_after_fork_parent, after_fork_child);
 	shim_active = 1;

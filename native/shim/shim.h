@@ -31,6 +31,24 @@ extern struct kernel_ops shim_kernel;
 /* In the child of a fork libc did not make (a raw system call), does what
  * the atfork handler does; a load and a branch otherwise. */
 void shim_check_fork(void);
+/* shim_check_fork before a use of the tables: after a restore, also waits
+ * while another thread renews them. */
+void shim_check_tables(void);
+
+/* Called by a restorer in a restored process (canary.h). */
+SHIM_EXPORT void shim_restored_entry(void);
+/* On a slow path of a thread: makes its per-thread state reachable by
+ * shim_restored_entry (process.c). */
+void shim_thread_seen(void);
+/* translate.c's part of a restore: a thread's cache emptied (tp its thread
+ * pointer, my_tp the caller's); the tables reopened by reopen under the lock. */
+void translate_forget_thread(uintptr_t tp, uintptr_t my_tp);
+void translate_restored(void (*reopen)(void));
+
+/* Around every use of the tables (translate.c): counted on the canary
+ * page (canary.h in_tables), where a dumper looks before it captures. */
+void shim_tables_enter(void);
+void shim_tables_leave(void);
 
 /* Opens (or, in a fork child, reopens) this process's tables; fatal on failure. */
 void shim_open_tables(void);

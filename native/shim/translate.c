@@ -38,7 +38,13 @@ int shim_in_tables(void) { return holding; }
 static MDB_txn *rtxn;      /* this process's read transaction, kept reset */
 static int env_inherited;  /* in a fork child: the handle is the parent's */
 
-void translate_before_fork(void) { pthread_mutex_lock(&lock); }
+/* A restored process that did not renew yet does so before it forks, so
+ * the child starts from the restored application's state. */
+void translate_before_fork(void)
+{
+	shim_check_tables();
+	pthread_mutex_lock(&lock);
+}
 void translate_after_fork_parent(void) { pthread_mutex_unlock(&lock); }
 void translate_after_fork_child(void)
 {
@@ -51,6 +57,31 @@ void translate_after_fork_child(void)
 	tabledb_forget_lock(shim_tables());
 	rtxn = NULL;
 	env_inherited = 1;
+}
+
+/* After a restore: this thread's cache (tp == my_tp) or a stopped one's,
+ * emptied. A cache holds a transaction id of the old tables, which the
+ * restored application's tables may reach too. No lock, no libc: called
+ * from shim_restored_entry. */
+void translate_forget_thread(uintptr_t tp, uintptr_t my_tp)
+{
+	uintptr_t at = tp + ((uintptr_t)&cache.txnid - my_tp);
+	*(volatile uint64_t *)at = UINT64_MAX; /* no transaction id */
+}
+
+/* The restore's renewal: the old environment and its read transaction are
+ * dropped, not closed (their reader slot and descriptors were the old
+ * process's), and the tables opened again (reopen), under the lock, so no
+ * other thread reads through the old handle meanwhile. */
+void translate_restored(void (*reopen)(void))
+{
+	pthread_mutex_lock(&lock);
+	holding = 1;
+	rtxn = NULL;
+	env_inherited = 0;
+	reopen();
+	holding = 0;
+	pthread_mutex_unlock(&lock);
 }
 
 /* Makes sure this process's LMDB handle is its own (not the fork parent's)
@@ -86,7 +117,8 @@ static void read_begin_locked(void)
 
 int with_read_txn(int (*fn)(MDB_txn *txn, void *arg), void *arg)
 {
-	shim_check_fork();
+	shim_tables_enter();
+	shim_check_tables();
 	pthread_mutex_lock(&lock);
 	holding = 1;
 	read_begin_locked();
@@ -94,6 +126,7 @@ int with_read_txn(int (*fn)(MDB_txn *txn, void *arg), void *arg)
 	mdb_txn_reset(rtxn);
 	holding = 0;
 	pthread_mutex_unlock(&lock);
+	shim_tables_leave();
 	return rc;
 }
 
@@ -125,6 +158,7 @@ static inline struct slot *probe(uint64_t key, uint64_t *txnid)
 {
 	uint64_t now = tabledb_txnid(shim_tables());
 	if (__builtin_expect(cache.txnid != now, 0)) {
+		shim_thread_seen(); /* first, so a restore finds this cache */
 		memset(cache.s, 0, sizeof cache.s);
 		cache.txnid = now;
 	}
@@ -192,7 +226,8 @@ static int mapped_in(void *ctx, uint8_t type, uint32_t srid)
 
 MDB_txn *write_begin(void)
 {
-	shim_check_fork();
+	shim_tables_enter(); /* until write_commit or write_abort */
+	shim_check_tables();
 	pthread_mutex_lock(&lock);
 	holding = 1;
 	own_env_locked(1);
@@ -218,6 +253,7 @@ int write_commit(MDB_txn *txn)
 	tabledb_write_unlock(shim_tables());
 	if (rc == MDB_EMPTY_TXN) rc = 0; /* this LMDB's word for a commit that changed nothing */
 	if (rc) shim_warn("cannot commit to tables at %s: %s", shim_tables()->path, mdb_strerror(rc));
+	shim_tables_leave();
 	return rc;
 }
 
@@ -225,4 +261,5 @@ void write_abort(MDB_txn *txn)
 {
 	mdb_txn_abort(txn);
 	tabledb_write_unlock(shim_tables());
+	shim_tables_leave();
 }

@@ -645,12 +645,42 @@ static int has_sys_admin(void)
 	return (d[CAP_SYS_ADMIN / 32].effective >> (CAP_SYS_ADMIN % 32)) & 1;
 }
 
+/* The filter as built at start, kept for trap_reinstall. */
+static struct program prog;
+
+/* Installs prog on every thread of the process: no_new_privs first unless
+ * the process may install it without (CAP_SYS_ADMIN), as the kernel asks.
+ * Only system calls, from the shim's own instruction: safe in a restored
+ * process whose other threads are stopped anywhere. 0, or -1 (errno). */
+static long install_filter(void)
+{
+	/* Without CAP_SYS_ADMIN the kernel takes a filter only under
+	 * no_new_privs: set-user-ID programs then gain nothing at exec. */
+	if (!has_sys_admin()) raw_call(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+	struct sock_fprog fprog = { (unsigned short)prog.n, prog.insn };
+	/* SPEC_ALLOW: where the kernel would otherwise turn on its speculative
+	 * store bypass mitigation for every seccomp user, slowing all of the
+	 * program's code; this filter is for translation, not a sandbox.
+	 * Kernels before 4.17 lack the flag: then without it. */
+	long r = raw_call(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC | SECCOMP_FILTER_FLAG_SPEC_ALLOW, &fprog);
+	if (r != 0 && errno == EINVAL) r = raw_call(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &fprog);
+	return r;
+}
+
+int trap_reinstall(void)
+{
+	if (!trap_on) return 0;
+	int saved = errno;
+	long r = install_filter();
+	errno = saved;
+	return r == 0 ? 0 : -1;
+}
+
 void trap_init(void)
 {
 	const char *want = getenv("APPSHOT_TRAP");
 	if (want && !strcmp(want, "off")) return;
 	static struct piece pc[MAX_PIECES];
-	static struct program prog;
 	unsigned n = executable_pieces(pc, MAX_PIECES);
 	prog.n = 0;
 	prog.overflow = 0;
@@ -664,17 +694,7 @@ void trap_init(void)
 	sigemptyset(&act.sa_mask);
 	if (REAL(sigaction)(SIGSYS, &act, &program_sigsys)) return;
 	real_use_kernel();
-	/* Without CAP_SYS_ADMIN the kernel takes a filter only under
-	 * no_new_privs: set-user-ID programs then gain nothing at exec. */
-	if (!has_sys_admin()) raw_call(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-	struct sock_fprog fprog = { (unsigned short)prog.n, prog.insn };
-	/* SPEC_ALLOW: where the kernel would otherwise turn on its speculative
-	 * store bypass mitigation for every seccomp user, slowing all of the
-	 * program's code; this filter is for translation, not a sandbox.
-	 * Kernels before 4.17 lack the flag: then without it. */
-	long r = raw_call(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC | SECCOMP_FILTER_FLAG_SPEC_ALLOW, &fprog);
-	if (r != 0 && errno == EINVAL) r = raw_call(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &fprog);
-	if (r != 0) {
+	if (install_filter() != 0) {
 		shim_warn("cannot install the system call filter (%s); raw system calls of this program are not translated (appshot run --no-trap says so on purpose)",
 			  strerror(errno));
 		REAL(sigaction)(SIGSYS, &program_sigsys, NULL);

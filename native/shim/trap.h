@@ -13,6 +13,11 @@
  * APPSHOT_TRAP=off (appshot run --no-trap). */
 void trap_init(void);
 
+/* In a restored process (no filter: filters are not restored): the filter
+ * built at start installed again on every thread (TSYNC). Async-signal-safe
+ * (a few system calls). 0, or -1 when it could not be installed. */
+int trap_reinstall(void);
+
 /* Nonzero once the filter is installed in this process. */
 extern int trap_on;
 

@@ -8,12 +8,23 @@
  * and exits with the command's status, 128+N if it died of signal N.
  *
  * Usage: appshot-supervisor [--report-fd FD] [--exec FILE] PRELOAD CMD [ARGS...]
+ *        appshot-supervisor [--report-fd FD] --restore RESTORER [ARGS...]
  * With --exec, FILE is run under CMD's name: the harness gives the path a
  * redirection makes of CMD, since the supervisor itself runs without the
  * shim. With --report-fd, the supervisor writes "status N\n" to FD as soon
  * as it has reaped the command (N as its own exit status would be): the
  * harness then knows the command's status even if the supervisor is killed
- * while daemons the command left run on.
+ * while daemons the command left run on. In restore mode it writes
+ * "root SPID\n" there first, once the restored processes run.
+ *
+ * With --restore (`appshot restore` of a whole image, issue 18) there is no
+ * command to start: the supervisor runs RESTORER ARGS --report-fd N (that
+ * is `appshot-checkpoint restore ...`, without the shim), which recreates
+ * the application's processes as its own descendants and writes
+ * "root SPID\n" to N once they all run again, then exits. The supervisor
+ * then treats SPID, reparented to it as their subreaper, as the command:
+ * its status is the application's. A restorer that ends without naming a
+ * root failed: its status is the supervisor's.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -97,6 +108,61 @@ static void exec_command(const char *file, char **argv, const char *preload, int
 	_exit(127);
 }
 
+/* Starts the restorer (--restore) with the write end of a pipe as its
+ * --report-fd; gives the read end, on which it names the restored root.
+ * The exec's failure goes up err_fd as exec_command's does. */
+static int start_restorer(char **argv, int argc, int err_fd, const sigset_t *old, pid_t *pid)
+{
+	int report[2];
+	if (pipe2(report, O_CLOEXEC) != 0) die("pipe");
+	*pid = fork();
+	if (*pid < 0) die("fork");
+	if (*pid > 0) {
+		close(report[1]);
+		return report[0];
+	}
+	sigprocmask(SIG_SETMASK, old, NULL);
+	close(report[0]);
+	/* The restorer is appshot's own program, never under the shim. */
+	unsetenv("LD_PRELOAD");
+	char fdarg[16];
+	snprintf(fdarg, sizeof fdarg, "%d", report[1]);
+	char **args = calloc((size_t)argc + 3, sizeof *args);
+	if (!args || fcntl(report[1], F_SETFD, 0) != 0) _exit(125);
+	for (int i = 0; i < argc; i++) args[i] = argv[i];
+	args[argc] = "--report-fd";
+	args[argc + 1] = fdarg;
+	execv(args[0], args);
+	int err = errno;
+	ssize_t w = write(err_fd, &err, sizeof err);
+	(void)w;
+	_exit(127);
+}
+
+/* Reads the restorer's report until "root SPID\n": SPID, or -1 when it
+ * ended (the pipe closed) without naming one. */
+static pid_t await_root(int fd)
+{
+	char buf[256];
+	size_t used = 0;
+	for (;;) {
+		ssize_t n = read(fd, buf + used, sizeof buf - 1 - used);
+		if (n < 0 && errno == EINTR) continue;
+		if (n <= 0) break;
+		used += (size_t)n;
+		buf[used] = 0;
+		char *line = strstr(buf, "root ");
+		if (line && (line == buf || line[-1] == '\n') && strchr(line, '\n')) {
+			long spid = strtol(line + 5, NULL, 10);
+			close(fd);
+			return spid > 0 ? (pid_t)spid : -1;
+		}
+		if (used == sizeof buf - 1) used = 0; /* a report this long is no report of ours */
+	}
+	close(fd);
+	return -1;
+}
+
 /* The application's processes the supervisor reaps (orphans, and the
  * command) have no parent under the shim to forget them: their rows go
  * here, so no row outlives its process. Best effort: if the tables cannot
@@ -129,13 +195,18 @@ static int exit_code(int status)
 
 /* Tells the harness the command's status. The harness may be gone: no
  * SIGPIPE (the report channel is a socket, as Node makes its pipes). */
-static void report_status(int fd, int code)
+static void report_line(int fd, const char *word, int n)
 {
 	if (fd < 0) return;
-	char line[32];
-	int len = snprintf(line, sizeof line, "status %d\n", code);
+	char line[48];
+	int len = snprintf(line, sizeof line, "%s %d\n", word, n);
 	ssize_t w = send(fd, line, (size_t)len, MSG_NOSIGNAL);
 	(void)w;
+}
+
+static void report_status(int fd, int code)
+{
+	report_line(fd, "status", code);
 }
 
 int main(int argc, char **argv)
@@ -149,16 +220,22 @@ int main(int argc, char **argv)
 		argc -= 2;
 		argv += 2;
 	}
-	if (argc > 2 && !strcmp(argv[1], "--exec")) {
+	int restore = 0;
+	if (argc > 1 && !strcmp(argv[1], "--restore")) {
+		restore = 1;
+		argc -= 1;
+		argv += 1;
+	} else if (argc > 2 && !strcmp(argv[1], "--exec")) {
 		file = argv[2];
 		argc -= 2;
 		argv += 2;
 	}
-	if (argc < 3) {
-		fprintf(stderr, "appshot: supervisor: usage: appshot-supervisor [--report-fd FD] [--exec FILE] PRELOAD CMD [ARGS...]\n");
+	if (argc < (restore ? 2 : 3)) {
+		fprintf(stderr, "appshot: supervisor: usage: appshot-supervisor [--report-fd FD] [--exec FILE] PRELOAD CMD [ARGS...]\n"
+				"       appshot-supervisor [--report-fd FD] --restore RESTORER [ARGS...]\n");
 		return 2;
 	}
-	if (!file) file = argv[2];
+	if (!file) file = argv[restore ? 1 : 2];
 	close_home_descriptors(report_fd);
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) die("prctl(PR_SET_CHILD_SUBREAPER)");
 	sigset_t waited, old;
@@ -171,11 +248,18 @@ int main(int argc, char **argv)
 
 	int pipefd[2];
 	if (pipe2(pipefd, O_CLOEXEC) != 0) die("pipe");
-	pid_t child = fork();
-	if (child < 0) die("fork");
-	if (child == 0) {
-		close(pipefd[0]);
-		exec_command(file, argv + 2, argv[1], pipefd[1], &old);
+	pid_t child, restorer = -1;
+	int root_fd = -1;
+	if (restore) {
+		root_fd = start_restorer(argv + 1, argc - 1, pipefd[1], &old, &restorer);
+		child = restorer;
+	} else {
+		child = fork();
+		if (child < 0) die("fork");
+		if (child == 0) {
+			close(pipefd[0]);
+			exec_command(file, argv + 2, argv[1], pipefd[1], &old);
+		}
 	}
 	close(pipefd[1]);
 	int err = 0;
@@ -186,12 +270,22 @@ int main(int argc, char **argv)
 	int status = 0, have_status = 0;
 	if (n == sizeof err) {
 		waitpid(child, NULL, 0);
-		if (err == ENOENT) fprintf(stderr, "appshot: %s: not found\n", argv[2]);
-		else fprintf(stderr, "appshot: %s: %s\n", argv[2], strerror(err));
+		if (err == ENOENT) fprintf(stderr, "appshot: %s: not found\n", file);
+		else fprintf(stderr, "appshot: %s: %s\n", file, strerror(err));
 		status = (err == ENOENT ? 127 : 126) << 8;
 		have_status = 1;
-		child = -1;
+		child = restorer = -1;
 		report_status(report_fd, exit_code(status));
+	}
+	if (root_fd >= 0) {
+		/* While the restorer works the signals stay blocked: one that came
+		 * meanwhile goes to the restored root, or ends a failed restore's
+		 * wait. A restorer that names no root failed, with its status. */
+		pid_t root = await_root(root_fd);
+		if (root > 0 && child > 0) {
+			child = root;
+			report_line(report_fd, "root", root);
+		}
 	}
 	for (;;) {
 		siginfo_t si;
@@ -203,6 +297,8 @@ int main(int argc, char **argv)
 			pid_t p = waitpid(-1, &st, WNOHANG);
 			int wait_errno = errno;
 			if (p > 0 && p == child) {
+				/* The command; in restore mode the root, or a restorer
+				 * that failed before it named one. */
 				status = st;
 				have_status = 1;
 				child = -1;

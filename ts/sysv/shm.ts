@@ -93,7 +93,7 @@ function attachedNote(row: FwdRow): string {
 export function lastDetachCame(t: TableDb, aid: string, row: FwdRow, listings: Listings): boolean {
   if (row.creator !== S.CREATOR_TEMPLATE) return !listings.of('shm').has(row.srid) && rowIsOurs(t, row);
   const attachers = new Set(shmAttachers(row.srid));
-  return !processesOf(aid, t.home).some((pid) => attachers.has(pid));
+  return !processesOf(aid, t).some((pid) => attachers.has(pid));
 }
 
 export const SHM: Kind = {
@@ -113,7 +113,7 @@ export const SHM: Kind = {
   },
 
   recreate(r, s, c) {
-    const { header: rec, bytes, sum: crc } = r.shmHeader<ShmRecord>(s);
+    const { header: rec, bytes, sum: crc } = r.headerOf<ShmRecord>(s);
     if (bytes !== rec.size) throw r.badChecksum(s);
     const seg = c.shared.get(rec.vrid);
     if (seg) {
