@@ -21,7 +21,10 @@
 #include "image.h"
 #include "mem.h"
 #include "procstate.h"
+#include "restart.h"
 #include "rows.h"
+#include "shared.h"
+#include "../../tables/schema.h"
 #include "threads.h"
 #include "trace.h"
 
@@ -71,17 +74,38 @@ static void rehome(struct restorer *R, struct rproc *p)
 	}
 }
 
+/* Each SysV attachment's segment as restored: the vrid saved, the srid
+ * the tables give it now (without tables, the same segment). */
+static int resysv(struct restorer *R, struct rproc *p)
+{
+	cJSON *m;
+	cJSON_ArrayForEach(m, cJSON_GetObjectItem(p->json, "mappings"))
+	{
+		const char *kind = json_str(m, "kind");
+		if (!kind || strcmp(kind, "sysv")) continue;
+		uint32_t vrid = (uint32_t)json_int(m, "shmid"), srid = vrid;
+		if (R->ctx.tables && ckpt_rows_srid(&R->ctx, RT_SHM, vrid, &srid) != 0) {
+			snprintf(err, sizeof err, "cannot restore process %u (%s): its SysV segment %u (attached at %s) was not restored with it", p->vpid, comm_of(p), vrid,
+				 json_str(m, "start"));
+			return -1;
+		}
+		cJSON_AddNumberToObject(m, "srid", srid);
+	}
+	return 0;
+}
+
 static int load(struct restorer *R)
 {
 	struct img_section *s;
 	int n;
 	char why[1024];
-	if (img_read_sections(R->image_fd, &s, &n, why, sizeof why) != 0) {
+	if (img_read_sections(R->image_fd, R->checked, &s, &n, why, sizeof why) != 0) {
 		snprintf(err, sizeof err, "%s is not a usable snapshot: %s; nothing was restored", R->image_path, why);
 		return -1;
 	}
 	cJSON *files = NULL;
 	R->procs = calloc((size_t)n, sizeof *R->procs);
+	R->shm_fds = cJSON_CreateObject();
 	for (int i = 0; i < n; i++) {
 		if (s[i].kind == CKPT_SECTION_FILES) {
 			cJSON_Delete(files);
@@ -93,18 +117,34 @@ static int load(struct restorer *R)
 			R->n++;
 		}
 	}
-	free(s);
 	if (!R->n) {
 		snprintf(err, sizeof err, "%s holds no process to restore (it was taken with --ipc-only?); nothing was restored", R->image_path);
 		return -1;
 	}
 	for (int i = 0; i < R->n; i++) {
 		rehome(R, &R->procs[i]);
+		if (resysv(R, &R->procs[i]) != 0) return -1;
 		R->procs[i].parent = -1;
 		for (int j = 0; j < i; j++)
 			if (R->procs[j].vpid == (uint32_t)json_int(R->procs[i].json, "ppid")) R->procs[i].parent = j;
 	}
-	if (!files) files = cJSON_CreateArray();
+	R->files = files ? files : cJSON_CreateArray();
+	R->sections = s, R->nsections = n;
+	return 0;
+bad:
+	snprintf(err, sizeof err, "%s is not a usable snapshot: %s; nothing was restored", R->image_path, why);
+	free(s);
+	return -1;
+}
+
+/* Once the image is known good: the restorer's own descriptors above
+ * everything, the shared memory objects, every open file description. */
+static int prepare(struct restorer *R)
+{
+	char why[1024];
+	cJSON *files = R->files;
+	struct img_section *s = R->sections;
+	int n = R->nsections;
 	int maxfd = 2;
 	for (int i = 0; i < R->n; i++) {
 		int m = fds_table_max(cJSON_GetObjectItem(R->procs[i].json, "fds"));
@@ -122,6 +162,12 @@ static int load(struct restorer *R)
 	}
 	close(R->image_fd), close(pfd[0]), close(pfd[1]);
 	R->image_fd = image;
+	for (int i = 0; i < n; i++)
+		if (s[i].kind == CKPT_SECTION_SHARED && shared_make(R->image_fd, &s[i], R->keep_from, R->shm_fds, why, sizeof why) != 0) {
+			snprintf(err, sizeof err, "cannot restore from %s: %s; nothing was restored", R->image_path, why);
+			return -1;
+		}
+	free(s);
 	/* fds.c makes each file's descriptor at the lowest free number (a pipe
 	 * two) before moving it to base + i: base lies past all of those. */
 	int base = highest_fd() + 1 + 4 * cJSON_GetArraySize(cJSON_GetObjectItem(files, "ofds")) + 16;
@@ -131,11 +177,8 @@ static int load(struct restorer *R)
 		snprintf(err, sizeof err, "cannot restore from %s: %s; nothing was restored", R->image_path, why);
 		return -1;
 	}
+	R->files = NULL;
 	return 0;
-bad:
-	snprintf(err, sizeof err, "%s is not a usable snapshot: %s; nothing was restored", R->image_path, why);
-	free(s);
-	return -1;
 }
 
 static int check(struct restorer *R)
@@ -294,7 +337,8 @@ static int restore_threads(struct restorer *R, struct rproc *p, struct inj *main
 		p->tids[k] = (pid_t)tid;
 		struct inj in;
 		if (trace_wait_stopped((pid_t)tid, NULL, NULL) != 0 || inj_begin(&in, (pid_t)tid, R->gadget, scratch(R)) != 0) return failed(p, "a new thread could not be stopped");
-		const cJSON *t = cJSON_GetArrayItem(threads, k);
+		cJSON *t = cJSON_GetArrayItem(threads, k);
+		if (restart_translate(&R->ctx, t, why, sizeof why) != 0) return failed(p, why);
 		if (thread_restore_state(&in, p->spid, t, tcb, why, sizeof why) != 0 || thread_restore_regs((pid_t)tid, t, why, sizeof why) != 0) return failed(p, why);
 	}
 	return 0;
@@ -305,8 +349,8 @@ static int restore_proc(struct restorer *R, struct rproc *p, struct inj *in)
 	char why[1024];
 	const cJSON *threads = cJSON_GetObjectItem(p->json, "threads");
 	long tcb = json_int(p->json, "tcb_tid");
-	if (mem_restore(in, cJSON_GetObjectItem(p->json, "mappings"), R->gadget, GADGET_PAGES * 4096ULL, R->image_fd, R->image_fd, p->data_at, R->map_pages, why,
-			sizeof why) != 0 ||
+	if (mem_restore(in, cJSON_GetObjectItem(p->json, "mappings"), R->gadget, GADGET_PAGES * 4096ULL, R->image_fd, R->image_fd, p->data_at, R->map_pages, R->shm_fds,
+			why, sizeof why) != 0 ||
 	    proc_restore_mm(in, p->json, why, sizeof why) != 0 || proc_restore_sigactions(in, p->json, why, sizeof why) != 0)
 		return failed(p, why);
 	if (restore_threads(R, p, in, tcb) != 0) return -1;
@@ -321,12 +365,17 @@ static int restore_proc(struct restorer *R, struct rproc *p, struct inj *in)
 	proc_restore_rlimits(p->spid, p->json, why, sizeof why);
 	long rc = inj_call(in, SYS_munmap, R->gadget, GADGET_PAGES * 4096ULL);
 	if (rc != 0) return failed(p, "removing the gadget page failed");
-	if (thread_restore_regs(p->spid, cJSON_GetArrayItem(threads, 0), why, sizeof why) != 0) return failed(p, why);
+	if (restart_translate(&R->ctx, cJSON_GetArrayItem(threads, 0), why, sizeof why) != 0 ||
+	    thread_restore_regs(p->spid, cJSON_GetArrayItem(threads, 0), why, sizeof why) != 0)
+		return failed(p, why);
 	return 0;
 }
 
 static void resume_all(struct restorer *R)
 {
+	/* A process stopped (SIGSTOP) when it was saved comes back stopped. */
+	for (int i = 0; i < R->n; i++)
+		if (cJSON_IsTrue(cJSON_GetObjectItem(R->procs[i].json, "stopped"))) kill(R->procs[i].spid, SIGSTOP);
 	for (int i = 0; i < R->n; i++)
 		for (int k = R->procs[i].ntids - 1; k >= 0; k--) ptrace(PTRACE_DETACH, R->procs[i].tids[k], 0, 0);
 }
@@ -334,7 +383,7 @@ static void resume_all(struct restorer *R)
 int restore_run(struct restorer *R, int report_fd, int wait)
 {
 	struct inj *ins = NULL;
-	if (load(R) != 0 || check(R) != 0 || choose_gadget(R) != 0) goto bad;
+	if (load(R) != 0 || check(R) != 0 || choose_gadget(R) != 0 || prepare(R) != 0) goto bad;
 	if (make_stubs(R) != 0) goto bad_stubs;
 	if (bind_pids(R) != 0) goto bad_stubs;
 	ins = calloc((size_t)R->n, sizeof *ins);

@@ -14,6 +14,7 @@
 
 #include "ckpt.h"
 #include "fds.h"
+#include "image.h"
 
 /* The gadget region the stubs map at an address free everywhere: a page
  * with `syscall; int3`, scratch pages, room to move the vDSO through. */
@@ -38,7 +39,12 @@ struct restorer {
 	int keep_from;  /* descriptors below are the application's */
 	uint64_t gadget;
 	int map_pages;  /* private anonymous pages mapped from the image */
+	int checked;    /* the caller checked every section's checksum */
 	struct fds_restore *fds;
+	cJSON *shm_fds; /* shared memory objects' memfds by id */
+	cJSON *files;   /* the FILES section, until its descriptors are made */
+	struct img_section *sections;
+	int nsections;
 	struct rproc *procs;
 	int n;
 };
