@@ -25,13 +25,16 @@ function results(out: string): Map<string, string> {
 
 describe.each(MODES)('a restored process renews its shim, %s', (mode, flags) => {
   it.each([
-    ['into the same home', false, false],
-    ['into another home', true, false],
+    ['into the same home', false, false, false],
+    ['into another home, opened by path', true, false, false],
+    // As the restorer does: every descriptor of a home file given back by
+    // name, the new home's, at the old numbers.
+    ['into another home, its files given at the old descriptors', true, true, false],
     // Without CAP_SYS_ADMIN the filter goes back under no_new_privs; a
     // process that changed its user keeps the home's descriptors, not the
     // right to open another home.
-    ['unprivileged (setpriv to nobody), into the same home', false, true],
-  ])('%s: new AID and tables, same vpid, the trap again, caches and kernel PID renewed', async (_where, otherHome, nobody) => {
+    ['unprivileged (setpriv to nobody), into the same home', false, false, true],
+  ])('%s: new AID and tables, same vpid, the trap again, caches and kernel PID renewed', async (_where, otherHome, give, nobody) => {
     const homeA = makeHome();
     const homeB = otherHome ? makeHome() : homeA;
     // Where nobody can see it too.
@@ -39,18 +42,18 @@ describe.each(MODES)('a restored process renews its shim, %s', (mode, flags) => 
     chmodSync(goDir, 0o755);
     const go = join(goDir, 'go');
     try {
-      await simulate(homeA, homeB, go, nobody ? ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups'] : []);
+      await simulate(homeA, homeB, go, nobody ? ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups'] : [], give);
     } finally {
       rmSync(goDir, { recursive: true, force: true });
     }
   });
 
-  async function simulate(homeA: string, homeB: string, go: string, as: string[]) {
+  async function simulate(homeA: string, homeB: string, go: string, as: string[], give: boolean) {
     const b = appshotAsync(homeB, ['run', ...flags, '--aid', 'bee', '--', 'sh', '-c', `echo ready; while [ ! -e ${go} ]; do sleep 0.05; done`]);
     await waitFor(b.out, /ready/);
     // Under sh, so that in remapped mode the vpid it keeps is not the one
     // B's own first process has (both applications' first is the same).
-    const a = appshotAsync(homeA, ['run', ...flags, '--aid', 'ay', '--', 'sh', '-c', `${[...as, RESTORESIM].join(' ')} bee ${homeB} ${go}; true`]);
+    const a = appshotAsync(homeA, ['run', ...flags, '--aid', 'ay', '--', 'sh', '-c', `${[...as, RESTORESIM].join(' ')} bee ${homeB} ${go}${give ? ' give-fds' : ''}; true`]);
     const vpid = Number((await waitFor(a.out, /clone-vpid (\d+)/))[1]);
     if (mode === 'remapped') expect(vpid).toBeGreaterThanOrEqual(0x10000000);
 
@@ -75,6 +78,20 @@ describe.each(MODES)('a restored process renews its shim, %s', (mode, flags) => 
       'filters-added': '1',
       // Four threads whose first calls into the shim race the renewal.
       'racers-ok': '4',
+      // Nothing of the old home held; of the new, the application's four
+      // descriptors and the tables' own (LMDB's data file twice, its lock
+      // file, and an open lock of this process's own, unless it changed its
+      // user: then it shares the application's): none left over from the
+      // old tables, whatever the restorer put at their numbers.
+      'fds-in-old-home': '0',
+      // A raw fork right after the entry, before any renewal: the child
+      // renews alone, into B.
+      'rawfork-semget-a': 'ENOENT',
+      'rawfork-semget-b': '1',
+      'rawfork-fds-in-old-home': '0',
+      'rawfork-aid': 'bee',
+      'rawfork-status': '0',
+      'fds-in-new-home': as.length ? '7' : '8',
       'vpid-kept': '1',
       'raw-getpid-kept': '1',
       'proc-vpid-is-self': '1',

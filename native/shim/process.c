@@ -248,6 +248,9 @@ SHIM_EXPORT void shim_restored_entry(void)
 	errno = saved_errno;
 }
 
+static void forget_old_home(void);
+static void renew_environ(void);
+
 static void after_fork_child(void)
 {
 	tabledb_after_fork_child();
@@ -256,12 +259,15 @@ static void after_fork_child(void)
 	path_after_fork_child();
 	threads_after_fork();
 	if (page) fill_canary();
-	/* A fork child of a restored process that had not renewed yet: its
-	 * tables open lazily under the restored AID (P.aid is that one); the
-	 * rest of the renewal is its own. */
+	/* A raw fork child of a restored process that had not renewed yet:
+	 * the old home's descriptors go, its tables open lazily under the
+	 * restored AID and home (P.aid is that one); the rest of the renewal is
+	 * its own. */
 	if (restore_pending) {
 		restore_pending = 0;
+		forget_old_home();
 		path_restored();
+		renew_environ();
 	}
 }
 
@@ -297,15 +303,55 @@ static void renew_environ(void)
 	if (v && stale_home && !strcmp(v, stale_home)) setenv("APPSHOT_HOME", P.home, 1);
 }
 
-static void reopen_restored_tables(void)
+/* Whether fd is now one of the files of the home restored into: what a
+ * restorer that gives every descriptor of a home file back by name puts
+ * at the old tables' numbers. */
+static int restored_home_file(int fd)
 {
-	/* The old tables' own descriptor of the open lock, where it still is
-	 * that file (a restore into the same home); shim_open_tables drops
-	 * LMDB's the same way. */
-	if (shim_tables()) tabledb_forget_lock(shim_tables());
-	if (P.inflight.rec) inflight_close(&P.inflight); /* the old home's record */
+	struct stat st, hs;
+	char path[PATH_MAX];
+	if (fd < 0 || fstat(fd, &st) != 0) return 0;
+	for (int i = 0; i < HOMEFD_COUNT; i++) {
+		snprintf(path, sizeof path, "%s/%s", P.home, home_fd_name(i));
+		if (stat(path, &hs) == 0 && hs.st_dev == st.st_dev && hs.st_ino == st.st_ino) return 1;
+	}
+	return 0;
+}
+
+/* The old tables' own descriptors (LMDB's, and its open-lock one unless
+ * it is the application's shared one): closed where they still are the old
+ * files or the restorer gave the new home's there; a number holding
+ * anything else is the program's now, no longer guarded. */
+static void drop_old_table_fds(struct tabledb *old)
+{
+	struct { int fd; dev_t dev; ino_t ino; } fds[5];
+	int n = 0;
+	for (int i = 0; i < old->env_fds && n < 4; i++) fds[n].fd = old->env_fd[i], fds[n].dev = old->env_dev[i], fds[n++].ino = old->env_ino[i];
+	if (!old->lock_shared) fds[n].fd = old->lock_fd, fds[n].dev = old->lock_dev, fds[n++].ino = old->lock_ino;
+	old->env_fds = 0; /* shim_open_tables' tabledb_forget_fds: nothing left */
+	for (int i = 0; i < n; i++) {
+		struct stat st;
+		if (fds[i].fd < 0) continue;
+		appshot_fd_unguard(fds[i].fd);
+		int old_file = fstat(fds[i].fd, &st) == 0 && st.st_dev == fds[i].dev && st.st_ino == fds[i].ino;
+		if (old_file || restored_home_file(fds[i].fd)) raw_call(SYS_close, fds[i].fd);
+	}
+}
+
+/* What this process held of the old home: the old tables' descriptors,
+ * the inflight record, the application's descriptors (adopted when they
+ * are the new home's). */
+static void forget_old_home(void)
+{
+	if (shim_tables()) drop_old_table_fds(shim_tables());
+	if (P.inflight.rec) inflight_close(&P.inflight);
 	P.inflight.rec = NULL;
 	adopt_restored_fds();
+}
+
+static void reopen_restored_tables(void)
+{
+	forget_old_home();
 	shim_open_tables();
 }
 

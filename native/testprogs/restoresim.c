@@ -142,6 +142,57 @@ static void race(pthread_t *t)
 	printf("racers-ok %d\n", racers_ok);
 }
 
+static const char *const home_files[] = { "tables.mdb", "tables.mdb-lock", "inflight", "open.lock" };
+
+/* The home a descriptor's file is in (one of home_files), into dir; 0 if
+ * it is none of them. Raw calls: usable before the entry. */
+static int home_file_of(int fd, char *dir, size_t len)
+{
+	char link[64], target[4096];
+	snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+	long n = syscall(SYS_readlinkat, AT_FDCWD, link, target, sizeof target - 1);
+	if (n <= 0) return 0;
+	target[n] = 0;
+	char *slash = strrchr(target, '/');
+	if (!slash) return 0;
+	for (size_t i = 0; i < sizeof home_files / sizeof *home_files; i++)
+		if (!strcmp(slash + 1, home_files[i])) {
+			*slash = 0;
+			snprintf(dir, len, "%s", target);
+			return 1;
+		}
+	return 0;
+}
+
+/* What a restorer does with the home's descriptors: the same-named files of
+ * the home restored into, at the same numbers (only the application's
+ * four, at the top of the table; LMDB's own it leaves to the shim). */
+static void give_home_fds(const char *old_home, const char *new_home)
+{
+	char dir[4096], path[4096];
+	for (int fd = 900; fd < 1024; fd++) {
+		if (!home_file_of(fd, dir, sizeof dir) || strcmp(dir, old_home)) continue;
+		char link[64], target[4096];
+		snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+		long n = syscall(SYS_readlinkat, AT_FDCWD, link, target, sizeof target - 1);
+		target[n] = 0;
+		snprintf(path, sizeof path, "%s/%s", new_home, strrchr(target, '/') + 1);
+		int nfd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDWR);
+		if (nfd < 0) continue;
+		syscall(SYS_dup3, nfd, fd, 0);
+		syscall(SYS_close, nfd);
+	}
+}
+
+/* Descriptors of this process still naming a file of the old home. */
+static int fds_in_home(const char *home)
+{
+	char dir[4096];
+	int n = 0;
+	for (int fd = 0; fd < 1024; fd++) n += home_file_of(fd, dir, sizeof dir) && !strcmp(dir, home);
+	return n;
+}
+
 /* What the simulated restore must give: run in the clone after the entry. */
 static void checks(pid_t vpid, char *const *stale_env)
 {
@@ -203,11 +254,13 @@ static void checks(pid_t vpid, char *const *stale_env)
 
 int main(int argc, char **argv)
 {
-	if (argc != 4) {
-		fprintf(stderr, "usage: restoresim AID HOME GOFILE\n");
+	if (argc != 4 && !(argc == 5 && !strcmp(argv[4], "give-fds"))) {
+		fprintf(stderr, "usage: restoresim AID HOME GOFILE [give-fds]\n");
 		return 2;
 	}
 	const char *aid = argv[1], *home = argv[2], *go = argv[3];
+	const char *old_home = getenv("APPSHOT_HOME");
+	int give = argc == 5;
 	int a = semget(KEY_A, 1, IPC_CREAT | 0600);
 	if (a < 0) return perror("semget"), 1;
 	pid_t vpid = getpid();
@@ -241,10 +294,30 @@ int main(int argc, char **argv)
 		strncpy((char *)page + 288, home, 3807);
 		*(volatile uint32_t *)(page + 24) = 1;
 		*(volatile int32_t *)page = 0;
+		if (give) give_home_fds(old_home, home);
 		pthread_t racers[RACERS];
 		start_racers(racers, vpid);
 		entry();
+		/* A raw fork before anything renewed: its child renews alone. */
+		long g = syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+		if (g == 0) {
+			printf("rawfork-semget-a %s\n", semget(KEY_A, 1, 0600) < 0 ? strerrorname_np(errno) : "found");
+			printf("rawfork-semget-b %d\n", semget(KEY_B, 1, IPC_CREAT | 0600) >= 0);
+			printf("rawfork-fds-in-old-home %d\n", strcmp(old_home, home) ? fds_in_home(old_home) : 0);
+			printf("rawfork-aid %s\n", getenv("APPSHOT_AID"));
+			fflush(stdout);
+			_exit(0);
+		}
+		int gst = -1;
+		waitpid((pid_t)g, &gst, 0);
+		printf("rawfork-status %d\n", gst);
 		race(racers);
+		/* Renewed: nothing of the old home is held any more (unless it is
+		 * the same home). */
+		printf("fds-in-old-home %d\n", strcmp(old_home, home) ? fds_in_home(old_home) : 0);
+		/* The application's four and the tables' own (LMDB's data file
+		 * twice, its lock file, an open lock): no more. */
+		printf("fds-in-new-home %d\n", fds_in_home(home));
 		printf("filters-added %d\n", seccomp_filters() - filters_before);
 		checks(vpid, stale_env);
 		struct stat st;
