@@ -177,6 +177,14 @@ static int is_terminal(dev_t rdev)
 	return (ma >= 136 && ma <= 143) || ma == 4 || (ma == 5 && mi <= 1);
 }
 
+/* /dev/zero, /dev/full, /dev/random, /dev/urandom: no state of their own,
+ * opened again by path like /dev/null. */
+static int is_memdev(dev_t rdev)
+{
+	unsigned mi = minor(rdev);
+	return major(rdev) == 1 && (mi == 5 || mi == 7 || mi == 8 || mi == 9);
+}
+
 struct ofd *fds_new_ofd(struct fds_capture *c, struct fds_proc *p, int fd, const struct stat *st, const char *kind, int flags)
 {
 	if (c->n == c->cap) {
@@ -201,17 +209,58 @@ struct ofd *fds_new_ofd(struct fds_capture *c, struct fds_proc *p, int fd, const
 	return o;
 }
 
-/* The ofd spid's fd already is (an earlier descriptor of this or another
- * process shares its open file description), or NULL. */
-static struct ofd *same_ofd(struct fds_capture *c, pid_t spid, int fd, const struct stat *st)
+/* kcmp orders open file descriptions (by an obfuscated pointer: 0 same,
+ * 1 less, 2 greater), so the ofds are kept in that order (c->order) and a
+ * descriptor's is found in log n calls, not one call per ofd. */
+static long file_vs(const struct ofd *o, const void *key)
 {
-	for (int i = 0; i < c->n; i++) {
-		struct ofd *o = &c->ofds[i];
-		if (o->dev == st->st_dev && o->ino == st->st_ino &&
-		    syscall(SYS_kcmp, spid, o->spid, KCMP_FILE, fd, o->fd) == 0)
-			return o;
+	const int *k = key; /* {spid, fd} */
+	return syscall(SYS_kcmp, k[0], o->spid, KCMP_FILE, k[1], o->fd);
+}
+
+int fds_order_find(struct fds_capture *c, long (*vs)(const struct ofd *, const void *), const void *key, int *at)
+{
+	int lo = 0, hi = c->norder;
+	while (lo < hi) {
+		int mid = lo + (hi - lo) / 2;
+		long r = vs(&c->ofds[c->order[mid]], key);
+		if (r == 0) return *at = mid, 1;
+		if (r < 0) return -1;
+		if (r == 1) hi = mid;
+		else lo = mid + 1;
 	}
+	*at = lo;
+	return 0;
+}
+
+/* The ofd spid's fd already is (an earlier descriptor of this or another
+ * process shares its open file description), or NULL; *at: where a new
+ * one goes in c->order. */
+static struct ofd *same_ofd(struct fds_capture *c, pid_t spid, int fd, int *at)
+{
+	int key[2] = { spid, fd }, found = fds_order_find(c, file_vs, key, at);
+	if (found > 0) return &c->ofds[c->order[*at]];
+	if (found == 0) return NULL;
+	/* kcmp refused (a descriptor gone): one by one. */
+	*at = c->norder;
+	for (int i = 0; i < c->n; i++)
+		if (file_vs(&c->ofds[i], key) == 0) return &c->ofds[i];
 	return NULL;
+}
+
+/* The new last ofd into c->order at at. */
+static int order_insert(struct fds_capture *c, int at)
+{
+	if (c->norder == c->caporder) {
+		int cap = c->caporder ? 2 * c->caporder : 64, *m = realloc(c->order, (size_t)cap * sizeof *m);
+		if (!m) return -1;
+		c->order = m;
+		c->caporder = cap;
+	}
+	memmove(&c->order[at + 1], &c->order[at], (size_t)(c->norder - at) * sizeof *c->order);
+	c->order[at] = c->n - 1;
+	c->norder++;
+	return 0;
 }
 
 /* A regular file or directory by path; the application's home's files by
@@ -237,15 +286,16 @@ static int describe_path(struct fds_capture *c, struct fds_proc *p, int fd, cons
 static int describe_chr(struct fds_capture *c, struct fds_proc *p, int fd, const char *link, const struct stat *st,
 			int flags, char *err, size_t errlen)
 {
-	const char *kind = st->st_rdev == makedev(1, 3) ? "null" : is_terminal(st->st_rdev) ? "tty" : NULL;
+	const char *kind = st->st_rdev == makedev(1, 3) ? "null" : is_terminal(st->st_rdev) ? "tty" : is_memdev(st->st_rdev) ? "memdev" : NULL;
 	if (!kind) {
-		fds_err(err, errlen, "process %u (%s): descriptor %d is the device %s (%u:%u), which a snapshot cannot capture (only /dev/null and the terminal); close it before the snapshot, or use --ipc-only",
+		fds_err(err, errlen, "process %u (%s): descriptor %d is the device %s (%u:%u), which a snapshot cannot capture (only /dev/null, /dev/zero, /dev/full, /dev/random, /dev/urandom and the terminal); close it before the snapshot, or use --ipc-only",
 			p->vpid, p->comm, fd, link, major(st->st_rdev), minor(st->st_rdev));
 		return -1;
 	}
 	struct ofd *o = fds_new_ofd(c, p, fd, st, kind, flags);
 	if (!o) return fds_err(err, errlen, "out of memory"), -1;
-	if (!strcmp(kind, "tty")) cJSON_AddStringToObject(o->json, "path", link);
+	if (strcmp(kind, "null")) cJSON_AddStringToObject(o->json, "path", link);
+	if (!strcmp(kind, "memdev")) fds_put_hex(o->json, "rdev", st->st_rdev);
 	return 0;
 }
 
@@ -271,7 +321,8 @@ static int describe(struct fds_capture *c, struct fds_proc *p, int fd, char *err
 	int cloexec = !!(flags & O_CLOEXEC);
 	flags &= ~O_CLOEXEC;
 
-	struct ofd *o = same_ofd(c, p->spid, fd, &st);
+	int at;
+	struct ofd *o = same_ofd(c, p->spid, fd, &at);
 	if (!o) {
 		int rc;
 		if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) rc = describe_path(c, p, fd, link, &st, flags, fdinfo, err, errlen);
@@ -285,6 +336,7 @@ static int describe(struct fds_capture *c, struct fds_proc *p, int fd, char *err
 			rc = -1;
 		}
 		if (rc) return -1;
+		if (order_insert(c, at)) return fds_err(err, errlen, "out of memory"), -1;
 		o = &c->ofds[c->n - 1];
 	}
 	if (fd < o->minfd) o->minfd = fd;
@@ -334,10 +386,20 @@ static int *fd_numbers(pid_t spid, int *count)
 static void drop_process(struct fds_capture *c, int first_ofd, int first_pipe)
 {
 	while (c->n > first_ofd) {
-		c->n--;
-		cJSON_Delete(c->ofds[c->n].json);
-		cJSON_Delete(c->ofds[c->n].pending);
+		struct ofd *o = &c->ofds[--c->n];
+		const char *kind = fds_get_str(o->json, "kind");
+		if (kind && !strcmp(kind, "pipe") && o->pipe < first_pipe) {
+			if (o->mode != O_WRONLY) c->pipes[o->pipe].readers--;
+			if (o->mode != O_RDONLY) c->pipes[o->pipe].writers--;
+		}
+		cJSON_Delete(o->json);
+		cJSON_Delete(o->pending);
 	}
+	fds_socks_drop(c, first_ofd);
+	int k = 0;
+	for (int i = 0; i < c->norder; i++)
+		if (c->order[i] < first_ofd) c->order[k++] = c->order[i];
+	c->norder = k;
 	fds_pipes_drop(c, first_pipe);
 	struct fds_proc *p = &c->procs[--c->nprocs];
 	cJSON_Delete(p->table);
@@ -376,12 +438,27 @@ int fds_capture_process(struct fds_capture *c, pid_t spid, uint32_t vpid, const 
 	return 0;
 }
 
-cJSON *fds_capture_files(struct fds_capture *c)
+/* What needs every process seen (which pipe and socket ends have their
+ * other end outside, epoll targets), once, before the files or a table. */
+static void finish(struct fds_capture *c)
 {
-	cJSON *files = cJSON_CreateObject(), *ofds = cJSON_AddArrayToObject(files, "ofds");
+	if (c->finished) return;
+	c->finished = 1;
 	fds_pipes_finish(c);
 	fds_socks_finish(c);
 	fds_epolls_resolve(c, 1);
+	/* A file at 0-2 (the launcher's redirection) the restorer may not be
+	 * allowed to open (a process that changed its user): it may stand in. */
+	for (int i = 0; i < c->n; i++) {
+		const char *kind = fds_get_str(c->ofds[i].json, "kind");
+		if (c->ofds[i].minfd <= 2 && kind && !strcmp(kind, "file")) cJSON_AddNumberToObject(c->ofds[i].json, "std", c->ofds[i].minfd);
+	}
+}
+
+cJSON *fds_capture_files(struct fds_capture *c)
+{
+	cJSON *files = cJSON_CreateObject(), *ofds = cJSON_AddArrayToObject(files, "ofds");
+	finish(c);
 	for (int i = 0; i < c->n; i++) cJSON_AddItemToArray(ofds, cJSON_Duplicate(c->ofds[i].json, 1));
 	cJSON_AddItemToObject(files, "pipes", fds_pipes_json(c));
 	return files;
@@ -389,6 +466,7 @@ cJSON *fds_capture_files(struct fds_capture *c)
 
 cJSON *fds_capture_table(struct fds_capture *c, pid_t spid)
 {
+	finish(c);
 	for (int i = 0; i < c->nprocs; i++)
 		if (c->procs[i].spid == spid) return cJSON_Duplicate(c->procs[i].table, 1);
 	return cJSON_CreateArray();
@@ -404,6 +482,7 @@ void fds_capture_free(struct fds_capture *c)
 	free(c->procs);
 	free(c->pipes);
 	free(c->socks);
+	free(c->order);
 	free(c);
 }
 
@@ -437,6 +516,8 @@ static int open_path(struct fds_restore *r, const cJSON *o, const char *kind, in
 	}
 	if (!path) return fds_err(err, errlen, "descriptor %d of the image has no path", (int)fds_get_num(o, "id", 0)), -1;
 	int fd = open(path, (flags & ~(O_CREAT | O_TRUNC | O_EXCL)) | O_NOCTTY | O_CLOEXEC);
+	int std = (int)fds_get_num(o, "std", -1);
+	if (fd < 0 && errno == EACCES && std >= 0 && (fd = fcntl(std, F_DUPFD_CLOEXEC, 3)) >= 0) return fd; /* the restorer's own */
 	if (fd < 0) return fds_err(err, errlen, "cannot open %s again: %s; the snapshot's process had it open", path, strerror(errno)), -1;
 	off_t pos = (off_t)fds_get_num(o, "pos", 0);
 	/* A directory's offset is its file system's cookie: best effort. */
@@ -448,6 +529,18 @@ static int open_path(struct fds_restore *r, const cJSON *o, const char *kind, in
 	return fd;
 }
 
+/* A memory device by its path, checked to be the same device. */
+static int open_memdev(const cJSON *o, int flags, char *err, size_t errlen)
+{
+	const char *path = fds_get_str(o, "path");
+	struct stat st;
+	int fd = path ? open(path, (flags & ~O_CREAT) | O_CLOEXEC) : -1;
+	if (fd >= 0 && !fstat(fd, &st) && S_ISCHR(st.st_mode) && st.st_rdev == (dev_t)fds_get_hex(o, "rdev")) return fd;
+	if (fd >= 0) close(fd);
+	fds_err(err, errlen, "cannot open the device %s again%s", path ? path : "?", fd >= 0 ? ": it is another device here" : "");
+	return -1;
+}
+
 /* The descriptor for ofd o (its kind's making), or -1 with err set. Pipes
  * are made beforehand (fds_pipes_open) and are found in r->fd. */
 static int make_ofd(struct fds_restore *r, int i, const cJSON *o, char *err, size_t errlen)
@@ -457,6 +550,7 @@ static int make_ofd(struct fds_restore *r, int i, const cJSON *o, char *err, siz
 	if (!kind) return fds_err(err, errlen, "descriptor %d of the image has no kind", i + 1), -1;
 	if (!strcmp(kind, "file") || !strcmp(kind, "dir") || !strcmp(kind, "home")) return open_path(r, o, kind, flags, err, errlen);
 	if (!strcmp(kind, "null")) return open("/dev/null", (flags & ~O_CREAT) | O_CLOEXEC);
+	if (!strcmp(kind, "memdev")) return open_memdev(o, flags, err, errlen);
 	if (!strcmp(kind, "tty")) return open_tty(flags);
 	if (!strcmp(kind, "inherit")) {
 		int from = (int)fds_get_num(o, "from", -1), fd = fcntl(from, F_DUPFD_CLOEXEC, 3);
@@ -480,9 +574,11 @@ struct fds_restore *fds_restore_open(const cJSON *files, int base, const struct 
 	r->fd = malloc(((size_t)r->n + 1) * sizeof *r->fd);
 	r->ofd = malloc(((size_t)r->n + 1) * sizeof *r->ofd);
 	if (!r->fd || !r->ofd) goto oom;
-	for (int i = 0; i < r->n; i++) {
-		r->fd[i] = -1;
-		r->ofd[i] = cJSON_GetArrayItem(ofds, i);
+	for (int i = 0; i < r->n; i++) r->fd[i] = -1;
+	const cJSON *each;
+	int i = 0;
+	cJSON_ArrayForEach(each, ofds) r->ofd[i++] = each;
+	for (i = 0; i < r->n; i++) {
 		if ((int)fds_get_num(r->ofd[i], "id", 0) != i + 1) {
 			fds_err(err, errlen, "the image's files section is damaged: descriptor %d has id %d", i + 1, (int)fds_get_num(r->ofd[i], "id", 0));
 			goto fail;
@@ -494,6 +590,18 @@ struct fds_restore *fds_restore_open(const cJSON *files, int base, const struct 
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
+	if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur != RLIM_INFINITY && (rlim_t)base + (rlim_t)r->n > rl.rlim_cur) {
+		fds_err(err, errlen, "the restore needs descriptor numbers up to %d (one for each of the image's %d open files, above its highest number), more than its limit of open files (%llu); raise it (ulimit -n)",
+			base + r->n, r->n, (unsigned long long)rl.rlim_cur);
+		goto fail;
+	}
+	/* The range is ours alone: a descriptor of the caller's there would be
+	 * replaced without a word. */
+	for (i = 0; i < r->n; i++)
+		if (fcntl(base + i, F_GETFD) >= 0) {
+			fds_err(err, errlen, "descriptor %d, in the range the restore keeps its %d open files in (from %d), is already in use", base + i, r->n, base);
+			goto fail;
+		}
 	if (fds_pipes_open(r, err, errlen)) goto fail;
 	for (int i = 0; i < r->n; i++) {
 		int fd = make_ofd(r, i, r->ofd[i], err, errlen);
@@ -549,7 +657,9 @@ int fds_install(struct fds_restore *r, const cJSON *table, int keep_from, char *
 		}
 		used[fd] = 1;
 	}
-	for (int fd = 0; fd < keep_from; fd++)
+	/* Never the restorer's own range: the stub may still fork children
+	 * that need it (fds_close_base gives it up). */
+	for (int fd = 0; fd < keep_from && fd < r->base; fd++)
 		if (!used[fd]) close(fd);
 	free(used);
 	return fds_register_epolls(r, table, err, errlen);
@@ -564,6 +674,12 @@ int fds_table_max(const cJSON *table)
 		if (fd > max) max = fd;
 	}
 	return max;
+}
+
+void fds_close_base(struct fds_restore *r)
+{
+	for (int i = 0; i < r->n; i++)
+		if (r->fd[i] >= 0) close(r->fd[i]);
 }
 
 void fds_restore_free(struct fds_restore *r)

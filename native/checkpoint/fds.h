@@ -20,8 +20,10 @@ struct fds_capture *fds_capture_new(const struct ckpt_ctx *ctx);
  * refusal naming the process (vpid and command), the descriptor number and
  * its kind; nothing about the process has been changed either way. */
 int fds_capture_process(struct fds_capture *c, pid_t spid, uint32_t vpid, const char *comm, char *err, size_t errlen);
-/* After every process: the files section's JSON, and spid's descriptor
- * table ([{"fd":N,"ofd":ID,"cloexec":bool}]) for its proc section. */
+/* After every process (and while they are still stopped): the files
+ * section's JSON, and spid's descriptor table
+ * ([{"fd":N,"ofd":ID,"cloexec":bool}], an epoll's entry also with
+ * "epoll":[{tfd,ofd,events,data}]) for its proc section. */
 cJSON *fds_capture_files(struct fds_capture *c);
 cJSON *fds_capture_table(struct fds_capture *c, pid_t spid);
 void fds_capture_free(struct fds_capture *c);
@@ -34,8 +36,12 @@ struct fds_restore *fds_restore_open(const cJSON *files, int base, const struct 
 /* In a stub (a fork of the restorer) before its memory is replaced: puts
  * table in place (each descriptor at its number, with its close-on-exec
  * flag), registers its epoll interest lists, and closes every other
- * descriptor below keep_from. 0, or -1 with err set. */
+ * descriptor below keep_from (and below base). 0, or -1 with err set. */
 int fds_install(struct fds_restore *r, const cJSON *table, int keep_from, char *err, size_t errlen);
+/* In a stub, once it has installed its table and forked the stubs it
+ * parents: closes its copies of the restorer's descriptors (base..), which
+ * would otherwise keep pipes open (no end of file) and sockets alive. */
+void fds_close_base(struct fds_restore *r);
 /* The highest descriptor number a table uses (-1 for none). */
 int fds_table_max(const cJSON *table);
 void fds_restore_free(struct fds_restore *r);

@@ -27,6 +27,7 @@
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <linux/kcmp.h>
@@ -57,11 +58,23 @@ static int describe_timerfd(struct ofd *o, const char *fdinfo)
 	if (!clk || !ticks || parse_pair(fds_field(fdinfo, "it_value:"), &vs, &vn) ||
 	    parse_pair(fds_field(fdinfo, "it_interval:"), &is, &in))
 		return -1;
-	cJSON_AddNumberToObject(o->json, "clock", atoi(clk));
+	const char *sf = fds_field(fdinfo, "settime flags:");
+	int clock = atoi(clk), tflags = sf ? (int)strtol(sf, NULL, 8) : 0;
+	cJSON_AddNumberToObject(o->json, "clock", clock);
 	fds_put_hex(o->json, "ticks", strtoull(ticks, NULL, 10));
 	/* it_value is the time left, whatever the timer was set with. */
-	cJSON_AddNumberToObject(o->json, "value_ns", (double)(vs * 1000000000LL + vn));
+	long long left = vs * 1000000000LL + vn;
+	cJSON_AddNumberToObject(o->json, "value_ns", (double)left);
 	cJSON_AddNumberToObject(o->json, "interval_ns", (double)(is * 1000000000LL + in));
+	/* A wall-clock timer set for a date stays set for that date (a
+	 * restore later fires it at once); other clocks start again at the
+	 * restore, whose monotonic clock is not the dump's. */
+	if ((clock == CLOCK_REALTIME || clock == CLOCK_REALTIME_ALARM) && (tflags & TFD_TIMER_ABSTIME) && left) {
+		struct timespec now;
+		clock_gettime(CLOCK_REALTIME, &now);
+		cJSON_AddNumberToObject(o->json, "at_ns", (double)(now.tv_sec * 1000000000LL + now.tv_nsec + left));
+		cJSON_AddBoolToObject(o->json, "cancel_on_set", !!(tflags & TFD_TIMER_CANCEL_ON_SET));
+	}
 	return 0;
 }
 
@@ -83,12 +96,18 @@ static int describe_epoll(struct ofd *o, const char *fdinfo)
 		unsigned events;
 		unsigned long long data;
 		if (sscanf(p, "tfd: %d events: %x data: %llx", &tfd, &events, &data) != 3) return -1;
-		cJSON *it = cJSON_CreateArray();
+		cJSON *it = cJSON_CreateArray(), *prev;
 		char hex[24];
 		snprintf(hex, sizeof hex, "0x%llx", data);
+		/* Two files registered under one number (the first's number
+		 * reused while it lived on elsewhere): the kernel tells them
+		 * apart by their place among that number's, in this order. */
+		int toff = 0;
+		cJSON_ArrayForEach(prev, o->pending) toff += cJSON_GetArrayItem(prev, 0)->valueint == tfd;
 		cJSON_AddItemToArray(it, cJSON_CreateNumber(tfd));
 		cJSON_AddItemToArray(it, cJSON_CreateNumber(events));
 		cJSON_AddItemToArray(it, cJSON_CreateString(hex));
+		cJSON_AddItemToArray(it, cJSON_CreateNumber(toff));
 		cJSON_AddItemToArray(o->pending, it);
 	}
 	return 0;
@@ -125,12 +144,29 @@ int fds_describe_anon(struct fds_capture *c, struct fds_proc *p, int fd, const c
 	return -1;
 }
 
-/* The ofd that the item (tfd) of o's epoll registers, or -1. */
-static int epoll_target(struct fds_capture *c, const struct ofd *o, int tfd)
+struct epoll_key {
+	pid_t spid; /* the epoll's process */
+	struct kcmp_epoll_slot slot;
+};
+
+/* kcmp of the target against ofd j's file, in fds_order_find's sense (the
+ * call itself compares j's file against the target). */
+static long target_vs(const struct ofd *j, const void *key)
 {
-	struct kcmp_epoll_slot slot = { .efd = (uint32_t)o->fd, .tfd = (uint32_t)tfd, .toff = 0 };
+	const struct epoll_key *k = key;
+	long r = syscall(SYS_kcmp, j->spid, k->spid, KCMP_EPOLL_TFD, j->fd, (unsigned long)&k->slot);
+	return r == 1 ? 2 : r == 2 ? 1 : r;
+}
+
+/* The ofd that the item (tfd, toff) of o's epoll registers, or -1. */
+static int epoll_target(struct fds_capture *c, const struct ofd *o, int tfd, int toff)
+{
+	struct epoll_key key = { o->spid, { .efd = (uint32_t)o->fd, .tfd = (uint32_t)tfd, .toff = (uint32_t)toff } };
+	int at, found = fds_order_find(c, target_vs, &key, &at);
+	if (found > 0) return c->order[at];
+	if (found == 0) return -1;
 	for (int j = 0; j < c->n; j++)
-		if (syscall(SYS_kcmp, c->ofds[j].spid, o->spid, KCMP_EPOLL_TFD, c->ofds[j].fd, (unsigned long)&slot) == 0) return j;
+		if (target_vs(&c->ofds[j], &key) == 0) return j;
 	return -1;
 }
 
@@ -143,7 +179,7 @@ void fds_epolls_resolve(struct fds_capture *c, int final)
 		if (!list) list = cJSON_AddArrayToObject(o->entry, "epoll");
 		for (int k = 0; k < cJSON_GetArraySize(o->pending);) {
 			cJSON *it = cJSON_GetArrayItem(o->pending, k);
-			int tfd = cJSON_GetArrayItem(it, 0)->valueint, j = epoll_target(c, o, tfd);
+			int tfd = cJSON_GetArrayItem(it, 0)->valueint, j = epoll_target(c, o, tfd, cJSON_GetArrayItem(it, 3)->valueint);
 			if (j < 0 && !final) {
 				k++;
 				continue;
@@ -189,8 +225,13 @@ static int make_timerfd(const cJSON *o)
 	if (fd < 0) return -1;
 	struct itimerspec its = { .it_interval = ts_of(fds_get_num(o, "interval_ns", 0)), .it_value = ts_of(fds_get_num(o, "value_ns", 0)) };
 	uint64_t ticks = fds_get_hex(o, "ticks");
+	int how = 0;
+	if (cJSON_GetObjectItemCaseSensitive(o, "at_ns")) {
+		its.it_value = ts_of(fds_get_num(o, "at_ns", 0));
+		how = TFD_TIMER_ABSTIME | (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "cancel_on_set")) ? TFD_TIMER_CANCEL_ON_SET : 0);
+	}
 	/* Setting the time clears the expirations: they come after. */
-	if ((its.it_value.tv_sec || its.it_value.tv_nsec) && timerfd_settime(fd, 0, &its, NULL)) {
+	if ((its.it_value.tv_sec || its.it_value.tv_nsec) && timerfd_settime(fd, how, &its, NULL)) {
 		close(fd);
 		return -1;
 	}

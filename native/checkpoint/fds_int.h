@@ -46,6 +46,7 @@ struct fds_pipe {
 	size_t len;
 	char *path; /* a FIFO's, when it still has one */
 	int readers, writers; /* ofds of the application on each end */
+	int captured; /* data read (at the first end that can read) */
 };
 
 struct fds_sock;
@@ -60,6 +61,9 @@ struct fds_capture {
 	int npipes, cappipes;
 	struct fds_sock *socks;
 	int nsocks, capsocks;
+	int *order;   /* ofd indices in kcmp's order of open files */
+	int norder, caporder;
+	int finished; /* every process seen: pairs and epoll targets settled */
 };
 
 struct fds_restore {
@@ -83,6 +87,10 @@ const char *fds_get_str(const cJSON *o, const char *name);
 const char *fds_field(const char *text, const char *name);
 /* A copy of spid's descriptor fd in this process (close-on-exec), or -1. */
 int fds_pidfd_getfd(pid_t spid, int fd);
+/* Binary search of c->order by vs (kcmp's answer for key against an ofd:
+ * 0 same, 1 key less, 2 key greater, -1 error): 1 found at *at, 0 not
+ * (*at where it would go), -1 kcmp failed. */
+int fds_order_find(struct fds_capture *c, long (*vs)(const struct ofd *, const void *), const void *key, int *at);
 struct ofd *fds_new_ofd(struct fds_capture *c, struct fds_proc *p, int fd, const struct stat *st, const char *kind, int flags);
 
 /* fds_pipe.c */
@@ -99,6 +107,8 @@ int fds_describe_socket(struct fds_capture *c, struct fds_proc *p, int fd, const
 			const char *fdinfo, char *err, size_t errlen);
 /* Pairs the sockets once every process is described. */
 void fds_socks_finish(struct fds_capture *c);
+/* Forgets the sockets of ofds from index first_ofd on (a refused process's). */
+void fds_socks_drop(struct fds_capture *c, int first_ofd);
 int fds_make_sock(struct fds_restore *r, int i, const char *kind, const cJSON *o, char *err, size_t errlen);
 /* fds_anon.c */
 int fds_describe_anon(struct fds_capture *c, struct fds_proc *p, int fd, const char *what, const struct stat *st, int flags,

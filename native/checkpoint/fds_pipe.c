@@ -1,8 +1,7 @@
 /*
  * Pipes and FIFOs (fds_int.h). A pipe is described once, with the bytes
- * buffered in it, read without taking them: tee(2) from a descriptor of the
- * pipe (a new open of /proc/PID/fd/N, read-write so that it works from
- * either end and never blocks) into a pipe of our own, which we then read.
+ * buffered in it, read without taking them: tee(2) from a copy of a read
+ * end (pidfd_getfd) into a pipe of our own, which we then read.
  * Each end the application holds is an ofd naming the pipe.
  *
  * A pipe with one end outside the application (the harness's pipe on a
@@ -28,7 +27,6 @@
 static int peek_pipe(int fd, struct fds_pipe *pp, char *err, size_t errlen)
 {
 	int queued = 0, t[2];
-	pp->size = fcntl(fd, F_GETPIPE_SZ);
 	if (ioctl(fd, FIONREAD, &queued) || queued <= 0) return 0;
 	if (pipe2(t, O_CLOEXEC | O_NONBLOCK)) return fds_err(err, errlen, "cannot make a pipe: %s", strerror(errno)), -1;
 	if (pp->size > 0 && fcntl(t[1], F_GETPIPE_SZ) < pp->size) fcntl(t[1], F_SETPIPE_SZ, pp->size);
@@ -68,42 +66,48 @@ static struct fds_pipe *new_pipe(struct fds_capture *c, ino_t ino)
 int fds_describe_pipe(struct fds_capture *c, struct fds_proc *p, int fd, const char *link, const struct stat *st, int flags,
 		      char *err, size_t errlen)
 {
-	int k;
+	int k, mode = flags & O_ACCMODE, fresh = 0;
 	for (k = 0; k < c->npipes && c->pipes[k].ino != st->st_ino; k++)
 		;
 	if (k == c->npipes) {
 		struct fds_pipe *pp = new_pipe(c, st->st_ino);
 		if (!pp) return fds_err(err, errlen, "out of memory"), -1;
-		char path[64];
-		snprintf(path, sizeof path, "/proc/%d/fd/%d", p->spid, fd);
-		int own = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
-		if (own < 0) {
-			c->npipes--;
-			return fds_err(err, errlen, "process %u (%s): cannot open its pipe at descriptor %d to read what is buffered in it: %s",
-				       p->vpid, p->comm, fd, strerror(errno)), -1;
-		}
-		int rc = peek_pipe(own, pp, err, errlen);
-		close(own);
 		struct stat fst;
 		/* A FIFO that still has its name is opened by it again. */
 		if (link[0] == '/' && !stat(link, &fst) && fst.st_ino == st->st_ino && fst.st_dev == st->st_dev)
 			pp->path = strdup(link);
+		fresh = 1;
+	}
+	struct fds_pipe *pp = &c->pipes[k];
+	/* Its size, and the bytes in it, which matter only to a reader of the
+	 * application: read at the first end that can read (a pipe only
+	 * written to by the application comes back without a reader). A copy
+	 * of the very descriptor (pidfd_getfd) needs no permission on the pipe,
+	 * only to trace the process. */
+	if (fresh || (!pp->captured && mode != O_WRONLY)) {
+		int own = fds_pidfd_getfd(p->spid, fd), rc = 0;
+		if (own < 0) {
+			fds_err(err, errlen, "process %u (%s): cannot take a copy of its pipe at descriptor %d: %s", p->vpid, p->comm, fd, strerror(errno));
+			rc = -1;
+		} else {
+			if (fresh) pp->size = fcntl(own, F_GETPIPE_SZ);
+			if (mode != O_WRONLY && (rc = peek_pipe(own, pp, err, errlen)) == 0) pp->captured = 1;
+			close(own);
+		}
 		if (rc) {
-			free(pp->data);
-			free(pp->path);
-			c->npipes--;
 			char what[PATH_MAX + 80];
 			snprintf(what, sizeof what, "process %u (%s): descriptor %d (a pipe): %s", p->vpid, p->comm, fd, err);
-			fds_err(err, errlen, "%s", what);
+			if (own >= 0) fds_err(err, errlen, "%s", what);
+			if (fresh) fds_pipes_drop(c, k);
 			return -1;
 		}
 	}
 	struct ofd *o = fds_new_ofd(c, p, fd, st, "pipe", flags);
 	if (!o) return fds_err(err, errlen, "out of memory"), -1;
 	o->pipe = k;
-	o->mode = flags & O_ACCMODE;
-	if (o->mode != O_WRONLY) c->pipes[k].readers++;
-	if (o->mode != O_RDONLY) c->pipes[k].writers++;
+	o->mode = mode;
+	if (o->mode != O_WRONLY) pp->readers++;
+	if (o->mode != O_RDONLY) pp->writers++;
 	cJSON_AddNumberToObject(o->json, "pipe", k);
 	cJSON_AddStringToObject(o->json, "end", o->mode == O_RDONLY ? "r" : o->mode == O_WRONLY ? "w" : "rw");
 	return 0;

@@ -24,8 +24,12 @@
  * - A TCP connection both ends of which the application holds: a new
  *   loopback connection, each end's unread bytes written back into it.
  *
- * Anything else (netlink, packet, a listening or named Unix socket, ...)
- * is refused.
+ * - A listening Unix socket: listening again at its name (a socket file a
+ *   program no longer listens on is replaced; not one a program still
+ *   listens on). Connections it had not accepted are lost.
+ *
+ * Anything else (netlink, packet, a named Unix socket that is not
+ * connected, ...) is refused.
  */
 #define _GNU_SOURCE
 #include "fds_int.h"
@@ -42,11 +46,13 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -69,9 +75,10 @@ static int refuse(struct fds_proc *p, int fd, const char *what, char *err, size_
 
 /* --- Unix sockets --------------------------------------------------------- */
 
-/* The peer inode of Unix socket ino and whether it has a name, from
+/* The peer inode of Unix socket ino, its name (sun_path's bytes, *named
+ * long; an abstract one starts with a NUL) and whether it listens, from
  * sock_diag: 0, or -1. */
-static int unix_diag(ino_t ino, ino_t *peer, int *named, int *listening)
+static int unix_diag(ino_t ino, ino_t *peer, char name[sizeof(((struct sockaddr_un *)0)->sun_path)], int *named, int *listening)
 {
 	int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
 	if (nl < 0) return -1;
@@ -96,7 +103,11 @@ static int unix_diag(ino_t ino, ino_t *peer, int *named, int *listening)
 	int alen = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof *m));
 	for (struct rtattr *a = (struct rtattr *)(m + 1); RTA_OK(a, alen); a = RTA_NEXT(a, alen)) {
 		if (a->rta_type == UNIX_DIAG_PEER) *peer = *(uint32_t *)RTA_DATA(a);
-		if (a->rta_type == UNIX_DIAG_NAME) *named = 1;
+		if (a->rta_type == UNIX_DIAG_NAME) {
+			size_t len = RTA_PAYLOAD(a) < sizeof(((struct sockaddr_un *)0)->sun_path) ? RTA_PAYLOAD(a) : sizeof(((struct sockaddr_un *)0)->sun_path);
+			memcpy(name, RTA_DATA(a), len);
+			*named = (int)len;
+		}
 	}
 	return 0;
 }
@@ -175,15 +186,42 @@ static struct fds_sock *new_sock(struct fds_capture *c)
 	return s;
 }
 
+/* A listening Unix socket: its name (a path, or an abstract name) and,
+ * for a path, the socket file's mode. Connections not yet accepted are
+ * not kept: their clients see the peer gone. */
+static int describe_unix_listener(struct fds_capture *c, struct fds_proc *p, int fd, int type, const struct stat *st, int flags,
+				  const char *name, int named, char *err, size_t errlen)
+{
+	if (!named)
+		return refuse(p, fd, "a listening Unix socket without a name", err, errlen);
+	struct ofd *o = fds_new_ofd(c, p, fd, st, "unix-listen", flags);
+	if (!o) return fds_err(err, errlen, "out of memory"), -1;
+	o->sock = -1;
+	cJSON_AddNumberToObject(o->json, "type", type);
+	if (name[0]) {
+		char path[sizeof(((struct sockaddr_un *)0)->sun_path) + 1];
+		struct stat fst;
+		snprintf(path, sizeof path, "%.*s", named, name);
+		cJSON_AddStringToObject(o->json, "path", path);
+		if (!stat(path, &fst) && S_ISSOCK(fst.st_mode)) cJSON_AddNumberToObject(o->json, "mode", fst.st_mode & 07777);
+	} else {
+		char *b = fds_b64_encode((const unsigned char *)name + 1, (size_t)named - 1);
+		cJSON_AddStringToObject(o->json, "abstract", b ? b : "");
+		free(b);
+	}
+	return 0;
+}
+
 static int describe_unix(struct fds_capture *c, struct fds_proc *p, int fd, int sfd, int type, const struct stat *st, int flags,
 			 char *err, size_t errlen)
 {
 	ino_t peer;
 	int named, listening;
-	if (unix_diag(st->st_ino, &peer, &named, &listening))
+	char name[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	if (unix_diag(st->st_ino, &peer, name, &named, &listening))
 		return fds_err(err, errlen, "process %u (%s): cannot ask the kernel about the Unix socket at descriptor %d (sock_diag)", p->vpid, p->comm, fd), -1;
-	if (listening) return refuse(p, fd, "a listening Unix socket", err, errlen);
-	if (named && !peer) return refuse(p, fd, "a Unix socket bound to a name", err, errlen);
+	if (listening) return describe_unix_listener(c, p, fd, type, st, flags, name, named, err, errlen);
+	if (named && !peer) return refuse(p, fd, "a Unix socket bound to a name and not connected", err, errlen);
 	struct fds_sock *s = new_sock(c);
 	struct ofd *o = s ? fds_new_ofd(c, p, fd, st, "unix", flags) : NULL;
 	if (!o) return fds_err(err, errlen, "out of memory"), -1;
@@ -270,7 +308,11 @@ static int describe_inet(struct fds_capture *c, struct fds_proc *p, int fd, int 
 	getsockname(sfd, (struct sockaddr *)&s->local, &s->llen);
 	if (getpeername(sfd, (struct sockaddr *)&s->remote, &s->rlen)) s->rlen = 0;
 	int listening = sockopt_int(sfd, SOL_SOCKET, SO_ACCEPTCONN);
-	const char *kind = proto == PORT_PROTO_UDP ? "udp" : listening ? "tcp-listen" : s->rlen ? "tcp-reset" : "tcp";
+	struct tcp_info ti = { 0 };
+	socklen_t tl = sizeof ti;
+	/* A connect under way (no peer name yet) is one the restore resets. */
+	int connecting = proto == PORT_PROTO_TCP && !getsockopt(sfd, IPPROTO_TCP, TCP_INFO, &ti, &tl) && ti.tcpi_state == TCP_SYN_SENT;
+	const char *kind = proto == PORT_PROTO_UDP ? "udp" : listening ? "tcp-listen" : s->rlen || connecting ? "tcp-reset" : "tcp";
 	struct ofd *o = fds_new_ofd(c, p, fd, st, kind, flags);
 	if (!o) return c->nsocks--, fds_err(err, errlen, "out of memory"), -1;
 	s->ofd = c->n - 1;
@@ -340,6 +382,34 @@ int fds_describe_socket(struct fds_capture *c, struct fds_proc *p, int fd, const
 }
 
 
+void fds_socks_drop(struct fds_capture *c, int first_ofd)
+{
+	while (c->nsocks && c->socks[c->nsocks - 1].ofd >= first_ofd) c->nsocks--;
+}
+
+/* A TCP end that one of the application's listeners accepted (its local
+ * address is the listener's): "via" the listener's ofd id, so that the
+ * restore makes it by a connection to that listener and the program finds
+ * the listener's port as its own again. */
+static void mark_accepted(struct fds_capture *c, const struct fds_sock *s, struct ofd *o)
+{
+	for (int j = 0; j < c->nsocks; j++) {
+		const struct fds_sock *l = &c->socks[j];
+		const char *kind = fds_get_str(c->ofds[l->ofd].json, "kind");
+		if (!kind || strcmp(kind, "tcp-listen") || l->family != s->family || port_in(&l->local) != port_in(&s->local)) continue;
+		struct sockaddr_storage any = l->local;
+		if (l->family == AF_INET) ((struct sockaddr_in *)&any)->sin_addr.s_addr = htonl(INADDR_ANY);
+		else ((struct sockaddr_in6 *)&any)->sin6_addr = in6addr_any;
+		struct sockaddr_storage mine = s->local;
+		set_port_in(&mine, port_in(&l->local));
+		/* The listener's address itself, or any address when it listens on all. */
+		if (same_addr(&l->local, l->llen, &mine, s->llen) || same_addr(&l->local, l->llen, &any, l->llen)) {
+			cJSON_AddNumberToObject(o->json, "via", c->ofds[l->ofd].id);
+			return;
+		}
+	}
+}
+
 /* Once every process is described: Unix ends whose peer is the
  * application's are paired ("pair": k, "side": 0/1); a TCP connection
  * whose other end is the application's becomes a pair too ("tcp-pair");
@@ -364,6 +434,8 @@ void fds_socks_finish(struct fds_capture *c)
 			if (s->family != AF_UNIX) {
 				cJSON_ReplaceItemInObjectCaseSensitive(o->json, "kind", cJSON_CreateString("tcp-pair"));
 				cJSON_ReplaceItemInObjectCaseSensitive(m->json, "kind", cJSON_CreateString("tcp-pair"));
+				mark_accepted(c, s, o);
+				mark_accepted(c, &c->socks[mate], m);
 			}
 			cJSON_AddNumberToObject(o->json, "pair", pairs);
 			cJSON_AddNumberToObject(o->json, "side", 0);
@@ -444,6 +516,50 @@ static int tcp_loopback_pair(int family, int sv[2])
 	}
 }
 
+static void set_nodelay(int fd, const cJSON *o)
+{
+	int one = 1;
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "nodelay"))) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+int fds_make_sock(struct fds_restore *r, int i, const char *kind, const cJSON *o, char *err, size_t errlen);
+
+/* An accepted connection made again through its restored listener (made
+ * now if it is not yet): sv[0] the accepted end (server), sv[1] the
+ * connecting one, a socket of the client's family. */
+static int tcp_via_listener(struct fds_restore *r, const cJSON *server, const cJSON *client, int sv[2], char *err, size_t errlen)
+{
+	int l = (int)fds_get_num(server, "via", 0) - 1;
+	if (l < 0 || l >= r->n) return fds_err(err, errlen, "the image's files section is damaged: a connection's listener %d", l + 1), -1;
+	if (r->fd[l] < 0 && (r->fd[l] = fds_make_sock(r, l, "tcp-listen", r->ofd[l], err, errlen)) < 0) return -1;
+	struct sockaddr_storage a;
+	socklen_t len = sizeof a;
+	int family = (int)fds_get_num(client, "family", AF_INET);
+	if (getsockname(r->fd[l], (struct sockaddr *)&a, &len)) return fds_err(err, errlen, "cannot read a restored listener's address: %s", strerror(errno)), -1;
+	uint16_t port = port_in(&a);
+	/* A listener on every address, or of the other family: its loopback. */
+	int any = a.ss_family == AF_INET ? ((struct sockaddr_in *)&a)->sin_addr.s_addr == htonl(INADDR_ANY)
+					 : IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&a)->sin6_addr);
+	if (any || a.ss_family != family) {
+		memset(&a, 0, sizeof a);
+		a.ss_family = (sa_family_t)family;
+		if (family == AF_INET) ((struct sockaddr_in *)&a)->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		else ((struct sockaddr_in6 *)&a)->sin6_addr = in6addr_loopback;
+		set_port_in(&a, port);
+		len = family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+	}
+	sv[0] = -1;
+	sv[1] = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (sv[1] >= 0 && connect(sv[1], (struct sockaddr *)&a, len) == 0) {
+		struct pollfd pf = { .fd = r->fd[l], .events = POLLIN };
+		if (poll(&pf, 1, 1000) == 1) sv[0] = accept4(r->fd[l], NULL, NULL, SOCK_CLOEXEC);
+	}
+	if (sv[0] >= 0) return 0;
+	fds_err(err, errlen, "cannot connect to the restored listener on port %u again: %s", port, strerror(errno));
+	if (sv[1] >= 0) close(sv[1]);
+	return -1;
+}
+
 /* A TCP socket whose peer reset the connection: the next read fails with
  * ECONNRESET. */
 static int make_reset(int family)
@@ -462,9 +578,22 @@ static int make_pair(struct fds_restore *r, int i, const cJSON *o, int tcp, char
 {
 	int k = (int)fds_get_num(o, "pair", -1), j = pair_mate(r, i, k), sv[2];
 	if (j < 0) return fds_err(err, errlen, "the image's files section is damaged: socket pair %d has one end", k), -1;
-	if (tcp ? tcp_loopback_pair((int)fds_get_num(o, "family", AF_INET), sv)
-		: socketpair(AF_UNIX, (int)fds_get_num(o, "type", SOCK_STREAM) | SOCK_CLOEXEC, 0, sv))
+	int rc;
+	if (tcp && (cJSON_GetObjectItemCaseSensitive(o, "via") || cJSON_GetObjectItemCaseSensitive(r->ofd[j], "via"))) {
+		int server_is_i = cJSON_GetObjectItemCaseSensitive(o, "via") != NULL;
+		rc = tcp_via_listener(r, server_is_i ? o : r->ofd[j], server_is_i ? r->ofd[j] : o, sv, err, errlen);
+		if (rc) return -1;
+		if (!server_is_i) { /* sv: {accepted, client}; i is the client */
+			int t = sv[0];
+			sv[0] = sv[1], sv[1] = t;
+		}
+	} else if (tcp ? tcp_loopback_pair((int)fds_get_num(o, "family", AF_INET), sv)
+		       : socketpair(AF_UNIX, (int)fds_get_num(o, "type", SOCK_STREAM) | SOCK_CLOEXEC, 0, sv))
 		return fds_err(err, errlen, "cannot make a socket pair again: %s", strerror(errno)), -1;
+	if (tcp) {
+		set_nodelay(sv[0], o);
+		set_nodelay(sv[1], r->ofd[j]);
+	}
 	if (refill(sv[1], o) || refill(sv[0], r->ofd[j])) {
 		fds_err(err, errlen, "cannot put a socket pair's unread bytes back: %s", strerror(errno));
 		close(sv[0]), close(sv[1]);
@@ -625,6 +754,50 @@ static int make_inet(struct fds_restore *r, const char *kind, const cJSON *o, ch
 	return fd;
 }
 
+/* A listening Unix socket at its name again. A socket file left at the
+ * path by a program that is gone (connect refused) is replaced; one a
+ * program still listens on (the original application, still running) is
+ * not taken from it. */
+static int make_unix_listener(const cJSON *o, char *err, size_t errlen)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	const char *path = fds_get_str(o, "path"), *abs = fds_get_str(o, "abstract");
+	socklen_t len;
+	if (path && strlen(path) < sizeof a.sun_path) {
+		memcpy(a.sun_path, path, strlen(path));
+		len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1);
+	} else {
+		size_t n;
+		unsigned char *b = abs ? fds_b64_decode(abs, &n) : NULL;
+		if (!b || n + 1 > sizeof a.sun_path) {
+			free(b);
+			return fds_err(err, errlen, "the image's files section is damaged: a listening Unix socket without a name"), -1;
+		}
+		memcpy(a.sun_path + 1, b, n);
+		free(b);
+		len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
+	}
+	int type = (int)fds_get_num(o, "type", SOCK_STREAM), fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+	if (fd < 0) return fds_err(err, errlen, "cannot make a Unix socket: %s", strerror(errno)), -1;
+	int rc = bind(fd, (struct sockaddr *)&a, len);
+	if (rc && errno == EADDRINUSE && path) {
+		int probe = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+		int live = probe >= 0 && (connect(probe, (struct sockaddr *)&a, len) == 0 || errno != ECONNREFUSED);
+		if (probe >= 0) close(probe);
+		struct stat st;
+		if (!live && !lstat(path, &st) && S_ISSOCK(st.st_mode) && !unlink(path)) rc = bind(fd, (struct sockaddr *)&a, len);
+		else errno = EADDRINUSE;
+	}
+	if (rc || listen(fd, SOMAXCONN)) {
+		fds_err(err, errlen, "cannot listen on the Unix socket %s%s again: %s%s", path ? path : "@", path ? "" : "(abstract)", strerror(errno),
+			errno == EADDRINUSE ? " (a program listens there: the original application, still running?)" : "");
+		close(fd);
+		return -1;
+	}
+	if (path && cJSON_GetObjectItemCaseSensitive(o, "mode")) chmod(path, (mode_t)fds_get_num(o, "mode", 0600));
+	return fd;
+}
+
 int fds_make_sock(struct fds_restore *r, int i, const char *kind, const cJSON *o, char *err, size_t errlen)
 {
 	int fd;
@@ -632,6 +805,8 @@ int fds_make_sock(struct fds_restore *r, int i, const char *kind, const cJSON *o
 	if (!strcmp(kind, "unix")) {
 		if (cJSON_GetObjectItemCaseSensitive(o, "pair")) return make_pair(r, i, o, 0, err, errlen);
 		fd = make_unix_alone(o);
+	} else if (!strcmp(kind, "unix-listen")) {
+		return make_unix_listener(o, err, errlen);
 	} else if (!strcmp(kind, "tcp-pair")) {
 		return make_pair(r, i, o, 1, err, errlen);
 	} else if (!strcmp(kind, "tcp-reset")) {

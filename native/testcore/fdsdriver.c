@@ -27,6 +27,7 @@
 #include <sys/ptrace.h>
 #include <sys/wait.h>
 #include <dirent.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAXP 16
@@ -73,6 +74,15 @@ static void comm_of(pid_t pid, char *buf, size_t len)
 	if (f) fclose(f);
 }
 
+static double clock_s(clockid_t clk)
+{
+	struct timespec ts;
+	clock_gettime(clk, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+static double now_s(void) { return clock_s(CLOCK_MONOTONIC); }
+static double cpu_s(void) { return clock_s(CLOCK_PROCESS_CPUTIME_ID); }
+
 static int open_tables(struct ckpt_ctx *ctx, struct tabledb *t, const char *home, const char *aid)
 {
 	char err[4096];
@@ -90,13 +100,14 @@ int main(int argc, char **argv)
 {
 	const char *home = NULL, *aid = NULL, *raid = NULL, *json = NULL;
 	pid_t pids[MAXP];
-	int npids = 0, keep = 0, i;
+	int npids = 0, keep = 0, timed = 0, i;
 	for (i = 1; i < argc && strcmp(argv[i], "--"); i++) {
 		if (!strcmp(argv[i], "--home") && i + 1 < argc) home = argv[++i];
 		else if (!strcmp(argv[i], "--aid") && i + 1 < argc) aid = argv[++i];
 		else if (!strcmp(argv[i], "--restore-aid") && i + 1 < argc) raid = argv[++i];
 		else if (!strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
 		else if (!strcmp(argv[i], "--keep")) keep = 1;
+		else if (!strcmp(argv[i], "--time")) timed = 1;
 		else if (!strcmp(argv[i], "--pids") && i + 1 < argc) {
 			for (char *s = argv[++i], *t; npids < MAXP && (t = strsep(&s, ","));) pids[npids++] = atoi(t);
 		} else {
@@ -122,6 +133,7 @@ int main(int argc, char **argv)
 			detach_all();
 			return 1;
 		}
+	double t0 = now_s(), c0 = cpu_s();
 	struct fds_capture *c = fds_capture_new(&ctx);
 	for (i = 0; i < npids; i++) {
 		char comm[64];
@@ -141,6 +153,7 @@ int main(int argc, char **argv)
 	char *text = cJSON_PrintUnformatted(all);
 	cJSON_Delete(all);
 	fds_capture_free(c);
+	double t1 = now_s(), c1 = cpu_s();
 	if (json) {
 		FILE *f = fopen(json, "w");
 		if (f) fputs(text, f), fclose(f);
@@ -152,6 +165,8 @@ int main(int argc, char **argv)
 		for (i = 0; i < ntids; i++) waitpid(tids[i], NULL, __WALL);
 	}
 
+	size_t text_len = strlen(text);
+	double capture_ms = (t1 - t0) * 1e3, capture_cpu = (c1 - c0) * 1e3, r0 = now_s(), rc0 = cpu_s();
 	all = cJSON_Parse(text);
 	free(text);
 	files = cJSON_GetObjectItem(all, "files");
@@ -167,6 +182,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "appshot: %s\n", err);
 		return 1;
 	}
+	double t2 = now_s(), c2 = cpu_s();
+	if (timed)
+		fprintf(stderr, "capture %.2f ms (cpu %.2f; JSON %zu bytes), restore %.2f ms (cpu %.2f)\n", capture_ms, capture_cpu, text_len,
+			(t2 - r0) * 1e3, (c2 - rc0) * 1e3);
 	int nargs = 0;
 	while (checker[nargs]) nargs++;
 	pid_t kids[MAXP];
@@ -177,6 +196,7 @@ int main(int argc, char **argv)
 				dprintf(2, "appshot: %s\n", err);
 				_exit(1);
 			}
+			fds_close_base(r);
 			char **av = calloc((size_t)nargs + 2, sizeof *av), idx[16];
 			memcpy(av, checker, (size_t)nargs * sizeof *av);
 			snprintf(idx, sizeof idx, "%d", i);

@@ -25,15 +25,20 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static int idx;
+/* "sockets" has a Unix listener too; "netsockets" not (a copy restored
+ * beside its running original could not listen at the same path). */
+static int with_unix_listener;
 static char out[65536];
 static size_t outlen;
 
@@ -114,6 +119,14 @@ static const char *flags_of(int fd)
 	return buf;
 }
 
+/* A child of setup ends with its parent (the harness ends the root). */
+static pid_t fork_child(void)
+{
+	pid_t kid = fork();
+	if (kid == 0) prctl(PR_SET_PDEATHSIG, SIGKILL);
+	return kid;
+}
+
 static void wait_forever(void)
 {
 	for (;;) pause();
@@ -145,15 +158,30 @@ static void files_setup(const char *dir)
 	put(13, "self");
 	place(open(path, O_WRONLY | O_APPEND), 14, 0);
 	place(open("/dev/null", O_RDWR), 15, 0);
-	pid_t kid = fork();
+	/* A FIFO, both ends here, bytes in it. */
+	snprintf(path, sizeof path, "%s/fifo", dir);
+	if (mkfifo(path, 0600)) die("mkfifo");
+	place(open(path, O_RDONLY | O_NONBLOCK), 16, 0);
+	place(open(path, O_WRONLY), 17, 0);
+	put(17, "fifo-bytes");
+	/* A pipe whose writer is outside the application. */
+	int e[2];
+	if (pipe(e)) die("pipe");
+	put(e[1], "from-outside");
+	pid_t outsider = fork_child();
+	if (outsider == 0) wait_forever();
+	close(e[1]);
+	place(e[0], 18, 0);
+	place(open("/dev/urandom", O_RDONLY), 19, 0);
+	pid_t kid = fork_child();
 	if (kid == 0) {
-		close(9), close(10), close(12), close(13), close(14);
+		close(9), close(10), close(12), close(13), close(14), close(16), close(17), close(18), close(19);
 		put(11, "child-bytes");
 		wait_forever();
 	}
 	close(8), close(11);
 	usleep(1000);
-	printf("ready %d %d\n", getpid(), kid);
+	printf("ready %d %d outsider %d\n", getpid(), kid, outsider);
 	fflush(stdout);
 	wait_forever();
 }
@@ -179,6 +207,13 @@ static void files_check(const char *dir)
 		snprintf(path, sizeof path, "%s/data", dir);
 		say("fd3", "%s", strcmp(link_of(3), path) ? link_of(3) : "data");
 		say("fd8", "%s", flags_of(8));
+		snprintf(path, sizeof path, "%s/fifo", dir);
+		say("fd16", "%s", strcmp(link_of(16), path) ? link_of(16) : "fifo");
+		say("fifo16", "%s", drain(16));
+		say("flags17", "%s", flags_of(17));
+		say("pipe18", "%s", drain(18));
+		say("pipe18-again", "%s", drain(18)); /* the writer is gone */
+		say("fd19", "%s", link_of(19));
 		put(9, "go"); /* the child looks at the shared offset now */
 	} else {
 		char buf[32] = "";
@@ -223,8 +258,21 @@ static void anon_setup(void)
 	/* The file registered as 13 lives on as 14 only: its entry keeps 13. */
 	place(dup(13), 14, 0);
 	close(13);
+	/* Two files registered under one number, 16. */
+	struct epoll_event ea = { .events = EPOLLIN, .data.u64 = 0xa1 }, eb = { .events = EPOLLIN, .data.u64 = 0xb2 };
+	place(eventfd(1, 0), 16, 0);
+	if (epoll_ctl(8, EPOLL_CTL_ADD, 16, &ea)) die("epoll_ctl 16");
+	place(dup(16), 17, 0);
+	place(eventfd(1, 0), 16, 0);
+	if (epoll_ctl(8, EPOLL_CTL_ADD, 16, &eb)) die("epoll_ctl 16 again");
+	/* A wall-clock timer set for a date, cancelled if the clock is set. */
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	struct itimerspec at = { .it_value = { now.tv_sec + 200, 0 } };
+	place(timerfd_create(CLOCK_REALTIME, 0), 15, 0);
+	if (timerfd_settime(15, TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, &at, NULL)) die("timerfd abs");
 	usleep(20000); /* the short timer expires: one tick unread */
-	pid_t kid = fork();
+	pid_t kid = fork_child();
 	if (kid == 0) wait_forever(); /* shares the epoll: its list comes back once */
 	printf("ready %d %d\n", getpid(), kid);
 	fflush(stdout);
@@ -267,6 +315,12 @@ static void anon_check(void)
 	timerfd_gettime(5, &its);
 	say("timer5", "%s interval %ld", its.it_value.tv_sec > 80 && its.it_value.tv_sec <= 100 ? "armed" : "wrong", (long)its.it_interval.tv_sec);
 	say("flags5", "%s", flags_of(5));
+	timerfd_gettime(15, &its);
+	char fdinfo[1024] = "";
+	int fi = open("/proc/self/fdinfo/15", O_RDONLY);
+	if (fi >= 0 && read(fi, fdinfo, sizeof fdinfo - 1) < 0) fdinfo[0] = 0;
+	char *sf = strstr(fdinfo, "settime flags:");
+	say("timer15", "%s flags %.*s", its.it_value.tv_sec > 180 && its.it_value.tv_sec <= 200 ? "armed" : "wrong", sf ? (int)strcspn(sf + 15, "\n") : 0, sf ? sf + 15 : "");
 	struct pollfd pf = { .fd = 6, .events = POLLIN };
 	say("ticks6", "%lld", poll(&pf, 1, 0) == 1 && read(6, &v, 8) == 8 ? (long long)v : -1LL);
 	sigset_t set;
@@ -299,7 +353,7 @@ static int port_of_fd(int fd)
 	return getsockname(fd, (struct sockaddr *)&a, &l) ? -1 : ntohs(a.sin_port);
 }
 
-static void sockets_setup(int port)
+static void sockets_setup(const char *dir, int port)
 {
 	/* The outsider: a peer outside the application, which accepts one
 	 * connection and writes to it. */
@@ -307,7 +361,7 @@ static void sockets_setup(int port)
 	struct sockaddr_in oa = loopback(0);
 	socklen_t olen = sizeof oa;
 	if (bind(ol, (struct sockaddr *)&oa, sizeof oa) || listen(ol, 4) || getsockname(ol, (struct sockaddr *)&oa, &olen)) die("outsider");
-	pid_t outsider = fork();
+	pid_t outsider = fork_child();
 	if (outsider == 0) {
 		int c = accept(ol, NULL, NULL);
 		put(c, "never-read");
@@ -331,18 +385,32 @@ static void sockets_setup(int port)
 	int o = socket(AF_INET, SOCK_STREAM, 0);
 	if (connect(o, (struct sockaddr *)&oa, sizeof oa)) die("connect outsider");
 	place(o, 9, 0);
-	pid_t kid = fork();
+	struct sockaddr_un ua = { .sun_family = AF_UNIX };
+	snprintf(ua.sun_path, sizeof ua.sun_path, "%s/sock", dir);
+	if (with_unix_listener) {
+		int ul = socket(AF_UNIX, SOCK_STREAM, 0);
+		if (bind(ul, (struct sockaddr *)&ua, sizeof ua) || listen(ul, 4) || chmod(ua.sun_path, 0640)) die("unix listen");
+		place(ul, 12, 0);
+	}
+	pid_t kid = fork_child();
 	if (kid == 0) {
-		close(5), close(7), close(8), close(9);
+		close(5), close(7), close(8), close(9), close(12);
 		int c = socket(AF_INET, SOCK_STREAM, 0);
 		if (connect(c, (struct sockaddr *)&a, sizeof a)) die("connect");
 		place(c, 10, 0);
+		if (with_unix_listener) {
+			int uc = socket(AF_UNIX, SOCK_STREAM, 0);
+			if (connect(uc, (struct sockaddr *)&ua, sizeof ua)) die("unix connect");
+			place(uc, 14, 0);
+			put(14, "via-listener");
+		}
 		put(6, "to-parent");
 		put(10, "tcp-hello");
 		wait_forever();
 	}
 	close(6);
 	place(accept(3, NULL, NULL), 11, 0);
+	if (with_unix_listener) place(accept(12, NULL, NULL), 13, 0);
 	put(5, "to-child");
 	put(11, "tcp-back");
 	usleep(20000);
@@ -361,13 +429,38 @@ static const char *recv_one(int fd)
 	return buf;
 }
 
-static void sockets_check(void)
+static void unix_listener_check(const char *dir)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s/sock", dir);
+	int uc = socket(AF_UNIX, SOCK_STREAM, 0);
+	int uok = connect(uc, (struct sockaddr *)&sa, sizeof sa) == 0 && accept(12, NULL, NULL) >= 0;
+	say("accept12", "%s", uok ? "ok" : strerrorname_np(errno));
+	say("mode12", "%o", stat(sa.sun_path, &st) ? 0 : st.st_mode & 0777);
+	char buf[64] = "";
+	ssize_t n = read(13, buf, 12); /* "via-listener", buffered */
+	say("unix13", "%.*s", (int)(n > 0 ? n : 0), buf);
+	put(13, "ping");
+}
+
+static void sockets_check(const char *dir)
 {
 	if (idx == 1) {
 		say("unix6", "%s", recv_one(6));
 		say("tcp10", "%s", recv_one(10));
+		struct sockaddr_in pa;
+		socklen_t pl = sizeof pa;
+		say("peer10", "%d", getpeername(10, (struct sockaddr *)&pa, &pl) ? -1 : ntohs(pa.sin_port));
+		if (with_unix_listener) { /* the parent's 13 writes to it */
+			struct pollfd pf = { .fd = 14, .events = POLLIN };
+			poll(&pf, 1, 5000);
+			say("unix14", "%s", recv_one(14));
+		}
 		return;
 	}
+	if (with_unix_listener) unix_listener_check(dir);
+
 	int port = port_of_fd(3);
 	say("port3", "%d", port);
 	struct sockaddr_in a = loopback(port);
@@ -389,6 +482,32 @@ static void sockets_check(void)
 	say("tcp9", "%s", recv_one(9));
 	say("tcp9-again", "%s", recv_one(9));
 	say("tcp11", "%s", recv_one(11));
+	say("port11", "%s", port_of_fd(11) == port ? "the listener's" : "another");
+}
+
+/* --- many: N pipes with bytes, N eventfds, N files (for timing) -------- */
+
+static void many_setup(const char *dir, int n)
+{
+	char path[4096];
+	for (int i = 0; i < n; i++) {
+		int p[2];
+		if (pipe(p)) die("pipe");
+		put(p[1], "bytes");
+		if (eventfd((unsigned)i, 0) < 0) die("eventfd");
+		snprintf(path, sizeof path, "%s/f%d", dir, i % 16);
+		if (open(path, O_RDWR | O_CREAT, 0600) < 0) die("open");
+	}
+	printf("ready %d\n", getpid());
+	fflush(stdout);
+	wait_forever();
+}
+
+static void many_check(int n)
+{
+	int open_fds = 0;
+	for (int fd = 3; fd < 3 + 4 * n; fd++) open_fds += fcntl(fd, F_GETFD) >= 0;
+	say("open", "%d", open_fds);
 }
 
 /* --- refuse: a descriptor no snapshot captures ------------------------- */
@@ -401,9 +520,48 @@ static void refuse_setup(void)
 	wait_forever();
 }
 
+/* A file deleted while open: nothing to open again. */
+static void deleted_setup(const char *dir)
+{
+	char path[4096];
+	snprintf(path, sizeof path, "%s/gone", dir);
+	place(open(path, O_RDWR | O_CREAT, 0600), 3, 0);
+	unlink(path);
+	printf("ready %d\n", getpid());
+	fflush(stdout);
+	wait_forever();
+}
+
 static void refuse_check(void)
 {
 	say("fd3", "%s", link_of(3));
+}
+
+/* --- tty: a terminal the application uses (its master outside) ---------- */
+
+static void tty_setup(void)
+{
+	int m = posix_openpt(O_RDWR | O_NOCTTY);
+	if (m < 0 || grantpt(m) || unlockpt(m)) die("pty");
+	place(m, 20, 0);
+	m = 20;
+	place(open(ptsname(m), O_RDWR | O_NOCTTY), 3, 0);
+	pid_t outsider = fork_child();
+	if (outsider == 0) wait_forever(); /* holds the master */
+	close(m);
+	printf("ready %d outsider %d\n", getpid(), outsider);
+	fflush(stdout);
+	wait_forever();
+}
+
+static void tty_check(void)
+{
+	const char *t3 = isatty(3) ? ttyname(3) : NULL;
+	char mine[256] = "";
+	for (int i = 0; i < 3 && !mine[0]; i++)
+		if (isatty(i)) snprintf(mine, sizeof mine, "%s", ttyname(i));
+	say("fd3", "%s", t3 ? (mine[0] && !strcmp(t3, mine) ? "the restorer's terminal" : t3) : link_of(3));
+	say("flags3", "%s", flags_of(3));
 }
 
 int main(int argc, char **argv)
@@ -418,8 +576,14 @@ int main(int argc, char **argv)
 	int port = argc > (check ? 5 : 4) ? atoi(argv[4]) : 0;
 	if (!strcmp(scen, "files")) check ? files_check(dir) : files_setup(dir);
 	else if (!strcmp(scen, "anon")) check ? anon_check() : anon_setup();
-	else if (!strcmp(scen, "sockets")) check ? sockets_check() : sockets_setup(port);
+	else if (!strcmp(scen, "sockets") || !strcmp(scen, "netsockets")) {
+		with_unix_listener = !strcmp(scen, "sockets");
+		check ? sockets_check(dir) : sockets_setup(dir, port);
+	}
+	else if (!strcmp(scen, "tty")) check ? tty_check() : tty_setup();
 	else if (!strcmp(scen, "refuse")) check ? refuse_check() : refuse_setup();
+	else if (!strcmp(scen, "many")) check ? many_check(port) : many_setup(dir, port);
+	else if (!strcmp(scen, "deleted")) check ? refuse_check() : deleted_setup(dir);
 	else {
 		fprintf(stderr, "fdsprog: unknown scenario %s\n", scen);
 		return 2;
