@@ -7,14 +7,13 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "../core/snapshot.h"
 #include "image.h"
 #include "trace.h"
 
-#define CHUNK ((uint64_t)4 << 20)
+#define CHUNK ((uint64_t)1 << 20) /* the copy and its checksum stay in the cache */
 #define WORKERS 2
 
 struct chunk {
@@ -43,20 +42,14 @@ static int pwrite_all(int fd, const char *p, size_t len, uint64_t at)
 	return 0;
 }
 
-/* One chunk: into the file's pages mapped here, or (a file that cannot be
- * mapped writable) through a buffer. */
+/* One chunk: read from the process into this thread's buffer, summed
+ * while it is in the cache, written where the file's space was just
+ * allocated. */
 static int copy_chunk(struct job *j, struct chunk *c, char **buf)
 {
 	uint64_t at = j->at + c->off;
-	fallocate(j->fd, 0, (off_t)at, (off_t)c->len); /* best effort: not every file system */
-	char *p = mmap(NULL, c->len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, j->fd, (off_t)at);
-	if (p != MAP_FAILED) {
-		int rc = mem_read(j->pid, c->addr, p, c->len);
-		if (!rc) c->crc = crc32c(0, p, c->len);
-		munmap(p, c->len);
-		return rc;
-	}
-	if (!*buf && !(*buf = malloc(CHUNK))) return -ENOMEM;
+	if (!*buf && posix_memalign((void **)buf, 4096, CHUNK) != 0) return -ENOMEM;
+	fallocate(j->fd, 0, (off_t)at, (off_t)c->len); /* best effort: not every file system has it */
 	int rc = mem_read(j->pid, c->addr, *buf, c->len);
 	if (!rc) c->crc = crc32c(0, *buf, c->len);
 	return rc ? rc : pwrite_all(j->fd, *buf, c->len, at);

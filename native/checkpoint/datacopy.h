@@ -1,10 +1,11 @@
 /*
  * Copying a process's pages into the image fast: the data is cut into
- * chunks that two threads copy at once, each straight from the process
- * (process_vm_readv) into the file's pages mapped shared (one copy, no
- * bounce buffer), with the file's space allocated ahead (fallocate: on
- * tmpfs, allocating page by page on write costs more than the copy). Each
- * chunk's checksum is its own; they are combined in order afterwards.
+ * 1 MB chunks that two threads copy at once, each read from the process
+ * (process_vm_readv) into a buffer, checksummed while in the cache, and
+ * written where the file's space was allocated just before (fallocate: on
+ * tmpfs, allocating page by page on write costs more than the copy; mapping
+ * the file and reading into it measured slower, mmap/munmap per chunk).
+ * Each chunk's checksum is its own; they are combined in order afterwards.
  */
 #ifndef APPSHOT_CKPT_DATACOPY_H
 #define APPSHOT_CKPT_DATACOPY_H

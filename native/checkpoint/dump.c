@@ -17,6 +17,7 @@
 #include "image.h"
 #include "mem.h"
 #include "procstate.h"
+#include "restart.h"
 #include "rows.h"
 #include "../../tables/schema.h"
 #include "threads.h"
@@ -43,6 +44,7 @@ struct dumper {
 	struct dproc *procs;
 	int n, cap;
 	struct fds_capture *fds;
+	struct shared_set *shared;
 };
 
 static struct dproc *proc_of(struct dumper *d, pid_t pid)
@@ -194,9 +196,21 @@ static int out_of_tables(struct dumper *d, int idx, char *err, size_t errlen)
 	return 0;
 }
 
+/* POSIX timers (timer_create) are not captured: refused, not lost. */
+static int has_posix_timers(pid_t pid)
+{
+	char path[64], c;
+	snprintf(path, sizeof path, "/proc/%d/timers", pid);
+	FILE *f = fopen(path, "re");
+	int yes = f && fread(&c, 1, 1, f) == 1;
+	if (f) fclose(f);
+	return yes;
+}
+
 static int describe(struct dumper *d, struct dproc *p, char *err, size_t errlen)
 {
 	char why[1024];
+	if (has_posix_timers(p->pid)) return refuse(p, err, errlen, "it has POSIX timers (timer_create), which appshot does not capture yet");
 	uint64_t at = inj_find_syscall(p->pid);
 	if (!at) return refuse(p, err, errlen, "no system call instruction was found in its memory to ask it about its state");
 	proc_links(p->pid, &p->links[0], &p->links[1], &p->links[2]);
@@ -204,15 +218,18 @@ static int describe(struct dumper *d, struct dproc *p, char *err, size_t errlen)
 	cJSON_AddNumberToObject(p->json, "vpid", p->vpid);
 	cJSON_AddNumberToObject(p->json, "spid", p->pid);
 	if (d->ctx.home) cJSON_AddStringToObject(p->json, "home", d->ctx.home);
-	if (proc_capture_state(p->pid, at, p->json, why, sizeof why) != 0) return refuse(p, err, errlen, why);
+	/* Threads first: their registers as the freeze left them, before
+	 * any call is made in them. */
 	cJSON *threads = cJSON_AddArrayToObject(p->json, "threads");
 	for (int i = 0; i < p->nthreads; i++) {
 		cJSON *t = thread_capture(p->pid, p->threads[i].tid, at, why, sizeof why);
 		if (!t) return refuse(p, err, errlen, why);
+		restart_note(&d->ctx, t);
 		cJSON_AddItemToArray(threads, t);
 	}
+	if (proc_capture_state(p->pid, at, p->json, why, sizeof why) != 0) return refuse(p, err, errlen, why);
 	cJSON_AddNumberToObject(p->json, "tcb_tid", (double)thread_tcb_tid_offset(p->pid, threads));
-	cJSON *maps = mem_capture(p->pid, &p->plan, &d->ctx, why, sizeof why);
+	cJSON *maps = mem_capture(p->pid, &p->plan, d->shared, &d->ctx, why, sizeof why);
 	if (!maps) return refuse(p, err, errlen, why);
 	cJSON_AddItemToObject(p->json, "mappings", maps);
 	json_add_addr(p->json, "bytes", p->plan.pages * CKPT_PAGE);
@@ -251,6 +268,7 @@ struct dumper *dump_freeze(const struct ckpt_ctx *ctx, const pid_t *pids, int n,
 		if (freeze_proc(d, i, err, errlen) != 0 || out_of_tables(d, i, err, errlen) != 0) goto bad;
 	}
 	d->fds = fds_capture_new(ctx);
+	d->shared = shared_new();
 	for (int i = 0; i < d->n; i++) {
 		tidy_threads(&d->procs[i]);
 		if (describe(d, &d->procs[i], err, errlen) != 0) goto bad;
@@ -295,6 +313,7 @@ int dump_write(struct dumper *d, int fd, uint64_t *offset, int *sections)
 	cJSON *files = fds_capture_files(d->fds);
 	int rc = img_write_json(&w, CKPT_SECTION_FILES, files);
 	cJSON_Delete(files);
+	if (!rc) rc = shared_write(d->shared, &w);
 	for (int i = 0; i < d->n && !rc; i++)
 		if (!proc_of(d, d->procs[i].links[0])) rc = write_tree(d, &d->procs[i], &w);
 	*offset = w.pos;
@@ -313,6 +332,7 @@ void dump_release(struct dumper *d, int kill_them)
 		free(p->threads);
 	}
 	if (d->fds) fds_capture_free(d->fds);
+	shared_free(d->shared);
 	free(d->procs);
 	free(d);
 }

@@ -53,8 +53,9 @@ struct img_section {
 	uint32_t crc;
 };
 /* Reads every section of the file up to END, checking every checksum (of
- * the data too). 0, or -1 with err naming what is wrong. */
-int img_read_sections(int fd, struct img_section **out, int *count, char *err, size_t errlen);
+ * the data too; with headers_only, only the section headers': the caller
+ * checked the payloads already). 0, or -1 with err naming what is wrong. */
+int img_read_sections(int fd, int headers_only, struct img_section **out, int *count, char *err, size_t errlen);
 /* A JSON section's value, or a data section's JSON (data_at then gets the
  * data's offset). NULL with err set. */
 cJSON *img_section_json(int fd, const struct img_section *s, uint64_t *data_at, char *err, size_t errlen);

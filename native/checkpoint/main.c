@@ -6,7 +6,9 @@
  *   dump --pids P,... --home H --aid A --image-fd FD
  *        the harness's protocol on stdin/stdout (DESIGN: "frozen N",
  *        "dump OFFSET" -> "written NEWOFFSET SECTIONS", "detach" | "kill")
- *   restore --image FILE [--home H --aid A] [--report-fd FD] [--wait] [--copy-pages]
+ *   restore --image FILE [--home H --aid A] [--report-fd FD] [--wait] [--copy-pages] [--checked]
+ *        --copy-pages: private memory copied in, not mapped from the image;
+ *        --checked: the caller checked every section's checksum already
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -15,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "ckpt.h"
@@ -29,7 +30,7 @@ static int usage(const char *why)
 	fprintf(stderr,
 		"appshot: %s\n"
 		"usage: appshot-checkpoint dump --pids P,... (--out FILE [--kill] | --home H --aid A --image-fd FD)\n"
-		"       appshot-checkpoint restore --image FILE [--home H --aid A] [--report-fd FD] [--wait] [--copy-pages]\n",
+		"       appshot-checkpoint restore --image FILE [--home H --aid A] [--report-fd FD] [--wait] [--copy-pages] [--checked]\n",
 		why);
 	return CKPT_EXIT_USAGE;
 }
@@ -73,11 +74,7 @@ static int dump_to_file(struct dumper *d, const char *out)
 	}
 	struct img_writer w = {fd, 0, 0};
 	int sections = 0, rc = img_write_header(&w);
-	struct timespec t0, t1;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (!rc) rc = dump_write(d, fd, &w.pos, &sections);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	if (getenv("CKPT_TIMING")) fprintf(stderr, "write %.1f ms for %llu bytes\n", (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6, (unsigned long long)w.pos);
 	cJSON *end = cJSON_CreateObject();
 	cJSON_AddNumberToObject(end, "sections", sections);
 	if (!rc) rc = img_write_json(&w, CKPT_SECTION_END, end);
@@ -153,7 +150,7 @@ static int cmd_dump(int argc, char **argv)
 static int cmd_restore(int argc, char **argv)
 {
 	static const struct option opts[] = {{"image", 1, 0, 'i'}, {"home", 1, 0, 'h'}, {"aid", 1, 0, 'a'}, {"report-fd", 1, 0, 'r'},
-					     {"wait", 0, 0, 'w'},  {"copy-pages", 0, 0, 'c'}, {0, 0, 0, 0}};
+					     {"wait", 0, 0, 'w'},  {"copy-pages", 0, 0, 'c'}, {"checked", 0, 0, 'k'}, {0, 0, 0, 0}};
 	struct restorer R = {0};
 	int report_fd = -1, wait = 0, c;
 	R.map_pages = 1;
@@ -164,6 +161,7 @@ static int cmd_restore(int argc, char **argv)
 		else if (c == 'r') report_fd = atoi(optarg);
 		else if (c == 'w') wait = 1;
 		else if (c == 'c') R.map_pages = 0;
+		else if (c == 'k') R.checked = 1;
 		else return usage("unknown option to restore");
 	}
 	if (!R.image_path) return usage("restore needs --image FILE");

@@ -7,6 +7,10 @@
  *   file    a private file mapping: the file by path and identity, plus
  *           the pages the process wrote (anonymous, per pagemap)
  *   shared  a shared mapping of a file, by path and identity
+ *   shm     shared memory with no name left (shared anonymous, memfd, a
+ *           deleted file): its object in a SHARED section (shared.h)
+ *   sysv    a SysV segment attached (its bytes are the IPC sections'):
+ *           attached again at the same address to the restored segment
  *   vdso, vvar, vvar_vclock, vsyscall: the kernel's own
  * Stored pages are runs [first page, count, data page] into the data that
  * follows the process's JSON in its PROC section, page-aligned in the file.
@@ -22,6 +26,7 @@
 #include "ckpt.h"
 #include "image.h"
 #include "inject.h"
+#include "shared.h"
 
 /* The bytes to copy, in data order. */
 struct mem_run {
@@ -36,7 +41,7 @@ struct mem_plan {
 /* Dump: the mappings of stopped process pid, as JSON, with the runs to
  * store appended to plan. NULL with err set to a refusal (a mapping that
  * cannot be captured). */
-cJSON *mem_capture(pid_t pid, struct mem_plan *plan, const struct ckpt_ctx *ctx, char *err, size_t errlen);
+cJSON *mem_capture(pid_t pid, struct mem_plan *plan, struct shared_set *shared, const struct ckpt_ctx *ctx, char *err, size_t errlen);
 /* Copies the plan's runs from pid into the data section. 0 or -errno. */
 int mem_write_data(pid_t pid, const struct mem_plan *plan, struct img_writer *w, struct img_data *d);
 void mem_plan_free(struct mem_plan *plan);
@@ -56,9 +61,10 @@ void mem_note_vdso(pid_t pid, cJSON *p);
  * removes the stub's own memory but [keep, keep + keep_len) and the
  * kernel's mappings, moves the vDSO to its saved place, and makes every
  * saved mapping, private anonymous pages mapped straight from the image
- * (stub_image_fd in the stub, image_fd here, data at data_at). */
+ * (stub_image_fd in the stub, image_fd here, data at data_at); shared
+ * objects from the memfds shm_fds names by id (inherited from us). */
 int mem_restore(struct inj *in, const cJSON *mappings, uint64_t keep, uint64_t keep_len, int stub_image_fd, int image_fd, uint64_t data_at, int map_pages,
-		char *err, size_t errlen);
+		const cJSON *shm_fds, char *err, size_t errlen);
 
 /* Every saved range, for choosing a place free in all of them. */
 int mem_overlaps(const cJSON *mappings, uint64_t start, uint64_t end);

@@ -13,6 +13,8 @@
 #include "../core/snapshot.h"
 #include "canary.h"
 #include "datacopy.h"
+#include "rows.h"
+#include "../../tables/schema.h"
 #include "trace.h"
 
 #define PM_PRESENT (1ULL << 63)
@@ -116,11 +118,10 @@ static const char *kind_of(pid_t pid, const struct vma *v, int *whole, struct st
 	if (strstr(v->path, "io_uring")) return snprintf(err, errlen, "it uses io_uring (rings mapped at 0x%llx)", (unsigned long long)v->start), NULL;
 	if (!strcmp(v->path, "[stack]")) return "stack";
 	if (!shared && (!v->path[0] || !strcmp(v->path, "[heap]") || !strncmp(v->path, "[anon:", 6))) return "anon";
-	if (!strncmp(v->path, "/SYSV", 5)) return snprintf(err, errlen, "it has a SysV shared memory segment attached at 0x%llx (not captured whole yet)", (unsigned long long)v->start), NULL;
+	if (!strncmp(v->path, "/SYSV", 5)) return "sysv"; /* the segment is the IPC sections' */
 	size_t len = strlen(v->path);
 	int deleted = len > 10 && !strcmp(v->path + len - 10, " (deleted)");
-	if (shared && (deleted || !v->path[0] || v->path[0] != '/'))
-		return snprintf(err, errlen, "it shares anonymous or deleted-file memory at 0x%llx (%s), not captured yet", (unsigned long long)v->start, v->path[0] ? v->path : "anonymous"), NULL;
+	if (shared && (deleted || !v->path[0] || !strncmp(v->path, "/memfd:", 7) || !strncmp(v->path, "[anon_shmem:", 12))) return "shm";
 	if (v->path[0] != '/') return snprintf(err, errlen, "it has a mapping of a kind appshot does not know at 0x%llx (%s)", (unsigned long long)v->start, v->path), NULL;
 	if (deleted) {
 		*whole = 1;
@@ -135,7 +136,8 @@ static const char *kind_of(pid_t pid, const struct vma *v, int *whole, struct st
 	return shared ? "shared" : "file";
 }
 
-static cJSON *describe(pid_t pid, int pagemap, const struct vma *v, struct mem_plan *plan, char *err, size_t errlen)
+static cJSON *describe(pid_t pid, int pagemap, const struct vma *v, struct mem_plan *plan, struct shared_set *shared, const struct ckpt_ctx *ctx, char *err,
+		       size_t errlen)
 {
 	int whole;
 	struct stat st;
@@ -154,6 +156,22 @@ static cJSON *describe(pid_t pid, int pagemap, const struct vma *v, struct mem_p
 		json_add_addr(m, "size", (uint64_t)st.st_size);
 		json_add_addr(m, "mtime", (uint64_t)st.st_mtim.tv_sec * 1000000000ULL + (uint64_t)st.st_mtim.tv_nsec);
 	}
+	if (!strcmp(kind, "shm")) {
+		cJSON_AddStringToObject(m, "shm", shared_note(shared, pid, v->start, v->end, v->offset, v->major, v->minor, v->ino, v->path));
+		json_add_addr(m, "offset", v->offset);
+	}
+	if (!strcmp(kind, "sysv")) {
+		/* The maps line's inode is the segment's system ID: saved as the
+		 * vrid the application knows, found again on restore. */
+		uint32_t vrid = (uint32_t)v->ino;
+		if (ctx->tables && ckpt_rows_vrid(ctx, RT_SHM, (uint32_t)v->ino, &vrid) != 0) {
+			snprintf(err, errlen, "its SysV segment %llu attached at 0x%llx is not in its application's tables", (unsigned long long)v->ino, (unsigned long long)v->start);
+			cJSON_Delete(m);
+			return NULL;
+		}
+		cJSON_AddNumberToObject(m, "shmid", vrid);
+		json_add_addr(m, "offset", v->offset);
+	}
 	cJSON *madv = cJSON_AddArrayToObject(m, "madv");
 	if (has_flag(v, "wf")) cJSON_AddItemToArray(madv, cJSON_CreateString("wf"));
 	if (has_flag(v, "dc")) cJSON_AddItemToArray(madv, cJSON_CreateString("dc"));
@@ -161,7 +179,7 @@ static cJSON *describe(pid_t pid, int pagemap, const struct vma *v, struct mem_p
 	uint64_t before = plan->pages;
 	/* Wipe-on-fork memory comes back zeroed, as in a fork child; the
 	 * shim's canary page excepted: it tells the shim it was restored. */
-	int stored = strcmp(kind, "shared") && kind[0] != '[' && strcmp(kind, "vsyscall") && (!has_flag(v, "wf") || is_canary(pid, v));
+	int stored = strcmp(kind, "shared") && strcmp(kind, "shm") && strcmp(kind, "sysv") && kind[0] != '[' && strcmp(kind, "vsyscall") && (!has_flag(v, "wf") || is_canary(pid, v));
 	if (stored && store_pages(pid, pagemap, v, whole, runs, plan) != 0) {
 		snprintf(err, errlen, "the page map of 0x%llx cannot be read: %s", (unsigned long long)v->start, strerror(errno));
 		cJSON_Delete(m);
@@ -171,9 +189,8 @@ static cJSON *describe(pid_t pid, int pagemap, const struct vma *v, struct mem_p
 	return m;
 }
 
-cJSON *mem_capture(pid_t pid, struct mem_plan *plan, const struct ckpt_ctx *ctx, char *err, size_t errlen)
+cJSON *mem_capture(pid_t pid, struct mem_plan *plan, struct shared_set *shared, const struct ckpt_ctx *ctx, char *err, size_t errlen)
 {
-	(void)ctx;
 	char path[64];
 	snprintf(path, sizeof path, "/proc/%d/smaps", pid);
 	FILE *f = fopen(path, "re");
@@ -200,7 +217,7 @@ cJSON *mem_capture(pid_t pid, struct mem_plan *plan, const struct ckpt_ctx *ctx,
 			have = 1;
 		} else if (have && !strncmp(line, "VmFlags:", 8)) {
 			snprintf(v.flags, sizeof v.flags, "%.200s", line + 9);
-			cJSON *m = describe(pid, pagemap, &v, plan, err, errlen);
+			cJSON *m = describe(pid, pagemap, &v, plan, shared, ctx, err, errlen);
 			if (m)
 				cJSON_AddItemToArray(list, m);
 			else

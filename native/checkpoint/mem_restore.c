@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/shm.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -158,7 +159,8 @@ static long open_in_stub(struct inj *in, const char *path, int flags)
 	return inj_call(in, SYS_openat, AT_FDCWD, inj_put(in, 0, path, strlen(path) + 1), flags | O_CLOEXEC);
 }
 
-static int make_mapping(struct inj *in, const cJSON *m, int stub_fd, int image_fd, uint64_t data_at, int map_pages, char *err, size_t errlen)
+static int make_mapping(struct inj *in, const cJSON *m, int stub_fd, int image_fd, uint64_t data_at, int map_pages, const cJSON *shm_fds, char *err,
+			size_t errlen)
 {
 	const char *kind = json_str(m, "kind"), *prot_s = json_str(m, "prot");
 	uint64_t start = json_addr(m, "start"), len = json_addr(m, "end") - start;
@@ -190,6 +192,20 @@ static int make_mapping(struct inj *in, const cJSON *m, int stub_fd, int image_f
 		inj_call(in, SYS_close, fd);
 		if (rc != (long)start) return failed(err, errlen, "mapping a file", start, rc);
 		if (has_runs && write_runs(in, m, image_fd, data_at, err, errlen) != 0) return -1;
+	} else if (!strcmp(kind, "sysv")) {
+		/* One attachment may show as several mappings (mprotect split
+		 * it): attached at its first, the others given their prot. */
+		uint64_t offset = json_addr(m, "offset");
+		if (offset == 0) {
+			rc = inj_call(in, SYS_shmat, json_int(m, "srid"), start, (prot & PROT_WRITE) ? 0 : SHM_RDONLY);
+			if (rc != (long)start) return failed(err, errlen, "attaching the SysV segment again", start, rc);
+		}
+		if ((rc = inj_call(in, SYS_mprotect, start, len, prot)) != 0) return failed(err, errlen, "mprotect of a SysV attachment", start, rc);
+	} else if (!strcmp(kind, "shm")) {
+		const cJSON *fd = cJSON_GetObjectItem(shm_fds, json_str(m, "shm") ? json_str(m, "shm") : "");
+		if (!cJSON_IsNumber(fd)) return snprintf(err, errlen, "the image has no shared memory object for 0x%llx", (unsigned long long)start), -1;
+		rc = inj_call(in, SYS_mmap, start, len, prot, MAP_SHARED | MAP_FIXED, fd->valueint, json_addr(m, "offset"));
+		if (rc != (long)start) return failed(err, errlen, "mapping shared memory", start, rc);
 	} else {
 		return 0; /* the kernel's own: moved or left */
 	}
@@ -203,13 +219,13 @@ static int make_mapping(struct inj *in, const cJSON *m, int stub_fd, int image_f
 }
 
 int mem_restore(struct inj *in, const cJSON *mappings, uint64_t keep, uint64_t keep_len, int stub_image_fd, int image_fd, uint64_t data_at, int map_pages,
-		char *err, size_t errlen)
+		const cJSON *shm_fds, char *err, size_t errlen)
 {
 	struct special sp[4];
 	int nsp;
 	if (unmap_stub(in, keep, keep_len, sp, &nsp, err, errlen) != 0) return -1;
 	if (move_vdso(in, mappings, sp, nsp, keep + keep_len / 4, err, errlen) != 0) return -1;
 	const cJSON *m;
-	cJSON_ArrayForEach(m, mappings) if (make_mapping(in, m, stub_image_fd, image_fd, data_at, map_pages, err, errlen) != 0) return -1;
+	cJSON_ArrayForEach(m, mappings) if (make_mapping(in, m, stub_image_fd, image_fd, data_at, map_pages, shm_fds, err, errlen) != 0) return -1;
 	return 0;
 }

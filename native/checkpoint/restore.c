@@ -21,7 +21,10 @@
 #include "image.h"
 #include "mem.h"
 #include "procstate.h"
+#include "restart.h"
 #include "rows.h"
+#include "shared.h"
+#include "../../tables/schema.h"
 #include "threads.h"
 #include "trace.h"
 
@@ -71,17 +74,38 @@ static void rehome(struct restorer *R, struct rproc *p)
 	}
 }
 
+/* Each SysV attachment's segment as restored: the vrid saved, the srid
+ * the tables give it now (without tables, the same segment). */
+static int resysv(struct restorer *R, struct rproc *p)
+{
+	cJSON *m;
+	cJSON_ArrayForEach(m, cJSON_GetObjectItem(p->json, "mappings"))
+	{
+		const char *kind = json_str(m, "kind");
+		if (!kind || strcmp(kind, "sysv")) continue;
+		uint32_t vrid = (uint32_t)json_int(m, "shmid"), srid = vrid;
+		if (R->ctx.tables && ckpt_rows_srid(&R->ctx, RT_SHM, vrid, &srid) != 0) {
+			snprintf(err, sizeof err, "cannot restore process %u (%s): its SysV segment %u (attached at %s) was not restored with it", p->vpid, comm_of(p), vrid,
+				 json_str(m, "start"));
+			return -1;
+		}
+		cJSON_AddNumberToObject(m, "srid", srid);
+	}
+	return 0;
+}
+
 static int load(struct restorer *R)
 {
 	struct img_section *s;
 	int n;
 	char why[1024];
-	if (img_read_sections(R->image_fd, &s, &n, why, sizeof why) != 0) {
+	if (img_read_sections(R->image_fd, R->checked, &s, &n, why, sizeof why) != 0) {
 		snprintf(err, sizeof err, "%s is not a usable snapshot: %s; nothing was restored", R->image_path, why);
 		return -1;
 	}
 	cJSON *files = NULL;
 	R->procs = calloc((size_t)n, sizeof *R->procs);
+	R->shm_fds = cJSON_CreateObject();
 	for (int i = 0; i < n; i++) {
 		if (s[i].kind == CKPT_SECTION_FILES) {
 			cJSON_Delete(files);
@@ -93,13 +117,13 @@ static int load(struct restorer *R)
 			R->n++;
 		}
 	}
-	free(s);
 	if (!R->n) {
 		snprintf(err, sizeof err, "%s holds no process to restore (it was taken with --ipc-only?); nothing was restored", R->image_path);
 		return -1;
 	}
 	for (int i = 0; i < R->n; i++) {
 		rehome(R, &R->procs[i]);
+		if (resysv(R, &R->procs[i]) != 0) return -1;
 		R->procs[i].parent = -1;
 		for (int j = 0; j < i; j++)
 			if (R->procs[j].vpid == (uint32_t)json_int(R->procs[i].json, "ppid")) R->procs[i].parent = j;
@@ -122,6 +146,12 @@ static int load(struct restorer *R)
 	}
 	close(R->image_fd), close(pfd[0]), close(pfd[1]);
 	R->image_fd = image;
+	for (int i = 0; i < n; i++)
+		if (s[i].kind == CKPT_SECTION_SHARED && shared_make(R->image_fd, &s[i], R->keep_from, R->shm_fds, why, sizeof why) != 0) {
+			snprintf(err, sizeof err, "cannot restore from %s: %s; nothing was restored", R->image_path, why);
+			return -1;
+		}
+	free(s);
 	/* fds.c makes each file's descriptor at the lowest free number (a pipe
 	 * two) before moving it to base + i: base lies past all of those. */
 	int base = highest_fd() + 1 + 4 * cJSON_GetArraySize(cJSON_GetObjectItem(files, "ofds")) + 16;
@@ -294,7 +324,8 @@ static int restore_threads(struct restorer *R, struct rproc *p, struct inj *main
 		p->tids[k] = (pid_t)tid;
 		struct inj in;
 		if (trace_wait_stopped((pid_t)tid, NULL, NULL) != 0 || inj_begin(&in, (pid_t)tid, R->gadget, scratch(R)) != 0) return failed(p, "a new thread could not be stopped");
-		const cJSON *t = cJSON_GetArrayItem(threads, k);
+		cJSON *t = cJSON_GetArrayItem(threads, k);
+		if (restart_translate(&R->ctx, t, why, sizeof why) != 0) return failed(p, why);
 		if (thread_restore_state(&in, p->spid, t, tcb, why, sizeof why) != 0 || thread_restore_regs((pid_t)tid, t, why, sizeof why) != 0) return failed(p, why);
 	}
 	return 0;
@@ -305,8 +336,8 @@ static int restore_proc(struct restorer *R, struct rproc *p, struct inj *in)
 	char why[1024];
 	const cJSON *threads = cJSON_GetObjectItem(p->json, "threads");
 	long tcb = json_int(p->json, "tcb_tid");
-	if (mem_restore(in, cJSON_GetObjectItem(p->json, "mappings"), R->gadget, GADGET_PAGES * 4096ULL, R->image_fd, R->image_fd, p->data_at, R->map_pages, why,
-			sizeof why) != 0 ||
+	if (mem_restore(in, cJSON_GetObjectItem(p->json, "mappings"), R->gadget, GADGET_PAGES * 4096ULL, R->image_fd, R->image_fd, p->data_at, R->map_pages, R->shm_fds,
+			why, sizeof why) != 0 ||
 	    proc_restore_mm(in, p->json, why, sizeof why) != 0 || proc_restore_sigactions(in, p->json, why, sizeof why) != 0)
 		return failed(p, why);
 	if (restore_threads(R, p, in, tcb) != 0) return -1;
@@ -321,7 +352,9 @@ static int restore_proc(struct restorer *R, struct rproc *p, struct inj *in)
 	proc_restore_rlimits(p->spid, p->json, why, sizeof why);
 	long rc = inj_call(in, SYS_munmap, R->gadget, GADGET_PAGES * 4096ULL);
 	if (rc != 0) return failed(p, "removing the gadget page failed");
-	if (thread_restore_regs(p->spid, cJSON_GetArrayItem(threads, 0), why, sizeof why) != 0) return failed(p, why);
+	if (restart_translate(&R->ctx, cJSON_GetArrayItem(threads, 0), why, sizeof why) != 0 ||
+	    thread_restore_regs(p->spid, cJSON_GetArrayItem(threads, 0), why, sizeof why) != 0)
+		return failed(p, why);
 	return 0;
 }
 

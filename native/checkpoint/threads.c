@@ -90,6 +90,33 @@ static int capture_by_calls(struct inj *in, cJSON *t, char *err, size_t errlen)
 	return 0;
 }
 
+/* The signals pending on tid and its process, from /proc. */
+static uint64_t pending_of(pid_t pid, pid_t tid)
+{
+	char path[64], line[256];
+	uint64_t set = 0;
+	snprintf(path, sizeof path, "/proc/%d/task/%d/status", pid, tid);
+	FILE *f = fopen(path, "re");
+	while (f && fgets(line, sizeof line, f))
+		if (!strncmp(line, "SigPnd:", 7) || !strncmp(line, "ShdPnd:", 7)) set |= strtoull(line + 7, NULL, 16);
+	if (f) fclose(f);
+	return set;
+}
+
+/* semop and epoll_wait answer any interruption with EINTR, the freeze's
+ * too, which the program would then see. When no signal it could take is
+ * pending, the EINTR was the freeze's: the call is marked to be made again
+ * (ERESTARTNOHAND), in the image and in the thread when it is let go. */
+static void undo_freeze_eintr(pid_t pid, struct inj *in)
+{
+	struct user_regs_struct *r = &in->regs;
+	long nr = (long)r->orig_rax;
+	if ((long)r->rax != -EINTR || (nr != SYS_semop && nr != SYS_semtimedop && nr != SYS_epoll_wait && nr != SYS_epoll_pwait && nr != 441 /* epoll_pwait2 */))
+		return;
+	if (pending_of(pid, in->tid) & ~in->mask) return; /* a real signal interrupted it */
+	r->rax = (uint64_t)-514; /* ERESTARTNOHAND: no handler runs, so it restarts */
+}
+
 cJSON *thread_capture(pid_t pid, pid_t tid, uint64_t syscall_at, char *err, size_t errlen)
 {
 	cJSON *t = cJSON_CreateObject();
@@ -99,6 +126,7 @@ cJSON *thread_capture(pid_t pid, pid_t tid, uint64_t syscall_at, char *err, size
 		snprintf(err, errlen, "thread %d cannot be read: %s", tid, strerror(errno));
 		goto bad;
 	}
+	undo_freeze_eintr(pid, &in);
 	json_add_hex(t, "regs", &in.regs, sizeof in.regs);
 	json_add_addr(t, "sigmask", in.mask);
 	static uint8_t xs[XSTATE_MAX] __attribute__((aligned(64)));

@@ -126,23 +126,27 @@ int trace_syscall(pid_t tid, uint64_t at, long *ret, long nr, long a1, long a2, 
 
 void trace_restart_fixup(struct user_regs_struct *r, int live)
 {
+	int restart = 0;
 	if ((long)r->orig_rax >= 0) {
 		switch (-(long)r->rax) {
 		case ERESTARTSYS:
 		case ERESTARTNOINTR:
 		case ERESTARTNOHAND:
 			r->rax = r->orig_rax;
-			r->rip -= 2;
+			restart = 1;
 			break;
 		case ERESTART_RESTARTBLOCK:
 			/* The restart block (nanosleep's time left) lives in the
 			 * kernel's task: only the same thread can continue it. */
 			r->rax = live ? SYS_restart_syscall : r->orig_rax;
-			r->rip -= 2;
+			restart = 1;
 			break;
 		}
 	}
-	r->orig_rax = -1;
+	if (restart) r->rip -= 2;
+	/* A restored thread never restarts on its own; a live one that needs
+	 * no restart keeps its registers as they were. */
+	if (restart || !live) r->orig_rax = -1;
 }
 
 static int proc_mem(pid_t pid, uint64_t addr, void *buf, size_t len, int write)
