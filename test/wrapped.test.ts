@@ -4,8 +4,9 @@ import { describe, expect, it } from 'vitest';
 import { ROOT, SHIM_PATH } from '../ts/paths.js';
 
 /** Exported by the shim without being a wrapper: the translation lookup
- * under a stable name, for the benchmarks (native/shim/translate.c). */
-const NOT_WRAPPERS = ['appshot_vr_to_sr'];
+ * under a stable name, for the benchmarks (native/shim/translate.c); the
+ * function a restorer calls in a restored process (native/shim/canary.h). */
+const NOT_WRAPPERS = ['appshot_vr_to_sr', 'shim_restored_entry'];
 
 /** The functions native/shim/wrapped.def lists: each line not a comment is
  * "RET NAME(PARAMS) POLICY". */
