@@ -120,6 +120,7 @@ describe('descriptors captured from stopped processes and made again', () => {
       '0 pipe18': 'from-outside', // its writer was outside the application:
       '0 pipe18-again': 'EOF', // the bytes, then end of file
       '0 fd19': '/dev/urandom',
+      '0 fd20': 'O_PATH', // an O_PATH descriptor of the FIFO: by path, opening nothing
       '1 pipe8': 'hello-from-parent', // written by the parent, buffered
       '1 fd9': 'EBADF',
       '1 fd11': 'w',
@@ -284,6 +285,39 @@ describe.each(MODES)('listeners under the shim, %s', (mode, flags) => {
     expect(sport).toBeGreaterThanOrEqual(20000);
     expect(sport).toBeLessThanOrEqual(29999);
     app.harness!.child.kill('SIGTERM');
+    other.child.kill('SIGTERM');
+  });
+});
+
+describe.each(MODES)('a listener restored once its original has ended, %s', (mode, flags) => {
+  it(mode === 'identity' ? 'gets its own port back: virtual and system port are one again' : 'gets a port of the range, not its own', async () => {
+    const home = makeHome();
+    const dir = dirFor();
+    const port = await freePort();
+    const src = `fds-gone-${mode}`;
+    const dst = `fds-back-${mode}`;
+    const app = await setup('netsockets', dir, port, [home, 'run', '--aid', src, ...flags]);
+    const pidRows = tablesJson(home, ['--aid', src, '--type', 'pid']);
+    const spids = app.pids.map((v) => pidRows.find((row) => row.virtual === v)!.system);
+    const image = join(dir, 'capture.json');
+    const cap = spawnSync(DRIVER, ['--home', home, '--aid', src, '--capture-only', '--json', image, '--pids', spids.join(',')], { encoding: 'utf8', timeout: 30_000 });
+    expect(cap.stderr).toBe('');
+    expect(cap.status).toBe(0);
+    await app.harness!.done; // the original has ended and its ports are free
+    expect(tablesJson(home, ['--aid', src, '--type', 'port'])).toEqual([]);
+    const other = appshotAsync(home, ['run', '--aid', dst, ...flags, '--', 'sleep', '600']);
+    await waitFor(() => JSON.stringify(tablesJson(home, ['--aid', dst, '--type', 'pid'])), /system/);
+    const cmd = [DRIVER, '--home', home, '--aid', dst, '--from', image, '--', FDSPROG, 'check', 'netsockets', dir, String(port)];
+    const r = spawnSync(cmd[0], cmd.slice(1), { encoding: 'utf8', timeout: 30_000 });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const sport = Number(r.stdout.match(/^0 port3 (\d+)$/m)![1]);
+    expect(r.stdout).toContain('0 accept3 ok\n');
+    if (mode === 'identity') expect(sport).toBe(port);
+    else expect(sport).not.toBe(port);
+    expect(tablesJson(home, ['--aid', dst, '--type', 'port'])).toEqual(
+      expect.arrayContaining([expect.objectContaining({ virtual: port, system: sport, proto: 'tcp' })]),
+    );
     other.child.kill('SIGTERM');
   });
 });

@@ -325,7 +325,10 @@ static int describe(struct fds_capture *c, struct fds_proc *p, int fd, char *err
 	struct ofd *o = same_ofd(c, p->spid, fd, &at);
 	if (!o) {
 		int rc;
-		if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) rc = describe_path(c, p, fd, link, &st, flags, fdinfo, err, errlen);
+		/* An O_PATH descriptor names a file without opening it, whatever
+		 * the file is (a FIFO, a socket, a device): by path again. */
+		if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode) || ((flags & O_PATH) && link[0] == '/'))
+			rc = describe_path(c, p, fd, link, &st, flags, fdinfo, err, errlen);
 		else if (S_ISCHR(st.st_mode)) rc = describe_chr(c, p, fd, link, &st, flags, err, errlen);
 		else if (S_ISFIFO(st.st_mode)) rc = fds_describe_pipe(c, p, fd, link, &st, flags, err, errlen);
 		else if (S_ISSOCK(st.st_mode)) rc = fds_describe_socket(c, p, fd, &st, flags, fdinfo, err, errlen);
@@ -586,13 +589,13 @@ struct fds_restore *fds_restore_open(const cJSON *files, int base, const struct 
 	}
 	/* Enough descriptors for every ofd above base, and the tables' numbers. */
 	struct rlimit rl;
-	if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < (rlim_t)base + (rlim_t)r->n + 64 && rl.rlim_cur < rl.rlim_max) {
+	if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < (rlim_t)base + 2 * (rlim_t)r->n + 64 && rl.rlim_cur < rl.rlim_max) {
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
-	if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur != RLIM_INFINITY && (rlim_t)base + (rlim_t)r->n > rl.rlim_cur) {
-		fds_err(err, errlen, "the restore needs descriptor numbers up to %d (one for each of the image's %d open files, above its highest number), more than its limit of open files (%llu); raise it (ulimit -n)",
-			base + r->n, r->n, (unsigned long long)rl.rlim_cur);
+	if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur != RLIM_INFINITY && (rlim_t)base + 2 * (rlim_t)r->n + 16 > rl.rlim_cur) {
+		fds_err(err, errlen, "the restore needs descriptor numbers up to %d (two for each of the image's %d open files, above its highest number), more than its limit of open files (%llu); raise it (ulimit -n)",
+			base + 2 * r->n + 16, r->n, (unsigned long long)rl.rlim_cur);
 		goto fail;
 	}
 	/* The range is ours alone: a descriptor of the caller's there would be
@@ -603,25 +606,38 @@ struct fds_restore *fds_restore_open(const cJSON *files, int base, const struct 
 			goto fail;
 		}
 	if (fds_pipes_open(r, err, errlen)) goto fail;
-	for (int i = 0; i < r->n; i++) {
+	/* Made at whatever numbers the kernel gives (the lowest free, which in a
+	 * restorer holding everything below base lie inside the range), each
+	 * moved above the range at once; then put in place, where nothing of
+	 * ours can be in the way any more. */
+	for (i = 0; i < r->n; i++) {
 		int fd = make_ofd(r, i, r->ofd[i], err, errlen);
 		if (fd < 0) goto fail;
+		r->fd[i] = fd;
 		int fl = (int)fds_get_num(r->ofd[i], "flags", 0);
 		/* The status flags an open did not set (a pipe, a socket, a dup). */
 		int now = fcntl(fd, F_GETFL);
 		int want = (now & ~(O_APPEND | O_NONBLOCK | O_ASYNC | O_DIRECT | O_NOATIME)) | (fl & (O_APPEND | O_NONBLOCK | O_DIRECT | O_NOATIME));
 		if (now >= 0 && now != want) fcntl(fd, F_SETFL, want);
-		if (fd != base + i) {
-			if (dup3(fd, base + i, O_CLOEXEC) < 0) {
-				fds_err(err, errlen, "cannot place the restored descriptor %d at %d: %s", i + 1, base + i, strerror(errno));
-				close(fd);
+		if (fd >= base && fd < base + r->n) {
+			int above = fcntl(fd, F_DUPFD_CLOEXEC, base + r->n);
+			if (above < 0) {
+				fds_err(err, errlen, "cannot move a restored descriptor out of the way: %s", strerror(errno));
 				goto fail;
 			}
 			close(fd);
+			r->fd[i] = above;
 		}
-		r->fd[i] = base + i;
 	}
 	fds_pipes_close_spare(r);
+	for (i = 0; i < r->n; i++) {
+		if (dup3(r->fd[i], base + i, O_CLOEXEC) < 0) {
+			fds_err(err, errlen, "cannot place the restored descriptor %d at %d: %s", i + 1, base + i, strerror(errno));
+			goto fail;
+		}
+		close(r->fd[i]);
+		r->fd[i] = base + i;
+	}
 	return r;
 oom:
 	fds_err(err, errlen, "out of memory");

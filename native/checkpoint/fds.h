@@ -30,7 +30,9 @@ void fds_capture_free(struct fds_capture *c);
 
 /* Restore, in the restorer before any stub is forked: makes every open file
  * description of the files section at a descriptor >= base, which the
- * restorer and the stubs it forks all inherit. */
+ * restorer and the stubs it forks all inherit (the i-th at base+i; the
+ * range must be free: it is refused, not overwritten). Ports are bound
+ * here, through ctx->tables when set. */
 struct fds_restore;
 struct fds_restore *fds_restore_open(const cJSON *files, int base, const struct ckpt_ctx *ctx, char *err, size_t errlen);
 /* In a stub (a fork of the restorer) before its memory is replaced: puts
@@ -44,6 +46,8 @@ int fds_install(struct fds_restore *r, const cJSON *table, int keep_from, char *
 void fds_close_base(struct fds_restore *r);
 /* The highest descriptor number a table uses (-1 for none). */
 int fds_table_max(const cJSON *table);
+/* In the restorer, once every stub is forked (or on failure): closes its
+ * own copies, for the same reason as fds_close_base, and frees r. */
 void fds_restore_free(struct fds_restore *r);
 
 #endif

@@ -10,6 +10,10 @@
  * back as a pipe whose other end is closed (the reader sees the buffered
  * bytes, then end of file; the writer gets EPIPE), as if the outside had
  * gone away.
+ *
+ * A FIFO is opened again by its name: the same FIFO, if anyone outside
+ * still has it open (then its bytes are there already), else a new one
+ * that gets the saved bytes.
  */
 #define _GNU_SOURCE
 #include "fds_int.h"
@@ -201,6 +205,10 @@ static int make_pipe(struct fds_restore *r, int k, const cJSON *pj, char *err, s
 		free(data);
 		return -1;
 	}
+	/* A FIFO others kept open (the original application, still running)
+	 * holds its bytes still: they are not put in a second time. */
+	int queued = 0;
+	if (path && ioctl(pf[2], FIONREAD, &queued) == 0 && queued > 0) len = 0;
 	int rc = fill_pipe(pf[1], data, len);
 	free(data);
 	if (rc) return fds_err(err, errlen, "cannot put %zu saved bytes back into a pipe: %s", len, strerror(errno)), -1;

@@ -550,9 +550,19 @@ static int tcp_via_listener(struct fds_restore *r, const cJSON *server, const cJ
 	}
 	sv[0] = -1;
 	sv[1] = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (sv[1] >= 0 && connect(sv[1], (struct sockaddr *)&a, len) == 0) {
+	struct sockaddr_storage me, peer;
+	socklen_t mel = sizeof me, pl;
+	if (sv[1] >= 0 && connect(sv[1], (struct sockaddr *)&a, len) == 0 && getsockname(sv[1], (struct sockaddr *)&me, &mel) == 0) {
+		/* The listener is live: a client from outside may have come first.
+		 * Ours is the one whose peer is our end; the others are closed
+		 * (they see a reset, as a connection to a restarting server may). */
 		struct pollfd pf = { .fd = r->fd[l], .events = POLLIN };
-		if (poll(&pf, 1, 1000) == 1) sv[0] = accept4(r->fd[l], NULL, NULL, SOCK_CLOEXEC);
+		for (int tries = 0; sv[0] < 0 && tries < 64 && poll(&pf, 1, 1000) == 1; tries++) {
+			int got = accept4(r->fd[l], (struct sockaddr *)&peer, (pl = sizeof peer, &pl), SOCK_CLOEXEC);
+			if (got < 0) break;
+			if (same_addr(&peer, pl, &me, mel)) sv[0] = got;
+			else close(got);
+		}
 	}
 	if (sv[0] >= 0) return 0;
 	fds_err(err, errlen, "cannot connect to the restored listener on port %u again: %s", port, strerror(errno));

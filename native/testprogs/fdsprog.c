@@ -169,13 +169,18 @@ static void files_setup(const char *dir)
 	if (pipe(e)) die("pipe");
 	put(e[1], "from-outside");
 	pid_t outsider = fork_child();
-	if (outsider == 0) wait_forever();
+	if (outsider == 0) {
+		close(16), close(17); /* the FIFO is the application's alone */
+		wait_forever();
+	}
 	close(e[1]);
 	place(e[0], 18, 0);
 	place(open("/dev/urandom", O_RDONLY), 19, 0);
+	snprintf(path, sizeof path, "%s/fifo", dir);
+	place(open(path, O_PATH), 20, 0); /* names the FIFO, opens nothing */
 	pid_t kid = fork_child();
 	if (kid == 0) {
-		close(9), close(10), close(12), close(13), close(14), close(16), close(17), close(18), close(19);
+		close(9), close(10), close(12), close(13), close(14), close(16), close(17), close(18), close(19), close(20);
 		put(11, "child-bytes");
 		wait_forever();
 	}
@@ -214,6 +219,7 @@ static void files_check(const char *dir)
 		say("pipe18", "%s", drain(18));
 		say("pipe18-again", "%s", drain(18)); /* the writer is gone */
 		say("fd19", "%s", link_of(19));
+		say("fd20", "%s", fcntl(20, F_GETFL) & O_PATH ? "O_PATH" : "opened");
 		put(9, "go"); /* the child looks at the shared offset now */
 	} else {
 		char buf[32] = "";
