@@ -292,37 +292,39 @@ describe.concurrent.each(MODES)('redis-server (item 2), %s', (mode, flags) => {
     const dir = mkdtempSync(join(HOME, 'redis-'));
     const h = start(HOME, ['run', ...flags, '--aid', a, '--', 'redis-server', '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir]);
     await waitFor(h.out, /Ready to accept connections/);
+    // Inside the application at the virtual port, outside at the system port.
     expect(await redis(HOME, a, port, 'SET', 'greeting', 'hello from memory')).toBe('OK');
-    expect(await redis(HOME, a, port, 'INCRBY', 'visits', '41')).toBe('41');
+    const sys = await systemPort(HOME, a, port);
+    expect(await redisOut(sys, 'INCRBY', 'visits', '41')).toBe('41');
     // A megabyte of value, so the image holds more than the server's start.
-    expect(await redis(HOME, a, port, 'SETRANGE', 'big', '1048575', 'z')).toBe('1048576');
+    expect(await redisOut(sys, 'SETRANGE', 'big', '1048575', 'z')).toBe('1048576');
     const file = await snapshotStop(HOME, a, h, [], `redis ${mode}`);
 
     let harness: Cmd | undefined;
     let image = file;
     for (const [b, visits] of [[`${a}-b`, '42'], [`${a}-c`, '43']] as const) {
       harness = start(HOME, ['restore', image, '--aid', b]);
-      await until(`${b} answering`, async () => ((await redis(HOME, b, port, 'PING')) === 'PONG' ? true : undefined));
+      const sysB = await until(`${b}'s port`, () => systemPort(HOME, b, port));
+      await until(`${b} answering`, async () => ((await redisOut(sysB, 'PING')) === 'PONG' ? true : undefined));
+      expect(await redisOut(sysB, 'GET', 'greeting')).toBe('hello from memory');
+      expect(await redisOut(sysB, 'INCR', 'visits')).toBe(visits);
+      expect(await redisOut(sysB, 'STRLEN', 'big')).toBe('1048576');
+      // Inside the application, at the virtual port.
       expect(await redis(HOME, b, port, 'GET', 'greeting')).toBe('hello from memory');
-      expect(await redis(HOME, b, port, 'INCR', 'visits')).toBe(visits);
-      expect(await redis(HOME, b, port, 'STRLEN', 'big')).toBe('1048576');
-      // From outside the application too, at the system port.
-      const out = spawnOut('redis-cli', ['-p', String(await systemPort(HOME, b, port)), 'GET', 'greeting']);
-      expect((await out).trim()).toBe('hello from memory');
       if (b.endsWith('-b')) image = await snapshotStop(HOME, b, harness, [], `redis ${mode}, restored`);
     }
     await end(HOME, `${a}-c`, harness!);
   });
 });
 
-/** A program's standard output, run to its end. */
-function spawnOut(cmd: string, args: string[]): Promise<string> {
+/** redis-cli run outside the application, at a system port: its answer. */
+function redisOut(port: number, ...args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
-    const c = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    const c = spawn('redis-cli', ['-p', String(port), ...args], { stdio: ['ignore', 'pipe', 'ignore'] });
     let out = '';
     c.stdout.on('data', (d) => (out += d));
     c.on('error', reject);
-    c.on('close', () => resolve(out));
+    c.on('close', () => resolve(out.trim()));
   });
 }
 
