@@ -14,7 +14,7 @@
  * helpers.ts's appshotAsync, whose afterEach would end the other tests'.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -24,6 +24,7 @@ import { CLI_PATH, builtProgram } from '../ts/paths.js';
 import { MODES, freePort, makeHome, waitFor } from './helpers.js';
 
 const CKPTAPP = builtProgram('ckptapp');
+const CKPTSYSV = builtProgram('ckptsysv');
 const FIXTURES = join(import.meta.dirname, 'fixtures');
 const PYTHON = '/usr/bin/python3';
 const NODE = '/usr/bin/node';
@@ -125,6 +126,20 @@ async function processes(home: string, aid: string, as: string[] = []): Promise<
   const r = await appshot(home, ['ps', '--aid', aid, '--json'], as);
   if (r.code !== 0) throw new Error(`ps of ${aid}: ${r.stderr}`);
   return (JSON.parse(r.stdout) as { vpid: number; spid: number }[]).map((p) => [p.vpid, p.spid] as [number, number]).sort((a, b) => a[0] - b[0]);
+}
+
+/** The pipes and sockets a process holds, as its descriptors name them ("pipe:[123]"). */
+function kernelFiles(spid: number): string[] {
+  const dir = `/proc/${spid}/fd`;
+  return readdirSync(dir)
+    .map((fd) => {
+      try {
+        return readlinkSync(join(dir, fd));
+      } catch {
+        return '';
+      }
+    })
+    .filter((l) => /^(pipe|socket):\[\d+\]$/.test(l));
 }
 
 /** Ends an application and waits for its harness. */
@@ -259,6 +274,11 @@ describe.concurrent.each(MODES)('ckptapp (item 1), %s', (mode, flags) => {
     const [orig, copy] = [await processes(HOME, a), await processes(HOME, `${a}-twin`)];
     expect(copy.map((p) => p[0])).toEqual(orig.map((p) => p[0]));
     for (const [, spid] of copy) expect(orig.map((p) => p[1])).not.toContain(spid);
+    // Kernel objects of its own: none of the twin's pipes and sockets is the original's.
+    const ko = new Set(orig.flatMap(([, spid]) => kernelFiles(spid)));
+    const kc = copy.flatMap(([, spid]) => kernelFiles(spid));
+    expect(kc.filter((k) => k.startsWith('pipe:')).length).toBeGreaterThanOrEqual(4);
+    expect(kc.filter((k) => ko.has(k))).toEqual([]);
     const [po, pc] = [await systemPort(HOME, a, port), await systemPort(HOME, `${a}-twin`, port)];
     expect(pc).not.toBe(po);
     if (mode === 'identity') expect(po).toBe(port);
@@ -272,6 +292,38 @@ describe.concurrent.each(MODES)('ckptapp (item 1), %s', (mode, flags) => {
     await end(HOME, a, h);
     const n = ticks(twin.out()).at(-1)![0];
     await tickAtLeast(twin.out, n + 2);
+    await end(HOME, `${a}-twin`, twin);
+  });
+});
+
+describe.concurrent.each(MODES)('SysV shared memory side by side (item 5), %s', (mode, flags) => {
+  it("a restore of ckptsysv beside its running original: the same virtual shmid, attached at the same address, each its own segment counting on from the saved count", async ({ expect }) => {
+    const a = `sv5-${mode}`;
+    const TICKLINE = /^tick (\d+) (\d+) (0x[0-9a-f]+) (\d+)$/gm;
+    const last = (out: string) => [...out.matchAll(TICKLINE)].at(-1)!.slice(1);
+    const h = start(HOME, ['run', ...flags, '--aid', a, '--', CKPTSYSV, '50']);
+    await waitFor(h.out, /^tick \d+ \d+ 0x[0-9a-f]+ 5$/m);
+    const file = join(HOME, `${a}.snap`);
+    expect((await appshot(HOME, ['snapshot', a, '-o', file])).code).toBe(0);
+    const twin = start(HOME, ['restore', file, '--aid', `${a}-twin`]);
+    await waitFor(twin.out, /^tick /m);
+    const [, shmid, addr, count] = last(h.out());
+    const first = [...twin.out().matchAll(TICKLINE)][0].slice(1);
+    // The same vpid, virtual shmid and address; the count from the saved one on.
+    expect(first.slice(0, 3)).toEqual(last(h.out()).slice(0, 3));
+    expect(first[1]).toBe(shmid);
+    expect(first[2]).toBe(addr);
+    expect(Number(first[3])).toBeLessThanOrEqual(Number(count) + 1);
+    expect(Number(first[3])).toBeGreaterThan(5);
+    // Each its own segment: one virtual shmid, two system ones.
+    const [ro, rt] = [await rows(HOME, a, 'shm'), await rows(HOME, `${a}-twin`, 'shm')];
+    expect(rt.map((r) => r.virtual)).toEqual(ro.map((r) => r.virtual));
+    expect(rt[0].system).not.toBe(ro[0].system);
+    if (mode === 'identity') expect(ro[0].system).toBe(Number(shmid));
+    // Both count on, each in its own segment: ending the original leaves the twin counting.
+    await end(HOME, a, h);
+    const n = Number(last(twin.out())[3]);
+    await waitFor(twin.out, new RegExp(`^tick \\d+ \\d+ 0x[0-9a-f]+ ${n + 3}$`, 'm'));
     await end(HOME, `${a}-twin`, twin);
   });
 });
