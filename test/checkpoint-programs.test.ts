@@ -338,7 +338,7 @@ async function redis(home: string, aid: string, port: number, ...args: string[])
 }
 
 describe.concurrent.each(MODES)('redis-server (item 2), %s', (mode, flags) => {
-  it("--save '' --appendonly no with keys set: snapshot --stop, restore: GET returns the values, which lived only in memory; snapshotted and restored again: still there and counting (item 4)", async ({ expect }) => {
+  it("--save '' --appendonly no with keys set: snapshot --stop, restore: GET returns the values, which lived only in memory; snapshotted and restored again: still there and counting (item 4); a client connected at the snapshot comes back reset and is let go", async ({ expect }) => {
     const port = await freePort();
     const a = `rd-${mode}`;
     const dir = mkdtempSync(join(HOME, 'redis-'));
@@ -350,7 +350,15 @@ describe.concurrent.each(MODES)('redis-server (item 2), %s', (mode, flags) => {
     expect(await redisOut(sys, 'INCRBY', 'visits', '41')).toBe('41');
     // A megabyte of value, so the image holds more than the server's start.
     expect(await redisOut(sys, 'SETRANGE', 'big', '1048575', 'z')).toBe('1048576');
+    // A client still connected from outside when the snapshot is taken.
+    const held = connect(sys, '127.0.0.1');
+    let heldGot = '';
+    held.on('data', (d) => (heldGot += d));
+    held.on('error', () => {});
+    held.write('SET held yes\r\n');
+    await waitFor(() => heldGot, /^\+OK\r\n$/);
     const file = await snapshotStop(HOME, a, h, [], `redis ${mode}`);
+    held.destroy();
 
     let harness: Cmd | undefined;
     let image = file;
@@ -361,6 +369,10 @@ describe.concurrent.each(MODES)('redis-server (item 2), %s', (mode, flags) => {
       expect(await redisOut(sysB, 'GET', 'greeting')).toBe('hello from memory');
       expect(await redisOut(sysB, 'INCR', 'visits')).toBe(visits);
       expect(await redisOut(sysB, 'STRLEN', 'big')).toBe('1048576');
+      expect(await redisOut(sysB, 'GET', 'held')).toBe('yes');
+      // The held connection came back reset, and redis let it go: the only
+      // client is the one asking.
+      expect((await redisOut(sysB, 'CLIENT', 'LIST')).split('\n')).toEqual([expect.stringMatching(/ cmd=client\|list /)]);
       // Inside the application, at the virtual port.
       expect(await redis(HOME, b, port, 'GET', 'greeting')).toBe('hello from memory');
       if (b.endsWith('-b')) image = await snapshotStop(HOME, b, harness, [], `redis ${mode}, restored`);
