@@ -3,13 +3,13 @@ import { endApp } from './cleanup.js';
 import { AppshotError, EXIT } from './errors.js';
 import { TEMPLATE_AID_PREFIX } from './home.js';
 import type { Publication } from './pool.js';
-import { environ, processesOf, procStat, workingDirectory } from './procinfo.js';
+import { environ, procStat, workingDirectory } from './procinfo.js';
 import type { Progress } from './progress.js';
 import { type Redirect, redirectsOf } from './redirect.js';
 import { Dumper } from './checkpoint.js';
 import { PROCESS_SECTIONS, SnapWriter } from './snapfile.js';
 import { StopGuard } from './stops.js';
-import { isSupervisor } from './supervision.js';
+import { isSupervisor, processesLeft } from './supervision.js';
 import { IPC_TYPES } from './sysv/ipctype.js';
 import { KINDS } from './sysv/kinds.js';
 import type { CaptureContext, CaptureCounts } from './sysv/object.js';
@@ -60,9 +60,12 @@ export interface SnapshotSummary extends CaptureCounts {
 
 const SIGNAL_WAIT_MS = 5000;
 
-/** The application's processes (the supervisor is appshot's, not the application's). */
+/** The application's processes (the supervisor is appshot's, not the
+ * application's): by their environment and by their pid rows, since a
+ * program may overwrite its environment (redis-server's process title
+ * does), and then only the rows name it. */
 function applicationProcesses(t: TableDb, aid: string): number[] {
-  return processesOf(aid, t).filter((pid) => !isSupervisor(pid));
+  return processesLeft(t, aid).filter((pid) => !isSupervisor(pid));
 }
 
 function isStopped(pid: number): boolean | undefined {

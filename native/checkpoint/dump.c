@@ -140,6 +140,25 @@ static int refuse(struct dproc *p, char *err, size_t errlen, const char *why)
 	return -1;
 }
 
+/* Whether task tid of pid is one of io_uring's kernel threads (iou-sqp,
+ * iou-wrk: PF_IO_WORKER in stat's flags): they share the process's memory
+ * but never stop for a tracer, so waiting for them would hang the freeze. */
+static int io_uring_thread(pid_t pid, pid_t tid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof path, "/proc/%d/task/%d/stat", pid, tid);
+	FILE *f = fopen(path, "re");
+	if (!f) return 0;
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	/* flags is the 9th field, the 6th after the ')' that ends comm. */
+	char *p = strrchr(buf, ')');
+	unsigned long flags = 0;
+	if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %lu", &flags) != 1) return 0;
+	return (flags & 0x10) != 0; /* PF_IO_WORKER */
+}
+
 /* Seizes every thread of p until its task list holds no new one. */
 static int freeze_proc(struct dumper *d, int idx, char *err, size_t errlen)
 {
@@ -154,6 +173,12 @@ static int freeze_proc(struct dumper *d, int idx, char *err, size_t errlen)
 		while ((e = readdir(dir))) {
 			pid_t tid = atoi(e->d_name);
 			if (tid <= 0 || has_thread(p, tid)) continue;
+			if (io_uring_thread(p->pid, tid)) {
+				closedir(dir);
+				char why[128];
+				snprintf(why, sizeof why, "it uses io_uring (its kernel thread %d works for it), which a snapshot cannot capture", tid);
+				return refuse(p, err, errlen, why);
+			}
 			/* No EXITKILL: a dumper that dies lets the application go. */
 			int rc = trace_seize(tid, 0);
 			if (rc == -ESRCH) continue;

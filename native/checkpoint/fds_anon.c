@@ -233,6 +233,10 @@ static int make_timerfd(const cJSON *o)
 	struct itimerspec its = { .it_interval = ts_of(fds_get_num(o, "interval_ns", 0)), .it_value = ts_of(fds_get_num(o, "value_ns", 0)) };
 	uint64_t ticks = fds_get_hex(o, "ticks");
 	int how = 0;
+	/* A periodic timer that expired and was not read yet shows no time
+	 * left (the kernel moves it on only when it is read): it runs again
+	 * one interval on, else its period would be lost with the expiry. */
+	if (!its.it_value.tv_sec && !its.it_value.tv_nsec) its.it_value = its.it_interval;
 	if (cJSON_GetObjectItemCaseSensitive(o, "at_ns")) {
 		its.it_value = ts_of(fds_get_num(o, "at_ns", 0));
 		how = TFD_TIMER_ABSTIME | (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "cancel_on_set")) ? TFD_TIMER_CANCEL_ON_SET : 0);
