@@ -28,12 +28,22 @@
  *   program no longer listens on is replaced; not one a program still
  *   listens on). Connections it had not accepted are lost.
  *
+ * - A published port's channel (core/pool.h: the datagram socket bound to
+ *   an abstract name that the shim put at the number of a program's
+ *   listening socket when it handed that socket to the pool daemon): a TCP
+ *   listener at the same virtual port, handed to the pool of the port the
+ *   restored application publishes, and a new channel in its place; a
+ *   plain listener when it publishes none. Connections the daemon had
+ *   handed over and the program had not accepted go back to the daemon
+ *   when the old channel goes, which gives them to another instance.
+ *
  * Anything else (netlink, packet, a named Unix socket that is not
  * connected, ...) is refused.
  */
 #define _GNU_SOURCE
 #include "fds_int.h"
 #include "../core/tabledb.h"
+#include "../core/poolreg.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -211,6 +221,9 @@ static int describe_unix_listener(struct fds_capture *c, struct fds_proc *p, int
 	return 0;
 }
 
+static int describe_pool_channel(struct fds_capture *c, struct fds_proc *p, int fd, const struct stat *st, int flags,
+				 const struct sockaddr_storage *listening, char *err, size_t errlen);
+
 static int describe_unix(struct fds_capture *c, struct fds_proc *p, int fd, int sfd, int type, const struct stat *st, int flags,
 			 char *err, size_t errlen)
 {
@@ -220,6 +233,10 @@ static int describe_unix(struct fds_capture *c, struct fds_proc *p, int fd, int 
 	if (unix_diag(st->st_ino, &peer, name, &named, &listening))
 		return fds_err(err, errlen, "process %u (%s): cannot ask the kernel about the Unix socket at descriptor %d (sock_diag)", p->vpid, p->comm, fd), -1;
 	if (listening) return describe_unix_listener(c, p, fd, type, st, flags, name, named, err, errlen);
+	struct sockaddr_storage lis;
+	socklen_t llen;
+	if (named > 1 && !name[0] && type == SOCK_DGRAM && pool_name_address(name + 1, (size_t)named - 1, &lis, &llen))
+		return describe_pool_channel(c, p, fd, st, flags, &lis, err, errlen);
 	if (named && !peer) return refuse(p, fd, "a Unix socket bound to a name and not connected", err, errlen);
 	struct fds_sock *s = new_sock(c);
 	struct ofd *o = s ? fds_new_ofd(c, p, fd, st, "unix", flags) : NULL;
@@ -354,6 +371,21 @@ static int describe_inet(struct fds_capture *c, struct fds_proc *p, int fd, int 
 			return refuse(p, fd, why, err, errlen);
 		}
 	}
+	return 0;
+}
+
+/* A published port's channel: the listening address and virtual port its
+ * name carries, as a TCP listener's ("pool-listen": no accepted connection
+ * is "via" it, the daemon's listener accepted them). */
+static int describe_pool_channel(struct fds_capture *c, struct fds_proc *p, int fd, const struct stat *st, int flags,
+				 const struct sockaddr_storage *listening, char *err, size_t errlen)
+{
+	struct ofd *o = fds_new_ofd(c, p, fd, st, "pool-listen", flags);
+	if (!o) return fds_err(err, errlen, "out of memory"), -1;
+	cJSON_AddNumberToObject(o->json, "family", listening->ss_family);
+	cJSON_AddNumberToObject(o->json, "vpid", p->vpid);
+	put_addr(o->json, "addr", listening);
+	cJSON_AddNumberToObject(o->json, "port", port_in(listening));
 	return 0;
 }
 
@@ -805,6 +837,49 @@ static int make_unix_listener(const cJSON *o, char *err, size_t errlen)
 	return fd;
 }
 
+/* The public port at which the restored application publishes virtual
+ * TCP port vport (its RT_PUBLISH row, written by the harness's restore
+ * from the snapshot's publications): 0 for none. */
+static uint16_t published_port(const struct ckpt_ctx *ctx, uint16_t vport)
+{
+	struct tabledb *t = ctx ? ctx->tables : NULL;
+	struct fwd_val row;
+	MDB_txn *txn;
+	uint16_t pub = 0;
+	if (!t || !ctx->home || !ctx->aid || mdb_txn_begin(t->env, NULL, MDB_RDONLY, &txn)) return 0;
+	if (tabledb_fwd(t, txn, RT_PUBLISH, port_id(PORT_PROTO_TCP, vport), &row) == 0) pub = port_of(row.srid);
+	mdb_txn_abort(txn);
+	return pub;
+}
+
+/* A published port's listener made again: listening at its virtual port
+ * as any TCP listener, then handed to the pool daemon of the port the
+ * restored application publishes (the harness started it before the
+ * restore), the channel taking its place as the shim's listen() does it
+ * (core/poolreg.c). The restored shim still knows the number as a channel
+ * (its memory): accept() takes the daemon's handoffs from the first call,
+ * with nothing to renew. A pool that cannot be reached leaves the plain
+ * listener, reachable from inside the application only, as in the shim. */
+static int make_pool_listener(struct fds_restore *r, const cJSON *o, char *err, size_t errlen)
+{
+	int l = make_inet(r, "tcp-listen", o, err, errlen);
+	uint16_t vport = (uint16_t)fds_get_num(o, "port", 0), pub = l >= 0 ? published_port(r->ctx, vport) : 0;
+	struct sockaddr_storage a;
+	socklen_t alen = sizeof a;
+	if (!pub || getsockname(l, (struct sockaddr *)&a, &alen)) return l;
+	char why[512];
+	uint16_t sport = port_in(&a);
+	set_port_in(&a, vport); /* the channel's name carries the program's address */
+	int ch = pool_channel_join(r->ctx->home, pub, r->ctx->aid, (uint32_t)getpid(), l, (struct sockaddr *)&a, vport, sport, why, sizeof why);
+	if (ch < 0) {
+		fprintf(stderr, "appshot: cannot join the pool of published port %u again for virtual port %u of '%s' (%s); it is reachable from inside the application only\n",
+			pub, vport, r->ctx->aid, why);
+		return l;
+	}
+	close(l);
+	return ch;
+}
+
 int fds_make_sock(struct fds_restore *r, int i, const char *kind, const cJSON *o, char *err, size_t errlen)
 {
 	int fd;
@@ -814,6 +889,8 @@ int fds_make_sock(struct fds_restore *r, int i, const char *kind, const cJSON *o
 		fd = make_unix_alone(o);
 	} else if (!strcmp(kind, "unix-listen")) {
 		return make_unix_listener(o, err, errlen);
+	} else if (!strcmp(kind, "pool-listen")) {
+		return make_pool_listener(r, o, err, errlen);
 	} else if (!strcmp(kind, "tcp-pair")) {
 		return make_pair(r, i, o, 1, err, errlen);
 	} else if (!strcmp(kind, "tcp-reset")) {

@@ -1,0 +1,37 @@
+/* An instance's registration with the pool daemon of a published port
+ * (core/pool.h), shared by the shim (a program's listen() on a published
+ * virtual port, shim/poolclient.c) and appshot-checkpoint (a restored
+ * program's listener handed to the restored application's pool,
+ * checkpoint/fds_sock.c). Every kernel call is made with raw_call: inside
+ * the shim it is neither wrapped nor trapped again. */
+#ifndef APPSHOT_POOLREG_H
+#define APPSHOT_POOLREG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+/* The listening address (with the virtual port) a channel's abstract
+ * name carries: name is the name without its leading NUL, n bytes long.
+ * 1 and *out, or 0 when name is not a pool channel's. */
+int pool_name_address(const char *name, size_t n, struct sockaddr_storage *out, socklen_t *outlen);
+
+/* The path of the daemon socket of public port pub under home: 0, or -1
+ * when it does not fit in a sun_path. */
+int pool_daemon_path(struct sockaddr_un *daemon, const char *home, uint16_t pub);
+
+/* One message to the daemon at daemon (msg, with fd attached unless
+ * fd < 0) and its answer of rlen bytes into reply: NULL, or why not
+ * (written into why). The daemon must be of our own effective user. */
+const char *pool_daemon_call(const struct sockaddr_un *daemon, const char *home, uint16_t pub, const void *msg, size_t mlen, int fd,
+			     void *reply, size_t rlen, char *why, size_t cap);
+
+/* Registers the listening socket listener (bound to addr, system port
+ * sport, the program's virtual port vport) of process spid of application
+ * aid with the pool daemon of public port pub under home: the channel (a
+ * new descriptor, close-on-exec) that takes its place, or -1 with why. */
+int pool_channel_join(const char *home, uint16_t pub, const char *aid, uint32_t spid, int listener, const struct sockaddr *addr,
+		      uint16_t vport, uint16_t sport, char *why, size_t cap);
+
+#endif
