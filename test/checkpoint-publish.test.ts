@@ -1,0 +1,100 @@
+/**
+ * A whole snapshot of an application with a published port (`appshot run
+ * --publish PUBLIC:VIRTUAL`): the program's listening descriptor is the
+ * shim's pool channel (core/pool.h), captured as a listener of its virtual
+ * port and handed at restore to the pool of the port the restored
+ * application publishes. After `snapshot --stop` and `restore`, a client at
+ * the public port reaches the restored program, which goes on counting from
+ * where it was. A template made from such a snapshot clones cold: the clone
+ * starts the command again (issue 19 makes it warm), and its port joins the
+ * pool too. ckptapp (issue 18's item-1 program), identity and remapped.
+ */
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { builtProgram } from '../ts/paths.js';
+import { MODES, appshot, appshotAsync, freePort, makeHome, stopAll, waitFor } from './helpers.js';
+
+const CKPTAPP = builtProgram('ckptapp');
+
+afterEach(stopAll);
+
+/** The line a TCP connection to 127.0.0.1:port gets: "counter C answer pong N". */
+function lineFrom(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let got = '';
+    const s = connect(port, '127.0.0.1');
+    s.setTimeout(10_000, () => s.destroy(new Error(`no line from port ${port}`)));
+    s.on('data', (d) => (got += d));
+    s.on('end', () => resolve(got));
+    s.on('error', reject);
+  });
+}
+
+/** The counter a client at port gets. */
+async function counterAt(port: number): Promise<number> {
+  const line = await lineFrom(port);
+  const m = /^counter (\d+) answer pong (\d+)\n$/.exec(line);
+  if (!m) throw new Error(`port ${port} answered ${JSON.stringify(line)}`);
+  return Number(m[1]);
+}
+
+const TICK = /^tick (\d+) counter (\d+) answer pong (\d+) events \d+$/gm;
+
+/** The last tick line of an output: [tick, counter, pong]. */
+function lastTick(out: string): number[] {
+  const all = [...out.matchAll(TICK)];
+  return all.length ? all[all.length - 1].slice(1, 4).map(Number) : [0, 0, 0];
+}
+
+/** The instances of the pool behind the home's published port (tables --json). */
+function instances(home: string): { aid: string; handed: number }[] {
+  const r = appshot(home, ['tables', '--type', 'publish', '--json']);
+  expect(r.code, r.stderr).toBe(0);
+  return (JSON.parse(r.stdout) as { pool: { instances: { aid: string; handed: number }[] } | null }[])[0]?.pool?.instances ?? [];
+}
+
+describe.each(MODES)('a published port in a whole snapshot, %s', (_mode, flags) => {
+  it('snapshot --stop and restore: a client at the public port reaches the restored program, which continues counting; a template from the snapshot clones cold into the pool', { timeout: 90_000 }, async () => {
+    const home = makeHome();
+    const pub = await freePort();
+    let vport = await freePort();
+    while (vport === pub) vport = await freePort();
+    const h = appshotAsync(home, ['run', ...flags, '--aid', 'pa', '--publish', `${pub}:${vport}`, '--', CKPTAPP, 'serve', String(vport)]);
+    await waitFor(() => (lastTick(h.out())[0] >= 3 ? 'ok' : ''), /ok/);
+    const before = await counterAt(pub); // through the pool daemon
+    expect(before).toBeGreaterThan(0);
+
+    const file = join(home, 'pa.snap');
+    const s = appshot(home, ['snapshot', 'pa', '-o', file, '--stop', '--json']);
+    expect(s.code, s.stderr).toBe(0);
+    expect(JSON.parse(s.stdout)).toMatchObject({ whole: true, stopped: true });
+    expect((await h.done).code).toBe(137);
+    const saved = lastTick(h.out());
+    // The image names the program's listening descriptor as a listener of its virtual port.
+    const ins = appshot(home, ['snapshot', 'inspect', file, '--json']);
+    expect(ins.code, ins.stderr).toBe(0);
+    expect(ins.stdout).toContain('pool-listen');
+
+    const r = appshotAsync(home, ['restore', file, '--aid', 'pb']);
+    // It goes on ticking from the saved tick, its counter from the saved counter.
+    await waitFor(() => (lastTick(r.out())[0] > saved[0] + 2 ? 'ok' : ''), /ok/);
+    const first = [...r.out().matchAll(TICK)][0].slice(1, 4).map(Number);
+    expect(first[0]).toBeGreaterThan(saved[0]);
+    expect(first[1]).toBeGreaterThanOrEqual(saved[1]);
+    const after = await counterAt(pub);
+    expect(after).toBeGreaterThanOrEqual(saved[1]);
+    expect(instances(home).map((i) => i.aid)).toEqual(['pb']);
+    expect(r.err()).not.toContain('cannot join the pool');
+
+    // A template from the whole snapshot: its clone starts ckptapp again (cold) in the pool.
+    const t = appshot(home, ['template', 'create', 'pt', '--from', file]);
+    expect(t.code, t.stderr).toBe(0);
+    const c = appshotAsync(home, ['template', 'clone', 'pt', '-n', '1']);
+    await waitFor(c.out, /^tick 2 /m);
+    expect(Number([...c.out().matchAll(TICK)][0][1])).toBeLessThanOrEqual(2); // started again (saved: tick 3 or more), not continuing
+    expect(instances(home).map((i) => i.aid).sort()).toEqual(['pb', 'pt-1']);
+    for (let i = 0; i < 4; i++) expect(await counterAt(pub)).toBeGreaterThan(0); // round robin over both
+    expect(instances(home).every((i) => i.handed >= 2)).toBe(true);
+  });
+});
