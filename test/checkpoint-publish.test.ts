@@ -5,7 +5,9 @@
  * port and handed at restore to the pool of the port the restored
  * application publishes. After `snapshot --stop` and `restore`, a client at
  * the public port reaches the restored program, which goes on counting from
- * where it was. A template made from such a snapshot clones cold: the clone
+ * where it was, and again after the restored application is snapshotted
+ * and restored; a restore beside the running original joins its pool. A
+ * template made from such a snapshot clones cold: the clone
  * starts the command again (issue 19 makes it warm), and its port joins the
  * pool too. ckptapp (issue 18's item-1 program), identity and remapped.
  */
@@ -55,7 +57,7 @@ function instances(home: string): { aid: string; handed: number }[] {
 }
 
 describe.each(MODES)('a published port in a whole snapshot, %s', (_mode, flags) => {
-  it('snapshot --stop and restore: a client at the public port reaches the restored program, which continues counting; a template from the snapshot clones cold into the pool', { timeout: 90_000 }, async () => {
+  it('snapshot --stop and restore: a client at the public port reaches the restored program, which continues counting, again after a second snapshot and restore; a template from the snapshot clones cold into the pool', { timeout: 90_000 }, async () => {
     const home = makeHome();
     const pub = await freePort();
     let vport = await freePort();
@@ -87,14 +89,44 @@ describe.each(MODES)('a published port in a whole snapshot, %s', (_mode, flags) 
     expect(instances(home).map((i) => i.aid)).toEqual(['pb']);
     expect(r.err()).not.toContain('cannot join the pool');
 
+    // The restored application snapshotted and restored again: still continuing, still in the pool.
+    const again = join(home, 'pb.snap');
+    const s2 = appshot(home, ['snapshot', 'pb', '-o', again, '--stop']);
+    expect(s2.code, s2.stderr).toBe(0);
+    expect((await r.done).code).toBe(137);
+    const saved2 = lastTick(r.out());
+    const r2 = appshotAsync(home, ['restore', again, '--aid', 'pc']);
+    await waitFor(() => (lastTick(r2.out())[0] > saved2[0] ? 'ok' : ''), /ok/);
+    expect(await counterAt(pub)).toBeGreaterThanOrEqual(saved2[1]);
+    expect(instances(home).map((i) => i.aid)).toEqual(['pc']);
+
     // A template from the whole snapshot: its clone starts ckptapp again (cold) in the pool.
     const t = appshot(home, ['template', 'create', 'pt', '--from', file]);
     expect(t.code, t.stderr).toBe(0);
     const c = appshotAsync(home, ['template', 'clone', 'pt', '-n', '1']);
     await waitFor(c.out, /^tick 2 /m);
     expect(Number([...c.out().matchAll(TICK)][0][1])).toBeLessThanOrEqual(2); // started again (saved: tick 3 or more), not continuing
-    expect(instances(home).map((i) => i.aid).sort()).toEqual(['pb', 'pt-1']);
+    expect(instances(home).map((i) => i.aid).sort()).toEqual(['pc', 'pt-1']);
     for (let i = 0; i < 4; i++) expect(await counterAt(pub)).toBeGreaterThan(0); // round robin over both
     expect(instances(home).every((i) => i.handed >= 2)).toBe(true);
+  });
+});
+
+describe('a published port in a whole snapshot, beside the original', () => {
+  it('restored while the original still runs: both are instances of one pool behind the public port, each with its own counter', { timeout: 60_000 }, async () => {
+    const home = makeHome();
+    const pub = await freePort();
+    let vport = await freePort();
+    while (vport === pub) vport = await freePort();
+    const h = appshotAsync(home, ['run', '--aid', 'orig', '--publish', `${pub}:${vport}`, '--', CKPTAPP, 'serve', String(vport)]);
+    await waitFor(() => (lastTick(h.out())[0] >= 3 ? 'ok' : ''), /ok/);
+    const file = join(home, 'orig.snap');
+    const s = appshot(home, ['snapshot', 'orig', '-o', file]);
+    expect(s.code, s.stderr).toBe(0);
+    const r = appshotAsync(home, ['restore', file, '--aid', 'twin']);
+    await waitFor(() => (lastTick(r.out())[0] > 0 ? 'ok' : ''), /ok/);
+    expect(instances(home).map((i) => i.aid).sort()).toEqual(['orig', 'twin']);
+    for (let i = 0; i < 4; i++) expect(await counterAt(pub)).toBeGreaterThan(0);
+    expect(instances(home).every((i) => i.handed >= 2)).toBe(true); // round robin: two connections each
   });
 });
