@@ -17,9 +17,17 @@ export function create(t: TableDb, name: string, snapshot: string, rulesFile: st
     return;
   }
   const count = (c: string) => tpl.resources.filter((r) => r.class === c).length;
+  if (tpl.meta.whole) process.stderr.write(`appshot: ${coldNote(name, snapshot, tpl.meta.command)}\n`);
   process.stdout.write(
     `template '${name}' made from ${snapshot}: ${tpl.resources.length} resources (${count('shared')} shared, ${count('duplicate')} duplicate, ${count('virtualize')} virtualize, ${count('multiplex')} multiplex, ${count('network-unique')} network-unique); 'appshot template inspect ${name}' says why\n`,
   );
+}
+
+/** What a template made from a whole snapshot gives today: a clone starts
+ * the command again over the template's IPC state and ports; its processes
+ * are not continued from the image (issue 19). */
+function coldNote(name: string, snapshot: string, command: string[]): string {
+  return `${snapshot} holds the application's processes whole, but a clone of template '${name}' does not continue them: it starts its command (${command.join(' ')}) again, cold, over the template's IPC state and ports; to continue the processes themselves, use 'appshot restore ${snapshot} --aid NAME'`;
 }
 
 export function list(t: TableDb, format: Format): void {
@@ -106,6 +114,7 @@ export async function clone(
   opts: { count: number; command?: string[]; home: string; balance: Balance; portRange: { lo: number; hi: number }; json?: boolean },
 ): Promise<number> {
   const tpl = loadTemplate(t.home, name);
+  if (tpl.meta.whole && !opts.command) process.stderr.write(`appshot: ${coldNote(name, tpl.snapshot.file, tpl.meta.command)}\n`);
   const runs: Promise<number>[] = [];
   const made: string[] = [];
   const summaries: CloneSummary[] = [];

@@ -103,8 +103,10 @@ describe.each(MODES)('a published port in a whole snapshot, %s', (_mode, flags) 
     // A template from the whole snapshot: its clone starts ckptapp again (cold) in the pool.
     const t = appshot(home, ['template', 'create', 'pt', '--from', file]);
     expect(t.code, t.stderr).toBe(0);
+    expect(t.stderr).toContain(`appshot: ${file} holds the application's processes whole, but a clone of template 'pt' does not continue them: it starts its command (${CKPTAPP} serve ${vport}) again, cold`);
     const c = appshotAsync(home, ['template', 'clone', 'pt', '-n', '1']);
     await waitFor(c.out, /^tick 2 /m);
+    expect(c.err()).toContain("a clone of template 'pt' does not continue them");
     expect(Number([...c.out().matchAll(TICK)][0][1])).toBeLessThanOrEqual(2); // started again (saved: tick 3 or more), not continuing
     expect(instances(home).map((i) => i.aid).sort()).toEqual(['pc', 'pt-1']);
     for (let i = 0; i < 4; i++) expect(await counterAt(pub)).toBeGreaterThan(0); // round robin over both
