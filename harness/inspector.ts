@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { AppshotError, EXIT } from '../ts/errors.js';
 import { resolveHome } from '../ts/home.js';
 import { checkAid } from '../ts/aid.js';
-import { type TableDb, openTableDb } from '../ts/tabledb.js';
+import { type TableDb, checkWhole, openTableDb } from '../ts/tabledb.js';
 import {
   APP_COLUMNS,
   type AppRow,
@@ -151,6 +151,8 @@ async function showTranslations(t: TableDb, f: Filter, flags: TablesFlags, page:
       process.stdout.write(`rows ${page.offset + 1}-${page.offset + rows.length}${of}${next}\n`);
     }
     if (rows.some((r) => r.type === 'publish')) {
+      // The pools are read from every application's rows, not just the first ones.
+      checkWhole(t);
       const { poolRows, renderPools } = await import('./views/ports.js');
       const pools = await poolRows(t, { aid: f.aid });
       if (pools.length) process.stdout.write('\nPools behind published ports:\n' + renderPools(pools, format) + '\n');
@@ -200,6 +202,24 @@ async function watch(t: TableDb, f: Filter, flags: TablesFlags, page: Page, seco
   }
 }
 
+/**
+ * How many rows the command reads, when it reads only the first rows of the
+ * tables in key order: a page of the translations, unfiltered and unsorted,
+ * as text or CSV. Then only the pages holding them are checked before
+ * they are read (ts/tabledb.ts), and the first page costs the same at a
+ * thousand mappings as at a million. The page's rows, the one after them
+ * that says whether another page follows, and the one the slice reads
+ * before it stops. Anything else may read rows anywhere (a filter jumps to
+ * an application's rows, --apps counts each one's processes, a sort or
+ * --verify reads all, --json adds the pools from every application,
+ * --watch reads newer rows each frame): undefined, every page is checked.
+ */
+function firstRowsRead(f: Filter, flags: TablesFlags, page: Page, format: Format, watching: boolean): number | undefined {
+  const filtered = Object.values(f).some((v) => v !== undefined);
+  if (filtered || flags.apps || flags.sort || flags.verify || flags.repair || watching || format === 'json' || !Number.isFinite(page.limit)) return undefined;
+  return page.offset + page.limit + 2;
+}
+
 /** `appshot tables`: returns the exit status. */
 export async function tablesCommand(flags: TablesFlags): Promise<number> {
   if (flags.aid !== undefined) checkAid(flags.aid);
@@ -225,7 +245,7 @@ export async function tablesCommand(flags: TablesFlags): Promise<number> {
   if (!Number.isFinite(limit) && pageNo > 1) throw pastEnd(page, 0);
   const seconds = flags.watch === true ? 1 : Number(flags.watch);
   if (watching && !(seconds > 0)) throw new AppshotError(`--watch '${flags.watch}' is not a number of seconds`, EXIT.usage);
-  const t = openTableDb(resolveHome());
+  const t = openTableDb(resolveHome(), { firstRows: firstRowsRead(f, flags, page, format, watching) });
   if (checking) {
     const { describeFindings, verify } = await import('../ts/verify.js');
     const findings = verify(t, { repair: flags.repair });
