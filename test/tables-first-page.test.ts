@@ -7,9 +7,9 @@ import * as S from '../tables/schema.js';
 import { appshot, makeHome } from './helpers.js';
 
 // The first page of `appshot tables` (no filter, no sort) reads only the
-// first rows of the translations, so only the pages holding them are
-// checked before lmdb reads them (TABLECHECK_FIRST, native/core/tablecheck.h):
-// its cost no longer grows with the table. These cases hold it to what the
+// first rows of the translations, in C (native/addon/firstpage.cc), so only
+// the pages holding them are checked before they are read (TABLECHECK_FIRST,
+// native/core/tablecheck.h): its cost no longer grows with the table. These cases hold it to what the
 // check is for: damage on a page it reads is refused, never followed.
 
 const PAGE = 4096;
@@ -83,6 +83,11 @@ describe('the first page of appshot tables', () => {
     const shown = appshot(home, ['tables']);
     expect(shown.code).toBe(0);
     expect(shown.stdout).toMatch(/^rows 1-50 of 4\d\d\d; the next page: --page 2$/m);
+    // Read in C (the unsorted page) and through lmdb (a sort by AID keeps key order): the same page.
+    expect(appshot(home, ['tables', '--sort', 'aid']).stdout).toBe(shown.stdout);
+    const third = appshot(home, ['tables', '--page', '3', '--limit', '7']).stdout;
+    expect(third).toMatch(/^rows 15-21 of 4\d\d\d; the next page: --page 4$/m);
+    expect(appshot(home, ['tables', '--sort', 'aid', '--page', '3', '--limit', '7']).stdout).toBe(third);
     const leaves = fwdLeaves(good);
     expect(leaves.length).toBeGreaterThan(3);
     const last = leaves[leaves.length - 1].pgno;
