@@ -5,8 +5,8 @@
  * filter traps, and the path calls on a redirected path and without
  * redirections: each driver natively and under the shim in the same round,
  * reported as ratios against the targets (bench/targets.ts), absolute
- * times beside them. The default run makes 3 rounds with a quarter of the
- * iterations per timing loop (BENCH_ITER_SCALE=0.25, bench/native/bench.h);
+ * times beside them. The default run makes 3 rounds with a tenth of the
+ * iterations per timing loop (BENCH_ITER_SCALE=0.1, bench/native/bench.h);
  * --full, 5 rounds of every iteration. BENCH_ROUNDS sets the rounds either way.
  */
 import { spawnSync } from 'node:child_process';
@@ -32,7 +32,7 @@ const DRIVERS = [
 
 type Sample = Record<string, number | { p50: number; p99: number }>;
 
-const SIZES = { default: { rounds: 3, iterScale: 0.25 }, full: { rounds: 5, iterScale: 1 } };
+const SIZES = { default: { rounds: 3, iterScale: 0.1 }, full: { rounds: 5, iterScale: 1 } };
 
 function sizes(full: boolean): { rounds: number; iterScale: number } {
   const s = sized(full, SIZES);

@@ -18,7 +18,7 @@ static inline double now_ns(void)
 }
 
 /* The iterations each timing loop makes: as written (`npm run bench
- * --full`), or that times BENCH_ITER_SCALE (0.25 in the default run, so
+ * --full`), or that times BENCH_ITER_SCALE (0.1 in the default run, so
  * that it fits in minutes; best-of-five keeps the figure stable), at least
  * 50. */
 static inline long bench_iters(long iters)
