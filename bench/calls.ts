@@ -122,7 +122,7 @@ export const callsStage: Stage = {
   describe(full) {
     const { rounds, iterScale } = sizes(full);
     const iters = iterScale === 1 ? 'every iteration' : `${iterScale}x the iterations`;
-    return `per call, natively and under the shim: SysV IPC, pid, port, trapped raw and path calls (${DRIVERS.length + 1} drivers, ${rounds} rounds, ${iters})`;
+    return `per call, natively and under the shim: SysV IPC, pid, port, trapped raw and path calls (${DRIVERS.length + 1} drivers, ${rounds} round${rounds === 1 ? '' : 's'}, ${iters})`;
   },
   async run(ctx) {
     const { native, shim } = perCall(ctx);

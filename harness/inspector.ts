@@ -179,9 +179,9 @@ function printPage(rows: TranslationRow[], page: Page, format: 'plain' | 'table'
  */
 function quickPage(home: string, page: Page, format: Format, reads: number): boolean {
   if (format !== 'plain' && format !== 'table') return false;
-  const r = firstFwdRows(home, reads);
-  if (!r || r.rows.length < reads) return false;
-  const rows = r.rows.slice(page.offset, page.offset + page.limit + 1).map(([key, value]) => fwdTranslation(key, value));
+  const r = firstFwdRows(home, reads, page.offset);
+  if (!r || r.rows.length < reads - page.offset) return false;
+  const rows = r.rows.slice(0, page.limit + 1).map(([key, value]) => fwdTranslation(key, value));
   if (rows.some((row) => row.type === 'publish')) return false;
   printPage(rows, page, format, r.fwdEntries + r.pathEntries);
   return true;

@@ -69,10 +69,11 @@ export interface Addon {
    * pages a reader of the first N rows of each table passes through (TABLECHECK_FIRST).
    * Throws with the errno when the file cannot be read. */
   checkTables(path: string, scope: boolean | number): string | null;
-  /** The first n forward rows in key order (raw key and value bytes) and the entries of
-   * fwd and paths, read in C in one transaction (native/addon/firstpage.cc); null when the
-   * tables cannot be opened that way. Check the pages first: checkTables(path, n). */
-  firstRows(home: string, n: number): { rows: [Buffer, Buffer][]; fwdEntries: number; pathEntries: number } | null;
+  /** Forward rows skip to n - 1 in key order (raw key and value bytes; those before skip are
+   * stepped over) and the entries of fwd and paths, read in C in one transaction
+   * (native/addon/firstpage.cc); null when the tables cannot be opened that way. Check the
+   * pages first: checkTables(path, n). */
+  firstRows(home: string, n: number, skip: number): { rows: [Buffer, Buffer][]; fwdEntries: number; pathEntries: number } | null;
   /** Makes the files of new tables under home with their first blocks allocated
    * (native/core/tablespace.h); throws (code 'ENOSPC' on a full disk) having removed what it made. */
   reserveTables(home: string): void;

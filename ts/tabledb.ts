@@ -235,14 +235,14 @@ function checkDataFile(path: string, scope: true | number): void {
 }
 
 /**
- * The first n translations in key order (raw forward rows) and the entries
- * of fwd and paths, read in C (native/addon/firstpage.cc) after the checks
- * an open with firstRows: n makes, without loading lmdb here or opening the
- * environment through it: the first page of `appshot tables`. null where
- * that is not to be had (no tables yet, or the C open refused): the caller
- * opens the tables as usual, which says why.
+ * Translations skip to n - 1 in key order (raw forward rows) and the
+ * entries of fwd and paths, read in C (native/addon/firstpage.cc) after the
+ * checks an open with firstRows: n makes, without loading lmdb here or
+ * opening the environment through it: a page of `appshot tables`. null
+ * where that is not to be had (no tables yet, or the C open refused): the
+ * caller opens the tables as usual, which says why.
  */
-export function firstFwdRows(home: string, n: number): ReturnType<ReturnType<typeof addon>['firstRows']> {
+export function firstFwdRows(home: string, n: number, skip = 0): ReturnType<ReturnType<typeof addon>['firstRows']> {
   const path = join(home, S.TABLES_FILE);
   if (unmade(path)) return null;
   checkHomeFiles(home);
@@ -250,7 +250,7 @@ export function firstFwdRows(home: string, n: number): ReturnType<ReturnType<typ
     checkDataFile(path, n);
     checkLockFile(`${path}-lock`, home);
   });
-  return addon().firstRows(home, n);
+  return addon().firstRows(home, n, skip);
 }
 
 /** Every page checked now, for a reader opened with firstRows that is about

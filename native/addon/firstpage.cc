@@ -21,15 +21,17 @@ double entries(MDB_txn *txn, MDB_dbi dbi, bool present)
 	return present && mdb_stat(txn, dbi, &st) == 0 ? (double)st.ms_entries : 0;
 }
 
-// firstRows(home, n): { rows: [key, value][] (at most n forward rows, in
-// key order), fwdEntries, pathEntries } read in one transaction; null when
-// the tables cannot be opened here (the caller then takes the lmdb path,
-// which says why).
+// firstRows(home, n, skip): { rows: [key, value][] (forward rows skip to
+// n - 1 in key order, as many as there are), fwdEntries, pathEntries } read
+// in one transaction; the rows before skip are stepped over, not copied (a
+// page far down costs no memory). null when the tables cannot be opened
+// here (the caller then takes the lmdb path, which says why).
 Napi::Value FirstRows(const Napi::CallbackInfo &info)
 {
 	Napi::Env env = info.Env();
 	std::string home = info[0].As<Napi::String>().Utf8Value();
-	uint32_t n = (uint32_t)addon::int_arg(info, 1, "rows", 0, 1 << 20);
+	uint32_t n = (uint32_t)addon::int_arg(info, 1, "rows", 0, UINT32_MAX);
+	uint32_t skip = (uint32_t)addon::int_arg(info, 2, "skip", 0, n);
 	struct tabledb t;
 	char err[600];
 	if (tabledb_open_env(&t, home.c_str(), err, sizeof err)) return env.Null();
@@ -44,10 +46,11 @@ Napi::Value FirstRows(const Napi::CallbackInfo &info)
 	MDB_val k, v;
 	int rc = MDB_NOTFOUND;
 	for (uint32_t i = 0; i < n && (rc = mdb_cursor_get(cur, &k, &v, i ? MDB_NEXT : MDB_FIRST)) == 0; i++) {
+		if (i < skip) continue;
 		Napi::Array row = Napi::Array::New(env, 2);
 		row.Set(0u, addon::js_bytes(env, (const uint8_t *)k.mv_data, k.mv_size));
 		row.Set(1u, addon::js_bytes(env, (const uint8_t *)v.mv_data, v.mv_size));
-		rows.Set(i, row);
+		rows.Set(i - skip, row);
 	}
 	Napi::Value result = env.Null();
 	if (rc == 0 || rc == MDB_NOTFOUND) {
