@@ -1,8 +1,9 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { appendFileSync, chmodSync, copyFileSync, mkdtempSync, openSync, closeSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, closeSync, copyFileSync, fstatSync, mkdtempSync, openSync, readlinkSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { addon } from '../ts/addon.js';
 import { builtProgram } from '../ts/paths.js';
 import { makeHome } from './helpers.js';
 
@@ -297,6 +298,51 @@ describe('memory mapped from the image', () => {
     const lc = await c.until(isTick, 'the second restore');
     restoredPids.push(tick(lc).pid);
     expect(state(lc)).toEqual([n2 + 1n, sum2 + 1n]);
+  });
+});
+
+describe('the harness protocol', () => {
+  /** A framed section of ts/snapfile.ts: kind, 0, length, payload crc, header crc. */
+  function section(kind: number, payload: Buffer): Buffer {
+    const h = Buffer.alloc(24);
+    h.writeUInt32BE(kind, 0);
+    h.writeBigUInt64BE(BigInt(payload.length), 8);
+    h.writeUInt32BE(addon().crc32c(payload) >>> 0, 16);
+    h.writeUInt32BE(addon().crc32c(h.subarray(0, 20)) >>> 0, 20);
+    return Buffer.concat([h, payload]);
+  }
+
+  it('frozen, dump at the offset the caller gives, written with the new offset, kill: the file the caller finishes restores', async () => {
+    const image = join(makeHome(), 'protocol.img');
+    const app = run(COUNT, ['10']);
+    await app.until((l) => isTick(l) && tick(l).counts[0] >= 3, 'ticks');
+    const fd = openSync(image, 'w+');
+    const head = Buffer.alloc(16);
+    Buffer.from('APPSNAP\n').copy(head);
+    head.writeUInt32BE(1, 8);
+    head.writeUInt32BE(addon().crc32c(head.subarray(0, 12)) >>> 0, 12);
+    const meta = section(1, Buffer.from('{"whole":true}'));
+    writeSync(fd, Buffer.concat([head, meta]));
+    const dumper = spawn(CKPT, ['dump', '--pids', String(app.child.pid), '--image-fd', '3'], { stdio: ['pipe', 'pipe', 'pipe', fd] });
+    started.push(dumper);
+    // One line per step: the dumper answers only when asked.
+    const next = () => new Promise<string>((resolve) => dumper.stdout!.once('data', (d) => resolve(String(d).trim())));
+    expect(await next()).toBe(`frozen 1 pids ${app.child.pid}`);
+    dumper.stdin!.write(`dump ${head.length + meta.length}\n`);
+    const [word, end, sections] = (await next()).split(' ');
+    expect(word).toBe('written');
+    expect(Number(end)).toBe(fstatSync(fd).size);
+    expect(Number(sections)).toBe(2); // FILES, one PROC
+    dumper.stdin!.end('kill\n');
+    expect(await new Promise((resolve) => dumper.on('close', resolve))).toBe(0);
+    await app.exited;
+    writeSync(fd, section(0xffff, Buffer.from(`{"sections":${Number(sections) + 1}}`)), 0, undefined, Number(end));
+    closeSync(fd);
+    const last = tick(app.lines.filter(isTick).at(-1)!);
+    const restored = run(CKPT, ['restore', '--image', image, '--wait']);
+    const first = tick(await restored.until(isTick, 'a tick after the restore'));
+    restoredPids.push(first.pid);
+    expect(first.counts[0]).toBe(last.counts[0] + 1);
   });
 });
 

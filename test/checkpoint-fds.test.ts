@@ -188,6 +188,17 @@ describe('descriptors captured from stopped processes and made again', () => {
     );
   });
 
+  it('an epoll with 2000 entries (a busy server\'s) comes back whole', async () => {
+    const dir = dirFor();
+    const n = 2000; // the count is passed where the port goes
+    const { pids } = await setup('bigepoll', dir, n);
+    const r = drive(pids, 'bigepoll', dir, n);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    // the even entries are ready: 1000 of them, their data summing to 0 + 2 + ... + 1998
+    expect(r.seen.get('0 ready')).toBe(`1000 sum ${999 * 1000}`);
+  });
+
   it('a terminal comes back as the restorer\'s terminal, or /dev/null when the restorer has none', async () => {
     const dir = dirFor();
     const first = await setup('tty', dir);

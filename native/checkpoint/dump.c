@@ -35,6 +35,7 @@ struct dproc {
 	struct dthread *threads;
 	int nthreads, cap;
 	pid_t links[3]; /* ppid, pgid, sid: spids */
+	int stopped;     /* job-control stopped (SIGSTOP) before the freeze */
 	cJSON *json;
 	struct mem_plan plan;
 };
@@ -118,6 +119,19 @@ static int tracer_of(pid_t pid)
 	return tracer;
 }
 
+/* The state letter of /proc/PID/stat ('Z': exited, not yet collected). */
+static char state_of(pid_t pid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof path, "/proc/%d/stat", pid);
+	FILE *f = fopen(path, "re");
+	size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+	if (f) fclose(f);
+	buf[n] = 0;
+	char *p = strrchr(buf, ')');
+	return p && p[1] == ' ' ? p[2] : '?';
+}
+
 static int refuse(struct dproc *p, char *err, size_t errlen, const char *why)
 {
 	char copy[1024];
@@ -165,7 +179,8 @@ static int freeze_proc(struct dumper *d, int idx, char *err, size_t errlen)
 				snprintf(why, sizeof why, "it uses io_uring (its kernel thread %d works for it), which a snapshot cannot capture", tid);
 				return refuse(p, err, errlen, why);
 			}
-			int rc = trace_seize(tid, PTRACE_O_EXITKILL * 0);
+			/* No EXITKILL: a dumper that dies lets the application go. */
+			int rc = trace_seize(tid, 0);
 			if (rc == -ESRCH) continue;
 			if (rc) {
 				closedir(dir);
@@ -242,6 +257,7 @@ static int describe(struct dumper *d, struct dproc *p, char *err, size_t errlen)
 	p->json = cJSON_CreateObject();
 	cJSON_AddNumberToObject(p->json, "vpid", p->vpid);
 	cJSON_AddNumberToObject(p->json, "spid", p->pid);
+	if (p->stopped) cJSON_AddBoolToObject(p->json, "stopped", 1);
 	if (d->ctx.home) cJSON_AddStringToObject(p->json, "home", d->ctx.home);
 	/* Threads first: their registers as the freeze left them, before
 	 * any call is made in them. */
@@ -279,6 +295,12 @@ struct dumper *dump_freeze(const struct ckpt_ctx *ctx, const pid_t *pids, int n,
 		int tracer = tracer_of(pids[i]);
 		if (kill(pids[i], 0) != 0) {
 			refuse(p, err, errlen, "there is no such process");
+			goto bad;
+		}
+		char st = state_of(pids[i]);
+		p->stopped = st == 'T';
+		if (st == 'Z' || st == 'X') {
+			refuse(p, err, errlen, "it has exited and waits for its parent to collect its status (a zombie); snapshot again once its parent has");
 			goto bad;
 		}
 		if (tracer) {
@@ -351,6 +373,8 @@ void dump_release(struct dumper *d, int kill_them)
 	for (int i = 0; i < d->n; i++) {
 		struct dproc *p = &d->procs[i];
 		if (kill_them) kill(p->pid, SIGKILL);
+		/* The calls made in it ended its stop: it stops again once let go. */
+		else if (p->stopped) kill(p->pid, SIGSTOP);
 		for (int j = 0; j < p->nthreads; j++) ptrace(PTRACE_DETACH, p->threads[j].tid, 0, 0);
 		cJSON_Delete(p->json);
 		mem_plan_free(&p->plan);

@@ -134,16 +134,35 @@ const char *fds_field(const char *text, const char *name)
 	return NULL;
 }
 
-static int read_text(const char *path, char *buf, size_t len)
+/* The whole of a /proc text file, in c's buffer (valid until the next
+ * call): an epoll's fdinfo has a line per entry, thousands for a busy
+ * server. NULL on failure. */
+static const char *read_text(struct fds_capture *c, const char *path)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) return -1;
+	if (fd < 0) return NULL;
 	size_t got = 0;
 	ssize_t n;
-	while (got + 1 < len && (n = read(fd, buf + got, len - 1 - got)) > 0) got += (size_t)n;
+	for (;;) {
+		if (got + 4096 + 1 > c->textcap) {
+			size_t cap = c->textcap ? 2 * c->textcap : 16384;
+			char *m = realloc(c->text, cap);
+			if (!m) {
+				close(fd);
+				errno = ENOMEM;
+				return NULL;
+			}
+			c->text = m;
+			c->textcap = cap;
+		}
+		if ((n = read(fd, c->text + got, c->textcap - 1 - got)) <= 0) break;
+		got += (size_t)n;
+	}
+	int e = errno;
 	close(fd);
-	buf[got] = 0;
-	return 0;
+	c->text[got] = 0;
+	errno = e;
+	return n < 0 ? NULL : c->text;
 }
 
 int fds_pidfd_getfd(pid_t spid, int fd)
@@ -212,7 +231,7 @@ struct ofd *fds_new_ofd(struct fds_capture *c, struct fds_proc *p, int fd, const
 /* kcmp orders open file descriptions (by an obfuscated pointer: 0 same,
  * 1 less, 2 greater), so the ofds are kept in that order (c->order) and a
  * descriptor's is found in log n calls, not one call per ofd. */
-static long file_vs(const struct ofd *o, const void *key)
+long fds_file_vs(const struct ofd *o, const void *key)
 {
 	const int *k = key; /* {spid, fd} */
 	return syscall(SYS_kcmp, k[0], o->spid, KCMP_FILE, k[1], o->fd);
@@ -238,13 +257,13 @@ int fds_order_find(struct fds_capture *c, long (*vs)(const struct ofd *, const v
  * one goes in c->order. */
 static struct ofd *same_ofd(struct fds_capture *c, pid_t spid, int fd, int *at)
 {
-	int key[2] = { spid, fd }, found = fds_order_find(c, file_vs, key, at);
+	int key[2] = { spid, fd }, found = fds_order_find(c, fds_file_vs, key, at);
 	if (found > 0) return &c->ofds[c->order[*at]];
 	if (found == 0) return NULL;
 	/* kcmp refused (a descriptor gone): one by one. */
 	*at = c->norder;
 	for (int i = 0; i < c->n; i++)
-		if (file_vs(&c->ofds[i], key) == 0) return &c->ofds[i];
+		if (fds_file_vs(&c->ofds[i], key) == 0) return &c->ofds[i];
 	return NULL;
 }
 
@@ -301,7 +320,8 @@ static int describe_chr(struct fds_capture *c, struct fds_proc *p, int fd, const
 
 static int describe(struct fds_capture *c, struct fds_proc *p, int fd, char *err, size_t errlen)
 {
-	char path[64], link[PATH_MAX], fdinfo[16384];
+	char path[64], link[PATH_MAX];
+	const char *fdinfo;
 	struct stat st;
 	snprintf(path, sizeof path, "/proc/%d/fd/%d", p->spid, fd);
 	ssize_t n = readlink(path, link, sizeof link - 1);
@@ -312,7 +332,7 @@ static int describe(struct fds_capture *c, struct fds_proc *p, int fd, char *err
 	}
 	link[n] = 0;
 	snprintf(path, sizeof path, "/proc/%d/fdinfo/%d", p->spid, fd);
-	if (read_text(path, fdinfo, sizeof fdinfo)) {
+	if (!(fdinfo = read_text(c, path))) {
 		fds_err(err, errlen, "process %u (%s): cannot read %s: %s", p->vpid, p->comm, path, strerror(errno));
 		return -1;
 	}
@@ -486,6 +506,7 @@ void fds_capture_free(struct fds_capture *c)
 	free(c->pipes);
 	free(c->socks);
 	free(c->order);
+	free(c->text);
 	free(c);
 }
 

@@ -162,6 +162,13 @@ static long target_vs(const struct ofd *j, const void *key)
 static int epoll_target(struct fds_capture *c, const struct ofd *o, int tfd, int toff)
 {
 	struct epoll_key key = { o->spid, { .efd = (uint32_t)o->fd, .tfd = (uint32_t)tfd, .toff = (uint32_t)toff } };
+	/* Mostly the registering process's own tfd still is the target: one
+	 * call (each walks the epoll's entries in the kernel), then the ofd
+	 * that descriptor is, by kcmp's order. */
+	if (syscall(SYS_kcmp, o->spid, o->spid, KCMP_EPOLL_TFD, tfd, (unsigned long)&key.slot) == 0) {
+		int own[2] = { o->spid, tfd }, at;
+		if (fds_order_find(c, fds_file_vs, own, &at) > 0) return c->order[at];
+	}
 	int at, found = fds_order_find(c, target_vs, &key, &at);
 	if (found > 0) return c->order[at];
 	if (found == 0) return -1;

@@ -17,16 +17,14 @@ struct ofd {
 	pid_t spid;    /* a process and descriptor that has it, for kcmp */
 	int fd;
 	int minfd;     /* the lowest number it has in any process */
-	dev_t dev;     /* of the object, a first filter before kcmp */
+	dev_t dev;     /* of the object (a Unix socket's inode names its peer) */
 	ino_t ino;
 	cJSON *json;
 	/* pipes: which pipe (index into fds_capture.pipes) and end */
 	int pipe;
 	int mode; /* O_RDONLY, O_WRONLY, O_RDWR */
-	/* sockets: the peer's inode (Unix), or addresses (TCP) for pairing */
-	int sock;      /* index into fds_capture.socks, or -1 */
 	/* epoll: the interest list's entries not yet tied to an ofd
-	 * ([[tfd, events, "data"], ...]), and the table entry of the process
+	 * ([[tfd, events, "data", toff], ...]), and the table entry of the process
 	 * that registers them again (the first that has it) */
 	cJSON *pending;
 	cJSON *entry;
@@ -64,6 +62,8 @@ struct fds_capture {
 	int *order;   /* ofd indices in kcmp's order of open files */
 	int norder, caporder;
 	int finished; /* every process seen: pairs and epoll targets settled */
+	char *text;   /* the fdinfo being read */
+	size_t textcap;
 };
 
 struct fds_restore {
@@ -91,6 +91,8 @@ int fds_pidfd_getfd(pid_t spid, int fd);
  * 0 same, 1 key less, 2 key greater, -1 error): 1 found at *at, 0 not
  * (*at where it would go), -1 kcmp failed. */
 int fds_order_find(struct fds_capture *c, long (*vs)(const struct ofd *, const void *), const void *key, int *at);
+/* vs for a descriptor: key is {spid, fd}. */
+long fds_file_vs(const struct ofd *o, const void *key);
 struct ofd *fds_new_ofd(struct fds_capture *c, struct fds_proc *p, int fd, const struct stat *st, const char *kind, int flags);
 
 /* fds_pipe.c */

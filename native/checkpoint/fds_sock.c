@@ -196,7 +196,6 @@ static int describe_unix_listener(struct fds_capture *c, struct fds_proc *p, int
 		return refuse(p, fd, "a listening Unix socket without a name", err, errlen);
 	struct ofd *o = fds_new_ofd(c, p, fd, st, "unix-listen", flags);
 	if (!o) return fds_err(err, errlen, "out of memory"), -1;
-	o->sock = -1;
 	cJSON_AddNumberToObject(o->json, "type", type);
 	if (name[0]) {
 		char path[sizeof(((struct sockaddr_un *)0)->sun_path) + 1];
@@ -229,7 +228,6 @@ static int describe_unix(struct fds_capture *c, struct fds_proc *p, int fd, int 
 	s->family = AF_UNIX;
 	s->type = type;
 	s->peer = peer;
-	o->sock = c->nsocks - 1;
 	cJSON_AddNumberToObject(o->json, "type", type);
 	const char *why = NULL;
 	if (peek_queue(sfd, type, o->json, &why)) {
@@ -316,7 +314,6 @@ static int describe_inet(struct fds_capture *c, struct fds_proc *p, int fd, int 
 	struct ofd *o = fds_new_ofd(c, p, fd, st, kind, flags);
 	if (!o) return c->nsocks--, fds_err(err, errlen, "out of memory"), -1;
 	s->ofd = c->n - 1;
-	o->sock = c->nsocks - 1;
 	cJSON_AddNumberToObject(o->json, "family", family);
 	cJSON_AddNumberToObject(o->json, "vpid", p->vpid);
 	uint16_t sport = port_in(&s->local);

@@ -128,7 +128,23 @@ static int load(struct restorer *R)
 		for (int j = 0; j < i; j++)
 			if (R->procs[j].vpid == (uint32_t)json_int(R->procs[i].json, "ppid")) R->procs[i].parent = j;
 	}
-	if (!files) files = cJSON_CreateArray();
+	R->files = files ? files : cJSON_CreateArray();
+	R->sections = s, R->nsections = n;
+	return 0;
+bad:
+	snprintf(err, sizeof err, "%s is not a usable snapshot: %s; nothing was restored", R->image_path, why);
+	free(s);
+	return -1;
+}
+
+/* Once the image is known good: the restorer's own descriptors above
+ * everything, the shared memory objects, every open file description. */
+static int prepare(struct restorer *R)
+{
+	char why[1024];
+	cJSON *files = R->files;
+	struct img_section *s = R->sections;
+	int n = R->nsections;
 	int maxfd = 2;
 	for (int i = 0; i < R->n; i++) {
 		int m = fds_table_max(cJSON_GetObjectItem(R->procs[i].json, "fds"));
@@ -152,20 +168,16 @@ static int load(struct restorer *R)
 			return -1;
 		}
 	free(s);
-	/* fds.c makes each file's descriptor at the lowest free number (a pipe
-	 * two) before moving it to base + i: base lies past all of those. */
-	int base = highest_fd() + 1 + 4 * cJSON_GetArraySize(cJSON_GetObjectItem(files, "ofds")) + 16;
+	/* The files' descriptors at base + i, past everything we hold. */
+	int base = highest_fd() + 1;
 	R->fds = fds_restore_open(files, base, &R->ctx, why, sizeof why);
 	cJSON_Delete(files);
 	if (!R->fds) {
 		snprintf(err, sizeof err, "cannot restore from %s: %s; nothing was restored", R->image_path, why);
 		return -1;
 	}
+	R->files = NULL;
 	return 0;
-bad:
-	snprintf(err, sizeof err, "%s is not a usable snapshot: %s; nothing was restored", R->image_path, why);
-	free(s);
-	return -1;
 }
 
 static int check(struct restorer *R)
@@ -360,6 +372,9 @@ static int restore_proc(struct restorer *R, struct rproc *p, struct inj *in)
 
 static void resume_all(struct restorer *R)
 {
+	/* A process stopped (SIGSTOP) when it was saved comes back stopped. */
+	for (int i = 0; i < R->n; i++)
+		if (cJSON_IsTrue(cJSON_GetObjectItem(R->procs[i].json, "stopped"))) kill(R->procs[i].spid, SIGSTOP);
 	for (int i = 0; i < R->n; i++)
 		for (int k = R->procs[i].ntids - 1; k >= 0; k--) ptrace(PTRACE_DETACH, R->procs[i].tids[k], 0, 0);
 }
@@ -367,8 +382,11 @@ static void resume_all(struct restorer *R)
 int restore_run(struct restorer *R, int report_fd, int wait)
 {
 	struct inj *ins = NULL;
-	if (load(R) != 0 || check(R) != 0 || choose_gadget(R) != 0) goto bad;
+	if (load(R) != 0 || check(R) != 0 || choose_gadget(R) != 0 || prepare(R) != 0) goto bad;
 	if (make_stubs(R) != 0) goto bad_stubs;
+	/* The stubs hold what they need; our copies would keep pipes open. */
+	fds_restore_free(R->fds);
+	R->fds = NULL;
 	if (bind_pids(R) != 0) goto bad_stubs;
 	ins = calloc((size_t)R->n, sizeof *ins);
 	for (int i = 0; i < R->n; i++) {

@@ -14,6 +14,7 @@
 
 #include "ckpt.h"
 #include "fds.h"
+#include "image.h"
 
 /* The gadget region the stubs map at an address free everywhere: a page
  * with `syscall; int3`, scratch pages, room to move the vDSO through. */
@@ -41,6 +42,9 @@ struct restorer {
 	int checked;    /* the caller checked every section's checksum */
 	struct fds_restore *fds;
 	cJSON *shm_fds; /* shared memory objects' memfds by id */
+	cJSON *files;   /* the FILES section, until its descriptors are made */
+	struct img_section *sections;
+	int nsections;
 	struct rproc *procs;
 	int n;
 };

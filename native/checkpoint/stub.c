@@ -77,6 +77,9 @@ void stub_main(struct restorer *R, int idx)
 		if (pid < 0) fail(R, idx, "fork failed: %s", strerror(errno));
 		if (pid == 0) stub_main(R, c);
 	}
+	/* Its copies of every file description: a pipe end held here would
+	 * keep its reader from ever seeing end of file. */
+	fds_close_base(R->fds);
 	unregister_rseq();
 	map_gadget(R, idx);
 	sigset_t all;

@@ -178,6 +178,11 @@ long thread_tcb_tid_offset(pid_t pid, const cJSON *threads)
 		const cJSON *t = cJSON_GetArrayItem(threads, i);
 		struct user_regs_struct r;
 		if (json_hex(t, "regs", &r, sizeof r) != sizeof r || !r.fs_base || mem_read(pid, r.fs_base, words[i], SPAN) != 0) return -1;
+		/* Only a C library's thread block (x86-64 TLS: the block points
+		 * at itself at 0 and 16): any other program's TLS is left alone. */
+		uint64_t self0, self16;
+		memcpy(&self0, &words[i][0], 8), memcpy(&self16, &words[i][4], 8);
+		if (self0 != r.fs_base || self16 != r.fs_base) return -1;
 	}
 	for (int w = 0; w < SPAN / 4; w++) {
 		int all = 1;

@@ -516,6 +516,30 @@ static void many_check(int n)
 	say("open", "%d", open_fds);
 }
 
+/* --- bigepoll: one epoll with N entries (its fdinfo is long) ---------- */
+
+static void bigepoll_setup(int n)
+{
+	place(epoll_create1(0), 3, 0);
+	for (int i = 0; i < n; i++) {
+		int e = eventfd(i % 2 == 0, 0); /* the even ones ready */
+		struct epoll_event ev = { .events = EPOLLIN, .data.u64 = (uint64_t)i };
+		if (e < 0 || epoll_ctl(3, EPOLL_CTL_ADD, e, &ev)) die("epoll entry");
+	}
+	printf("ready %d\n", getpid());
+	fflush(stdout);
+	wait_forever();
+}
+
+static void bigepoll_check(int n)
+{
+	struct epoll_event *ev = calloc((size_t)n, sizeof *ev);
+	int got = epoll_wait(3, ev, n, 0);
+	long long sum = 0;
+	for (int i = 0; i < got; i++) sum += (long long)ev[i].data.u64;
+	say("ready", "%d sum %lld", got, sum);
+}
+
 /* --- refuse: a descriptor no snapshot captures ------------------------- */
 
 static void refuse_setup(void)
@@ -589,6 +613,7 @@ int main(int argc, char **argv)
 	else if (!strcmp(scen, "tty")) check ? tty_check() : tty_setup();
 	else if (!strcmp(scen, "refuse")) check ? refuse_check() : refuse_setup();
 	else if (!strcmp(scen, "many")) check ? many_check(port) : many_setup(dir, port);
+	else if (!strcmp(scen, "bigepoll")) check ? bigepoll_check(port) : bigepoll_setup(port);
 	else if (!strcmp(scen, "deleted")) check ? refuse_check() : deleted_setup(dir);
 	else {
 		fprintf(stderr, "fdsprog: unknown scenario %s\n", scen);
