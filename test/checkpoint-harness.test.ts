@@ -84,8 +84,9 @@ describe('snapshot --ipc-only: the snapshot of before issue 18', () => {
 describe('whole snapshot refused by the dumper', () => {
   it("a descriptor it cannot capture: the dumper's sentence passed on (exit 3), nothing written, the application running on", async () => {
     const home = makeHome();
-    // countloop exec'd by sh with /dev/urandom open at descriptor 7: a device.
-    const h = await counting(home, 'dev', [], ['sh', '-c', `exec 7</dev/urandom; exec ${COUNTLOOP}`]);
+    // countloop exec'd by python with an inotify instance at descriptor 7, a kind the dumper refuses.
+    const inotify = `import ctypes, os; fd = ctypes.CDLL(None).inotify_init(); os.dup2(fd, 7); os.close(fd); os.execv('${COUNTLOOP}', ['${COUNTLOOP}'])`;
+    const h = await counting(home, 'dev', [], ['python3', '-c', inotify]);
     const file = join(home, 'dev.snap');
     const r = appshot(home, ['snapshot', 'dev', '-o', file]);
     expect(r.code).toBe(3);

@@ -37,7 +37,7 @@ export function register(program: Command): void {
         const { meta: _meta, ...counts } = r;
         process.stdout.write(JSON.stringify({ ...counts, file, whole: !!image, command: given ?? m.command }) + '\n');
       } else {
-        const procs = image ? `; now its ${r.processes} process(es)` : '';
+        const procs = image ? `; its ${r.processes} process(es) are restored next, continuing where they were` : '';
         process.stderr.write(
           `appshot: restored '${r.aid}' from ${file}: ${r.sems} semaphore set(s), ${r.segments} segment(s) (${mib(r.shmBytes)}), ${r.queues} queue(s) (${r.messages} message(s)) in ${r.seconds.toFixed(2)} s${procs}\n`,
         );
