@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { CLI_PATH, builtProgram } from '../ts/paths.js';
-import type { ScaleAlloc } from './report.js';
+import type { AllocFigures, AllocRun, ScaleAlloc } from './figures.js';
 import { type Stage, sized } from './stage.js';
 import { ALLOCATION } from './targets.js';
 
@@ -30,27 +30,6 @@ const LIVE = 8192;
 /** Only the 64-process run is checked: the one the issue sets the bound on. */
 const CHECKED = 64;
 
-export interface AllocRun {
-  procs: number;
-  allocations: number;
-  seconds: number;
-  per_second: number;
-  waves: number;
-  live: number;
-  problems: string[];
-}
-export interface AllocFigures {
-  procs: number;
-  /** How long each run allocated. */
-  seconds: number;
-  nativePerSecond: number;
-  shimPerSecond: number;
-  /** Shim over native time per allocation: native rate / shim rate. */
-  ratio: number;
-  /** Whether each run's tables were checked with its sets alive (the
-   * 64-process runs; a failed check fails the bench). */
-  tablesChecked: boolean;
-}
 
 function parse(out: string, what: string): AllocRun {
   const r: AllocRun = JSON.parse(out);

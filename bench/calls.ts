@@ -13,7 +13,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { CLI_PATH, builtProgram } from '../ts/paths.js';
-import type { CallFigure, LookupFigure, AbsoluteFigure } from './report.js';
+import type { AbsoluteFigure, CallFigure, LookupFigure } from './figures.js';
 import { type BenchContext, type Stage, sized } from './stage.js';
 import { ABSOLUTE, LOOKUPS, PAIRED } from './targets.js';
 

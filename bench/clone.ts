@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { CLI_PATH, builtProgram } from '../ts/paths.js';
 import { appshot, startApp } from './app.js';
 import { type Stage, sized } from './stage.js';
+import type { CloneFigures } from './figures.js';
 
 const SHARED_MIB = 256;
 const DUP_MIB = 16;
@@ -18,17 +19,6 @@ export const CLONE_COUNTS = [1, 10, 50];
 /** Rounds of each clone count (the median round is kept). */
 const ROUNDS = { default: 1, full: 3 };
 
-export interface CloneFigures {
-  clones: number;
-  sharedMiB: number;
-  duplicateMiB: number;
-  /** From the first clone begun to the last one started. */
-  totalSeconds: number;
-  readyMs: { p50: number; max: number };
-  copyMs: { p50: number; max: number };
-  /** Ready less copy: what the target bounds. */
-  overheadMs: { p50: number; max: number };
-}
 
 const spread = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);

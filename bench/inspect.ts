@@ -12,16 +12,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CLI_PATH, builtProgram } from '../ts/paths.js';
 import { type Stage, sized } from './stage.js';
+import type { InspectFigures } from './figures.js';
 
 /** Runs of the first page (the median is kept). */
 const PAGES = { default: 3, full: 5 };
 const JSON_ROWS = [100_000, 1_000_000];
 
-export interface InspectFigures {
-  mappings: number;
-  firstPageMs: number;
-  json: { rows: number; seconds: number; peakRssMiB: number }[];
-}
 
 const env = (home: string) => ({ ...process.env, APPSHOT_HOME: home });
 

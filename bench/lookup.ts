@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { CLI_PATH, builtProgram } from '../ts/paths.js';
-import type { ScaleLookup } from './report.js';
+import type { LookupFigures, ScaleLookup } from './figures.js';
 import { type Stage, sized } from './stage.js';
 import { LOOKUP_AT_SCALE } from './targets.js';
 
@@ -29,20 +29,6 @@ const SIZES = [
   { mappings: 1_000_000, label: '1M', others: 999 },
 ];
 
-export interface Percentiles {
-  p50: number;
-  p99: number;
-}
-export interface LookupFigures {
-  mappings: number;
-  label: string;
-  hot: Percentiles & { mean: number };
-  cold: Percentiles;
-  /** The seconds tablefill took to write the rows added for this size. */
-  fillSeconds: number;
-  /** The resolution of a single timing: percentiles are multiples of it. */
-  timerStepNs: number;
-}
 
 function tablefill(args: string[]): number {
   const r = spawnSync(builtProgram('tablefill'), args, { encoding: 'utf8' });

@@ -10,6 +10,7 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { CLI_PATH, builtProgram } from '../ts/paths.js';
 import { type Stage, sized } from './stage.js';
+import type { PoolFigures } from './figures.js';
 
 const INSTANCES = 3;
 const VIRTUAL = 18181;
@@ -18,13 +19,6 @@ const CONNS = 4;
 /** Rounds each way, and seconds of load each. */
 const SIZES = { default: { rounds: 2, seconds: 1 }, full: { rounds: 3, seconds: 2 } };
 
-export interface PoolFigures {
-  requestsPerConnection: number;
-  directRps: number;
-  poolRps: number;
-  ratio: number;
-  errors: number;
-}
 
 interface Instance {
   child: ChildProcess;

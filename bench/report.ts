@@ -6,84 +6,10 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { basename } from 'node:path';
 import Table from 'cli-table3';
-import type { AllocFigures } from './alloc.js';
 import { type Bar, type Panel, barChart } from './chart.js';
-import type { InfoFigures } from './info.js';
-import type { InspectFigures } from './inspect.js';
-import type { LookupFigures } from './lookup.js';
-import type { PoolFigures } from './pool.js';
-import type { SnapFigures } from './snapshot.js';
-import type { CloneFigures } from './clone.js';
 import { CLONE_TARGET_MS, INSPECTOR, LOOKUP_AT_SCALE, POOL_TARGET, SNAPSHOT_TARGET_GBPS } from './targets.js';
+import type { CloneFigures, InfoFigures, InspectFigures, PoolFigures, Results, SnapFigures } from './figures.js';
 
-export interface CallFigure {
-  metric: string;
-  label: string;
-  nativeNs: number;
-  shimNs: number;
-  ratio: number;
-  target: number | null;
-  met: boolean;
-}
-export interface LookupFigure {
-  metric: string;
-  label: string;
-  p50Ns: number;
-  p99Ns: number;
-  p50Target: number | null;
-  met: boolean;
-}
-export interface AbsoluteFigure {
-  metric: string;
-  label: string;
-  ns: number;
-  targetNs: number;
-  met: boolean;
-}
-/** A size's lookups; the bound (and met) only at the size the issue sets it. */
-export interface ScaleLookup extends LookupFigures {
-  target: { p50Ns: number; p99Ns: number } | null;
-  met: boolean | null;
-}
-export interface ScaleAlloc extends AllocFigures {
-  targetPerSecond: number | null;
-  met: boolean | null;
-}
-/** A table a stage adds to the report as it is, on the terminal and in
- * the markdown (for a stage with no table of its own here). */
-export interface ReportTable {
-  title: string;
-  head: string[];
-  rows: string[][];
-}
-/** What one stage measured, at which sizes, and how long it took. */
-export interface StageRun {
-  name: string;
-  measures: string;
-  seconds: number;
-}
-export interface Results {
-  date: string;
-  /** --full (every size and round) or the default run. */
-  full: boolean;
-  /** The stages in the order they ran. */
-  stages: StageRun[];
-  /** Rounds of the per-call drivers. */
-  rounds: number;
-  calls: CallFigure[];
-  lookups: LookupFigure[];
-  absolute: AbsoluteFigure[];
-  scale: { lookups: ScaleLookup[]; allocation: ScaleAlloc[] };
-  pool: PoolFigures[];
-  snapshot: SnapFigures[];
-  clone: CloneFigures[];
-  /** Absent in results of before the info stage. */
-  info?: InfoFigures;
-  inspector: InspectFigures;
-  /** The tables of stages that have none of their own below. */
-  tables?: ReportTable[];
-  raw: unknown;
-}
 
 /** The inspector's two bounds: the first page's time, and memory flat. */
 export function inspectorMet(f: InspectFigures): { firstPage: boolean; flat: boolean } {

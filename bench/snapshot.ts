@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { builtProgram } from '../ts/paths.js';
 import { appshot, startApp } from './app.js';
 import { type Stage, sized } from './stage.js';
+import type { SnapFigures } from './figures.js';
 
 /** Shared memory and semaphore sets the application holds, and rounds per place. */
 interface Size {
@@ -20,15 +21,6 @@ interface Size {
 }
 const SIZES: { default: Size; full: Size } = { default: { mib: 256, sets: 2_500, rounds: 2 }, full: { mib: 1024, sets: 10_000, rounds: 3 } };
 
-export interface SnapFigures {
-  where: string;
-  bytes: number;
-  sets: number;
-  snapshotSeconds: number;
-  restoreSeconds: number;
-  snapshotGBps: number;
-  restoreGBps: number;
-}
 
 async function once(home: string, dir: string, round: number, size: Size): Promise<SnapFigures> {
   const aid = `snap-bench-${round}`;

@@ -4,7 +4,7 @@
  * run by exporting a Stage and being named once in STAGES in bench/run.ts;
  * the stage picks its own sizes for the default run and for --full.
  */
-import type { Results } from './report.js';
+import type { Results } from './figures.js';
 
 export interface BenchContext {
   /** --full: every size and round (about 20 minutes on 2 cores); else the
