@@ -13,44 +13,10 @@
 import { spawnSync } from 'node:child_process';
 import { basename } from 'node:path';
 import { CLI_PATH, builtProgram } from '../ts/paths.js';
+import { type Stage, sized } from './stage.js';
 import { INFO, STRESS_MSG } from './targets.js';
+import type { InfoFigures, StressFigures } from './figures.js';
 
-export interface InfoCall {
-  metric: string;
-  label: string;
-  nativeNs: number;
-  shimNs: number;
-  ratio: number;
-  /** Under the shim beside another application's objects. */
-  besideNs: number;
-  besideRatio: number;
-  target: number | null;
-  met: boolean | null;
-}
-/** stress-ng's bogo ops per second by real time and by the stressor's CPU
- * time (usr + sys). Pinned to one CPU, the two agree on a quiet machine; on
- * a busy one, real time counts whatever else ran on that CPU, so the
- * verdict is on CPU time. Under the shim with --no-trap too: what of the
- * rest is the trap's (the seccomp filter every msgsnd and msgrcv passes). */
-export interface StressFigures {
-  stressor: string;
-  seconds: number;
-  native: { real: number; cpu: number };
-  shim: { real: number; cpu: number };
-  noTrap: { real: number; cpu: number };
-  ratio: number;
-  cpuRatio: number;
-  noTrapCpuRatio: number;
-  target: number;
-  met: boolean;
-}
-export interface InfoFigures {
-  objects: number;
-  /** 'own': each run in an IPC namespace of its own; 'host': unshare was refused. */
-  namespace: 'own' | 'host';
-  calls: InfoCall[];
-  stress: StressFigures | null;
-}
 
 const CALLS: { metric: string; label: string; target: boolean }[] = [
   { metric: 'sem_info', label: 'semctl(SEM_INFO)', target: true },
@@ -146,3 +112,16 @@ export function infoScenario(home: string, rounds: number): InfoFigures {
   });
   return { objects: INFO.objects, namespace: prefix.length ? 'own' : 'host', calls, stress: stressNg(prefix, home, rounds) };
 }
+
+/** Rounds of the default run and of --full. */
+const INFO_ROUNDS = { default: 3, full: 5 };
+
+export const infoStage: Stage = {
+  name: 'info',
+  describe(full) {
+    return `IPC_INFO and *_INFO with ${INFO.objects.toLocaleString('en-US')} objects of each family, and the stress-ng msg stressor pinned (${sized(full, INFO_ROUNDS)} rounds)`;
+  },
+  async run(ctx) {
+    return { info: infoScenario(ctx.home, sized(ctx.full, INFO_ROUNDS)) };
+  },
+};

@@ -2,67 +2,14 @@
  * What `npm run bench` shows of its results: tables on the terminal, a
  * markdown summary and an SVG chart beside the JSON in bench/results.
  */
+import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
+import { basename } from 'node:path';
 import Table from 'cli-table3';
-import type { AllocFigures } from './alloc.js';
 import { type Bar, type Panel, barChart } from './chart.js';
-import type { InfoFigures } from './info.js';
-import type { InspectFigures } from './inspect.js';
-import type { LookupFigures } from './lookup.js';
-import type { PoolFigures } from './pool.js';
-import type { SnapFigures } from './snapshot.js';
-import type { CloneFigures } from './clone.js';
 import { CLONE_TARGET_MS, INSPECTOR, LOOKUP_AT_SCALE, POOL_TARGET, SNAPSHOT_TARGET_GBPS } from './targets.js';
+import type { CloneFigures, InfoFigures, InspectFigures, PoolFigures, Results, SnapFigures } from './figures.js';
 
-export interface CallFigure {
-  metric: string;
-  label: string;
-  nativeNs: number;
-  shimNs: number;
-  ratio: number;
-  target: number | null;
-  met: boolean;
-}
-export interface LookupFigure {
-  metric: string;
-  label: string;
-  p50Ns: number;
-  p99Ns: number;
-  p50Target: number | null;
-  met: boolean;
-}
-export interface AbsoluteFigure {
-  metric: string;
-  label: string;
-  ns: number;
-  targetNs: number;
-  met: boolean;
-}
-/** A size's lookups; the bound (and met) only at the size the issue sets it. */
-export interface ScaleLookup extends LookupFigures {
-  target: { p50Ns: number; p99Ns: number } | null;
-  met: boolean | null;
-}
-export interface ScaleAlloc extends AllocFigures {
-  targetPerSecond: number | null;
-  met: boolean | null;
-}
-export interface Results {
-  date: string;
-  /** Rounds of the per-call drivers, and of the other scenarios. */
-  rounds: number;
-  scenarioRounds: number;
-  calls: CallFigure[];
-  lookups: LookupFigure[];
-  absolute: AbsoluteFigure[];
-  scale: { lookups: ScaleLookup[]; allocation: ScaleAlloc[] };
-  pool: PoolFigures[];
-  snapshot: SnapFigures[];
-  clone: CloneFigures[];
-  info: InfoFigures;
-  inspector: InspectFigures;
-  raw: unknown;
-}
 
 /** The inspector's two bounds: the first page's time, and memory flat. */
 export function inspectorMet(f: InspectFigures): { firstPage: boolean; flat: boolean } {
@@ -94,6 +41,7 @@ function cloneRows(r: Results): string[][] {
 const CLONE_HEAD = ['clones', 'all made', 'ready, each', 'of it copying', 'ready less copy', 'target', ''];
 /** *_INFO rows: the call, native, shim, ratio, target, verdict, and beside another application's objects. */
 function infoRows(r: Results): string[][] {
+  if (!r.info) return [];
   const rows = r.info.calls.map((c) => [
     c.label,
     time(c.nativeNs),
@@ -141,7 +89,7 @@ export function printTables(r: Results): string {
   const pool = new Table({ head: ['3 instances, 4 clients', 'pool / direct', 'target', 'direct req/s', 'pool req/s', ''], style });
   for (const p of r.pool) pool.push([poolLabel(p), p.ratio.toFixed(2) + 'x', `≥ ${POOL_TARGET}x`, p.directRps.toFixed(0), p.poolRps.toFixed(0), verdict(p.ratio >= POOL_TARGET)]);
 
-  const snap = new Table({ head: ['1 GiB shm + 10,000 sets, file on', 'snapshot', 'restore', 'target', ''], style });
+  const snap = new Table({ head: [`${snapSize(r.snapshot[0])}, file on`, 'snapshot', 'restore', 'target', ''], style });
   for (const f of r.snapshot)
     snap.push([f.where, `${f.snapshotSeconds.toFixed(2)} s, ${f.snapshotGBps.toFixed(2)} GB/s`, `${f.restoreSeconds.toFixed(2)} s, ${f.restoreGBps.toFixed(2)} GB/s`, `≥ ${SNAPSHOT_TARGET_GBPS} GB/s each way`, verdict(snapMet(f))]);
   const clone = new Table({ head: CLONE_HEAD, style });
@@ -150,7 +98,29 @@ export function printTables(r: Results): string {
   for (const row of infoRows(r)) info.push(row);
   const inspector = new Table({ head: ['the table inspector', 'measured', 'target', ''], style });
   for (const row of inspectorRows(r.inspector)) inspector.push(row);
-  return [calls, scale, pool, snap, clone, info, inspector].map((t) => t.toString()).join('\n') + '\n';
+  const extra = (r.tables ?? []).map((x) => {
+    const t = new Table({ head: x.head, style });
+    for (const row of x.rows) t.push(row);
+    return `${x.title}\n${t.toString()}`;
+  });
+  return [calls, scale, pool, snap, clone, info, inspector].map((t) => t.toString()).concat(extra).join('\n') + '\n';
+}
+
+/** 1 GiB shm + 10,000 sets. */
+function snapSize(f: SnapFigures | undefined): string {
+  if (!f) return 'shared memory and semaphore sets';
+  const mib = f.bytes / 2 ** 20;
+  return `${mib >= 1024 ? `${mib / 1024} GiB` : `${mib} MiB`} shm + ${(f.sets ?? 10_000).toLocaleString('en-US')} sets`;
+}
+
+/** Which stages ran, what each measured and how long it took (results of
+ * before the stages say only their rounds). */
+function stagesText(r: Results): string {
+  const kind = r.full ? 'A --full run' : 'The default run (`npm run bench -- --full` for every size and round)';
+  if (!r.stages) return `Each figure is the median of ${r.rounds} rounds, natively and under the shim in the same round.`;
+  const total = r.stages.reduce((s, x) => s + x.seconds, 0);
+  const lines = r.stages.map((s) => `- ${s.name}: ${s.measures}; ${s.seconds.toFixed(0)} s`);
+  return [`${kind}, ${(total / 60).toFixed(1)} minutes; each figure a median over its rounds, natively and under the shim in the same round:`, '', ...lines].join('\n');
 }
 
 /** A markdown table from a header and rows. */
@@ -196,8 +166,9 @@ export function markdown(r: Results, chartFile: string): string {
   return [
     `# appshot bench, ${r.date.slice(0, 10)}`,
     '',
-    `${r.date}; ${cpu.length} × ${cpu[0]?.model ?? 'unknown CPU'}, Linux ${release()}, Node ${process.version}. ` +
-      `Each figure is the median of ${r.rounds} rounds (the pool, snapshot and scale scenarios: of ${r.scenarioRounds}), natively and under the shim in the same round.`,
+    `${r.date}; ${cpu.length} × ${cpu[0]?.model ?? 'unknown CPU'}, Linux ${release()}, Node ${process.version}.`,
+    '',
+    stagesText(r),
     '',
     `![shim / native per call, and the figures with absolute targets](${chartFile})`,
     '',
@@ -207,7 +178,7 @@ export function markdown(r: Results, chartFile: string): string {
     '',
     '## Allocation rate',
     '',
-    'Processes of one application creating semaphore sets (`semget(IPC_PRIVATE)`) at once for about 2 s, in waves of 8,192 live sets ' +
+    `Processes of one application creating semaphore sets (\`semget(IPC_PRIVATE)\`) at once for about ${r.scale.allocation[0]?.seconds ?? 2} s, in waves of 8,192 live sets ` +
       '(removed, untimed, between waves). Total allocations per second; shim / native is the time per allocation.',
     '',
     mdTable(['processes', 'native', 'shim', 'shim / native', 'target', '', 'checked'], alloc),
@@ -230,7 +201,7 @@ export function markdown(r: Results, chartFile: string): string {
     '',
     mdTable(['load', 'direct req/s', 'pool req/s', 'pool / direct', 'target', ''], pool),
     '',
-    '## Snapshot and restore (1 GiB of shared memory and 10,000 semaphore sets)',
+    `## Snapshot and restore (${snapSize(r.snapshot[0])})`,
     '',
     mdTable(['file on', 'snapshot', 'restore', 'target', ''], snap),
     '',
@@ -241,9 +212,20 @@ export function markdown(r: Results, chartFile: string): string {
     '',
     mdTable(CLONE_HEAD, cloneRows(r)),
     '',
-    `## IPC_INFO and *_INFO with ${r.info.objects.toLocaleString('en-US')} objects of each family, and stress-ng msg`,
+    ...(r.info ? infoMarkdown(r.info, r) : []),
+    '## The table inspector (1,000 applications x 1,000 mappings)',
     '',
-    `Each run in ${r.info.namespace === 'own' ? 'an IPC namespace of its own (unshare --ipc): the application is alone there' : 'the host\'s IPC namespace (unshare was refused)'}. ` +
+    mdTable(['', 'measured', 'target', ''], inspectorRows(r.inspector)),
+    '',
+    ...(r.tables ?? []).flatMap((x) => [`## ${x.title}`, '', mdTable(x.head, x.rows), '']),
+  ].join('\n');
+}
+
+function infoMarkdown(info: InfoFigures, r: Results): string[] {
+  return [
+    `## IPC_INFO and *_INFO with ${info.objects.toLocaleString('en-US')} objects of each family, and stress-ng msg`,
+    '',
+    `Each run in ${info.namespace === 'own' ? 'an IPC namespace of its own (unshare --ipc): the application is alone there' : 'the host\'s IPC namespace (unshare was refused)'}. ` +
       'The application holds that many semaphore sets, segments and queues (a message in each); each call is timed again and again with nothing ' +
       'changing (best mean of five rounds), and right after an object of its family was made and removed (median of single calls; under the shim a ' +
       "commit, after which the shim reads the application's rows again). Beside another application: one object of each family made in the namespace " +
@@ -254,11 +236,7 @@ export function markdown(r: Results, chartFile: string): string {
     '',
     mdTable(INFO_HEAD, infoRows(r)),
     '',
-    '## The table inspector (1,000 applications x 1,000 mappings)',
-    '',
-    mdTable(['', 'measured', 'target', ''], inspectorRows(r.inspector)),
-    '',
-  ].join('\n');
+  ];
 }
 
 /** The ratio panel: every paired call and the allocation rates. */
@@ -266,9 +244,9 @@ function ratioBars(r: Results): Bar[] {
   return [
     ...r.calls.map((c) => ({ label: c.label, value: c.ratio, tick: c.target, met: c.target ? c.met : null, text: `${c.ratio.toFixed(2)}x${c.target ? ` (≤ ${c.target}x)` : ''}` })),
     ...r.scale.allocation.map((a) => ({ label: allocLabel(a.procs), value: a.ratio, tick: null, met: null, text: `${a.ratio.toFixed(2)}x` })),
-    ...r.info.calls
+    ...(r.info?.calls ?? [])
       .filter((c) => c.target)
-      .map((c) => ({ label: `${c.label}, ${r.info.objects.toLocaleString('en-US')} objects`, value: c.ratio, tick: c.target, met: c.met, text: `${c.ratio.toFixed(2)}x (≤ ${c.target}x)` })),
+      .map((c) => ({ label: `${c.label}, ${r.info!.objects.toLocaleString('en-US')} objects`, value: c.ratio, tick: c.target, met: c.met, text: `${c.ratio.toFixed(2)}x (≤ ${c.target}x)` })),
   ];
 }
 
@@ -294,7 +272,7 @@ function targetBars(r: Results): Bar[] {
     const slower = Math.min(f.snapshotGBps, f.restoreGBps);
     bars.push(bar(`snapshot and restore, file on ${f.where}, slower way`, SNAPSHOT_TARGET_GBPS / slower, snapMet(f), `${slower.toFixed(2)} GB/s (≥ ${SNAPSHOT_TARGET_GBPS} GB/s)`));
   }
-  const s = r.info.stress;
+  const s = r.info?.stress;
   if (s) bars.push(bar(`stress-ng ${s.stressor}, pinned: bogo ops/s by CPU time against native`, s.target / s.cpuRatio, s.met, `${s.cpuRatio.toFixed(2)}x native (≥ ${s.target}x)`));
   for (const f of r.clone)
     bars.push(bar(`${f.clones} clone${f.clones === 1 ? '' : 's'}: slowest ready less copy`, f.overheadMs.max / CLONE_TARGET_MS, cloneMet(f), `${f.overheadMs.max.toFixed(1)} ms (≤ ${CLONE_TARGET_MS} ms)`));
@@ -308,3 +286,19 @@ export function chart(r: Results): string {
   ];
   return barChart(`appshot bench, ${r.date.slice(0, 10)}, ${cpus().length} cores`, panels);
 }
+
+/** `node dist/bench/report.js [FILE.json]`: the tables of a run (the
+ * latest in bench/results unless FILE is given) printed again, and its
+ * markdown and chart drawn again beside it. */
+async function main(): Promise<void> {
+  const { latestResults } = await import('./results.js');
+  const file = process.argv[2] ?? latestResults();
+  if (!file) throw new Error('no results in bench/results yet: run npm run bench first');
+  const r: Results = JSON.parse(readFileSync(file, 'utf8'));
+  const base = file.replace(/\.json$/, '');
+  writeFileSync(`${base}.md`, markdown(r, `${basename(base)}.svg`));
+  writeFileSync(`${base}.svg`, chart(r));
+  process.stdout.write(printTables(r) + `${base}.md and .svg drawn from ${file}\n`);
+}
+
+if (process.argv[1] && basename(process.argv[1]) === 'report.js') await main();

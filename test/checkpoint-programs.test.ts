@@ -49,7 +49,7 @@ interface Cmd {
 }
 
 function start(home: string, args: string[], as: string[] = [], env: NodeJS.ProcessEnv = {}): Cmd {
-  const full = { ...process.env, APPSHOT_HOME: home, ...env };
+  const full: NodeJS.ProcessEnv = { ...process.env, APPSHOT_HOME: home, ...env };
   delete full.APPSHOT_AID;
   delete full.LD_PRELOAD;
   const argv = [...as, process.execPath, CLI_PATH, ...args];
@@ -403,28 +403,36 @@ function pyTicks(out: string): number[][] {
 /** The sum of k*k for k = 1..n: what the dict holds after n ticks. */
 const squares = (n: number) => (n * (n + 1) * (2 * n + 1)) / 6;
 
+/**
+ * ckpt-dict.py run under aid, snapshotted --stop after 5 ticks and
+ * restored: the restored lines go on at the next tick, the dict whole at
+ * every one, the child (its vpid kept) answering each.
+ */
+async function pythonCase(expect: Expect, home: string, a: string, flags: readonly string[], as: string[], what: string): Promise<void> {
+  const h = start(home, ['run', ...flags, '--aid', a, '--', PYTHON, '-u', join(FIXTURES, 'ckpt-dict.py')], as);
+  const child = Number((await waitFor(h.out, /^child (\d+)$/m))[1]);
+  await waitFor(h.out, /^tick 5 /m);
+  const file = await snapshotStop(home, a, h, as, what);
+  const last = pyTicks((await h.done).stdout).at(-1)!;
+  expect(last[4]).toBe(child);
+
+  const b = start(home, ['restore', file, '--aid', `${a}-b`], as);
+  await waitFor(b.out, new RegExp(`^tick ${last[0] + 3} `, 'm'));
+  const back = pyTicks(b.out());
+  expect(back[0][0]).toBe(last[0] + 1);
+  for (const [tick, entries, sum, pong, pid] of back) {
+    expect(entries).toBe(tick);
+    expect(sum).toBe(squares(tick));
+    expect(pong).toBe(tick);
+    expect(pid).toBe(child);
+  }
+  expect((await processes(home, `${a}-b`, as)).map((p) => p[0])).toContain(child);
+  await end(home, `${a}-b`, b, as);
+}
+
 describe.concurrent.each(MODES)('python3 and node (item 3), %s', (mode, flags) => {
   it('python3 with a dict and a multiprocessing child: restored, the dict goes on growing from its saved entries and the child (same vpid) answers over its Unix socket pair', async ({ expect }) => {
-    const a = `py-${mode}`;
-    const h = start(HOME, ['run', ...flags, '--aid', a, '--', PYTHON, '-u', join(FIXTURES, 'ckpt-dict.py')]);
-    const child = Number((await waitFor(h.out, /^child (\d+)$/m))[1]);
-    await waitFor(h.out, /^tick 5 /m);
-    const file = await snapshotStop(HOME, a, h, [], `python3 ${mode}`);
-    const last = pyTicks((await h.done).stdout).at(-1)!;
-    expect(last[4]).toBe(child);
-
-    const b = start(HOME, ['restore', file, '--aid', `${a}-b`]);
-    await waitFor(b.out, new RegExp(`^tick ${last[0] + 3} `, 'm'));
-    const back = pyTicks(b.out());
-    expect(back[0][0]).toBe(last[0] + 1);
-    for (const [tick, entries, sum, pong, pid] of back) {
-      expect(entries).toBe(tick);
-      expect(sum).toBe(squares(tick));
-      expect(pong).toBe(tick);
-      expect(pid).toBe(child);
-    }
-    expect((await processes(HOME, `${a}-b`)).map((p) => p[0])).toContain(child);
-    await end(HOME, `${a}-b`, b);
+    await pythonCase(expect, HOME, `py-${mode}`, flags, [], `python3 ${mode}`);
   });
 
   it('node serving HTTP from an in-memory counter (libuv: threads, epoll, eventfd, timers): restored, the count goes on, the timer ticks, under the same pid', async ({ expect }) => {
@@ -480,15 +488,24 @@ describe.concurrent('node with io_uring (UV_USE_IO_URING=1)', () => {
 
 // --- as an unprivileged user ------------------------------------------------------
 
+/** Runs body with a home of nobody's where nobody can reach it, removed after. */
+async function asNobody(body: (home: string) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'appshot-ckpt-programs-'));
+  chmodSync(dir, 0o755);
+  const home = join(dir, 'home');
+  mkdirSync(home, { mode: 0o700 });
+  chownSync(home, NOBODY, NOBODY);
+  try {
+    await body(home);
+  } finally {
+    await appshot(home, ['gc'], AS_NOBODY);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 describe.concurrent.each(MODES)('as an unprivileged user (nobody), %s', (mode, flags) => {
   it('ckptapp run, snapshotted --stop and restored by nobody: continuing, its child answering, its port reached', async ({ expect }) => {
-    // A home of nobody's where nobody can reach it.
-    const dir = mkdtempSync(join(tmpdir(), 'appshot-ckpt-programs-'));
-    chmodSync(dir, 0o755);
-    const home = join(dir, 'home');
-    mkdirSync(home, { mode: 0o700 });
-    chownSync(home, NOBODY, NOBODY);
-    try {
+    await asNobody(async (home) => {
       const port = await freePort();
       const { h, child } = await ckptapp(home, 'ck', flags, port, AS_NOBODY);
       const vpids = (await processes(home, 'ck', AS_NOBODY)).map((p) => p[0]);
@@ -498,9 +515,10 @@ describe.concurrent.each(MODES)('as an unprivileged user (nobody), %s', (mode, f
       const b = await restoredCkptapp(expect, home, file, 'ck-b', last, vpids, port, AS_NOBODY);
       for (const [, spid] of await processes(home, 'ck-b', AS_NOBODY)) expect(statSync(`/proc/${spid}`).uid).toBe(NOBODY);
       await end(home, 'ck-b', b.h, AS_NOBODY);
-    } finally {
-      await appshot(home, ['gc'], AS_NOBODY);
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
+  });
+
+  it('python3 with its multiprocessing child, snapshotted --stop and restored by nobody: the dict and the child go on', async ({ expect }) => {
+    await asNobody((home) => pythonCase(expect, home, 'py', flags, AS_NOBODY, `python3 ${mode}, as nobody`));
   });
 });

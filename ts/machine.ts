@@ -227,7 +227,7 @@ function userNamespaces(): CheckItem {
 }
 
 function ptrace(): CheckItem {
-  const item = (verdict: Verdict, why: string, fix?: string): CheckItem => ({ name: 'ptrace', verdict, why, fix, required: false, neededFor: 'whole-process snapshot (later)' });
+  const item = (verdict: Verdict, why: string, fix?: string): CheckItem => ({ name: 'ptrace', verdict, why, fix, required: false, neededFor: 'whole-process snapshot (appshot snapshot without --ipc-only)' });
   const cap = hasCap(capabilities(), CAP_SYS_PTRACE);
   const capText = cap ? 'with CAP_SYS_PTRACE' : 'without CAP_SYS_PTRACE';
   const scope = readSys('/proc/sys/kernel/yama/ptrace_scope');
@@ -249,7 +249,7 @@ function ptrace(): CheckItem {
 }
 
 function prSetMmMap(): CheckItem {
-  const item = (verdict: Verdict, why: string, fix?: string): CheckItem => ({ name: 'pr_set_mm_map', verdict, why, fix, required: false, neededFor: 'whole-process restore (later)' });
+  const item = (verdict: Verdict, why: string, fix?: string): CheckItem => ({ name: 'pr_set_mm_map', verdict, why, fix, required: false, neededFor: 'whole-process restore' });
   const size = prctlMmMapSize();
   if (size < 0)
     return item('limited', `prctl(PR_SET_MM, PR_SET_MM_MAP_SIZE) failed (errno ${-size}): this kernel has no checkpoint/restore`, 'a kernel built with CONFIG_CHECKPOINT_RESTORE');
@@ -259,8 +259,13 @@ function prSetMmMap(): CheckItem {
     [CAP_SYS_RESOURCE, 'CAP_SYS_RESOURCE'],
     [CAP_SYS_ADMIN, 'CAP_SYS_ADMIN'],
   ].filter(([c]) => hasCap(caps, c as number)).map(([, n]) => n);
+  // The map itself needs no capability; only the exe link it may also set.
   if (!held.length)
-    return item('limited', `the kernel takes PR_SET_MM_MAP (${size}-byte map), but this process has neither CAP_SYS_RESOURCE nor CAP_CHECKPOINT_RESTORE`, 'run as root with its capabilities, or give the harness CAP_CHECKPOINT_RESTORE (setcap)');
+    return item(
+      'limited',
+      `the kernel takes PR_SET_MM_MAP (${size}-byte map), without privilege; setting a restored process's exe link needs CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN, which this process lacks, so /proc/PID/exe of a process it restores shows appshot-checkpoint`,
+      'run as root, or give appshot-checkpoint CAP_CHECKPOINT_RESTORE (setcap) if the exe link matters',
+    );
   return item('ok', `the kernel takes PR_SET_MM_MAP (${size}-byte map); this process has ${held.join(', ')}`);
 }
 

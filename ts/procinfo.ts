@@ -1,5 +1,4 @@
 import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
-import type { TableDb } from './tabledb.js';
 import * as S from '../tables/schema.js';
 
 /**
@@ -146,8 +145,12 @@ function dirIdentity(path: string): string | undefined {
 }
 
 /** The tables processesOf reads: the home they are in, and the record of
- * each process the shim or a restore bound to a vpid. */
-type ProcessTables = Pick<TableDb, 'home' | 'procs'>;
+ * each process the shim or a restore bound to a vpid (a TableDb is one;
+ * named by shape so that this module stays below the tables'). */
+export interface ProcessTables {
+  home: string;
+  procs: { get(key: Buffer): Uint8Array | undefined };
+}
 
 /** Which application the tables bind a live process to (its procs row,
  * whose start time must be the process's: a row of a dead process whose

@@ -28,7 +28,9 @@ export function register(program: Command): void {
         return;
       }
       const rate = s.shmBytes >= 2 ** 20 ? `, ${(s.shmBytes / 1e9 / s.seconds).toFixed(2)} GB/s` : '';
-      const what = s.whole ? `${s.processes} process(es) whole (memory, threads, descriptors), ` : '';
+      // Without --ipc-only an application with no process left (kept
+      // state) still gets a snapshot, of its IPC state: say so.
+      const what = s.whole ? `${s.processes} process(es) whole (memory, threads, descriptors), ` : o.ipcOnly ? '' : 'no process running, so the IPC state alone (a restore starts the command again), ';
       process.stdout.write(
         `snapshot of '${aid}' written to ${o.output}: ${what}${s.sems} semaphore set(s), ${s.segments} segment(s) (${mib(s.shmBytes)}), ${s.queues} queue(s) (${s.messages} message(s)), ${s.processes} process(es) ${o.stop ? 'ended' : 'resumed'}; ${s.seconds.toFixed(2)} s${rate}\n`,
       );
