@@ -9,8 +9,10 @@
  * and restored; a restore beside the running original joins its pool. A
  * template made from such a snapshot clones cold: the clone
  * starts the command again (issue 19 makes it warm), and its port joins the
- * pool too. ckptapp (issue 18's item-1 program), identity and remapped.
+ * pool too. ckptapp (issue 18's item-1 program), identity and remapped;
+ * node serving HTTP (libuv's epoll and non-blocking accept on the channel).
  */
+import { request } from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -18,6 +20,7 @@ import { builtProgram } from '../ts/paths.js';
 import { MODES, appshot, appshotAsync, freePort, makeHome, stopAll, waitFor } from './helpers.js';
 
 const CKPTAPP = builtProgram('ckptapp');
+const CKPT_HTTP = join(import.meta.dirname, 'fixtures', 'ckpt-http.js');
 
 afterEach(stopAll);
 
@@ -39,6 +42,24 @@ async function counterAt(port: number): Promise<number> {
   const m = /^counter (\d+) answer pong (\d+)\n$/.exec(line);
   if (!m) throw new Error(`port ${port} answered ${JSON.stringify(line)}`);
   return Number(m[1]);
+}
+
+/** GET / from 127.0.0.1:port: ckpt-http.js's "count N ticks T pid P", as [N, P]. */
+function countAt(port: number): Promise<number[]> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path: '/', agent: false, timeout: 10_000 }, (res) => {
+      let body = '';
+      res.on('data', (d) => (body += d));
+      res.on('end', () => {
+        const m = /^count (\d+) ticks \d+ pid (\d+)\n$/.exec(body);
+        if (m) resolve([Number(m[1]), Number(m[2])]);
+        else reject(new Error(`port ${port} answered ${JSON.stringify(body)}`));
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error(`GET from ${port} timed out`)));
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 const TICK = /^tick (\d+) counter (\d+) answer pong (\d+) events \d+$/gm;
@@ -130,5 +151,35 @@ describe('a published port in a whole snapshot, beside the original', () => {
     expect(instances(home).map((i) => i.aid).sort()).toEqual(['orig', 'twin']);
     for (let i = 0; i < 4; i++) expect(await counterAt(pub)).toBeGreaterThan(0);
     expect(instances(home).every((i) => i.handed >= 2)).toBe(true); // round robin: two connections each
+  });
+});
+
+describe('a published port in a whole snapshot, node', () => {
+  it('node serving HTTP (libuv: epoll, non-blocking accept) at a public port: restored, it answers there, its request count going on', { timeout: 60_000 }, async () => {
+    const home = makeHome();
+    const pub = await freePort();
+    let vport = await freePort();
+    while (vport === pub) vport = await freePort();
+    const h = appshotAsync(home, ['run', '--aid', 'nw', '--publish', `${pub}:${vport}`, '--', process.execPath, CKPT_HTTP, String(vport)]);
+    await waitFor(h.out, /^listening /m);
+    expect((await countAt(pub))[0]).toBe(1);
+    const [two, vpid] = await countAt(pub);
+    expect(two).toBe(2);
+    const file = join(home, 'nw.snap');
+    const s = appshot(home, ['snapshot', 'nw', '-o', file, '--stop']);
+    expect(s.code, s.stderr).toBe(0);
+    await h.done;
+    appshotAsync(home, ['restore', file, '--aid', 'nb']);
+    // Refused until the restore's harness has published the port again (a
+    // refused connection never reaches the program); once it listens, the
+    // daemon holds a request until the restored process takes it.
+    let first: number[] | undefined;
+    for (const end = Date.now() + 20_000; !first; await new Promise((r) => setTimeout(r, 50)))
+      first = await countAt(pub).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ECONNREFUSED' || Date.now() > end) throw err;
+        return undefined;
+      });
+    expect(first).toEqual([3, vpid]);
+    expect(await countAt(pub)).toEqual([4, vpid]);
   });
 });
