@@ -239,16 +239,9 @@ function newSummary(file: string, whole: boolean): SnapshotSummary {
  */
 async function wholeSnapshot(t: TableDb, aid: string, app: S.AppVal, file: string, given: number[], opts: SnapshotOptions): Promise<SnapshotSummary> {
   const started = performance.now();
-  // What removes the temporary file if this process dies (a dead dumper's
-  // tracees are let go by the kernel).
-  const guard = new StopGuard(t.home, aid, SnapWriter.tempPath(file));
-  let w: SnapWriter;
-  try {
-    w = new SnapWriter(file);
-  } catch (err) {
-    guard.release();
-    throw err;
-  }
+  // The guard removes the temporary file if this process dies (a dead
+  // dumper's tracees are let go by the kernel).
+  const { guard, w } = guardedWriter(t, aid, file);
   const sum = newSummary(file, true);
   let dumper: Dumper | undefined;
   let pids = given;
@@ -277,19 +270,24 @@ async function wholeSnapshot(t: TableDb, aid: string, app: S.AppVal, file: strin
   return sum;
 }
 
-/** Today's snapshot (--ipc-only): SIGSTOP, the IPC state, SIGCONT. */
-async function ipcSnapshot(t: TableDb, aid: string, app: S.AppVal, file: string, opts: SnapshotOptions): Promise<SnapshotSummary> {
-  const started = performance.now();
-  // Before anything is stopped: what resumes the application if this
-  // process dies while it holds it stopped.
+/** The temporary file a snapshot writes, and the guard that cleans up
+ * after this process should it die; made before anything is stopped. */
+function guardedWriter(t: TableDb, aid: string, file: string): { guard: StopGuard; w: SnapWriter } {
   const guard = new StopGuard(t.home, aid, SnapWriter.tempPath(file));
-  let w: SnapWriter;
   try {
-    w = new SnapWriter(file);
+    return { guard, w: new SnapWriter(file) };
   } catch (err) {
     guard.release();
     throw err;
   }
+}
+
+/** Today's snapshot (--ipc-only): SIGSTOP, the IPC state, SIGCONT. */
+async function ipcSnapshot(t: TableDb, aid: string, app: S.AppVal, file: string, opts: SnapshotOptions): Promise<SnapshotSummary> {
+  const started = performance.now();
+  // Before anything is stopped: the guard resumes the application if this
+  // process dies while it holds it stopped.
+  const { guard, w } = guardedWriter(t, aid, file);
   const stopped = new Set<number>();
   const sum = newSummary(file, false);
   let written = false;
