@@ -6,8 +6,13 @@
  *   dump --pids P,... --home H --aid A --image-fd FD
  *        the harness's protocol on stdin/stdout (DESIGN: "frozen N",
  *        "dump OFFSET" -> "written NEWOFFSET SECTIONS", "detach" | "kill")
- *   restore --image FILE [--home H --aid A] [--report-fd FD] [--wait] [--copy-pages] [--checked]
- *        --copy-pages: private memory copied in, not mapped from the image;
+ *   restore --image FILE [--home H --aid A] [--report-fd FD] [--wait] [--map-pages] [--checked]
+ *        private memory is copied from the image into anonymous memory
+ *        (--copy-pages, the default, still accepted);
+ *        --map-pages: private anonymous memory mapped from the image
+ *        (copy-on-write, for clones that share one image; MADV_DONTNEED then
+ *        brings back the image's bytes, not zeros, which allocators that
+ *        count on zeros after it do not expect);
  *        --checked: the caller checked every section's checksum already
  */
 #define _GNU_SOURCE
@@ -30,7 +35,7 @@ static int usage(const char *why)
 	fprintf(stderr,
 		"appshot: %s\n"
 		"usage: appshot-checkpoint dump --pids P,... (--out FILE [--kill] | --home H --aid A --image-fd FD)\n"
-		"       appshot-checkpoint restore --image FILE [--home H --aid A] [--report-fd FD] [--wait] [--copy-pages] [--checked]\n",
+		"       appshot-checkpoint restore --image FILE [--home H --aid A] [--report-fd FD] [--wait] [--map-pages] [--checked]\n",
 		why);
 	return CKPT_EXIT_USAGE;
 }
@@ -150,10 +155,10 @@ static int cmd_dump(int argc, char **argv)
 static int cmd_restore(int argc, char **argv)
 {
 	static const struct option opts[] = {{"image", 1, 0, 'i'}, {"home", 1, 0, 'h'}, {"aid", 1, 0, 'a'}, {"report-fd", 1, 0, 'r'},
-					     {"wait", 0, 0, 'w'},  {"copy-pages", 0, 0, 'c'}, {"checked", 0, 0, 'k'}, {0, 0, 0, 0}};
+					     {"wait", 0, 0, 'w'},  {"copy-pages", 0, 0, 'c'}, {"map-pages", 0, 0, 'm'},
+					     {"checked", 0, 0, 'k'},  {0, 0, 0, 0}};
 	struct restorer R = {0};
 	int report_fd = -1, wait = 0, c;
-	R.map_pages = 1;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (c == 'i') R.image_path = optarg;
 		else if (c == 'h') R.ctx.home = optarg;
@@ -161,6 +166,7 @@ static int cmd_restore(int argc, char **argv)
 		else if (c == 'r') report_fd = atoi(optarg);
 		else if (c == 'w') wait = 1;
 		else if (c == 'c') R.map_pages = 0;
+		else if (c == 'm') R.map_pages = 1;
 		else if (c == 'k') R.checked = 1;
 		else return usage("unknown option to restore");
 	}

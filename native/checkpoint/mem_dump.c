@@ -175,6 +175,10 @@ static cJSON *describe(pid_t pid, int pagemap, const struct vma *v, struct mem_p
 	cJSON *madv = cJSON_AddArrayToObject(m, "madv");
 	if (has_flag(v, "wf")) cJSON_AddItemToArray(madv, cJSON_CreateString("wf"));
 	if (has_flag(v, "dc")) cJSON_AddItemToArray(madv, cJSON_CreateString("dc"));
+	/* The program's own huge page advice (a restore's copy uses huge
+	 * pages where the program did not refuse them). */
+	if (has_flag(v, "hg")) cJSON_AddItemToArray(madv, cJSON_CreateString("hg"));
+	if (has_flag(v, "nh")) cJSON_AddItemToArray(madv, cJSON_CreateString("nh"));
 	cJSON *runs = cJSON_AddArrayToObject(m, "runs");
 	uint64_t before = plan->pages;
 	/* Wipe-on-fork memory comes back zeroed, as in a fork child; the

@@ -348,7 +348,7 @@ static int restore_proc(struct restorer *R, struct rproc *p, struct inj *in)
 	char why[1024];
 	const cJSON *threads = cJSON_GetObjectItem(p->json, "threads");
 	long tcb = json_int(p->json, "tcb_tid");
-	if (mem_restore(in, cJSON_GetObjectItem(p->json, "mappings"), R->gadget, GADGET_PAGES * 4096ULL, R->image_fd, R->image_fd, p->data_at, R->map_pages, R->shm_fds,
+	if (mem_restore(in, cJSON_GetObjectItem(p->json, "mappings"), R->gadget, GADGET_PAGES * 4096ULL, R->image_fd, p->data_at, R->map_pages, R->shm_fds,
 			why, sizeof why) != 0 ||
 	    proc_restore_mm(in, p->json, why, sizeof why) != 0 || proc_restore_sigactions(in, p->json, why, sizeof why) != 0)
 		return failed(p, why);
