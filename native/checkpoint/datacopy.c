@@ -49,7 +49,6 @@ static int copy_chunk(struct job *j, struct chunk *c, char **buf)
 {
 	uint64_t at = j->at + c->off;
 	if (!*buf && posix_memalign((void **)buf, 4096, CHUNK) != 0) return -ENOMEM;
-	fallocate(j->fd, 0, (off_t)at, (off_t)c->len); /* best effort: not every file system has it */
 	int rc = mem_read(j->pid, c->addr, *buf, c->len);
 	if (!rc) c->crc = crc32c(0, *buf, c->len);
 	return rc ? rc : pwrite_all(j->fd, *buf, c->len, at);
@@ -81,6 +80,11 @@ int data_copy(pid_t pid, const struct mem_plan *plan, int fd, uint64_t at, uint3
 			j.chunks[j.n++] = (struct chunk){plan->runs[r].addr + done, len, off, 0};
 			off += len;
 		}
+	/* The file's space in one call, before the copy (best effort: not every
+	 * file system has it): on tmpfs allocating pages is most of a dump's
+	 * cost, per call and per page; on a tmpfs with huge pages (huge=) one
+	 * call allocates them 2 MB at a time. */
+	if (off) fallocate(fd, 0, (off_t)at, (off_t)off);
 	pthread_t helper;
 	int helped = j.n > 1 && pthread_create(&helper, NULL, worker, &j) == 0;
 	worker(&j);

@@ -27,6 +27,7 @@
 #include "ckpt.h"
 #include "dump.h"
 #include "image.h"
+#include "phases.h"
 #include "restore.h"
 #include "rows.h"
 
@@ -141,14 +142,20 @@ static int cmd_dump(int argc, char **argv)
 	if (!out == (image_fd < 0)) return usage("dump needs either --out FILE or --image-fd FD");
 	char err[1400];
 	if (open_tables(&ctx) != 0) return CKPT_EXIT_FAILURE;
+	struct phases ph;
+	phases_start(&ph);
 	struct dumper *d = dump_freeze(&ctx, pids, n, err, sizeof err);
+	phase(&ph, "frozen");
 	if (!d) {
 		fprintf(stderr, "appshot: %s\n", err);
 		return CKPT_EXIT_REFUSED;
 	}
 	if (image_fd >= 0) return dump_protocol(d, image_fd);
 	int rc = dump_to_file(d, out);
+	phase(&ph, "written");
 	dump_release(d, kill_them && rc == 0);
+	phase(&ph, "let go");
+	phases_print(&ph, "dump");
 	return rc ? CKPT_EXIT_FAILURE : 0;
 }
 
