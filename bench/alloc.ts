@@ -17,9 +17,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { CLI_PATH, builtProgram } from '../ts/paths.js';
+import type { ScaleAlloc } from './report.js';
+import { type Stage, sized } from './stage.js';
+import { ALLOCATION } from './targets.js';
 
 const PROCS = [1, 8, 64];
-const SECONDS = 2;
+/** Rounds, and seconds each process count allocates each way. */
+const SIZES = { default: { rounds: 1, seconds: 1 }, full: { rounds: 3, seconds: 2 } };
 /** Sets alive at once, in all: a quarter of the kernel's default SEMMNI
  * (32000, host-wide), leaving the rest to everything else. */
 const LIVE = 8192;
@@ -37,6 +41,8 @@ export interface AllocRun {
 }
 export interface AllocFigures {
   procs: number;
+  /** How long each run allocated. */
+  seconds: number;
   nativePerSecond: number;
   shimPerSecond: number;
   /** Shim over native time per allocation: native rate / shim rate. */
@@ -52,8 +58,8 @@ function parse(out: string, what: string): AllocRun {
   return r;
 }
 
-function native(procs: number): AllocRun {
-  const r = spawnSync(builtProgram('allocbench'), [String(procs), String(SECONDS), String(LIVE)], { encoding: 'utf8' });
+function native(procs: number, seconds: number): AllocRun {
+  const r = spawnSync(builtProgram('allocbench'), [String(procs), String(seconds), String(LIVE)], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`allocbench ${procs} natively failed (${r.status}): ${r.stdout}${r.stderr}`);
   return parse(r.stdout, `${procs} natively`);
 }
@@ -83,10 +89,10 @@ function checkTables(home: string, aid: string, live: number): void {
 
 /** Under the shim; the checked run holds its last wave alive until the
  * tables have been checked. */
-async function shim(home: string, procs: number, round: number): Promise<AllocRun> {
+async function shim(home: string, procs: number, round: number, seconds: number): Promise<AllocRun> {
   const aid = `alloc-${procs}-${round}`;
   const hold = procs === CHECKED;
-  const args = [CLI_PATH, 'run', '--no-identity', '--aid', aid, '--', builtProgram('allocbench'), String(procs), String(SECONDS), String(LIVE), ...(hold ? ['--hold'] : [])];
+  const args = [CLI_PATH, 'run', '--no-identity', '--aid', aid, '--', builtProgram('allocbench'), String(procs), String(seconds), String(LIVE), ...(hold ? ['--hold'] : [])];
   const app: ChildProcess = spawn(process.execPath, args, { env: { ...process.env, APPSHOT_HOME: home }, stdio: ['pipe', 'pipe', 'inherit'] });
   const ended = new Promise<number | null>((resolve) => app.on('close', resolve));
   const lines = createInterface({ input: app.stdout! })[Symbol.asyncIterator]();
@@ -108,14 +114,14 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 
 /** Per process count, the median rate each way over the rounds, the two
  * sides alternating so that drift in the machine hits both alike. */
-export async function allocationRate(rounds: number): Promise<AllocFigures[]> {
+export async function allocationRate(rounds: number, seconds: number): Promise<AllocFigures[]> {
   const home = mkdtempSync(join(tmpdir(), 'appshot-bench-alloc-'));
   const rates = PROCS.map(() => ({ native: [] as number[], shim: [] as number[] }));
   try {
     for (let round = 0; round < rounds; round++)
       for (const [i, procs] of PROCS.entries()) {
-        rates[i].native.push(native(procs).per_second);
-        rates[i].shim.push((await shim(home, procs, round)).per_second);
+        rates[i].native.push(native(procs, seconds).per_second);
+        rates[i].shim.push((await shim(home, procs, round, seconds)).per_second);
       }
   } finally {
     appshot(home, ['gc', '--kept']);
@@ -124,6 +130,24 @@ export async function allocationRate(rounds: number): Promise<AllocFigures[]> {
   return PROCS.map((procs, i) => {
     const nativePerSecond = median(rates[i].native);
     const shimPerSecond = median(rates[i].shim);
-    return { procs, nativePerSecond, shimPerSecond, ratio: nativePerSecond / shimPerSecond, tablesChecked: procs === CHECKED };
+    return { procs, seconds, nativePerSecond, shimPerSecond, ratio: nativePerSecond / shimPerSecond, tablesChecked: procs === CHECKED };
   });
+}
+
+export const allocStage: Stage = {
+  name: 'alloc',
+  describe(full) {
+    const { rounds, seconds } = sized(full, SIZES);
+    return `allocation rate of ${PROCS.join(', ')} processes of one application at once, natively and under the shim (${rounds} round${rounds === 1 ? '' : 's'} of ${seconds} s each way; the ${CHECKED}-process run's tables checked)`;
+  },
+  async run(ctx) {
+    const { rounds, seconds } = sized(ctx.full, SIZES);
+    return { scale: { allocation: (await allocationRate(rounds, seconds)).map(bound) } };
+  },
+};
+
+/** The issue bounds the allocation rate at one process count. */
+function bound(f: AllocFigures): ScaleAlloc {
+  if (f.procs !== ALLOCATION.procs) return { ...f, targetPerSecond: null, met: null };
+  return { ...f, targetPerSecond: ALLOCATION.perSecond, met: f.shimPerSecond >= ALLOCATION.perSecond };
 }

@@ -10,10 +10,13 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI_PATH, builtProgram } from '../ts/paths.js';
 import { appshot, startApp } from './app.js';
+import { type Stage, sized } from './stage.js';
 
 const SHARED_MIB = 256;
 const DUP_MIB = 16;
 export const CLONE_COUNTS = [1, 10, 50];
+/** Rounds of each clone count (the median round is kept). */
+const ROUNDS = { default: 1, full: 3 };
 
 export interface CloneFigures {
   clones: number;
@@ -94,3 +97,13 @@ export async function cloneTimes(home: string, rounds: number): Promise<CloneFig
     rmSync(file, { force: true });
   }
 }
+
+export const cloneStage: Stage = {
+  name: 'clone',
+  describe(full) {
+    return `cloning a template of ${SHARED_MIB} MiB shared and ${DUP_MIB} MiB duplicate: ${CLONE_COUNTS.join(', ')} clones (${sized(full, ROUNDS)} round${sized(full, ROUNDS) === 1 ? '' : 's'} each)`;
+  },
+  async run(ctx) {
+    return { clone: await cloneTimes(ctx.home, sized(ctx.full, ROUNDS)) };
+  },
+};

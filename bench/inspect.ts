@@ -7,8 +7,15 @@
  * means the million costs about what the hundred thousand does.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { CLI_PATH, builtProgram } from '../ts/paths.js';
+import { type Stage, sized } from './stage.js';
+
+/** Runs of the first page (the median is kept). */
+const PAGES = { default: 3, full: 5 };
+const JSON_ROWS = [100_000, 1_000_000];
 
 export interface InspectFigures {
   mappings: number;
@@ -40,14 +47,29 @@ function measured(home: string, args: string[]): Promise<{ seconds: number; peak
   });
 }
 
-export async function inspectorAtScale(home: string, rounds: number): Promise<InspectFigures> {
+export async function inspectorAtScale(home: string, runs: number): Promise<InspectFigures> {
   spawnSync(process.execPath, [CLI_PATH, 'run', '--', 'true'], { env: env(home) });
   const fill = spawnSync(builtProgram('tablefill'), [home, '1000', '1000', 'inspect'], { encoding: 'utf8' });
   if (fill.status !== 0) throw new Error(`tablefill failed: ${fill.stderr}`);
   const pages: number[] = [];
-  for (let i = 0; i < Math.max(rounds, 3); i++) pages.push((await measured(home, ['tables'])).seconds * 1000);
+  for (let i = 0; i < runs; i++) pages.push((await measured(home, ['tables'])).seconds * 1000);
   pages.sort((a, b) => a - b);
   const json = [];
-  for (const rows of [100_000, 1_000_000]) json.push({ rows, ...(await measured(home, ['tables', '--json', '--limit', String(rows)])) });
+  for (const rows of JSON_ROWS) json.push({ rows, ...(await measured(home, ['tables', '--json', '--limit', String(rows)])) });
   return { mappings: 1_000_000, firstPageMs: pages[Math.floor(pages.length / 2)], json };
 }
+
+export const inspectorStage: Stage = {
+  name: 'inspector',
+  describe(full) {
+    return `appshot tables over 1,000 applications x 1,000 mappings: the first page (${sized(full, PAGES)} runs), --json of ${JSON_ROWS.map((n) => n.toLocaleString('en-US')).join(' and ')} rows (tables of its own)`;
+  },
+  async run(ctx) {
+    const home = mkdtempSync(join(tmpdir(), 'appshot-bench-inspect-'));
+    try {
+      return { inspector: await inspectorAtScale(home, sized(ctx.full, PAGES)) };
+    } finally {
+      rmSync(home, { recursive: true, force: true });
+    }
+  },
+};

@@ -14,8 +14,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { CLI_PATH, builtProgram } from '../ts/paths.js';
+import type { ScaleLookup } from './report.js';
+import { type Stage, sized } from './stage.js';
+import { LOOKUP_AT_SCALE } from './targets.js';
 
 const OWN = 1000;
+/** Rounds, each from fresh tables filled to every size. */
+const ROUNDS = { default: 1, full: 3 };
 const ROWS_PER_APP = 1000;
 /** Each size, as the number of other applications filled beside our own. */
 const SIZES = [
@@ -95,4 +100,21 @@ export async function lookupAtScale(rounds: number): Promise<LookupFigures[]> {
       timerStepNs: of((f) => f.timerStepNs),
     };
   });
+}
+
+export const lookupStage: Stage = {
+  name: 'lookup',
+  describe(full) {
+    return `translation lookup, hot and cold, with ${SIZES.map((s) => s.label).join(', ')} mappings in the tables (${sized(full, ROUNDS)} round${sized(full, ROUNDS) === 1 ? '' : 's'}, tables of its own)`;
+  },
+  async run(ctx) {
+    return { scale: { lookups: (await lookupAtScale(sized(ctx.full, ROUNDS))).map(bound) } };
+  },
+};
+
+/** The issue bounds the lookup at one size. */
+function bound(f: LookupFigures): ScaleLookup {
+  if (f.mappings !== LOOKUP_AT_SCALE.mappings) return { ...f, target: null, met: null };
+  const target = { p50Ns: LOOKUP_AT_SCALE.p50Ns, p99Ns: LOOKUP_AT_SCALE.p99Ns };
+  return { ...f, target, met: f.hot.p50 <= target.p50Ns && f.hot.p99 <= target.p99Ns };
 }

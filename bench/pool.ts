@@ -9,12 +9,14 @@
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { CLI_PATH, builtProgram } from '../ts/paths.js';
+import { type Stage, sized } from './stage.js';
 
 const INSTANCES = 3;
 const VIRTUAL = 18181;
 const PUBLIC = 18180;
 const CONNS = 4;
-const SECONDS = 2;
+/** Rounds each way, and seconds of load each. */
+const SIZES = { default: { rounds: 2, seconds: 1 }, full: { rounds: 3, seconds: 2 } };
 
 export interface PoolFigures {
   requestsPerConnection: number;
@@ -46,8 +48,8 @@ function systemPorts(home: string): number[] {
   return (JSON.parse(r.stdout) as { system: number }[]).map((row) => row.system);
 }
 
-function load(ports: number[], reqs: number): { rps: number; errors: number } {
-  const r = spawnSync(builtProgram('loadgen'), [ports.join(','), String(CONNS), String(SECONDS), String(reqs)], { encoding: 'utf8' });
+function load(ports: number[], reqs: number, seconds: number): { rps: number; errors: number } {
+  const r = spawnSync(builtProgram('loadgen'), [ports.join(','), String(CONNS), String(seconds), String(reqs)], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`loadgen failed: ${r.stderr}`);
   return JSON.parse(r.stdout);
 }
@@ -64,15 +66,15 @@ async function withInstances<T>(home: string, publish: boolean, fn: () => T): Pr
 }
 
 /** Median requests per second each way over rounds, alternating sides. */
-export async function poolThroughput(home: string, rounds: number): Promise<PoolFigures[]> {
+export async function poolThroughput(home: string, rounds: number, seconds: number): Promise<PoolFigures[]> {
   const figures: PoolFigures[] = [];
   for (const reqs of [1, 100]) {
     const direct: number[] = [];
     const pool: number[] = [];
     let errors = 0;
     for (let i = 0; i < rounds; i++) {
-      const d = await withInstances(home, false, () => load(systemPorts(home), reqs));
-      const p = await withInstances(home, true, () => load([PUBLIC], reqs));
+      const d = await withInstances(home, false, () => load(systemPorts(home), reqs, seconds));
+      const p = await withInstances(home, true, () => load([PUBLIC], reqs, seconds));
       direct.push(d.rps);
       pool.push(p.rps);
       errors += d.errors + p.errors;
@@ -84,3 +86,15 @@ export async function poolThroughput(home: string, rounds: number): Promise<Pool
   }
   return figures;
 }
+
+export const poolStage: Stage = {
+  name: 'pool',
+  describe(full) {
+    const { rounds, seconds } = sized(full, SIZES);
+    return `published-port pool against the same ${INSTANCES} instances reached directly, a connection per request and 100 per connection (${rounds} rounds of ${seconds} s each way)`;
+  },
+  async run(ctx) {
+    const { rounds, seconds } = sized(ctx.full, SIZES);
+    return { pool: await poolThroughput(ctx.home, rounds, seconds) };
+  },
+};

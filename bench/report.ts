@@ -2,9 +2,12 @@
  * What `npm run bench` shows of its results: tables on the terminal, a
  * markdown summary and an SVG chart beside the JSON in bench/results.
  */
+import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
+import { basename } from 'node:path';
 import Table from 'cli-table3';
 import type { AllocFigures } from './alloc.js';
+import type { CheckpointFigures } from './checkpoint.js';
 import { type Bar, type Panel, barChart } from './chart.js';
 import type { InfoFigures } from './info.js';
 import type { InspectFigures } from './inspect.js';
@@ -47,20 +50,40 @@ export interface ScaleAlloc extends AllocFigures {
   targetPerSecond: number | null;
   met: boolean | null;
 }
+/** A table a stage adds to the report as it is, on the terminal and in
+ * the markdown (for a stage with no table of its own here). */
+export interface ReportTable {
+  title: string;
+  head: string[];
+  rows: string[][];
+}
+/** What one stage measured, at which sizes, and how long it took. */
+export interface StageRun {
+  name: string;
+  measures: string;
+  seconds: number;
+}
 export interface Results {
   date: string;
-  /** Rounds of the per-call drivers, and of the other scenarios. */
+  /** --full (every size and round) or the default run. */
+  full: boolean;
+  /** The stages in the order they ran. */
+  stages: StageRun[];
+  /** Rounds of the per-call drivers. */
   rounds: number;
-  scenarioRounds: number;
   calls: CallFigure[];
   lookups: LookupFigure[];
   absolute: AbsoluteFigure[];
   scale: { lookups: ScaleLookup[]; allocation: ScaleAlloc[] };
   pool: PoolFigures[];
   snapshot: SnapFigures[];
+  /** Whole-process snapshot and restore (bench/checkpoint.ts; its table is in tables). */
+  checkpoint?: CheckpointFigures[];
   clone: CloneFigures[];
   info: InfoFigures;
   inspector: InspectFigures;
+  /** The tables of stages that have none of their own below. */
+  tables?: ReportTable[];
   raw: unknown;
 }
 
@@ -141,7 +164,7 @@ export function printTables(r: Results): string {
   const pool = new Table({ head: ['3 instances, 4 clients', 'pool / direct', 'target', 'direct req/s', 'pool req/s', ''], style });
   for (const p of r.pool) pool.push([poolLabel(p), p.ratio.toFixed(2) + 'x', `≥ ${POOL_TARGET}x`, p.directRps.toFixed(0), p.poolRps.toFixed(0), verdict(p.ratio >= POOL_TARGET)]);
 
-  const snap = new Table({ head: ['1 GiB shm + 10,000 sets, file on', 'snapshot', 'restore', 'target', ''], style });
+  const snap = new Table({ head: [`${snapSize(r.snapshot[0])}, file on`, 'snapshot', 'restore', 'target', ''], style });
   for (const f of r.snapshot)
     snap.push([f.where, `${f.snapshotSeconds.toFixed(2)} s, ${f.snapshotGBps.toFixed(2)} GB/s`, `${f.restoreSeconds.toFixed(2)} s, ${f.restoreGBps.toFixed(2)} GB/s`, `≥ ${SNAPSHOT_TARGET_GBPS} GB/s each way`, verdict(snapMet(f))]);
   const clone = new Table({ head: CLONE_HEAD, style });
@@ -150,7 +173,29 @@ export function printTables(r: Results): string {
   for (const row of infoRows(r)) info.push(row);
   const inspector = new Table({ head: ['the table inspector', 'measured', 'target', ''], style });
   for (const row of inspectorRows(r.inspector)) inspector.push(row);
-  return [calls, scale, pool, snap, clone, info, inspector].map((t) => t.toString()).join('\n') + '\n';
+  const extra = (r.tables ?? []).map((x) => {
+    const t = new Table({ head: x.head, style });
+    for (const row of x.rows) t.push(row);
+    return `${x.title}\n${t.toString()}`;
+  });
+  return [calls, scale, pool, snap, clone, info, inspector].map((t) => t.toString()).concat(extra).join('\n') + '\n';
+}
+
+/** 1 GiB shm + 10,000 sets. */
+function snapSize(f: SnapFigures | undefined): string {
+  if (!f) return 'shared memory and semaphore sets';
+  const mib = f.bytes / 2 ** 20;
+  return `${mib >= 1024 ? `${mib / 1024} GiB` : `${mib} MiB`} shm + ${(f.sets ?? 10_000).toLocaleString('en-US')} sets`;
+}
+
+/** Which stages ran, what each measured and how long it took (results of
+ * before the stages say only their rounds). */
+function stagesText(r: Results): string {
+  const kind = r.full ? 'A --full run' : 'The default run (`npm run bench -- --full` for every size and round)';
+  if (!r.stages) return `Each figure is the median of ${r.rounds} rounds, natively and under the shim in the same round.`;
+  const total = r.stages.reduce((s, x) => s + x.seconds, 0);
+  const lines = r.stages.map((s) => `- ${s.name}: ${s.measures}; ${s.seconds.toFixed(0)} s`);
+  return [`${kind}, ${(total / 60).toFixed(1)} minutes; each figure a median over its rounds, natively and under the shim in the same round:`, '', ...lines].join('\n');
 }
 
 /** A markdown table from a header and rows. */
@@ -196,8 +241,9 @@ export function markdown(r: Results, chartFile: string): string {
   return [
     `# appshot bench, ${r.date.slice(0, 10)}`,
     '',
-    `${r.date}; ${cpu.length} × ${cpu[0]?.model ?? 'unknown CPU'}, Linux ${release()}, Node ${process.version}. ` +
-      `Each figure is the median of ${r.rounds} rounds (the pool, snapshot and scale scenarios: of ${r.scenarioRounds}), natively and under the shim in the same round.`,
+    `${r.date}; ${cpu.length} × ${cpu[0]?.model ?? 'unknown CPU'}, Linux ${release()}, Node ${process.version}.`,
+    '',
+    stagesText(r),
     '',
     `![shim / native per call, and the figures with absolute targets](${chartFile})`,
     '',
@@ -207,7 +253,7 @@ export function markdown(r: Results, chartFile: string): string {
     '',
     '## Allocation rate',
     '',
-    'Processes of one application creating semaphore sets (`semget(IPC_PRIVATE)`) at once for about 2 s, in waves of 8,192 live sets ' +
+    `Processes of one application creating semaphore sets (\`semget(IPC_PRIVATE)\`) at once for about ${r.scale.allocation[0]?.seconds ?? 2} s, in waves of 8,192 live sets ` +
       '(removed, untimed, between waves). Total allocations per second; shim / native is the time per allocation.',
     '',
     mdTable(['processes', 'native', 'shim', 'shim / native', 'target', '', 'checked'], alloc),
@@ -230,7 +276,7 @@ export function markdown(r: Results, chartFile: string): string {
     '',
     mdTable(['load', 'direct req/s', 'pool req/s', 'pool / direct', 'target', ''], pool),
     '',
-    '## Snapshot and restore (1 GiB of shared memory and 10,000 semaphore sets)',
+    `## Snapshot and restore (${snapSize(r.snapshot[0])})`,
     '',
     mdTable(['file on', 'snapshot', 'restore', 'target', ''], snap),
     '',
@@ -258,6 +304,7 @@ export function markdown(r: Results, chartFile: string): string {
     '',
     mdTable(['', 'measured', 'target', ''], inspectorRows(r.inspector)),
     '',
+    ...(r.tables ?? []).flatMap((x) => [`## ${x.title}`, '', mdTable(x.head, x.rows), '']),
   ].join('\n');
 }
 
@@ -308,3 +355,19 @@ export function chart(r: Results): string {
   ];
   return barChart(`appshot bench, ${r.date.slice(0, 10)}, ${cpus().length} cores`, panels);
 }
+
+/** `node dist/bench/report.js [FILE.json]`: the tables of a run (the
+ * latest in bench/results unless FILE is given) printed again, and its
+ * markdown and chart drawn again beside it. */
+async function main(): Promise<void> {
+  const { latestResults } = await import('./results.js');
+  const file = process.argv[2] ?? latestResults();
+  if (!file) throw new Error('no results in bench/results yet: run npm run bench first');
+  const r: Results = JSON.parse(readFileSync(file, 'utf8'));
+  const base = file.replace(/\.json$/, '');
+  writeFileSync(`${base}.md`, markdown(r, `${basename(base)}.svg`));
+  writeFileSync(`${base}.svg`, chart(r));
+  process.stdout.write(printTables(r) + `${base}.md and .svg drawn from ${file}\n`);
+}
+
+if (process.argv[1] && basename(process.argv[1]) === 'report.js') await main();

@@ -48,7 +48,7 @@ export const SNAPSHOT_TARGET_GBPS = 1.5;
 
 /** `appshot tables` over 1M mappings: the first page, at most (ms); and
  * --json of every row in memory at most this times that of 100,000 rows. */
-export const INSPECTOR = { firstPageMs: 200, jsonMemoryGrowth: 1.5 };
+export const INSPECTOR = { firstPageMs: 100, jsonMemoryGrowth: 1.5 };
 
 /** A clone ready (objects made and filled, first process started) within
  * this much more than copying its duplicate data takes. */

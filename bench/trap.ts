@@ -50,14 +50,13 @@ export interface TrapFigures {
 export function trapCost(home: string, rounds = ROUNDS): TrapFigures[] {
   const samples: Record<Side, Record<string, number>[]> = { native: [], trap: [], noTrap: [] };
   for (let i = 0; i < rounds; i++) {
-    process.stderr.write(`\rtrap round ${i + 1}/${rounds}`);
+    process.stderr.write(`trap: round ${i + 1} of ${rounds}\n`);
     const round: Record<Side, Record<string, number>> = { native: {}, trap: {}, noTrap: {} };
     DRIVERS.forEach(({ program }, d) => {
       SIDES.forEach((side, s) => Object.assign(round[side], runSide(home, program, side, KEY_BASE + (i * 16 + d * 4 + s) * 2)));
     });
     for (const side of SIDES) samples[side].push(round[side]);
   }
-  process.stderr.write('\n');
   return DRIVERS.flatMap(({ metrics }) =>
     metrics.map((metric) => {
       const [nativeNs, trapNs, noTrapNs] = SIDES.map((side) => median(samples[side].map((s) => s[metric])));

@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { AppshotError, EXIT } from '../ts/errors.js';
 import { resolveHome } from '../ts/home.js';
 import { checkAid } from '../ts/aid.js';
-import { type TableDb, openTableDb } from '../ts/tabledb.js';
+import { type TableDb, checkWhole, firstFwdRows, openTableDb } from '../ts/tabledb.js';
 import {
   APP_COLUMNS,
   type AppRow,
@@ -13,6 +13,7 @@ import {
   csvApp,
   csvHeader,
   csvTranslation,
+  fwdTranslation,
   renderApps,
   renderTable,
   sortRows,
@@ -141,16 +142,11 @@ async function showTranslations(t: TableDb, f: Filter, flags: TablesFlags, page:
     }
     // One row past the page tells whether another page follows.
     const rows = [...translations(view, f, flags, { ...page, limit: page.limit + 1 })];
-    const more = rows.length > page.limit;
-    if (more) rows.pop();
     if (!rows.length && page.number > 1) throw pastEnd(page, all());
-    process.stdout.write(renderTable(rows, format) + '\n');
-    if (rows.length || page.offset) {
-      const of = filtered ? '' : ` of ${view.total()}`;
-      const next = more ? `; the next page: --page ${page.offset / page.limit + 2}` : '';
-      process.stdout.write(`rows ${page.offset + 1}-${page.offset + rows.length}${of}${next}\n`);
-    }
+    printPage(rows, page, format, filtered ? undefined : view.total());
     if (rows.some((r) => r.type === 'publish')) {
+      // The pools are read from every application's rows, not just the first ones.
+      checkWhole(t);
       const { poolRows, renderPools } = await import('./views/ports.js');
       const pools = await poolRows(t, { aid: f.aid });
       if (pools.length) process.stdout.write('\nPools behind published ports:\n' + renderPools(pools, format) + '\n');
@@ -158,6 +154,37 @@ async function showTranslations(t: TableDb, f: Filter, flags: TablesFlags, page:
   } finally {
     view.close();
   }
+}
+
+/** A text page: its rows (and the one after it, if any, which says another
+ * page follows), then where it lies among the rows (of total, when known). */
+function printPage(rows: TranslationRow[], page: Page, format: 'plain' | 'table', total: number | undefined): void {
+  const more = rows.length > page.limit;
+  const shown = more ? rows.slice(0, page.limit) : rows;
+  process.stdout.write(renderTable(shown, format) + '\n');
+  if (shown.length || page.offset) {
+    const of = total === undefined ? '' : ` of ${total}`;
+    const next = more ? `; the next page: --page ${page.offset / page.limit + 2}` : '';
+    process.stdout.write(`rows ${page.offset + 1}-${page.offset + shown.length}${of}${next}\n`);
+  }
+}
+
+/**
+ * A text page of the translations, unfiltered, read in C: only its rows
+ * (ts/tabledb.ts firstFwdRows), without loading lmdb here. False, having
+ * printed nothing, when that page is not to be had that way: the tables
+ * hold fewer rows than it reads (path redirections follow the
+ * translations: the usual read shows them), or it shows a published port
+ * (whose pools are read from every application).
+ */
+function quickPage(home: string, page: Page, format: Format, reads: number): boolean {
+  if (format !== 'plain' && format !== 'table') return false;
+  const r = firstFwdRows(home, reads, page.offset);
+  if (!r || r.rows.length < reads - page.offset) return false;
+  const rows = r.rows.slice(0, page.limit + 1).map(([key, value]) => fwdTranslation(key, value));
+  if (rows.some((row) => row.type === 'publish')) return false;
+  printPage(rows, page, format, r.fwdEntries + r.pathEntries);
+  return true;
 }
 
 async function showApps(t: TableDb, f: Filter, _flags: TablesFlags, page: Page, format: Format): Promise<void> {
@@ -200,6 +227,24 @@ async function watch(t: TableDb, f: Filter, flags: TablesFlags, page: Page, seco
   }
 }
 
+/**
+ * How many rows the command reads, when it reads only the first rows of the
+ * tables in key order: a page of the translations, unfiltered and unsorted,
+ * as text or CSV. Then only the pages holding them are checked before
+ * they are read (ts/tabledb.ts), and the first page costs the same at a
+ * thousand mappings as at a million. The page's rows, the one after them
+ * that says whether another page follows, and the one the slice reads
+ * before it stops. Anything else may read rows anywhere (a filter jumps to
+ * an application's rows, --apps counts each one's processes, a sort or
+ * --verify reads all, --json adds the pools from every application,
+ * --watch reads newer rows each frame): undefined, every page is checked.
+ */
+function firstRowsRead(f: Filter, flags: TablesFlags, page: Page, format: Format, watching: boolean): number | undefined {
+  const filtered = Object.values(f).some((v) => v !== undefined);
+  if (filtered || flags.apps || flags.sort || flags.verify || flags.repair || watching || format === 'json' || !Number.isFinite(page.limit)) return undefined;
+  return page.offset + page.limit + 2;
+}
+
 /** `appshot tables`: returns the exit status. */
 export async function tablesCommand(flags: TablesFlags): Promise<number> {
   if (flags.aid !== undefined) checkAid(flags.aid);
@@ -225,7 +270,9 @@ export async function tablesCommand(flags: TablesFlags): Promise<number> {
   if (!Number.isFinite(limit) && pageNo > 1) throw pastEnd(page, 0);
   const seconds = flags.watch === true ? 1 : Number(flags.watch);
   if (watching && !(seconds > 0)) throw new AppshotError(`--watch '${flags.watch}' is not a number of seconds`, EXIT.usage);
-  const t = openTableDb(resolveHome());
+  const firstRows = firstRowsRead(f, flags, page, format, watching);
+  if (firstRows !== undefined && quickPage(resolveHome(), page, format, firstRows)) return EXIT.ok;
+  const t = openTableDb(resolveHome(), { firstRows });
   if (checking) {
     const { describeFindings, verify } = await import('../ts/verify.js');
     const findings = verify(t, { repair: flags.repair });

@@ -65,9 +65,15 @@ export interface Addon {
    * the process is gone or its maps are not readable. */
   shmAttachments(pid: number): { shmid: number; writable: boolean }[] | null;
   /** What is damaged in the tables file at path (native/core/tablecheck.h), or null when it
-   * is sound: whole walks every page, else the header and root pages only. Throws with the
-   * errno when the file cannot be read. */
-  checkTables(path: string, whole: boolean): string | null;
+   * is sound: true walks every page, false the header and root pages only, a number N the
+   * pages a reader of the first N rows of each table passes through (TABLECHECK_FIRST).
+   * Throws with the errno when the file cannot be read. */
+  checkTables(path: string, scope: boolean | number): string | null;
+  /** Forward rows skip to n - 1 in key order (raw key and value bytes; those before skip are
+   * stepped over) and the entries of fwd and paths, read in C in one transaction
+   * (native/addon/firstpage.cc); null when the tables cannot be opened that way. Check the
+   * pages first: checkTables(path, n). */
+  firstRows(home: string, n: number, skip: number): { rows: [Buffer, Buffer][]; fwdEntries: number; pathEntries: number } | null;
   /** Makes the files of new tables under home with their first blocks allocated
    * (native/core/tablespace.h); throws (code 'ENOSPC' on a full disk) having removed what it made. */
   reserveTables(home: string): void;

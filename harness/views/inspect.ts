@@ -88,6 +88,13 @@ function toRow(aid: string, type: number, vrid: number, v: S.FwdVal): Translatio
   };
 }
 
+/** A forward row as shown, from its raw key and value (the first page
+ * read in C: ts/tabledb.ts firstFwdRows). */
+export function fwdTranslation(key: Buffer, value: Buffer): TranslationRow {
+  const k = S.decodeFwdKey(key);
+  return toRow(k.aid, k.type, k.vrid, S.decodeFwdVal(value));
+}
+
 /** One consistent read of the tables: close it when done. */
 export class View {
   readonly txn: Transaction;

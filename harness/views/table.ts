@@ -1,4 +1,5 @@
-import Table from 'cli-table3';
+import { createRequire } from 'node:module';
+import type TableType from 'cli-table3';
 import type { CellFormat } from './format.js';
 
 /**
@@ -52,7 +53,12 @@ function plain(head: string[], rows: string[][]): string {
     .join('\n');
 }
 
+/** cli-table3 and the dozen modules under it, loaded only to draw a box:
+ * plain output (a pipe, a script) starts that much sooner. */
+const loadTable = (): typeof TableType => createRequire(import.meta.url)('cli-table3');
+
 function boxed(head: string[], rows: string[][], opts: TableOptions): string {
+  const Table = loadTable();
   const wrap = opts.widths?.some((w) => w !== null);
   const table = new Table({
     head,

@@ -23,6 +23,8 @@ void RegisterSysv(Napi::Env env, Napi::Object exports);
 void RegisterSnapshot(Napi::Env env, Napi::Object exports);
 // Single kernel calls Node lacks (posix.cc): flock peerCred portFree.
 void RegisterPosix(Napi::Env env, Napi::Object exports);
+// The first rows of the translations for `appshot tables` (firstpage.cc): firstRows.
+void RegisterFirstPage(Napi::Env env, Napi::Object exports);
 
 } // namespace addon
 
@@ -36,6 +38,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports)
 	addon::RegisterSysv(env, exports);
 	addon::RegisterSnapshot(env, exports);
 	addon::RegisterPosix(env, exports);
+	addon::RegisterFirstPage(env, exports);
 	return exports;
 }
 

@@ -13,14 +13,19 @@ namespace {
 
 using addon::sys_error;
 
-// checkTables(path, whole): null when the tables file is sound, else what
+// checkTables(path, scope): null when the tables file is sound, else what
 // is damaged in it; throws with the errno when it cannot be read. Node's
 // lmdb follows every page number in the file, so this runs before it opens.
+// scope: true, every page (TABLECHECK_ALL); false, the top pages; a
+// number N, what a reader of the first N rows reads (TABLECHECK_FIRST).
 Napi::Value CheckTables(const Napi::CallbackInfo &info)
 {
 	std::string path = info[0].As<Napi::String>().Utf8Value();
 	char why[256] = "";
-	int rc = tablecheck_file(path.c_str(), info[1].ToBoolean() ? TABLECHECK_ALL : TABLECHECK_TOP, why, sizeof why);
+	bool first = info[1].IsNumber();
+	enum tablecheck_scope scope = first ? TABLECHECK_FIRST : info[1].ToBoolean() ? TABLECHECK_ALL : TABLECHECK_TOP;
+	unsigned long rows = first ? (unsigned long)info[1].As<Napi::Number>().Int64Value() : 0;
+	int rc = tablecheck_file(path.c_str(), scope, rows, why, sizeof why);
 	if (rc == TABLECHECK_DAMAGED) return Napi::String::New(info.Env(), why);
 	if (rc) throw sys_error(info.Env(), "cannot read " + path, rc);
 	return info.Env().Null();

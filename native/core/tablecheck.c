@@ -61,15 +61,16 @@ struct row_rule {
 	const char *db;
 	unsigned kmin, kmax;
 	size_t vmin, vmax;
+	int per_mapping; /* a row per translation: TABLECHECK_FIRST reads only its first rows */
 };
 static const struct row_rule row_rules[] = {
-	{ DB_META, 1, META_KEY_MAX, 4, META_VAL_MAX },
-	{ DB_APPS, 1, APPSHOT_AID_MAX, APP_VAL_FIXED, APP_VAL_FIXED + 2 * APPSHOT_PATH_MAX * 64 },
-	{ DB_FWD, 7, FWD_KEY_MAX, FWD_VAL_LEN, FWD_VAL_LEN },
-	{ DB_REV, REV_KEY_LEN, REV_KEY_LEN, 5, REV_VAL_MAX },
-	{ DB_ALLOC, 2, APPSHOT_AID_MAX + 2, 4, 4 },
-	{ DB_PROCS, PROC_KEY_LEN, PROC_KEY_LEN, 9, PROC_VAL_MAX },
-	{ DB_PATHS, 4, PATH_KEY_MAX, 1, PATH_VAL_MAX },
+	{ DB_META, 1, META_KEY_MAX, 4, META_VAL_MAX, 0 },
+	{ DB_APPS, 1, APPSHOT_AID_MAX, APP_VAL_FIXED, APP_VAL_FIXED + 2 * APPSHOT_PATH_MAX * 64, 0 },
+	{ DB_FWD, 7, FWD_KEY_MAX, FWD_VAL_LEN, FWD_VAL_LEN, 1 },
+	{ DB_REV, REV_KEY_LEN, REV_KEY_LEN, 5, REV_VAL_MAX, 1 },
+	{ DB_ALLOC, 2, APPSHOT_AID_MAX + 2, 4, 4, 0 },
+	{ DB_PROCS, PROC_KEY_LEN, PROC_KEY_LEN, 9, PROC_VAL_MAX, 0 },
+	{ DB_PATHS, 4, PATH_KEY_MAX, 1, PATH_VAL_MAX, 0 },
 };
 
 /* The rule of one of appshot's databases, by name; NULL for another name. */
@@ -92,6 +93,8 @@ struct tree {
 	int is_main; /* the list of databases */
 	const struct row_rule *rule; /* one of appshot's databases */
 	unsigned depth;
+	int windowed; /* TABLECHECK_FIRST reads only its first rows */
+	unsigned long left; /* of those rows, how many are still to be reached */
 };
 
 struct walk {
@@ -100,7 +103,8 @@ struct walk {
 	uint64_t last; /* the last page that may be read: in the file and <= the meta's last page */
 	uint64_t meta_last; /* the meta's last page: free pages may lie past the file's end */
 	enum tablecheck_scope scope;
-	uint8_t *seen; /* a bit per page, TABLECHECK_ALL only: no page is reached twice */
+	unsigned long rows; /* TABLECHECK_FIRST: the rows read of a windowed tree */
+	uint8_t *seen; /* a bit per page, not TABLECHECK_TOP: no page is reached twice */
 	char *err;
 	size_t errlen;
 };
@@ -190,8 +194,7 @@ static int check_overflow(struct walk *w, const struct tree *t, uint64_t leaf, u
 }
 
 static int walk_tree(struct walk *w, const struct tree *parent, const uint8_t *rec, const char *name, size_t namelen);
-static int walk_page(struct walk *w, const struct tree *t, uint64_t pgno, unsigned level, struct key lo,
-		     struct key hi);
+static int walk_page(struct walk *w, struct tree *t, uint64_t pgno, unsigned level, struct key lo, struct key hi);
 
 /* One node of a leaf: its flags, its value's place, what it holds. */
 static int check_leaf_node(struct walk *w, const struct tree *t, uint64_t pgno, const uint8_t *node, size_t room_left)
@@ -210,7 +213,7 @@ static int check_leaf_node(struct walk *w, const struct tree *t, uint64_t pgno, 
 		if (!t->is_main || dsize != DBRECSZ) return damaged(w, t, pgno, "has a row that claims to be a database");
 		return walk_tree(w, t, data, (const char *)node + NODESIZE, ksize);
 	}
-	if (w->scope != TABLECHECK_ALL) return 0;
+	if (w->scope == TABLECHECK_TOP) return 0;
 	if (flags & F_BIGDATA) {
 		int rc = check_overflow(w, t, pgno, load_u64(data), dsize, &data);
 		if (rc) return rc;
@@ -218,8 +221,7 @@ static int check_leaf_node(struct walk *w, const struct tree *t, uint64_t pgno, 
 	return t->intkey ? check_idl(w, t, pgno, data, dsize) : 0;
 }
 
-static int walk_page(struct walk *w, const struct tree *t, uint64_t pgno, unsigned level, struct key lo,
-		     struct key hi)
+static int walk_page(struct walk *w, struct tree *t, uint64_t pgno, unsigned level, struct key lo, struct key hi)
 {
 	const unsigned room = w->psize - PAGEHDRSZ;
 	const uint8_t *p = w->map + pgno * w->psize;
@@ -253,8 +255,14 @@ static int walk_page(struct walk *w, const struct tree *t, uint64_t pgno, unsign
 		prev = k;
 	}
 	if (prev.data && hi.data && key_cmp(t, prev, hi) >= 0) return damaged(w, t, pgno, "has keys out of order");
-	if (leaf || w->scope != TABLECHECK_ALL) return 0;
-	for (unsigned i = 0; i < n; i++) {
+	if (leaf) {
+		t->left = t->left > n ? t->left - n : 0;
+		return 0;
+	}
+	if (w->scope == TABLECHECK_TOP) return 0;
+	/* In key order, as a cursor reads them: a windowed tree's walk ends
+	 * with the leaf that holds the last of its rows. */
+	for (unsigned i = 0; i < n && (!t->windowed || t->left); i++) {
 		const uint8_t *node = p + PAGEHDRSZ + u16(p + PAGEHDRSZ + 2 * i);
 		uint64_t child = u16(node) | (uint64_t)u16(node + 2) << 16 | (uint64_t)u16(node + 4) << 32;
 		struct key clo = lo, chi = hi;
@@ -277,7 +285,9 @@ static int walk_tree(struct walk *w, const struct tree *parent, const uint8_t *r
 	snprintf(label, sizeof label, "%s%.*s%s", parent ? "database '" : "", (int)(parent && namelen > 16 ? 16 : namelen), name,
 		 parent ? "'" : "");
 	struct tree t = { label, !parent && !strcmp(name, "the free-page list"), !parent && !strcmp(name, "the list of databases"),
-			  parent ? db_rule(name, namelen) : NULL, u16(rec + 6) };
+			  parent ? db_rule(name, namelen) : NULL, u16(rec + 6), 0, 0 };
+	t.windowed = w->scope == TABLECHECK_FIRST && (t.intkey || (t.rule && t.rule->per_mapping));
+	t.left = t.windowed ? w->rows : (unsigned long)-1;
 	uint64_t root = load_u64(rec + 40);
 	if (parent && !t.rule) {
 		char what[96];
@@ -319,11 +329,11 @@ static const uint8_t *pick_meta(const uint8_t *map, size_t size, char *err, size
 	return load_u64(m[1] + 152) > load_u64(m[0] + 152) ? m[1] : m[0];
 }
 
-int tablecheck_map(const void *map, size_t size, enum tablecheck_scope scope, char *err, size_t errlen)
+int tablecheck_map(const void *map, size_t size, enum tablecheck_scope scope, unsigned long rows, char *err, size_t errlen)
 {
 	const uint8_t *meta = pick_meta(map, size, err, errlen);
 	if (!meta) return TABLECHECK_DAMAGED;
-	struct walk w = { map, load_u32(meta + 48), load_u64(meta + 144), load_u64(meta + 144), scope, NULL, err, errlen };
+	struct walk w = { map, load_u32(meta + 48), load_u64(meta + 144), load_u64(meta + 144), scope, rows, NULL, err, errlen };
 	uint64_t in_file = size / w.psize;
 	if (in_file < NUM_METAS + 1 && load_u64(meta + 136) != P_INVALID) {
 		snprintf(err, errlen, "it is truncated: %zu bytes", size);
@@ -332,7 +342,7 @@ int tablecheck_map(const void *map, size_t size, enum tablecheck_scope scope, ch
 	/* Pages a transaction took and freed are never written: the file may
 	 * end before the last page, but no tree may reach past its end. */
 	if (w.last >= in_file) w.last = in_file - 1;
-	if (scope == TABLECHECK_ALL && !(w.seen = calloc(w.last / 8 + 1, 1))) {
+	if (scope != TABLECHECK_TOP && !(w.seen = calloc(w.last / 8 + 1, 1))) {
 		snprintf(err, errlen, "out of memory checking %llu pages", (unsigned long long)w.last + 1);
 		return ENOMEM;
 	}
@@ -342,7 +352,7 @@ int tablecheck_map(const void *map, size_t size, enum tablecheck_scope scope, ch
 	return rc;
 }
 
-int tablecheck_file(const char *path, enum tablecheck_scope scope, char *err, size_t errlen)
+int tablecheck_file(const char *path, enum tablecheck_scope scope, unsigned long rows, char *err, size_t errlen)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct stat st;
@@ -364,7 +374,7 @@ int tablecheck_file(const char *path, enum tablecheck_scope scope, char *err, si
 		snprintf(err, errlen, "cannot map %s: %s", path, strerror(e));
 		return e;
 	}
-	int rc = tablecheck_map(map, (size_t)st.st_size, scope, err, errlen);
+	int rc = tablecheck_map(map, (size_t)st.st_size, scope, rows, err, errlen);
 	munmap(map, (size_t)st.st_size);
 	return rc;
 }

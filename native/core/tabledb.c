@@ -220,7 +220,7 @@ static int open_env(struct tabledb *t, const char *home, const struct home_fds *
 		}
 		/* Before LMDB reads a byte of it: LMDB trusts the header pages and
 		 * the page numbers they give (a file cut short faults with SIGBUS). */
-		check = tablecheck_file(t->path, TABLECHECK_TOP, why, sizeof why);
+		check = tablecheck_file(t->path, TABLECHECK_TOP, 0, why, sizeof why);
 		if (check == TABLECHECK_DAMAGED)
 			fail(err, errlen, EBADMSG, "the tables at %s are damaged: %s; nothing was changed. Move the file aside (appshot starts new tables) or restore it from a backup", t->path, why);
 		else if (check) fail(err, errlen, check, "%s%s", why, "");
