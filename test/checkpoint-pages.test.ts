@@ -13,10 +13,15 @@ import { MODES, appshot, appshotAsync, makeHome, waitFor } from './helpers.js';
  * brings back the image's bytes there: shown too, as the README warns.
  * ckptzero checks its memory once the test makes its trigger file, after
  * the restore, and prints what it found.
+ *
+ * A dump that lets the processes go on lets them go once their memory is
+ * copied out, before it writes the file (a shorter pause): the image must
+ * still hold the state of the freeze.
  */
 
 const CKPT = builtProgram('appshot-checkpoint');
 const ZERO = builtProgram('ckptzero');
+const MEM = builtProgram('ckptmem');
 const FOUND = /^dontneed written=(\w+) stored=(\w+) kept=(\w+)$/m;
 
 const started: ChildProcess[] = [];
@@ -84,5 +89,35 @@ describe('restored private memory is anonymous memory', () => {
     const r = await back.done;
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout.match(FOUND)?.slice(1)).toEqual(['zero', 'zero', 'ok']);
+  });
+});
+
+describe('a dump that lets the process go on', () => {
+  /** ckptmem's "tick PID N SUM": [N, SUM]; SUM grows by one a tick. */
+  const state = (l: string) => l.split(' ').slice(2).map(BigInt);
+  const ticks = (out: string) => out.split('\n').filter((l) => l.startsWith('tick '));
+
+  it('releases it before writing, and the image holds the state of the freeze: the restored tick count and memory agree, the original ran on', async () => {
+    const dir = makeHome();
+    const img = join(dir, 'mem.img');
+    const app = start(MEM, ['32', '5']);
+    await waitFor(() => (ticks(app.out()).length >= 3 ? 'ticking' : ''), /ticking/);
+    const [n0, sum0] = state(ticks(app.out())[0]);
+    const d = spawnSync(CKPT, ['dump', '--pids', String(app.child.pid), '--out', img], { encoding: 'utf8' });
+    expect(d.stderr).toBe('');
+    expect(d.status).toBe(0);
+    // The original goes on, its memory changing every tick.
+    const seen = ticks(app.out()).length;
+    await waitFor(() => (ticks(app.out()).length >= seen + 5 ? 'on' : ''), /on/);
+    app.child.kill('SIGKILL');
+    await app.done;
+    const r = start(CKPT, ['restore', '--image', img, '--wait']);
+    await waitFor(() => (ticks(r.out()).length ? 'restored' : ''), /restored/);
+    const [n1, sum1] = state(ticks(r.out())[0]);
+    // N is held in a register, SUM in memory: both from the same instant.
+    expect(sum1 - sum0).toBe(n1 - n0);
+    // The restored process (the restorer's child) holds the output pipe.
+    process.kill(Number(ticks(r.out())[0].split(' ')[1]), 'SIGKILL');
+    await r.done;
   });
 });

@@ -5,7 +5,9 @@
  *   dump --pids P,... --out FILE [--kill]          a whole image (tests)
  *   dump --pids P,... --home H --aid A --image-fd FD
  *        the harness's protocol on stdin/stdout (DESIGN: "frozen N",
- *        "dump OFFSET" -> "written NEWOFFSET SECTIONS", "detach" | "kill")
+ *        "dump OFFSET [go]" -> "written NEWOFFSET SECTIONS", "detach" | "kill";
+ *        with go the processes go on as soon as their state is copied out,
+ *        before the file is written: the pause they see is shorter)
  *   restore --image FILE [--home H --aid A] [--report-fd FD] [--wait] [--map-pages] [--checked]
  *        private memory is copied from the image into anonymous memory
  *        (--copy-pages, the default, still accepted);
@@ -71,7 +73,7 @@ static int parse_pids(const char *s, pid_t **out)
 }
 
 /* A whole image to a file: header, FILES, PROC..., END. */
-static int dump_to_file(struct dumper *d, const char *out)
+static int dump_to_file(struct dumper *d, const char *out, int early)
 {
 	int fd = open(out, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600); /* read too: pages are copied in mapped */
 	if (fd < 0) {
@@ -80,7 +82,7 @@ static int dump_to_file(struct dumper *d, const char *out)
 	}
 	struct img_writer w = {fd, 0, 0};
 	int sections = 0, rc = img_write_header(&w);
-	if (!rc) rc = dump_write(d, fd, &w.pos, &sections);
+	if (!rc) rc = dump_write(d, fd, &w.pos, &sections, early);
 	cJSON *end = cJSON_CreateObject();
 	cJSON_AddNumberToObject(end, "sections", sections);
 	if (!rc) rc = img_write_json(&w, CKPT_SECTION_END, end);
@@ -100,10 +102,11 @@ static int dump_protocol(struct dumper *d, int fd)
 	fflush(stdout);
 	while (fgets(line, sizeof line, stdin)) {
 		unsigned long long off;
-		if (sscanf(line, "dump %llu", &off) == 1) {
+		char go[8] = "";
+		if (sscanf(line, "dump %llu %7s", &off, go) >= 1) {
 			uint64_t pos = off;
 			int sections;
-			int rc = dump_write(d, fd, &pos, &sections);
+			int rc = dump_write(d, fd, &pos, &sections, !strcmp(go, "go"));
 			if (rc) {
 				fprintf(stderr, "appshot: cannot write the image: %s\n", strerror(-rc));
 				dump_release(d, 0);
@@ -151,7 +154,8 @@ static int cmd_dump(int argc, char **argv)
 		return CKPT_EXIT_REFUSED;
 	}
 	if (image_fd >= 0) return dump_protocol(d, image_fd);
-	int rc = dump_to_file(d, out);
+	/* Without --kill the processes go on once their state is copied out. */
+	int rc = dump_to_file(d, out, !kill_them);
 	phase(&ph, "written");
 	dump_release(d, kill_them && rc == 0);
 	phase(&ph, "let go");

@@ -42,8 +42,9 @@ struct mem_plan {
  * store appended to plan. NULL with err set to a refusal (a mapping that
  * cannot be captured). */
 cJSON *mem_capture(pid_t pid, struct mem_plan *plan, struct shared_set *shared, const struct ckpt_ctx *ctx, char *err, size_t errlen);
-/* Copies the plan's runs from pid into the data section. 0 or -errno. */
-int mem_write_data(pid_t pid, const struct mem_plan *plan, struct img_writer *w, struct img_data *d);
+/* Copies the plan's runs from pid (or from staged, their copy made by
+ * data_stage) into the data section. 0 or -errno. */
+int mem_write_data(pid_t pid, const struct mem_plan *plan, const char *staged, struct img_writer *w, struct img_data *d);
 void mem_plan_free(struct mem_plan *plan);
 
 /* The shim's canary page in process pid (0: none), see canary.h. */

@@ -234,10 +234,10 @@ cJSON *mem_capture(pid_t pid, struct mem_plan *plan, struct shared_set *shared, 
 	return list;
 }
 
-int mem_write_data(pid_t pid, const struct mem_plan *plan, struct img_writer *w, struct img_data *d)
+int mem_write_data(pid_t pid, const struct mem_plan *plan, const char *staged, struct img_writer *w, struct img_data *d)
 {
 	uint32_t crc = 0;
-	int rc = data_copy(pid, plan, w->fd, w->pos, &crc);
+	int rc = data_copy(pid, plan, staged, w->fd, w->pos, &crc);
 	if (!rc) img_data_appended(w, d, plan->pages * CKPT_PAGE, crc);
 	return rc;
 }
