@@ -19,6 +19,8 @@
  * Needs the whole-process engine (build/Release/appshot-checkpoint): without
  * it, says so and measures the cold starts alone.
  *
+ * A stage of `npm run bench` (10 and 100 MB, 2 rounds; --full adds 1 GB
+ * and takes 3 rounds), or alone:
  *   node dist/bench/checkpoint.js [--full]     (BENCH_ROUNDS rounds, default 3)
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
@@ -27,27 +29,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { CLI_PATH, ROOT, builtProgram } from '../ts/paths.js';
+import type { CheckpointFigures, ReportTable } from './figures.js';
+import { type Stage, sized } from './stage.js';
 
 const MIB = 2 ** 20;
 /** The issue's targets, at 100 MB. */
 export const CHECKPOINT_TARGETS = { pauseMs: 150, restoreMs: 50, writeGBps: 1.5 };
 
-export interface CheckpointFigures {
-  mib: number;
-  /** From starting the program to its "ready", and the part of that it spent writing its memory. */
-  coldNativeMs: number;
-  coldShimMs: number;
-  buildMs: number;
-  /** null when the engine is not there. */
-  pauseMs: number | null;
-  snapshotMs: number | null;
-  snapshotWallMs: number | null;
-  imageBytes: number | null;
-  writeGBps: number | null;
-  /** From starting `appshot restore` to the program's first wake-up; and the command's own figure. */
-  restoreToRunningMs: number | null;
-  restoreMs: number | null;
-}
 
 export const ENGINE_PATH = builtProgram('appshot-checkpoint');
 
@@ -172,12 +160,16 @@ async function once(home: string, dir: string, mib: number, round: number): Prom
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
+/** Sizes (MiB) and rounds of the default run and of --full. */
+const SIZES = { default: { mibs: [10, 100], rounds: 2 }, full: { mibs: [10, 100, 1024], rounds: 3 } };
+
 /** The median of each figure over the rounds, per size. */
-export async function checkpointTimes(home: string, rounds: number, full: boolean): Promise<CheckpointFigures[]> {
+export async function checkpointTimes(home: string, rounds: number, full: boolean, progress?: (line: string) => void): Promise<CheckpointFigures[]> {
   const dir = mkdtempSync(join(tmpdir(), 'appshot-ckpt-bench-'));
   try {
     const out: CheckpointFigures[] = [];
-    for (const mib of full ? [10, 100, 1024] : [10, 100]) {
+    for (const mib of sized(full, SIZES).mibs) {
+      progress?.(`${mib} MiB, ${rounds} round(s)`);
       const runs: CheckpointFigures[] = [];
       for (let i = 0; i < rounds; i++) runs.push(await once(home, dir, mib, i));
       const pick = (k: keyof CheckpointFigures) => {
@@ -206,12 +198,40 @@ export async function checkpointTimes(home: string, rounds: number, full: boolea
 
 const fmt = (x: number | null, digits = 1) => (x === null ? '-' : x.toFixed(digits));
 
-export function checkpointTable(figures: CheckpointFigures[]): string {
-  const head = ['MiB', 'cold native ms', 'cold shim ms', 'build ms', 'pause ms', 'snapshot ms', 'snapshot wall ms', 'image MiB', 'GB/s', 'restore->running ms', 'restore ms'];
-  const rows = figures.map((f) => [
+const HEAD = ['MiB', 'cold native ms', 'cold shim ms', 'build ms', 'pause ms', 'snapshot ms', 'snapshot wall ms', 'image MiB', 'GB/s', 'restore->running ms', 'restore ms'];
+
+function rowsOf(figures: CheckpointFigures[]): string[][] {
+  return figures.map((f) => [
     String(f.mib), fmt(f.coldNativeMs), fmt(f.coldShimMs), fmt(f.buildMs), fmt(f.pauseMs), fmt(f.snapshotMs), fmt(f.snapshotWallMs),
     f.imageBytes === null ? '-' : (f.imageBytes / MIB).toFixed(1), fmt(f.writeGBps, 2), fmt(f.restoreToRunningMs), fmt(f.restoreMs),
   ]);
+}
+
+/** The figures as a table of the bench's report (bench/report.ts). */
+export function checkpointReportTable(figures: CheckpointFigures[]): ReportTable {
+  const t = CHECKPOINT_TARGETS;
+  return {
+    title: `Whole-process snapshot and restore (targets at 100 MiB: pause <= ${t.pauseMs} ms, restore <= ${t.restoreMs} ms, >= ${t.writeGBps} GB/s to /dev/shm; restore->running includes Node's start of the command)`,
+    head: HEAD,
+    rows: rowsOf(figures),
+  };
+}
+
+export const checkpointStage: Stage = {
+  name: 'checkpoint',
+  describe(full) {
+    const s = sized(full, SIZES);
+    return `whole-process snapshot (pause, GB/s to /dev/shm) and restore to running of ${s.mibs.join(', ')} MiB of written memory against a cold start (${s.rounds} rounds each)${engineBuilt() ? '' : '; appshot-checkpoint is not built: cold starts only'}`;
+  },
+  async run(ctx) {
+    const figures = await checkpointTimes(ctx.home, sized(ctx.full, SIZES).rounds, ctx.full, ctx.progress);
+    return { checkpoint: figures, tables: [checkpointReportTable(figures)] };
+  },
+};
+
+export function checkpointTable(figures: CheckpointFigures[]): string {
+  const head = HEAD;
+  const rows = rowsOf(figures);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padStart(widths[i])).join('  ');
   const at100 = figures.find((f) => f.mib === 100);

@@ -184,6 +184,8 @@ export interface Results {
   scale: { lookups: ScaleLookup[]; allocation: ScaleAlloc[] };
   pool: PoolFigures[];
   snapshot: SnapFigures[];
+  /** Whole-process snapshot and restore (bench/checkpoint.ts; its table is in tables). */
+  checkpoint?: CheckpointFigures[];
   clone: CloneFigures[];
   /** Absent in results of before the info stage. */
   info?: InfoFigures;
@@ -191,4 +193,21 @@ export interface Results {
   /** The tables of stages that have none of their own below. */
   tables?: ReportTable[];
   raw: unknown;
+}
+
+export interface CheckpointFigures {
+  mib: number;
+  /** From starting the program to its "ready", and the part of that it spent writing its memory. */
+  coldNativeMs: number;
+  coldShimMs: number;
+  buildMs: number;
+  /** null when the engine is not there. */
+  pauseMs: number | null;
+  snapshotMs: number | null;
+  snapshotWallMs: number | null;
+  imageBytes: number | null;
+  writeGBps: number | null;
+  /** From starting `appshot restore` to the program's first wake-up; and the command's own figure. */
+  restoreToRunningMs: number | null;
+  restoreMs: number | null;
 }

@@ -13,9 +13,9 @@
 import { spawnSync } from 'node:child_process';
 import { basename } from 'node:path';
 import { CLI_PATH, builtProgram } from '../ts/paths.js';
+import type { InfoFigures, StressFigures } from './figures.js';
 import { type Stage, sized } from './stage.js';
 import { INFO, STRESS_MSG } from './targets.js';
-import type { InfoFigures, StressFigures } from './figures.js';
 
 
 const CALLS: { metric: string; label: string; target: boolean }[] = [
@@ -113,13 +113,13 @@ export function infoScenario(home: string, rounds: number): InfoFigures {
   return { objects: INFO.objects, namespace: prefix.length ? 'own' : 'host', calls, stress: stressNg(prefix, home, rounds) };
 }
 
-/** Rounds of the default run and of --full. */
-const INFO_ROUNDS = { default: 3, full: 5 };
+/** Rounds of the scenario: the default run's one, --full's three. */
+const INFO_ROUNDS = { default: 1, full: 3 };
 
 export const infoStage: Stage = {
   name: 'info',
   describe(full) {
-    return `IPC_INFO and *_INFO with ${INFO.objects.toLocaleString('en-US')} objects of each family, and the stress-ng msg stressor pinned (${sized(full, INFO_ROUNDS)} rounds)`;
+    return `IPC_INFO and *_INFO with ${INFO.objects.toLocaleString('en-US')} objects of each family, and stress-ng ${STRESS_MSG.stressor} pinned to one CPU (${sized(full, INFO_ROUNDS)} round(s))`;
   },
   async run(ctx) {
     return { info: infoScenario(ctx.home, sized(ctx.full, INFO_ROUNDS)) };

@@ -23,6 +23,7 @@ import { IPC_TYPES, type IpcType } from '../ts/sysv/ipctype.js';
 import { kernelObjects } from '../ts/sysv/kernel.js';
 import { allocStage } from './alloc.js';
 import { callsStage } from './calls.js';
+import { checkpointStage } from './checkpoint.js';
 import { cloneStage } from './clone.js';
 import { infoStage } from './info.js';
 import { inspectorStage } from './inspect.js';
@@ -35,7 +36,7 @@ import { snapshotStage } from './snapshot.js';
 import type { BenchContext, Stage, StageFigures } from './stage.js';
 
 /** The stages, in the order they run. */
-const STAGES: Stage[] = [callsStage, infoStage, poolStage, snapshotStage, cloneStage, lookupStage, allocStage, inspectorStage];
+const STAGES: Stage[] = [callsStage, poolStage, snapshotStage, checkpointStage, cloneStage, infoStage, lookupStage, allocStage, inspectorStage];
 
 const USAGE = 'usage: npm run bench [-- --full]   (node dist/bench/run.js [--full])';
 

@@ -33,7 +33,9 @@ export interface StartAs {
   cwd?: string | null;
   firstVpid?: number | null;
   /** A whole image (absolute path) whose processes the supervisor has
-   * appshot-checkpoint make again, instead of starting a command. */
+   * appshot-checkpoint make again, instead of starting a command; every
+   * section of it checked already (ts/restore.ts restore reads the process
+   * sections whole), so the restorer is told not to read them again. */
   image?: string;
   /** Called once the image's processes run again (the supervisor's "root"). */
   onRestored?: (root: number) => void;
@@ -185,7 +187,7 @@ export function supervise(command: string[], aid: string, opts: RunOptions, as: 
 /** What the supervisor runs: the command under the shim, or (a whole
  * image) the restorer that makes the application's processes again. */
 function supervisorArgs(command: string[], aid: string, opts: RunOptions, as: StartAs): string[] {
-  if (as.image) return ['--restore', CHECKPOINT_PATH, 'restore', '--image', as.image, '--home', opts.home, '--aid', aid];
+  if (as.image) return ['--restore', CHECKPOINT_PATH, 'restore', '--image', as.image, '--home', opts.home, '--aid', aid, '--checked'];
   // The supervisor runs outside the shim: a command named by a redirected
   // path is found where the shim would look, under its own argv[0].
   const file = redirectPath(opts.redirects, command[0]);

@@ -278,8 +278,8 @@ describe('memory mapped from the image', () => {
     const [n, sum] = state(app.lines.filter(isTick).at(-1)!);
 
     // Each tick adds one to a word the sum covers: the next line is n+1, sum+1.
-    const a = run(CKPT, ['restore', '--image', first, '--wait']);
-    const b = run(CKPT, ['restore', '--image', first, '--wait']);
+    const a = run(CKPT, ['restore', '--image', first, '--wait', '--map-pages']);
+    const b = run(CKPT, ['restore', '--image', first, '--wait', '--map-pages']);
     const [la, lb] = [await a.until(isTick, 'restore a'), await b.until(isTick, 'restore b')];
     restoredPids.push(tick(la).pid, tick(lb).pid);
     expect(tick(la).pid).not.toBe(tick(lb).pid);

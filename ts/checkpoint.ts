@@ -10,8 +10,11 @@ import type { Section, SnapReader } from './snapfile.js';
  *
  * The dumper's protocol (stdin/stdout lines, README "How it works"):
  *   dumper: `frozen N [pids P,...]`   every thread seized, all capturable
- *   harness: `dump OFFSET`             (the harness wrote meta, rows, IPC)
- *   dumper: `written NEWOFFSET [N]`    FILES, SHARED*, PROC* written at OFFSET
+ *   harness: `dump OFFSET [go]`        (the harness wrote meta, rows, IPC)
+ *   dumper: `written NEWOFFSET [N]`    FILES, SHARED*, PROC* written at OFFSET;
+ *                                      with go the processes went on once
+ *                                      their state was copied out, before
+ *                                      the writing (never with --stop)
  *   harness: `detach` | `kill`         continue, or end every process (--stop)
  * A refusal (something it cannot capture) is exit 3 with an `appshot:` line
  * on stderr, every process detached. End of file on its stdin makes it
@@ -190,9 +193,12 @@ export class Dumper {
     return { dumper: d, pids: m ? m[1].split(',').map(Number) : pids };
   }
 
-  /** Has the dumper write its sections at offset; gives the offset past them. */
-  async dump(offset: number): Promise<number> {
-    this.child.stdin!.write(`dump ${offset}\n`);
+  /** Has the dumper write its sections at offset; gives the offset past
+   * them. goOn: the processes will be let go (not killed), so the dumper
+   * lets them go as soon as it has copied their state out, before it writes
+   * the file: the pause they see is shorter. */
+  async dump(offset: number, goOn = false): Promise<number> {
+    this.child.stdin!.write(`dump ${offset}${goOn ? ' go' : ''}\n`);
     // `written NEWOFFSET [SECTIONS]`: the sections are counted again from the file.
     const end = Number((await this.expect('written')).split(' ')[0]);
     if (!Number.isSafeInteger(end) || end < offset)

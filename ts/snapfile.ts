@@ -282,11 +282,13 @@ export class SnapReader {
     new SnapReader(file).close();
   }
 
-  private read(n: number, what: string): Buffer {
+  /** n bytes at the reader's position: into the start of buffer into when
+   * given (reused by a caller reading much), else a new buffer. */
+  private read(n: number, what: string, into?: Buffer): Buffer {
     if (this.pos + n > this.size) throw damaged(this.file, `it is truncated: ${what} at byte ${this.pos} needs ${n} bytes, the file ends at ${this.size}`);
     if (n > JSON_MAX) throw damaged(this.file, `${what} at byte ${this.pos} declares ${n} bytes, more than appshot ever writes there (${JSON_MAX})`);
     // Sequential reads: the shm streaming reads from the same file offset.
-    const b = Buffer.allocUnsafe(n); // filled whole below
+    const b = into ? into.subarray(0, n) : Buffer.allocUnsafe(n); // filled whole below
     let got = 0;
     while (got < n) got += readSync(this.fd, b, got, n - got, null);
     this.pos += n;
@@ -366,10 +368,12 @@ export class SnapReader {
   /** Reads past the bytes after a section's header, checking them (in
    * chunks: a process's memory is never whole in this one's). */
   skipBytes(s: Section, bytes: number, sum: number, progress?: (n: number) => void): void {
-    const buf = Buffer.alloc(Math.min(SKIP_CHUNK, Math.max(bytes, 1)));
+    const buf = Buffer.allocUnsafe(Math.min(SKIP_CHUNK, Math.max(bytes, 1)));
     for (let off = 0; off < bytes; off += buf.length) {
       const len = Math.min(buf.length, bytes - off);
-      const chunk = this.read(len, `section ${s.index} (${s.kind})`);
+      // One buffer for the whole section: a new one per chunk costs a
+      // page fault per 4 KB, more than the read and the checksum.
+      const chunk = this.read(len, `section ${s.index} (${s.kind})`, buf);
       sum = crc(chunk, sum);
       progress?.(len);
     }

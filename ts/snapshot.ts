@@ -251,7 +251,7 @@ async function wholeSnapshot(t: TableDb, aid: string, app: S.AppVal, file: strin
     sum.processes = pids.length;
     await testDelay();
     writeHead(w, t, aid, app, pids, true, sum, opts.progress);
-    w.adopt(await dumper.dump(w.offset), PROCESS_SECTIONS);
+    w.adopt(await dumper.dump(w.offset, !opts.stop), PROCESS_SECTIONS);
     w.finish();
     written = true;
     sum.seconds = (performance.now() - started) / 1000;

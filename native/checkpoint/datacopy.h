@@ -17,7 +17,15 @@
 #include "mem.h"
 
 /* Writes plan's runs of process pid to fd at [at, at + plan bytes);
- * *crc = crc32c(0, those bytes). 0 or -errno. */
-int data_copy(pid_t pid, const struct mem_plan *plan, int fd, uint64_t at, uint32_t *crc);
+ * *crc = crc32c(0, those bytes). With staged (data_stage's copy) the bytes
+ * come from there instead of the process. 0 or -errno. */
+int data_copy(pid_t pid, const struct mem_plan *plan, const char *staged, int fd, uint64_t at, uint32_t *crc);
+
+/* Copies plan's runs of process pid into fresh memory of this process
+ * (*out, *len bytes, munmap it; NULL when there are none), so that the
+ * process can go on before the file is written: that takes a copy into
+ * memory with huge pages, not the file system's page allocation and the
+ * checksums. 0 or -errno. */
+int data_stage(pid_t pid, const struct mem_plan *plan, char **out, uint64_t *len);
 
 #endif

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/ptrace.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,6 +18,8 @@
 #include "image.h"
 #include "mem.h"
 #include "procstate.h"
+#include "datacopy.h"
+#include "phases.h"
 #include "restart.h"
 #include "rows.h"
 #include "../../tables/schema.h"
@@ -38,6 +41,8 @@ struct dproc {
 	int stopped;     /* job-control stopped (SIGSTOP) before the freeze */
 	cJSON *json;
 	struct mem_plan plan;
+	char *staged; /* its memory copied out before it was let go (data_stage) */
+	uint64_t staged_len;
 };
 
 struct dumper {
@@ -46,6 +51,7 @@ struct dumper {
 	int n, cap;
 	struct fds_capture *fds;
 	struct shared_set *shared;
+	int released; /* the processes were let go (or killed) already */
 };
 
 static struct dproc *proc_of(struct dumper *d, pid_t pid)
@@ -338,10 +344,10 @@ pid_t dump_pid(const struct dumper *d, int i) { return d->procs[i].pid; }
 static int write_proc(struct dumper *d, struct dproc *p, struct img_writer *w)
 {
 	struct img_data data;
-	cJSON_AddItemToObject(p->json, "fds", fds_capture_table(d->fds, p->pid));
 	int rc = img_data_begin(w, &data, CKPT_SECTION_PROC, p->json);
-	if (!rc) rc = mem_write_data(p->pid, &p->plan, w, &data);
+	if (!rc) rc = mem_write_data(p->pid, &p->plan, p->staged, w, &data);
 	if (!rc) rc = img_data_end(w, &data);
+	if (p->staged) munmap(p->staged, p->staged_len), p->staged = NULL;
 	return rc;
 }
 
@@ -354,13 +360,55 @@ static int write_tree(struct dumper *d, struct dproc *p, struct img_writer *w)
 	return rc;
 }
 
-int dump_write(struct dumper *d, int fd, uint64_t *offset, int *sections)
+static void let_go(struct dumper *d, int kill_them);
+
+/* Memory this machine has to spare now (MemAvailable), in bytes; 0 if unknown. */
+static uint64_t mem_available(void)
+{
+	FILE *f = fopen("/proc/meminfo", "re");
+	char line[128];
+	unsigned long long kb = 0;
+	while (f && fgets(line, sizeof line, f))
+		if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) break;
+	if (f) fclose(f);
+	return (uint64_t)kb << 10;
+}
+
+/* Every process's memory copied out of it, then every process let go: the
+ * pause the application sees ends before the file is written. When the
+ * copy would take more than half the memory the machine has to spare, or
+ * cannot be made, they stay frozen and are written from directly, as
+ * without early release. */
+static void stage_and_let_go(struct dumper *d)
+{
+	struct phases ph;
+	phases_start(&ph);
+	uint64_t bytes = 0;
+	for (int i = 0; i < d->n; i++) bytes += d->procs[i].plan.pages * CKPT_PAGE;
+	if (bytes > mem_available() / 2) return;
+	for (int i = 0; i < d->n; i++) {
+		struct dproc *p = &d->procs[i];
+		if (data_stage(p->pid, &p->plan, &p->staged, &p->staged_len) != 0) {
+			for (int k = 0; k <= i; k++)
+				if (d->procs[k].staged) munmap(d->procs[k].staged, d->procs[k].staged_len), d->procs[k].staged = NULL;
+			return;
+		}
+	}
+	phase(&ph, "memory copied out");
+	let_go(d, 0);
+	phase(&ph, "let go");
+	phases_print(&ph, "dump, early release");
+}
+
+int dump_write(struct dumper *d, int fd, uint64_t *offset, int *sections, int early)
 {
 	struct img_writer w = {fd, *offset, 0};
 	cJSON *files = fds_capture_files(d->fds);
 	int rc = img_write_json(&w, CKPT_SECTION_FILES, files);
 	cJSON_Delete(files);
 	if (!rc) rc = shared_write(d->shared, &w);
+	for (int i = 0; i < d->n; i++) cJSON_AddItemToObject(d->procs[i].json, "fds", fds_capture_table(d->fds, d->procs[i].pid));
+	if (!rc && early) stage_and_let_go(d);
 	for (int i = 0; i < d->n && !rc; i++)
 		if (!proc_of(d, d->procs[i].links[0])) rc = write_tree(d, &d->procs[i], &w);
 	*offset = w.pos;
@@ -368,14 +416,29 @@ int dump_write(struct dumper *d, int fd, uint64_t *offset, int *sections)
 	return rc;
 }
 
-void dump_release(struct dumper *d, int kill_them)
+static void let_go(struct dumper *d, int kill_them)
 {
+	if (d->released) {
+		/* Let go early; asked to end them after all. */
+		for (int i = 0; i < d->n && kill_them; i++) kill(d->procs[i].pid, SIGKILL);
+		return;
+	}
+	d->released = 1;
 	for (int i = 0; i < d->n; i++) {
 		struct dproc *p = &d->procs[i];
 		if (kill_them) kill(p->pid, SIGKILL);
 		/* The calls made in it ended its stop: it stops again once let go. */
 		else if (p->stopped) kill(p->pid, SIGSTOP);
 		for (int j = 0; j < p->nthreads; j++) ptrace(PTRACE_DETACH, p->threads[j].tid, 0, 0);
+	}
+}
+
+void dump_release(struct dumper *d, int kill_them)
+{
+	let_go(d, kill_them);
+	for (int i = 0; i < d->n; i++) {
+		struct dproc *p = &d->procs[i];
+		if (p->staged) munmap(p->staged, p->staged_len);
 		cJSON_Delete(p->json);
 		mem_plan_free(&p->plan);
 		free(p->threads);

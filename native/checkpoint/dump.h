@@ -21,9 +21,12 @@ struct dumper *dump_freeze(const struct ckpt_ctx *ctx, const pid_t *pids, int n,
 int dump_count(const struct dumper *d);
 pid_t dump_pid(const struct dumper *d, int i);
 /* Writes FILES and a PROC section per process (parents first) at *offset
- * of fd; *offset moves past them, *sections counts them. 0 or -errno. */
-int dump_write(struct dumper *d, int fd, uint64_t *offset, int *sections);
-/* Lets every process go on (kill: SIGKILL them), and frees d. */
+ * of fd; *offset moves past them, *sections counts them. early: the
+ * processes go on as soon as their state is copied out, before the
+ * file is written (when the memory for the copy is there). 0 or -errno. */
+int dump_write(struct dumper *d, int fd, uint64_t *offset, int *sections, int early);
+/* Lets every process go on (kill: SIGKILL them) unless dump_write did
+ * already, and frees d. */
 void dump_release(struct dumper *d, int kill);
 
 #endif

@@ -5,9 +5,16 @@
  *   dump --pids P,... --out FILE [--kill]          a whole image (tests)
  *   dump --pids P,... --home H --aid A --image-fd FD
  *        the harness's protocol on stdin/stdout (DESIGN: "frozen N",
- *        "dump OFFSET" -> "written NEWOFFSET SECTIONS", "detach" | "kill")
- *   restore --image FILE [--home H --aid A] [--report-fd FD] [--wait] [--copy-pages] [--checked]
- *        --copy-pages: private memory copied in, not mapped from the image;
+ *        "dump OFFSET [go]" -> "written NEWOFFSET SECTIONS", "detach" | "kill";
+ *        with go the processes go on as soon as their state is copied out,
+ *        before the file is written: the pause they see is shorter)
+ *   restore --image FILE [--home H --aid A] [--report-fd FD] [--wait] [--map-pages] [--checked]
+ *        private memory is copied from the image into anonymous memory
+ *        (--copy-pages, the default, still accepted);
+ *        --map-pages: private anonymous memory mapped from the image
+ *        (copy-on-write, for clones that share one image; MADV_DONTNEED then
+ *        brings back the image's bytes, not zeros, which allocators that
+ *        count on zeros after it do not expect);
  *        --checked: the caller checked every section's checksum already
  */
 #define _GNU_SOURCE
@@ -22,6 +29,7 @@
 #include "ckpt.h"
 #include "dump.h"
 #include "image.h"
+#include "phases.h"
 #include "restore.h"
 #include "rows.h"
 
@@ -30,7 +38,7 @@ static int usage(const char *why)
 	fprintf(stderr,
 		"appshot: %s\n"
 		"usage: appshot-checkpoint dump --pids P,... (--out FILE [--kill] | --home H --aid A --image-fd FD)\n"
-		"       appshot-checkpoint restore --image FILE [--home H --aid A] [--report-fd FD] [--wait] [--copy-pages] [--checked]\n",
+		"       appshot-checkpoint restore --image FILE [--home H --aid A] [--report-fd FD] [--wait] [--map-pages] [--checked]\n",
 		why);
 	return CKPT_EXIT_USAGE;
 }
@@ -65,7 +73,7 @@ static int parse_pids(const char *s, pid_t **out)
 }
 
 /* A whole image to a file: header, FILES, PROC..., END. */
-static int dump_to_file(struct dumper *d, const char *out)
+static int dump_to_file(struct dumper *d, const char *out, int early)
 {
 	int fd = open(out, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600); /* read too: pages are copied in mapped */
 	if (fd < 0) {
@@ -74,7 +82,7 @@ static int dump_to_file(struct dumper *d, const char *out)
 	}
 	struct img_writer w = {fd, 0, 0};
 	int sections = 0, rc = img_write_header(&w);
-	if (!rc) rc = dump_write(d, fd, &w.pos, &sections);
+	if (!rc) rc = dump_write(d, fd, &w.pos, &sections, early);
 	cJSON *end = cJSON_CreateObject();
 	cJSON_AddNumberToObject(end, "sections", sections);
 	if (!rc) rc = img_write_json(&w, CKPT_SECTION_END, end);
@@ -94,10 +102,11 @@ static int dump_protocol(struct dumper *d, int fd)
 	fflush(stdout);
 	while (fgets(line, sizeof line, stdin)) {
 		unsigned long long off;
-		if (sscanf(line, "dump %llu", &off) == 1) {
+		char go[8] = "";
+		if (sscanf(line, "dump %llu %7s", &off, go) >= 1) {
 			uint64_t pos = off;
 			int sections;
-			int rc = dump_write(d, fd, &pos, &sections);
+			int rc = dump_write(d, fd, &pos, &sections, !strcmp(go, "go"));
 			if (rc) {
 				fprintf(stderr, "appshot: cannot write the image: %s\n", strerror(-rc));
 				dump_release(d, 0);
@@ -136,24 +145,31 @@ static int cmd_dump(int argc, char **argv)
 	if (!out == (image_fd < 0)) return usage("dump needs either --out FILE or --image-fd FD");
 	char err[1400];
 	if (open_tables(&ctx) != 0) return CKPT_EXIT_FAILURE;
+	struct phases ph;
+	phases_start(&ph);
 	struct dumper *d = dump_freeze(&ctx, pids, n, err, sizeof err);
+	phase(&ph, "frozen");
 	if (!d) {
 		fprintf(stderr, "appshot: %s\n", err);
 		return CKPT_EXIT_REFUSED;
 	}
 	if (image_fd >= 0) return dump_protocol(d, image_fd);
-	int rc = dump_to_file(d, out);
+	/* Without --kill the processes go on once their state is copied out. */
+	int rc = dump_to_file(d, out, !kill_them);
+	phase(&ph, "written");
 	dump_release(d, kill_them && rc == 0);
+	phase(&ph, "let go");
+	phases_print(&ph, "dump");
 	return rc ? CKPT_EXIT_FAILURE : 0;
 }
 
 static int cmd_restore(int argc, char **argv)
 {
 	static const struct option opts[] = {{"image", 1, 0, 'i'}, {"home", 1, 0, 'h'}, {"aid", 1, 0, 'a'}, {"report-fd", 1, 0, 'r'},
-					     {"wait", 0, 0, 'w'},  {"copy-pages", 0, 0, 'c'}, {"checked", 0, 0, 'k'}, {0, 0, 0, 0}};
+					     {"wait", 0, 0, 'w'},  {"copy-pages", 0, 0, 'c'}, {"map-pages", 0, 0, 'm'},
+					     {"checked", 0, 0, 'k'},  {0, 0, 0, 0}};
 	struct restorer R = {0};
 	int report_fd = -1, wait = 0, c;
-	R.map_pages = 1;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (c == 'i') R.image_path = optarg;
 		else if (c == 'h') R.ctx.home = optarg;
@@ -161,6 +177,7 @@ static int cmd_restore(int argc, char **argv)
 		else if (c == 'r') report_fd = atoi(optarg);
 		else if (c == 'w') wait = 1;
 		else if (c == 'c') R.map_pages = 0;
+		else if (c == 'm') R.map_pages = 1;
 		else if (c == 'k') R.checked = 1;
 		else return usage("unknown option to restore");
 	}

@@ -42,8 +42,9 @@ struct mem_plan {
  * store appended to plan. NULL with err set to a refusal (a mapping that
  * cannot be captured). */
 cJSON *mem_capture(pid_t pid, struct mem_plan *plan, struct shared_set *shared, const struct ckpt_ctx *ctx, char *err, size_t errlen);
-/* Copies the plan's runs from pid into the data section. 0 or -errno. */
-int mem_write_data(pid_t pid, const struct mem_plan *plan, struct img_writer *w, struct img_data *d);
+/* Copies the plan's runs from pid (or from staged, their copy made by
+ * data_stage) into the data section. 0 or -errno. */
+int mem_write_data(pid_t pid, const struct mem_plan *plan, const char *staged, struct img_writer *w, struct img_data *d);
 void mem_plan_free(struct mem_plan *plan);
 
 /* The shim's canary page in process pid (0: none), see canary.h. */
@@ -60,11 +61,14 @@ void mem_note_vdso(pid_t pid, cJSON *p);
 /* In the stub (in->tid, the main thread, stopped with the gadget at keep):
  * removes the stub's own memory but [keep, keep + keep_len) and the
  * kernel's mappings, moves the vDSO to its saved place, and makes every
- * saved mapping, private anonymous pages mapped straight from the image
- * (stub_image_fd in the stub, image_fd here, data at data_at); shared
- * objects from the memfds shm_fds names by id (inherited from us). */
-int mem_restore(struct inj *in, const cJSON *mappings, uint64_t keep, uint64_t keep_len, int stub_image_fd, int image_fd, uint64_t data_at, int map_pages,
-		const cJSON *shm_fds, char *err, size_t errlen);
+ * saved mapping: stored pages copied from the image (stub_image_fd, the
+ * image's descriptor in the stub; data at data_at) into fresh anonymous
+ * memory, or with map_pages private anonymous ones mapped straight from it
+ * (copy-on-write: fast, but MADV_DONTNEED then brings back the image's
+ * bytes, not zeros); shared objects from the memfds shm_fds names by id
+ * (inherited from us). */
+int mem_restore(struct inj *in, const cJSON *mappings, uint64_t keep, uint64_t keep_len, int stub_image_fd, uint64_t data_at, int map_pages, const cJSON *shm_fds,
+		char *err, size_t errlen);
 
 /* Every saved range, for choosing a place free in all of them. */
 int mem_overlaps(const cJSON *mappings, uint64_t start, uint64_t end);

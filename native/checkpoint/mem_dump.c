@@ -175,6 +175,10 @@ static cJSON *describe(pid_t pid, int pagemap, const struct vma *v, struct mem_p
 	cJSON *madv = cJSON_AddArrayToObject(m, "madv");
 	if (has_flag(v, "wf")) cJSON_AddItemToArray(madv, cJSON_CreateString("wf"));
 	if (has_flag(v, "dc")) cJSON_AddItemToArray(madv, cJSON_CreateString("dc"));
+	/* The program's own huge page advice (a restore's copy uses huge
+	 * pages where the program did not refuse them). */
+	if (has_flag(v, "hg")) cJSON_AddItemToArray(madv, cJSON_CreateString("hg"));
+	if (has_flag(v, "nh")) cJSON_AddItemToArray(madv, cJSON_CreateString("nh"));
 	cJSON *runs = cJSON_AddArrayToObject(m, "runs");
 	uint64_t before = plan->pages;
 	/* Wipe-on-fork memory comes back zeroed, as in a fork child; the
@@ -230,10 +234,10 @@ cJSON *mem_capture(pid_t pid, struct mem_plan *plan, struct shared_set *shared, 
 	return list;
 }
 
-int mem_write_data(pid_t pid, const struct mem_plan *plan, struct img_writer *w, struct img_data *d)
+int mem_write_data(pid_t pid, const struct mem_plan *plan, const char *staged, struct img_writer *w, struct img_data *d)
 {
 	uint32_t crc = 0;
-	int rc = data_copy(pid, plan, w->fd, w->pos, &crc);
+	int rc = data_copy(pid, plan, staged, w->fd, w->pos, &crc);
 	if (!rc) img_data_appended(w, d, plan->pages * CKPT_PAGE, crc);
 	return rc;
 }

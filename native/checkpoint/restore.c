@@ -1,6 +1,7 @@
 /* The restore (see restore.h). */
 #define _GNU_SOURCE
 #include "restore.h"
+#include "phases.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -343,15 +344,16 @@ static int restore_threads(struct restorer *R, struct rproc *p, struct inj *main
 	return 0;
 }
 
-static int restore_proc(struct restorer *R, struct rproc *p, struct inj *in)
+static int restore_proc(struct restorer *R, struct rproc *p, struct inj *in, struct phases *ph)
 {
 	char why[1024];
 	const cJSON *threads = cJSON_GetObjectItem(p->json, "threads");
 	long tcb = json_int(p->json, "tcb_tid");
-	if (mem_restore(in, cJSON_GetObjectItem(p->json, "mappings"), R->gadget, GADGET_PAGES * 4096ULL, R->image_fd, R->image_fd, p->data_at, R->map_pages, R->shm_fds,
-			why, sizeof why) != 0 ||
-	    proc_restore_mm(in, p->json, why, sizeof why) != 0 || proc_restore_sigactions(in, p->json, why, sizeof why) != 0)
+	if (mem_restore(in, cJSON_GetObjectItem(p->json, "mappings"), R->gadget, GADGET_PAGES * 4096ULL, R->image_fd, p->data_at, R->map_pages, R->shm_fds,
+			why, sizeof why) != 0)
 		return failed(p, why);
+	phase(ph, "memory");
+	if (proc_restore_mm(in, p->json, why, sizeof why) != 0 || proc_restore_sigactions(in, p->json, why, sizeof why) != 0) return failed(p, why);
 	if (restore_threads(R, p, in, tcb) != 0) return -1;
 	if (thread_restore_state(in, p->spid, cJSON_GetArrayItem(threads, 0), tcb, why, sizeof why) != 0 ||
 	    thread_restore_pending(in, p->spid, cJSON_GetObjectItem(p->json, "pending"), 1, why, sizeof why) != 0 ||
@@ -382,13 +384,17 @@ static void resume_all(struct restorer *R)
 int restore_run(struct restorer *R, int report_fd, int wait)
 {
 	struct inj *ins = NULL;
+	struct phases ph;
+	phases_start(&ph);
 	if (load(R) != 0 || check(R) != 0 || choose_gadget(R) != 0 || prepare(R) != 0) goto bad;
+	phase(&ph, "image read");
 	if (make_stubs(R) != 0) goto bad_stubs;
+	phase(&ph, "stubs");
 	/* The stubs hold what they need; our copies would keep pipes open. */
 	fds_restore_free(R->fds);
 	R->fds = NULL;
 	if (bind_pids(R) != 0) goto bad_stubs;
-	ins = calloc((size_t)R->n, sizeof *ins);
+	ins = calloc(R->n > 0 ? (size_t)R->n : 1, sizeof *ins);
 	for (int i = 0; i < R->n; i++) {
 		struct rproc *p = &R->procs[i];
 		if (trace_seize(p->spid, PTRACE_O_EXITKILL) != 0 || trace_wait_stopped(p->spid, NULL, NULL) != 0 || inj_begin(&ins[i], p->spid, R->gadget, scratch(R)) != 0) {
@@ -397,11 +403,14 @@ int restore_run(struct restorer *R, int report_fd, int wait)
 		}
 	}
 	if (set_groups(R, ins) != 0) goto bad_stubs;
+	phase(&ph, "seized");
 	for (int i = 0; i < R->n; i++)
-		if (restore_proc(R, &R->procs[i], &ins[i]) != 0) goto bad_stubs;
+		if (restore_proc(R, &R->procs[i], &ins[i], &ph) != 0) goto bad_stubs;
 	resume_all(R);
 	free(ins);
+	phase(&ph, "resumed");
 	if (report_fd >= 0) dprintf(report_fd, "root %d\n", R->procs[0].spid);
+	phases_print(&ph, "restore");
 	if (!wait) return 0;
 	int st;
 	while (waitpid(R->procs[0].spid, &st, 0) < 0 && errno == EINTR)

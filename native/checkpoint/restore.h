@@ -38,7 +38,7 @@ struct restorer {
 	int report[2];  /* the stubs' "ready" lines */
 	int keep_from;  /* descriptors below are the application's */
 	uint64_t gadget;
-	int map_pages;  /* private anonymous pages mapped from the image */
+	int map_pages;  /* private anonymous pages mapped from the image (--map-pages), not copied */
 	int checked;    /* the caller checked every section's checksum */
 	struct fds_restore *fds;
 	cJSON *shm_fds; /* shared memory objects' memfds by id */
