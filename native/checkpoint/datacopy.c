@@ -35,17 +35,6 @@ struct job {
 	int error;
 };
 
-static int pwrite_all(int fd, const char *p, size_t len, uint64_t at)
-{
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, (off_t)at);
-		if (n < 0 && errno == EINTR) continue;
-		if (n < 0) return -errno;
-		p += n, len -= (size_t)n, at += (uint64_t)n;
-	}
-	return 0;
-}
-
 /* One chunk: read from the process into this thread's buffer (or taken
  * from the staged copy), summed while it is in the cache, written where
  * the file's space was allocated; or (staging) only read from the process
@@ -61,7 +50,7 @@ static int copy_chunk(struct job *j, struct chunk *c, char **buf)
 	}
 	const char *src = j->staged ? j->staged + c->off : *buf;
 	c->crc = crc32c(0, src, c->len);
-	return pwrite_all(j->fd, src, c->len, at);
+	return img_pwrite_all(j->fd, src, c->len, at);
 }
 
 static void *worker(void *arg)

@@ -20,7 +20,7 @@ static uint32_t get32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_
 static void be64(uint8_t *p, uint64_t v) { be32(p, v >> 32), be32(p + 4, (uint32_t)v); }
 static uint64_t get64(const uint8_t *p) { return (uint64_t)get32(p) << 32 | get32(p + 4); }
 
-static int pwrite_all(int fd, const void *buf, size_t len, uint64_t at)
+int img_pwrite_all(int fd, const void *buf, size_t len, uint64_t at)
 {
 	const char *p = buf;
 	while (len) {
@@ -50,7 +50,7 @@ int img_write_header(struct img_writer *w)
 	memcpy(h, MAGIC, 8);
 	be32(h + 8, VERSION);
 	be32(h + 12, crc32c(0, h, 12));
-	int rc = pwrite_all(w->fd, h, sizeof h, w->pos);
+	int rc = img_pwrite_all(w->fd, h, sizeof h, w->pos);
 	if (!rc) w->pos += sizeof h;
 	return rc;
 }
@@ -71,8 +71,8 @@ int img_write_json(struct img_writer *w, uint32_t kind, const cJSON *value)
 	size_t len = strlen(text);
 	uint8_t h[IMG_SECTION_HEADER_LEN];
 	section_header(h, kind, len, crc32c(0, text, len));
-	int rc = pwrite_all(w->fd, h, sizeof h, w->pos);
-	if (!rc) rc = pwrite_all(w->fd, text, len, w->pos + sizeof h);
+	int rc = img_pwrite_all(w->fd, h, sizeof h, w->pos);
+	if (!rc) rc = img_pwrite_all(w->fd, text, len, w->pos + sizeof h);
 	free(text);
 	if (!rc) w->pos += sizeof h + len, w->sections++;
 	return rc;
@@ -92,9 +92,9 @@ int img_data_begin(struct img_writer *w, struct img_data *d, uint32_t kind, cons
 	size_t pad = d->data_at - (at + 4 + len);
 	char *zero = calloc(1, pad + 1);
 	int rc = zero ? 0 : -ENOMEM;
-	if (!rc) rc = pwrite_all(w->fd, lead, 4, at);
-	if (!rc) rc = pwrite_all(w->fd, text, len, at + 4);
-	if (!rc) rc = pwrite_all(w->fd, zero, pad, at + 4 + len);
+	if (!rc) rc = img_pwrite_all(w->fd, lead, 4, at);
+	if (!rc) rc = img_pwrite_all(w->fd, text, len, at + 4);
+	if (!rc) rc = img_pwrite_all(w->fd, zero, pad, at + 4 + len);
 	if (!rc) d->crc = crc32c(crc32c(crc32c(0, lead, 4), text, len), zero, pad);
 	free(zero);
 	free(text);
@@ -105,7 +105,7 @@ int img_data_begin(struct img_writer *w, struct img_data *d, uint32_t kind, cons
 int img_data_append(struct img_writer *w, struct img_data *d, const void *buf, size_t len)
 {
 	d->crc = crc32c(d->crc, buf, len); /* first: write copies from a warm cache */
-	int rc = pwrite_all(w->fd, buf, len, w->pos);
+	int rc = img_pwrite_all(w->fd, buf, len, w->pos);
 	if (!rc) w->pos += len;
 	return rc;
 }
@@ -155,7 +155,7 @@ int img_data_end(struct img_writer *w, struct img_data *d)
 {
 	uint8_t h[IMG_SECTION_HEADER_LEN];
 	section_header(h, d->kind, w->pos - d->header_at - IMG_SECTION_HEADER_LEN, d->crc);
-	int rc = pwrite_all(w->fd, h, sizeof h, d->header_at);
+	int rc = img_pwrite_all(w->fd, h, sizeof h, d->header_at);
 	if (!rc) w->sections++;
 	return rc;
 }

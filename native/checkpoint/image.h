@@ -25,6 +25,8 @@ struct img_writer {
 	uint64_t pos;
 	int sections;
 };
+/* pwrite of all of buf at offset at, through short writes and EINTR: 0 or -errno. */
+int img_pwrite_all(int fd, const void *buf, size_t len, uint64_t at);
 int img_write_header(struct img_writer *w);
 int img_write_json(struct img_writer *w, uint32_t kind, const cJSON *value);
 
