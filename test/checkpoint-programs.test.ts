@@ -436,19 +436,26 @@ describe.concurrent.each(MODES)('python3 and node (item 3), %s', (mode, flags) =
   });
 
   it('node serving HTTP from an in-memory counter (libuv: threads, epoll, eventfd, timers): restored, the count goes on, the timer ticks, under the same pid', async ({ expect }) => {
+    await nodeCase(expect, HOME, `js-${mode}`, flags, [], `node ${mode}`);
+  });
+});
+
+/** node serving HTTP from an in-memory counter (libuv: threads, epoll,
+ * eventfd, timers), snapshotted --stop and restored: the count goes on, the
+ * timer ticks, under the same pid. */
+async function nodeCase(expect: Expect, home: string, a: string, flags: readonly string[], as: string[], what: string): Promise<void> {
     const port = await freePort();
-    const a = `js-${mode}`;
-    const h = start(HOME, ['run', ...flags, '--aid', a, '--', NODE, join(FIXTURES, 'ckpt-http.js'), String(port)]);
+    const h = start(home, ['run', ...flags, '--aid', a, '--', NODE, join(FIXTURES, 'ckpt-http.js'), String(port)], as);
     await waitFor(h.out, /^listening (\d+)$/m);
-    const sys = await systemPort(HOME, a, port);
+    const sys = await systemPort(home, a, port, as);
     const seen: string[] = [];
     for (let i = 0; i < 3; i++) seen.push(await get(sys));
     const [, , ticksBefore, pid] = /^count (\d+) ticks (\d+) pid (\d+)\n$/.exec(seen[2])!.map(Number);
     expect(seen[2]).toMatch(/^count 3 /);
-    const file = await snapshotStop(HOME, a, h, [], `node ${mode}`);
+    const file = await snapshotStop(home, a, h, as, what);
 
-    const b = start(HOME, ['restore', file, '--aid', `${a}-b`]);
-    const sysB = await until(`${a}-b's port`, () => systemPort(HOME, `${a}-b`, port));
+    const b = start(home, ['restore', file, '--aid', `${a}-b`], as);
+    const sysB = await until(`${a}-b's port`, () => systemPort(home, `${a}-b`, port, as));
     const next = /^count (\d+) ticks (\d+) pid (\d+)\n$/.exec(await until(`${a}-b answering`, () => get(sysB)))!.map(Number);
     expect(next[1]).toBe(4);
     expect(next[2]).toBeGreaterThanOrEqual(ticksBefore);
@@ -463,9 +470,8 @@ describe.concurrent.each(MODES)('python3 and node (item 3), %s', (mode, flags) =
     }
     expect(later[2]).toBeGreaterThanOrEqual(t0 + 3);
     expect(later[1]).toBeGreaterThan(4);
-    await end(HOME, `${a}-b`, b);
-  });
-});
+    await end(home, `${a}-b`, b, as);
+}
 
 // --- io_uring: refused, honestly ---------------------------------------------------
 
@@ -520,5 +526,26 @@ describe.concurrent.each(MODES)('as an unprivileged user (nobody), %s', (mode, f
 
   it('python3 with its multiprocessing child, snapshotted --stop and restored by nobody: the dict and the child go on', async ({ expect }) => {
     await asNobody((home) => pythonCase(expect, home, 'py', flags, AS_NOBODY, `python3 ${mode}, as nobody`));
+  });
+
+  it('redis-server, snapshotted --stop and restored by nobody: a key that lived only in memory is back', async ({ expect }) => {
+    await asNobody(async (home) => {
+      const port = await freePort();
+      const h = start(home, ['run', ...flags, '--aid', 'rd', '--', 'redis-server', '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', '/tmp'], AS_NOBODY);
+      await waitFor(h.out, /Ready to accept connections/);
+      const sys = await systemPort(home, 'rd', port, AS_NOBODY);
+      expect(await redisOut(sys, 'SET', 'greeting', 'hello from memory')).toBe('OK');
+      const file = await snapshotStop(home, 'rd', h, AS_NOBODY, `redis ${mode}, as nobody`);
+      const b = start(home, ['restore', file, '--aid', 'rd-b'], AS_NOBODY);
+      const sysB = await until("rd-b's port", () => systemPort(home, 'rd-b', port, AS_NOBODY));
+      await until('rd-b answering', async () => ((await redisOut(sysB, 'PING')) === 'PONG' ? true : undefined));
+      expect(await redisOut(sysB, 'GET', 'greeting')).toBe('hello from memory');
+      for (const [, spid] of await processes(home, 'rd-b', AS_NOBODY)) expect(statSync(`/proc/${spid}`).uid).toBe(NOBODY);
+      await end(home, 'rd-b', b, AS_NOBODY);
+    });
+  });
+
+  it('node serving HTTP, snapshotted --stop and restored by nobody: the count goes on, the timer ticks, under the same pid', async ({ expect }) => {
+    await asNobody((home) => nodeCase(expect, home, 'js', flags, AS_NOBODY, `node ${mode}, as nobody`));
   });
 });
