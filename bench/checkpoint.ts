@@ -95,6 +95,28 @@ async function coldNative(mib: number, dir: string): Promise<{ ms: number; build
   return { ms, buildMs };
 }
 
+/** `appshot restore` of image (with --map-pages or not): from its start to
+ * the program's first wake-up, and the command's own figure (its JSON line:
+ * the image checked and the IPC state made, before the processes). */
+async function restoreOnce(home: string, image: string, aid: string, log: string, mapPages: boolean): Promise<{ toRunningMs: number | null; ms: number | null }> {
+  const seen = gaps(log).length;
+  const r0 = performance.now();
+  const args = [CLI_PATH, 'restore', image, '--aid', aid, '--json', ...(mapPages ? ['--map-pages'] : [])];
+  const restored = spawn(process.execPath, args, { env: env(home), stdio: ['ignore', 'pipe', 'ignore'] });
+  let out = '';
+  restored.stdout!.on('data', (d: Buffer) => (out += d));
+  try {
+    const toRunningMs = await nextGap(log, seen, r0);
+    for (let i = 0; i < 200 && !out.includes('\n'); i++) await new Promise((r) => setTimeout(r, 10));
+    const first = out.split('\n')[0];
+    const seconds = first.startsWith('{') ? Number(JSON.parse(first).seconds) : NaN;
+    return { toRunningMs, ms: Number.isFinite(seconds) ? seconds * 1000 : null };
+  } finally {
+    spawnSync(process.execPath, [CLI_PATH, 'stop', aid, '-t', '5'], { env: env(home), stdio: 'ignore' });
+    await ended(restored);
+  }
+}
+
 /** One round at one size: cold starts, then (with the engine) snapshot of
  * the running program, its end, and a restore of the image. */
 async function once(home: string, dir: string, mib: number, round: number): Promise<CheckpointFigures> {
@@ -114,6 +136,8 @@ async function once(home: string, dir: string, mib: number, round: number): Prom
     writeGBps: null,
     restoreToRunningMs: null,
     restoreMs: null,
+    mappedToRunningMs: null,
+    mappedMs: null,
   };
   if (!engineBuilt()) {
     appshot(home, ['stop', aid, '-t', '5']);
@@ -136,22 +160,12 @@ async function once(home: string, dir: string, mib: number, round: number): Prom
     appshot(home, ['stop', aid, '-t', '5']);
     await ended(app.child);
 
-    const seen = gaps(log).length;
-    const r0 = performance.now();
-    const restored = spawn(process.execPath, [CLI_PATH, 'restore', image, '--aid', `${aid}-r`, '--json'], { env: env(home), stdio: ['ignore', 'pipe', 'ignore'] });
-    let out = '';
-    restored.stdout!.on('data', (d: Buffer) => (out += d));
-    try {
-      figures.restoreToRunningMs = await nextGap(log, seen, r0);
-      // The command's own figure, without Node's start: its JSON line.
-      for (let i = 0; i < 200 && !out.includes('\n'); i++) await new Promise((r) => setTimeout(r, 10));
-      const first = out.split('\n')[0];
-      const seconds = first.startsWith('{') ? Number(JSON.parse(first).seconds) : NaN;
-      figures.restoreMs = Number.isFinite(seconds) ? seconds * 1000 : null;
-    } finally {
-      spawnSync(process.execPath, [CLI_PATH, 'stop', `${aid}-r`, '-t', '5'], { env: env(home), stdio: 'ignore' });
-      await ended(restored);
-    }
+    const copied = await restoreOnce(home, image, `${aid}-r`, log, false);
+    figures.restoreToRunningMs = copied.toRunningMs;
+    figures.restoreMs = copied.ms;
+    const mapped = await restoreOnce(home, image, `${aid}-m`, log, true);
+    figures.mappedToRunningMs = mapped.toRunningMs;
+    figures.mappedMs = mapped.ms;
   } finally {
     rmSync(image, { force: true });
   }
@@ -188,6 +202,8 @@ export async function checkpointTimes(home: string, rounds: number, full: boolea
         writeGBps: pick('writeGBps'),
         restoreToRunningMs: pick('restoreToRunningMs'),
         restoreMs: pick('restoreMs'),
+        mappedToRunningMs: pick('mappedToRunningMs'),
+        mappedMs: pick('mappedMs'),
       });
     }
     return out;
@@ -198,12 +214,13 @@ export async function checkpointTimes(home: string, rounds: number, full: boolea
 
 const fmt = (x: number | null, digits = 1) => (x === null ? '-' : x.toFixed(digits));
 
-const HEAD = ['MiB', 'cold native ms', 'cold shim ms', 'build ms', 'pause ms', 'snapshot ms', 'snapshot wall ms', 'image MiB', 'GB/s', 'restore->running ms', 'restore ms'];
+const HEAD = ['MiB', 'cold native ms', 'cold shim ms', 'build ms', 'pause ms', 'snapshot ms', 'snapshot wall ms', 'image MiB', 'GB/s', 'restore->running ms', 'restore ms', 'mapped: restore->running ms', 'mapped: restore ms'];
 
 function rowsOf(figures: CheckpointFigures[]): string[][] {
   return figures.map((f) => [
     String(f.mib), fmt(f.coldNativeMs), fmt(f.coldShimMs), fmt(f.buildMs), fmt(f.pauseMs), fmt(f.snapshotMs), fmt(f.snapshotWallMs),
     f.imageBytes === null ? '-' : (f.imageBytes / MIB).toFixed(1), fmt(f.writeGBps, 2), fmt(f.restoreToRunningMs), fmt(f.restoreMs),
+    fmt(f.mappedToRunningMs), fmt(f.mappedMs),
   ]);
 }
 
@@ -211,7 +228,7 @@ function rowsOf(figures: CheckpointFigures[]): string[][] {
 export function checkpointReportTable(figures: CheckpointFigures[]): ReportTable {
   const t = CHECKPOINT_TARGETS;
   return {
-    title: `Whole-process snapshot and restore (targets at 100 MiB: pause <= ${t.pauseMs} ms, restore <= ${t.restoreMs} ms, >= ${t.writeGBps} GB/s to /dev/shm; restore->running includes Node's start of the command)`,
+    title: `Whole-process snapshot and restore (targets at 100 MiB: pause <= ${t.pauseMs} ms, restore <= ${t.restoreMs} ms, >= ${t.writeGBps} GB/s to /dev/shm; restore->running includes Node's start of the command; restore ms is the command's own check of the image and its IPC state; mapped: with --map-pages)`,
     head: HEAD,
     rows: rowsOf(figures),
   };
@@ -257,7 +274,10 @@ async function main(): Promise<void> {
   process.stdout.write(checkpointTable(figures));
   const dir = join(ROOT, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
-  const file = join(dir, `${new Date().toISOString().slice(0, 10)}-checkpoint.json`);
+  // A later run of the same day gets the next name: none is overwritten.
+  const day = new Date().toISOString().slice(0, 10);
+  let file = join(dir, `${day}-checkpoint.json`);
+  for (let n = 2; existsSync(file); n++) file = join(dir, `${day}-checkpoint-${n}.json`);
   writeFileSync(file, JSON.stringify({ date: new Date().toISOString(), rounds, engine: engineBuilt(), targets: CHECKPOINT_TARGETS, figures }, null, 2) + '\n');
   process.stdout.write(`results written to ${file}\n`);
 }

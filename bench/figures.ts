@@ -210,4 +210,7 @@ export interface CheckpointFigures {
   /** From starting `appshot restore` to the program's first wake-up; and the command's own figure. */
   restoreToRunningMs: number | null;
   restoreMs: number | null;
+  /** The same with --map-pages (private memory mapped from the image). */
+  mappedToRunningMs: number | null;
+  mappedMs: number | null;
 }

@@ -37,6 +37,9 @@ export interface StartAs {
    * section of it checked already (ts/restore.ts restore reads the process
    * sections whole), so the restorer is told not to read them again. */
   image?: string;
+  /** Map the image's private pages copy-on-write instead of copying them
+   * (appshot restore --map-pages). */
+  mapPages?: boolean;
   /** Called once the image's processes run again (the supervisor's "root"). */
   onRestored?: (root: number) => void;
 }
@@ -187,7 +190,7 @@ export function supervise(command: string[], aid: string, opts: RunOptions, as: 
 /** What the supervisor runs: the command under the shim, or (a whole
  * image) the restorer that makes the application's processes again. */
 function supervisorArgs(command: string[], aid: string, opts: RunOptions, as: StartAs): string[] {
-  if (as.image) return ['--restore', CHECKPOINT_PATH, 'restore', '--image', as.image, '--home', opts.home, '--aid', aid, '--checked'];
+  if (as.image) return ['--restore', CHECKPOINT_PATH, 'restore', '--image', as.image, '--home', opts.home, '--aid', aid, '--checked', ...(as.mapPages ? ['--map-pages'] : [])];
   // The supervisor runs outside the shim: a command named by a redirected
   // path is found where the shim would look, under its own argv[0].
   const file = redirectPath(opts.redirects, command[0]);

@@ -11,12 +11,17 @@ export function register(program: Command): void {
     .description(
       "restore an application from a snapshot under new system IDs: its IPC state, then its processes continuing where they were (a whole snapshot), or its command started again (an --ipc-only snapshot, or CMD given); all or nothing: a restore that fails leaves nothing behind",
     )
-    .usage('FILE [--aid NAME] [--json] [-- CMD [ARGS...]]')
+    .usage('FILE [--aid NAME] [--map-pages] [--json] [-- CMD [ARGS...]]')
     .argument('<file>', 'the snapshot')
     .argument('[cmd...]', "the command to start instead of the saved one (the snapshot's processes are then not restored, its IPC state is)")
     .option('--aid <name>', "the application ID (default: the snapshot's)")
+    .option(
+      '--map-pages',
+      "map the processes' private memory from FILE copy-on-write instead of copying it (a faster restore whose time follows the pages the program touches; but a page the program gives back with MADV_DONTNEED then returns with its saved bytes, not zeros: only for programs known not to rely on that)",
+      false,
+    )
     .option('--json', "print what was restored as one line of JSON on stdout before the command starts (the command's own output follows it)", false)
-    .action(async (file: string, cmd: string[], o: { aid?: string; json: boolean }) => {
+    .action(async (file: string, cmd: string[], o: { aid?: string; mapPages: boolean; json: boolean }) => {
       if (o.aid !== undefined) checkAppAid(o.aid);
       (await import('../../ts/snapfile.js')).SnapReader.check(file); // before the home is made
       const home = ensureHome(resolveHome());
@@ -43,7 +48,7 @@ export function register(program: Command): void {
         );
       }
       const opts = { home, keep: false, noIdentity: m.noIdentity, publish: m.publish, balance: 'rr' as const, portRange: S.PORT_RANGE_DEFAULT, redirects: m.redirects ?? [] };
-      const as = image ? { image } : { firstVpid: m.firstVpid, ...(given ? {} : { env: m.env, cwd: m.cwd }) };
+      const as = image ? { image, mapPages: o.mapPages } : { firstVpid: m.firstVpid, ...(given ? {} : { env: m.env, cwd: m.cwd }) };
       outcome.exitCode = await runRegistered(t, r.aid, given ?? m.command, opts, as);
     });
 }
