@@ -50,7 +50,7 @@ struct restorer {
 };
 
 /* In a forked stub: never returns. */
-void stub_main(struct restorer *R, int idx) __attribute__((noreturn));
+void stub_main(struct restorer *R, int idx, pid_t parent) __attribute__((noreturn));
 
 /* opts: report_fd (-1: none), wait (stay the root's parent and return its
  * exit status). Exit code of appshot-checkpoint restore. */

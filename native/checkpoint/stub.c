@@ -60,11 +60,15 @@ static void map_gadget(struct restorer *R, int idx)
 	mprotect(g, 4096, PROT_READ | PROT_EXEC);
 }
 
-void stub_main(struct restorer *R, int idx)
+void stub_main(struct restorer *R, int idx, pid_t parent)
 {
 	struct rproc *p = &R->procs[idx];
 	char err[1024];
-	prctl(PR_SET_PDEATHSIG, SIGKILL); /* no stub outlives a failed restore */
+	/* No stub outlives its restorer (a failed or killed restore): its parent's
+	 * death kills it until the restorer, tracing it with EXITKILL by then,
+	 * clears this. A parent that died before the prctl is seen by getppid. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != parent) _exit(1);
 	for (int sig = 1; sig < 65; sig++) signal(sig, SIG_DFL);
 	if (json_int(p->json, "sid") == p->vpid && setsid() < 0) fail(R, idx, "setsid failed: %s", strerror(errno));
 	if (fds_install(R->fds, cJSON_GetObjectItem(p->json, "fds"), R->keep_from, err, sizeof err) != 0) fail(R, idx, "%s", err);
@@ -73,9 +77,9 @@ void stub_main(struct restorer *R, int idx)
 	umask((mode_t)json_int(p->json, "umask"));
 	for (int c = 0; c < R->n; c++) {
 		if (R->procs[c].parent != idx) continue;
-		pid_t pid = fork();
+		pid_t me = getpid(), pid = fork();
 		if (pid < 0) fail(R, idx, "fork failed: %s", strerror(errno));
-		if (pid == 0) stub_main(R, c);
+		if (pid == 0) stub_main(R, c, me);
 	}
 	/* Its copies of every file description: a pipe end held here would
 	 * keep its reader from ever seeing end of file. */

@@ -274,18 +274,40 @@ static uint64_t xcr0(void)
 	return (uint64_t)hi << 32 | lo;
 }
 
+/* The names of the XSAVE state components (Intel SDM vol. 1, 13.1), for
+ * a refusal a person can act on. */
+static void xfeature_names(uint64_t bits, char *out, size_t len)
+{
+	static const char *const names[] = {"x87", "SSE", "AVX", "MPX", "MPX", "AVX-512", "AVX-512", "AVX-512", "PT", "PKRU", "PASID", "CET",
+					    "CET", "HDC", "UINTR", "LBR", "HWP", "AMX", "AMX", "APX"};
+	size_t at = 0;
+	const char *last = "";
+	out[0] = 0;
+	for (int b = 0; b < 64 && at < len; b++) {
+		if (!(bits >> b & 1)) continue;
+		const char *name = b < (int)(sizeof names / sizeof *names) ? names[b] : "unknown";
+		if (!strcmp(name, last) && strcmp(name, "unknown")) continue; /* one name for its several components */
+		at += (size_t)snprintf(out + at, len - at, "%s%s", at ? ", " : "", name);
+		last = name;
+	}
+}
+
 int thread_check_xstate(const cJSON *t, char *err, size_t errlen)
 {
 	static uint8_t xs[XSTATE_MAX];
 	long xlen = json_hex(t, "xstate", xs, sizeof xs);
 	if (xlen < XSTATE_BV_AT + 8) {
-		snprintf(err, errlen, "its saved vector registers are missing");
+		snprintf(err, errlen, "the saved vector registers of thread %lld are missing", (long long)json_int(t, "stid"));
 		return -1;
 	}
 	uint64_t saved, lacking;
 	memcpy(&saved, xs + XSTATE_BV_AT, 8);
 	if ((lacking = saved & ~xcr0())) {
-		snprintf(err, errlen, "it uses processor register state this CPU or kernel does not have (XSAVE features 0x%llx, e.g. AVX-512 or AMX); restore it on a machine with the same CPU features", (unsigned long long)lacking);
+		char names[200];
+		xfeature_names(lacking, names, sizeof names);
+		snprintf(err, errlen,
+			 "its thread %lld uses processor register state this CPU or kernel does not have: %s (XSAVE features 0x%llx, this machine has 0x%llx); restore it on a machine with the same CPU features",
+			 (long long)json_int(t, "stid"), names, (unsigned long long)lacking, (unsigned long long)xcr0());
 		return -1;
 	}
 	return 0;

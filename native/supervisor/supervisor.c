@@ -186,6 +186,39 @@ static void forget_reaped(const pid_t *pids, int n)
 	tabledb_write_unlock(&t);
 }
 
+/* SIGKILLs every child of ours (/proc/self/task/TID/children); how many. */
+static int kill_children(void)
+{
+	char path[64], buf[4096];
+	snprintf(path, sizeof path, "/proc/self/task/%d/children", (int)getpid());
+	int fd = open(path, O_RDONLY | O_CLOEXEC), n = 0;
+	if (fd < 0) return 0;
+	ssize_t len = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (len <= 0) return 0;
+	buf[len] = 0;
+	for (char *at = buf, *end; *at; at = end) {
+		long pid = strtol(at, &end, 10);
+		if (end == at) break;
+		if (pid > 0 && kill((pid_t)pid, SIGKILL) == 0) n++;
+	}
+	return n;
+}
+
+/* A restorer that ended without naming a root (a failed or killed restore):
+ * the processes it had already let go are half an application, which must
+ * not run on. As their subreaper they are ours once it is gone; their
+ * children become ours as they die. Reaps until none is left. */
+static void end_half_restored(void)
+{
+	for (;;) {
+		kill_children();
+		pid_t p = waitpid(-1, NULL, 0);
+		if (p > 0) forget_reaped(&p, 1);
+		else if (errno != EINTR) return;
+	}
+}
+
 static int exit_code(int status)
 {
 	if (WIFEXITED(status)) return WEXITSTATUS(status);
@@ -285,6 +318,15 @@ int main(int argc, char **argv)
 		if (root > 0 && child > 0) {
 			child = root;
 			report_line(report_fd, "root", root);
+		} else if (child > 0) {
+			int st;
+			while (waitpid(child, &st, 0) < 0 && errno == EINTR)
+				;
+			status = st;
+			have_status = 1;
+			child = -1;
+			end_half_restored();
+			report_status(report_fd, exit_code(status));
 		}
 	}
 	for (;;) {
