@@ -21,7 +21,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, it } from 'vitest';
 import { CLI_PATH, builtProgram } from '../ts/paths.js';
-import { MODES, freePort, makeHome, waitFor } from './helpers.js';
+import { MODES, freePort, lineFrom, makeHome, waitFor } from './helpers.js';
 
 const CKPTAPP = builtProgram('ckptapp');
 const CKPTSYSV = builtProgram('ckptsysv');
@@ -146,18 +146,6 @@ function kernelFiles(spid: number): string[] {
 async function end(home: string, aid: string, harness: Cmd, as: string[] = []): Promise<void> {
   await appshot(home, ['kill', aid], as);
   await harness.done;
-}
-
-/** The one line a TCP connection to 127.0.0.1:port gets. */
-function lineFrom(port: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let got = '';
-    const s = connect(port, '127.0.0.1');
-    s.setTimeout(10_000, () => s.destroy(new Error(`no line from port ${port}`)));
-    s.on('data', (d) => (got += d));
-    s.on('end', () => resolve(got));
-    s.on('error', reject);
-  });
 }
 
 /** GET / from 127.0.0.1:port. */

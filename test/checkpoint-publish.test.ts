@@ -13,28 +13,15 @@
  * node serving HTTP (libuv's epoll and non-blocking accept on the channel).
  */
 import { request } from 'node:http';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { builtProgram } from '../ts/paths.js';
-import { MODES, appshot, appshotAsync, freePort, makeHome, stopAll, waitFor } from './helpers.js';
+import { MODES, appshot, appshotAsync, freePort, lineFrom, makeHome, stopAll, waitFor } from './helpers.js';
 
 const CKPTAPP = builtProgram('ckptapp');
 const CKPT_HTTP = join(import.meta.dirname, 'fixtures', 'ckpt-http.js');
 
 afterEach(stopAll);
-
-/** The line a TCP connection to 127.0.0.1:port gets: "counter C answer pong N". */
-function lineFrom(port: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let got = '';
-    const s = connect(port, '127.0.0.1');
-    s.setTimeout(10_000, () => s.destroy(new Error(`no line from port ${port}`)));
-    s.on('data', (d) => (got += d));
-    s.on('end', () => resolve(got));
-    s.on('error', reject);
-  });
-}
 
 /** The counter a client at port gets. */
 async function counterAt(port: number): Promise<number> {

@@ -6,25 +6,12 @@
  * virtual port. No snapshot yet: this holds what the program shows before
  * one, which a restore must show going on.
  */
-import { connect } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { builtProgram } from '../ts/paths.js';
-import { MODES, appshot, appshotAsync, freePort, makeHome, tablesJson, waitFor } from './helpers.js';
+import { MODES, appshot, appshotAsync, freePort, lineFrom, makeHome, tablesJson, waitFor } from './helpers.js';
 
 const CKPTAPP = builtProgram('ckptapp');
 const LINE = /^counter (\d+) answer pong (\d+)\n$/;
-
-/** The one line a connection to 127.0.0.1:port gets. */
-function lineFrom(port: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let got = '';
-    const s = connect(port, '127.0.0.1');
-    s.setTimeout(10_000, () => s.destroy(new Error(`no line from port ${port}`)));
-    s.on('data', (d) => (got += d));
-    s.on('end', () => resolve(got));
-    s.on('error', reject);
-  });
-}
 
 describe.each(MODES)('ckptapp, %s', (mode, flags) => {
   it('counts in three threads, its child answers over the pipe, the timer ticks, and a client on the virtual port gets the counter and the answer', async () => {

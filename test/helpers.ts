@@ -1,7 +1,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { CLI_PATH, builtProgram } from '../ts/paths.js';
 
@@ -180,4 +180,17 @@ export async function freePort(count = 1): Promise<number> {
     for (let i = 0; i < count && free; i++) free = await portFree(p + i);
     if (free) return p;
   }
+}
+
+/** The text a TCP connection to 127.0.0.1:port gets before the server
+ * closes it (a test server's one line). */
+export function lineFrom(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let got = '';
+    const s = connect(port, '127.0.0.1');
+    s.setTimeout(10_000, () => s.destroy(new Error(`no line from port ${port}`)));
+    s.on('data', (d) => (got += d));
+    s.on('end', () => resolve(got));
+    s.on('error', reject);
+  });
 }
