@@ -158,7 +158,7 @@ static int describe_chr(struct fds_capture *c, struct fds_proc *p, int fd, const
 	struct ofd *o = fds_new_ofd(c, p, fd, st, kind, flags);
 	if (!o) return fds_err(err, errlen, "out of memory"), -1;
 	if (strcmp(kind, "null")) cJSON_AddStringToObject(o->json, "path", link);
-	if (!strcmp(kind, "memdev")) fds_put_hex(o->json, "rdev", st->st_rdev);
+	if (!strcmp(kind, "memdev")) json_add_addr(o->json, "rdev", st->st_rdev);
 	return 0;
 }
 
@@ -254,7 +254,7 @@ static void drop_process(struct fds_capture *c, int first_ofd, int first_pipe)
 {
 	while (c->n > first_ofd) {
 		struct ofd *o = &c->ofds[--c->n];
-		const char *kind = fds_get_str(o->json, "kind");
+		const char *kind = json_str(o->json, "kind");
 		if (kind && !strcmp(kind, "pipe") && o->pipe < first_pipe) {
 			if (o->mode != O_WRONLY) c->pipes[o->pipe].readers--;
 			if (o->mode != O_RDONLY) c->pipes[o->pipe].writers--;
@@ -317,7 +317,7 @@ static void finish(struct fds_capture *c)
 	/* A file at 0-2 (the launcher's redirection) the restorer may not be
 	 * allowed to open (a process that changed its user): it may stand in. */
 	for (int i = 0; i < c->n; i++) {
-		const char *kind = fds_get_str(c->ofds[i].json, "kind");
+		const char *kind = json_str(c->ofds[i].json, "kind");
 		if (c->ofds[i].minfd <= 2 && kind && !strcmp(kind, "file")) cJSON_AddNumberToObject(c->ofds[i].json, "std", c->ofds[i].minfd);
 	}
 }
@@ -375,9 +375,9 @@ static int open_tty(int flags)
 static int open_path(struct fds_restore *r, const cJSON *o, const char *kind, int flags, char *err, size_t errlen)
 {
 	char buf[PATH_MAX];
-	const char *path = fds_get_str(o, "path");
+	const char *path = json_str(o, "path");
 	if (!strcmp(kind, "home")) {
-		const char *name = fds_get_str(o, "name");
+		const char *name = json_str(o, "name");
 		if (!name || !r->ctx || !r->ctx->home) return fds_err(err, errlen, "a descriptor of the application's home (%s) but no home to restore into", name ? name : "?"), -1;
 		snprintf(buf, sizeof buf, "%s/%s", r->ctx->home, name);
 		path = buf;
@@ -400,10 +400,10 @@ static int open_path(struct fds_restore *r, const cJSON *o, const char *kind, in
 /* A memory device by its path, checked to be the same device. */
 static int open_memdev(const cJSON *o, int flags, char *err, size_t errlen)
 {
-	const char *path = fds_get_str(o, "path");
+	const char *path = json_str(o, "path");
 	struct stat st;
 	int fd = path ? open(path, (flags & ~O_CREAT) | O_CLOEXEC) : -1;
-	if (fd >= 0 && !fstat(fd, &st) && S_ISCHR(st.st_mode) && st.st_rdev == (dev_t)fds_get_hex(o, "rdev")) return fd;
+	if (fd >= 0 && !fstat(fd, &st) && S_ISCHR(st.st_mode) && st.st_rdev == (dev_t)json_addr(o, "rdev")) return fd;
 	if (fd >= 0) close(fd);
 	fds_err(err, errlen, "cannot open the device %s again%s", path ? path : "?", fd >= 0 ? ": it is another device here" : "");
 	return -1;
@@ -413,7 +413,7 @@ static int open_memdev(const cJSON *o, int flags, char *err, size_t errlen)
  * are made beforehand (fds_pipes_open) and are found in r->fd. */
 static int make_ofd(struct fds_restore *r, int i, const cJSON *o, char *err, size_t errlen)
 {
-	const char *kind = fds_get_str(o, "kind");
+	const char *kind = json_str(o, "kind");
 	int flags = (int)fds_get_num(o, "flags", O_RDONLY);
 	if (!kind) return fds_err(err, errlen, "descriptor %d of the image has no kind", i + 1), -1;
 	if (!strcmp(kind, "file") || !strcmp(kind, "dir") || !strcmp(kind, "home")) return open_path(r, o, kind, flags, err, errlen);

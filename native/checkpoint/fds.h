@@ -44,6 +44,8 @@ int fds_install(struct fds_restore *r, const cJSON *table, int keep_from, char *
  * parents: closes its copies of the restorer's descriptors (base..), which
  * would otherwise keep pipes open (no end of file) and sockets alive. */
 void fds_close_base(struct fds_restore *r);
+/* The highest descriptor this process has open (at least 2). */
+int fds_highest_fd(void);
 /* The highest descriptor number a table uses (-1 for none). */
 int fds_table_max(const cJSON *table);
 /* In the restorer, once every stub is forked (or on failure): closes its

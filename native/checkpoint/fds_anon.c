@@ -46,7 +46,7 @@ static int describe_eventfd(struct ofd *o, const char *fdinfo)
 {
 	const char *count = fds_field(fdinfo, "eventfd-count:"), *sem = fds_field(fdinfo, "eventfd-semaphore:");
 	if (!count) return -1;
-	fds_put_hex(o->json, "count", strtoull(count, NULL, 16));
+	json_add_addr(o->json, "count", strtoull(count, NULL, 16));
 	cJSON_AddBoolToObject(o->json, "semaphore", sem && atoi(sem) == 1);
 	return 0;
 }
@@ -61,7 +61,7 @@ static int describe_timerfd(struct ofd *o, const char *fdinfo)
 	const char *sf = fds_field(fdinfo, "settime flags:");
 	int clock = atoi(clk), tflags = sf ? (int)strtol(sf, NULL, 8) : 0;
 	cJSON_AddNumberToObject(o->json, "clock", clock);
-	fds_put_hex(o->json, "ticks", strtoull(ticks, NULL, 10));
+	json_add_addr(o->json, "ticks", strtoull(ticks, NULL, 10));
 	/* it_value is the time left, whatever the timer was set with. */
 	long long left = vs * 1000000000LL + vn;
 	cJSON_AddNumberToObject(o->json, "value_ns", (double)left);
@@ -82,7 +82,7 @@ static int describe_signalfd(struct ofd *o, const char *fdinfo)
 {
 	const char *mask = fds_field(fdinfo, "sigmask:");
 	if (!mask) return -1;
-	fds_put_hex(o->json, "mask", strtoull(mask, NULL, 16));
+	json_add_addr(o->json, "mask", strtoull(mask, NULL, 16));
 	return 0;
 }
 
@@ -212,7 +212,7 @@ static int make_eventfd(const cJSON *o)
 {
 	const cJSON *sem = cJSON_GetObjectItemCaseSensitive(o, "semaphore");
 	int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK | (cJSON_IsTrue(sem) ? EFD_SEMAPHORE : 0));
-	uint64_t count = fds_get_hex(o, "count");
+	uint64_t count = json_addr(o, "count");
 	if (fd >= 0 && count && write(fd, &count, sizeof count) != sizeof count) {
 		close(fd);
 		return -1;
@@ -231,7 +231,7 @@ static int make_timerfd(const cJSON *o)
 	int fd = timerfd_create((int)fds_get_num(o, "clock", CLOCK_MONOTONIC), TFD_CLOEXEC);
 	if (fd < 0) return -1;
 	struct itimerspec its = { .it_interval = ts_of(fds_get_num(o, "interval_ns", 0)), .it_value = ts_of(fds_get_num(o, "value_ns", 0)) };
-	uint64_t ticks = fds_get_hex(o, "ticks");
+	uint64_t ticks = json_addr(o, "ticks");
 	int how = 0;
 	/* A periodic timer that expired and was not read yet shows no time
 	 * left (the kernel moves it on only when it is read): it runs again
@@ -255,7 +255,7 @@ static int make_timerfd(const cJSON *o)
 
 static int make_signalfd(const cJSON *o)
 {
-	uint64_t mask = fds_get_hex(o, "mask");
+	uint64_t mask = json_addr(o, "mask");
 	sigset_t set;
 	sigemptyset(&set);
 	for (int s = 1; s <= 64; s++)
@@ -290,7 +290,7 @@ static int table_ofd(const cJSON *table, int fd)
 static int register_one(struct fds_restore *r, const cJSON *table, int epfd, const cJSON *it, char *err, size_t errlen)
 {
 	int tfd = (int)fds_get_num(it, "tfd", -1), j = (int)fds_get_num(it, "ofd", 0) - 1;
-	struct epoll_event ev = { .events = (uint32_t)fds_get_num(it, "events", 0), .data.u64 = fds_get_hex(it, "data") };
+	struct epoll_event ev = { .events = (uint32_t)fds_get_num(it, "events", 0), .data.u64 = json_addr(it, "data") };
 	if (tfd < 0 || j < 0 || j >= r->n) return fds_err(err, errlen, "the image's epoll entry is damaged (tfd %d, ofd %d)", tfd, j + 1), -1;
 	int saved = -1, saved_fl = 0, borrowed = table_ofd(table, tfd) != j;
 	if (borrowed) {

@@ -8,6 +8,7 @@
 #define APPSHOT_CKPT_FDS_INT_H
 
 #include "fds.h"
+#include "json.h"
 
 #include <sys/stat.h>
 
@@ -80,10 +81,7 @@ struct fds_restore {
 void fds_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 char *fds_b64_encode(const unsigned char *p, size_t n);
 unsigned char *fds_b64_decode(const char *s, size_t *n);
-void fds_put_hex(cJSON *o, const char *name, uint64_t v);
-uint64_t fds_get_hex(const cJSON *o, const char *name);
 double fds_get_num(const cJSON *o, const char *name, double dflt);
-const char *fds_get_str(const cJSON *o, const char *name);
 const char *fds_field(const char *text, const char *name);
 /* A copy of spid's descriptor fd in this process (close-on-exec), or -1. */
 int fds_pidfd_getfd(pid_t spid, int fd);

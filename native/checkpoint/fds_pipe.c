@@ -132,7 +132,7 @@ void fds_pipes_finish(struct fds_capture *c)
 {
 	for (int i = 0; i < c->n; i++) {
 		struct ofd *o = &c->ofds[i];
-		const char *kind = fds_get_str(o->json, "kind");
+		const char *kind = json_str(o->json, "kind");
 		if (!kind || strcmp(kind, "pipe") || o->minfd > 2) continue;
 		struct fds_pipe *pp = &c->pipes[o->pipe];
 		if ((o->mode == O_WRONLY && pp->readers == 0) || (o->mode == O_RDONLY && pp->writers == 0)) {
@@ -174,10 +174,10 @@ static int fill_pipe(int wfd, const unsigned char *data, size_t len)
 static int make_pipe(struct fds_restore *r, int k, const cJSON *pj, char *err, size_t errlen)
 {
 	int *pf = &r->pipe_fd[3 * k];
-	const char *path = fds_get_str(pj, "path");
+	const char *path = json_str(pj, "path");
 	int size = (int)fds_get_num(pj, "size", 0);
 	size_t len = 0;
-	const char *b = fds_get_str(pj, "data");
+	const char *b = json_str(pj, "data");
 	unsigned char *data = fds_b64_decode(b ? b : "", &len);
 	if (!data) return fds_err(err, errlen, "the image's files section is damaged: pipe %d's bytes are not base64", k), -1;
 	if (path) {
@@ -228,7 +228,7 @@ int fds_pipes_open(struct fds_restore *r, char *err, size_t errlen)
 	cJSON_ArrayForEach(pj, pipes)
 		if (make_pipe(r, k++, pj, err, errlen)) return -1;
 	for (int i = 0; i < r->n; i++) {
-		const char *kind = fds_get_str(r->ofd[i], "kind"), *end = fds_get_str(r->ofd[i], "end");
+		const char *kind = json_str(r->ofd[i], "kind"), *end = json_str(r->ofd[i], "end");
 		if (!kind || strcmp(kind, "pipe")) continue;
 		int pk = (int)fds_get_num(r->ofd[i], "pipe", -1);
 		if (pk < 0 || pk >= r->npipes || !end) return fds_err(err, errlen, "the image's files section is damaged: descriptor %d names pipe %d", i + 1, pk), -1;

@@ -424,7 +424,7 @@ static void mark_accepted(struct fds_capture *c, const struct fds_sock *s, struc
 {
 	for (int j = 0; j < c->nsocks; j++) {
 		const struct fds_sock *l = &c->socks[j];
-		const char *kind = fds_get_str(c->ofds[l->ofd].json, "kind");
+		const char *kind = json_str(c->ofds[l->ofd].json, "kind");
 		if (!kind || strcmp(kind, "tcp-listen") || l->family != s->family || port_in(&l->local) != port_in(&s->local)) continue;
 		struct sockaddr_storage any = l->local;
 		if (l->family == AF_INET) ((struct sockaddr_in *)&any)->sin_addr.s_addr = htonl(INADDR_ANY);
@@ -508,7 +508,7 @@ static int refill(int from, const cJSON *o)
 		}
 		return 0;
 	}
-	const char *d = fds_get_str(o, "data");
+	const char *d = json_str(o, "data");
 	unsigned char *b = fds_b64_decode(d ? d : "", &n);
 	int rc = b ? send_all(from, b, n, 0) : -1;
 	free(b);
@@ -658,7 +658,7 @@ static int make_unix_alone(const cJSON *o)
 
 static int parse_addr(const cJSON *o, int family, struct sockaddr_storage *ss, socklen_t *len)
 {
-	const char *a = fds_get_str(o, "addr");
+	const char *a = json_str(o, "addr");
 	memset(ss, 0, sizeof *ss);
 	ss->ss_family = (sa_family_t)family;
 	if (family == AF_INET) {
@@ -776,7 +776,7 @@ static int make_inet(struct fds_restore *r, const char *kind, const cJSON *o, ch
 		}
 	}
 	/* A connected UDP socket: connected again (its datagrams are lost). */
-	const char *peer = fds_get_str(o, "peer");
+	const char *peer = json_str(o, "peer");
 	if (udp && peer) {
 		struct sockaddr_storage ps = { .ss_family = (sa_family_t)family };
 		socklen_t plen = family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
@@ -800,7 +800,7 @@ static int make_inet(struct fds_restore *r, const char *kind, const cJSON *o, ch
 static int make_unix_listener(const cJSON *o, char *err, size_t errlen)
 {
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	const char *path = fds_get_str(o, "path"), *abs = fds_get_str(o, "abstract");
+	const char *path = json_str(o, "path"), *abs = json_str(o, "abstract");
 	socklen_t len;
 	if (path && strlen(path) < sizeof a.sun_path) {
 		memcpy(a.sun_path, path, strlen(path));

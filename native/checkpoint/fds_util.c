@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include "fds_int.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -73,31 +74,10 @@ unsigned char *fds_b64_decode(const char *s, size_t *n)
 	return out;
 }
 
-/* A u64 as JSON's hex string ("0x..."): numbers above 2^53 do not survive a
- * JSON number. */
-void fds_put_hex(cJSON *o, const char *name, uint64_t v)
-{
-	char buf[24];
-	snprintf(buf, sizeof buf, "0x%llx", (unsigned long long)v);
-	cJSON_AddStringToObject(o, name, buf);
-}
-
-uint64_t fds_get_hex(const cJSON *o, const char *name)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-	return cJSON_IsString(v) ? strtoull(v->valuestring, NULL, 16) : 0;
-}
-
 double fds_get_num(const cJSON *o, const char *name, double dflt)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
 	return cJSON_IsNumber(v) ? v->valuedouble : dflt;
-}
-
-const char *fds_get_str(const cJSON *o, const char *name)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-	return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
 /* The value after "name" in /proc's "name:\tvalue" text, or NULL. */
@@ -170,4 +150,15 @@ int fds_order_find(struct fds_capture *c, long (*vs)(const struct ofd *, const v
 	}
 	*at = lo;
 	return 0;
+}
+
+int fds_highest_fd(void)
+{
+	int max = 2;
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	while (d && (e = readdir(d)))
+		if (atoi(e->d_name) > max) max = atoi(e->d_name);
+	if (d) closedir(d);
+	return max;
 }

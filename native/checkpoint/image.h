@@ -12,6 +12,7 @@
 #define APPSHOT_CKPT_IMAGE_H
 
 #include <cjson/cJSON.h>
+#include "json.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -62,13 +63,5 @@ int img_read_sections(int fd, int headers_only, struct img_section **out, int *c
  * data's offset). NULL with err set. */
 cJSON *img_section_json(int fd, const struct img_section *s, uint64_t *data_at, char *err, size_t errlen);
 
-/* Hex in JSON: addresses as "0x..." strings, binary blobs as hex text. */
-void json_add_addr(cJSON *o, const char *name, uint64_t v);
-uint64_t json_addr(const cJSON *o, const char *name);
-void json_add_hex(cJSON *o, const char *name, const void *buf, size_t len);
-/* Decodes into buf; the length, or -1 if missing or longer than max. */
-long json_hex(const cJSON *o, const char *name, void *buf, size_t max);
-long json_int(const cJSON *o, const char *name);
-const char *json_str(const cJSON *o, const char *name);
 
 #endif

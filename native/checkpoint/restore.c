@@ -3,7 +3,6 @@
 #include "restore.h"
 #include "phases.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -41,17 +40,6 @@ static const char *comm_of(const struct rproc *p)
 }
 
 /* ---- Reading and checking the image ---- */
-
-static int highest_fd(void)
-{
-	int max = 2;
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	while (d && (e = readdir(d)))
-		if (atoi(e->d_name) > max) max = atoi(e->d_name);
-	if (d) closedir(d);
-	return max;
-}
 
 /* The files of the saved application's home that its shim maps shared
  * (the LMDB data and lock files) are the restored one's: same names under
@@ -154,7 +142,7 @@ static int prepare(struct restorer *R)
 	}
 	/* Ours above everything, the image's and ours alike: the image fd and
 	 * the report pipe at keep_from.., the files' descriptors from there. */
-	int mine = highest_fd();
+	int mine = fds_highest_fd();
 	R->keep_from = (maxfd > mine ? maxfd : mine) + 1;
 	int pfd[2], image = fcntl(R->image_fd, F_DUPFD_CLOEXEC, R->keep_from);
 	if (image < 0 || pipe(pfd) != 0 || (R->report[0] = fcntl(pfd[0], F_DUPFD_CLOEXEC, R->keep_from)) < 0 ||
@@ -171,7 +159,7 @@ static int prepare(struct restorer *R)
 		}
 	free(s);
 	/* The files' descriptors at base + i, past everything we hold. */
-	int base = highest_fd() + 1;
+	int base = fds_highest_fd() + 1;
 	R->fds = fds_restore_open(files, base, &R->ctx, why, sizeof why);
 	cJSON_Delete(files);
 	if (!R->fds) {

@@ -142,17 +142,6 @@ static char *capture(const struct ckpt_ctx *ctx, const pid_t *pids, int npids, i
 	return text;
 }
 
-static int highest_fd(void)
-{
-	int max = 2;
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	while (d && (e = readdir(d)))
-		if (atoi(e->d_name) > max) max = atoi(e->d_name);
-	if (d) closedir(d);
-	return max;
-}
-
 /* Makes the captured descriptors again, one child per process running
  * CHECKER ARGS... INDEX: 0 when every checker exited 0. */
 static int restore(const struct ckpt_ctx *rctx, const char *text, char **checker, int timed)
@@ -169,7 +158,7 @@ static int restore(const struct ckpt_ctx *rctx, const char *text, char **checker
 	/* As tight as the engine may choose it: just above every descriptor
 	 * the image and this process use, so that the files' own making
 	 * (at the lowest free numbers) happens inside the range. */
-	int mine = highest_fd(), base = (max > mine ? max : mine) + 1;
+	int mine = fds_highest_fd(), base = (max > mine ? max : mine) + 1;
 	/* Every free number below base taken, as in a restorer that holds
 	 * them all: whatever fds.c opens on its way lands inside its range. */
 	int filled[4096], nfilled = 0;
