@@ -76,7 +76,16 @@ export async function superviseApp(t: TableDb, aid: string, command: string[], o
   const lifelines: Lifeline[] = [];
   // A whole image's restore: whether the restorer got the processes running.
   let restored = false;
-  as = as.image ? { ...as, onRestored: () => (restored = true) } : as;
+  const given = as.onRestored;
+  as = as.image
+    ? {
+        ...as,
+        onRestored: (root) => {
+          restored = true;
+          given?.(root);
+        },
+      }
+    : as;
   try {
     for (const p of opts.publish) lifelines.push(await joinPool(opts.home, p.public, aid, opts.balance, portHolder(t, p.public), p.host));
     const status = await supervise(command, aid, opts, as, onStarted);
