@@ -133,8 +133,11 @@ function descriptorBlockers(p: ProcHeader, files: Map<string, Record<string, unk
 /** The file mappings of one process; a redirected one blocks (its pages in
  * the image are the template's file's). */
 function mappingBlockers(p: ProcHeader, rules: Rules, meta: SnapMeta, out: Blocker[], mapped: Map<string, MappedFile>): void {
+  const home = (p as { home?: string }).home;
   for (const m of p.mappings as (ProcHeader['mappings'][number] & Record<string, unknown>)[]) {
-    if (m.kind !== 'file' || !m.path || mapped.has(m.path)) continue;
+    // Private and shared file mappings; the home's own (the shim's tables) are the clone's home's.
+    if ((m.kind !== 'file' && m.kind !== 'shared') || !m.path || mapped.has(m.path)) continue;
+    if (home && m.path.startsWith(home + '/')) continue;
     const line = ruleCovering(rules, programPath(meta.redirects ?? [], m.path));
     if (line !== undefined) {
       out.push({ resource: `the mapping of ${m.path} in ${who(p)}`, why: `the REDIR rule at line ${line} redirects that file: a warm clone would go on with the template's file, not its own` });
