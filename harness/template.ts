@@ -186,7 +186,7 @@ async function start(t: TableDb, tpl: Template, p: Prepared, opts: StartOptions)
     };
     // Warm: ready once the restorer's processes run (the supervisor's root line).
     const as = c.image
-      ? { image: c.image, mapPages: true, onRestored: () => ((restored = true), ready()) }
+      ? { image: c.image, mapPages: true, clone: { moves: c.moves }, onRestored: () => ((restored = true), ready()) }
       : { env: c.env, cwd: c.cwd, firstVpid: c.firstVpid };
     ended = superviseApp(t, c.aid, c.command, runOpts, as, c.image ? undefined : ready)
       .catch((err: Error) => {

@@ -1,4 +1,4 @@
-import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { type Server, createServer, connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -182,5 +182,39 @@ describe('templates that cannot be cloned warm', () => {
     cold.child.kill('SIGTERM');
     await cold.done;
     rmSync(dirname(data), { recursive: true, force: true });
+  });
+});
+
+describe("a warm clone's paths", () => {
+  it('a file the process had open under a REDIR rule is reopened at the clone\'s own copy; a file at its stdout becomes the clone command\'s output', async () => {
+    const home = makeHome();
+    const port = await freePort();
+    const root = mkdtempSync(join(testRoot(), 'warm-paths-'));
+    const data = join(root, 'data');
+    mkdirSync(data);
+    const log = join(data, 'answers.log');
+    const out = join(root, 'out.log');
+    const file = join(home, 'paths.snap');
+    await warmedUp(home, ['--no-identity'], port, file, [`log=${log}`, `stdout=${out}`]);
+    const twice = 'answered 1\nanswered 2\n';
+    expect(readFileSync(log, 'utf8')).toBe(twice);
+    const rules = join(root, 'paths.rules');
+    writeFileSync(rules, `DEFINE <APPL-ID> AS PROPERTY application-id\nREDIR PATH "${data}" TO "${root}/clones/<APPL-ID>"\n`);
+    const made = appshot(home, ['template', 'create', 'paths', '--from', file, '--rules', rules]);
+    expect(made.code, made.stderr).toBe(0);
+    expect(made.stderr).toMatch(/clones of template 'paths' continue the 1 process\(es\)/);
+
+    const h = appshotAsync(home, ['template', 'clone', 'paths', '-n', '2']);
+    await waitFor(h.err, /all 2 clones of template 'paths' are running/);
+    const ports = systemPorts(home, port);
+    for (const p of ports.values()) expect((await ask(p, 5)).answered).toBe(3);
+    // Their output: the clone command's (not the template's log at its offset).
+    await waitFor(() => String(h.out().match(/^answered 3$/gm)?.length ?? 0), /^2$/);
+    for (const aid of ['paths-1', 'paths-2']) expect(readFileSync(join(root, 'clones', aid, 'answers.log'), 'utf8')).toBe(`${twice}answered 3\n`);
+    expect(readFileSync(log, 'utf8')).toBe(twice);
+    expect(readFileSync(out, 'utf8')).toBe(twice);
+    h.child.kill('SIGTERM');
+    await h.done;
+    rmSync(root, { recursive: true, force: true });
   });
 });

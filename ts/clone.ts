@@ -4,7 +4,7 @@ import { addon } from './addon.js';
 import { endApp } from './cleanup.js';
 import { AppshotError, EXIT, errnoText } from './errors.js';
 import type { Publication } from './pool.js';
-import { type Redirect, normalizePath } from './redirect.js';
+import { type Redirect, normalizePath, redirectPath } from './redirect.js';
 import { registerApp } from './registry.js';
 import { claim, putFwd } from './rows.js';
 import { type RestoreSummary, restoreSections } from './restore.js';
@@ -42,6 +42,9 @@ export interface Clone {
   /** A warm clone's image (the template's copy), whose processes it
    * continues; absent for a cold clone, which starts command. */
   image?: string;
+  /** A warm clone's rules' redirections as the restorer applies them to the
+   * image's open files: the kernel's path in the image -> the clone's. */
+  moves: Redirect[];
 }
 
 /** The next clone number whose AID no application holds: not a live or
@@ -150,7 +153,9 @@ export function makeClone(t: TableDb, tpl: Template, opts: { from: number; comma
       throw new AppshotError(`cannot prepare the redirected paths of clone '${aid}': ${errnoText(err)}`, EXIT.failure);
     }
     const image = opts.warm ? tpl.image!.file : undefined;
-    return { aid, number, command, env, cwd: opts.command ? null : m.cwd, firstVpid: m.firstVpid, noIdentity: m.noIdentity, publish, redirects, leases, restored, ...(image ? { image } : {}) };
+    // The rules' FROM as the source's kernel saw it (through its own redirections), to the clone's TO.
+    const moves = tpl.rules.redirects.map((r) => ({ from: redirectPath(m.redirects ?? [], normalizePath(r.from.text)), to: normalizePath(expand(r.to, values)) }));
+    return { aid, number, command, env, cwd: opts.command ? null : m.cwd, firstVpid: m.firstVpid, noIdentity: m.noIdentity, publish, redirects, leases, restored, moves, ...(image ? { image } : {}) };
   } catch (err) {
     unmake(t, aid, seeded);
     throw err;

@@ -37,7 +37,7 @@ export interface MappedFile {
   by: string;
 }
 
-/** A file or directory a process had open: the restorer opens it again by path. */
+/** A file or directory a process had open (not at 0-2, not redirected): the restorer opens it again by path. */
 export interface OpenedFile {
   path: string;
   by: string;
@@ -111,22 +111,20 @@ function descriptorBlockers(p: ProcHeader, files: Map<string, Record<string, unk
       continue;
     }
     const path = typeof f.path === 'string' ? f.path : undefined;
-    if (kind === 'unix-listen') {
+    // A redirected path is opened at each clone's own place (the restorer's --moved).
+    const redirected = path !== undefined && ruleCovering(rules, programPath(meta.redirects ?? [], path)) !== undefined;
+    if (kind === 'unix-listen' && !redirected) {
       out.push({
         resource,
         why: path
-          ? `a Unix socket listening at ${path}: every clone would listen at that one path`
+          ? `a Unix socket listening at ${path}: every clone would listen at that one path (a REDIR rule covering it gives each clone its own)`
           : `a Unix socket listening at the abstract name ${String(f.abstract)}: every clone would listen at that one name`,
       });
       continue;
     }
-    if (!path || !(kind === 'file' || kind === 'dir' || kind === 'pipe')) continue;
-    const line = ruleCovering(rules, programPath(meta.redirects ?? [], path));
-    if (line !== undefined) {
-      out.push({ resource, why: `it has ${path} open, which the REDIR rule at line ${line} redirects: a warm clone would go on with the template's file, not its own` });
-      continue;
-    }
-    if (kind !== 'pipe') opened.push({ path, by: `${resource}` });
+    // At 0-2 a file is the clone command's own output (the restorer's --own-stdio).
+    const std = typeof f.std === 'number';
+    if (path && !redirected && !std && (kind === 'file' || kind === 'dir')) opened.push({ path, by: resource });
   }
 }
 
