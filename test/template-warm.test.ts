@@ -2,6 +2,7 @@ import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSyn
 import { type Server, createServer, connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { builtProgram } from '../ts/paths.js';
 import { MODES, appshot, appshotAsync, freePort, makeHome, stopAll, tablesJson, testRoot, waitFor } from './helpers.js';
 
 /**
@@ -12,6 +13,7 @@ import { MODES, appshot, appshotAsync, freePort, makeHome, stopAll, tablesJson, 
  */
 
 const FIXTURE = join(__dirname, 'fixtures', 'warm-dict.py');
+const CKPTSYSV = builtProgram('ckptsysv');
 const ENTRIES = 200_000;
 
 afterEach(stopAll);
@@ -216,5 +218,33 @@ describe("a warm clone's paths", () => {
     h.child.kill('SIGTERM');
     await h.done;
     rmSync(root, { recursive: true, force: true });
+  });
+});
+
+describe.each(MODES)("a warm clone's own kernel objects (%s)", (_mode, flags) => {
+  it('a SysV segment attached at the snapshot: each clone continues its own copy, attached at the same address', async () => {
+    const home = makeHome();
+    const src = appshotAsync(home, ['run', ...flags, '--aid', 'seg', '--', CKPTSYSV, '30']);
+    await waitFor(src.out, /^tick .* 5$/m);
+    const file = join(home, 'seg.snap');
+    expect(appshot(home, ['snapshot', 'seg', '-o', file, '--stop']).code).toBe(0);
+    await src.done;
+    const ticks = (out: string) => [...out.matchAll(/^tick \d+ (-?\d+) (0x[0-9a-f]+) (\d+)$/gm)].map((m) => ({ shmid: m[1], at: m[2], count: Number(m[3]) }));
+    const saved = ticks(src.out()).pop()!;
+    expect(appshot(home, ['template', 'create', 'seg', '--from', file]).code).toBe(0);
+    expect(appshot(home, ['template', 'inspect', 'seg']).stdout).toMatch(/shm \d+ +│? *duplicate/);
+    const h = appshotAsync(home, ['template', 'clone', 'seg', '-n', '2']);
+    await waitFor(() => String(ticks(h.out()).length), /^([2-9]\d|\d{3,})$/);
+    const seen = ticks(h.out());
+    // The saved virtual ID and address, in both; each count from the saved one on, twice: two segments.
+    expect(new Set(seen.map((t) => `${t.shmid} ${t.at}`))).toEqual(new Set([`${saved.shmid} ${saved.at}`]));
+    const counts = seen.map((t) => t.count);
+    expect(Math.min(...counts)).toBe(saved.count + 1);
+    for (let c = saved.count + 1; c <= saved.count + 5; c++) expect(counts.filter((x) => x === c).length).toBe(2);
+    const rows = tablesJson(home, ['--type', 'shm']).filter((r) => r.aid.startsWith('seg-'));
+    expect(rows.map((r) => r.aid).sort()).toEqual(['seg-1', 'seg-2']);
+    expect(new Set(rows.map((r) => r.system)).size).toBe(2);
+    h.child.kill('SIGTERM');
+    await h.done;
   });
 });
