@@ -29,8 +29,14 @@ export function create(t: TableDb, name: string, snapshot: string, rulesFile: st
 export function warmNote(tpl: Template): string {
   const w = tpl.warm!;
   if (w.able)
-    return `clones of template '${tpl.name}' continue the ${w.processes} process(es) of ${tpl.snapshot.file} where they were (warm), their memory mapped copy-on-write from the template's copy ${tpl.image!.file}; --cold starts the command (${tpl.meta.command.join(' ')}) instead`;
+    return `clones of template '${tpl.name}' continue the ${w.processes} process(es) of ${tpl.snapshot.file} where they were (warm), their memory mapped copy-on-write from the template's copy ${tpl.image!.file}; --cold starts the command (${tpl.meta.command.join(' ')}) instead${envNote(tpl)}`;
   return `template '${tpl.name}' cannot be cloned warm: ${describeBlockers(w.blockers)}; its clones need --cold (they start the command ${tpl.meta.command.join(' ')} again over the template's IPC state and ports)`;
+}
+
+/** SET ENV cannot reach a running process's memory: said once, at create. */
+function envNote(tpl: Template): string {
+  const names = tpl.rules.env.map((e) => e.name);
+  return names.length ? `; a warm clone keeps the saved environment, so the rules' SET ENV (${names.join(', ')}) applies to cold clones only` : '';
 }
 
 /** A template made from a whole snapshot before warm clones kept an image:
