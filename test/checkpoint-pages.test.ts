@@ -133,7 +133,7 @@ const WRONG =
   "local bad=0 for i=tonumber(ARGV[2]),tonumber(ARGV[1]),tonumber(ARGV[2]) do if redis.call('GET',ARGV[3]..i)~=string.rep(ARGV[4],50)..i then bad=bad+1 end end return bad";
 
 describe.each(MODES)('redis-server (jemalloc) restored with --map-pages, %s', (_mode, flags) => {
-  it('deletes most keys, MEMORY PURGE, fills again: every value right, DBSIZE right, its memory mapped from the image', async () => {
+  it('deletes most keys, MEMORY PURGE, fills again: every value right, DBSIZE right, its memory mapped from the image; snapshotted again and restored mapped from the second image: the same', async () => {
     const home = makeHome();
     const port = await freePort();
     const h = appshotAsync(home, ['run', ...flags, '--aid', 'rd', '--', 'redis-server', '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', home]);
@@ -163,8 +163,22 @@ describe.each(MODES)('redis-server (jemalloc) restored with --map-pages, %s', (_
     expect(cli('rb', 'DBSIZE')).toBe('110020');
     expect(cli('rb', 'MEMORY', 'PURGE')).toBe('OK');
     expect(cli('rb', 'GET', 'n99999')).toBe(`${'b'.repeat(50)}99999`);
-    back.child.kill('SIGTERM');
+    // Snapshotted again (its pages partly the first image's, stored whole)
+    // and restored mapped from the second image alone.
+    const again = join(home, 'rb.snap');
+    const s2 = appshot(home, ['snapshot', 'rb', '-o', again, '--stop']);
+    expect(s2.code, s2.stderr).toBe(0);
     await back.done;
+    const third = appshotAsync(home, ['restore', again, '--aid', 'rc', '--map-pages']);
+    await waitFor(() => ask('rc', 'PING').stdout, /^PONG$/m);
+    expect([redisMaps(file), redisMaps(again)]).toEqual([false, true]);
+    expect(cli('rc', 'EVAL', THIN, '0', '100000')).toBe('110000');
+    expect(cli('rc', 'MEMORY', 'PURGE')).toBe('OK');
+    expect(cli('rc', 'EVAL', FILL, '0', '50000', 'k', 'c')).toBe('155000');
+    expect(cli('rc', 'EVAL', WRONG, '0', '50000', '1', 'k', 'c')).toBe('0');
+    expect(cli('rc', 'EVAL', WRONG, '0', '100000', '1', 'n', 'b')).toBe('0');
+    third.child.kill('SIGTERM');
+    await third.done;
   });
 });
 
