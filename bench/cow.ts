@@ -19,7 +19,7 @@ const COWBENCH = builtProgram('cowbench');
 const MB = '32';
 type Side = 'native' | 'shim' | 'copied' | 'mapped';
 const SIDES: Side[] = ['native', 'shim', 'copied', 'mapped'];
-const METRICS = ['dontneed_first', 'dontneed_again', 'willneed'] as const;
+const METRICS = ['dontneed_first', 'dontneed_again', 'dontneed_fresh', 'willneed'] as const;
 type Sample = Record<(typeof METRICS)[number], number>;
 
 function env(home: string): NodeJS.ProcessEnv {

@@ -11,6 +11,8 @@
  *                   the image: made anonymous)
  *   dontneed_again  the same pages again, written since (mapped: anonymous
  *                   now, but still trapped and looked up)
+ *   dontneed_fresh  MADV_DONTNEED of one page of memory mapped after the
+ *                   restore (mapped: trapped, never the image's: no look-up)
  *   willneed        MADV_WILLNEED, an advice no filter traps
  *
  *   cowbench TRIGGER [MB]
@@ -57,7 +59,10 @@ int main(int argc, char **argv)
 	}
 	double first = per_page(mem, pages, MADV_DONTNEED, 0);
 	double again = per_page(mem, pages, MADV_DONTNEED, 1);
+	unsigned char *fresh = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (fresh == MAP_FAILED) return perror("cowbench: mmap"), 1;
+	double fresh_ns = per_page(fresh, pages, MADV_DONTNEED, 1);
 	double willneed = per_page(mem, pages, MADV_WILLNEED, 0);
-	printf("{\"dontneed_first\": %.1f, \"dontneed_again\": %.1f, \"willneed\": %.1f}\n", first, again, willneed);
+	printf("{\"dontneed_first\": %.1f, \"dontneed_again\": %.1f, \"dontneed_fresh\": %.1f, \"willneed\": %.1f}\n", first, again, fresh_ns, willneed);
 	return 0;
 }

@@ -27,6 +27,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/ioctl.h>
+#include <signal.h>
 #include <stdint.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -39,12 +40,6 @@ static struct {
 	uint64_t ino;
 } image;
 
-int memory_restored_entry(uint32_t major, uint32_t minor, uint64_t ino)
-{
-	image.major = major, image.minor = minor, image.ino = ino;
-	return ino ? trap_memory_install() : 0;
-}
-
 /* ------------------------------------------------------ which mapping */
 
 /* PROCMAP_QUERY (linux/fs.h, kernel 6.11), spelled out for older headers. */
@@ -56,6 +51,7 @@ struct procmap_query {
 #define PROCMAP_QUERY _IOWR('f', 17, struct procmap_query)
 #define PROCMAP_QUERY_VMA_SHARED 0x08
 #define PROCMAP_QUERY_COVERING_OR_NEXT_VMA 0x10
+#define PROCMAP_QUERY_FILE_BACKED_VMA 0x20
 
 struct vma {
 	uint64_t start, end;
@@ -149,6 +145,143 @@ static int open_maps(void)
 	return (int)raw_call_kernel(SYS_openat, AT_FDCWD, "/proc/self/maps", O_RDONLY | O_CLOEXEC);
 }
 
+/* ------------------------------------------ where the image may still be */
+
+/* The address ranges that may hold pages of the image: its mappings at the
+ * restore, less what this file made anonymous since, plus where it moved
+ * them. A call over none of them is the kernel's at once, without opening
+ * /proc/self/maps (4 us here): memory the program mapped after the restore,
+ * or that was the image's and was given back. Sorted and disjoint. Changed
+ * under a lock, with the thread's signals blocked (a signal handler giving
+ * memory back would wait for itself), and a sequence count odd meanwhile;
+ * read without the lock: a reader that sees a change under way looks up.
+ * A lock left held by a thread that is gone (a fork child of a process
+ * forked while another thread changed the set) is taken over, the set then
+ * given up. Full, or given up: every call looks up. */
+#define MAX_RANGES 8192
+static struct range {
+	uint64_t start, end;
+} ranges[MAX_RANGES];
+static unsigned n_ranges, seq;
+static int ranges_off, lock_owner;
+
+static int may_hold_image(uint64_t start, uint64_t end)
+{
+	unsigned s = __atomic_load_n(&seq, __ATOMIC_ACQUIRE);
+	if ((s & 1) || __atomic_load_n(&ranges_off, __ATOMIC_RELAXED)) return 1;
+	unsigned lo = 0, hi = __atomic_load_n(&n_ranges, __ATOMIC_RELAXED);
+	while (lo < hi) { /* the first range ending above start */
+		unsigned mid = (lo + hi) / 2;
+		if (ranges[mid].end <= start) lo = mid + 1;
+		else hi = mid;
+	}
+	int hit = lo < n_ranges && ranges[lo].start < end;
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	return hit || __atomic_load_n(&seq, __ATOMIC_RELAXED) != s;
+}
+
+#define SIGBIT(sig) (1ULL << ((sig) - 1))
+
+static void change_begin(uint64_t *mask)
+{
+	uint64_t all = ~(SIGBIT(SIGSYS) | SIGBIT(SIGKILL) | SIGBIT(SIGSTOP));
+	raw_call_kernel(SYS_rt_sigprocmask, SIG_BLOCK, &all, mask, 8);
+	int me = (int)raw_call_kernel(SYS_gettid), owner = 0;
+	for (unsigned spins = 1; !__atomic_compare_exchange_n(&lock_owner, &owner, me, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED); owner = 0, spins++) {
+		if (spins % 64 == 0 && raw_call_kernel(SYS_tgkill, raw_call_kernel(SYS_getpid), owner, 0) == -ESRCH &&
+		    __atomic_compare_exchange_n(&lock_owner, &owner, me, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+			__atomic_store_n(&ranges_off, 1, __ATOMIC_RELAXED); /* left half changed */
+			if (__atomic_load_n(&seq, __ATOMIC_RELAXED) & 1) __atomic_add_fetch(&seq, 1, __ATOMIC_RELEASE);
+			break;
+		}
+		raw_call_kernel(SYS_sched_yield);
+	}
+	__atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+static void change_end(const uint64_t *mask)
+{
+	__atomic_add_fetch(&seq, 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&lock_owner, 0, __ATOMIC_RELEASE);
+	raw_call_kernel(SYS_rt_sigprocmask, SIG_SETMASK, mask, NULL, 8);
+}
+
+static void ranges_cut(uint64_t a, uint64_t b)
+{
+	unsigned i = 0;
+	while (i < n_ranges && ranges[i].end <= a) i++;
+	while (i < n_ranges && ranges[i].start < b) {
+		struct range r = ranges[i];
+		if (r.start < a && r.end > b) { /* split in two */
+			if (n_ranges == MAX_RANGES) {
+				ranges_off = 1;
+				return;
+			}
+			__builtin_memmove(ranges + i + 1, ranges + i, (n_ranges - i) * sizeof *ranges);
+			n_ranges++;
+			ranges[i].end = a, ranges[i + 1].start = b;
+			return;
+		}
+		if (r.start < a) ranges[i++].end = a;
+		else if (r.end > b) ranges[i].start = b, i++;
+		else __builtin_memmove(ranges + i, ranges + i + 1, (--n_ranges - i) * sizeof *ranges);
+	}
+}
+
+static void ranges_add(uint64_t a, uint64_t b)
+{
+	ranges_cut(a, b);
+	unsigned i = 0;
+	while (i < n_ranges && ranges[i].end < a) i++;
+	if (i < n_ranges && ranges[i].end == a) { /* joins the one before */
+		ranges[i].end = b;
+		if (i + 1 < n_ranges && ranges[i + 1].start == b)
+			ranges[i].end = ranges[i + 1].end, __builtin_memmove(ranges + i + 1, ranges + i + 2, (--n_ranges - i - 1) * sizeof *ranges);
+	} else if (i < n_ranges && ranges[i].start == b) {
+		ranges[i].start = a;
+	} else if (n_ranges == MAX_RANGES) {
+		ranges_off = 1;
+	} else {
+		__builtin_memmove(ranges + i + 1, ranges + i, (n_ranges - i) * sizeof *ranges);
+		ranges[i] = (struct range){ a, b };
+		n_ranges++;
+	}
+}
+
+/* [cut_a, cut_b) holds none of the image now; [add_a, add_b) may. */
+static void ranges_change(uint64_t cut_a, uint64_t cut_b, uint64_t add_a, uint64_t add_b)
+{
+	uint64_t mask;
+	change_begin(&mask);
+	if (cut_a < cut_b) ranges_cut(cut_a, cut_b);
+	if (add_a < add_b) ranges_add(add_a, add_b);
+	change_end(&mask);
+}
+
+int memory_restored_entry(uint32_t major, uint32_t minor, uint64_t ino)
+{
+	image.major = major, image.minor = minor, image.ino = ino;
+	n_ranges = 0, ranges_off = 0, seq = 0, lock_owner = 0;
+	if (!ino) return 0;
+	/* The image's mappings, as the restorer made them; without
+	 * PROCMAP_QUERY (a kernel before 6.11) every call looks up. */
+	int fd = open_maps();
+	ranges_off = 1;
+	if (fd >= 0) {
+		struct procmap_query q = { .size = sizeof q, .query_flags = PROCMAP_QUERY_COVERING_OR_NEXT_VMA | PROCMAP_QUERY_FILE_BACKED_VMA };
+		long r;
+		while ((r = raw_call_kernel(SYS_ioctl, fd, PROCMAP_QUERY, &q)) == 0) {
+			struct vma v = { q.vma_start, q.vma_end, 0, (q.vma_flags & PROCMAP_QUERY_VMA_SHARED) != 0, q.dev_major, q.dev_minor, q.inode };
+			if (is_image(&v)) ranges_add(v.start, v.end);
+			q = (struct procmap_query){ .size = sizeof q, .query_flags = q.query_flags, .query_addr = v.end };
+		}
+		if (r == -ENOENT) ranges_off = n_ranges == MAX_RANGES;
+		raw_call(SYS_close, fd);
+	}
+	return trap_memory_install();
+}
+
 /* Fresh anonymous memory over [at, at + len): zeros, the old pages freed. */
 static long anonymous(uint64_t at, uint64_t len, int prot)
 {
@@ -168,10 +301,12 @@ static long give_back(uint64_t start, uint64_t len_in, long advice)
 	/* The kernel's own checks first, with its answers. */
 	if ((start & (PAGE - 1)) || (len_in && !len) || end < start) return raw_call_kernel(SYS_madvise, start, len_in, advice);
 	if (end == start) return 0;
+	if (!may_hold_image(start, end)) return raw_call_kernel(SYS_madvise, start, len_in, advice);
 	int fd = open_maps();
 	if (fd < 0) return raw_call_kernel(SYS_madvise, start, len_in, advice); /* no /proc: as it was */
 	long answer = 0;
-	for (uint64_t at = start; at < end;) {
+	uint64_t at = start;
+	while (at < end) {
 		struct vma v;
 		if (vma_at(fd, at, &v) != 0 || v.start >= end) {
 			answer = -ENOMEM;
@@ -187,6 +322,7 @@ static long give_back(uint64_t start, uint64_t len_in, long advice)
 		at = e;
 	}
 	raw_call(SYS_close, fd);
+	ranges_change(start, at, 0, 0); /* none of the image is left there */
 	return answer;
 }
 
@@ -241,6 +377,7 @@ static int remap(uint64_t old, uint64_t old_len, uint64_t new_len, long flags, u
 	if ((flags & ~(long)(MREMAP_MAYMOVE | MREMAP_FIXED)) || (old & (PAGE - 1)) || !ol || !nl || nl < new_len || ol < old_len ||
 	    (fixed && (!may_move || (new_addr & (PAGE - 1)) || (new_addr < old + ol && old < new_addr + nl))) || (!fixed && nl <= ol))
 		return 0;
+	if (!may_hold_image(old, old + ol)) return 0;
 	int fd = open_maps();
 	if (fd < 0) return 0;
 	struct span s;
@@ -267,7 +404,7 @@ static int remap(uint64_t old, uint64_t old_len, uint64_t new_len, long flags, u
 	uint64_t keep = ol < nl ? ol : nl;
 	*answer = move_pages(fd, old, keep, (uint64_t)dest);
 	if (*answer == 0 && ol > keep) raw_call(SYS_munmap, old + keep, ol - keep); /* shrunk while moved */
-	if (*answer == 0) *answer = dest;
+	if (*answer == 0) *answer = dest, ranges_change(old, old + ol, (uint64_t)dest, (uint64_t)dest + keep);
 done:
 	raw_call(SYS_close, fd);
 	return mine;
@@ -277,6 +414,11 @@ long memory_trapped(long nr, const long a[6])
 {
 	long answer;
 	if (nr == SYS_madvise) return give_back((uint64_t)a[0], (uint64_t)a[1], a[2]);
-	if (nr == SYS_mremap && remap((uint64_t)a[0], (uint64_t)a[1], (uint64_t)a[2], a[3], (uint64_t)a[4], &answer)) return answer;
-	return raw_call_kernel(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+	if (nr != SYS_mremap) return raw_call_kernel(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+	if (remap((uint64_t)a[0], (uint64_t)a[1], (uint64_t)a[2], a[3], (uint64_t)a[4], &answer)) return answer;
+	/* The kernel's: pages of the image it moves may be the image's still. */
+	answer = raw_call_kernel(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+	uint64_t old = (uint64_t)a[0], ol = ((uint64_t)a[1] + PAGE - 1) & ~(PAGE - 1), nl = ((uint64_t)a[2] + PAGE - 1) & ~(PAGE - 1);
+	if (answer >= 0 && (uint64_t)answer != old && may_hold_image(old, old + ol)) ranges_change(old, old + ol, (uint64_t)answer, (uint64_t)answer + nl);
+	return answer;
 }
