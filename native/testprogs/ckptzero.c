@@ -22,9 +22,12 @@
  *   filefree  MADV_FREE over a private mapping of a file is EINVAL, as ever
  *   filedontneed  a written page of a private file mapping, DONTNEED'd,
  *             reads the file's bytes again, as ever
- *   grow      mremap(MAYMOVE) growing a block saved half written: its old
- *             bytes, then zeros (no SIGBUS, no bytes of anything else)
- *   realloc   glibc's realloc of a large (mmapped) block: old bytes, zeros
+ *   grow      mremap(MAYMOVE|FIXED) growing a block saved half written
+ *             onto a new place: its old bytes, then zeros (no SIGBUS, no
+ *             bytes of anything else); its first page given back there
+ *             reads zeros
+ *   realloc   glibc's realloc of a large (mmapped) block (mremap from
+ *             libc, in place or moved): old bytes, zeros
  *   trim      free of a block in the main heap then malloc_trim: its inner
  *             pages read zeros
  *   ckptzero TRIGGER [MB]
@@ -125,8 +128,13 @@ static void more(const unsigned char *mem, size_t pages)
 	B.file[0] = 'X';
 	r = madvise(B.file, PAGE, MADV_DONTNEED);
 	const char *filedontneed_s = r == 0 && !memcmp(B.file, "\177ELF", 4) ? "ok" : "bad";
-	unsigned char *g = mremap(B.grow, GROW, 3 * GROW, MREMAP_MAYMOVE);
-	const char *grow_s = g == MAP_FAILED ? "error" : all(g, GROW / 2, 0x77) && all(g + GROW / 2, 3 * GROW - GROW / 2, 0) ? "ok" : "bad";
+	/* Moved (onto a place of its own): then its first page, still as
+	 * saved, given back must read zeros there too. */
+	unsigned char *to = mmap(NULL, 3 * GROW, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	unsigned char *g = mremap(B.grow, GROW, 3 * GROW, MREMAP_MAYMOVE | MREMAP_FIXED, to);
+	const char *grow_s = g != to ? "error" : !all(g, GROW / 2, 0x77) || !all(g + GROW / 2, 3 * GROW - GROW / 2, 0) ? "bad"
+			     : madvise(g, PAGE, MADV_DONTNEED) || !zero(g)				     ? "stale"
+												     : "ok";
 	unsigned char *b = realloc(B.big, 4 * BIG);
 	const char *realloc_s = !b ? "error" : all(b, BIG, 0x33) && all(b + BIG, 3 * BIG - 64, 0) ? "ok" : "bad";
 	free(B.small[1]);
