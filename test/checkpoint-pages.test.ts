@@ -3,7 +3,7 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { builtProgram } from '../ts/paths.js';
-import { MODES, appshot, appshotAsync, freePort, makeHome, waitFor } from './helpers.js';
+import { MODES, appshot, appshotAsync, freePort, makeHome, tablesJson, waitFor } from './helpers.js';
 
 /**
  * A restored process's private memory behaves as anonymous memory. Copied
@@ -132,13 +132,40 @@ const BIG = "for i=1,20 do redis.call('SETRANGE','big'..i,tonumber(ARGV[1])+i,AR
 const WRONG =
   "local bad=0 for i=tonumber(ARGV[2]),tonumber(ARGV[1]),tonumber(ARGV[2]) do if redis.call('GET',ARGV[3]..i)~=string.rep(ARGV[4],50)..i then bad=bad+1 end end return bad";
 
+it('a process under the shim with its trap off (appshot run --no-trap), restored with --map-pages, is copied: nothing in it would answer', async () => {
+  const home = makeHome();
+  const trigger = join(home, 'trigger');
+  const h = appshotAsync(home, ['run', '--aid', 'orig', '--no-trap', '--', ZERO, trigger]);
+  await waitFor(h.out, /^tick 3$/m);
+  const file = join(home, 'orig.snap');
+  const s = appshot(home, ['snapshot', 'orig', '-o', file, '--stop']);
+  expect(s.code, s.stderr).toBe(0);
+  await h.done;
+  const back = appshotAsync(home, ['restore', file, '--aid', 'back', '--map-pages']);
+  await waitFor(back.out, /^tick \d+$/m);
+  writeFileSync(trigger, '');
+  const r = await back.done;
+  expect(r.code, r.stderr).toBe(0);
+  expect(report(r.stdout)).toEqual(['zero', 'zero', 'ok', 'anon', ALL_OK]);
+});
+
 describe.each(MODES)('redis-server (jemalloc) restored with --map-pages, %s', (_mode, flags) => {
   it('deletes most keys, MEMORY PURGE, fills again: every value right, DBSIZE right, its memory mapped from the image; snapshotted again and restored mapped from the second image: the same', async () => {
     const home = makeHome();
     const port = await freePort();
     const h = appshotAsync(home, ['run', ...flags, '--aid', 'rd', '--', 'redis-server', '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', home]);
     await waitFor(h.out, /Ready to accept connections/);
-    const ask = (aid: string, ...args: string[]) => appshot(home, ['exec', aid, '--', 'redis-cli', '-p', String(port), ...args]);
+    // redis-cli at the system port behind the virtual one (the same port in identity mode).
+    const ports = new Map<string, number>();
+    const ask = (aid: string, ...args: string[]) => {
+      if (!ports.has(aid)) {
+        const row = tablesJson(home, ['--aid', aid, '--type', 'port']).find((r) => r.virtual === port);
+        if (!row) return { code: 1, stdout: '', stderr: `no port row of ${aid} yet` };
+        ports.set(aid, row.system);
+      }
+      const r = spawnSync('redis-cli', ['-p', String(ports.get(aid)), ...args], { encoding: 'utf8' });
+      return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+    };
     const cli = (aid: string, ...args: string[]) => {
       const r = ask(aid, ...args);
       expect(r.code, r.stderr).toBe(0);
