@@ -11,7 +11,8 @@ import { MODES, appshot, appshotAsync, freePort, makeHome, tablesJson, waitFor }
  * warm clones) it is a MAP_PRIVATE mapping of the image file, and the shim
  * answers for it (native/shim/memory.c): a page given back with
  * MADV_DONTNEED (libc's call, glibc's own in malloc_trim, a raw `syscall`
- * instruction), MADV_DONTNEED_LOCKED or MADV_FREE reads zeros afterwards,
+ * instruction; in a thread saved with the process and in a fork child),
+ * MADV_DONTNEED_LOCKED or MADV_FREE reads zeros afterwards,
  * mremap growing such memory gives its bytes and a zero tail, errors keep
  * their errno, and a private mapping of any other file keeps the kernel's
  * answers. A process without the shim is copied even with --map-pages
@@ -31,7 +32,7 @@ const ZERO = builtProgram('ckptzero');
 const MEM = builtProgram('ckptmem');
 const FOUND = /^dontneed written=(\w+) stored=(\w+) kept=(\w+)$/m;
 const MORE = /^more backing=(\w+) (.*)$/m;
-const ALL_OK = 'free=ok raw=ok locked=ok einval=ok enomem=ok filefree=ok filedontneed=ok grow=ok realloc=ok trim=ok';
+const ALL_OK = 'free=ok raw=ok locked=ok einval=ok enomem=ok filefree=ok filedontneed=ok grow=ok realloc=ok trim=ok thread=ok child=ok';
 
 const started: ChildProcess[] = [];
 afterEach(() => {

@@ -30,17 +30,22 @@
  *             libc, in place or moved): old bytes, zeros
  *   trim      free of a block in the main heap then malloc_trim: its inner
  *             pages read zeros
+ *   thread    a thread that existed when the process was saved gives a
+ *             page back: zeros
+ *   child     a fork child gives a page back: zeros
  *   ckptzero TRIGGER [MB]
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -82,6 +87,20 @@ static const char *backing(const void *addr)
 	}
 	if (f) fclose(f);
 	return found;
+}
+
+/* A thread made at start, waiting on a pipe until told to give page 15 back. */
+static int thread_pipe[2];
+static unsigned char *thread_mem;
+static const char *thread_s = "none";
+
+static void *give_back_later(void *arg)
+{
+	char c;
+	(void)arg;
+	if (read(thread_pipe[0], &c, 1) == 1)
+		thread_s = madvise(thread_mem + 15 * PAGE, PAGE, MADV_DONTNEED) ? "error" : zero(thread_mem + 15 * PAGE) ? "ok" : "stale";
+	return NULL;
 }
 
 static struct {
@@ -140,8 +159,14 @@ static void more(const unsigned char *mem, size_t pages)
 	free(B.small[1]);
 	malloc_trim(0);
 	const char *trim_s = zero(B.small[1] + SMALL / 2 - PAGE) ? "ok" : "stale";
-	printf("more backing=%s free=%s raw=%s locked=%s einval=%s enomem=%s filefree=%s filedontneed=%s grow=%s realloc=%s trim=%s\n", back, free_s,
-	       raw_s, locked_s, einval_s, enomem_s, filefree_s, filedontneed_s, grow_s, realloc_s, trim_s);
+	if (write(thread_pipe[1], "x", 1) != 1) thread_s = "pipe";
+	pid_t child = fork();
+	if (child == 0) _exit(madvise(m + 17 * PAGE, PAGE, MADV_DONTNEED) ? 2 : zero(m + 17 * PAGE) ? 0 : 1);
+	int st = 0;
+	const char *child_s = child < 0 || waitpid(child, &st, 0) != child ? "error" : !WIFEXITED(st) ? "died" : WEXITSTATUS(st) == 0 ? "ok" : "stale";
+	while (!strcmp(thread_s, "none")) usleep(1000);
+	printf("more backing=%s free=%s raw=%s locked=%s einval=%s enomem=%s filefree=%s filedontneed=%s grow=%s realloc=%s trim=%s thread=%s child=%s\n",
+	       back, free_s, raw_s, locked_s, einval_s, enomem_s, filefree_s, filedontneed_s, grow_s, realloc_s, trim_s, thread_s, child_s);
 	(void)pages;
 }
 
@@ -153,6 +178,9 @@ int main(int argc, char **argv)
 	if (mem == MAP_FAILED) return perror("mmap"), 1;
 	memset(mem, 0xa5, len);
 	prepare("/proc/self/exe");
+	pthread_t thread;
+	thread_mem = mem;
+	if (pipe(thread_pipe) || pthread_create(&thread, NULL, give_back_later, NULL)) return perror("ckptzero: thread"), 1;
 	size_t written = 5, stored = pages / 2 + 3;
 	for (long n = 1;; n++) {
 		if (access(argv[1], F_OK) == 0) {
@@ -161,7 +189,7 @@ int main(int argc, char **argv)
 			madvise(mem + stored * PAGE, PAGE, MADV_DONTNEED);
 			int kept = 1;
 			for (size_t i = 0; i < pages; i++)
-				if (i != written && i != stored && i != 7 && i != 9 && i != 11 && (mem[i * PAGE] != 0xa5 || mem[i * PAGE + PAGE - 1] != 0xa5)) kept = 0;
+				if (i != written && i != stored && i != 7 && i != 9 && i != 11 && i != 15 && i != 17 && (mem[i * PAGE] != 0xa5 || mem[i * PAGE + PAGE - 1] != 0xa5)) kept = 0;
 			printf("dontneed written=%s stored=%s kept=%s\n", zero(mem + written * PAGE) ? "zero" : "stale", zero(mem + stored * PAGE) ? "zero" : "stale",
 			       kept ? "ok" : "bad");
 			more(mem, pages);
