@@ -7,12 +7,15 @@
  * shim (not restored: it must pay nothing new), restored with copied memory
  * (no filter added) and restored with mapped memory. Medians of ROUNDS
  * rounds (BENCH_COW_ROUNDS, default 5). Prints a table; --json the figures.
+ * Also a stage of `npm run bench` (cowStage: 3 rounds, 5 with --full).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { CLI_PATH, builtProgram } from '../ts/paths.js';
+import type { ReportTable } from './figures.js';
+import { type Stage, sized } from './stage.js';
 
 const ROUNDS = Number(process.env.BENCH_COW_ROUNDS ?? 5);
 const COWBENCH = builtProgram('cowbench');
@@ -97,6 +100,31 @@ export async function cowCost(home: string, rounds = ROUNDS): Promise<CowFigures
   }));
 }
 
+const HEAD = ['madvise, one page', 'native', 'shim, not restored', 'restored, copied', 'restored, mapped', 'mapped / native'];
+
+function rowsOf(rows: CowFigures[]): string[][] {
+  const ns = (x: number) => `${x.toFixed(0)} ns`;
+  return rows.map((f) => [f.metric, ns(f.native), ns(f.shim), ns(f.copied), ns(f.mapped), (f.mapped / f.native).toFixed(2)]);
+}
+
+export function cowReportTable(rows: CowFigures[]): ReportTable {
+  return {
+    title: `Giving memory back in a restored process (${MB} MiB, one page a call): mapped from the image, the shim traps madvise and answers as anonymous memory; the other sides pay nothing new`,
+    head: HEAD,
+    rows: rowsOf(rows),
+  };
+}
+
+export const cowStage: Stage = {
+  name: 'cow',
+  describe(full) {
+    return `madvise(MADV_DONTNEED) per page natively, under the shim, restored copied and restored with --map-pages (${sized(full, { default: 3, full: 5 })} rounds)`;
+  },
+  async run(ctx) {
+    return { tables: [cowReportTable(await cowCost(ctx.home, sized(ctx.full, { default: 3, full: 5 })))] };
+  },
+};
+
 async function main(): Promise<void> {
   const home = mkdtempSync(join(tmpdir(), 'appshot-bench-cow-'));
   let rows: CowFigures[];
@@ -109,9 +137,8 @@ async function main(): Promise<void> {
     process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
     return;
   }
-  const ns = (x: number) => `${x.toFixed(0)} ns`;
-  const head = ['madvise, one page', 'native', 'shim, not restored', 'restored, copied', 'restored, mapped', 'mapped / native'];
-  const table = rows.map((f) => [f.metric, ns(f.native), ns(f.shim), ns(f.copied), ns(f.mapped), (f.mapped / f.native).toFixed(2)]);
+  const head = HEAD;
+  const table = rowsOf(rows);
   const width = head.map((h, c) => Math.max(h.length, ...table.map((r) => r[c].length)));
   for (const r of [head, ...table]) process.stdout.write(r.map((x, c) => x.padEnd(width[c])).join('  ') + '\n');
 }
