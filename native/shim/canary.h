@@ -35,7 +35,7 @@ struct shim_canary {
 	/* 1: written by the restorer; 2 while the shim renews; 0 otherwise. */
 	volatile uint32_t restored;
 	/* Threads inside the shim's table code now (an LMDB transaction, the
-	 * write lock, opening the tables). A dumper that froze the process
+	 * write lock, opening the tables; memory.c changing its ranges). A dumper that froze the process
 	 * with this nonzero lets it run a moment and freezes it again: a
 	 * thread stopped there would go on with its transaction in the
 	 * restored process, whose tables are another process's. */

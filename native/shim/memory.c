@@ -22,6 +22,7 @@
 #define _GNU_SOURCE
 #include "memory.h"
 #include "trap.h"
+#include "shim.h"
 #include "../core/rawcall.h"
 
 #include <errno.h>
@@ -410,7 +411,7 @@ done:
 	return mine;
 }
 
-long memory_trapped(long nr, const long a[6])
+static long complete(long nr, const long a[6])
 {
 	long answer;
 	if (nr == SYS_madvise) return give_back((uint64_t)a[0], (uint64_t)a[1], a[2]);
@@ -420,5 +421,18 @@ long memory_trapped(long nr, const long a[6])
 	answer = raw_call_kernel(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
 	uint64_t old = (uint64_t)a[0], ol = ((uint64_t)a[1] + PAGE - 1) & ~(PAGE - 1), nl = ((uint64_t)a[2] + PAGE - 1) & ~(PAGE - 1);
 	if (answer >= 0 && (uint64_t)answer != old && may_hold_image(old, old + ol)) ranges_change(old, old + ol, (uint64_t)answer, (uint64_t)answer + nl);
+	return answer;
+}
+
+/* Counted as the shim's table code on the canary page (in_tables): a
+ * snapshot is not taken with a thread in here, which holds a descriptor of
+ * this process's /proc/self/maps and may be between making memory
+ * anonymous and noting it (a restore maps that memory from the image
+ * again). */
+long memory_trapped(long nr, const long a[6])
+{
+	shim_tables_enter();
+	long answer = complete(nr, a);
+	shim_tables_leave();
 	return answer;
 }
