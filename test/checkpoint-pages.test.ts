@@ -32,7 +32,7 @@ const ZERO = builtProgram('ckptzero');
 const MEM = builtProgram('ckptmem');
 const FOUND = /^dontneed written=(\w+) stored=(\w+) kept=(\w+)$/m;
 const MORE = /^more backing=(\w+) (.*)$/m;
-const ALL_OK = 'free=ok raw=ok locked=ok einval=ok enomem=ok filefree=ok filedontneed=ok grow=ok realloc=ok trim=ok thread=ok child=ok';
+const ALL_OK = 'free=ok raw=ok locked=ok einval=ok enomem=ok filefree=ok filedontneed=ok grow=ok realloc=ok trim=ok nomove=ok thread=ok child=ok';
 
 const started: ChildProcess[] = [];
 afterEach(() => {

@@ -30,6 +30,8 @@
  *             libc, in place or moved): old bytes, zeros
  *   trim      free of a block in the main heap then malloc_trim: its inner
  *             pages read zeros
+ *   nomove    mremap growing a page saved written, without MREMAP_MAYMOVE,
+ *             into a page mapped after it: ENOMEM, its bytes kept
  *   thread    a thread that existed when the process was saved gives a
  *             page back: zeros
  *   child     a fork child gives a page back: zeros
@@ -109,6 +111,7 @@ static struct {
 	unsigned char *grow;   /* GROW bytes, the first half 0x77 */
 	unsigned char *big;    /* malloc(BIG), 0x33: an mmapped chunk */
 	unsigned char *small[3]; /* malloc(SMALL) each, 0x44: in the main heap */
+	unsigned char *pair;   /* a page of 0x66, then a read-only page */
 } B;
 
 static void prepare(const char *self)
@@ -125,6 +128,9 @@ static void prepare(const char *self)
 	B.big = malloc(BIG);
 	memset(B.big, 0x33, BIG);
 	for (int i = 0; i < 3; i++) memset(B.small[i] = malloc(SMALL), 0x44, SMALL);
+	B.pair = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	memset(B.pair, 0x66, PAGE);
+	mprotect(B.pair + PAGE, PAGE, PROT_READ);
 }
 
 static void more(const unsigned char *mem, size_t pages)
@@ -159,14 +165,16 @@ static void more(const unsigned char *mem, size_t pages)
 	free(B.small[1]);
 	malloc_trim(0);
 	const char *trim_s = zero(B.small[1] + SMALL / 2 - PAGE) ? "ok" : "stale";
+	void *nm = mremap(B.pair, PAGE, 2 * PAGE, 0);
+	const char *nomove_s = nm != MAP_FAILED ? "moved" : errno != ENOMEM ? "errno" : all(B.pair, PAGE, 0x66) ? "ok" : "bad";
 	if (write(thread_pipe[1], "x", 1) != 1) thread_s = "pipe";
 	pid_t child = fork();
 	if (child == 0) _exit(madvise(m + 17 * PAGE, PAGE, MADV_DONTNEED) ? 2 : zero(m + 17 * PAGE) ? 0 : 1);
 	int st = 0;
 	const char *child_s = child < 0 || waitpid(child, &st, 0) != child ? "error" : !WIFEXITED(st) ? "died" : WEXITSTATUS(st) == 0 ? "ok" : "stale";
 	while (!strcmp(thread_s, "none")) usleep(1000);
-	printf("more backing=%s free=%s raw=%s locked=%s einval=%s enomem=%s filefree=%s filedontneed=%s grow=%s realloc=%s trim=%s thread=%s child=%s\n",
-	       back, free_s, raw_s, locked_s, einval_s, enomem_s, filefree_s, filedontneed_s, grow_s, realloc_s, trim_s, thread_s, child_s);
+	printf("more backing=%s free=%s raw=%s locked=%s einval=%s enomem=%s filefree=%s filedontneed=%s grow=%s realloc=%s trim=%s nomove=%s thread=%s child=%s\n",
+	       back, free_s, raw_s, locked_s, einval_s, enomem_s, filefree_s, filedontneed_s, grow_s, realloc_s, trim_s, nomove_s, thread_s, child_s);
 	(void)pages;
 }
 
