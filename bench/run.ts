@@ -25,6 +25,7 @@ import { allocStage } from './alloc.js';
 import { callsStage } from './calls.js';
 import { checkpointStage } from './checkpoint.js';
 import { cloneStage } from './clone.js';
+import { cowStage } from './cow.js';
 import { infoStage } from './info.js';
 import { inspectorStage } from './inspect.js';
 import { lookupStage } from './lookup.js';
@@ -36,7 +37,7 @@ import { snapshotStage } from './snapshot.js';
 import type { BenchContext, Stage, StageFigures } from './stage.js';
 
 /** The stages, in the order they run. */
-const STAGES: Stage[] = [callsStage, poolStage, snapshotStage, checkpointStage, cloneStage, infoStage, lookupStage, allocStage, inspectorStage];
+const STAGES: Stage[] = [callsStage, poolStage, snapshotStage, checkpointStage, cowStage, cloneStage, infoStage, lookupStage, allocStage, inspectorStage];
 
 const USAGE = 'usage: npm run bench [-- --full]   (node dist/bench/run.js [--full])';
 

@@ -17,7 +17,7 @@ export function register(program: Command): void {
     .option('--aid <name>', "the application ID (default: the snapshot's)")
     .option(
       '--map-pages',
-      "map the processes' private memory from FILE copy-on-write instead of copying it (a faster restore whose time follows the pages the program touches; but a page the program gives back with MADV_DONTNEED then returns with its saved bytes, not zeros: only for programs known not to rely on that)",
+      "map the processes' private memory from FILE copy-on-write instead of copying it: a faster restore whose time follows the pages the program touches, and restores of one file share its pages; the shim keeps the memory behaving as anonymous memory (pages given back read zeros); a process without the shim is copied. FILE must then stay as it is while they run (a rewrite shows through pages not yet written)",
       false,
     )
     .option('--json', "print what was restored as one line of JSON on stdout before the command starts (the command's own output follows it)", false)

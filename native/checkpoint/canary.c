@@ -9,6 +9,7 @@
 #include <sys/ptrace.h>
 #include <sys/user.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "image.h"
 #include "trace.h"
@@ -22,6 +23,48 @@ uint64_t canary_find(const cJSON *mappings)
 		cJSON_ArrayForEach(a, cJSON_GetObjectItem(m, "madv")) if (!strcmp(a->valuestring, "wf")) return json_addr(m, "start");
 	}
 	return 0;
+}
+
+int canary_zeroes(const cJSON *p, const struct ckpt_ctx *ctx, int image_fd, uint64_t data_at)
+{
+	if (!ctx->aid || !ctx->home) return 0; /* the entry is not called: nobody would answer */
+	uint64_t page = canary_find(cJSON_GetObjectItem(p, "mappings"));
+	const cJSON *m;
+	cJSON_ArrayForEach(m, cJSON_GetObjectItem(p, "mappings"))
+	{
+		if (!page || json_addr(m, "start") != page) continue;
+		const cJSON *run = cJSON_GetArrayItem(cJSON_GetObjectItem(m, "runs"), 0);
+		uint64_t dpage = (uint64_t)cJSON_GetArrayItem(run, 2)->valuedouble;
+		struct {
+			uint32_t canary, features;
+			uint64_t magic;
+		} head;
+		if (pread(image_fd, &head, sizeof head, (off_t)(data_at + dpage * CKPT_PAGE)) != (ssize_t)sizeof head) return 0;
+		return head.magic == CANARY_MAGIC && (head.features & CANARY_FEATURE_ZEROES);
+	}
+	return 0;
+}
+
+/* The image's file as the restored process's /proc/PID/maps names it at
+ * addr (a page mapped from it): what the shim compares its mappings with.
+ * Not fstat of the image: on an overlay file system a mapping names the
+ * file underneath. */
+static int image_identity(pid_t tid, uint64_t addr, uint32_t id[4])
+{
+	char path[64], line[4608];
+	snprintf(path, sizeof path, "/proc/%d/maps", tid);
+	FILE *f = fopen(path, "re");
+	if (!f) return -1;
+	int found = -1;
+	while (found && fgets(line, sizeof line, f)) {
+		unsigned long long s, e, ino;
+		unsigned major, minor;
+		if (sscanf(line, "%llx-%llx %*s %*s %x:%x %llu", &s, &e, &major, &minor, &ino) != 5 || addr < s || addr >= e || !ino) continue;
+		id[0] = major, id[1] = minor, id[2] = (uint32_t)ino, id[3] = (uint32_t)(ino >> 32);
+		found = 0;
+	}
+	fclose(f);
+	return found;
 }
 
 /* Calls void entry(void) in stopped thread tid: a return address at the
@@ -50,7 +93,7 @@ static int call_entry(pid_t tid, const cJSON *main_thread, uint64_t entry, uint6
 	}
 }
 
-int canary_restore(pid_t tid, const cJSON *p, const struct ckpt_ctx *ctx, uint64_t trap, char *err, size_t errlen)
+int canary_restore(pid_t tid, const cJSON *p, const struct ckpt_ctx *ctx, uint64_t trap, uint64_t mapped_at, char *err, size_t errlen)
 {
 	uint64_t page = canary_find(cJSON_GetObjectItem(p, "mappings")), magic = 0, entry = 0;
 	if (!page || !ctx->aid || !ctx->home) return 0;
@@ -61,8 +104,10 @@ int canary_restore(pid_t tid, const cJSON *p, const struct ckpt_ctx *ctx, uint64
 	memset(fields, 0, sizeof fields);
 	memcpy(fields, ctx->aid, strlen(ctx->aid));
 	memcpy(fields + CANARY_AID_MAX, ctx->home, strlen(ctx->home));
-	uint32_t restored = 1, zero = 0;
-	if (mem_write(tid, page + CANARY_OFF_AID, fields, sizeof fields) != 0 || mem_write(tid, page + CANARY_OFF_RESTORED, &restored, 4) != 0 ||
+	uint32_t restored = 1, zero = 0, image[4] = {0, 0, 0, 0};
+	if (mapped_at && image_identity(tid, mapped_at, image) != 0)
+		return snprintf(err, errlen, "the image's pages mapped at 0x%llx are not in its memory map", (unsigned long long)mapped_at), -1;
+	if (mem_write(tid, page + CANARY_OFF_IMAGE, image, sizeof image) != 0 || mem_write(tid, page + CANARY_OFF_AID, fields, sizeof fields) != 0 || mem_write(tid, page + CANARY_OFF_RESTORED, &restored, 4) != 0 ||
 	    mem_write(tid, page + CANARY_OFF_IN_TABLES, &zero, 4) != 0 || mem_write(tid, page + CANARY_OFF_CANARY, &zero, 4) != 0)
 		return snprintf(err, errlen, "the shim's canary page at 0x%llx cannot be written", (unsigned long long)page), -1;
 	return call_entry(tid, cJSON_GetArrayItem(cJSON_GetObjectItem(p, "threads"), 0), entry, trap, err, errlen);

@@ -12,9 +12,9 @@
  *        private memory is copied from the image into anonymous memory
  *        (--copy-pages, the default, still accepted);
  *        --map-pages: private anonymous memory mapped from the image
- *        (copy-on-write, for clones that share one image; MADV_DONTNEED then
- *        brings back the image's bytes, not zeros, which allocators that
- *        count on zeros after it do not expect);
+ *        (copy-on-write, for clones that share one image) in the processes
+ *        whose shim makes pages given back read zeros there, as anonymous
+ *        memory does (native/shim/memory.c); the others' copied;
  *        --checked: the caller checked every section's checksum already;
  *        --own-stdio, --moved OLD=NEW: a template's warm clone (clonefix.h)
  */

@@ -64,11 +64,12 @@ void mem_note_vdso(pid_t pid, cJSON *p);
  * saved mapping: stored pages copied from the image (stub_image_fd, the
  * image's descriptor in the stub; data at data_at) into fresh anonymous
  * memory, or with map_pages private anonymous ones mapped straight from it
- * (copy-on-write: fast, but MADV_DONTNEED then brings back the image's
- * bytes, not zeros); shared objects from the memfds shm_fds names by id
+ * (copy-on-write: fast; only for a process whose shim makes pages given
+ * back read zeros there, canary_zeroes), *mapped_at then one address so
+ * mapped (0: none); shared objects from the memfds shm_fds names by id
  * (inherited from us). */
 int mem_restore(struct inj *in, const cJSON *mappings, uint64_t keep, uint64_t keep_len, int stub_image_fd, uint64_t data_at, int map_pages, const cJSON *shm_fds,
-		char *err, size_t errlen);
+		uint64_t *mapped_at, char *err, size_t errlen);
 
 /* Every saved range, for choosing a place free in all of them. */
 int mem_overlaps(const cJSON *mappings, uint64_t start, uint64_t end);

@@ -245,8 +245,10 @@ static int fill_runs(struct inj *in, const cJSON *m, int prot, int stub_fd, uint
 	return 0;
 }
 
-/* Maps a mapping's stored runs straight from the image, copy-on-write. */
-static int map_runs(struct inj *in, const cJSON *m, int prot, int stub_fd, uint64_t data_at, char *err, size_t errlen)
+/* Maps a mapping's stored runs straight from the image, copy-on-write
+ * (the shim answers for them where anonymous memory and a file mapping
+ * differ: native/shim/memory.c). *mapped_at: the first address mapped. */
+static int map_runs(struct inj *in, const cJSON *m, int prot, int stub_fd, uint64_t data_at, uint64_t *mapped_at, char *err, size_t errlen)
 {
 	uint64_t start = json_addr(m, "start");
 	const cJSON *r;
@@ -256,6 +258,7 @@ static int map_runs(struct inj *in, const cJSON *m, int prot, int stub_fd, uint6
 		uint64_t at = start + u.first * CKPT_PAGE;
 		long rc = inj_call(in, SYS_mmap, at, u.count * CKPT_PAGE, prot, MAP_PRIVATE | MAP_FIXED, stub_fd, data_at + u.dpage * CKPT_PAGE);
 		if (rc != (long)at) return failed(err, errlen, "mapping saved pages from the image", at, rc);
+		if (!*mapped_at) *mapped_at = at;
 	}
 	return 0;
 }
@@ -265,8 +268,8 @@ static long open_in_stub(struct inj *in, const char *path, int flags)
 	return inj_call(in, SYS_openat, AT_FDCWD, inj_put(in, 0, path, strlen(path) + 1), flags | O_CLOEXEC);
 }
 
-static int make_mapping(struct inj *in, const cJSON *m, int stub_fd, uint64_t data_at, int map_pages, const cJSON *shm_fds, char *err,
-			size_t errlen)
+static int make_mapping(struct inj *in, const cJSON *m, int stub_fd, uint64_t data_at, int map_pages, const cJSON *shm_fds, uint64_t *mapped_at,
+			char *err, size_t errlen)
 {
 	const char *kind = json_str(m, "kind"), *prot_s = json_str(m, "prot");
 	uint64_t start = json_addr(m, "start"), len = json_addr(m, "end") - start;
@@ -282,7 +285,7 @@ static int make_mapping(struct inj *in, const cJSON *m, int stub_fd, uint64_t da
 			 * may forbid mapping code from it (noexec); so are
 			 * wipe-on-fork ones, which must stay anonymous. */
 			if (map_pages && !grows && !(prot & PROT_EXEC) && !has_madv(m, "wf")) {
-				if (map_runs(in, m, prot, stub_fd, data_at, err, errlen) != 0) return -1;
+				if (map_runs(in, m, prot, stub_fd, data_at, mapped_at, err, errlen) != 0) return -1;
 			} else {
 				int unadvise = !grows && advise_huge(in, m);
 				if (fill_runs(in, m, prot, stub_fd, data_at, err, errlen) != 0) return -1;
@@ -333,13 +336,14 @@ static int make_mapping(struct inj *in, const cJSON *m, int stub_fd, uint64_t da
 }
 
 int mem_restore(struct inj *in, const cJSON *mappings, uint64_t keep, uint64_t keep_len, int stub_image_fd, uint64_t data_at, int map_pages, const cJSON *shm_fds,
-		char *err, size_t errlen)
+		uint64_t *mapped_at, char *err, size_t errlen)
 {
 	struct special sp[4];
+	*mapped_at = 0;
 	int nsp;
 	if (unmap_stub(in, keep, keep_len, sp, &nsp, err, errlen) != 0) return -1;
 	if (move_vdso(in, mappings, sp, nsp, keep + keep_len / 4, err, errlen) != 0) return -1;
 	const cJSON *m;
-	cJSON_ArrayForEach(m, mappings) if (make_mapping(in, m, stub_image_fd, data_at, map_pages, shm_fds, err, errlen) != 0) return -1;
+	cJSON_ArrayForEach(m, mappings) if (make_mapping(in, m, stub_image_fd, data_at, map_pages, shm_fds, mapped_at, err, errlen) != 0) return -1;
 	return 0;
 }

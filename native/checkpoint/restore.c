@@ -346,8 +346,12 @@ static int restore_proc(struct restorer *R, struct rproc *p, struct inj *in, str
 	char why[1024];
 	const cJSON *threads = cJSON_GetObjectItem(p->json, "threads");
 	long tcb = json_int(p->json, "tcb_tid");
-	if (mem_restore(in, cJSON_GetObjectItem(p->json, "mappings"), R->gadget, GADGET_PAGES * 4096ULL, R->image_fd, p->data_at, R->map_pages, R->shm_fds,
-			why, sizeof why) != 0)
+	/* Mapped from the image only where the process's shim answers for it
+	 * (pages given back read zeros); any other process is copied. */
+	int map_pages = R->map_pages && canary_zeroes(p->json, &R->ctx, R->image_fd, p->data_at);
+	uint64_t mapped_at;
+	if (mem_restore(in, cJSON_GetObjectItem(p->json, "mappings"), R->gadget, GADGET_PAGES * 4096ULL, R->image_fd, p->data_at, map_pages, R->shm_fds,
+			&mapped_at, why, sizeof why) != 0)
 		return failed(p, why);
 	phase(ph, "memory");
 	if (proc_restore_mm(in, p->json, why, sizeof why) != 0 || proc_restore_sigactions(in, p->json, why, sizeof why) != 0) return failed(p, why);
@@ -356,7 +360,7 @@ static int restore_proc(struct restorer *R, struct rproc *p, struct inj *in, str
 	    thread_restore_pending(in, p->spid, cJSON_GetObjectItem(p->json, "pending"), 1, why, sizeof why) != 0 ||
 	    proc_restore_itimers(in, p->json, why, sizeof why) != 0)
 		return failed(p, why);
-	if (canary_restore(p->spid, p->json, &R->ctx, R->gadget + 2, why, sizeof why) != 0) return failed(p, why);
+	if (canary_restore(p->spid, p->json, &R->ctx, R->gadget + 2, mapped_at, why, sizeof why) != 0) return failed(p, why);
 	/* The restorer's descriptors go; pdeathsig was the stub's, not the program's. */
 	inj_call(in, SYS_close_range, R->keep_from, ~0U, 0);
 	inj_call(in, SYS_prctl, PR_SET_PDEATHSIG, 0);

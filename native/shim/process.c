@@ -8,6 +8,7 @@
 #include "pid.h"
 #include "path.h"
 #include "trap.h"
+#include "memory.h"
 #include "canary.h"
 
 #include <errno.h>
@@ -171,6 +172,8 @@ static void fill_canary(void)
 {
 	page->magic = SHIM_CANARY_MAGIC;
 	page->entry = (uint64_t)(uintptr_t)shim_restored_entry;
+	/* Memory mapped from an image is answered for through the trap. */
+	page->features = trap_on ? SHIM_CANARY_ZEROES : 0;
 	page->restored = 0;
 	__atomic_store_n(&page->canary, 1, __ATOMIC_RELEASE);
 }
@@ -245,6 +248,8 @@ SHIM_EXPORT void shim_restored_entry(void)
 	port_restored_entry();
 	if (trap_reinstall() != 0)
 		say_raw("appshot: cannot install the system call filter again in a restored process; its raw system calls are not translated\n");
+	if (memory_restored_entry(c->image_major, c->image_minor, c->image_ino) != 0)
+		say_raw("appshot: cannot install the filter for memory mapped from the snapshot in a restored process; pages it gives back may read its saved bytes, not zeros\n");
 	errno = saved_errno;
 }
 

@@ -24,6 +24,7 @@
 #include "shim.h"
 #include "real.h"
 #include "pid.h"
+#include "memory.h"
 #include "../core/rawcall.h"
 
 #include <errno.h>
@@ -55,6 +56,9 @@ int trap_on;
 /* The filter's SECCOMP_RET_DATA, which the kernel puts in si_errno: tells
  * the shim's traps from those of a filter the program installed. */
 #define TRAP_MARK 0x5a7
+/* The second filter's, in a process whose memory is mapped from an image
+ * (memory.c). */
+#define MEMORY_MARK 0x5a8
 #ifndef SYS_SECCOMP
 #define SYS_SECCOMP 1 /* si_code of a seccomp trap */
 #endif
@@ -116,6 +120,7 @@ static void emit(struct program *p, uint16_t code, uint32_t k, unsigned jt, unsi
 #define RET(p, v) emit(p, BPF_RET | BPF_K, (v), 0, 0)
 #define ALLOW SECCOMP_RET_ALLOW
 #define TRAP (SECCOMP_RET_TRAP | TRAP_MARK)
+#define MEMORY_TRAP (SECCOMP_RET_TRAP | MEMORY_MARK)
 #define ARG_LO(i) (offsetof(struct seccomp_data, args) + 8 * (i))
 #define ARG_HI(i) (ARG_LO(i) + 4)
 #define IP_LO offsetof(struct seccomp_data, instruction_pointer)
@@ -130,11 +135,11 @@ static int by_address_down(const void *a, const void *b)
 	return x->lo < y->lo ? 1 : x->lo > y->lo ? -1 : 0;
 }
 
-/* The instruction-pointer test: TRAP if it lies in a piece, else ALLOW.
- * Per high word present: one test, then its pieces from the top; a call
- * from elsewhere (the shim, a later library, another program after exec)
- * costs a few instructions per high word. */
-static void emit_ip_test(struct program *p, struct piece *pc, unsigned n)
+/* The instruction-pointer test: trap (the filter's TRAP value) if it lies
+ * in a piece, else ALLOW. Per high word present: one test, then its pieces
+ * from the top; a call from elsewhere (the shim, a later library, another
+ * program after exec) costs a few instructions per high word. */
+static void emit_ip_test(struct program *p, struct piece *pc, unsigned n, uint32_t trap)
 {
 	LD_ABS(p, IP_HI);
 	emit(p, BPF_ST, 0, 0, 0);
@@ -155,7 +160,7 @@ static void emit_ip_test(struct program *p, struct piece *pc, unsigned n)
 			else
 				emit(p, BPF_JMP | BPF_JA, 0, 0, 0);
 			emit(p, BPF_JMP | BPF_JGE | BPF_K, pc[k].lo, 0, 1);
-			RET(p, TRAP);
+			RET(p, trap);
 		}
 		/* The group's ALLOW: reached by "above", or below its last piece.
 		 * A group cut at 80 pieces goes on to the next group instead. */
@@ -242,8 +247,30 @@ static void build_filter(struct program *p, struct piece *pc, unsigned n)
 	place(p, L_PASS); /* jumps go forward only: a second ALLOW */
 	RET(p, ALLOW);
 	place(p, L_IP);
-	emit_ip_test(p, pc, n);
+	emit_ip_test(p, pc, n, TRAP);
 	resolve(p);
+}
+
+#ifndef MADV_DONTNEED_LOCKED
+#define MADV_DONTNEED_LOCKED 24
+#endif
+
+/* The second filter (memory.c): madvise giving memory back, and mremap,
+ * from the same code as the first. Every other number is allowed on its
+ * number alone (the kernel's cache: never run). */
+static void build_memory_filter(struct program *p, struct piece *pc, unsigned n)
+{
+	LD_ABS(p, offsetof(struct seccomp_data, arch));               /* 0 */
+	emit(p, BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 7);   /* 1: else 9 */
+	LD_ABS(p, offsetof(struct seccomp_data, nr));                 /* 2 */
+	emit(p, BPF_JMP | BPF_JEQ | BPF_K, SYS_mremap, 6, 0);          /* 3: 10 */
+	emit(p, BPF_JMP | BPF_JEQ | BPF_K, SYS_madvise, 0, 4);         /* 4: else 9 */
+	LD_ABS(p, ARG_LO(2)); /* 5: the advice, an int */
+	emit(p, BPF_JMP | BPF_JEQ | BPF_K, MADV_DONTNEED, 3, 0);       /* 6: 10 */
+	emit(p, BPF_JMP | BPF_JEQ | BPF_K, MADV_FREE, 2, 0);           /* 7: 10 */
+	emit(p, BPF_JMP | BPF_JEQ | BPF_K, MADV_DONTNEED_LOCKED, 1, 0); /* 8: 10 */
+	RET(p, ALLOW);                                                /* 9 */
+	emit_ip_test(p, pc, n, MEMORY_TRAP);                          /* 10 */
 }
 
 /* ------------------------------------------------------- what is trapped */
@@ -619,7 +646,7 @@ static long complete(long nr, long a[6], ucontext_t *uc)
 
 static void on_sigsys(int sig, siginfo_t *si, void *ctx)
 {
-	if (si->si_code != SYS_SECCOMP || si->si_errno != TRAP_MARK) {
+	if (si->si_code != SYS_SECCOMP || (si->si_errno != TRAP_MARK && si->si_errno != MEMORY_MARK)) {
 		program_sigsys_action(sig, si, ctx);
 		return;
 	}
@@ -630,6 +657,8 @@ static void on_sigsys(int sig, siginfo_t *si, void *ctx)
 	uintptr_t at = (uintptr_t)si->si_call_addr;
 	if (at >= shim_text_start && at < shim_text_end && syscall_stub)
 		g[REG_RAX] = syscall_stub(si->si_syscall, a[0], a[1], a[2], a[3], a[4], a[5]); /* an ancestor's filter */
+	else if (si->si_errno == MEMORY_MARK)
+		g[REG_RAX] = memory_trapped(si->si_syscall, a);
 	else
 		g[REG_RAX] = complete(si->si_syscall, a, uc);
 	errno = saved;
@@ -645,19 +674,22 @@ static int has_sys_admin(void)
 	return (d[CAP_SYS_ADMIN / 32].effective >> (CAP_SYS_ADMIN % 32)) & 1;
 }
 
-/* The filter as built at start, kept for trap_reinstall. */
-static struct program prog;
+/* The filter as built at start, kept for trap_reinstall; the code it
+ * traps from, kept for the second filter (trap_memory_install). */
+static struct program prog, memory_prog;
+static struct piece pieces[MAX_PIECES];
+static unsigned n_pieces;
 
-/* Installs prog on every thread of the process: no_new_privs first unless
+/* Installs p on every thread of the process: no_new_privs first unless
  * the process may install it without (CAP_SYS_ADMIN), as the kernel asks.
  * Only system calls, from the shim's own instruction: safe in a restored
  * process whose other threads are stopped anywhere. 0, or -1 (errno). */
-static long install_filter(void)
+static long install_filter(const struct program *p)
 {
 	/* Without CAP_SYS_ADMIN the kernel takes a filter only under
 	 * no_new_privs: set-user-ID programs then gain nothing at exec. */
 	if (!has_sys_admin()) raw_call(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-	struct sock_fprog fprog = { (unsigned short)prog.n, prog.insn };
+	struct sock_fprog fprog = { (unsigned short)p->n, (struct sock_filter *)p->insn };
 	/* SPEC_ALLOW: where the kernel would otherwise turn on its speculative
 	 * store bypass mitigation for every seccomp user, slowing all of the
 	 * program's code; this filter is for translation, not a sandbox.
@@ -671,7 +703,19 @@ int trap_reinstall(void)
 {
 	if (!trap_on) return 0;
 	int saved = errno;
-	long r = install_filter();
+	long r = install_filter(&prog);
+	errno = saved;
+	return r == 0 ? 0 : -1;
+}
+
+int trap_memory_install(void)
+{
+	if (!trap_on) return -1;
+	int saved = errno;
+	memory_prog.n = 0;
+	memory_prog.overflow = 0;
+	build_memory_filter(&memory_prog, pieces, n_pieces);
+	long r = memory_prog.overflow ? -1 : install_filter(&memory_prog);
 	errno = saved;
 	return r == 0 ? 0 : -1;
 }
@@ -680,11 +724,10 @@ void trap_init(void)
 {
 	const char *want = getenv("APPSHOT_TRAP");
 	if (want && !strcmp(want, "off")) return;
-	static struct piece pc[MAX_PIECES];
-	unsigned n = executable_pieces(pc, MAX_PIECES);
+	unsigned n = n_pieces = executable_pieces(pieces, MAX_PIECES);
 	prog.n = 0;
 	prog.overflow = 0;
-	build_filter(&prog, pc, n);
+	build_filter(&prog, pieces, n);
 	if (prog.overflow) {
 		shim_warn("this program maps too much code (%u pieces) for the system call filter; its raw system calls are not translated", n);
 		return;
@@ -694,7 +737,7 @@ void trap_init(void)
 	sigemptyset(&act.sa_mask);
 	if (REAL(sigaction)(SIGSYS, &act, &program_sigsys)) return;
 	real_use_kernel();
-	if (install_filter() != 0) {
+	if (install_filter(&prog) != 0) {
 		shim_warn("cannot install the system call filter (%s); raw system calls of this program are not translated (appshot run --no-trap says so on purpose)",
 			  strerror(errno));
 		REAL(sigaction)(SIGSYS, &program_sigsys, NULL);

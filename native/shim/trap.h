@@ -18,6 +18,12 @@ void trap_init(void);
  * (a few system calls). 0, or -1 when it could not be installed. */
 int trap_reinstall(void);
 
+/* In a restored process whose private memory is mapped from an image: a
+ * second filter, trapping madvise that gives memory back and mremap from
+ * the code the first traps from, for memory.c. Async-signal-safe. 0, or -1
+ * when it could not be installed (or the trap is off). */
+int trap_memory_install(void);
+
 /* Nonzero once the filter is installed in this process. */
 extern int trap_on;
 
