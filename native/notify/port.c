@@ -1,0 +1,297 @@
+/* Ports for a program the shim does not reach (notify.h): the calls that
+ * pass or give back a port, made from the supervisor on the program's own
+ * socket (a copy of its descriptor, pidfd_getfd: one socket, two numbers),
+ * with the same policy and the same rows as the shim's (core/portpolicy.h).
+ *
+ * What blocks stays the program's own call, so it wakes and is interrupted
+ * by signals as natively: accept on a blocking socket is answered
+ * "continue" (the kernel's accept in the program, whose peer address is
+ * then the kernel's: translated only for a peer bound to one of the
+ * application's own ports, a rare client). accept on a non-blocking socket
+ * (Go's, any epoll server's) is made here and the connection installed in
+ * the program (SECCOMP_IOCTL_NOTIF_ADDFD). A translated connect on a
+ * blocking socket is made by a worker thread, so the serving thread never
+ * waits; one that needs no translation is the program's own. */
+#define _GNU_SOURCE
+#include "notify_int.h"
+#include "../core/portpolicy.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#ifndef SECCOMP_ADDFD_FLAG_SEND
+#define SECCOMP_ADDFD_FLAG_SEND (1UL << 1)
+#endif
+
+/* TCP or UDP over IP: the protocol whose ports are ours; else 0. */
+static uint32_t sock_proto(int s)
+{
+	int dom = 0, type = 0, proto = 0;
+	socklen_t l = sizeof dom;
+	if (getsockopt(s, SOL_SOCKET, SO_DOMAIN, &dom, &l) || (dom != AF_INET && dom != AF_INET6)) return 0;
+	l = sizeof type;
+	if (getsockopt(s, SOL_SOCKET, SO_TYPE, &type, &l)) return 0;
+	l = sizeof proto;
+	if (getsockopt(s, SOL_SOCKET, SO_PROTOCOL, &proto, &l)) return 0;
+	if (type == SOCK_STREAM && proto == IPPROTO_TCP) return PORT_PROTO_TCP;
+	if (type == SOCK_DGRAM && proto == IPPROTO_UDP) return PORT_PROTO_UDP;
+	return 0;
+}
+
+/* The application's system port for (proto, vport): 0 and *sport, or -1. */
+static int to_system(uint32_t proto, uint16_t vport, uint16_t *sport)
+{
+	struct tabledb *t = notify_tables_lock();
+	MDB_txn *txn;
+	struct fwd_val row;
+	int found = -1;
+	if (!t) return -1;
+	if (mdb_txn_begin(t->env, NULL, MDB_RDONLY, &txn) == 0) {
+		if (tabledb_fwd(t, txn, RT_PORT, port_id(proto, vport), &row) == 0) *sport = port_of(row.srid), found = 0;
+		mdb_txn_abort(txn);
+	}
+	notify_tables_unlock();
+	return found;
+}
+
+/* An address the kernel gave back, its port made virtual when it is one of
+ * the application's remapped ports (a socket's own address is local by
+ * definition: own). 1 when it changed. */
+static int to_virtual(int s, struct sockaddr *sa, socklen_t len, int own)
+{
+	uint16_t sport;
+	uint32_t proto, vrid = 0;
+	if (!port_in_addr(sa, len, &sport) || sport < notify_range_lo || sport > notify_range_hi || !(proto = sock_proto(s))) return 0;
+	struct tabledb *t = notify_tables_lock();
+	MDB_txn *txn;
+	int mine = 0;
+	if (!t) return 0;
+	if (mdb_txn_begin(t->env, NULL, MDB_RDONLY, &txn) == 0) {
+		mine = tabledb_rev(t, txn, RT_PORT, port_id(proto, sport), &vrid) == REV_MINE;
+		mdb_txn_abort(txn);
+	}
+	notify_tables_unlock();
+	if (!mine || port_of(vrid) == sport || !(own || port_addr_is_local(sa))) return 0;
+	port_set_in_addr(sa, port_of(vrid));
+	return 1;
+}
+
+/* The caller's address argument (addr, len): 0, or -1 to let the kernel
+ * judge it (a bad pointer or length, not an IP address, port 0). */
+static int read_inet(struct call *c, __u64 addr, __u64 len, struct sockaddr_storage *ss, uint16_t *vport)
+{
+	if (len < sizeof(sa_family_t) || len > sizeof *ss || notify_read(c, addr, ss, (size_t)len)) return -1;
+	return port_in_addr((struct sockaddr *)ss, (socklen_t)len, vport) && *vport ? 0 : -1;
+}
+
+/* --- bind ---------------------------------------------------------------- */
+
+struct bind_args {
+	int s;
+	struct sockaddr_storage *ss;
+	socklen_t len;
+};
+
+static int bind_candidate(void *arg, uint16_t sport)
+{
+	struct bind_args *b = arg;
+	port_set_in_addr((struct sockaddr *)b->ss, sport);
+	return bind(b->s, (struct sockaddr *)b->ss, b->len) == 0 ? 0 : errno;
+}
+
+/* The first bind of vport in the application, in a write transaction:
+ * 0, or the errno for the program. */
+static int bind_first(struct call *c, struct bind_args *b, uint32_t proto, uint16_t vport)
+{
+	struct tabledb *t = notify_tables_lock();
+	MDB_txn *txn;
+	struct fwd_val row;
+	uint16_t sport;
+	const char *pname = proto == PORT_PROTO_TCP ? "tcp" : "udp";
+	if (!t) return ENOBUFS;
+	if (tabledb_write_lock(t)) {
+		notify_tables_unlock();
+		return ENOBUFS;
+	}
+	int rc = mdb_txn_begin(t->env, NULL, 0, &txn);
+	if (rc == MDB_MAP_RESIZED) {
+		mdb_env_set_mapsize(t->env, 0);
+		rc = mdb_txn_begin(t->env, NULL, 0, &txn);
+	}
+	int err = rc ? ENOBUFS : 0;
+	if (!rc && tabledb_fwd(t, txn, RT_PORT, port_id(proto, vport), &row) == 0) {
+		mdb_txn_abort(txn); /* another process of the application was first */
+		err = bind_candidate(b, port_of(row.srid));
+	} else if (!rc) {
+		err = port_bind_first(t, txn, proto, vport, !(t->app_flags & APP_FLAG_NO_IDENTITY), notify_range_lo, notify_range_hi,
+				      (uint32_t)c->proc->tgid, bind_candidate, b, &sport);
+		if (err) mdb_txn_abort(txn);
+		else if ((rc = mdb_txn_commit(txn)) && rc != MDB_EMPTY_TXN) err = -rc;
+	}
+	tabledb_write_unlock(t);
+	notify_tables_unlock();
+	if (err == EADDRINUSE && rc == 0)
+		notify_warn(c, "no free system port for virtual port %u/%s of application '%s': every port of the range %u-%u is taken; end applications that hold ports there, or give this one a wider --port-range",
+			    vport, pname, t->aid, notify_range_lo, notify_range_hi);
+	if (err < 0) {
+		notify_warn(c, "cannot record port %u/%s in %s: %s", vport, pname, t->path, mdb_strerror(-err));
+		err = ENOBUFS;
+	}
+	return err;
+}
+
+static void do_bind(struct call *c)
+{
+	const __u64 *a = c->req->data.args;
+	struct sockaddr_storage ss;
+	uint16_t vport, sport;
+	uint32_t proto;
+	int s;
+	if (read_inet(c, a[1], a[2], &ss, &vport) || (s = notify_getfd(c, (int)a[0])) < 0) return notify_continue(c);
+	if (!(proto = sock_proto(s))) {
+		close(s);
+		return notify_continue(c);
+	}
+	struct bind_args b = { s, &ss, (socklen_t)a[2] };
+	int err;
+	if (port_bind_refused(c->req->pid, vport)) err = EACCES;
+	else if (to_system(proto, vport, &sport) == 0) err = bind_candidate(&b, sport);
+	else err = bind_first(c, &b, proto, vport);
+	close(s);
+	notify_answer(c, 0, err);
+}
+
+/* --- connect ------------------------------------------------------------- */
+
+struct pending_connect {
+	int listener, s;
+	uint64_t id;
+	struct sockaddr_storage ss;
+	socklen_t len;
+};
+
+static void *connect_worker(void *arg)
+{
+	struct pending_connect *p = arg;
+	int r = connect(p->s, (struct sockaddr *)&p->ss, p->len);
+	struct seccomp_notif_resp resp = { .id = p->id, .error = r ? -errno : 0 };
+	ioctl(p->listener, SECCOMP_IOCTL_NOTIF_SEND, &resp);
+	close(p->s);
+	close(p->listener);
+	free(p);
+	return NULL;
+}
+
+static void do_connect(struct call *c)
+{
+	const __u64 *a = c->req->data.args;
+	struct sockaddr_storage ss;
+	uint16_t vport, sport;
+	uint32_t proto;
+	int s;
+	if (read_inet(c, a[1], a[2], &ss, &vport) || (s = notify_getfd(c, (int)a[0])) < 0) return notify_continue(c);
+	if (!(proto = sock_proto(s)) || to_system(proto, vport, &sport) || sport == vport || !port_addr_is_local((struct sockaddr *)&ss)) {
+		close(s);
+		return notify_continue(c); /* not one of the application's remapped ports: as it is */
+	}
+	port_set_in_addr((struct sockaddr *)&ss, sport);
+	if (fcntl(s, F_GETFL) & O_NONBLOCK) {
+		int r = connect(s, (struct sockaddr *)&ss, (socklen_t)a[2]);
+		int err = r ? errno : 0;
+		close(s);
+		return notify_answer(c, 0, err);
+	}
+	struct pending_connect *p = malloc(sizeof *p);
+	pthread_t th;
+	if (p) *p = (struct pending_connect){ .listener = fcntl(c->listener, F_DUPFD_CLOEXEC, 0), .s = s, .id = c->req->id, .ss = ss, .len = (socklen_t)a[2] };
+	if (!p || p->listener < 0 || pthread_create(&th, NULL, connect_worker, p)) {
+		if (p && p->listener >= 0) close(p->listener);
+		free(p);
+		close(s);
+		return notify_answer(c, 0, ENOBUFS);
+	}
+	pthread_detach(th);
+}
+
+/* --- addresses given back ------------------------------------------------ */
+
+/* Writes a translated address of flen bytes to the caller's addr (cap
+ * bytes of room, truncated as the kernel truncates) and its full length
+ * to *lenp: 0, or -1 (EFAULT). */
+static int give_address(struct call *c, __u64 addr, __u64 lenp, socklen_t cap, const struct sockaddr_storage *full, socklen_t flen)
+{
+	if (notify_write(c, addr, full, cap < flen ? cap : flen)) return -1;
+	return notify_write(c, lenp, &flen, sizeof flen);
+}
+
+/* getsockname and getpeername: the kernel's answer, translated; "continue"
+ * when there is nothing to translate (the kernel writes it itself). */
+static void do_name(struct call *c, int own)
+{
+	const __u64 *a = c->req->data.args;
+	socklen_t cap;
+	struct sockaddr_storage full;
+	socklen_t flen = sizeof full;
+	int s;
+	if (!a[1] || notify_read(c, a[2], &cap, sizeof cap) || (s = notify_getfd(c, (int)a[0])) < 0) return notify_continue(c);
+	int r = own ? getsockname(s, (struct sockaddr *)&full, &flen) : getpeername(s, (struct sockaddr *)&full, &flen);
+	int changed = r == 0 && to_virtual(s, (struct sockaddr *)&full, flen, own);
+	close(s);
+	if (!changed) return notify_continue(c);
+	notify_answer(c, 0, give_address(c, a[1], a[2], cap, &full, flen) ? EFAULT : 0);
+}
+
+static void do_accept(struct call *c, int flags)
+{
+	const __u64 *a = c->req->data.args;
+	socklen_t cap;
+	int s;
+	if (!a[1] || (s = notify_getfd(c, (int)a[0])) < 0) return notify_continue(c);
+	if (!(fcntl(s, F_GETFL) & O_NONBLOCK) || notify_read(c, a[2], &cap, sizeof cap)) {
+		close(s);
+		return notify_continue(c); /* blocking: the program's own accept */
+	}
+	struct sockaddr_storage full;
+	socklen_t flen = sizeof full;
+	if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) {
+		close(s);
+		return notify_answer(c, 0, EINVAL);
+	}
+	int conn = accept4(s, (struct sockaddr *)&full, &flen, SOCK_CLOEXEC | (flags & SOCK_NONBLOCK));
+	int err = conn < 0 ? errno : 0;
+	if (conn >= 0) {
+		to_virtual(s, (struct sockaddr *)&full, flen, 0);
+		if (give_address(c, a[1], a[2], cap, &full, flen)) err = EFAULT; /* the connection is lost, as natively */
+	}
+	close(s);
+	if (err) {
+		if (conn >= 0) close(conn);
+		return notify_answer(c, 0, err);
+	}
+	/* Installs it and answers with its number, in one step. */
+	struct seccomp_notif_addfd add = { .id = c->req->id, .flags = SECCOMP_ADDFD_FLAG_SEND, .srcfd = (uint32_t)conn,
+					   .newfd_flags = flags & SOCK_CLOEXEC ? O_CLOEXEC : 0 };
+	if (ioctl(c->listener, SECCOMP_IOCTL_NOTIF_ADDFD, &add) < 0 && errno != EINPROGRESS) notify_answer(c, 0, errno == EBADF ? EMFILE : errno);
+	close(conn);
+}
+
+int port_call(struct call *c)
+{
+	switch (c->req->data.nr) {
+	case SYS_bind: do_bind(c); return 1;
+	case SYS_connect: do_connect(c); return 1;
+	case SYS_getsockname: do_name(c, 1); return 1;
+	case SYS_getpeername: do_name(c, 0); return 1;
+	case SYS_accept: do_accept(c, 0); return 1;
+	case SYS_accept4: do_accept(c, (int)c->req->data.args[3]); return 1;
+	}
+	return 0;
+}
