@@ -25,7 +25,9 @@ static int has_go_note(int fd, const Elf64_Phdr *ph)
 	for (size_t at = 0; at + sizeof(Elf64_Nhdr) <= n;) {
 		const Elf64_Nhdr *h = (const Elf64_Nhdr *)(buf + at);
 		size_t name = (h->n_namesz + 3) & ~3u, desc = (h->n_descsz + 3) & ~3u;
-		if (h->n_namesz == 3 && h->n_type == GO_NOTE_BUILDID && at + sizeof *h + 3 <= n && !memcmp(buf + at + sizeof *h, "Go", 3))
+		/* Go writes the name "Go" padded with zeros and counts the padding. */
+		if ((h->n_namesz == 3 || h->n_namesz == 4) && h->n_type == GO_NOTE_BUILDID && at + sizeof *h + 3 <= n &&
+		    !memcmp(buf + at + sizeof *h, "Go", 3))
 			return 1;
 		at += sizeof *h + name + desc;
 	}
