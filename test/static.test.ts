@@ -1,0 +1,88 @@
+import { describe, expect, it } from 'vitest';
+import { builtProgram } from '../ts/paths.js';
+import { MODES, appshot, appshotAsync, freePort, lines, makeHome, tablesJson, waitFor } from './helpers.js';
+
+/** Programs no shim reaches (test/fixtures/static, test/fixtures/go, built
+ * by npm run build): appshot covers them through the supervisor's
+ * seccomp user-notification filter (native/notify). */
+const HTTPD = builtProgram('static-httpd');
+const TOOL = builtProgram('static-tool');
+const GO = builtProgram('go-httpd');
+const GO_DYNAMIC = builtProgram('go-httpd-dynamic');
+const REMAP_BASE = 0x10000000;
+const RANGE = { lo: 20000, hi: 29999 };
+
+interface Server {
+  what: string;
+  serve: (name: string, port: number) => string[];
+  /** A client run inside the application: its output holds the server's name. */
+  get: (port: number) => string[];
+  /** What ends the server once the client has been answered, if anything. */
+  quit?: (port: number) => string[];
+}
+const SERVERS: Server[] = [
+  { what: 'a static C server', serve: (n, p) => [HTTPD, 'serve', n, String(p), '1'], get: (p) => [HTTPD, 'get', String(p)] },
+  { what: 'a static Go server', serve: (n, p) => [GO, 'serve', n, String(p)], get: (p) => [GO, 'get', String(p)], quit: (p) => [GO, 'get', String(p), '/quit'] },
+  { what: 'a dynamic Go server (cgo)', serve: (n, p) => [GO_DYNAMIC, 'serve', n, String(p)], get: (p) => [GO_DYNAMIC, 'get', String(p)], quit: (p) => [GO_DYNAMIC, 'get', String(p), '/quit'] },
+];
+
+describe.each(MODES)('static and Go programs, %s', (mode, flags) => {
+  const remapped = mode === 'remapped';
+
+  it.each(SERVERS)('two copies of $what insist on one virtual port at once, each reached by a client inside its own application', async (s) => {
+    const home = makeHome();
+    const vport = await freePort();
+    const tag = s.serve('x', 0)[0].split('/').pop();
+    // One after the other, so that in identity mode the first is the one that gets the port itself.
+    const servers = [];
+    for (const name of ['one', 'two']) {
+      const run = appshotAsync(home, ['run', '--aid', `${tag}-${name}`, ...flags, '--', ...s.serve(name, vport)]);
+      const m = await waitFor(run.out, /listening (\d+) pid (\d+)/);
+      expect(Number(m[1])).toBe(vport); // the listener's own address: the virtual port
+      const pid = Number(m[2]);
+      if (remapped) expect(pid).toBeGreaterThanOrEqual(REMAP_BASE);
+      else expect(pid).toBeLessThan(REMAP_BASE);
+      servers.push({ name, run, pid });
+    }
+    const rows = tablesJson(home, ['--type', 'port']);
+    expect(rows.map((r) => [r.aid, r.virtual]).sort()).toEqual([
+      [`${tag}-one`, vport],
+      [`${tag}-two`, vport],
+    ]);
+    const system = (name: string) => rows.find((r) => r.aid === `${tag}-${name}`)!.system as number;
+    if (remapped) expect(system('one')).not.toBe(vport);
+    else expect(system('one')).toBe(vport);
+    expect(system('two')).toBeGreaterThanOrEqual(RANGE.lo);
+    expect(system('two')).toBeLessThanOrEqual(RANGE.hi);
+    for (const { name, pid } of servers) {
+      const r = appshot(home, ['exec', `${tag}-${name}`, '--', ...s.get(vport)]);
+      expect(r.stderr).toBe('');
+      expect(r.stdout).toContain(`${name} ${pid}`);
+      if (s.get(0)[0] === HTTPD) expect(r.stdout).toMatch(new RegExp(`^peer ${vport} body `)); // getpeername: the virtual port
+      if (s.quit) expect(appshot(home, ['exec', `${tag}-${name}`, '--', ...s.quit(vport)]).stdout).toBe('bye\n');
+    }
+    for (const { run } of servers) {
+      const done = await run.done;
+      expect(done.stderr).toBe('');
+      expect(done.code).toBe(0);
+    }
+  });
+
+  it('a static server started by a shell under the shim: its pid is the vpid the shell knows, kill of that vpid from a static program reaches it', () => {
+    const home = makeHome();
+    const out = `${home}/server.out`;
+    const script = `${HTTPD} serve one 0 1 > ${out} & server=$!
+      until grep -qs listening ${out}; do sleep 0.02; done
+      echo "started $server $$"; cat ${out}
+      ${TOOL} pid kill $server 15
+      wait $server 2>/dev/null; echo "status $?"`;
+    const r = appshot(home, ['run', ...flags, '--', 'sh', '-c', script]);
+    expect(r.stderr).toBe('');
+    const out2 = lines(r.stdout);
+    const [, server, shell] = out2[0].split(' ').map(Number);
+    if (remapped) expect(server).toBeGreaterThanOrEqual(REMAP_BASE);
+    expect(out2[1]).toMatch(new RegExp(`^listening \\d+ pid ${server} ppid ${shell}$`));
+    expect(out2[2]).toMatch(new RegExp(`^pid (\\d+) tid \\1 ppid ${shell}$`));
+    expect(out2.slice(3)).toEqual(['kill 0', 'status 143']);
+  });
+});
