@@ -1,3 +1,5 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { builtProgram } from '../ts/paths.js';
 import { MODES, appshot, appshotAsync, freePort, lines, makeHome, tablesJson, waitFor } from './helpers.js';
@@ -84,5 +86,48 @@ describe.each(MODES)('static and Go programs, %s', (mode, flags) => {
     expect(out2[1]).toMatch(new RegExp(`^listening \\d+ pid ${server} ppid ${shell}$`));
     expect(out2[2]).toMatch(new RegExp(`^pid (\\d+) tid \\1 ppid ${shell}$`));
     expect(out2.slice(3)).toEqual(['kill 0', 'status 143']);
+  });
+
+  it('a fixed IPC key stays apart between two applications: semget, semctl, semop, msgget, msgsnd, msgrcv, IPC_RMID', async () => {
+    const home = makeHome();
+    // Each application makes its set and queue on key 0x5eed, then, once both
+    // have, reads them back and removes them.
+    const apps = ['one', 'two'].map((name, i) =>
+      appshotAsync(home, ['run', '--aid', `ipc-${name}`, ...flags, '--', 'sh', '-c',
+        `${TOOL} sem 0x5eed ${5 + 2 * i} msgsend 0x5eed hello-${name}; until [ -e ${home}/go ]; do sleep 0.02; done; ${TOOL} semget 0x5eed msgrecv 0x5eed rmid 0x5eed semget 0x5eed`]),
+    );
+    for (const a of apps) await waitFor(a.out, /sent/);
+    const keys = tablesJson(home, ['--type', 'semkey']);
+    expect(keys.map((r) => [r.aid, r.virtual]).sort()).toEqual([
+      ['ipc-one', 0x5eed],
+      ['ipc-two', 0x5eed],
+    ]);
+    expect(new Set(keys.map((r) => r.system)).size).toBe(2);
+    writeFileSync(join(home, 'go'), '');
+    const [one, two] = await Promise.all(apps.map((a) => a.done));
+    for (const [r, value, name] of [[one, 6, 'one'], [two, 8, 'two']] as const) {
+      expect(r.stderr).toBe('');
+      const [sem, sent, got, recv, rmid, gone] = lines(r.stdout);
+      const id = Number(sem.split(' ')[1]);
+      if (remapped) expect(id).toBeGreaterThanOrEqual(REMAP_BASE);
+      expect(sem).toBe(`sem ${id} ${value}`); // its own set: its own value, plus one
+      expect(sent).toMatch(/^sent \d+$/);
+      expect(got).toBe(`semget ${id}`);
+      expect([recv, rmid, gone]).toEqual([`recv hello-${name}`, 'rmid', 'semget failed ENOENT']);
+    }
+  });
+
+  it(remapped ? 'shmat and semop with SEM_UNDO on remapped IDs are refused with a message naming the call and the way out' : 'shmat and semop with SEM_UNDO on identity IDs are the program\'s own calls', () => {
+    const r = appshot(makeHome(), ['run', ...flags, '--', TOOL, 'shm', '0x5eed', 'undo', '0x5eee']);
+    if (!remapped) {
+      expect(r.stderr).toBe('');
+      expect(r.stdout).toMatch(/^shm \d+ attached\nundo 0\n$/);
+      return;
+    }
+    expect(r.stdout).toBe('shm failed ENOSYS\nundo failed ENOSYS\n');
+    expect(lines(r.stderr)).toEqual([
+      expect.stringMatching(/^appshot: shmat of a remapped segment by a statically linked or Go program \(kernel pid \d+\) is refused: .*; link the program dynamically .*, or run its application without --no-identity$/),
+      expect.stringMatching(/^appshot: semop with SEM_UNDO on a remapped semaphore set by a statically linked or Go program \(kernel pid \d+\) is refused: .*the undo list is the caller's.*$/),
+    ]);
   });
 });

@@ -184,3 +184,61 @@ int ipc_alloc_get(const struct ipc_alloc *a, MDB_txn *txn, uint8_t type, key_t v
 	return (int)vrid;
 }
 
+
+int ipc_alloc_gone(int err) { return err == EINVAL || err == EIDRM; }
+
+/* After IPC_RMID, a shared memory segment still attached lives on,
+ * keyless, until its last detach; its row stays until then, marked. */
+static int mark_removed(const struct ipc_alloc *a, MDB_txn *txn, uint8_t type, uint32_t vrid, struct fwd_val row)
+{
+	row.vkey = IPC_PRIVATE;
+	row.skey = SKEY_REMOVED;
+	return tabledb_put_fwd(a->t, txn, type, vrid, &row);
+}
+
+/* A clone lets go of its template's shared segment; the kernel's segment
+ * stays, the template's and the other clones'. The key row goes at once.
+ * The ID row goes too, unless a process of the clone still has the segment
+ * attached: then it stays, marked removed, until the last of them detaches,
+ * as a removed segment lives on natively. */
+static int let_go(const struct ipc_alloc *a, MDB_txn *txn, uint8_t type, uint32_t vrid, struct fwd_val row, unsigned attached)
+{
+	const struct tabledb *t = a->t;
+	int rc = row.vkey != IPC_PRIVATE ? tabledb_unmap(t, txn, sysv_key_type(type), row.vkey) : 0;
+	if (!rc) rc = attached ? mark_removed(a, txn, type, vrid, row) : tabledb_unmap(t, txn, type, vrid);
+	return rc;
+}
+
+/* IPC_RMID: the object goes from the kernel and its rows (and its key's
+ * row) from the tables in one write transaction. */
+int ipc_alloc_remove(const struct ipc_alloc *a, MDB_txn *txn, uint8_t type, uint32_t vrid, unsigned attached)
+{
+	const struct tabledb *t = a->t;
+	struct fwd_val row;
+	if (tabledb_fwd(t, txn, type, vrid, &row) != 0) {
+		a->abort(txn);
+		return fail(EINVAL);
+	}
+	if (row.creator == CREATOR_TEMPLATE) {
+		if (let_go(a, txn, type, vrid, row, attached)) a->abort(txn);
+		else a->commit(txn);
+		return 0;
+	}
+	if (sysv_rmid(a->k, type, (int)row.srid) != 0) {
+		int err = errno;
+		/* Gone already (removed from outside the shim): its rows go. */
+		if (ipc_alloc_gone(err) && tabledb_unmap_row(t, txn, type, vrid, row.srid) == 0) a->commit(txn);
+		else a->abort(txn);
+		return fail(err);
+	}
+	struct sysv_stat st;
+	int lives_on = type == RT_SHM && sysv_stat(a->k, type, (int)row.srid, &st) == 0;
+	int rc = lives_on ? mark_removed(a, txn, type, vrid, row)
+			  : tabledb_unmap_row(t, txn, type, vrid, row.srid);
+	if (!rc && row.vkey != IPC_PRIVATE)
+		rc = tabledb_unmap_row(t, txn, sysv_key_type(type), row.vkey, row.skey);
+	if (rc) a->abort(txn);
+	else a->commit(txn);
+	return 0;
+}
+

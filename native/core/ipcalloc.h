@@ -36,4 +36,14 @@ int ipc_alloc_get(const struct ipc_alloc *a, MDB_txn *txn, uint8_t type, key_t v
  * EINVAL where the kernel would have refused its arguments first. */
 int ipc_alloc_get_error(const struct kernel_ops *k, uint8_t type, size_t size, int err);
 
+/* IPC_RMID of the application's vrid, inside txn, which it ends: the object
+ * goes from the kernel and its rows (and its key's row) from the tables.
+ * A segment still attached lives on, keyless, with its row marked removed
+ * until its last detach; a template's shared segment (a clone's row with
+ * creator CREATOR_TEMPLATE) is only let go, the ID row kept while the
+ * application holds attached attachments. 0, or -1 with errno. */
+int ipc_alloc_remove(const struct ipc_alloc *a, MDB_txn *txn, uint8_t type, uint32_t vrid, unsigned attached);
+/* Whether a kernel error says the object is gone. */
+int ipc_alloc_gone(int err);
+
 #endif

@@ -101,67 +101,20 @@ int ipc_readable(const void *buf, size_t len)
 	return raw_call(SYS_process_vm_readv, shim_pid, &local, 1, &remote, 1, 0) == (long)len ? 0 : shim_fail(EFAULT);
 }
 
-static int gone(int err) { return err == EINVAL || err == EIDRM; }
+static int gone(int err) { return ipc_alloc_gone(err); }
 
-/* After IPC_RMID, a shared memory segment still attached lives on,
- * keyless, until its last detach; its row stays until then, marked. */
-static int mark_removed(MDB_txn *txn, uint8_t type, uint32_t vrid, struct fwd_val row)
-{
-	row.vkey = IPC_PRIVATE;
-	row.skey = SKEY_REMOVED;
-	return tabledb_put_fwd(shim_tables(), txn, type, vrid, &row);
-}
-
-/* A clone lets go of its template's shared segment; the kernel's segment
- * stays, the template's and the other clones'. The key row goes at once.
- * The ID row goes too, unless a process of the clone still has the segment
- * attached: then it stays, marked removed, until the last of them detaches,
- * as a removed segment lives on natively. */
-static int let_go(MDB_txn *txn, uint8_t type, uint32_t vrid, struct fwd_val row, unsigned attached)
-{
-	struct tabledb *t = shim_tables();
-	int rc = row.vkey != IPC_PRIVATE ? tabledb_unmap(t, txn, sysv_key_type(type), row.vkey) : 0;
-	if (!rc) rc = attached ? mark_removed(txn, type, vrid, row) : tabledb_unmap(t, txn, type, vrid);
-	return rc;
-}
-
-/* IPC_RMID: the object goes from the kernel and its rows (and its key's
- * row) from the tables in one write transaction. */
+/* IPC_RMID (core/ipcalloc.c), with what only the shim knows: how many
+ * attachments the application holds of a template's segment, counted
+ * before the write transaction begins (it reads /proc). */
 int ipc_remove(uint8_t type, int vrid)
 {
-	struct tabledb *t = shim_tables();
-	/* Counted before the write transaction begins: it reads /proc. */
 	uint32_t srid;
 	unsigned attached = type == RT_SHM && vr_is_template(type, (uint32_t)vrid) && ipc_srid(type, vrid, &srid) == 0
 				    ? ipc_shm_attachments(srid)
 				    : 0;
 	MDB_txn *txn = write_begin();
-	struct fwd_val row;
-	if (tabledb_fwd(t, txn, type, (uint32_t)vrid, &row) != 0) {
-		write_abort(txn);
-		return shim_fail(EINVAL);
-	}
-	if (row.creator == CREATOR_TEMPLATE) {
-		if (let_go(txn, type, (uint32_t)vrid, row, attached)) write_abort(txn);
-		else write_commit(txn);
-		return 0;
-	}
-	if (sysv_rmid(&shim_kernel, type, (int)row.srid) != 0) {
-		int err = errno;
-		/* Gone already (removed from outside the shim): its rows go. */
-		if (gone(err) && tabledb_unmap_row(t, txn, type, (uint32_t)vrid, row.srid) == 0) write_commit(txn);
-		else write_abort(txn);
-		return shim_fail(err);
-	}
-	struct sysv_stat st;
-	int lives_on = type == RT_SHM && sysv_stat(&shim_kernel, type, (int)row.srid, &st) == 0;
-	int rc = lives_on ? mark_removed(txn, type, (uint32_t)vrid, row)
-			  : tabledb_unmap_row(t, txn, type, (uint32_t)vrid, row.srid);
-	if (!rc && row.vkey != IPC_PRIVATE)
-		rc = tabledb_unmap_row(t, txn, sysv_key_type(type), row.vkey, row.skey);
-	if (rc) write_abort(txn);
-	else write_commit(txn);
-	return 0;
+	const struct ipc_alloc a = { shim_tables(), shim_inflight(), &shim_kernel, shim_pid, write_abort, commit, warn_line, NULL };
+	return ipc_alloc_remove(&a, txn, type, (uint32_t)vrid, attached);
 }
 
 /* A removed segment is gone for the application when the kernel has no
