@@ -88,6 +88,20 @@ describe.each(MODES)('static and Go programs, %s', (mode, flags) => {
     expect(out2.slice(3)).toEqual(['kill 0', 'status 143']);
   });
 
+  it('a dynamic program run by a static one keeps the shim: its bind is translated once, its getpid is its vpid', async () => {
+    const home = makeHome();
+    const vport = await freePort();
+    const py = `import os, socket; s = socket.socket(); s.bind(("127.0.0.1", ${vport})); print(s.getsockname()[1], os.getpid())`;
+    const r = appshot(home, ['run', '--keep', '--aid', 'mixed', ...flags, '--', TOOL, 'pid', 'exec', 'python3', '-c', py]);
+    expect(r.stderr).toBe('');
+    const [pidLine, pyLine] = lines(r.stdout);
+    const pid = Number(pidLine.split(' ')[1]);
+    expect(pyLine).toBe(`${vport} ${pid}`); // the same process after exec: the same vpid
+    const rows = tablesJson(home, ['--type', 'port']);
+    expect(rows.map((x) => x.virtual)).toEqual([vport]); // not its system port as one more virtual port
+    expect(appshot(home, ['gc', '--kept']).code).toBe(0);
+  });
+
   it('a fixed IPC key stays apart between two applications: semget, semctl, semop, msgget, msgsnd, msgrcv, IPC_RMID', async () => {
     const home = makeHome();
     // Each application makes its set and queue on key 0x5eed, then, once both
