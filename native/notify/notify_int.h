@@ -41,6 +41,8 @@ int notify_valid(const struct call *c);
 /* The caller's memory: 0, or -1 (EFAULT: the kernel's answer for it). */
 int notify_read(const struct call *c, uint64_t addr, void *buf, size_t n);
 int notify_write(const struct call *c, uint64_t addr, const void *buf, size_t n);
+/* Two pieces at once (an address and its length): one system call. */
+int notify_write2(const struct call *c, uint64_t addr, const void *buf, size_t n, uint64_t addr2, const void *buf2, size_t n2);
 /* A copy of the caller's descriptor fd in the supervisor, or -1. */
 int notify_getfd(const struct call *c, int fd);
 /* "appshot: <message>" on the caller's standard error. */

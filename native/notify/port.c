@@ -228,8 +228,7 @@ static void do_connect(struct call *c)
  * to *lenp: 0, or -1 (EFAULT). */
 static int give_address(struct call *c, __u64 addr, __u64 lenp, socklen_t cap, const struct sockaddr_storage *full, socklen_t flen)
 {
-	if (notify_write(c, addr, full, cap < flen ? cap : flen)) return -1;
-	return notify_write(c, lenp, &flen, sizeof flen);
+	return notify_write2(c, addr, full, cap < flen ? cap : flen, lenp, &flen, sizeof flen);
 }
 
 /* getsockname and getpeername: the kernel's answer, translated; "continue"

@@ -43,12 +43,15 @@ static int tables_state; /* 0 not opened yet, 1 open, -1 unusable */
 struct tabledb *notify_tables_lock(void)
 {
 	pthread_mutex_lock(&tables_lock);
+	/* Checked once: nothing in the supervisor closes descriptors behind
+	 * its back (a program's daemon may, which is why the shim checks
+	 * before every write; here that would be six fstat per call). */
 	if (tables_state == 0) {
 		const char *home = getenv("APPSHOT_HOME"), *aid = getenv("APPSHOT_AID");
 		char err[512];
-		tables_state = home && aid && tabledb_open(&tables, home, aid, err, sizeof err) == 0 ? 1 : -1;
+		tables_state = home && aid && tabledb_open(&tables, home, aid, err, sizeof err) == 0 && tabledb_fds_ok(&tables) ? 1 : -1;
 	}
-	if (tables_state > 0 && tabledb_fds_ok(&tables)) return &tables;
+	if (tables_state > 0) return &tables;
 	pthread_mutex_unlock(&tables_lock);
 	return NULL;
 }
@@ -84,9 +87,15 @@ int notify_read(const struct call *c, uint64_t addr, void *buf, size_t n)
 
 int notify_write(const struct call *c, uint64_t addr, const void *buf, size_t n)
 {
-	struct iovec local = { (void *)buf, n }, remote = { (void *)addr, n };
+	return notify_write2(c, addr, buf, n, 0, NULL, 0);
+}
+
+int notify_write2(const struct call *c, uint64_t addr, const void *buf, size_t n, uint64_t addr2, const void *buf2, size_t n2)
+{
+	struct iovec local[2] = { { (void *)buf, n }, { (void *)buf2, n2 } }, remote[2] = { { (void *)addr, n }, { (void *)addr2, n2 } };
+	unsigned k = n2 ? 2 : 1;
 	if (!notify_valid(c)) return -1;
-	return process_vm_writev(c->req->pid, &local, 1, &remote, 1, 0) == (ssize_t)n ? 0 : -1;
+	return process_vm_writev(c->req->pid, local, k, remote, k, 0) == (ssize_t)(n + n2) ? 0 : -1;
 }
 
 int notify_getfd(const struct call *c, int fd)

@@ -315,6 +315,7 @@ int main(int argc, char **argv)
 	} else {
 		/* Static and Go programs of the application are answered by a
 		 * thread of ours; without it they run untranslated, as before. */
+		unsetenv(NOTIFY_ENV); /* an enclosing application's supervisor is not ours */
 		notify_start(argv[1]);
 		child = fork();
 		if (child < 0) die("fork");
