@@ -39,8 +39,9 @@ describe.each(MODES)('static and Go programs, %s', (mode, flags) => {
     const servers = [];
     for (const name of ['one', 'two']) {
       const run = appshotAsync(home, ['run', '--aid', `${tag}-${name}`, ...flags, '--', ...s.serve(name, vport)]);
-      const m = await waitFor(run.out, /listening (\d+) pid (\d+)/);
+      const m = await waitFor(run.out, /listening (\d+) pid (\d+)( shim \w+)?\n/);
       expect(Number(m[1])).toBe(vport); // the listener's own address: the virtual port
+      if (s.serve('x', 0)[0] !== HTTPD) expect(m[3]).toBe(' shim no'); // Go never meets the shim, cgo or not
       const pid = Number(m[2]);
       if (remapped) expect(pid).toBeGreaterThanOrEqual(REMAP_BASE);
       else expect(pid).toBeLessThan(REMAP_BASE);
