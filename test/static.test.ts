@@ -39,7 +39,7 @@ describe.each(MODES)('static and Go programs, %s', (mode, flags) => {
     const servers = [];
     for (const name of ['one', 'two']) {
       const run = appshotAsync(home, ['run', '--aid', `${tag}-${name}`, ...flags, '--', ...s.serve(name, vport)]);
-      const m = await waitFor(run.out, /listening (\d+) pid (\d+)( shim \w+)?\n/);
+      const m = await waitFor(run.out, /listening (\d+) pid (\d+)(?: ppid \d+)?( shim \w+)?\n/);
       expect(Number(m[1])).toBe(vport); // the listener's own address: the virtual port
       if (s.serve('x', 0)[0] !== HTTPD) expect(m[3]).toBe(' shim no'); // Go never meets the shim, cgo or not
       const pid = Number(m[2]);
@@ -87,6 +87,19 @@ describe.each(MODES)('static and Go programs, %s', (mode, flags) => {
     expect(out2[1]).toMatch(new RegExp(`^listening \\d+ pid ${server} ppid ${shell}$`));
     expect(out2[2]).toMatch(new RegExp(`^pid (\\d+) tid \\1 ppid ${shell}$`));
     expect(out2.slice(3)).toEqual(['kill 0', 'status 143']);
+  });
+
+  it('a static program forks: the child sees its own vpid and its parent\'s', () => {
+    // The parent asks its own pid only after: its row comes from its exec.
+    const r = appshot(makeHome(), ['run', ...flags, '--', TOOL, 'fork', 'pid']);
+    expect(r.stderr).toBe('');
+    const [child, waited, self] = lines(r.stdout);
+    const pid = Number(self.split(' ')[1]);
+    const m = child.match(/^child pid (\d+) ppid (\d+)$/)!;
+    expect(Number(m[2])).toBe(pid);
+    if (remapped) expect(Number(m[1])).toBeGreaterThanOrEqual(REMAP_BASE);
+    expect(Number(m[1])).not.toBe(pid);
+    expect(waited).toBe('waited 3');
   });
 
   it('a dynamic program run by a static one keeps the shim: its bind is translated once, its getpid is its vpid', async () => {

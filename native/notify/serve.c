@@ -124,7 +124,7 @@ void notify_warn(const struct call *c, const char *fmt, ...)
 
 /* ------------------------------------------------------------ processes */
 
-#define MAX_PROCS 1024
+#define MAX_PROCS 8192
 #define TID_SLOTS 1024
 static struct proc procs[MAX_PROCS];
 static struct {
@@ -259,12 +259,16 @@ static void serve_call(int listener)
 		return;
 	}
 	int nr = req->data.nr;
+	if (c.proc->kind == KIND_UNKNOWN) c.proc->kind = kind_of(c.proc->tgid);
 	if (nr == SYS_execve || nr == SYS_execveat) {
+		/* A process that runs a program under the filter has a row from
+		 * then on (its vpid), as the shim records itself at start: its
+		 * children's getppid names it. */
+		if (c.proc->kind != KIND_SHIM) notify_vpid(&c);
 		c.proc->kind = KIND_UNKNOWN; /* another program from now on */
 		notify_continue(&c);
 		return;
 	}
-	if (c.proc->kind == KIND_UNKNOWN) c.proc->kind = kind_of(c.proc->tgid);
 	if (c.proc->kind == KIND_SHIM || !(port_call(&c) || pid_call(&c) || ipc_call(&c))) notify_continue(&c);
 }
 
