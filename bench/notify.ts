@@ -5,10 +5,14 @@
  * bench/native/notifybench.c, in one round: linked statically and run
  * natively; linked statically under `appshot run --no-identity` (every
  * call notified); linked dynamically under the same (the shim). Medians of
- * the rounds. `node dist/bench/notify.js` runs it alone and prints its
- * table.
+ * the rounds. Then a Go HTTP server (test/fixtures/go) under load from
+ * bench/native/loadgen.c, natively and in a remapped application (the
+ * load generator inside it, under the shim), a new connection per request
+ * and 100 requests per connection: what the notified accept and
+ * getsockname of each connection cost a real server. `node
+ * dist/bench/notify.js` runs it alone and prints its tables.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
@@ -73,22 +77,80 @@ export function notifyTable(figures: NotifyFigures[]): ReportTable {
   };
 }
 
+export interface GoLoadFigures {
+  perConnection: number;
+  nativeRps: number;
+  appshotRps: number;
+}
+
+function loadgen(prefix: string[], port: number, perConnection: number, seconds: number, env: NodeJS.ProcessEnv): number {
+  const argv = [...prefix, builtProgram('loadgen'), String(port), '2', String(seconds), String(perConnection)];
+  const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', env });
+  if (r.status !== 0) throw new Error(`loadgen failed (${r.status}): ${r.stderr}`);
+  return JSON.parse(r.stdout).rps;
+}
+
+/** The Go server started (natively, or under appshot run --no-identity
+ * as application AID), once it says it listens; its end. */
+async function goServer(port: number, env: NodeJS.ProcessEnv, aid?: string): Promise<() => Promise<void>> {
+  const serve = [builtProgram('go-httpd'), 'serve', 'ok', String(port)];
+  const argv = aid ? [process.execPath, CLI_PATH, 'run', '--no-identity', '--aid', aid, '--', ...serve] : serve;
+  const child = spawn(argv[0], argv.slice(1), { env, stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (d) => {
+      out += d;
+      if (out.includes('listening')) resolve();
+    });
+    child.on('exit', (code) => reject(new Error(`go-httpd ended (${code}) before it listened`)));
+  });
+  return () =>
+    new Promise<void>((resolve) => {
+      child.removeAllListeners('exit');
+      child.on('close', () => resolve());
+      child.kill('SIGTERM');
+    });
+}
+
+export async function goLoad(home: string, seconds: number, port: number): Promise<GoLoadFigures[]> {
+  const env = { ...process.env, APPSHOT_HOME: home };
+  const figures: GoLoadFigures[] = [1, 100].map((perConnection) => ({ perConnection, nativeRps: 0, appshotRps: 0 }));
+  let stop = await goServer(port, env);
+  for (const f of figures) f.nativeRps = loadgen([], port, f.perConnection, seconds, env);
+  await stop();
+  stop = await goServer(port, env, 'bench-go');
+  for (const f of figures) f.appshotRps = loadgen([process.execPath, CLI_PATH, 'exec', 'bench-go', '--'], port, f.perConnection, seconds, env);
+  await stop();
+  return figures;
+}
+
+export function goLoadTable(figures: GoLoadFigures[]): ReportTable {
+  return {
+    title: 'A Go HTTP server (no cgo) under load: requests per second natively and in a remapped application (2 client threads on loopback)',
+    head: ['requests per connection', 'native', 'appshot', 'appshot / native'],
+    rows: figures.map((f) => [String(f.perConnection), f.nativeRps.toFixed(0), f.appshotRps.toFixed(0), `${(f.appshotRps / f.nativeRps).toFixed(2)}x`]),
+  };
+}
+
 export const notifyStage: Stage = {
   name: 'notify',
-  describe: (full) => `static program's calls answered by the supervisor, native and the shim beside them (${sized(full, { default: 2, full: 5 })} rounds)`,
+  describe: (full) =>
+    `static program's calls answered by the supervisor, native and the shim beside them (${sized(full, { default: 2, full: 5 })} rounds); a Go HTTP server under load (${sized(full, { default: 1, full: 3 })} s per run)`,
   async run(ctx) {
-    return { tables: [notifyTable(notifyCost(ctx.home, sized(ctx.full, { default: 2, full: 5 }), ctx.progress))] };
+    const calls = notifyTable(notifyCost(ctx.home, sized(ctx.full, { default: 2, full: 5 }), ctx.progress));
+    return { tables: [calls, goLoadTable(await goLoad(ctx.home, sized(ctx.full, { default: 1, full: 3 }), PORT_BASE + 90))] };
   },
 };
 
-function main(): void {
+async function main(): Promise<void> {
   const home = mkdtempSync(join(tmpdir(), 'appshot-bench-notify-'));
   try {
-    const t = notifyTable(notifyCost(home, Number(process.env.BENCH_ROUNDS ?? 5), (l) => process.stderr.write(l + '\n')));
-    process.stdout.write([t.title, t.head.join(' | '), ...t.rows.map((r) => r.join(' | '))].join('\n') + '\n');
+    const calls = notifyTable(notifyCost(home, Number(process.env.BENCH_ROUNDS ?? 5), (l) => process.stderr.write(l + '\n')));
+    const load = goLoadTable(await goLoad(home, Number(process.env.BENCH_SECONDS ?? 2), PORT_BASE + 90));
+    for (const t of [calls, load]) process.stdout.write([t.title, t.head.join(' | '), ...t.rows.map((r) => r.join(' | '))].join('\n') + '\n\n');
   } finally {
     rmSync(home, { recursive: true, force: true });
   }
 }
 
-if (process.argv[1] && basename(process.argv[1]) === 'notify.js') main();
+if (process.argv[1] && basename(process.argv[1]) === 'notify.js') void main();
