@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { builtProgram } from '../ts/paths.js';
-import { MODES, appshot, appshotAsync, freePort, lines, makeHome, tablesJson, waitFor } from './helpers.js';
+import { MODES, appshot, appshotAsync, freePort, lines, makeHome, tablesJson, waitFor, who } from './helpers.js';
 
 /** Programs no shim reaches (test/fixtures/static, test/fixtures/go, built
  * by npm run build): appshot covers them through the supervisor's
@@ -65,6 +65,29 @@ describe.each(MODES)('static and Go programs, %s', (mode, flags) => {
       if (s.quit) expect(appshot(home, ['exec', `${tag}-${name}`, '--', ...s.quit(vport)]).stdout).toBe('bye\n');
     }
     for (const { run } of servers) {
+      const done = await run.done;
+      expect(done.stderr).toBe('');
+      expect(done.code).toBe(0);
+    }
+  });
+
+  it.each(SERVERS.slice(0, 2))('two copies of $what publish one public port: its connections go to both', async (s) => {
+    const home = makeHome();
+    const [vport, pub] = [await freePort(), await freePort()];
+    const tag = `pub-${s.serve('x', 0)[0].split('/').pop()}`;
+    const runs = [];
+    for (const name of ['one', 'two']) {
+      // The C server answers two requests and ends; the Go server until /quit.
+      const serve = s.quit ? s.serve(name, vport) : [...s.serve(name, vport).slice(0, -1), '2'];
+      const run = appshotAsync(home, ['run', '--aid', `${tag}-${name}`, ...flags, '--publish', `127.0.0.1:${pub}:${vport}`, '--', ...serve]);
+      await waitFor(run.out, /listening/);
+      runs.push(run);
+    }
+    const bodies = [];
+    for (let i = 0; i < 4; i++) bodies.push((await who(pub)).split(' ')[0].trim());
+    expect(bodies.sort()).toEqual(['one', 'one', 'two', 'two']); // round robin over both instances
+    if (s.quit) for (const name of ['one', 'two']) appshot(home, ['exec', `${tag}-${name}`, '--', ...s.quit(vport)]);
+    for (const run of runs) {
       const done = await run.done;
       expect(done.stderr).toBe('');
       expect(done.code).toBe(0);

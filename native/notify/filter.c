@@ -1,6 +1,6 @@
 /* The user-notification filter (notify.h): which calls the supervisor
- * answers. Not listen (nothing to translate unless the port is published,
- * which static programs do not get), not wait4/waitid (only the parent may
+ * answers. listen only in an application that publishes a port (elsewhere
+ * it has nothing to translate); not wait4/waitid (only the parent may
  * reap: see pid.c). execve and execveat are notified so the supervisor
  * learns that a process became another program. */
 #include "notify.h"
@@ -12,6 +12,7 @@
 #include <sys/syscall.h>
 
 static const int socket_calls[] = { SYS_bind, SYS_connect, SYS_getsockname, SYS_getpeername, SYS_accept, SYS_accept4, SYS_execve, SYS_execveat };
+static const int listen_calls[] = { SYS_listen };
 static const int pid_calls[] = { SYS_getpid, SYS_gettid, SYS_getppid, SYS_kill, SYS_tgkill, SYS_tkill };
 static const int ipc_calls[] = { SYS_semget, SYS_semctl, SYS_semop, SYS_semtimedop, SYS_shmget, SYS_shmctl, SYS_shmat,
 				 SYS_msgget, SYS_msgctl, SYS_msgsnd, SYS_msgrcv };
@@ -20,9 +21,11 @@ static const int ipc_calls[] = { SYS_semget, SYS_semctl, SYS_semop, SYS_semtimed
 
 unsigned notify_filter(struct sock_filter *f, unsigned max, unsigned what)
 {
-	int nrs[N(socket_calls) + N(pid_calls) + N(ipc_calls)];
+	int nrs[N(socket_calls) + N(listen_calls) + N(pid_calls) + N(ipc_calls)];
 	unsigned n = 0, k = 0;
 	for (unsigned i = 0; i < N(socket_calls); i++) nrs[n++] = socket_calls[i];
+	if (what & NOTIFY_LISTEN)
+		for (unsigned i = 0; i < N(listen_calls); i++) nrs[n++] = listen_calls[i];
 	if (what & NOTIFY_PIDS)
 		for (unsigned i = 0; i < N(pid_calls); i++) nrs[n++] = pid_calls[i];
 	if (what & NOTIFY_IPC)

@@ -28,6 +28,8 @@
  * remapped application (elsewhere vpid == spid: nothing to answer). */
 #define NOTIFY_PIDS 1u
 #define NOTIFY_IPC 2u
+/* listen, in an application that publishes a port (APPSHOT_PUBLISH). */
+#define NOTIFY_LISTEN 4u
 
 /* Builds the filter for what (NOTIFY_*) into insns (room for max): the
  * number of instructions. */

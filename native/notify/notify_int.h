@@ -29,6 +29,8 @@ struct call {
 
 /* The application's settings, read once the tables are open. */
 extern uint16_t notify_range_lo, notify_range_hi;
+/* What the filters notify (NOTIFY_*). */
+extern unsigned notify_what;
 
 /* Answers: a result (val) or an error (a positive errno), or "make the call
  * as it is" (the kernel's own, arguments untouched). */

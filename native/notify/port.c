@@ -11,22 +11,36 @@
  * (Go's, any epoll server's) is made here and the connection installed in
  * the program (SECCOMP_IOCTL_NOTIF_ADDFD). A translated connect on a
  * blocking socket is made by a worker thread, so the serving thread never
- * waits; one that needs no translation is the program's own. */
+ * waits; one that needs no translation is the program's own.
+ *
+ * In an application that publishes a port, listen on a published virtual
+ * port hands the listening socket to the port's pool daemon and puts the
+ * channel in its place in the program (SECCOMP_ADDFD_FLAG_SETFD), as the
+ * shim's listen does (core/poolreg.h); accept on the channel takes the
+ * next connection the daemon hands over, and getsockname gives the
+ * address the program bound. */
 #define _GNU_SOURCE
 #include "notify_int.h"
 #include "../core/portpolicy.h"
+#include "../core/poolreg.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#ifndef SECCOMP_ADDFD_FLAG_SETFD
+#define SECCOMP_ADDFD_FLAG_SETFD (1UL << 0)
+#endif
 #ifndef SECCOMP_ADDFD_FLAG_SEND
 #define SECCOMP_ADDFD_FLAG_SEND (1UL << 1)
 #endif
@@ -90,6 +104,17 @@ static int read_inet(struct call *c, __u64 addr, __u64 len, struct sockaddr_stor
 {
 	if (len < sizeof(sa_family_t) || len > sizeof *ss || notify_read(c, addr, ss, (size_t)len)) return -1;
 	return port_in_addr((struct sockaddr *)ss, (socklen_t)len, vport) && *vport ? 0 : -1;
+}
+
+/* Whether s is a pool channel (core/poolreg.h): 1 and the listening
+ * address the program bound, virtual port included. */
+static int channel_address(int s, struct sockaddr_storage *out, socklen_t *outlen)
+{
+	struct sockaddr_un un;
+	socklen_t len = sizeof un;
+	const size_t off = offsetof(struct sockaddr_un, sun_path) + 1;
+	return getsockname(s, (struct sockaddr *)&un, &len) == 0 && un.sun_family == AF_UNIX && len > off && un.sun_path[0] == 0 &&
+	       pool_name_address(un.sun_path + 1, len - off, out, outlen);
 }
 
 /* --- bind ---------------------------------------------------------------- */
@@ -243,9 +268,165 @@ static void do_name(struct call *c, int own)
 	if (!a[1] || notify_read(c, a[2], &cap, sizeof cap) || (s = notify_getfd(c, (int)a[0])) < 0) return notify_continue(c);
 	int r = own ? getsockname(s, (struct sockaddr *)&full, &flen) : getpeername(s, (struct sockaddr *)&full, &flen);
 	int changed = r == 0 && to_virtual(s, (struct sockaddr *)&full, flen, own);
+	if (own && r == 0 && full.ss_family == AF_UNIX && (notify_what & NOTIFY_LISTEN)) changed = channel_address(s, &full, &flen);
 	close(s);
 	if (!changed) return notify_continue(c);
 	notify_answer(c, 0, give_address(c, a[1], a[2], cap, &full, flen) ? EFAULT : 0);
+}
+
+/* --- a published port's channel ------------------------------------------ */
+
+static void warn_nowhere(const char *msg) { (void)msg; } /* a stranger's datagram: dropped */
+
+/* The connection conn, taken from a channel for the call whose id and
+ * pid req holds: its peer written to the caller (if it asked), then
+ * installed and answered in one step. */
+static void give_connection(const struct call *c, int conn, int flags)
+{
+	const __u64 *a = c->req->data.args;
+	socklen_t cap;
+	if (a[1]) {
+		struct sockaddr_storage full;
+		socklen_t flen = sizeof full;
+		if (notify_read(c, a[2], &cap, sizeof cap) || getpeername(conn, (struct sockaddr *)&full, &flen) ||
+		    (to_virtual(conn, (struct sockaddr *)&full, flen, 0), give_address((struct call *)c, a[1], a[2], cap, &full, flen))) {
+			close(conn);
+			return notify_answer(c, 0, EFAULT);
+		}
+	}
+	struct seccomp_notif_addfd add = { .id = c->req->id, .flags = SECCOMP_ADDFD_FLAG_SEND, .srcfd = (uint32_t)conn,
+					   .newfd_flags = flags & SOCK_CLOEXEC ? O_CLOEXEC : 0 };
+	if (ioctl(c->listener, SECCOMP_IOCTL_NOTIF_ADDFD, &add) < 0 && errno != EINPROGRESS) notify_answer(c, 0, errno == EBADF ? EMFILE : errno);
+	close(conn);
+}
+
+struct pending_accept {
+	struct seccomp_notif req;
+	struct call c;
+	int s, flags;
+};
+
+static void *accept_worker(void *arg)
+{
+	struct pending_accept *p = arg;
+	int conn = pool_channel_accept(p->s, SOCK_CLOEXEC | (p->flags & SOCK_NONBLOCK), warn_nowhere);
+	if (conn < 0) notify_answer(&p->c, 0, errno);
+	else give_connection(&p->c, conn, p->flags);
+	close(p->s);
+	close(p->c.listener);
+	free(p);
+	return NULL;
+}
+
+/* accept on a channel: the next connection the pool daemon hands over. A
+ * blocking channel with nothing waiting is waited on by a worker thread. */
+static void accept_channel(struct call *c, int s, int flags)
+{
+	struct pollfd pf = { s, POLLIN, 0 };
+	if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) {
+		close(s);
+		return notify_answer(c, 0, EINVAL);
+	}
+	if ((fcntl(s, F_GETFL) & O_NONBLOCK) || poll(&pf, 1, 0) == 1) {
+		int conn = pool_channel_accept(s, SOCK_CLOEXEC | (flags & SOCK_NONBLOCK), warn_nowhere);
+		close(s);
+		if (conn < 0) return notify_answer(c, 0, errno);
+		return give_connection(c, conn, flags);
+	}
+	struct pending_accept *p = calloc(1, sizeof *p);
+	pthread_t th;
+	if (p) {
+		p->req.id = c->req->id;
+		p->req.pid = c->req->pid;
+		memcpy(p->req.data.args, c->req->data.args, sizeof p->req.data.args);
+		p->c = (struct call){ fcntl(c->listener, F_DUPFD_CLOEXEC, 0), &p->req, c->proc };
+		p->s = s;
+		p->flags = flags;
+	}
+	if (!p || p->c.listener < 0 || pthread_create(&th, NULL, accept_worker, p)) {
+		if (p && p->c.listener >= 0) close(p->c.listener);
+		free(p);
+		close(s);
+		return notify_answer(c, 0, ENOMEM);
+	}
+	pthread_detach(th);
+}
+
+/* Whether the socket's own address is a published virtual port of the
+ * application's: its vport and public port. */
+static int published(int s, const struct sockaddr_storage *ss, socklen_t len, uint16_t *vport, uint16_t *pub)
+{
+	uint16_t sport;
+	uint32_t vrid = 0, psrid = 0;
+	struct fwd_val row;
+	if (sock_proto(s) != PORT_PROTO_TCP || !port_in_addr((const struct sockaddr *)ss, len, &sport)) return 0;
+	struct tabledb *t = notify_tables_lock();
+	MDB_txn *txn;
+	int found = 0;
+	if (!t) return 0;
+	if (mdb_txn_begin(t->env, NULL, MDB_RDONLY, &txn) == 0) {
+		found = tabledb_rev(t, txn, RT_PORT, port_id(PORT_PROTO_TCP, sport), &vrid) == REV_MINE &&
+			tabledb_fwd(t, txn, RT_PUBLISH, port_id(PORT_PROTO_TCP, port_of(vrid)), &row) == 0;
+		psrid = row.srid;
+		mdb_txn_abort(txn);
+	}
+	notify_tables_unlock();
+	if (found) *vport = port_of(vrid), *pub = port_of(psrid);
+	return found;
+}
+
+/* Whether the caller's descriptor fd is close-on-exec (its fdinfo). */
+static int cloexec_of(const struct call *c, int fd)
+{
+	char path[64], buf[256];
+	snprintf(path, sizeof path, "/proc/%d/fdinfo/%d", (int)c->proc->tgid, fd);
+	int f = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = f >= 0 ? read(f, buf, sizeof buf - 1) : -1;
+	if (f >= 0) close(f);
+	if (n <= 0) return 0;
+	buf[n] = 0;
+	char *flags = strstr(buf, "flags:");
+	return flags && (strtoul(flags + 6, NULL, 8) & O_CLOEXEC);
+}
+
+/* listen: the program's own call, made on its socket here; on a published
+ * virtual port the socket then goes to the pool, a channel in its place. */
+static void do_listen(struct call *c)
+{
+	const __u64 *a = c->req->data.args;
+	int fd = (int)a[0], s = notify_getfd(c, fd);
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof ss;
+	uint16_t vport, pub;
+	if (s < 0) return notify_continue(c);
+	if (listen(s, (int)a[1])) {
+		int err = errno;
+		close(s);
+		return notify_answer(c, 0, err);
+	}
+	if (getsockname(s, (struct sockaddr *)&ss, &len) == 0 && published(s, &ss, len, &vport, &pub)) {
+		char why[512];
+		struct tabledb *t = notify_tables_lock();
+		char aid[sizeof t->aid] = "";
+		if (t) snprintf(aid, sizeof aid, "%s", t->aid), notify_tables_unlock();
+		uint16_t sport = 0;
+		port_in_addr((struct sockaddr *)&ss, len, &sport);
+		/* Read before the daemon has the socket: it makes its copy non-blocking. */
+		int flflags = fcntl(s, F_GETFL);
+		int ch = pool_channel_join(getenv("APPSHOT_HOME"), pub, aid, (uint32_t)c->proc->tgid, s, (struct sockaddr *)&ss, vport, sport, why, sizeof why);
+		if (ch < 0) {
+			notify_warn(c, "cannot join the pool of published port %u (%s); virtual port %u is reachable from inside the application only", pub, why, vport);
+		} else {
+			if (flflags >= 0 && (flflags & O_NONBLOCK)) fcntl(ch, F_SETFL, O_NONBLOCK);
+			struct seccomp_notif_addfd add = { .id = c->req->id, .flags = SECCOMP_ADDFD_FLAG_SETFD, .srcfd = (uint32_t)ch,
+							   .newfd = (uint32_t)fd, .newfd_flags = cloexec_of(c, fd) ? O_CLOEXEC : 0 };
+			if (ioctl(c->listener, SECCOMP_IOCTL_NOTIF_ADDFD, &add) < 0)
+				notify_warn(c, "cannot put the channel of published port %u in place: %s", pub, strerror(errno));
+			close(ch);
+		}
+	}
+	close(s);
+	notify_answer(c, 0, 0);
 }
 
 static void do_accept(struct call *c, int flags)
@@ -253,6 +434,12 @@ static void do_accept(struct call *c, int flags)
 	const __u64 *a = c->req->data.args;
 	socklen_t cap;
 	int s;
+	if ((notify_what & NOTIFY_LISTEN) && (s = notify_getfd(c, (int)a[0])) >= 0) {
+		struct sockaddr_storage lis;
+		socklen_t llen;
+		if (channel_address(s, &lis, &llen)) return accept_channel(c, s, flags);
+		close(s);
+	}
 	if (!a[1] || (s = notify_getfd(c, (int)a[0])) < 0) return notify_continue(c);
 	if (!(fcntl(s, F_GETFL) & O_NONBLOCK) || notify_read(c, a[2], &cap, sizeof cap)) {
 		close(s);
@@ -289,6 +476,7 @@ int port_call(struct call *c)
 	case SYS_connect: do_connect(c); return 1;
 	case SYS_getsockname: do_name(c, 1); return 1;
 	case SYS_getpeername: do_name(c, 0); return 1;
+	case SYS_listen: do_listen(c); return 1;
 	case SYS_accept: do_accept(c, 0); return 1;
 	case SYS_accept4: do_accept(c, (int)c->req->data.args[3]); return 1;
 	}

@@ -244,7 +244,7 @@ static void proc_exited(int pidfd)
 /* ------------------------------------------------------------- serving */
 
 static struct seccomp_notif_sizes sizes;
-static unsigned what; /* NOTIFY_*: what loaders install */
+unsigned notify_what; /* NOTIFY_*: what loaders install */
 
 static void serve_call(int listener)
 {
@@ -286,7 +286,7 @@ static void take_listener(int sock)
 		close(s);
 		return;
 	}
-	unsigned char w = (unsigned char)what;
+	unsigned char w = (unsigned char)notify_what;
 	char byte, ctl[CMSG_SPACE(sizeof(int))];
 	struct iovec iov = { &byte, 1 };
 	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof ctl };
@@ -343,8 +343,9 @@ int notify_start(const char *shim)
 	if (syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &sizes) != 0) return -1; /* no user notification here */
 	struct tabledb *t = notify_tables_lock();
 	if (!t) return -1;
-	what = t->app_flags & APP_FLAG_NO_IDENTITY ? NOTIFY_PIDS : 0;
-	what |= NOTIFY_IPC;
+	notify_what = t->app_flags & APP_FLAG_NO_IDENTITY ? NOTIFY_PIDS : 0;
+	notify_what |= NOTIFY_IPC;
+	if (getenv("APPSHOT_PUBLISH")) notify_what |= NOTIFY_LISTEN;
 	notify_tables_unlock();
 	/* An abstract name with 64 random bits: nothing on disk to clean up. */
 	uint64_t r = 0;
