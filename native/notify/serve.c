@@ -272,6 +272,18 @@ static void serve_call(int listener)
 	if (c.proc->kind == KIND_SHIM || !(port_call(&c) || pid_call(&c) || ipc_call(&c))) notify_continue(&c);
 }
 
+/* Whether fd is a seccomp listener: anything else (a pipe with data, from
+ * a process of our user that is not a loader) would keep the loop busy. */
+static int is_listener(int fd)
+{
+	char path[64], target[64];
+	snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(path, target, sizeof target - 1);
+	if (n <= 0) return 0;
+	target[n] = 0;
+	return !strcmp(target, "anon_inode:seccomp notify");
+}
+
 /* A loader hands over its filter's listener: check that it is our user's,
  * tell it what to notify, take the listener, say so. */
 static void take_listener(int sock)
@@ -296,7 +308,7 @@ static void take_listener(int sock)
 		if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) memcpy(&fd, CMSG_DATA(cm), sizeof fd);
 	}
 	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = EV(EV_LISTENER, fd) };
-	if (fd >= 0 && epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) == 0 && send(s, "k", 1, MSG_NOSIGNAL) == 1) {
+	if (fd >= 0 && is_listener(fd) && epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) == 0 && send(s, "k", 1, MSG_NOSIGNAL) == 1) {
 		close(s);
 		return;
 	}
