@@ -55,6 +55,11 @@ int port_call(struct call *c);
 int pid_call(struct call *c);
 int ipc_call(struct call *c);
 
+/* The process seen with this thread group ID, or NULL; its kind, read from
+ * its maps the first time after an exec. */
+struct proc *notify_proc_find(pid_t tgid);
+enum proc_kind notify_kind(struct proc *p);
+
 /* The vpid of the caller's process, recording it on first sight (pid.c). */
 uint32_t notify_vpid(struct call *c);
 

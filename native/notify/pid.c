@@ -7,12 +7,13 @@
  * else left to the kernel as they are.
  *
  * Not done from outside: wait4 and waitid (only a process's parent may reap
- * it, so the supervisor cannot make the call for it; its result is the
- * kernel's), and a raw clone's result (the child's kernel PID, as the
- * shim's trap leaves it too). A static parent thus knows its children by
- * kernel PIDs throughout (fork, wait, kill all agree); a vpid from
- * elsewhere (a pid file) works for kill. A signal sent for the program by
- * the supervisor carries the supervisor's PID as its sender. */
+ * it, so the supervisor cannot make the call for it) and fork's result (a
+ * notification cannot change what the kernel returns): a static parent
+ * sees its children's kernel PIDs there. So a child that such a parent
+ * forked is recorded with its kernel PID as its vpid, in a remapped
+ * application too: fork, wait, kill and the child's own getpid then agree.
+ * A signal sent for the program by the supervisor carries the supervisor's
+ * PID as its sender. */
 #define _GNU_SOURCE
 #include "notify_int.h"
 #include "../core/procinfo.h"
@@ -71,10 +72,13 @@ uint32_t notify_vpid(struct call *c)
 		if (tabledb_pid_lookup(t, txn, (uint32_t)p->tgid, p->ticks, &vpid)) vpid = 0;
 		mdb_txn_abort(txn);
 	}
+	pid_t parent = proc_parent(p->tgid);
+	struct proc *pp = !vpid && parent > 0 ? notify_proc_find(parent) : NULL;
+	/* Forked by a program under the filter, which holds its kernel PID. */
+	uint32_t want = pp && notify_kind(pp) == KIND_NOTIFIED ? (uint32_t)p->tgid : 0;
 	if (!vpid && tabledb_write_lock(t) == 0) {
 		if (mdb_txn_begin(t->env, NULL, 0, &txn) == 0) {
-			pid_t parent = proc_parent(p->tgid);
-			if (tabledb_pid_record(t, txn, (uint32_t)p->tgid, p->ticks, 0, (uint32_t)(parent > 0 ? parent : 0), &vpid) == 0) {
+			if (tabledb_pid_record(t, txn, (uint32_t)p->tgid, p->ticks, want, (uint32_t)(parent > 0 ? parent : 0), &vpid) == 0) {
 				int rc = mdb_txn_commit(txn);
 				if (rc && rc != MDB_EMPTY_TXN) vpid = 0;
 			} else {

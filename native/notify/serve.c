@@ -178,6 +178,12 @@ static enum proc_kind kind_of(pid_t tgid)
 	return kind;
 }
 
+enum proc_kind notify_kind(struct proc *p)
+{
+	if (p->kind == KIND_UNKNOWN) p->kind = kind_of(p->tgid);
+	return p->kind;
+}
+
 static void forget_proc(struct proc *p)
 {
 	for (unsigned i = 0; i < TID_SLOTS; i++)
@@ -189,7 +195,7 @@ static void forget_proc(struct proc *p)
 	memset(p, 0, sizeof *p);
 }
 
-static struct proc *proc_find(pid_t tgid)
+struct proc *notify_proc_find(pid_t tgid)
 {
 	for (unsigned i = 0; i < MAX_PROCS; i++)
 		if (procs[i].tgid == tgid) return &procs[i];
@@ -200,7 +206,7 @@ static struct proc *proc_new(pid_t tgid)
 {
 	uint64_t ticks;
 	if (proc_start_ticks(tgid, &ticks)) return NULL;
-	struct proc *p = proc_find(tgid);
+	struct proc *p = notify_proc_find(tgid);
 	if (p && p->ticks != ticks) forget_proc(p), p = NULL; /* an earlier process with its number */
 	if (p) return p;
 	for (unsigned i = 0; i < MAX_PROCS && !p; i++)
@@ -226,7 +232,7 @@ static struct proc *proc_of(pid_t tid)
 		char path[64];
 		struct stat st;
 		snprintf(path, sizeof path, "/proc/%d/task/%d", (int)tgid, (int)tid);
-		struct proc *p = proc_find(tgid);
+		struct proc *p = notify_proc_find(tgid);
 		if (p && (tid == tgid || stat(path, &st) == 0)) return p;
 	}
 	pid_t tgid = read_tgid(tid);
@@ -259,17 +265,16 @@ static void serve_call(int listener)
 		return;
 	}
 	int nr = req->data.nr;
-	if (c.proc->kind == KIND_UNKNOWN) c.proc->kind = kind_of(c.proc->tgid);
 	if (nr == SYS_execve || nr == SYS_execveat) {
 		/* A process that runs a program under the filter has a row from
 		 * then on (its vpid), as the shim records itself at start: its
 		 * children's getppid names it. */
-		if (c.proc->kind != KIND_SHIM) notify_vpid(&c);
+		if (notify_kind(c.proc) != KIND_SHIM) notify_vpid(&c);
 		c.proc->kind = KIND_UNKNOWN; /* another program from now on */
 		notify_continue(&c);
 		return;
 	}
-	if (c.proc->kind == KIND_SHIM || !(port_call(&c) || pid_call(&c) || ipc_call(&c))) notify_continue(&c);
+	if (notify_kind(c.proc) == KIND_SHIM || !(port_call(&c) || pid_call(&c) || ipc_call(&c))) notify_continue(&c);
 }
 
 /* Whether fd is a seccomp listener: anything else (a pipe with data, from
