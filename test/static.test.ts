@@ -94,6 +94,24 @@ describe.each(MODES)('static and Go programs, %s', (mode, flags) => {
     }
   });
 
+  it('two static UDP services on one virtual port: a static client\'s sendto reaches its own application\'s', async () => {
+    const home = makeHome();
+    const vport = await freePort();
+    const runs = [];
+    for (const name of ['one', 'two']) {
+      // Each stays until both have been answered: in identity mode the first holds the port itself.
+      const out = `${home}/${name}.out`;
+      const script = `${TOOL} udpecho ${name} ${vport} > ${out} & until grep -qs bound ${out}; do sleep 0.02; done
+        ${TOOL} udpsend ${vport} hello-${name}; wait; until [ -e ${home}/done ]; do sleep 0.02; done`;
+      const run = appshotAsync(home, ['run', '--aid', `udp-${name}`, ...flags, '--', 'sh', '-c', script]);
+      await waitFor(run.out, /reply/, 15_000);
+      runs.push(run);
+    }
+    writeFileSync(join(home, 'done'), '');
+    const [one, two] = await Promise.all(runs.map((r) => r.done));
+    expect([one.stdout, one.stderr, two.stdout, two.stderr]).toEqual(['reply one:hello-one\n', '', 'reply two:hello-two\n', '']);
+  });
+
   it('a static server started by a shell under the shim: its pid is the vpid the shell knows, kill of that vpid from a static program reaches it', () => {
     const home = makeHome();
     const out = `${home}/server.out`;

@@ -18,7 +18,11 @@
  * channel in its place in the program (SECCOMP_ADDFD_FLAG_SETFD), as the
  * shim's listen does (core/poolreg.h); accept on the channel takes the
  * next connection the daemon hands over, and getsockname gives the
- * address the program bound. */
+ * address the program bound.
+ *
+ * sendto with an address (a UDP datagram to one of the application's
+ * ports) is translated like connect; the source a recvfrom or recvmsg
+ * gives back is not (see do_sendto). */
 #define _GNU_SOURCE
 #include "notify_int.h"
 #include "../core/portpolicy.h"
@@ -244,6 +248,67 @@ static void do_connect(struct call *c)
 		return notify_answer(c, 0, ENOBUFS);
 	}
 	pthread_detach(th);
+}
+
+/* --- sendto with an address ---------------------------------------------- */
+
+struct pending_send {
+	int listener, s, flags;
+	uint64_t id;
+	struct sockaddr_storage ss;
+	socklen_t alen;
+	size_t len;
+	char data[];
+};
+
+static void *send_worker(void *arg)
+{
+	struct pending_send *p = arg;
+	ssize_t n = sendto(p->s, p->data, p->len, p->flags, (struct sockaddr *)&p->ss, p->alen);
+	struct seccomp_notif_resp resp = { .id = p->id, .val = n < 0 ? 0 : n, .error = n < 0 ? -errno : 0 };
+	ioctl(p->listener, SECCOMP_IOCTL_NOTIF_SEND, &resp);
+	close(p->s);
+	close(p->listener);
+	free(p);
+	return NULL;
+}
+
+/* A datagram to one of the application's remapped ports on this host: sent
+ * here, its bytes copied from the caller, to the system port. Anything else
+ * (TCP, whose address sendto ignores once connected; another port) is the
+ * program's own call. One that would block waits in a worker thread. */
+static void do_sendto(struct call *c)
+{
+	const __u64 *a = c->req->data.args;
+	struct sockaddr_storage ss;
+	uint16_t vport, sport;
+	int s;
+	if (read_inet(c, a[4], a[5], &ss, &vport) || (s = notify_getfd(c, (int)a[0])) < 0) return notify_continue(c);
+	if (sock_proto(s) != PORT_PROTO_UDP || to_system(PORT_PROTO_UDP, vport, &sport) || sport == vport ||
+	    !port_addr_is_local((struct sockaddr *)&ss) || a[2] > 65536) {
+		close(s);
+		return notify_continue(c);
+	}
+	port_set_in_addr((struct sockaddr *)&ss, sport);
+	struct pending_send *p = malloc(sizeof *p + (size_t)a[2]);
+	if (!p || (a[2] && notify_read(c, a[1], p->data, (size_t)a[2]))) {
+		free(p);
+		close(s);
+		return notify_answer(c, 0, p ? EFAULT : ENOMEM);
+	}
+	*p = (struct pending_send){ .listener = -1, .s = s, .flags = (int)a[3], .id = c->req->id, .ss = ss, .alen = (socklen_t)a[5], .len = (size_t)a[2] };
+	ssize_t n = sendto(s, p->data, p->len, p->flags | MSG_DONTWAIT, (struct sockaddr *)&ss, p->alen);
+	pthread_t th;
+	int waits = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && !(p->flags & MSG_DONTWAIT) && !(fcntl(s, F_GETFL) & O_NONBLOCK);
+	if (waits && (p->listener = fcntl(c->listener, F_DUPFD_CLOEXEC, 0)) >= 0 && pthread_create(&th, NULL, send_worker, p) == 0) {
+		pthread_detach(th);
+		return;
+	}
+	int err = n < 0 ? errno : 0;
+	if (p->listener >= 0) close(p->listener);
+	free(p);
+	close(s);
+	notify_answer(c, n < 0 ? 0 : n, waits ? ENOMEM : err);
 }
 
 /* --- addresses given back ------------------------------------------------ */
@@ -477,6 +542,7 @@ int port_call(struct call *c)
 	case SYS_getsockname: do_name(c, 1); return 1;
 	case SYS_getpeername: do_name(c, 0); return 1;
 	case SYS_listen: do_listen(c); return 1;
+	case SYS_sendto: do_sendto(c); return 1;
 	case SYS_accept: do_accept(c, 0); return 1;
 	case SYS_accept4: do_accept(c, (int)c->req->data.args[3]); return 1;
 	}
