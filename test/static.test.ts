@@ -84,8 +84,10 @@ describe.each(MODES)('static and Go programs, %s', (mode, flags) => {
       runs.push(run);
     }
     const bodies = [];
-    for (let i = 0; i < 4; i++) bodies.push((await who(pub)).split(' ')[0].trim());
-    expect(bodies.sort()).toEqual(['one', 'one', 'two', 'two']); // round robin over both instances
+    for (let i = 0; i < 4; i++) bodies.push((await who(pub)).trim().split(' '));
+    expect(bodies.map((b) => b[0]).sort()).toEqual(['one', 'one', 'two', 'two']); // round robin over both instances
+    // The C server tells the connection's own port: the virtual one, not the public one it came in at.
+    if (!s.quit) for (const b of bodies) expect(Number(b[3])).toBe(vport);
     if (s.quit) for (const name of ['one', 'two']) appshot(home, ['exec', `${tag}-${name}`, '--', ...s.quit(vport)]);
     for (const run of runs) {
       const done = await run.done;

@@ -28,6 +28,28 @@ int port_range_parse(const char *s, uint16_t *lo, uint16_t *hi)
 	return 0;
 }
 
+int port_published_parse(const char *list, struct port_published *out, int max)
+{
+	char buf[96], *v, *pb;
+	int n = 0;
+	while (list && *list && n < max) {
+		size_t len = strcspn(list, ",");
+		if (len < sizeof buf) {
+			memcpy(buf, list, len);
+			buf[len] = 0;
+			/* The last two fields: a host before them may hold colons. */
+			if ((v = strrchr(buf, ':'))) {
+				*v++ = 0;
+				pb = strrchr(buf, ':');
+				unsigned long pub = strtoul(pb ? pb + 1 : buf, NULL, 10), vport = strtoul(v, NULL, 10);
+				if (pub && pub < 65536 && vport && vport < 65536) out[n++] = (struct port_published){ (uint16_t)pub, (uint16_t)vport };
+			}
+		}
+		list += len + (list[len] == ',');
+	}
+	return n;
+}
+
 /* Raw system calls: in the shim these numbers are trapped from libc. */
 static int start = -1;
 static int unprivileged_start(void)

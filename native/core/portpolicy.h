@@ -15,6 +15,16 @@
  * defaults. */
 int port_range_parse(const char *s, uint16_t *lo, uint16_t *hi);
 
+/* The public ports an application publishes as the harness tells its
+ * programs (APPSHOT_PUBLISH, "[HOST:]PUBLIC:VIRTUAL,..."): up to max pairs
+ * into out; how many. A connection the pool handed over has the public
+ * port as its own, which the program must see as the virtual one; each
+ * pair is checked against the tables (RT_PUBLISH) before it is used. */
+struct port_published {
+	uint16_t pub, vport;
+};
+int port_published_parse(const char *list, struct port_published *out, int max);
+
 /* Binds the socket at system port sport: 0, or the errno that stopped it. */
 typedef int port_bind_fn(void *arg, uint16_t sport);
 

@@ -80,14 +80,45 @@ static int to_system(uint32_t proto, uint16_t vport, uint16_t *sport)
 	return found;
 }
 
+/* A connection the pool handed over has the public port as its own: the
+ * virtual port published there (core/portpolicy.h), checked against the
+ * tables, as the shim's getsockname gives it. */
+static int published_vport(uint16_t sport, uint16_t *vport)
+{
+	static struct port_published published[32];
+	static int n = -1;
+	if (n < 0) n = port_published_parse(getenv("APPSHOT_PUBLISH"), published, 32);
+	for (int i = 0; i < n; i++) {
+		if (published[i].pub != sport || published[i].pub == published[i].vport) continue;
+		struct tabledb *t = notify_tables_lock();
+		MDB_txn *txn;
+		struct fwd_val row;
+		int ok = 0;
+		if (!t) return 0;
+		if (mdb_txn_begin(t->env, NULL, MDB_RDONLY, &txn) == 0) {
+			ok = tabledb_fwd(t, txn, RT_PUBLISH, port_id(PORT_PROTO_TCP, published[i].vport), &row) == 0 && port_of(row.srid) == sport;
+			mdb_txn_abort(txn);
+		}
+		notify_tables_unlock();
+		if (ok) return *vport = published[i].vport, 1;
+	}
+	return 0;
+}
+
 /* An address the kernel gave back, its port made virtual when it is one of
  * the application's remapped ports (a socket's own address is local by
- * definition: own). 1 when it changed. */
+ * definition: own), or, for a socket's own address, the public port of a
+ * connection the pool handed over. 1 when it changed. */
 static int to_virtual(int s, struct sockaddr *sa, socklen_t len, int own)
 {
-	uint16_t sport;
+	uint16_t sport, vport;
 	uint32_t proto, vrid = 0;
-	if (!port_in_addr(sa, len, &sport) || sport < notify_range_lo || sport > notify_range_hi || !(proto = sock_proto(s))) return 0;
+	if (!port_in_addr(sa, len, &sport)) return 0;
+	if (own && (notify_what & NOTIFY_LISTEN) && published_vport(sport, &vport) && sock_proto(s) == PORT_PROTO_TCP) {
+		port_set_in_addr(sa, vport);
+		return 1;
+	}
+	if (sport < notify_range_lo || sport > notify_range_hi || !(proto = sock_proto(s))) return 0;
 	struct tabledb *t = notify_tables_lock();
 	MDB_txn *txn;
 	int mine = 0;

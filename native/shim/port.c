@@ -43,41 +43,19 @@ static uint16_t range_lo = PORT_RANGE_DEFAULT_LO, range_hi = PORT_RANGE_DEFAULT_
  * work; which port is published is the tables' to say. */
 static int publishes;
 
-/* The public ports the harness says this application publishes (from
- * APPSHOT_PUBLISH, "[HOST:]PUBLIC:VIRTUAL,..."), so that a connection the
- * pool handed over, whose local port is the public one, shows the virtual
- * port. Each is checked against the tables before it is used. */
+/* The public ports the harness says this application publishes
+ * (core/portpolicy.h), so that a connection the pool handed over, whose
+ * local port is the public one, shows the virtual port. */
 #define MAX_PUBLISHED 32
-static struct { uint16_t pub, vport; } published[MAX_PUBLISHED];
+static struct port_published published[MAX_PUBLISHED];
 static int npublished;
-
-static void read_published(const char *list)
-{
-	char buf[96], *v, *pb;
-	while (list && *list && npublished < MAX_PUBLISHED) {
-		size_t n = strcspn(list, ",");
-		if (n < sizeof buf) {
-			memcpy(buf, list, n);
-			buf[n] = 0;
-			/* The last two fields: a host before them may hold colons. */
-			if ((v = strrchr(buf, ':'))) {
-				*v++ = 0;
-				pb = strrchr(buf, ':');
-				unsigned long pub = strtoul(pb ? pb + 1 : buf, NULL, 10), vport = strtoul(v, NULL, 10);
-				if (pub && pub < 65536 && vport && vport < 65536)
-					published[npublished].pub = (uint16_t)pub, published[npublished++].vport = (uint16_t)vport;
-			}
-		}
-		list += n + (list[n] == ',');
-	}
-}
 
 /* APPSHOT_PORT_RANGE, "LO-HI", set by the harness from --port-range. */
 void port_init(void)
 {
 	const char *r = getenv("APPSHOT_PORT_RANGE");
 	publishes = getenv("APPSHOT_PUBLISH") != NULL;
-	read_published(getenv("APPSHOT_PUBLISH"));
+	npublished = port_published_parse(getenv("APPSHOT_PUBLISH"), published, MAX_PUBLISHED);
 	if (port_range_parse(r, &range_lo, &range_hi))
 		shim_fatal("APPSHOT_PORT_RANGE is '%s', not LO-HI with 1 <= LO <= HI <= 65535; start programs with 'appshot run'", r);
 }
