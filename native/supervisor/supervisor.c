@@ -111,13 +111,11 @@ static void exec_notified(const char *file, char **argv)
 	memcpy(slash + 1, NOTIFY_LOADER, sizeof NOTIFY_LOADER);
 	int argc = 0;
 	while (argv[argc]) argc++;
-	char **args = calloc((size_t)argc + 3, sizeof *args);
-	if (!args) return;
+	char *args[argc + 3]; /* no malloc in a fork child of a process with threads */
 	args[0] = NOTIFY_LOADER;
 	args[1] = path;
-	for (int i = 0; i < argc; i++) args[i + 2] = argv[i];
+	for (int i = 0; i <= argc; i++) args[i + 2] = argv[i];
 	execv(self, args);
-	free(args);
 }
 
 /* In the child: exec CMD with the shim preloaded; on failure send errno up
