@@ -29,6 +29,7 @@ import { cowStage } from './cow.js';
 import { infoStage } from './info.js';
 import { inspectorStage } from './inspect.js';
 import { lookupStage } from './lookup.js';
+import { notifyStage } from './notify.js';
 import { poolStage } from './pool.js';
 import type { Results } from './figures.js';
 import { chart, markdown, printTables } from './report.js';
@@ -37,7 +38,7 @@ import { snapshotStage } from './snapshot.js';
 import type { BenchContext, Stage, StageFigures } from './stage.js';
 
 /** The stages, in the order they run. */
-const STAGES: Stage[] = [callsStage, poolStage, snapshotStage, checkpointStage, cowStage, cloneStage, infoStage, lookupStage, allocStage, inspectorStage];
+const STAGES: Stage[] = [callsStage, poolStage, snapshotStage, checkpointStage, cowStage, cloneStage, infoStage, lookupStage, allocStage, inspectorStage, notifyStage];
 
 const USAGE = 'usage: npm run bench [-- --full]   (node dist/bench/run.js [--full])';
 

@@ -41,6 +41,7 @@
  * connected, ...) is refused.
  */
 #define _GNU_SOURCE
+#include "../core/portpolicy.h"
 #include "fds_int.h"
 #include "../core/tabledb.h"
 #include "../core/poolreg.h"
@@ -672,25 +673,22 @@ static int parse_addr(const cJSON *o, int family, struct sockaddr_storage *ss, s
 /* The application's port range (APPSHOT_PORT_RANGE, as the shim reads it). */
 static void port_range(uint16_t *lo, uint16_t *hi)
 {
-	const char *s = getenv("APPSHOT_PORT_RANGE");
-	unsigned a, b;
 	*lo = PORT_RANGE_DEFAULT_LO;
 	*hi = PORT_RANGE_DEFAULT_HI;
-	if (s && sscanf(s, "%u-%u", &a, &b) == 2 && a >= 1 && a <= b && b <= 65535) *lo = (uint16_t)a, *hi = (uint16_t)b;
+	if (port_range_parse(getenv("APPSHOT_PORT_RANGE"), lo, hi)) *lo = PORT_RANGE_DEFAULT_LO, *hi = PORT_RANGE_DEFAULT_HI;
 }
 
-/* Claims sport for vid and binds it: 0, or the errno that stopped it. */
-static int try_port(struct tabledb *t, MDB_txn *txn, int fd, struct sockaddr_storage *ss, socklen_t len, uint32_t vid, uint16_t sport)
+struct bind_args {
+	int fd;
+	struct sockaddr_storage *ss;
+	socklen_t len;
+};
+
+static int bind_candidate(void *arg, uint16_t sport)
 {
-	uint32_t sid = port_id(vid >> 16, sport);
-	int rc = tabledb_claim(t, txn, RT_PORT, vid, sid);
-	if (rc == MDB_KEYEXIST) return EADDRINUSE;
-	if (rc) return EIO;
-	set_port_in(ss, sport);
-	if (bind(fd, (struct sockaddr *)ss, len) == 0) return 0;
-	int e = errno;
-	tabledb_release(t, txn, RT_PORT, sid);
-	return e;
+	struct bind_args *b = arg;
+	set_port_in(b->ss, sport);
+	return bind(b->fd, (struct sockaddr *)b->ss, b->len) == 0 ? 0 : errno;
 }
 
 /* Binds fd at virtual port vport as the shim's bind would: the
@@ -722,14 +720,9 @@ static int bind_virtual(const struct ckpt_ctx *ctx, int fd, struct sockaddr_stor
 	}
 	uint16_t lo, hi, sport = 0;
 	port_range(&lo, &hi);
-	int e = EADDRINUSE;
-	if (ctx->identity && (e = try_port(t, txn, fd, ss, len, vid, vport)) == 0) sport = vport;
-	for (uint32_t p = lo; e == EADDRINUSE && p <= hi; p++)
-		if (p != vport && (e = try_port(t, txn, fd, ss, len, vid, (uint16_t)p)) == 0) sport = (uint16_t)p;
-	if (!e) {
-		row = (struct fwd_val){ .srid = port_id(proto, sport), .creator = creator, .created_ms = now_ms() };
-		e = tabledb_put_fwd(t, txn, RT_PORT, vid, &row) ? EIO : 0;
-	}
+	struct bind_args b = { fd, ss, len };
+	int e = port_bind_first(t, txn, proto, vport, ctx->identity, lo, hi, creator, bind_candidate, &b, &sport);
+	if (e < 0) e = EIO;
 	if (e) {
 		mdb_txn_abort(txn);
 		tabledb_write_unlock(t);

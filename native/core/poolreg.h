@@ -34,4 +34,12 @@ const char *pool_daemon_call(const struct sockaddr_un *daemon, const char *home,
 int pool_channel_join(const char *home, uint16_t pub, const char *aid, uint32_t spid, int listener, const struct sockaddr *addr,
 		      uint16_t vport, uint16_t sport, char *why, size_t cap);
 
+/* accept() on a channel: the next connection the pool hands this instance
+ * (its handoff acknowledged to the daemon), SOCK_NONBLOCK and SOCK_CLOEXEC
+ * of flags applied, or -1 with errno as accept would set it. Blocking or
+ * not as the channel is. A datagram not from a daemon of our own user is
+ * dropped, said once through warn. Used by the shim's accept and by the
+ * supervisor's for a static or Go program (notify/port.c). */
+int pool_channel_accept(int ch, int flags, void (*warn)(const char *msg));
+
 #endif

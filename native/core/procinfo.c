@@ -9,7 +9,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-int proc_start_ticks(pid_t spid, uint64_t *ticks)
+/* Field number `field` (3 or more) of /proc/<spid>/stat. */
+static int stat_field(pid_t spid, int want, uint64_t *value)
 {
 	char path[32], buf[1024];
 	snprintf(path, sizeof path, "/proc/%d/stat", (int)spid);
@@ -23,13 +24,21 @@ int proc_start_ticks(pid_t spid, uint64_t *ticks)
 	char *p = strrchr(buf, ')');
 	if (!p) return -1;
 	p += 2; /* field 3, the state */
-	for (int field = 3; field < 22; field++) {
+	for (int field = 3; field < want; field++) {
 		p = strchr(p, ' ');
 		if (!p) return -1;
 		p++;
 	}
-	*ticks = strtoull(p, NULL, 10);
+	*value = strtoull(p, NULL, 10);
 	return 0;
+}
+
+int proc_start_ticks(pid_t spid, uint64_t *ticks) { return stat_field(spid, 22, ticks); }
+
+pid_t proc_parent(pid_t spid)
+{
+	uint64_t ppid;
+	return stat_field(spid, 4, &ppid) ? -1 : (pid_t)ppid;
 }
 
 /* Whether spid lives in this process's IPC namespace. A segment's ID is

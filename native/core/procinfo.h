@@ -11,6 +11,8 @@
  * process from a later one that got its number. Returns 0, or -1 if it
  * is gone. */
 int proc_start_ticks(pid_t spid, uint64_t *ticks);
+/* Its parent's kernel PID (field 4), or -1 if it is gone. */
+pid_t proc_parent(pid_t spid);
 
 /* Calls fn once for each attachment of a SysV segment the process holds,
  * with the segment's ID and whether its first part is writable: the kernel

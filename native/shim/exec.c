@@ -10,13 +10,21 @@
  *
  * The program's path is redirected (path.c) like any other; a bare name
  * that execvp, execvpe and posix_spawnp search for in PATH is left to the
- * search, which looks in the directories as they are on disk. */
+ * search, which looks in the directories as they are on disk.
+ *
+ * A program the shim cannot reach (statically linked, or Go's, which makes
+ * its own system calls: core/elfkind.h) is started through the loader
+ * appshot-notify beside the shim, which puts it under the supervisor's
+ * filter (native/notify/notify.h), when the application has a supervisor
+ * that answers (APPSHOT_NOTIFY, kept like APPSHOT_AID). */
 #define _GNU_SOURCE
 #include "shim.h"
 #include "../core/home.h"
 #include "real.h"
 #include "pid.h"
 #include "path.h"
+#include "../core/elfkind.h"
+#include "../notify/notify.h"
 
 #include <dlfcn.h>
 #include <limits.h>
@@ -25,12 +33,16 @@
 #include <stdarg.h>
 #include <sys/wait.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 extern char **environ;
 
 static char env_aid[16 + APPSHOT_AID_MAX], env_home[16 + PATH_MAX], shim_path[PATH_MAX];
+/* NOTIFY_ENV=name of the supervisor's socket ("" without one), and the
+ * loader's path. */
+static char env_notify[sizeof NOTIFY_ENV + 128], loader_path[PATH_MAX];
 
 void exec_env_init(const char *aid, const char *home)
 {
@@ -39,6 +51,10 @@ void exec_env_init(const char *aid, const char *home)
 	snprintf(env_home, sizeof env_home, "APPSHOT_HOME=%s", home);
 	if (dladdr((void *)exec_env_init, &info) && info.dli_fname)
 		snprintf(shim_path, sizeof shim_path, "%s", info.dli_fname);
+	const char *notify = getenv(NOTIFY_ENV), *slash = strrchr(shim_path, '/');
+	if (notify && *notify == '@' && strlen(notify) < sizeof env_notify - sizeof NOTIFY_ENV - 1 && slash)
+		snprintf(env_notify, sizeof env_notify, NOTIFY_ENV "=%s", notify),
+			snprintf(loader_path, sizeof loader_path, "%.*s/" NOTIFY_LOADER, (int)(slash - shim_path), shim_path);
 }
 
 /* What env_aid and env_home were before a restore: an environment that
@@ -99,13 +115,13 @@ static void fds_entry(char *buf)
 	if (!home_fds_format(fds, buf + n, FDS_ENTRY_MAX - n)) buf[0] = 0;
 }
 
-/* Fills out (n + 5 slots) with envp plus what is missing; preload is room
+/* Fills out (n + 6 slots) with envp plus what is missing; preload is room
  * for a merged LD_PRELOAD entry, fds the descriptors' entry (fds_entry),
  * which replaces any other unless envp names another home (a nested
  * `appshot run`). Returns envp itself when nothing is missing. */
 static char *const *patch_env(char *const envp[], size_t n, char **out, char *preload, size_t preload_len, char *fds)
 {
-	int aid = 0, home = 0, pre = -1, fds_at = -1, other_home = 0, stale_at[2] = { -1, -1 };
+	int aid = 0, home = 0, pre = -1, fds_at = -1, other_home = 0, stale_at[2] = { -1, -1 }, notify = !env_notify[0];
 	for (size_t i = 0; i < n; i++) {
 		if (is_stale(envp[i], stale_env_aid)) stale_at[0] = (int)i;
 		else if (is_stale(envp[i], stale_env_home)) stale_at[1] = (int)i;
@@ -113,17 +129,19 @@ static char *const *patch_env(char *const envp[], size_t n, char **out, char *pr
 		else if (has_prefix(envp[i], "APPSHOT_HOME=")) home = 1, other_home = strcmp(envp[i], env_home) != 0;
 		else if (has_prefix(envp[i], "LD_PRELOAD=")) pre = (int)i;
 		else if (has_prefix(envp[i], HOME_FDS_ENV "=")) fds_at = (int)i;
+		else if (has_prefix(envp[i], NOTIFY_ENV "=")) notify = 1;
 	}
 	int preload_ok = pre >= 0 && preload_has_shim(envp[pre]);
 	int fds_ok = other_home || !fds[0] || (fds_at >= 0 && !strcmp(envp[fds_at], fds));
 	int stale = stale_at[0] >= 0 || stale_at[1] >= 0;
-	if (!shim_active || !shim_path[0] || (aid && home && preload_ok && fds_ok && !stale)) return envp;
+	if (!shim_active || !shim_path[0] || (aid && home && preload_ok && fds_ok && !stale && notify)) return envp;
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++) out[k++] = envp[i];
 	if (stale_at[0] >= 0) out[stale_at[0]] = env_aid, aid = 1;
 	if (stale_at[1] >= 0) out[stale_at[1]] = env_home, home = 1;
 	if (!aid) out[k++] = env_aid;
 	if (!home) out[k++] = env_home;
+	if (!notify && !other_home) out[k++] = env_notify;
 	if (!fds_ok) {
 		if (fds_at >= 0) out[fds_at] = fds;
 		else out[k++] = fds;
@@ -141,7 +159,7 @@ static char *const *patch_env(char *const envp[], size_t n, char **out, char *pr
 /* Declares the room patch_env needs, on the caller's stack. */
 #define PATCHED_ENV(name, envp)                                                        \
 	size_t name##_n = env_count(envp);                                             \
-	char *name##_slots[name##_n + 5];                                              \
+	char *name##_slots[name##_n + 6];                                              \
 	char name##_preload[strlen(shim_path) + 16 + preload_room(envp, name##_n)];    \
 	char name##_fds[FDS_ENTRY_MAX];                                                \
 	fds_entry(name##_fds);                                                         \
@@ -159,11 +177,49 @@ static size_t preload_room(char *const envp[], size_t n)
 	char file##_redirected[PATH_MAX];                                      \
 	if (redirect_count && strchr(file, '/') && redirect_path_slow(&(file), file##_redirected)) return (fail)
 
+/* For a static or Go program (core/elfkind.h), the loader's argument
+ * vector into out (argc + 3 slots): the loader, the program's path, then
+ * argv; NULL for any other program, or without a supervisor to answer. */
+static char *const *notified_argv(const char *path, char *const argv[], char **out)
+{
+	if (!env_notify[0] || !shim_active || !elf_kind_notified(elf_kind_of(path))) return NULL;
+	size_t k = 0;
+	out[k++] = (char *)NOTIFY_LOADER;
+	out[k++] = (char *)path;
+	if (!argv || !argv[0]) out[k++] = (char *)path; /* the loader takes the program's argv[0] */
+	for (size_t i = 0; argv && argv[i]; i++) out[k++] = argv[i];
+	out[k] = NULL;
+	return out;
+}
+
+static size_t argv_count(char *const argv[])
+{
+	size_t n = 0;
+	while (argv && argv[n]) n++;
+	return n;
+}
+
+/* Declares the loader's argument vector for path (notified_argv), NULL
+ * when the program is not one for it. */
+#define NOTIFIED_ARGV(name, path, argv)                  \
+	char *name##_room[argv_count(argv) + 4];         \
+	char *const *name = notified_argv(path, argv, name##_room)
+
+/* The file a bare name names in PATH (exec_search), into found; file itself
+ * when it holds a slash or nothing is found there. */
+static const char *searched(const char *file, char *found)
+{
+	if (!env_notify[0] || strchr(file, '/') || exec_search(file, getenv("PATH"), found, PATH_MAX)) return file;
+	return found;
+}
+
 WRAPPER(execve)
 {
 	REDIRECT(path, -1);
 	pid_before_exec();
 	PATCHED_ENV(env, envp);
+	NOTIFIED_ARGV(loader_argv, path, argv);
+	if (loader_argv) return REAL(execve)(loader_path, loader_argv, env);
 	return REAL(execve)(path, argv, env);
 }
 
@@ -172,6 +228,8 @@ WRAPPER(execv)
 	REDIRECT(path, -1);
 	pid_before_exec();
 	PATCHED_ENV(env, environ);
+	NOTIFIED_ARGV(loader_argv, path, argv);
+	if (loader_argv) return REAL(execve)(loader_path, loader_argv, env);
 	return REAL(execve)(path, argv, env);
 }
 
@@ -180,6 +238,9 @@ WRAPPER(execvpe)
 	REDIRECT_FILE(file, -1);
 	pid_before_exec();
 	PATCHED_ENV(env, envp);
+	char found[PATH_MAX];
+	NOTIFIED_ARGV(loader_argv, searched(file, found), argv);
+	if (loader_argv) return REAL(execve)(loader_path, loader_argv, env);
 	return REAL(execvpe)(file, argv, env);
 }
 
@@ -188,6 +249,9 @@ WRAPPER(execvp)
 	REDIRECT_FILE(file, -1);
 	pid_before_exec();
 	PATCHED_ENV(env, environ);
+	char found[PATH_MAX];
+	NOTIFIED_ARGV(loader_argv, searched(file, found), argv);
+	if (loader_argv) return REAL(execve)(loader_path, loader_argv, env);
 	return REAL(execvpe)(file, argv, env);
 }
 
@@ -202,7 +266,8 @@ WRAPPER(posix_spawn)
 {
 	REDIRECT(path, errno); /* posix_spawn returns its error */
 	PATCHED_ENV(env, envp);
-	int r = REAL(posix_spawn)(pid, path, actions, attr, argv, env);
+	NOTIFIED_ARGV(loader_argv, path, argv);
+	int r = REAL(posix_spawn)(pid, loader_argv ? loader_path : path, actions, attr, loader_argv ? loader_argv : argv, env);
 	if (r == 0 && pid) *pid = pid_record_child(*pid);
 	return r;
 }
@@ -211,7 +276,10 @@ WRAPPER(posix_spawnp)
 {
 	REDIRECT_FILE(file, errno);
 	PATCHED_ENV(env, envp);
-	int r = REAL(posix_spawnp)(pid, file, actions, attr, argv, env);
+	char found[PATH_MAX];
+	NOTIFIED_ARGV(loader_argv, searched(file, found), argv);
+	int r = loader_argv ? REAL(posix_spawn)(pid, loader_path, actions, attr, loader_argv, env)
+			    : REAL(posix_spawnp)(pid, file, actions, attr, argv, env);
 	if (r == 0 && pid) *pid = pid_record_child(*pid);
 	return r;
 }

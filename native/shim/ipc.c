@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include "ipc.h"
 #include "../core/procinfo.h"
+#include "../core/ipcalloc.h"
 #include "../core/rawcall.h"
 
 #include <errno.h>
@@ -24,157 +25,25 @@ static int kernel_get(uint8_t type, key_t key, size_t size, int flags)
 	return sysv_get(&shim_kernel, type, key, size, flags);
 }
 
-/* A table error during allocation: nothing was created; the call fails as
- * the kernel fails when it is out of room. */
-static int abort_with(uint8_t type, MDB_txn *txn, int rc)
-{
-	write_abort(txn);
-	shim_warn("cannot record %s in %s: %s", sysv_noun(type), shim_tables()->path, mdb_strerror(rc));
-	return shim_fail(ENOSPC);
-}
-
-/* What the kernel checks of a get's arguments before it looks the key up:
- * semget's nsems, 0 to SEMMSL. Asked only where the shim answers without
- * the kernel (EEXIST, ENOENT), so that the kernel's EINVAL comes first
- * there too. */
-static int args_refused(uint8_t type, size_t size)
-{
-	struct seminfo si;
-	if (type != RT_SEM) return 0;
-	if ((int)size < 0) return 1;
-	return sysv_ctl(&shim_kernel, RT_SEM, 0, IPC_INFO, &si) >= 0 && (int)size > si.semmsl;
-}
-
-/* A get the shim answers itself fails with err, unless the kernel would
- * have refused its arguments first. */
 static int fail_get(uint8_t type, size_t size, int err)
 {
-	return shim_fail(args_refused(type, size) ? EINVAL : err);
+	return shim_fail(ipc_alloc_get_error(&shim_kernel, type, size, err));
 }
 
-/* What a creating get found for its key under the write lock. */
-enum key_lookup { KEY_EXISTING, KEY_TO_CREATE, KEY_FAILED };
+static void warn_line(const char *msg) { shim_warn("%s", msg); }
+static void after_create(void) { shim_fault_point(FAULT_AFTER_CREATE); }
+static int commit(MDB_txn *txn) { return write_commit(txn); }
 
-/* Under the write lock, for a keyed get: the application's own object if
- * it has one (*vrid), else the system key to create under (*skey, already
- * claimed host-wide in the tables unless *have_row says the key row was
- * there). On KEY_FAILED the transaction is over and errno says why. */
-static enum key_lookup lookup_key(uint8_t type, MDB_txn *txn, key_t vkey, size_t size, int flags,
-				  uint32_t *skey, int *have_row, uint32_t *vrid)
-{
-	struct tabledb *t = shim_tables();
-	uint8_t keytype = sysv_key_type(type);
-	struct fwd_val kv;
-	int rc;
-	*have_row = 0;
-	if (tabledb_fwd(t, txn, keytype, (uint32_t)vkey, &kv) == 0) {
-		*skey = kv.srid;
-		*have_row = 1;
-		int id = kernel_get(type, (key_t)*skey, 0, 0);
-		if (id >= 0 && tabledb_rev_seen(t, txn, type, (uint32_t)id, vrid) == REV_MINE) {
-			write_abort(txn);
-			if ((flags & CREATE_FLAGS) == CREATE_FLAGS) return fail_get(type, size, EEXIST), KEY_FAILED;
-			/* Let the kernel check permissions and size. */
-			if (kernel_get(type, (key_t)*skey, size, flags & ~CREATE_FLAGS) < 0) return KEY_FAILED;
-			return KEY_EXISTING;
-		}
-		if (id >= 0) {
-			/* Something outside the application holds our system key:
-			 * the application's key moves to a fresh one. */
-			tabledb_unmap(t, txn, keytype, (uint32_t)vkey);
-			*have_row = 0;
-		}
-	}
-	if (!(flags & IPC_CREAT)) {
-		write_abort(txn);
-		return fail_get(type, size, ENOENT), KEY_FAILED;
-	}
-	if (!*have_row && (rc = tabledb_claim_skey(t, txn, keytype, (uint32_t)vkey, 1, skey)))
-		return abort_with(type, txn, rc), KEY_FAILED;
-	return KEY_TO_CREATE;
-}
-
-/* Creates the kernel object under skey (IPC_PRIVATE for a private one),
- * moving a keyed object to a fresh system key while the kernel says the
- * key is taken outside appshot. Returns the system ID, or -1 with the
- * transaction over. The inflight record is left filled on success. */
-static int create_in_kernel(uint8_t type, MDB_txn *txn, key_t vkey, size_t size, int flags,
-			    uint32_t *skey, int *have_row)
-{
-	struct tabledb *t = shim_tables();
-	uint8_t keytype = sysv_key_type(type);
-	for (;;) {
-		inflight_begin(shim_inflight(), shim_pid, t->aid, type, *skey);
-		int id = kernel_get(type, (key_t)*skey, size, (flags & ~CREATE_FLAGS) | CREATE_FLAGS);
-		if (id >= 0) {
-			inflight_created(shim_inflight(), (uint32_t)id);
-			return id;
-		}
-		int err = errno, rc;
-		inflight_clear(shim_inflight());
-		if (err != EEXIST || vkey == IPC_PRIVATE) {
-			write_abort(txn);
-			return shim_fail(err);
-		}
-		if (*have_row) tabledb_unmap(t, txn, keytype, (uint32_t)vkey);
-		else tabledb_release(t, txn, keytype, *skey);
-		*have_row = 0;
-		if ((rc = tabledb_claim_skey(t, txn, keytype, (uint32_t)vkey, 0, skey)))
-			return abort_with(type, txn, rc);
-	}
-}
-
-/* Records the new object (and its key, if new) and commits. */
-static int record_object(uint8_t type, MDB_txn *txn, key_t vkey, uint32_t skey, int have_row, int id,
-			 uint32_t *vrid)
-{
-	struct tabledb *t = shim_tables();
-	uint64_t now = now_ms();
-	int rc = 0;
-	if (vkey != IPC_PRIVATE && !have_row) {
-		struct fwd_val krow = { .srid = skey, .created_ms = now };
-		rc = tabledb_put_fwd(t, txn, sysv_key_type(type), (uint32_t)vkey, &krow);
-	}
-	if (!rc) {
-		struct fwd_val row = { .srid = (uint32_t)id, .vkey = (uint32_t)vkey, .skey = skey,
-				       .creator = (uint32_t)shim_pid, .created_ms = now };
-		rc = tabledb_map_new(t, txn, type, &row, vrid);
-	}
-	if (rc) {
-		write_abort(txn);
-		return rc;
-	}
-	return write_commit(txn);
-}
-
-/* FIG. 11 and the allocating branch of FIG. 15: the kernel creates the
- * object under a system key (identity first), and the translation is
- * recorded in the same write transaction, with the inflight record
- * covering the gap between the kernel call and the commit. */
+/* FIG. 11 and the allocating branch of FIG. 15, in core/ipcalloc.c: the
+ * kernel creates the object under a system key (identity first), and the
+ * translation is recorded in the same write transaction, with the
+ * inflight record covering the gap between the kernel call and the
+ * commit. */
 static int ipc_create(uint8_t type, key_t vkey, size_t size, int flags)
 {
 	MDB_txn *txn = write_begin();
-	uint32_t skey = IPC_PRIVATE, vrid;
-	int have_row = 0;
-	if (vkey != IPC_PRIVATE) {
-		switch (lookup_key(type, txn, vkey, size, flags, &skey, &have_row, &vrid)) {
-		case KEY_EXISTING: return (int)vrid;
-		case KEY_FAILED: return -1;
-		case KEY_TO_CREATE: break;
-		}
-	}
-	int id = create_in_kernel(type, txn, vkey, size, flags, &skey, &have_row);
-	if (id < 0) return -1;
-	shim_fault_point(FAULT_AFTER_CREATE);
-	int rc = record_object(type, txn, vkey, skey, have_row, id, &vrid);
-	if (rc) {
-		sysv_rmid(&shim_kernel, type, id);
-		inflight_clear(shim_inflight());
-		shim_warn("cannot record %s in %s: %s", sysv_noun(type), shim_tables()->path, mdb_strerror(rc));
-		return shim_fail(ENOSPC);
-	}
-	inflight_clear(shim_inflight());
-	return (int)vrid;
+	const struct ipc_alloc a = { shim_tables(), shim_inflight(), &shim_kernel, shim_pid, write_abort, commit, warn_line, after_create };
+	return ipc_alloc_get(&a, txn, type, vkey, size, flags);
 }
 
 int ipc_get(uint8_t type, key_t key, size_t size, int flags)
@@ -232,67 +101,20 @@ int ipc_readable(const void *buf, size_t len)
 	return raw_call(SYS_process_vm_readv, shim_pid, &local, 1, &remote, 1, 0) == (long)len ? 0 : shim_fail(EFAULT);
 }
 
-static int gone(int err) { return err == EINVAL || err == EIDRM; }
+static int gone(int err) { return ipc_alloc_gone(err); }
 
-/* After IPC_RMID, a shared memory segment still attached lives on,
- * keyless, until its last detach; its row stays until then, marked. */
-static int mark_removed(MDB_txn *txn, uint8_t type, uint32_t vrid, struct fwd_val row)
-{
-	row.vkey = IPC_PRIVATE;
-	row.skey = SKEY_REMOVED;
-	return tabledb_put_fwd(shim_tables(), txn, type, vrid, &row);
-}
-
-/* A clone lets go of its template's shared segment; the kernel's segment
- * stays, the template's and the other clones'. The key row goes at once.
- * The ID row goes too, unless a process of the clone still has the segment
- * attached: then it stays, marked removed, until the last of them detaches,
- * as a removed segment lives on natively. */
-static int let_go(MDB_txn *txn, uint8_t type, uint32_t vrid, struct fwd_val row, unsigned attached)
-{
-	struct tabledb *t = shim_tables();
-	int rc = row.vkey != IPC_PRIVATE ? tabledb_unmap(t, txn, sysv_key_type(type), row.vkey) : 0;
-	if (!rc) rc = attached ? mark_removed(txn, type, vrid, row) : tabledb_unmap(t, txn, type, vrid);
-	return rc;
-}
-
-/* IPC_RMID: the object goes from the kernel and its rows (and its key's
- * row) from the tables in one write transaction. */
+/* IPC_RMID (core/ipcalloc.c), with what only the shim knows: how many
+ * attachments the application holds of a template's segment, counted
+ * before the write transaction begins (it reads /proc). */
 int ipc_remove(uint8_t type, int vrid)
 {
-	struct tabledb *t = shim_tables();
-	/* Counted before the write transaction begins: it reads /proc. */
 	uint32_t srid;
 	unsigned attached = type == RT_SHM && vr_is_template(type, (uint32_t)vrid) && ipc_srid(type, vrid, &srid) == 0
 				    ? ipc_shm_attachments(srid)
 				    : 0;
 	MDB_txn *txn = write_begin();
-	struct fwd_val row;
-	if (tabledb_fwd(t, txn, type, (uint32_t)vrid, &row) != 0) {
-		write_abort(txn);
-		return shim_fail(EINVAL);
-	}
-	if (row.creator == CREATOR_TEMPLATE) {
-		if (let_go(txn, type, (uint32_t)vrid, row, attached)) write_abort(txn);
-		else write_commit(txn);
-		return 0;
-	}
-	if (sysv_rmid(&shim_kernel, type, (int)row.srid) != 0) {
-		int err = errno;
-		/* Gone already (removed from outside the shim): its rows go. */
-		if (gone(err) && tabledb_unmap_row(t, txn, type, (uint32_t)vrid, row.srid) == 0) write_commit(txn);
-		else write_abort(txn);
-		return shim_fail(err);
-	}
-	struct sysv_stat st;
-	int lives_on = type == RT_SHM && sysv_stat(&shim_kernel, type, (int)row.srid, &st) == 0;
-	int rc = lives_on ? mark_removed(txn, type, (uint32_t)vrid, row)
-			  : tabledb_unmap_row(t, txn, type, (uint32_t)vrid, row.srid);
-	if (!rc && row.vkey != IPC_PRIVATE)
-		rc = tabledb_unmap_row(t, txn, sysv_key_type(type), row.vkey, row.skey);
-	if (rc) write_abort(txn);
-	else write_commit(txn);
-	return 0;
+	const struct ipc_alloc a = { shim_tables(), shim_inflight(), &shim_kernel, shim_pid, write_abort, commit, warn_line, NULL };
+	return ipc_alloc_remove(&a, txn, type, (uint32_t)vrid, attached);
 }
 
 /* A removed segment is gone for the application when the kernel has no

@@ -93,63 +93,6 @@ void pool_join(int fd, const struct sockaddr *addr, uint16_t vport, uint16_t spo
 	mark_channel(fd, 1);
 }
 
-/* To the daemon's socket the handoff came from (a new daemon has another). */
-static void ack(int ch, const struct sockaddr_un *to, socklen_t tolen, uint64_t seq, int taken)
-{
-	struct pool_ack a = { seq, (uint32_t)taken, 0 };
-	ssize_t w = REAL(sendto)(ch, &a, sizeof a, MSG_DONTWAIT | MSG_NOSIGNAL, (const struct sockaddr *)to, tolen);
-	(void)w;
-}
+static void warn_line(const char *msg) { shim_warn("%s", msg); }
 
-/* One datagram on a channel: 1 and the connection it carries in *conn (-1
- * if none fit); 0 for a datagram not from a daemon of our own user (anyone
- * may send to an abstract name), dropped with what it carried; -1 for no
- * datagram at all (the program shut the socket down). */
-static int take_handoff(struct msghdr *m, ssize_t n, int *conn)
-{
-	struct ucred cr;
-	int creds = 0, nfd = 0;
-	*conn = -1;
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c)) {
-		if (c->cmsg_level != SOL_SOCKET) continue;
-		if (c->cmsg_type == SCM_CREDENTIALS && c->cmsg_len >= CMSG_LEN(sizeof cr)) memcpy(&cr, CMSG_DATA(c), sizeof cr), creds = 1;
-		for (size_t off = 0; c->cmsg_type == SCM_RIGHTS && CMSG_LEN(off + sizeof(int)) <= c->cmsg_len; off += sizeof(int), nfd++) {
-			int fd;
-			memcpy(&fd, CMSG_DATA(c) + off, sizeof fd);
-			if (nfd) close(fd);
-			else *conn = fd;
-		}
-	}
-	if (creds && cr.uid == geteuid() && n == sizeof(struct pool_handoff) && nfd <= 1 && !(m->msg_flags & MSG_TRUNC)) return 1;
-	if (!creds && !nfd && n == 0) return -1; /* every datagram carries its sender's credentials */
-	static int told;
-	if (!told++)
-		shim_warn("dropped a message to the pool socket of a published port from pid %d, uid %u: not the pool daemon",
-			  creds ? (int)cr.pid : 0, creds ? (unsigned)cr.uid : 0);
-	if (*conn >= 0) close(*conn);
-	return 0;
-}
-
-int pool_accept(int ch, int flags)
-{
-	struct pool_handoff h;
-	struct sockaddr_un from;
-	union { char buf[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(4 * sizeof(int))]; struct cmsghdr align; } cbuf;
-	struct iovec iov = { &h, sizeof h };
-	struct msghdr m;
-	ssize_t n;
-	int conn, took;
-	do {
-		m = (struct msghdr){ .msg_name = &from, .msg_namelen = sizeof from, .msg_iov = &iov, .msg_iovlen = 1,
-				     .msg_control = cbuf.buf, .msg_controllen = sizeof cbuf.buf };
-		if ((n = REAL(recvmsg)(ch, &m, flags & SOCK_CLOEXEC ? MSG_CMSG_CLOEXEC : 0)) < 0) return -1;
-	} while (!(took = take_handoff(&m, n, &conn)));
-	if (took < 0) return shim_fail(EINVAL); /* as accept on a listener shut down */
-	if (conn < 0) {
-		ack(ch, &from, m.msg_namelen, h.seq, 0); /* no room for the descriptor: the pool hands it to another */
-		return shim_fail(EMFILE);
-	}
-	ack(ch, &from, m.msg_namelen, h.seq, 1);
-	if (flags & SOCK_NONBLOCK) REAL(fcntl)(conn, F_SETFL, REAL(fcntl)(conn, F_GETFL) | O_NONBLOCK);
-	return conn;
-}
+int pool_accept(int ch, int flags) { return pool_channel_accept(ch, flags, warn_line); }

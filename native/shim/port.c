@@ -18,6 +18,7 @@
 #include "path.h"
 #include "poolclient.h"
 #include "../core/rawcall.h"
+#include "../core/portpolicy.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -42,70 +43,24 @@ static uint16_t range_lo = PORT_RANGE_DEFAULT_LO, range_hi = PORT_RANGE_DEFAULT_
  * work; which port is published is the tables' to say. */
 static int publishes;
 
-/* The public ports the harness says this application publishes (from
- * APPSHOT_PUBLISH, "[HOST:]PUBLIC:VIRTUAL,..."), so that a connection the
- * pool handed over, whose local port is the public one, shows the virtual
- * port. Each is checked against the tables before it is used. */
+/* The public ports the harness says this application publishes
+ * (core/portpolicy.h), so that a connection the pool handed over, whose
+ * local port is the public one, shows the virtual port. */
 #define MAX_PUBLISHED 32
-static struct { uint16_t pub, vport; } published[MAX_PUBLISHED];
+static struct port_published published[MAX_PUBLISHED];
 static int npublished;
-
-static void read_published(const char *list)
-{
-	char buf[96], *v, *pb;
-	while (list && *list && npublished < MAX_PUBLISHED) {
-		size_t n = strcspn(list, ",");
-		if (n < sizeof buf) {
-			memcpy(buf, list, n);
-			buf[n] = 0;
-			/* The last two fields: a host before them may hold colons. */
-			if ((v = strrchr(buf, ':'))) {
-				*v++ = 0;
-				pb = strrchr(buf, ':');
-				unsigned long pub = strtoul(pb ? pb + 1 : buf, NULL, 10), vport = strtoul(v, NULL, 10);
-				if (pub && pub < 65536 && vport && vport < 65536)
-					published[npublished].pub = (uint16_t)pub, published[npublished++].vport = (uint16_t)vport;
-			}
-		}
-		list += n + (list[n] == ',');
-	}
-}
 
 /* APPSHOT_PORT_RANGE, "LO-HI", set by the harness from --port-range. */
 void port_init(void)
 {
 	const char *r = getenv("APPSHOT_PORT_RANGE");
-	unsigned lo, hi;
-	char end;
 	publishes = getenv("APPSHOT_PUBLISH") != NULL;
-	read_published(getenv("APPSHOT_PUBLISH"));
-	if (!r) return;
-	if (sscanf(r, "%u-%u%c", &lo, &hi, &end) != 2 || lo == 0 || lo > hi || hi > 65535)
+	npublished = port_published_parse(getenv("APPSHOT_PUBLISH"), published, MAX_PUBLISHED);
+	if (port_range_parse(r, &range_lo, &range_hi))
 		shim_fatal("APPSHOT_PORT_RANGE is '%s', not LO-HI with 1 <= LO <= HI <= 65535; start programs with 'appshot run'", r);
-	range_lo = (uint16_t)lo;
-	range_hi = (uint16_t)hi;
 }
 
 /* --- addresses ---------------------------------------------------------- */
-
-/* sin_port and sin6_port: the port of an IPv4 or IPv6 address of len bytes. */
-static int inet_port(const struct sockaddr *sa, socklen_t len, uint16_t *port)
-{
-	if (!sa) return 0;
-	if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in))
-		*port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
-	else if (sa->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6))
-		*port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
-	else
-		return 0;
-	return 1;
-}
-
-static void set_port(struct sockaddr *sa, uint16_t port)
-{
-	if (sa->sa_family == AF_INET) ((struct sockaddr_in *)sa)->sin_port = htons(port);
-	else ((struct sockaddr_in6 *)sa)->sin6_port = htons(port);
-}
 
 /* --- the caller's memory ---------------------------------------------- */
 
@@ -136,56 +91,6 @@ static int user_readable(const void *p, size_t n)
 static int addr_readable(const struct sockaddr *addr, socklen_t len)
 {
 	return len >= sizeof(sa_family_t) && len <= sizeof(struct sockaddr_storage) && user_readable(addr, len);
-}
-
-/* An IPv4 address as a v4-mapped IPv6 one, so one comparison serves both. */
-static struct in6_addr as_in6(const struct sockaddr *sa)
-{
-	if (sa->sa_family == AF_INET6) return ((const struct sockaddr_in6 *)sa)->sin6_addr;
-	struct in6_addr a = { 0 };
-	a.s6_addr[10] = a.s6_addr[11] = 0xff;
-	memcpy(&a.s6_addr[12], &((const struct sockaddr_in *)sa)->sin_addr, 4);
-	return a;
-}
-
-/* This host's interface addresses, read again at most once a second and
- * only when an address is neither loopback nor any: the case is rare and
- * getifaddrs costs a netlink round trip. */
-static struct {
-	pthread_mutex_t lock;
-	time_t read_at;
-	int n;
-	struct in6_addr a[32];
-} ifs = { PTHREAD_MUTEX_INITIALIZER };
-
-static int host_has(const struct in6_addr *want)
-{
-	pthread_mutex_lock(&ifs.lock);
-	time_t now = time(NULL);
-	int found = 0;
-	for (int pass = 0; pass < 2 && !found; pass++) {
-		for (int i = 0; i < ifs.n && !found; i++) found = !memcmp(&ifs.a[i], want, sizeof *want);
-		if (found || now == ifs.read_at) break;
-		struct ifaddrs *list, *p;
-		ifs.read_at = now;
-		ifs.n = 0;
-		if (getifaddrs(&list)) break;
-		for (p = list; p && ifs.n < 32; p = p->ifa_next)
-			if (p->ifa_addr && (p->ifa_addr->sa_family == AF_INET || p->ifa_addr->sa_family == AF_INET6))
-				ifs.a[ifs.n++] = as_in6(p->ifa_addr);
-		freeifaddrs(list);
-	}
-	pthread_mutex_unlock(&ifs.lock);
-	return found;
-}
-
-/* Whether an address is this host: loopback, any, or an interface's. */
-static int is_local(const struct sockaddr *sa)
-{
-	struct in6_addr a = as_in6(sa);
-	if (IN6_IS_ADDR_LOOPBACK(&a) || IN6_IS_ADDR_UNSPECIFIED(&a)) return 1;
-	if (IN6_IS_ADDR_V4MAPPED(&a) && (a.s6_addr[12] == 127 || !memcmp(&a.s6_addr[12], "\0\0\0\0", 4))) return 1;
-	return host_has(&a);
 }
 
 /* The protocol of each socket this process made with socket() or got from
@@ -276,11 +181,11 @@ static const struct sockaddr *to_system_addr(int fd, const struct sockaddr *addr
 {
 	uint16_t vport, sport;
 	uint32_t proto;
-	if (!shim_active || !inet_port(addr, len, &vport) || vport == 0 || len > sizeof *buf) return addr;
+	if (!shim_active || !port_in_addr(addr, len, &vport) || vport == 0 || len > sizeof *buf) return addr;
 	if (!(proto = proto_to_translate(fd, vport, to_system_port))) return addr;
-	if (to_system_port(proto, vport, &sport) || sport == vport || !is_local(addr)) return addr;
+	if (to_system_port(proto, vport, &sport) || sport == vport || !port_addr_is_local(addr)) return addr;
 	memcpy(buf, addr, len);
-	set_port((struct sockaddr *)buf, sport);
+	port_set_in_addr((struct sockaddr *)buf, sport);
 	return (const struct sockaddr *)buf;
 }
 
@@ -307,16 +212,16 @@ static void to_virtual_addr(int fd, uint32_t proto, struct sockaddr *addr, sockl
 {
 	uint16_t sport, vport;
 	int saved = errno;
-	if (!inet_port(addr, len, &sport)) return;
+	if (!port_in_addr(addr, len, &sport)) return;
 	if (own && npublished && published_vport(fd, sport, &vport)) {
-		set_port(addr, vport);
+		port_set_in_addr(addr, vport);
 		goto out;
 	}
 	/* Only a port of the range can be a remapped one: the peers' ephemeral
 	 * ports of every accept and recvfrom never reach the tables. */
 	if (sport < range_lo || sport > range_hi) return;
 	if (!proto && !(proto = proto_to_translate(fd, sport, to_virtual_port))) goto out;
-	if (to_virtual_port(proto, sport, &vport) == 0 && vport != sport && (own || is_local(addr))) set_port(addr, vport);
+	if (to_virtual_port(proto, sport, &vport) == 0 && vport != sport && (own || port_addr_is_local(addr))) port_set_in_addr(addr, vport);
 out:
 	errno = saved;
 }
@@ -327,47 +232,40 @@ static int bind_at(int fd, const struct sockaddr *addr, socklen_t len, uint16_t 
 {
 	struct sockaddr_storage b;
 	memcpy(&b, addr, len);
-	set_port((struct sockaddr *)&b, sport);
+	port_set_in_addr((struct sockaddr *)&b, sport);
 	return raw_call(SYS_bind, fd, &b, len);
 }
 
-/* Claims sport for vid in the tables and binds it: 0, or the errno that
- * stopped it (EADDRINUSE: try another). */
-static int try_port(MDB_txn *txn, int fd, const struct sockaddr *addr, socklen_t len, uint32_t vid, uint16_t sport)
+struct bind_args {
+	int fd;
+	const struct sockaddr *addr;
+	socklen_t len;
+};
+
+static int bind_candidate(void *arg, uint16_t sport)
 {
-	struct tabledb *t = shim_tables();
-	uint32_t sid = port_id(port_proto(vid), sport);
-	int rc = tabledb_claim(t, txn, RT_PORT, vid, sid);
-	if (rc == MDB_KEYEXIST) return EADDRINUSE; /* another application's lease */
-	if (rc) return -rc;
-	if (bind_at(fd, addr, len, sport) == 0) return 0;
-	int err = errno;
-	tabledb_release(t, txn, RT_PORT, sid);
-	return err;
+	struct bind_args *b = arg;
+	return bind_at(b->fd, b->addr, b->len, sport) == 0 ? 0 : errno;
 }
 
 static const char *proto_name(uint32_t proto) { return proto == PORT_PROTO_TCP ? "tcp" : "udp"; }
 
-/* The first bind of a virtual port in the application (FIG. 11): the port
- * itself if the system port is free, else the first free one of the
- * range, recorded in the same write transaction that holds every other
- * allocator on the host off. */
+/* The first bind of a virtual port in the application (core/portpolicy.h),
+ * in the write transaction that holds every other allocator on the host
+ * off. */
 static int bind_new(int fd, const struct sockaddr *addr, socklen_t len, uint32_t proto, uint16_t vport)
 {
 	MDB_txn *txn = write_begin();
 	struct tabledb *t = shim_tables();
-	uint32_t vid = port_id(proto, vport);
 	struct fwd_val row;
-	if (tabledb_fwd(t, txn, RT_PORT, vid, &row) == 0) {
+	if (tabledb_fwd(t, txn, RT_PORT, port_id(proto, vport), &row) == 0) {
 		write_abort(txn); /* another process of the application was first */
 		return bind_at(fd, addr, len, port_of(row.srid));
 	}
-	int err = EADDRINUSE;
-	uint32_t sport = 0;
-	if (!(t->app_flags & APP_FLAG_NO_IDENTITY) && (err = try_port(txn, fd, addr, len, vid, vport)) == 0) sport = vport;
-	/* A no-identity application never gets its own number, even from the range. */
-	for (uint32_t p = range_lo; err == EADDRINUSE && p <= range_hi; p++)
-		if (p != vport && (err = try_port(txn, fd, addr, len, vid, (uint16_t)p)) == 0) sport = p;
+	struct bind_args b = { fd, addr, len };
+	uint16_t sport;
+	int err = port_bind_first(t, txn, proto, vport, !(t->app_flags & APP_FLAG_NO_IDENTITY), range_lo, range_hi, (uint32_t)shim_pid,
+				  bind_candidate, &b, &sport);
 	if (err == EADDRINUSE) {
 		write_abort(txn);
 		shim_warn("no free system port for virtual port %u/%s of application '%s': every port of the range %u-%u is taken; end applications that hold ports there, or give this one a wider --port-range",
@@ -380,41 +278,8 @@ static int bind_new(int fd, const struct sockaddr *addr, socklen_t len, uint32_t
 		shim_warn("cannot record port %u/%s in %s: %s", vport, proto_name(proto), t->path, mdb_strerror(-err));
 		return shim_fail(ENOBUFS);
 	}
-	row = (struct fwd_val){ .srid = port_id(proto, (uint16_t)sport), .creator = (uint32_t)shim_pid, .created_ms = now_ms() };
-	int rc = tabledb_put_fwd(t, txn, RT_PORT, vid, &row);
-	if (rc) {
-		write_abort(txn);
-		shim_warn("cannot record port %u/%s in %s: %s", vport, proto_name(proto), t->path, mdb_strerror(rc));
-		return shim_fail(ENOBUFS);
-	}
 	write_commit(txn);
 	return 0;
-}
-
-/* The lowest port an unprivileged process may bind, as the kernel reads
- * it (net.ipv4.ip_unprivileged_port_start, for IPv6 too): read once. */
-static int start = -1;
-static int unprivileged_start(void)
-{
-	char buf[16] = "";
-	if (start >= 0) return start;
-	int fd = (int)raw_call(SYS_openat, AT_FDCWD, "/proc/sys/net/ipv4/ip_unprivileged_port_start", O_RDONLY | O_CLOEXEC);
-	long n = fd >= 0 ? raw_call(SYS_read, fd, buf, sizeof buf - 1) : -1;
-	if (fd >= 0) raw_call(SYS_close, fd);
-	return start = n > 0 ? atoi(buf) : 1024;
-}
-
-/* Whether the kernel would refuse this process a bind of vport: below
- * the unprivileged start without CAP_NET_BIND_SERVICE in its effective
- * set. A remapped virtual port has a system port the kernel does not
- * refuse, so the shim answers as it would have. */
-static int bind_refused(uint16_t vport)
-{
-	if (vport >= unprivileged_start()) return 0;
-	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
-	struct __user_cap_data_struct d[2] = { 0 };
-	if (raw_call(SYS_capget, &h, d)) return 0;
-	return !(d[CAP_NET_BIND_SERVICE / 32].effective & (1u << (CAP_NET_BIND_SERVICE % 32)));
 }
 
 WRAPPER(bind)
@@ -425,8 +290,8 @@ WRAPPER(bind)
 	if (unix_redirect(&addr, &len, &un)) return -1;
 	uint16_t vport, sport;
 	uint32_t proto;
-	if (!inet_port(addr, len, &vport) || vport == 0 || !(proto = socket_proto(fd))) return raw_call(SYS_bind, fd, addr, len);
-	if (bind_refused(vport)) return shim_fail(EACCES);
+	if (!port_in_addr(addr, len, &vport) || vport == 0 || !(proto = socket_proto(fd))) return raw_call(SYS_bind, fd, addr, len);
+	if (port_bind_refused(0, vport)) return shim_fail(EACCES);
 	if (to_system_port(proto, vport, &sport) == 0) return bind_at(fd, addr, len, sport);
 	return bind_new(fd, addr, len, proto, vport);
 }
@@ -440,7 +305,7 @@ static void publish_if_asked(int fd)
 	uint16_t sport, vport;
 	uint32_t pub;
 	/* listen() succeeded on an inet socket: a TCP one. */
-	if (REAL(getsockname)(fd, (struct sockaddr *)&a, &len) || !inet_port((struct sockaddr *)&a, len, &sport) ||
+	if (REAL(getsockname)(fd, (struct sockaddr *)&a, &len) || !port_in_addr((struct sockaddr *)&a, len, &sport) ||
 	    to_virtual_port(PORT_PROTO_TCP, sport, &vport) ||
 	    vr_to_sr(RT_PUBLISH, port_id(PORT_PROTO_TCP, vport), &pub))
 		return;
@@ -467,7 +332,7 @@ static socklen_t in_family(struct sockaddr_storage *ss, socklen_t len, int fam)
 	struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
 	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
 	if (fam == AF_INET6 && ss->ss_family == AF_INET && len >= sizeof *a4) {
-		struct sockaddr_in6 m = { .sin6_family = AF_INET6, .sin6_port = a4->sin_port, .sin6_addr = as_in6((struct sockaddr *)a4) };
+		struct sockaddr_in6 m = { .sin6_family = AF_INET6, .sin6_port = a4->sin_port, .sin6_addr = port_as_in6((struct sockaddr *)a4) };
 		*a6 = m;
 		return sizeof m;
 	}
@@ -701,7 +566,7 @@ static uint16_t channel_public(int fd)
 	socklen_t alen;
 	uint16_t vport;
 	uint32_t pub;
-	if (!channel_address(fd, &a, &alen) || !inet_port((struct sockaddr *)&a, alen, &vport) ||
+	if (!channel_address(fd, &a, &alen) || !port_in_addr((struct sockaddr *)&a, alen, &vport) ||
 	    vr_to_sr(RT_PUBLISH, port_id(PORT_PROTO_TCP, vport), &pub))
 		return 0;
 	return port_of(pub);
@@ -764,7 +629,5 @@ WRAPPER(getsockopt)
 void port_restored_entry(void)
 {
 	for (unsigned i = 0; i < KNOWN_FDS; i++) atomic_store_explicit(&fd_proto[i], 0, memory_order_relaxed);
-	ifs.n = 0;
-	ifs.read_at = 0;
-	start = -1;
+	port_addr_forget();
 }

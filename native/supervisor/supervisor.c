@@ -41,6 +41,8 @@
 #include <unistd.h>
 
 #include "../core/tabledb.h"
+#include "../core/elfkind.h"
+#include "../notify/notify.h"
 
 static void die(const char *what)
 {
@@ -95,12 +97,34 @@ static void close_home_descriptors(int keep)
 	closedir(d);
 }
 
+/* A static or Go program (core/elfkind.h) is started through the loader
+ * beside this program, which gives the notification thread its filter
+ * (notify/notify.h); returns only if it is not one, or the loader is
+ * missing (then as before: untranslated). */
+static void exec_notified(const char *file, char **argv)
+{
+	char path[PATH_MAX], self[PATH_MAX];
+	if (!getenv(NOTIFY_ENV) || exec_search(file, getenv("PATH"), path, sizeof path) || !elf_kind_notified(elf_kind_of(path))) return;
+	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+	char *slash = n > 0 ? memrchr(self, '/', (size_t)n) : NULL;
+	if (!slash || (size_t)(slash - self) + 1 + sizeof NOTIFY_LOADER > sizeof self) return;
+	memcpy(slash + 1, NOTIFY_LOADER, sizeof NOTIFY_LOADER);
+	int argc = 0;
+	while (argv[argc]) argc++;
+	char *args[argc + 3]; /* no malloc in a fork child of a process with threads */
+	args[0] = NOTIFY_LOADER;
+	args[1] = path;
+	for (int i = 0; i <= argc; i++) args[i + 2] = argv[i];
+	execv(self, args);
+}
+
 /* In the child: exec CMD with the shim preloaded; on failure send errno up
  * the close-on-exec pipe, which the parent reads as "exec did not happen". */
 static void exec_command(const char *file, char **argv, const char *preload, int report_fd, const sigset_t *old)
 {
 	sigprocmask(SIG_SETMASK, old, NULL);
 	set_preload(preload);
+	exec_notified(file, argv);
 	execvp(file, argv);
 	int err = errno;
 	ssize_t w = write(report_fd, &err, sizeof err);
@@ -166,24 +190,24 @@ static pid_t await_root(int fd)
 /* The application's processes the supervisor reaps (orphans, and the
  * command) have no parent under the shim to forget them: their rows go
  * here, so no row outlives its process. Best effort: if the tables cannot
- * be opened, the harness's cleanup at the end removes the rows. */
+ * be opened, the harness's cleanup at the end removes the rows. The
+ * tables are the ones the notification thread uses (notify/serve.c). */
 static void forget_reaped(const pid_t *pids, int n)
 {
-	static struct tabledb t;
-	static int state; /* 0 not opened yet, 1 open, -1 unusable */
-	const char *home = getenv("APPSHOT_HOME"), *aid = getenv("APPSHOT_AID");
-	char err[512];
-	if (!n || state < 0) return;
-	if (state == 0) state = home && aid && tabledb_open(&t, home, aid, err, sizeof err) == 0 ? 1 : -1;
-	if (state < 0 || !tabledb_fds_ok(&t) || tabledb_write_lock(&t)) return;
-	MDB_txn *txn;
-	if (mdb_txn_begin(t.env, NULL, 0, &txn) == 0) {
-		int rc = 0;
-		for (int i = 0; i < n && !rc; i++) rc = tabledb_pid_forget(&t, txn, (uint32_t)pids[i]);
-		if (rc) mdb_txn_abort(txn);
-		else mdb_txn_commit(txn);
+	if (!n) return;
+	struct tabledb *t = notify_tables_lock();
+	if (!t) return;
+	if (tabledb_write_lock(t) == 0) {
+		MDB_txn *txn;
+		if (mdb_txn_begin(t->env, NULL, 0, &txn) == 0) {
+			int rc = 0;
+			for (int i = 0; i < n && !rc; i++) rc = tabledb_pid_forget(t, txn, (uint32_t)pids[i]);
+			if (rc) mdb_txn_abort(txn);
+			else mdb_txn_commit(txn);
+		}
+		tabledb_write_unlock(t);
 	}
-	tabledb_write_unlock(&t);
+	notify_tables_unlock();
 }
 
 /* SIGKILLs every child of ours (/proc/self/task/TID/children); how many. */
@@ -287,6 +311,10 @@ int main(int argc, char **argv)
 		root_fd = start_restorer(argv + 1, argc - 1, pipefd[1], &old, &restorer);
 		child = restorer;
 	} else {
+		/* Static and Go programs of the application are answered by a
+		 * thread of ours; without it they run untranslated, as before. */
+		unsetenv(NOTIFY_ENV); /* an enclosing application's supervisor is not ours */
+		notify_start(argv[1]);
 		child = fork();
 		if (child < 0) die("fork");
 		if (child == 0) {
