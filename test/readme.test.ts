@@ -78,6 +78,15 @@ const EXPECT: Record<string, (r: { stdout: string; stderr: string }, dir: string
     const served = r.stdout.split('\n').filter((l) => l.startsWith('this is web-'));
     expect(served.sort()).toEqual(['this is web-1', 'this is web-2', 'this is web-3']);
   },
+  'Statically linked and Go programs': (r) => {
+    // Each copy was reached inside its own application at virtual port 8080;
+    // the remapped one's getpid, a static program's, answered with its vpid.
+    const one = /^one: pid (\d+)$/m.exec(r.stdout);
+    const two = /^two: pid (\d+)$/m.exec(r.stdout);
+    expect(one, r.stdout).not.toBeNull();
+    expect(two, r.stdout).not.toBeNull();
+    expect(Number(two![1])).toBeGreaterThanOrEqual(0x10000000);
+  },
 };
 
 describe('the README examples', () => {
