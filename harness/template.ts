@@ -1,9 +1,9 @@
 import { makeClone, type Clone } from '../ts/clone.js';
 import { AppshotError, EXIT } from '../ts/errors.js';
 import { forgetSeeds } from '../ts/seeds.js';
-import type { Balance } from '../ts/pool.js';
+import type { Balance, Publication } from '../ts/pool.js';
 import type { TableDb } from '../ts/tabledb.js';
-import { createTemplate, liveClones, loadTemplate, removeTemplate, templateNames } from '../ts/template.js';
+import { type Template, createTemplate, liveClones, loadTemplate, removeTemplate, templateNames } from '../ts/template.js';
 import { type TemplateListRow, renderTemplate, renderTemplateList } from './views/templates.js';
 import { superviseApp } from './run.js';
 import type { Format } from './views/format.js';
@@ -103,6 +103,60 @@ function summary(c: Clone, ms: number): CloneSummary {
   };
 }
 
+/** One clone made and started (serve's unit, and clone's). */
+export interface StartedClone {
+  aid: string;
+  number: number;
+  /** From starting to make it until its processes run. */
+  readyMs: number;
+  /** Continued from the template's image (false: its command started). */
+  warm: boolean;
+  /** Its exit status, once its last process is gone and it is cleaned up. */
+  ended: Promise<number>;
+}
+
+export interface StartOptions {
+  /** The lowest clone number to try (the next free one is taken). */
+  from: number;
+  /** Start the command over the template's IPC state, not continue the image. */
+  cold?: boolean;
+  /** The command to start instead of the saved one (implies cold). */
+  command?: string[];
+  home: string;
+  balance: Balance;
+  portRange: { lo: number; hi: number };
+  /** The multiplexed ports, instead of the template's (serve's --publish). */
+  publish?: Publication[];
+}
+
+/**
+ * Makes one clone (all or nothing) and starts it; resolves once its
+ * processes run (warm: restored and detached; cold: the command started).
+ * Throws AppshotError when it cannot be made.
+ */
+export async function startClone(t: TableDb, tpl: Template, opts: StartOptions): Promise<StartedClone> {
+  return (await launch(t, tpl, opts)).started;
+}
+
+/** startClone, with what was made, for clone's report. */
+async function launch(t: TableDb, tpl: Template, opts: StartOptions): Promise<{ started: StartedClone; clone: Clone }> {
+  const began = performance.now();
+  const c = makeClone(t, tpl, { from: opts.from, command: opts.command, portRange: opts.portRange, publish: opts.publish });
+  const runOpts = { home: opts.home, keep: false, noIdentity: c.noIdentity, publish: c.publish, redirects: c.redirects, balance: opts.balance, portRange: opts.portRange };
+  let ended!: Promise<number>;
+  await new Promise<void>((resolve) => {
+    ended = superviseApp(t, c.aid, c.command, runOpts, { env: c.env, cwd: c.cwd, firstVpid: c.firstVpid }, resolve)
+      .catch((err: Error) => {
+        process.stderr.write(`appshot: clone '${c.aid}': ${err.message}\n`);
+        return err instanceof AppshotError ? err.exitCode : EXIT.failure;
+      })
+      .finally(resolve);
+  });
+  forgetSeeds(t, c.aid); // its seeded paths are its data now
+  // Ready: every object made and filled, its first process started.
+  return { started: { aid: c.aid, number: c.number, readyMs: performance.now() - began, warm: false, ended }, clone: c };
+}
+
 /**
  * `appshot template clone NAME -n N [-- CMD]`: makes and starts the clones
  * one by one, each all or nothing, and supervises them all until each has
@@ -122,34 +176,20 @@ export async function clone(
   let next = 1;
   const began = performance.now();
   for (let i = 0; i < opts.count; i++) {
-    let c: Clone;
-    const started = performance.now();
+    let l: Awaited<ReturnType<typeof launch>>;
     try {
-      c = makeClone(t, tpl, { from: next, command: opts.command, portRange: opts.portRange });
+      l = await launch(t, tpl, { from: next, command: opts.command, home: opts.home, balance: opts.balance, portRange: opts.portRange });
     } catch (err) {
       failure = err instanceof AppshotError ? err : new AppshotError(String(err), EXIT.failure);
       break;
     }
+    const { started: s, clone: c } = l;
     next = c.number + 1;
     made.push(c.aid);
-    const runOpts = { home: opts.home, keep: false, noIdentity: c.noIdentity, publish: c.publish, redirects: c.redirects, balance: opts.balance, portRange: opts.portRange };
-    const spawned = new Promise<void>((resolve) =>
-      runs.push(
-        superviseApp(t, c.aid, c.command, runOpts, { env: c.env, cwd: c.cwd, firstVpid: c.firstVpid }, resolve)
-          .catch((err: Error) => {
-            process.stderr.write(`appshot: clone '${c.aid}': ${err.message}\n`);
-            return err instanceof AppshotError ? err.exitCode : EXIT.failure;
-          })
-          .finally(resolve),
-      ),
-    );
-    await spawned;
-    forgetSeeds(t, c.aid); // its seeded paths are its data now
-    // Ready: every object made and filled, its first process started.
-    const ms = performance.now() - started;
+    runs.push(s.ended);
     const copy = c.restored.copySeconds * 1000;
-    summaries.push(summary(c, ms));
-    process.stderr.write(`appshot: clone '${c.aid}' of template '${name}' ready in ${ms.toFixed(1)} ms (copying ${copy.toFixed(1)} ms of it): ${describe(c)}\n`);
+    summaries.push(summary(c, s.readyMs));
+    process.stderr.write(`appshot: clone '${c.aid}' of template '${name}' ready in ${s.readyMs.toFixed(1)} ms (copying ${copy.toFixed(1)} ms of it): ${describe(c)}\n`);
   }
   if (failure) {
     const rest = opts.count - made.length;

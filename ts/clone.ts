@@ -110,7 +110,7 @@ function unmake(t: TableDb, aid: string, seeded: string[]): void {
   forgetSeeds(t, aid);
 }
 
-export function makeClone(t: TableDb, tpl: Template, opts: { from: number; command?: string[]; portRange: { lo: number; hi: number } }): Clone {
+export function makeClone(t: TableDb, tpl: Template, opts: { from: number; command?: string[]; portRange: { lo: number; hi: number }; publish?: Publication[] }): Clone {
   checkSnapshotUnchanged(tpl);
   checkSharedSegments(tpl);
   if (!opts.command && tpl.meta.cwd && !existsSync(tpl.meta.cwd))
@@ -123,7 +123,7 @@ export function makeClone(t: TableDb, tpl: Template, opts: { from: number; comma
   const redirects = [...tpl.rules.redirects.map((r) => ({ from: normalizePath(r.from.text), to: normalizePath(expand(r.to, values)) })), ...(m.redirects ?? [])];
   // The snapshot's first process's environment, else the harness's, as restore and run start with.
   const env = tpl.rules.env.length ? { ...(m.env ?? (process.env as Record<string, string>)), ...Object.fromEntries(tpl.rules.env.map((e) => [e.name, expand(e.value, values)])) } : m.env;
-  const publish = tpl.resources.filter((x) => x.kind === 'port' && x.class === 'multiplex').map((x) => ({ public: x.publicPort!, virtual: S.decodePortId(x.vrid).port }));
+  const publish = opts.publish ?? tpl.resources.filter((x) => x.kind === 'port' && x.class === 'multiplex').map((x) => ({ public: x.publicPort!, virtual: S.decodePortId(x.vrid).port }));
   const command = opts.command ?? m.command;
   registerApp(t, { aid, command, noIdentity: m.noIdentity, clone: true, publish, redirects });
   const seeded: string[] = [];
