@@ -281,11 +281,11 @@ class Serving {
       const i = this.instances.get(x.aid);
       return i && i.listening && !i.retiring && !x.draining;
     });
-    const live = this.size().live;
+    let live = this.size().live;
     for (const aid of retireChoice(ours.map((x) => ({ aid: x.aid, idleMs: x.idle_ms })), { live, min: this.o.min, idleS: this.o.idleS })) {
       const i = this.instances.get(aid)!;
       const idle = ours.find((x) => x.aid === aid)!.idle_ms;
-      i.retiring = `idle ${(idle / 1000).toFixed(1)} s (--idle ${this.o.idleS}), ${live - 1} left (--min ${this.o.min})`;
+      i.retiring = `idle ${(idle / 1000).toFixed(1)} s (--idle ${this.o.idleS}), ${--live} left (--min ${this.o.min})`;
       this.scaler!.drain(aid);
     }
   }
