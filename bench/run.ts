@@ -32,11 +32,12 @@ import { poolStage } from './pool.js';
 import type { Results } from './figures.js';
 import { chart, markdown, printTables } from './report.js';
 import { RESULTS_DIR, writeResults } from './results.js';
+import { serveStage } from './serve.js';
 import { snapshotStage } from './snapshot.js';
 import type { BenchContext, Stage, StageFigures } from './stage.js';
 
 /** The stages, in the order they run. */
-const STAGES: Stage[] = [callsStage, poolStage, snapshotStage, checkpointStage, cloneStage, infoStage, lookupStage, allocStage, inspectorStage];
+const STAGES: Stage[] = [callsStage, poolStage, snapshotStage, checkpointStage, cloneStage, serveStage, infoStage, lookupStage, allocStage, inspectorStage];
 
 const USAGE = 'usage: npm run bench [-- --full]   (node dist/bench/run.js [--full])';
 

@@ -41,6 +41,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/filter.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -62,8 +65,9 @@
 #define LINE_MAX_LEN 256
 #define FD_RESERVE 16    /* descriptors kept for instances and the harness */
 #define PROBE_MS 1000    /* how often an idle instance is checked for life */
+#define RECOUNT_MS 3     /* at the scaler's limit, open connections counted again this soon */
 
-enum kind { W_PUBLIC, W_CHANNELS, W_CTL, W_TIMER, W_SIGNAL, W_CHAN, W_LISTENER, W_CLIENT };
+enum kind { W_PUBLIC, W_CHANNELS, W_CTL, W_TIMER, W_SIGNAL, W_CHAN, W_LISTENER, W_CLIENT, W_RECOUNT };
 
 /* What epoll reports on; owner is the instance or the client. */
 struct watch {
@@ -86,8 +90,16 @@ struct queue {
 	int n;
 };
 
-struct inodes {
-	unsigned long *v;
+/* A connection an instance took, as the kernel's socket table keys it
+ * (local address and port, the peer's; network order), and its inode. */
+struct tuple {
+	struct inet_diag_sockid id;
+	uint8_t family;
+	unsigned long ino;
+};
+
+struct opens {
+	struct tuple *v;
 	size_t n, cap;
 };
 
@@ -103,7 +115,7 @@ struct instance {
 	uint64_t busy_ms;          /* when it last had a connection open, or was given one */
 	struct pool_register reg;
 	struct queue unacked, direct;
-	struct inodes open;        /* its pool connections still open, for lc */
+	struct opens open;         /* its pool connections still open, for lc and the scaler */
 };
 
 struct client {
@@ -131,6 +143,9 @@ static struct {
 	int nclients, nlifelines;
 	struct client *scaler; /* the serving command, if one is connected */
 	int conns;             /* its limit of open connections per instance; 0 none */
+	struct watch recount;  /* a one-shot timer: see recount_soon */
+	int diag;              /* NETLINK_SOCK_DIAG: which taken connections are open */
+	uint32_t diag_seq;
 	struct queue held;
 	uint64_t seq, start_ms, refresh_ms;
 } g;
@@ -180,10 +195,10 @@ static void *xcalloc(size_t n)
 	return memset(xrealloc(NULL, n), 0, n);
 }
 
-static void push_inode(struct inodes *s, unsigned long ino)
+static void push_open(struct opens *s, const struct tuple *t)
 {
 	if (s->n == s->cap) s->v = xrealloc(s->v, (s->cap = s->cap ? 2 * s->cap : 64) * sizeof *s->v);
-	s->v[s->n++] = ino;
+	s->v[s->n++] = *t;
 }
 
 /* Held and unacked connections close with us. The public port goes first,
@@ -460,14 +475,39 @@ static void tell_need(bool tick)
 	tell_scaler("need held=%d oldest=%llu\n", g.held.n, (unsigned long long)oldest);
 }
 
+static void refresh_active(void);
+
+/* Held connections at the scaler's limit wait for an instance to close
+ * one, which nothing signals: the count is taken again in RECOUNT_MS (a
+ * one-shot timer), not at the next tick. */
+static void recount_soon(void)
+{
+	struct itimerspec once = { { 0, 0 }, { 0, RECOUNT_MS * 1000000L } };
+	struct itimerspec cur;
+	if (g.recount.fd >= 0 && !timerfd_gettime(g.recount.fd, &cur) && !cur.it_value.tv_sec && !cur.it_value.tv_nsec)
+		timerfd_settime(g.recount.fd, 0, &once, NULL);
+}
+
 static void dispatch_held(void)
 {
 	uint64_t now = monotonic_ms();
 	struct instance *in;
-	while (g.held.head && (in = pick(now))) {
+	bool refreshed = false;
+	while (g.held.head) {
+		if (!(in = pick(now))) {
+			/* At the scaler's limit, as last counted: connections closed
+			 * since are found now, not at the next tick, or a client that
+			 * opens one connection after another would look like many;
+			 * and while they wait, counted again soon (recount_soon). */
+			if (refreshed || !g.conns) break;
+			refresh_active();
+			refreshed = true;
+			continue;
+		}
 		struct conn *c = q_pop(&g.held);
 		if (!hand(in, c)) q_push(&g.held, c, true);
 	}
+	if (g.held.n && g.conns) recount_soon();
 	if (!g.held.n) g.overflow_logged = false;
 }
 
@@ -677,13 +717,42 @@ static void take_register(struct instance *in)
 	tell_scaler("joined %s\n", reg.aid);
 }
 
+/* The connection's addresses, read before our copy of it closes. */
+static bool tuple_of(int fd, unsigned long ino, struct tuple *t)
+{
+	struct sockaddr_storage l, p;
+	socklen_t ll = sizeof l, pl = sizeof p;
+	if (getsockname(fd, (struct sockaddr *)&l, &ll) || getpeername(fd, (struct sockaddr *)&p, &pl) || l.ss_family != p.ss_family)
+		return false;
+	memset(t, 0, sizeof *t);
+	t->family = l.ss_family;
+	t->ino = ino;
+	t->id.idiag_cookie[0] = t->id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+	if (l.ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const void *)&l, *b = (const void *)&p;
+		t->id.idiag_sport = a->sin_port;
+		t->id.idiag_dport = b->sin_port;
+		memcpy(t->id.idiag_src, &a->sin_addr, sizeof a->sin_addr);
+		memcpy(t->id.idiag_dst, &b->sin_addr, sizeof b->sin_addr);
+		return true;
+	}
+	if (l.ss_family != AF_INET6) return false;
+	const struct sockaddr_in6 *a = (const void *)&l, *b = (const void *)&p;
+	t->id.idiag_sport = a->sin6_port;
+	t->id.idiag_dport = b->sin6_port;
+	memcpy(t->id.idiag_src, &a->sin6_addr, sizeof a->sin6_addr);
+	memcpy(t->id.idiag_dst, &b->sin6_addr, sizeof b->sin6_addr);
+	return true;
+}
+
 static void take_ack(struct instance *in, const struct pool_ack *ack)
 {
 	struct conn *c = ack ? q_take(&in->unacked, ack->seq) : NULL;
 	in->blocked = false;
 	if (c && ack->taken) {
 		in->handed++;
-		if (!c->direct && c->ino) push_inode(&in->open, c->ino);
+		struct tuple t;
+		if (!c->direct && c->ino && tuple_of(c->fd, c->ino, &t)) push_open(&in->open, &t);
 		drop_conn(c);
 	} else if (c) {
 		/* It could not install it: hand it again, but not to this
@@ -795,44 +864,53 @@ static void reap(void)
 
 /* ---- least connections: which taken connections are still open ---- */
 
-static void scan_tcp(const char *path, struct inodes *live)
+/* Whether a taken connection is still open in some process: the kernel's
+ * socket of its addresses, found by one sock_diag request (a hash lookup;
+ * /proc/net/tcp walks every socket of the host, 5 ms and more on a busy
+ * one), still has its inode (one every process has closed has none). When
+ * the kernel cannot say, it counts as open. */
+static bool still_open(const struct tuple *t)
 {
-	FILE *f = fopen(path, "re");
-	char line[512];
-	unsigned port;
-	unsigned long ino;
-	while (f && fgets(line, sizeof line, f))
-		if (sscanf(line, "%*s %*[0-9A-Fa-f]:%x %*s %*s %*s %*s %*s %*s %*s %lu", &port, &ino) == 2 &&
-		    port == (unsigned)g.public && ino)
-			push_inode(live, ino);
-	if (f) fclose(f);
+	struct {
+		struct nlmsghdr nh;
+		struct inet_diag_req_v2 r;
+	} req = {
+		.nh = { .nlmsg_len = sizeof req, .nlmsg_type = SOCK_DIAG_BY_FAMILY, .nlmsg_flags = NLM_F_REQUEST, .nlmsg_seq = ++g.diag_seq },
+		.r = { .sdiag_family = t->family, .sdiag_protocol = IPPROTO_TCP, .idiag_states = ~0u, .id = t->id },
+	};
+	union { char buf[1024]; struct nlmsghdr align; } u;
+	if (g.diag < 0 || send(g.diag, &req, sizeof req, 0) != (ssize_t)sizeof req) return true;
+	for (;;) {
+		ssize_t n = recv(g.diag, u.buf, sizeof u.buf, 0); /* answered at once; SO_RCVTIMEO bounds it */
+		if (n < 0 && errno == EINTR) continue;
+		if (n <= 0) return true;
+		for (struct nlmsghdr *h = &u.align; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
+			if (h->nlmsg_seq != g.diag_seq) continue; /* a late answer to an earlier request */
+			if (h->nlmsg_type == NLMSG_ERROR) return ((struct nlmsgerr *)NLMSG_DATA(h))->error != -ENOENT;
+			if (h->nlmsg_type == SOCK_DIAG_BY_FAMILY) return ((struct inet_diag_msg *)NLMSG_DATA(h))->idiag_inode == t->ino;
+		}
+	}
 }
 
-static int cmp_ulong(const void *a, const void *b)
+static void open_diag(void)
 {
-	unsigned long x = *(const unsigned long *)a, y = *(const unsigned long *)b;
-	return x < y ? -1 : x > y;
+	struct timeval tv = { 0, 100000 };
+	g.diag = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	if (g.diag >= 0 && setsockopt(g.diag, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv)) close(g.diag), g.diag = -1;
+	if (g.diag < 0) logmsg("sock_diag: %s; taken connections count as open until they are closed and the daemon restarts", strerror(errno));
 }
 
 static void refresh_active(void)
 {
-	struct inodes live = { 0 };
-	size_t total = 0;
-	for (int i = 0; i < g.ninst; i++) total += g.inst[i]->open.n;
-	if (!total) return;
-	scan_tcp("/proc/net/tcp", &live);
-	scan_tcp("/proc/net/tcp6", &live);
-	if (live.n) qsort(live.v, live.n, sizeof *live.v, cmp_ulong);
 	uint64_t now = monotonic_ms();
 	for (int i = 0; i < g.ninst; i++) {
-		struct inodes *s = &g.inst[i]->open;
+		struct opens *s = &g.inst[i]->open;
 		size_t k = 0;
 		for (size_t j = 0; j < s->n; j++)
-			if (live.n && bsearch(&s->v[j], live.v, live.n, sizeof *live.v, cmp_ulong)) s->v[k++] = s->v[j];
+			if (still_open(&s->v[j])) s->v[k++] = s->v[j];
 		s->n = k;
 		if (k) g.inst[i]->busy_ms = now; /* busy until now at least */
 	}
-	free(live.v);
 }
 
 static void on_tick(void)
@@ -865,6 +943,13 @@ static void on_tick(void)
 	tell_need(true);
 	need_told = false;
 	maybe_exit();
+}
+
+static void on_recount(void)
+{
+	uint64_t expirations;
+	if (read(g.recount.fd, &expirations, sizeof expirations) < 0 && errno != EAGAIN) logmsg("timerfd: %s", strerror(errno));
+	dispatch_held();
 }
 
 /* ---- the control socket: lifelines and status ---- */
@@ -1241,10 +1326,12 @@ static void setup_events(void)
 	struct itimerspec tick = { { 0, TICK_MS * 1000000L }, { 0, TICK_MS * 1000000L } };
 	int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-	if ((g.ep = epoll_create1(EPOLL_CLOEXEC)) < 0 || sfd < 0 || tfd < 0 || timerfd_settime(tfd, 0, &tick, NULL))
+	int rfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if ((g.ep = epoll_create1(EPOLL_CLOEXEC)) < 0 || sfd < 0 || tfd < 0 || rfd < 0 || timerfd_settime(tfd, 0, &tick, NULL))
 		fail(1, "epoll/signalfd/timerfd: %s", strerror(errno));
 	if ((g.pub.fd >= 0 && !watch_add(&g.pub, W_PUBLIC, g.pub.fd, NULL)) || !watch_add(&g.chans, W_CHANNELS, g.chans.fd, NULL) ||
 	    !watch_add(&g.ctl, W_CTL, g.ctl.fd, NULL) || !watch_add(&g.timer, W_TIMER, tfd, NULL) ||
+	    !watch_add(&g.recount, W_RECOUNT, rfd, NULL) ||
 	    !watch_add(&g.sig, W_SIGNAL, sfd, NULL))
 		fail(1, "cannot watch descriptors");
 }
@@ -1371,6 +1458,7 @@ int main(int argc, char **argv)
 	g.start_ms = g.refresh_ms = monotonic_ms();
 	umask(077);
 	raise_nofile();
+	open_diag();
 
 	g.uid = geteuid();
 	hold_public(g.public);
@@ -1402,6 +1490,7 @@ int main(int argc, char **argv)
 			case W_CHAN: on_channel(w->owner, evs[i].events); break;
 			case W_LISTENER: on_listener(w->owner); break;
 			case W_CLIENT: on_client(w->owner); break;
+			case W_RECOUNT: on_recount(); break;
 			}
 		}
 		reap();
