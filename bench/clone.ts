@@ -4,14 +4,22 @@
  * clone takes to be ready (every object made and filled, its first process
  * started), and how much of that is copying its duplicate, as the clone
  * command itself reports them (Node's start-up left out).
+ *
+ * Warm clones (issue 19): a template of a whole snapshot of ckptmem (MB of
+ * written memory, every page read once a tick), cloned warm: ready (its
+ * processes running their next instruction) against a cold start of the
+ * same program reaching the same state (its memory written, first tick);
+ * N clones that only read their memory, their PSS summed against one
+ * instance's RSS; clones per second of a 50 MB process.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CLI_PATH, builtProgram } from '../ts/paths.js';
 import { appshot, startApp } from './app.js';
 import { type Stage, sized } from './stage.js';
-import type { CloneFigures } from './figures.js';
+import type { CloneFigures, ReportTable } from './figures.js';
 
 const SHARED_MIB = 256;
 const DUP_MIB = 16;
@@ -88,12 +96,209 @@ export async function cloneTimes(home: string, rounds: number): Promise<CloneFig
   }
 }
 
+/* --- warm clones ----------------------------------------------------------- */
+
+/** The issue's targets. */
+export const WARM_TARGETS = { readyMs: 20, pssRatio: 1.5, perSecond: 100 };
+const WARM_SIZES = {
+  default: { readyMib: 200, rounds: 3, readers: 10, readerMib: 200, rate: 20, rateMib: 50 },
+  full: { readyMib: 200, rounds: 7, readers: 50, readerMib: 200, rate: 100, rateMib: 50 },
+};
+type WarmSizes = (typeof WARM_SIZES)['default'];
+
+export interface WarmFigures {
+  readyMib: number;
+  /** Warm: from starting to make the clone to its processes running (the clone command's own figure), median and max. */
+  warmReadyMs: { p50: number; max: number };
+  /** Of that, the restorer's own time (appshot-checkpoint's total), and making the clone's objects, rows and leases. */
+  restorerMs: { p50: number; max: number };
+  makeMs: { p50: number; max: number };
+  /** Cold: the clone command's ready (first process started) plus until its first tick (memory written). */
+  coldMs: { p50: number; max: number };
+  readers: number;
+  readerMib: number;
+  /** One instance's RSS before the snapshot, and the readers' PSS summed, in MiB. */
+  oneRssMib: number;
+  totalPssMib: number;
+  rateClones: number;
+  rateMib: number;
+  /** From the first clone begun to the last one running (the command's own figure). */
+  rateSeconds: number;
+}
+
+const median = (xs: number[]) => spread(xs);
+
+/** ckptmem MIB (a tick a second) run, snapshotted whole with --stop into a
+ * file of its own, made template name; its RSS (kB) before the snapshot. */
+async function warmTemplate(home: string, name: string, mib: number): Promise<{ rssKb: number; file: string }> {
+  const file = join('/dev/shm', `appshot-bench-warm-${name}-${process.pid}.snap`);
+  const app = spawn(process.execPath, [CLI_PATH, 'run', '--aid', `${name}-src`, '--', builtProgram('ckptmem'), String(mib), '1000'], {
+    env: { ...process.env, APPSHOT_HOME: home },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const ended = new Promise((r) => app.on('close', r));
+  const pid = await new Promise<number>((resolve, reject) => {
+    app.stdout!.on('data', (d: Buffer) => {
+      const m = /tick (\d+) /.exec(d.toString());
+      if (m) resolve(Number(m[1]));
+    });
+    app.on('close', (code) => reject(new Error(`ckptmem ${mib} ended early (${code})`)));
+  });
+  const rssKb = rollupKb(pid, 'Rss');
+  appshot(home, ['snapshot', `${name}-src`, '-o', file, '--stop']);
+  await ended;
+  try {
+    appshot(home, ['template', 'create', name, '--from', file]);
+  } finally {
+    rmSync(file, { force: true }); // the template keeps its own copy
+  }
+  return { rssKb, file };
+}
+
+function rollupKb(pid: number, field: 'Rss' | 'Pss'): number {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
+  return m ? Number(m[1]) : 0;
+}
+
+/** `template clone name -n n [--cold]` until every clone runs; what it
+ * printed, and a way to end it. */
+async function cloneRun(home: string, name: string, n: number, cold: boolean, untilTick = false) {
+  const h = spawn(process.execPath, [CLI_PATH, 'template', 'clone', name, '-n', String(n), '--json', ...(cold ? ['--cold'] : [])], {
+    env: { ...process.env, APPSHOT_HOME: home, APPSHOT_CKPT_TIMES: '1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let err = '';
+  let out = '';
+  let runningAt = 0;
+  let tickAt = 0;
+  const ended = new Promise((r) => h.on('close', r));
+  await new Promise<void>((resolve, reject) => {
+    const check = () => {
+      if (!runningAt && / running, made in [\d.]+ s/.test(err)) runningAt = performance.now();
+      if (runningAt && out.includes('{"template"') && out.slice(out.indexOf('{"template"')).includes('\n') && (!untilTick || tickAt)) resolve();
+    };
+    h.stderr!.on('data', (d: Buffer) => ((err += d), check()));
+    h.stdout!.on('data', (d: Buffer) => {
+      out += d;
+      if (!tickAt && /^tick /m.test(out)) tickAt = performance.now();
+      check();
+    });
+    h.on('close', (code) => reject(new Error(`template clone ${name} ended early (${code}): ${err}`)));
+  });
+  const summary = JSON.parse(out.split('\n').find((l) => l.startsWith('{"template"'))!) as { clones: { aid: string; readyMs: number; makeMs: number }[] };
+  const readyLineAt = runningAt; // the ready lines come just before "running"
+  return {
+    err,
+    summary,
+    /** From the clone's ready (its first process started) to its first tick. */
+    tickAfterMs: tickAt ? tickAt - readyLineAt : 0,
+    madeSeconds: Number(/ running, made in ([\d.]+) s/.exec(err)![1]),
+    restorerMs: [...err.matchAll(/restore: .* total ([\d.]+) ms/g)].map((m) => Number(m[1])),
+    async end() {
+      h.kill('SIGTERM');
+      await ended;
+    },
+  };
+}
+
+/** The clones' processes (the ckptmem of each), by `appshot ps`. */
+function clonePids(home: string, name: string): number[] {
+  const ps = JSON.parse(appshot(home, ['ps', '--json']).stdout) as { aid: string; spid: number }[];
+  return ps.filter((p) => p.aid.startsWith(`${name}-`) && !p.aid.endsWith('-src')).map((p) => p.spid);
+}
+
+export async function warmTimes(home: string, s: WarmSizes, progress?: (line: string) => void): Promise<WarmFigures> {
+  try {
+    progress?.(`warm: ready of a ${s.readyMib} MiB process (${s.rounds} rounds, warm and cold)`);
+    await warmTemplate(home, 'wready', s.readyMib);
+    const warm: number[] = [];
+    const restorer: number[] = [];
+    const make: number[] = [];
+    const cold: number[] = [];
+    for (let i = 0; i < s.rounds; i++) {
+      const w = await cloneRun(home, 'wready', 1, false);
+      warm.push(w.summary.clones[0].readyMs);
+      make.push(w.summary.clones[0].makeMs);
+      restorer.push(...w.restorerMs);
+      await w.end();
+      const c = await cloneRun(home, 'wready', 1, true, true);
+      cold.push(c.summary.clones[0].readyMs + c.tickAfterMs);
+      await c.end();
+    }
+    appshot(home, ['template', 'rm', 'wready']);
+
+    progress?.(`warm: ${s.readers} clones of a ${s.readerMib} MiB process reading their memory`);
+    const { rssKb } = await warmTemplate(home, 'wread', s.readerMib);
+    const r = await cloneRun(home, 'wread', s.readers, false);
+    await new Promise((res) => setTimeout(res, 2500)); // every clone has ticked (read every page) at least once
+    const pss = clonePids(home, 'wread').reduce((n, pid) => n + rollupKb(pid, 'Pss'), 0);
+    await r.end();
+    appshot(home, ['template', 'rm', 'wread']);
+
+    progress?.(`warm: ${s.rate} clones of a ${s.rateMib} MiB process, clones per second`);
+    await warmTemplate(home, 'wrate', s.rateMib);
+    const q = await cloneRun(home, 'wrate', s.rate, false);
+    await q.end();
+    appshot(home, ['template', 'rm', 'wrate']);
+    return {
+      readyMib: s.readyMib,
+      warmReadyMs: median(warm),
+      restorerMs: median(restorer),
+      makeMs: median(make),
+      coldMs: median(cold),
+      readers: s.readers,
+      readerMib: s.readerMib,
+      oneRssMib: rssKb / 1024,
+      totalPssMib: pss / 1024,
+      rateClones: s.rate,
+      rateMib: s.rateMib,
+      rateSeconds: q.madeSeconds,
+    };
+  } finally {
+    for (const n of ['wready', 'wread', 'wrate']) spawnSync(process.execPath, [CLI_PATH, 'template', 'rm', '--force', n], { env: { ...process.env, APPSHOT_HOME: home }, stdio: 'ignore' });
+  }
+}
+
+const f1 = (x: number) => x.toFixed(1);
+const verdictOf = (ok: boolean) => (ok ? 'met' : 'missed');
+
+export function warmReportTable(w: WarmFigures): ReportTable {
+  const t = WARM_TARGETS;
+  const ratio = w.totalPssMib / w.oneRssMib;
+  const perSecond = w.rateClones / w.rateSeconds;
+  return {
+    title: `Warm clones (issue 19): a template of a whole snapshot of ckptmem, each clone continuing it, memory mapped copy-on-write from the template's image; times are the clone command's own (Node's start left out); cold: the same program started again until its memory is written`,
+    head: ['measure', 'warm', 'cold', 'target', ''],
+    rows: [
+      [`ready, ${w.readyMib} MiB resident (p50 / max)`, `${f1(w.warmReadyMs.p50)} / ${f1(w.warmReadyMs.max)} ms (make ${f1(w.makeMs.p50)} ms, restorer ${f1(w.restorerMs.p50)} ms)`, `${f1(w.coldMs.p50)} / ${f1(w.coldMs.max)} ms`, `≤ ${t.readyMs} ms`, verdictOf(w.warmReadyMs.p50 <= t.readyMs)],
+      [`${w.readers} clones of ${w.readerMib} MiB reading it: total PSS / one RSS`, `${f1(w.totalPssMib)} / ${f1(w.oneRssMib)} MiB = ${ratio.toFixed(2)}x`, `${w.readers}x`, `≤ ${t.pssRatio}x`, verdictOf(ratio <= t.pssRatio)],
+      [`clones per second, ${w.rateMib} MiB (${w.rateClones} made)`, `${f1(perSecond)}/s (${w.rateSeconds.toFixed(2)} s)`, '-', `≥ ${t.perSecond}/s`, verdictOf(perSecond >= t.perSecond)],
+    ],
+  };
+}
+
 export const cloneStage: Stage = {
   name: 'clone',
   describe(full) {
-    return `cloning a template of ${SHARED_MIB} MiB shared and ${DUP_MIB} MiB duplicate: ${CLONE_COUNTS.join(', ')} clones (${sized(full, ROUNDS)} round${sized(full, ROUNDS) === 1 ? '' : 's'} each)`;
+    const w = sized(full, WARM_SIZES);
+    return `cloning a template of ${SHARED_MIB} MiB shared and ${DUP_MIB} MiB duplicate: ${CLONE_COUNTS.join(', ')} clones (${sized(full, ROUNDS)} round${sized(full, ROUNDS) === 1 ? '' : 's'} each); warm clones: ready at ${w.readyMib} MiB (${w.rounds} rounds, against cold), ${w.readers} clones reading ${w.readerMib} MiB (PSS), ${w.rate} clones of ${w.rateMib} MiB (clones/s)`;
   },
   async run(ctx) {
-    return { clone: await cloneTimes(ctx.home, sized(ctx.full, ROUNDS)) };
+    const clone = await cloneTimes(ctx.home, sized(ctx.full, ROUNDS));
+    const warm = await warmTimes(ctx.home, sized(ctx.full, WARM_SIZES), ctx.progress);
+    return { clone, tables: [warmReportTable(warm)] };
   },
 };
+
+/** `node dist/bench/clone.js --warm [--full]`: the warm clones alone, printed. */
+if (process.argv[1]?.endsWith('clone.js') && process.argv.includes('--warm')) {
+  const home = mkdtempSync(join(tmpdir(), 'appshot-bench-warm-'));
+  try {
+    const w = await warmTimes(home, sized(process.argv.includes('--full'), WARM_SIZES), (l) => process.stderr.write(l + '\n'));
+    const t = warmReportTable(w);
+    process.stdout.write(`${t.title}\n${[t.head, ...t.rows].map((r) => r.join(' | ')).join('\n')}\n${JSON.stringify(w)}\n`);
+  } finally {
+    spawnSync(process.execPath, [CLI_PATH, 'gc', '--kept'], { env: { ...process.env, APPSHOT_HOME: home }, stdio: 'ignore' });
+    rmSync(home, { recursive: true, force: true });
+  }
+}

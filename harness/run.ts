@@ -40,6 +40,10 @@ export interface StartAs {
   /** Map the image's private pages copy-on-write instead of copying them
    * (appshot restore --map-pages). */
   mapPages?: boolean;
+  /** A template's warm clone: the image's files at 0-2 become the clone
+   * command's own, and the paths its rules redirect (kernel path in the
+   * image -> the clone's) are opened at the clone's place. */
+  clone?: { moves: Redirect[] };
   /** Called once the image's processes run again (the supervisor's "root"). */
   onRestored?: (root: number) => void;
 }
@@ -76,7 +80,16 @@ export async function superviseApp(t: TableDb, aid: string, command: string[], o
   const lifelines: Lifeline[] = [];
   // A whole image's restore: whether the restorer got the processes running.
   let restored = false;
-  as = as.image ? { ...as, onRestored: () => (restored = true) } : as;
+  const given = as.onRestored;
+  as = as.image
+    ? {
+        ...as,
+        onRestored: (root) => {
+          restored = true;
+          given?.(root);
+        },
+      }
+    : as;
   try {
     for (const p of opts.publish) lifelines.push(await joinPool(opts.home, p.public, aid, opts.balance, portHolder(t, p.public), p.host));
     const status = await supervise(command, aid, opts, as, onStarted);
@@ -190,7 +203,10 @@ export function supervise(command: string[], aid: string, opts: RunOptions, as: 
 /** What the supervisor runs: the command under the shim, or (a whole
  * image) the restorer that makes the application's processes again. */
 function supervisorArgs(command: string[], aid: string, opts: RunOptions, as: StartAs): string[] {
-  if (as.image) return ['--restore', CHECKPOINT_PATH, 'restore', '--image', as.image, '--home', opts.home, '--aid', aid, '--checked', ...(as.mapPages ? ['--map-pages'] : [])];
+  if (as.image) {
+    const clone = as.clone ? ['--own-stdio', ...as.clone.moves.flatMap((m) => ['--moved', `${m.from}=${m.to}`])] : [];
+    return ['--restore', CHECKPOINT_PATH, 'restore', '--image', as.image, '--home', opts.home, '--aid', aid, '--checked', ...(as.mapPages ? ['--map-pages'] : []), ...clone];
+  }
   // The supervisor runs outside the shim: a command named by a redirected
   // path is found where the shim would look, under its own argv[0].
   const file = redirectPath(opts.redirects, command[0]);

@@ -4,8 +4,9 @@ import { forgetSeeds } from '../ts/seeds.js';
 import type { Balance, Publication } from '../ts/pool.js';
 import type { TableDb } from '../ts/tabledb.js';
 import { type Template, createTemplate, liveClones, loadTemplate, removeTemplate, templateNames } from '../ts/template.js';
-import { type TemplateListRow, renderTemplate, renderTemplateList } from './views/templates.js';
+import { type TemplateListRow, cloneMode, renderTemplate, renderTemplateList } from './views/templates.js';
 import { superviseApp } from './run.js';
+import { describeBlockers } from '../ts/warm.js';
 import type { Format } from './views/format.js';
 
 /** `appshot template ...`: each subcommand over one open TableDb. */
@@ -17,17 +18,31 @@ export function create(t: TableDb, name: string, snapshot: string, rulesFile: st
     return;
   }
   const count = (c: string) => tpl.resources.filter((r) => r.class === c).length;
-  if (tpl.meta.whole) process.stderr.write(`appshot: ${coldNote(name, snapshot, tpl.meta.command)}\n`);
+  if (tpl.warm) process.stderr.write(`appshot: ${warmNote(tpl)}\n`);
   process.stdout.write(
     `template '${name}' made from ${snapshot}: ${tpl.resources.length} resources (${count('shared')} shared, ${count('duplicate')} duplicate, ${count('virtualize')} virtualize, ${count('multiplex')} multiplex, ${count('network-unique')} network-unique); 'appshot template inspect ${name}' says why\n`,
   );
 }
 
-/** What a template made from a whole snapshot gives today: a clone starts
- * the command again over the template's IPC state and ports; its processes
- * are not continued from the image (issue 19). */
+/** What clones of a whole snapshot's template do: continue its processes,
+ * or (something in them cannot be continued twice) need --cold. */
+export function warmNote(tpl: Template): string {
+  const w = tpl.warm!;
+  if (w.able)
+    return `clones of template '${tpl.name}' continue the ${w.processes} process(es) of ${tpl.snapshot.file} where they were (warm), their memory mapped copy-on-write from the template's copy ${tpl.image!.file}; --cold starts the command (${tpl.meta.command.join(' ')}) instead${envNote(tpl)}`;
+  return `template '${tpl.name}' cannot be cloned warm: ${describeBlockers(w.blockers)}; its clones need --cold (they start the command ${tpl.meta.command.join(' ')} again over the template's IPC state and ports)`;
+}
+
+/** SET ENV cannot reach a running process's memory: said once, at create. */
+function envNote(tpl: Template): string {
+  const names = tpl.rules.env.map((e) => e.name);
+  return names.length ? `; a warm clone keeps the saved environment, so the rules' SET ENV (${names.join(', ')}) applies to cold clones only` : '';
+}
+
+/** A template made from a whole snapshot before warm clones kept an image:
+ * its clones start the command again, cold. */
 function coldNote(name: string, snapshot: string, command: string[]): string {
-  return `${snapshot} holds the application's processes whole, but a clone of template '${name}' does not continue them: it starts its command (${command.join(' ')}) again, cold, over the template's IPC state and ports; to continue the processes themselves, use 'appshot restore ${snapshot} --aid NAME'`;
+  return `template '${name}' was made before templates kept their snapshot's processes: a clone starts its command (${command.join(' ')}) again, cold, over the template's IPC state and ports; to clone it warm (continuing the processes of ${snapshot}), make it again: appshot template rm ${name}, then appshot template create ${name} --from ${snapshot}`;
 }
 
 export function list(t: TableDb, format: Format): void {
@@ -36,7 +51,7 @@ export function list(t: TableDb, format: Format): void {
     const classes: Record<string, number> = {};
     for (const r of tpl.resources) classes[r.class] = (classes[r.class] ?? 0) + 1;
     const sharedBytes = tpl.resources.filter((r) => r.kind === 'shm' && r.class === 'shared').reduce((n, r) => n + (r.size ?? 0), 0);
-    return { name, snapshot: tpl.snapshot.file, classes, sharedBytes, clones: liveClones(t, tpl) };
+    return { name, snapshot: tpl.snapshot.file, mode: cloneMode(tpl), classes, sharedBytes, clones: liveClones(t, tpl) };
   });
   process.stdout.write((format === 'json' ? JSON.stringify(rows, null, 2) : renderTemplateList(rows, format)) + '\n');
 }
@@ -66,9 +81,14 @@ function describe(c: Clone): string {
 /** A clone as `template clone --json` reports it. */
 export interface CloneSummary {
   aid: string;
+  /** Continued from the template's image (false: its command started). */
+  warm: boolean;
   command: string[];
-  /** From starting to make it to its first process started. */
+  /** From starting to make it until its processes run (warm: restored;
+   * cold: its first process started). */
   readyMs: number;
+  /** Of that, making its objects, rows and leases (the rest: starting it). */
+  makeMs: number;
   /** Of that, filling its own shared memory from the snapshot. */
   copyMs: number;
   /** The template's segments mapped into it. */
@@ -84,12 +104,14 @@ export interface CloneSummary {
   redirects: { from: string; to: string }[];
 }
 
-function summary(c: Clone, ms: number): CloneSummary {
+function summary(c: Clone, s: StartedClone, makeMs: number): CloneSummary {
   const r = c.restored;
   return {
     aid: c.aid,
+    warm: s.warm,
     command: c.command,
-    readyMs: Number(ms.toFixed(1)),
+    readyMs: Number(s.readyMs.toFixed(1)),
+    makeMs: Number(makeMs.toFixed(1)),
     copyMs: Number((r.copySeconds * 1000).toFixed(1)),
     shared: r.shared,
     segments: r.segments,
@@ -135,17 +157,49 @@ export interface StartOptions {
  * Throws AppshotError when it cannot be made.
  */
 export async function startClone(t: TableDb, tpl: Template, opts: StartOptions): Promise<StartedClone> {
-  return (await launch(t, tpl, opts)).started;
+  return (await start(t, tpl, prepare(t, tpl, opts), opts)).started;
 }
 
-/** startClone, with what was made, for clone's report. */
-async function launch(t: TableDb, tpl: Template, opts: StartOptions): Promise<{ started: StartedClone; clone: Clone }> {
+/** Whether clones continue the template's image: the default for a whole
+ * snapshot's template; --cold or a command starts the command instead. A
+ * template made before warm clones has no image: cold, as then. */
+function wantsWarm(tpl: Template, opts: { cold?: boolean; command?: string[] }): boolean {
+  return !opts.cold && !opts.command && !!tpl.image;
+}
+
+/** A clone made (its objects, rows, leases), not started yet. */
+interface Prepared {
+  clone: Clone;
+  began: number;
+  /** Making its objects, rows and leases (the rest of readyMs is starting it). */
+  makeMs: number;
+}
+
+function prepare(t: TableDb, tpl: Template, opts: StartOptions): Prepared {
   const began = performance.now();
-  const c = makeClone(t, tpl, { from: opts.from, command: opts.command, portRange: opts.portRange, publish: opts.publish });
+  const warm = wantsWarm(tpl, opts);
+  const clone = makeClone(t, tpl, { from: opts.from, command: opts.command, portRange: opts.portRange, publish: opts.publish, warm });
+  return { clone, began, makeMs: performance.now() - began };
+}
+
+/** Starts a made clone: its supervisor runs the restorer on the template's
+ * image (warm, memory mapped copy-on-write) or the command (cold). */
+async function start(t: TableDb, tpl: Template, p: Prepared, opts: StartOptions): Promise<{ started: StartedClone; clone: Clone; makeMs: number }> {
+  const c = p.clone;
   const runOpts = { home: opts.home, keep: false, noIdentity: c.noIdentity, publish: c.publish, redirects: c.redirects, balance: opts.balance, portRange: opts.portRange };
+  let readyMs = 0;
+  let restored = false;
   let ended!: Promise<number>;
   await new Promise<void>((resolve) => {
-    ended = superviseApp(t, c.aid, c.command, runOpts, { env: c.env, cwd: c.cwd, firstVpid: c.firstVpid }, resolve)
+    const ready = () => {
+      readyMs = performance.now() - p.began;
+      resolve();
+    };
+    // Warm: ready once the restorer's processes run (the supervisor's root line).
+    const as = c.image
+      ? { image: c.image, mapPages: true, clone: { moves: c.moves }, onRestored: () => ((restored = true), ready()) }
+      : { env: c.env, cwd: c.cwd, firstVpid: c.firstVpid };
+    ended = superviseApp(t, c.aid, c.command, runOpts, as, c.image ? undefined : ready)
       .catch((err: Error) => {
         process.stderr.write(`appshot: clone '${c.aid}': ${err.message}\n`);
         return err instanceof AppshotError ? err.exitCode : EXIT.failure;
@@ -153,44 +207,73 @@ async function launch(t: TableDb, tpl: Template, opts: StartOptions): Promise<{ 
       .finally(resolve);
   });
   forgetSeeds(t, c.aid); // its seeded paths are its data now
-  // Ready: every object made and filled, its first process started.
-  return { started: { aid: c.aid, number: c.number, readyMs: performance.now() - began, warm: false, ended }, clone: c };
+  if (c.image && !restored) {
+    const code = await ended;
+    throw new AppshotError(
+      `clone '${c.aid}' of template '${tpl.name}' could not be made: its processes could not be restored from ${c.image} (the restorer's reason is above, status ${code}); nothing of it is left. Clone with --cold to start the command instead`,
+      EXIT.conflict,
+    );
+  }
+  return { started: { aid: c.aid, number: c.number, readyMs, warm: !!c.image, ended }, clone: c, makeMs: p.makeMs };
+}
+
+/** The line a clone made prints. */
+function readyLine(name: string, s: StartedClone, c: Clone): string {
+  const copy = `${(c.restored.copySeconds * 1000).toFixed(1)} ms`;
+  const how = s.warm ? `, warm (its processes continued from the template's image, memory mapped copy-on-write; copying ${copy} of shared memory)` : ` (copying ${copy} of it)`;
+  return `appshot: clone '${c.aid}' of template '${name}' ready in ${s.readyMs.toFixed(1)} ms${how}: ${describe(c)}\n`;
 }
 
 /**
- * `appshot template clone NAME -n N [-- CMD]`: makes and starts the clones
- * one by one, each all or nothing, and supervises them all until each has
- * ended. A clone that cannot be made stops the cloning; those made run on.
+ * `appshot template clone NAME -n N [--cold] [-- CMD]`: makes the clones,
+ * each all or nothing, and supervises them all until each has ended. Warm
+ * clones are restored side by side (each made, then started without
+ * waiting for the one before); cold ones one after the other. A clone that
+ * cannot be made stops the cloning; those made run on.
  */
 export async function clone(
   t: TableDb,
   name: string,
-  opts: { count: number; command?: string[]; home: string; balance: Balance; portRange: { lo: number; hi: number }; json?: boolean },
+  opts: { count: number; command?: string[]; cold?: boolean; home: string; balance: Balance; portRange: { lo: number; hi: number }; json?: boolean },
 ): Promise<number> {
   const tpl = loadTemplate(t.home, name);
-  if (tpl.meta.whole && !opts.command) process.stderr.write(`appshot: ${coldNote(name, tpl.snapshot.file, tpl.meta.command)}\n`);
+  if (tpl.meta.whole && !tpl.image && !opts.command && !opts.cold) process.stderr.write(`appshot: ${coldNote(name, tpl.snapshot.file, tpl.meta.command)}\n`);
   const runs: Promise<number>[] = [];
   const made: string[] = [];
   const summaries: CloneSummary[] = [];
-  let failure: AppshotError | undefined;
-  let next = 1;
+  const failures: AppshotError[] = [];
+  const starting: Promise<void>[] = [];
+  const asError = (err: unknown) => (err instanceof AppshotError ? err : new AppshotError(String(err), EXIT.failure));
+  const sopts: StartOptions = { from: 1, command: opts.command, cold: opts.cold, home: opts.home, balance: opts.balance, portRange: opts.portRange };
   const began = performance.now();
   for (let i = 0; i < opts.count; i++) {
-    let l: Awaited<ReturnType<typeof launch>>;
+    let p: Prepared;
     try {
-      l = await launch(t, tpl, { from: next, command: opts.command, home: opts.home, balance: opts.balance, portRange: opts.portRange });
+      p = prepare(t, tpl, sopts);
     } catch (err) {
-      failure = err instanceof AppshotError ? err : new AppshotError(String(err), EXIT.failure);
+      failures.push(asError(err));
       break;
     }
-    const { started: s, clone: c } = l;
-    next = c.number + 1;
-    made.push(c.aid);
-    runs.push(s.ended);
-    const copy = c.restored.copySeconds * 1000;
-    summaries.push(summary(c, s.readyMs));
-    process.stderr.write(`appshot: clone '${c.aid}' of template '${name}' ready in ${s.readyMs.toFixed(1)} ms (copying ${copy.toFixed(1)} ms of it): ${describe(c)}\n`);
+    sopts.from = p.clone.number + 1;
+    const run = start(t, tpl, p, sopts).then(
+      ({ started: s, clone: c, makeMs }) => {
+        made.push(c.aid);
+        runs.push(s.ended);
+        summaries.push(summary(c, s, makeMs));
+        process.stderr.write(readyLine(name, s, c));
+      },
+      (err) => void failures.push(asError(err)),
+    );
+    if (p.clone.image) starting.push(run);
+    else await run;
+    if (failures.length) break;
   }
+  await Promise.all(starting);
+  const failure = failures[0];
+  // Warm clones got ready in any order: listed by number.
+  const byNumber = (a: string, b: string) => Number(a.slice(name.length + 1)) - Number(b.slice(name.length + 1));
+  made.sort(byNumber);
+  summaries.sort((a, b) => byNumber(a.aid, b.aid));
   if (failure) {
     const rest = opts.count - made.length;
     process.stderr.write(

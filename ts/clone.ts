@@ -4,7 +4,7 @@ import { addon } from './addon.js';
 import { endApp } from './cleanup.js';
 import { AppshotError, EXIT, errnoText } from './errors.js';
 import type { Publication } from './pool.js';
-import { type Redirect, normalizePath } from './redirect.js';
+import { type Redirect, normalizePath, redirectPath } from './redirect.js';
 import { registerApp } from './registry.js';
 import { claim, putFwd } from './rows.js';
 import { type RestoreSummary, restoreSections } from './restore.js';
@@ -14,6 +14,7 @@ import { SnapReader } from './snapfile.js';
 import type { SharedSegment } from './sysv/object.js';
 import { type TableDb, fwdRows, getApp, writeTxn } from './tabledb.js';
 import { type Template, checkSharedSegments, checkSnapshotUnchanged } from './template.js';
+import { checkWarm } from './warm.js';
 import * as S from '../tables/schema.js';
 
 /**
@@ -38,6 +39,12 @@ export interface Clone {
   /** Ports leased at clone time, virtual -> system, as "9090/tcp -> 20001". */
   leases: string[];
   restored: RestoreSummary;
+  /** A warm clone's image (the template's copy), whose processes it
+   * continues; absent for a cold clone, which starts command. */
+  image?: string;
+  /** A warm clone's rules' redirections as the restorer applies them to the
+   * image's open files: the kernel's path in the image -> the clone's. */
+  moves: Redirect[];
 }
 
 /** The next clone number whose AID no application holds: not a live or
@@ -110,8 +117,9 @@ function unmake(t: TableDb, aid: string, seeded: string[]): void {
   forgetSeeds(t, aid);
 }
 
-export function makeClone(t: TableDb, tpl: Template, opts: { from: number; command?: string[]; portRange: { lo: number; hi: number }; publish?: Publication[] }): Clone {
+export function makeClone(t: TableDb, tpl: Template, opts: { from: number; command?: string[]; portRange: { lo: number; hi: number }; publish?: Publication[]; warm?: boolean }): Clone {
   checkSnapshotUnchanged(tpl);
+  if (opts.warm) checkWarm(tpl.name, tpl.warm!);
   checkSharedSegments(tpl);
   if (!opts.command && tpl.meta.cwd && !existsSync(tpl.meta.cwd))
     throw new AppshotError(`the template's working directory ${tpl.meta.cwd} does not exist here; create it, or give the command to run after --`, EXIT.failure);
@@ -129,7 +137,7 @@ export function makeClone(t: TableDb, tpl: Template, opts: { from: number; comma
   const seeded: string[] = [];
   try {
     const restored: RestoreSummary = { aid, meta: m, processes: 0, sems: 0, segments: 0, shmBytes: 0, shared: 0, copySeconds: 0, queues: 0, messages: 0, seconds: 0 };
-    const r = new SnapReader(tpl.snapshot.file);
+    const r = new SnapReader(tpl.image?.file ?? tpl.snapshot.file);
     try {
       r.skip(r.next()!); // META: the template holds what it says
       restoreSections(t, r, aid, !m.noIdentity, restored, undefined, new Map(tpl.shared.map((s: SharedSegment) => [s.vrid, s])), false);
@@ -144,7 +152,10 @@ export function makeClone(t: TableDb, tpl: Template, opts: { from: number; comma
     } catch (err) {
       throw new AppshotError(`cannot prepare the redirected paths of clone '${aid}': ${errnoText(err)}`, EXIT.failure);
     }
-    return { aid, number, command, env, cwd: opts.command ? null : m.cwd, firstVpid: m.firstVpid, noIdentity: m.noIdentity, publish, redirects, leases, restored };
+    const image = opts.warm ? tpl.image!.file : undefined;
+    // The rules' FROM as the source's kernel saw it (through its own redirections), to the clone's TO.
+    const moves = tpl.rules.redirects.map((r) => ({ from: redirectPath(m.redirects ?? [], normalizePath(r.from.text)), to: normalizePath(expand(r.to, values)) }));
+    return { aid, number, command, env, cwd: opts.command ? null : m.cwd, firstVpid: m.firstVpid, noIdentity: m.noIdentity, publish, redirects, leases, restored, moves, ...(image ? { image } : {}) };
   } catch (err) {
     unmake(t, aid, seeded);
     throw err;

@@ -12,6 +12,7 @@ import { type SharedSegment, setPerm } from './sysv/object.js';
 import { SHM, type ShmRecord, makeSegment } from './sysv/shm.js';
 import { type TableDb, getApp, putApp, writeTxn } from './tabledb.js';
 import { startTicks } from './procinfo.js';
+import { type WarmInfo, analyzeImage, copyImage, imageFile } from './warm.js';
 import { type SnapshotReport, inspectSnapshot } from './snapcontents.js';
 import * as S from '../tables/schema.js';
 
@@ -63,6 +64,12 @@ export interface Template {
   meta: SnapMeta;
   resources: Resource[];
   shared: SharedSegment[];
+  /** A whole snapshot's: the template's own read-only copy of it in the
+   * home, which clones read and map (absent for an --ipc-only snapshot,
+   * and in templates made before warm clones). */
+  image?: FileIdentity;
+  /** Whether clones can continue the image's processes, and what they need. */
+  warm?: WarmInfo;
 }
 
 const NAME_MAX = 40;
@@ -222,7 +229,9 @@ export function fileIdentity(file: string): FileIdentity {
  * its shared segments hold the bytes it had then. */
 export function checkSnapshotUnchanged(tpl: Template): void {
   let now: FileIdentity;
-  const was = tpl.snapshot;
+  // A whole snapshot's template reads its own copy, whatever became of the original.
+  const was = tpl.image ?? tpl.snapshot;
+  const what = tpl.image ? 'image' : 'snapshot';
   if (!isAbsolute(was.file)) {
     // Made before templates kept their snapshot's absolute path: the file
     // is found only from the directory the template was made in.
@@ -242,11 +251,11 @@ export function checkSnapshotUnchanged(tpl: Template): void {
   try {
     now = fileIdentity(was.file);
   } catch (err) {
-    throw new AppshotError(`template '${tpl.name}': its snapshot ${tpl.snapshot.file} cannot be read (${errnoText(err)}); remove the template with 'appshot template rm ${tpl.name}'`, EXIT.inconsistent);
+    throw new AppshotError(`template '${tpl.name}': its ${what} ${was.file} cannot be read (${errnoText(err)}); remove the template with 'appshot template rm ${tpl.name}'`, EXIT.inconsistent);
   }
   if (now.size !== was.size || now.mtimeMs !== was.mtimeMs || now.ctimeMs !== was.ctimeMs || now.ino !== was.ino)
     throw new AppshotError(
-      `template '${tpl.name}': its snapshot ${was.file} was altered after the template was made (size ${was.size} -> ${now.size}, changed ${new Date(was.ctimeMs).toISOString()} -> ${new Date(now.ctimeMs).toISOString()}); nothing was cloned. Make the template again from a good snapshot`,
+      `template '${tpl.name}': its ${what} ${was.file} was altered after the template was made (size ${was.size} -> ${now.size}, changed ${new Date(was.ctimeMs).toISOString()} -> ${new Date(now.ctimeMs).toISOString()}); nothing was cloned. Make the template again from a good snapshot`,
       EXIT.inconsistent,
     );
 }
@@ -396,25 +405,55 @@ export function createTemplate(t: TableDb, opts: { name: string; snapshot: strin
   // Absolute, so a clone made from any directory finds it.
   const snapshot = resolve(opts.snapshot);
   const identity = snapshotIdentity(opts.snapshot);
-  const rep = inspectSnapshot(snapshot); // every checksum, before anything is made
-  const resources = classify(rep, rules, opts.rulesFile ?? '');
-  checkRedirectTargets(rules, opts.rulesFile ?? '', t.home, { aid: `${opts.name}-1`, number: 1, template: opts.name });
-  registerTemplate(t, opts.name, aid, rep.meta.command);
+  // A whole snapshot: the template's own copy is what is read from here on.
+  const image = isWhole(snapshot) ? copyImage(t.home, opts.name, snapshot) : undefined;
+  try {
+    const source = image ?? snapshot;
+    const rep = inspectSnapshot(source); // every checksum, before anything is made
+    const resources = classify(rep, rules, opts.rulesFile ?? '');
+    checkRedirectTargets(rules, opts.rulesFile ?? '', t.home, { aid: `${opts.name}-1`, number: 1, template: opts.name });
+    const warm = image ? analyzeImage(image, rules, rep.meta) : undefined;
+    return makeTemplate(t, { ...opts, aid, rules, rep, resources, identity, source, warm, image: image ? fileIdentity(image) : undefined });
+  } catch (err) {
+    if (image) rmSync(image, { force: true });
+    throw err;
+  }
+}
+
+/** Whether the snapshot holds the application's processes (its META says so). */
+function isWhole(file: string): boolean {
+  const r = new SnapReader(file);
+  try {
+    const first = r.next();
+    return first?.kind === 'meta' && !!r.json<SnapMeta>(first).whole;
+  } finally {
+    r.close();
+  }
+}
+
+/** The template's entry and shared segments, then its file: all or nothing. */
+function makeTemplate(
+  t: TableDb,
+  o: { name: string; aid: string; rulesFile?: string; rules: Rules; rep: SnapshotReport; resources: Resource[]; identity: FileIdentity; source: string; image?: FileIdentity; warm?: WarmInfo },
+): Template {
+  const { aid, rules, rep, resources, identity } = o;
+  registerTemplate(t, o.name, aid, rep.meta.command);
   try {
     const sharedVrids = new Set(resources.filter((x) => x.kind === 'shm' && x.class === 'shared').map((x) => x.vrid));
-    const shared = makeSharedSegments(t, aid, snapshot, sharedVrids);
+    const shared = makeSharedSegments(t, aid, o.source, sharedVrids);
     const tpl: Template = {
-      name: opts.name,
+      name: o.name,
       aid,
       createdAt: new Date().toISOString(),
       snapshot: identity,
-      rulesFile: opts.rulesFile ? resolve(opts.rulesFile) : null,
+      rulesFile: o.rulesFile ? resolve(o.rulesFile) : null,
       rules,
       meta: rep.meta,
       resources,
       shared,
+      ...(o.image ? { image: o.image, warm: o.warm } : {}),
     };
-    checkSnapshotUnchanged(tpl); // not rewritten while we read it
+    checkSnapshotUnchanged({ ...tpl, image: undefined }); // the snapshot not rewritten while we read (or copied) it
     writeTemplate(t.home, tpl);
     return tpl;
   } catch (err) {
@@ -448,6 +487,8 @@ export function removeTemplate(t: TableDb, name: string, opts: { force: boolean 
       throw new AppshotError(`template '${name}' has ${clones.length} running clone(s) (${clones.join(', ')}) attached to its shared segments; end them first, or remove it anyway with --force`, EXIT.conflict);
   }
   const notes = getApp(t, aid) ? dropTemplateEntry(t, aid) : [];
+  // Running clones keep their mappings of the image: the inode lives on.
+  rmSync(imageFile(t.home, name), { force: true });
   rmSync(file, { force: true });
   return notes;
 }

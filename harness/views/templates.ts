@@ -16,6 +16,7 @@ export function renderTemplate(tpl: Template, clones: string[], format: CellForm
     `template '${tpl.name}', made ${tpl.createdAt}`,
     `snapshot: ${tpl.snapshot.file} (application '${m.aid}', taken ${m.createdAt} on ${m.host})`,
     `command: ${m.command.join(' ')}`,
+    `clones: ${clonesAre(tpl)}`,
     `rules: ${tpl.rulesFile ?? '(none: every resource classified by appshot)'}`,
     table,
   ];
@@ -26,11 +27,28 @@ export function renderTemplate(tpl: Template, clones: string[], format: CellForm
   return lines.join('\n');
 }
 
+/** How the template's clones start: warm (continuing the image's
+ * processes) or cold (the command again), and why. */
+export function cloneMode(tpl: Template): 'warm' | 'cold' {
+  return tpl.warm?.able ? 'warm' : 'cold';
+}
+
+function clonesAre(tpl: Template): string {
+  const w = tpl.warm;
+  if (!tpl.meta.whole) return 'cold: the snapshot holds the IPC state only (--ipc-only), so each clone starts the command';
+  if (!w) return 'cold: the template was made before templates kept their image; make it again to clone warm';
+  if (w.able)
+    return `warm: each clone continues the ${w.processes} process(es) of the image, memory mapped copy-on-write from ${tpl.image!.file} (${(tpl.image!.size / 2 ** 20).toFixed(1)} MiB); --cold starts the command instead`;
+  return `cold only (--cold): cannot be cloned warm: ${w.blockers.map((b) => `${b.resource}: ${b.why}`).join('; ')}`;
+}
+
 export interface TemplateListRow {
   name: string;
   snapshot: string;
   classes: Record<string, number>;
   sharedBytes: number;
+  /** How clones start: warm (continuing the image's processes) or cold. */
+  mode: 'warm' | 'cold';
   clones: string[];
 }
 
@@ -39,11 +57,12 @@ export function renderTemplateList(rows: TemplateListRow[], format: CellFormat):
   const cells = rows.map((r) => [
     r.name,
     r.snapshot,
+    r.mode,
     Object.entries(r.classes)
       .map(([c, n]) => `${n} ${c}`)
       .join(', '),
     `${(r.sharedBytes / 2 ** 20).toFixed(1)} MiB`,
     r.clones.length ? r.clones.join(', ') : '-',
   ]);
-  return renderRows(['template', 'snapshot', 'resources', 'shared', 'running clones'], cells, format);
+  return renderRows(['template', 'snapshot', 'clones', 'resources', 'shared', 'running clones'], cells, format);
 }

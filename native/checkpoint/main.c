@@ -15,7 +15,8 @@
  *        (copy-on-write, for clones that share one image; MADV_DONTNEED then
  *        brings back the image's bytes, not zeros, which allocators that
  *        count on zeros after it do not expect);
- *        --checked: the caller checked every section's checksum already
+ *        --checked: the caller checked every section's checksum already;
+ *        --own-stdio, --moved OLD=NEW: a template's warm clone (clonefix.h)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -38,7 +39,7 @@ static int usage(const char *why)
 	fprintf(stderr,
 		"appshot: %s\n"
 		"usage: appshot-checkpoint dump --pids P,... (--out FILE [--kill] | --home H --aid A --image-fd FD)\n"
-		"       appshot-checkpoint restore --image FILE [--home H --aid A] [--report-fd FD] [--wait] [--map-pages] [--checked]\n",
+		"       appshot-checkpoint restore --image FILE [--home H --aid A] [--report-fd FD] [--wait] [--map-pages] [--checked] [--own-stdio] [--moved OLD=NEW]...\n",
 		why);
 	return CKPT_EXIT_USAGE;
 }
@@ -167,7 +168,7 @@ static int cmd_restore(int argc, char **argv)
 {
 	static const struct option opts[] = {{"image", 1, 0, 'i'}, {"home", 1, 0, 'h'}, {"aid", 1, 0, 'a'}, {"report-fd", 1, 0, 'r'},
 					     {"wait", 0, 0, 'w'},  {"copy-pages", 0, 0, 'c'}, {"map-pages", 0, 0, 'm'},
-					     {"checked", 0, 0, 'k'},  {0, 0, 0, 0}};
+					     {"checked", 0, 0, 'k'},  {"own-stdio", 0, 0, 'o'}, {"moved", 1, 0, 'v'}, {0, 0, 0, 0}};
 	struct restorer R = {0};
 	int report_fd = -1, wait = 0, c;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -179,7 +180,10 @@ static int cmd_restore(int argc, char **argv)
 		else if (c == 'c') R.map_pages = 0;
 		else if (c == 'm') R.map_pages = 1;
 		else if (c == 'k') R.checked = 1;
-		else return usage("unknown option to restore");
+		else if (c == 'o') R.own_stdio = 1;
+		else if (c == 'v') {
+			if (clonefix_add_move(&R.moves, optarg) != 0) return usage("--moved takes OLD=NEW, both absolute paths (at most 64)");
+		} else return usage("unknown option to restore");
 	}
 	if (!R.image_path) return usage("restore needs --image FILE");
 	if (open_tables(&R.ctx) != 0) return CKPT_EXIT_FAILURE;

@@ -118,6 +118,12 @@ static int load(struct restorer *R)
 		for (int j = 0; j < i; j++)
 			if (R->procs[j].vpid == (uint32_t)json_int(R->procs[i].json, "ppid")) R->procs[i].parent = j;
 	}
+	if (R->own_stdio || R->moves.n) {
+		cJSON **jsons = calloc(R->n > 0 ? (size_t)R->n : 1, sizeof *jsons);
+		for (int i = 0; jsons && i < R->n; i++) jsons[i] = R->procs[i].json;
+		if (jsons) clonefix_apply(files, jsons, R->n, &R->moves, R->own_stdio);
+		free(jsons);
+	}
 	R->files = files ? files : cJSON_CreateArray();
 	R->sections = s, R->nsections = n;
 	return 0;

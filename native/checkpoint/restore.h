@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "clonefix.h"
 #include "ckpt.h"
 #include "fds.h"
 #include "image.h"
@@ -40,6 +41,8 @@ struct restorer {
 	uint64_t gadget;
 	int map_pages;  /* private anonymous pages mapped from the image (--map-pages), not copied */
 	int checked;    /* the caller checked every section's checksum */
+	int own_stdio;  /* a clone's: files at 0-2 become the restorer's own (clonefix.h) */
+	struct clone_moves moves; /* a clone's redirected paths (clonefix.h) */
 	struct fds_restore *fds;
 	cJSON *shm_fds; /* shared memory objects' memfds by id */
 	cJSON *files;   /* the FILES section, until its descriptors are made */
