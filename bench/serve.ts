@@ -94,7 +94,8 @@ async function makeTemplate(home: string): Promise<{ vport: number; www: string 
   mkdirSync(www);
   writeFileSync(join(www, 'who.txt'), BODY);
   const vport = await freePort();
-  const run = new Watched(spawn(process.execPath, [CLI_PATH, 'run', '--aid', 'web0', '--', python(), '-u', '-m', 'http.server', String(vport), '--bind', '127.0.0.1', '--directory', www], { env: env(home), stdio: ['ignore', 'pipe', 'pipe'] }));
+  // Published when snapshotted: a warm clone's listener is then the pool's (see harness/serve.ts).
+  const run = new Watched(spawn(process.execPath, [CLI_PATH, 'run', '--aid', 'web0', '--publish', `${await freePort()}:${vport}`, '--', python(), '-u', '-m', 'http.server', String(vport), '--bind', '127.0.0.1', '--directory', www], { env: env(home), stdio: ['ignore', 'pipe', 'pipe'] }));
   await run.until(/Serving HTTP/);
   cli(home, ['snapshot', 'web0', '-o', join(home, 'web.snap'), '--stop']);
   await new Promise((r) => run.child.once('close', r));

@@ -20,6 +20,7 @@ import {
 import { processesLeft } from '../ts/supervision.js';
 import type { TableDb } from '../ts/tabledb.js';
 import { type Template, loadTemplate } from '../ts/template.js';
+import { checkWarm } from '../ts/warm.js';
 import * as S from '../tables/schema.js';
 import { portHolder } from './run.js';
 import { startClone } from './template.js';
@@ -76,13 +77,29 @@ interface Instance {
   ended?: Promise<number>;
 }
 
-/** The template, or a refusal naming it (exit 2: a name that is not there). */
-function templateOf(t: TableDb, name: string, virtual: number): Template {
+/**
+ * The template, or a refusal naming the reason: a name that is not there,
+ * a port its program never used (exit 2); a warm clone that cannot be made
+ * (checkWarm), or whose listener would not be the pool's (exit 3). A warm
+ * clone continues the program's own listening socket: the restorer hands
+ * it to the pool only if it was a published port's when snapshotted (a
+ * plain listener stays plain: the program's memory knows it as one).
+ */
+function templateOf(t: TableDb, name: string, virtual: number, cold: boolean): Template {
   if (!existsSync(templateFile(t.home, name))) throw new AppshotError(`there is no template '${name}' in ${t.home}; 'appshot template list' lists them, 'appshot template create' makes one`, EXIT.usage);
   const tpl = loadTemplate(t.home, name);
-  const tcp = tpl.resources.filter((r) => r.kind === 'port').map((r) => S.decodePortId(r.vrid)).filter((p) => p.proto === 'tcp').map((p) => p.port);
+  const ports = tpl.resources.filter((r) => r.kind === 'port' && S.decodePortId(r.vrid).proto === 'tcp');
+  const tcp = ports.map((r) => S.decodePortId(r.vrid).port);
   if (tcp.length && !tcp.includes(virtual))
     throw new AppshotError(`template '${name}' has no TCP port ${virtual} to publish (its program used ${tcp.join(', ')}); give --publish PUBLIC:${tcp[0]}`, EXIT.usage);
+  if (cold || !tpl.image || !tpl.warm) return tpl;
+  checkWarm(name, tpl.warm);
+  const port = ports.find((r) => S.decodePortId(r.vrid).port === virtual);
+  if (port && port.class !== 'multiplex')
+    throw new AppshotError(
+      `template '${name}' cannot be served warm on port ${virtual}: its program listened there unpublished when snapshotted, and a warm clone continues that plain listener, which the pool cannot hand connections to; snapshot the application run with --publish ANY:${virtual} and make the template again, or serve it with --cold`,
+      EXIT.conflict,
+    );
   return tpl;
 }
 
@@ -327,7 +344,7 @@ class Serving {
 
 /** `appshot template serve`: runs until SIGINT or SIGTERM; the exit status. */
 export async function serve(t: TableDb, name: string, o: ServeOptions): Promise<number> {
-  const tpl = templateOf(t, name, o.publish.virtual);
+  const tpl = templateOf(t, name, o.publish.virtual, o.cold);
   const lock = lockServe(t.home, name);
   // A serving command before this one that was killed: its instances are adopted.
   const prev = readServeState(t.home, name);

@@ -8,7 +8,8 @@
  * waiting connections served by another and the pool refilled to --min;
  * SIGKILL of the serving command leaves its instances running, adopted by
  * the next serve of the template, and gc ends them when none comes; bad
- * input is refused with a reason. Identity and remapped.
+ * input is refused with a reason. Warm clones (the default); --cold once.
+ * Identity and remapped.
  */
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
@@ -20,20 +21,22 @@ afterEach(stopAll);
 
 const BODY = 'served by a clone\n';
 
-/** A template 'web' in home: python3 -m http.server on a virtual port,
- * snapshotted whole and stopped. Returns that port. */
-async function makeTemplate(home: string, flags: readonly string[]): Promise<number> {
+/** A template in home (default 'web'): python3 -m http.server on a virtual
+ * port, snapshotted whole and stopped. Returns that port. */
+async function makeTemplate(home: string, flags: readonly string[], name = 'web', published = true): Promise<number> {
   const www = join(home, 'www');
-  mkdirSync(www);
+  mkdirSync(www, { recursive: true });
   writeFileSync(join(www, 'who.txt'), BODY);
   const port = await freePort();
-  const h = appshotAsync(home, ['run', ...flags, '--aid', 'web0', '--', 'python3', '-u', '-m', 'http.server', String(port), '--bind', '127.0.0.1', '--directory', www]);
+  // Published when snapshotted: a warm clone's listener is then the pool's (see harness/serve.ts).
+  const publish = published ? ['--publish', `${await freePort()}:${port}`] : [];
+  const h = appshotAsync(home, ['run', ...flags, '--aid', `${name}0`, ...publish, '--', 'python3', '-u', '-m', 'http.server', String(port), '--bind', '127.0.0.1', '--directory', www]);
   await waitFor(h.out, /Serving HTTP/);
-  const file = join(home, 'web.snap');
-  const s = appshot(home, ['snapshot', 'web0', '-o', file, '--stop']);
+  const file = join(home, `${name}.snap`);
+  const s = appshot(home, ['snapshot', `${name}0`, '-o', file, '--stop']);
   expect(s.code, s.stderr).toBe(0);
   expect((await h.done).code).not.toBeNull();
-  const c = appshot(home, ['template', 'create', 'web', '--from', file]);
+  const c = appshot(home, ['template', 'create', name, '--from', file]);
   expect(c.code, c.stderr).toBe(0);
   return port;
 }
@@ -88,7 +91,7 @@ describe.each(MODES)('template serve, %s', (_mode, flags) => {
     await waitFor(h.err, /serving \d+:\d+/);
     expect(appshot(home, ['ps']).stdout).not.toMatch(/^web-\d/m); // none yet
     expect(await who(pub)).toBe(BODY);
-    expect(h.err()).toMatch(/started web-\d+ \((warm|cold), running in [\d.]+ ms\): 1 connection\(s\) waiting and no instance running/);
+    expect(h.err()).toMatch(/started web-\d+ \(warm, running in [\d.]+ ms\): 1 connection\(s\) waiting and no instance running/);
     expect(h.err()).toMatch(/web-\d+ listens, [\d.]+ ms after it was asked for/);
     const ps = appshot(home, ['ps']).stdout;
     expect(ps).toMatch(/Templates served on demand/);
@@ -137,7 +140,7 @@ describe.each(MODES)('template serve, %s', (_mode, flags) => {
     const answers = await Promise.all(Array.from({ length: 20 }, () => who(pub)));
     expect(answers).toEqual(Array(20).fill(BODY));
     await waitFor(h.err, new RegExp(`${first} ended by itself \\(status \\d+\\)`));
-    await waitFor(h.err, /started web-\d+ \((warm|cold)[^)]*\): below --min 2 \(1 running\)/);
+    await waitFor(h.err, /started web-\d+ \(warm[^)]*\): below --min 2 \(1 running\)/);
     await waitFor(h.err, /(listens[^]*){3}/);
     expect(appshot(home, ['ps']).stdout).toMatch(new RegExp(`${first}\\s+retired\\s+\\S+\\s+ended by itself`));
     h.child.kill('SIGTERM');
@@ -173,7 +176,7 @@ describe.each(MODES)('template serve, %s', (_mode, flags) => {
 });
 
 describe('template serve: bad input', () => {
-  it('a port in use, --min above --max, a template that does not exist, a malformed --publish: refused with the reason, no stack trace, nothing left', { timeout: 40_000 }, async () => {
+  it('a port in use, --min above --max, a template that does not exist, a malformed --publish, a warm template whose port was not published: refused with the reason, no stack trace, nothing left; --cold serves the last the old way', { timeout: 40_000 }, async () => {
     const home = makeHome();
     const vport = await makeTemplate(home, []);
     const busy = await freePort();
@@ -197,6 +200,18 @@ describe('template serve: bad input', () => {
       const none = appshot(home, ['template', 'serve', 'nosuch', '--publish', `${busy + 1}:80`]);
       expect(none.code, none.stderr).toBe(2);
       expect(none.stderr).toMatch(/^appshot: there is no template 'nosuch' in .*'appshot template list' lists them/);
+      // Snapshotted with its port unpublished: a warm clone's listener could not be the pool's.
+      const plainPort = await makeTemplate(home, [], 'plain', false);
+      const plain = appshot(home, ['template', 'serve', 'plain', '--publish', `${busy + 1}:${plainPort}`]);
+      expect(plain.code, plain.stderr).toBe(3);
+      expect(plain.stderr).toMatch(new RegExp(`^appshot: template 'plain' cannot be served warm on port ${plainPort}: its program listened there unpublished when snapshotted.*or serve it with --cold`));
+      // --cold serves it the old way: each clone starts the command again.
+      const cold = appshotAsync(home, ['template', 'serve', 'plain', '--cold', '--publish', `${busy + 1}:${plainPort}`]);
+      await waitFor(cold.err, /serving \d+:\d+/);
+      expect(await who(busy + 1)).toBe(BODY);
+      expect(cold.err()).toMatch(/started plain-1 \(cold, running in [\d.]+ ms\): 1 connection\(s\) waiting and no instance running/);
+      cold.child.kill('SIGTERM');
+      expect((await cold.done).code).toBe(0);
     } finally {
       holder.close();
     }
