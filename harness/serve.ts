@@ -363,7 +363,11 @@ export async function serve(t: TableDb, name: string, o: ServeOptions): Promise<
     else closeSync(lock);
     throw err;
   }
+  // Until the end: what it waits for then (a clone's cleanup, through a
+  // pidfd poll on a worker thread) need not hold the event loop open.
+  const alive = setInterval(() => {}, 60_000);
   await s.finished;
+  clearInterval(alive);
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
   unlockServe(t.home, name, lock);

@@ -981,6 +981,8 @@ static void send_status(int fd)
 {
 	char *buf = NULL;
 	size_t len = 0;
+	for (int i = 0; i < g.ninst; i++) /* acks are read lazily: the waits are counted now */
+		if (g.inst[i]->registered && !g.inst[i]->dead) take_acks(g.inst[i]);
 	refresh_active(); /* rr refreshes only each second; a status is read now */
 	FILE *f = open_memstream(&buf, &len);
 	if (!f) return;
