@@ -5,6 +5,7 @@ import { constants } from 'node:os';
 import { killApp, stopApp } from '../ts/lifecycle.js';
 import { type Balance, type PoolStatus, type Publication, type ScaleEvent, type Scaler, poolStatus, publishSpec, scalePool } from '../ts/pool.js';
 import {
+  BUSY_MS,
   RETIRED_KEPT,
   type ServeInstance,
   type ServeRetired,
@@ -267,16 +268,17 @@ class Serving {
   }
 
   /** Each POLL_MS: a need whose event was lost, idle instances to retire,
-   * drained ones to stop, adopted ones that ended. */
+   * drained ones to stop, adopted ones that ended, --min after a failure. */
   private async poll(): Promise<void> {
     if (this.polling || this.ending) return;
     this.polling = true;
     try {
       const st = await poolStatus(this.o.home, this.o.publish.public).catch(() => null);
       if (!st || this.ending) return;
-      if (st.held || st.oldest_ms >= 100) this.grow({ held: st.held, oldestMs: st.oldest_ms });
+      if (st.held || st.oldest_ms >= BUSY_MS) this.grow({ held: st.held, oldestMs: st.oldest_ms });
       this.checkInstances(st);
       this.retireIdle(st);
+      this.fill(); // after a clone that could not be made, once RETRY_MS has passed
     } finally {
       this.polling = false;
     }
