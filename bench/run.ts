@@ -34,11 +34,12 @@ import { poolStage } from './pool.js';
 import type { Results } from './figures.js';
 import { chart, markdown, printTables } from './report.js';
 import { RESULTS_DIR, writeResults } from './results.js';
+import { serveStage } from './serve.js';
 import { snapshotStage } from './snapshot.js';
 import type { BenchContext, Stage, StageFigures } from './stage.js';
 
 /** The stages, in the order they run. */
-const STAGES: Stage[] = [callsStage, poolStage, snapshotStage, checkpointStage, cowStage, cloneStage, infoStage, lookupStage, allocStage, inspectorStage, notifyStage];
+const STAGES: Stage[] = [callsStage, poolStage, snapshotStage, checkpointStage, cowStage, cloneStage, serveStage, infoStage, lookupStage, allocStage, inspectorStage, notifyStage];
 
 const USAGE = 'usage: npm run bench [-- --full]   (node dist/bench/run.js [--full])';
 

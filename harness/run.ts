@@ -111,7 +111,7 @@ export async function superviseApp(t: TableDb, aid: string, command: string[], o
 }
 
 /** The application whose virtual port holds port as its system port, if any. */
-function portHolder(t: TableDb, port: number): string | undefined {
+export function portHolder(t: TableDb, port: number): string | undefined {
   const rev = t.rev.get(S.revKey(t.node, S.RT.port, S.portId(S.PORT_PROTO.tcp, port)));
   return rev ? S.decodeRevVal(rev).aid : undefined;
 }

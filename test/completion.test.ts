@@ -107,7 +107,7 @@ describe('appshot completion bash', () => {
   });
 
   it('completes subcommands', async () => {
-    expect(await bash('template', '')).toEqual(['create', 'clone', 'list', 'inspect', 'rm']);
+    expect(await bash('template', '')).toEqual(['create', 'clone', 'list', 'inspect', 'rm', 'serve']);
     expect(await bash('template', 'c')).toEqual(['create', 'clone']);
     // snapshot takes an AID or its subcommand.
     expect(await bash('snapshot', '')).toEqual(['inspect', 'web-1']);
@@ -185,7 +185,7 @@ describe('appshot completion zsh', () => {
   it('completes commands and subcommands, with their descriptions', async () => {
     expect(values(await zsh('tem'))).toEqual(['template']);
     expect((await zsh('tem'))[1]).toMatch(/^template:\S/);
-    expect(values(await zsh('template', ''))).toEqual(['create', 'clone', 'list', 'inspect', 'rm']);
+    expect(values(await zsh('template', ''))).toEqual(['create', 'clone', 'list', 'inspect', 'rm', 'serve']);
     expect(values(await zsh('snapshot', ''))).toEqual(['inspect', 'web-1']);
   });
 

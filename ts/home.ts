@@ -15,7 +15,7 @@ import * as S from '../tables/schema.js';
  */
 
 /** The folders appshot keeps in a home. */
-const SUBDIRS = ['pools', 'templates', 'stops'] as const;
+const SUBDIRS = ['pools', 'templates', 'stops', 'serve'] as const;
 export type HomeSubdir = (typeof SUBDIRS)[number];
 
 const OWNER_ONLY = 0o700;

@@ -234,7 +234,13 @@ async function lockPool(home: string, pub: number): Promise<number> {
 
 /** Connects to the daemon of pub (starting it if none runs) and asks it to
  * count aid among its lifelines: the connection, kept open, is one. */
-async function publish(home: string, pub: number, aid: string, balance: Balance, holder?: string, host?: string): Promise<Ctl> {
+function publish(home: string, pub: number, aid: string, balance: Balance, holder?: string, host?: string): Promise<Ctl> {
+  return lifeline(home, pub, `publish ${aid} ${balance}`, `application '${aid}'`, balance, holder, host);
+}
+
+/** Connects to the daemon of pub (starting it if none runs) and makes the
+ * connection a lifeline by request (publish or scale; core/pool.h). */
+async function lifeline(home: string, pub: number, request: string, who: string, balance: Balance, holder?: string, host?: string): Promise<Ctl> {
   homeSubdir(home, 'pools');
   checkHomeFile(poolFile(home, pub, 'log')); // the daemon opens it, refusing a link, after it said ready
   const lockFd = await lockPool(home, pub); // one harness finds or starts the daemon at a time
@@ -249,15 +255,19 @@ async function publish(home: string, pub: number, aid: string, balance: Balance,
   } finally {
     closeSync(lockFd);
   }
-  c.s.write(`publish ${aid} ${balance}\n`);
+  c.s.write(`${request}\n`);
   const answer = await readLine(home, pub, c).catch((err) => {
     c!.s.destroy();
     throw err;
   });
   const [verdict, policy, where] = answer.split(' ');
+  if (verdict === 'serving') {
+    c.s.destroy();
+    throw new AppshotError(`port ${pub} is already served by 'appshot template serve ${policy}' (its pool has one serving command); stop that one or choose another public port`, EXIT.conflict);
+  }
   if (verdict !== 'ok') {
     c.s.destroy();
-    throw new AppshotError(`the pool daemon for port ${pub} refused application '${aid}': ${answer}`);
+    throw new AppshotError(`the pool daemon for port ${pub} refused ${who}: ${answer}`);
   }
   if (policy !== balance) {
     c.s.destroy();
@@ -329,14 +339,109 @@ export interface PoolInstance {
   unacked: number;
   active: number;
   handed: number;
+  /** How long it has had no connection open (0 while it has one). */
+  idle_ms: number;
+  /** Its serving command is retiring it: it is given nothing more. */
+  draining: boolean;
 }
 export interface PoolStatus {
   public: number;
   policy: Balance;
   pid: number;
   held: number;
+  /** How long the connection that has waited longest has waited. */
+  oldest_ms: number;
+  /** The scaler's limit of open connections per instance (0: none). */
+  conns: number;
+  /** The template its serving command serves, if one is connected. */
+  scaler: string | null;
   lifelines: string[];
   instances: PoolInstance[];
+}
+
+/** What the daemon tells its scaler (core/pool.h). */
+export type ScaleEvent =
+  | { kind: 'need'; held: number; oldestMs: number }
+  | { kind: 'joined'; aid: string }
+  | { kind: 'gone'; aid: string }
+  /** The daemon ended and a new one took the pool over: events may have been lost. */
+  | { kind: 'rejoined' };
+
+export interface Scaler {
+  drain(aid: string): void;
+  undrain(aid: string): void;
+  close(): void;
+}
+
+function scaleEvent(line: string): ScaleEvent | null {
+  const [kind, a, b] = line.split(' ');
+  if (kind === 'need') {
+    const held = Number(/^held=(\d+)$/.exec(a ?? '')?.[1]);
+    const oldestMs = Number(/^oldest=(\d+)$/.exec(b ?? '')?.[1]);
+    return Number.isFinite(held) && Number.isFinite(oldestMs) ? { kind, held, oldestMs } : null;
+  }
+  if ((kind === 'joined' || kind === 'gone') && a) return { kind, aid: a };
+  return null;
+}
+
+/**
+ * The serving command's connection to the daemon of a public port (its
+ * scaler; core/pool.h), starting the daemon if none runs, which then holds
+ * the port and listens at once. A lifeline too: the daemon lives while it
+ * is open. Events go to onEvent; should the daemon die, the scaler joins
+ * the one that takes its place and says so ('rejoined').
+ */
+export async function scalePool(
+  home: string,
+  pub: number,
+  opts: { name: string; balance: Balance; conns: number; holder?: string; host?: string },
+  onEvent: (e: ScaleEvent) => void,
+): Promise<Scaler> {
+  const request = `scale ${opts.name} ${opts.conns}`;
+  const who = `the serving command of template '${opts.name}'`;
+  let current = (await lifeline(home, pub, request, who, opts.balance, opts.holder, opts.host)).s;
+  let closed = false;
+  const rejoin = async () => {
+    for (let attempt = 0; !closed; attempt++) {
+      try {
+        const next = (await lifeline(home, pub, request, who, opts.balance, undefined, opts.host)).s;
+        if (closed) next.destroy();
+        else {
+          watch((current = next));
+          onEvent({ kind: 'rejoined' });
+        }
+        return;
+      } catch (err) {
+        if (attempt === 0) process.stderr.write(`appshot: the pool daemon of port ${pub} ended and no new one answers yet: ${(err as Error).message}; trying again each second\n`);
+        await sleep(1000);
+      }
+    }
+  };
+  const watch = (s: Socket) => {
+    let buf = '';
+    s.on('error', () => {}); // 'close' follows
+    s.on('data', (d: Buffer) => {
+      buf += d.toString();
+      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+        const e = scaleEvent(buf.slice(0, i));
+        buf = buf.slice(i + 1);
+        if (e) onEvent(e);
+      }
+    });
+    s.once('close', () => void (closed || rejoin()));
+  };
+  watch(current);
+  const send = (line: string) => {
+    if (!current.destroyed) current.write(line);
+  };
+  return {
+    drain: (aid) => send(`drain ${aid}\n`),
+    undrain: (aid) => send(`undrain ${aid}\n`),
+    close: () => {
+      closed = true;
+      current.destroy();
+    },
+  };
 }
 
 /** What the daemon of a public port says about its pool, or null when no

@@ -7,7 +7,7 @@ import { formatOption } from './common.js';
 export function register(program: Command): void {
   program
     .command('ps')
-    .description("show each application's processes (virtual and system PID, parent, state, command), its ports and the pools it publishes into")
+    .description("show each application's processes (virtual and system PID, parent, state, command), its ports, the pools it publishes into, and the templates served on demand (their instances and why each started or was retired)")
     .usage('[--aid NAME] [--format plain|table|json|csv | --json]')
     .option('--aid <name>', 'only this application')
     .addOption(formatOption())
@@ -39,5 +39,8 @@ export function register(program: Command): void {
       if (ports.length) process.stdout.write('\nPorts:\n' + renderPorts(ports, format) + '\n');
       const pools = await poolRows(t, { aid: o.aid });
       if (pools.length) process.stdout.write('\nPools behind published ports:\n' + renderPools(pools, format) + '\n');
+      const { serveRows, renderServe } = await import('../views/serve.js');
+      const served = serveRows(t.home, { aid: o.aid });
+      if (served.length) process.stdout.write('\nTemplates served on demand (appshot template serve):\n' + renderServe(served, format) + '\n');
     });
 }

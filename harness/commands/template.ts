@@ -23,7 +23,8 @@ export function register(program: Command): void {
         '       appshot template clone NAME [-n N] [--cold] [--balance rr|lc] [--port-range LO-HI] [--json] [-- CMD [ARGS...]]\n' +
         '       appshot template list [--format plain|table|json|csv | --json]\n' +
         '       appshot template inspect NAME [--format plain|table|json|csv | --json]\n' +
-        '       appshot template rm NAME [--force]',
+        '       appshot template rm NAME [--force]\n' +
+        '       appshot template serve NAME --publish PUBLIC:VIRTUAL [--min N] [--max N] [--idle SECONDS] [--conns N] [--balance rr|lc] [--cold]',
     );
 
   templateCommand
@@ -91,5 +92,49 @@ export function register(program: Command): void {
     .action(async (name: string, o: { force: boolean }) => {
       const { t, cmd } = await templateTables();
       cmd.rm(t, name, o.force);
+    });
+  registerServe(templateCommand); // its block is at the end of this file
+}
+
+/* --- `template serve` (issue 19: instances on demand behind a published port) --- */
+
+/** A whole number of at least lo, for an option; exit 2 otherwise. */
+function count(opt: string, text: string, lo: number): number {
+  const n = /^\d+$/.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(n) || n < lo) throw new AppshotError(`${opt} ${text}: give a whole number, at least ${lo}`, EXIT.usage);
+  return n;
+}
+
+export function registerServe(templateCommand: Command): void {
+  templateCommand
+    .command('serve')
+    .description(
+      'serve template NAME behind a published port: its pool daemon holds PUBLIC; a clone is made when a connection comes and none can take it (up to --max), one idle --idle seconds is ended (down to --min), one that ends is replaced up to --min; one log line per decision; runs until SIGINT or SIGTERM, which end its instances (SIGKILL leaves them running for the next serve of NAME to adopt, or appshot gc to end)',
+    )
+    .usage('NAME --publish PUBLIC:VIRTUAL [--min N] [--max N] [--idle SECONDS] [--conns N] [--balance rr|lc] [--cold] [--port-range LO-HI]')
+    .argument('<name>', 'the template')
+    .requiredOption('--publish <public:virtual>', "the clones' TCP port VIRTUAL reachable at system port PUBLIC (docker -p's reading: [IP:]PUBLIC:VIRTUAL; without IP, on every address)")
+    .option('--min <n>', 'instances kept running however idle', '0')
+    .option('--max <n>', 'instances at most', '8')
+    .option('--idle <seconds>', 'an instance with no connection open this long is ended (down to --min)', '60')
+    .option('--conns <n>', 'open connections one instance is given at most; more wait in the daemon and make another instance (0: no limit, instances are added when a connection waits 100 ms to be accepted)', '0')
+    .addOption(new Option('--balance <policy>', 'how the pool picks the instance for each connection').choices(['rr', 'lc']).default('rr'))
+    .option('--cold', "start each clone's command again instead of continuing the template's processes", false)
+    .option('--port-range <lo-hi>', "system ports for the clones' virtualized ports", `${S.PORT_RANGE_DEFAULT.lo}-${S.PORT_RANGE_DEFAULT.hi}`)
+    .action(async (name: string, o: { publish: string; min: string; max: string; idle: string; conns: string; balance: Balance; cold: boolean; portRange: string }) => {
+      const { parsePortRange, parsePublish } = await import('../../ts/pool.js');
+      const publish = parsePublish(o.publish);
+      const [min, max, conns] = [count('--min', o.min, 0), count('--max', o.max, 1), count('--conns', o.conns, 0)];
+      if (min > max) throw new AppshotError(`--min ${min} is more than --max ${max}: give --min at most --max`, EXIT.usage);
+      const idleS = /^\d+(\.\d+)?$/.test(o.idle) ? Number(o.idle) : NaN;
+      if (!(idleS > 0)) throw new AppshotError(`--idle ${o.idle}: give the seconds an instance may stay idle, more than 0`, EXIT.usage);
+      const portRange = parsePortRange(o.portRange);
+      const [{ existsSync }, { templateFile }, { checkTemplateName }] = await Promise.all([import('node:fs'), import('../../ts/home.js'), import('../../ts/template.js')]);
+      checkTemplateName(name);
+      const home = resolveHome();
+      if (!existsSync(templateFile(home, name))) throw new AppshotError(`there is no template '${name}' in ${home}; 'appshot template list' lists them, 'appshot template create' makes one`, EXIT.usage);
+      const [{ openTableDb }, { serve }] = await Promise.all([import('../../ts/tabledb.js'), import('../serve.js')]);
+      const t = openTableDb(home);
+      outcome.exitCode = await serve(t, name, { publish, min, max, idleS, conns, balance: o.balance, cold: o.cold, home, portRange });
     });
 }

@@ -24,6 +24,28 @@
  * SCM_CREDENTIALS on each handoff, since anyone may send to an abstract
  * name).
  *
+ * The control socket speaks lines. "publish AID POLICY" makes the
+ * connection a lifeline of AID (the daemon lives while one is open or an
+ * instance is registered); "status" gets the pool as one line of JSON.
+ * "scale NAME CONNS" makes it the pool's one *scaler* (`appshot template
+ * serve NAME`), a lifeline too, to which the daemon pushes what the serving
+ * command decides on, one line each:
+ *   need held=N oldest=MS  connections wait that no instance can take now
+ *                          (none registered, each at CONNS open connections,
+ *                          draining, or not accepting): pushed at once for the
+ *                          first held connection, then each tick while some
+ *                          wait; also while the oldest connection handed to an
+ *                          instance has waited POOL_BUSY_MS unaccepted
+ *   joined AID             an instance of AID registered (it listens)
+ *   gone AID               an instance of AID left the pool (it ended)
+ * and from which it takes "drain AID" (hand AID's instances nothing more:
+ * it is about to be retired) and "undrain AID". CONNS > 0 is the most open
+ * connections the daemon gives one instance; further ones wait, held. A
+ * scaler makes the daemon listen at once (on the address --publish named,
+ * or on every address, as docker -p does): with no instance yet the first
+ * connection must be taken and held, not left to the kernel's retries. The
+ * scaler's end undoes its drains and its CONNS.
+ *
  * Files, under APPSHOT_HOME:
  *   pools/<public>.sock   SOCK_SEQPACKET: instances register here
  *   pools/<public>.ctl    SOCK_STREAM: harness lifelines and status queries
@@ -38,6 +60,10 @@
 
 #define POOL_DIR "pools"
 #define POOL_MAGIC 0x61707031u /* "app1" */
+
+/* A connection waiting this long (held, or handed and not yet accepted)
+ * means the pool is busy: the scaler is told (need). */
+#define POOL_BUSY_MS 100
 
 /* An instance's socket is bound to an abstract name beginning with this
  * prefix and carrying the listening address the program bound,

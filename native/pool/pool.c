@@ -41,6 +41,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/filter.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -62,8 +65,9 @@
 #define LINE_MAX_LEN 256
 #define FD_RESERVE 16    /* descriptors kept for instances and the harness */
 #define PROBE_MS 1000    /* how often an idle instance is checked for life */
+#define RECOUNT_MS 3     /* at the scaler's limit, open connections counted again this soon */
 
-enum kind { W_PUBLIC, W_CHANNELS, W_CTL, W_TIMER, W_SIGNAL, W_CHAN, W_LISTENER, W_CLIENT };
+enum kind { W_PUBLIC, W_CHANNELS, W_CTL, W_TIMER, W_SIGNAL, W_CHAN, W_LISTENER, W_CLIENT, W_RECOUNT };
 
 /* What epoll reports on; owner is the instance or the client. */
 struct watch {
@@ -77,7 +81,7 @@ struct conn {
 	struct conn *next;
 	int fd;
 	bool direct; /* from the instance's own listener, not the public one */
-	uint64_t seq, handed_ms;
+	uint64_t seq, handed_ms, accepted_ms;
 	unsigned long ino;
 };
 
@@ -86,8 +90,16 @@ struct queue {
 	int n;
 };
 
-struct inodes {
-	unsigned long *v;
+/* A connection an instance took, as the kernel's socket table keys it
+ * (local address and port, the peer's; network order), and its inode. */
+struct tuple {
+	struct inet_diag_sockid id;
+	uint8_t family;
+	unsigned long ino;
+};
+
+struct opens {
+	struct tuple *v;
 	size_t n, cap;
 };
 
@@ -98,18 +110,20 @@ struct inodes {
 struct instance {
 	struct watch chan, lis;
 	bool registered, dead, blocked;
+	bool draining;             /* the scaler is retiring it: nothing more for it */
 	uint64_t since_ms, handed; /* handed: handed and taken */
+	uint64_t busy_ms;          /* when it last had a connection open, or was given one */
 	struct pool_register reg;
 	struct queue unacked, direct;
-	struct inodes open;        /* its pool connections still open, for lc */
+	struct opens open;         /* its pool connections still open, for lc and the scaler */
 };
 
 struct client {
 	struct watch w;
 	char line[LINE_MAX_LEN + 2];
 	size_t len;
-	bool lifeline;
-	char aid[64];
+	bool lifeline, scaler;
+	char aid[64]; /* a scaler's: the template it serves */
 };
 
 static struct {
@@ -127,6 +141,11 @@ static struct {
 	int ninst, rr;
 	struct client **clients;
 	int nclients, nlifelines;
+	struct client *scaler; /* the serving command, if one is connected */
+	int conns;             /* its limit of open connections per instance; 0 none */
+	struct watch recount;  /* a one-shot timer: see recount_soon */
+	int diag;              /* NETLINK_SOCK_DIAG: which taken connections are open */
+	uint32_t diag_seq;
 	struct queue held;
 	uint64_t seq, start_ms, refresh_ms;
 } g;
@@ -176,10 +195,10 @@ static void *xcalloc(size_t n)
 	return memset(xrealloc(NULL, n), 0, n);
 }
 
-static void push_inode(struct inodes *s, unsigned long ino)
+static void push_open(struct opens *s, const struct tuple *t)
 {
 	if (s->n == s->cap) s->v = xrealloc(s->v, (s->cap = s->cap ? 2 * s->cap : 64) * sizeof *s->v);
-	s->v[s->n++] = ino;
+	s->v[s->n++] = *t;
 }
 
 /* Held and unacked connections close with us. The public port goes first,
@@ -238,6 +257,7 @@ static struct conn *new_conn(int fd, bool direct)
 	struct stat st;
 	c->fd = fd;
 	c->direct = direct;
+	c->accepted_ms = monotonic_ms();
 	c->ino = fstat(fd, &st) == 0 ? st.st_ino : 0;
 	return c;
 }
@@ -345,6 +365,9 @@ static int active(const struct instance *in)
 }
 
 static void take_acks(struct instance *in);
+static void end_scaler(void);
+static socklen_t inet_address(const char *host, int port, struct sockaddr_storage *ss);
+static int listen_public(const struct sockaddr_storage *addr, socklen_t len, int v6only);
 
 static bool eligible(struct instance *in, uint64_t now)
 {
@@ -355,6 +378,13 @@ static bool eligible(struct instance *in, uint64_t now)
 	return !in->unacked.head || now - in->unacked.head->handed_ms <= STALE_MS;
 }
 
+/* Whether it may be given a connection of the public port: the scaler's
+ * limits apply to those, not to its own programs' direct ones. */
+static bool takes_pooled(struct instance *in, uint64_t now)
+{
+	return eligible(in, now) && !in->draining && !(g.conns && active(in) >= g.conns);
+}
+
 /* Round robin from the cursor; lc takes the least active, the first in
  * round-robin order among equals. */
 static struct instance *pick(uint64_t now)
@@ -362,7 +392,7 @@ static struct instance *pick(uint64_t now)
 	int best = -1;
 	for (int k = 0; k < g.ninst; k++) {
 		int i = (g.rr + k) % g.ninst;
-		if (!eligible(g.inst[i], now) || (best >= 0 && active(g.inst[i]) >= active(g.inst[best]))) continue;
+		if (!takes_pooled(g.inst[i], now) || (best >= 0 && active(g.inst[i]) >= active(g.inst[best]))) continue;
 		best = i;
 		if (!g.lc) break;
 	}
@@ -399,19 +429,85 @@ static bool hand(struct instance *in, struct conn *c)
 		return false;
 	}
 	c->seq = ++g.seq;
-	c->handed_ms = monotonic_ms();
+	c->handed_ms = in->busy_ms = monotonic_ms();
 	q_push(&in->unacked, c, false);
 	return true;
+}
+
+/* ---- the scaler: what the serving command is told ---- */
+
+/* One event line to the scaler, if one is connected. Never blocks: a
+ * serving command that does not read loses events, not the pool its
+ * progress; it reads the status too. */
+static void tell_scaler(const char *fmt, ...)
+{
+	char line[LINE_MAX_LEN];
+	va_list ap;
+	if (!g.scaler) return;
+	va_start(ap, fmt);
+	int n = vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	if (n > 0 && (size_t)n < sizeof line && send(g.scaler->w.fd, line, n, MSG_DONTWAIT | MSG_NOSIGNAL) != n)
+		logmsg("scaler of %s: an event was not sent: %s", g.scaler->aid, strerror(errno));
+}
+
+/* How long the connection that has waited longest has waited: held by us,
+ * or handed to an instance that has not accepted it yet. */
+static uint64_t oldest_wait(uint64_t now)
+{
+	uint64_t oldest = 0;
+	for (struct conn *c = g.held.head; c; c = c->next)
+		if (now - c->accepted_ms > oldest) oldest = now - c->accepted_ms;
+	for (int i = 0; i < g.ninst; i++)
+		for (struct conn *c = g.inst[i]->unacked.head; c; c = c->next)
+			if (!c->direct && now - c->accepted_ms > oldest) oldest = now - c->accepted_ms;
+	return oldest;
+}
+
+/* need: at once for the first held connection (an instance must be made:
+ * the first byte's latency starts here), then at most once a tick. */
+static bool need_told;
+static void tell_need(bool tick)
+{
+	uint64_t oldest = oldest_wait(monotonic_ms());
+	if (!g.scaler || (!tick && need_told) || (!g.held.n && oldest < POOL_BUSY_MS)) return;
+	need_told = true;
+	tell_scaler("need held=%d oldest=%llu\n", g.held.n, (unsigned long long)oldest);
+}
+
+static void refresh_active(void);
+
+/* Held connections at the scaler's limit wait for an instance to close
+ * one, which nothing signals: the count is taken again in RECOUNT_MS (a
+ * one-shot timer), not at the next tick. */
+static void recount_soon(void)
+{
+	struct itimerspec once = { { 0, 0 }, { 0, RECOUNT_MS * 1000000L } };
+	struct itimerspec cur;
+	if (g.recount.fd >= 0 && !timerfd_gettime(g.recount.fd, &cur) && !cur.it_value.tv_sec && !cur.it_value.tv_nsec)
+		timerfd_settime(g.recount.fd, 0, &once, NULL);
 }
 
 static void dispatch_held(void)
 {
 	uint64_t now = monotonic_ms();
 	struct instance *in;
-	while (g.held.head && (in = pick(now))) {
+	bool refreshed = false;
+	while (g.held.head) {
+		if (!(in = pick(now))) {
+			/* At the scaler's limit, as last counted: connections closed
+			 * since are found now, not at the next tick, or a client that
+			 * opens one connection after another would look like many;
+			 * and while they wait, counted again soon (recount_soon). */
+			if (refreshed || !g.conns) break;
+			refresh_active();
+			refreshed = true;
+			continue;
+		}
 		struct conn *c = q_pop(&g.held);
 		if (!hand(in, c)) q_push(&g.held, c, true);
 	}
+	if (g.held.n && g.conns) recount_soon();
 	if (!g.held.n) g.overflow_logged = false;
 }
 
@@ -438,6 +534,7 @@ static void on_public(void)
 		if (g.held.n < HELD_CAP) {
 			q_push(&g.held, new_conn(fd, false), false);
 			dispatch_held();
+			if (g.held.n) tell_need(false);
 			continue;
 		}
 		if (!g.overflow_logged) logmsg("%d connections held, none taken: closing new ones", HELD_CAP);
@@ -614,8 +711,38 @@ static void take_register(struct instance *in)
 		return;
 	}
 	in->reg = reg;
+	in->busy_ms = monotonic_ms(); /* idle from now */
 	write_state();
 	logmsg("instance of %s registered: port %u on %u, pid %u", reg.aid, reg.vport, reg.sport, reg.spid);
+	tell_scaler("joined %s\n", reg.aid);
+}
+
+/* The connection's addresses, read before our copy of it closes. */
+static bool tuple_of(int fd, unsigned long ino, struct tuple *t)
+{
+	struct sockaddr_storage l, p;
+	socklen_t ll = sizeof l, pl = sizeof p;
+	if (getsockname(fd, (struct sockaddr *)&l, &ll) || getpeername(fd, (struct sockaddr *)&p, &pl) || l.ss_family != p.ss_family)
+		return false;
+	memset(t, 0, sizeof *t);
+	t->family = l.ss_family;
+	t->ino = ino;
+	t->id.idiag_cookie[0] = t->id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+	if (l.ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const void *)&l, *b = (const void *)&p;
+		t->id.idiag_sport = a->sin_port;
+		t->id.idiag_dport = b->sin_port;
+		memcpy(t->id.idiag_src, &a->sin_addr, sizeof a->sin_addr);
+		memcpy(t->id.idiag_dst, &b->sin_addr, sizeof b->sin_addr);
+		return true;
+	}
+	if (l.ss_family != AF_INET6) return false;
+	const struct sockaddr_in6 *a = (const void *)&l, *b = (const void *)&p;
+	t->id.idiag_sport = a->sin6_port;
+	t->id.idiag_dport = b->sin6_port;
+	memcpy(t->id.idiag_src, &a->sin6_addr, sizeof a->sin6_addr);
+	memcpy(t->id.idiag_dst, &b->sin6_addr, sizeof b->sin6_addr);
+	return true;
 }
 
 static void take_ack(struct instance *in, const struct pool_ack *ack)
@@ -624,7 +751,8 @@ static void take_ack(struct instance *in, const struct pool_ack *ack)
 	in->blocked = false;
 	if (c && ack->taken) {
 		in->handed++;
-		if (!c->direct && c->ino) push_inode(&in->open, c->ino);
+		struct tuple t;
+		if (!c->direct && c->ino && tuple_of(c->fd, c->ino, &t)) push_open(&in->open, &t);
 		drop_conn(c);
 	} else if (c) {
 		/* It could not install it: hand it again, but not to this
@@ -703,9 +831,11 @@ static void remove_instance(int i)
 		else q_push(&back, c, false);
 	}
 	while ((c = q_pop(&in->direct))) drop_conn(c);
-	if (in->registered)
+	if (in->registered) {
 		logmsg("instance of %s (pid %u, port %u) gone, %d connection(s) back to the pool",
 		       in->reg.aid, in->reg.spid, in->reg.sport, back.n);
+		tell_scaler("gone %s\n", in->reg.aid);
+	}
 	while ((c = q_pop(&g.held))) q_push(&back, c, false);
 	g.held = back;
 	watch_close(&in->chan);
@@ -734,42 +864,53 @@ static void reap(void)
 
 /* ---- least connections: which taken connections are still open ---- */
 
-static void scan_tcp(const char *path, struct inodes *live)
+/* Whether a taken connection is still open in some process: the kernel's
+ * socket of its addresses, found by one sock_diag request (a hash lookup;
+ * /proc/net/tcp walks every socket of the host, 5 ms and more on a busy
+ * one), still has its inode (one every process has closed has none). When
+ * the kernel cannot say, it counts as open. */
+static bool still_open(const struct tuple *t)
 {
-	FILE *f = fopen(path, "re");
-	char line[512];
-	unsigned port;
-	unsigned long ino;
-	while (f && fgets(line, sizeof line, f))
-		if (sscanf(line, "%*s %*[0-9A-Fa-f]:%x %*s %*s %*s %*s %*s %*s %*s %lu", &port, &ino) == 2 &&
-		    port == (unsigned)g.public && ino)
-			push_inode(live, ino);
-	if (f) fclose(f);
+	struct {
+		struct nlmsghdr nh;
+		struct inet_diag_req_v2 r;
+	} req = {
+		.nh = { .nlmsg_len = sizeof req, .nlmsg_type = SOCK_DIAG_BY_FAMILY, .nlmsg_flags = NLM_F_REQUEST, .nlmsg_seq = ++g.diag_seq },
+		.r = { .sdiag_family = t->family, .sdiag_protocol = IPPROTO_TCP, .idiag_states = ~0u, .id = t->id },
+	};
+	union { char buf[1024]; struct nlmsghdr align; } u;
+	if (g.diag < 0 || send(g.diag, &req, sizeof req, 0) != (ssize_t)sizeof req) return true;
+	for (;;) {
+		ssize_t n = recv(g.diag, u.buf, sizeof u.buf, 0); /* answered at once; SO_RCVTIMEO bounds it */
+		if (n < 0 && errno == EINTR) continue;
+		if (n <= 0) return true;
+		for (struct nlmsghdr *h = &u.align; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
+			if (h->nlmsg_seq != g.diag_seq) continue; /* a late answer to an earlier request */
+			if (h->nlmsg_type == NLMSG_ERROR) return ((struct nlmsgerr *)NLMSG_DATA(h))->error != -ENOENT;
+			if (h->nlmsg_type == SOCK_DIAG_BY_FAMILY) return ((struct inet_diag_msg *)NLMSG_DATA(h))->idiag_inode == t->ino;
+		}
+	}
 }
 
-static int cmp_ulong(const void *a, const void *b)
+static void open_diag(void)
 {
-	unsigned long x = *(const unsigned long *)a, y = *(const unsigned long *)b;
-	return x < y ? -1 : x > y;
+	struct timeval tv = { 0, 100000 };
+	g.diag = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	if (g.diag >= 0 && setsockopt(g.diag, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv)) close(g.diag), g.diag = -1;
+	if (g.diag < 0) logmsg("sock_diag: %s; taken connections count as open until they are closed and the daemon restarts", strerror(errno));
 }
 
 static void refresh_active(void)
 {
-	struct inodes live = { 0 };
-	size_t total = 0;
-	for (int i = 0; i < g.ninst; i++) total += g.inst[i]->open.n;
-	if (!total) return;
-	scan_tcp("/proc/net/tcp", &live);
-	scan_tcp("/proc/net/tcp6", &live);
-	if (live.n) qsort(live.v, live.n, sizeof *live.v, cmp_ulong);
+	uint64_t now = monotonic_ms();
 	for (int i = 0; i < g.ninst; i++) {
-		struct inodes *s = &g.inst[i]->open;
+		struct opens *s = &g.inst[i]->open;
 		size_t k = 0;
 		for (size_t j = 0; j < s->n; j++)
-			if (live.n && bsearch(&s->v[j], live.v, live.n, sizeof *live.v, cmp_ulong)) s->v[k++] = s->v[j];
+			if (still_open(&s->v[j])) s->v[k++] = s->v[j];
 		s->n = k;
+		if (k) g.inst[i]->busy_ms = now; /* busy until now at least */
 	}
-	free(live.v);
 }
 
 static void on_tick(void)
@@ -792,13 +933,23 @@ static void on_tick(void)
 		in->blocked = false;
 		dispatch_direct(in);
 	}
-	dispatch_held();
-	/* rr needs no counts, only status reports them: refresh less often. */
-	if (now - g.refresh_ms >= (g.lc ? TICK_MS : 10 * TICK_MS)) {
+	/* rr needs no counts, only status reports them: refresh less often;
+	 * lc and a scaler's limit and idle times need them each tick. */
+	if (now - g.refresh_ms >= (g.lc || g.scaler ? TICK_MS : 10 * TICK_MS)) {
 		refresh_active();
 		g.refresh_ms = now;
 	}
+	dispatch_held(); /* after the counts: slots under the limit may be free */
+	tell_need(true);
+	need_told = false;
 	maybe_exit();
+}
+
+static void on_recount(void)
+{
+	uint64_t expirations;
+	if (read(g.recount.fd, &expirations, sizeof expirations) < 0 && errno != EAGAIN) logmsg("timerfd: %s", strerror(errno));
+	dispatch_held();
 }
 
 /* ---- the control socket: lifelines and status ---- */
@@ -830,11 +981,17 @@ static void send_status(int fd)
 {
 	char *buf = NULL;
 	size_t len = 0;
+	for (int i = 0; i < g.ninst; i++) /* acks are read lazily: the waits are counted now */
+		if (g.inst[i]->registered && !g.inst[i]->dead) take_acks(g.inst[i]);
 	refresh_active(); /* rr refreshes only each second; a status is read now */
 	FILE *f = open_memstream(&buf, &len);
 	if (!f) return;
-	fprintf(f, "{\"public\":%d,\"policy\":\"%s\",\"pid\":%d,\"held\":%d,\"lifelines\":[", g.public, g.policy,
-		(int)getpid(), g.held.n);
+	uint64_t now = monotonic_ms();
+	fprintf(f, "{\"public\":%d,\"policy\":\"%s\",\"pid\":%d,\"held\":%d,\"oldest_ms\":%llu,\"conns\":%d,\"scaler\":",
+		g.public, g.policy, (int)getpid(), g.held.n, (unsigned long long)oldest_wait(now), g.conns);
+	if (g.scaler) json_str(f, "", g.scaler->aid);
+	else fputs("null", f);
+	fputs(",\"lifelines\":[", f);
 	const char *sep = "";
 	for (int i = 0; i < g.nclients; i++)
 		if (g.clients[i]->lifeline) json_str(f, sep, g.clients[i]->aid), sep = ",";
@@ -844,9 +1001,10 @@ static void send_status(int fd)
 		struct instance *in = g.inst[i];
 		if (!in->registered || in->dead) continue;
 		json_str(f, sep, in->reg.aid);
-		fprintf(f, ",\"vport\":%u,\"sport\":%u,\"spid\":%u,\"unacked\":%d,\"active\":%d,\"handed\":%llu}",
+		fprintf(f, ",\"vport\":%u,\"sport\":%u,\"spid\":%u,\"unacked\":%d,\"active\":%d,\"handed\":%llu,\"idle_ms\":%llu,\"draining\":%s}",
 			in->reg.vport, in->reg.sport, in->reg.spid, in->unacked.n, active(in),
-			(unsigned long long)in->handed);
+			(unsigned long long)in->handed, (unsigned long long)(active(in) ? 0 : now - in->busy_ms),
+			in->draining ? "true" : "false");
 		sep = ",{\"aid\":";
 	}
 	fputs("]}\n", f);
@@ -861,6 +1019,7 @@ static void drop_client(struct client *cl)
 	for (int i = 0; i < g.nclients; i++)
 		if (g.clients[i] == cl) g.clients[i] = g.clients[--g.nclients];
 	if (cl->lifeline) g.nlifelines--, logmsg("lifeline of %s ended", cl->aid);
+	if (cl == g.scaler) end_scaler();
 	free(cl);
 	/* A harness lets go of its lifeline once its application has ended: with
 	 * the last one gone, the instances are looked at now, not at the next
@@ -883,9 +1042,84 @@ static void on_ctl(void)
 	}
 }
 
+/* The scaler's drain or undrain of every instance of an application. */
+static void set_draining(const char *aid, bool on)
+{
+	int n = 0;
+	for (int i = 0; i < g.ninst; i++)
+		if (g.inst[i]->registered && !strcmp(g.inst[i]->reg.aid, aid)) g.inst[i]->draining = on, n++;
+	logmsg("scaler of %s: %s %s (%d instance(s))", g.scaler->aid, on ? "draining" : "undraining", aid, n);
+	if (!on) dispatch_held();
+}
+
+/* A scaler's line after scale: drain or undrain; false for anything else. */
+static bool scaler_line(struct client *cl)
+{
+	char *save, *verb = strtok_r(cl->line, " \t\r", &save), *aid = strtok_r(NULL, " \t\r", &save);
+	if (!verb || !aid || strtok_r(NULL, " \t\r", &save) || (strcmp(verb, "drain") && strcmp(verb, "undrain"))) {
+		logmsg("scaler of %s: unknown request '%s': closing it", cl->aid, verb ? verb : "");
+		return false;
+	}
+	set_draining(aid, !strcmp(verb, "drain"));
+	return true;
+}
+
+/* The public listener for a scaler: with no instance yet the first
+ * connection must be accepted and held, so the reserve, which drops
+ * packets, gives way to a listener on every address (IPv6 taking IPv4
+ * too, or IPv4 alone), docker -p's reading of a port without an address. */
+static int listen_everywhere(void)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = inet_address("::", g.public, &ss);
+	int err = listen_public(&ss, len, 0);
+	if (err == EAFNOSUPPORT) err = listen_public(&ss, inet_address("0.0.0.0", g.public, &ss), -1);
+	return err;
+}
+
+/* "scale NAME CONNS": cl becomes the pool's scaler. */
+static bool take_scaler(struct client *cl, const char *name, const char *conns)
+{
+	char *end, reply[96];
+	long n = strtol(conns, &end, 10);
+	if (g.scaler) {
+		snprintf(reply, sizeof reply, "serving %s\n", g.scaler->aid);
+		return send_all(cl->w.fd, reply, strlen(reply)), false;
+	}
+	if (!*conns || *end || n < 0 || n > 1000000 || strlen(name) >= sizeof cl->aid)
+		return send_all(cl->w.fd, "error bad scale request\n", 24), false;
+	int err = g.pub.fd < 0 ? listen_everywhere() : 0;
+	if (err) {
+		snprintf(reply, sizeof reply, "error cannot listen on port %d: %s\n", g.public, strerror(err));
+		return send_all(cl->w.fd, reply, strlen(reply)), false;
+	}
+	snprintf(reply, sizeof reply, "ok %s %s\n", g.policy, g.host ? g.host : "*");
+	if (!send_all(cl->w.fd, reply, strlen(reply))) return false;
+	strcpy(cl->aid, name);
+	cl->lifeline = cl->scaler = g.ever_lifeline = true;
+	g.nlifelines++;
+	g.scaler = cl;
+	g.conns = (int)n;
+	logmsg("scaler of template %s, at most %d connection(s) per instance%s", name, g.conns, g.conns ? "" : " (no limit)");
+	tell_need(true); /* connections that came before it */
+	return true;
+}
+
+/* Without its serving command the pool serves with what it has: no
+ * limit, no instance left out. */
+static void end_scaler(void)
+{
+	logmsg("scaler of %s ended: the pool goes on with its %d instance(s)", g.scaler->aid, g.ninst);
+	g.scaler = NULL;
+	g.conns = 0;
+	for (int i = 0; i < g.ninst; i++) g.inst[i]->draining = false;
+	dispatch_held();
+}
+
 /* One request line; false when the connection is to be closed. */
 static bool client_line(struct client *cl)
 {
+	if (cl->scaler) return scaler_line(cl);
 	char *save, *verb = strtok_r(cl->line, " \t\r", &save);
 	char *aid = strtok_r(NULL, " \t\r", &save), *policy = strtok_r(NULL, " \t\r", &save);
 	char reply[96];
@@ -893,6 +1127,7 @@ static bool client_line(struct client *cl)
 		send_status(cl->w.fd);
 		return false;
 	}
+	if (verb && !strcmp(verb, "scale") && aid && policy && !strtok_r(NULL, " \t\r", &save)) return take_scaler(cl, aid, policy);
 	if (!verb || strcmp(verb, "publish") || !policy || strtok_r(NULL, " \t\r", &save) ||
 	    strlen(aid) >= sizeof cl->aid) {
 		send_all(cl->w.fd, "error unknown request\n", 22);
@@ -909,7 +1144,24 @@ static bool client_line(struct client *cl)
 	return true;
 }
 
-/* After publish the connection matters only by its end: input is dropped. */
+/* The complete lines read so far, each taken in turn; false when the
+ * connection is to be closed (a request said so, or a line is overlong). */
+static bool client_lines(struct client *cl)
+{
+	char *nl;
+	while ((nl = memchr(cl->line, '\n', cl->len))) {
+		size_t used = nl + 1 - cl->line;
+		*nl = 0;
+		if (!client_line(cl)) return false;
+		memmove(cl->line, cl->line + used, cl->len - used);
+		cl->len -= used;
+		if (cl->lifeline && !cl->scaler) cl->len = 0;
+	}
+	return cl->len < sizeof cl->line - 1;
+}
+
+/* After publish the connection matters only by its end: input is dropped.
+ * A scaler's lines are requests (scaler_line). */
 static void on_client(struct client *cl)
 {
 	for (;;) {
@@ -917,14 +1169,9 @@ static void on_client(struct client *cl)
 		if (n < 0 && errno == EINTR) continue;
 		if (n < 0 && errno == EAGAIN) return;
 		if (n <= 0) break;
-		if (cl->lifeline) continue;
+		if (cl->lifeline && !cl->scaler) continue;
 		cl->len += n;
-		char *nl = memchr(cl->line, '\n', cl->len);
-		if (!nl && cl->len < sizeof cl->line - 1) continue;
-		if (!nl) break; /* overlong line */
-		*nl = 0;
-		if (!client_line(cl)) break;
-		cl->len = 0;
+		if (!client_lines(cl)) break;
 	}
 	drop_client(cl);
 }
@@ -1081,10 +1328,12 @@ static void setup_events(void)
 	struct itimerspec tick = { { 0, TICK_MS * 1000000L }, { 0, TICK_MS * 1000000L } };
 	int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-	if ((g.ep = epoll_create1(EPOLL_CLOEXEC)) < 0 || sfd < 0 || tfd < 0 || timerfd_settime(tfd, 0, &tick, NULL))
+	int rfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if ((g.ep = epoll_create1(EPOLL_CLOEXEC)) < 0 || sfd < 0 || tfd < 0 || rfd < 0 || timerfd_settime(tfd, 0, &tick, NULL))
 		fail(1, "epoll/signalfd/timerfd: %s", strerror(errno));
 	if ((g.pub.fd >= 0 && !watch_add(&g.pub, W_PUBLIC, g.pub.fd, NULL)) || !watch_add(&g.chans, W_CHANNELS, g.chans.fd, NULL) ||
 	    !watch_add(&g.ctl, W_CTL, g.ctl.fd, NULL) || !watch_add(&g.timer, W_TIMER, tfd, NULL) ||
+	    !watch_add(&g.recount, W_RECOUNT, rfd, NULL) ||
 	    !watch_add(&g.sig, W_SIGNAL, sfd, NULL))
 		fail(1, "cannot watch descriptors");
 }
@@ -1211,6 +1460,7 @@ int main(int argc, char **argv)
 	g.start_ms = g.refresh_ms = monotonic_ms();
 	umask(077);
 	raise_nofile();
+	open_diag();
 
 	g.uid = geteuid();
 	hold_public(g.public);
@@ -1242,6 +1492,7 @@ int main(int argc, char **argv)
 			case W_CHAN: on_channel(w->owner, evs[i].events); break;
 			case W_LISTENER: on_listener(w->owner); break;
 			case W_CLIENT: on_client(w->owner); break;
+			case W_RECOUNT: on_recount(); break;
 			}
 		}
 		reap();
