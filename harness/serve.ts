@@ -81,10 +81,9 @@ interface Instance {
 /**
  * The template, or a refusal naming the reason: a name that is not there,
  * a port its program never used (exit 2); a warm clone that cannot be made
- * (checkWarm), or whose listener would not be the pool's (exit 3). A warm
- * clone continues the program's own listening socket: the restorer hands
- * it to the pool only if it was a published port's when snapshotted (a
- * plain listener stays plain: the program's memory knows it as one).
+ * (checkWarm: exit 3). A warm clone continues the program's own listening
+ * socket: the restorer hands it to the pool of the port the clone publishes,
+ * published when snapshotted or not.
  */
 function templateOf(t: TableDb, name: string, virtual: number, cold: boolean): Template {
   if (!existsSync(templateFile(t.home, name))) throw new AppshotError(`there is no template '${name}' in ${t.home}; 'appshot template list' lists them, 'appshot template create' makes one`, EXIT.usage);
@@ -95,12 +94,6 @@ function templateOf(t: TableDb, name: string, virtual: number, cold: boolean): T
     throw new AppshotError(`template '${name}' has no TCP port ${virtual} to publish (its program used ${tcp.join(', ')}); give --publish PUBLIC:${tcp[0]}`, EXIT.usage);
   if (cold || !tpl.image || !tpl.warm) return tpl;
   checkWarm(name, tpl.warm);
-  const port = ports.find((r) => S.decodePortId(r.vrid).port === virtual);
-  if (port && port.class !== 'multiplex')
-    throw new AppshotError(
-      `template '${name}' cannot be served warm on port ${virtual}: its program listened there unpublished when snapshotted, and a warm clone continues that plain listener, which the pool cannot hand connections to; snapshot the application run with --publish ANY:${virtual} and make the template again, or serve it with --cold`,
-      EXIT.conflict,
-    );
   return tpl;
 }
 

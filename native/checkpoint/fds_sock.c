@@ -882,7 +882,12 @@ int fds_make_sock(struct fds_restore *r, int i, const char *kind, const cJSON *o
 		fd = make_unix_alone(o);
 	} else if (!strcmp(kind, "unix-listen")) {
 		return make_unix_listener(o, err, errlen);
-	} else if (!strcmp(kind, "pool-listen")) {
+	} else if (!strcmp(kind, "pool-listen") ||
+		   (!strcmp(kind, "tcp-listen") && published_port(r->ctx, (uint16_t)fds_get_num(o, "port", 0)))) {
+		/* A plain listener at a port the restored application publishes
+		 * (a clone served behind a pool) is handed to the pool as well:
+		 * the shim finds the channel in its place on the first accept,
+		 * getsockname or socket option the kernel answers for it. */
 		return make_pool_listener(r, o, err, errlen);
 	} else if (!strcmp(kind, "tcp-pair")) {
 		return make_pair(r, i, o, 1, err, errlen);
