@@ -22,7 +22,9 @@ int appshot_lmdb_open(const char *path, int flags, ...)
 		mode = va_arg(ap, mode_t);
 		va_end(ap);
 	}
-	return appshot_lmdb_open_route ? appshot_lmdb_open_route(path, flags, mode) : open(path, flags, mode);
+	/* Close-on-exec always: a process that keeps the tables open (the
+	 * supervisor) must not hand them to the programs it starts. */
+	return appshot_lmdb_open_route ? appshot_lmdb_open_route(path, flags, mode) : open(path, flags | O_CLOEXEC, mode);
 }
 
 int appshot_lmdb_close(int fd)

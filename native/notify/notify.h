@@ -48,5 +48,7 @@ int notify_start(const char *shim);
 struct tabledb;
 struct tabledb *notify_tables_lock(void);
 void notify_tables_unlock(void);
+/* Closes them (opened again by the next notify_tables_lock). */
+void notify_tables_close(void);
 
 #endif

@@ -61,6 +61,19 @@ struct tabledb *notify_tables_lock(void)
 
 void notify_tables_unlock(void) { pthread_mutex_unlock(&tables_lock); }
 
+/* The supervisor keeps the tables open only while it answers a static
+ * program's calls: a write at the application's end (forget_reaped) opens
+ * them anew, which checks LMDB's lock file first (core/lockcheck.h), so a
+ * lock file a program's stray write damaged meanwhile is refused, never
+ * handed to LMDB (glibc aborts on a garbage lock). */
+void notify_tables_close(void)
+{
+	pthread_mutex_lock(&tables_lock);
+	if (tables_state > 0) tabledb_close(&tables);
+	tables_state = 0;
+	pthread_mutex_unlock(&tables_lock);
+}
+
 /* ------------------------------------------------------------- answers */
 
 void notify_answer(const struct call *c, long val, int err)
@@ -371,6 +384,7 @@ int notify_start(const char *shim)
 	notify_what |= NOTIFY_IPC;
 	if (getenv("APPSHOT_PUBLISH")) notify_what |= NOTIFY_LISTEN;
 	notify_tables_unlock();
+	notify_tables_close(); /* opened again when a static program first needs them */
 	/* An abstract name with 64 random bits: nothing on disk to clean up. */
 	uint64_t r = 0;
 	if (getrandom(&r, sizeof r, 0) != sizeof r) r = (uint64_t)getpid() * 2654435761u ^ (uint64_t)time(NULL);

@@ -195,6 +195,7 @@ static pid_t await_root(int fd)
 static void forget_reaped(const pid_t *pids, int n)
 {
 	if (!n) return;
+	notify_tables_close(); /* opened anew: checked before LMDB uses it */
 	struct tabledb *t = notify_tables_lock();
 	if (!t) return;
 	if (tabledb_write_lock(t) == 0) {
