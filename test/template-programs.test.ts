@@ -16,12 +16,12 @@
  * pool's threads and queues), node serving HTTP from an in-memory counter
  * (libuv's threads, epoll, timers).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { CLI_PATH } from '../ts/paths.js';
 import { MODES, freePort, makeHome, waitFor } from './helpers.js';
 
@@ -161,6 +161,7 @@ async function warmClones(home: string, file: string, port: number, vpids: numbe
   const h = start(home, ['template', 'clone', 't', '-n', String(N), '--json'], as);
   await waitFor(h.err, new RegExp(`all ${N} clones of template 't' are running|not made`), 60_000);
   expect(h.err()).toMatch(new RegExp(`all ${N} clones of template 't' are running`));
+  await waitFor(h.out, /^\{.*\}$/m); // its own pipe: it may come after stderr's line
   const summary = JSON.parse(h.out().split('\n')[0]) as { clones: { aid: string; warm: boolean }[] };
   const aids = Array.from({ length: N }, (_, i) => `t-${i + 1}`);
   expect(summary.clones.map((c) => [c.aid, c.warm])).toEqual(aids.map((a) => [a, true]));
@@ -186,7 +187,7 @@ function expectShared(procs: Proc[], rss: number): void {
 async function endOne(home: string, aid: string, procs: Proc[], as: string[]): Promise<void> {
   expect((await appshot(home, ['kill', aid], as)).code).toBe(0);
   const left = await until(async () => {
-    const now = (await ps(home, as)).filter((p) => p.aid.startsWith('t-'));
+    const now = (await ps(home, as)).filter((p) => procs.some((q) => q.aid === p.aid));
     return now.some((p) => p.aid === aid) ? undefined : now;
   });
   expect(left.map((p) => p.spid).sort()).toEqual(procs.filter((p) => p.aid !== aid).map((p) => p.spid).sort());
@@ -373,12 +374,138 @@ describe.each(MODES)('node serving HTTP from an in-memory counter, %s', (_mode, 
 
 // --- as an unprivileged user -----------------------------------------------------------
 
-describe.each(MODES)('as an unprivileged user (nobody), %s', (_mode, flags) => {
-  it('redis-server: snapshot, template and warm clones made by nobody, run as nobody', async () => {
-    await redisCase(flags, AS_NOBODY);
+// Each program in one mode (the root tests above run both), to keep the file's time down.
+describe('as an unprivileged user (nobody)', () => {
+  it('redis-server, remapped: snapshot, template and warm clones made by nobody, run as nobody', async () => {
+    await redisCase(['--no-identity'], AS_NOBODY);
   });
 
-  it('python3 with its multiprocessing pool: warm clones made by nobody', async () => {
-    await poolCase(flags, AS_NOBODY);
+  it('python3 with its multiprocessing pool, identity: warm clones made by nobody, run as nobody', async () => {
+    await poolCase([], AS_NOBODY);
   });
+});
+
+// --- PostgreSQL 15: six processes, SysV and shared anonymous memory, a data directory ---
+
+const PG_BIN = '/usr/lib/postgresql/15/bin';
+/** Two clones: each seeds its own copy of the 39 MB data directory, about 2 s here, one after another. */
+const PG_N = 2;
+
+function userIds(name: string): { uid: number; gid: number } {
+  const id = (flag: string) => Number(spawnSync('id', [flag, name], { encoding: 'utf8' }).stdout.trim() || NaN);
+  const [uid, gid] = [id('-u'), id('-g')];
+  if (!(uid > 0)) throw new Error(`no user ${name}: scripts/system-deps.sh installs postgresql, which makes it`);
+  return { uid, gid };
+}
+
+/** A folder postgres owns with a fresh cluster in data/ and a home; its prefix to run as postgres. */
+function pgCluster(): { dir: string; home: string; as: string[] } {
+  const pg = userIds('postgres');
+  const dir = mkdtempSync(join(tmpdir(), 'appshot-template-pg-'));
+  nobodyDirs.push(dir);
+  chmodSync(dir, 0o755);
+  chownSync(dir, pg.uid, pg.gid);
+  const r = spawnSync(join(PG_BIN, 'initdb'), ['-D', join(dir, 'data'), '-U', 'postgres', '--no-sync'], { uid: pg.uid, gid: pg.gid, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`initdb failed: ${r.stderr}`);
+  const home = join(dir, 'home');
+  mkdirSync(home, { mode: 0o700 });
+  chownSync(home, pg.uid, pg.gid);
+  return { dir, home, as: ['setpriv', `--reuid=${pg.uid}`, `--regid=${pg.gid}`, '--clear-groups'] };
+}
+
+/** psql at a system port: its rows, one line each. */
+function psql(port: number, sql: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const c = spawn('psql', ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-d', 'postgres', '-qAtc', sql], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    c.stdout.on('data', (d) => (out += d));
+    c.stderr.on('data', (d) => (err += d));
+    c.on('error', reject);
+    c.on('close', (code) => (code === 0 ? resolve(out.trim()) : reject(new Error(`psql ${sql}: ${code} ${err}`))));
+  });
+}
+
+/** postgres on 127.0.0.1:port (no Unix socket), under appshot, with a table holding 42, snapshotted --stop. */
+async function pgWarmedUp(c: { dir: string; home: string; as: string[] }, flags: readonly string[], port: number, extra: string[]) {
+  const cmd = [join(PG_BIN, 'postgres'), '-D', join(c.dir, 'data'), '-k', '', '-c', 'listen_addresses=127.0.0.1', '-p', String(port), ...extra];
+  let shm: string[] = [];
+  const src = await warmedUp(c.home, flags, c.as, cmd, port, /ready to accept connections/, async (sys) => {
+    // The POSIX shared memory objects it made (left behind by its SIGKILL): removed after the test.
+    const spids = (await ps(c.home, c.as)).filter((p) => p.aid === 'src').map((p) => p.spid);
+    shm = [...new Set(spids.flatMap((s) => [...readFileSync(`/proc/${s}/maps`, 'utf8').matchAll(/ (\/dev\/shm\/PostgreSQL\.\d+)$/gm)].map((m) => m[1])))];
+    shmLeft.push(...shm);
+    expect(await psql(sys, 'create table t(x int); insert into t values (42); select sum(x) from t')).toBe('42');
+  });
+  expect(src.vpids.length).toBeGreaterThanOrEqual(5); // postmaster, checkpointer, writers, launchers
+  return { ...src, shm };
+}
+const shmLeft: string[] = [];
+afterEach(() => {
+  for (const f of shmLeft.splice(0)) rmSync(f, { force: true });
+});
+
+/** Each clone's data directory its own (seeded from the template's at the clone). */
+const pgRules = (dir: string) => `DEFINE <APPL-ID> AS PROPERTY application-id\nREDIR PATH "${join(dir, 'data')}" TO "${join(dir, 'clones')}/<APPL-ID>/data"\n`;
+
+describe.each(MODES)('postgres 15, %s', (_mode, flags) => {
+  it(`with SysV dynamic shared memory and its data directory under a REDIR rule: ${PG_N} warm clones each continue the saved table in their own data directory and segments; ending one leaves the others; nothing left`, async () => {
+    const c = pgCluster();
+    const port = await freePort();
+    const src = await pgWarmedUp(c, flags, port, ['-c', 'dynamic_shared_memory_type=sysv', '-c', 'shared_buffers=16MB']);
+    expect(src.shm).toEqual([]);
+    writeFileSync(join(c.dir, 'pg.rules'), pgRules(c.dir));
+    chownSync(join(c.dir, 'pg.rules'), userIds('postgres').uid, userIds('postgres').gid);
+    const made = await appshot(c.home, ['template', 'create', 'pg', '--from', src.file, '--rules', join(c.dir, 'pg.rules')], c.as);
+    expect(made.code, made.stderr).toBe(0);
+    expect(made.stderr).toMatch(/clones of template 'pg' continue the \d process\(es\)/);
+    const h = start(c.home, ['template', 'clone', 'pg', '-n', String(PG_N)], c.as);
+    await waitFor(h.err, new RegExp(`all ${PG_N} clones of template 'pg' are running|not made`), 60_000);
+    expect(h.err()).toMatch(new RegExp(`all ${PG_N} clones of template 'pg' are running`));
+    const aids = Array.from({ length: PG_N }, (_, i) => `pg-${i + 1}`);
+    const procs = (await ps(c.home, c.as)).filter((p) => p.aid.startsWith('pg-'));
+    for (const aid of aids) expect(procs.filter((p) => p.aid === aid).map((p) => p.vpid).sort()).toEqual(src.vpids);
+    const ports = await systemPorts(c.home, port, c.as);
+    // Each its own row in the one table, its own SysV segments.
+    for (const aid of aids) expect(await psql(ports.get(aid)!, `insert into t values (${aid.slice(3)}); select count(*), sum(x) from t`)).toBe(`2|${42 + Number(aid.slice(3))}`);
+    const shmRows = (await json<{ aid: string; system: number }[]>(c.home, ['tables', '--type', 'shm'], c.as)).filter((r) => r.aid.startsWith('pg-'));
+    expect(new Set(shmRows.map((r) => r.system)).size).toBe(shmRows.length);
+    expect(shmRows.length).toBeGreaterThanOrEqual(PG_N);
+    for (const aid of aids) expect(existsSync(join(c.dir, 'clones', aid, 'data', 'PG_VERSION'))).toBe(true);
+    measured.push(`postgres ${_mode}: ${PG_N} clones of ${src.vpids.length} processes, PSS ${procs.reduce((n, p) => n + rollup(p.spid, 'Pss'), 0)} kB against the source's RSS ${src.rss} kB; ${h.err().match(/ready in [\d.]+ ms/g)?.join(', ')}`);
+
+    await endOne(c.home, aids[1], procs, c.as);
+    expect(await psql(ports.get(aids[0])!, 'select sum(x) from t')).toBe('43');
+    await endAll(c.home, h, c.as);
+    expect(h.err()).not.toMatch(/could not (open|remove) shared memory/);
+  });
+});
+
+describe("postgres 15 with its default (POSIX) dynamic shared memory", () => {
+  it('create and clone name the /dev/shm object every clone would share (exit 3, nothing left); --cold starts postgres again in each clone', async () => {
+    const c = pgCluster();
+    const port = await freePort();
+    const src = await pgWarmedUp(c, [], port, []);
+    expect(src.shm.length).toBeGreaterThan(0);
+    writeFileSync(join(c.dir, 'pg.rules'), pgRules(c.dir));
+    const made = await appshot(c.home, ['template', 'create', 'pg', '--from', src.file, '--rules', join(c.dir, 'pg.rules')], c.as);
+    expect(made.code, made.stderr).toBe(0);
+    const why = `the mapping of /dev/shm/PostgreSQL\\.\\d+ in process \\d+ \\(postgres\\): /dev/shm/PostgreSQL\\.\\d+ is a POSIX shared memory object \\(shm_open\\) the process maps shared: every clone would share that one object`;
+    expect(made.stderr).toMatch(new RegExp(`template 'pg' cannot be cloned warm: ${why}`));
+    const refused = await appshot(c.home, ['template', 'clone', 'pg', '-n', '2'], c.as);
+    expect(refused.code).toBe(3);
+    expect(refused.stderr).toMatch(new RegExp(`made 0 of 2 clones of template 'pg'; the remaining 2 were not made: template 'pg' cannot be cloned warm: ${why}`));
+    expect(await ps(c.home, c.as)).toEqual([]);
+
+    const cold = start(c.home, ['template', 'clone', 'pg', '-n', '2', '--cold'], c.as);
+    await waitFor(() => cold.out() + cold.err(), /ready to accept connections[^]*ready to accept connections/, 60_000);
+    const ports = await systemPorts(c.home, port, c.as);
+    for (const aid of ['pg-1', 'pg-2']) expect(await psql(ports.get(aid)!, 'select sum(x) from t')).toBe('42');
+    await endAll(c.home, cold, c.as);
+  });
+});
+
+const measured: string[] = [];
+afterAll(() => {
+  if (measured.length) console.log(`template-programs:\n${measured.join('\n')}`);
 });
