@@ -55,6 +55,18 @@ export function processAlive(pid: number, ticks: number): boolean {
   return pid > 0 && startTicks(pid) === ticks;
 }
 
+/** Whether pid names a process (a thread group's leader) and not one of its
+ * other threads: /proc/TID answers for any thread, though readdir lists
+ * processes only, and a thread has a pid row once it calls gettid (Python
+ * asks for every thread's native id). False if it is gone. */
+export function isProcess(pid: number): boolean {
+  try {
+    return /^Tgid:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'latin1'))?.[1] === String(pid);
+  } catch {
+    return false;
+  }
+}
+
 /** A process's environment as it started, its NAME=value strings in order;
  * undefined if unreadable (gone, or another user's). */
 export function environ(pid: number): string[] | undefined {

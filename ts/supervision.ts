@@ -1,5 +1,5 @@
 import { SUPERVISOR_PATH } from './paths.js';
-import { exePath, processAlive, processesOf } from './procinfo.js';
+import { exePath, isProcess, processAlive, processesOf } from './procinfo.js';
 import { type TableDb, fwdRows } from './tabledb.js';
 import * as S from '../tables/schema.js';
 
@@ -10,14 +10,15 @@ export function isSupervisor(pid: number): boolean {
 
 /** The application's processes whose pid rows say they still run: the
  * shim records every child at fork, so these include those a /proc scan
- * made while they were being forked would miss. */
+ * made while they were being forked would miss. The rows of threads (made
+ * at their first gettid) are left out: a thread is its process's. */
 function recordedProcesses(t: TableDb, aid: string): number[] {
   const alive: number[] = [];
   for (const r of fwdRows(t, aid, S.RT.pid)) {
     const v = t.procs.get(S.procKey(r.srid));
     if (!v) continue;
     const rec = S.decodeProcVal(v);
-    if (rec.aid === aid && processAlive(r.srid, rec.startTicks)) alive.push(r.srid);
+    if (rec.aid === aid && processAlive(r.srid, rec.startTicks) && isProcess(r.srid)) alive.push(r.srid);
   }
   return alive;
 }

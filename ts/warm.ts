@@ -98,6 +98,14 @@ function ruleCovering(rules: Rules, p: string): number | undefined {
   return undefined;
 }
 
+/** POSIX shared memory objects (shm_open) live here. A program names its
+ * own at run time (postgres: /PostgreSQL.<random>), so cold clones each make
+ * their own; warm clones would all continue with the one name the image
+ * holds, and share that object: one clone's writes in every other. */
+const POSIX_SHM = '/dev/shm/';
+const posixShmWhy = (path: string, how: string) =>
+  `${path} is a POSIX shared memory object (shm_open) the process ${how}: every clone would share that one object, which the program made for itself (clones get SysV objects of their own, not POSIX ones); configure the program to use SysV shared memory or files under a REDIR rule`;
+
 /** The descriptors of one process that a clone cannot continue. */
 function descriptorBlockers(p: ProcHeader, files: Map<string, Record<string, unknown>>, rules: Rules, meta: SnapMeta, out: Blocker[], opened: OpenedFile[]): void {
   for (const d of p.fds ?? []) {
@@ -122,6 +130,10 @@ function descriptorBlockers(p: ProcHeader, files: Map<string, Record<string, unk
       });
       continue;
     }
+    if (path?.startsWith(POSIX_SHM) && !redirected) {
+      out.push({ resource, why: posixShmWhy(path, 'holds open') });
+      continue;
+    }
     // At 0-2 a file is the clone command's own output (the restorer's --own-stdio).
     const std = typeof f.std === 'number';
     if (path && !redirected && !std && (kind === 'file' || kind === 'dir')) opened.push({ path, by: resource });
@@ -136,6 +148,11 @@ function mappingBlockers(p: ProcHeader, rules: Rules, meta: SnapMeta, out: Block
     // Private and shared file mappings; the home's own (the shim's tables) are the clone's home's.
     if ((m.kind !== 'file' && m.kind !== 'shared') || !m.path || mapped.has(m.path)) continue;
     if (home && m.path.startsWith(home + '/')) continue;
+    if (m.kind === 'shared' && m.path.startsWith(POSIX_SHM)) {
+      // Named once, for the first process that maps it (postgres: every one).
+      if (!out.some((b) => b.why.startsWith(`${m.path} `))) out.push({ resource: `the mapping of ${m.path} in ${who(p)}`, why: posixShmWhy(m.path, 'maps shared') });
+      continue;
+    }
     const line = ruleCovering(rules, programPath(meta.redirects ?? [], m.path));
     if (line !== undefined) {
       out.push({ resource: `the mapping of ${m.path} in ${who(p)}`, why: `the REDIR rule at line ${line} redirects that file: a warm clone would go on with the template's file, not its own` });

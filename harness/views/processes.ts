@@ -1,4 +1,4 @@
-import { type ProcStat, commandLine, procStat } from '../../ts/procinfo.js';
+import { type ProcStat, commandLine, isProcess, procStat } from '../../ts/procinfo.js';
 import { unsupervised } from '../../ts/supervision.js';
 import { type TableDb, fwdRows, getApp } from '../../ts/tabledb.js';
 import * as S from '../../tables/schema.js';
@@ -53,6 +53,7 @@ export function* processRows(t: TableDb, f: { aid?: string }): Generator<Process
   for (const r of fwdRows(t, f.aid, f.aid !== undefined ? S.RT.pid : undefined)) {
     if (r.type !== S.RT.pid) continue;
     const stat = recordedStat(t, r.srid, r.aid);
+    if (stat && !isProcess(r.srid)) continue; // a thread's row (its first gettid): part of its process
     yield {
       ...(stat ? { unsupervised: missing(r.aid) } : {}),
       aid: r.aid,
