@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type Server } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -269,7 +269,13 @@ describe('template rules that override appshot', () => {
     const home = makeHome();
     const { dir, snap } = await warmSnapshot(home);
     const rules = join(home, 'rules');
-    writeFileSync(rules, RULES(dir) + 'DUPLICATE shm KEY 0x7ab1e\nMULTIPLEX port 8080 PUBLIC 18191\n');
+    writeFileSync(rules, RULES(dir) + 'DUPLICATE shm KEY 0x7ab1e\nMULTIPLEX port 8080 PUBLIC 18191\n' + `REDIR PATH "${dir}/run" TO "${dir}/<APPL-ID>/run"\n`);
+    // A run directory as a killed server leaves it: a file, its Unix socket and a FIFO.
+    const run = join(dir, 'run');
+    mkdirSync(run);
+    writeFileSync(join(run, 'server.pid'), '4242\n');
+    expect(spawnSync('mkfifo', [join(run, 'fifo')]).status).toBe(0);
+    expect(spawnSync('python3', ['-c', `import socket; socket.socket(socket.AF_UNIX).bind(${JSON.stringify(join(run, 'sock'))})`]).status).toBe(0);
     expect(appshot(home, ['template', 'create', 'dup', '--from', snap, '--rules', rules]).code).toBe(0);
     const inspect = JSON.parse(appshot(home, ['template', 'inspect', 'dup', '--json']).stdout);
     const shm = inspect.resources.find((r: { kind: string }) => r.kind === 'shm');
@@ -297,6 +303,8 @@ describe('template rules that override appshot', () => {
     for (const r of rows) expect(kernelObjects('shm').get(r.system)?.nattch).toBe(1);
     expect(tableSegments()).toBe(1); // dup-1 took the saved key itself, dup-2 a remapped one
     for (const n of [1, 2]) expect(readFileSync(join(dir, `dup-${n}`, 'config'), 'utf8')).toBe('the template config\n');
+    // The run directory seeded without the socket and the FIFO: names, not data (cp cannot copy them).
+    for (const n of [1, 2]) expect(readdirSync(join(dir, `dup-${n}`, 'run'))).toEqual(['server.pid']);
     h.child.kill('SIGTERM');
     await h.done;
     expect(appshot(home, ['template', 'rm', 'dup']).code).toBe(0);

@@ -1,4 +1,4 @@
-import { constants, cpSync, existsSync, mkdirSync, rmSync } from 'node:fs';
+import { constants, cpSync, existsSync, lstatSync, mkdirSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { addon } from './addon.js';
 import { endApp } from './cleanup.js';
@@ -87,14 +87,18 @@ function leasePorts(t: TableDb, aid: string, vids: number[], range: { lo: number
   return leases;
 }
 
+function isSpecial(path: string): boolean {
+  const st = lstatSync(path);
+  return st.isSocket() || st.isFIFO();
+}
+
 /** Gives each redirected path's target a start: its parent directories, and
  * a copy of what the template's own path holds, unless the target exists
  * (an operator may have put the clone's own file there). The copy is a
  * reflink, copy-on-write, where the filesystem can make one (btrfs, XFS),
- * and a full copy elsewhere. Returns what it
- * made, for the rollback. */
-function seedTargets(redirects: Redirect[]): string[] {
-  const made: string[] = [];
+ * and a full copy elsewhere. What it makes goes into made as it goes, for
+ * the rollback of a clone whose seeding fails part way. */
+function seedTargets(redirects: Redirect[], made: string[]): void {
   for (const r of redirects) {
     if (existsSync(r.to)) continue;
     let top = dirname(r.to);
@@ -102,11 +106,12 @@ function seedTargets(redirects: Redirect[]): string[] {
     if (!existsSync(top)) made.push(top);
     mkdirSync(dirname(r.to), { recursive: true });
     if (existsSync(r.from)) {
-      cpSync(r.from, r.to, { recursive: true, preserveTimestamps: true, mode: constants.COPYFILE_FICLONE });
-      made.push(r.to);
+      made.push(r.to); // first: a copy that fails part way is removed too
+      // A socket or FIFO the template's program left there is a name, not
+      // data: the clone's program binds or makes its own (cp cannot copy one).
+      cpSync(r.from, r.to, { recursive: true, preserveTimestamps: true, mode: constants.COPYFILE_FICLONE, filter: (src) => !isSpecial(src) });
     }
   }
-  return made;
 }
 
 /** Drops everything a clone that failed had made: objects, rows, its entry, seeded paths. */
@@ -148,7 +153,7 @@ export function makeClone(t: TableDb, tpl: Template, opts: { from: number; comma
     const leases = leasePorts(t, aid, ports, opts.portRange, !m.noIdentity);
     try {
       recordSeeds(t, aid, redirects); // for gc, should this harness die before the clone starts
-      seeded.push(...seedTargets(redirects));
+      seedTargets(redirects, seeded);
     } catch (err) {
       throw new AppshotError(`cannot prepare the redirected paths of clone '${aid}': ${errnoText(err)}`, EXIT.failure);
     }
