@@ -27,6 +27,9 @@ int inj_begin(struct inj *in, pid_t tid, uint64_t at, uint64_t scratch)
 long inj_call6(struct inj *in, long nr, long a1, long a2, long a3, long a4, long a5, long a6)
 {
 	long ret;
+	/* Calls queued before are made first, in order (their failure is told
+	 * by whoever flushes them explicitly; here it only stops this call). */
+	if (in->batch && inj_flush(in) != 0) return -ESRCH;
 	in->called = 1;
 	if (trace_syscall(in->tid, in->at, &ret, nr, a1, a2, a3, a4, a5, a6) != 0) return -ESRCH;
 	return ret;
@@ -44,8 +47,7 @@ int inj_get(struct inj *in, size_t off, void *buf, size_t len)
 
 int inj_end(struct inj *in)
 {
-	free(in->batch);
-	in->batch = NULL;
+	inj_batch_stop(in);
 	struct user_regs_struct r = in->regs;
 	if (in->called) trace_restart_fixup(&r, 1);
 	if (trace_setregs(in->tid, &r) != 0) return -1;
@@ -161,24 +163,31 @@ int inj_batch_start(struct inj *in, uint64_t code)
 	return 0;
 }
 
+void inj_batch_stop(struct inj *in)
+{
+	free(in->batch);
+	in->batch = NULL;
+}
+
 static uint64_t table_at(const struct inj *in) { return in->scratch + INJ_BATCH_TABLE_OFF; }
 static uint64_t pool_at(const struct inj *in) { return table_at(in) + INJ_BATCH_MAX * sizeof(struct inj_op); }
 
 int inj_room(struct inj *in, int ops, size_t bytes)
 {
 	struct inj_batch *b = in->batch;
+	if (b->failed >= 0) return -1; /* a failure stays until the next start */
 	if (b->n + ops <= INJ_BATCH_MAX && b->pooled + bytes <= INJ_BATCH_POOL) return 0;
 	return inj_flush(in);
 }
 
-uint64_t inj_string(struct inj *in, const char *s)
+uint64_t inj_bytes(struct inj *in, const void *buf, size_t len)
 {
 	struct inj_batch *b = in->batch;
-	size_t len = strlen(s) + 1;
-	if (inj_room(in, 0, len) != 0 || b->pooled + len > INJ_BATCH_POOL) return 0;
-	memcpy(b->pool + b->pooled, s, len);
+	size_t padded = (len + 7) & ~(size_t)7; /* the structs a call reads stay aligned */
+	if (inj_room(in, 0, padded) != 0 || b->pooled + padded > INJ_BATCH_POOL) return 0;
+	memcpy(b->pool + b->pooled, buf, len);
 	uint64_t at = pool_at(in) + b->pooled;
-	b->pooled += len;
+	b->pooled += padded;
 	return at;
 }
 
@@ -224,8 +233,9 @@ int inj_flush(struct inj *in)
 {
 	struct inj_batch *b = in->batch;
 	int n = b->n;
+	if (b->failed >= 0) return -1;
 	if (!n) return 0;
-	b->n = 0, b->failed = -1;
+	b->n = 0;
 	size_t table = (size_t)n * sizeof *b->op;
 	in->called = 1;
 
@@ -250,4 +260,13 @@ const struct inj_why *inj_batch_failed(const struct inj *in, long *rc)
 	if (!in->batch || in->batch->failed < 0) return NULL;
 	*rc = in->batch->failed_rc;
 	return &in->batch->why[in->batch->failed];
+}
+
+int inj_flush_or_say(struct inj *in, char *err, size_t errlen)
+{
+	if (inj_flush(in) == 0) return 0;
+	long rc = -ESRCH;
+	const struct inj_why *w = inj_batch_failed(in, &rc);
+	snprintf(err, errlen, "%s failed: %s", w ? w->what : "a system call", rc == -ESRCH ? "the stub could not be driven" : strerror((int)-rc));
+	return -1;
 }

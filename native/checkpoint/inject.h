@@ -8,6 +8,7 @@
 #define APPSHOT_CKPT_INJECT_H
 
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 #include <sys/user.h>
 
@@ -69,8 +70,10 @@ struct inj_why {
 /* The routine's bytes, copied into the gadget page by the stub. */
 extern const unsigned char inj_batch_code[], inj_batch_code_end[];
 
-/* Calls are queued from now on (code: the routine's address in the tracee). */
+/* Calls are queued from now on (code: the routine's address in the tracee);
+ * inj_end (or inj_batch_stop, for a thread never ended) lets it go. */
 int inj_batch_start(struct inj *in, uint64_t code);
+void inj_batch_stop(struct inj *in);
 /* Queues a call; its index in the batch, -1 when the batch could not be
  * made room for (a flush failed: see inj_batch_failed). Room for `ops`
  * calls and `bytes` of strings is made first with inj_room. */
@@ -82,12 +85,16 @@ int inj_queue6(struct inj *in, const struct inj_why *why, int flags, long nr, lo
 void inj_ref(struct inj *in, int op, int arg, int from);
 /* Flushes first unless `ops` calls and `bytes` of strings still fit. */
 int inj_room(struct inj *in, int ops, size_t bytes);
-/* A string in the batch's pool: its address in the tracee, 0 if none fits. */
-uint64_t inj_string(struct inj *in, const char *s);
+/* Bytes (a string, a struct a call reads) in the batch's pool: their
+ * address in the tracee, 0 if they do not fit or a flush for room failed. */
+uint64_t inj_bytes(struct inj *in, const void *buf, size_t len);
+#define inj_string(in, s) inj_bytes(in, s, strlen(s) + 1)
 /* Makes the queued calls: 0, or -1 with the failed call's why and result
  * (inj_batch_failed); -ESRCH there when the thread could not be driven. */
 int inj_flush(struct inj *in);
 const struct inj_why *inj_batch_failed(const struct inj *in, long *rc);
+/* Flushes; on failure "WHAT failed: REASON" in err and -1. */
+int inj_flush_or_say(struct inj *in, char *err, size_t errlen);
 
 /* The address of a `syscall` instruction in process pid's [vdso] (or any
  * executable mapping), 0 if none. */
