@@ -247,8 +247,9 @@ int inj_flush(struct inj *in)
 	b->pooled = 0;
 	for (int i = 0; i < n; i++) {
 		struct inj_op *o = &b->op[i];
-		if ((uint64_t)o->ret >= (uint64_t)-4095 && !(o->flags & INJ_MAY_FAIL)) {
-			b->failed = i, b->failed_rc = (long)o->ret;
+		int error = (uint64_t)o->ret >= (uint64_t)-4095;
+		if ((error && !(o->flags & INJ_MAY_FAIL)) || (!error && b->why[i].want && o->ret != b->why[i].want)) {
+			b->failed = i, b->failed_rc = error ? (long)o->ret : -EIO;
 			return -1;
 		}
 	}

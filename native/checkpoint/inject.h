@@ -63,6 +63,7 @@ struct inj_why {
 	const char *what; /* "mapping a file" ... */
 	uint64_t addr;
 	const char *path; /* an open: the file named instead */
+	int64_t want;     /* not 0: the result it must give (a read's length) */
 };
 /* The flags of a queued call. */
 #define INJ_MAY_FAIL 1

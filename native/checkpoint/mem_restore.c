@@ -138,11 +138,10 @@ static struct run run_of(const cJSON *r)
 			    (uint64_t)cJSON_GetArrayItem(r, 2)->valuedouble};
 }
 
-/* The preadv batch: its iovecs in the scratch area after the page that
- * paths use, at most this many bytes a call (the kernel reads at most
- * MAX_RW_COUNT, just under 2 GB, at once). */
-#define FILL_IOV_OFF 4096
-#define FILL_IOV_MAX 512
+/* The preadv of a mapping's runs: its iovecs in the batch's pool (so at
+ * most this many a call), at most this many bytes a call (the kernel
+ * reads at most MAX_RW_COUNT, just under 2 GB, at once). */
+#define FILL_IOV_MAX 256
 #define FILL_CALL_MAX ((uint64_t)1 << 30)
 
 struct batch {
@@ -151,21 +150,16 @@ struct batch {
 	uint64_t file_at, bytes;
 };
 
-/* Reads the batch from the image into the stub's memory with preadv made
- * in the stub; a short read (never expected of a regular file whose size
- * was checked) goes on from where it stopped. */
+/* Queues a preadv of the runs from the image straight into the stub's
+ * memory, made in the stub. It must read all it asks for: a short read
+ * (never expected of a regular file whose size was checked, in a stub
+ * whose signals are blocked) fails the restore. */
 static int flush_batch(struct inj *in, struct batch *b, int stub_fd, char *err, size_t errlen)
 {
-	int at = 0;
-	while (at < b->n) {
-		uint64_t iov = inj_put(in, FILL_IOV_OFF, b->iov + at, (size_t)(b->n - at) * sizeof *b->iov);
-		if (!iov) return snprintf(err, errlen, "the stub could not be driven (its scratch page)"), -1;
-		long rc = inj_call(in, SYS_preadv, stub_fd, iov, b->n - at, b->file_at);
-		if (rc <= 0) return failed(err, errlen, "reading saved pages from the image into", (uint64_t)b->iov[at].iov_base, rc ? rc : -EIO);
-		b->file_at += (uint64_t)rc;
-		for (; at < b->n && (uint64_t)rc >= b->iov[at].iov_len; at++) rc -= (long)b->iov[at].iov_len;
-		if (at < b->n) b->iov[at].iov_base = (char *)b->iov[at].iov_base + rc, b->iov[at].iov_len -= (size_t)rc;
-	}
+	size_t len = (size_t)b->n * sizeof *b->iov;
+	struct inj_why why = {"reading saved pages from the image into", (uint64_t)b->iov[0].iov_base, NULL, (int64_t)b->bytes};
+	uint64_t iov = inj_room(in, 1, len) == 0 ? inj_bytes(in, b->iov, len) : 0;
+	if (!iov || inj_queue(in, &why, 0, SYS_preadv, stub_fd, iov, b->n, b->file_at) < 0) return batch_failed(in, err, errlen);
 	b->n = 0, b->bytes = 0;
 	return 0;
 }
@@ -233,12 +227,8 @@ static int advise_huge(struct inj *in, const cJSON *m)
 static int fill_runs(struct inj *in, const cJSON *m, int prot, int stub_fd, uint64_t data_at, char *err, size_t errlen)
 {
 	uint64_t start = json_addr(m, "start"), len = json_addr(m, "end") - start;
-	long rc;
-	/* The copy is made call by call (a short read goes on): the memory it
-	 * fills must exist first. */
-	if (inj_flush(in) != 0) return batch_failed(in, err, errlen);
-	if (!(prot & PROT_WRITE) && (rc = inj_call(in, SYS_mprotect, start, len, prot | PROT_READ | PROT_WRITE)) != 0)
-		return failed(err, errlen, "making memory writable to fill it", start, rc);
+	if (!(prot & PROT_WRITE) && QUEUE(in, "making memory writable to fill it", start, SYS_mprotect, start, len, prot | PROT_READ | PROT_WRITE) < 0)
+		return batch_failed(in, err, errlen);
 	static struct batch b;
 	b.n = 0, b.bytes = 0;
 	const cJSON *r;
@@ -257,7 +247,7 @@ static int fill_runs(struct inj *in, const cJSON *m, int prot, int stub_fd, uint
 		}
 	}
 	if (b.n && flush_batch(in, &b, stub_fd, err, errlen) != 0) return -1;
-	if (!(prot & PROT_WRITE) && (rc = inj_call(in, SYS_mprotect, start, len, prot)) != 0) return failed(err, errlen, "mprotect after filling", start, rc);
+	if (!(prot & PROT_WRITE) && QUEUE(in, "mprotect after filling", start, SYS_mprotect, start, len, prot) < 0) return batch_failed(in, err, errlen);
 	return 0;
 }
 
@@ -300,7 +290,6 @@ static int make_mapping(struct inj *in, const cJSON *m, int stub_fd, uint64_t da
 	uint64_t start = json_addr(m, "start"), len = json_addr(m, "end") - start;
 	int prot = prot_of(prot_s ? prot_s : "---p");
 	int has_runs = cJSON_GetArraySize(cJSON_GetObjectItem(m, "runs")) > 0;
-	long rc;
 	if (!strcmp(kind, "anon") || !strcmp(kind, "stack")) {
 		int grows = !strcmp(kind, "stack") ? MAP_GROWSDOWN : 0;
 		if (QUEUE(in, "making anonymous memory", start, SYS_mmap, start, len, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | grows, -1, 0) < 0)
@@ -315,7 +304,7 @@ static int make_mapping(struct inj *in, const cJSON *m, int stub_fd, uint64_t da
 				int unadvise = grows ? 0 : advise_huge(in, m);
 				if (unadvise < 0) return batch_failed(in, err, errlen);
 				if (fill_runs(in, m, prot, stub_fd, data_at, err, errlen) != 0) return -1;
-				if (unadvise && (rc = inj_call(in, SYS_madvise, start, len, MADV_NOHUGEPAGE)) != 0) return failed(err, errlen, "madvise", start, rc);
+				if (unadvise && QUEUE(in, "madvise", start, SYS_madvise, start, len, MADV_NOHUGEPAGE) < 0) return batch_failed(in, err, errlen);
 			}
 		}
 	} else if (!strcmp(kind, "file") || !strcmp(kind, "shared")) {
