@@ -267,6 +267,30 @@ describe('whole snapshot and restore', () => {
     }
   });
 
+  it("a program's own SIGTRAP handler survives the restore (a stop at an int3 while SIGTRAP is blocked makes the kernel reset it)", async () => {
+    const home = makeHome();
+    const prog = [
+      'import os,signal,time',
+      'trapped=0',
+      'def on_trap(s,f):',
+      '  global trapped; trapped+=1',
+      'signal.signal(signal.SIGTRAP,on_trap)',
+      'n=0',
+      'while True:',
+      "  n+=1; os.kill(os.getpid(),signal.SIGTRAP); print('tick',n,'trapped',trapped,flush=True); time.sleep(0.05)",
+    ].join('\n');
+    const h = appshotAsync(home, ['run', '--aid', 'orig', '--', 'python3', '-c', prog]);
+    await waitFor(h.out, /^tick 3 trapped 3$/m);
+    const file = join(home, 'orig.snap');
+    expect(appshot(home, ['snapshot', 'orig', '-o', file, '--stop']).code).toBe(0);
+    const saved = Math.max(...[...(await h.done).stdout.matchAll(/^tick (\d+) /gm)].map((m) => Number(m[1])));
+    const back = appshotAsync(home, ['restore', file, '--aid', 'back']);
+    // Five ticks after the saved one, each SIGTRAP caught by the handler (the default action would end it).
+    const m = await waitFor(back.out, new RegExp(`^tick ${saved + 5} trapped (\\d+)$`, 'm'));
+    expect(Number(m[1])).toBeGreaterThan(saved);
+    await end(home, 'back', back);
+  });
+
   describe('a damaged whole image is refused whole: nothing restored, no process started', () => {
     /** Restores (and inspects) a damaged file expecting refusal. */
     function refused(home: string, file: string, message: RegExp): void {

@@ -233,6 +233,19 @@ int proc_restore_sigactions(struct inj *in, const cJSON *p, char *err, size_t er
 	return 0;
 }
 
+int proc_restore_sigaction(struct inj *in, const cJSON *p, int sig, char *err, size_t errlen)
+{
+	const cJSON *o;
+	cJSON_ArrayForEach(o, cJSON_GetObjectItem(p, "sigactions"))
+	{
+		if (json_int(o, "sig") != sig) continue;
+		struct ksigaction a = {json_addr(o, "handler"), json_addr(o, "flags"), json_addr(o, "restorer"), json_addr(o, "mask")};
+		long rc = inj_call(in, SYS_rt_sigaction, sig, inj_put(in, 0, &a, sizeof a), 0, 8);
+		if (rc != 0) return failed(err, errlen, "rt_sigaction", rc);
+	}
+	return 0;
+}
+
 int proc_restore_itimers(struct inj *in, const cJSON *p, char *err, size_t errlen)
 {
 	int which = 0;

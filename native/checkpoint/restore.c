@@ -374,7 +374,7 @@ static int restore_proc(struct restorer *R, struct rproc *p, struct inj *in, str
 	struct inj_why tidy = {"tidying the stub", 0, NULL};
 	inj_queue(in, &tidy, INJ_MAY_FAIL, SYS_close_range, R->keep_from, ~0U, 0);
 	inj_queue(in, &tidy, INJ_MAY_FAIL, SYS_prctl, PR_SET_PDEATHSIG, 0);
-	if (inj_flush_or_say(in, why, sizeof why) != 0) return failed(p, why);
+	if (inj_flush_or_say(in, why, sizeof why) != 0 || proc_restore_sigaction(in, p->json, SIGTRAP, why, sizeof why) != 0) return failed(p, why);
 	proc_restore_rlimits(p->spid, p->json, why, sizeof why);
 	long rc = inj_call(in, SYS_munmap, R->gadget, GADGET_PAGES * 4096ULL);
 	if (rc != 0) return failed(p, "removing the gadget page failed");
