@@ -184,7 +184,9 @@ uint64_t inj_bytes(struct inj *in, const void *buf, size_t len)
 {
 	struct inj_batch *b = in->batch;
 	size_t padded = (len + 7) & ~(size_t)7; /* the structs a call reads stay aligned */
-	if (inj_room(in, 0, padded) != 0 || b->pooled + padded > INJ_BATCH_POOL) return 0;
+	/* Room for the call that reads them too: a flush between the bytes
+	 * and their call would leave the call reading another batch's pool. */
+	if (inj_room(in, 1, padded) != 0 || b->pooled + padded > INJ_BATCH_POOL) return 0;
 	memcpy(b->pool + b->pooled, buf, len);
 	uint64_t at = pool_at(in) + b->pooled;
 	b->pooled += padded;

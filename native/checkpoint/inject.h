@@ -87,7 +87,9 @@ void inj_ref(struct inj *in, int op, int arg, int from);
 /* Flushes first unless `ops` calls and `bytes` of strings still fit. */
 int inj_room(struct inj *in, int ops, size_t bytes);
 /* Bytes (a string, a struct a call reads) in the batch's pool: their
- * address in the tracee, 0 if they do not fit or a flush for room failed. */
+ * address in the tracee, 0 if they do not fit or a flush for room failed.
+ * Room is kept for one call after them (the call that reads them, queued
+ * next); a call reading several pieces makes room for all first. */
 uint64_t inj_bytes(struct inj *in, const void *buf, size_t len);
 #define inj_string(in, s) inj_bytes(in, s, strlen(s) + 1)
 /* Makes the queued calls: 0, or -1 with the failed call's why and result

@@ -359,9 +359,11 @@ static int restore_proc(struct restorer *R, struct rproc *p, struct inj *in, str
 		return failed(p, why);
 	phase(ph, "memory");
 	/* The calls below are queued (mem_restore began the batch) and made
-	 * in a few stops: each flush says which call failed. */
+	 * in a few stops: each flush says which call failed. The threads are
+	 * made by direct calls: the actions are made before them. */
+	int threaded = cJSON_GetArraySize(threads) > 1;
 	if (proc_restore_mm(in, p->json, why, sizeof why) != 0 || proc_restore_sigactions(in, p->json, why, sizeof why) != 0 ||
-	    inj_flush_or_say(in, why, sizeof why) != 0)
+	    (threaded && inj_flush_or_say(in, why, sizeof why) != 0))
 		return failed(p, why);
 	if (restore_threads(R, p, in, tcb) != 0) return -1;
 	if (thread_restore_state(in, p->spid, cJSON_GetArrayItem(threads, 0), tcb, why, sizeof why) != 0 ||
