@@ -1,4 +1,6 @@
-import { appendFileSync, chmodSync, copyFileSync, existsSync, readFileSync, readdirSync, truncateSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { appendFileSync, chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { procStat } from '../ts/procinfo.js';
@@ -217,6 +219,76 @@ describe('whole snapshot and restore', () => {
     expect(JSON.parse(appshot(home, ['tables', '--json']).stdout)).toEqual([]);
     // The snapshotted application's record stays (ended); of 'back' nothing.
     expect(JSON.parse(appshot(home, ['tables', '--apps', '--json']).stdout).map((a: { aid: string }) => a.aid)).toEqual(['orig']);
+  });
+
+  it('a call made in the process restored into that fails (a file it maps shared, writable, made immutable since) is named with its reason; nothing is left, and the same image restores once the file can be opened', async () => {
+    const home = makeHome();
+    // Outside the home (the restorer takes the home's mapped files as the home's own).
+    const dir = mkdtempSync(join(tmpdir(), 'appshot-immutable-'));
+    const data = join(dir, 'shared.bin');
+    writeFileSync(data, Buffer.alloc(4096));
+    // Written once, so its modification time is the snapshot's; then only read.
+    // mmap(2) through ctypes: Python's mmap module keeps a descriptor of the file.
+    const prog = [
+      'import ctypes,os,time',
+      'libc=ctypes.CDLL(None)',
+      'libc.mmap.restype=ctypes.c_void_p',
+      'libc.mmap.argtypes=[ctypes.c_void_p,ctypes.c_size_t,ctypes.c_int,ctypes.c_int,ctypes.c_int,ctypes.c_long]',
+      `fd=os.open(${JSON.stringify(data)},os.O_RDWR)`,
+      'm=(ctypes.c_char*4096).from_address(libc.mmap(None,4096,3,1,fd,0))', // PROT_READ|PROT_WRITE, MAP_SHARED
+      'os.close(fd)',
+      "m[0:5]=b'hello'",
+      'n=0',
+      'while True:',
+      "  n+=1; print('tick',n,m[0:5].decode(),flush=True); time.sleep(0.05)",
+    ].join('\n');
+    try {
+      const h = appshotAsync(home, ['run', '--aid', 'orig', '--', 'python3', '-c', prog]);
+      await waitFor(h.out, /^tick 3 hello$/m);
+      const file = join(home, 'orig.snap');
+      expect(appshot(home, ['snapshot', 'orig', '-o', file, '--stop']).code).toBe(0);
+      await h.done;
+      // Root opens any file but an immutable one for writing.
+      expect(spawnSync('chattr', ['+i', data]).status).toBe(0);
+      const r = appshot(home, ['restore', file, '--aid', 'back']);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(new RegExp(`^appshot: cannot restore process \\d+ \\(python3\\): ${data} cannot be opened to map it: Operation not permitted$`, 'm'));
+      expect(r.stderr).toMatch(/^appshot: the processes of 'back' could not be restored from .*; everything the restore made was removed$/m);
+      expect(r.stdout).not.toMatch(/^tick /m);
+      expect(JSON.parse(appshot(home, ['ps', '--json']).stdout)).toEqual([]);
+      expect(appshot(home, ['tables', '--apps', '--json']).stdout).not.toContain('back');
+      expect(spawnSync('chattr', ['-i', data]).status).toBe(0);
+      const again = appshotAsync(home, ['restore', file, '--aid', 'back']);
+      await waitFor(again.out, /^tick \d+ hello$/m);
+      await end(home, 'back', again);
+    } finally {
+      spawnSync('chattr', ['-i', data]);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("a program's own SIGTRAP handler survives the restore (a stop at an int3 while SIGTRAP is blocked makes the kernel reset it)", async () => {
+    const home = makeHome();
+    const prog = [
+      'import os,signal,time',
+      'trapped=0',
+      'def on_trap(s,f):',
+      '  global trapped; trapped+=1',
+      'signal.signal(signal.SIGTRAP,on_trap)',
+      'n=0',
+      'while True:',
+      "  n+=1; os.kill(os.getpid(),signal.SIGTRAP); print('tick',n,'trapped',trapped,flush=True); time.sleep(0.05)",
+    ].join('\n');
+    const h = appshotAsync(home, ['run', '--aid', 'orig', '--', 'python3', '-c', prog]);
+    await waitFor(h.out, /^tick 3 trapped 3$/m);
+    const file = join(home, 'orig.snap');
+    expect(appshot(home, ['snapshot', 'orig', '-o', file, '--stop']).code).toBe(0);
+    const saved = Math.max(...[...(await h.done).stdout.matchAll(/^tick (\d+) /gm)].map((m) => Number(m[1])));
+    const back = appshotAsync(home, ['restore', file, '--aid', 'back']);
+    // Five ticks after the saved one, each SIGTRAP caught by the handler (the default action would end it).
+    const m = await waitFor(back.out, new RegExp(`^tick ${saved + 5} trapped (\\d+)$`, 'm'));
+    expect(Number(m[1])).toBeGreaterThan(saved);
+    await end(home, 'back', back);
   });
 
   describe('a damaged whole image is refused whole: nothing restored, no process started', () => {

@@ -20,6 +20,20 @@ static int failed(char *err, size_t errlen, const char *what, uint64_t addr, lon
 	return -1;
 }
 
+/* A queued call's failure (or the batch's) as failed() words it. */
+static int batch_failed(struct inj *in, char *err, size_t errlen)
+{
+	long rc = -ESRCH;
+	const struct inj_why *w = inj_batch_failed(in, &rc);
+	if (!w) return snprintf(err, errlen, "the stub could not be driven"), -1;
+	if (w->path && rc != -ESRCH) return snprintf(err, errlen, "%s cannot be opened to map it: %s", w->path, strerror((int)-rc)), -1;
+	return failed(err, errlen, w->what, w->addr, rc);
+}
+
+/* Queues a call that must succeed (its why: what, at addr); -1 when the
+ * batch had to be flushed for room and that failed. */
+#define QUEUE(in, what, addr, ...) inj_queue(in, (&(struct inj_why){what, (uint64_t)(addr), NULL}), 0, __VA_ARGS__)
+
 static int prot_of(const char *p)
 {
 	return (p[0] == 'r' ? PROT_READ : 0) | (p[1] == 'w' ? PROT_WRITE : 0) | (p[2] == 'x' ? PROT_EXEC : 0);
@@ -69,10 +83,8 @@ static int unmap_stub(struct inj *in, uint64_t keep, uint64_t keep_len, struct s
 			ranges[n][0] = s, ranges[n][1] = e, n++;
 	}
 	fclose(f);
-	for (int i = 0; i < n; i++) {
-		long rc = inj_call(in, SYS_munmap, ranges[i][0], ranges[i][1] - ranges[i][0]);
-		if (rc != 0) return failed(err, errlen, "removing the stub's memory", ranges[i][0], rc);
-	}
+	for (int i = 0; i < n; i++)
+		if (QUEUE(in, "removing the stub's memory", ranges[i][0], SYS_munmap, ranges[i][0], ranges[i][1] - ranges[i][0]) < 0) return batch_failed(in, err, errlen);
 	return 0;
 }
 
@@ -110,8 +122,7 @@ static int move_vdso(struct inj *in, const cJSON *mappings, struct special *sp, 
 	for (int step = via ? 0 : 1; step < 2; step++)
 		for (int i = 0; i < nsp; i++) {
 			uint64_t len = sp[i].end - sp[i].start, from = sp[i].start + (step ? via : 0), to = from + steps[step];
-			long rc = inj_call(in, SYS_mremap, from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to);
-			if (rc != (long)to) return failed(err, errlen, "moving the vDSO", to, rc);
+			if (QUEUE(in, "moving the vDSO", to, SYS_mremap, from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to) < 0) return batch_failed(in, err, errlen);
 		}
 	return 0;
 }
@@ -127,11 +138,10 @@ static struct run run_of(const cJSON *r)
 			    (uint64_t)cJSON_GetArrayItem(r, 2)->valuedouble};
 }
 
-/* The preadv batch: its iovecs in the scratch area after the page that
- * paths use, at most this many bytes a call (the kernel reads at most
- * MAX_RW_COUNT, just under 2 GB, at once). */
-#define FILL_IOV_OFF 4096
-#define FILL_IOV_MAX 512
+/* The preadv of a mapping's runs: its iovecs in the batch's pool (so at
+ * most this many a call), at most this many bytes a call (the kernel
+ * reads at most MAX_RW_COUNT, just under 2 GB, at once). */
+#define FILL_IOV_MAX 256
 #define FILL_CALL_MAX ((uint64_t)1 << 30)
 
 struct batch {
@@ -140,21 +150,16 @@ struct batch {
 	uint64_t file_at, bytes;
 };
 
-/* Reads the batch from the image into the stub's memory with preadv made
- * in the stub; a short read (never expected of a regular file whose size
- * was checked) goes on from where it stopped. */
+/* Queues a preadv of the runs from the image straight into the stub's
+ * memory, made in the stub. It must read all it asks for: a short read
+ * (never expected of a regular file whose size was checked, in a stub
+ * whose signals are blocked) fails the restore. */
 static int flush_batch(struct inj *in, struct batch *b, int stub_fd, char *err, size_t errlen)
 {
-	int at = 0;
-	while (at < b->n) {
-		uint64_t iov = inj_put(in, FILL_IOV_OFF, b->iov + at, (size_t)(b->n - at) * sizeof *b->iov);
-		if (!iov) return snprintf(err, errlen, "the stub could not be driven (its scratch page)"), -1;
-		long rc = inj_call(in, SYS_preadv, stub_fd, iov, b->n - at, b->file_at);
-		if (rc <= 0) return failed(err, errlen, "reading saved pages from the image into", (uint64_t)b->iov[at].iov_base, rc ? rc : -EIO);
-		b->file_at += (uint64_t)rc;
-		for (; at < b->n && (uint64_t)rc >= b->iov[at].iov_len; at++) rc -= (long)b->iov[at].iov_len;
-		if (at < b->n) b->iov[at].iov_base = (char *)b->iov[at].iov_base + rc, b->iov[at].iov_len -= (size_t)rc;
-	}
+	size_t len = (size_t)b->n * sizeof *b->iov;
+	struct inj_why why = {"reading saved pages from the image into", (uint64_t)b->iov[0].iov_base, NULL, (int64_t)b->bytes};
+	uint64_t iov = inj_room(in, 1, len) == 0 ? inj_bytes(in, b->iov, len) : 0;
+	if (!iov || inj_queue(in, &why, 0, SYS_preadv, stub_fd, iov, b->n, b->file_at) < 0) return batch_failed(in, err, errlen);
 	b->n = 0, b->bytes = 0;
 	return 0;
 }
@@ -206,7 +211,9 @@ static int advise_huge(struct inj *in, const cJSON *m)
 		lo = (lo + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1), hi &= ~(HUGE_PAGE - 1);
 		if (hi > lo && hi - lo > budget) hi = lo + (budget & ~(HUGE_PAGE - 1));
 		if (lo >= hi) continue;
-		if (inj_call(in, SYS_madvise, lo, hi - lo, MADV_HUGEPAGE) == 0) advised = 1; /* advice: a refusal only costs time */
+		/* advice: a refusal only costs time (taking it back after is harmless) */
+		if (inj_queue(in, (&(struct inj_why){"madvise", lo, NULL}), INJ_MAY_FAIL, SYS_madvise, lo, hi - lo, MADV_HUGEPAGE) < 0) return -1;
+		advised = 1;
 		budget -= hi - lo;
 	}
 	return advised && !has_madv(m, "hg");
@@ -220,9 +227,8 @@ static int advise_huge(struct inj *in, const cJSON *m)
 static int fill_runs(struct inj *in, const cJSON *m, int prot, int stub_fd, uint64_t data_at, char *err, size_t errlen)
 {
 	uint64_t start = json_addr(m, "start"), len = json_addr(m, "end") - start;
-	long rc;
-	if (!(prot & PROT_WRITE) && (rc = inj_call(in, SYS_mprotect, start, len, prot | PROT_READ | PROT_WRITE)) != 0)
-		return failed(err, errlen, "making memory writable to fill it", start, rc);
+	if (!(prot & PROT_WRITE) && QUEUE(in, "making memory writable to fill it", start, SYS_mprotect, start, len, prot | PROT_READ | PROT_WRITE) < 0)
+		return batch_failed(in, err, errlen);
 	static struct batch b;
 	b.n = 0, b.bytes = 0;
 	const cJSON *r;
@@ -241,7 +247,7 @@ static int fill_runs(struct inj *in, const cJSON *m, int prot, int stub_fd, uint
 		}
 	}
 	if (b.n && flush_batch(in, &b, stub_fd, err, errlen) != 0) return -1;
-	if (!(prot & PROT_WRITE) && (rc = inj_call(in, SYS_mprotect, start, len, prot)) != 0) return failed(err, errlen, "mprotect after filling", start, rc);
+	if (!(prot & PROT_WRITE) && QUEUE(in, "mprotect after filling", start, SYS_mprotect, start, len, prot) < 0) return batch_failed(in, err, errlen);
 	return 0;
 }
 
@@ -256,16 +262,25 @@ static int map_runs(struct inj *in, const cJSON *m, int prot, int stub_fd, uint6
 	{
 		struct run u = run_of(r);
 		uint64_t at = start + u.first * CKPT_PAGE;
-		long rc = inj_call(in, SYS_mmap, at, u.count * CKPT_PAGE, prot, MAP_PRIVATE | MAP_FIXED, stub_fd, data_at + u.dpage * CKPT_PAGE);
-		if (rc != (long)at) return failed(err, errlen, "mapping saved pages from the image", at, rc);
+		if (QUEUE(in, "mapping saved pages from the image", at, SYS_mmap, at, u.count * CKPT_PAGE, prot, MAP_PRIVATE | MAP_FIXED, stub_fd,
+			  data_at + u.dpage * CKPT_PAGE) < 0)
+			return batch_failed(in, err, errlen);
 		if (!*mapped_at) *mapped_at = at;
 	}
 	return 0;
 }
 
-static long open_in_stub(struct inj *in, const char *path, int flags)
+/* Queues open, mmap of the descriptor it gives, close: one batch holds all three. */
+static int map_file(struct inj *in, const char *path, int flags, uint64_t start, uint64_t len, int prot, int map_flags, uint64_t offset)
 {
-	return inj_call(in, SYS_openat, AT_FDCWD, inj_put(in, 0, path, strlen(path) + 1), flags | O_CLOEXEC);
+	if (inj_room(in, 3, strlen(path) + 1) != 0) return -1;
+	int o = inj_queue(in, (&(struct inj_why){"opening a file", start, path}), 0, SYS_openat, AT_FDCWD, inj_string(in, path), flags | O_CLOEXEC);
+	int m = QUEUE(in, "mapping a file", start, SYS_mmap, start, len, prot, map_flags, -1, offset);
+	int c = inj_queue(in, (&(struct inj_why){"close", start, NULL}), INJ_MAY_FAIL, SYS_close, -1);
+	if (o < 0 || m < 0 || c < 0) return -1;
+	inj_ref(in, m, 4, o);
+	inj_ref(in, c, 0, o);
+	return 0;
 }
 
 static int make_mapping(struct inj *in, const cJSON *m, int stub_fd, uint64_t data_at, int map_pages, const cJSON *shm_fds, uint64_t *mapped_at,
@@ -275,11 +290,10 @@ static int make_mapping(struct inj *in, const cJSON *m, int stub_fd, uint64_t da
 	uint64_t start = json_addr(m, "start"), len = json_addr(m, "end") - start;
 	int prot = prot_of(prot_s ? prot_s : "---p");
 	int has_runs = cJSON_GetArraySize(cJSON_GetObjectItem(m, "runs")) > 0;
-	long rc;
 	if (!strcmp(kind, "anon") || !strcmp(kind, "stack")) {
 		int grows = !strcmp(kind, "stack") ? MAP_GROWSDOWN : 0;
-		rc = inj_call(in, SYS_mmap, start, len, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | grows, -1, 0);
-		if (rc != (long)start) return failed(err, errlen, "making anonymous memory", start, rc);
+		if (QUEUE(in, "making anonymous memory", start, SYS_mmap, start, len, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | grows, -1, 0) < 0)
+			return batch_failed(in, err, errlen);
 		if (has_runs) {
 			/* Executable pages are written: the image's file system
 			 * may forbid mapping code from it (noexec); so are
@@ -287,37 +301,32 @@ static int make_mapping(struct inj *in, const cJSON *m, int stub_fd, uint64_t da
 			if (map_pages && !grows && !(prot & PROT_EXEC) && !has_madv(m, "wf")) {
 				if (map_runs(in, m, prot, stub_fd, data_at, mapped_at, err, errlen) != 0) return -1;
 			} else {
-				int unadvise = !grows && advise_huge(in, m);
+				int unadvise = grows ? 0 : advise_huge(in, m);
+				if (unadvise < 0) return batch_failed(in, err, errlen);
 				if (fill_runs(in, m, prot, stub_fd, data_at, err, errlen) != 0) return -1;
-				if (unadvise && (rc = inj_call(in, SYS_madvise, start, len, MADV_NOHUGEPAGE)) != 0) return failed(err, errlen, "madvise", start, rc);
+				if (unadvise && QUEUE(in, "madvise", start, SYS_madvise, start, len, MADV_NOHUGEPAGE) < 0) return batch_failed(in, err, errlen);
 			}
 		}
 	} else if (!strcmp(kind, "file") || !strcmp(kind, "shared")) {
 		int shared = !strcmp(kind, "shared");
 		const char *path = json_str(m, "path");
-		long fd = open_in_stub(in, path, shared && (prot & PROT_WRITE) ? O_RDWR : O_RDONLY);
-		if (fd < 0) {
-			snprintf(err, errlen, "%s cannot be opened to map it: %s", path, strerror((int)-fd));
-			return -1;
-		}
-		rc = inj_call(in, SYS_mmap, start, len, prot, (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_FIXED, fd, json_addr(m, "offset"));
-		inj_call(in, SYS_close, fd);
-		if (rc != (long)start) return failed(err, errlen, "mapping a file", start, rc);
+		if (map_file(in, path, shared && (prot & PROT_WRITE) ? O_RDWR : O_RDONLY, start, len, prot, (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_FIXED,
+			     json_addr(m, "offset")) != 0)
+			return batch_failed(in, err, errlen);
 		if (has_runs && fill_runs(in, m, prot, stub_fd, data_at, err, errlen) != 0) return -1;
 	} else if (!strcmp(kind, "sysv")) {
 		/* One attachment may show as several mappings (mprotect split
 		 * it): attached at its first, the others given their prot. */
 		uint64_t offset = json_addr(m, "offset");
-		if (offset == 0) {
-			rc = inj_call(in, SYS_shmat, json_int(m, "srid"), start, (prot & PROT_WRITE) ? 0 : SHM_RDONLY);
-			if (rc != (long)start) return failed(err, errlen, "attaching the SysV segment again", start, rc);
-		}
-		if ((rc = inj_call(in, SYS_mprotect, start, len, prot)) != 0) return failed(err, errlen, "mprotect of a SysV attachment", start, rc);
+		if (offset == 0 &&
+		    QUEUE(in, "attaching the SysV segment again", start, SYS_shmat, json_int(m, "srid"), start, (prot & PROT_WRITE) ? 0 : SHM_RDONLY) < 0)
+			return batch_failed(in, err, errlen);
+		if (QUEUE(in, "mprotect of a SysV attachment", start, SYS_mprotect, start, len, prot) < 0) return batch_failed(in, err, errlen);
 	} else if (!strcmp(kind, "shm")) {
 		const cJSON *fd = cJSON_GetObjectItem(shm_fds, json_str(m, "shm") ? json_str(m, "shm") : "");
 		if (!cJSON_IsNumber(fd)) return snprintf(err, errlen, "the image has no shared memory object for 0x%llx", (unsigned long long)start), -1;
-		rc = inj_call(in, SYS_mmap, start, len, prot, MAP_SHARED | MAP_FIXED, fd->valueint, json_addr(m, "offset"));
-		if (rc != (long)start) return failed(err, errlen, "mapping shared memory", start, rc);
+		if (QUEUE(in, "mapping shared memory", start, SYS_mmap, start, len, prot, MAP_SHARED | MAP_FIXED, fd->valueint, json_addr(m, "offset")) < 0)
+			return batch_failed(in, err, errlen);
 	} else {
 		return 0; /* the kernel's own: moved or left */
 	}
@@ -330,7 +339,7 @@ static int make_mapping(struct inj *in, const cJSON *m, int stub_fd, uint64_t da
 			     : !strcmp(v, "hg") ? MADV_HUGEPAGE
 			     : !strcmp(v, "nh") ? MADV_NOHUGEPAGE
 						: -1;
-		if (advice >= 0 && (rc = inj_call(in, SYS_madvise, start, len, advice)) != 0) return failed(err, errlen, "madvise", start, rc);
+		if (advice >= 0 && QUEUE(in, "madvise", start, SYS_madvise, start, len, advice) < 0) return batch_failed(in, err, errlen);
 	}
 	return 0;
 }
@@ -341,9 +350,12 @@ int mem_restore(struct inj *in, const cJSON *mappings, uint64_t keep, uint64_t k
 	struct special sp[4];
 	*mapped_at = 0;
 	int nsp;
+	/* Every call below is queued and made in batches (inject.h): one stop
+	 * each, not two per call. */
+	if (inj_batch_start(in, keep + INJ_BATCH_CODE_OFF) != 0) return snprintf(err, errlen, "out of memory"), -1;
 	if (unmap_stub(in, keep, keep_len, sp, &nsp, err, errlen) != 0) return -1;
 	if (move_vdso(in, mappings, sp, nsp, keep + keep_len / 4, err, errlen) != 0) return -1;
 	const cJSON *m;
 	cJSON_ArrayForEach(m, mappings) if (make_mapping(in, m, stub_image_fd, data_at, map_pages, shm_fds, mapped_at, err, errlen) != 0) return -1;
-	return 0;
+	return inj_flush(in) == 0 ? 0 : batch_failed(in, err, errlen);
 }

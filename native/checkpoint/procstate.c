@@ -185,6 +185,9 @@ static int failed(char *err, size_t errlen, const char *what, long rc)
 	return -1;
 }
 
+/* Queues a call of the restore's batch (inject.h); its why is what. */
+#define QUEUE(in, what, ...) inj_queue(in, (&(struct inj_why){what, 0, NULL}), 0, __VA_ARGS__)
+
 int proc_restore_mm(struct inj *in, const cJSON *p, char *err, size_t errlen)
 {
 	const cJSON *mm = cJSON_GetObjectItem(p, "mm");
@@ -223,7 +226,21 @@ int proc_restore_sigactions(struct inj *in, const cJSON *p, char *err, size_t er
 	cJSON_ArrayForEach(o, cJSON_GetObjectItem(p, "sigactions"))
 	{
 		struct ksigaction a = {json_addr(o, "handler"), json_addr(o, "flags"), json_addr(o, "restorer"), json_addr(o, "mask")};
-		long rc = inj_call(in, SYS_rt_sigaction, json_int(o, "sig"), inj_put(in, 0, &a, sizeof a), 0, 8);
+		uint64_t at = inj_bytes(in, &a, sizeof a);
+		if (!at || QUEUE(in, "rt_sigaction", SYS_rt_sigaction, json_int(o, "sig"), at, 0, 8) < 0)
+			return inj_flush_or_say(in, err, errlen) ? -1 : failed(err, errlen, "rt_sigaction", -ESRCH);
+	}
+	return 0;
+}
+
+int proc_restore_sigaction(struct inj *in, const cJSON *p, int sig, char *err, size_t errlen)
+{
+	const cJSON *o;
+	cJSON_ArrayForEach(o, cJSON_GetObjectItem(p, "sigactions"))
+	{
+		if (json_int(o, "sig") != sig) continue;
+		struct ksigaction a = {json_addr(o, "handler"), json_addr(o, "flags"), json_addr(o, "restorer"), json_addr(o, "mask")};
+		long rc = inj_call(in, SYS_rt_sigaction, sig, inj_put(in, 0, &a, sizeof a), 0, 8);
 		if (rc != 0) return failed(err, errlen, "rt_sigaction", rc);
 	}
 	return 0;
@@ -237,8 +254,9 @@ int proc_restore_itimers(struct inj *in, const cJSON *p, char *err, size_t errle
 	{
 		struct itimerval v;
 		if (json_hex(o, "value", &v, sizeof v) == sizeof v && (v.it_value.tv_sec || v.it_value.tv_usec)) {
-			long rc = inj_call(in, SYS_setitimer, which, inj_put(in, 0, &v, sizeof v), 0);
-			if (rc != 0) return failed(err, errlen, "setitimer", rc);
+			uint64_t at = inj_bytes(in, &v, sizeof v);
+			if (!at || QUEUE(in, "setitimer", SYS_setitimer, which, at, 0) < 0)
+				return inj_flush_or_say(in, err, errlen) ? -1 : failed(err, errlen, "setitimer", -ESRCH);
 		}
 		which++;
 	}

@@ -23,6 +23,14 @@ int proc_links(pid_t pid, pid_t *ppid, pid_t *pgid, pid_t *sid);
  * signal dispositions. */
 int proc_restore_mm(struct inj *in, const cJSON *p, char *err, size_t errlen);
 int proc_restore_sigactions(struct inj *in, const cJSON *p, char *err, size_t errlen);
+/* One signal's saved action again (none saved: left as it is), by a call
+ * that ends in a syscall stop, not at an int3. An int3 (a batch's end, the
+ * canary call's return) raises SIGTRAP by force_sig: while SIGTRAP is
+ * blocked (inj_begin blocks every signal) the kernel resets its action to
+ * SIG_DFL and unblocks it. Whether that happens after the saved actions are
+ * set depends on which int3 comes first, so SIGTRAP's is put back once the
+ * last one is done. */
+int proc_restore_sigaction(struct inj *in, const cJSON *p, int sig, char *err, size_t errlen);
 /* Last before the resume: interval timers, then rlimits (from outside). */
 int proc_restore_itimers(struct inj *in, const cJSON *p, char *err, size_t errlen);
 int proc_restore_rlimits(pid_t pid, const cJSON *p, char *err, size_t errlen);

@@ -333,10 +333,14 @@ static int restore_threads(struct restorer *R, struct rproc *p, struct inj *main
 		if (tid <= 0) return failed(p, "making a thread failed");
 		p->tids[k] = (pid_t)tid;
 		struct inj in;
-		if (trace_wait_stopped((pid_t)tid, NULL, NULL) != 0 || inj_begin(&in, (pid_t)tid, R->gadget, scratch(R)) != 0) return failed(p, "a new thread could not be stopped");
+		if (trace_wait_stopped((pid_t)tid, NULL, NULL) != 0 || inj_begin(&in, (pid_t)tid, R->gadget, scratch(R)) != 0 ||
+		    inj_batch_start(&in, R->gadget + INJ_BATCH_CODE_OFF) != 0)
+			return failed(p, "a new thread could not be stopped");
 		cJSON *t = cJSON_GetArrayItem(threads, k);
-		if (restart_translate(&R->ctx, t, why, sizeof why) != 0) return failed(p, why);
-		if (thread_restore_state(&in, p->spid, t, tcb, why, sizeof why) != 0 || thread_restore_regs((pid_t)tid, t, why, sizeof why) != 0) return failed(p, why);
+		int bad = restart_translate(&R->ctx, t, why, sizeof why) != 0 || thread_restore_state(&in, p->spid, t, tcb, why, sizeof why) != 0 ||
+			  inj_flush_or_say(&in, why, sizeof why) != 0 || thread_restore_regs((pid_t)tid, t, why, sizeof why) != 0;
+		inj_batch_stop(&in);
+		if (bad) return failed(p, why);
 	}
 	return 0;
 }
@@ -354,16 +358,25 @@ static int restore_proc(struct restorer *R, struct rproc *p, struct inj *in, str
 			&mapped_at, why, sizeof why) != 0)
 		return failed(p, why);
 	phase(ph, "memory");
-	if (proc_restore_mm(in, p->json, why, sizeof why) != 0 || proc_restore_sigactions(in, p->json, why, sizeof why) != 0) return failed(p, why);
+	/* The calls below are queued (mem_restore began the batch) and made
+	 * in a few stops: each flush says which call failed. The threads are
+	 * made by direct calls: the actions are made before them. */
+	int threaded = cJSON_GetArraySize(threads) > 1;
+	if (proc_restore_mm(in, p->json, why, sizeof why) != 0 || proc_restore_sigactions(in, p->json, why, sizeof why) != 0 ||
+	    (threaded && inj_flush_or_say(in, why, sizeof why) != 0))
+		return failed(p, why);
 	if (restore_threads(R, p, in, tcb) != 0) return -1;
 	if (thread_restore_state(in, p->spid, cJSON_GetArrayItem(threads, 0), tcb, why, sizeof why) != 0 ||
 	    thread_restore_pending(in, p->spid, cJSON_GetObjectItem(p->json, "pending"), 1, why, sizeof why) != 0 ||
-	    proc_restore_itimers(in, p->json, why, sizeof why) != 0)
+	    proc_restore_itimers(in, p->json, why, sizeof why) != 0 || inj_flush_or_say(in, why, sizeof why) != 0)
 		return failed(p, why);
 	if (canary_restore(p->spid, p->json, &R->ctx, R->gadget + 2, mapped_at, why, sizeof why) != 0) return failed(p, why);
-	/* The restorer's descriptors go; pdeathsig was the stub's, not the program's. */
-	inj_call(in, SYS_close_range, R->keep_from, ~0U, 0);
-	inj_call(in, SYS_prctl, PR_SET_PDEATHSIG, 0);
+	/* The restorer's descriptors go; pdeathsig was the stub's, not the
+	 * program's (neither can fail in a way that matters). */
+	struct inj_why tidy = {"tidying the stub", 0, NULL};
+	inj_queue(in, &tidy, INJ_MAY_FAIL, SYS_close_range, R->keep_from, ~0U, 0);
+	inj_queue(in, &tidy, INJ_MAY_FAIL, SYS_prctl, PR_SET_PDEATHSIG, 0);
+	if (inj_flush_or_say(in, why, sizeof why) != 0 || proc_restore_sigaction(in, p->json, SIGTRAP, why, sizeof why) != 0) return failed(p, why);
 	proc_restore_rlimits(p->spid, p->json, why, sizeof why);
 	long rc = inj_call(in, SYS_munmap, R->gadget, GADGET_PAGES * 4096ULL);
 	if (rc != 0) return failed(p, "removing the gadget page failed");

@@ -18,9 +18,11 @@
 #include "image.h"
 
 /* The gadget region the stubs map at an address free everywhere: a page
- * with `syscall; int3`, scratch pages, room to move the vDSO through. */
+ * with `syscall; int3` and the batch routine (inject.h), scratch pages (3
+ * for paths and preadv's iovecs, 4 for a batch), room to move the vDSO
+ * through (from its 16th page). */
 #define GADGET_PAGES 64
-#define GADGET_SCRATCH_PAGES 3
+#define GADGET_SCRATCH_PAGES 7
 
 struct rproc {
 	cJSON *json;

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "image.h"
+#include "inject.h"
 
 static void say(struct restorer *R, const char *fmt, ...)
 {
@@ -57,6 +58,7 @@ static void map_gadget(struct restorer *R, int idx)
 	char *g = mmap((void *)R->gadget, (1 + GADGET_SCRATCH_PAGES) * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
 	if (g != (char *)R->gadget) fail(R, idx, "the stub cannot map its gadget at %p: %s", (void *)R->gadget, strerror(errno));
 	memcpy(g, "\x0f\x05\xcc", 3); /* syscall; int3 */
+	memcpy(g + INJ_BATCH_CODE_OFF, inj_batch_code, (size_t)(inj_batch_code_end - inj_batch_code));
 	mprotect(g, 4096, PROT_READ | PROT_EXEC);
 }
 

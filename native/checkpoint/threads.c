@@ -198,6 +198,9 @@ static int failed(char *err, size_t errlen, const char *what, long rc)
 	return -1;
 }
 
+/* Queues a call of the restore's batch (inject.h); its why is what. */
+#define QUEUE(in, what, ...) inj_queue(in, (&(struct inj_why){what, 0, NULL}), 0, __VA_ARGS__)
+
 /* Re-queues each saved signal on the thread (or the process), from inside,
  * which lets a signal keep the si_code it was sent with. */
 static int requeue(struct inj *in, pid_t tgid, const cJSON *pending, int shared, char *err, size_t errlen)
@@ -207,9 +210,10 @@ static int requeue(struct inj *in, pid_t tgid, const cJSON *pending, int shared,
 	{
 		siginfo_t si;
 		if (json_hex(p, "info", &si, sizeof si) != sizeof si) continue;
-		uint64_t at = inj_put(in, 512, &si, sizeof si);
-		long rc = shared ? inj_call(in, SYS_rt_sigqueueinfo, tgid, si.si_signo, at) : inj_call(in, SYS_rt_tgsigqueueinfo, tgid, in->tid, si.si_signo, at);
-		if (rc < 0) return failed(err, errlen, "re-queueing a pending signal", rc);
+		uint64_t at = inj_bytes(in, &si, sizeof si);
+		int q = shared ? QUEUE(in, "re-queueing a pending signal", SYS_rt_sigqueueinfo, tgid, si.si_signo, at)
+			       : QUEUE(in, "re-queueing a pending signal", SYS_rt_tgsigqueueinfo, tgid, in->tid, si.si_signo, at);
+		if (!at || q < 0) return inj_flush_or_say(in, err, errlen) ? -1 : failed(err, errlen, "re-queueing a pending signal", -ESRCH);
 	}
 	return 0;
 }
@@ -221,22 +225,25 @@ int thread_restore_pending(struct inj *in, pid_t tgid, const cJSON *pending, int
 
 int thread_restore_state(struct inj *in, pid_t tgid, const cJSON *t, long tcb_tid_offset, char *err, size_t errlen)
 {
-	long rc;
+	/* Queued: the caller flushes (inj_flush_or_say) with the calls after. */
+	int bad = 0;
 	const cJSON *robust = cJSON_GetObjectItem(t, "robust");
-	if (robust && (rc = inj_call(in, SYS_set_robust_list, json_addr(robust, "head"), json_int(robust, "len"))) != 0)
-		return failed(err, errlen, "set_robust_list", rc);
-	if ((rc = inj_call(in, SYS_set_tid_address, json_addr(t, "tidaddr"))) < 0) return failed(err, errlen, "set_tid_address", rc);
+	if (robust) bad |= QUEUE(in, "set_robust_list", SYS_set_robust_list, json_addr(robust, "head"), json_int(robust, "len")) < 0;
+	bad |= QUEUE(in, "set_tid_address", SYS_set_tid_address, json_addr(t, "tidaddr")) < 0;
 	const cJSON *rseq = cJSON_GetObjectItem(t, "rseq");
-	if (rseq && (rc = inj_call(in, SYS_rseq, json_addr(rseq, "addr"), json_int(rseq, "len"), 0, json_addr(rseq, "sig"))) != 0)
-		return failed(err, errlen, "rseq registration", rc);
+	if (rseq) bad |= QUEUE(in, "rseq registration", SYS_rseq, json_addr(rseq, "addr"), json_int(rseq, "len"), 0, json_addr(rseq, "sig")) < 0;
 	const cJSON *alt = cJSON_GetObjectItem(t, "altstack");
 	if (alt) {
 		struct kstack ss = {json_addr(alt, "sp"), (int32_t)json_int(alt, "flags") & ~SS_ONSTACK, 0, json_addr(alt, "size")};
-		if (!(ss.flags & SS_DISABLE) && (rc = inj_call(in, SYS_sigaltstack, inj_put(in, 0, &ss, sizeof ss), 0)) != 0)
-			return failed(err, errlen, "sigaltstack", rc);
+		uint64_t at = ss.flags & SS_DISABLE ? 1 : inj_bytes(in, &ss, sizeof ss);
+		bad |= !at || (!(ss.flags & SS_DISABLE) && QUEUE(in, "sigaltstack", SYS_sigaltstack, at, 0) < 0);
 	}
 	const char *comm = json_str(t, "comm");
-	if (comm && (rc = inj_call(in, SYS_prctl, PR_SET_NAME, inj_put(in, 0, comm, strlen(comm) + 1))) != 0) return failed(err, errlen, "naming the thread", rc);
+	if (comm) {
+		uint64_t at = inj_string(in, comm);
+		bad |= !at || QUEUE(in, "naming the thread", SYS_prctl, PR_SET_NAME, at) < 0;
+	}
+	if (bad) return inj_flush_or_say(in, err, errlen) ? -1 : failed(err, errlen, "queueing the thread's calls", -ESRCH);
 	if (requeue(in, tgid, cJSON_GetObjectItem(t, "pending"), 0, err, errlen) != 0) return -1;
 	struct user_regs_struct r;
 	if (tcb_tid_offset >= 0 && json_hex(t, "regs", &r, sizeof r) == sizeof r && r.fs_base) {
