@@ -15,6 +15,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "creds.h"
 #include "image.h"
 #include "threads.h"
 
@@ -112,19 +113,6 @@ static void add_mm(cJSON *p, pid_t pid)
 	json_add_hex(p, "auxv", auxv, n > 0 ? (size_t)n : 0);
 }
 
-static void add_rlimits(cJSON *p, pid_t pid)
-{
-	cJSON *a = cJSON_AddArrayToObject(p, "rlimits");
-	for (int r = 0; r < RLIM_NLIMITS; r++) {
-		struct rlimit l = {0, 0};
-		prlimit(pid, r, NULL, &l);
-		cJSON *o = cJSON_CreateObject();
-		json_add_addr(o, "cur", l.rlim_cur);
-		json_add_addr(o, "max", l.rlim_max);
-		cJSON_AddItemToArray(a, o);
-	}
-}
-
 /* Dispositions, timers and brk, asked by calls in the main thread. */
 static int capture_by_calls(pid_t pid, uint64_t syscall_at, cJSON *p, char *err, size_t errlen)
 {
@@ -158,12 +146,24 @@ static int capture_by_calls(pid_t pid, uint64_t syscall_at, cJSON *p, char *err,
 		json_add_hex(o, "value", &v, sizeof v);
 		cJSON_AddItemToArray(timers, o);
 	}
+	/* Asked in the process itself: prlimit on another process needs
+	 * CAP_SYS_RESOURCE once it changed its user, which root may lack. */
+	cJSON *limits = cJSON_AddArrayToObject(p, "rlimits");
+	for (int r = 0; r < RLIM_NLIMITS && !rc; r++) {
+		struct rlimit l = {0, 0};
+		if (inj_call(&in, SYS_prlimit64, 0, r, 0, in.scratch) != 0 || inj_get(&in, 0, &l, sizeof l) != 0) rc = -1;
+		cJSON *o = cJSON_CreateObject();
+		json_add_addr(o, "cur", l.rlim_cur);
+		json_add_addr(o, "max", l.rlim_max);
+		cJSON_AddItemToArray(limits, o);
+	}
+	if (!rc && creds_capture_by_calls(&in, p) != 0) rc = -1;
 	long brk = rc ? -ESRCH : inj_call(&in, SYS_brk, 0);
 	if (brk < 0) rc = -1;
 	else
 		json_add_addr(cJSON_GetObjectItem(p, "mm"), "brk", (uint64_t)brk);
 	if (inj_end(&in) != 0) rc = -1;
-	if (rc) snprintf(err, errlen, "its signal dispositions, timers or brk could not be read by calls in it");
+	if (rc) snprintf(err, errlen, "its signal dispositions, timers, limits, securebits or brk could not be read by calls in it");
 	return rc;
 }
 
@@ -174,8 +174,8 @@ int proc_capture_state(pid_t pid, uint64_t syscall_at, cJSON *p, char *err, size
 	add_link(p, "exe", pid, "exe");
 	add_link(p, "cwd", pid, "cwd");
 	add_mm(p, pid);
-	add_rlimits(p, pid);
 	cJSON_AddItemToObject(p, "pending", thread_pending(pid, 1));
+	if (creds_capture(pid, p, err, errlen) != 0) return -1;
 	return capture_by_calls(pid, syscall_at, p, err, errlen);
 }
 

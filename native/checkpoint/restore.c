@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "canary.h"
+#include "creds.h"
 #include "image.h"
 #include "mem.h"
 #include "procstate.h"
@@ -176,6 +177,10 @@ static int prepare(struct restorer *R)
 	return 0;
 }
 
+/* Set by check when the image asks what this restorer may not do (another
+ * user's process): a refusal, not a failure. */
+static int refused;
+
 static int check(struct restorer *R)
 {
 	char why[1024];
@@ -186,6 +191,7 @@ static int check(struct restorer *R)
 		if (!bad && cJSON_GetArraySize(threads) < 1) bad = snprintf(why, sizeof why, "the image holds no thread for it");
 		/* Every thread: one that never touched AVX-512 says nothing of another. */
 		for (int k = 0; !bad && k < cJSON_GetArraySize(threads); k++) bad = thread_check_xstate(cJSON_GetArrayItem(threads, k), why, sizeof why) != 0;
+		if (!bad) bad = refused = creds_check(p->json, why, sizeof why) != 0;
 		if (bad) {
 			snprintf(err, sizeof err, "cannot restore process %u (%s) from %s: %s; nothing was restored", p->vpid, comm_of(p), R->image_path, why);
 			return -1;
@@ -378,6 +384,9 @@ static int restore_proc(struct restorer *R, struct rproc *p, struct inj *in, str
 	inj_queue(in, &tidy, INJ_MAY_FAIL, SYS_prctl, PR_SET_PDEATHSIG, 0);
 	if (inj_flush_or_say(in, why, sizeof why) != 0 || proc_restore_sigaction(in, p->json, SIGTRAP, why, sizeof why) != 0) return failed(p, why);
 	proc_restore_rlimits(p->spid, p->json, why, sizeof why);
+	/* After everything a stub of the restorer's user may set from outside
+	 * (rlimits) and the shim's entry (its filters, as the restorer's user). */
+	if (creds_restore(in, p->json, p->tids, p->ntids, R->gadget, scratch(R), why, sizeof why) != 0) return failed(p, why);
 	long rc = inj_call(in, SYS_munmap, R->gadget, GADGET_PAGES * 4096ULL);
 	if (rc != 0) return failed(p, "removing the gadget page failed");
 	if (restart_translate(&R->ctx, cJSON_GetArrayItem(threads, 0), why, sizeof why) != 0 ||
@@ -454,5 +463,5 @@ bad_stubs:
 bad:
 	free(ins);
 	fprintf(stderr, "appshot: %s\n", err);
-	return CKPT_EXIT_FAILURE;
+	return refused ? CKPT_EXIT_REFUSED : CKPT_EXIT_FAILURE;
 }
