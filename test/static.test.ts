@@ -159,6 +159,14 @@ describe.each(MODES)('static and Go programs, %s', (mode, flags) => {
     expect(appshot(home, ['gc', '--kept']).code).toBe(0);
   });
 
+  it('a static program waiting in msgrcv is woken by a message another sends: on a remapped queue the call waits in a supervisor thread and the message is copied back', async () => {
+    const home = makeHome();
+    const r = appshotAsync(home, ['run', '--aid', 'waiter', ...flags, '--', 'sh', '-c', `${TOOL} msgwait 0x6a17 & sleep 0.5; ${TOOL} msgsend 0x6a17 late; wait; ${TOOL} rmid 0x6a17`]);
+    const done = await r.done;
+    expect(done.stderr).toBe('');
+    expect(lines(done.stdout).sort()).toEqual(['rmid', expect.stringMatching(/^sent \d+$/), 'waited late']);
+  });
+
   it('a fixed IPC key stays apart between two applications: semget, semctl, semop, msgget, msgsnd, msgrcv, IPC_RMID', async () => {
     const home = makeHome();
     // Each application makes its set and queue on key 0x5eed, then, once both

@@ -678,18 +678,6 @@ static void port_range(uint16_t *lo, uint16_t *hi)
 	if (port_range_parse(getenv("APPSHOT_PORT_RANGE"), lo, hi)) *lo = PORT_RANGE_DEFAULT_LO, *hi = PORT_RANGE_DEFAULT_HI;
 }
 
-struct bind_args {
-	int fd;
-	struct sockaddr_storage *ss;
-	socklen_t len;
-};
-
-static int bind_candidate(void *arg, uint16_t sport)
-{
-	struct bind_args *b = arg;
-	set_port_in(b->ss, sport);
-	return bind(b->fd, (struct sockaddr *)b->ss, b->len) == 0 ? 0 : errno;
-}
 
 /* Binds fd at virtual port vport as the shim's bind would: the
  * application's row if it has one, else identity first (unless the
@@ -720,8 +708,8 @@ static int bind_virtual(const struct ckpt_ctx *ctx, int fd, struct sockaddr_stor
 	}
 	uint16_t lo, hi, sport = 0;
 	port_range(&lo, &hi);
-	struct bind_args b = { fd, ss, len };
-	int e = port_bind_first(t, txn, proto, vport, ctx->identity, lo, hi, creator, bind_candidate, &b, &sport);
+	struct port_bind_plain b = { fd, ss, len };
+	int e = port_bind_first(t, txn, proto, vport, ctx->identity, lo, hi, creator, port_bind_plain, &b, &sport);
 	if (e < 0) e = EIO;
 	if (e) {
 		mdb_txn_abort(txn);

@@ -120,6 +120,13 @@ void port_set_in_addr(struct sockaddr *sa, uint16_t port)
 	else ((struct sockaddr_in6 *)sa)->sin6_port = htons(port);
 }
 
+int port_bind_plain(void *arg, uint16_t sport)
+{
+	struct port_bind_plain *b = arg;
+	port_set_in_addr((struct sockaddr *)b->ss, sport);
+	return bind(b->fd, (struct sockaddr *)b->ss, b->len) == 0 ? 0 : errno;
+}
+
 struct in6_addr port_as_in6(const struct sockaddr *sa)
 {
 	if (sa->sa_family == AF_INET6) return ((const struct sockaddr_in6 *)sa)->sin6_addr;

@@ -28,6 +28,16 @@ int port_published_parse(const char *list, struct port_published *out, int max);
 /* Binds the socket at system port sport: 0, or the errno that stopped it. */
 typedef int port_bind_fn(void *arg, uint16_t sport);
 
+/* The port_bind_fn of a process that calls bind(2) itself (the restorer,
+ * the supervisor; the shim binds through its own raw call): fd bound at
+ * *ss, len bytes, its port set to each candidate in turn. */
+struct port_bind_plain {
+	int fd;
+	struct sockaddr_storage *ss;
+	socklen_t len;
+};
+int port_bind_plain(void *arg, uint16_t sport);
+
 /* The first bind of virtual port vport in the application (FIG. 11), inside
  * the caller's write transaction: the port itself when identity is allowed
  * and it is free, else the first free port of [lo, hi]; each candidate is

@@ -25,7 +25,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -185,11 +184,10 @@ static void refuse(struct call *c, const char *what, const char *why)
 
 /* ------------------------------------------------------------ workers */
 
-/* A call that has to wait, made by a thread of its own. */
+/* A call that may have to wait: tried at once without waiting, and when
+ * it would wait, made by a thread of its own (notify_answer_later). */
 struct job {
-	struct seccomp_notif req; /* its id and pid */
-	struct call c;
-	int (*run)(struct job *j, long *val); /* 0 or an errno */
+	int (*run)(struct call *c, struct job *j, long *val); /* 0 or an errno */
 	uint32_t srid;
 	__u64 args[6];
 	size_t len;
@@ -198,59 +196,45 @@ struct job {
 	char buf[]; /* the caller's operations or message */
 };
 
-static void *job_thread(void *arg)
+static int job_run(struct call *c, void *arg, long *val)
 {
 	struct job *j = arg;
-	long val = 0;
-	int err = j->run(j, &val);
-	notify_answer(&j->c, val, err);
-	close(j->c.listener);
-	free(j);
-	return NULL;
+	return j->run(c, j, val);
 }
 
 static struct job *job_new(struct call *c, size_t extra)
 {
 	struct job *j = calloc(1, sizeof *j + extra);
 	if (!j) return NULL;
-	j->req.id = c->req->id;
-	j->req.pid = c->req->pid;
 	memcpy(j->args, c->req->data.args, sizeof j->args);
-	j->c = (struct call){ fcntl(c->listener, F_DUPFD_CLOEXEC, 0), &j->req, NULL };
 	j->len = extra;
 	return j;
 }
 
 /* Runs j now if it does not have to wait (try), else in its thread. */
-static void job_start(struct call *c, struct job *j, int (*try)(struct job *j, long *val))
+static void job_start(struct call *c, struct job *j, int (*try)(struct call *c, struct job *j, long *val))
 {
 	long val = 0;
-	int err = try(j, &val);
-	pthread_t th;
-	if (err != EAGAIN && err != ENOMSG) goto answer;
-	if (j->c.listener >= 0 && pthread_create(&th, NULL, job_thread, j) == 0) {
-		pthread_detach(th);
-		return;
-	}
-	err = ENOMEM;
-answer:
+	int err = try(c, j, &val);
+	if ((err == EAGAIN || err == ENOMSG) && (err = notify_answer_later(c, job_run, free, j)) == 0) return;
 	notify_answer(c, val, err);
-	if (j->c.listener >= 0) close(j->c.listener);
 	free(j);
 }
 
 /* ----------------------------------------------------------- semaphores */
 
-static int semop_wait(struct job *j, long *val)
+static int semop_wait(struct call *c, struct job *j, long *val)
 {
+	(void)c;
 	(void)val;
 	return syscall(SYS_semtimedop, j->srid, j->buf, j->len / sizeof(struct sembuf), j->has_timeout ? &j->timeout : NULL) ? errno : 0;
 }
 
 /* Tried without waiting: every operation IPC_NOWAIT; EAGAIN when one of
  * them had to wait and the caller wanted to. */
-static int semop_try(struct job *j, long *val)
+static int semop_try(struct call *c, struct job *j, long *val)
 {
+	(void)c;
 	size_t n = j->len / sizeof(struct sembuf);
 	struct sembuf now[n];
 	int waits = 0;
@@ -286,7 +270,6 @@ static void do_semop(struct call *c, int timed)
 	int undo = 0;
 	for (size_t i = 0; !bad && i < n; i++) undo |= (ops[i].sem_flg & SEM_UNDO) != 0;
 	if (bad || undo) {
-		if (j->c.listener >= 0) close(j->c.listener);
 		free(j);
 		if (undo) return refuse(c, "semop with SEM_UNDO on a remapped semaphore set", "it cannot be made from outside the process (the undo list is the caller's)");
 		return notify_answer(c, 0, EFAULT);
@@ -296,14 +279,16 @@ static void do_semop(struct call *c, int timed)
 
 /* ------------------------------------------------------------- messages */
 
-static int msgsnd_wait(struct job *j, long *val)
+static int msgsnd_wait(struct call *c, struct job *j, long *val)
 {
+	(void)c;
 	(void)val;
 	return msgsnd((int)j->srid, j->buf, j->len - sizeof(long), (int)j->args[3]) ? errno : 0;
 }
 
-static int msgsnd_try(struct job *j, long *val)
+static int msgsnd_try(struct call *c, struct job *j, long *val)
 {
+	(void)c;
 	(void)val;
 	if (msgsnd((int)j->srid, j->buf, j->len - sizeof(long), (int)j->args[3] | IPC_NOWAIT) == 0) return 0;
 	if (errno == EAGAIN && !(j->args[3] & IPC_NOWAIT)) {
@@ -314,21 +299,21 @@ static int msgsnd_try(struct job *j, long *val)
 }
 
 /* The message received, copied to the caller: its size. */
-static int msgrcv_flags(struct job *j, int flags, long *val)
+static int msgrcv_flags(struct call *c, struct job *j, int flags, long *val)
 {
 	ssize_t n = msgrcv((int)j->srid, j->buf, j->len - sizeof(long), (long)j->args[3], flags);
 	if (n < 0) return errno;
 	/* Taken off the queue: lost if the caller's buffer is bad, as natively. */
-	if (notify_write(&j->c, j->args[1], j->buf, sizeof(long) + (size_t)n)) return EFAULT;
+	if (notify_write(c, j->args[1], j->buf, sizeof(long) + (size_t)n)) return EFAULT;
 	*val = n;
 	return 0;
 }
 
-static int msgrcv_wait(struct job *j, long *val) { return msgrcv_flags(j, (int)j->args[4], val); }
+static int msgrcv_wait(struct call *c, struct job *j, long *val) { return msgrcv_flags(c, j, (int)j->args[4], val); }
 
-static int msgrcv_try(struct job *j, long *val)
+static int msgrcv_try(struct call *c, struct job *j, long *val)
 {
-	int err = msgrcv_flags(j, (int)j->args[4] | IPC_NOWAIT, val);
+	int err = msgrcv_flags(c, j, (int)j->args[4] | IPC_NOWAIT, val);
 	if (err == ENOMSG && !(j->args[4] & IPC_NOWAIT)) {
 		j->run = msgrcv_wait;
 		return ENOMSG;
@@ -351,11 +336,9 @@ static void do_msg(struct call *c, int send)
 	if (!j) return notify_answer(c, 0, ENOMEM);
 	j->srid = srid;
 	if (send && notify_read(c, a[1], j->buf, j->len)) {
-		if (j->c.listener >= 0) close(j->c.listener);
 		free(j);
 		return notify_answer(c, 0, EFAULT);
 	}
-	j->c.req = &j->req;
 	job_start(c, j, send ? msgsnd_try : msgrcv_try);
 }
 

@@ -36,6 +36,16 @@ extern unsigned notify_what;
  * as it is" (the kernel's own, arguments untouched). */
 void notify_answer(const struct call *c, long val, int err);
 void notify_continue(const struct call *c);
+/* A call whose answer has to wait (a blocking connect, sendto or accept on
+ * a pool channel; a semop, msgsnd or msgrcv that waits): run(call, arg,
+ * &val) in a thread of its own, which answers with val or the errno run
+ * returns (NOTIFY_ANSWERED: run answered itself), then done(arg). The call
+ * run gets is the thread's copy (its own listener, no proc), good for
+ * notify_read and notify_write. 0, or ENOMEM when no thread could be
+ * started: the caller answers, and still owns arg. */
+#define NOTIFY_ANSWERED (-1)
+typedef int notify_later_fn(struct call *c, void *arg, long *val);
+int notify_answer_later(const struct call *c, notify_later_fn *run, void (*done)(void *arg), void *arg);
 /* Whether the call is still waiting (its process not gone and not
  * interrupted): checked after reading the caller's memory, whose address
  * could otherwise belong to a process that took the caller's number. */

@@ -32,7 +32,6 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,22 +153,7 @@ static int channel_address(int s, struct sockaddr_storage *out, socklen_t *outle
 
 /* --- bind ---------------------------------------------------------------- */
 
-struct bind_args {
-	int s;
-	struct sockaddr_storage *ss;
-	socklen_t len;
-};
-
-static int bind_candidate(void *arg, uint16_t sport)
-{
-	struct bind_args *b = arg;
-	port_set_in_addr((struct sockaddr *)b->ss, sport);
-	return bind(b->s, (struct sockaddr *)b->ss, b->len) == 0 ? 0 : errno;
-}
-
-/* The first bind of vport in the application, in a write transaction:
- * 0, or the errno for the program. */
-static int bind_first(struct call *c, struct bind_args *b, uint32_t proto, uint16_t vport)
+static int bind_first(struct call *c, struct port_bind_plain *b, uint32_t proto, uint16_t vport)
 {
 	struct tabledb *t = notify_tables_lock();
 	MDB_txn *txn;
@@ -189,10 +173,10 @@ static int bind_first(struct call *c, struct bind_args *b, uint32_t proto, uint1
 	int err = rc ? ENOBUFS : 0;
 	if (!rc && tabledb_fwd(t, txn, RT_PORT, port_id(proto, vport), &row) == 0) {
 		mdb_txn_abort(txn); /* another process of the application was first */
-		err = bind_candidate(b, port_of(row.srid));
+		err = port_bind_plain(b, port_of(row.srid));
 	} else if (!rc) {
 		err = port_bind_first(t, txn, proto, vport, !(t->app_flags & APP_FLAG_NO_IDENTITY), notify_range_lo, notify_range_hi,
-				      (uint32_t)c->proc->tgid, bind_candidate, b, &sport);
+				      (uint32_t)c->proc->tgid, port_bind_plain, b, &sport);
 		if (err) mdb_txn_abort(txn);
 		else if ((rc = mdb_txn_commit(txn)) && rc != MDB_EMPTY_TXN) err = -rc;
 	}
@@ -220,10 +204,10 @@ static void do_bind(struct call *c)
 		close(s);
 		return notify_continue(c);
 	}
-	struct bind_args b = { s, &ss, (socklen_t)a[2] };
+	struct port_bind_plain b = { s, &ss, (socklen_t)a[2] };
 	int err;
 	if (port_bind_refused(c->req->pid, vport)) err = EACCES;
-	else if (to_system(proto, vport, &sport) == 0) err = bind_candidate(&b, sport);
+	else if (to_system(proto, vport, &sport) == 0) err = port_bind_plain(&b, sport);
 	else err = bind_first(c, &b, proto, vport);
 	close(s);
 	notify_answer(c, 0, err);
@@ -231,23 +215,27 @@ static void do_bind(struct call *c)
 
 /* --- connect ------------------------------------------------------------- */
 
-struct pending_connect {
-	int listener, s;
-	uint64_t id;
+/* A connect or sendto that waits: made in a thread (notify_answer_later). */
+struct pending {
+	int s, flags;
 	struct sockaddr_storage ss;
-	socklen_t len;
+	socklen_t alen;
+	size_t len;
+	char data[]; /* sendto's bytes */
 };
 
-static void *connect_worker(void *arg)
+static void pending_done(void *arg)
 {
-	struct pending_connect *p = arg;
-	int r = connect(p->s, (struct sockaddr *)&p->ss, p->len);
-	struct seccomp_notif_resp resp = { .id = p->id, .error = r ? -errno : 0 };
-	ioctl(p->listener, SECCOMP_IOCTL_NOTIF_SEND, &resp);
+	struct pending *p = arg;
 	close(p->s);
-	close(p->listener);
 	free(p);
-	return NULL;
+}
+
+static int connect_run(struct call *c, void *arg, long *val)
+{
+	struct pending *p = arg;
+	(void)c, (void)val;
+	return connect(p->s, (struct sockaddr *)&p->ss, p->alen) ? errno : 0;
 }
 
 static void do_connect(struct call *c)
@@ -269,39 +257,25 @@ static void do_connect(struct call *c)
 		close(s);
 		return notify_answer(c, 0, err);
 	}
-	struct pending_connect *p = malloc(sizeof *p);
-	pthread_t th;
-	if (p) *p = (struct pending_connect){ .listener = fcntl(c->listener, F_DUPFD_CLOEXEC, 0), .s = s, .id = c->req->id, .ss = ss, .len = (socklen_t)a[2] };
-	if (!p || p->listener < 0 || pthread_create(&th, NULL, connect_worker, p)) {
-		if (p && p->listener >= 0) close(p->listener);
+	struct pending *p = malloc(sizeof *p);
+	if (p) *p = (struct pending){ .s = s, .ss = ss, .alen = (socklen_t)a[2] };
+	if (!p || notify_answer_later(c, connect_run, pending_done, p)) {
 		free(p);
 		close(s);
 		return notify_answer(c, 0, ENOBUFS);
 	}
-	pthread_detach(th);
 }
 
 /* --- sendto with an address ---------------------------------------------- */
 
-struct pending_send {
-	int listener, s, flags;
-	uint64_t id;
-	struct sockaddr_storage ss;
-	socklen_t alen;
-	size_t len;
-	char data[];
-};
-
-static void *send_worker(void *arg)
+static int sendto_run(struct call *c, void *arg, long *val)
 {
-	struct pending_send *p = arg;
+	struct pending *p = arg;
+	(void)c;
 	ssize_t n = sendto(p->s, p->data, p->len, p->flags, (struct sockaddr *)&p->ss, p->alen);
-	struct seccomp_notif_resp resp = { .id = p->id, .val = n < 0 ? 0 : n, .error = n < 0 ? -errno : 0 };
-	ioctl(p->listener, SECCOMP_IOCTL_NOTIF_SEND, &resp);
-	close(p->s);
-	close(p->listener);
-	free(p);
-	return NULL;
+	if (n < 0) return errno;
+	*val = n;
+	return 0;
 }
 
 /* A datagram to one of the application's remapped ports on this host: sent
@@ -321,24 +295,18 @@ static void do_sendto(struct call *c)
 		return notify_continue(c);
 	}
 	port_set_in_addr((struct sockaddr *)&ss, sport);
-	struct pending_send *p = malloc(sizeof *p + (size_t)a[2]);
+	struct pending *p = malloc(sizeof *p + (size_t)a[2]);
 	if (!p || (a[2] && notify_read(c, a[1], p->data, (size_t)a[2]))) {
 		free(p);
 		close(s);
 		return notify_answer(c, 0, p ? EFAULT : ENOMEM);
 	}
-	*p = (struct pending_send){ .listener = -1, .s = s, .flags = (int)a[3], .id = c->req->id, .ss = ss, .alen = (socklen_t)a[5], .len = (size_t)a[2] };
+	p->s = s, p->flags = (int)a[3], p->ss = ss, p->alen = (socklen_t)a[5], p->len = (size_t)a[2];
 	ssize_t n = sendto(s, p->data, p->len, p->flags | MSG_DONTWAIT, (struct sockaddr *)&ss, p->alen);
-	pthread_t th;
-	int waits = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && !(p->flags & MSG_DONTWAIT) && !(fcntl(s, F_GETFL) & O_NONBLOCK);
-	if (waits && (p->listener = fcntl(c->listener, F_DUPFD_CLOEXEC, 0)) >= 0 && pthread_create(&th, NULL, send_worker, p) == 0) {
-		pthread_detach(th);
-		return;
-	}
 	int err = n < 0 ? errno : 0;
-	if (p->listener >= 0) close(p->listener);
-	free(p);
-	close(s);
+	int waits = (err == EAGAIN || err == EWOULDBLOCK) && !(p->flags & MSG_DONTWAIT) && !(fcntl(s, F_GETFL) & O_NONBLOCK);
+	if (waits && notify_answer_later(c, sendto_run, pending_done, p) == 0) return;
+	pending_done(p);
 	notify_answer(c, n < 0 ? 0 : n, waits ? ENOMEM : err);
 }
 
@@ -396,22 +364,14 @@ static void give_connection(const struct call *c, int conn, int flags)
 	close(conn);
 }
 
-struct pending_accept {
-	struct seccomp_notif req;
-	struct call c;
-	int s, flags;
-};
-
-static void *accept_worker(void *arg)
+static int accept_run(struct call *c, void *arg, long *val)
 {
-	struct pending_accept *p = arg;
+	struct pending *p = arg;
+	(void)val;
 	int conn = pool_channel_accept(p->s, SOCK_CLOEXEC | (p->flags & SOCK_NONBLOCK), warn_nowhere);
-	if (conn < 0) notify_answer(&p->c, 0, errno);
-	else give_connection(&p->c, conn, p->flags);
-	close(p->s);
-	close(p->c.listener);
-	free(p);
-	return NULL;
+	if (conn < 0) return errno;
+	give_connection(c, conn, p->flags);
+	return NOTIFY_ANSWERED;
 }
 
 /* accept on a channel: the next connection the pool daemon hands over. A
@@ -429,23 +389,13 @@ static void accept_channel(struct call *c, int s, int flags)
 		if (conn < 0) return notify_answer(c, 0, errno);
 		return give_connection(c, conn, flags);
 	}
-	struct pending_accept *p = calloc(1, sizeof *p);
-	pthread_t th;
-	if (p) {
-		p->req.id = c->req->id;
-		p->req.pid = c->req->pid;
-		memcpy(p->req.data.args, c->req->data.args, sizeof p->req.data.args);
-		p->c = (struct call){ fcntl(c->listener, F_DUPFD_CLOEXEC, 0), &p->req, c->proc };
-		p->s = s;
-		p->flags = flags;
-	}
-	if (!p || p->c.listener < 0 || pthread_create(&th, NULL, accept_worker, p)) {
-		if (p && p->c.listener >= 0) close(p->c.listener);
+	struct pending *p = malloc(sizeof *p);
+	if (p) *p = (struct pending){ .s = s, .flags = flags };
+	if (!p || notify_answer_later(c, accept_run, pending_done, p)) {
 		free(p);
 		close(s);
 		return notify_answer(c, 0, ENOMEM);
 	}
-	pthread_detach(th);
 }
 
 /* Whether the socket's own address is a published virtual port of the

@@ -82,6 +82,44 @@ void notify_answer(const struct call *c, long val, int err)
 	ioctl(c->listener, SECCOMP_IOCTL_NOTIF_SEND, &r);
 }
 
+struct later {
+	struct seccomp_notif req;
+	struct call c;
+	notify_later_fn *run;
+	void (*done)(void *arg);
+	void *arg;
+};
+
+static void *later_thread(void *p)
+{
+	struct later *l = p;
+	long val = 0;
+	int err = l->run(&l->c, l->arg, &val);
+	if (err != NOTIFY_ANSWERED) notify_answer(&l->c, val, err);
+	close(l->c.listener);
+	l->done(l->arg);
+	free(l);
+	return NULL;
+}
+
+int notify_answer_later(const struct call *c, notify_later_fn *run, void (*done)(void *arg), void *arg)
+{
+	struct later *l = calloc(1, sizeof *l);
+	if (!l) return ENOMEM;
+	l->req = *c->req; /* its id, pid and arguments */
+	/* Its own copy: the loop may forget the caller's listener meanwhile. */
+	l->c = (struct call){ fcntl(c->listener, F_DUPFD_CLOEXEC, 0), &l->req, NULL }; /* its proc may be forgotten meanwhile */
+	l->run = run, l->done = done, l->arg = arg;
+	pthread_t th;
+	if (l->c.listener >= 0 && pthread_create(&th, NULL, later_thread, l) == 0) {
+		pthread_detach(th);
+		return 0;
+	}
+	if (l->c.listener >= 0) close(l->c.listener);
+	free(l);
+	return ENOMEM;
+}
+
 void notify_continue(const struct call *c)
 {
 	struct seccomp_notif_resp r = { .id = c->req->id, .flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE };
