@@ -1,9 +1,9 @@
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ROOT } from '../ts/paths.js';
-import { appshotAsync, kernelSems, makeHome, tablesJson, waitFor } from './helpers.js';
+import { APACHE, appshotAsync, kernelSems, makeHome, tablesJson, waitFor, writeApacheConf } from './helpers.js';
 
 /** Apache as root with `User www-data` and `Mutex sysvsem` (issue 16,
  * section 3): its children change their user and then take the accept
@@ -11,8 +11,6 @@ import { appshotAsync, kernelSems, makeHome, tablesJson, waitFor } from './helpe
  * virtual port, in two remapped applications, each serve their own page
  * and leave nothing on the host. */
 
-const APACHE = '/usr/sbin/apache2';
-const MODULES = '/usr/lib/apache2/modules';
 const NETTOOL = join(ROOT, 'test', 'fixtures', 'nettool.py');
 /** The virtual port: chosen per run (the system ports come from each
  * application's range, so two runs at once do not collide either). */
@@ -27,33 +25,7 @@ function apacheDir(name: string): string {
   const dir = mkdtempSync(join(tmpdir(), 'appshot-apache-'));
   dirs.push(dir);
   chmodSync(dir, 0o755);
-  mkdirSync(join(dir, 'htdocs'), { mode: 0o755 });
-  writeFileSync(join(dir, 'htdocs', 'who.txt'), `${name}\n`, { mode: 0o644 });
-  // Two listeners, so prefork's children serialize accept() with the mutex.
-  writeFileSync(
-    join(dir, 'httpd.conf'),
-    `ServerRoot "${dir}"
-ServerName localhost
-DefaultRuntimeDir "${dir}"
-PidFile "${dir}/httpd.pid"
-ErrorLog "${dir}/error.log"
-LogLevel notice
-LoadModule mpm_prefork_module ${MODULES}/mod_mpm_prefork.so
-LoadModule authz_core_module ${MODULES}/mod_authz_core.so
-StartServers 2
-MinSpareServers 1
-MaxSpareServers 2
-User www-data
-Group www-data
-Mutex sysvsem
-Listen 127.0.0.1:${VPORT}
-Listen 127.0.0.1:${VPORT + 1}
-DocumentRoot "${dir}/htdocs"
-<Directory "${dir}/htdocs">
-  Require all granted
-</Directory>
-`,
-  );
+  writeApacheConf(dir, VPORT, name);
   return dir;
 }
 

@@ -9,18 +9,16 @@
  * processes.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CLI_PATH } from '../ts/paths.js';
-import { MODES, appshot, appshotAsync, freePort, lineFrom, makeHome, waitFor } from './helpers.js';
+import { APACHE, MODES, appshot, appshotAsync, freePort, lineFrom, makeHome, waitFor, writeApacheConf } from './helpers.js';
 
 const DROPUSER = join(import.meta.dirname, 'fixtures', 'dropuser.py');
 const PYTHON = '/usr/bin/python3';
-const APACHE = '/usr/sbin/apache2';
-const MODULES = '/usr/lib/apache2/modules';
 const NOBODY = 65534;
 const WWW_DATA = 33;
 
@@ -190,32 +188,7 @@ describe('a restore that cannot give the saved users', () => {
  * the workers serialize accept() with a SysV semaphore root made. */
 function apacheDir(port: number): string {
   const dir = openDir();
-  mkdirSync(join(dir, 'htdocs'), { mode: 0o755 });
-  writeFileSync(join(dir, 'htdocs', 'who.txt'), 'hello\n', { mode: 0o644 });
-  writeFileSync(
-    join(dir, 'httpd.conf'),
-    `ServerRoot "${dir}"
-ServerName localhost
-DefaultRuntimeDir "${dir}"
-PidFile "${dir}/httpd.pid"
-ErrorLog "${dir}/error.log"
-LogLevel notice
-LoadModule mpm_prefork_module ${MODULES}/mod_mpm_prefork.so
-LoadModule authz_core_module ${MODULES}/mod_authz_core.so
-StartServers 2
-MinSpareServers 1
-MaxSpareServers 2
-User www-data
-Group www-data
-Mutex sysvsem
-Listen 127.0.0.1:${port}
-Listen 127.0.0.1:${port + 1}
-DocumentRoot "${dir}/htdocs"
-<Directory "${dir}/htdocs">
-  Require all granted
-</Directory>
-`,
-  );
+  writeApacheConf(dir, port, 'hello');
   return dir;
 }
 

@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
@@ -193,4 +193,40 @@ export function lineFrom(port: number): Promise<string> {
     s.on('end', () => resolve(got));
     s.on('error', reject);
   });
+}
+
+export const APACHE = '/usr/sbin/apache2';
+const APACHE_MODULES = '/usr/lib/apache2/modules';
+
+/** Apache's prefork set-up in dir, which www-data must be able to read: as
+ * root with `User www-data` and `Mutex sysvsem`, listening at port and
+ * port + 1 on 127.0.0.1 (two listeners, so the workers serialize accept()
+ * with a SysV semaphore root made), serving who.txt with body. */
+export function writeApacheConf(dir: string, port: number, body: string): void {
+  mkdirSync(join(dir, 'htdocs'), { mode: 0o755 });
+  writeFileSync(join(dir, 'htdocs', 'who.txt'), `${body}\n`, { mode: 0o644 });
+  writeFileSync(
+    join(dir, 'httpd.conf'),
+    `ServerRoot "${dir}"
+ServerName localhost
+DefaultRuntimeDir "${dir}"
+PidFile "${dir}/httpd.pid"
+ErrorLog "${dir}/error.log"
+LogLevel notice
+LoadModule mpm_prefork_module ${APACHE_MODULES}/mod_mpm_prefork.so
+LoadModule authz_core_module ${APACHE_MODULES}/mod_authz_core.so
+StartServers 2
+MinSpareServers 1
+MaxSpareServers 2
+User www-data
+Group www-data
+Mutex sysvsem
+Listen 127.0.0.1:${port}
+Listen 127.0.0.1:${port + 1}
+DocumentRoot "${dir}/htdocs"
+<Directory "${dir}/htdocs">
+  Require all granted
+</Directory>
+`,
+  );
 }
