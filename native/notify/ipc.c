@@ -135,6 +135,18 @@ static enum id_kind id_of(uint8_t type, int vrid, uint32_t *srid)
 	return k;
 }
 
+/* A call on one object: 1 (and *srid) when the object is remapped and the
+ * call is the supervisor's to make; 0 when it is answered already: an
+ * identity ID goes on as the program's own call, an unknown one is EINVAL. */
+static int made_here(struct call *c, uint8_t type, int vrid, uint32_t *srid)
+{
+	switch (id_of(type, vrid, srid)) {
+	case ID_SAME: notify_continue(c); return 0;
+	case ID_NONE: notify_answer(c, 0, EINVAL); return 0;
+	default: return 1;
+	}
+}
+
 static key_t virtual_key(uint8_t type, key_t skey)
 {
 	MDB_txn *txn;
@@ -255,11 +267,7 @@ static void do_semop(struct call *c, int timed)
 	const __u64 *a = c->req->data.args;
 	uint32_t srid;
 	size_t n = (size_t)a[2];
-	switch (id_of(RT_SEM, (int)a[0], &srid)) {
-	case ID_SAME: return notify_continue(c);
-	case ID_NONE: return notify_answer(c, 0, EINVAL);
-	case ID_MAPPED: break;
-	}
+	if (!made_here(c, RT_SEM, (int)a[0], &srid)) return;
 	if (n == 0 || n > 4096) return notify_answer(c, 0, n ? E2BIG : EINVAL);
 	struct job *j = job_new(c, n * sizeof(struct sembuf));
 	if (!j) return notify_answer(c, 0, ENOMEM);
@@ -326,11 +334,7 @@ static void do_msg(struct call *c, int send)
 	const __u64 *a = c->req->data.args;
 	uint32_t srid;
 	size_t size = (size_t)a[2];
-	switch (id_of(RT_MSG, (int)a[0], &srid)) {
-	case ID_SAME: return notify_continue(c);
-	case ID_NONE: return notify_answer(c, 0, EINVAL);
-	case ID_MAPPED: break;
-	}
+	if (!made_here(c, RT_MSG, (int)a[0], &srid)) return;
 	if ((long)a[2] < 0 || size > (1u << 20)) return notify_answer(c, 0, EINVAL);
 	struct job *j = job_new(c, sizeof(long) + size);
 	if (!j) return notify_answer(c, 0, ENOMEM);
@@ -424,11 +428,7 @@ static void do_ctl(struct call *c, uint8_t type)
 static void do_shmat(struct call *c)
 {
 	uint32_t srid;
-	switch (id_of(RT_SHM, (int)c->req->data.args[0], &srid)) {
-	case ID_SAME: return notify_continue(c);
-	case ID_NONE: return notify_answer(c, 0, EINVAL);
-	case ID_MAPPED: break;
-	}
+	if (!made_here(c, RT_SHM, (int)c->req->data.args[0], &srid)) return;
 	refuse(c, "shmat of a remapped segment", "it cannot be made from outside the process (the segment would be attached in the supervisor)");
 }
 
