@@ -171,11 +171,10 @@ class Serving {
     }
     if (i.listening) return;
     i.listening = true;
-    if (!i.info.adopted) {
-      i.info.listeningMs = Number((performance.now() - i.asked).toFixed(1));
-      this.log(`${aid} listens, ${i.info.listeningMs} ms after it was asked for; waiting connections go to it`);
-    }
+    if (!i.info.adopted) i.info.listeningMs = Number((performance.now() - i.asked).toFixed(1));
+    // Recorded before it is told: a serve killed right after its line leaves the instance in its state.
     this.save();
+    if (!i.info.adopted) this.log(`${aid} listens, ${i.info.listeningMs} ms after it was asked for; waiting connections go to it`);
   }
 
   private grow(need: { held: number; oldestMs: number }): void {
@@ -213,6 +212,7 @@ class Serving {
       this.next = c.number + 1;
       const readyMs = Number(c.readyMs.toFixed(1));
       this.instances.set(c.aid, { info: { aid: c.aid, startedMs: Date.now(), why, warm: c.warm, readyMs }, asked, listening: false, ended: c.ended });
+      this.save();
       this.log(`started ${c.aid} (${c.warm ? 'warm' : 'cold'}, running in ${readyMs} ms): ${why}`);
       this.ends.push(c.ended.then((code) => this.ended(c.aid, `status ${code}`)));
       if (this.joinedEarly.delete(c.aid)) this.joined(c.aid);
@@ -233,8 +233,8 @@ class Serving {
     const why = i.retiring ?? `ended by itself (${status}); the connections it had not taken went to another instance`;
     this.retired.push({ aid, endedMs: Date.now(), why });
     if (this.retired.length > RETIRED_KEPT) this.retired.shift();
-    if (!this.ending) this.log(i.retiring ? `retired ${aid}: ${why}` : `${aid} ${why}`);
     this.save();
+    if (!this.ending) this.log(i.retiring ? `retired ${aid}: ${why}` : `${aid} ${why}`);
     if (!this.ending) this.fill();
   }
 
