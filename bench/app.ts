@@ -3,9 +3,18 @@ import { spawn, spawnSync } from 'node:child_process';
 import { basename } from 'node:path';
 import { CLI_PATH } from '../ts/paths.js';
 
+/** The environment of an appshot command on home: none of an enclosing
+ * application's (a bench run from inside one measures its own). */
+export function cliEnv(home: string): NodeJS.ProcessEnv {
+  const e: NodeJS.ProcessEnv = { ...process.env, APPSHOT_HOME: home };
+  delete e.APPSHOT_AID;
+  delete e.LD_PRELOAD;
+  return e;
+}
+
 /** Runs an appshot command to completion; throws with its stderr when it fails. */
 export function appshot(home: string, args: string[]) {
-  const r = spawnSync(process.execPath, [CLI_PATH, ...args], { env: { ...process.env, APPSHOT_HOME: home }, encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [CLI_PATH, ...args], { env: cliEnv(home), encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`appshot ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
   return r;
 }

@@ -13,6 +13,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
+import { appshot, cliEnv } from './app.js';
 import { CLI_PATH, builtProgram } from '../ts/paths.js';
 import type { ReportTable } from './figures.js';
 import { type Stage, sized } from './stage.js';
@@ -25,18 +26,7 @@ const SIDES: Side[] = ['native', 'shim', 'copied', 'mapped'];
 const METRICS = ['dontneed_first', 'dontneed_again', 'dontneed_fresh', 'willneed'] as const;
 type Sample = Record<(typeof METRICS)[number], number>;
 
-function env(home: string): NodeJS.ProcessEnv {
-  const e: NodeJS.ProcessEnv = { ...process.env, APPSHOT_HOME: home };
-  delete e.APPSHOT_AID;
-  delete e.LD_PRELOAD;
-  return e;
-}
-
-function cli(home: string, args: string[]): string {
-  const r = spawnSync(process.execPath, [CLI_PATH, ...args], { env: env(home), encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`appshot ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
-  return r.stdout;
-}
+const cli = (home: string, args: string[]): string => appshot(home, args).stdout;
 
 function figures(out: string, what: string): Sample {
   const line = out.split('\n').find((l) => l.startsWith('{'));
@@ -46,7 +36,7 @@ function figures(out: string, what: string): Sample {
 
 /** An appshot command started: resolves with its stdout once it ends. */
 function started(home: string, args: string[]): { out: () => string; done: Promise<string> } {
-  const c = spawn(process.execPath, [CLI_PATH, ...args], { env: env(home), stdio: ['ignore', 'pipe', 'inherit'] });
+  const c = spawn(process.execPath, [CLI_PATH, ...args], { env: cliEnv(home), stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   c.stdout!.on('data', (d) => (out += d));
   return { out: () => out, done: new Promise((resolve) => c.on('close', () => resolve(out))) };

@@ -24,6 +24,7 @@ import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { appshot, cliEnv } from './app.js';
 import { CLI_PATH } from '../ts/paths.js';
 import type { ReportTable } from './figures.js';
 import { type Stage, sized } from './stage.js';
@@ -42,18 +43,7 @@ function python(): string {
 }
 const BODY = 'served by a clone\n';
 
-const env = (home: string) => {
-  const e: NodeJS.ProcessEnv = { ...process.env, APPSHOT_HOME: home };
-  delete e.APPSHOT_AID;
-  delete e.LD_PRELOAD;
-  return e;
-};
-
-function cli(home: string, args: string[]): string {
-  const r = spawnSync(process.execPath, [CLI_PATH, ...args], { env: env(home), encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`appshot ${args.join(' ')}: ${r.stderr.trim()}`);
-  return r.stdout;
-}
+const cli = (home: string, args: string[]): string => appshot(home, args).stdout;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -95,7 +85,7 @@ async function makeTemplate(home: string): Promise<{ vport: number; www: string 
   writeFileSync(join(www, 'who.txt'), BODY);
   const vport = await freePort();
   // Published when snapshotted: a warm clone's listener is then the pool's (see harness/serve.ts).
-  const run = new Watched(spawn(process.execPath, [CLI_PATH, 'run', '--aid', 'web0', '--publish', `${await freePort()}:${vport}`, '--', python(), '-u', '-m', 'http.server', String(vport), '--bind', '127.0.0.1', '--directory', www], { env: env(home), stdio: ['ignore', 'pipe', 'pipe'] }));
+  const run = new Watched(spawn(process.execPath, [CLI_PATH, 'run', '--aid', 'web0', '--publish', `${await freePort()}:${vport}`, '--', python(), '-u', '-m', 'http.server', String(vport), '--bind', '127.0.0.1', '--directory', www], { env: cliEnv(home), stdio: ['ignore', 'pipe', 'pipe'] }));
   await run.until(/Serving HTTP/);
   cli(home, ['snapshot', 'web0', '-o', join(home, 'web.snap'), '--stop']);
   await new Promise((r) => run.child.once('close', r));
@@ -128,7 +118,7 @@ const pct = (xs: number[], p: number) => {
 const fmt = (n: number) => (Number.isFinite(n) ? n.toFixed(1) : '-');
 
 function startServe(home: string, pub: number, vport: number, extra: string[]): Watched {
-  return new Watched(spawn(process.execPath, [CLI_PATH, 'template', 'serve', 'web', '--publish', `${pub}:${vport}`, ...extra], { env: env(home), stdio: ['ignore', 'ignore', 'pipe'] }));
+  return new Watched(spawn(process.execPath, [CLI_PATH, 'template', 'serve', 'web', '--publish', `${pub}:${vport}`, ...extra], { env: cliEnv(home), stdio: ['ignore', 'ignore', 'pipe'] }));
 }
 
 async function endServe(w: Watched): Promise<void> {
@@ -287,7 +277,7 @@ export const serveStage: Stage = {
     try {
       return { tables: serveTables(await serveFigures(home, ctx.full, ctx.progress)) };
     } finally {
-      spawnSync(process.execPath, [CLI_PATH, 'gc'], { env: env(home), stdio: 'ignore' });
+      spawnSync(process.execPath, [CLI_PATH, 'gc'], { env: cliEnv(home), stdio: 'ignore' });
       rmSync(home, { recursive: true, force: true });
     }
   },
@@ -301,7 +291,7 @@ async function main(): Promise<void> {
     for (const t of serveTables(f)) process.stdout.write(`${t.title}\n${[t.head, ...t.rows].map((r) => r.join(' | ')).join('\n')}\n\n`);
     process.stdout.write(JSON.stringify(f) + '\n');
   } finally {
-    spawnSync(process.execPath, [CLI_PATH, 'gc'], { env: env(home), stdio: 'ignore' });
+    spawnSync(process.execPath, [CLI_PATH, 'gc'], { env: cliEnv(home), stdio: 'ignore' });
     rmSync(home, { recursive: true, force: true });
   }
 }

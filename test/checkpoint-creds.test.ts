@@ -10,12 +10,11 @@
  */
 import { spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CLI_PATH } from '../ts/paths.js';
-import { APACHE, MODES, appshot, appshotAsync, freePort, lineFrom, makeHome, waitFor, writeApacheConf } from './helpers.js';
+import { APACHE, MODES, appshot, appshotAsync, freePort, lineFrom, makeHome, waitFor, who, writeApacheConf } from './helpers.js';
 
 const DROPUSER = join(import.meta.dirname, 'fixtures', 'dropuser.py');
 const PYTHON = '/usr/bin/python3';
@@ -136,7 +135,7 @@ describe.each(MODES)('a process that changed its user, restored, %s', (mode, fla
     const dir = apacheDir(port);
     const h = appshotAsync(home, ['run', ...flags, '--aid', 'ap', '--', APACHE, '-f', join(dir, 'httpd.conf'), '-DFOREGROUND']);
     await until('apache and its 2 workers', () => (processes(home, 'ap').length === 3 ? true : undefined));
-    expect(await get(systemPort(home, 'ap', port))).toBe('hello\n');
+    expect(await who(systemPort(home, 'ap', port))).toBe('hello\n');
     const vpids = processes(home, 'ap').map((p) => p[0]);
     const file = await snapshotStop(home, 'ap', h);
     const b = appshotAsync(home, ['restore', file, '--aid', 'ap-b']);
@@ -149,7 +148,7 @@ describe.each(MODES)('a process that changed its user, restored, %s', (mode, fla
       [WWW_DATA, WWW_DATA, WWW_DATA, WWW_DATA],
       [WWW_DATA, WWW_DATA, WWW_DATA, WWW_DATA],
     ]);
-    for (const i of [0, 1, 2, 3]) expect(await get(systemPort(home, 'ap-b', port + (i % 2)))).toBe('hello\n');
+    for (const i of [0, 1, 2, 3]) expect(await who(systemPort(home, 'ap-b', port + (i % 2)))).toBe('hello\n');
     // The same processes answered: no worker died and none was made anew.
     expect(processes(home, 'ap-b')).toEqual(restored);
     expect(readFileSync(join(dir, 'error.log'), 'utf8')).not.toMatch(/appshot:|exit signal|AH00023|AH00024|emerg/);
@@ -190,19 +189,4 @@ function apacheDir(port: number): string {
   const dir = openDir();
   writeApacheConf(dir, port, 'hello');
   return dir;
-}
-
-/** GET /who.txt from 127.0.0.1:port: the body. */
-function get(port: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path: '/who.txt', agent: false, timeout: 10_000 }, (res) => {
-      let body = '';
-      res.on('data', (d) => (body += d));
-      res.on('end', () => resolve(body));
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error(`GET from ${port} timed out`)));
-    req.on('error', reject);
-    req.end();
-  });
 }
