@@ -72,7 +72,9 @@ function time(ns: number): string {
 }
 const perSecond = (n: number) => `${Math.round(n).toLocaleString('en-US')}/s`;
 
-export function printTables(r: Results): string {
+/** The terminal's tables; a run of some stages (--stage) prints theirs only. */
+export function printTables(whole: Partial<Results>): string {
+  const r = { calls: [], lookups: [], absolute: [], pool: [], snapshot: [], clone: [], ...whole, scale: { lookups: [], allocation: [], ...whole.scale } } as Results;
   const style = { head: [], border: [] };
   const calls = new Table({ head: ['call', 'shim / native', 'target', 'native', 'shim', ''], style });
   for (const c of r.calls) calls.push([c.label, c.ratio.toFixed(2) + 'x', c.target ? `≤ ${c.target}x` : '', time(c.nativeNs), time(c.shimNs), c.target ? verdict(c.met) : '']);
@@ -97,13 +99,13 @@ export function printTables(r: Results): string {
   const info = new Table({ head: INFO_HEAD, style });
   for (const row of infoRows(r)) info.push(row);
   const inspector = new Table({ head: ['the table inspector', 'measured', 'target', ''], style });
-  for (const row of inspectorRows(r.inspector)) inspector.push(row);
+  if (r.inspector) for (const row of inspectorRows(r.inspector)) inspector.push(row);
   const extra = (r.tables ?? []).map((x) => {
     const t = new Table({ head: x.head, style });
     for (const row of x.rows) t.push(row);
     return `${x.title}\n${t.toString()}`;
   });
-  return [calls, scale, pool, snap, clone, info, inspector].map((t) => t.toString()).concat(extra).join('\n') + '\n';
+  return [calls, scale, pool, snap, clone, info, inspector].filter((t) => t.length).map((t) => t.toString()).concat(extra).join('\n') + '\n';
 }
 
 /** 1 GiB shm + 10,000 sets. */

@@ -41,7 +41,19 @@ import type { BenchContext, Stage, StageFigures } from './stage.js';
 /** The stages, in the order they run. */
 const STAGES: Stage[] = [callsStage, poolStage, snapshotStage, checkpointStage, cowStage, cloneStage, serveStage, infoStage, lookupStage, allocStage, inspectorStage, notifyStage];
 
-const USAGE = 'usage: npm run bench [-- --full]   (node dist/bench/run.js [--full])';
+const USAGE = 'usage: npm run bench [-- --full] [-- --stage NAME[,NAME...]]   (node dist/bench/run.js [--full] [--stage NAMES])';
+
+/** `--stage a,b`: only those stages, printed and not written to the results
+ * (a day's results are whole runs). */
+function chosenStages(args: string[]): Stage[] | string {
+  const at = args.indexOf('--stage');
+  if (at < 0) return STAGES;
+  const names = (args[at + 1] ?? '').split(',').filter(Boolean);
+  if (!names.length) return `--stage needs the stages' names: ${STAGES.map((s) => s.name).join(', ')}`;
+  const unknown = names.find((n) => !STAGES.some((s) => s.name === n));
+  if (unknown) return `no stage named ${unknown}; the stages: ${STAGES.map((s) => s.name).join(', ')}`;
+  return STAGES.filter((s) => names.includes(s.name));
+}
 
 const ipcIds = () => new Map(IPC_TYPES.map((t) => [t, new Set(kernelObjects(t).keys())]));
 
@@ -64,21 +76,27 @@ const line = (s: string) => process.stderr.write(s + '\n');
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
-  const unknown = args.filter((a) => a !== '--full');
+  const unknown = args.filter((a, i) => a !== '--full' && a !== '--stage' && args[i - 1] !== '--stage');
   if (unknown.length) {
     line(`appshot bench: unknown argument ${unknown[0]}\n${USAGE}`);
     process.exit(2);
   }
+  const stages = chosenStages(args);
+  if (typeof stages === 'string') {
+    line(`appshot bench: ${stages}\n${USAGE}`);
+    process.exit(2);
+  }
+  const some = stages !== STAGES;
   const full = args.includes('--full');
   const before = ipcIds();
   const started = performance.now();
   const home = mkdtempSync(join(tmpdir(), 'appshot-bench-'));
   const results: Partial<Results> = { date: new Date().toISOString(), full, stages: [] };
-  line(`appshot bench, ${full ? '--full: every size and round' : 'the default run (--full for every size and round)'}: ${STAGES.length} stages`);
+  line(`appshot bench, ${full ? '--full: every size and round' : 'the default run (--full for every size and round)'}: ${stages.length} stages${some ? ' (--stage: printed, not written to the results)' : ''}`);
   try {
-    for (const [i, stage] of STAGES.entries()) {
+    for (const [i, stage] of stages.entries()) {
       const measures = stage.describe(full);
-      line(`[${i + 1}/${STAGES.length}] ${stage.name}: ${measures}`);
+      line(`[${i + 1}/${stages.length}] ${stage.name}: ${measures}`);
       const t0 = performance.now();
       const ctx: BenchContext = { full, home, progress: (s) => line(`  ${stage.name}: ${s}`) };
       merge(results, await stage.run(ctx));
@@ -92,6 +110,7 @@ async function main(): Promise<void> {
   }
   const r = results as Results;
   process.stdout.write(printTables(r));
+  if (some) return void failOnLeftovers(before);
   const base = writeResults(RESULTS_DIR, r.date.slice(0, 10), (name) => ({
     json: JSON.stringify(r, null, 2) + '\n',
     md: markdown(r, `${name}.svg`),
@@ -99,6 +118,10 @@ async function main(): Promise<void> {
   }));
   process.stdout.write(`results written to ${base}.json, .md and .svg; the bench took ${((performance.now() - started) / 60000).toFixed(1)} minutes\n`);
 
+  failOnLeftovers(before);
+}
+
+function failOnLeftovers(before: Map<IpcType, Set<number>>): void {
   const left = leftovers(before);
   if (left.length)
     throw new Error(`the bench left kernel objects behind (or something else on the host made them meanwhile): ${left.join(', ')}`);
