@@ -10,7 +10,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CLI_PATH, builtProgram } from '../ts/paths.js';
+import { CLI_PATH, COMMAND_PATH, builtProgram } from '../ts/paths.js';
 import { type Stage, sized } from './stage.js';
 import type { InspectFigures } from './figures.js';
 
@@ -21,11 +21,12 @@ const JSON_ROWS = [100_000, 1_000_000];
 
 const env = (home: string) => ({ ...process.env, APPSHOT_HOME: home });
 
-/** Runs appshot with args, output discarded, sampling its resident memory. */
+/** Runs the appshot command as a user does (bin/appshot) with args, output
+ * discarded, sampling its resident memory. */
 function measured(home: string, args: string[]): Promise<{ seconds: number; peakRssMiB: number }> {
   return new Promise((resolve, reject) => {
     const start = performance.now();
-    const child = spawn(process.execPath, [CLI_PATH, ...args], { env: env(home), stdio: ['ignore', 'ignore', 'inherit'] });
+    const child = spawn(COMMAND_PATH, args, { env: env(home), stdio: ['ignore', 'ignore', 'inherit'] });
     let peak = 0;
     const sample = setInterval(() => {
       try {

@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CLI_PATH, ROOT } from '../ts/paths.js';
+import { COMMAND_PATH, ROOT } from '../ts/paths.js';
 import { kernelSems, makeHome } from './helpers.js';
 
 // Every ```sh block of the README runs as written (issue 17): each in a
@@ -43,7 +43,7 @@ function examples(): Example[] {
 function runExample(script: string, home: string, dir: string): { code: number | null; stdout: string; stderr: string } {
   const bin = join(home, '..', 'bin');
   mkdirSync(bin, { recursive: true });
-  symlinkSync(CLI_PATH, join(bin, 'appshot'));
+  symlinkSync(COMMAND_PATH, join(bin, 'appshot')); // as npm link installs it
   const env = { ...process.env, APPSHOT_HOME: home, PATH: `${bin}:${process.env.PATH}` };
   delete env.APPSHOT_AID;
   delete env.LD_PRELOAD;

@@ -22,6 +22,9 @@ export const POOL_PATH = join(BUILD_DIR, 'appshot-pool');
 export const CHECKPOINT_PATH = join(BUILD_DIR, 'appshot-checkpoint');
 export const ADDON_PATH = join(BUILD_DIR, 'appshot.node');
 export const CLI_PATH = join(ROOT, 'bin', 'appshot.js');
+/** The command npm puts on PATH: a shell script that starts CLI_PATH's Node
+ * without parsing NODE_EXTRA_CA_CERTS (see there). */
+export const COMMAND_PATH = join(ROOT, 'bin', 'appshot');
 /** The watchdog of a snapshot in progress (ts/snapguard.ts, built). */
 export const SNAPGUARD_PATH = join(ROOT, 'dist', 'ts', 'snapguard.js');
 

@@ -342,6 +342,14 @@ export function* fwdRows(t: TableDb, aid?: string, type?: number): Generator<Fwd
   }
 }
 
+/** The rows of one resource type, of one application or of each: per
+ * application its own key range, so a million rows of other types are not
+ * read. */
+export function* fwdRowsOfType(t: TableDb, type: number, aid?: string): Generator<FwdRow> {
+  if (aid !== undefined) return yield* fwdRows(t, aid, type);
+  for (const { aid: each } of [...appRows(t)]) yield* fwdRows(t, each, type);
+}
+
 export function prefixRange(prefix: Buffer): { start: Buffer; end: Buffer } {
   const end = Buffer.from(prefix);
   end[end.length - 1]++;

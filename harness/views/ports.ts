@@ -1,5 +1,5 @@
 import { BALANCE_NAMES, type PoolStatus, poolStatus } from '../../ts/pool.js';
-import { type TableDb, appRows, fwdRows } from '../../ts/tabledb.js';
+import { type TableDb, fwdRowsOfType } from '../../ts/tabledb.js';
 import * as S from '../../tables/schema.js';
 import { type CellFormat, renderRows } from './table.js';
 
@@ -29,11 +29,10 @@ export interface PoolRow {
 /** Each application's ports, with the public port each is published at. */
 export function portRows(t: TableDb, f: { aid?: string }): PortRow[] {
   const published = new Map<string, number>();
-  for (const r of fwdRows(t, f.aid)) if (r.type === S.RT.publish) published.set(`${r.aid} ${r.vrid}`, S.decodePortId(r.srid).port);
+  for (const r of fwdRowsOfType(t, S.RT.publish, f.aid)) published.set(`${r.aid} ${r.vrid}`, S.decodePortId(r.srid).port);
   const rows: PortRow[] = [];
   const bound = new Set<string>();
-  for (const r of fwdRows(t, f.aid)) {
-    if (r.type !== S.RT.port) continue;
+  for (const r of fwdRowsOfType(t, S.RT.port, f.aid)) {
     const v = S.decodePortId(r.vrid);
     bound.add(`${r.aid} ${r.vrid}`);
     rows.push({ aid: r.aid, proto: v.proto, virtual: v.port, system: S.decodePortId(r.srid).port, published: published.get(`${r.aid} ${r.vrid}`) ?? null });
@@ -50,12 +49,10 @@ export function portRows(t: TableDb, f: { aid?: string }): PortRow[] {
 /** The pool behind each public port the tables name, as its daemon tells it. */
 export async function poolRows(t: TableDb, f: { aid?: string }): Promise<PoolRow[]> {
   const publishers = new Map<number, string[]>();
-  // Per application, its publish rows alone: a million other rows are not read.
-  for (const { aid } of [...appRows(t)])
-    for (const r of fwdRows(t, aid, S.RT.publish)) {
-      const pub = S.decodePortId(r.srid).port;
-      publishers.set(pub, [...(publishers.get(pub) ?? []), r.aid]);
-    }
+  for (const r of fwdRowsOfType(t, S.RT.publish)) {
+    const pub = S.decodePortId(r.srid).port;
+    publishers.set(pub, [...(publishers.get(pub) ?? []), r.aid]);
+  }
   // Asked all at once: a daemon that does not answer costs one deadline.
   const pools = [...publishers].sort((a, b) => a[0] - b[0]).filter(([, aids]) => f.aid === undefined || aids.includes(f.aid));
   const status = await Promise.all(pools.map(([pub]) => poolStatus(t.home, pub)));

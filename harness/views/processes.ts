@@ -1,6 +1,6 @@
 import { type ProcStat, commandLine, isProcess, procStat } from '../../ts/procinfo.js';
 import { unsupervised } from '../../ts/supervision.js';
-import { type TableDb, fwdRows, getApp } from '../../ts/tabledb.js';
+import { type TableDb, fwdRowsOfType, getApp } from '../../ts/tabledb.js';
 import * as S from '../../tables/schema.js';
 import { type CellFormat, renderRows } from './table.js';
 
@@ -50,8 +50,7 @@ export function* processRows(t: TableDb, f: { aid?: string }): Generator<Process
     }
     return supervision.get(aid) ?? undefined;
   };
-  for (const r of fwdRows(t, f.aid, f.aid !== undefined ? S.RT.pid : undefined)) {
-    if (r.type !== S.RT.pid) continue;
+  for (const r of fwdRowsOfType(t, S.RT.pid, f.aid)) {
     const stat = recordedStat(t, r.srid, r.aid);
     if (stat && !isProcess(r.srid)) continue; // a thread's row (its first gettid): part of its process
     yield {
