@@ -124,11 +124,12 @@ export function recoverInflight(t: TableDb): string | null {
  * a row already there is one cleanup left behind (a segment still
  * attached outside): say so rather than overwrite it. */
 function mapObject(t: TableDb, aid: string, type: IpcType, vrid: number, row: S.FwdVal): void {
-  if (!rows.mapAt(t, aid, S.RT[type], vrid, row))
-    throw new AppshotError(
-      `application '${aid}' still maps virtual ${IPC_NOUN[type]} ${vrid} from an earlier run; run 'appshot gc', or restore under another --aid`,
-      EXIT.conflict,
-    );
+  if (!rows.mapAt(t, aid, S.RT[type], vrid, row)) throw mappedAlready(aid, type, vrid);
+}
+
+/** A saved vrid the application maps already. */
+export function mappedAlready(aid: string, type: IpcType, vrid: number): AppshotError {
+  return new AppshotError(`application '${aid}' still maps virtual ${IPC_NOUN[type]} ${vrid} from an earlier run; run 'appshot gc', or restore under another --aid`, EXIT.conflict);
 }
 
 /** Creates one kernel object for a saved one and records it, in one write
