@@ -105,8 +105,13 @@ export function capturedStat(type: IpcType, row: FwdRow, aid: string) {
     if (st.key >>> 0 !== row.skey >>> 0) throw new Error('its key changed');
     return st;
   } catch (err) {
-    throw new AppshotError(`application '${aid}' ended during the snapshot (${type} ${row.srid}, virtual ${row.vrid}: ${(err as Error).message}); no snapshot was written`);
+    throw endedDuring(type, row, aid, (err as Error).message);
   }
+}
+
+/** A row's kernel object gone or changed under the snapshot, and why. */
+export function endedDuring(type: IpcType, row: FwdRow, aid: string, why: string): AppshotError {
+  return new AppshotError(`application '${aid}' ended during the snapshot (${type} ${row.srid}, virtual ${row.vrid}: ${why}); no snapshot was written`);
 }
 
 export const perm = (row: FwdRow, st: { uid: number; gid: number; mode: number }): Perm => ({ vrid: row.vrid, vkey: row.vkey, uid: st.uid, gid: st.gid, mode: st.mode & 0o777 });

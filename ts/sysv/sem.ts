@@ -1,9 +1,9 @@
 import { spawnSync } from 'node:child_process';
 import { constants } from 'node:os';
 import { SEMSETS_PATH } from '../paths.js';
-import type { TableDb } from '../tabledb.js';
-import { semGetAll } from './kernel.js';
-import { type Kind, type Perm, capturedStat, failedAt, liveRows, mappedAlready, perm, removeObject, whyNotHeld } from './object.js';
+import type { FwdRow, TableDb } from '../tabledb.js';
+import { semCapture } from './kernel.js';
+import { type Kind, type Perm, endedDuring, failedAt, liveRows, mappedAlready, perm, removeObject, whyNotHeld } from './object.js';
 
 /**
  * Semaphore sets: a snapshot holds each set's values (one SEM section for
@@ -49,8 +49,24 @@ function semsetsError(aid: string, rec: SemRecord | undefined, line: string | un
   const m = /^error (\d+) (.*)$/.exec(line ?? '');
   if (!m) return failedAt(what, new Error(`${SEMSETS_PATH} ended ${signal ? `by ${signal}` : `with status ${status}`} without saying why`));
   const errno = Number(m[1]);
-  const code = Object.entries(constants.errno).find(([, n]) => n === errno)?.[0];
-  return failedAt(what, Object.assign(new Error(m[2]), { errno, code }));
+  return failedAt(what, Object.assign(new Error(m[2]), { errno, code: errnoName(errno) }));
+}
+
+const errnoName = (errno: number) => Object.entries(constants.errno).find(([, n]) => n === errno)?.[0] ?? `errno ${errno}`;
+
+/** Every live set's owner, mode and values, read in one call (semCapture:
+ * two addon calls per set were most of capturing thousands); a set gone or
+ * under another key means the application ended under the snapshot. */
+function captureSets(rows: FwdRow[], aid: string): SemRecord[] {
+  const got = semCapture(Int32Array.from(rows, (r) => r.srid));
+  let at = 0;
+  return rows.map((row) => {
+    if (got[at]) throw endedDuring('sem', row, aid, `IPC_STAT: ${errnoName(got[at])}`);
+    const [key, uid, gid, mode, n] = got.subarray(at + 1, at + 6);
+    if (key !== row.skey >>> 0) throw endedDuring('sem', row, aid, 'its key changed');
+    at += 6 + n;
+    return Object.assign(perm(row, { uid, gid, mode }), { values: Array.from(got.subarray(at - n, at)) });
+  });
 }
 
 /** Makes the saved sets again under the application, in file order. */
@@ -71,7 +87,7 @@ export const SEM: Kind = {
   type: 'sem',
 
   capture(w, rows, c) {
-    const sems: SemRecord[] = liveRows(rows, 'sem').map((row) => ({ ...perm(row, capturedStat('sem', row, c.aid)), values: semGetAll(row.srid) }));
+    const sems = captureSets(liveRows(rows, 'sem'), c.aid);
     w.json('sem', sems);
     c.sum.sems = sems.length;
   },
