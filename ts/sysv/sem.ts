@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { constants } from 'node:os';
+import { AppshotError, EXIT } from '../errors.js';
 import { SEMSETS_PATH } from '../paths.js';
 import type { FwdRow, TableDb } from '../tabledb.js';
 import { semCapture } from './kernel.js';
@@ -71,12 +72,17 @@ function captureSets(rows: FwdRow[], aid: string): SemRecord[] {
 
 /** Makes the saved sets again under the application, in file order. */
 function makeSets(t: TableDb, aid: string, identity: boolean, recs: SemRecord[]): void {
+  const env = { ...process.env };
+  for (const name of ['LD_PRELOAD', 'APPSHOT_AID']) delete env[name]; // appshot's, outside every application: no shim in it
   const r = spawnSync(SEMSETS_PATH, [t.home, aid, identity ? '1' : '0', String(process.pid)], {
     input: encodeSets(recs),
     encoding: 'latin1',
     stdio: ['pipe', 'pipe', 'inherit'],
     maxBuffer: 64 * 1024 * 1024,
+    env,
   });
+  if ((r.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT')
+    throw new AppshotError(`cannot start ${SEMSETS_PATH}: it is not built; run 'npm install' to build it; nothing was restored`, EXIT.failure);
   if (r.error) throw failedAt('the semaphore sets', r.error);
   const lines = r.stdout.split('\n').filter(Boolean);
   const made = lines.filter((l) => /^\d+$/.test(l)).length;
