@@ -96,7 +96,7 @@ static int write_begin(MDB_txn **txn)
 static int create_set(MDB_txn *txn, const struct set_rec *r, uint32_t *skey, int *id)
 {
 	for (;;) {
-		inflight_begin(&inflight, (pid_t)creator, tables.aid, RT_SEM, *skey);
+		inflight_begin(&inflight, getpid(), tables.aid, RT_SEM, *skey); /* the process that may die mid-way */
 		*id = semget((key_t)*skey, (int)r->nsems, IPC_CREAT | IPC_EXCL | 0600);
 		if (*id >= 0) {
 			inflight_created(&inflight, (uint32_t)*id);
