@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { addon } from '../ts/addon.js';
@@ -68,6 +68,12 @@ describe('crc32c', () => {
     for (let start = 0; start < 9; start++)
       for (let end = start; end <= 64; end += 5) expect(c.crc32c(data.subarray(start, end), 0x1234)).toBe(crcRef(data.subarray(start, end), 0x1234));
   });
+
+  it('matches it around the three-block path (3 x 8 KiB side by side, then joined)', () => {
+    const data = randomBytes(4 * 24576 + 16);
+    for (const len of [24575, 24576, 24577, 2 * 24576 + 8191, 4 * 24576 + 9])
+      for (let start = 0; start < 4; start++) expect(c.crc32c(data.subarray(start, start + len), 0xfeed)).toBe(crcRef(data.subarray(start, start + len), 0xfeed));
+  });
 });
 
 describe('shared memory to and from files', () => {
@@ -106,6 +112,35 @@ describe('shared memory to and from files', () => {
       expect(readFileSync(file('out')).equals(middle)).toBe(true);
       expect(withFd(file('out'), 'w', (fd) => c.shmToFd(fd, shmid, 0, size))).toBe(c.crc32c(data));
       expect(readFileSync(file('out')).equals(data)).toBe(true);
+    } finally {
+      rmSync(file('in'), { force: true });
+      rmSync(file('out'), { force: true });
+    }
+  });
+
+  it('a segment of 64 MiB or more, copied by several threads: the same bytes and crc, from and to the file position', () => {
+    const size = 64 * MiB + 12_345; // not a page multiple: the last part is short
+    const shmid = create('shm', 0, size);
+    const data = randomBytes(size);
+    const head = Buffer.from('head');
+    const tail = Buffer.from('tail');
+    writeFileSync(file('in'), Buffer.concat([head, data, tail]));
+    try {
+      withFd(file('in'), 'r', (fd) => {
+        expect(readSync(fd, Buffer.alloc(4))).toBe(4);
+        expect(c.fdToShm(fd, shmid, 0, size, 0x77)).toBe(c.crc32c(data, 0x77));
+        const after = Buffer.alloc(8);
+        expect(after.subarray(0, readSync(fd, after)).toString()).toBe('tail'); // the position moved past the bytes
+      });
+      withFd(file('out'), 'w', (fd) => {
+        writeSync(fd, head);
+        expect(c.shmToFd(fd, shmid, 0, size, 0x77)).toBe(c.crc32c(data, 0x77));
+        writeSync(fd, tail);
+      });
+      expect(readFileSync(file('out')).equals(Buffer.concat([head, data, tail]))).toBe(true);
+      // A file that ends in the last thread's range.
+      writeFileSync(file('in'), data.subarray(0, size - 5000));
+      expect(thrown(() => withFd(file('in'), 'r', (fd) => c.fdToShm(fd, shmid, 0, size, 0))).code).toBe('ENODATA');
     } finally {
       rmSync(file('in'), { force: true });
       rmSync(file('out'), { force: true });
@@ -172,6 +207,17 @@ describe('semaphores, permissions, creation', () => {
     c.semSetAll(semid, [1, 2, 3, 32767]);
     expect(c.semGetAll(semid)).toEqual([1, 2, 3, 32767]);
     expect(thrown(() => c.semSetAll(semid, [1])).code).toBe('EINVAL');
+  });
+
+  it('captures many sets in one call: owner, mode and values, and an errno for a set that is gone', () => {
+    const a = create('sem', KEY + 0x10, 3, 0o640);
+    const b = create('sem', 0, 1);
+    c.semSetAll(a, [5, 0, 32767]);
+    c.semSetAll(b, [9]);
+    const got = [...c.semCapture(Int32Array.from([a, 0x7ffffff0, b]))];
+    const uid = process.getuid!();
+    const gid = process.getgid!();
+    expect(got).toEqual([0, KEY + 0x10, uid, gid, 0o640, 3, 5, 0, 32767, 22, 0, 0, uid, gid, 0o600, 1, 9]);
   });
 
   it('reads and sets the permissions of each family', () => {

@@ -226,6 +226,29 @@ describe('snapshot and restore', () => {
     expect(tablesJson(home, ['--aid', 'limited'])).toEqual([]);
   });
 
+  it('a kernel limit hit half way through the semaphore sets (made by appshot-semsets): a clear error, everything made so far removed', async () => {
+    const home = makeHome();
+    const h = appshotAsync(home, ['run', '--aid', 'sets', '--', builtProgram('snapbench'), '10', '1']);
+    await waitFor(h.out, /ready/);
+    const file = join(home, 'sets.snap');
+    expect(appshot(home, ['snapshot', 'sets', '--ipc-only', '-o', file, '--stop']).code).toBe(0);
+    await h.done;
+    const sem = readFileSync('/proc/sys/kernel/sem', 'utf8');
+    const before = ipcSet();
+    const [semmsl, semmns, semopm] = sem.trim().split(/\s+/);
+    // Room for four more sets in this namespace: the fifth of the ten fails.
+    writeFileSync('/proc/sys/kernel/sem', `${semmsl} ${semmns} ${semopm} ${kernelObjects('sem').size + 4}`);
+    try {
+      const r = appshot(home, ['restore', file, '--aid', 'semlimited', '--', 'true']);
+      expect(r.stderr).toMatch(/^appshot: restore failed at semaphore set \d+: semget: No space left on device \(a kernel limit: see ipcs -l\); everything it had made was removed\n$/);
+      expect(r.code).toBe(1);
+    } finally {
+      writeFileSync('/proc/sys/kernel/sem', sem);
+    }
+    expect(ipcSet()).toEqual(before);
+    expect(tablesJson(home, ['--aid', 'semlimited'])).toEqual([]);
+  });
+
   it('the application dying during the snapshot: it fails cleanly, no file at the target', async () => {
     const home = makeHome();
     const dir = join(home, 'state');

@@ -104,6 +104,9 @@ export interface Addon {
   /** Sends in order without waiting: a full queue throws with code 'EAGAIN'. */
   msgSendAll(msqid: number, messages: QueueMessage[]): void;
   semGetAll(semid: number): number[];
+  /** For each set in order: errno (0: read), key, uid, gid, mode, nsems,
+   * then its values (none after an errno): a snapshot's sets in one call. */
+  semCapture(semids: Int32Array): Uint32Array;
   /** values.length must be the set's nsems. */
   semSetAll(semid: number, values: number[]): void;
   ipcStat(type: IpcType, id: number): IpcStat;

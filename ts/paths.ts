@@ -20,6 +20,8 @@ export const SUPERVISOR_PATH = join(BUILD_DIR, 'appshot-supervisor');
 export const POOL_PATH = join(BUILD_DIR, 'appshot-pool');
 /** The whole-process dumper and restorer (native/checkpoint). */
 export const CHECKPOINT_PATH = join(BUILD_DIR, 'appshot-checkpoint');
+/** A restore's semaphore sets, made in C (native/snapshot/semsets.c). */
+export const SEMSETS_PATH = join(BUILD_DIR, 'appshot-semsets');
 export const ADDON_PATH = join(BUILD_DIR, 'appshot.node');
 export const CLI_PATH = join(ROOT, 'bin', 'appshot.js');
 /** The command npm puts on PATH: a shell script that starts CLI_PATH's Node

@@ -338,7 +338,9 @@ export function* fwdRows(t: TableDb, aid?: string, type?: number): Generator<Fwd
   for (const { key, value } of t.fwd.getRange(range)) {
     const k = S.decodeFwdKey(key);
     if (aid !== undefined && k.aid !== aid) continue;
-    yield { ...k, ...S.decodeFwdVal(value) };
+    // Not { ...k, ...v }: a spread of two objects per row was 9 us a row
+    // here, most of reading an application's rows (a snapshot's 2,500 sets).
+    yield Object.assign(k, S.decodeFwdVal(value));
   }
 }
 

@@ -6,7 +6,10 @@
 #include "napi_util.h"
 
 #include <cerrno>
+#include <sys/ipc.h>
+#include <sys/sem.h>
 #include <unistd.h>
+#include <vector>
 
 extern "C" {
 #include "../core/snapshot.h"
@@ -52,6 +55,46 @@ Napi::Value ShmCopy(const Napi::CallbackInfo &info, const char *call, shm_copy_f
 Napi::Value ShmToFd(const Napi::CallbackInfo &info) { return ShmCopy(info, "shmToFd", snap_shm_to_fd); }
 Napi::Value FdToShm(const Napi::CallbackInfo &info) { return ShmCopy(info, "fdToShm", snap_fd_to_shm); }
 
+// semCapture(semids: Int32Array): Uint32Array, for each set in order:
+// errno (0 when read), key, uid, gid, mode, nsems, then nsems values (none
+// after an errno). One call for every set of a snapshot: two calls into the
+// addon per set (IPC_STAT, GETALL) were most of capturing thousands.
+Napi::Value SemCapture(const Napi::CallbackInfo &info)
+{
+	Napi::Env env = info.Env();
+	if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+		throw Napi::TypeError::New(env, "semids must be an Int32Array");
+	Napi::Int32Array ids = info[0].As<Napi::Int32Array>();
+	std::vector<uint32_t> out;
+	out.reserve(ids.ElementLength() * 7);
+	for (size_t i = 0; i < ids.ElementLength(); i++) {
+		struct semid_ds ds;
+		union semun_arg {
+			int val;
+			struct semid_ds *buf;
+			unsigned short *array;
+		} arg;
+		arg.buf = &ds;
+		size_t at = out.size();
+		if (semctl(ids[i], 0, IPC_STAT, arg) != 0) {
+			out.push_back((uint32_t)errno);
+			continue;
+		}
+		out.insert(out.end(), { 0u, (uint32_t)ds.sem_perm.__key, ds.sem_perm.uid, ds.sem_perm.gid, (uint32_t)ds.sem_perm.mode, (uint32_t)ds.sem_nsems });
+		std::vector<unsigned short> vals(ds.sem_nsems);
+		arg.array = vals.data();
+		if (semctl(ids[i], 0, GETALL, arg) != 0) {
+			out.resize(at);
+			out.push_back((uint32_t)errno);
+			continue;
+		}
+		out.insert(out.end(), vals.begin(), vals.end());
+	}
+	Napi::Uint32Array r = Napi::Uint32Array::New(env, out.size());
+	std::copy(out.begin(), out.end(), r.Data());
+	return r;
+}
+
 // seek(fd, offset): lseek(SEEK_SET), for reading past a section Node would
 // otherwise have to read.
 Napi::Value Seek(const Napi::CallbackInfo &info)
@@ -73,6 +116,7 @@ void RegisterSnapshot(Napi::Env env, Napi::Object exports)
 		{ "shmToFd", ShmToFd },
 		{ "fdToShm", FdToShm },
 		{ "seek", Seek },
+		{ "semCapture", SemCapture },
 	});
 }
 

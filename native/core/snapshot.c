@@ -74,6 +74,41 @@ __attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t c, const uint8
 	while (n--) c = _mm_crc32_u8(c, *p++);
 	return c;
 }
+
+/* The crc32 instruction takes three cycles to give its result and can
+ * start one every cycle, so one chain of them uses a third of the unit:
+ * three blocks checksummed side by side, then joined (crc_shift), run at
+ * nearly three times the speed (measured 7.6 -> 20+ GB/s here). */
+#define CRC_BLOCK 8192
+static const uint8_t crc_zeros[CRC_BLOCK];
+/* shift_tab[k][b]: the register b << 8k after CRC_BLOCK zero bytes. A
+ * register run over zero bytes is linear in its start, so these four
+ * tables take any register across CRC_BLOCK bytes. */
+static uint32_t shift_tab[4][256];
+
+static uint32_t crc_shift(uint32_t c)
+{
+	return shift_tab[0][c & 0xff] ^ shift_tab[1][(c >> 8) & 0xff] ^ shift_tab[2][(c >> 16) & 0xff] ^ shift_tab[3][c >> 24];
+}
+
+__attribute__((target("sse4.2"))) static uint32_t crc_hw3(uint32_t c, const uint8_t *p, size_t n)
+{
+	for (; n >= 3 * CRC_BLOCK; p += 3 * CRC_BLOCK, n -= 3 * CRC_BLOCK) {
+		uint64_t a = c, b = 0, d = 0;
+		for (size_t i = 0; i < CRC_BLOCK; i += 8) {
+			uint64_t wa, wb, wd;
+			memcpy(&wa, p + i, 8);
+			memcpy(&wb, p + CRC_BLOCK + i, 8);
+			memcpy(&wd, p + 2 * CRC_BLOCK + i, 8);
+			a = _mm_crc32_u64(a, wa);
+			b = _mm_crc32_u64(b, wb);
+			d = _mm_crc32_u64(d, wd);
+		}
+		/* raw(c, A B C) = shift(shift(raw(c, A)) ^ raw(0, B)) ^ raw(0, C) */
+		c = crc_shift(crc_shift((uint32_t)a) ^ (uint32_t)b) ^ (uint32_t)d;
+	}
+	return crc_hw(c, p, n);
+}
 #endif
 
 static uint32_t (*crc_impl)(uint32_t, const uint8_t *, size_t);
@@ -85,21 +120,57 @@ static void choose_crc(void)
 	make_crc_table();
 #if defined(__x86_64__)
 	__builtin_cpu_init();
-	if (__builtin_cpu_supports("sse4.2")) crc_impl = crc_hw;
+	if (__builtin_cpu_supports("sse4.2")) {
+		uint32_t basis[32];
+		for (int i = 0; i < 32; i++) basis[i] = crc_hw(1u << i, crc_zeros, CRC_BLOCK);
+		for (int k = 0; k < 4; k++)
+			for (int b = 0; b < 256; b++) {
+				uint32_t v = 0;
+				for (int j = 0; j < 8; j++)
+					if (b >> j & 1) v ^= basis[8 * k + j];
+				shift_tab[k][b] = v;
+			}
+		crc_impl = crc_hw3;
+	}
 #endif
+}
+
+/* The running (uninverted) CRC over p. */
+static uint32_t crc_raw(uint32_t c, const void *p, size_t n)
+{
+	pthread_once(&crc_once, choose_crc);
+	return crc_impl(c, p, n);
+}
+
+/* The running CRC c carried across n zero bytes: what joins the CRC of
+ * one range to the CRC (from 0) of the range after it. */
+static uint32_t crc_raw_zeros(uint32_t c, uint64_t n)
+{
+	pthread_once(&crc_once, choose_crc);
+#if defined(__x86_64__)
+	if (crc_impl == crc_hw3)
+		for (; n >= CRC_BLOCK; n -= CRC_BLOCK) c = crc_shift(c);
+#endif
+	for (; n >= CRC_BLOCK; n -= CRC_BLOCK) c = crc_impl(c, crc_zeros, CRC_BLOCK);
+	return crc_impl(c, crc_zeros, (size_t)n);
 }
 
 uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
 {
-	pthread_once(&crc_once, choose_crc);
-	return ~crc_impl(~crc, buf, len);
+	return ~crc_raw(~crc, buf, len);
 }
 
 /* ---- Shared memory to and from files ---- */
 
 /* Big enough that the system calls cost nothing, small enough that a chunk
  * just checksummed is still in the cache when write copies it. */
-#define CHUNK ((size_t)8 << 20)
+#define CHUNK ((size_t)2 << 20)
+/* A segment this large is copied by several threads, each its own range of
+ * the segment and of the file: in this VM a page the kernel hands out costs
+ * ~3 us of CPU (the file's pages on snapshot, the segment's on restore),
+ * most of the copy, and each CPU pays for its own pages. */
+#define SPLIT_MIN ((uint64_t)64 << 20)
+#define MAX_THREADS 4
 
 /* Attaches shmid once [offset, offset + len) is known to lie inside it:
  * past its end the copy would fault, not fail. */
@@ -111,19 +182,6 @@ static int attach_range(int shmid, int flags, uint64_t offset, uint64_t len, uin
 	void *p = shmat(shmid, NULL, flags);
 	if (p == (void *)-1) return errno;
 	*base = p;
-	return 0;
-}
-
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR) continue;
-		if (w < 0) return errno;
-		if (w == 0) return EIO;
-		p += w;
-		n -= (size_t)w;
-	}
 	return 0;
 }
 
@@ -144,22 +202,107 @@ static void populate(const uint8_t *p, size_t n, int advice)
 	madvise((void *)start, (uintptr_t)p + n - start, advice);
 }
 
+/* One thread's part of a copy: bytes [p, p + len) of the attached segment
+ * and the file at at (-1: the descriptor's own position, one thread only),
+ * and the running CRC of its bytes. */
+struct part {
+	int fd, to_fd;
+	uint8_t *p;
+	uint64_t len;
+	off_t at;
+	uint32_t crc;
+	int rc;
+};
+
+static ssize_t io_once(const struct part *w, uint8_t *p, size_t n, off_t at)
+{
+	if (w->to_fd) return at < 0 ? write(w->fd, p, n) : pwrite(w->fd, p, n, at);
+	return at < 0 ? read(w->fd, p, n) : pread(w->fd, p, n, at);
+}
+
+/* All n bytes written or read: 0, or an errno (EIO: a write of nothing,
+ * ENODATA: the file ended first). */
+static int io_all(const struct part *w, uint8_t *p, size_t n, off_t at)
+{
+	while (n) {
+		ssize_t r = io_once(w, p, n, at);
+		if (r < 0 && errno == EINTR) continue;
+		if (r < 0) return errno;
+		if (r == 0) return w->to_fd ? EIO : ENODATA;
+		p += r;
+		n -= (size_t)r;
+		if (at >= 0) at += r;
+	}
+	return 0;
+}
+
+static void *copy_part(void *arg)
+{
+	struct part *w = arg;
+	for (uint64_t done = 0; done < w->len && !w->rc; done += chunk_of(w->len - done)) {
+		uint8_t *p = w->p + done;
+		size_t n = chunk_of(w->len - done);
+		off_t at = w->at < 0 ? -1 : w->at + (off_t)done;
+		if (w->to_fd) {
+			populate(p, n, MADV_POPULATE_READ);
+			w->crc = crc_raw(w->crc, p, n); /* first, so write copies from a warm cache */
+			w->rc = io_all(w, p, n, at);
+		} else {
+			populate(p, n, MADV_POPULATE_WRITE);
+			w->rc = io_all(w, p, n, at);
+			if (!w->rc) w->crc = crc_raw(w->crc, p, n); /* while the bytes read are in the cache */
+		}
+	}
+	return NULL;
+}
+
+static int threads_for(uint64_t len)
+{
+	if (len < SPLIT_MIN) return 1;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	return cpus < 2 ? 1 : cpus > MAX_THREADS ? MAX_THREADS : (int)cpus;
+}
+
+/* Copies [base, base + len) to or from fd at its position, split among
+ * threads at page boundaries when it is large and fd can seek, then moves
+ * fd's position past it and continues *crc. */
+static int copy_parts(int fd, int to_fd, uint8_t *base, uint64_t len, uint32_t *crc)
+{
+	off_t start = len >= SPLIT_MIN ? lseek(fd, 0, SEEK_CUR) : -1;
+	int n = start < 0 ? 1 : threads_for(len);
+	struct part parts[MAX_THREADS];
+	pthread_t tids[MAX_THREADS];
+	uint64_t each = (len / (uint64_t)n + 4095) & ~(uint64_t)4095;
+	for (int i = 0; i < n; i++) {
+		uint64_t lo = each * (uint64_t)i < len ? each * (uint64_t)i : len;
+		uint64_t hi = lo + each < len ? lo + each : len;
+		parts[i] = (struct part){ fd, to_fd, base + lo, hi - lo, start < 0 ? -1 : start + (off_t)lo, i ? 0 : ~*crc, 0 };
+	}
+	int started = 1;
+	for (; started < n; started++)
+		if (pthread_create(&tids[started], NULL, copy_part, &parts[started])) break;
+	/* Parts whose thread could not start are done here, after the first. */
+	copy_part(&parts[0]);
+	for (int i = started; i < n; i++) copy_part(&parts[i]);
+	for (int i = 1; i < started; i++) pthread_join(tids[i], NULL);
+	uint32_t c = parts[0].crc;
+	int rc = parts[0].rc;
+	for (int i = 1; i < n; i++) {
+		c = crc_raw_zeros(c, parts[i].len) ^ parts[i].crc;
+		if (!rc) rc = parts[i].rc;
+	}
+	if (!rc && start >= 0 && lseek(fd, start + (off_t)len, SEEK_SET) < 0) rc = errno;
+	if (!rc) *crc = ~c;
+	return rc;
+}
+
 int snap_shm_to_fd(int fd, int shmid, uint64_t offset, uint64_t len, uint32_t *crc)
 {
 	uint8_t *base;
 	int rc = attach_range(shmid, SHM_RDONLY, offset, len, &base);
 	if (rc) return rc;
-	uint32_t c = *crc;
-	for (uint64_t done = 0; done < len && !rc;) {
-		const uint8_t *p = base + offset + done;
-		size_t n = chunk_of(len - done);
-		populate(p, n, MADV_POPULATE_READ);
-		c = crc32c(c, p, n); /* first, so write copies from a warm cache */
-		rc = write_all(fd, p, n);
-		done += n;
-	}
+	rc = copy_parts(fd, 1, base + offset, len, crc);
 	shmdt(base);
-	if (!rc) *crc = c;
 	return rc;
 }
 
@@ -168,21 +311,8 @@ int snap_fd_to_shm(int fd, int shmid, uint64_t offset, uint64_t len, uint32_t *c
 	uint8_t *base;
 	int rc = attach_range(shmid, 0, offset, len, &base);
 	if (rc) return rc;
-	uint32_t c = *crc;
-	for (uint64_t done = 0; done < len;) {
-		uint8_t *p = base + offset + done;
-		populate(p, chunk_of(len - done), MADV_POPULATE_WRITE);
-		ssize_t r = read(fd, p, chunk_of(len - done));
-		if (r < 0 && errno == EINTR) continue;
-		if (r <= 0) {
-			rc = r < 0 ? errno : ENODATA;
-			break;
-		}
-		c = crc32c(c, p, (size_t)r); /* while the bytes read are in the cache */
-		done += (uint64_t)r;
-	}
+	rc = copy_parts(fd, 0, base + offset, len, crc);
 	shmdt(base);
-	if (!rc) *crc = c;
 	return rc;
 }
 

@@ -87,6 +87,7 @@ export const inflightClear = (home: string): void => addon().inflightClear(home)
 export const recoverInflight = (home: string, isMapped: (type: number, srid: number) => boolean): string | null => addon().recoverInflight(home, isMapped);
 
 export const semGetAll = (semid: number): number[] => addon().semGetAll(semid);
+export const semCapture = (semids: Int32Array): Uint32Array => addon().semCapture(semids);
 export const semSetAll = (semid: number, values: number[]): void => addon().semSetAll(semid, values);
 export const msgCopyAll = (msqid: number): QueueMessage[] => addon().msgCopyAll(msqid);
 export const msgSendAll = (msqid: number, messages: QueueMessage[]): void => addon().msgSendAll(msqid, messages);

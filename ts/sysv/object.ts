@@ -105,8 +105,13 @@ export function capturedStat(type: IpcType, row: FwdRow, aid: string) {
     if (st.key >>> 0 !== row.skey >>> 0) throw new Error('its key changed');
     return st;
   } catch (err) {
-    throw new AppshotError(`application '${aid}' ended during the snapshot (${type} ${row.srid}, virtual ${row.vrid}: ${(err as Error).message}); no snapshot was written`);
+    throw endedDuring(type, row, aid, (err as Error).message);
   }
+}
+
+/** A row's kernel object gone or changed under the snapshot, and why. */
+export function endedDuring(type: IpcType, row: FwdRow, aid: string, why: string): AppshotError {
+  return new AppshotError(`application '${aid}' ended during the snapshot (${type} ${row.srid}, virtual ${row.vrid}: ${why}); no snapshot was written`);
 }
 
 export const perm = (row: FwdRow, st: { uid: number; gid: number; mode: number }): Perm => ({ vrid: row.vrid, vkey: row.vkey, uid: st.uid, gid: st.gid, mode: st.mode & 0o777 });
@@ -124,11 +129,12 @@ export function recoverInflight(t: TableDb): string | null {
  * a row already there is one cleanup left behind (a segment still
  * attached outside): say so rather than overwrite it. */
 function mapObject(t: TableDb, aid: string, type: IpcType, vrid: number, row: S.FwdVal): void {
-  if (!rows.mapAt(t, aid, S.RT[type], vrid, row))
-    throw new AppshotError(
-      `application '${aid}' still maps virtual ${IPC_NOUN[type]} ${vrid} from an earlier run; run 'appshot gc', or restore under another --aid`,
-      EXIT.conflict,
-    );
+  if (!rows.mapAt(t, aid, S.RT[type], vrid, row)) throw mappedAlready(aid, type, vrid);
+}
+
+/** A saved vrid the application maps already. */
+export function mappedAlready(aid: string, type: IpcType, vrid: number): AppshotError {
+  return new AppshotError(`application '${aid}' still maps virtual ${IPC_NOUN[type]} ${vrid} from an earlier run; run 'appshot gc', or restore under another --aid`, EXIT.conflict);
 }
 
 /** Creates one kernel object for a saved one and records it, in one write
