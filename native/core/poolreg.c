@@ -221,6 +221,8 @@ int pool_channel_accept(int ch, int flags, void (*warn)(const char *msg))
 		return errno = EMFILE, -1;
 	}
 	ack(ch, &from, m.msg_namelen, h.seq, 1);
-	if (flags & SOCK_NONBLOCK) raw_call(SYS_fcntl, conn, F_SETFL, raw_call(SYS_fcntl, conn, F_GETFL) | O_NONBLOCK);
+	/* The daemon accepts with no flags, so the file's status flags are
+	 * O_RDWR alone (F_SETFL leaves the access mode as it is): no F_GETFL. */
+	if (flags & SOCK_NONBLOCK) raw_call(SYS_fcntl, conn, F_SETFL, O_NONBLOCK);
 	return conn;
 }
