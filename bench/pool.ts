@@ -8,7 +8,9 @@
  * hand-off on every request) and with 100 requests per connection.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { CLI_PATH, builtProgram } from '../ts/paths.js';
+import { readFileSync, readdirSync, realpathSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { CLI_PATH, POOL_PATH, builtProgram } from '../ts/paths.js';
 import { type Stage, sized } from './stage.js';
 import type { PoolFigures } from './figures.js';
 
@@ -42,10 +44,43 @@ function systemPorts(home: string): number[] {
   return (JSON.parse(r.stdout) as { system: number }[]).map((row) => row.system);
 }
 
-function load(ports: number[], reqs: number, seconds: number): { rps: number; errors: number } {
+/** Clock ticks per second of /proc/PID/stat's CPU times. */
+const TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100;
+
+/** CPU time, in microseconds, of the processes serving on home: its
+ * poolserver instances and its pool daemon (other homes' are left out). */
+function serverCpuUs(home: string): number {
+  const real = realpathSync(home);
+  let ticks = 0;
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      const ours =
+        (argv[0] === POOL_PATH && argv[1] !== undefined && realpathSync(argv[1]) === real) ||
+        (argv[0] === builtProgram('poolserver') && readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes(`APPSHOT_HOME=${home}`));
+      if (!ours) continue;
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]); /* utime, stime */
+    } catch {
+      /* gone meanwhile, or not ours to read */
+    }
+  }
+  return (ticks * 1e6) / TICKS;
+}
+
+interface Load {
+  rps: number;
+  errors: number;
+  /** CPU per request on every side: load generator, instances, daemon. */
+  cpuUs: number;
+}
+
+function load(home: string, ports: number[], reqs: number, seconds: number): Load {
+  const before = serverCpuUs(home);
   const r = spawnSync(builtProgram('loadgen'), [ports.join(','), String(CONNS), String(seconds), String(reqs)], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`loadgen failed: ${r.stderr}`);
-  return JSON.parse(r.stdout);
+  const out = JSON.parse(r.stdout) as { requests: number; rps: number; errors: number; cpu_us: number };
+  return { rps: out.rps, errors: out.errors, cpuUs: (out.cpu_us + serverCpuUs(home) - before) / Math.max(1, out.requests) };
 }
 
 async function withInstances<T>(home: string, publish: boolean, fn: () => T): Promise<T> {
@@ -59,24 +94,29 @@ async function withInstances<T>(home: string, publish: boolean, fn: () => T): Pr
   }
 }
 
-/** Median requests per second each way over rounds, alternating sides. */
-export async function poolThroughput(home: string, rounds: number, seconds: number): Promise<PoolFigures[]> {
+/** Median requests per second each way over rounds, alternating sides.
+ * The CPU a request costs on every side, each way, goes to progress: on a
+ * shared machine it holds still where requests/s swing with the load. */
+export async function poolThroughput(home: string, rounds: number, seconds: number, progress?: (line: string) => void): Promise<PoolFigures[]> {
   const figures: PoolFigures[] = [];
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   for (const reqs of [1, 100]) {
-    const direct: number[] = [];
-    const pool: number[] = [];
-    let errors = 0;
+    const direct: Load[] = [];
+    const pool: Load[] = [];
     for (let i = 0; i < rounds; i++) {
-      const d = await withInstances(home, false, () => load(systemPorts(home), reqs, seconds));
-      const p = await withInstances(home, true, () => load([PUBLIC], reqs, seconds));
-      direct.push(d.rps);
-      pool.push(p.rps);
-      errors += d.errors + p.errors;
+      direct.push(await withInstances(home, false, () => load(home, systemPorts(home), reqs, seconds)));
+      pool.push(await withInstances(home, true, () => load(home, [PUBLIC], reqs, seconds)));
     }
-    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-    const directRps = median(direct);
-    const poolRps = median(pool);
+    const directRps = median(direct.map((l) => l.rps));
+    const poolRps = median(pool.map((l) => l.rps));
+    const errors = [...direct, ...pool].reduce((n, l) => n + l.errors, 0);
     figures.push({ requestsPerConnection: reqs, directRps, poolRps, ratio: poolRps / directRps, errors });
+    const directCpu = median(direct.map((l) => l.cpuUs));
+    const poolCpu = median(pool.map((l) => l.cpuUs));
+    progress?.(
+      `${reqs} request(s) per connection: CPU per request, every side: direct ${directCpu.toFixed(1)} µs, pool ${poolCpu.toFixed(1)} µs ` +
+        `(direct / pool ${(directCpu / poolCpu).toFixed(2)}x); req/s ${directRps} and ${poolRps}; load ${loadavg()[0].toFixed(1)}`,
+    );
   }
   return figures;
 }
@@ -89,6 +129,6 @@ export const poolStage: Stage = {
   },
   async run(ctx) {
     const { rounds, seconds } = sized(ctx.full, SIZES);
-    return { pool: await poolThroughput(ctx.home, rounds, seconds) };
+    return { pool: await poolThroughput(ctx.home, rounds, seconds, ctx.progress) };
   },
 };

@@ -262,7 +262,7 @@ print('got', len(msg), 'bytes', sum(len(d) // 4 for (_, t, d) in anc if t == soc
       await waitFor(b.err, /cannot join the pool/);
       expect(b.err()).toContain(`appshot: cannot join the pool of published port ${pub} at ${join(pools, `${pub}.sock`)} (it is served by pid`);
       expect(b.err()).toContain(`of uid ${NOBODY}, not by a daemon of uid 0`);
-      await waitFor(fake.out, /got/);
+      await waitFor(fake.out, /descriptors/); // python3 -u writes the line piece by piece
       expect(fake.out()).toContain('got 0 bytes 0 descriptors');
     } finally {
       await fake.kill();

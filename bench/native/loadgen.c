@@ -1,7 +1,9 @@
 /* The load generator of the pool benchmark: CONNS client threads on
  * loopback for SECONDS, each opening connections to the PORTS in turn
  * and sending REQS requests on each (1: a connection per request).
- * Prints {"requests": N, "rps": R, "errors": E}. */
+ * Prints {"requests": N, "rps": R, "errors": E, "cpu_us": C}, C its own
+ * CPU time (user + system), so that the bench can add up the CPU a request
+ * costs on every side: on a shared machine requests/s swing with the load. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -11,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include "bench.h"
@@ -80,6 +83,9 @@ int main(int argc, char **argv)
 	for (long i = 0; i < conns && i < 256; i++) pthread_create(&t[i], NULL, client, (void *)i);
 	for (int i = 0; i < conns && i < 256; i++) pthread_join(t[i], NULL);
 	double secs = (now_ns() - start) / 1e9;
-	printf("{\"requests\": %ld, \"rps\": %.0f, \"errors\": %ld}\n", (long)done, done / secs, (long)errors);
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	long cpu_us = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000L + ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
+	printf("{\"requests\": %ld, \"rps\": %.0f, \"errors\": %ld, \"cpu_us\": %ld}\n", (long)done, done / secs, (long)errors, cpu_us);
 	return 0;
 }

@@ -8,6 +8,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -132,6 +133,17 @@ const char *pool_daemon_call(const struct sockaddr_un *daemon, const char *home,
 	return why;
 }
 
+/* Our effective uid, asked once per process (a system call per handoff
+ * otherwise): the daemon of that user is the one this process's channels
+ * registered with (fixed at the registration, see pool_channel_join): a
+ * server that drops privileges after binding still takes its handoffs. */
+static uid_t own_uid(void)
+{
+	static _Atomic long uid = -1;
+	if (uid < 0) uid = (long)raw_call(SYS_geteuid);
+	return (uid_t)uid;
+}
+
 int pool_channel_join(const char *home, uint16_t pub, const char *aid, uint32_t spid, int listener, const struct sockaddr *addr,
 		      uint16_t vport, uint16_t sport, char *why, size_t cap)
 {
@@ -140,6 +152,7 @@ int pool_channel_join(const char *home, uint16_t pub, const char *aid, uint32_t 
 	struct pool_reply reply = { -1 };
 	if (pool_daemon_path(&daemon, home, pub)) return snprintf(why, cap, "the pool socket path under %s is too long", home), -1;
 	snprintf(reg.aid, sizeof reg.aid, "%s", aid);
+	own_uid(); /* the user whose daemon the channel registers with, fixed now */
 	int ch = channel_socket(addr, vport, &reg);
 	if (ch < 0) return snprintf(why, cap, "its socket: %s", strerror(errno)), -1;
 	const char *w = pool_daemon_call(&daemon, home, pub, &reg, sizeof reg, listener, &reply, sizeof reply, why, cap);
@@ -175,7 +188,7 @@ static int take_handoff(struct msghdr *m, ssize_t n, int *conn, void (*warn)(con
 			else *conn = fd;
 		}
 	}
-	if (creds && cr.uid == geteuid() && n == sizeof(struct pool_handoff) && nfd <= 1 && !(m->msg_flags & MSG_TRUNC)) return 1;
+	if (creds && cr.uid == own_uid() && n == sizeof(struct pool_handoff) && nfd <= 1 && !(m->msg_flags & MSG_TRUNC)) return 1;
 	if (!creds && !nfd && n == 0) return -1; /* every datagram carries its sender's credentials */
 	static int told;
 	if (!told++) {
@@ -208,6 +221,8 @@ int pool_channel_accept(int ch, int flags, void (*warn)(const char *msg))
 		return errno = EMFILE, -1;
 	}
 	ack(ch, &from, m.msg_namelen, h.seq, 1);
-	if (flags & SOCK_NONBLOCK) raw_call(SYS_fcntl, conn, F_SETFL, raw_call(SYS_fcntl, conn, F_GETFL) | O_NONBLOCK);
+	/* The daemon accepts with no flags, so the file's status flags are
+	 * O_RDWR alone (F_SETFL leaves the access mode as it is): no F_GETFL. */
+	if (flags & SOCK_NONBLOCK) raw_call(SYS_fcntl, conn, F_SETFL, O_NONBLOCK);
 	return conn;
 }

@@ -66,6 +66,8 @@
 #define FD_RESERVE 16    /* descriptors kept for instances and the harness */
 #define PROBE_MS 1000    /* how often an idle instance is checked for life */
 #define RECOUNT_MS 3     /* at the scaler's limit, open connections counted again this soon */
+#define ACK_BATCH 8      /* round robin reads an instance's acks once this many wait (acks_due) */
+#define ACK_LAG_MS 2     /* or once the oldest is this old */
 
 enum kind { W_PUBLIC, W_CHANNELS, W_CTL, W_TIMER, W_SIGNAL, W_CHAN, W_LISTENER, W_CLIENT, W_RECOUNT };
 
@@ -82,7 +84,6 @@ struct conn {
 	int fd;
 	bool direct; /* from the instance's own listener, not the public one */
 	uint64_t seq, handed_ms, accepted_ms;
-	unsigned long ino;
 };
 
 struct queue {
@@ -148,6 +149,10 @@ static struct {
 	uint32_t diag_seq;
 	struct queue held;
 	uint64_t seq, start_ms, refresh_ms;
+	/* The public listener's address when it names one interface (not a
+	 * wildcard): the local address of every connection it accepts, which
+	 * then needs no getsockname each. Family 0 otherwise. */
+	struct sockaddr_storage pub_local;
 } g;
 
 static uint64_t monotonic_ms(void)
@@ -254,11 +259,9 @@ static struct conn *q_take(struct queue *q, uint64_t seq)
 static struct conn *new_conn(int fd, bool direct)
 {
 	struct conn *c = xcalloc(sizeof *c);
-	struct stat st;
 	c->fd = fd;
 	c->direct = direct;
 	c->accepted_ms = monotonic_ms();
-	c->ino = fstat(fd, &st) == 0 ? st.st_ino : 0;
 	return c;
 }
 
@@ -369,11 +372,23 @@ static void end_scaler(void);
 static socklen_t inet_address(const char *host, int port, struct sockaddr_storage *ss);
 static int listen_public(const struct sockaddr_storage *addr, socklen_t len, int v6only);
 
+/* Whether a choice needs IN's acks read now. Under round robin with no
+ * scaler the counts choose nothing, so acks are read in batches (one
+ * recvmmsg for ACK_BATCH connections instead of one each: a tenth of the
+ * daemon's time per connection went there), or once the oldest unacked
+ * handoff is ACK_LAG_MS old, well before it could look stale. lc and the
+ * scaler's limit count unacked connections as open: they read every time. */
+static bool acks_due(const struct instance *in, uint64_t now)
+{
+	if (!in->registered || in->dead || !in->unacked.n) return false;
+	return g.lc || g.conns || g.scaler || in->unacked.n >= ACK_BATCH || now - in->unacked.head->handed_ms >= ACK_LAG_MS;
+}
+
 static bool eligible(struct instance *in, uint64_t now)
 {
 	/* Acks are read here, when a choice needs them, not when they come:
 	 * waking for each one would cost a second switch per connection. */
-	if (in->registered && !in->dead && in->unacked.n) take_acks(in);
+	if (acks_due(in, now)) take_acks(in);
 	if (!in->registered || in->dead || in->blocked || in->unacked.n >= MAX_UNACKED) return false;
 	return !in->unacked.head || now - in->unacked.head->handed_ms <= STALE_MS;
 }
@@ -717,16 +732,21 @@ static void take_register(struct instance *in)
 	tell_scaler("joined %s\n", reg.aid);
 }
 
-/* The connection's addresses, read before our copy of it closes. */
-static bool tuple_of(int fd, unsigned long ino, struct tuple *t)
+/* The connection's addresses and inode, read before our copy of it
+ * closes; false for one already closed, which is not counted (nor asked
+ * about by every refresh after). getpeername comes first: under load most
+ * connections are over by the time they are acked, and cost one call. */
+static bool tuple_of(int fd, struct tuple *t)
 {
-	struct sockaddr_storage l, p;
+	struct sockaddr_storage l = g.pub_local, p;
 	socklen_t ll = sizeof l, pl = sizeof p;
-	if (getsockname(fd, (struct sockaddr *)&l, &ll) || getpeername(fd, (struct sockaddr *)&p, &pl) || l.ss_family != p.ss_family)
+	struct stat st;
+	if (getpeername(fd, (struct sockaddr *)&p, &pl) || (!l.ss_family && getsockname(fd, (struct sockaddr *)&l, &ll)) ||
+	    l.ss_family != p.ss_family || fstat(fd, &st))
 		return false;
 	memset(t, 0, sizeof *t);
 	t->family = l.ss_family;
-	t->ino = ino;
+	t->ino = st.st_ino;
 	t->id.idiag_cookie[0] = t->id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
 	if (l.ss_family == AF_INET) {
 		const struct sockaddr_in *a = (const void *)&l, *b = (const void *)&p;
@@ -752,7 +772,7 @@ static void take_ack(struct instance *in, const struct pool_ack *ack)
 	if (c && ack->taken) {
 		in->handed++;
 		struct tuple t;
-		if (!c->direct && c->ino && tuple_of(c->fd, c->ino, &t)) push_open(&in->open, &t);
+		if (!c->direct && tuple_of(c->fd, &t)) push_open(&in->open, &t);
 		drop_conn(c);
 	} else if (c) {
 		/* It could not install it: hand it again, but not to this
@@ -1216,6 +1236,12 @@ static int listening_socket(const struct sockaddr_storage *addr, socklen_t len, 
 	return fd;
 }
 
+static bool is_wildcard(const struct sockaddr_storage *addr)
+{
+	if (addr->ss_family == AF_INET) return ((const struct sockaddr_in *)addr)->sin_addr.s_addr == htonl(INADDR_ANY);
+	return addr->ss_family != AF_INET6 || IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)addr)->sin6_addr);
+}
+
 /* The public listener on addr: 0, or an errno. Once it listens, the
  * reserve lets go of the port (a client that came meanwhile is reset) and
  * no one else may join the port (SO_REUSEPORT off: a later bind by another
@@ -1229,6 +1255,7 @@ static int listen_public(const struct sockaddr_storage *addr, socklen_t len, int
 	if (g.reserve >= 0) close(g.reserve);
 	g.reserve = -1;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &zero, sizeof zero);
+	if (!is_wildcard(addr)) memcpy(&g.pub_local, addr, len);
 	return 0;
 }
 
