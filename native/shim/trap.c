@@ -65,20 +65,25 @@ int trap_on;
 
 /* ---------------------------------------------------------------- the filter */
 
-/* The trapped numbers, the hottest first: the filter tests them in order. */
+/* The trapped numbers, the hottest first: the filter tests them in order,
+ * and the shim's own calls of them run it too (the kernel's cache allows a
+ * number on its number alone, never by instruction). So first the calls the
+ * shim makes on every translated call of a program (semop, semctl, msgsnd,
+ * msgrcv), then send and recv (sendto and recvfrom without an address,
+ * allowed on the argument), then the rest. */
 enum cond { ALWAYS, ADDR_ARG4, PRIO_WHICH, MAY_BLOCK, ARG0_SIGSYS };
 static const struct {
 	int nr;
 	enum cond cond;
 } trapped[] = {
-	{ SYS_semop, ALWAYS }, { SYS_semtimedop, ALWAYS }, { SYS_kill, ALWAYS }, { SYS_tgkill, ALWAYS },
-	{ SYS_getpid, ALWAYS }, { SYS_gettid, ALWAYS }, { SYS_msgsnd, ALWAYS }, { SYS_msgrcv, ALWAYS },
-	{ SYS_rt_sigprocmask, MAY_BLOCK }, { SYS_rt_sigaction, ARG0_SIGSYS }, { SYS_sendto, ADDR_ARG4 }, { SYS_recvfrom, ADDR_ARG4 },
-	{ SYS_wait4, ALWAYS }, { SYS_waitid, ALWAYS }, { SYS_getppid, ALWAYS }, { SYS_semctl, ALWAYS },
-	{ SYS_shmat, ALWAYS }, { SYS_shmdt, ALWAYS }, { SYS_semget, ALWAYS }, { SYS_shmget, ALWAYS },
-	{ SYS_shmctl, ALWAYS }, { SYS_msgget, ALWAYS }, { SYS_msgctl, ALWAYS }, { SYS_getpgid, ALWAYS },
-	{ SYS_getpgrp, ALWAYS }, { SYS_getsid, ALWAYS }, { SYS_setpgid, ALWAYS }, { SYS_tkill, ALWAYS },
-	{ SYS_rt_sigqueueinfo, ALWAYS }, { SYS_rt_tgsigqueueinfo, ALWAYS }, { SYS_fork, ALWAYS },
+	{ SYS_semop, ALWAYS }, { SYS_semctl, ALWAYS }, { SYS_msgsnd, ALWAYS }, { SYS_msgrcv, ALWAYS },
+	{ SYS_sendto, ADDR_ARG4 }, { SYS_recvfrom, ADDR_ARG4 }, { SYS_semtimedop, ALWAYS }, { SYS_shmat, ALWAYS },
+	{ SYS_shmdt, ALWAYS }, { SYS_kill, ALWAYS }, { SYS_tgkill, ALWAYS }, { SYS_getpid, ALWAYS },
+	{ SYS_gettid, ALWAYS }, { SYS_rt_sigprocmask, MAY_BLOCK }, { SYS_rt_sigaction, ARG0_SIGSYS },
+	{ SYS_wait4, ALWAYS }, { SYS_waitid, ALWAYS }, { SYS_getppid, ALWAYS }, { SYS_semget, ALWAYS },
+	{ SYS_shmget, ALWAYS }, { SYS_shmctl, ALWAYS }, { SYS_msgget, ALWAYS }, { SYS_msgctl, ALWAYS },
+	{ SYS_getpgid, ALWAYS }, { SYS_getpgrp, ALWAYS }, { SYS_getsid, ALWAYS }, { SYS_setpgid, ALWAYS },
+	{ SYS_tkill, ALWAYS }, { SYS_rt_sigqueueinfo, ALWAYS }, { SYS_rt_tgsigqueueinfo, ALWAYS }, { SYS_fork, ALWAYS },
 	{ SYS_vfork, ALWAYS }, { SYS_bind, ALWAYS }, { SYS_connect, ALWAYS }, { SYS_listen, ALWAYS },
 	{ SYS_getsockname, ALWAYS }, { SYS_getpeername, ALWAYS }, { SYS_accept, ALWAYS }, { SYS_accept4, ALWAYS },
 	{ SYS_sched_setaffinity, ALWAYS }, { SYS_sched_getaffinity, ALWAYS }, { SYS_sched_setscheduler, ALWAYS },
@@ -135,12 +140,32 @@ static int by_address_down(const void *a, const void *b)
 	return x->lo < y->lo ? 1 : x->lo > y->lo ? -1 : 0;
 }
 
+/* The shim's own text, which no piece covers (executable_pieces). */
+static uintptr_t shim_text_start, shim_text_end;
+
+/* The shim's own instruction, allowed in six instructions before the
+ * pieces are walked: every translated call of the program is one such call,
+ * which runs the filter (the answer is the same without this test, which
+ * only makes it short). Left out when the text crosses a 4 GiB window. */
+static void emit_shim_test(struct program *p)
+{
+	uint32_t hi = (uint32_t)(shim_text_start >> 32), lo = (uint32_t)shim_text_start, end = (uint32_t)shim_text_end;
+	if (!shim_text_end || (shim_text_end - 1) >> 32 != hi) return;
+	LD_ABS(p, IP_HI);
+	emit(p, BPF_JMP | BPF_JEQ | BPF_K, hi, 0, end ? 4 : 3); /* else on to the pieces */
+	LD_ABS(p, IP_LO);
+	if (end) emit(p, BPF_JMP | BPF_JGE | BPF_K, end, 2, 0); /* above: on to the pieces */
+	emit(p, BPF_JMP | BPF_JGE | BPF_K, lo, 0, 1);
+	RET(p, ALLOW);
+}
+
 /* The instruction-pointer test: trap (the filter's TRAP value) if it lies
  * in a piece, else ALLOW. Per high word present: one test, then its pieces
  * from the top; a call from elsewhere (the shim, a later library, another
  * program after exec) costs a few instructions per high word. */
 static void emit_ip_test(struct program *p, struct piece *pc, unsigned n, uint32_t trap)
 {
+	emit_shim_test(p);
 	LD_ABS(p, IP_HI);
 	emit(p, BPF_ST, 0, 0, 0);
 	LD_ABS(p, IP_LO);
@@ -281,7 +306,6 @@ static void build_memory_filter(struct program *p, struct piece *pc, unsigned n)
  * (a few in 10^5 execs). Its own calls would then be trapped and, made
  * again from the handler, trapped forever; the handler makes them, as they
  * are, from the stub instead, whose anonymous page no filter lists. */
-static uintptr_t shim_text_start, shim_text_end;
 typedef long (*stub_fn)(long nr, long a1, long a2, long a3, long a4, long a5, long a6);
 static stub_fn syscall_stub;
 
