@@ -185,6 +185,106 @@ int ipc_alloc_get(const struct ipc_alloc *a, MDB_txn *txn, uint8_t type, key_t v
 }
 
 
+/* Whether a commit recorded the object a process created as srid: a row
+ * of the application maps it, made for that creator. */
+static int recorded(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t srid, uint32_t creator, uint32_t *vrid)
+{
+	struct fwd_val row;
+	return tabledb_rev(t, txn, type, srid, vrid) == REV_MINE && tabledb_fwd(t, txn, type, *vrid, &row) == 0 &&
+	       row.srid == srid && row.creator == creator;
+}
+
+/* A group commit: the private objects it maps, with their slots. */
+struct batch {
+	const struct ipc_alloc *a;
+	MDB_txn *txn;
+	uint64_t now;
+	int rc, n;
+	int slot[INFLIGHT_SLOTS];
+	uint32_t vrid[INFLIGHT_SLOTS];
+};
+
+static int map_private(struct batch *b, uint8_t type, uint32_t srid, uint32_t creator, uint32_t *vrid)
+{
+	struct fwd_val row = { .srid = srid, .vkey = IPC_PRIVATE, .skey = IPC_PRIVATE, .creator = creator, .created_ms = b->now };
+	return b->rc = tabledb_map_new(b->a->t, b->txn, type, &row, vrid);
+}
+
+/* Another process's object (unless a leader that died before it could
+ * mark the slot recorded it already). */
+static void batch_add(void *arg, int slot, uint8_t type, uint32_t srid, uint32_t creator)
+{
+	struct batch *b = arg;
+	uint32_t vrid;
+	if (b->rc || (!recorded(b->a->t, b->txn, type, srid, creator, &vrid) && map_private(b, type, srid, creator, &vrid)))
+		return;
+	b->slot[b->n] = slot;
+	b->vrid[b->n++] = vrid;
+}
+
+/* The leader's part: the caller's object, unless a leader before it
+ * recorded it, and every other one the application's slots hold, in one
+ * commit; their slots marked after it. Frees the caller's slot. Returns
+ * the vrid, or -1 with errno. */
+static int lead(const struct ipc_alloc *a, MDB_txn *(*begin)(void), int slot, uint8_t type, int id)
+{
+	MDB_txn *txn = begin();
+	uint32_t vrid;
+	if (recorded(a->t, txn, type, (uint32_t)id, (uint32_t)a->creator, &vrid)) {
+		inflight_slot_release(a->inflight, slot);
+		a->abort(txn);
+		return (int)vrid;
+	}
+	/* Our object goes under the record for the commit, its slot free. */
+	inflight_begin(a->inflight, a->creator, a->t->aid, type, IPC_PRIVATE);
+	inflight_created(a->inflight, (uint32_t)id);
+	inflight_slot_release(a->inflight, slot);
+	struct batch b = { .a = a, .txn = txn, .now = now_ms() };
+	if (!map_private(&b, type, (uint32_t)id, (uint32_t)a->creator, &vrid))
+		inflight_slots_created(a->inflight, a->t->aid, slot, batch_add, &b);
+	if (b.rc) a->abort(txn);
+	else b.rc = a->commit(txn);
+	if (b.rc) {
+		sysv_rmid(a->k, type, id);
+		inflight_clear(a->inflight);
+		warn(a, type, b.rc);
+		return fail(ENOSPC);
+	}
+	for (int i = 0; i < b.n; i++) inflight_slot_recorded(a->inflight, b.slot[i], b.vrid[i]);
+	inflight_clear(a->inflight);
+	return (int)vrid;
+}
+
+/* A private object: created before the write lock, under a slot of the
+ * inflight file instead of its one record. The processes of the
+ * application creating at once take turns at the leader mutex: its holder
+ * records every object their slots hold in one commit, and those after it
+ * find theirs recorded and go on without a transaction. */
+int ipc_alloc_private(const struct ipc_alloc *a, MDB_txn *(*begin)(void), uint8_t type, size_t size, int flags)
+{
+	int slot = inflight_slot_claim(a->inflight, a->creator, a->t->aid, type);
+	if (slot < 0) return ipc_alloc_get(a, begin(), type, IPC_PRIVATE, size, flags);
+	int id = kernel_get(a, type, IPC_PRIVATE, size, (flags & ~CREATE_FLAGS) | CREATE_FLAGS);
+	if (id < 0) {
+		int err = errno;
+		inflight_slot_release(a->inflight, slot);
+		return fail(err);
+	}
+	inflight_slot_created(a->inflight, slot, (uint32_t)id);
+	if (a->after_create) a->after_create();
+	inflight_lead(a->inflight);
+	uint32_t vrid;
+	int got;
+	if (inflight_slot_vrid(a->inflight, slot, &vrid) == 0) {
+		inflight_slot_release(a->inflight, slot);
+		got = (int)vrid;
+	} else {
+		got = lead(a, begin, slot, type, id);
+	}
+	inflight_lead_done(a->inflight);
+	return got;
+}
+
 int ipc_alloc_gone(int err) { return err == EINVAL || err == EIDRM; }
 
 /* After IPC_RMID, a shared memory segment still attached lives on,
