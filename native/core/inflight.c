@@ -45,6 +45,7 @@ struct inflight_board {
 #define SLOTS_AT 4096u
 _Static_assert(sizeof(struct inflight_rec) <= BOARD_AT, "the record fits before the board");
 #define MAP_BYTES (SLOTS_AT + INFLIGHT_SLOTS * sizeof(struct inflight_slot))
+_Static_assert(MAP_BYTES <= 32 * 1024, "core/tablespace.c reserves the file's blocks");
 
 static struct inflight_board *board_of(const struct inflight_file *f)
 {
