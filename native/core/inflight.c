@@ -245,10 +245,16 @@ static int take(pthread_mutex_t *mutex)
 
 static int take_holder(struct inflight_slot *s) { return take(&s->holder); }
 
-/* Slots in use whose holder died: recovered, then free. */
+/* Set while this thread holds the leader mutex. */
+static __thread int leading;
+
+/* Slots in use whose holder died: recovered, then free. Only while no
+ * leader is between its scan of the slots and its marks: a slot freed
+ * meanwhile could be claimed again and marked with another's object. */
 static int recover_slots(struct inflight_file *f, const struct kernel_ops *k, is_mapped_fn mapped, void *ctx,
 			 char *report, size_t reportlen)
 {
+	if (!leading && !take(&board_of(f)->leader)) return 0;
 	int removed = 0;
 	struct slots_mapped held = { f, mapped, ctx };
 	for (int i = 0; i < INFLIGHT_SLOTS; i++) {
@@ -264,6 +270,7 @@ static int recover_slots(struct inflight_file *f, const struct kernel_ops *k, is
 		}
 		pthread_mutex_unlock(&s->holder);
 	}
+	if (!leading) pthread_mutex_unlock(&board_of(f)->leader);
 	return removed;
 }
 
@@ -346,8 +353,14 @@ int inflight_slot_vrid(const struct inflight_file *f, int slot, uint32_t *vrid)
 void inflight_lead(struct inflight_file *f)
 {
 	pthread_mutex_t *m = robust(&board_of(f)->leader);
-	/* A leader that died left nothing to repair: its commit is whole or not made. */
+	/* A leader that died left nothing to repair: its commit is whole or
+	 * not made, and the slots it marked are recorded. */
 	if (pthread_mutex_lock(m) == EOWNERDEAD) pthread_mutex_consistent(m);
+	leading = 1;
 }
 
-void inflight_lead_done(struct inflight_file *f) { pthread_mutex_unlock(&board_of(f)->leader); }
+void inflight_lead_done(struct inflight_file *f)
+{
+	leading = 0;
+	pthread_mutex_unlock(&board_of(f)->leader);
+}
