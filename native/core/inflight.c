@@ -37,6 +37,9 @@ struct inflight_slot {
 /* Who leads the next group commit. */
 struct inflight_board {
 	pthread_mutex_t leader; /* robust, process-shared */
+	/* Slots in use, at least (counted before a claim marks its slot, and
+	 * after a release): while 0, no one needs to look at them. */
+	_Atomic uint32_t busy;
 };
 
 /* The record in the first block, as it always was, the board in its second
@@ -254,6 +257,7 @@ static __thread int leading;
 static int recover_slots(struct inflight_file *f, const struct kernel_ops *k, is_mapped_fn mapped, void *ctx,
 			 char *report, size_t reportlen)
 {
+	if (!atomic_load_explicit(&board_of(f)->busy, memory_order_acquire)) return 0;
 	if (!leading && !take(&board_of(f)->leader)) return 0;
 	int removed = 0;
 	struct slots_mapped held = { f, mapped, ctx };
@@ -264,6 +268,7 @@ static int recover_slots(struct inflight_file *f, const struct kernel_ops *k, is
 		state = atomic_load_explicit(&s->state, memory_order_acquire);
 		/* Free (to the others' eyes) before its object is looked for. */
 		atomic_store_explicit(&s->state, SLOT_FREE, memory_order_release);
+		atomic_fetch_sub(&board_of(f)->busy, 1);
 		if (state != SLOT_FREE && sysv_is_ipc(s->type)) {
 			struct in_flight w = { s->type, state >= SLOT_CREATED, IPC_PRIVATE, s->srid, s->spid, s->started_s, s->aid };
 			removed += recover_one(&w, k, mapped_or_held, &held, report, reportlen);
@@ -300,6 +305,7 @@ int inflight_slot_claim(struct inflight_file *f, pid_t spid, const char *aid, ui
 			pthread_mutex_unlock(&s->holder);
 			continue;
 		}
+		atomic_fetch_add(&board_of(f)->busy, 1);
 		s->spid = (uint32_t)spid;
 		s->type = type;
 		s->srid = 0;
@@ -323,11 +329,13 @@ void inflight_slot_release(struct inflight_file *f, int slot)
 {
 	struct inflight_slot *s = slot_at(f, slot);
 	atomic_store_explicit(&s->state, SLOT_FREE, memory_order_release);
+	atomic_fetch_sub(&board_of(f)->busy, 1);
 	pthread_mutex_unlock(&s->holder);
 }
 
 void inflight_slots_created(const struct inflight_file *f, const char *aid, int skip, inflight_slot_fn *fn, void *arg)
 {
+	if (!atomic_load_explicit(&board_of(f)->busy, memory_order_acquire)) return;
 	for (int i = 0; i < INFLIGHT_SLOTS; i++) {
 		struct inflight_slot *s = slot_at(f, i);
 		if (i == skip || atomic_load_explicit(&s->state, memory_order_acquire) != SLOT_CREATED) continue;
@@ -350,13 +358,13 @@ int inflight_slot_vrid(const struct inflight_file *f, int slot, uint32_t *vrid)
 	return 0;
 }
 
-void inflight_lead(struct inflight_file *f)
+int inflight_lead(struct inflight_file *f)
 {
 	pthread_mutex_t *m = robust(&board_of(f)->leader);
-	/* A leader that died left nothing to repair: its commit is whole or
-	 * not made, and the slots it marked are recorded. */
-	if (pthread_mutex_lock(m) == EOWNERDEAD) pthread_mutex_consistent(m);
+	int rc = pthread_mutex_lock(m);
+	if (rc == EOWNERDEAD) pthread_mutex_consistent(m);
 	leading = 1;
+	return rc == EOWNERDEAD;
 }
 
 void inflight_lead_done(struct inflight_file *f)

@@ -60,15 +60,18 @@ void inflight_slot_created(struct inflight_file *f, int slot, uint32_t srid);
 /* By the slot's holder: free again (holding the leader mutex, once created). */
 void inflight_slot_release(struct inflight_file *f, int slot);
 /* By the leader, inside its write transaction: calls fn with each slot
- * other than skip holding an object aid created, not yet marked recorded. */
+ * other than skip holding an object aid created, not yet marked recorded
+ * (none while no slot is in use: the scan costs nothing then). */
 typedef void inflight_slot_fn(void *arg, int slot, uint8_t type, uint32_t srid, uint32_t creator);
 void inflight_slots_created(const struct inflight_file *f, const char *aid, int skip, inflight_slot_fn *fn, void *arg);
 /* By the leader, after its commit: the slot's object is mapped at vrid. */
 void inflight_slot_recorded(struct inflight_file *f, int slot, uint32_t vrid);
 /* 0 and the vrid once a leader marked the slot recorded, else -1. */
 int inflight_slot_vrid(const struct inflight_file *f, int slot, uint32_t *vrid);
-/* The leader mutex: blocks until the caller holds it. */
-void inflight_lead(struct inflight_file *f);
+/* The leader mutex: blocks until the caller holds it. 1 when its last
+ * holder died holding it: its commit is whole or not made, but slots it
+ * recorded may be left unmarked. */
+int inflight_lead(struct inflight_file *f);
 void inflight_lead_done(struct inflight_file *f);
 
 #endif

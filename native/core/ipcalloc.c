@@ -194,12 +194,14 @@ static int recorded(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_
 	       row.srid == srid && row.creator == creator;
 }
 
-/* A group commit: the private objects it maps, with their slots. */
+/* A group commit: the private objects it maps, with their slots. After
+ * a leader died (repair), the objects it may have recorded without
+ * marking their slots are looked up first. */
 struct batch {
 	const struct ipc_alloc *a;
 	MDB_txn *txn;
 	uint64_t now;
-	int rc, n;
+	int rc, n, repair;
 	int slot[INFLIGHT_SLOTS];
 	uint32_t vrid[INFLIGHT_SLOTS];
 };
@@ -210,13 +212,13 @@ static int map_private(struct batch *b, uint8_t type, uint32_t srid, uint32_t cr
 	return b->rc = tabledb_map_new(b->a->t, b->txn, type, &row, vrid);
 }
 
-/* Another process's object (unless a leader that died before it could
- * mark the slot recorded it already). */
+/* Another process's object. */
 static void batch_add(void *arg, int slot, uint8_t type, uint32_t srid, uint32_t creator)
 {
 	struct batch *b = arg;
 	uint32_t vrid;
-	if (b->rc || (!recorded(b->a->t, b->txn, type, srid, creator, &vrid) && map_private(b, type, srid, creator, &vrid)))
+	if (b->rc) return;
+	if (!(b->repair && recorded(b->a->t, b->txn, type, srid, creator, &vrid)) && map_private(b, type, srid, creator, &vrid))
 		return;
 	b->slot[b->n] = slot;
 	b->vrid[b->n++] = vrid;
@@ -226,11 +228,11 @@ static void batch_add(void *arg, int slot, uint8_t type, uint32_t srid, uint32_t
  * recorded it, and every other one the application's slots hold, in one
  * commit; their slots marked after it. Frees the caller's slot. Returns
  * the vrid, or -1 with errno. */
-static int lead(const struct ipc_alloc *a, MDB_txn *(*begin)(void), int slot, uint8_t type, int id)
+static int lead(const struct ipc_alloc *a, MDB_txn *(*begin)(void), int slot, uint8_t type, int id, int repair)
 {
 	MDB_txn *txn = begin();
 	uint32_t vrid;
-	if (recorded(a->t, txn, type, (uint32_t)id, (uint32_t)a->creator, &vrid)) {
+	if (repair && recorded(a->t, txn, type, (uint32_t)id, (uint32_t)a->creator, &vrid)) {
 		inflight_slot_release(a->inflight, slot);
 		a->abort(txn);
 		return (int)vrid;
@@ -239,7 +241,7 @@ static int lead(const struct ipc_alloc *a, MDB_txn *(*begin)(void), int slot, ui
 	inflight_begin(a->inflight, a->creator, a->t->aid, type, IPC_PRIVATE);
 	inflight_created(a->inflight, (uint32_t)id);
 	inflight_slot_release(a->inflight, slot);
-	struct batch b = { .a = a, .txn = txn, .now = now_ms() };
+	struct batch b = { .a = a, .txn = txn, .now = now_ms(), .repair = repair };
 	if (!map_private(&b, type, (uint32_t)id, (uint32_t)a->creator, &vrid))
 		inflight_slots_created(a->inflight, a->t->aid, slot, batch_add, &b);
 	if (b.rc) a->abort(txn);
@@ -272,14 +274,14 @@ int ipc_alloc_private(const struct ipc_alloc *a, MDB_txn *(*begin)(void), uint8_
 	}
 	inflight_slot_created(a->inflight, slot, (uint32_t)id);
 	if (a->after_create) a->after_create();
-	inflight_lead(a->inflight);
+	int repair = inflight_lead(a->inflight);
 	uint32_t vrid;
 	int got;
 	if (inflight_slot_vrid(a->inflight, slot, &vrid) == 0) {
 		inflight_slot_release(a->inflight, slot);
 		got = (int)vrid;
 	} else {
-		got = lead(a, begin, slot, type, id);
+		got = lead(a, begin, slot, type, id, repair);
 	}
 	inflight_lead_done(a->inflight);
 	return got;
