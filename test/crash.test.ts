@@ -79,7 +79,7 @@ describe('crashes leave no kernel object and whole table rows', () => {
   );
 
   it.each([30, 120])(
-    'SIGKILL of eight processes creating and removing sets at once (group commits), %i ms in: nothing left in the kernel, rows whole',
+    'SIGKILL of eight processes creating and removing sets at once, %i ms in: nothing left in the kernel, rows whole',
     async (ms) => {
       const home = makeHome();
       const before = ipcObjects();

@@ -32,13 +32,6 @@ struct ipc_alloc {
  * error: ENOSPC, as when the kernel is out of room, after a warning). */
 int ipc_alloc_get(const struct ipc_alloc *a, MDB_txn *txn, uint8_t type, key_t vkey, size_t size, int flags);
 
-/* The get of a new private object (IPC_PRIVATE): created before begin()
- * gives the write transaction, and recorded in one commit with those the
- * application's other processes create meanwhile (a group commit; see
- * core/inflight.h, the slots). Returns as ipc_alloc_get. For a caller
- * that may hold the leader mutex: the shim, not the supervisor. */
-int ipc_alloc_private(const struct ipc_alloc *a, MDB_txn *(*begin)(void), uint8_t type, size_t size, int flags);
-
 /* The errno for a get answered without the kernel (err: EEXIST, ENOENT):
  * EINVAL where the kernel would have refused its arguments first. */
 int ipc_alloc_get_error(const struct kernel_ops *k, uint8_t type, size_t size, int err);

@@ -14,8 +14,8 @@
 /* LMDB's lock file: a header smaller than a page, then one 64-byte reader
  * slot (a cache line) per reader. */
 #define LOCK_RESERVE (APPSHOT_MAX_READERS * 64u + 64u * 1024u)
-/* The inflight record (a block) and its slots (core/inflight.c). */
-#define INFLIGHT_RESERVE (32u * 1024u)
+/* The inflight record is one small struct: a block holds it. */
+#define INFLIGHT_RESERVE 4096u
 
 static const struct {
 	const char *name;

@@ -41,11 +41,9 @@ static int commit(MDB_txn *txn) { return write_commit(txn); }
  * commit. */
 static int ipc_create(uint8_t type, key_t vkey, size_t size, int flags)
 {
+	MDB_txn *txn = write_begin();
 	const struct ipc_alloc a = { shim_tables(), shim_inflight(), &shim_kernel, shim_pid, write_abort, commit, warn_line, after_create };
-	/* A private object has no key to look up under the lock: it is created
-	 * first and recorded in a group commit (core/ipcalloc.c). */
-	if (vkey == IPC_PRIVATE) return ipc_alloc_private(&a, write_begin, type, size, flags);
-	return ipc_alloc_get(&a, write_begin(), type, vkey, size, flags);
+	return ipc_alloc_get(&a, txn, type, vkey, size, flags);
 }
 
 int ipc_get(uint8_t type, key_t key, size_t size, int flags)

@@ -2,14 +2,13 @@ import { describe, expect, it } from 'vitest';
 import { builtProgram } from '../ts/paths.js';
 import { MODES, appshot, kernelSems, makeHome, tablesJson } from './helpers.js';
 
-/** Processes of one application creating private sets at once: each set is
- * created before the write lock and recorded by whichever of them next
- * leads a group commit (core/ipcalloc.c, core/inflight.h). allocbench
+/** Processes of one application creating private sets at once, each set
+ * created and recorded under the write lock (core/ipcalloc.c). allocbench
  * checks, with its last wave alive, that no ID was handed out twice and
  * that each process finds its own mark in each of its sets. */
 const ALLOCBENCH = builtProgram('allocbench');
 
-describe('private objects created at once by processes of one application (group commits)', () => {
+describe('private objects created at once by processes of one application', () => {
   it.each(MODES)('%s: 16 processes get 512 sets, each its own, and leave the tables whole and empty', (_mode, flags) => {
     const home = makeHome();
     const before = new Set(kernelSems().map((s) => s.semid));
