@@ -125,8 +125,10 @@ export const allocStage: Stage = {
   },
 };
 
-/** The issue bounds the allocation rate at one process count. */
+/** The issue bounds the allocation rate at one process count, as a share
+ * of the native rate beside it. */
 function bound(f: AllocFigures): ScaleAlloc {
   if (f.procs !== ALLOCATION.procs) return { ...f, targetPerSecond: null, met: null };
-  return { ...f, targetPerSecond: ALLOCATION.perSecond, met: f.shimPerSecond >= ALLOCATION.perSecond };
+  const targetPerSecond = ALLOCATION.shareOfNative * f.nativePerSecond;
+  return { ...f, targetPerSecond, met: f.shimPerSecond >= targetPerSecond };
 }

@@ -5,10 +5,11 @@ export const PAIRED: { metric: string; label: string; target: number }[] = [
   { metric: 'semop', label: 'semop (uncontended)', target: 1.15 },
   { metric: 'semctl_getval', label: 'semctl(GETVAL)', target: 1.15 },
   { metric: 'semget_existing', label: 'semget, existing key', target: Infinity },
-  { metric: 'create_remove', label: 'create + remove (IPC_PRIVATE)', target: 2.5 },
-  { metric: 'create_remove_keyed', label: 'create + remove (keyed)', target: 2.5 },
+  { metric: 'create_remove', label: 'create + remove (IPC_PRIVATE)', target: 2.0 },
+  { metric: 'create_remove_keyed', label: 'create + remove (keyed)', target: 2.0 },
   { metric: 'shmat_shmdt', label: 'shmat + shmdt (one pair)', target: 1.1 },
   { metric: 'shmget_existing', label: 'shmget, existing key (no IPC_CREAT)', target: 1.1 },
+  { metric: 'shm_create_remove', label: 'shmget(IPC_PRIVATE) + IPC_RMID', target: 2.0 },
   { metric: 'msg_round_trip', label: 'msgsnd + msgrcv ping-pong, 64 B, per round trip (2 sends + 2 receives)', target: 1.1 },
   { metric: 'getpid', label: 'getpid (shim: cached vpid, no system call)', target: 1.0 },
   { metric: 'kill_self_0', label: 'kill(getpid(), 0)', target: 1.15 },
@@ -38,8 +39,9 @@ export const LOOKUPS = [
 
 /** The translation lookup at scale, bounded at this many mappings. */
 export const LOOKUP_AT_SCALE = { mappings: 1_000_000, p50Ns: 30, p99Ns: 200 };
-/** Allocations per second in total, at least, with this many processes allocating at once. */
-export const ALLOCATION = { procs: 64, perSecond: 100_000 };
+/** Allocations per second in total with this many processes allocating at
+ * once: at least this share of the native rate measured in the same run. */
+export const ALLOCATION = { procs: 64, shareOfNative: 0.5 };
 
 /** A published-port pool against its instances reached directly, at least. */
 export const POOL_TARGET = 0.95;

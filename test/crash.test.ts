@@ -78,6 +78,26 @@ describe('crashes leave no kernel object and whole table rows', () => {
     },
   );
 
+  it.each([30, 120])(
+    'SIGKILL of eight processes creating and removing sets at once, %i ms in: nothing left in the kernel, rows whole',
+    async (ms) => {
+      const home = makeHome();
+      const before = ipcObjects();
+      const app = appshotAsync(home, ['run', '--aid', 'loop8', '--', SEMLOOP, '0x5e2041', '8']);
+      await waitFor(app.out, /ready/);
+      await new Promise((r) => setTimeout(r, ms));
+      const pids = appPids(home, 'loop8');
+      expect(pids.length, `processes of the application: ${pids}`).toBe(8);
+      for (const pid of pids) process.kill(pid, 'SIGKILL');
+      const r = await app.done;
+      const context = `harness stderr: ${r.stderr}`;
+      expect(r.code, context).toBe(128 + 9);
+      expect(newObjects(before), context).toEqual([]);
+      expect(tablesWhole(home), context).toEqual([]);
+      expect(tablesJson(home, ['--aid', 'loop8']), context).toEqual([]);
+    },
+  );
+
   it.each([
     ['a keyed set', SEMTOOL, ['get', '0x5e2010', '1', 'c']],
     ['a private set', SEMTOOL, ['private', '1']],

@@ -125,6 +125,14 @@ static void attach_detach(void)
 	if (shmdt(addr) != 0) fail("ipcbench: shmdt");
 }
 
+/* A private segment made and removed at once (never attached). */
+static void create_remove(void)
+{
+	int id = shmget(IPC_PRIVATE, SEGMENT_SIZE, 0600);
+	if (id < 0) fail("ipcbench: shmget(IPC_PRIVATE)");
+	if (shmctl(id, IPC_RMID, NULL) != 0) fail("ipcbench: shmctl(IPC_RMID)");
+}
+
 static void get_existing(key_t key)
 {
 	if (shmget(key, SEGMENT_SIZE, 0600) != shmid) fail("ipcbench: shmget");
@@ -149,6 +157,7 @@ int main(int argc, char **argv)
 	printf("{");
 	PER_CALL("shmat_shmdt", 50000, attach_detach());
 	PER_CALL("shmget_existing", 1000000, get_existing(key));
+	PER_CALL("shm_create_remove", 20000, create_remove());
 	/* Last: it pins this process to one CPU. */
 	start_echo();
 	PER_CALL("msg_round_trip", 20000, round_trip());
