@@ -66,8 +66,6 @@
 #define FD_RESERVE 16    /* descriptors kept for instances and the harness */
 #define PROBE_MS 1000    /* how often an idle instance is checked for life */
 #define RECOUNT_MS 3     /* at the scaler's limit, open connections counted again this soon */
-#define ACK_BATCH 8      /* round robin reads an instance's acks once this many wait (acks_due) */
-#define ACK_LAG_MS 2     /* or once the oldest is this old */
 
 enum kind { W_PUBLIC, W_CHANNELS, W_CTL, W_TIMER, W_SIGNAL, W_CHAN, W_LISTENER, W_CLIENT, W_RECOUNT };
 
@@ -372,23 +370,18 @@ static void end_scaler(void);
 static socklen_t inet_address(const char *host, int port, struct sockaddr_storage *ss);
 static int listen_public(const struct sockaddr_storage *addr, socklen_t len, int v6only);
 
-/* Whether a choice needs IN's acks read now. Under round robin with no
- * scaler the counts choose nothing, so acks are read in batches (one
- * recvmmsg for ACK_BATCH connections instead of one each: a tenth of the
- * daemon's time per connection went there), or once the oldest unacked
- * handoff is ACK_LAG_MS old, well before it could look stale. lc and the
- * scaler's limit count unacked connections as open: they read every time. */
-static bool acks_due(const struct instance *in, uint64_t now)
+/* Whether a choice needs IN's acks read now, beyond those read when they
+ * woke us (on_channel): lc and the scaler's limit count open connections,
+ * and an ack that came since this wake-up may say one is over already.
+ * Round robin chooses by no count. */
+static bool acks_due(const struct instance *in)
 {
-	if (!in->registered || in->dead || !in->unacked.n) return false;
-	return g.lc || g.conns || g.scaler || in->unacked.n >= ACK_BATCH || now - in->unacked.head->handed_ms >= ACK_LAG_MS;
+	return in->registered && !in->dead && in->unacked.n && (g.lc || g.conns || g.scaler);
 }
 
 static bool eligible(struct instance *in, uint64_t now)
 {
-	/* Acks are read here, when a choice needs them, not when they come:
-	 * waking for each one would cost a second switch per connection. */
-	if (acks_due(in, now)) take_acks(in);
+	if (acks_due(in)) take_acks(in);
 	if (!in->registered || in->dead || in->blocked || in->unacked.n >= MAX_UNACKED) return false;
 	return !in->unacked.head || now - in->unacked.head->handed_ms <= STALE_MS;
 }
@@ -416,15 +409,6 @@ static struct instance *pick(uint64_t now)
 	return g.inst[best];
 }
 
-/* A registered instance's acks wake us only while it is blocked: its
- * queue holds few datagrams (net.unix.max_dgram_qlen), and an ack is what
- * makes room for the connections we hold. */
-static void wake_on_acks(struct instance *in, bool on)
-{
-	struct epoll_event ev = { .events = on ? EPOLLIN : 0, .data.ptr = &in->chan };
-	epoll_ctl(g.ep, EPOLL_CTL_MOD, in->chan.fd, &ev);
-}
-
 /* Pass C down IN's channel; false if it could not go (C is still ours). */
 static bool hand(struct instance *in, struct conn *c)
 {
@@ -438,7 +422,7 @@ static bool hand(struct instance *in, struct conn *c)
 	while (sendmsg(in->chan.fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
 		if (errno == EINTR) continue;
 		if (errno == EAGAIN || errno == ENOBUFS || errno == ENOMEM || errno == ETOOMANYREFS)
-			in->blocked = true, wake_on_acks(in, true); /* until it acks, or the next tick */
+			in->blocked = true; /* until it acks (which wakes us), or the next tick */
 		else
 			in->dead = true; /* ECONNREFUSED: its socket is closed */
 		return false;
@@ -630,14 +614,18 @@ static int connect_instance(const char *name)
 	return -1;
 }
 
-/* A registered instance wakes us only by an error on our socket to it (or
- * an ack while it is blocked, see wake_on_acks): acks are read when a choice
- * needs them, its end found when a send fails or a tick's probe says so. */
+/* A registered instance wakes us with its acks, and by an error on our
+ * socket to it; its end is found when a send fails or a tick's probe says
+ * so. Each ack is read when it comes: our copy of the connection closes
+ * then, and only then can the connection end when the program closes it
+ * (a server that answers and closes, HTTP/1.0 without a length, sends its
+ * FIN at its close, as without us, not at our next wake-up). Under load one
+ * wake-up reads the acks of many connections (epoll returns them together
+ * with the public listener's), so this costs little more than reading
+ * them at the next choice did. */
 static bool watch_instance(struct instance *in, int fd)
 {
 	if (!watch_add(&in->chan, W_CHAN, fd, in)) return close(fd), false;
-	struct epoll_event ev = { .events = 0, .data.ptr = &in->chan };
-	epoll_ctl(g.ep, EPOLL_CTL_MOD, fd, &ev);
 	in->registered = true;
 	return true;
 }
@@ -816,7 +804,7 @@ static bool instance_alive(const struct instance *in)
 }
 
 /* Before registering, events are the registration connection's; after,
- * an error on our socket to the instance, or an ack while it is blocked.
+ * its acks, or an error on our socket to the instance.
  * Acks are read before its end is believed, so that a connection taken
  * just before the end is not handed out twice. */
 static void on_channel(struct instance *in, uint32_t events)
@@ -832,7 +820,6 @@ static void on_channel(struct instance *in, uint32_t events)
 			getsockopt(in->chan.fd, SOL_SOCKET, SO_ERROR, &err, &len); /* cleared, or it would wake us again */
 			if (!instance_alive(in)) in->dead = true;
 		}
-		if (!in->blocked) wake_on_acks(in, false);
 	}
 	if (in->dead) return;
 	dispatch_direct(in);
@@ -1001,7 +988,7 @@ static void send_status(int fd)
 {
 	char *buf = NULL;
 	size_t len = 0;
-	for (int i = 0; i < g.ninst; i++) /* acks are read lazily: the waits are counted now */
+	for (int i = 0; i < g.ninst; i++) /* acks that came since this wake-up: the waits are counted now */
 		if (g.inst[i]->registered && !g.inst[i]->dead) take_acks(g.inst[i]);
 	refresh_active(); /* rr refreshes only each second; a status is read now */
 	FILE *f = open_memstream(&buf, &len);
