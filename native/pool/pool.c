@@ -33,6 +33,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -1320,6 +1321,17 @@ static void make_path(char *buf, const char *home, const char *suffix)
 		fail(1, "%s: path too long", home);
 }
 
+/* Our wake-ups (a connection, an instance's ack) do not preempt the
+ * process running where they land (SCHED_BATCH): under load an instance
+ * sends its ack and goes on serving, and we read the acks and connections
+ * that came meanwhile together when a CPU is free, instead of a switch
+ * there and back for each ack. On an idle CPU we run at once, as before. */
+static void batch_wakeups(void)
+{
+	struct sched_param none = { 0 };
+	if (sched_setscheduler(0, SCHED_BATCH, &none)) logmsg("SCHED_BATCH: %s", strerror(errno));
+}
+
 /* Held connections cost a descriptor each: take all the kernel allows. */
 static void raise_nofile(void)
 {
@@ -1474,6 +1486,7 @@ int main(int argc, char **argv)
 	g.start_ms = g.refresh_ms = monotonic_ms();
 	umask(077);
 	raise_nofile();
+	batch_wakeups();
 	open_diag();
 
 	g.uid = geteuid();
