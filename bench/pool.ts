@@ -8,6 +8,7 @@
  * hand-off on every request) and with 100 requests per connection.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { connect } from 'node:net';
 import { readFileSync, readdirSync, realpathSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { CLI_PATH, POOL_PATH, builtProgram } from '../ts/paths.js';
@@ -27,8 +28,8 @@ interface Instance {
   exited: Promise<void>;
 }
 
-function startInstance(home: string, aid: string, publish: boolean): Promise<Instance> {
-  const args = [CLI_PATH, 'run', '--aid', aid, ...(publish ? ['--publish', `${PUBLIC}:${VIRTUAL}`] : []), '--', builtProgram('poolserver'), String(VIRTUAL)];
+function startInstance(home: string, aid: string, publish: boolean, serverArgs: string[] = []): Promise<Instance> {
+  const args = [CLI_PATH, 'run', '--aid', aid, ...(publish ? ['--publish', `${PUBLIC}:${VIRTUAL}`] : []), '--', builtProgram('poolserver'), String(VIRTUAL), ...serverArgs];
   const child = spawn(process.execPath, args, { env: { ...process.env, APPSHOT_HOME: home }, stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = new Promise<void>((resolve) => child.on('close', () => resolve()));
   return new Promise((resolve, reject) => {
@@ -121,6 +122,41 @@ export async function poolThroughput(home: string, rounds: number, seconds: numb
   return figures;
 }
 
+/** Connections one after another, this far apart, to a close-delimited server. */
+const CLOSE_CONNS = 40;
+const CLOSE_GAP_MS = 10;
+
+/** Milliseconds from connecting to port to the EOF after the answer. */
+function untilEof(port: number): Promise<number> {
+  const start = performance.now();
+  return new Promise((resolve, reject) => {
+    const s = connect(port, '127.0.0.1', () => s.write('GET / HTTP/1.0\r\n\r\n'));
+    s.on('data', () => {});
+    s.on('end', () => (s.destroy(), resolve(performance.now() - start)));
+    s.on('error', reject);
+  });
+}
+
+/** The median time to EOF from one poolserver speaking a close-delimited
+ * protocol (HTTP/1.0 with no length: it answers and closes), reached
+ * through the pool or directly: the client's EOF comes with the server's
+ * close only if the daemon let go of its copy of the connection first. */
+async function closeDelimitedP50(home: string, publish: boolean): Promise<number> {
+  const inst = await startInstance(home, `bench-close-${publish ? 'pool' : 'direct'}`, publish, ['1', 'close']);
+  try {
+    const port = publish ? PUBLIC : systemPorts(home)[0];
+    const times: number[] = [];
+    for (let i = 0; i < CLOSE_CONNS; i++) {
+      times.push(await untilEof(port));
+      await new Promise((r) => setTimeout(r, CLOSE_GAP_MS));
+    }
+    return times.sort((a, b) => a - b)[CLOSE_CONNS >> 1];
+  } finally {
+    inst.child.kill('SIGTERM');
+    await inst.exited;
+  }
+}
+
 export const poolStage: Stage = {
   name: 'pool',
   describe(full) {
@@ -129,6 +165,13 @@ export const poolStage: Stage = {
   },
   async run(ctx) {
     const { rounds, seconds } = sized(ctx.full, SIZES);
-    return { pool: await poolThroughput(ctx.home, rounds, seconds, ctx.progress) };
+    const pool = await poolThroughput(ctx.home, rounds, seconds, ctx.progress);
+    const direct = await closeDelimitedP50(ctx.home, false);
+    const viaPool = await closeDelimitedP50(ctx.home, true);
+    ctx.progress(
+      `close-delimited (server answers and closes, client reads to EOF; ${CLOSE_CONNS} connections ${CLOSE_GAP_MS} ms apart): ` +
+        `p50 direct ${direct.toFixed(2)} ms, pool ${viaPool.toFixed(2)} ms; load ${loadavg()[0].toFixed(1)}`,
+    );
+    return { pool };
   },
 };

@@ -1,9 +1,9 @@
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { Socket, createServer } from 'node:net';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { Socket, connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ROOT } from '../ts/paths.js';
-import { appshot, appshotAsync, makeHome, waitFor, who } from './helpers.js';
+import { MODES, appshot, appshotAsync, makeHome, waitFor, who } from './helpers.js';
 
 const NETTOOL = join(ROOT, 'test', 'fixtures', 'nettool.py');
 /** Public ports of the pools these tests publish. */
@@ -252,3 +252,72 @@ function createConnection(port: number) {
   });
   return { socket, ready };
 }
+
+/** A server of a close-delimited protocol (HTTP/1.0 without a length, a
+ * line protocol): it answers and close()s, and its client reads to EOF. */
+const CLOSER = `import socket
+s = socket.socket()
+s.bind(('127.0.0.1', 8100))
+s.listen(16)
+print('listening', flush=True)
+while True:
+    c, _ = s.accept()
+    c.recv(16)
+    c.sendall(b'hello')
+    c.close()`;
+
+/** What a connection to port gets before its EOF. */
+function readToEnd(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let got = '';
+    const s = connect(port, '127.0.0.1', () => s.write('x'));
+    s.setTimeout(10_000, () => s.destroy(new Error(`no EOF from port ${port}`)));
+    s.on('data', (d) => (got += d));
+    s.on('end', () => (s.destroy(), resolve(got)));
+    s.on('error', reject);
+  });
+}
+
+/** A process's read system calls so far (/proc/PID/io syscr). The pool
+ * daemon reads only its timers and its control connections; its sockets it
+ * takes with recvmsg and accept, which syscr does not count: at rest, it
+ * goes up by one for each of the daemon's ticks. */
+function reads(pid: number): number {
+  return Number(/^syscr: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))![1]);
+}
+
+describe.each(MODES)('published ports: a server that answers and closes (%s)', (mode, flags) => {
+  it('its client gets EOF when it closes: the daemon let go of the connection at the hand-off, not at its next tick', async () => {
+    const home = makeHome();
+    const pub = PUBLIC + 8 + (mode === 'identity' ? 0 : 1);
+    const h = appshotAsync(home, ['run', '--aid', 'closer', ...flags, '--publish', `127.0.0.1:${pub}:8100`, '--', 'python3', '-u', '-c', CLOSER]);
+    try {
+      await waitFor(h.out, /listening/);
+      const pool = JSON.parse(appshot(home, ['tables', '--type', 'publish', '--json']).stdout)[0].pool as { pid: number };
+      // With no other connection in the pool, a daemon that kept its copy
+      // of a connection until its tick would deliver the EOF only with a
+      // tick read in between, each time. One that lets go when the instance
+      // acks delivers it with none between, unless a tick happens to fall
+      // into the exchange: a few tries find one without. The same through
+      // the instance's own port, whose listener the daemon holds too.
+      const ticksBetween = async (port: number) => {
+        const between: number[] = [];
+        for (let i = 0; i < 20 && !between.includes(0); i++) {
+          const before = reads(pool.pid);
+          expect(await readToEnd(port)).toBe('hello');
+          between.push(reads(pool.pid) - before);
+        }
+        return between;
+      };
+      const own = (JSON.parse(appshot(home, ['tables', '--type', 'port', '--json']).stdout) as { system: number }[])[0].system;
+      const viaPool = await ticksBetween(pub);
+      const viaOwn = await ticksBetween(own);
+      expect(viaPool, 'ticks of the daemon between each connection to the public port and its EOF').toContain(0);
+      expect(viaOwn, "ticks of the daemon between each connection to the instance's own port and its EOF").toContain(0);
+      const instance = JSON.parse(appshot(home, ['tables', '--type', 'publish', '--json']).stdout)[0].pool.instances[0];
+      expect(instance).toMatchObject({ aid: 'closer', unacked: 0, active: 0, handed: viaPool.length + viaOwn.length });
+    } finally {
+      await stop([h]);
+    }
+  });
+});

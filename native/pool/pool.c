@@ -33,6 +33,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -66,8 +67,6 @@
 #define FD_RESERVE 16    /* descriptors kept for instances and the harness */
 #define PROBE_MS 1000    /* how often an idle instance is checked for life */
 #define RECOUNT_MS 3     /* at the scaler's limit, open connections counted again this soon */
-#define ACK_BATCH 8      /* round robin reads an instance's acks once this many wait (acks_due) */
-#define ACK_LAG_MS 2     /* or once the oldest is this old */
 
 enum kind { W_PUBLIC, W_CHANNELS, W_CTL, W_TIMER, W_SIGNAL, W_CHAN, W_LISTENER, W_CLIENT, W_RECOUNT };
 
@@ -83,6 +82,7 @@ struct conn {
 	struct conn *next;
 	int fd;
 	bool direct; /* from the instance's own listener, not the public one */
+	struct sockaddr_storage peer; /* the client's address, from accept */
 	uint64_t seq, handed_ms, accepted_ms;
 };
 
@@ -91,12 +91,13 @@ struct queue {
 	int n;
 };
 
-/* A connection an instance took, as the kernel's socket table keys it
- * (local address and port, the peer's; network order), and its inode. */
+/* A connection an instance took, as the kernel's socket table keys it:
+ * local address and port, the peer's (network order), zero elsewhere, so
+ * that tuples compare with memcmp. */
 struct tuple {
-	struct inet_diag_sockid id;
-	uint8_t family;
-	unsigned long ino;
+	uint32_t src[4], dst[4];
+	uint16_t sport, dport;
+	uint32_t family;
 };
 
 struct opens {
@@ -256,11 +257,12 @@ static struct conn *q_take(struct queue *q, uint64_t seq)
 	return NULL;
 }
 
-static struct conn *new_conn(int fd, bool direct)
+static struct conn *new_conn(int fd, bool direct, const struct sockaddr_storage *peer)
 {
 	struct conn *c = xcalloc(sizeof *c);
 	c->fd = fd;
 	c->direct = direct;
+	if (peer) c->peer = *peer;
 	c->accepted_ms = monotonic_ms();
 	return c;
 }
@@ -317,11 +319,13 @@ static void starve(struct watch *w, const char *why)
 	set_paused(w, true);
 }
 
-/* One connection from a listener, or -1 when there is none to take now. */
-static int accept_one(struct watch *w, int flags)
+/* One connection from a listener, or -1 when there is none to take now;
+ * the peer's address in *peer when asked (accept gives it for nothing). */
+static int accept_one(struct watch *w, int flags, struct sockaddr_storage *peer)
 {
 	while (!w->paused) {
-		int fd = accept4(w->fd, NULL, NULL, flags | SOCK_CLOEXEC);
+		socklen_t plen = sizeof *peer;
+		int fd = accept4(w->fd, (struct sockaddr *)peer, peer ? &plen : NULL, flags | SOCK_CLOEXEC);
 		if (fd >= 0) {
 			/* Held connections must not take the last descriptors: an
 			 * instance needs some to register, and it is what frees them. */
@@ -372,23 +376,18 @@ static void end_scaler(void);
 static socklen_t inet_address(const char *host, int port, struct sockaddr_storage *ss);
 static int listen_public(const struct sockaddr_storage *addr, socklen_t len, int v6only);
 
-/* Whether a choice needs IN's acks read now. Under round robin with no
- * scaler the counts choose nothing, so acks are read in batches (one
- * recvmmsg for ACK_BATCH connections instead of one each: a tenth of the
- * daemon's time per connection went there), or once the oldest unacked
- * handoff is ACK_LAG_MS old, well before it could look stale. lc and the
- * scaler's limit count unacked connections as open: they read every time. */
-static bool acks_due(const struct instance *in, uint64_t now)
+/* Whether a choice needs IN's acks read now, beyond those read when they
+ * woke us (on_channel): lc and the scaler's limit count open connections,
+ * and an ack that came since this wake-up may say one is over already.
+ * Round robin chooses by no count. */
+static bool acks_due(const struct instance *in)
 {
-	if (!in->registered || in->dead || !in->unacked.n) return false;
-	return g.lc || g.conns || g.scaler || in->unacked.n >= ACK_BATCH || now - in->unacked.head->handed_ms >= ACK_LAG_MS;
+	return in->registered && !in->dead && in->unacked.n && (g.lc || g.conns || g.scaler);
 }
 
 static bool eligible(struct instance *in, uint64_t now)
 {
-	/* Acks are read here, when a choice needs them, not when they come:
-	 * waking for each one would cost a second switch per connection. */
-	if (acks_due(in, now)) take_acks(in);
+	if (acks_due(in)) take_acks(in);
 	if (!in->registered || in->dead || in->blocked || in->unacked.n >= MAX_UNACKED) return false;
 	return !in->unacked.head || now - in->unacked.head->handed_ms <= STALE_MS;
 }
@@ -416,15 +415,6 @@ static struct instance *pick(uint64_t now)
 	return g.inst[best];
 }
 
-/* A registered instance's acks wake us only while it is blocked: its
- * queue holds few datagrams (net.unix.max_dgram_qlen), and an ack is what
- * makes room for the connections we hold. */
-static void wake_on_acks(struct instance *in, bool on)
-{
-	struct epoll_event ev = { .events = on ? EPOLLIN : 0, .data.ptr = &in->chan };
-	epoll_ctl(g.ep, EPOLL_CTL_MOD, in->chan.fd, &ev);
-}
-
 /* Pass C down IN's channel; false if it could not go (C is still ours). */
 static bool hand(struct instance *in, struct conn *c)
 {
@@ -438,7 +428,7 @@ static bool hand(struct instance *in, struct conn *c)
 	while (sendmsg(in->chan.fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
 		if (errno == EINTR) continue;
 		if (errno == EAGAIN || errno == ENOBUFS || errno == ENOMEM || errno == ETOOMANYREFS)
-			in->blocked = true, wake_on_acks(in, true); /* until it acks, or the next tick */
+			in->blocked = true; /* until it acks (which wakes us), or the next tick */
 		else
 			in->dead = true; /* ECONNREFUSED: its socket is closed */
 		return false;
@@ -545,9 +535,10 @@ static void dispatch_direct(struct instance *in)
 static void on_public(void)
 {
 	int fd;
-	while ((fd = accept_one(&g.pub, 0)) >= 0) {
+	struct sockaddr_storage peer;
+	while ((fd = accept_one(&g.pub, 0, &peer)) >= 0) {
 		if (g.held.n < HELD_CAP) {
-			q_push(&g.held, new_conn(fd, false), false);
+			q_push(&g.held, new_conn(fd, false, &peer), false);
 			dispatch_held();
 			if (g.held.n) tell_need(false);
 			continue;
@@ -561,8 +552,8 @@ static void on_public(void)
 static void on_listener(struct instance *in)
 {
 	int fd;
-	while (!in->dead && !in->direct.n && (fd = accept_one(&in->lis, 0)) >= 0) {
-		q_push(&in->direct, new_conn(fd, true), false);
+	while (!in->dead && !in->direct.n && (fd = accept_one(&in->lis, 0, NULL)) >= 0) {
+		q_push(&in->direct, new_conn(fd, true, NULL), false);
 		dispatch_direct(in);
 	}
 }
@@ -604,7 +595,7 @@ static void write_state(void)
 static void on_channels(void)
 {
 	int fd;
-	while ((fd = accept_one(&g.chans, SOCK_NONBLOCK)) >= 0) {
+	while ((fd = accept_one(&g.chans, SOCK_NONBLOCK, NULL)) >= 0) {
 		if (!peer_ours(fd, g.sock_path)) continue;
 		struct instance *in = new_instance();
 		in->dead = !watch_add(&in->chan, W_CHAN, fd, in);
@@ -630,14 +621,18 @@ static int connect_instance(const char *name)
 	return -1;
 }
 
-/* A registered instance wakes us only by an error on our socket to it (or
- * an ack while it is blocked, see wake_on_acks): acks are read when a choice
- * needs them, its end found when a send fails or a tick's probe says so. */
+/* A registered instance wakes us with its acks, and by an error on our
+ * socket to it; its end is found when a send fails or a tick's probe says
+ * so. Each ack is read when it comes: our copy of the connection closes
+ * then, and only then can the connection end when the program closes it
+ * (a server that answers and closes, HTTP/1.0 without a length, sends its
+ * FIN at its close, as without us, not at our next wake-up). Under load one
+ * wake-up reads the acks of many connections (epoll returns them together
+ * with the public listener's), so this costs little more than reading
+ * them at the next choice did. */
 static bool watch_instance(struct instance *in, int fd)
 {
 	if (!watch_add(&in->chan, W_CHAN, fd, in)) return close(fd), false;
-	struct epoll_event ev = { .events = 0, .data.ptr = &in->chan };
-	epoll_ctl(g.ep, EPOLL_CTL_MOD, fd, &ev);
 	in->registered = true;
 	return true;
 }
@@ -732,36 +727,33 @@ static void take_register(struct instance *in)
 	tell_scaler("joined %s\n", reg.aid);
 }
 
-/* The connection's addresses and inode, read before our copy of it
- * closes; false for one already closed, which is not counted (nor asked
- * about by every refresh after). getpeername comes first: under load most
- * connections are over by the time they are acked, and cost one call. */
-static bool tuple_of(int fd, struct tuple *t)
+/* The connection's addresses: the peer's from accept, ours from the
+ * public listener's address (asked of the connection, before our copy
+ * closes, only when the listener is on every address). No system call in
+ * the usual case: acks are read as they come, when nearly every connection
+ * is still open, so whether it is open is left to refresh_active. */
+static bool tuple_of(const struct conn *c, struct tuple *t)
 {
-	struct sockaddr_storage l = g.pub_local, p;
-	socklen_t ll = sizeof l, pl = sizeof p;
-	struct stat st;
-	if (getpeername(fd, (struct sockaddr *)&p, &pl) || (!l.ss_family && getsockname(fd, (struct sockaddr *)&l, &ll)) ||
-	    l.ss_family != p.ss_family || fstat(fd, &st))
-		return false;
+	struct sockaddr_storage l = g.pub_local;
+	socklen_t ll = sizeof l;
+	const struct sockaddr_storage *p = &c->peer;
+	if ((!l.ss_family && getsockname(c->fd, (struct sockaddr *)&l, &ll)) || l.ss_family != p->ss_family) return false;
 	memset(t, 0, sizeof *t);
 	t->family = l.ss_family;
-	t->ino = st.st_ino;
-	t->id.idiag_cookie[0] = t->id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
 	if (l.ss_family == AF_INET) {
-		const struct sockaddr_in *a = (const void *)&l, *b = (const void *)&p;
-		t->id.idiag_sport = a->sin_port;
-		t->id.idiag_dport = b->sin_port;
-		memcpy(t->id.idiag_src, &a->sin_addr, sizeof a->sin_addr);
-		memcpy(t->id.idiag_dst, &b->sin_addr, sizeof b->sin_addr);
+		const struct sockaddr_in *a = (const void *)&l, *b = (const void *)p;
+		t->sport = a->sin_port;
+		t->dport = b->sin_port;
+		memcpy(t->src, &a->sin_addr, sizeof a->sin_addr);
+		memcpy(t->dst, &b->sin_addr, sizeof b->sin_addr);
 		return true;
 	}
 	if (l.ss_family != AF_INET6) return false;
-	const struct sockaddr_in6 *a = (const void *)&l, *b = (const void *)&p;
-	t->id.idiag_sport = a->sin6_port;
-	t->id.idiag_dport = b->sin6_port;
-	memcpy(t->id.idiag_src, &a->sin6_addr, sizeof a->sin6_addr);
-	memcpy(t->id.idiag_dst, &b->sin6_addr, sizeof b->sin6_addr);
+	const struct sockaddr_in6 *a = (const void *)&l, *b = (const void *)p;
+	t->sport = a->sin6_port;
+	t->dport = b->sin6_port;
+	memcpy(t->src, &a->sin6_addr, sizeof a->sin6_addr);
+	memcpy(t->dst, &b->sin6_addr, sizeof b->sin6_addr);
 	return true;
 }
 
@@ -772,7 +764,7 @@ static void take_ack(struct instance *in, const struct pool_ack *ack)
 	if (c && ack->taken) {
 		in->handed++;
 		struct tuple t;
-		if (!c->direct && tuple_of(c->fd, &t)) push_open(&in->open, &t);
+		if (!c->direct && tuple_of(c, &t)) push_open(&in->open, &t);
 		drop_conn(c);
 	} else if (c) {
 		/* It could not install it: hand it again, but not to this
@@ -816,7 +808,7 @@ static bool instance_alive(const struct instance *in)
 }
 
 /* Before registering, events are the registration connection's; after,
- * an error on our socket to the instance, or an ack while it is blocked.
+ * its acks, or an error on our socket to the instance.
  * Acks are read before its end is believed, so that a connection taken
  * just before the end is not handed out twice. */
 static void on_channel(struct instance *in, uint32_t events)
@@ -832,7 +824,6 @@ static void on_channel(struct instance *in, uint32_t events)
 			getsockopt(in->chan.fd, SOL_SOCKET, SO_ERROR, &err, &len); /* cleared, or it would wake us again */
 			if (!instance_alive(in)) in->dead = true;
 		}
-		if (!in->blocked) wake_on_acks(in, false);
 	}
 	if (in->dead) return;
 	dispatch_direct(in);
@@ -884,30 +875,43 @@ static void reap(void)
 
 /* ---- least connections: which taken connections are still open ---- */
 
-/* Whether a taken connection is still open in some process: the kernel's
- * socket of its addresses, found by one sock_diag request (a hash lookup;
- * /proc/net/tcp walks every socket of the host, 5 ms and more on a busy
- * one), still has its inode (one every process has closed has none). When
- * the kernel cannot say, it counts as open. */
-static bool still_open(const struct tuple *t)
+static int tuple_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, sizeof(struct tuple));
+}
+
+/* The connections of the public port some process holds, sorted, into
+ * *live: one sock_diag dump per family (a walk of the kernel's table, in
+ * one or a few messages; /proc/net/tcp is text, 5 ms and more on a busy
+ * host), keeping sockets with an inode (one every process has closed has
+ * none). False when the kernel cannot say. */
+static bool live_tuples(uint32_t family, struct opens *live)
 {
 	struct {
 		struct nlmsghdr nh;
 		struct inet_diag_req_v2 r;
 	} req = {
-		.nh = { .nlmsg_len = sizeof req, .nlmsg_type = SOCK_DIAG_BY_FAMILY, .nlmsg_flags = NLM_F_REQUEST, .nlmsg_seq = ++g.diag_seq },
-		.r = { .sdiag_family = t->family, .sdiag_protocol = IPPROTO_TCP, .idiag_states = ~0u, .id = t->id },
+		.nh = { .nlmsg_len = sizeof req, .nlmsg_type = SOCK_DIAG_BY_FAMILY, .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP, .nlmsg_seq = ++g.diag_seq },
+		.r = { .sdiag_family = family, .sdiag_protocol = IPPROTO_TCP,
+		       .idiag_states = ~((1u << 6) | (1u << 7) | (1u << 10)), /* not TIME_WAIT, CLOSE, LISTEN */
+		       .id = { .idiag_sport = htons(g.public) } },
 	};
-	union { char buf[1024]; struct nlmsghdr align; } u;
-	if (g.diag < 0 || send(g.diag, &req, sizeof req, 0) != (ssize_t)sizeof req) return true;
+	union { char buf[32768]; struct nlmsghdr align; } u;
+	if (g.diag < 0 || send(g.diag, &req, sizeof req, 0) != (ssize_t)sizeof req) return false;
 	for (;;) {
-		ssize_t n = recv(g.diag, u.buf, sizeof u.buf, 0); /* answered at once; SO_RCVTIMEO bounds it */
+		ssize_t n = recv(g.diag, u.buf, sizeof u.buf, 0); /* SO_RCVTIMEO bounds it */
 		if (n < 0 && errno == EINTR) continue;
-		if (n <= 0) return true;
+		if (n <= 0) return false;
 		for (struct nlmsghdr *h = &u.align; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
 			if (h->nlmsg_seq != g.diag_seq) continue; /* a late answer to an earlier request */
-			if (h->nlmsg_type == NLMSG_ERROR) return ((struct nlmsgerr *)NLMSG_DATA(h))->error != -ENOENT;
-			if (h->nlmsg_type == SOCK_DIAG_BY_FAMILY) return ((struct inet_diag_msg *)NLMSG_DATA(h))->idiag_inode == t->ino;
+			if (h->nlmsg_type == NLMSG_DONE) return true;
+			if (h->nlmsg_type == NLMSG_ERROR) return false;
+			const struct inet_diag_msg *m = NLMSG_DATA(h);
+			if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY || !m->idiag_inode || m->id.idiag_sport != htons(g.public)) continue;
+			struct tuple t = { .sport = m->id.idiag_sport, .dport = m->id.idiag_dport, .family = family };
+			memcpy(t.src, m->id.idiag_src, sizeof t.src);
+			memcpy(t.dst, m->id.idiag_dst, sizeof t.dst);
+			push_open(live, &t);
 		}
 	}
 }
@@ -920,17 +924,30 @@ static void open_diag(void)
 	if (g.diag < 0) logmsg("sock_diag: %s; taken connections count as open until they are closed and the daemon restarts", strerror(errno));
 }
 
+/* Which taken connections are still open: those of the kernel's table.
+ * When the kernel cannot say, they count as open. */
 static void refresh_active(void)
 {
 	uint64_t now = monotonic_ms();
+	bool want[2] = { false, false }, known[2] = { false, false };
+	struct opens live[2] = { 0 };
+	for (int i = 0; i < g.ninst; i++)
+		for (size_t j = 0; j < g.inst[i]->open.n; j++) want[g.inst[i]->open.v[j].family == AF_INET6] = true;
+	for (int f = 0; f < 2; f++)
+		if (want[f] && (known[f] = live_tuples(f ? AF_INET6 : AF_INET, &live[f])) && live[f].n)
+			qsort(live[f].v, live[f].n, sizeof *live[f].v, tuple_cmp);
 	for (int i = 0; i < g.ninst; i++) {
 		struct opens *s = &g.inst[i]->open;
 		size_t k = 0;
-		for (size_t j = 0; j < s->n; j++)
-			if (still_open(&s->v[j])) s->v[k++] = s->v[j];
+		for (size_t j = 0; j < s->n; j++) {
+			int f = s->v[j].family == AF_INET6;
+			if (!known[f] || (live[f].n && bsearch(&s->v[j], live[f].v, live[f].n, sizeof *live[f].v, tuple_cmp))) s->v[k++] = s->v[j];
+		}
 		s->n = k;
 		if (k) g.inst[i]->busy_ms = now; /* busy until now at least */
 	}
+	free(live[0].v);
+	free(live[1].v);
 }
 
 static void on_tick(void)
@@ -1001,7 +1018,7 @@ static void send_status(int fd)
 {
 	char *buf = NULL;
 	size_t len = 0;
-	for (int i = 0; i < g.ninst; i++) /* acks are read lazily: the waits are counted now */
+	for (int i = 0; i < g.ninst; i++) /* acks that came since this wake-up: the waits are counted now */
 		if (g.inst[i]->registered && !g.inst[i]->dead) take_acks(g.inst[i]);
 	refresh_active(); /* rr refreshes only each second; a status is read now */
 	FILE *f = open_memstream(&buf, &len);
@@ -1053,7 +1070,7 @@ static void drop_client(struct client *cl)
 static void on_ctl(void)
 {
 	int fd;
-	while ((fd = accept_one(&g.ctl, SOCK_NONBLOCK)) >= 0) {
+	while ((fd = accept_one(&g.ctl, SOCK_NONBLOCK, NULL)) >= 0) {
 		if (!peer_ours(fd, g.ctl_path)) continue;
 		struct client *cl = xcalloc(sizeof *cl);
 		g.clients = xrealloc(g.clients, (g.nclients + 1) * sizeof *g.clients);
@@ -1333,6 +1350,17 @@ static void make_path(char *buf, const char *home, const char *suffix)
 		fail(1, "%s: path too long", home);
 }
 
+/* Our wake-ups (a connection, an instance's ack) do not preempt the
+ * process running where they land (SCHED_BATCH): under load an instance
+ * sends its ack and goes on serving, and we read the acks and connections
+ * that came meanwhile together when a CPU is free, instead of a switch
+ * there and back for each ack. On an idle CPU we run at once, as before. */
+static void batch_wakeups(void)
+{
+	struct sched_param none = { 0 };
+	if (sched_setscheduler(0, SCHED_BATCH, &none)) logmsg("SCHED_BATCH: %s", strerror(errno));
+}
+
 /* Held connections cost a descriptor each: take all the kernel allows. */
 static void raise_nofile(void)
 {
@@ -1487,6 +1515,7 @@ int main(int argc, char **argv)
 	g.start_ms = g.refresh_ms = monotonic_ms();
 	umask(077);
 	raise_nofile();
+	batch_wakeups();
 	open_diag();
 
 	g.uid = geteuid();
