@@ -267,8 +267,9 @@ WRAPPER(posix_spawn)
 	REDIRECT(path, errno); /* posix_spawn returns its error */
 	PATCHED_ENV(env, envp);
 	NOTIFIED_ARGV(loader_argv, path, argv);
+	uint64_t before = pid_clock();
 	int r = REAL(posix_spawn)(pid, loader_argv ? loader_path : path, actions, attr, loader_argv ? loader_argv : argv, env);
-	if (r == 0 && pid) *pid = pid_record_child(*pid);
+	if (r == 0 && pid) *pid = pid_record_child(*pid, before);
 	return r;
 }
 
@@ -278,9 +279,10 @@ WRAPPER(posix_spawnp)
 	PATCHED_ENV(env, envp);
 	char found[PATH_MAX];
 	NOTIFIED_ARGV(loader_argv, searched(file, found), argv);
+	uint64_t before = pid_clock();
 	int r = loader_argv ? REAL(posix_spawn)(pid, loader_path, actions, attr, loader_argv, env)
 			    : REAL(posix_spawnp)(pid, file, actions, attr, argv, env);
-	if (r == 0 && pid) *pid = pid_record_child(*pid);
+	if (r == 0 && pid) *pid = pid_record_child(*pid, before);
 	return r;
 }
 

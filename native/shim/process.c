@@ -134,7 +134,10 @@ void shim_thread_seen(void)
  * to reuse or unmap. */
 static void threads_after_fork(void)
 {
-	for (unsigned i = 0; i < MAX_THREADS; i++) __atomic_store_n(&threads[i], 0, __ATOMIC_RELAXED);
+	/* Only the slots in use are written: a store to every one would copy
+	 * each of the table's pages from the parent (copy-on-write). */
+	for (unsigned i = 0; i < MAX_THREADS; i++)
+		if (__atomic_load_n(&threads[i], __ATOMIC_RELAXED)) __atomic_store_n(&threads[i], 0, __ATOMIC_RELAXED);
 	if (thread_registered) thread_add(thread_pointer());
 }
 
