@@ -56,6 +56,11 @@ static _Atomic unsigned known_next;
 
 static void remember(pid_t spid, uint32_t vpid)
 {
+	/* One slot per process: an older one of its number goes first, so a
+	 * number the kernel gave again is never answered with the dead one's
+	 * vpid. */
+	for (unsigned j = 0; j < KNOWN_PIDS; j++)
+		if (atomic_load(&known[j].spid) == (uint32_t)spid) atomic_store(&known[j].spid, 0);
 	unsigned i = atomic_fetch_add(&known_next, 1) % KNOWN_PIDS;
 	atomic_store(&known[i].spid, 0);
 	atomic_store(&known[i].vpid, vpid);
@@ -379,7 +384,11 @@ pid_t pid_record_child(pid_t spid, uint64_t before)
 static pid_t reaped(pid_t spid, int still_there)
 {
 	if (spid <= 0) return spid;
-	pid_t vpid = pid_to_virtual(spid);
+	/* Most often a child this process recorded itself: its vpid is known
+	 * without a read of the tables (which its own commit just made the
+	 * cache miss). */
+	uint32_t known_as;
+	pid_t vpid = known_vpid(spid, &known_as) == 0 ? (pid_t)known_as : pid_to_virtual(spid);
 	if (!still_there) forget(spid);
 	return vpid;
 }
