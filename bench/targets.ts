@@ -14,6 +14,9 @@ export const PAIRED: { metric: string; label: string; target: number }[] = [
   { metric: 'kill_self_0', label: 'kill(getpid(), 0)', target: 1.15 },
   { metric: 'fork_waitpid', label: 'fork + waitpid, child _exit(0)s at once', target: 1.2 },
   { metric: 'spawn_waitpid', label: 'posix_spawn /bin/true + waitpid', target: 1.2 },
+  // The same two by CPU time (parent and child), steadier under load: shown, not held.
+  { metric: 'fork_waitpid_cpu', label: 'fork + waitpid, by CPU time (parent and child)', target: Infinity },
+  { metric: 'spawn_waitpid_cpu', label: 'posix_spawn /bin/true + waitpid, by CPU time (parent and child)', target: Infinity },
   { metric: 'bind_listen', label: 'socket + bind + listen + close', target: 1.1 },
   { metric: 'connect_accept', label: 'loopback connect + accept + close both', target: 1.1 },
   { metric: 'open_close_redirected', label: 'open(O_RDONLY) + close, redirected path (native: the real path)', target: 1.2 },
