@@ -320,6 +320,7 @@ void pid_restored_entry(void)
 	for (unsigned i = 0; i < KNOWN_PIDS; i++) atomic_store(&known[i].spid, 0);
 	next_child_vpid = 0;
 	reserved.left = 0; /* reserved in the old application's tables */
+	boot_clock_agrees = -1; /* maybe another kernel now: checked again */
 }
 
 /* The renewal: this process's vpid is the one it had (it is in memory, and
