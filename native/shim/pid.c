@@ -51,10 +51,13 @@ static pthread_key_t thread_row_key;
 #define KNOWN_PIDS 64
 static struct {
 	_Atomic uint32_t spid, vpid;
+	/* A child this process made and has not reaped yet: waitpid may take
+	 * its vpid from here (child_vpid). */
+	_Atomic uint32_t child;
 } known[KNOWN_PIDS];
 static _Atomic unsigned known_next;
 
-static void remember(pid_t spid, uint32_t vpid)
+static void remember(pid_t spid, uint32_t vpid, int child)
 {
 	/* One slot per process: an older one of its number goes first, so a
 	 * number the kernel gave again is never answered with the dead one's
@@ -63,6 +66,7 @@ static void remember(pid_t spid, uint32_t vpid)
 		if (atomic_load(&known[j].spid) == (uint32_t)spid) atomic_store(&known[j].spid, 0);
 	unsigned i = atomic_fetch_add(&known_next, 1) % KNOWN_PIDS;
 	atomic_store(&known[i].spid, 0);
+	atomic_store(&known[i].child, (uint32_t)child);
 	atomic_store(&known[i].vpid, vpid);
 	atomic_store(&known[i].spid, (uint32_t)spid);
 }
@@ -73,6 +77,22 @@ static int known_vpid(pid_t spid, uint32_t *vpid)
 		if (atomic_load(&known[i].spid) != (uint32_t)spid) continue;
 		uint32_t v = atomic_load(&known[i].vpid);
 		if (atomic_load(&known[i].spid) != (uint32_t)spid) continue;
+		*vpid = v;
+		return 0;
+	}
+	return -1;
+}
+
+/* The vpid of child spid, which this process recorded and has not
+ * reaped; reaped, the mark goes (a later process with its number is not
+ * this child). -1 if it has no such entry. */
+static int child_vpid(pid_t spid, int reaping, uint32_t *vpid)
+{
+	for (unsigned i = 0; i < KNOWN_PIDS; i++) {
+		if (atomic_load(&known[i].spid) != (uint32_t)spid || !atomic_load(&known[i].child)) continue;
+		uint32_t v = atomic_load(&known[i].vpid);
+		if (atomic_load(&known[i].spid) != (uint32_t)spid) continue;
+		if (reaping) atomic_store(&known[i].child, 0);
 		*vpid = v;
 		return 0;
 	}
@@ -98,8 +118,9 @@ static int recorded_in(MDB_txn *txn, void *arg)
 	return tabledb_pid_lookup(shim_tables(), txn, l->spid, l->ticks, &l->vpid);
 }
 
-/* Writes process spid's row (started at ticks), unless it is there. */
-static uint32_t record_row(pid_t spid, uint64_t ticks, uint32_t want)
+/* Writes process spid's row (started at ticks), unless it is there;
+ * child: one this process just made. */
+static uint32_t record_row(pid_t spid, uint64_t ticks, uint32_t want, int child)
 {
 	uint32_t vpid = (uint32_t)spid;
 	MDB_txn *txn = write_begin();
@@ -112,7 +133,7 @@ static uint32_t record_row(pid_t spid, uint64_t ticks, uint32_t want)
 	/* A vpid whose row did not commit is nobody's: not remembered, and the
 	 * process is left as a failed record leaves it (write_commit warned). */
 	if (write_commit(txn)) return want ? want : (uint32_t)spid;
-	remember(spid, vpid);
+	remember(spid, vpid, child);
 	return vpid;
 }
 
@@ -124,7 +145,7 @@ static uint32_t record(pid_t spid, uint32_t want)
 	 * parent recorded first): a read tells, without the write lock. */
 	struct lookup_pid l = { (uint32_t)spid, 0, ticks };
 	if (with_read_txn(recorded_in, &l) == 0) return l.vpid;
-	return record_row(spid, ticks, want);
+	return record_row(spid, ticks, want, 0);
 }
 
 /* A child's start time without reading /proc/<spid>/stat (an open, a read
@@ -159,7 +180,7 @@ static uint32_t record_new_child(pid_t spid, uint64_t before, uint32_t want)
 {
 	uint64_t ticks;
 	if (child_ticks(spid, before, &ticks) != 0) return want ? want : (uint32_t)spid; /* gone already */
-	return record_row(spid, ticks, want);
+	return record_row(spid, ticks, want, 1);
 }
 
 static void forget(pid_t spid)
@@ -280,7 +301,10 @@ void pid_init(void)
 
 void pid_after_fork_child(void)
 {
-	remember(shim_pid, self_vpid); /* the parent, as it was */
+	/* The parent's children are not this process's to reap. */
+	for (unsigned i = 0; i < KNOWN_PIDS; i++)
+		if (atomic_load(&known[i].child)) atomic_store(&known[i].child, 0);
+	remember(shim_pid, self_vpid, 0); /* the parent, as it was */
 	reserved_forget();
 	shim_pid = sys_getpid();
 	self_vtid = 0;
@@ -389,7 +413,7 @@ static pid_t reaped(pid_t spid, int still_there)
 	 * without a read of the tables (which its own commit just made the
 	 * cache miss). */
 	uint32_t known_as;
-	pid_t vpid = known_vpid(spid, &known_as) == 0 ? (pid_t)known_as : pid_to_virtual(spid);
+	pid_t vpid = child_vpid(spid, !still_there, &known_as) == 0 ? (pid_t)known_as : pid_to_virtual(spid);
 	if (!still_there) forget(spid);
 	return vpid;
 }
