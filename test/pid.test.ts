@@ -1,6 +1,8 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { openTableDb } from '../ts/tabledb.js';
+import * as S from '../tables/schema.js';
 import { PIDTOOL, SEMTOOL, SHMTOOL, appshot, appshotAsync, lines, makeHome, runNative, tablesJson, waitFor } from './helpers.js';
 
 const REMAP_BASE = 0x10000000;
@@ -193,6 +195,51 @@ describe.each([
     expect(rows).toHaveLength(1); // the shell, now sleep
     app.child.kill('SIGTERM');
     await app.done;
+  });
+
+  it('70 fork children of one process: distinct vpids, each row naming its process with the start time the kernel gives it', async () => {
+    const home = makeHome();
+    // Python's os.fork is libc's fork; the children make no call into the
+    // shim that could write their rows again. 70 forks cross a block of
+    // reserved vpids (64) in a remapped application.
+    const script = [
+      'import os, time',
+      'kids = []',
+      'for i in range(70):',
+      '    p = os.fork()',
+      '    if p == 0:',
+      '        time.sleep(100000)',
+      '        os._exit(0)',
+      '    kids.append(p)',
+      'print("kids", *kids, flush=True)',
+      'time.sleep(100000)',
+    ].join('\n');
+    const app = appshotAsync(home, ['run', '--aid', 'kids', ...flags, '--', 'python3', '-c', script]);
+    const stop = async () => {
+      for (const p of JSON.parse(appshot(home, ['ps', '--aid', 'kids', '--json']).stdout)) process.kill(p.spid, 'SIGKILL');
+      app.child.kill('SIGTERM');
+      await app.done;
+    };
+    let t: ReturnType<typeof openTableDb> | undefined;
+    try {
+      const kids = (await waitFor(app.out, /^kids .*\n/m))[0].trim().split(' ').slice(1).map(Number);
+      t = openTableDb(home);
+      expect(new Set(kids).size).toBe(70);
+      for (const k of kids) expectVirtual(k);
+      const rows = tablesJson(home, ['--type', 'pid']);
+      for (const k of kids) {
+        const row = rows.find((r) => r.virtual === k);
+        expect(row, `vpid ${k} has a row`).toBeDefined();
+        const stat = readFileSync(`/proc/${row!.system}/stat`, 'latin1');
+        const startTicks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+        const proc = t.procs.get(S.procKey(row!.system));
+        expect(proc, `process ${row!.system} has a procs row`).toBeDefined();
+        expect(S.decodeProcVal(proc!).startTicks).toBe(startTicks);
+      }
+    } finally {
+      t?.env.close();
+      await stop();
+    }
   });
 
   it(`appshot ps lists the processes (${mode})`, async () => {

@@ -724,3 +724,22 @@ int tabledb_pid_forget(const struct tabledb *t, MDB_txn *txn, uint32_t spid)
 	if (!rc) rc = mdb_del(txn, t->procs, &k, NULL);
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
+
+/* (helper `fork`, issue 21) Reserves up to n consecutive remapped vpids at
+ * once, for a process's next fork children: the first in *first, how many
+ * in *count (fewer than n where the counter wraps). One transaction then
+ * serves many forks; vpids a process reserved and never used are skipped,
+ * as the counter only moves forward. */
+int tabledb_pid_reserve_block(const struct tabledb *t, MDB_txn *txn, uint32_t n, uint32_t *first, uint32_t *count)
+{
+	*count = 1;
+	int rc = counter_next(t, txn, t->aid, t->aidlen, RT_PID, VRID_REMAP_BASE, first);
+	/* counter_next hands out vpids below 0x7fffffff, then starts again. */
+	if (n > 0x7fffffffu - *first) n = 0x7fffffffu - *first;
+	if (rc || n <= 1) return rc;
+	uint8_t kb[APPSHOT_AID_MAX + 2], vb[4];
+	MDB_val k = { alloc_key(kb, t->aid, t->aidlen, RT_PID), kb }, v = { 4, vb };
+	put_u32be(vb, *first + n >= 0x7fffffffu ? VRID_REMAP_BASE : *first + n);
+	*count = n;
+	return mdb_put(txn, t->alloc, &k, &v, 0);
+}

@@ -158,6 +158,9 @@ int tabledb_pid_record(const struct tabledb *t, MDB_txn *txn, uint32_t spid, uin
 int tabledb_pid_lookup(const struct tabledb *t, MDB_txn *txn, uint32_t spid, uint64_t start_ticks, uint32_t *vpid);
 /* The next remapped vpid, for a fork child to know before it exists. */
 int tabledb_pid_reserve(const struct tabledb *t, MDB_txn *txn, uint32_t *vpid);
+/* Up to n consecutive ones at once (*count of them from *first): one
+ * transaction for a process's next forks. */
+int tabledb_pid_reserve_block(const struct tabledb *t, MDB_txn *txn, uint32_t n, uint32_t *first, uint32_t *count);
 /* Forgets a reaped process. */
 int tabledb_pid_forget(const struct tabledb *t, MDB_txn *txn, uint32_t spid);
 

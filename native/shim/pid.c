@@ -31,6 +31,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static uint32_t self_vpid;
@@ -50,13 +51,22 @@ static pthread_key_t thread_row_key;
 #define KNOWN_PIDS 64
 static struct {
 	_Atomic uint32_t spid, vpid;
+	/* A child this process made and has not reaped yet: waitpid may take
+	 * its vpid from here (child_vpid). */
+	_Atomic uint32_t child;
 } known[KNOWN_PIDS];
 static _Atomic unsigned known_next;
 
-static void remember(pid_t spid, uint32_t vpid)
+static void remember(pid_t spid, uint32_t vpid, int child)
 {
+	/* One slot per process: an older one of its number goes first, so a
+	 * number the kernel gave again is never answered with the dead one's
+	 * vpid. */
+	for (unsigned j = 0; j < KNOWN_PIDS; j++)
+		if (atomic_load(&known[j].spid) == (uint32_t)spid) atomic_store(&known[j].spid, 0);
 	unsigned i = atomic_fetch_add(&known_next, 1) % KNOWN_PIDS;
 	atomic_store(&known[i].spid, 0);
+	atomic_store(&known[i].child, (uint32_t)child);
 	atomic_store(&known[i].vpid, vpid);
 	atomic_store(&known[i].spid, (uint32_t)spid);
 }
@@ -67,6 +77,22 @@ static int known_vpid(pid_t spid, uint32_t *vpid)
 		if (atomic_load(&known[i].spid) != (uint32_t)spid) continue;
 		uint32_t v = atomic_load(&known[i].vpid);
 		if (atomic_load(&known[i].spid) != (uint32_t)spid) continue;
+		*vpid = v;
+		return 0;
+	}
+	return -1;
+}
+
+/* The vpid of child spid, which this process recorded and has not
+ * reaped; reaped, the mark goes (a later process with its number is not
+ * this child). -1 if it has no such entry. */
+static int child_vpid(pid_t spid, int reaping, uint32_t *vpid)
+{
+	for (unsigned i = 0; i < KNOWN_PIDS; i++) {
+		if (atomic_load(&known[i].spid) != (uint32_t)spid || !atomic_load(&known[i].child)) continue;
+		uint32_t v = atomic_load(&known[i].vpid);
+		if (atomic_load(&known[i].spid) != (uint32_t)spid) continue;
+		if (reaping) atomic_store(&known[i].child, 0);
 		*vpid = v;
 		return 0;
 	}
@@ -92,15 +118,11 @@ static int recorded_in(MDB_txn *txn, void *arg)
 	return tabledb_pid_lookup(shim_tables(), txn, l->spid, l->ticks, &l->vpid);
 }
 
-static uint32_t record(pid_t spid, uint32_t want)
+/* Writes process spid's row (started at ticks), unless it is there;
+ * child: one this process just made. */
+static uint32_t record_row(pid_t spid, uint64_t ticks, uint32_t want, int child)
 {
-	uint64_t ticks = 0;
 	uint32_t vpid = (uint32_t)spid;
-	if (proc_start_ticks(spid, &ticks) != 0) return want ? want : vpid; /* gone already */
-	/* Most often the row is there (a program after exec, a child its
-	 * parent recorded first): a read tells, without the write lock. */
-	struct lookup_pid l = { (uint32_t)spid, 0, ticks };
-	if (with_read_txn(recorded_in, &l) == 0) return l.vpid;
 	MDB_txn *txn = write_begin();
 	int rc = tabledb_pid_record(shim_tables(), txn, (uint32_t)spid, ticks, want, (uint32_t)shim_pid, &vpid);
 	if (rc) {
@@ -111,8 +133,54 @@ static uint32_t record(pid_t spid, uint32_t want)
 	/* A vpid whose row did not commit is nobody's: not remembered, and the
 	 * process is left as a failed record leaves it (write_commit warned). */
 	if (write_commit(txn)) return want ? want : (uint32_t)spid;
-	remember(spid, vpid);
+	remember(spid, vpid, child);
 	return vpid;
+}
+
+static uint32_t record(pid_t spid, uint32_t want)
+{
+	uint64_t ticks = 0;
+	if (proc_start_ticks(spid, &ticks) != 0) return want ? want : (uint32_t)spid; /* gone already */
+	/* Most often the row is there (a program after exec, a child its
+	 * parent recorded first): a read tells, without the write lock. */
+	struct lookup_pid l = { (uint32_t)spid, 0, ticks };
+	if (with_read_txn(recorded_in, &l) == 0) return l.vpid;
+	return record_row(spid, ticks, want, 0);
+}
+
+/* A child's start time without reading /proc/<spid>/stat (an open, a read
+ * and a close, and the kernel formatting 52 fields, on every fork): the
+ * kernel stamps a new process with CLOCK_BOOTTIME and /proc gives it in
+ * clock ticks (USER_HZ), so when the clock read before the fork and the one
+ * after fall in the same tick, the child's start is that tick. The first
+ * child a process makes is checked against /proc too; a kernel that
+ * disagrees is read through /proc from then on. */
+static long clock_ticks_per_sec;
+static int boot_clock_agrees = -1; /* -1: not checked yet */
+
+uint64_t pid_clock(void)
+{
+	struct timespec ts;
+	if (clock_ticks_per_sec <= 0 || clock_gettime(CLOCK_BOOTTIME, &ts) != 0) return 0;
+	return ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) / (1000000000u / (uint64_t)clock_ticks_per_sec);
+}
+
+static int child_ticks(pid_t spid, uint64_t before, uint64_t *ticks)
+{
+	uint64_t after = pid_clock();
+	if (before && before == after && boot_clock_agrees == 1) return *ticks = before, 0;
+	if (proc_start_ticks(spid, ticks) != 0) return -1;
+	if (before && before == after && boot_clock_agrees == -1) boot_clock_agrees = *ticks == before;
+	return 0;
+}
+
+/* A child this process just made (fork, posix_spawn), clock read before:
+ * its row is new, so it is written straight away, without a read first. */
+static uint32_t record_new_child(pid_t spid, uint64_t before, uint32_t want)
+{
+	uint64_t ticks;
+	if (child_ticks(spid, before, &ticks) != 0) return want ? want : (uint32_t)spid; /* gone already */
+	return record_row(spid, ticks, want, 1);
 }
 
 static void forget(pid_t spid)
@@ -122,17 +190,47 @@ static void forget(pid_t spid)
 	else write_commit(txn);
 }
 
+/* The vpids this process reserved for its next fork children, taken
+ * RESERVED_BLOCK at a time: one write transaction per that many forks, not
+ * one per fork. A fork child starts with none (its copy of the block is
+ * its parent's to hand out). */
+#define RESERVED_BLOCK 64
+static struct {
+	pthread_mutex_t lock;
+	uint32_t next, left;
+} reserved = { PTHREAD_MUTEX_INITIALIZER, 0, 0 };
+
+static int reserve_block(void)
+{
+	uint32_t first = 0, count = 0;
+	MDB_txn *txn = write_begin();
+	if (tabledb_pid_reserve_block(shim_tables(), txn, RESERVED_BLOCK, &first, &count)) {
+		write_abort(txn);
+		return -1;
+	}
+	/* Uncommitted, the counter did not move: another process would be
+	 * given the same vpids. */
+	if (write_commit(txn)) return -1;
+	reserved.next = first;
+	reserved.left = count;
+	return 0;
+}
+
 static uint32_t reserve(void)
 {
 	uint32_t vpid = 0;
-	MDB_txn *txn = write_begin();
-	if (tabledb_pid_reserve(shim_tables(), txn, &vpid)) {
-		write_abort(txn);
-		return 0;
+	pthread_mutex_lock(&reserved.lock);
+	if (reserved.left || reserve_block() == 0) {
+		vpid = reserved.next++;
+		reserved.left--;
 	}
-	/* Uncommitted, the counter did not move: another fork would be
-	 * given the same vpid. */
-	return write_commit(txn) ? 0 : vpid;
+	pthread_mutex_unlock(&reserved.lock);
+	return vpid;
+}
+
+static void reserved_forget(void)
+{
+	reserved = (typeof(reserved)){ PTHREAD_MUTEX_INITIALIZER, 0, 0 };
 }
 
 pid_t pid_to_virtual(pid_t spid)
@@ -196,13 +294,18 @@ static uint32_t first_vpid(void)
 void pid_init(void)
 {
 	pthread_key_create(&thread_row_key, forget_thread);
+	clock_ticks_per_sec = sysconf(_SC_CLK_TCK);
 	shim_pid = sys_getpid();
 	self_vpid = record(shim_pid, first_vpid());
 }
 
 void pid_after_fork_child(void)
 {
-	remember(shim_pid, self_vpid); /* the parent, as it was */
+	/* The parent's children are not this process's to reap. */
+	for (unsigned i = 0; i < KNOWN_PIDS; i++)
+		if (atomic_load(&known[i].child)) atomic_store(&known[i].child, 0);
+	remember(shim_pid, self_vpid, 0); /* the parent, as it was */
+	reserved_forget();
 	shim_pid = sys_getpid();
 	self_vtid = 0;
 	if (next_child_vpid) {
@@ -240,6 +343,8 @@ void pid_restored_entry(void)
 {
 	for (unsigned i = 0; i < KNOWN_PIDS; i++) atomic_store(&known[i].spid, 0);
 	next_child_vpid = 0;
+	reserved.left = 0; /* reserved in the old application's tables */
+	boot_clock_agrees = -1; /* maybe another kernel now: checked again */
 }
 
 /* The renewal: this process's vpid is the one it had (it is in memory, and
@@ -283,19 +388,20 @@ WRAPPER(fork)
 	if (!shim_active) return REAL(fork)();
 	uint32_t want = remapped() ? reserve() : 0;
 	next_child_vpid = want;
+	uint64_t before = pid_clock();
 	pid_t spid = REAL(fork)();
 	next_child_vpid = 0;
 	if (spid <= 0) return spid; /* the child, or a failure */
-	return (pid_t)record(spid, want);
+	return (pid_t)record_new_child(spid, before, want);
 }
 
 /* vfork is fork here: a vfork child shares the parent's memory and stack,
  * and the bookkeeping above cannot run in it. POSIX lets vfork be fork. */
 WRAPPER(vfork) { return fork(); }
 
-pid_t pid_record_child(pid_t spid)
+pid_t pid_record_child(pid_t spid, uint64_t before)
 {
-	return shim_active && spid > 0 ? (pid_t)record(spid, 0) : spid;
+	return shim_active && spid > 0 ? (pid_t)record_new_child(spid, before, 0) : spid;
 }
 
 /* A waited-for child: its vpid for the caller; if it was reaped, its row
@@ -303,7 +409,11 @@ pid_t pid_record_child(pid_t spid)
 static pid_t reaped(pid_t spid, int still_there)
 {
 	if (spid <= 0) return spid;
-	pid_t vpid = pid_to_virtual(spid);
+	/* Most often a child this process recorded itself: its vpid is known
+	 * without a read of the tables (which its own commit just made the
+	 * cache miss). */
+	uint32_t known_as;
+	pid_t vpid = child_vpid(spid, !still_there, &known_as) == 0 ? (pid_t)known_as : pid_to_virtual(spid);
 	if (!still_there) forget(spid);
 	return vpid;
 }

@@ -21,8 +21,10 @@ void pid_restored(void);
 /* Before an exec: a fork child whose row its parent may not have
  * committed yet records it, so the new program finds its vpid. */
 void pid_before_exec(void);
-/* A child started by posix_spawn: recorded, and its vpid given. */
-pid_t pid_record_child(pid_t spid);
+/* A child started by posix_spawn: recorded, and its vpid given; before is
+ * pid_clock() read before it was started. */
+uint64_t pid_clock(void);
+pid_t pid_record_child(pid_t spid, uint64_t before);
 /* A kernel PID as the application names it: its vpid if it is one of the
  * application's processes, else the PID itself. */
 pid_t pid_to_virtual(pid_t spid);

@@ -96,6 +96,9 @@ void port_init(void);
  * and leaves at exit (thread_key's destructor), before its TLS is freed. */
 #define MAX_THREADS 4096
 static _Atomic uintptr_t threads[MAX_THREADS];
+/* One past the highest slot ever taken: the walks below stop there, so a
+ * fork child reads (and faults in) only the part of the table in use. */
+static _Atomic unsigned threads_end;
 static pthread_key_t thread_key;
 static int have_thread_key, threads_overflowed;
 static __thread int thread_registered __attribute__((tls_model("initial-exec")));
@@ -106,7 +109,12 @@ static void thread_add(uintptr_t tp)
 {
 	for (unsigned i = 0; i < MAX_THREADS; i++) {
 		uintptr_t free_slot = 0;
-		if (__atomic_compare_exchange_n(&threads[i], &free_slot, tp, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED)) return;
+		if (__atomic_compare_exchange_n(&threads[i], &free_slot, tp, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
+			unsigned end = __atomic_load_n(&threads_end, __ATOMIC_RELAXED);
+			while (end < i + 1 && !__atomic_compare_exchange_n(&threads_end, &end, i + 1, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+				;
+			return;
+		}
 	}
 	/* More threads than slots: a restore cannot reach this one's caches,
 	 * and says so (shim_restored_entry). */
@@ -116,7 +124,7 @@ static void thread_add(uintptr_t tp)
 static void thread_gone(void *arg)
 {
 	uintptr_t tp = (uintptr_t)arg;
-	for (unsigned i = 0; i < MAX_THREADS; i++) {
+	for (unsigned i = 0, end = __atomic_load_n(&threads_end, __ATOMIC_ACQUIRE); i < end; i++) {
 		uintptr_t was = tp;
 		if (__atomic_compare_exchange_n(&threads[i], &was, 0, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED)) return;
 	}
@@ -134,7 +142,11 @@ void shim_thread_seen(void)
  * to reuse or unmap. */
 static void threads_after_fork(void)
 {
-	for (unsigned i = 0; i < MAX_THREADS; i++) __atomic_store_n(&threads[i], 0, __ATOMIC_RELAXED);
+	/* Only the slots in use are read and written: a store to every one
+	 * would copy each of the table's pages from the parent (copy-on-write),
+	 * a read fault in the ones the parent never touched. */
+	for (unsigned i = 0, end = threads_end; i < end; i++)
+		if (__atomic_load_n(&threads[i], __ATOMIC_RELAXED)) __atomic_store_n(&threads[i], 0, __ATOMIC_RELAXED);
 	if (thread_registered) thread_add(thread_pointer());
 }
 
@@ -234,7 +246,7 @@ SHIM_EXPORT void shim_restored_entry(void)
 	restore_pending = 1;
 	exec_env_restored(P.aid, P.home);
 	uintptr_t me = thread_pointer();
-	for (unsigned i = 0; i < MAX_THREADS; i++) {
+	for (unsigned i = 0, end = threads_end; i < end; i++) {
 		uintptr_t tp = __atomic_load_n(&threads[i], __ATOMIC_ACQUIRE);
 		if (!tp) continue;
 		translate_forget_thread(tp, me);
