@@ -82,7 +82,6 @@ struct conn {
 	struct conn *next;
 	int fd;
 	bool direct; /* from the instance's own listener, not the public one */
-	struct sockaddr_storage peer; /* the client's address, from accept */
 	uint64_t seq, handed_ms, accepted_ms;
 };
 
@@ -91,13 +90,12 @@ struct queue {
 	int n;
 };
 
-/* A connection an instance took, as the kernel's socket table keys it:
- * local address and port, the peer's (network order), zero elsewhere, so
- * that tuples compare with memcmp. */
+/* A connection an instance took, as the kernel's socket table keys it
+ * (local address and port, the peer's; network order), and its inode. */
 struct tuple {
-	uint32_t src[4], dst[4];
-	uint16_t sport, dport;
-	uint32_t family;
+	struct inet_diag_sockid id;
+	uint8_t family;
+	unsigned long ino;
 };
 
 struct opens {
@@ -257,12 +255,11 @@ static struct conn *q_take(struct queue *q, uint64_t seq)
 	return NULL;
 }
 
-static struct conn *new_conn(int fd, bool direct, const struct sockaddr_storage *peer)
+static struct conn *new_conn(int fd, bool direct)
 {
 	struct conn *c = xcalloc(sizeof *c);
 	c->fd = fd;
 	c->direct = direct;
-	if (peer) c->peer = *peer;
 	c->accepted_ms = monotonic_ms();
 	return c;
 }
@@ -319,13 +316,11 @@ static void starve(struct watch *w, const char *why)
 	set_paused(w, true);
 }
 
-/* One connection from a listener, or -1 when there is none to take now;
- * the peer's address in *peer when asked (accept gives it for nothing). */
-static int accept_one(struct watch *w, int flags, struct sockaddr_storage *peer)
+/* One connection from a listener, or -1 when there is none to take now. */
+static int accept_one(struct watch *w, int flags)
 {
 	while (!w->paused) {
-		socklen_t plen = sizeof *peer;
-		int fd = accept4(w->fd, (struct sockaddr *)peer, peer ? &plen : NULL, flags | SOCK_CLOEXEC);
+		int fd = accept4(w->fd, NULL, NULL, flags | SOCK_CLOEXEC);
 		if (fd >= 0) {
 			/* Held connections must not take the last descriptors: an
 			 * instance needs some to register, and it is what frees them. */
@@ -535,10 +530,9 @@ static void dispatch_direct(struct instance *in)
 static void on_public(void)
 {
 	int fd;
-	struct sockaddr_storage peer;
-	while ((fd = accept_one(&g.pub, 0, &peer)) >= 0) {
+	while ((fd = accept_one(&g.pub, 0)) >= 0) {
 		if (g.held.n < HELD_CAP) {
-			q_push(&g.held, new_conn(fd, false, &peer), false);
+			q_push(&g.held, new_conn(fd, false), false);
 			dispatch_held();
 			if (g.held.n) tell_need(false);
 			continue;
@@ -552,8 +546,8 @@ static void on_public(void)
 static void on_listener(struct instance *in)
 {
 	int fd;
-	while (!in->dead && !in->direct.n && (fd = accept_one(&in->lis, 0, NULL)) >= 0) {
-		q_push(&in->direct, new_conn(fd, true, NULL), false);
+	while (!in->dead && !in->direct.n && (fd = accept_one(&in->lis, 0)) >= 0) {
+		q_push(&in->direct, new_conn(fd, true), false);
 		dispatch_direct(in);
 	}
 }
@@ -595,7 +589,7 @@ static void write_state(void)
 static void on_channels(void)
 {
 	int fd;
-	while ((fd = accept_one(&g.chans, SOCK_NONBLOCK, NULL)) >= 0) {
+	while ((fd = accept_one(&g.chans, SOCK_NONBLOCK)) >= 0) {
 		if (!peer_ours(fd, g.sock_path)) continue;
 		struct instance *in = new_instance();
 		in->dead = !watch_add(&in->chan, W_CHAN, fd, in);
@@ -727,33 +721,36 @@ static void take_register(struct instance *in)
 	tell_scaler("joined %s\n", reg.aid);
 }
 
-/* The connection's addresses: the peer's from accept, ours from the
- * public listener's address (asked of the connection, before our copy
- * closes, only when the listener is on every address). No system call in
- * the usual case: acks are read as they come, when nearly every connection
- * is still open, so whether it is open is left to refresh_active. */
-static bool tuple_of(const struct conn *c, struct tuple *t)
+/* The connection's addresses and inode, read before our copy of it
+ * closes; false for one already closed, which is not counted (nor asked
+ * about by every refresh after). getpeername comes first: under load most
+ * connections are over by the time they are acked, and cost one call. */
+static bool tuple_of(int fd, struct tuple *t)
 {
-	struct sockaddr_storage l = g.pub_local;
-	socklen_t ll = sizeof l;
-	const struct sockaddr_storage *p = &c->peer;
-	if ((!l.ss_family && getsockname(c->fd, (struct sockaddr *)&l, &ll)) || l.ss_family != p->ss_family) return false;
+	struct sockaddr_storage l = g.pub_local, p;
+	socklen_t ll = sizeof l, pl = sizeof p;
+	struct stat st;
+	if (getpeername(fd, (struct sockaddr *)&p, &pl) || (!l.ss_family && getsockname(fd, (struct sockaddr *)&l, &ll)) ||
+	    l.ss_family != p.ss_family || fstat(fd, &st))
+		return false;
 	memset(t, 0, sizeof *t);
 	t->family = l.ss_family;
+	t->ino = st.st_ino;
+	t->id.idiag_cookie[0] = t->id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
 	if (l.ss_family == AF_INET) {
-		const struct sockaddr_in *a = (const void *)&l, *b = (const void *)p;
-		t->sport = a->sin_port;
-		t->dport = b->sin_port;
-		memcpy(t->src, &a->sin_addr, sizeof a->sin_addr);
-		memcpy(t->dst, &b->sin_addr, sizeof b->sin_addr);
+		const struct sockaddr_in *a = (const void *)&l, *b = (const void *)&p;
+		t->id.idiag_sport = a->sin_port;
+		t->id.idiag_dport = b->sin_port;
+		memcpy(t->id.idiag_src, &a->sin_addr, sizeof a->sin_addr);
+		memcpy(t->id.idiag_dst, &b->sin_addr, sizeof b->sin_addr);
 		return true;
 	}
 	if (l.ss_family != AF_INET6) return false;
-	const struct sockaddr_in6 *a = (const void *)&l, *b = (const void *)p;
-	t->sport = a->sin6_port;
-	t->dport = b->sin6_port;
-	memcpy(t->src, &a->sin6_addr, sizeof a->sin6_addr);
-	memcpy(t->dst, &b->sin6_addr, sizeof b->sin6_addr);
+	const struct sockaddr_in6 *a = (const void *)&l, *b = (const void *)&p;
+	t->id.idiag_sport = a->sin6_port;
+	t->id.idiag_dport = b->sin6_port;
+	memcpy(t->id.idiag_src, &a->sin6_addr, sizeof a->sin6_addr);
+	memcpy(t->id.idiag_dst, &b->sin6_addr, sizeof b->sin6_addr);
 	return true;
 }
 
@@ -764,7 +761,7 @@ static void take_ack(struct instance *in, const struct pool_ack *ack)
 	if (c && ack->taken) {
 		in->handed++;
 		struct tuple t;
-		if (!c->direct && tuple_of(c, &t)) push_open(&in->open, &t);
+		if (!c->direct && tuple_of(c->fd, &t)) push_open(&in->open, &t);
 		drop_conn(c);
 	} else if (c) {
 		/* It could not install it: hand it again, but not to this
@@ -875,43 +872,30 @@ static void reap(void)
 
 /* ---- least connections: which taken connections are still open ---- */
 
-static int tuple_cmp(const void *a, const void *b)
-{
-	return memcmp(a, b, sizeof(struct tuple));
-}
-
-/* The connections of the public port some process holds, sorted, into
- * *live: one sock_diag dump per family (a walk of the kernel's table, in
- * one or a few messages; /proc/net/tcp is text, 5 ms and more on a busy
- * host), keeping sockets with an inode (one every process has closed has
- * none). False when the kernel cannot say. */
-static bool live_tuples(uint32_t family, struct opens *live)
+/* Whether a taken connection is still open in some process: the kernel's
+ * socket of its addresses, found by one sock_diag request (a hash lookup;
+ * /proc/net/tcp walks every socket of the host, 5 ms and more on a busy
+ * one), still has its inode (one every process has closed has none). When
+ * the kernel cannot say, it counts as open. */
+static bool still_open(const struct tuple *t)
 {
 	struct {
 		struct nlmsghdr nh;
 		struct inet_diag_req_v2 r;
 	} req = {
-		.nh = { .nlmsg_len = sizeof req, .nlmsg_type = SOCK_DIAG_BY_FAMILY, .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP, .nlmsg_seq = ++g.diag_seq },
-		.r = { .sdiag_family = family, .sdiag_protocol = IPPROTO_TCP,
-		       .idiag_states = ~((1u << 6) | (1u << 7) | (1u << 10)), /* not TIME_WAIT, CLOSE, LISTEN */
-		       .id = { .idiag_sport = htons(g.public) } },
+		.nh = { .nlmsg_len = sizeof req, .nlmsg_type = SOCK_DIAG_BY_FAMILY, .nlmsg_flags = NLM_F_REQUEST, .nlmsg_seq = ++g.diag_seq },
+		.r = { .sdiag_family = t->family, .sdiag_protocol = IPPROTO_TCP, .idiag_states = ~0u, .id = t->id },
 	};
-	union { char buf[32768]; struct nlmsghdr align; } u;
-	if (g.diag < 0 || send(g.diag, &req, sizeof req, 0) != (ssize_t)sizeof req) return false;
+	union { char buf[1024]; struct nlmsghdr align; } u;
+	if (g.diag < 0 || send(g.diag, &req, sizeof req, 0) != (ssize_t)sizeof req) return true;
 	for (;;) {
-		ssize_t n = recv(g.diag, u.buf, sizeof u.buf, 0); /* SO_RCVTIMEO bounds it */
+		ssize_t n = recv(g.diag, u.buf, sizeof u.buf, 0); /* answered at once; SO_RCVTIMEO bounds it */
 		if (n < 0 && errno == EINTR) continue;
-		if (n <= 0) return false;
+		if (n <= 0) return true;
 		for (struct nlmsghdr *h = &u.align; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
 			if (h->nlmsg_seq != g.diag_seq) continue; /* a late answer to an earlier request */
-			if (h->nlmsg_type == NLMSG_DONE) return true;
-			if (h->nlmsg_type == NLMSG_ERROR) return false;
-			const struct inet_diag_msg *m = NLMSG_DATA(h);
-			if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY || !m->idiag_inode || m->id.idiag_sport != htons(g.public)) continue;
-			struct tuple t = { .sport = m->id.idiag_sport, .dport = m->id.idiag_dport, .family = family };
-			memcpy(t.src, m->id.idiag_src, sizeof t.src);
-			memcpy(t.dst, m->id.idiag_dst, sizeof t.dst);
-			push_open(live, &t);
+			if (h->nlmsg_type == NLMSG_ERROR) return ((struct nlmsgerr *)NLMSG_DATA(h))->error != -ENOENT;
+			if (h->nlmsg_type == SOCK_DIAG_BY_FAMILY) return ((struct inet_diag_msg *)NLMSG_DATA(h))->idiag_inode == t->ino;
 		}
 	}
 }
@@ -924,30 +908,17 @@ static void open_diag(void)
 	if (g.diag < 0) logmsg("sock_diag: %s; taken connections count as open until they are closed and the daemon restarts", strerror(errno));
 }
 
-/* Which taken connections are still open: those of the kernel's table.
- * When the kernel cannot say, they count as open. */
 static void refresh_active(void)
 {
 	uint64_t now = monotonic_ms();
-	bool want[2] = { false, false }, known[2] = { false, false };
-	struct opens live[2] = { 0 };
-	for (int i = 0; i < g.ninst; i++)
-		for (size_t j = 0; j < g.inst[i]->open.n; j++) want[g.inst[i]->open.v[j].family == AF_INET6] = true;
-	for (int f = 0; f < 2; f++)
-		if (want[f] && (known[f] = live_tuples(f ? AF_INET6 : AF_INET, &live[f])) && live[f].n)
-			qsort(live[f].v, live[f].n, sizeof *live[f].v, tuple_cmp);
 	for (int i = 0; i < g.ninst; i++) {
 		struct opens *s = &g.inst[i]->open;
 		size_t k = 0;
-		for (size_t j = 0; j < s->n; j++) {
-			int f = s->v[j].family == AF_INET6;
-			if (!known[f] || (live[f].n && bsearch(&s->v[j], live[f].v, live[f].n, sizeof *live[f].v, tuple_cmp))) s->v[k++] = s->v[j];
-		}
+		for (size_t j = 0; j < s->n; j++)
+			if (still_open(&s->v[j])) s->v[k++] = s->v[j];
 		s->n = k;
 		if (k) g.inst[i]->busy_ms = now; /* busy until now at least */
 	}
-	free(live[0].v);
-	free(live[1].v);
 }
 
 static void on_tick(void)
@@ -1070,7 +1041,7 @@ static void drop_client(struct client *cl)
 static void on_ctl(void)
 {
 	int fd;
-	while ((fd = accept_one(&g.ctl, SOCK_NONBLOCK, NULL)) >= 0) {
+	while ((fd = accept_one(&g.ctl, SOCK_NONBLOCK)) >= 0) {
 		if (!peer_ours(fd, g.ctl_path)) continue;
 		struct client *cl = xcalloc(sizeof *cl);
 		g.clients = xrealloc(g.clients, (g.nclients + 1) * sizeof *g.clients);
