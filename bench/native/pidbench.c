@@ -51,20 +51,8 @@ static double cpu_ns(void)
 	return us * 1e3;
 }
 
-/* PER_CALL by CPU time (the caller's and its children's) per call, best
- * of five rounds. */
-#define PER_CALL_CPU(label, iters, body)                              \
-	do {                                                          \
-		double best = 1e18;                                   \
-		long n_ = bench_iters(iters);                         \
-		for (int round = 0; round < 5; round++) {             \
-			double c0 = cpu_ns();                         \
-			for (long i = 0; i < n_; i++) { body; }       \
-			double ns = (cpu_ns() - c0) / n_;             \
-			if (ns < best) best = ns;                     \
-		}                                                     \
-		printf(", \"%s\": %.1f", label, best);              \
-	} while (0)
+/* PER_CALL by CPU time (the caller's and its children's). */
+#define PER_CALL_CPU(label, iters, body) PER_CALL_BY(cpu_ns, label, iters, body)
 
 static void reap(pid_t child, const char *what)
 {
