@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError } from './commander.js';
 import { AppshotError, EXIT } from '../ts/errors.js';
 import { resolveHome } from '../ts/home.js';
 import { ROOT } from '../ts/paths.js';

@@ -1,5 +1,5 @@
 import { readdirSync } from 'node:fs';
-import type { Argument, Command, Option } from 'commander';
+import type { Argument, Command, Option } from './commander.js';
 import { resolveHome, TEMPLATE_AID_PREFIX, templatesDir } from '../ts/home.js';
 import { CLI_PATH } from '../ts/paths.js';
 import { appRows, openTableDb } from '../ts/tabledb.js';

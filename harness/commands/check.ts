@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import type { Command } from '../commander.js';
 import { EXIT } from '../../ts/errors.js';
 import { outcome } from './common.js';
 

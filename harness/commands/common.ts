@@ -1,4 +1,4 @@
-import { Option } from 'commander';
+import { Option } from '../commander.js';
 import { EXIT } from '../../ts/errors.js';
 import { FORMATS, type Format } from '../views/format.js';
 

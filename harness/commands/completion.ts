@@ -1,4 +1,4 @@
-import { Argument, type Command } from 'commander';
+import { Argument, type Command } from '../commander.js';
 
 export function register(program: Command): void {
   program

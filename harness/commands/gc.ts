@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import type { Command } from '../commander.js';
 import { resolveHome } from '../../ts/home.js';
 
 export function register(program: Command): void {

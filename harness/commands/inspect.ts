@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import type { Command } from '../commander.js';
 import { checkAid } from '../../ts/aid.js';
 import { AppshotError, EXIT } from '../../ts/errors.js';
 import { resolveHome } from '../../ts/home.js';

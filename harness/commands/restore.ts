@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import type { Command } from 'commander';
+import type { Command } from '../commander.js';
 import { checkAppAid } from '../../ts/aid.js';
 import { ensureHome, resolveHome } from '../../ts/home.js';
 import * as S from '../../tables/schema.js';

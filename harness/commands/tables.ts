@@ -1,4 +1,4 @@
-import { type Command, Option } from 'commander';
+import { type Command, Option } from '../commander.js';
 import type { TablesFlags } from '../inspector.js';
 import { SORT_FIELDS, STATE_FILTERS, TYPE_FILTERS } from '../views/filters.js';
 import { formatOption, outcome } from './common.js';

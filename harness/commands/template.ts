@@ -1,4 +1,4 @@
-import { type Command, Option } from 'commander';
+import { type Command, Option } from '../commander.js';
 import { AppshotError, EXIT } from '../../ts/errors.js';
 import { ensureHome, resolveHome } from '../../ts/home.js';
 import type { Balance } from '../../ts/pool.js';
