@@ -54,16 +54,31 @@ const running = new Set<Promise<Result>>();
 const runningChildren = new Set<ChildProcess>();
 
 /** Ends every harness a test started and left running (SIGTERM reaches
- * its application), and waits for their cleanup. */
+ * its application), and waits for their cleanup. A harness still waiting
+ * after a grace period waits on processes SIGTERM did not end (a failed
+ * test's forked workers, say): `appshot kill` ends its applications, as an
+ * operator would, so that one failure does not hang the file's later tests. */
 export async function stopAll(): Promise<void> {
   for (const child of runningChildren) child.kill('SIGTERM');
-  await Promise.all([...running]);
+  const all = Promise.all([...running]);
+  const late = await Promise.race([all.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), STOP_GRACE_MS))]);
+  if (late) for (const home of new Set([...runningChildren].map((c) => homeOf.get(c)!))) killApplications(home);
+  await all;
+}
+
+const STOP_GRACE_MS = 15_000;
+const homeOf = new WeakMap<ChildProcess, string>();
+
+function killApplications(home: string): void {
+  const apps = tablesJson(home, ['--apps']) as unknown as { aid: string; state: string }[];
+  for (const { aid } of apps.filter((a) => a.state === 'running')) appshot(home, ['kill', aid]);
 }
 
 /** Starts the appshot command and collects its output. */
 export function appshotAsync(home: string, args: string[], extraEnv?: NodeJS.ProcessEnv) {
   const child = spawn(process.execPath, [CLI_PATH, ...args], { env: cleanEnv(home, extraEnv), stdio: ['ignore', 'pipe', 'pipe'] });
   runningChildren.add(child);
+  homeOf.set(child, home);
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (d) => (stdout += d));

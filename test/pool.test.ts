@@ -204,7 +204,7 @@ describe('published ports: a pool of instances behind one public port', () => {
     const pub = PUBLIC + 7;
     const h = appshotAsync(home, ['run', '--aid', 'handover', '--publish', `${pub}:8080`, '--', 'python3', '-u', NETTOOL, 'handover', '127.0.0.1', '8080']);
     // After exec, socket.socket(fileno=) asks the descriptor what it is.
-    await waitFor(h.out, /inherited/);
+    await waitFor(h.out, /inherited.*\n/); // python3 -u writes print's words one by one
     expect(h.out()).toBe('inherited AF_INET SOCK_STREAM 8080\n');
     const pids = [await who(pub), await who(pub)].map(Number);
     expect(new Set(pids).size).toBe(2);
