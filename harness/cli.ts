@@ -40,9 +40,11 @@ const COMMANDS: Record<string, () => Promise<Module>> = {
 // tables` starts 15-20 ms sooner without the other thirteen); help, shell
 // completion (which lists every command) and anything not a command's name
 // register them all, so commander can list them or suggest one.
-const named = process.argv[2];
-const only = Object.hasOwn(COMMANDS, named ?? '') && named !== 'completion' ? [named] : Object.keys(COMMANDS);
-for (const module of await Promise.all(only.map((name) => COMMANDS[name]()))) module.register(program);
+async function registerCommands(): Promise<void> {
+  const named = process.argv[2];
+  const only = Object.hasOwn(COMMANDS, named ?? '') && named !== 'completion' ? [named] : Object.keys(COMMANDS);
+  for (const module of await Promise.all(only.map((name) => COMMANDS[name]()))) module.register(program);
+}
 
 // A reader that stops early (| head) is no error of ours.
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {
@@ -50,9 +52,21 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   throw err;
 });
 
-try {
-  await program.parseAsync(process.argv);
-} catch (err) {
+// No top-level await: the bundle (scripts/bundle.mjs) is CommonJS, which has none.
+void main();
+
+async function main(): Promise<void> {
+  try {
+    await registerCommands();
+    await program.parseAsync(process.argv);
+  } catch (err) {
+    reportError(err);
+  }
+  // Exit once stdout has drained: a large --json to a pipe is written asynchronously.
+  process.stdout.write('', () => process.exit(outcome.exitCode));
+}
+
+function reportError(err: unknown): void {
   if (err instanceof CommanderError) {
     outcome.exitCode = err.code === 'commander.helpDisplayed' || err.code === 'commander.version' ? EXIT.ok : EXIT.usage;
     if (err.code === 'commander.help') outcome.exitCode = EXIT.usage;
@@ -68,5 +82,3 @@ try {
     outcome.exitCode = EXIT.failure;
   }
 }
-// Exit once stdout has drained: a large --json to a pipe is written asynchronously.
-process.stdout.write('', () => process.exit(outcome.exitCode));

@@ -1,0 +1,66 @@
+#!/usr/bin/env node
+'use strict';
+// The appshot command's Node: puts NODE_EXTRA_CA_CERTS back, then runs the
+// bundle (dist/appshot.cjs, made by scripts/bundle.mjs) compiled with its V8
+// code cache. CommonJS on purpose: an ES module entry costs Node's ES module
+// loader, 6-8 ms of every command here.
+const { readFileSync, statSync, writeFileSync } = require('node:fs');
+const { join } = require('node:path');
+const { Script } = require('node:vm');
+const { createRequire } = require('node:module');
+
+const BUNDLE = join(__dirname, '..', 'dist', 'appshot.cjs');
+const CACHE = `${BUNDLE}.cache`;
+
+/** bin/appshot set NODE_EXTRA_CA_CERTS aside for Node's start (see there):
+ * the programs appshot starts see the environment they were given. */
+function restoreEnvironment() {
+  const aside = process.env.APPSHOT_NODE_EXTRA_CA_CERTS;
+  if (aside !== undefined) {
+    process.env.NODE_EXTRA_CA_CERTS = aside;
+    delete process.env.APPSHOT_NODE_EXTRA_CA_CERTS;
+  }
+}
+
+/** The code cache, if it was made for this bundle: V8 checks a cache only
+ * against its source's length, so one older than the bundle is not used. */
+function codeCache(bundleTime) {
+  const cache = statSync(CACHE, { throwIfNoEntry: false });
+  return cache && cache.mtimeMs >= bundleTime ? readFileSync(CACHE) : undefined;
+}
+
+/** The bundle compiled as Node compiles a CommonJS module, with the cache. */
+function compile() {
+  let source, bundleTime;
+  try {
+    source = readFileSync(BUNDLE, 'utf8');
+    bundleTime = statSync(BUNDLE).mtimeMs;
+  } catch (err) {
+    process.stderr.write(`appshot: ${BUNDLE} cannot be read (${err.code ?? err.message}): build appshot with npm run build (npm install does it)\n`);
+    process.exit(1); // EXIT.failure (ts/errors.ts)
+  }
+  const cachedData = codeCache(bundleTime);
+  const script = new Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {
+    filename: BUNDLE,
+    cachedData,
+    // import() of a Node module (import('node:fs')) is left as it is in the bundle.
+    importModuleDynamically: (specifier) => import(specifier),
+  });
+  return { script, cacheUsed: cachedData !== undefined && !script.cachedDataRejected };
+}
+
+/** Runs appshot with process.argv. */
+function main() {
+  restoreEnvironment();
+  const { script } = compile();
+  // scripts/bundle.mjs: the cache holds what a whole run compiled.
+  if (process.env.APPSHOT_BUILD_CODE_CACHE === '1') {
+    delete process.env.APPSHOT_BUILD_CODE_CACHE;
+    process.once('exit', () => writeFileSync(CACHE, script.createCachedData()));
+  }
+  const bundleModule = { exports: {}, filename: BUNDLE };
+  script.runInThisContext()(bundleModule.exports, createRequire(BUNDLE), bundleModule, BUNDLE, join(BUNDLE, '..'));
+}
+
+module.exports = { main, compile };
+if (require.main === module) main();

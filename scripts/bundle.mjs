@@ -1,0 +1,62 @@
+// The appshot command as it runs: harness/cli.ts and everything it imports
+// (ts/, tables/, commander) bundled into one CommonJS file, dist/appshot.cjs,
+// and a V8 code cache of it, dist/appshot.cjs.cache, which bin/appshot.cjs
+// loads. Why: Node 20 has no compile cache; loading ~20 ES modules and
+// commander's 7 files one by one, each compiled at every start, was most of
+// the first page of `appshot tables` (README "Performance").
+//
+// Run by `npm run build:ts` after tsc (which type-checks, and still emits
+// dist/ for the bench and the scripts appshot starts by path, such as
+// dist/ts/snapguard.js).
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const bundle = join(root, 'dist', 'appshot.cjs');
+const cache = `${bundle}.cache`;
+const loader = join(root, 'bin', 'appshot.cjs');
+
+// V8 checks a code cache against its source's length only: a cache left
+// beside a new bundle must never be read. It goes first, and the loader
+// also ignores a cache older than the bundle.
+rmSync(cache, { force: true });
+
+await build({
+  entryPoints: [join(root, 'harness', 'cli.ts')],
+  outfile: bundle,
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node20',
+  sourcemap: 'linked',
+  // Packages with native addons, found beside their own files, and those
+  // only some commands load: required from node_modules at run time.
+  external: ['lmdb', 'koffi', 'cli-table3', 'cli-progress'],
+  // ts/paths.ts finds the package root from its own file, and modules
+  // require packages relative to it: in the bundle, that file is the bundle.
+  banner: { js: 'var __importMetaUrl = require("node:url").pathToFileURL(__filename).href;' },
+  define: { 'import.meta.url': '__importMetaUrl' },
+  logLevel: 'warning',
+});
+
+// The code cache: V8 keeps the code of every function compiled so far, so
+// the cache is written as a real first page ends (in an empty home made for
+// it), and holds what `appshot tables` compiles, not only the top level.
+const home = mkdtempSync(join(tmpdir(), 'appshot-codecache-'));
+try {
+  const run = spawnSync(process.execPath, [loader, 'tables'], {
+    env: { ...process.env, APPSHOT_HOME: home, APPSHOT_BUILD_CODE_CACHE: '1' },
+    encoding: 'utf8',
+  });
+  if (run.status !== 0) {
+    // The command runs without a cache, only slower to start: say so, go on.
+    rmSync(cache, { force: true });
+    process.stderr.write(`appshot build: no code cache (appshot tables exited ${run.status ?? run.signal}: ${run.stderr.trim()}); the command will start slower\n`);
+  }
+} finally {
+  rmSync(home, { recursive: true, force: true });
+}
