@@ -4,7 +4,7 @@
 // bundle (dist/appshot.cjs, made by scripts/bundle.mjs) compiled with its V8
 // code cache. CommonJS on purpose: an ES module entry costs Node's ES module
 // loader, 6-8 ms of every command here.
-const { readFileSync, statSync, writeFileSync } = require('node:fs');
+const { readFileSync, writeFileSync } = require('node:fs');
 const { join } = require('node:path');
 const { Script } = require('node:vm');
 const { createRequire } = require('node:module');
@@ -22,41 +22,47 @@ function restoreEnvironment() {
   }
 }
 
+/** The ID scripts/bundle.mjs ends the bundle with: of its contents. */
+function bundleId(source) {
+  return /\/\/# appshot-bundle-id ([0-9a-f]+)\n$/.exec(source.slice(-100))?.[1];
+}
+
 /** The code cache, if it was made for this bundle: V8 checks a cache only
- * against its source's length, so one older than the bundle is not used. */
-function codeCache(bundleTime) {
-  const cache = statSync(CACHE, { throwIfNoEntry: false });
-  return cache && cache.mtimeMs >= bundleTime ? readFileSync(CACHE) : undefined;
+ * against its source's length, so the file begins with the bundle's ID. */
+function codeCache(id) {
+  let cache;
+  try {
+    cache = readFileSync(CACHE);
+  } catch {
+    return undefined; // none: compiled from the source alone
+  }
+  const header = Buffer.from(`${id}\n`);
+  return id && cache.subarray(0, header.length).equals(header) ? cache.subarray(header.length) : undefined;
 }
 
 /** The bundle compiled as Node compiles a CommonJS module, with the cache. */
 function compile() {
-  let source, bundleTime;
+  let source;
   try {
     source = readFileSync(BUNDLE, 'utf8');
-    bundleTime = statSync(BUNDLE).mtimeMs;
   } catch (err) {
     process.stderr.write(`appshot: ${BUNDLE} cannot be read (${err.code ?? err.message}): build appshot with npm run build (npm install does it)\n`);
     process.exit(1); // EXIT.failure (ts/errors.ts)
   }
-  const cachedData = codeCache(bundleTime);
-  const script = new Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {
-    filename: BUNDLE,
-    cachedData,
-    // import() of a Node module (import('node:fs')) is left as it is in the bundle.
-    importModuleDynamically: (specifier) => import(specifier),
-  });
-  return { script, cacheUsed: cachedData !== undefined && !script.cachedDataRejected };
+  const id = bundleId(source);
+  const cachedData = codeCache(id);
+  const script = new Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, { filename: BUNDLE, cachedData });
+  return { script, id, cacheUsed: cachedData !== undefined && !script.cachedDataRejected };
 }
 
 /** Runs appshot with process.argv. */
 function main() {
   restoreEnvironment();
-  const { script } = compile();
+  const { script, id } = compile();
   // scripts/bundle.mjs: the cache holds what a whole run compiled.
-  if (process.env.APPSHOT_BUILD_CODE_CACHE === '1') {
+  if (process.env.APPSHOT_BUILD_CODE_CACHE === '1' && id) {
     delete process.env.APPSHOT_BUILD_CODE_CACHE;
-    process.once('exit', () => writeFileSync(CACHE, script.createCachedData()));
+    process.once('exit', () => writeFileSync(CACHE, Buffer.concat([Buffer.from(`${id}\n`), script.createCachedData()])));
   }
   const bundleModule = { exports: {}, filename: BUNDLE };
   script.runInThisContext()(bundleModule.exports, createRequire(BUNDLE), bundleModule, BUNDLE, join(BUNDLE, '..'));

@@ -9,7 +9,8 @@
 // dist/ for the bench and the scripts appshot starts by path, such as
 // dist/ts/snapguard.js).
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,12 +21,13 @@ const bundle = join(root, 'dist', 'appshot.cjs');
 const cache = `${bundle}.cache`;
 const loader = join(root, 'bin', 'appshot.cjs');
 
-// V8 checks a code cache against its source's length only: a cache left
-// beside a new bundle must never be read. It goes first, and the loader
-// also ignores a cache older than the bundle.
+// V8 checks a code cache against its source's length only, so a cache left
+// beside another bundle of the same length would run that bundle's code: the
+// bundle ends with an ID of its contents, and the loader uses a cache only
+// if it begins with the same ID. The old one goes first all the same.
 rmSync(cache, { force: true });
 
-await build({
+const result = await build({
   entryPoints: [join(root, 'harness', 'cli.ts')],
   outfile: bundle,
   bundle: true,
@@ -41,7 +43,21 @@ await build({
   banner: { js: 'var __importMetaUrl = require("node:url").pathToFileURL(__filename).href;' },
   define: { 'import.meta.url': '__importMetaUrl' },
   logLevel: 'warning',
+  metafile: true,
 });
+
+// Code compiled from a script (bin/appshot.cjs) has no import(): with a code
+// cache, Node 20 loses the callback it would need (and without one, wants
+// --experimental-vm-modules). esbuild turns import() of our own modules into
+// require; one of a package or a Node module would fail only when it ran.
+const dynamic = Object.values(result.metafile.inputs).flatMap((input) => input.imports.filter((i) => i.kind === 'dynamic-import' && i.external).map((i) => i.path));
+if (dynamic.length) {
+  rmSync(bundle, { force: true });
+  process.stderr.write(`appshot build: the bundle cannot import() ${dynamic.join(', ')}: import it statically, or require it\n`);
+  process.exit(1);
+}
+
+appendFileSync(bundle, `//# appshot-bundle-id ${createHash('sha256').update(readFileSync(bundle)).digest('hex').slice(0, 32)}\n`);
 
 // The code cache: V8 keeps the code of every function compiled so far, so
 // the cache is written as a real first page ends (in an empty home made for
