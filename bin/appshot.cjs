@@ -4,7 +4,7 @@
 // bundle (dist/appshot.cjs, made by scripts/bundle.mjs) compiled with its V8
 // code cache. CommonJS on purpose: an ES module entry costs Node's ES module
 // loader, 6-8 ms of every command here.
-const { readFileSync, writeFileSync } = require('node:fs');
+const { readFileSync, renameSync, writeFileSync } = require('node:fs');
 const { join } = require('node:path');
 const { Script } = require('node:vm');
 const { createRequire } = require('node:module');
@@ -62,7 +62,11 @@ function main() {
   // scripts/bundle.mjs: the cache holds what a whole run compiled.
   if (process.env.APPSHOT_BUILD_CODE_CACHE === '1' && id) {
     delete process.env.APPSHOT_BUILD_CODE_CACHE;
-    process.once('exit', () => writeFileSync(CACHE, Buffer.concat([Buffer.from(`${id}\n`), script.createCachedData()])));
+    process.once('exit', () => {
+      // Whole or not at all: a command starting meanwhile may read it.
+      writeFileSync(`${CACHE}.${process.pid}`, Buffer.concat([Buffer.from(`${id}\n`), script.createCachedData()]));
+      renameSync(`${CACHE}.${process.pid}`, CACHE);
+    });
   }
   const bundleModule = { exports: {}, filename: BUNDLE };
   script.runInThisContext()(bundleModule.exports, createRequire(BUNDLE), bundleModule, BUNDLE, join(BUNDLE, '..'));

@@ -10,7 +10,7 @@
 // dist/ts/snapguard.js).
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,12 +20,6 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const bundle = join(root, 'dist', 'appshot.cjs');
 const cache = `${bundle}.cache`;
 const loader = join(root, 'bin', 'appshot.cjs');
-
-// V8 checks a code cache against its source's length only, so a cache left
-// beside another bundle of the same length would run that bundle's code: the
-// bundle ends with an ID of its contents, and the loader uses a cache only
-// if it begins with the same ID. The old one goes first all the same.
-rmSync(cache, { force: true });
 
 const result = await build({
   entryPoints: [join(root, 'harness', 'cli.ts')],
@@ -44,6 +38,7 @@ const result = await build({
   define: { 'import.meta.url': '__importMetaUrl' },
   logLevel: 'warning',
   metafile: true,
+  write: false, // written below, whole or not at all
 });
 
 // Code compiled from a script (bin/appshot.cjs) has no import(): with a code
@@ -52,12 +47,40 @@ const result = await build({
 // require; one of a package or a Node module would fail only when it ran.
 const dynamic = Object.values(result.metafile.inputs).flatMap((input) => input.imports.filter((i) => i.kind === 'dynamic-import' && i.external).map((i) => i.path));
 if (dynamic.length) {
-  rmSync(bundle, { force: true });
   process.stderr.write(`appshot build: the bundle cannot import() ${dynamic.join(', ')}: import it statically, or require it\n`);
   process.exit(1);
 }
 
-appendFileSync(bundle, `//# appshot-bundle-id ${createHash('sha256').update(readFileSync(bundle)).digest('hex').slice(0, 32)}\n`);
+// V8 checks a code cache against its source's length only, so a cache left
+// beside another bundle of the same length would run that bundle's code: the
+// bundle ends with an ID of its contents, and the loader uses a cache only
+// if it begins with the same ID.
+const code = result.outputFiles.find((f) => f.path === bundle).contents;
+const id = createHash('sha256').update(code).digest('hex').slice(0, 32);
+const contents = Buffer.concat([code, Buffer.from(`//# appshot-bundle-id ${id}\n`)]);
+
+/** Replaces a file at once: a command starting meanwhile (another `npm test`
+ * builds while this one's tests run) reads the old file or the new, never
+ * half of one. */
+function replace(file, data) {
+  writeFileSync(`${file}.${process.pid}`, data);
+  renameSync(`${file}.${process.pid}`, file);
+}
+
+/** Whether the cache on disk was made for this bundle. */
+function cacheMade() {
+  try {
+    return readFileSync(cache).subarray(0, id.length + 1).toString('latin1') === `${id}\n`;
+  } catch {
+    return false;
+  }
+}
+
+if (existsSync(bundle) && readFileSync(bundle).equals(contents) && cacheMade()) process.exit(0); // nothing changed
+
+for (const file of result.outputFiles) if (file.path !== bundle) replace(file.path, file.contents);
+rmSync(cache, { force: true });
+replace(bundle, contents);
 
 // The code cache: V8 keeps the code of every function compiled so far, so
 // the cache is written as a real first page ends (in an empty home made for
@@ -68,7 +91,7 @@ try {
     env: { ...process.env, APPSHOT_HOME: home, APPSHOT_BUILD_CODE_CACHE: '1' },
     encoding: 'utf8',
   });
-  if (run.status !== 0) {
+  if (run.status !== 0 || !cacheMade()) {
     // The command runs without a cache, only slower to start: say so, go on.
     rmSync(cache, { force: true });
     process.stderr.write(`appshot build: no code cache (appshot tables exited ${run.status ?? run.signal}: ${run.stderr.trim()}); the command will start slower\n`);
