@@ -10,7 +10,7 @@
 // dist/ts/snapguard.js).
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -78,6 +78,7 @@ function cacheMade() {
 
 if (existsSync(bundle) && readFileSync(bundle).equals(contents) && cacheMade()) process.exit(0); // nothing changed
 
+mkdirSync(dirname(bundle), { recursive: true });
 for (const file of result.outputFiles) if (file.path !== bundle) replace(file.path, file.contents);
 rmSync(cache, { force: true });
 replace(bundle, contents);
