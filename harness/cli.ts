@@ -39,7 +39,7 @@ const COMMANDS: Record<string, () => Promise<Module>> = {
 };
 // `appshot NAME ...` registers NAME alone: the other thirteen modules are
 // not run (15-20 ms of the first page of `appshot tables` when each was a
-// file of its own, 2 ms in the bundle with its code cache); help, shell
+// file of its own, 1-2 ms in the bundle with its code cache); help, shell
 // completion (which lists every command) and anything not a command's name
 // register them all, so commander can list them or suggest one.
 async function registerCommands(): Promise<void> {
