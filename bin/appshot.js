@@ -1,9 +1,6 @@
 #!/usr/bin/env node
-// bin/appshot set NODE_EXTRA_CA_CERTS aside for Node's start (see there): the
-// programs appshot starts see the environment they were given.
-const aside = process.env.APPSHOT_NODE_EXTRA_CA_CERTS;
-if (aside !== undefined) {
-  process.env.NODE_EXTRA_CA_CERTS = aside;
-  delete process.env.APPSHOT_NODE_EXTRA_CA_CERTS;
-}
-await import('../dist/harness/cli.js');
+// The appshot command by its earlier entry: bin/appshot.cjs is the one to run
+// (see there); this one costs Node's ES module loader on top.
+import { createRequire } from 'node:module';
+
+createRequire(import.meta.url)('./appshot.cjs').main();

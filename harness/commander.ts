@@ -1,15 +1,6 @@
 /**
- * commander, required as the CommonJS package it is: every appshot command
- * loads it, and through Node's ES module loader (its exports parsed and
- * wrapped) it cost 7-10% of the first page of `appshot tables`.
+ * commander, the one place every command takes it and its types from. The
+ * appshot command runs as one bundle (scripts/bundle.mjs), into which
+ * commander is compiled with the rest, so a plain import is all it takes.
  */
-import { createRequire } from 'node:module';
-import type * as Commander from 'commander';
-
-const commander = createRequire(import.meta.url)('commander') as typeof Commander;
-
-export const { Argument, Command, CommanderError, Option } = commander;
-export type Argument = Commander.Argument;
-export type Command = Commander.Command;
-export type CommanderError = Commander.CommanderError;
-export type Option = Commander.Option;
+export { Argument, Command, CommanderError, Option } from 'commander';

@@ -23,7 +23,8 @@ export const CHECKPOINT_PATH = join(BUILD_DIR, 'appshot-checkpoint');
 /** A restore's semaphore sets, made in C (native/snapshot/semsets.c). */
 export const SEMSETS_PATH = join(BUILD_DIR, 'appshot-semsets');
 export const ADDON_PATH = join(BUILD_DIR, 'appshot.node');
-export const CLI_PATH = join(ROOT, 'bin', 'appshot.js');
+/** The appshot command's Node entry (it runs the bundle, dist/appshot.cjs). */
+export const CLI_PATH = join(ROOT, 'bin', 'appshot.cjs');
 /** The command npm puts on PATH: a shell script that starts CLI_PATH's Node
  * without parsing NODE_EXTRA_CA_CERTS (see there). */
 export const COMMAND_PATH = join(ROOT, 'bin', 'appshot');

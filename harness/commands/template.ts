@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { type Command, Option } from '../commander.js';
 import { AppshotError, EXIT } from '../../ts/errors.js';
 import { ensureHome, resolveHome } from '../../ts/home.js';
@@ -129,7 +130,7 @@ export function registerServe(templateCommand: Command): void {
       const idleS = /^\d+(\.\d+)?$/.test(o.idle) ? Number(o.idle) : NaN;
       if (!(idleS > 0)) throw new AppshotError(`--idle ${o.idle}: give the seconds an instance may stay idle, more than 0`, EXIT.usage);
       const portRange = parsePortRange(o.portRange);
-      const [{ existsSync }, { templateFile }, { checkTemplateName }] = await Promise.all([import('node:fs'), import('../../ts/home.js'), import('../../ts/template.js')]);
+      const [{ templateFile }, { checkTemplateName }] = await Promise.all([import('../../ts/home.js'), import('../../ts/template.js')]);
       checkTemplateName(name);
       const home = resolveHome();
       if (!existsSync(templateFile(home, name))) throw new AppshotError(`there is no template '${name}' in ${home}; 'appshot template list' lists them, 'appshot template create' makes one`, EXIT.usage);
