@@ -389,11 +389,19 @@ static void build_memory_filter(struct program *p, struct piece *pc, unsigned n)
  * address ranges, which after ASLR may by chance cover this shim's text
  * (a few in 10^5 execs). Its own calls would then be trapped and, made
  * again from the handler, trapped forever; the handler makes them, as they
- * are, from the stub instead, whose anonymous page no filter lists. */
+ * are, from the stub instead, whose anonymous page no filter lists.
+ *
+ * Made when first needed, in the handler: a page and two system calls
+ * (10-15 us with the page's first touch) that every other program's start
+ * would pay for nothing. */
 typedef long (*stub_fn)(long nr, long a1, long a2, long a3, long a4, long a5, long a6);
 static stub_fn syscall_stub;
 
-static void make_syscall_stub(void)
+/* The stub, made at the first call that needs it, in any thread; NULL when
+ * no executable page can be had (the rare case then stays unhandled). Only
+ * system calls no filter of appshot's traps (mmap, mprotect, munmap): safe
+ * in the SIGSYS handler, and on the trapped calls' path. */
+static stub_fn get_syscall_stub(void)
 {
 	static const unsigned char code[] = {
 		0x48, 0x89, 0xf8,             /* mov rax, rdi */
@@ -406,15 +414,19 @@ static void make_syscall_stub(void)
 		0x0f, 0x05,                   /* syscall */
 		0xc3,                         /* ret */
 	};
-	void *page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (page == MAP_FAILED) return;
-	memcpy(page, code, sizeof code);
-	if (mprotect(page, 4096, PROT_READ | PROT_EXEC)) {
-		munmap(page, 4096); /* no executable memory allowed: the rare case stays unhandled */
-		return;
+	stub_fn stub = __atomic_load_n(&syscall_stub, __ATOMIC_ACQUIRE);
+	if (stub) return stub;
+	long page = raw_call_kernel(SYS_mmap, 0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (page < 0 && page > -4096) return NULL;
+	__builtin_memcpy((void *)page, code, sizeof code);
+	if (raw_call_kernel(SYS_mprotect, page, 4096, PROT_READ | PROT_EXEC)) {
+		raw_call_kernel(SYS_munmap, page, 4096); /* no executable memory allowed */
+		return NULL;
 	}
-	stub_fn stub = (stub_fn)page;
-	if (stub(SYS_getpid, 0, 0, 0, 0, 0, 0) == raw_call_kernel(SYS_getpid)) syscall_stub = stub;
+	stub_fn made = (stub_fn)page;
+	if (__atomic_compare_exchange_n(&syscall_stub, &stub, made, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) return made;
+	raw_call_kernel(SYS_munmap, page, 4096); /* another thread's came first */
+	return stub;
 }
 
 /* The executable, file-backed mappings of this process now, other than the
@@ -781,8 +793,9 @@ static void on_sigsys(int sig, siginfo_t *si, void *ctx)
 	int saved = errno;
 	long a[6] = { g[REG_RDI], g[REG_RSI], g[REG_RDX], g[REG_R10], g[REG_R8], g[REG_R9] };
 	uintptr_t at = (uintptr_t)si->si_call_addr;
-	if (at >= shim_text_start && at < shim_text_end && syscall_stub)
-		g[REG_RAX] = syscall_stub(si->si_syscall, a[0], a[1], a[2], a[3], a[4], a[5]); /* an ancestor's filter */
+	stub_fn stub;
+	if (at >= shim_text_start && at < shim_text_end && (stub = get_syscall_stub()))
+		g[REG_RAX] = stub(si->si_syscall, a[0], a[1], a[2], a[3], a[4], a[5]); /* an ancestor's filter */
 	else if (si->si_errno == MEMORY_MARK)
 		g[REG_RAX] = memory_trapped(si->si_syscall, a);
 	else
@@ -858,7 +871,6 @@ void trap_init(void)
 		shim_warn("this program maps too much code (%u pieces) for the system call filter; its raw system calls are not translated", n);
 		return;
 	}
-	make_syscall_stub();
 	struct sigaction act = { .sa_sigaction = on_sigsys, .sa_flags = SA_SIGINFO | SA_NODEFER | SA_RESTART };
 	sigemptyset(&act.sa_mask);
 	if (REAL(sigaction)(SIGSYS, &act, &program_sigsys)) return;
