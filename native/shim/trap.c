@@ -417,7 +417,7 @@ static stub_fn get_syscall_stub(void)
 	stub_fn stub = __atomic_load_n(&syscall_stub, __ATOMIC_ACQUIRE);
 	if (stub) return stub;
 	long page = raw_call_kernel(SYS_mmap, 0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (page < 0 && page > -4096) return NULL;
+	if (page < 0) return NULL;
 	__builtin_memcpy((void *)page, code, sizeof code);
 	if (raw_call_kernel(SYS_mprotect, page, 4096, PROT_READ | PROT_EXEC)) {
 		raw_call_kernel(SYS_munmap, page, 4096); /* no executable memory allowed */
