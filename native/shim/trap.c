@@ -28,7 +28,7 @@
 #include "../core/rawcall.h"
 
 #include <errno.h>
-#include <fcntl.h>
+#include <link.h>
 #include <linux/audit.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -65,12 +66,10 @@ int trap_on;
 
 /* ---------------------------------------------------------------- the filter */
 
-/* The trapped numbers, the hottest first: the filter tests them in order,
- * and the shim's own calls of them run it too (the kernel's cache allows a
- * number on its number alone, never by instruction). So first the calls the
- * shim makes on every translated call of a program (semop, semctl, msgsnd,
- * msgrcv), then send and recv (sendto and recvfrom without an address,
- * allowed on the argument), then the rest. */
+/* The trapped numbers (in any order: the filter finds a number by a search,
+ * build_filter), each with the test that decides whether the call's
+ * instruction is looked at: sendto and recvfrom only with an address, and
+ * the others below. */
 enum cond { ALWAYS, ADDR_ARG4, PRIO_WHICH, MAY_BLOCK, ARG0_SIGSYS };
 static const struct {
 	int nr;
@@ -197,22 +196,27 @@ static void emit_ip_test(struct program *p, struct piece *pc, unsigned n, uint32
 }
 
 /* Jumps to labels, resolved once the program is written: a label is an
- * instruction index known later. Conditional jumps reach 255 ahead. */
+ * instruction index known later. Conditional jumps reach 255 ahead. The
+ * number search (emit_search) makes labels of its own, after N_LABELS. */
 enum label { NEXT, L_ALLOW, L_PASS, L_ADDR_ARG4, L_PRIO_WHICH, L_MAY_BLOCK, L_ARG0_SIGSYS, L_IP, N_LABELS };
-static unsigned label_at[N_LABELS];
+/* The search has at most 2 * N_TRAPPED + 1 intervals, one jump and at most
+ * one label each. */
+#define MAX_INTERVALS (2 * N_TRAPPED + 1)
+static unsigned label_at[N_LABELS + MAX_INTERVALS], n_labels;
 static struct fixup {
-	unsigned insn;
-	enum label jt, jf;
-} fixups[N_TRAPPED + 16];
+	unsigned insn, jt, jf;
+} fixups[MAX_INTERVALS + 16];
 static unsigned n_fixups;
 
-static void jump(struct program *p, uint16_t code, uint32_t k, enum label jt, enum label jf)
+static void jump(struct program *p, uint16_t code, uint32_t k, unsigned jt, unsigned jf)
 {
 	fixups[n_fixups++] = (struct fixup){ p->n, jt, jf };
 	emit(p, BPF_JMP | code | BPF_K, k, 0, 0);
 }
 
-static void place(struct program *p, enum label l) { label_at[l] = p->n; }
+static void place(struct program *p, unsigned l) { label_at[l] = p->n; }
+
+static unsigned new_label(void) { return n_labels++; }
 
 static void resolve(struct program *p)
 {
@@ -230,18 +234,98 @@ static const enum label cond_label[] = { [ALWAYS] = L_IP, [ADDR_ARG4] = L_ADDR_A
 					 [PRIO_WHICH] = L_PRIO_WHICH, [MAY_BLOCK] = L_MAY_BLOCK,
 					 [ARG0_SIGSYS] = L_ARG0_SIGSYS };
 
+/* The system call numbers as intervals [from, the next one's from), each
+ * with the label its numbers go to: runs of trapped numbers with one test,
+ * and the gaps between them (L_ALLOW). The last one, up to 2^32, is a gap:
+ * x32 numbers (bit 30 set) and anything above the trapped are allowed. */
+struct interval {
+	uint32_t from;
+	unsigned label;
+};
+
+static unsigned number_intervals(struct interval *iv)
+{
+	struct interval t[N_TRAPPED]; /* the trapped numbers, sorted */
+	for (unsigned i = 0; i < N_TRAPPED; i++) {
+		struct interval x = { (uint32_t)trapped[i].nr, cond_label[trapped[i].cond] };
+		unsigned j = i;
+		for (; j > 0 && t[j - 1].from > x.from; j--) t[j] = t[j - 1];
+		t[j] = x;
+	}
+	unsigned n = 0;
+	uint32_t end = 0; /* one past the last trapped number so far */
+	iv[n++] = (struct interval){ 0, L_ALLOW };
+	for (unsigned i = 0; i < N_TRAPPED; i++) {
+		if (t[i].from > end && iv[n - 1].label != L_ALLOW) iv[n++] = (struct interval){ end, L_ALLOW };
+		if (iv[n - 1].label != t[i].label) {
+			if (iv[n - 1].from == t[i].from) n--; /* an empty gap */
+			iv[n++] = t[i];
+		}
+		end = t[i].from + 1;
+	}
+	iv[n++] = (struct interval){ end, L_ALLOW };
+	return n;
+}
+
+/* Where the search over intervals lo..hi splits them: the interval that
+ * holds semop (with semget..msgctl, the numbers the shim makes on the
+ * program's every translated SysV call, each of which runs the filter)
+ * stands alone near the top, two tests in; elsewhere in the middle. */
+static unsigned split(unsigned lo, unsigned hi, unsigned hot)
+{
+	if (hot >= lo && hot <= hi) return hot > lo ? hot : hot + 1;
+	return (lo + hi + 1) / 2;
+}
+
+/* The binary search for the number (in A) over intervals lo..hi, lo < hi:
+ * a JGE at the split, the lower part right after it, the upper part at a
+ * label of its own; a part of one interval is its label. Three intervals
+ * whose middle one is a single number between two of one label are one
+ * JEQ. */
+static void emit_search(struct program *p, const struct interval *iv, unsigned lo, unsigned hi, unsigned hot)
+{
+	if (hi - lo == 2 && iv[lo].label == iv[hi].label && iv[hi].from - iv[lo + 1].from == 1) {
+		jump(p, BPF_JEQ, iv[lo + 1].from, iv[lo + 1].label, iv[lo].label);
+		return;
+	}
+	unsigned mid = split(lo, hi, hot);
+	unsigned upper = mid == hi ? iv[hi].label : new_label();
+	jump(p, BPF_JGE, iv[mid].from, upper, mid - 1 == lo ? iv[lo].label : NEXT);
+	if (mid - 1 > lo) emit_search(p, iv, lo, mid - 1, hot);
+	if (mid < hi) {
+		place(p, upper);
+		emit_search(p, iv, mid, hi, hot);
+	}
+}
+
+/* The interval that holds nr. */
+static unsigned interval_of(const struct interval *iv, unsigned n, uint32_t nr)
+{
+	unsigned i = 0;
+	while (i + 1 < n && iv[i + 1].from <= nr) i++;
+	return i;
+}
+
 /* Per trapped number, a jump to its test; numbers with a condition on an
  * argument test it first. Every other number is allowed on its number and
  * architecture alone, which the kernel caches: their calls never run the
- * filter. */
+ * filter.
+ *
+ * The number is found by a binary search, not a list of tests: at install
+ * the kernel fills that cache by running the filter once for every number
+ * of both architectures, and with a list of the 61 numbers that was ~30,000
+ * emulated instructions, 100-150 us of every program's start here; with the
+ * search ~11 a number. */
 static void build_filter(struct program *p, struct piece *pc, unsigned n)
 {
+	struct interval iv[MAX_INTERVALS];
+	unsigned n_iv = number_intervals(iv);
 	n_fixups = 0;
+	n_labels = N_LABELS;
 	LD_ABS(p, offsetof(struct seccomp_data, arch));
 	jump(p, BPF_JEQ, AUDIT_ARCH_X86_64, NEXT, L_ALLOW);
-	/* x32 numbers (bit 30 set) match none of these: not trapped. */
 	LD_ABS(p, offsetof(struct seccomp_data, nr));
-	for (unsigned i = 0; i < N_TRAPPED; i++) jump(p, BPF_JEQ, (uint32_t)trapped[i].nr, cond_label[trapped[i].cond], NEXT);
+	emit_search(p, iv, 0, n_iv - 1, interval_of(iv, n_iv, SYS_semop));
 	place(p, L_ALLOW);
 	RET(p, ALLOW);
 	/* sendto and recvfrom name a port only with an address (fifth argument). */
@@ -305,11 +389,19 @@ static void build_memory_filter(struct program *p, struct piece *pc, unsigned n)
  * address ranges, which after ASLR may by chance cover this shim's text
  * (a few in 10^5 execs). Its own calls would then be trapped and, made
  * again from the handler, trapped forever; the handler makes them, as they
- * are, from the stub instead, whose anonymous page no filter lists. */
+ * are, from the stub instead, whose anonymous page no filter lists.
+ *
+ * Made when first needed, in the handler: a page and two system calls
+ * (10-15 us with the page's first touch) that every other program's start
+ * would pay for nothing. */
 typedef long (*stub_fn)(long nr, long a1, long a2, long a3, long a4, long a5, long a6);
 static stub_fn syscall_stub;
 
-static void make_syscall_stub(void)
+/* The stub, made at the first call that needs it, in any thread; NULL when
+ * no executable page can be had (the rare case then stays unhandled). Only
+ * system calls no filter of appshot's traps (mmap, mprotect, munmap): safe
+ * in the SIGSYS handler, and on the trapped calls' path. */
+static stub_fn get_syscall_stub(void)
 {
 	static const unsigned char code[] = {
 		0x48, 0x89, 0xf8,             /* mov rax, rdi */
@@ -322,62 +414,84 @@ static void make_syscall_stub(void)
 		0x0f, 0x05,                   /* syscall */
 		0xc3,                         /* ret */
 	};
-	void *page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (page == MAP_FAILED) return;
-	memcpy(page, code, sizeof code);
-	if (mprotect(page, 4096, PROT_READ | PROT_EXEC)) {
-		munmap(page, 4096); /* no executable memory allowed: the rare case stays unhandled */
-		return;
+	stub_fn stub = __atomic_load_n(&syscall_stub, __ATOMIC_ACQUIRE);
+	if (stub) return stub;
+	long page = raw_call_kernel(SYS_mmap, 0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (page < 0) return NULL;
+	__builtin_memcpy((void *)page, code, sizeof code);
+	if (raw_call_kernel(SYS_mprotect, page, 4096, PROT_READ | PROT_EXEC)) {
+		raw_call_kernel(SYS_munmap, page, 4096); /* no executable memory allowed */
+		return NULL;
 	}
-	stub_fn stub = (stub_fn)page;
-	if (stub(SYS_getpid, 0, 0, 0, 0, 0, 0) == raw_call_kernel(SYS_getpid)) syscall_stub = stub;
+	stub_fn made = (stub_fn)page;
+	if (__atomic_compare_exchange_n(&syscall_stub, &stub, made, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) return made;
+	raw_call_kernel(SYS_munmap, page, 4096); /* another thread's came first */
+	return stub;
 }
 
 /* The executable, file-backed mappings of this process now, other than the
  * shim's, as pieces. Left out: the vDSO and anything unnamed, and code
  * below 4 GiB, where a program built without PIE sits at a fixed address
  * that a static program exec'd later would share (its inline system calls
- * go untrapped; its calls through libc are trapped). */
+ * go untrapped; its calls through libc are trapped).
+ *
+ * At the shim's start those are the executable segments of the loaded
+ * objects (the program, ld.so, the libraries, the vDSO), which
+ * dl_iterate_phdr lists without the 100-120 us of reading and parsing
+ * /proc/self/maps. A segment is mapped from the file over its whole pages
+ * up to the end of its file part; what lies beyond (zero-filled) is
+ * anonymous, and a later segment mapped over its last page takes that page
+ * (the loaders map them in order). */
+struct piece_walk {
+	struct piece *pc;
+	unsigned n, max;
+	uintptr_t self, vdso;
+};
+
+static uintptr_t page_down(uintptr_t a) { return a & ~(uintptr_t)4095; }
+static uintptr_t page_up(uintptr_t a) { return page_down(a + 4095); }
+
+/* [start, end) as pieces, one per 4 GiB window it touches. */
+static void add_pieces(struct piece_walk *w, uintptr_t start, uintptr_t end)
+{
+	for (uintptr_t s = start; s < end && w->n < w->max;) {
+		uintptr_t window_end = (s | 0xffffffffUL) + 1, e = end < window_end ? end : window_end;
+		w->pc[w->n++] = (struct piece){ (uint32_t)(s >> 32), (uint32_t)s, (uint32_t)e };
+		s = e;
+	}
+}
+
+static int object_pieces(struct dl_phdr_info *info, size_t size, void *data)
+{
+	(void)size;
+	struct piece_walk *w = data;
+	const ElfW(Phdr) *ph = info->dlpi_phdr;
+	for (unsigned i = 0; i < info->dlpi_phnum; i++) {
+		if (ph[i].p_type != PT_LOAD || !(ph[i].p_flags & PF_X) || !ph[i].p_filesz) continue;
+		uintptr_t start = page_down(info->dlpi_addr + ph[i].p_vaddr);
+		uintptr_t end = page_up(info->dlpi_addr + ph[i].p_vaddr + ph[i].p_filesz);
+		for (unsigned j = i + 1; j < info->dlpi_phnum; j++) {
+			if (ph[j].p_type != PT_LOAD) continue;
+			uintptr_t next = page_down(info->dlpi_addr + ph[j].p_vaddr);
+			if (next < end) end = next > start ? next : start;
+			break;
+		}
+		if (w->self >= start && w->self < end) {
+			shim_text_start = start, shim_text_end = end;
+			continue;
+		}
+		if (w->vdso >= start && w->vdso < end) continue;
+		if (start >= (1UL << 32)) add_pieces(w, start, end);
+	}
+	return 0;
+}
+
 static unsigned executable_pieces(struct piece *pc, unsigned max)
 {
-	int fd = (int)raw_call(SYS_openat, AT_FDCWD, "/proc/self/maps", O_RDONLY | O_CLOEXEC);
-	if (fd < 0) return 0;
-	size_t cap = 1 << 16, len = 0;
-	char *buf = malloc(cap);
-	for (long r; buf; len += (size_t)r) {
-		if (len + 1 >= cap) {
-			char *b = realloc(buf, cap *= 2);
-			if (!b) break;
-			buf = b;
-		}
-		if ((r = raw_call(SYS_read, fd, buf + len, cap - len - 1)) <= 0) break;
-	}
-	raw_call(SYS_close, fd);
-	if (!buf) return 0;
-	buf[len] = 0;
-	uintptr_t self = (uintptr_t)&trap_init;
-	unsigned n = 0;
-	for (char *line = buf; line && *line && n < max;) {
-		char *next = strchr(line, '\n');
-		if (next) *next++ = 0;
-		unsigned long start, end;
-		char perms[5];
-		int path_at = 0;
-		int parsed = sscanf(line, "%lx-%lx %4s %*s %*s %*s %n", &start, &end, perms, &path_at) >= 3;
-		if (parsed && self >= start && self < end) shim_text_start = start, shim_text_end = end;
-		if (parsed && path_at > 0 && perms[2] == 'x' && line[path_at] == '/' && !(self >= start && self < end) &&
-		    start >= (1UL << 32)) {
-			for (unsigned long s = start; s < end && n < max;) {
-				unsigned long window_end = (s | 0xffffffffUL) + 1, e = end < window_end ? end : window_end;
-				pc[n++] = (struct piece){ (uint32_t)(s >> 32), (uint32_t)s, (uint32_t)e };
-				s = e;
-			}
-		}
-		line = next;
-	}
-	free(buf);
-	qsort(pc, n, sizeof *pc, by_address_down);
-	return n;
+	struct piece_walk w = { pc, 0, max, (uintptr_t)&trap_init, (uintptr_t)getauxval(AT_SYSINFO_EHDR) };
+	dl_iterate_phdr(object_pieces, &w);
+	qsort(pc, w.n, sizeof *pc, by_address_down);
+	return w.n;
 }
 
 /* --------------------------------------------------------------- signals */
@@ -679,8 +793,9 @@ static void on_sigsys(int sig, siginfo_t *si, void *ctx)
 	int saved = errno;
 	long a[6] = { g[REG_RDI], g[REG_RSI], g[REG_RDX], g[REG_R10], g[REG_R8], g[REG_R9] };
 	uintptr_t at = (uintptr_t)si->si_call_addr;
-	if (at >= shim_text_start && at < shim_text_end && syscall_stub)
-		g[REG_RAX] = syscall_stub(si->si_syscall, a[0], a[1], a[2], a[3], a[4], a[5]); /* an ancestor's filter */
+	stub_fn stub;
+	if (at >= shim_text_start && at < shim_text_end && (stub = get_syscall_stub()))
+		g[REG_RAX] = stub(si->si_syscall, a[0], a[1], a[2], a[3], a[4], a[5]); /* an ancestor's filter */
 	else if (si->si_errno == MEMORY_MARK)
 		g[REG_RAX] = memory_trapped(si->si_syscall, a);
 	else
@@ -756,7 +871,6 @@ void trap_init(void)
 		shim_warn("this program maps too much code (%u pieces) for the system call filter; its raw system calls are not translated", n);
 		return;
 	}
-	make_syscall_stub();
 	struct sigaction act = { .sa_sigaction = on_sigsys, .sa_flags = SA_SIGINFO | SA_NODEFER | SA_RESTART };
 	sigemptyset(&act.sa_mask);
 	if (REAL(sigaction)(SIGSYS, &act, &program_sigsys)) return;

@@ -27,11 +27,20 @@
  *   mask          sigprocmask blocking SIGSYS (and all): the mask shows it
  *   rawsigaction  SIGSYS's handler set by a raw rt_sigaction (as Go's runtime
  *                 does): raw calls still work, and the handler gets a SIGSYS
+ *   ancestor      a second filter as an ancestor's shim may leave (its mark,
+ *                 trapping kill, semget and semctl from where this shim's
+ *                 text now lies, as ASLR may place it): the shim's own calls
+ *                 still complete (from its stub page): "no shim" natively
  */
 #define _GNU_SOURCE
 #include "tool.h"
 
 #include <assert.h>
+#include <link.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
 #include <stdarg.h>
 #include <pthread.h>
 #include <signal.h>
@@ -345,6 +354,58 @@ static void mask(void)
 	line("errno kept %d", e1 == EINTR && errno == EINTR);
 }
 
+/* The shim's executable segment, [at[0], at[1]). */
+static int shim_text(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	(void)size;
+	uintptr_t *at = arg;
+	if (!strstr(info->dlpi_name, "libappshot.so")) return 0;
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X)) {
+			at[0] = info->dlpi_addr + ph->p_vaddr;
+			at[1] = at[0] + ph->p_memsz;
+		}
+	}
+	return 1;
+}
+
+static void ancestor(void)
+{
+	uintptr_t at[2] = { 0, 0 };
+	dl_iterate_phdr(shim_text, at);
+	if (!at[1] || (at[1] - 1) >> 32 != at[0] >> 32) {
+		line(at[1] ? "shim text crosses 4 GiB" : "no shim");
+		return;
+	}
+#define IP_LO offsetof(struct seccomp_data, instruction_pointer)
+	struct sock_filter insn[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_kill, 3, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_semget, 2, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_semctl, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, IP_LO + 4),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)(at[0] >> 32), 0, 4),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, IP_LO),
+		BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, (uint32_t)at[1], 2, 0),
+		BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, (uint32_t)at[0], 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRAP | 0x5a7), /* the shim's mark */
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { sizeof insn / sizeof insn[0], insn };
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog)) {
+		line("seccomp: %s", strerror(errno));
+		return;
+	}
+	line("kill %d", kill(getpid(), 0));
+	int id = semget(IPC_PRIVATE, 1, IPC_CREAT | 0600);
+	line("semget %s", id >= 0 ? "ok" : strerror(errno));
+	int set = semctl(id, 0, SETVAL, 3);
+	line("setval %d getval %d", set, semctl(id, 0, GETVAL));
+	line("rmid %d", semctl(id, 0, IPC_RMID));
+}
+
 int main(int argc, char **argv)
 {
 	for (int i = 1; i < argc; i++) {
@@ -367,6 +428,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(c, "sigsys")) sigsys();
 		else if (!strcmp(c, "mask")) mask();
 		else if (!strcmp(c, "rawsigaction")) rawsigaction();
+		else if (!strcmp(c, "ancestor")) ancestor();
 		else {
 			fprintf(stderr, "rawtool: unknown command %s\n", c);
 			return 2;
