@@ -1,3 +1,4 @@
+#define _GNU_SOURCE
 #include "inflight.h"
 #include "guardmap.h"
 #include "../../tables/schema.h"
@@ -37,12 +38,21 @@ int inflight_open(struct inflight_file *f, const char *home)
 	return e;
 }
 
-int inflight_map_fd(struct inflight_file *f, int fd)
+/* Whether the file's first len bytes are there and hold no hole: then
+ * posix_fallocate would change nothing, and it is not cheap (a journal
+ * transaction on ext4, at every program's start; issue 21). */
+static int has_blocks(int fd, off_t len)
 {
 	struct stat st;
+	if (fstat(fd, &st) != 0 || st.st_size < len) return 0;
+	return lseek(fd, 0, SEEK_HOLE) >= len;
+}
+
+int inflight_map_fd(struct inflight_file *f, int fd)
+{
 	/* Blocks, not a hole: a write to a mapped hole the full filesystem
 	 * cannot fill is SIGBUS, an error here is a message. */
-	int e = fstat(fd, &st) != 0 ? errno : posix_fallocate(fd, 0, sizeof(struct inflight_rec));
+	int e = has_blocks(fd, sizeof(struct inflight_rec)) ? 0 : posix_fallocate(fd, 0, sizeof(struct inflight_rec));
 	if (e) return e;
 	void *p = appshot_guarded_mmap(NULL, sizeof(struct inflight_rec), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (p == MAP_FAILED) return errno;

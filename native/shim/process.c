@@ -100,6 +100,9 @@ static _Atomic uintptr_t threads[MAX_THREADS];
  * fork child reads (and faults in) only the part of the table in use. */
 static _Atomic unsigned threads_end;
 static pthread_key_t thread_key;
+/* Made by the first thread that registers, not at start (issue 21: its
+ * first use writes a page of libc's most programs never touch). */
+static pthread_once_t thread_key_once = PTHREAD_ONCE_INIT;
 static int have_thread_key, threads_overflowed;
 static __thread int thread_registered __attribute__((tls_model("initial-exec")));
 
@@ -130,10 +133,15 @@ static void thread_gone(void *arg)
 	}
 }
 
+static void make_thread_key(void) { have_thread_key = pthread_key_create(&thread_key, thread_gone) == 0; }
+
 void shim_thread_seen(void)
 {
-	if (thread_registered || !have_thread_key) return;
+	if (thread_registered || !shim_active) return;
+	/* Set first: a signal handler's call while the key is made returns here. */
 	thread_registered = 1;
+	pthread_once(&thread_key_once, make_thread_key);
+	if (!have_thread_key) return;
 	thread_add(thread_pointer());
 	pthread_setspecific(thread_key, (void *)thread_pointer());
 }
@@ -451,7 +459,8 @@ void shim_open_tables(void)
 	 * end the parent's reader slot and locks; its descriptors that are
 	 * still its own go. */
 	if (old) tabledb_forget_fds(old);
-	if (P.have_fds && !home_fds_valid(&P.fds)) {
+	/* Descriptors adopted at this start were checked a moment ago. */
+	if (P.have_fds && !P.fds.fresh && !home_fds_valid(&P.fds)) {
 		home_fds_release(&P.fds); /* the program took one (a raw close_range) */
 		P.have_fds = 0;
 	}
@@ -460,6 +469,7 @@ void shim_open_tables(void)
 	int rc = tabledb_open_fds(t, P.home, P.aid, shim_home_fds(), !inherited, err, sizeof err);
 	if (rc) shim_fatal("%s; the program cannot run untranslated, so it stops", err);
 	__atomic_store_n(&P.tables, t, __ATOMIC_RELEASE);
+	P.fds.fresh = 0; /* a later reopen checks them again */
 	if (!P.inflight.rec && (rc = P.have_fds ? inflight_map_fd(&P.inflight, P.fds.fd[HOMEFD_INFLIGHT])
 						: inflight_open(&P.inflight, P.home)))
 		shim_fatal("cannot open %s/%s: %s; the program cannot run untranslated, so it stops",
@@ -509,7 +519,6 @@ __attribute__((constructor)) static void shim_init(void)
 	port_init();
 	pid_init();
 	path_init();
-	have_thread_key = pthread_key_create(&thread_key, thread_gone) == 0;
 	set_fork_canary();
 	pthread_atfork(translate_before_fork, translate_after_fork_parent, after_fork_child);
 	shim_active = 1;
