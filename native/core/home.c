@@ -53,19 +53,19 @@ static int check_entry(const char *path, enum kind kind, uid_t owner, int blind,
 	return 0;
 }
 
-static int check_home(const char *home, uid_t owner, int blind, char *err, size_t errlen);
+static int check_home(const char *home, uid_t owner, int blind, int dirs_only, char *err, size_t errlen);
 
 int home_check(const char *home, char *err, size_t errlen)
 {
-	return check_home(home, geteuid(), 0, err, errlen);
+	return check_home(home, geteuid(), 0, 0, err, errlen);
 }
 
-int home_check_for(const char *home, uid_t owner, char *err, size_t errlen)
+int home_check_for(const char *home, uid_t owner, int dirs_only, char *err, size_t errlen)
 {
-	return check_home(home, owner, 1, err, errlen);
+	return check_home(home, owner, 1, dirs_only, err, errlen);
 }
 
-static int check_home(const char *home, uid_t owner, int blind, char *err, size_t errlen)
+static int check_home(const char *home, uid_t owner, int blind, int dirs_only, char *err, size_t errlen)
 {
 	static const struct { const char *name; enum kind kind; } inside[] = {
 		{ "pools", FOLDER },
@@ -79,6 +79,7 @@ static int check_home(const char *home, uid_t owner, int blind, char *err, size_
 	char path[4096];
 	int rc = check_entry(home, DIRECTORY, owner, blind, err, errlen);
 	for (size_t i = 0; !rc && i < sizeof inside / sizeof *inside; i++) {
+		if (dirs_only && inside[i].kind == FILE_) continue;
 		if (snprintf(path, sizeof path, "%s/%s", home, inside[i].name) >= (int)sizeof path) {
 			snprintf(err, errlen, "APPSHOT_HOME %s is too long a path", home);
 			return ENAMETOOLONG;
@@ -144,13 +145,23 @@ int appshot_fds_guarded_in(unsigned first, unsigned last, int *out, int max)
 /* The lowest number of the band: 64 below the descriptor limit, or below
  * 1024 when the limit is higher (a larger table costs every process
  * memory, and select() only reaches 1024). 0 when the limit is too low to
- * spare a band. */
+ * spare a band. Asked by a raw call: glibc's getrlimit is prlimit64,
+ * which the shim's filter traps (it takes a PID), and a trapped call costs
+ * a signal; every descriptor the shim opens at start asks (issue 21). */
 static int band_base(void)
 {
 	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
+	if (raw_call(SYS_prlimit64, 0, RLIMIT_NOFILE, NULL, &rl) != 0) return 0;
 	rlim_t top = rl.rlim_cur < 1024 ? rl.rlim_cur : 1024;
 	return top >= 256 ? (int)top - 64 : 0;
+}
+
+int appshot_fd_dup_high(int fd)
+{
+	int base = appshot_fd_band ? band_base() : 0;
+	int high = fcntl(fd, F_DUPFD_CLOEXEC, base > 0 ? base : 0);
+	if (high >= 0 && appshot_fd_band) appshot_fd_guard(high);
+	return high;
 }
 
 int appshot_fd_high(int fd, int cloexec)
@@ -181,6 +192,7 @@ const char *home_fd_name(int which) { return home_names[which]; }
 
 static void home_fds_reset(struct home_fds *h)
 {
+	h->fresh = 0;
 	for (int i = 0; i < HOMEFD_COUNT; i++) h->fd[i] = -1;
 }
 
@@ -265,6 +277,7 @@ int home_fds_adopt(struct home_fds *h, const char *home, const char *spec, char 
 	}
 	for (int i = 0; i < HOMEFD_COUNT; i++) appshot_fd_guard(h->fd[i]);
 	h->owner = owner;
+	h->fresh = 1;
 	return 0;
 malformed:
 	snprintf(err, errlen, "%s is not a list of descriptors ('%s')", HOME_FDS_ENV, spec);

@@ -237,6 +237,7 @@ MDB_txn *write_begin(void)
 	MDB_txn *txn;
 	int rc = tabledb_write_lock(t);
 	if (rc) shim_fatal("cannot lock the tables at %s for writing: %s", t->path, strerror(rc));
+	tabledb_check_readers(t);
 	rc = mdb_txn_begin(t->env, NULL, 0, &txn);
 	if (rc == MDB_MAP_RESIZED) {
 		mdb_env_set_mapsize(t->env, 0);
