@@ -133,7 +133,12 @@ static int route_open(const char *path, int flags, mode_t mode)
 	else if ((fd = open(path, flags, mode)) >= 0 && which >= 0) fd = appshot_fd_high(fd, 1);
 	if (fd < 0 || which < 0) return fd;
 	struct stat st;
-	if (t->env_fds < 4 && fstat(fd, &st) == 0) {
+	/* A duplicate is the file the checked descriptor is: no need to ask. */
+	if (t->through && t->env_fds < 4) {
+		t->env_fd[t->env_fds] = fd;
+		t->env_dev[t->env_fds] = t->through->dev[which];
+		t->env_ino[t->env_fds++] = t->through->ino[which];
+	} else if (t->env_fds < 4 && fstat(fd, &st) == 0) {
 		t->env_fd[t->env_fds] = fd;
 		t->env_dev[t->env_fds] = st.st_dev;
 		t->env_ino[t->env_fds++] = st.st_ino;
@@ -241,7 +246,12 @@ static int open_env(struct tabledb *t, const char *home, const struct home_fds *
 	if (checked) tabledb_check_readers(t);
 	mdb_filehandle_t fd;
 	struct stat st;
-	if (mdb_env_get_fd(t->env, &fd) == 0 && fstat(fd, &st) == 0) {
+	if (fds && !checked) {
+		/* Opened through the application's descriptors: the data file is
+		 * the one they name. */
+		t->data_dev = fds->dev[HOMEFD_DATA];
+		t->data_ino = fds->ino[HOMEFD_DATA];
+	} else if (mdb_env_get_fd(t->env, &fd) == 0 && fstat(fd, &st) == 0) {
 		t->data_dev = st.st_dev;
 		t->data_ino = st.st_ino;
 	}

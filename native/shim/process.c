@@ -469,6 +469,7 @@ void shim_open_tables(void)
 	int rc = tabledb_open_fds(t, P.home, P.aid, shim_home_fds(), !inherited, err, sizeof err);
 	if (rc) shim_fatal("%s; the program cannot run untranslated, so it stops", err);
 	__atomic_store_n(&P.tables, t, __ATOMIC_RELEASE);
+	translate_tables_opened();
 	P.fds.fresh = 0; /* a later reopen checks them again */
 	if (!P.inflight.rec && (rc = P.have_fds ? inflight_map_fd(&P.inflight, P.fds.fd[HOMEFD_INFLIGHT])
 						: inflight_open(&P.inflight, P.home)))
