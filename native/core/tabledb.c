@@ -122,8 +122,20 @@ static int home_file_of(const struct tabledb *t, const char *path)
 	return strcmp(path + n, "-lock") ? -1 : HOMEFD_LOCK;
 }
 
+/* The boot id the lmdb package's LMDB reads at every open: it only picks
+ * the meta page after a crash under overlappingSync, which appshot's
+ * openers never use (MDB_NOSYNC here; noSync, so no overlappingSync, in
+ * ts/tabledb.ts). Without it LMDB writes 0 there, as where /proc is not
+ * mounted; the open, fstatfs, read and close of a /proc/sys file are saved
+ * at every program's start (issue 21). */
+#define LMDB_BOOT_ID "/proc/sys/kernel/random/boot_id"
+
 static int route_open(const char *path, int flags, mode_t mode)
 {
+	if (!strcmp(path, LMDB_BOOT_ID)) {
+		errno = ENOENT;
+		return -1;
+	}
 	struct tabledb *t = opening;
 	int which = t ? home_file_of(t, path) : -1, fd;
 	/* The meta pages' O_DSYNC descriptor gets a plain duplicate: with

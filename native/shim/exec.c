@@ -47,7 +47,10 @@ static char env_aid[16 + APPSHOT_AID_MAX], env_home[16 + PATH_MAX];
 static const char *shim_path = "";
 /* NOTIFY_ENV=name of the supervisor's socket ("" without one), and the
  * loader's path. */
-static char env_notify[sizeof NOTIFY_ENV + 128], loader_path[PATH_MAX];
+static char env_notify[sizeof NOTIFY_ENV + 128];
+/* Allocated at start when env_notify is set (a static buffer would cost
+ * every program a page it writes). */
+static char *loader_path;
 
 /* The shim's own file, found by the loaded object whose segments hold
  * this function: what dladdr gives too, without its walk over every
@@ -75,9 +78,9 @@ void exec_env_init(const char *aid, const char *home)
 	snprintf(env_home, sizeof env_home, "APPSHOT_HOME=%s", home);
 	dl_iterate_phdr(own_object, &shim_path);
 	const char *notify = getenv(NOTIFY_ENV), *slash = strrchr(shim_path, '/');
-	if (notify && *notify == '@' && strlen(notify) < sizeof env_notify - sizeof NOTIFY_ENV - 1 && slash)
-		snprintf(env_notify, sizeof env_notify, NOTIFY_ENV "=%s", notify),
-			snprintf(loader_path, sizeof loader_path, "%.*s/" NOTIFY_LOADER, (int)(slash - shim_path), shim_path);
+	if (notify && *notify == '@' && strlen(notify) < sizeof env_notify - sizeof NOTIFY_ENV - 1 && slash &&
+	    asprintf(&loader_path, "%.*s/" NOTIFY_LOADER, (int)(slash - shim_path), shim_path) >= 0)
+		snprintf(env_notify, sizeof env_notify, NOTIFY_ENV "=%s", notify);
 }
 
 /* What env_aid and env_home were before a restore: an environment that
