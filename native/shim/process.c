@@ -39,6 +39,9 @@ static struct {
 	 * tables by path; have_fds when they are. */
 	struct home_fds fds;
 	int have_fds;
+	/* The canary page (below), here and not alone: the start writes P
+	 * anyway, and a pointer of its own would cost a page (issue 21). */
+	struct shim_canary *page;
 } P;
 
 struct kernel_ops shim_kernel;
@@ -165,7 +168,6 @@ static void threads_after_fork(void)
  * (syscall(SYS_fork), clone without CLONE_VM) does not, and finds the word
  * 0 instead; shim_check_fork then does what the handler would. A restorer
  * writes `restored` there too: the same check then renews as a restore. */
-static struct shim_canary *page;
 
 /* The restored application's AID and home, copied off the page (which a
  * fork child of the restored process finds wiped); the ones from before,
@@ -180,22 +182,22 @@ static __thread int renewing __attribute__((tls_model("initial-exec")));
 
 void shim_tables_enter(void)
 {
-	if (page) __atomic_add_fetch(&page->in_tables, 1, __ATOMIC_RELAXED);
+	if (P.page) __atomic_add_fetch(&P.page->in_tables, 1, __ATOMIC_RELAXED);
 }
 
 void shim_tables_leave(void)
 {
-	if (page) __atomic_sub_fetch(&page->in_tables, 1, __ATOMIC_RELAXED);
+	if (P.page) __atomic_sub_fetch(&P.page->in_tables, 1, __ATOMIC_RELAXED);
 }
 
 static void fill_canary(void)
 {
-	page->magic = SHIM_CANARY_MAGIC;
-	page->entry = (uint64_t)(uintptr_t)shim_restored_entry;
+	P.page->magic = SHIM_CANARY_MAGIC;
+	P.page->entry = (uint64_t)(uintptr_t)shim_restored_entry;
 	/* Memory mapped from an image is answered for through the trap. */
-	page->features = trap_on ? SHIM_CANARY_ZEROES : 0;
-	page->restored = 0;
-	__atomic_store_n(&page->canary, 1, __ATOMIC_RELEASE);
+	P.page->features = trap_on ? SHIM_CANARY_ZEROES : 0;
+	P.page->restored = 0;
+	__atomic_store_n(&P.page->canary, 1, __ATOMIC_RELEASE);
 }
 
 static void set_fork_canary(void)
@@ -206,7 +208,7 @@ static void set_fork_canary(void)
 		munmap(p, 4096); /* an old kernel: raw forks go unnoticed */
 		return;
 	}
-	page = p;
+	P.page = p;
 	fill_canary();
 }
 
@@ -239,7 +241,7 @@ static void say_raw(const char *msg)
  * call into the shim afterwards (restore_renew). */
 SHIM_EXPORT void shim_restored_entry(void)
 {
-	struct shim_canary *c = page;
+	struct shim_canary *c = P.page;
 	if (!c || c->magic != SHIM_CANARY_MAGIC || c->restored != 1) return;
 	int saved_errno = errno;
 	shim_pid = (pid_t)raw_call(SYS_getpid);
@@ -283,7 +285,7 @@ static void after_fork_child(void)
 	translate_after_fork_child();
 	path_after_fork_child();
 	threads_after_fork();
-	if (page) fill_canary();
+	if (P.page) fill_canary();
 	/* A raw fork child of a restored process that had not renewed yet:
 	 * the old home's descriptors go, its tables open lazily under the
 	 * restored AID and home (P.aid is that one); the rest of the renewal is
@@ -399,14 +401,14 @@ static void restore_renew(void)
 	restore_pending = 0;
 	shim_tables_leave();
 	renewing = 0;
-	page->restored = 0;
-	__atomic_store_n(&page->canary, 1, __ATOMIC_RELEASE);
+	P.page->restored = 0;
+	__atomic_store_n(&P.page->canary, 1, __ATOMIC_RELEASE);
 }
 
 static void renew(void)
 {
 	if (renewing) return;
-	if (page->restored == 0) {
+	if (P.page->restored == 0) {
 		after_fork_child(); /* a fork child: the kernel wiped the page */
 		return;
 	}
@@ -419,22 +421,22 @@ static void renew(void)
 	 * right): a thread waiting here could hold, in code its signal handler
 	 * interrupted, a lock the renewal needs (malloc's). */
 	uint32_t one = 1;
-	if (__atomic_compare_exchange_n(&page->restored, &one, 2, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) restore_renew();
+	if (__atomic_compare_exchange_n(&P.page->restored, &one, 2, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) restore_renew();
 }
 
 void shim_check_fork(void)
 {
-	if (__builtin_expect(page && page->canary == 0, 0)) renew();
+	if (__builtin_expect(P.page && P.page->canary == 0, 0)) renew();
 }
 
 void shim_check_tables(void)
 {
-	if (__builtin_expect(page && page->canary == 0, 0)) {
+	if (__builtin_expect(P.page && P.page->canary == 0, 0)) {
 		renew();
 		/* Another thread is renewing after a restore: the tables are not
 		 * this process's until it is done. */
-		while (!renewing && __atomic_load_n(&page->restored, __ATOMIC_ACQUIRE) == 2 &&
-		       __atomic_load_n(&page->canary, __ATOMIC_ACQUIRE) == 0)
+		while (!renewing && __atomic_load_n(&P.page->restored, __ATOMIC_ACQUIRE) == 2 &&
+		       __atomic_load_n(&P.page->canary, __ATOMIC_ACQUIRE) == 0)
 			raw_call(SYS_sched_yield);
 	}
 }
