@@ -2,7 +2,8 @@
 // must still happen. A program started through the application's
 // descriptors (every program after the first) no longer walks LMDB's
 // reader slots; a process's first write clears the slots of dead ones.
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -30,11 +31,15 @@ describe.each(MODES)('the shim at a program\'s start, %s', (_mode, flags) => {
   it("a process's first write clears the reader slots of processes that died, killed or not (no program's start does it any more)", async () => {
     const home = makeHome();
     const dir = mkdtempSync(join(tmpdir(), 'appshot-start-'));
+    expect(spawnSync('mkfifo', [join(dir, 'go')]).status).toBe(0);
     const script = [
       `${PIDTOOL} pid sleep 100000 > ${dir}/k.out & k=$!`,
       `until [ -s ${dir}/k.out ]; do sleep 0.05; done`,
+      // From here until the test has looked, no process starts (a fork
+      // child may write, and so clear the slots): the shell waits in its
+      // own read on a pipe.
       'kill -9 $k; wait $k; echo killed',
-      `until [ -e ${dir}/go ]; do sleep 0.05; done`,
+      `read go < ${dir}/go`,
       // Its fork child's row is its first write.
       `${PIDTOOL} child 0 > /dev/null; echo wrote`,
       'exec sleep 100000',
@@ -44,9 +49,8 @@ describe.each(MODES)('the shim at a program\'s start, %s', (_mode, flags) => {
     const dead = readerPids(home).filter((pid) => !alive(pid));
     // The killed program's slot at least: programs end without giving theirs back.
     expect(dead.length).toBeGreaterThan(0);
-    writeFileSync(join(dir, 'go'), '');
+    writeFileSync(join(dir, 'go'), 'go\n');
     await waitFor(app.out, /wrote/);
-    expect(existsSync(join(dir, 'go'))).toBe(true);
     expect(readerPids(home).filter((pid) => dead.includes(pid))).toEqual([]);
     app.child.kill('SIGTERM');
     // The shell says "Killed" of its job; the shim says nothing.

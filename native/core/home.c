@@ -15,6 +15,16 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+int home_path_open(const char *path, int flags, mode_t mode)
+{
+	return (int)raw_call(SYS_openat, AT_FDCWD, path, flags, mode);
+}
+
+int home_path_stat(const char *path, struct stat *st, int nofollow)
+{
+	return (int)raw_call(SYS_newfstatat, AT_FDCWD, path, st, nofollow ? AT_SYMLINK_NOFOLLOW : 0);
+}
+
 enum kind { DIRECTORY, FOLDER, FILE_ };
 
 /* One entry of the home: absent (allowed for all but the home itself), or
@@ -26,7 +36,7 @@ static int check_entry(const char *path, enum kind kind, uid_t owner, int blind,
 {
 	struct stat st;
 	/* The home may be reached through a link; nothing inside it may. */
-	if ((kind == DIRECTORY ? stat(path, &st) : lstat(path, &st)) != 0) {
+	if (home_path_stat(path, &st, kind != DIRECTORY) != 0) {
 		if (errno == ENOENT && kind != DIRECTORY) return 0;
 		if (errno == EACCES && blind) return 0;
 		int e = errno;
@@ -215,7 +225,7 @@ int home_fds_open(struct home_fds *h, const char *home, char *err, size_t errlen
 		snprintf(path, sizeof path, "%s/%s", home, home_names[i]);
 		/* The inflight record and the open lock are made on first use. */
 		int creat = i == HOMEFD_INFLIGHT || i == HOMEFD_OPENLOCK ? O_CREAT : 0;
-		int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | creat, 0600);
+		int fd = home_path_open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | creat, 0600);
 		if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
 			int e = fd < 0 || errno == 0 ? errno : EINVAL;
 			snprintf(err, errlen, "cannot open %s: %s", path, fd >= 0 && e == EINVAL ? "not a regular file" : strerror(e));
@@ -266,7 +276,7 @@ int home_fds_adopt(struct home_fds *h, const char *home, const char *spec, char 
 		/* Where this process can still see the home, it must be the home's. */
 		struct stat st;
 		snprintf(path, sizeof path, "%s/%s", home, home_names[i]);
-		if (lstat(path, &st) == 0 ? st.st_dev != (dev_t)dev || st.st_ino != (ino_t)ino : errno != EACCES) {
+		if (home_path_stat(path, &st, 1) == 0 ? st.st_dev != (dev_t)dev || st.st_ino != (ino_t)ino : errno != EACCES) {
 			snprintf(err, errlen, "%s names descriptor %ld, which is not %s", HOME_FDS_ENV, fd, path);
 			home_fds_reset(h);
 			return ESTALE;

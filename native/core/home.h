@@ -3,7 +3,16 @@
 #define APPSHOT_HOME_H
 
 #include <stddef.h>
+#include <sys/stat.h>
 #include <sys/types.h>
+
+/* appshot's own opens and stats of the home's paths (and LMDB's, routed):
+ * raw system calls, never the shim's path wrappers, which a --redir
+ * covering the home would point at other files, and which cost a program's
+ * start a libc lookup each (issue 21). libc's convention: -1 and errno. */
+int home_path_open(const char *path, int flags, mode_t mode);
+/* stat, or with nofollow lstat. */
+int home_path_stat(const char *path, struct stat *st, int nofollow);
 
 /* Whether APPSHOT_HOME may be used by this process: the directory and its
  * folders (pools/, templates/) belong to the process's user and no one else

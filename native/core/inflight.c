@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "inflight.h"
 #include "guardmap.h"
+#include "home.h"
 #include "../../tables/schema.h"
 
 #include <errno.h>
@@ -31,7 +32,7 @@ int inflight_open(struct inflight_file *f, const char *home)
 	if (snprintf(path, sizeof path, "%s/%s", home, APPSHOT_INFLIGHT_FILE) >= (int)sizeof path)
 		return ENAMETOOLONG;
 	/* Never through a link: the record is mapped and written. */
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	int fd = home_path_open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) return errno;
 	int e = inflight_map_fd(f, fd);
 	close(fd);

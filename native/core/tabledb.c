@@ -56,7 +56,7 @@ static int open_lock_fd(struct tabledb *t, const char *home)
 	struct stat st;
 	if (snprintf(path, sizeof path, "%s/%s", home, APPSHOT_OPEN_LOCK_FILE) >= (int)sizeof path)
 		return ENAMETOOLONG;
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	int fd = home_path_open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) return errno;
 	t->lock_fd = appshot_fd_high(fd, 1);
 	if (fstat(t->lock_fd, &st) != 0) return errno;
@@ -142,7 +142,7 @@ static int route_open(const char *path, int flags, mode_t mode)
 	 * MDB_NOSYNC LMDB writes meta pages through the data descriptor.
 	 * Duplicated straight into the high band: one call, not three. */
 	if (which >= 0 && t->through) fd = appshot_fd_dup_high(t->through->fd[which]);
-	else if ((fd = open(path, flags, mode)) >= 0 && which >= 0) fd = appshot_fd_high(fd, 1);
+	else if ((fd = home_path_open(path, flags, mode)) >= 0 && which >= 0) fd = appshot_fd_high(fd, 1);
 	if (fd < 0 || which < 0) return fd;
 	struct stat st;
 	/* A duplicate is the file the checked descriptor is: no need to ask. */
