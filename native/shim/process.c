@@ -144,7 +144,10 @@ void shim_thread_seen(void)
 	/* Set first: a signal handler's call while the key is made returns here. */
 	thread_registered = 1;
 	pthread_once(&thread_key_once, make_thread_key);
-	if (!have_thread_key) return;
+	if (!have_thread_key) {
+		thread_registered = 0; /* not followed: no destructor would take it off */
+		return;
+	}
 	thread_add(thread_pointer());
 	pthread_setspecific(thread_key, (void *)thread_pointer());
 }
