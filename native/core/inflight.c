@@ -45,7 +45,9 @@ int inflight_open(struct inflight_file *f, const char *home)
 static int has_blocks(int fd, off_t len)
 {
 	struct stat st;
-	if (fstat(fd, &st) != 0 || st.st_size < len) return 0;
+	/* Blocks counted too: where a filesystem cannot tell holes, lseek
+	 * calls the whole file data. */
+	if (fstat(fd, &st) != 0 || st.st_size < len || (off_t)st.st_blocks * 512 < len) return 0;
 	return lseek(fd, 0, SEEK_HOLE) >= len;
 }
 
