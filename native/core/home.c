@@ -15,6 +15,16 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+int home_path_open(const char *path, int flags, mode_t mode)
+{
+	return (int)raw_call(SYS_openat, AT_FDCWD, path, flags, mode);
+}
+
+int home_path_stat(const char *path, struct stat *st, int nofollow)
+{
+	return (int)raw_call(SYS_newfstatat, AT_FDCWD, path, st, nofollow ? AT_SYMLINK_NOFOLLOW : 0);
+}
+
 enum kind { DIRECTORY, FOLDER, FILE_ };
 
 /* One entry of the home: absent (allowed for all but the home itself), or
@@ -26,7 +36,7 @@ static int check_entry(const char *path, enum kind kind, uid_t owner, int blind,
 {
 	struct stat st;
 	/* The home may be reached through a link; nothing inside it may. */
-	if ((kind == DIRECTORY ? stat(path, &st) : lstat(path, &st)) != 0) {
+	if (home_path_stat(path, &st, kind != DIRECTORY) != 0) {
 		if (errno == ENOENT && kind != DIRECTORY) return 0;
 		if (errno == EACCES && blind) return 0;
 		int e = errno;
@@ -53,19 +63,19 @@ static int check_entry(const char *path, enum kind kind, uid_t owner, int blind,
 	return 0;
 }
 
-static int check_home(const char *home, uid_t owner, int blind, char *err, size_t errlen);
+static int check_home(const char *home, uid_t owner, int blind, int dirs_only, char *err, size_t errlen);
 
 int home_check(const char *home, char *err, size_t errlen)
 {
-	return check_home(home, geteuid(), 0, err, errlen);
+	return check_home(home, geteuid(), 0, 0, err, errlen);
 }
 
-int home_check_for(const char *home, uid_t owner, char *err, size_t errlen)
+int home_check_for(const char *home, uid_t owner, int dirs_only, char *err, size_t errlen)
 {
-	return check_home(home, owner, 1, err, errlen);
+	return check_home(home, owner, 1, dirs_only, err, errlen);
 }
 
-static int check_home(const char *home, uid_t owner, int blind, char *err, size_t errlen)
+static int check_home(const char *home, uid_t owner, int blind, int dirs_only, char *err, size_t errlen)
 {
 	static const struct { const char *name; enum kind kind; } inside[] = {
 		{ "pools", FOLDER },
@@ -79,6 +89,7 @@ static int check_home(const char *home, uid_t owner, int blind, char *err, size_
 	char path[4096];
 	int rc = check_entry(home, DIRECTORY, owner, blind, err, errlen);
 	for (size_t i = 0; !rc && i < sizeof inside / sizeof *inside; i++) {
+		if (dirs_only && inside[i].kind == FILE_) continue;
 		if (snprintf(path, sizeof path, "%s/%s", home, inside[i].name) >= (int)sizeof path) {
 			snprintf(err, errlen, "APPSHOT_HOME %s is too long a path", home);
 			return ENAMETOOLONG;
@@ -144,7 +155,9 @@ int appshot_fds_guarded_in(unsigned first, unsigned last, int *out, int max)
 /* The lowest number of the band: 64 below the descriptor limit, or below
  * 1024 when the limit is higher (a larger table costs every process
  * memory, and select() only reaches 1024). 0 when the limit is too low to
- * spare a band. */
+ * spare a band. Asked by a raw call: glibc's getrlimit is prlimit64,
+ * which the shim's filter traps (it takes a PID), and a trapped call costs
+ * a signal; every descriptor the shim opens at start asks (issue 21). */
 static int band_base(void)
 {
 	struct rlimit rl;
@@ -154,6 +167,14 @@ static int band_base(void)
 	if (raw_call(SYS_prlimit64, 0, RLIMIT_NOFILE, NULL, &rl) != 0) return 0;
 	rlim_t top = rl.rlim_cur < 1024 ? rl.rlim_cur : 1024;
 	return top >= 256 ? (int)top - 64 : 0;
+}
+
+int appshot_fd_dup_high(int fd)
+{
+	int base = appshot_fd_band ? band_base() : 0;
+	int high = fcntl(fd, F_DUPFD_CLOEXEC, base > 0 ? base : 0);
+	if (high >= 0 && appshot_fd_band) appshot_fd_guard(high);
+	return high;
 }
 
 int appshot_fd_high(int fd, int cloexec)
@@ -184,6 +205,7 @@ const char *home_fd_name(int which) { return home_names[which]; }
 
 static void home_fds_reset(struct home_fds *h)
 {
+	h->fresh = 0;
 	for (int i = 0; i < HOMEFD_COUNT; i++) h->fd[i] = -1;
 }
 
@@ -206,7 +228,7 @@ int home_fds_open(struct home_fds *h, const char *home, char *err, size_t errlen
 		snprintf(path, sizeof path, "%s/%s", home, home_names[i]);
 		/* The inflight record and the open lock are made on first use. */
 		int creat = i == HOMEFD_INFLIGHT || i == HOMEFD_OPENLOCK ? O_CREAT : 0;
-		int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | creat, 0600);
+		int fd = home_path_open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | creat, 0600);
 		if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
 			int e = fd < 0 || errno == 0 ? errno : EINVAL;
 			snprintf(err, errlen, "cannot open %s: %s", path, fd >= 0 && e == EINVAL ? "not a regular file" : strerror(e));
@@ -257,7 +279,7 @@ int home_fds_adopt(struct home_fds *h, const char *home, const char *spec, char 
 		/* Where this process can still see the home, it must be the home's. */
 		struct stat st;
 		snprintf(path, sizeof path, "%s/%s", home, home_names[i]);
-		if (lstat(path, &st) == 0 ? st.st_dev != (dev_t)dev || st.st_ino != (ino_t)ino : errno != EACCES) {
+		if (home_path_stat(path, &st, 1) == 0 ? st.st_dev != (dev_t)dev || st.st_ino != (ino_t)ino : errno != EACCES) {
 			snprintf(err, errlen, "%s names descriptor %ld, which is not %s", HOME_FDS_ENV, fd, path);
 			home_fds_reset(h);
 			return ESTALE;
@@ -268,6 +290,7 @@ int home_fds_adopt(struct home_fds *h, const char *home, const char *spec, char 
 	}
 	for (int i = 0; i < HOMEFD_COUNT; i++) appshot_fd_guard(h->fd[i]);
 	h->owner = owner;
+	h->fresh = 1;
 	return 0;
 malformed:
 	snprintf(err, errlen, "%s is not a list of descriptors ('%s')", HOME_FDS_ENV, spec);

@@ -3,7 +3,16 @@
 #define APPSHOT_HOME_H
 
 #include <stddef.h>
+#include <sys/stat.h>
 #include <sys/types.h>
+
+/* appshot's own opens and stats of the home's paths (and LMDB's, routed):
+ * raw system calls, never the shim's path wrappers, which a --redir
+ * covering the home would point at other files, and which cost a program's
+ * start a libc lookup each (issue 21). libc's convention: -1 and errno. */
+int home_path_open(const char *path, int flags, mode_t mode);
+/* stat, or with nofollow lstat. */
+int home_path_stat(const char *path, struct stat *st, int nofollow);
 
 /* Whether APPSHOT_HOME may be used by this process: the directory and its
  * folders (pools/, templates/) belong to the process's user and no one else
@@ -16,8 +25,10 @@
 int home_check(const char *home, char *err, size_t errlen);
 /* home_check for a process that opens the tables through the application's
  * descriptors (below): the home must be owner's, and what this process
- * cannot look at (it changed its user) passes. */
-int home_check_for(const char *home, uid_t owner, char *err, size_t errlen);
+ * cannot look at (it changed its user) passes. With dirs_only, only the
+ * directory and its folders: the caller has just found each of the home's
+ * files at its path to be the checked descriptor's (home_fds_adopt). */
+int home_check_for(const char *home, uid_t owner, int dirs_only, char *err, size_t errlen);
 
 #endif
 
@@ -36,6 +47,10 @@ enum { HOMEFD_DATA, HOMEFD_LOCK, HOMEFD_INFLIGHT, HOMEFD_OPENLOCK, HOMEFD_COUNT 
 
 struct home_fds {
 	uid_t owner; /* the files' */
+	/* Set by home_fds_adopt: each file was just found at its path in the
+	 * home and checked (issue 21: an exec'd program's start need not look
+	 * at them twice). Its holder clears it once the tables are open. */
+	int fresh;
 	int fd[HOMEFD_COUNT];
 	dev_t dev[HOMEFD_COUNT];
 	ino_t ino[HOMEFD_COUNT];
@@ -77,6 +92,9 @@ extern int appshot_fd_band;
 /* fd at a high number (fd itself if none is free or no band is set), the
  * old number closed; guarded. */
 int appshot_fd_high(int fd, int cloexec);
+/* A close-on-exec duplicate of fd, straight at a high number (any number
+ * if none is free there); guarded when a band is set. -1 with errno. */
+int appshot_fd_dup_high(int fd);
 void appshot_fd_guard(int fd);
 void appshot_fd_unguard(int fd);
 int appshot_fd_guarded(int fd);

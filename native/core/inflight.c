@@ -1,5 +1,7 @@
+#define _GNU_SOURCE
 #include "inflight.h"
 #include "guardmap.h"
+#include "home.h"
 #include "../../tables/schema.h"
 
 #include <errno.h>
@@ -30,19 +32,30 @@ int inflight_open(struct inflight_file *f, const char *home)
 	if (snprintf(path, sizeof path, "%s/%s", home, APPSHOT_INFLIGHT_FILE) >= (int)sizeof path)
 		return ENAMETOOLONG;
 	/* Never through a link: the record is mapped and written. */
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	int fd = home_path_open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) return errno;
 	int e = inflight_map_fd(f, fd);
 	close(fd);
 	return e;
 }
 
-int inflight_map_fd(struct inflight_file *f, int fd)
+/* Whether the file's first len bytes are there and hold no hole: then
+ * posix_fallocate would change nothing, and it is not cheap (a journal
+ * transaction on ext4, at every program's start; issue 21). */
+static int has_blocks(int fd, off_t len)
 {
 	struct stat st;
+	/* Blocks counted too: where a filesystem cannot tell holes, lseek
+	 * calls the whole file data. */
+	if (fstat(fd, &st) != 0 || st.st_size < len || (off_t)st.st_blocks * 512 < len) return 0;
+	return lseek(fd, 0, SEEK_HOLE) >= len;
+}
+
+int inflight_map_fd(struct inflight_file *f, int fd)
+{
 	/* Blocks, not a hole: a write to a mapped hole the full filesystem
 	 * cannot fill is SIGBUS, an error here is a message. */
-	int e = fstat(fd, &st) != 0 ? errno : posix_fallocate(fd, 0, sizeof(struct inflight_rec));
+	int e = has_blocks(fd, sizeof(struct inflight_rec)) ? 0 : posix_fallocate(fd, 0, sizeof(struct inflight_rec));
 	if (e) return e;
 	void *p = appshot_guarded_mmap(NULL, sizeof(struct inflight_rec), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (p == MAP_FAILED) return errno;

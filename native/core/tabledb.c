@@ -56,7 +56,7 @@ static int open_lock_fd(struct tabledb *t, const char *home)
 	struct stat st;
 	if (snprintf(path, sizeof path, "%s/%s", home, APPSHOT_OPEN_LOCK_FILE) >= (int)sizeof path)
 		return ENAMETOOLONG;
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	int fd = home_path_open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) return errno;
 	t->lock_fd = appshot_fd_high(fd, 1);
 	if (fstat(t->lock_fd, &st) != 0) return errno;
@@ -122,18 +122,35 @@ static int home_file_of(const struct tabledb *t, const char *path)
 	return strcmp(path + n, "-lock") ? -1 : HOMEFD_LOCK;
 }
 
+/* The boot id the lmdb package's LMDB reads at every open: it only picks
+ * the meta page after a crash under overlappingSync, which appshot's
+ * openers never use (MDB_NOSYNC here; noSync, so no overlappingSync, in
+ * ts/tabledb.ts). Without it LMDB writes 0 there, as where /proc is not
+ * mounted; the open, fstatfs, read and close of a /proc/sys file are saved
+ * at every program's start (issue 21). */
+#define LMDB_BOOT_ID "/proc/sys/kernel/random/boot_id"
+
 static int route_open(const char *path, int flags, mode_t mode)
 {
+	if (!strcmp(path, LMDB_BOOT_ID)) {
+		errno = ENOENT;
+		return -1;
+	}
 	struct tabledb *t = opening;
 	int which = t ? home_file_of(t, path) : -1, fd;
 	/* The meta pages' O_DSYNC descriptor gets a plain duplicate: with
-	 * MDB_NOSYNC LMDB writes meta pages through the data descriptor. */
-	if (which >= 0 && t->through) fd = fcntl(t->through->fd[which], F_DUPFD_CLOEXEC, 0);
-	else fd = open(path, flags, mode);
+	 * MDB_NOSYNC LMDB writes meta pages through the data descriptor.
+	 * Duplicated straight into the high band: one call, not three. */
+	if (which >= 0 && t->through) fd = appshot_fd_dup_high(t->through->fd[which]);
+	else if ((fd = home_path_open(path, flags, mode)) >= 0 && which >= 0) fd = appshot_fd_high(fd, 1);
 	if (fd < 0 || which < 0) return fd;
-	fd = appshot_fd_high(fd, 1);
 	struct stat st;
-	if (t->env_fds < 4 && fstat(fd, &st) == 0) {
+	/* A duplicate is the file the checked descriptor is: no need to ask. */
+	if (t->through && t->env_fds < 4) {
+		t->env_fd[t->env_fds] = fd;
+		t->env_dev[t->env_fds] = t->through->dev[which];
+		t->env_ino[t->env_fds++] = t->through->ino[which];
+	} else if (t->env_fds < 4 && fstat(fd, &st) == 0) {
 		t->env_fd[t->env_fds] = fd;
 		t->env_dev[t->env_fds] = st.st_dev;
 		t->env_ino[t->env_fds++] = st.st_ino;
@@ -185,7 +202,7 @@ static int open_env(struct tabledb *t, const char *home, const struct home_fds *
 	mdb_env_set_maxreaders(t->env, APPSHOT_MAX_READERS);
 	mdb_env_set_mapsize(t->env, APPSHOT_MAP_SIZE);
 	int check = 0;
-	if (!checked && (rc = home_check_for(home, fds->owner, err, errlen))) {
+	if (!checked && (rc = home_check_for(home, fds->owner, fds->fresh, err, errlen))) {
 		tabledb_close(t);
 		return rc;
 	}
@@ -233,11 +250,20 @@ static int open_env(struct tabledb *t, const char *home, const struct home_fds *
 		tabledb_close(t);
 		return rc;
 	}
-	int dead;
-	mdb_reader_check(t->env, &dead);
+	/* A program started through the application's descriptors (an exec'd
+	 * one, a fork child) leaves this to its first write: most never write,
+	 * and the walk over every slot costs each start (issue 21). Openers by
+	 * path (the first process, the tools) clear them now. */
+	t->readers_unchecked = 1;
+	if (checked) tabledb_check_readers(t);
 	mdb_filehandle_t fd;
 	struct stat st;
-	if (mdb_env_get_fd(t->env, &fd) == 0 && fstat(fd, &st) == 0) {
+	if (fds && !checked) {
+		/* Opened through the application's descriptors: the data file is
+		 * the one they name. */
+		t->data_dev = fds->dev[HOMEFD_DATA];
+		t->data_ino = fds->ino[HOMEFD_DATA];
+	} else if (mdb_env_get_fd(t->env, &fd) == 0 && fstat(fd, &st) == 0) {
 		t->data_dev = st.st_dev;
 		t->data_ino = st.st_ino;
 	}
@@ -289,6 +315,14 @@ void tabledb_close(struct tabledb *t)
 	if (t->env) mdb_env_close(t->env);
 	t->env = NULL;
 	tabledb_forget_lock(t);
+}
+
+void tabledb_check_readers(struct tabledb *t)
+{
+	int dead;
+	if (!t->readers_unchecked) return;
+	t->readers_unchecked = 0;
+	mdb_reader_check(t->env, &dead);
 }
 
 /* Whether the application is registered and running (0), with its flags. */

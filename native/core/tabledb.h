@@ -42,7 +42,16 @@ struct tabledb {
 	 * (dup2 onto its number): the process's record locks on the lock
 	 * file went with it, so the environment must be opened again. */
 	int lost;
+	/* Set when the environment was opened through the application's
+	 * descriptors: dead processes' reader slots are cleared at the first
+	 * write (tabledb_check_readers), not at every program's start. */
+	int readers_unchecked;
 };
+
+/* Clears the reader slots of dead processes (killed inside a read
+ * transaction, they pin old pages) if this environment has not done so
+ * since it was opened. Call with the write lock held (tabledb_write_lock). */
+void tabledb_check_readers(struct tabledb *t);
 
 /* Opens APPSHOT_HOME/tables.mdb and checks that aid is registered and
  * running. On failure returns an errno-like code and writes a sentence

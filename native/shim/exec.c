@@ -40,10 +40,17 @@
 
 extern char **environ;
 
-static char env_aid[16 + APPSHOT_AID_MAX], env_home[16 + PATH_MAX], shim_path[PATH_MAX];
+static char env_aid[16 + APPSHOT_AID_MAX], env_home[16 + PATH_MAX];
+/* The loader's name of the shim's file (its link map's, which lives as
+ * long as the process: a preloaded object is never unloaded); "" until
+ * exec_env_init. A pointer, not a copy: a copy writes a page at start. */
+static const char *shim_path = "";
 /* NOTIFY_ENV=name of the supervisor's socket ("" without one), and the
  * loader's path. */
-static char env_notify[sizeof NOTIFY_ENV + 128], loader_path[PATH_MAX];
+static char env_notify[sizeof NOTIFY_ENV + 128];
+/* Allocated at start when env_notify is set (a static buffer would cost
+ * every program a page it writes). */
+static char *loader_path;
 
 /* The shim's own file, found by the loaded object whose segments hold
  * this function: what dladdr gives too, without its walk over every
@@ -58,7 +65,7 @@ static int own_object(struct dl_phdr_info *info, size_t size, void *arg)
 		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
 		uintptr_t start = info->dlpi_addr + ph->p_vaddr;
 		if (ph->p_type == PT_LOAD && at >= start && at < start + ph->p_memsz) {
-			snprintf(arg, PATH_MAX, "%s", info->dlpi_name);
+			*(const char **)arg = info->dlpi_name;
 			return 1;
 		}
 	}
@@ -69,11 +76,11 @@ void exec_env_init(const char *aid, const char *home)
 {
 	snprintf(env_aid, sizeof env_aid, "APPSHOT_AID=%s", aid);
 	snprintf(env_home, sizeof env_home, "APPSHOT_HOME=%s", home);
-	dl_iterate_phdr(own_object, shim_path);
+	dl_iterate_phdr(own_object, &shim_path);
 	const char *notify = getenv(NOTIFY_ENV), *slash = strrchr(shim_path, '/');
-	if (notify && *notify == '@' && strlen(notify) < sizeof env_notify - sizeof NOTIFY_ENV - 1 && slash)
-		snprintf(env_notify, sizeof env_notify, NOTIFY_ENV "=%s", notify),
-			snprintf(loader_path, sizeof loader_path, "%.*s/" NOTIFY_LOADER, (int)(slash - shim_path), shim_path);
+	if (notify && *notify == '@' && strlen(notify) < sizeof env_notify - sizeof NOTIFY_ENV - 1 && slash &&
+	    asprintf(&loader_path, "%.*s/" NOTIFY_LOADER, (int)(slash - shim_path), shim_path) >= 0)
+		snprintf(env_notify, sizeof env_notify, NOTIFY_ENV "=%s", notify);
 }
 
 /* What env_aid and env_home were before a restore: an environment that

@@ -43,6 +43,7 @@ static int self_unconfirmed;
 static uint32_t next_child_vpid;
 static __thread uint32_t self_vtid __attribute__((tls_model("initial-exec")));
 static pthread_key_t thread_row_key;
+static pthread_once_t thread_row_key_once = PTHREAD_ONCE_INIT;
 
 /* The processes this one recorded lately (its children) and itself, for
  * signal handlers: a handler may not read LMDB, and a child's row is
@@ -278,6 +279,8 @@ static void forget_thread(void *arg)
 	if (self_vtid && stid != shim_pid) forget(stid);
 }
 
+static void make_thread_row_key(void) { pthread_key_create(&thread_row_key, forget_thread); }
+
 /* APPSHOT_FIRST_VPID: a restored application's first process takes the
  * vpid its first process had (a pid file written before the snapshot
  * names it again). Read once and removed, so its children do not ask. */
@@ -293,7 +296,6 @@ static uint32_t first_vpid(void)
 
 void pid_init(void)
 {
-	pthread_key_create(&thread_row_key, forget_thread);
 	clock_ticks_per_sec = sysconf(_SC_CLK_TCK);
 	shim_pid = sys_getpid();
 	self_vpid = record(shim_pid, first_vpid());
@@ -377,7 +379,11 @@ WRAPPER(gettid)
 	pid_t stid = sys_gettid();
 	if (stid == shim_pid) return (pid_t)(self_vtid = self_vpid);
 	self_vtid = record(stid, 0);
-	/* The row goes with the thread; a restore forgets it (process.c). */
+	/* The row goes with the thread; a restore forgets it (process.c).
+	 * The key is made by the first thread that needs it, not at start:
+	 * its first use writes a page of libc's that most programs never
+	 * touch (a new page is 3-4 us here; issue 21). */
+	pthread_once(&thread_row_key_once, make_thread_row_key);
 	pthread_setspecific(thread_row_key, (void *)1);
 	shim_thread_seen();
 	return (pid_t)self_vtid;

@@ -39,6 +39,9 @@ static struct {
 	 * tables by path; have_fds when they are. */
 	struct home_fds fds;
 	int have_fds;
+	/* The canary page (below), here and not alone: the start writes P
+	 * anyway, and a pointer of its own would cost a page (issue 21). */
+	struct shim_canary *page;
 } P;
 
 struct kernel_ops shim_kernel;
@@ -100,6 +103,9 @@ static _Atomic uintptr_t threads[MAX_THREADS];
  * fork child reads (and faults in) only the part of the table in use. */
 static _Atomic unsigned threads_end;
 static pthread_key_t thread_key;
+/* Made by the first thread that registers, not at start (issue 21: its
+ * first use writes a page of libc's most programs never touch). */
+static pthread_once_t thread_key_once = PTHREAD_ONCE_INIT;
 static int have_thread_key, threads_overflowed;
 static __thread int thread_registered __attribute__((tls_model("initial-exec")));
 
@@ -130,10 +136,18 @@ static void thread_gone(void *arg)
 	}
 }
 
+static void make_thread_key(void) { have_thread_key = pthread_key_create(&thread_key, thread_gone) == 0; }
+
 void shim_thread_seen(void)
 {
-	if (thread_registered || !have_thread_key) return;
+	if (thread_registered || !shim_active) return;
+	/* Set first: a signal handler's call while the key is made returns here. */
 	thread_registered = 1;
+	pthread_once(&thread_key_once, make_thread_key);
+	if (!have_thread_key) {
+		thread_registered = 0; /* not followed: no destructor would take it off */
+		return;
+	}
 	thread_add(thread_pointer());
 	pthread_setspecific(thread_key, (void *)thread_pointer());
 }
@@ -157,7 +171,6 @@ static void threads_after_fork(void)
  * (syscall(SYS_fork), clone without CLONE_VM) does not, and finds the word
  * 0 instead; shim_check_fork then does what the handler would. A restorer
  * writes `restored` there too: the same check then renews as a restore. */
-static struct shim_canary *page;
 
 /* The restored application's AID and home, copied off the page (which a
  * fork child of the restored process finds wiped); the ones from before,
@@ -172,22 +185,22 @@ static __thread int renewing __attribute__((tls_model("initial-exec")));
 
 void shim_tables_enter(void)
 {
-	if (page) __atomic_add_fetch(&page->in_tables, 1, __ATOMIC_RELAXED);
+	if (P.page) __atomic_add_fetch(&P.page->in_tables, 1, __ATOMIC_RELAXED);
 }
 
 void shim_tables_leave(void)
 {
-	if (page) __atomic_sub_fetch(&page->in_tables, 1, __ATOMIC_RELAXED);
+	if (P.page) __atomic_sub_fetch(&P.page->in_tables, 1, __ATOMIC_RELAXED);
 }
 
 static void fill_canary(void)
 {
-	page->magic = SHIM_CANARY_MAGIC;
-	page->entry = (uint64_t)(uintptr_t)shim_restored_entry;
+	P.page->magic = SHIM_CANARY_MAGIC;
+	P.page->entry = (uint64_t)(uintptr_t)shim_restored_entry;
 	/* Memory mapped from an image is answered for through the trap. */
-	page->features = trap_on ? SHIM_CANARY_ZEROES : 0;
-	page->restored = 0;
-	__atomic_store_n(&page->canary, 1, __ATOMIC_RELEASE);
+	P.page->features = trap_on ? SHIM_CANARY_ZEROES : 0;
+	P.page->restored = 0;
+	__atomic_store_n(&P.page->canary, 1, __ATOMIC_RELEASE);
 }
 
 static void set_fork_canary(void)
@@ -198,7 +211,7 @@ static void set_fork_canary(void)
 		munmap(p, 4096); /* an old kernel: raw forks go unnoticed */
 		return;
 	}
-	page = p;
+	P.page = p;
 	fill_canary();
 }
 
@@ -231,7 +244,7 @@ static void say_raw(const char *msg)
  * call into the shim afterwards (restore_renew). */
 SHIM_EXPORT void shim_restored_entry(void)
 {
-	struct shim_canary *c = page;
+	struct shim_canary *c = P.page;
 	if (!c || c->magic != SHIM_CANARY_MAGIC || c->restored != 1) return;
 	int saved_errno = errno;
 	shim_pid = (pid_t)raw_call(SYS_getpid);
@@ -275,7 +288,7 @@ static void after_fork_child(void)
 	translate_after_fork_child();
 	path_after_fork_child();
 	threads_after_fork();
-	if (page) fill_canary();
+	if (P.page) fill_canary();
 	/* A raw fork child of a restored process that had not renewed yet:
 	 * the old home's descriptors go, its tables open lazily under the
 	 * restored AID and home (P.aid is that one); the rest of the renewal is
@@ -391,14 +404,14 @@ static void restore_renew(void)
 	restore_pending = 0;
 	shim_tables_leave();
 	renewing = 0;
-	page->restored = 0;
-	__atomic_store_n(&page->canary, 1, __ATOMIC_RELEASE);
+	P.page->restored = 0;
+	__atomic_store_n(&P.page->canary, 1, __ATOMIC_RELEASE);
 }
 
 static void renew(void)
 {
 	if (renewing) return;
-	if (page->restored == 0) {
+	if (P.page->restored == 0) {
 		after_fork_child(); /* a fork child: the kernel wiped the page */
 		return;
 	}
@@ -411,22 +424,22 @@ static void renew(void)
 	 * right): a thread waiting here could hold, in code its signal handler
 	 * interrupted, a lock the renewal needs (malloc's). */
 	uint32_t one = 1;
-	if (__atomic_compare_exchange_n(&page->restored, &one, 2, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) restore_renew();
+	if (__atomic_compare_exchange_n(&P.page->restored, &one, 2, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) restore_renew();
 }
 
 void shim_check_fork(void)
 {
-	if (__builtin_expect(page && page->canary == 0, 0)) renew();
+	if (__builtin_expect(P.page && P.page->canary == 0, 0)) renew();
 }
 
 void shim_check_tables(void)
 {
-	if (__builtin_expect(page && page->canary == 0, 0)) {
+	if (__builtin_expect(P.page && P.page->canary == 0, 0)) {
 		renew();
 		/* Another thread is renewing after a restore: the tables are not
 		 * this process's until it is done. */
-		while (!renewing && __atomic_load_n(&page->restored, __ATOMIC_ACQUIRE) == 2 &&
-		       __atomic_load_n(&page->canary, __ATOMIC_ACQUIRE) == 0)
+		while (!renewing && __atomic_load_n(&P.page->restored, __ATOMIC_ACQUIRE) == 2 &&
+		       __atomic_load_n(&P.page->canary, __ATOMIC_ACQUIRE) == 0)
 			raw_call(SYS_sched_yield);
 	}
 }
@@ -451,7 +464,8 @@ void shim_open_tables(void)
 	 * end the parent's reader slot and locks; its descriptors that are
 	 * still its own go. */
 	if (old) tabledb_forget_fds(old);
-	if (P.have_fds && !home_fds_valid(&P.fds)) {
+	/* Descriptors adopted at this start were checked a moment ago. */
+	if (P.have_fds && !P.fds.fresh && !home_fds_valid(&P.fds)) {
 		home_fds_release(&P.fds); /* the program took one (a raw close_range) */
 		P.have_fds = 0;
 	}
@@ -460,6 +474,8 @@ void shim_open_tables(void)
 	int rc = tabledb_open_fds(t, P.home, P.aid, shim_home_fds(), !inherited, err, sizeof err);
 	if (rc) shim_fatal("%s; the program cannot run untranslated, so it stops", err);
 	__atomic_store_n(&P.tables, t, __ATOMIC_RELEASE);
+	translate_tables_opened();
+	P.fds.fresh = 0; /* a later reopen checks them again */
 	if (!P.inflight.rec && (rc = P.have_fds ? inflight_map_fd(&P.inflight, P.fds.fd[HOMEFD_INFLIGHT])
 						: inflight_open(&P.inflight, P.home)))
 		shim_fatal("cannot open %s/%s: %s; the program cannot run untranslated, so it stops",
@@ -509,7 +525,6 @@ __attribute__((constructor)) static void shim_init(void)
 	port_init();
 	pid_init();
 	path_init();
-	have_thread_key = pthread_key_create(&thread_key, thread_gone) == 0;
 	set_fork_canary();
 	pthread_atfork(translate_before_fork, translate_after_fork_parent, after_fork_child);
 	shim_active = 1;

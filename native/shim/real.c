@@ -31,8 +31,12 @@ void *real_require(const char *name)
  * shim's own instruction (rawcall.h), with libc's -1/errno convention;
  * real_use_kernel points REAL(NAME) at it. A function of the list with no
  * kernel_NAME here keeps libc's (a weak reference left undefined is NULL).
- * What is lost: these calls are no longer pthread cancellation points. */
-#define KERNEL_DECLARE(ret, name, params) extern ret kernel_##name params __attribute__((weak));
+ * What is lost: these calls are no longer pthread cancellation points.
+ * Hidden as well as weak: the link resolves each (kernelcall.c's, or NULL),
+ * where a default-visibility weak reference left undefined was a symbol
+ * the loader looked up, and failed to find, in every object of every
+ * program started (~130 of them; issue 21). */
+#define KERNEL_DECLARE(ret, name, params) extern ret kernel_##name params __attribute__((weak, visibility("hidden")));
 WRAPPED_REAL(KERNEL_DECLARE)
 #undef KERNEL_DECLARE
 

@@ -52,6 +52,10 @@ void shim_tables_leave(void);
 
 /* Opens (or, in a fork child, reopens) this process's tables; fatal on failure. */
 void shim_open_tables(void);
+/* Called by shim_open_tables: the descriptors it just opened need no check
+ * before the first read (translate.c checks them again once the program
+ * may have closed one: shim_fd_epoch). */
+void translate_tables_opened(void);
 
 /* Prints "appshot: <message>" on stderr and ends the process: a program of
  * an application must not go on running untranslated. */

@@ -87,9 +87,15 @@ void translate_restored(void (*reopen)(void))
 /* Makes sure this process's LMDB handle is its own (not the fork parent's)
  * and its file descriptor still the tables file, before LMDB touches a
  * descriptor: writes, and the first read, which registers a reader. */
+static uint64_t checked_epoch = UINT64_MAX;
+
+void translate_tables_opened(void)
+{
+	checked_epoch = atomic_load_explicit(&shim_fd_epoch, memory_order_relaxed);
+}
+
 static void own_env_locked(int check_fd)
 {
-	static uint64_t checked_epoch = UINT64_MAX;
 	uint64_t epoch = atomic_load_explicit(&shim_fd_epoch, memory_order_relaxed);
 	if (check_fd && epoch != checked_epoch) {
 		if (!env_inherited && !tabledb_fds_ok(shim_tables())) env_inherited = 1;
@@ -237,6 +243,7 @@ MDB_txn *write_begin(void)
 	MDB_txn *txn;
 	int rc = tabledb_write_lock(t);
 	if (rc) shim_fatal("cannot lock the tables at %s for writing: %s", t->path, strerror(rc));
+	tabledb_check_readers(t);
 	rc = mdb_txn_begin(t->env, NULL, 0, &txn);
 	if (rc == MDB_MAP_RESIZED) {
 		mdb_env_set_mapsize(t->env, 0);

@@ -1,0 +1,59 @@
+// The shim's start in a new program (issue 21): what it leaves for later
+// must still happen. A program started through the application's
+// descriptors (every program after the first) no longer walks LMDB's
+// reader slots; a process's first write clears the slots of dead ones.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import * as S from '../tables/schema.js';
+import { MODES, PIDTOOL, appshotAsync, makeHome, stopAll, waitFor } from './helpers.js';
+
+afterEach(stopAll);
+
+/** The kernel PIDs LMDB's lock file holds reader slots for (native/core/lockcheck.c has the layout). */
+function readerPids(home: string): number[] {
+  const b = readFileSync(join(home, `${S.TABLES_FILE}-lock`));
+  return Array.from({ length: b.readUInt32LE(16) }, (_, i) => b.readUInt32LE(208 + i * 64 + 8)).filter((pid) => pid !== 0);
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
+}
+
+describe.each(MODES)('the shim at a program\'s start, %s', (_mode, flags) => {
+  it("a process's first write clears the reader slots of processes that died, killed or not (no program's start does it any more)", async () => {
+    const home = makeHome();
+    const dir = mkdtempSync(join(tmpdir(), 'appshot-start-'));
+    expect(spawnSync('mkfifo', [join(dir, 'go')]).status).toBe(0);
+    const script = [
+      `${PIDTOOL} pid sleep 100000 > ${dir}/k.out & k=$!`,
+      `until [ -s ${dir}/k.out ]; do sleep 0.05; done`,
+      // From here until the test has looked, no process starts (a fork
+      // child may write, and so clear the slots): the shell waits in its
+      // own read on a pipe.
+      'kill -9 $k; wait $k; echo killed',
+      `read go < ${dir}/go`,
+      // Its fork child's row is its first write.
+      `${PIDTOOL} child 0 > /dev/null; echo wrote`,
+      'exec sleep 100000',
+    ].join('\n');
+    const app = appshotAsync(home, ['run', ...flags, '--', 'sh', '-c', script]);
+    await waitFor(app.out, /killed/);
+    const dead = readerPids(home).filter((pid) => !alive(pid));
+    // The killed program's slot at least: programs end without giving theirs back.
+    expect(dead.length).toBeGreaterThan(0);
+    writeFileSync(join(dir, 'go'), 'go\n');
+    await waitFor(app.out, /wrote/);
+    expect(readerPids(home).filter((pid) => dead.includes(pid))).toEqual([]);
+    app.child.kill('SIGTERM');
+    // The shell says "Killed" of its job; the shim says nothing.
+    expect((await app.done).stderr).not.toMatch(/appshot:/);
+  });
+});
