@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "tabledb.h"
+#include "afterfork.h"
 #include "home.h"
 #include "lmdbfiles.h"
 #include "lockcheck.h"
@@ -87,7 +88,7 @@ static int record_lock(int fd, short type)
 /* The threads of a process take turns too: a flock is the open file's, so
  * one thread's unlock would end another's. LMDB lets one writer in at a
  * time anyway. */
-static pthread_mutex_t write_turn = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t write_turn APPSHOT_AFTER_FORK = PTHREAD_MUTEX_INITIALIZER;
 
 void tabledb_after_fork_child(void) { pthread_mutex_init(&write_turn, NULL); }
 

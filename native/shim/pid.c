@@ -16,6 +16,7 @@
 #include "real.h"
 #include "trap.h"
 #include "../core/procinfo.h"
+#include "../core/afterfork.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -40,7 +41,7 @@ static uint32_t self_vpid;
 static int self_unconfirmed;
 /* Reserved for the next fork child, set before fork so that the child's
  * atfork handler finds it in its copy of memory. */
-static uint32_t next_child_vpid;
+static uint32_t next_child_vpid APPSHOT_AFTER_FORK;
 static __thread uint32_t self_vtid __attribute__((tls_model("initial-exec")));
 static pthread_key_t thread_row_key;
 
@@ -54,8 +55,8 @@ static struct {
 	/* A child this process made and has not reaped yet: waitpid may take
 	 * its vpid from here (child_vpid). */
 	_Atomic uint32_t child;
-} known[KNOWN_PIDS];
-static _Atomic unsigned known_next;
+} known[KNOWN_PIDS] APPSHOT_AFTER_FORK;
+static _Atomic unsigned known_next APPSHOT_AFTER_FORK;
 
 static void remember(pid_t spid, uint32_t vpid, int child)
 {
@@ -198,7 +199,7 @@ static void forget(pid_t spid)
 static struct {
 	pthread_mutex_t lock;
 	uint32_t next, left;
-} reserved = { PTHREAD_MUTEX_INITIALIZER, 0, 0 };
+} reserved APPSHOT_AFTER_FORK = { PTHREAD_MUTEX_INITIALIZER, 0, 0 };
 
 static int reserve_block(void)
 {

@@ -4,6 +4,7 @@
  * that allocation runs in. */
 #define _GNU_SOURCE
 #include "shim.h"
+#include "../core/afterfork.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -28,7 +29,7 @@ static __thread struct {
 	struct slot s[CACHE_SLOTS];
 } cache __attribute__((tls_model("initial-exec")));
 
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t lock APPSHOT_AFTER_FORK = PTHREAD_MUTEX_INITIALIZER;
 /* Set while this thread holds lock: LMDB calls libc from inside (fcntl
  * F_GETLK on its lock file while it opens the tables), which reaches the
  * shim's own wrappers; they must not read the tables again then. */
