@@ -54,7 +54,7 @@ void translate_after_fork_child(void)
 	 * since closing would release the parent's reader slot and locks.
 	 * Until this child first misses its cache it keeps translating with
 	 * the parent's cache, checked against the shared map's txn id. */
-	pthread_mutex_init(&lock, NULL);
+	lock = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER; /* as tabledb_after_fork_child does */
 	tabledb_forget_lock(shim_tables());
 	rtxn = NULL;
 	env_inherited = 1;
