@@ -36,8 +36,9 @@ static pthread_mutex_t lock APPSHOT_AFTER_FORK = PTHREAD_MUTEX_INITIALIZER;
 static __thread int holding __attribute__((tls_model("initial-exec")));
 
 int shim_in_tables(void) { return holding; }
-static MDB_txn *rtxn;      /* this process's read transaction, kept reset */
-static int env_inherited;  /* in a fork child: the handle is the parent's */
+/* Both written in a fork child at once: on the page it copies anyway. */
+static MDB_txn *rtxn APPSHOT_AFTER_FORK;     /* this process's read transaction, kept reset */
+static int env_inherited APPSHOT_AFTER_FORK; /* in a fork child: the handle is the parent's */
 
 /* A restored process that did not renew yet does so before it forks, so
  * the child starts from the restored application's state. */
@@ -88,9 +89,10 @@ void translate_restored(void (*reopen)(void))
 /* Makes sure this process's LMDB handle is its own (not the fork parent's)
  * and its file descriptor still the tables file, before LMDB touches a
  * descriptor: writes, and the first read, which registers a reader. */
+static uint64_t checked_epoch = UINT64_MAX;
+
 static void own_env_locked(int check_fd)
 {
-	static uint64_t checked_epoch = UINT64_MAX;
 	uint64_t epoch = atomic_load_explicit(&shim_fd_epoch, memory_order_relaxed);
 	if (check_fd && epoch != checked_epoch) {
 		if (!env_inherited && !tabledb_fds_ok(shim_tables())) env_inherited = 1;
@@ -230,9 +232,14 @@ MDB_txn *write_begin(void)
 	shim_tables_enter(); /* until write_commit or write_abort */
 	shim_check_tables();
 	pthread_mutex_lock(&lock);
-	holding = 1;
-	own_env_locked(1);
-	holding = 0;
+	/* holding only when there is something to do: it is a store to this
+	 * thread's TLS page, which right after fork (the child's row) is still
+	 * shared with the child and would be copied. */
+	if (env_inherited || atomic_load_explicit(&shim_fd_epoch, memory_order_relaxed) != checked_epoch) {
+		holding = 1;
+		own_env_locked(1);
+		holding = 0;
+	}
 	pthread_mutex_unlock(&lock);
 	struct tabledb *t = shim_tables();
 	MDB_txn *txn;
