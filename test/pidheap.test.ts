@@ -50,9 +50,9 @@ describe.each(MODES)("a fork's parent under the shim, %s", (mode, flags) => {
     await waitFor(app.out, /^reaped \d+ status 0$/m); // a fork child recorded and reaped
     const spid = tablesJson(home, ['--type', 'pid']).find((r) => r.virtual === vpid)!.system;
     // smaps: a header line per mapping, then its fields; the heap is the
-    // 256 MiB wipe-on-fork mapping, with pages in use.
+    // 32 MiB wipe-on-fork mapping, with pages in use.
     const maps = readFileSync(`/proc/${spid}/smaps`, 'latin1').split(/\n(?=[0-9a-f]+-[0-9a-f]+ )/);
-    const heap = maps.filter((m) => /^Size:\s+262144 kB$/m.test(m) && /^VmFlags:.* wf/m.test(m));
+    const heap = maps.filter((m) => /^Size:\s+32768 kB$/m.test(m) && /^VmFlags:.* wf/m.test(m));
     expect(heap).toHaveLength(1);
     expect(Number(/^Rss:\s+(\d+) kB$/m.exec(heap[0])![1])).toBeGreaterThan(0);
     app.child.kill('SIGTERM');

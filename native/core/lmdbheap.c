@@ -14,10 +14,13 @@
 #include <string.h>
 #include <sys/mman.h>
 
-/* Address space only (MAP_NORESERVE: untouched pages cost nothing). An
- * environment takes ~7 MiB of it (LMDB's dirty and free page lists are
- * sized for the largest transaction); more than fits goes to libc. */
-#define HEAP_BYTES ((size_t)256 << 20)
+/* Address space (MAP_NORESERVE: untouched pages cost no memory; a host
+ * with strict overcommit counts it all, so it is kept small). An
+ * environment takes 7-9 MiB of it, almost all untouched (LMDB's dirty and
+ * free page lists are sized for its largest transaction), and a process
+ * opens one, another only after a restore or when the program took its
+ * descriptors; what does not fit goes to libc, as before. */
+#define HEAP_BYTES ((size_t)32 << 20)
 #define PAGE_SHIFT 12
 #define PAGE ((size_t)1 << PAGE_SHIFT)
 #define HEAP_PAGES (HEAP_BYTES >> PAGE_SHIFT)

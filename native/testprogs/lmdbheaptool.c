@@ -72,7 +72,7 @@ static void forks(void)
 
 static void full(void)
 {
-	size_t big = (size_t)32 << 20;
+	size_t big = (size_t)4 << 20;
 	void *kept[16];
 	int n = 0, libc = 0;
 	void *p = NULL;
