@@ -33,6 +33,10 @@ describe("LMDB's heap", () => {
     ]);
   });
 
+  it('four threads allocating and freeing at once are never given the same block', () => {
+    expect(heaptool('threads')).toEqual(['threads ok']);
+  });
+
   it('past its end, blocks come from libc and go back to libc', () => {
     const out = heaptool('full');
     const m = /^heap blocks (\d+) then libc 1$/.exec(out[0]);

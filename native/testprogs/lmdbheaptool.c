@@ -7,10 +7,13 @@
  *           its first allocation is the parent's first block's place, and
  *           what it writes there leaves the parent's bytes alone; the same
  *           for a child of a raw fork system call (no atfork handler)
- *   full    blocks past the heap's end come from libc and go back to it */
+ *   full    blocks past the heap's end come from libc and go back to it
+ *   threads four threads allocate, fill, check and free blocks of every
+ *           size class at once: "threads ok" when no block was shared */
 #define _GNU_SOURCE
 #include "../core/lmdbheap.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,6 +91,42 @@ static void full(void)
 	printf("freed block given again %d\n", p == kept[0]);
 }
 
+/* One thread's share of `threads`: its blocks hold its own byte, checked
+ * before each is freed; a block two threads were given shows the other's. */
+static void *churn(void *arg)
+{
+	unsigned char mine = (unsigned char)(uintptr_t)arg;
+	unsigned seed = mine;
+	unsigned char *held[64] = { 0 };
+	size_t size[64] = { 0 };
+	for (int round = 0; round < 20000; round++) {
+		int slot = rand_r(&seed) % 64;
+		if (held[slot]) {
+			if (!all(held[slot], size[slot], mine)) return (void *)1;
+			appshot_lmdb_free(held[slot]);
+		}
+		size[slot] = (size_t)1 << (rand_r(&seed) % 15); /* 1 B to 16 KiB */
+		held[slot] = appshot_lmdb_malloc(size[slot]);
+		memset(held[slot], mine, size[slot]);
+	}
+	for (int slot = 0; slot < 64; slot++)
+		if (held[slot] && !all(held[slot], size[slot], mine)) return (void *)1;
+	return NULL;
+}
+
+static void threads(void)
+{
+	pthread_t t[4];
+	for (uintptr_t i = 0; i < 4; i++) pthread_create(&t[i], NULL, churn, (void *)(i + 1));
+	int bad = 0;
+	for (int i = 0; i < 4; i++) {
+		void *r;
+		pthread_join(t[i], &r);
+		bad |= r != NULL;
+	}
+	printf("threads %s\n", bad ? "shared a block" : "ok");
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -95,6 +134,7 @@ int main(int argc, char **argv)
 		if (!strcmp(argv[i], "reuse")) reuse();
 		else if (!strcmp(argv[i], "fork")) forks();
 		else if (!strcmp(argv[i], "full")) full();
+		else if (!strcmp(argv[i], "threads")) threads();
 		else {
 			fprintf(stderr, "lmdbheaptool: unknown command '%s'\n", argv[i]);
 			return 2;
