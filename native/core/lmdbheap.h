@@ -12,7 +12,7 @@
  * environment (LMDB's rule after fork: it opens its own), so it loses
  * nothing; it finds this heap empty (the allocator's state lives in the
  * wiped memory too) and allocates its own environment from it afresh,
- * also after a fork that ran no atfork handler (a raw clone). A
+ * also after a fork that ran no atfork handler (a raw fork system call). A
  * checkpoint leaves wipe-on-fork memory out and a restore brings it back
  * empty, the same way: a restored process opens its tables again.
  *
