@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "tabledb.h"
+#include "afterfork.h"
 #include "home.h"
 #include "lmdbfiles.h"
 #include "lockcheck.h"
@@ -87,9 +88,12 @@ static int record_lock(int fd, short type)
 /* The threads of a process take turns too: a flock is the open file's, so
  * one thread's unlock would end another's. LMDB lets one writer in at a
  * time anyway. */
-static pthread_mutex_t write_turn = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t write_turn APPSHOT_AFTER_FORK = PTHREAD_MUTEX_INITIALIZER;
 
-void tabledb_after_fork_child(void) { pthread_mutex_init(&write_turn, NULL); }
+/* Set to its initial value rather than through pthread_mutex_init: the
+ * parent never calls that, so a fork child would bind it first (the
+ * dynamic linker's lookup faults in a dozen pages of the child). */
+void tabledb_after_fork_child(void) { write_turn = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER; }
 
 int tabledb_write_lock(struct tabledb *t)
 {
@@ -375,7 +379,9 @@ int tabledb_open_fds(struct tabledb *t, const char *home, const char *aid, const
 static int fd_is(int fd, dev_t dev, ino_t ino)
 {
 	struct stat st;
-	return fd >= 0 && fstat(fd, &st) == 0 && st.st_dev == dev && st.st_ino == ino;
+	/* The system call itself: libc's fstat is fstatat(fd, "", ...), which
+	 * costs a fork child (tabledb_forget_lock) two more page faults. */
+	return fd >= 0 && raw_call(SYS_fstat, fd, &st) == 0 && st.st_dev == dev && st.st_ino == ino;
 }
 
 void tabledb_forget_lock(struct tabledb *t)

@@ -16,6 +16,7 @@
 #include "real.h"
 #include "trap.h"
 #include "../core/procinfo.h"
+#include "../core/afterfork.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -34,13 +35,14 @@
 #include <time.h>
 #include <unistd.h>
 
-static uint32_t self_vpid;
+/* Written in a fork child: on the page it copies anyway (core/afterfork.h). */
+static uint32_t self_vpid APPSHOT_AFTER_FORK;
 /* A remapped fork child whose parent may not have committed its row yet:
  * it records the row itself before an exec, so the new program finds it. */
-static int self_unconfirmed;
+static int self_unconfirmed APPSHOT_AFTER_FORK;
 /* Reserved for the next fork child, set before fork so that the child's
  * atfork handler finds it in its copy of memory. */
-static uint32_t next_child_vpid;
+static uint32_t next_child_vpid APPSHOT_AFTER_FORK;
 static __thread uint32_t self_vtid __attribute__((tls_model("initial-exec")));
 static pthread_key_t thread_row_key;
 static pthread_once_t thread_row_key_once = PTHREAD_ONCE_INIT;
@@ -55,8 +57,8 @@ static struct {
 	/* A child this process made and has not reaped yet: waitpid may take
 	 * its vpid from here (child_vpid). */
 	_Atomic uint32_t child;
-} known[KNOWN_PIDS];
-static _Atomic unsigned known_next;
+} known[KNOWN_PIDS] APPSHOT_AFTER_FORK;
+static _Atomic unsigned known_next APPSHOT_AFTER_FORK;
 
 static void remember(pid_t spid, uint32_t vpid, int child)
 {
@@ -95,6 +97,20 @@ static int child_vpid(pid_t spid, int reaping, uint32_t *vpid)
 		if (atomic_load(&known[i].spid) != (uint32_t)spid) continue;
 		if (reaping) atomic_store(&known[i].child, 0);
 		*vpid = v;
+		return 0;
+	}
+	return -1;
+}
+
+/* The kernel PID of child vpid, which this process recorded and has not
+ * reaped: -1 if it has no such entry. */
+static int child_spid(uint32_t vpid, pid_t *spid)
+{
+	for (unsigned i = 0; i < KNOWN_PIDS; i++) {
+		uint32_t s = atomic_load(&known[i].spid);
+		if (!s || atomic_load(&known[i].vpid) != vpid || !atomic_load(&known[i].child)) continue;
+		if (atomic_load(&known[i].spid) != s) continue;
+		*spid = (pid_t)s;
 		return 0;
 	}
 	return -1;
@@ -199,7 +215,7 @@ static void forget(pid_t spid)
 static struct {
 	pthread_mutex_t lock;
 	uint32_t next, left;
-} reserved = { PTHREAD_MUTEX_INITIALIZER, 0, 0 };
+} reserved APPSHOT_AFTER_FORK = { PTHREAD_MUTEX_INITIALIZER, 0, 0 };
 
 static int reserve_block(void)
 {
@@ -424,6 +440,17 @@ static pid_t reaped(pid_t spid, int still_there)
 	return vpid;
 }
 
+/* A wait call's PID argument. Most often a child this process recorded,
+ * found without the tables: its own commit emptied the translation cache,
+ * and the read that refills it costs more than the wait. */
+static pid_t wait_target(pid_t pid)
+{
+	pid_t spid;
+	if (pid > 0 && child_spid((uint32_t)pid, &spid) == 0) return spid;
+	pid_target_to_system(pid, &spid);
+	return spid;
+}
+
 static int stopped_or_continued(int status) { return WIFSTOPPED(status) || WIFCONTINUED(status); }
 
 /* EFAULT from a wait for one child: the kernel reaps the child before it
@@ -445,8 +472,7 @@ static void reaped_unwritten(pid_t spid)
 WRAPPER(waitpid)
 {
 	if (!shim_active) return REAL(waitpid)(pid, status, options);
-	pid_t spid;
-	pid_target_to_system(pid, &spid);
+	pid_t spid = wait_target(pid);
 	int st, *sp = status ? status : &st;
 	pid_t r = REAL(waitpid)(spid, sp, options);
 	if (r < 0) reaped_unwritten(spid);
@@ -458,8 +484,7 @@ WRAPPER(wait) { return waitpid(-1, status, 0); }
 WRAPPER(wait4)
 {
 	if (!shim_active) return REAL(wait4)(pid, status, options, usage);
-	pid_t spid;
-	pid_target_to_system(pid, &spid);
+	pid_t spid = wait_target(pid);
 	int st, *sp = status ? status : &st;
 	pid_t r = REAL(wait4)(spid, sp, options, usage);
 	if (r < 0) reaped_unwritten(spid);
@@ -472,7 +497,8 @@ WRAPPER(waitid)
 {
 	if (!shim_active) return REAL(waitid)(idtype, id, info, options);
 	pid_t sid = (pid_t)id;
-	if (idtype == P_PID || idtype == P_PGID) pid_to_system((pid_t)id, &sid);
+	if (idtype == P_PID && (pid_t)id > 0) sid = wait_target((pid_t)id);
+	else if (idtype == P_PID || idtype == P_PGID) pid_to_system((pid_t)id, &sid);
 	int r = REAL(waitid)(idtype, (id_t)sid, info, options);
 	if (r < 0 && idtype == P_PID && !(options & WNOWAIT)) reaped_unwritten(sid);
 	if (r == 0 && info && info->si_pid > 0) {

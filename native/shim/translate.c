@@ -4,6 +4,7 @@
  * that allocation runs in. */
 #define _GNU_SOURCE
 #include "shim.h"
+#include "../core/afterfork.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -28,15 +29,16 @@ static __thread struct {
 	struct slot s[CACHE_SLOTS];
 } cache __attribute__((tls_model("initial-exec")));
 
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t lock APPSHOT_AFTER_FORK = PTHREAD_MUTEX_INITIALIZER;
 /* Set while this thread holds lock: LMDB calls libc from inside (fcntl
  * F_GETLK on its lock file while it opens the tables), which reaches the
  * shim's own wrappers; they must not read the tables again then. */
 static __thread int holding __attribute__((tls_model("initial-exec")));
 
 int shim_in_tables(void) { return holding; }
-static MDB_txn *rtxn;      /* this process's read transaction, kept reset */
-static int env_inherited;  /* in a fork child: the handle is the parent's */
+/* Both written in a fork child at once: on the page it copies anyway. */
+static MDB_txn *rtxn APPSHOT_AFTER_FORK;     /* this process's read transaction, kept reset */
+static int env_inherited APPSHOT_AFTER_FORK; /* in a fork child: the handle is the parent's */
 
 /* A restored process that did not renew yet does so before it forks, so
  * the child starts from the restored application's state. */
@@ -53,7 +55,7 @@ void translate_after_fork_child(void)
 	 * since closing would release the parent's reader slot and locks.
 	 * Until this child first misses its cache it keeps translating with
 	 * the parent's cache, checked against the shared map's txn id. */
-	pthread_mutex_init(&lock, NULL);
+	lock = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER; /* as tabledb_after_fork_child does */
 	tabledb_forget_lock(shim_tables());
 	rtxn = NULL;
 	env_inherited = 1;
@@ -235,9 +237,14 @@ MDB_txn *write_begin(void)
 	shim_tables_enter(); /* until write_commit or write_abort */
 	shim_check_tables();
 	pthread_mutex_lock(&lock);
-	holding = 1;
-	own_env_locked(1);
-	holding = 0;
+	/* holding only when there is something to do: it is a store to this
+	 * thread's TLS page, which right after fork (the child's row) is still
+	 * shared with the child and would be copied. */
+	if (env_inherited || atomic_load_explicit(&shim_fd_epoch, memory_order_relaxed) != checked_epoch) {
+		holding = 1;
+		own_env_locked(1);
+		holding = 0;
+	}
 	pthread_mutex_unlock(&lock);
 	struct tabledb *t = shim_tables();
 	MDB_txn *txn;

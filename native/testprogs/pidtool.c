@@ -31,6 +31,9 @@
  *   waits                 the wait family where nothing is to be reaped and with bad
  *                         pointers: each result, and whether the caller's status,
  *                         rusage and siginfo stayed as they were
+ *   forkfaults N          fork N children that exit at once, one after another, each
+ *                         reaped before the next: "faults per fork F", the minor page
+ *                         faults of this process per fork (the pages it copied)
  *   sleep MS
  */
 #define _GNU_SOURCE
@@ -252,6 +255,19 @@ static void rawfork(void)
 		_exit(0);
 	}
 	waitpid((pid_t)p, NULL, 0);
+}
+
+static void forkfaults(int n)
+{
+	struct rusage before, after;
+	getrusage(RUSAGE_SELF, &before);
+	for (int i = 0; i < n; i++) {
+		pid_t p = fork();
+		if (p == 0) _exit(0);
+		waitpid(p, NULL, 0);
+	}
+	getrusage(RUSAGE_SELF, &after);
+	printf("faults per fork %ld\n", (after.ru_minflt - before.ru_minflt + n / 2) / n);
 }
 
 static void owner(void)
@@ -614,6 +630,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(c, "storm")) storm((int)num(argv[++i]));
 		else if (!strcmp(c, "owner")) owner();
 		else if (!strcmp(c, "rawfork")) rawfork();
+		else if (!strcmp(c, "forkfaults")) forkfaults((int)num(argv[++i]));
 		else if (!strcmp(c, "group")) group();
 		else if (!strcmp(c, "ipcpids")) ipcpids();
 		else if (!strcmp(c, "procpath")) procpath();
