@@ -341,8 +341,11 @@ void pid_after_fork_child(void)
 void pid_before_exec(void)
 {
 	if (!self_unconfirmed) return;
-	self_vpid = record(shim_pid, self_vpid == (uint32_t)shim_pid ? 0 : self_vpid);
+	/* Cleared first: record's calls may come back to getpid (a lazy
+	 * binding under LD_DEBUG makes ld.so call it, trap.c), which must not
+	 * record again inside the write (it would wait for its own lock). */
 	self_unconfirmed = 0;
+	self_vpid = record(shim_pid, self_vpid == (uint32_t)shim_pid ? 0 : self_vpid);
 }
 
 /* ---------------------------------------------------------- after restore */
@@ -386,6 +389,9 @@ WRAPPER(getpid)
 		pid_before_exec();
 	return (pid_t)self_vpid;
 }
+
+/* getpid's wrapper under a hidden name (pid.h): a direct call, no PLT. */
+extern __typeof(getpid) pid_getpid __attribute__((alias("getpid"), copy(getpid), visibility("hidden")));
 
 WRAPPER(gettid)
 {

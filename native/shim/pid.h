@@ -12,6 +12,10 @@
 /* At start: this process's vpid, its row made if need be. */
 void pid_init(void);
 void pid_after_fork_child(void);
+/* The getpid wrapper, called without the loader: the trap's handler
+ * answers ld.so's own getpid (its LD_DEBUG prefix) with it, and that may
+ * interrupt ld.so in a lazy binding (trap.c, on_sigsys). */
+pid_t pid_getpid(void);
 /* A restore (process.c): from shim_restored_entry, async-signal-safe, the
  * memory of the old process forgotten; then, at the renewal, this process's
  * row in the restored application's tables. */

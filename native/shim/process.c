@@ -281,10 +281,17 @@ SHIM_EXPORT void shim_restored_entry(void)
 static void forget_old_home(void);
 static void renew_environ(void);
 
+/* Its calls may come back into the shim before it is done (the canary is
+ * filled last): a lazy binding in it, under LD_DEBUG, makes ld.so call
+ * getpid, which the trap answers through the getpid wrapper (trap.c).
+ * renew must not start it over there, which would recurse until the stack
+ * ran out; and the PIDs come first, so that such a getpid is the child's. */
 static void after_fork_child(void)
 {
-	tabledb_after_fork_child();
+	int was = renewing;
+	renewing = 1;
 	pid_after_fork_child();
+	tabledb_after_fork_child();
 	translate_after_fork_child();
 	path_after_fork_child();
 	threads_after_fork();
@@ -299,6 +306,7 @@ static void after_fork_child(void)
 		path_restored();
 		renew_environ();
 	}
+	renewing = was;
 }
 
 /* The restored application's home's files, which the restorer opened again

@@ -18,7 +18,17 @@
  * posix_spawn child's setpgid; abort's raise), where no wrapper can reach.
  * So rt_sigprocmask from libc that may block is trapped too, and the
  * handler applies the new mask to the interrupted context without SIGSYS,
- * keeping the thread's view of it (trap_view_sigsys). */
+ * keeping the thread's view of it (trap_view_sigsys).
+ *
+ * ld.so's own getpid is trapped too: it prefixes each line of LD_DEBUG
+ * with it, and a lazy binding (_dl_fixup) prints one. The handler's way to
+ * getpid's answer must therefore bind nothing: a call through the PLT
+ * not bound yet would make ld.so print, trap, and come back here for the
+ * same binding, until the stack ran out (every program died of SIGSEGV
+ * under LD_DEBUG=bindings). So errno is reached through a GOT entry bound
+ * at load (below) and the getpid wrapper called by its hidden name
+ * (pid_getpid). The other calls may bind: ld.so's getpid in that binding
+ * comes back here once and ends. */
 #define _GNU_SOURCE
 #include "trap.h"
 #include "shim.h"
@@ -51,6 +61,10 @@
 #include <sys/wait.h>
 #include <ucontext.h>
 #include <unistd.h>
+
+/* errno's location through the GOT, bound when the shim is loaded, not
+ * lazily through the PLT: on_sigsys saves errno on every trap (above). */
+extern int *__errno_location(void) __attribute__((noplt));
 
 int trap_on;
 
@@ -673,7 +687,7 @@ static const siginfo_t *sender_as_system(const siginfo_t *info, siginfo_t *copy)
 {
 	if (!info) return info;
 	*copy = *info;
-	if (copy->si_pid == getpid()) copy->si_pid = shim_pid;
+	if (copy->si_pid == pid_getpid()) copy->si_pid = shim_pid;
 	return copy;
 }
 
@@ -700,7 +714,7 @@ static long complete(long nr, long a[6], ucontext_t *uc)
 		 * the sender's si_pid (the kernel's) with getpid, or inside
 		 * pthread_kill, passing it to tgkill: the kernel's PID. */
 		if (*(uint64_t *)&uc->uc_sigmask & (SIGBIT(SIGCANCEL) | SIGBIT(SIGSETXID))) return shim_pid;
-		return getpid();
+		return pid_getpid();
 	case SYS_gettid: return gettid();
 	case SYS_getppid: return getppid();
 	case SYS_getpgrp: return getpgrp();

@@ -13,6 +13,8 @@
  *   semwait KEY   a child blocks in a raw semtimedop; the parent posts after
  *                 100 ms; the child's wake-up and result
  *   rawfork       syscall(SYS_fork): the child's getpid equals its raw getpid
+ *   rawclone      the same for a child of a raw clone(SIGCHLD), which no
+ *                 wrapper and no atfork handler sees
  *   raise         raise(SIGUSR1) caught; then pthread_kill of another thread
  *   cancel        pthread_cancel of a thread blocked in pause(), then of one
  *                 blocked in msgrcv on a private queue
@@ -176,17 +178,21 @@ static void semwait(key_t key)
 	line("child status %d", status_of(st));
 }
 
-static void rawfork(void)
+/* nr SYS_fork (trapped: the shim's fork) or SYS_clone with only SIGCHLD
+ * (not trapped: the shim learns of the child at its first call into it;
+ * clone's answer is the kernel's PID, so its child is waited for as any). */
+static void rawfork(long nr)
 {
 	pid_t parent = getpid();
-	long p = syscall(SYS_fork);
+	long p = nr == SYS_clone ? syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0) : syscall(SYS_fork);
 	if (p == 0) {
 		line("rawchild getpid %s raw, %s parent", getpid() == syscall(SYS_getpid) ? "equals" : "differs from",
 		     getpid() == parent ? "same as" : "differs from");
 		_exit(0);
 	}
 	int st;
-	line("waitpid %s", waitpid((pid_t)p, &st, 0) == p ? "child" : "other");
+	pid_t w = waitpid(nr == SYS_clone ? -1 : (pid_t)p, &st, 0);
+	line("waitpid %s", w > 0 && (nr == SYS_clone || w == p) ? "child" : "other");
 }
 
 static volatile sig_atomic_t caught;
@@ -416,7 +422,8 @@ int main(int argc, char **argv)
 		else if (!strcmp(c, "msg")) msg((key_t)num(argv[++i]));
 		else if (!strcmp(c, "kill")) killer();
 		else if (!strcmp(c, "semwait")) semwait((key_t)num(argv[++i]));
-		else if (!strcmp(c, "rawfork")) rawfork();
+		else if (!strcmp(c, "rawfork")) rawfork(SYS_fork);
+		else if (!strcmp(c, "rawclone")) rawfork(SYS_clone);
 		else if (!strcmp(c, "raise")) raising();
 		else if (!strcmp(c, "cancel")) cancel();
 		else if (!strcmp(c, "abort")) abort();
