@@ -102,7 +102,10 @@ function tryLock(path: string): number | null {
 export function lockServe(home: string, name: string): number {
   homeSubdir(home, 'serve');
   const fd = tryLock(lockFile(home, name));
-  if (fd !== null) return fd;
+  if (fd !== null) {
+    removeTemps(home, name);
+    return fd;
+  }
   const other = readServeState(home, name);
   const who = other ? `pid ${other.pid}, public port ${other.public}` : `see ${serveFile(home, name)}`;
   throw new AppshotError(`template '${name}' is already served by another 'appshot template serve' (${who}); stop it first (Ctrl-C or kill -TERM)`, EXIT.conflict);
@@ -110,8 +113,23 @@ export function lockServe(home: string, name: string): number {
 
 export function unlockServe(home: string, name: string, fd: number): void {
   removeIfThere(serveFile(home, name));
+  removeTemps(home, name);
   removeIfThere(lockFile(home, name));
   closeSync(fd);
+}
+
+/** The state's temporary files (writeServeState) a serving command killed
+ * between writing and renaming left: only the lock's holder writes them, so
+ * under the lock every one there is a dead writer's. */
+function removeTemps(home: string, name: string): void {
+  const temp = new RegExp(`^${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.json\\.\\d+\\.tmp$`);
+  let names: string[];
+  try {
+    names = readdirSync(serveDir(home));
+  } catch {
+    return;
+  }
+  for (const f of names) if (temp.test(f)) removeIfThere(join(serveDir(home), f));
 }
 
 function removeIfThere(path: string): void {
