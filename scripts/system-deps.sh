@@ -7,7 +7,7 @@
 # namespace), zsh (the completion tests run the zsh script in zsh), and the
 # third-party programs the transparency tests run under the shim: PHP's
 # command line with its sysvsem/sysvshm/sysvmsg extensions, Apache, PostgreSQL,
-# redis and stress-ng, and Go (golang-go: test/static.test.ts builds a Go HTTP
+# redis, stress-ng and strace (test/tracer.test.ts: a tracer under the shim), and Go (golang-go: test/static.test.ts builds a Go HTTP
 # server, a program that makes its own system calls). Their packages start no service here (no init system
 # runs them). Runs as the first step of `npm install`.
 set -e
@@ -28,6 +28,7 @@ command -v apache2 >/dev/null 2>&1 || [ -x /usr/sbin/apache2 ] || missing="$miss
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$missing postgresql"
 command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
 command -v stress-ng >/dev/null 2>&1 || missing="$missing stress-ng"
+command -v strace >/dev/null 2>&1 || missing="$missing strace"
 command -v go >/dev/null 2>&1 || [ -x /usr/lib/go/bin/go ] || missing="$missing golang-go"
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then

@@ -41,6 +41,20 @@ pid_t proc_parent(pid_t spid)
 	return stat_field(spid, 4, &ppid) ? -1 : (pid_t)ppid;
 }
 
+pid_t proc_tracer(pid_t tid)
+{
+	char path[40], buf[2048];
+	snprintf(path, sizeof path, "/proc/%d/status", (int)tid);
+	int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) return -1;
+	ssize_t n = syscall(SYS_read, fd, buf, sizeof buf - 1);
+	syscall(SYS_close, fd);
+	if (n <= 0) return -1;
+	buf[n] = 0;
+	const char *p = strstr(buf, "\nTracerPid:");
+	return p ? (pid_t)strtol(p + 12, NULL, 10) : -1;
+}
+
 /* Whether spid lives in this process's IPC namespace. A segment's ID is
  * the inode of its /SYSV mapping only within a namespace: another
  * namespace's (a container's, another test run's) may carry the same. */

@@ -13,6 +13,9 @@
 int proc_start_ticks(pid_t spid, uint64_t *ticks);
 /* Its parent's kernel PID (field 4), or -1 if it is gone. */
 pid_t proc_parent(pid_t spid);
+/* The kernel PID of the process tracing thread tid (/proc/<tid>/status,
+ * TracerPid), 0 if none, -1 if it is gone. */
+pid_t proc_tracer(pid_t tid);
 
 /* Calls fn once for each attachment of a SysV segment the process holds,
  * with the segment's ID and whether its first part is writable: the kernel

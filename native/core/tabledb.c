@@ -111,6 +111,23 @@ void tabledb_write_unlock(struct tabledb *t)
 	pthread_mutex_unlock(&write_turn);
 }
 
+/* LMDB's write mutex lies in its lock file (MDB_txninfo's mt2 union, after
+ * the first 64-byte cache line of MDB_txbody) as a robust pthread mutex,
+ * whose first word is the futex the kernel keeps the owner's TID in (the
+ * robust-futex protocol, which is why it is the kernel's and not glibc's
+ * layout that counts). Read with pread: the lock file's page is the one
+ * LMDB maps. */
+#define LMDB_WMUTEX_OFFSET 64
+#define FUTEX_TID_BITS 0x3fffffffu
+
+pid_t tabledb_write_holder(const struct tabledb *t)
+{
+	uint32_t word;
+	if (t->env_lock_fd <= 0) return 0;
+	if (raw_call(SYS_pread64, t->env_lock_fd, &word, sizeof word, (off_t)LMDB_WMUTEX_OFFSET) != (long)sizeof word) return 0;
+	return (pid_t)(word & FUTEX_TID_BITS);
+}
+
 /* LMDB's open() and close() (core/lmdbfiles.h): while an environment is
  * opened through the application's descriptors, its data and lock files
  * are duplicates of them; in the shim, every descriptor LMDB keeps sits
@@ -148,6 +165,7 @@ static int route_open(const char *path, int flags, mode_t mode)
 	if (which >= 0 && t->through) fd = appshot_fd_dup_high(t->through->fd[which]);
 	else if ((fd = home_path_open(path, flags, mode)) >= 0 && which >= 0) fd = appshot_fd_high(fd, 1);
 	if (fd < 0 || which < 0) return fd;
+	if (which == HOMEFD_LOCK) t->env_lock_fd = fd;
 	struct stat st;
 	/* A duplicate is the file the checked descriptor is: no need to ask. */
 	if (t->through && t->env_fds < 4) {
@@ -403,6 +421,7 @@ void tabledb_forget_fds(struct tabledb *t)
 		if (fd_is(t->env_fd[i], t->env_dev[i], t->env_ino[i])) route_close(t->env_fd[i]);
 		else appshot_fd_unguard(t->env_fd[i]);
 	t->env_fds = 0;
+	t->env_lock_fd = 0;
 }
 
 int tabledb_fds_ok(const struct tabledb *t)

@@ -38,6 +38,7 @@ struct tabledb {
 	dev_t env_dev[4];
 	ino_t env_ino[4];
 	int env_fds;
+	int env_lock_fd; /* LMDB's lock file among them; 0 until opened */
 	/* Set when the program took one of the application's descriptors
 	 * (dup2 onto its number): the process's record locks on the lock
 	 * file went with it, so the environment must be opened again. */
@@ -99,6 +100,11 @@ uint64_t tabledb_txnid(const struct tabledb *t);
  */
 int tabledb_write_lock(struct tabledb *t); /* call tabledb_fds_ok first */
 void tabledb_write_unlock(struct tabledb *t);
+/* The thread (kernel TID) that holds LMDB's write mutex now, or 0 if none
+ * (or unknown): one read of the lock file, no lock taken. Only a hint (it
+ * may let go the next instant), for a caller that must not wait for a
+ * holder it keeps stopped (the shim's tracer case, shim/pid.c). */
+pid_t tabledb_write_holder(const struct tabledb *t);
 /* In a fork child: forget the parent's descriptor (closing the child's copy
  * leaves the parent's lock alone). */
 void tabledb_forget_lock(struct tabledb *t);

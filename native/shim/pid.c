@@ -200,12 +200,94 @@ static uint32_t record_new_child(pid_t spid, uint64_t before, uint32_t want)
 	return record_row(spid, ticks, want, 1);
 }
 
+/* A tracer's reaps. A process that traces others (strace -f, gdb) keeps
+ * them stopped while it handles their events, and strace stops a tracee at
+ * every system call, one inside its tables write (LMDB's pwrite) too, while
+ * it holds LMDB's write mutex. A forget in the tracer's wait wrapper would
+ * then wait for that mutex, and the tracee moves on only when the tracer
+ * resumes it: both wait forever. So a tracer whose write would wait for a
+ * tracee of its own (stopped or not: a running one stops at its next system
+ * call) keeps the reaped child's kernel PID here instead, and forgets it in
+ * its next forget, at its next wait call that finds the mutex free of its
+ * tracees, or at its exit. What that weakens: a reaped child's row lives on
+ * until the tracee moves on, so meanwhile its vpid still translates to the
+ * dead child (a new process the kernel gives the number to has a start time
+ * of its own, which tells it apart, as after a crash). Only a tracer pays:
+ * the try (one read of LMDB's lock file, and /proc only while the mutex is
+ * held) runs in no other process. */
+static atomic_int tracing; /* set at the first ptrace call that names a tracee */
+#define DEFERRED_MAX 128
+static _Atomic uint32_t deferred[DEFERRED_MAX];
+static _Atomic unsigned deferred_count;
+
+static int write_waits_for_tracee(void)
+{
+	pid_t holder = tabledb_write_holder(shim_tables());
+	return holder > 0 && proc_tracer(holder) == sys_getpid();
+}
+
+/* Lock-free, as a wait call may run in a SIGCHLD handler: -1 if full (the
+ * caller then forgets at once, as any process does). */
+static int defer_forget(pid_t spid)
+{
+	for (unsigned i = 0; i < DEFERRED_MAX; i++) {
+		uint32_t empty = 0;
+		if (atomic_compare_exchange_strong(&deferred[i], &empty, (uint32_t)spid)) {
+			atomic_fetch_add(&deferred_count, 1);
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* The forgets a tracer deferred, in the transaction of a forget. */
+static int forget_deferred(MDB_txn *txn)
+{
+	int rc = 0;
+	for (unsigned i = 0; i < DEFERRED_MAX && atomic_load(&deferred_count); i++) {
+		uint32_t spid = atomic_exchange(&deferred[i], 0);
+		if (!spid) continue;
+		atomic_fetch_sub(&deferred_count, 1);
+		/* A process of that number again: the kernel gave it to a new
+		 * one meanwhile, whose row (if it has one) is not the dead
+		 * child's to take. */
+		if (raw_call_kernel(SYS_kill, (pid_t)spid, 0) == 0) continue;
+		if (!rc) rc = tabledb_pid_forget(shim_tables(), txn, spid);
+	}
+	return rc;
+}
+
+/* Process spid's row goes (spid 0: only the deferred ones). */
 static void forget(pid_t spid)
 {
 	MDB_txn *txn = write_begin();
-	if (tabledb_pid_forget(shim_tables(), txn, (uint32_t)spid)) write_abort(txn);
+	int rc = spid > 0 ? tabledb_pid_forget(shim_tables(), txn, (uint32_t)spid) : 0;
+	if (!rc && atomic_load(&deferred_count)) rc = forget_deferred(txn);
+	if (rc) write_abort(txn);
 	else write_commit(txn);
 }
+
+/* A reaped child's row goes; in a tracer, see above. A tracee that is not
+ * this process's child (strace -f's grandchildren) is reported here at its
+ * exit but stays a zombie until its parent reaps it: its row is the
+ * parent's to forget then (and its number not free before). */
+static void forget_reaped(pid_t spid)
+{
+	if (atomic_load_explicit(&tracing, memory_order_relaxed)) {
+		if (raw_call_kernel(SYS_kill, spid, 0) == 0) return; /* errno left alone */
+		if (write_waits_for_tracee() && defer_forget(spid) == 0) return;
+	}
+	forget(spid);
+}
+
+/* At a tracer's wait call: the forgets it deferred, once no tracee of its
+ * own holds the mutex. Nothing to do in any other process. */
+static void retry_deferred(void)
+{
+	if (atomic_load_explicit(&deferred_count, memory_order_relaxed) && !write_waits_for_tracee()) forget(0);
+}
+
+__attribute__((destructor)) static void deferred_at_exit(void) { retry_deferred(); }
 
 /* The vpids this process reserved for its next fork children, taken
  * RESERVED_BLOCK at a time: one write transaction per that many forks, not
@@ -441,8 +523,19 @@ static pid_t reaped(pid_t spid, int still_there)
 	 * without a read of the tables (which its own commit just made the
 	 * cache miss). */
 	uint32_t known_as;
-	pid_t vpid = child_vpid(spid, !still_there, &known_as) == 0 ? (pid_t)known_as : pid_to_virtual(spid);
-	if (!still_there) forget(spid);
+	pid_t vpid;
+	if (child_vpid(spid, !still_there, &known_as) == 0) vpid = (pid_t)known_as;
+	/* A tracer learns of its tracees' children from ptrace's event
+	 * message, which is the kernel's PID (see ptrace below), and before
+	 * their rows exist: a tracee it did not fork itself is reported by
+	 * that number, or strace -f would meet the same process under two
+	 * (remapped mode: "Exit of unknown pid"). A PID the program passes
+	 * back reaches the same process (pid_to_system passes a number that is
+	 * not a vpid through). Its own children keep their vpids, while they
+	 * are in the known list (the last KNOWN_PIDS it recorded). */
+	else if (atomic_load_explicit(&tracing, memory_order_relaxed)) vpid = spid;
+	else vpid = pid_to_virtual(spid);
+	if (!still_there) forget_reaped(spid);
 	return vpid;
 }
 
@@ -465,7 +558,7 @@ static int stopped_or_continued(int status) { return WIFSTOPPED(status) || WIFCO
 static void reaped_unwritten(pid_t spid)
 {
 	int e = errno;
-	if (e == EFAULT && spid > 0 && raw_call(SYS_kill, spid, 0) < 0 && errno == ESRCH) forget(spid);
+	if (e == EFAULT && spid > 0 && raw_call(SYS_kill, spid, 0) < 0 && errno == ESRCH) forget_reaped(spid);
 	errno = e;
 }
 
@@ -478,6 +571,7 @@ static void reaped_unwritten(pid_t spid)
 WRAPPER(waitpid)
 {
 	if (!shim_active) return REAL(waitpid)(pid, status, options);
+	retry_deferred();
 	pid_t spid = wait_target(pid);
 	int st, *sp = status ? status : &st;
 	pid_t r = REAL(waitpid)(spid, sp, options);
@@ -490,6 +584,7 @@ WRAPPER(wait) { return waitpid(-1, status, 0); }
 WRAPPER(wait4)
 {
 	if (!shim_active) return REAL(wait4)(pid, status, options, usage);
+	retry_deferred();
 	pid_t spid = wait_target(pid);
 	int st, *sp = status ? status : &st;
 	pid_t r = REAL(wait4)(spid, sp, options, usage);
@@ -502,6 +597,7 @@ WRAPPER(wait3) { return wait4(-1, status, options, usage); }
 WRAPPER(waitid)
 {
 	if (!shim_active) return REAL(waitid)(idtype, id, info, options);
+	retry_deferred();
 	pid_t sid = (pid_t)id;
 	if (idtype == P_PID && (pid_t)id > 0) sid = wait_target((pid_t)id);
 	else if (idtype == P_PID || idtype == P_PGID) pid_to_system((pid_t)id, &sid);
@@ -735,7 +831,10 @@ WRAPPER(ptrace)
 	pid_t pid = va_arg(ap, pid_t);
 	void *addr = va_arg(ap, void *), *data = va_arg(ap, void *);
 	va_end(ap);
-	if (shim_active && request != PTRACE_TRACEME) pid = sys_of(pid);
+	if (shim_active && request != PTRACE_TRACEME) {
+		pid = sys_of(pid);
+		atomic_store_explicit(&tracing, 1, memory_order_relaxed);
+	}
 	return REAL(ptrace)(request, pid, addr, data);
 }
 
