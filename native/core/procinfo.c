@@ -9,17 +9,27 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-/* Field number `field` (3 or more) of /proc/<spid>/stat. */
-static int stat_field(pid_t spid, int want, uint64_t *value)
+/* The start of /proc/<pid>/<name> into buf, NUL-terminated, by raw calls
+ * (in the shim, libc's open would be its own wrapper, which reads /proc/PID
+ * paths as virtual PIDs): -1 if it cannot be read. */
+static int read_proc(pid_t pid, const char *name, char *buf, size_t size)
 {
-	char path[32], buf[1024];
-	snprintf(path, sizeof path, "/proc/%d/stat", (int)spid);
+	char path[48];
+	snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, name);
 	int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) return -1;
-	ssize_t n = syscall(SYS_read, fd, buf, sizeof buf - 1);
+	ssize_t n = syscall(SYS_read, fd, buf, size - 1);
 	syscall(SYS_close, fd);
 	if (n <= 0) return -1;
 	buf[n] = 0;
+	return 0;
+}
+
+/* Field number `field` (3 or more) of /proc/<spid>/stat. */
+static int stat_field(pid_t spid, int want, uint64_t *value)
+{
+	char buf[1024];
+	if (read_proc(spid, "stat", buf, sizeof buf)) return -1;
 	/* The command (field 2) may hold spaces and parentheses: count from the last ')'. */
 	char *p = strrchr(buf, ')');
 	if (!p) return -1;
@@ -43,14 +53,8 @@ pid_t proc_parent(pid_t spid)
 
 pid_t proc_tracer(pid_t tid)
 {
-	char path[40], buf[2048];
-	snprintf(path, sizeof path, "/proc/%d/status", (int)tid);
-	int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) return -1;
-	ssize_t n = syscall(SYS_read, fd, buf, sizeof buf - 1);
-	syscall(SYS_close, fd);
-	if (n <= 0) return -1;
-	buf[n] = 0;
+	char buf[2048];
+	if (read_proc(tid, "status", buf, sizeof buf)) return -1;
 	const char *p = strstr(buf, "\nTracerPid:");
 	return p ? (pid_t)strtol(p + 12, NULL, 10) : -1;
 }
