@@ -21,6 +21,7 @@ import {
 import type { SortField } from './views/filters.js';
 import { type Format, formatOf } from './views/format.js';
 import { requireApp } from './views/apps.js';
+import { foldJournal } from '../ts/sysv/object.js';
 import type * as S from '../tables/schema.js';
 
 export interface TablesFlags {
@@ -273,6 +274,7 @@ export async function tablesCommand(flags: TablesFlags): Promise<number> {
   const firstRows = firstRowsRead(f, flags, page, format, watching);
   if (firstRows !== undefined && quickPage(resolveHome(), page, format, firstRows)) return EXIT.ok;
   const t = openTableDb(resolveHome(), { firstRows });
+  foldJournal(t);
   if (checking) {
     const { describeFindings, verify } = await import('../ts/verify.js');
     const findings = verify(t, { repair: flags.repair });

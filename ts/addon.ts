@@ -85,6 +85,14 @@ export interface Addon {
   unreserveTables(home: string): void;
   /** Call inside a write transaction; returns what it removed, or null. */
   recoverInflight(home: string, isMapped: (type: number, srid: number) => boolean): string | null;
+  /** How many rows and pending records the home's journal of new objects holds (native/core/journal.h); 0: nothing to fold or recover. */
+  journalUsed(home: string): number;
+  /** recoverInflight for the journal's pending records. Inside a write transaction. */
+  recoverJournal(home: string, isMapped: (type: number, srid: number) => boolean): string | null;
+  /** Calls put with each row of the journal, inside the caller's write transaction (ts/rows.ts foldJournal). */
+  foldJournalBegin(home: string, put: (aid: string, type: number, vrid: number, srid: number, creator: number, createdMs: number) => void): void;
+  /** After that transaction: its rows leave the journal (committed) or stay. */
+  foldJournalEnd(home: string, committed: boolean): void;
 
   /* Snapshot and restore. All IDs are the kernel's; a failed kernel call
    * throws an Error naming the call and the object, with code ('EINVAL'...)

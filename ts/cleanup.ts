@@ -4,7 +4,7 @@ import { unmap } from './rows.js';
 import { isIpcType } from './sysv/ipctype.js';
 import { Listings } from './sysv/kernel.js';
 import { KINDS } from './sysv/kinds.js';
-import { recoverInflight, rowIsOurs } from './sysv/object.js';
+import { foldJournal, recoverInflight, rowIsOurs } from './sysv/object.js';
 import { lastDetachCame } from './sysv/shm.js';
 import { type TableDb, appRows, fwdRows, getApp, prefixRange, putApp, writeTxn } from './tabledb.js';
 import * as S from '../tables/schema.js';
@@ -78,7 +78,10 @@ function forgetProcesses(t: TableDb, aid: string, report: CleanupReport): void {
  * for a later snapshot and the application marked kept.
  */
 export function endApp(t: TableDb, aid: string, opts: { keep: boolean }): CleanupReport {
-  return writeTxn(t, () => endAppInTxn(t, aid, opts));
+  const recovered = foldJournal(t);
+  const report = writeTxn(t, () => endAppInTxn(t, aid, opts));
+  if (recovered) report.notes.push(recovered);
+  return report;
 }
 
 export function endAppInTxn(t: TableDb, aid: string, opts: { keep: boolean }): CleanupReport {
@@ -123,8 +126,10 @@ function dropGoneSegments(t: TableDb, aid: string, listings: Listings): CleanupR
  * processes are all gone are ended; ended ones whose segments were left
  * attached are retried; with kept, kept ones are ended too. */
 export function gc(t: TableDb, opts: { kept: boolean }): CleanupReport[] {
+  const fromJournal = foldJournal(t);
   return writeTxn(t, () => {
     const reports: CleanupReport[] = [];
+    if (fromJournal) reports.push({ aid: '', removed: {}, rows: 0, notes: [fromJournal] });
     const listings = new Listings();
     const recovered = recoverInflight(t);
     if (recovered) reports.push({ aid: '', removed: {}, rows: 0, notes: [recovered] });

@@ -1,5 +1,6 @@
 import { constants } from 'node:os';
 import { appLive, type CleanupReport, endAppInTxn } from './cleanup.js';
+import { foldJournal } from './sysv/object.js';
 import { AppshotError, EXIT } from './errors.js';
 import { signalPinned, waitAnyExit } from './libc.js';
 import { commandLine, environ, processAlive, processesOf, startTicks } from './procinfo.js';
@@ -204,6 +205,7 @@ async function awaitCleanup(t: TableDb, aid: string, report: StopReport): Promis
     const app = getApp(t, aid);
     if (!app || app.state !== S.APP_STATE.running) return true;
     if (!processAlive(app.harnessSpid, app.harnessStart)) {
+      foldJournal(t);
       const cleanup = writeTxn(t, () => {
         const now = getApp(t, aid);
         return now && now.state === S.APP_STATE.running && !appLive(t, aid, now) ? endAppInTxn(t, aid, { keep: false }) : undefined;

@@ -2,7 +2,7 @@ import { type CleanupReport, endAppInTxn, hasRows } from './cleanup.js';
 import { AppshotError, EXIT } from './errors.js';
 import { TEMPLATE_AID_PREFIX } from './home.js';
 import { Listings } from './sysv/kernel.js';
-import { recordedKey, rowIsOurs, whyNotHeld } from './sysv/object.js';
+import { foldJournal, recordedKey, rowIsOurs, whyNotHeld } from './sysv/object.js';
 import { type TableDb, appRows, fwdRows, getApp, removeApp, writeTxn } from './tabledb.js';
 import * as S from '../tables/schema.js';
 
@@ -101,5 +101,6 @@ export function prune(t: TableDb, opts: { kept: boolean; dryRun: boolean; aids?:
     }
     return report;
   };
+  if (!opts.dryRun) foldJournal(t);
   return opts.dryRun ? pass() : writeTxn(t, pass);
 }

@@ -1,4 +1,5 @@
 import { appLive, endAppInTxn, type CleanupReport } from './cleanup.js';
+import { foldJournal } from './sysv/object.js';
 import { checkAppAid } from './aid.js';
 import { AppshotError, EXIT } from './errors.js';
 import { startTicks } from './procinfo.js';
@@ -27,6 +28,7 @@ export function registerApp(
   opts: { aid?: string; command: string[]; noIdentity?: boolean; clone?: boolean; publish?: Publication[]; redirects?: Redirect[] },
 ): Registration {
   if (opts.aid !== undefined) checkAppAid(opts.aid);
+  foldJournal(t); // an earlier run's rows, should this AID's be reclaimed
   return writeTxn(t, () => {
     let aid = opts.aid;
     let adopted = false;

@@ -83,6 +83,15 @@ export function mapAt(t: TableDb, aid: string, type: number, vrid: number, row: 
   return true;
 }
 
+/** Maps vrid to the object in both directions, replacing the mapping of
+ * vrid the application had (a stale one: the caller knows): a row folded
+ * from the journal of new objects: tabledb_map_over. */
+export function mapOver(t: TableDb, aid: string, type: number, vrid: number, row: S.FwdVal): void {
+  unmap(t, aid, type, vrid);
+  putFwd(t, aid, type, vrid, row);
+  putRev(t, aid, type, vrid, row.srid);
+}
+
 /** Drops the application's mapping of vrid, and the reverse row too if it
  * still points back at it (else it is another mapping's, and stays).
  * Returns how many rows went (0: there was no mapping): tables_unmap. */

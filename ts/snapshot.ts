@@ -12,7 +12,7 @@ import { StopGuard } from './stops.js';
 import { isSupervisor, processesLeft } from './supervision.js';
 import { IPC_TYPES } from './sysv/ipctype.js';
 import { KINDS } from './sysv/kinds.js';
-import type { CaptureContext, CaptureCounts } from './sysv/object.js';
+import { type CaptureContext, type CaptureCounts, foldJournal } from './sysv/object.js';
 import { capturedBytes } from './sysv/shm.js';
 import { type FwdRow, type TableDb, fwdRows, getApp } from './tabledb.js';
 import * as S from '../tables/schema.js';
@@ -205,6 +205,7 @@ async function testDelay(): Promise<void> {
 /** The sections every snapshot has, written while the processes are held:
  * meta, rows, and the SysV objects. */
 function writeHead(w: SnapWriter, t: TableDb, aid: string, app: S.AppVal, pids: number[], whole: boolean, sum: SnapshotSummary, progress?: Progress): void {
+  foldJournal(t); // the rows of objects made since the last write, with the processes held
   const rows = [...fwdRows(t, aid)];
   const first = firstProcess(rows, pids);
   const meta: SnapMeta = {

@@ -13,7 +13,8 @@ void RegisterSchemaVectors(Napi::Env env, Napi::Object exports);
 // checkTables reserveTables unreserveTables checkLock.
 void RegisterStorage(Napi::Env env, Napi::Object exports);
 // The home's inflight record around the harness's own creations
-// (inflight.cc): recoverInflight ipcCreate inflightClear.
+// (inflight.cc): recoverInflight ipcCreate inflightClear; and its journal of new objects:
+// journalUsed recoverJournal foldJournalBegin foldJournalEnd.
 void RegisterInflight(Napi::Env env, Napi::Object exports);
 // SysV objects by system ID (sysv.cc): ipcStat ipcSetPerm ipcRemove
 // semGetAll semSetAll msgCopyAll msgSendAll shmAttachments.

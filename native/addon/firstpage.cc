@@ -7,7 +7,10 @@
 // (checkTables(path, n)) and decodes the rows with tables/schema.ts.
 #include "napi_util.h"
 
+#include <unistd.h>
+
 extern "C" {
+#include "../core/journal.h"
 #include "../core/tabledb.h"
 }
 
@@ -26,6 +29,16 @@ double entries(MDB_txn *txn, MDB_dbi dbi, bool present)
 // in one transaction; the rows before skip are stepped over, not copied (a
 // page far down costs no memory). null when the tables cannot be opened
 // here (the caller then takes the lmdb path, which says why).
+bool journal_holds_rows(const std::string &home)
+{
+	struct journal j;
+	std::string file = home + "/" + APPSHOT_INFLIGHT_FILE;
+	if (access(file.c_str(), F_OK) != 0 || journal_open(&j, home.c_str())) return false;
+	bool used = journal_used(&j) > 0;
+	journal_close(&j);
+	return used;
+}
+
 Napi::Value FirstRows(const Napi::CallbackInfo &info)
 {
 	Napi::Env env = info.Env();
@@ -35,6 +48,10 @@ Napi::Value FirstRows(const Napi::CallbackInfo &info)
 	struct tabledb t;
 	char err[600];
 	if (tabledb_open_env(&t, home.c_str(), err, sizeof err)) return env.Null();
+	if (journal_holds_rows(home)) {
+		tabledb_close(&t); // rows not in LMDB yet: the lmdb path folds them in first
+		return env.Null();
+	}
 	MDB_txn *txn = nullptr;
 	MDB_cursor *cur = nullptr;
 	if (mdb_txn_begin(t.env, nullptr, MDB_RDONLY, &txn) || mdb_cursor_open(txn, t.fwd, &cur)) {

@@ -13,6 +13,7 @@
 
 extern "C" {
 #include "../core/inflight.h"
+#include "../core/journal.h"
 }
 
 namespace {
@@ -113,6 +114,79 @@ Napi::Value InflightClear(const Napi::CallbackInfo &info)
 	return info.Env().Undefined();
 }
 
+// The home's journal of new objects (core/journal.h), in the same file.
+std::map<std::string, journal> journals;
+
+journal &journal_for(Napi::Env env, const std::string &home)
+{
+	auto it = journals.find(home);
+	if (it != journals.end()) return it->second;
+	journal j;
+	int rc = journal_open(&j, home.c_str());
+	if (rc) throw sys_error(env, "cannot open the journal in " + home + "/" + APPSHOT_INFLIGHT_FILE, rc);
+	return journals.emplace(home, j).first->second;
+}
+
+// journalUsed(home): how many rows and pending records the journal holds
+// (0: nothing to fold or recover).
+Napi::Value JournalUsed(const Napi::CallbackInfo &info)
+{
+	std::string home = info[0].As<Napi::String>().Utf8Value();
+	std::lock_guard<std::mutex> hold(inflight_mutex);
+	journal &j = journal_for(info.Env(), home);
+	return Napi::Number::New(info.Env(), journal_used(&j) + journal_pending(&j));
+}
+
+// recoverJournal(home, isMapped(type, srid) => boolean): string | null, as
+// recoverInflight, for the journal's pending records. Inside a write transaction.
+Napi::Value RecoverJournal(const Napi::CallbackInfo &info)
+{
+	Napi::Env env = info.Env();
+	std::string home = info[0].As<Napi::String>().Utf8Value();
+	std::lock_guard<std::mutex> hold(inflight_mutex);
+	journal &j = journal_for(env, home);
+	MappedCtx ctx{ env, info[1].As<Napi::Function>() };
+	char report[512];
+	int removed = journal_recover(&j, &libc_ops, mapped_by_js, &ctx, report, sizeof report);
+	return removed ? Napi::Value(Napi::String::New(env, report)) : env.Null();
+}
+
+struct FoldCtx {
+	Napi::Env env;
+	Napi::Function put;
+};
+
+int put_by_js(void *arg, const char *aid, const journal_row *r)
+{
+	auto *c = static_cast<FoldCtx *>(arg);
+	c->put.Call({ Napi::String::New(c->env, aid), Napi::Number::New(c->env, r->type), Napi::Number::New(c->env, r->vrid),
+		      Napi::Number::New(c->env, r->srid), Napi::Number::New(c->env, r->creator),
+		      Napi::Number::New(c->env, (double)r->created_ms) });
+	return c->env.IsExceptionPending() ? 1 : 0;
+}
+
+// foldJournalBegin(home, put(aid, type, vrid, srid, creator, createdMs)):
+// calls put with every row, inside the caller's write transaction; then
+// foldJournalEnd(home, committed) after it ended (journal_fold_begin/end).
+Napi::Value FoldJournalBegin(const Napi::CallbackInfo &info)
+{
+	Napi::Env env = info.Env();
+	std::string home = info[0].As<Napi::String>().Utf8Value();
+	std::lock_guard<std::mutex> hold(inflight_mutex);
+	FoldCtx ctx{ env, info[1].As<Napi::Function>() };
+	journal_fold_begin(&journal_for(env, home), getpid(), put_by_js, &ctx);
+	return env.Undefined();
+}
+
+Napi::Value FoldJournalEnd(const Napi::CallbackInfo &info)
+{
+	Napi::Env env = info.Env();
+	std::string home = info[0].As<Napi::String>().Utf8Value();
+	std::lock_guard<std::mutex> hold(inflight_mutex);
+	journal_fold_end(&journal_for(env, home), getpid(), info[1].ToBoolean().Value() ? 1 : 0);
+	return env.Undefined();
+}
+
 } // namespace
 
 namespace addon {
@@ -123,6 +197,10 @@ void RegisterInflight(Napi::Env env, Napi::Object exports)
 		{ "recoverInflight", RecoverInflight },
 		{ "ipcCreate", IpcCreate },
 		{ "inflightClear", InflightClear },
+		{ "journalUsed", JournalUsed },
+		{ "recoverJournal", RecoverJournal },
+		{ "foldJournalBegin", FoldJournalBegin },
+		{ "foldJournalEnd", FoldJournalEnd },
 	});
 }
 

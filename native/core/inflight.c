@@ -42,6 +42,15 @@ int inflight_open(struct inflight_file *f, const char *home)
 /* Whether the file's first len bytes are there and hold no hole: then
  * posix_fallocate would change nothing, and it is not cheap (a journal
  * transaction on ext4, at every program's start; issue 21). */
+static int has_blocks(int fd, off_t len);
+
+int inflight_reserve(int fd, off_t len)
+{
+	/* Blocks, not a hole: a write to a mapped hole the full filesystem
+	 * cannot fill is SIGBUS, an error here is a message. */
+	return has_blocks(fd, len) ? 0 : posix_fallocate(fd, 0, len);
+}
+
 static int has_blocks(int fd, off_t len)
 {
 	struct stat st;
@@ -53,9 +62,7 @@ static int has_blocks(int fd, off_t len)
 
 int inflight_map_fd(struct inflight_file *f, int fd)
 {
-	/* Blocks, not a hole: a write to a mapped hole the full filesystem
-	 * cannot fill is SIGBUS, an error here is a message. */
-	int e = has_blocks(fd, sizeof(struct inflight_rec)) ? 0 : posix_fallocate(fd, 0, sizeof(struct inflight_rec));
+	int e = inflight_reserve(fd, sizeof(struct inflight_rec));
 	if (e) return e;
 	void *p = appshot_guarded_mmap(NULL, sizeof(struct inflight_rec), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (p == MAP_FAILED) return errno;
@@ -106,21 +113,21 @@ void inflight_clear(struct inflight_file *f)
 
 /* Created since the record and never used: what a creator that died
  * before its commit leaves. */
-static int fresh_since(const struct kernel_ops *k, const struct inflight_rec *r, int id)
+static int fresh_since(const struct kernel_ops *k, uint8_t type, uint64_t started_s, int id)
 {
 	struct sysv_stat st;
-	return sysv_stat(k, r->type, id, &st) == 0 && !st.used && st.ctime >= (time_t)r->started_s &&
-	       st.ctime <= (time_t)r->started_s + 5;
+	return sysv_stat(k, type, id, &st) == 0 && !st.used && st.ctime >= (time_t)started_s &&
+	       st.ctime <= (time_t)started_s + 5;
 }
 
 /* A private (IPC_PRIVATE) object has no key to find it by: look for the
  * one unmapped, fresh object of its family. Two such (a program outside
  * appshot made one in the same seconds) and neither is touched: better a
  * leak than removing someone else's object. */
-static int find_private(const struct inflight_rec *r, const struct kernel_ops *k, is_mapped_fn mapped,
+static int find_private(uint8_t type, uint64_t started_s, const struct kernel_ops *k, is_mapped_fn mapped,
 			void *ctx, int *found_id)
 {
-	FILE *fp = sysv_open_listing(r->type);
+	FILE *fp = sysv_open_listing(type);
 	if (!fp) return 0;
 	char line[512];
 	int found = 0;
@@ -128,7 +135,7 @@ static int find_private(const struct inflight_rec *r, const struct kernel_ops *k
 	while (fgets(line, sizeof line, fp)) {
 		long long key, id;
 		if (sscanf(line, "%lld %lld", &key, &id) != 2 || key != 0) continue;
-		if (mapped(ctx, r->type, (uint32_t)id) || !fresh_since(k, r, (int)id)) continue;
+		if (mapped(ctx, type, (uint32_t)id) || !fresh_since(k, type, started_s, (int)id)) continue;
 		*found_id = (int)id;
 		found++;
 	}
@@ -137,10 +144,20 @@ static int find_private(const struct inflight_rec *r, const struct kernel_ops *k
 }
 
 /* The keyed object the record names, if it looks like the one being created. */
-static int fresh_keyed(const struct inflight_rec *r, const struct kernel_ops *k)
+static int fresh_keyed(uint8_t type, uint32_t skey, uint64_t started_s, const struct kernel_ops *k)
 {
-	int id = sysv_get(k, r->type, (key_t)r->skey, 0, 0);
-	return id >= 0 && fresh_since(k, r, id) ? id : -1;
+	int id = sysv_get(k, type, (key_t)skey, 0, 0);
+	return id >= 0 && fresh_since(k, type, started_s, id) ? id : -1;
+}
+
+int inflight_orphan(const struct kernel_ops *k, uint8_t type, uint32_t skey, uint64_t started_s, int created,
+		    uint32_t srid, is_mapped_fn mapped, void *ctx)
+{
+	int id = -1;
+	if (created) id = (int)srid;
+	else if (skey != IPC_PRIVATE) id = fresh_keyed(type, skey, started_s, k);
+	else if (find_private(type, started_s, k, mapped, ctx, &id) != 1) id = -1;
+	return id >= 0 && !mapped(ctx, type, (uint32_t)id) ? id : -1;
 }
 
 int inflight_recover(struct inflight_file *f, const struct kernel_ops *k, is_mapped_fn mapped,
@@ -153,11 +170,9 @@ int inflight_recover(struct inflight_file *f, const struct kernel_ops *k, is_map
 		if (token) atomic_compare_exchange_strong(&r->token, &token, 0);
 		return 0;
 	}
-	int id = -1, removed = 0;
-	if (r->state == CREATED) id = (int)r->srid;
-	else if (r->skey != IPC_PRIVATE) id = fresh_keyed(r, k);
-	else if (find_private(r, k, mapped, ctx, &id) != 1) id = -1;
-	if (id >= 0 && !mapped(ctx, r->type, (uint32_t)id) && sysv_rmid(k, r->type, id) == 0) {
+	int removed = 0;
+	int id = inflight_orphan(k, r->type, r->skey, r->started_s, r->state == CREATED, r->srid, mapped, ctx);
+	if (id >= 0 && sysv_rmid(k, r->type, id) == 0) {
 		removed = 1;
 		if (report)
 			snprintf(report, reportlen,

@@ -209,6 +209,20 @@ static int let_go(const struct ipc_alloc *a, MDB_txn *txn, uint8_t type, uint32_
 	return rc;
 }
 
+int ipc_alloc_forget(const struct ipc_alloc *a, MDB_txn *txn, uint8_t type, uint32_t vrid, uint32_t srid, int lives_on)
+{
+	struct fwd_val row;
+	int rc = tabledb_fwd(a->t, txn, type, vrid, &row);
+	if (rc == 0 && row.srid == srid)
+		rc = lives_on ? mark_removed(a, txn, type, vrid, row) : tabledb_unmap_row(a->t, txn, type, vrid, srid);
+	else rc = 0;
+	if (rc) {
+		a->abort(txn);
+		return rc;
+	}
+	return a->commit(txn);
+}
+
 /* IPC_RMID: the object goes from the kernel and its rows (and its key's
  * row) from the tables in one write transaction. */
 int ipc_alloc_remove(const struct ipc_alloc *a, MDB_txn *txn, uint8_t type, uint32_t vrid, unsigned attached)

@@ -43,6 +43,11 @@ int ipc_alloc_get_error(const struct kernel_ops *k, uint8_t type, size_t size, i
  * creator CREATOR_TEMPLATE) is only let go, the ID row kept while the
  * application holds attached attachments. 0, or -1 with errno. */
 int ipc_alloc_remove(const struct ipc_alloc *a, MDB_txn *txn, uint8_t type, uint32_t vrid, unsigned attached);
+/* After the kernel removed private object srid (or found it gone), inside
+ * txn, which it ends: its row goes, or, for a segment still attached
+ * (lives_on), stays marked removed. Nothing changes when the row is not
+ * srid's. 0, or the table error. */
+int ipc_alloc_forget(const struct ipc_alloc *a, MDB_txn *txn, uint8_t type, uint32_t vrid, uint32_t srid, int lives_on);
 /* Whether a kernel error says the object is gone. */
 int ipc_alloc_gone(int err);
 

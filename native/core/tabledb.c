@@ -573,6 +573,14 @@ int tabledb_map_new(const struct tabledb *t, MDB_txn *txn, uint8_t type, const s
 	return rc ? rc : put_rev(t, txn, type, *vrid, fv->srid);
 }
 
+int tabledb_map_over(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t vrid, const struct fwd_val *fv)
+{
+	int rc = tabledb_unmap(t, txn, type, vrid);
+	if (rc && rc != MDB_NOTFOUND) return rc;
+	rc = put_fwd(t, txn, type, vrid, fv, 0);
+	return rc ? rc : put_rev(t, txn, type, vrid, fv->srid);
+}
+
 int tabledb_take(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t vrid, struct fwd_val *out)
 {
 	uint8_t fk[FWD_KEY_MAX];

@@ -135,6 +135,10 @@ int tabledb_map_new(const struct tabledb *t, MDB_txn *txn, uint8_t type, const s
  * and nothing written, when the application maps that vrid already. The
  * reverse row is taken over as tabledb_map_new does. */
 int tabledb_map_at(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t vrid, const struct fwd_val *fv);
+/* Maps vrid to the object in both directions, replacing a mapping of the
+ * vrid the application had (a stale one: the caller knows): a folded row
+ * of the journal (core/journal.h). */
+int tabledb_map_over(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t vrid, const struct fwd_val *fv);
 /* Reads and drops the mapping of an object that is known to be ours (its
  * reverse row too), returning the row as it was. */
 int tabledb_take(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t vrid, struct fwd_val *out);

@@ -46,9 +46,77 @@ static int ipc_create(uint8_t type, key_t vkey, size_t size, int flags)
 	return ipc_alloc_get(&a, txn, type, vkey, size, flags);
 }
 
+/* This process's start time, for its pending records in the journal: read
+ * once per process (a fork child reads its own). */
+static uint64_t own_start_ticks(void)
+{
+	static pid_t of;
+	static uint64_t ticks;
+	if (of != shim_pid) {
+		if (proc_start_ticks(shim_pid, &ticks) != 0) ticks = 0;
+		of = shim_pid;
+	}
+	return ticks;
+}
+
+/* The vrid a new private object srid can take in the journal: its own ID
+ * (identity), when nothing of the application can hold that vrid. Below
+ * VRID_REMAP_BASE only a row of an object of that very ID can, whose
+ * object is gone, since the kernel just handed the ID out: the journal's
+ * row then replaces it. Remapped vrids come from LMDB's counter: -1, the
+ * LMDB way. */
+static int journal_vrid(uint32_t srid, uint32_t *vrid)
+{
+	if (shim_tables()->app_flags & APP_FLAG_NO_IDENTITY || srid >= VRID_REMAP_BASE) return -1;
+	*vrid = srid;
+	return 0;
+}
+
+/* Records an object the kernel created outside the write lock (the
+ * journal could not take its row) the LMDB way. */
+static int record_created(uint8_t type, int id)
+{
+	struct fwd_val row = { .srid = (uint32_t)id, .creator = (uint32_t)shim_pid, .created_ms = now_ms() };
+	uint32_t vrid;
+	MDB_txn *txn = write_begin();
+	int rc = tabledb_map_new(shim_tables(), txn, type, &row, &vrid);
+	if (rc) {
+		write_abort(txn);
+		shim_warn("cannot record %s in %s: %s", sysv_noun(type), shim_tables()->path, mdb_strerror(rc));
+	} else rc = write_commit(txn); /* which warns itself */
+	if (!rc) return (int)vrid;
+	sysv_rmid(&shim_kernel, type, id);
+	return shim_fail(ENOSPC);
+}
+
+/* A private object (issue 21): the kernel creates it and its row goes to
+ * the journal (core/journal.h), with no LMDB commit; a pending record
+ * covers the gap between the two, as the inflight record does the LMDB
+ * way's. The LMDB way (ipc_create) when the journal is full. */
+static int create_private(uint8_t type, size_t size, int flags)
+{
+	struct journal *j = shim_journal();
+	int p;
+	if (journal_used(j) >= JOURNAL_FOLD_AT || (p = journal_pending_begin(j, shim_pid, own_start_ticks(), type)) < 0)
+		return ipc_create(type, IPC_PRIVATE, size, flags);
+	int id = kernel_get(type, IPC_PRIVATE, size, flags);
+	if (id < 0) {
+		int err = errno;
+		journal_pending_clear(j, p);
+		return shim_fail(err);
+	}
+	journal_pending_created(j, p, (uint32_t)id);
+	after_create();
+	struct journal_row row = { type, 0, (uint32_t)id, (uint32_t)shim_pid, now_ms() };
+	int r = journal_vrid((uint32_t)id, &row.vrid) == 0 && journal_insert(j, &row) == 0 ? (int)row.vrid
+											 : record_created(type, id);
+	journal_pending_clear(j, p);
+	return r;
+}
+
 int ipc_get(uint8_t type, key_t key, size_t size, int flags)
 {
-	if (key == IPC_PRIVATE) return ipc_create(type, key, size, flags);
+	if (key == IPC_PRIVATE) return create_private(type, size, flags);
 	uint32_t skey, vrid;
 	uint8_t keytype = sysv_key_type(type);
 	/* A creating call that misses the cache goes straight to the write
@@ -106,8 +174,34 @@ static int gone(int err) { return ipc_alloc_gone(err); }
 /* IPC_RMID (core/ipcalloc.c), with what only the shim knows: how many
  * attachments the application holds of a template's segment, counted
  * before the write transaction begins (it reads /proc). */
+/* After the kernel removed a journal's object (or found it gone): its row
+ * goes from the journal, or, once folded (a folder holds the write lock
+ * until its commit), from LMDB; a segment still attached keeps its row,
+ * marked removed, in LMDB. */
+static void forget_removed(uint8_t type, uint32_t vrid, uint32_t srid, int lives_on)
+{
+	if (!lives_on && journal_drop(shim_journal(), type, vrid, srid) == JOURNAL_DROPPED) return;
+	MDB_txn *txn = write_begin(); /* folds the journal's rows in, this one too */
+	const struct ipc_alloc a = { shim_tables(), shim_inflight(), &shim_kernel, shim_pid, write_abort, commit, warn_line, NULL };
+	ipc_alloc_forget(&a, txn, type, vrid, srid, lives_on);
+}
+
+static int remove_journaled(uint8_t type, const struct journal_row *r)
+{
+	if (sysv_rmid(&shim_kernel, type, (int)r->srid) != 0) {
+		int err = errno;
+		if (gone(err)) forget_removed(type, r->vrid, r->srid, 0);
+		return shim_fail(err);
+	}
+	struct sysv_stat st;
+	forget_removed(type, r->vrid, r->srid, type == RT_SHM && sysv_stat(&shim_kernel, type, (int)r->srid, &st) == 0);
+	return 0;
+}
+
 int ipc_remove(uint8_t type, int vrid)
 {
+	struct journal_row r;
+	if (vrid >= 0 && journal_find(shim_journal(), type, (uint32_t)vrid, &r) == 0) return remove_journaled(type, &r);
 	uint32_t srid;
 	unsigned attached = type == RT_SHM && vr_is_template(type, (uint32_t)vrid) && ipc_srid(type, vrid, &srid) == 0
 				    ? ipc_shm_attachments(srid)
@@ -232,8 +326,14 @@ static int collect_in(MDB_txn *txn, void *arg)
 	return tabledb_each(shim_tables(), txn, e->type, collect_row, e);
 }
 
+void ipc_settle(void)
+{
+	if (journal_used(shim_journal())) write_commit(write_begin());
+}
+
 static void collect(struct each *e, uint8_t type)
 {
+	ipc_settle();
 	*e = (struct each){ .type = type };
 	if (with_read_txn(collect_in, e)) e->count = 0;
 }
@@ -320,6 +420,7 @@ int ipc_stat_any(uint8_t type, uint32_t srid, void *buf)
 int ipc_stat_index(uint8_t type, int id, int cmd, void *buf)
 {
 	uint32_t vrid, srid;
+	ipc_settle(); /* the reverse lookups read LMDB alone */
 	if (id < 0 || find_at_index(type, id, &vrid, &srid)) return shim_fail(EINVAL);
 	/* Read into our own buffer first: if the index now holds an object
 	 * that is not ours, the caller's buffer must not see it. Then the
@@ -377,6 +478,7 @@ static int summary_in(MDB_txn *txn, void *arg)
 
 void ipc_summary(uint8_t type, struct ipc_summary *out)
 {
+	ipc_settle();
 	uint64_t now = tabledb_txnid(shim_tables());
 	if (summaries[type].txnid != now || now == 0) {
 		/* The walk sees what was committed at now or later: if later,

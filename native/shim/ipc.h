@@ -13,6 +13,10 @@
 int ipc_get(uint8_t type, key_t vkey, size_t size, int flags);
 /* IPC_RMID of a virtual ID. */
 int ipc_remove(uint8_t type, int vrid);
+/* Folds the journal of new objects into LMDB if it holds any row: before
+ * a walk of the application's rows or a reverse lookup, which read LMDB
+ * alone (core/journal.h). */
+void ipc_settle(void);
 /* The system ID behind a virtual one; -1 with EINVAL (as for a
  * nonexistent ID) when the application has none. */
 int ipc_srid(uint8_t type, int vrid, uint32_t *srid);

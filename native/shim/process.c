@@ -32,6 +32,7 @@ static struct {
 	 * its tables, since other threads may be probing through it. */
 	struct tabledb *tables;
 	struct inflight_file inflight;
+	struct journal journal; /* in the inflight file: core/journal.h */
 	/* Copied at start: the program may change its environment later. */
 	const char *aid, *home;
 	/* The application's descriptors of the home's files (core/home.h):
@@ -49,6 +50,7 @@ struct kernel_ops shim_kernel;
 const char *shim_home(void) { return P.home; }
 struct tabledb *shim_tables(void) { return __atomic_load_n(&P.tables, __ATOMIC_ACQUIRE); }
 struct inflight_file *shim_inflight(void) { return &P.inflight; }
+struct journal *shim_journal(void) { return &P.journal; }
 struct home_fds *shim_home_fds(void) { return P.have_fds ? &P.fds : NULL; }
 
 static void vwrite_line(const char *fmt, va_list ap)
@@ -384,6 +386,7 @@ static void forget_old_home(void)
 	if (shim_tables()) drop_old_table_fds(shim_tables());
 	if (P.inflight.rec) inflight_close(&P.inflight);
 	P.inflight.rec = NULL;
+	if (journal_mapped(&P.journal)) journal_close(&P.journal);
 	adopt_restored_fds();
 }
 
@@ -488,6 +491,11 @@ void shim_open_tables(void)
 						: inflight_open(&P.inflight, P.home)))
 		shim_fatal("cannot open %s/%s: %s; the program cannot run untranslated, so it stops",
 			   P.home, APPSHOT_INFLIGHT_FILE, strerror(rc));
+	if (!journal_mapped(&P.journal) && (rc = P.have_fds ? journal_map_fd(&P.journal, P.fds.fd[HOMEFD_INFLIGHT])
+							     : journal_open(&P.journal, P.home)))
+		shim_fatal("cannot open the journal in %s/%s: %s; the program cannot run untranslated, so it stops",
+			   P.home, APPSHOT_INFLIGHT_FILE, strerror(rc));
+	journal_set_app(&P.journal, P.aid);
 }
 
 /* APPSHOT_HOME_FDS from the process that started this program: used when

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include "../core/tabledb.h"
 #include "../core/inflight.h"
+#include "../core/journal.h"
 
 /* The wrappers are the only symbols the shim exports; LMDB and the core stay
  * hidden so they never interpose on a program's own copy. */
@@ -24,6 +25,8 @@ struct tabledb *shim_tables(void);
 /* APPSHOT_HOME: the tables, and the pools' sockets (core/pool.h). */
 const char *shim_home(void);
 struct inflight_file *shim_inflight(void);
+/* The home's journal of new objects (core/journal.h), set to this application. */
+struct journal *shim_journal(void);
 /* The application's descriptors of the home's files (core/home.h), or NULL. */
 struct home_fds *shim_home_fds(void);
 extern struct kernel_ops shim_kernel;

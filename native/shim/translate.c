@@ -25,7 +25,7 @@ struct slot {
 /* initial-exec: the shim is loaded at startup, so its TLS is static and a
  * probe costs no __tls_get_addr call. */
 static __thread struct {
-	uint64_t txnid;
+	uint64_t txnid, jgen; /* the tables' and the journal's, when filled */
 	struct slot s[CACHE_SLOTS];
 } cache __attribute__((tls_model("initial-exec")));
 
@@ -162,16 +162,28 @@ static int lookup_in(MDB_txn *txn, void *arg)
 
 /* The cache slot for a lookup, emptied first if anything was committed
  * since the cache was filled. */
-static inline struct slot *probe(uint64_t key, uint64_t *txnid)
+static inline struct slot *probe(uint64_t key, uint64_t *txnid, uint64_t *jgen)
 {
-	uint64_t now = tabledb_txnid(shim_tables());
-	if (__builtin_expect(cache.txnid != now, 0)) {
+	uint64_t now = tabledb_txnid(shim_tables()), gen = journal_gen(shim_journal());
+	if (__builtin_expect(cache.txnid != now || cache.jgen != gen, 0)) {
 		shim_thread_seen(); /* first, so a restore finds this cache */
 		memset(cache.s, 0, sizeof cache.s);
 		cache.txnid = now;
+		cache.jgen = gen;
 	}
 	*txnid = now;
+	*jgen = gen;
 	return &cache.s[(key * 0x9E3779B97F4A7C15ull) >> 56];
+}
+
+/* A private object's row still in the journal (core/journal.h): read
+ * before LMDB, since a fold commits a row before it leaves the journal. */
+static int in_journal(const struct lookup *l)
+{
+	struct journal_row r;
+	if (l->answer == VRID || !sysv_is_ipc(l->type) || journal_find(shim_journal(), l->type, l->id, &r)) return -1;
+	((struct lookup *)l)->out = l->answer == SKEY ? IPC_PRIVATE : l->answer == CREATOR ? r.creator : r.srid;
+	return 0;
 }
 
 static inline uint64_t cache_key(enum answer answer, uint8_t type, uint32_t id)
@@ -181,16 +193,16 @@ static inline uint64_t cache_key(enum answer answer, uint8_t type, uint32_t id)
 
 static inline int translate(enum answer answer, uint8_t type, uint32_t id, uint32_t *out)
 {
-	uint64_t key = cache_key(answer, type, id), now;
-	struct slot *s = probe(key, &now);
+	uint64_t key = cache_key(answer, type, id), now, gen;
+	struct slot *s = probe(key, &now, &gen);
 	if (__builtin_expect(s->key == key, 1)) {
 		*out = s->val;
 		return s->found ? 0 : -1;
 	}
 	struct lookup l = { answer, type, id, 0 };
-	int found = with_read_txn(lookup_in, &l) == 0;
-	/* Only cache what was read at or after the checked txn id. */
-	if (cache.txnid == now) *s = (struct slot){ key, l.out, found };
+	int found = in_journal(&l) == 0 || with_read_txn(lookup_in, &l) == 0;
+	/* Only cache what was read at or after the checked txn id and generation. */
+	if (cache.txnid == now && cache.jgen == gen) *s = (struct slot){ key, l.out, found };
 	*out = l.out;
 	return found ? 0 : -1;
 }
@@ -207,8 +219,8 @@ int vr_is_template(uint8_t type, uint32_t vrid)
 /* A translation from the cache alone: -1 on a miss, without reading LMDB. */
 static int cached(enum answer answer, uint8_t type, uint32_t id, uint32_t *out)
 {
-	uint64_t key = cache_key(answer, type, id), now;
-	struct slot *s = probe(key, &now);
+	uint64_t key = cache_key(answer, type, id), now, gen;
+	struct slot *s = probe(key, &now, &gen);
 	if (s->key != key || !s->found) return -1;
 	*out = s->val;
 	return 0;
@@ -258,14 +270,18 @@ MDB_txn *write_begin(void)
 	}
 	if (rc) shim_fatal("cannot write tables at %s: %s", t->path, mdb_strerror(rc));
 	inflight_recover(shim_inflight(), &shim_kernel, mapped_in, txn, NULL, 0);
+	/* Every write folds the journal in: its rows go with this commit. */
+	journal_recover(shim_journal(), &shim_kernel, mapped_in, txn, NULL, 0);
+	journal_fold_into(shim_journal(), t, txn, shim_pid);
 	return txn;
 }
 
 int write_commit(MDB_txn *txn)
 {
 	int rc = mdb_txn_commit(txn);
-	tabledb_write_unlock(shim_tables());
 	if (rc == MDB_EMPTY_TXN) rc = 0; /* this LMDB's word for a commit that changed nothing */
+	journal_fold_end(shim_journal(), shim_pid, rc == 0);
+	tabledb_write_unlock(shim_tables());
 	if (rc) shim_warn("cannot commit to tables at %s: %s", shim_tables()->path, mdb_strerror(rc));
 	shim_tables_leave();
 	return rc;
@@ -274,6 +290,7 @@ int write_commit(MDB_txn *txn)
 void write_abort(MDB_txn *txn)
 {
 	mdb_txn_abort(txn);
+	journal_fold_end(shim_journal(), shim_pid, 0);
 	tabledb_write_unlock(shim_tables());
 	shim_tables_leave();
 }

@@ -85,6 +85,10 @@ export function ipcRemove(type: IpcType, id: number): number {
 export const ipcCreate = (home: string, aid: string, type: IpcType, key: number, size: number, mode: number): number => addon().ipcCreate(home, aid, type, key, size, mode);
 export const inflightClear = (home: string): void => addon().inflightClear(home);
 export const recoverInflight = (home: string, isMapped: (type: number, srid: number) => boolean): string | null => addon().recoverInflight(home, isMapped);
+export const journalUsed = (home: string): number => addon().journalUsed(home);
+export const recoverJournal = (home: string, isMapped: (type: number, srid: number) => boolean): string | null => addon().recoverJournal(home, isMapped);
+export const foldJournalBegin: ReturnType<typeof addon>['foldJournalBegin'] = (home, put) => addon().foldJournalBegin(home, put);
+export const foldJournalEnd = (home: string, committed: boolean): void => addon().foldJournalEnd(home, committed);
 
 export const semGetAll = (semid: number): number[] => addon().semGetAll(semid);
 export const semCapture = (semids: Int32Array): Uint32Array => addon().semCapture(semids);

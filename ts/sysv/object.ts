@@ -4,7 +4,19 @@ import * as rows from '../rows.js';
 import type { Section, SnapReader, SnapWriter } from '../snapfile.js';
 import { type FwdRow, type TableDb, writeTxn } from '../tabledb.js';
 import { IPC_NOUN, IPCRM_OPTION, type IpcType, keyText } from './ipctype.js';
-import { type Listings, inflightClear, ipcCreate, ipcRemove, ipcSetPerm, ipcStat, recoverInflight as recoverInflightIn } from './kernel.js';
+import {
+  type Listings,
+  foldJournalBegin,
+  foldJournalEnd,
+  inflightClear,
+  ipcCreate,
+  ipcRemove,
+  ipcSetPerm,
+  ipcStat,
+  journalUsed,
+  recoverInflight as recoverInflightIn,
+  recoverJournal,
+} from './kernel.js';
 import * as S from '../../tables/schema.js';
 
 /**
@@ -123,6 +135,31 @@ export const perm = (row: FwdRow, st: { uid: number; gid: number; mode: number }
 export function recoverInflight(t: TableDb): string | null {
   if (t.empty) return null; // nothing has run: no record, and none is made
   return recoverInflightIn(t.home, (type, srid) => t.rev.get(S.revKey(t.node, type, srid)) !== undefined);
+}
+
+/**
+ * The rows of new private objects the shim keeps in the home's journal
+ * (native/core/journal.h) moved into the tables, in a write transaction of
+ * their own, with what a creator that died while creating left removed:
+ * before anything reads an application's rows as a whole. Returns what it
+ * removed, or null.
+ */
+export function foldJournal(t: TableDb): string | null {
+  if (t.empty || journalUsed(t.home) === 0) return null;
+  let recovered: string | null = null;
+  let committed = false;
+  try {
+    writeTxn(t, () => {
+      recovered = recoverJournal(t.home, (type, srid) => t.rev.get(S.revKey(t.node, type, srid)) !== undefined);
+      foldJournalBegin(t.home, (aid, type, vrid, srid, creator, createdMs) =>
+        rows.mapOver(t, aid, type, vrid, { srid, vkey: 0, skey: 0, creator, createdMs }),
+      );
+    });
+    committed = true;
+  } finally {
+    foldJournalEnd(t.home, committed);
+  }
+  return recovered;
 }
 
 /** Maps a saved object at its saved vrid. The AID is fresh or ended, so

@@ -1,0 +1,658 @@
+/* The journal of new objects (journal.h). The slots are a hash table with
+ * linear probing, changed only under a robust process-shared lock and
+ * read without one: a reader checks the generation before and after its
+ * probe (odd while the slots change), as a seqlock does. */
+#define _GNU_SOURCE
+#include "journal.h"
+#include "guardmap.h"
+#include "home.h"
+#include "procinfo.h"
+#include "rawcall.h"
+#include "../../tables/schema.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ipc.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAGIC 0x31304c4e524a5041ull /* "APJRNL01" */
+#define INITIALIZING (1ull << 63)   /* | the initializing process's PID */
+#define HEAD_SIZE 65536u
+#define MASK (JOURNAL_SLOTS - 1)
+
+enum kind { FREE = 0, LIVE = 1, FOLDING = 2, TOMB = 3 };
+/* A slot's state: its kind, and for FOLDING the folder's PID above it. */
+static inline uint32_t state_of(enum kind k, pid_t owner) { return (uint32_t)k | ((uint32_t)owner << 2); }
+static inline enum kind kind_of(uint32_t state) { return (enum kind)(state & 3); }
+static inline pid_t owner_of(uint32_t state) { return (pid_t)(state >> 2); }
+
+struct journal_slot {
+	_Atomic uint32_t state;
+	uint8_t type, pad;
+	uint16_t app;
+	uint32_t vrid, srid, creator, check;
+	uint64_t created_ms;
+};
+
+struct journal_app {
+	uint64_t hash; /* 0: free */
+	uint32_t rows;
+	char aid[APPSHOT_AID_MAX + 1];
+};
+
+enum { PENDING_CREATING = 1, PENDING_CREATED = 2 };
+struct journal_pending {
+	_Atomic uint64_t token; /* 0 free; else the creator's PID << 32 | a count */
+	_Atomic uint64_t ready; /* == token once the fields below are the creator's */
+	uint32_t spid, srid;
+	_Atomic uint8_t state;
+	uint8_t type;
+	uint64_t start_ticks, started_s;
+	char aid[APPSHOT_AID_MAX + 1];
+};
+
+struct journal_head {
+	_Atomic uint64_t magic;
+	_Atomic uint64_t gen;
+	_Atomic uint32_t used; /* slots not FREE */
+	_Atomic uint32_t pending_used;
+	_Atomic uint32_t app_epoch;
+	uint32_t tombs;
+	pthread_mutex_t mutex;
+	struct journal_app apps[JOURNAL_APPS];
+	struct journal_pending pending[JOURNAL_PENDING];
+};
+
+_Static_assert(sizeof(struct journal_slot) == 32, "a slot is 32 bytes");
+_Static_assert(sizeof(struct journal_head) <= HEAD_SIZE, "the head fits its part of the file");
+
+size_t journal_file_size(void) { return JOURNAL_OFFSET + HEAD_SIZE + (size_t)JOURNAL_SLOTS * sizeof(struct journal_slot); }
+static size_t map_size(void) { return HEAD_SIZE + (size_t)JOURNAL_SLOTS * sizeof(struct journal_slot); }
+
+static uint64_t fnv(const void *p, size_t n, uint64_t h)
+{
+	const uint8_t *b = p;
+	for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+	return h;
+}
+
+static uint64_t aid_hash(const char *aid)
+{
+	uint64_t h = fnv(aid, strlen(aid), 0xcbf29ce484222325ull);
+	return h ? h : 1;
+}
+
+static uint32_t home_of(uint64_t aidhash, uint8_t type, uint32_t vrid)
+{
+	uint64_t x = (aidhash ^ ((uint64_t)type << 56) ^ vrid) * 0x9E3779B97F4A7C15ull;
+	return (uint32_t)(x >> 40) & MASK;
+}
+
+static uint32_t slot_check(const struct journal_slot *s)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+	h = fnv(&s->type, 1, h);
+	h = fnv(&s->app, 2, h);
+	h = fnv(&s->vrid, 4, h);
+	h = fnv(&s->srid, 4, h);
+	h = fnv(&s->creator, 4, h);
+	h = fnv(&s->created_ms, 8, h);
+	return (uint32_t)(h ^ (h >> 32));
+}
+
+static int alive(pid_t pid) { return raw_call(SYS_kill, pid, 0) == 0 || errno == EPERM; }
+
+/* ------------------------------------------------------------ mapping */
+
+static void init_lock(struct journal_head *h)
+{
+	pthread_mutexattr_t a;
+	pthread_mutexattr_init(&a);
+	pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+	pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+	pthread_mutex_init(&h->mutex, &a);
+	pthread_mutexattr_destroy(&a);
+}
+
+/* The first user makes the lock; one that died doing so is replaced. */
+static int make_ready(struct journal_head *h)
+{
+	pid_t me = (pid_t)raw_call(SYS_getpid);
+	for (;;) {
+		uint64_t m = atomic_load_explicit(&h->magic, memory_order_acquire);
+		if (m == MAGIC) return 0;
+		if (m != 0 && !(m & INITIALIZING)) return EPROTO; /* not a journal */
+		if (m & INITIALIZING && alive((pid_t)(m & 0xffffffffu))) {
+			raw_call(SYS_sched_yield);
+			continue;
+		}
+		if (!atomic_compare_exchange_strong(&h->magic, &m, INITIALIZING | (uint64_t)me)) continue;
+		init_lock(h);
+		atomic_store_explicit(&h->magic, MAGIC, memory_order_release);
+		return 0;
+	}
+}
+
+int journal_map_fd(struct journal *j, int fd)
+{
+	*j = (struct journal){ .app = -1 };
+	int e = inflight_reserve(fd, (off_t)journal_file_size());
+	if (e) return e;
+	void *p = appshot_guarded_mmap(NULL, map_size(), PROT_READ | PROT_WRITE, MAP_SHARED, fd, JOURNAL_OFFSET);
+	if (p == MAP_FAILED) return errno;
+	if ((e = make_ready(p))) {
+		appshot_guarded_munmap(p, map_size());
+		return e;
+	}
+	j->head = p;
+	j->slots = (struct journal_slot *)((char *)p + HEAD_SIZE);
+	return 0;
+}
+
+int journal_open(struct journal *j, const char *home)
+{
+	char path[4096];
+	if (snprintf(path, sizeof path, "%s/%s", home, APPSHOT_INFLIGHT_FILE) >= (int)sizeof path) return ENAMETOOLONG;
+	int fd = home_path_open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) return errno;
+	int e = journal_map_fd(j, fd);
+	close(fd);
+	return e;
+}
+
+void journal_close(struct journal *j)
+{
+	if (j->head) appshot_guarded_munmap(j->head, map_size());
+	*j = (struct journal){ .app = -1 };
+}
+
+void journal_set_app(struct journal *j, const char *aid)
+{
+	snprintf(j->aid, sizeof j->aid, "%s", aid);
+	j->aidhash = aid_hash(j->aid);
+	j->app = -1;
+}
+
+uint64_t journal_gen(const struct journal *j)
+{
+	/* No journal (a restored process between its old mapping and the new): 0. */
+	const struct journal_head *h = __atomic_load_n(&j->head, __ATOMIC_RELAXED);
+	return h ? atomic_load_explicit(&h->gen, memory_order_acquire) : 0;
+}
+
+uint32_t journal_used(const struct journal *j)
+{
+	return j->head ? atomic_load_explicit(&j->head->used, memory_order_relaxed) : 0;
+}
+
+uint32_t journal_pending(const struct journal *j)
+{
+	return j->head ? atomic_load_explicit(&j->head->pending_used, memory_order_relaxed) : 0;
+}
+
+/* ------------------------------------------------------------ the lock */
+
+static void repair(struct journal *j);
+
+static void lock(struct journal *j)
+{
+	if (pthread_mutex_lock(&j->head->mutex) == EOWNERDEAD) {
+		repair(j);
+		pthread_mutex_consistent(&j->head->mutex);
+	}
+}
+
+static void unlock(struct journal *j) { pthread_mutex_unlock(&j->head->mutex); }
+
+/* Around every change of the slots or the AID table, under the lock. */
+static void change_begin(struct journal *j) { atomic_fetch_add_explicit(&j->head->gen, 1, memory_order_acq_rel); }
+static void change_end(struct journal *j) { atomic_fetch_add_explicit(&j->head->gen, 1, memory_order_release); }
+
+/* ------------------------------------------------------------ AIDs */
+
+static int app_lookup(const struct journal *j)
+{
+	const struct journal_head *h = j->head;
+	for (unsigned i = 0; i < JOURNAL_APPS; i++)
+		if (h->apps[i].hash == j->aidhash && !strncmp(h->apps[i].aid, j->aid, sizeof h->apps[i].aid)) return (int)i;
+	return -1;
+}
+
+/* This application's entry, as of the table's epoch (read racing with a
+ * change: the caller's generation check catches it). */
+static int app_index(struct journal *j)
+{
+	uint32_t epoch = atomic_load_explicit(&j->head->app_epoch, memory_order_acquire);
+	int app = __atomic_load_n(&j->app, __ATOMIC_RELAXED);
+	if (app >= 0 && __atomic_load_n(&j->app_epoch, __ATOMIC_RELAXED) == epoch) return app;
+	app = app_lookup(j);
+	if (app >= 0) {
+		__atomic_store_n(&j->app_epoch, epoch, __ATOMIC_RELAXED);
+		__atomic_store_n(&j->app, app, __ATOMIC_RELAXED);
+	}
+	return app;
+}
+
+/* Under the lock, inside a change: the entry, made if need be. */
+static int app_claim(struct journal *j)
+{
+	int app = app_lookup(j);
+	if (app >= 0) return app;
+	struct journal_head *h = j->head;
+	for (unsigned i = 0; i < JOURNAL_APPS; i++) {
+		if (h->apps[i].hash) continue;
+		snprintf(h->apps[i].aid, sizeof h->apps[i].aid, "%s", j->aid);
+		h->apps[i].rows = 0;
+		h->apps[i].hash = j->aidhash;
+		atomic_fetch_add_explicit(&h->app_epoch, 1, memory_order_release);
+		return (int)i;
+	}
+	return -1;
+}
+
+static void app_release(struct journal *j, uint16_t app)
+{
+	struct journal_app *a = &j->head->apps[app];
+	if (a->rows && --a->rows == 0) {
+		a->hash = 0;
+		atomic_fetch_add_explicit(&j->head->app_epoch, 1, memory_order_release);
+	}
+}
+
+/* ------------------------------------------------------------ slots */
+
+static struct journal_slot *slot(const struct journal *j, uint32_t i) { return &j->slots[i & MASK]; }
+
+static int matches(const struct journal_slot *s, int app, uint8_t type, uint32_t vrid)
+{
+	return s->app == app && s->type == type && s->vrid == vrid;
+}
+
+/* The slot holding the row, or -1; free is set to the first slot a new
+ * row could take on the way (FREE or TOMB), if asked. */
+static int64_t probe(const struct journal *j, int app, uint8_t type, uint32_t vrid, int64_t *free)
+{
+	uint32_t i = home_of(j->head->apps[app].hash, type, vrid);
+	if (free) *free = -1;
+	for (uint32_t n = 0; n < JOURNAL_SLOTS; n++, i = (i + 1) & MASK) {
+		const struct journal_slot *s = slot(j, i);
+		enum kind k = kind_of(atomic_load_explicit(&s->state, memory_order_acquire));
+		if (k == FREE) {
+			if (free && *free < 0) *free = i;
+			return -1;
+		}
+		if (k == TOMB) {
+			if (free && *free < 0) *free = i;
+			continue;
+		}
+		if (matches(s, app, type, vrid)) return i;
+	}
+	return -1;
+}
+
+static void row_of(const struct journal_slot *s, struct journal_row *out)
+{
+	*out = (struct journal_row){ s->type, s->vrid, s->srid, s->creator, s->created_ms };
+}
+
+int journal_find(struct journal *j, uint8_t type, uint32_t vrid, struct journal_row *out)
+{
+	if (!j->head || !atomic_load_explicit(&j->head->used, memory_order_relaxed)) return -1;
+	for (int tries = 0; tries < 1000; tries++) {
+		uint64_t g = atomic_load_explicit(&j->head->gen, memory_order_acquire);
+		if (g & 1) {
+			raw_call(SYS_sched_yield);
+			continue;
+		}
+		int app = app_index(j);
+		int64_t i = app >= 0 ? probe(j, app, type, vrid, NULL) : -1;
+		struct journal_row r;
+		if (i >= 0) row_of(slot(j, (uint32_t)i), &r);
+		atomic_thread_fence(memory_order_acquire);
+		if (atomic_load_explicit(&j->head->gen, memory_order_relaxed) != g) continue;
+		if (i >= 0) *out = r;
+		return i >= 0 ? 0 : -1;
+	}
+	/* Someone keeps changing the slots, or died doing so: take the lock. */
+	lock(j);
+	int app = app_lookup(j);
+	int64_t i = app >= 0 ? probe(j, app, type, vrid, NULL) : -1;
+	if (i >= 0) row_of(slot(j, (uint32_t)i), out);
+	unlock(j);
+	return i >= 0 ? 0 : -1;
+}
+
+static void put_row(struct journal_slot *s, int app, const struct journal_row *row, uint32_t state)
+{
+	s->type = row->type;
+	s->app = (uint16_t)app;
+	s->vrid = row->vrid;
+	s->srid = row->srid;
+	s->creator = row->creator;
+	s->created_ms = row->created_ms;
+	s->check = slot_check(s);
+	atomic_store_explicit(&s->state, state, memory_order_release);
+}
+
+int journal_insert(struct journal *j, const struct journal_row *row)
+{
+	struct journal_head *h = j->head;
+	int rc = -1;
+	lock(j);
+	change_begin(j);
+	int app = app_claim(j);
+	int64_t free, i = app >= 0 ? probe(j, app, row->type, row->vrid, &free) : -1;
+	if (app < 0) {
+		/* no room for another application */
+	} else if (i >= 0) {
+		/* A stale row at this vrid (its object is gone, or the kernel
+		 * could not have handed the ID out): replaced, unless a folder
+		 * has it in hand; the caller then goes the LMDB way. */
+		struct journal_slot *s = slot(j, (uint32_t)i);
+		if (kind_of(atomic_load(&s->state)) == LIVE) {
+			put_row(s, app, row, state_of(LIVE, 0));
+			rc = 0;
+		}
+	} else if (free >= 0) {
+		/* A FREE slot is taken only while another stays FREE: probes end there. */
+		struct journal_slot *s = slot(j, (uint32_t)free);
+		int tomb = kind_of(atomic_load(&s->state)) == TOMB;
+		if (tomb || atomic_load(&h->used) < JOURNAL_SLOTS - 1) {
+			if (tomb) h->tombs--;
+			else atomic_fetch_add(&h->used, 1);
+			h->apps[app].rows++;
+			put_row(s, app, row, state_of(LIVE, 0));
+			rc = 0;
+		}
+	}
+	change_end(j);
+	unlock(j);
+	return rc;
+}
+
+/* Whether k lies cyclically in (i, j]. */
+static int between(uint32_t k, uint32_t i, uint32_t j) { return i <= j ? (i < k && k <= j) : (i < k || k <= j); }
+
+/* Removes slot at (Knuth's algorithm R: later rows of the probe run move
+ * back into the hole, so no probe ever meets a hole before its row). A
+ * moved row is written whole to its new slot before its old slot is
+ * reused: killed at any point, every row stays whole in one slot at least
+ * (repair then drops the copies). Under the lock, inside a change. */
+static void delete_slot(struct journal *j, uint32_t at)
+{
+	struct journal_head *h = j->head;
+	app_release(j, slot(j, at)->app);
+	uint32_t hole = at;
+	for (uint32_t n = 1, i = (at + 1) & MASK; n < JOURNAL_SLOTS; n++, i = (i + 1) & MASK) {
+		struct journal_slot *s = slot(j, i);
+		uint32_t st = atomic_load(&s->state);
+		if (kind_of(st) == FREE) break;
+		if (kind_of(st) == TOMB) continue;
+		if (between(home_of(h->apps[s->app].hash, s->type, s->vrid), hole, i)) continue;
+		struct journal_row r;
+		row_of(s, &r);
+		put_row(slot(j, hole), s->app, &r, st);
+		hole = i;
+	}
+	atomic_store_explicit(&slot(j, hole)->state, state_of(FREE, 0), memory_order_release);
+	atomic_fetch_sub(&h->used, 1);
+}
+
+enum journal_drop journal_drop(struct journal *j, uint8_t type, uint32_t vrid, uint32_t srid)
+{
+	enum journal_drop d = JOURNAL_ABSENT;
+	if (!j->head) return d;
+	lock(j);
+	change_begin(j);
+	int app = app_lookup(j);
+	int64_t i = app >= 0 ? probe(j, app, type, vrid, NULL) : -1;
+	if (i >= 0 && slot(j, (uint32_t)i)->srid == srid) {
+		if (kind_of(atomic_load(&slot(j, (uint32_t)i)->state)) == FOLDING) d = JOURNAL_FOLDING;
+		else {
+			delete_slot(j, (uint32_t)i);
+			d = JOURNAL_DROPPED;
+		}
+	}
+	change_end(j);
+	unlock(j);
+	return d;
+}
+
+/* After a holder of the lock died: a slot it was writing (its check
+ * fails) and the second copy of a row it was moving become tombstones,
+ * which probes pass over and inserts reuse; the counts are made again. */
+static void repair(struct journal *j)
+{
+	struct journal_head *h = j->head;
+	uint32_t used = 0, tombs = 0;
+	for (uint32_t i = 0; i < JOURNAL_SLOTS; i++) {
+		struct journal_slot *s = slot(j, i);
+		enum kind k = kind_of(atomic_load(&s->state));
+		if ((k == LIVE || k == FOLDING) &&
+		    (s->app >= JOURNAL_APPS || !h->apps[s->app].hash || s->check != slot_check(s)))
+			atomic_store(&s->state, state_of(TOMB, 0));
+	}
+	/* Now every row left is whole: of two copies, the first a probe meets stays. */
+	for (unsigned a = 0; a < JOURNAL_APPS; a++) h->apps[a].rows = 0;
+	for (uint32_t i = 0; i < JOURNAL_SLOTS; i++) {
+		struct journal_slot *s = slot(j, i);
+		enum kind k = kind_of(atomic_load(&s->state));
+		if (k == FREE) continue;
+		used++;
+		if (k != TOMB && probe(j, s->app, s->type, s->vrid, NULL) != (int64_t)i)
+			atomic_store(&s->state, state_of(TOMB, 0)), k = TOMB;
+		if (k == TOMB) tombs++;
+		else h->apps[s->app].rows++;
+	}
+	for (unsigned a = 0; a < JOURNAL_APPS; a++)
+		if (h->apps[a].hash && !h->apps[a].rows) h->apps[a].hash = 0;
+	atomic_fetch_add(&h->app_epoch, 1);
+	atomic_store(&h->used, used);
+	h->tombs = tombs;
+	if (atomic_load(&h->gen) & 1) atomic_fetch_add(&h->gen, 1);
+}
+
+/* ------------------------------------------------------------ folding */
+
+static int foldable(uint32_t st, pid_t me)
+{
+	enum kind k = kind_of(st);
+	return k == LIVE || (k == FOLDING && owner_of(st) != me && !alive(owner_of(st)));
+}
+
+int journal_fold_begin(struct journal *j, pid_t me, journal_fold_fn *fn, void *arg)
+{
+	j->folding = 0;
+	if (!journal_used(j)) return 0;
+	struct journal_head *h = j->head;
+	int rc = 0;
+	lock(j);
+	for (uint32_t i = 0; i < JOURNAL_SLOTS && !rc; i++) {
+		struct journal_slot *s = slot(j, i);
+		uint32_t st = atomic_load(&s->state);
+		if (!foldable(st, me)) continue;
+		struct journal_row r;
+		row_of(s, &r);
+		if ((rc = fn(arg, h->apps[s->app].aid, &r))) break;
+		/* A state change only: probes see FOLDING as a row. */
+		atomic_store(&s->state, state_of(FOLDING, me));
+		j->folding++;
+	}
+	unlock(j);
+	if (rc) journal_fold_end(j, me, 0);
+	return rc;
+}
+
+void journal_fold_end(struct journal *j, pid_t me, int committed)
+{
+	if (!j->folding) return;
+	struct journal_head *h = j->head;
+	lock(j);
+	change_begin(j);
+	/* A delete moves later rows back, into the slot just looked at, or,
+	 * where the run wraps, to the start: look again until all are done. */
+	for (uint32_t n = 0, i = 0; j->folding && n < 2 * JOURNAL_SLOTS; n++, i = (i + 1) & MASK) {
+		struct journal_slot *s = slot(j, i);
+		while (j->folding && atomic_load(&s->state) == state_of(FOLDING, me)) {
+			j->folding--;
+			if (!committed) atomic_store(&s->state, state_of(LIVE, 0));
+			else delete_slot(j, i);
+		}
+	}
+	j->folding = 0; /* a repair after a crash may have taken some */
+	if (h->tombs && atomic_load(&h->used) == h->tombs) {
+		for (uint32_t k = 0; k < JOURNAL_SLOTS; k++) atomic_store(&slot(j, k)->state, state_of(FREE, 0));
+		atomic_store(&h->used, 0);
+		h->tombs = 0;
+	}
+	change_end(j);
+	unlock(j);
+}
+
+/* ------------------------------------------------------------ creating */
+
+int journal_pending_begin(struct journal *j, pid_t spid, uint64_t start_ticks, uint8_t type)
+{
+	static _Atomic uint32_t count;
+	struct journal_head *h = j->head;
+	uint64_t token = ((uint64_t)spid << 32) | (atomic_fetch_add(&count, 1) + 1u);
+	for (uint32_t n = 0, p = (uint32_t)spid % JOURNAL_PENDING; n < JOURNAL_PENDING; n++, p = (p + 1) % JOURNAL_PENDING) {
+		struct journal_pending *r = &h->pending[p];
+		uint64_t zero = 0;
+		if (atomic_load_explicit(&r->token, memory_order_relaxed) || !atomic_compare_exchange_strong(&r->token, &zero, token))
+			continue;
+		atomic_fetch_add(&h->pending_used, 1);
+		r->spid = (uint32_t)spid;
+		r->type = type;
+		r->srid = 0;
+		r->start_ticks = start_ticks;
+		r->started_s = (uint64_t)time(NULL);
+		snprintf(r->aid, sizeof r->aid, "%s", j->aid);
+		atomic_store_explicit(&r->state, PENDING_CREATING, memory_order_relaxed);
+		atomic_store_explicit(&r->ready, token, memory_order_release);
+		return (int)p;
+	}
+	return -1;
+}
+
+void journal_pending_created(struct journal *j, int p, uint32_t srid)
+{
+	struct journal_pending *r = &j->head->pending[p];
+	r->srid = srid;
+	atomic_store_explicit(&r->state, PENDING_CREATED, memory_order_release);
+}
+
+static void pending_free(struct journal_head *h, struct journal_pending *r, uint64_t token)
+{
+	if (atomic_compare_exchange_strong(&r->token, &token, 0)) atomic_fetch_sub(&h->pending_used, 1);
+}
+
+void journal_pending_clear(struct journal *j, int p)
+{
+	struct journal_pending *r = &j->head->pending[p];
+	pending_free(j->head, r, atomic_load(&r->token));
+}
+
+/* Whether the record's creator still runs (the same process, not a later
+ * one with its number). */
+static int creator_runs(const struct journal_pending *r, uint64_t token)
+{
+	pid_t pid = (pid_t)(token >> 32);
+	uint64_t ticks;
+	if (atomic_load_explicit(&r->ready, memory_order_acquire) != token) return alive(pid);
+	return proc_start_ticks(pid, &ticks) == 0 && ticks == r->start_ticks;
+}
+
+struct mapped_ctx {
+	struct journal *j;
+	is_mapped_fn mapped;
+	void *ctx;
+};
+
+static int in_slots(const struct journal *j, uint8_t type, uint32_t srid)
+{
+	for (uint32_t i = 0; i < JOURNAL_SLOTS; i++) {
+		const struct journal_slot *s = slot(j, i);
+		enum kind k = kind_of(atomic_load(&s->state));
+		if ((k == LIVE || k == FOLDING) && s->type == type && s->srid == srid) return 1;
+	}
+	return 0;
+}
+
+static int mapped_anywhere(void *arg, uint8_t type, uint32_t srid)
+{
+	struct mapped_ctx *m = arg;
+	return in_slots(m->j, type, srid) || m->mapped(m->ctx, type, srid);
+}
+
+int journal_recover(struct journal *j, const struct kernel_ops *k, is_mapped_fn mapped, void *ctx, char *report,
+		    size_t reportlen)
+{
+	struct journal_head *h = j->head;
+	int removed = 0;
+	if (report && reportlen) report[0] = 0;
+	if (!h || !atomic_load(&h->pending_used)) return 0;
+	struct mapped_ctx m = { j, mapped, ctx };
+	for (uint32_t p = 0; p < JOURNAL_PENDING; p++) {
+		struct journal_pending *r = &h->pending[p];
+		uint64_t token = atomic_load(&r->token);
+		if (!token || creator_runs(r, token)) continue;
+		/* A creator that died before it filled its record had not called
+		 * the kernel yet. */
+		if (atomic_load(&r->ready) == token && sysv_is_ipc(r->type)) {
+			lock(j);
+			int id = inflight_orphan(k, r->type, IPC_PRIVATE, r->started_s, atomic_load(&r->state) == PENDING_CREATED,
+						 r->srid, mapped_anywhere, &m);
+			unlock(j);
+			if (id >= 0 && sysv_rmid(k, r->type, id) == 0) {
+				removed++;
+				if (report && reportlen && !report[0])
+					snprintf(report, reportlen,
+						 "removed %s %d that process %u of application '%s' created and did not record before it died",
+						 sysv_noun(r->type), id, r->spid, r->aid);
+			}
+		}
+		pending_free(h, r, token);
+	}
+	return removed;
+}
+
+/* ------------------------------------------------------------ into LMDB */
+
+struct fold_into {
+	const struct tabledb *t;
+	struct tabledb other; /* t with another application's AID */
+	MDB_txn *txn;
+};
+
+static int put_folded(void *arg, const char *aid, const struct journal_row *r)
+{
+	struct fold_into *f = arg;
+	const struct tabledb *t = f->t;
+	if (strcmp(aid, t->aid)) {
+		if (strcmp(aid, f->other.aid)) {
+			f->other = *t;
+			snprintf(f->other.aid, sizeof f->other.aid, "%s", aid);
+			f->other.aidlen = strlen(f->other.aid);
+		}
+		t = &f->other;
+	}
+	struct fwd_val fv = { .srid = r->srid, .vkey = IPC_PRIVATE, .skey = IPC_PRIVATE, .creator = r->creator,
+			      .created_ms = r->created_ms };
+	return tabledb_map_over(t, f->txn, r->type, r->vrid, &fv);
+}
+
+int journal_fold_into(struct journal *j, const struct tabledb *t, MDB_txn *txn, pid_t me)
+{
+	if (!journal_used(j)) return 0;
+	struct fold_into f = { .t = t, .txn = txn };
+	f.other.aid[0] = 0;
+	return journal_fold_begin(j, me, put_folded, &f);
+}

@@ -1,0 +1,123 @@
+/*
+ * The journal of new objects (issue 21): the rows of the SysV objects a
+ * program creates with IPC_PRIVATE, kept in shared memory (the home's
+ * inflight file, past the inflight record) instead of being committed to
+ * LMDB one by one. A create and a remove there are a few stores under a
+ * short lock, where an LMDB commit costs ten times the kernel's own call.
+ *
+ * The journal is folded into LMDB: by every write transaction the shim, the
+ * supervisor or the harness makes (the rows are put in that transaction and
+ * leave the journal after its commit), and before anything reads the
+ * application's rows as a whole (*_INFO, *_STAT, /proc/sysvipc, snapshot,
+ * cleanup, gc, the inspector). So only the translation of one virtual ID
+ * (translate.c) and IPC_RMID ever look a row up in the journal itself.
+ *
+ * What a crash leaves: a creator killed between the kernel's call and its
+ * row is covered by its pending record (as the inflight record covers the
+ * LMDB path); a folder killed before its commit leaves its rows in the
+ * journal (FOLDING, taken over by the next folder); a process killed while
+ * changing the slots leaves every row whole in at least one slot, which the
+ * next holder of the journal's lock (robust) checks and repairs.
+ */
+#ifndef APPSHOT_JOURNAL_H
+#define APPSHOT_JOURNAL_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include "inflight.h"
+#include "sysv.h"
+#include "tabledb.h"
+
+/* Where the journal lies in the inflight file, and its size. */
+#define JOURNAL_OFFSET 4096u
+#define JOURNAL_SLOTS 32768u     /* a power of two */
+#define JOURNAL_PENDING 256u
+#define JOURNAL_APPS 128u
+/* Past this many slots in use, a create folds the journal first. */
+#define JOURNAL_FOLD_AT (JOURNAL_SLOTS / 2)
+size_t journal_file_size(void);
+
+struct journal_head;
+struct journal_slot;
+
+/* One row: what the LMDB forward row of a private object holds (its vkey
+ * and skey are IPC_PRIVATE). */
+struct journal_row {
+	uint8_t type;
+	uint32_t vrid, srid, creator;
+	uint64_t created_ms;
+};
+
+/* A process's view of the journal, for one application. */
+struct journal {
+	struct journal_head *head;
+	struct journal_slot *slots;
+	char aid[64];
+	uint64_t aidhash;
+	/* The application's entry in the head's table of AIDs, as of the
+	 * table's epoch (it changes when an entry is freed). */
+	uint32_t app_epoch;
+	int app; /* -1: not known */
+	/* Rows this process marked in its journal_fold_begin, until its end. */
+	uint32_t folding;
+};
+
+/* Maps the journal part of the inflight file fd (which it extends if it is
+ * the older, shorter file) and makes it ready the first time. 0 or errno. */
+int journal_map_fd(struct journal *j, int fd);
+int journal_open(struct journal *j, const char *home);
+void journal_close(struct journal *j);
+/* Whose rows this view reads and writes. */
+void journal_set_app(struct journal *j, const char *aid);
+static inline int journal_mapped(const struct journal *j) { return j->head != 0; }
+
+/* Changes with every change of the slots: the translation cache's check. */
+uint64_t journal_gen(const struct journal *j);
+/* Slots in use (rows, and rows being folded): 0 means nothing to fold. */
+uint32_t journal_used(const struct journal *j);
+/* Pending records taken (creations under way, or left by dead creators). */
+uint32_t journal_pending(const struct journal *j);
+
+/* The row of this application's object type/vrid: 0, or -1 if none. Takes
+ * no lock while nobody changes the slots. */
+int journal_find(struct journal *j, uint8_t type, uint32_t vrid, struct journal_row *out);
+
+/* Creating. A pending record (begin, before the kernel's call) names the
+ * creator and the time, created gives the kernel's ID, clear ends it once
+ * the row is in. -1 when every record is taken (the caller then creates
+ * the LMDB way). */
+int journal_pending_begin(struct journal *j, pid_t spid, uint64_t start_ticks, uint8_t type);
+void journal_pending_created(struct journal *j, int p, uint32_t srid);
+void journal_pending_clear(struct journal *j, int p);
+/* Adds the application's row (replacing a row at the same vrid, which can
+ * only be a stale one: see the caller). 0, or -1 when the journal is full. */
+int journal_insert(struct journal *j, const struct journal_row *row);
+
+/* Removing: after the kernel removed the object, its row goes. */
+enum journal_drop { JOURNAL_DROPPED, JOURNAL_ABSENT, JOURNAL_FOLDING };
+enum journal_drop journal_drop(struct journal *j, uint8_t type, uint32_t vrid, uint32_t srid);
+
+/* Folding, inside a write transaction of the tables (the caller holds
+ * LMDB's write lock from before begin to after its commit): begin marks
+ * every row (also those a dead folder left) as this process's and calls fn
+ * with each, which puts it in the transaction; nonzero from fn stops it and
+ * is returned, the rows then left as they were. end, after the commit
+ * (committed 1) drops the rows, or (0) gives them back. */
+typedef int journal_fold_fn(void *arg, const char *aid, const struct journal_row *row);
+int journal_fold_begin(struct journal *j, pid_t me, journal_fold_fn *fn, void *arg);
+void journal_fold_end(struct journal *j, pid_t me, int committed);
+
+/* journal_fold_begin into the tables' write transaction txn, each row
+ * mapped under its application's AID (tabledb_map_over). */
+int journal_fold_into(struct journal *j, const struct tabledb *t, MDB_txn *txn, pid_t me);
+
+/* The objects of creators that died between the kernel's call and their
+ * row: removed from the kernel unless mapped (mapped must see the LMDB
+ * rows; the journal's are checked here). Call inside a write transaction,
+ * before journal_fold_begin. Returns how many were removed, a line about
+ * each in report. */
+int journal_recover(struct journal *j, const struct kernel_ops *k, is_mapped_fn mapped, void *ctx,
+		    char *report, size_t reportlen);
+
+#endif
