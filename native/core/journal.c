@@ -65,6 +65,10 @@ struct journal_head {
 	_Atomic uint32_t pending_used;
 	_Atomic uint32_t app_epoch;
 	uint32_t tombs;
+	/* No row lies further than this past its probe's start: probes and
+	 * deletes look no further (the rows of a run of consecutive vrids
+	 * each sit at their start, and a miss must not walk the whole run). */
+	_Atomic uint32_t max_disp;
 	pthread_mutex_t mutex;
 	struct journal_app apps[JOURNAL_APPS];
 	struct journal_pending pending[JOURNAL_PENDING];
@@ -89,11 +93,13 @@ static uint64_t aid_hash(const char *aid)
 	return h ? h : 1;
 }
 
-static uint32_t home_of(uint64_t aidhash, uint8_t type, uint32_t vrid)
-{
-	uint64_t x = (aidhash ^ ((uint64_t)type << 56) ^ vrid) * 0x9E3779B97F4A7C15ull;
-	return (uint32_t)(x >> 40) & MASK;
-}
+/* Where a row's probe starts: the low bits of its vrid, which for an
+ * identity row (vrid = srid) are the kernel's index of the object. Live
+ * objects of a family have distinct indexes, host-wide, and the kernel
+ * hands the lowest free one out again: so rows rarely share a start, and a
+ * program that creates and removes keeps touching the same few slots
+ * (a hashed start was a cache miss on every call). */
+static uint32_t home_of(uint8_t type, uint32_t vrid) { return (vrid + (uint32_t)type * (JOURNAL_SLOTS / 4)) & MASK; }
 
 static uint32_t slot_check(const struct journal_slot *s)
 {
@@ -279,9 +285,12 @@ static int matches(const struct journal_slot *s, int app, uint8_t type, uint32_t
  * row could take on the way (FREE or TOMB), if asked. */
 static int64_t probe(const struct journal *j, int app, uint8_t type, uint32_t vrid, int64_t *free)
 {
-	uint32_t i = home_of(j->head->apps[app].hash, type, vrid);
+	uint32_t i = home_of(type, vrid), reach = atomic_load_explicit(&j->head->max_disp, memory_order_relaxed);
 	if (free) *free = -1;
 	for (uint32_t n = 0; n < JOURNAL_SLOTS; n++, i = (i + 1) & MASK) {
+		/* Past the reach no row of this start lies; an insert walks on
+		 * to the first slot it can take. */
+		if (n > reach && (!free || *free >= 0)) return -1;
 		const struct journal_slot *s = slot(j, i);
 		enum kind k = kind_of(atomic_load_explicit(&s->state, memory_order_acquire));
 		if (k == FREE) {
@@ -292,7 +301,7 @@ static int64_t probe(const struct journal *j, int app, uint8_t type, uint32_t vr
 			if (free && *free < 0) *free = i;
 			continue;
 		}
-		if (matches(s, app, type, vrid)) return i;
+		if (n <= reach && matches(s, app, type, vrid)) return i;
 	}
 	return -1;
 }
@@ -365,6 +374,8 @@ int journal_insert(struct journal *j, const struct journal_row *row)
 		struct journal_slot *s = slot(j, (uint32_t)free);
 		int tomb = kind_of(atomic_load(&s->state)) == TOMB;
 		if (tomb || atomic_load(&h->used) < JOURNAL_SLOTS - 1) {
+			uint32_t disp = ((uint32_t)free - home_of(row->type, row->vrid)) & MASK;
+			if (disp > atomic_load(&h->max_disp)) atomic_store(&h->max_disp, disp);
 			if (tomb) h->tombs--;
 			else atomic_fetch_add(&h->used, 1);
 			h->apps[app].rows++;
@@ -389,20 +400,20 @@ static void delete_slot(struct journal *j, uint32_t at)
 {
 	struct journal_head *h = j->head;
 	app_release(j, slot(j, at)->app);
-	uint32_t hole = at;
-	for (uint32_t n = 1, i = (at + 1) & MASK; n < JOURNAL_SLOTS; n++, i = (i + 1) & MASK) {
+	uint32_t hole = at, reach = atomic_load(&h->max_disp);
+	for (uint32_t i = (at + 1) & MASK; i != at && ((i - hole) & MASK) <= reach; i = (i + 1) & MASK) {
 		struct journal_slot *s = slot(j, i);
 		uint32_t st = atomic_load(&s->state);
 		if (kind_of(st) == FREE) break;
 		if (kind_of(st) == TOMB) continue;
-		if (between(home_of(h->apps[s->app].hash, s->type, s->vrid), hole, i)) continue;
+		if (between(home_of(s->type, s->vrid), hole, i)) continue;
 		struct journal_row r;
 		row_of(s, &r);
 		put_row(slot(j, hole), s->app, &r, st);
 		hole = i;
 	}
 	atomic_store_explicit(&slot(j, hole)->state, state_of(FREE, 0), memory_order_release);
-	atomic_fetch_sub(&h->used, 1);
+	if (atomic_fetch_sub(&h->used, 1) == 1) atomic_store(&h->max_disp, 0);
 }
 
 enum journal_drop journal_drop(struct journal *j, uint8_t type, uint32_t vrid, uint32_t srid)
@@ -510,6 +521,7 @@ void journal_fold_end(struct journal *j, pid_t me, int committed)
 	if (h->tombs && atomic_load(&h->used) == h->tombs) {
 		for (uint32_t k = 0; k < JOURNAL_SLOTS; k++) atomic_store(&slot(j, k)->state, state_of(FREE, 0));
 		atomic_store(&h->used, 0);
+		atomic_store(&h->max_disp, 0);
 		h->tombs = 0;
 	}
 	change_end(j);
@@ -534,7 +546,7 @@ int journal_pending_begin(struct journal *j, pid_t spid, uint64_t start_ticks, u
 		r->srid = 0;
 		r->start_ticks = start_ticks;
 		r->started_s = (uint64_t)time(NULL);
-		snprintf(r->aid, sizeof r->aid, "%s", j->aid);
+		memcpy(r->aid, j->aid, sizeof r->aid);
 		atomic_store_explicit(&r->state, PENDING_CREATING, memory_order_relaxed);
 		atomic_store_explicit(&r->ready, token, memory_order_release);
 		return (int)p;
@@ -566,7 +578,13 @@ static int creator_runs(const struct journal_pending *r, uint64_t token)
 {
 	pid_t pid = (pid_t)(token >> 32);
 	uint64_t ticks;
-	if (atomic_load_explicit(&r->ready, memory_order_acquire) != token) return alive(pid);
+	if (!alive(pid)) return 0;
+	/* A record seconds old whose creator's number lives: read its start
+	 * (a later process may have the number); a younger one is its own
+	 * (numbers are not handed out again that fast), as most are: a
+	 * creation takes microseconds, and this runs at every write. */
+	if (atomic_load_explicit(&r->ready, memory_order_acquire) != token || (uint64_t)time(NULL) < r->started_s + 2)
+		return 1;
 	return proc_start_ticks(pid, &ticks) == 0 && ticks == r->start_ticks;
 }
 

@@ -646,6 +646,16 @@ static int counter_next(const struct tabledb *t, MDB_txn *txn, const char *aid, 
 	return mdb_put(txn, t->alloc, &k, &v, 0);
 }
 
+int tabledb_counter(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t *next)
+{
+	uint8_t kb[APPSHOT_AID_MAX + 2];
+	MDB_val k = { alloc_key(kb, t->aid, t->aidlen, type), kb }, v;
+	int rc = mdb_get(txn, t->alloc, &k, &v);
+	if (rc == 0 && v.mv_size != 4) rc = MDB_CORRUPTED;
+	if (rc == 0) *next = get_u32be(v.mv_data);
+	return rc;
+}
+
 int tabledb_claim(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t vrid, uint32_t srid)
 {
 	uint8_t rk[REV_KEY_LEN], rv[REV_VAL_MAX];
@@ -792,20 +802,20 @@ int tabledb_pid_forget(const struct tabledb *t, MDB_txn *txn, uint32_t spid)
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-/* (helper `fork`, issue 21) Reserves up to n consecutive remapped vpids at
- * once, for a process's next fork children: the first in *first, how many
- * in *count (fewer than n where the counter wraps). One transaction then
- * serves many forks; vpids a process reserved and never used are skipped,
- * as the counter only moves forward. */
-int tabledb_pid_reserve_block(const struct tabledb *t, MDB_txn *txn, uint32_t n, uint32_t *first, uint32_t *count)
+/* Reserves up to n consecutive remapped vrids of a type at once (a
+ * process's next fork children, its next private objects): the first in
+ * *first, how many in *count (fewer than n where the counter wraps). One
+ * transaction then serves many; vrids a process reserved and never used
+ * are skipped, as the counter only moves forward. */
+int tabledb_reserve_block(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t n, uint32_t *first, uint32_t *count)
 {
 	*count = 1;
-	int rc = counter_next(t, txn, t->aid, t->aidlen, RT_PID, VRID_REMAP_BASE, first);
+	int rc = counter_next(t, txn, t->aid, t->aidlen, type, VRID_REMAP_BASE, first);
 	/* counter_next hands out vpids below 0x7fffffff, then starts again. */
 	if (n > 0x7fffffffu - *first) n = 0x7fffffffu - *first;
 	if (rc || n <= 1) return rc;
 	uint8_t kb[APPSHOT_AID_MAX + 2], vb[4];
-	MDB_val k = { alloc_key(kb, t->aid, t->aidlen, RT_PID), kb }, v = { 4, vb };
+	MDB_val k = { alloc_key(kb, t->aid, t->aidlen, type), kb }, v = { 4, vb };
 	put_u32be(vb, *first + n >= 0x7fffffffu ? VRID_REMAP_BASE : *first + n);
 	*count = n;
 	return mdb_put(txn, t->alloc, &k, &v, 0);

@@ -163,6 +163,10 @@ int tabledb_put_fwd(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_
  * end of the rows. */
 typedef int tabledb_row_fn(void *arg, uint32_t vrid, const struct fwd_val *row);
 int tabledb_each(const struct tabledb *t, MDB_txn *txn, uint8_t type, tabledb_row_fn *fn, void *arg);
+/* The next remapped vrid the application's counter of this type hands out
+ * (every remapped vrid it handed out is below, until it wraps at 2^31):
+ * 0, or MDB_NOTFOUND when it never handed one out. */
+int tabledb_counter(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t *next);
 /* The highest vrid of this AID and type: 0, or MDB_NOTFOUND when there is
  * none. */
 int tabledb_last(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t *vrid);
@@ -177,9 +181,9 @@ int tabledb_pid_record(const struct tabledb *t, MDB_txn *txn, uint32_t spid, uin
 int tabledb_pid_lookup(const struct tabledb *t, MDB_txn *txn, uint32_t spid, uint64_t start_ticks, uint32_t *vpid);
 /* The next remapped vpid, for a fork child to know before it exists. */
 int tabledb_pid_reserve(const struct tabledb *t, MDB_txn *txn, uint32_t *vpid);
-/* Up to n consecutive ones at once (*count of them from *first): one
- * transaction for a process's next forks. */
-int tabledb_pid_reserve_block(const struct tabledb *t, MDB_txn *txn, uint32_t n, uint32_t *first, uint32_t *count);
+/* Up to n consecutive remapped vrids of type at once (*count of them from
+ * *first): one transaction for a process's next forks or private objects. */
+int tabledb_reserve_block(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t n, uint32_t *first, uint32_t *count);
 /* Forgets a reaped process. */
 int tabledb_pid_forget(const struct tabledb *t, MDB_txn *txn, uint32_t spid);
 

@@ -7,6 +7,7 @@
 #include "../core/procinfo.h"
 #include "../core/ipcalloc.h"
 #include "../core/rawcall.h"
+#include "../core/afterfork.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -59,16 +60,84 @@ static uint64_t own_start_ticks(void)
 	return ticks;
 }
 
-/* The vrid a new private object srid can take in the journal: its own ID
- * (identity), when nothing of the application can hold that vrid. Below
- * VRID_REMAP_BASE only a row of an object of that very ID can, whose
- * object is gone, since the kernel just handed the ID out: the journal's
- * row then replaces it. Remapped vrids come from LMDB's counter: -1, the
- * LMDB way. */
-static int journal_vrid(uint32_t srid, uint32_t *vrid)
+/* What of the application's LMDB rows of a family a new private object's
+ * vrid must not meet, per thread, as of a committed transaction: its
+ * remapped vrids lie below its counter's next (bound), every vrid at or
+ * below its highest (last). */
+struct row_bounds {
+	uint8_t type;
+	uint32_t bound, last;
+};
+
+static int bounds_in(MDB_txn *txn, void *arg)
 {
-	if (shim_tables()->app_flags & APP_FLAG_NO_IDENTITY || srid >= VRID_REMAP_BASE) return -1;
-	*vrid = srid;
+	struct row_bounds *b = arg;
+	const struct tabledb *t = shim_tables();
+	int rc = tabledb_counter(t, txn, b->type, &b->bound);
+	if (rc == MDB_NOTFOUND) b->bound = VRID_REMAP_BASE, rc = 0;
+	if (!rc && (rc = tabledb_last(t, txn, b->type, &b->last)) == MDB_NOTFOUND) b->last = 0, rc = 0;
+	return rc;
+}
+
+static __thread struct {
+	uint64_t txnid; /* 0: not read */
+	struct row_bounds of[RT_MSG + 1];
+} bounds __attribute__((tls_model("initial-exec")));
+
+static const struct row_bounds *row_bounds(uint8_t type)
+{
+	uint64_t now = tabledb_txnid(shim_tables());
+	if (bounds.txnid != now) {
+		memset(&bounds, 0, sizeof bounds);
+		bounds.txnid = now;
+	}
+	struct row_bounds *b = &bounds.of[type];
+	if (!b->type) {
+		struct row_bounds read = { type, 0, 0 };
+		if (with_read_txn(bounds_in, &read)) return NULL;
+		*b = read;
+	}
+	return b;
+}
+
+/* Whether the application's LMDB rows map vrid to an object other than
+ * srid (0: to none, or to srid); asked of LMDB only when the bounds cannot
+ * tell. */
+static int held_otherwise(uint8_t type, uint32_t vrid, uint32_t srid, int remapped_only)
+{
+	const struct row_bounds *b = row_bounds(type);
+	uint32_t held;
+	if (b && (remapped_only ? vrid >= b->bound : vrid > b->last)) return 0;
+	return vr_to_sr_tables(type, vrid, &held) == 0 && held != srid;
+}
+
+/* The next private objects' remapped vrids, per family. */
+#define IPC_BLOCK 256
+static struct vrid_block ipc_blocks[RT_MSG + 1] APPSHOT_AFTER_FORK = { VRID_BLOCK_INIT, VRID_BLOCK_INIT, VRID_BLOCK_INIT, VRID_BLOCK_INIT };
+
+void ipc_forget_reserved(void)
+{
+	for (unsigned i = 0; i <= RT_MSG; i++) ipc_blocks[i] = (struct vrid_block)VRID_BLOCK_INIT;
+}
+
+/* The vrid a new private object srid takes in the journal. Identity: its
+ * own ID, unless the application maps that vrid to another object; below
+ * VRID_REMAP_BASE only a row of an object of that very ID can be there,
+ * whose object is gone (the kernel just handed the ID out), and the
+ * journal's row replaces it; from there on a remapped row may hold it, if
+ * the counter handed it out. Remapped: the next of the process's reserved
+ * block, unless a row holds it (a restored object's saved vrid). -1: the
+ * LMDB way. */
+static int journal_vrid(uint8_t type, uint32_t srid, uint32_t *vrid)
+{
+	if (!(shim_tables()->app_flags & APP_FLAG_NO_IDENTITY)) {
+		if (srid >= VRID_REMAP_BASE && held_otherwise(type, srid, srid, 1)) return -1;
+		*vrid = srid;
+		return 0;
+	}
+	uint32_t v = vrid_block_take(&ipc_blocks[type], type, IPC_BLOCK);
+	if (!v || held_otherwise(type, v, srid, 0)) return -1;
+	*vrid = v;
 	return 0;
 }
 
@@ -108,7 +177,7 @@ static int create_private(uint8_t type, size_t size, int flags)
 	journal_pending_created(j, p, (uint32_t)id);
 	after_create();
 	struct journal_row row = { type, 0, (uint32_t)id, (uint32_t)shim_pid, now_ms() };
-	int r = journal_vrid((uint32_t)id, &row.vrid) == 0 && journal_insert(j, &row) == 0 ? (int)row.vrid
+	int r = journal_vrid(type, (uint32_t)id, &row.vrid) == 0 && journal_insert(j, &row) == 0 ? (int)row.vrid
 											 : record_created(type, id);
 	journal_pending_clear(j, p);
 	return r;

@@ -294,43 +294,11 @@ __attribute__((destructor)) static void deferred_at_exit(void) { retry_deferred(
  * one per fork. A fork child starts with none (its copy of the block is
  * its parent's to hand out). */
 #define RESERVED_BLOCK 64
-static struct {
-	pthread_mutex_t lock;
-	uint32_t next, left;
-} reserved APPSHOT_AFTER_FORK = { PTHREAD_MUTEX_INITIALIZER, 0, 0 };
+static struct vrid_block reserved APPSHOT_AFTER_FORK = VRID_BLOCK_INIT;
 
-static int reserve_block(void)
-{
-	uint32_t first = 0, count = 0;
-	MDB_txn *txn = write_begin();
-	if (tabledb_pid_reserve_block(shim_tables(), txn, RESERVED_BLOCK, &first, &count)) {
-		write_abort(txn);
-		return -1;
-	}
-	/* Uncommitted, the counter did not move: another process would be
-	 * given the same vpids. */
-	if (write_commit(txn)) return -1;
-	reserved.next = first;
-	reserved.left = count;
-	return 0;
-}
+static uint32_t reserve(void) { return vrid_block_take(&reserved, RT_PID, RESERVED_BLOCK); }
 
-static uint32_t reserve(void)
-{
-	uint32_t vpid = 0;
-	pthread_mutex_lock(&reserved.lock);
-	if (reserved.left || reserve_block() == 0) {
-		vpid = reserved.next++;
-		reserved.left--;
-	}
-	pthread_mutex_unlock(&reserved.lock);
-	return vpid;
-}
-
-static void reserved_forget(void)
-{
-	reserved = (typeof(reserved)){ PTHREAD_MUTEX_INITIALIZER, 0, 0 };
-}
+static void reserved_forget(void) { reserved = (struct vrid_block)VRID_BLOCK_INIT; }
 
 pid_t pid_to_virtual(pid_t spid)
 {

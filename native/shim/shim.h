@@ -4,6 +4,7 @@
 #define APPSHOT_SHIM_H
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include "../core/tabledb.h"
 #include "../core/inflight.h"
@@ -88,6 +89,8 @@ int vr_to_sr(uint8_t type, uint32_t vrid, uint32_t *srid);
 int sr_to_vr(uint8_t type, uint32_t srid, uint32_t *vrid);
 /* vr_to_sr from the cache alone: -1 on a miss, without reading LMDB. */
 int vr_to_sr_cached(uint8_t type, uint32_t vrid, uint32_t *srid);
+/* vr_to_sr from LMDB alone: neither the cache nor the journal. */
+int vr_to_sr_tables(uint8_t type, uint32_t vrid, uint32_t *srid);
 /* sr_to_vr from the cache alone: what a signal handler may use. */
 int sr_to_vr_cached(uint8_t type, uint32_t srid, uint32_t *vrid);
 /* The system key recorded with an object (its fwd row's skey), cached like
@@ -108,5 +111,20 @@ int shim_in_tables(void);
 MDB_txn *write_begin(void);
 int write_commit(MDB_txn *txn);
 void write_abort(MDB_txn *txn);
+/* write_begin without folding the journal of new objects in: for a write
+ * that neither reads nor writes a SysV object's row (a counter). */
+MDB_txn *write_begin_plain(void);
+
+/* Remapped vrids a process reserved from its application's counter, a
+ * block at a time (one transaction for many), handed out one by one. Each
+ * lives on the after-fork page: a fork child starts with none. */
+struct vrid_block {
+	pthread_mutex_t lock;
+	uint32_t next, left;
+};
+#define VRID_BLOCK_INIT { PTHREAD_MUTEX_INITIALIZER, 0, 0 }
+/* The next of type's vrids from b, reserving n more when it is empty; 0
+ * when the tables cannot be written. */
+uint32_t vrid_block_take(struct vrid_block *b, uint8_t type, uint32_t n);
 
 #endif

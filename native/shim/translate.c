@@ -228,6 +228,14 @@ static int cached(enum answer answer, uint8_t type, uint32_t id, uint32_t *out)
 
 int vr_to_sr_cached(uint8_t type, uint32_t vrid, uint32_t *srid) { return cached(SRID, type, vrid, srid); }
 
+int vr_to_sr_tables(uint8_t type, uint32_t vrid, uint32_t *srid)
+{
+	struct lookup l = { SRID, type, vrid, 0 };
+	if (with_read_txn(lookup_in, &l)) return -1;
+	*srid = l.out;
+	return 0;
+}
+
 /* The same lookup under a stable name, so the benchmark can time a
  * translation on its own. */
 SHIM_EXPORT int appshot_vr_to_sr(uint8_t type, uint32_t vrid, uint32_t *srid)
@@ -244,7 +252,7 @@ static int mapped_in(void *ctx, uint8_t type, uint32_t srid)
 	return tabledb_rev(shim_tables(), ctx, type, srid, &vrid) != REV_NONE;
 }
 
-MDB_txn *write_begin(void)
+static MDB_txn *begin_write(int fold)
 {
 	shim_tables_enter(); /* until write_commit or write_abort */
 	shim_check_tables();
@@ -270,10 +278,34 @@ MDB_txn *write_begin(void)
 	}
 	if (rc) shim_fatal("cannot write tables at %s: %s", t->path, mdb_strerror(rc));
 	inflight_recover(shim_inflight(), &shim_kernel, mapped_in, txn, NULL, 0);
-	/* Every write folds the journal in: its rows go with this commit. */
 	journal_recover(shim_journal(), &shim_kernel, mapped_in, txn, NULL, 0);
-	journal_fold_into(shim_journal(), t, txn, shim_pid);
+	/* The journal's rows go with this commit: after it, LMDB alone is
+	 * the truth for whatever this write reads or replaces. */
+	if (fold) journal_fold_into(shim_journal(), t, txn, shim_pid);
 	return txn;
+}
+
+MDB_txn *write_begin(void) { return begin_write(1); }
+MDB_txn *write_begin_plain(void) { return begin_write(0); }
+
+uint32_t vrid_block_take(struct vrid_block *b, uint8_t type, uint32_t n)
+{
+	uint32_t vrid = 0;
+	pthread_mutex_lock(&b->lock);
+	if (!b->left) {
+		uint32_t first = 0, count = 0;
+		MDB_txn *txn = write_begin_plain();
+		if (tabledb_reserve_block(shim_tables(), txn, type, n, &first, &count)) write_abort(txn);
+		/* Uncommitted, the counter did not move: another process would
+		 * be given the same vrids. */
+		else if (write_commit(txn) == 0) b->next = first, b->left = count;
+	}
+	if (b->left) {
+		vrid = b->next++;
+		b->left--;
+	}
+	pthread_mutex_unlock(&b->lock);
+	return vrid;
 }
 
 int write_commit(MDB_txn *txn)
