@@ -2,6 +2,7 @@
  * shim so that the supervisor answers a static program's get the same way. */
 #define _GNU_SOURCE
 #include "ipcalloc.h"
+#include "journal.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -132,6 +133,17 @@ static int create_in_kernel(const struct ipc_alloc *a, uint8_t type, MDB_txn *tx
 	}
 }
 
+/* A remapped vrid from the journal's, where the application's private
+ * objects take theirs, so that all its objects' indexes stay dense; else
+ * tabledb_map_new's. */
+static int map_object(const struct ipc_alloc *a, MDB_txn *txn, uint8_t type, const struct fwd_val *row, uint32_t *vrid)
+{
+	if (a->journal && a->t->app_flags & APP_FLAG_NO_IDENTITY && journal_take_vrid(a->journal, type, vrid) == 0 &&
+	    tabledb_map_at(a->t, txn, type, *vrid, row) == 0)
+		return 0;
+	return tabledb_map_new(a->t, txn, type, row, vrid);
+}
+
 /* Records the new object (and its key, if new) and commits. */
 static int record_object(const struct ipc_alloc *a, uint8_t type, MDB_txn *txn, key_t vkey, uint32_t skey, int have_row, int id,
 			 uint32_t *vrid)
@@ -146,7 +158,7 @@ static int record_object(const struct ipc_alloc *a, uint8_t type, MDB_txn *txn, 
 	if (!rc) {
 		struct fwd_val row = { .srid = (uint32_t)id, .vkey = (uint32_t)vkey, .skey = skey,
 				       .creator = (uint32_t)a->creator, .created_ms = now };
-		rc = tabledb_map_new(t, txn, type, &row, vrid);
+		rc = map_object(a, txn, type, &row, vrid);
 	}
 	if (rc) {
 		a->abort(txn);

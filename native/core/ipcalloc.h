@@ -13,10 +13,15 @@
 #include "inflight.h"
 #include "sysv.h"
 
+struct journal;
+
 /* Who allocates, and how its write transaction ends. */
 struct ipc_alloc {
 	const struct tabledb *t;
 	struct inflight_file *inflight;
+	/* The journal of new objects (core/journal.h), whose application-wide
+	 * remapped vrids a new object takes first, or NULL. */
+	struct journal *journal;
 	const struct kernel_ops *k;
 	pid_t creator;              /* the spid recorded as the object's creator */
 	void (*abort)(MDB_txn *txn);  /* ends the transaction and lets the write lock go */

@@ -44,6 +44,10 @@ struct journal_slot {
 struct journal_app {
 	uint64_t hash; /* 0: free */
 	uint32_t rows;
+	/* The remapped vrids of each family this application's processes
+	 * hand out next, reserved from its LMDB counter (journal_take_vrid):
+	 * shared, so that its objects' indexes stay dense, as natively. */
+	uint32_t next[RT_MSG + 1], left[RT_MSG + 1];
 	char aid[APPSHOT_AID_MAX + 1];
 };
 
@@ -256,6 +260,7 @@ static int app_claim(struct journal *j)
 		if (h->apps[i].hash) continue;
 		snprintf(h->apps[i].aid, sizeof h->apps[i].aid, "%s", j->aid);
 		h->apps[i].rows = 0;
+		memset(h->apps[i].left, 0, sizeof h->apps[i].left);
 		h->apps[i].hash = j->aidhash;
 		atomic_fetch_add_explicit(&h->app_epoch, 1, memory_order_release);
 		return (int)i;
@@ -266,10 +271,52 @@ static int app_claim(struct journal *j)
 static void app_release(struct journal *j, uint16_t app)
 {
 	struct journal_app *a = &j->head->apps[app];
-	if (a->rows && --a->rows == 0) {
-		a->hash = 0;
-		atomic_fetch_add_explicit(&j->head->app_epoch, 1, memory_order_release);
+	if (a->rows) a->rows--;
+}
+
+/* Entries without rows go, with what they had reserved (the counter only
+ * moves forward: those vrids are skipped). At the end of a fold: rarely. */
+static void apps_prune(struct journal *j)
+{
+	struct journal_head *h = j->head;
+	int pruned = 0;
+	for (unsigned a = 0; a < JOURNAL_APPS; a++)
+		if (h->apps[a].hash && !h->apps[a].rows) h->apps[a].hash = 0, pruned = 1;
+	if (pruned) atomic_fetch_add_explicit(&h->app_epoch, 1, memory_order_release);
+}
+
+int journal_take_vrid(struct journal *j, uint8_t type, uint32_t *vrid)
+{
+	int rc = -1;
+	if (!j->head || type > RT_MSG) return -1;
+	lock(j);
+	change_begin(j);
+	int app = app_claim(j);
+	struct journal_app *a = app >= 0 ? &j->head->apps[app] : NULL;
+	if (a && a->left[type]) {
+		*vrid = a->next[type]++;
+		a->left[type]--;
+		rc = 0;
 	}
+	change_end(j);
+	unlock(j);
+	return rc;
+}
+
+void journal_give_vrids(struct journal *j, uint8_t type, uint32_t first, uint32_t count)
+{
+	if (!j->head || type > RT_MSG) return;
+	lock(j);
+	change_begin(j);
+	int app = app_claim(j);
+	/* Another process of the application may have given some meanwhile:
+	 * these are then skipped. */
+	if (app >= 0 && !j->head->apps[app].left[type]) {
+		j->head->apps[app].next[type] = first;
+		j->head->apps[app].left[type] = count;
+	}
+	change_end(j);
+	unlock(j);
 }
 
 /* ------------------------------------------------------------ slots */
@@ -518,6 +565,7 @@ void journal_fold_end(struct journal *j, pid_t me, int committed)
 		}
 	}
 	j->folding = 0; /* a repair after a crash may have taken some */
+	if (committed) apps_prune(j);
 	if (h->tombs && atomic_load(&h->used) == h->tombs) {
 		for (uint32_t k = 0; k < JOURNAL_SLOTS; k++) atomic_store(&slot(j, k)->state, state_of(FREE, 0));
 		atomic_store(&h->used, 0);

@@ -94,6 +94,12 @@ void journal_pending_clear(struct journal *j, int p);
  * only be a stale one: see the caller). 0, or -1 when the journal is full. */
 int journal_insert(struct journal *j, const struct journal_row *row);
 
+/* The application's next remapped vrid of type, from what its processes
+ * reserved (shared by them all): 0, or -1 when none is left; the caller
+ * then reserves a block from LMDB's counter and gives it here. */
+int journal_take_vrid(struct journal *j, uint8_t type, uint32_t *vrid);
+void journal_give_vrids(struct journal *j, uint8_t type, uint32_t first, uint32_t count);
+
 /* Removing: after the kernel removed the object, its row goes. */
 enum journal_drop { JOURNAL_DROPPED, JOURNAL_ABSENT, JOURNAL_FOLDING };
 enum journal_drop journal_drop(struct journal *j, uint8_t type, uint32_t vrid, uint32_t srid);

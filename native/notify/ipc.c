@@ -21,6 +21,7 @@
 #define _GNU_SOURCE
 #include "notify_int.h"
 #include "../core/ipcalloc.h"
+#include "../core/journal.h"
 #include "../core/sysv.h"
 
 #include <errno.h>
@@ -47,20 +48,34 @@ static struct tabledb *tables;   /* held (notify_tables_lock) while a call is an
 static struct call *current;     /* whose stderr a warning goes to */
 static struct inflight_file inflight;
 static int inflight_state;       /* 0 not opened, 1 open, -1 unusable */
+/* The rows of the private objects the application's other processes made
+ * (core/journal.h): folded in by every write here, read by id_of. */
+static struct journal journal;
+
+static void open_inflight(void)
+{
+	const char *home = getenv("APPSHOT_HOME");
+	if (inflight_state) return;
+	inflight_state = inflight_open(&inflight, home) == 0 && journal_open(&journal, home) == 0 ? 1 : -1;
+	if (inflight_state > 0) journal_set_app(&journal, tables->aid);
+}
 
 static void warn_line(const char *msg) { notify_warn(current, "%s", msg); }
 
 static void txn_abort(MDB_txn *txn)
 {
 	mdb_txn_abort(txn);
+	journal_fold_end(&journal, getpid(), 0);
 	tabledb_write_unlock(tables);
 }
 
 static int txn_commit(MDB_txn *txn)
 {
 	int rc = mdb_txn_commit(txn);
+	if (rc == MDB_EMPTY_TXN) rc = 0;
+	journal_fold_end(&journal, getpid(), rc == 0);
 	tabledb_write_unlock(tables);
-	return rc == MDB_EMPTY_TXN ? 0 : rc;
+	return rc;
 }
 
 static int mapped_in(void *ctx, uint8_t type, uint32_t srid)
@@ -74,7 +89,7 @@ static int mapped_in(void *ctx, uint8_t type, uint32_t srid)
 static MDB_txn *write_begin(void)
 {
 	MDB_txn *txn;
-	if (inflight_state == 0) inflight_state = inflight_open(&inflight, getenv("APPSHOT_HOME")) == 0 ? 1 : -1;
+	open_inflight();
 	if (inflight_state < 0 || tabledb_write_lock(tables)) return NULL;
 	int rc = mdb_txn_begin(tables->env, NULL, 0, &txn);
 	if (rc == MDB_MAP_RESIZED) {
@@ -86,13 +101,15 @@ static MDB_txn *write_begin(void)
 		return NULL;
 	}
 	inflight_recover(&inflight, &libc_kernel, mapped_in, txn, NULL, 0);
+	journal_recover(&journal, &libc_kernel, mapped_in, txn, NULL, 0);
+	journal_fold_into(&journal, tables, txn, getpid());
 	return txn;
 }
 
 static struct ipc_alloc allocator(struct call *c)
 {
 	current = c;
-	return (struct ipc_alloc){ tables, &inflight, &libc_kernel, c->proc->tgid, txn_abort, txn_commit, warn_line, NULL };
+	return (struct ipc_alloc){ tables, &inflight, &journal, &libc_kernel, c->proc->tgid, txn_abort, txn_commit, warn_line, NULL };
 }
 
 static void do_get(struct call *c, uint8_t type, key_t key, size_t size, int flags)
@@ -124,7 +141,13 @@ static enum id_kind id_of(uint8_t type, int vrid, uint32_t *srid)
 	MDB_txn *txn;
 	struct fwd_val row;
 	enum id_kind k = ID_NONE;
+	struct journal_row jr;
 	if (vrid < 0) return ID_SAME; /* the kernel's EINVAL */
+	open_inflight();
+	if (journal_find(&journal, type, (uint32_t)vrid, &jr) == 0) {
+		*srid = jr.srid;
+		return jr.srid == (uint32_t)vrid ? ID_SAME : ID_MAPPED;
+	}
 	if (mdb_txn_begin(tables->env, NULL, MDB_RDONLY, &txn) == 0) {
 		if (tabledb_fwd(tables, txn, type, (uint32_t)vrid, &row) == 0) {
 			*srid = row.srid;

@@ -7,7 +7,6 @@
 #include "../core/procinfo.h"
 #include "../core/ipcalloc.h"
 #include "../core/rawcall.h"
-#include "../core/afterfork.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -35,6 +34,11 @@ static void warn_line(const char *msg) { shim_warn("%s", msg); }
 static void after_create(void) { shim_fault_point(FAULT_AFTER_CREATE); }
 static int commit(MDB_txn *txn) { return write_commit(txn); }
 
+static struct ipc_alloc allocator(void (*after)(void))
+{
+	return (struct ipc_alloc){ shim_tables(), shim_inflight(), shim_journal(), &shim_kernel, shim_pid, write_abort, commit, warn_line, after };
+}
+
 /* FIG. 11 and the allocating branch of FIG. 15, in core/ipcalloc.c: the
  * kernel creates the object under a system key (identity first), and the
  * translation is recorded in the same write transaction, with the
@@ -43,7 +47,7 @@ static int commit(MDB_txn *txn) { return write_commit(txn); }
 static int ipc_create(uint8_t type, key_t vkey, size_t size, int flags)
 {
 	MDB_txn *txn = write_begin();
-	const struct ipc_alloc a = { shim_tables(), shim_inflight(), &shim_kernel, shim_pid, write_abort, commit, warn_line, after_create };
+	const struct ipc_alloc a = allocator(after_create);
 	return ipc_alloc_get(&a, txn, type, vkey, size, flags);
 }
 
@@ -111,13 +115,21 @@ static int held_otherwise(uint8_t type, uint32_t vrid, uint32_t srid, int remapp
 	return vr_to_sr_tables(type, vrid, &held) == 0 && held != srid;
 }
 
-/* The next private objects' remapped vrids, per family. */
+/* The application's next remapped vrid of a family for a private object,
+ * from the block its processes share in the journal (dense, as the
+ * kernel's indexes are), reserving another from LMDB's counter when it is
+ * used up: 0 when none can be had. */
 #define IPC_BLOCK 256
-static struct vrid_block ipc_blocks[RT_MSG + 1] APPSHOT_AFTER_FORK = { VRID_BLOCK_INIT, VRID_BLOCK_INIT, VRID_BLOCK_INIT, VRID_BLOCK_INIT };
-
-void ipc_forget_reserved(void)
+static uint32_t next_remapped(uint8_t type)
 {
-	for (unsigned i = 0; i <= RT_MSG; i++) ipc_blocks[i] = (struct vrid_block)VRID_BLOCK_INIT;
+	struct journal *j = shim_journal();
+	uint32_t vrid, first, count;
+	for (int tries = 0; tries < 3; tries++) {
+		if (journal_take_vrid(j, type, &vrid) == 0) return vrid;
+		if (vrids_reserve(type, IPC_BLOCK, &first, &count)) return 0;
+		journal_give_vrids(j, type, first, count);
+	}
+	return 0;
 }
 
 /* The vrid a new private object srid takes in the journal. Identity: its
@@ -125,9 +137,8 @@ void ipc_forget_reserved(void)
  * VRID_REMAP_BASE only a row of an object of that very ID can be there,
  * whose object is gone (the kernel just handed the ID out), and the
  * journal's row replaces it; from there on a remapped row may hold it, if
- * the counter handed it out. Remapped: the next of the process's reserved
- * block, unless a row holds it (a restored object's saved vrid). -1: the
- * LMDB way. */
+ * the counter handed it out. Remapped: the application's next, unless a
+ * row holds it (a restored object's saved vrid). -1: the LMDB way. */
 static int journal_vrid(uint8_t type, uint32_t srid, uint32_t *vrid)
 {
 	if (!(shim_tables()->app_flags & APP_FLAG_NO_IDENTITY)) {
@@ -135,7 +146,7 @@ static int journal_vrid(uint8_t type, uint32_t srid, uint32_t *vrid)
 		*vrid = srid;
 		return 0;
 	}
-	uint32_t v = vrid_block_take(&ipc_blocks[type], type, IPC_BLOCK);
+	uint32_t v = next_remapped(type);
 	if (!v || held_otherwise(type, v, srid, 0)) return -1;
 	*vrid = v;
 	return 0;
@@ -251,7 +262,7 @@ static void forget_removed(uint8_t type, uint32_t vrid, uint32_t srid, int lives
 {
 	if (!lives_on && journal_drop(shim_journal(), type, vrid, srid) == JOURNAL_DROPPED) return;
 	MDB_txn *txn = write_begin(); /* folds the journal's rows in, this one too */
-	const struct ipc_alloc a = { shim_tables(), shim_inflight(), &shim_kernel, shim_pid, write_abort, commit, warn_line, NULL };
+	const struct ipc_alloc a = allocator(NULL);
 	ipc_alloc_forget(&a, txn, type, vrid, srid, lives_on);
 }
 
@@ -276,7 +287,7 @@ int ipc_remove(uint8_t type, int vrid)
 				    ? ipc_shm_attachments(srid)
 				    : 0;
 	MDB_txn *txn = write_begin();
-	const struct ipc_alloc a = { shim_tables(), shim_inflight(), &shim_kernel, shim_pid, write_abort, commit, warn_line, NULL };
+	const struct ipc_alloc a = allocator(NULL);
 	return ipc_alloc_remove(&a, txn, type, (uint32_t)vrid, attached);
 }
 

@@ -13,9 +13,6 @@
 int ipc_get(uint8_t type, key_t vkey, size_t size, int flags);
 /* IPC_RMID of a virtual ID. */
 int ipc_remove(uint8_t type, int vrid);
-/* In a fork child (the parent's reserved vrids are not its own) and a
- * restored process (they were the old application's). */
-void ipc_forget_reserved(void);
 /* Folds the journal of new objects into LMDB if it holds any row: before
  * a walk of the application's rows or a reverse lookup, which read LMDB
  * alone (core/journal.h). */

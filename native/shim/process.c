@@ -6,7 +6,6 @@
 #include "../core/rawcall.h"
 #include "real.h"
 #include "pid.h"
-#include "ipc.h"
 #include "path.h"
 #include "trap.h"
 #include "memory.h"
@@ -294,7 +293,6 @@ static void after_fork_child(void)
 	int was = renewing;
 	renewing = 1;
 	pid_after_fork_child();
-	ipc_forget_reserved();
 	tabledb_after_fork_child();
 	translate_after_fork_child();
 	path_after_fork_child();
@@ -412,7 +410,6 @@ static void restore_renew(void)
 			   "the program cannot run untranslated, so it stops");
 	translate_restored(reopen_restored_tables);
 	pid_restored();
-	ipc_forget_reserved();
 	path_restored();
 	renew_environ();
 	restore_pending = 0;

@@ -115,6 +115,9 @@ void write_abort(MDB_txn *txn);
  * that neither reads nor writes a SysV object's row (a counter). */
 MDB_txn *write_begin_plain(void);
 
+/* Reserves up to n remapped vrids of type from the application's counter
+ * (*count of them from *first), in a transaction of their own: 0 or -1. */
+int vrids_reserve(uint8_t type, uint32_t n, uint32_t *first, uint32_t *count);
 /* Remapped vrids a process reserved from its application's counter, a
  * block at a time (one transaction for many), handed out one by one. Each
  * lives on the after-fork page: a fork child starts with none. */

@@ -288,18 +288,23 @@ static MDB_txn *begin_write(int fold)
 MDB_txn *write_begin(void) { return begin_write(1); }
 MDB_txn *write_begin_plain(void) { return begin_write(0); }
 
+int vrids_reserve(uint8_t type, uint32_t n, uint32_t *first, uint32_t *count)
+{
+	MDB_txn *txn = write_begin_plain();
+	if (tabledb_reserve_block(shim_tables(), txn, type, n, first, count)) {
+		write_abort(txn);
+		return -1;
+	}
+	/* Uncommitted, the counter did not move: another process would be
+	 * given the same vrids. */
+	return write_commit(txn) ? -1 : 0;
+}
+
 uint32_t vrid_block_take(struct vrid_block *b, uint8_t type, uint32_t n)
 {
 	uint32_t vrid = 0;
 	pthread_mutex_lock(&b->lock);
-	if (!b->left) {
-		uint32_t first = 0, count = 0;
-		MDB_txn *txn = write_begin_plain();
-		if (tabledb_reserve_block(shim_tables(), txn, type, n, &first, &count)) write_abort(txn);
-		/* Uncommitted, the counter did not move: another process would
-		 * be given the same vrids. */
-		else if (write_commit(txn) == 0) b->next = first, b->left = count;
-	}
+	if (!b->left && vrids_reserve(type, n, &b->next, &b->left)) b->left = 0;
 	if (b->left) {
 		vrid = b->next++;
 		b->left--;
