@@ -320,6 +320,7 @@ struct dumper *dump_freeze(const struct ckpt_ctx *ctx, const pid_t *pids, int n,
 		if (!d->procs[i].comm[0]) read_comm(d->procs[i].pid, d->procs[i].comm, sizeof d->procs[i].comm);
 		if (freeze_proc(d, i, err, errlen) != 0 || out_of_tables(d, i, err, errlen) != 0) goto bad;
 	}
+	if (ckpt_rows_fold(ctx, err, errlen) != 0) goto bad;
 	d->fds = fds_capture_new(ctx);
 	d->shared = shared_new();
 	for (int i = 0; i < d->n; i++) {

@@ -7,8 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/journal.h"
 #include "../core/procinfo.h"
 #include "../core/tabledb.h"
+
+#include <unistd.h>
 
 int ckpt_rows_open(struct ckpt_ctx *ctx, char *err, size_t errlen)
 {
@@ -52,6 +55,24 @@ static int write_end(const struct ckpt_ctx *ctx, MDB_txn *txn, int rc)
 	else rc = mdb_txn_commit(txn);
 	tabledb_write_unlock(ctx->tables);
 	return rc;
+}
+
+int ckpt_rows_fold(const struct ckpt_ctx *ctx, char *err, size_t errlen)
+{
+	struct journal j;
+	MDB_txn *txn;
+	if (!ctx->tables) return 0;
+	int rc = journal_open(&j, ctx->home);
+	if (rc == 0 && journal_used(&j) && (rc = write_begin(ctx, &txn)) == 0) {
+		rc = journal_fold_into(&j, ctx->tables, txn, getpid());
+		rc = write_end(ctx, txn, rc);
+		journal_fold_end(&j, getpid(), rc == 0);
+	}
+	if (rc == 0 || rc == ENOENT) rc = 0;
+	else snprintf(err, errlen, "cannot fold the journal of new objects into the tables of '%s': %s", ctx->aid,
+		      rc > 0 ? strerror(rc) : mdb_strerror(rc));
+	journal_close(&j);
+	return rc ? -1 : 0;
 }
 
 /* The application's next remapped vpid moved past vpid, if it is not already. */

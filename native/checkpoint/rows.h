@@ -20,6 +20,10 @@
  * restored one before it starts the restorer). 0, or -1 with err set. */
 int ckpt_rows_open(struct ckpt_ctx *ctx, char *err, size_t errlen);
 void ckpt_rows_close(struct ckpt_ctx *ctx);
+/* Folds the journal of new objects (core/journal.h) into the tables, so
+ * that the rows read next are all of them: once the processes are frozen,
+ * none of them inside the table code. 0, or -1 with err set. */
+int ckpt_rows_fold(const struct ckpt_ctx *ctx, char *err, size_t errlen);
 
 /* Binds a restored process (kernel pid spid, alive: its start time is read
  * now) to its saved vpid: its pid row and its procs row, as the shim makes

@@ -79,6 +79,12 @@ struct journal_head {
 };
 
 _Static_assert(sizeof(struct journal_slot) == 32, "a slot is 32 bytes");
+
+void (*journal_fault)(const char *point);
+static inline void fault(const char *point)
+{
+	if (__builtin_expect(journal_fault != NULL, 0)) journal_fault(point);
+}
 _Static_assert(sizeof(struct journal_head) <= HEAD_SIZE, "the head fits its part of the file");
 
 size_t journal_file_size(void) { return JOURNAL_OFFSET + HEAD_SIZE + (size_t)JOURNAL_SLOTS * sizeof(struct journal_slot); }
@@ -169,6 +175,7 @@ int journal_map_fd(struct journal *j, int fd)
 int journal_open(struct journal *j, const char *home)
 {
 	char path[4096];
+	*j = (struct journal){ .app = -1 };
 	if (snprintf(path, sizeof path, "%s/%s", home, APPSHOT_INFLIGHT_FILE) >= (int)sizeof path) return ENAMETOOLONG;
 	int fd = home_path_open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) return errno;
@@ -390,6 +397,7 @@ static void put_row(struct journal_slot *s, int app, const struct journal_row *r
 	s->type = row->type;
 	s->app = (uint16_t)app;
 	s->vrid = row->vrid;
+	fault("torn");
 	s->srid = row->srid;
 	s->creator = row->creator;
 	s->created_ms = row->created_ms;
@@ -457,6 +465,7 @@ static void delete_slot(struct journal *j, uint32_t at)
 		struct journal_row r;
 		row_of(s, &r);
 		put_row(slot(j, hole), s->app, &r, st);
+		fault("moved");
 		hole = i;
 	}
 	atomic_store_explicit(&slot(j, hole)->state, state_of(FREE, 0), memory_order_release);

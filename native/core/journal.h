@@ -126,4 +126,10 @@ int journal_fold_into(struct journal *j, const struct tabledb *t, MDB_txn *txn, 
 int journal_recover(struct journal *j, const struct kernel_ops *k, is_mapped_fn mapped, void *ctx,
 		    char *report, size_t reportlen);
 
+/* For the crash tests (native/testcore/journaltool.c) only: called, when
+ * set, at the points where a holder of the lock may die ("torn": halfway
+ * through writing a slot; "moved": a row copied back, its old slot not yet
+ * reused). */
+extern void (*journal_fault)(const char *point);
+
 #endif

@@ -173,7 +173,7 @@ static int record_created(uint8_t type, int id)
  * the journal (core/journal.h), with no LMDB commit; a pending record
  * covers the gap between the two, as the inflight record does the LMDB
  * way's. The LMDB way (ipc_create) when the journal is full. */
-static int create_private(uint8_t type, size_t size, int flags)
+static int journal_create(uint8_t type, size_t size, int flags)
 {
 	struct journal *j = shim_journal();
 	int p;
@@ -191,6 +191,18 @@ static int create_private(uint8_t type, size_t size, int flags)
 	int r = journal_vrid(type, (uint32_t)id, &row.vrid) == 0 && journal_insert(j, &row) == 0 ? (int)row.vrid
 											 : record_created(type, id);
 	journal_pending_clear(j, p);
+	return r;
+}
+
+/* Inside the table code as the canary page tells it: a whole-process
+ * snapshot waits until no thread is halfway through. */
+static int create_private(uint8_t type, size_t size, int flags)
+{
+	shim_tables_enter();
+	int r = journal_create(type, size, flags);
+	int err = errno;
+	shim_tables_leave();
+	errno = err;
 	return r;
 }
 
@@ -281,7 +293,14 @@ static int remove_journaled(uint8_t type, const struct journal_row *r)
 int ipc_remove(uint8_t type, int vrid)
 {
 	struct journal_row r;
-	if (vrid >= 0 && journal_find(shim_journal(), type, (uint32_t)vrid, &r) == 0) return remove_journaled(type, &r);
+	if (vrid >= 0 && journal_find(shim_journal(), type, (uint32_t)vrid, &r) == 0) {
+		shim_tables_enter(); /* as create_private */
+		int rc = remove_journaled(type, &r);
+		int err = errno;
+		shim_tables_leave();
+		errno = err;
+		return rc;
+	}
 	uint32_t srid;
 	unsigned attached = type == RT_SHM && vr_is_template(type, (uint32_t)vrid) && ipc_srid(type, vrid, &srid) == 0
 				    ? ipc_shm_attachments(srid)
