@@ -2,8 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { builtProgram } from '../ts/paths.js';
 import { MODES, appshot, kernelSems, makeHome, tablesJson } from './helpers.js';
 
-/** Processes of one application creating private sets at once, each set
- * created and recorded under the write lock (core/ipcalloc.c). allocbench
+/** Processes of one application creating private sets at once, each set's
+ * row put in the journal of new objects (core/journal.c), remapped vrids
+ * from a block they share. allocbench
  * checks, with its last wave alive, that no ID was handed out twice and
  * that each process finds its own mark in each of its sets. */
 const ALLOCBENCH = builtProgram('allocbench');

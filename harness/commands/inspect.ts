@@ -18,13 +18,19 @@ export function register(program: Command): void {
     .action(async (aid: string, o: { json: boolean; format?: Format }) => {
       const format = formatOf(o);
       checkAid(aid);
-      const [{ appDetail, renderApp }, { openTableDb, tablesMade }] = await Promise.all([import('../views/app.js'), import('../../ts/tabledb.js')]);
+      const [{ appDetail, renderApp }, { openTableDb, tablesMade }, { foldJournal }] = await Promise.all([
+        import('../views/app.js'),
+        import('../../ts/tabledb.js'),
+        import('../../ts/sysv/object.js'),
+      ]);
       const home = resolveHome();
       const none = () =>
         new AppshotError(`no application '${aid}' in ${home}: nothing has run under that AID here; 'appshot tables --apps' lists the applications there are`, EXIT.failure);
       // A fresh home has no application, and asking makes nothing there.
       if (!tablesMade(home)) throw none();
-      const detail = await appDetail(openTableDb(home), aid);
+      const t = openTableDb(home);
+      foldJournal(t); // its private objects' rows, made since the last write
+      const detail = await appDetail(t, aid);
       if (!detail) throw none();
       process.stdout.write((format === 'json' ? JSON.stringify(detail, null, 2) : renderApp(detail, format === 'csv' ? 'plain' : format)) + '\n');
     });

@@ -174,7 +174,11 @@ Napi::Value FoldJournalBegin(const Napi::CallbackInfo &info)
 	std::string home = info[0].As<Napi::String>().Utf8Value();
 	std::lock_guard<std::mutex> hold(inflight_mutex);
 	FoldCtx ctx{ env, info[1].As<Napi::Function>() };
-	journal_fold_begin(&journal_for(env, home), getpid(), put_by_js, &ctx);
+	int rc = journal_fold_begin(&journal_for(env, home), getpid(), put_by_js, &ctx);
+	if (rc == ETIMEDOUT)
+		throw Napi::Error::New(env, "the journal of new objects in " + home + "/" + APPSHOT_INFLIGHT_FILE +
+						    " stayed locked for seconds: a process is stopped while it changes it "
+						    "(SIGSTOP, a debugger); continue it and try again");
 	return env.Undefined();
 }
 

@@ -26,6 +26,8 @@
 #define INITIALIZING (1ull << 63)   /* | the initializing process's PID */
 #define HEAD_SIZE 65536u
 #define MASK (JOURNAL_SLOTS - 1)
+/* How long a fold waits for the journal's lock before it gives up. */
+#define FOLD_WAIT_S 5
 
 enum kind { FREE = 0, LIVE = 1, FOLDING = 2, TOMB = 3 };
 /* A slot's state: its kind, and for FOLDING the folder's PID above it. */
@@ -224,6 +226,22 @@ static void lock(struct journal *j)
 		repair(j);
 		pthread_mutex_consistent(&j->head->mutex);
 	}
+}
+
+/* lock, giving up after seconds: ETIMEDOUT when a holder keeps it (a
+ * process stopped inside, by SIGSTOP or a debugger). */
+static int lock_within(struct journal *j, int seconds)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += seconds;
+	int rc = pthread_mutex_timedlock(&j->head->mutex, &until);
+	if (rc == EOWNERDEAD) {
+		repair(j);
+		pthread_mutex_consistent(&j->head->mutex);
+		rc = 0;
+	}
+	return rc;
 }
 
 static void unlock(struct journal *j) { pthread_mutex_unlock(&j->head->mutex); }
@@ -539,8 +557,8 @@ int journal_fold_begin(struct journal *j, pid_t me, journal_fold_fn *fn, void *a
 	j->folding = 0;
 	if (!journal_used(j)) return 0;
 	struct journal_head *h = j->head;
-	int rc = 0;
-	lock(j);
+	int rc = lock_within(j, FOLD_WAIT_S);
+	if (rc) return rc;
 	for (uint32_t i = 0; i < JOURNAL_SLOTS && !rc; i++) {
 		struct journal_slot *s = slot(j, i);
 		uint32_t st = atomic_load(&s->state);

@@ -108,7 +108,8 @@ enum journal_drop journal_drop(struct journal *j, uint8_t type, uint32_t vrid, u
  * LMDB's write lock from before begin to after its commit): begin marks
  * every row (also those a dead folder left) as this process's and calls fn
  * with each, which puts it in the transaction; nonzero from fn stops it and
- * is returned, the rows then left as they were. end, after the commit
+ * is returned, the rows then left as they were (and ETIMEDOUT when the
+ * journal's lock stayed held for seconds: a process stopped inside). end, after the commit
  * (committed 1) drops the rows, or (0) gives them back. */
 typedef int journal_fold_fn(void *arg, const char *aid, const struct journal_row *row);
 int journal_fold_begin(struct journal *j, pid_t me, journal_fold_fn *fn, void *arg);

@@ -151,9 +151,14 @@ export function foldJournal(t: TableDb): string | null {
   try {
     writeTxn(t, () => {
       recovered = recoverJournal(t.home, (type, srid) => t.rev.get(S.revKey(t.node, type, srid)) !== undefined);
-      foldJournalBegin(t.home, (aid, type, vrid, srid, creator, createdMs) =>
-        rows.mapOver(t, aid, type, vrid, { srid, vkey: 0, skey: 0, creator, createdMs }),
-      );
+      try {
+        foldJournalBegin(t.home, (aid, type, vrid, srid, creator, createdMs) =>
+          rows.mapOver(t, aid, type, vrid, { srid, vkey: 0, skey: 0, creator, createdMs }),
+        );
+      } catch (err) {
+        if (err instanceof AppshotError) throw err;
+        throw new AppshotError(`cannot move the rows of new objects into the tables at ${t.path}: ${(err as Error).message}`, EXIT.failure);
+      }
     });
     committed = true;
   } finally {
