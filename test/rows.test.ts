@@ -38,7 +38,7 @@ interface RowSet {
   alloc?: AllocSpec[];
 }
 interface Op {
-  op: 'claim-skey' | 'claim' | 'release' | 'put-fwd' | 'map-at' | 'unmap';
+  op: 'claim-skey' | 'claim' | 'release' | 'put-fwd' | 'map-at' | 'map-over' | 'unmap';
   type: S.ResourceType;
   vrid?: number;
   srid?: number;
@@ -112,6 +112,9 @@ function applyTs(t: TableDb, sc: Scenario): string {
         return 'ok';
       case 'map-at':
         return rows.mapAt(t, sc.aid, type, o.vrid!, fullRow(o.row!)) ? 'ok' : 'held';
+      case 'map-over':
+        rows.mapOver(t, sc.aid, type, o.vrid!, fullRow(o.row!));
+        return 'ok';
       case 'unmap':
         return rows.unmap(t, sc.aid, type, o.vrid!) ? 'ok' : 'none';
     }
@@ -129,6 +132,7 @@ function applyC(home: string, sc: Scenario): string {
     release: () => [type, String(o.srid)],
     'put-fwd': () => [type, String(o.vrid), ...row(fullRow(o.row!))],
     'map-at': () => [type, String(o.vrid), ...row(fullRow(o.row!))],
+    'map-over': () => [type, String(o.vrid), ...row(fullRow(o.row!))],
     unmap: () => [type, String(o.vrid)],
   };
   const r = spawnSync(ROWOPS, [home, sc.aid, sc.noIdentity ? '1' : '0', o.op, ...args[o.op]()], { encoding: 'utf8' });

@@ -12,6 +12,7 @@
  *   release TYPE SRID                     prints "ok", or "none"
  *   put-fwd TYPE VRID SRID VKEY SKEY CREATOR CREATED_MS    prints "ok"
  *   map-at TYPE VRID SRID VKEY SKEY CREATOR CREATED_MS     prints "ok", or "held"
+ *   map-over TYPE VRID SRID VKEY SKEY CREATOR CREATED_MS   prints "ok"
  *   unmap TYPE VRID                       prints "ok", or "none"
  *
  * Any other outcome: "error ..." on stdout, exit 1.
@@ -44,10 +45,13 @@ static int run(struct tabledb *t, MDB_txn *txn, int argc, char **argv)
 	if (!strcmp(op, "claim") && argc == 8) rc = tabledb_claim(t, txn, (uint8_t)arg(argv, 5), arg(argv, 6), arg(argv, 7));
 	else if (!strcmp(op, "release") && argc == 7) rc = tabledb_release(t, txn, (uint8_t)arg(argv, 5), arg(argv, 6));
 	else if (!strcmp(op, "unmap") && argc == 7) rc = tabledb_unmap(t, txn, (uint8_t)arg(argv, 5), arg(argv, 6));
-	else if ((!strcmp(op, "put-fwd") || !strcmp(op, "map-at")) && argc == 12) {
+	else if ((!strcmp(op, "put-fwd") || !strcmp(op, "map-at") || !strcmp(op, "map-over")) && argc == 12) {
 		struct fwd_val fv = row_args(argv, 7);
-		rc = op[0] == 'p' ? tabledb_put_fwd(t, txn, (uint8_t)arg(argv, 5), arg(argv, 6), &fv)
-				  : tabledb_map_at(t, txn, (uint8_t)arg(argv, 5), arg(argv, 6), &fv);
+		uint8_t type = (uint8_t)arg(argv, 5);
+		uint32_t vrid = arg(argv, 6);
+		rc = !strcmp(op, "put-fwd") ? tabledb_put_fwd(t, txn, type, vrid, &fv)
+		     : !strcmp(op, "map-at") ? tabledb_map_at(t, txn, type, vrid, &fv)
+					     : tabledb_map_over(t, txn, type, vrid, &fv);
 	} else {
 		printf("error usage: rowops HOME AID NOIDENTITY OP ARGS... (see rowops.c)\n");
 		exit(2);
