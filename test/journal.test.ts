@@ -71,6 +71,14 @@ describe('the journal of new objects, from separate processes', () => {
 });
 
 describe('private objects whose rows are in the journal, under the shim', () => {
+  it('remapped: the application\'s processes share one block of vrids, across a fork and its fold, so indexes stay dense', () => {
+    const home = makeHome();
+    // The fork's row is a write transaction, which folds the first set's row into LMDB.
+    const r = appshot(home, ['run', '--no-identity', '--', SEMTOOL, 'private', '1', 'fork', 'private', '1', 'get', '0x5e2040', '1', 'c', 'info']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.split('\n').slice(0, 4)).toEqual(['id 268435456', 'id 268435457', 'id 268435458', 'maxidx 2']);
+  });
+
   it.each(MODES)('%s: another process of the application uses and removes them; the tables and ipcs show them', async (_mode, flags) => {
     const home = makeHome();
     const before = new Set(kernelSems().map((s) => s.semid));

@@ -275,20 +275,36 @@ static int app_index(struct journal *j)
 	return app;
 }
 
+/* Entries without rows go, with the vrids they had reserved (the counter
+ * only moves forward: those are skipped). Only when the table is full: an
+ * entry kept keeps its application's indexes dense across folds. */
+static int apps_prune(struct journal *j)
+{
+	struct journal_head *h = j->head;
+	int pruned = 0;
+	for (unsigned a = 0; a < JOURNAL_APPS; a++)
+		if (h->apps[a].hash && !h->apps[a].rows) h->apps[a].hash = 0, pruned = 1;
+	if (pruned) atomic_fetch_add_explicit(&h->app_epoch, 1, memory_order_release);
+	return pruned;
+}
+
 /* Under the lock, inside a change: the entry, made if need be. */
 static int app_claim(struct journal *j)
 {
 	int app = app_lookup(j);
 	if (app >= 0) return app;
 	struct journal_head *h = j->head;
-	for (unsigned i = 0; i < JOURNAL_APPS; i++) {
-		if (h->apps[i].hash) continue;
-		snprintf(h->apps[i].aid, sizeof h->apps[i].aid, "%s", j->aid);
-		h->apps[i].rows = 0;
-		memset(h->apps[i].left, 0, sizeof h->apps[i].left);
-		h->apps[i].hash = j->aidhash;
-		atomic_fetch_add_explicit(&h->app_epoch, 1, memory_order_release);
-		return (int)i;
+	for (int round = 0; round < 2; round++) {
+		for (unsigned i = 0; i < JOURNAL_APPS; i++) {
+			if (h->apps[i].hash) continue;
+			snprintf(h->apps[i].aid, sizeof h->apps[i].aid, "%s", j->aid);
+			h->apps[i].rows = 0;
+			memset(h->apps[i].left, 0, sizeof h->apps[i].left);
+			h->apps[i].hash = j->aidhash;
+			atomic_fetch_add_explicit(&h->app_epoch, 1, memory_order_release);
+			return (int)i;
+		}
+		if (!apps_prune(j)) break;
 	}
 	return -1;
 }
@@ -297,17 +313,6 @@ static void app_release(struct journal *j, uint16_t app)
 {
 	struct journal_app *a = &j->head->apps[app];
 	if (a->rows) a->rows--;
-}
-
-/* Entries without rows go, with what they had reserved (the counter only
- * moves forward: those vrids are skipped). At the end of a fold: rarely. */
-static void apps_prune(struct journal *j)
-{
-	struct journal_head *h = j->head;
-	int pruned = 0;
-	for (unsigned a = 0; a < JOURNAL_APPS; a++)
-		if (h->apps[a].hash && !h->apps[a].rows) h->apps[a].hash = 0, pruned = 1;
-	if (pruned) atomic_fetch_add_explicit(&h->app_epoch, 1, memory_order_release);
 }
 
 int journal_take_vrid(struct journal *j, uint8_t type, uint32_t *vrid)
@@ -536,8 +541,6 @@ static void repair(struct journal *j)
 		if (k == TOMB) tombs++;
 		else h->apps[s->app].rows++;
 	}
-	for (unsigned a = 0; a < JOURNAL_APPS; a++)
-		if (h->apps[a].hash && !h->apps[a].rows) h->apps[a].hash = 0;
 	atomic_fetch_add(&h->app_epoch, 1);
 	atomic_store(&h->used, used);
 	h->tombs = tombs;
@@ -592,7 +595,6 @@ void journal_fold_end(struct journal *j, pid_t me, int committed)
 		}
 	}
 	j->folding = 0; /* a repair after a crash may have taken some */
-	if (committed) apps_prune(j);
 	if (h->tombs && atomic_load(&h->used) == h->tombs) {
 		for (uint32_t k = 0; k < JOURNAL_SLOTS; k++) atomic_store(&slot(j, k)->state, state_of(FREE, 0));
 		atomic_store(&h->used, 0);
@@ -609,6 +611,7 @@ int journal_pending_begin(struct journal *j, pid_t spid, uint64_t start_ticks, u
 {
 	static _Atomic uint32_t count;
 	struct journal_head *h = j->head;
+	if (!h) return -1;
 	uint64_t token = ((uint64_t)spid << 32) | (atomic_fetch_add(&count, 1) + 1u);
 	for (uint32_t n = 0, p = (uint32_t)spid % JOURNAL_PENDING; n < JOURNAL_PENDING; n++, p = (p + 1) % JOURNAL_PENDING) {
 		struct journal_pending *r = &h->pending[p];

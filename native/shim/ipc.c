@@ -198,6 +198,7 @@ static int journal_create(uint8_t type, size_t size, int flags)
  * snapshot waits until no thread is halfway through. */
 static int create_private(uint8_t type, size_t size, int flags)
 {
+	shim_check_tables(); /* a restored process maps its own home's journal first */
 	shim_tables_enter();
 	int r = journal_create(type, size, flags);
 	int err = errno;
@@ -293,6 +294,7 @@ static int remove_journaled(uint8_t type, const struct journal_row *r)
 int ipc_remove(uint8_t type, int vrid)
 {
 	struct journal_row r;
+	shim_check_tables();
 	if (vrid >= 0 && journal_find(shim_journal(), type, (uint32_t)vrid, &r) == 0) {
 		shim_tables_enter(); /* as create_private */
 		int rc = remove_journaled(type, &r);

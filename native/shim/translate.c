@@ -200,6 +200,7 @@ static inline int translate(enum answer answer, uint8_t type, uint32_t id, uint3
 		return s->found ? 0 : -1;
 	}
 	struct lookup l = { answer, type, id, 0 };
+	shim_check_tables(); /* a restored process maps its own home's journal first */
 	int found = in_journal(&l) == 0 || with_read_txn(lookup_in, &l) == 0;
 	/* Only cache what was read at or after the checked txn id and generation. */
 	if (cache.txnid == now && cache.jgen == gen) *s = (struct slot){ key, l.out, found };
