@@ -1,4 +1,4 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { SHIM_PATH, builtProgram } from '../ts/paths.js';
 import { MODES, SEMTOOL, appshot, appshotAsync, kernelSems, makeHome, tablesJson, waitFor } from './helpers.js';
@@ -82,9 +82,22 @@ describe('private objects whose rows are in the journal, under the shim', () => 
   it.each(MODES)('%s: another process of the application uses and removes them; the tables and ipcs show them', async (_mode, flags) => {
     const home = makeHome();
     const before = new Set(kernelSems().map((s) => s.semid));
-    const holder = appshotAsync(home, ['run', ...flags, '--aid', 'jr', '--', SEMTOOL, 'private', '2', 'op', '0', '3', 'private', '1', 'pid', 'sleep', '100000']);
-    const m = await waitFor(holder.out, /id (\d+)\n(?:.*\n)*id (\d+)\n(?:.*\n)*pid/);
+    const holder = appshotAsync(home, ['run', ...flags, '--aid', 'jr', '--', SEMTOOL, 'pid', 'sleep', '1500', 'private', '2', 'op', '0', '3', 'private', '1', 'pid', 'sleep', '100000']);
+    await waitFor(holder.out, /pid/);
+    const env = { ...process.env, APPSHOT_HOME: home, APPSHOT_AID: 'jr', LD_PRELOAD: SHIM_PATH };
+    // A process of the application started before the sets (its start's
+    // own row, a write, folded what there was), reading its /proc/sysvipc
+    // view after them: its reverse lookups read LMDB, which is folded first.
+    const reader = spawn('python3', ['-c', "import sys; sys.stdin.readline(); print(open('/proc/sysvipc/sem').read(), end='')"], { env, stdio: ['pipe', 'pipe', 'inherit'] });
+    let view = '';
+    reader.stdout!.on('data', (d) => (view += d));
+    const read = new Promise((resolve) => reader.on('close', resolve));
+    const m = await waitFor(holder.out, /^pid \d+\nid (\d+)\nok 0\nid (\d+)\npid/);
     const [first, second] = [Number(m[1]), Number(m[2])];
+    reader.stdin!.end('go\n');
+    await read;
+    const listed = view.split('\n').slice(1).filter((l) => l.trim()).map((l) => Number(l.trim().split(/\s+/)[1]));
+    expect(listed.sort()).toEqual([first, second].sort());
     // The inspector folds them into the tables first.
     const rows = tablesJson(home, ['--aid', 'jr', '--type', 'sem']) as unknown as { virtual: number; system: number }[];
     expect(rows.map((r) => r.virtual).sort()).toEqual([first, second].sort());
@@ -92,7 +105,6 @@ describe('private objects whose rows are in the journal, under the shim', () => 
     else expect(rows.every((r) => r.virtual === r.system)).toBe(true);
     // A program joining the application: its translation finds them, its
     // IPC_RMID removes them.
-    const env = { ...process.env, APPSHOT_HOME: home, APPSHOT_AID: 'jr', LD_PRELOAD: SHIM_PATH };
     const joined = execFileSync(SEMTOOL, ['use', String(first), 'getval', '0', 'use', String(second), 'rmid', 'use', String(first), 'rmid', 'getval', '0'], { env, encoding: 'utf8' });
     expect(joined.trim().split('\n')).toEqual(['val 3', 'ok 0', 'ok 0', 'err EINVAL']);
     expect(tablesJson(home, ['--aid', 'jr', '--type', 'sem'])).toEqual([]);

@@ -78,6 +78,7 @@ static void write_rest(uint8_t type, const char *rest, const struct seen *seen, 
  * application's objects, into out. Returns 0, or an errno. */
 static int write_view(uint8_t type, FILE *out)
 {
+	ipc_settle(); /* the reverse lookups below read LMDB alone */
 	FILE *in = sysv_open_listing(type);
 	if (!in) return errno;
 	char *line = NULL;
@@ -217,6 +218,7 @@ WRAPPED_PROCFS_READLINK(PROCFS_READLINK_WRAPPER)
 
 void sysvipc_shm_usage(struct sysvipc_shm_usage *u)
 {
+	ipc_settle();
 	FILE *in = sysv_open_listing(RT_SHM);
 	if (!in) return;
 	unsigned long page = (unsigned long)sysconf(_SC_PAGESIZE);
