@@ -1,4 +1,6 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SHIM_PATH, builtProgram } from '../ts/paths.js';
 import { MODES, SEMTOOL, appshot, appshotAsync, kernelSems, makeHome, tablesJson, waitFor } from './helpers.js';
@@ -67,6 +69,26 @@ describe('the journal of new objects, from separate processes', () => {
     expect(ok(home, ['find', RT_SEM, 3000, 3000 + SAME_START])).toEqual(['3000 20', `${3000 + SAME_START} none`]);
     expect(ok(home, ['insert', RT_SEM, 3000 + SAME_START, 22])).toEqual(['ok']);
     expect(ok(home, ['find', RT_SEM, 3000 + SAME_START])).toEqual([`${3000 + SAME_START} 22`]);
+  });
+});
+
+describe('a damaged journal', () => {
+  it('every command and program of the home says which file and what to do (exit 4), and nothing runs', () => {
+    const home = makeHome();
+    expect(appshot(home, ['run', '--', 'true']).code).toBe(0); // the home and its inflight file
+    const fd = openSync(join(home, 'inflight'), 'r+');
+    writeSync(fd, Buffer.from('garbage!'), 0, 8, 4096); // the journal's header
+    closeSync(fd);
+    const said = /the journal of new objects in \S+\/inflight is damaged \(its header is not a journal's\): end this home's applications \(appshot ps, appshot stop\) and remove that file/;
+    for (const args of [['run', '--', SEMTOOL, 'private', '1'], ['gc']]) {
+      const r = appshot(home, args);
+      expect(r.code, r.stderr).toBe(4);
+      expect(r.stderr).toMatch(said);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    }
+    rmSync(join(home, 'inflight'));
+    const r = appshot(home, ['run', '--', SEMTOOL, 'private', '1', 'rmid']);
+    expect(r.code, r.stderr).toBe(0);
   });
 });
 

@@ -492,9 +492,14 @@ void shim_open_tables(void)
 		shim_fatal("cannot open %s/%s: %s; the program cannot run untranslated, so it stops",
 			   P.home, APPSHOT_INFLIGHT_FILE, strerror(rc));
 	if (!journal_mapped(&P.journal) && (rc = P.have_fds ? journal_map_fd(&P.journal, P.fds.fd[HOMEFD_INFLIGHT])
-							     : journal_open(&P.journal, P.home)))
-		shim_fatal("cannot open the journal in %s/%s: %s; the program cannot run untranslated, so it stops",
+							     : journal_open(&P.journal, P.home))) {
+		if (rc == EPROTO)
+			shim_fatal("the journal of new objects in %s/%s is damaged (its header is not a journal's): end this "
+				   "home's applications (appshot ps, appshot stop) and remove that file; the program cannot run "
+				   "untranslated, so it stops", P.home, APPSHOT_INFLIGHT_FILE);
+		shim_fatal("cannot open the journal of new objects in %s/%s: %s; the program cannot run untranslated, so it stops",
 			   P.home, APPSHOT_INFLIGHT_FILE, strerror(rc));
+	}
 	journal_set_app(&P.journal, P.aid);
 }
 

@@ -137,6 +137,18 @@ export function recoverInflight(t: TableDb): string | null {
   return recoverInflightIn(t.home, (type, srid) => t.rev.get(S.revKey(t.node, type, srid)) !== undefined);
 }
 
+/** journalUsed, with what a damaged or unreadable journal means said. */
+function journalHolds(home: string): number {
+  try {
+    return journalUsed(home);
+  } catch (err) {
+    const file = `${home}/inflight`;
+    if ((err as NodeJS.ErrnoException).code === 'EPROTO')
+      throw new AppshotError(`the journal of new objects in ${file} is damaged (its header is not a journal's): end this home's applications (appshot ps, appshot stop) and remove that file`, EXIT.home);
+    throw new AppshotError(`cannot open the journal of new objects in ${file}: ${(err as Error).message}`, EXIT.home);
+  }
+}
+
 /**
  * The rows of new private objects the shim keeps in the home's journal
  * (native/core/journal.h) moved into the tables, in a write transaction of
@@ -145,7 +157,7 @@ export function recoverInflight(t: TableDb): string | null {
  * removed, or null.
  */
 export function foldJournal(t: TableDb): string | null {
-  if (t.empty || journalUsed(t.home) === 0) return null;
+  if (t.empty || journalHolds(t.home) === 0) return null;
   let recovered: string | null = null;
   let committed = false;
   try {
