@@ -1,0 +1,239 @@
+/*
+ * The steering program and its maps (see steer.h), made with raw bpf()
+ * calls: the program is a dozen instructions written here, no compiler or
+ * library needed.
+ */
+#define _GNU_SOURCE
+#include "steer.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <linux/bpf.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#ifndef SO_ATTACH_REUSEPORT_EBPF
+#define SO_ATTACH_REUSEPORT_EBPF 52
+#endif
+
+/* Slots tried after the counter's one when it is empty (a member closed
+ * and the daemon has not yet given its slot to another). */
+#define TRIES 4
+
+/* The one value of the control map, shared with the program. */
+struct steer_ctl {
+	uint32_t next;   /* the round-robin counter, added to by the program */
+	uint32_t nslots; /* slots in use, set by the daemon */
+};
+
+static int ctl_fd = -1, socks_fd = -1, handed_fd = -1, prog_fd = -1;
+/* The control map mapped here (BPF_F_MMAPABLE): nslots is written with a
+ * plain store, so that an update never writes back a stale counter. */
+static volatile struct steer_ctl *ctl;
+
+static long bpf(int cmd, union bpf_attr *attr)
+{
+	return syscall(SYS_bpf, cmd, attr, sizeof *attr);
+}
+
+static int map_create(uint32_t type, uint32_t vsize, uint32_t n, uint32_t flags)
+{
+	union bpf_attr a = { 0 };
+	a.map_type = type;
+	a.map_flags = flags;
+	a.key_size = 4;
+	a.value_size = vsize;
+	a.max_entries = n;
+	return (int)bpf(BPF_MAP_CREATE, &a);
+}
+
+static int map_update(int fd, uint32_t key, const void *value)
+{
+	union bpf_attr a = { 0 };
+	a.map_fd = fd;
+	a.key = (uintptr_t)&key;
+	a.value = (uintptr_t)value;
+	a.flags = BPF_ANY;
+	return bpf(BPF_MAP_UPDATE_ELEM, &a) ? errno : 0;
+}
+
+static int map_lookup(int fd, uint32_t key, void *value)
+{
+	union bpf_attr a = { 0 };
+	a.map_fd = fd;
+	a.key = (uintptr_t)&key;
+	a.value = (uintptr_t)value;
+	return bpf(BPF_MAP_LOOKUP_ELEM, &a) ? errno : 0;
+}
+
+/* ---- a small assembler: instructions and forward jumps ---- */
+
+static struct bpf_insn prog[160];
+static int len;
+
+static void emit(uint8_t code, uint8_t dst, uint8_t src, int16_t off, int32_t imm)
+{
+	prog[len++] = (struct bpf_insn){ .code = code, .dst_reg = dst, .src_reg = src, .off = off, .imm = imm };
+}
+
+static void ld_map(uint8_t dst, int fd)
+{
+	emit(BPF_LD | BPF_DW | BPF_IMM, dst, BPF_PSEUDO_MAP_FD, 0, fd);
+	emit(0, 0, 0, 0, 0);
+}
+
+/* A jump whose target is set later (land). */
+static int jump(uint8_t op, uint8_t dst, uint8_t src, int32_t imm)
+{
+	emit(BPF_JMP | op, dst, src, 0, imm);
+	return len - 1;
+}
+
+static void land(int at) { prog[at].off = (int16_t)(len - at - 1); }
+
+#define R0 BPF_REG_0
+#define R1 BPF_REG_1
+#define R2 BPF_REG_2
+#define R3 BPF_REG_3
+#define R4 BPF_REG_4
+#define R6 BPF_REG_6
+#define R7 BPF_REG_7
+#define R8 BPF_REG_8
+#define FP BPF_REG_10
+
+/* *(u32 *)(fp - 4) = reg: the map key on the stack. */
+static void key_from(uint8_t reg) { emit(BPF_STX | BPF_MEM | BPF_W, FP, reg, -4, 0); }
+
+/* r0 = bpf_sk_select_reuseport(ctx, socks, fp - 4, 0) */
+static void select_key(void)
+{
+	emit(BPF_ALU64 | BPF_MOV | BPF_X, R1, R6, 0, 0);
+	ld_map(R2, socks_fd);
+	emit(BPF_ALU64 | BPF_MOV | BPF_X, R3, FP, 0, 0);
+	emit(BPF_ALU64 | BPF_ADD | BPF_K, R3, 0, 0, -4);
+	emit(BPF_ALU64 | BPF_MOV | BPF_K, R4, 0, 0, 0);
+	emit(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_sk_select_reuseport);
+}
+
+/* r0 = bpf_map_lookup_elem(map, fp - 4) */
+static void lookup_key(int map)
+{
+	ld_map(R1, map);
+	emit(BPF_ALU64 | BPF_MOV | BPF_X, R2, FP, 0, 0);
+	emit(BPF_ALU64 | BPF_ADD | BPF_K, R2, 0, 0, -4);
+	emit(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_map_lookup_elem);
+}
+
+/* The program: ctx in r6, the slot count in r7, the slot tried in r8.
+ * Whatever happens it passes: a connection with no member chosen goes to
+ * one the kernel picks by hash, never dropped. */
+static void assemble(void)
+{
+	int to_out[TRIES + 4], nout = 0, to_counted[TRIES], ncounted = 0;
+	len = 0;
+	emit(BPF_ALU64 | BPF_MOV | BPF_X, R6, R1, 0, 0);
+	emit(BPF_ST | BPF_MEM | BPF_W, FP, 0, -4, 0);
+	lookup_key(ctl_fd);
+	to_out[nout++] = jump(BPF_JEQ | BPF_K, R0, 0, 0);
+	emit(BPF_LDX | BPF_MEM | BPF_W, R7, R0, offsetof(struct steer_ctl, nslots), 0);
+	int to_hold = jump(BPF_JEQ | BPF_K, R7, 0, 0);
+	/* r8 = atomic fetch-add of next, 1: each connection its own turn */
+	emit(BPF_ALU64 | BPF_MOV | BPF_K, R8, 0, 0, 1);
+	emit(BPF_STX | BPF_ATOMIC | BPF_W, R0, R8, offsetof(struct steer_ctl, next), BPF_ADD | BPF_FETCH);
+	emit(BPF_ALU | BPF_MOD | BPF_X, R8, R7, 0, 0);
+	for (int t = 0; t < TRIES; t++) {
+		key_from(R8);
+		select_key();
+		to_counted[ncounted++] = jump(BPF_JEQ | BPF_K, R0, 0, 0);
+		emit(BPF_ALU64 | BPF_ADD | BPF_K, R8, 0, 0, 1);
+		emit(BPF_JMP | BPF_JLT | BPF_X, R8, R7, 1, 0);
+		emit(BPF_ALU64 | BPF_MOV | BPF_K, R8, 0, 0, 0);
+	}
+	to_out[nout++] = jump(BPF_JA, 0, 0, 0);
+	for (int i = 0; i < ncounted; i++) land(to_counted[i]);
+	/* the chosen slot's count: handed[r8] += 1 */
+	key_from(R8);
+	lookup_key(handed_fd);
+	to_out[nout++] = jump(BPF_JEQ | BPF_K, R0, 0, 0);
+	emit(BPF_ALU64 | BPF_MOV | BPF_K, R1, 0, 0, 1);
+	emit(BPF_STX | BPF_ATOMIC | BPF_DW, R0, R1, 0, BPF_ADD);
+	to_out[nout++] = jump(BPF_JA, 0, 0, 0);
+	land(to_hold);
+	emit(BPF_ALU64 | BPF_MOV | BPF_K, R8, 0, 0, STEER_HOLD);
+	key_from(R8);
+	select_key();
+	for (int i = 0; i < nout; i++) land(to_out[i]);
+	emit(BPF_ALU64 | BPF_MOV | BPF_K, R0, 0, 0, SK_PASS);
+	emit(BPF_JMP | BPF_EXIT, 0, 0, 0, 0);
+}
+
+bool steer_load(char *why, size_t cap)
+{
+	static char log[8192];
+	if ((ctl_fd = map_create(BPF_MAP_TYPE_ARRAY, sizeof(struct steer_ctl), 1, BPF_F_MMAPABLE)) < 0 ||
+	    (socks_fd = map_create(BPF_MAP_TYPE_REUSEPORT_SOCKARRAY, sizeof(uint64_t), STEER_SLOTS + 1, 0)) < 0 ||
+	    (handed_fd = map_create(BPF_MAP_TYPE_ARRAY, sizeof(uint64_t), STEER_SLOTS, 0)) < 0 ||
+	    (ctl = mmap(NULL, (size_t)sysconf(_SC_PAGESIZE), PROT_READ | PROT_WRITE, MAP_SHARED, ctl_fd, 0)) == MAP_FAILED) {
+		snprintf(why, cap, "cannot make its maps: %s", strerror(errno));
+		return false;
+	}
+	assemble();
+	union bpf_attr a = { 0 };
+	a.prog_type = BPF_PROG_TYPE_SK_REUSEPORT;
+	a.expected_attach_type = BPF_SK_REUSEPORT_SELECT_OR_MIGRATE;
+	a.insns = (uintptr_t)prog;
+	a.insn_cnt = (uint32_t)len;
+	a.license = (uintptr_t)"Dual MIT/GPL";
+	a.log_buf = (uintptr_t)log;
+	a.log_size = sizeof log;
+	a.log_level = 1;
+	if ((prog_fd = (int)bpf(BPF_PROG_LOAD, &a)) < 0) {
+		int err = errno;
+		size_t n = strlen(log);
+		while (n && log[n - 1] == '\n') log[--n] = 0;
+		const char *last = strrchr(log, '\n');
+		snprintf(why, cap, "cannot load its program: %s%s%s", strerror(err), n ? "; the verifier says: " : "", last ? last + 1 : log);
+		return false;
+	}
+	return true;
+}
+
+int steer_attach(int fd)
+{
+	return setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, &prog_fd, sizeof prog_fd) ? errno : 0;
+}
+
+int steer_put(uint32_t slot, int fd)
+{
+	uint64_t v = (uint64_t)fd;
+	return map_update(socks_fd, slot, &v);
+}
+
+void steer_clear(uint32_t slot)
+{
+	union bpf_attr a = { 0 };
+	a.map_fd = socks_fd;
+	a.key = (uintptr_t)&slot;
+	bpf(BPF_MAP_DELETE_ELEM, &a);
+}
+
+void steer_set_nslots(uint32_t n)
+{
+	ctl->nslots = n; /* a pick racing this sees the old count or the new */
+}
+
+bool steer_live(uint32_t slot)
+{
+	uint64_t cookie;
+	return map_lookup(socks_fd, slot, &cookie) != ENOENT;
+}
+
+uint64_t steer_handed(uint32_t slot)
+{
+	uint64_t n = 0;
+	map_lookup(handed_fd, slot, &n);
+	return n;
+}

@@ -1,0 +1,51 @@
+/*
+ * Kernel steering of a published port (pool.c's kernel mode): the public
+ * port is a SO_REUSEPORT group of listening sockets, one member per
+ * instance, and an SK_REUSEPORT eBPF program picks the member of each new
+ * connection in the kernel, so that the daemon is off the per-connection
+ * path. Needs CAP_BPF (root here: unprivileged BPF is off on most hosts);
+ * steer_load says why not, and the daemon then hands connections over in
+ * user space as before.
+ *
+ * The program chooses round robin, exactly: an atomic counter modulo the
+ * number of slots in use, skipping a slot left empty by a member that
+ * closed (the kernel empties it at the close) for the next one. Its slots
+ * are those of a REUSEPORT_SOCKARRAY. With no slot in use it picks
+ * STEER_HOLD, the daemon's own member, where connections wait unaccepted
+ * until an instance comes. It is loaded as SELECT_OR_MIGRATE: when a member
+ * closes (its instance died), the connections queued at it are moved by
+ * the kernel to the member the program picks, so none is lost while one
+ * instance remains, with no daemon in the way. Each pick counts in the
+ * chosen slot's counter (steer_handed).
+ */
+#ifndef APPSHOT_POOL_STEER_H
+#define APPSHOT_POOL_STEER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define STEER_SLOTS 64            /* instances at once in kernel mode */
+#define STEER_HOLD STEER_SLOTS    /* the daemon's holding member */
+
+/* Makes the maps and loads the program: true, or false with why. */
+bool steer_load(char *why, size_t cap);
+
+/* The program attached to the group of listening socket fd (bound with
+ * SO_REUSEPORT): the whole group is steered by it. 0, or an errno. */
+int steer_attach(int fd);
+
+/* Listening socket fd (a member of the group) into slot; slots in use
+ * [0, nslots) are what the program chooses among. 0, or an errno. */
+int steer_put(uint32_t slot, int fd);
+void steer_clear(uint32_t slot);
+void steer_set_nslots(uint32_t n);
+
+/* Whether slot still holds a member: the kernel empties it when the
+ * member's last descriptor closes. */
+bool steer_live(uint32_t slot);
+
+/* How many connections the program has given slot so far. */
+uint64_t steer_handed(uint32_t slot);
+
+#endif
