@@ -56,6 +56,7 @@
 #include <unistd.h>
 
 #include "../core/pool.h"
+#include "steer.h"
 
 #define TICK_MS 100
 #define STALE_MS 250     /* an unacked handoff this old: the instance is not accepting */
@@ -116,6 +117,9 @@ struct instance {
 	struct pool_register reg;
 	struct queue unacked, direct;
 	struct opens open;         /* its pool connections still open, for lc and the scaler */
+	bool kernel;               /* a member of the steered group (steer.h), in slot */
+	uint32_t slot;
+	uint64_t handed_base;      /* the slot's count when it came */
 };
 
 struct client {
@@ -152,6 +156,13 @@ static struct {
 	 * wildcard): the local address of every connection it accepts, which
 	 * then needs no getsockname each. Family 0 otherwise. */
 	struct sockaddr_storage pub_local;
+	/* Kernel steering (steer.h): the public port is a SO_REUSEPORT group
+	 * of listening sockets on pub_addr, one per instance and pub.fd, our
+	 * holding member, which we never accept from. */
+	bool kernel;
+	struct sockaddr_storage pub_addr;
+	socklen_t pub_len;
+	int pub_v6only;
 } g;
 
 static uint64_t monotonic_ms(void)
@@ -370,6 +381,11 @@ static void take_acks(struct instance *in);
 static void end_scaler(void);
 static socklen_t inet_address(const char *host, int port, struct sockaddr_storage *ss);
 static int listen_public(const struct sockaddr_storage *addr, socklen_t len, int v6only);
+static int join_member(struct instance *in);
+static void release_held(void);
+static bool user_steering(void);
+static void publish_slots(void);
+static bool send_reply(int fd, const struct pool_reply *reply, int mfd);
 
 /* Whether a choice needs IN's acks read now, beyond those read when they
  * woke us (on_channel): lc and the scaler's limit count open connections,
@@ -383,7 +399,7 @@ static bool acks_due(const struct instance *in)
 static bool eligible(struct instance *in, uint64_t now)
 {
 	if (acks_due(in)) take_acks(in);
-	if (!in->registered || in->dead || in->blocked || in->unacked.n >= MAX_UNACKED) return false;
+	if (in->kernel || !in->registered || in->dead || in->blocked || in->unacked.n >= MAX_UNACKED) return false;
 	return !in->unacked.head || now - in->unacked.head->handed_ms <= STALE_MS;
 }
 
@@ -579,7 +595,7 @@ static void write_state(void)
 	}
 	for (int i = 0; i < g.ninst; i++) {
 		struct instance *in = g.inst[i];
-		if (in->registered && !in->dead)
+		if (in->registered && !in->dead && !in->kernel) /* a successor cannot reach a member */
 			fprintf(f, "%s\t%s\t%u\t%u\t%u\t%llu\n", in->reg.name, in->reg.aid, in->reg.vport, in->reg.sport,
 				in->reg.spid, (unsigned long long)in->reg.ino);
 	}
@@ -666,6 +682,21 @@ static void take_sockopt(struct instance *asker, struct pool_sockopt *o)
 	asker->dead = true;
 }
 
+/* The answer to a registration, with the member socket attached when
+ * there is one. */
+static bool send_reply(int fd, const struct pool_reply *reply, int mfd)
+{
+	union { char buf[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } ctl = { 0 };
+	struct iovec iov = { (void *)reply, sizeof *reply };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = mfd >= 0 ? ctl.buf : NULL, .msg_controllen = mfd >= 0 ? sizeof ctl.buf : 0 };
+	if (mfd >= 0) {
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+		*cm = (struct cmsghdr){ .cmsg_len = CMSG_LEN(sizeof(int)), .cmsg_level = SOL_SOCKET, .cmsg_type = SCM_RIGHTS };
+		memcpy(CMSG_DATA(cm), &mfd, sizeof mfd);
+	}
+	return sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT) == sizeof *reply;
+}
+
 /* The one message of a registration: pool_register with exactly one
  * listening socket (or a socket option, take_sockopt). The registration
  * connection closes after the reply. */
@@ -693,11 +724,19 @@ static void take_register(struct instance *in)
 		return;
 	}
 	memcpy(&reg, &u, sizeof reg);
-	struct pool_reply reply = { 0 };
+	struct pool_reply reply = { 0, 0 };
+	int mfd = -1;
 	errno = 0;
 	if (n != sizeof reg || reg.magic != POOL_MAGIC || nfd != 1 || (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || !name_valid(&reg))
 		reply.status = EPROTO;
-	else if ((ifd = connect_instance(reg.name)) < 0 || fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK) < 0 ||
+	else if (g.kernel && (reg.flags & POOL_REG_MEMBER)) {
+		/* Its own listener gives the group its address; then it closes:
+		 * the member is the instance's listener from now on. */
+		if (!(reply.status = listen_as(&reg, lfd)) && (mfd = join_member(in)) < 0) reply.status = errno;
+		close(lfd);
+		lfd = -1;
+		reply.member = mfd >= 0;
+	} else if ((ifd = connect_instance(reg.name)) < 0 || fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK) < 0 ||
 		 !watch_add(&in->lis, W_LISTENER, lfd, in))
 		reply.status = errno ? errno : EINVAL;
 	else
@@ -708,16 +747,21 @@ static void take_register(struct instance *in)
 		watch_close(&in->lis);
 		logmsg("registration refused: %s", strerror(reply.status));
 	}
-	bool sent = n > 0 && send(in->chan.fd, &reply, sizeof reply, MSG_NOSIGNAL | MSG_DONTWAIT) == sizeof reply;
+	bool sent = n > 0 && send_reply(in->chan.fd, &reply, mfd);
 	watch_close(&in->chan);
-	if ((in->dead = !sent || reply.status || !watch_instance(in, ifd))) {
+	if (mfd >= 0) {
+		close(mfd); /* the instance's now; if it never got it, its slot empties */
+		if ((in->dead = !sent || reply.status)) return;
+		in->registered = true;
+	} else if ((in->dead = !sent || reply.status || !watch_instance(in, ifd))) {
 		if (!sent && !reply.status && ifd >= 0) close(ifd);
 		return;
 	}
 	in->reg = reg;
 	in->busy_ms = monotonic_ms(); /* idle from now */
 	write_state();
-	logmsg("instance of %s registered: port %u on %u, pid %u", reg.aid, reg.vport, reg.sport, reg.spid);
+	if (in->kernel) logmsg("instance of %s registered: port %u, pid %u, member of the steered group in slot %u", reg.aid, reg.vport, reg.spid, in->slot);
+	else logmsg("instance of %s registered: port %u on %u, pid %u", reg.aid, reg.vport, reg.sport, reg.spid);
 	tell_scaler("joined %s\n", reg.aid);
 }
 
@@ -794,6 +838,7 @@ static void take_acks(struct instance *in)
  * hang-up to tell us. */
 static bool instance_alive(const struct instance *in)
 {
+	if (in->kernel) return steer_live(in->slot); /* see join_member */
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
 	size_t n = strlen(in->reg.name);
 	memcpy(a.sun_path + 1, in->reg.name, n);
@@ -854,6 +899,7 @@ static void remove_instance(int i)
 	g.ninst--;
 	if (g.rr > i) g.rr--;
 	if (g.rr >= g.ninst) g.rr = 0;
+	if (g.kernel) publish_slots();
 }
 
 /* Instances are freed only here, after an epoll batch, since one batch may
@@ -934,10 +980,10 @@ static void on_tick(void)
 	for (int i = 0; i < g.ninst; i++) {
 		struct instance *in = g.inst[i];
 		if (!in->registered && now - in->since_ms > REGISTER_MS) in->dead = true;
-		if (in->registered && !in->dead) take_acks(in);
+		if (in->registered && !in->dead && !in->kernel) take_acks(in);
 		/* One that holds connections is looked at each tick, so that they
-		 * go to another soon after its end. */
-		if (in->registered && !in->dead && (probe || in->unacked.n) && !instance_alive(in)) in->dead = true;
+		 * go to another soon after its end; a member costs one map lookup. */
+		if (in->registered && !in->dead && (probe || in->unacked.n || in->kernel) && !instance_alive(in)) in->dead = true;
 		in->blocked = false;
 		dispatch_direct(in);
 	}
@@ -948,6 +994,7 @@ static void on_tick(void)
 		g.refresh_ms = now;
 	}
 	dispatch_held(); /* after the counts: slots under the limit may be free */
+	release_held();
 	tell_need(true);
 	need_told = false;
 	maybe_exit();
@@ -985,18 +1032,25 @@ static void json_str(FILE *f, const char *sep, const char *s)
 	fputc('"', f);
 }
 
+/* Connections given to it: taken from its channel, or picked for its
+ * member by the program (counted in the kernel). */
+static uint64_t handed(const struct instance *in)
+{
+	return in->kernel ? steer_handed(in->slot) - in->handed_base : in->handed;
+}
+
 static void send_status(int fd)
 {
 	char *buf = NULL;
 	size_t len = 0;
 	for (int i = 0; i < g.ninst; i++) /* acks that came since this wake-up: the waits are counted now */
-		if (g.inst[i]->registered && !g.inst[i]->dead) take_acks(g.inst[i]);
+		if (g.inst[i]->registered && !g.inst[i]->dead && !g.inst[i]->kernel) take_acks(g.inst[i]);
 	refresh_active(); /* rr refreshes only each second; a status is read now */
 	FILE *f = open_memstream(&buf, &len);
 	if (!f) return;
 	uint64_t now = monotonic_ms();
-	fprintf(f, "{\"public\":%d,\"policy\":\"%s\",\"pid\":%d,\"held\":%d,\"oldest_ms\":%llu,\"conns\":%d,\"scaler\":",
-		g.public, g.policy, (int)getpid(), g.held.n, (unsigned long long)oldest_wait(now), g.conns);
+	fprintf(f, "{\"public\":%d,\"policy\":\"%s\",\"steer\":\"%s\",\"pid\":%d,\"held\":%d,\"oldest_ms\":%llu,\"conns\":%d,\"scaler\":",
+		g.public, g.policy, g.kernel ? "kernel" : "user", (int)getpid(), g.held.n, (unsigned long long)oldest_wait(now), g.conns);
 	if (g.scaler) json_str(f, "", g.scaler->aid);
 	else fputs("null", f);
 	fputs(",\"lifelines\":[", f);
@@ -1011,7 +1065,7 @@ static void send_status(int fd)
 		json_str(f, sep, in->reg.aid);
 		fprintf(f, ",\"vport\":%u,\"sport\":%u,\"spid\":%u,\"unacked\":%d,\"active\":%d,\"handed\":%llu,\"idle_ms\":%llu,\"draining\":%s}",
 			in->reg.vport, in->reg.sport, in->reg.spid, in->unacked.n, active(in),
-			(unsigned long long)in->handed, (unsigned long long)(active(in) ? 0 : now - in->busy_ms),
+			(unsigned long long)handed(in), (unsigned long long)(active(in) ? 0 : now - in->busy_ms),
 			in->draining ? "true" : "false");
 		sep = ",{\"aid\":";
 	}
@@ -1096,6 +1150,11 @@ static bool take_scaler(struct client *cl, const char *name, const char *conns)
 	}
 	if (!*conns || *end || n < 0 || n > 1000000 || strlen(name) >= sizeof cl->aid)
 		return send_all(cl->w.fd, "error bad scale request\n", 24), false;
+	if (!user_steering())
+	{
+		const char *no = "error this pool steers in the kernel (APPSHOT_POOL_STEER=kernel); template serve needs the user-space hand-off\n";
+		return send_all(cl->w.fd, no, strlen(no)), false;
+	}
 	int err = g.pub.fd < 0 ? listen_everywhere() : 0;
 	if (err) {
 		snprintf(reply, sizeof reply, "error cannot listen on port %d: %s\n", g.public, strerror(err));
@@ -1230,19 +1289,130 @@ static bool is_wildcard(const struct sockaddr_storage *addr)
 	return addr->ss_family != AF_INET6 || IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)addr)->sin6_addr);
 }
 
+/* ---- kernel steering (steer.h) ---- */
+
+/* Our own member of the group: where connections wait, unaccepted, while
+ * no instance is in it (the program picks it then). Kept SO_REUSEPORT:
+ * the instances' members join its group (only sockets of our own user
+ * can: the kernel checks). 0, or an errno. */
+static int hold_member(int fd)
+{
+	int err = steer_attach(fd);
+	return err ? err : steer_put(STEER_HOLD, fd);
+}
+
+/* The slots in use are [0, highest used + 1): the program takes turns
+ * over them. A slot a dead member left empty is skipped by the program
+ * until an instance that comes later takes it. */
+static void publish_slots(void)
+{
+	uint32_t n = 0;
+	for (int i = 0; i < g.ninst; i++)
+		if (g.inst[i]->kernel && !g.inst[i]->dead && g.inst[i]->slot + 1 > n) n = g.inst[i]->slot + 1;
+	steer_set_nslots(n);
+}
+
+static int free_slot(void)
+{
+	for (uint32_t s = 0; s < STEER_SLOTS; s++) {
+		bool used = false;
+		for (int i = 0; i < g.ninst && !used; i++) used = g.inst[i]->kernel && g.inst[i]->slot == s;
+		if (!used && !steer_live(s)) return (int)s;
+	}
+	return -1;
+}
+
+/* Connections that waited at our holding member while no instance was
+ * in the group go to the instances now: a new holding member takes the
+ * slot, and the old one closes, which makes the kernel move its queue to
+ * the members the program picks (SELECT_OR_MIGRATE). */
+static void release_held(void)
+{
+	struct pollfd p = { .fd = g.pub.fd, .events = POLLIN };
+	if (!g.kernel || g.pub.fd < 0 || poll(&p, 1, 0) <= 0) return;
+	int fd = listening_socket(&g.pub_addr, g.pub_len, g.pub_v6only, 4096), err = fd < 0 ? errno : hold_member(fd);
+	if (err) {
+		logmsg("cannot renew the holding listener: %s; connections that waited stay there", strerror(err));
+		if (fd >= 0) close(fd);
+		return;
+	}
+	close(g.pub.fd);
+	g.pub.fd = fd;
+}
+
+/* A member of the group for an instance, in a free slot: its listening
+ * socket, which the instance takes as the program's descriptor, or -1
+ * with errno. We keep no copy: its close by the instance's last process
+ * empties its slot (how we learn of the end, steer_live) and moves what
+ * waits in its queue to another member. */
+static int join_member(struct instance *in)
+{
+	int slot = free_slot(), fd = -1, err = EBUSY;
+	if (slot < 0 || (fd = listening_socket(&g.pub_addr, g.pub_len, g.pub_v6only, SOMAXCONN)) < 0 ||
+	    (err = steer_attach(fd)) || (err = steer_put((uint32_t)slot, fd))) {
+		if (fd >= 0) err = err ? err : errno, close(fd);
+		return errno = err, -1;
+	}
+	in->kernel = true;
+	in->slot = (uint32_t)slot;
+	in->handed_base = steer_handed(in->slot);
+	publish_slots();
+	release_held();
+	return fd;
+}
+
+/* Kernel steering when asked (APPSHOT_POOL_STEER=kernel) and possible:
+ * round robin only (lc counts the connections each instance has open,
+ * which the kernel does not tell the program). Said once in the log. */
+static char steer_note[600] = "steering in user space: each connection is accepted here and handed over";
+
+static void choose_steering(void)
+{
+	const char *want = getenv("APPSHOT_POOL_STEER");
+	char why[512];
+	if (!want || strcmp(want, "kernel")) return;
+	if (g.lc) snprintf(steer_note, sizeof steer_note, "steering in user space: least connections needs the daemon's counts");
+	else if (!steer_load(why, sizeof why)) snprintf(steer_note, sizeof steer_note, "steering in user space: the kernel steering program %s", why);
+	else g.kernel = true, snprintf(steer_note, sizeof steer_note, "steering in the kernel: an eBPF program picks the instance of each connection");
+}
+
+/* A scaler needs held connections, --conns and the need events, which
+ * only the user-space hand-off gives: a pool with no member yet goes back
+ * to it (our holding member becomes the public listener); false when
+ * members are in the group already. */
+static bool user_steering(void)
+{
+	int zero = 0;
+	for (int i = 0; i < g.ninst; i++)
+		if (g.inst[i]->kernel && !g.inst[i]->dead) return false;
+	if (!g.kernel) return true;
+	g.kernel = false;
+	if (g.pub.fd >= 0) {
+		steer_clear(STEER_HOLD);
+		setsockopt(g.pub.fd, SOL_SOCKET, SO_REUSEPORT, &zero, sizeof zero);
+		if (!watch_add(&g.pub, W_PUBLIC, g.pub.fd, NULL)) logmsg("cannot watch the public listener");
+	}
+	logmsg("steering in user space from now on: a serving command needs it");
+	return true;
+}
+
 /* The public listener on addr: 0, or an errno. Once it listens, the
  * reserve lets go of the port (a client that came meanwhile is reset) and
  * no one else may join the port (SO_REUSEPORT off: a later bind by another
  * program conflicts, as with any listener). */
 static int listen_public(const struct sockaddr_storage *addr, socklen_t len, int v6only)
 {
-	int zero = 0, fd = listening_socket(addr, len, v6only, 4096);
+	int zero = 0, fd = listening_socket(addr, len, v6only, 4096), err;
 	if (fd < 0) return errno;
 	g.pub.fd = fd;
-	if (g.ep > 0 && !watch_add(&g.pub, W_PUBLIC, fd, NULL)) return close(fd), g.pub.fd = -1, EINVAL;
+	memcpy(&g.pub_addr, addr, len);
+	g.pub_len = len;
+	g.pub_v6only = v6only;
+	if (g.kernel && (err = hold_member(fd))) return close(fd), g.pub.fd = -1, err;
+	if (!g.kernel && g.ep > 0 && !watch_add(&g.pub, W_PUBLIC, fd, NULL)) return close(fd), g.pub.fd = -1, EINVAL;
 	if (g.reserve >= 0) close(g.reserve);
 	g.reserve = -1;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &zero, sizeof zero);
+	if (!g.kernel) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &zero, sizeof zero);
 	if (!is_wildcard(addr)) memcpy(&g.pub_local, addr, len);
 	return 0;
 }
@@ -1357,7 +1527,7 @@ static void setup_events(void)
 	int rfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	if ((g.ep = epoll_create1(EPOLL_CLOEXEC)) < 0 || sfd < 0 || tfd < 0 || rfd < 0 || timerfd_settime(tfd, 0, &tick, NULL))
 		fail(1, "epoll/signalfd/timerfd: %s", strerror(errno));
-	if ((g.pub.fd >= 0 && !watch_add(&g.pub, W_PUBLIC, g.pub.fd, NULL)) || !watch_add(&g.chans, W_CHANNELS, g.chans.fd, NULL) ||
+	if ((g.pub.fd >= 0 && !g.kernel && !watch_add(&g.pub, W_PUBLIC, g.pub.fd, NULL)) || !watch_add(&g.chans, W_CHANNELS, g.chans.fd, NULL) ||
 	    !watch_add(&g.ctl, W_CTL, g.ctl.fd, NULL) || !watch_add(&g.timer, W_TIMER, tfd, NULL) ||
 	    !watch_add(&g.recount, W_RECOUNT, rfd, NULL) ||
 	    !watch_add(&g.sig, W_SIGNAL, sfd, NULL))
@@ -1487,6 +1657,7 @@ int main(int argc, char **argv)
 	umask(077);
 	raise_nofile();
 	batch_wakeups();
+	choose_steering(); /* before the port is held: a steered one is held by a member */
 	open_diag();
 
 	g.uid = geteuid();
@@ -1502,7 +1673,7 @@ int main(int argc, char **argv)
 	setup_events();
 	daemonize(log);
 	recover(); /* logged; clients that come meanwhile wait in the backlogs */
-	logmsg("started, policy %s, %d instance(s) taken over", g.policy, g.ninst);
+	logmsg("started, policy %s, %d instance(s) taken over; %s", g.policy, g.ninst, steer_note);
 
 	struct epoll_event evs[64];
 	for (;;) {
