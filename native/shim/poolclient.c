@@ -88,7 +88,9 @@ void pool_join(int fd, const struct sockaddr *addr, uint16_t vport, uint16_t spo
 		return;
 	}
 	REAL(dup3)(ch, fd, fdflags > 0 && (fdflags & FD_CLOEXEC) ? O_CLOEXEC : 0);
-	if (flflags >= 0 && (flflags & O_NONBLOCK)) REAL(fcntl)(fd, F_SETFL, O_NONBLOCK);
+	/* Blocking or not as the program's socket was (a member comes
+	 * non-blocking from the daemon). */
+	if (flflags >= 0 && ((flflags & O_NONBLOCK) || member)) REAL(fcntl)(fd, F_SETFL, flflags & O_NONBLOCK);
 	close(ch);
 	/* A member (the daemon steers in the kernel) is a listening TCP socket
 	 * of the public port: accept, poll and socket options are the kernel's
