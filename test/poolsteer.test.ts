@@ -118,6 +118,28 @@ describe.each(MODES)('published ports steered in the kernel (%s)', (_mode, flags
 });
 
 describe('published ports steered in the kernel: no connection lost, and the fallback', () => {
+  it('a program of the application connecting to its own published port reaches its own instance (its system port is steered to its member)', async () => {
+    const home = makeHome();
+    const pub = await freePort();
+    const others = [await instance(home, 'a', pub)];
+    try {
+      const dir = join(home, 'self');
+      mkdirSync(dir);
+      writeFileSync(join(dir, 'who.txt'), 'self');
+      const script = `python3 -u -m http.server 8080 --bind 127.0.0.1 --directory ${dir} > ${dir}/log 2>&1 &
+        until grep -q Serving ${dir}/log; do sleep 0.05; done
+        for i in 1 2 3 4; do python3 ${NETTOOL} get 127.0.0.1 8080 /who.txt; done
+        kill $!`;
+      const r = appshot(home, ['run', '--no-identity', '--aid', 'self', '--publish', `${pub}:8080`, '--', 'sh', '-c', script], KERNEL);
+      expect(r.stdout).toBe('self\nself\nself\nself\n');
+      // a's own port too, from outside the application: its system port
+      const sport = (JSON.parse(appshot(home, ['tables', '--type', 'port', '--aid', 'a', '--json']).stdout) as { system: number }[])[0].system;
+      expect(await who(sport)).toBe('a');
+    } finally {
+      await stop(others);
+    }
+  });
+
   it('600 requests while one instance is killed with SIGKILL: its queued connections move to the others; only requests in flight at it fail', async () => {
     const home = makeHome();
     const pub = await freePort();

@@ -159,7 +159,7 @@ static struct {
 	/* Kernel steering (steer.h): the public port is a SO_REUSEPORT group
 	 * of listening sockets on pub_addr, one per instance and pub.fd, our
 	 * holding member, which we never accept from. */
-	bool kernel;
+	bool kernel, direct; /* direct: the instances' own ports are steered too */
 	struct sockaddr_storage pub_addr;
 	socklen_t pub_len;
 	int pub_v6only;
@@ -381,7 +381,7 @@ static void take_acks(struct instance *in);
 static void end_scaler(void);
 static socklen_t inet_address(const char *host, int port, struct sockaddr_storage *ss);
 static int listen_public(const struct sockaddr_storage *addr, socklen_t len, int v6only);
-static int join_member(struct instance *in);
+static int join_member(struct instance *in, uint16_t sport);
 static void release_held(void);
 static bool user_steering(void);
 static void publish_slots(void);
@@ -732,7 +732,7 @@ static void take_register(struct instance *in)
 	else if (g.kernel && (reg.flags & POOL_REG_MEMBER)) {
 		/* Its own listener gives the group its address; then it closes:
 		 * the member is the instance's listener from now on. */
-		if (!(reply.status = listen_as(&reg, lfd)) && (mfd = join_member(in)) < 0) reply.status = errno;
+		if (!(reply.status = listen_as(&reg, lfd)) && (mfd = join_member(in, (uint16_t)reg.sport)) < 0) reply.status = errno;
 		close(lfd);
 		lfd = -1;
 		reply.member = mfd >= 0;
@@ -1340,16 +1340,17 @@ static void release_held(void)
 	g.pub.fd = fd;
 }
 
-/* A member of the group for an instance, in a free slot: its listening
- * socket, which the instance takes as the program's descriptor, or -1
- * with errno. We keep no copy: its close by the instance's last process
+/* A member of the group for an instance, in a free slot, which takes the
+ * connections to the instance's own port sport too (steer_direct): its
+ * listening socket, which the instance takes as the program's descriptor,
+ * or -1 with errno. We keep no copy: its close by the instance's last process
  * empties its slot (how we learn of the end, steer_live) and moves what
  * waits in its queue to another member. */
-static int join_member(struct instance *in)
+static int join_member(struct instance *in, uint16_t sport)
 {
 	int slot = free_slot(), fd = -1, err = EBUSY;
 	if (slot < 0 || (fd = listening_socket(&g.pub_addr, g.pub_len, g.pub_v6only, SOMAXCONN)) < 0 ||
-	    (err = steer_attach(fd)) || (err = steer_put((uint32_t)slot, fd))) {
+	    (err = steer_attach(fd)) || (g.direct && (err = steer_direct_put(sport, fd))) || (err = steer_put((uint32_t)slot, fd))) {
 		if (fd >= 0) err = err ? err : errno, close(fd);
 		return errno = err, -1;
 	}
@@ -1364,7 +1365,7 @@ static int join_member(struct instance *in)
 /* Kernel steering when asked (APPSHOT_POOL_STEER=kernel) and possible:
  * round robin only (lc counts the connections each instance has open,
  * which the kernel does not tell the program). Said once in the log. */
-static char steer_note[600] = "steering in user space: each connection is accepted here and handed over";
+static char steer_note[1200] = "steering in user space: each connection is accepted here and handed over";
 
 static void choose_steering(void)
 {
@@ -1373,7 +1374,12 @@ static void choose_steering(void)
 	if (!want || strcmp(want, "kernel")) return;
 	if (g.lc) snprintf(steer_note, sizeof steer_note, "steering in user space: least connections needs the daemon's counts");
 	else if (!steer_load(why, sizeof why)) snprintf(steer_note, sizeof steer_note, "steering in user space: the kernel steering program %s", why);
-	else g.kernel = true, snprintf(steer_note, sizeof steer_note, "steering in the kernel: an eBPF program picks the instance of each connection");
+	else {
+		g.kernel = true;
+		size_t n = (size_t)snprintf(steer_note, sizeof steer_note, "steering in the kernel: an eBPF program picks the instance of each connection");
+		if (!(g.direct = steer_direct(why, sizeof why)))
+			snprintf(steer_note + n, sizeof steer_note - n, "; the instances' own ports are not served: the lookup program %s", why);
+	}
 }
 
 /* A scaler needs held connections, --conns and the need events, which

@@ -7,6 +7,8 @@
 #include "steer.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 #include <linux/bpf.h>
@@ -30,6 +32,11 @@ struct steer_ctl {
 };
 
 static int ctl_fd = -1, socks_fd = -1, handed_fd = -1, prog_fd = -1;
+/* The instances' own ports (see steer_direct): a SOCKHASH from a system
+ * port to the member of the instance whose port it is, the SK_LOOKUP
+ * program that reads it and the link that attaches it to our network
+ * namespace (it lives as long as we do). */
+static int direct_fd = -1, link_fd = -1;
 /* The control map mapped here (BPF_F_MMAPABLE): nslots is written with a
  * plain store, so that an update never writes back a stale counter. */
 static volatile struct steer_ctl *ctl;
@@ -127,6 +134,32 @@ static void lookup_key(int map)
 	emit(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_map_lookup_elem);
 }
 
+/* The lookup program: a TCP connection to a port of direct_fd goes to its
+ * member, whatever listens there otherwise; any other is left to the next
+ * program or the kernel's own lookup. */
+static void assemble_direct(void)
+{
+	len = 0;
+	emit(BPF_ALU64 | BPF_MOV | BPF_X, R6, R1, 0, 0);
+	emit(BPF_LDX | BPF_MEM | BPF_W, R2, R6, offsetof(struct bpf_sk_lookup, protocol), 0);
+	int not_tcp = jump(BPF_JNE | BPF_K, R2, 0, IPPROTO_TCP);
+	emit(BPF_LDX | BPF_MEM | BPF_W, R2, R6, offsetof(struct bpf_sk_lookup, local_port), 0);
+	key_from(R2);
+	lookup_key(direct_fd); /* a socket reference, or NULL */
+	int none = jump(BPF_JEQ | BPF_K, R0, 0, 0);
+	emit(BPF_ALU64 | BPF_MOV | BPF_X, R7, R0, 0, 0);
+	emit(BPF_ALU64 | BPF_MOV | BPF_X, R1, R6, 0, 0);
+	emit(BPF_ALU64 | BPF_MOV | BPF_X, R2, R7, 0, 0);
+	emit(BPF_ALU64 | BPF_MOV | BPF_K, R3, 0, 0, 0);
+	emit(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_sk_assign);
+	emit(BPF_ALU64 | BPF_MOV | BPF_X, R1, R7, 0, 0);
+	emit(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_sk_release);
+	land(not_tcp);
+	land(none);
+	emit(BPF_ALU64 | BPF_MOV | BPF_K, R0, 0, 0, SK_PASS);
+	emit(BPF_JMP | BPF_EXIT, 0, 0, 0, 0);
+}
+
 /* The program: ctx in r6, the slot count in r7, the slot tried in r8.
  * Whatever happens it passes: a connection with no member chosen goes to
  * one the kernel picks by hash, never dropped. */
@@ -170,9 +203,10 @@ static void assemble(void)
 	emit(BPF_JMP | BPF_EXIT, 0, 0, 0, 0);
 }
 
+static int load(uint32_t type, uint32_t attach, char *why, size_t cap);
+
 bool steer_load(char *why, size_t cap)
 {
-	static char log[8192];
 	if ((ctl_fd = map_create(BPF_MAP_TYPE_ARRAY, sizeof(struct steer_ctl), 1, BPF_F_MMAPABLE)) < 0 ||
 	    (socks_fd = map_create(BPF_MAP_TYPE_REUSEPORT_SOCKARRAY, sizeof(uint64_t), STEER_SLOTS + 1, 0)) < 0 ||
 	    (handed_fd = map_create(BPF_MAP_TYPE_ARRAY, sizeof(uint64_t), STEER_SLOTS, 0)) < 0 ||
@@ -181,24 +215,57 @@ bool steer_load(char *why, size_t cap)
 		return false;
 	}
 	assemble();
+	return (prog_fd = load(BPF_PROG_TYPE_SK_REUSEPORT, BPF_SK_REUSEPORT_SELECT_OR_MIGRATE, why, cap)) >= 0;
+}
+
+/* The assembled program loaded: its descriptor, or -1 with why. */
+static int load(uint32_t type, uint32_t attach, char *why, size_t cap)
+{
+	static char log[8192];
 	union bpf_attr a = { 0 };
-	a.prog_type = BPF_PROG_TYPE_SK_REUSEPORT;
-	a.expected_attach_type = BPF_SK_REUSEPORT_SELECT_OR_MIGRATE;
+	a.prog_type = type;
+	a.expected_attach_type = attach;
 	a.insns = (uintptr_t)prog;
 	a.insn_cnt = (uint32_t)len;
 	a.license = (uintptr_t)"Dual MIT/GPL";
 	a.log_buf = (uintptr_t)log;
 	a.log_size = sizeof log;
 	a.log_level = 1;
-	if ((prog_fd = (int)bpf(BPF_PROG_LOAD, &a)) < 0) {
+	int fd = (int)bpf(BPF_PROG_LOAD, &a);
+	if (fd < 0) {
 		int err = errno;
 		size_t n = strlen(log);
 		while (n && log[n - 1] == '\n') log[--n] = 0;
 		const char *last = strrchr(log, '\n');
 		snprintf(why, cap, "cannot load its program: %s%s%s", strerror(err), n ? "; the verifier says: " : "", last ? last + 1 : log);
-		return false;
 	}
-	return true;
+	return fd;
+}
+
+bool steer_direct(char *why, size_t cap)
+{
+	int netns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC), prog = -1;
+	if (netns < 0 || (direct_fd = map_create(BPF_MAP_TYPE_SOCKHASH, sizeof(uint64_t), STEER_SLOTS, 0)) < 0) {
+		snprintf(why, cap, "%s: %s", netns < 0 ? "/proc/self/ns/net" : "its map", strerror(errno));
+	} else {
+		assemble_direct();
+		if ((prog = load(BPF_PROG_TYPE_SK_LOOKUP, BPF_SK_LOOKUP, why, cap)) >= 0) {
+			union bpf_attr a = { 0 };
+			a.link_create.prog_fd = (uint32_t)prog;
+			a.link_create.target_fd = (uint32_t)netns;
+			a.link_create.attach_type = BPF_SK_LOOKUP;
+			if ((link_fd = (int)bpf(BPF_LINK_CREATE, &a)) < 0) snprintf(why, cap, "cannot attach its program: %s", strerror(errno));
+		}
+	}
+	if (prog >= 0) close(prog); /* the link holds it */
+	if (netns >= 0) close(netns);
+	return link_fd >= 0;
+}
+
+int steer_direct_put(uint16_t port, int fd)
+{
+	uint64_t v = (uint64_t)fd;
+	return link_fd < 0 ? ENOTSUP : map_update(direct_fd, port, &v);
 }
 
 int steer_attach(int fd)

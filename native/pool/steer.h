@@ -45,6 +45,16 @@ void steer_set_nslots(uint32_t n);
  * member's last descriptor closes. */
 bool steer_live(uint32_t slot);
 
+/* The instances' own (system) ports: a connection to one goes to that
+ * instance's member, whose listener it stands for (an SK_LOOKUP program
+ * on our network namespace, attached for as long as we live). true, or
+ * false with why. */
+bool steer_direct(char *why, size_t cap);
+
+/* Connections to TCP port of this namespace go to listening socket fd,
+ * until it closes: 0, or an errno. */
+int steer_direct_put(uint16_t port, int fd);
+
 /* How many connections the program has given slot so far. */
 uint64_t steer_handed(uint32_t slot);
 
