@@ -150,7 +150,8 @@ static void assemble_direct(void)
 	emit(BPF_ALU64 | BPF_MOV | BPF_X, R7, R0, 0, 0);
 	emit(BPF_ALU64 | BPF_MOV | BPF_X, R1, R6, 0, 0);
 	emit(BPF_ALU64 | BPF_MOV | BPF_X, R2, R7, 0, 0);
-	emit(BPF_ALU64 | BPF_MOV | BPF_K, R3, 0, 0, 0);
+	/* that member itself, not whichever the group's program would pick */
+	emit(BPF_ALU64 | BPF_MOV | BPF_K, R3, 0, 0, BPF_SK_LOOKUP_F_NO_REUSEPORT);
 	emit(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_sk_assign);
 	emit(BPF_ALU64 | BPF_MOV | BPF_X, R1, R7, 0, 0);
 	emit(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_sk_release);
@@ -208,7 +209,7 @@ static int load(uint32_t type, uint32_t attach, char *why, size_t cap);
 bool steer_load(char *why, size_t cap)
 {
 	if ((ctl_fd = map_create(BPF_MAP_TYPE_ARRAY, sizeof(struct steer_ctl), 1, BPF_F_MMAPABLE)) < 0 ||
-	    (socks_fd = map_create(BPF_MAP_TYPE_REUSEPORT_SOCKARRAY, sizeof(uint64_t), STEER_SLOTS + 1, 0)) < 0 ||
+	    (socks_fd = map_create(BPF_MAP_TYPE_SOCKMAP, sizeof(uint64_t), STEER_SLOTS + 1, 0)) < 0 ||
 	    (handed_fd = map_create(BPF_MAP_TYPE_ARRAY, sizeof(uint64_t), STEER_SLOTS, 0)) < 0 ||
 	    (ctl = mmap(NULL, (size_t)sysconf(_SC_PAGESIZE), PROT_READ | PROT_WRITE, MAP_SHARED, ctl_fd, 0)) == MAP_FAILED) {
 		snprintf(why, cap, "cannot make its maps: %s", strerror(errno));

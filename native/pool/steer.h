@@ -10,7 +10,9 @@
  * The program chooses round robin, exactly: an atomic counter modulo the
  * number of slots in use, skipping a slot left empty by a member that
  * closed (the kernel empties it at the close) for the next one. Its slots
- * are those of a REUSEPORT_SOCKARRAY. With no slot in use it picks
+ * are those of a SOCKMAP (not a REUSEPORT_SOCKARRAY: a member is in the
+ * SOCKHASH of steer_direct too, and a socket in a sockarray can be in no
+ * sockmap, EBUSY). With no slot in use it picks
  * STEER_HOLD, the daemon's own member, where connections wait unaccepted
  * until an instance comes. It is loaded as SELECT_OR_MIGRATE: when a member
  * closes (its instance died), the connections queued at it are moved by
