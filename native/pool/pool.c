@@ -32,6 +32,7 @@
 #include <limits.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -372,8 +373,11 @@ static bool peer_ours(int fd, const char *path)
 
 /* ---- choosing an instance and handing off ---- */
 
+/* Its open connections: for a member, as the program counts them under
+ * lc (kernel_recount); round robin counts none in the kernel. */
 static int active(const struct instance *in)
 {
+	if (in->kernel) return g.lc ? (int)steer_conns(in->slot) : 0;
 	return in->open.n + in->unacked.n;
 }
 
@@ -385,6 +389,7 @@ static int join_member(struct instance *in, uint16_t sport);
 static void release_held(void);
 static bool user_steering(void);
 static void publish_slots(void);
+static void kernel_recount(void);
 static bool send_reply(int fd, const struct pool_reply *reply, int mfd);
 
 /* Whether a choice needs IN's acks read now, beyond those read when they
@@ -991,6 +996,7 @@ static void on_tick(void)
 	 * lc and a scaler's limit and idle times need them each tick. */
 	if (now - g.refresh_ms >= (g.lc || g.scaler ? TICK_MS : 10 * TICK_MS)) {
 		refresh_active();
+		kernel_recount();
 		g.refresh_ms = now;
 	}
 	dispatch_held(); /* after the counts: slots under the limit may be free */
@@ -1046,6 +1052,7 @@ static void send_status(int fd)
 	for (int i = 0; i < g.ninst; i++) /* acks that came since this wake-up: the waits are counted now */
 		if (g.inst[i]->registered && !g.inst[i]->dead && !g.inst[i]->kernel) take_acks(g.inst[i]);
 	refresh_active(); /* rr refreshes only each second; a status is read now */
+	kernel_recount();
 	FILE *f = open_memstream(&buf, &len);
 	if (!f) return;
 	uint64_t now = monotonic_ms();
@@ -1307,9 +1314,76 @@ static int hold_member(int fd)
 static void publish_slots(void)
 {
 	uint32_t n = 0;
+	bool used[STEER_SLOTS] = { false };
 	for (int i = 0; i < g.ninst; i++)
-		if (g.inst[i]->kernel && !g.inst[i]->dead && g.inst[i]->slot + 1 > n) n = g.inst[i]->slot + 1;
+		if (g.inst[i]->kernel && !g.inst[i]->dead) {
+			used[g.inst[i]->slot] = true;
+			if (g.inst[i]->slot + 1 > n) n = g.inst[i]->slot + 1;
+		}
+	for (uint32_t s = 0; s < STEER_SLOTS; s++)
+		if (!used[s]) steer_set_conns(s, STEER_NO_MEMBER);
 	steer_set_nslots(n);
+}
+
+/* The client of a connection to the public port, as the program keys it. */
+static void client_tuple(const struct inet_diag_msg *d, struct steer_tuple *t)
+{
+	memset(t, 0, sizeof *t);
+	t->family = d->idiag_family;
+	t->port = d->id.idiag_dport;
+	memcpy(t->addr, d->id.idiag_dst, d->idiag_family == AF_INET ? 4 : 16);
+	if (d->idiag_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)t->addr)) {
+		t->family = AF_INET;
+		memmove(t->addr, t->addr + 12, 4);
+		memset(t->addr + 4, 0, 12);
+	}
+}
+
+/* One dump of the kernel's TCP sockets of family, the connections to the
+ * public port still open counted into counts by the slot the program gave
+ * their client: established ones (accepted or waiting in a member's queue)
+ * and, past that, only those a process still holds (an inode). */
+static void count_family(int family, uint64_t *counts)
+{
+	struct {
+		struct nlmsghdr nh;
+		struct inet_diag_req_v2 r;
+	} req = {
+		.nh = { .nlmsg_len = sizeof req, .nlmsg_type = SOCK_DIAG_BY_FAMILY, .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP, .nlmsg_seq = ++g.diag_seq },
+		.r = { .sdiag_family = (uint8_t)family, .sdiag_protocol = IPPROTO_TCP,
+		       .idiag_states = ~((1u << TCP_LISTEN) | (1u << TCP_TIME_WAIT) | (1u << TCP_CLOSE)) },
+	};
+	union { char buf[32768]; struct nlmsghdr align; } u;
+	if (g.diag < 0 || send(g.diag, &req, sizeof req, 0) != (ssize_t)sizeof req) return;
+	for (;;) {
+		ssize_t n = recv(g.diag, u.buf, sizeof u.buf, 0);
+		if (n < 0 && errno == EINTR) continue;
+		if (n <= 0) return;
+		for (struct nlmsghdr *h = &u.align; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
+			if (h->nlmsg_seq != g.diag_seq) continue;
+			if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR) return;
+			const struct inet_diag_msg *d = NLMSG_DATA(h);
+			struct steer_tuple t;
+			uint32_t slot;
+			if (ntohs(d->id.idiag_sport) != g.public || (d->idiag_state != TCP_ESTABLISHED && d->idiag_state != TCP_SYN_RECV && !d->idiag_inode))
+				continue;
+			client_tuple(d, &t);
+			if (steer_tuple_slot(&t, &slot) && slot < STEER_SLOTS) counts[slot]++;
+		}
+	}
+}
+
+/* Least connections in the kernel: each member's open connections counted
+ * again, for the program to choose by (steer.h). What it picked since the
+ * dump began counts from the next one. */
+static void kernel_recount(void)
+{
+	uint64_t counts[STEER_SLOTS] = { 0 };
+	if (!g.kernel || !g.lc) return;
+	count_family(AF_INET, counts);
+	count_family(AF_INET6, counts);
+	for (int i = 0; i < g.ninst; i++)
+		if (g.inst[i]->kernel && !g.inst[i]->dead) steer_set_conns(g.inst[i]->slot, counts[g.inst[i]->slot]);
 }
 
 static int free_slot(void)
@@ -1357,14 +1431,14 @@ static int join_member(struct instance *in, uint16_t sport)
 	in->kernel = true;
 	in->slot = (uint32_t)slot;
 	in->handed_base = steer_handed(in->slot);
+	steer_set_conns(in->slot, 0);
 	publish_slots();
 	release_held();
 	return fd;
 }
 
-/* Kernel steering when asked (APPSHOT_POOL_STEER=kernel) and possible:
- * round robin only (lc counts the connections each instance has open,
- * which the kernel does not tell the program). Said once in the log. */
+/* Kernel steering when asked (APPSHOT_POOL_STEER=kernel) and possible.
+ * Said once in the log. */
 static char steer_note[1200] = "steering in user space: each connection is accepted here and handed over";
 
 static void choose_steering(void)
@@ -1372,8 +1446,7 @@ static void choose_steering(void)
 	const char *want = getenv("APPSHOT_POOL_STEER");
 	char why[512];
 	if (!want || strcmp(want, "kernel")) return;
-	if (g.lc) snprintf(steer_note, sizeof steer_note, "steering in user space: least connections needs the daemon's counts");
-	else if (!steer_load(why, sizeof why)) snprintf(steer_note, sizeof steer_note, "steering in user space: the kernel steering program %s", why);
+	if (!steer_load(g.lc, why, sizeof why)) snprintf(steer_note, sizeof steer_note, "steering in user space: the kernel steering program %s", why);
 	else {
 		g.kernel = true;
 		size_t n = (size_t)snprintf(steer_note, sizeof steer_note, "steering in the kernel: an eBPF program picks the instance of each connection");

@@ -9,6 +9,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <arpa/inet.h>
+#include <linux/if_ether.h>
 #include <stdio.h>
 #include <string.h>
 #include <linux/bpf.h>
@@ -37,6 +39,12 @@ static int ctl_fd = -1, socks_fd = -1, handed_fd = -1, prog_fd = -1;
  * program that reads it and the link that attaches it to our network
  * namespace (it lives as long as we do). */
 static int direct_fd = -1, link_fd = -1;
+/* Least connections: the open connections of each slot (one value of
+ * STEER_SLOTS counts, mapped here: the daemon stores its counts, the
+ * program adds each pick), and which slot each client address and port was
+ * given (an LRU hash the daemon reads to count, steer_tuple_slot). */
+static int conns_fd = -1, tuples_fd = -1;
+static volatile uint64_t *conns;
 /* The control map mapped here (BPF_F_MMAPABLE): nslots is written with a
  * plain store, so that an update never writes back a stale counter. */
 static volatile struct steer_ctl *ctl;
@@ -46,15 +54,20 @@ static long bpf(int cmd, union bpf_attr *attr)
 	return syscall(SYS_bpf, cmd, attr, sizeof *attr);
 }
 
-static int map_create(uint32_t type, uint32_t vsize, uint32_t n, uint32_t flags)
+static int map_create_key(uint32_t type, uint32_t ksize, uint32_t vsize, uint32_t n, uint32_t flags)
 {
 	union bpf_attr a = { 0 };
 	a.map_type = type;
 	a.map_flags = flags;
-	a.key_size = 4;
+	a.key_size = ksize;
 	a.value_size = vsize;
 	a.max_entries = n;
 	return (int)bpf(BPF_MAP_CREATE, &a);
+}
+
+static int map_create(uint32_t type, uint32_t vsize, uint32_t n, uint32_t flags)
+{
+	return map_create_key(type, 4, vsize, n, flags);
 }
 
 static int map_update(int fd, uint32_t key, const void *value)
@@ -78,7 +91,7 @@ static int map_lookup(int fd, uint32_t key, void *value)
 
 /* ---- a small assembler: instructions and forward jumps ---- */
 
-static struct bpf_insn prog[160];
+static struct bpf_insn prog[1024]; /* lc's is about 450 */
 static int len;
 
 static void emit(uint8_t code, uint8_t dst, uint8_t src, int16_t off, int32_t imm)
@@ -161,12 +174,87 @@ static void assemble_direct(void)
 	emit(BPF_JMP | BPF_EXIT, 0, 0, 0, 0);
 }
 
+/* Least connections, before round robin (lc): r8 = the slot of fewest
+ * counted connections among [0, nslots), first of equals; selected, its
+ * count goes up by one and the client's address and port are recorded
+ * with it, and the program goes on at the handed count (to_counted). A
+ * slot that cannot be selected (its member closed) leaves the choice to
+ * round robin. r9 = the counts. */
+static void assemble_lc(int *to_counted, int *ncounted, int *to_rr, int *nrr)
+{
+	emit(BPF_ST | BPF_MEM | BPF_W, FP, 0, -4, 0);
+	lookup_key(conns_fd);
+	to_rr[(*nrr)++] = jump(BPF_JEQ | BPF_K, R0, 0, 0);
+	emit(BPF_ALU64 | BPF_MOV | BPF_X, BPF_REG_9, R0, 0, 0);
+	emit(BPF_ALU64 | BPF_MOV | BPF_K, R2, 0, 0, -1); /* the fewest so far: none yet */
+	emit(BPF_ALU64 | BPF_MOV | BPF_K, R3, 0, 0, 0);
+	int done[STEER_SLOTS];
+	for (int slot = 0; slot < STEER_SLOTS; slot++) {
+		done[slot] = jump(BPF_JLE | BPF_K, R7, 0, slot);
+		emit(BPF_LDX | BPF_MEM | BPF_DW, R1, BPF_REG_9, (int16_t)(8 * slot), 0);
+		emit(BPF_JMP | BPF_JGE | BPF_X, R1, R2, 2, 0);
+		emit(BPF_ALU64 | BPF_MOV | BPF_X, R2, R1, 0, 0);
+		emit(BPF_ALU64 | BPF_MOV | BPF_K, R3, 0, 0, slot);
+	}
+	for (int slot = 0; slot < STEER_SLOTS; slot++) land(done[slot]);
+	emit(BPF_ALU64 | BPF_MOV | BPF_X, R8, R3, 0, 0);
+	key_from(R8);
+	select_key();
+	to_rr[(*nrr)++] = jump(BPF_JNE | BPF_K, R0, 0, 0);
+	/* conns[r8 & (STEER_SLOTS - 1)] += 1 */
+	emit(BPF_ALU64 | BPF_MOV | BPF_X, R1, R8, 0, 0);
+	emit(BPF_ALU64 | BPF_AND | BPF_K, R1, 0, 0, STEER_SLOTS - 1);
+	emit(BPF_ALU64 | BPF_LSH | BPF_K, R1, 0, 0, 3);
+	emit(BPF_ALU64 | BPF_ADD | BPF_X, R1, BPF_REG_9, 0, 0);
+	emit(BPF_ALU64 | BPF_MOV | BPF_K, R2, 0, 0, 1);
+	emit(BPF_STX | BPF_ATOMIC | BPF_DW, R1, R2, 0, BPF_ADD);
+	/* the client's tuple (struct steer_tuple at fp - 32): its address from
+	 * the IP header, its port from the TCP header where data begins. None
+	 * when there is no packet (a queued connection moving at a close). */
+	emit(BPF_ST | BPF_MEM | BPF_DW, FP, 0, -32, 0);
+	emit(BPF_ST | BPF_MEM | BPF_DW, FP, 0, -24, 0);
+	emit(BPF_ST | BPF_MEM | BPF_DW, FP, 0, -16, 0);
+	emit(BPF_LDX | BPF_MEM | BPF_W, R1, R6, offsetof(struct sk_reuseport_md, eth_protocol), 0);
+	int v6 = jump(BPF_JEQ | BPF_K, R1, 0, htons(ETH_P_IPV6));
+	emit(BPF_ST | BPF_MEM | BPF_W, FP, 0, -32, AF_INET);
+	emit(BPF_ALU64 | BPF_MOV | BPF_K, R2, 0, 0, 12); /* saddr in struct iphdr */
+	emit(BPF_ALU64 | BPF_MOV | BPF_K, R4, 0, 0, 4);
+	int addr = jump(BPF_JA, 0, 0, 0);
+	land(v6);
+	emit(BPF_ST | BPF_MEM | BPF_W, FP, 0, -32, AF_INET6);
+	emit(BPF_ALU64 | BPF_MOV | BPF_K, R2, 0, 0, 8); /* saddr in struct ipv6hdr */
+	emit(BPF_ALU64 | BPF_MOV | BPF_K, R4, 0, 0, 16);
+	land(addr);
+	emit(BPF_ALU64 | BPF_MOV | BPF_X, R1, R6, 0, 0);
+	emit(BPF_ALU64 | BPF_MOV | BPF_X, R3, FP, 0, 0);
+	emit(BPF_ALU64 | BPF_ADD | BPF_K, R3, 0, 0, -24);
+	emit(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_5, 0, 0, BPF_HDR_START_NET);
+	emit(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_skb_load_bytes_relative);
+	to_counted[(*ncounted)++] = jump(BPF_JNE | BPF_K, R0, 0, 0);
+	emit(BPF_ALU64 | BPF_MOV | BPF_X, R1, R6, 0, 0);
+	emit(BPF_ALU64 | BPF_MOV | BPF_K, R2, 0, 0, 0); /* source port in struct tcphdr */
+	emit(BPF_ALU64 | BPF_MOV | BPF_X, R3, FP, 0, 0);
+	emit(BPF_ALU64 | BPF_ADD | BPF_K, R3, 0, 0, -28);
+	emit(BPF_ALU64 | BPF_MOV | BPF_K, R4, 0, 0, 2);
+	emit(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_skb_load_bytes);
+	to_counted[(*ncounted)++] = jump(BPF_JNE | BPF_K, R0, 0, 0);
+	emit(BPF_STX | BPF_MEM | BPF_W, FP, R8, -36, 0);
+	ld_map(R1, tuples_fd);
+	emit(BPF_ALU64 | BPF_MOV | BPF_X, R2, FP, 0, 0);
+	emit(BPF_ALU64 | BPF_ADD | BPF_K, R2, 0, 0, -32);
+	emit(BPF_ALU64 | BPF_MOV | BPF_X, R3, FP, 0, 0);
+	emit(BPF_ALU64 | BPF_ADD | BPF_K, R3, 0, 0, -36);
+	emit(BPF_ALU64 | BPF_MOV | BPF_K, R4, 0, 0, BPF_ANY);
+	emit(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_map_update_elem);
+	to_counted[(*ncounted)++] = jump(BPF_JA, 0, 0, 0);
+}
+
 /* The program: ctx in r6, the slot count in r7, the slot tried in r8.
  * Whatever happens it passes: a connection with no member chosen goes to
  * one the kernel picks by hash, never dropped. */
-static void assemble(void)
+static void assemble(bool lc)
 {
-	int to_out[TRIES + 4], nout = 0, to_counted[TRIES], ncounted = 0;
+	int to_out[TRIES + 4], nout = 0, to_counted[TRIES + 4], ncounted = 0, to_rr[2], nrr = 0;
 	len = 0;
 	emit(BPF_ALU64 | BPF_MOV | BPF_X, R6, R1, 0, 0);
 	emit(BPF_ST | BPF_MEM | BPF_W, FP, 0, -4, 0);
@@ -174,6 +262,13 @@ static void assemble(void)
 	to_out[nout++] = jump(BPF_JEQ | BPF_K, R0, 0, 0);
 	emit(BPF_LDX | BPF_MEM | BPF_W, R7, R0, offsetof(struct steer_ctl, nslots), 0);
 	int to_hold = jump(BPF_JEQ | BPF_K, R7, 0, 0);
+	if (lc) {
+		assemble_lc(to_counted, &ncounted, to_rr, &nrr);
+		for (int i = 0; i < nrr; i++) land(to_rr[i]);
+		emit(BPF_ST | BPF_MEM | BPF_W, FP, 0, -4, 0); /* round robin: the counter again */
+		lookup_key(ctl_fd);
+		to_out[nout++] = jump(BPF_JEQ | BPF_K, R0, 0, 0);
+	}
 	/* r8 = atomic fetch-add of next, 1: each connection its own turn */
 	emit(BPF_ALU64 | BPF_MOV | BPF_K, R8, 0, 0, 1);
 	emit(BPF_STX | BPF_ATOMIC | BPF_W, R0, R8, offsetof(struct steer_ctl, next), BPF_ADD | BPF_FETCH);
@@ -206,8 +301,14 @@ static void assemble(void)
 
 static int load(uint32_t type, uint32_t attach, char *why, size_t cap);
 
-bool steer_load(char *why, size_t cap)
+bool steer_load(bool lc, char *why, size_t cap)
 {
+	if (lc && ((conns_fd = map_create(BPF_MAP_TYPE_ARRAY, STEER_SLOTS * sizeof(uint64_t), 1, BPF_F_MMAPABLE)) < 0 ||
+		   (tuples_fd = map_create_key(BPF_MAP_TYPE_LRU_HASH, sizeof(struct steer_tuple), sizeof(uint32_t), 65536, 0)) < 0 ||
+		   (conns = mmap(NULL, (size_t)sysconf(_SC_PAGESIZE), PROT_READ | PROT_WRITE, MAP_SHARED, conns_fd, 0)) == MAP_FAILED)) {
+		snprintf(why, cap, "cannot make its maps: %s", strerror(errno));
+		return false;
+	}
 	if ((ctl_fd = map_create(BPF_MAP_TYPE_ARRAY, sizeof(struct steer_ctl), 1, BPF_F_MMAPABLE)) < 0 ||
 	    (socks_fd = map_create(BPF_MAP_TYPE_SOCKMAP, sizeof(uint64_t), STEER_SLOTS + 1, 0)) < 0 ||
 	    (handed_fd = map_create(BPF_MAP_TYPE_ARRAY, sizeof(uint64_t), STEER_SLOTS, 0)) < 0 ||
@@ -215,32 +316,34 @@ bool steer_load(char *why, size_t cap)
 		snprintf(why, cap, "cannot make its maps: %s", strerror(errno));
 		return false;
 	}
-	assemble();
+	assemble(lc);
 	return (prog_fd = load(BPF_PROG_TYPE_SK_REUSEPORT, BPF_SK_REUSEPORT_SELECT_OR_MIGRATE, why, cap)) >= 0;
 }
 
 /* The assembled program loaded: its descriptor, or -1 with why. */
 static int load(uint32_t type, uint32_t attach, char *why, size_t cap)
 {
-	static char log[8192];
+	static char log[1 << 16];
 	union bpf_attr a = { 0 };
 	a.prog_type = type;
 	a.expected_attach_type = attach;
 	a.insns = (uintptr_t)prog;
 	a.insn_cnt = (uint32_t)len;
 	a.license = (uintptr_t)"Dual MIT/GPL";
+	int fd = (int)bpf(BPF_PROG_LOAD, &a);
+	if (fd >= 0) return fd;
+	/* Refused: again with the verifier's log, for its last line. */
+	int err = errno;
 	a.log_buf = (uintptr_t)log;
 	a.log_size = sizeof log;
 	a.log_level = 1;
-	int fd = (int)bpf(BPF_PROG_LOAD, &a);
-	if (fd < 0) {
-		int err = errno;
-		size_t n = strlen(log);
-		while (n && log[n - 1] == '\n') log[--n] = 0;
-		const char *last = strrchr(log, '\n');
-		snprintf(why, cap, "cannot load its program: %s%s%s", strerror(err), n ? "; the verifier says: " : "", last ? last + 1 : log);
-	}
-	return fd;
+	log[0] = 0;
+	if ((fd = (int)bpf(BPF_PROG_LOAD, &a)) >= 0) return fd;
+	size_t n = strlen(log);
+	while (n && log[n - 1] == '\n') log[--n] = 0;
+	const char *last = strrchr(log, '\n');
+	snprintf(why, cap, "cannot load its program: %s%s%s", strerror(err), n ? "; the verifier says: " : "", last ? last + 1 : log);
+	return -1;
 }
 
 bool steer_direct(char *why, size_t cap)
@@ -304,4 +407,23 @@ uint64_t steer_handed(uint32_t slot)
 	uint64_t n = 0;
 	map_lookup(handed_fd, slot, &n);
 	return n;
+}
+
+void steer_set_conns(uint32_t slot, uint64_t n)
+{
+	if (conns && slot < STEER_SLOTS) conns[slot] = n;
+}
+
+uint64_t steer_conns(uint32_t slot)
+{
+	return conns && slot < STEER_SLOTS ? conns[slot] : 0;
+}
+
+bool steer_tuple_slot(const struct steer_tuple *t, uint32_t *slot)
+{
+	union bpf_attr a = { 0 };
+	a.map_fd = tuples_fd;
+	a.key = (uintptr_t)t;
+	a.value = (uintptr_t)slot;
+	return tuples_fd >= 0 && bpf(BPF_MAP_LOOKUP_ELEM, &a) == 0;
 }

@@ -30,8 +30,9 @@
 #define STEER_SLOTS 64            /* instances at once in kernel mode */
 #define STEER_HOLD STEER_SLOTS    /* the daemon's holding member */
 
-/* Makes the maps and loads the program: true, or false with why. */
-bool steer_load(char *why, size_t cap);
+/* Makes the maps and loads the program, round robin or (lc) least
+ * connections: true, or false with why. */
+bool steer_load(bool lc, char *why, size_t cap);
 
 /* The program attached to the group of listening socket fd (bound with
  * SO_REUSEPORT): the whole group is steered by it. 0, or an errno. */
@@ -56,6 +57,23 @@ bool steer_direct(char *why, size_t cap);
 /* Connections to TCP port of this namespace go to listening socket fd,
  * until it closes: 0, or an errno. */
 int steer_direct_put(uint16_t port, int fd);
+
+/* Least connections. The program picks the slot of fewest connections
+ * as last counted (steer_set_conns, by the daemon from the kernel's socket
+ * table) plus those it picked since, and records the client's address and
+ * port with the slot it gave them; a connection the daemon finds open is
+ * counted for the slot steer_tuple_slot says. A slot no member holds is
+ * given a count no member reaches, so that it is never the fewest. */
+struct steer_tuple {
+	uint32_t family; /* AF_INET or AF_INET6 (a v4-mapped client: AF_INET) */
+	uint16_t port;   /* the client's, network order */
+	uint16_t pad;
+	uint8_t addr[16]; /* the client's: 4 bytes for AF_INET, the rest 0 */
+};
+#define STEER_NO_MEMBER (UINT64_MAX / 2)
+void steer_set_conns(uint32_t slot, uint64_t n);
+uint64_t steer_conns(uint32_t slot);
+bool steer_tuple_slot(const struct steer_tuple *t, uint32_t *slot);
 
 /* How many connections the program has given slot so far. */
 uint64_t steer_handed(uint32_t slot);
