@@ -75,9 +75,12 @@ describe.each(MODES)('published ports steered in the kernel (%s)', (_mode, flags
       // The server's listening descriptor is a TCP listener on the public
       // port: the kernel queues its connections there, no daemon between.
       for (const aid of ['a', 'b', 'c']) expect(listeningPorts(serverSpid(home, aid))).toEqual([pub]);
+      // Its own (system) port reaches the same member, and counts.
+      const sport = (JSON.parse(appshot(home, ['tables', '--type', 'port', '--aid', 'a', '--json']).stdout) as { system: number }[])[0].system;
+      expect(await who(sport)).toBe('a');
       const rows = JSON.parse(appshot(home, ['tables', '--type', 'publish', '--json']).stdout) as PubRow[];
       expect(rows[0].pool.steer).toBe('kernel');
-      expect(rows[0].pool.instances.map((i) => [i.aid, i.handed, i.unacked]).sort()).toEqual([['a', 10, 0], ['b', 10, 0], ['c', 10, 0]]);
+      expect(rows[0].pool.instances.map((i) => [i.aid, i.handed, i.unacked]).sort()).toEqual([['a', 11, 0], ['b', 10, 0], ['c', 10, 0]]);
       expect(readFileSync(join(home, 'pools', `${pub}.log`), 'utf8')).toContain('steering in the kernel');
     } finally {
       await stop(list);
@@ -132,9 +135,6 @@ describe('published ports steered in the kernel: no connection lost, and the fal
         kill $!`;
       const r = appshot(home, ['run', '--no-identity', '--aid', 'self', '--publish', `${pub}:8080`, '--', 'sh', '-c', script], KERNEL);
       expect(r.stdout).toBe('self\nself\nself\nself\n');
-      // a's own port too, from outside the application: its system port
-      const sport = (JSON.parse(appshot(home, ['tables', '--type', 'port', '--aid', 'a', '--json']).stdout) as { system: number }[])[0].system;
-      expect(await who(sport)).toBe('a');
     } finally {
       await stop(others);
     }

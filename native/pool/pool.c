@@ -1424,7 +1424,7 @@ static int join_member(struct instance *in, uint16_t sport)
 {
 	int slot = free_slot(), fd = -1, err = EBUSY;
 	if (slot < 0 || (fd = listening_socket(&g.pub_addr, g.pub_len, g.pub_v6only, SOMAXCONN)) < 0 ||
-	    (err = steer_attach(fd)) || (g.direct && (err = steer_direct_put(sport, fd))) || (err = steer_put((uint32_t)slot, fd))) {
+	    (err = steer_attach(fd)) || (g.direct && (err = steer_direct_put(sport, fd, (uint32_t)slot))) || (err = steer_put((uint32_t)slot, fd))) {
 		if (fd >= 0) err = err ? err : errno, close(fd);
 		return errno = err, -1;
 	}

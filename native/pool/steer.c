@@ -39,6 +39,7 @@ static int ctl_fd = -1, socks_fd = -1, handed_fd = -1, prog_fd = -1;
  * program that reads it and the link that attaches it to our network
  * namespace (it lives as long as we do). */
 static int direct_fd = -1, link_fd = -1;
+static int direct_slot_fd = -1; /* port -> the member's slot, for its handed count */
 /* Least connections: the open connections of each slot (one value of
  * STEER_SLOTS counts, mapped here: the daemon stores its counts, the
  * program adds each pick), and which slot each client address and port was
@@ -166,10 +167,24 @@ static void assemble_direct(void)
 	/* that member itself, not whichever the group's program would pick */
 	emit(BPF_ALU64 | BPF_MOV | BPF_K, R3, 0, 0, BPF_SK_LOOKUP_F_NO_REUSEPORT);
 	emit(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_sk_assign);
+	emit(BPF_ALU64 | BPF_MOV | BPF_X, R8, R0, 0, 0);
 	emit(BPF_ALU64 | BPF_MOV | BPF_X, R1, R7, 0, 0);
 	emit(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_sk_release);
+	int refused = jump(BPF_JNE | BPF_K, R8, 0, 0);
+	/* handed[direct_slot[port]] += 1 (the key is still at fp - 4) */
+	lookup_key(direct_slot_fd);
+	int no_slot = jump(BPF_JEQ | BPF_K, R0, 0, 0);
+	emit(BPF_LDX | BPF_MEM | BPF_W, R2, R0, 0, 0);
+	key_from(R2);
+	lookup_key(handed_fd);
+	int no_count = jump(BPF_JEQ | BPF_K, R0, 0, 0);
+	emit(BPF_ALU64 | BPF_MOV | BPF_K, R1, 0, 0, 1);
+	emit(BPF_STX | BPF_ATOMIC | BPF_DW, R0, R1, 0, BPF_ADD);
 	land(not_tcp);
 	land(none);
+	land(refused);
+	land(no_slot);
+	land(no_count);
 	emit(BPF_ALU64 | BPF_MOV | BPF_K, R0, 0, 0, SK_PASS);
 	emit(BPF_JMP | BPF_EXIT, 0, 0, 0, 0);
 }
@@ -349,7 +364,8 @@ static int load(uint32_t type, uint32_t attach, char *why, size_t cap)
 bool steer_direct(char *why, size_t cap)
 {
 	int netns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC), prog = -1;
-	if (netns < 0 || (direct_fd = map_create(BPF_MAP_TYPE_SOCKHASH, sizeof(uint64_t), STEER_SLOTS, 0)) < 0) {
+	if (netns < 0 || (direct_fd = map_create(BPF_MAP_TYPE_SOCKHASH, sizeof(uint64_t), STEER_SLOTS, 0)) < 0 ||
+	    (direct_slot_fd = map_create(BPF_MAP_TYPE_HASH, sizeof(uint32_t), STEER_SLOTS * 4, 0)) < 0) {
 		snprintf(why, cap, "%s: %s", netns < 0 ? "/proc/self/ns/net" : "its map", strerror(errno));
 	} else {
 		assemble_direct();
@@ -366,10 +382,11 @@ bool steer_direct(char *why, size_t cap)
 	return link_fd >= 0;
 }
 
-int steer_direct_put(uint16_t port, int fd)
+int steer_direct_put(uint16_t port, int fd, uint32_t slot)
 {
 	uint64_t v = (uint64_t)fd;
-	return link_fd < 0 ? ENOTSUP : map_update(direct_fd, port, &v);
+	int err = link_fd < 0 ? ENOTSUP : map_update(direct_slot_fd, port, &slot);
+	return err ? err : map_update(direct_fd, port, &v);
 }
 
 int steer_attach(int fd)

@@ -55,8 +55,8 @@ bool steer_live(uint32_t slot);
 bool steer_direct(char *why, size_t cap);
 
 /* Connections to TCP port of this namespace go to listening socket fd,
- * until it closes: 0, or an errno. */
-int steer_direct_put(uint16_t port, int fd);
+ * until it closes, counted as handed to slot: 0, or an errno. */
+int steer_direct_put(uint16_t port, int fd, uint32_t slot);
 
 /* Least connections. The program picks the slot of fewest connections
  * as last counted (steer_set_conns, by the daemon from the kernel's socket
