@@ -85,7 +85,8 @@ struct pool_register {
 	char name[POOL_NAME_MAX + 1]; /* the instance socket's abstract name, NUL-terminated */
 	uint64_t ino;     /* and its inode, which a successor checks before sending */
 	uint32_t flags;   /* POOL_REG_MEMBER */
-	uint32_t pad;
+	uint32_t fdnum;   /* with POOL_REG_MEMBER: the descriptor the member takes, in spid,
+			   * where a daemon taking over finds it (pidfd_getfd) */
 };
 
 /* The registrant can take a member socket in place of a channel (the

@@ -173,7 +173,7 @@ int pool_instance_join(const char *home, uint16_t pub, const char *aid, uint32_t
 		       uint16_t vport, uint16_t sport, int *member, char *why, size_t cap)
 {
 	struct sockaddr_un daemon;
-	struct pool_register reg = { POOL_MAGIC, vport, sport, spid, "", "", 0, member ? POOL_REG_MEMBER : 0, 0 };
+	struct pool_register reg = { POOL_MAGIC, vport, sport, spid, "", "", 0, member ? POOL_REG_MEMBER : 0, (uint32_t)listener };
 	struct pool_reply reply = { -1, 0 };
 	int mfd = -1;
 	if (pool_daemon_path(&daemon, home, pub)) return snprintf(why, cap, "the pool socket path under %s is too long", home), -1;

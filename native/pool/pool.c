@@ -52,6 +52,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -121,6 +122,7 @@ struct instance {
 	bool kernel;               /* a member of the steered group (steer.h), in slot */
 	uint32_t slot;
 	uint64_t handed_base;      /* the slot's count when it came */
+	uint64_t member_ino;       /* its member's inode, which a successor checks */
 };
 
 struct client {
@@ -600,7 +602,10 @@ static void write_state(void)
 	}
 	for (int i = 0; i < g.ninst; i++) {
 		struct instance *in = g.inst[i];
-		if (in->registered && !in->dead && !in->kernel) /* a successor cannot reach a member */
+		if (in->registered && !in->dead && in->kernel) /* see recover_member */
+			fprintf(f, "member\t%s\t%u\t%u\t%u\t%llu\t%u\n", in->reg.aid, in->reg.vport, in->reg.sport, in->reg.spid,
+				(unsigned long long)in->member_ino, in->reg.fdnum);
+		else if (in->registered && !in->dead)
 			fprintf(f, "%s\t%s\t%u\t%u\t%u\t%llu\n", in->reg.name, in->reg.aid, in->reg.vport, in->reg.sport,
 				in->reg.spid, (unsigned long long)in->reg.ino);
 	}
@@ -1428,9 +1433,11 @@ static int join_member(struct instance *in, uint16_t sport)
 		if (fd >= 0) err = err ? err : errno, close(fd);
 		return errno = err, -1;
 	}
+	struct stat st;
 	in->kernel = true;
 	in->slot = (uint32_t)slot;
 	in->handed_base = steer_handed(in->slot);
+	in->member_ino = fstat(fd, &st) ? 0 : st.st_ino;
 	steer_set_conns(in->slot, 0);
 	publish_slots();
 	release_held();
@@ -1657,8 +1664,64 @@ static int relisten(const struct pool_register *reg)
 /* One line of the state file: the instance is served again if its socket
  * still holds its name. Connected first, then checked by inode, so that a
  * socket someone bound to the name after the instance ended gets nothing. */
+/* A member of a kernel-steered pool, from a state line "member AID VPORT
+ * SPORT SPID INODE FD": taken from its process (pidfd_getfd: our own
+ * user's, or root) as descriptor FD if that is still the member (its
+ * inode), put in a slot of our program, and its own port steered to it
+ * again; then our copy closes, as at a registration. Our program replaces
+ * the dead daemon's on the group when our holding member joins it, after
+ * every member found is in place (recover). A member not found this way
+ * (its process ended, a forked worker holds it) is not served any more. */
+static void recover_member(const char *line)
+{
+	struct pool_register reg = { .magic = POOL_MAGIC, .flags = POOL_REG_MEMBER };
+	unsigned long long ino;
+	struct stat st;
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof ss, olen = sizeof(int);
+	int v6only = -1, fd = -1, pidfd = -1;
+	if (sscanf(line, "member %63s %u %u %u %llu %u", reg.aid, &reg.vport, &reg.sport, &reg.spid, &ino, &reg.fdnum) != 6) return;
+	if (!g.kernel) {
+		logmsg("instance of %s (pid %u) was steered in the kernel; this daemon steers in user space and cannot serve it", reg.aid, reg.spid);
+		return;
+	}
+	if ((pidfd = (int)syscall(SYS_pidfd_open, (pid_t)reg.spid, 0)) < 0 || (fd = (int)syscall(SYS_pidfd_getfd, pidfd, (int)reg.fdnum, 0)) < 0 ||
+	    fstat(fd, &st) || st.st_ino != ino || getsockname(fd, (struct sockaddr *)&ss, &len)) {
+		logmsg("instance of %s (pid %u): its member is not its descriptor %u any more (%s); not served", reg.aid, reg.spid, reg.fdnum,
+		       fd < 0 ? strerror(errno) : "another socket");
+		if (pidfd >= 0) close(pidfd);
+		if (fd >= 0) close(fd);
+		return;
+	}
+	close(pidfd);
+	if (ss.ss_family == AF_INET6) getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &olen);
+	if (!g.pub_len) memcpy(&g.pub_addr, &ss, len), g.pub_len = len, g.pub_v6only = v6only;
+	struct instance *in = new_instance();
+	int slot = free_slot(), err = slot < 0 ? EBUSY : 0;
+	in->reg = reg;
+	in->registered = true;
+	if (!err && g.direct) err = steer_direct_put((uint16_t)reg.sport, fd, (uint32_t)slot);
+	if (!err) err = steer_put((uint32_t)slot, fd);
+	if (err) {
+		logmsg("instance of %s (pid %u): cannot steer to its member: %s", reg.aid, reg.spid, strerror(err));
+		in->dead = true;
+	} else {
+		in->kernel = true;
+		in->slot = (uint32_t)slot;
+		in->member_ino = ino;
+		steer_set_conns(in->slot, 0);
+		publish_slots();
+		logmsg("instance of %s taken over: port %u, pid %u, member in slot %u", reg.aid, reg.vport, reg.spid, in->slot);
+	}
+	close(fd);
+}
+
 static void recover_instance(char *line)
 {
+	if (!strncmp(line, "member\t", 7)) {
+		recover_member(line);
+		return;
+	}
 	struct pool_register reg = { .magic = POOL_MAGIC };
 	unsigned long long ino;
 	char name[POOL_NAME_MAX + 1], aid[sizeof reg.aid];
@@ -1701,6 +1764,12 @@ static void recover(void)
 	logmsg("taking over the instances of %s", g.state_path);
 	while (fgets(line, sizeof line, f)) recover_instance(line);
 	fclose(f);
+	/* Members taken over: our holding member joins their group, which
+	 * puts our program in place of the dead daemon's. */
+	if (g.kernel && g.pub_len && g.pub.fd < 0) {
+		int err = listen_public(&g.pub_addr, g.pub_len, g.pub_v6only);
+		if (err) logmsg("cannot steer the members taken over: %s", strerror(err));
+	}
 	reap();
 	write_state();
 }
