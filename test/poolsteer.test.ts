@@ -184,6 +184,29 @@ describe('published ports steered in the kernel: no connection lost, and the fal
     }
   });
 
+  it('kill -9 of the daemon: the port serves on through the program in the kernel; the next daemon takes the members over from their processes, and ps and the own ports are back', async () => {
+    const home = makeHome();
+    const pub = await freePort();
+    const list = [await instance(home, 'a', pub), await instance(home, 'b', pub)];
+    try {
+      const status = () => (JSON.parse(appshot(home, ['tables', '--type', 'publish', '--json']).stdout) as (PubRow & { pool: { pid: number } })[])[0].pool;
+      const old = status().pid;
+      process.kill(old, 'SIGKILL');
+      expect([await who(pub), await who(pub)].sort()).toEqual(['a', 'b']); // with no daemon, or the next one
+      await waitFor(() => JSON.stringify(status()), /"instances":\[\{"aid":"[ab]".*"aid":"[ab]"/, 10_000);
+      const now = status() as unknown as { pid: number; steer: string; instances: { aid: string; sport: number }[] };
+      expect(now.pid).not.toBe(old);
+      expect(now.steer).toBe('kernel');
+      for (const i of now.instances) expect(await who(i.sport)).toBe(i.aid);
+      const answers: string[] = [];
+      for (let k = 0; k < 10; k++) answers.push(await who(pub));
+      expect(tally(answers)).toEqual({ a: 5, b: 5 });
+      expect(readFileSync(join(home, 'pools', `${pub}.log`), 'utf8')).toMatch(/instance of a taken over[\s\S]*2 instance\(s\) taken over/);
+    } finally {
+      await stop(list);
+    }
+  });
+
   it('a connection made before the first instance listens waits at the daemon\'s own member and is answered by it', async () => {
     const home = makeHome();
     const pub = await freePort();
