@@ -123,6 +123,8 @@ struct instance {
 	uint32_t slot;
 	uint64_t handed_base;      /* the slot's count when it came */
 	uint64_t member_ino;       /* its member's inode, which a successor checks */
+	bool out, out_logged;      /* taken out: not accepting (check_members) */
+	uint64_t stall_ms, accepted;
 };
 
 struct client {
@@ -392,6 +394,7 @@ static void release_held(void);
 static bool user_steering(void);
 static void publish_slots(void);
 static void kernel_recount(void);
+static void check_members(uint64_t now);
 static bool send_reply(int fd, const struct pool_reply *reply, int mfd);
 
 /* Whether a choice needs IN's acks read now, beyond those read when they
@@ -848,7 +851,7 @@ static void take_acks(struct instance *in)
  * hang-up to tell us. */
 static bool instance_alive(const struct instance *in)
 {
-	if (in->kernel) return steer_live(in->slot); /* see join_member */
+	if (in->kernel) return in->out || steer_live(in->slot); /* see join_member; one out: check_members */
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
 	size_t n = strlen(in->reg.name);
 	memcpy(a.sun_path + 1, in->reg.name, n);
@@ -987,13 +990,14 @@ static void on_tick(void)
 	resume(&g.ctl);
 	bool probe = now - g.probe_ms >= PROBE_MS;
 	if (probe) g.probe_ms = now;
+	if (g.kernel) check_members(now);
 	for (int i = 0; i < g.ninst; i++) {
 		struct instance *in = g.inst[i];
 		if (!in->registered && now - in->since_ms > REGISTER_MS) in->dead = true;
 		if (in->registered && !in->dead && !in->kernel) take_acks(in);
 		/* One that holds connections is looked at each tick, so that they
 		 * go to another soon after its end; a member costs one map lookup. */
-		if (in->registered && !in->dead && (probe || in->unacked.n || in->kernel) && !instance_alive(in)) in->dead = true;
+		if (in->registered && !in->dead && !in->kernel && (probe || in->unacked.n) && !instance_alive(in)) in->dead = true;
 		in->blocked = false;
 		dispatch_direct(in);
 	}
@@ -1344,37 +1348,130 @@ static void client_tuple(const struct inet_diag_msg *d, struct steer_tuple *t)
 	}
 }
 
-/* One dump of the kernel's TCP sockets of family, the connections to the
- * public port still open counted into counts by the slot the program gave
- * their client: established ones (accepted or waiting in a member's queue)
- * and, past that, only those a process still holds (an inode). */
-static void count_family(int family, uint64_t *counts)
+/* One dump of the kernel's TCP sockets of family in states (a mask of
+ * 1 << TCP_*) whose local port is the public one, each given to fn: true
+ * when the kernel answered whole. */
+static bool diag_dump(int family, uint32_t states, void (*fn)(const struct inet_diag_msg *d, void *arg), void *arg)
 {
 	struct {
 		struct nlmsghdr nh;
 		struct inet_diag_req_v2 r;
 	} req = {
 		.nh = { .nlmsg_len = sizeof req, .nlmsg_type = SOCK_DIAG_BY_FAMILY, .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP, .nlmsg_seq = ++g.diag_seq },
-		.r = { .sdiag_family = (uint8_t)family, .sdiag_protocol = IPPROTO_TCP,
-		       .idiag_states = ~((1u << TCP_LISTEN) | (1u << TCP_TIME_WAIT) | (1u << TCP_CLOSE)) },
+		.r = { .sdiag_family = (uint8_t)family, .sdiag_protocol = IPPROTO_TCP, .idiag_states = states },
 	};
 	union { char buf[32768]; struct nlmsghdr align; } u;
-	if (g.diag < 0 || send(g.diag, &req, sizeof req, 0) != (ssize_t)sizeof req) return;
+	if (g.diag < 0 || send(g.diag, &req, sizeof req, 0) != (ssize_t)sizeof req) return false;
 	for (;;) {
 		ssize_t n = recv(g.diag, u.buf, sizeof u.buf, 0);
 		if (n < 0 && errno == EINTR) continue;
-		if (n <= 0) return;
+		if (n <= 0) return false;
 		for (struct nlmsghdr *h = &u.align; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
 			if (h->nlmsg_seq != g.diag_seq) continue;
-			if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR) return;
+			if (h->nlmsg_type == NLMSG_DONE) return true;
+			if (h->nlmsg_type == NLMSG_ERROR) return false;
 			const struct inet_diag_msg *d = NLMSG_DATA(h);
-			struct steer_tuple t;
-			uint32_t slot;
-			if (ntohs(d->id.idiag_sport) != g.public || (d->idiag_state != TCP_ESTABLISHED && d->idiag_state != TCP_SYN_RECV && !d->idiag_inode))
-				continue;
-			client_tuple(d, &t);
-			if (steer_tuple_slot(&t, &slot) && slot < STEER_SLOTS) counts[slot]++;
+			if (ntohs(d->id.idiag_sport) == g.public) fn(d, arg);
 		}
+	}
+}
+
+/* A connection to the public port still open, counted into counts by the
+ * slot the program gave its client: established ones (accepted or waiting
+ * in a member's queue) and, past that, only those a process still holds
+ * (an inode). */
+static void count_conn(const struct inet_diag_msg *d, void *counts)
+{
+	struct steer_tuple t;
+	uint32_t slot;
+	if (d->idiag_state != TCP_ESTABLISHED && d->idiag_state != TCP_SYN_RECV && !d->idiag_inode) return;
+	client_tuple(d, &t);
+	if (steer_tuple_slot(&t, &slot) && slot < STEER_SLOTS) ((uint64_t *)counts)[slot]++;
+}
+
+static void count_family(int family, uint64_t *counts)
+{
+	diag_dump(family, ~((1u << TCP_LISTEN) | (1u << TCP_TIME_WAIT) | (1u << TCP_CLOSE)), count_conn, counts);
+}
+
+/* ---- members that stop accepting ---- */
+
+/* The public port's listening sockets, by inode, with their accept
+ * queues' lengths. */
+struct listeners {
+	size_t n;
+	struct { uint64_t ino; uint32_t queued; } v[STEER_SLOTS + 8];
+};
+
+static void note_listener(const struct inet_diag_msg *d, void *arg)
+{
+	struct listeners *l = arg;
+	if (l->n < sizeof l->v / sizeof l->v[0]) l->v[l->n].ino = d->idiag_inode, l->v[l->n++].queued = d->idiag_rqueue;
+}
+
+/* Its member as the program's descriptor in its registering process, if
+ * it still is (by inode): a new descriptor of ours, or -1. */
+static int fetch_member(const struct instance *in)
+{
+	struct stat st;
+	int fd = -1, pidfd = (int)syscall(SYS_pidfd_open, (pid_t)in->reg.spid, 0);
+	if (pidfd >= 0) fd = (int)syscall(SYS_pidfd_getfd, pidfd, (int)in->reg.fdnum, 0);
+	if (pidfd >= 0) close(pidfd);
+	if (fd >= 0 && (fstat(fd, &st) || st.st_ino != in->member_ino)) close(fd), fd = -1;
+	return fd;
+}
+
+/* Taken out, its slot empty: the program passes it by (its queue waits
+ * for it, as a stopped server's backlog does); connections to its own
+ * port still reach it. Back in once its queue is empty again. */
+static void take_out(struct instance *in, bool out)
+{
+	int fd = out ? -1 : fetch_member(in), err = out ? 0 : fd < 0 ? ESRCH : steer_put(in->slot, fd);
+	if (fd >= 0) close(fd);
+	if (err) {
+		if (!in->out_logged) logmsg("instance of %s (pid %u) accepts again but cannot be put back: %s", in->reg.aid, in->reg.spid, strerror(err));
+		in->out_logged = true;
+		return;
+	}
+	if (out) steer_clear(in->slot);
+	steer_set_conns(in->slot, out ? STEER_NO_MEMBER : 0);
+	in->out = out;
+	in->out_logged = false;
+	logmsg("instance of %s (pid %u) %s", in->reg.aid, in->reg.spid, out ? "is not accepting: taken out of the pool" : "accepts again: back in the pool");
+}
+
+/* Each tick: a member no longer listening has ended (its slot may already
+ * be empty: see join_member); one whose queue has held connections for
+ * STALE_MS with none accepted (the program's count less the queue did not
+ * move) is taken out, and put back once its queue is empty. */
+static void check_members(uint64_t now)
+{
+	struct listeners l = { 0 };
+	uint32_t listen = 1u << TCP_LISTEN;
+	bool whole = diag_dump(AF_INET, listen, note_listener, &l) && diag_dump(AF_INET6, listen, note_listener, &l);
+	for (int i = 0; i < g.ninst; i++) {
+		struct instance *in = g.inst[i];
+		size_t k = 0;
+		if (!in->kernel || in->dead) continue;
+		while (k < l.n && l.v[k].ino != in->member_ino) k++;
+		if (!whole) {
+			in->dead = !in->out && !steer_live(in->slot);
+			continue;
+		}
+		if (k == l.n) {
+			in->dead = true;
+			continue;
+		}
+		uint64_t accepted = steer_handed(in->slot) - l.v[k].queued;
+		if (!l.v[k].queued) {
+			in->stall_ms = 0;
+			if (in->out) take_out(in, false);
+		} else if (accepted != in->accepted || !in->stall_ms) {
+			in->stall_ms = now;
+		} else if (!in->out && now - in->stall_ms > STALE_MS) {
+			take_out(in, true);
+		}
+		in->accepted = accepted;
 	}
 }
 
@@ -1388,7 +1485,7 @@ static void kernel_recount(void)
 	count_family(AF_INET, counts);
 	count_family(AF_INET6, counts);
 	for (int i = 0; i < g.ninst; i++)
-		if (g.inst[i]->kernel && !g.inst[i]->dead) steer_set_conns(g.inst[i]->slot, counts[g.inst[i]->slot]);
+		if (g.inst[i]->kernel && !g.inst[i]->dead && !g.inst[i]->out) steer_set_conns(g.inst[i]->slot, counts[g.inst[i]->slot]);
 }
 
 static int free_slot(void)

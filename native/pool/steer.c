@@ -23,8 +23,8 @@
 #define SO_ATTACH_REUSEPORT_EBPF 52
 #endif
 
-/* Slots tried after the counter's one when it is empty (a member closed
- * and the daemon has not yet given its slot to another). */
+/* Turns taken for one connection while they fall on empty slots (a
+ * member closed or taken out); then the kernel picks by hash. */
 #define TRIES 4
 
 /* The one value of the control map, shared with the program. */
@@ -284,17 +284,18 @@ static void assemble(bool lc)
 		lookup_key(ctl_fd);
 		to_out[nout++] = jump(BPF_JEQ | BPF_K, R0, 0, 0);
 	}
-	/* r8 = atomic fetch-add of next, 1: each connection its own turn */
-	emit(BPF_ALU64 | BPF_MOV | BPF_K, R8, 0, 0, 1);
-	emit(BPF_STX | BPF_ATOMIC | BPF_W, R0, R8, offsetof(struct steer_ctl, next), BPF_ADD | BPF_FETCH);
-	emit(BPF_ALU | BPF_MOD | BPF_X, R8, R7, 0, 0);
+	/* r8 = atomic fetch-add of next, 1, modulo the slots: each connection
+	 * its own turn; a turn that falls on an empty slot (a member gone or
+	 * taken out) is used up and the next one is taken, so that the members
+	 * left still alternate exactly. r9 = the control value. */
+	emit(BPF_ALU64 | BPF_MOV | BPF_X, BPF_REG_9, R0, 0, 0);
 	for (int t = 0; t < TRIES; t++) {
+		emit(BPF_ALU64 | BPF_MOV | BPF_K, R8, 0, 0, 1);
+		emit(BPF_STX | BPF_ATOMIC | BPF_W, BPF_REG_9, R8, offsetof(struct steer_ctl, next), BPF_ADD | BPF_FETCH);
+		emit(BPF_ALU | BPF_MOD | BPF_X, R8, R7, 0, 0);
 		key_from(R8);
 		select_key();
 		to_counted[ncounted++] = jump(BPF_JEQ | BPF_K, R0, 0, 0);
-		emit(BPF_ALU64 | BPF_ADD | BPF_K, R8, 0, 0, 1);
-		emit(BPF_JMP | BPF_JLT | BPF_X, R8, R7, 1, 0);
-		emit(BPF_ALU64 | BPF_MOV | BPF_K, R8, 0, 0, 0);
 	}
 	to_out[nout++] = jump(BPF_JA, 0, 0, 0);
 	for (int i = 0; i < ncounted; i++) land(to_counted[i]);
