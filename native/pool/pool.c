@@ -774,6 +774,9 @@ static void take_register(struct instance *in)
 	in->busy_ms = monotonic_ms(); /* idle from now */
 	write_state();
 	if (in->kernel) logmsg("instance of %s registered: port %u, pid %u, member of the steered group in slot %u", reg.aid, reg.vport, reg.spid, in->slot);
+	else if (g.kernel)
+		logmsg("instance of %s registered: port %u on %u, pid %u, through a channel (a static or restored program): the kernel steers "
+		       "none of the public port's connections to it, only those to its own port", reg.aid, reg.vport, reg.sport, reg.spid);
 	else logmsg("instance of %s registered: port %u on %u, pid %u", reg.aid, reg.vport, reg.sport, reg.spid);
 	tell_scaler("joined %s\n", reg.aid);
 }
