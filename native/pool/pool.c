@@ -21,6 +21,16 @@
  * comes, a reserve listener on every address holds the port (see
  * hold_public), so that a port in use is found at start.
  *
+ * With APPSHOT_POOL_STEER=kernel in its environment and a program it may
+ * load (CAP_BPF), the daemon steers in the kernel instead (steer.h): each
+ * instance that can take one (the shim's) gets a listening socket of the
+ * public port's SO_REUSEPORT group in place of the channel, an eBPF program
+ * picks each connection's member, and the daemon is on no connection's
+ * path; it keeps policy (slots, counts for lc), the end of members (their
+ * closed sockets), members that stop accepting, and takeover (their
+ * descriptors, from their processes). A scaler (template serve) turns a
+ * pool with no member yet back to the user-space hand-off.
+ *
  * Usage: appshot-pool HOME PUBLIC POLICY [HOST]   (POLICY: rr or lc)
  * Prints "ready" once its sockets are bound, then runs detached, logging to
  * pools/<PUBLIC>.log. Exit status: 0 normal end, 1 start-up failure, 2 bad

@@ -8,8 +8,10 @@
  * user space as before.
  *
  * The program chooses round robin, exactly: an atomic counter modulo the
- * number of slots in use, skipping a slot left empty by a member that
- * closed (the kernel empties it at the close) for the next one. Its slots
+ * number of slots in use; a turn that falls on a slot left empty (a member
+ * that closed: the kernel empties its slot at the close; or one the daemon
+ * took out) is used up and the next taken. Or least connections (see
+ * steer_tuple). Its slots
  * are those of a SOCKMAP (not a REUSEPORT_SOCKARRAY: a member is in the
  * SOCKHASH of steer_direct too, and a socket in a sockarray can be in no
  * sockmap, EBUSY). With no slot in use it picks
