@@ -80,6 +80,7 @@
 #define FD_RESERVE 16    /* descriptors kept for instances and the harness */
 #define PROBE_MS 1000    /* how often an idle instance is checked for life */
 #define RECOUNT_MS 3     /* at the scaler's limit, open connections counted again this soon */
+#define OUT_MS 20        /* a member taken out (not accepting) looked at again this soon */
 
 enum kind { W_PUBLIC, W_CHANNELS, W_CTL, W_TIMER, W_SIGNAL, W_CHAN, W_LISTENER, W_CLIENT, W_RECOUNT };
 
@@ -162,7 +163,7 @@ static struct {
 	int nclients, nlifelines;
 	struct client *scaler; /* the serving command, if one is connected */
 	int conns;             /* its limit of open connections per instance; 0 none */
-	struct watch recount;  /* a one-shot timer: see recount_soon */
+	struct watch recount;  /* a one-shot timer: see recount_in */
 	int diag;              /* NETLINK_SOCK_DIAG: which taken connections are open */
 	uint32_t diag_seq;
 	struct queue held;
@@ -515,10 +516,11 @@ static void refresh_active(void);
 
 /* Held connections at the scaler's limit wait for an instance to close
  * one, which nothing signals: the count is taken again in RECOUNT_MS (a
- * one-shot timer), not at the next tick. */
-static void recount_soon(void)
+ * one-shot timer), not at the next tick. A member taken out is looked at
+ * again in OUT_MS the same way (check_members). */
+static void recount_in(long ms)
 {
-	struct itimerspec once = { { 0, 0 }, { 0, RECOUNT_MS * 1000000L } };
+	struct itimerspec once = { { 0, 0 }, { 0, ms * 1000000L } };
 	struct itimerspec cur;
 	if (g.recount.fd >= 0 && !timerfd_gettime(g.recount.fd, &cur) && !cur.it_value.tv_sec && !cur.it_value.tv_nsec)
 		timerfd_settime(g.recount.fd, 0, &once, NULL);
@@ -534,7 +536,7 @@ static void dispatch_held(void)
 			/* At the scaler's limit, as last counted: connections closed
 			 * since are found now, not at the next tick, or a client that
 			 * opens one connection after another would look like many;
-			 * and while they wait, counted again soon (recount_soon). */
+			 * and while they wait, counted again soon (recount_in). */
 			if (refreshed || !g.conns) break;
 			refresh_active();
 			refreshed = true;
@@ -543,7 +545,7 @@ static void dispatch_held(void)
 		struct conn *c = q_pop(&g.held);
 		if (!hand(in, c)) q_push(&g.held, c, true);
 	}
-	if (g.held.n && g.conns) recount_soon();
+	if (g.held.n && g.conns) recount_in(RECOUNT_MS);
 	if (!g.held.n) g.overflow_logged = false;
 }
 
@@ -1032,6 +1034,7 @@ static void on_recount(void)
 {
 	uint64_t expirations;
 	if (read(g.recount.fd, &expirations, sizeof expirations) < 0 && errno != EAGAIN) logmsg("timerfd: %s", strerror(errno));
+	if (g.kernel) check_members(monotonic_ms());
 	dispatch_held();
 }
 
@@ -1485,6 +1488,9 @@ static void check_members(uint64_t now)
 			take_out(in, true);
 		}
 		in->accepted = accepted;
+		/* One out is looked at again soon, not at the next tick: it is put
+		 * back as soon as it has taken what waited for it. */
+		if (in->out) recount_in(OUT_MS);
 	}
 }
 
