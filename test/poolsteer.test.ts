@@ -61,6 +61,15 @@ interface PubRow {
   pool: { steer: string; instances: { aid: string; handed: number; unacked: number }[] };
 }
 
+/** The error code of a TCP connection to host:port, or 'connected'. */
+function connectError(host: string, port: number): Promise<string> {
+  return new Promise((resolve) => {
+    const s = connect(port, host);
+    s.on('connect', () => (s.destroy(), resolve('connected')));
+    s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? String(e)));
+  });
+}
+
 const tally = (names: string[]) => names.reduce<Record<string, number>>((m, n) => ({ ...m, [n]: (m[n] ?? 0) + 1 }), {});
 
 describe.each(MODES)('published ports steered in the kernel (%s)', (_mode, flags) => {
@@ -75,9 +84,11 @@ describe.each(MODES)('published ports steered in the kernel (%s)', (_mode, flags
       // The server's listening descriptor is a TCP listener on the public
       // port: the kernel queues its connections there, no daemon between.
       for (const aid of ['a', 'b', 'c']) expect(listeningPorts(serverSpid(home, aid))).toEqual([pub]);
-      // Its own (system) port reaches the same member, and counts.
+      // Its own (system) port reaches the same member, and counts; only at
+      // the address the program bound (127.0.0.1), as natively.
       const sport = (JSON.parse(appshot(home, ['tables', '--type', 'port', '--aid', 'a', '--json']).stdout) as { system: number }[])[0].system;
       expect(await who(sport)).toBe('a');
+      expect(await connectError('127.0.0.2', sport)).toBe('ECONNREFUSED');
       const rows = JSON.parse(appshot(home, ['tables', '--type', 'publish', '--json']).stdout) as PubRow[];
       expect(rows[0].pool.steer).toBe('kernel');
       expect(rows[0].pool.instances.map((i) => [i.aid, i.handed, i.unacked]).sort()).toEqual([['a', 11, 0], ['b', 10, 0], ['c', 10, 0]]);

@@ -400,12 +400,13 @@ static void take_acks(struct instance *in);
 static void end_scaler(void);
 static socklen_t inet_address(const char *host, int port, struct sockaddr_storage *ss);
 static int listen_public(const struct sockaddr_storage *addr, socklen_t len, int v6only);
-static int join_member(struct instance *in, uint16_t sport);
+static int join_member(struct instance *in, const struct pool_register *reg);
 static void release_held(void);
 static bool user_steering(void);
 static void publish_slots(void);
 static void kernel_recount(void);
 static void check_members(uint64_t now);
+static socklen_t program_address(const struct pool_register *reg, int port, struct sockaddr_storage *ss, char host[INET6_ADDRSTRLEN]);
 static bool send_reply(int fd, const struct pool_reply *reply, int mfd);
 
 /* Whether a choice needs IN's acks read now, beyond those read when they
@@ -757,7 +758,7 @@ static void take_register(struct instance *in)
 	else if (g.kernel && (reg.flags & POOL_REG_MEMBER)) {
 		/* Its own listener gives the group its address; then it closes:
 		 * the member is the instance's listener from now on. */
-		if (!(reply.status = listen_as(&reg, lfd)) && (mfd = join_member(in, (uint16_t)reg.sport)) < 0) reply.status = errno;
+		if (!(reply.status = listen_as(&reg, lfd)) && (mfd = join_member(in, &reg)) < 0) reply.status = errno;
 		close(lfd);
 		lfd = -1;
 		reply.member = mfd >= 0;
@@ -1536,16 +1537,20 @@ static void release_held(void)
 }
 
 /* A member of the group for an instance, in a free slot, which takes the
- * connections to the instance's own port sport too (steer_direct): its
+ * connections to the instance's own port too, at the address its program
+ * bound (steer_direct): its
  * listening socket, which the instance takes as the program's descriptor,
  * or -1 with errno. We keep no copy: its close by the instance's last process
  * empties its slot (how we learn of the end, steer_live) and moves what
  * waits in its queue to another member. */
-static int join_member(struct instance *in, uint16_t sport)
+static int join_member(struct instance *in, const struct pool_register *reg)
 {
+	char host[INET6_ADDRSTRLEN];
+	struct sockaddr_storage own;
 	int slot = free_slot(), fd = -1, err = EBUSY;
-	if (slot < 0 || (fd = listening_socket(&g.pub_addr, g.pub_len, g.pub_v6only, SOMAXCONN)) < 0 ||
-	    (err = steer_attach(fd)) || (g.direct && (err = steer_direct_put(sport, fd, (uint32_t)slot))) || (err = steer_put((uint32_t)slot, fd))) {
+	if (!program_address(reg, reg->sport, &own, host)) return errno = EINVAL, -1;
+	if (slot < 0 || (fd = listening_socket(&g.pub_addr, g.pub_len, g.pub_v6only, SOMAXCONN)) < 0 || (err = steer_attach(fd)) ||
+	    (g.direct && (err = steer_direct_put(reg->sport, &own, fd, (uint32_t)slot))) || (err = steer_put((uint32_t)slot, fd))) {
 		if (fd >= 0) err = err ? err : errno, close(fd);
 		return errno = err, -1;
 	}
@@ -1619,20 +1624,26 @@ static int listen_public(const struct sockaddr_storage *addr, socklen_t len, int
 	return 0;
 }
 
+/* The address the instance's program bound, as its channel's name carries
+ * it, with port: its length (host its text), or 0. */
+static socklen_t program_address(const struct pool_register *reg, int port, struct sockaddr_storage *ss, char host[INET6_ADDRSTRLEN])
+{
+	unsigned fam, vport;
+	if (sscanf(reg->name + sizeof POOL_LISTENER_PREFIX - 1, "%u/%45[^/]/%u/", &fam, host, &vport) != 3) return 0;
+	return inet_address(host, port, ss);
+}
+
 /* The first instance's listening socket lfd gives the public listener its
  * address (and, for IPv6, whether it takes IPv4 clients too): 0, or why
  * not as an errno. */
 static int listen_as(const struct pool_register *reg, int lfd)
 {
-	unsigned fam, vport;
 	char host[INET6_ADDRSTRLEN];
 	struct sockaddr_storage ss;
 	socklen_t len, olen = sizeof(int);
 	int v6only = -1, err;
 	if (g.pub.fd >= 0) return 0;
-	if (sscanf(reg->name + sizeof POOL_LISTENER_PREFIX - 1, "%u/%45[^/]/%u/", &fam, host, &vport) != 3 ||
-	    !(len = inet_address(host, g.public, &ss)))
-		return EINVAL;
+	if (!(len = program_address(reg, g.public, &ss, host))) return EINVAL;
 	if (ss.ss_family == AF_INET6 && lfd >= 0) getsockopt(lfd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &olen);
 	if ((err = listen_public(&ss, len, v6only)))
 		logmsg("cannot listen on %s port %d as instance of %s asks: %s", host, g.public, reg->aid, strerror(err));
@@ -1760,13 +1771,10 @@ static unsigned long bound_inode(const char *name)
  * so that its programs reach it again. */
 static int relisten(const struct pool_register *reg)
 {
-	unsigned fam, vport;
 	char host[INET6_ADDRSTRLEN];
 	struct sockaddr_storage ss;
 	socklen_t len;
-	if (sscanf(reg->name + sizeof POOL_LISTENER_PREFIX - 1, "%u/%45[^/]/%u/", &fam, host, &vport) != 3 ||
-	    !(len = inet_address(host, reg->sport, &ss)))
-		return -1;
+	if (!(len = program_address(reg, reg->sport, &ss, host))) return -1;
 	int one = 1, fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd >= 0 && !setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) && !bind(fd, (struct sockaddr *)&ss, len) &&
 	    !listen(fd, SOMAXCONN))
@@ -1777,9 +1785,6 @@ static int relisten(const struct pool_register *reg)
 	return -1;
 }
 
-/* One line of the state file: the instance is served again if its socket
- * still holds its name. Connected first, then checked by inode, so that a
- * socket someone bound to the name after the instance ended gets nothing. */
 /* A member of a kernel-steered pool, from a state line "member AID VPORT
  * SPORT SPID INODE FD": taken from its process (pidfd_getfd: our own
  * user's, or root) as descriptor FD if that is still the member (its
@@ -1816,7 +1821,7 @@ static void recover_member(const char *line)
 	int slot = free_slot(), err = slot < 0 ? EBUSY : 0;
 	in->reg = reg;
 	in->registered = true;
-	if (!err && g.direct) err = steer_direct_put((uint16_t)reg.sport, fd, (uint32_t)slot);
+	if (!err && g.direct) err = steer_direct_put((uint16_t)reg.sport, &ss, fd, (uint32_t)slot); /* its address: the member's */
 	if (!err) err = steer_put((uint32_t)slot, fd);
 	if (err) {
 		logmsg("instance of %s (pid %u): cannot steer to its member: %s", reg.aid, reg.spid, strerror(err));
@@ -1832,6 +1837,9 @@ static void recover_member(const char *line)
 	close(fd);
 }
 
+/* One line of the state file: the instance is served again if its socket
+ * still holds its name. Connected first, then checked by inode, so that a
+ * socket someone bound to the name after the instance ended gets nothing. */
 static void recover_instance(char *line)
 {
 	if (!strncmp(line, "member\t", 7)) {

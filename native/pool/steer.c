@@ -39,7 +39,13 @@ static int ctl_fd = -1, socks_fd = -1, handed_fd = -1, prog_fd = -1;
  * program that reads it and the link that attaches it to our network
  * namespace (it lives as long as we do). */
 static int direct_fd = -1, link_fd = -1;
-static int direct_slot_fd = -1; /* port -> the member's slot, for its handed count */
+/* port -> what a connection to it must be addressed to, and the member's
+ * slot, for its handed count */
+static int direct_slot_fd = -1;
+struct direct_val {
+	uint32_t slot, family, any; /* any: the program bound a wildcard address */
+	uint32_t addr[4];           /* else the address, network order (IPv4: addr[0]) */
+};
 /* Least connections: the open connections of each slot (one value of
  * STEER_SLOTS counts, mapped here: the daemon stores its counts, the
  * program adds each pick), and which slot each client address and port was
@@ -148,19 +154,43 @@ static void lookup_key(int map)
 	emit(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_map_lookup_elem);
 }
 
-/* The lookup program: a TCP connection to a port of direct_fd goes to its
- * member, whatever listens there otherwise; any other is left to the next
- * program or the kernel's own lookup. */
+/* The lookup program: a TCP connection to a port of direct_fd, addressed
+ * as the instance's program bound it, goes to its member; any other is left
+ * to the next program or the kernel's own lookup. */
 static void assemble_direct(void)
 {
+	int pass[12], npass = 0;
 	len = 0;
 	emit(BPF_ALU64 | BPF_MOV | BPF_X, R6, R1, 0, 0);
 	emit(BPF_LDX | BPF_MEM | BPF_W, R2, R6, offsetof(struct bpf_sk_lookup, protocol), 0);
-	int not_tcp = jump(BPF_JNE | BPF_K, R2, 0, IPPROTO_TCP);
+	pass[npass++] = jump(BPF_JNE | BPF_K, R2, 0, IPPROTO_TCP);
 	emit(BPF_LDX | BPF_MEM | BPF_W, R2, R6, offsetof(struct bpf_sk_lookup, local_port), 0);
 	key_from(R2);
+	lookup_key(direct_slot_fd);
+	pass[npass++] = jump(BPF_JEQ | BPF_K, R0, 0, 0);
+	emit(BPF_ALU64 | BPF_MOV | BPF_X, BPF_REG_9, R0, 0, 0);
+	/* addressed as the program bound: a wildcard, or that very address, as
+	 * the kernel's own lookup would require of its listener */
+	emit(BPF_LDX | BPF_MEM | BPF_W, R1, BPF_REG_9, offsetof(struct direct_val, any), 0);
+	int any = jump(BPF_JNE | BPF_K, R1, 0, 0);
+	emit(BPF_LDX | BPF_MEM | BPF_W, R1, BPF_REG_9, offsetof(struct direct_val, family), 0);
+	emit(BPF_LDX | BPF_MEM | BPF_W, R2, R6, offsetof(struct bpf_sk_lookup, family), 0);
+	pass[npass++] = jump(BPF_JNE | BPF_X, R1, R2, 0);
+	int v6 = jump(BPF_JEQ | BPF_K, R1, 0, AF_INET6);
+	emit(BPF_LDX | BPF_MEM | BPF_W, R1, BPF_REG_9, offsetof(struct direct_val, addr), 0);
+	emit(BPF_LDX | BPF_MEM | BPF_W, R2, R6, offsetof(struct bpf_sk_lookup, local_ip4), 0);
+	pass[npass++] = jump(BPF_JNE | BPF_X, R1, R2, 0);
+	int v4_ok = jump(BPF_JA, 0, 0, 0);
+	land(v6);
+	for (int w = 0; w < 4; w++) {
+		emit(BPF_LDX | BPF_MEM | BPF_W, R1, BPF_REG_9, (int16_t)(offsetof(struct direct_val, addr) + 4 * w), 0);
+		emit(BPF_LDX | BPF_MEM | BPF_W, R2, R6, (int16_t)(offsetof(struct bpf_sk_lookup, local_ip6) + 4 * w), 0);
+		pass[npass++] = jump(BPF_JNE | BPF_X, R1, R2, 0);
+	}
+	land(any);
+	land(v4_ok);
 	lookup_key(direct_fd); /* a socket reference, or NULL */
-	int none = jump(BPF_JEQ | BPF_K, R0, 0, 0);
+	pass[npass++] = jump(BPF_JEQ | BPF_K, R0, 0, 0);
 	emit(BPF_ALU64 | BPF_MOV | BPF_X, R7, R0, 0, 0);
 	emit(BPF_ALU64 | BPF_MOV | BPF_X, R1, R6, 0, 0);
 	emit(BPF_ALU64 | BPF_MOV | BPF_X, R2, R7, 0, 0);
@@ -170,21 +200,15 @@ static void assemble_direct(void)
 	emit(BPF_ALU64 | BPF_MOV | BPF_X, R8, R0, 0, 0);
 	emit(BPF_ALU64 | BPF_MOV | BPF_X, R1, R7, 0, 0);
 	emit(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_sk_release);
-	int refused = jump(BPF_JNE | BPF_K, R8, 0, 0);
-	/* handed[direct_slot[port]] += 1 (the key is still at fp - 4) */
-	lookup_key(direct_slot_fd);
-	int no_slot = jump(BPF_JEQ | BPF_K, R0, 0, 0);
-	emit(BPF_LDX | BPF_MEM | BPF_W, R2, R0, 0, 0);
+	pass[npass++] = jump(BPF_JNE | BPF_K, R8, 0, 0);
+	/* handed[slot] += 1 */
+	emit(BPF_LDX | BPF_MEM | BPF_W, R2, BPF_REG_9, offsetof(struct direct_val, slot), 0);
 	key_from(R2);
 	lookup_key(handed_fd);
-	int no_count = jump(BPF_JEQ | BPF_K, R0, 0, 0);
+	pass[npass++] = jump(BPF_JEQ | BPF_K, R0, 0, 0);
 	emit(BPF_ALU64 | BPF_MOV | BPF_K, R1, 0, 0, 1);
 	emit(BPF_STX | BPF_ATOMIC | BPF_DW, R0, R1, 0, BPF_ADD);
-	land(not_tcp);
-	land(none);
-	land(refused);
-	land(no_slot);
-	land(no_count);
+	for (int i = 0; i < npass; i++) land(pass[i]);
 	emit(BPF_ALU64 | BPF_MOV | BPF_K, R0, 0, 0, SK_PASS);
 	emit(BPF_JMP | BPF_EXIT, 0, 0, 0, 0);
 }
@@ -366,7 +390,7 @@ bool steer_direct(char *why, size_t cap)
 {
 	int netns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC), prog = -1;
 	if (netns < 0 || (direct_fd = map_create(BPF_MAP_TYPE_SOCKHASH, sizeof(uint64_t), STEER_SLOTS, 0)) < 0 ||
-	    (direct_slot_fd = map_create(BPF_MAP_TYPE_HASH, sizeof(uint32_t), STEER_SLOTS * 4, 0)) < 0) {
+	    (direct_slot_fd = map_create(BPF_MAP_TYPE_HASH, sizeof(struct direct_val), STEER_SLOTS * 4, 0)) < 0) {
 		snprintf(why, cap, "%s: %s", netns < 0 ? "/proc/self/ns/net" : "its map", strerror(errno));
 	} else {
 		assemble_direct();
@@ -383,10 +407,20 @@ bool steer_direct(char *why, size_t cap)
 	return link_fd >= 0;
 }
 
-int steer_direct_put(uint16_t port, int fd, uint32_t slot)
+int steer_direct_put(uint16_t port, const struct sockaddr_storage *addr, int fd, uint32_t slot)
 {
+	struct direct_val d = { .slot = slot, .family = addr->ss_family };
 	uint64_t v = (uint64_t)fd;
-	int err = link_fd < 0 ? ENOTSUP : map_update(direct_slot_fd, port, &slot);
+	if (addr->ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)addr;
+		d.any = a->sin_addr.s_addr == htonl(INADDR_ANY);
+		memcpy(d.addr, &a->sin_addr, 4);
+	} else {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)addr;
+		d.any = IN6_IS_ADDR_UNSPECIFIED(&a->sin6_addr);
+		memcpy(d.addr, &a->sin6_addr, 16);
+	}
+	int err = link_fd < 0 ? ENOTSUP : map_update(direct_slot_fd, port, &d);
 	return err ? err : map_update(direct_fd, port, &v);
 }
 

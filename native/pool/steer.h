@@ -56,9 +56,11 @@ bool steer_live(uint32_t slot);
  * false with why. */
 bool steer_direct(char *why, size_t cap);
 
-/* Connections to TCP port of this namespace go to listening socket fd,
- * until it closes, counted as handed to slot: 0, or an errno. */
-int steer_direct_put(uint16_t port, int fd, uint32_t slot);
+/* Connections to TCP port of this namespace, at address addr (or any
+ * address, for a wildcard), go to listening socket fd until it closes,
+ * counted as handed to slot: 0, or an errno. */
+struct sockaddr_storage;
+int steer_direct_put(uint16_t port, const struct sockaddr_storage *addr, int fd, uint32_t slot);
 
 /* Least connections. The program picks the slot of fewest connections
  * as last counted (steer_set_conns, by the daemon from the kernel's socket
