@@ -3,9 +3,11 @@
  * three poolserver instances, each an application under appshot, loaded
  * from loopback by loadgen. Directly, the load generator spreads its
  * connections over the instances' own (system) ports; through the pool it
- * connects to the one public port and the pool daemon hands each accepted
- * connection to an instance. Measured with a connection per request (the
- * hand-off on every request) and with 100 requests per connection.
+ * connects to the one public port, whose connections the kernel steers to
+ * the instances (APPSHOT_POOL_STEER=kernel, as root), or, with
+ * APPSHOT_POOL_STEER=user in the environment, which the pool daemon accepts
+ * and hands over. Measured with a connection per request (the hand-off on
+ * every request) and with 100 requests per connection.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { connect } from 'node:net';
@@ -21,6 +23,8 @@ const PUBLIC = 18180;
 const CONNS = 4;
 /** Rounds each way, and seconds of load each. */
 const SIZES = { default: { rounds: 2, seconds: 1 }, full: { rounds: 3, seconds: 2 } };
+/** Who steers the pool's connections (ts/pool.ts PoolStatus.steer). */
+const STEER = process.env.APPSHOT_POOL_STEER ?? 'kernel';
 
 
 interface Instance {
@@ -30,7 +34,7 @@ interface Instance {
 
 function startInstance(home: string, aid: string, publish: boolean, serverArgs: string[] = []): Promise<Instance> {
   const args = [CLI_PATH, 'run', '--aid', aid, ...(publish ? ['--publish', `${PUBLIC}:${VIRTUAL}`] : []), '--', builtProgram('poolserver'), String(VIRTUAL), ...serverArgs];
-  const child = spawn(process.execPath, args, { env: { ...process.env, APPSHOT_HOME: home }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, args, { env: { ...process.env, APPSHOT_HOME: home, APPSHOT_POOL_STEER: STEER }, stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = new Promise<void>((resolve) => child.on('close', () => resolve()));
   return new Promise((resolve, reject) => {
     child.stdout!.on('data', (d: Buffer) => {
@@ -115,7 +119,7 @@ export async function poolThroughput(home: string, rounds: number, seconds: numb
     const directCpu = median(direct.map((l) => l.cpuUs));
     const poolCpu = median(pool.map((l) => l.cpuUs));
     progress?.(
-      `${reqs} request(s) per connection: CPU per request, every side: direct ${directCpu.toFixed(1)} µs, pool ${poolCpu.toFixed(1)} µs ` +
+      `${reqs} request(s) per connection, pool steered in ${STEER === 'kernel' ? 'the kernel (if the daemon may load BPF)' : 'user space'}: CPU per request, every side: direct ${directCpu.toFixed(1)} µs, pool ${poolCpu.toFixed(1)} µs ` +
         `(direct / pool ${(directCpu / poolCpu).toFixed(2)}x); req/s ${directRps} and ${poolRps}; load ${loadavg()[0].toFixed(1)}`,
     );
   }

@@ -82,6 +82,14 @@ function daemonPid(home: string, pub: number): number {
   return 0;
 }
 
+/** The running daemon's pid, once there is one (a port steered in the
+ * kernel answers before the next daemon runs): never 0, which
+ * process.kill would take for the whole process group. */
+async function runningDaemon(home: string, pub: number): Promise<number> {
+  await waitFor(() => String(daemonPid(home, pub)), /^[1-9]\d*$/, 10_000);
+  return daemonPid(home, pub);
+}
+
 /** The CPU time a process has used, in clock ticks (/proc/PID/stat utime + stime). */
 function cpuTicks(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
@@ -122,7 +130,7 @@ describe('a pool daemon that dies or stops answering', () => {
       const early = [await openConnection(pub), await openConnection(pub)];
       await waitFor(() => String(pool(home)?.instances.reduce((n, i) => n + i.handed, 0)), /^2$/);
       const before = pool(home)!;
-      const oldPid = daemonPid(home, pub);
+      const oldPid = await runningDaemon(home, pub);
       const spids = ['a', 'b'].map((aid) => serverSpid(home, aid));
       const ticks0 = spids.map(cpuTicks);
 
@@ -136,7 +144,7 @@ describe('a pool daemon that dies or stops answering', () => {
       expect(answer).toMatch(/^[ab]$/);
       console.log(`published port served again ${recoveredMs.toFixed(0)} ms after kill -9 of its daemon`);
       const after = pool(home)!;
-      expect(daemonPid(home, pub)).not.toBe(oldPid);
+      expect(await runningDaemon(home, pub)).not.toBe(oldPid);
       expect(after.instances.map((i) => i.aid).sort()).toEqual(['a', 'b']);
       expect(after.instances.map((i) => i.spid).sort()).toEqual(before.instances.map((i) => i.spid).sort());
 
@@ -179,12 +187,12 @@ describe('a pool daemon that dies or stops answering', () => {
       const killedAt = performance.now();
       // Twice: the daemon that took over keeps the state for the next one.
       for (let round = 0; round < 2; round++) {
-        const dead = daemonPid(home, pub);
+        const dead = await runningDaemon(home, pub);
         process.kill(dead, 'SIGKILL');
         let answer = '';
         for (const end = Date.now() + 10_000; !answer && Date.now() < end; ) answer = await who(pub, 1000).catch(() => '');
         expect(answer).toBe(pid);
-        expect(daemonPid(home, pub)).not.toBe(dead);
+        expect(await runningDaemon(home, pub)).not.toBe(dead);
       }
       await sleep(Math.max(0, 2000 - (performance.now() - killedAt)));
       const used = cpuTicks(spid) - ticks0;
@@ -200,7 +208,7 @@ describe('a pool daemon that dies or stops answering', () => {
     const home = makeHome();
     const pub = PUBLIC + 1;
     const list = [await instance(home, 'a', pub)];
-    const pid = daemonPid(home, pub);
+    const pid = await runningDaemon(home, pub);
     process.kill(pid, 'SIGSTOP');
     try {
       const log = join(home, 'pools', `${pub}.log`);

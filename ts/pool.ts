@@ -347,6 +347,10 @@ export interface PoolInstance {
 export interface PoolStatus {
   public: number;
   policy: Balance;
+  /** Who picks each connection's instance: an eBPF program in the kernel
+   * (APPSHOT_POOL_STEER=kernel, round robin, a daemon that may load BPF)
+   * or the daemon, which accepts it and hands it over. */
+  steer: 'kernel' | 'user';
   pid: number;
   held: number;
   /** How long the connection that has waited longest has waited. */

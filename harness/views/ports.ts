@@ -19,6 +19,8 @@ export interface PoolRow {
   running: boolean;
   /** Its pid, when it runs. */
   pid: number | null;
+  /** Who picks each connection's instance (PoolStatus.steer), when it runs. */
+  steer: PoolStatus['steer'] | null;
   /** Connections accepted and waiting for an instance. */
   held: number;
   /** Applications publishing the port. */
@@ -58,7 +60,7 @@ export async function poolRows(t: TableDb, f: { aid?: string }): Promise<PoolRow
   const status = await Promise.all(pools.map(([pub]) => poolStatus(t.home, pub)));
   return pools.map(([pub, aids], i) => {
     const st = status[i];
-    return { public: pub, balance: st ? st.policy : '', running: st !== null, pid: st?.pid ?? null, held: st?.held ?? 0, applications: aids, instances: st?.instances ?? [] };
+    return { public: pub, balance: st ? st.policy : '', running: st !== null, pid: st?.pid ?? null, steer: st?.steer ?? null, held: st?.held ?? 0, applications: aids, instances: st?.instances ?? [] };
   });
 }
 

@@ -285,18 +285,35 @@ static void put_addr(cJSON *o, const char *name, const struct sockaddr_storage *
 	cJSON_AddStringToObject(o, name, a);
 }
 
+/* Whether row publishes a virtual TCP port at public port *arg: then *arg
+ * becomes that virtual port (tabledb_each). */
+static int publishes_at(void *arg, uint32_t vrid, const struct fwd_val *row)
+{
+	uint16_t *port = arg;
+	if (row->srid != port_id(PORT_PROTO_TCP, *port)) return 0;
+	*port = port_of(vrid);
+	return 1;
+}
+
 /* The virtual port of the application's system port sport: its row in the
- * tables (the shim made one at bind), else sport itself. */
-static uint16_t virtual_port(const struct ckpt_ctx *ctx, uint32_t proto, uint16_t sport, int *known)
+ * tables (the shim made one at bind), else sport itself. A TCP listener at
+ * a public port of the application is the member the pool daemon gave a
+ * listener of its (a pool steered in the kernel, pool/steer.h): the
+ * virtual port published there. */
+static uint16_t virtual_port(const struct ckpt_ctx *ctx, uint32_t proto, uint16_t sport, int listening, int *known)
 {
 	struct tabledb *t = ctx ? ctx->tables : NULL;
 	MDB_txn *txn;
 	uint32_t vrid;
+	uint16_t port = sport;
 	*known = !t;
 	if (!t || mdb_txn_begin(t->env, NULL, MDB_RDONLY, &txn)) return sport;
 	if (tabledb_rev(t, txn, RT_PORT, port_id(proto, sport), &vrid) == REV_MINE) {
 		*known = 1;
 		sport = port_of(vrid);
+	} else if (listening && proto == PORT_PROTO_TCP && tabledb_each(t, txn, RT_PUBLISH, publishes_at, &port) == 1) {
+		*known = 1;
+		sport = port;
 	}
 	mdb_txn_abort(txn);
 	return sport;
@@ -337,7 +354,7 @@ static int describe_inet(struct fds_capture *c, struct fds_proc *p, int fd, int 
 	uint16_t sport = port_in(&s->local);
 	if (sport) {
 		int known;
-		uint16_t vport = virtual_port(c->ctx, proto, sport, &known);
+		uint16_t vport = virtual_port(c->ctx, proto, sport, listening, &known);
 		put_addr(o->json, "addr", &s->local);
 		cJSON_AddNumberToObject(o->json, "port", vport);
 		/* A port the application's tables do not know (port 0, the

@@ -84,7 +84,19 @@ struct pool_register {
 	char aid[64];     /* NUL-terminated */
 	char name[POOL_NAME_MAX + 1]; /* the instance socket's abstract name, NUL-terminated */
 	uint64_t ino;     /* and its inode, which a successor checks before sending */
+	uint32_t flags;   /* POOL_REG_MEMBER */
+	uint32_t fdnum;   /* with POOL_REG_MEMBER: the descriptor the member takes, in spid,
+			   * where a daemon taking over finds it (pidfd_getfd) */
 };
+
+/* The registrant can take a member socket in place of a channel (the
+ * shim can; the supervisor and the restorer read channels only). A daemon
+ * that steers in the kernel (pool/steer.h) then answers with a listening
+ * socket of the public port's SO_REUSEPORT group attached (pool_reply's
+ * member = 1): it takes the program's descriptor, and the kernel puts the
+ * connections the daemon's program picks for it in its accept queue. The
+ * channel protocol below is then unused for that instance. */
+#define POOL_REG_MEMBER 1u
 
 /* Instance -> daemon, the one message of a connection of its own: a
  * socket option the program sets on, or asks of, the listening socket its
@@ -109,9 +121,11 @@ struct pool_optreply {
 	unsigned char value[POOL_OPT_MAX];
 };
 
-/* Daemon -> instance, the answer to pool_register: 0, or an errno. */
+/* Daemon -> instance, the answer to pool_register: 0, or an errno; and
+ * whether a member socket is attached (SCM_RIGHTS) in place of a channel. */
 struct pool_reply {
 	int32_t status;
+	int32_t member;
 };
 
 /* Daemon -> instance: one accepted connection, attached (SCM_RIGHTS), a

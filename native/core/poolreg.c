@@ -96,9 +96,27 @@ static int channel_socket(const struct sockaddr *addr, uint16_t vport, struct po
 	return ch;
 }
 
-const char *pool_daemon_call(const struct sockaddr_un *daemon, const char *home, uint16_t pub, const void *msg, size_t mlen, int fd,
-			     void *reply, size_t rlen, char *why, size_t cap)
+/* The descriptor a reply carried: *rfd, or closed when none was asked. */
+static void reply_fd(struct msghdr *m, int *rfd)
 {
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c))
+		for (size_t off = 0; c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && CMSG_LEN(off + sizeof(int)) <= c->cmsg_len;
+		     off += sizeof(int)) {
+			int fd;
+			memcpy(&fd, CMSG_DATA(c) + off, sizeof fd);
+			if (rfd && *rfd < 0) *rfd = fd;
+			else raw_call(SYS_close, fd);
+		}
+}
+
+const char *pool_daemon_call(const struct sockaddr_un *daemon, const char *home, uint16_t pub, const void *msg, size_t mlen, int fd,
+			     void *reply, size_t rlen, int *rfd, char *why, size_t cap)
+{
+	union { char buf[CMSG_SPACE(2 * sizeof(int))]; struct cmsghdr align; } rbuf;
+	struct iovec riov = { reply, rlen };
+	struct msghdr rm = { .msg_iov = &riov, .msg_iovlen = 1, .msg_control = rbuf.buf, .msg_controllen = sizeof rbuf.buf };
+	long got;
+	if (rfd) *rfd = -1;
 	struct ucred cr = { 0 };
 	socklen_t crlen = sizeof cr;
 	struct timeval tmo = { POOL_ANSWER_S, 0 };
@@ -121,7 +139,8 @@ const char *pool_daemon_call(const struct sockaddr_un *daemon, const char *home,
 		snprintf(why, cap, "it is served by pid %d of uid %u, not by a daemon of uid %u: another user can put sockets in %s/" POOL_DIR "; make the home and its folders yours alone (chmod 700)",
 			 (int)cr.pid, (unsigned)cr.uid, (unsigned)euid, home);
 	else if (raw_call(SYS_sendmsg, r, &m, MSG_NOSIGNAL) < 0 ||
-		 (errno = ECONNRESET, raw_call(SYS_recvfrom, r, reply, rlen, 0, NULL, NULL)) != (long)rlen) {
+		 (errno = ECONNRESET, got = raw_call(SYS_recvmsg, r, &rm, MSG_CMSG_CLOEXEC), got >= 0 ? reply_fd(&rm, rfd) : (void)0, got) != (long)rlen) {
+		if (rfd && *rfd >= 0) raw_call(SYS_close, *rfd), *rfd = -1;
 		if (errno == EAGAIN)
 			snprintf(why, cap, "its daemon, pid %d, does not answer within %d s; see %s/" POOL_DIR "/%u.log", (int)cr.pid,
 				 POOL_ANSWER_S, home, pub);
@@ -147,19 +166,34 @@ static uid_t own_uid(void)
 int pool_channel_join(const char *home, uint16_t pub, const char *aid, uint32_t spid, int listener, const struct sockaddr *addr,
 		      uint16_t vport, uint16_t sport, char *why, size_t cap)
 {
+	return pool_instance_join(home, pub, aid, spid, listener, addr, vport, sport, NULL, why, cap);
+}
+
+int pool_instance_join(const char *home, uint16_t pub, const char *aid, uint32_t spid, int listener, const struct sockaddr *addr,
+		       uint16_t vport, uint16_t sport, int *member, char *why, size_t cap)
+{
 	struct sockaddr_un daemon;
-	struct pool_register reg = { POOL_MAGIC, vport, sport, spid, "", "", 0 };
-	struct pool_reply reply = { -1 };
+	struct pool_register reg = { POOL_MAGIC, vport, sport, spid, "", "", 0, member ? POOL_REG_MEMBER : 0, (uint32_t)listener };
+	struct pool_reply reply = { -1, 0 };
+	int mfd = -1;
 	if (pool_daemon_path(&daemon, home, pub)) return snprintf(why, cap, "the pool socket path under %s is too long", home), -1;
 	snprintf(reg.aid, sizeof reg.aid, "%s", aid);
 	own_uid(); /* the user whose daemon the channel registers with, fixed now */
 	int ch = channel_socket(addr, vport, &reg);
 	if (ch < 0) return snprintf(why, cap, "its socket: %s", strerror(errno)), -1;
-	const char *w = pool_daemon_call(&daemon, home, pub, &reg, sizeof reg, listener, &reply, sizeof reply, why, cap);
+	const char *w = pool_daemon_call(&daemon, home, pub, &reg, sizeof reg, listener, &reply, sizeof reply, member ? &mfd : NULL, why, cap);
 	if (!w && reply.status) w = why, snprintf(why, cap, "%s", strerror(reply.status));
-	if (!w) return ch;
+	if (!w && reply.member && mfd < 0) w = why, snprintf(why, cap, "its daemon sent no socket with its answer");
+	if (w && mfd >= 0) close_keeping_errno(mfd);
+	if (w || mfd < 0) {
+		if (w) close_keeping_errno(ch);
+		return w ? -1 : ch;
+	}
+	/* Steered by the kernel: the member takes the listener's place, and
+	 * the channel is of no use (the daemon never sends to it). */
 	close_keeping_errno(ch);
-	return -1;
+	*member = 1;
+	return mfd;
 }
 
 /* To the daemon's socket the handoff came from (a new daemon has another). */

@@ -22,10 +22,12 @@ int pool_name_address(const char *name, size_t n, struct sockaddr_storage *out, 
 int pool_daemon_path(struct sockaddr_un *daemon, const char *home, uint16_t pub);
 
 /* One message to the daemon at daemon (msg, with fd attached unless
- * fd < 0) and its answer of rlen bytes into reply: NULL, or why not
- * (written into why). The daemon must be of our own effective user. */
+ * fd < 0) and its answer of rlen bytes into reply, with the descriptor it
+ * carries, if any, in *rfd (close-on-exec; -1 for none; rfd NULL: none
+ * expected, one that comes is closed): NULL, or why not (written into
+ * why). The daemon must be of our own effective user. */
 const char *pool_daemon_call(const struct sockaddr_un *daemon, const char *home, uint16_t pub, const void *msg, size_t mlen, int fd,
-			     void *reply, size_t rlen, char *why, size_t cap);
+			     void *reply, size_t rlen, int *rfd, char *why, size_t cap);
 
 /* Registers the listening socket listener (bound to addr, system port
  * sport, the program's virtual port vport) of process spid of application
@@ -33,6 +35,12 @@ const char *pool_daemon_call(const struct sockaddr_un *daemon, const char *home,
  * new descriptor, close-on-exec) that takes its place, or -1 with why. */
 int pool_channel_join(const char *home, uint16_t pub, const char *aid, uint32_t spid, int listener, const struct sockaddr *addr,
 		      uint16_t vport, uint16_t sport, char *why, size_t cap);
+
+/* The same, for a registrant that can take a member socket (core/pool.h,
+ * POOL_REG_MEMBER): the descriptor is a channel, or with *member = 1 a
+ * listening socket of the public port's group, steered by the kernel. */
+int pool_instance_join(const char *home, uint16_t pub, const char *aid, uint32_t spid, int listener, const struct sockaddr *addr,
+		       uint16_t vport, uint16_t sport, int *member, char *why, size_t cap);
 
 /* accept() on a channel: the next connection the pool hands this instance
  * (its handoff acknowledged to the daemon), SOCK_NONBLOCK and SOCK_CLOEXEC

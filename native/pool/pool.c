@@ -21,6 +21,16 @@
  * comes, a reserve listener on every address holds the port (see
  * hold_public), so that a port in use is found at start.
  *
+ * With APPSHOT_POOL_STEER=kernel in its environment and a program it may
+ * load (CAP_BPF), the daemon steers in the kernel instead (steer.h): each
+ * instance that can take one (the shim's) gets a listening socket of the
+ * public port's SO_REUSEPORT group in place of the channel, an eBPF program
+ * picks each connection's member, and the daemon is on no connection's
+ * path; it keeps policy (slots, counts for lc), the end of members (their
+ * closed sockets), members that stop accepting, and takeover (their
+ * descriptors, from their processes). A scaler (template serve) turns a
+ * pool with no member yet back to the user-space hand-off.
+ *
  * Usage: appshot-pool HOME PUBLIC POLICY [HOST]   (POLICY: rr or lc)
  * Prints "ready" once its sockets are bound, then runs detached, logging to
  * pools/<PUBLIC>.log. Exit status: 0 normal end, 1 start-up failure, 2 bad
@@ -32,6 +42,7 @@
 #include <limits.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -51,11 +62,13 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "../core/pool.h"
+#include "steer.h"
 
 #define TICK_MS 100
 #define STALE_MS 250     /* an unacked handoff this old: the instance is not accepting */
@@ -67,6 +80,7 @@
 #define FD_RESERVE 16    /* descriptors kept for instances and the harness */
 #define PROBE_MS 1000    /* how often an idle instance is checked for life */
 #define RECOUNT_MS 3     /* at the scaler's limit, open connections counted again this soon */
+#define OUT_MS 20        /* a member taken out (not accepting) looked at again this soon */
 
 enum kind { W_PUBLIC, W_CHANNELS, W_CTL, W_TIMER, W_SIGNAL, W_CHAN, W_LISTENER, W_CLIENT, W_RECOUNT };
 
@@ -116,6 +130,12 @@ struct instance {
 	struct pool_register reg;
 	struct queue unacked, direct;
 	struct opens open;         /* its pool connections still open, for lc and the scaler */
+	bool kernel;               /* a member of the steered group (steer.h), in slot */
+	uint32_t slot;
+	uint64_t handed_base;      /* the slot's count when it came */
+	uint64_t member_ino;       /* its member's inode, which a successor checks */
+	bool out, out_logged;      /* taken out: not accepting (check_members) */
+	uint64_t stall_ms, accepted;
 };
 
 struct client {
@@ -143,7 +163,7 @@ static struct {
 	int nclients, nlifelines;
 	struct client *scaler; /* the serving command, if one is connected */
 	int conns;             /* its limit of open connections per instance; 0 none */
-	struct watch recount;  /* a one-shot timer: see recount_soon */
+	struct watch recount;  /* a one-shot timer: see recount_in */
 	int diag;              /* NETLINK_SOCK_DIAG: which taken connections are open */
 	uint32_t diag_seq;
 	struct queue held;
@@ -152,6 +172,13 @@ static struct {
 	 * wildcard): the local address of every connection it accepts, which
 	 * then needs no getsockname each. Family 0 otherwise. */
 	struct sockaddr_storage pub_local;
+	/* Kernel steering (steer.h): the public port is a SO_REUSEPORT group
+	 * of listening sockets on pub_addr, one per instance and pub.fd, our
+	 * holding member, which we never accept from. */
+	bool kernel, direct; /* direct: the instances' own ports are steered too */
+	struct sockaddr_storage pub_addr;
+	socklen_t pub_len;
+	int pub_v6only;
 } g;
 
 static uint64_t monotonic_ms(void)
@@ -361,8 +388,11 @@ static bool peer_ours(int fd, const char *path)
 
 /* ---- choosing an instance and handing off ---- */
 
+/* Its open connections: for a member, as the program counts them under
+ * lc (kernel_recount); round robin counts none in the kernel. */
 static int active(const struct instance *in)
 {
+	if (in->kernel) return g.lc ? (int)steer_conns(in->slot) : 0;
 	return in->open.n + in->unacked.n;
 }
 
@@ -370,6 +400,14 @@ static void take_acks(struct instance *in);
 static void end_scaler(void);
 static socklen_t inet_address(const char *host, int port, struct sockaddr_storage *ss);
 static int listen_public(const struct sockaddr_storage *addr, socklen_t len, int v6only);
+static int join_member(struct instance *in, const struct pool_register *reg);
+static void release_held(void);
+static bool user_steering(void);
+static void publish_slots(void);
+static void kernel_recount(void);
+static void check_members(uint64_t now);
+static socklen_t program_address(const struct pool_register *reg, int port, struct sockaddr_storage *ss, char host[INET6_ADDRSTRLEN]);
+static bool send_reply(int fd, const struct pool_reply *reply, int mfd);
 
 /* Whether a choice needs IN's acks read now, beyond those read when they
  * woke us (on_channel): lc and the scaler's limit count open connections,
@@ -383,7 +421,7 @@ static bool acks_due(const struct instance *in)
 static bool eligible(struct instance *in, uint64_t now)
 {
 	if (acks_due(in)) take_acks(in);
-	if (!in->registered || in->dead || in->blocked || in->unacked.n >= MAX_UNACKED) return false;
+	if (in->kernel || !in->registered || in->dead || in->blocked || in->unacked.n >= MAX_UNACKED) return false;
 	return !in->unacked.head || now - in->unacked.head->handed_ms <= STALE_MS;
 }
 
@@ -479,10 +517,11 @@ static void refresh_active(void);
 
 /* Held connections at the scaler's limit wait for an instance to close
  * one, which nothing signals: the count is taken again in RECOUNT_MS (a
- * one-shot timer), not at the next tick. */
-static void recount_soon(void)
+ * one-shot timer), not at the next tick. A member taken out is looked at
+ * again in OUT_MS the same way (check_members). */
+static void recount_in(long ms)
 {
-	struct itimerspec once = { { 0, 0 }, { 0, RECOUNT_MS * 1000000L } };
+	struct itimerspec once = { { 0, 0 }, { 0, ms * 1000000L } };
 	struct itimerspec cur;
 	if (g.recount.fd >= 0 && !timerfd_gettime(g.recount.fd, &cur) && !cur.it_value.tv_sec && !cur.it_value.tv_nsec)
 		timerfd_settime(g.recount.fd, 0, &once, NULL);
@@ -498,7 +537,7 @@ static void dispatch_held(void)
 			/* At the scaler's limit, as last counted: connections closed
 			 * since are found now, not at the next tick, or a client that
 			 * opens one connection after another would look like many;
-			 * and while they wait, counted again soon (recount_soon). */
+			 * and while they wait, counted again soon (recount_in). */
 			if (refreshed || !g.conns) break;
 			refresh_active();
 			refreshed = true;
@@ -507,7 +546,7 @@ static void dispatch_held(void)
 		struct conn *c = q_pop(&g.held);
 		if (!hand(in, c)) q_push(&g.held, c, true);
 	}
-	if (g.held.n && g.conns) recount_soon();
+	if (g.held.n && g.conns) recount_in(RECOUNT_MS);
 	if (!g.held.n) g.overflow_logged = false;
 }
 
@@ -579,7 +618,10 @@ static void write_state(void)
 	}
 	for (int i = 0; i < g.ninst; i++) {
 		struct instance *in = g.inst[i];
-		if (in->registered && !in->dead)
+		if (in->registered && !in->dead && in->kernel) /* see recover_member */
+			fprintf(f, "member\t%s\t%u\t%u\t%u\t%llu\t%u\n", in->reg.aid, in->reg.vport, in->reg.sport, in->reg.spid,
+				(unsigned long long)in->member_ino, in->reg.fdnum);
+		else if (in->registered && !in->dead)
 			fprintf(f, "%s\t%s\t%u\t%u\t%u\t%llu\n", in->reg.name, in->reg.aid, in->reg.vport, in->reg.sport,
 				in->reg.spid, (unsigned long long)in->reg.ino);
 	}
@@ -666,6 +708,21 @@ static void take_sockopt(struct instance *asker, struct pool_sockopt *o)
 	asker->dead = true;
 }
 
+/* The answer to a registration, with the member socket attached when
+ * there is one. */
+static bool send_reply(int fd, const struct pool_reply *reply, int mfd)
+{
+	union { char buf[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } ctl = { 0 };
+	struct iovec iov = { (void *)reply, sizeof *reply };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = mfd >= 0 ? ctl.buf : NULL, .msg_controllen = mfd >= 0 ? sizeof ctl.buf : 0 };
+	if (mfd >= 0) {
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+		*cm = (struct cmsghdr){ .cmsg_len = CMSG_LEN(sizeof(int)), .cmsg_level = SOL_SOCKET, .cmsg_type = SCM_RIGHTS };
+		memcpy(CMSG_DATA(cm), &mfd, sizeof mfd);
+	}
+	return sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT) == sizeof *reply;
+}
+
 /* The one message of a registration: pool_register with exactly one
  * listening socket (or a socket option, take_sockopt). The registration
  * connection closes after the reply. */
@@ -693,11 +750,19 @@ static void take_register(struct instance *in)
 		return;
 	}
 	memcpy(&reg, &u, sizeof reg);
-	struct pool_reply reply = { 0 };
+	struct pool_reply reply = { 0, 0 };
+	int mfd = -1;
 	errno = 0;
 	if (n != sizeof reg || reg.magic != POOL_MAGIC || nfd != 1 || (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || !name_valid(&reg))
 		reply.status = EPROTO;
-	else if ((ifd = connect_instance(reg.name)) < 0 || fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK) < 0 ||
+	else if (g.kernel && (reg.flags & POOL_REG_MEMBER)) {
+		/* Its own listener gives the group its address; then it closes:
+		 * the member is the instance's listener from now on. */
+		if (!(reply.status = listen_as(&reg, lfd)) && (mfd = join_member(in, &reg)) < 0) reply.status = errno;
+		close(lfd);
+		lfd = -1;
+		reply.member = mfd >= 0;
+	} else if ((ifd = connect_instance(reg.name)) < 0 || fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK) < 0 ||
 		 !watch_add(&in->lis, W_LISTENER, lfd, in))
 		reply.status = errno ? errno : EINVAL;
 	else
@@ -708,16 +773,24 @@ static void take_register(struct instance *in)
 		watch_close(&in->lis);
 		logmsg("registration refused: %s", strerror(reply.status));
 	}
-	bool sent = n > 0 && send(in->chan.fd, &reply, sizeof reply, MSG_NOSIGNAL | MSG_DONTWAIT) == sizeof reply;
+	bool sent = n > 0 && send_reply(in->chan.fd, &reply, mfd);
 	watch_close(&in->chan);
-	if ((in->dead = !sent || reply.status || !watch_instance(in, ifd))) {
+	if (mfd >= 0) {
+		close(mfd); /* the instance's now; if it never got it, its slot empties */
+		if ((in->dead = !sent || reply.status)) return;
+		in->registered = true;
+	} else if ((in->dead = !sent || reply.status || !watch_instance(in, ifd))) {
 		if (!sent && !reply.status && ifd >= 0) close(ifd);
 		return;
 	}
 	in->reg = reg;
 	in->busy_ms = monotonic_ms(); /* idle from now */
 	write_state();
-	logmsg("instance of %s registered: port %u on %u, pid %u", reg.aid, reg.vport, reg.sport, reg.spid);
+	if (in->kernel) logmsg("instance of %s registered: port %u, pid %u, member of the steered group in slot %u", reg.aid, reg.vport, reg.spid, in->slot);
+	else if (g.kernel)
+		logmsg("instance of %s registered: port %u on %u, pid %u, through a channel (a static or restored program): the kernel steers "
+		       "none of the public port's connections to it, only those to its own port", reg.aid, reg.vport, reg.sport, reg.spid);
+	else logmsg("instance of %s registered: port %u on %u, pid %u", reg.aid, reg.vport, reg.sport, reg.spid);
 	tell_scaler("joined %s\n", reg.aid);
 }
 
@@ -794,6 +867,7 @@ static void take_acks(struct instance *in)
  * hang-up to tell us. */
 static bool instance_alive(const struct instance *in)
 {
+	if (in->kernel) return in->out || steer_live(in->slot); /* see join_member; one out: check_members */
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
 	size_t n = strlen(in->reg.name);
 	memcpy(a.sun_path + 1, in->reg.name, n);
@@ -854,6 +928,7 @@ static void remove_instance(int i)
 	g.ninst--;
 	if (g.rr > i) g.rr--;
 	if (g.rr >= g.ninst) g.rr = 0;
+	if (g.kernel) publish_slots();
 }
 
 /* Instances are freed only here, after an epoll batch, since one batch may
@@ -931,13 +1006,14 @@ static void on_tick(void)
 	resume(&g.ctl);
 	bool probe = now - g.probe_ms >= PROBE_MS;
 	if (probe) g.probe_ms = now;
+	if (g.kernel) check_members(now);
 	for (int i = 0; i < g.ninst; i++) {
 		struct instance *in = g.inst[i];
 		if (!in->registered && now - in->since_ms > REGISTER_MS) in->dead = true;
-		if (in->registered && !in->dead) take_acks(in);
+		if (in->registered && !in->dead && !in->kernel) take_acks(in);
 		/* One that holds connections is looked at each tick, so that they
-		 * go to another soon after its end. */
-		if (in->registered && !in->dead && (probe || in->unacked.n) && !instance_alive(in)) in->dead = true;
+		 * go to another soon after its end; a member costs one map lookup. */
+		if (in->registered && !in->dead && !in->kernel && (probe || in->unacked.n) && !instance_alive(in)) in->dead = true;
 		in->blocked = false;
 		dispatch_direct(in);
 	}
@@ -945,9 +1021,11 @@ static void on_tick(void)
 	 * lc and a scaler's limit and idle times need them each tick. */
 	if (now - g.refresh_ms >= (g.lc || g.scaler ? TICK_MS : 10 * TICK_MS)) {
 		refresh_active();
+		kernel_recount();
 		g.refresh_ms = now;
 	}
 	dispatch_held(); /* after the counts: slots under the limit may be free */
+	release_held();
 	tell_need(true);
 	need_told = false;
 	maybe_exit();
@@ -957,6 +1035,7 @@ static void on_recount(void)
 {
 	uint64_t expirations;
 	if (read(g.recount.fd, &expirations, sizeof expirations) < 0 && errno != EAGAIN) logmsg("timerfd: %s", strerror(errno));
+	if (g.kernel) check_members(monotonic_ms());
 	dispatch_held();
 }
 
@@ -985,18 +1064,26 @@ static void json_str(FILE *f, const char *sep, const char *s)
 	fputc('"', f);
 }
 
+/* Connections given to it: taken from its channel, or picked for its
+ * member by the program (counted in the kernel). */
+static uint64_t handed(const struct instance *in)
+{
+	return in->kernel ? steer_handed(in->slot) - in->handed_base : in->handed;
+}
+
 static void send_status(int fd)
 {
 	char *buf = NULL;
 	size_t len = 0;
 	for (int i = 0; i < g.ninst; i++) /* acks that came since this wake-up: the waits are counted now */
-		if (g.inst[i]->registered && !g.inst[i]->dead) take_acks(g.inst[i]);
+		if (g.inst[i]->registered && !g.inst[i]->dead && !g.inst[i]->kernel) take_acks(g.inst[i]);
 	refresh_active(); /* rr refreshes only each second; a status is read now */
+	kernel_recount();
 	FILE *f = open_memstream(&buf, &len);
 	if (!f) return;
 	uint64_t now = monotonic_ms();
-	fprintf(f, "{\"public\":%d,\"policy\":\"%s\",\"pid\":%d,\"held\":%d,\"oldest_ms\":%llu,\"conns\":%d,\"scaler\":",
-		g.public, g.policy, (int)getpid(), g.held.n, (unsigned long long)oldest_wait(now), g.conns);
+	fprintf(f, "{\"public\":%d,\"policy\":\"%s\",\"steer\":\"%s\",\"pid\":%d,\"held\":%d,\"oldest_ms\":%llu,\"conns\":%d,\"scaler\":",
+		g.public, g.policy, g.kernel ? "kernel" : "user", (int)getpid(), g.held.n, (unsigned long long)oldest_wait(now), g.conns);
 	if (g.scaler) json_str(f, "", g.scaler->aid);
 	else fputs("null", f);
 	fputs(",\"lifelines\":[", f);
@@ -1011,7 +1098,7 @@ static void send_status(int fd)
 		json_str(f, sep, in->reg.aid);
 		fprintf(f, ",\"vport\":%u,\"sport\":%u,\"spid\":%u,\"unacked\":%d,\"active\":%d,\"handed\":%llu,\"idle_ms\":%llu,\"draining\":%s}",
 			in->reg.vport, in->reg.sport, in->reg.spid, in->unacked.n, active(in),
-			(unsigned long long)in->handed, (unsigned long long)(active(in) ? 0 : now - in->busy_ms),
+			(unsigned long long)handed(in), (unsigned long long)(active(in) ? 0 : now - in->busy_ms),
 			in->draining ? "true" : "false");
 		sep = ",{\"aid\":";
 	}
@@ -1096,6 +1183,11 @@ static bool take_scaler(struct client *cl, const char *name, const char *conns)
 	}
 	if (!*conns || *end || n < 0 || n > 1000000 || strlen(name) >= sizeof cl->aid)
 		return send_all(cl->w.fd, "error bad scale request\n", 24), false;
+	if (!user_steering())
+	{
+		const char *no = "error this pool steers in the kernel (APPSHOT_POOL_STEER=kernel); template serve needs the user-space hand-off\n";
+		return send_all(cl->w.fd, no, strlen(no)), false;
+	}
 	int err = g.pub.fd < 0 ? listen_everywhere() : 0;
 	if (err) {
 		snprintf(reply, sizeof reply, "error cannot listen on port %d: %s\n", g.public, strerror(err));
@@ -1230,21 +1322,315 @@ static bool is_wildcard(const struct sockaddr_storage *addr)
 	return addr->ss_family != AF_INET6 || IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)addr)->sin6_addr);
 }
 
+/* ---- kernel steering (steer.h) ---- */
+
+/* Our own member of the group: where connections wait, unaccepted, while
+ * no instance is in it (the program picks it then). Kept SO_REUSEPORT:
+ * the instances' members join its group (only sockets of our own user
+ * can: the kernel checks). 0, or an errno. */
+static int hold_member(int fd)
+{
+	int err = steer_attach(fd);
+	return err ? err : steer_put(STEER_HOLD, fd);
+}
+
+/* The slots in use are [0, highest used + 1): the program takes turns
+ * over them. A slot a dead member left empty is skipped by the program
+ * until an instance that comes later takes it. */
+static void publish_slots(void)
+{
+	uint32_t n = 0;
+	bool used[STEER_SLOTS] = { false };
+	for (int i = 0; i < g.ninst; i++)
+		if (g.inst[i]->kernel && !g.inst[i]->dead) {
+			used[g.inst[i]->slot] = true;
+			if (g.inst[i]->slot + 1 > n) n = g.inst[i]->slot + 1;
+		}
+	for (uint32_t s = 0; s < STEER_SLOTS; s++)
+		if (!used[s]) steer_set_conns(s, STEER_NO_MEMBER);
+	steer_set_nslots(n);
+}
+
+/* The client of a connection to the public port, as the program keys it. */
+static void client_tuple(const struct inet_diag_msg *d, struct steer_tuple *t)
+{
+	memset(t, 0, sizeof *t);
+	t->family = d->idiag_family;
+	t->port = d->id.idiag_dport;
+	memcpy(t->addr, d->id.idiag_dst, d->idiag_family == AF_INET ? 4 : 16);
+	if (d->idiag_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)t->addr)) {
+		t->family = AF_INET;
+		memmove(t->addr, t->addr + 12, 4);
+		memset(t->addr + 4, 0, 12);
+	}
+}
+
+/* One dump of the kernel's TCP sockets of family in states (a mask of
+ * 1 << TCP_*) whose local port is the public one, each given to fn: true
+ * when the kernel answered whole. */
+static bool diag_dump(int family, uint32_t states, void (*fn)(const struct inet_diag_msg *d, void *arg), void *arg)
+{
+	struct {
+		struct nlmsghdr nh;
+		struct inet_diag_req_v2 r;
+	} req = {
+		.nh = { .nlmsg_len = sizeof req, .nlmsg_type = SOCK_DIAG_BY_FAMILY, .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP, .nlmsg_seq = ++g.diag_seq },
+		.r = { .sdiag_family = (uint8_t)family, .sdiag_protocol = IPPROTO_TCP, .idiag_states = states },
+	};
+	union { char buf[32768]; struct nlmsghdr align; } u;
+	if (g.diag < 0 || send(g.diag, &req, sizeof req, 0) != (ssize_t)sizeof req) return false;
+	for (;;) {
+		ssize_t n = recv(g.diag, u.buf, sizeof u.buf, 0);
+		if (n < 0 && errno == EINTR) continue;
+		if (n <= 0) return false;
+		for (struct nlmsghdr *h = &u.align; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
+			if (h->nlmsg_seq != g.diag_seq) continue;
+			if (h->nlmsg_type == NLMSG_DONE) return true;
+			if (h->nlmsg_type == NLMSG_ERROR) return false;
+			const struct inet_diag_msg *d = NLMSG_DATA(h);
+			if (ntohs(d->id.idiag_sport) == g.public) fn(d, arg);
+		}
+	}
+}
+
+/* A connection to the public port still open, counted into counts by the
+ * slot the program gave its client: established ones (accepted or waiting
+ * in a member's queue) and, past that, only those a process still holds
+ * (an inode). */
+static void count_conn(const struct inet_diag_msg *d, void *counts)
+{
+	struct steer_tuple t;
+	uint32_t slot;
+	if (d->idiag_state != TCP_ESTABLISHED && d->idiag_state != TCP_SYN_RECV && !d->idiag_inode) return;
+	client_tuple(d, &t);
+	if (steer_tuple_slot(&t, &slot) && slot < STEER_SLOTS) ((uint64_t *)counts)[slot]++;
+}
+
+static void count_family(int family, uint64_t *counts)
+{
+	diag_dump(family, ~((1u << TCP_LISTEN) | (1u << TCP_TIME_WAIT) | (1u << TCP_CLOSE)), count_conn, counts);
+}
+
+/* ---- members that stop accepting ---- */
+
+/* The public port's listening sockets, by inode, with their accept
+ * queues' lengths. */
+struct listeners {
+	size_t n;
+	struct { uint64_t ino; uint32_t queued; } v[STEER_SLOTS + 8];
+};
+
+static void note_listener(const struct inet_diag_msg *d, void *arg)
+{
+	struct listeners *l = arg;
+	if (l->n < sizeof l->v / sizeof l->v[0]) l->v[l->n].ino = d->idiag_inode, l->v[l->n++].queued = d->idiag_rqueue;
+}
+
+/* Its member as the program's descriptor in its registering process, if
+ * it still is (by inode): a new descriptor of ours, or -1. */
+static int fetch_member(const struct instance *in)
+{
+	struct stat st;
+	int fd = -1, pidfd = (int)syscall(SYS_pidfd_open, (pid_t)in->reg.spid, 0);
+	if (pidfd >= 0) fd = (int)syscall(SYS_pidfd_getfd, pidfd, (int)in->reg.fdnum, 0);
+	if (pidfd >= 0) close(pidfd);
+	if (fd >= 0 && (fstat(fd, &st) || st.st_ino != in->member_ino)) close(fd), fd = -1;
+	return fd;
+}
+
+/* Taken out, its slot empty: the program passes it by (its queue waits
+ * for it, as a stopped server's backlog does); connections to its own
+ * port still reach it. Back in once its queue is empty again. */
+static void take_out(struct instance *in, bool out)
+{
+	int fd = out ? -1 : fetch_member(in), err = out ? 0 : fd < 0 ? ESRCH : steer_put(in->slot, fd);
+	if (fd >= 0) close(fd);
+	if (err) {
+		if (!in->out_logged) logmsg("instance of %s (pid %u) accepts again but cannot be put back: %s", in->reg.aid, in->reg.spid, strerror(err));
+		in->out_logged = true;
+		return;
+	}
+	if (out) steer_clear(in->slot);
+	steer_set_conns(in->slot, out ? STEER_NO_MEMBER : 0);
+	in->out = out;
+	in->out_logged = false;
+	logmsg("instance of %s (pid %u) %s", in->reg.aid, in->reg.spid, out ? "is not accepting: taken out of the pool" : "accepts again: back in the pool");
+}
+
+/* Each tick: a member no longer listening has ended (its slot may already
+ * be empty: see join_member); one whose queue has held connections for
+ * STALE_MS with none accepted (the program's count less the queue did not
+ * move) is taken out, and put back once its queue is empty. */
+static void check_members(uint64_t now)
+{
+	struct listeners l = { 0 };
+	uint32_t listen = 1u << TCP_LISTEN;
+	bool whole = diag_dump(AF_INET, listen, note_listener, &l) && diag_dump(AF_INET6, listen, note_listener, &l);
+	for (int i = 0; i < g.ninst; i++) {
+		struct instance *in = g.inst[i];
+		size_t k = 0;
+		if (!in->kernel || in->dead) continue;
+		while (k < l.n && l.v[k].ino != in->member_ino) k++;
+		if (!whole) {
+			in->dead = !in->out && !steer_live(in->slot);
+			continue;
+		}
+		if (k == l.n) {
+			in->dead = true;
+			continue;
+		}
+		uint64_t accepted = steer_handed(in->slot) - l.v[k].queued;
+		if (!l.v[k].queued) {
+			in->stall_ms = 0;
+			if (in->out) take_out(in, false);
+		} else if (accepted != in->accepted || !in->stall_ms) {
+			in->stall_ms = now;
+		} else if (!in->out && now - in->stall_ms > STALE_MS) {
+			take_out(in, true);
+		}
+		in->accepted = accepted;
+		/* One out is looked at again soon, not at the next tick: it is put
+		 * back as soon as it has taken what waited for it. */
+		if (in->out) recount_in(OUT_MS);
+	}
+}
+
+/* Least connections in the kernel: each member's open connections counted
+ * again, for the program to choose by (steer.h). What it picked since the
+ * dump began counts from the next one. */
+static void kernel_recount(void)
+{
+	uint64_t counts[STEER_SLOTS] = { 0 };
+	if (!g.kernel || !g.lc) return;
+	count_family(AF_INET, counts);
+	count_family(AF_INET6, counts);
+	for (int i = 0; i < g.ninst; i++)
+		if (g.inst[i]->kernel && !g.inst[i]->dead && !g.inst[i]->out) steer_set_conns(g.inst[i]->slot, counts[g.inst[i]->slot]);
+}
+
+static int free_slot(void)
+{
+	for (uint32_t s = 0; s < STEER_SLOTS; s++) {
+		bool used = false;
+		for (int i = 0; i < g.ninst && !used; i++) used = g.inst[i]->kernel && g.inst[i]->slot == s;
+		if (!used && !steer_live(s)) return (int)s;
+	}
+	return -1;
+}
+
+/* Connections that waited at our holding member while no instance was
+ * in the group go to the instances now: a new holding member takes the
+ * slot, and the old one closes, which makes the kernel move its queue to
+ * the members the program picks (SELECT_OR_MIGRATE). */
+static void release_held(void)
+{
+	struct pollfd p = { .fd = g.pub.fd, .events = POLLIN };
+	if (!g.kernel || g.pub.fd < 0 || poll(&p, 1, 0) <= 0) return;
+	int fd = listening_socket(&g.pub_addr, g.pub_len, g.pub_v6only, 4096), err = fd < 0 ? errno : hold_member(fd);
+	if (err) {
+		logmsg("cannot renew the holding listener: %s; connections that waited stay there", strerror(err));
+		if (fd >= 0) close(fd);
+		return;
+	}
+	close(g.pub.fd);
+	g.pub.fd = fd;
+}
+
+/* A member of the group for an instance, in a free slot, which takes the
+ * connections to the instance's own port too, at the address its program
+ * bound (steer_direct): its
+ * listening socket, which the instance takes as the program's descriptor,
+ * or -1 with errno. We keep no copy: its close by the instance's last process
+ * empties its slot (how we learn of the end, steer_live) and moves what
+ * waits in its queue to another member. */
+static int join_member(struct instance *in, const struct pool_register *reg)
+{
+	char host[INET6_ADDRSTRLEN];
+	struct sockaddr_storage own;
+	int slot = free_slot(), fd = -1, err = EBUSY;
+	if (!program_address(reg, reg->sport, &own, host)) return errno = EINVAL, -1;
+	if (slot < 0 || (fd = listening_socket(&g.pub_addr, g.pub_len, g.pub_v6only, SOMAXCONN)) < 0 || (err = steer_attach(fd)) ||
+	    (g.direct && (err = steer_direct_put(reg->sport, &own, fd, (uint32_t)slot))) || (err = steer_put((uint32_t)slot, fd))) {
+		if (fd >= 0) err = err ? err : errno, close(fd);
+		return errno = err, -1;
+	}
+	struct stat st;
+	in->kernel = true;
+	in->slot = (uint32_t)slot;
+	in->handed_base = steer_handed(in->slot);
+	in->member_ino = fstat(fd, &st) ? 0 : st.st_ino;
+	steer_set_conns(in->slot, 0);
+	publish_slots();
+	release_held();
+	return fd;
+}
+
+/* Kernel steering when asked (APPSHOT_POOL_STEER=kernel) and possible.
+ * Said once in the log. */
+static char steer_note[1200] = "steering in user space: each connection is accepted here and handed over";
+
+static void choose_steering(void)
+{
+	const char *want = getenv("APPSHOT_POOL_STEER");
+	char why[512];
+	if (!want || strcmp(want, "kernel")) return;
+	if (!steer_load(g.lc, why, sizeof why)) snprintf(steer_note, sizeof steer_note, "steering in user space: the kernel steering program %s", why);
+	else {
+		g.kernel = true;
+		size_t n = (size_t)snprintf(steer_note, sizeof steer_note, "steering in the kernel: an eBPF program picks the instance of each connection");
+		if (!(g.direct = steer_direct(why, sizeof why)))
+			snprintf(steer_note + n, sizeof steer_note - n, "; the instances' own ports are not served: the lookup program %s", why);
+	}
+}
+
+/* A scaler needs held connections, --conns and the need events, which
+ * only the user-space hand-off gives: a pool with no member yet goes back
+ * to it (our holding member becomes the public listener); false when
+ * members are in the group already. */
+static bool user_steering(void)
+{
+	int zero = 0;
+	for (int i = 0; i < g.ninst; i++)
+		if (g.inst[i]->kernel && !g.inst[i]->dead) return false;
+	if (!g.kernel) return true;
+	g.kernel = false;
+	if (g.pub.fd >= 0) {
+		steer_clear(STEER_HOLD);
+		setsockopt(g.pub.fd, SOL_SOCKET, SO_REUSEPORT, &zero, sizeof zero);
+		if (!watch_add(&g.pub, W_PUBLIC, g.pub.fd, NULL)) logmsg("cannot watch the public listener");
+	}
+	logmsg("steering in user space from now on: a serving command needs it");
+	return true;
+}
+
 /* The public listener on addr: 0, or an errno. Once it listens, the
  * reserve lets go of the port (a client that came meanwhile is reset) and
  * no one else may join the port (SO_REUSEPORT off: a later bind by another
  * program conflicts, as with any listener). */
 static int listen_public(const struct sockaddr_storage *addr, socklen_t len, int v6only)
 {
-	int zero = 0, fd = listening_socket(addr, len, v6only, 4096);
+	int zero = 0, fd = listening_socket(addr, len, v6only, 4096), err;
 	if (fd < 0) return errno;
 	g.pub.fd = fd;
-	if (g.ep > 0 && !watch_add(&g.pub, W_PUBLIC, fd, NULL)) return close(fd), g.pub.fd = -1, EINVAL;
+	memcpy(&g.pub_addr, addr, len);
+	g.pub_len = len;
+	g.pub_v6only = v6only;
+	if (g.kernel && (err = hold_member(fd))) return close(fd), g.pub.fd = -1, err;
+	if (!g.kernel && g.ep > 0 && !watch_add(&g.pub, W_PUBLIC, fd, NULL)) return close(fd), g.pub.fd = -1, EINVAL;
 	if (g.reserve >= 0) close(g.reserve);
 	g.reserve = -1;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &zero, sizeof zero);
+	if (!g.kernel) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &zero, sizeof zero);
 	if (!is_wildcard(addr)) memcpy(&g.pub_local, addr, len);
 	return 0;
+}
+
+/* The address the instance's program bound, as its channel's name carries
+ * it, with port: its length (host its text), or 0. */
+static socklen_t program_address(const struct pool_register *reg, int port, struct sockaddr_storage *ss, char host[INET6_ADDRSTRLEN])
+{
+	unsigned fam, vport;
+	if (sscanf(reg->name + sizeof POOL_LISTENER_PREFIX - 1, "%u/%45[^/]/%u/", &fam, host, &vport) != 3) return 0;
+	return inet_address(host, port, ss);
 }
 
 /* The first instance's listening socket lfd gives the public listener its
@@ -1252,15 +1638,12 @@ static int listen_public(const struct sockaddr_storage *addr, socklen_t len, int
  * not as an errno. */
 static int listen_as(const struct pool_register *reg, int lfd)
 {
-	unsigned fam, vport;
 	char host[INET6_ADDRSTRLEN];
 	struct sockaddr_storage ss;
 	socklen_t len, olen = sizeof(int);
 	int v6only = -1, err;
 	if (g.pub.fd >= 0) return 0;
-	if (sscanf(reg->name + sizeof POOL_LISTENER_PREFIX - 1, "%u/%45[^/]/%u/", &fam, host, &vport) != 3 ||
-	    !(len = inet_address(host, g.public, &ss)))
-		return EINVAL;
+	if (!(len = program_address(reg, g.public, &ss, host))) return EINVAL;
 	if (ss.ss_family == AF_INET6 && lfd >= 0) getsockopt(lfd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &olen);
 	if ((err = listen_public(&ss, len, v6only)))
 		logmsg("cannot listen on %s port %d as instance of %s asks: %s", host, g.public, reg->aid, strerror(err));
@@ -1357,7 +1740,7 @@ static void setup_events(void)
 	int rfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	if ((g.ep = epoll_create1(EPOLL_CLOEXEC)) < 0 || sfd < 0 || tfd < 0 || rfd < 0 || timerfd_settime(tfd, 0, &tick, NULL))
 		fail(1, "epoll/signalfd/timerfd: %s", strerror(errno));
-	if ((g.pub.fd >= 0 && !watch_add(&g.pub, W_PUBLIC, g.pub.fd, NULL)) || !watch_add(&g.chans, W_CHANNELS, g.chans.fd, NULL) ||
+	if ((g.pub.fd >= 0 && !g.kernel && !watch_add(&g.pub, W_PUBLIC, g.pub.fd, NULL)) || !watch_add(&g.chans, W_CHANNELS, g.chans.fd, NULL) ||
 	    !watch_add(&g.ctl, W_CTL, g.ctl.fd, NULL) || !watch_add(&g.timer, W_TIMER, tfd, NULL) ||
 	    !watch_add(&g.recount, W_RECOUNT, rfd, NULL) ||
 	    !watch_add(&g.sig, W_SIGNAL, sfd, NULL))
@@ -1388,13 +1771,10 @@ static unsigned long bound_inode(const char *name)
  * so that its programs reach it again. */
 static int relisten(const struct pool_register *reg)
 {
-	unsigned fam, vport;
 	char host[INET6_ADDRSTRLEN];
 	struct sockaddr_storage ss;
 	socklen_t len;
-	if (sscanf(reg->name + sizeof POOL_LISTENER_PREFIX - 1, "%u/%45[^/]/%u/", &fam, host, &vport) != 3 ||
-	    !(len = inet_address(host, reg->sport, &ss)))
-		return -1;
+	if (!(len = program_address(reg, reg->sport, &ss, host))) return -1;
 	int one = 1, fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd >= 0 && !setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) && !bind(fd, (struct sockaddr *)&ss, len) &&
 	    !listen(fd, SOMAXCONN))
@@ -1405,11 +1785,67 @@ static int relisten(const struct pool_register *reg)
 	return -1;
 }
 
+/* A member of a kernel-steered pool, from a state line "member AID VPORT
+ * SPORT SPID INODE FD": taken from its process (pidfd_getfd: our own
+ * user's, or root) as descriptor FD if that is still the member (its
+ * inode), put in a slot of our program, and its own port steered to it
+ * again; then our copy closes, as at a registration. Our program replaces
+ * the dead daemon's on the group when our holding member joins it, after
+ * every member found is in place (recover). A member not found this way
+ * (its process ended, a forked worker holds it) is not served any more. */
+static void recover_member(const char *line)
+{
+	struct pool_register reg = { .magic = POOL_MAGIC, .flags = POOL_REG_MEMBER };
+	unsigned long long ino;
+	struct stat st;
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof ss, olen = sizeof(int);
+	int v6only = -1, fd = -1, pidfd = -1;
+	if (sscanf(line, "member %63s %u %u %u %llu %u", reg.aid, &reg.vport, &reg.sport, &reg.spid, &ino, &reg.fdnum) != 6) return;
+	if (!g.kernel) {
+		logmsg("instance of %s (pid %u) was steered in the kernel; this daemon steers in user space and cannot serve it", reg.aid, reg.spid);
+		return;
+	}
+	if ((pidfd = (int)syscall(SYS_pidfd_open, (pid_t)reg.spid, 0)) < 0 || (fd = (int)syscall(SYS_pidfd_getfd, pidfd, (int)reg.fdnum, 0)) < 0 ||
+	    fstat(fd, &st) || st.st_ino != ino || getsockname(fd, (struct sockaddr *)&ss, &len)) {
+		logmsg("instance of %s (pid %u): its member is not its descriptor %u any more (%s); not served", reg.aid, reg.spid, reg.fdnum,
+		       fd < 0 ? strerror(errno) : "another socket");
+		if (pidfd >= 0) close(pidfd);
+		if (fd >= 0) close(fd);
+		return;
+	}
+	close(pidfd);
+	if (ss.ss_family == AF_INET6) getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &olen);
+	if (!g.pub_len) memcpy(&g.pub_addr, &ss, len), g.pub_len = len, g.pub_v6only = v6only;
+	struct instance *in = new_instance();
+	int slot = free_slot(), err = slot < 0 ? EBUSY : 0;
+	in->reg = reg;
+	in->registered = true;
+	if (!err && g.direct) err = steer_direct_put((uint16_t)reg.sport, &ss, fd, (uint32_t)slot); /* its address: the member's */
+	if (!err) err = steer_put((uint32_t)slot, fd);
+	if (err) {
+		logmsg("instance of %s (pid %u): cannot steer to its member: %s", reg.aid, reg.spid, strerror(err));
+		in->dead = true;
+	} else {
+		in->kernel = true;
+		in->slot = (uint32_t)slot;
+		in->member_ino = ino;
+		steer_set_conns(in->slot, 0);
+		publish_slots();
+		logmsg("instance of %s taken over: port %u, pid %u, member in slot %u", reg.aid, reg.vport, reg.spid, in->slot);
+	}
+	close(fd);
+}
+
 /* One line of the state file: the instance is served again if its socket
  * still holds its name. Connected first, then checked by inode, so that a
  * socket someone bound to the name after the instance ended gets nothing. */
 static void recover_instance(char *line)
 {
+	if (!strncmp(line, "member\t", 7)) {
+		recover_member(line);
+		return;
+	}
 	struct pool_register reg = { .magic = POOL_MAGIC };
 	unsigned long long ino;
 	char name[POOL_NAME_MAX + 1], aid[sizeof reg.aid];
@@ -1452,6 +1888,12 @@ static void recover(void)
 	logmsg("taking over the instances of %s", g.state_path);
 	while (fgets(line, sizeof line, f)) recover_instance(line);
 	fclose(f);
+	/* Members taken over: our holding member joins their group, which
+	 * puts our program in place of the dead daemon's. */
+	if (g.kernel && g.pub_len && g.pub.fd < 0) {
+		int err = listen_public(&g.pub_addr, g.pub_len, g.pub_v6only);
+		if (err) logmsg("cannot steer the members taken over: %s", strerror(err));
+	}
 	reap();
 	write_state();
 }
@@ -1487,6 +1929,7 @@ int main(int argc, char **argv)
 	umask(077);
 	raise_nofile();
 	batch_wakeups();
+	choose_steering(); /* before the port is held: a steered one is held by a member */
 	open_diag();
 
 	g.uid = geteuid();
@@ -1502,7 +1945,7 @@ int main(int argc, char **argv)
 	setup_events();
 	daemonize(log);
 	recover(); /* logged; clients that come meanwhile wait in the backlogs */
-	logmsg("started, policy %s, %d instance(s) taken over", g.policy, g.ninst);
+	logmsg("started, policy %s, %d instance(s) taken over; %s", g.policy, g.ninst, steer_note);
 
 	struct epoll_event evs[64];
 	for (;;) {

@@ -57,7 +57,7 @@ int pool_sockopt(int ch, uint16_t pub, int set, int level, int name, void *value
 		return -2;
 	memcpy(o.name, self.sun_path + 1, slen - off);
 	if (set) memcpy(o.value, value, *len);
-	if (pool_daemon_call(&daemon, shim_home(), pub, &o, sizeof o, -1, &r, sizeof r, why, sizeof why)) {
+	if (pool_daemon_call(&daemon, shim_home(), pub, &o, sizeof o, -1, &r, sizeof r, NULL, why, sizeof why)) {
 		static int told;
 		if (!told++) shim_warn("cannot reach the pool daemon of published port %u for a socket option (%s); the option stays on the channel only", pub, why);
 		return -2;
@@ -80,17 +80,22 @@ void pool_join(int fd, const struct sockaddr *addr, uint16_t vport, uint16_t spo
 		shim_warn("the pool socket path under %s is too long; port %u is not published", home, vport);
 		return;
 	}
-	int fdflags = REAL(fcntl)(fd, F_GETFD), flflags = REAL(fcntl)(fd, F_GETFL);
-	int ch = pool_channel_join(home, pub, shim_tables()->aid, (uint32_t)shim_pid, fd, addr, vport, sport, why, sizeof why);
+	int fdflags = REAL(fcntl)(fd, F_GETFD), flflags = REAL(fcntl)(fd, F_GETFL), member = 0;
+	int ch = pool_instance_join(home, pub, shim_tables()->aid, (uint32_t)shim_pid, fd, addr, vport, sport, &member, why, sizeof why);
 	if (ch < 0) {
 		shim_warn("cannot join the pool of published port %u at %s (%s); virtual port %u is reachable from inside the application only",
 			  pub, daemon.sun_path, why, vport);
 		return;
 	}
 	REAL(dup3)(ch, fd, fdflags > 0 && (fdflags & FD_CLOEXEC) ? O_CLOEXEC : 0);
-	if (flflags >= 0 && (flflags & O_NONBLOCK)) REAL(fcntl)(fd, F_SETFL, O_NONBLOCK);
+	/* Blocking or not as the program's socket was (a member comes
+	 * non-blocking from the daemon). */
+	if (flflags >= 0 && ((flflags & O_NONBLOCK) || member)) REAL(fcntl)(fd, F_SETFL, flflags & O_NONBLOCK);
 	close(ch);
-	mark_channel(fd, 1);
+	/* A member (the daemon steers in the kernel) is a listening TCP socket
+	 * of the public port: accept, poll and socket options are the kernel's
+	 * own on it, and getsockname shows the virtual port (port.c). */
+	mark_channel(fd, !member);
 }
 
 static void warn_line(const char *msg) { shim_warn("%s", msg); }
