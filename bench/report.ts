@@ -32,7 +32,9 @@ function inspectorRows(f: InspectFigures): string[][] {
 
 const verdict = (met: boolean | null) => (met === null ? '' : met ? 'met' : 'MISSED');
 const allocLabel = (procs: number) => `allocation (semget IPC_PRIVATE), ${procs} process${procs === 1 ? '' : 'es'} at once`;
-const poolLabel = (p: PoolFigures) => (p.requestsPerConnection === 1 ? 'a connection per request' : `${p.requestsPerConnection} requests per connection`);
+const poolLabel = (p: PoolFigures) =>
+  `${p.requestsPerConnection === 1 ? 'a connection per request' : `${p.requestsPerConnection} requests per connection`}, ` +
+  (p.steer === 'kernel' ? 'steered in the kernel (APPSHOT_POOL_STEER=kernel)' : "the daemon's hand-off (default)");
 const cloneMet = (f: CloneFigures) => f.overheadMs.max <= CLONE_TARGET_MS;
 const ms = (x: { p50: number; max: number }) => `${x.p50.toFixed(1)} ms, max ${x.max.toFixed(1)} ms`;
 function cloneRows(r: Results): string[][] {
