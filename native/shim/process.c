@@ -32,7 +32,11 @@ static struct {
 	 * its tables, since other threads may be probing through it. */
 	struct tabledb *tables;
 	struct inflight_file inflight;
-	struct journal journal; /* in the inflight file: core/journal.h */
+	/* The journal of new objects (core/journal.h), in the inflight file;
+	 * replaced whole, never unmapped (after a restore other threads may
+	 * still be reading through the old one), as the tables are. */
+	struct journal *journal;
+	int journal_old; /* set when the journal is the old home's */
 	/* Copied at start: the program may change its environment later. */
 	const char *aid, *home;
 	/* The application's descriptors of the home's files (core/home.h):
@@ -50,7 +54,12 @@ struct kernel_ops shim_kernel;
 const char *shim_home(void) { return P.home; }
 struct tabledb *shim_tables(void) { return __atomic_load_n(&P.tables, __ATOMIC_ACQUIRE); }
 struct inflight_file *shim_inflight(void) { return &P.inflight; }
-struct journal *shim_journal(void) { return &P.journal; }
+static struct journal no_journal = { .app = -1 }; /* until the tables open */
+struct journal *shim_journal(void)
+{
+	struct journal *j = __atomic_load_n(&P.journal, __ATOMIC_ACQUIRE);
+	return j ? j : &no_journal;
+}
 struct home_fds *shim_home_fds(void) { return P.have_fds ? &P.fds : NULL; }
 
 static void vwrite_line(const char *fmt, va_list ap)
@@ -386,7 +395,7 @@ static void forget_old_home(void)
 	if (shim_tables()) drop_old_table_fds(shim_tables());
 	if (P.inflight.rec) inflight_close(&P.inflight);
 	P.inflight.rec = NULL;
-	if (journal_mapped(&P.journal)) journal_close(&P.journal);
+	P.journal_old = 1;
 	adopt_restored_fds();
 }
 
@@ -465,6 +474,23 @@ static void open_home_fds(void)
 		P.have_fds = 1;
 }
 
+static void open_journal(void)
+{
+	struct journal *j = malloc(sizeof *j);
+	int rc = !j ? ENOMEM : P.have_fds ? journal_map_fd(j, P.fds.fd[HOMEFD_INFLIGHT]) : journal_open(j, P.home);
+	if (rc) {
+		if (rc == EPROTO)
+			shim_fatal("the journal of new objects in %s/%s is damaged (its header is not a journal's): end this "
+				   "home's applications (appshot ps, appshot stop) and remove that file; the program cannot run "
+				   "untranslated, so it stops", P.home, APPSHOT_INFLIGHT_FILE);
+		shim_fatal("cannot open the journal of new objects in %s/%s: %s; the program cannot run untranslated, so it stops",
+			   P.home, APPSHOT_INFLIGHT_FILE, strerror(rc));
+	}
+	journal_set_app(j, P.aid);
+	__atomic_store_n(&P.journal, j, __ATOMIC_RELEASE);
+	P.journal_old = 0;
+}
+
 void shim_open_tables(void)
 {
 	char err[512];
@@ -491,17 +517,9 @@ void shim_open_tables(void)
 						: inflight_open(&P.inflight, P.home)))
 		shim_fatal("cannot open %s/%s: %s; the program cannot run untranslated, so it stops",
 			   P.home, APPSHOT_INFLIGHT_FILE, strerror(rc));
-	if (!journal_mapped(&P.journal) && (rc = P.have_fds ? journal_map_fd(&P.journal, P.fds.fd[HOMEFD_INFLIGHT])
-							     : journal_open(&P.journal, P.home))) {
-		if (rc == EPROTO)
-			shim_fatal("the journal of new objects in %s/%s is damaged (its header is not a journal's): end this "
-				   "home's applications (appshot ps, appshot stop) and remove that file; the program cannot run "
-				   "untranslated, so it stops", P.home, APPSHOT_INFLIGHT_FILE);
-		shim_fatal("cannot open the journal of new objects in %s/%s: %s; the program cannot run untranslated, so it stops",
-			   P.home, APPSHOT_INFLIGHT_FILE, strerror(rc));
-	}
-	journal_set_app(&P.journal, P.aid);
+	if (!P.journal || P.journal_old) open_journal();
 }
+
 
 /* APPSHOT_HOME_FDS from the process that started this program: used when
  * they still are the home's files, ignored (the tables are then opened by
