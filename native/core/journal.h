@@ -34,7 +34,8 @@
 #define JOURNAL_SLOTS 32768u     /* a power of two */
 #define JOURNAL_PENDING 256u
 #define JOURNAL_APPS 128u
-/* Past this many slots in use, a create folds the journal first. */
+/* Past this many slots in use, a create takes the LMDB way (whose write
+ * folds the journal in). */
 #define JOURNAL_FOLD_AT (JOURNAL_SLOTS / 2)
 size_t journal_file_size(void);
 

@@ -160,8 +160,8 @@ static int lookup_in(MDB_txn *txn, void *arg)
 	return rc ? -1 : 0;
 }
 
-/* The cache slot for a lookup, emptied first if anything was committed
- * since the cache was filled. */
+/* The cache slot for a lookup, emptied first if anything was committed,
+ * or the journal of new objects changed, since the cache was filled. */
 static inline struct slot *probe(uint64_t key, uint64_t *txnid, uint64_t *jgen)
 {
 	uint64_t now = tabledb_txnid(shim_tables()), gen = journal_gen(shim_journal());
@@ -178,11 +178,11 @@ static inline struct slot *probe(uint64_t key, uint64_t *txnid, uint64_t *jgen)
 
 /* A private object's row still in the journal (core/journal.h): read
  * before LMDB, since a fold commits a row before it leaves the journal. */
-static int in_journal(const struct lookup *l)
+static int in_journal(struct lookup *l)
 {
 	struct journal_row r;
 	if (l->answer == VRID || !sysv_is_ipc(l->type) || journal_find(shim_journal(), l->type, l->id, &r)) return -1;
-	((struct lookup *)l)->out = l->answer == SKEY ? IPC_PRIVATE : l->answer == CREATOR ? r.creator : r.srid;
+	l->out = l->answer == SKEY ? IPC_PRIVATE : l->answer == CREATOR ? r.creator : r.srid;
 	return 0;
 }
 
