@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { AppshotError, EXIT } from '../errors.js';
 import type { Progress } from '../progress.js';
 import * as rows from '../rows.js';
@@ -142,7 +143,7 @@ function journalHolds(home: string): number {
   try {
     return journalUsed(home);
   } catch (err) {
-    const file = `${home}/inflight`;
+    const file = join(home, S.INFLIGHT_FILE);
     if ((err as NodeJS.ErrnoException).code === 'EPROTO')
       throw new AppshotError(`the journal of new objects in ${file} is damaged (its header is not a journal's): end this home's applications (appshot ps, appshot stop) and remove that file`, EXIT.home);
     throw new AppshotError(`cannot open the journal of new objects in ${file}: ${(err as Error).message}`, EXIT.home);
