@@ -71,7 +71,6 @@ int journal_open(struct journal *j, const char *home);
 void journal_close(struct journal *j);
 /* Whose rows this view reads and writes. */
 void journal_set_app(struct journal *j, const char *aid);
-static inline int journal_mapped(const struct journal *j) { return j->head != 0; }
 
 /* Changes with every change of the slots: the translation cache's check. */
 uint64_t journal_gen(const struct journal *j);

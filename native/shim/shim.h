@@ -111,9 +111,6 @@ int shim_in_tables(void);
 MDB_txn *write_begin(void);
 int write_commit(MDB_txn *txn);
 void write_abort(MDB_txn *txn);
-/* write_begin without folding the journal of new objects in: for a write
- * that neither reads nor writes a SysV object's row (a counter). */
-MDB_txn *write_begin_plain(void);
 
 /* Reserves up to n remapped vrids of type from the application's counter
  * (*count of them from *first), in a transaction of their own: 0 or -1. */

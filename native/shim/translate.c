@@ -287,11 +287,11 @@ static MDB_txn *begin_write(int fold)
 }
 
 MDB_txn *write_begin(void) { return begin_write(1); }
-MDB_txn *write_begin_plain(void) { return begin_write(0); }
 
 int vrids_reserve(uint8_t type, uint32_t n, uint32_t *first, uint32_t *count)
 {
-	MDB_txn *txn = write_begin_plain();
+	/* A counter alone: no SysV row read or written, so no fold. */
+	MDB_txn *txn = begin_write(0);
 	if (tabledb_reserve_block(shim_tables(), txn, type, n, first, count)) {
 		write_abort(txn);
 		return -1;
