@@ -170,6 +170,37 @@ export function who(port: number, timeoutMs = 10_000): Promise<string> {
   });
 }
 
+/** What clients asking who (above) at once saw: each answer and each
+ * failure, with when its request started. */
+export interface WhoLoad {
+  answers: { startedAt: number; who: string }[];
+  failures: { startedAt: number; error: string }[];
+}
+
+/** concurrency clients asking who at port until total requests were
+ * answered (and, while more() says so, on). A request that fails (one in
+ * flight at a killed instance fails as it would natively) is retried, as
+ * HTTP clients retry a GET. load fills as they go, for a test to act on. */
+export async function whoUnderLoad(port: number, total: number, concurrency: number, load: WhoLoad, more = () => false): Promise<void> {
+  let next = 0;
+  const client = async () => {
+    while (next < total) {
+      next++;
+      for (;;) {
+        const startedAt = performance.now();
+        try {
+          load.answers.push({ startedAt, who: await who(port) });
+          break;
+        } catch (err) {
+          load.failures.push({ startedAt, error: String(err) });
+        }
+      }
+      if (next === total && more()) next--;
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, client));
+}
+
 /** The two modes every feature is tested in: identity first, and remapped
  * (--no-identity), what restored, cloned and second instances run in. */
 export const MODES = [

@@ -3,7 +3,7 @@ import { Socket, connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ROOT } from '../ts/paths.js';
-import { MODES, appshot, appshotAsync, makeHome, waitFor, who } from './helpers.js';
+import { MODES, type WhoLoad, appshot, appshotAsync, makeHome, waitFor, who, whoUnderLoad } from './helpers.js';
 
 const NETTOOL = join(ROOT, 'test', 'fixtures', 'nettool.py');
 /** Public ports of the pools these tests publish. */
@@ -81,11 +81,10 @@ describe('published ports: a pool of instances behind one public port', () => {
     try {
       const TOTAL = 1000;
       const CONCURRENCY = 4;
-      let next = 0;
       let diedAt = Infinity;
       let backAt = Infinity;
-      const failures: { startedAt: number; error: string }[] = [];
-      const answers: { startedAt: number; who: string }[] = [];
+      const load: WhoLoad = { answers: [], failures: [] };
+      const { answers, failures } = load;
       const killer = (async () => {
         await waitFor(() => String(answers.length), /^[3-9]\d\d$/);
         const spid = serverSpid(home, 'b');
@@ -97,25 +96,8 @@ describe('published ports: a pool of instances behind one public port', () => {
         restarted = await instance(home, 'b', pub, [], 'b-again');
         backAt = performance.now();
       })();
-      const client = async () => {
-        while (next < TOTAL) {
-          next++;
-          // A request in flight at the killed instance fails as it would
-          // natively; a client retries it, as HTTP clients retry a GET.
-          for (;;) {
-            const startedAt = performance.now();
-            try {
-              answers.push({ startedAt, who: await who(pub) });
-              break;
-            } catch (err) {
-              failures.push({ startedAt, error: String(err) });
-            }
-          }
-          // Keep the load going until the restarted instance took some.
-          if (next === TOTAL && backAt === Infinity) next--;
-        }
-      };
-      await Promise.all([killer, ...Array.from({ length: CONCURRENCY }, client)]);
+      // The load goes on until the restarted instance took some.
+      await Promise.all([killer, whoUnderLoad(pub, TOTAL, CONCURRENCY, load, () => backAt === Infinity)]);
       expect(answers.length).toBeGreaterThanOrEqual(TOTAL);
       for (const f of failures) expect(f.startedAt, `a request started after the instance died failed: ${f.error}`).toBeLessThan(diedAt);
       expect(failures.length).toBeLessThanOrEqual(CONCURRENCY);

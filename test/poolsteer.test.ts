@@ -10,7 +10,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ROOT } from '../ts/paths.js';
-import { MODES, appshot, appshotAsync, freePort, makeHome, waitFor, who } from './helpers.js';
+import { MODES, type WhoLoad, appshot, appshotAsync, freePort, makeHome, waitFor, who, whoUnderLoad } from './helpers.js';
 
 const NETTOOL = join(ROOT, 'test', 'fixtures', 'nettool.py');
 const KERNEL = { APPSHOT_POOL_STEER: 'kernel' };
@@ -158,10 +158,9 @@ describe('published ports steered in the kernel: no connection lost, and the fal
     try {
       const TOTAL = 600;
       const CONCURRENCY = 4;
-      let next = 0;
       let diedAt = Infinity;
-      const failures: { startedAt: number; error: string }[] = [];
-      const answers: { startedAt: number; who: string }[] = [];
+      const load: WhoLoad = { answers: [], failures: [] };
+      const { answers, failures } = load;
       const killer = (async () => {
         await waitFor(() => String(answers.length), /^[2-9]\d\d$/);
         const spid = serverSpid(home, 'b');
@@ -169,21 +168,7 @@ describe('published ports steered in the kernel: no connection lost, and the fal
         await list[1].done;
         diedAt = performance.now();
       })();
-      const client = async () => {
-        while (next < TOTAL) {
-          next++;
-          for (;;) {
-            const startedAt = performance.now();
-            try {
-              answers.push({ startedAt, who: await who(pub) });
-              break;
-            } catch (err) {
-              failures.push({ startedAt, error: String(err) });
-            }
-          }
-        }
-      };
-      await Promise.all([killer, ...Array.from({ length: CONCURRENCY }, client)]);
+      await Promise.all([killer, whoUnderLoad(pub, TOTAL, CONCURRENCY, load)]);
       expect(answers.length).toBeGreaterThanOrEqual(TOTAL);
       for (const f of failures) expect(f.startedAt, `a request started after the instance died failed: ${f.error}`).toBeLessThan(diedAt);
       expect(failures.length).toBeLessThanOrEqual(CONCURRENCY);
