@@ -298,4 +298,14 @@ describe('published ports steered in the kernel: no connection lost, and the fal
       await stop([p]);
     }
   });
+
+  it('a bad APPSHOT_POOL_STEER: run says which value and what it takes, exit 2, nothing runs', () => {
+    const home = makeHome();
+    for (const [, flags] of MODES) {
+      const r = appshot(home, ['run', ...flags, '--aid', 'bad', '--publish', '18999:8080', '--', 'true'], { APPSHOT_POOL_STEER: 'kernal' });
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/^appshot: APPSHOT_POOL_STEER is 'kernal': set it to kernel .* or user .*, or unset it\n$/);
+    }
+    expect(appshot(home, ['tables', '--apps', '--json']).stdout).not.toContain('"bad"');
+  });
 });

@@ -72,6 +72,17 @@ export function publishSpec(p: Publication): string {
   return `${host}${p.public}:${p.virtual}`;
 }
 
+/** APPSHOT_POOL_STEER as asked of a published port's daemon: unset,
+ * kernel or user; any other value is refused before anything runs (the
+ * daemon would take it for user). */
+export function checkPoolSteer(value = process.env.APPSHOT_POOL_STEER): void {
+  if (value === undefined || value === '' || value === 'kernel' || value === 'user') return;
+  throw new AppshotError(
+    `APPSHOT_POOL_STEER is '${value}': set it to kernel (the kernel steers a published port's connections; the pool daemon must be able to load eBPF, as root) or user (the daemon hands each connection over), or unset it`,
+    EXIT.usage,
+  );
+}
+
 /** --port-range LO-HI: the system ports remapped virtual ports get. */
 export function parsePortRange(spec: string): { lo: number; hi: number } {
   const m = /^(\d+)-(\d+)$/.exec(spec);

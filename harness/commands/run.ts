@@ -54,8 +54,9 @@ export function register(program: Command): void {
     .passThroughOptions()
     .action(async (cmd: string[], o: RunFlags) => {
       if (o.aid !== undefined) checkAppAid(o.aid);
-      const { parsePortRange } = await import('../../ts/pool.js');
+      const { checkPoolSteer, parsePortRange } = await import('../../ts/pool.js');
       const publish = await publications(o.publish);
+      if (publish.length) checkPoolSteer();
       const portRange = parsePortRange(o.portRange);
       const home = resolveHome();
       const redirects = await redirections(o.redir, home);
