@@ -184,6 +184,14 @@ describe('a home another user owns or can write is refused (issue 14, 5)', () =>
     expect(appshot(home, ['run', '--', 'true']).code).toBe(0);
     expect(mode(home)).toBe(0o700);
   });
+
+  it('six commands started at once on a new home all run (each may find the folders the others just made)', async () => {
+    const home = join(makeHome(), 'new', 'home');
+    const runs = Array.from({ length: 6 }, (_, i) => appshotAsync(home, ['run', '--aid', `at-once-${i}`, '--', 'true']));
+    const results = await Promise.all(runs.map((r) => r.done));
+    for (const r of results) expect(r.code, r.stderr).toBe(0);
+    expect(mode(home)).toBe(0o700);
+  });
 });
 
 describe('appshot follows no link planted in its home (issue 14, 5)', () => {

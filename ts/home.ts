@@ -51,7 +51,13 @@ function makeDirs(dir: string): void {
   if (existsSync(dir)) return;
   const parent = dirname(dir);
   if (parent !== dir) makeDirs(parent);
-  mkdirSync(dir, { mode: OWNER_ONLY });
+  try {
+    mkdirSync(dir, { mode: OWNER_ONLY });
+  } catch (err) {
+    // Another command made it meanwhile (two started at once on a new
+    // home): checkHome judges what is there.
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
 }
 
 /** Makes sure home exists, creating it 0700, and is a directory of the
