@@ -12,6 +12,7 @@ import { MODES, SEMTOOL, appshot, appshotAsync, kernelSems, makeHome, tablesJson
  * separate processes, and dies where a holder of the lock may.
  */
 const JOURNALTOOL = builtProgram('journaltool');
+const KEYRACE = join(import.meta.dirname, 'fixtures', 'keyrace.py');
 const RT_SEM = 1;
 /** vrids this far apart start their probe at the same slot. */
 const SAME_START = 32768;
@@ -69,6 +70,39 @@ describe('the journal of new objects, from separate processes', () => {
     expect(ok(home, ['find', RT_SEM, 3000, 3000 + SAME_START])).toEqual(['3000 20', `${3000 + SAME_START} none`]);
     expect(ok(home, ['insert', RT_SEM, 3000 + SAME_START, 22])).toEqual(['ok']);
     expect(ok(home, ['find', RT_SEM, 3000 + SAME_START])).toEqual([`${3000 + SAME_START} 22`]);
+  });
+});
+
+describe('keyed rows in the journal, from separate processes', () => {
+  it('a keyed row is found by its vrid and by its srid; a stale row of the same object is replaced; a drop takes both', () => {
+    const home = makeHome();
+    expect(ok(home, ['keyed', RT_SEM, 5000, 70000, 4660])).toEqual(['ok']);
+    expect(ok(home, ['find', RT_SEM, 5000])).toEqual(['5000 70000']);
+    expect(ok(home, ['findsrid', RT_SEM, 70000, 70001])).toEqual(['70000 5000', '70001 none']);
+    expect(ok(home, ['used'])).toEqual(['2']);
+    // The kernel handed ID 70000 out again: the old row was stale.
+    expect(ok(home, ['keyed', RT_SEM, 5001, 70000, 4660])).toEqual(['ok']);
+    expect(ok(home, ['find', RT_SEM, 5000, 5001])).toEqual(['5000 none', '5001 70000']);
+    expect(ok(home, ['findsrid', RT_SEM, 70000])).toEqual(['70000 5001']);
+    // A private row is found by vrid only.
+    expect(ok(home, ['insert', RT_SEM, 5002, 70002])).toEqual(['ok']);
+    expect(ok(home, ['findsrid', RT_SEM, 70002])).toEqual(['70002 none']);
+    expect(ok(home, ['drop', RT_SEM, 5001, 70000])).toEqual(['dropped']);
+    expect(ok(home, ['findsrid', RT_SEM, 70000])).toEqual(['70000 none']);
+    expect(ok(home, ['drop', RT_SEM, 5002, 70002])).toEqual(['dropped']);
+    expect(ok(home, ['used'])).toEqual(['0']);
+  });
+
+  it.each(['moved', 'torn'])('a process killed holding the lock while it drops a keyed row (%s): the next one repairs; found neither way, the others both ways', (point) => {
+    const home = makeHome();
+    // Rows whose entries share probe starts, so a drop moves entries back.
+    const rows = [[6000, 80000], [6000 + SAME_START, 80000 + SAME_START], [6001, 80001]];
+    for (const [vrid, srid] of rows) ok(home, ['keyed', RT_SEM, vrid, srid, 7]);
+    expect(tool(home, ['drop', RT_SEM, 6000, 80000, point]).signal).toBe('SIGKILL');
+    expect(ok(home, ['find', RT_SEM, ...rows.map((r) => r[0])])).toEqual(['6000 none', `${6000 + SAME_START} ${80000 + SAME_START}`, '6001 80001']);
+    expect(ok(home, ['findsrid', RT_SEM, ...rows.map((r) => r[1])])).toEqual(['80000 none', `${80000 + SAME_START} ${6000 + SAME_START}`, '80001 6001']);
+    expect(ok(home, ['keyed', RT_SEM, 6002, 80000, 7])).toEqual(['ok']);
+    expect(ok(home, ['findsrid', RT_SEM, 80000])).toEqual(['80000 6002']);
   });
 });
 
@@ -137,5 +171,74 @@ describe('private objects whose rows are in the journal, under the shim', () => 
     expect((await holder.done).code).not.toBe(null);
     expect(kernelSems().filter((s) => !before.has(s.semid))).toEqual([]);
     expect(tablesJson(home, ['--aid', 'jr'])).toEqual([]);
+  });
+});
+
+describe('keyed objects whose rows are in the journal, under the shim', () => {
+  const JOURNALED_KEY = 0x5e2060;
+
+  it.each(MODES)('%s: a key the application has mapped: its next set\'s row is the journal\'s; by key another process gets it, uses it and removes it', async (_mode, flags) => {
+    const home = makeHome();
+    const before = new Set(kernelSems().map((s) => s.semid));
+    const key = String(JOURNALED_KEY);
+    // The first create claims the key (an LMDB write); after its removal the key stays the application's.
+    const holder = appshotAsync(home, ['run', ...flags, '--aid', 'jk', '--', SEMTOOL, 'get', key, '2', 'cx', 'rmid',
+      'get', key, '2', 'cx', 'setval', '1', '7', 'get', key, '2', 'c', 'get', key, '2', 'cx', 'pid', 'sleep', '100000']);
+    const m = await waitFor(holder.out, /^id (\d+)\nok 0\nid (\d+)\nok 0\nid (\d+)\nerr EEXIST\npid \d+/);
+    const vrid = Number(m[2]);
+    expect(Number(m[3])).toBe(vrid); // found by its srid in the journal
+    expect(ok(home, ['used'])).toEqual(['2']); // the row and its entry by srid: no LMDB commit made it
+    const [row] = tablesJson(home, ['--aid', 'jk', '--type', 'sem']) as unknown as { virtual: number; system: number; key: number }[];
+    expect(row).toMatchObject({ virtual: vrid, key: JOURNALED_KEY });
+    const [keyRow] = tablesJson(home, ['--aid', 'jk', '--type', 'semkey']) as unknown as { virtual: number; system: number }[];
+    expect(keyRow.virtual).toBe(JOURNALED_KEY);
+    expect(kernelSems().find((s) => s.semid === row.system)).toMatchObject({ key: keyRow.system, nsems: 2 });
+    if (flags.length) expect(row.system).not.toBe(vrid);
+    else expect(row.system).toBe(vrid);
+    const env = { ...process.env, APPSHOT_HOME: home, APPSHOT_AID: 'jk', LD_PRELOAD: SHIM_PATH };
+    const joined = execFileSync(SEMTOOL, ['get', key, '2', '-', 'getval', '1', 'rmid', 'get', key, '2', '-', 'get', key, '1', 'cx', 'rmid'], { env, encoding: 'utf8' });
+    expect(joined.trim().split('\n')).toEqual([`id ${vrid}`, 'val 7', 'ok 0', 'err ENOENT', expect.stringMatching(/^id \d+$/), 'ok 0']);
+    expect(tablesJson(home, ['--aid', 'jk', '--type', 'sem'])).toEqual([]);
+    holder.child.kill('SIGTERM');
+    expect((await holder.done).code).not.toBe(null);
+    expect(kernelSems().filter((s) => !before.has(s.semid))).toEqual([]);
+    expect(tablesJson(home, ['--aid', 'jk'])).toEqual([]);
+  });
+
+  it.each(MODES)('%s: a process killed between creating a set under a mapped key and its row (holding the journal\'s lock): the next get of the key removes it and creates the set', async (_mode, flags) => {
+    const home = makeHome();
+    const before = new Set(kernelSems().map((s) => s.semid));
+    const key = String(JOURNALED_KEY + 1);
+    const holder = appshotAsync(home, ['run', ...flags, '--aid', 'jc', '--', SEMTOOL, 'get', key, '1', 'cx', 'rmid', 'pid', 'sleep', '100000']);
+    await waitFor(holder.out, /pid \d+/);
+    const env = { ...process.env, APPSHOT_HOME: home, APPSHOT_AID: 'jc', LD_PRELOAD: SHIM_PATH };
+    const died = spawnSync(SEMTOOL, ['get', key, '1', 'cx'], { env: { ...env, APPSHOT_FAULT: 'after-create' }, encoding: 'utf8' });
+    expect(died.signal).toBe('SIGKILL');
+    expect(kernelSems().filter((s) => !before.has(s.semid))).toHaveLength(1); // its set, under the application's system key
+    const next = spawnSync(SEMTOOL, ['get', key, '1', 'cx', 'setval', '0', '5', 'getval', '0'], { env, encoding: 'utf8' });
+    expect(next.status, next.stderr).toBe(0);
+    expect(next.stdout.trim().split('\n').slice(1)).toEqual(['ok 0', 'val 5']);
+    const left = kernelSems().filter((s) => !before.has(s.semid));
+    expect(left).toHaveLength(1);
+    const [row] = tablesJson(home, ['--aid', 'jc', '--type', 'sem']) as unknown as { system: number }[];
+    expect(left[0].semid).toBe(row.system);
+    holder.child.kill('SIGTERM');
+    await holder.done;
+    expect(kernelSems().filter((s) => !before.has(s.semid))).toEqual([]);
+    expect(tablesJson(home, ['--aid', 'jc'])).toEqual([]);
+  });
+
+  it.each(MODES)('%s: processes getting the same keys at once, with LMDB writers coming all along, share one set per key', (_mode, flags) => {
+    const home = makeHome();
+    const before = new Set(kernelSems().map((s) => s.semid));
+    const [keys, workers, ops, rounds] = [8, 6, 3, 40];
+    const r = appshot(home, ['run', ...flags, '--aid', 'race', '--', 'python3', KEYRACE,
+      String(JOURNALED_KEY + 0x100), String(keys), String(workers), String(ops), String(rounds), SEMTOOL]);
+    expect(r.code, r.stderr).toBe(0);
+    const full = Array(keys).fill(workers * ops).join(' ');
+    expect(r.stdout.trim().split('\n')).toEqual(Array.from({ length: rounds }, (_, i) => `round ${i + 1}: ${full}`));
+    expect(kernelSems().filter((s) => !before.has(s.semid))).toEqual([]);
+    const verify = appshot(home, ['tables', '--verify']);
+    expect(verify.code, verify.stdout + verify.stderr).toBe(0);
   });
 });

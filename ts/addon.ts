@@ -90,7 +90,7 @@ export interface Addon {
   /** recoverInflight for the journal's pending records. Inside a write transaction. */
   recoverJournal(home: string, isMapped: (type: number, srid: number) => boolean): string | null;
   /** Calls put with each row of the journal, inside the caller's write transaction (ts/rows.ts foldJournal). */
-  foldJournalBegin(home: string, put: (aid: string, type: number, vrid: number, srid: number, creator: number, createdMs: number) => void): void;
+  foldJournalBegin(home: string, put: (aid: string, type: number, vrid: number, srid: number, creator: number, createdMs: number, vkey: number, skey: number) => void): void;
   /** After that transaction: its rows leave the journal (committed) or stay. */
   foldJournalEnd(home: string, committed: boolean): void;
 

@@ -161,11 +161,12 @@ int put_by_js(void *arg, const char *aid, const journal_row *r)
 	auto *c = static_cast<FoldCtx *>(arg);
 	c->put.Call({ Napi::String::New(c->env, aid), Napi::Number::New(c->env, r->type), Napi::Number::New(c->env, r->vrid),
 		      Napi::Number::New(c->env, r->srid), Napi::Number::New(c->env, r->creator),
-		      Napi::Number::New(c->env, (double)r->created_ms) });
+		      Napi::Number::New(c->env, (double)r->created_ms), Napi::Number::New(c->env, r->vkey),
+		      Napi::Number::New(c->env, r->skey) });
 	return c->env.IsExceptionPending() ? 1 : 0;
 }
 
-// foldJournalBegin(home, put(aid, type, vrid, srid, creator, createdMs)):
+// foldJournalBegin(home, put(aid, type, vrid, srid, creator, createdMs, vkey, skey)):
 // calls put with every row, inside the caller's write transaction; then
 // foldJournalEnd(home, committed) after it ended (journal_fold_begin/end).
 Napi::Value FoldJournalBegin(const Napi::CallbackInfo &info)

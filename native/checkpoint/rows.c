@@ -65,6 +65,7 @@ int ckpt_rows_fold(const struct ckpt_ctx *ctx, char *err, size_t errlen)
 	int rc = journal_open(&j, ctx->home);
 	if (rc == 0 && journal_used(&j) && (rc = write_begin(ctx, &txn)) == 0) {
 		rc = journal_fold_into(&j, ctx->tables, txn, getpid());
+		if (rc) journal_fold_end(&j, getpid(), 0); /* before the write lock goes, as the shim's write_abort */
 		rc = write_end(ctx, txn, rc);
 		journal_fold_end(&j, getpid(), rc == 0);
 	}

@@ -235,8 +235,8 @@ int ipc_alloc_forget(const struct ipc_alloc *a, MDB_txn *txn, uint8_t type, uint
 	return a->commit(txn);
 }
 
-/* IPC_RMID: the object goes from the kernel and its rows (and its key's
- * row) from the tables in one write transaction. */
+/* IPC_RMID: the object goes from the kernel and its row from the tables
+ * in one write transaction. */
 int ipc_alloc_remove(const struct ipc_alloc *a, MDB_txn *txn, uint8_t type, uint32_t vrid, unsigned attached)
 {
 	const struct tabledb *t = a->t;
@@ -259,10 +259,10 @@ int ipc_alloc_remove(const struct ipc_alloc *a, MDB_txn *txn, uint8_t type, uint
 	}
 	struct sysv_stat st;
 	int lives_on = type == RT_SHM && sysv_stat(a->k, type, (int)row.srid, &st) == 0;
+	/* The key's row stays: the key keeps its system key while the
+	 * application lives, and its next create is the journal's. */
 	int rc = lives_on ? mark_removed(a, txn, type, vrid, row)
 			  : tabledb_unmap_row(t, txn, type, vrid, row.srid);
-	if (!rc && row.vkey != IPC_PRIVATE)
-		rc = tabledb_unmap_row(t, txn, sysv_key_type(type), row.vkey, row.skey);
 	if (rc) a->abort(txn);
 	else a->commit(txn);
 	return 0;

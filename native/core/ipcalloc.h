@@ -42,7 +42,8 @@ int ipc_alloc_get(const struct ipc_alloc *a, MDB_txn *txn, uint8_t type, key_t v
 int ipc_alloc_get_error(const struct kernel_ops *k, uint8_t type, size_t size, int err);
 
 /* IPC_RMID of the application's vrid, inside txn, which it ends: the object
- * goes from the kernel and its rows (and its key's row) from the tables.
+ * goes from the kernel and its rows from the tables (its key's row stays,
+ * as long as the application lives: the key keeps its system key).
  * A segment still attached lives on, keyless, with its row marked removed
  * until its last detach; a template's shared segment (a clone's row with
  * creator CREATOR_TEMPLATE) is only let go, the ID row kept while the

@@ -22,7 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAGIC 0x31304c4e524a5041ull /* "APJRNL01" */
+#define MAGIC 0x32304c4e524a5041ull    /* "APJRNL02": keyed rows */
+#define MAGIC_V1 0x31304c4e524a5041ull /* "APJRNL01": 32-byte slots, private rows only */
 #define INITIALIZING (1ull << 63)   /* | the initializing process's PID */
 #define HEAD_SIZE 65536u
 #define MASK (JOURNAL_SLOTS - 1)
@@ -30,6 +31,10 @@
 #define FOLD_WAIT_S 5
 
 enum kind { FREE = 0, LIVE = 1, FOLDING = 2, TOMB = 3 };
+/* A keyed row's second entry, found by srid: its type is the row's with
+ * this bit, its vrid the srid and its srid the vrid. Folded with its row
+ * and dropped with it; never put in LMDB (the fold's reverse row is). */
+#define REVERSE 0x40
 /* A slot's state: its kind, and for FOLDING the folder's PID above it. */
 static inline uint32_t state_of(enum kind k, pid_t owner) { return (uint32_t)k | ((uint32_t)owner << 2); }
 static inline enum kind kind_of(uint32_t state) { return (enum kind)(state & 3); }
@@ -41,6 +46,7 @@ struct journal_slot {
 	uint16_t app;
 	uint32_t vrid, srid, creator, check;
 	uint64_t created_ms;
+	uint32_t vkey, skey;
 };
 
 struct journal_app {
@@ -57,7 +63,7 @@ enum { PENDING_CREATING = 1, PENDING_CREATED = 2 };
 struct journal_pending {
 	_Atomic uint64_t token; /* 0 free; else the creator's PID << 32 | a count */
 	_Atomic uint64_t ready; /* == token once the fields below are the creator's */
-	uint32_t spid, srid;
+	uint32_t spid, srid, skey;
 	_Atomic uint8_t state;
 	uint8_t type;
 	uint64_t start_ticks, started_s;
@@ -75,12 +81,15 @@ struct journal_head {
 	 * deletes look no further (the rows of a run of consecutive vrids
 	 * each sit at their start, and a miss must not walk the whole run). */
 	_Atomic uint32_t max_disp;
+	/* The PID of a process inside an LMDB write transaction of the home,
+	 * from its fold's begin to its end (journal_create_begin), or 0. */
+	_Atomic int32_t key_writer;
 	pthread_mutex_t mutex;
 	struct journal_app apps[JOURNAL_APPS];
 	struct journal_pending pending[JOURNAL_PENDING];
 };
 
-_Static_assert(sizeof(struct journal_slot) == 32, "a slot is 32 bytes");
+_Static_assert(sizeof(struct journal_slot) == 40, "a slot is 40 bytes");
 
 void (*journal_fault)(const char *point);
 static inline void fault(const char *point)
@@ -111,7 +120,12 @@ static uint64_t aid_hash(const char *aid)
  * hands the lowest free one out again: so rows rarely share a start, and a
  * program that creates and removes keeps touching the same few slots
  * (a hashed start was a cache miss on every call). */
-static uint32_t home_of(uint8_t type, uint32_t vrid) { return (vrid + (uint32_t)type * (JOURNAL_SLOTS / 4)) & MASK; }
+static uint32_t home_of(uint8_t type, uint32_t vrid)
+{
+	/* A reverse entry's start is apart from its identity row's (vrid = srid). */
+	uint32_t family = (uint32_t)(type & 3) * (JOURNAL_SLOTS / 4) + (type & REVERSE ? JOURNAL_SLOTS / 8 : 0);
+	return (vrid + family) & MASK;
+}
 
 static uint32_t slot_check(const struct journal_slot *s)
 {
@@ -122,6 +136,8 @@ static uint32_t slot_check(const struct journal_slot *s)
 	h = fnv(&s->srid, 4, h);
 	h = fnv(&s->creator, 4, h);
 	h = fnv(&s->created_ms, 8, h);
+	h = fnv(&s->vkey, 4, h);
+	h = fnv(&s->skey, 4, h);
 	return (uint32_t)(h ^ (h >> 32));
 }
 
@@ -135,17 +151,28 @@ static void init_lock(struct journal_head *h)
 	pthread_mutexattr_init(&a);
 	pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
 	pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+	/* A keyed creation holds it around calls that take it again. */
+	pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
 	pthread_mutex_init(&h->mutex, &a);
 	pthread_mutexattr_destroy(&a);
 }
 
-/* The first user makes the lock; one that died doing so is replaced. */
+/* The first user makes the lock; one that died doing so is replaced. The
+ * previous version's journal, if empty, is made again in this layout (its
+ * head's counts lie where this one's do). */
 static int make_ready(struct journal_head *h)
 {
 	pid_t me = (pid_t)raw_call(SYS_getpid);
 	for (;;) {
 		uint64_t m = atomic_load_explicit(&h->magic, memory_order_acquire);
 		if (m == MAGIC) return 0;
+		if (m == MAGIC_V1 && !atomic_load(&h->used) && !atomic_load(&h->pending_used)) {
+			if (!atomic_compare_exchange_strong(&h->magic, &m, INITIALIZING | (uint64_t)me)) continue;
+			memset((char *)h + sizeof h->magic, 0, map_size() - sizeof h->magic);
+			init_lock(h);
+			atomic_store_explicit(&h->magic, MAGIC, memory_order_release);
+			return 0;
+		}
 		if (m != 0 && !(m & INITIALIZING)) return EPROTO; /* not a journal */
 		if (m & INITIALIZING && alive((pid_t)(m & 0xffffffffu))) {
 			raw_call(SYS_sched_yield);
@@ -349,6 +376,21 @@ void journal_give_vrids(struct journal *j, uint8_t type, uint32_t first, uint32_
 	unlock(j);
 }
 
+void journal_return_vrid(struct journal *j, uint8_t type, uint32_t vrid)
+{
+	if (!j->head || type > RT_MSG) return;
+	lock(j);
+	change_begin(j);
+	int app = app_lookup(j);
+	struct journal_app *a = app >= 0 ? &j->head->apps[app] : NULL;
+	if (a && a->next[type] == vrid + 1) {
+		a->next[type]--;
+		a->left[type]++;
+	}
+	change_end(j);
+	unlock(j);
+}
+
 /* ------------------------------------------------------------ slots */
 
 static struct journal_slot *slot(const struct journal *j, uint32_t i) { return &j->slots[i & MASK]; }
@@ -385,7 +427,7 @@ static int64_t probe(const struct journal *j, int app, uint8_t type, uint32_t vr
 
 static void row_of(const struct journal_slot *s, struct journal_row *out)
 {
-	*out = (struct journal_row){ s->type, s->vrid, s->srid, s->creator, s->created_ms };
+	*out = (struct journal_row){ s->type, s->vrid, s->srid, s->creator, s->created_ms, s->vkey, s->skey };
 }
 
 int journal_find(struct journal *j, uint8_t type, uint32_t vrid, struct journal_row *out)
@@ -415,6 +457,15 @@ int journal_find(struct journal *j, uint8_t type, uint32_t vrid, struct journal_
 	return i >= 0 ? 0 : -1;
 }
 
+int journal_find_srid(struct journal *j, uint8_t type, uint32_t srid, uint32_t *vrid)
+{
+	struct journal_row rev, row;
+	/* The row itself too: the entry by srid only says where to look. */
+	if (journal_find(j, type | REVERSE, srid, &rev) || journal_find(j, type, rev.srid, &row) || row.srid != srid) return -1;
+	*vrid = rev.srid;
+	return 0;
+}
+
 static void put_row(struct journal_slot *s, int app, const struct journal_row *row, uint32_t state)
 {
 	s->type = row->type;
@@ -424,46 +475,10 @@ static void put_row(struct journal_slot *s, int app, const struct journal_row *r
 	s->srid = row->srid;
 	s->creator = row->creator;
 	s->created_ms = row->created_ms;
+	s->vkey = row->vkey;
+	s->skey = row->skey;
 	s->check = slot_check(s);
 	atomic_store_explicit(&s->state, state, memory_order_release);
-}
-
-int journal_insert(struct journal *j, const struct journal_row *row)
-{
-	struct journal_head *h = j->head;
-	int rc = -1;
-	lock(j);
-	change_begin(j);
-	int app = app_claim(j);
-	int64_t free, i = app >= 0 ? probe(j, app, row->type, row->vrid, &free) : -1;
-	if (app < 0) {
-		/* no room for another application */
-	} else if (i >= 0) {
-		/* A stale row at this vrid (its object is gone, or the kernel
-		 * could not have handed the ID out): replaced, unless a folder
-		 * has it in hand; the caller then goes the LMDB way. */
-		struct journal_slot *s = slot(j, (uint32_t)i);
-		if (kind_of(atomic_load(&s->state)) == LIVE) {
-			put_row(s, app, row, state_of(LIVE, 0));
-			rc = 0;
-		}
-	} else if (free >= 0) {
-		/* A FREE slot is taken only while another stays FREE: probes end there. */
-		struct journal_slot *s = slot(j, (uint32_t)free);
-		int tomb = kind_of(atomic_load(&s->state)) == TOMB;
-		if (tomb || atomic_load(&h->used) < JOURNAL_SLOTS - 1) {
-			uint32_t disp = ((uint32_t)free - home_of(row->type, row->vrid)) & MASK;
-			if (disp > atomic_load(&h->max_disp)) atomic_store(&h->max_disp, disp);
-			if (tomb) h->tombs--;
-			else atomic_fetch_add(&h->used, 1);
-			h->apps[app].rows++;
-			put_row(s, app, row, state_of(LIVE, 0));
-			rc = 0;
-		}
-	}
-	change_end(j);
-	unlock(j);
-	return rc;
 }
 
 /* Whether k lies cyclically in (i, j]. */
@@ -495,6 +510,95 @@ static void delete_slot(struct journal *j, uint32_t at)
 	if (atomic_fetch_sub(&h->used, 1) == 1) atomic_store(&h->max_disp, 0);
 }
 
+static int keyed(const struct journal_row *row) { return row->vkey != IPC_PRIVATE; }
+
+/* A keyed row's entry by srid. */
+static struct journal_row reverse_of(const struct journal_row *row)
+{
+	struct journal_row r = *row;
+	r.type = (uint8_t)(row->type | REVERSE);
+	r.vrid = row->srid;
+	r.srid = row->vrid;
+	return r;
+}
+
+/* Under the lock, inside a change: a new entry in the first slot its
+ * probe may take. 0, or -1 when full. */
+static int put_new(struct journal *j, int app, const struct journal_row *row)
+{
+	struct journal_head *h = j->head;
+	int64_t free, i = probe(j, app, row->type, row->vrid, &free);
+	if (i >= 0 || free < 0) return -1;
+	struct journal_slot *s = slot(j, (uint32_t)free);
+	int tomb = kind_of(atomic_load(&s->state)) == TOMB;
+	/* A FREE slot is taken only while another stays FREE: probes end there. */
+	if (!tomb && atomic_load(&h->used) >= JOURNAL_SLOTS - 1) return -1;
+	uint32_t disp = ((uint32_t)free - home_of(row->type, row->vrid)) & MASK;
+	if (disp > atomic_load(&h->max_disp)) atomic_store(&h->max_disp, disp);
+	if (tomb) h->tombs--;
+	else atomic_fetch_add(&h->used, 1);
+	h->apps[app].rows++;
+	put_row(s, app, row, state_of(LIVE, 0));
+	return 0;
+}
+
+#define ANY_SRID UINT64_MAX
+
+/* Under the lock, inside a change: the application's row type/vrid (of
+ * object srid, unless ANY_SRID) removed, with its entry by srid if keyed;
+ * a row a folder holds stays. */
+static enum journal_drop remove_row(struct journal *j, int app, uint8_t type, uint32_t vrid, uint64_t srid)
+{
+	int64_t i = probe(j, app, type, vrid, NULL);
+	if (i < 0 || (srid != ANY_SRID && slot(j, (uint32_t)i)->srid != srid)) return JOURNAL_ABSENT;
+	struct journal_slot *s = slot(j, (uint32_t)i);
+	if (kind_of(atomic_load(&s->state)) == FOLDING) return JOURNAL_FOLDING;
+	struct journal_row r;
+	row_of(s, &r);
+	delete_slot(j, (uint32_t)i);
+	if (keyed(&r)) {
+		/* Looked up again: the delete may have moved it. */
+		int64_t k = probe(j, app, r.type | REVERSE, r.srid, NULL);
+		if (k >= 0 && slot(j, (uint32_t)k)->srid == r.vrid && kind_of(atomic_load(&slot(j, (uint32_t)k)->state)) == LIVE)
+			delete_slot(j, (uint32_t)k);
+	}
+	return JOURNAL_DROPPED;
+}
+
+/* Under the lock, inside a change: the keyed row of object srid, if any
+ * (a stale one: the kernel just handed srid out again), removed. */
+static enum journal_drop remove_by_srid(struct journal *j, int app, uint8_t type, uint32_t srid)
+{
+	int64_t k = probe(j, app, type | REVERSE, srid, NULL);
+	if (k < 0) return JOURNAL_ABSENT;
+	uint32_t vrid = slot(j, (uint32_t)k)->srid;
+	enum journal_drop d = remove_row(j, app, type, vrid, srid);
+	/* An entry by srid left without its row: only a crash's leftover. */
+	k = probe(j, app, type | REVERSE, srid, NULL);
+	if (d != JOURNAL_FOLDING && k >= 0 && kind_of(atomic_load(&slot(j, (uint32_t)k)->state)) == LIVE) delete_slot(j, (uint32_t)k);
+	return d;
+}
+
+int journal_insert(struct journal *j, const struct journal_row *row)
+{
+	int rc = -1;
+	lock(j);
+	change_begin(j);
+	int app = app_claim(j);
+	/* A stale row at this vrid or of this srid (its object is gone, or
+	 * the kernel could not have handed the ID out) is replaced, unless a
+	 * folder has it in hand; the caller then goes the LMDB way. */
+	if (app >= 0 && remove_row(j, app, row->type, row->vrid, ANY_SRID) != JOURNAL_FOLDING &&
+	    (!keyed(row) || remove_by_srid(j, app, row->type, row->srid) != JOURNAL_FOLDING)) {
+		struct journal_row rev = reverse_of(row);
+		rc = put_new(j, app, row);
+		if (!rc && keyed(row) && (rc = put_new(j, app, &rev))) remove_row(j, app, row->type, row->vrid, ANY_SRID);
+	}
+	change_end(j);
+	unlock(j);
+	return rc;
+}
+
 enum journal_drop journal_drop(struct journal *j, uint8_t type, uint32_t vrid, uint32_t srid)
 {
 	enum journal_drop d = JOURNAL_ABSENT;
@@ -502,17 +606,18 @@ enum journal_drop journal_drop(struct journal *j, uint8_t type, uint32_t vrid, u
 	lock(j);
 	change_begin(j);
 	int app = app_lookup(j);
-	int64_t i = app >= 0 ? probe(j, app, type, vrid, NULL) : -1;
-	if (i >= 0 && slot(j, (uint32_t)i)->srid == srid) {
-		if (kind_of(atomic_load(&slot(j, (uint32_t)i)->state)) == FOLDING) d = JOURNAL_FOLDING;
-		else {
-			delete_slot(j, (uint32_t)i);
-			d = JOURNAL_DROPPED;
-		}
-	}
+	if (app >= 0) d = remove_row(j, app, type, vrid, srid);
 	change_end(j);
 	unlock(j);
 	return d;
+}
+
+/* An entry by srid whose row is gone (its holder died dropping it). */
+static int orphan_entry(const struct journal *j, const struct journal_slot *s)
+{
+	if (!(s->type & REVERSE)) return 0;
+	int64_t f = probe(j, s->app, s->type & ~REVERSE, s->srid, NULL);
+	return f < 0 || slot(j, (uint32_t)f)->srid != s->vrid;
 }
 
 /* After a holder of the lock died: a slot it was writing (its check
@@ -536,7 +641,7 @@ static void repair(struct journal *j)
 		enum kind k = kind_of(atomic_load(&s->state));
 		if (k == FREE) continue;
 		used++;
-		if (k != TOMB && probe(j, s->app, s->type, s->vrid, NULL) != (int64_t)i)
+		if (k != TOMB && (probe(j, s->app, s->type, s->vrid, NULL) != (int64_t)i || orphan_entry(j, s)))
 			atomic_store(&s->state, state_of(TOMB, 0)), k = TOMB;
 		if (k == TOMB) tombs++;
 		else h->apps[s->app].rows++;
@@ -555,30 +660,38 @@ static int foldable(uint32_t st, pid_t me)
 	return k == LIVE || (k == FOLDING && owner_of(st) != me && !alive(owner_of(st)));
 }
 
+static void give_back(struct journal *j, pid_t me, int committed);
+
 int journal_fold_begin(struct journal *j, pid_t me, journal_fold_fn *fn, void *arg)
 {
 	j->folding = 0;
-	if (!journal_used(j)) return 0;
 	struct journal_head *h = j->head;
+	if (!h) return 0;
+	/* Marked before the lock is taken: a keyed creation that takes it
+	 * later sees the mark and goes the LMDB way; one that holds it now
+	 * puts its row in before this fold reads the slots. */
+	atomic_store(&h->key_writer, (int32_t)me);
 	int rc = lock_within(j, FOLD_WAIT_S);
 	if (rc) return rc;
-	for (uint32_t i = 0; i < JOURNAL_SLOTS && !rc; i++) {
+	for (uint32_t i = 0; i < JOURNAL_SLOTS && atomic_load(&h->used) && !rc; i++) {
 		struct journal_slot *s = slot(j, i);
 		uint32_t st = atomic_load(&s->state);
 		if (!foldable(st, me)) continue;
 		struct journal_row r;
 		row_of(s, &r);
-		if ((rc = fn(arg, h->apps[s->app].aid, &r))) break;
+		/* An entry by srid goes with its row; LMDB has its own. */
+		if (!(r.type & REVERSE) && (rc = fn(arg, h->apps[s->app].aid, &r))) break;
 		/* A state change only: probes see FOLDING as a row. */
 		atomic_store(&s->state, state_of(FOLDING, me));
 		j->folding++;
 	}
 	unlock(j);
-	if (rc) journal_fold_end(j, me, 0);
+	if (rc) give_back(j, me, 0);
 	return rc;
 }
 
-void journal_fold_end(struct journal *j, pid_t me, int committed)
+/* The rows this process marked: dropped once committed, else LIVE again. */
+static void give_back(struct journal *j, pid_t me, int committed)
 {
 	if (!j->folding) return;
 	struct journal_head *h = j->head;
@@ -605,9 +718,17 @@ void journal_fold_end(struct journal *j, pid_t me, int committed)
 	unlock(j);
 }
 
+void journal_fold_end(struct journal *j, pid_t me, int committed)
+{
+	if (!j->head) return;
+	give_back(j, me, committed);
+	int32_t mine = (int32_t)me;
+	atomic_compare_exchange_strong(&j->head->key_writer, &mine, 0);
+}
+
 /* ------------------------------------------------------------ creating */
 
-int journal_pending_begin(struct journal *j, pid_t spid, uint64_t start_ticks, uint8_t type)
+static int pending_begin(struct journal *j, pid_t spid, uint64_t start_ticks, uint8_t type, uint32_t skey)
 {
 	static _Atomic uint32_t count;
 	struct journal_head *h = j->head;
@@ -622,6 +743,7 @@ int journal_pending_begin(struct journal *j, pid_t spid, uint64_t start_ticks, u
 		r->spid = (uint32_t)spid;
 		r->type = type;
 		r->srid = 0;
+		r->skey = skey;
 		r->start_ticks = start_ticks;
 		r->started_s = (uint64_t)time(NULL);
 		memcpy(r->aid, j->aid, sizeof r->aid);
@@ -644,10 +766,29 @@ static void pending_free(struct journal_head *h, struct journal_pending *r, uint
 	if (atomic_compare_exchange_strong(&r->token, &token, 0)) atomic_fetch_sub(&h->pending_used, 1);
 }
 
-void journal_pending_clear(struct journal *j, int p)
+/* Whether an LMDB writer is in its transaction (journal_fold_begin's
+ * mark); one that died there left the mark, lifted here. */
+static int writer_in(struct journal *j)
+{
+	int32_t writer = atomic_load(&j->head->key_writer);
+	if (writer && !alive(writer)) atomic_compare_exchange_strong(&j->head->key_writer, &writer, 0), writer = 0;
+	return writer != 0;
+}
+
+int journal_create_begin(struct journal *j, pid_t spid, uint64_t start_ticks, uint8_t type, uint32_t skey)
+{
+	if (!j->head) return -1;
+	lock(j);
+	int p = skey != IPC_PRIVATE && writer_in(j) ? -1 : pending_begin(j, spid, start_ticks, type, skey);
+	if (p < 0) unlock(j);
+	return p;
+}
+
+void journal_create_end(struct journal *j, int p)
 {
 	struct journal_pending *r = &j->head->pending[p];
 	pending_free(j->head, r, atomic_load(&r->token));
+	unlock(j);
 }
 
 /* Whether the record's creator still runs (the same process, not a later
@@ -704,7 +845,7 @@ int journal_recover(struct journal *j, const struct kernel_ops *k, is_mapped_fn 
 		 * the kernel yet. */
 		if (atomic_load(&r->ready) == token && sysv_is_ipc(r->type)) {
 			lock(j);
-			int id = inflight_orphan(k, r->type, IPC_PRIVATE, r->started_s, atomic_load(&r->state) == PENDING_CREATED,
+			int id = inflight_orphan(k, r->type, r->skey, r->started_s, atomic_load(&r->state) == PENDING_CREATED,
 						 r->srid, mapped_anywhere, &m);
 			unlock(j);
 			if (id >= 0 && sysv_rmid(k, r->type, id) == 0) {
@@ -740,14 +881,13 @@ static int put_folded(void *arg, const char *aid, const struct journal_row *r)
 		}
 		t = &f->other;
 	}
-	struct fwd_val fv = { .srid = r->srid, .vkey = IPC_PRIVATE, .skey = IPC_PRIVATE, .creator = r->creator,
+	struct fwd_val fv = { .srid = r->srid, .vkey = r->vkey, .skey = r->skey, .creator = r->creator,
 			      .created_ms = r->created_ms };
 	return tabledb_map_over(t, f->txn, r->type, r->vrid, &fv);
 }
 
 int journal_fold_into(struct journal *j, const struct tabledb *t, MDB_txn *txn, pid_t me)
 {
-	if (!journal_used(j)) return 0;
 	struct fold_into f = { .t = t, .txn = txn };
 	f.other.aid[0] = 0;
 	return journal_fold_begin(j, me, put_folded, &f);

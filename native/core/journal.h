@@ -1,6 +1,7 @@
 /*
  * The journal of new objects (issue 21): the rows of the SysV objects a
- * program creates with IPC_PRIVATE, kept in shared memory (the home's
+ * program creates (with IPC_PRIVATE, or under a key the application has
+ * mapped already), kept in shared memory (the home's
  * inflight file, past the inflight record) instead of being committed to
  * LMDB one by one. A create and a remove there are a few stores under a
  * short lock, where an LMDB commit costs ten times the kernel's own call.
@@ -42,12 +43,13 @@ size_t journal_file_size(void);
 struct journal_head;
 struct journal_slot;
 
-/* One row: what the LMDB forward row of a private object holds (its vkey
- * and skey are IPC_PRIVATE). */
+/* One row: what the LMDB forward row of the object holds (vkey and skey
+ * IPC_PRIVATE for a private one). */
 struct journal_row {
 	uint8_t type;
 	uint32_t vrid, srid, creator;
 	uint64_t created_ms;
+	uint32_t vkey, skey;
 };
 
 /* A process's view of the journal, for one application. */
@@ -82,17 +84,40 @@ uint32_t journal_pending(const struct journal *j);
 /* The row of this application's object type/vrid: 0, or -1 if none. Takes
  * no lock while nobody changes the slots. */
 int journal_find(struct journal *j, uint8_t type, uint32_t vrid, struct journal_row *out);
+/* The vrid of this application's keyed object type/srid (a keyed row is
+ * found by its srid too: a get of an existing key asks the kernel for the
+ * object and needs its vrid): 0, or -1 if none. */
+int journal_find_srid(struct journal *j, uint8_t type, uint32_t srid, uint32_t *vrid);
 
-/* Creating. A pending record (begin, before the kernel's call) names the
- * creator and the time, created gives the kernel's ID, clear ends it once
- * the row is in. -1 when every record is taken (the caller then creates
- * the LMDB way). */
-int journal_pending_begin(struct journal *j, pid_t spid, uint64_t start_ticks, uint8_t type);
+/* Creating. begin takes the journal's lock, held until end, and a pending
+ * record naming the creator, the time and the system key (IPC_PRIVATE for
+ * a private object); created gives the record the kernel's ID; end, once
+ * the row is in (or the object gone), frees the record and the lock.
+ *
+ * The lock is held around the kernel's call so that at most one creation
+ * is ever between the kernel's call and its record's ID: a creator killed
+ * there leaves the one fresh unmapped object recovery may remove, never
+ * two it cannot tell apart, and recovery (which takes the lock) never
+ * meets a live creator's object before its row. A keyed creation begins
+ * only while no LMDB write transaction is looking keys up: that writer
+ * (see journal_fold_begin) then either finds the object's row folded into
+ * its transaction or no object under the key, never an object without a
+ * row, which it would take for one made outside the application.
+ *
+ * -1 from begin: every record is taken, or (keyed) a writer is in: the
+ * caller creates the LMDB way. Nested calls of the journal's functions by
+ * the holding thread are allowed (the lock is recursive); LMDB writes are
+ * not (a writer waits for this lock while it holds LMDB's). */
+int journal_create_begin(struct journal *j, pid_t spid, uint64_t start_ticks, uint8_t type, uint32_t skey);
 void journal_pending_created(struct journal *j, int p, uint32_t srid);
-void journal_pending_clear(struct journal *j, int p);
+void journal_create_end(struct journal *j, int p);
 /* Adds the application's row (replacing a row at the same vrid, which can
  * only be a stale one: see the caller). 0, or -1 when the journal is full. */
 int journal_insert(struct journal *j, const struct journal_row *row);
+
+/* Gives back a remapped vrid journal_take_vrid handed out and nothing
+ * used, when it was the last handed out (so indexes stay dense). */
+void journal_return_vrid(struct journal *j, uint8_t type, uint32_t vrid);
 
 /* The application's next remapped vrid of type, from what its processes
  * reserved (shared by them all): 0, or -1 when none is left; the caller
@@ -109,8 +134,13 @@ enum journal_drop journal_drop(struct journal *j, uint8_t type, uint32_t vrid, u
  * every row (also those a dead folder left) as this process's and calls fn
  * with each, which puts it in the transaction; nonzero from fn stops it and
  * is returned, the rows then left as they were (and ETIMEDOUT when the
- * journal's lock stayed held for seconds: a process stopped inside). end, after the commit
- * (committed 1) drops the rows, or (0) gives them back. */
+ * journal's lock stayed held for seconds: a process stopped inside). begin
+ * also marks the journal as having an LMDB writer (journal_key_begin), even
+ * with nothing to fold. end, after the commit (committed 1) drops the rows,
+ * or (0) gives them back, and lifts the mark: always call it after begin,
+ * whatever begin returned; on an abort, before it (while LMDB's write lock
+ * is held: a fold passes over rows another live process holds, so rows
+ * given back later would be missing from the next writer's transaction). */
 typedef int journal_fold_fn(void *arg, const char *aid, const struct journal_row *row);
 int journal_fold_begin(struct journal *j, pid_t me, journal_fold_fn *fn, void *arg);
 void journal_fold_end(struct journal *j, pid_t me, int committed);

@@ -64,8 +64,8 @@ static void warn_line(const char *msg) { notify_warn(current, "%s", msg); }
 
 static void txn_abort(MDB_txn *txn)
 {
+	journal_fold_end(&journal, getpid(), 0); /* before the write lock goes, as the shim's write_abort */
 	mdb_txn_abort(txn);
-	journal_fold_end(&journal, getpid(), 0);
 	tabledb_write_unlock(tables);
 }
 

@@ -132,75 +132,74 @@ static uint32_t next_remapped(uint8_t type)
 	return 0;
 }
 
-/* The vrid a new private object srid takes in the journal. Identity: its
- * own ID, unless the application maps that vrid to another object; below
+static int remapped(void) { return shim_tables()->app_flags & APP_FLAG_NO_IDENTITY; }
+
+/* The vrid a new object srid takes in the journal. Identity: its own ID,
+ * unless the application maps that vrid to another object; below
  * VRID_REMAP_BASE only a row of an object of that very ID can be there,
  * whose object is gone (the kernel just handed the ID out), and the
  * journal's row replaces it; from there on a remapped row may hold it, if
- * the counter handed it out. Remapped: the application's next, unless a
+ * the counter handed it out. Remapped: next (next_remapped's), unless a
  * row holds it (a restored object's saved vrid). -1: the LMDB way. */
-static int journal_vrid(uint8_t type, uint32_t srid, uint32_t *vrid)
+static int journal_vrid(uint8_t type, uint32_t srid, uint32_t next, uint32_t *vrid)
 {
-	if (!(shim_tables()->app_flags & APP_FLAG_NO_IDENTITY)) {
+	if (!remapped()) {
 		if (srid >= VRID_REMAP_BASE && held_otherwise(type, srid, srid, 1)) return -1;
 		*vrid = srid;
 		return 0;
 	}
-	uint32_t v = next_remapped(type);
-	if (!v || held_otherwise(type, v, srid, 0)) return -1;
-	*vrid = v;
+	if (!next || held_otherwise(type, next, srid, 0)) return -1;
+	*vrid = next;
 	return 0;
 }
 
-/* Records an object the kernel created outside the write lock (the
- * journal could not take its row) the LMDB way. */
-static int record_created(uint8_t type, int id)
-{
-	struct fwd_val row = { .srid = (uint32_t)id, .creator = (uint32_t)shim_pid, .created_ms = now_ms() };
-	uint32_t vrid;
-	MDB_txn *txn = write_begin();
-	int rc = tabledb_map_new(shim_tables(), txn, type, &row, &vrid);
-	if (rc) {
-		write_abort(txn);
-		shim_warn("cannot record %s in %s: %s", sysv_noun(type), shim_tables()->path, mdb_strerror(rc));
-	} else rc = write_commit(txn); /* which warns itself */
-	if (!rc) return (int)vrid;
-	sysv_rmid(&shim_kernel, type, id);
-	return shim_fail(ENOSPC);
-}
+#define NOT_JOURNALED (-2)
 
-/* A private object (issue 21): the kernel creates it and its row goes to
- * the journal (core/journal.h), with no LMDB commit; a pending record
- * covers the gap between the two, as the inflight record does the LMDB
- * way's. The LMDB way (ipc_create) when the journal is full. */
-static int journal_create(uint8_t type, size_t size, int flags)
+/* A new object whose row goes to the journal (core/journal.h), with no
+ * LMDB commit: a private one (vkey and skey IPC_PRIVATE), or a keyed one
+ * under skey where the application has its key vkey mapped already (the
+ * key's row stays in LMDB), which the kernel creates with IPC_EXCL so that
+ * it is surely this call's. The journal's lock is held from before the
+ * kernel's call until the row is in (journal_create_begin says why).
+ * NOT_JOURNALED when the kernel has an object under skey already (the
+ * caller looks it up) or the journal cannot take the row: the LMDB way. */
+static int journal_create(uint8_t type, key_t vkey, uint32_t skey, size_t size, int flags)
 {
 	struct journal *j = shim_journal();
-	int p;
-	if (journal_used(j) >= JOURNAL_FOLD_AT || (p = journal_pending_begin(j, shim_pid, own_start_ticks(), type)) < 0)
-		return ipc_create(type, IPC_PRIVATE, size, flags);
-	int id = kernel_get(type, IPC_PRIVATE, size, flags);
-	if (id < 0) {
-		int err = errno;
-		journal_pending_clear(j, p);
-		return shim_fail(err);
+	uint32_t next = 0, now_skey;
+	/* Taken before the lock: a new block is an LMDB write. */
+	if (journal_used(j) >= JOURNAL_FOLD_AT || (remapped() && !(next = next_remapped(type)))) return NOT_JOURNALED;
+	int p = journal_create_begin(j, shim_pid, own_start_ticks(), type, skey);
+	/* The key's row as of now (no writer changes it while the lock is held). */
+	if (p >= 0 && vkey != IPC_PRIVATE && (vr_to_sr(sysv_key_type(type), (uint32_t)vkey, &now_skey) || now_skey != skey))
+		journal_create_end(j, p), p = -1;
+	int r = NOT_JOURNALED, err = 0;
+	if (p >= 0) {
+		int id = kernel_get(type, (key_t)skey, size, vkey == IPC_PRIVATE ? flags : flags | CREATE_FLAGS);
+		err = errno;
+		if (id < 0) r = err == EEXIST && vkey != IPC_PRIVATE ? NOT_JOURNALED : -1;
+		else {
+			journal_pending_created(j, p, (uint32_t)id);
+			after_create();
+			struct journal_row row = { type, 0, (uint32_t)id, (uint32_t)shim_pid, now_ms(), (uint32_t)vkey, skey };
+			if (journal_vrid(type, (uint32_t)id, next, &row.vrid) == 0 && journal_insert(j, &row) == 0) r = (int)row.vrid;
+			else sysv_rmid(&shim_kernel, type, id); /* made again the LMDB way */
+		}
+		journal_create_end(j, p);
 	}
-	journal_pending_created(j, p, (uint32_t)id);
-	after_create();
-	struct journal_row row = { type, 0, (uint32_t)id, (uint32_t)shim_pid, now_ms() };
-	int r = journal_vrid(type, (uint32_t)id, &row.vrid) == 0 && journal_insert(j, &row) == 0 ? (int)row.vrid
-											 : record_created(type, id);
-	journal_pending_clear(j, p);
-	return r;
+	if (r < 0 && next) journal_return_vrid(j, type, next);
+	return r == -1 ? shim_fail(err) : r;
 }
 
 /* Inside the table code as the canary page tells it: a whole-process
- * snapshot waits until no thread is halfway through. */
-static int create_private(uint8_t type, size_t size, int flags)
+ * snapshot waits until no thread is halfway through. A private object the
+ * journal cannot take is made the LMDB way here. */
+static int create(uint8_t type, key_t vkey, uint32_t skey, size_t size, int flags)
 {
 	shim_check_tables(); /* a restored process maps its own home's journal first */
 	shim_tables_enter();
-	int r = journal_create(type, size, flags);
+	int r = journal_create(type, vkey, skey, size, flags);
+	if (r == NOT_JOURNALED && vkey == IPC_PRIVATE) r = ipc_create(type, IPC_PRIVATE, size, flags);
 	int err = errno;
 	shim_tables_leave();
 	errno = err;
@@ -209,15 +208,15 @@ static int create_private(uint8_t type, size_t size, int flags)
 
 int ipc_get(uint8_t type, key_t key, size_t size, int flags)
 {
-	if (key == IPC_PRIVATE) return create_private(type, size, flags);
+	if (key == IPC_PRIVATE) return create(type, IPC_PRIVATE, IPC_PRIVATE, size, flags);
 	uint32_t skey, vrid;
 	uint8_t keytype = sysv_key_type(type);
-	/* A creating call that misses the cache goes straight to the write
-	 * transaction, which looks the key up itself: one transaction, not two. */
-	int known = (flags & IPC_CREAT) ? vr_to_sr_cached(keytype, (uint32_t)key, &skey)
-					: vr_to_sr(keytype, (uint32_t)key, &skey);
-	if (known == 0) {
-		int exclusive = (flags & CREATE_FLAGS) == CREATE_FLAGS;
+	/* A key the application has mapped: its objects' rows can go to the
+	 * journal; a new key is claimed in an LMDB write. */
+	if (vr_to_sr(keytype, (uint32_t)key, &skey) == 0) {
+		int exclusive = (flags & CREATE_FLAGS) == CREATE_FLAGS, r;
+		/* With IPC_EXCL the kernel's create says whether the key is free. */
+		if (exclusive && (r = create(type, key, skey, size, flags)) != NOT_JOURNALED) return r;
 		/* With IPC_EXCL an existing object is EEXIST before any other
 		 * check, so only look it up; otherwise let the kernel check
 		 * permissions and size as it would natively. */
@@ -228,6 +227,8 @@ int ipc_get(uint8_t type, key_t key, size_t size, int flags)
 		/* An object under our key with no row yet is another process's
 		 * creation in flight: the write lock waits for its commit. */
 		if (id >= 0) return ipc_create(type, key, size, flags);
+		if (!exclusive && (flags & IPC_CREAT) && (r = create(type, key, skey, size, flags)) != NOT_JOURNALED)
+			return r;
 	}
 	if (!(flags & IPC_CREAT)) return fail_get(type, size, ENOENT);
 	return ipc_create(type, key, size, flags);
@@ -296,7 +297,7 @@ int ipc_remove(uint8_t type, int vrid)
 	struct journal_row r;
 	shim_check_tables();
 	if (vrid >= 0 && journal_find(shim_journal(), type, (uint32_t)vrid, &r) == 0) {
-		shim_tables_enter(); /* as create_private */
+		shim_tables_enter(); /* as create */
 		int rc = remove_journaled(type, &r);
 		int err = errno;
 		shim_tables_leave();

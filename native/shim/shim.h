@@ -87,8 +87,6 @@ static inline int shim_fail(int err)
  * application. Return 0 when a mapping exists, -1 when none does. */
 int vr_to_sr(uint8_t type, uint32_t vrid, uint32_t *srid);
 int sr_to_vr(uint8_t type, uint32_t srid, uint32_t *vrid);
-/* vr_to_sr from the cache alone: -1 on a miss, without reading LMDB. */
-int vr_to_sr_cached(uint8_t type, uint32_t vrid, uint32_t *srid);
 /* vr_to_sr from LMDB alone: neither the cache nor the journal. */
 int vr_to_sr_tables(uint8_t type, uint32_t vrid, uint32_t *srid);
 /* sr_to_vr from the cache alone: what a signal handler may use. */

@@ -176,13 +176,15 @@ static inline struct slot *probe(uint64_t key, uint64_t *txnid, uint64_t *jgen)
 	return &cache.s[(key * 0x9E3779B97F4A7C15ull) >> 56];
 }
 
-/* A private object's row still in the journal (core/journal.h): read
- * before LMDB, since a fold commits a row before it leaves the journal. */
+/* An object's row still in the journal (core/journal.h): read before
+ * LMDB, since a fold commits a row before it leaves the journal. */
 static int in_journal(struct lookup *l)
 {
 	struct journal_row r;
-	if (l->answer == VRID || !sysv_is_ipc(l->type) || journal_find(shim_journal(), l->type, l->id, &r)) return -1;
-	l->out = l->answer == SKEY ? IPC_PRIVATE : l->answer == CREATOR ? r.creator : r.srid;
+	if (!sysv_is_ipc(l->type)) return -1;
+	if (l->answer == VRID) return journal_find_srid(shim_journal(), l->type, l->id, &l->out);
+	if (journal_find(shim_journal(), l->type, l->id, &r)) return -1;
+	l->out = l->answer == SKEY ? r.skey : l->answer == CREATOR ? r.creator : r.srid;
 	return 0;
 }
 
@@ -227,7 +229,6 @@ static int cached(enum answer answer, uint8_t type, uint32_t id, uint32_t *out)
 	return 0;
 }
 
-int vr_to_sr_cached(uint8_t type, uint32_t vrid, uint32_t *srid) { return cached(SRID, type, vrid, srid); }
 
 int vr_to_sr_tables(uint8_t type, uint32_t vrid, uint32_t *srid)
 {
@@ -327,8 +328,10 @@ int write_commit(MDB_txn *txn)
 
 void write_abort(MDB_txn *txn)
 {
-	mdb_txn_abort(txn);
+	/* The folded rows LIVE again before LMDB's write lock goes: the next
+	 * writer's fold passes over rows another live process holds. */
 	journal_fold_end(shim_journal(), shim_pid, 0);
+	mdb_txn_abort(txn);
 	tabledb_write_unlock(shim_tables());
 	shim_tables_leave();
 }

@@ -165,10 +165,13 @@ export function foldJournal(t: TableDb): string | null {
     writeTxn(t, () => {
       recovered = recoverJournal(t.home, (type, srid) => t.rev.get(S.revKey(t.node, type, srid)) !== undefined);
       try {
-        foldJournalBegin(t.home, (aid, type, vrid, srid, creator, createdMs) =>
-          rows.mapOver(t, aid, type, vrid, { srid, vkey: 0, skey: 0, creator, createdMs }),
+        foldJournalBegin(t.home, (aid, type, vrid, srid, creator, createdMs, vkey, skey) =>
+          rows.mapOver(t, aid, type, vrid, { srid, vkey, skey, creator, createdMs }),
         );
       } catch (err) {
+        // The rows given back before the abort lets the write lock go: the
+        // next writer's fold passes over rows a live process holds.
+        foldJournalEnd(t.home, false);
         if (err instanceof AppshotError) throw err;
         throw new AppshotError(`cannot move the rows of new objects into the tables at ${t.path}: ${(err as Error).message}`, EXIT.failure);
       }
