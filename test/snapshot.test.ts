@@ -323,14 +323,16 @@ describe('snapshot and restore', () => {
     const before = ipcSet();
     const t = openTableDb(home);
     try {
-      for (const made of [1, 2000]) {
+      // Killed once it has made that many sets (before the segment), or
+      // once the segment is made (while its 256 MiB are copied in).
+      for (const made of [1, 2000, 'segment'] as const) {
         const aid = `half-${made}`;
         const r = appshotAsync(home, ['restore', file, '--aid', aid, '--', 'true']);
-        // Killed once it has made that many sets, before the segment.
-        while ([...fwdRows(t, aid, S.RT.sem)].length < made) await new Promise((res) => setTimeout(res, 1));
+        const [type, count] = made === 'segment' ? [S.RT.shm, 1] : [S.RT.sem, made];
+        while ([...fwdRows(t, aid, type)].length < count) await new Promise((res) => setTimeout(res, 1));
         r.child.kill('SIGKILL');
-        await r.done;
-        expect(tablesJson(home, ['--aid', aid, '--type', 'shm'])).toEqual([]);
+        expect((await r.done).signal).toBe('SIGKILL'); // killed before it finished
+        if (made !== 'segment') expect(tablesJson(home, ['--aid', aid, '--type', 'shm'])).toEqual([]);
         const gc = appshot(home, ['gc']);
         expect(gc.code).toBe(0);
         // Whatever it had made is gone; its rows too.
