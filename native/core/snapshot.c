@@ -174,12 +174,10 @@ uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
  * writes into the segment's file: read, checksummed and written while it
  * stays in the CPU's cache. */
 #define BOUNCE ((size_t)256 << 10)
-/* A segment this large is copied by several threads: on snapshot one maps
- * and checksums while another writes, on restore each fills its own range
- * of the segment from its own range of the file. In this VM a page the
- * kernel hands out costs ~1.5-4 us of CPU (the file's pages on snapshot,
- * the segment's on restore), most of the copy, and each CPU pays for its
- * own pages. */
+/* A segment this large is copied by several threads, each its own range of
+ * the segment and of the file: in this VM a page the kernel hands out costs
+ * ~2.5-4 us of CPU (the file's pages on snapshot, the segment's on
+ * restore), most of the copy, and each CPU pays for its own pages. */
 #define SPLIT_MIN ((uint64_t)64 << 20)
 #define MAX_THREADS 4
 /* Below this a restored segment's pages are faulted in: opening its file
@@ -251,13 +249,13 @@ static void populate(const uint8_t *p, size_t n, int advice)
 	madvise((void *)start, (uintptr_t)p + n - start, advice);
 }
 
-/* One thread's part of a restore: bytes [p, p + len) of the attached
- * segment (at seg_at in it) and the file at at (-1: the descriptor's own
- * position, one thread only), and the running CRC of its bytes. With
- * seg_fd >= 0 it writes into the segment's file instead of faulting its
+/* One thread's part of a copy: bytes [p, p + len) of the attached segment
+ * (at seg_at in it) and the file at at (-1: the descriptor's own position,
+ * one thread only), and the running CRC of its bytes. A restore's part
+ * with seg_fd >= 0 writes into the segment's file instead of faulting its
  * pages in through p. */
 struct part {
-	int fd;
+	int fd, to_fd;
 	int seg_fd;
 	uint8_t *p;
 	uint64_t seg_at;
@@ -284,6 +282,18 @@ static int io_all(int fd, int to_fd, uint8_t *p, size_t n, off_t at)
 }
 
 static off_t at_of(const struct part *w, uint64_t done) { return w->at < 0 ? -1 : w->at + (off_t)done; }
+
+/* A snapshot's part: the segment's pages mapped, checksummed, written. */
+static void save_part(struct part *w)
+{
+	for (uint64_t done = 0; done < w->len && !w->rc; done += chunk_of(w->len - done, CHUNK)) {
+		uint8_t *p = w->p + done;
+		size_t n = chunk_of(w->len - done, CHUNK);
+		populate(p, n, MADV_POPULATE_READ);
+		w->crc = crc_raw(w->crc, p, n); /* first, so write copies from a warm cache */
+		w->rc = io_all(w->fd, 1, p, n, at_of(w, done));
+	}
+}
 
 /* A restore's part whose pages are faulted in: made in one call per
  * chunk, then read into. */
@@ -320,7 +330,8 @@ static void fill_by_write(struct part *w)
 static void *copy_part(void *arg)
 {
 	struct part *w = arg;
-	if (w->seg_fd >= 0) fill_by_write(w);
+	if (w->to_fd) save_part(w);
+	else if (w->seg_fd >= 0) fill_by_write(w);
 	else fill_by_fault(w);
 	return NULL;
 }
@@ -348,9 +359,11 @@ static uint64_t part_start(uint64_t len, int i, const int *shares, int n)
 
 /* The snapshot file's pages for [pos, pos + len) made in one call before
  * anything is written, on tmpfs: each made without being cleared, none
- * made under the file's lock by a write, and a full tmpfs found before the
- * first byte. Not elsewhere: on ext4 it measured slower (unwritten extents
- * converted as the writes land). 0, or ENOSPC / EDQUOT. */
+ * made under the file's lock by a write (two writers spin on it less:
+ * measured 190-210 ms of CPU for 256 MiB against 296-316), and a full
+ * tmpfs found before the first byte. Not elsewhere: on ext4 it measured
+ * slower (unwritten extents converted as the writes land). 0, or ENOSPC
+ * / EDQUOT. */
 static int reserve(int fd, off_t pos, uint64_t len)
 {
 	struct statfs fs;
@@ -358,13 +371,17 @@ static int reserve(int fd, off_t pos, uint64_t len)
 	return errno == ENOSPC || errno == EDQUOT ? errno : 0;
 }
 
-/* Reads len bytes from fd at its position into the attached segment at
- * seg_at, split among threads at page boundaries when it is large and fd
- * can seek, then moves fd's position past them and continues *crc. */
-static int fill_parts(int fd, int seg_fd, uint8_t *base, uint64_t seg_at, uint64_t len, uint32_t *crc)
+/* Copies len bytes at seg_at of the attached segment to or from fd at its
+ * position, split among threads at page boundaries when it is large and fd
+ * can seek, then moves fd's position past it and continues *crc. */
+static int copy_parts(int fd, int to_fd, int seg_fd, uint8_t *base, uint64_t seg_at, uint64_t len, uint32_t *crc)
 {
 	off_t start = lseek(fd, 0, SEEK_CUR);
 	int n = start < 0 ? 1 : threads_for(len);
+	if (to_fd) {
+		int rc = reserve(fd, start, len);
+		if (rc) return rc;
+	}
 	struct part parts[MAX_THREADS];
 	pthread_t tids[MAX_THREADS];
 	int shares[MAX_THREADS];
@@ -372,7 +389,7 @@ static int fill_parts(int fd, int seg_fd, uint8_t *base, uint64_t seg_at, uint64
 	for (int i = 0; i < n; i++) {
 		uint64_t lo = part_start(len, i, shares, n), hi = i + 1 < n ? part_start(len, i + 1, shares, n) : len;
 		off_t at = n == 1 ? -1 : start + (off_t)lo;
-		parts[i] = (struct part){ fd, i == 0 ? seg_fd : -1, base + seg_at + lo, seg_at + lo, hi - lo, at, i ? 0 : ~*crc, 0 };
+		parts[i] = (struct part){ fd, to_fd, i == 0 ? seg_fd : -1, base + seg_at + lo, seg_at + lo, hi - lo, at, i ? 0 : ~*crc, 0 };
 	}
 	int started = 1;
 	for (; started < n; started++)
@@ -392,92 +409,12 @@ static int fill_parts(int fd, int seg_fd, uint8_t *base, uint64_t seg_at, uint64
 	return rc;
 }
 
-/*
- * A snapshot on two CPUs: one thread maps the segment's pages and
- * checksums them a chunk at a time, this one writes whatever is mapped.
- * One writer only: writes into one file take its lock in turn, and a
- * second writer spins on it (measured here: a fifth more CPU for both).
- */
-struct ahead {
-	const uint8_t *p;
-	uint64_t len;
-	uint32_t crc;
-	pthread_mutex_t lock;
-	pthread_cond_t moved;
-	uint64_t ready; /* bytes mapped and checksummed */
-	int stop;       /* the writer failed: no need to go on */
-};
-
-static void *map_ahead(void *arg)
-{
-	struct ahead *a = arg;
-	for (uint64_t done = 0; done < a->len;) {
-		size_t n = chunk_of(a->len - done, CHUNK);
-		populate(a->p + done, n, MADV_POPULATE_READ);
-		a->crc = crc_raw(a->crc, a->p + done, n);
-		done += n;
-		pthread_mutex_lock(&a->lock);
-		a->ready = done;
-		int stop = a->stop;
-		pthread_cond_signal(&a->moved);
-		pthread_mutex_unlock(&a->lock);
-		if (stop) break;
-	}
-	return NULL;
-}
-
-/* 0, an errno, or -1 when the mapping thread could not start. */
-static int save_ahead(int fd, uint8_t *p, uint64_t len, uint32_t *crc)
-{
-	struct ahead a = { .p = p, .len = len, .crc = ~*crc, .lock = PTHREAD_MUTEX_INITIALIZER, .moved = PTHREAD_COND_INITIALIZER };
-	pthread_t tid;
-	if (pthread_create(&tid, NULL, map_ahead, &a)) return -1;
-	int rc = 0;
-	for (uint64_t done = 0, upto = 0; done < len && !rc; done += chunk_of(upto - done, CHUNK)) {
-		if (upto == done) {
-			pthread_mutex_lock(&a.lock);
-			while (a.ready == done) pthread_cond_wait(&a.moved, &a.lock);
-			upto = a.ready;
-			pthread_mutex_unlock(&a.lock);
-		}
-		/* A chunk per write, as the mapping thread made them: on ext4 larger
-		 * writes measured twice the system time. */
-		rc = io_all(fd, 1, p + done, chunk_of(upto - done, CHUNK), -1);
-	}
-	pthread_mutex_lock(&a.lock);
-	a.stop = rc != 0;
-	pthread_mutex_unlock(&a.lock);
-	pthread_join(tid, NULL);
-	if (!rc) *crc = ~a.crc;
-	return rc;
-}
-
-/* One thread: each chunk mapped, checksummed (so write copies from a warm
- * cache) and written. */
-static int save_in_turn(int fd, uint8_t *p, uint64_t len, uint32_t *crc)
-{
-	uint32_t c = ~*crc;
-	for (uint64_t done = 0; done < len; done += chunk_of(len - done, CHUNK)) {
-		size_t n = chunk_of(len - done, CHUNK);
-		populate(p + done, n, MADV_POPULATE_READ);
-		c = crc_raw(c, p + done, n);
-		int rc = io_all(fd, 1, p + done, n, -1);
-		if (rc) return rc;
-	}
-	*crc = ~c;
-	return 0;
-}
-
 int snap_shm_to_fd(int fd, int shmid, uint64_t offset, uint64_t len, uint32_t *crc)
 {
 	struct segment seg;
 	int rc = attach_range(shmid, SHM_RDONLY, offset, len, &seg);
 	if (rc) return rc;
-	rc = reserve(fd, lseek(fd, 0, SEEK_CUR), len);
-	if (!rc) {
-		rc = threads_for(len) > 1 ? save_ahead(fd, seg.base + offset, len, crc) : -1;
-		if (rc == -1) rc = save_in_turn(fd, seg.base + offset, len, crc); /* one CPU, or no second thread */
-	}
+	rc = copy_parts(fd, 1, -1, seg.base, offset, len, crc);
 	shmdt(seg.base);
 	return rc;
 }
@@ -488,7 +425,7 @@ int snap_fd_to_shm(int fd, int shmid, uint64_t offset, uint64_t len, uint32_t *c
 	int rc = attach_range(shmid, 0, offset, len, &seg);
 	if (rc) return rc;
 	int seg_fd = len >= BY_WRITE_MIN ? segment_file(shmid, &seg) : -1;
-	rc = fill_parts(fd, seg_fd, seg.base, offset, len, crc);
+	rc = copy_parts(fd, 0, seg_fd, seg.base, offset, len, crc);
 	if (seg_fd >= 0) close(seg_fd);
 	shmdt(seg.base);
 	return rc;
