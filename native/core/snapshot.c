@@ -360,10 +360,9 @@ static uint64_t part_start(uint64_t len, int i, const int *shares, int n)
 /* The snapshot file's pages for [pos, pos + len) made in one call before
  * anything is written, on tmpfs: each made without being cleared, none
  * made under the file's lock by a write (two writers spin on it less:
- * measured 190-210 ms of CPU for 256 MiB against 296-316), and a full
- * tmpfs found before the first byte. Not elsewhere: on ext4 it measured
- * slower (unwritten extents converted as the writes land). 0, or ENOSPC
- * / EDQUOT. */
+ * measured 172-210 ms of CPU for 256 MiB against 296-316), and a full
+ * tmpfs found before the first byte. Not elsewhere: on ext4 (with the
+ * fsync after) it measured slower. 0, or ENOSPC / EDQUOT. */
 static int reserve(int fd, off_t pos, uint64_t len)
 {
 	struct statfs fs;
