@@ -213,8 +213,10 @@ static int attach_range(int shmid, int flags, uint64_t offset, uint64_t len, str
  * the segment's ID), opened through /proc/self/map_files: a page made by
  * writing into it is neither cleared first nor mapped here (measured: 256
  * MiB written into it in 175-192 ms of CPU, against 267-299 ms for
- * MADV_POPULATE_WRITE and read). Opening it needs CAP_CHECKPOINT_RESTORE
- * (or CAP_SYS_ADMIN): -1 without, and every page is faulted in instead.
+ * MADV_POPULATE_WRITE and read, when the pages are ones just freed, as
+ * after snapshot --stop; into memory the VM's host has yet to back, both
+ * cost the same). Opening it needs CAP_CHECKPOINT_RESTORE (or
+ * CAP_SYS_ADMIN): -1 without, and every page is faulted in instead.
  */
 static int segment_file(int shmid, const struct segment *seg)
 {
