@@ -1,10 +1,12 @@
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, openSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { addon } from '../ts/addon.js';
 import type { IpcType } from '../ts/sysv/ipctype.js';
 import { kernelObjects } from '../ts/sysv/kernel.js';
+import { ADDON_PATH } from '../ts/paths.js';
 import { makeHome } from './helpers.js';
 
 const c = addon();
@@ -141,9 +143,62 @@ describe('shared memory to and from files', () => {
       // A file that ends in the last thread's range.
       writeFileSync(file('in'), data.subarray(0, size - 5000));
       expect(thrown(() => withFd(file('in'), 'r', (fd) => c.fdToShm(fd, shmid, 0, size, 0))).code).toBe('ENODATA');
+      // Writes that fail (a descriptor open for reading): the error, from whichever thread.
+      expect(thrown(() => withFd(file('in'), 'r', (fd) => c.shmToFd(fd, shmid, 0, size, 0))).code).toBe('EBADF');
     } finally {
       rmSync(file('in'), { force: true });
       rmSync(file('out'), { force: true });
+    }
+  });
+
+  /**
+   * One copy by the addon in a child node process, with prefix before node
+   * (setpriv, unshare): what it returned (the crc) or threw (the code).
+   */
+  const copyInChild = (prefix: string[], call: 'fdToShm' | 'shmToFd', path: string, flags: string, shmid: number, size: number): string => {
+    const script = `const a = require(process.argv[1]); const fd = require('node:fs').openSync(process.argv[2], process.argv[3]);
+      try { console.log(a.${call}(fd, +process.argv[4], 0, +process.argv[5], 0)); } catch (e) { console.log(e.code); }`;
+    const [program, ...args] = [...prefix, process.execPath, '-e', script, ADDON_PATH, path, flags, String(shmid), String(size)];
+    const r = spawnSync(program, args, { encoding: 'utf8', timeout: 60_000 });
+    expect(r.stderr).toBe('');
+    return r.stdout.trim();
+  };
+  /** No capabilities at all, even as root: no CAP_CHECKPOINT_RESTORE to open a segment's own file. */
+  const NO_CAPS = process.geteuid!() === 0 ? ['setpriv', '--bounding-set=-all', '--inh-caps=-all', '--ambient-caps=-all'] : [];
+
+  it('restores the same bytes and crc whether it writes into the segment itself (root) or faults its pages in (no capabilities)', () => {
+    for (const size of [3 * MiB + 5, 64 * MiB + 12_345]) {
+      const data = randomBytes(size);
+      writeFileSync(file('in'), data);
+      try {
+        for (const prefix of [[], NO_CAPS]) {
+          const shmid = create('shm', 0, size);
+          expect(copyInChild(prefix, 'fdToShm', file('in'), 'r', shmid, size)).toBe(String(c.crc32c(data)));
+          expect(withFd(file('out'), 'w', (fd) => c.shmToFd(fd, shmid, 0, size, 0))).toBe(c.crc32c(data));
+          expect(readFileSync(file('out')).equals(data)).toBe(true);
+          c.ipcRemove('shm', shmid);
+        }
+      } finally {
+        rmSync(file('in'), { force: true });
+        rmSync(file('out'), { force: true });
+      }
+    }
+  });
+
+  it('a snapshot file with no room for the segment: ENOSPC before any byte is written (a 1 MiB tmpfs in a mount namespace of its own)', () => {
+    const size = 4 * MiB;
+    const shmid = create('shm', 0, size);
+    const dir = file('small');
+    mkdirSync(dir);
+    const target = join(dir, 'snap');
+    try {
+      // Mounted, the file made empty, the copy, then the file's size: all inside the namespace.
+      const script = 'dir=$1 target=$2; shift 2; mount -t tmpfs -o size=1m appshot-test "$dir" && : > "$target" && "$@" && stat -c %s "$target"';
+      const ns = process.geteuid!() === 0 ? ['--mount'] : ['--user', '--map-root-user', '--mount'];
+      const prefix = ['unshare', ...ns, '--propagation', 'private', 'sh', '-c', script, 'sh', dir, target];
+      expect(copyInChild(prefix, 'shmToFd', target, 'r+', shmid, size).split('\n')).toEqual(['ENOSPC', '0']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

@@ -323,14 +323,16 @@ describe('snapshot and restore', () => {
     const before = ipcSet();
     const t = openTableDb(home);
     try {
-      for (const made of [1, 2000]) {
+      // Killed once it has made that many sets (before the segment), or
+      // once the segment is made (while its 256 MiB are copied in).
+      for (const made of [1, 2000, 'segment'] as const) {
         const aid = `half-${made}`;
         const r = appshotAsync(home, ['restore', file, '--aid', aid, '--', 'true']);
-        // Killed once it has made that many sets, before the segment.
-        while ([...fwdRows(t, aid, S.RT.sem)].length < made) await new Promise((res) => setTimeout(res, 1));
+        const [type, count] = made === 'segment' ? [S.RT.shm, 1] : [S.RT.sem, made];
+        while ([...fwdRows(t, aid, type)].length < count) await new Promise((res) => setTimeout(res, 1));
         r.child.kill('SIGKILL');
-        await r.done;
-        expect(tablesJson(home, ['--aid', aid, '--type', 'shm'])).toEqual([]);
+        expect((await r.done).signal).toBe('SIGKILL'); // killed before it finished
+        if (made !== 'segment') expect(tablesJson(home, ['--aid', aid, '--type', 'shm'])).toEqual([]);
         const gc = appshot(home, ['gc']);
         expect(gc.code).toBe(0);
         // Whatever it had made is gone; its rows too.
@@ -340,6 +342,42 @@ describe('snapshot and restore', () => {
     } finally {
       t.env.close();
     }
+  });
+
+  it.each([
+    ['identity first', []],
+    ['remapped', ['--no-identity']],
+  ])('%s: a 2 MiB segment (restored by writing into its own file) comes back byte for byte; one flipped byte in it is refused', async (_mode, flags) => {
+    const home = makeHome();
+    const before = ipcSet();
+    const MIB = 2;
+    // snapbench fills page k of its segment with the byte k.
+    const expected = Buffer.alloc(MIB << 20);
+    for (let page = 0; page < expected.length / 4096; page++) expected.fill(page & 0xff, page * 4096, (page + 1) * 4096);
+    const h = appshotAsync(home, ['run', '--aid', 'big', ...flags, '--', builtProgram('snapbench'), '3', String(MIB)]);
+    await waitFor(h.out, /ready/);
+    const file = join(home, 'big.snap');
+    expect(appshot(home, ['snapshot', 'big', '--ipc-only', '-o', file, '--stop']).code).toBe(0);
+    await h.done;
+    const at = readFileSync(file).indexOf(expected);
+    expect(at).toBeGreaterThan(0);
+
+    const bad = readFileSync(file);
+    bad[at + (MIB << 19) + 7] ^= 0x10;
+    writeFileSync(join(home, 'bad.snap'), bad);
+    const refused = appshot(home, ['restore', join(home, 'bad.snap'), '--aid', 'victim', '--', 'true']);
+    expect(refused.stderr).toContain('fails its checksum');
+    expect(refused.code).toBe(5);
+    expect(ipcSet()).toEqual(before);
+
+    // Restored, then snapshotted again: the second file holds the same bytes.
+    const r = appshotAsync(home, ['restore', file, '--aid', 'again', '--', 'sleep', '60']);
+    await waitFor(r.err, /restored 'again'/);
+    const again = join(home, 'again.snap');
+    expect(appshot(home, ['snapshot', 'again', '--ipc-only', '-o', again, '--stop']).code).toBe(0);
+    await r.done;
+    expect(readFileSync(again).indexOf(expected)).toBeGreaterThan(0);
+    expect(ipcSet()).toEqual(before);
   });
 
   it('snapshot of an unknown application: a clear error', () => {
