@@ -1,9 +1,12 @@
 /**
- * The published pool steered in the kernel (APPSHOT_POOL_STEER=kernel, the
- * daemon as root may load eBPF): each instance's listening descriptor is a
- * member of the public port's SO_REUSEPORT group and the daemon's program
- * picks the member of each connection. The user-space hand-off, the
- * default, is what test/pool.test.ts tests.
+ * The published pool steered in the kernel (the default where the daemon,
+ * as root, may load eBPF): each instance's listening descriptor is a member
+ * of the public port's SO_REUSEPORT group and the daemon's program picks the
+ * member of each connection. A channel (a static program under the
+ * supervisor, a restored one) takes its turns through a member of the
+ * daemon's. These tests clear APPSHOT_POOL_STEER, so that they test the
+ * default even in a run that forces the hand-off (APPSHOT_POOL_STEER=user),
+ * which test/pool.test.ts and the others then test.
  */
 import { mkdirSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
@@ -13,7 +16,7 @@ import { ROOT } from '../ts/paths.js';
 import { MODES, type WhoLoad, appshot, appshotAsync, freePort, makeHome, waitFor, who, whoUnderLoad } from './helpers.js';
 
 const NETTOOL = join(ROOT, 'test', 'fixtures', 'nettool.py');
-const KERNEL = { APPSHOT_POOL_STEER: 'kernel' };
+const KERNEL = { APPSHOT_POOL_STEER: '' };
 
 type Harness = ReturnType<typeof appshotAsync>;
 
@@ -280,19 +283,19 @@ describe('published ports steered in the kernel: no connection lost, and the fal
     }
   });
 
-  it('without APPSHOT_POOL_STEER=kernel the daemon hands connections over in user space, and says so in its log', async () => {
+  it('with APPSHOT_POOL_STEER=user the daemon hands connections over in user space, and says so in its log', async () => {
     const home = makeHome();
     const plain = await freePort();
     const dir = join(home, 'p');
     mkdirSync(dir);
     writeFileSync(join(dir, 'who.txt'), 'p');
-    const p = appshotAsync(home, ['run', '--aid', 'p', '--publish', `${plain}:8080`, '--', 'python3', '-u', '-m', 'http.server', '8080', '--bind', '127.0.0.1', '--directory', dir]);
+    const p = appshotAsync(home, ['run', '--aid', 'p', '--publish', `${plain}:8080`, '--', 'python3', '-u', '-m', 'http.server', '8080', '--bind', '127.0.0.1', '--directory', dir], { APPSHOT_POOL_STEER: 'user' });
     try {
       await waitFor(p.out, /Serving HTTP/);
       expect(await who(plain)).toBe('p');
       const rows = JSON.parse(appshot(home, ['tables', '--type', 'publish', '--json']).stdout) as PubRow[];
       expect(rows.map((r) => r.pool.steer)).toEqual(['user']);
-      expect(readFileSync(join(home, 'pools', `${plain}.log`), 'utf8')).toContain('steering in user space: each connection is accepted');
+      expect(readFileSync(join(home, 'pools', `${plain}.log`), 'utf8')).toContain('steering in user space, as APPSHOT_POOL_STEER=user asks: each connection is accepted');
       expect(listeningPorts(serverSpid(home, 'p'))).toEqual([]);
     } finally {
       await stop([p]);
