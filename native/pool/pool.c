@@ -688,6 +688,7 @@ static bool watch_instance(struct instance *in, int fd)
 }
 
 static int listen_as(const struct pool_register *reg, int lfd);
+static bool at_group_address(const struct pool_register *reg);
 
 static bool name_valid(struct pool_register *reg)
 {
@@ -769,13 +770,15 @@ static void take_register(struct instance *in)
 	errno = 0;
 	if (n != sizeof reg || reg.magic != POOL_MAGIC || nfd != 1 || (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || !name_valid(&reg))
 		reply.status = EPROTO;
-	else if (g.kernel && (reg.flags & POOL_REG_MEMBER)) {
-		/* Its own listener gives the group its address; then it closes:
+	else if (g.kernel && (reg.flags & POOL_REG_MEMBER) && !(reply.status = listen_as(&reg, lfd)) && at_group_address(&reg)) {
+		/* Its own listener gave the group its address; now it closes:
 		 * the member is the instance's listener from now on. */
-		if (!(reply.status = listen_as(&reg, lfd)) && (mfd = join_member(in, &reg)) < 0) reply.status = errno;
+		if ((mfd = join_member(in, &reg)) < 0) reply.status = errno;
 		close(lfd);
 		lfd = -1;
 		reply.member = mfd >= 0;
+	} else if (reply.status) {
+		/* no public listener: refused below */
 	} else if ((ifd = connect_instance(reg.name)) < 0 || fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK) < 0 ||
 		 !watch_add(&in->lis, W_LISTENER, lfd, in))
 		reply.status = errno ? errno : EINVAL;
@@ -1771,6 +1774,21 @@ static socklen_t program_address(const struct pool_register *reg, int port, stru
 	unsigned fam, vport;
 	if (sscanf(reg->name + sizeof POOL_LISTENER_PREFIX - 1, "%u/%45[^/]/%u/", &fam, host, &vport) != 3) return 0;
 	return inet_address(host, port, ss);
+}
+
+/* Whether the instance's program bound the address the public port's
+ * group listens on: only then can a member stand for its listener
+ * (getsockname on it answers the group's address). One bound elsewhere
+ * (--publish named another) keeps its channel, whose name answers for it,
+ * and takes its turns through a relay (join_relay). */
+static bool at_group_address(const struct pool_register *reg)
+{
+	char host[INET6_ADDRSTRLEN];
+	struct sockaddr_storage ss;
+	if (!program_address(reg, g.public, &ss, host) || ss.ss_family != g.pub_addr.ss_family) return false;
+	if (ss.ss_family == AF_INET)
+		return ((struct sockaddr_in *)&ss)->sin_addr.s_addr == ((struct sockaddr_in *)&g.pub_addr)->sin_addr.s_addr;
+	return !memcmp(&((struct sockaddr_in6 *)&ss)->sin6_addr, &((struct sockaddr_in6 *)&g.pub_addr)->sin6_addr, sizeof(struct in6_addr));
 }
 
 /* The first instance's listening socket lfd gives the public listener its
