@@ -610,7 +610,7 @@ static void on_listener(struct instance *in)
 static struct instance *new_instance(void)
 {
 	struct instance *in = xcalloc(sizeof *in);
-	in->since_ms = monotonic_ms();
+	in->since_ms = in->busy_ms = monotonic_ms(); /* idle from now */
 	in->lis.fd = in->relay.fd = -1;
 	g.inst = xrealloc(g.inst, (g.ninst + 1) * sizeof *g.inst);
 	g.inst[g.ninst++] = in;
