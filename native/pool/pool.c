@@ -1058,7 +1058,9 @@ static void on_tick(void)
 	 * lc and a scaler's limit and idle times need them each tick. */
 	if (now - g.refresh_ms >= (g.lc || g.scaler ? TICK_MS : 10 * TICK_MS)) {
 		refresh_active();
-		kernel_recount();
+		/* Under round robin the program chooses by no count: the status
+		 * counts again when asked (send_status), the ticks do not. */
+		if (g.lc) kernel_recount();
 		g.refresh_ms = now;
 	}
 	dispatch_held(); /* after the counts: slots under the limit may be free */
