@@ -219,6 +219,39 @@ describe('published ports steered in the kernel: no connection lost, and the fal
     }
   });
 
+  it('a static program (a channel) killed with SIGKILL under load: what waited at the daemon\'s member for it moves to the other instance; only requests in flight at it fail', async () => {
+    const home = makeHome();
+    const pub = await freePort();
+    const list = [await instance(home, 'a', pub)];
+    const st = appshotAsync(home, ['run', '--aid', 'st', '--publish', `${pub}:8080`, '--', HTTPD, 'serve', 'st', '8080', '100000'], KERNEL);
+    list.push(st);
+    try {
+      await waitFor(st.out, /listening/);
+      const ps = JSON.parse(appshot(home, ['ps', '--aid', 'st', '--json']).stdout) as { spid: number; command: string }[];
+      const spid = ps.find((p) => p.command.includes('static-httpd'))?.spid ?? 0;
+      expect(spid).toBeGreaterThan(0);
+      const TOTAL = 400;
+      const CONCURRENCY = 4;
+      let diedAt = Infinity;
+      const load: WhoLoad = { answers: [], failures: [] };
+      const killer = (async () => {
+        await waitFor(() => String(load.answers.filter((a) => a.who.startsWith('st ')).length), /^(?:[5-9]\d|\d{3,})$/);
+        process.kill(spid, 'SIGKILL');
+        await st.done;
+        diedAt = performance.now();
+      })();
+      await Promise.all([killer, whoUnderLoad(pub, TOTAL, CONCURRENCY, load)]);
+      expect(load.answers.length).toBeGreaterThanOrEqual(TOTAL);
+      for (const f of load.failures) expect(f.startedAt, `a request started after the instance died failed: ${f.error}`).toBeLessThan(diedAt);
+      expect(load.failures.length).toBeLessThanOrEqual(CONCURRENCY);
+      expect(load.answers.filter((a) => a.startedAt > diedAt && a.who.startsWith('st '))).toEqual([]);
+      expect(load.answers.filter((a) => a.startedAt > diedAt && a.who === 'a').length).toBeGreaterThan(0);
+      await waitFor(() => appshot(home, ['tables', '--type', 'publish', '--json']).stdout, /^(?![\s\S]*"aid":"st")[\s\S]*"aid":"a"/, 5000);
+    } finally {
+      await stop(list);
+    }
+  });
+
   it('an instance that stops accepting is taken out (its slot emptied; round robin alternates exactly over the others) and put back when it accepts again', async () => {
     const home = makeHome();
     const pub = await freePort();

@@ -82,7 +82,7 @@
 #define PROBE_MS 1000    /* how often an idle instance is checked for life */
 #define RECOUNT_MS 3     /* at the scaler's limit, open connections counted again this soon */
 #define OUT_MS 20        /* a member taken out (not accepting) looked at again this soon */
-#define RELAY_UNACKED 4  /* a channel's connections in flight from its relay (see join_relay) */
+#define RELAY_UNACKED 1  /* a channel's connections in flight from its relay (see dispatch_relay) */
 
 enum kind { W_PUBLIC, W_CHANNELS, W_CTL, W_TIMER, W_SIGNAL, W_CHAN, W_LISTENER, W_CLIENT, W_RECOUNT, W_RELAY };
 
@@ -1682,10 +1682,11 @@ static bool join_relay(struct instance *in)
 	return true;
 }
 
-/* The relay's connections down the channel, a few in flight at a time:
- * the rest wait in the relay's queue, where the kernel moves them to
- * another member if the instance ends (a connection in the channel would
- * be lost then, with no other channel to take it), and where a stopped
+/* The relay's connections down the channel, one in flight at a time (the
+ * program's ack, sent as it accepts, brings the next while it serves): the
+ * rest wait in the relay's queue, where the kernel moves them to another
+ * member if the instance ends (the one in the channel would be lost then,
+ * with no other channel to take it: drop_orphans), and where a stopped
  * instance's backlog shows (check_members takes it out). Paused while the
  * instance may take no more. */
 static void dispatch_relay(struct instance *in)
