@@ -21,15 +21,20 @@
  * comes, a reserve listener on every address holds the port (see
  * hold_public), so that a port in use is found at start.
  *
- * With APPSHOT_POOL_STEER=kernel in its environment and a program it may
- * load (CAP_BPF), the daemon steers in the kernel instead (steer.h): each
- * instance that can take one (the shim's) gets a listening socket of the
- * public port's SO_REUSEPORT group in place of the channel, an eBPF program
- * picks each connection's member, and the daemon is on no connection's
- * path; it keeps policy (slots, counts for lc), the end of members (their
+ * Where it may load its eBPF programs (root, or CAP_BPF), the daemon steers
+ * in the kernel (steer.h), unless APPSHOT_POOL_STEER=user asks for the
+ * hand-off above: each instance that can take one (the shim's, bound to the
+ * group's address) gets a listening socket of the public port's
+ * SO_REUSEPORT group in place of the channel, an eBPF program picks each
+ * connection's member, and the daemon is on no connection's path; it keeps
+ * policy (slots, counts for lc and ACTIVE), the end of members (their
  * closed sockets), members that stop accepting, and takeover (their
- * descriptors, from their processes). A scaler (template serve) turns a
- * pool with no member yet back to the user-space hand-off.
+ * descriptors, from whichever process holds them). An instance that can
+ * only take a channel (a static or Go program under the supervisor, a
+ * restored one) takes its turns through a relay, a member of ours whose
+ * connections we hand down its channel (join_relay). template serve starts
+ * its daemon on the hand-off (held connections, --conns); a scaler that
+ * comes to a pool with no member yet turns it back to the hand-off.
  *
  * Usage: appshot-pool HOME PUBLIC POLICY [HOST]   (POLICY: rr or lc)
  * Prints "ready" once its sockets are bound, then runs detached, logging to
