@@ -2,79 +2,21 @@
  * The published pool steered in the kernel (the default where the daemon,
  * as root, may load eBPF): each instance's listening descriptor is a member
  * of the public port's SO_REUSEPORT group and the daemon's program picks the
- * member of each connection. A channel (a static program under the
- * supervisor, a restored one) takes its turns through a member of the
- * daemon's. These tests clear APPSHOT_POOL_STEER, so that they test the
+ * member of each connection. test/poolsteer-channel.test.ts tests the
+ * instances that take their turns through a member of the daemon's (a
+ * channel) and takeover from a forked worker. These tests clear APPSHOT_POOL_STEER, so that they test the
  * default even in a run that forces the hand-off (APPSHOT_POOL_STEER=user),
  * which test/pool.test.ts and the others then test.
  */
-import { mkdirSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ROOT, builtProgram } from '../ts/paths.js';
+import { ROOT } from '../ts/paths.js';
 import { MODES, type WhoLoad, appshot, appshotAsync, freePort, makeHome, waitFor, who, whoUnderLoad } from './helpers.js';
+import { KERNEL, type PubRow, connectError, instance, listeningPorts, serverSpid, stop, tally } from './poolsteer-help.js';
 
 const NETTOOL = join(ROOT, 'test', 'fixtures', 'nettool.py');
-const HTTPD = builtProgram('static-httpd');
-const KERNEL = { APPSHOT_POOL_STEER: '' };
-
-type Harness = ReturnType<typeof appshotAsync>;
-
-/** An application serving who.txt (its own name) with python3 -m
- * http.server on virtual port 8080, published at pub, steered by the kernel. */
-async function instance(home: string, name: string, pub: number, extra: string[] = [], says = name): Promise<Harness> {
-  const dir = join(home, says);
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'who.txt'), says);
-  const h = appshotAsync(home, ['run', '--aid', name, '--publish', `${pub}:8080`, ...extra, '--', 'python3', '-u', '-m', 'http.server', '8080', '--bind', '127.0.0.1', '--directory', dir], KERNEL);
-  await waitFor(h.out, /Serving HTTP/);
-  return h;
-}
-
-function serverSpid(home: string, aid: string): number {
-  const ps = JSON.parse(appshot(home, ['ps', '--aid', aid, '--json']).stdout) as { spid: number; command: string }[];
-  const row = ps.find((p) => p.command.includes('http.server'));
-  if (!row) throw new Error(`no http.server process in ${aid}: ${JSON.stringify(ps)}`);
-  return row.spid;
-}
-
-async function stop(harnesses: Harness[]): Promise<void> {
-  for (const h of harnesses) h.child.kill('SIGTERM');
-  await Promise.all(harnesses.map((h) => h.done));
-}
-
-/** The TCP ports process pid listens on through its own descriptors (its
- * sockets' inodes against its network namespace's table of listeners). */
-function listeningPorts(pid: number): number[] {
-  const inodes = new Set<string>();
-  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-    const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
-    if (m) inodes.add(m[1]);
-  }
-  const ports: number[] = [];
-  for (const table of ['tcp', 'tcp6'])
-    for (const line of readFileSync(`/proc/${pid}/net/${table}`, 'utf8').split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/);
-      if (f.length > 9 && f[3] === '0A' && inodes.has(f[9])) ports.push(parseInt(f[1].split(':').pop()!, 16));
-    }
-  return ports;
-}
-
-interface PubRow {
-  pool: { steer: string; instances: { aid: string; handed: number; unacked: number }[] };
-}
-
-/** The error code of a TCP connection to host:port, or 'connected'. */
-function connectError(host: string, port: number): Promise<string> {
-  return new Promise((resolve) => {
-    const s = connect(port, host);
-    s.on('connect', () => (s.destroy(), resolve('connected')));
-    s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? String(e)));
-  });
-}
-
-const tally = (names: string[]) => names.reduce<Record<string, number>>((m, n) => ({ ...m, [n]: (m[n] ?? 0) + 1 }), {});
 
 describe.each(MODES)('published ports steered in the kernel (%s)', (_mode, flags) => {
   it('round robin is exact; each instance listens on a member of the public port itself; ps counts what the kernel handed', async () => {
@@ -135,41 +77,6 @@ describe.each(MODES)('published ports steered in the kernel (%s)', (_mode, flags
   });
 });
 
-describe.each(MODES)('published ports steered in the kernel, every instance in turn (%s)', (_mode, flags) => {
-  it('a static program under the supervisor (a channel) takes its turns through the daemon\'s member: round robin stays exact over it and a member', async () => {
-    const home = makeHome();
-    const pub = await freePort();
-    const list = [await instance(home, 'a', pub, [...flags])];
-    const st = appshotAsync(home, ['run', ...flags, '--aid', 'st', '--publish', `${pub}:8080`, '--', HTTPD, 'serve', 'st', '8080', '5'], KERNEL);
-    try {
-      await waitFor(st.out, /listening/);
-      const answers: string[] = [];
-      for (let i = 0; i < 10; i++) answers.push((await who(pub)).trim().split(' ')[0]);
-      expect(tally(answers)).toEqual({ a: 5, st: 5 });
-      expect((await st.done).code).toBe(0);
-      expect(readFileSync(join(home, 'pools', `${pub}.log`), 'utf8')).toMatch(/instance of st registered: .* through a channel .* its turns are taken by the daemon's member in slot 1/);
-    } finally {
-      await stop([...list, st]);
-    }
-  });
-
-  it('ps counts open connections under round robin (ACTIVE), as the kernel\'s socket table holds them', async () => {
-    const home = makeHome();
-    const pub = await freePort();
-    const list = [await instance(home, 'a', pub, [...flags]), await instance(home, 'b', pub, [...flags]), await instance(home, 'c', pub, [...flags])];
-    const held = [0, 1].map(() => connect(pub, '127.0.0.1'));
-    try {
-      await Promise.all(held.map((s) => new Promise((resolve) => s.once('connect', resolve))));
-      const rows = JSON.parse(appshot(home, ['tables', '--type', 'publish', '--json']).stdout) as PubRow[];
-      const inst = rows[0].pool.instances as unknown as { aid: string; active: number }[];
-      expect(inst.map((i) => [i.aid, i.active]).sort()).toEqual([['a', 1], ['b', 1], ['c', 0]]);
-    } finally {
-      for (const s of held) s.destroy();
-      await stop(list);
-    }
-  });
-});
-
 describe('published ports steered in the kernel: no connection lost, and the fallback', () => {
   it('a program of the application connecting to its own published port reaches its own instance (its system port is steered to its member)', async () => {
     const home = makeHome();
@@ -219,39 +126,6 @@ describe('published ports steered in the kernel: no connection lost, and the fal
     }
   });
 
-  it('a static program (a channel) killed with SIGKILL under load: what waited at the daemon\'s member for it moves to the other instance; only requests in flight at it fail', async () => {
-    const home = makeHome();
-    const pub = await freePort();
-    const list = [await instance(home, 'a', pub)];
-    const st = appshotAsync(home, ['run', '--aid', 'st', '--publish', `${pub}:8080`, '--', HTTPD, 'serve', 'st', '8080', '100000'], KERNEL);
-    list.push(st);
-    try {
-      await waitFor(st.out, /listening/);
-      const ps = JSON.parse(appshot(home, ['ps', '--aid', 'st', '--json']).stdout) as { spid: number; command: string }[];
-      const spid = ps.find((p) => p.command.includes('static-httpd'))?.spid ?? 0;
-      expect(spid).toBeGreaterThan(0);
-      const TOTAL = 400;
-      const CONCURRENCY = 4;
-      let diedAt = Infinity;
-      const load: WhoLoad = { answers: [], failures: [] };
-      const killer = (async () => {
-        await waitFor(() => String(load.answers.filter((a) => a.who.startsWith('st ')).length), /^(?:[5-9]\d|\d{3,})$/);
-        process.kill(spid, 'SIGKILL');
-        await st.done;
-        diedAt = performance.now();
-      })();
-      await Promise.all([killer, whoUnderLoad(pub, TOTAL, CONCURRENCY, load)]);
-      expect(load.answers.length).toBeGreaterThanOrEqual(TOTAL);
-      for (const f of load.failures) expect(f.startedAt, `a request started after the instance died failed: ${f.error}`).toBeLessThan(diedAt);
-      expect(load.failures.length).toBeLessThanOrEqual(CONCURRENCY);
-      expect(load.answers.filter((a) => a.startedAt > diedAt && a.who.startsWith('st '))).toEqual([]);
-      expect(load.answers.filter((a) => a.startedAt > diedAt && a.who === 'a').length).toBeGreaterThan(0);
-      await waitFor(() => appshot(home, ['tables', '--type', 'publish', '--json']).stdout, /^(?![\s\S]*"aid":"st")[\s\S]*"aid":"a"/, 5000);
-    } finally {
-      await stop(list);
-    }
-  });
-
   it('an instance that stops accepting is taken out (its slot emptied; round robin alternates exactly over the others) and put back when it accepts again', async () => {
     const home = makeHome();
     const pub = await freePort();
@@ -297,50 +171,6 @@ describe('published ports steered in the kernel: no connection lost, and the fal
       expect(tally(answers)).toEqual({ a: 5, b: 5 });
       expect(readFileSync(join(home, 'pools', `${pub}.log`), 'utf8')).toMatch(/instance of a taken over[\s\S]*2 instance\(s\) taken over/);
     } finally {
-      await stop(list);
-    }
-  });
-
-  it('kill -9 of the daemon after the process that listened let go of its socket: the next daemon finds the member in the forked worker that holds it', async () => {
-    const home = makeHome();
-    const pub = await freePort();
-    const server = `import os, socket
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(('127.0.0.1', 8080))
-s.listen()
-if os.fork() == 0:
-    while True:
-        c, _ = s.accept()
-        c.recv(1000)
-        c.sendall(b'HTTP/1.0 200 OK\\r\\n\\r\\nworker')
-        c.close()
-s.close()
-print('worker', flush=True)
-os.wait()`;
-    const list = [await instance(home, 'a', pub)];
-    const w = appshotAsync(home, ['run', '--aid', 'w', '--publish', `${pub}:8080`, '--', 'python3', '-u', '-c', server], KERNEL);
-    list.push(w);
-    let worker = 0;
-    try {
-      await waitFor(w.out, /worker/);
-      const status = () => (JSON.parse(appshot(home, ['tables', '--type', 'publish', '--json']).stdout) as (PubRow & { pool: { pid: number } })[])[0].pool;
-      const spid = () => (status().instances as unknown as { aid: string; spid: number }[]).find((i) => i.aid === 'w')?.spid ?? 0;
-      const registered = spid();
-      const old = status().pid;
-      process.kill(old, 'SIGKILL');
-      await waitFor(() => JSON.stringify(status()), /"instances":\[\{"aid":"[aw]".*"aid":"[aw]"/, 10_000);
-      expect(status().pid).not.toBe(old);
-      // The worker, which the application's harness waits for, is ended by us.
-      worker = spid();
-      expect(worker).not.toBe(registered);
-      expect(readFileSync(`/proc/${worker}/cmdline`, 'utf8')).toContain('python3');
-      const answers: string[] = [];
-      for (let k = 0; k < 10; k++) answers.push(await who(pub));
-      expect(tally(answers)).toEqual({ a: 5, worker: 5 });
-      expect(readFileSync(join(home, 'pools', `${pub}.log`), 'utf8')).toMatch(/instance of w: its member is held by pid \d+ now/);
-    } finally {
-      if (worker > 0) process.kill(worker, 'SIGTERM');
       await stop(list);
     }
   });
