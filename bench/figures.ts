@@ -101,9 +101,10 @@ export interface LookupFigures {
 
 export interface PoolFigures {
   requestsPerConnection: number;
-  /** Who steered the pool's connections: the daemon's hand-off (the
-   * default), or the kernel (APPSHOT_POOL_STEER=kernel, as root). Absent in
-   * results from before both were measured: the daemon's. */
+  /** Who steered the pool's connections: the kernel (the default, as
+   * root), or the daemon's hand-off (APPSHOT_POOL_STEER=user; the default
+   * before issue 21). Absent in results from before both were measured:
+   * the daemon's. */
   steer?: 'user' | 'kernel';
   directRps: number;
   poolRps: number;

@@ -3,12 +3,11 @@
  * three poolserver instances, each an application under appshot, loaded
  * from loopback by loadgen. Directly, the load generator spreads its
  * connections over the instances' own (system) ports; through the pool it
- * connects to the one public port, whose connections the pool daemon
- * accepts and hands over (the default), and then again with the kernel
- * steering them (APPSHOT_POOL_STEER=kernel, a daemon that may load BPF;
- * left out, and said, where it cannot). Measured with a connection per
- * request (the hand-off on every request) and with 100 requests per
- * connection.
+ * connects to the one public port, whose connections the kernel steers
+ * (the default where the daemon may load BPF; left out, and said, where it
+ * cannot), and then again with the daemon accepting each and handing it
+ * over (APPSHOT_POOL_STEER=user). Measured with a connection per request
+ * (the hand-off on every request) and with 100 requests per connection.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { connect } from 'node:net';
@@ -33,9 +32,11 @@ interface Instance {
   exited: Promise<void>;
 }
 
-function startInstance(home: string, aid: string, publish: boolean, serverArgs: string[] = [], steer: Steer = 'user'): Promise<Instance> {
+/** steer kernel is the default (the variable cleared), user forces the hand-off. */
+function startInstance(home: string, aid: string, publish: boolean, serverArgs: string[] = [], steer: Steer = 'kernel'): Promise<Instance> {
   const args = [CLI_PATH, 'run', '--aid', aid, ...(publish ? ['--publish', `${PUBLIC}:${VIRTUAL}`] : []), '--', builtProgram('poolserver'), String(VIRTUAL), ...serverArgs];
-  const child = spawn(process.execPath, args, { env: { ...process.env, APPSHOT_HOME: home, APPSHOT_POOL_STEER: steer }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const env = { ...process.env, APPSHOT_HOME: home, APPSHOT_POOL_STEER: steer === 'kernel' ? '' : 'user' };
+  const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = new Promise<void>((resolve) => child.on('close', () => resolve()));
   return new Promise((resolve, reject) => {
     child.stdout!.on('data', (d: Buffer) => {
@@ -112,7 +113,7 @@ async function withInstances<T>(home: string, publish: boolean, steer: Steer, fn
 export async function poolThroughput(home: string, rounds: number, seconds: number, progress?: (line: string) => void): Promise<PoolFigures[]> {
   const figures: PoolFigures[] = [];
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-  for (const steer of ['user', 'kernel'] as const)
+  for (const steer of ['kernel', 'user'] as const)
     for (const reqs of [1, 100]) {
       const direct: Load[] = [];
       const pool: Load[] = [];
@@ -124,7 +125,7 @@ export async function poolThroughput(home: string, rounds: number, seconds: numb
       }
       if (!pool.length) {
         progress?.('the pool daemon cannot load BPF here (it needs root or CAP_BPF): no rows for steering in the kernel');
-        break;
+        break; /* to the user-space rows */
       }
       const directRps = median(direct.map((l) => l.rps));
       const poolRps = median(pool.map((l) => l.rps));
@@ -179,7 +180,7 @@ export const poolStage: Stage = {
   name: 'pool',
   describe(full) {
     const { rounds, seconds } = sized(full, SIZES);
-    return `published-port pool against the same ${INSTANCES} instances reached directly, a connection per request and 100 per connection, the daemon's hand-off and the kernel's steering (${rounds} rounds of ${seconds} s each way)`;
+    return `published-port pool against the same ${INSTANCES} instances reached directly, a connection per request and 100 per connection, the kernel's steering (the default) and the daemon's hand-off (${rounds} rounds of ${seconds} s each way)`;
   },
   async run(ctx) {
     const { rounds, seconds } = sized(ctx.full, SIZES);

@@ -34,7 +34,7 @@ const verdict = (met: boolean | null) => (met === null ? '' : met ? 'met' : 'MIS
 const allocLabel = (procs: number) => `allocation (semget IPC_PRIVATE), ${procs} process${procs === 1 ? '' : 'es'} at once`;
 const poolLabel = (p: PoolFigures) =>
   `${p.requestsPerConnection === 1 ? 'a connection per request' : `${p.requestsPerConnection} requests per connection`}, ` +
-  (p.steer === 'kernel' ? 'steered in the kernel (APPSHOT_POOL_STEER=kernel)' : "the daemon's hand-off (default)");
+  (p.steer === 'kernel' ? 'steered in the kernel (default)' : "the daemon's hand-off (APPSHOT_POOL_STEER=user)");
 const cloneMet = (f: CloneFigures) => f.overheadMs.max <= CLONE_TARGET_MS;
 const ms = (x: { p50: number; max: number }) => `${x.p50.toFixed(1)} ms, max ${x.max.toFixed(1)} ms`;
 function cloneRows(r: Results): string[][] {

@@ -1,76 +1,22 @@
 /**
- * The published pool steered in the kernel (APPSHOT_POOL_STEER=kernel, the
- * daemon as root may load eBPF): each instance's listening descriptor is a
- * member of the public port's SO_REUSEPORT group and the daemon's program
- * picks the member of each connection. The user-space hand-off, the
- * default, is what test/pool.test.ts tests.
+ * The published pool steered in the kernel (the default where the daemon,
+ * as root, may load eBPF): each instance's listening descriptor is a member
+ * of the public port's SO_REUSEPORT group and the daemon's program picks the
+ * member of each connection. test/poolsteer-channel.test.ts tests the
+ * instances that take their turns through a member of the daemon's (a
+ * channel) and takeover from a forked worker. These tests clear APPSHOT_POOL_STEER, so that they test the
+ * default even in a run that forces the hand-off (APPSHOT_POOL_STEER=user),
+ * which test/pool.test.ts and the others then test.
  */
-import { mkdirSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ROOT } from '../ts/paths.js';
 import { MODES, type WhoLoad, appshot, appshotAsync, freePort, makeHome, waitFor, who, whoUnderLoad } from './helpers.js';
+import { KERNEL, type PubRow, connectError, instance, listeningPorts, serverSpid, stop, tally } from './poolsteer-help.js';
 
 const NETTOOL = join(ROOT, 'test', 'fixtures', 'nettool.py');
-const KERNEL = { APPSHOT_POOL_STEER: 'kernel' };
-
-type Harness = ReturnType<typeof appshotAsync>;
-
-/** An application serving who.txt (its own name) with python3 -m
- * http.server on virtual port 8080, published at pub, steered by the kernel. */
-async function instance(home: string, name: string, pub: number, extra: string[] = [], says = name): Promise<Harness> {
-  const dir = join(home, says);
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'who.txt'), says);
-  const h = appshotAsync(home, ['run', '--aid', name, '--publish', `${pub}:8080`, ...extra, '--', 'python3', '-u', '-m', 'http.server', '8080', '--bind', '127.0.0.1', '--directory', dir], KERNEL);
-  await waitFor(h.out, /Serving HTTP/);
-  return h;
-}
-
-function serverSpid(home: string, aid: string): number {
-  const ps = JSON.parse(appshot(home, ['ps', '--aid', aid, '--json']).stdout) as { spid: number; command: string }[];
-  const row = ps.find((p) => p.command.includes('http.server'));
-  if (!row) throw new Error(`no http.server process in ${aid}: ${JSON.stringify(ps)}`);
-  return row.spid;
-}
-
-async function stop(harnesses: Harness[]): Promise<void> {
-  for (const h of harnesses) h.child.kill('SIGTERM');
-  await Promise.all(harnesses.map((h) => h.done));
-}
-
-/** The TCP ports process pid listens on through its own descriptors (its
- * sockets' inodes against its network namespace's table of listeners). */
-function listeningPorts(pid: number): number[] {
-  const inodes = new Set<string>();
-  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-    const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
-    if (m) inodes.add(m[1]);
-  }
-  const ports: number[] = [];
-  for (const table of ['tcp', 'tcp6'])
-    for (const line of readFileSync(`/proc/${pid}/net/${table}`, 'utf8').split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/);
-      if (f.length > 9 && f[3] === '0A' && inodes.has(f[9])) ports.push(parseInt(f[1].split(':').pop()!, 16));
-    }
-  return ports;
-}
-
-interface PubRow {
-  pool: { steer: string; instances: { aid: string; handed: number; unacked: number }[] };
-}
-
-/** The error code of a TCP connection to host:port, or 'connected'. */
-function connectError(host: string, port: number): Promise<string> {
-  return new Promise((resolve) => {
-    const s = connect(port, host);
-    s.on('connect', () => (s.destroy(), resolve('connected')));
-    s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? String(e)));
-  });
-}
-
-const tally = (names: string[]) => names.reduce<Record<string, number>>((m, n) => ({ ...m, [n]: (m[n] ?? 0) + 1 }), {});
 
 describe.each(MODES)('published ports steered in the kernel (%s)', (_mode, flags) => {
   it('round robin is exact; each instance listens on a member of the public port itself; ps counts what the kernel handed', async () => {
@@ -280,19 +226,19 @@ describe('published ports steered in the kernel: no connection lost, and the fal
     }
   });
 
-  it('without APPSHOT_POOL_STEER=kernel the daemon hands connections over in user space, and says so in its log', async () => {
+  it('with APPSHOT_POOL_STEER=user the daemon hands connections over in user space, and says so in its log', async () => {
     const home = makeHome();
     const plain = await freePort();
     const dir = join(home, 'p');
     mkdirSync(dir);
     writeFileSync(join(dir, 'who.txt'), 'p');
-    const p = appshotAsync(home, ['run', '--aid', 'p', '--publish', `${plain}:8080`, '--', 'python3', '-u', '-m', 'http.server', '8080', '--bind', '127.0.0.1', '--directory', dir]);
+    const p = appshotAsync(home, ['run', '--aid', 'p', '--publish', `${plain}:8080`, '--', 'python3', '-u', '-m', 'http.server', '8080', '--bind', '127.0.0.1', '--directory', dir], { APPSHOT_POOL_STEER: 'user' });
     try {
       await waitFor(p.out, /Serving HTTP/);
       expect(await who(plain)).toBe('p');
       const rows = JSON.parse(appshot(home, ['tables', '--type', 'publish', '--json']).stdout) as PubRow[];
       expect(rows.map((r) => r.pool.steer)).toEqual(['user']);
-      expect(readFileSync(join(home, 'pools', `${plain}.log`), 'utf8')).toContain('steering in user space: each connection is accepted');
+      expect(readFileSync(join(home, 'pools', `${plain}.log`), 'utf8')).toContain('steering in user space, as APPSHOT_POOL_STEER=user asks: each connection is accepted');
       expect(listeningPorts(serverSpid(home, 'p'))).toEqual([]);
     } finally {
       await stop([p]);

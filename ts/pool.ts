@@ -78,7 +78,7 @@ export function publishSpec(p: Publication): string {
 export function checkPoolSteer(value = process.env.APPSHOT_POOL_STEER): void {
   if (value === undefined || value === '' || value === 'kernel' || value === 'user') return;
   throw new AppshotError(
-    `APPSHOT_POOL_STEER is '${value}': set it to kernel (the kernel steers a published port's connections; the pool daemon must be able to load eBPF, as root) or user (the daemon hands each connection over), or unset it`,
+    `APPSHOT_POOL_STEER is '${value}': set it to kernel (the default: the kernel steers a published port's connections where the pool daemon can load eBPF, as root) or user (the daemon hands each connection over), or unset it`,
     EXIT.usage,
   );
 }
@@ -184,10 +184,12 @@ function readLine(home: string, pub: number, c: Ctl): Promise<string> {
   });
 }
 
-/** Starts the daemon for pub; the caller holds the pool's lock. */
-function startDaemon(home: string, pub: number, balance: Balance, holder: string | undefined, host?: string): Promise<void> {
+/** Starts the daemon for pub; the caller holds the pool's lock. steer
+ * overrides APPSHOT_POOL_STEER for it. */
+function startDaemon(home: string, pub: number, balance: Balance, holder: string | undefined, host?: string, steer?: 'user'): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(POOL_PATH, [home, String(pub), balance, ...(host === undefined ? [] : [host])], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const env = steer === undefined ? process.env : { ...process.env, APPSHOT_POOL_STEER: steer };
+    const child = spawn(POOL_PATH, [home, String(pub), balance, ...(host === undefined ? [] : [host])], { detached: true, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     const timer = setTimeout(() => {
@@ -249,9 +251,10 @@ function publish(home: string, pub: number, aid: string, balance: Balance, holde
   return lifeline(home, pub, `publish ${aid} ${balance}`, `application '${aid}'`, balance, holder, host);
 }
 
-/** Connects to the daemon of pub (starting it if none runs) and makes the
- * connection a lifeline by request (publish or scale; core/pool.h). */
-async function lifeline(home: string, pub: number, request: string, who: string, balance: Balance, holder?: string, host?: string): Promise<Ctl> {
+/** Connects to the daemon of pub (starting it if none runs, steering as
+ * steer says or APPSHOT_POOL_STEER) and makes the connection a lifeline by
+ * request (publish or scale; core/pool.h). */
+async function lifeline(home: string, pub: number, request: string, who: string, balance: Balance, holder?: string, host?: string, steer?: 'user'): Promise<Ctl> {
   homeSubdir(home, 'pools');
   checkHomeFile(poolFile(home, pub, 'log')); // the daemon opens it, refusing a link, after it said ready
   const lockFd = await lockPool(home, pub); // one harness finds or starts the daemon at a time
@@ -259,7 +262,7 @@ async function lifeline(home: string, pub: number, request: string, who: string,
   try {
     c = await connectCtl(home, pub);
     if (!c) {
-      await startDaemon(home, pub, balance, holder, host);
+      await startDaemon(home, pub, balance, holder, host, steer);
       c = await connectCtl(home, pub);
       if (!c) throw new AppshotError(`the pool daemon for port ${pub} started but does not answer at ${poolFile(home, pub, 'ctl')}`);
     }
@@ -359,8 +362,9 @@ export interface PoolStatus {
   public: number;
   policy: Balance;
   /** Who picks each connection's instance: an eBPF program in the kernel
-   * (APPSHOT_POOL_STEER=kernel, round robin, a daemon that may load BPF)
-   * or the daemon, which accepts it and hands it over. */
+   * (the default where the daemon may load BPF) or the daemon, which
+   * accepts it and hands it over (APPSHOT_POOL_STEER=user, a daemon that
+   * may not load BPF, or a pool of template serve). */
   steer: 'kernel' | 'user';
   pid: number;
   held: number;
@@ -414,12 +418,14 @@ export async function scalePool(
 ): Promise<Scaler> {
   const request = `scale ${opts.name} ${opts.conns}`;
   const who = `the serving command of template '${opts.name}'`;
-  let current = (await lifeline(home, pub, request, who, opts.balance, opts.holder, opts.host)).s;
+  // Held connections, --conns and the need events are the hand-off's: a
+  // daemon the serving command starts hands connections over in user space.
+  let current = (await lifeline(home, pub, request, who, opts.balance, opts.holder, opts.host, 'user')).s;
   let closed = false;
   const rejoin = async () => {
     for (let attempt = 0; !closed; attempt++) {
       try {
-        const next = (await lifeline(home, pub, request, who, opts.balance, undefined, opts.host)).s;
+        const next = (await lifeline(home, pub, request, who, opts.balance, undefined, opts.host, 'user')).s;
         if (closed) next.destroy();
         else {
           watch((current = next));

@@ -296,28 +296,40 @@ static int publishes_at(void *arg, uint32_t vrid, const struct fwd_val *row)
 }
 
 /* The virtual port of the application's system port sport: its row in the
- * tables (the shim made one at bind), else sport itself. A TCP listener at
- * a public port of the application is the member the pool daemon gave a
- * listener of its (a pool steered in the kernel, pool/steer.h): the
- * virtual port published there. */
-static uint16_t virtual_port(const struct ckpt_ctx *ctx, uint32_t proto, uint16_t sport, int listening, int *known)
+ * tables (the shim made one at bind), else sport itself. */
+static uint16_t virtual_port(const struct ckpt_ctx *ctx, uint32_t proto, uint16_t sport, int *known)
 {
 	struct tabledb *t = ctx ? ctx->tables : NULL;
 	MDB_txn *txn;
 	uint32_t vrid;
-	uint16_t port = sport;
 	*known = !t;
 	if (!t || mdb_txn_begin(t->env, NULL, MDB_RDONLY, &txn)) return sport;
 	if (tabledb_rev(t, txn, RT_PORT, port_id(proto, sport), &vrid) == REV_MINE) {
 		*known = 1;
 		sport = port_of(vrid);
-	} else if (listening && proto == PORT_PROTO_TCP && tabledb_each(t, txn, RT_PUBLISH, publishes_at, &port) == 1) {
-		*known = 1;
-		sport = port;
 	}
 	mdb_txn_abort(txn);
 	return sport;
 }
+
+/* A TCP listener at a public port of the application is the member the
+ * pool daemon gave it in place of its listener (a pool steered in the
+ * kernel, pool/steer.h): the virtual port published there, or 0. */
+static uint16_t member_vport(const struct ckpt_ctx *ctx, uint16_t sport)
+{
+	struct tabledb *t = ctx ? ctx->tables : NULL;
+	MDB_txn *txn;
+	uint32_t vrid;
+	uint16_t port = sport;
+	if (!t || mdb_txn_begin(t->env, NULL, MDB_RDONLY, &txn)) return 0;
+	if (tabledb_rev(t, txn, RT_PORT, port_id(PORT_PROTO_TCP, sport), &vrid) == REV_MINE || tabledb_each(t, txn, RT_PUBLISH, publishes_at, &port) != 1)
+		port = 0;
+	mdb_txn_abort(txn);
+	return port;
+}
+
+static int describe_pool_channel(struct fds_capture *c, struct fds_proc *p, int fd, const struct stat *st, int flags,
+				 const struct sockaddr_storage *listening, char *err, size_t errlen);
 
 static int sockopt_int(int sfd, int level, int name)
 {
@@ -332,6 +344,16 @@ static int describe_inet(struct fds_capture *c, struct fds_proc *p, int fd, int 
 	uint32_t proto = type == SOCK_STREAM && (protocol == 0 || protocol == IPPROTO_TCP) ? PORT_PROTO_TCP
 			 : type == SOCK_DGRAM && (protocol == 0 || protocol == IPPROTO_UDP) ? PORT_PROTO_UDP : 0;
 	if (!proto) return refuse(p, fd, "an IP socket that is neither TCP nor UDP", err, errlen);
+	struct sockaddr_storage member;
+	socklen_t mlen = sizeof member;
+	uint16_t mvport;
+	/* A member stands for the program's listener as a channel does: the
+	 * same record, restored the same way (make_pool_listener). */
+	if (proto == PORT_PROTO_TCP && sockopt_int(sfd, SOL_SOCKET, SO_ACCEPTCONN) && !getsockname(sfd, (struct sockaddr *)&member, &mlen) &&
+	    (mvport = member_vport(c->ctx, port_in(&member)))) {
+		set_port_in(&member, mvport);
+		return describe_pool_channel(c, p, fd, st, flags, &member, err, errlen);
+	}
 	struct fds_sock *s = new_sock(c);
 	if (!s) return fds_err(err, errlen, "out of memory"), -1;
 	s->family = family;
@@ -354,7 +376,7 @@ static int describe_inet(struct fds_capture *c, struct fds_proc *p, int fd, int 
 	uint16_t sport = port_in(&s->local);
 	if (sport) {
 		int known;
-		uint16_t vport = virtual_port(c->ctx, proto, sport, listening, &known);
+		uint16_t vport = virtual_port(c->ctx, proto, sport, &known);
 		put_addr(o->json, "addr", &s->local);
 		cJSON_AddNumberToObject(o->json, "port", vport);
 		/* A port the application's tables do not know (port 0, the

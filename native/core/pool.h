@@ -91,11 +91,15 @@ struct pool_register {
 
 /* The registrant can take a member socket in place of a channel (the
  * shim can; the supervisor and the restorer read channels only). A daemon
- * that steers in the kernel (pool/steer.h) then answers with a listening
- * socket of the public port's SO_REUSEPORT group attached (pool_reply's
- * member = 1): it takes the program's descriptor, and the kernel puts the
- * connections the daemon's program picks for it in its accept queue. The
- * channel protocol below is then unused for that instance. */
+ * that steers in the kernel (pool/steer.h, the default where it may load
+ * eBPF) then answers with a listening socket of the public port's
+ * SO_REUSEPORT group attached (pool_reply's member = 1) if the program bound
+ * the group's address: it takes the program's descriptor, and the kernel
+ * puts the connections the daemon's program picks for it in its accept
+ * queue. The channel protocol below is then unused for that instance. A
+ * channel in a pool steered in the kernel gets its turns all the same: the
+ * daemon's own member in a slot takes them and the daemon hands them down
+ * the channel. */
 #define POOL_REG_MEMBER 1u
 
 /* Instance -> daemon, the one message of a connection of its own: a

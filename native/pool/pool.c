@@ -21,15 +21,20 @@
  * comes, a reserve listener on every address holds the port (see
  * hold_public), so that a port in use is found at start.
  *
- * With APPSHOT_POOL_STEER=kernel in its environment and a program it may
- * load (CAP_BPF), the daemon steers in the kernel instead (steer.h): each
- * instance that can take one (the shim's) gets a listening socket of the
- * public port's SO_REUSEPORT group in place of the channel, an eBPF program
- * picks each connection's member, and the daemon is on no connection's
- * path; it keeps policy (slots, counts for lc), the end of members (their
+ * Where it may load its eBPF programs (root, or CAP_BPF), the daemon steers
+ * in the kernel (steer.h), unless APPSHOT_POOL_STEER=user asks for the
+ * hand-off above: each instance that can take one (the shim's, bound to the
+ * group's address) gets a listening socket of the public port's
+ * SO_REUSEPORT group in place of the channel, an eBPF program picks each
+ * connection's member, and the daemon is on no connection's path; it keeps
+ * policy (slots, counts for lc and ACTIVE), the end of members (their
  * closed sockets), members that stop accepting, and takeover (their
- * descriptors, from their processes). A scaler (template serve) turns a
- * pool with no member yet back to the user-space hand-off.
+ * descriptors, from whichever process holds them). An instance that can
+ * only take a channel (a static or Go program under the supervisor, a
+ * restored one) takes its turns through a relay, a member of ours whose
+ * connections we hand down its channel (join_relay). template serve starts
+ * its daemon on the hand-off (held connections, --conns); a scaler that
+ * comes to a pool with no member yet turns it back to the hand-off.
  *
  * Usage: appshot-pool HOME PUBLIC POLICY [HOST]   (POLICY: rr or lc)
  * Prints "ready" once its sockets are bound, then runs detached, logging to
@@ -37,6 +42,7 @@
  * arguments, 3 the public port is in use.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -81,8 +87,9 @@
 #define PROBE_MS 1000    /* how often an idle instance is checked for life */
 #define RECOUNT_MS 3     /* at the scaler's limit, open connections counted again this soon */
 #define OUT_MS 20        /* a member taken out (not accepting) looked at again this soon */
+#define RELAY_UNACKED 1  /* a channel's connections in flight from its relay (see dispatch_relay) */
 
-enum kind { W_PUBLIC, W_CHANNELS, W_CTL, W_TIMER, W_SIGNAL, W_CHAN, W_LISTENER, W_CLIENT, W_RECOUNT };
+enum kind { W_PUBLIC, W_CHANNELS, W_CTL, W_TIMER, W_SIGNAL, W_CHAN, W_LISTENER, W_CLIENT, W_RECOUNT, W_RELAY };
 
 /* What epoll reports on; owner is the instance or the client. */
 struct watch {
@@ -131,6 +138,8 @@ struct instance {
 	struct queue unacked, direct;
 	struct opens open;         /* its pool connections still open, for lc and the scaler */
 	bool kernel;               /* a member of the steered group (steer.h), in slot */
+	bool relayed;              /* a channel whose turns the kernel gives relay, our member in slot */
+	struct watch relay;
 	uint32_t slot;
 	uint64_t handed_base;      /* the slot's count when it came */
 	uint64_t member_ino;       /* its member's inode, which a successor checks */
@@ -332,7 +341,7 @@ static void resume(struct watch *w)
 {
 	int lowest = w->paused ? fcntl(g.ep, F_DUPFD_CLOEXEC, 0) : -1;
 	if (lowest >= 0) close(lowest);
-	if (lowest >= 0 && ((w->kind != W_PUBLIC && w->kind != W_LISTENER) || lowest < g.fd_limit - FD_RESERVE))
+	if (lowest >= 0 && ((w->kind != W_PUBLIC && w->kind != W_LISTENER && w->kind != W_RELAY) || lowest < g.fd_limit - FD_RESERVE))
 		set_paused(w, false);
 }
 
@@ -388,11 +397,19 @@ static bool peer_ours(int fd, const char *path)
 
 /* ---- choosing an instance and handing off ---- */
 
-/* Its open connections: for a member, as the program counts them under
- * lc (kernel_recount); round robin counts none in the kernel. */
+/* Whether the kernel gives it turns: its member, or our relay for its
+ * channel, is in a slot of the steered group. */
+static bool in_group(const struct instance *in)
+{
+	return in->kernel || in->relayed;
+}
+
+/* Its open connections: for one in the group, as counted from the
+ * kernel's socket table by the slot the program gave each client
+ * (kernel_recount), plus, under lc, the program's picks since. */
 static int active(const struct instance *in)
 {
-	if (in->kernel) return g.lc ? (int)steer_conns(in->slot) : 0;
+	if (in_group(in)) return (int)steer_conns(in->slot);
 	return in->open.n + in->unacked.n;
 }
 
@@ -408,6 +425,8 @@ static void kernel_recount(void);
 static void check_members(uint64_t now);
 static socklen_t program_address(const struct pool_register *reg, int port, struct sockaddr_storage *ss, char host[INET6_ADDRSTRLEN]);
 static bool send_reply(int fd, const struct pool_reply *reply, int mfd);
+static bool join_relay(struct instance *in);
+static void dispatch_relay(struct instance *in);
 
 /* Whether a choice needs IN's acks read now, beyond those read when they
  * woke us (on_channel): lc and the scaler's limit count open connections,
@@ -596,8 +615,8 @@ static void on_listener(struct instance *in)
 static struct instance *new_instance(void)
 {
 	struct instance *in = xcalloc(sizeof *in);
-	in->since_ms = monotonic_ms();
-	in->lis.fd = -1;
+	in->since_ms = in->busy_ms = monotonic_ms(); /* idle from now */
+	in->lis.fd = in->relay.fd = -1;
 	g.inst = xrealloc(g.inst, (g.ninst + 1) * sizeof *g.inst);
 	g.inst[g.ninst++] = in;
 	return in;
@@ -674,6 +693,7 @@ static bool watch_instance(struct instance *in, int fd)
 }
 
 static int listen_as(const struct pool_register *reg, int lfd);
+static bool at_group_address(const struct pool_register *reg);
 
 static bool name_valid(struct pool_register *reg)
 {
@@ -755,18 +775,20 @@ static void take_register(struct instance *in)
 	errno = 0;
 	if (n != sizeof reg || reg.magic != POOL_MAGIC || nfd != 1 || (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || !name_valid(&reg))
 		reply.status = EPROTO;
-	else if (g.kernel && (reg.flags & POOL_REG_MEMBER)) {
-		/* Its own listener gives the group its address; then it closes:
+	else if (g.kernel && (reg.flags & POOL_REG_MEMBER) && !(reply.status = listen_as(&reg, lfd)) && at_group_address(&reg)) {
+		/* Its own listener gave the group its address; now it closes:
 		 * the member is the instance's listener from now on. */
-		if (!(reply.status = listen_as(&reg, lfd)) && (mfd = join_member(in, &reg)) < 0) reply.status = errno;
+		if ((mfd = join_member(in, &reg)) < 0) reply.status = errno;
 		close(lfd);
 		lfd = -1;
 		reply.member = mfd >= 0;
+	} else if (reply.status) {
+		/* no public listener: refused below */
 	} else if ((ifd = connect_instance(reg.name)) < 0 || fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK) < 0 ||
 		 !watch_add(&in->lis, W_LISTENER, lfd, in))
 		reply.status = errno ? errno : EINVAL;
-	else
-		reply.status = listen_as(&reg, lfd);
+	else if (!(reply.status = listen_as(&reg, lfd)) && g.kernel)
+		join_relay(in); /* without a slot it is reached at its own port only (logged below) */
 	if (reply.status && n > 0) {
 		if (ifd >= 0) close(ifd);
 		if (lfd >= 0 && in->lis.fd != lfd) close(lfd);
@@ -787,8 +809,11 @@ static void take_register(struct instance *in)
 	in->busy_ms = monotonic_ms(); /* idle from now */
 	write_state();
 	if (in->kernel) logmsg("instance of %s registered: port %u, pid %u, member of the steered group in slot %u", reg.aid, reg.vport, reg.spid, in->slot);
+	else if (in->relayed)
+		logmsg("instance of %s registered: port %u on %u, pid %u, through a channel (a static or restored program): its turns are "
+		       "taken by the daemon's member in slot %u and handed over", reg.aid, reg.vport, reg.sport, reg.spid, in->slot);
 	else if (g.kernel)
-		logmsg("instance of %s registered: port %u on %u, pid %u, through a channel (a static or restored program): the kernel steers "
+		logmsg("instance of %s registered: port %u on %u, pid %u, through a channel, with no slot free: the kernel steers "
 		       "none of the public port's connections to it, only those to its own port", reg.aid, reg.vport, reg.sport, reg.spid);
 	else logmsg("instance of %s registered: port %u on %u, pid %u", reg.aid, reg.vport, reg.sport, reg.spid);
 	tell_scaler("joined %s\n", reg.aid);
@@ -834,7 +859,7 @@ static void take_ack(struct instance *in, const struct pool_ack *ack)
 	if (c && ack->taken) {
 		in->handed++;
 		struct tuple t;
-		if (!c->direct && tuple_of(c->fd, &t)) push_open(&in->open, &t);
+		if (!c->direct && !in->relayed && tuple_of(c->fd, &t)) push_open(&in->open, &t);
 		drop_conn(c);
 	} else if (c) {
 		/* It could not install it: hand it again, but not to this
@@ -899,6 +924,7 @@ static void on_channel(struct instance *in, uint32_t events)
 	if (in->dead) return;
 	dispatch_direct(in);
 	dispatch_held();
+	dispatch_relay(in);
 }
 
 /* Its pool connections not yet taken go back to the front of the held
@@ -922,6 +948,7 @@ static void remove_instance(int i)
 	g.held = back;
 	watch_close(&in->chan);
 	watch_close(&in->lis);
+	watch_close(&in->relay); /* what waits in its queue the kernel moves to another member */
 	free(in->open.v);
 	free(in);
 	memmove(g.inst + i, g.inst + i + 1, (g.ninst - i - 1) * sizeof *g.inst);
@@ -929,6 +956,19 @@ static void remove_instance(int i)
 	if (g.rr > i) g.rr--;
 	if (g.rr >= g.ninst) g.rr = 0;
 	if (g.kernel) publish_slots();
+}
+
+/* Steering in the kernel, connections come back here only from a channel
+ * that ended before taking them (see dispatch_relay): with no channel
+ * left to take them, they are closed; a member cannot be given one. */
+static void drop_orphans(void)
+{
+	int n = 0;
+	if (!g.kernel || !g.held.n) return;
+	for (int i = 0; i < g.ninst; i++)
+		if (g.inst[i]->registered && !g.inst[i]->dead && !g.inst[i]->kernel) return;
+	for (struct conn *c; (c = q_pop(&g.held)); n++) drop_conn(c);
+	logmsg("%d connection(s) handed to a channel that ended closed: no other channel is left to take them", n);
 }
 
 /* Instances are freed only here, after an epoll batch, since one batch may
@@ -943,6 +983,7 @@ static void reap(void)
 		if (removed) dispatch_held(), maybe_exit(); /* which may find another dead */
 	}
 	if (any) write_state();
+	drop_orphans();
 }
 
 /* ---- least connections: which taken connections are still open ---- */
@@ -1016,12 +1057,15 @@ static void on_tick(void)
 		if (in->registered && !in->dead && !in->kernel && (probe || in->unacked.n) && !instance_alive(in)) in->dead = true;
 		in->blocked = false;
 		dispatch_direct(in);
+		dispatch_relay(in);
 	}
 	/* rr needs no counts, only status reports them: refresh less often;
 	 * lc and a scaler's limit and idle times need them each tick. */
 	if (now - g.refresh_ms >= (g.lc || g.scaler ? TICK_MS : 10 * TICK_MS)) {
 		refresh_active();
-		kernel_recount();
+		/* Under round robin the program chooses by no count: the status
+		 * counts again when asked (send_status), the ticks do not. */
+		if (g.lc) kernel_recount();
 		g.refresh_ms = now;
 	}
 	dispatch_held(); /* after the counts: slots under the limit may be free */
@@ -1068,7 +1112,7 @@ static void json_str(FILE *f, const char *sep, const char *s)
  * member by the program (counted in the kernel). */
 static uint64_t handed(const struct instance *in)
 {
-	return in->kernel ? steer_handed(in->slot) - in->handed_base : in->handed;
+	return in_group(in) ? steer_handed(in->slot) - in->handed_base : in->handed;
 }
 
 static void send_status(int fd)
@@ -1185,7 +1229,7 @@ static bool take_scaler(struct client *cl, const char *name, const char *conns)
 		return send_all(cl->w.fd, "error bad scale request\n", 24), false;
 	if (!user_steering())
 	{
-		const char *no = "error this pool steers in the kernel (APPSHOT_POOL_STEER=kernel); template serve needs the user-space hand-off\n";
+		const char *no = "error this pool steers in the kernel; template serve needs the user-space hand-off: publish its port with APPSHOT_POOL_STEER=user\n";
 		return send_all(cl->w.fd, no, strlen(no)), false;
 	}
 	int err = g.pub.fd < 0 ? listen_everywhere() : 0;
@@ -1342,7 +1386,7 @@ static void publish_slots(void)
 	uint32_t n = 0;
 	bool used[STEER_SLOTS] = { false };
 	for (int i = 0; i < g.ninst; i++)
-		if (g.inst[i]->kernel && !g.inst[i]->dead) {
+		if (in_group(g.inst[i]) && !g.inst[i]->dead) {
 			used[g.inst[i]->slot] = true;
 			if (g.inst[i]->slot + 1 > n) n = g.inst[i]->slot + 1;
 		}
@@ -1426,15 +1470,66 @@ static void note_listener(const struct inet_diag_msg *d, void *arg)
 	if (l->n < sizeof l->v / sizeof l->v[0]) l->v[l->n].ino = d->idiag_inode, l->v[l->n++].queued = d->idiag_rqueue;
 }
 
-/* Its member as the program's descriptor in its registering process, if
- * it still is (by inode): a new descriptor of ours, or -1. */
-static int fetch_member(const struct instance *in)
+/* Descriptor fdnum of process pid as a new descriptor of ours, if it is
+ * the socket of inode ino: or -1. */
+static int fd_of(uint32_t pid, uint32_t fdnum, uint64_t ino)
 {
 	struct stat st;
-	int fd = -1, pidfd = (int)syscall(SYS_pidfd_open, (pid_t)in->reg.spid, 0);
-	if (pidfd >= 0) fd = (int)syscall(SYS_pidfd_getfd, pidfd, (int)in->reg.fdnum, 0);
+	int fd = -1, pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
+	if (pidfd >= 0) fd = (int)syscall(SYS_pidfd_getfd, pidfd, (int)fdnum, 0);
 	if (pidfd >= 0) close(pidfd);
-	if (fd >= 0 && (fstat(fd, &st) || st.st_ino != in->member_ino)) close(fd), fd = -1;
+	if (fd >= 0 && (fstat(fd, &st) || st.st_ino != ino)) close(fd), fd = -1;
+	return fd;
+}
+
+/* The socket of inode ino, held by some process other than us: first as
+ * descriptor *fdnum of *pid (where it was registered), else found by a walk
+ * of /proc (the registering process ended and forked workers hold it, or
+ * it moved the socket to another number), and *pid, *fdnum then say where.
+ * The walk reads a link per descriptor on the host: made only when the
+ * first try fails, at a takeover or a put-back, never per connection.
+ * A new descriptor of ours, or -1. */
+static int grab_socket(uint64_t ino, uint32_t *pid, uint32_t *fdnum)
+{
+	char want[48], path[64], link[48];
+	int fd = fd_of(*pid, *fdnum, ino);
+	DIR *procs = fd < 0 ? opendir("/proc") : NULL;
+	struct dirent *p, *e;
+	snprintf(want, sizeof want, "socket:[%llu]", (unsigned long long)ino);
+	while (procs && fd < 0 && (p = readdir(procs))) {
+		char *end;
+		unsigned long pn = strtoul(p->d_name, &end, 10);
+		if (*end || !pn || pn == (unsigned long)getpid()) continue;
+		snprintf(path, sizeof path, "/proc/%lu/fd", pn);
+		DIR *fds = opendir(path);
+		while (fds && fd < 0 && (e = readdir(fds))) {
+			unsigned long fn = strtoul(e->d_name, &end, 10);
+			if (*end || e->d_name[0] == '.') continue;
+			snprintf(path, sizeof path, "/proc/%lu/fd/%lu", pn, fn);
+			ssize_t n = readlink(path, link, sizeof link - 1);
+			if (n <= 0 || (size_t)n != strlen(want) || memcmp(link, want, (size_t)n)) continue;
+			if ((fd = fd_of((uint32_t)pn, (uint32_t)fn, ino)) >= 0) *pid = (uint32_t)pn, *fdnum = (uint32_t)fn;
+		}
+		if (fds) closedir(fds);
+	}
+	if (procs) closedir(procs);
+	return fd;
+}
+
+/* Its member as a new descriptor of ours: our relay's, or the instance's
+ * socket taken from whichever of its processes holds it (where it was
+ * found is remembered for the next daemon: write_state). Or -1. */
+static int fetch_member(struct instance *in)
+{
+	if (in->relayed) return fcntl(in->relay.fd, F_DUPFD_CLOEXEC, 0);
+	uint32_t pid = in->reg.spid, fdnum = in->reg.fdnum;
+	int fd = grab_socket(in->member_ino, &pid, &fdnum);
+	if (fd >= 0 && (pid != in->reg.spid || fdnum != in->reg.fdnum)) {
+		logmsg("instance of %s: its member is now descriptor %u of pid %u", in->reg.aid, fdnum, pid);
+		in->reg.spid = pid;
+		in->reg.fdnum = fdnum;
+		write_state();
+	}
 	return fd;
 }
 
@@ -1469,14 +1564,15 @@ static void check_members(uint64_t now)
 	for (int i = 0; i < g.ninst; i++) {
 		struct instance *in = g.inst[i];
 		size_t k = 0;
-		if (!in->kernel || in->dead) continue;
+		if (!in_group(in) || in->dead) continue;
 		while (k < l.n && l.v[k].ino != in->member_ino) k++;
+		/* A relay is ours: its channel says when the instance ends. */
 		if (!whole) {
-			in->dead = !in->out && !steer_live(in->slot);
+			in->dead = in->kernel && !in->out && !steer_live(in->slot);
 			continue;
 		}
 		if (k == l.n) {
-			in->dead = true;
+			in->dead = in->kernel;
 			continue;
 		}
 		uint64_t accepted = steer_handed(in->slot) - l.v[k].queued;
@@ -1501,18 +1597,18 @@ static void check_members(uint64_t now)
 static void kernel_recount(void)
 {
 	uint64_t counts[STEER_SLOTS] = { 0 };
-	if (!g.kernel || !g.lc) return;
+	if (!g.kernel) return;
 	count_family(AF_INET, counts);
 	count_family(AF_INET6, counts);
 	for (int i = 0; i < g.ninst; i++)
-		if (g.inst[i]->kernel && !g.inst[i]->dead && !g.inst[i]->out) steer_set_conns(g.inst[i]->slot, counts[g.inst[i]->slot]);
+		if (in_group(g.inst[i]) && !g.inst[i]->dead && !g.inst[i]->out) steer_set_conns(g.inst[i]->slot, counts[g.inst[i]->slot]);
 }
 
 static int free_slot(void)
 {
 	for (uint32_t s = 0; s < STEER_SLOTS; s++) {
 		bool used = false;
-		for (int i = 0; i < g.ninst && !used; i++) used = g.inst[i]->kernel && g.inst[i]->slot == s;
+		for (int i = 0; i < g.ninst && !used; i++) used = in_group(g.inst[i]) && g.inst[i]->slot == s;
 		if (!used && !steer_live(s)) return (int)s;
 	}
 	return -1;
@@ -1565,15 +1661,65 @@ static int join_member(struct instance *in, const struct pool_register *reg)
 	return fd;
 }
 
-/* Kernel steering when asked (APPSHOT_POOL_STEER=kernel) and possible.
- * Said once in the log. */
-static char steer_note[1200] = "steering in user space: each connection is accepted here and handed over";
+/* A channel (a static or restored program, which cannot take a member)
+ * gets its turns all the same: a member of our own, the relay, takes the
+ * slot, and we hand what the program picks for it down the channel
+ * (dispatch_relay), so that round robin and lc stay exact over every
+ * instance. false when no slot is free or the relay cannot be made: the
+ * instance is then reached at its own port only. */
+static bool join_relay(struct instance *in)
+{
+	int slot = free_slot(), fd = -1, err = EBUSY;
+	struct stat st;
+	if (slot < 0 || (fd = listening_socket(&g.pub_addr, g.pub_len, g.pub_v6only, SOMAXCONN)) < 0 || (err = steer_attach(fd)) ||
+	    (err = steer_put((uint32_t)slot, fd)) || fstat(fd, &st) || !watch_add(&in->relay, W_RELAY, fd, in)) {
+		logmsg("instance of %s: no member for its channel: %s", in->reg.aid, strerror(err ? err : errno));
+		if (fd >= 0) steer_clear((uint32_t)slot), close(fd);
+		return false;
+	}
+	in->relayed = true;
+	in->slot = (uint32_t)slot;
+	in->handed_base = steer_handed(in->slot);
+	in->member_ino = st.st_ino;
+	steer_set_conns(in->slot, 0);
+	publish_slots();
+	release_held();
+	return true;
+}
+
+/* The relay's connections down the channel, one in flight at a time (the
+ * program's ack, sent as it accepts, brings the next while it serves): the
+ * rest wait in the relay's queue, where the kernel moves them to another
+ * member if the instance ends (the one in the channel would be lost then,
+ * with no other channel to take it: drop_orphans), and where a stopped
+ * instance's backlog shows (check_members takes it out). Paused while the
+ * instance may take no more. */
+static void dispatch_relay(struct instance *in)
+{
+	uint64_t now = monotonic_ms();
+	int fd;
+	if (!in->relayed || in->dead || in->relay.fd < 0) return;
+	while (in->unacked.n < RELAY_UNACKED && eligible(in, now)) {
+		resume(&in->relay);
+		if ((fd = accept_one(&in->relay, 0)) < 0) return;
+		struct conn *c = new_conn(fd, false);
+		if (!hand(in, c)) {
+			q_push(&g.held, c, true); /* for another channel, or this one once it takes again */
+			break;
+		}
+	}
+	set_paused(&in->relay, true);
+}
+
+/* Kernel steering wherever the programs load (root, or CAP_BPF), unless
+ * APPSHOT_POOL_STEER=user asks for the hand-off. Said once in the log. */
+static char steer_note[1200] = "steering in user space, as APPSHOT_POOL_STEER=user asks: each connection is accepted here and handed over";
 
 static void choose_steering(void)
 {
 	const char *want = getenv("APPSHOT_POOL_STEER");
 	char why[512];
-	if (!want || strcmp(want, "kernel")) return;
+	if (want && !strcmp(want, "user")) return;
 	if (!steer_load(g.lc, why, sizeof why)) snprintf(steer_note, sizeof steer_note, "steering in user space: the kernel steering program %s", why);
 	else {
 		g.kernel = true;
@@ -1593,6 +1739,11 @@ static bool user_steering(void)
 	for (int i = 0; i < g.ninst; i++)
 		if (g.inst[i]->kernel && !g.inst[i]->dead) return false;
 	if (!g.kernel) return true;
+	/* Channels' relays close once no slot is in use, so that what waits
+	 * in their queues moves to our holding member, the public listener. */
+	for (int i = 0; i < g.ninst; i++) g.inst[i]->relayed = false;
+	publish_slots();
+	for (int i = 0; i < g.ninst; i++) watch_close(&g.inst[i]->relay);
 	g.kernel = false;
 	if (g.pub.fd >= 0) {
 		steer_clear(STEER_HOLD);
@@ -1631,6 +1782,21 @@ static socklen_t program_address(const struct pool_register *reg, int port, stru
 	unsigned fam, vport;
 	if (sscanf(reg->name + sizeof POOL_LISTENER_PREFIX - 1, "%u/%45[^/]/%u/", &fam, host, &vport) != 3) return 0;
 	return inet_address(host, port, ss);
+}
+
+/* Whether the instance's program bound the address the public port's
+ * group listens on: only then can a member stand for its listener
+ * (getsockname on it answers the group's address). One bound elsewhere
+ * (--publish named another) keeps its channel, whose name answers for it,
+ * and takes its turns through a relay (join_relay). */
+static bool at_group_address(const struct pool_register *reg)
+{
+	char host[INET6_ADDRSTRLEN];
+	struct sockaddr_storage ss;
+	if (!program_address(reg, g.public, &ss, host) || ss.ss_family != g.pub_addr.ss_family) return false;
+	if (ss.ss_family == AF_INET)
+		return ((struct sockaddr_in *)&ss)->sin_addr.s_addr == ((struct sockaddr_in *)&g.pub_addr)->sin_addr.s_addr;
+	return !memcmp(&((struct sockaddr_in6 *)&ss)->sin6_addr, &((struct sockaddr_in6 *)&g.pub_addr)->sin6_addr, sizeof(struct in6_addr));
 }
 
 /* The first instance's listening socket lfd gives the public listener its
@@ -1797,24 +1963,21 @@ static void recover_member(const char *line)
 {
 	struct pool_register reg = { .magic = POOL_MAGIC, .flags = POOL_REG_MEMBER };
 	unsigned long long ino;
-	struct stat st;
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof ss, olen = sizeof(int);
-	int v6only = -1, fd = -1, pidfd = -1;
+	int v6only = -1, fd = -1;
 	if (sscanf(line, "member %63s %u %u %u %llu %u", reg.aid, &reg.vport, &reg.sport, &reg.spid, &ino, &reg.fdnum) != 6) return;
 	if (!g.kernel) {
 		logmsg("instance of %s (pid %u) was steered in the kernel; this daemon steers in user space and cannot serve it", reg.aid, reg.spid);
 		return;
 	}
-	if ((pidfd = (int)syscall(SYS_pidfd_open, (pid_t)reg.spid, 0)) < 0 || (fd = (int)syscall(SYS_pidfd_getfd, pidfd, (int)reg.fdnum, 0)) < 0 ||
-	    fstat(fd, &st) || st.st_ino != ino || getsockname(fd, (struct sockaddr *)&ss, &len)) {
-		logmsg("instance of %s (pid %u): its member is not its descriptor %u any more (%s); not served", reg.aid, reg.spid, reg.fdnum,
-		       fd < 0 ? strerror(errno) : "another socket");
-		if (pidfd >= 0) close(pidfd);
+	uint32_t spid = reg.spid;
+	if ((fd = grab_socket(ino, &reg.spid, &reg.fdnum)) < 0 || getsockname(fd, (struct sockaddr *)&ss, &len)) {
+		logmsg("instance of %s (pid %u): no process holds its member any more; not served", reg.aid, spid);
 		if (fd >= 0) close(fd);
 		return;
 	}
-	close(pidfd);
+	if (spid != reg.spid) logmsg("instance of %s: its member is held by pid %u now (descriptor %u)", reg.aid, reg.spid, reg.fdnum);
 	if (ss.ss_family == AF_INET6) getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &olen);
 	if (!g.pub_len) memcpy(&g.pub_addr, &ss, len), g.pub_len = len, g.pub_v6only = v6only;
 	struct instance *in = new_instance();
@@ -1871,9 +2034,10 @@ static void recover_instance(char *line)
 		return;
 	}
 	int lfd = relisten(&reg);
-	listen_as(&reg, lfd);
+	if (!listen_as(&reg, lfd) && g.kernel) join_relay(in);
 	if (lfd >= 0 && !watch_add(&in->lis, W_LISTENER, lfd, in)) watch_close(&in->lis);
-	logmsg("instance of %s taken over: port %u on %u, pid %u", reg.aid, reg.vport, reg.sport, reg.spid);
+	logmsg("instance of %s taken over: port %u on %u, pid %u%s", reg.aid, reg.vport, reg.sport, reg.spid,
+	       in->relayed ? ", through the daemon's member" : "");
 }
 
 static void recover(void)
@@ -1963,6 +2127,7 @@ int main(int argc, char **argv)
 			case W_LISTENER: on_listener(w->owner); break;
 			case W_CLIENT: on_client(w->owner); break;
 			case W_RECOUNT: on_recount(); break;
+			case W_RELAY: dispatch_relay(w->owner); break;
 			}
 		}
 		reap();

@@ -213,10 +213,57 @@ static void assemble_direct(void)
 	emit(BPF_JMP | BPF_EXIT, 0, 0, 0, 0);
 }
 
+/* The client's address and port recorded with the slot it was given
+ * (r8), in the tuples map, for the daemon's count of each slot's open
+ * connections (steer_tuple_slot): under lc the program chooses by it, under
+ * round robin the status shows it (ACTIVE). Nothing recorded when there is
+ * no packet (a queued connection moving at a close). */
+static void record_tuple(void)
+{
+	int skip[2], nskip = 0;
+	/* struct steer_tuple at fp - 32: the address from the IP header, the
+	 * port from the TCP header where data begins */
+	emit(BPF_ST | BPF_MEM | BPF_DW, FP, 0, -32, 0);
+	emit(BPF_ST | BPF_MEM | BPF_DW, FP, 0, -24, 0);
+	emit(BPF_ST | BPF_MEM | BPF_DW, FP, 0, -16, 0);
+	emit(BPF_LDX | BPF_MEM | BPF_W, R1, R6, offsetof(struct sk_reuseport_md, eth_protocol), 0);
+	int v6 = jump(BPF_JEQ | BPF_K, R1, 0, htons(ETH_P_IPV6));
+	emit(BPF_ST | BPF_MEM | BPF_W, FP, 0, -32, AF_INET);
+	emit(BPF_ALU64 | BPF_MOV | BPF_K, R2, 0, 0, 12); /* saddr in struct iphdr */
+	emit(BPF_ALU64 | BPF_MOV | BPF_K, R4, 0, 0, 4);
+	int addr = jump(BPF_JA, 0, 0, 0);
+	land(v6);
+	emit(BPF_ST | BPF_MEM | BPF_W, FP, 0, -32, AF_INET6);
+	emit(BPF_ALU64 | BPF_MOV | BPF_K, R2, 0, 0, 8); /* saddr in struct ipv6hdr */
+	emit(BPF_ALU64 | BPF_MOV | BPF_K, R4, 0, 0, 16);
+	land(addr);
+	emit(BPF_ALU64 | BPF_MOV | BPF_X, R1, R6, 0, 0);
+	emit(BPF_ALU64 | BPF_MOV | BPF_X, R3, FP, 0, 0);
+	emit(BPF_ALU64 | BPF_ADD | BPF_K, R3, 0, 0, -24);
+	emit(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_5, 0, 0, BPF_HDR_START_NET);
+	emit(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_skb_load_bytes_relative);
+	skip[nskip++] = jump(BPF_JNE | BPF_K, R0, 0, 0);
+	emit(BPF_ALU64 | BPF_MOV | BPF_X, R1, R6, 0, 0);
+	emit(BPF_ALU64 | BPF_MOV | BPF_K, R2, 0, 0, 0); /* source port in struct tcphdr */
+	emit(BPF_ALU64 | BPF_MOV | BPF_X, R3, FP, 0, 0);
+	emit(BPF_ALU64 | BPF_ADD | BPF_K, R3, 0, 0, -28);
+	emit(BPF_ALU64 | BPF_MOV | BPF_K, R4, 0, 0, 2);
+	emit(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_skb_load_bytes);
+	skip[nskip++] = jump(BPF_JNE | BPF_K, R0, 0, 0);
+	emit(BPF_STX | BPF_MEM | BPF_W, FP, R8, -36, 0);
+	ld_map(R1, tuples_fd);
+	emit(BPF_ALU64 | BPF_MOV | BPF_X, R2, FP, 0, 0);
+	emit(BPF_ALU64 | BPF_ADD | BPF_K, R2, 0, 0, -32);
+	emit(BPF_ALU64 | BPF_MOV | BPF_X, R3, FP, 0, 0);
+	emit(BPF_ALU64 | BPF_ADD | BPF_K, R3, 0, 0, -36);
+	emit(BPF_ALU64 | BPF_MOV | BPF_K, R4, 0, 0, BPF_ANY);
+	emit(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_map_update_elem);
+	for (int i = 0; i < nskip; i++) land(skip[i]);
+}
+
 /* Least connections, before round robin (lc): r8 = the slot of fewest
  * counted connections among [0, nslots), first of equals; selected, its
- * count goes up by one and the client's address and port are recorded
- * with it, and the program goes on at the handed count (to_counted). A
+ * count goes up by one and the program goes on at to_counted. A
  * slot that cannot be selected (its member closed) leaves the choice to
  * round robin. r9 = the counts. */
 static void assemble_lc(int *to_counted, int *ncounted, int *to_rr, int *nrr)
@@ -247,44 +294,6 @@ static void assemble_lc(int *to_counted, int *ncounted, int *to_rr, int *nrr)
 	emit(BPF_ALU64 | BPF_ADD | BPF_X, R1, BPF_REG_9, 0, 0);
 	emit(BPF_ALU64 | BPF_MOV | BPF_K, R2, 0, 0, 1);
 	emit(BPF_STX | BPF_ATOMIC | BPF_DW, R1, R2, 0, BPF_ADD);
-	/* the client's tuple (struct steer_tuple at fp - 32): its address from
-	 * the IP header, its port from the TCP header where data begins. None
-	 * when there is no packet (a queued connection moving at a close). */
-	emit(BPF_ST | BPF_MEM | BPF_DW, FP, 0, -32, 0);
-	emit(BPF_ST | BPF_MEM | BPF_DW, FP, 0, -24, 0);
-	emit(BPF_ST | BPF_MEM | BPF_DW, FP, 0, -16, 0);
-	emit(BPF_LDX | BPF_MEM | BPF_W, R1, R6, offsetof(struct sk_reuseport_md, eth_protocol), 0);
-	int v6 = jump(BPF_JEQ | BPF_K, R1, 0, htons(ETH_P_IPV6));
-	emit(BPF_ST | BPF_MEM | BPF_W, FP, 0, -32, AF_INET);
-	emit(BPF_ALU64 | BPF_MOV | BPF_K, R2, 0, 0, 12); /* saddr in struct iphdr */
-	emit(BPF_ALU64 | BPF_MOV | BPF_K, R4, 0, 0, 4);
-	int addr = jump(BPF_JA, 0, 0, 0);
-	land(v6);
-	emit(BPF_ST | BPF_MEM | BPF_W, FP, 0, -32, AF_INET6);
-	emit(BPF_ALU64 | BPF_MOV | BPF_K, R2, 0, 0, 8); /* saddr in struct ipv6hdr */
-	emit(BPF_ALU64 | BPF_MOV | BPF_K, R4, 0, 0, 16);
-	land(addr);
-	emit(BPF_ALU64 | BPF_MOV | BPF_X, R1, R6, 0, 0);
-	emit(BPF_ALU64 | BPF_MOV | BPF_X, R3, FP, 0, 0);
-	emit(BPF_ALU64 | BPF_ADD | BPF_K, R3, 0, 0, -24);
-	emit(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_5, 0, 0, BPF_HDR_START_NET);
-	emit(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_skb_load_bytes_relative);
-	to_counted[(*ncounted)++] = jump(BPF_JNE | BPF_K, R0, 0, 0);
-	emit(BPF_ALU64 | BPF_MOV | BPF_X, R1, R6, 0, 0);
-	emit(BPF_ALU64 | BPF_MOV | BPF_K, R2, 0, 0, 0); /* source port in struct tcphdr */
-	emit(BPF_ALU64 | BPF_MOV | BPF_X, R3, FP, 0, 0);
-	emit(BPF_ALU64 | BPF_ADD | BPF_K, R3, 0, 0, -28);
-	emit(BPF_ALU64 | BPF_MOV | BPF_K, R4, 0, 0, 2);
-	emit(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_skb_load_bytes);
-	to_counted[(*ncounted)++] = jump(BPF_JNE | BPF_K, R0, 0, 0);
-	emit(BPF_STX | BPF_MEM | BPF_W, FP, R8, -36, 0);
-	ld_map(R1, tuples_fd);
-	emit(BPF_ALU64 | BPF_MOV | BPF_X, R2, FP, 0, 0);
-	emit(BPF_ALU64 | BPF_ADD | BPF_K, R2, 0, 0, -32);
-	emit(BPF_ALU64 | BPF_MOV | BPF_X, R3, FP, 0, 0);
-	emit(BPF_ALU64 | BPF_ADD | BPF_K, R3, 0, 0, -36);
-	emit(BPF_ALU64 | BPF_MOV | BPF_K, R4, 0, 0, BPF_ANY);
-	emit(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_map_update_elem);
 	to_counted[(*ncounted)++] = jump(BPF_JA, 0, 0, 0);
 }
 
@@ -323,6 +332,7 @@ static void assemble(bool lc)
 	}
 	to_out[nout++] = jump(BPF_JA, 0, 0, 0);
 	for (int i = 0; i < ncounted; i++) land(to_counted[i]);
+	record_tuple();
 	/* the chosen slot's count: handed[r8] += 1 */
 	key_from(R8);
 	lookup_key(handed_fd);
@@ -343,9 +353,9 @@ static int load(uint32_t type, uint32_t attach, char *why, size_t cap);
 
 bool steer_load(bool lc, char *why, size_t cap)
 {
-	if (lc && ((conns_fd = map_create(BPF_MAP_TYPE_ARRAY, STEER_SLOTS * sizeof(uint64_t), 1, BPF_F_MMAPABLE)) < 0 ||
-		   (tuples_fd = map_create_key(BPF_MAP_TYPE_LRU_HASH, sizeof(struct steer_tuple), sizeof(uint32_t), 65536, 0)) < 0 ||
-		   (conns = mmap(NULL, (size_t)sysconf(_SC_PAGESIZE), PROT_READ | PROT_WRITE, MAP_SHARED, conns_fd, 0)) == MAP_FAILED)) {
+	if ((conns_fd = map_create(BPF_MAP_TYPE_ARRAY, STEER_SLOTS * sizeof(uint64_t), 1, BPF_F_MMAPABLE)) < 0 ||
+	    (tuples_fd = map_create_key(BPF_MAP_TYPE_LRU_HASH, sizeof(struct steer_tuple), sizeof(uint32_t), 65536, 0)) < 0 ||
+	    (conns = mmap(NULL, (size_t)sysconf(_SC_PAGESIZE), PROT_READ | PROT_WRITE, MAP_SHARED, conns_fd, 0)) == MAP_FAILED) {
 		snprintf(why, cap, "cannot make its maps: %s", strerror(errno));
 		return false;
 	}
