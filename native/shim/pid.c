@@ -375,7 +375,9 @@ void pid_after_fork_child(void)
 	remember(shim_pid, self_vpid, 0); /* the parent, as it was */
 	reserved_forget();
 	shim_pid = sys_getpid();
-	self_vtid = 0;
+	/* Written only when set: its page (the thread's TLS) is one the child
+	 * copies from its parent at the first store. */
+	if (self_vtid) self_vtid = 0;
 	if (next_child_vpid) {
 		self_vpid = next_child_vpid;
 		self_unconfirmed = 1;
