@@ -3,14 +3,18 @@
 // journal behind it) is mapped and written by every program: a hole in it
 // would be SIGBUS on a full filesystem, so a start that finds one fills it
 // (posix_fallocate) before mapping. The check is an extent lookup now
-// (FIEMAP), not SEEK_HOLE's walk of the whole file's page cache.
+// (FIEMAP), not SEEK_HOLE's walk of the whole file's page cache. A program
+// posix_spawn starts takes its start time (which tells its row from a
+// dead process's with its number) from the tick its parent read before the
+// spawn, when its own clock reading falls in that tick, not from /proc.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import * as S from '../tables/schema.js';
-import { MODES, appshotAsync, makeHome, stopAll, waitFor } from './helpers.js';
+import { openTableDb } from '../ts/tabledb.js';
+import { MODES, appshot, appshotAsync, makeHome, stopAll, tablesJson, waitFor } from './helpers.js';
 
 afterEach(stopAll);
 
@@ -67,5 +71,54 @@ describe.each(MODES)("a program's start, %s", (_mode, flags) => {
     expect(statSync(file).size).toBe(size + 8192);
     app.child.kill('SIGTERM');
     expect((await app.done).stderr).not.toMatch(/appshot:/);
+  });
+});
+
+/** The start time the kernel gives process pid, in clock ticks (field 22 of /proc/<pid>/stat). */
+function startTicks(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+}
+
+describe.each(MODES)('programs posix_spawn starts, %s', (_mode, flags) => {
+  it('each has one row, naming it with the start time the kernel gives it, under the vpid its parent was given; none sees an entry of appshot in its environment', async () => {
+    const home = makeHome();
+    // Python's os.posix_spawn is libc's posix_spawn. Many children, so
+    // that most take their start from the parent's tick (the first is
+    // checked against /proc by the parent), each the program it starts
+    // (sleep: no later exec records it again); and a few shells that
+    // print their environment's appshot entries a program must not see.
+    const script = [
+      'import os, sys, time',
+      "kids = [os.posix_spawn('/bin/sleep', ['sleep', '100000'], os.environ) for i in range(40)]",
+      'print("kids", *kids, flush=True)',
+      "for i in range(5): os.waitpid(os.posix_spawn('/bin/sh', ['sh', '-c', 'env | grep -c APPSHOT_SPAWN_START'], os.environ), 0)",
+      'time.sleep(100000)',
+    ].join('\n');
+    const app = appshotAsync(home, ['run', '--aid', 'spawned', ...flags, '--', 'python3', '-c', script]);
+    const stop = async () => {
+      for (const p of JSON.parse(appshot(home, ['ps', '--aid', 'spawned', '--json']).stdout)) process.kill(p.spid, 'SIGKILL');
+      app.child.kill('SIGTERM');
+      await app.done;
+    };
+    let t: ReturnType<typeof openTableDb> | undefined;
+    try {
+      const kids = (await waitFor(app.out, /^kids .*\n/m))[0].trim().split(' ').slice(1).map(Number);
+      const counts = () => app.out().match(/^\d+$/gm) ?? [];
+      for (const until = Date.now() + 20_000; counts().length < 5 && Date.now() < until; ) await new Promise((r) => setTimeout(r, 50));
+      expect(counts()).toEqual(Array(5).fill('0'));
+      const rows = tablesJson(home, ['--type', 'pid']);
+      t = openTableDb(home);
+      for (const k of kids) {
+        const mine = rows.filter((r) => r.virtual === k);
+        expect(mine, `vpid ${k} has one row`).toHaveLength(1);
+        const proc = t.procs.get(S.procKey(mine[0].system));
+        expect(proc, `process ${mine[0].system} has a procs row`).toBeDefined();
+        expect(S.decodeProcVal(proc!).startTicks).toBe(startTicks(mine[0].system));
+      }
+    } finally {
+      t?.env.close();
+      await stop();
+    }
   });
 });
