@@ -122,3 +122,33 @@ describe.each(MODES)('programs posix_spawn starts, %s', (_mode, flags) => {
     }
   });
 });
+
+describe.each(MODES)('programs a shell forks and execs, %s', (_mode, flags) => {
+  it('each has one row, naming it with the start time the kernel gives it (taken from its fork, not /proc, most often)', async () => {
+    const home = makeHome();
+    // dash forks for each background command and execs sleep in the
+    // child: the exec passes the child's start tick to sleep's shim.
+    const script = 'for i in $(seq 30); do sleep 100000 & echo "kid $!"; done; echo all; exec sleep 100000';
+    const app = appshotAsync(home, ['run', '--aid', 'forked', ...flags, '--', 'sh', '-c', script]);
+    let t: ReturnType<typeof openTableDb> | undefined;
+    try {
+      await waitFor(app.out, /^all$/m);
+      const kids = [...app.out().matchAll(/^kid (\d+)$/gm)].map((m) => Number(m[1]));
+      expect(kids).toHaveLength(30);
+      const rows = tablesJson(home, ['--type', 'pid']);
+      t = openTableDb(home);
+      for (const k of kids) {
+        const mine = rows.filter((r) => r.virtual === k);
+        expect(mine, `vpid ${k} has one row`).toHaveLength(1);
+        const proc = t.procs.get(S.procKey(mine[0].system));
+        expect(proc, `process ${mine[0].system} has a procs row`).toBeDefined();
+        expect(S.decodeProcVal(proc!).startTicks).toBe(startTicks(mine[0].system));
+      }
+    } finally {
+      t?.env.close();
+      for (const p of JSON.parse(appshot(home, ['ps', '--aid', 'forked', '--json']).stdout)) process.kill(p.spid, 'SIGKILL');
+      app.child.kill('SIGTERM');
+      await app.done;
+    }
+  });
+});

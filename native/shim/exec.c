@@ -199,7 +199,12 @@ static char *const *patch_env(char *const envp[], size_t n, char **out, char *pr
 	char name##_fds[FDS_ENTRY_MAX];                                                \
 	fds_entry(name##_fds);                                                         \
 	char *const *name = patch_env(envp, name##_n, name##_slots, name##_preload, sizeof name##_preload, name##_fds, start)
-#define PATCHED_ENV(name, envp) PATCHED_ENV_STARTING(name, envp, "")
+/* An exec's: this process's start tick for the program (pid.c); not for
+ * a program the loader starts (loaded: no shim to take the entry out). */
+#define PATCHED_ENV(name, envp, loaded)                                                \
+	char name##_start[64];                                                         \
+	if ((loaded) || !pid_exec_start_entry(name##_start, sizeof name##_start)) name##_start[0] = 0; \
+	PATCHED_ENV_STARTING(name, envp, name##_start)
 
 /* posix_spawn's: the clock read first, so that the new program may take
  * its start tick from it (pid.c, spawn_start_ticks); not for a program the
@@ -262,8 +267,8 @@ WRAPPER(execve)
 {
 	REDIRECT(path, -1);
 	pid_before_exec();
-	PATCHED_ENV(env, envp);
 	NOTIFIED_ARGV(loader_argv, path, argv);
+	PATCHED_ENV(env, envp, loader_argv != NULL);
 	if (loader_argv) return REAL(execve)(loader_path, loader_argv, env);
 	return REAL(execve)(path, argv, env);
 }
@@ -272,8 +277,8 @@ WRAPPER(execv)
 {
 	REDIRECT(path, -1);
 	pid_before_exec();
-	PATCHED_ENV(env, environ);
 	NOTIFIED_ARGV(loader_argv, path, argv);
+	PATCHED_ENV(env, environ, loader_argv != NULL);
 	if (loader_argv) return REAL(execve)(loader_path, loader_argv, env);
 	return REAL(execve)(path, argv, env);
 }
@@ -282,9 +287,9 @@ WRAPPER(execvpe)
 {
 	REDIRECT_FILE(file, -1);
 	pid_before_exec();
-	PATCHED_ENV(env, envp);
 	char found[PATH_MAX];
 	NOTIFIED_ARGV(loader_argv, searched(file, found), argv);
+	PATCHED_ENV(env, envp, loader_argv != NULL);
 	if (loader_argv) return REAL(execve)(loader_path, loader_argv, env);
 	return REAL(execvpe)(file, argv, env);
 }
@@ -293,9 +298,9 @@ WRAPPER(execvp)
 {
 	REDIRECT_FILE(file, -1);
 	pid_before_exec();
-	PATCHED_ENV(env, environ);
 	char found[PATH_MAX];
 	NOTIFIED_ARGV(loader_argv, searched(file, found), argv);
+	PATCHED_ENV(env, environ, loader_argv != NULL);
 	if (loader_argv) return REAL(execve)(loader_path, loader_argv, env);
 	return REAL(execvpe)(file, argv, env);
 }
@@ -303,7 +308,7 @@ WRAPPER(execvp)
 WRAPPER(fexecve)
 {
 	pid_before_exec();
-	PATCHED_ENV(env, envp);
+	PATCHED_ENV(env, envp, 0);
 	return REAL(fexecve)(fd, argv, env);
 }
 
