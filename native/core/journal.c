@@ -187,7 +187,7 @@ static int make_ready(struct journal_head *h)
 
 int journal_map_fd(struct journal *j, int fd)
 {
-	*j = (struct journal){ .app = -1 };
+	*j = (struct journal){ 0 };
 	int e = inflight_reserve(fd, (off_t)journal_file_size());
 	if (e) return e;
 	void *p = appshot_guarded_mmap(NULL, map_size(), PROT_READ | PROT_WRITE, MAP_SHARED, fd, JOURNAL_OFFSET);
@@ -204,7 +204,7 @@ int journal_map_fd(struct journal *j, int fd)
 int journal_open(struct journal *j, const char *home)
 {
 	char path[4096];
-	*j = (struct journal){ .app = -1 };
+	*j = (struct journal){ 0 };
 	if (snprintf(path, sizeof path, "%s/%s", home, APPSHOT_INFLIGHT_FILE) >= (int)sizeof path) return ENAMETOOLONG;
 	int fd = home_path_open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) return errno;
@@ -216,14 +216,14 @@ int journal_open(struct journal *j, const char *home)
 void journal_close(struct journal *j)
 {
 	if (j->head) appshot_guarded_munmap(j->head, map_size());
-	*j = (struct journal){ .app = -1 };
+	*j = (struct journal){ 0 };
 }
 
 void journal_set_app(struct journal *j, const char *aid)
 {
 	snprintf(j->aid, sizeof j->aid, "%s", aid);
 	j->aidhash = aid_hash(j->aid);
-	j->app = -1;
+	j->app_at = 0;
 }
 
 uint64_t journal_gen(const struct journal *j)
@@ -287,18 +287,16 @@ static int app_lookup(const struct journal *j)
 	return -1;
 }
 
-/* This application's entry, as of the table's epoch (read racing with a
- * change: the caller's generation check catches it). */
+/* This application's entry, as of the table's epoch: exact under the
+ * lock; read racing with a change, the caller's generation check catches
+ * it. */
 static int app_index(struct journal *j)
 {
 	uint32_t epoch = atomic_load_explicit(&j->head->app_epoch, memory_order_acquire);
-	int app = __atomic_load_n(&j->app, __ATOMIC_RELAXED);
-	if (app >= 0 && __atomic_load_n(&j->app_epoch, __ATOMIC_RELAXED) == epoch) return app;
-	app = app_lookup(j);
-	if (app >= 0) {
-		__atomic_store_n(&j->app_epoch, epoch, __ATOMIC_RELAXED);
-		__atomic_store_n(&j->app, app, __ATOMIC_RELAXED);
-	}
+	uint64_t at = __atomic_load_n(&j->app_at, __ATOMIC_RELAXED);
+	if (at && (uint32_t)(at >> 32) == epoch) return (int)(uint32_t)at - 1;
+	int app = app_lookup(j);
+	if (app >= 0) __atomic_store_n(&j->app_at, (uint64_t)epoch << 32 | (uint32_t)(app + 1), __ATOMIC_RELAXED);
 	return app;
 }
 
@@ -318,7 +316,7 @@ static int apps_prune(struct journal *j)
 /* Under the lock, inside a change: the entry, made if need be. */
 static int app_claim(struct journal *j)
 {
-	int app = app_lookup(j);
+	int app = app_index(j);
 	if (app >= 0) return app;
 	struct journal_head *h = j->head;
 	for (int round = 0; round < 2; round++) {
@@ -381,7 +379,7 @@ void journal_return_vrid(struct journal *j, uint8_t type, uint32_t vrid)
 	if (!j->head || type > RT_MSG) return;
 	lock(j);
 	change_begin(j);
-	int app = app_lookup(j);
+	int app = app_index(j);
 	struct journal_app *a = app >= 0 ? &j->head->apps[app] : NULL;
 	if (a && a->next[type] == vrid + 1) {
 		a->next[type]--;
@@ -605,7 +603,7 @@ enum journal_drop journal_drop(struct journal *j, uint8_t type, uint32_t vrid, u
 	if (!j->head) return d;
 	lock(j);
 	change_begin(j);
-	int app = app_lookup(j);
+	int app = app_index(j);
 	if (app >= 0) d = remove_row(j, app, type, vrid, srid);
 	change_end(j);
 	unlock(j);

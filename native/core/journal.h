@@ -59,9 +59,10 @@ struct journal {
 	char aid[64];
 	uint64_t aidhash;
 	/* The application's entry in the head's table of AIDs, as of the
-	 * table's epoch (it changes when an entry is freed). */
-	uint32_t app_epoch;
-	int app; /* -1: not known */
+	 * table's epoch (which changes when an entry is taken or freed):
+	 * epoch << 32 | entry + 1, one word so that threads never see one
+	 * without the other; 0: not known. */
+	uint64_t app_at;
 	/* Rows this process marked in its journal_fold_begin, until its end. */
 	uint32_t folding;
 };

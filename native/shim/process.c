@@ -55,7 +55,7 @@ struct kernel_ops shim_kernel;
 const char *shim_home(void) { return P.home; }
 struct tabledb *shim_tables(void) { return __atomic_load_n(&P.tables, __ATOMIC_ACQUIRE); }
 struct inflight_file *shim_inflight(void) { return &P.inflight; }
-static struct journal no_journal = { .app = -1 }; /* until the tables open */
+static struct journal no_journal; /* until the tables open */
 struct journal *shim_journal(void)
 {
 	struct journal *j = __atomic_load_n(&P.journal, __ATOMIC_ACQUIRE);
