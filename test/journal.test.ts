@@ -3,7 +3,7 @@ import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SHIM_PATH, builtProgram } from '../ts/paths.js';
-import { MODES, SEMTOOL, appshot, appshotAsync, kernelSems, makeHome, tablesJson, waitFor } from './helpers.js';
+import { MODES, SEMTOOL, appshot, appshotAsync, kernelSems, makeHome, runNative, tablesJson, waitFor } from './helpers.js';
 
 /**
  * The journal of new objects (native/core/journal.h): the rows of private
@@ -103,6 +103,39 @@ describe('keyed rows in the journal, from separate processes', () => {
     expect(ok(home, ['findsrid', RT_SEM, ...rows.map((r) => r[1])])).toEqual(['80000 none', `${80000 + SAME_START} ${6000 + SAME_START}`, '80001 6001']);
     expect(ok(home, ['keyed', RT_SEM, 6002, 80000, 7])).toEqual(['ok']);
     expect(ok(home, ['findsrid', RT_SEM, 80000])).toEqual(['80000 6002']);
+  });
+});
+
+describe('private sets left by creators killed between the kernel\'s call and their record\'s ID', () => {
+  const newSets = (before: Set<number>) => kernelSems().map((s) => s.semid).filter((id) => !before.has(id)).sort();
+  const idOf = (line: string) => Number(line.split(' ')[1]);
+
+  it('two such creators: both their sets go; with a live creator in the same place, nothing goes until it is gone too', () => {
+    const home = makeHome();
+    const before = new Set(kernelSems().map((s) => s.semid));
+    ok(home, ['die-creating']);
+    ok(home, ['die-creating']);
+    expect(ok(home, ['recover'])).toEqual(['removed 2', expect.stringMatching(/^removed semaphore set \d+ that process \d+ of application 'app' created and did not record before it died$/)]);
+    expect(newSets(before)).toEqual([]);
+    // A creator still between its call and its ID: its set cannot be told from the dead one's.
+    const dead = idOf(ok(home, ['die-creating'])[0]);
+    const [, live, pid] = ok(home, ['hold-creating'])[0].split(' ').map(Number);
+    expect(ok(home, ['recover'])[0]).toBe('removed 0');
+    expect(newSets(before)).toEqual([dead, live].sort());
+    process.kill(pid, 'SIGKILL');
+    expect(ok(home, ['recover'])[0]).toBe('removed 2');
+    expect(newSets(before)).toEqual([]);
+  });
+
+  it('one such creator and a private set another program made in the same seconds: neither is removed (which is whose cannot be told)', () => {
+    const home = makeHome();
+    const before = new Set(kernelSems().map((s) => s.semid));
+    const dead = idOf(ok(home, ['die-creating'])[0]);
+    const other = idOf(runNative(['private', '1']).stdout.trim());
+    expect(ok(home, ['recover'])[0]).toBe('removed 0');
+    expect(newSets(before)).toEqual([dead, other].sort());
+    for (const id of [dead, other]) runNative(['use', String(id), 'rmid']);
+    expect(newSets(before)).toEqual([]);
   });
 });
 

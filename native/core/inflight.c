@@ -140,21 +140,21 @@ void inflight_clear(struct inflight_file *f)
 	f->token = 0;
 }
 
-/* Created since the record and never used: what a creator that died
+/* Created in [from_s, to_s] and never used: what a creator that died
  * before its commit leaves. */
-static int fresh_since(const struct kernel_ops *k, uint8_t type, uint64_t started_s, int id)
+static int fresh_between(const struct kernel_ops *k, uint8_t type, uint64_t from_s, uint64_t to_s, int id)
 {
 	struct sysv_stat st;
-	return sysv_stat(k, type, id, &st) == 0 && !st.used && st.ctime >= (time_t)started_s &&
-	       st.ctime <= (time_t)started_s + 5;
+	return sysv_stat(k, type, id, &st) == 0 && !st.used && st.ctime >= (time_t)from_s && st.ctime <= (time_t)to_s;
 }
 
-/* A private (IPC_PRIVATE) object has no key to find it by: look for the
- * one unmapped, fresh object of its family. Two such (a program outside
- * appshot made one in the same seconds) and neither is touched: better a
- * leak than removing someone else's object. */
-static int find_private(uint8_t type, uint64_t started_s, const struct kernel_ops *k, is_mapped_fn mapped,
-			void *ctx, int *found_id)
+static int fresh_since(const struct kernel_ops *k, uint8_t type, uint64_t started_s, int id)
+{
+	return fresh_between(k, type, started_s, started_s + 5, id);
+}
+
+int inflight_fresh_private(const struct kernel_ops *k, uint8_t type, uint64_t from_s, uint64_t to_s, is_mapped_fn mapped,
+			   void *ctx, int *ids, int max)
 {
 	FILE *fp = sysv_open_listing(type);
 	if (!fp) return 0;
@@ -164,12 +164,22 @@ static int find_private(uint8_t type, uint64_t started_s, const struct kernel_op
 	while (fgets(line, sizeof line, fp)) {
 		long long key, id;
 		if (sscanf(line, "%lld %lld", &key, &id) != 2 || key != 0) continue;
-		if (mapped(ctx, type, (uint32_t)id) || !fresh_since(k, type, started_s, (int)id)) continue;
-		*found_id = (int)id;
+		if (mapped(ctx, type, (uint32_t)id) || !fresh_between(k, type, from_s, to_s, (int)id)) continue;
+		if (found < max) ids[found] = (int)id;
 		found++;
 	}
 	fclose(fp);
 	return found;
+}
+
+/* A private (IPC_PRIVATE) object has no key to find it by: look for the
+ * one unmapped, fresh object of its family. Two such (a program outside
+ * appshot made one in the same seconds) and neither is touched: better a
+ * leak than removing someone else's object. */
+static int find_private(uint8_t type, uint64_t started_s, const struct kernel_ops *k, is_mapped_fn mapped,
+			void *ctx, int *found_id)
+{
+	return inflight_fresh_private(k, type, started_s, started_s + 5, mapped, ctx, found_id, 1);
 }
 
 /* The keyed object the record names, if it looks like the one being created. */

@@ -37,6 +37,10 @@ void inflight_clear(struct inflight_file *f);
  * under skey, or the one such private object; -1 if none or mapped. */
 int inflight_orphan(const struct kernel_ops *k, uint8_t type, uint32_t skey, uint64_t started_s, int created,
 		    uint32_t srid, is_mapped_fn mapped, void *ctx);
+/* The private objects of type created in [from_s, to_s], never used and
+ * not mapped: how many, the first max of them in ids. */
+int inflight_fresh_private(const struct kernel_ops *k, uint8_t type, uint64_t from_s, uint64_t to_s, is_mapped_fn mapped,
+			   void *ctx, int *ids, int max);
 int inflight_recover(struct inflight_file *f, const struct kernel_ops *k, is_mapped_fn mapped,
 		     void *ctx, char *report, size_t reportlen);
 

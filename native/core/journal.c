@@ -75,6 +75,9 @@ struct journal_head {
 	_Atomic uint64_t gen;
 	_Atomic uint32_t used; /* slots not FREE */
 	_Atomic uint32_t pending_used;
+	/* Pending records ever taken: a creation begun since a count was read
+	 * changes it (journal_recover's private objects). */
+	_Atomic uint64_t pending_taken;
 	_Atomic uint32_t app_epoch;
 	uint32_t tombs;
 	/* No row lies further than this past its probe's start: probes and
@@ -732,6 +735,7 @@ static int pending_begin(struct journal *j, pid_t spid, uint64_t start_ticks, ui
 	struct journal_head *h = j->head;
 	if (!h) return -1;
 	uint64_t token = ((uint64_t)spid << 32) | (atomic_fetch_add(&count, 1) + 1u);
+	atomic_fetch_add(&h->pending_taken, 1); /* before the kernel's call: see recover_private */
 	for (uint32_t n = 0, p = (uint32_t)spid % JOURNAL_PENDING; n < JOURNAL_PENDING; n++, p = (p + 1) % JOURNAL_PENDING) {
 		struct journal_pending *r = &h->pending[p];
 		uint64_t zero = 0;
@@ -776,8 +780,9 @@ static int writer_in(struct journal *j)
 int journal_create_begin(struct journal *j, pid_t spid, uint64_t start_ticks, uint8_t type, uint32_t skey)
 {
 	if (!j->head) return -1;
+	if (skey == IPC_PRIVATE) return pending_begin(j, spid, start_ticks, type, skey);
 	lock(j);
-	int p = skey != IPC_PRIVATE && writer_in(j) ? -1 : pending_begin(j, spid, start_ticks, type, skey);
+	int p = writer_in(j) ? -1 : pending_begin(j, spid, start_ticks, type, skey);
 	if (p < 0) unlock(j);
 	return p;
 }
@@ -785,8 +790,9 @@ int journal_create_begin(struct journal *j, pid_t spid, uint64_t start_ticks, ui
 void journal_create_end(struct journal *j, int p)
 {
 	struct journal_pending *r = &j->head->pending[p];
+	int keyed = r->skey != IPC_PRIVATE;
 	pending_free(j->head, r, atomic_load(&r->token));
-	unlock(j);
+	if (keyed) unlock(j);
 }
 
 /* Whether the record's creator still runs (the same process, not a later
@@ -827,6 +833,86 @@ static int mapped_anywhere(void *arg, uint8_t type, uint32_t srid)
 	return in_slots(m->j, type, srid) || m->mapped(m->ctx, type, srid);
 }
 
+/* Whether a pending record names srid: a creator between the kernel's
+ * call and its row. */
+static int named_pending(const struct journal_head *h, uint8_t type, uint32_t srid)
+{
+	for (uint32_t p = 0; p < JOURNAL_PENDING; p++) {
+		const struct journal_pending *r = &h->pending[p];
+		uint64_t token = atomic_load(&r->token);
+		if (token && atomic_load(&r->ready) == token && r->type == type && atomic_load(&r->state) == PENDING_CREATED &&
+		    r->srid == srid)
+			return 1;
+	}
+	return 0;
+}
+
+static int mapped_or_named(void *arg, uint8_t type, uint32_t srid)
+{
+	struct mapped_ctx *m = arg;
+	return mapped_anywhere(arg, type, srid) || named_pending(m->j->head, type, srid);
+}
+
+/* A record of a private creation between the kernel's call and its ID. */
+static int private_creating(const struct journal_pending *r, uint64_t token)
+{
+	return atomic_load(&r->ready) == token && r->skey == IPC_PRIVATE && atomic_load(&r->state) == PENDING_CREATING;
+}
+
+#define RECOVER_GIVE_UP_S 10
+
+/* The private objects of type that creators left who died between the
+ * kernel's call and their record's ID: a private object has no key to find
+ * it by, and creators run side by side, so several such deaths leave
+ * several fresh unmapped objects. All of them go when there are no more
+ * than such creators (more, and one may be another program's: better a
+ * leak than removing it), and only when no creation of the type was under
+ * way while they were looked for (a live creator's object is unmapped too):
+ * else the records stay for a later writer (given up after seconds). */
+static int recover_private(struct journal *j, const struct kernel_ops *k, uint8_t type, struct mapped_ctx *m,
+			   char *report, size_t reportlen)
+{
+	struct journal_head *h = j->head;
+	uint32_t dead[JOURNAL_PENDING];
+	uint64_t tokens[JOURNAL_PENDING], from = UINT64_MAX, to = 0, now = (uint64_t)time(NULL);
+	uint64_t taken = atomic_load(&h->pending_taken);
+	unsigned n = 0;
+	int busy = 0, stale = 1;
+	for (uint32_t p = 0; p < JOURNAL_PENDING; p++) {
+		struct journal_pending *r = &h->pending[p];
+		uint64_t token = atomic_load(&r->token);
+		if (!token || r->type != type || !private_creating(r, token)) continue;
+		/* Unreaped, a dead creator answers kill(pid, 0): asked of /proc
+		 * only here, where the record says it died in its call. */
+		if (creator_runs(r, token) && !proc_ended((pid_t)r->spid)) {
+			busy = 1;
+			continue;
+		}
+		dead[n] = p, tokens[n++] = token;
+		if (r->started_s < from) from = r->started_s;
+		if (r->started_s + 5 > to) to = r->started_s + 5;
+		if (r->started_s + RECOVER_GIVE_UP_S > now) stale = 0;
+	}
+	if (!n) return 0;
+	int ids[JOURNAL_PENDING], found = 0, removed = 0;
+	if (!busy) {
+		lock(j);
+		found = inflight_fresh_private(k, type, from, to, mapped_or_named, m, ids, JOURNAL_PENDING);
+		unlock(j);
+		if (atomic_load(&h->pending_taken) != taken) busy = 1;
+	}
+	if (busy && !stale) return 0;
+	for (int i = 0; !busy && found <= (int)n && i < found; i++) {
+		if (sysv_rmid(k, type, ids[i])) continue;
+		if (report && reportlen && !report[0])
+			snprintf(report, reportlen, "removed %s %d that process %u of application '%s' created and did not record before it died",
+				 sysv_noun(type), ids[i], h->pending[dead[0]].spid, h->pending[dead[0]].aid);
+		removed++;
+	}
+	for (unsigned i = 0; i < n; i++) pending_free(h, &h->pending[dead[i]], tokens[i]);
+	return removed;
+}
+
 int journal_recover(struct journal *j, const struct kernel_ops *k, is_mapped_fn mapped, void *ctx, char *report,
 		    size_t reportlen)
 {
@@ -838,7 +924,7 @@ int journal_recover(struct journal *j, const struct kernel_ops *k, is_mapped_fn 
 	for (uint32_t p = 0; p < JOURNAL_PENDING; p++) {
 		struct journal_pending *r = &h->pending[p];
 		uint64_t token = atomic_load(&r->token);
-		if (!token || creator_runs(r, token)) continue;
+		if (!token || private_creating(r, token) || creator_runs(r, token)) continue;
 		/* A creator that died before it filled its record had not called
 		 * the kernel yet. */
 		if (atomic_load(&r->ready) == token && sysv_is_ipc(r->type)) {
@@ -856,6 +942,8 @@ int journal_recover(struct journal *j, const struct kernel_ops *k, is_mapped_fn 
 		}
 		pending_free(h, r, token);
 	}
+	for (uint8_t type = RT_SEM; type <= RT_MSG; type++)
+		removed += recover_private(j, k, type, &m, report && reportlen && !report[0] ? report : NULL, reportlen);
 	return removed;
 }
 

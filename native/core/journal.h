@@ -90,20 +90,18 @@ int journal_find(struct journal *j, uint8_t type, uint32_t vrid, struct journal_
  * object and needs its vrid): 0, or -1 if none. */
 int journal_find_srid(struct journal *j, uint8_t type, uint32_t srid, uint32_t *vrid);
 
-/* Creating. begin takes the journal's lock, held until end, and a pending
- * record naming the creator, the time and the system key (IPC_PRIVATE for
- * a private object); created gives the record the kernel's ID; end, once
- * the row is in (or the object gone), frees the record and the lock.
+/* Creating. begin takes a pending record naming the creator, the time and
+ * the system key (IPC_PRIVATE for a private object); created gives it the
+ * kernel's ID; end, once the row is in (or the object gone), frees it.
  *
- * The lock is held around the kernel's call so that at most one creation
- * is ever between the kernel's call and its record's ID: a creator killed
- * there leaves the one fresh unmapped object recovery may remove, never
- * two it cannot tell apart, and recovery (which takes the lock) never
- * meets a live creator's object before its row. A keyed creation begins
- * only while no LMDB write transaction is looking keys up: that writer
- * (see journal_fold_begin) then either finds the object's row folded into
- * its transaction or no object under the key, never an object without a
- * row, which it would take for one made outside the application.
+ * A keyed creation also holds the journal's lock from begin to end, and
+ * begins only while no LMDB write transaction is looking keys up: that
+ * writer (see journal_fold_begin) then either finds the object's row
+ * folded into its transaction or no object under the key, never an object
+ * without a row, which it would take for one made outside the application.
+ * Private creations run side by side (holding the lock around the kernel's
+ * call halved 64 processes' rate); journal_recover tells their leftovers
+ * apart as a group.
  *
  * -1 from begin: every record is taken, or (keyed) a writer is in: the
  * caller creates the LMDB way. Nested calls of the journal's functions by
@@ -152,7 +150,10 @@ int journal_fold_into(struct journal *j, const struct tabledb *t, MDB_txn *txn, 
 
 /* The objects of creators that died between the kernel's call and their
  * row: removed from the kernel unless mapped (mapped must see the LMDB
- * rows; the journal's are checked here). Call inside a write transaction,
+ * rows; the journal's are checked here). Private ones whose creators died
+ * before their record had the ID are found as a group per type: the fresh
+ * unmapped private objects, removed when no more than such creators, and
+ * no creation under way meanwhile (else left for a later call). Call inside a write transaction,
  * before journal_fold_begin. Returns how many were removed, a line about
  * each in report. */
 int journal_recover(struct journal *j, const struct kernel_ops *k, is_mapped_fn mapped, void *ctx,

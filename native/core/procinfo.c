@@ -45,6 +45,14 @@ static int stat_field(pid_t spid, int want, uint64_t *value)
 
 int proc_start_ticks(pid_t spid, uint64_t *ticks) { return stat_field(spid, 22, ticks); }
 
+int proc_ended(pid_t spid)
+{
+	char buf[1024];
+	if (read_proc(spid, "stat", buf, sizeof buf)) return 1;
+	const char *p = strrchr(buf, ')');
+	return !p || !p[1] || p[2] == 'Z' || p[2] == 'X';
+}
+
 pid_t proc_parent(pid_t spid)
 {
 	uint64_t ppid;

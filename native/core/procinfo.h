@@ -11,6 +11,9 @@
  * process from a later one that got its number. Returns 0, or -1 if it
  * is gone. */
 int proc_start_ticks(pid_t spid, uint64_t *ticks);
+/* Whether spid has ended: gone, or a zombie its parent has not reaped
+ * (which kill(spid, 0) still finds). */
+int proc_ended(pid_t spid);
 /* Its parent's kernel PID (field 4), or -1 if it is gone. */
 pid_t proc_parent(pid_t spid);
 /* The kernel PID of the process tracing thread tid (/proc/<tid>/status,

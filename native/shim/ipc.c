@@ -159,7 +159,7 @@ static int journal_vrid(uint8_t type, uint32_t srid, uint32_t next, uint32_t *vr
  * LMDB commit: a private one (vkey and skey IPC_PRIVATE), or a keyed one
  * under skey where the application has its key vkey mapped already (the
  * key's row stays in LMDB), which the kernel creates with IPC_EXCL so that
- * it is surely this call's. The journal's lock is held from before the
+ * it is surely this call's, holding the journal's lock from before the
  * kernel's call until the row is in (journal_create_begin says why).
  * NOT_JOURNALED when the kernel has an object under skey already (the
  * caller looks it up) or the journal cannot take the row: the LMDB way. */

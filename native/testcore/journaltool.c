@@ -13,6 +13,13 @@
  *   find TYPE VRID...                 prints "VRID SRID", or "VRID none", for each
  *   findsrid TYPE SRID...             prints "SRID VRID", or "SRID none", for each
  *   used                              prints the slots in use
+ *   die-creating                      a child takes a pending record for a private
+ *                                     semaphore set, creates one and exits before
+ *                                     its record has the ID; prints "id ID"
+ *   hold-creating                     the same, but the child lives on (until
+ *                                     killed); prints "id ID PID"
+ *   recover                           journal_recover (no LMDB rows): prints
+ *                                     "removed N" and its report
  */
 #include "../core/journal.h"
 
@@ -20,8 +27,45 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/sem.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static uint32_t num(const char *s) { return (uint32_t)strtoul(s, NULL, 10); }
+
+static const struct kernel_ops libc_ops = { semget, semctl, shmget, shmctl, msgget, msgctl };
+static int never_mapped(void *ctx, uint8_t type, uint32_t srid)
+{
+	(void)ctx, (void)type, (void)srid;
+	return 0;
+}
+
+/* A child between its kernel call and its record's ID: it exits there
+ * (hold 0) or stays (hold 1, until killed). */
+static void creating(struct journal *j, int hold)
+{
+	int pipefd[2];
+	if (pipe(pipefd)) exit(1);
+	pid_t pid = fork();
+	if (pid == 0) {
+		/* The caller reads the tool's output to its end: not through this child. */
+		int null = open("/dev/null", O_RDWR);
+		for (int fd = 0; fd < 3; fd++) dup2(null, fd);
+		if (journal_create_begin(j, getpid(), 0, RT_SEM, IPC_PRIVATE) < 0) _exit(3);
+		int id = semget(IPC_PRIVATE, 1, 0600);
+		if (write(pipefd[1], &id, sizeof id) != sizeof id) _exit(4);
+		if (hold) pause();
+		_exit(0);
+	}
+	int id = -1;
+	if (read(pipefd[0], &id, sizeof id) != sizeof id || id < 0) exit(1);
+	if (hold) printf("id %d %d\n", id, (int)pid);
+	else {
+		waitpid(pid, NULL, 0);
+		printf("id %d\n", id);
+	}
+}
 
 static const char *die_at;
 static void die(const char *point)
@@ -65,6 +109,12 @@ int main(int argc, char **argv)
 			if (journal_find_srid(&j, (uint8_t)num(argv[4]), num(argv[i]), &vrid)) printf("%s none\n", argv[i]);
 			else printf("%s %u\n", argv[i], vrid);
 		}
+	} else if ((!strcmp(op, "die-creating") || !strcmp(op, "hold-creating")) && argc == 4) {
+		creating(&j, op[0] == 'h');
+	} else if (!strcmp(op, "recover") && argc == 4) {
+		char report[512];
+		int removed = journal_recover(&j, &libc_ops, never_mapped, NULL, report, sizeof report);
+		printf("removed %d\n%s\n", removed, report);
 	} else if (!strcmp(op, "used") && argc == 4) {
 		printf("%u\n", journal_used(&j));
 	} else {
