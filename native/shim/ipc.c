@@ -9,6 +9,7 @@
 #include "../core/rawcall.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -206,6 +207,17 @@ static int create(uint8_t type, key_t vkey, uint32_t skey, size_t size, int flag
 	return r;
 }
 
+/* The key of the last keyed object this process removed, per family: its
+ * next get with IPC_CREAT most likely creates (a program making and
+ * removing objects under one key), so the create is tried first there. */
+static _Atomic uint32_t last_removed_key[RT_MSG + 1];
+
+static int likely_new(uint8_t type, key_t key, int flags)
+{
+	uint32_t k = (uint32_t)key;
+	return (flags & IPC_CREAT) && atomic_compare_exchange_strong(&last_removed_key[type], &k, 0);
+}
+
 int ipc_get(uint8_t type, key_t key, size_t size, int flags)
 {
 	if (key == IPC_PRIVATE) return create(type, IPC_PRIVATE, IPC_PRIVATE, size, flags);
@@ -215,8 +227,10 @@ int ipc_get(uint8_t type, key_t key, size_t size, int flags)
 	 * journal; a new key is claimed in an LMDB write. */
 	if (vr_to_sr(keytype, (uint32_t)key, &skey) == 0) {
 		int exclusive = (flags & CREATE_FLAGS) == CREATE_FLAGS, r;
-		/* With IPC_EXCL the kernel's create says whether the key is free. */
-		if (exclusive && (r = create(type, key, skey, size, flags)) != NOT_JOURNALED) return r;
+		/* With IPC_EXCL the kernel's create says whether the key is free;
+		 * without, a failed create (EEXIST) only costs the lookup after. */
+		if ((exclusive || likely_new(type, key, flags)) && (r = create(type, key, skey, size, flags)) != NOT_JOURNALED)
+			return r;
 		/* With IPC_EXCL an existing object is EEXIST before any other
 		 * check, so only look it up; otherwise let the kernel check
 		 * permissions and size as it would natively. */
@@ -287,6 +301,7 @@ static int remove_journaled(uint8_t type, const struct journal_row *r)
 		if (gone(err)) forget_removed(type, r->vrid, r->srid, 0);
 		return shim_fail(err);
 	}
+	if (r->vkey != IPC_PRIVATE) atomic_store(&last_removed_key[type], r->vkey);
 	struct sysv_stat st;
 	forget_removed(type, r->vrid, r->srid, type == RT_SHM && sysv_stat(&shim_kernel, type, (int)r->srid, &st) == 0);
 	return 0;
