@@ -80,6 +80,23 @@ function startTicks(pid: number): number {
   return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
 }
 
+/** Each vpid has one row, whose process row carries the start time the kernel gives the process. */
+function expectRowsStartedAsKernelSays(home: string, vpids: number[]): void {
+  const rows = tablesJson(home, ['--type', 'pid']);
+  const t = openTableDb(home);
+  try {
+    for (const k of vpids) {
+      const mine = rows.filter((r) => r.virtual === k);
+      expect(mine, `vpid ${k} has one row`).toHaveLength(1);
+      const proc = t.procs.get(S.procKey(mine[0].system));
+      expect(proc, `process ${mine[0].system} has a procs row`).toBeDefined();
+      expect(S.decodeProcVal(proc!).startTicks).toBe(startTicks(mine[0].system));
+    }
+  } finally {
+    t.env.close();
+  }
+}
+
 describe.each(MODES)('programs posix_spawn starts, %s', (_mode, flags) => {
   it('each has one row, naming it with the start time the kernel gives it, under the vpid its parent was given; none sees an entry of appshot in its environment', async () => {
     const home = makeHome();
@@ -101,23 +118,13 @@ describe.each(MODES)('programs posix_spawn starts, %s', (_mode, flags) => {
       app.child.kill('SIGTERM');
       await app.done;
     };
-    let t: ReturnType<typeof openTableDb> | undefined;
     try {
       const kids = (await waitFor(app.out, /^kids .*\n/m))[0].trim().split(' ').slice(1).map(Number);
       const counts = () => app.out().match(/^\d+$/gm) ?? [];
       for (const until = Date.now() + 20_000; counts().length < 5 && Date.now() < until; ) await new Promise((r) => setTimeout(r, 50));
       expect(counts()).toEqual(Array(5).fill('0'));
-      const rows = tablesJson(home, ['--type', 'pid']);
-      t = openTableDb(home);
-      for (const k of kids) {
-        const mine = rows.filter((r) => r.virtual === k);
-        expect(mine, `vpid ${k} has one row`).toHaveLength(1);
-        const proc = t.procs.get(S.procKey(mine[0].system));
-        expect(proc, `process ${mine[0].system} has a procs row`).toBeDefined();
-        expect(S.decodeProcVal(proc!).startTicks).toBe(startTicks(mine[0].system));
-      }
+      expectRowsStartedAsKernelSays(home, kids);
     } finally {
-      t?.env.close();
       await stop();
     }
   });
@@ -130,22 +137,12 @@ describe.each(MODES)('programs a shell forks and execs, %s', (_mode, flags) => {
     // child: the exec passes the child's start tick to sleep's shim.
     const script = 'for i in $(seq 30); do sleep 100000 & echo "kid $!"; done; echo all; exec sleep 100000';
     const app = appshotAsync(home, ['run', '--aid', 'forked', ...flags, '--', 'sh', '-c', script]);
-    let t: ReturnType<typeof openTableDb> | undefined;
     try {
       await waitFor(app.out, /^all$/m);
       const kids = [...app.out().matchAll(/^kid (\d+)$/gm)].map((m) => Number(m[1]));
       expect(kids).toHaveLength(30);
-      const rows = tablesJson(home, ['--type', 'pid']);
-      t = openTableDb(home);
-      for (const k of kids) {
-        const mine = rows.filter((r) => r.virtual === k);
-        expect(mine, `vpid ${k} has one row`).toHaveLength(1);
-        const proc = t.procs.get(S.procKey(mine[0].system));
-        expect(proc, `process ${mine[0].system} has a procs row`).toBeDefined();
-        expect(S.decodeProcVal(proc!).startTicks).toBe(startTicks(mine[0].system));
-      }
+      expectRowsStartedAsKernelSays(home, kids);
     } finally {
-      t?.env.close();
       for (const p of JSON.parse(appshot(home, ['ps', '--aid', 'forked', '--json']).stdout)) process.kill(p.spid, 'SIGKILL');
       app.child.kill('SIGTERM');
       await app.done;
