@@ -1,7 +1,6 @@
 #define _GNU_SOURCE
 #include "home.h"
 #include "rawcall.h"
-#include "afterfork.h"
 #include "../../tables/schema.h"
 
 #include <errno.h>
@@ -106,9 +105,7 @@ int appshot_fd_band;
 
 #define GUARD_MAX 32
 /* fd + 1, 0 when free: lock-free, since fd.c asks on every close. */
-/* On the after-fork page: a fork child unguards the parent's lock
- * descriptor as it closes it. */
-static _Atomic int guarded[GUARD_MAX] APPSHOT_AFTER_FORK;
+static _Atomic int guarded[GUARD_MAX];
 /* No guarded descriptor is below it (it only goes down): most closes are
  * told "not appshot's" by one compare. */
 static _Atomic int guarded_lo = 1 << 30;
@@ -130,10 +127,7 @@ void appshot_fd_unguard(int fd)
 	if (fd < 0) return;
 	for (int i = 0; i < GUARD_MAX; i++) {
 		int mine = fd + 1;
-		/* Read first: a compare-and-swap that fails still writes. */
-		if (atomic_load_explicit(&guarded[i], memory_order_relaxed) == mine &&
-		    atomic_compare_exchange_strong(&guarded[i], &mine, 0))
-			return;
+		if (atomic_compare_exchange_strong(&guarded[i], &mine, 0)) return;
 	}
 }
 
