@@ -1,5 +1,5 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SHIM_PATH, builtProgram } from '../ts/paths.js';
@@ -123,6 +123,9 @@ describe('private sets left by creators killed between the kernel\'s call and th
     expect(ok(home, ['recover'])[0]).toBe('removed 0');
     expect(newSets(before)).toEqual([dead, live].sort());
     process.kill(pid, 'SIGKILL');
+    // Ended once the kernel has it as a zombie or gone (the signal is not handled at once).
+    const ended = () => { try { return /\) [ZX] /.test(readFileSync(`/proc/${pid}/stat`, 'latin1')); } catch { return true; } };
+    for (const until = Date.now() + 5000; !ended() && Date.now() < until; ) execFileSync('sleep', ['0.02']);
     expect(ok(home, ['recover'])[0]).toBe('removed 2');
     expect(newSets(before)).toEqual([]);
   });
