@@ -458,12 +458,10 @@ int tabledb_redirects(const struct tabledb *t, MDB_txn *txn, tabledb_redirect_fn
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-uint64_t tabledb_txnid(const struct tabledb *t)
-{
-	MDB_envinfo info;
-	mdb_env_info(t->env, &info);
-	return info.me_last_txnid;
-}
+/* In the lmdb package's mdb.c, appended by native/CMakeLists.txt. */
+mdb_size_t appshot_mdb_last_txnid(MDB_env *env);
+
+uint64_t tabledb_txnid(const struct tabledb *t) { return appshot_mdb_last_txnid(t->env); }
 
 int tabledb_fwd(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t vrid, struct fwd_val *out)
 {

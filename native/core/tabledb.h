@@ -84,8 +84,9 @@ void tabledb_after_fork_child(void);
 /* Closes the environment and this process's open-lock descriptor. */
 void tabledb_close(struct tabledb *t);
 
-/* The id of the last committed write transaction: a 2 ns check that tells a
- * cache whether anything changed since it was filled. */
+/* The id of the last committed write transaction, as a read transaction
+ * begun after this call sees at least: one load from the lock region that
+ * tells a cache whether anything changed since it was filled. */
 uint64_t tabledb_txnid(const struct tabledb *t);
 
 /*
