@@ -84,4 +84,27 @@ describe('message queues under the shim', () => {
     other.child.kill('SIGTERM');
     await other.done;
   });
+
+  // The translation cache of a running process holds "no such queue" for an
+  // ID; another process of the application then makes a queue under that ID
+  // whose row is only in the journal (no LMDB commit): the cache must see the
+  // journal's generation move, or the first process keeps saying EINVAL.
+  // Remapped, where the next private ID is known (the application's shared
+  // block of vrids, taken by the first private queue's LMDB write, before the
+  // ID is asked). The other process is started first and waits, so that its
+  // start's own table writes are done before the ID is asked.
+  it('a queue another process makes after this one found no queue under that ID (journal only): the next call finds it', () => {
+    const first = 268435456; // VRID_REMAP_BASE: the application's first private queue
+    const second = String(first + 1);
+    const maker = `${MSGTOOL} sleep 1200 private send 2 theirs n sleep 2500 >/dev/null &`;
+    const r = run(makeHome(), [
+      'private', 'system', maker, 'sleep', '400',
+      'use', second, 'send', '1', 'early', 'n', // none yet: EINVAL, and the cache remembers it
+      'sleep', '1800', // the other process has made it meanwhile
+      'send', '1', 'mine', 'n', 'recv', '0', '64', 'n', 'recv', '0', '64', 'n', 'rmid',
+      'use', String(first), 'rmid',
+    ], ['--aid', 'gen', '--no-identity']);
+    expect(r.stderr).toBe('');
+    expect(lines(r.stdout)).toEqual([`id ${first}`, 'status 0', 'err EINVAL', 'ok 0', 'msg 2 theirs', 'msg 1 mine', 'ok 0', 'ok 0']);
+  });
 });

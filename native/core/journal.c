@@ -236,6 +236,14 @@ uint64_t journal_gen(const struct journal *j)
 	return h ? atomic_load_explicit(&h->gen, memory_order_acquire) : 0;
 }
 
+const uint64_t *journal_gen_word(const struct journal *j)
+{
+	const struct journal_head *h = __atomic_load_n(&j->head, __ATOMIC_RELAXED);
+	/* A plain pointer, for the C++ that includes journal.h: the caller
+	 * loads through it with __atomic_load_n, as journal_gen does. */
+	return h ? (const uint64_t *)&h->gen : NULL;
+}
+
 uint32_t journal_used(const struct journal *j)
 {
 	return j->head ? atomic_load_explicit(&j->head->used, memory_order_relaxed) : 0;

@@ -77,6 +77,11 @@ void journal_set_app(struct journal *j, const char *aid);
 
 /* Changes with every change of the slots: the translation cache's check. */
 uint64_t journal_gen(const struct journal *j);
+/* Where journal_gen reads it, for a caller that keeps the address (the
+ * shim's translation cache: one load, not the journal's and its head's in
+ * turn); NULL with no journal mapped (journal_gen's 0). Fixed while the
+ * journal stays mapped. */
+const uint64_t *journal_gen_word(const struct journal *j);
 /* Slots in use (rows, and rows being folded): 0 means nothing to fold. */
 uint32_t journal_used(const struct journal *j);
 /* Pending records taken (creations under way, or left by dead creators). */

@@ -463,6 +463,14 @@ mdb_size_t appshot_mdb_last_txnid(MDB_env *env);
 
 uint64_t tabledb_txnid(const struct tabledb *t) { return appshot_mdb_last_txnid(t->env); }
 
+const mdb_size_t *appshot_mdb_txnid_word(MDB_env *env);
+
+const uint64_t *tabledb_txnid_word(const struct tabledb *t)
+{
+	_Static_assert(sizeof(mdb_size_t) == sizeof(uint64_t), "LMDB's transaction ids are 64-bit here");
+	return (const uint64_t *)appshot_mdb_txnid_word(t->env);
+}
+
 int tabledb_fwd(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t vrid, struct fwd_val *out)
 {
 	uint8_t kb[FWD_KEY_MAX];

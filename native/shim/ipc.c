@@ -260,7 +260,7 @@ int ipc_srid(uint8_t type, int vrid, uint32_t *srid)
  * object of the last generation (sequence 65535 or 127). */
 #define NO_SUCH_ID INT_MAX
 
-int ipc_kernel_id(uint8_t type, int vrid)
+SHIM_HOT int ipc_kernel_id(uint8_t type, int vrid)
 {
 	uint32_t srid;
 	if (vrid < 0) return vrid;

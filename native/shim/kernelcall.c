@@ -25,7 +25,7 @@
  * this one: the two pthread_setcanceltype calls are two atomic
  * compare-and-swaps on every msgsnd and msgrcv (about 20 ns here). */
 #define KERNEL_CANCELLABLE(ret, name, params, ...)                             \
-	ret kernel_##name params                                               \
+	SHIM_HOT ret kernel_##name params                                      \
 	{                                                                      \
 		if (__libc_single_threaded) return (ret)raw_call(__VA_ARGS__); \
 		int type;                                                      \

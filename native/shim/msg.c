@@ -16,13 +16,13 @@ WRAPPER(msgget)
 
 /* msgsnd reads the message (EFAULT, EINVAL for its type) before it looks
  * the ID up, so an unknown ID goes to the kernel too. */
-WRAPPER(msgsnd)
+SHIM_HOT WRAPPER(msgsnd)
 {
 	if (!shim_active) return REAL(msgsnd)(msqid, msgp, msgsz, msgflg);
 	return REAL(msgsnd)(ipc_kernel_id(RT_MSG, msqid), msgp, msgsz, msgflg);
 }
 
-WRAPPER(msgrcv)
+SHIM_HOT WRAPPER(msgrcv)
 {
 	if (!shim_active) return REAL(msgrcv)(msqid, msgp, msgsz, msgtyp, msgflg);
 	return REAL(msgrcv)(ipc_kernel_id(RT_MSG, msqid), msgp, msgsz, msgtyp, msgflg);

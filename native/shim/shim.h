@@ -14,6 +14,13 @@
  * hidden so they never interpose on a program's own copy. */
 #define SHIM_EXPORT __attribute__((visibility("default")))
 
+/* The code of a translated call the program may make at a high rate
+ * (msgsnd, msgrcv): the compiler puts it in .text.hot, next to each
+ * other, so such a call runs on one or two pages of the shim's text, not
+ * one per file: in a VM each page is a TLB miss after the system call
+ * before. */
+#define SHIM_HOT __attribute__((hot))
+
 /* Nonzero when this process belongs to an application (APPSHOT_AID set). */
 extern int shim_active;
 
