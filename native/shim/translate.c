@@ -176,8 +176,8 @@ static int lookup_in(MDB_txn *txn, void *arg)
 	return rc ? -1 : 0;
 }
 
-/* The cache slot for a lookup, emptied first if anything was committed,
- * or the journal of new objects changed, since the cache was filled. */
+/* The last committed txn id and the journal's generation, through the
+ * addresses kept for the handles now in use. */
 static inline uint64_t tables_txnid(void)
 {
 	const struct tabledb *t = shim_tables();
@@ -198,6 +198,8 @@ static inline uint64_t journal_now(void)
 	return cache.gen_at ? __atomic_load_n(cache.gen_at, __ATOMIC_ACQUIRE) : 0;
 }
 
+/* The cache slot for a lookup, emptied first if anything was committed,
+ * or the journal of new objects changed, since the cache was filled. */
 static inline struct slot *probe(uint64_t key, uint64_t *txnid, uint64_t *jgen)
 {
 	uint64_t now = tables_txnid(), gen = journal_now();
