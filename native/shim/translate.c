@@ -30,9 +30,10 @@ static __thread struct {
 	 * id and generation lie (tabledb_txnid_word, journal_gen_word): the
 	 * check then loads those two words alone, not the handles' and
 	 * LMDB's environment's pages in turn, each a cache and TLB miss after
-	 * the system call before (~40 ns a call here). The shim never frees
-	 * a tables handle or a journal, nor maps a journal again in place, so
-	 * a new one is never at an old address. */
+	 * the system call before (20 ns of a 3 us msgsnd + msgrcv pair,
+	 * measured alternated). The shim never frees a tables handle or a
+	 * journal, nor maps a journal again in place, so a new one is never
+	 * at an old address. */
 	const struct tabledb *tables;
 	const struct journal *journal;
 	const uint64_t *txnid_at;
