@@ -225,7 +225,7 @@ function hexByte(hex: string, index: number, fn: (v: number) => number): string 
 }
 
 describe('an image this machine lacks a feature for', () => {
-  it('saved AVX-512 register state (the XSAVE header of its first thread) or another vDSO: refused naming the process and what is missing, nothing created', async () => {
+  it('saved register state of a component this CPU lacks (the XSAVE header of its first thread: AVX-512, AMX or APX) or another vDSO: refused naming the process and what is missing, nothing created', async () => {
     const { home, file, rootVpid } = await sharedImage([]);
     const check = (edited: string, aid: string, why: RegExp) => {
       const r = appshot(home, ['restore', edited, '--aid', aid]);
@@ -235,12 +235,24 @@ describe('an image this machine lacks a feature for', () => {
       expect(r.stderr).not.toMatch(/at .*\.js:/);
       expect(r.stdout).not.toMatch(/^count /m);
     };
-    // xstate_bv at byte 512 of the XSAVE area: bits 5-7 are AVX-512's opmask, ZMM_Hi256, Hi16_ZMM; this CPU lacks them (checked below).
+    // xstate_bv at byte 512 of the XSAVE area: the image is made to use a component this CPU lacks, the first of
+    // AVX-512 (bits 5-7: opmask, ZMM_Hi256, Hi16_ZMM), AMX (17-18: tile config and data) and APX (19) that
+    // /proc/cpuinfo does not list (the machines this runs on differ: some have AVX-512).
     const cpu = readFileSync('/proc/cpuinfo', 'utf8');
-    expect(cpu).not.toMatch(/\bavx512f\b/);
-    const avx = join(home, 'avx512.snap');
-    editedImage(file, avx, (json) => json.replace(/("xstate":")([0-9a-fx]+)"/, (_m, k, hex) => `${k}${hexByte(hex, 512, (v) => v | 0xe0)}"`));
-    check(avx, 'avx', /this CPU or kernel does not have: AVX-512 \(XSAVE features 0xe0/);
+    const lacking = [
+      { flag: 'avx512f', name: 'AVX-512', bits: 0xe0n },
+      { flag: 'amx_tile', name: 'AMX', bits: 0x3n << 17n },
+      { flag: 'apx_f', name: 'APX', bits: 0x1n << 19n },
+    ].find((f) => !new RegExp(`\\b${f.flag}\\b`).test(cpu));
+    if (!lacking) throw new Error('this CPU has AVX-512, AMX and APX: the test needs an XSAVE component it lacks');
+    const avx = join(home, 'xfeature.snap');
+    const orBits = (hex: string) => {
+      let h = hex;
+      for (let i = 0; i < 8; i++) h = hexByte(h, 512 + i, (v) => v | Number((lacking.bits >> BigInt(8 * i)) & 0xffn));
+      return h;
+    };
+    editedImage(file, avx, (json) => json.replace(/("xstate":")([0-9a-fx]+)"/, (_m, k, hex) => `${k}${orBits(hex)}"`));
+    check(avx, 'avx', new RegExp(`this CPU or kernel does not have: ${lacking.name} \\(XSAVE features 0x${lacking.bits.toString(16)}\\b`));
     await nothingLeft(home);
     // Another kernel's vDSO: its checksum differs from this one's.
     const vdso = join(home, 'vdso.snap');
