@@ -97,6 +97,24 @@ function expectRowsStartedAsKernelSays(home: string, vpids: number[]): void {
   }
 }
 
+/** What each of the application's processes is doing (state and kernel
+ * wait channel, from /proc), for a failure's message: a spawn that hangs
+ * names its place there, a slow machine shows every process runnable. */
+function processStates(home: string, aid: string): string {
+  const ps = JSON.parse(appshot(home, ['ps', '--aid', aid, '--json']).stdout) as { spid: number }[];
+  return ps
+    .map(({ spid }) => {
+      try {
+        const stat = readFileSync(`/proc/${spid}/stat`, 'latin1');
+        const wchan = readFileSync(`/proc/${spid}/wchan`, 'latin1');
+        return `${spid} ${stat.slice(stat.indexOf('('), stat.lastIndexOf(')') + 3)} ${wchan}`;
+      } catch {
+        return `${spid} gone`;
+      }
+    })
+    .join('\n');
+}
+
 describe.each(MODES)('programs posix_spawn starts, %s', (_mode, flags) => {
   it('each has one row, naming it with the start time the kernel gives it, under the vpid its parent was given; none sees an entry of appshot in its environment', async () => {
     const home = makeHome();
@@ -105,11 +123,16 @@ describe.each(MODES)('programs posix_spawn starts, %s', (_mode, flags) => {
     // checked against /proc by the parent), each the program it starts
     // (sleep: no later exec records it again); and a few shells that
     // print their environment's appshot entries a program must not see.
+    // Python says when it starts spawning: the harness's start and its own
+    // (up to 20 s on a loaded 2-core machine, which the one wait for both
+    // did not always leave the 40 spawns) have a wait of their own.
     const script = [
       'import os, sys, time',
+      'print("spawning", flush=True)',
       "kids = [os.posix_spawn('/bin/sleep', ['sleep', '100000'], os.environ) for i in range(40)]",
       'print("kids", *kids, flush=True)',
       "for i in range(5): os.waitpid(os.posix_spawn('/bin/sh', ['sh', '-c', 'env | grep -c APPSHOT_SPAWN_START'], os.environ), 0)",
+      'print("done", flush=True)',
       'time.sleep(100000)',
     ].join('\n');
     const app = appshotAsync(home, ['run', '--aid', 'spawned', ...flags, '--', 'python3', '-c', script]);
@@ -118,11 +141,18 @@ describe.each(MODES)('programs posix_spawn starts, %s', (_mode, flags) => {
       app.child.kill('SIGTERM');
       await app.done;
     };
+    // A failure says what the program wrote to stderr (a spawn's error)
+    // and where its processes are.
+    const told = (e: Error) => new Error(`${e.message}\nstderr:\n${app.err()}\nprocesses:\n${processStates(home, 'spawned')}`);
     try {
-      const kids = (await waitFor(app.out, /^kids .*\n/m))[0].trim().split(' ').slice(1).map(Number);
-      const counts = () => app.out().match(/^\d+$/gm) ?? [];
-      for (const until = Date.now() + 20_000; counts().length < 5 && Date.now() < until; ) await new Promise((r) => setTimeout(r, 50));
-      expect(counts()).toEqual(Array(5).fill('0'));
+      await waitFor(app.out, /^spawning$/m).catch((e) => Promise.reject(told(e)));
+      const kids = (await waitFor(app.out, /^kids .*\n/m, 60_000).catch((e) => Promise.reject(told(e))))[0]
+        .trim()
+        .split(' ')
+        .slice(1)
+        .map(Number);
+      await waitFor(app.out, /^done$/m, 60_000).catch((e) => Promise.reject(told(e)));
+      expect(app.out().match(/^\d+$/gm)).toEqual(Array(5).fill('0'));
       expectRowsStartedAsKernelSays(home, kids);
     } finally {
       await stop();
