@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "home.h"
 #include "rawcall.h"
+#include "afterfork.h"
 #include "../../tables/schema.h"
 
 #include <errno.h>
@@ -105,7 +106,9 @@ int appshot_fd_band;
 
 #define GUARD_MAX 32
 /* fd + 1, 0 when free: lock-free, since fd.c asks on every close. */
-static _Atomic int guarded[GUARD_MAX];
+/* On the after-fork page: a fork child unguards the parent's lock
+ * descriptor as it closes it. */
+static _Atomic int guarded[GUARD_MAX] APPSHOT_AFTER_FORK;
 /* No guarded descriptor is below it (it only goes down): most closes are
  * told "not appshot's" by one compare. */
 static _Atomic int guarded_lo = 1 << 30;
@@ -127,7 +130,10 @@ void appshot_fd_unguard(int fd)
 	if (fd < 0) return;
 	for (int i = 0; i < GUARD_MAX; i++) {
 		int mine = fd + 1;
-		if (atomic_compare_exchange_strong(&guarded[i], &mine, 0)) return;
+		/* Read first: a compare-and-swap that fails still writes. */
+		if (atomic_load_explicit(&guarded[i], memory_order_relaxed) == mine &&
+		    atomic_compare_exchange_strong(&guarded[i], &mine, 0))
+			return;
 	}
 }
 

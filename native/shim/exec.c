@@ -141,13 +141,16 @@ static void fds_entry(char *buf)
 	if (!home_fds_format(fds, buf + n, FDS_ENTRY_MAX - n)) buf[0] = 0;
 }
 
-/* Fills out (n + 6 slots) with envp plus what is missing; preload is room
+/* Fills out (n + 7 slots) with envp plus what is missing; preload is room
  * for a merged LD_PRELOAD entry, fds the descriptors' entry (fds_entry),
  * which replaces any other unless envp names another home (a nested
- * `appshot run`). Returns envp itself when nothing is missing. */
-static char *const *patch_env(char *const envp[], size_t n, char **out, char *preload, size_t preload_len, char *fds)
+ * `appshot run`), start the start entry ("" for none), which replaces any
+ * other. Returns envp itself when nothing is missing. */
+static char *const *patch_env(char *const envp[], size_t n, char **out, char *preload, size_t preload_len, char *fds,
+			      char *start)
 {
-	int aid = 0, home = 0, pre = -1, fds_at = -1, other_home = 0, stale_at[2] = { -1, -1 }, notify = !env_notify[0];
+	int aid = 0, home = 0, pre = -1, fds_at = -1, start_at = -1, other_home = 0, stale_at[2] = { -1, -1 },
+	    notify = !env_notify[0];
 	for (size_t i = 0; i < n; i++) {
 		if (is_stale(envp[i], stale_env_aid)) stale_at[0] = (int)i;
 		else if (is_stale(envp[i], stale_env_home)) stale_at[1] = (int)i;
@@ -156,11 +159,12 @@ static char *const *patch_env(char *const envp[], size_t n, char **out, char *pr
 		else if (has_prefix(envp[i], "LD_PRELOAD=")) pre = (int)i;
 		else if (has_prefix(envp[i], HOME_FDS_ENV "=")) fds_at = (int)i;
 		else if (has_prefix(envp[i], NOTIFY_ENV "=")) notify = 1;
+		else if (has_prefix(envp[i], SPAWN_START_ENV "=")) start_at = (int)i;
 	}
 	int preload_ok = pre >= 0 && preload_has_shim(envp[pre]);
 	int fds_ok = other_home || !fds[0] || (fds_at >= 0 && !strcmp(envp[fds_at], fds));
 	int stale = stale_at[0] >= 0 || stale_at[1] >= 0;
-	if (!shim_active || !shim_path[0] || (aid && home && preload_ok && fds_ok && !stale && notify)) return envp;
+	if (!shim_active || !shim_path[0] || (aid && home && preload_ok && fds_ok && !stale && notify && !start[0])) return envp;
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++) out[k++] = envp[i];
 	if (stale_at[0] >= 0) out[stale_at[0]] = env_aid, aid = 1;
@@ -172,6 +176,10 @@ static char *const *patch_env(char *const envp[], size_t n, char **out, char *pr
 		if (fds_at >= 0) out[fds_at] = fds;
 		else out[k++] = fds;
 	}
+	if (start[0]) {
+		if (start_at >= 0) out[start_at] = start;
+		else out[k++] = start;
+	}
 	if (!preload_ok) {
 		const char *rest = pre >= 0 ? envp[pre] + strlen("LD_PRELOAD=") : "";
 		snprintf(preload, preload_len, "LD_PRELOAD=%s%s%s", shim_path, *rest ? ":" : "", rest);
@@ -182,14 +190,30 @@ static char *const *patch_env(char *const envp[], size_t n, char **out, char *pr
 	return out;
 }
 
-/* Declares the room patch_env needs, on the caller's stack. */
-#define PATCHED_ENV(name, envp)                                                        \
+/* Declares the room patch_env needs, on the caller's stack; start is
+ * the new program's start entry (pid_spawn_start_entry) or "". */
+#define PATCHED_ENV_STARTING(name, envp, start)                                        \
 	size_t name##_n = env_count(envp);                                             \
-	char *name##_slots[name##_n + 6];                                              \
+	char *name##_slots[name##_n + 7];                                              \
 	char name##_preload[strlen(shim_path) + 16 + preload_room(envp, name##_n)];    \
 	char name##_fds[FDS_ENTRY_MAX];                                                \
 	fds_entry(name##_fds);                                                         \
-	char *const *name = patch_env(envp, name##_n, name##_slots, name##_preload, sizeof name##_preload, name##_fds)
+	char *const *name = patch_env(envp, name##_n, name##_slots, name##_preload, sizeof name##_preload, name##_fds, start)
+/* An exec's: this process's start tick for the program (pid.c); not for
+ * a program the loader starts (loaded: no shim to take the entry out). */
+#define PATCHED_ENV(name, envp, loaded)                                                \
+	char name##_start[64];                                                         \
+	if ((loaded) || !pid_exec_start_entry(name##_start, sizeof name##_start)) name##_start[0] = 0; \
+	PATCHED_ENV_STARTING(name, envp, name##_start)
+
+/* posix_spawn's: the clock read first, so that the new program may take
+ * its start tick from it (pid.c, spawn_start_ticks); not for a program the
+ * loader starts (loaded: static or Go, no shim to take the entry out). */
+#define PATCHED_SPAWN_ENV(name, envp, before, loaded)                                   \
+	uint64_t before = pid_clock();                                                 \
+	char name##_start[64];                                                         \
+	if ((loaded) || !pid_spawn_start_entry(name##_start, sizeof name##_start, before)) name##_start[0] = 0; \
+	PATCHED_ENV_STARTING(name, envp, name##_start)
 
 static size_t preload_room(char *const envp[], size_t n)
 {
@@ -243,8 +267,8 @@ WRAPPER(execve)
 {
 	REDIRECT(path, -1);
 	pid_before_exec();
-	PATCHED_ENV(env, envp);
 	NOTIFIED_ARGV(loader_argv, path, argv);
+	PATCHED_ENV(env, envp, loader_argv != NULL);
 	if (loader_argv) return REAL(execve)(loader_path, loader_argv, env);
 	return REAL(execve)(path, argv, env);
 }
@@ -253,8 +277,8 @@ WRAPPER(execv)
 {
 	REDIRECT(path, -1);
 	pid_before_exec();
-	PATCHED_ENV(env, environ);
 	NOTIFIED_ARGV(loader_argv, path, argv);
+	PATCHED_ENV(env, environ, loader_argv != NULL);
 	if (loader_argv) return REAL(execve)(loader_path, loader_argv, env);
 	return REAL(execve)(path, argv, env);
 }
@@ -263,9 +287,9 @@ WRAPPER(execvpe)
 {
 	REDIRECT_FILE(file, -1);
 	pid_before_exec();
-	PATCHED_ENV(env, envp);
 	char found[PATH_MAX];
 	NOTIFIED_ARGV(loader_argv, searched(file, found), argv);
+	PATCHED_ENV(env, envp, loader_argv != NULL);
 	if (loader_argv) return REAL(execve)(loader_path, loader_argv, env);
 	return REAL(execvpe)(file, argv, env);
 }
@@ -274,9 +298,9 @@ WRAPPER(execvp)
 {
 	REDIRECT_FILE(file, -1);
 	pid_before_exec();
-	PATCHED_ENV(env, environ);
 	char found[PATH_MAX];
 	NOTIFIED_ARGV(loader_argv, searched(file, found), argv);
+	PATCHED_ENV(env, environ, loader_argv != NULL);
 	if (loader_argv) return REAL(execve)(loader_path, loader_argv, env);
 	return REAL(execvpe)(file, argv, env);
 }
@@ -284,16 +308,15 @@ WRAPPER(execvp)
 WRAPPER(fexecve)
 {
 	pid_before_exec();
-	PATCHED_ENV(env, envp);
+	PATCHED_ENV(env, envp, 0);
 	return REAL(fexecve)(fd, argv, env);
 }
 
 WRAPPER(posix_spawn)
 {
 	REDIRECT(path, errno); /* posix_spawn returns its error */
-	PATCHED_ENV(env, envp);
 	NOTIFIED_ARGV(loader_argv, path, argv);
-	uint64_t before = pid_clock();
+	PATCHED_SPAWN_ENV(env, envp, before, loader_argv != NULL);
 	int r = REAL(posix_spawn)(pid, loader_argv ? loader_path : path, actions, attr, loader_argv ? loader_argv : argv, env);
 	if (r == 0 && pid) *pid = pid_record_child(*pid, before);
 	return r;
@@ -302,10 +325,9 @@ WRAPPER(posix_spawn)
 WRAPPER(posix_spawnp)
 {
 	REDIRECT_FILE(file, errno);
-	PATCHED_ENV(env, envp);
 	char found[PATH_MAX];
 	NOTIFIED_ARGV(loader_argv, searched(file, found), argv);
-	uint64_t before = pid_clock();
+	PATCHED_SPAWN_ENV(env, envp, before, loader_argv != NULL);
 	int r = loader_argv ? REAL(posix_spawn)(pid, loader_path, actions, attr, loader_argv, env)
 			    : REAL(posix_spawnp)(pid, file, actions, attr, argv, env);
 	if (r == 0 && pid) *pid = pid_record_child(*pid, before);

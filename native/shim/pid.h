@@ -29,6 +29,15 @@ void pid_before_exec(void);
  * pid_clock() read before it was started. */
 uint64_t pid_clock(void);
 pid_t pid_record_child(pid_t spid, uint64_t before);
+/* The environment entry that tells the program posix_spawn starts now its
+ * start tick (before: pid_clock() read before the spawn), into buf: 1, or 0
+ * when this kernel's clock is not known to match /proc (the child reads
+ * /proc then). */
+#define SPAWN_START_ENV "APPSHOT_SPAWN_START"
+int pid_spawn_start_entry(char *buf, size_t len, uint64_t before);
+/* The same for the program an exec puts in this process, when this
+ * process's start tick is known exactly. */
+int pid_exec_start_entry(char *buf, size_t len);
 /* A kernel PID as the application names it: its vpid if it is one of the
  * application's processes, else the PID itself. */
 pid_t pid_to_virtual(pid_t spid);

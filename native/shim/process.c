@@ -4,6 +4,7 @@
 #include "shim.h"
 #include "../core/home.h"
 #include "../core/rawcall.h"
+#include "../core/afterfork.h"
 #include "real.h"
 #include "pid.h"
 #include "path.h"
@@ -111,8 +112,10 @@ void port_init(void);
 #define MAX_THREADS 4096
 static _Atomic uintptr_t threads[MAX_THREADS];
 /* One past the highest slot ever taken: the walks below stop there, so a
- * fork child reads (and faults in) only the part of the table in use. */
-static _Atomic unsigned threads_end;
+ * fork child reads (and faults in) only the part of the table in use; on
+ * the after-fork page, so a child of a process that never registered a
+ * thread reads no page of the table at all. */
+static _Atomic unsigned threads_end APPSHOT_AFTER_FORK;
 static pthread_key_t thread_key;
 /* Made by the first thread that registers, not at start (issue 21: its
  * first use writes a page of libc's most programs never touch). */
@@ -167,12 +170,19 @@ void shim_thread_seen(void)
  * to reuse or unmap. */
 static void threads_after_fork(void)
 {
-	/* Only the slots in use are read and written: a store to every one
-	 * would copy each of the table's pages from the parent (copy-on-write),
-	 * a read fault in the ones the parent never touched. */
-	for (unsigned i = 0, end = threads_end; i < end; i++)
-		if (__atomic_load_n(&threads[i], __ATOMIC_RELAXED)) __atomic_store_n(&threads[i], 0, __ATOMIC_RELAXED);
-	if (thread_registered) thread_add(thread_pointer());
+	/* Only the slots in use are read, and only the others' written: a
+	 * store to every one would copy each of the table's pages from the
+	 * parent (copy-on-write), a read fault in the ones the parent never
+	 * touched; the forking thread's own slot (its thread pointer is the
+	 * child's) stays, so a single-threaded program's child writes none. */
+	uintptr_t me = thread_registered ? thread_pointer() : 0;
+	int kept = 0;
+	for (unsigned i = 0, end = threads_end; i < end; i++) {
+		uintptr_t tp = __atomic_load_n(&threads[i], __ATOMIC_RELAXED);
+		if (tp && tp == me && !kept) kept = 1;
+		else if (tp) __atomic_store_n(&threads[i], 0, __ATOMIC_RELAXED);
+	}
+	if (me && !kept) thread_add(me);
 }
 
 /* ------------------------------------------------------- the canary page */
@@ -297,10 +307,14 @@ static void renew_environ(void);
  * getpid, which the trap answers through the getpid wrapper (trap.c).
  * renew must not start it over there, which would recurse until the stack
  * ran out; and the PIDs come first, so that such a getpid is the child's. */
+/* A fork child's reset under way (the child has one thread): renew()
+ * waits for nothing then. Not the thread-local `renewing`, whose page the
+ * child would copy from its parent only for this (issue 21). */
+static int child_resetting APPSHOT_AFTER_FORK;
+
 static void after_fork_child(void)
 {
-	int was = renewing;
-	renewing = 1;
+	child_resetting = 1;
 	pid_after_fork_child();
 	tabledb_after_fork_child();
 	translate_after_fork_child();
@@ -317,7 +331,7 @@ static void after_fork_child(void)
 		path_restored();
 		renew_environ();
 	}
-	renewing = was;
+	child_resetting = 0;
 }
 
 /* The restored application's home's files, which the restorer opened again
@@ -430,7 +444,7 @@ static void restore_renew(void)
 
 static void renew(void)
 {
-	if (renewing) return;
+	if (renewing || child_resetting) return;
 	if (P.page->restored == 0) {
 		after_fork_child(); /* a fork child: the kernel wiped the page */
 		return;
