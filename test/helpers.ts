@@ -94,8 +94,10 @@ export function appshotAsync(home: string, args: string[], extraEnv?: NodeJS.Pro
   return { child, done, out: () => stdout, err: () => stderr };
 }
 
-/** Resolves once the output so far matches re. */
-export async function waitFor(read: () => string, re: RegExp, ms = 20_000): Promise<RegExpMatchArray> {
+/** Resolves once the output so far matches re. The default wait is long: a program's start under the shim is
+ * CPU-bound (python3 -m http.server: 0.7 s of CPU here), and with the suite's other programs on two cores it took
+ * over 20 s in full runs; a wait that never matches still fails, only later. */
+export async function waitFor(read: () => string, re: RegExp, ms = 60_000): Promise<RegExpMatchArray> {
   const end = Date.now() + ms;
   for (;;) {
     const m = read().match(re);
