@@ -258,9 +258,21 @@ uint32_t journal_pending(const struct journal *j)
 
 static void repair(struct journal *j);
 
+/* A holder keeps the lock for a few slot stores, while a robust mutex's
+ * waiter sleeps at once: with many processes creating, each wait was a
+ * futex sleep and wake-up (two context switches, dear in a VM) for a lock
+ * free again a microsecond later. So a while of tries first, about as long
+ * as a holder's stores; a holder not running at all is then waited for
+ * asleep, as before. */
+#define LOCK_TRIES 100
+
 static void lock(struct journal *j)
 {
-	if (pthread_mutex_lock(&j->head->mutex) == EOWNERDEAD) {
+	int rc = EBUSY;
+	for (int i = 0; i < LOCK_TRIES && (rc = pthread_mutex_trylock(&j->head->mutex)) == EBUSY; i++)
+		__builtin_ia32_pause();
+	if (rc == EBUSY) rc = pthread_mutex_lock(&j->head->mutex);
+	if (rc == EOWNERDEAD) {
 		repair(j);
 		pthread_mutex_consistent(&j->head->mutex);
 	}
