@@ -459,16 +459,21 @@ int tabledb_redirects(const struct tabledb *t, MDB_txn *txn, tabledb_redirect_fn
 }
 
 /* In the lmdb package's mdb.c, appended by native/CMakeLists.txt. */
-mdb_size_t appshot_mdb_last_txnid(MDB_env *env);
-
-uint64_t tabledb_txnid(const struct tabledb *t) { return appshot_mdb_last_txnid(t->env); }
-
 const mdb_size_t *appshot_mdb_txnid_word(MDB_env *env);
 
 const uint64_t *tabledb_txnid_word(const struct tabledb *t)
 {
 	_Static_assert(sizeof(mdb_size_t) == sizeof(uint64_t), "LMDB's transaction ids are 64-bit here");
 	return (const uint64_t *)appshot_mdb_txnid_word(t->env);
+}
+
+uint64_t tabledb_txnid(const struct tabledb *t)
+{
+	const uint64_t *word = tabledb_txnid_word(t);
+	if (word) return __atomic_load_n(word, __ATOMIC_ACQUIRE);
+	MDB_envinfo info; /* no lock region: the newer meta page's */
+	mdb_env_info(t->env, &info);
+	return info.me_last_txnid;
 }
 
 int tabledb_fwd(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t vrid, struct fwd_val *out)
