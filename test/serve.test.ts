@@ -101,7 +101,11 @@ describe.each(MODES)('template serve, %s', (_mode, flags) => {
     h.child.kill('SIGTERM');
     const r = await h.done;
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr).toMatch(/SIGTERM: ending 1 instance\(s\)/);
+    // Ending every instance it made: one, or two when the machine was slow enough that a later connection waited past
+    // the 100 ms bound and the pool grew (its own behaviour, tested below; seen once under a full suite's load).
+    const made = count(r.stderr, /started web-\d+ /);
+    expect(made).toBeGreaterThanOrEqual(1);
+    expect(r.stderr).toMatch(new RegExp(`SIGTERM: ending ${made} instance\\(s\\)`));
     await nothingLeft(home, pub);
   });
 
