@@ -81,28 +81,37 @@ export function appshotAsync(home: string, args: string[], extraEnv?: NodeJS.Pro
   homeOf.set(child, home);
   let stdout = '';
   let stderr = '';
+  let ended: Result | null = null;
   child.stdout!.on('data', (d) => (stdout += d));
   child.stderr!.on('data', (d) => (stderr += d));
   const done = new Promise<Result>((resolve) =>
     child.on('close', (code, signal) => {
       runningChildren.delete(child);
       running.delete(done);
-      resolve({ code, signal, stdout, stderr });
+      ended = { code, signal, stdout, stderr };
+      resolve(ended);
     }),
   );
   running.add(done);
-  return { child, done, out: () => stdout, err: () => stderr };
+  const watched = (read: () => string): OutputReader => Object.assign(read, { ended: () => ended, stderr: () => stderr });
+  return { child, done, out: watched(() => stdout), err: watched(() => stderr) };
 }
+
+/** A started command's stdout or stderr, which also tells whether the command has ended: a wait on it then fails at
+ * once, showing how the command ended and what it printed, not at its deadline with nothing to go on. */
+export type OutputReader = (() => string) & { ended?: () => Result | null; stderr?: () => string };
 
 /** Resolves once the output so far matches re. The default wait is long: a program's start under the shim is
  * CPU-bound (python3 -m http.server: 0.7 s of CPU here), and with the suite's other programs on two cores it took
  * over 20 s in full runs; a wait that never matches still fails, only later. */
-export async function waitFor(read: () => string, re: RegExp, ms = 60_000): Promise<RegExpMatchArray> {
+export async function waitFor(read: OutputReader, re: RegExp, ms = 60_000): Promise<RegExpMatchArray> {
   const end = Date.now() + ms;
   for (;;) {
+    const ended = read.ended?.(); // before the read: the output is whole once the command has ended
     const m = read().match(re);
     if (m) return m;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${re} in:\n${read()}`);
+    if (ended) throw new Error(`waiting for ${re}: the command ended (${ended.signal ?? `exit ${ended.code}`}) first; it printed:\n${ended.stdout}\nand on stderr:\n${ended.stderr}`);
+    if (Date.now() > end) throw new Error(`timed out waiting for ${re} in:\n${read()}${read.stderr ? `\nstderr so far:\n${read.stderr()}` : ''}`);
     await new Promise((r) => setTimeout(r, 20));
   }
 }
