@@ -25,7 +25,17 @@ export function setup(): void {
   // Its real path: the one applications' processes carry in APPSHOT_HOME.
   root = process.env.APPSHOT_TEST_ROOT = realpathSync(mkdtempSync(join(tmpdir(), 'appshot-tests-')));
   pythonWithoutWrapper(root);
+  certificatesAside();
   before = ipcObjects();
+}
+
+/** As bin/appshot, the command users run, does for the appshot command's Node: the certificates NODE_EXTRA_CA_CERTS
+ * names are parsed by every Node that starts with it set (60 ms here, of each of the suite's hundreds of commands),
+ * and bin/appshot.cjs puts the variable back for the programs it starts. */
+function certificatesAside(): void {
+  if (process.env.NODE_EXTRA_CA_CERTS === undefined) return;
+  process.env.APPSHOT_NODE_EXTRA_CA_CERTS = process.env.NODE_EXTRA_CA_CERTS;
+  delete process.env.NODE_EXTRA_CA_CERTS;
 }
 
 /** Where python3 on PATH is a version manager's wrapper script (pyenv's shim: a shell and a few programs more on

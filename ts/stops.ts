@@ -85,9 +85,10 @@ export class StopGuard {
     try {
       // Its own session: the terminal's Ctrl-C that ends the snapshot
       // must not end its guard.
-      // Nor is it a process of any application, whatever this one's environment says.
+      // Nor is it a process of any application, whatever this one's environment says; and
+      // it opens no TLS connection, so its Node's start skips the certificates (bin/appshot).
       const env = { ...process.env };
-      for (const name of ['APPSHOT_AID', 'LD_PRELOAD']) delete env[name];
+      for (const name of ['APPSHOT_AID', 'LD_PRELOAD', 'NODE_EXTRA_CA_CERTS']) delete env[name];
       const guard = spawn(process.execPath, [SNAPGUARD_PATH, this.file], { stdio: [readEnd, 'ignore', 'inherit'], detached: true, env });
       guard.on('error', () => {}); // no guard: `appshot gc` is the fallback
       guard.unref();
