@@ -1,32 +1,16 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { addon } from '../ts/addon.js';
 import { CLI_PATH, builtProgram } from '../ts/paths.js';
 import * as S from '../tables/schema.js';
-import { SEMTOOL, SHMTOOL, appshot, appshotAsync, makeHome, waitFor } from './helpers.js';
+import { SEMTOOL, SHMTOOL, appshot, appshotAsync, appshotLater, makeHome, waitFor } from './helpers.js';
 
 const PAGE = 4096;
 
 /** A stack trace, or an error Node threw that no one caught. */
 const TRACE = /\n\s+at |RangeError|TypeError|internal error/;
-
-/** Runs the appshot command without blocking the event loop, so the
- * commands of one case run side by side. */
-function appshotLater(home: string, args: string[]): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {
-  const env = { ...process.env, APPSHOT_HOME: home };
-  delete env.APPSHOT_AID;
-  delete env.LD_PRELOAD;
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI_PATH, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-  });
-}
 
 /** A deterministic generator: the same damage on every run. */
 function lcg(seed: number): () => number {

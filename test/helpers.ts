@@ -74,6 +74,23 @@ function killApplications(home: string): void {
   for (const { aid } of apps.filter((a) => a.state === 'running')) appshot(home, ['kill', aid]);
 }
 
+/** Runs the appshot command to completion without holding the test's worker meanwhile: for the commands that take
+ * long (many forks, waits on deadlines) or come many in a row. A vitest worker blocked for 60 s misses its runner's
+ * answer and fails the whole run, though every test passed. */
+export function appshotLater(home: string, args: string[], extraEnv?: NodeJS.ProcessEnv): Promise<Result> {
+  return appshotAsync(home, args, extraEnv).done;
+}
+
+/** Any command to completion, as spawnSync would, without holding the test's worker (appshotLater). */
+export function runLater(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): Promise<Result> {
+  const child = spawn(cmd, args, { env: opts.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => (stderr += d));
+  return new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
+}
+
 /** Starts the appshot command and collects its output. */
 export function appshotAsync(home: string, args: string[], extraEnv?: NodeJS.ProcessEnv) {
   const child = spawn(process.execPath, [CLI_PATH, ...args], { env: cleanEnv(home, extraEnv), stdio: ['ignore', 'pipe', 'pipe'] });

@@ -3,7 +3,7 @@ import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SHIM_PATH, builtProgram } from '../ts/paths.js';
-import { MODES, SEMTOOL, appshot, appshotAsync, kernelSems, makeHome, runNative, tablesJson, waitFor } from './helpers.js';
+import { MODES, SEMTOOL, appshot, appshotAsync, appshotLater, kernelSems, makeHome, runNative, tablesJson, waitFor } from './helpers.js';
 
 /**
  * The journal of new objects (native/core/journal.h): the rows of private
@@ -264,11 +264,11 @@ describe('keyed objects whose rows are in the journal, under the shim', () => {
     expect(tablesJson(home, ['--aid', 'jc'])).toEqual([]);
   });
 
-  it.each(MODES)('%s: processes getting the same keys at once, with LMDB writers coming all along, share one set per key', (_mode, flags) => {
+  it.each(MODES)('%s: processes getting the same keys at once, with LMDB writers coming all along, share one set per key', async (_mode, flags) => {
     const home = makeHome();
     const before = new Set(kernelSems().map((s) => s.semid));
     const [keys, workers, ops, rounds] = [8, 6, 3, 40];
-    const r = appshot(home, ['run', ...flags, '--aid', 'race', '--', 'python3', KEYRACE,
+    const r = await appshotLater(home, ['run', ...flags, '--aid', 'race', '--', 'python3', KEYRACE,
       String(JOURNALED_KEY + 0x100), String(keys), String(workers), String(ops), String(rounds), SEMTOOL]);
     expect(r.code, r.stderr).toBe(0);
     const full = Array(keys).fill(workers * ops).join(' ');

@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { CLI_PATH } from '../ts/paths.js';
 import { openTableDb, writeTxn } from '../ts/tabledb.js';
 import * as S from '../tables/schema.js';
-import { SEMTOOL, appshot, appshotAsync, makeHome, tablesJson, testRoot, waitFor } from './helpers.js';
+import { SEMTOOL, appshot, appshotAsync, appshotLater, makeHome, tablesJson, testRoot, waitFor, type Result } from './helpers.js';
 
 // The tests' stdout is a pipe: what they read is what `appshot ... | grep`
 // reads. A terminal is made with script(1) where one is needed.
@@ -302,26 +302,27 @@ describe('--json on every command that reports a result', () => {
 
 describe('help', () => {
   /** Each command path's --help, run once: the walk below and the checks read the same. */
-  const helps = new Map<string, ReturnType<typeof appshot>>();
-  function help(path: string[]): ReturnType<typeof appshot> {
+  const helps = new Map<string, Promise<Result>>();
+  function help(path: string[]): Promise<Result> {
     const key = path.join(' ');
-    if (!helps.has(key)) helps.set(key, appshot(makeHome(), [...path, '--help']));
+    if (!helps.has(key)) helps.set(key, appshotLater(makeHome(), [...path, '--help']));
     return helps.get(key)!;
   }
 
   /** Every command path, found from the help itself: new commands are checked too. */
-  function commands(path: string[] = []): string[][] {
-    const help_ = help(path).stdout;
-    const section = help_.split(/^Commands:\n/m)[1] ?? '';
+  async function commands(path: string[] = []): Promise<string[][]> {
+    const section = (await help(path)).stdout.split(/^Commands:\n/m)[1] ?? '';
     const names = [...section.matchAll(/^ {2}(\w[\w-]*)/gm)].map((m) => m[1]).filter((n) => n !== 'help');
-    return names.flatMap((n) => [[...path, n], ...commands([...path, n])]);
+    const all: string[][] = [];
+    for (const n of names) all.push([...path, n], ...(await commands([...path, n])));
+    return all;
   }
 
-  it('cites no figure of a document users do not have; each usage line names each option, or says [options]', () => {
-    const all = commands();
+  it('cites no figure of a document users do not have; each usage line names each option, or says [options]', async () => {
+    const all = await commands();
     expect(all).toEqual(expect.arrayContaining([['tables'], ['ps'], ['snapshot', 'inspect'], ['template', 'clone'], ['restore'], ['gc'], ['run']]));
     for (const path of [[], ...all]) {
-      const r = help(path);
+      const r = await help(path);
       expect(r.code).toBe(0);
       expect(r.stdout, path.join(' ')).not.toMatch(/FIG/i);
       const usage = r.stdout.split(/\n\n/)[0];

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { POOL_PATH } from '../ts/paths.js';
-import { appshot, appshotAsync, makeHome, waitFor, who } from './helpers.js';
+import { appshot, appshotAsync, appshotLater, makeHome, waitFor, who } from './helpers.js';
 
 /** Public ports of the pools these tests publish (pool.test.ts has 18090-18099). */
 const PUBLIC = 18110;
@@ -214,7 +214,7 @@ describe('a pool daemon that dies or stops answering', () => {
       const log = join(home, 'pools', `${pub}.log`);
       const ran = join(home, 'ran');
       for (const args of [['run', '--publish', `${pub}:8080`, '--', 'touch', ran], ['ps'], ['tables']]) {
-        const r = appshot(home, args);
+        const r = await appshotLater(home, args);
         expect(r.code, `appshot ${args[0]}: ${r.stderr}`).toBe(1);
         expect(r.stderr).toContain(`appshot: the pool daemon of port ${pub} (pid ${pid}) does not answer within 5 s; see its log ${log}`);
         expect(r.stderr).toContain(`kill -CONT ${pid}`);

@@ -7,7 +7,7 @@ import { registerApp } from '../ts/registry.js';
 import * as rows from '../ts/rows.js';
 import { type TableDb, openTableDb, writeTxn } from '../ts/tabledb.js';
 import * as S from '../tables/schema.js';
-import { PIDTOOL, SEMTOOL, SHMTOOL, appshot, appshotAsync, makeHome, tablesJson, testRoot, waitFor } from './helpers.js';
+import { PIDTOOL, SEMTOOL, SHMTOOL, appshot, appshotAsync, appshotLater, makeHome, tablesJson, testRoot, waitFor } from './helpers.js';
 
 const ROWOPS = builtProgram('rowops');
 
@@ -271,12 +271,12 @@ describe('restore over rows an earlier run left', () => {
 });
 
 describe('the shim in a fork child', () => {
-  it('a child forked while another thread records its chdir resolves relative paths (the working-directory record starts again)', () => {
+  it('a child forked while another thread records its chdir resolves relative paths (the working-directory record starts again)', async () => {
     const base = mkdtempSync(join(testRoot(), 'chdirfork-'));
     mkdirSync(join(base, 'real'));
     // Thousands of forks: before the fix one in a few hundred children
     // found the record half written and waited for it forever.
-    const r = appshot(makeHome(), ['run', '--redir', `${join(base, 'v')}=${join(base, 'real')}`, '--', builtProgram('chdirfork'), join(base, 'v'), '3000']);
+    const r = await appshotLater(makeHome(), ['run', '--redir', `${join(base, 'v')}=${join(base, 'real')}`, '--', builtProgram('chdirfork'), join(base, 'v'), '3000']);
     expect(r.stdout).toBe('forked 3000\n');
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);

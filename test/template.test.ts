@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { builtProgram, CLI_PATH } from '../ts/paths.js';
 import { kernelObjects } from '../ts/sysv/kernel.js';
 import { CREATOR_TEMPLATE } from '../tables/schema.js';
-import { SHMTOOL, appshot, appshotAsync, makeHome, runNative, tablesJson, waitFor } from './helpers.js';
+import { SHMTOOL, appshot, appshotAsync, appshotLater, makeHome, runLater, runNative, tablesJson, waitFor } from './helpers.js';
 
 const TABLESERVER = builtProgram('tableserver');
 const TABLE_KEY = 0x7ab1e;
@@ -166,12 +166,12 @@ describe('template bad input and limits', () => {
     const file = join(home, 'rules');
     writeFileSync(file, rules);
     const before = ipcSet();
-    const r = appshot(home, ['template', 'create', 'bad', '--from', await snapshotOnce(), '--rules', file]);
+    const r = await appshotLater(home, ['template', 'create', 'bad', '--from', await snapshotOnce(), '--rules', file]);
     expect(r.code, r.stderr).toBe(2);
     expect(r.stderr).toMatch(message);
     expect(r.stderr).toMatch(/nothing was made/);
-    expect(appshot(home, ['template', 'list']).stdout).toMatch(/^no templates/);
-    expect(JSON.parse(appshot(home, ['tables', '--apps', '--json']).stdout)).toEqual([]);
+    expect((await appshotLater(home, ['template', 'list'])).stdout).toMatch(/^no templates/);
+    expect(JSON.parse((await appshotLater(home, ['tables', '--apps', '--json'])).stdout)).toEqual([]);
     expect([...ipcSet()].filter((o) => !before.has(o))).toEqual([]);
   };
 
@@ -254,7 +254,7 @@ describe('template bad input and limits', () => {
       `${node} template clone lim -n 4 -- sleep 0.5; echo "clone exit $?"`,
       `${node} template rm lim`,
     ].join('\n');
-    const r = spawnSync('unshare', ['--ipc', 'sh', '-c', script], { env: { ...process.env, APPSHOT_HOME: home }, encoding: 'utf8' });
+    const r = await runLater('unshare', ['--ipc', 'sh', '-c', script], { env: { ...process.env, APPSHOT_HOME: home } });
     expect(r.stdout).toMatch(/clone exit 1/);
     expect(r.stderr).toMatch(
       /made 2 of 4 clones of template 'lim' \(lim-1, lim-2, running\); the remaining 2 were not made: restore failed at semaphore set \d+: .*No space left on device \(a kernel limit: see ipcs -l\); everything it had made was removed/,
