@@ -62,8 +62,10 @@ static void heap_make(void)
 	/* A kernel without it (before 4.14) copies the heap into the child,
 	 * which then allocates from its copy: correct, only slower. */
 	heap_wiped = madvise(p, HEAP_BYTES, MADV_WIPEONFORK) == 0;
-	/* A kernel before 5.14 refuses: the pages are faulted in as used. */
-	madvise(p, STATE_BYTES + SMALL_RUN, MADV_POPULATE_WRITE);
+	/* With the first page past the run: the first multi-page block's,
+	 * LMDB's free page list, whose header its opening writes at once.
+	 * A kernel before 5.14 refuses: the pages are faulted in as used. */
+	madvise(p, STATE_BYTES + SMALL_RUN + PAGE, MADV_POPULATE_WRITE);
 	heap = p;
 }
 
