@@ -7,6 +7,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { SHIM_PATH } from '../ts/paths.js';
 import * as S from '../tables/schema.js';
 import { MODES, PIDTOOL, appshotAsync, makeHome, stopAll, waitFor } from './helpers.js';
 
@@ -55,5 +56,32 @@ describe.each(MODES)('the shim at a program\'s start, %s', (_mode, flags) => {
     app.child.kill('SIGTERM');
     // The shell says "Killed" of its job; the shim says nothing.
     expect((await app.done).stderr).not.toMatch(/appshot:/);
+  });
+});
+
+// The shim maps the pages of its own variables that a start writes in one
+// call (process.c, map_own_pages), from appshot_start_bss to the end of its
+// memory: the large arrays no start writes must lie below that, or every
+// program would map (and keep) them too. shim/cold.ld puts them there.
+describe("the shim's variables", () => {
+  it('the large arrays a start does not write lie below appshot_start_bss, and what lies above is at most 64 KiB', () => {
+    const nm = spawnSync('nm', ['-S', SHIM_PATH], { encoding: 'utf8' });
+    expect(nm.status, nm.stderr).toBe(0);
+    const symbols = new Map<string, { at: number; size: number }>();
+    for (const line of nm.stdout.split('\n')) {
+      const f = line.trim().split(/\s+/);
+      if (f.length === 4) symbols.set(f[3], { at: parseInt(f[0], 16), size: parseInt(f[1], 16) });
+      else if (f.length === 3) symbols.set(f[2], { at: parseInt(f[0], 16), size: 0 });
+    }
+    const start = symbols.get('appshot_start_bss')?.at;
+    expect(start).toBeGreaterThan(0);
+    for (const cold of ['threads', 'ranges', 'memory_prog', 'stale_env_home', 'stale_env_aid', 'restored_home', 'restored_aid']) {
+      const s = symbols.get(cold);
+      expect(s, cold).toBeDefined();
+      expect(s!.at + s!.size, cold).toBeLessThanOrEqual(start!);
+    }
+    // Everything else the shim keeps in memory, its start's variables.
+    const end = Math.max(...[...symbols.values()].filter((s) => s.at >= start!).map((s) => s.at + s.size));
+    expect(end - start!).toBeLessThanOrEqual(64 * 1024);
   });
 });

@@ -53,6 +53,22 @@ void *appshot_guarded_mmap(void *addr, size_t len, int prot, int flags, int fd, 
 	return p;
 }
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_READ 22
+#define MADV_POPULATE_WRITE 23
+#endif
+
+void *appshot_lmdb_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	void *p = appshot_guarded_mmap(addr, len, prot, flags, fd, off);
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	if (p == MAP_FAILED || !(flags & MAP_SHARED) || len < 2 * page) return p;
+	/* Refused before Linux 5.14: the pages are then faulted in as before. */
+	if (prot & PROT_WRITE) madvise(p, page, MADV_POPULATE_WRITE);
+	else madvise(p, 2 * page, MADV_POPULATE_READ);
+	return p;
+}
+
 int appshot_guarded_munmap(void *addr, size_t len)
 {
 	if (!forget((uintptr_t)addr)) return munmap(addr, len);

@@ -86,7 +86,7 @@ void exec_env_init(const char *aid, const char *home)
 /* What env_aid and env_home were before a restore: an environment that
  * still names them (copied by the program before it was snapshotted) is
  * given the restored ones instead. */
-static char stale_env_aid[sizeof env_aid], stale_env_home[sizeof env_home];
+static char stale_env_aid[sizeof env_aid] SHIM_COLD, stale_env_home[sizeof env_home] SHIM_COLD;
 
 /* Concatenates a and b into dst of max bytes, cut short if need be. */
 static void join2(char *dst, size_t max, const char *a, const char *b)

@@ -162,7 +162,7 @@ static int open_maps(void)
 #define MAX_RANGES 8192
 static struct range {
 	uint64_t start, end;
-} ranges[MAX_RANGES];
+} ranges[MAX_RANGES] SHIM_COLD;
 static unsigned n_ranges, seq;
 static int ranges_off, lock_owner;
 

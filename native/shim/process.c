@@ -13,9 +13,11 @@
 #include "canary.h"
 
 #include <errno.h>
+#include <link.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,7 +112,7 @@ void port_init(void);
  * A thread registers on a slow path (a cache refill, its first gettid)
  * and leaves at exit (thread_key's destructor), before its TLS is freed. */
 #define MAX_THREADS 4096
-static _Atomic uintptr_t threads[MAX_THREADS];
+static _Atomic uintptr_t threads[MAX_THREADS] SHIM_COLD;
 /* One past the highest slot ever taken: the walks below stop there, so a
  * fork child reads (and faults in) only the part of the table in use; on
  * the after-fork page, so a child of a process that never registered a
@@ -196,7 +198,7 @@ static void threads_after_fork(void)
 /* The restored application's AID and home, copied off the page (which a
  * fork child of the restored process finds wiped); the ones from before,
  * which the renewal replaces in the environment. */
-static char restored_aid[SHIM_CANARY_AID_MAX], restored_home[SHIM_CANARY_HOME_MAX];
+static char restored_aid[SHIM_CANARY_AID_MAX] SHIM_COLD, restored_home[SHIM_CANARY_HOME_MAX] SHIM_COLD;
 static const char *stale_aid, *stale_home;
 /* Set by shim_restored_entry until the renewal is done; in memory, so a
  * fork child made before the renewal knows it too. */
@@ -224,9 +226,11 @@ static void fill_canary(void)
 	__atomic_store_n(&P.page->canary, 1, __ATOMIC_RELEASE);
 }
 
+/* MAP_POPULATE: filled right away, the page would be a fault of its own
+ * (10-14 us in a VM) at every start. */
 static void set_fork_canary(void)
 {
-	void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
 	if (p == MAP_FAILED) return;
 	if (madvise(p, 4096, MADV_WIPEONFORK) != 0) {
 		munmap(p, 4096); /* an old kernel: raw forks go unnoticed */
@@ -557,9 +561,50 @@ static void read_fault(void)
 	if (f && !strcmp(f, "after-create")) shim_fault = FAULT_AFTER_CREATE;
 }
 
+/* The shim's own pages a start touches, mapped in two calls rather than a
+ * fault each: in a VM a fault costs 10-14 us of CPU, a page mapped by
+ * MADV_POPULATE_* under 1 us (issue 21). Its code and constants
+ * (the start runs code on pages all over the text), and its variables
+ * from appshot_start_bss (shim/cold.ld) to the end of its memory. A kernel
+ * before 5.14 refuses the advice: the pages are then faulted in as before. */
+extern const ElfW(Ehdr) __ehdr_start __attribute__((visibility("hidden")));
+extern char appshot_start_bss[] __attribute__((visibility("hidden")));
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#define MADV_POPULATE_WRITE 23
+#endif
+
+#define START_STACK (4 * 4096)
+
+static uintptr_t page_down(uintptr_t a) { return a & ~(uintptr_t)4095; }
+static uintptr_t page_up(uintptr_t a) { return page_down(a + 4095); }
+
+static void map_own_pages(void)
+{
+	uintptr_t base = (uintptr_t)&__ehdr_start, read_end = 0, end = 0;
+	const ElfW(Phdr) *ph = (const ElfW(Phdr) *)(base + __ehdr_start.e_phoff);
+	for (unsigned i = 0; i < __ehdr_start.e_phnum; i++) {
+		if (ph[i].p_type != PT_LOAD) continue;
+		uintptr_t seg_end = page_up(base + ph[i].p_vaddr + ph[i].p_memsz);
+		if (!(ph[i].p_flags & PF_W) && seg_end > read_end) read_end = seg_end;
+		if (seg_end > end) end = seg_end;
+	}
+	if (read_end) raw_call_kernel(SYS_madvise, base, read_end - base, MADV_POPULATE_READ);
+	uintptr_t vars = page_down((uintptr_t)appshot_start_bss);
+	if (end > vars) raw_call_kernel(SYS_madvise, vars, end - vars, MADV_POPULATE_WRITE);
+	/* The stack below this frame: the start's first calls into libc are
+	 * bound lazily, and ld.so saves the vector registers on the stack
+	 * there, two pages deeper than the loader went. Within the stack's
+	 * mapping, which the kernel makes 128 KiB at least; a thread's stack
+	 * (the shim loaded by dlopen) that ends sooner is refused, harmlessly. */
+	uintptr_t sp = page_down((uintptr_t)__builtin_frame_address(0));
+	raw_call_kernel(SYS_madvise, sp - START_STACK, START_STACK, MADV_POPULATE_WRITE);
+}
+
 __attribute__((constructor)) static void shim_init(void)
 {
 	const char *aid = getenv("APPSHOT_AID");
+	if (aid && *aid) map_own_pages();
 	if (aid && *aid) trap_init(); /* first: it decides what REAL gives */
 	shim_kernel = (struct kernel_ops){ REAL(semget), REAL(semctl), REAL(shmget), REAL(shmctl), REAL(msgget), REAL(msgctl) };
 	if (!aid || !*aid) return;

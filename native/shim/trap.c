@@ -119,10 +119,12 @@ struct piece {
 #define MAX_PIECES 512
 #define MAX_INSNS 4096
 
+/* n before insn: a program of a few hundred instructions writes one
+ * page of the array, not also its last. */
 struct program {
-	struct sock_filter insn[MAX_INSNS];
 	unsigned n;
 	int overflow;
+	struct sock_filter insn[MAX_INSNS];
 };
 
 static void emit(struct program *p, uint16_t code, uint32_t k, unsigned jt, unsigned jf)
@@ -829,7 +831,7 @@ static int has_sys_admin(void)
 
 /* The filter as built at start, kept for trap_reinstall; the code it
  * traps from, kept for the second filter (trap_memory_install). */
-static struct program prog, memory_prog;
+static struct program prog, memory_prog SHIM_COLD;
 static struct piece pieces[MAX_PIECES];
 static unsigned n_pieces;
 
