@@ -83,12 +83,19 @@ export function appshotLater(home: string, args: string[], extraEnv?: NodeJS.Pro
 
 /** Any command to completion, as spawnSync would, without holding the test's worker (appshotLater). */
 export function runLater(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): Promise<Result> {
-  const child = spawn(cmd, args, { env: opts.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  return collected(spawn(cmd, args, { env: opts.env, stdio: ['ignore', 'pipe', 'pipe'] })).done;
+}
+
+/** A started command's output as it comes, and its end. */
+function collected(child: ChildProcess) {
   let stdout = '';
   let stderr = '';
-  child.stdout.on('data', (d) => (stdout += d));
-  child.stderr.on('data', (d) => (stderr += d));
-  return new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
+  let ended: Result | null = null;
+  child.stdout!.on('data', (d) => (stdout += d));
+  child.stderr!.on('data', (d) => (stderr += d));
+  const done = new Promise<Result>((resolve) => child.on('close', (code, signal) => resolve((ended = { code, signal, stdout, stderr }))));
+  const watched = (read: () => string): OutputReader => Object.assign(read, { ended: () => ended, stderr: () => stderr });
+  return { done, out: watched(() => stdout), err: watched(() => stderr) };
 }
 
 /** Starts the appshot command and collects its output. */
@@ -96,22 +103,13 @@ export function appshotAsync(home: string, args: string[], extraEnv?: NodeJS.Pro
   const child = spawn(process.execPath, [CLI_PATH, ...args], { env: cleanEnv(home, extraEnv), stdio: ['ignore', 'pipe', 'pipe'] });
   runningChildren.add(child);
   homeOf.set(child, home);
-  let stdout = '';
-  let stderr = '';
-  let ended: Result | null = null;
-  child.stdout!.on('data', (d) => (stdout += d));
-  child.stderr!.on('data', (d) => (stderr += d));
-  const done = new Promise<Result>((resolve) =>
-    child.on('close', (code, signal) => {
-      runningChildren.delete(child);
-      running.delete(done);
-      ended = { code, signal, stdout, stderr };
-      resolve(ended);
-    }),
-  );
+  const { done, out, err } = collected(child);
   running.add(done);
-  const watched = (read: () => string): OutputReader => Object.assign(read, { ended: () => ended, stderr: () => stderr });
-  return { child, done, out: watched(() => stdout), err: watched(() => stderr) };
+  void done.then(() => {
+    runningChildren.delete(child);
+    running.delete(done);
+  });
+  return { child, done, out, err };
 }
 
 /** A started command's stdout or stderr, which also tells whether the command has ended: a wait on it then fails at

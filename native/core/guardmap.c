@@ -1,4 +1,5 @@
 #include "guardmap.h"
+#include "populate.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -52,11 +53,6 @@ void *appshot_guarded_mmap(void *addr, size_t len, int prot, int flags, int fd, 
 	remember((uintptr_t)p);
 	return p;
 }
-
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_READ 22
-#define MADV_POPULATE_WRITE 23
-#endif
 
 void *appshot_lmdb_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {

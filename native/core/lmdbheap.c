@@ -7,6 +7,7 @@
  * buffers for the environment's life and reuses its page buffers itself). */
 #define _GNU_SOURCE
 #include "lmdbheap.h"
+#include "populate.h"
 
 #include <pthread.h>
 #include <stdint.h>
@@ -47,9 +48,6 @@ struct heap_state {
  * Past the run they come from the shared bump as before. */
 #define SMALL_RUN (8 * PAGE)
 
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
 
 static char *heap; /* set once; a fork child keeps the (wiped) mapping */
 static int heap_wiped = -1;

@@ -1,5 +1,6 @@
 #define _GNU_SOURCE /* MSG_COPY */
 #include "snapshot.h"
+#include "populate.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -235,11 +236,6 @@ static int segment_file(int shmid, const struct segment *seg)
 }
 
 static size_t chunk_of(uint64_t left, size_t chunk) { return left < chunk ? (size_t)left : chunk; }
-
-#ifndef MADV_POPULATE_READ
-#define MADV_POPULATE_READ 22
-#define MADV_POPULATE_WRITE 23
-#endif
 
 /* Maps the pages of [p, p+n) in one call: a copy that faults them in one
  * by one inside read() or write() runs several times slower here. An older

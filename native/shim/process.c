@@ -5,6 +5,7 @@
 #include "../core/home.h"
 #include "../core/rawcall.h"
 #include "../core/afterfork.h"
+#include "../core/populate.h"
 #include "real.h"
 #include "pid.h"
 #include "path.h"
@@ -569,15 +570,7 @@ static void read_fault(void)
  * before 5.14 refuses the advice: the pages are then faulted in as before. */
 extern const ElfW(Ehdr) __ehdr_start __attribute__((visibility("hidden")));
 extern char appshot_start_bss[] __attribute__((visibility("hidden")));
-#ifndef MADV_POPULATE_READ
-#define MADV_POPULATE_READ 22
-#define MADV_POPULATE_WRITE 23
-#endif
-
 #define START_STACK (4 * 4096)
-
-static uintptr_t page_down(uintptr_t a) { return a & ~(uintptr_t)4095; }
-static uintptr_t page_up(uintptr_t a) { return page_down(a + 4095); }
 
 static void map_own_pages(void)
 {

@@ -27,6 +27,10 @@
  * maps in one call (shim_init) instead of a fault each (issue 21). */
 #define SHIM_COLD __attribute__((section(".bss.appshot_cold")))
 
+/* The page boundaries around an address. */
+static inline uintptr_t page_down(uintptr_t a) { return a & ~(uintptr_t)4095; }
+static inline uintptr_t page_up(uintptr_t a) { return page_down(a + 4095); }
+
 /* Nonzero when this process belongs to an application (APPSHOT_AID set). */
 extern int shim_active;
 

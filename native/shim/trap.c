@@ -464,9 +464,6 @@ struct piece_walk {
 	uintptr_t self, vdso;
 };
 
-static uintptr_t page_down(uintptr_t a) { return a & ~(uintptr_t)4095; }
-static uintptr_t page_up(uintptr_t a) { return page_down(a + 4095); }
-
 /* [start, end) as pieces, one per 4 GiB window it touches. */
 static void add_pieces(struct piece_walk *w, uintptr_t start, uintptr_t end)
 {
