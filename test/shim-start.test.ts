@@ -63,16 +63,22 @@ describe.each(MODES)('the shim at a program\'s start, %s', (_mode, flags) => {
 // call (process.c, map_own_pages), from appshot_start_bss to the end of its
 // memory: the large arrays no start writes must lie below that, or every
 // program would map (and keep) them too. shim/cold.ld puts them there.
+/** The shim's symbols by name, with their addresses and sizes (nm -S). */
+function shimSymbols(): Map<string, { at: number; size: number }> {
+  const nm = spawnSync('nm', ['-S', SHIM_PATH], { encoding: 'utf8' });
+  expect(nm.status, nm.stderr).toBe(0);
+  const symbols = new Map<string, { at: number; size: number }>();
+  for (const line of nm.stdout.split('\n')) {
+    const f = line.trim().split(/\s+/);
+    if (f.length === 4) symbols.set(f[3], { at: parseInt(f[0], 16), size: parseInt(f[1], 16) });
+    else if (f.length === 3) symbols.set(f[2], { at: parseInt(f[0], 16), size: 0 });
+  }
+  return symbols;
+}
+
 describe("the shim's variables", () => {
   it('the large arrays a start does not write lie below appshot_start_bss, and what lies above is at most 64 KiB', () => {
-    const nm = spawnSync('nm', ['-S', SHIM_PATH], { encoding: 'utf8' });
-    expect(nm.status, nm.stderr).toBe(0);
-    const symbols = new Map<string, { at: number; size: number }>();
-    for (const line of nm.stdout.split('\n')) {
-      const f = line.trim().split(/\s+/);
-      if (f.length === 4) symbols.set(f[3], { at: parseInt(f[0], 16), size: parseInt(f[1], 16) });
-      else if (f.length === 3) symbols.set(f[2], { at: parseInt(f[0], 16), size: 0 });
-    }
+    const symbols = shimSymbols();
     const start = symbols.get('appshot_start_bss')?.at;
     expect(start).toBeGreaterThan(0);
     for (const cold of ['threads', 'ranges', 'memory_prog', 'stale_env_home', 'stale_env_aid', 'restored_home', 'restored_aid']) {
@@ -83,5 +89,29 @@ describe("the shim's variables", () => {
     // Everything else the shim keeps in memory, its start's variables.
     const end = Math.max(...[...symbols.values()].filter((s) => s.at >= start!).map((s) => s.at + s.size));
     expect(end - start!).toBeLessThanOrEqual(64 * 1024);
+  });
+});
+
+// A fork child maps again each page of the shim's text it runs (the kernel
+// does not copy a library's text mappings) and copies each page of its data
+// it writes: a page fault each, 10-14 us in a VM. What it runs before fork
+// returns lies in one place (core/afterfork.h), what it writes on one page.
+describe('what a fork child runs and writes before fork returns', () => {
+  it('the code lies within 4 KiB, the variables on one page', () => {
+    const symbols = shimSymbols();
+    const code = ['fork', 'after_fork_child', 'pid_after_fork_child', 'translate_after_fork_child', 'tabledb_after_fork_child',
+      'path_after_fork_child', 'tabledb_close_lock', 'appshot_fd_unguard'].map((name) => {
+      const s = symbols.get(name);
+      expect(s, name).toBeDefined();
+      return s!;
+    });
+    const from = Math.min(...code.map((s) => s.at));
+    expect(Math.max(...code.map((s) => s.at + s.size)) - from).toBeLessThanOrEqual(4096);
+    const page = (name: string) => {
+      const s = symbols.get(name);
+      expect(s, name).toBeDefined();
+      return Math.floor(s!.at / 4096);
+    };
+    for (const name of ['shim_pid', 'self_vpid', 'next_child_vpid', 'known', 'env_inherited']) expect(page(name), name).toBe(page('child_resetting'));
   });
 });

@@ -125,7 +125,7 @@ void appshot_fd_guard(int fd)
 	}
 }
 
-void appshot_fd_unguard(int fd)
+APPSHOT_AFTER_FORK_CODE void appshot_fd_unguard(int fd)
 {
 	if (fd < 0) return;
 	for (int i = 0; i < GUARD_MAX; i++) {

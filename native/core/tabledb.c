@@ -93,7 +93,7 @@ static pthread_mutex_t write_turn APPSHOT_AFTER_FORK = PTHREAD_MUTEX_INITIALIZER
 /* Set to its initial value rather than through pthread_mutex_init: the
  * parent never calls that, so a fork child would bind it first (the
  * dynamic linker's lookup faults in a dozen pages of the child). */
-void tabledb_after_fork_child(void) { write_turn = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER; }
+APPSHOT_AFTER_FORK_CODE void tabledb_after_fork_child(void) { write_turn = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER; }
 
 int tabledb_write_lock(struct tabledb *t)
 {
@@ -180,7 +180,7 @@ static int route_open(const char *path, int flags, mode_t mode)
 	return fd;
 }
 
-static void route_close(int fd)
+APPSHOT_AFTER_FORK_CODE static void route_close(int fd)
 {
 	appshot_fd_unguard(fd);
 	raw_call(SYS_close, fd);
@@ -394,7 +394,7 @@ int tabledb_open_fds(struct tabledb *t, const char *home, const char *aid, const
 	return rc;
 }
 
-static int fd_is(int fd, dev_t dev, ino_t ino)
+APPSHOT_AFTER_FORK_CODE static int fd_is(int fd, dev_t dev, ino_t ino)
 {
 	struct stat st;
 	/* The system call itself: libc's fstat is fstatat(fd, "", ...), which
@@ -402,15 +402,19 @@ static int fd_is(int fd, dev_t dev, ino_t ino)
 	return fd >= 0 && raw_call(SYS_fstat, fd, &st) == 0 && st.st_dev == dev && st.st_ino == ino;
 }
 
-void tabledb_forget_lock(struct tabledb *t)
+APPSHOT_AFTER_FORK_CODE void tabledb_close_lock(const struct tabledb *t)
 {
 	/* Only if the number is still ours: the program may have closed it
 	 * and reused it for a file of its own. The application's shared one
 	 * stays: it is every process's. */
-	if (!t->lock_shared) {
-		if (fd_is(t->lock_fd, t->lock_dev, t->lock_ino)) route_close(t->lock_fd);
-		else appshot_fd_unguard(t->lock_fd);
-	}
+	if (t->lock_shared) return;
+	if (fd_is(t->lock_fd, t->lock_dev, t->lock_ino)) route_close(t->lock_fd);
+	else appshot_fd_unguard(t->lock_fd);
+}
+
+void tabledb_forget_lock(struct tabledb *t)
+{
+	tabledb_close_lock(t);
 	t->lock_fd = -1;
 }
 

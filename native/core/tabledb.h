@@ -110,8 +110,12 @@ void tabledb_write_unlock(struct tabledb *t);
  * may let go the next instant), for a caller that must not wait for a
  * holder it keeps stopped (the shim's tracer case, shim/pid.c). */
 pid_t tabledb_write_holder(const struct tabledb *t);
-/* In a fork child: forget the parent's descriptor (closing the child's copy
- * leaves the parent's lock alone). */
+/* The open lock's descriptor t owns, closed: in a fork child, the copy of
+ * its parent's (closing it leaves the parent's lock alone). t keeps the
+ * number: a child never uses its parent's handle again (it opens its own),
+ * and a write to it would copy the handle's page from the parent. */
+void tabledb_close_lock(const struct tabledb *t);
+/* The same, and t forgets the number. */
 void tabledb_forget_lock(struct tabledb *t);
 
 /* Whether LMDB's data descriptor and the open lock's are still the files

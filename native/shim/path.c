@@ -19,6 +19,7 @@
 #include "shim.h"
 #include "real.h"
 #include "path.h"
+#include "../core/afterfork.h"
 #include "pid.h"
 #include "../core/rawcall.h"
 
@@ -193,7 +194,7 @@ static void cwd_changed(void)
 	cwd_record();
 }
 
-void path_after_fork_child(void)
+APPSHOT_AFTER_FORK_CODE void path_after_fork_child(void)
 {
 	if (!redirect_count) return;
 	/* Another thread of the parent may have been writing the record when

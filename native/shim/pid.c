@@ -63,7 +63,7 @@ static struct {
 } known[KNOWN_PIDS] APPSHOT_AFTER_FORK;
 static _Atomic unsigned known_next APPSHOT_AFTER_FORK;
 
-static void remember(pid_t spid, uint32_t vpid, int child)
+APPSHOT_AFTER_FORK_CODE static void remember(pid_t spid, uint32_t vpid, int child)
 {
 	/* One slot per process: an older one of its number goes first, so a
 	 * number the kernel gave again is never answered with the dead one's
@@ -197,10 +197,12 @@ uint64_t pid_clock(void)
 }
 
 /* The same clock by system call, for the one reading a new program makes
- * at its start: through the vDSO it would fault in the vDSO's two data
- * pages and libc's clock_gettime (10-14 us each in a VM), for a program
- * that may never read the clock again; the system call is ~1 us. */
-static uint64_t pid_clock_at_start(void)
+ * at its start and the one a fork child makes before fork returns: through
+ * the vDSO it would fault in the vDSO's pages and libc's clock_gettime
+ * (10-14 us each in a VM; a fork child does not get its parent's mappings
+ * of them), for a process that may never read the clock again; the system
+ * call is ~1 us. */
+static uint64_t pid_clock_by_call(void)
 {
 	struct timespec ts;
 	if (clock_ticks_per_sec <= 0 || raw_call(SYS_clock_gettime, CLOCK_BOOTTIME, &ts) != 0) return 0;
@@ -237,7 +239,7 @@ static int spawn_start_ticks(uint64_t *ticks)
 	char *end;
 	unsigned long long tick = strtoull(s, &end, 10);
 	long parent = *end == ':' ? strtol(end + 1, &end, 10) : -1;
-	int ok = *end == 0 && tick && parent == raw_call(SYS_getppid) && tick == pid_clock_at_start();
+	int ok = *end == 0 && tick && parent == raw_call(SYS_getppid) && tick == pid_clock_by_call();
 	unsetenv(SPAWN_START_ENV);
 	if (!ok) return -1;
 	*ticks = tick;
@@ -363,7 +365,7 @@ static struct vrid_block reserved APPSHOT_AFTER_FORK = VRID_BLOCK_INIT;
 
 static uint32_t reserve(void) { return vrid_block_take(&reserved, RT_PID, RESERVED_BLOCK); }
 
-static void reserved_forget(void) { reserved = (struct vrid_block)VRID_BLOCK_INIT; }
+APPSHOT_AFTER_FORK_CODE static void reserved_forget(void) { reserved = (struct vrid_block)VRID_BLOCK_INIT; }
 
 pid_t pid_to_virtual(pid_t spid)
 {
@@ -439,7 +441,7 @@ void pid_init(void)
 	self_vpid = record_started(shim_pid, ticks, want);
 }
 
-void pid_after_fork_child(void)
+APPSHOT_AFTER_FORK_CODE void pid_after_fork_child(void)
 {
 	/* The parent's children are not this process's to reap. */
 	for (unsigned i = 0; i < KNOWN_PIDS; i++)
@@ -537,7 +539,7 @@ WRAPPER(gettid)
 	return (pid_t)self_vtid;
 }
 
-WRAPPER(fork)
+APPSHOT_AFTER_FORK_CODE WRAPPER(fork)
 {
 	if (!shim_active) return REAL(fork)();
 	uint32_t want = remapped() ? reserve() : 0;
@@ -547,7 +549,7 @@ WRAPPER(fork)
 	next_child_vpid = 0;
 	/* The child: started within [before, now]; exactly known when both
 	 * fall in one tick (its exec then needs no /proc read). */
-	if (spid == 0 && before && pid_clock() == before) self_ticks = before;
+	if (spid == 0 && before && pid_clock_by_call() == before) self_ticks = before;
 	if (spid <= 0) return spid; /* the child, or a failure */
 	return (pid_t)record_new_child(spid, before, want);
 }

@@ -28,7 +28,8 @@
 #include <unistd.h>
 
 int shim_active;
-pid_t shim_pid;
+/* Written in a fork child: on the page it copies anyway (core/afterfork.h). */
+pid_t shim_pid APPSHOT_AFTER_FORK;
 enum shim_fault shim_fault;
 
 static struct {
@@ -171,7 +172,7 @@ void shim_thread_seen(void)
 
 /* A fork child has the calling thread alone; the others' TLS is glibc's
  * to reuse or unmap. */
-static void threads_after_fork(void)
+APPSHOT_AFTER_FORK_CODE static void threads_after_fork(void)
 {
 	/* Only the slots in use are read, and only the others' written: a
 	 * store to every one would copy each of the table's pages from the
@@ -217,7 +218,7 @@ void shim_tables_leave(void)
 	if (P.page) __atomic_sub_fetch(&P.page->in_tables, 1, __ATOMIC_RELAXED);
 }
 
-static void fill_canary(void)
+APPSHOT_AFTER_FORK_CODE static void fill_canary(void)
 {
 	P.page->magic = SHIM_CANARY_MAGIC;
 	P.page->entry = (uint64_t)(uintptr_t)shim_restored_entry;
@@ -317,7 +318,7 @@ static void renew_environ(void);
  * child would copy from its parent only for this (issue 21). */
 static int child_resetting APPSHOT_AFTER_FORK;
 
-static void after_fork_child(void)
+APPSHOT_AFTER_FORK_CODE static void after_fork_child(void)
 {
 	child_resetting = 1;
 	pid_after_fork_child();

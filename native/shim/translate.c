@@ -60,7 +60,7 @@ void translate_before_fork(void)
 	pthread_mutex_lock(&lock);
 }
 void translate_after_fork_parent(void) { pthread_mutex_unlock(&lock); }
-void translate_after_fork_child(void)
+APPSHOT_AFTER_FORK_CODE void translate_after_fork_child(void)
 {
 	/* The parent's environment handle and read transaction must not be
 	 * used here (LMDB's rule after fork); they are dropped, not closed,
@@ -68,7 +68,7 @@ void translate_after_fork_child(void)
 	 * Until this child first misses its cache it keeps translating with
 	 * the parent's cache, checked against the shared map's txn id. */
 	lock = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER; /* as tabledb_after_fork_child does */
-	tabledb_forget_lock(shim_tables());
+	tabledb_close_lock(shim_tables());
 	rtxn = NULL;
 	env_inherited = 1;
 }
