@@ -44,7 +44,9 @@ function codeCache(id) {
 function compile() {
   let source;
   try {
-    source = readFileSync(BUNDLE, 'utf8');
+    // latin1: the bundle is ASCII (esbuild escapes anything else), read so
+    // without a UTF-8 decode, 2-3 ms of every command here.
+    source = readFileSync(BUNDLE, 'latin1');
   } catch (err) {
     process.stderr.write(`appshot: ${BUNDLE} cannot be read (${err.code ?? err.message}): build appshot with npm run build (npm install does it)\n`);
     process.exit(1); // EXIT.failure (ts/errors.ts)
