@@ -685,7 +685,9 @@ static void give_back(struct journal *j, pid_t me, int committed);
 
 int journal_fold_begin(struct journal *j, pid_t me, journal_fold_fn *fn, void *arg)
 {
-	j->folding = 0;
+	/* Stored only when not 0 already: this view's page (libc's heap) is
+	 * still shared with the child when a fork's row is written. */
+	if (j->folding) j->folding = 0;
 	struct journal_head *h = j->head;
 	if (!h) return 0;
 	/* Marked before the lock is taken: a keyed creation that takes it
@@ -971,30 +973,34 @@ int journal_recover(struct journal *j, const struct kernel_ops *k, is_mapped_fn 
 
 struct fold_into {
 	const struct tabledb *t;
-	struct tabledb other; /* t with another application's AID */
 	MDB_txn *txn;
 };
+
+/* A row of another application (a home's journal holds every one's), put
+ * through a copy of t under that AID: in a frame of its own, only for such
+ * rows. In the fold's frame, the copy's 4 KiB of stack put every write
+ * transaction's calls a page deeper, a page a fork's row (written right
+ * after fork) copies from the child. */
+static __attribute__((noinline)) int put_foreign(const struct fold_into *f, const char *aid, uint8_t type, uint32_t vrid,
+						 const struct fwd_val *fv)
+{
+	struct tabledb other = *f->t;
+	snprintf(other.aid, sizeof other.aid, "%s", aid);
+	other.aidlen = strlen(other.aid);
+	return tabledb_map_over(&other, f->txn, type, vrid, fv);
+}
 
 static int put_folded(void *arg, const char *aid, const struct journal_row *r)
 {
 	struct fold_into *f = arg;
-	const struct tabledb *t = f->t;
-	if (strcmp(aid, t->aid)) {
-		if (strcmp(aid, f->other.aid)) {
-			f->other = *t;
-			snprintf(f->other.aid, sizeof f->other.aid, "%s", aid);
-			f->other.aidlen = strlen(f->other.aid);
-		}
-		t = &f->other;
-	}
 	struct fwd_val fv = { .srid = r->srid, .vkey = r->vkey, .skey = r->skey, .creator = r->creator,
 			      .created_ms = r->created_ms };
-	return tabledb_map_over(t, f->txn, r->type, r->vrid, &fv);
+	if (strcmp(aid, f->t->aid)) return put_foreign(f, aid, r->type, r->vrid, &fv);
+	return tabledb_map_over(f->t, f->txn, r->type, r->vrid, &fv);
 }
 
 int journal_fold_into(struct journal *j, const struct tabledb *t, MDB_txn *txn, pid_t me)
 {
 	struct fold_into f = { .t = t, .txn = txn };
-	f.other.aid[0] = 0;
 	return journal_fold_begin(j, me, put_folded, &f);
 }

@@ -174,7 +174,5 @@ void *appshot_lmdb_realloc(void *p, size_t n)
 	return q;
 }
 
-void *appshot_libc_calloc(size_t count, size_t n) { return calloc(count, n); }
-
 int appshot_lmdb_heap_has(const void *p) { return in_heap(p); }
 int appshot_lmdb_heap_wiped(void) { return heap ? heap_wiped : -1; }

@@ -17,11 +17,10 @@
  * empty, the same way: a restored process opens its tables again.
  *
  * One rule follows: nothing may read an environment's LMDB memory in a
- * fork child or a restored process. The environment handle itself (MDB_env)
- * is the exception, allocated from libc (appshot_libc_calloc, through a
- * change to the mdb.c copy): a fork child reads its parent's in
- * tabledb_txnid until it opens its own tables. Writing it costs the parent
- * one page copy per fork.
+ * fork child or a restored process, the environment handle (MDB_env)
+ * included. What a fork child reads of its parent's tables until it opens
+ * its own (the last transaction's id, tabledb_txnid) lies in the tables'
+ * handle (struct tabledb, in libc's heap), which keeps its address.
  *
  * A pointer from anywhere else (a strdup inside mdb.c, an allocation made
  * when this heap was full) goes to libc's free and realloc. */
@@ -34,8 +33,6 @@ void *appshot_lmdb_malloc(size_t n);
 void *appshot_lmdb_calloc(size_t count, size_t n);
 void *appshot_lmdb_realloc(void *p, size_t n);
 void appshot_lmdb_free(void *p);
-/* libc's calloc, for the environment handle (above). */
-void *appshot_libc_calloc(size_t count, size_t n);
 
 /* For tests: whether p lies in LMDB's heap, and whether that heap is wiped
  * in a fork child (1), copied (0: a kernel without MADV_WIPEONFORK), or not

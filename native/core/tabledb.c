@@ -186,6 +186,10 @@ APPSHOT_AFTER_FORK_CODE static void route_close(int fd)
 	raw_call(SYS_close, fd);
 }
 
+/* In the lmdb package's mdb.c, appended by native/CMakeLists.txt. */
+const mdb_size_t *appshot_mdb_txnid_word(MDB_env *env);
+_Static_assert(sizeof(mdb_size_t) == sizeof(uint64_t), "LMDB's transaction ids are 64-bit here");
+
 static int env_open(struct tabledb *t, const struct home_fds *through)
 {
 	appshot_lmdb_open_route = route_open;
@@ -278,6 +282,7 @@ static int open_env(struct tabledb *t, const char *home, const struct home_fds *
 	 * path (the first process, the tools) clear them now. */
 	t->readers_unchecked = 1;
 	if (checked) tabledb_check_readers(t);
+	t->txnid_at = (const uint64_t *)appshot_mdb_txnid_word(t->env);
 	mdb_filehandle_t fd;
 	struct stat st;
 	if (fds && !checked) {
@@ -462,19 +467,11 @@ int tabledb_redirects(const struct tabledb *t, MDB_txn *txn, tabledb_redirect_fn
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-/* In the lmdb package's mdb.c, appended by native/CMakeLists.txt. */
-const mdb_size_t *appshot_mdb_txnid_word(MDB_env *env);
-
-const uint64_t *tabledb_txnid_word(const struct tabledb *t)
-{
-	_Static_assert(sizeof(mdb_size_t) == sizeof(uint64_t), "LMDB's transaction ids are 64-bit here");
-	return (const uint64_t *)appshot_mdb_txnid_word(t->env);
-}
+const uint64_t *tabledb_txnid_word(const struct tabledb *t) { return t->txnid_at; }
 
 uint64_t tabledb_txnid(const struct tabledb *t)
 {
-	const uint64_t *word = tabledb_txnid_word(t);
-	if (word) return __atomic_load_n(word, __ATOMIC_ACQUIRE);
+	if (t->txnid_at) return __atomic_load_n(t->txnid_at, __ATOMIC_ACQUIRE);
 	MDB_envinfo info; /* no lock region: the newer meta page's */
 	mdb_env_info(t->env, &info);
 	return info.me_last_txnid;

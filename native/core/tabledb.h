@@ -13,7 +13,13 @@
 enum { REV_MINE = 0, REV_NONE = 1, REV_FOREIGN = 2 };
 
 struct tabledb {
+	/* In LMDB's heap, which a fork child and a restored process find
+	 * empty (core/lmdbheap.h): they use none of it, this handle's other
+	 * fields only, and open their own environment. */
 	MDB_env *env;
+	/* tabledb_txnid's word, kept here when the environment opens: what a
+	 * fork child reads until it opens its own (NULL: no lock region). */
+	const uint64_t *txnid_at;
 	MDB_dbi meta, apps, fwd, rev, alloc, procs, paths;
 	int has_paths; /* 0 in tables written before the paths database */
 	uint32_t node;
