@@ -64,21 +64,30 @@ describe.each(MODES)("a fork's parent under the shim, %s", (mode, flags) => {
   });
 
   it('copies a few pages per fork, not the pages of its write transaction (23 before), and its child as few', () => {
-    const faults = (out: string) => /^faults per fork (\d+) child (\d+)$/.exec(out.trim())!.slice(1).map(Number);
-    const [native, nativeChild] = faults(runNative(['forkfaults', '200'], PIDTOOL).stdout);
-    const r = appshot(makeHome(), ['run', '--aid', 'h', ...flags, '--', PIDTOOL, 'forkfaults', '200']);
-    expect(r.stderr).toBe('');
-    const [shim, shimChild] = faults(r.stdout);
-    // Native 2 here (the stack, the thread's rseq area); with the shim 6-7:
-    // the shared-state page, LMDB's handle, the thread's robust-lock list,
-    // a TLS page and one more stack page.
-    expect(shim - native).toBeLessThanOrEqual(8);
-    // The child, natively 16-17 here (its stack, libc's state, _exit bound
-    // lazily); with the shim 4 more: the shim's code a child runs before
+    // The fewest of three runs each: where the stack begins within its page
+    // changes from run to run, and with it a page more or less.
+    const fewest = (run: () => string) => {
+      const runs = [0, 1, 2].map(() => /^faults per fork (\d+) child (\d+)$/.exec(run().trim())!.slice(1).map(Number));
+      return [Math.min(...runs.map((r) => r[0])), Math.min(...runs.map((r) => r[1]))];
+    };
+    const [native, nativeChild] = fewest(() => runNative(['forkfaults', '200'], PIDTOOL).stdout);
+    const [shim, shimChild] = fewest(() => {
+      const r = appshot(makeHome(), ['run', '--aid', 'h', ...flags, '--', PIDTOOL, 'forkfaults', '200']);
+      expect(r.stderr).toBe('');
+      return r.stdout;
+    });
+    // Native 2 here (the stack, the thread's rseq area); with the shim 5:
+    // the page of what the shim writes after fork, the thread's robust-lock
+    // list (LMDB's write lock) and a stack page deeper (the write). 6-7
+    // when LMDB's environment handle and the journal's view, in libc's
+    // heap, were written too.
+    expect(shim - native).toBeLessThanOrEqual(4);
+    // The child, natively 15-17 here (its stack, libc's state, _exit bound
+    // lazily); with the shim 4-5 more: the shim's code a child runs before
     // fork returns (one place, core/afterfork.h), the page of what it writes
     // there, the fork canary, and ld.so reading the shim's symbols for
-    // _exit. 9 more when those were spread over the files they came from and
-    // the child read the clock through the vDSO.
+    // _exit. 8-10 more when that code was spread over the files it came
+    // from and the child read the clock through the vDSO.
     expect(shimChild - nativeChild).toBeLessThanOrEqual(6);
   });
 });
