@@ -9,12 +9,11 @@
 // spawn, when its own clock reading falls in that tick, not from /proc.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import * as S from '../tables/schema.js';
 import { openTableDb } from '../ts/tabledb.js';
-import { MODES, appshot, appshotAsync, makeHome, stopAll, tablesJson, waitFor } from './helpers.js';
+import { MODES, appshot, appshotAsync, makeHome, stopAll, tablesJson, testRoot, waitFor } from './helpers.js';
 
 afterEach(stopAll);
 
@@ -51,7 +50,7 @@ describe.each(MODES)("a program's start, %s", (_mode, flags) => {
     ["the journal's last page", (size: number) => size - 4096],
   ])('fills a hole in the inflight file (%s) before mapping it', async (_where, at) => {
     const home = makeHome();
-    const dir = mkdtempSync(join(tmpdir(), 'appshot-hole-'));
+    const dir = mkdtempSync(join(testRoot(), 'hole-'));
     expect(spawnSync('mkfifo', [join(dir, 'go')]).status).toBe(0);
     // The shell has the file mapped already; the program it starts after
     // the hole is punched is the start under test.

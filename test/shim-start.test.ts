@@ -4,12 +4,11 @@
 // reader slots; a process's first write clears the slots of dead ones.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SHIM_PATH } from '../ts/paths.js';
 import * as S from '../tables/schema.js';
-import { MODES, PIDTOOL, appshotAsync, makeHome, stopAll, waitFor } from './helpers.js';
+import { MODES, PIDTOOL, appshotAsync, makeHome, stopAll, testRoot, waitFor } from './helpers.js';
 
 afterEach(stopAll);
 
@@ -31,7 +30,7 @@ function alive(pid: number): boolean {
 describe.each(MODES)('the shim at a program\'s start, %s', (_mode, flags) => {
   it("a process's first write clears the reader slots of processes that died, killed or not (no program's start does it any more)", async () => {
     const home = makeHome();
-    const dir = mkdtempSync(join(tmpdir(), 'appshot-start-'));
+    const dir = mkdtempSync(join(testRoot(), 'start-'));
     expect(spawnSync('mkfifo', [join(dir, 'go')]).status).toBe(0);
     const script = [
       `${PIDTOOL} pid sleep 100000 > ${dir}/k.out & k=$!`,
