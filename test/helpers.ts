@@ -98,9 +98,9 @@ function collected(child: ChildProcess) {
   return { done, out: watched(() => stdout), err: watched(() => stderr) };
 }
 
-/** Starts the appshot command and collects its output. */
-export function appshotAsync(home: string, args: string[], extraEnv?: NodeJS.ProcessEnv) {
-  const child = spawn(process.execPath, [CLI_PATH, ...args], { env: cleanEnv(home, extraEnv), stdio: ['ignore', 'pipe', 'pipe'] });
+/** Starts the appshot command and collects its output; with stdin, its standard input is a pipe (child.stdin). */
+export function appshotAsync(home: string, args: string[], extraEnv?: NodeJS.ProcessEnv, { stdin = false } = {}) {
+  const child = spawn(process.execPath, [CLI_PATH, ...args], { env: cleanEnv(home, extraEnv), stdio: [stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
   runningChildren.add(child);
   homeOf.set(child, home);
   const { done, out, err } = collected(child);

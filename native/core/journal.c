@@ -6,12 +6,14 @@
 #include "journal.h"
 #include "guardmap.h"
 #include "home.h"
+#include "populate.h"
 #include "procinfo.h"
 #include "rawcall.h"
 #include "../../tables/schema.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -263,14 +265,23 @@ static void repair(struct journal *j);
  * futex sleep and wake-up (two context switches, dear in a VM) for a lock
  * free again a microsecond later. So a while of tries first, about as long
  * as a holder's stores; a holder not running at all is then waited for
- * asleep, as before. */
+ * asleep, as before. A try is made only when the lock's word (the holder's
+ * thread ID) reads free: a failed try is a locked write, which takes the
+ * head's cache line from the holder on the other CPU. */
 #define LOCK_TRIES 100
+
+static int looks_free(const pthread_mutex_t *m)
+{
+	return !(__atomic_load_n(&m->__data.__lock, __ATOMIC_RELAXED) & FUTEX_TID_MASK);
+}
 
 static void lock(struct journal *j)
 {
 	int rc = EBUSY;
-	for (int i = 0; i < LOCK_TRIES && (rc = pthread_mutex_trylock(&j->head->mutex)) == EBUSY; i++)
+	for (int i = 0; i < LOCK_TRIES; i++) {
+		if (looks_free(&j->head->mutex) && (rc = pthread_mutex_trylock(&j->head->mutex)) != EBUSY) break;
 		__builtin_ia32_pause();
+	}
 	if (rc == EBUSY) rc = pthread_mutex_lock(&j->head->mutex);
 	if (rc == EOWNERDEAD) {
 		repair(j);
@@ -363,22 +374,44 @@ static void app_release(struct journal *j, uint16_t app)
 	if (a->rows) a->rows--;
 }
 
+/* Under the lock, inside a change: the application's next remapped vrid
+ * of type, or 0 when its processes have none left. */
+static uint32_t take_vrid(struct journal *j, int app, uint8_t type)
+{
+	struct journal_app *a = &j->head->apps[app];
+	if (!a->left[type]) return 0;
+	a->left[type]--;
+	return a->next[type]++;
+}
+
+/* Under the lock: vrid given back if it was the last one handed out. */
+static void return_vrid(struct journal *j, int app, uint8_t type, uint32_t vrid)
+{
+	struct journal_app *a = &j->head->apps[app];
+	if (a->next[type] == vrid + 1) {
+		a->next[type]--;
+		a->left[type]++;
+	}
+}
+
 int journal_take_vrid(struct journal *j, uint8_t type, uint32_t *vrid)
 {
-	int rc = -1;
 	if (!j->head || type > RT_MSG) return -1;
 	lock(j);
 	change_begin(j);
 	int app = app_claim(j);
-	struct journal_app *a = app >= 0 ? &j->head->apps[app] : NULL;
-	if (a && a->left[type]) {
-		*vrid = a->next[type]++;
-		a->left[type]--;
-		rc = 0;
-	}
+	uint32_t v = app >= 0 ? take_vrid(j, app, type) : 0;
 	change_end(j);
 	unlock(j);
-	return rc;
+	if (v) *vrid = v;
+	return v ? 0 : -1;
+}
+
+uint32_t journal_vrids_left(struct journal *j, uint8_t type)
+{
+	if (!j->head || type > RT_MSG) return 0;
+	int app = app_index(j);
+	return app >= 0 ? __atomic_load_n(&j->head->apps[app].left[type], __ATOMIC_RELAXED) : 0;
 }
 
 void journal_give_vrids(struct journal *j, uint8_t type, uint32_t first, uint32_t count)
@@ -392,21 +425,6 @@ void journal_give_vrids(struct journal *j, uint8_t type, uint32_t first, uint32_
 	if (app >= 0 && !j->head->apps[app].left[type]) {
 		j->head->apps[app].next[type] = first;
 		j->head->apps[app].left[type] = count;
-	}
-	change_end(j);
-	unlock(j);
-}
-
-void journal_return_vrid(struct journal *j, uint8_t type, uint32_t vrid)
-{
-	if (!j->head || type > RT_MSG) return;
-	lock(j);
-	change_begin(j);
-	int app = app_index(j);
-	struct journal_app *a = app >= 0 ? &j->head->apps[app] : NULL;
-	if (a && a->next[type] == vrid + 1) {
-		a->next[type]--;
-		a->left[type]++;
 	}
 	change_end(j);
 	unlock(j);
@@ -476,6 +494,42 @@ int journal_find(struct journal *j, uint8_t type, uint32_t vrid, struct journal_
 	if (i >= 0) row_of(slot(j, (uint32_t)i), out);
 	unlock(j);
 	return i >= 0 ? 0 : -1;
+}
+
+/* The slots are mapped in parts of this size: 40, one bit each in
+ * struct journal's mapped. */
+#define MAP_PART (32u * 1024)
+#define SLOTS_BYTES ((size_t)JOURNAL_SLOTS * sizeof(struct journal_slot))
+_Static_assert(SLOTS_BYTES / MAP_PART < 64, "a bit per part");
+
+static void map_part_of(struct journal *j, uint32_t i)
+{
+	size_t part = (size_t)(i & MASK) * sizeof(struct journal_slot) / MAP_PART, at = part * MAP_PART;
+	uint64_t bit = 1ull << part;
+	if (__atomic_load_n(&j->mapped, __ATOMIC_RELAXED) & bit || __atomic_fetch_or(&j->mapped, bit, __ATOMIC_RELAXED) & bit) return;
+	/* An older kernel refuses the advice: the pages fault in as before. */
+	madvise((char *)j->slots + at, SLOTS_BYTES - at < MAP_PART ? SLOTS_BYTES - at : MAP_PART, MADV_POPULATE_WRITE);
+}
+
+void journal_map_ahead(struct journal *j, uint8_t type, uint32_t vrid, uint32_t srid, pid_t me)
+{
+	if (!j->head || type > RT_MSG) return;
+	if (__atomic_load_n(&j->mapped_by, __ATOMIC_RELAXED) != me) {
+		/* A fork child: its parent's pages are not its own. */
+		__atomic_store_n(&j->mapped, 0, __ATOMIC_RELAXED);
+		__atomic_store_n(&j->mapped_by, me, __ATOMIC_RELAXED);
+	}
+	if (!vrid) {
+		int app = app_index(j);
+		if (app < 0) return;
+		vrid = __atomic_load_n(&j->head->apps[app].next[type], __ATOMIC_RELAXED);
+	}
+	/* The row's start and where the rows after it will go (a run of
+	 * vrids, or the row pushed on by others in its way). */
+	uint32_t home = home_of(type, vrid);
+	map_part_of(j, home);
+	map_part_of(j, home + MAP_PART / sizeof(struct journal_slot) / 2);
+	if (srid) map_part_of(j, home_of(type | REVERSE, srid));
 }
 
 int journal_find_srid(struct journal *j, uint8_t type, uint32_t srid, uint32_t *vrid)
@@ -600,20 +654,42 @@ static enum journal_drop remove_by_srid(struct journal *j, int app, uint8_t type
 	return d;
 }
 
+/* Under the lock, inside a change: the row in. A stale row at its vrid or
+ * of its srid (its object is gone, or the kernel could not have handed the
+ * ID out) is replaced, unless a folder has it in hand: -1, the caller then
+ * goes the LMDB way, as when the slots are full. */
+static int insert_row(struct journal *j, int app, const struct journal_row *row)
+{
+	if (remove_row(j, app, row->type, row->vrid, ANY_SRID) == JOURNAL_FOLDING ||
+	    (keyed(row) && remove_by_srid(j, app, row->type, row->srid) == JOURNAL_FOLDING))
+		return -1;
+	struct journal_row rev = reverse_of(row);
+	int rc = put_new(j, app, row);
+	if (!rc && keyed(row) && (rc = put_new(j, app, &rev))) remove_row(j, app, row->type, row->vrid, ANY_SRID);
+	return rc;
+}
+
 int journal_insert(struct journal *j, const struct journal_row *row)
 {
-	int rc = -1;
 	lock(j);
 	change_begin(j);
 	int app = app_claim(j);
-	/* A stale row at this vrid or of this srid (its object is gone, or
-	 * the kernel could not have handed the ID out) is replaced, unless a
-	 * folder has it in hand; the caller then goes the LMDB way. */
-	if (app >= 0 && remove_row(j, app, row->type, row->vrid, ANY_SRID) != JOURNAL_FOLDING &&
-	    (!keyed(row) || remove_by_srid(j, app, row->type, row->srid) != JOURNAL_FOLDING)) {
-		struct journal_row rev = reverse_of(row);
-		rc = put_new(j, app, row);
-		if (!rc && keyed(row) && (rc = put_new(j, app, &rev))) remove_row(j, app, row->type, row->vrid, ANY_SRID);
+	int rc = app >= 0 ? insert_row(j, app, row) : -1;
+	change_end(j);
+	unlock(j);
+	return rc;
+}
+
+int journal_insert_remapped(struct journal *j, struct journal_row *row, journal_vrid_held_fn *held, void *arg)
+{
+	if (!j->head || row->type > RT_MSG) return -1;
+	lock(j);
+	change_begin(j);
+	int app = app_claim(j);
+	int rc = app >= 0 ? JOURNAL_NO_VRID : -1;
+	if (app >= 0 && (row->vrid = take_vrid(j, app, row->type))) {
+		rc = held(arg, row->type, row->vrid, row->srid) ? -1 : insert_row(j, app, row);
+		if (rc) return_vrid(j, app, row->type, row->vrid);
 	}
 	change_end(j);
 	unlock(j);

@@ -65,6 +65,10 @@ struct journal {
 	uint64_t app_at;
 	/* Rows this process marked in its journal_fold_begin, until its end. */
 	uint32_t folding;
+	/* The parts of the slots process mapped_by has mapped in
+	 * (journal_map_ahead), a bit each. */
+	pid_t mapped_by;
+	uint64_t mapped;
 };
 
 /* Maps the journal part of the inflight file fd (which it extends if it is
@@ -95,6 +99,15 @@ int journal_find(struct journal *j, uint8_t type, uint32_t vrid, struct journal_
  * object and needs its vrid): 0, or -1 if none. */
 int journal_find_srid(struct journal *j, uint8_t type, uint32_t srid, uint32_t *vrid);
 
+/* Maps in, ahead of a change under the lock, the slots where the row
+ * type/vrid (vrid 0: the application's next remapped one of type) and the
+ * next ones go, and its entry by srid (a keyed row's; srid 0: none), if
+ * process me has not yet: a page's first touch is a page fault (10-14 us in
+ * a VM; a fork child's too, for the kernel does not copy a shared file
+ * mapping's page tables), and one taken under the lock made every process
+ * that wanted the lock wait. */
+void journal_map_ahead(struct journal *j, uint8_t type, uint32_t vrid, uint32_t srid, pid_t me);
+
 /* Creating. begin takes a pending record naming the creator, the time and
  * the system key (IPC_PRIVATE for a private object); created gives it the
  * kernel's ID; end, once the row is in (or the object gone), frees it.
@@ -118,15 +131,26 @@ void journal_create_end(struct journal *j, int p);
 /* Adds the application's row (replacing a row at the same vrid, which can
  * only be a stale one: see the caller). 0, or -1 when the journal is full. */
 int journal_insert(struct journal *j, const struct journal_row *row);
-
-/* Gives back a remapped vrid journal_take_vrid handed out and nothing
- * used, when it was the last handed out (so indexes stay dense). */
-void journal_return_vrid(struct journal *j, uint8_t type, uint32_t vrid);
+/* A remapped row: takes the application's next remapped vrid (as
+ * journal_take_vrid) and puts the row in under it, in one hold of the lock
+ * (64 processes creating at once wait for it half as often). held, called
+ * under the lock, says whether the application's LMDB rows hold that vrid
+ * already (a restored object's saved one): the vrid then goes back and the
+ * caller creates the LMDB way. 0 with row->vrid set; JOURNAL_NO_VRID when
+ * none is left (the caller reserves a block, unless it holds the lock, and
+ * asks again); -1 when that vrid is held or the journal cannot take the
+ * row. */
+#define JOURNAL_NO_VRID (-2)
+typedef int journal_vrid_held_fn(void *arg, uint8_t type, uint32_t vrid, uint32_t srid);
+int journal_insert_remapped(struct journal *j, struct journal_row *row, journal_vrid_held_fn *held, void *arg);
 
 /* The application's next remapped vrid of type, from what its processes
  * reserved (shared by them all): 0, or -1 when none is left; the caller
  * then reserves a block from LMDB's counter and gives it here. */
 int journal_take_vrid(struct journal *j, uint8_t type, uint32_t *vrid);
+/* How many the application has left, as read without the lock: 0 tells a
+ * creator to reserve a block before it begins. */
+uint32_t journal_vrids_left(struct journal *j, uint8_t type);
 void journal_give_vrids(struct journal *j, uint8_t type, uint32_t first, uint32_t count);
 
 /* Removing: after the kernel removed the object, its row goes. */

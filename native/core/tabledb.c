@@ -819,10 +819,13 @@ int tabledb_pid_forget(const struct tabledb *t, MDB_txn *txn, uint32_t spid)
  * *first, how many in *count (fewer than n where the counter wraps). One
  * transaction then serves many; vrids a process reserved and never used
  * are skipped, as the counter only moves forward. */
-int tabledb_reserve_block(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t n, uint32_t *first, uint32_t *count)
+int tabledb_reserve_block(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t n, uint32_t most, uint32_t *first,
+			  uint32_t *count)
 {
 	*count = 1;
 	int rc = counter_next(t, txn, t->aid, t->aidlen, type, VRID_REMAP_BASE, first);
+	uint32_t used = *first > VRID_REMAP_BASE ? *first - VRID_REMAP_BASE : 0;
+	if (used / 8 > n) n = used / 8 < most ? used / 8 : most;
 	/* counter_next hands out vpids below 0x7fffffff, then starts again. */
 	if (n > 0x7fffffffu - *first) n = 0x7fffffffu - *first;
 	if (rc || n <= 1) return rc;

@@ -196,9 +196,14 @@ int tabledb_pid_record(const struct tabledb *t, MDB_txn *txn, uint32_t spid, uin
 int tabledb_pid_lookup(const struct tabledb *t, MDB_txn *txn, uint32_t spid, uint64_t start_ticks, uint32_t *vpid);
 /* The next remapped vpid, for a fork child to know before it exists. */
 int tabledb_pid_reserve(const struct tabledb *t, MDB_txn *txn, uint32_t *vpid);
-/* Up to n consecutive remapped vrids of type at once (*count of them from
- * *first): one transaction for a process's next forks or private objects. */
-int tabledb_reserve_block(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t n, uint32_t *first, uint32_t *count);
+/* Consecutive remapped vrids of type at once (*count of them from *first):
+ * one transaction for a process's next forks or private objects. As many
+ * as an eighth of what the application's counter handed out so far,
+ * between n and most (an application that makes many objects reserves
+ * seldom, one that makes a few leaves few unused); fewer where the counter
+ * starts again. */
+int tabledb_reserve_block(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t n, uint32_t most, uint32_t *first,
+			  uint32_t *count);
 /* Forgets a reaped process. */
 int tabledb_pid_forget(const struct tabledb *t, MDB_txn *txn, uint32_t spid);
 

@@ -116,42 +116,52 @@ static int held_otherwise(uint8_t type, uint32_t vrid, uint32_t srid, int remapp
 	return vr_to_sr_tables(type, vrid, &held) == 0 && held != srid;
 }
 
-/* The application's next remapped vrid of a family for a private object,
- * from the block its processes share in the journal (dense, as the
- * kernel's indexes are), reserving another from LMDB's counter when it is
- * used up: 0 when none can be had. */
-#define IPC_BLOCK 256
-static uint32_t next_remapped(uint8_t type)
+/* The remapped vrids of a family the application's processes share in the
+ * journal (dense, as the kernel's indexes are), another block reserved
+ * from LMDB's counter when they are used up: 1, or 0 when none can be
+ * had. Each reservation is an LMDB commit, which 64 processes creating at
+ * once all wait behind: blocks grow with the application's use. Also
+ * reads the bounds of its LMDB rows (row_bounds) as of now, outside the
+ * journal's lock, under which the row's vrid is checked against them. */
+#define IPC_BLOCK_FIRST 256
+#define IPC_BLOCK_MOST 4096
+static int remapped_vrids_ready(uint8_t type)
 {
-	struct journal *j = shim_journal();
-	uint32_t vrid, first, count;
-	for (int tries = 0; tries < 3; tries++) {
-		if (journal_take_vrid(j, type, &vrid) == 0) return vrid;
-		if (vrids_reserve(type, IPC_BLOCK, &first, &count)) return 0;
-		journal_give_vrids(j, type, first, count);
-	}
-	return 0;
+	if (!journal_vrids_left(shim_journal(), type) && journal_vrids_reserve(type, IPC_BLOCK_FIRST, IPC_BLOCK_MOST)) return 0;
+	row_bounds(type);
+	return 1;
 }
 
 static int remapped(void) { return shim_tables()->app_flags & APP_FLAG_NO_IDENTITY; }
 
-/* The vrid a new object srid takes in the journal. Identity: its own ID,
+/* Whether a row holds the remapped vrid the journal hands object srid
+ * (a restored object's saved vrid): the LMDB way then. */
+static int remapped_vrid_held(void *arg, uint8_t type, uint32_t vrid, uint32_t srid)
+{
+	(void)arg;
+	return held_otherwise(type, vrid, srid, 0);
+}
+
+/* The new object's row into the journal. Identity: under its own ID,
  * unless the application maps that vrid to another object; below
  * VRID_REMAP_BASE only a row of an object of that very ID can be there,
  * whose object is gone (the kernel just handed the ID out), and the
  * journal's row replaces it; from there on a remapped row may hold it, if
- * the counter handed it out. Remapped: next (next_remapped's), unless a
- * row holds it (a restored object's saved vrid). -1: the LMDB way. */
-static int journal_vrid(uint8_t type, uint32_t srid, uint32_t next, uint32_t *vrid)
+ * the counter handed it out. Remapped: under the application's next
+ * remapped vrid, another block reserved if other processes took the last
+ * ones since this one began (unless it holds the journal's lock: a keyed
+ * creation). -1: the LMDB way. */
+static int journal_row_in(struct journal *j, struct journal_row *row)
 {
-	if (!remapped()) {
-		if (srid >= VRID_REMAP_BASE && held_otherwise(type, srid, srid, 1)) return -1;
-		*vrid = srid;
-		return 0;
+	if (remapped()) {
+		int rc = journal_insert_remapped(j, row, remapped_vrid_held, NULL);
+		for (int tries = 0; rc == JOURNAL_NO_VRID && row->vkey == IPC_PRIVATE && tries < 3 && remapped_vrids_ready(row->type); tries++)
+			rc = journal_insert_remapped(j, row, remapped_vrid_held, NULL);
+		return rc ? -1 : 0;
 	}
-	if (!next || held_otherwise(type, next, srid, 0)) return -1;
-	*vrid = next;
-	return 0;
+	if (row->srid >= VRID_REMAP_BASE && held_otherwise(row->type, row->srid, row->srid, 1)) return -1;
+	row->vrid = row->srid;
+	return journal_insert(j, row);
 }
 
 #define NOT_JOURNALED (-2)
@@ -167,9 +177,9 @@ static int journal_vrid(uint8_t type, uint32_t srid, uint32_t next, uint32_t *vr
 static int journal_create(uint8_t type, key_t vkey, uint32_t skey, size_t size, int flags)
 {
 	struct journal *j = shim_journal();
-	uint32_t next = 0, now_skey;
-	/* Taken before the lock: a new block is an LMDB write. */
-	if (journal_used(j) >= JOURNAL_FOLD_AT || (remapped() && !(next = next_remapped(type)))) return NOT_JOURNALED;
+	uint32_t now_skey;
+	/* Reserved before the lock: a new block is an LMDB write. */
+	if (journal_used(j) >= JOURNAL_FOLD_AT || (remapped() && !remapped_vrids_ready(type))) return NOT_JOURNALED;
 	int p = journal_create_begin(j, shim_pid, own_start_ticks(), type, skey);
 	/* The key's row as of now (no writer changes it while the lock is held). */
 	if (p >= 0 && vkey != IPC_PRIVATE && (vr_to_sr(sysv_key_type(type), (uint32_t)vkey, &now_skey) || now_skey != skey))
@@ -182,13 +192,13 @@ static int journal_create(uint8_t type, key_t vkey, uint32_t skey, size_t size, 
 		else {
 			journal_pending_created(j, p, (uint32_t)id);
 			after_create();
+			journal_map_ahead(j, type, remapped() ? 0 : (uint32_t)id, vkey != IPC_PRIVATE ? (uint32_t)id : 0, shim_pid);
 			struct journal_row row = { type, 0, (uint32_t)id, (uint32_t)shim_pid, now_ms(), (uint32_t)vkey, skey };
-			if (journal_vrid(type, (uint32_t)id, next, &row.vrid) == 0 && journal_insert(j, &row) == 0) r = (int)row.vrid;
+			if (journal_row_in(j, &row) == 0) r = (int)row.vrid;
 			else sysv_rmid(&shim_kernel, type, id); /* made again the LMDB way */
 		}
 		journal_create_end(j, p);
 	}
-	if (r < 0 && next) journal_return_vrid(j, type, next);
 	return r == -1 ? shim_fail(err) : r;
 }
 
@@ -288,7 +298,10 @@ static int gone(int err) { return ipc_alloc_gone(err); }
  * marked removed, in LMDB. */
 static void forget_removed(uint8_t type, uint32_t vrid, uint32_t srid, int lives_on)
 {
-	if (!lives_on && journal_drop(shim_journal(), type, vrid, srid) == JOURNAL_DROPPED) return;
+	if (!lives_on) {
+		journal_map_ahead(shim_journal(), type, vrid, srid, shim_pid);
+		if (journal_drop(shim_journal(), type, vrid, srid) == JOURNAL_DROPPED) return;
+	}
 	MDB_txn *txn = write_begin(); /* folds the journal's rows in, this one too */
 	const struct ipc_alloc a = allocator(NULL);
 	ipc_alloc_forget(&a, txn, type, vrid, srid, lives_on);

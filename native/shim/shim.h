@@ -130,6 +130,11 @@ void write_abort(MDB_txn *txn);
 /* Reserves up to n remapped vrids of type from the application's counter
  * (*count of them from *first), in a transaction of their own: 0 or -1. */
 int vrids_reserve(uint8_t type, uint32_t n, uint32_t *first, uint32_t *count);
+/* Reserves n to most remapped vrids of type (tabledb_reserve_block says
+ * how many) for the block the application's processes share in the
+ * journal, unless it has some (given while this process waited for the
+ * write lock): 0 or -1. */
+int journal_vrids_reserve(uint8_t type, uint32_t n, uint32_t most);
 /* Remapped vrids a process reserved from its application's counter, a
  * block at a time (one transaction for many), handed out one by one. Each
  * lives on the after-fork page: a fork child starts with none. */

@@ -332,7 +332,7 @@ int vrids_reserve(uint8_t type, uint32_t n, uint32_t *first, uint32_t *count)
 {
 	/* A counter alone: no SysV row read or written, so no fold. */
 	MDB_txn *txn = begin_write(0);
-	if (tabledb_reserve_block(shim_tables(), txn, type, n, first, count)) {
+	if (tabledb_reserve_block(shim_tables(), txn, type, n, n, first, count)) {
 		write_abort(txn);
 		return -1;
 	}
@@ -354,15 +354,50 @@ uint32_t vrid_block_take(struct vrid_block *b, uint8_t type, uint32_t n)
 	return vrid;
 }
 
-int write_commit(MDB_txn *txn)
+/* The commit, the write lock still held. */
+static int commit_locked(MDB_txn *txn)
 {
 	int rc = mdb_txn_commit(txn);
 	if (rc == MDB_EMPTY_TXN) rc = 0; /* this LMDB's word for a commit that changed nothing */
 	journal_fold_end(shim_journal(), shim_pid, rc == 0);
-	tabledb_write_unlock(shim_tables());
 	if (rc) shim_warn("cannot commit to tables at %s: %s", shim_tables()->path, mdb_strerror(rc));
-	shim_tables_leave();
 	return rc;
+}
+
+static void write_unlock(void)
+{
+	tabledb_write_unlock(shim_tables());
+	shim_tables_leave();
+}
+
+int write_commit(MDB_txn *txn)
+{
+	int rc = commit_locked(txn);
+	write_unlock();
+	return rc;
+}
+
+int journal_vrids_reserve(uint8_t type, uint32_t n, uint32_t most)
+{
+	struct journal *j = shim_journal();
+	uint32_t first, count;
+	MDB_txn *txn = begin_write(0); /* a counter alone: no fold */
+	/* Given by the process this one waited for. */
+	if (journal_vrids_left(j, type)) {
+		write_abort(txn);
+		return 0;
+	}
+	if (tabledb_reserve_block(shim_tables(), txn, type, n, most, &first, &count)) {
+		write_abort(txn);
+		return -1;
+	}
+	/* Given only once committed (else another process would be given the
+	 * same vrids), and before the lock goes (else every process waiting
+	 * for it would reserve a block of its own). */
+	int rc = commit_locked(txn);
+	if (!rc) journal_give_vrids(j, type, first, count);
+	write_unlock();
+	return rc ? -1 : 0;
 }
 
 void write_abort(MDB_txn *txn)
