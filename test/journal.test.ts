@@ -163,12 +163,36 @@ describe('a damaged journal', () => {
 });
 
 describe('private objects whose rows are in the journal, under the shim', () => {
-  it('remapped: the application\'s processes share one block of vrids, across a fork and its fold, so indexes stay dense', () => {
+  it('remapped: the application\'s processes share one block of vrids, across a fork and a fold, so indexes stay dense', () => {
     const home = makeHome();
-    // The fork's row is a write transaction, which folds the first set's row into LMDB.
-    const r = appshot(home, ['run', '--no-identity', '--', SEMTOOL, 'private', '1', 'fork', 'private', '1', 'get', '0x5e2040', '1', 'c', 'info']);
+    // The keyed set is made the LMDB way, whose write transaction folds the private sets' rows into LMDB.
+    const r = appshot(home, ['run', '--no-identity', '--', SEMTOOL, 'private', '1', 'fork', 'private', '1', 'get', '0x5e2040', '1', 'c', 'info', 'private', '1']);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout.split('\n').slice(0, 4)).toEqual(['id 268435456', 'id 268435457', 'id 268435458', 'maxidx 2']);
+    const out = r.stdout.split('\n');
+    expect(out.slice(0, 4)).toEqual(['id 268435456', 'id 268435457', 'id 268435458', 'maxidx 2']);
+    expect(out[5]).toBe('id 268435459'); // after info's second line
+  });
+
+  // A process's row is written at its start and its fork, and goes at its reap: transactions that read and write no
+  // SysV row leave the journal's rows where they are (folded, each one's IPC_RMID would be an LMDB commit of its own).
+  it.each(MODES)('%s: a fork, a new program and a reap leave the rows in the journal; IPC_RMID then finds them there', async (_mode, flags) => {
+    const home = makeHome();
+    const before = new Set(kernelSems().map((s) => s.semid));
+    const holder = appshotAsync(home, ['run', ...flags, '--aid', 'jf', '--', SEMTOOL, 'private', '1', 'private', '1', 'pid', 'sleep', '100000']);
+    const m = await waitFor(holder.out, /^id (\d+)\nid (\d+)\npid/);
+    const used = () => spawnSync(JOURNALTOOL, [home, 'jf', 'used'], { encoding: 'utf8' }).stdout.trim();
+    expect(used()).toBe('2');
+    const env = { ...process.env, APPSHOT_HOME: home, APPSHOT_AID: 'jf', LD_PRELOAD: SHIM_PATH };
+    // Its own row at its start, its child's at the fork and the reap.
+    expect(execFileSync(SEMTOOL, ['fork', 'pid'], { env, encoding: 'utf8' })).toMatch(/^pid \d+\n$/);
+    expect(used()).toBe('2');
+    const removed = execFileSync(SEMTOOL, ['use', m[1], 'rmid', 'use', m[2], 'rmid'], { env, encoding: 'utf8' });
+    expect(removed.trim().split('\n')).toEqual(['ok 0', 'ok 0']);
+    expect(used()).toBe('0');
+    expect(tablesJson(home, ['--aid', 'jf', '--type', 'sem'])).toEqual([]);
+    holder.child.kill('SIGTERM');
+    await holder.done;
+    expect(kernelSems().filter((s) => !before.has(s.semid))).toEqual([]);
   });
 
   it.each(MODES)('%s: another process of the application uses and removes them; the tables and ipcs show them', async (_mode, flags) => {

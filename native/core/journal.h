@@ -7,8 +7,9 @@
  * short lock, where an LMDB commit costs ten times the kernel's own call.
  *
  * The journal is folded into LMDB: by every write transaction the shim, the
- * supervisor or the harness makes (the rows are put in that transaction and
- * leave the journal after its commit), and before anything reads the
+ * supervisor or the harness makes that reads or writes SysV rows (the rows
+ * are put in that transaction and leave the journal after its commit; a
+ * process's row or a counter's leaves them), and before anything reads the
  * application's rows as a whole (*_INFO, *_STAT, /proc/sysvipc, snapshot,
  * cleanup, gc, the inspector). So only the translation of one virtual ID
  * (translate.c) and IPC_RMID ever look a row up in the journal itself.

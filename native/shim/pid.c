@@ -143,7 +143,7 @@ static int recorded_in(MDB_txn *txn, void *arg)
 static uint32_t record_row(pid_t spid, uint64_t ticks, uint32_t want, int child)
 {
 	uint32_t vpid = (uint32_t)spid;
-	MDB_txn *txn = write_begin();
+	MDB_txn *txn = write_begin_unfolded();
 	int rc = tabledb_pid_record(shim_tables(), txn, (uint32_t)spid, ticks, want, (uint32_t)shim_pid, &vpid);
 	if (rc) {
 		write_abort(txn);
@@ -327,7 +327,7 @@ static int forget_deferred(MDB_txn *txn)
 /* Process spid's row goes (spid 0: only the deferred ones). */
 static void forget(pid_t spid)
 {
-	MDB_txn *txn = write_begin();
+	MDB_txn *txn = write_begin_unfolded();
 	int rc = spid > 0 ? tabledb_pid_forget(shim_tables(), txn, (uint32_t)spid) : 0;
 	if (!rc && atomic_load(&deferred_count)) rc = forget_deferred(txn);
 	if (rc) write_abort(txn);

@@ -328,10 +328,12 @@ static MDB_txn *begin_write(int fold)
 
 MDB_txn *write_begin(void) { return begin_write(1); }
 
+MDB_txn *write_begin_unfolded(void) { return begin_write(0); }
+
 int vrids_reserve(uint8_t type, uint32_t n, uint32_t *first, uint32_t *count)
 {
 	/* A counter alone: no SysV row read or written, so no fold. */
-	MDB_txn *txn = begin_write(0);
+	MDB_txn *txn = write_begin_unfolded();
 	if (tabledb_reserve_block(shim_tables(), txn, type, n, n, first, count)) {
 		write_abort(txn);
 		return -1;
@@ -381,7 +383,7 @@ int journal_vrids_reserve(uint8_t type, uint32_t n, uint32_t most)
 {
 	struct journal *j = shim_journal();
 	uint32_t first, count;
-	MDB_txn *txn = begin_write(0); /* a counter alone: no fold */
+	MDB_txn *txn = write_begin_unfolded(); /* a counter alone */
 	/* Given by the process this one waited for. */
 	if (journal_vrids_left(j, type)) {
 		write_abort(txn);
