@@ -277,10 +277,12 @@ static int looks_free(const pthread_mutex_t *m)
 
 static void lock(struct journal *j)
 {
-	int rc = EBUSY;
-	for (int i = 0; i < LOCK_TRIES; i++) {
-		if (looks_free(&j->head->mutex) && (rc = pthread_mutex_trylock(&j->head->mutex)) != EBUSY) break;
+	/* Tried first as it is: this thread may hold it already (a keyed
+	 * creation), when the word does not read free. */
+	int rc = pthread_mutex_trylock(&j->head->mutex);
+	for (int i = 0; rc == EBUSY && i < LOCK_TRIES; i++) {
 		__builtin_ia32_pause();
+		if (looks_free(&j->head->mutex)) rc = pthread_mutex_trylock(&j->head->mutex);
 	}
 	if (rc == EBUSY) rc = pthread_mutex_lock(&j->head->mutex);
 	if (rc == EOWNERDEAD) {
