@@ -682,7 +682,7 @@ int journal_insert(struct journal *j, const struct journal_row *row)
 	return rc;
 }
 
-int journal_insert_remapped(struct journal *j, struct journal_row *row, journal_vrid_held_fn *held, void *arg)
+int journal_insert_remapped(struct journal *j, struct journal_row *row, journal_vrid_held_fn *held)
 {
 	if (!j->head || row->type > RT_MSG) return -1;
 	lock(j);
@@ -690,7 +690,7 @@ int journal_insert_remapped(struct journal *j, struct journal_row *row, journal_
 	int app = app_claim(j);
 	int rc = app >= 0 ? JOURNAL_NO_VRID : -1;
 	if (app >= 0 && (row->vrid = take_vrid(j, app, row->type))) {
-		rc = held(arg, row->type, row->vrid, row->srid) ? -1 : insert_row(j, app, row);
+		rc = held(row->type, row->vrid, row->srid) ? -1 : insert_row(j, app, row);
 		if (rc) return_vrid(j, app, row->type, row->vrid);
 	}
 	change_end(j);

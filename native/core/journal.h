@@ -142,8 +142,8 @@ int journal_insert(struct journal *j, const struct journal_row *row);
  * asks again); -1 when that vrid is held or the journal cannot take the
  * row. */
 #define JOURNAL_NO_VRID (-2)
-typedef int journal_vrid_held_fn(void *arg, uint8_t type, uint32_t vrid, uint32_t srid);
-int journal_insert_remapped(struct journal *j, struct journal_row *row, journal_vrid_held_fn *held, void *arg);
+typedef int journal_vrid_held_fn(uint8_t type, uint32_t vrid, uint32_t srid);
+int journal_insert_remapped(struct journal *j, struct journal_row *row, journal_vrid_held_fn *held);
 
 /* The application's next remapped vrid of type, from what its processes
  * reserved (shared by them all): 0, or -1 when none is left; the caller

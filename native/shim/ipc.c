@@ -136,11 +136,7 @@ static int remapped(void) { return shim_tables()->app_flags & APP_FLAG_NO_IDENTI
 
 /* Whether a row holds the remapped vrid the journal hands object srid
  * (a restored object's saved vrid): the LMDB way then. */
-static int remapped_vrid_held(void *arg, uint8_t type, uint32_t vrid, uint32_t srid)
-{
-	(void)arg;
-	return held_otherwise(type, vrid, srid, 0);
-}
+static int remapped_vrid_held(uint8_t type, uint32_t vrid, uint32_t srid) { return held_otherwise(type, vrid, srid, 0); }
 
 /* The new object's row into the journal. Identity: under its own ID,
  * unless the application maps that vrid to another object; below
@@ -154,9 +150,9 @@ static int remapped_vrid_held(void *arg, uint8_t type, uint32_t vrid, uint32_t s
 static int journal_row_in(struct journal *j, struct journal_row *row)
 {
 	if (remapped()) {
-		int rc = journal_insert_remapped(j, row, remapped_vrid_held, NULL);
+		int rc = journal_insert_remapped(j, row, remapped_vrid_held);
 		for (int tries = 0; rc == JOURNAL_NO_VRID && row->vkey == IPC_PRIVATE && tries < 3 && remapped_vrids_ready(row->type); tries++)
-			rc = journal_insert_remapped(j, row, remapped_vrid_held, NULL);
+			rc = journal_insert_remapped(j, row, remapped_vrid_held);
 		return rc ? -1 : 0;
 	}
 	if (row->srid >= VRID_REMAP_BASE && held_otherwise(row->type, row->srid, row->srid, 1)) return -1;
