@@ -195,6 +195,25 @@ describe('private objects whose rows are in the journal, under the shim', () => 
     expect(kernelSems().filter((s) => !before.has(s.semid))).toEqual([]);
   });
 
+  it.each(MODES)('%s: the IPC_RMID of an object whose row is in LMDB leaves the journal\'s rows there', async (_mode, flags) => {
+    const home = makeHome();
+    const before = new Set(kernelSems().map((s) => s.semid));
+    // SEM_INFO reads the application's rows as a whole: the first set's row is folded into LMDB first.
+    const holder = appshotAsync(home, ['run', ...flags, '--aid', 'jl', '--', SEMTOOL, 'private', '1', 'info', 'private', '1', 'pid', 'sleep', '100000']);
+    const m = await waitFor(holder.out, /^id (\d+)\n[^]*\nid (\d+)\npid/);
+    const used = () => spawnSync(JOURNALTOOL, [home, 'jl', 'used'], { encoding: 'utf8' }).stdout.trim();
+    expect(used()).toBe('1');
+    const env = { ...process.env, APPSHOT_HOME: home, APPSHOT_AID: 'jl', LD_PRELOAD: SHIM_PATH };
+    expect(execFileSync(SEMTOOL, ['use', m[1], 'rmid'], { env, encoding: 'utf8' }).trim()).toBe('ok 0');
+    expect(used()).toBe('1');
+    expect(execFileSync(SEMTOOL, ['use', m[2], 'rmid', 'use', m[1], 'getval', '0'], { env, encoding: 'utf8' }).trim().split('\n')).toEqual(['ok 0', 'err EINVAL']);
+    expect(used()).toBe('0');
+    expect(tablesJson(home, ['--aid', 'jl', '--type', 'sem'])).toEqual([]);
+    holder.child.kill('SIGTERM');
+    await holder.done;
+    expect(kernelSems().filter((s) => !before.has(s.semid))).toEqual([]);
+  });
+
   it.each(MODES)('%s: another process of the application uses and removes them; the tables and ipcs show them', async (_mode, flags) => {
     const home = makeHome();
     const before = new Set(kernelSems().map((s) => s.semid));

@@ -329,10 +329,14 @@ int ipc_remove(uint8_t type, int vrid)
 		return rc;
 	}
 	uint32_t srid;
-	unsigned attached = type == RT_SHM && vr_is_template(type, (uint32_t)vrid) && ipc_srid(type, vrid, &srid) == 0
-				    ? ipc_shm_attachments(srid)
-				    : 0;
-	MDB_txn *txn = write_begin();
+	int template = vr_is_template(type, (uint32_t)vrid);
+	unsigned attached = type == RT_SHM && template && ipc_srid(type, vrid, &srid) == 0 ? ipc_shm_attachments(srid) : 0;
+	/* The row is LMDB's (the journal has none of this vrid): the journal's
+	 * rows stay where they are (folded, each one's IPC_RMID would be a
+	 * commit too), unless a template's object lets go of its key, a key
+	 * row a keyed creation in the journal may be reading (a folding
+	 * write's mark keeps those off; journal_create_begin). */
+	MDB_txn *txn = template ? write_begin() : write_begin_unfolded();
 	const struct ipc_alloc a = allocator(NULL);
 	return ipc_alloc_remove(&a, txn, type, (uint32_t)vrid, attached);
 }

@@ -124,9 +124,11 @@ int shim_in_tables(void);
 /* Allocation (FIG. 11) happens inside a write transaction, which also
  * serializes every creator on the host and recovers what a dead one left. */
 MDB_txn *write_begin(void);
-/* A write of no SysV object's row (a process's, a counter): the journal's
- * rows stay in the journal. Folded by a fork's or a reap's row, they made
- * the removal of each of them an LMDB commit of its own. */
+/* A write of no SysV object's row (a process's, a counter), or of an
+ * object's row that is LMDB's alone (an IPC_RMID the journal has no row
+ * for): the journal's rows stay in the journal. Folded by a fork's or a
+ * reap's row, they made the removal of each of them an LMDB commit of its
+ * own. */
 MDB_txn *write_begin_unfolded(void);
 int write_commit(MDB_txn *txn);
 void write_abort(MDB_txn *txn);
