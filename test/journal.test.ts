@@ -22,6 +22,21 @@ function tool(home: string, args: (string | number)[]): { code: number | null; s
   return { code: r.status, signal: r.signal, out: r.stdout.trim().split('\n').filter(Boolean) };
 }
 
+/** The slots in use in the home's journal (every application's). */
+const slotsUsed = (home: string) => spawnSync(JOURNALTOOL, [home, 'app', 'used'], { encoding: 'utf8' }).stdout.trim();
+
+/** The environment of a program joining application aid of home (the shim preloaded, as `appshot run` gives it). */
+const joining = (home: string, aid: string) => ({ ...process.env, APPSHOT_HOME: home, APPSHOT_AID: aid, LD_PRELOAD: SHIM_PATH });
+
+/** A holder's end, once another process removed its sets: no row of them in the tables, and the holder stopped
+ * leaves no set of its own in the kernel. */
+async function endHolder(home: string, aid: string, holder: ReturnType<typeof appshotAsync>, before: Set<number>): Promise<void> {
+  expect(tablesJson(home, ['--aid', aid, '--type', 'sem'])).toEqual([]);
+  holder.child.kill('SIGTERM');
+  await holder.done;
+  expect(kernelSems().filter((s) => !before.has(s.semid))).toEqual([]);
+}
+
 const ok = (home: string, args: (string | number)[]) => {
   const r = tool(home, args);
   expect(r.code, r.out.join('\n')).toBe(0);
@@ -180,19 +195,15 @@ describe('private objects whose rows are in the journal, under the shim', () => 
     const before = new Set(kernelSems().map((s) => s.semid));
     const holder = appshotAsync(home, ['run', ...flags, '--aid', 'jf', '--', SEMTOOL, 'private', '1', 'private', '1', 'pid', 'sleep', '100000']);
     const m = await waitFor(holder.out, /^id (\d+)\nid (\d+)\npid/);
-    const used = () => spawnSync(JOURNALTOOL, [home, 'jf', 'used'], { encoding: 'utf8' }).stdout.trim();
-    expect(used()).toBe('2');
-    const env = { ...process.env, APPSHOT_HOME: home, APPSHOT_AID: 'jf', LD_PRELOAD: SHIM_PATH };
+    expect(slotsUsed(home)).toBe('2');
+    const env = joining(home, 'jf');
     // Its own row at its start, its child's at the fork and the reap.
     expect(execFileSync(SEMTOOL, ['fork', 'pid'], { env, encoding: 'utf8' })).toMatch(/^pid \d+\n$/);
-    expect(used()).toBe('2');
+    expect(slotsUsed(home)).toBe('2');
     const removed = execFileSync(SEMTOOL, ['use', m[1], 'rmid', 'use', m[2], 'rmid'], { env, encoding: 'utf8' });
     expect(removed.trim().split('\n')).toEqual(['ok 0', 'ok 0']);
-    expect(used()).toBe('0');
-    expect(tablesJson(home, ['--aid', 'jf', '--type', 'sem'])).toEqual([]);
-    holder.child.kill('SIGTERM');
-    await holder.done;
-    expect(kernelSems().filter((s) => !before.has(s.semid))).toEqual([]);
+    expect(slotsUsed(home)).toBe('0');
+    await endHolder(home, 'jf', holder, before);
   });
 
   it.each(MODES)('%s: the IPC_RMID of an object whose row is in LMDB leaves the journal\'s rows there', async (_mode, flags) => {
@@ -201,17 +212,13 @@ describe('private objects whose rows are in the journal, under the shim', () => 
     // SEM_INFO reads the application's rows as a whole: the first set's row is folded into LMDB first.
     const holder = appshotAsync(home, ['run', ...flags, '--aid', 'jl', '--', SEMTOOL, 'private', '1', 'info', 'private', '1', 'pid', 'sleep', '100000']);
     const m = await waitFor(holder.out, /^id (\d+)\n[^]*\nid (\d+)\npid/);
-    const used = () => spawnSync(JOURNALTOOL, [home, 'jl', 'used'], { encoding: 'utf8' }).stdout.trim();
-    expect(used()).toBe('1');
-    const env = { ...process.env, APPSHOT_HOME: home, APPSHOT_AID: 'jl', LD_PRELOAD: SHIM_PATH };
+    expect(slotsUsed(home)).toBe('1');
+    const env = joining(home, 'jl');
     expect(execFileSync(SEMTOOL, ['use', m[1], 'rmid'], { env, encoding: 'utf8' }).trim()).toBe('ok 0');
-    expect(used()).toBe('1');
+    expect(slotsUsed(home)).toBe('1');
     expect(execFileSync(SEMTOOL, ['use', m[2], 'rmid', 'use', m[1], 'getval', '0'], { env, encoding: 'utf8' }).trim().split('\n')).toEqual(['ok 0', 'err EINVAL']);
-    expect(used()).toBe('0');
-    expect(tablesJson(home, ['--aid', 'jl', '--type', 'sem'])).toEqual([]);
-    holder.child.kill('SIGTERM');
-    await holder.done;
-    expect(kernelSems().filter((s) => !before.has(s.semid))).toEqual([]);
+    expect(slotsUsed(home)).toBe('0');
+    await endHolder(home, 'jl', holder, before);
   });
 
   it.each(MODES)('%s: another process of the application uses and removes them; the tables and ipcs show them', async (_mode, flags) => {
@@ -219,7 +226,7 @@ describe('private objects whose rows are in the journal, under the shim', () => 
     const before = new Set(kernelSems().map((s) => s.semid));
     const holder = appshotAsync(home, ['run', ...flags, '--aid', 'jr', '--', SEMTOOL, 'pid', 'sleep', '1500', 'private', '2', 'op', '0', '3', 'private', '1', 'pid', 'sleep', '100000']);
     await waitFor(holder.out, /pid/);
-    const env = { ...process.env, APPSHOT_HOME: home, APPSHOT_AID: 'jr', LD_PRELOAD: SHIM_PATH };
+    const env = joining(home, 'jr');
     // A process of the application started before the sets (its start's
     // own row, a write, folded what there was), reading its /proc/sysvipc
     // view after them: its reverse lookups read LMDB, which is folded first.
@@ -274,7 +281,7 @@ describe('keyed objects whose rows are in the journal, under the shim', () => {
     expect(kernelSems().find((s) => s.semid === row.system)).toMatchObject({ key: keyRow.system, nsems: 2 });
     if (flags.length) expect(row.system).not.toBe(vrid);
     else expect(row.system).toBe(vrid);
-    const env = { ...process.env, APPSHOT_HOME: home, APPSHOT_AID: 'jk', LD_PRELOAD: SHIM_PATH };
+    const env = joining(home, 'jk');
     const joined = execFileSync(SEMTOOL, ['get', key, '2', '-', 'getval', '1', 'rmid', 'get', key, '2', '-', 'get', key, '1', 'cx', 'rmid'], { env, encoding: 'utf8' });
     expect(joined.trim().split('\n')).toEqual([`id ${vrid}`, 'val 7', 'ok 0', 'err ENOENT', expect.stringMatching(/^id \d+$/), 'ok 0']);
     expect(tablesJson(home, ['--aid', 'jk', '--type', 'sem'])).toEqual([]);
@@ -290,7 +297,7 @@ describe('keyed objects whose rows are in the journal, under the shim', () => {
     const key = String(JOURNALED_KEY + 1);
     const holder = appshotAsync(home, ['run', ...flags, '--aid', 'jc', '--', SEMTOOL, 'get', key, '1', 'cx', 'rmid', 'pid', 'sleep', '100000']);
     await waitFor(holder.out, /pid \d+/);
-    const env = { ...process.env, APPSHOT_HOME: home, APPSHOT_AID: 'jc', LD_PRELOAD: SHIM_PATH };
+    const env = joining(home, 'jc');
     const died = spawnSync(SEMTOOL, ['get', key, '1', 'cx'], { env: { ...env, APPSHOT_FAULT: 'after-create' }, encoding: 'utf8' });
     expect(died.signal).toBe('SIGKILL');
     expect(kernelSems().filter((s) => !before.has(s.semid))).toHaveLength(1); // its set, under the application's system key
