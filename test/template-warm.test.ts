@@ -93,6 +93,7 @@ describe.each(MODES)('warm clones of a python3 that built a large dict (%s)', (_
 
     const h = appshotAsync(home, ['template', 'clone', 'dict', '-n', '3', '--json']);
     await waitFor(h.err, /all 3 clones of template 'dict' are running/);
+    await waitFor(h.out, /^\{.*\}$/m); // its own pipe: it may come after stderr's line
     const summary = JSON.parse(h.out().split('\n')[0]);
     expect(summary.clones.map((c: { aid: string; warm: boolean }) => [c.aid, c.warm])).toEqual([['dict-1', true], ['dict-2', true], ['dict-3', true]]);
     expect(h.err()).toMatch(/clone 'dict-1' of template 'dict' ready in [\d.]+ ms, warm \(its processes continued from the template's image/);
