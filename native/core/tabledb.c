@@ -814,11 +814,11 @@ int tabledb_pid_forget(const struct tabledb *t, MDB_txn *txn, uint32_t spid)
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-/* Reserves up to n consecutive remapped vrids of a type at once (a
- * process's next fork children, its next private objects): the first in
- * *first, how many in *count (fewer than n where the counter wraps). One
- * transaction then serves many; vrids a process reserved and never used
- * are skipped, as the counter only moves forward. */
+/* Reserves n to most consecutive remapped vrids of a type at once (a
+ * process's next fork children, its application's next private objects):
+ * the first in *first, how many in *count (fewer where the counter wraps).
+ * One transaction then serves many; vrids reserved and never used are
+ * skipped, as the counter only moves forward. */
 int tabledb_reserve_block(const struct tabledb *t, MDB_txn *txn, uint8_t type, uint32_t n, uint32_t most, uint32_t *first,
 			  uint32_t *count)
 {
