@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import * as S from '../tables/schema.js';
 import { openTableDb } from '../ts/tabledb.js';
-import { MODES, appshot, appshotAsync, makeHome, stopAll, tablesJson, testRoot, waitFor } from './helpers.js';
+import { MODES, PIDTOOL, appshot, appshotAsync, makeHome, stopAll, tablesJson, testRoot, waitFor } from './helpers.js';
 
 afterEach(stopAll);
 
@@ -53,8 +53,9 @@ describe.each(MODES)("a program's start, %s", (_mode, flags) => {
     const dir = mkdtempSync(join(testRoot(), 'hole-'));
     expect(spawnSync('mkfifo', [join(dir, 'go')]).status).toBe(0);
     // The shell has the file mapped already; the program it starts after
-    // the hole is punched is the start under test.
-    const script = `echo ready; read go < ${dir}/go; /bin/true; echo started; exec sleep 100000`;
+    // the hole is punched maps it, at its first use of the tables (a PID
+    // no process has, which only they can tell).
+    const script = `echo ready; read go < ${dir}/go; ${PIDTOOL} kill 99999 0 > /dev/null; echo started; exec sleep 100000`;
     const app = appshotAsync(home, ['run', ...flags, '--', 'sh', '-c', script]);
     await waitFor(app.out, /ready/);
     const file = join(home, S.INFLIGHT_FILE);

@@ -33,7 +33,9 @@ describe.each(MODES)('the shim at a program\'s start, %s', (_mode, flags) => {
     const dir = mkdtempSync(join(testRoot(), 'start-'));
     expect(spawnSync('mkfifo', [join(dir, 'go')]).status).toBe(0);
     const script = [
-      `${PIDTOOL} pid sleep 100000 > ${dir}/k.out & k=$!`,
+      // A program that reads the tables (a PID no process has, which only
+      // they can tell), and so takes a reader slot.
+      `${PIDTOOL} kill 99999 0 sleep 100000 > ${dir}/k.out & k=$!`,
       `until [ -s ${dir}/k.out ]; do sleep 0.05; done`,
       // From here until the test has looked, no process starts (a fork
       // child may write, and so clear the slots): the shell waits in its

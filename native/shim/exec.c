@@ -202,17 +202,19 @@ static char *const *patch_env(char *const envp[], size_t n, char **out, char *pr
 /* An exec's: this process's start tick for the program (pid.c); not for
  * a program the loader starts (loaded: no shim to take the entry out). */
 #define PATCHED_ENV(name, envp, loaded)                                                \
-	char name##_start[64];                                                         \
+	char name##_start[96];                                                         \
 	if ((loaded) || !pid_exec_start_entry(name##_start, sizeof name##_start)) name##_start[0] = 0; \
 	PATCHED_ENV_STARTING(name, envp, name##_start)
 
-/* posix_spawn's: the clock read first, so that the new program may take
- * its start tick from it (pid.c, spawn_start_ticks); not for a program the
- * loader starts (loaded: static or Go, no shim to take the entry out). */
-#define PATCHED_SPAWN_ENV(name, envp, before, loaded)                                   \
+/* posix_spawn's: the child's vpid reserved and the clock read first, so
+ * that the new program may take its vpid and start tick from its entry
+ * (pid.c, pid_read_start); not for a program the loader starts (loaded:
+ * static or Go, no shim to take the entry out). */
+#define PATCHED_SPAWN_ENV(name, envp, before, want, loaded)                             \
+	uint32_t want = pid_spawn_vpid();                                              \
 	uint64_t before = pid_clock();                                                 \
-	char name##_start[64];                                                         \
-	if ((loaded) || !pid_spawn_start_entry(name##_start, sizeof name##_start, before)) name##_start[0] = 0; \
+	char name##_start[96];                                                         \
+	if ((loaded) || !pid_spawn_start_entry(name##_start, sizeof name##_start, before, want)) name##_start[0] = 0; \
 	PATCHED_ENV_STARTING(name, envp, name##_start)
 
 static size_t preload_room(char *const envp[], size_t n)
@@ -316,9 +318,9 @@ WRAPPER(posix_spawn)
 {
 	REDIRECT(path, errno); /* posix_spawn returns its error */
 	NOTIFIED_ARGV(loader_argv, path, argv);
-	PATCHED_SPAWN_ENV(env, envp, before, loader_argv != NULL);
+	PATCHED_SPAWN_ENV(env, envp, before, want, loader_argv != NULL);
 	int r = REAL(posix_spawn)(pid, loader_argv ? loader_path : path, actions, attr, loader_argv ? loader_argv : argv, env);
-	if (r == 0 && pid) *pid = pid_record_child(*pid, before);
+	if (r == 0 && pid) *pid = pid_record_child(*pid, before, want);
 	return r;
 }
 
@@ -327,10 +329,10 @@ WRAPPER(posix_spawnp)
 	REDIRECT_FILE(file, errno);
 	char found[PATH_MAX];
 	NOTIFIED_ARGV(loader_argv, searched(file, found), argv);
-	PATCHED_SPAWN_ENV(env, envp, before, loader_argv != NULL);
+	PATCHED_SPAWN_ENV(env, envp, before, want, loader_argv != NULL);
 	int r = loader_argv ? REAL(posix_spawn)(pid, loader_path, actions, attr, loader_argv, env)
 			    : REAL(posix_spawnp)(pid, file, actions, attr, argv, env);
-	if (r == 0 && pid) *pid = pid_record_child(*pid, before);
+	if (r == 0 && pid) *pid = pid_record_child(*pid, before, want);
 	return r;
 }
 

@@ -81,7 +81,7 @@ static int make_room(int oldfd, int newfd)
 	if (!appshot_fd_guarded(newfd)) return 0;
 	struct home_fds *fds = shim_home_fds();
 	if (!fds || home_fds_which(fds, newfd) < 0 || home_fds_move(fds, newfd) != 0) appshot_fd_unguard(newfd);
-	struct tabledb *t = shim_tables();
+	struct tabledb *t = shim_tables_if_open();
 	if (t) __atomic_store_n(&t->lost, 1, __ATOMIC_RELAXED);
 	return 0;
 }

@@ -309,9 +309,11 @@ static struct load load_redirects(void)
 	return l;
 }
 
-void path_init(void)
+void path_init(int none)
 {
-	struct load l = load_redirects();
+	/* none: the program that started this one had no redirections, and
+	 * they are the application's, which it shares. */
+	struct load l = none ? (struct load){ 0 } : load_redirects();
 	redirects = l.list;
 	redirect_count = l.count;
 	cwd_changed();

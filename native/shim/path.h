@@ -55,8 +55,9 @@ static inline int redirect_path_at(int dirfd, const char **path, char *buf)
 	char p##_redirected[PATH_MAX];                                     \
 	if (redirect_path_at((dirfd), &(p), p##_redirected)) return (fail)
 
-/* At start: the application's redirections, read once from the tables. */
-void path_init(void);
+/* At start: the application's redirections, read once from the tables;
+ * none read when none says the starter had none (pid_read_start). */
+void path_init(int none);
 /* In a fork child, from the atfork handler: the working-directory record,
  * which a thread of the parent may have been writing, made again. */
 void path_after_fork_child(void);

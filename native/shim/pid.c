@@ -17,6 +17,7 @@
 #include "trap.h"
 #include "../core/procinfo.h"
 #include "../core/afterfork.h"
+#include "path.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -122,7 +123,18 @@ static int child_spid(uint32_t vpid, pid_t *spid)
 static pid_t sys_getpid(void) { return (pid_t)raw_call(SYS_getpid); }
 static pid_t sys_gettid(void) { return (pid_t)raw_call(SYS_gettid); }
 
-static int remapped(void) { return (shim_tables()->app_flags & APP_FLAG_NO_IDENTITY) != 0; }
+static int start_remapped(int *remapped);
+
+/* Whether the application runs remapped: the tables' flag, or before they
+ * are opened the start entry's (getpid may ask, and must not open them:
+ * ld.so's own getpid under LD_DEBUG comes here from a lazy binding). */
+static int remapped(void)
+{
+	const struct tabledb *t = shim_tables_if_open();
+	int r;
+	if (!t && start_remapped(&r) == 0) return r;
+	return ((t ? t : shim_tables())->app_flags & APP_FLAG_NO_IDENTITY) != 0;
+}
 
 /* Records process spid (want: its vpid if known) and gives its vpid. A
  * table error leaves the process untranslated (vpid = spid) rather than
@@ -209,44 +221,109 @@ static uint64_t pid_clock_by_call(void)
 	return to_ticks(&ts);
 }
 
-/* The same for a program posix_spawn started: its parent put the tick it
- * read before the spawn in APPSHOT_SPAWN_START (with its own kernel PID),
- * and when this program's first clock reading falls in that tick, its
- * start is that tick too: it started after the parent's reading and before
- * its own. No /proc read then, which costs a new program 40-90 us of CPU
- * on a busy 2-core VM (issue 21). The parent's PID, checked against this
- * process's kernel parent, keeps a program that merely inherited the entry
- * (a grandchild, a program of a restored image) from taking it; the entry
- * is removed here, so the program and its children never see it. */
-static int start_entry(char *buf, size_t len, uint64_t tick, pid_t parent)
+/* What a program's starter tells it in APPSHOT_SPAWN_START, so that its
+ * start needs neither /proc nor the tables (issue 21): its parent through
+ * posix_spawn, or the process itself through exec, writes
+ * TICK:PARENT:VPID:PARENT_VPID:FLAGS.
+ *   TICK         its start tick, 0 when not known: the tick the parent read
+ *                before the spawn (or the exec'ing process's own); when the
+ *                program's first clock reading falls in it, its start is that
+ *                tick too (it started after the one reading and before the
+ *                other), which costs no /proc read (40-90 us of CPU)
+ *   PARENT       its kernel parent's PID: a program that merely inherited the
+ *                entry (a grandchild, a program of a restored image) has
+ *                another and takes nothing from it
+ *   VPID         its vpid, 0 for its own kernel PID (the identity child of a
+ *                posix_spawn, whose number nobody knows before)
+ *   PARENT_VPID  its parent's vpid (getppid's answer), 0 when not known
+ *   FLAGS        START_NO_REDIRECTS: the starter had no path redirections;
+ *                START_REMAPPED: the application runs remapped
+ * The starter writes the program's row (an exec's process had it; a
+ * posix_spawn's parent right after the spawn), so the program reads no
+ * row at start, and with no redirections to read it leaves its tables
+ * for their first use (process.c). The entry is removed here, so the
+ * program and its children never see it. */
+#define START_NO_REDIRECTS 1u
+#define START_REMAPPED 2u
+static struct {
+	pid_t parent;
+	uint32_t vpid, parent_vpid, flags;
+	uint64_t tick; /* 0: not known */
+	int deferring; /* the tables left for their first use */
+} start;
+
+static int start_remapped(int *remapped)
 {
-	if (!tick || boot_clock_agrees != 1) return 0; /* not known to match /proc here */
-	int n = snprintf(buf, len, SPAWN_START_ENV "=%llu:%d", (unsigned long long)tick, (int)parent);
+	if (!start.deferring) return -1;
+	*remapped = (start.flags & START_REMAPPED) != 0;
+	return 0;
+}
+
+static int start_entry(char *buf, size_t len, uint64_t tick, pid_t parent, uint32_t vpid, uint32_t parent_vpid)
+{
+	if (boot_clock_agrees != 1) tick = 0; /* not known to match /proc here */
+	unsigned flags = (redirect_count ? 0 : START_NO_REDIRECTS) | (remapped() ? START_REMAPPED : 0);
+	int n = snprintf(buf, len, SPAWN_START_ENV "=%llu:%d:%u:%u:%u", (unsigned long long)tick, (int)parent, vpid, parent_vpid, flags);
 	return n > 0 && (size_t)n < len;
 }
 
-int pid_spawn_start_entry(char *buf, size_t len, uint64_t before) { return start_entry(buf, len, before, shim_pid); }
+int pid_spawn_start_entry(char *buf, size_t len, uint64_t before, uint32_t vpid)
+{
+	return start_entry(buf, len, before, shim_pid, vpid, self_vpid);
+}
 
 /* For an exec: the program that replaces this one is this process, started
- * at self_ticks, its kernel parent this one's (a fork child's exec, a
- * shell's command, most often within the tick it was forked in). */
-int pid_exec_start_entry(char *buf, size_t len) { return start_entry(buf, len, self_ticks, (pid_t)raw_call(SYS_getppid)); }
-
-static int spawn_start_ticks(uint64_t *ticks)
+ * at self_ticks, with its vpid, and its kernel parent this one's (a fork
+ * child's exec, a shell's command, most often within the tick it was forked
+ * in), whose vpid it knows when that parent forked it or was named in its
+ * own start entry. */
+int pid_exec_start_entry(char *buf, size_t len)
 {
+	pid_t parent = (pid_t)raw_call(SYS_getppid);
+	uint32_t parent_vpid = 0;
+	if (parent == start.parent) parent_vpid = start.parent_vpid;
+	else if (known_vpid(parent, &parent_vpid) != 0) parent_vpid = 0;
+	return start_entry(buf, len, self_ticks, parent, self_vpid, parent_vpid);
+}
+
+static int read_u32(const char **p, char sep, uint32_t *out)
+{
+	char *end;
+	unsigned long v = strtoul(*p, &end, 10);
+	if (end == *p || *end != sep || v > 0x7fffffff) return -1;
+	*out = (uint32_t)v;
+	*p = end + (sep != 0);
+	return 0;
+}
+
+int pid_read_start(void)
+{
+	clock_ticks_per_sec = sysconf(_SC_CLK_TCK);
 	const char *s = getenv(SPAWN_START_ENV);
-	if (!s) return -1;
+	if (!s) return 0;
 	char *end;
 	unsigned long long tick = strtoull(s, &end, 10);
-	long parent = *end == ':' ? strtol(end + 1, &end, 10) : -1;
-	int ok = *end == 0 && tick && parent == raw_call(SYS_getppid) && tick == pid_clock_by_call();
+	const char *p = end + 1;
+	uint32_t parent, vpid, parent_vpid, flags;
+	int ok = end != s && *end == ':' && read_u32(&p, ':', &parent) == 0 && read_u32(&p, ':', &vpid) == 0 &&
+		 read_u32(&p, ':', &parent_vpid) == 0 && read_u32(&p, 0, &flags) == 0 && (long)parent == raw_call(SYS_getppid);
 	unsetenv(SPAWN_START_ENV);
-	if (!ok) return -1;
-	*ticks = tick;
-	/* The parent had checked this kernel's clock against /proc, and this
-	 * one's reads as its did: this process's children may trust it too. */
-	boot_clock_agrees = 1;
-	return 0;
+	if (!ok) return 0;
+	start.parent = (pid_t)parent;
+	start.vpid = vpid;
+	start.parent_vpid = parent_vpid;
+	start.flags = flags;
+	if (tick && tick == pid_clock_by_call()) {
+		start.tick = tick;
+		/* The parent had checked this kernel's clock against /proc, and
+		 * this one's reads as its did: this process's children may trust
+		 * it too. */
+		boot_clock_agrees = 1;
+	}
+	/* A restored application's first process takes a vpid from the
+	 * harness (first_vpid), which only its row can confirm. */
+	start.deferring = (flags & START_NO_REDIRECTS) && !getenv("APPSHOT_FIRST_VPID");
+	return start.deferring;
 }
 
 static int child_ticks(pid_t spid, uint64_t before, uint64_t *ticks)
@@ -429,16 +506,35 @@ static uint32_t first_vpid(void)
 
 void pid_init(void)
 {
-	clock_ticks_per_sec = sysconf(_SC_CLK_TCK);
 	shim_pid = sys_getpid();
-	uint64_t ticks;
+	if (start.deferring) {
+		/* Its row is its starter's to write (the start entry above). */
+		self_ticks = start.tick;
+		self_vpid = start.vpid ? start.vpid : (uint32_t)shim_pid;
+		return;
+	}
+	uint64_t ticks = start.tick;
 	uint32_t want = first_vpid();
-	if (spawn_start_ticks(&ticks) != 0 && proc_start_ticks(shim_pid, &ticks) != 0) {
+	if (!ticks && proc_start_ticks(shim_pid, &ticks) != 0) {
 		self_vpid = want ? want : (uint32_t)shim_pid; /* as record() leaves a process it cannot read */
 		return;
 	}
 	self_ticks = ticks;
 	self_vpid = record_started(shim_pid, ticks, want);
+}
+
+/* The tables opened at last after a deferred start (process.c): the row
+ * the starter wrote is looked up, and written now if the starter died
+ * before it could (a started program's start costs no read of it). */
+void pid_tables_opened(void)
+{
+	uint64_t ticks = self_ticks;
+	if (!ticks && proc_start_ticks(shim_pid, &ticks) != 0) return;
+	uint32_t vpid = record_started(shim_pid, ticks, self_vpid == (uint32_t)shim_pid ? 0 : self_vpid);
+	if (vpid != self_vpid)
+		shim_warn("process %d: its starter named it %u, but its row in application '%s' says %u; it is %u now",
+			  (int)shim_pid, self_vpid, shim_tables()->aid, vpid, vpid);
+	self_vpid = vpid;
 }
 
 APPSHOT_AFTER_FORK_CODE void pid_after_fork_child(void)
@@ -494,6 +590,8 @@ void pid_restored_entry(void)
 	self_ticks = 0; /* a new kernel process */
 	reserved.left = 0; /* reserved in the old application's tables */
 	boot_clock_agrees = -1; /* maybe another kernel now: checked again */
+	start.parent = 0; /* the kernel's PIDs are new */
+	start.parent_vpid = 0;
 }
 
 /* The renewal: this process's vpid is the one it had (it is in memory, and
@@ -558,9 +656,11 @@ APPSHOT_AFTER_FORK_CODE WRAPPER(fork)
  * and the bookkeeping above cannot run in it. POSIX lets vfork be fork. */
 WRAPPER(vfork) { return fork(); }
 
-pid_t pid_record_child(pid_t spid, uint64_t before)
+uint32_t pid_spawn_vpid(void) { return shim_active && remapped() ? reserve() : 0; }
+
+pid_t pid_record_child(pid_t spid, uint64_t before, uint32_t want)
 {
-	return shim_active && spid > 0 ? (pid_t)record_new_child(spid, before, 0) : spid;
+	return shim_active && spid > 0 ? (pid_t)record_new_child(spid, before, want) : spid;
 }
 
 /* A waited-for child: its vpid for the caller; if it was reaped, its row
@@ -887,8 +987,18 @@ WRAPPER(ptrace)
 	return REAL(ptrace)(request, pid, addr, data);
 }
 
-/* Policy PID_RESULT: the calls that return a PID (getppid's is not cached:
- * the parent may die and the process be adopted). */
+/* getppid is not cached: the parent may die and the process be adopted.
+ * The parent the start entry named has its vpid there, while it is the
+ * parent (a started program that asks needs no tables for it). */
+WRAPPER(getppid)
+{
+	pid_t r = REAL(getppid)();
+	if (!shim_active || r <= 0) return r;
+	if (start.parent_vpid && r == start.parent) return (pid_t)start.parent_vpid;
+	return pid_to_virtual(r);
+}
+
+/* Policy PID_RESULT: the calls that return a PID. */
 #define PID_RESULT_WRAPPER(ret, name, args, fail)                              \
 	WRAPPER(name)                                                          \
 	{                                                                      \

@@ -9,8 +9,13 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+/* At start, first: the start entry its starter left (below); 1 when
+ * the start may leave the tables for their first use. */
+int pid_read_start(void);
 /* At start: this process's vpid, its row made if need be. */
 void pid_init(void);
+/* After a deferred start, the tables' first opening: the row checked. */
+void pid_tables_opened(void);
 void pid_after_fork_child(void);
 /* The getpid wrapper, called without the loader: the trap's handler
  * answers ld.so's own getpid (its LD_DEBUG prefix) with it, and that may
@@ -28,15 +33,16 @@ void pid_before_exec(void);
 /* A child started by posix_spawn: recorded, and its vpid given; before is
  * pid_clock() read before it was started. */
 uint64_t pid_clock(void);
-pid_t pid_record_child(pid_t spid, uint64_t before);
+/* The vpid a child posix_spawn starts will have, 0 for its kernel PID
+ * (identity): reserved before, given in its start entry and its row. */
+uint32_t pid_spawn_vpid(void);
+pid_t pid_record_child(pid_t spid, uint64_t before, uint32_t want);
 /* The environment entry that tells the program posix_spawn starts now its
- * start tick (before: pid_clock() read before the spawn), into buf: 1, or 0
- * when this kernel's clock is not known to match /proc (the child reads
- * /proc then). */
+ * start tick (before: pid_clock() read before the spawn), its vpid and its
+ * parent's (pid.c, start_entry), into buf: 1, or 0 if it did not fit. */
 #define SPAWN_START_ENV "APPSHOT_SPAWN_START"
-int pid_spawn_start_entry(char *buf, size_t len, uint64_t before);
-/* The same for the program an exec puts in this process, when this
- * process's start tick is known exactly. */
+int pid_spawn_start_entry(char *buf, size_t len, uint64_t before, uint32_t vpid);
+/* The same for the program an exec puts in this process. */
 int pid_exec_start_entry(char *buf, size_t len);
 /* A kernel PID as the application names it: its vpid if it is one of the
  * application's processes, else the PID itself. */

@@ -49,6 +49,12 @@ static struct {
 	 * tables by path; have_fds when they are. */
 	struct home_fds fds;
 	int have_fds;
+	/* The tables are left for their first use: this program's starter, a
+	 * process of the application, told it what its start needs of them
+	 * (pid_read_start). Most programs a shell or a server starts never
+	 * use them, and their opening is most of the shim's start (issue 21).
+	 * Cleared by the opening. */
+	int tables_deferred;
 	/* The canary page (below), here and not alone: the start writes P
 	 * anyway, and a pointer of its own would cost a page (issue 21). */
 	struct shim_canary *page;
@@ -57,12 +63,32 @@ static struct {
 struct kernel_ops shim_kernel;
 
 const char *shim_home(void) { return P.home; }
-struct tabledb *shim_tables(void) { return __atomic_load_n(&P.tables, __ATOMIC_ACQUIRE); }
+struct tabledb *shim_tables_if_open(void) { return __atomic_load_n(&P.tables, __ATOMIC_ACQUIRE); }
+
+/* A deferred start's tables, opened by the first thread that needs them.
+ * NULL inside the opening (LMDB's calls into libc meet the wrappers,
+ * which then read no tables). */
+static struct tabledb *open_deferred_tables(void)
+{
+	if (__atomic_load_n(&P.tables_deferred, __ATOMIC_ACQUIRE) && !shim_in_tables() && translate_open_deferred())
+		pid_tables_opened();
+	return shim_tables_if_open();
+}
+
+struct tabledb *shim_tables(void)
+{
+	struct tabledb *t = __atomic_load_n(&P.tables, __ATOMIC_ACQUIRE);
+	return __builtin_expect(t != NULL, 1) ? t : open_deferred_tables();
+}
+
+int shim_tables_deferred(void) { return __atomic_load_n(&P.tables_deferred, __ATOMIC_ACQUIRE); }
+
 struct inflight_file *shim_inflight(void) { return &P.inflight; }
 static struct journal no_journal; /* until the tables open */
 struct journal *shim_journal(void)
 {
 	struct journal *j = __atomic_load_n(&P.journal, __ATOMIC_ACQUIRE);
+	if (__builtin_expect(!j, 0) && shim_tables_deferred() && shim_tables()) j = __atomic_load_n(&P.journal, __ATOMIC_ACQUIRE);
 	return j ? j : &no_journal;
 }
 struct home_fds *shim_home_fds(void) { return P.have_fds ? &P.fds : NULL; }
@@ -412,7 +438,7 @@ static void drop_old_table_fds(struct tabledb *old)
  * are the new home's). */
 static void forget_old_home(void)
 {
-	if (shim_tables()) drop_old_table_fds(shim_tables());
+	if (shim_tables_if_open()) drop_old_table_fds(shim_tables_if_open());
 	if (P.inflight.rec) inflight_close(&P.inflight);
 	P.inflight.rec = NULL;
 	P.journal_old = 1;
@@ -482,6 +508,7 @@ void shim_check_tables(void)
 		       __atomic_load_n(&P.page->canary, __ATOMIC_ACQUIRE) == 0)
 			raw_call(SYS_sched_yield);
 	}
+	if (__builtin_expect(P.tables_deferred, 0)) (void)shim_tables();
 }
 
 /* The first process of an application (no descriptors inherited) opens
@@ -514,7 +541,7 @@ static void open_journal(void)
 void shim_open_tables(void)
 {
 	char err[512];
-	struct tabledb *t = malloc(sizeof *t), *old = shim_tables();
+	struct tabledb *t = malloc(sizeof *t), *old = shim_tables_if_open();
 	if (!t) shim_fatal("out of memory opening the tables; the program cannot run untranslated, so it stops");
 	/* The previous environment (the fork parent's, or one whose
 	 * descriptors the program took) is left open, since closing it would
@@ -538,6 +565,7 @@ void shim_open_tables(void)
 		shim_fatal("cannot open %s/%s: %s; the program cannot run untranslated, so it stops",
 			   P.home, APPSHOT_INFLIGHT_FILE, strerror(rc));
 	if (!P.journal || P.journal_old) open_journal();
+	__atomic_store_n(&P.tables_deferred, 0, __ATOMIC_RELEASE);
 }
 
 
@@ -611,12 +639,16 @@ __attribute__((constructor)) static void shim_init(void)
 	shim_pid = (pid_t)raw_call(SYS_getpid);
 	appshot_fd_band = 1;
 	adopt_home_fds();
-	shim_open_tables();
+	/* Through the application's descriptors only: a program left to open
+	 * by path later may have dropped the rights to by then. */
+	int defer = pid_read_start() && P.have_fds;
+	if (defer) P.tables_deferred = 1;
+	else shim_open_tables();
 	exec_env_init(aid, P.home);
 	read_fault();
 	port_init();
 	pid_init();
-	path_init();
+	path_init(defer);
 	set_fork_canary();
 	pthread_atfork(translate_before_fork, translate_after_fork_parent, after_fork_child);
 	shim_active = 1;

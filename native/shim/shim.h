@@ -38,8 +38,15 @@ extern int shim_active;
  * fork by the atfork handler. */
 extern pid_t shim_pid;
 
-/* The tables this process uses; after fork the child opens its own. */
+/* The tables this process uses; after fork the child opens its own. A
+ * program whose start left them for later (process.c, tables_deferred)
+ * opens them here, at the first call that needs them. */
 struct tabledb *shim_tables(void);
+/* The same without opening: NULL while they are left for later. */
+struct tabledb *shim_tables_if_open(void);
+int shim_tables_deferred(void);
+/* The deferred opening, under translate.c's lock: 1 if this call opened. */
+int translate_open_deferred(void);
 /* APPSHOT_HOME: the tables, and the pools' sockets (core/pool.h). */
 const char *shim_home(void);
 struct inflight_file *shim_inflight(void);

@@ -68,7 +68,8 @@ APPSHOT_AFTER_FORK_CODE void translate_after_fork_child(void)
 	 * Until this child first misses its cache it keeps translating with
 	 * the parent's cache, checked against the shared map's txn id. */
 	lock = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER; /* as tabledb_after_fork_child does */
-	tabledb_close_lock(shim_tables());
+	struct tabledb *t = shim_tables_if_open();
+	if (t) tabledb_close_lock(t);
 	rtxn = NULL;
 	env_inherited = 1;
 }
@@ -117,7 +118,8 @@ static void own_env_locked(int check_fd)
 {
 	uint64_t epoch = atomic_load_explicit(&shim_fd_epoch, memory_order_relaxed);
 	if (check_fd && epoch != checked_epoch) {
-		if (!env_inherited && !tabledb_fds_ok(shim_tables())) env_inherited = 1;
+		const struct tabledb *t = shim_tables_if_open();
+		if (!env_inherited && (!t || !tabledb_fds_ok(t))) env_inherited = 1;
 		checked_epoch = epoch;
 	}
 	if (env_inherited) {
@@ -125,6 +127,21 @@ static void own_env_locked(int check_fd)
 		env_inherited = 0;
 		rtxn = NULL;
 	}
+}
+
+int translate_open_deferred(void)
+{
+	pthread_mutex_lock(&lock);
+	holding = 1;
+	int opening = shim_tables_deferred();
+	if (opening) {
+		shim_open_tables();
+		env_inherited = 0;
+		rtxn = NULL;
+	}
+	holding = 0;
+	pthread_mutex_unlock(&lock);
+	return opening;
 }
 
 static void read_begin_locked(void)
