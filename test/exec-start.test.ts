@@ -179,3 +179,71 @@ describe.each(MODES)('programs a shell forks and execs, %s', (_mode, flags) => {
     }
   });
 });
+
+/** The kernel PID of the application's process whose vpid is vpid (its row). */
+function systemOf(home: string, vpid: number): number {
+  const row = tablesJson(home, ['--type', 'pid']).find((r) => r.virtual === vpid);
+  expect(row, `a row for vpid ${vpid}`).toBeDefined();
+  return row!.system;
+}
+
+/** Whether process spid has the tables mapped (a shim that opened them). */
+function mapsTables(spid: number): boolean {
+  return readFileSync(`/proc/${spid}/maps`, 'latin1').includes(`/${S.TABLES_FILE}`);
+}
+
+describe.each(MODES)('a program started by a process of the application, %s', (_mode, flags) => {
+  it("leaves its tables for their first use: its starter gives it its vpid and its parent's, through posix_spawn and through a fork's exec", async () => {
+    const home = makeHome();
+    // A child of posix_spawn, then (when the test says) one that a shell
+    // forks and execs: each says its pid and ppid and sleeps, using the
+    // tables for nothing.
+    const script = [
+      'import os, subprocess, sys, time',
+      `kid = os.posix_spawn('${PIDTOOL}', ['pidtool', 'pid', 'ppid', 'sleep', '100000'], os.environ)`,
+      'print("spawned", kid, "parent", os.getpid(), flush=True)',
+      'sys.stdin.readline()',
+      `subprocess.Popen(['sh', '-c', 'echo "shell $$"; exec ${PIDTOOL} pid ppid sleep 100000'])`,
+      'time.sleep(100000)',
+    ].join('\n');
+    const app = appshotAsync(home, ['run', '--aid', 'started', ...flags, '--', 'python3', '-c', script], undefined, { stdin: true });
+    const [, kid, parent] = (await waitFor(app.out, /^spawned (\d+) parent (\d+)$/m)).map(Number);
+    await waitFor(app.out, /^ppid \d+$/m);
+    expect(app.out()).toMatch(new RegExp(`^pid ${kid}\\nppid ${parent}$`, 'm'));
+    app.child.stdin!.write('go\n');
+    const [, shell] = (await waitFor(app.out, /^shell (\d+)$/m)).map(Number);
+    // The exec keeps the shell's vpid, and its parent is python's.
+    await waitFor(app.out, new RegExp(`^pid ${shell}\\nppid ${parent}$`, 'm'));
+    for (const vpid of [kid, shell]) expect(mapsTables(systemOf(home, vpid)), `vpid ${vpid} opened the tables`).toBe(false);
+    for (const p of JSON.parse(appshot(home, ['ps', '--aid', 'started', '--json']).stdout)) process.kill(p.spid, 'SIGKILL');
+    await app.done;
+  });
+
+  it('whose starter was killed before it wrote its row: the program writes the row itself at its first use of the tables', async () => {
+    const home = makeHome();
+    // The fault stops python right after posix_spawn returns, before its
+    // commit of the child's row, and the test kills it once the child has
+    // started (its start took the entry: its parent was python still). The
+    // child's first use of the tables (a PID no process has, which only
+    // they can tell) finds no row of its own and writes it, under the vpid
+    // it had.
+    const script = [
+      'import os',
+      'print("python", os.getpid(), flush=True)',
+      `os.posix_spawn('${PIDTOOL}', ['pidtool', 'pid', 'sleep', '1000', 'kill', '99999', '0', 'pid', 'sleep', '100000'], os.environ)`,
+    ].join('\n');
+    const app = appshotAsync(home, ['run', '--aid', 'orphaned', ...flags, '--', 'python3', '-c', script], { APPSHOT_FAULT: 'after-spawn' });
+    const [, python] = (await waitFor(app.out, /^python (\d+)$/m)).map(Number);
+    const [, first] = (await waitFor(app.out, /^pid (\d+)$/m)).map(Number);
+    process.kill(systemOf(home, python), 'SIGKILL');
+    expect(tablesJson(home, ['--type', 'pid']).find((r) => r.virtual === first), 'no row before its first use').toBeUndefined();
+    const [, second] = (await waitFor(app.out, /^err ESRCH\npid (\d+)$/m)).map(Number);
+    expect(second).toBe(first);
+    const spid = systemOf(home, first);
+    expect(readFileSync(`/proc/${spid}/cmdline`, 'latin1').split('\0')[0]).toBe('pidtool');
+    expect(mapsTables(spid)).toBe(true);
+    process.kill(spid, 'SIGKILL');
+    app.child.kill('SIGTERM');
+    await app.done;
+  });
+});

@@ -320,6 +320,7 @@ WRAPPER(posix_spawn)
 	NOTIFIED_ARGV(loader_argv, path, argv);
 	PATCHED_SPAWN_ENV(env, envp, before, want, loader_argv != NULL);
 	int r = REAL(posix_spawn)(pid, loader_argv ? loader_path : path, actions, attr, loader_argv ? loader_argv : argv, env);
+	if (r == 0) shim_fault_point(FAULT_AFTER_SPAWN);
 	if (r == 0 && pid) *pid = pid_record_child(*pid, before, want);
 	return r;
 }
@@ -332,6 +333,7 @@ WRAPPER(posix_spawnp)
 	PATCHED_SPAWN_ENV(env, envp, before, want, loader_argv != NULL);
 	int r = loader_argv ? REAL(posix_spawn)(pid, loader_path, actions, attr, loader_argv, env)
 			    : REAL(posix_spawnp)(pid, file, actions, attr, argv, env);
+	if (r == 0) shim_fault_point(FAULT_AFTER_SPAWN);
 	if (r == 0 && pid) *pid = pid_record_child(*pid, before, want);
 	return r;
 }

@@ -580,15 +580,19 @@ static void adopt_home_fds(void)
 	if (spec && home_fds_adopt(&P.fds, P.home, spec, err, sizeof err) == 0) P.have_fds = 1;
 }
 
+/* The crash tests' points: killed there; after a spawn stopped instead,
+ * for the test to kill once the child has started (its start checks that
+ * its starter is its parent still). */
 void shim_fault_point(enum shim_fault where)
 {
-	if (__builtin_expect(shim_fault == where, 0)) raise(SIGKILL);
+	if (__builtin_expect(shim_fault == where, 0)) raise(where == FAULT_AFTER_SPAWN ? SIGSTOP : SIGKILL);
 }
 
 static void read_fault(void)
 {
 	const char *f = getenv("APPSHOT_FAULT");
 	if (f && !strcmp(f, "after-create")) shim_fault = FAULT_AFTER_CREATE;
+	if (f && !strcmp(f, "after-spawn")) shim_fault = FAULT_AFTER_SPAWN;
 }
 
 /* The shim's own pages a start touches, mapped in two calls rather than a
