@@ -207,13 +207,18 @@ describe.each(MODES)('a program started by a process of the application, %s', (_
       'time.sleep(100000)',
     ].join('\n');
     const app = appshotAsync(home, ['run', '--aid', 'started', ...flags, '--', 'python3', '-c', script], undefined, { stdin: true });
+    // Each process writes its lines itself: they may come between
+    // another's, so each is looked for on its own.
+    const lines = () => app.out().split('\n');
     const [, kid, parent] = (await waitFor(app.out, /^spawned (\d+) parent (\d+)$/m)).map(Number);
     await waitFor(app.out, /^ppid \d+$/m);
-    expect(app.out()).toMatch(new RegExp(`^pid ${kid}\\nppid ${parent}$`, 'm'));
+    expect(lines()).toEqual(expect.arrayContaining([`pid ${kid}`, `ppid ${parent}`]));
     app.child.stdin!.write('go\n');
     const [, shell] = (await waitFor(app.out, /^shell (\d+)$/m)).map(Number);
-    // The exec keeps the shell's vpid, and its parent is python's.
-    await waitFor(app.out, new RegExp(`^pid ${shell}\\nppid ${parent}$`, 'm'));
+    // The exec keeps the shell's vpid, and its parent is python, as the
+    // spawned child's is.
+    await waitFor(app.out, new RegExp(`^pid ${shell}$`, 'm'));
+    await waitFor(app.out, new RegExp(`^ppid ${parent}$[^]*^ppid ${parent}$`, 'm'));
     for (const vpid of [kid, shell]) expect(mapsTables(systemOf(home, vpid)), `vpid ${vpid} opened the tables`).toBe(false);
     for (const p of JSON.parse(appshot(home, ['ps', '--aid', 'started', '--json']).stdout)) process.kill(p.spid, 'SIGKILL');
     await app.done;
