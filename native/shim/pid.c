@@ -123,7 +123,37 @@ static int child_spid(uint32_t vpid, pid_t *spid)
 static pid_t sys_getpid(void) { return (pid_t)raw_call(SYS_getpid); }
 static pid_t sys_gettid(void) { return (pid_t)raw_call(SYS_gettid); }
 
-static int start_remapped(int *remapped);
+/* What a program's starter tells it in APPSHOT_SPAWN_START, so that its
+ * start needs neither /proc nor the tables (issue 21): its parent through
+ * posix_spawn, or the process itself through exec, writes
+ * TICK:PARENT:VPID:PARENT_VPID:FLAGS.
+ *   TICK         its start tick, 0 when not known: the tick the parent read
+ *                before the spawn (or the exec'ing process's own); when the
+ *                program's first clock reading falls in it, its start is that
+ *                tick too (it started after the one reading and before the
+ *                other), which costs no /proc read (40-90 us of CPU)
+ *   PARENT       its kernel parent's PID: a program that merely inherited the
+ *                entry (a grandchild, a program of a restored image) has
+ *                another and takes nothing from it
+ *   VPID         its vpid, 0 for its own kernel PID (the identity child of a
+ *                posix_spawn, whose number nobody knows before)
+ *   PARENT_VPID  its parent's vpid (getppid's answer), 0 when not known
+ *   FLAGS        START_NO_REDIRECTS: the starter had no path redirections;
+ *                START_REMAPPED: the application runs remapped
+ * The starter writes the program's row (an exec's process had it; a
+ * posix_spawn's parent right after the spawn), so the program reads no
+ * row at start, and with no redirections to read it leaves its tables
+ * for their first use (process.c). The entry is removed here, so the
+ * program and its children never see it. */
+#define START_NO_REDIRECTS 1u
+#define START_REMAPPED 2u
+static struct {
+	pid_t parent;
+	uint32_t vpid, parent_vpid, flags;
+	uint64_t tick; /* 0: not known */
+	int valid;     /* an entry its starter made for it */
+	int deferring; /* the tables left for their first use */
+} start;
 
 /* Whether the application runs remapped: the tables' flag, or before they
  * are opened the start entry's (getpid may ask, and must not open them:
@@ -131,8 +161,7 @@ static int start_remapped(int *remapped);
 static int remapped(void)
 {
 	const struct tabledb *t = shim_tables_if_open();
-	int r;
-	if (!t && start_remapped(&r) == 0) return r;
+	if (!t && start.deferring) return (start.flags & START_REMAPPED) != 0;
 	return ((t ? t : shim_tables())->app_flags & APP_FLAG_NO_IDENTITY) != 0;
 }
 
@@ -221,44 +250,6 @@ static uint64_t pid_clock_by_call(void)
 	return to_ticks(&ts);
 }
 
-/* What a program's starter tells it in APPSHOT_SPAWN_START, so that its
- * start needs neither /proc nor the tables (issue 21): its parent through
- * posix_spawn, or the process itself through exec, writes
- * TICK:PARENT:VPID:PARENT_VPID:FLAGS.
- *   TICK         its start tick, 0 when not known: the tick the parent read
- *                before the spawn (or the exec'ing process's own); when the
- *                program's first clock reading falls in it, its start is that
- *                tick too (it started after the one reading and before the
- *                other), which costs no /proc read (40-90 us of CPU)
- *   PARENT       its kernel parent's PID: a program that merely inherited the
- *                entry (a grandchild, a program of a restored image) has
- *                another and takes nothing from it
- *   VPID         its vpid, 0 for its own kernel PID (the identity child of a
- *                posix_spawn, whose number nobody knows before)
- *   PARENT_VPID  its parent's vpid (getppid's answer), 0 when not known
- *   FLAGS        START_NO_REDIRECTS: the starter had no path redirections;
- *                START_REMAPPED: the application runs remapped
- * The starter writes the program's row (an exec's process had it; a
- * posix_spawn's parent right after the spawn), so the program reads no
- * row at start, and with no redirections to read it leaves its tables
- * for their first use (process.c). The entry is removed here, so the
- * program and its children never see it. */
-#define START_NO_REDIRECTS 1u
-#define START_REMAPPED 2u
-static struct {
-	pid_t parent;
-	uint32_t vpid, parent_vpid, flags;
-	uint64_t tick; /* 0: not known */
-	int deferring; /* the tables left for their first use */
-} start;
-
-static int start_remapped(int *remapped)
-{
-	if (!start.deferring) return -1;
-	*remapped = (start.flags & START_REMAPPED) != 0;
-	return 0;
-}
-
 static int start_entry(char *buf, size_t len, uint64_t tick, pid_t parent, uint32_t vpid, uint32_t parent_vpid)
 {
 	if (boot_clock_agrees != 1) tick = 0; /* not known to match /proc here */
@@ -309,6 +300,7 @@ int pid_read_start(void)
 		 read_u32(&p, ':', &parent_vpid) == 0 && read_u32(&p, 0, &flags) == 0 && (long)parent == raw_call(SYS_getppid);
 	unsetenv(SPAWN_START_ENV);
 	if (!ok) return 0;
+	start.valid = 1;
 	start.parent = (pid_t)parent;
 	start.vpid = vpid;
 	start.parent_vpid = parent_vpid;
@@ -515,6 +507,9 @@ void pid_init(void)
 	}
 	uint64_t ticks = start.tick;
 	uint32_t want = first_vpid();
+	/* A row not written yet by the starter is written here under the vpid
+	 * it reserved (it finds this one when it writes). */
+	if (!want && start.valid) want = start.vpid;
 	if (!ticks && proc_start_ticks(shim_pid, &ticks) != 0) {
 		self_vpid = want ? want : (uint32_t)shim_pid; /* as record() leaves a process it cannot read */
 		return;

@@ -65,13 +65,17 @@ struct kernel_ops shim_kernel;
 const char *shim_home(void) { return P.home; }
 struct tabledb *shim_tables_if_open(void) { return __atomic_load_n(&P.tables, __ATOMIC_ACQUIRE); }
 
+static void check_canary(void);
+
 /* A deferred start's tables, opened by the first thread that needs them.
  * NULL inside the opening (LMDB's calls into libc meet the wrappers,
- * which then read no tables). */
+ * which then read no tables). A restored process renews first: its
+ * tables may be another home's now, and the renewal opens them. */
 static struct tabledb *open_deferred_tables(void)
 {
-	if (__atomic_load_n(&P.tables_deferred, __ATOMIC_ACQUIRE) && !shim_in_tables() && translate_open_deferred())
-		pid_tables_opened();
+	if (!__atomic_load_n(&P.tables_deferred, __ATOMIC_ACQUIRE) || shim_in_tables()) return shim_tables_if_open();
+	check_canary();
+	if (translate_open_deferred()) pid_tables_opened();
 	return shim_tables_if_open();
 }
 
@@ -498,7 +502,7 @@ void shim_check_fork(void)
 	if (__builtin_expect(P.page && P.page->canary == 0, 0)) renew();
 }
 
-void shim_check_tables(void)
+static void check_canary(void)
 {
 	if (__builtin_expect(P.page && P.page->canary == 0, 0)) {
 		renew();
@@ -508,7 +512,12 @@ void shim_check_tables(void)
 		       __atomic_load_n(&P.page->canary, __ATOMIC_ACQUIRE) == 0)
 			raw_call(SYS_sched_yield);
 	}
-	if (__builtin_expect(P.tables_deferred, 0)) (void)shim_tables();
+}
+
+void shim_check_tables(void)
+{
+	check_canary();
+	if (__builtin_expect(P.tables_deferred, 0)) (void)open_deferred_tables();
 }
 
 /* The first process of an application (no descriptors inherited) opens

@@ -92,7 +92,8 @@ __attribute__((format(printf, 1, 2))) void shim_warn(const char *fmt, ...);
 
 /* Fault injection for the crash tests: APPSHOT_FAULT=after-create kills the
  * process right after the kernel created an object and before the tables
- * recorded it, the window the inflight record exists for. */
+ * recorded it, the window the inflight record exists for; after-spawn stops
+ * a posix_spawn's caller before it writes the child's row. */
 enum shim_fault { FAULT_NONE, FAULT_AFTER_CREATE, FAULT_AFTER_SPAWN };
 extern enum shim_fault shim_fault;
 void shim_fault_point(enum shim_fault where);

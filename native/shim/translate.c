@@ -129,8 +129,11 @@ static void own_env_locked(int check_fd)
 	}
 }
 
+/* As a fork child's reopen (own_env_locked), under the lock: LMDB's own
+ * calls into libc meet the wrappers, which read no tables meanwhile. */
 int translate_open_deferred(void)
 {
+	shim_tables_enter();
 	pthread_mutex_lock(&lock);
 	holding = 1;
 	int opening = shim_tables_deferred();
@@ -141,6 +144,7 @@ int translate_open_deferred(void)
 	}
 	holding = 0;
 	pthread_mutex_unlock(&lock);
+	shim_tables_leave();
 	return opening;
 }
 
