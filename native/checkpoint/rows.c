@@ -52,7 +52,10 @@ static int write_begin(const struct ckpt_ctx *ctx, MDB_txn **txn)
 static int write_end(const struct ckpt_ctx *ctx, MDB_txn *txn, int rc)
 {
 	if (rc) mdb_txn_abort(txn);
-	else rc = mdb_txn_commit(txn);
+	/* This LMDB's word for a commit that changed nothing: a fold whose
+	 * rows another live process is folding itself (the journal passes over
+	 * them), which is not a failure. */
+	else if ((rc = mdb_txn_commit(txn)) == MDB_EMPTY_TXN) rc = 0;
 	tabledb_write_unlock(ctx->tables);
 	return rc;
 }
