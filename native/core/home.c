@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "home.h"
 #include "rawcall.h"
+#include "text.h"
 #include "afterfork.h"
 #include "../../tables/schema.h"
 
@@ -254,7 +255,9 @@ int home_fds_open(struct home_fds *h, const char *home, char *err, size_t errlen
 static int fd_is_home_file(int fd, dev_t dev, ino_t ino, uid_t *owner)
 {
 	struct stat st;
-	if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_dev != dev || st.st_ino != ino)
+	/* The system call: libc's fstat is fstatat(fd, "", ...), whose code a
+	 * program's start would page in for this alone (text.h). */
+	if (fd < 0 || raw_call(SYS_fstat, fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_dev != dev || st.st_ino != ino)
 		return 0;
 	if (st.st_mode & (S_IWGRP | S_IWOTH)) return 0;
 	if (*owner == (uid_t)-1) *owner = st.st_uid;
@@ -268,25 +271,21 @@ int home_fds_adopt(struct home_fds *h, const char *home, const char *spec, char 
 	uid_t owner = (uid_t)-1;
 	char path[4096];
 	for (int i = 0; i < HOMEFD_COUNT; i++) {
-		char *end;
-		long fd = strtol(p, &end, 10);
-		uintmax_t dev = 0, ino = 0;
-		if (end == p || *end != '.') goto malformed;
-		dev = strtoumax(end + 1, &end, 10);
-		if (*end != '.') goto malformed;
-		ino = strtoumax(end + 1, &end, 10);
-		if (*end != (i + 1 < HOMEFD_COUNT ? ':' : '\0') || fd < 0 || fd > 0x7fffffff) goto malformed;
-		p = end + 1;
+		uint64_t fd, dev, ino;
+		if (!(p = text_decimal(p, 0x7fffffff, &fd)) || *p != '.' || !(p = text_decimal(p + 1, UINT64_MAX, &dev)) ||
+		    *p != '.' || !(p = text_decimal(p + 1, UINT64_MAX, &ino)) || *p != (i + 1 < HOMEFD_COUNT ? ':' : '\0'))
+			goto malformed;
+		p++;
 		if (!fd_is_home_file((int)fd, (dev_t)dev, (ino_t)ino, &owner)) {
-			snprintf(err, errlen, "%s names descriptor %ld for %s/%s, but it is not that file (now)", HOME_FDS_ENV, fd, home, home_names[i]);
+			snprintf(err, errlen, "%s names descriptor %d for %s/%s, but it is not that file (now)", HOME_FDS_ENV, (int)fd, home, home_names[i]);
 			home_fds_reset(h);
 			return ESTALE;
 		}
 		/* Where this process can still see the home, it must be the home's. */
 		struct stat st;
-		snprintf(path, sizeof path, "%s/%s", home, home_names[i]);
-		if (home_path_stat(path, &st, 1) == 0 ? st.st_dev != (dev_t)dev || st.st_ino != (ino_t)ino : errno != EACCES) {
-			snprintf(err, errlen, "%s names descriptor %ld, which is not %s", HOME_FDS_ENV, fd, path);
+		if (text_join(path, sizeof path, home, "/", home_names[i]) != 0 ||
+		    (home_path_stat(path, &st, 1) == 0 ? st.st_dev != (dev_t)dev || st.st_ino != (ino_t)ino : errno != EACCES)) {
+			snprintf(err, errlen, "%s names descriptor %d, which is not %s/%s", HOME_FDS_ENV, (int)fd, home, home_names[i]);
 			home_fds_reset(h);
 			return ESTALE;
 		}

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "portpolicy.h"
 #include "rawcall.h"
+#include "text.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -19,10 +20,11 @@
 
 int port_range_parse(const char *s, uint16_t *lo, uint16_t *hi)
 {
-	unsigned l, h;
-	char end;
+	uint64_t l, h;
 	if (!s) return 0;
-	if (sscanf(s, "%u-%u%c", &l, &h, &end) != 2 || l == 0 || l > h || h > 65535) return -1;
+	/* Every program's start reads it: no sscanf (text.h). */
+	const char *p = text_decimal(s, 65535, &l);
+	if (!p || *p != '-' || !(p = text_decimal(p + 1, 65535, &h)) || *p || l == 0 || l > h) return -1;
 	*lo = (uint16_t)l;
 	*hi = (uint16_t)h;
 	return 0;

@@ -20,6 +20,7 @@
 #define _GNU_SOURCE
 #include "shim.h"
 #include "../core/home.h"
+#include "../core/text.h"
 #include "real.h"
 #include "pid.h"
 #include "path.h"
@@ -72,15 +73,22 @@ static int own_object(struct dl_phdr_info *info, size_t size, void *arg)
 	return 0;
 }
 
+/* At every start: joined by hand, not printf'd (core/text.h). */
 void exec_env_init(const char *aid, const char *home)
 {
-	snprintf(env_aid, sizeof env_aid, "APPSHOT_AID=%s", aid);
-	snprintf(env_home, sizeof env_home, "APPSHOT_HOME=%s", home);
+	text_join(env_aid, sizeof env_aid, "APPSHOT_AID=", aid, "");
+	text_join(env_home, sizeof env_home, "APPSHOT_HOME=", home, "");
 	dl_iterate_phdr(own_object, &shim_path);
 	const char *notify = getenv(NOTIFY_ENV), *slash = strrchr(shim_path, '/');
-	if (notify && *notify == '@' && strlen(notify) < sizeof env_notify - sizeof NOTIFY_ENV - 1 && slash &&
-	    asprintf(&loader_path, "%.*s/" NOTIFY_LOADER, (int)(slash - shim_path), shim_path) >= 0)
-		snprintf(env_notify, sizeof env_notify, NOTIFY_ENV "=%s", notify);
+	if (!notify || *notify != '@' || !slash || text_join(env_notify, sizeof env_notify, NOTIFY_ENV "=", notify, "")) return;
+	size_t dir = (size_t)(slash - shim_path);
+	static const char loader[] = "/" NOTIFY_LOADER;
+	if (!(loader_path = malloc(dir + sizeof loader))) {
+		env_notify[0] = 0; /* no loader: as without the notifier */
+		return;
+	}
+	memcpy(loader_path, shim_path, dir);
+	memcpy(loader_path + dir, loader, sizeof loader);
 }
 
 /* What env_aid and env_home were before a restore: an environment that

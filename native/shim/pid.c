@@ -18,6 +18,7 @@
 #include "../core/procinfo.h"
 #include "../core/afterfork.h"
 #include "path.h"
+#include "../core/text.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -277,11 +278,13 @@ int pid_exec_start_entry(char *buf, size_t len)
 	return start_entry(buf, len, self_ticks, parent, self_vpid, parent_vpid);
 }
 
+/* The number at *p, then sep (moved past it): 0, or -1. No strtoul: a
+ * program's start reads these (core/text.h). */
 static int read_u32(const char **p, char sep, uint32_t *out)
 {
-	char *end;
-	unsigned long v = strtoul(*p, &end, 10);
-	if (end == *p || *end != sep || v > 0x7fffffff) return -1;
+	uint64_t v;
+	const char *end = text_decimal(*p, 0x7fffffff, &v);
+	if (!end || *end != sep) return -1;
 	*out = (uint32_t)v;
 	*p = end + (sep != 0);
 	return 0;
@@ -292,11 +295,10 @@ int pid_read_start(void)
 	clock_ticks_per_sec = sysconf(_SC_CLK_TCK);
 	const char *s = getenv(SPAWN_START_ENV);
 	if (!s) return 0;
-	char *end;
-	unsigned long long tick = strtoull(s, &end, 10);
-	const char *p = end + 1;
+	uint64_t tick;
+	const char *p = text_decimal(s, UINT64_MAX, &tick);
 	uint32_t parent, vpid, parent_vpid, flags;
-	int ok = end != s && *end == ':' && read_u32(&p, ':', &parent) == 0 && read_u32(&p, ':', &vpid) == 0 &&
+	int ok = p && *p++ == ':' && read_u32(&p, ':', &parent) == 0 && read_u32(&p, ':', &vpid) == 0 &&
 		 read_u32(&p, ':', &parent_vpid) == 0 && read_u32(&p, 0, &flags) == 0 && (long)parent == raw_call(SYS_getppid);
 	unsetenv(SPAWN_START_ENV);
 	if (!ok) return 0;
