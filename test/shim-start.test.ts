@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SHIM_PATH } from '../ts/paths.js';
 import * as S from '../tables/schema.js';
-import { MODES, PIDTOOL, appshotAsync, makeHome, stopAll, testRoot, waitFor } from './helpers.js';
+import { MODES, PIDTOOL, appshot, appshotAsync, makeHome, stopAll, testRoot, waitFor } from './helpers.js';
 
 afterEach(stopAll);
 
@@ -114,5 +114,17 @@ describe('what a fork child runs and writes before fork returns', () => {
       return Math.floor(s!.at / 4096);
     };
     for (const name of ['shim_pid', 'self_vpid', 'next_child_vpid', 'known', 'env_inherited']) expect(page(name), name).toBe(page('child_resetting'));
+  });
+});
+
+describe.each(MODES)('the environment a program starts with, %s', (_mode, flags) => {
+  it('a port range that is not LO-HI (1 <= LO <= HI <= 65535, digits only) stops the program at its start naming it; a good one runs', () => {
+    const bad = ['20000', '20000-', '-5', '1-2x', ' 1-2', '+1-2', '0-5', '5-4', '1-65536', '99999999999999999999-1'];
+    const good = ['1-65535', '20000-20000'];
+    const script = [...bad, ...good].map((r) => `APPSHOT_PORT_RANGE='${r}' /bin/true; echo "'${r}' $?"`).join('\n');
+    const r = appshot(makeHome(), ['run', ...flags, '--', 'sh', '-c', script]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.trim().split('\n')).toEqual([...bad.map((b) => `'${b}' 125`), ...good.map((g) => `'${g}' 0`)]);
+    for (const b of bad) expect(r.stderr).toContain(`APPSHOT_PORT_RANGE is '${b}', not LO-HI`);
   });
 });
