@@ -211,7 +211,7 @@ static char *const *patch_env(char *const envp[], size_t n, char **out, char *pr
  * a program the loader starts (loaded: no shim to take the entry out). */
 #define PATCHED_ENV(name, envp, loaded)                                                \
 	char name##_start[96];                                                         \
-	if ((loaded) || !pid_exec_start_entry(name##_start, sizeof name##_start)) name##_start[0] = 0; \
+	if ((loaded) || !pid_exec_start_entry(name##_start, sizeof name##_start, redirect_count != 0)) name##_start[0] = 0; \
 	PATCHED_ENV_STARTING(name, envp, name##_start)
 
 /* posix_spawn's: the child's vpid reserved and the clock read first, so
@@ -222,7 +222,7 @@ static char *const *patch_env(char *const envp[], size_t n, char **out, char *pr
 	uint32_t want = pid_spawn_vpid();                                              \
 	uint64_t before = pid_clock();                                                 \
 	char name##_start[96];                                                         \
-	if ((loaded) || !pid_spawn_start_entry(name##_start, sizeof name##_start, before, want)) name##_start[0] = 0; \
+	if ((loaded) || !pid_spawn_start_entry(name##_start, sizeof name##_start, before, want, redirect_count != 0)) name##_start[0] = 0; \
 	PATCHED_ENV_STARTING(name, envp, name##_start)
 
 static size_t preload_room(char *const envp[], size_t n)

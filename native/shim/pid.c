@@ -17,7 +17,6 @@
 #include "trap.h"
 #include "../core/procinfo.h"
 #include "../core/afterfork.h"
-#include "path.h"
 #include "../core/text.h"
 
 #include <errno.h>
@@ -251,17 +250,17 @@ static uint64_t pid_clock_by_call(void)
 	return to_ticks(&ts);
 }
 
-static int start_entry(char *buf, size_t len, uint64_t tick, pid_t parent, uint32_t vpid, uint32_t parent_vpid)
+static int start_entry(char *buf, size_t len, uint64_t tick, pid_t parent, uint32_t vpid, uint32_t parent_vpid, int redirected)
 {
 	if (boot_clock_agrees != 1) tick = 0; /* not known to match /proc here */
-	unsigned flags = (redirect_count ? 0 : START_NO_REDIRECTS) | (remapped() ? START_REMAPPED : 0);
+	unsigned flags = (redirected ? 0 : START_NO_REDIRECTS) | (remapped() ? START_REMAPPED : 0);
 	int n = snprintf(buf, len, SPAWN_START_ENV "=%llu:%d:%u:%u:%u", (unsigned long long)tick, (int)parent, vpid, parent_vpid, flags);
 	return n > 0 && (size_t)n < len;
 }
 
-int pid_spawn_start_entry(char *buf, size_t len, uint64_t before, uint32_t vpid)
+int pid_spawn_start_entry(char *buf, size_t len, uint64_t before, uint32_t vpid, int redirected)
 {
-	return start_entry(buf, len, before, shim_pid, vpid, self_vpid);
+	return start_entry(buf, len, before, shim_pid, vpid, self_vpid, redirected);
 }
 
 /* For an exec: the program that replaces this one is this process, started
@@ -269,13 +268,13 @@ int pid_spawn_start_entry(char *buf, size_t len, uint64_t before, uint32_t vpid)
  * child's exec, a shell's command, most often within the tick it was forked
  * in), whose vpid it knows when that parent forked it or was named in its
  * own start entry. */
-int pid_exec_start_entry(char *buf, size_t len)
+int pid_exec_start_entry(char *buf, size_t len, int redirected)
 {
 	pid_t parent = (pid_t)raw_call(SYS_getppid);
 	uint32_t parent_vpid = 0;
 	if (parent == start.parent) parent_vpid = start.parent_vpid;
 	else if (known_vpid(parent, &parent_vpid) != 0) parent_vpid = 0;
-	return start_entry(buf, len, self_ticks, parent, self_vpid, parent_vpid);
+	return start_entry(buf, len, self_ticks, parent, self_vpid, parent_vpid, redirected);
 }
 
 /* The number at *p, then sep (moved past it): 0, or -1. No strtoul: a

@@ -39,11 +39,12 @@ uint32_t pid_spawn_vpid(void);
 pid_t pid_record_child(pid_t spid, uint64_t before, uint32_t want);
 /* The environment entry that tells the program posix_spawn starts now its
  * start tick (before: pid_clock() read before the spawn), its vpid and its
- * parent's (pid.c, start_entry), into buf: 1, or 0 if it did not fit. */
+ * parent's (pid.c, start_entry), and whether the application has path
+ * redirections (redirected), into buf: 1, or 0 if it did not fit. */
 #define SPAWN_START_ENV "APPSHOT_SPAWN_START"
-int pid_spawn_start_entry(char *buf, size_t len, uint64_t before, uint32_t vpid);
+int pid_spawn_start_entry(char *buf, size_t len, uint64_t before, uint32_t vpid, int redirected);
 /* The same for the program an exec puts in this process. */
-int pid_exec_start_entry(char *buf, size_t len);
+int pid_exec_start_entry(char *buf, size_t len, int redirected);
 /* A kernel PID as the application names it: its vpid if it is one of the
  * application's processes, else the PID itself. */
 pid_t pid_to_virtual(pid_t spid);
