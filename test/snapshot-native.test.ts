@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { addon } from '../ts/addon.js';
@@ -155,9 +155,13 @@ describe('shared memory to and from files', () => {
    * One copy by the addon in a child node process, with prefix before node
    * (setpriv, unshare): what it returned (the crc) or threw (the code).
    */
-  const copyInChild = (prefix: string[], call: 'fdToShm' | 'shmToFd', path: string, flags: string, shmid: number, size: number): string => {
+  const copyInChild = (prefix: string[], call: 'fdToShm' | 'shmToFd', path: string, flags: string, shmid: number, size: number): string =>
+    copyCounted(prefix, call, path, flags, shmid, size).split(' ')[0];
+  /** The same, with the page faults the copy took: "RESULT FAULTS". */
+  const copyCounted = (prefix: string[], call: 'fdToShm' | 'shmToFd', path: string, flags: string, shmid: number, size: number): string => {
     const script = `const a = require(process.argv[1]); const fd = require('node:fs').openSync(process.argv[2], process.argv[3]);
-      try { console.log(a.${call}(fd, +process.argv[4], 0, +process.argv[5], 0)); } catch (e) { console.log(e.code); }`;
+      const faults = () => process.resourceUsage().minorPageFault; const before = faults();
+      try { console.log(a.${call}(fd, +process.argv[4], 0, +process.argv[5], 0), faults() - before); } catch (e) { console.log(e.code); }`;
     const [program, ...args] = [...prefix, process.execPath, '-e', script, ADDON_PATH, path, flags, String(shmid), String(size)];
     const r = spawnSync(program, args, { encoding: 'utf8', timeout: 60_000 });
     expect(r.stderr).toBe('');
@@ -166,17 +170,39 @@ describe('shared memory to and from files', () => {
   /** No capabilities at all, even as root: no CAP_CHECKPOINT_RESTORE to open a segment's own file. */
   const NO_CAPS = process.geteuid!() === 0 ? ['setpriv', '--bounding-set=-all', '--inh-caps=-all', '--ambient-caps=-all'] : [];
 
-  it('restores the same bytes and crc whether it writes into the segment itself (root) or faults its pages in (no capabilities)', () => {
+  /** Whether this process may open a mapping's file through /proc/self/map_files (CAP_CHECKPOINT_RESTORE in the first user namespace). */
+  const opensMapFiles = (): boolean => {
+    const entry = readdirSync('/proc/self/map_files')[0];
+    try {
+      closeSync(openSync(join('/proc/self/map_files', entry), 'r'));
+      return true;
+    } catch {
+      return false;
+    }
+  };
+
+  it("copies the same bytes and crc both ways through the segment's own file (root) or through its mapping (no capabilities); only the mapping's way touches its pages", () => {
+    const viaFileAsIs = opensMapFiles();
     for (const size of [3 * MiB + 5, 64 * MiB + 12_345]) {
       const data = randomBytes(size);
       writeFileSync(file('in'), data);
       try {
         for (const prefix of [[], NO_CAPS]) {
+          const viaFile = viaFileAsIs && prefix.length === 0;
           const shmid = create('shm', 0, size);
-          expect(copyInChild(prefix, 'fdToShm', file('in'), 'r', shmid, size)).toBe(String(c.crc32c(data)));
-          expect(withFd(file('out'), 'w', (fd) => c.shmToFd(fd, shmid, 0, size, 0))).toBe(c.crc32c(data));
+          const [restored, restoreFaults] = copyCounted(prefix, 'fdToShm', file('in'), 'r', shmid, size).split(' ');
+          expect(restored).toBe(String(c.crc32c(data)));
+          const [saved, saveFaults] = copyCounted(prefix, 'shmToFd', file('out'), 'w', shmid, size).split(' ');
+          expect(saved).toBe(String(c.crc32c(data)));
           expect(readFileSync(file('out')).equals(data)).toBe(true);
           c.ipcRemove('shm', shmid);
+          // Through the mapping every page is faulted in (populated); through the file none is.
+          const pages = Math.floor(size / 4096);
+          if (size > 16 * MiB)
+            for (const faults of [Number(restoreFaults), Number(saveFaults)]) {
+              if (viaFile) expect(faults).toBeLessThan(pages / 4);
+              else expect(faults).toBeGreaterThanOrEqual(pages);
+            }
         }
       } finally {
         rmSync(file('in'), { force: true });
