@@ -120,6 +120,10 @@ export interface SnapFigures {
   restoreSeconds: number;
   snapshotGBps: number;
   restoreGBps: number;
+  /** Shared memory's own rate each way: its bytes over the time its copy
+   * took, as each command reports it (absent in results before 2026-12-03-3). */
+  snapshotCopyGBps?: number;
+  restoreCopyGBps?: number;
 }
 
 export interface CallFigure {

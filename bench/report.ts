@@ -62,7 +62,21 @@ function infoRows(r: Results): string[][] {
   return rows;
 }
 const INFO_HEAD = ['call', 'native', 'shim', 'shim / native', 'target', '', 'shim beside another application (stress-ng: --no-trap)'];
-const snapMet = (f: SnapFigures) => f.snapshotGBps >= SNAPSHOT_TARGET_GBPS && f.restoreGBps >= SNAPSHOT_TARGET_GBPS;
+/** Shared memory's rate each way, which the target is about: over its own
+ * copy, or (results from before that was reported) over the whole command. */
+const copyGBps = (f: SnapFigures) => ({ snapshot: f.snapshotCopyGBps ?? f.snapshotGBps, restore: f.restoreCopyGBps ?? f.restoreGBps });
+const snapMet = (f: SnapFigures) => Math.min(copyGBps(f).snapshot, copyGBps(f).restore) >= SNAPSHOT_TARGET_GBPS;
+const SNAP_HEAD = ['snapshot, whole command', 'restore, whole command', 'shared memory copied: snapshot, restore', 'target', ''];
+function snapCells(f: SnapFigures): string[] {
+  const c = copyGBps(f);
+  return [
+    `${f.snapshotSeconds.toFixed(2)} s, ${f.snapshotGBps.toFixed(2)} GB/s`,
+    `${f.restoreSeconds.toFixed(2)} s, ${f.restoreGBps.toFixed(2)} GB/s`,
+    `${c.snapshot.toFixed(2)} GB/s, ${c.restore.toFixed(2)} GB/s`,
+    `≥ ${SNAPSHOT_TARGET_GBPS} GB/s each way`,
+    verdict(snapMet(f)),
+  ];
+}
 
 /** 8.2 ns, 399 ns, 5.3 µs, 135 µs, 1.2 ms. */
 function time(ns: number): string {
@@ -93,9 +107,8 @@ export function printTables(whole: Partial<Results>): string {
   const pool = new Table({ head: ['3 instances, 4 clients', 'pool / direct', 'target', 'direct req/s', 'pool req/s', ''], style });
   for (const p of r.pool) pool.push([poolLabel(p), p.ratio.toFixed(2) + 'x', `≥ ${POOL_TARGET}x`, p.directRps.toFixed(0), p.poolRps.toFixed(0), verdict(p.ratio >= POOL_TARGET)]);
 
-  const snap = new Table({ head: [`${snapSize(r.snapshot[0])}, file on`, 'snapshot', 'restore', 'target', ''], style });
-  for (const f of r.snapshot)
-    snap.push([f.where, `${f.snapshotSeconds.toFixed(2)} s, ${f.snapshotGBps.toFixed(2)} GB/s`, `${f.restoreSeconds.toFixed(2)} s, ${f.restoreGBps.toFixed(2)} GB/s`, `≥ ${SNAPSHOT_TARGET_GBPS} GB/s each way`, verdict(snapMet(f))]);
+  const snap = new Table({ head: [`${snapSize(r.snapshot[0])}, file on`, ...SNAP_HEAD], style });
+  for (const f of r.snapshot) snap.push([f.where, ...snapCells(f)]);
   const clone = new Table({ head: CLONE_HEAD, style });
   for (const row of cloneRows(r)) clone.push(row);
   const info = new Table({ head: INFO_HEAD, style });
@@ -160,13 +173,7 @@ export function markdown(r: Results, chartFile: string): string {
     ...r.absolute.map((a) => [a.label, time(a.ns), `≤ ${a.targetNs} ns`, verdict(a.met)]),
   ];
   const pool = r.pool.map((p) => [poolLabel(p), p.directRps.toFixed(0), p.poolRps.toFixed(0), p.ratio.toFixed(2) + 'x', `≥ ${POOL_TARGET}x`, verdict(p.ratio >= POOL_TARGET)]);
-  const snap = r.snapshot.map((f) => [
-    f.where,
-    `${f.snapshotSeconds.toFixed(2)} s, ${f.snapshotGBps.toFixed(2)} GB/s`,
-    `${f.restoreSeconds.toFixed(2)} s, ${f.restoreGBps.toFixed(2)} GB/s`,
-    `≥ ${SNAPSHOT_TARGET_GBPS} GB/s each way`,
-    verdict(snapMet(f)),
-  ]);
+  const snap = r.snapshot.map((f) => [f.where, ...snapCells(f)]);
   return [
     `# appshot bench, ${r.date.slice(0, 10)}`,
     '',
@@ -208,7 +215,9 @@ export function markdown(r: Results, chartFile: string): string {
     '',
     `## Snapshot and restore (${snapSize(r.snapshot[0])})`,
     '',
-    mdTable(['file on', 'snapshot', 'restore', 'target', ''], snap),
+    "Each command's own figure (not Node's start-up): the whole snapshot (processes stopped, rows and every object captured, the file in place) and the whole restore (every object made again and filled), each with the shared memory's bytes over its time; then shared memory's rate over its own copy, which the target is about.",
+    '',
+    mdTable(['file on', ...SNAP_HEAD], snap),
     '',
     `## Cloning a template (${r.clone[0]?.sharedMiB ?? 256} MiB shared, ${r.clone[0]?.duplicateMiB ?? 16} MiB duplicate)`,
     '',
@@ -274,8 +283,8 @@ function targetBars(r: Results): Bar[] {
   const im = inspectorMet(r.inspector);
   bars.push(bar('appshot tables, first page over 1M mappings', r.inspector.firstPageMs / INSPECTOR.firstPageMs, im.firstPage, `${r.inspector.firstPageMs.toFixed(0)} ms (≤ ${INSPECTOR.firstPageMs} ms)`));
   for (const f of r.snapshot) {
-    const slower = Math.min(f.snapshotGBps, f.restoreGBps);
-    bars.push(bar(`snapshot and restore, file on ${f.where}, slower way`, SNAPSHOT_TARGET_GBPS / slower, snapMet(f), `${slower.toFixed(2)} GB/s (≥ ${SNAPSHOT_TARGET_GBPS} GB/s)`));
+    const slower = Math.min(copyGBps(f).snapshot, copyGBps(f).restore);
+    bars.push(bar(`shared memory copied by snapshot and restore, file on ${f.where}, slower way`, SNAPSHOT_TARGET_GBPS / slower, snapMet(f), `${slower.toFixed(2)} GB/s (≥ ${SNAPSHOT_TARGET_GBPS} GB/s)`));
   }
   const s = r.info?.stress;
   if (s) bars.push(bar(`stress-ng ${s.stressor}, pinned: bogo ops/s by CPU time against native`, s.target / s.cpuRatio, s.met, `${s.cpuRatio.toFixed(2)}x native (≥ ${s.target}x)`));

@@ -1,8 +1,9 @@
 /**
  * Snapshot and restore of an application holding 1 GiB of shared memory
- * and 10,000 semaphore sets: the time each way and the shared memory rate,
- * as the commands themselves report them (capture or restore alone, not
- * Node's start-up). The file goes to tmpfs (what the tool itself sustains)
+ * and 10,000 semaphore sets: the time each way, and the rate of shared
+ * memory both over the whole command and over its own copy, as the
+ * commands themselves report them (capture or restore alone, not Node's
+ * start-up). The file goes to tmpfs (what the tool itself sustains)
  * and to the disk (where fsync waits for the device).
  */
 import { rmSync } from 'node:fs';
@@ -27,16 +28,33 @@ async function once(home: string, dir: string, round: number, size: Size): Promi
   const { ended } = await startApp(home, aid, builtProgram('snapbench'), [String(size.sets), String(size.mib)]);
   const file = join(dir, `appshot-bench-${process.pid}.snap`);
   try {
-    const snap = appshot(home, ['snapshot', aid, '--ipc-only', '-o', file, '--stop']).stdout;
+    const snap = reported(appshot(home, ['snapshot', aid, '--ipc-only', '-o', file, '--stop', '--json']).stdout);
     await ended;
-    const restored = appshot(home, ['restore', file, '--aid', `${aid}-restored`, '--', 'true']).stderr;
-    const snapshotSeconds = Number(/; ([\d.]+) s/.exec(snap)![1]);
-    const restoreSeconds = Number(/ in ([\d.]+) s/.exec(restored)![1]);
+    // --json's line comes first; true's output (none) after it.
+    const restored = reported(appshot(home, ['restore', file, '--aid', `${aid}-restored`, '--json', '--', 'true']).stdout.split('\n')[0]);
     const bytes = size.mib * 2 ** 20;
-    return { where: dir, bytes, sets: size.sets, snapshotSeconds, restoreSeconds, snapshotGBps: bytes / 1e9 / snapshotSeconds, restoreGBps: bytes / 1e9 / restoreSeconds };
+    const rate = (seconds: number) => bytes / 1e9 / seconds;
+    return {
+      where: dir,
+      bytes,
+      sets: size.sets,
+      snapshotSeconds: snap.seconds,
+      restoreSeconds: restored.seconds,
+      snapshotGBps: rate(snap.seconds),
+      restoreGBps: rate(restored.seconds),
+      snapshotCopyGBps: rate(snap.copySeconds),
+      restoreCopyGBps: rate(restored.copySeconds),
+    };
   } finally {
     rmSync(file, { force: true });
   }
+}
+
+/** The whole command's time and, of it, shared memory's copy, as a command's --json says them. */
+function reported(json: string): { seconds: number; copySeconds: number } {
+  const { seconds, copySeconds } = JSON.parse(json) as { seconds: number; copySeconds: number };
+  if (!(seconds > 0 && copySeconds > 0)) throw new Error(`a snapshot or restore reported no time: ${json}`);
+  return { seconds, copySeconds };
 }
 
 /** The median round of each place. */

@@ -1,9 +1,11 @@
 /**
- * The guard of one snapshot in progress (ts/stops.ts): started by the
- * snapshotting process with the read end of a pipe only it writes to as
- * stdin, and the stop record as its argument. End of file on stdin means
- * the snapshotter has ended, however it ended; if its record is still
- * there, it died holding the application stopped: resume it.
+ * The guard of one snapshot in progress (ts/stops.ts), its second half:
+ * started by appshot-stopguard (native/snapshot/stopguard.c) once the
+ * snapshotter has ended with its stop record still there, with the read
+ * end of the snapshotter's pipe as stdin (at its end already) and the
+ * record as its argument. End of file on stdin means the snapshotter has
+ * ended, however it ended; if its record is still there, it died holding
+ * the application stopped: resume it.
  */
 import { resumeAbandoned } from './stops.js';
 

@@ -228,7 +228,7 @@ function writeHead(w: SnapWriter, t: TableDb, aid: string, app: S.AppVal, pids: 
 }
 
 function newSummary(file: string, whole: boolean): SnapshotSummary {
-  return { file, whole, sems: 0, segments: 0, shmBytes: 0, queues: 0, messages: 0, processes: 0, seconds: 0 };
+  return { file, whole, sems: 0, segments: 0, shmBytes: 0, copySeconds: 0, queues: 0, messages: 0, processes: 0, seconds: 0 };
 }
 
 /**

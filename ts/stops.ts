@@ -4,7 +4,7 @@ import { basename, join } from 'node:path';
 import { AppshotError, EXIT, errnoText } from './errors.js';
 import { homeSubdir } from './home.js';
 import { closeOnExecPipe } from './libc.js';
-import { SNAPGUARD_PATH } from './paths.js';
+import { SNAPGUARD_PATH, STOPGUARD_PATH } from './paths.js';
 import { processAlive, startTicks } from './procinfo.js';
 
 /**
@@ -12,8 +12,8 @@ import { processAlive, startTicks } from './procinfo.js';
  * the snapshotting process dies then (SIGKILL, Ctrl-C), nothing of it runs
  * to resume them: so before it stops anything it writes a stop record,
  * HOME/stops/PID.json (which processes it stopped, where its temporary file
- * is), and starts a guard (ts/snapguard.ts) that holds the read end of a
- * pipe only the snapshotter writes to. The kernel closes that pipe however
+ * is), and starts a guard (native/snapshot/stopguard.c, then ts/snapguard.ts)
+ * that holds the read end of a pipe only the snapshotter writes to. The kernel closes that pipe however
  * the snapshotter ends; a guard that then finds the record still there
  * resumes the processes and removes the temporary file. `appshot gc` does
  * the same for a record whose snapshotter is dead, should the guard have
@@ -89,7 +89,9 @@ export class StopGuard {
       // it opens no TLS connection, so its Node's start skips the certificates (bin/appshot).
       const env = { ...process.env };
       for (const name of ['APPSHOT_AID', 'LD_PRELOAD', 'NODE_EXTRA_CA_CERTS']) delete env[name];
-      const guard = spawn(process.execPath, [SNAPGUARD_PATH, this.file], { stdio: [readEnd, 'ignore', 'inherit'], detached: true, env });
+      // The waiting is done in C (native/snapshot/stopguard.c), which
+      // starts Node with snapguard.js only if the record outlives the snapshotter.
+      const guard = spawn(STOPGUARD_PATH, [this.file, process.execPath, SNAPGUARD_PATH, this.file], { stdio: [readEnd, 'ignore', 'inherit'], detached: true, env });
       guard.on('error', () => {}); // no guard: `appshot gc` is the fallback
       guard.unref();
     } finally {

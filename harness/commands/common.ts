@@ -13,6 +13,11 @@ export function collect(value: string, previous: string[]): string[] {
 
 export const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 
+/** The rate shared memory was copied at, to or from a snapshot, when there
+ * was enough of it to time: ", shared memory at X GB/s", or nothing. */
+export const copyRate = (bytes: number, seconds: number) =>
+  bytes >= 2 ** 20 && seconds > 0 ? `, shared memory at ${(bytes / 1e9 / seconds).toFixed(2)} GB/s` : '';
+
 /** --format on a command that prints a table; --json (and --csv) are its
  * old spellings, refused beside it. */
 export function formatOption(formats: readonly Format[] = FORMATS): Option {

@@ -3,7 +3,7 @@ import type { Command } from '../commander.js';
 import { checkAppAid } from '../../ts/aid.js';
 import { ensureHome, resolveHome } from '../../ts/home.js';
 import * as S from '../../tables/schema.js';
-import { mib, outcome } from './common.js';
+import { copyRate, mib, outcome } from './common.js';
 
 export function register(program: Command): void {
   program
@@ -44,7 +44,7 @@ export function register(program: Command): void {
       } else {
         const procs = image ? `; its ${r.processes} process(es) are restored next, continuing where they were` : '';
         process.stderr.write(
-          `appshot: restored '${r.aid}' from ${file}: ${r.sems} semaphore set(s), ${r.segments} segment(s) (${mib(r.shmBytes)}), ${r.queues} queue(s) (${r.messages} message(s)) in ${r.seconds.toFixed(2)} s${procs}\n`,
+          `appshot: restored '${r.aid}' from ${file}: ${r.sems} semaphore set(s), ${r.segments} segment(s) (${mib(r.shmBytes)}), ${r.queues} queue(s) (${r.messages} message(s)) in ${r.seconds.toFixed(2)} s${copyRate(r.shmBytes, r.copySeconds)}${procs}\n`,
         );
       }
       const opts = { home, keep: false, noIdentity: m.noIdentity, publish: m.publish, balance: 'rr' as const, portRange: S.PORT_RANGE_DEFAULT, redirects: m.redirects ?? [] };

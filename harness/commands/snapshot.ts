@@ -3,7 +3,7 @@ import { checkAid } from '../../ts/aid.js';
 import { AppshotError, EXIT } from '../../ts/errors.js';
 import { resolveHome } from '../../ts/home.js';
 import { type Format, formatOf } from '../views/format.js';
-import { JSON_HELP, formatOption, mib } from './common.js';
+import { JSON_HELP, copyRate, formatOption, mib } from './common.js';
 
 export function register(program: Command): void {
   const snapshotCommand = program
@@ -27,12 +27,11 @@ export function register(program: Command): void {
         process.stdout.write(JSON.stringify({ aid, ...s, stopped: o.stop }, null, 2) + '\n');
         return;
       }
-      const rate = s.shmBytes >= 2 ** 20 ? `, ${(s.shmBytes / 1e9 / s.seconds).toFixed(2)} GB/s` : '';
       // Without --ipc-only an application with no process left (kept
       // state) still gets a snapshot, of its IPC state: say so.
       const what = s.whole ? `${s.processes} process(es) whole (memory, threads, descriptors), ` : o.ipcOnly ? '' : 'no process running, so the IPC state alone (a restore starts the command again), ';
       process.stdout.write(
-        `snapshot of '${aid}' written to ${o.output}: ${what}${s.sems} semaphore set(s), ${s.segments} segment(s) (${mib(s.shmBytes)}), ${s.queues} queue(s) (${s.messages} message(s)), ${s.processes} process(es) ${o.stop ? 'ended' : 'resumed'}; ${s.seconds.toFixed(2)} s${rate}\n`,
+        `snapshot of '${aid}' written to ${o.output}: ${what}${s.sems} semaphore set(s), ${s.segments} segment(s) (${mib(s.shmBytes)}), ${s.queues} queue(s) (${s.messages} message(s)), ${s.processes} process(es) ${o.stop ? 'ended' : 'resumed'}; ${s.seconds.toFixed(2)} s${copyRate(s.shmBytes, s.copySeconds)}\n`,
       );
     });
 

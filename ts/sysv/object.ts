@@ -44,6 +44,8 @@ export interface CaptureCounts {
   sems: number;
   segments: number;
   shmBytes: number;
+  /** Of the time, what copying shared memory into the file took. */
+  copySeconds: number;
   queues: number;
   messages: number;
 }

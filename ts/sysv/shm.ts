@@ -105,7 +105,9 @@ export const SHM: Kind = {
     const modes = shmAttachModes(c.pids);
     for (const { row, st } of segments) {
       const rec: ShmRecord = { ...perm(row, st), size: st.size, attached: modes.get(row.srid) ?? { rw: 0, ro: 0 } };
+      const copyStart = performance.now();
       w.shm(rec, row.srid, st.size, c.progress?.advance);
+      c.sum.copySeconds += (performance.now() - copyStart) / 1000;
       c.sum.segments++;
       c.sum.shmBytes += st.size;
     }
