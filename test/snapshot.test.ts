@@ -8,7 +8,7 @@ import { addon } from '../ts/addon.js';
 import { kernelObjects } from '../ts/sysv/kernel.js';
 import { fwdRows, openTableDb } from '../ts/tabledb.js';
 import * as S from '../tables/schema.js';
-import { appshot, appshotAsync, makeHome, tablesJson, waitFor } from './helpers.js';
+import { SHMTOOL, appshot, appshotAsync, makeHome, tablesJson, waitFor } from './helpers.js';
 
 const STATETOOL = builtProgram('statetool');
 
@@ -90,6 +90,33 @@ describe('snapshot and restore', () => {
       spawnSync('ipcrm', ['-s', String(s1), '-m', String(m1), '-s', String(s2), '-m', String(m2), '-q', String(q)]);
     }
     expect(ipcSet()).toEqual(before);
+  });
+
+  it('says how fast shared memory was copied each way, as text and in --json, and the copy is part of the whole time', async () => {
+    const home = makeHome();
+    const size = 8 << 20;
+    const h = appshotAsync(home, ['run', '--aid', 'rate', '--', SHMTOOL, 'private', String(size), 'attach', '-', 'write', 'hello', 'pid', 'sleep', '100000']);
+    await waitFor(h.out, /pid \d+/);
+    const file = join(home, 'rate.snap');
+    const timed = (o: { seconds: number; copySeconds: number; shmBytes: number }) => {
+      expect(o.shmBytes).toBe(size);
+      expect(o.copySeconds).toBeGreaterThan(0);
+      expect(o.copySeconds).toBeLessThanOrEqual(o.seconds);
+    };
+    const s = appshot(home, ['snapshot', 'rate', '--ipc-only', '-o', file, '--stop', '--json']);
+    expect(s.code).toBe(0);
+    timed(JSON.parse(s.stdout));
+    await h.done;
+    const r = appshot(home, ['restore', file, '--aid', 'rate-json', '--json', '--', 'true']);
+    expect(r.code).toBe(0);
+    timed(JSON.parse(r.stdout.split('\n')[0]));
+    // As text: the restore on stderr, then a snapshot of what it restored.
+    const again = appshotAsync(home, ['restore', file, '--aid', 'rate-text', '--', 'sleep', '100000']);
+    await waitFor(again.err, /restored 'rate-text'/);
+    expect(again.err()).toMatch(/ \(8\.0 MiB\), 0 queue\(s\) \(0 message\(s\)\) in [\d.]+ s, shared memory at [\d.]+ GB\/s\n/);
+    const text = appshot(home, ['snapshot', 'rate-text', '--ipc-only', '-o', join(home, 'rate2.snap'), '--stop']);
+    expect(text.stdout).toMatch(/ \(8\.0 MiB\), .*, 1 process\(es\) ended; [\d.]+ s, shared memory at [\d.]+ GB\/s\n$/);
+    await again.done;
   });
 
   it('one snapshot restored twice at once gives two independent applications', async () => {
