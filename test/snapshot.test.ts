@@ -276,6 +276,30 @@ describe('snapshot and restore', () => {
     expect(tablesJson(home, ['--aid', 'semlimited'])).toEqual([]);
   });
 
+  it.each([
+    ['identity first', []],
+    ['remapped', ['--no-identity']],
+  ])('%s: appshot-semsets killed with sets made in a transaction not yet committed: the restore fails and leaves nothing in the kernel or the tables', async (_mode, flags) => {
+    const home = makeHome();
+    const h = appshotAsync(home, ['run', '--aid', 'sets', ...flags, '--', builtProgram('snapbench'), '10', '1']);
+    await waitFor(h.out, /ready/);
+    const file = join(home, 'sets.snap');
+    expect(appshot(home, ['snapshot', 'sets', '--ipc-only', '-o', file, '--stop']).code).toBe(0);
+    await h.done;
+    const before = ipcSet();
+    // Three private sets made and put in its transaction, then SIGKILL.
+    const r = appshot(home, ['restore', file, '--aid', 'cut', '--', 'true'], { APPSHOT_FAULT: 'semsets-batch' });
+    expect(r.stderr).toMatch(/^appshot: restore failed at (the )?semaphore set.*appshot-semsets ended by SIGKILL without saying why.*everything it had made was removed\n$/);
+    expect(r.code).toBe(1);
+    expect(ipcSet()).toEqual(before);
+    expect(tablesJson(home, ['--aid', 'cut'])).toEqual([]);
+    // Without the fault the same file restores whole.
+    const whole = appshot(home, ['restore', file, '--aid', 'whole', '--', 'true']);
+    expect(whole.stderr).toMatch(/^appshot: restored 'whole' from .*: 10 semaphore set\(s\)/);
+    expect(whole.code).toBe(0);
+    expect(ipcSet()).toEqual(before);
+  });
+
   it('the application dying during the snapshot: it fails cleanly, no file at the target', async () => {
     const home = makeHome();
     const dir = join(home, 'state');
