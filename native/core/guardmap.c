@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -12,9 +13,17 @@
 #define SLOTS 16
 static uintptr_t guarded[SLOTS];
 
+/* The page size from the auxiliary vector, as sysconf has it, without
+ * sysconf's code (two pages a program's start would fault in for it). */
+static size_t page_size(void)
+{
+	size_t page = (size_t)getauxval(AT_PAGESZ);
+	return page ? page : (size_t)sysconf(_SC_PAGESIZE);
+}
+
 static size_t page_round(size_t len)
 {
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	size_t page = page_size();
 	return (len + page - 1) & ~(page - 1);
 }
 
@@ -57,7 +66,7 @@ void *appshot_guarded_mmap(void *addr, size_t len, int prot, int flags, int fd, 
 void *appshot_lmdb_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
 	void *p = appshot_guarded_mmap(addr, len, prot, flags, fd, off);
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	size_t page = page_size();
 	if (p == MAP_FAILED || !(flags & MAP_SHARED) || len < 2 * page) return p;
 	/* Refused before Linux 5.14: the pages are then faulted in as before. */
 	if (prot & PROT_WRITE) madvise(p, page, MADV_POPULATE_WRITE);

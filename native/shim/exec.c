@@ -51,7 +51,9 @@ static const char *shim_path = "";
 static char env_notify[sizeof NOTIFY_ENV + 128];
 /* Allocated at start when env_notify is set (a static buffer would cost
  * every program a page it writes). */
-static char *loader_path;
+/* In the shim's memory, not malloc'd: at every start, where it was the
+ * process's first malloc (its heap set up: 40-50 us and a page fault). */
+static char loader_path[PATH_MAX];
 
 /* The shim's own file, found by the loaded object whose segments hold
  * this function: what dladdr gives too, without its walk over every
@@ -83,7 +85,7 @@ void exec_env_init(const char *aid, const char *home)
 	if (!notify || *notify != '@' || !slash || text_join(env_notify, sizeof env_notify, NOTIFY_ENV "=", notify, "")) return;
 	size_t dir = (size_t)(slash - shim_path);
 	static const char loader[] = "/" NOTIFY_LOADER;
-	if (!(loader_path = malloc(dir + sizeof loader))) {
+	if (dir + sizeof loader > sizeof loader_path) {
 		env_notify[0] = 0; /* no loader: as without the notifier */
 		return;
 	}

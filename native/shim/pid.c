@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -291,7 +292,10 @@ static int read_u32(const char **p, char sep, uint32_t *out)
 
 int pid_read_start(void)
 {
-	clock_ticks_per_sec = sysconf(_SC_CLK_TCK);
+	/* From the auxiliary vector, as sysconf has it, without sysconf's code
+	 * (two pages a program's start would fault in for it). */
+	clock_ticks_per_sec = (long)getauxval(AT_CLKTCK);
+	if (clock_ticks_per_sec <= 0) clock_ticks_per_sec = sysconf(_SC_CLK_TCK);
 	const char *s = getenv(SPAWN_START_ENV);
 	if (!s) return 0;
 	uint64_t tick;
