@@ -959,6 +959,17 @@ static int private_creating(const struct journal_pending *r, uint64_t token)
 	return atomic_load(&r->ready) == token && r->skey == IPC_PRIVATE && atomic_load(&r->state) == PENDING_CREATING;
 }
 
+/* A record naming its object whose creator died and is not reaped yet: it
+ * still answers kill(pid, 0). appshot-semsets holds its records named
+ * across a transaction of many sets, and when its restore is killed it
+ * dies (PDEATHSIG) with no parent to reap it but init, which may be slow
+ * to. Asked of /proc only for a named record: a live shim creator's names
+ * its object for microseconds. */
+static int named_by_unreaped(const struct journal_pending *r, uint64_t token)
+{
+	return atomic_load(&r->ready) == token && atomic_load(&r->state) == PENDING_CREATED && proc_ended((pid_t)(token >> 32));
+}
+
 #define RECOVER_GIVE_UP_S 10
 
 /* The private objects of type that creators left who died between the
@@ -1024,7 +1035,7 @@ int journal_recover(struct journal *j, const struct kernel_ops *k, is_mapped_fn 
 	for (uint32_t p = 0; p < JOURNAL_PENDING; p++) {
 		struct journal_pending *r = &h->pending[p];
 		uint64_t token = atomic_load(&r->token);
-		if (!token || private_creating(r, token) || creator_runs(r, token)) continue;
+		if (!token || private_creating(r, token) || (creator_runs(r, token) && !named_by_unreaped(r, token))) continue;
 		/* A creator that died before it filled its record had not called
 		 * the kernel yet. */
 		if (atomic_load(&r->ready) == token && sysv_is_ipc(r->type)) {

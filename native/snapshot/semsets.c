@@ -61,9 +61,12 @@ static struct journal journal;
 static uint64_t self_ticks; /* this process's start, which its pending records name */
 static int identity;
 static uint32_t creator;
-/* The crash tests' point (APPSHOT_FAULT=semsets-batch): killed with three
- * sets made in a transaction not committed. */
-static int fault_in_batch;
+/* The crash tests' points, with sets made in a transaction not committed:
+ * APPSHOT_FAULT=semsets-batch, killed at its third; semsets-stop, stopped
+ * (SIGSTOP) at the 1,000th set of the restore, for the test to kill the
+ * restore itself there. */
+static int fault_in_batch, stop_at_set;
+static unsigned sets_made;
 
 /* The error line: the errno (positive; an LMDB code's is EIO) and what
  * failed, with LMDB's or the C library's words for it. */
@@ -276,6 +279,7 @@ static int add_private(const struct set_rec *r, unsigned short *values)
 	batch.ids[batch.n] = id;
 	batch.pending[batch.n++] = p;
 	if (fault_in_batch && batch.n == 3) raise(SIGKILL);
+	if (stop_at_set && ++sets_made == 1000) raise(SIGSTOP);
 	return batch.n == BATCH ? batch_commit() : 0;
 }
 
@@ -290,6 +294,7 @@ int main(int argc, char **argv)
 	identity = atoi(argv[3]);
 	const char *fault = getenv("APPSHOT_FAULT");
 	fault_in_batch = fault && !strcmp(fault, "semsets-batch");
+	stop_at_set = fault && !strcmp(fault, "semsets-stop");
 	creator = (uint32_t)strtoul(argv[4], NULL, 10);
 	char err[512];
 	if (tabledb_open(&tables, argv[1], argv[2], err, sizeof err)) return printf("error %d %s\n", EIO, err), 1;
