@@ -147,7 +147,7 @@ Napi::Value RecoverJournal(const Napi::CallbackInfo &info)
 	journal &j = journal_for(env, home);
 	MappedCtx ctx{ env, info[1].As<Napi::Function>() };
 	char report[512];
-	int removed = journal_recover(&j, &libc_ops, mapped_by_js, &ctx, report, sizeof report);
+	int removed = journal_recover(&j, &libc_ops, mapped_by_js, &ctx, report, sizeof report, 1);
 	return removed ? Napi::Value(Napi::String::New(env, report)) : env.Null();
 }
 

@@ -963,8 +963,8 @@ static int private_creating(const struct journal_pending *r, uint64_t token)
  * still answers kill(pid, 0). appshot-semsets holds its records named
  * across a transaction of many sets, and when its restore is killed it
  * dies (PDEATHSIG) with no parent to reap it but init, which may be slow
- * to. Asked of /proc only for a named record: a live shim creator's names
- * its object for microseconds. */
+ * to. A read of /proc: asked by thorough recoveries only (64 processes
+ * creating at once lost a fifth of their rate when every write asked it). */
 static int named_by_unreaped(const struct journal_pending *r, uint64_t token)
 {
 	return atomic_load(&r->ready) == token && atomic_load(&r->state) == PENDING_CREATED && proc_ended((pid_t)(token >> 32));
@@ -1025,7 +1025,7 @@ static int recover_private(struct journal *j, const struct kernel_ops *k, uint8_
 }
 
 int journal_recover(struct journal *j, const struct kernel_ops *k, is_mapped_fn mapped, void *ctx, char *report,
-		    size_t reportlen)
+		    size_t reportlen, int thorough)
 {
 	struct journal_head *h = j->head;
 	int removed = 0;
@@ -1035,7 +1035,8 @@ int journal_recover(struct journal *j, const struct kernel_ops *k, is_mapped_fn 
 	for (uint32_t p = 0; p < JOURNAL_PENDING; p++) {
 		struct journal_pending *r = &h->pending[p];
 		uint64_t token = atomic_load(&r->token);
-		if (!token || private_creating(r, token) || (creator_runs(r, token) && !named_by_unreaped(r, token))) continue;
+		if (!token || private_creating(r, token) || (creator_runs(r, token) && !(thorough && named_by_unreaped(r, token))))
+			continue;
 		/* A creator that died before it filled its record had not called
 		 * the kernel yet. */
 		if (atomic_load(&r->ready) == token && sysv_is_ipc(r->type)) {

@@ -183,11 +183,15 @@ int journal_fold_into(struct journal *j, const struct tabledb *t, MDB_txn *txn, 
  * rows; the journal's are checked here). Private ones whose creators died
  * before their record had the ID are found as a group per type: the fresh
  * unmapped private objects, removed when no more than such creators, and
- * no creation under way meanwhile (else left for a later call). Call inside a write transaction,
- * before journal_fold_begin. Returns how many were removed, a line about
- * each in report. */
+ * no creation under way meanwhile (else left for a later call). thorough
+ * also takes the records of creators that died and are not reaped yet,
+ * which /proc alone tells (a read per record whose creator answers): the
+ * harness's folds pass it, not the shim's writes, which run while other
+ * processes of the application hold records of their own. Call inside a
+ * write transaction, before journal_fold_begin. Returns how many were
+ * removed, a line about each in report. */
 int journal_recover(struct journal *j, const struct kernel_ops *k, is_mapped_fn mapped, void *ctx,
-		    char *report, size_t reportlen);
+		    char *report, size_t reportlen, int thorough);
 
 /* For the crash tests (native/testcore/journaltool.c) only: called, when
  * set, at the points where a holder of the lock may die ("torn": halfway

@@ -101,7 +101,7 @@ static MDB_txn *write_begin(void)
 		return NULL;
 	}
 	inflight_recover(&inflight, &libc_kernel, mapped_in, txn, NULL, 0);
-	journal_recover(&journal, &libc_kernel, mapped_in, txn, NULL, 0);
+	journal_recover(&journal, &libc_kernel, mapped_in, txn, NULL, 0, 0);
 	journal_fold_into(&journal, tables, txn, getpid());
 	return txn;
 }

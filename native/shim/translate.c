@@ -340,7 +340,7 @@ static MDB_txn *begin_write(int fold)
 	}
 	if (rc) shim_fatal("cannot write tables at %s: %s", t->path, mdb_strerror(rc));
 	inflight_recover(shim_inflight(), &shim_kernel, mapped_in, txn, NULL, 0);
-	journal_recover(shim_journal(), &shim_kernel, mapped_in, txn, NULL, 0);
+	journal_recover(shim_journal(), &shim_kernel, mapped_in, txn, NULL, 0, 0);
 	/* The journal's rows go with this commit: after it, LMDB alone is
 	 * the truth for whatever this write reads or replaces. */
 	if (fold) journal_fold_into(shim_journal(), t, txn, shim_pid);

@@ -113,7 +113,7 @@ int main(int argc, char **argv)
 		creating(&j, op[0] == 'h');
 	} else if (!strcmp(op, "recover") && argc == 4) {
 		char report[512];
-		int removed = journal_recover(&j, &libc_ops, never_mapped, NULL, report, sizeof report);
+		int removed = journal_recover(&j, &libc_ops, never_mapped, NULL, report, sizeof report, 1);
 		printf("removed %d\n%s\n", removed, report);
 	} else if (!strcmp(op, "used") && argc == 4) {
 		printf("%u\n", journal_used(&j));
