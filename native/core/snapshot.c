@@ -226,8 +226,11 @@ static int segment_file(int shmid, const struct segment *seg, int flags)
 	snprintf(path, sizeof path, "/proc/self/map_files/%lx-%lx", (unsigned long)start, (unsigned long)end);
 	int fd = open(path, flags | O_CLOEXEC);
 	struct stat st;
-	if (fd >= 0 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_ino != (ino_t)shmid || (uint64_t)st.st_size < seg->size)) {
-		close(fd); /* not the segment's file after all: through the mapping */
+	struct statfs fs;
+	/* A SHM_HUGETLB segment's file is hugetlbfs's, which takes no write. */
+	if (fd >= 0 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_ino != (ino_t)shmid || (uint64_t)st.st_size < seg->size ||
+			fstatfs(fd, &fs) != 0 || fs.f_type != TMPFS_MAGIC)) {
+		close(fd); /* not the segment's shmem file after all: through the mapping */
 		fd = -1;
 	}
 	return fd;
