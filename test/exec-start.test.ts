@@ -201,7 +201,8 @@ describe.each(MODES)('a program started by a process of the application, %s', (_
     const script = [
       'import os, subprocess, sys, time',
       `kid = os.posix_spawn('${PIDTOOL}', ['pidtool', 'pid', 'ppid', 'sleep', '100000'], os.environ)`,
-      'print("spawned", kid, "parent", os.getpid(), flush=True)',
+      // One write: print's pieces may go out one by one, the child's line between them.
+      'os.write(1, f"spawned {kid} parent {os.getpid()}\\n".encode())',
       'sys.stdin.readline()',
       `subprocess.Popen(['sh', '-c', 'echo "shell $$"; exec ${PIDTOOL} pid ppid sleep 100000'])`,
       'time.sleep(100000)',
@@ -234,7 +235,7 @@ describe.each(MODES)('a program started by a process of the application, %s', (_
     // it had.
     const script = [
       'import os',
-      'print("python", os.getpid(), flush=True)',
+      'os.write(1, f"python {os.getpid()}\\n".encode())',
       `os.posix_spawn('${PIDTOOL}', ['pidtool', 'pid', 'sleep', '1000', 'kill', '99999', '0', 'pid', 'sleep', '100000'], os.environ)`,
     ].join('\n');
     const app = appshotAsync(home, ['run', '--aid', 'orphaned', ...flags, '--', 'python3', '-c', script], { APPSHOT_FAULT: 'after-spawn' });
